@@ -1,0 +1,168 @@
+package account
+
+import (
+	"path"
+	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// Rule allows the listed methods on the listed paths.
+type Rule struct {
+	// Methods are HTTP methods ("GET", "POST", …) or "*" for any.
+	Methods []string `json:"methods"`
+	// Paths are patterns: an exact path ("/api/status"), a prefix ending in
+	// "*" ("/api/*" matches "/api/" and everything below it), or "*" for any.
+	Paths []string `json:"paths"`
+}
+
+// Role is a named set of rules. A request is allowed when one rule of one
+// of the user's roles matches its method and path.
+type Role struct {
+	// Name identifies the role.
+	Name string `json:"name"`
+	// Rules are the operations the role allows.
+	Rules []Rule `json:"rules"`
+	// Admin marks roles with administrative reach; app keys issued to their
+	// holders carry a warning.
+	Admin bool `json:"admin"`
+}
+
+// validate checks and canonicalises the rules (methods upper-cased).
+func (r *Role) validate() error {
+	if err := ValidateName("role", r.Name); err != nil {
+		return err
+	}
+	if len(r.Rules) > 256 {
+		return failure.Invalid("a role holds at most 256 rules")
+	}
+	for i := range r.Rules {
+		rule := &r.Rules[i]
+		if len(rule.Methods) == 0 || len(rule.Paths) == 0 {
+			return failure.Invalid("rule %d needs at least one method and one path", i)
+		}
+		for j, m := range rule.Methods {
+			m = strings.ToUpper(m)
+			if m != "*" && !validToken(m) {
+				return failure.Invalid("rule %d: %q is not an HTTP method", i, rule.Methods[j])
+			}
+			rule.Methods[j] = m
+		}
+		for _, p := range rule.Paths {
+			if err := validatePattern(p); err != nil {
+				return failure.Invalid("rule %d: %v", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+func validToken(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+type patternError string
+
+func (e patternError) Error() string { return string(e) }
+
+func validatePattern(p string) error {
+	switch {
+	case p == "*":
+		return nil
+	case !strings.HasPrefix(p, "/"):
+		return patternError("path pattern " + quote(p) + " must start with '/' or be '*'")
+	case strings.Contains(strings.TrimSuffix(p, "*"), "*"):
+		return patternError("path pattern " + quote(p) + " may hold '*' only at its end")
+	}
+	return nil
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// Allows reports whether the rule matches method and the cleaned path.
+func (r *Rule) Allows(method, cleanPath string) bool {
+	return r.allowsMethod(method) && r.allowsPath(cleanPath)
+}
+
+func (r *Rule) allowsMethod(method string) bool {
+	for _, m := range r.Methods {
+		if m == "*" || m == method {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) allowsPath(p string) bool {
+	for _, pattern := range r.Paths {
+		if MatchPath(pattern, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchPath reports whether a cleaned request path matches pattern.
+func MatchPath(pattern, cleanPath string) bool {
+	if pattern == "*" {
+		return true
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(cleanPath, prefix)
+	}
+	return cleanPath == pattern
+}
+
+// Allows reports whether any rule of the role matches.
+func (r *Role) Allows(method, cleanPath string) bool {
+	for i := range r.Rules {
+		if r.Rules[i].Allows(method, cleanPath) {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanPath returns the canonical form of a request path for rule matching:
+// rooted, with "." and ".." segments and duplicate slashes resolved, so
+// "/api/../admin" is matched as "/admin". A trailing slash is kept.
+func CleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	if !needsClean(p) {
+		return p
+	}
+	cleaned := path.Clean(p)
+	if strings.HasSuffix(p, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	return cleaned
+}
+
+// needsClean is a fast scan for the segments path.Clean would change, so the
+// common case does not allocate.
+func needsClean(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' {
+			continue
+		}
+		rest := p[i+1:]
+		if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
+			strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			return true
+		}
+	}
+	return false
+}

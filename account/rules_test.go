@@ -1,0 +1,91 @@
+package account
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRoleAllows(t *testing.T) {
+	role := Role{Name: "reader", Rules: []Rule{
+		{Methods: []string{"get", "HEAD"}, Paths: []string{"/api/*", "/status"}},
+		{Methods: []string{"*"}, Paths: []string{"/public/*"}},
+	}}
+	if err := role.validate(); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		method, path string
+		want         bool
+	}{
+		{"GET", "/api/items", true},
+		{"HEAD", "/api/", true},
+		{"GET", "/api", false}, // "/api/*" is below /api/, as in Caddy's path matcher
+		{"POST", "/api/items", false},
+		{"GET", "/status", true},
+		{"GET", "/status/x", false},
+		{"DELETE", "/public/x", true},
+		{"GET", "/admin", false},
+		{"GET", CleanPath("/api/../admin"), false},
+		{"GET", CleanPath("/public/../api/x"), true},
+	}
+	for _, c := range cases {
+		if got := role.Allows(c.method, c.path); got != c.want {
+			t.Errorf("%s %s: allowed=%v, want %v", c.method, c.path, got, c.want)
+		}
+	}
+}
+
+func TestRoleValidate(t *testing.T) {
+	bad := []Role{
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"G T"}, Paths: []string{"/"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"api"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/a*b"}}}},
+		{Name: "bad name", Rules: nil},
+	}
+	for i, r := range bad {
+		if err := r.validate(); err == nil {
+			t.Errorf("case %d accepted: %+v", i, r)
+		}
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	cases := map[string]string{
+		"":              "/",
+		"/":             "/",
+		"/a/b":          "/a/b",
+		"/a/b/":         "/a/b/",
+		"//a//b":        "/a/b",
+		"/a/./b":        "/a/b",
+		"/a/../../etc":  "/etc",
+		"a/b":           "/a/b",
+		"/a/..":         "/",
+		"/api/x/../y/":  "/api/y/",
+		"/.well-known/": "/.well-known/",
+	}
+	for in, want := range cases {
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzRuleMatch(f *testing.F) {
+	f.Add("/api/*", "/api/x/../../admin")
+	f.Add("/status", "/status")
+	f.Add("*", "//")
+	f.Fuzz(func(t *testing.T, pattern, reqPath string) {
+		clean := CleanPath(reqPath)
+		if !strings.HasPrefix(clean, "/") || strings.Contains(clean, "/../") || strings.HasSuffix(clean, "/..") {
+			t.Fatalf("CleanPath(%q) = %q is not canonical", reqPath, clean)
+		}
+		if validatePattern(pattern) != nil {
+			return
+		}
+		// A prefix pattern never matches a path outside its prefix.
+		if prefix, ok := strings.CutSuffix(pattern, "*"); ok && pattern != "*" && MatchPath(pattern, clean) && !strings.HasPrefix(clean, prefix) {
+			t.Fatalf("%q matched %q outside its prefix", pattern, clean)
+		}
+	})
+}

@@ -1,0 +1,342 @@
+// Package account holds Gatehouse's users and roles: validation, password
+// hashing, the admin operations, and the per-request check that the account
+// behind a credential still exists, is active and holds a role whose rules
+// allow the request.
+package account
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"strings"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+const (
+	userPrefix = "user/"
+	rolePrefix = "role/"
+)
+
+// Service manages users and roles in the store, reading through the cache.
+type Service struct {
+	store *cache.Cache
+	now   func() time.Time
+}
+
+// NewService returns a Service over the cached store.
+func NewService(store *cache.Cache) *Service {
+	return &Service{store: store, now: time.Now}
+}
+
+func decodeUser(b []byte) (*User, error) {
+	u := new(User)
+	return u, json.Unmarshal(b, u)
+}
+
+func decodeRole(b []byte) (*Role, error) {
+	r := new(Role)
+	return r, json.Unmarshal(b, r)
+}
+
+// User returns the account, or a 404 failure.
+func (s *Service) User(ctx context.Context, username string) (*User, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, failure.NotFound("user %q not found", username)
+	}
+	return s.userByCanonicalName(ctx, name)
+}
+
+func (s *Service) userByCanonicalName(ctx context.Context, name string) (*User, error) {
+	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure.NotFound("user %q not found", name)
+	}
+	return u, err
+}
+
+// Users lists every account in name order.
+func (s *Service) Users(ctx context.Context) ([]*User, error) {
+	var out []*User
+	err := s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
+		u, err := decodeUser(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		out = append(out, u)
+		return nil
+	})
+	return out, err
+}
+
+// CreateUser adds an account; 409 when the name is taken, 400 when a role
+// does not exist or a field is invalid.
+func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
+	name, err := NormalizeUsername(in.Username)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := s.checkRoles(ctx, in.Roles)
+	if err != nil {
+		return nil, err
+	}
+	mobile, err := ValidateMobileNumber(in.MobileNumber)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	u := &User{Username: name, ID: newID(), Roles: roles, Status: StatusActive, MobileNumber: mobile, CreatedAt: now, UpdatedAt: now}
+	if in.Password != nil {
+		if u.PasswordHash, err = HashPassword(*in.Password); err != nil {
+			return nil, err
+		}
+	}
+	raw, _ := json.Marshal(u)
+	ok, err := s.store.CompareAndSwap(ctx, userPrefix+name, nil, raw, 0)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, failure.Conflict("user %q already exists", name)
+	}
+	return u, nil
+}
+
+// UpdateUser applies patch atomically (compare-and-swap, retried on a
+// concurrent change).
+func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPatch) (*User, error) {
+	var hash string
+	if patch.Password != nil && *patch.Password != "" {
+		var err error
+		if hash, err = HashPassword(*patch.Password); err != nil {
+			return nil, err
+		}
+	}
+	var roles []string
+	if patch.Roles != nil {
+		var err error
+		if roles, err = s.checkRoles(ctx, *patch.Roles); err != nil {
+			return nil, err
+		}
+	}
+	if patch.Status != nil && *patch.Status != StatusActive && *patch.Status != StatusBlocked {
+		return nil, failure.Invalid("status must be %q or %q", StatusActive, StatusBlocked)
+	}
+	var mobile string
+	if patch.MobileNumber != nil {
+		var err error
+		if mobile, err = ValidateMobileNumber(*patch.MobileNumber); err != nil {
+			return nil, err
+		}
+	}
+	return s.modifyUser(ctx, username, func(u *User) {
+		if patch.Roles != nil {
+			u.Roles = roles
+		}
+		if patch.Status != nil {
+			u.Status = *patch.Status
+		}
+		if patch.Password != nil {
+			u.PasswordHash = hash // empty password clears it
+		}
+		if patch.MobileNumber != nil {
+			u.MobileNumber = mobile
+		}
+	})
+}
+
+// modifyUser reads the stored user, applies change and writes it back with
+// compare-and-swap, retrying when another writer got there first.
+func (s *Service) modifyUser(ctx context.Context, username string, change func(*User)) (*User, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, failure.NotFound("user %q not found", username)
+	}
+	key := userPrefix + name
+	for range 100 {
+		old, err := s.store.Get(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, failure.NotFound("user %q not found", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		u, err := decodeUser(old)
+		if err != nil {
+			return nil, fmt.Errorf("decoding user %q: %w", name, err)
+		}
+		change(u)
+		u.UpdatedAt = s.now().UTC()
+		raw, _ := json.Marshal(u)
+		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return u, nil
+		}
+	}
+	return nil, failure.Conflict("user %q is being changed concurrently; try again", name)
+}
+
+// DeleteUser removes the account. Credentials bound to it stop working on
+// the next request, and stay dead if the name is reused (they are bound to
+// the account's ID).
+func (s *Service) DeleteUser(ctx context.Context, username string) error {
+	u, err := s.User(ctx, username)
+	if err != nil {
+		return err
+	}
+	return s.store.Delete(ctx, userPrefix+u.Username)
+}
+
+func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, error) {
+	roles, err := normalizeRoleList(roles)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range roles {
+		if _, err := s.Role(ctx, r); err != nil {
+			if failure.Status(err) == 404 {
+				return nil, failure.Invalid("role %q does not exist; create it first with PUT /gatehouse/roles/%s", r, r)
+			}
+			return nil, err
+		}
+	}
+	return roles, nil
+}
+
+// Role returns the role, or a 404 failure.
+func (s *Service) Role(ctx context.Context, name string) (*Role, error) {
+	r, err := cache.Load(s.store, ctx, rolePrefix+name, decodeRole)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, failure.NotFound("role %q not found", name)
+	}
+	return r, err
+}
+
+// Roles lists every role in name order.
+func (s *Service) Roles(ctx context.Context) ([]*Role, error) {
+	var out []*Role
+	err := s.store.Scan(ctx, rolePrefix, func(e storage.Entry) error {
+		r, err := decodeRole(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// PutRole creates or replaces a role.
+func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
+	if err := role.validate(); err != nil {
+		return nil, err
+	}
+	if role.Rules == nil {
+		role.Rules = []Rule{}
+	}
+	raw, _ := json.Marshal(role)
+	return &role, s.store.Put(ctx, rolePrefix+role.Name, raw, 0)
+}
+
+// DeleteRole removes a role; users holding it lose what it allowed at once.
+func (s *Service) DeleteRole(ctx context.Context, name string) error {
+	if _, err := s.Role(ctx, name); err != nil {
+		return err
+	}
+	return s.store.Delete(ctx, rolePrefix+name)
+}
+
+// HasAdminRole reports whether any of the user's roles is an admin role.
+func (s *Service) HasAdminRole(ctx context.Context, u *User) (bool, error) {
+	for _, name := range u.Roles {
+		r, err := s.Role(ctx, name)
+		if failure.Status(err) == 404 {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if r.Admin {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Authorize is the per-request account check: the identity's account must
+// exist (and be the same account the credential was bound to), be active,
+// and hold a role with a rule allowing method on cleanPath. It fills in
+// id.Roles. Refusals are *identity.Refusal; store failures wrap
+// storage.ErrUnavailable.
+func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, cleanPath string) error {
+	u, err := cache.Load(s.store, ctx, userPrefix+id.Username, decodeUser)
+	if errors.Is(err, storage.ErrNotFound) {
+		return identity.Unauthenticated("the account no longer exists")
+	}
+	if err != nil {
+		return err
+	}
+	if id.UserID != "" && id.UserID != u.ID {
+		return identity.Unauthenticated("the account no longer exists")
+	}
+	if !u.Active() {
+		return identity.Forbidden("the account is blocked")
+	}
+	id.Roles = u.Roles
+	for _, name := range u.Roles {
+		r, err := cache.Load(s.store, ctx, rolePrefix+name, decodeRole)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if r.Allows(method, cleanPath) {
+			return nil
+		}
+	}
+	return identity.Forbidden("no role of the account allows " + method + " " + cleanPath)
+}
+
+// CheckPassword verifies a user's password (argon2id; callers cache
+// successes). It returns the user on success and a refusal otherwise; the
+// refusal does not say whether the user exists.
+func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, identity.Unauthenticated("invalid username or password")
+	}
+	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	if errors.Is(err, storage.ErrNotFound) {
+		VerifyPassword(dummyHash, password) // same cost as a real check
+		return nil, identity.Unauthenticated("invalid username or password")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !VerifyPassword(u.PasswordHash, password) {
+		return nil, identity.Unauthenticated("invalid username or password")
+	}
+	return u, nil
+}
+
+// dummyHash makes a check for an unknown user cost as much as a real one.
+var dummyHash, _ = HashPassword(strings.Repeat("x", 16))
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,160 @@
+package adminapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// Core serves the users, roles and audit endpoints.
+type Core struct {
+	engine *engine.Engine
+}
+
+// NewCore returns the core admin endpoints of e.
+func NewCore(e *engine.Engine) *Core { return &Core{engine: e} }
+
+// AdminRoutes implements Provider.
+func (c *Core) AdminRoutes() []Route {
+	return []Route{
+		{"POST /gatehouse/users", c.createUser},
+		{"GET /gatehouse/users", c.listUsers},
+		{"GET /gatehouse/users/{username}", c.getUser},
+		{"PATCH /gatehouse/users/{username}", c.patchUser},
+		{"DELETE /gatehouse/users/{username}", c.deleteUser},
+		{"PUT /gatehouse/roles/{name}", c.putRole},
+		{"GET /gatehouse/roles", c.listRoles},
+		{"GET /gatehouse/roles/{name}", c.getRole},
+		{"DELETE /gatehouse/roles/{name}", c.deleteRole},
+		{"GET /gatehouse/audit", c.queryAudit},
+	}
+}
+
+func (c *Core) createUser(w http.ResponseWriter, r *http.Request) error {
+	var in account.NewUser
+	if err := DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	u, err := c.engine.Accounts.CreateUser(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, u.View())
+}
+
+func (c *Core) listUsers(w http.ResponseWriter, r *http.Request) error {
+	users, err := c.engine.Accounts.Users(r.Context())
+	if err != nil {
+		return err
+	}
+	views := make([]account.UserView, 0, len(users))
+	for _, u := range users {
+		views = append(views, u.View())
+	}
+	return WriteJSON(w, http.StatusOK, views)
+}
+
+func (c *Core) getUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := c.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, u.View())
+}
+
+func (c *Core) patchUser(w http.ResponseWriter, r *http.Request) error {
+	var patch account.UserPatch
+	if err := DecodeJSON(r, &patch); err != nil {
+		return err
+	}
+	u, err := c.engine.Accounts.UpdateUser(r.Context(), r.PathValue("username"), patch)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, u.View())
+}
+
+func (c *Core) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := c.engine.Accounts.DeleteUser(r.Context(), r.PathValue("username")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (c *Core) putRole(w http.ResponseWriter, r *http.Request) error {
+	var role account.Role
+	if err := DecodeJSON(r, &role); err != nil {
+		return err
+	}
+	if role.Name != "" && role.Name != r.PathValue("name") {
+		return failure.Invalid("role name in the body (%q) differs from the path (%q)", role.Name, r.PathValue("name"))
+	}
+	role.Name = r.PathValue("name")
+	saved, err := c.engine.Accounts.PutRole(r.Context(), role)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, saved)
+}
+
+func (c *Core) listRoles(w http.ResponseWriter, r *http.Request) error {
+	roles, err := c.engine.Accounts.Roles(r.Context())
+	if err != nil {
+		return err
+	}
+	if roles == nil {
+		roles = []*account.Role{}
+	}
+	return WriteJSON(w, http.StatusOK, roles)
+}
+
+func (c *Core) getRole(w http.ResponseWriter, r *http.Request) error {
+	role, err := c.engine.Accounts.Role(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, role)
+}
+
+func (c *Core) deleteRole(w http.ResponseWriter, r *http.Request) error {
+	if err := c.engine.Accounts.DeleteRole(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := audit.Filter{Username: q.Get("username"), Kind: q.Get("kind")}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return failure.Invalid("since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		f.Since = t
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			return failure.Invalid("limit must be a whole number from 1 to 10000")
+		}
+		f.Limit = n
+	}
+	if f.Username != "" {
+		if name, err := account.NormalizeUsername(f.Username); err == nil {
+			f.Username = name
+		}
+	}
+	events, err := c.engine.Audit.Query(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, events)
+}

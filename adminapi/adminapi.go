@@ -1,0 +1,145 @@
+// Package adminapi serves Gatehouse's management API under /gatehouse/ on
+// Caddy's admin endpoint: JSON in and out, errors as {"error": "..."} with
+// 400 for bad input, 404 for unknown objects, 409 for conflicts and 503
+// when the store is down. Every change is written to the audit log.
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// MaxBodyBytes caps the size of a request body.
+const MaxBodyBytes = 1 << 20
+
+// Route is one admin endpoint.
+type Route struct {
+	// Pattern is a net/http ServeMux pattern, e.g. "POST /gatehouse/users".
+	Pattern string
+	// Handle serves it; a returned error is written as the error response.
+	Handle func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Provider is implemented by every part of Gatehouse that has admin routes.
+type Provider interface {
+	AdminRoutes() []Route
+}
+
+// NewHandler builds the admin API from the routes of every provider.
+func NewHandler(e *engine.Engine, providers ...Provider) http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range providers {
+		for _, rt := range p.AdminRoutes() {
+			mux.Handle(rt.Pattern, handler(e, rt.Handle))
+		}
+	}
+	mux.HandleFunc("/gatehouse/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, failure.NotFound("no Gatehouse admin endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		err := h(w, r)
+		if err != nil {
+			WriteError(w, err)
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			ev := audit.Event{Kind: "admin", RemoteIP: engine.ClientIP(r), Method: r.Method, Path: r.URL.Path,
+				Outcome: audit.OutcomeSuccess, Username: r.PathValue("username")}
+			if err != nil {
+				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
+			}
+			e.Audit.Record(ev)
+		}
+	})
+}
+
+// WriteJSON writes v as the JSON response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes err in Caddy's admin error shape with its status.
+func WriteError(w http.ResponseWriter, err error) {
+	WriteJSON(w, failure.Status(err), map[string]string{"error": failure.Message(err)})
+}
+
+// DecodeJSON reads the request body into v strictly: one JSON value, no
+// unknown fields, at most MaxBodyBytes. Errors say what is wrong (400).
+func DecodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return failure.Invalid("Content-Type must be application/json, not %q", ct)
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return failure.Invalid("request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// DecodeOptionalJSON is DecodeJSON for endpoints whose body may be empty.
+func DecodeOptionalJSON(r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	err := DecodeJSON(r, v)
+	if err != nil && strings.Contains(err.Error(), "body is empty") {
+		return nil
+	}
+	return err
+}
+
+func describeJSONError(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return failure.Invalid("request body is empty; a JSON object is required")
+	case errors.As(err, &syntax):
+		return failure.Invalid("malformed JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return failure.Invalid("malformed JSON: unexpected end of body")
+	case errors.As(err, &typ):
+		return failure.Invalid("field %q must be %s, not JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case errors.As(err, &tooBig):
+		return failure.Invalid("request body exceeds %d bytes", tooBig.Limit)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return failure.Invalid("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return failure.Invalid("invalid JSON body: %v", err)
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	default:
+		return fmt.Sprintf("a %s", strings.TrimRight(goKind, "0123456789"))
+	}
+}

@@ -1,0 +1,254 @@
+// Package assertion produces the signed identity assertion Gatehouse
+// forwards upstream in X-Gatehouse-Assertion: a compact JWS (ES256) of
+// {iss, sub, roles, amr, aud, iat, exp}, verifiable with the JWKS the data
+// plane publishes at /.well-known/gatehouse/jwks.json.
+//
+// The signing key is generated once, sealed with the keystore and kept in
+// the store, so restarts and every instance of a cluster share it. Signing
+// is not done per request: an assertion is reused for the same identity and
+// audience for the first half of its lifetime.
+package assertion
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// StoreKey is where the sealed signing key is kept; its presence tells that
+// the store holds data sealed with the keystore.
+const StoreKey = "assertion/signing-key"
+
+// Claims is the payload of an assertion.
+type Claims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	Roles    []string `json:"roles"`
+	AMR      []string `json:"amr"`
+	Audience string   `json:"aud"`
+	IssuedAt int64    `json:"iat"`
+	Expiry   int64    `json:"exp"`
+}
+
+type storedKey struct {
+	KeyID  string `json:"kid"`
+	Sealed []byte `json:"sealed_d"`
+}
+
+type cached struct {
+	token     string
+	refreshAt time.Time
+}
+
+// Signer signs assertions and publishes its public key.
+type Signer struct {
+	key      *ecdsa.PrivateKey
+	keyID    string
+	issuer   string
+	lifetime time.Duration
+	jwks     []byte
+	header   string
+	reuse    *lru.Cache[string, cached]
+	now      func() time.Time
+}
+
+// NewSigner loads the signing key from the store, creating it on first use.
+func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, issuer string, lifetime time.Duration) (*Signer, error) {
+	key, kid, err := loadOrCreateKey(ctx, store, ks)
+	if err != nil {
+		return nil, err
+	}
+	reuse, _ := lru.New[string, cached](16384)
+	s := &Signer{key: key, keyID: kid, issuer: issuer, lifetime: lifetime, reuse: reuse, now: time.Now}
+	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": kid})
+	s.header = base64.RawURLEncoding.EncodeToString(hdr)
+	s.jwks, _ = json.Marshal(map[string]any{"keys": []any{s.publicJWK()}})
+	return s, nil
+}
+
+func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (*ecdsa.PrivateKey, string, error) {
+	for range 3 {
+		raw, err := store.Get(ctx, StoreKey)
+		if err == nil {
+			var sk storedKey
+			if err := json.Unmarshal(raw, &sk); err != nil {
+				return nil, "", fmt.Errorf("assertion signing key record is corrupt: %v", err)
+			}
+			d, err := ks.Open(sk.Sealed, StoreKey)
+			if err != nil {
+				return nil, "", fmt.Errorf("assertion signing key: %v (was the keystore %s replaced?)", err, ks.Path())
+			}
+			key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+			if err != nil {
+				return nil, "", fmt.Errorf("assertion signing key is invalid: %v", err)
+			}
+			return key, sk.KeyID, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, "", err
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, "", err
+		}
+		d, err := key.Bytes()
+		if err != nil {
+			return nil, "", err
+		}
+		pub, _ := key.PublicKey.Bytes()
+		sum := sha256.Sum256(pub)
+		sk := storedKey{KeyID: base64.RawURLEncoding.EncodeToString(sum[:12]), Sealed: ks.Seal(d, StoreKey)}
+		rec, _ := json.Marshal(sk)
+		// Another instance may create the key at the same moment; the
+		// compare-and-swap makes exactly one of them win and the others load it.
+		if ok, err := store.CompareAndSwap(ctx, StoreKey, nil, rec, 0); err != nil {
+			return nil, "", err
+		} else if ok {
+			return key, sk.KeyID, nil
+		}
+	}
+	return nil, "", errors.New("assertion signing key: could not create or load it")
+}
+
+func (s *Signer) publicJWK() map[string]string {
+	enc := base64.RawURLEncoding
+	return map[string]string{
+		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": s.keyID,
+		"x": enc.EncodeToString(s.key.X.FillBytes(make([]byte, 32))),
+		"y": enc.EncodeToString(s.key.Y.FillBytes(make([]byte, 32))),
+	}
+}
+
+// JWKS returns the JSON Web Key Set document with the public key.
+func (s *Signer) JWKS() []byte { return s.jwks }
+
+// AMR lists the authentication methods of id for the amr claim.
+func AMR(id *identity.Identity) []string {
+	if id.SecondFactor {
+		return []string{string(id.Method), "otp", "mfa"}
+	}
+	return []string{string(id.Method)}
+}
+
+// Assertion returns a signed assertion for id and audience, reusing a
+// previous one while it has more than half its lifetime left.
+func (s *Signer) Assertion(id *identity.Identity, audience string) (string, error) {
+	now := s.now()
+	cacheKey := reuseKey(id, audience)
+	if c, ok := s.reuse.Get(cacheKey); ok && now.Before(c.refreshAt) {
+		return c.token, nil
+	}
+	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Audience: audience,
+		IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
+	if claims.Roles == nil {
+		claims.Roles = []string{}
+	}
+	token, err := s.sign(claims)
+	if err != nil {
+		return "", err
+	}
+	s.reuse.Add(cacheKey, cached{token: token, refreshAt: now.Add(s.lifetime / 2)})
+	return token, nil
+}
+
+func reuseKey(id *identity.Identity, audience string) string {
+	var b strings.Builder
+	b.Grow(len(id.Username) + len(audience) + 32)
+	b.WriteString(id.Username)
+	b.WriteByte(0)
+	b.WriteString(audience)
+	b.WriteByte(0)
+	b.WriteString(string(id.Method))
+	if id.SecondFactor {
+		b.WriteString("+2fa")
+	}
+	for _, r := range id.Roles {
+		b.WriteByte(0)
+		b.WriteString(r)
+	}
+	return b.String()
+}
+
+func (s *Signer) sign(c Claims) (string, error) {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	signingInput := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	digest := sha256.Sum256([]byte(signingInput))
+	r, sig, err := ecdsa.Sign(rand.Reader, s.key, digest[:])
+	if err != nil {
+		return "", err
+	}
+	raw := make([]byte, 64)
+	r.FillBytes(raw[:32])
+	sig.FillBytes(raw[32:])
+	return signingInput + "." + base64.RawURLEncoding.EncodeToString(raw), nil
+}
+
+// Verify checks a compact JWS against a JWKS document and returns its
+// claims; it is what an upstream does, and what tests use.
+func Verify(token string, jwks []byte, now time.Time) (*Claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("assertion is not a compact JWS")
+	}
+	var hdr struct{ Alg, Kid string }
+	if err := decodeSegment(parts[0], &hdr); err != nil || hdr.Alg != "ES256" {
+		return nil, errors.New("assertion header is not ES256")
+	}
+	var set struct {
+		Keys []struct{ Kid, Crv, X, Y string } `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("bad JWKS: %v", err)
+	}
+	for _, k := range set.Keys {
+		if k.Kid != hdr.Kid || k.Crv != "P-256" {
+			continue
+		}
+		x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+		y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+		sig, err3 := base64.RawURLEncoding.DecodeString(parts[2])
+		if err1 != nil || err2 != nil || err3 != nil || len(sig) != 64 {
+			return nil, errors.New("malformed key or signature")
+		}
+		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+		digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+		if !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+			return nil, errors.New("assertion signature does not verify")
+		}
+		var c Claims
+		if err := decodeSegment(parts[1], &c); err != nil {
+			return nil, errors.New("assertion payload is not JSON")
+		}
+		if now.Unix() >= c.Expiry {
+			return nil, errors.New("assertion has expired")
+		}
+		return &c, nil
+	}
+	return nil, errors.New("no key in the JWKS matches the assertion's kid")
+}
+
+func decodeSegment(seg string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}

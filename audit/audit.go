@@ -1,0 +1,272 @@
+// Package audit is Gatehouse's audit log: every refusal, credential
+// lifecycle event, admin change and 2FA event (and, when configured, every
+// allowed request) is recorded off the request path, written to the store
+// in batches with a retention TTL, mirrored as a structured log line, and
+// queried newest first by the admin API.
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+const keyPrefix = "audit/"
+
+// Outcomes of an event.
+const (
+	OutcomeAllowed = "allowed"
+	OutcomeDenied  = "denied"
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+)
+
+// Event is one audit record; its JSON is what GET /gatehouse/audit returns.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Kind says what happened: "request", "admin", "token", "appkey",
+	// "connector", "2fa", "login", …
+	Kind     string `json:"kind"`
+	Username string `json:"username,omitempty"`
+	// Credential names the credential used (kind and non-secret ID), never its value.
+	Credential string `json:"credential,omitempty"`
+	RemoteIP   string `json:"remote_ip,omitempty"`
+	Method     string `json:"method,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Outcome    string `json:"outcome"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// mustKeep reports whether the event may never be dropped under load:
+// everything but allowed data-plane requests.
+func (e *Event) mustKeep() bool { return e.Outcome != OutcomeAllowed }
+
+// Log is the asynchronous, batching audit writer.
+type Log struct {
+	store     storage.Store
+	retention time.Duration
+	logger    *zap.Logger
+	events    chan Event
+	flushReq  chan chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	dropped   atomic.Uint64
+	failed    atomic.Uint64
+}
+
+// Options tunes the writer; zero values take defaults.
+type Options struct {
+	// Retention is how long events are kept (default 30 days).
+	Retention time.Duration
+	// Buffer is the queue length (default 8192).
+	Buffer int
+	// FlushInterval bounds how long an event waits before it is written (default 200 ms).
+	FlushInterval time.Duration
+	// BatchSize is the most events written in one store batch (default 256).
+	BatchSize int
+}
+
+// New starts the writer goroutine; Close stops it after writing what is queued.
+func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
+	if opts.Retention <= 0 {
+		opts.Retention = 30 * 24 * time.Hour
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 8192
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 200 * time.Millisecond
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 256
+	}
+	l := &Log{store: store, retention: opts.Retention, logger: logger,
+		events: make(chan Event, opts.Buffer), flushReq: make(chan chan struct{}), done: make(chan struct{})}
+	l.wg.Add(1)
+	go l.run(opts.FlushInterval, opts.BatchSize)
+	return l
+}
+
+// Record queues an event. It never blocks for allowed requests (they are
+// counted as dropped when the queue is full); every other event waits for
+// room, so refusals and changes are never lost.
+func (l *Log) Record(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	select {
+	case <-l.done:
+		l.logEvent(e) // after Close: still leave a trace in the log
+		return
+	default:
+	}
+	if e.mustKeep() {
+		select {
+		case l.events <- e:
+		case <-l.done:
+			l.logEvent(e)
+		}
+		return
+	}
+	select {
+	case l.events <- e:
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// Dropped is the number of allowed-request events dropped under load.
+func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+
+// Flush returns once every event queued before the call is written.
+func (l *Log) Flush() {
+	ack := make(chan struct{})
+	select {
+	case l.flushReq <- ack:
+		<-ack
+	case <-l.done:
+	}
+}
+
+// Close writes what is queued and stops the writer.
+func (l *Log) Close() {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.wg.Wait()
+	})
+}
+
+func (l *Log) run(interval time.Duration, batchSize int) {
+	defer l.wg.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	batch := make([]Event, 0, batchSize)
+	flush := func() {
+		if len(batch) > 0 {
+			l.write(batch)
+			batch = batch[:0]
+		}
+	}
+	drain := func() {
+		for {
+			select {
+			case e := <-l.events:
+				batch = append(batch, e)
+				if len(batch) >= batchSize {
+					flush()
+				}
+			default:
+				flush()
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case e := <-l.events:
+			batch = append(batch, e)
+			if len(batch) >= batchSize {
+				flush()
+			}
+		case <-ticker.C:
+			flush()
+		case ack := <-l.flushReq:
+			drain()
+			close(ack)
+		case <-l.done:
+			drain()
+			return
+		}
+	}
+}
+
+func (l *Log) write(batch []Event) {
+	ops := make([]storage.Op, 0, len(batch))
+	for i := range batch {
+		l.logEvent(batch[i])
+		raw, _ := json.Marshal(&batch[i])
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: eventKey(batch[i].Time), Value: raw, TTL: l.retention})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Retry a failing store for a while: refusals must not be lost to a
+	// short outage. The events stay in the structured log regardless.
+	for attempt := 0; ; attempt++ {
+		err := l.store.Batch(ctx, ops)
+		if err == nil {
+			return
+		}
+		if attempt == 4 || ctx.Err() != nil {
+			l.failed.Add(uint64(len(ops)))
+			l.logger.Error("audit events could not be written to the store; they remain in this log",
+				zap.Int("events", len(ops)), zap.Error(err))
+			return
+		}
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+	}
+}
+
+func (l *Log) logEvent(e Event) {
+	l.logger.Info("audit",
+		zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
+		zap.String("credential", e.Credential), zap.String("remote_ip", e.RemoteIP),
+		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason))
+}
+
+// eventKey orders keys newest first: the inverted timestamp, then a random
+// suffix so events of the same nanosecond do not collide.
+func eventKey(t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], math.MaxInt64-uint64(t.UnixNano()))
+	binary.BigEndian.PutUint64(b[8:], rand.Uint64())
+	return keyPrefix + hex.EncodeToString(b[:])
+}
+
+// Filter selects events for Query.
+type Filter struct {
+	Username string
+	Kind     string
+	// Since excludes events older than it when non-zero.
+	Since time.Time
+	// Limit caps the result (default 100, at most 10000).
+	Limit int
+}
+
+// Query returns matching events, newest first, after writing queued ones.
+func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
+	l.Flush()
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, 10000)
+	out := []Event{}
+	err := l.store.Scan(ctx, keyPrefix, func(e storage.Entry) error {
+		var ev Event
+		if err := json.Unmarshal(e.Value, &ev); err != nil {
+			return nil // a corrupt record is skipped, not fatal to the query
+		}
+		if !f.Since.IsZero() && ev.Time.Before(f.Since) {
+			return storage.ErrStopScan
+		}
+		if (f.Username != "" && ev.Username != f.Username) || (f.Kind != "" && ev.Kind != f.Kind) {
+			return nil
+		}
+		out = append(out, ev)
+		if len(out) >= f.Limit {
+			return storage.ErrStopScan
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,245 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the gatehouse app: one shared Gatehouse engine per Caddy config,
+// used by every gatehouse handler and by the admin API. It opens its state
+// in Start (not Provision), so `caddy validate` next to a running instance
+// never touches the store; the store itself is pooled across reloads.
+type App struct {
+	// DataDir holds Gatehouse's local state: the embedded database (under
+	// "badger/") and the keystore. Default: "gatehouse" in Caddy's data
+	// directory.
+	DataDir string `json:"data_dir,omitempty"`
+	// Storage selects the state backend: empty or "badger" for the embedded
+	// database in DataDir, or a redis:// / rediss:// URL for a Redis server
+	// shared by several Caddy instances.
+	Storage string `json:"storage,omitempty"`
+	// Keystore is the path of the master key file that seals secrets at
+	// rest. Default: DataDir/keystore.key. Instances sharing a Redis store
+	// must share this file.
+	Keystore string `json:"keystore,omitempty"`
+	// HeaderPrefix starts every identity header. Default: "X-Gatehouse-".
+	HeaderPrefix string `json:"header_prefix,omitempty"`
+	// Issuer is the iss claim of identity assertions. Default: "gatehouse".
+	Issuer string `json:"issuer,omitempty"`
+	// AssertionLifetime is how long an identity assertion is valid. Default: 2m.
+	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
+	// TokenLifetime is how long a connector access token is valid. Default: 10h.
+	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+	// AppKeyLifetime is the default lifetime of an application key. Default: 24h.
+	AppKeyLifetime caddy.Duration `json:"appkey_lifetime,omitempty"`
+	// AuditRetention is how long audit events are kept. Default: 720h (30 days).
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// AuditAllowed also records allowed requests in the audit log.
+	AuditAllowed bool `json:"audit_allowed,omitempty"`
+	// LockoutThreshold is the number of consecutive second-factor failures
+	// that lock a user. Default: 5.
+	LockoutThreshold int `json:"lockout_threshold,omitempty"`
+	// SessionIdle ends a session after this much inactivity. Default: 30m.
+	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
+	// SessionLifetime is the absolute lifetime of a session. Default: 12h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// CacheSize is the number of state records kept in memory. Default: 100000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	ctx    caddy.Context
+	logger *zap.Logger
+	ready  chan struct{}
+
+	mu       sync.Mutex
+	engine   *engine.Engine
+	admin    http.Handler
+	startErr error
+	poolKey  string
+	auditLog *audit.Log
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "gatehouse", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision implements caddy.Provisioner: defaults and validation only.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "gatehouse")
+	}
+	abs, err := filepath.Abs(a.DataDir)
+	if err != nil {
+		return fmt.Errorf("data_dir %q: %v", a.DataDir, err)
+	}
+	a.DataDir = abs
+	if a.Keystore == "" {
+		a.Keystore = filepath.Join(a.DataDir, "keystore.key")
+	}
+	if a.CacheSize <= 0 {
+		a.CacheSize = 100_000
+	}
+	if a.LockoutThreshold < 0 {
+		return fmt.Errorf("lockout_threshold must not be negative")
+	}
+	return validateStorage(a.Storage)
+}
+
+func (a *App) engineConfig() engine.Config {
+	return engine.Config{
+		HeaderPrefix: a.HeaderPrefix, Issuer: a.Issuer,
+		SessionIdle: time.Duration(a.SessionIdle), SessionLifetime: time.Duration(a.SessionLifetime),
+		AssertionLifetime: time.Duration(a.AssertionLifetime), TokenLifetime: time.Duration(a.TokenLifetime),
+		AppKeyLifetime: time.Duration(a.AppKeyLifetime), AuditAllowed: a.AuditAllowed,
+		LockoutThreshold: a.LockoutThreshold,
+	}.WithDefaults()
+}
+
+// Start implements caddy.App: it opens (or shares) the store and builds the engine.
+func (a *App) Start() error {
+	err := a.start()
+	a.mu.Lock()
+	a.startErr = err
+	a.mu.Unlock()
+	close(a.ready)
+	return err
+}
+
+func (a *App) start() error {
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	st, key, err := openStore(ctx, a.Storage, a.DataDir, a.CacheSize, a.logger)
+	if err != nil {
+		return err
+	}
+	a.poolKey = key
+	ks, err := openKeystore(ctx, a.Keystore, st.cache)
+	if err != nil {
+		return err
+	}
+	cfg := a.engineConfig()
+	signer, err := assertion.NewSigner(ctx, st.cache, ks, cfg.Issuer, cfg.AssertionLifetime)
+	if err != nil {
+		return fmt.Errorf("identity assertion key: %w", err)
+	}
+	metrics, err := engine.NewMetrics(a.ctx.GetMetricsRegistry(), st.cache)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	a.auditLog = audit.New(st.cache, a.logger.Named("audit"), audit.Options{Retention: time.Duration(a.AuditRetention)})
+	e := engine.New(cfg, st.cache, ks, signer, a.auditLog, metrics, a.logger)
+	providers := []adminapi.Provider{adminapi.NewCore(e)}
+	for _, ext := range extensions {
+		provider, err := ext(e, a)
+		if err != nil {
+			return err
+		}
+		if provider != nil {
+			providers = append(providers, provider)
+		}
+	}
+	admin := adminapi.NewHandler(e, providers...)
+
+	a.mu.Lock()
+	a.engine, a.admin = e, admin
+	a.mu.Unlock()
+	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
+	return nil
+}
+
+// openKeystore opens the master key, creating it only when the store holds
+// nothing sealed yet: a lost keystore next to existing secrets is a clear
+// start-up error, never a silent new key.
+func openKeystore(ctx context.Context, path string, st storage.Store) (*keystore.Keystore, error) {
+	ks, err := keystore.Open(path, false)
+	if !errors.Is(err, keystore.ErrMissing) {
+		return ks, err
+	}
+	_, probe := st.Get(ctx, assertion.StoreKey)
+	switch {
+	case probe == nil:
+		return nil, fmt.Errorf("keystore %s is missing but the store already holds secrets sealed with it: "+
+			"restore the file from your backup (or copy it from another instance sharing this store); "+
+			"starting with a new key would make every sealed secret unreadable", path)
+	case !errors.Is(probe, storage.ErrNotFound):
+		return nil, probe
+	}
+	return keystore.Open(path, true)
+}
+
+// Stop implements caddy.App.
+func (a *App) Stop() error {
+	if a.auditLog != nil {
+		a.auditLog.Close()
+	}
+	if a.poolKey != "" {
+		_, err := storePool.Delete(a.poolKey)
+		a.poolKey = ""
+		return err
+	}
+	return nil
+}
+
+// Engine waits (briefly) for Start and returns the engine, or an error
+// wrapping storage.ErrUnavailable so callers answer 503.
+func (a *App) Engine(ctx context.Context) (*engine.Engine, error) {
+	select {
+	case <-a.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: gatehouse is starting", storage.ErrUnavailable)
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("%w: gatehouse did not start in time", storage.ErrUnavailable)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.engine == nil {
+		return nil, fmt.Errorf("%w: gatehouse failed to start: %v", storage.ErrUnavailable, a.startErr)
+	}
+	return a.engine, nil
+}
+
+// AdminHandler returns the admin API handler once the app started.
+func (a *App) AdminHandler(ctx context.Context) (http.Handler, error) {
+	if _, err := a.Engine(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.admin, nil
+}
+
+// extension adds one part of Gatehouse to a starting engine: it registers
+// credential kinds with e.Register and returns its admin routes, if any.
+// Each part registers itself from an init function in its own file.
+type extension func(e *engine.Engine, a *App) (adminapi.Provider, error)
+
+// extensions are applied in registration order on every Start.
+var extensions []extension
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

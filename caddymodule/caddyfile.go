@@ -1,0 +1,189 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("gatehouse", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("gatehouse", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("gatehouse", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption parses the gatehouse global option:
+//
+//	gatehouse {
+//		data_dir           <dir>
+//		storage            badger | redis://[user:pass@]host:port/db
+//		keystore           <file>
+//		header_prefix      <prefix>
+//		issuer             <iss>
+//		assertion_lifetime <duration>
+//		token_lifetime     <duration>
+//		appkey_lifetime    <duration>
+//		audit_retention    <duration>
+//		audit_allowed      [on|off]
+//		session_idle       <duration>
+//		session_lifetime   <duration>
+//		lockout_threshold  <n>
+//		cache_size         <n>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "gatehouse", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "data_dir":
+			err = oneString(d, &a.DataDir)
+		case "storage":
+			err = oneString(d, &a.Storage)
+		case "keystore":
+			err = oneString(d, &a.Keystore)
+		case "header_prefix":
+			err = oneString(d, &a.HeaderPrefix)
+		case "issuer":
+			err = oneString(d, &a.Issuer)
+		case "assertion_lifetime":
+			err = oneDuration(d, &a.AssertionLifetime)
+		case "token_lifetime":
+			err = oneDuration(d, &a.TokenLifetime)
+		case "appkey_lifetime":
+			err = oneDuration(d, &a.AppKeyLifetime)
+		case "audit_retention":
+			err = oneDuration(d, &a.AuditRetention)
+		case "audit_allowed":
+			a.AuditAllowed = true
+			if d.NextArg() {
+				a.AuditAllowed, err = onOff(d)
+			}
+		case "session_idle":
+			err = oneDuration(d, &a.SessionIdle)
+		case "session_lifetime":
+			err = oneDuration(d, &a.SessionLifetime)
+		case "lockout_threshold":
+			err = oneInt(d, &a.LockoutThreshold)
+		case "cache_size":
+			err = oneInt(d, &a.CacheSize)
+		default:
+			return d.Errf("unknown gatehouse option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneString(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func oneDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return d.Errf("%s: %q is not a positive duration", d.Val(), s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func oneInt(d *caddyfile.Dispenser, dst *int) error {
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return d.Errf("%q is not a whole number", s)
+	}
+	*dst = v
+	return nil
+}
+
+func onOff(d *caddyfile.Dispenser) (bool, error) {
+	switch d.Val() {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, d.Errf("%q: want on or off", d.Val())
+}
+
+// parseHandler parses the gatehouse directive:
+//
+//	gatehouse {
+//		accept   basic app_key connector session
+//		public   <path pattern>...
+//		audience <aud>
+//	}
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	return handler, handler.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "accept":
+			h.Accept = append(h.Accept, d.RemainingArgs()...)
+			if len(h.Accept) == 0 {
+				return d.ArgErr()
+			}
+		case "public":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Public = append(h.Public, args...)
+		case "audience":
+			if err := oneString(d, &h.Audience); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown gatehouse directive option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

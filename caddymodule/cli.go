@@ -1,0 +1,180 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "gatehouse",
+		Usage: "<users|roles|audit|api> …",
+		Short: "Manages Gatehouse users, roles and credentials through the admin API",
+		Long: `
+Manages a running Gatehouse through Caddy's admin endpoint (--address,
+default localhost:2019). Every subcommand is a thin wrapper of an admin API
+call and prints its JSON answer; 'api' makes any call of the admin API.`,
+		CobraFunc: buildCLI,
+	})
+}
+
+func buildCLI(cmd *cobra.Command) {
+	var address string
+	cmd.PersistentFlags().StringVar(&address, "address", "localhost:2019", "Caddy admin endpoint")
+	call := func(method, path string, body any) error {
+		return adminCall(cmd.OutOrStdout(), address, method, path, body)
+	}
+
+	users := &cobra.Command{Use: "users", Short: "Manage user accounts"}
+	var roles []string
+	var mobile string
+	var passwordStdin bool
+	add := &cobra.Command{
+		Use: "add <username>", Short: "Create a user", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			body := map[string]any{"username": args[0], "roles": roles}
+			if mobile != "" {
+				body["mobile_number"] = mobile
+			}
+			if passwordStdin {
+				pw, err := readSecretLine(c.InOrStdin())
+				if err != nil {
+					return err
+				}
+				body["password"] = pw
+			}
+			return call(http.MethodPost, "/gatehouse/users", body)
+		},
+	}
+	add.Flags().StringSliceVar(&roles, "role", nil, "role to grant (repeatable)")
+	add.Flags().StringVar(&mobile, "mobile", "", "mobile number for SMS codes")
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
+	setRoles := &cobra.Command{
+		Use: "set-roles <username> <role>...", Short: "Replace a user's roles", Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return call(http.MethodPatch, userPath(args[0]), map[string]any{"roles": args[1:]})
+		},
+	}
+	users.AddCommand(add, setRoles,
+		simple("list", "List users", 0, func([]string) error { return call(http.MethodGet, "/gatehouse/users", nil) }),
+		simple("get <username>", "Show a user", 1, func(a []string) error { return call(http.MethodGet, userPath(a[0]), nil) }),
+		simple("delete <username>", "Delete a user", 1, func(a []string) error { return call(http.MethodDelete, userPath(a[0]), nil) }),
+		simple("block <username>", "Block a user", 1, func(a []string) error {
+			return call(http.MethodPatch, userPath(a[0]), map[string]string{"status": "blocked"})
+		}),
+		simple("unblock <username>", "Unblock a user", 1, func(a []string) error {
+			return call(http.MethodPatch, userPath(a[0]), map[string]string{"status": "active"})
+		}),
+	)
+
+	rolesCmd := &cobra.Command{Use: "roles", Short: "Manage roles"}
+	var allow []string
+	var admin bool
+	put := &cobra.Command{
+		Use: "put <name>", Short: "Create or replace a role", Args: cobra.ExactArgs(1),
+		Long: `Each --allow is "METHODS PATHS", e.g. --allow "GET,HEAD /api/*" --allow "* /public/*".`,
+		RunE: func(_ *cobra.Command, args []string) error {
+			rules := []map[string][]string{}
+			for _, a := range allow {
+				methods, paths, ok := strings.Cut(strings.TrimSpace(a), " ")
+				if !ok {
+					return fmt.Errorf("--allow %q: want \"METHODS PATHS\", e.g. \"GET /api/*\"", a)
+				}
+				rules = append(rules, map[string][]string{"methods": strings.Split(methods, ","), "paths": strings.Fields(paths)})
+			}
+			return call(http.MethodPut, "/gatehouse/roles/"+url.PathEscape(args[0]), map[string]any{"rules": rules, "admin": admin})
+		},
+	}
+	put.Flags().StringArrayVar(&allow, "allow", nil, `rule "METHODS PATHS" (repeatable)`)
+	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative")
+	rolesCmd.AddCommand(put,
+		simple("list", "List roles", 0, func([]string) error { return call(http.MethodGet, "/gatehouse/roles", nil) }),
+		simple("get <name>", "Show a role", 1, func(a []string) error {
+			return call(http.MethodGet, "/gatehouse/roles/"+url.PathEscape(a[0]), nil)
+		}),
+		simple("delete <name>", "Delete a role", 1, func(a []string) error {
+			return call(http.MethodDelete, "/gatehouse/roles/"+url.PathEscape(a[0]), nil)
+		}),
+	)
+
+	var auditUser, auditKind, auditSince, auditLimit string
+	auditCmd := &cobra.Command{
+		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"username": auditUser, "kind": auditKind, "since": auditSince, "limit": auditLimit} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			return call(http.MethodGet, "/gatehouse/audit?"+q.Encode(), nil)
+		},
+	}
+	auditCmd.Flags().StringVar(&auditUser, "username", "", "only this user's events")
+	auditCmd.Flags().StringVar(&auditKind, "kind", "", "only events of this kind")
+	auditCmd.Flags().StringVar(&auditSince, "since", "", "only events since this RFC 3339 time")
+	auditCmd.Flags().StringVar(&auditLimit, "limit", "", "at most this many events")
+
+	api := &cobra.Command{
+		Use: "api <METHOD> <path> [json-body]", Short: "Call any Gatehouse admin endpoint", Args: cobra.RangeArgs(2, 3),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var body any
+			if len(args) == 3 {
+				body = json.RawMessage(args[2])
+			}
+			return call(strings.ToUpper(args[0]), args[1], body)
+		},
+	}
+	cmd.AddCommand(users, rolesCmd, auditCmd, api)
+}
+
+func simple(use, short string, nargs int, run func([]string) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(nargs),
+		RunE: func(_ *cobra.Command, args []string) error { return run(args) }}
+}
+
+func userPath(username string) string { return "/gatehouse/users/" + url.PathEscape(username) }
+
+func readSecretLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("reading password from stdin: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// adminCall sends one admin API request and prints the answer; an error
+// answer (4xx/5xx) is returned by AdminAPIRequest with the server's message.
+func adminCall(out io.Writer, address, method, path string, body any) error {
+	var reader io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		reader = bytes.NewReader(raw)
+	}
+	resp, err := caddycmd.AdminAPIRequest(address, method, path, http.Header{"Content-Type": {"application/json"}}, reader)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if len(raw) > 0 {
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, raw, "", "  ") == nil {
+			raw = append(pretty.Bytes(), '\n')
+		}
+		out.Write(raw)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	engine.ClientIPFunc = clientIP
+}
+
+// Handler is http.handlers.gatehouse: it authenticates every request of a
+// route with the credential kinds it accepts, re-checks the account and
+// forwards the request with identity headers — or refuses it.
+type Handler struct {
+	// Accept lists the credential kinds the route takes: "basic",
+	// "app_key", "connector", "session".
+	Accept []string `json:"accept,omitempty"`
+	// Public lists path patterns ("/healthz", "/public/*") that pass without
+	// a credential. Inbound identity headers are stripped there too.
+	Public []string `json:"public,omitempty"`
+	// Audience is the aud claim of the identity assertions forwarded on
+	// this route. Default: the request's host.
+	Audience string `json:"audience,omitempty"`
+
+	app       *App
+	routeOnce sync.Once
+	route     *engine.Route
+	routeErr  error
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.gatehouse", New: func() caddy.Module { return new(Handler) }}
+}
+
+var knownKinds = map[string]bool{
+	string(identity.MethodBasic): true, string(identity.MethodAppKey): true,
+	string(identity.MethodConnector): true, string(identity.MethodSession): true,
+}
+
+// Provision implements caddy.Provisioner.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if len(h.Accept) == 0 {
+		return fmt.Errorf("gatehouse: accept lists no credential kind; use one or more of basic, app_key, connector, session")
+	}
+	for _, k := range h.Accept {
+		if !knownKinds[k] {
+			return fmt.Errorf("gatehouse: unknown credential kind %q (known: basic, app_key, connector, session)", k)
+		}
+	}
+	for _, p := range h.Public {
+		if p != "*" && !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("gatehouse: public path %q must start with '/'", p)
+		}
+	}
+	app, err := ctx.App("gatehouse")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
+	e, err := h.app.Engine(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	h.routeOnce.Do(func() {
+		accept := make([]identity.Method, len(h.Accept))
+		for i, k := range h.Accept {
+			accept[i] = identity.Method(k)
+		}
+		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience})
+	})
+	return h.route, h.routeErr
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	route, err := h.routeFor(r)
+	if err != nil {
+		// Fail closed: strip what could be spoofed, answer 503.
+		engine.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix).Strip(r.Header)
+		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
+		h.app.logger.Error("gatehouse route unavailable", zap.Error(err))
+		return nil
+	}
+	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+		if id != nil {
+			repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			if repl != nil {
+				repl.Set("http.auth.user.id", id.Username)
+				repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
+				repl.Set("http.auth.user.method", string(id.Method))
+				repl.Set("http.auth.user.connector", id.Connector)
+				repl.Set("http.auth.user.app_key", id.AppKey)
+			}
+		}
+		return next.ServeHTTP(w, r)
+	})
+}
+
+// clientIP is the client address as Caddy resolved it (trusted proxies honoured).
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	return engine.RemoteHost(r)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"net/http"
+	"strings"
+)
+
+// IdentityHeaders are the names of the forwarded identity headers, built
+// once from the configured prefix.
+type IdentityHeaders struct {
+	prefix    string // lower case, '-' separated, e.g. "x-gatehouse-"
+	User      string
+	Roles     string
+	Auth      string
+	Connector string
+	AppKey    string
+	TwoFactor string
+	Assertion string
+}
+
+// NewIdentityHeaders derives the header names from prefix ("X-Gatehouse-").
+func NewIdentityHeaders(prefix string) IdentityHeaders {
+	canon := func(s string) string { return http.CanonicalHeaderKey(prefix + s) }
+	return IdentityHeaders{
+		prefix:    normalizeHeaderName(prefix),
+		User:      canon("User"),
+		Roles:     canon("Roles"),
+		Auth:      canon("Auth"),
+		Connector: canon("Connector"),
+		AppKey:    canon("App-Key"),
+		TwoFactor: http.CanonicalHeaderKey(prefix) + "2FA",
+		Assertion: canon("Assertion"),
+	}
+}
+
+// Strip deletes every inbound header whose name starts with the prefix in
+// any case and with '-' or '_' as separator, so a client cannot smuggle an
+// identity header past Gatehouse (some upstreams treat '_' like '-').
+func (h *IdentityHeaders) Strip(header http.Header) {
+	for name := range header {
+		if h.matches(name) {
+			delete(header, name)
+		}
+	}
+}
+
+// matches compares name to the prefix case-insensitively, treating '_' as '-',
+// without allocating.
+func (h *IdentityHeaders) matches(name string) bool {
+	if len(name) < len(h.prefix) {
+		return false
+	}
+	for i := 0; i < len(h.prefix); i++ {
+		c := name[i]
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != h.prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func normalizeHeaderName(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+}

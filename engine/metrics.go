@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// Decision outcomes as counted in metrics.
+const (
+	outcomeAllowed = "allowed"
+	outcomeDenied  = "denied"
+	outcomeError   = "error"
+)
+
+// Metrics are Gatehouse's Prometheus collectors.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// NewMetrics registers the collectors with reg (Caddy's registry); the
+// cache's hit and miss counters are exported as counters read on scrape.
+func NewMetrics(reg prometheus.Registerer, c *cache.Cache) (*Metrics, error) {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gatehouse", Name: "decisions_total",
+			Help: "Authentication decisions by credential kind and outcome (allowed, denied, error).",
+		}, []string{"kind", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "gatehouse", Name: "decision_duration_seconds",
+			Help:    "Time to reach an authentication decision, by credential kind.",
+			Buckets: []float64{0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5},
+		}, []string{"kind"}),
+	}
+	collectors := []prometheus.Collector{m.decisions, m.latency,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
+			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_misses_total",
+			Help: "State cache lookups that read the store."}, func() float64 { return float64(c.Misses()) }),
+	}
+	for _, col := range collectors {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) observe(kind identity.Method, outcome string, start time.Time) {
+	k := string(kind)
+	if k == "" {
+		k = "none"
+	}
+	m.decisions.WithLabelValues(k, outcome).Inc()
+	m.latency.WithLabelValues(k).Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,247 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// JWKSPath is where every Gatehouse route publishes the assertion keys.
+const JWKSPath = "/.well-known/gatehouse/jwks.json"
+
+// RouteOptions configure one protected route.
+type RouteOptions struct {
+	// Accept lists the credential kinds the route takes.
+	Accept []identity.Method
+	// Public lists path patterns that pass without a credential.
+	Public []string
+	// Audience is the aud claim of the route's assertions.
+	Audience string
+}
+
+// Route is the pipeline of one protected route.
+type Route struct {
+	engine      *Engine
+	opts        RouteOptions
+	credentials []plugin.Credential
+	endpoints   []plugin.Endpoint
+}
+
+// Next continues the request once Gatehouse allowed it; id is nil on a
+// public path.
+type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
+
+// Serve runs the pipeline: strip inbound identity headers, serve the
+// route's own endpoints, find and verify exactly one credential, re-check
+// the account, set the identity headers and call next — or refuse.
+func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
+	e := rt.engine
+	e.Headers.Strip(r.Header)
+
+	if r.URL.Path == JWKSPath {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, err := w.Write(e.Signer.JWKS())
+		return err
+	}
+	for _, ep := range rt.endpoints {
+		if r.URL.Path == ep.Path {
+			ep.Handler.ServeHTTP(w, r)
+			return nil
+		}
+	}
+	cleanPath := account.CleanPath(r.URL.Path)
+	if rt.isPublic(cleanPath) {
+		return next(w, r, nil)
+	}
+
+	start := time.Now()
+	ctx, span := trace.SpanFromContext(r.Context()).TracerProvider().Tracer(tracerName).Start(r.Context(), "gatehouse.authenticate")
+	defer span.End()
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+
+	cred, err := rt.pick(r)
+	if err != nil {
+		return rt.refuse(w, r, span, "", nil, err, start)
+	}
+	id, err := cred.Authenticate(r)
+	if err == nil {
+		err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
+	}
+	if err != nil {
+		return rt.refuse(w, r, span, cred.Method(), id, err, start)
+	}
+	cred.Strip(r)
+	if err := rt.setIdentity(r, id); err != nil {
+		return rt.refuse(w, r, span, cred.Method(), id, err, start)
+	}
+	e.Metrics.observe(cred.Method(), outcomeAllowed, start)
+	span.SetAttributes(attribute.String("gatehouse.method", string(id.Method)),
+		attribute.String("gatehouse.outcome", outcomeAllowed))
+	if e.Config.AuditAllowed {
+		e.Audit.Record(rt.event(r, id, cred.Method(), audit.OutcomeAllowed, ""))
+	}
+	return next(w, r, id)
+}
+
+const tracerName = "github.com/gatehouse-auth/gatehouse"
+
+func (rt *Route) isPublic(cleanPath string) bool {
+	for _, p := range rt.opts.Public {
+		if account.MatchPath(p, cleanPath) {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoCredential and errTwoCredentials are the pick refusals.
+var (
+	errNoCredential   = identity.Unauthenticated("no credential was presented")
+	errTwoCredentials = identity.Unauthenticated("more than one credential was presented; send exactly one")
+)
+
+// pick returns the one credential kind present in r.
+func (rt *Route) pick(r *http.Request) (plugin.Credential, error) {
+	var found plugin.Credential
+	for _, c := range rt.credentials {
+		if c.Present(r) {
+			if found != nil {
+				return nil, errTwoCredentials
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, errNoCredential
+	}
+	return found, nil
+}
+
+func (rt *Route) setIdentity(r *http.Request, id *identity.Identity) error {
+	e := rt.engine
+	h := &e.Headers
+	token, err := e.Signer.Assertion(id, rt.opts.Audience)
+	if err != nil {
+		return err
+	}
+	hdr := r.Header
+	hdr[h.User] = []string{id.Username}
+	hdr[h.Roles] = []string{strings.Join(id.Roles, ",")}
+	hdr[h.Auth] = []string{string(id.Method)}
+	if id.Connector != "" {
+		hdr[h.Connector] = []string{id.Connector}
+	}
+	if id.AppKey != "" {
+		hdr[h.AppKey] = []string{id.AppKey}
+	}
+	if id.SecondFactor {
+		hdr[h.TwoFactor] = []string{"true"}
+	}
+	hdr[h.Assertion] = []string{token}
+	return nil
+}
+
+func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span, method identity.Method, id *identity.Identity, err error, start time.Time) error {
+	e := rt.engine
+	refusal, isRefusal := identity.AsRefusal(err)
+	status, code, reason := http.StatusServiceUnavailable, "unavailable", "the authentication store is unavailable; try again later"
+	switch {
+	case isRefusal:
+		status, code, reason = refusal.Status, refusal.Code, refusal.Reason
+	case errors.Is(err, storage.ErrUnavailable):
+		e.Logger.Error("refusing request: store unavailable", zap.Error(err))
+	default:
+		e.Logger.Error("refusing request: internal error", zap.Error(err))
+		reason = "internal error; the request was refused"
+	}
+	outcome := outcomeDenied
+	if !isRefusal {
+		outcome = outcomeError
+		span.SetStatus(codes.Error, "store unavailable")
+	}
+	e.Metrics.observe(method, outcome, start)
+	span.SetAttributes(attribute.String("gatehouse.outcome", outcome), attribute.String("gatehouse.reason", reason))
+	e.Audit.Record(rt.event(r, id, method, audit.OutcomeDenied, reason))
+
+	if status == http.StatusUnauthorized && errors.Is(err, errNoCredential) {
+		for _, c := range rt.credentials {
+			if lr, ok := c.(plugin.LoginRedirector); ok && wantsHTML(r) {
+				if target := lr.LoginURL(r); target != "" {
+					http.Redirect(w, r, target, http.StatusFound)
+					return nil
+				}
+			}
+		}
+	}
+	if status == http.StatusUnauthorized {
+		for _, c := range rt.credentials {
+			if ch, ok := c.(plugin.Challenger); ok {
+				w.Header().Add("WWW-Authenticate", ch.Challenge())
+			}
+		}
+	}
+	WriteJSONError(w, status, code, reason)
+	return nil
+}
+
+// WriteJSONError writes the data plane's refusal body {"error","message"}.
+func WriteJSONError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, message})
+}
+
+func wantsHTML(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+func (rt *Route) event(r *http.Request, id *identity.Identity, method identity.Method, outcome, reason string) audit.Event {
+	ev := audit.Event{Kind: "request", RemoteIP: ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: outcome, Reason: reason}
+	if id != nil {
+		ev.Username = id.Username
+		ev.Credential = string(id.Method)
+		if id.CredentialID != "" {
+			ev.Credential += ":" + id.CredentialID
+		}
+	} else if method != "" {
+		ev.Credential = string(method)
+	}
+	return ev
+}
+
+// ClientIPFunc resolves the client address of a request; the Caddy glue
+// sets it to Caddy's resolution (trusted proxies honoured).
+var ClientIPFunc = RemoteHost
+
+// RemoteHost is the host part of r.RemoteAddr, the direct peer.
+func RemoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ClientIP is the client address of r as Caddy resolved it.
+func ClientIP(r *http.Request) string { return ClientIPFunc(r) }

@@ -1,0 +1,79 @@
+// Package identity holds the verified identity a credential plugin produces
+// and the refusal errors every part of the data plane speaks.
+package identity
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Method names the credential kind that authenticated a request; the value
+// is what X-Gatehouse-Auth carries and what a route's "accept" list names.
+type Method string
+
+// The credential kinds of contract §4.
+const (
+	MethodBasic     Method = "basic"
+	MethodConnector Method = "connector"
+	MethodAppKey    Method = "app_key"
+	MethodSession   Method = "session"
+)
+
+// Identity is who a request was authenticated as. Plugins fill in what
+// their credential proves; the account check adds Roles.
+type Identity struct {
+	// Username is the normalised account name.
+	Username string
+	// UserID is the account's immutable ID when the credential is bound to
+	// it; a credential of a deleted and re-created namesake is refused.
+	UserID string
+	// Method is the credential kind that proved the identity.
+	Method Method
+	// Connector is the connector name when Method is MethodConnector.
+	Connector string
+	// AppKey is the application key's name when Method is MethodAppKey.
+	AppKey string
+	// SecondFactor is true when a second factor was passed (2FA sessions).
+	SecondFactor bool
+	// CredentialID is a non-secret identifier of the credential used (token
+	// ID, key name, session ID digest) for the audit log.
+	CredentialID string
+	// Roles are the account's roles at decision time, set by the account check.
+	Roles []string
+}
+
+// Refusal is an authentication or authorisation failure with the HTTP
+// status it maps to and a reason safe to show to the client and to log.
+type Refusal struct {
+	// Status is the HTTP status: 401, 403 or 429.
+	Status int
+	// Code is the machine-readable error ("unauthenticated", "forbidden", "throttled").
+	Code string
+	// Reason says why, without any secret in it.
+	Reason string
+}
+
+// Error implements error.
+func (r *Refusal) Error() string { return fmt.Sprintf("%s: %s", r.Code, r.Reason) }
+
+// Unauthenticated returns a 401 refusal.
+func Unauthenticated(reason string) *Refusal {
+	return &Refusal{Status: 401, Code: "unauthenticated", Reason: reason}
+}
+
+// Forbidden returns a 403 refusal.
+func Forbidden(reason string) *Refusal {
+	return &Refusal{Status: 403, Code: "forbidden", Reason: reason}
+}
+
+// Throttled returns a 429 refusal.
+func Throttled(reason string) *Refusal {
+	return &Refusal{Status: 429, Code: "throttled", Reason: reason}
+}
+
+// AsRefusal returns the Refusal in err's chain, if any.
+func AsRefusal(err error) (*Refusal, bool) {
+	var r *Refusal
+	ok := errors.As(err, &r)
+	return r, ok
+}

@@ -1,0 +1,154 @@
+// Package keystore holds Gatehouse's master key: a 256-bit secret generated
+// on first start into a 0600 file in the data directory. Everything secret
+// that Gatehouse must be able to read back (application key values, OTP
+// secrets, CA and assertion signing keys) is sealed with AES-256-GCM under a
+// key derived from it, and secret lookups use HMAC indexes derived from it,
+// so the store never holds a usable secret in clear.
+package keystore
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+const masterKeySize = 32
+
+// Keystore seals and indexes secrets with keys derived from the master key.
+type Keystore struct {
+	path    string
+	created bool
+	aead    cipher.AEAD
+	macKey  []byte
+	macPool sync.Pool
+}
+
+// ErrMissing reports that the keystore file does not exist and may not be
+// created because sealed data already exists.
+var ErrMissing = errors.New("keystore file is missing")
+
+// Open loads the master key from path, creating it (0600, parent 0700) when
+// it does not exist and create is true. Created reports whether it did.
+func Open(path string, create bool) (*Keystore, error) {
+	raw, err := os.ReadFile(path)
+	created := false
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		raw, err = generate(path)
+		if err != nil {
+			return nil, err
+		}
+		created = true
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s", ErrMissing, path)
+	case err != nil:
+		return nil, fmt.Errorf("reading keystore %s: %v", path, err)
+	}
+	master, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil || len(master) != masterKeySize {
+		return nil, fmt.Errorf("keystore %s is corrupt: want %d hex-encoded bytes", path, masterKeySize)
+	}
+	return fromMaster(path, master, created)
+}
+
+func generate(path string) ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating keystore directory: %v", err)
+	}
+	master := make([]byte, masterKeySize)
+	if _, err := rand.Read(master); err != nil {
+		return nil, fmt.Errorf("generating keystore: %v", err)
+	}
+	encoded := []byte(hex.EncodeToString(master) + "\n")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating keystore %s: %v", path, err)
+	}
+	if _, err := f.Write(encoded); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing keystore %s: %v", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("syncing keystore %s: %v", path, err)
+	}
+	return encoded, f.Close()
+}
+
+func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
+	encKey, err := hkdf.Key(sha256.New, master, nil, "gatehouse seal v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	macKey, err := hkdf.Key(sha256.New, master, nil, "gatehouse index v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	ks := &Keystore{path: path, created: created, aead: aead, macKey: macKey}
+	ks.macPool.New = func() any { return hmac.New(sha256.New, ks.macKey) }
+	return ks, nil
+}
+
+// Path is the keystore file's location.
+func (k *Keystore) Path() string { return k.path }
+
+// Created reports whether Open generated a new master key.
+func (k *Keystore) Created() bool { return k.created }
+
+// Seal encrypts plaintext with AES-256-GCM; context binds the ciphertext to
+// its purpose and record (e.g. "appkey/name") so it cannot be swapped into
+// another record.
+func (k *Keystore) Seal(plaintext []byte, context string) []byte {
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic("keystore: crypto/rand failed: " + err.Error())
+	}
+	return k.aead.Seal(nonce, nonce, plaintext, []byte(context))
+}
+
+// Open decrypts what Seal produced with the same context.
+func (k *Keystore) Open(sealed []byte, context string) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n+k.aead.Overhead() {
+		return nil, errors.New("keystore: sealed value too short")
+	}
+	plain, err := k.aead.Open(nil, sealed[:n], sealed[n:], []byte(context))
+	if err != nil {
+		return nil, errors.New("keystore: sealed value does not decrypt with this keystore")
+	}
+	return plain, nil
+}
+
+// Index returns the hex HMAC-SHA256 of secret under the index key, prefixed
+// by purpose. It is the lookup key for a secret presented by a client.
+func (k *Keystore) Index(purpose string, secret []byte) string {
+	m := k.macPool.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write(secret)
+	var sum [sha256.Size]byte
+	out := m.Sum(sum[:0])
+	k.macPool.Put(m)
+	return hex.EncodeToString(out)
+}

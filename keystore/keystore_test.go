@@ -1,0 +1,74 @@
+package keystore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestOpenCreatesPrivateFileAndReopens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "keystore.key")
+	ks, err := Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ks.Created() {
+		t.Fatal("first Open did not report creation")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("keystore mode %v, want 0600", st.Mode().Perm())
+	}
+	sealed := ks.Seal([]byte("secret"), "ctx")
+	again, err := Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Created() {
+		t.Fatal("reopen reported creation")
+	}
+	plain, err := again.Open(sealed, "ctx")
+	if err != nil || string(plain) != "secret" {
+		t.Fatalf("reopened keystore cannot open sealed value: %q %v", plain, err)
+	}
+	if ks.Index("p", []byte("x")) != again.Index("p", []byte("x")) {
+		t.Fatal("index not stable across reopen")
+	}
+}
+
+func TestSealBindsContextAndKey(t *testing.T) {
+	a, _ := Open(filepath.Join(t.TempDir(), "a"), true)
+	b, _ := Open(filepath.Join(t.TempDir(), "b"), true)
+	sealed := a.Seal([]byte("secret"), "appkey/one")
+	if _, err := a.Open(sealed, "appkey/two"); err == nil {
+		t.Fatal("sealed value opened under another context")
+	}
+	if _, err := b.Open(sealed, "appkey/one"); err == nil {
+		t.Fatal("sealed value opened with another keystore")
+	}
+	if _, err := a.Open(sealed[:5], "appkey/one"); err == nil {
+		t.Fatal("truncated value opened")
+	}
+	if a.Index("p", []byte("x")) == b.Index("p", []byte("x")) {
+		t.Fatal("two keystores produce the same index")
+	}
+	if a.Index("p", []byte("x")) == a.Index("q", []byte("x")) {
+		t.Fatal("index ignores purpose")
+	}
+}
+
+func TestMissingAndCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(filepath.Join(dir, "none"), false); !errors.Is(err, ErrMissing) {
+		t.Fatalf("missing keystore: got %v, want ErrMissing", err)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("zz"), 0o600)
+	if _, err := Open(bad, true); err == nil {
+		t.Fatal("corrupt keystore accepted")
+	}
+}

@@ -1,0 +1,142 @@
+// Package basic is the HTTP Basic credential kind: a user's own password,
+// verified with argon2id once and then from a verification cache, so a
+// request does not pay argon2 each time.
+package basic
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// verified is what the verification cache remembers of a successful check:
+// the password hash it was checked against. A cached success only counts
+// while the account still has that same hash, so a password change or a
+// re-created account invalidates it without any explicit purge.
+type verified struct {
+	passwordHash string
+	userID       string
+}
+
+// Credential is the HTTP Basic credential kind.
+type Credential struct {
+	engine   *engine.Engine
+	verified *lru.Cache[string, verified]
+}
+
+// New returns the Basic credential kind.
+func New(e *engine.Engine) *Credential {
+	c, _ := lru.New[string, verified](65536)
+	return &Credential{engine: e, verified: c}
+}
+
+// Method implements plugin.Credential.
+func (*Credential) Method() identity.Method { return identity.MethodBasic }
+
+// Challenge implements plugin.Challenger.
+func (*Credential) Challenge() string { return `Basic realm="gatehouse", charset="UTF-8"` }
+
+// Present implements plugin.Credential.
+func (*Credential) Present(r *http.Request) bool {
+	_, ok := basicPayload(r.Header.Get("Authorization"))
+	return ok
+}
+
+// Strip implements plugin.Credential.
+func (*Credential) Strip(r *http.Request) { r.Header.Del("Authorization") }
+
+// basicPayload returns the base64 part of an "Authorization: Basic …" value
+// (scheme matched case-insensitively).
+func basicPayload(h string) (string, bool) {
+	const scheme = "basic "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimLeft(h[len(scheme):], " "), true
+}
+
+// ParseAuthorization decodes an HTTP Basic Authorization header value into
+// username and password. It refuses malformed base64, a missing colon,
+// invalid UTF-8 and oversized values.
+func ParseAuthorization(h string) (username, password string, ok bool) {
+	payload, ok := basicPayload(h)
+	if !ok || len(payload) > 4096 {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		return "", "", false
+	}
+	username, password, ok = strings.Cut(string(raw), ":")
+	if !ok || username == "" || !utf8.ValidString(username) {
+		return "", "", false
+	}
+	return username, password, true
+}
+
+// Authenticate implements plugin.Credential.
+func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+	username, password, ok := ParseAuthorization(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, identity.Unauthenticated("malformed HTTP Basic credentials")
+	}
+	name, err := account.NormalizeUsername(username)
+	if err != nil {
+		return nil, identity.Unauthenticated("invalid username or password")
+	}
+	ctx := r.Context()
+	e := c.engine
+	cacheKey := e.Keystore.Index("basic", []byte(name+"\x00"+password))
+	if v, ok := c.verified.Get(cacheKey); ok {
+		u, err := e.Accounts.User(ctx, name)
+		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID {
+			return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
+		}
+		c.verified.Remove(cacheKey)
+	}
+	if err := c.checkThrottle(ctx, name); err != nil {
+		return nil, err
+	}
+	u, err := e.Accounts.CheckPassword(ctx, name, password)
+	if err != nil {
+		if _, refused := identity.AsRefusal(err); refused {
+			c.countFailure(ctx, name)
+		}
+		return nil, err
+	}
+	c.verified.Add(cacheKey, verified{passwordHash: u.PasswordHash, userID: u.ID})
+	return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
+}
+
+const failureWindow = time.Minute
+
+func failureKey(name string) string { return "basicfail/" + name }
+
+// checkThrottle answers 429 once a user collected too many wrong passwords
+// within the window: online guessing gets slow, and argon2 cannot be used
+// to burn the server's CPU through one account.
+func (c *Credential) checkThrottle(ctx context.Context, name string) error {
+	raw, err := c.engine.Store.Get(ctx, failureKey(name))
+	if err != nil {
+		return nil // absent: no recent failures; store errors surface on the real check
+	}
+	n, _ := strconv.Atoi(string(raw))
+	if n >= c.engine.Config.BasicFailureLimit {
+		return identity.Throttled("too many failed password attempts; try again in a minute")
+	}
+	return nil
+}
+
+func (c *Credential) countFailure(ctx context.Context, name string) {
+	c.engine.Store.Incr(ctx, failureKey(name), 1, failureWindow)
+}

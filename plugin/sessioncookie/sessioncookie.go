@@ -1,0 +1,102 @@
+// Package sessioncookie is the "session" credential kind: the cookie of a
+// server-side session created by the 2FA login portal or by an application
+// key that asked for one. It also serves /gatehouse/logout, and the login
+// portal's endpoints when the two-factor plugin provides them.
+package sessioncookie
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+// LoginPath is where browsers without a session are sent.
+const LoginPath = "/gatehouse/login"
+
+// LogoutPath ends the session.
+const LogoutPath = "/gatehouse/logout"
+
+// Credential is the session credential kind.
+type Credential struct {
+	engine *engine.Engine
+	portal []plugin.Endpoint
+}
+
+// New returns the session credential kind.
+func New(e *engine.Engine) *Credential { return &Credential{engine: e} }
+
+// SetPortal installs the login portal's endpoints; without a portal,
+// browsers get a 401 like API clients.
+func (c *Credential) SetPortal(endpoints []plugin.Endpoint) { c.portal = endpoints }
+
+// Method implements plugin.Credential.
+func (*Credential) Method() identity.Method { return identity.MethodSession }
+
+// Present implements plugin.Credential.
+func (*Credential) Present(r *http.Request) bool {
+	for _, h := range r.Header["Cookie"] {
+		if strings.Contains(h, session.CookieName+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// Authenticate implements plugin.Credential.
+func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+	ck, err := r.Cookie(session.CookieName)
+	if err != nil {
+		return nil, identity.Unauthenticated("malformed session cookie")
+	}
+	s, err := c.engine.Sessions.Lookup(r.Context(), ck.Value)
+	if err != nil {
+		return nil, err
+	}
+	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
+		AppKey: s.AppKey, SecondFactor: s.SecondFactor, CredentialID: session.DigestID(ck.Value)}, nil
+}
+
+// Strip implements plugin.Credential: it removes the session cookie from
+// the Cookie header and keeps the upstream's own cookies.
+func (*Credential) Strip(r *http.Request) {
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, ck := range cookies {
+		if ck.Name != session.CookieName {
+			r.AddCookie(ck)
+		}
+	}
+}
+
+// Endpoints implements plugin.EndpointProvider.
+func (c *Credential) Endpoints() []plugin.Endpoint {
+	return append([]plugin.Endpoint{{Path: LogoutPath, Handler: http.HandlerFunc(c.logout)}}, c.portal...)
+}
+
+// LoginURL implements plugin.LoginRedirector; nothing when there is no portal.
+func (c *Credential) LoginURL(r *http.Request) string {
+	if len(c.portal) == 0 {
+		return ""
+	}
+	return LoginPath + "?return=" + url.QueryEscape(r.URL.RequestURI())
+}
+
+func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(session.CookieName); err == nil {
+		if err := c.engine.Sessions.Delete(r.Context(), ck.Value); err != nil {
+			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "the session store is unavailable")
+			return
+		}
+	}
+	http.SetCookie(w, session.ClearCookie())
+	if len(c.portal) > 0 && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		http.Redirect(w, r, LoginPath, http.StatusSeeOther)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,143 @@
+// Package session is Gatehouse's server-side session store, shared by the
+// 2FA login portal and by application keys that ask for a session. The
+// client holds only a random token in an HttpOnly, Secure, SameSite cookie;
+// the store keeps the session under the token's SHA-256 digest, with an
+// idle timeout and an absolute timeout.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// CookieName is the session cookie's name.
+const CookieName = "gatehouse_session"
+
+const keyPrefix = "session/"
+
+// Session is one signed-in browser or client.
+type Session struct {
+	// Username and UserID name the account.
+	Username string `json:"username"`
+	UserID   string `json:"user_id"`
+	// Origin is how the session was created: "login" (portal) or "app_key".
+	Origin string `json:"origin"`
+	// AppKey is the key's name when Origin is "app_key".
+	AppKey string `json:"app_key,omitempty"`
+	// SecondFactor is true when the user passed a second factor.
+	SecondFactor bool      `json:"second_factor"`
+	CreatedAt    time.Time `json:"created_at"`
+	// ExpiresAt is the absolute end of the session.
+	ExpiresAt time.Time `json:"expires_at"`
+	// SeenAt is the last activity, refreshed at most once a minute.
+	SeenAt time.Time `json:"seen_at"`
+}
+
+// Store keeps sessions in the state store.
+type Store struct {
+	store    *cache.Cache
+	idle     time.Duration
+	absolute time.Duration
+	now      func() time.Time
+}
+
+// Options are the timeouts; zero values take defaults (30 min idle, 12 h absolute).
+type Options struct {
+	Idle     time.Duration
+	Absolute time.Duration
+}
+
+// NewStore returns a session store.
+func NewStore(c *cache.Cache, opts Options) *Store {
+	if opts.Idle <= 0 {
+		opts.Idle = 30 * time.Minute
+	}
+	if opts.Absolute <= 0 {
+		opts.Absolute = 12 * time.Hour
+	}
+	return &Store{store: c, idle: opts.Idle, absolute: opts.Absolute, now: time.Now}
+}
+
+func digestKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return keyPrefix + hex.EncodeToString(sum[:])
+}
+
+// DigestID is a non-secret identifier of the session for audit logs.
+func DigestID(token string) string { return digestKey(token)[len(keyPrefix) : len(keyPrefix)+16] }
+
+// Create starts a session and returns its token (the cookie value).
+func (s *Store) Create(ctx context.Context, sess Session) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	now := s.now().UTC()
+	sess.CreatedAt, sess.SeenAt, sess.ExpiresAt = now, now, now.Add(s.absolute)
+	rec, _ := json.Marshal(sess)
+	return token, s.store.Put(ctx, digestKey(token), rec, s.idle)
+}
+
+func decode(b []byte) (*Session, error) {
+	s := new(Session)
+	return s, json.Unmarshal(b, s)
+}
+
+// Lookup returns the live session of token; an unknown, idle or expired
+// session is a 401 refusal. Activity is recorded at most once a minute.
+func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
+	if len(token) != 43 {
+		return nil, identity.Unauthenticated("invalid session")
+	}
+	key := digestKey(token)
+	sess, err := cache.Load(s.store, ctx, key, decode)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, identity.Unauthenticated("the session has ended; sign in again")
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if now.After(sess.ExpiresAt) || now.Sub(sess.SeenAt) > s.idle {
+		return nil, identity.Unauthenticated("the session has ended; sign in again")
+	}
+	if now.Sub(sess.SeenAt) > time.Minute {
+		touched := *sess
+		touched.SeenAt = now.UTC()
+		rec, _ := json.Marshal(&touched)
+		ttl := min(s.idle, sess.ExpiresAt.Sub(now))
+		if err := s.store.Put(ctx, key, rec, ttl); err != nil {
+			return nil, err
+		}
+	}
+	return sess, nil
+}
+
+// Delete ends the session of token.
+func (s *Store) Delete(ctx context.Context, token string) error {
+	return s.store.Delete(ctx, digestKey(token))
+}
+
+// Cookie returns the session cookie for token.
+func (s *Store) Cookie(token string) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: token, Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(s.absolute.Seconds())}
+}
+
+// ClearCookie returns a cookie that removes the session cookie.
+func ClearCookie() *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1}
+}

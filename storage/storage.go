@@ -1,0 +1,94 @@
+// Package storage defines the key-value contract every Gatehouse state
+// backend implements. Plugins and services depend only on Store; the
+// embedded Badger backend (storage/badger) and the shared Redis backend
+// (storage/redis) both pass the conformance suite in storage/storetest.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound reports that a key does not exist (or has expired).
+var ErrNotFound = errors.New("storage: key not found")
+
+// ErrUnavailable wraps every failure of the backing store itself (I/O error,
+// connection refused, timeout). Callers fail closed on it: the data plane
+// answers 503 and never treats it as "not found".
+var ErrUnavailable = errors.New("storage: store unavailable")
+
+// ErrStopScan may be returned by a Scan callback to end the scan early
+// without reporting an error to the caller.
+var ErrStopScan = errors.New("storage: stop scan")
+
+// Entry is one record as returned by Scan.
+type Entry struct {
+	// Key is the full key, including the scanned prefix.
+	Key string
+	// Value is the stored value. It must not be retained after the callback
+	// returns unless copied.
+	Value []byte
+	// ExpiresAt is the absolute expiry time, or the zero time when the key
+	// never expires.
+	ExpiresAt time.Time
+}
+
+// OpKind says what a batched operation does.
+type OpKind uint8
+
+const (
+	// OpPut stores Value under Key with TTL.
+	OpPut OpKind = iota + 1
+	// OpDelete removes Key; deleting an absent key is not an error.
+	OpDelete
+)
+
+// Op is one write in a Batch.
+type Op struct {
+	Kind  OpKind
+	Key   string
+	Value []byte
+	// TTL is the lifetime of a put; zero means no expiry.
+	TTL time.Duration
+}
+
+// Store is the contract of a Gatehouse state backend.
+//
+// Every write is durable once the call returns nil: an acknowledged write
+// survives a crash of the process. A TTL of zero means "never expires".
+// Keys are non-empty UTF-8 strings; values are opaque bytes.
+type Store interface {
+	// Get returns the value of key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores value under key, replacing any previous value and TTL.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes key. Deleting an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+	// CompareAndSwap replaces the value of key with newValue only when the
+	// current value equals oldValue byte for byte. A nil oldValue means the
+	// key must not exist; a nil newValue deletes the key. It reports whether
+	// the swap happened; a lost race is (false, nil), not an error.
+	CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error)
+	// Incr atomically adds delta to the decimal integer stored at key
+	// (absent counts as 0) and returns the new value. The TTL is applied
+	// only when the key is created by this call; zero means no expiry.
+	// Counters are stored as ASCII decimal, so Get returns e.g. "5".
+	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	// Scan calls fn for every live key starting with prefix, in ascending
+	// key order. fn returning ErrStopScan ends the scan with a nil error;
+	// any other error ends it and is returned.
+	Scan(ctx context.Context, prefix string, fn func(Entry) error) error
+	// Batch applies all ops atomically: either every op takes effect or none.
+	Batch(ctx context.Context, ops []Op) error
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// Invalidator is implemented by backends shared between processes (Redis):
+// OnInvalidate registers fn to be called with every key that another
+// instance changed, and with the empty key when invalidations may have been
+// missed (after a reconnect) so that the caller drops everything it caches.
+type Invalidator interface {
+	OnInvalidate(fn func(key string))
+}
