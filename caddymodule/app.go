@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // App is the gatehouse app: one shared Gatehouse engine per Caddy config,
@@ -78,7 +78,7 @@ type App struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "gatehouse", New: func() caddy.Module { return new(App) }}
 }
 

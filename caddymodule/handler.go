@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Handler{})
+	caddy.RegisterModule(new(Handler))
 	engine.ClientIPFunc = clientIP
 }
 
@@ -40,7 +40,7 @@ type Handler struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Handler) CaddyModule() caddy.ModuleInfo {
+func (*Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.gatehouse", New: func() caddy.Module { return new(Handler) }}
 }
 
@@ -92,7 +92,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	route, err := h.routeFor(r)
 	if err != nil {
 		// Fail closed: strip what could be spoofed, answer 503.
-		engine.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix).Strip(r.Header)
+		headers := engine.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
+		headers.Strip(r.Header)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
 		h.app.logger.Error("gatehouse route unavailable", zap.Error(err))
 		return nil

@@ -178,7 +178,11 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	}
 	e.Metrics.observe(method, outcome, start)
 	span.SetAttributes(attribute.String("gatehouse.outcome", outcome), attribute.String("gatehouse.reason", reason))
-	e.Audit.Record(rt.event(r, id, method, audit.OutcomeDenied, reason))
+	ev := rt.event(r, id, method, audit.OutcomeDenied, reason)
+	if isRefusal && ev.Username == "" {
+		ev.Username = refusal.Username
+	}
+	e.Audit.Record(ev)
 
 	if status == http.StatusUnauthorized && errors.Is(err, errNoCredential) {
 		for _, c := range rt.credentials {

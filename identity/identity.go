@@ -51,6 +51,16 @@ type Refusal struct {
 	Code string
 	// Reason says why, without any secret in it.
 	Reason string
+	// Username is the account the refused credential claimed, when known,
+	// for the audit log.
+	Username string
+}
+
+// For returns a copy of r naming the account the credential claimed.
+func (r *Refusal) For(username string) *Refusal {
+	c := *r
+	c.Username = username
+	return &c
 }
 
 // Error implements error.

@@ -109,8 +109,9 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	}
 	u, err := e.Accounts.CheckPassword(ctx, name, password)
 	if err != nil {
-		if _, refused := identity.AsRefusal(err); refused {
+		if refusal, refused := identity.AsRefusal(err); refused {
 			c.countFailure(ctx, name)
+			return nil, refusal.For(name)
 		}
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func (c *Credential) checkThrottle(ctx context.Context, name string) error {
 	}
 	n, _ := strconv.Atoi(string(raw))
 	if n >= c.engine.Config.BasicFailureLimit {
-		return identity.Throttled("too many failed password attempts; try again in a minute")
+		return identity.Throttled("too many failed password attempts; try again in a minute").For(name)
 	}
 	return nil
 }
