@@ -6,6 +6,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"go.uber.org/zap"
@@ -84,7 +85,10 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		return nil, fmt.Errorf("gatehouse route accepts no credential kind; list at least one of basic, app_key, connector, session")
 	}
 	rt := &Route{engine: e, opts: opts}
-	for _, m := range opts.Accept {
+	for i, m := range opts.Accept {
+		if slices.Contains(opts.Accept[:i], m) {
+			continue
+		}
 		c, ok := e.credentials[m]
 		if !ok {
 			return nil, fmt.Errorf("credential kind %q is not available (known: basic, app_key, connector, session)", m)

@@ -217,4 +217,3 @@ func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
 func (c *Cache) Close() error { return c.store.Close() }
 
 var _ storage.Store = (*Cache)(nil)
-

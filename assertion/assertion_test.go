@@ -1,0 +1,101 @@
+package assertion
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+)
+
+func newSigner(t *testing.T, dir string) *Signer {
+	t.Helper()
+	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSigner(context.Background(), st, ks, "gatehouse-test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAssertionVerifiesWithJWKSAndCarriesClaims(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	id := &identity.Identity{Username: "ålice", Method: identity.MethodSession, SecondFactor: true, Roles: []string{"a", "b"}}
+	tok, err := s.Assertion(id, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Verify(tok, s.JWKS(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "ålice" || c.Audience != "demo" || c.Issuer != "gatehouse-test" || len(c.Roles) != 2 ||
+		len(c.AMR) != 3 || c.AMR[0] != "session" || c.Expiry-c.IssuedAt != 60 {
+		t.Fatalf("claims: %+v", c)
+	}
+	if _, err := Verify(tok, s.JWKS(), time.Now().Add(2*time.Minute)); err == nil {
+		t.Fatal("expired assertion verified")
+	}
+	tampered := tok[:len(tok)-4] + "AAAA"
+	if _, err := Verify(tampered, s.JWKS(), time.Now()); err == nil {
+		t.Fatal("tampered assertion verified")
+	}
+	other := newSigner(t, t.TempDir())
+	if _, err := Verify(tok, other.JWKS(), time.Now()); err == nil {
+		t.Fatal("assertion verified with another instance's keys")
+	}
+}
+
+func TestAssertionReusedOnlyForSameIdentity(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	a := &identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}}
+	t1, _ := s.Assertion(a, "demo")
+	t2, _ := s.Assertion(a, "demo")
+	if t1 != t2 {
+		t.Fatal("assertion re-signed for the same identity within its lifetime")
+	}
+	for _, other := range []struct {
+		id  *identity.Identity
+		aud string
+	}{
+		{&identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r", "admin"}}, "demo"},
+		{&identity.Identity{Username: "alice", Method: identity.MethodAppKey, Roles: []string{"r"}}, "demo"},
+		{a, "other"},
+	} {
+		tok, _ := s.Assertion(other.id, other.aud)
+		if tok == t1 {
+			t.Fatalf("assertion shared across identities/audiences: %+v %s", other.id, other.aud)
+		}
+	}
+}
+
+func TestSigningKeyPersistsAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	st, _ := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	ks, _ := keystore.Open(filepath.Join(dir, "keystore.key"), true)
+	s1, err := NewSigner(context.Background(), st, ks, "i", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st2, _ := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	defer st2.Close()
+	s2, err := NewSigner(context.Background(), st2, ks, "i", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(s1.JWKS()) != string(s2.JWKS()) {
+		t.Fatal("signing key changed across restart")
+	}
+}

@@ -1,0 +1,93 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+)
+
+func TestRecordQueryNewestFirstWithFilters(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{})
+	defer l.Close()
+
+	base := time.Now().UTC().Add(-time.Hour)
+	for i := range 10 {
+		user := "alice"
+		if i%2 == 1 {
+			user = "bob"
+		}
+		l.Record(Event{Time: base.Add(time.Duration(i) * time.Minute), Kind: "request", Username: user, Outcome: OutcomeDenied, Reason: fmt.Sprint(i)})
+	}
+	l.Record(Event{Time: base.Add(20 * time.Minute), Kind: "admin", Username: "alice", Outcome: OutcomeSuccess})
+
+	all, err := l.Query(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 11 || all[0].Kind != "admin" || all[1].Reason != "9" || all[10].Reason != "0" {
+		t.Fatalf("not newest first: %+v", all)
+	}
+	bob, _ := l.Query(context.Background(), Filter{Username: "bob", Limit: 2})
+	if len(bob) != 2 || bob[0].Reason != "9" || bob[1].Reason != "7" {
+		t.Fatalf("username+limit filter: %+v", bob)
+	}
+	recent, _ := l.Query(context.Background(), Filter{Kind: "request", Since: base.Add(7*time.Minute + time.Second)})
+	if len(recent) != 2 {
+		t.Fatalf("since+kind filter: %+v", recent)
+	}
+	if logs.FilterMessage("audit").Len() != 11 {
+		t.Fatalf("structured log lines: %d", logs.FilterMessage("audit").Len())
+	}
+}
+
+func TestRefusalsAreNeverDroppedUnderLoad(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, zap.NewNop(), Options{Buffer: 4, BatchSize: 8})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				l.Record(Event{Kind: "request", Username: fmt.Sprint(g), Outcome: OutcomeDenied, Reason: fmt.Sprint(i)})
+				l.Record(Event{Kind: "request", Username: fmt.Sprint(g), Outcome: OutcomeAllowed})
+			}
+		}()
+	}
+	wg.Wait()
+	events, err := l.Query(context.Background(), Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := 0
+	for _, e := range events {
+		if e.Outcome == OutcomeDenied {
+			denied++
+		}
+	}
+	if denied != 400 {
+		t.Fatalf("%d of 400 refusals written", denied)
+	}
+	if uint64(len(events)-denied)+l.Dropped() != 400 {
+		t.Fatalf("allowed events: %d written + %d dropped != 400", len(events)-denied, l.Dropped())
+	}
+	l.Close()
+}

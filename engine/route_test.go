@@ -1,0 +1,192 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin/basic"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// flakyStore fails every call while down is set, like a store that went away.
+type flakyStore struct {
+	storage.Store
+	down atomic.Bool
+}
+
+func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if f.down.Load() {
+		return nil, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
+	}
+	return f.Store.Get(ctx, key)
+}
+
+type setup struct {
+	e     *engine.Engine
+	route *engine.Route
+	flaky *flakyStore
+}
+
+func newSetup(t *testing.T) *setup {
+	s := &setup{}
+	s.e = enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store {
+		s.flaky = &flakyStore{Store: st}
+		return s.flaky
+	})
+	s.e.Register(basic.New(s.e))
+	ctx := context.Background()
+	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse"
+	if _, err := s.e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	s.route, err = s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Public: []string{"/public/*"}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// do runs one request through the route; upstream records what it received.
+func (s *setup) do(t *testing.T, method, path string, hdr http.Header) (*httptest.ResponseRecorder, *http.Request) {
+	t.Helper()
+	r := httptest.NewRequest(method, path, nil)
+	for k, v := range hdr {
+		r.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	var upstream *http.Request
+	err := s.route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+		upstream = r
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, upstream
+}
+
+func basicAuth(user, pass string) http.Header {
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, pass)
+	return http.Header{"Authorization": r.Header["Authorization"]}
+}
+
+func TestPipelineAllowsStripsAndSigns(t *testing.T) {
+	s := newSetup(t)
+	hdr := basicAuth("Alice", "correct horse")
+	hdr["X-Gatehouse-User"] = []string{"mallory"}
+	hdr["X_gatehouse_roles"] = []string{"admin"}
+	w, up := s.do(t, "GET", "/api/items", hdr)
+	if w.Code != 200 || up == nil {
+		t.Fatalf("status %d body %s", w.Code, w.Body)
+	}
+	if up.Header.Get("X-Gatehouse-User") != "alice" || up.Header.Get("X-Gatehouse-Roles") != "reader" ||
+		up.Header.Get("X-Gatehouse-Auth") != "basic" || up.Header.Get("Authorization") != "" || len(up.Header["X_gatehouse_roles"]) != 0 {
+		t.Fatalf("forwarded headers: %v", up.Header)
+	}
+	c, err := assertion.Verify(up.Header.Get("X-Gatehouse-Assertion"), s.e.Signer.JWKS(), time.Now())
+	if err != nil || c.Subject != "alice" || c.Audience != "demo" {
+		t.Fatalf("assertion: %+v %v", c, err)
+	}
+}
+
+func TestPipelineRefusals(t *testing.T) {
+	s := newSetup(t)
+	cases := []struct {
+		name   string
+		method string
+		path   string
+		hdr    http.Header
+		status int
+	}{
+		{"no credential", "GET", "/api/x", nil, 401},
+		{"wrong password", "GET", "/api/x", basicAuth("alice", "nope"), 401},
+		{"unknown user", "GET", "/api/x", basicAuth("bob", "correct horse"), 401},
+		{"role denies method", "POST", "/api/x", basicAuth("alice", "correct horse"), 403},
+		{"role denies path", "GET", "/admin", basicAuth("alice", "correct horse"), 403},
+		{"dot-dot escape", "GET", "/api/../admin", basicAuth("alice", "correct horse"), 403},
+	}
+	for _, c := range cases {
+		w, up := s.do(t, c.method, c.path, c.hdr)
+		if w.Code != c.status || up != nil {
+			t.Errorf("%s: status %d (forwarded=%v), want %d", c.name, w.Code, up != nil, c.status)
+		}
+		var body struct{ Error, Message string }
+		if json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error == "" || body.Message == "" {
+			t.Errorf("%s: refusal body %q", c.name, w.Body)
+		}
+		if c.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: no WWW-Authenticate", c.name)
+		}
+	}
+	events, _ := s.e.Audit.Query(context.Background(), audit.Filter{Kind: "request"})
+	if len(events) != len(cases) {
+		t.Fatalf("%d refusals audited, want %d", len(events), len(cases))
+	}
+}
+
+func TestPublicPathStillStripsHeaders(t *testing.T) {
+	s := newSetup(t)
+	w, up := s.do(t, "GET", "/public/a", http.Header{"X-Gatehouse-User": {"mallory"}})
+	if w.Code != 200 || up == nil || up.Header.Get("X-Gatehouse-User") != "" {
+		t.Fatalf("public path: %d %v", w.Code, up)
+	}
+}
+
+func TestAccountChangesApplyToNextRequest(t *testing.T) {
+	s := newSetup(t)
+	ctx := context.Background()
+	creds := basicAuth("alice", "correct horse")
+	if w, _ := s.do(t, "GET", "/api/x", creds); w.Code != 200 {
+		t.Fatalf("warm-up: %d", w.Code)
+	}
+	blocked := account.StatusBlocked
+	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &blocked})
+	if w, _ := s.do(t, "GET", "/api/x", creds); w.Code != 403 {
+		t.Fatalf("blocked user: %d", w.Code)
+	}
+	active := account.StatusActive
+	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &active})
+	newPw := "battery staple"
+	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Password: &newPw})
+	if w, _ := s.do(t, "GET", "/api/x", creds); w.Code != 401 {
+		t.Fatalf("old password after change: %d", w.Code)
+	}
+	s.e.Accounts.DeleteUser(ctx, "alice")
+	pw := "battery staple"
+	s.e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Password: &pw})
+	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "battery staple")); w.Code != 403 {
+		t.Fatalf("re-created user without roles: %d", w.Code)
+	}
+}
+
+func TestStoreDownFailsClosed(t *testing.T) {
+	s := newSetup(t)
+	s.flaky.down.Store(true)
+	s.e.Store.Purge()
+	w, up := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse"))
+	if w.Code != 503 || up != nil {
+		t.Fatalf("store down: %d forwarded=%v", w.Code, up != nil)
+	}
+	s.flaky.down.Store(false)
+	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse")); w.Code != 200 {
+		t.Fatalf("after recovery: %d", w.Code)
+	}
+}
