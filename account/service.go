@@ -53,10 +53,12 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
-	return s.userByCanonicalName(ctx, name)
+	return s.UserByCanonicalName(ctx, name)
 }
 
-func (s *Service) userByCanonicalName(ctx context.Context, name string) (*User, error) {
+// UserByCanonicalName is User for a name already normalised with
+// NormalizeUsername: the hot path skips normalising it again.
+func (s *Service) UserByCanonicalName(ctx context.Context, name string) (*User, error) {
 	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, failure.NotFound("user %q not found", name)

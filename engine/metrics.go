@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ const (
 type Metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	byKind    sync.Map // identity.Method → *series
 }
 
 // NewMetrics registers the collectors with reg (Caddy's registry); the
@@ -50,11 +52,40 @@ func NewMetrics(reg prometheus.Registerer, c *cache.Cache) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) observe(kind identity.Method, outcome string, start time.Time) {
+// series are the resolved collectors of one credential kind, so the hot
+// path does not hash label values on every request.
+type series struct {
+	allowed, denied, failed prometheus.Counter
+	latency                 prometheus.Observer
+}
+
+func (m *Metrics) seriesFor(kind identity.Method) *series {
+	if s, ok := m.byKind.Load(kind); ok {
+		return s.(*series)
+	}
 	k := string(kind)
 	if k == "" {
 		k = "none"
 	}
-	m.decisions.WithLabelValues(k, outcome).Inc()
-	m.latency.WithLabelValues(k).Observe(time.Since(start).Seconds())
+	s := &series{
+		allowed: m.decisions.WithLabelValues(k, outcomeAllowed),
+		denied:  m.decisions.WithLabelValues(k, outcomeDenied),
+		failed:  m.decisions.WithLabelValues(k, outcomeError),
+		latency: m.latency.WithLabelValues(k),
+	}
+	actual, _ := m.byKind.LoadOrStore(kind, s)
+	return actual.(*series)
+}
+
+func (m *Metrics) observe(kind identity.Method, outcome string, start time.Time) {
+	s := m.seriesFor(kind)
+	switch outcome {
+	case outcomeAllowed:
+		s.allowed.Inc()
+	case outcomeDenied:
+		s.denied.Inc()
+	default:
+		s.failed.Inc()
+	}
+	s.latency.Observe(time.Since(start).Seconds())
 }

@@ -92,8 +92,10 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
 	e.Metrics.observe(cred.Method(), outcomeAllowed, start)
-	span.SetAttributes(attribute.String("gatehouse.method", string(id.Method)),
-		attribute.String("gatehouse.outcome", outcomeAllowed))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gatehouse.method", string(id.Method)),
+			attribute.String("gatehouse.user", id.Username), attribute.String("gatehouse.outcome", outcomeAllowed))
+	}
 	if e.Config.AuditAllowed {
 		e.Audit.Record(rt.event(r, id, cred.Method(), audit.OutcomeAllowed, ""))
 	}
@@ -177,7 +179,9 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 		span.SetStatus(codes.Error, "store unavailable")
 	}
 	e.Metrics.observe(method, outcome, start)
-	span.SetAttributes(attribute.String("gatehouse.outcome", outcome), attribute.String("gatehouse.reason", reason))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("gatehouse.outcome", outcome), attribute.String("gatehouse.reason", reason))
+	}
 	ev := rt.event(r, id, method, audit.OutcomeDenied, reason)
 	if isRefusal && ev.Username == "" {
 		ev.Username = refusal.Username

@@ -39,7 +39,7 @@ type setup struct {
 	flaky *flakyStore
 }
 
-func newSetup(t *testing.T) *setup {
+func newSetup(t testing.TB) *setup {
 	s := &setup{}
 	s.e = enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store {
 		s.flaky = &flakyStore{Store: st}

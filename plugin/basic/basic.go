@@ -24,6 +24,7 @@ import (
 // while the account still has that same hash, so a password change or a
 // re-created account invalidates it without any explicit purge.
 type verified struct {
+	username     string
 	passwordHash string
 	userID       string
 }
@@ -90,19 +91,21 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if !ok {
 		return nil, identity.Unauthenticated("malformed HTTP Basic credentials")
 	}
-	name, err := account.NormalizeUsername(username)
-	if err != nil {
-		return nil, identity.Unauthenticated("invalid username or password")
-	}
 	ctx := r.Context()
 	e := c.engine
-	cacheKey := e.Keystore.Index("basic", []byte(name+"\x00"+password))
+	// The verification cache is keyed by an HMAC of the credentials as sent,
+	// so a hit costs neither argon2 nor username normalisation.
+	cacheKey := e.Keystore.Index("basic", []byte(username+"\x00"+password))
 	if v, ok := c.verified.Get(cacheKey); ok {
-		u, err := e.Accounts.User(ctx, name)
+		u, err := e.Accounts.UserByCanonicalName(ctx, v.username)
 		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID {
 			return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
 		}
 		c.verified.Remove(cacheKey)
+	}
+	name, err := account.NormalizeUsername(username)
+	if err != nil {
+		return nil, identity.Unauthenticated("invalid username or password")
 	}
 	if err := c.checkThrottle(ctx, name); err != nil {
 		return nil, err
@@ -115,7 +118,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		}
 		return nil, err
 	}
-	c.verified.Add(cacheKey, verified{passwordHash: u.PasswordHash, userID: u.ID})
+	c.verified.Add(cacheKey, verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID})
 	return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
 }
 
