@@ -1,0 +1,252 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// basicSite is a Gatehouse instance with a Basic-auth HTTPS site in front
+// of the echo upstream.
+const basicSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic
+		public /public/*
+		audience demo
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+func seedReader(t *testing.T, inst *harness.Instance, user string) {
+	t.Helper()
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*","/"]}]}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": user, "roles": []string{"reader"}, "password": "correct horse"})
+}
+
+func TestBasicHeadersSpoofingAndAssertion(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	seedReader(t, inst, "Ålice")
+
+	res := harness.Curl(t, "-u", "ålice:correct horse",
+		"-H", "X-Gatehouse-User: mallory", "-H", "x-gatehouse-roles: admin", "-H", "X_Gatehouse_Auth: forged",
+		"-H", "X-Gatehouse-Assertion: forged", inst.HTTPSURL()+"/api/items")
+	if res.Status != 200 {
+		t.Fatalf("status %d: %s", res.Status, res.Body)
+	}
+	echo := harness.ParseEcho(t, res.Body)
+	h := echo.Headers
+	if h["X-Gatehouse-User"] != "ålice" || h["X-Gatehouse-Roles"] != "reader" || h["X-Gatehouse-Auth"] != "basic" {
+		t.Fatalf("identity headers: %v", h)
+	}
+	for name := range h {
+		if strings.EqualFold(name, "Authorization") || strings.Contains(strings.ToLower(name), "x_gatehouse") {
+			t.Fatalf("upstream received %s", name)
+		}
+	}
+	jwks := harness.Curl(t, inst.HTTPSURL()+"/.well-known/gatehouse/jwks.json")
+	claims, err := assertion.Verify(h["X-Gatehouse-Assertion"], []byte(jwks.Body), time.Now())
+	if err != nil {
+		t.Fatalf("assertion does not verify with the published JWKS: %v", err)
+	}
+	if claims.Subject != "ålice" || claims.Audience != "demo" || claims.Roles[0] != "reader" {
+		t.Fatalf("claims: %+v", claims)
+	}
+
+	// Public paths pass without a credential but still lose spoofed headers.
+	pub := harness.Curl(t, "-H", "X-Gatehouse-User: mallory", inst.HTTPSURL()+"/public/x")
+	if pub.Status != 200 || harness.ParseEcho(t, pub.Body).Headers["X-Gatehouse-User"] != "" {
+		t.Fatalf("public path: %d %s", pub.Status, pub.Body)
+	}
+	// A refused request never reaches the upstream and says why in JSON.
+	bad := harness.Curl(t, "-u", "ålice:wrong", inst.HTTPSURL()+"/api/items")
+	var body struct{ Error, Message string }
+	if bad.Status != 401 || json.Unmarshal([]byte(bad.Body), &body) != nil || body.Error != "unauthenticated" ||
+		!strings.HasPrefix(bad.Headers.Get("Www-Authenticate"), "Basic") {
+		t.Fatalf("wrong password: %d %v %s", bad.Status, bad.Headers, bad.Body)
+	}
+}
+
+func TestRoleRulesBlockingAndDeletionApplyOnNextRequest(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	seedReader(t, inst, "bob")
+	get := func(method, path string) int {
+		return harness.Curl(t, "-X", method, "-u", "bob:correct horse", inst.HTTPSURL()+path).Status
+	}
+	if s := get("GET", "/api/x"); s != 200 {
+		t.Fatalf("allowed request: %d", s)
+	}
+	if s := get("DELETE", "/api/x"); s != 403 {
+		t.Fatalf("method outside the role: %d", s)
+	}
+	if s := get("GET", "/admin"); s != 403 {
+		t.Fatalf("path outside the role: %d", s)
+	}
+	if s := get("GET", "/api/../admin"); s != 403 {
+		t.Fatalf("dot-dot path: %d", s)
+	}
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", `{"status":"blocked"}`)
+	if s := get("GET", "/api/x"); s != 403 {
+		t.Fatalf("blocked user: %d", s)
+	}
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", `{"status":"active"}`)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/other"]}]}`)
+	if s := get("GET", "/api/x"); s != 403 {
+		t.Fatalf("after the role lost the rule: %d", s)
+	}
+	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/users/bob", nil)
+	if s := get("GET", "/other"); s != 401 {
+		t.Fatalf("deleted user: %d", s)
+	}
+
+	var events []struct{ Kind, Username, Outcome, Reason, Path string }
+	inst.AdminJSON(t, "GET", "/gatehouse/audit?username=bob&kind=request", nil, &events)
+	if len(events) < 5 || events[0].Outcome != "denied" || events[0].Path != "/other" {
+		t.Fatalf("audit of refusals (newest first): %+v", events)
+	}
+}
+
+func TestAdminAPIBadInputChangesNothing(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	seedReader(t, inst, "carol")
+	cases := []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/gatehouse/users", `{"username":`, 400},
+		{"POST", "/gatehouse/users", `{"username":42}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"a b"}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"dave","roles":["missing"]}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"dave","unknown":1}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"CAROL"}`, 409},
+		{"POST", "/gatehouse/users", `{"username":"dave","password":"short"}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"dave"}{"username":"eve"}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"` + strings.Repeat("x", 2<<20) + `"}`, 400},
+		{"PATCH", "/gatehouse/users/carol", `{"status":"gone"}`, 400},
+		{"PATCH", "/gatehouse/users/nobody", `{"status":"blocked"}`, 404},
+		{"PUT", "/gatehouse/roles/r", `{"rules":[{"methods":["GET"],"paths":["no-slash"]}]}`, 400},
+		{"GET", "/gatehouse/roles/none", ``, 404},
+		{"GET", "/gatehouse/audit?since=yesterday", ``, 400},
+		{"GET", "/gatehouse/nothing", ``, 404},
+	}
+	for _, c := range cases {
+		status, body := inst.Admin(t, c.method, c.path, c.body)
+		var e struct{ Error string }
+		if status != c.status || json.Unmarshal(body, &e) != nil || e.Error == "" {
+			t.Errorf("%s %s %.40s: %d %s, want %d with an error message", c.method, c.path, c.body, status, body, c.status)
+		}
+	}
+	var users []map[string]any
+	inst.AdminJSON(t, "GET", "/gatehouse/users", nil, &users)
+	if len(users) != 1 || users[0]["status"] != "active" {
+		t.Fatalf("bad input changed state: %v", users)
+	}
+	if _, leaked := users[0]["password_hash"]; leaked {
+		t.Fatal("admin API shows the password hash")
+	}
+}
+
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	var acknowledged []string
+	for i := range 30 {
+		name := fmt.Sprintf("user%02d", i)
+		if status, _ := inst.Admin(t, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{"reader"}}); status == 201 {
+			acknowledged = append(acknowledged, name)
+		}
+	}
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/user07", `{"status":"blocked"}`)
+	inst.Kill9()
+	inst.StartAgain()
+	var users []struct{ Username, Status string }
+	inst.AdminJSON(t, "GET", "/gatehouse/users", nil, &users)
+	if len(users) != len(acknowledged) {
+		t.Fatalf("%d users after kill -9, %d acknowledged", len(users), len(acknowledged))
+	}
+	for _, u := range users {
+		if (u.Username == "user07") != (u.Status == "blocked") {
+			t.Fatalf("status lost: %+v", u)
+		}
+	}
+	// The assertion key survived too: the JWKS is unchanged across restarts.
+	before := harness.Curl(t, inst.HTTPSURL()+"/.well-known/gatehouse/jwks.json").Body
+	inst.Restart()
+	if after := harness.Curl(t, inst.HTTPSURL()+"/.well-known/gatehouse/jwks.json").Body; after != before {
+		t.Fatal("assertion keys changed across restart")
+	}
+}
+
+func TestReloadUnderTrafficAndValidateNextToRunningInstance(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	seedReader(t, inst, "dana")
+	client := harness.Client(nil)
+	var ok, other atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest("GET", inst.HTTPSURL()+"/api/x", nil)
+				req.SetBasicAuth("dana", "correct horse")
+				resp, err := client.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					other.Add(1)
+				} else {
+					ok.Add(1)
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	for range 3 {
+		time.Sleep(300 * time.Millisecond)
+		inst.Reload(basicSite)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	if other.Load() != 0 || ok.Load() < 20 {
+		t.Fatalf("during reloads: %d ok, %d failed", ok.Load(), other.Load())
+	}
+
+	// `caddy validate` on the same config while the instance holds the DB lock.
+	cfg := filepath.Join(inst.Ports.Dir, "validate.Caddyfile")
+	rendered := strings.NewReplacer("{{.AdminPort}}", fmt.Sprint(harness.FreePort(t)), "{{.DataDir}}", inst.DataDir(),
+		"{{.HTTPSPort}}", fmt.Sprint(inst.Ports.HTTPSPort), "{{.UpstreamPort}}", fmt.Sprint(inst.Ports.UpstreamPort)).Replace(basicSite)
+	os.WriteFile(cfg, []byte(rendered), 0o600)
+	out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
+	if err != nil || !strings.Contains(out, "Valid configuration") {
+		t.Fatalf("caddy validate next to a running instance: %v\n%s", err, out)
+	}
+}

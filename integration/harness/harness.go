@@ -1,0 +1,475 @@
+// Package harness runs the real bin/caddy for integration tests: it renders
+// a Caddyfile template with free ports and temporary directories, starts
+// Caddy, waits for its admin endpoint, and offers helpers for the admin
+// API, HTTPS requests and the real curl.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	builtPath string
+	buildErr  error
+)
+
+// Binary returns the path of bin/caddy: $GATEHOUSE_CADDY_BIN when set (make
+// test sets it), else a binary built once per test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("GATEHOUSE_CADDY_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "gatehouse-caddy-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtPath = filepath.Join(dir, "caddy")
+		cmd := exec.Command("go", "build", "-o", builtPath, "./cmd/caddy")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building caddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtPath
+}
+
+// RepoRoot finds the module root by walking up to go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// RequireTool fails the test when name is not on PATH and
+// GATEHOUSE_REQUIRE_TOOLS=1 (make test sets it), and skips it otherwise.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("GATEHOUSE_REQUIRE_TOOLS") == "1" {
+		t.Fatalf("%s is required (make test installs it)", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Ports are the addresses a Caddyfile template can use.
+type Ports struct {
+	AdminPort, HTTPSPort, HTTPPort, UpstreamPort, ESAPort int
+	// DataDir is the Gatehouse data_dir; Dir the instance's temp root.
+	DataDir, Dir string
+	// RedisURL is set by the caller (Options.RedisURL) for shared-store tests.
+	RedisURL string
+	// Extra holds caller-defined template values.
+	Extra map[string]any
+}
+
+// Options tune Start.
+type Options struct {
+	// RedisURL is made available to the template as {{.RedisURL}}.
+	RedisURL string
+	// Dir reuses a directory (and so the data) of another instance.
+	Dir string
+	// Extra values for the template ({{.Extra.name}}).
+	Extra map[string]any
+	// Env adds environment variables to Caddy's.
+	Env []string
+}
+
+// Instance is one running bin/caddy.
+type Instance struct {
+	t        testing.TB
+	Ports    Ports
+	template string
+	config   string
+	env      []string
+	logPath  string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+// Start renders tmpl (a text/template over Ports) and runs Caddy with it.
+// The instance is stopped at the end of the test; its log is printed when
+// the test failed.
+func Start(t testing.TB, tmpl string, opts Options) *Instance {
+	t.Helper()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	p := Ports{AdminPort: FreePort(t), HTTPSPort: FreePort(t), HTTPPort: FreePort(t), UpstreamPort: FreePort(t),
+		ESAPort: FreePort(t), DataDir: filepath.Join(dir, "data"), Dir: dir, RedisURL: opts.RedisURL, Extra: opts.Extra}
+	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort))}
+	inst.env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
+	inst.env = append(inst.env, opts.Env...)
+	inst.config = inst.render(tmpl)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", inst.logPath, inst.tail(60))
+		}
+		inst.Stop()
+	})
+	inst.start()
+	return inst
+}
+
+func (i *Instance) render(tmpl string) string {
+	i.t.Helper()
+	tp, err := template.New("Caddyfile").Parse(tmpl)
+	if err != nil {
+		i.t.Fatalf("Caddyfile template: %v", err)
+	}
+	var b bytes.Buffer
+	if err := tp.Execute(&b, i.Ports); err != nil {
+		i.t.Fatalf("Caddyfile template: %v", err)
+	}
+	return b.String()
+}
+
+func (i *Instance) start() {
+	i.t.Helper()
+	cfg := filepath.Join(i.Ports.Dir, fmt.Sprintf("Caddyfile-%d", i.Ports.AdminPort))
+	if err := os.WriteFile(cfg, []byte(i.config), 0o600); err != nil {
+		i.t.Fatal(err)
+	}
+	logf, err := os.OpenFile(i.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	cmd := exec.Command(Binary(i.t), "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Dir = i.Ports.Dir
+	cmd.Env = i.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		i.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	i.mu.Lock()
+	i.cmd, i.done = cmd, done
+	i.mu.Unlock()
+	i.waitReady(done)
+}
+
+// waitReady waits until the admin endpoint and the gatehouse app answer.
+func (i *Instance) waitReady(done chan struct{}) {
+	i.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			i.t.Fatalf("caddy exited during start-up:\n%s", i.tail(40))
+		default:
+		}
+		resp, err := http.Get(i.AdminURL() + "/config/")
+		if err == nil {
+			resp.Body.Close()
+			// The gatehouse app answers once started; wait for it too.
+			if st, _ := i.adminRaw(http.MethodGet, "/gatehouse/roles", nil); st != http.StatusServiceUnavailable && st != 0 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	i.t.Fatalf("caddy did not become ready:\n%s", i.tail(40))
+}
+
+// Stop terminates Caddy (SIGTERM, then SIGKILL after 10 s).
+func (i *Instance) Stop() {
+	i.mu.Lock()
+	cmd, done := i.cmd, i.done
+	i.cmd = nil
+	i.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Kill9 kills Caddy with SIGKILL, as a crash would.
+func (i *Instance) Kill9() {
+	i.mu.Lock()
+	cmd, done := i.cmd, i.done
+	i.cmd = nil
+	i.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts Caddy again with the same config, ports and data.
+func (i *Instance) Restart() {
+	i.t.Helper()
+	i.Stop()
+	i.start()
+}
+
+// StartAgain starts a stopped or killed instance without stopping first.
+func (i *Instance) StartAgain() { i.t.Helper(); i.start() }
+
+// Reload renders tmpl with the same ports and loads it through the admin
+// API (POST /load), as `caddy reload` does.
+func (i *Instance) Reload(tmpl string) {
+	i.t.Helper()
+	i.config = i.render(tmpl)
+	req, _ := http.NewRequest(http.MethodPost, i.AdminURL()+"/load", strings.NewReader(i.config))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		i.t.Fatalf("reload: %s: %s", resp.Status, body)
+	}
+}
+
+// PID is Caddy's process ID.
+func (i *Instance) PID() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.cmd == nil {
+		return 0
+	}
+	return i.cmd.Process.Pid
+}
+
+// AdminURL is the base URL of the admin endpoint.
+func (i *Instance) AdminURL() string { return fmt.Sprintf("http://127.0.0.1:%d", i.Ports.AdminPort) }
+
+// HTTPSURL is the base URL of the HTTPS site on HTTPSPort.
+func (i *Instance) HTTPSURL() string { return fmt.Sprintf("https://localhost:%d", i.Ports.HTTPSPort) }
+
+// HTTPURL is the base URL of a plain-HTTP site on HTTPPort.
+func (i *Instance) HTTPURL() string { return fmt.Sprintf("http://localhost:%d", i.Ports.HTTPPort) }
+
+// DataDir is the Gatehouse data directory of the instance.
+func (i *Instance) DataDir() string { return i.Ports.DataDir }
+
+// Log returns Caddy's output so far.
+func (i *Instance) Log() string {
+	b, _ := os.ReadFile(i.logPath)
+	return string(b)
+}
+
+// LogContains reports whether Caddy's output contains s.
+func (i *Instance) LogContains(s string) bool { return strings.Contains(i.Log(), s) }
+
+func (i *Instance) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(i.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (i *Instance) adminRaw(method, path string, body []byte) (int, []byte) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, i.AdminURL()+path, r)
+	if err != nil {
+		return 0, nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// Admin calls the admin API; body is JSON-encoded unless it is a string or
+// []byte (sent as is). It returns the status and the response body.
+func (i *Instance) Admin(t testing.TB, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var raw []byte
+	switch b := body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, out := i.adminRaw(method, path, raw)
+	if status == 0 {
+		t.Fatalf("admin %s %s: no answer", method, path)
+	}
+	return status, out
+}
+
+// AdminJSON is Admin that decodes a JSON answer into out (when non-nil).
+func (i *Instance) AdminJSON(t testing.TB, method, path string, body, out any) int {
+	t.Helper()
+	status, raw := i.Admin(t, method, path, body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("admin %s %s: %d %q is not JSON: %v", method, path, status, raw, err)
+		}
+	}
+	return status
+}
+
+// MustAdmin is Admin that fails the test unless the status is want.
+func (i *Instance) MustAdmin(t testing.TB, want int, method, path string, body any) []byte {
+	t.Helper()
+	status, out := i.Admin(t, method, path, body)
+	if status != want {
+		t.Fatalf("admin %s %s: %d %s, want %d", method, path, status, out, want)
+	}
+	return out
+}
+
+// Client returns an HTTP client for the instance's sites: it trusts any
+// server certificate (the sites use `tls internal` with a per-test CA) and
+// presents cert when non-nil. Redirects are not followed.
+func Client(cert *tls.Certificate) *http.Client {
+	cfg := &tls.Config{InsecureSkipVerify: true} // test CA made per instance; the TLS under test is the client side
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true},
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// CurlResult is what curl printed.
+type CurlResult struct {
+	Status  int
+	Headers http.Header
+	Body    string
+}
+
+// Curl runs the real curl with args (the URL among them) plus -sk and
+// header capture, and returns status, headers and body.
+func Curl(t testing.TB, args ...string) CurlResult {
+	t.Helper()
+	RequireTool(t, "curl")
+	hdrFile := filepath.Join(t.TempDir(), "headers")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full := append([]string{"-sk", "-D", hdrFile, "-o", "-"}, args...)
+	cmd := exec.CommandContext(ctx, "curl", full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("curl %v: %v: %s", args, err, stderr.String())
+	}
+	raw, _ := os.ReadFile(hdrFile)
+	res := CurlResult{Headers: http.Header{}, Body: stdout.String()}
+	// With redirects or 100-continue there are several header blocks; keep the last.
+	blocks := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(raw), "\r\n", "\n")), "\n\n")
+	last := blocks[len(blocks)-1]
+	for n, line := range strings.Split(last, "\n") {
+		if n == 0 {
+			fmt.Sscanf(line[strings.Index(line, " ")+1:], "%d", &res.Status)
+			continue
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			res.Headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+	return res
+}
+
+// Echo is the JSON the gatehouse_echo demo upstream answers.
+type Echo struct {
+	Method  string            `json:"method"`
+	URI     string            `json:"uri"`
+	Headers map[string]string `json:"headers"`
+}
+
+// ParseEcho decodes a gatehouse_echo answer.
+func ParseEcho(t testing.TB, body string) Echo {
+	t.Helper()
+	var e Echo
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("not an echo answer: %q", body)
+	}
+	return e
+}
+
+// Command runs a program (with Caddy's test environment: HOME in a temp
+// dir) and returns its combined output.
+func Command(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	dir := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
