@@ -27,10 +27,15 @@ type flakyStore struct {
 }
 
 func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := f.GetEntry(ctx, key)
+	return e.Value, err
+}
+
+func (f *flakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
 	if f.down.Load() {
-		return nil, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
+		return storage.Entry{}, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
 	}
-	return f.Store.Get(ctx, key)
+	return f.Store.GetEntry(ctx, key)
 }
 
 type setup struct {

@@ -61,6 +61,9 @@ type Op struct {
 type Store interface {
 	// Get returns the value of key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// GetEntry is Get with the key's expiry (what caches need to never
+	// serve a key past its TTL).
+	GetEntry(ctx context.Context, key string) (Entry, error)
 	// Put stores value under key, replacing any previous value and TTL.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Delete removes key. Deleting an absent key is not an error.

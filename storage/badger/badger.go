@@ -85,26 +85,40 @@ func checkKey(key string) error {
 }
 
 // Get implements storage.Store.
-func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.GetEntry(ctx, key)
+	return e.Value, err
+}
+
+// GetEntry implements storage.Store.
+func (s *Store) GetEntry(_ context.Context, key string) (storage.Entry, error) {
 	if err := checkKey(key); err != nil {
-		return nil, err
+		return storage.Entry{}, err
 	}
-	var out []byte
+	e := storage.Entry{Key: key}
 	err := s.db.View(func(txn *badgerdb.Txn) error {
 		item, err := txn.Get([]byte(key))
 		if err != nil {
 			return err
 		}
-		out, err = item.ValueCopy(nil)
+		e.ExpiresAt = expiry(item)
+		e.Value, err = item.ValueCopy(nil)
 		return err
 	})
 	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, storage.ErrNotFound
+		return storage.Entry{}, storage.ErrNotFound
 	}
 	if err != nil {
-		return nil, unavailable("get", err)
+		return storage.Entry{}, unavailable("get", err)
 	}
-	return out, nil
+	return e, nil
+}
+
+func expiry(item *badgerdb.Item) time.Time {
+	if exp := item.ExpiresAt(); exp > 0 {
+		return time.Unix(int64(exp), 0)
+	}
+	return time.Time{}
 }
 
 func entry(key string, value []byte, ttl time.Duration) *badgerdb.Entry {
@@ -244,10 +258,7 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 			if err != nil {
 				return err
 			}
-			e := storage.Entry{Key: string(item.KeyCopy(nil)), Value: v}
-			if exp := item.ExpiresAt(); exp > 0 {
-				e.ExpiresAt = time.Unix(int64(exp), 0)
-			}
+			e := storage.Entry{Key: string(item.KeyCopy(nil)), Value: v, ExpiresAt: expiry(item)}
 			if err := fn(e); err != nil {
 				return passError{err}
 			}

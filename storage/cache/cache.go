@@ -27,7 +27,9 @@ type entry struct {
 	raw      []byte
 	missing  bool
 	loadedAt time.Time
-	decoded  atomic.Pointer[decodedValue]
+	// expiresAt is the key's own expiry in the store (zero: none).
+	expiresAt time.Time
+	decoded   atomic.Pointer[decodedValue]
 }
 
 type decodedValue struct{ v any }
@@ -105,16 +107,22 @@ func (c *Cache) invalidate(key string) {
 	c.lru.Remove(key)
 }
 
+// fresh reports whether the entry may still be served: younger than
+// maxAge and not past the key's own expiry.
+func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
+	return now.Sub(e.loadedAt) < maxAge && (e.expiresAt.IsZero() || now.Before(e.expiresAt))
+}
+
 // lookup returns the fresh entry for key, reading the store on a miss.
 func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
-	if e, ok := c.lru.Get(key); ok && time.Since(e.loadedAt) < c.maxAge {
+	if e, ok := c.lru.Get(key); ok && e.fresh(time.Now(), c.maxAge) {
 		c.hits.Add(1)
 		return e, nil
 	}
 	c.misses.Add(1)
 	gen, epoch := c.generations[stripe(key)].Load(), c.epoch.Load()
-	raw, err := c.store.Get(ctx, key)
-	e := &entry{raw: raw, loadedAt: time.Now()}
+	got, err := c.store.GetEntry(ctx, key)
+	e := &entry{raw: got.Value, expiresAt: got.ExpiresAt, loadedAt: time.Now()}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		e.missing = true
@@ -166,6 +174,18 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, storage.ErrNotFound
 	}
 	return append([]byte(nil), e.raw...), nil
+}
+
+// GetEntry implements storage.Store.
+func (c *Cache) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	e, err := c.lookup(ctx, key)
+	if err != nil {
+		return storage.Entry{}, err
+	}
+	if e.missing {
+		return storage.Entry{}, storage.ErrNotFound
+	}
+	return storage.Entry{Key: key, Value: append([]byte(nil), e.raw...), ExpiresAt: e.expiresAt}, nil
 }
 
 // Put implements storage.Store.
