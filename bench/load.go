@@ -1,0 +1,91 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// target is what one row sends: next builds each request (so scale mode
+// can draw a different key per request); cert is the client certificate
+// for mTLS rows.
+type target struct {
+	next func(worker int) *http.Request
+	cert *tls.Certificate
+}
+
+// stats are one round's figures.
+type stats struct {
+	rps, p50ms, p99ms float64
+	errors            int
+}
+
+// run drives target with conns keep-alive HTTP/1.1 connections for d.
+func run(t target, conns int, d time.Duration) stats {
+	var wg sync.WaitGroup
+	latencies := make([][]time.Duration, conns)
+	errs := make([]int, conns)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tlsCfg := &tls.Config{InsecureSkipVerify: true} // Caddy's internal test CA; the TLS cost is what is measured
+			if t.cert != nil {
+				tlsCfg.Certificates = []tls.Certificate{*t.cert}
+			}
+			client := &http.Client{Transport: &http.Transport{
+				TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true,
+				TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 like wrk
+			}}
+			lat := make([]time.Duration, 0, 1<<16)
+			for time.Now().Before(deadline) {
+				req := t.next(w)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = errStatus
+					}
+				}
+				if err != nil {
+					errs[w]++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			latencies[w] = lat
+			client.CloseIdleConnections()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	s := stats{}
+	for w := range conns {
+		all = append(all, latencies[w]...)
+		s.errors += errs[w]
+	}
+	if len(all) == 0 {
+		return s
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	s.rps = float64(len(all)) / elapsed.Seconds()
+	s.p50ms = ms(all[len(all)/2])
+	s.p99ms = ms(all[len(all)*99/100])
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type statusError struct{}
+
+func (statusError) Error() string { return "non-200 answer" }
+
+var errStatus = statusError{}

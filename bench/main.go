@@ -1,0 +1,137 @@
+// Command bench is `make bench`: it runs plain reverse_proxy and the same
+// upstream behind Gatehouse for each credential kind in one Caddy, drives
+// load from this separate process with keep-alive connections, alternates
+// baseline and kind in rounds so machine drift cancels, and prints rps,
+// p50, p99 and the ratio to the matching baseline. Results also go to
+// bench/out/results.json.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Result is one row of bench/out/results.json.
+type Result struct {
+	Name     string  `json:"name"`
+	RPS      float64 `json:"rps"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	Ratio    float64 `json:"ratio"`
+	P99Ratio float64 `json:"p99_ratio"`
+	Baseline string  `json:"baseline,omitempty"`
+}
+
+func main() {
+	caddyBin := flag.String("caddy", "bin/caddy", "the Caddy binary with Gatehouse")
+	rounds := flag.Int("rounds", 3, "alternating rounds per row")
+	duration := flag.Duration("duration", 8*time.Second, "load duration per round")
+	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
+	scale := flag.Int("scale", 0, "scale mode: seed this many app keys and draw keys at random")
+	out := flag.String("out", "bench/out/results.json", "where to write the results")
+	flag.Parse()
+	log.SetFlags(0)
+
+	env, err := startEnv(*caddyBin, *scale)
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	defer env.stop()
+
+	var rows []row
+	for _, k := range kinds {
+		r, err := k.setup(env)
+		if err != nil {
+			log.Printf("bench: %s row skipped: %v", k.name, err)
+			continue
+		}
+		rows = append(rows, r)
+	}
+	for _, r := range rows { // warm caches, connections and the verification caches
+		run(env.targets[r.baseline], *conns, time.Second)
+		run(r.target, *conns, time.Second)
+	}
+	baselines := map[string]*measurement{}
+	results := map[string]*measurement{}
+	for round := 1; round <= *rounds; round++ {
+		for _, r := range rows {
+			for _, name := range []string{r.baseline, r.name} {
+				target := env.targets[name]
+				if name == r.name {
+					target = r.target
+				}
+				m := run(target, *conns, *duration)
+				log.Printf("round %d %-16s %8.0f rps  p50 %.2f ms  p99 %.2f ms  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.errors)
+				into := results
+				if name == r.baseline {
+					into = baselines
+				}
+				if into[name] == nil {
+					into[name] = &measurement{}
+				}
+				into[name].add(m)
+			}
+		}
+	}
+
+	var table []Result
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen[r.baseline] {
+			seen[r.baseline] = true
+			b := baselines[r.baseline].median()
+			table = append(table, Result{Name: r.baseline, RPS: b.rps, P50ms: b.p50ms, P99ms: b.p99ms, Ratio: 1, P99Ratio: 1})
+		}
+		m, b := results[r.name].median(), baselines[r.baseline].median()
+		table = append(table, Result{Name: r.name, RPS: m.rps, P50ms: m.p50ms, P99ms: m.p99ms, Baseline: r.baseline,
+			Ratio: m.rps / b.rps, P99Ratio: m.p99ms / b.p99ms})
+	}
+	printTable(table, *scale, *conns, *duration, *rounds)
+	if env.scaleReport != "" {
+		fmt.Println(env.scaleReport)
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
+		raw, _ := json.MarshalIndent(table, "", "  ")
+		os.WriteFile(*out, append(raw, '\n'), 0o644)
+		fmt.Println("wrote", *out)
+	}
+}
+
+func printTable(table []Result, scale, conns int, d time.Duration, rounds int) {
+	fmt.Printf("\nGatehouse benchmark — %d cores, %d connections, %d rounds × %s per row", runtime.NumCPU(), conns, rounds, d)
+	if scale > 0 {
+		fmt.Printf(", scale mode %d keys", scale)
+	}
+	fmt.Println()
+	fmt.Printf("%-18s %10s %9s %9s %8s %10s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio")
+	fmt.Println(strings.Repeat("-", 68))
+	for _, r := range table {
+		fmt.Printf("%-18s %10.0f %9.2f %9.2f %8.3f %10.3f\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio)
+	}
+}
+
+// measurement accumulates rounds; median takes the median of each figure.
+type measurement struct{ rounds []stats }
+
+func (m *measurement) add(s stats) { m.rounds = append(m.rounds, s) }
+
+func (m *measurement) median() stats {
+	pick := func(f func(stats) float64) float64 {
+		v := make([]float64, len(m.rounds))
+		for i, s := range m.rounds {
+			v[i] = f(s)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	return stats{rps: pick(func(s stats) float64 { return s.rps }),
+		p50ms: pick(func(s stats) float64 { return s.p50ms }), p99ms: pick(func(s stats) float64 { return s.p99ms })}
+}
