@@ -74,6 +74,12 @@ func (s *setup) do(t *testing.T, method, path string, hdr http.Header) (*httptes
 	for k, v := range hdr {
 		r.Header[k] = v
 	}
+	return s.serve(t, r)
+}
+
+// serve runs r through the route.
+func (s *setup) serve(t *testing.T, r *http.Request) (*httptest.ResponseRecorder, *http.Request) {
+	t.Helper()
 	w := httptest.NewRecorder()
 	var upstream *http.Request
 	err := s.route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {

@@ -6,6 +6,7 @@ package enginetest
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +45,8 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c)
+	reg := prometheus.NewRegistry()
+	metrics, err := engine.NewMetrics(reg, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,5 +55,17 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 		log.Close()
 		db.Close()
 	})
-	return engine.New(cfg, c, ks, signer, log, metrics, zaptest.NewLogger(t))
+	e := engine.New(cfg, c, ks, signer, log, metrics, zaptest.NewLogger(t))
+	registries.Store(e, reg)
+	t.Cleanup(func() { registries.Delete(e) })
+	return e
+}
+
+var registries sync.Map // *engine.Engine → *prometheus.Registry
+
+// Registry is the Prometheus registry the metrics of an engine made by New
+// are registered with.
+func Registry(e *engine.Engine) *prometheus.Registry {
+	r, _ := registries.Load(e)
+	return r.(*prometheus.Registry)
 }
