@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -248,5 +249,53 @@ func TestReloadUnderTrafficAndValidateNextToRunningInstance(t *testing.T) {
 	out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
 	if err != nil || !strings.Contains(out, "Valid configuration") {
 		t.Fatalf("caddy validate next to a running instance: %v\n%s", err, out)
+	}
+}
+
+func TestCLIAndMetrics(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	addr := fmt.Sprintf("127.0.0.1:%d", inst.Ports.AdminPort)
+	cli := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(harness.Binary(t), append([]string{"gatehouse", "--address", addr}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("caddy gatehouse %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	cli("", "roles", "put", "reader", "--allow", "GET,HEAD /api/*")
+	cli("correct horse\n", "users", "add", "erin", "--role", "reader", "--password-stdin")
+	if !strings.Contains(cli("", "users", "list"), `"erin"`) {
+		t.Fatal("users list does not show the new user")
+	}
+	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 200 {
+		t.Fatalf("user made by the CLI: %d", s)
+	}
+	cli("", "users", "block", "erin")
+	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 403 {
+		t.Fatalf("user blocked by the CLI: %d", s)
+	}
+	if !strings.Contains(cli("", "audit", "--username", "erin", "--limit", "1"), `"denied"`) {
+		t.Fatal("audit through the CLI lacks the refusal")
+	}
+	// A failing call exits non-zero with the server's message.
+	cmd := exec.Command(harness.Binary(t), "gatehouse", "--address", addr, "users", "get", "nobody")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
+		t.Fatalf("unknown user: %v %s", err, out)
+	}
+
+	resp, err := http.Get(inst.AdminURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`gatehouse_decisions_total{kind="basic",outcome="allowed"} 1`,
+		`gatehouse_decisions_total{kind="basic",outcome="denied"} 1`, "gatehouse_cache_hits_total", "gatehouse_decision_duration_seconds_bucket"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
