@@ -33,8 +33,7 @@ type env struct {
 	targets     map[string]target // the baselines
 	clientCert  tls.Certificate   // for plain_tls
 	scale       int
-	startup     time.Duration
-	scaleReport string
+	startup     time.Duration // process start to admin API answering
 }
 
 // site is a Caddyfile snippet of one row; it is a template over the port
@@ -156,13 +155,6 @@ func (e *env) stop() {
 		e.cmd.Wait()
 	}
 	os.RemoveAll(e.dir)
-}
-
-// restart stops and starts Caddy again on the same data, measuring start-up.
-func (e *env) restart(caddyBin string) error {
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	e.cmd.Wait()
-	return e.start(caddyBin)
 }
 
 // rssMiB is Caddy's resident memory.
