@@ -26,14 +26,14 @@ import (
 
 // env is the running Caddy under test.
 type env struct {
-	dir         string
-	cmd         *exec.Cmd
-	admin       string
-	ports       map[string]int
-	targets     map[string]target // the baselines
-	clientCert  tls.Certificate   // for plain_tls
-	scale       int
-	startup     time.Duration // process start to admin API answering
+	dir        string
+	cmd        *exec.Cmd
+	admin      string
+	ports      map[string]int
+	targets    map[string]target // the baselines
+	clientCert tls.Certificate   // for plain_tls
+	scale      int
+	startup    time.Duration // process start to admin API answering
 }
 
 // site is a Caddyfile snippet of one row; it is a template over the port
