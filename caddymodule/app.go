@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -17,6 +19,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -49,8 +53,19 @@ type App struct {
 	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
 	// TokenLifetime is how long a connector access token is valid. Default: 10h.
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+	// ConnectorCertValidity is how long a connector client certificate is
+	// valid. Default: 8760h (1 year).
+	ConnectorCertValidity caddy.Duration `json:"connector_cert_validity,omitempty"`
+	// ConnectorServers are the base URLs (https://host[:port]) connectors
+	// use, written into the metadata.json of connector packages. Default:
+	// the HTTPS sites whose gatehouse handler accepts "connector".
+	ConnectorServers []string `json:"connector_servers,omitempty"`
 	// AppKeyLifetime is the default lifetime of an application key. Default: 24h.
 	AppKeyLifetime caddy.Duration `json:"appkey_lifetime,omitempty"`
+	// AppKeyPurgeInterval, when set, deletes expired application keys that
+	// often. Default: off (expired keys are refused and kept until
+	// POST /gatehouse/appkeys/purge-expired).
+	AppKeyPurgeInterval caddy.Duration `json:"appkey_purge_interval,omitempty"`
 	// AuditRetention is how long audit events are kept. Default: 720h (30 days).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// AuditAllowed also records allowed requests in the audit log.
@@ -64,6 +79,19 @@ type App struct {
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// CacheSize is the number of state records kept in memory. Default: 100000.
 	CacheSize int `json:"cache_size,omitempty"`
+	// SMSRaw is the text-message sender of SMS codes and enrolment links:
+	// a gatehouse.sms.* module ("file" or "webhook"). Default: none, and
+	// SMS codes are unavailable.
+	SMSRaw json.RawMessage `json:"sms,omitempty" caddy:"namespace=gatehouse.sms inline_key=sender"`
+	// OTPIssuer names the service in authenticator apps (the otpauth
+	// issuer). Default: "Gatehouse".
+	OTPIssuer string `json:"otp_issuer,omitempty"`
+	// HOTPWindow is how many codes a hardware token may be ahead of the
+	// counter Gatehouse expects. Default: 10.
+	HOTPWindow int `json:"hotp_window,omitempty"`
+	// EnrolmentLinkLifetime is how long a one-time enrolment link (the ESA
+	// installation_url) stays valid. Default: 24h.
+	EnrolmentLinkLifetime caddy.Duration `json:"enrolment_link_lifetime,omitempty"`
 
 	ctx    caddy.Context
 	logger *zap.Logger
@@ -75,6 +103,10 @@ type App struct {
 	startErr error
 	poolKey  string
 	auditLog *audit.Log
+	closers  []io.Closer // extensions' background work, stopped by Stop
+
+	smsSender sms.Sender         // loaded from SMSRaw
+	twoFactor *twofactor.Service // set by the two-factor extension
 }
 
 // CaddyModule returns the Caddy module information.
@@ -103,6 +135,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.LockoutThreshold < 0 {
 		return fmt.Errorf("lockout_threshold must not be negative")
+	}
+	if err := a.validateConnectorOptions(); err != nil {
+		return err
+	}
+	if err := a.provisionTwoFactor(ctx); err != nil {
+		return err
 	}
 	return validateStorage(a.Storage)
 }
@@ -154,7 +192,11 @@ func (a *App) start() error {
 	for _, ext := range extensions {
 		provider, err := ext(e, a)
 		if err != nil {
+			a.closeExtensions()
 			return err
+		}
+		if c, ok := provider.(io.Closer); ok {
+			a.closers = append(a.closers, c)
 		}
 		if provider != nil {
 			providers = append(providers, provider)
@@ -189,8 +231,20 @@ func openKeystore(ctx context.Context, path string, st storage.Store) (*keystore
 	return keystore.Open(path, true)
 }
 
+// closeExtensions stops the background work of the extensions whose admin
+// route provider is also an io.Closer.
+func (a *App) closeExtensions() {
+	for _, c := range a.closers {
+		if err := c.Close(); err != nil {
+			a.logger.Error("stopping a gatehouse extension", zap.Error(err))
+		}
+	}
+	a.closers = nil
+}
+
 // Stop implements caddy.App.
 func (a *App) Stop() error {
+	a.closeExtensions()
 	if a.auditLog != nil {
 		a.auditLog.Close()
 	}
@@ -206,11 +260,17 @@ func (a *App) Stop() error {
 // wrapping storage.ErrUnavailable so callers answer 503.
 func (a *App) Engine(ctx context.Context) (*engine.Engine, error) {
 	select {
-	case <-a.ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: gatehouse is starting", storage.ErrUnavailable)
-	case <-time.After(10 * time.Second):
-		return nil, fmt.Errorf("%w: gatehouse did not start in time", storage.ErrUnavailable)
+	case <-a.ready: // the hot path: started long ago, no timer
+	default:
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		select {
+		case <-a.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: gatehouse is starting", storage.ErrUnavailable)
+		case <-timer.C:
+			return nil, fmt.Errorf("%w: gatehouse did not start in time", storage.ErrUnavailable)
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
 )
 
 func init() {
@@ -32,11 +34,16 @@ type Handler struct {
 	// Audience is the aud claim of the identity assertions forwarded on
 	// this route. Default: the request's host.
 	Audience string `json:"audience,omitempty"`
+	// NoAppKeyQuery turns off the appKey query parameter on this route:
+	// application keys are accepted only in the appKey header, and a
+	// request with the parameter is refused (never forwarded).
+	NoAppKeyQuery bool `json:"no_appkey_query,omitempty"`
 
 	app       *App
 	routeOnce sync.Once
 	route     *engine.Route
 	routeErr  error
+	ready     atomic.Pointer[engine.Route]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -72,7 +79,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// routeFor returns the route's pipeline, built on the first request once
+// the app has started; afterwards it is one atomic load, no lock.
 func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
+	if rt := h.ready.Load(); rt != nil {
+		return rt, nil
+	}
 	e, err := h.app.Engine(r.Context())
 	if err != nil {
 		return nil, err
@@ -82,7 +94,11 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 		for i, k := range h.Accept {
 			accept[i] = identity.Method(k)
 		}
-		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience})
+		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
+			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}})
+		if h.routeErr == nil {
+			h.ready.Store(h.route)
+		}
 	})
 	return h.route, h.routeErr
 }

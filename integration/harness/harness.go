@@ -219,6 +219,9 @@ func (i *Instance) waitReady(done chan struct{}) {
 			resp.Body.Close()
 			// The gatehouse app answers once started; wait for it too.
 			if st, _ := i.adminRaw(http.MethodGet, "/gatehouse/roles", nil); st != http.StatusServiceUnavailable && st != 0 {
+				if strings.Contains(i.config, fmt.Sprintf("https://localhost:%d", i.Ports.HTTPSPort)) {
+					i.waitHTTPS(15 * time.Second) // best effort: a site may demand client certificates
+				}
 				return
 			}
 		}
@@ -388,6 +391,30 @@ func (i *Instance) MustAdmin(t testing.TB, want int, method, path string, body a
 		t.Fatalf("admin %s %s: %d %s, want %d", method, path, status, out, want)
 	}
 	return out
+}
+
+// WaitHTTPS waits until the HTTPS site on HTTPSPort answers: `tls
+// internal` issues its certificate just after start-up. Start already does
+// this for configs with a site at https://localhost:{{.HTTPSPort}}.
+func (i *Instance) WaitHTTPS(t testing.TB) {
+	t.Helper()
+	if err := i.waitHTTPS(15 * time.Second); err != nil {
+		t.Fatalf("the HTTPS site did not come up: %v", err)
+	}
+}
+
+func (i *Instance) waitHTTPS(limit time.Duration) error {
+	client := Client(nil)
+	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := client.Get(i.HTTPSURL() + "/")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 // Client returns an HTTP client for the instance's sites: it trusts any
