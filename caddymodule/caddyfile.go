@@ -26,13 +26,20 @@ func init() {
 //		issuer             <iss>
 //		assertion_lifetime <duration>
 //		token_lifetime     <duration>
+//		connector_cert_validity <duration>
+//		connector_servers  <https://host[:port]>...
 //		appkey_lifetime    <duration>
+//		appkey_purge_interval <duration>
 //		audit_retention    <duration>
 //		audit_allowed      [on|off]
 //		session_idle       <duration>
 //		session_lifetime   <duration>
 //		lockout_threshold  <n>
 //		cache_size         <n>
+//		sms file <path> | sms webhook <url> { header <name> <value>; timeout <d>; retries <n> }
+//		otp_issuer         <name>
+//		hotp_window        <n>
+//		enrolment_link_lifetime <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -66,8 +73,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &a.AssertionLifetime)
 		case "token_lifetime":
 			err = oneDuration(d, &a.TokenLifetime)
+		case "connector_cert_validity":
+			err = oneDuration(d, &a.ConnectorCertValidity)
+		case "connector_servers":
+			a.ConnectorServers = append(a.ConnectorServers, d.RemainingArgs()...)
+			if len(a.ConnectorServers) == 0 {
+				err = d.ArgErr()
+			}
 		case "appkey_lifetime":
 			err = oneDuration(d, &a.AppKeyLifetime)
+		case "appkey_purge_interval":
+			err = oneDuration(d, &a.AppKeyPurgeInterval)
 		case "audit_retention":
 			err = oneDuration(d, &a.AuditRetention)
 		case "audit_allowed":
@@ -83,6 +99,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneInt(d, &a.LockoutThreshold)
 		case "cache_size":
 			err = oneInt(d, &a.CacheSize)
+		case "sms":
+			err = a.parseSMS(d)
+		case "otp_issuer":
+			err = oneString(d, &a.OTPIssuer)
+		case "hotp_window":
+			err = oneInt(d, &a.HOTPWindow)
+		case "enrolment_link_lifetime":
+			err = oneDuration(d, &a.EnrolmentLinkLifetime)
 		default:
 			return d.Errf("unknown gatehouse option %q", opt)
 		}
@@ -146,6 +170,7 @@ func onOff(d *caddyfile.Dispenser) (bool, error) {
 //		accept   basic app_key connector session
 //		public   <path pattern>...
 //		audience <aud>
+//		appkey_query on|off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -175,6 +200,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneString(d, &h.Audience); err != nil {
 				return err
 			}
+		case "appkey_query":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			on, err := onOff(d)
+			if err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.NoAppKeyQuery = !on
 		default:
 			return d.Errf("unknown gatehouse directive option %q", d.Val())
 		}

@@ -1,0 +1,237 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin/connector"
+)
+
+func init() {
+	caddy.RegisterModule(ConnectorCAPool{})
+	extensions = append(extensions, func(e *engine.Engine, a *App) (adminapi.Provider, error) {
+		ca, err := connector.OpenCA(a.DataDir, e.Keystore)
+		if err != nil {
+			return nil, fmt.Errorf("connector CA: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+		defer cancel()
+		p, err := connector.New(ctx, e, connector.Options{CA: ca,
+			CertValidity: time.Duration(a.ConnectorCertValidity), Servers: a.connectorServers})
+		if err != nil {
+			return nil, err
+		}
+		e.Register(p)
+		return p, nil
+	})
+}
+
+// validateConnectorOptions checks the connector options of the app.
+func (a *App) validateConnectorOptions() error {
+	if a.ConnectorCertValidity < 0 {
+		return fmt.Errorf("connector_cert_validity must be positive")
+	}
+	for _, s := range a.ConnectorServers {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return fmt.Errorf("connector_servers: %q must be a base URL like https://gatehouse.example.com:8443", s)
+		}
+	}
+	return nil
+}
+
+// connectorServers returns the base URLs written into connector packages:
+// the configured ones, or else those of the HTTPS sites whose gatehouse
+// handler accepts connector credentials (one per host name and port; sites
+// without a host name or with a wildcard cannot be named and are skipped).
+func (a *App) connectorServers() []string {
+	if len(a.ConnectorServers) > 0 {
+		return slices.Clone(a.ConnectorServers)
+	}
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, srv := range httpApp.(*caddyhttp.App).Servers {
+		if len(srv.TLSConnPolicies) == 0 {
+			continue
+		}
+		for _, host := range connectorHosts(srv.Routes, nil) {
+			for _, listen := range srv.Listen {
+				addr, err := caddy.ParseNetworkAddress(listen)
+				if err != nil || addr.IsUnixNetwork() {
+					continue
+				}
+				base := "https://" + host
+				if addr.StartPort != 443 {
+					base = "https://" + net.JoinHostPort(host, strconv.FormatUint(uint64(addr.StartPort), 10))
+				}
+				out = append(out, base)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// connectorHosts returns the host names of the routes (and subroutes)
+// holding a gatehouse handler that accepts connector credentials; hosts is
+// what enclosing routes matched.
+func connectorHosts(routes caddyhttp.RouteList, hosts []string) []string {
+	var out []string
+	for _, rt := range routes {
+		matched := hosts
+		for _, set := range rt.MatcherSets {
+			for _, m := range set {
+				if h, ok := m.(*caddyhttp.MatchHost); ok {
+					matched = *h
+				}
+			}
+		}
+		for _, h := range rt.Handlers {
+			switch h := h.(type) {
+			case *Handler:
+				if slices.Contains(h.Accept, string(identity.MethodConnector)) {
+					for _, host := range matched {
+						if host != "" && !strings.ContainsAny(host, "*{") {
+							out = append(out, strings.ToLower(host))
+						}
+					}
+				}
+			case *caddyhttp.Subroute:
+				out = append(out, connectorHosts(h.Routes, matched)...)
+			}
+		}
+	}
+	return out
+}
+
+// ConnectorCAPool is tls.ca_pool.source.gatehouse_connectors: the trust
+// pool of the connector CA, for a site's TLS client authentication. In a
+// Caddyfile:
+//
+//	tls internal {
+//		client_auth {
+//			mode       verify_if_given
+//			trust_pool gatehouse_connectors
+//		}
+//	}
+//
+// It loads the CA certificate from the gatehouse app's data directory,
+// creating the CA on the very first start (the app opens its store only
+// later, in Start). A CA that cannot be loaded fails the configuration:
+// there is no fallback that would accept any certificate. The TLS layer
+// only proves that a certificate comes from this CA; the gatehouse handler
+// checks on every request that it is the current certificate of a live
+// connector.
+type ConnectorCAPool struct {
+	pool  *x509.CertPool
+	certs []*x509.Certificate
+}
+
+// CaddyModule returns the Caddy module information.
+func (ConnectorCAPool) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "tls.ca_pool.source.gatehouse_connectors", New: func() caddy.Module { return new(ConnectorCAPool) }}
+}
+
+// Provision implements caddy.Provisioner.
+func (p *ConnectorCAPool) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("gatehouse")
+	if err != nil {
+		return fmt.Errorf("gatehouse_connectors trust pool: %v", err)
+	}
+	ca, err := app.(*App).connectorCACertificate()
+	if err != nil {
+		return fmt.Errorf("gatehouse_connectors trust pool: %w", err)
+	}
+	p.pool = x509.NewCertPool()
+	p.pool.AddCert(ca.Certificate())
+	p.certs = []*x509.Certificate{ca.Certificate()}
+	return nil
+}
+
+// connectorCACertificate loads the connector CA certificate, creating the
+// CA when it does not exist yet. Creating it needs the keystore to seal the
+// CA key. The keystore is only created here when the embedded database
+// does not exist yet either — on a fresh install; otherwise a missing
+// keystore is left to the app's Start, which refuses to replace a keystore
+// the store's secrets are sealed with.
+func (a *App) connectorCACertificate() (*connector.CA, error) {
+	ca, err := connector.LoadCACertificate(a.DataDir)
+	if !errors.Is(err, connector.ErrNoCA) {
+		return ca, err
+	}
+	ks, err := keystore.Open(a.Keystore, false)
+	if errors.Is(err, keystore.ErrMissing) {
+		if !a.freshEmbeddedStore() {
+			return nil, fmt.Errorf("the connector CA does not exist yet and the keystore %s is missing: "+
+				"restore the keystore (and %s) from your backup or copy them from an instance sharing this store; "+
+				"on a new install, start once without `trust_pool gatehouse_connectors` to create both", a.Keystore, filepath.Join(a.DataDir, connector.CADir))
+		}
+		ks, err = keystore.Open(a.Keystore, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return connector.OpenCA(a.DataDir, ks)
+}
+
+// freshEmbeddedStore reports whether the app uses the embedded database
+// and it was never created, so the store certainly holds no sealed secret.
+func (a *App) freshEmbeddedStore() bool {
+	if a.Storage != "" && a.Storage != "badger" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(a.DataDir, "badger"))
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// CertPool implements caddytls.CA.
+func (p ConnectorCAPool) CertPool() *x509.CertPool { return p.pool }
+
+// Certificates implements caddytls.CertificateProvider, so the pool can be
+// combined with others.
+func (p ConnectorCAPool) Certificates() []*x509.Certificate { return p.certs }
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler. Syntax:
+//
+//	trust_pool gatehouse_connectors
+func (p *ConnectorCAPool) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Err("gatehouse_connectors takes no options: the CA lives in the gatehouse app's data_dir")
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner            = (*ConnectorCAPool)(nil)
+	_ caddytls.CA                  = ConnectorCAPool{}
+	_ caddytls.CertificateProvider = ConnectorCAPool{}
+	_ caddyfile.Unmarshaler        = (*ConnectorCAPool)(nil)
+)

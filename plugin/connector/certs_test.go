@@ -1,0 +1,295 @@
+package connector
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+)
+
+func TestCAIsCreatedOnceAndSealed(t *testing.T) {
+	dir := t.TempDir()
+	ks, _ := keystore.Open(filepath.Join(dir, "keystore.key"), true)
+	if _, err := LoadCACertificate(dir); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("LoadCACertificate before creation = %v; want ErrNoCA", err)
+	}
+	// Several processes' worth of concurrent first starts agree on one CA.
+	cas := make([]*CA, 4)
+	var wg sync.WaitGroup
+	for i := range cas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if cas[i], err = OpenCA(dir, ks); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, ca := range cas[1:] {
+		if ca == nil || !ca.cert.Equal(cas[0].cert) {
+			t.Fatal("concurrent creation produced different CAs")
+		}
+	}
+	pub, err := LoadCACertificate(dir)
+	if err != nil || !pub.cert.Equal(cas[0].cert) || pub.key != nil {
+		t.Fatalf("LoadCACertificate = %v; want the same certificate, without key", err)
+	}
+	ca := cas[0].cert
+	if !ca.IsCA || !ca.MaxPathLenZero || len(ca.ExtKeyUsage) != 1 || ca.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+		t.Error("the CA is not restricted to client-auth leaf certificates")
+	}
+	keyFile := filepath.Join(dir, CADir, caKeyFile)
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("CA key file mode = %v, %v; want 0600", st.Mode(), err)
+	}
+	raw, _ := os.ReadFile(keyFile)
+	if bytes.Contains(raw, []byte("PRIVATE KEY-----")) && !bytes.Contains(raw, []byte(caKeyPEMType)) {
+		t.Error("the CA key is stored in clear")
+	}
+	other, _ := keystore.Open(filepath.Join(t.TempDir(), "other.key"), true)
+	if _, err := OpenCA(dir, other); err == nil || !strings.Contains(err.Error(), "keystore") {
+		t.Errorf("OpenCA with another keystore = %v; want a keystore error", err)
+	}
+	os.WriteFile(filepath.Join(dir, CADir, caCertFile), []byte("garbage"), 0o644)
+	if _, err := LoadCACertificate(dir); err == nil || errorsIsNoCA(err) {
+		t.Errorf("a broken CA file = %v; want an error that is not 'does not exist'", err)
+	}
+	os.Remove(filepath.Join(dir, CADir, caCertFile))
+	if _, err := LoadCACertificate(dir); err == nil || errorsIsNoCA(err) {
+		t.Errorf("a missing CA certificate next to its key = %v; want an error, never a new CA", err)
+	}
+}
+
+func errorsIsNoCA(err error) bool {
+	return err != nil && strings.Contains(err.Error(), ErrNoCA.Error())
+}
+
+func TestSharedStoreRefusesAnotherCA(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	otherDir := t.TempDir()
+	ca, err := OpenCA(otherDir, f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(context.Background(), f.engine, Options{CA: ca}); err == nil || !strings.Contains(err.Error(), "share the connector-ca directory") {
+		t.Fatalf("New with a second CA on the same store = %v; want refused", err)
+	}
+}
+
+func TestIssuedCertificateCarriesTheConnectorMarks(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	c := f.connector("edge-01", "alice")
+	name, err := CertificateConnector(c.cert)
+	if err != nil || name != "edge-01" {
+		t.Fatalf("CertificateConnector = %q, %v", name, err)
+	}
+	if _, err := c.cert.Verify(x509.VerifyOptions{Roots: poolOf(f.p.ca.cert), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the connector certificate does not verify for client auth: %v", err)
+	}
+	if _, err := c.cert.Verify(x509.VerifyOptions{Roots: poolOf(f.p.ca.cert), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("the connector certificate verifies as a server certificate")
+	}
+	if got := c.cert.NotAfter.Sub(time.Now()); got < DefaultCertValidity-time.Hour || got > DefaultCertValidity+time.Hour {
+		t.Errorf("validity = %v; want about %v", got, DefaultCertValidity)
+	}
+	rec, _ := f.p.Get(context.Background(), "edge-01")
+	if rec.Serial != formatSerial(c.cert.SerialNumber) || rec.Fingerprint != fingerprint(c.cert.Raw) || len(rec.Serial) != 32 {
+		t.Errorf("record %s/%s does not describe the certificate", rec.Serial, rec.Fingerprint)
+	}
+}
+
+func poolOf(c *x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
+}
+
+func TestCertificateConnectorRefusesOtherPurposes(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	build := func(edit func(*x509.Certificate)) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: newSerial(), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []*url.URL{connectorURI("c1")}}
+		edit(tmpl)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	mustURL := func(s string) *url.URL { u, _ := url.Parse(s); return u }
+	cases := []struct {
+		name string
+		edit func(*x509.Certificate)
+		ok   bool
+	}{
+		{"connector marks", func(*x509.Certificate) {}, true},
+		{"server auth too", func(c *x509.Certificate) {
+			c.ExtKeyUsage = append(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		}, false},
+		{"any usage", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} }, false},
+		{"no extended usage", func(c *x509.Certificate) { c.ExtKeyUsage = nil }, false},
+		{"a CA", func(c *x509.Certificate) { c.IsCA, c.BasicConstraintsValid = true, true }, false},
+		{"a DNS name too", func(c *x509.Certificate) { c.DNSNames = []string{"c1.example"} }, false},
+		{"an IP too", func(c *x509.Certificate) { c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)} }, false},
+		{"two connector URIs", func(c *x509.Certificate) { c.URIs = append(c.URIs, connectorURI("c2")) }, false},
+		{"no URI", func(c *x509.Certificate) { c.URIs = nil }, false},
+		{"other URN", func(c *x509.Certificate) { c.URIs = []*url.URL{mustURL("urn:example:connector:c1")} }, false},
+		{"upper-case prefix", func(c *x509.Certificate) { c.URIs = []*url.URL{mustURL("urn:GATEHOUSE:connector:c1")} }, false},
+		{"invalid name", func(c *x509.Certificate) { c.URIs = []*url.URL{mustURL("urn:gatehouse:connector:a/b")} }, false},
+		{"query", func(c *x509.Certificate) { c.URIs = []*url.URL{mustURL("urn:gatehouse:connector:c1?x")} }, false},
+	}
+	for _, tc := range cases {
+		name, err := CertificateConnector(build(tc.edit))
+		if (err == nil) != tc.ok || (tc.ok && name != "c1") {
+			t.Errorf("%s: CertificateConnector = %q, %v; want ok=%v", tc.name, name, err, tc.ok)
+		}
+	}
+}
+
+func TestCSRIssuingTakesOnlyTheKey(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	csr := csrPEM(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "admin"},
+		DNSNames: []string{"evil.example"}, URIs: []*url.URL{connectorURI("other")}})
+	out, err := f.p.Create(context.Background(), CreateRequest{Name: "c1", Username: "alice", CSRPEM: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.PrivateKeyPEM != "" {
+		t.Error("a private key was returned for a CSR")
+	}
+	c := clientFromPEM(t, out.CertificatePEM, pemKey(t, key))
+	if name, err := CertificateConnector(c.cert); err != nil || name != "c1" || c.cert.Subject.CommonName != "c1" {
+		t.Errorf("CSR-issued certificate names %q (CN %q), %v; want only c1", name, c.cert.Subject.CommonName, err)
+	}
+	if f.mustToken(c).AccessToken == "" {
+		t.Error("no token for the CSR-issued connector")
+	}
+
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	bad := []struct{ name, csr string }{
+		{"garbage", "not a csr"},
+		{"certificate instead", out.CertificatePEM},
+		{"weak RSA", csrPEM(t, weak, &x509.CertificateRequest{})},
+		{"two blocks", csr + csr},
+		{"broken signature", tamper(csr)},
+	}
+	for _, b := range bad {
+		_, err := f.p.Create(context.Background(), CreateRequest{Name: "c-" + strings.ReplaceAll(b.name, " ", "-"), Username: "alice", CSRPEM: b.csr})
+		if failure.Status(err) != 400 {
+			t.Errorf("%s: Create = %v; want a 400", b.name, err)
+		}
+	}
+}
+
+func tamper(csrPEM string) string {
+	block, _ := pemDecode(csrPEM)
+	block.Bytes[len(block.Bytes)-5] ^= 0xff
+	return pemEncode(block)
+}
+
+func TestCreateValidation(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	ctx := context.Background()
+	cases := []struct {
+		in     CreateRequest
+		status int
+	}{
+		{CreateRequest{Name: "", Username: "alice"}, 400},
+		{CreateRequest{Name: "a/b", Username: "alice"}, 400},
+		{CreateRequest{Name: "c1", Username: "nobody"}, 400},
+	}
+	for _, tc := range cases {
+		if _, err := f.p.Create(ctx, tc.in); failure.Status(err) != tc.status {
+			t.Errorf("Create(%+v) = %v; want %d", tc.in, err, tc.status)
+		}
+	}
+	f.connector("c1", "alice")
+	if _, err := f.p.Create(ctx, CreateRequest{Name: "c1", Username: "alice"}); failure.Status(err) != 409 {
+		t.Errorf("duplicate Create = %v; want 409", err)
+	}
+	if list, _ := f.p.List(ctx); len(list) != 1 {
+		t.Errorf("List = %d connectors; want 1", len(list))
+	}
+}
+
+func TestPackage(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	old := f.connector("c1", "alice")
+	if _, _, err := f.p.Package(context.Background(), "c1", ""); failure.Status(err) != 400 {
+		t.Errorf("Package without password = %v; want 400", err)
+	}
+	if _, _, err := f.p.Package(context.Background(), "nope", "pw"); failure.Status(err) != 404 {
+		t.Errorf("Package of an unknown connector = %v; want 404", err)
+	}
+	if a := f.certificateGrant(old); a.status != 200 {
+		t.Fatal("a refused package request changed the connector")
+	}
+	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, zf := range zr.File {
+		rc, _ := zf.Open()
+		files[zf.Name], _ = io.ReadAll(rc)
+		rc.Close()
+	}
+	key, cert, chain, err := pkcs12.DecodeChain(files[PackagePFX], "pässword")
+	if err != nil {
+		t.Fatalf("certificates.pfx does not open with the password: %v", err)
+	}
+	if _, _, _, err := pkcs12.DecodeChain(files[PackagePFX], "wrong"); err == nil {
+		t.Error("certificates.pfx opens with a wrong password")
+	}
+	if len(chain) != 1 || !chain[0].Equal(f.p.ca.cert) || fingerprint(cert.Raw) != rec.Fingerprint {
+		t.Error("the package does not hold the current certificate and the CA")
+	}
+	var meta Metadata
+	if err := json.Unmarshal(files[PackageMetadata], &meta); err != nil {
+		t.Fatal(err)
+	}
+	if meta.Connector != "c1" || meta.TokenEndpoint != "https://gw.example.com:8443/gatehouse/v1/token" || len(meta.Servers) != 1 {
+		t.Errorf("metadata.json = %+v", meta)
+	}
+	packaged := client{cert: cert, key: key.(*ecdsa.PrivateKey)}
+	if a := f.certificateGrant(packaged); a.status != 200 {
+		t.Errorf("the packaged certificate is refused: %+v", a)
+	}
+	if a := f.certificateGrant(old); a.status != 401 {
+		t.Errorf("the previous certificate still works after a package: %+v", a)
+	}
+}

@@ -1,0 +1,264 @@
+package connector
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// casAttempts bounds the compare-and-swap retries of a record change.
+const casAttempts = 20
+
+// CreateRequest is the body of POST /gatehouse/connectors.
+type CreateRequest struct {
+	// Name identifies the connector: 1 to 64 of A-Z a-z 0-9 - _ .
+	Name string `json:"name"`
+	// Username is the account the connector acts as.
+	Username string `json:"username"`
+	// CSRPEM is an optional PEM certificate request: the key stays with
+	// the client and no private key is returned.
+	CSRPEM string `json:"csr_pem,omitempty"`
+}
+
+// View is what the admin API shows of a connector.
+type View struct {
+	// Name identifies the connector.
+	Name string `json:"name"`
+	// Username is the account it acts as.
+	Username string `json:"username"`
+	// Serial is the current certificate's serial number (upper-case hex).
+	Serial string `json:"serial"`
+	// Fingerprint is the current certificate's SHA-256 (lower-case hex).
+	Fingerprint string `json:"fingerprint_sha256"`
+	// NotAfter is when the current certificate expires.
+	NotAfter time.Time `json:"not_after"`
+	// CertificatePEM is the current certificate.
+	CertificatePEM string `json:"certificate_pem"`
+	// Revoked tells that the connector was deleted.
+	Revoked bool `json:"revoked"`
+	// RevokedAt is when.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// CreatedAt is when the connector was created.
+	CreatedAt time.Time `json:"created_at"`
+	// UpdatedAt is when it last changed.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Issued answers the creation of a connector or a new certificate.
+type Issued struct {
+	View
+	// PrivateKeyPEM is the new key (PKCS#8), returned once and never
+	// stored; absent when the request carried a CSR.
+	PrivateKeyPEM string `json:"private_key_pem,omitempty"`
+	// CAPEM is the connector CA certificate.
+	CAPEM string `json:"ca_pem"`
+}
+
+func (c *Connector) view() View {
+	return View{Name: c.Name, Username: c.Username, Serial: c.Serial, Fingerprint: c.Fingerprint,
+		NotAfter: c.NotAfter, CertificatePEM: c.CertificatePEM, Revoked: c.Revoked, RevokedAt: c.RevokedAt,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+// setCertificate makes cert the connector's current certificate.
+func (c *Connector) setCertificate(cert *x509.Certificate, now time.Time) {
+	c.Serial = formatSerial(cert.SerialNumber)
+	c.Fingerprint = fingerprint(cert.Raw)
+	c.NotAfter = cert.NotAfter.UTC()
+	c.CertificatePEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	c.UpdatedAt = now.UTC()
+	c.certDER, c.thumbprint = cert.Raw, thumbprintOf(cert.Raw)
+}
+
+func (p *Plugin) issued(c *Connector, keyPEM []byte) *Issued {
+	return &Issued{View: c.view(), PrivateKeyPEM: string(keyPEM), CAPEM: string(p.ca.certPEM)}
+}
+
+// keyFor returns the public key to certify: the CSR's, or a new key pair
+// whose private half is returned in PEM form.
+func keyFor(csrPEM string) (crypto.PublicKey, []byte, error) {
+	if csrPEM != "" {
+		pub, err := PublicKeyFromCSR(csrPEM)
+		return pub, nil, err
+	}
+	key, keyPEM, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &key.PublicKey, keyPEM, nil
+}
+
+// Create makes a connector for an existing user and issues its first
+// certificate. A revoked connector's name may be used again; a live one is
+// a 409.
+func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) {
+	if err := account.ValidateName("connector", in.Name); err != nil {
+		return nil, err
+	}
+	u, err := p.engine.Accounts.User(ctx, in.Username)
+	if failure.Status(err) == 404 {
+		return nil, failure.Invalid("user %q does not exist; create it first", in.Username)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pub, keyPEM, err := keyFor(in.CSRPEM)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	cert, err := p.ca.issue(pub, in.Name, p.validity, now)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Connector{Name: in.Name, Username: u.Username, UserID: u.ID, CreatedAt: now.UTC()}
+	rec.setCertificate(cert, now)
+	raw, _ := json.Marshal(rec)
+	key := connectorKey(in.Name)
+	for range casAttempts {
+		old, err := p.engine.Store.Get(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			old = nil
+		case err != nil:
+			return nil, err
+		default:
+			prev, err := decodeConnector(old)
+			if err != nil {
+				return nil, fmt.Errorf("decoding connector %q: %w", in.Name, err)
+			}
+			if !prev.Revoked {
+				return nil, failure.Conflict("connector %q already exists; POST /gatehouse/connectors/%s/certificate issues it a new certificate", in.Name, in.Name)
+			}
+		}
+		ok, err := p.engine.Store.CompareAndSwap(ctx, key, old, raw, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return p.issued(rec, keyPEM), nil
+		}
+	}
+	return nil, failure.Conflict("connector %q is being changed concurrently; try again", in.Name)
+}
+
+// Reissue gives the connector a new certificate for pub; the previous one
+// stops working at once and the tokens bound to it are revoked. prepare,
+// when set, runs with the new certificate before anything is stored, so a
+// failure there changes nothing.
+func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey, prepare func(*Connector, *x509.Certificate) error) (*Connector, error) {
+	key := connectorKey(name)
+	for range casAttempts {
+		raw, rec, err := p.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Revoked {
+			return nil, failure.Conflict("connector %q is revoked; create it again with POST /gatehouse/connectors", name)
+		}
+		u, err := p.engine.Accounts.User(ctx, rec.Username)
+		if err != nil && failure.Status(err) != 404 {
+			return nil, err
+		}
+		if u == nil || u.ID != rec.UserID {
+			return nil, failure.Conflict("the account %q of connector %q no longer exists; delete the connector", rec.Username, name)
+		}
+		now := p.now()
+		cert, err := p.ca.issue(pub, name, p.validity, now)
+		if err != nil {
+			return nil, err
+		}
+		rec.setCertificate(cert, now)
+		if prepare != nil {
+			if err := prepare(rec, cert); err != nil {
+				return nil, err
+			}
+		}
+		next, _ := json.Marshal(rec)
+		ok, err := p.engine.Store.CompareAndSwap(ctx, key, raw, next, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if _, err := p.revokeConnectorTokens(ctx, name, rec.thumbprint); err != nil {
+				return nil, fmt.Errorf("the certificate was re-issued but revoking the old tokens failed: %w", err)
+			}
+			return rec, nil
+		}
+	}
+	return nil, failure.Conflict("connector %q is being changed concurrently; try again", name)
+}
+
+// Revoke marks the connector revoked and revokes every token issued
+// through it; it returns how many token pairs were revoked. Revoking a
+// revoked connector again only sweeps its tokens.
+func (p *Plugin) Revoke(ctx context.Context, name string) (*Connector, int, error) {
+	for range casAttempts {
+		raw, rec, err := p.load(ctx, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !rec.Revoked {
+			now := p.now().UTC()
+			rec.Revoked, rec.RevokedAt, rec.UpdatedAt = true, &now, now
+			next, _ := json.Marshal(rec)
+			ok, err := p.engine.Store.CompareAndSwap(ctx, connectorKey(name), raw, next, 0)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		n, err := p.revokeConnectorTokens(ctx, name, "")
+		return rec, n, err
+	}
+	return nil, 0, failure.Conflict("connector %q is being changed concurrently; try again", name)
+}
+
+// Get returns the connector record, or a 404 failure.
+func (p *Plugin) Get(ctx context.Context, name string) (*Connector, error) {
+	_, rec, err := p.load(ctx, name)
+	return rec, err
+}
+
+func (p *Plugin) load(ctx context.Context, name string) ([]byte, *Connector, error) {
+	if account.ValidateName("connector", name) != nil {
+		return nil, nil, failure.NotFound("connector %q not found", name)
+	}
+	raw, err := p.engine.Store.Get(ctx, connectorKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, failure.NotFound("connector %q not found", name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := decodeConnector(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decoding connector %q: %w", name, err)
+	}
+	return raw, rec, nil
+}
+
+// List returns every connector (revoked ones too) in name order.
+func (p *Plugin) List(ctx context.Context) ([]View, error) {
+	out := []View{}
+	err := p.engine.Store.Scan(ctx, connectorPrefix, func(e storage.Entry) error {
+		rec, err := decodeConnector(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		out = append(out, rec.view())
+		return nil
+	})
+	return out, err
+}

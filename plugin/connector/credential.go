@@ -1,0 +1,117 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// Refusals of the data plane. They never say more than the client needs.
+var (
+	errMalformedToken = identity.Unauthenticated("malformed bearer token")
+	errUnknownToken   = identity.Unauthenticated("the bearer token is unknown, expired or revoked")
+	errNoCertificate  = identity.Unauthenticated("the bearer token is bound to a client certificate; present it on this connection")
+	errWrongCert      = identity.Unauthenticated("the bearer token is bound to another client certificate")
+	errRevoked        = identity.Unauthenticated("the connector is revoked")
+)
+
+// Method implements plugin.Credential.
+func (*Plugin) Method() identity.Method { return identity.MethodConnector }
+
+// Present implements plugin.Credential: an "Authorization: Bearer" header.
+func (*Plugin) Present(r *http.Request) bool {
+	_, ok := bearerPayload(r.Header.Get("Authorization"))
+	return ok
+}
+
+// Strip implements plugin.Credential.
+func (*Plugin) Strip(r *http.Request) { r.Header.Del("Authorization") }
+
+// Challenge implements plugin.Challenger.
+func (*Plugin) Challenge() string { return `Bearer realm="gatehouse"` }
+
+// Endpoints implements plugin.EndpointProvider: the token endpoint.
+func (p *Plugin) Endpoints() []plugin.Endpoint {
+	return []plugin.Endpoint{{Path: TokenPath, Handler: http.HandlerFunc(p.serveToken)}}
+}
+
+// Authenticate implements plugin.Credential. The token must exist, be an
+// access token, be unexpired, belong to a live connector, and the
+// connection must present that connector's current certificate, whose
+// thumbprint the token is bound to.
+//
+// Comparing the presented certificate's DER with the connector's current
+// certificate, and the token's bound thumbprint with that certificate's
+// thumbprint, is the RFC 8705 check (thumbprint of the presented
+// certificate equals the token's x5t#S256) without hashing on every
+// request; it also refuses tokens bound to a superseded certificate.
+func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, errMalformedToken
+	}
+	ctx := r.Context()
+	rec, err := cache.Load(p.engine.Store, ctx, tokenKeyOf(token), decodeTokenRecord)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errUnknownToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Kind != kindAccess || !p.now().Before(rec.ExpiresAt) {
+		return nil, errUnknownToken.For(rec.Username)
+	}
+	leaf := peerCertificate(r)
+	if leaf == nil {
+		return nil, errNoCertificate.For(rec.Username)
+	}
+	conn, err := p.liveConnector(ctx, rec.Connector)
+	if err != nil {
+		return nil, withUser(err, rec.Username)
+	}
+	if conn.thumbprint != rec.X5tS256 || !bytes.Equal(leaf.Raw, conn.certDER) {
+		return nil, errWrongCert.For(rec.Username)
+	}
+	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
+		Connector: rec.Connector, CredentialID: rec.ID}, nil
+}
+
+// liveConnector returns the cached connector record, refusing a missing or
+// revoked connector.
+func (p *Plugin) liveConnector(ctx context.Context, name string) (*Connector, error) {
+	conn, err := cache.Load(p.engine.Store, ctx, connectorKey(name), decodeConnector)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errRevoked
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading connector %q: %w", name, err)
+	}
+	if conn.Revoked {
+		return nil, errRevoked
+	}
+	return conn, nil
+}
+
+// withUser names the claimed account in a refusal, for the audit log.
+func withUser(err error, username string) error {
+	if refusal, ok := identity.AsRefusal(err); ok {
+		return refusal.For(username)
+	}
+	return err
+}
+
+// peerCertificate is the client certificate of r's TLS connection.
+func peerCertificate(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
+}

@@ -1,0 +1,232 @@
+package connector
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// maxTokenRequestBytes bounds a token request's form body.
+const maxTokenRequestBytes = 4096
+
+// OAuth 2 error codes (RFC 6749 §5.2).
+const (
+	errInvalidRequest       = "invalid_request"
+	errInvalidClient        = "invalid_client"
+	errInvalidGrant         = "invalid_grant"
+	errUnsupportedGrantType = "unsupported_grant_type"
+	errUnavailable          = "temporarily_unavailable"
+	errServer               = "server_error"
+)
+
+// oauthError is a refusal of the token endpoint.
+type oauthError struct {
+	status      int
+	code        string
+	description string
+}
+
+func (e *oauthError) Error() string { return e.code + ": " + e.description }
+
+func invalidRequest(description string) *oauthError {
+	return &oauthError{http.StatusBadRequest, errInvalidRequest, description}
+}
+
+func invalidClient(description string) *oauthError {
+	return &oauthError{http.StatusUnauthorized, errInvalidClient, description}
+}
+
+func invalidGrant(description string) *oauthError {
+	return &oauthError{http.StatusBadRequest, errInvalidGrant, description}
+}
+
+// tokenParams are the parameters of a token request.
+type tokenParams struct {
+	grantType    string
+	refreshToken string
+}
+
+// parseTokenParams reads a token request's parameters from the query
+// string and an application/x-www-form-urlencoded body (OAuth clients send
+// a form body; the query string works too). A parameter given more than
+// once, in either place, is refused (RFC 6749 §3.2).
+func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *oauthError) {
+	var p tokenParams
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return p, invalidRequest("the query string is malformed")
+	}
+	form := url.Values{}
+	if len(body) > 0 {
+		mediaType, _, err := mime.ParseMediaType(contentType)
+		if err != nil || mediaType != "application/x-www-form-urlencoded" {
+			return p, invalidRequest("send the parameters as application/x-www-form-urlencoded")
+		}
+		if form, err = url.ParseQuery(string(body)); err != nil {
+			return p, invalidRequest("the form body is malformed")
+		}
+	}
+	single := func(name string) (string, *oauthError) {
+		q, f := query[name], form[name]
+		switch {
+		case len(q)+len(f) > 1:
+			return "", invalidRequest("the parameter " + name + " is given more than once")
+		case len(q) == 1:
+			return q[0], nil
+		case len(f) == 1:
+			return f[0], nil
+		}
+		return "", nil
+	}
+	var oerr *oauthError
+	if p.grantType, oerr = single("grant_type"); oerr != nil {
+		return p, oerr
+	}
+	if p.refreshToken, oerr = single("refresh_token"); oerr != nil {
+		return p, oerr
+	}
+	switch p.grantType {
+	case "":
+		return p, invalidRequest("grant_type is required: certificate or refresh_token")
+	case GrantCertificate:
+		if p.refreshToken != "" {
+			return p, invalidRequest("refresh_token belongs to grant_type=refresh_token")
+		}
+	case GrantRefreshToken:
+		if p.refreshToken == "" {
+			return p, invalidRequest("refresh_token is required with grant_type=refresh_token")
+		}
+	default:
+		return p, &oauthError{http.StatusBadRequest, errUnsupportedGrantType,
+			"grant_type must be certificate or refresh_token"}
+	}
+	return p, nil
+}
+
+// tokenResponse is the successful answer (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// serveToken is the token endpoint: POST over TLS with the connector's
+// client certificate, grant_type=certificate for a new token pair or
+// grant_type=refresh_token&refresh_token=R to exchange a refresh token.
+func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
+	ev := audit.Event{Kind: "token", Credential: string(identity.MethodConnector), RemoteIP: engine.ClientIP(r),
+		Method: r.Method, Path: r.URL.Path}
+	out, err := p.handleToken(w, r, &ev)
+	if err != nil {
+		var oerr *oauthError
+		if !errors.As(err, &oerr) {
+			oerr = p.internalError(err)
+		}
+		ev.Outcome, ev.Reason = audit.OutcomeFailure, oerr.description
+		p.engine.Audit.Record(ev)
+		writeOAuthError(w, oerr)
+		return
+	}
+	ev.Outcome, ev.Reason = audit.OutcomeSuccess, "issued token pair "+out.meta.ID+" (grant "+out.meta.Grant+")"
+	p.engine.Audit.Record(ev)
+	body, _ := json.Marshal(tokenResponse{AccessToken: out.access, TokenType: "bearer",
+		ExpiresIn: int64(p.engine.Config.TokenLifetime.Seconds()), RefreshToken: out.refresh})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// handleToken does the work of serveToken, filling in the audit event as
+// it learns who is asking.
+func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.Event) (issued, error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return issued{}, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the token endpoint takes POST"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
+	if err != nil {
+		return issued{}, invalidRequest("the request body is unreadable or larger than " + strconv.Itoa(maxTokenRequestBytes) + " bytes")
+	}
+	params, oerr := parseTokenParams(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+	if oerr != nil {
+		return issued{}, oerr
+	}
+	leaf := peerCertificate(r)
+	if leaf == nil {
+		return issued{}, invalidClient("present the connector's client certificate on the TLS connection")
+	}
+	name, err := CertificateConnector(leaf)
+	if err != nil {
+		return issued{}, invalidClient("the client certificate was not issued for connector use")
+	}
+	ev.Credential = string(identity.MethodConnector) + ":" + name
+	ctx := r.Context()
+	conn, err := p.liveConnector(ctx, name)
+	if err != nil {
+		if _, refused := identity.AsRefusal(err); refused {
+			return issued{}, invalidClient("the connector " + name + " is unknown or revoked")
+		}
+		return issued{}, err
+	}
+	ev.Username = conn.Username
+	if !bytes.Equal(leaf.Raw, conn.certDER) {
+		return issued{}, invalidClient("the client certificate is not the current certificate of connector " + name)
+	}
+	if now := p.now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return issued{}, invalidClient("the client certificate of connector " + name + " is expired or not yet valid")
+	}
+	u, err := p.engine.Accounts.User(ctx, conn.Username)
+	switch {
+	case failure.Status(err) == http.StatusNotFound || (err == nil && u.ID != conn.UserID):
+		return issued{}, invalidGrant("the account of connector " + name + " no longer exists")
+	case err != nil:
+		return issued{}, err
+	case !u.Active():
+		return issued{}, invalidGrant("the account of connector " + name + " is blocked")
+	}
+	if params.grantType == GrantCertificate {
+		return p.issueForCertificate(ctx, conn)
+	}
+	return p.refresh(ctx, conn, params.refreshToken)
+}
+
+// internalError maps a store or internal failure to its OAuth answer and
+// logs it (never with a secret: only the error).
+func (p *Plugin) internalError(err error) *oauthError {
+	if errors.Is(err, storage.ErrUnavailable) {
+		p.engine.Logger.Error("token endpoint: store unavailable", zap.Error(err))
+		return &oauthError{http.StatusServiceUnavailable, errUnavailable, "the token store is unavailable; try again later"}
+	}
+	p.engine.Logger.Error("token endpoint: internal error", zap.Error(err))
+	return &oauthError{http.StatusInternalServerError, errServer, "internal error; no token was issued"}
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	body, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{e.code, e.description})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(e.status)
+	w.Write(body)
+}

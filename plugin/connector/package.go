@@ -1,0 +1,133 @@
+package connector
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// Package file names inside the zip.
+const (
+	PackagePFX      = "certificates.pfx"
+	PackageMetadata = "metadata.json"
+	maxPasswordLen  = 1024
+	// pfxIterations is the PBKDF2 work factor of the PKCS#12 file: far
+	// above go-pkcs12's 2048, below the 600,000 that Windows and .NET
+	// accept at most.
+	pfxIterations = 100_000
+)
+
+// pfxEncoder writes PKCS#12 with PBES2 (PBKDF2-HMAC-SHA-256, AES-256-CBC)
+// and an HMAC-SHA-256 MAC, readable by OpenSSL 1.1.1+, Java 12+ and
+// Windows Server 2019+.
+var pfxEncoder = pkcs12.Modern2023.WithIterations(pfxIterations)
+
+// Metadata is the metadata.json of a connector package: what a connector
+// needs to find Gatehouse.
+type Metadata struct {
+	// Connector is the connector name.
+	Connector string `json:"connector"`
+	// Username is the account the connector acts as.
+	Username string `json:"username"`
+	// Servers are the base URLs of the Gatehouse sites the connector may use.
+	Servers []string `json:"servers"`
+	// TokenEndpoint is the token endpoint on the first server.
+	TokenEndpoint string `json:"token_endpoint"`
+	// GrantTypes are the grant types the token endpoint takes.
+	GrantTypes []string `json:"grant_types"`
+	// CertificateSerial is the packaged certificate's serial number.
+	CertificateSerial string `json:"certificate_serial"`
+	// CertificateFingerprint is its SHA-256 (hex).
+	CertificateFingerprint string `json:"certificate_fingerprint_sha256"`
+	// CertificateNotAfter is when it expires.
+	CertificateNotAfter time.Time `json:"certificate_not_after"`
+	// CAFingerprint is the connector CA certificate's SHA-256 (hex).
+	CAFingerprint string `json:"ca_fingerprint_sha256"`
+}
+
+// validPassword checks a package password: required, at most 1024 bytes,
+// text that PKCS#12 (BMPString) can carry.
+func validPassword(pw string) error {
+	if pw == "" {
+		return failure.Invalid("password is required: it encrypts the private key in certificates.pfx")
+	}
+	if len(pw) > maxPasswordLen || !utf8.ValidString(pw) {
+		return failure.Invalid("password must be valid UTF-8 of at most %d bytes", maxPasswordLen)
+	}
+	for _, r := range pw {
+		if r > 0xFFFF || r == 0 {
+			return failure.Invalid("password may not hold NUL or characters outside the Basic Multilingual Plane")
+		}
+	}
+	return nil
+}
+
+// Package issues the connector a new key pair and certificate and returns
+// the communication data package: a zip with certificates.pfx (the
+// certificate, its key and the CA, encrypted with password) and
+// metadata.json. The previous certificate and its tokens stop working.
+func (p *Plugin) Package(ctx context.Context, name, password string) ([]byte, *Connector, error) {
+	if err := validPassword(password); err != nil {
+		return nil, nil, err
+	}
+	servers := p.servers()
+	if len(servers) == 0 {
+		return nil, nil, failure.Conflict("no server address is known for metadata.json: set connector_servers in the gatehouse global option")
+	}
+	key, _, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	var zipped []byte
+	rec, err := p.Reissue(ctx, name, &key.PublicKey, func(rec *Connector, cert *x509.Certificate) error {
+		pfx, err := pfxEncoder.Encode(key, cert, []*x509.Certificate{p.ca.cert}, password)
+		if err != nil {
+			return err
+		}
+		meta := Metadata{Connector: rec.Name, Username: rec.Username, Servers: servers,
+			TokenEndpoint:     strings.TrimSuffix(servers[0], "/") + TokenPath,
+			GrantTypes:        []string{GrantCertificate, GrantRefreshToken},
+			CertificateSerial: rec.Serial, CertificateFingerprint: rec.Fingerprint,
+			CertificateNotAfter: rec.NotAfter, CAFingerprint: fingerprint(p.ca.cert.Raw)}
+		metaJSON, _ := json.MarshalIndent(meta, "", "  ")
+		zipped, err = zipFiles(rec.UpdatedAt, zipEntry{PackagePFX, pfx}, zipEntry{PackageMetadata, append(metaJSON, '\n')})
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return zipped, rec, nil
+}
+
+type zipEntry struct {
+	name string
+	data []byte
+}
+
+// zipFiles writes entries into a zip archive, in order.
+func zipFiles(modified time.Time, entries ...zipEntry) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		f, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate, Modified: modified})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.Write(e.data); err != nil {
+			return nil, err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,125 @@
+package connector
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"time"
+)
+
+// Store layout. Every token key expires with the token (store TTL).
+//
+//	connector/<name>                 Connector
+//	token/<hex sha256 of token>      tokenRecord (access, refresh, or a used refresh token)
+//	tokenid/<id>                     the connector name of token pair <id>
+//	conntoken/<connector>/<id>       tokenMeta of pair <id>: listing and revocation per connector
+//	connectorca                      caRecord: the CA every instance of a shared store must use
+const (
+	connectorPrefix = "connector/"
+	tokenPrefix     = "token/"
+	tokenIDPrefix   = "tokenid/"
+	connTokenPrefix = "conntoken/"
+	caRecordKey     = "connectorca"
+)
+
+func connectorKey(name string) string        { return connectorPrefix + name }
+func tokenKey(digest string) string          { return tokenPrefix + digest }
+func tokenIDKey(id string) string            { return tokenIDPrefix + id }
+func connTokenKey(conn, id string) string    { return connTokenPrefix + conn + "/" + id }
+func connTokenScanPrefix(conn string) string { return connTokenPrefix + conn + "/" }
+
+// Connector is a connector record: one client certificate bound to one
+// user account. Only the current certificate works; revoked connectors are
+// kept (revoked: true) so the listing shows what happened to them.
+type Connector struct {
+	// Name identifies the connector (URI SAN urn:gatehouse:connector:<name>).
+	Name string `json:"name"`
+	// Username is the account the connector acts as.
+	Username string `json:"username"`
+	// UserID binds the connector to that account, not to its name.
+	UserID string `json:"user_id"`
+	// Serial is the current certificate's serial number (upper-case hex).
+	Serial string `json:"serial"`
+	// Fingerprint is the SHA-256 of the current certificate (lower-case hex).
+	Fingerprint string `json:"fingerprint_sha256"`
+	// NotAfter is when the current certificate expires.
+	NotAfter time.Time `json:"not_after"`
+	// CertificatePEM is the current certificate.
+	CertificatePEM string `json:"certificate_pem"`
+	// Revoked is set by DELETE; a revoked connector authenticates nothing.
+	Revoked bool `json:"revoked"`
+	// RevokedAt is when it was revoked.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// CreatedAt is when the connector was created.
+	CreatedAt time.Time `json:"created_at"`
+	// UpdatedAt is when its certificate or state last changed.
+	UpdatedAt time.Time `json:"updated_at"`
+
+	certDER    []byte // decoded CertificatePEM
+	thumbprint string // x5t#S256 of certDER
+}
+
+func decodeConnector(raw []byte) (*Connector, error) {
+	c := new(Connector)
+	if err := json.Unmarshal(raw, c); err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode([]byte(c.CertificatePEM))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("connector record holds no certificate")
+	}
+	c.certDER = block.Bytes
+	c.thumbprint = thumbprintOf(block.Bytes)
+	return c, nil
+}
+
+// Token kinds in a tokenRecord.
+const (
+	kindAccess  = "access"
+	kindRefresh = "refresh"
+	// kindUsed marks a refresh token that was exchanged: presenting it
+	// again is reuse, and revokes what was issued in exchange for it.
+	kindUsed = "used"
+)
+
+// tokenRecord is what the store keeps under the digest of a token.
+type tokenRecord struct {
+	Kind      string    `json:"kind"`
+	ID        string    `json:"id"`
+	Connector string    `json:"connector"`
+	Username  string    `json:"username"`
+	UserID    string    `json:"user_id"`
+	X5tS256   string    `json:"x5t#S256"` // RFC 8705 confirmation: the bound certificate
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Access is the access token's digest (refresh records).
+	Access string `json:"access,omitempty"`
+	// Successor is the digest of the refresh token issued in exchange
+	// (used records).
+	Successor string `json:"successor,omitempty"`
+}
+
+func decodeTokenRecord(raw []byte) (*tokenRecord, error) {
+	t := new(tokenRecord)
+	return t, json.Unmarshal(raw, t)
+}
+
+// tokenMeta describes one issued token pair (access + refresh).
+type tokenMeta struct {
+	ID        string    `json:"id"`
+	Connector string    `json:"connector"`
+	Username  string    `json:"username"`
+	Grant     string    `json:"grant"`
+	X5tS256   string    `json:"x5t#S256"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Access    string    `json:"access"`
+	Refresh   string    `json:"refresh"`
+}
+
+// caRecord names the CA of a store, so instances sharing it notice when
+// they were given different CA files.
+type caRecord struct {
+	Fingerprint string `json:"fingerprint_sha256"`
+	Subject     string `json:"subject"`
+}
