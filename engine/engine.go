@@ -93,6 +93,9 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		if !ok {
 			return nil, fmt.Errorf("credential kind %q is not available (known: basic, app_key, connector, session)", m)
 		}
+		if scoped, ok := c.(plugin.RouteScoped); ok {
+			c = scoped.ForRoute(opts.Settings)
+		}
 		rt.credentials = append(rt.credentials, c)
 		if ep, ok := c.(plugin.EndpointProvider); ok {
 			rt.endpoints = append(rt.endpoints, ep.Endpoints()...)

@@ -35,13 +35,19 @@ func NewIdentityHeaders(prefix string) IdentityHeaders {
 
 // Strip deletes every inbound header whose name starts with the prefix in
 // any case and with '-' or '_' as separator, so a client cannot smuggle an
-// identity header past Gatehouse (some upstreams treat '_' like '-').
-func (h *IdentityHeaders) Strip(header http.Header) {
-	for name := range header {
+// identity header past Gatehouse (some upstreams treat '_' like '-'). It
+// returns the deleted headers, or nil (no allocation) when there were none.
+func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
+	for name, values := range header {
 		if h.matches(name) {
+			if removed == nil {
+				removed = http.Header{}
+			}
+			removed[name] = values
 			delete(header, name)
 		}
 	}
+	return removed
 }
 
 // matches compares name to the prefix case-insensitively, treating '_' as '-',

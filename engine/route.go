@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -31,6 +32,9 @@ type RouteOptions struct {
 	Public []string
 	// Audience is the aud claim of the route's assertions.
 	Audience string
+	// Settings are the route's options for credential kinds that
+	// implement plugin.RouteScoped.
+	Settings plugin.RouteSettings
 }
 
 // Route is the pipeline of one protected route.
@@ -50,7 +54,9 @@ type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) er
 // the account, set the identity headers and call next — or refuse.
 func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	e := rt.engine
-	e.Headers.Strip(r.Header)
+	if removed := e.Headers.Strip(r.Header); removed != nil {
+		r = r.WithContext(context.WithValue(r.Context(), strippedKey{}, removed))
+	}
 
 	if r.URL.Path == JWKSPath {
 		w.Header().Set("Content-Type", "application/json")
@@ -84,6 +90,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err == nil {
 		err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	}
+	if f, ok := cred.(plugin.Finisher); ok && err == nil {
+		err = f.Finish(w, r, id)
+	}
 	if err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
@@ -103,6 +112,24 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 }
 
 const tracerName = "github.com/gatehouse-auth/gatehouse"
+
+// strippedKey is the context key of the inbound identity-prefixed headers
+// the pipeline deleted from a request.
+type strippedKey struct{}
+
+// StrippedHeader returns the first value of the inbound header name (in
+// canonical form, e.g. "X-Gatehouse-Session") as the client sent it, when
+// the pipeline deleted it because it carries the identity header prefix.
+// Credential kinds use it for control headers under the prefix; such a
+// header is never forwarded.
+func StrippedHeader(r *http.Request, name string) string {
+	if removed, ok := r.Context().Value(strippedKey{}).(http.Header); ok {
+		if v := removed[name]; len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
 
 func (rt *Route) isPublic(cleanPath string) bool {
 	for _, p := range rt.opts.Public {

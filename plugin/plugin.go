@@ -52,3 +52,27 @@ type Challenger interface {
 type LoginRedirector interface {
 	LoginURL(r *http.Request) string
 }
+
+// Finisher is implemented by credential kinds that act on an allowed
+// request before it is forwarded, e.g. by opening a session the client
+// asked for. The engine calls Finish after the account check allowed the
+// request and before Strip; an error refuses the request like an error of
+// Authenticate (a refusal is answered as such, a store failure with 503).
+type Finisher interface {
+	Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
+}
+
+// RouteSettings are the per-route options of credential kinds, set on a
+// gatehouse handler.
+type RouteSettings struct {
+	// NoQueryCredentials refuses credentials sent in the URL query string
+	// (the appKey parameter) on the route.
+	NoQueryCredentials bool
+}
+
+// RouteScoped is implemented by credential kinds whose behaviour depends on
+// RouteSettings: a route uses ForRoute's result instead of the registered
+// credential.
+type RouteScoped interface {
+	ForRoute(RouteSettings) Credential
+}

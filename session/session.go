@@ -77,7 +77,9 @@ func digestKey(token string) string {
 // DigestID is a non-secret identifier of the session for audit logs.
 func DigestID(token string) string { return digestKey(token)[len(keyPrefix) : len(keyPrefix)+16] }
 
-// Create starts a session and returns its token (the cookie value).
+// Create starts a session and returns its token (the cookie value). The
+// session ends after the absolute lifetime, or at sess.ExpiresAt when that
+// is set and earlier (e.g. when the credential it was opened with expires).
 func (s *Store) Create(ctx context.Context, sess Session) (string, error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -85,7 +87,11 @@ func (s *Store) Create(ctx context.Context, sess Session) (string, error) {
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	now := s.now().UTC()
-	sess.CreatedAt, sess.SeenAt, sess.ExpiresAt = now, now, now.Add(s.absolute)
+	limit := now.Add(s.absolute)
+	if sess.ExpiresAt.IsZero() || sess.ExpiresAt.After(limit) {
+		sess.ExpiresAt = limit
+	}
+	sess.CreatedAt, sess.SeenAt, sess.ExpiresAt = now, now, sess.ExpiresAt.UTC()
 	rec, _ := json.Marshal(sess)
 	return token, s.store.Put(ctx, digestKey(token), rec, s.idle)
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+func init() { kinds = append(kinds, appKeyKind) }
+
+// appKeyKind is the app_key row: the appKey header on a route that takes
+// application keys. Normally one key (cache-hot); in scale mode, keys drawn
+// at random from the seeded ones, so most lookups miss the cache.
+var appKeyKind = kind{
+	name:     "app_key",
+	baseline: "plain",
+	site: `
+http://:{{.app_key}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept app_key
+	}
+	reverse_proxy 127.0.0.1:{{.upstream}}
+}
+`,
+	prepare: seedScaleAppKeys,
+	setup:   setupAppKeys,
+}
+
+// scaleKeys are the values seeded in scale mode.
+var scaleKeys []string
+
+// keysPerUser spreads scale-mode keys over users (1M keys: 10 000 users).
+const keysPerUser = 100
+
+// seedScaleAppKeys writes the scale-mode keys straight into the Badger
+// directory before Caddy starts (appkey.Seed: batched, no admin API): one
+// million keys through the admin API would take hours of synced writes.
+func seedScaleAppKeys(e *env) error {
+	if e.scale <= 0 {
+		return nil
+	}
+	t0 := time.Now()
+	dataDir := filepath.Join(e.dir, "data")
+	st, err := badger.Open(filepath.Join(dataDir, "badger"), badger.Options{})
+	if err != nil {
+		return err
+	}
+	c := cache.New(st, 1024)
+	defer c.Close()
+	ks, err := keystore.Open(filepath.Join(dataDir, "keystore.key"), true)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	accounts := account.NewService(c)
+	if _, err := accounts.PutRole(ctx, account.Role{Name: "bench", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		return err
+	}
+	keys := make([]appkey.SeedKey, 0, e.scale)
+	expires := time.Now().Add(30 * 24 * time.Hour)
+	for u := 0; len(keys) < e.scale; u++ {
+		user, err := accounts.CreateUser(ctx, account.NewUser{Username: fmt.Sprintf("keyuser-%d", u), Roles: []string{"bench"}})
+		if err != nil {
+			return err
+		}
+		for i := 0; i < keysPerUser && len(keys) < e.scale; i++ {
+			keys = append(keys, appkey.SeedKey{Name: fmt.Sprintf("bench-%d", len(keys)), Username: user.Username,
+				UserID: user.ID, ExpiresAt: expires})
+		}
+	}
+	if scaleKeys, err = appkey.Seed(ctx, c, ks, keys); err != nil {
+		return err
+	}
+	log.Printf("seeded %d app keys for %d users in %s", len(scaleKeys), (len(keys)+keysPerUser-1)/keysPerUser, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func setupAppKeys(e *env) (row, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/", e.ports["app_key"])
+	if len(scaleKeys) > 0 {
+		return row{name: "app_key", baseline: "plain", target: target{next: func(int) *http.Request {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header["Appkey"] = []string{scaleKeys[rand.IntN(len(scaleKeys))]}
+			return req
+		}}}, nil
+	}
+	if err := seedBenchUser(e); err != nil {
+		return row{}, err
+	}
+	var created struct{ Key string }
+	status, out, err := e.call("POST", "/gatehouse/appkeys", map[string]any{"name": "bench", "username": "bench",
+		"expires_at": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
+	if err != nil {
+		return row{}, err
+	}
+	if status != http.StatusCreated {
+		return row{}, fmt.Errorf("creating the bench app key: %d %s", status, out)
+	}
+	if err := json.Unmarshal(out, &created); err != nil {
+		return row{}, err
+	}
+	return row{name: "app_key", baseline: "plain",
+		target: e.get("http://127.0.0.1:%d/", "app_key", http.Header{"Appkey": {created.Key}}, nil)}, nil
+}

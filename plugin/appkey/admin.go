@@ -1,0 +1,125 @@
+package appkey
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+)
+
+// AdminRoutes implements adminapi.Provider: the application key endpoints
+// of contract §3. Every change, and every reveal of a key value, is written
+// to the audit log (kind "appkey").
+func (s *Service) AdminRoutes() []adminapi.Route {
+	return []adminapi.Route{
+		{Pattern: "POST /gatehouse/appkeys", Handle: s.handleCreate},
+		{Pattern: "GET /gatehouse/appkeys", Handle: s.handleList},
+		{Pattern: "POST /gatehouse/appkeys/purge-expired", Handle: s.handlePurge},
+		{Pattern: "GET /gatehouse/appkeys/{name}", Handle: s.handleGet},
+		{Pattern: "PATCH /gatehouse/appkeys/{name}", Handle: s.handlePatch},
+		{Pattern: "DELETE /gatehouse/appkeys/{name}", Handle: s.handleDelete},
+		{Pattern: "GET /gatehouse/appkeys/{name}/key", Handle: s.handleReveal},
+		{Pattern: "POST /gatehouse/appkeys/{name}/reset-expiration", Handle: s.handleReset},
+		{Pattern: "POST /gatehouse/appkeys/{name}/rotate", Handle: s.handleRotate},
+	}
+}
+
+func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
+	var in NewKey
+	if err := adminapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	created, err := s.create(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	s.audit(r, &record{Name: created.Name, Username: created.Username},
+		"key created, expires "+created.ExpiresAt.Format(time.RFC3339))
+	return adminapi.WriteJSON(w, http.StatusCreated, created)
+}
+
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) error {
+	views, err := s.list(r.Context())
+	if err != nil {
+		return err
+	}
+	return adminapi.WriteJSON(w, http.StatusOK, views)
+}
+
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return adminapi.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) error {
+	var p Patch
+	if err := adminapi.DecodeJSON(r, &p); err != nil {
+		return err
+	}
+	v, err := s.update(r.Context(), r.PathValue("name"), p)
+	if err != nil {
+		return err
+	}
+	s.audit(r, &record{Name: v.Name, Username: v.Username}, "key updated: "+strings.Join(p.fields(), ", "))
+	return adminapi.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) error {
+	rec, err := s.deleteKey(r.Context(), r.PathValue("name"))
+	if rec != nil {
+		s.audit(r, rec, "key deleted")
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Service) handleReveal(w http.ResponseWriter, r *http.Request) error {
+	value, rec, err := s.reveal(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	s.audit(r, rec, "key value revealed")
+	return adminapi.WriteJSON(w, http.StatusOK, map[string]string{"key": value})
+}
+
+func (s *Service) handleReset(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.resetExpiration(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	s.audit(r, &record{Name: v.Name, Username: v.Username}, "expiration reset to "+v.ExpiresAt.Format(time.RFC3339))
+	return adminapi.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handleRotate(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		GraceSeconds int64 `json:"grace_seconds"`
+	}
+	if err := adminapi.DecodeOptionalJSON(r, &in); err != nil {
+		return err
+	}
+	value, rec, err := s.rotate(r.Context(), r.PathValue("name"), in.GraceSeconds)
+	if rec != nil {
+		s.audit(r, rec, fmt.Sprintf("key rotated; the previous value works for %d more seconds", in.GraceSeconds))
+	}
+	if err != nil {
+		return err
+	}
+	return adminapi.WriteJSON(w, http.StatusOK, map[string]string{"key": value})
+}
+
+func (s *Service) handlePurge(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.purgeExpired(r.Context(), func(rec *record) { s.audit(r, rec, "expired key purged") })
+	if err != nil {
+		return err
+	}
+	return adminapi.WriteJSON(w, http.StatusOK, map[string]int{"deleted": n})
+}

@@ -1,0 +1,87 @@
+package appkey
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// maxAllowlist bounds the entries of one key's IP allowlist.
+const maxAllowlist = 256
+
+// parseAllowlist validates an IP allowlist of IPv4/IPv6 addresses and CIDR
+// prefixes and returns its canonical form (duplicates dropped, IPv4-mapped
+// IPv6 written as IPv4, prefixes masked: "10.1.2.3/8" is "10.0.0.0/8") and
+// the parsed prefixes. Zoned addresses are refused: a zone names an
+// interface of one host, not a client.
+func parseAllowlist(entries []string) ([]string, []netip.Prefix, error) {
+	if len(entries) > maxAllowlist {
+		return nil, nil, failure.Invalid("ip_allowlist has %d entries; the limit is %d", len(entries), maxAllowlist)
+	}
+	canonical := make([]string, 0, len(entries))
+	prefixes := make([]netip.Prefix, 0, len(entries))
+	for _, e := range entries {
+		p, err := parseAllowEntry(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(prefixes, p) {
+			continue
+		}
+		prefixes = append(prefixes, p)
+		if p.IsSingleIP() {
+			canonical = append(canonical, p.Addr().String())
+		} else {
+			canonical = append(canonical, p.String())
+		}
+	}
+	return canonical, prefixes, nil
+}
+
+func parseAllowEntry(entry string) (netip.Prefix, error) {
+	s := strings.TrimSpace(entry)
+	bad := func(why string) (netip.Prefix, error) {
+		return netip.Prefix{}, failure.Invalid("ip_allowlist entry %q is not %s", entry, why)
+	}
+	if strings.Contains(s, "%") {
+		return bad("valid: zoned IPv6 addresses are not allowed")
+	}
+	if !strings.Contains(s, "/") {
+		addr, err := netip.ParseAddr(s)
+		if err != nil {
+			return bad("an IPv4/IPv6 address or CIDR prefix (e.g. 192.0.2.7, 2001:db8::1, 10.0.0.0/8)")
+		}
+		addr = addr.Unmap()
+		return netip.PrefixFrom(addr, addr.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return bad("a valid CIDR prefix (e.g. 10.0.0.0/8, 2001:db8::/32)")
+	}
+	if addr := p.Addr(); addr.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(addr.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// allows reports whether the client address ip (as Caddy resolved it) is
+// in prefixes; an empty list allows every address. An address that does
+// not parse is refused.
+func allows(prefixes []netip.Prefix, ip string) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap().WithZone("")
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}

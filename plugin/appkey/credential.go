@@ -1,0 +1,143 @@
+package appkey
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+)
+
+// headerName is the appKey header as Go's HTTP servers (HTTP/1, 2 and 3)
+// file it: they canonicalise names, so "appKey", "AppKey" and "appkey" all
+// arrive as "Appkey".
+const headerName = "Appkey"
+
+// sessionHeaders ask for a session when "true", like sessionParams.
+// X-Gatehouse-Session is deleted by the pipeline before any credential
+// runs (it carries the identity prefix) and read back with
+// engine.StrippedHeader; it is never forwarded.
+var sessionHeaders = []string{"X-Gatehouse-Session", "X-Thingworx-Session"}
+
+// The presentation refusals, allocated once.
+var (
+	errTwice    = identity.Unauthenticated("send the application key once: in the appKey header or the appKey query parameter")
+	errQueryOff = identity.Unauthenticated("this route does not accept application keys in the query string; send the appKey header")
+)
+
+// Credential is the app_key credential kind.
+type Credential struct {
+	svc     *Service
+	noQuery bool
+}
+
+// NewCredential returns the credential kind backed by s.
+func NewCredential(s *Service) *Credential { return &Credential{svc: s} }
+
+// Method implements plugin.Credential.
+func (*Credential) Method() identity.Method { return identity.MethodAppKey }
+
+// ForRoute implements plugin.RouteScoped: a route may turn the query form
+// off. Such a route still claims a request with the appKey parameter and
+// refuses it, so the key is never forwarded.
+func (c *Credential) ForRoute(s plugin.RouteSettings) plugin.Credential {
+	if s.NoQueryCredentials == c.noQuery {
+		return c
+	}
+	return &Credential{svc: c.svc, noQuery: s.NoQueryCredentials}
+}
+
+// Present implements plugin.Credential.
+func (*Credential) Present(r *http.Request) bool {
+	if len(r.Header[headerName]) > 0 {
+		return true
+	}
+	if r.URL.RawQuery == "" {
+		return false
+	}
+	_, n := queryKey(r.URL.RawQuery)
+	return n > 0
+}
+
+// Authenticate implements plugin.Credential.
+func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+	value, err := c.presented(r)
+	if err != nil {
+		return nil, err
+	}
+	return c.svc.authenticate(r.Context(), value, engine.ClientIP(r))
+}
+
+// presented returns the key value r carries, in the header or (where the
+// route allows it) the query string, refusing a key sent twice.
+func (c *Credential) presented(r *http.Request) (string, error) {
+	header := r.Header[headerName]
+	var value string
+	var inQuery int
+	if r.URL.RawQuery != "" {
+		value, inQuery = queryKey(r.URL.RawQuery)
+	}
+	switch {
+	case len(header)+inQuery != 1:
+		return "", errTwice
+	case inQuery == 1 && c.noQuery:
+		return "", errQueryOff
+	case inQuery == 0:
+		value = header[0]
+	}
+	return value, nil
+}
+
+// Strip implements plugin.Credential: the key and the session request
+// leave neither header nor query string, so upstream logs never see them.
+func (*Credential) Strip(r *http.Request) {
+	delete(r.Header, headerName)
+	for _, h := range sessionHeaders {
+		delete(r.Header, h)
+	}
+	if r.URL.RawQuery == "" {
+		return
+	}
+	if q, removed := stripParams(r.URL.RawQuery, strippedParams); removed {
+		r.URL.RawQuery = q
+		r.RequestURI = r.URL.RequestURI()
+	}
+}
+
+// Finish implements plugin.Finisher: a request that asks for a session
+// (x-gatehouse-session=true or x-thingworx-session=true, as query
+// parameter or header) gets one once the account check allowed it.
+func (c *Credential) Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+	if !sessionAsked(r) {
+		return nil
+	}
+	value, err := c.presented(r)
+	if err != nil {
+		return err
+	}
+	return c.svc.openSession(w, r, id, value)
+}
+
+func sessionAsked(r *http.Request) bool {
+	if r.URL.RawQuery != "" && queryTrue(r.URL.RawQuery, sessionParams) {
+		return true
+	}
+	for _, h := range sessionHeaders {
+		v := r.Header.Get(h)
+		if v == "" {
+			v = engine.StrippedHeader(r, h)
+		}
+		if strings.EqualFold(strings.TrimSpace(v), "true") {
+			return true
+		}
+	}
+	return false
+}
+
+// Interface guards.
+var (
+	_ plugin.Credential  = (*Credential)(nil)
+	_ plugin.Finisher    = (*Credential)(nil)
+	_ plugin.RouteScoped = (*Credential)(nil)
+)

@@ -1,0 +1,247 @@
+package appkey
+
+import (
+	"encoding/base64"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/keystore"
+)
+
+func testKeystore(t testing.TB) *keystore.Keystore {
+	t.Helper()
+	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func TestKeyFormatAndIndex(t *testing.T) {
+	ks := testKeystore(t)
+	value, index := newKey(ks)
+	if len(value) != KeyLength || !strings.HasPrefix(value, KeyPrefix) {
+		t.Fatalf("key %q: want %d bytes starting with %q", value, KeyLength, KeyPrefix)
+	}
+	got, ok := indexOf(ks, value)
+	if !ok || got != index {
+		t.Fatalf("indexOf(issued key) = %q, %v; want %q, true", got, ok, index)
+	}
+	if other, _ := newKey(ks); other == value {
+		t.Fatal("two keys with the same value")
+	}
+
+	// Every single-character change is refused without a lookup: either
+	// the format breaks or the tag no longer matches.
+	for i := len(KeyPrefix); i < len(value); i++ {
+		for _, c := range []byte("AZaz09-_") {
+			if c == value[i] {
+				continue
+			}
+			forged := value[:i] + string(c) + value[i+1:]
+			if _, ok := indexOf(ks, forged); ok {
+				t.Fatalf("forged key %q (position %d) passed the tag check", forged, i)
+			}
+		}
+	}
+	// A key of another keystore (another installation) is refused too.
+	if _, ok := indexOf(testKeystore(t), value); ok {
+		t.Fatal("key of another keystore passed the tag check")
+	}
+	for _, bad := range []string{"", KeyPrefix, value + "A", value[1:], strings.ToUpper(value[:5]) + value[5:],
+		value[:len(value)-1] + "=", " " + value[1:], strings.Repeat("a", KeyLength)} {
+		if _, ok := indexOf(ks, bad); ok {
+			t.Errorf("indexOf(%q) accepted a malformed key", bad)
+		}
+	}
+}
+
+func FuzzParseKey(f *testing.F) {
+	ks := testKeystore(f)
+	value, _ := newKey(ks)
+	for _, seed := range []string{value, "", KeyPrefix, value[:KeyLength-1] + "\xff", strings.Repeat("_", KeyLength),
+		KeyPrefix + strings.Repeat("=", KeyLength-len(KeyPrefix))} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		random, tag, ok := parseKey(s)
+		if !ok {
+			if _, ok := indexOf(ks, s); ok {
+				t.Fatalf("indexOf accepted %q that parseKey refused", s)
+			}
+			return
+		}
+		// Only the canonical encoding parses.
+		body := append(random[:], tag[:]...)
+		if canon := KeyPrefix + base64.RawURLEncoding.EncodeToString(body); canon != s {
+			t.Fatalf("parseKey(%q) accepted a non-canonical form of %q", s, canon)
+		}
+		if _, ok := indexOf(ks, s); ok && s != value {
+			t.Fatalf("fuzzed key %q passed the tag check", s)
+		}
+	})
+}
+
+func TestQueryKey(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		value string
+		count int
+	}{
+		{"", "", 0},
+		{"a=1&b=2", "", 0},
+		{"appKey=K", "K", 1},
+		{"x=1&appkey=K&y=2", "K", 1},
+		{"APPKEY=K", "K", 1},
+		{"app%4Bey=K", "K", 1},
+		{"x=1;appKey=K", "K", 1},
+		{"appKey=A&appKey=B", "A", 2},
+		{"appKey", "", 1},
+		{"appKey=K%2D1", "K-1", 1},
+		{"appKeys=K&myappKey=K", "", 0},
+		{"appKey=%zz", "", 1},
+	} {
+		v, n := queryKey(tc.query)
+		if v != tc.value || n != tc.count {
+			t.Errorf("queryKey(%q) = %q, %d; want %q, %d", tc.query, v, n, tc.value, tc.count)
+		}
+	}
+}
+
+func TestStripParams(t *testing.T) {
+	for _, tc := range []struct{ in, out string }{
+		{"", ""},
+		{"a=1", "a=1"},
+		{"appKey=K", ""},
+		{"appKey=K&a=1", "a=1"},
+		{"a=1&appKey=K", "a=1"},
+		{"a=1&appKey=K&b=2", "a=1&b=2"},
+		{"a=1;AppKey=K;b=2", "a=1;b=2"},
+		{"a=1&x-gatehouse-session=true&appKey=K&x-thingworx-session=true&b=%20", "a=1&b=%20"},
+		{"app%4bey=K&a=1", "a=1"},
+		{"a=1&&appKey=K", "a=1"},
+	} {
+		got, removed := stripParams(tc.in, strippedParams)
+		if got != tc.out || removed != (got != tc.in) {
+			t.Errorf("stripParams(%q) = %q, %v; want %q", tc.in, got, removed, tc.out)
+		}
+	}
+}
+
+func TestQueryTrue(t *testing.T) {
+	for q, want := range map[string]bool{
+		"x-gatehouse-session=true":           true,
+		"a=1&X-Thingworx-Session=TRUE":       true,
+		"x-gatehouse-session=false":          false,
+		"x-gatehouse-session":                false,
+		"x-gatehouse-session=yes":            false,
+		"x-gatehouse-sessions=true":          false,
+		"appKey=K;x-thingworx-session=true":  true,
+		"x-gatehouse-session=%74rue&appKey=": true,
+	} {
+		if got := queryTrue(q, sessionParams); got != want {
+			t.Errorf("queryTrue(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
+
+// FuzzQuery checks the hand-written query scanner against its promises:
+// after stripping, no key or session parameter is left by any reading of
+// the query (ours, or Go's url.ParseQuery as an upstream would use it),
+// every other parameter survives, and stripping is idempotent.
+func FuzzQuery(f *testing.F) {
+	for _, seed := range []string{"", "appKey=K", "a=1&appKey=K;b=2", "app%4Bey=K", "%", "a=%zz&appKey=1",
+		"x-gatehouse-session=true&&;", "AppKey=a&appkey=b", "appKey=K#frag", "+appKey=K"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		stripped, removed := stripParams(q, strippedParams)
+		if !removed && stripped != q {
+			t.Fatalf("stripParams(%q) changed the query without removing anything: %q", q, stripped)
+		}
+		if _, n := queryKey(stripped); n != 0 {
+			t.Fatalf("stripParams(%q) = %q still holds an appKey parameter", q, stripped)
+		}
+		if queryTrue(stripped, sessionParams) {
+			t.Fatalf("stripParams(%q) = %q still asks for a session", q, stripped)
+		}
+		if again, removedAgain := stripParams(stripped, strippedParams); removedAgain || again != stripped {
+			t.Fatalf("stripParams is not idempotent on %q: %q then %q", q, stripped, again)
+		}
+		values, _ := url.ParseQuery(stripped)
+		for name := range values {
+			if slices.ContainsFunc(strippedParams, func(p string) bool { return strings.EqualFold(p, name) }) {
+				t.Fatalf("url.ParseQuery(%q) still finds %q", stripped, name)
+			}
+		}
+		if _, n := queryKey(q); n > 0 && !removed {
+			t.Fatalf("queryKey(%q) found a key that stripParams did not remove", q)
+		}
+	})
+}
+
+func TestParseAllowlist(t *testing.T) {
+	canonical, prefixes, err := parseAllowlist([]string{" 192.0.2.7 ", "10.1.2.3/8", "2001:db8::1", "::ffff:198.51.100.9",
+		"::ffff:172.16.0.0/108", "2001:DB8:1::/48", "192.0.2.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"192.0.2.7", "10.0.0.0/8", "2001:db8::1", "198.51.100.9", "172.16.0.0/12", "2001:db8:1::/48"}
+	if !slices.Equal(canonical, want) || len(prefixes) != len(want) {
+		t.Fatalf("canonical = %q, want %q", canonical, want)
+	}
+	for _, bad := range []string{"", "example.com", "10.0.0.256", "10.0.0.0/33", "fe80::1%eth0", "2001:db8::/129", "10.0.0.0/", "/8", "1.2.3.4/8/9"} {
+		if _, _, err := parseAllowlist([]string{bad}); err == nil {
+			t.Errorf("parseAllowlist(%q) accepted a bad entry", bad)
+		} else if !strings.Contains(err.Error(), "ip_allowlist") {
+			t.Errorf("parseAllowlist(%q): error %q does not name the field", bad, err)
+		}
+	}
+	if _, _, err := parseAllowlist(make([]string, maxAllowlist+1)); err == nil {
+		t.Error("an oversized allowlist was accepted")
+	}
+}
+
+func TestAllows(t *testing.T) {
+	_, prefixes, err := parseAllowlist([]string{"192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{
+		"192.0.2.7": true, "192.0.2.8": false, "10.255.0.1": true, "11.0.0.1": false,
+		"::ffff:10.1.1.1": true, "::ffff:192.0.2.8": false, "2001:db8:5::1": true, "2001:db9::1": false,
+		"::1": true, "fe80::1%eth0": false, "127.0.0.1": false, "": false, "garbage": false,
+	} {
+		if got := allows(prefixes, ip); got != want {
+			t.Errorf("allows(%q) = %v, want %v", ip, got, want)
+		}
+	}
+	if !allows(nil, "203.0.113.1") || !allows(nil, "garbage") {
+		t.Error("an empty allowlist must allow every address")
+	}
+	if !allows([]netip.Prefix{netip.MustParsePrefix("fe80::/10")}, "fe80::1%eth0") {
+		t.Error("a zoned client address must match its prefix without the zone")
+	}
+}
+
+func FuzzAllowlist(f *testing.F) {
+	for _, seed := range []string{"10.0.0.0/8", "::ffff:1.2.3.4", "fe80::1%x", "2001:db8::/129", " 1.2.3.4 ", "0.0.0.0/0"} {
+		f.Add(seed, "10.1.2.3")
+	}
+	f.Fuzz(func(t *testing.T, entry, ip string) {
+		canonical, prefixes, err := parseAllowlist([]string{entry})
+		if err != nil {
+			return
+		}
+		// The canonical form is a fixed point and means the same thing.
+		again, prefixesAgain, err := parseAllowlist(canonical)
+		if err != nil || !slices.Equal(again, canonical) || !slices.Equal(prefixes, prefixesAgain) {
+			t.Fatalf("canonical form %q of %q does not parse back to itself: %q, %v", canonical, entry, again, err)
+		}
+		allows(prefixes, ip)
+	})
+}

@@ -1,0 +1,120 @@
+package appkey
+
+import (
+	"net/url"
+	"strings"
+)
+
+// The query string is scanned by hand: the hot path must not build a
+// url.Values map, and the scan must agree with every upstream on what a
+// parameter is. Both '&' and ';' separate parameters (some upstream
+// frameworks still split on ';'), and names are compared after
+// percent-decoding and case-insensitively, so "appkey", "AppKey" and
+// "app%4Bey" all name the key parameter and are all removed before the
+// request is forwarded.
+
+// queryParam is the application key's query parameter.
+const queryParam = "appKey"
+
+// sessionParams ask for a session when "true" (contract §8).
+var sessionParams = []string{"x-gatehouse-session", "x-thingworx-session"}
+
+// strippedParams are removed from every request an application key
+// authenticated.
+var strippedParams = append([]string{queryParam}, sessionParams...)
+
+// nextParam returns the parameter starting at rawQuery[i:] and where the
+// next one starts (len(rawQuery) at the end).
+func nextParam(rawQuery string, i int) (param string, next int) {
+	end := strings.IndexAny(rawQuery[i:], "&;")
+	if end < 0 {
+		return rawQuery[i:], len(rawQuery)
+	}
+	return rawQuery[i : i+end], i + end + 1
+}
+
+// paramIs reports whether the parameter's name, percent-decoded, equals one
+// of names case-insensitively.
+func paramIs(param string, names []string) bool {
+	name, _, _ := strings.Cut(param, "=")
+	if strings.ContainsAny(name, "%+") {
+		if decoded, err := url.QueryUnescape(name); err == nil {
+			name = decoded
+		}
+	}
+	for _, n := range names {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// paramValue is the percent-decoded value of a parameter ("" when it
+// cannot be decoded).
+func paramValue(param string) string {
+	_, v, _ := strings.Cut(param, "=")
+	if strings.ContainsAny(v, "%+") {
+		decoded, err := url.QueryUnescape(v)
+		if err != nil {
+			return ""
+		}
+		return decoded
+	}
+	return v
+}
+
+// queryKey returns the value of the first appKey parameter of rawQuery and
+// how many appKey parameters it holds.
+func queryKey(rawQuery string) (value string, count int) {
+	for i := 0; i < len(rawQuery); {
+		var p string
+		p, i = nextParam(rawQuery, i)
+		if paramIs(p, strippedParams[:1]) {
+			if count == 0 {
+				value = paramValue(p)
+			}
+			count++
+		}
+	}
+	return value, count
+}
+
+// queryTrue reports whether a parameter named one of names has the value
+// "true" (any case).
+func queryTrue(rawQuery string, names []string) bool {
+	for i := 0; i < len(rawQuery); {
+		var p string
+		p, i = nextParam(rawQuery, i)
+		if paramIs(p, names) && strings.EqualFold(paramValue(p), "true") {
+			return true
+		}
+	}
+	return false
+}
+
+// stripParams returns rawQuery without the parameters named one of names,
+// keeping every other parameter and separator byte for byte, and whether
+// it removed anything. It allocates only when it removes something.
+func stripParams(rawQuery string, names []string) (string, bool) {
+	var kept strings.Builder
+	removed := false
+	for i := 0; i < len(rawQuery); {
+		start := i
+		var p string
+		p, i = nextParam(rawQuery, i)
+		switch {
+		case paramIs(p, names):
+			if !removed {
+				kept.WriteString(rawQuery[:start])
+				removed = true
+			}
+		case removed:
+			kept.WriteString(rawQuery[start:i])
+		}
+	}
+	if !removed {
+		return rawQuery, false
+	}
+	return strings.TrimRight(kept.String(), "&;"), true
+}

@@ -1,0 +1,302 @@
+package appkey
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// Store layout. A presented key is found with one read of its index
+// record; the name pointer serves the admin API.
+//
+//	appkey/<name>          the index of the key's current value
+//	appkeyidx/<index>      the key's record (JSON); after a rotation, the
+//	                       old index holds a stub naming its successor
+//	appkeyused/<name>      when the key was last used (RFC 3339), written
+//	                       off the request path
+//	appkeysess/<name>/<id> a session opened with the key (its token,
+//	                       sealed), so revoking the key can end it
+const (
+	namePrefix    = "appkey/"
+	indexPrefix   = "appkeyidx/"
+	usedPrefix    = "appkeyused/"
+	sessionPrefix = "appkeysess/"
+)
+
+// Metadata are an application key's descriptive fields (ThingWorx's).
+type Metadata struct {
+	// Description says what the key is for.
+	Description string `json:"description"`
+	// Project groups keys.
+	Project string `json:"project"`
+	// Tags are free-form labels.
+	Tags []string `json:"tags"`
+	// ClientName names the client or device using the key.
+	ClientName string `json:"client_name"`
+	// Documentation is free text or a link about the client.
+	Documentation string `json:"documentation"`
+	// HomeURL is the client's home page (http or https).
+	HomeURL string `json:"home_url"`
+}
+
+const (
+	maxShortText = 256
+	maxLongText  = 4096
+	maxTags      = 32
+	maxTagLength = 64
+)
+
+// normalize validates m in place; tags are de-duplicated and never nil.
+func (m *Metadata) normalize() error {
+	checks := []struct {
+		field, value string
+		limit        int
+		multiline    bool
+	}{
+		{"description", m.Description, maxLongText, true},
+		{"documentation", m.Documentation, maxLongText, true},
+		{"project", m.Project, maxShortText, false},
+		{"client_name", m.ClientName, maxShortText, false},
+		{"home_url", m.HomeURL, maxShortText * 8, false},
+	}
+	for _, c := range checks {
+		if err := checkText(c.field, c.value, c.limit, c.multiline); err != nil {
+			return err
+		}
+	}
+	if m.HomeURL != "" {
+		u, err := url.Parse(m.HomeURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return failure.Invalid("home_url %q must be an absolute http:// or https:// URL", m.HomeURL)
+		}
+	}
+	if len(m.Tags) > maxTags {
+		return failure.Invalid("tags has %d entries; the limit is %d", len(m.Tags), maxTags)
+	}
+	tags := make([]string, 0, len(m.Tags))
+	for _, t := range m.Tags {
+		if t == "" {
+			return failure.Invalid("tags must not hold an empty string")
+		}
+		if err := checkText("tag", t, maxTagLength, false); err != nil {
+			return err
+		}
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	m.Tags = tags
+	return nil
+}
+
+func checkText(field, value string, limit int, multiline bool) error {
+	if n := utf8.RuneCountInString(value); n > limit {
+		return failure.Invalid("%s is %d characters long; the limit is %d", field, n, limit)
+	}
+	for _, r := range value {
+		if r == utf8.RuneError || (unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\r' || r == '\t'))) {
+			return failure.Invalid("%s must not hold control characters", field)
+		}
+	}
+	return nil
+}
+
+// maxLifetime bounds how far in the future a key may expire.
+const maxLifetime = 100 * 365 * 24 * time.Hour
+
+func checkExpiry(t, now time.Time) (time.Time, error) {
+	if !t.After(now) {
+		return time.Time{}, failure.Invalid("expires_at %s is not in the future (to revoke a key, DELETE it)", t.Format(time.RFC3339))
+	}
+	if t.Sub(now) > maxLifetime {
+		return time.Time{}, failure.Invalid("expires_at %s is more than 100 years away", t.Format(time.RFC3339))
+	}
+	return stamp(t), nil
+}
+
+// record is what the store keeps under appkeyidx/<index> (in the binary
+// form of codec.go): either a key (Successor empty) or the stub a rotation
+// leaves under the old index.
+type record struct {
+	// Name is the key's unique name.
+	Name string
+	// Index is the HMAC index the record is stored under.
+	Index string
+	// Username is the canonical name of the user the key runs as, and
+	// UserID that account's ID when the key was created.
+	Username, UserID string
+	// SealedKey is the key value sealed with the keystore (context
+	// "appkey/<name>"); never stored in clear.
+	SealedKey   []byte
+	ExpiresAt   time.Time
+	IPAllowlist []string
+	Metadata
+	CreatedAt, LastModifiedAt time.Time
+	// PrevIndex is the index of the value a rotation replaced; its stub
+	// is honoured only while it names this record as successor and this
+	// record names it here. PrevValidUntil is the end of that value's
+	// grace period.
+	PrevIndex      string
+	PrevValidUntil time.Time
+	// Successor, on a stub, is the index of the key's current value, and
+	// GraceUntil the end of the old value's grace period.
+	Successor  string
+	GraceUntil time.Time
+}
+
+func (r *record) isStub() bool { return r.Successor != "" }
+
+// entry is a record as the data plane caches it: decoded once, with the
+// allowlist parsed and the time its use was last noted.
+type entry struct {
+	record
+	allow []netip.Prefix
+	// noted is the UnixNano time the key's use was last handed to the
+	// usage writer (at most once a minute).
+	noted atomic.Int64
+}
+
+func decodeEntry(b []byte) (*entry, error) {
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return nil, err
+	}
+	_, allow, err := parseAllowlist(rec.IPAllowlist)
+	if err != nil {
+		return nil, fmt.Errorf("application key %q has a corrupt allowlist: %w", rec.Name, err)
+	}
+	return &entry{record: rec, allow: allow}, nil
+}
+
+// View is an application key as the admin API shows it: never the value.
+type View struct {
+	// Name is the key's unique name (X-Gatehouse-App-Key).
+	Name string `json:"name"`
+	// Username is the user the key runs as.
+	Username string `json:"username"`
+	// ExpiresAt is when the key stops working; Expired says whether it has.
+	ExpiresAt time.Time `json:"expires_at"`
+	Expired   bool      `json:"expired"`
+	// IPAllowlist holds the client addresses and prefixes allowed to use
+	// the key; empty allows any.
+	IPAllowlist []string `json:"ip_allowlist"`
+	Metadata
+	// CreatedAt and LastModifiedAt are when the key was created and last
+	// changed (rotation included).
+	CreatedAt      time.Time `json:"created_at"`
+	LastModifiedAt time.Time `json:"last_modified_at"`
+	// LastUsedAt is the last use, recorded at most once a minute; null
+	// when never used.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	// PreviousKeyValidUntil is the end of a rotation's grace period while
+	// the replaced value still works.
+	PreviousKeyValidUntil *time.Time `json:"previous_key_valid_until,omitempty"`
+}
+
+// Created is the answer to a creation: the view, the key value (also
+// available later through GET …/key) and warnings.
+type Created struct {
+	View
+	// Key is the key value.
+	Key string `json:"key"`
+	// Warnings are advice about the key, e.g. that its user holds an
+	// admin role; never null.
+	Warnings []string `json:"warnings"`
+}
+
+// NewKey is the body of POST /gatehouse/appkeys.
+type NewKey struct {
+	// Name is the key's unique name: 1 to 64 of A-Z a-z 0-9 - _ .
+	Name string `json:"name"`
+	// Username is the existing user the key runs as.
+	Username string `json:"username"`
+	// ExpiresAt defaults to now plus the configured lifetime.
+	ExpiresAt *time.Time `json:"expires_at"`
+	// IPAllowlist holds IPv4/IPv6 addresses and CIDR prefixes; empty allows any.
+	IPAllowlist []string `json:"ip_allowlist"`
+	Metadata
+}
+
+// Patch is the body of PATCH /gatehouse/appkeys/{name}: each field, when
+// present, replaces the key's field of the same JSON name (see NewKey and
+// Metadata); absent fields are left unchanged.
+type Patch struct {
+	ExpiresAt     *time.Time `json:"expires_at"`
+	IPAllowlist   *[]string  `json:"ip_allowlist"`
+	Description   *string    `json:"description"`
+	Project       *string    `json:"project"`
+	Tags          *[]string  `json:"tags"`
+	ClientName    *string    `json:"client_name"`
+	Documentation *string    `json:"documentation"`
+	HomeURL       *string    `json:"home_url"`
+}
+
+// narrows reports whether the patch changes who may use the key or until
+// when, which ends the sessions opened with it.
+func (p *Patch) narrows() bool { return p.ExpiresAt != nil || p.IPAllowlist != nil }
+
+func (p *Patch) empty() bool { return len(p.fields()) == 0 }
+
+// fields names the fields a patch sets, for the audit log.
+func (p *Patch) fields() []string {
+	var out []string
+	add := func(set bool, name string) {
+		if set {
+			out = append(out, name)
+		}
+	}
+	add(p.ExpiresAt != nil, "expires_at")
+	add(p.IPAllowlist != nil, "ip_allowlist")
+	add(p.Description != nil, "description")
+	add(p.Project != nil, "project")
+	add(p.Tags != nil, "tags")
+	add(p.ClientName != nil, "client_name")
+	add(p.Documentation != nil, "documentation")
+	add(p.HomeURL != nil, "home_url")
+	return out
+}
+
+// apply changes rec as the patch says, validating every field.
+func (p *Patch) apply(rec *record, now time.Time) error {
+	if p.ExpiresAt != nil {
+		t, err := checkExpiry(*p.ExpiresAt, now)
+		if err != nil {
+			return err
+		}
+		rec.ExpiresAt = t
+	}
+	if p.IPAllowlist != nil {
+		canonical, _, err := parseAllowlist(*p.IPAllowlist)
+		if err != nil {
+			return err
+		}
+		rec.IPAllowlist = canonical
+	}
+	m := rec.Metadata
+	setIf := func(dst *string, v *string) {
+		if v != nil {
+			*dst = strings.TrimSpace(*v)
+		}
+	}
+	setIf(&m.Description, p.Description)
+	setIf(&m.Project, p.Project)
+	setIf(&m.ClientName, p.ClientName)
+	setIf(&m.Documentation, p.Documentation)
+	setIf(&m.HomeURL, p.HomeURL)
+	if p.Tags != nil {
+		m.Tags = *p.Tags
+	}
+	if err := m.normalize(); err != nil {
+		return err
+	}
+	rec.Metadata = m
+	return nil
+}

@@ -1,0 +1,816 @@
+package appkey
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// fixture is the app key service on a real (embedded) store, behind the
+// engine's route pipeline, with a clock the test moves.
+type fixture struct {
+	t       testing.TB
+	engine  *engine.Engine
+	svc     *Service
+	backend *failingStore
+	admin   http.Handler
+	now     atomic.Pointer[time.Time]
+	ks      *keystore.Keystore
+}
+
+// failingStore is a store whose reads fail while down is set.
+type failingStore struct {
+	storage.Store
+	down atomic.Bool
+}
+
+var errDown = fmt.Errorf("test: %w", storage.ErrUnavailable)
+
+func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f *failingStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if f.down.Load() {
+		return storage.Entry{}, errDown
+	}
+	return f.Store.GetEntry(ctx, key)
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &failingStore{Store: st}
+	c := cache.New(backend, 100_000)
+	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := assertion.NewSigner(ctx, c, ks, "gatehouse", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(c, zap.NewNop(), audit.Options{FlushInterval: time.Millisecond})
+	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(engine.Config{AppKeyLifetime: time.Hour}, c, ks, signer, log, metrics, zap.NewNop())
+	svc := NewService(e, Options{})
+	f := &fixture{t: t, engine: e, svc: svc, backend: backend, ks: ks}
+	start := time.Now()
+	f.now.Store(&start)
+	svc.now = func() time.Time { return *f.now.Load() }
+	e.Register(NewCredential(svc))
+	e.Register(sessioncookie.New(e))
+	f.admin = adminapi.NewHandler(e, adminapi.NewCore(e), svc)
+	t.Cleanup(func() {
+		svc.Close()
+		log.Close()
+		c.Close()
+	})
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "api", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "root", Admin: true, Rules: []account.Rule{{Methods: []string{"*"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []account.NewUser{{Username: "alice", Roles: []string{"api"}}, {Username: "boss", Roles: []string{"root"}}} {
+		if _, err := e.Accounts.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func (f *fixture) advance(d time.Duration) {
+	next := f.now.Load().Add(d)
+	f.now.Store(&next)
+}
+
+// call makes an admin API call and decodes the JSON answer into out.
+func (f *fixture) call(method, path, body string, out any) int {
+	f.t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	w := httptest.NewRecorder()
+	f.admin.ServeHTTP(w, r)
+	if out != nil && w.Body.Len() > 0 {
+		if err := json.Unmarshal(w.Body.Bytes(), out); err != nil {
+			f.t.Fatalf("%s %s: %d %s: %v", method, path, w.Code, w.Body, err)
+		}
+	}
+	return w.Code
+}
+
+func (f *fixture) create(body string) Created {
+	f.t.Helper()
+	var c Created
+	if code := f.call("POST", "/gatehouse/appkeys", body, &c); code != http.StatusCreated {
+		f.t.Fatalf("creating %s: status %d", body, code)
+	}
+	return c
+}
+
+// answer is what a route did with a request.
+type answer struct {
+	status    int
+	body      string
+	forwarded *http.Request // the request as the upstream got it
+	id        *identity.Identity
+	cookies   []*http.Cookie
+}
+
+func (f *fixture) serve(r *http.Request, settings plugin.RouteSettings) answer {
+	f.t.Helper()
+	rt, err := f.engine.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodAppKey, identity.MethodSession},
+		Audience: "test", Settings: settings})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	var a answer
+	err = rt.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+		a.forwarded, a.id = r, id
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a.status, a.body, a.cookies = w.Code, w.Body.String(), w.Result().Cookies()
+	return a
+}
+
+// flipLast changes the last character of a key value.
+func flipLast(key string) string {
+	if key[len(key)-1] == 'A' {
+		return key[:len(key)-1] + "B"
+	}
+	return key[:len(key)-1] + "A"
+}
+
+func request(target string, header ...string) *http.Request {
+	r := httptest.NewRequest("GET", target, nil)
+	r.RemoteAddr = "192.0.2.10:40000"
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	return r
+}
+
+func TestHeaderAndQueryForms(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"dev1","username":"Alice"}`).Key
+
+	for _, name := range []string{"appKey", "AppKey", "appkey", "APPKEY"} {
+		a := f.serve(request("/api/x", name, key), plugin.RouteSettings{})
+		if a.status != http.StatusOK {
+			t.Fatalf("header %s: status %d %s", name, a.status, a.body)
+		}
+		if a.id.Username != "alice" || a.id.AppKey != "dev1" || a.id.Method != identity.MethodAppKey {
+			t.Fatalf("identity %+v", a.id)
+		}
+		if len(a.forwarded.Header["Appkey"]) != 0 {
+			t.Fatalf("header %s was forwarded", name)
+		}
+		if got := a.forwarded.Header.Get("X-Gatehouse-App-Key"); got != "dev1" {
+			t.Fatalf("X-Gatehouse-App-Key = %q", got)
+		}
+	}
+
+	a := f.serve(request("/api/x?a=1&appKey="+key+"&b=2"), plugin.RouteSettings{})
+	if a.status != http.StatusOK {
+		t.Fatalf("query form: status %d %s", a.status, a.body)
+	}
+	if a.forwarded.URL.RawQuery != "a=1&b=2" || a.forwarded.RequestURI != "/api/x?a=1&b=2" {
+		t.Fatalf("forwarded query %q, request URI %q", a.forwarded.URL.RawQuery, a.forwarded.RequestURI)
+	}
+
+	// A route with the query form off refuses it and forwards nothing.
+	a = f.serve(request("/api/x?appKey="+key), plugin.RouteSettings{NoQueryCredentials: true})
+	if a.status != http.StatusUnauthorized || a.forwarded != nil || !strings.Contains(a.body, "query string") {
+		t.Fatalf("query form on a route without it: %d %s", a.status, a.body)
+	}
+	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{NoQueryCredentials: true}); a.status != http.StatusOK {
+		t.Fatalf("header form on a route without the query form: %d %s", a.status, a.body)
+	}
+
+	// Twice is ambiguous, a forged key is refused, the role must allow.
+	for _, tc := range []struct {
+		r      *http.Request
+		status int
+		reason string
+	}{
+		{request("/api/x?appKey="+key, "appKey", key), 401, "once"},
+		{request("/api/x?appKey=" + key + "&AppKey=" + key), 401, "once"},
+		{request("/api/x", "appKey", flipLast(key)), 401, "invalid application key"},
+		{request("/api/x", "appKey", "ghak_nonsense"), 401, "invalid application key"},
+		{request("/other", "appKey", key), 403, "no role"},
+		{httptest.NewRequest("POST", "/api/x", nil), 401, "no credential"},
+	} {
+		if tc.r.Method == "POST" {
+			tc.r.Header.Set("AppKey", key)
+			tc.status, tc.reason = 403, "no role"
+		}
+		a := f.serve(tc.r, plugin.RouteSettings{})
+		if a.status != tc.status || !strings.Contains(a.body, tc.reason) {
+			t.Errorf("%s %s: %d %s; want %d %q", tc.r.Method, tc.r.URL, a.status, a.body, tc.status, tc.reason)
+		}
+	}
+}
+
+func TestAllowlistAndExpiry(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"door","username":"alice","ip_allowlist":["10.0.0.0/8","2001:db8::1"]}`).Key
+	for addr, want := range map[string]int{"10.1.2.3:5": 200, "[2001:db8::1]:5": 200, "[::ffff:10.9.9.9]:5": 200,
+		"192.0.2.10:5": 403, "[2001:db8::2]:5": 403} {
+		r := request("/api/x", "appKey", key)
+		r.RemoteAddr = addr
+		if a := f.serve(r, plugin.RouteSettings{}); a.status != want {
+			t.Errorf("from %s: %d %s, want %d", addr, a.status, a.body, want)
+		}
+	}
+	// Narrowing the allowlist applies at once (the cached record is invalidated).
+	if code := f.call("PATCH", "/gatehouse/appkeys/door", `{"ip_allowlist":["2001:db8::1"]}`, nil); code != 200 {
+		t.Fatalf("PATCH: %d", code)
+	}
+	r := request("/api/x", "appKey", key)
+	r.RemoteAddr = "10.1.2.3:5"
+	if a := f.serve(r, plugin.RouteSettings{}); a.status != 403 {
+		t.Fatalf("after narrowing: %d", a.status)
+	}
+
+	// Expiry: default lifetime (1 h here), then refused but kept until purged.
+	k2 := f.create(`{"name":"short","username":"alice"}`)
+	if d := k2.ExpiresAt.Sub(*f.now.Load()); d < 59*time.Minute || d > time.Hour {
+		t.Fatalf("default lifetime %v", d)
+	}
+	f.advance(time.Hour)
+	a := f.serve(request("/api/x", "appKey", k2.Key), plugin.RouteSettings{})
+	if a.status != 401 || !strings.Contains(a.body, "expired") {
+		t.Fatalf("expired key: %d %s", a.status, a.body)
+	}
+	var v View
+	if f.call("GET", "/gatehouse/appkeys/short", "", &v); !v.Expired {
+		t.Fatalf("view of an expired key: %+v", v)
+	}
+	// reset-expiration brings it back for another lifetime.
+	if code := f.call("POST", "/gatehouse/appkeys/short/reset-expiration", "", &v); code != 200 || v.Expired {
+		t.Fatalf("reset-expiration: %d %+v", code, v)
+	}
+	if a := f.serve(request("/api/x", "appKey", k2.Key), plugin.RouteSettings{}); a.status != 200 {
+		t.Fatalf("after reset: %d %s", a.status, a.body)
+	}
+	f.advance(2 * time.Hour)
+	var purged map[string]int
+	if code := f.call("POST", "/gatehouse/appkeys/purge-expired", "", &purged); code != 200 || purged["deleted"] != 2 {
+		t.Fatalf("purge: %d %v", code, purged)
+	}
+	if code := f.call("GET", "/gatehouse/appkeys/short", "", nil); code != 404 {
+		t.Fatalf("purged key still there: %d", code)
+	}
+	if a := f.serve(request("/api/x", "appKey", k2.Key), plugin.RouteSettings{}); a.status != 401 || !strings.Contains(a.body, "invalid") {
+		t.Fatalf("purged key: %d %s", a.status, a.body)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	f := newFixture(t)
+	old := f.create(`{"name":"svc","username":"alice"}`).Key
+	ok := func(key string) int { return f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}).status }
+
+	var rotated map[string]string
+	if code := f.call("POST", "/gatehouse/appkeys/svc/rotate", `{"grace_seconds":60}`, &rotated); code != 200 {
+		t.Fatalf("rotate: %d", code)
+	}
+	fresh := rotated["key"]
+	if ok(fresh) != 200 || ok(old) != 200 {
+		t.Fatalf("during grace: new %d, old %d", ok(fresh), ok(old))
+	}
+	var v View
+	f.call("GET", "/gatehouse/appkeys/svc", "", &v)
+	if v.PreviousKeyValidUntil == nil {
+		t.Fatalf("view during grace lacks previous_key_valid_until: %+v", v)
+	}
+	f.advance(61 * time.Second)
+	if ok(fresh) != 200 || ok(old) != 401 {
+		t.Fatalf("after grace: new %d, old %d", ok(fresh), ok(old))
+	}
+
+	// Without grace the old value dies at once; the one before it stays dead.
+	f.call("POST", "/gatehouse/appkeys/svc/rotate", "", &rotated)
+	if ok(rotated["key"]) != 200 || ok(fresh) != 401 || ok(old) != 401 {
+		t.Fatalf("after a rotation without grace: %d %d %d", ok(rotated["key"]), ok(fresh), ok(old))
+	}
+	var revealed map[string]string
+	if f.call("GET", "/gatehouse/appkeys/svc/key", "", &revealed); revealed["key"] != rotated["key"] {
+		t.Fatal("GET …/key does not reveal the current value")
+	}
+	// Rotating twice within a grace period honours only the latest previous value.
+	f.call("POST", "/gatehouse/appkeys/svc/rotate", `{"grace_seconds":600}`, &rotated)
+	second := rotated["key"]
+	f.call("POST", "/gatehouse/appkeys/svc/rotate", `{"grace_seconds":600}`, &rotated)
+	if ok(revealed["key"]) != 401 || ok(second) != 200 || ok(rotated["key"]) != 200 {
+		t.Fatal("a value two rotations old still works")
+	}
+	for _, bad := range []string{`{"grace_seconds":-1}`, `{"grace_seconds":99999999999}`, `{"grace":1}`, `{"grace_seconds":"1"}`} {
+		if code := f.call("POST", "/gatehouse/appkeys/svc/rotate", bad, nil); code != 400 {
+			t.Errorf("rotate %s: %d, want 400", bad, code)
+		}
+	}
+}
+
+func TestAccountCheck(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"k","username":"alice"}`).Key
+	ctx := context.Background()
+	blocked := account.StatusBlocked
+	if _, err := f.engine.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &blocked}); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}); a.status != 403 || !strings.Contains(a.body, "blocked") {
+		t.Fatalf("blocked user: %d %s", a.status, a.body)
+	}
+	// A deleted and re-created namesake does not inherit the key.
+	if err := f.engine.Accounts.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.engine.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"api"}}); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}); a.status != 401 {
+		t.Fatalf("re-created namesake: %d %s", a.status, a.body)
+	}
+}
+
+func TestSessionOnRequest(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"browser","username":"alice"}`).Key
+	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}); len(a.cookies) != 0 {
+		t.Fatal("a session was created without being asked for")
+	}
+	// Refused requests get no session even when they ask for one.
+	if a := f.serve(request("/other?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{}); a.status != 403 || len(a.cookies) != 0 {
+		t.Fatalf("refused request: %d, cookies %v", a.status, a.cookies)
+	}
+	for _, r := range []*http.Request{
+		request("/api/x?x-gatehouse-session=true&q=1", "appKey", key),
+		request("/api/x?x-thingworx-session=true", "appKey", key),
+		request("/api/x", "appKey", key, "X-Gatehouse-Session", "true"),
+		request("/api/x", "appKey", key, "x-thingworx-session", "TRUE"),
+	} {
+		a := f.serve(r, plugin.RouteSettings{})
+		if a.status != 200 || len(a.cookies) != 1 || a.cookies[0].Name != session.CookieName || !a.cookies[0].HttpOnly {
+			t.Fatalf("%s %v: %d, cookies %v", r.URL, r.Header, a.status, a.cookies)
+		}
+		if q := a.forwarded.URL.RawQuery; strings.Contains(q, "session") || strings.Contains(a.forwarded.RequestURI, "session") {
+			t.Fatalf("session parameter forwarded: %q", q)
+		}
+		for name := range a.forwarded.Header {
+			if strings.Contains(strings.ToLower(name), "session") {
+				t.Fatalf("session header %s forwarded", name)
+			}
+		}
+		// The cookie works without the key.
+		withCookie := request("/api/x")
+		withCookie.AddCookie(a.cookies[0])
+		b := f.serve(withCookie, plugin.RouteSettings{})
+		if b.status != 200 || b.id.Method != identity.MethodSession || b.id.AppKey != "browser" {
+			t.Fatalf("cookie: %d %s %+v", b.status, b.body, b.id)
+		}
+	}
+	// A session opened with a rotated-out value ends with its grace period.
+	var rotated map[string]string
+	f.call("POST", "/gatehouse/appkeys/browser/rotate", `{"grace_seconds":1}`, &rotated)
+	a := f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+	if a.status != 200 || len(a.cookies) != 1 {
+		t.Fatalf("session with the old value during grace: %d %v", a.status, a.cookies)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	withCookie := request("/api/x")
+	withCookie.AddCookie(a.cookies[0])
+	if b := f.serve(withCookie, plugin.RouteSettings{}); b.status != 401 {
+		t.Fatalf("session outlived the grace period of the value it was opened with: %d", b.status)
+	}
+	key = rotated["key"]
+
+	// Changing the allowlist ends those sessions; so do rotation and deletion.
+	a = f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+	f.call("PATCH", "/gatehouse/appkeys/browser", `{"ip_allowlist":["192.0.2.10"]}`, nil)
+	withCookie = request("/api/x")
+	withCookie.AddCookie(a.cookies[0])
+	if b := f.serve(withCookie, plugin.RouteSettings{}); b.status != 401 {
+		t.Fatalf("session survived an allowlist change: %d", b.status)
+	}
+	a = f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+	f.call("DELETE", "/gatehouse/appkeys/browser", "", nil)
+	withCookie = request("/api/x")
+	withCookie.AddCookie(a.cookies[0])
+	if b := f.serve(withCookie, plugin.RouteSettings{}); b.status != 401 {
+		t.Fatalf("session survived the key's deletion: %d", b.status)
+	}
+}
+
+func TestAdminAPI(t *testing.T) {
+	f := newFixture(t)
+	var c Created
+	code := f.call("POST", "/gatehouse/appkeys", `{"name":"full","username":"boss","expires_at":"2099-01-02T03:04:05Z",
+		"ip_allowlist":["::ffff:10.0.0.1"],"description":"line 1\nline 2","project":"p","tags":["a","b","a"],
+		"client_name":"c","documentation":"d","home_url":"https://example.com/x"}`, &c)
+	if code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "admin role") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+	if c.Username != "boss" || c.ExpiresAt.Year() != 2099 || c.IPAllowlist[0] != "10.0.0.1" || len(c.Tags) != 2 ||
+		c.HomeURL != "https://example.com/x" || c.LastUsedAt != nil || c.Expired || c.CreatedAt.IsZero() {
+		t.Fatalf("created %+v", c)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/gatehouse/appkeys", `{"name":"full","username":"alice"}`, 409},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"nobody"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"a b","username":"alice"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","ip_allowlist":["10.0.0.300"]}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","expires_at":"2000-01-01T00:00:00Z"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","expires_at":"tomorrow"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","home_url":"javascript:alert(1)"}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","tags":[""]}`, 400},
+		{"POST", "/gatehouse/appkeys", `{"name":"x","username":"alice","key":"chosen"}`, 400},
+		{"GET", "/gatehouse/appkeys/nope", "", 404},
+		{"GET", "/gatehouse/appkeys/nope/key", "", 404},
+		{"PATCH", "/gatehouse/appkeys/nope", `{"description":"x"}`, 404},
+		{"PATCH", "/gatehouse/appkeys/full", `{}`, 400},
+		{"PATCH", "/gatehouse/appkeys/full", `{"username":"alice"}`, 400},
+		{"PATCH", "/gatehouse/appkeys/full", `{"ip_allowlist":["bad"]}`, 400},
+		{"DELETE", "/gatehouse/appkeys/nope", "", 404},
+		{"POST", "/gatehouse/appkeys/nope/rotate", "", 404},
+		{"POST", "/gatehouse/appkeys/nope/reset-expiration", "", 404},
+	} {
+		var out map[string]any
+		if got := f.call(tc.method, tc.path, tc.body, &out); got != tc.status || out["error"] == "" {
+			t.Errorf("%s %s %s: %d %v, want %d", tc.method, tc.path, tc.body, got, out, tc.status)
+		}
+	}
+	// A failed PATCH changed nothing.
+	var v View
+	f.call("GET", "/gatehouse/appkeys/full", "", &v)
+	if v.IPAllowlist[0] != "10.0.0.1" {
+		t.Fatalf("a refused PATCH changed the key: %+v", v)
+	}
+	if code := f.call("PATCH", "/gatehouse/appkeys/full", `{"tags":[],"description":"new","expires_at":"2098-01-01T00:00:00Z"}`, &v); code != 200 ||
+		len(v.Tags) != 0 || v.Description != "new" || v.Project != "p" || v.ExpiresAt.Year() != 2098 || !v.LastModifiedAt.After(v.CreatedAt.Add(-time.Second)) {
+		t.Fatalf("PATCH: %d %+v", code, v)
+	}
+
+	f.create(`{"name":"b-key","username":"alice"}`)
+	var list []map[string]any
+	f.call("GET", "/gatehouse/appkeys", "", &list)
+	if len(list) != 2 || list[0]["name"] != "b-key" || list[1]["name"] != "full" {
+		t.Fatalf("list %v", list)
+	}
+	for _, item := range list {
+		for _, field := range []string{"key", "sealed_key", "index"} {
+			if _, ok := item[field]; ok {
+				t.Fatalf("list shows %q: %v", field, item)
+			}
+		}
+		for _, field := range []string{"expired", "last_used_at", "ip_allowlist", "tags", "client_name", "documentation", "home_url", "created_at", "last_modified_at", "expires_at"} {
+			if _, ok := item[field]; !ok {
+				t.Fatalf("list lacks %q: %v", field, item)
+			}
+		}
+	}
+	var revealed map[string]string
+	if f.call("GET", "/gatehouse/appkeys/full/key", "", &revealed); revealed["key"] != c.Key {
+		t.Fatal("GET …/key does not reveal the created value")
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/full", "", nil); code != 204 {
+		t.Fatalf("DELETE: %d", code)
+	}
+	if code := f.call("POST", "/gatehouse/appkeys", `{"name":"full","username":"alice"}`, nil); code != 201 {
+		t.Fatalf("re-creating a deleted name: %d", code)
+	}
+
+	// Every lifecycle event is audited, without the key value.
+	f.engine.Audit.Flush()
+	events, err := f.engine.Audit.Query(context.Background(), audit.Filter{Kind: "appkey"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, ev := range events {
+		if strings.Contains(fmt.Sprint(ev), KeyPrefix) {
+			t.Fatalf("audit event holds a key value: %+v", ev)
+		}
+		reasons = append(reasons, ev.Reason)
+	}
+	joined := strings.Join(reasons, "|")
+	for _, want := range []string{"key created", "key updated: expires_at, description, tags", "key value revealed", "key deleted"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no audit event %q in %q", want, joined)
+		}
+	}
+}
+
+// TestNoSecretAtRest scans every record in the store for the key value.
+func TestNoSecretAtRest(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"secret","username":"alice"}`).Key
+	f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+	f.svc.flushUsage(context.Background())
+	random, _, _ := parseKey(key)
+	n := 0
+	err := f.backend.Scan(context.Background(), "", func(e storage.Entry) error {
+		n++
+		if bytes.Contains(e.Value, []byte(key)) || bytes.Contains(e.Value, random[:]) || strings.Contains(e.Key, key) {
+			t.Errorf("record %s holds the key value", e.Key)
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("scan: %d records, %v", n, err)
+	}
+}
+
+func TestLastUsedWrittenOffThePath(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"used","username":"alice"}`).Key
+	for range 100 {
+		f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+	}
+	var v View
+	if f.call("GET", "/gatehouse/appkeys/used", "", &v); v.LastUsedAt != nil {
+		t.Fatal("last_used_at written on the request path")
+	}
+	f.svc.usageMu.Lock()
+	pending := len(f.svc.usage)
+	f.svc.usageMu.Unlock()
+	if pending != 1 {
+		t.Fatalf("%d pending uses after 100 requests, want 1", pending)
+	}
+	f.svc.flushUsage(context.Background())
+	if f.call("GET", "/gatehouse/appkeys/used", "", &v); v.LastUsedAt == nil {
+		t.Fatal("last_used_at not written by the flush")
+	}
+	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+	f.svc.usageMu.Lock()
+	pending = len(f.svc.usage)
+	f.svc.usageMu.Unlock()
+	if pending != 0 {
+		t.Fatal("usage noted again within the minute")
+	}
+}
+
+func TestStoreDownFailsClosed(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"k","username":"alice"}`).Key
+	f.engine.Store.Purge()
+	f.backend.down.Store(true)
+	defer f.backend.down.Store(false)
+	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}); a.status != 503 || a.forwarded != nil {
+		t.Fatalf("store down: %d %s", a.status, a.body)
+	}
+	if code := f.call("GET", "/gatehouse/appkeys/k", "", nil); code != 503 {
+		t.Fatalf("admin with store down: %d", code)
+	}
+}
+
+// TestConcurrentUseAndChange runs lookups while the key is rotated and
+// patched, for the race detector and the cache's invalidation.
+func TestConcurrentUseAndChange(t *testing.T) {
+	f := newFixture(t)
+	var current atomic.Value
+	current.Store(f.create(`{"name":"hot","username":"alice"}`).Key)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a := f.serve(request("/api/x", "appKey", current.Load().(string)), plugin.RouteSettings{})
+				if a.status == 200 {
+					served.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range 20 {
+		var rotated map[string]string
+		if code := f.call("POST", "/gatehouse/appkeys/hot/rotate", `{"grace_seconds":5}`, &rotated); code != 200 {
+			t.Errorf("rotate: %d", code)
+		}
+		current.Store(rotated["key"])
+		if code := f.call("PATCH", "/gatehouse/appkeys/hot", fmt.Sprintf(`{"description":"%d"}`, i), nil); code != 200 {
+			t.Errorf("patch: %d", code)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if served.Load() == 0 {
+		t.Fatal("no request was served")
+	}
+	if a := f.serve(request("/api/x", "appKey", current.Load().(string)), plugin.RouteSettings{}); a.status != 200 {
+		t.Fatalf("final key: %d %s", a.status, a.body)
+	}
+}
+
+func TestBackgroundWorkStops(t *testing.T) {
+	f := newFixture(t)
+	f.create(`{"name":"k","username":"alice"}`)
+	done := make(chan struct{})
+	go func() { f.svc.Close(); f.svc.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}
+
+func TestSeed(t *testing.T) {
+	f := newFixture(t)
+	u, err := f.engine.Accounts.User(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]SeedKey, 1200)
+	for i := range keys {
+		keys[i] = SeedKey{Name: fmt.Sprintf("seed-%d", i), Username: u.Username, UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
+	}
+	values, err := Seed(context.Background(), f.engine.Store, f.ks, keys)
+	if err != nil || len(values) != len(keys) {
+		t.Fatalf("Seed: %d values, %v", len(values), err)
+	}
+	for _, i := range []int{0, 499, 500, 1199} {
+		a := f.serve(request("/api/x", "appKey", values[i]), plugin.RouteSettings{})
+		if a.status != 200 || a.id.AppKey != keys[i].Name {
+			t.Fatalf("seeded key %d: %d %s", i, a.status, a.body)
+		}
+	}
+	var revealed map[string]string
+	if f.call("GET", "/gatehouse/appkeys/seed-7/key", "", &revealed); revealed["key"] != values[7] {
+		t.Fatal("seeded key does not reveal its value")
+	}
+	if _, err := Seed(context.Background(), f.engine.Store, f.ks, []SeedKey{{Name: "bad name"}}); err == nil {
+		t.Fatal("Seed accepted a bad name")
+	}
+}
+
+// BenchmarkAuthenticate is the data-plane cost of a cache-hot key: Present,
+// Authenticate and Strip, without the rest of the pipeline.
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, form := range []string{"header", "query"} {
+		b.Run(form, func(b *testing.B) {
+			f := newFixture(b)
+			key := f.create(`{"name":"bench","username":"alice","ip_allowlist":["192.0.2.0/24"]}`).Key
+			c := NewCredential(f.svc)
+			r := request("/api/x")
+			header, query := []string{key}, "page=1"
+			if form == "query" {
+				header, query = nil, "page=1&appKey="+key
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				r.URL.RawQuery = query
+				if header != nil {
+					r.Header["Appkey"] = header
+				}
+				if !c.Present(r) {
+					b.Fatal("not present")
+				}
+				if _, err := c.Authenticate(r); err != nil {
+					b.Fatal(err)
+				}
+				c.Strip(r)
+			}
+		})
+	}
+}
+
+// BenchmarkAuthenticateMiss is the data-plane cost when the key is not in
+// the cache: keys drawn at random from many more than the cache holds.
+func BenchmarkAuthenticateMiss(b *testing.B) {
+	f := newFixture(b)
+	u, err := f.engine.Accounts.User(context.Background(), "alice")
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]SeedKey, 200_000)
+	for i := range keys {
+		keys[i] = SeedKey{Name: fmt.Sprintf("k%d", i), Username: u.Username, UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
+	}
+	values, err := Seed(context.Background(), f.backend, f.ks, keys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := NewCredential(f.svc)
+	r := request("/api/x")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		r.Header["Appkey"] = []string{values[(i*7919)%len(values)]}
+		if _, err := c.Authenticate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestInterruptedWrites simulates a store failure between the writes of a
+// creation and of a rotation: the leftovers neither break the key nor
+// survive a purge.
+func TestInterruptedWrites(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	k := f.create(`{"name":"k","username":"alice"}`)
+	oldIndex, _ := indexOf(f.ks, k.Key)
+
+	// A rotation that committed but did not repoint the name.
+	var rotated map[string]string
+	f.call("POST", "/gatehouse/appkeys/k/rotate", "", &rotated)
+	if err := f.engine.Store.Put(ctx, namePrefix+"k", []byte(oldIndex), 0); err != nil {
+		t.Fatal(err)
+	}
+	var v View
+	if code := f.call("GET", "/gatehouse/appkeys/k", "", &v); code != 200 || v.Name != "k" {
+		t.Fatalf("GET after an interrupted rotation: %d", code)
+	}
+	if a := f.serve(request("/api/x", "appKey", rotated["key"]), plugin.RouteSettings{}); a.status != 200 {
+		t.Fatalf("new value after an interrupted rotation: %d", a.status)
+	}
+	if a := f.serve(request("/api/x", "appKey", k.Key), plugin.RouteSettings{}); a.status != 401 {
+		t.Fatalf("old value after an interrupted rotation: %d", a.status)
+	}
+	if code := f.call("POST", "/gatehouse/appkeys", `{"name":"k","username":"alice"}`, nil); code != 409 {
+		t.Fatalf("the name of an interruptedly rotated key was free: %d", code)
+	}
+
+	// A creation that wrote its record but never claimed the name.
+	value, index := newKey(f.ks)
+	leftover := record{Name: "ghost", Index: index, Username: "alice", ExpiresAt: stamp(time.Now().Add(time.Minute)),
+		CreatedAt: stamp(time.Now()), LastModifiedAt: stamp(time.Now())}
+	if err := f.engine.Store.Put(ctx, indexPrefix+index, leftover.encode(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.call("GET", "/gatehouse/appkeys/ghost", "", nil); code != 404 {
+		t.Fatalf("a leftover record is visible: %d", code)
+	}
+	f.advance(time.Hour)
+	var purged map[string]int
+	f.call("POST", "/gatehouse/appkeys/purge-expired", "", &purged)
+	if purged["deleted"] != 1 { // k, expired after the hour; not the leftover
+		t.Fatalf("purge deleted %d keys, want 1", purged["deleted"])
+	}
+	if _, err := f.engine.Store.Get(ctx, indexPrefix+index); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the leftover record survived the purge: %v", err)
+	}
+	if a := f.serve(request("/api/x", "appKey", value), plugin.RouteSettings{}); a.status != 401 {
+		t.Fatalf("leftover value: %d", a.status)
+	}
+}
