@@ -105,7 +105,9 @@ func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
 		return nil, err
 	}
 	ks := &Keystore{path: path, created: created, aead: aead, macKey: macKey}
-	ks.macPool.New = func() any { return hmac.New(sha256.New, ks.macKey) }
+	ks.macPool.New = func() any {
+		return &indexState{mac: hmac.New(sha256.New, ks.macKey), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
+	}
 	return ks, nil
 }
 
@@ -142,13 +144,24 @@ func (k *Keystore) Open(sealed []byte, context string) ([]byte, error) {
 // Index returns the hex HMAC-SHA256 of secret under the index key, prefixed
 // by purpose. It is the lookup key for a secret presented by a client.
 func (k *Keystore) Index(purpose string, secret []byte) string {
-	m := k.macPool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write(secret)
-	var sum [sha256.Size]byte
-	out := m.Sum(sum[:0])
-	k.macPool.Put(m)
-	return hex.EncodeToString(out)
+	st := k.macPool.Get().(*indexState)
+	st.mac.Reset()
+	st.buf = append(append(append(st.buf[:0], purpose...), 0), secret...)
+	st.mac.Write(st.buf)
+	st.sum = st.mac.Sum(st.sum[:0])
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], st.sum)
+	out := string(hexSum[:])
+	if cap(st.buf) <= 4096 {
+		k.macPool.Put(st)
+	}
+	return out
+}
+
+// indexState is a pooled HMAC with its scratch buffers, so Index
+// allocates only its result.
+type indexState struct {
+	mac hash.Hash
+	buf []byte
+	sum []byte
 }
