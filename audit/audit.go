@@ -158,14 +158,17 @@ func (l *Log) run(interval time.Duration, batchSize int) {
 			batch = batch[:0]
 		}
 	}
+	add := func(e Event) {
+		batch = append(batch, e)
+		if len(batch) >= batchSize {
+			flush()
+		}
+	}
 	drain := func() {
 		for {
 			select {
 			case e := <-l.events:
-				batch = append(batch, e)
-				if len(batch) >= batchSize {
-					flush()
-				}
+				add(e)
 			default:
 				flush()
 				return
@@ -175,10 +178,7 @@ func (l *Log) run(interval time.Duration, batchSize int) {
 	for {
 		select {
 		case e := <-l.events:
-			batch = append(batch, e)
-			if len(batch) >= batchSize {
-				flush()
-			}
+			add(e)
 		case <-ticker.C:
 			flush()
 		case ack := <-l.flushReq:

@@ -232,24 +232,23 @@ func (i *Instance) waitReady(done chan struct{}) {
 
 // Stop terminates Caddy (SIGTERM, then SIGKILL after 10 s).
 func (i *Instance) Stop() {
-	i.mu.Lock()
-	cmd, done := i.cmd, i.done
-	i.cmd = nil
-	i.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
+	i.end(func(p *os.Process, done chan struct{}) {
+		p.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			p.Kill()
+		}
+	})
 }
 
 // Kill9 kills Caddy with SIGKILL, as a crash would.
 func (i *Instance) Kill9() {
+	i.end(func(p *os.Process, _ chan struct{}) { p.Kill() })
+}
+
+// end stops the running process with stop and waits for it to exit.
+func (i *Instance) end(stop func(p *os.Process, done chan struct{})) {
 	i.mu.Lock()
 	cmd, done := i.cmd, i.done
 	i.cmd = nil
@@ -257,7 +256,7 @@ func (i *Instance) Kill9() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Kill()
+	stop(cmd.Process, done)
 	<-done
 }
 
