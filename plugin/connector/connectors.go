@@ -64,9 +64,7 @@ type Issued struct {
 }
 
 func (c *Connector) view() View {
-	return View{Name: c.Name, Username: c.Username, Serial: c.Serial, Fingerprint: c.Fingerprint,
-		NotAfter: c.NotAfter, CertificatePEM: c.CertificatePEM, Revoked: c.Revoked, RevokedAt: c.RevokedAt,
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	return c.View
 }
 
 // setCertificate makes cert the connector's current certificate.
@@ -120,7 +118,7 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec := &Connector{Name: in.Name, Username: u.Username, UserID: u.ID, CreatedAt: now.UTC()}
+	rec := &Connector{View: View{Name: in.Name, Username: u.Username, CreatedAt: now.UTC()}, UserID: u.ID}
 	rec.setCertificate(cert, now)
 	raw, _ := json.Marshal(rec)
 	key := connectorKey(in.Name)

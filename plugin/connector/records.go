@@ -32,28 +32,10 @@ func connTokenScanPrefix(conn string) string { return connTokenPrefix + conn + "
 // user account. Only the current certificate works; revoked connectors are
 // kept (revoked: true) so the listing shows what happened to them.
 type Connector struct {
-	// Name identifies the connector (URI SAN urn:gatehouse:connector:<name>).
-	Name string `json:"name"`
-	// Username is the account the connector acts as.
-	Username string `json:"username"`
+	// View holds the fields the admin API shows (stored flattened).
+	View
 	// UserID binds the connector to that account, not to its name.
 	UserID string `json:"user_id"`
-	// Serial is the current certificate's serial number (upper-case hex).
-	Serial string `json:"serial"`
-	// Fingerprint is the SHA-256 of the current certificate (lower-case hex).
-	Fingerprint string `json:"fingerprint_sha256"`
-	// NotAfter is when the current certificate expires.
-	NotAfter time.Time `json:"not_after"`
-	// CertificatePEM is the current certificate.
-	CertificatePEM string `json:"certificate_pem"`
-	// Revoked is set by DELETE; a revoked connector authenticates nothing.
-	Revoked bool `json:"revoked"`
-	// RevokedAt is when it was revoked.
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	// CreatedAt is when the connector was created.
-	CreatedAt time.Time `json:"created_at"`
-	// UpdatedAt is when its certificate or state last changed.
-	UpdatedAt time.Time `json:"updated_at"`
 
 	certDER    []byte // decoded CertificatePEM
 	thumbprint string // x5t#S256 of certDER
