@@ -1,0 +1,333 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/portal"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+)
+
+func init() {
+	caddy.RegisterModule(SMSFile{})
+	caddy.RegisterModule(SMSWebhook{})
+	caddy.RegisterModule(new(ESAHandler))
+	httpcaddyfile.RegisterHandlerDirective("gatehouse_esa", parseESAHandler)
+	// Before basic_auth and gatehouse (which sits right before basic_auth),
+	// so the ESA paths are answered with their own API credentials.
+	httpcaddyfile.RegisterDirectiveOrder("gatehouse_esa", httpcaddyfile.After, "try_files")
+	extensions = append(extensions, startTwoFactor)
+}
+
+// startTwoFactor builds the second-factor service, installs the login
+// portal on the session credential kind and serves the admin routes of
+// second factors and ESA API credentials.
+func startTwoFactor(e *engine.Engine, a *App) (adminapi.Provider, error) {
+	c, _ := e.Credential(identity.MethodSession)
+	sessions, ok := c.(*sessioncookie.Credential)
+	if !ok {
+		return nil, fmt.Errorf("the login portal needs the session credential kind, which was not registered before the two-factor extension")
+	}
+	svc := twofactor.New(e, twofactor.Options{Sender: a.smsSender, Issuer: a.OTPIssuer, HOTPWindow: a.HOTPWindow,
+		EnrolmentLinkLifetime: time.Duration(a.EnrolmentLinkLifetime)})
+	sessions.SetPortal(portal.New(svc).Endpoints())
+	a.mu.Lock()
+	a.twoFactor = svc
+	a.mu.Unlock()
+	return adminProviders{svc, esa.NewCredentials(e)}, nil
+}
+
+// adminProviders serves the routes of several providers.
+type adminProviders []adminapi.Provider
+
+// AdminRoutes implements adminapi.Provider.
+func (ps adminProviders) AdminRoutes() []adminapi.Route {
+	var out []adminapi.Route
+	for _, p := range ps {
+		out = append(out, p.AdminRoutes()...)
+	}
+	return out
+}
+
+// provisionTwoFactor validates the second-factor options and loads the
+// configured SMS sender module, if any.
+func (a *App) provisionTwoFactor(ctx caddy.Context) error {
+	if strings.Contains(a.OTPIssuer, ":") {
+		return fmt.Errorf("otp_issuer must not contain ':' (it separates issuer and account in authenticator apps)")
+	}
+	if a.HOTPWindow < 0 || a.HOTPWindow > twofactor.MaxHOTPWindow {
+		return fmt.Errorf("hotp_window must be from 1 to %d", twofactor.MaxHOTPWindow)
+	}
+	if a.EnrolmentLinkLifetime < 0 {
+		return fmt.Errorf("enrolment_link_lifetime must be positive")
+	}
+	if a.SMSRaw == nil {
+		return nil
+	}
+	mod, err := ctx.LoadModule(a, "SMSRaw")
+	if err != nil {
+		return fmt.Errorf("loading the SMS sender: %v", err)
+	}
+	a.smsSender = mod.(sms.Sender)
+	return nil
+}
+
+// twoFactorService returns the running second-factor service.
+func (a *App) twoFactorService(ctx context.Context) (*twofactor.Service, error) {
+	if _, err := a.Engine(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.twoFactor, nil
+}
+
+// SMSFile is gatehouse.sms.file: it appends every text message as a JSON
+// line {"to","message"} to a file, for development and tests.
+type SMSFile struct {
+	// Path is the file written (created 0600). Relative paths are
+	// resolved against Caddy's working directory.
+	Path string `json:"path,omitempty"`
+
+	sender *sms.File
+}
+
+// CaddyModule returns the Caddy module information.
+func (SMSFile) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "gatehouse.sms.file", New: func() caddy.Module { return new(SMSFile) }}
+}
+
+// Provision implements caddy.Provisioner.
+func (f *SMSFile) Provision(caddy.Context) error {
+	if f.Path == "" {
+		return fmt.Errorf("sms file: path is required")
+	}
+	abs, err := filepath.Abs(f.Path)
+	if err != nil {
+		return fmt.Errorf("sms file %q: %v", f.Path, err)
+	}
+	f.sender = sms.NewFile(abs)
+	return nil
+}
+
+// Send implements sms.Sender.
+func (f *SMSFile) Send(ctx context.Context, m sms.Message) error { return f.sender.Send(ctx, m) }
+
+// SMSWebhook is gatehouse.sms.webhook: it POSTs every text message as JSON
+// {"to","message"} to an SMS gateway.
+type SMSWebhook struct {
+	// URL is the gateway endpoint (http or https). Placeholders such as
+	// {env.SMS_GATEWAY_URL} are replaced when the config loads.
+	URL string `json:"url,omitempty"`
+	// Headers are added to every request, e.g. an API key. Values may use
+	// placeholders such as {env.SMS_API_KEY}, so secrets stay out of the
+	// config.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Timeout bounds each attempt. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Retries is how many times a failed attempt (transport error, 429 or
+	// 5xx) is repeated, with exponential backoff. Default: 0.
+	Retries int `json:"retries,omitempty"`
+
+	sender *sms.Webhook
+}
+
+// CaddyModule returns the Caddy module information.
+func (SMSWebhook) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "gatehouse.sms.webhook", New: func() caddy.Module { return new(SMSWebhook) }}
+}
+
+// Provision implements caddy.Provisioner.
+func (wh *SMSWebhook) Provision(caddy.Context) error {
+	repl := caddy.NewReplacer()
+	header := http.Header{}
+	for name, value := range wh.Headers {
+		header.Set(name, repl.ReplaceAll(value, ""))
+	}
+	var err error
+	wh.sender, err = sms.NewWebhook(sms.WebhookOptions{URL: repl.ReplaceAll(wh.URL, ""), Header: header,
+		Timeout: time.Duration(wh.Timeout), Retries: wh.Retries})
+	return err
+}
+
+// Send implements sms.Sender.
+func (wh *SMSWebhook) Send(ctx context.Context, m sms.Message) error { return wh.sender.Send(ctx, m) }
+
+// parseSMS parses the sms sub-option of the gatehouse global option:
+//
+//	sms file <path>
+//	sms webhook <url> {
+//		header  <name> <value>
+//		timeout <duration>
+//		retries <n>
+//	}
+func (a *App) parseSMS(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	kind := d.Val()
+	var mod caddy.Module
+	switch kind {
+	case "file":
+		f := new(SMSFile)
+		if err := oneString(d, &f.Path); err != nil {
+			return err
+		}
+		mod = f
+	case "webhook":
+		wh := new(SMSWebhook)
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		wh.URL = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			var err error
+			switch d.Val() {
+			case "header":
+				args := d.RemainingArgs()
+				if len(args) != 2 {
+					return d.ArgErr()
+				}
+				if wh.Headers == nil {
+					wh.Headers = map[string]string{}
+				}
+				wh.Headers[args[0]] = args[1]
+			case "timeout":
+				err = oneDuration(d, &wh.Timeout)
+			case "retries":
+				var s string
+				if err = oneString(d, &s); err == nil {
+					if wh.Retries, err = strconv.Atoi(s); err != nil || wh.Retries < 0 || wh.Retries > sms.MaxRetries {
+						err = d.Errf("retries: %q is not a whole number from 0 to %d", s, sms.MaxRetries)
+					}
+				}
+			default:
+				err = d.Errf("unknown sms webhook option %q", d.Val())
+			}
+			if err != nil {
+				return err
+			}
+		}
+		mod = wh
+	default:
+		return d.Errf("unknown SMS sender %q: use file or webhook", kind)
+	}
+	a.SMSRaw = caddyconfig.JSONModuleObject(mod, "sender", kind, nil)
+	return nil
+}
+
+// ESAHandler is http.handlers.gatehouse_esa: it serves the ESET Secure
+// Authentication API v1 (/auth/v1/…, /manage/users/v1/…) on a site, with
+// its own API credentials. Other paths go to the next handler.
+type ESAHandler struct {
+	// PortalURL is the base URL of the login portal (a site whose
+	// gatehouse handler accepts "session"), e.g. https://login.example.com:8443.
+	// provisionmobileapp's installation_url points there; without it that
+	// call answers ERROR_FAULT.
+	PortalURL string `json:"portal_url,omitempty"`
+
+	app     *App
+	once    sync.Once
+	handler *esa.Handler
+	err     error
+}
+
+// CaddyModule returns the Caddy module information.
+func (*ESAHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.gatehouse_esa", New: func() caddy.Module { return new(ESAHandler) }}
+}
+
+// Provision implements caddy.Provisioner.
+func (h *ESAHandler) Provision(ctx caddy.Context) error {
+	if _, err := esa.CheckPortalURL(h.PortalURL); err != nil {
+		return fmt.Errorf("gatehouse_esa: %v", err)
+	}
+	app, err := ctx.App("gatehouse")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !esa.Handles(r.URL.Path) {
+		return next.ServeHTTP(w, r)
+	}
+	svc, err := h.app.twoFactorService(r.Context())
+	if err == nil {
+		h.once.Do(func() { h.handler, h.err = esa.New(svc, esa.Options{PortalURL: h.PortalURL}) })
+		err = h.err
+	}
+	if err != nil {
+		h.app.logger.Error("ESA API unavailable", zap.Error(err))
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusInternalServerError)
+		return nil
+	}
+	h.handler.ServeHTTP(w, r)
+	return nil
+}
+
+// parseESAHandler parses the gatehouse_esa directive:
+//
+//	gatehouse_esa [{
+//		portal_url <https://host[:port]>
+//	}]
+func parseESAHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(ESAHandler)
+	return handler, handler.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *ESAHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "portal_url":
+			if err := oneString(d, &h.PortalURL); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown gatehouse_esa option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ sms.Sender                  = (*SMSFile)(nil)
+	_ sms.Sender                  = (*SMSWebhook)(nil)
+	_ caddy.Provisioner           = (*SMSFile)(nil)
+	_ caddy.Provisioner           = (*SMSWebhook)(nil)
+	_ caddy.Provisioner           = (*ESAHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*ESAHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*ESAHandler)(nil)
+)

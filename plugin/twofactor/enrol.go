@@ -1,0 +1,291 @@
+package twofactor
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// Enrolment is a newly created authenticator-app secret, to be shown to
+// its user once.
+type Enrolment struct {
+	// Username is the account the secret belongs to.
+	Username string
+	// URI is the otpauth:// Key URI authenticator apps scan.
+	URI string
+	// Secret is the base32 secret, for typing it in by hand.
+	Secret string
+	// id identifies the secret (enrolment links refer to it).
+	id string
+}
+
+// EnrolApp gives the user a new TOTP secret (raw, or a random 160-bit one
+// when raw is nil), replacing any previous one.
+func (s *Service) EnrolApp(ctx context.Context, u *account.User, raw []byte) (*Enrolment, error) {
+	if raw == nil {
+		raw = make([]byte, generatedSecretBytes)
+		rand.Read(raw)
+	}
+	st := s.newSecret(u.ID, TypeApp, raw, 0)
+	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		f.App = st
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Enrolment{Username: u.Username, URI: s.otpauthURI(u.Username, raw), Secret: b32.EncodeToString(raw), id: st.ID}, nil
+}
+
+// EnrolHardToken imports an HOTP hardware token's secret (base32) with the
+// counter its next code will use, replacing any previous token.
+func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32 string, counter uint64) error {
+	raw, err := DecodeSecret(secretB32)
+	if err != nil {
+		return err
+	}
+	st := s.newSecret(u.ID, TypeHardToken, raw, counter)
+	return s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		f.HardToken = st
+		return nil
+	})
+}
+
+// EnrolSMS enables text-message codes; the user needs a mobile number and
+// Gatehouse a configured sender.
+func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
+	if err := s.canText(u); err != nil {
+		return err
+	}
+	return s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		f.SMS = true
+		return nil
+	})
+}
+
+// Remove disables one factor of the user.
+func (s *Service) Remove(ctx context.Context, u *account.User, t Type) error {
+	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		switch {
+		case t == TypeApp && f.App != nil:
+			f.App = nil
+		case t == TypeHardToken && f.HardToken != nil:
+			f.HardToken = nil
+		case t == TypeSMS && f.SMS:
+			f.SMS = false
+		default:
+			return failure.NotFound("user %q has no %s factor", u.Username, t)
+		}
+		return nil
+	})
+	if err == nil && t == TypeSMS {
+		err = s.engine.Store.Delete(ctx, smsKey(u.ID))
+	}
+	return err
+}
+
+// Deprovision disables every factor of the user. The lockout and the
+// last success and failure times stay.
+func (s *Service) Deprovision(ctx context.Context, u *account.User) error {
+	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		*f = storedFactors{}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.engine.Store.Delete(ctx, smsKey(u.ID))
+}
+
+func (s *Service) newSecret(uid string, t Type, raw []byte, counter uint64) *storedSecret {
+	id := RandomToken(12)
+	return &storedSecret{ID: id, Sealed: s.engine.Keystore.Seal(raw, sealContext(uid, t, id)), Counter: counter,
+		CreatedAt: s.now().UTC()}
+}
+
+// Types lists the user's enabled factors in ESA order (APP, SMS, HARD_TOKEN).
+func (s *Service) Types(ctx context.Context, u *account.User) ([]Type, error) {
+	f, err := s.factors(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	return f.types(), nil
+}
+
+// ErrSMSDelivery wraps a failure of the SMS sender.
+var ErrSMSDelivery = errors.New("the text message could not be sent")
+
+func (s *Service) canText(u *account.User) error {
+	if s.opts.Sender == nil {
+		return failure.Invalid("no SMS sender is configured (gatehouse global option: sms file <path> | sms webhook <url>)")
+	}
+	if u.MobileNumber == "" {
+		return failure.Invalid("user %q has no mobile number; set mobile_number first", u.Username)
+	}
+	return nil
+}
+
+// SendText sends text to the user's mobile number.
+func (s *Service) SendText(ctx context.Context, u *account.User, text string) error {
+	if err := s.canText(u); err != nil {
+		return err
+	}
+	if err := s.opts.Sender.Send(ctx, sms.Message{To: u.MobileNumber, Message: text}); err != nil {
+		s.engine.Logger.Error("sending a text message failed", zap.String("username", u.Username), zap.Error(err))
+		return fmt.Errorf("%w: %v", ErrSMSDelivery, err)
+	}
+	return nil
+}
+
+// smsCode is a pending SMS code: only its keyed digest is stored.
+type smsCode struct {
+	Digest    string    `json:"digest"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *Service) smsDigest(uid, code string) string {
+	return s.engine.Keystore.Index(smsDigestPurpose, []byte(uid+"\x00"+code))
+}
+
+// SendCode sends the user a new 6-digit SMS code, valid for 5 minutes and
+// once; it replaces any code sent before.
+func (s *Service) SendCode(ctx context.Context, u *account.User) error {
+	if err := s.canText(u); err != nil {
+		return err
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return err
+	}
+	code := fmt.Sprintf("%06d", n.Int64())
+	rec, _ := json.Marshal(smsCode{Digest: s.smsDigest(u.ID, code), ExpiresAt: s.now().Add(SMSCodeLifetime).UTC()})
+	if err := s.engine.Store.Put(ctx, smsKey(u.ID), rec, SMSCodeLifetime); err != nil {
+		return err
+	}
+	return s.SendText(ctx, u, fmt.Sprintf("Your %s code is %s. It is valid for %d minutes.",
+		s.opts.Issuer, code, int(SMSCodeLifetime.Minutes())))
+}
+
+// checkSMS accepts the pending SMS code once, before it expires.
+func (s *Service) checkSMS(ctx context.Context, u *account.User, f *factors, c string) (bool, string, error) {
+	if !f.sms {
+		return false, "", nil
+	}
+	raw, err := s.engine.Store.Get(ctx, smsKey(u.ID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	var rec smsCode
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return false, "", fmt.Errorf("decoding the SMS code of user ID %s: %v", u.ID, err)
+	}
+	if !s.now().Before(rec.ExpiresAt) || !matches(s.smsDigest(u.ID, c), rec.Digest) {
+		return false, "", nil
+	}
+	consumed, err := s.engine.Store.CompareAndSwap(ctx, smsKey(u.ID), raw, nil, 0)
+	if err != nil || !consumed {
+		return false, ReasonReplayed, err
+	}
+	_, err = s.advance(ctx, u.ID, func(*state) bool { return true })
+	return err == nil, "", err
+}
+
+// linkRecord is a pending enrolment link, stored under the digest of its
+// token.
+type linkRecord struct {
+	UserID   string `json:"user_id"`
+	Username string `json:"username"`
+	// AppID is the TOTP secret the link shows; a newer secret voids it.
+	AppID string `json:"app_id"`
+}
+
+func linkKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return enrolmentLinkPrefix + hex.EncodeToString(sum[:])
+}
+
+// errLinkInvalid is the one answer for an unknown, used, expired or
+// superseded enrolment link.
+var errLinkInvalid = failure.NotFound("this enrolment link is invalid, was already used or has expired; ask for a new one")
+
+// NewEnrolmentLink returns the token of a one-time link that shows the
+// enrolment's secret once, within the link lifetime.
+func (s *Service) NewEnrolmentLink(ctx context.Context, en *Enrolment, u *account.User) (string, error) {
+	token := RandomToken(enrolmentTokenBytes)
+	rec, _ := json.Marshal(linkRecord{UserID: u.ID, Username: u.Username, AppID: en.id})
+	return token, s.engine.Store.Put(ctx, linkKey(token), rec, s.opts.EnrolmentLinkLifetime)
+}
+
+// CheckEnrolmentLink returns the username of a valid link without using it.
+func (s *Service) CheckEnrolmentLink(ctx context.Context, token string) (string, error) {
+	rec, _, err := s.readLink(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	return rec.Username, nil
+}
+
+func (s *Service) readLink(ctx context.Context, token string) (*linkRecord, []byte, error) {
+	if len(token) != EnrolmentTokenLength {
+		return nil, nil, errLinkInvalid
+	}
+	raw, err := s.engine.Store.Get(ctx, linkKey(token))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, errLinkInvalid
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec linkRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, nil, fmt.Errorf("decoding an enrolment link: %v", err)
+	}
+	return &rec, raw, nil
+}
+
+// RedeemEnrolmentLink uses up the link and returns the secret it shows.
+func (s *Service) RedeemEnrolmentLink(ctx context.Context, token string) (*Enrolment, error) {
+	rec, raw, err := s.readLink(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	used, err := s.engine.Store.CompareAndSwap(ctx, linkKey(token), raw, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	if !used {
+		return nil, errLinkInvalid
+	}
+	u, err := s.engine.Accounts.User(ctx, rec.Username)
+	if failure.Status(err) == 404 {
+		return nil, errLinkInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.factors(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID != rec.UserID || f.app == nil || f.app.id != rec.AppID {
+		return nil, errLinkInvalid
+	}
+	raw2, _ := b32.DecodeString(f.app.base32)
+	return &Enrolment{Username: u.Username, URI: s.otpauthURI(u.Username, raw2), Secret: f.app.base32, id: f.app.id}, nil
+}

@@ -1,0 +1,530 @@
+// Package esa serves the ESET Secure Authentication API v1 on top of
+// Gatehouse's second factors, unchanged for its existing clients:
+//
+//	POST /auth/v1/start2fa                 {"username"}
+//	POST /auth/v1/authenticate             {"username","otp"}
+//	GET  /manage/users/v1/profile/{username}
+//	POST /manage/users/v1/unlock           {"username"}
+//	POST /manage/users/v1/deprovision      {"username"}
+//	POST /manage/users/v1/provisionmobileapp    {"username"}
+//	POST /manage/users/v1/provisiontextmessage  {"username"}
+//
+// Requests carry HTTP Basic API credentials, each enabled for the Auth API,
+// the User Management API or both. HTTP-level errors have an empty body:
+// 401 without credentials, 400 for a malformed Authorization header, 403
+// for wrong credentials or an API they are not enabled for, 500 on a fatal
+// error. API errors are HTTP 200 with "error" set to ERROR_USER_NOT_FOUND
+// or ERROR_FAULT and a message.
+package esa
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/plugin/basic"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+)
+
+// Path prefixes of the two APIs.
+const (
+	AuthPrefix   = "/auth/v1/"
+	ManagePrefix = "/manage/users/v1/"
+	profilePath  = ManagePrefix + "profile/"
+)
+
+// The ESA error codes.
+const (
+	ErrorNone         = "ERROR_NONE"
+	ErrorUserNotFound = "ERROR_USER_NOT_FOUND"
+	ErrorFault        = "ERROR_FAULT"
+)
+
+// MaxBodyBytes caps a request body.
+const MaxBodyBytes = 64 << 10
+
+// Handler serves the ESA API.
+type Handler struct {
+	svc       *twofactor.Service
+	engine    *engine.Engine
+	creds     *Credentials
+	portalURL string
+}
+
+// Options configure a Handler.
+type Options struct {
+	// PortalURL is the base URL of the login portal (https://host[:port])
+	// that installation_url links point to. provisionmobileapp answers
+	// ERROR_FAULT without it.
+	PortalURL string
+}
+
+// New returns the ESA API handler.
+func New(svc *twofactor.Service, opts Options) (*Handler, error) {
+	portalURL, err := CheckPortalURL(opts.PortalURL)
+	if err != nil {
+		return nil, err
+	}
+	e := svc.Engine()
+	return &Handler{svc: svc, engine: e, creds: NewCredentials(e), portalURL: portalURL}, nil
+}
+
+// CheckPortalURL validates a portal base URL (empty is allowed) and
+// returns it without a trailing slash.
+func CheckPortalURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("portal_url must be a base URL such as https://login.example.com:8443, not %q", s)
+	}
+	return strings.TrimSuffix(s, "/"), nil
+}
+
+// Handles reports whether path belongs to the ESA API.
+func Handles(path string) bool {
+	return strings.HasPrefix(path, AuthPrefix) || strings.HasPrefix(path, ManagePrefix)
+}
+
+// ServeHTTP implements http.Handler for paths where Handles is true.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	api := UserManagementAPI
+	if strings.HasPrefix(r.URL.Path, AuthPrefix) {
+		api = AuthAPI
+	}
+	cred, status := h.authorize(r, api)
+	if status != 0 {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ESA API"`)
+		}
+		emptyStatus(w, r, status)
+		return
+	}
+	c := &call{h: h, w: w, r: r, cred: cred}
+	switch path := r.URL.Path; {
+	case path == AuthPrefix+"start2fa":
+		c.start2fa()
+	case path == AuthPrefix+"authenticate":
+		c.authenticate()
+	case strings.HasPrefix(path, profilePath):
+		c.profile()
+	case path == ManagePrefix+"unlock":
+		c.manage("user unlocked", c.h.svc.Unlock)
+	case path == ManagePrefix+"deprovision":
+		c.manage("second factors removed", c.h.svc.Deprovision)
+	case path == ManagePrefix+"provisionmobileapp":
+		c.provisionMobileApp()
+	case path == ManagePrefix+"provisiontextmessage":
+		c.manage("SMS codes enabled", c.h.svc.EnrolSMS)
+	default:
+		emptyStatus(w, r, http.StatusNotFound)
+	}
+}
+
+// emptyStatus answers an HTTP-level error with an empty body. It reads (a
+// bounded part of) the request body first: an HTTP/2 client still sending
+// it would otherwise see its stream reset instead of the answer.
+func emptyStatus(w http.ResponseWriter, r *http.Request, status int) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes))
+	w.Header().Set("Content-Length", "0")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+}
+
+// authorize checks the API credentials; a non-zero status refuses.
+func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return nil, http.StatusUnauthorized
+	}
+	username, password, ok := basic.ParseAuthorization(values[0])
+	if !ok || len(values) > 1 {
+		return nil, http.StatusBadRequest
+	}
+	cred, err := h.creds.Check(r.Context(), username, password)
+	switch {
+	case errors.Is(err, errBadCredentials):
+		h.svc.Record(r, audit.Event{Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
+		return nil, http.StatusForbidden
+	case err != nil:
+		h.engine.Logger.Error("ESA API: checking credentials failed", zap.Error(err))
+		return nil, http.StatusInternalServerError
+	case !cred.enabled(api):
+		h.svc.Record(r, audit.Event{Credential: "esa_api:" + cred.Name, Outcome: audit.OutcomeFailure,
+			Reason: "ESA API credential not enabled for this API"})
+		return nil, http.StatusForbidden
+	}
+	return cred, 0
+}
+
+// Request is an ESA request body.
+type Request struct {
+	Username string
+	OTP      string
+}
+
+// ParseRequest decodes a request body: one JSON object whose "username"
+// and "otp" members, when present, are strings. Member names match
+// exactly and at most once, so no other JSON parser reads a different
+// request from the same bytes; other members are ignored, as ESA clients
+// may send more than this API reads.
+func ParseRequest(body []byte) (Request, error) {
+	var req Request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return req, errors.New("the request body must be a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return req, errors.New("the request body is not valid JSON")
+		}
+		name, _ := tok.(string)
+		var dst *string
+		switch name {
+		case "username":
+			dst = &req.Username
+		case "otp":
+			dst = &req.OTP
+		}
+		if dst == nil {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return req, errors.New("the request body is not valid JSON")
+			}
+			continue
+		}
+		if seen[name] {
+			return req, fmt.Errorf("field %q appears more than once", name)
+		}
+		seen[name] = true
+		if err := dec.Decode(dst); err != nil {
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) {
+				return req, fmt.Errorf("field %q must be a string", name)
+			}
+			return req, errors.New("the request body is not valid JSON")
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return req, errors.New("the request body is not valid JSON")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, errors.New("the request body holds more than one JSON value")
+	}
+	return req, nil
+}
+
+// call is one API request being served.
+type call struct {
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	cred *Credential
+}
+
+// reply is the error part every answer carries.
+type reply struct {
+	Error        string  `json:"error"`
+	ErrorMessage *string `json:"error_message"`
+}
+
+func ok() reply { return reply{Error: ErrorNone} }
+
+func fault(msg string) reply { return reply{Error: ErrorFault, ErrorMessage: &msg} }
+
+func (c *call) write(v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.Write(append(body, '\n'))
+}
+
+// fatal answers 500 with an empty body.
+func (c *call) fatal(err error) {
+	c.h.engine.Logger.Error("ESA API request failed", zap.String("path", c.r.URL.Path), zap.Error(err))
+	emptyStatus(c.w, c.r, http.StatusInternalServerError)
+}
+
+// user reads the JSON body of a POST endpoint and resolves its user.
+// When it returns nil, the answer (405, ERROR_FAULT, ERROR_USER_NOT_FOUND
+// or 500) was written — API errors through answer, which wraps the error
+// reply into the endpoint's response shape.
+func (c *call) user(answer func(reply)) (*account.User, Request) {
+	if c.r.Method != http.MethodPost {
+		c.w.Header().Set("Allow", http.MethodPost)
+		emptyStatus(c.w, c.r, http.StatusMethodNotAllowed)
+		return nil, Request{}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			answer(fault(fmt.Sprintf("the request body exceeds %d bytes", MaxBodyBytes)))
+			return nil, Request{}
+		}
+		emptyStatus(c.w, c.r, http.StatusBadRequest)
+		return nil, Request{}
+	}
+	req, err := ParseRequest(body)
+	if err != nil {
+		answer(fault(err.Error()))
+		return nil, req
+	}
+	return c.lookup(req.Username, answer), req
+}
+
+// lookup resolves a username like user does.
+func (c *call) lookup(username string, answer func(reply)) *account.User {
+	if username == "" {
+		answer(fault("username is required"))
+		return nil
+	}
+	u, err := c.h.engine.Accounts.User(c.r.Context(), username)
+	if failure.Status(err) == http.StatusNotFound {
+		msg := failure.Message(err)
+		answer(reply{Error: ErrorUserNotFound, ErrorMessage: &msg})
+		return nil
+	}
+	if err != nil {
+		c.fatal(err)
+		return nil
+	}
+	return u
+}
+
+// fail answers err: a refused operation is ERROR_FAULT with its message,
+// anything else (a store failure) a 500.
+func (c *call) fail(err error, answer func(reply)) {
+	var classified *failure.Error
+	switch {
+	case errors.As(err, &classified) && classified.Status < 500:
+		answer(fault(classified.Message))
+	case errors.Is(err, twofactor.ErrSMSDelivery):
+		answer(fault(twofactor.ErrSMSDelivery.Error()))
+	default:
+		c.fatal(err)
+	}
+}
+
+func (c *call) audit(username string, outcome, reason string) {
+	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: "esa_api:" + c.cred.Name, Outcome: outcome, Reason: reason})
+}
+
+// typeNames is never nil, so an empty list is [] in JSON.
+func typeNames(types []twofactor.Type) []twofactor.Type {
+	if types == nil {
+		return []twofactor.Type{}
+	}
+	return types
+}
+
+type start2faResponse struct {
+	ExpectedOTP []twofactor.Type `json:"expected_otp"`
+	reply
+}
+
+func (c *call) start2fa() {
+	out := start2faResponse{ExpectedOTP: []twofactor.Type{}}
+	answer := func(r reply) { out.reply = r; c.write(out) }
+	u, _ := c.user(answer)
+	if u == nil {
+		return
+	}
+	ctx := c.r.Context()
+	types, err := c.h.svc.Types(ctx, u)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	out.ExpectedOTP = typeNames(types)
+	if !slices.Contains(types, twofactor.TypeSMS) {
+		answer(ok())
+		return
+	}
+	locked, err := c.h.svc.Locked(ctx, u)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	if locked || !u.Active() {
+		msg := twofactor.ReasonLocked + "; no SMS code was sent"
+		if !u.Active() {
+			msg = twofactor.ReasonBlocked + "; no SMS code was sent"
+		}
+		answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+		return
+	}
+	if err := c.h.svc.SendCode(ctx, u); err != nil {
+		c.audit(u.Username, audit.OutcomeFailure, "sending the SMS code failed")
+		c.fail(err, answer)
+		return
+	}
+	c.audit(u.Username, audit.OutcomeSuccess, "SMS code sent")
+	answer(ok())
+}
+
+type authenticateResponse struct {
+	Authenticated bool `json:"authenticated"`
+	reply
+}
+
+func (c *call) authenticate() {
+	var out authenticateResponse
+	answer := func(r reply) { out.reply = r; c.write(out) }
+	u, req := c.user(answer)
+	if u == nil {
+		return
+	}
+	if req.OTP == "" {
+		answer(fault("otp is required"))
+		return
+	}
+	res, err := c.h.svc.Verify(c.r.Context(), u, req.OTP)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	if res.OK {
+		c.audit(u.Username, audit.OutcomeSuccess, "second factor accepted ("+string(res.Type)+")")
+		out.Authenticated = true
+		answer(ok())
+		return
+	}
+	c.audit(u.Username, audit.OutcomeFailure, res.Reason)
+	msg := res.Reason
+	answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+}
+
+// esaTime formats a time as the ESA profile does: UTC, no zone, seconds.
+type esaTime struct{ t *time.Time }
+
+// MarshalJSON implements json.Marshaler: "2014-01-01T00:00:00" or null.
+func (e esaTime) MarshalJSON() ([]byte, error) {
+	if e.t == nil {
+		return []byte("null"), nil
+	}
+	return []byte(`"` + e.t.UTC().Format("2006-01-02T15:04:05") + `"`), nil
+}
+
+type profileResponse struct {
+	Username            *string          `json:"username"`
+	MobileNumber        *string          `json:"mobile_number"`
+	IsLocked            bool             `json:"is_locked"`
+	LastSuccess         esaTime          `json:"last_success"`
+	LastFailure         esaTime          `json:"last_failure"`
+	ConsecutiveFailures int64            `json:"consecutive_failures"`
+	CredentialType      []twofactor.Type `json:"credential_type"`
+	reply
+}
+
+func (c *call) profile() {
+	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
+		c.w.Header().Set("Allow", "GET, HEAD")
+		emptyStatus(c.w, c.r, http.StatusMethodNotAllowed)
+		return
+	}
+	out := profileResponse{CredentialType: []twofactor.Type{}}
+	answer := func(r reply) { out.reply = r; c.write(out) }
+	escaped := strings.TrimPrefix(c.r.URL.EscapedPath(), profilePath)
+	username, err := url.PathUnescape(escaped)
+	if err != nil || strings.Contains(escaped, "/") {
+		answer(fault("the profile path must be " + profilePath + "{username}, with the username URL-encoded"))
+		return
+	}
+	u := c.lookup(username, answer)
+	if u == nil {
+		return
+	}
+	st, err := c.h.svc.Status(c.r.Context(), u)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	out.Username = &u.Username
+	if u.MobileNumber != "" {
+		out.MobileNumber = &u.MobileNumber
+	}
+	out.IsLocked, out.ConsecutiveFailures = st.Locked, st.ConsecutiveFailures
+	out.LastSuccess, out.LastFailure = esaTime{st.LastSuccess}, esaTime{st.LastFailure}
+	out.CredentialType = typeNames(st.Types)
+	answer(ok())
+}
+
+// manage runs a user-management operation that answers only the error part.
+func (c *call) manage(what string, op func(context.Context, *account.User) error) {
+	answer := func(r reply) { c.write(r) }
+	u, _ := c.user(answer)
+	if u == nil {
+		return
+	}
+	if err := op(c.r.Context(), u); err != nil {
+		c.fail(err, answer)
+		return
+	}
+	c.audit(u.Username, audit.OutcomeSuccess, what)
+	answer(ok())
+}
+
+type provisionResponse struct {
+	InstallationURL *string `json:"installation_url"`
+	reply
+}
+
+func (c *call) provisionMobileApp() {
+	var out provisionResponse
+	answer := func(r reply) { out.reply = r; c.write(out) }
+	u, _ := c.user(answer)
+	if u == nil {
+		return
+	}
+	if c.h.portalURL == "" {
+		answer(fault("provisionmobileapp needs the login portal's address: set portal_url in the gatehouse_esa directive"))
+		return
+	}
+	ctx := c.r.Context()
+	en, err := c.h.svc.EnrolApp(ctx, u, nil)
+	if err != nil {
+		c.fail(err, answer)
+		return
+	}
+	token, err := c.h.svc.NewEnrolmentLink(ctx, en, u)
+	if err != nil {
+		c.fatal(err)
+		return
+	}
+	link := c.h.portalURL + twofactor.EnrolPath + "?t=" + token
+	out.InstallationURL = &link
+	c.audit(u.Username, audit.OutcomeSuccess, "authenticator app provisioned; enrolment link issued")
+	if u.MobileNumber == "" || !c.h.svc.SMSAvailable() {
+		msg := "the installation URL was not sent by SMS: the user has no mobile number or no SMS sender is configured"
+		answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+		return
+	}
+	if err := c.h.svc.SendText(ctx, u, "Set up two-factor authentication in your authenticator app: "+link); err != nil {
+		c.fail(err, answer)
+		return
+	}
+	answer(ok())
+}

@@ -1,0 +1,330 @@
+package esa
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+type flakyStore struct {
+	storage.Store
+	down atomic.Bool
+}
+
+func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if f.down.Load() {
+		return nil, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f *flakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if f.down.Load() {
+		return storage.Entry{}, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
+	}
+	return f.Store.GetEntry(ctx, key)
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	msgs []sms.Message
+}
+
+func (r *recorder) Send(_ context.Context, m sms.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+func (r *recorder) last() sms.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.msgs) == 0 {
+		return sms.Message{}
+	}
+	return r.msgs[len(r.msgs)-1]
+}
+
+type env struct {
+	t          *testing.T
+	e          *engine.Engine
+	h          *Handler
+	flaky      *flakyStore
+	sent       *recorder
+	both, auth *NewCredentialView
+}
+
+func newEnv(t *testing.T) *env {
+	v := &env{t: t, sent: &recorder{}}
+	v.e = enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store {
+		v.flaky = &flakyStore{Store: s}
+		return v.flaky
+	})
+	svc := twofactor.New(v.e, twofactor.Options{Sender: v.sent})
+	var err error
+	if v.h, err = New(svc, Options{PortalURL: "https://login.example.com:8443/"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if v.both, err = v.h.creds.Create(ctx, CreateRequest{Name: "both", AuthAPI: true, UserManagementAPI: true}); err != nil {
+		t.Fatal(err)
+	}
+	if v.auth, err = v.h.creds.Create(ctx, CreateRequest{Name: "authonly", AuthAPI: true}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func basicAuth(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+func (v *env) do(method, path, body string, auth ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	for _, a := range auth {
+		r.Header.Add("Authorization", a)
+	}
+	w := httptest.NewRecorder()
+	v.h.ServeHTTP(w, r)
+	return w
+}
+
+// call makes an authorised call and decodes the JSON answer.
+func (v *env) call(method, path, body string) map[string]any {
+	v.t.Helper()
+	w := v.do(method, path, body, basicAuth(v.both.Username, v.both.Password))
+	if w.Code != 200 {
+		v.t.Fatalf("%s %s: HTTP %d %q", method, path, w.Code, w.Body.String())
+	}
+	var out map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+		v.t.Fatalf("%s %s: %v in %q", method, path, err, w.Body.String())
+	}
+	return out
+}
+
+func (v *env) user(name, mobile string) *account.User {
+	u, err := v.e.Accounts.CreateUser(context.Background(), account.NewUser{Username: name, MobileNumber: mobile})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return u
+}
+
+func TestHTTPLevelErrorsHaveEmptyBodies(t *testing.T) {
+	v := newEnv(t)
+	body := `{"username":"x"}`
+	for _, c := range []struct {
+		name   string
+		path   string
+		auth   []string
+		status int
+	}{
+		{"no credentials", "/auth/v1/start2fa", nil, 401},
+		{"not basic", "/auth/v1/start2fa", []string{"Bearer abc"}, 400},
+		{"bad base64", "/auth/v1/start2fa", []string{"Basic !!!"}, 400},
+		{"no colon", "/auth/v1/start2fa", []string{"Basic " + base64.StdEncoding.EncodeToString([]byte("abc"))}, 400},
+		{"two headers", "/auth/v1/start2fa", []string{basicAuth(v.both.Username, v.both.Password), basicAuth("a", "b")}, 400},
+		{"unknown user", "/auth/v1/start2fa", []string{basicAuth("esa-nobody", v.both.Password)}, 403},
+		{"wrong password", "/auth/v1/start2fa", []string{basicAuth(v.both.Username, v.both.Password+"x")}, 403},
+		{"swapped password", "/auth/v1/start2fa", []string{basicAuth(v.both.Username, v.auth.Password)}, 403},
+		{"not enabled", "/manage/users/v1/unlock", []string{basicAuth(v.auth.Username, v.auth.Password)}, 403},
+		{"unknown path", "/auth/v1/nothing", []string{basicAuth(v.both.Username, v.both.Password)}, 404},
+	} {
+		w := v.do("POST", c.path, body, c.auth...)
+		if w.Code != c.status || w.Body.Len() != 0 {
+			t.Errorf("%s: HTTP %d body %q, want %d and an empty body", c.name, w.Code, w.Body.String(), c.status)
+		}
+		if c.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: no WWW-Authenticate", c.name)
+		}
+	}
+	if w := v.do("GET", "/auth/v1/start2fa", "", basicAuth(v.both.Username, v.both.Password)); w.Code != 405 || w.Body.Len() != 0 {
+		t.Errorf("GET start2fa: %d %q", w.Code, w.Body.String())
+	}
+	// The auth-only credential works on the Auth API.
+	if w := v.do("POST", "/auth/v1/start2fa", body, basicAuth(v.auth.Username, v.auth.Password)); w.Code != 200 {
+		t.Errorf("auth-only credential on the Auth API: %d", w.Code)
+	}
+	// A fatal store error is a 500 with an empty body.
+	v.user("cold", "")
+	v.flaky.down.Store(true)
+	w := v.do("GET", "/manage/users/v1/profile/cold", "", basicAuth(v.both.Username, v.both.Password))
+	v.flaky.down.Store(false)
+	if w.Code != 500 || w.Body.Len() != 0 {
+		t.Errorf("store down: HTTP %d %q", w.Code, w.Body.String())
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	v := newEnv(t)
+	for _, body := range []string{"", "not json", "[1]", `{"username":5}`, `{"username":"a"} {}`, `{"username":""}`,
+		`{"username":"a","username":"b"}`, `{"username":null}`, `{"username":"a"`} {
+		out := v.call("POST", "/auth/v1/start2fa", body)
+		if out["error"] != ErrorFault || out["error_message"] == nil {
+			t.Errorf("body %q: %v", body, out)
+		}
+	}
+	out := v.call("POST", "/auth/v1/authenticate", `{"username":"ghost","otp":`)
+	if out["error"] != ErrorFault || out["authenticated"] != false {
+		t.Errorf("malformed authenticate keeps its shape: %v", out)
+	}
+	out = v.call("POST", "/auth/v1/authenticate", `{"username":"ghost","otp":"123456"}`)
+	if out["error"] != ErrorUserNotFound || out["authenticated"] != false {
+		t.Errorf("unknown user: %v", out)
+	}
+	out = v.call("GET", "/manage/users/v1/profile/ghost", "")
+	if out["error"] != ErrorUserNotFound {
+		t.Errorf("unknown user profile: %v", out)
+	}
+	v.user("nophone", "")
+	out = v.call("POST", "/manage/users/v1/provisiontextmessage", `{"username":"nophone"}`)
+	if out["error"] != ErrorFault || !strings.Contains(out["error_message"].(string), "mobile number") {
+		t.Errorf("provisiontextmessage without a number: %v", out)
+	}
+}
+
+func TestAppFlow(t *testing.T) {
+	v := newEnv(t)
+	v.user("alice", "+421900111222")
+	out := v.call("POST", "/auth/v1/start2fa", `{"username":"alice","extra":true}`)
+	if fmt.Sprint(out["expected_otp"]) != "[]" || out["error"] != ErrorNone || out["error_message"] != nil {
+		t.Fatalf("start2fa without 2FA: %v", out)
+	}
+	out = v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"Alice"}`)
+	link, _ := out["installation_url"].(string)
+	if out["error"] != ErrorNone || !regexp.MustCompile(`^https://login\.example\.com:8443/gatehouse/enrol\?t=[A-Za-z0-9_-]{43}$`).MatchString(link) {
+		t.Fatalf("provisionmobileapp: %v", out)
+	}
+	if m := v.sent.last(); m.To != "+421900111222" || !strings.Contains(m.Message, link) {
+		t.Fatalf("installation URL SMS: %+v", m)
+	}
+	en, err := v.h.svc.RedeemEnrolmentLink(context.Background(), link[strings.Index(link, "t=")+2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = v.call("POST", "/auth/v1/start2fa", `{"username":"alice"}`)
+	if fmt.Sprint(out["expected_otp"]) != "[APP]" {
+		t.Fatalf("start2fa: %v", out)
+	}
+	c, _ := totp.GenerateCode(en.Secret, time.Now())
+	out = v.call("POST", "/auth/v1/authenticate", `{"username":"alice","otp":"`+c+`"}`)
+	if out["authenticated"] != true || out["error"] != ErrorNone {
+		t.Fatalf("authenticate: %v", out)
+	}
+	out = v.call("POST", "/auth/v1/authenticate", `{"username":"alice","otp":"`+c+`"}`)
+	if out["authenticated"] != false || out["error"] != ErrorNone || out["error_message"] != twofactor.ReasonReplayed {
+		t.Fatalf("replayed: %v", out)
+	}
+	out = v.call("GET", "/manage/users/v1/profile/al%69ce", "")
+	want := map[string]any{"username": "alice", "mobile_number": "+421900111222", "is_locked": false,
+		"consecutive_failures": float64(1), "error": ErrorNone, "error_message": nil}
+	for k, w := range want {
+		if out[k] != w {
+			t.Errorf("profile %s = %v, want %v", k, out[k], w)
+		}
+	}
+	date := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$`)
+	for _, k := range []string{"last_success", "last_failure"} {
+		if s, _ := out[k].(string); !date.MatchString(s) {
+			t.Errorf("profile %s = %v", k, out[k])
+		}
+	}
+	if fmt.Sprint(out["credential_type"]) != "[APP]" {
+		t.Errorf("credential_type %v", out["credential_type"])
+	}
+}
+
+func TestSMSLockUnlockDeprovision(t *testing.T) {
+	v := newEnv(t)
+	v.user("bob", "+12025550100")
+	if out := v.call("POST", "/manage/users/v1/provisiontextmessage", `{"username":"bob"}`); out["error"] != ErrorNone {
+		t.Fatal(out)
+	}
+	out := v.call("POST", "/auth/v1/start2fa", `{"username":"bob"}`)
+	if fmt.Sprint(out["expected_otp"]) != "[SMS]" {
+		t.Fatalf("start2fa: %v", out)
+	}
+	code := regexp.MustCompile(`\d{6}`).FindString(v.sent.last().Message)
+	for range 5 {
+		v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"000000"}`)
+	}
+	out = v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"`+code+`"}`)
+	if out["authenticated"] != false || out["error_message"] != twofactor.ReasonLocked {
+		t.Fatalf("locked user with the right code: %v", out)
+	}
+	if out = v.call("GET", "/manage/users/v1/profile/bob", ""); out["is_locked"] != true || out["consecutive_failures"] != float64(6) {
+		t.Fatalf("profile: %v", out)
+	}
+	if out = v.call("POST", "/manage/users/v1/unlock", `{"username":"bob"}`); out["error"] != ErrorNone {
+		t.Fatal(out)
+	}
+	out = v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"`+code+`"}`)
+	if out["authenticated"] != true {
+		t.Fatalf("after unlock: %v", out)
+	}
+	if out = v.call("POST", "/manage/users/v1/deprovision", `{"username":"bob"}`); out["error"] != ErrorNone {
+		t.Fatal(out)
+	}
+	if out = v.call("POST", "/auth/v1/start2fa", `{"username":"bob"}`); fmt.Sprint(out["expected_otp"]) != "[]" {
+		t.Fatalf("after deprovision: %v", out)
+	}
+	if out = v.call("GET", "/manage/users/v1/profile/bob", ""); out["mobile_number"] != "+12025550100" || out["is_locked"] != false {
+		t.Fatalf("profile: %v", out)
+	}
+}
+
+func TestProvisionMobileAppNeedsPortal(t *testing.T) {
+	v := newEnv(t)
+	v.h.portalURL = ""
+	v.user("carol", "")
+	out := v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"carol"}`)
+	if out["error"] != ErrorFault || out["installation_url"] != nil {
+		t.Fatalf("%v", out)
+	}
+	for _, bad := range []string{"ftp://x", "https://x/path", "https://x?q", "login.example.com"} {
+		if _, err := New(v.h.svc, Options{PortalURL: bad}); err == nil {
+			t.Errorf("portal URL %q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{`{"username":"a","otp":"123456"}`, `{}`, `[]`, `{"username":1}`, "", `{"username":"\u0000"}`, `{"a":{"b":[1,2,{}]}}`, `{"USERNAME":"x"}`, `{"username":"a","Username":"b"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ParseRequest(body)
+		if err != nil {
+			return
+		}
+		var obj map[string]any
+		if json.Unmarshal(body, &obj) != nil {
+			t.Fatalf("accepted %q, which is not one JSON object", body)
+		}
+		if u, _ := obj["username"].(string); u != req.Username {
+			t.Fatalf("username %q decoded as %q", u, req.Username)
+		}
+		if o, _ := obj["otp"].(string); o != req.OTP {
+			t.Fatalf("otp %q decoded as %q", o, req.OTP)
+		}
+	})
+}

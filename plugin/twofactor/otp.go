@@ -1,0 +1,115 @@
+package twofactor
+
+import (
+	"crypto/subtle"
+	"encoding/base32"
+	"strings"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
+)
+
+// b32 is the canonical encoding of OTP secrets (RFC 4648 base32, no
+// padding), as authenticator apps and oathtool -b expect it.
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+var hotpOpts = hotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+
+// code returns the RFC 4226 code of secret (base32) at counter; TOTP is
+// HOTP with the time step as counter (RFC 6238).
+func code(secretB32 string, counter uint64) string {
+	c, err := hotp.GenerateCodeCustom(secretB32, counter, hotpOpts)
+	if err != nil {
+		return "" // cannot happen: secrets are validated when enrolled
+	}
+	return c
+}
+
+// matches compares a presented code with the expected one in constant time.
+func matches(presented, expected string) bool {
+	return expected != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(expected)) == 1
+}
+
+// totpStep is the RFC 6238 time step of a Unix time.
+func totpStep(unix int64) int64 { return unix / totpPeriod }
+
+// matchTOTP returns the time step within ±1 of now whose code is
+// presented, or false.
+func matchTOTP(sec *secret, presented string, unix int64) (int64, bool) {
+	now := totpStep(unix)
+	for step := now - 1; step <= now+1; step++ {
+		if step >= 0 && matches(presented, code(sec.base32, uint64(step))) {
+			return step, true
+		}
+	}
+	return 0, false
+}
+
+// matchHOTP returns the counter from next to next+window whose code is
+// presented, or false.
+func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, bool) {
+	for c := next; c <= next+uint64(window) && c >= next; c++ {
+		if matches(presented, code(sec.base32, c)) {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+// NormalizeCode removes the spaces and dashes people type inside a code
+// ("123 456") and reports whether what is left is a well-formed 6-digit
+// code.
+func NormalizeCode(s string) (string, bool) {
+	if len(s) > 32 {
+		return "", false
+	}
+	s = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' || r == '\t' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) != codeDigits {
+		return s, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return s, false
+		}
+	}
+	return s, true
+}
+
+// DecodeSecret parses a base32 OTP secret as people and token vendors
+// write it: any case, optional padding, spaces and dashes allowed. It
+// must hold 128 to 512 bits.
+func DecodeSecret(s string) ([]byte, error) {
+	cleaned := strings.ToUpper(strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' || r == '=' {
+			return -1
+		}
+		return r
+	}, s))
+	raw, err := b32.DecodeString(cleaned)
+	if err != nil || cleaned == "" {
+		return nil, failure.Invalid("secret must be base32 (RFC 4648: letters A-Z and digits 2-7)")
+	}
+	if len(raw) < minSecretBytes || len(raw) > maxSecretBytes {
+		return nil, failure.Invalid("secret must hold %d to %d bytes (RFC 4226 requires at least 128 bits); this one holds %d",
+			minSecretBytes, maxSecretBytes, len(raw))
+	}
+	return raw, nil
+}
+
+// otpauthURI is the Key URI authenticator apps scan for a TOTP secret.
+func (s *Service) otpauthURI(username string, raw []byte) string {
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.opts.Issuer, AccountName: username, Secret: raw,
+		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return "" // cannot happen: issuer and account name are never empty
+	}
+	return key.URL()
+}

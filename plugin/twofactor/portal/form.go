@@ -1,0 +1,99 @@
+package portal
+
+import (
+	"fmt"
+	"mime"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+)
+
+// maxFormBytes caps a portal form body.
+const maxFormBytes = 16 << 10
+
+// form is a submitted portal form.
+type form struct {
+	CSRF, Step, Username, Password, Code, Return, Token string
+}
+
+// formFields are the accepted fields with their length limits in bytes.
+var formFields = []struct {
+	name string
+	max  int
+	dst  func(*form) *string
+}{
+	{"csrf", 128, func(f *form) *string { return &f.CSRF }},
+	{"step", 16, func(f *form) *string { return &f.Step }},
+	{"username", 4 * account.MaxUsernameLength, func(f *form) *string { return &f.Username }},
+	{"password", account.MaxPasswordLength, func(f *form) *string { return &f.Password }},
+	{"code", 32, func(f *form) *string { return &f.Code }},
+	{"return", maxReturnLength, func(f *form) *string { return &f.Return }},
+	{"t", 64, func(f *form) *string { return &f.Token }},
+}
+
+// parseForm decodes an application/x-www-form-urlencoded body. Each known
+// field may appear at most once, must be valid UTF-8 and within its length
+// limit; unknown fields are ignored.
+func parseForm(contentType string, body []byte) (form, error) {
+	var f form
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/x-www-form-urlencoded" {
+		return f, fmt.Errorf("the form must be sent as application/x-www-form-urlencoded")
+	}
+	if len(body) > maxFormBytes {
+		return f, fmt.Errorf("the form exceeds %d bytes", maxFormBytes)
+	}
+	values, err := url.ParseQuery(string(body))
+	if err != nil {
+		return f, fmt.Errorf("the form is malformed")
+	}
+	for _, field := range formFields {
+		v := values[field.name]
+		switch {
+		case len(v) > 1:
+			return form{}, fmt.Errorf("the field %q appears more than once", field.name)
+		case len(v) == 0:
+			continue
+		case len(v[0]) > field.max:
+			return form{}, fmt.Errorf("the field %q is too long", field.name)
+		case !utf8.ValidString(v[0]) || strings.ContainsRune(v[0], 0):
+			return form{}, fmt.Errorf("the field %q is not valid text", field.name)
+		}
+		*field.dst(&f) = v[0]
+	}
+	return f, nil
+}
+
+// maxReturnLength caps the return path.
+const maxReturnLength = 2048
+
+// SafeReturn returns target when it is a path on this site to send the
+// browser back to after sign-in, and "/" otherwise: it must start with a
+// single '/', hold no backslash, control character or whitespace (browsers
+// drop tabs and newlines, turning "/\t/evil" into "//evil"), no scheme or
+// host, and not point at the portal itself.
+func SafeReturn(target string) string {
+	if target == "" || len(target) > maxReturnLength || target[0] != '/' {
+		return "/"
+	}
+	if len(target) > 1 && (target[1] == '/' || target[1] == '\\') {
+		return "/"
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	if !utf8.ValidString(target) {
+		return "/"
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return "/"
+	}
+	if strings.HasPrefix(u.Path, "/gatehouse/") {
+		return "/"
+	}
+	return target
+}

@@ -1,0 +1,396 @@
+package portal
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+type outbox struct {
+	mu   sync.Mutex
+	msgs []sms.Message
+}
+
+func (o *outbox) Send(_ context.Context, m sms.Message) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.msgs = append(o.msgs, m)
+	return nil
+}
+
+func (o *outbox) code(t *testing.T) string {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.msgs) == 0 {
+		t.Fatal("no SMS sent")
+	}
+	return regexp.MustCompile(`\d{6}`).FindString(o.msgs[len(o.msgs)-1].Message)
+}
+
+type harness struct {
+	t      *testing.T
+	e      *engine.Engine
+	svc    *twofactor.Service
+	portal *Portal
+	srv    *httptest.Server
+	sent   *outbox
+}
+
+const password = "correct horse battery"
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{t: t, e: enginetest.New(t, engine.Config{}, nil), sent: &outbox{}}
+	h.svc = twofactor.New(h.e, twofactor.Options{Sender: h.sent})
+	h.portal = New(h.svc)
+	mux := http.NewServeMux()
+	for _, ep := range h.portal.Endpoints() {
+		mux.Handle(ep.Path, ep.Handler)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("upstream " + r.URL.RequestURI())) })
+	h.srv = httptest.NewTLSServer(mux)
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *harness) user(name, mobile string) *account.User {
+	pw := password
+	u, err := h.e.Accounts.CreateUser(context.Background(), account.NewUser{Username: name, Password: &pw, MobileNumber: mobile})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return u
+}
+
+// browser is a client with a cookie jar that does not follow redirects.
+type browser struct {
+	h      *harness
+	client *http.Client
+	csrf   string
+}
+
+func (h *harness) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	c := *h.srv.Client()
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{h: h, client: &c}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+func (b *browser) page(resp *http.Response) string {
+	b.h.t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := csrfField.FindSubmatch(body); m != nil {
+		b.csrf = string(m[1])
+	}
+	return string(body)
+}
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.h.t.Helper()
+	resp, err := b.client.Get(b.h.srv.URL + path)
+	if err != nil {
+		b.h.t.Fatal(err)
+	}
+	return resp, b.page(resp)
+}
+
+func (b *browser) post(path string, form url.Values, hdr ...string) (*http.Response, string) {
+	b.h.t.Helper()
+	if _, ok := form["csrf"]; !ok {
+		form.Set("csrf", b.csrf)
+	}
+	req, _ := http.NewRequest("POST", b.h.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.h.t.Fatal(err)
+	}
+	return resp, b.page(resp)
+}
+
+func (b *browser) signInPassword(username, pw, ret string) (*http.Response, string) {
+	b.h.t.Helper()
+	b.get("/gatehouse/login?return=" + url.QueryEscape(ret))
+	return b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {username}, "password": {pw}, "return": {ret}})
+}
+
+func TestLoginWithSMS(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("alice", "+421900000001")
+	if err := h.svc.EnrolSMS(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	resp, body := b.get("/gatehouse/login?return=%2Fapp%3Fx%3D1")
+	if resp.StatusCode != 200 || !strings.Contains(body, `name="return" value="/app?x=1"`) {
+		t.Fatalf("login page: %d %s", resp.StatusCode, body)
+	}
+	for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("missing %s", h)
+		}
+	}
+	if !strings.Contains(resp.Header.Get("Set-Cookie"), "SameSite=Strict") || !strings.Contains(resp.Header.Get("Set-Cookie"), "HttpOnly") {
+		t.Errorf("pre-session cookie: %s", resp.Header.Get("Set-Cookie"))
+	}
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"alice"}, "password": {"wrong password"}, "return": {"/app?x=1"}})
+	if !strings.Contains(body, "Sign-in failed") {
+		t.Fatalf("wrong password: %s", body)
+	}
+	if st, _ := h.svc.Status(context.Background(), u); st.ConsecutiveFailures != 1 {
+		t.Fatalf("the wrong password was not counted: %+v", st)
+	}
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"ALICE"}, "password": {password}, "return": {"/app?x=1"}})
+	if !strings.Contains(body, `id="code"`) || !strings.Contains(body, "text message") {
+		t.Fatalf("code step: %s", body)
+	}
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"000000"}})
+	if !strings.Contains(body, "not right") {
+		t.Fatalf("wrong code: %s", body)
+	}
+	resp, _ = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {h.sent.code(t)}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app?x=1" {
+		t.Fatalf("after the code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == session.CookieName {
+			sess = c
+		}
+	}
+	if sess == nil || !sess.HttpOnly || !sess.Secure || sess.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("session cookie: %+v", sess)
+	}
+	s, err := h.e.Sessions.Lookup(context.Background(), sess.Value)
+	if err != nil || s.Username != "alice" || !s.SecondFactor || s.Origin != "login" || s.UserID != u.ID {
+		t.Fatalf("session: %+v %v", s, err)
+	}
+	if st, _ := h.svc.Status(context.Background(), u); st.ConsecutiveFailures != 0 {
+		t.Fatalf("failures not reset: %+v", st)
+	}
+	// The half-signed-in state is gone.
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"123456"}})
+	if !strings.Contains(body, "expired") {
+		t.Fatalf("code step after sign-in: %s", body)
+	}
+}
+
+func TestLoginWithAppAndLockout(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("bob", "")
+	en, err := h.svc.EnrolApp(context.Background(), u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	_, body := b.signInPassword("bob", password, "/")
+	if !strings.Contains(body, "authenticator app") {
+		t.Fatalf("code step: %s", body)
+	}
+	for range 4 {
+		_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
+	}
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
+	if !strings.Contains(body, "locked") || !strings.Contains(body, `id="password"`) {
+		t.Fatalf("fifth wrong code: %s", body)
+	}
+	// Locked: even the right password gets the generic refusal.
+	_, body = b.signInPassword("bob", password, "/")
+	if !strings.Contains(body, "Sign-in failed") {
+		t.Fatalf("locked user's password: %s", body)
+	}
+	h.svc.Unlock(context.Background(), u)
+	b.signInPassword("bob", password, "/")
+	c, _ := totp.GenerateCode(en.Secret, time.Now())
+	resp, _ := b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {c}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("after unlock: %d", resp.StatusCode)
+	}
+}
+
+func TestNoFactorNoLogin(t *testing.T) {
+	h := newHarness(t)
+	h.user("carol", "")
+	_, body := h.browser().signInPassword("carol", password, "/")
+	if !strings.Contains(body, "not set up") {
+		t.Fatalf("%s", body)
+	}
+}
+
+func TestCSRFRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.user("dave", "")
+	b := h.browser()
+	b.get("/gatehouse/login")
+	form := func(csrf string) url.Values {
+		return url.Values{"step": {"password"}, "username": {"dave"}, "password": {password}, "csrf": {csrf}}
+	}
+	cases := []struct {
+		name string
+		form url.Values
+		hdr  []string
+	}{
+		{"no token", form(""), nil},
+		{"wrong token", form(strings.Repeat("0", 64)), nil},
+		{"foreign origin", form(b.csrf), []string{"Origin", "https://evil.example"}},
+		{"cross-site fetch", form(b.csrf), []string{"Sec-Fetch-Site", "cross-site"}},
+		{"same-site fetch", form(b.csrf), []string{"Sec-Fetch-Site", "same-site"}},
+	}
+	for _, c := range cases {
+		resp, body := b.post("/gatehouse/login", c.form, c.hdr...)
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(body, `id="code"`) {
+			t.Errorf("%s: %d", c.name, resp.StatusCode)
+		}
+	}
+	// Another browser's token does not work with this browser's cookie.
+	other := h.browser()
+	other.get("/gatehouse/login")
+	if resp, _ := b.post("/gatehouse/login", form(other.csrf)); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("another browser's token: %d", resp.StatusCode)
+	}
+	// Wrong content type and duplicate fields are refused.
+	req, _ := http.NewRequest("POST", h.srv.URL+"/gatehouse/login", strings.NewReader(`{"step":"password"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, _ := b.client.Do(req); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("JSON body: %d", resp.StatusCode)
+	}
+	resp, _ := b.post("/gatehouse/login", url.Values{"step": {"password", "code"}})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("duplicate step: %d", resp.StatusCode)
+	}
+	// The same-origin request works.
+	resp, body := b.post("/gatehouse/login", form(b.csrf), "Origin", h.srv.URL, "Sec-Fetch-Site", "same-origin")
+	if resp.StatusCode != 200 || !strings.Contains(body, "not set up") {
+		t.Errorf("same origin: %d", resp.StatusCode)
+	}
+}
+
+func TestPendingExpires(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("erin", "")
+	en, _ := h.svc.EnrolApp(context.Background(), u, nil)
+	b := h.browser()
+	b.signInPassword("erin", password, "/x")
+	h.portal.now = func() time.Time { return time.Now().Add(PendingLifetime + time.Second) }
+	c, _ := totp.GenerateCode(en.Secret, time.Now())
+	_, body := b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {c}})
+	if !strings.Contains(body, "expired") {
+		t.Fatalf("%s", body)
+	}
+}
+
+func TestEnrolmentPage(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("fay", "")
+	en, _ := h.svc.EnrolApp(context.Background(), u, nil)
+	token, err := h.svc.NewEnrolmentLink(context.Background(), en, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	resp, body := b.get("/gatehouse/enrol?t=" + token)
+	if resp.StatusCode != 200 || !strings.Contains(body, "fay") || strings.Contains(body, en.Secret) {
+		t.Fatalf("confirm page: %d %s", resp.StatusCode, body)
+	}
+	resp, body = b.post("/gatehouse/enrol", url.Values{"t": {token}})
+	if resp.StatusCode != 200 || !strings.Contains(body, en.Secret) || !strings.Contains(body, `src="data:image/png;base64,`) ||
+		!strings.Contains(body, "otpauth://totp/Gatehouse:fay?") {
+		t.Fatalf("setup page: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ = b.post("/gatehouse/enrol", url.Values{"t": {token}}); resp.StatusCode != 404 {
+		t.Fatalf("second use: %d", resp.StatusCode)
+	}
+	if resp, _ = b.get("/gatehouse/enrol?t=" + token); resp.StatusCode != 404 {
+		t.Fatalf("used link: %d", resp.StatusCode)
+	}
+}
+
+func TestSafeReturn(t *testing.T) {
+	for in, want := range map[string]string{
+		"/app?x=1#f":                    "/app?x=1#f",
+		"/":                             "/",
+		"":                              "/",
+		"//evil.example":                "/",
+		"/\\evil.example":               "/",
+		"/a\\b":                         "/",
+		"https://evil.example/":         "/",
+		"javascript:alert(1)":           "/",
+		"evil.example":                  "/",
+		"/\t/evil.example":              "/",
+		"/%0a/evil":                     "/%0a/evil",
+		"/\n/evil":                      "/",
+		"/gatehouse/logout":             "/",
+		"/gatehouse/login?x":            "/",
+		"///evil":                       "/",
+		"/ok/../../x":                   "/ok/../../x",
+		"/" + strings.Repeat("a", 3000): "/",
+	} {
+		if got := SafeReturn(in); got != want {
+			t.Errorf("SafeReturn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzSafeReturn(f *testing.F) {
+	for _, s := range []string{"/app", "//x", "/\\x", "http://x", "/a?b=//c", "/%2f%2fx", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := SafeReturn(s)
+		if got == "/" {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Host != "" || u.Scheme != "" || !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") ||
+			strings.ContainsAny(got, "\\\t\n\r ") {
+			t.Fatalf("SafeReturn(%q) = %q is not a same-site path", s, got)
+		}
+		// What a browser makes of it must stay on the site.
+		base, _ := url.Parse("https://site.example/login")
+		if ref := base.ResolveReference(u); ref.Host != "site.example" {
+			t.Fatalf("SafeReturn(%q) = %q resolves to %s", s, got, ref)
+		}
+	})
+}
+
+func FuzzParseForm(f *testing.F) {
+	for _, s := range []string{"step=password&username=a&password=b&csrf=c", "step=a&step=b", "%zz", "username=%00", "t=" + strings.Repeat("x", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		fm, err := parseForm("application/x-www-form-urlencoded; charset=utf-8", []byte(body))
+		if err != nil {
+			return
+		}
+		for _, field := range formFields {
+			v := *field.dst(&fm)
+			if len(v) > field.max || strings.ContainsRune(v, 0) {
+				t.Fatalf("field %s = %q passed", field.name, v)
+			}
+		}
+	})
+}

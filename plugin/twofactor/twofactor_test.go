@@ -1,0 +1,514 @@
+package twofactor
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+)
+
+// rfcSecret is the shared secret of the RFC 4226 and RFC 6238 (SHA-1) test vectors.
+var rfcSecret = b32.EncodeToString([]byte("12345678901234567890"))
+
+func TestRFC4226Vectors(t *testing.T) {
+	// RFC 4226 Appendix D.
+	want := []string{"755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"}
+	for counter, w := range want {
+		if got := code(rfcSecret, uint64(counter)); got != w {
+			t.Errorf("HOTP counter %d: got %s, want %s", counter, got, w)
+		}
+	}
+}
+
+func TestRFC6238Vectors(t *testing.T) {
+	// RFC 6238 Appendix B, SHA-1; the 6-digit code is the last 6 digits of
+	// the 8-digit one (both are the truncated value modulo 10^digits).
+	for _, v := range []struct {
+		unix int64
+		want string
+	}{{59, "94287082"}, {1111111109, "07081804"}, {1111111111, "14050471"},
+		{1234567890, "89005924"}, {2000000000, "69279037"}, {20000000000, "65353130"}} {
+		sec := &secret{base32: rfcSecret}
+		got := code(rfcSecret, uint64(totpStep(v.unix)))
+		if got != v.want[2:] {
+			t.Errorf("TOTP at %d: got %s, want %s", v.unix, got, v.want[2:])
+		}
+		if step, ok := matchTOTP(sec, v.want[2:], v.unix); !ok || step != totpStep(v.unix) {
+			t.Errorf("TOTP at %d not matched (step %d, %v)", v.unix, step, ok)
+		}
+	}
+}
+
+func oathtool(t *testing.T, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("oathtool")
+	if err != nil {
+		t.Skip("oathtool is not installed (apt-get install oathtool)")
+	}
+	out, err := exec.Command(path, args...).Output()
+	if err != nil {
+		t.Fatalf("oathtool %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestAgainstOathtool(t *testing.T) {
+	secretB32 := "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	for _, counter := range []uint64{0, 1, 7, 1000, 1 << 33} {
+		want := oathtool(t, "-c", strconv.FormatUint(counter, 10), "-b", secretB32)
+		if got := code(secretB32, counter); got != want {
+			t.Errorf("HOTP %d: got %s, oathtool %s", counter, got, want)
+		}
+	}
+	for _, unix := range []int64{0, 59, 1700000000, 4102444800} {
+		want := oathtool(t, "--totp", "-b", "-N", "@"+strconv.FormatInt(unix, 10), secretB32)
+		if got := code(secretB32, uint64(totpStep(unix))); got != want {
+			t.Errorf("TOTP at %d: got %s, oathtool %s", unix, got, want)
+		}
+	}
+}
+
+// fakeSender records messages.
+type fakeSender struct {
+	mu   sync.Mutex
+	msgs []sms.Message
+	err  error
+}
+
+func (f *fakeSender) Send(_ context.Context, m sms.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.msgs = append(f.msgs, m)
+	return nil
+}
+
+var codeInText = regexp.MustCompile(`\b(\d{6})\b`)
+
+func (f *fakeSender) lastCode(t *testing.T) string {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.msgs) == 0 {
+		t.Fatal("no SMS was sent")
+	}
+	m := codeInText.FindStringSubmatch(f.msgs[len(f.msgs)-1].Message)
+	if m == nil {
+		t.Fatalf("no code in %q", f.msgs[len(f.msgs)-1].Message)
+	}
+	return m[1]
+}
+
+type fixture struct {
+	svc    *Service
+	e      *engine.Engine
+	sender *fakeSender
+	clock  time.Time
+	mu     sync.Mutex
+}
+
+func newFixture(t testing.TB) *fixture {
+	e := enginetest.New(t, engine.Config{}, nil)
+	fx := &fixture{e: e, sender: &fakeSender{}, clock: time.Unix(1_700_000_000, 0)}
+	fx.svc = New(e, Options{Sender: fx.sender})
+	fx.svc.now = func() time.Time {
+		fx.mu.Lock()
+		defer fx.mu.Unlock()
+		return fx.clock
+	}
+	return fx
+}
+
+func (fx *fixture) advance(d time.Duration) {
+	fx.mu.Lock()
+	fx.clock = fx.clock.Add(d)
+	fx.mu.Unlock()
+}
+
+func (fx *fixture) user(t testing.TB, name, mobile string) *account.User {
+	t.Helper()
+	u, err := fx.e.Accounts.CreateUser(context.Background(), account.NewUser{Username: name, MobileNumber: mobile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (fx *fixture) verify(t *testing.T, u *account.User, c string) Result {
+	t.Helper()
+	res, err := fx.svc.Verify(context.Background(), u, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func secretOf(t *testing.T, uri string) string {
+	t.Helper()
+	m := regexp.MustCompile(`secret=([A-Z2-7]+)`).FindStringSubmatch(uri)
+	if m == nil {
+		t.Fatalf("no secret in %s", uri)
+	}
+	return m[1]
+}
+
+func TestAppCodeAcceptedOnce(t *testing.T) {
+	fx := newFixture(t)
+	u := fx.user(t, "alice", "")
+	en, err := fx.svc.EnrolApp(context.Background(), u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(en.URI, "otpauth://totp/Gatehouse:alice?") || !strings.Contains(en.URI, "issuer=Gatehouse") {
+		t.Fatalf("otpauth URI: %s", en.URI)
+	}
+	sec := secretOf(t, en.URI)
+	if raw, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(sec); len(raw) != 20 {
+		t.Fatalf("generated secret holds %d bytes, want 20", len(raw))
+	}
+	now := fx.svc.now().Unix()
+	current := code(sec, uint64(totpStep(now)))
+	if res := fx.verify(t, u, current[:3]+" "+current[3:]); !res.OK || res.Type != TypeApp {
+		t.Fatalf("current code refused: %+v", res)
+	}
+	if res := fx.verify(t, u, current); res.OK || res.Reason != ReasonReplayed {
+		t.Fatalf("replayed code: %+v", res)
+	}
+	// The previous step is older than the one accepted: refused too.
+	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)-1))); res.OK {
+		t.Fatalf("older code accepted: %+v", res)
+	}
+	// The next step (clock skew +30 s) is accepted, then two steps ahead is not.
+	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)+1))); !res.OK {
+		t.Fatalf("next-step code refused: %+v", res)
+	}
+	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)+3))); res.OK {
+		t.Fatalf("code three steps ahead accepted: %+v", res)
+	}
+	fx.advance(90 * time.Second)
+	if res := fx.verify(t, u, code(sec, uint64(totpStep(fx.svc.now().Unix())))); !res.OK {
+		t.Fatalf("later code refused: %+v", res)
+	}
+	st, err := fx.svc.Status(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastSuccess == nil || !st.LastSuccess.Equal(fx.svc.now()) || st.ConsecutiveFailures != 0 || st.LastFailure == nil {
+		t.Fatalf("status after success: %+v", st)
+	}
+}
+
+func TestHardTokenWindowAndCounter(t *testing.T) {
+	fx := newFixture(t)
+	u := fx.user(t, "bob", "")
+	ctx := context.Background()
+	if err := fx.svc.EnrolHardToken(ctx, u, "gezdgnbvgy3tqojq gezdgnbvgy3tqojq", 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, "755224"); !res.OK || res.Type != TypeHardToken {
+		t.Fatalf("counter 0 refused: %+v", res)
+	}
+	if res := fx.verify(t, u, "755224"); res.OK || res.Reason != ReasonReplayed {
+		t.Fatalf("counter 0 replayed: %+v", res)
+	}
+	// Counter 5 is within the window of 10 after 1; counters before it are then spent.
+	if res := fx.verify(t, u, "254676"); !res.OK {
+		t.Fatalf("counter 5 refused: %+v", res)
+	}
+	if res := fx.verify(t, u, "969429"); res.OK {
+		t.Fatalf("counter 3 accepted after 5: %+v", res)
+	}
+	far := code(rfcSecret, 6+11)
+	if res := fx.verify(t, u, far); res.OK || res.Reason != ReasonWrongCode {
+		t.Fatalf("counter 17 (beyond window) accepted: %+v", res)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 16)); !res.OK {
+		t.Fatalf("counter 16 (edge of window) refused: %+v", res)
+	}
+	// Re-importing resets the counter to the imported value.
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 2); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, "359152"); !res.OK {
+		t.Fatalf("counter 2 after re-import refused: %+v", res)
+	}
+}
+
+func TestSecretValidation(t *testing.T) {
+	for _, bad := range []string{"", "not base32!", "GEZDGNBV", strings.Repeat("A", 200), "1111111111111111111111111111"} {
+		if _, err := DecodeSecret(bad); err == nil {
+			t.Errorf("secret %q accepted", bad)
+		}
+	}
+	if raw, err := DecodeSecret("gezd-gnbv gy3t qojq gezd gnbv gy3t qojq===="); err != nil || string(raw) != "12345678901234567890" {
+		t.Errorf("formatted secret: %q %v", raw, err)
+	}
+}
+
+func TestSMSCode(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	noPhone := fx.user(t, "nophone", "")
+	if err := fx.svc.EnrolSMS(ctx, noPhone); err == nil || !strings.Contains(err.Error(), "no mobile number") {
+		t.Fatalf("SMS without mobile number: %v", err)
+	}
+	u := fx.user(t, "carol", "+421 900 123 456")
+	if err := fx.svc.EnrolSMS(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.svc.SendCode(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	first := fx.sender.lastCode(t)
+	if fx.sender.msgs[0].To != "+421900123456" {
+		t.Fatalf("sent to %q", fx.sender.msgs[0].To)
+	}
+	// A new code replaces the old one.
+	if err := fx.svc.SendCode(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	second := fx.sender.lastCode(t)
+	if first != second {
+		if res := fx.verify(t, u, first); res.OK {
+			t.Fatal("replaced SMS code accepted")
+		}
+	}
+	if res := fx.verify(t, u, second); !res.OK || res.Type != TypeSMS {
+		t.Fatalf("SMS code refused: %+v", res)
+	}
+	if res := fx.verify(t, u, second); res.OK {
+		t.Fatal("SMS code accepted twice")
+	}
+	// Expiry after 5 minutes.
+	if err := fx.svc.SendCode(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	third := fx.sender.lastCode(t)
+	fx.advance(SMSCodeLifetime + time.Second)
+	if res := fx.verify(t, u, third); res.OK {
+		t.Fatal("expired SMS code accepted")
+	}
+	// The store holds only a digest.
+	raw, err := fx.e.Store.Get(ctx, smsKey(u.ID))
+	if err == nil && strings.Contains(string(raw), third) {
+		t.Fatal("SMS code stored in clear")
+	}
+	fx.sender.err = fmt.Errorf("gateway down")
+	if err := fx.svc.SendCode(ctx, u); err == nil {
+		t.Fatal("send failure not reported")
+	}
+}
+
+func TestLockout(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "dave", "")
+	en, err := fx.svc.EnrolApp(ctx, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := secretOf(t, en.URI)
+	right := func() string { return code(sec, uint64(totpStep(fx.svc.now().Unix()))) }
+	for i := 1; i <= 4; i++ {
+		if res := fx.verify(t, u, "000000"); res.OK || res.Locked {
+			t.Fatalf("failure %d: %+v", i, res)
+		}
+	}
+	if res := fx.verify(t, u, "12345"); res.OK || !res.Locked || res.Reason != ReasonMalformed {
+		t.Fatalf("fifth failure (malformed) should lock: %+v", res)
+	}
+	if res := fx.verify(t, u, right()); res.OK || !res.Locked || res.Reason != ReasonLocked {
+		t.Fatalf("right code of a locked user: %+v", res)
+	}
+	st, _ := fx.svc.Status(ctx, u)
+	if !st.Locked || st.ConsecutiveFailures != 6 || st.LastFailure == nil {
+		t.Fatalf("status: %+v", st)
+	}
+	if err := fx.svc.Unlock(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, right()); !res.OK {
+		t.Fatalf("right code after unlock: %+v", res)
+	}
+	// A success ends the run of failures.
+	fx.verify(t, u, "000000")
+	fx.advance(30 * time.Second)
+	if res := fx.verify(t, u, right()); !res.OK {
+		t.Fatalf("%+v", res)
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 0 || st.Locked {
+		t.Fatalf("status after success: %+v", st)
+	}
+}
+
+func TestParallelFailuresAreAllCounted(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "eve", "")
+	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			if res, err := fx.svc.Verify(ctx, u, "999999"); err != nil || res.OK {
+				t.Errorf("%+v %v", res, err)
+			}
+		})
+	}
+	wg.Wait()
+	st, err := fx.svc.Status(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Locked || st.ConsecutiveFailures != 40 {
+		t.Fatalf("after 40 parallel failures: %+v", st)
+	}
+}
+
+func TestParallelReplayAcceptsOnce(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "frank", "")
+	en, _ := fx.svc.EnrolApp(ctx, u, nil)
+	c := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))
+	var mu sync.Mutex
+	accepted := 0
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			res, err := fx.svc.Verify(ctx, u, c)
+			if err != nil {
+				t.Error(err)
+			}
+			if res.OK {
+				mu.Lock()
+				accepted++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if accepted != 1 {
+		t.Fatalf("the same code was accepted %d times", accepted)
+	}
+}
+
+func TestEnrolmentLink(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "gina", "")
+	en, err := fx.svc.EnrolApp(ctx, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := fx.svc.NewEnrolmentLink(ctx, en, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := fx.svc.CheckEnrolmentLink(ctx, token); err != nil || name != "gina" {
+		t.Fatalf("check: %q %v", name, err)
+	}
+	got, err := fx.svc.RedeemEnrolmentLink(ctx, token)
+	if err != nil || got.URI != en.URI || got.Secret != en.Secret {
+		t.Fatalf("redeem: %+v %v", got, err)
+	}
+	if _, err := fx.svc.RedeemEnrolmentLink(ctx, token); err == nil {
+		t.Fatal("link used twice")
+	}
+	// A newer secret voids older links.
+	token2, _ := fx.svc.NewEnrolmentLink(ctx, en, u)
+	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.svc.RedeemEnrolmentLink(ctx, token2); err == nil {
+		t.Fatal("superseded link worked")
+	}
+	if _, err := fx.svc.RedeemEnrolmentLink(ctx, "short"); err == nil {
+		t.Fatal("malformed token accepted")
+	}
+}
+
+func TestRecreatedUserStartsClean(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "hank", "")
+	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		fx.verify(t, u, "000000")
+	}
+	if err := fx.e.Accounts.DeleteUser(ctx, "hank"); err != nil {
+		t.Fatal(err)
+	}
+	u2 := fx.user(t, "hank", "")
+	st, err := fx.svc.Status(ctx, u2)
+	if err != nil || len(st.Types) != 0 || st.Locked {
+		t.Fatalf("re-created user inherited 2FA state: %+v %v", st, err)
+	}
+}
+
+func TestDeprovisionAndBlocked(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "ivy", "+12025550123")
+	en, _ := fx.svc.EnrolApp(ctx, u, nil)
+	fx.svc.EnrolSMS(ctx, u)
+	if types, _ := fx.svc.Types(ctx, u); fmt.Sprint(types) != "[APP SMS]" {
+		t.Fatalf("types %v", types)
+	}
+	if err := fx.svc.Remove(ctx, u, TypeHardToken); err == nil {
+		t.Fatal("removing an absent factor succeeded")
+	}
+	if err := fx.svc.Deprovision(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))); res.OK || res.Reason != ReasonNotEnabled {
+		t.Fatalf("after deprovision: %+v", res)
+	}
+	blocked := *u
+	blocked.Status = account.StatusBlocked
+	if res := fx.verify(t, &blocked, "123456"); res.OK || res.Reason != ReasonBlocked {
+		t.Fatalf("blocked: %+v", res)
+	}
+}
+
+func FuzzNormalizeCode(f *testing.F) {
+	for _, s := range []string{"123456", "123 456", "12-34-56", "", "abcdef", "１２３４５６", "1234567"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, ok := NormalizeCode(s)
+		if ok {
+			if len(c) != 6 || strings.Trim(c, "0123456789") != "" {
+				t.Fatalf("%q normalised to %q", s, c)
+			}
+		}
+	})
+}
+
+func FuzzDecodeSecret(f *testing.F) {
+	for _, s := range []string{rfcSecret, "gezdgnbv gy3tqojq", "====", "", "A"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		raw, err := DecodeSecret(s)
+		if err == nil && (len(raw) < minSecretBytes || len(raw) > maxSecretBytes) {
+			t.Fatalf("%q decoded to %d bytes", s, len(raw))
+		}
+	})
+}

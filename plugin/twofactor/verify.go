@@ -1,0 +1,243 @@
+package twofactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// Result is the outcome of one second-factor check.
+type Result struct {
+	// OK is true when the code was accepted.
+	OK bool
+	// Type is the factor that accepted the code.
+	Type Type
+	// Locked is true when the user is locked (before or because of this
+	// attempt).
+	Locked bool
+	// Reason says why the code was refused; safe to show and to log.
+	Reason string
+}
+
+// Refusal reasons.
+const (
+	ReasonNotEnabled = "two-factor authentication is not enabled for the user"
+	ReasonBlocked    = "the account is blocked"
+	ReasonLocked     = "the user is locked after too many failed attempts; an administrator must unlock it"
+	ReasonWrongCode  = "wrong or expired code"
+	ReasonReplayed   = "the code was already used or a newer one was"
+	ReasonMalformed  = "the code must be 6 digits"
+)
+
+// Verify checks code against every second factor the user has. A refused
+// code counts as a failure; at the lockout threshold the user is locked,
+// and a locked user's codes are refused without being checked (and still
+// counted). Errors are store failures; the caller fails closed.
+func (s *Service) Verify(ctx context.Context, u *account.User, presented string) (Result, error) {
+	if !u.Active() {
+		return Result{Reason: ReasonBlocked}, nil
+	}
+	f, err := s.factors(ctx, u.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if f.app == nil && f.hardToken == nil && !f.sms {
+		return Result{Reason: ReasonNotEnabled}, nil
+	}
+	locked, err := s.Locked(ctx, u)
+	if err != nil {
+		return Result{}, err
+	}
+	if locked {
+		return s.Fail(ctx, u, ReasonLocked)
+	}
+	c, ok := NormalizeCode(presented)
+	if !ok {
+		return s.Fail(ctx, u, ReasonMalformed)
+	}
+	reason := ReasonWrongCode
+	type check func(context.Context, *account.User, *factors, string) (bool, string, error)
+	for _, try := range []struct {
+		t  Type
+		fn check
+	}{{TypeApp, s.checkApp}, {TypeHardToken, s.checkHardToken}, {TypeSMS, s.checkSMS}} {
+		accepted, why, err := try.fn(ctx, u, f, c)
+		if err != nil {
+			return Result{}, err
+		}
+		if accepted {
+			return Result{OK: true, Type: try.t}, s.succeeded(ctx, u)
+		}
+		if why != "" {
+			reason = why
+		}
+	}
+	return s.Fail(ctx, u, reason)
+}
+
+// checkApp accepts a TOTP code of the current step ±1 that is newer than
+// the last one accepted.
+func (s *Service) checkApp(ctx context.Context, u *account.User, f *factors, c string) (bool, string, error) {
+	if f.app == nil {
+		return false, "", nil
+	}
+	step, ok := matchTOTP(f.app, c, s.now().Unix())
+	if !ok {
+		return false, "", nil
+	}
+	fresh, err := s.advance(ctx, u.ID, func(st *state) bool {
+		if st.AppStep >= step {
+			return false
+		}
+		st.AppStep = step
+		return true
+	})
+	if err != nil || !fresh {
+		return false, ReasonReplayed, err
+	}
+	return true, "", nil
+}
+
+// hotpNext is the next HOTP counter expected for the token sec.
+func hotpNext(st *state, sec *secret) uint64 {
+	if st.HOTPID == sec.id {
+		return st.HOTPNext
+	}
+	return sec.counter
+}
+
+// checkHardToken accepts an HOTP code within the look-ahead window and
+// moves the counter past it.
+func (s *Service) checkHardToken(ctx context.Context, u *account.User, f *factors, c string) (bool, string, error) {
+	sec := f.hardToken
+	if sec == nil {
+		return false, "", nil
+	}
+	st, _, err := s.readState(ctx, u.ID)
+	if err != nil {
+		return false, "", err
+	}
+	next := hotpNext(&st, sec)
+	counter, ok := matchHOTP(sec, c, next, s.opts.HOTPWindow)
+	if !ok {
+		// Look back one window too, only to tell a replay from a wrong code.
+		if back := min(next, uint64(s.opts.HOTPWindow)); back > 0 {
+			if _, used := matchHOTP(sec, c, next-back, int(back)-1); used {
+				return false, ReasonReplayed, nil
+			}
+		}
+		return false, "", nil
+	}
+	fresh, err := s.advance(ctx, u.ID, func(st *state) bool {
+		if counter < hotpNext(st, sec) {
+			return false
+		}
+		st.HOTPID, st.HOTPNext = sec.id, counter+1
+		return true
+	})
+	if err != nil || !fresh {
+		return false, ReasonReplayed, err
+	}
+	return true, "", nil
+}
+
+// Locked reports whether the user reached the lockout threshold.
+func (s *Service) Locked(ctx context.Context, u *account.User) (bool, error) {
+	n, err := s.failures(ctx, u.ID)
+	return n >= int64(s.engine.Config.LockoutThreshold), err
+}
+
+// failures is the user's count of consecutive failures.
+func (s *Service) failures(ctx context.Context, uid string) (int64, error) {
+	n, err := cache.Load(s.engine.Store, ctx, failuresKey(uid), parseCounter)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// Fail counts one failed attempt of the user — a refused code, or a wrong
+// password at the login portal — and locks the user at the threshold.
+func (s *Service) Fail(ctx context.Context, u *account.User, reason string) (Result, error) {
+	n, err := s.engine.Store.Incr(ctx, failuresKey(u.ID), 1, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	if err := s.engine.Store.Put(ctx, lastFailureKey(u.ID), []byte(now), 0); err != nil {
+		return Result{}, err
+	}
+	threshold := int64(s.engine.Config.LockoutThreshold)
+	if n == threshold {
+		s.engine.Logger.Warn("user locked after consecutive 2FA failures",
+			zap.String("username", u.Username), zap.Int64("failures", n))
+		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: u.Username, Outcome: audit.OutcomeFailure,
+			Reason: fmt.Sprintf("user locked after %d consecutive failures", n)})
+	}
+	return Result{Locked: n >= threshold, Reason: reason}, nil
+}
+
+// succeeded ends the run of consecutive failures.
+func (s *Service) succeeded(ctx context.Context, u *account.User) error {
+	n, err := s.failures(ctx, u.ID)
+	if err != nil || n == 0 {
+		return err
+	}
+	return s.engine.Store.Delete(ctx, failuresKey(u.ID))
+}
+
+// Unlock clears the user's failure count.
+func (s *Service) Unlock(ctx context.Context, u *account.User) error {
+	return s.engine.Store.Delete(ctx, failuresKey(u.ID))
+}
+
+// Status is what the ESA profile and the admin API show of a user's
+// second factors.
+type Status struct {
+	// Types are the enabled factors.
+	Types []Type
+	// Locked is true at or above the lockout threshold.
+	Locked bool
+	// ConsecutiveFailures counts failures since the last success or unlock.
+	ConsecutiveFailures int64
+	// LastSuccess and LastFailure are nil when there was none.
+	LastSuccess, LastFailure *time.Time
+}
+
+// Status returns the user's second-factor status.
+func (s *Service) Status(ctx context.Context, u *account.User) (Status, error) {
+	var out Status
+	f, err := s.factors(ctx, u.ID)
+	if err != nil {
+		return out, err
+	}
+	out.Types = f.types()
+	if out.ConsecutiveFailures, err = s.failures(ctx, u.ID); err != nil {
+		return out, err
+	}
+	out.Locked = out.ConsecutiveFailures >= int64(s.engine.Config.LockoutThreshold)
+	st, _, err := s.readState(ctx, u.ID)
+	if err != nil {
+		return out, err
+	}
+	out.LastSuccess = st.LastSuccess
+	raw, err := s.engine.Store.Get(ctx, lastFailureKey(u.ID))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return out, err
+	default:
+		if t, err := time.Parse(time.RFC3339Nano, string(raw)); err == nil {
+			out.LastFailure = &t
+		}
+	}
+	return out, nil
+}
