@@ -25,7 +25,7 @@ run: $(BIN)
 	./$(BIN) run --config Caddyfile.example --adapter caddyfile
 
 # Tools the tests drive as real, independent clients and servers.
-APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl wrk:wrk
+APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
