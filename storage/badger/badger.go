@@ -1,8 +1,14 @@
-// Package badger is Gatehouse's embedded state backend on Badger v4. Writes
-// are synced before they are acknowledged (SyncWrites), so an acknowledged
-// write survives kill -9; concurrent writers are serialised by Badger's
-// optimistic transactions, retried on conflict, so compare-and-swap and
-// increments never lose an update.
+// Package badger is Gatehouse's embedded state backend on Badger v4.
+//
+// Writes are synced before they are acknowledged (SyncWrites), so an
+// acknowledged write survives kill -9 and power loss. Concurrent writers
+// are serialised by Badger's optimistic transactions, retried on conflict,
+// so compare-and-swap and increments never lose an update.
+//
+// Badger keeps expiry in whole seconds; this backend rounds every TTL up to
+// the next second, so a key may outlive its TTL by under a second but never
+// expires early. Keys starting with "!badger!" are reserved by Badger and
+// rejected, as are keys longer than 65000 bytes.
 package badger
 
 import (
@@ -10,7 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,17 +26,32 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
+
+// gcInterval is how often the value log is garbage-collected. Values
+// under 1 MB live in the LSM tree, so the value log only grows with
+// unusually large values and this rarely has work to do.
+const gcInterval = 10 * time.Minute
+
+// maxKeySize is Badger's limit on key length.
+const maxKeySize = 65000
+
+// reservedPrefix starts Badger's internal keys.
+const reservedPrefix = "!badger!"
 
 // Options tune the store.
 type Options struct {
-	// Logger receives Badger's warnings and errors; nil discards them.
+	// Logger receives Badger's warnings and errors (its informational
+	// chatter is dropped); nil discards everything.
 	Logger *zap.Logger
 }
 
-// Store is a storage.Store on an embedded Badger database.
+// Store is a storage.Store on an embedded Badger database. It is safe for
+// concurrent use.
 type Store struct {
 	db        *badgerdb.DB
+	log       *zap.Logger
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -36,8 +59,17 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the database in dir. Badger holds a
-// directory lock: a second process opening the same dir gets an error.
+// directory lock: a second Open of the same dir, from this process or
+// another, fails until the first store is closed.
+//
+// Memory stays modest (two 16 MB memtables, 32 MB block and index caches)
+// and opening does not load the key set, so start-up time does not grow
+// with the number of keys.
 func Open(dir string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
 	bo := badgerdb.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithNumVersionsToKeep(1).
@@ -47,41 +79,117 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithIndexCacheSize(32 << 20).
 		WithValueLogFileSize(128 << 20).
 		WithNumCompactors(2).
-		WithLogger(logger{opts.Logger})
+		WithMetricsEnabled(false).
+		WithLogger(logger{log.Sugar()})
 	db, err := badgerdb.Open(bo)
 	if err != nil {
-		return nil, fmt.Errorf("opening Badger database in %s: %w", dir, err)
+		return nil, storeutil.Unavailable("opening Badger database in "+dir, err)
 	}
-	s := &Store{db: db, stop: make(chan struct{})}
-	s.wg.Add(1)
-	go s.collectGarbage()
+	s := &Store{db: db, log: log, stop: make(chan struct{})}
+	s.wg.Go(s.collectGarbage)
 	return s, nil
 }
 
+// collectGarbage rewrites value-log files that are mostly garbage, every
+// gcInterval until Close.
 func (s *Store) collectGarbage() {
-	defer s.wg.Done()
-	t := time.NewTicker(5 * time.Minute)
+	t := time.NewTicker(gcInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			for s.db.RunValueLogGC(0.5) == nil {
+		}
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if errors.Is(err, badgerdb.ErrNoRewrite) || errors.Is(err, badgerdb.ErrRejected) {
+				break
+			}
+			if err != nil {
+				s.log.Warn("Badger value-log garbage collection failed", zap.Error(err))
+				break
+			}
+			select { // one file rewritten; continue unless closing
+			case <-s.stop:
+				return
+			default:
 			}
 		}
 	}
 }
 
-func unavailable(op string, err error) error {
-	return fmt.Errorf("badger %s: %w: %v", op, storage.ErrUnavailable, err)
+func checkKey(key string) error {
+	switch {
+	case len(key) > maxKeySize:
+		return fmt.Errorf("storage: key of %d bytes exceeds Badger's limit of %d", len(key), maxKeySize)
+	case strings.HasPrefix(key, reservedPrefix):
+		return fmt.Errorf("storage: keys starting with %q are reserved by Badger", reservedPrefix)
+	}
+	return storeutil.CheckKey(key)
 }
 
-func checkKey(key string) error {
-	if key == "" {
-		return errors.New("storage: empty key")
+// callerError carries an error that is the caller's fault (not a store
+// failure) out of a transaction unchanged.
+type callerError struct{ err error }
+
+func (c callerError) Error() string { return c.err.Error() }
+
+// result maps an error from Badger to the contract: caller errors pass
+// through, everything else is the store being unavailable.
+func result(op string, err error) error {
+	var ce callerError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return ce.err
+	case errors.Is(err, badgerdb.ErrTxnTooBig):
+		return fmt.Errorf("storage: badger %s: too many or too large writes for one transaction: %w", op, err)
+	default:
+		return storeutil.Unavailable("badger "+op, err)
 	}
-	return nil
+}
+
+// update runs fn in a read-write transaction, retrying when a concurrent
+// transaction wrote a key fn read.
+func (s *Store) update(ctx context.Context, op string, fn func(txn *badgerdb.Txn) error) error {
+	for {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badgerdb.ErrConflict) {
+			return result(op, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return storeutil.Unavailable("badger "+op+" (retrying a conflict)", err)
+		}
+	}
+}
+
+// expiresAt converts a TTL to Badger's expiry, rounding up to the next
+// whole second so that a key never expires before its TTL.
+func expiresAt(ttl time.Duration) uint64 {
+	if ttl <= 0 {
+		return 0
+	}
+	t := time.Now().Add(ttl)
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	return uint64(sec)
+}
+
+func expiry(item *badgerdb.Item) time.Time {
+	if exp := item.ExpiresAt(); exp > 0 {
+		return time.Unix(int64(exp), 0)
+	}
+	return time.Time{}
+}
+
+func entry(key string, value []byte, ttl time.Duration) *badgerdb.Entry {
+	e := badgerdb.NewEntry([]byte(key), bytes.Clone(value))
+	e.ExpiresAt = expiresAt(ttl)
+	return e
 }
 
 // Get implements storage.Store.
@@ -109,91 +217,53 @@ func (s *Store) GetEntry(_ context.Context, key string) (storage.Entry, error) {
 		return storage.Entry{}, storage.ErrNotFound
 	}
 	if err != nil {
-		return storage.Entry{}, unavailable("get", err)
+		return storage.Entry{}, result("get", err)
 	}
 	return e, nil
 }
 
-func expiry(item *badgerdb.Item) time.Time {
-	if exp := item.ExpiresAt(); exp > 0 {
-		return time.Unix(int64(exp), 0)
-	}
-	return time.Time{}
-}
-
-func entry(key string, value []byte, ttl time.Duration) *badgerdb.Entry {
-	e := badgerdb.NewEntry([]byte(key), bytes.Clone(value))
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	return e
-}
-
-// update runs fn in a read-write transaction, retrying on conflict.
-func (s *Store) update(op string, fn func(txn *badgerdb.Txn) error) error {
-	for {
-		err := s.db.Update(fn)
-		if errors.Is(err, badgerdb.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			var passthrough passError
-			if errors.As(err, &passthrough) {
-				return passthrough.err
-			}
-			return unavailable(op, err)
-		}
-		return nil
-	}
-}
-
-// passError carries an error from inside a transaction out unchanged.
-type passError struct{ err error }
-
-func (p passError) Error() string { return p.err.Error() }
-
 // Put implements storage.Store.
-func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	return s.update("put", func(txn *badgerdb.Txn) error { return txn.SetEntry(entry(key, value, ttl)) })
+	return s.update(ctx, "put", func(txn *badgerdb.Txn) error { return txn.SetEntry(entry(key, value, ttl)) })
 }
 
 // Delete implements storage.Store.
-func (s *Store) Delete(_ context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	return s.update("delete", func(txn *badgerdb.Txn) error { return txn.Delete([]byte(key)) })
+	return s.update(ctx, "delete", func(txn *badgerdb.Txn) error { return txn.Delete([]byte(key)) })
 }
 
-// current returns the live value of key in txn, or nil when absent.
-func current(txn *badgerdb.Txn, key string) ([]byte, bool, error) {
+// current returns the live item for key in txn, or nil when absent.
+func current(txn *badgerdb.Txn, key string) (*badgerdb.Item, []byte, error) {
 	item, err := txn.Get([]byte(key))
 	if errors.Is(err, badgerdb.ErrKeyNotFound) {
-		return nil, false, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	v, err := item.ValueCopy(nil)
-	return v, true, err
+	return item, v, err
 }
 
 // CompareAndSwap implements storage.Store.
-func (s *Store) CompareAndSwap(_ context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
+func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err
 	}
-	swapped := false
-	err := s.update("compare-and-swap", func(txn *badgerdb.Txn) error {
+	var swapped bool
+	err := s.update(ctx, "compare-and-swap", func(txn *badgerdb.Txn) error {
 		swapped = false
-		cur, exists, err := current(txn, key)
+		item, cur, err := current(txn, key)
 		if err != nil {
 			return err
 		}
-		if (oldValue == nil) == exists || (exists && !bytes.Equal(cur, oldValue)) {
+		if (item != nil) != (oldValue != nil) || !bytes.Equal(cur, oldValue) {
 			return nil
 		}
 		swapped = true
@@ -206,43 +276,40 @@ func (s *Store) CompareAndSwap(_ context.Context, key string, oldValue, newValue
 }
 
 // Incr implements storage.Store.
-func (s *Store) Incr(_ context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	var result int64
-	err := s.update("incr", func(txn *badgerdb.Txn) error {
-		item, err := txn.Get([]byte(key))
-		var n int64
-		var expiresAt uint64
-		switch {
-		case errors.Is(err, badgerdb.ErrKeyNotFound):
-		case err != nil:
+	var n int64
+	err := s.update(ctx, "incr", func(txn *badgerdb.Txn) error {
+		item, cur, err := current(txn, key)
+		if err != nil {
 			return err
-		default:
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if n, err = strconv.ParseInt(string(v), 10, 64); err != nil {
-				return passError{fmt.Errorf("storage: incr on %q: value is not an integer", key)}
-			}
-			expiresAt = item.ExpiresAt()
 		}
-		result = n + delta
-		e := badgerdb.NewEntry([]byte(key), strconv.AppendInt(nil, result, 10))
-		switch {
-		case expiresAt > 0:
-			e.ExpiresAt = expiresAt // keep the TTL set at creation
-		case item == nil && ttl > 0:
-			e = e.WithTTL(ttl)
+		n = 0
+		exp := expiresAt(ttl)
+		if item != nil {
+			if n, err = strconv.ParseInt(string(cur), 10, 64); err != nil {
+				return callerError{storeutil.ErrNotInteger}
+			}
+			exp = item.ExpiresAt() // the TTL is set on creation only
 		}
+		if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
+			return callerError{storeutil.ErrNotInteger}
+		}
+		n += delta
+		e := badgerdb.NewEntry([]byte(key), strconv.AppendInt(nil, n, 10))
+		e.ExpiresAt = exp
 		return txn.SetEntry(e)
 	})
-	return result, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
-// Scan implements storage.Store.
+// Scan implements storage.Store. It reads one consistent snapshot; fn may
+// write to the store, and those writes do not show up in the scan.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	err := s.db.View(func(txn *badgerdb.Txn) error {
 		opts := badgerdb.DefaultIteratorOptions
@@ -251,45 +318,38 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
-				return passError{err}
+				return err
 			}
 			item := it.Item()
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			e := storage.Entry{Key: string(item.KeyCopy(nil)), Value: v, ExpiresAt: expiry(item)}
+			e := storage.Entry{Key: string(item.Key()), Value: v, ExpiresAt: expiry(item)}
 			if err := fn(e); err != nil {
-				return passError{err}
+				return callerError{err}
 			}
 		}
 		return nil
 	})
-	var pe passError
-	switch {
-	case err == nil:
+	err = result("scan", err)
+	if errors.Is(err, storage.ErrStopScan) {
 		return nil
-	case errors.As(err, &pe):
-		if errors.Is(pe.err, storage.ErrStopScan) {
-			return nil
-		}
-		return pe.err
-	default:
-		return unavailable("scan", err)
 	}
+	return err
 }
 
-// Batch implements storage.Store: all ops in one transaction.
-func (s *Store) Batch(_ context.Context, ops []storage.Op) error {
-	for _, op := range ops {
+// Batch implements storage.Store: all ops commit in one transaction.
+func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
+	if err := storeutil.CheckOps(ops); err != nil {
+		return err
+	}
+	for i, op := range ops {
 		if err := checkKey(op.Key); err != nil {
-			return err
-		}
-		if op.Kind != storage.OpPut && op.Kind != storage.OpDelete {
-			return fmt.Errorf("storage: batch op on %q has unknown kind %d", op.Key, op.Kind)
+			return fmt.Errorf("storage: batch op %d: %w", i, err)
 		}
 	}
-	return s.update("batch", func(txn *badgerdb.Txn) error {
+	return s.update(ctx, "batch", func(txn *badgerdb.Txn) error {
 		for _, op := range ops {
 			var err error
 			if op.Kind == storage.OpPut {
@@ -305,29 +365,28 @@ func (s *Store) Batch(_ context.Context, ops []storage.Op) error {
 	})
 }
 
-// Close implements storage.Store; it is safe to call more than once.
+// Close stops the garbage collector and closes the database. It is safe
+// to call more than once; later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
-		s.closeErr = s.db.Close()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = storeutil.Unavailable("closing Badger database", err)
+		}
 	})
 	return s.closeErr
 }
 
 // logger adapts zap to Badger's logger, keeping warnings and errors only.
-type logger struct{ l *zap.Logger }
+type logger struct{ l *zap.SugaredLogger }
 
 func (l logger) Errorf(f string, a ...any) {
-	if l.l != nil {
-		l.l.Sugar().Errorf(f, a...)
-	}
+	l.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
 func (l logger) Warningf(f string, a ...any) {
-	if l.l != nil {
-		l.l.Sugar().Warnf(f, a...)
-	}
+	l.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
 func (logger) Infof(string, ...any)  {}

@@ -1,28 +1,44 @@
 package badger
 
 import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
 
-func TestConformance(t *testing.T) {
-	dirs := map[storage.Store]string{}
-	open := func(t *testing.T, dir string) storage.Store {
-		s, err := Open(dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dirs[s] = dir
-		return s
+func open(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T) storage.Store { return open(t, filepath.Join(t.TempDir(), "db")) },
 		Reopen: func(t *testing.T, s storage.Store) storage.Store {
-			dir := dirs[s]
-			s.Close()
+			dir := s.(*Store).db.Opts().Dir
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
 			return open(t, dir)
 		},
 	})
@@ -30,13 +46,148 @@ func TestConformance(t *testing.T) {
 
 func TestSecondOpenOfSameDirFails(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{})
+	s := open(t, dir)
+	defer s.Close()
+	s2, err := Open(dir, Options{})
+	if err == nil {
+		s2.Close()
+		t.Fatal("a second Open of a locked directory succeeded")
+	}
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second Open: %v; want ErrUnavailable naming the directory", err)
+	}
+}
+
+func TestReservedAndOversizedKeysAreCallerErrors(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	ctx := t.Context()
+	for _, key := range []string{"!badger!head", strings.Repeat("k", maxKeySize+1)} {
+		err := s.Put(ctx, key, []byte("v"), 0)
+		if err == nil || errors.Is(err, storage.ErrUnavailable) {
+			t.Errorf("Put of a %d-byte key %.10q: %v; want a caller error", len(key), key, err)
+		}
+	}
+	if err := s.Put(ctx, strings.Repeat("k", maxKeySize), []byte("v"), 0); err != nil {
+		t.Fatalf("Put of a key of the maximum size: %v", err)
+	}
+}
+
+func TestWritesAreSyncedAndInfoLogsDropped(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	s, err := Open(t.TempDir(), Options{Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !s.db.Opts().SyncWrites {
+		t.Error("SyncWrites is off: an acknowledged write could be lost in a crash")
+	}
+	s.Put(t.Context(), "k", []byte("v"), 0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range logs.All() {
+		if e.Level < zapcore.WarnLevel {
+			t.Errorf("Badger logged below warning level: %s %q", e.Level, e.Message)
+		}
+	}
+	// Badger's logger is still called after open; make sure it is routed.
+	logger{zap.New(core).Sugar()}.Warningf("disk %s\n", "slow")
+	if got := logs.FilterMessage("disk slow").Len(); got != 1 {
+		t.Fatalf("a Badger warning reached the zap logger %d times; want 1 (newline trimmed)", got)
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := open(t, t.TempDir())
+	if err := s.Put(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines before Open, %d after Close", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// crashDirEnv tells a re-executed test binary to be the process that is
+// killed: it writes keys to the Badger database in that directory and
+// reports each acknowledged write on stdout until it dies.
+const crashDirEnv = "GATEHOUSE_BADGER_CRASH_DIR"
+
+// TestAckedWritesSurviveKill kills a writing process with SIGKILL and
+// checks that every write it had acknowledged is in the reopened database.
+func TestAckedWritesSurviveKill(t *testing.T) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		writeUntilKilled(dir)
+		return
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("needs SIGKILL")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAckedWritesSurviveKill$")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	acked := -1
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		n, ok := strings.CutPrefix(lines.Text(), "acked ")
+		if !ok {
+			continue
+		}
+		if acked, err = strconv.Atoi(n); err != nil {
+			t.Fatalf("child output %q", lines.Text())
+		}
+		if acked == 150 {
+			cmd.Process.Kill() // mid-stream: the child is writing k/151
+		}
+	}
+	cmd.Wait()
+	if acked < 150 {
+		t.Fatalf("the writer died after %d acknowledged writes; want at least 150", acked+1)
+	}
+
+	s := open(t, dir)
 	defer s.Close()
-	if s2, err := Open(dir, Options{}); err == nil {
-		s2.Close()
-		t.Fatal("a second Open of a locked directory succeeded")
+	for i := 0; i <= acked; i++ {
+		got, err := s.Get(t.Context(), fmt.Sprintf("k/%04d", i))
+		if err != nil || string(got) != strconv.Itoa(i) {
+			t.Fatalf("acknowledged write %d of %d lost after kill -9: %q, %v", i, acked+1, got, err)
+		}
+	}
+}
+
+func writeUntilKilled(dir string) {
+	s, err := Open(dir, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		if err := s.Put(ctx, fmt.Sprintf("k/%04d", i), []byte(strconv.Itoa(i)), 0); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Printf("acked %d\n", i)
 	}
 }

@@ -1,18 +1,28 @@
 // Package cache is the read-through cache in front of a Gatehouse store: a
 // bounded LRU (golang-lru/v2) of raw values and of the objects decoded from
-// them, so a hot-path lookup costs no store read and no decoding.
+// them, so that a hot-path lookup costs no store read, no decoding and no
+// allocation.
 //
-// Every write through the Cache invalidates the entries it changes before it
-// returns, and a read that raced with a write can never put the old value
-// back: each key's invalidation bumps a generation that a concurrent miss
-// must still see unchanged before it may insert. Writes made by other
-// instances reach the cache through storage.Invalidator when the backend is
-// shared.
+// Every write through the Cache invalidates the keys it touches before it
+// returns, even when the write fails (a failed write may still have been
+// applied). A read that raced with a write can never put the old value back:
+// every key hashes to one of 256 stripes, each with a generation that
+// invalidation bumps under the stripe's lock; a miss notes the generation
+// before it reads the store and inserts, under the same lock, only if it is
+// unchanged. Hits take no stripe lock.
+//
+// Writes made by other processes reach the cache through
+// storage.Invalidator when the backend is shared (Redis). Writes made to
+// the wrapped store directly, bypassing the Cache, are seen only when the
+// entry reaches its maximum age (WithMaxAge, 30 s by default). Entries are
+// never served past the key's own expiry in the store.
 package cache
 
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,29 +31,45 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
-// entry is one cached key: its raw value (nil when the key does not
-// exist) and, once some caller decoded it, the decoded object.
+// DefaultMaxAge is how long an entry is served without a store read unless
+// WithMaxAge says otherwise.
+const DefaultMaxAge = 30 * time.Second
+
+// numStripes is the number of invalidation stripes (a power of two).
+const numStripes = 256
+
+// entry is one cached key: its raw value (or the fact that the key does
+// not exist) and, once some caller decoded it, the decoded object. Only
+// decoded changes after the entry is published.
 type entry struct {
-	raw      []byte
-	missing  bool
+	raw     []byte
+	missing bool
+	// loadedAt is when the store read that filled the entry started.
 	loadedAt time.Time
 	// expiresAt is the key's own expiry in the store (zero: none).
 	expiresAt time.Time
 	decoded   atomic.Pointer[decodedValue]
 }
 
+// decodedValue boxes a decoded object; storing it as an interface value
+// lets Load return it on a hit without allocating.
 type decodedValue struct{ v any }
 
-// Cache is a storage.Store that caches reads of another store.
-type Cache struct {
-	store  storage.Store
-	lru    *lru.Cache[string, *entry]
-	maxAge time.Duration
+// stripe serialises inserts and invalidations of the keys hashing to it.
+type stripe struct {
+	mu  sync.Mutex
+	gen atomic.Uint64
+	_   [48]byte // keep stripes on separate cache lines
+}
 
-	// generations counts invalidations per key stripe; a miss captures the
-	// stripe's generation before reading and inserts only if it is unchanged.
-	generations [256]atomic.Uint64
-	epoch       atomic.Uint64 // bumped by a full purge
+// Cache is a storage.Store that caches Get and GetEntry (including "not
+// found" answers) and the objects Load decodes. Scans always read the
+// store. It is safe for concurrent use.
+type Cache struct {
+	store   storage.Store
+	lru     *lru.Cache[string, *entry]
+	maxAge  time.Duration
+	stripes [numStripes]stripe
 
 	hits, misses atomic.Uint64
 }
@@ -52,16 +78,22 @@ type Cache struct {
 type Option func(*Cache)
 
 // WithMaxAge bounds how long an entry may be served without a store read
-// (default 30 s) — a safety net on top of invalidation.
-func WithMaxAge(d time.Duration) Option { return func(c *Cache) { c.maxAge = d } }
-
-// New wraps s with a cache of at most size entries.
-func New(s storage.Store, size int, opts ...Option) *Cache {
-	if size <= 0 {
-		size = 1
+// (default DefaultMaxAge): the safety net for writes that bypass the cache
+// and for missed invalidations. A non-positive d keeps the default.
+func WithMaxAge(d time.Duration) Option {
+	return func(c *Cache) {
+		if d > 0 {
+			c.maxAge = d
+		}
 	}
-	l, _ := lru.New[string, *entry](size)
-	c := &Cache{store: s, lru: l, maxAge: 30 * time.Second}
+}
+
+// New wraps s with a cache of at most size entries (at least one). If s
+// implements storage.Invalidator, the cache registers with it, dropping a
+// key when another instance changes it and everything on the empty key.
+func New(s storage.Store, size int, opts ...Option) *Cache {
+	l, _ := lru.New[string, *entry](max(size, 1)) // errors only on size <= 0
+	c := &Cache{store: s, lru: l, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(c)
 	}
@@ -77,34 +109,47 @@ func New(s storage.Store, size int, opts ...Option) *Cache {
 	return c
 }
 
-// Backend is the wrapped store.
+// Backend returns the wrapped store. Writes made to it directly are not
+// seen by the cache until the entry's maximum age has passed.
 func (c *Cache) Backend() storage.Store { return c.store }
 
-// Hits is the number of lookups answered from memory.
+// Hits returns the number of lookups answered from memory.
 func (c *Cache) Hits() uint64 { return c.hits.Load() }
 
-// Misses is the number of lookups that read the store.
+// Misses returns the number of lookups that read the store (including
+// those that failed).
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
 
-// Purge drops every entry.
+// Purge drops every entry; a read that started before Purge and ends after
+// it does not insert what it read.
 func (c *Cache) Purge() {
-	c.epoch.Add(1)
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		s.mu.Lock()
+		s.gen.Add(1)
+		s.mu.Unlock()
+	}
 	c.lru.Purge()
 }
 
-func stripe(key string) int {
+func (c *Cache) stripeOf(key string) *stripe {
 	// FNV-1a, inlined: no allocation on the hot path.
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
 		h ^= uint32(key[i])
 		h *= 16777619
 	}
-	return int(h & 255)
+	return &c.stripes[h%numStripes]
 }
 
+// invalidate drops key and stops reads already in flight from inserting
+// what they read.
 func (c *Cache) invalidate(key string) {
-	c.generations[stripe(key)].Add(1)
+	s := c.stripeOf(key)
+	s.mu.Lock()
+	s.gen.Add(1)
 	c.lru.Remove(key)
+	s.mu.Unlock()
 }
 
 // fresh reports whether the entry may still be served: younger than
@@ -115,33 +160,38 @@ func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
 
 // lookup returns the fresh entry for key, reading the store on a miss.
 func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
-	if e, ok := c.lru.Get(key); ok && e.fresh(time.Now(), c.maxAge) {
+	now := time.Now()
+	if e, ok := c.lru.Get(key); ok && e.fresh(now, c.maxAge) {
 		c.hits.Add(1)
 		return e, nil
 	}
 	c.misses.Add(1)
-	gen, epoch := c.generations[stripe(key)].Load(), c.epoch.Load()
+	s := c.stripeOf(key)
+	gen := s.gen.Load()
 	got, err := c.store.GetEntry(ctx, key)
-	e := &entry{raw: got.Value, expiresAt: got.ExpiresAt, loadedAt: time.Now()}
+	e := &entry{raw: got.Value, expiresAt: got.ExpiresAt, loadedAt: now}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		e.missing = true
 	case err != nil:
 		return nil, err // failures are never cached
 	}
-	if c.generations[stripe(key)].Load() == gen && c.epoch.Load() == epoch {
+	s.mu.Lock()
+	if s.gen.Load() == gen {
 		c.lru.Add(key, e)
-		// A write may have landed between the check and the Add; if so,
-		// drop what we just inserted.
-		if c.generations[stripe(key)].Load() != gen || c.epoch.Load() != epoch {
-			c.lru.Remove(key)
-		}
 	}
+	s.mu.Unlock()
 	return e, nil
 }
 
 // Load returns the object decoded from key's value, decoding at most once
-// per cached value. A missing key is storage.ErrNotFound.
+// per cached value: a hit costs no store read, no decoding and no
+// allocation. A missing key is storage.ErrNotFound; store failures and
+// decode errors are returned and not cached.
+//
+// The object is shared by every caller that loads key until the entry is
+// invalidated, so callers must treat it as read-only. Loading one key with
+// two different types T works but decodes on every type switch.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
 	var zero T
 	e, err := c.lookup(ctx, key)
@@ -164,7 +214,7 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	return v, nil
 }
 
-// Get implements storage.Store; the returned slice is a copy.
+// Get implements storage.Store; the returned slice is the caller's.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 	e, err := c.lookup(ctx, key)
 	if err != nil {
@@ -173,7 +223,7 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 	if e.missing {
 		return nil, storage.ErrNotFound
 	}
-	return append([]byte(nil), e.raw...), nil
+	return slices.Clone(e.raw), nil
 }
 
 // GetEntry implements storage.Store.
@@ -185,34 +235,30 @@ func (c *Cache) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	if e.missing {
 		return storage.Entry{}, storage.ErrNotFound
 	}
-	return storage.Entry{Key: key, Value: append([]byte(nil), e.raw...), ExpiresAt: e.expiresAt}, nil
+	return storage.Entry{Key: key, Value: slices.Clone(e.raw), ExpiresAt: e.expiresAt}, nil
 }
 
 // Put implements storage.Store.
 func (c *Cache) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	defer c.invalidate(key)
-	c.invalidate(key)
 	return c.store.Put(ctx, key, value, ttl)
 }
 
 // Delete implements storage.Store.
 func (c *Cache) Delete(ctx context.Context, key string) error {
 	defer c.invalidate(key)
-	c.invalidate(key)
 	return c.store.Delete(ctx, key)
 }
 
 // CompareAndSwap implements storage.Store.
 func (c *Cache) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
 	defer c.invalidate(key)
-	c.invalidate(key)
 	return c.store.CompareAndSwap(ctx, key, oldValue, newValue, ttl)
 }
 
 // Incr implements storage.Store.
 func (c *Cache) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	defer c.invalidate(key)
-	c.invalidate(key)
 	return c.store.Incr(ctx, key, delta, ttl)
 }
 
@@ -223,13 +269,11 @@ func (c *Cache) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 
 // Batch implements storage.Store.
 func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
-	invalidateAll := func() {
+	defer func() {
 		for _, op := range ops {
 			c.invalidate(op.Key)
 		}
-	}
-	defer invalidateAll()
-	invalidateAll()
+	}()
 	return c.store.Batch(ctx, ops)
 }
 

@@ -1,0 +1,560 @@
+// Package redis is Gatehouse's shared state backend on a Redis server
+// (go-redis v9), for several Gatehouse instances serving the same state.
+//
+// Every key is stored under a namespace prefix (default "gatehouse:").
+// Put, Delete and Batch run in MULTI/EXEC transactions; CompareAndSwap and
+// Incr run as Lua scripts, so they are atomic on the server. Every write
+// also publishes the changed keys, in the same transaction or script, on
+// the channel "<prefix>invalidate"; OnInvalidate delivers the other
+// instances' changes to a cache (see storage/cache).
+//
+// Durability is the server's: an acknowledged write survives a crash only
+// if Redis runs with appendonly yes and appendfsync always. Open logs a
+// warning when the server says otherwise.
+//
+// Only a single Redis server (or a primary behind a stable address) is
+// supported, not Redis Cluster: Scan walks one keyspace and transactions
+// span keys in any slot. Failing commands are not retried (a retried write
+// could apply twice); they fail fast with storage.ErrUnavailable.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
+)
+
+// DefaultPrefix namespaces keys when Options.Prefix is empty.
+const DefaultPrefix = "gatehouse:"
+
+// DefaultTimeout bounds dialing and each network read or write when
+// Options.Timeout is zero.
+const DefaultTimeout = time.Second
+
+const (
+	// scanCount is the COUNT hint of each SCAN call.
+	scanCount = 1000
+	// fetchChunk is how many keys one round trip of a Scan fetches.
+	fetchChunk = 256
+	// healthInterval is how long the subscriber waits for a message before
+	// it pings, to notice a dead connection that never reported an error.
+	healthInterval = 10 * time.Second
+	// Backoff between resubscription attempts while Redis is unreachable.
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = time.Second
+	// idLen is the length of an instance ID (hex).
+	idLen = 16
+)
+
+// Options tune the store.
+type Options struct {
+	// Prefix is prepended to every key and names the invalidation channel;
+	// instances sharing state must use the same prefix. Empty means
+	// DefaultPrefix.
+	Prefix string
+	// Timeout bounds dialing, each network read and write, and waiting for
+	// a pooled connection; zero means DefaultTimeout. Timeouts given as
+	// URL query parameters (dial_timeout, read_timeout, ...) take
+	// precedence.
+	Timeout time.Duration
+	// Logger receives warnings (lost invalidation subscription, a server
+	// that does not fsync every write); nil discards them.
+	Logger *zap.Logger
+}
+
+// Store is a storage.Store and storage.Invalidator on a Redis server. It is
+// safe for concurrent use.
+type Store struct {
+	client  *goredis.Client
+	prefix  string
+	channel string
+	// id tags the invalidations this instance publishes, so that it does
+	// not deliver its own writes back to its own cache.
+	id  string
+	log *zap.Logger
+
+	// ctx is cancelled by Close, stopping the subscriber.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	listeners []func(key string)
+	closed    bool // guarded by mu; no subscriber starts once set
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open connects to the Redis server at rawURL, of the form
+// redis://[user:password@]host:port/db, or rediss://... for TLS, and
+// checks that it answers. Errors never include the password.
+func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
+	o, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	timeout := orDefault(opts.Timeout, DefaultTimeout)
+	o.DialTimeout = orDefault(o.DialTimeout, timeout)
+	o.ReadTimeout = orDefault(o.ReadTimeout, timeout)
+	o.WriteTimeout = orDefault(o.WriteTimeout, timeout)
+	o.PoolTimeout = orDefault(o.PoolTimeout, timeout)
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1   // a retried write could apply twice
+	o.DialerRetries = 1 // one dial attempt per command: fail fast when down
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	routeClientLog.Do(func() { goredis.SetLogger(clientLog{log.Named("client").Sugar()}) })
+	prefix := orDefault(opts.Prefix, DefaultPrefix)
+	s := &Store{
+		client:  goredis.NewClient(o),
+		prefix:  prefix,
+		channel: prefix + "invalidate",
+		id:      rand.Text()[:idLen],
+		log:     log.With(zap.String("redis", o.Addr)),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		s.Close()
+		return nil, storeutil.Unavailable("connecting to Redis at "+o.Addr, err)
+	}
+	s.checkDurability(ctx)
+	return s, nil
+}
+
+// routeClientLog sends go-redis's own (process-wide) log lines to the
+// first store's logger, at debug level: a dead server makes it log every
+// failed dial, and the store already reports outages once, clearly.
+var routeClientLog sync.Once
+
+// clientLog adapts a zap logger to go-redis's logging interface.
+type clientLog struct{ log *zap.SugaredLogger }
+
+// Printf implements go-redis's internal.Logging.
+func (c clientLog) Printf(_ context.Context, format string, v ...any) { c.log.Debugf(format, v...) }
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// parseURL parses a Redis URL without ever echoing its password.
+func parseURL(rawURL string) (*goredis.Options, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the whole URL
+		}
+		return nil, fmt.Errorf("storage: invalid Redis URL: %v", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
+	}
+	o, err := goredis.ParseURL(rawURL)
+	if err != nil {
+		msg := err.Error()
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		return nil, fmt.Errorf("storage: invalid Redis URL for %s: %s", u.Host, msg)
+	}
+	return o, nil
+}
+
+// checkDurability warns when the server may lose acknowledged writes in a
+// crash. Servers that forbid CONFIG (managed Redis) are not checked.
+func (s *Store) checkDurability(ctx context.Context) {
+	cfg, err := s.client.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		s.log.Debug("cannot read the Redis persistence configuration", zap.Error(err))
+		return
+	}
+	if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
+		s.log.Warn("Redis may lose acknowledged writes in a crash; run it with appendonly yes and appendfsync always",
+			zap.String("appendonly", cfg["appendonly"]), zap.String("appendfsync", cfg["appendfsync"]))
+	}
+}
+
+func (s *Store) key(key string) string { return s.prefix + key }
+
+// message is the invalidation published for a write of key.
+func (s *Store) message(key string) string { return s.id + ":" + key }
+
+// failed wraps an error from go-redis as the store being unavailable.
+func failed(op string, err error) error { return storeutil.Unavailable("redis "+op, err) }
+
+// millis rounds a TTL up to whole milliseconds, Redis's resolution, so a
+// key never expires before its TTL; zero stays zero (no expiry).
+func millis(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.GetEntry(ctx, key)
+	return e.Value, err
+}
+
+// GetEntry implements storage.Store.
+func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if err := storeutil.CheckKey(key); err != nil {
+		return storage.Entry{}, err
+	}
+	entries, err := s.fetch(ctx, []string{key})
+	if err != nil {
+		return storage.Entry{}, failed("get", err)
+	}
+	if len(entries) == 0 {
+		return storage.Entry{}, storage.ErrNotFound
+	}
+	return entries[0], nil
+}
+
+// fetch reads the live entries among keys (unprefixed), in order, in one
+// transaction: values and expiries come from one consistent moment.
+func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, error) {
+	type pending struct {
+		value *goredis.StringCmd
+		ttl   *goredis.DurationCmd
+	}
+	cmds := make([]pending, len(keys))
+	start := time.Now() // an expiry computed from it errs early, never late
+	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = pending{p.Get(ctx, s.key(k)), p.PTTL(ctx, s.key(k))}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	entries := make([]storage.Entry, 0, len(keys))
+	for i, c := range cmds {
+		v, err := c.value.Bytes()
+		if errors.Is(err, goredis.Nil) {
+			continue // absent, or expired since the scan listed it
+		}
+		if err != nil {
+			return nil, err
+		}
+		e := storage.Entry{Key: keys[i], Value: v}
+		if ttl := c.ttl.Val(); ttl > 0 {
+			e.ExpiresAt = start.Add(ttl)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := storeutil.CheckKey(key); err != nil {
+		return err
+	}
+	return s.write(ctx, "put", []storage.Op{{Kind: storage.OpPut, Key: key, Value: value, TTL: ttl}})
+}
+
+// Delete implements storage.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := storeutil.CheckKey(key); err != nil {
+		return err
+	}
+	return s.write(ctx, "delete", []storage.Op{{Kind: storage.OpDelete, Key: key}})
+}
+
+// Batch implements storage.Store.
+func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
+	if err := storeutil.CheckOps(ops); err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	return s.write(ctx, "batch", ops)
+}
+
+// write applies validated ops and publishes their keys in one MULTI/EXEC
+// transaction (SET, DEL and PUBLISH cannot fail halfway through one).
+func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error {
+	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, op := range ops {
+			if op.Kind == storage.OpPut {
+				p.Set(ctx, s.key(op.Key), op.Value, millis(op.TTL))
+			} else {
+				p.Del(ctx, s.key(op.Key))
+			}
+		}
+		for _, op := range ops {
+			p.Publish(ctx, s.channel, s.message(op.Key))
+		}
+		return nil
+	})
+	if err != nil {
+		return failed(what, err)
+	}
+	return nil
+}
+
+// casScript swaps KEYS[1] from ARGV[2] (absent when ARGV[1] is "0") to
+// ARGV[4] (delete when ARGV[3] is "0") with a TTL of ARGV[5] ms (0: none),
+// and publishes ARGV[7] on channel ARGV[6]. It returns 1 if it swapped.
+var casScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[5] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[4])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+`)
+
+// flag encodes whether a CAS operand is given (non-nil).
+func flag(b []byte) string {
+	if b == nil {
+		return "0"
+	}
+	return "1"
+}
+
+// CompareAndSwap implements storage.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
+	if err := storeutil.CheckKey(key); err != nil {
+		return false, err
+	}
+	n, err := casScript.Run(ctx, s.client, []string{s.key(key)},
+		flag(oldValue), oldValue, flag(newValue), newValue, millis(ttl).Milliseconds(),
+		s.channel, s.message(key)).Int()
+	if err != nil {
+		return false, failed("compare-and-swap", err)
+	}
+	return n == 1, nil
+}
+
+// incrScript adds ARGV[1] to KEYS[1], sets a TTL of ARGV[2] ms (0: none)
+// if it created the key, publishes ARGV[4] on channel ARGV[3] and returns
+// the new value as a string (exact beyond Lua's 2^53). It returns nil,
+// changing nothing, if the value is not an integer or would overflow.
+var incrScript = goredis.NewScript(`
+local existed = redis.call('EXISTS', KEYS[1])
+local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(r) == 'table' and r.err then return false end
+if existed == 0 and ARGV[2] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return redis.call('GET', KEYS[1])
+`)
+
+// Incr implements storage.Store.
+func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	if err := storeutil.CheckKey(key); err != nil {
+		return 0, err
+	}
+	v, err := incrScript.Run(ctx, s.client, []string{s.key(key)},
+		delta, millis(ttl).Milliseconds(), s.channel, s.message(key)).Text()
+	if errors.Is(err, goredis.Nil) {
+		return 0, storeutil.ErrNotInteger
+	}
+	if err != nil {
+		return 0, failed("incr", err)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, failed("incr", fmt.Errorf("INCRBY left a non-integer: %w", err))
+	}
+	return n, nil
+}
+
+// globEscaper escapes the characters SCAN MATCH patterns treat specially.
+var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+
+// Scan implements storage.Store. It lists the matching keys first (SCAN),
+// sorts them, then reads them in chunks, each chunk in one transaction:
+// entries are individually consistent, and keys written during the scan
+// may or may not be visited. Memory grows with the number of matching
+// keys.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	full := s.key(prefix)
+	var keys []string
+	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
+	for it.Next(ctx) {
+		if k := it.Val(); strings.HasPrefix(k, full) {
+			keys = append(keys, k[len(s.prefix):])
+		}
+	}
+	if err := it.Err(); err != nil {
+		return failed("scan", err)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // SCAN may return a key more than once
+	for chunk := range slices.Chunk(keys, fetchChunk) {
+		entries, err := s.fetch(ctx, chunk)
+		if err != nil {
+			return failed("scan", err)
+		}
+		for _, e := range entries {
+			if err := fn(e); errors.Is(err, storage.ErrStopScan) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// OnInvalidate implements storage.Invalidator: fn is called, from a
+// background goroutine, with every key another instance (using the same
+// prefix) writes, and with the empty key whenever the subscription to
+// those changes is established, lost or re-established, when changes may
+// have been missed. fn must not block for long.
+func (s *Store) OnInvalidate(fn func(key string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.listeners = append(s.listeners, fn)
+	if len(s.listeners) == 1 {
+		s.wg.Go(s.subscribe)
+	}
+}
+
+// notify calls every listener with key.
+func (s *Store) notify(key string) {
+	s.mu.Lock()
+	listeners := s.listeners
+	s.mu.Unlock()
+	for _, fn := range listeners {
+		fn(key)
+	}
+}
+
+// subscribe keeps a subscription to the invalidation channel until Close,
+// resubscribing with backoff whenever it fails.
+func (s *Store) subscribe() {
+	backoff := minBackoff
+	for {
+		ps := s.client.Subscribe(s.ctx, s.channel)
+		stop := context.AfterFunc(s.ctx, func() { ps.Close() })
+		established, err := s.listen(ps)
+		stop()
+		ps.Close()
+		if s.ctx.Err() != nil {
+			return
+		}
+		if established {
+			s.notify("") // changes made from now on until resubscribed are missed
+			backoff = minBackoff
+			s.log.Warn("lost the Redis invalidation subscription; resubscribing", zap.Error(err))
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// listen delivers invalidations from ps until it fails; established
+// reports whether the subscription was confirmed at all.
+func (s *Store) listen(ps *goredis.PubSub) (established bool, err error) {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(s.ctx, healthInterval)
+		var ne net.Error
+		switch {
+		case err == nil:
+		case !pinged && errors.As(err, &ne) && ne.Timeout():
+			// Quiet channel: check the connection is alive.
+			if err := ps.Ping(s.ctx); err != nil {
+				return established, err
+			}
+			pinged = true
+			continue
+		default:
+			return established, err
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				established = true
+				s.notify("") // changes made before now may have been missed
+			}
+		case *goredis.Message:
+			s.deliver(m.Payload)
+		case *goredis.Pong:
+			pinged = false
+		}
+	}
+}
+
+// deliver passes on one invalidation message, "<instance id>:<key>",
+// unless this instance sent it. A malformed message purges everything.
+func (s *Store) deliver(payload string) {
+	id, key, ok := strings.Cut(payload, ":")
+	switch {
+	case !ok || len(id) != idLen || key == "":
+		s.log.Warn("malformed message on the Redis invalidation channel; dropping all cached entries")
+		s.notify("")
+	case id != s.id:
+		s.notify(key)
+	}
+}
+
+// Close stops the subscriber and closes the connections. It is safe to
+// call more than once; later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		if err := s.client.Close(); err != nil {
+			s.closeErr = failed("close", err)
+		}
+	})
+	return s.closeErr
+}
+
+var (
+	_ storage.Store       = (*Store)(nil)
+	_ storage.Invalidator = (*Store)(nil)
+)

@@ -1,0 +1,239 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
+)
+
+func open(t testing.TB, url, prefix string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestConformance runs the shared suite; every store gets its own prefix
+// on one real server, so the parallel subtests never see each other.
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, storetest.Backend{
+		Open: func(t *testing.T) storage.Store { return open(t, srv.URL(), "t-"+rand.Text()+":") },
+		Reopen: func(t *testing.T, s storage.Store) storage.Store {
+			prefix := s.(*Store).prefix
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return open(t, srv.URL(), prefix)
+		},
+	})
+}
+
+// TestWritesSurviveServerCrash kills redis-server after acknowledged writes
+// and finds them all after the restart.
+func TestWritesSurviveServerCrash(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Put(ctx, "user/alice", []byte("blocked"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, "failures/alice", 3, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	if _, err := s.Get(ctx, "user/alice"); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Get with the server down: %v; want ErrUnavailable", err)
+	}
+	srv.Restart()
+	if v, err := s.Get(ctx, "user/alice"); err != nil || string(v) != "blocked" {
+		t.Fatalf("after restart Get = %q, %v; want the acknowledged write", v, err)
+	}
+	if e, err := s.GetEntry(ctx, "failures/alice"); err != nil || string(e.Value) != "3" || time.Until(e.ExpiresAt) < 59*time.Minute {
+		t.Fatalf("after restart counter = %q (expires %v), %v", e.Value, e.ExpiresAt, err)
+	}
+}
+
+// TestDownFailsFast: with nothing listening every call is ErrUnavailable
+// within the timeout, never a hang and never ErrNotFound.
+func TestDownFailsFast(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := Open(context.Background(), srv.URL(), Options{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv.Stop()
+	start := time.Now()
+	for range 20 {
+		if _, err := s.Get(t.Context(), "k"); !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("Get with the server down: %v; want ErrUnavailable", err)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("20 failing reads took %v; they must fail fast", d)
+	}
+	if _, err := Open(context.Background(), srv.URL(), Options{Timeout: 300 * time.Millisecond}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Open with the server down: %v; want ErrUnavailable", err)
+	}
+}
+
+func TestURLErrorsNeverShowThePassword(t *testing.T) {
+	for _, u := range []string{
+		"redis://user:s3cr3t-pw@127.0.0.1:1/notanumber",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/0?dial_timeout=bogus",
+		"http://user:s3cr3t-pw@127.0.0.1:1/0",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/0\x7f",
+	} {
+		_, err := Open(context.Background(), u, Options{Timeout: 100 * time.Millisecond})
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", u)
+		}
+		if strings.Contains(err.Error(), "s3cr3t-pw") {
+			t.Fatalf("error shows the password: %v", err)
+		}
+	}
+	// A refused connection names the address, not the credentials.
+	_, err := Open(context.Background(), "redis://user:s3cr3t-pw@127.0.0.1:1/0", Options{Timeout: 100 * time.Millisecond})
+	if !errors.Is(err, storage.ErrUnavailable) || strings.Contains(err.Error(), "s3cr3t-pw") {
+		t.Fatalf("refused connection: %v", err)
+	}
+}
+
+// waitFor polls cond for up to a second, the coherence bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 1 s", what)
+		}
+	}
+}
+
+// TestCachesOfTwoInstancesStayCoherent: two caches over two clients (two
+// "instances") of one server; a write through either is seen by the other
+// within a second, and a lost subscription drops everything cached.
+func TestCachesOfTwoInstancesStayCoherent(t *testing.T) {
+	srv := redistest.Start(t)
+	ra, rb := open(t, srv.URL(), ""), open(t, srv.URL(), "")
+	a, b := cache.New(ra, 100), cache.New(rb, 100)
+	defer a.Close()
+	defer b.Close()
+	ctx := t.Context()
+	read := func(c *cache.Cache, key string) string {
+		v, err := c.Get(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return "<missing>"
+		}
+		if err != nil {
+			return "<" + err.Error() + ">"
+		}
+		return string(v)
+	}
+	// Let both subscriptions come up (each purges once on subscribing).
+	waitFor(t, "subscriptions", func() bool {
+		a.Put(ctx, "probe", []byte(time.Now().String()), 0)
+		b.Get(ctx, "probe")
+		p, _ := a.Get(ctx, "probe")
+		return read(b, "probe") == string(p)
+	})
+
+	if err := a.Put(ctx, "user/alice", []byte("active"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(b, "user/alice"); got != "active" {
+		t.Fatalf("B reads %q", got)
+	}
+	// Once A's own invalidation of the write has reached B, B serves the
+	// key from memory.
+	waitFor(t, "B serves user/alice from its cache", func() bool {
+		read(b, "user/alice")
+		hits := b.Hits()
+		return read(b, "user/alice") == "active" && b.Hits() == hits+1
+	})
+	for _, step := range []struct {
+		name  string
+		write func() error
+		want  string
+	}{
+		{"put", func() error { return a.Put(ctx, "user/alice", []byte("blocked"), 0) }, "blocked"},
+		{"cas", func() error {
+			_, err := a.CompareAndSwap(ctx, "user/alice", []byte("blocked"), []byte("cas"), 0)
+			return err
+		}, "cas"},
+		{"batch", func() error {
+			return a.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "user/alice", Value: []byte("batched")}})
+		}, "batched"},
+		{"delete", func() error { return a.Delete(ctx, "user/alice") }, "<missing>"},
+		{"incr", func() error { _, err := a.Incr(ctx, "user/alice", 5, 0); return err }, "5"},
+	} {
+		read(b, "user/alice") // make sure B holds the old value
+		if err := step.write(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		waitFor(t, "B sees the "+step.name+" made on A", func() bool { return read(b, "user/alice") == step.want })
+	}
+
+	// A cached "not found" is invalidated too.
+	if got := read(b, "key/new"); got != "<missing>" {
+		t.Fatalf("key/new: %q", got)
+	}
+	a.Put(ctx, "key/new", []byte("x"), 0)
+	waitFor(t, "B sees a key created on A", func() bool { return read(b, "key/new") == "x" })
+
+	// Redis restarts: B's cache must not keep serving what it held while
+	// changes may have been missed.
+	read(b, "user/alice")
+	srv.Kill()
+	waitFor(t, "B drops its cache when the subscription is lost", func() bool {
+		return strings.HasPrefix(read(b, "user/alice"), "<redis get")
+	})
+	srv.Restart()
+	waitFor(t, "B reads again after Redis came back", func() bool { return read(b, "user/alice") == "5" })
+	a.Put(ctx, "user/alice", []byte("after-restart"), 0)
+	waitFor(t, "invalidations flow again after the restart", func() bool { return read(b, "user/alice") == "after-restart" })
+}
+
+// TestCloseStopsTheSubscriber: Close returns promptly even with Redis down
+// and no listener is called afterwards.
+func TestCloseStopsTheSubscriber(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	var mu sync.Mutex
+	closed := false
+	s.OnInvalidate(func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			t.Error("listener called after Close")
+		}
+	})
+	srv.Kill()
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung with Redis down")
+	}
+	time.Sleep(300 * time.Millisecond)
+}
