@@ -20,7 +20,7 @@ func init() {
 //
 //	gatehouse {
 //		data_dir           <dir>
-//		storage            badger | redis://[user:pass@]host:port/db
+//		storage            badger | [redis] redis[s]://[user:pass@]host:port/db
 //		keystore           <file>
 //		header_prefix      <prefix>
 //		issuer             <iss>
@@ -62,7 +62,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "data_dir":
 			err = oneString(d, &a.DataDir)
 		case "storage":
-			err = oneString(d, &a.Storage)
+			err = parseStorage(d, &a.Storage)
 		case "keystore":
 			err = oneString(d, &a.Keystore)
 		case "header_prefix":
@@ -224,3 +224,17 @@ var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 )
+
+// parseStorage reads "storage badger", "storage <redis URL>" or
+// "storage redis <redis URL>".
+func parseStorage(d *caddyfile.Dispenser, dst *string) error {
+	args := d.RemainingArgs()
+	if len(args) == 2 && args[0] == "redis" {
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		return d.Errf("storage takes badger or a redis:// URL (optionally after the word redis)")
+	}
+	*dst = args[0]
+	return nil
+}

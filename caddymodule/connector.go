@@ -21,10 +21,13 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
 )
 
 func init() {
@@ -184,7 +187,11 @@ func (a *App) connectorCACertificate() (*connector.CA, error) {
 	}
 	ks, err := keystore.Open(a.Keystore, false)
 	if errors.Is(err, keystore.ErrMissing) {
-		if !a.freshEmbeddedStore() {
+		fresh, probeErr := a.freshStore()
+		if probeErr != nil {
+			return nil, probeErr
+		}
+		if !fresh {
 			return nil, fmt.Errorf("the connector CA does not exist yet and the keystore %s is missing: "+
 				"restore the keystore (and %s) from your backup or copy them from an instance sharing this store; "+
 				"on a new install, start once without `trust_pool gatehouse_connectors` to create both", a.Keystore, filepath.Join(a.DataDir, connector.CADir))
@@ -197,14 +204,26 @@ func (a *App) connectorCACertificate() (*connector.CA, error) {
 	return connector.OpenCA(a.DataDir, ks)
 }
 
-// freshEmbeddedStore reports whether the app uses the embedded database
-// and it was never created, so the store certainly holds no sealed secret.
-func (a *App) freshEmbeddedStore() bool {
-	if a.Storage != "" && a.Storage != "badger" {
-		return false
+// freshStore reports whether the store certainly holds no sealed secret:
+// the embedded database was never created, or the Redis server holds no
+// assertion key (the first secret every instance seals).
+func (a *App) freshStore() (bool, error) {
+	if !isRedisURL(a.Storage) {
+		_, err := os.Stat(filepath.Join(a.DataDir, "badger"))
+		return errors.Is(err, fs.ErrNotExist), nil
 	}
-	_, err := os.Stat(filepath.Join(a.DataDir, "badger"))
-	return errors.Is(err, fs.ErrNotExist)
+	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+	defer cancel()
+	st, err := redis.Open(ctx, a.Storage, redis.Options{Logger: a.logger.Named("redis")})
+	if err != nil {
+		return false, err
+	}
+	defer st.Close()
+	_, err = st.Get(ctx, assertion.StoreKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 // CertPool implements caddytls.CA.

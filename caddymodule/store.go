@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
 )
 
 // storePool keeps open stores across config reloads, keyed by location: a
@@ -31,12 +32,10 @@ func validateStorage(spec string) error {
 	case spec == "" || spec == "badger":
 		return nil
 	case isRedisURL(spec):
-		if _, err := url.Parse(spec); err != nil {
-			return fmt.Errorf("storage: %q is not a valid Redis URL: %v", spec, err)
-		}
-		return nil
+		return redis.CheckURL(spec)
 	default:
-		return fmt.Errorf("storage %q: use \"badger\" (default, embedded) or a redis:// or rediss:// URL", spec)
+		// Not echoed: a mistyped URL may still hold a password.
+		return fmt.Errorf("storage: use \"badger\" (default, embedded) or a redis:// or rediss:// URL")
 	}
 }
 
@@ -63,7 +62,7 @@ func openStore(ctx context.Context, spec, dataDir string, cacheSize int, logger 
 		var backend storage.Store
 		var err error
 		if isRedisURL(spec) {
-			err = fmt.Errorf("the Redis backend is not built yet")
+			backend, err = redis.Open(ctx, spec, redis.Options{Logger: logger.Named("redis")})
 		} else {
 			backend, err = badger.Open(filepath.Join(dataDir, "badger"), badger.Options{Logger: logger.Named("badger")})
 		}

@@ -161,6 +161,13 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
+// CheckURL reports whether rawURL is a Redis URL Open accepts, without
+// connecting; the error never includes the password.
+func CheckURL(rawURL string) error {
+	_, err := parseURL(rawURL)
+	return err
+}
+
 // parseURL parses a Redis URL without ever echoing its password.
 func parseURL(rawURL string) (*goredis.Options, error) {
 	u, err := url.Parse(rawURL)

@@ -1,0 +1,380 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+)
+
+// clusterSite is one member of a cluster sharing a Redis store: a site
+// taking every credential kind (connector certificates verified when
+// given) and the ESA API.
+const clusterSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+		storage redis {{.RedisURL}}
+		lockout_threshold 5
+		sms file {{.Dir}}/sms.log
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal {
+		client_auth {
+			mode verify_if_given
+			trust_pool gatehouse_connectors
+		}
+	}
+	gatehouse {
+		accept basic connector app_key session
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+https://localhost:{{.ESAPort}} {
+	tls internal
+	gatehouse_esa
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// startCluster starts a private Redis and two Caddy instances sharing it.
+// B gets a copy of A's keystore and connector CA, as an operator adding a
+// member would copy them.
+func startCluster(t *testing.T) (a, b *harness.Instance, srv *redistest.Server) {
+	t.Helper()
+	srv = redistest.Start(t)
+	a = harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
+	bDir := t.TempDir()
+	copyTree(t, a.DataDir(), filepath.Join(bDir, "data"))
+	b = harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL(), Dir: bDir})
+	for _, inst := range []*harness.Instance{a, b} {
+		waitTLS(t, inst.Ports.ESAPort)
+	}
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	return a, b, srv
+}
+
+// copyTree copies a directory with cp -a (modes kept: the keystore is 0600).
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v %s", from, to, err, out)
+	}
+}
+
+// within polls check until it returns "" or one second (the coherence
+// bound) has passed, and returns how long it took.
+func within(t *testing.T, what string, check func() string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := check()
+		if got == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("%s: not within 1 s: %s", what, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// status is check helper: "" when res has the wanted status.
+func status(res harness.CurlResult, want int) string {
+	if res.Status == want {
+		return ""
+	}
+	return fmt.Sprintf("status %d %s, want %d", res.Status, res.Body, want)
+}
+
+func TestClusterSharesStateAtOnce(t *testing.T) {
+	a, b, _ := startCluster(t)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}, "password": "pw-alice-1"})
+
+	// A key created through A works on B at once.
+	k := createKey(t, a, `{"name":"sensor-1","username":"alice"}`)
+	res := harness.Curl(t, "-H", "appKey: "+k.Key, b.HTTPSURL()+"/api/items")
+	if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-App-Key"] != "sensor-1" {
+		t.Fatalf("key made on A, used on B: %d %s", res.Status, res.Body)
+	}
+	basicOnB := func() harness.CurlResult { return harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items") }
+	if res := basicOnB(); res.Status != 200 {
+		t.Fatalf("basic on B: %d %s", res.Status, res.Body)
+	}
+
+	// Security changes on A reach B (whose cache holds alice) within 1 s.
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+	took := within(t, "B refuses alice blocked on A", func() string { return status(basicOnB(), 403) })
+	t.Logf("block on A refused by B after %v", took)
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"active"}`)
+	within(t, "B serves alice unblocked on A", func() string { return status(basicOnB(), 200) })
+
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"roles":[]}`)
+	within(t, "B applies the role change made on A", func() string { return status(basicOnB(), 403) })
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"roles":["reader"]}`)
+	within(t, "B applies the role given back on A", func() string { return status(basicOnB(), 200) })
+
+	// A session cookie from A works on B.
+	res = harness.Curl(t, "-H", "appKey: "+k.Key, a.HTTPSURL()+"/api/x?x-gatehouse-session=true")
+	cookie := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "gatehouse_session="), ";", 2)[0]
+	if res.Status != 200 || cookie == "" {
+		t.Fatalf("session on A: %d %q", res.Status, res.Headers.Get("Set-Cookie"))
+	}
+	res = harness.Curl(t, "-b", "gatehouse_session="+cookie, b.HTTPSURL()+"/api/y")
+	if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Auth"] != "session" {
+		t.Fatalf("A's session cookie on B: %d %s", res.Status, res.Body)
+	}
+
+	// Rotating on A without grace kills the old value on B.
+	var rotated struct{ Key string }
+	a.AdminJSON(t, "POST", "/gatehouse/appkeys/sensor-1/rotate", `{}`, &rotated)
+	within(t, "B refuses the value rotated away on A", func() string {
+		return status(harness.Curl(t, "-H", "appKey: "+k.Key, b.HTTPSURL()+"/api/items"), 401)
+	})
+	if res := harness.Curl(t, "-H", "appKey: "+rotated.Key, b.HTTPSURL()+"/api/items"); res.Status != 200 {
+		t.Fatalf("rotated key on B: %d", res.Status)
+	}
+	a.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/sensor-1", nil)
+	within(t, "B refuses the key deleted on A", func() string {
+		return status(harness.Curl(t, "-H", "appKey: "+rotated.Key, b.HTTPSURL()+"/api/items"), 401)
+	})
+
+	// A user deleted on B is gone on A.
+	b.MustAdmin(t, 204, "DELETE", "/gatehouse/users/alice", nil)
+	within(t, "A refuses the user deleted on B", func() string {
+		return status(harness.Curl(t, "-u", "alice:pw-alice-1", a.HTTPSURL()+"/api/items"), 401)
+	})
+}
+
+func TestClusterConnectorTokens(t *testing.T) {
+	a, b, _ := startCluster(t)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"svc","roles":["reader"]}`)
+	c := newConnector(t, a, "backup-agent", "svc")
+
+	// Issued on A, used on B; refreshed on B, the old token dies on both.
+	first := mustToken(t, a, c)
+	if res := callAPI(t, b, c, first.AccessToken); res.Status != 200 {
+		t.Fatalf("A's token on B: %d %s", res.Status, res.Body)
+	}
+	second := tokenRequest(t, b, c, "?grant_type=refresh_token&refresh_token="+first.RefreshToken)
+	if second.status != 200 || second.AccessToken == "" || second.AccessToken == first.AccessToken {
+		t.Fatalf("refresh on B: %d %s %s", second.status, second.Error, second.Description)
+	}
+	for _, inst := range []*harness.Instance{a, b} {
+		if res := callAPI(t, inst, c, first.AccessToken); res.Status != 401 {
+			t.Fatalf("old token after refresh on B, used on %s: %d", inst.HTTPSURL(), res.Status)
+		}
+		if res := callAPI(t, inst, c, second.AccessToken); res.Status != 200 {
+			t.Fatalf("new token on %s: %d %s", inst.HTTPSURL(), res.Status, res.Body)
+		}
+	}
+	// The refresh token was used on B: A refuses it too.
+	again := tokenRequest(t, a, c, "?grant_type=refresh_token&refresh_token="+first.RefreshToken)
+	expectOAuthError(t, "refresh token reused on A", again, 400, "invalid_grant")
+
+	// Revoking the connector on B ends its tokens on A.
+	b.MustAdmin(t, 204, "DELETE", "/gatehouse/connectors/backup-agent", nil)
+	within(t, "A refuses the token of the connector revoked on B", func() string {
+		return status(callAPI(t, a, c, second.AccessToken), 401)
+	})
+}
+
+func TestClusterLockoutCountsEveryFailure(t *testing.T) {
+	harness.RequireTool(t, "oathtool")
+	a, b, _ := startCluster(t)
+	var cred apiCredential
+	if st := a.AdminJSON(t, "POST", "/gatehouse/api-credentials",
+		map[string]any{"name": "radius", "auth_api": true, "user_management_api": true}, &cred); st != 201 {
+		t.Fatalf("API credential: %d", st)
+	}
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"frank","roles":["reader"]}`)
+	var enrol struct {
+		OTPAuthURI string `json:"otpauth_uri"`
+	}
+	a.AdminJSON(t, "POST", "/gatehouse/users/frank/otp", `{"type":"APP"}`, &enrol)
+	secret := enrol.OTPAuthURI[strings.Index(enrol.OTPAuthURI, "secret=")+len("secret="):]
+	secret, _, _ = strings.Cut(secret, "&")
+
+	esa := func(inst *harness.Instance, path, body string) map[string]any {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("https://localhost:%d%s", inst.Ports.ESAPort, path), strings.NewReader(body))
+		if body == "" {
+			req.Method = "GET"
+		}
+		req.SetBasicAuth(cred.Username, cred.Password)
+		resp, err := harness.Client(nil).Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Errorf("ESA %s: HTTP %d %v", path, resp.StatusCode, err)
+		}
+		return out
+	}
+	// 40 wrong codes in parallel, half through each instance.
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for i := range 40 {
+		inst := []*harness.Instance{a, b}[i%2]
+		wg.Go(func() {
+			out := esa(inst, "/auth/v1/authenticate", fmt.Sprintf(`{"username":"frank","otp":"%06d"}`, (i*7919+13)%1000000))
+			if out != nil && out["authenticated"] == false {
+				refused.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if refused.Load() != 40 {
+		t.Fatalf("%d of 40 wrong codes refused", refused.Load())
+	}
+	for _, inst := range []*harness.Instance{a, b} {
+		out := esa(inst, "/manage/users/v1/profile/frank", "")
+		if out["is_locked"] != true || out["consecutive_failures"] != float64(40) {
+			t.Fatalf("profile on %s after 40 wrong codes split across A and B: %v", inst.HTTPSURL(), out)
+		}
+	}
+	code := oathtool(t, "--totp", "-b", secret)
+	if out := esa(b, "/auth/v1/authenticate", `{"username":"frank","otp":"`+code+`"}`); out["authenticated"] != false {
+		t.Fatalf("right code for the locked user on B: %v", out)
+	}
+	if out := esa(b, "/manage/users/v1/unlock", `{"username":"frank"}`); out["error"] != "ERROR_NONE" {
+		t.Fatalf("unlock on B: %v", out)
+	}
+	if out := esa(a, "/auth/v1/authenticate", `{"username":"frank","otp":"`+code+`"}`); out["authenticated"] != true {
+		t.Fatalf("right code on A after unlock on B: %v", out)
+	}
+	// Single use holds across the cluster: the same code is refused on B.
+	if out := esa(b, "/auth/v1/authenticate", `{"username":"frank","otp":"`+code+`"}`); out["authenticated"] != false {
+		t.Fatalf("code replayed on B: %v", out)
+	}
+}
+
+// goroutines reads the goroutine count from Caddy's pprof endpoint.
+func goroutines(t *testing.T, inst *harness.Instance) int {
+	t.Helper()
+	_, body := inst.Admin(t, "GET", "/debug/pprof/goroutine?debug=1", nil)
+	first, _, _ := strings.Cut(string(body), "\n") // "goroutine profile: total N"
+	n, err := strconv.Atoi(strings.TrimSpace(first[strings.LastIndex(first, " ")+1:]))
+	if err != nil {
+		t.Fatalf("goroutine profile: %q", first)
+	}
+	return n
+}
+
+// openFDs counts the open file descriptors of a process.
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+func TestClusterRedisOutageFailsClosedAndRecovers(t *testing.T) {
+	a, b, srv := startCluster(t)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}, "password": "pw-alice-1"})
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "bob", "roles": []string{"reader"}, "password": "pw-bob-12"})
+	k := createKey(t, a, `{"name":"sensor-1","username":"alice"}`)
+	members := []*harness.Instance{a, b}
+	requests := func(inst *harness.Instance) []harness.CurlResult {
+		return []harness.CurlResult{
+			harness.Curl(t, "-u", "alice:pw-alice-1", inst.HTTPSURL()+"/api/items"),
+			harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/items"),
+		}
+	}
+	for _, inst := range members {
+		for _, res := range requests(inst) { // warm every cache
+			if res.Status != 200 {
+				t.Fatalf("before the outage: %d %s", res.Status, res.Body)
+			}
+		}
+	}
+	// The last write before the crash is acknowledged: it must survive.
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", `{"status":"blocked"}`)
+	before := map[*harness.Instance][2]int{}
+	for _, inst := range members {
+		before[inst] = [2]int{goroutines(t, inst), openFDs(t, inst.PID())}
+	}
+
+	srv.Kill()
+	for _, inst := range members {
+		within(t, "503 on "+inst.HTTPSURL()+" with Redis down", func() string {
+			for _, res := range requests(inst) {
+				if res.Status != 503 || !strings.Contains(res.Body, `"error":"unavailable"`) {
+					return fmt.Sprintf("%d %s", res.Status, res.Body)
+				}
+			}
+			return ""
+		})
+	}
+	// Traffic during the outage: every answer is 503, nothing piles up.
+	for range 20 {
+		for _, inst := range members {
+			for _, res := range requests(inst) {
+				if res.Status != 503 {
+					t.Fatalf("during the outage: %d %s", res.Status, res.Body)
+				}
+			}
+		}
+	}
+	if st, _ := a.Admin(t, "GET", "/gatehouse/users/alice", nil); st != 503 {
+		t.Fatalf("admin API with Redis down: %d, want 503", st)
+	}
+	time.Sleep(2 * time.Second) // several resubscription attempts
+	for _, inst := range members {
+		if !inst.LogContains("lost the Redis invalidation subscription") {
+			t.Errorf("%s logged nothing about the lost Redis connection", inst.HTTPSURL())
+		}
+		if inst.LogContains("pw-alice-1") || inst.LogContains(k.Key) {
+			t.Fatal("a credential reached Caddy's log")
+		}
+	}
+
+	srv.Restart()
+	for _, inst := range members {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			res := requests(inst)
+			if res[0].Status == 200 && res[1].Status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not recover within 5 s of Redis coming back: %d %d", inst.HTTPSURL(), res[0].Status, res[1].Status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if res := harness.Curl(t, "-u", "bob:pw-bob-12", inst.HTTPSURL()+"/api/items"); res.Status != 403 {
+			t.Fatalf("bob's block, acknowledged before the crash, was lost: %d", res.Status)
+		}
+		now := [2]int{goroutines(t, inst), openFDs(t, inst.PID())}
+		if was := before[inst]; now[0] > was[0]+20 || now[1] > was[1]+20 {
+			t.Errorf("%s leaked across the outage: goroutines %d → %d, open files %d → %d",
+				inst.HTTPSURL(), was[0], now[0], was[1], now[1])
+		}
+	}
+	// Changes flow between the members again.
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+	within(t, "B refuses alice blocked on A after the recovery", func() string {
+		return status(harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"), 403)
+	})
+}
