@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
 var (
@@ -95,15 +96,7 @@ func RequireTool(t testing.TB, name string) string {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func FreePort(t testing.TB) int { t.Helper(); return testport.Free(t) }
 
 // Ports are the addresses a Caddyfile template can use.
 type Ports struct {

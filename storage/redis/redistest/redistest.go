@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
 // Server is one redis-server process owned by a test.
@@ -42,7 +44,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: testport.Free(t)}
 	t.Cleanup(s.Stop)
 	s.Restart()
 	return s
@@ -129,14 +131,4 @@ func (s *Server) end(sig syscall.Signal) {
 		cmd.Process.Kill()
 		<-done
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
