@@ -12,9 +12,9 @@
 // if Redis runs with appendonly yes and appendfsync always. Open logs a
 // warning when the server says otherwise.
 //
-// Only a single Redis server (or a primary behind a stable address) is
-// supported, not Redis Cluster: Scan walks one keyspace and transactions
-// span keys in any slot. Failing commands are not retried (a retried write
+// A single Redis server, or a primary found through Sentinel (a
+// master_name URL parameter), is supported; Redis Cluster is not: Scan
+// walks one keyspace and transactions span keys in any slot. Failing commands are not retried (a retried write
 // could apply twice); they fail fast with storage.ErrUnavailable.
 package redis
 
@@ -101,24 +101,17 @@ type Store struct {
 	closeErr  error
 }
 
-// Open connects to the Redis server at rawURL, of the form
-// redis://[user:password@]host:port/db, or rediss://... for TLS, and
-// checks that it answers. Errors never include the password.
+// Open connects to the Redis server at rawURL and checks that it answers.
+// rawURL is redis://[user:password@]host:port/db (rediss:// for TLS),
+// with go-redis's query options (dial_timeout=…, …); with a master_name
+// query parameter, host:port (and further addr=host:port parameters) are
+// Sentinels and the store follows the master they name. Errors never
+// include the password.
 func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
-	o, err := parseURL(rawURL)
+	ep, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	timeout := orDefault(opts.Timeout, DefaultTimeout)
-	o.DialTimeout = orDefault(o.DialTimeout, timeout)
-	o.ReadTimeout = orDefault(o.ReadTimeout, timeout)
-	o.WriteTimeout = orDefault(o.WriteTimeout, timeout)
-	o.PoolTimeout = orDefault(o.PoolTimeout, timeout)
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1   // a retried write could apply twice
-	o.DialerRetries = 1 // one dial attempt per command: fail fast when down
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -126,20 +119,43 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	routeClientLog.Do(func() { goredis.SetLogger(clientLog{log.Named("client").Sugar()}) })
 	prefix := orDefault(opts.Prefix, DefaultPrefix)
 	s := &Store{
-		client:  goredis.NewClient(o),
+		client:  ep.client(orDefault(opts.Timeout, DefaultTimeout)),
 		prefix:  prefix,
 		channel: prefix + "invalidate",
 		id:      rand.Text()[:idLen],
-		log:     log.With(zap.String("redis", o.Addr)),
+		log:     log.With(zap.String("redis", ep.name)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		s.Close()
-		return nil, storeutil.Unavailable("connecting to Redis at "+o.Addr, err)
+		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
 	s.checkDurability(ctx)
 	return s, nil
 }
+
+// endpoint is a parsed Redis URL: what to call the server in logs and
+// errors (never with credentials), and how to make its client.
+type endpoint struct {
+	name   string
+	client func(timeout time.Duration) *goredis.Client
+}
+
+// timeouts sets every unset timeout to d: dialing, reads, writes and
+// waiting for a pooled connection.
+func timeouts(d time.Duration, fields ...*time.Duration) {
+	for _, f := range fields {
+		*f = orDefault(*f, d)
+	}
+}
+
+// Commands are never retried (a retried write could apply twice) and dial
+// once (fail fast when the server is down); deadlines follow the context.
+const (
+	noRetries     = -1
+	dialOnce      = 1
+	contextBounds = true
+)
 
 // routeClientLog sends go-redis's own (process-wide) log lines to the
 // first store's logger, at debug level: a dead server makes it log every
@@ -169,27 +185,52 @@ func CheckURL(rawURL string) error {
 }
 
 // parseURL parses a Redis URL without ever echoing its password.
-func parseURL(rawURL string) (*goredis.Options, error) {
+func parseURL(rawURL string) (endpoint, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the whole URL
 		}
-		return nil, fmt.Errorf("storage: invalid Redis URL: %v", err)
+		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: %v", err)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
+		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
 	}
-	o, err := goredis.ParseURL(rawURL)
-	if err != nil {
+	hideSecret := func(err error) error {
 		msg := err.Error()
 		if pw, ok := u.User.Password(); ok && pw != "" {
 			msg = strings.ReplaceAll(msg, pw, "xxxxx")
 		}
-		return nil, fmt.Errorf("storage: invalid Redis URL for %s: %s", u.Host, msg)
+		return fmt.Errorf("storage: invalid Redis URL for %s: %s", u.Host, msg)
 	}
-	return o, nil
+	if u.Query().Has("master_name") {
+		o, err := goredis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return endpoint{}, hideSecret(err)
+		}
+		return endpoint{
+			name: "master " + o.MasterName + " of Sentinel " + strings.Join(o.SentinelAddrs, ","),
+			client: func(d time.Duration) *goredis.Client {
+				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
+				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
+				return goredis.NewFailoverClient(o)
+			},
+		}, nil
+	}
+	o, err := goredis.ParseURL(rawURL)
+	if err != nil {
+		return endpoint{}, hideSecret(err)
+	}
+	return endpoint{
+		name: o.Addr,
+		client: func(d time.Duration) *goredis.Client {
+			timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
+			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
+			o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+			return goredis.NewClient(o)
+		},
+	}, nil
 }
 
 // checkDurability warns when the server may lose acknowledged writes in a

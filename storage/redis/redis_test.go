@@ -237,3 +237,52 @@ func TestCloseStopsTheSubscriber(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 }
+
+// TestACLUserAndPassword connects as an ACL user; a wrong password is
+// refused as unavailable without the password in the error.
+func TestACLUserAndPassword(t *testing.T) {
+	srv := redistest.Start(t, "--user", "default", "off", "--user", "gatehouse", "on", ">right-pass", "~*", "&*", "+@all")
+	good := "redis://gatehouse:right-pass@" + srv.Addr() + "/2"
+	s := open(t, good, "")
+	defer s.Close()
+	if err := s.Put(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatalf("Put as the ACL user: %v", err)
+	}
+	if v, err := s.Get(t.Context(), "k"); err != nil || string(v) != "v" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	for _, u := range []string{
+		"redis://gatehouse:wrong-pass@" + srv.Addr() + "/2",
+		"redis://" + srv.Addr() + "/2",
+	} {
+		_, err := Open(context.Background(), u, Options{})
+		if !errors.Is(err, storage.ErrUnavailable) || strings.Contains(err.Error(), "wrong-pass") {
+			t.Fatalf("Open(%s) = %v; want ErrUnavailable without the password", u, err)
+		}
+	}
+}
+
+// TestThroughSentinel finds the master through a real Sentinel and passes
+// the core of the contract and coherence through it.
+func TestThroughSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "gatehouse-primary")
+	url := sentinel.URL() + "?master_name=gatehouse-primary"
+	a, b := open(t, url, ""), open(t, master.URL(), "")
+	defer a.Close()
+	defer b.Close()
+	ctx := t.Context()
+	if err := a.Put(ctx, "user/alice", []byte("active"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Get(ctx, "user/alice"); err != nil || string(v) != "active" {
+		t.Fatalf("write through Sentinel read on the master directly: %q, %v", v, err)
+	}
+	if n, err := a.Incr(ctx, "n", 2, 0); err != nil || n != 2 {
+		t.Fatalf("Incr through Sentinel = %d, %v", n, err)
+	}
+	_, err := Open(ctx, sentinel.URL()+"?master_name=no-such-master", Options{Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("unknown master: %v; want ErrUnavailable", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,14 +29,18 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// args is the whole command line after the binary.
+	args []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start launches a private redis-server; it is stopped when the test ends.
-func Start(t testing.TB) *Server {
+// Start launches a private redis-server, with extra command-line
+// arguments (for example "--requirepass", "secret"); it is stopped when the
+// test ends.
+func Start(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -45,6 +50,28 @@ func Start(t testing.TB) *Server {
 		t.Skip("redis-server not installed")
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: testport.Free(t)}
+	s.args = append([]string{
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}, extraArgs...)
+	t.Cleanup(s.Stop)
+	s.Restart()
+	return s
+}
+
+// StartSentinel launches a Redis Sentinel monitoring master under
+// masterName (quorum 1); it is stopped when the test ends. Its URL() with
+// ?master_name=<masterName> reaches the master through it.
+func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: master.bin, dir: t.TempDir(), port: testport.Free(t)}
+	conf := filepath.Join(s.dir, "sentinel.conf") // Sentinel rewrites it
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
+		s.port, s.dir, filepath.Join(s.dir, "redis.log"), masterName, master.port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
 	t.Cleanup(s.Stop)
 	s.Restart()
 	return s
@@ -66,10 +93,7 @@ func (s *Server) Restart() {
 	if running {
 		s.t.Fatal("redistest: Restart of a running server")
 	}
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd := exec.Command(s.bin, s.args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
@@ -98,16 +122,18 @@ func (s *Server) Restart() {
 	}
 }
 
-// ping sends PING in RESP and reports whether the server answered PONG
-// (a server still loading its append-only file answers -LOADING).
+// ping sends PING in RESP and reports whether the server is ready: it
+// answers PONG, or NOAUTH when it requires a password (a server still
+// loading its append-only file answers -LOADING).
 func ping(c net.Conn) bool {
 	c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
 		return false
 	}
-	buf := make([]byte, 7)
+	buf := make([]byte, 64)
 	n, _ := c.Read(buf)
-	return string(buf[:n]) == "+PONG\r\n"
+	answer := string(buf[:n])
+	return answer == "+PONG\r\n" || strings.HasPrefix(answer, "-NOAUTH")
 }
 
 // Kill ends the server with SIGKILL, as a crash would.

@@ -1,0 +1,281 @@
+// Package migrate copies Gatehouse state from one store to another, for
+// example from the embedded Badger backend to a Redis server when a
+// single instance becomes several, or back.
+//
+// Locations are written as "badger:<dir>" or as a Redis URL
+// ("redis://[user:password@]host:port/db", "rediss://..." for TLS), as on
+// the command line of "caddy gatehouse migrate". Every record is copied
+// through the storage.Store interface of both sides, so the Redis key
+// prefix is handled by the Redis backend, with its remaining lifetime:
+// records whose expiry has passed are skipped, records without expiry stay
+// without expiry. Copying overwrites records the destination already has
+// and never deletes any, so running it again is harmless.
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
+)
+
+// BatchSize is the most records Copy writes in one storage.Store.Batch.
+const BatchSize = 500
+
+// batchBytes caps the keys and values of one batch (a single larger record
+// goes alone), keeping every batch well inside Badger's transaction limit.
+const batchBytes = 1 << 20
+
+// redisTimeout bounds dialing and each network read or write of a Redis
+// side: more than the data plane's default, since one batch carries up to
+// a megabyte.
+const redisTimeout = 5 * time.Second
+
+// badgerSubdir is where Gatehouse keeps its Badger database inside its
+// data_dir.
+const badgerSubdir = "badger"
+
+// badgerManifest is a file every Badger database directory holds.
+const badgerManifest = "MANIFEST"
+
+// Result counts what Copy did.
+type Result struct {
+	// Copied is the number of records written to the destination.
+	Copied int
+	// Expired is the number of records the source still listed whose
+	// expiry had passed by the time they were to be written; they are not
+	// written. Records that had already expired before the copy started
+	// are invisible to Scan and not counted.
+	Expired int
+}
+
+// Copy writes every live record of src to dst, with its remaining TTL, in
+// batches of at most BatchSize records. It calls progress, when non-nil,
+// after each batch with the number of records copied so far. It does not
+// delete anything from dst. src and dst must be different stores.
+func Copy(ctx context.Context, src, dst storage.Store, progress func(copied int)) (Result, error) {
+	return copyAt(ctx, src, dst, progress, time.Now)
+}
+
+// copyAt is Copy with the clock that remaining TTLs are computed from.
+func copyAt(ctx context.Context, src, dst storage.Store, progress func(int), now func() time.Time) (Result, error) {
+	var (
+		res     Result
+		pending []storage.Entry
+		size    int
+		ops     = make([]storage.Op, 0, BatchSize)
+	)
+	// flush writes the pending records. Their TTLs are computed just
+	// before the write, so a record never outlives its source's expiry by
+	// the time the batch took to collect.
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		at := now()
+		ops = ops[:0]
+		for _, e := range pending {
+			var ttl time.Duration
+			if !e.ExpiresAt.IsZero() {
+				if ttl = e.ExpiresAt.Sub(at); ttl <= 0 {
+					res.Expired++
+					continue
+				}
+			}
+			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: e.Key, Value: e.Value, TTL: ttl})
+		}
+		clear(pending) // drop the references to the values
+		pending, size = pending[:0], 0
+		if len(ops) == 0 {
+			return nil
+		}
+		if err := dst.Batch(ctx, ops); err != nil {
+			return fmt.Errorf("writing records %d to %d to the destination: %w", res.Copied+1, res.Copied+len(ops), err)
+		}
+		res.Copied += len(ops)
+		if progress != nil {
+			progress(res.Copied)
+		}
+		return nil
+	}
+	var writeErr error
+	err := src.Scan(ctx, "", func(e storage.Entry) error {
+		n := len(e.Key) + len(e.Value)
+		if len(pending) >= 2*BatchSize || (len(pending) > 0 && size+n > batchBytes) {
+			if writeErr = flush(); writeErr != nil {
+				return writeErr
+			}
+		}
+		e.Value = bytes.Clone(e.Value) // Scan may reuse it after we return
+		pending = append(pending, e)
+		size += n
+		return nil
+	})
+	switch {
+	case writeErr != nil:
+		return res, writeErr
+	case err != nil:
+		return res, fmt.Errorf("reading the source after %d records: %w", res.Copied+len(pending), err)
+	}
+	return res, flush()
+}
+
+// Role says which side of a copy a location is; it decides whether a
+// missing Badger database is created or is an error.
+type Role uint8
+
+const (
+	// Source is read from: its Badger database must exist.
+	Source Role = iota + 1
+	// Destination is written to: a Badger database is created in a
+	// missing or empty directory.
+	Destination
+)
+
+// Location is a parsed store location.
+type Location struct {
+	// badgerDir is the absolute Badger directory, or empty for Redis.
+	badgerDir string
+	// redisURL is the URL as given (it may hold a password).
+	redisURL string
+	// name is the display form, without credentials.
+	name string
+}
+
+// LocationHelp describes the accepted location syntax, for flag help.
+const LocationHelp = `badger:<dir> or redis://[user:password@]host:port/db (rediss:// for TLS). ` +
+	`For badger, <dir> may be Gatehouse's data_dir or the Badger directory itself: ` +
+	`if <dir>/badger exists it is used, otherwise <dir> is the Badger directory`
+
+// ParseLocation parses "badger:<dir>" or a redis:// or rediss:// URL.
+// For Badger it resolves the directory: <dir>/badger when that exists
+// (Gatehouse keeps its database there inside its data_dir), else <dir>.
+// Errors never include a password.
+func ParseLocation(spec string) (Location, error) {
+	scheme, rest, ok := strings.Cut(spec, ":")
+	switch {
+	case ok && scheme == "badger":
+		if rest == "" {
+			return Location{}, errors.New("badger: needs a directory, as in badger:/var/lib/caddy/gatehouse")
+		}
+		dir, err := filepath.Abs(rest)
+		if err != nil {
+			return Location{}, fmt.Errorf("badger directory %q: %v", rest, err)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, badgerSubdir)); err == nil && fi.IsDir() {
+			dir = filepath.Join(dir, badgerSubdir)
+		}
+		return Location{badgerDir: dir, name: "badger:" + dir}, nil
+	case ok && (scheme == "redis" || scheme == "rediss"):
+		if !strings.HasPrefix(rest, "//") {
+			// Not echoed: without "//" a password is not recognised as one.
+			return Location{}, fmt.Errorf("want %s://[user:password@]host:port/db", scheme)
+		}
+		if err := redis.CheckURL(spec); err != nil {
+			return Location{}, err
+		}
+		u, err := url.Parse(spec) // cannot fail: CheckURL parsed it
+		if err != nil {
+			return Location{}, err
+		}
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host = "localhost"
+		}
+		if port == "" {
+			port = "6379"
+		}
+		db := strings.Trim(u.Path, "/")
+		if db == "" {
+			db = "0"
+		}
+		return Location{redisURL: spec, name: u.Scheme + "://" + net.JoinHostPort(host, port) + "/" + db}, nil
+	case !ok && spec == "badger":
+		return Location{}, errors.New("badger needs a directory: badger:<dir>")
+	default:
+		// Not echoed: a mistyped URL may still hold a password.
+		return Location{}, errors.New("want badger:<dir> or redis://[user:password@]host:port/db")
+	}
+}
+
+// String is the display form of the location: "badger:<absolute dir>" or
+// "scheme://host:port/db", never with a user name or password.
+func (l Location) String() string { return l.name }
+
+// Open opens the store at the location. A Badger database must not be in
+// use: Badger locks its directory, so Caddy (or any other user) must be
+// stopped first. A Badger source must already hold a database; a Badger
+// destination is created in a missing or empty directory, but not in a
+// directory holding other files (such as a data_dir that has no badger
+// subdirectory yet). log receives the backends' warnings; nil discards
+// them.
+func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage.Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if l.redisURL != "" {
+		st, err := redis.Open(ctx, l.redisURL, redis.Options{Timeout: redisTimeout, Logger: log.Named("redis")})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		return st, nil
+	}
+	if l.badgerDir == "" {
+		return nil, errors.New("migrate: zero Location")
+	}
+	if err := checkBadgerDir(l.badgerDir, role); err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	st, err := badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger")})
+	if err != nil {
+		if isLocked(err) {
+			return nil, fmt.Errorf("%s: the Badger database is locked by another process; "+
+				"stop Caddy (and anything else using it) before migrating: %w", l.name, err)
+		}
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	return st, nil
+}
+
+// checkBadgerDir refuses to read a directory that holds no Badger
+// database, and to create one among unrelated files.
+func checkBadgerDir(dir string, role Role) error {
+	if _, err := os.Stat(filepath.Join(dir, badgerManifest)); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case role == Source && errors.Is(err, os.ErrNotExist):
+		return errors.New("no such directory")
+	case role == Source && err == nil:
+		return errors.New("no Badger database here (no MANIFEST file, and no badger subdirectory)")
+	case errors.Is(err, os.ErrNotExist):
+		return nil // Badger creates it
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		return errors.New("the directory holds other files but no Badger database; " +
+			"to create a new one for Gatehouse, name the badger subdirectory of its data_dir (<data_dir>/badger)")
+	}
+	return nil
+}
+
+// isLocked reports whether err is Badger failing to take its directory
+// lock because another process (or store) holds it.
+func isLocked(err error) bool {
+	return errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) ||
+		strings.Contains(err.Error(), "directory lock")
+}
