@@ -25,17 +25,23 @@ func init() { kinds = append(kinds, appKeyKind) }
 var appKeyKind = kind{
 	name:     "app_key",
 	baseline: "plain",
-	site: `
-http://:{{.app_key}} {
+	site:     appKeySite("app_key"),
+	prepare:  seedScaleAppKeys,
+	setup:    setupAppKeys,
+}
+
+// appKeySite is the Caddyfile snippet of a route that accepts app keys on
+// the port {{.<port>}}, in front of the shared upstream.
+func appKeySite(port string) string {
+	return `
+http://:{{.` + port + `}} {
 	bind 127.0.0.1
 	gatehouse {
 		accept app_key
 	}
 	reverse_proxy 127.0.0.1:{{.upstream}}
 }
-`,
-	prepare: seedScaleAppKeys,
-	setup:   setupAppKeys,
+`
 }
 
 // scaleKeys are the values seeded in scale mode.
@@ -96,21 +102,37 @@ func setupAppKeys(e *env) (row, error) {
 			return req
 		}}}, nil
 	}
-	if err := seedBenchUser(e); err != nil {
-		return row{}, err
-	}
-	var created struct{ Key string }
-	status, out, err := e.call("POST", "/gatehouse/appkeys", map[string]any{"name": "bench", "username": "bench",
-		"expires_at": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
+	key, err := seedAppKey(e)
 	if err != nil {
 		return row{}, err
 	}
-	if status != http.StatusCreated {
-		return row{}, fmt.Errorf("creating the bench app key: %d %s", status, out)
+	return appKeyRow("app_key", e, key), nil
+}
+
+// seedAppKey creates the bench role and user and one app key for them
+// through a's admin API, and returns the key.
+func seedAppKey(a adminAPI) (string, error) {
+	if err := seedBenchUser(a); err != nil {
+		return "", err
 	}
+	out, err := a.mustCall(http.StatusCreated, "POST", "/gatehouse/appkeys", map[string]any{"name": "bench", "username": "bench",
+		"expires_at": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
+	if err != nil {
+		return "", fmt.Errorf("creating the bench app key: %v", err)
+	}
+	var created struct{ Key string }
 	if err := json.Unmarshal(out, &created); err != nil {
-		return row{}, err
+		return "", err
 	}
-	return row{name: "app_key", baseline: "plain",
-		target: e.get("http://127.0.0.1:%d/", "app_key", http.Header{"Appkey": {created.Key}}, nil)}, nil
+	if created.Key == "" {
+		return "", fmt.Errorf("creating the bench app key: no key in %s", out)
+	}
+	return created.Key, nil
+}
+
+// appKeyRow is the cache-hot row name: key in every request to the port
+// of the same name, compared with plain.
+func appKeyRow(name string, e *env, key string) row {
+	return row{name: name, baseline: "plain",
+		target: e.get("http://127.0.0.1:%d/", name, http.Header{"Appkey": {key}}, nil)}
 }

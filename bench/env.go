@@ -24,28 +24,39 @@ import (
 	"time"
 )
 
-// env is the running Caddy under test.
+// env is the running Caddy under test (its admin API and process are the
+// embedded caddyProc) plus whatever rows start beside it.
 type env struct {
+	*caddyProc
+	caddyBin   string
 	dir        string
-	cmd        *exec.Cmd
-	admin      string
 	ports      map[string]int
 	targets    map[string]target // the baselines
 	clientCert tls.Certificate   // for plain_tls
 	scale      int
-	startup    time.Duration // process start to admin API answering
+	cleanups   []func() // run last-in first-out by stop
+}
+
+// caddyProc is one running Caddy process and its admin API.
+type caddyProc struct {
+	cmd     *exec.Cmd
+	admin   string
+	startup time.Duration // process start to admin API answering
+}
+
+// adminAPI is what the seeding helpers need: env (the main Caddy) and any
+// other caddyProc satisfy it.
+type adminAPI interface {
+	call(method, path string, body any) (int, []byte, error)
+	mustCall(want int, method, path string, body any) ([]byte, error)
 }
 
 // site is a Caddyfile snippet of one row; it is a template over the port
 // map ({{.plain}}, {{.upstream}}, …) and env.dir ({{.dir}}).
-var sites = []string{`
+var sites = []string{plainSite("plain"), `
 http://:{{.upstream}} {
 	bind 127.0.0.1
 	respond "ok" 200
-}
-http://:{{.plain}} {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:{{.upstream}}
 }
 https://localhost:{{.plain_tls}} {
 	bind 127.0.0.1
@@ -59,6 +70,16 @@ https://localhost:{{.plain_tls}} {
 }
 `}
 
+// plainSite is plain reverse_proxy to the upstream on the port named port.
+func plainSite(port string) string {
+	return `
+http://:{{.` + port + `}} {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:{{.upstream}}
+}
+`
+}
+
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,12 +89,17 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startEnv(caddyBin string, scale int) (*env, error) {
+func startEnv(caddyBin string, scale int) (_ *env, err error) {
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale}
+	e := &env{caddyBin: caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale}
+	defer func() {
+		if err != nil { // whatever a prepare step or a half-started Caddy left running
+			e.stop()
+		}
+	}()
 	for _, name := range []string{"admin", "upstream", "plain", "plain_tls"} {
 		e.ports[name] = freePort()
 	}
@@ -90,10 +116,15 @@ func startEnv(caddyBin string, scale int) (*env, error) {
 			}
 		}
 	}
-	if err := e.writeConfig(); err != nil {
+	snippets := append([]string{}, sites...)
+	for _, k := range kinds {
+		snippets = append(snippets, k.site)
+	}
+	config, err := e.caddyfile(e.ports["admin"], filepath.Join(dir, "data"), "", snippets)
+	if err != nil {
 		return nil, err
 	}
-	if err := e.start(caddyBin); err != nil {
+	if e.caddyProc, err = e.startCaddy(dir, e.ports["admin"], config); err != nil {
 		return nil, err
 	}
 	e.targets["plain"] = e.get("http://127.0.0.1:%d/", "plain", nil, nil)
@@ -101,65 +132,103 @@ func startEnv(caddyBin string, scale int) (*env, error) {
 	return e, nil
 }
 
-func (e *env) writeConfig() error {
+// caddyfile is a whole Caddyfile: the global options (admin port, the
+// gatehouse data_dir and, unless empty, its storage) and then the site
+// snippets, each a template over the port map and env.dir.
+func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []string) ([]byte, error) {
 	vars := map[string]any{"dir": e.dir}
 	for k, v := range e.ports {
 		vars[k] = v
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel ERROR\n\t}\n\tgatehouse {\n\t\tdata_dir %s\n\t}\n}\n",
-		e.ports["admin"], filepath.Join(e.dir, "data"))
-	snippets := append([]string{}, sites...)
-	for _, k := range kinds {
-		snippets = append(snippets, k.site)
+	if storage != "" {
+		storage = "\t\tstorage " + storage + "\n"
 	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel ERROR\n\t}\n\tgatehouse {\n\t\tdata_dir %s\n%s\t}\n}\n",
+		adminPort, dataDir, storage)
 	for _, s := range snippets {
 		t, err := template.New("site").Parse(s)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := t.Execute(&b, vars); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return os.WriteFile(filepath.Join(e.dir, "Caddyfile"), b.Bytes(), 0o600)
+	return b.Bytes(), nil
 }
 
-func (e *env) start(caddyBin string) error {
-	logf, err := os.Create(filepath.Join(e.dir, "caddy.log"))
+// startCaddy writes config to dir/Caddyfile, runs e.caddyBin on it (its
+// HOME, log and Caddy storage in dir) and waits for the admin API on
+// adminPort to answer. The process is stopped by e.stop, also when it
+// did not come up.
+func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), config, 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "caddy.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.cmd = exec.Command(caddyBin, "run", "--config", filepath.Join(e.dir, "Caddyfile"), "--adapter", "caddyfile")
-	e.cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+filepath.Join(e.dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "xdg"))
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	defer logf.Close() // the child has its own copy
+	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+	c.cmd = exec.Command(e.caddyBin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
+	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	t0 := time.Now()
-	if err := e.cmd.Start(); err != nil {
-		return err
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
 	}
-	e.admin = fmt.Sprintf("http://127.0.0.1:%d", e.ports["admin"])
+	exited := e.own(c.cmd)
+wait:
 	for time.Since(t0) < 60*time.Second {
-		if status, _, _ := e.call("GET", "/gatehouse/roles", nil); status == 200 {
-			e.startup = time.Since(t0)
-			return nil
+		if status, _, _ := c.call("GET", "/gatehouse/roles", nil); status == 200 {
+			c.startup = time.Since(t0)
+			return c, nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-exited:
+			break wait
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	raw, _ := os.ReadFile(filepath.Join(e.dir, "caddy.log"))
-	return fmt.Errorf("caddy did not start:\n%s", raw)
+	raw, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
+	return nil, fmt.Errorf("caddy (%s) did not start:\n%s", filepath.Join(dir, "Caddyfile"), raw)
 }
 
+// own makes e.stop end the started cmd (SIGTERM, then SIGKILL after 10 s);
+// the channel is closed when the process has exited.
+func (e *env) own(cmd *exec.Cmd) <-chan struct{} {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	e.cleanups = append(e.cleanups, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
+}
+
+// stop ends every process the bench started, newest first, and removes
+// the temporary directory.
 func (e *env) stop() {
-	if e.cmd != nil && e.cmd.Process != nil {
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		e.cmd.Wait()
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
 	}
+	e.cleanups = nil
 	os.RemoveAll(e.dir)
 }
 
-// rssMiB is Caddy's resident memory.
-func (e *env) rssMiB() float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.cmd.Process.Pid))
+// rssMiB is the Caddy process's resident memory.
+func (c *caddyProc) rssMiB() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
@@ -174,13 +243,13 @@ func (e *env) rssMiB() float64 {
 }
 
 // call makes an admin API call with a JSON body.
-func (e *env) call(method, path string, body any) (int, []byte, error) {
+func (c *caddyProc) call(method, path string, body any) (int, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
 		r = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequest(method, e.admin+path, r)
+	req, _ := http.NewRequest(method, c.admin+path, r)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -192,8 +261,8 @@ func (e *env) call(method, path string, body any) (int, []byte, error) {
 }
 
 // mustCall is call that requires the status want.
-func (e *env) mustCall(want int, method, path string, body any) ([]byte, error) {
-	status, out, err := e.call(method, path, body)
+func (c *caddyProc) mustCall(want int, method, path string, body any) ([]byte, error) {
+	status, out, err := c.call(method, path, body)
 	if err != nil {
 		return nil, err
 	}

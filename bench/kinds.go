@@ -52,12 +52,13 @@ http://:{{.basic}} {
 	},
 }
 
-// seedBenchUser creates the role and user every row authenticates as.
-func seedBenchUser(e *env) error {
-	if _, err := e.mustCall(200, "PUT", "/gatehouse/roles/bench", rawJSON(benchRole)); err != nil {
+// seedBenchUser creates the role and user every row authenticates as,
+// through the admin API of a (the main Caddy, or another one).
+func seedBenchUser(a adminAPI) error {
+	if _, err := a.mustCall(200, "PUT", "/gatehouse/roles/bench", rawJSON(benchRole)); err != nil {
 		return err
 	}
-	status, _, err := e.call("POST", "/gatehouse/users", map[string]any{"username": "bench", "roles": []string{"bench"}, "password": "correct horse battery"})
+	status, _, err := a.call("POST", "/gatehouse/users", map[string]any{"username": "bench", "roles": []string{"bench"}, "password": "correct horse battery"})
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 // Command bench is `make bench`: it runs plain reverse_proxy and the same
-// upstream behind Gatehouse for each credential kind in one Caddy, drives
+// upstream behind Gatehouse for each credential kind in one Caddy (and, for
+// app_key_redis, in a second Caddy whose store is a private Redis), drives
 // load from this separate process with keep-alive connections, alternates
 // baseline and kind in rounds so machine drift cancels, and prints rps,
 // p50, p99 and the ratio to the matching baseline. Results also go to
@@ -37,8 +38,15 @@ func main() {
 	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
 	scale := flag.Int("scale", 0, "scale mode: seed this many app keys and draw keys at random")
 	out := flag.String("out", "bench/out/results.json", "where to write the results")
+	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
 	flag.Parse()
 	log.SetFlags(0)
+	if *only != "" {
+		var err error
+		if kinds, err = selectKinds(kinds, *only); err != nil {
+			log.Fatalf("bench: -kinds: %v", err)
+		}
+	}
 
 	env, err := startEnv(*caddyBin, *scale)
 	if err != nil {
@@ -104,6 +112,40 @@ func main() {
 		os.WriteFile(*out, append(raw, '\n'), 0o644)
 		fmt.Println("wrote", *out)
 	}
+}
+
+// selectKinds keeps the kinds named in the comma-separated list, in their
+// usual order; baseline names (plain, plain_tls) are accepted and ignored,
+// as baselines run with the rows compared to them.
+func selectKinds(all []kind, list string) ([]kind, error) {
+	want := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			want[name] = true
+		}
+	}
+	var names []string
+	var kept []kind
+	for _, k := range all {
+		names = append(names, k.name)
+		if want[k.name] {
+			kept = append(kept, k)
+		}
+		delete(want, k.name)
+		delete(want, k.baseline)
+	}
+	if len(want) > 0 {
+		var unknown []string
+		for name := range want {
+			unknown = append(unknown, name)
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown row %s (rows: %s)", strings.Join(unknown, ", "), strings.Join(names, ", "))
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("no Gatehouse row selected (rows: %s)", strings.Join(names, ", "))
+	}
+	return kept, nil
 }
 
 func printTable(table []Result, scale, conns int, d time.Duration, rounds int) {

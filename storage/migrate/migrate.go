@@ -114,7 +114,7 @@ func copyAt(ctx context.Context, src, dst storage.Store, progress func(int), now
 	var writeErr error
 	err := src.Scan(ctx, "", func(e storage.Entry) error {
 		n := len(e.Key) + len(e.Value)
-		if len(pending) >= 2*BatchSize || (len(pending) > 0 && size+n > batchBytes) {
+		if len(pending) >= BatchSize || (len(pending) > 0 && size+n > batchBytes) {
 			if writeErr = flush(); writeErr != nil {
 				return writeErr
 			}
@@ -220,14 +220,20 @@ func (l Location) String() string { return l.name }
 // stopped first. A Badger source must already hold a database; a Badger
 // destination is created in a missing or empty directory, but not in a
 // directory holding other files (such as a data_dir that has no badger
-// subdirectory yet). log receives the backends' warnings; nil discards
-// them.
+// subdirectory yet). log receives the backends' warnings (except those
+// of a Redis source, which are about writing); nil discards them.
 func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage.Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	if l.redisURL != "" {
-		st, err := redis.Open(ctx, l.redisURL, redis.Options{Timeout: redisTimeout, Logger: log.Named("redis")})
+		rlog := log.Named("redis")
+		if role == Source {
+			// Its warnings are about keeping writes (durability) and
+			// invalidations, neither of which a copy from it needs.
+			rlog = zap.NewNop()
+		}
+		st, err := redis.Open(ctx, l.redisURL, redis.Options{Timeout: redisTimeout, Logger: rlog})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}

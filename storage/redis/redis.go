@@ -21,10 +21,13 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,7 +106,8 @@ type Store struct {
 
 // Open connects to the Redis server at rawURL and checks that it answers.
 // rawURL is redis://[user:password@]host:port/db (rediss:// for TLS),
-// with go-redis's query options (dial_timeout=…, …); with a master_name
+// with go-redis's query options (dial_timeout=…, …) and ca_file=<PEM
+// file> to verify a rediss:// server against a private CA; with a master_name
 // query parameter, host:port (and further addr=host:port parameters) are
 // Sentinels and the store follows the master they name. Errors never
 // include the password.
@@ -197,6 +201,11 @@ func parseURL(rawURL string) (endpoint, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
 	}
+	rootCAs, err := caFile(u)
+	if err != nil {
+		return endpoint{}, err
+	}
+	rawURL = u.String() // without ca_file, which go-redis does not know
 	hideSecret := func(err error) error {
 		msg := err.Error()
 		if pw, ok := u.User.Password(); ok && pw != "" {
@@ -214,6 +223,7 @@ func parseURL(rawURL string) (endpoint, error) {
 			client: func(d time.Duration) *goredis.Client {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
+				trust(o.TLSConfig, rootCAs)
 				return goredis.NewFailoverClient(o)
 			},
 		}, nil
@@ -228,9 +238,42 @@ func parseURL(rawURL string) (endpoint, error) {
 			timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 			o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+			trust(o.TLSConfig, rootCAs)
 			return goredis.NewClient(o)
 		},
 	}, nil
+}
+
+// caFile loads the CA certificates named by the ca_file query parameter
+// (rediss:// only), which it removes from u; nil means the system roots.
+func caFile(u *url.URL) (*x509.CertPool, error) {
+	q := u.Query()
+	path := q.Get("ca_file")
+	if !q.Has("ca_file") {
+		return nil, nil
+	}
+	q.Del("ca_file")
+	u.RawQuery = q.Encode()
+	if u.Scheme != "rediss" {
+		return nil, errors.New("storage: invalid Redis URL: ca_file needs a rediss:// (TLS) URL")
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("storage: Redis ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("storage: Redis ca_file %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// trust makes a TLS configuration verify the server against roots, when
+// both are set.
+func trust(cfg *tls.Config, roots *x509.CertPool) {
+	if cfg != nil && roots != nil {
+		cfg.RootCAs = roots
+	}
 }
 
 // checkDurability warns when the server may lose acknowledged writes in a

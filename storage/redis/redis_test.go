@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +286,35 @@ func TestThroughSentinel(t *testing.T) {
 	_, err := Open(ctx, sentinel.URL()+"?master_name=no-such-master", Options{Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, storage.ErrUnavailable) {
 		t.Fatalf("unknown master: %v; want ErrUnavailable", err)
+	}
+}
+
+// TestTLSWithPrivateCA speaks TLS to a server whose certificate comes from
+// a CA made for the test: refused without ca_file, accepted with it.
+func TestTLSWithPrivateCA(t *testing.T) {
+	srv := redistest.StartTLS(t)
+	quick := Options{Timeout: 500 * time.Millisecond}
+	if _, err := Open(context.Background(), srv.URL(), quick); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("TLS to an untrusted certificate: %v; want ErrUnavailable", err)
+	}
+	s := open(t, srv.URL()+"?ca_file="+srv.CAFile(), "")
+	defer s.Close()
+	if err := s.Put(t.Context(), "k", []byte("over TLS"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(t.Context(), "k"); err != nil || string(v) != "over TLS" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	plain := strings.Replace(srv.URL(), "rediss://", "redis://", 1)
+	notPEM := filepath.Join(t.TempDir(), "ca.txt")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	for u, want := range map[string]string{
+		plain + "?ca_file=" + srv.CAFile():   "needs a rediss://",
+		srv.URL() + "?ca_file=/no/such/file": "no such file",
+		srv.URL() + "?ca_file=" + notPEM:     "no PEM certificate",
+	} {
+		if err := CheckURL(u); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckURL(%s) = %v; want an error saying %q", u, err, want)
+		}
 	}
 }

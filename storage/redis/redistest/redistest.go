@@ -8,7 +8,15 @@
 package redistest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +39,9 @@ type Server struct {
 	port int
 	// args is the whole command line after the binary.
 	args []string
+	// tls is set for a server that speaks only TLS (StartTLS).
+	tls    *tls.Config
+	caFile string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -42,6 +53,29 @@ type Server struct {
 // test ends.
 func Start(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
+	s := newServer(t)
+	s.args = append(s.dataArgs("--port"), extraArgs...)
+	t.Cleanup(s.Stop)
+	s.Restart()
+	return s
+}
+
+// StartTLS launches a private redis-server that speaks only TLS, with a
+// certificate for 127.0.0.1 from a CA made for the test (CAFile).
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	s := newServer(t)
+	pool, certFile, keyFile := makeCertificates(t, s.dir)
+	s.caFile = filepath.Join(s.dir, "ca.pem")
+	s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	s.args = append(s.dataArgs("--tls-port"), "--port", "0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no")
+	t.Cleanup(s.Stop)
+	s.Restart()
+	return s
+}
+
+func newServer(t testing.TB) *Server {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("GATEHOUSE_REQUIRE_REDIS") == "1" {
@@ -49,22 +83,65 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 		}
 		t.Skip("redis-server not installed")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: testport.Free(t)}
-	s.args = append([]string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}, extraArgs...)
-	t.Cleanup(s.Stop)
-	s.Restart()
-	return s
+	return &Server{t: t, bin: bin, dir: t.TempDir(), port: testport.Free(t)}
 }
+
+// dataArgs are the arguments of a persistent server listening on its port
+// given with portFlag (--port or --tls-port).
+func (s *Server) dataArgs(portFlag string) []string {
+	return []string{portFlag, strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}
+}
+
+// makeCertificates writes ca.pem, server.pem and server-key.pem into dir:
+// a CA and a server certificate it signed for 127.0.0.1.
+func makeCertificates(t testing.TB, dir string) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	files := map[string]*pem.Block{
+		"ca.pem":         {Type: "CERTIFICATE", Bytes: caDER},
+		"server.pem":     {Type: "CERTIFICATE", Bytes: der},
+		"server-key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	}
+	for name, block := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+}
+
+// CAFile is the PEM file of the CA that signed a StartTLS server's
+// certificate.
+func (s *Server) CAFile() string { return s.caFile }
 
 // StartSentinel launches a Redis Sentinel monitoring master under
 // masterName (quorum 1); it is stopped when the test ends. Its URL() with
 // ?master_name=<masterName> reaches the master through it.
 func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: master.bin, dir: t.TempDir(), port: testport.Free(t)}
+	s := newServer(t)
 	conf := filepath.Join(s.dir, "sentinel.conf") // Sentinel rewrites it
 	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
 		s.port, s.dir, filepath.Join(s.dir, "redis.log"), masterName, master.port)
@@ -77,8 +154,15 @@ func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
 	return s
 }
 
-// URL is the redis:// URL of the server, database 0.
-func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+// URL is the redis:// (rediss:// for StartTLS) URL of the server,
+// database 0.
+func (s *Server) URL() string {
+	scheme := "redis"
+	if s.tls != nil {
+		scheme = "rediss"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d/0", scheme, s.port)
+}
 
 // Addr is host:port of the server.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
@@ -103,7 +187,7 @@ func (s *Server) Restart() {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+		if c, err := s.dial(); err == nil {
 			ok := ping(c)
 			c.Close()
 			if ok {
@@ -120,6 +204,15 @@ func (s *Server) Restart() {
 			s.t.Fatal("redis-server did not accept connections within 10 s")
 		}
 	}
+}
+
+// dial connects to the server, over TLS for StartTLS servers.
+func (s *Server) dial() (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	if s.tls != nil {
+		return tls.DialWithDialer(d, "tcp", s.Addr(), s.tls)
+	}
+	return d.Dial("tcp", s.Addr())
 }
 
 // ping sends PING in RESP and reports whether the server is ready: it
