@@ -3,26 +3,36 @@ package caddymodule
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-auth/gatehouse/storage/migrate"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gatehouse",
-		Usage: "<users|roles|audit|api> …",
+		Usage: "<users|roles|audit|api|migrate> …",
 		Short: "Manages Gatehouse users, roles and credentials through the admin API",
 		Long: `
 Manages a running Gatehouse through Caddy's admin endpoint (--address,
-default localhost:2019). Every subcommand is a thin wrapper of an admin API
-call and prints its JSON answer; 'api' makes any call of the admin API.`,
+default localhost:2019). Every subcommand but 'migrate' is a thin wrapper
+of an admin API call and prints its JSON answer; 'api' makes any call of
+the admin API. 'migrate' copies the state between stores offline, without
+the admin API.`,
 		CobraFunc: buildCLI,
 	})
 }
@@ -134,7 +144,97 @@ func buildCLI(cmd *cobra.Command) {
 			return call(strings.ToUpper(args[0]), args[1], body)
 		},
 	}
-	cmd.AddCommand(users, rolesCmd, auditCmd, api)
+	cmd.AddCommand(users, rolesCmd, auditCmd, api, migrateCommand())
+}
+
+// migrateCommand is "caddy gatehouse migrate": the one subcommand that
+// opens the stores itself instead of calling the admin API.
+func migrateCommand() *cobra.Command {
+	var from, to string
+	c := &cobra.Command{
+		Use:   "migrate --from <location> --to <location>",
+		Short: "Copies all Gatehouse state between Badger and Redis stores (offline, not through the admin API)",
+		Long: `
+Copies every record of one Gatehouse store to another, each with its
+remaining lifetime, e.g. from the embedded Badger database to a Redis
+server or back. Unlike the other subcommands it does not use the admin API
+(--address is ignored): it opens both stores itself.
+
+A location is badger:<dir> or redis://[user:password@]host:port/db
+(rediss:// for TLS). For badger, <dir> may be Gatehouse's data_dir or its
+Badger directory: if <dir>/badger exists it is used, otherwise <dir> itself
+is the Badger directory. A Badger destination is created in a missing or
+empty directory only; for a data_dir without a database yet, name
+<data_dir>/badger.
+
+Caddy must be stopped while a Badger store is migrated: Badger locks its
+directory. Records whose expiry has passed are skipped; records without
+expiry stay without expiry. Records already in the destination are
+overwritten by the source's, and records the source lacks are NOT deleted
+from the destination. Running the command again is harmless (and resumes
+an interrupted copy). Progress and a summary go to stderr; the password of
+a Redis URL is never printed.
+
+Example:
+  caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://:secret@10.0.0.5:6379/0`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runMigrate(c.ErrOrStderr(), from, to)
+		},
+	}
+	c.Flags().StringVar(&from, "from", "", "source store: "+migrate.LocationHelp)
+	c.Flags().StringVar(&to, "to", "", "destination store: "+migrate.LocationHelp)
+	c.MarkFlagRequired("from")
+	c.MarkFlagRequired("to")
+	return c
+}
+
+// runMigrate copies the store at from to the store at to, printing
+// progress at most once a second and a summary line to out.
+func runMigrate(out io.Writer, from, to string) error {
+	src, err := migrate.ParseLocation(from)
+	if err != nil {
+		return fmt.Errorf("--from: %v", err)
+	}
+	dst, err := migrate.ParseLocation(to)
+	if err != nil {
+		return fmt.Errorf("--to: %v", err)
+	}
+	if src.String() == dst.String() {
+		return fmt.Errorf("--from and --to are the same store (%s)", src)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := caddy.Log().Named("gatehouse.migrate")
+	srcStore, err := src.Open(ctx, migrate.Source, log)
+	if err != nil {
+		return fmt.Errorf("opening --from store: %w", err)
+	}
+	defer srcStore.Close()
+	dstStore, err := dst.Open(ctx, migrate.Destination, log)
+	if err != nil {
+		return fmt.Errorf("opening --to store: %w", err)
+	}
+	defer dstStore.Close()
+
+	last := time.Now()
+	res, err := migrate.Copy(ctx, srcStore, dstStore, func(copied int) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(out, "migrate: %d records copied\n", copied)
+		}
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("migrate: interrupted after %d records copied from %s to %s (running it again is safe)", res.Copied, src, dst)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: after %d records copied from %s to %s (running it again is safe): %w", res.Copied, src, dst, err)
+	}
+	if err := dstStore.Close(); err != nil {
+		return fmt.Errorf("migrate: closing %s: %w", dst, err)
+	}
+	fmt.Fprintf(out, "migrate: copied %d records (%d expired skipped) from %s to %s\n", res.Copied, res.Expired, src, dst)
+	return nil
 }
 
 func simple(use, short string, nargs int, run func([]string) error) *cobra.Command {

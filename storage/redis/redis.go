@@ -201,6 +201,11 @@ func parseURL(rawURL string) (endpoint, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
 	}
+	if u.Host == "" || u.Opaque != "" {
+		// Nothing of the URL is echoed: without "//" a password is no
+		// user info and could not be masked.
+		return endpoint{}, errors.New("storage: invalid Redis URL: want redis[s]://[user:password@]host:port/db")
+	}
 	rootCAs, err := caFile(u)
 	if err != nil {
 		return endpoint{}, err

@@ -98,6 +98,9 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 		"redis://user:s3cr3t-pw@127.0.0.1:1/0?dial_timeout=bogus",
 		"http://user:s3cr3t-pw@127.0.0.1:1/0",
 		"redis://user:s3cr3t-pw@127.0.0.1:1/0\x7f",
+		"redis:/user:s3cr3t-pw@127.0.0.1:1/0",
+		"redis:user:s3cr3t-pw@127.0.0.1:1/0",
+		"rediss:///user:s3cr3t-pw@/0",
 	} {
 		_, err := Open(context.Background(), u, Options{Timeout: 100 * time.Millisecond})
 		if err == nil {
