@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
@@ -320,4 +322,36 @@ func TestTLSWithPrivateCA(t *testing.T) {
 			t.Errorf("CheckURL(%s) = %v; want an error saying %q", u, err, want)
 		}
 	}
+}
+
+// FuzzInvalidationMessage feeds arbitrary payloads from the invalidation
+// channel: never a panic; a well-formed message of another instance
+// invalidates exactly its key, this instance's own messages nothing, and
+// anything else everything.
+func FuzzInvalidationMessage(f *testing.F) {
+	for _, seed := range []string{"0123456789abcdef:user/alice", "0123456789abcdef:", ":key", "no-colon", "", "short:key",
+		"0123456789abcdef:a:b", "ffffffffffffffff:user/ålice"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		s := &Store{id: "ffffffffffffffff", log: zap.NewNop()}
+		var got []string
+		s.listeners = []func(string){func(k string) { got = append(got, k) }}
+		s.deliver(payload)
+		id, key, ok := strings.Cut(payload, ":")
+		switch {
+		case !ok || len(id) != idLen || key == "":
+			if len(got) != 1 || got[0] != "" {
+				t.Fatalf("malformed %q delivered %q; want one purge", payload, got)
+			}
+		case id == s.id:
+			if len(got) != 0 {
+				t.Fatalf("own message %q delivered %q", payload, got)
+			}
+		default:
+			if len(got) != 1 || got[0] != key {
+				t.Fatalf("message %q delivered %q; want %q", payload, got, key)
+			}
+		}
+	})
 }
