@@ -9,7 +9,7 @@ func init() { kinds = append(kinds, identityHeadersKind) }
 
 // assertionSize is about the length of the X-Gatehouse-Assertion a bench
 // user gets (a compact ES256 JWS of its claims).
-const assertionSize = 330
+const assertionSize = 306
 
 // identityHeadersKind is the plain_identity_headers row: no Gatehouse at
 // all, plain reverse_proxy adding static headers of the names and sizes
