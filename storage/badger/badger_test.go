@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	badgerdb "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -189,5 +191,39 @@ func writeUntilKilled(dir string) {
 			os.Exit(2)
 		}
 		fmt.Printf("acked %d\n", i)
+	}
+}
+
+// TestReadsTablesWrittenCompressed: a database whose tables an earlier
+// version wrote Snappy-compressed stays readable after the switch to
+// uncompressed tables.
+func TestReadsTablesWrittenCompressed(t *testing.T) {
+	dir := t.TempDir()
+	old, err := badgerdb.Open(badgerdb.DefaultOptions(dir).WithCompression(options.Snappy).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(txn *badgerdb.Txn) error {
+		for i := range 2000 {
+			if err := txn.Set(fmt.Appendf(nil, "user/%04d", i), []byte(strings.Repeat("compressible ", 20))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil { // flushes the memtable into a compressed table
+		t.Fatal(err)
+	}
+	if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(tables) == 0 {
+		t.Fatal("no table written: the test would not read a compressed table")
+	}
+	s := open(t, dir)
+	defer s.Close()
+	got, err := s.Get(context.Background(), "user/1999")
+	if err != nil || string(got) != strings.Repeat("compressible ", 20) {
+		t.Fatalf("Get from a Snappy table = %q, %v", got, err)
 	}
 }
