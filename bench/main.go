@@ -77,7 +77,7 @@ func main() {
 					target = r.target
 				}
 				m := run(target, *conns, *duration)
-				log.Printf("round %d %-16s %8.0f rps  p50 %.2f ms  p99 %.2f ms  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.errors)
+				log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.errors)
 				into := results
 				if name == r.baseline {
 					into = baselines
@@ -154,10 +154,10 @@ func printTable(table []Result, scale, conns int, d time.Duration, rounds int) {
 		fmt.Printf(", scale mode %d keys", scale)
 	}
 	fmt.Println()
-	fmt.Printf("%-18s %10s %9s %9s %8s %10s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio")
-	fmt.Println(strings.Repeat("-", 68))
+	fmt.Printf("%-24s %8s %8s %8s %7s %9s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "baseline")
+	fmt.Println(strings.Repeat("-", 92))
 	for _, r := range table {
-		fmt.Printf("%-18s %10.0f %9.2f %9.2f %8.3f %10.3f\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio)
+		fmt.Printf("%-24s %8.0f %8.2f %8.2f %7.3f %9.3f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio, r.Baseline)
 	}
 }
 
