@@ -89,3 +89,28 @@ func FuzzRuleMatch(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRoleAllows is the role check of every request: a role of a few
+// rules, the request matching the last one.
+func BenchmarkRoleAllows(b *testing.B) {
+	role := &Role{Name: "ops", Rules: []Rule{
+		{Methods: []string{"GET", "HEAD"}, Paths: []string{"/status", "/metrics"}},
+		{Methods: []string{"POST"}, Paths: []string{"/api/jobs/*"}},
+		{Methods: []string{"GET"}, Paths: []string{"/api/*"}},
+	}}
+	path := CleanPath("/api/items/42")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !role.Allows("GET", path) {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// BenchmarkCleanPath cleans a request path that needs it.
+func BenchmarkCleanPath(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		CleanPath("/api//items/./42/../43")
+	}
+}
