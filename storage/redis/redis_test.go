@@ -355,3 +355,44 @@ func FuzzInvalidationMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestSilentPartitionDropsTheCache: a server that stops answering without
+// closing connections (SIGSTOP, as a network partition looks) is noticed
+// by the subscriber's health ping, and the cache stops serving what it
+// held within a few seconds; service resumes when the server does.
+func TestSilentPartitionDropsTheCache(t *testing.T) {
+	srv := redistest.Start(t)
+	c := cache.New(open(t, srv.URL(), ""), 100)
+	defer c.Close()
+	ctx := t.Context()
+	if err := c.Put(ctx, "user/alice", []byte("active"), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the subscription is up and purged once
+	if v, err := c.Get(ctx, "user/alice"); err != nil || string(v) != "active" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	srv.Pause()
+	start := time.Now()
+	for {
+		_, err := c.Get(ctx, "user/alice")
+		if errors.Is(err, storage.ErrUnavailable) {
+			break
+		}
+		if time.Since(start) > 4*time.Second {
+			srv.Resume()
+			t.Fatalf("a cached entry was still served %v into a silent partition", time.Since(start))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("cache dropped %v into the partition", time.Since(start).Round(time.Millisecond))
+	srv.Resume()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v, err := c.Get(ctx, "user/alice"); err == nil && string(v) == "active" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no recovery within 5 s of the server resuming")
+		}
+	}
+}

@@ -232,6 +232,21 @@ func ping(c net.Conn) bool {
 // Kill ends the server with SIGKILL, as a crash would.
 func (s *Server) Kill() { s.end(syscall.SIGKILL) }
 
+// Pause freezes the server (SIGSTOP): connections stay open but nothing
+// answers, as in a network partition. Resume undoes it.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(sig)
+	}
+}
+
 // Stop ends the server with SIGTERM and waits for it to exit.
 func (s *Server) Stop() { s.end(syscall.SIGTERM) }
 
@@ -244,6 +259,7 @@ func (s *Server) end(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	cmd.Process.Signal(syscall.SIGCONT) // a paused server handles sig only once running
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
