@@ -106,8 +106,9 @@ type Store struct {
 
 // Open connects to the Redis server at rawURL and checks that it answers.
 // rawURL is redis://[user:password@]host:port/db (rediss:// for TLS),
-// with go-redis's query options (dial_timeout=…, …) and ca_file=<PEM
-// file> to verify a rediss:// server against a private CA; with a master_name
+// with go-redis's query options (dial_timeout=…, …) and, for rediss://,
+// ca_file=<PEM> (verify the server against a private CA) and cert_file=
+// with key_file= (present a client certificate); with a master_name
 // query parameter, host:port (and further addr=host:port parameters) are
 // Sentinels and the store follows the master they name. Errors never
 // include the password.
@@ -206,11 +207,11 @@ func parseURL(rawURL string) (endpoint, error) {
 		// user info and could not be masked.
 		return endpoint{}, errors.New("storage: invalid Redis URL: want redis[s]://[user:password@]host:port/db")
 	}
-	rootCAs, err := caFile(u)
+	files, err := takeTLSFiles(u)
 	if err != nil {
 		return endpoint{}, err
 	}
-	rawURL = u.String() // without ca_file, which go-redis does not know
+	rawURL = u.String() // without the TLS file parameters, which go-redis does not know
 	hideSecret := func(err error) error {
 		msg := err.Error()
 		if pw, ok := u.User.Password(); ok && pw != "" {
@@ -228,7 +229,7 @@ func parseURL(rawURL string) (endpoint, error) {
 			client: func(d time.Duration) *goredis.Client {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
-				trust(o.TLSConfig, rootCAs)
+				files.apply(o.TLSConfig)
 				return goredis.NewFailoverClient(o)
 			},
 		}, nil
@@ -243,41 +244,75 @@ func parseURL(rawURL string) (endpoint, error) {
 			timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 			o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-			trust(o.TLSConfig, rootCAs)
+			files.apply(o.TLSConfig)
 			return goredis.NewClient(o)
 		},
 	}, nil
 }
 
-// caFile loads the CA certificates named by the ca_file query parameter
-// (rediss:// only), which it removes from u; nil means the system roots.
-func caFile(u *url.URL) (*x509.CertPool, error) {
-	q := u.Query()
-	path := q.Get("ca_file")
-	if !q.Has("ca_file") {
-		return nil, nil
-	}
-	q.Del("ca_file")
-	u.RawQuery = q.Encode()
-	if u.Scheme != "rediss" {
-		return nil, errors.New("storage: invalid Redis URL: ca_file needs a rediss:// (TLS) URL")
-	}
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("storage: Redis ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("storage: Redis ca_file %s holds no PEM certificate", path)
-	}
-	return pool, nil
+// tlsFiles is what Gatehouse's own TLS parameters of a Redis URL load:
+// ca_file (the CA of a server with a private certificate) and cert_file
+// with key_file (a client certificate, for servers that demand one).
+type tlsFiles struct {
+	roots *x509.CertPool
+	cert  *tls.Certificate
 }
 
-// trust makes a TLS configuration verify the server against roots, when
-// both are set.
-func trust(cfg *tls.Config, roots *x509.CertPool) {
-	if cfg != nil && roots != nil {
-		cfg.RootCAs = roots
+// tlsParams are the URL parameters tlsFiles reads; go-redis knows none.
+var tlsParams = []string{"ca_file", "cert_file", "key_file"}
+
+// takeTLSFiles loads the files named by the TLS parameters of u (rediss://
+// only) and removes the parameters from u.
+func takeTLSFiles(u *url.URL) (tlsFiles, error) {
+	q := u.Query()
+	given := false
+	for _, p := range tlsParams {
+		given = given || q.Has(p)
+	}
+	ca, certFile, keyFile := q.Get("ca_file"), q.Get("cert_file"), q.Get("key_file")
+	for _, p := range tlsParams {
+		q.Del(p)
+	}
+	u.RawQuery = q.Encode()
+	var f tlsFiles
+	switch {
+	case !given:
+		return f, nil
+	case u.Scheme != "rediss":
+		return f, errors.New("storage: invalid Redis URL: ca_file, cert_file and key_file need a rediss:// (TLS) URL")
+	case (certFile == "") != (keyFile == ""):
+		return f, errors.New("storage: invalid Redis URL: cert_file and key_file go together")
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return f, fmt.Errorf("storage: Redis ca_file: %w", err)
+		}
+		f.roots = x509.NewCertPool()
+		if !f.roots.AppendCertsFromPEM(pem) {
+			return f, fmt.Errorf("storage: Redis ca_file %s holds no PEM certificate", ca)
+		}
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return f, fmt.Errorf("storage: Redis client certificate: %w", err)
+		}
+		f.cert = &cert
+	}
+	return f, nil
+}
+
+// apply adds the loaded files to a TLS configuration (nil: no TLS).
+func (f tlsFiles) apply(cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	if f.roots != nil {
+		cfg.RootCAs = f.roots
+	}
+	if f.cert != nil {
+		cfg.Certificates = []tls.Certificate{*f.cert}
 	}
 }
 

@@ -314,7 +314,7 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	notPEM := filepath.Join(t.TempDir(), "ca.txt")
 	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
 	for u, want := range map[string]string{
-		plain + "?ca_file=" + srv.CAFile():   "needs a rediss://",
+		plain + "?ca_file=" + srv.CAFile():   "need a rediss://",
 		srv.URL() + "?ca_file=/no/such/file": "no such file",
 		srv.URL() + "?ca_file=" + notPEM:     "no PEM certificate",
 	} {
@@ -394,5 +394,23 @@ func TestSilentPartitionDropsTheCache(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no recovery within 5 s of the server resuming")
 		}
+	}
+}
+
+// TestMutualTLS presents a client certificate to a server that demands
+// one; without it the connection is refused.
+func TestMutualTLS(t *testing.T) {
+	srv := redistest.StartMutualTLS(t)
+	withCA := srv.URL() + "?ca_file=" + srv.CAFile()
+	if _, err := Open(context.Background(), withCA, Options{Timeout: 500 * time.Millisecond}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("without a client certificate: %v; want ErrUnavailable", err)
+	}
+	s := open(t, withCA+"&cert_file="+srv.ClientCertFile()+"&key_file="+srv.ClientKeyFile(), "")
+	defer s.Close()
+	if err := s.Put(t.Context(), "k", []byte("mutual"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckURL(withCA + "&cert_file=" + srv.ClientCertFile()); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("cert_file without key_file: %v", err)
 	}
 }

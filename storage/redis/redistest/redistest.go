@@ -62,14 +62,25 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 
 // StartTLS launches a private redis-server that speaks only TLS, with a
 // certificate for 127.0.0.1 from a CA made for the test (CAFile).
-func StartTLS(t testing.TB) *Server {
+func StartTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, false) }
+
+// StartMutualTLS is StartTLS with a server that also demands a client
+// certificate from the test CA (ClientCertFile, ClientKeyFile).
+func StartMutualTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, true) }
+
+func startTLS(t testing.TB, clientAuth bool) *Server {
 	t.Helper()
 	s := newServer(t)
-	pool, certFile, keyFile := makeCertificates(t, s.dir)
+	pool, client := makeCertificates(t, s.dir)
 	s.caFile = filepath.Join(s.dir, "ca.pem")
-	s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{client}}
+	auth := "no"
+	if clientAuth {
+		auth = "yes"
+	}
 	s.args = append(s.dataArgs("--tls-port"), "--port", "0",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no")
+		"--tls-cert-file", filepath.Join(s.dir, "server.pem"), "--tls-key-file", filepath.Join(s.dir, "server-key.pem"),
+		"--tls-ca-cert-file", s.caFile, "--tls-auth-clients", auth)
 	t.Cleanup(s.Stop)
 	s.Restart()
 	return s
@@ -94,9 +105,11 @@ func (s *Server) dataArgs(portFlag string) []string {
 		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}
 }
 
-// makeCertificates writes ca.pem, server.pem and server-key.pem into dir:
-// a CA and a server certificate it signed for 127.0.0.1.
-func makeCertificates(t testing.TB, dir string) (*x509.CertPool, string, string) {
+// makeCertificates writes into dir a CA (ca.pem), a server certificate
+// for 127.0.0.1 (server.pem, server-key.pem) and a client certificate
+// (client.pem, client-key.pem), both signed by the CA. It returns the CA
+// pool and the client certificate.
+func makeCertificates(t testing.TB, dir string) (*x509.CertPool, tls.Certificate) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
@@ -107,30 +120,42 @@ func makeCertificates(t testing.TB, dir string) (*x509.CertPool, string, string)
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	files := map[string]*pem.Block{
-		"ca.pem":         {Type: "CERTIFICATE", Bytes: caDER},
-		"server.pem":     {Type: "CERTIFICATE", Bytes: der},
-		"server-key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	}
-	for name, block := range files {
+	write := func(name string, block *pem.Block) {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	write("ca.pem", &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage, ips []net.IP) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), IPAddresses: ips,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, _ := x509.MarshalECPrivateKey(key)
+		write(name+".pem", &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		write(name+"-key.pem", &pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	}
+	issue("server", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
+	issue("client", 3, x509.ExtKeyUsageClientAuth, nil)
+	client, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return pool, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	return pool, client
 }
+
+// ClientCertFile and ClientKeyFile are a client certificate of the test
+// CA that a StartMutualTLS server accepts.
+func (s *Server) ClientCertFile() string { return filepath.Join(s.dir, "client.pem") }
+
+// ClientKeyFile: see ClientCertFile.
+func (s *Server) ClientKeyFile() string { return filepath.Join(s.dir, "client-key.pem") }
 
 // CAFile is the PEM file of the CA that signed a StartTLS server's
 // certificate.
