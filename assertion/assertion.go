@@ -23,9 +23,8 @@ import (
 	"strings"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -63,7 +62,7 @@ type Signer struct {
 	lifetime time.Duration
 	jwks     []byte
 	header   string
-	reuse    *lru.Cache[string, cached]
+	reuse    *shardlru.Cache[cached]
 	now      func() time.Time
 }
 
@@ -73,7 +72,7 @@ func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, 
 	if err != nil {
 		return nil, err
 	}
-	reuse, _ := lru.New[string, cached](16384)
+	reuse := shardlru.New[cached](16384)
 	s := &Signer{key: key, keyID: kid, issuer: issuer, lifetime: lifetime, reuse: reuse, now: time.Now}
 	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": kid})
 	s.header = base64.RawURLEncoding.EncodeToString(hdr)

@@ -12,11 +12,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 )
 
 // verified is what the verification cache remembers of a successful check:
@@ -32,12 +31,12 @@ type verified struct {
 // Credential is the HTTP Basic credential kind.
 type Credential struct {
 	engine   *engine.Engine
-	verified *lru.Cache[string, verified]
+	verified *shardlru.Cache[verified]
 }
 
 // New returns the Basic credential kind.
 func New(e *engine.Engine) *Credential {
-	c, _ := lru.New[string, verified](65536)
+	c := shardlru.New[verified](65536)
 	return &Credential{engine: e, verified: c}
 }
 

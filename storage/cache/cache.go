@@ -1,7 +1,8 @@
 // Package cache is the read-through cache in front of a Gatehouse store: a
-// bounded LRU (golang-lru/v2) of raw values and of the objects decoded from
-// them, so that a hot-path lookup costs no store read, no decoding and no
-// allocation.
+// bounded LRU (golang-lru/v2, sharded by key in internal/shardlru so that
+// hits on different keys take different locks) of raw values and of the
+// objects decoded from them, so that a hot-path lookup costs no store
+// read, no decoding, no allocation and no global lock.
 //
 // Every write through the Cache invalidates the keys it touches before it
 // returns, even when the write fails (a failed write may still have been
@@ -26,8 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
+	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -67,7 +67,7 @@ type stripe struct {
 // store. It is safe for concurrent use.
 type Cache struct {
 	store   storage.Store
-	lru     *lru.Cache[string, *entry]
+	lru     *shardlru.Cache[*entry]
 	maxAge  time.Duration
 	stripes [numStripes]stripe
 
@@ -92,7 +92,7 @@ func WithMaxAge(d time.Duration) Option {
 // implements storage.Invalidator, the cache registers with it, dropping a
 // key when another instance changes it and everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {
-	l, _ := lru.New[string, *entry](max(size, 1)) // errors only on size <= 0
+	l := shardlru.New[*entry](size)
 	c := &Cache{store: s, lru: l, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(c)
@@ -133,13 +133,7 @@ func (c *Cache) Purge() {
 }
 
 func (c *Cache) stripeOf(key string) *stripe {
-	// FNV-1a, inlined: no allocation on the hot path.
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return &c.stripes[h%numStripes]
+	return &c.stripes[shardlru.Hash(key)%numStripes]
 }
 
 // invalidate drops key and stops reads already in flight from inserting

@@ -1,0 +1,103 @@
+package shardlru
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestBoundedAndLRUPerShard(t *testing.T) {
+	c := New[int](1600)
+	for i := range 10_000 {
+		c.Add(fmt.Sprint(i), i)
+	}
+	if n := c.Len(); n > 1600 || n < 1500 {
+		t.Fatalf("Len = %d after 10 000 adds; want about 1600, never more", n)
+	}
+	// The newest key of every shard survives.
+	if v, ok := c.Get("9999"); !ok || v != 9999 {
+		t.Fatalf("newest key: %d %v", v, ok)
+	}
+	if _, ok := c.Get("0"); ok {
+		t.Fatal("the oldest key survived 10 000 adds into 1600 places")
+	}
+	c.Remove("9999")
+	if _, ok := c.Get("9999"); ok {
+		t.Fatal("Remove kept the key")
+	}
+	c.Purge()
+	if c.Len() != 0 {
+		t.Fatalf("Len after Purge = %d", c.Len())
+	}
+}
+
+func TestSmallCacheIsOneExactLRU(t *testing.T) {
+	c := New[int](2)
+	c.Add("a", 1)
+	c.Add("b", 2)
+	c.Get("a") // b is now the least recently used
+	c.Add("c", 3)
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("the least recently used key survived")
+	}
+	if _, ok := c.Get("a"); !ok {
+		t.Fatal("a recently used key was evicted")
+	}
+}
+
+func TestFullShardEvictsItsLeastRecentlyUsed(t *testing.T) {
+	c := New[int](minSharded)
+	shardOf := func(k string) uint32 { return Hash(k) & c.mask }
+	var same []string // keys of one shard, one more than it holds
+	for i := 0; len(same) <= minSharded/numShards; i++ {
+		if k := fmt.Sprint("k", i); shardOf(k) == shardOf("k0") {
+			same = append(same, k)
+		}
+	}
+	for _, k := range same {
+		c.Add(k, 1)
+	}
+	if _, ok := c.Get(same[0]); ok {
+		t.Fatal("a full shard did not evict its least recently used key")
+	}
+	if _, ok := c.Get(same[len(same)-1]); !ok {
+		t.Fatal("the newest key was evicted")
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	c := New[int](1024)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 5000 {
+				k := fmt.Sprint(g, "/", i%300)
+				c.Add(k, i)
+				if v, ok := c.Get(k); ok && v < 0 {
+					t.Error("corrupt value")
+				}
+				if i%7 == 0 {
+					c.Remove(k)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkGetParallel(b *testing.B) {
+	c := New[int](4096)
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("user/", i)
+		c.Add(keys[i], i)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c.Get(keys[i%len(keys)])
+			i++
+		}
+	})
+}
