@@ -102,8 +102,12 @@ type App struct {
 	admin    http.Handler
 	startErr error
 	poolKey  string
-	auditLog *audit.Log
-	closers  []io.Closer // extensions' background work, stopped by Stop
+	// stopRetry ends the background start attempts (Redis unreachable at
+	// start-up); retrying waits for them.
+	stopRetry context.CancelFunc
+	retrying  sync.WaitGroup
+	auditLog  *audit.Log
+	closers   []io.Closer // extensions' background work, stopped by Stop
 
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // set by the two-factor extension
@@ -155,17 +159,65 @@ func (a *App) engineConfig() engine.Config {
 	}.WithDefaults()
 }
 
-// Start implements caddy.App: it opens (or shares) the store and builds the engine.
+// Start implements caddy.App: it opens (or shares) the store and builds the
+// engine. When the store is a Redis server that cannot be reached, Caddy
+// still starts: gatehouse routes and the admin API answer 503 while the
+// app keeps retrying in the background, so that an outage of Redis never
+// takes down the other sites of the same Caddy. Every other start-up
+// failure fails the config load.
 func (a *App) Start() error {
 	err := a.start()
 	a.mu.Lock()
 	a.startErr = err
 	a.mu.Unlock()
+	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
+		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopRetry = cancel
+		a.retrying.Go(func() { a.retryStart(ctx) })
+		err = nil
+	}
 	close(a.ready)
 	return err
 }
 
-func (a *App) start() error {
+// Backoff between start attempts while Redis is unreachable.
+const (
+	minStartBackoff = 500 * time.Millisecond
+	maxStartBackoff = 5 * time.Second
+)
+
+// retryStart repeats start until it succeeds or ctx ends (Stop).
+func (a *App) retryStart(ctx context.Context) {
+	for backoff := minStartBackoff; ; backoff = min(2*backoff, maxStartBackoff) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		err := a.start()
+		a.mu.Lock()
+		a.startErr = err
+		a.mu.Unlock()
+		if err == nil {
+			a.logger.Info("Redis is reachable again: gatehouse started")
+			return
+		}
+		a.logger.Debug("gatehouse start-up retry failed", zap.Error(err))
+	}
+}
+
+// start builds the engine. A failed start undoes what it did (pooled
+// store, metrics, audit writer, extensions), so that it can be tried again.
+func (a *App) start() (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
 	st, key, err := openStore(ctx, a.Storage, a.DataDir, a.CacheSize, a.logger)
@@ -173,6 +225,7 @@ func (a *App) start() error {
 		return err
 	}
 	a.poolKey = key
+	undo = append(undo, func() { storePool.Delete(key); a.poolKey = "" })
 	ks, err := openKeystore(ctx, a.Keystore, st.cache)
 	if err != nil {
 		return err
@@ -182,17 +235,20 @@ func (a *App) start() error {
 	if err != nil {
 		return fmt.Errorf("identity assertion key: %w", err)
 	}
-	metrics, err := engine.NewMetrics(a.ctx.GetMetricsRegistry(), st.cache)
+	registry := a.ctx.GetMetricsRegistry()
+	metrics, err := engine.NewMetrics(registry, st.cache)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
+	undo = append(undo, func() { metrics.Unregister(registry) })
 	a.auditLog = audit.New(st.cache, a.logger.Named("audit"), audit.Options{Retention: time.Duration(a.AuditRetention)})
+	undo = append(undo, func() { a.auditLog.Close(); a.auditLog = nil })
 	e := engine.New(cfg, st.cache, ks, signer, a.auditLog, metrics, a.logger)
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
+	undo = append(undo, a.closeExtensions)
 	for _, ext := range extensions {
 		provider, err := ext(e, a)
 		if err != nil {
-			a.closeExtensions()
 			return err
 		}
 		if c, ok := provider.(io.Closer); ok {
@@ -244,6 +300,10 @@ func (a *App) closeExtensions() {
 
 // Stop implements caddy.App.
 func (a *App) Stop() error {
+	if a.stopRetry != nil {
+		a.stopRetry()
+		a.retrying.Wait() // no start attempt runs past this point
+	}
 	a.closeExtensions()
 	if a.auditLog != nil {
 		a.auditLog.Close()

@@ -22,6 +22,8 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	byKind    sync.Map // identity.Method → *series
+	// collectors are everything NewMetrics registered.
+	collectors []prometheus.Collector
 }
 
 // NewMetrics registers the collectors with reg (Caddy's registry); the
@@ -38,18 +40,28 @@ func NewMetrics(reg prometheus.Registerer, c *cache.Cache) (*Metrics, error) {
 			Buckets: []float64{0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5},
 		}, []string{"kind"}),
 	}
-	collectors := []prometheus.Collector{m.decisions, m.latency,
+	m.collectors = []prometheus.Collector{m.decisions, m.latency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
 			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_misses_total",
 			Help: "State cache lookups that read the store."}, func() float64 { return float64(c.Misses()) }),
 	}
-	for _, col := range collectors {
+	for i, col := range m.collectors {
 		if err := reg.Register(col); err != nil {
+			m.collectors = m.collectors[:i]
+			m.Unregister(reg)
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// Unregister removes the collectors from reg, after a start-up that
+// failed half-way (it is then tried again with new ones).
+func (m *Metrics) Unregister(reg prometheus.Registerer) {
+	for _, col := range m.collectors {
+		reg.Unregister(col)
+	}
 }
 
 // series are the resolved collectors of one credential kind, so the hot

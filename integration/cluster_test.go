@@ -378,3 +378,58 @@ func TestClusterRedisOutageFailsClosedAndRecovers(t *testing.T) {
 		return status(harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"), 403)
 	})
 }
+
+// clusterSiteWithOtherSite adds a site without Gatehouse, which must keep
+// working whatever Redis does.
+const clusterSiteWithOtherSite = clusterSite + `
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	respond "other site" 200
+}
+`
+
+func TestClusterStartsWithRedisDownAndComesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	// A first start creates the keystore and CA against a live Redis.
+	a := harness.Start(t, clusterSiteWithOtherSite, harness.Options{RedisURL: srv.URL()})
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}, "password": "pw-alice-1"})
+	a.Stop()
+	srv.Stop()
+
+	b := harness.Start(t, clusterSiteWithOtherSite, harness.Options{RedisURL: srv.URL(), Dir: a.Ports.Dir, StoreDown: true})
+	if res := harness.Curl(t, b.HTTPURL()+"/"); res.Status != 200 || res.Body != "other site" {
+		t.Fatalf("the site without Gatehouse, Redis down: %d %q", res.Status, res.Body)
+	}
+	b.WaitHTTPS(t)
+	res := harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items")
+	if res.Status != 503 || !strings.Contains(res.Body, `"error":"unavailable"`) {
+		t.Fatalf("protected route, Redis down since start-up: %d %s", res.Status, res.Body)
+	}
+	if st, _ := b.Admin(t, "GET", "/gatehouse/users", nil); st != 503 {
+		t.Fatalf("admin API, Redis down since start-up: %d", st)
+	}
+	if !b.LogContains("Redis is unreachable: gatehouse routes answer 503 until it is back") {
+		t.Fatal("no log line says why gatehouse routes answer 503")
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items")
+		if res.Status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving 15 s after Redis came back: %d %s", res.Status, res.Body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !b.LogContains("Redis is reachable again: gatehouse started") {
+		t.Fatal("no log line says gatehouse started after all")
+	}
+	b.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+	if res := harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"); res.Status != 403 {
+		t.Fatalf("after the late start, a block is not applied: %d", res.Status)
+	}
+}

@@ -119,6 +119,10 @@ type Options struct {
 	Extra map[string]any
 	// Env adds environment variables to Caddy's.
 	Env []string
+	// StoreDown says the store is expected to be unreachable at start:
+	// Start then waits only for Caddy's admin endpoint, not for the
+	// gatehouse app to answer.
+	StoreDown bool
 }
 
 // Instance is one running bin/caddy.
@@ -129,9 +133,11 @@ type Instance struct {
 	config   string
 	env      []string
 	logPath  string
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{}
+	// storeDown: see Options.StoreDown (first start only).
+	storeDown bool
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	done      chan struct{}
 }
 
 // Start renders tmpl (a text/template over Ports) and runs Caddy with it.
@@ -145,7 +151,8 @@ func Start(t testing.TB, tmpl string, opts Options) *Instance {
 	}
 	p := Ports{AdminPort: FreePort(t), HTTPSPort: FreePort(t), HTTPPort: FreePort(t), UpstreamPort: FreePort(t),
 		ESAPort: FreePort(t), DataDir: filepath.Join(dir, "data"), Dir: dir, RedisURL: opts.RedisURL, Extra: opts.Extra}
-	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort))}
+	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort)),
+		storeDown: opts.StoreDown}
 	inst.env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
 	inst.env = append(inst.env, opts.Env...)
 	inst.config = inst.render(tmpl)
@@ -210,6 +217,10 @@ func (i *Instance) waitReady(done chan struct{}) {
 		resp, err := http.Get(i.AdminURL() + "/config/")
 		if err == nil {
 			resp.Body.Close()
+			if i.storeDown {
+				i.storeDown = false
+				return
+			}
 			// The gatehouse app answers once started; wait for it too.
 			if st, _ := i.adminRaw(http.MethodGet, "/gatehouse/roles", nil); st != http.StatusServiceUnavailable && st != 0 {
 				if strings.Contains(i.config, fmt.Sprintf("https://localhost:%d", i.Ports.HTTPSPort)) {
