@@ -56,7 +56,7 @@ const (
 	fetchChunk = 256
 	// healthInterval is how long the subscriber waits for a message before
 	// it pings, to notice a dead connection that never reported an error.
-	healthInterval = time.Second
+	healthInterval = 400 * time.Millisecond
 	// Backoff between resubscription attempts while Redis is unreachable.
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = time.Second
