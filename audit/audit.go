@@ -63,6 +63,9 @@ type Log struct {
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
 	failed    atomic.Uint64
+	// storeDownUntil (writer goroutine only) skips store writes for a
+	// moment after one failed.
+	storeDownUntil time.Time
 }
 
 // Options tunes the writer; zero values take defaults.
@@ -198,24 +201,36 @@ func (l *Log) write(batch []Event) {
 		raw, _ := json.Marshal(&batch[i])
 		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: eventKey(batch[i].Time), Value: raw, TTL: l.retention})
 	}
+	if time.Now().Before(l.storeDownUntil) {
+		l.failed.Add(uint64(len(ops))) // the store failed a moment ago: keep draining
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Retry a failing store for a while: refusals must not be lost to a
-	// short outage. The events stay in the structured log regardless.
+	// Retry a failing store for a while, so that refusals are not lost to
+	// a blip; but never while events pile up behind this batch: a request
+	// that must record a refusal waits for room in the queue, and a dead
+	// store must cost it a fast 503, not a stall. The events stay in the
+	// structured log regardless.
 	for attempt := 0; ; attempt++ {
 		err := l.store.Batch(ctx, ops)
 		if err == nil {
 			return
 		}
-		if attempt == 4 || ctx.Err() != nil {
+		if attempt == 4 || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
 			l.failed.Add(uint64(len(ops)))
+			l.storeDownUntil = time.Now().Add(storePause)
 			l.logger.Error("audit events could not be written to the store; they remain in this log",
-				zap.Int("events", len(ops)), zap.Error(err))
+				zap.Int("events", len(ops)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
 			return
 		}
 		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
 }
+
+// storePause is how long the writer stops trying a store that failed a
+// batch: the batches of that time are only logged.
+const storePause = time.Second
 
 func (l *Log) logEvent(e Event) {
 	l.logger.Info("audit",

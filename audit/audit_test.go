@@ -91,3 +91,30 @@ func TestRefusalsAreNeverDroppedUnderLoad(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestDeadStoreNeverStallsRefusals: with the store down, recording
+// refusals stays fast (the writer stops retrying while events queue up),
+// and every event still reaches the structured log.
+func TestDeadStoreNeverStallsRefusals(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close() // every write now fails with storage.ErrUnavailable
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{Buffer: 64, BatchSize: 8})
+	start := time.Now()
+	for i := range 5000 {
+		l.Record(Event{Kind: "request", Username: "alice", Outcome: OutcomeDenied, Reason: fmt.Sprint(i)})
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("recording 5000 refusals against a dead store took %v", d)
+	}
+	l.Close()
+	if n := logs.FilterMessage("audit").Len(); n != 5000 {
+		t.Fatalf("%d of 5000 refusals in the structured log", n)
+	}
+	if logs.FilterMessage("audit events could not be written to the store; they remain in this log").Len() == 0 {
+		t.Fatal("the store failure was not logged")
+	}
+}

@@ -47,6 +47,7 @@ type Engine struct {
 	Logger *zap.Logger
 
 	credentials map[identity.Method]plugin.Credential
+	outage      outageLog
 }
 
 // New assembles an engine from its services.

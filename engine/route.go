@@ -195,7 +195,9 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	case isRefusal:
 		status, code, reason = refusal.Status, refusal.Code, refusal.Reason
 	case errors.Is(err, storage.ErrUnavailable):
-		e.Logger.Error("refusing request: store unavailable", zap.Error(err))
+		if due, refused := e.outage.due(time.Now()); due {
+			e.Logger.Error("refusing requests: store unavailable", zap.Int64("refused_since_last_line", refused), zap.Error(err))
+		}
 	default:
 		e.Logger.Error("refusing request: internal error", zap.Error(err))
 		reason = "internal error; the request was refused"

@@ -340,6 +340,13 @@ func TestClusterRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	if st, _ := a.Admin(t, "GET", "/gatehouse/users/alice", nil); st != 503 {
 		t.Fatalf("admin API with Redis down: %d, want 503", st)
 	}
+	// A flood during the outage is refused fast: neither the audit log of
+	// the refusals nor their log lines make requests wait for the dead store.
+	n, slowest := outageBurst(t, a, 32, 4*time.Second)
+	t.Logf("during the outage: %d refusals in 4 s (%.0f/s), slowest %v", n, float64(n)/4, slowest)
+	if slowest > 2*time.Second {
+		t.Errorf("a refusal during the outage took %v; it must not wait for the store", slowest)
+	}
 	time.Sleep(2 * time.Second) // several resubscription attempts
 	for _, inst := range members {
 		if !inst.LogContains("lost the Redis invalidation subscription") {
@@ -432,4 +439,39 @@ func TestClusterStartsWithRedisDownAndComesUp(t *testing.T) {
 	if res := harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"); res.Status != 403 {
 		t.Fatalf("after the late start, a block is not applied: %d", res.Status)
 	}
+}
+
+// outageBurst sends Basic requests from conns connections for d and
+// returns how many were answered (all must be 503) and the slowest answer.
+func outageBurst(t *testing.T, inst *harness.Instance, conns int, d time.Duration) (int64, time.Duration) {
+	t.Helper()
+	client := harness.Client(nil)
+	var answered, slowest atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest("GET", inst.HTTPSURL()+"/api/items", nil)
+				req.SetBasicAuth("alice", "pw-alice-1")
+				start := time.Now()
+				resp, err := client.Do(req)
+				took := time.Since(start)
+				if err != nil {
+					t.Errorf("during the outage: %v", err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Errorf("during the outage: %d, want 503", resp.StatusCode)
+					return
+				}
+				answered.Add(1)
+				for cur := slowest.Load(); int64(took) > cur && !slowest.CompareAndSwap(cur, int64(took)); cur = slowest.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return answered.Load(), time.Duration(slowest.Load())
 }

@@ -1,0 +1,28 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// outageLog thins the log line of requests refused because the store is
+// unavailable to one a second, with the count of refusals since the last
+// line: during an outage every request would otherwise log an error.
+type outageLog struct {
+	next    atomic.Int64 // UnixNano before which lines are counted, not logged
+	counted atomic.Int64
+}
+
+// outageLogInterval is the least time between two outage log lines.
+const outageLogInterval = time.Second
+
+// due counts one refusal and reports whether to log it now, with the
+// number of refusals the line stands for.
+func (o *outageLog) due(now time.Time) (bool, int64) {
+	o.counted.Add(1)
+	next := o.next.Load()
+	if now.UnixNano() < next || !o.next.CompareAndSwap(next, now.Add(outageLogInterval).UnixNano()) {
+		return false, 0
+	}
+	return true, o.counted.Swap(0)
+}
