@@ -46,8 +46,7 @@ func isRedisURL(spec string) bool {
 
 func storageName(spec string) string {
 	if isRedisURL(spec) {
-		u, _ := url.Parse(spec)
-		return u.Scheme + "://" + u.Host // never the password
+		return redis.Describe(spec) // never the password
 	}
 	return "badger"
 }

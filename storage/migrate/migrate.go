@@ -17,8 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,29 +178,10 @@ func ParseLocation(spec string) (Location, error) {
 		}
 		return Location{badgerDir: dir, name: "badger:" + dir}, nil
 	case ok && (scheme == "redis" || scheme == "rediss"):
-		if !strings.HasPrefix(rest, "//") {
-			// Not echoed: without "//" a password is not recognised as one.
-			return Location{}, fmt.Errorf("want %s://[user:password@]host:port/db", scheme)
-		}
 		if err := redis.CheckURL(spec); err != nil {
 			return Location{}, err
 		}
-		u, err := url.Parse(spec) // cannot fail: CheckURL parsed it
-		if err != nil {
-			return Location{}, err
-		}
-		host, port := u.Hostname(), u.Port()
-		if host == "" {
-			host = "localhost"
-		}
-		if port == "" {
-			port = "6379"
-		}
-		db := strings.Trim(u.Path, "/")
-		if db == "" {
-			db = "0"
-		}
-		return Location{redisURL: spec, name: u.Scheme + "://" + net.JoinHostPort(host, port) + "/" + db}, nil
+		return Location{redisURL: spec, name: redis.Describe(spec)}, nil
 	case !ok && spec == "badger":
 		return Location{}, errors.New("badger needs a directory: badger:<dir>")
 	default:

@@ -182,6 +182,30 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
+// Describe names the server of a Redis URL for logs and messages,
+// without credentials or options: "scheme://host:port/db", with Redis's
+// defaults (port 6379, database 0) filled in. A URL that does not parse is
+// "redis (invalid URL)", never echoed.
+func Describe(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "redis (invalid URL)"
+	}
+	port := u.Port()
+	if port == "" {
+		port = "6379"
+	}
+	host := u.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	db := strings.Trim(u.Path, "/")
+	if db == "" {
+		db = "0"
+	}
+	return u.Scheme + "://" + net.JoinHostPort(host, port) + "/" + db
+}
+
 // CheckURL reports whether rawURL is a Redis URL Open accepts, without
 // connecting; the error never includes the password.
 func CheckURL(rawURL string) error {
