@@ -275,16 +275,26 @@ func openKeystore(ctx context.Context, path string, st storage.Store) (*keystore
 	if !errors.Is(err, keystore.ErrMissing) {
 		return ks, err
 	}
-	_, probe := st.Get(ctx, assertion.StoreKey)
-	switch {
-	case probe == nil:
+	switch sealed, err := holdsSealedSecrets(ctx, st); {
+	case err != nil:
+		return nil, err
+	case sealed:
 		return nil, fmt.Errorf("keystore %s is missing but the store already holds secrets sealed with it: "+
 			"restore the file from your backup (or copy it from another instance sharing this store); "+
 			"starting with a new key would make every sealed secret unreadable", path)
-	case !errors.Is(probe, storage.ErrNotFound):
-		return nil, probe
 	}
 	return keystore.Open(path, true)
+}
+
+// holdsSealedSecrets reports whether st holds anything sealed with a
+// keystore: the assertion signing key is the first secret every instance
+// seals, so its absence means none is.
+func holdsSealedSecrets(ctx context.Context, st storage.Store) (bool, error) {
+	_, err := st.Get(ctx, assertion.StoreKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // closeExtensions stops the background work of the extensions whose admin

@@ -21,12 +21,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
-	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
-	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
 )
 
@@ -205,8 +203,7 @@ func (a *App) connectorCACertificate() (*connector.CA, error) {
 }
 
 // freshStore reports whether the store certainly holds no sealed secret:
-// the embedded database was never created, or the Redis server holds no
-// assertion key (the first secret every instance seals).
+// the embedded database was never created, or the Redis server holds none.
 func (a *App) freshStore() (bool, error) {
 	if !isRedisURL(a.Storage) {
 		_, err := os.Stat(filepath.Join(a.DataDir, "badger"))
@@ -219,11 +216,8 @@ func (a *App) freshStore() (bool, error) {
 		return false, err
 	}
 	defer st.Close()
-	_, err = st.Get(ctx, assertion.StoreKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return true, nil
-	}
-	return false, err
+	sealed, err := holdsSealedSecrets(ctx, st)
+	return !sealed && err == nil, err
 }
 
 // CertPool implements caddytls.CA.
