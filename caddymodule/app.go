@@ -166,10 +166,7 @@ func (a *App) engineConfig() engine.Config {
 // takes down the other sites of the same Caddy. Every other start-up
 // failure fails the config load.
 func (a *App) Start() error {
-	err := a.start()
-	a.mu.Lock()
-	a.startErr = err
-	a.mu.Unlock()
+	err := a.attemptStart()
 	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
 		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))
 		ctx, cancel := context.WithCancel(context.Background())
@@ -195,16 +192,22 @@ func (a *App) retryStart(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		err := a.start()
-		a.mu.Lock()
-		a.startErr = err
-		a.mu.Unlock()
+		err := a.attemptStart()
 		if err == nil {
 			a.logger.Info("Redis is reachable again: gatehouse started")
 			return
 		}
 		a.logger.Debug("gatehouse start-up retry failed", zap.Error(err))
 	}
+}
+
+// attemptStart runs start and records its error for Engine's answer.
+func (a *App) attemptStart() error {
+	err := a.start()
+	a.mu.Lock()
+	a.startErr = err
+	a.mu.Unlock()
+	return err
 }
 
 // start builds the engine. A failed start undoes what it did (pooled
