@@ -133,11 +133,9 @@ type Instance struct {
 	config   string
 	env      []string
 	logPath  string
-	// storeDown: see Options.StoreDown (first start only).
-	storeDown bool
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	done      chan struct{}
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // Start renders tmpl (a text/template over Ports) and runs Caddy with it.
@@ -151,8 +149,7 @@ func Start(t testing.TB, tmpl string, opts Options) *Instance {
 	}
 	p := Ports{AdminPort: FreePort(t), HTTPSPort: FreePort(t), HTTPPort: FreePort(t), UpstreamPort: FreePort(t),
 		ESAPort: FreePort(t), DataDir: filepath.Join(dir, "data"), Dir: dir, RedisURL: opts.RedisURL, Extra: opts.Extra}
-	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort)),
-		storeDown: opts.StoreDown}
+	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort))}
 	inst.env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
 	inst.env = append(inst.env, opts.Env...)
 	inst.config = inst.render(tmpl)
@@ -162,7 +159,7 @@ func Start(t testing.TB, tmpl string, opts Options) *Instance {
 		}
 		inst.Stop()
 	})
-	inst.start()
+	inst.start(!opts.StoreDown)
 	return inst
 }
 
@@ -179,7 +176,9 @@ func (i *Instance) render(tmpl string) string {
 	return b.String()
 }
 
-func (i *Instance) start() {
+// start runs Caddy and waits for its admin endpoint and, when
+// waitForGatehouse, for the gatehouse app too.
+func (i *Instance) start(waitForGatehouse bool) {
 	i.t.Helper()
 	cfg := filepath.Join(i.Ports.Dir, fmt.Sprintf("Caddyfile-%d", i.Ports.AdminPort))
 	if err := os.WriteFile(cfg, []byte(i.config), 0o600); err != nil {
@@ -201,11 +200,12 @@ func (i *Instance) start() {
 	i.mu.Lock()
 	i.cmd, i.done = cmd, done
 	i.mu.Unlock()
-	i.waitReady(done)
+	i.waitReady(done, waitForGatehouse)
 }
 
-// waitReady waits until the admin endpoint and the gatehouse app answer.
-func (i *Instance) waitReady(done chan struct{}) {
+// waitReady waits until the admin endpoint answers and, when
+// waitForGatehouse, the gatehouse app too.
+func (i *Instance) waitReady(done chan struct{}, waitForGatehouse bool) {
 	i.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -217,8 +217,7 @@ func (i *Instance) waitReady(done chan struct{}) {
 		resp, err := http.Get(i.AdminURL() + "/config/")
 		if err == nil {
 			resp.Body.Close()
-			if i.storeDown {
-				i.storeDown = false
+			if !waitForGatehouse {
 				return
 			}
 			// The gatehouse app answers once started; wait for it too.
@@ -268,11 +267,11 @@ func (i *Instance) end(stop func(p *os.Process, done chan struct{})) {
 func (i *Instance) Restart() {
 	i.t.Helper()
 	i.Stop()
-	i.start()
+	i.start(true)
 }
 
 // StartAgain starts a stopped or killed instance without stopping first.
-func (i *Instance) StartAgain() { i.t.Helper(); i.start() }
+func (i *Instance) StartAgain() { i.t.Helper(); i.start(true) }
 
 // Reload renders tmpl with the same ports and loads it through the admin
 // API (POST /load), as `caddy reload` does.
