@@ -261,7 +261,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
-	s.audit(r, &e.record, "session opened with the key")
+	s.audit(r, &record{Name: e.Name, Username: e.Username}, "session opened with the key")
 	return nil
 }
 
