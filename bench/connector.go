@@ -70,7 +70,7 @@ https://localhost:{{.connector_token}} {
 		if err != nil {
 			return row{}, err
 		}
-		s := run(issue, issuanceConns, issuanceDuration)
+		s := run(issue, issuanceConns, issuanceDuration, nil)
 		log.Printf("connector_token: token issuance %.0f tokens/s (durable; %d connections, p50 %.2f ms, p99 %.2f ms, errors %d)",
 			s.rps, issuanceConns, s.p50ms, s.p99ms, s.errors)
 		return row{name: "connector_token", baseline: "plain_tls",

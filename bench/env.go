@@ -35,6 +35,9 @@ type env struct {
 	clientCert tls.Certificate   // for plain_tls
 	scale      int
 	cleanups   []func() // run last-in first-out by stop
+	// servers are the processes serving the rows (Caddy, Redis): their
+	// CPU time, not the load generator's, is what serverCPU sums.
+	servers []*os.Process
 }
 
 // caddyProc is one running Caddy process and its admin API.
@@ -203,6 +206,7 @@ wait:
 // the channel is closed when the process has exited.
 func (e *env) own(cmd *exec.Cmd) <-chan struct{} {
 	exited := make(chan struct{})
+	e.servers = append(e.servers, cmd.Process)
 	go func() { cmd.Wait(); close(exited) }()
 	e.cleanups = append(e.cleanups, func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -224,6 +228,34 @@ func (e *env) stop() {
 	}
 	e.cleanups = nil
 	os.RemoveAll(e.dir)
+}
+
+// clockTicks is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// every Linux platform Go supports).
+const clockTicks = 100
+
+// serverCPU is the CPU time (user and system) the server processes have
+// used so far; the difference over a round, divided by its requests, is
+// what each request cost the servers, whatever share of the machine the
+// load generator took meanwhile.
+func (e *env) serverCPU() time.Duration {
+	var total time.Duration
+	for _, p := range e.servers {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if err != nil {
+			continue // exited
+		}
+		// The command name (field 2) may hold spaces; count from the ")" that ends it.
+		fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		var utime, stime int64
+		fmt.Sscan(fields[11], &utime) // field 14 of the whole line
+		fmt.Sscan(fields[12], &stime) // field 15
+		total += time.Duration(utime+stime) * time.Second / clockTicks
+	}
+	return total
 }
 
 // rssMiB is the Caddy process's resident memory.

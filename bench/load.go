@@ -20,11 +20,18 @@ type target struct {
 // stats are one round's figures.
 type stats struct {
 	rps, p50ms, p99ms float64
-	errors            int
+	// cpuUs is the server processes' CPU time per request, in µs.
+	cpuUs  float64
+	errors int
 }
 
-// run drives target with conns keep-alive HTTP/1.1 connections for d.
-func run(t target, conns int, d time.Duration) stats {
+// run drives target with conns keep-alive HTTP/1.1 connections for d;
+// serverCPU, when not nil, is read before and after for stats.cpuUs.
+func run(t target, conns int, d time.Duration, serverCPU func() time.Duration) stats {
+	var cpuBefore time.Duration
+	if serverCPU != nil {
+		cpuBefore = serverCPU()
+	}
 	var wg sync.WaitGroup
 	latencies := make([][]time.Duration, conns)
 	errs := make([]int, conns)
@@ -77,6 +84,9 @@ func run(t target, conns int, d time.Duration) stats {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	s.rps = float64(len(all)) / elapsed.Seconds()
+	if serverCPU != nil {
+		s.cpuUs = float64((serverCPU() - cpuBefore).Microseconds()) / float64(len(all))
+	}
 	s.p50ms = ms(all[len(all)/2])
 	s.p99ms = ms(all[len(all)*99/100])
 	return s
