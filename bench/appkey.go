@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
-	"math/rand/v2"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -45,16 +43,8 @@ http://:{{.` + port + `}} {
 `
 }
 
-// scaleKeys are the values seeded in scale mode, back to back, each
-// appkey.KeyLength long: one string rather than a million, which the load
-// generator's garbage collector would otherwise mark on every cycle (its
-// CPU is taken from the same cores as Caddy's); scaleKey(i) is the i-th.
-var scaleKeys string
-
-func scaleKey(i int) string { return scaleKeys[i*appkey.KeyLength : (i+1)*appkey.KeyLength] }
-
-// numScaleKeys is the number of keys in scaleKeys.
-func numScaleKeys() int { return len(scaleKeys) / appkey.KeyLength }
+// scaleKeys are the values seeded in scale mode.
+var scaleKeys packed
 
 // keysPerUser spreads scale-mode keys over users (1M keys: 10 000 users).
 const keysPerUser = 100
@@ -99,20 +89,21 @@ func seedScaleAppKeys(e *env) error {
 	if err != nil {
 		return err
 	}
-	scaleKeys = strings.Join(values, "")
-	if len(scaleKeys) != len(values)*appkey.KeyLength {
-		return fmt.Errorf("seeded keys are not all %d characters long", appkey.KeyLength)
+	if scaleKeys, err = pack(values); err != nil {
+		return fmt.Errorf("seeded app keys: %v", err)
 	}
-	log.Printf("seeded %d app keys for %d users in %s", numScaleKeys(), (len(keys)+keysPerUser-1)/keysPerUser, time.Since(t0).Round(time.Millisecond))
+	what := fmt.Sprintf("%d app keys for %d users", scaleKeys.len(), (len(keys)+keysPerUser-1)/keysPerUser)
+	e.seeded = append(e.seeded, what)
+	log.Printf("seeded %s in %s", what, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
 func setupAppKeys(e *env) (row, error) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/", e.ports["app_key"])
-	if n := numScaleKeys(); n > 0 {
+	if scaleKeys.len() > 0 {
 		return row{name: "app_key", baseline: "plain", target: target{next: func(int) *http.Request {
 			req, _ := http.NewRequest("GET", url, nil)
-			req.Header["Appkey"] = []string{scaleKey(rand.IntN(n))}
+			req.Header["Appkey"] = []string{scaleKeys.random()}
 			return req
 		}}}, nil
 	}

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/plugin/connector"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
 func init() { kinds = append(kinds, connectorKind) }
@@ -73,9 +78,56 @@ https://localhost:{{.connector_token}} {
 		s := run(issue, issuanceConns, issuanceDuration, nil)
 		log.Printf("connector_token: token issuance %.0f tokens/s (durable; %d connections, p50 %.2f ms, p99 %.2f ms, errors %d)",
 			s.rps, issuanceConns, s.p50ms, s.p99ms, s.errors)
+		if e.scale > 0 {
+			return scaleTokenRow(e, &cert)
+		}
 		return row{name: "connector_token", baseline: "plain_tls",
 			target: e.get("https://localhost:%d/", "connector_token", http.Header{"Authorization": {"Bearer " + access}}, &cert)}, nil
 	},
+}
+
+// scaleTokenLifetime is how long scale-mode tokens live: the default.
+const scaleTokenLifetime = 10 * time.Hour
+
+// scaleTokenRow is the connector_token row of scale mode: e.scale live
+// token pairs of the bench connector (whose certificate is cert), written
+// offline between two runs of Caddy, and a random one in each request, so
+// that most token lookups miss the cache. The restart also makes
+// env.startup the start-up time at full size.
+func scaleTokenRow(e *env, cert *tls.Certificate) (row, error) {
+	t0 := time.Now()
+	e.caddyProc.stop()
+	tokens, err := seedTokensOffline(e, e.scale)
+	if err != nil {
+		return row{}, err
+	}
+	what := fmt.Sprintf("%d live connector token pairs", tokens.len())
+	e.seeded = append(e.seeded, what)
+	log.Printf("seeded %s in %s (Caddy stopped meanwhile)", what, time.Since(t0).Round(time.Millisecond))
+	if err := e.restartCaddy(); err != nil {
+		return row{}, err
+	}
+	url := fmt.Sprintf("https://localhost:%d/", e.ports["connector_token"])
+	return row{name: "connector_token", baseline: "plain_tls", target: target{cert: cert, next: func(int) *http.Request {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header["Authorization"] = []string{"Bearer " + tokens.random()}
+		return req
+	}}}, nil
+}
+
+// seedTokensOffline writes n token pairs of the bench connector into the
+// stopped main Caddy's Badger directory.
+func seedTokensOffline(e *env, n int) (packed, error) {
+	st, err := badger.Open(filepath.Join(e.dir, "data", "badger"), badger.Options{})
+	if err != nil {
+		return packed{}, err
+	}
+	defer st.Close()
+	tokens, err := connector.SeedTokens(context.Background(), st, "bench", n, scaleTokenLifetime)
+	if err != nil {
+		return packed{}, err
+	}
+	return pack(tokens)
 }
 
 // fetchToken makes one certificate-grant token request.

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -34,6 +35,7 @@ type env struct {
 	targets    map[string]target // the baselines
 	clientCert tls.Certificate   // for plain_tls
 	scale      int
+	seeded     []string // what scale mode wrote offline, for the summary
 	cleanups   []func() // run last-in first-out by stop
 	// servers are the processes serving the rows (Caddy, Redis): their
 	// CPU time, not the load generator's, is what serverCPU sums.
@@ -45,6 +47,7 @@ type caddyProc struct {
 	cmd     *exec.Cmd
 	admin   string
 	startup time.Duration // process start to admin API answering
+	stop    func()        // ends the process and waits for it; idempotent
 }
 
 // adminAPI is what the seeding helpers need: env (the main Caddy) and any
@@ -185,7 +188,8 @@ func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, 
 	if err := c.cmd.Start(); err != nil {
 		return nil, err
 	}
-	exited := e.own(c.cmd)
+	exited, stop := e.own(c.cmd)
+	c.stop = stop
 wait:
 	for time.Since(t0) < 60*time.Second {
 		if status, _, _ := c.call("GET", "/gatehouse/roles", nil); status == 200 {
@@ -202,22 +206,44 @@ wait:
 	return nil, fmt.Errorf("caddy (%s) did not start:\n%s", filepath.Join(dir, "Caddyfile"), raw)
 }
 
-// own makes e.stop end the started cmd (SIGTERM, then SIGKILL after 10 s);
-// the channel is closed when the process has exited.
-func (e *env) own(cmd *exec.Cmd) <-chan struct{} {
-	exited := make(chan struct{})
+// own makes e.stop end the started cmd; the channel is closed when the
+// process has exited, and stop ends it sooner (SIGTERM, then SIGKILL after
+// 10 s) and waits for that.
+func (e *env) own(cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
+	done := make(chan struct{})
 	e.servers = append(e.servers, cmd.Process)
-	go func() { cmd.Wait(); close(exited) }()
-	e.cleanups = append(e.cleanups, func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	return exited
+	go func() { cmd.Wait(); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	e.cleanups = append(e.cleanups, stop)
+	return done, stop
+}
+
+// restartCaddy stops the main Caddy and starts it again on the same
+// configuration, e.g. after its store was seeded offline; env.startup is
+// then the new process's start-up time.
+func (e *env) restartCaddy() error {
+	e.caddyProc.stop()
+	config, err := os.ReadFile(filepath.Join(e.dir, "Caddyfile"))
+	if err != nil {
+		return err
+	}
+	c, err := e.startCaddy(e.dir, e.ports["admin"], config)
+	if err != nil {
+		return err
+	}
+	e.caddyProc = c
+	return nil
 }
 
 // stop ends every process the bench started, newest first, and removes
@@ -256,6 +282,22 @@ func (e *env) serverCPU() time.Duration {
 		total += time.Duration(utime+stime) * time.Second / clockTicks
 	}
 	return total
+}
+
+// quiet waits, up to limit, until the servers use less than 5% of a core
+// over a second: after seeding, Badger compacts what was written, and a
+// round measured meanwhile would be charged for it. It returns how long it
+// waited and whether the servers went quiet.
+func (e *env) quiet(limit time.Duration) (time.Duration, bool) {
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		before := e.serverCPU()
+		time.Sleep(time.Second)
+		if e.serverCPU()-before < 50*time.Millisecond {
+			return time.Since(t0), true
+		}
+	}
+	return time.Since(t0), false
 }
 
 // rssMiB is the Caddy process's resident memory.

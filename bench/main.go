@@ -44,7 +44,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds per row")
 	duration := flag.Duration("duration", 8*time.Second, "load duration per round")
 	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
-	scale := flag.Int("scale", 0, "scale mode: seed this many app keys and draw keys at random")
+	scale := flag.Int("scale", 0, "scale mode: seed this many app keys and connector token pairs, and draw them at random")
 	out := flag.String("out", "bench/out/results.json", "where to write the results")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
 	flag.Parse()
@@ -70,6 +70,11 @@ func main() {
 			continue
 		}
 		rows = append(rows, r)
+	}
+	if waited, ok := env.quiet(3 * time.Minute); !ok {
+		log.Printf("bench: the servers were still busy after %s; measuring anyway", waited.Round(time.Second))
+	} else if waited > 2*time.Second {
+		log.Printf("waited %s for the servers to go quiet (compaction after seeding)", waited.Round(time.Second))
 	}
 	for _, r := range rows { // warm caches, connections and the verification caches
 		run(env.targets[r.baseline], *conns, time.Second, nil)
@@ -113,8 +118,8 @@ func main() {
 	}
 	printTable(table, *scale, *conns, *duration, *rounds)
 	if *scale > 0 {
-		fmt.Printf("scale mode: %d app keys seeded; Caddy start-up %.2f s (process start to admin API answering); resident memory %.0f MiB after the runs\n",
-			*scale, env.startup.Seconds(), env.rssMiB())
+		fmt.Printf("scale mode: %s seeded; Caddy start-up %.2f s at that size (process start to admin API answering); resident memory %.0f MiB after the runs\n",
+			strings.Join(env.seeded, " and "), env.startup.Seconds(), env.rssMiB())
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
 		raw, _ := json.MarshalIndent(table, "", "  ")

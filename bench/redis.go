@@ -60,7 +60,7 @@ func startRedis(e *env) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %v", bin, err)
 	}
-	exited := e.own(cmd)
+	exited, _ := e.own(cmd)
 	client := redisClient(e)
 	defer client.Close()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {

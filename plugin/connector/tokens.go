@@ -136,9 +136,9 @@ type issued struct {
 	meta            tokenMeta
 }
 
-// newPair builds a token pair for conn and the store writes that create it.
-func (p *Plugin) newPair(conn *Connector, grant string, now time.Time) (issued, []storage.Op) {
-	lifetime := p.engine.Config.TokenLifetime
+// newPair builds a token pair for conn, valid for lifetime from now, and
+// the store writes that create it.
+func newPair(conn *Connector, grant string, now time.Time, lifetime time.Duration) (issued, []storage.Op) {
 	access, accessDigest := newToken(accessTokenPrefix)
 	refresh, refreshDigest := newToken(refreshTokenPrefix)
 	meta := tokenMeta{ID: newTokenID(), Connector: conn.Name, Username: conn.Username, Grant: grant,
@@ -170,7 +170,7 @@ func pairDeletes(m *tokenMeta) []storage.Op {
 
 // issueForCertificate creates a token pair for conn with one durable batch.
 func (p *Plugin) issueForCertificate(ctx context.Context, conn *Connector) (issued, error) {
-	out, ops := p.newPair(conn, GrantCertificate, p.now())
+	out, ops := newPair(conn, GrantCertificate, p.now(), p.engine.Config.TokenLifetime)
 	return out, p.engine.Store.Batch(ctx, ops)
 }
 
@@ -212,7 +212,7 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, token string) (is
 		case !now.Before(old.ExpiresAt):
 			return issued{}, invalidGrant("the refresh token expired")
 		}
-		out, ops := p.newPair(conn, GrantRefreshToken, now)
+		out, ops := newPair(conn, GrantRefreshToken, now, p.engine.Config.TokenLifetime)
 		used := *old
 		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
 		usedRaw, _ := json.Marshal(&used)
