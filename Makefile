@@ -51,9 +51,10 @@ fuzz:
 	done
 
 # The side-by-side benchmark: plain reverse_proxy vs each credential kind.
-# SCALE=1000000 seeds that many app keys and draws keys at random.
+# SCALE=1000000 seeds that many app keys and connector token pairs and draws
+# them at random; BENCH_FLAGS passes more flags (go run ./bench -h).
 bench: tools $(BIN)
-	$(GO) run ./bench -caddy $(abspath $(BIN)) $(if $(SCALE),-scale $(SCALE)) $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(DURATION),-duration $(DURATION))
+	$(GO) run ./bench -caddy $(abspath $(BIN)) $(if $(SCALE),-scale $(SCALE)) $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(DURATION),-duration $(DURATION)) $(BENCH_FLAGS)
 
 # Prints (and with XCADDY_RUN=1 runs) the xcaddy command line of xcaddy.json.
 xcaddy:

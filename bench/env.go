@@ -36,7 +36,10 @@ type env struct {
 	clientCert tls.Certificate   // for plain_tls
 	scale      int
 	seeded     []string // what scale mode wrote offline, for the summary
-	cleanups   []func() // run last-in first-out by stop
+	// excludeProxyLog takes reverse_proxy's logger out of every Caddy's
+	// logs (-exclude-proxy-log).
+	excludeProxyLog bool
+	cleanups        []func() // run last-in first-out by stop
 	// servers are the processes serving the rows (Caddy, Redis): their
 	// CPU time, not the load generator's, is what serverCPU sums.
 	servers []*os.Process
@@ -95,12 +98,13 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startEnv(caddyBin string, scale int) (_ *env, err error) {
+func startEnv(caddyBin string, scale int, excludeProxyLog bool) (_ *env, err error) {
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return nil, err
 	}
-	e := &env{caddyBin: caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale}
+	e := &env{caddyBin: caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale,
+		excludeProxyLog: excludeProxyLog}
 	defer func() {
 		if err != nil { // whatever a prepare step or a half-started Caddy left running
 			e.stop()
@@ -139,8 +143,8 @@ func startEnv(caddyBin string, scale int) (_ *env, err error) {
 }
 
 // caddyfile is a whole Caddyfile: the global options (admin port, the
-// gatehouse data_dir and, unless empty, its storage) and then the site
-// snippets, each a template over the port map and env.dir.
+// log, the gatehouse data_dir and, unless empty, its storage) and then the
+// site snippets, each a template over the port map and env.dir.
 func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []string) ([]byte, error) {
 	vars := map[string]any{"dir": e.dir}
 	for k, v := range e.ports {
@@ -149,9 +153,13 @@ func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []strin
 	if storage != "" {
 		storage = "\t\tstorage " + storage + "\n"
 	}
+	logExclude := ""
+	if e.excludeProxyLog {
+		logExclude = "\t\texclude http.handlers.reverse_proxy\n"
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel ERROR\n\t}\n\tgatehouse {\n\t\tdata_dir %s\n%s\t}\n}\n",
-		adminPort, dataDir, storage)
+	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel ERROR\n%s\t}\n\tgatehouse {\n\t\tdata_dir %s\n%s\t}\n}\n",
+		adminPort, logExclude, dataDir, storage)
 	for _, s := range snippets {
 		t, err := template.New("site").Parse(s)
 		if err != nil {
