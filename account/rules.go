@@ -71,6 +71,7 @@ func validToken(s string) bool {
 
 type patternError string
 
+// Error implements error.
 func (e patternError) Error() string { return string(e) }
 
 func validatePattern(p string) error {

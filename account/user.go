@@ -20,25 +20,42 @@ const (
 // User is an account as stored. PasswordHash never leaves the service:
 // the admin API shows View().
 type User struct {
-	Username     string    `json:"username"`
-	ID           string    `json:"id"`
-	Roles        []string  `json:"roles"`
-	Status       Status    `json:"status"`
-	PasswordHash string    `json:"password_hash,omitempty"`
-	MobileNumber string    `json:"mobile_number,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	// Username is the account's canonical name (see NormalizeUsername).
+	Username string `json:"username"`
+	// ID is the account's immutable random ID (32 hex digits); credentials
+	// bound to it stop working when the account is deleted and re-created.
+	ID string `json:"id"`
+	// Roles are the names of the account's roles, sorted and deduplicated.
+	Roles []string `json:"roles"`
+	// Status is the account's state; only StatusActive authenticates.
+	Status Status `json:"status"`
+	// PasswordHash is the PHC-format argon2id hash of the password; empty
+	// means the account has no password.
+	PasswordHash string `json:"password_hash,omitempty"`
+	// MobileNumber is the number text messages go to; empty means none.
+	MobileNumber string `json:"mobile_number,omitempty"`
+	// CreatedAt is when the account was created (UTC).
+	CreatedAt time.Time `json:"created_at"`
+	// UpdatedAt is when the account was last changed (UTC).
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // UserView is the admin API's representation of a user.
 type UserView struct {
-	Username     string    `json:"username"`
-	Roles        []string  `json:"roles"`
-	Status       Status    `json:"status"`
-	HasPassword  bool      `json:"has_password"`
-	MobileNumber string    `json:"mobile_number,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	// Username is the account's canonical name.
+	Username string `json:"username"`
+	// Roles are the names of the account's roles, sorted.
+	Roles []string `json:"roles"`
+	// Status is the account's state ("active" or "blocked").
+	Status Status `json:"status"`
+	// HasPassword reports whether the account has a password set.
+	HasPassword bool `json:"has_password"`
+	// MobileNumber is the number text messages go to; omitted when none.
+	MobileNumber string `json:"mobile_number,omitempty"`
+	// CreatedAt is when the account was created (UTC).
+	CreatedAt time.Time `json:"created_at"`
+	// UpdatedAt is when the account was last changed (UTC).
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // View returns the user without secrets.
@@ -52,19 +69,28 @@ func (u *User) Active() bool { return u.Status == StatusActive }
 
 // NewUser is the body of POST /gatehouse/users.
 type NewUser struct {
-	Username     string   `json:"username"`
-	Roles        []string `json:"roles"`
-	Password     *string  `json:"password,omitempty"`
-	MobileNumber string   `json:"mobile_number,omitempty"`
+	// Username is the requested name; it is stored in canonical form.
+	Username string `json:"username"`
+	// Roles name existing roles to grant the account.
+	Roles []string `json:"roles"`
+	// Password is the initial password (at least 8 characters); nil creates
+	// the account without one.
+	Password *string `json:"password,omitempty"`
+	// MobileNumber is an optional E.164-like number for text messages.
+	MobileNumber string `json:"mobile_number,omitempty"`
 }
 
 // UserPatch is the body of PATCH /gatehouse/users/{username}; absent fields
 // stay as they are.
 type UserPatch struct {
-	Roles        *[]string `json:"roles,omitempty"`
-	Status       *Status   `json:"status,omitempty"`
-	Password     *string   `json:"password,omitempty"`
-	MobileNumber *string   `json:"mobile_number,omitempty"`
+	// Roles replaces the account's roles; each must exist.
+	Roles *[]string `json:"roles,omitempty"`
+	// Status sets the account's state: "active" or "blocked".
+	Status *Status `json:"status,omitempty"`
+	// Password sets a new password; an empty string removes it.
+	Password *string `json:"password,omitempty"`
+	// MobileNumber sets the number for text messages; empty clears it.
+	MobileNumber *string `json:"mobile_number,omitempty"`
 }
 
 // ValidateMobileNumber accepts E.164-like numbers: an optional '+' and 6 to

@@ -35,13 +35,21 @@ const StoreKey = "assertion/signing-key"
 
 // Claims is the payload of an assertion.
 type Claims struct {
-	Issuer   string   `json:"iss"`
-	Subject  string   `json:"sub"`
-	Roles    []string `json:"roles"`
-	AMR      []string `json:"amr"`
-	Audience string   `json:"aud"`
-	IssuedAt int64    `json:"iat"`
-	Expiry   int64    `json:"exp"`
+	// Issuer is the iss claim: the configured issuer name.
+	Issuer string `json:"iss"`
+	// Subject is the sub claim: the authenticated account's username.
+	Subject string `json:"sub"`
+	// Roles are the account's role names; never null, empty when none.
+	Roles []string `json:"roles"`
+	// AMR is the amr claim: the authentication methods used (see AMR).
+	AMR []string `json:"amr"`
+	// Audience is the aud claim: the route's configured audience.
+	Audience string `json:"aud"`
+	// IssuedAt is the iat claim, in Unix seconds.
+	IssuedAt int64 `json:"iat"`
+	// Expiry is the exp claim, in Unix seconds: IssuedAt plus the
+	// assertion lifetime.
+	Expiry int64 `json:"exp"`
 }
 
 type storedKey struct {

@@ -33,18 +33,28 @@ const (
 
 // Event is one audit record; its JSON is what GET /gatehouse/audit returns.
 type Event struct {
+	// Time is when the event happened; Record sets it to the current UTC
+	// time when zero.
 	Time time.Time `json:"time"`
 	// Kind says what happened: "request", "admin", "token", "appkey",
 	// "connector", "2fa", "login", …
-	Kind     string `json:"kind"`
+	Kind string `json:"kind"`
+	// Username is the account the event concerns; empty when unknown.
 	Username string `json:"username,omitempty"`
 	// Credential names the credential used (kind and non-secret ID), never its value.
 	Credential string `json:"credential,omitempty"`
-	RemoteIP   string `json:"remote_ip,omitempty"`
-	Method     string `json:"method,omitempty"`
-	Path       string `json:"path,omitempty"`
-	Outcome    string `json:"outcome"`
-	Reason     string `json:"reason,omitempty"`
+	// RemoteIP is the client address of the request, when there was one.
+	RemoteIP string `json:"remote_ip,omitempty"`
+	// Method is the HTTP method of the request, when there was one.
+	Method string `json:"method,omitempty"`
+	// Path is the URL path of the request, when there was one.
+	Path string `json:"path,omitempty"`
+	// Outcome is one of OutcomeAllowed, OutcomeDenied, OutcomeSuccess and
+	// OutcomeFailure.
+	Outcome string `json:"outcome"`
+	// Reason explains the outcome in words (why a request was refused, what
+	// was issued or changed).
+	Reason string `json:"reason,omitempty"`
 }
 
 // mustKeep reports whether the event may never be dropped under load:
@@ -250,8 +260,10 @@ func eventKey(t time.Time) string {
 
 // Filter selects events for Query.
 type Filter struct {
+	// Username keeps only events of that exact username when non-empty.
 	Username string
-	Kind     string
+	// Kind keeps only events of that Event.Kind when non-empty.
+	Kind string
 	// Since excludes events older than it when non-zero.
 	Since time.Time
 	// Limit caps the result (default 100, at most 10000).

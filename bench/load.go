@@ -96,6 +96,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type statusError struct{}
 
+// Error implements error.
 func (statusError) Error() string { return "non-200 answer" }
 
 var errStatus = statusError{}

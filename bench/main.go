@@ -22,11 +22,18 @@ import (
 
 // Result is one row of bench/out/results.json.
 type Result struct {
-	Name     string  `json:"name"`
-	RPS      float64 `json:"rps"`
-	P50ms    float64 `json:"p50_ms"`
-	P99ms    float64 `json:"p99_ms"`
-	Ratio    float64 `json:"ratio"`
+	// Name is the row: a credential kind or a baseline.
+	Name string `json:"name"`
+	// RPS is the median over rounds of successful (200) requests per second.
+	RPS float64 `json:"rps"`
+	// P50ms is the median over rounds of the median latency, in ms.
+	P50ms float64 `json:"p50_ms"`
+	// P99ms is the median over rounds of the 99th-percentile latency, in ms.
+	P99ms float64 `json:"p99_ms"`
+	// Ratio is RPS divided by the baseline's RPS (1 for a baseline row).
+	Ratio float64 `json:"ratio"`
+	// P99Ratio is P99ms divided by the baseline's P99ms (1 for a baseline
+	// row; above 1: slower).
 	P99Ratio float64 `json:"p99_ratio"`
 	// ServerCPUus is the CPU time the server processes (Caddy, and Redis
 	// for the Redis row) spent per request, in µs, and CPURatio the
@@ -35,8 +42,12 @@ type Result struct {
 	// load generator shares the machine, so it is the steadier figure of
 	// Gatehouse's own cost.
 	ServerCPUus float64 `json:"server_cpu_us"`
-	CPURatio    float64 `json:"cpu_ratio"`
-	Baseline    string  `json:"baseline,omitempty"`
+	// CPURatio is the baseline's ServerCPUus divided by this row's (see
+	// ServerCPUus; 1 for a baseline row).
+	CPURatio float64 `json:"cpu_ratio"`
+	// Baseline names the row this one is compared with; empty for a
+	// baseline row.
+	Baseline string `json:"baseline,omitempty"`
 }
 
 func main() {

@@ -9,13 +9,13 @@ import (
 // once from the configured prefix.
 type IdentityHeaders struct {
 	prefix    string // lower case, '-' separated, e.g. "x-gatehouse-"
-	User      string
-	Roles     string
-	Auth      string
-	Connector string
-	AppKey    string
-	TwoFactor string
-	Assertion string
+	User      string // X-Gatehouse-User: the username
+	Roles     string // X-Gatehouse-Roles: the role names, comma-separated
+	Auth      string // X-Gatehouse-Auth: the credential kind (identity.Method)
+	Connector string // X-Gatehouse-Connector: the connector name, when one was used
+	AppKey    string // X-Gatehouse-App-Key: the app key's name, when one was used
+	TwoFactor string // X-Gatehouse-2FA: "true" when a second factor was passed
+	Assertion string // X-Gatehouse-Assertion: the signed identity assertion (JWS)
 }
 
 // NewIdentityHeaders derives the header names from prefix ("X-Gatehouse-").

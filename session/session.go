@@ -30,14 +30,16 @@ const keyPrefix = "session/"
 type Session struct {
 	// Username and UserID name the account.
 	Username string `json:"username"`
-	UserID   string `json:"user_id"`
+	// UserID is the account's immutable ID.
+	UserID string `json:"user_id"`
 	// Origin is how the session was created: "login" (portal) or "app_key".
 	Origin string `json:"origin"`
 	// AppKey is the key's name when Origin is "app_key".
 	AppKey string `json:"app_key,omitempty"`
 	// SecondFactor is true when the user passed a second factor.
-	SecondFactor bool      `json:"second_factor"`
-	CreatedAt    time.Time `json:"created_at"`
+	SecondFactor bool `json:"second_factor"`
+	// CreatedAt is when the session started (UTC); Create sets it.
+	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is the absolute end of the session.
 	ExpiresAt time.Time `json:"expires_at"`
 	// SeenAt is the last activity, refreshed at most once a minute.
@@ -54,7 +56,9 @@ type Store struct {
 
 // Options are the timeouts; zero values take defaults (30 min idle, 12 h absolute).
 type Options struct {
-	Idle     time.Duration
+	// Idle ends a session after this long without activity.
+	Idle time.Duration
+	// Absolute is the longest a session lasts from its creation.
 	Absolute time.Duration
 }
 

@@ -46,8 +46,11 @@ const (
 
 // Op is one write in a Batch.
 type Op struct {
-	Kind  OpKind
-	Key   string
+	// Kind is the operation: OpPut or OpDelete.
+	Kind OpKind
+	// Key is the key written or deleted.
+	Key string
+	// Value is what a put stores; unused by OpDelete.
 	Value []byte
 	// TTL is the lifetime of a put; zero means no expiry.
 	TTL time.Duration

@@ -100,6 +100,9 @@ func FreePort(t testing.TB) int { t.Helper(); return testport.Free(t) }
 
 // Ports are the addresses a Caddyfile template can use.
 type Ports struct {
+	// AdminPort, HTTPSPort, HTTPPort, UpstreamPort and ESAPort are loopback
+	// ports that were free at Start, for Caddy's admin endpoint, an HTTPS
+	// site, a plain HTTP site, the upstream and the ESA API site.
 	AdminPort, HTTPSPort, HTTPPort, UpstreamPort, ESAPort int
 	// DataDir is the Gatehouse data_dir; Dir the instance's temp root.
 	DataDir, Dir string
@@ -127,7 +130,8 @@ type Options struct {
 
 // Instance is one running bin/caddy.
 type Instance struct {
-	t        testing.TB
+	t testing.TB
+	// Ports are the values the instance's Caddyfile was rendered with.
 	Ports    Ports
 	template string
 	config   string
@@ -436,9 +440,13 @@ func Client(cert *tls.Certificate) *http.Client {
 
 // CurlResult is what curl printed.
 type CurlResult struct {
-	Status  int
+	// Status is the HTTP status code of the last response.
+	Status int
+	// Headers are the headers of the last response (after redirects or
+	// 100-continue).
 	Headers http.Header
-	Body    string
+	// Body is the response body curl wrote to stdout.
+	Body string
 }
 
 // Curl runs the real curl with args (the URL among them) plus -sk and
@@ -475,8 +483,12 @@ func Curl(t testing.TB, args ...string) CurlResult {
 
 // Echo is the JSON the gatehouse_echo demo upstream answers.
 type Echo struct {
-	Method  string            `json:"method"`
-	URI     string            `json:"uri"`
+	// Method is the HTTP method of the request the upstream received.
+	Method string `json:"method"`
+	// URI is the request URI the upstream received (path and query).
+	URI string `json:"uri"`
+	// Headers are the request headers the upstream received, several values
+	// of one header joined with ", ".
 	Headers map[string]string `json:"headers"`
 }
 

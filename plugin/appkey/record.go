@@ -195,14 +195,16 @@ type View struct {
 	Username string `json:"username"`
 	// ExpiresAt is when the key stops working; Expired says whether it has.
 	ExpiresAt time.Time `json:"expires_at"`
-	Expired   bool      `json:"expired"`
+	// Expired reports whether ExpiresAt had passed when the view was made.
+	Expired bool `json:"expired"`
 	// IPAllowlist holds the client addresses and prefixes allowed to use
 	// the key; empty allows any.
 	IPAllowlist []string `json:"ip_allowlist"`
 	Metadata
 	// CreatedAt and LastModifiedAt are when the key was created and last
 	// changed (rotation included).
-	CreatedAt      time.Time `json:"created_at"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastModifiedAt is when the key was last changed, rotation included.
 	LastModifiedAt time.Time `json:"last_modified_at"`
 	// LastUsedAt is the last use, recorded at most once a minute; null
 	// when never used.
@@ -240,14 +242,24 @@ type NewKey struct {
 // present, replaces the key's field of the same JSON name (see NewKey and
 // Metadata); absent fields are left unchanged.
 type Patch struct {
-	ExpiresAt     *time.Time `json:"expires_at"`
-	IPAllowlist   *[]string  `json:"ip_allowlist"`
-	Description   *string    `json:"description"`
-	Project       *string    `json:"project"`
-	Tags          *[]string  `json:"tags"`
-	ClientName    *string    `json:"client_name"`
-	Documentation *string    `json:"documentation"`
-	HomeURL       *string    `json:"home_url"`
+	// ExpiresAt sets a new expiry, which must be in the future; it ends the
+	// sessions opened with the key.
+	ExpiresAt *time.Time `json:"expires_at"`
+	// IPAllowlist replaces the allowlist (empty allows any); it ends the
+	// sessions opened with the key.
+	IPAllowlist *[]string `json:"ip_allowlist"`
+	// Description replaces Metadata.Description.
+	Description *string `json:"description"`
+	// Project replaces Metadata.Project.
+	Project *string `json:"project"`
+	// Tags replaces Metadata.Tags.
+	Tags *[]string `json:"tags"`
+	// ClientName replaces Metadata.ClientName.
+	ClientName *string `json:"client_name"`
+	// Documentation replaces Metadata.Documentation.
+	Documentation *string `json:"documentation"`
+	// HomeURL replaces Metadata.HomeURL.
+	HomeURL *string `json:"home_url"`
 }
 
 // narrows reports whether the patch changes who may use the key or until

@@ -39,6 +39,7 @@ type oauthError struct {
 	description string
 }
 
+// Error implements error: the OAuth error code and its description.
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
 
 func invalidRequest(description string) *oauthError {

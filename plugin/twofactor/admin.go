@@ -89,12 +89,20 @@ func (s *Service) adminEnrol(w http.ResponseWriter, r *http.Request) error {
 // StatusView is the admin API's view of a user's second factors, with the
 // fields the ESA profile shows.
 type StatusView struct {
-	Username            string     `json:"username"`
-	Types               []Type     `json:"credential_type"`
-	IsLocked            bool       `json:"is_locked"`
-	ConsecutiveFailures int64      `json:"consecutive_failures"`
-	LastSuccess         *time.Time `json:"last_success"`
-	LastFailure         *time.Time `json:"last_failure"`
+	// Username is the account's canonical name.
+	Username string `json:"username"`
+	// Types are the enabled second factors; never null.
+	Types []Type `json:"credential_type"`
+	// IsLocked is true when ConsecutiveFailures has reached the lockout
+	// threshold.
+	IsLocked bool `json:"is_locked"`
+	// ConsecutiveFailures counts failed checks since the last success or
+	// unlock.
+	ConsecutiveFailures int64 `json:"consecutive_failures"`
+	// LastSuccess is the time of the last passed check; null when none.
+	LastSuccess *time.Time `json:"last_success"`
+	// LastFailure is the time of the last failed check; null when none.
+	LastFailure *time.Time `json:"last_failure"`
 }
 
 func (s *Service) adminStatus(w http.ResponseWriter, r *http.Request) error {

@@ -140,6 +140,7 @@ func checkKey(key string) error {
 // failure) out of a transaction unchanged.
 type callerError struct{ err error }
 
+// Error implements error: the wrapped error's message.
 func (c callerError) Error() string { return c.err.Error() }
 
 // result maps an error from Badger to the contract: caller errors pass
@@ -388,15 +389,20 @@ func (s *Store) Close() error {
 // logger adapts zap to Badger's logger, keeping warnings and errors only.
 type logger struct{ l *zap.SugaredLogger }
 
+// Errorf implements badger.Logger: errors go to zap at error level.
 func (l logger) Errorf(f string, a ...any) {
 	l.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
+// Warningf implements badger.Logger: warnings go to zap at warn level.
 func (l logger) Warningf(f string, a ...any) {
 	l.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
-func (logger) Infof(string, ...any)  {}
+// Infof implements badger.Logger; info messages are dropped.
+func (logger) Infof(string, ...any) {}
+
+// Debugf implements badger.Logger; debug messages are dropped.
 func (logger) Debugf(string, ...any) {}
 
 var _ storage.Store = (*Store)(nil)

@@ -40,12 +40,21 @@ const (
 // Credential is a stored API credential. Only a keyed digest of the
 // password is kept.
 type Credential struct {
-	Name              string    `json:"name"`
-	Username          string    `json:"username"`
-	PasswordDigest    string    `json:"password_digest"`
-	AuthAPI           bool      `json:"auth_api"`
-	UserManagementAPI bool      `json:"user_management_api"`
-	CreatedAt         time.Time `json:"created_at"`
+	// Name is the credential's unique name, chosen by the admin.
+	Name string `json:"name"`
+	// Username is the generated API username ("esa-" and 16 hex digits)
+	// clients present with HTTP Basic.
+	Username string `json:"username"`
+	// PasswordDigest is the keyed digest of the password (Keystore.Index);
+	// the password itself is never stored.
+	PasswordDigest string `json:"password_digest"`
+	// AuthAPI enables the credential for the auth API (/auth/v1/).
+	AuthAPI bool `json:"auth_api"`
+	// UserManagementAPI enables the credential for the user management API
+	// (/manage/users/v1/).
+	UserManagementAPI bool `json:"user_management_api"`
+	// CreatedAt is when the credential was created (UTC).
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // enabled reports whether the credential may call api.
@@ -55,11 +64,17 @@ func (c *Credential) enabled(api API) bool {
 
 // CredentialView is a credential as the admin API lists it.
 type CredentialView struct {
-	Name              string    `json:"name"`
-	Username          string    `json:"username"`
-	AuthAPI           bool      `json:"auth_api"`
-	UserManagementAPI bool      `json:"user_management_api"`
-	CreatedAt         time.Time `json:"created_at"`
+	// Name is the credential's unique name.
+	Name string `json:"name"`
+	// Username is the API username clients present with HTTP Basic.
+	Username string `json:"username"`
+	// AuthAPI reports whether the credential may call the auth API.
+	AuthAPI bool `json:"auth_api"`
+	// UserManagementAPI reports whether the credential may call the user
+	// management API.
+	UserManagementAPI bool `json:"user_management_api"`
+	// CreatedAt is when the credential was created (UTC).
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func (c *Credential) view() CredentialView {
@@ -121,9 +136,13 @@ func (cs *Credentials) Check(ctx context.Context, username, password string) (*C
 // CreateRequest is the body of POST /gatehouse/api-credentials: the
 // credential's name and the APIs it is enabled for.
 type CreateRequest struct {
-	Name              string `json:"name"`
-	AuthAPI           bool   `json:"auth_api"`
-	UserManagementAPI bool   `json:"user_management_api"`
+	// Name is the new credential's unique name.
+	Name string `json:"name"`
+	// AuthAPI enables the credential for the auth API; at least one of
+	// AuthAPI and UserManagementAPI must be true.
+	AuthAPI bool `json:"auth_api"`
+	// UserManagementAPI enables the credential for the user management API.
+	UserManagementAPI bool `json:"user_management_api"`
 }
 
 // Create makes a new credential with a random username and password.

@@ -175,8 +175,11 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 
 // Request is an ESA request body.
 type Request struct {
+	// Username is the "username" member: the Gatehouse account concerned.
 	Username string
-	OTP      string
+	// OTP is the "otp" member: the one-time code to verify; empty when
+	// absent.
+	OTP string
 }
 
 // ParseRequest decodes a request body: one JSON object whose "username"
