@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -279,17 +280,32 @@ func (e *env) serverCPU() time.Duration {
 		if err != nil {
 			continue // exited
 		}
-		// The command name (field 2) may hold spaces; count from the ")" that ends it.
-		fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-		if len(fields) < 13 {
-			continue
+		if cpu, ok := statCPU(string(raw)); ok {
+			total += cpu
 		}
-		var utime, stime int64
-		fmt.Sscan(fields[11], &utime) // field 14 of the whole line
-		fmt.Sscan(fields[12], &stime) // field 15
-		total += time.Duration(utime+stime) * time.Second / clockTicks
 	}
 	return total
+}
+
+// statCPU is the user plus system CPU time in a /proc/<pid>/stat line
+// (fields 14 and 15, in clock ticks).
+func statCPU(stat string) (time.Duration, bool) {
+	// The command name (field 2) may hold spaces and parentheses; count
+	// from the last ")", which ends it.
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(stat[end+1:]) // fields[0] is field 3
+	if len(fields) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, true
 }
 
 // quiet waits, up to limit, until the servers use less than 5% of a core
