@@ -6,16 +6,19 @@
 // Incr run as Lua scripts, so they are atomic on the server. Every write
 // also publishes the changed keys, in the same transaction or script, on
 // the channel "<prefix>invalidate"; OnInvalidate delivers the other
-// instances' changes to a cache (see storage/cache).
+// instances' changes to a cache (see storage/cache). Every write also
+// updates the key index (index.go), which Scan pages through, so a scan
+// costs what is under its prefix, not the whole database.
 //
 // Durability is the server's: an acknowledged write survives a crash only
 // if Redis runs with appendonly yes and appendfsync always. Open logs a
 // warning when the server says otherwise.
 //
 // A single Redis server, or a primary found through Sentinel (a
-// master_name URL parameter), is supported; Redis Cluster is not: Scan
-// walks one keyspace and transactions span keys in any slot. Failing commands are not retried (a retried write
-// could apply twice); they fail fast with storage.ErrUnavailable.
+// master_name URL parameter), is supported; Redis Cluster is not: the
+// index, the scripts and the transactions span keys in any slot. Failing
+// commands are not retried (a retried write could apply twice); they fail
+// fast with storage.ErrUnavailable.
 package redis
 
 import (
@@ -28,7 +31,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,10 +52,9 @@ const DefaultPrefix = "gatehouse:"
 const DefaultTimeout = time.Second
 
 const (
-	// scanCount is the COUNT hint of each SCAN call.
+	// scanCount is the COUNT hint of each SCAN call (indexing a store
+	// written without the index) and the keys indexed per round trip.
 	scanCount = 1000
-	// fetchChunk is how many keys one round trip of a Scan fetches.
-	fetchChunk = 256
 	// healthInterval is how long the subscriber waits for a message before
 	// it pings, to notice a dead connection that never reported an error.
 	healthInterval = 400 * time.Millisecond
@@ -136,6 +137,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
 	s.checkDurability(ctx)
+	if err := s.buildIndex(ctx); err != nil {
+		s.Close()
+		return nil, storeutil.Unavailable("indexing the keys at "+ep.name, err)
+	}
+	s.wg.Go(s.sweep)
 	return s, nil
 }
 
@@ -371,6 +377,15 @@ func millis(ttl time.Duration) time.Duration {
 	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
+// expiresAtMillis is the Unix millisecond at which a key written at now
+// with ttl expires, as the expiry index records it (0 when ttl is none).
+func expiresAtMillis(now time.Time, ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return now.Add(millis(ttl)).UnixMilli()
+}
+
 // Get implements storage.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	e, err := s.GetEntry(ctx, key)
@@ -379,7 +394,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // GetEntry implements storage.Store.
 func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return storage.Entry{}, err
 	}
 	entries, err := s.fetch(ctx, []string{key})
@@ -430,7 +445,7 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, erro
 
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "put", []storage.Op{{Kind: storage.OpPut, Key: key, Value: value, TTL: ttl}})
@@ -438,7 +453,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "delete", []storage.Op{{Kind: storage.OpDelete, Key: key}})
@@ -446,7 +461,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := storeutil.CheckOps(ops); err != nil {
+	if err := checkOps(ops); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
@@ -455,15 +470,19 @@ func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 	return s.write(ctx, "batch", ops)
 }
 
-// write applies validated ops and publishes their keys in one MULTI/EXEC
-// transaction (SET, DEL and PUBLISH cannot fail halfway through one).
+// write applies validated ops, updates the key index and publishes their
+// keys in one MULTI/EXEC transaction (SET, DEL, ZADD, ZREM and PUBLISH
+// cannot fail halfway through one).
 func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error {
+	now := time.Now()
 	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, op := range ops {
 			if op.Kind == storage.OpPut {
 				p.Set(ctx, s.key(op.Key), op.Value, millis(op.TTL))
+				s.indexPut(ctx, p, op.Key, op.TTL, now)
 			} else {
 				p.Del(ctx, s.key(op.Key))
+				s.indexDelete(ctx, p, op.Key)
 			}
 		}
 		for _, op := range ops {
@@ -479,7 +498,9 @@ func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error 
 
 // casScript swaps KEYS[1] from ARGV[2] (absent when ARGV[1] is "0") to
 // ARGV[4] (delete when ARGV[3] is "0") with a TTL of ARGV[5] ms (0: none),
-// and publishes ARGV[7] on channel ARGV[6]. It returns 1 if it swapped.
+// updates the lexical and expiry indexes KEYS[2] and KEYS[3] for member
+// ARGV[8] (expiring at Unix ms ARGV[9]), and publishes ARGV[7] on channel
+// ARGV[6]. It returns 1 if it swapped.
 var casScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '0' then
@@ -489,10 +510,17 @@ elseif cur ~= ARGV[2] then
 end
 if ARGV[3] == '0' then
   redis.call('DEL', KEYS[1])
-elseif ARGV[5] ~= '0' then
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  redis.call('ZREM', KEYS[2], ARGV[8])
+  redis.call('ZREM', KEYS[3], ARGV[8])
 else
-  redis.call('SET', KEYS[1], ARGV[4])
+  if ARGV[5] ~= '0' then
+    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+    redis.call('ZADD', KEYS[3], ARGV[9], ARGV[8])
+  else
+    redis.call('SET', KEYS[1], ARGV[4])
+    redis.call('ZREM', KEYS[3], ARGV[8])
+  end
+  redis.call('ZADD', KEYS[2], 0, ARGV[8])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
@@ -508,12 +536,12 @@ func flag(b []byte) string {
 
 // CompareAndSwap implements storage.Store.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return false, err
 	}
-	n, err := casScript.Run(ctx, s.client, []string{s.key(key)},
+	n, err := casScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
 		flag(oldValue), oldValue, flag(newValue), newValue, millis(ttl).Milliseconds(),
-		s.channel, s.message(key)).Int()
+		s.channel, s.message(key), key, expiresAtMillis(time.Now(), ttl)).Int()
 	if err != nil {
 		return false, failed("compare-and-swap", err)
 	}
@@ -521,15 +549,21 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 }
 
 // incrScript adds ARGV[1] to KEYS[1], sets a TTL of ARGV[2] ms (0: none)
-// if it created the key, publishes ARGV[4] on channel ARGV[3] and returns
-// the new value as a string (exact beyond Lua's 2^53). It returns nil,
-// changing nothing, if the value is not an integer or would overflow.
+// if it created the key, indexing it as member ARGV[5] in the lexical and
+// expiry indexes KEYS[2] and KEYS[3] (expiring at Unix ms ARGV[6]),
+// publishes ARGV[4] on channel ARGV[3] and returns the new value as a
+// string (exact beyond Lua's 2^53). It returns nil, changing nothing, if
+// the value is not an integer or would overflow.
 var incrScript = goredis.NewScript(`
 local existed = redis.call('EXISTS', KEYS[1])
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return false end
-if existed == 0 and ARGV[2] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if existed == 0 then
+  if ARGV[2] ~= '0' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+  end
+  redis.call('ZADD', KEYS[2], 0, ARGV[5])
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return redis.call('GET', KEYS[1])
@@ -537,11 +571,11 @@ return redis.call('GET', KEYS[1])
 
 // Incr implements storage.Store.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	v, err := incrScript.Run(ctx, s.client, []string{s.key(key)},
-		delta, millis(ttl).Milliseconds(), s.channel, s.message(key)).Text()
+	v, err := incrScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
+		delta, millis(ttl).Milliseconds(), s.channel, s.message(key), key, expiresAtMillis(time.Now(), ttl)).Text()
 	if errors.Is(err, goredis.Nil) {
 		return 0, storeutil.ErrNotInteger
 	}
@@ -553,44 +587,6 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 		return 0, failed("incr", fmt.Errorf("INCRBY left a non-integer: %w", err))
 	}
 	return n, nil
-}
-
-// globEscaper escapes the characters SCAN MATCH patterns treat specially.
-var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-
-// Scan implements storage.Store. It lists the matching keys first (SCAN),
-// sorts them, then reads them in chunks, each chunk in one transaction:
-// entries are individually consistent, and keys written during the scan
-// may or may not be visited. Memory grows with the number of matching
-// keys.
-func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	full := s.key(prefix)
-	var keys []string
-	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
-	for it.Next(ctx) {
-		if k := it.Val(); strings.HasPrefix(k, full) {
-			keys = append(keys, k[len(s.prefix):])
-		}
-	}
-	if err := it.Err(); err != nil {
-		return failed("scan", err)
-	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys) // SCAN may return a key more than once
-	for chunk := range slices.Chunk(keys, fetchChunk) {
-		entries, err := s.fetch(ctx, chunk)
-		if err != nil {
-			return failed("scan", err)
-		}
-		for _, e := range entries {
-			if err := fn(e); errors.Is(err, storage.ErrStopScan) {
-				return nil
-			} else if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // OnInvalidate implements storage.Invalidator: fn is called, from a

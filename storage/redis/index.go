@@ -1,0 +1,276 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
+)
+
+// The key index. Redis has no ordered keyspace: SCAN visits every key of
+// the database, in no order, so a prefix scan on it costs O(all keys) and
+// must sort what it found. The store therefore keeps, next to the data,
+// two sorted sets naming every key it holds:
+//
+//   - the lexical index (every member scored 0, so ZRANGE … BYLEX walks the
+//     keys in byte order), which Scan pages through, prefix-bounded;
+//   - the expiry index, scored with the Unix milliseconds at which a key
+//     with a TTL expires, which the sweeper uses to drop the members of
+//     keys Redis has expired.
+//
+// Every write updates both in the same MULTI/EXEC or script as the data.
+// A member whose key is gone (expired, or deleted by a reader's race) is
+// harmless: Scan skips it and removes it, but only with a script that
+// checks, atomically, that the key still does not exist, so a concurrent
+// write is never un-indexed.
+
+// reservedPrefix starts the store's own keys (the indexes); callers'
+// keys may not start with it.
+const reservedPrefix = "\x00"
+
+const (
+	// indexPage is how many index members one Scan round trip reads.
+	indexPage = 256
+	// sweepInterval is how often the sweeper drops expired members.
+	sweepInterval = 30 * time.Second
+	// sweepBatch bounds the members one sweep round trip handles.
+	sweepBatch = 1000
+)
+
+func (s *Store) lexIndex() string    { return s.prefix + reservedPrefix + "index" }
+func (s *Store) expiryIndex() string { return s.prefix + reservedPrefix + "expiry" }
+
+// checkKey validates a caller's key.
+func checkKey(key string) error {
+	if strings.HasPrefix(key, reservedPrefix) {
+		return fmt.Errorf("storage: keys starting with %q are reserved by the Redis store", reservedPrefix)
+	}
+	return storeutil.CheckKey(key)
+}
+
+// checkOps validates a caller's batch.
+func checkOps(ops []storage.Op) error {
+	if err := storeutil.CheckOps(ops); err != nil {
+		return err
+	}
+	for i, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return fmt.Errorf("storage: batch op %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// indexPut queues the index updates of a put of key with ttl.
+func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) {
+	p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
+	if ttl > 0 {
+		p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: key})
+	} else {
+		p.ZRem(ctx, s.expiryIndex(), key)
+	}
+}
+
+// indexDelete queues the index updates of a deletion of key.
+func (s *Store) indexDelete(ctx context.Context, p goredis.Pipeliner, key string) {
+	p.ZRem(ctx, s.lexIndex(), key)
+	p.ZRem(ctx, s.expiryIndex(), key)
+}
+
+// dropAbsentScript removes from both indexes (KEYS[1], KEYS[2]) each member
+// ARGV[2..] whose data key (ARGV[1] followed by the member) does not exist,
+// and returns how many it removed.
+var dropAbsentScript = goredis.NewScript(`
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('EXISTS', ARGV[1] .. ARGV[i]) == 0 then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`)
+
+// dropAbsent removes the index members among keys whose data is gone.
+func (s *Store) dropAbsent(ctx context.Context, keys []string) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, len(keys)+1)
+	args = append(args, s.prefix)
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	return dropAbsentScript.Run(ctx, s.client, []string{s.lexIndex(), s.expiryIndex()}, args...).Int()
+}
+
+// Scan implements storage.Store. It pages through the lexical index from
+// prefix, in byte order, reading each page's entries in one transaction:
+// entries are individually consistent, keys written during the scan may or
+// may not be visited, and the cost grows with the keys under prefix, not
+// with the whole database. Index members whose key has expired are
+// skipped and removed.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	min := "[" + prefix
+	for {
+		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex(), &goredis.ZRangeBy{Min: min, Max: "+", Count: indexPage}).Result()
+		if err != nil {
+			return failed("scan", err)
+		}
+		n := len(keys)
+		for i, k := range keys {
+			if !strings.HasPrefix(k, prefix) {
+				n = i // past the prefix: the rest are too
+				break
+			}
+		}
+		entries, err := s.fetch(ctx, keys[:n])
+		if err != nil {
+			return failed("scan", err)
+		}
+		if len(entries) < n {
+			s.dropGone(ctx, keys[:n], entries)
+		}
+		for _, e := range entries {
+			if err := fn(e); errors.Is(err, storage.ErrStopScan) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+		if n < len(keys) || len(keys) < indexPage {
+			return nil
+		}
+		min = "(" + keys[len(keys)-1]
+	}
+}
+
+// dropGone removes the members of keys that fetch did not find (entries
+// is the in-order subset it found). A failure only leaves them for the
+// sweeper or a later scan.
+func (s *Store) dropGone(ctx context.Context, keys []string, entries []storage.Entry) {
+	var gone []string
+	j := 0
+	for _, k := range keys {
+		if j < len(entries) && entries[j].Key == k {
+			j++
+			continue
+		}
+		gone = append(gone, k)
+	}
+	if _, err := s.dropAbsent(ctx, gone); err != nil {
+		s.log.Debug("dropping index members of vanished keys failed", zap.Error(err))
+	}
+}
+
+// sweep keeps the indexes from growing with expired keys: every
+// sweepInterval it drops the members whose recorded expiry has passed and
+// whose key is gone (a key re-written meanwhile keeps its members).
+func (s *Store) sweep() {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if err := s.sweepOnce(s.ctx); err != nil && s.ctx.Err() == nil {
+				s.log.Debug("sweeping the key index failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// sweepOnce drops the index members of every key that has expired by now.
+func (s *Store) sweepOnce(ctx context.Context) error {
+	max := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	for offset := int64(0); ; {
+		keys, err := s.client.ZRangeByScore(ctx, s.expiryIndex(), &goredis.ZRangeBy{Min: "-inf", Max: max,
+			Offset: offset, Count: sweepBatch}).Result()
+		if err != nil {
+			return err
+		}
+		dropped, err := s.dropAbsent(ctx, keys)
+		if err != nil {
+			return err
+		}
+		if len(keys) < sweepBatch {
+			return nil
+		}
+		offset += int64(len(keys) - dropped) // the members kept (re-written keys) are still in range
+	}
+}
+
+// indexedMarker is set once the store's keys are known to be indexed.
+func (s *Store) indexedMarker() string { return s.prefix + reservedPrefix + "indexed" }
+
+// buildIndex indexes, once per database, keys written without the index
+// (by a version before it), unless the marker says that was done. Writers
+// index their keys as they go, so concurrent writes are safe; a key
+// deleted during the build may leave a member, which scans then drop.
+func (s *Store) buildIndex(ctx context.Context) error {
+	if n, err := s.client.Exists(ctx, s.indexedMarker()).Result(); err != nil || n == 1 {
+		return err
+	}
+	start, built := time.Now(), 0
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		ttls := make([]*goredis.DurationCmd, len(batch))
+		if _, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range batch {
+				ttls[i] = p.PTTL(ctx, s.key(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		now := time.Now()
+		_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range batch {
+				s.indexPut(ctx, p, k, ttls[i].Val(), now) // a negative PTTL (none, or gone) indexes no expiry
+			}
+			return nil
+		})
+		built += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	it := s.client.Scan(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount).Iterator()
+	for it.Next(ctx) {
+		k := strings.TrimPrefix(it.Val(), s.prefix)
+		if strings.HasPrefix(k, reservedPrefix) {
+			continue
+		}
+		if batch = append(batch, k); len(batch) == scanCount {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if built > 0 {
+		s.log.Info("indexed the keys of a store written without the key index",
+			zap.Int("keys", built), zap.Duration("took", time.Since(start)))
+	}
+	return s.client.Set(ctx, s.indexedMarker(), "1", 0).Err()
+}
+
+// globEscaper escapes the characters SCAN MATCH patterns treat specially.
+var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)

@@ -1,0 +1,249 @@
+package redis
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+)
+
+// scanKeys returns the keys Scan visits under prefix, stopping after limit
+// (0: all).
+func scanKeys(t *testing.T, s *Store, prefix string, limit int) []string {
+	t.Helper()
+	var keys []string
+	err := s.Scan(t.Context(), prefix, func(e storage.Entry) error {
+		keys = append(keys, e.Key)
+		if limit > 0 && len(keys) == limit {
+			return storage.ErrStopScan
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// commandCalls is how many times the server ran cmd since the last
+// CONFIG RESETSTAT.
+func commandCalls(t *testing.T, c *goredis.Client, cmd string) int {
+	t.Helper()
+	info, err := c.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			var n int
+			fmt.Sscanf(rest, "%d", &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestScanReadsOnlyThePrefix: a scan of a small prefix in a large store
+// pages through the index (no SCAN of the keyspace), in byte order, and
+// stops early when asked.
+func TestScanReadsOnlyThePrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	var ops []storage.Op
+	for i := range 5000 {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("other/%05d", i), Value: []byte("x")})
+	}
+	for i := range 2*indexPage + 7 { // more than two pages
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("audit/%05d", 999-i), Value: []byte("e")})
+	}
+	if err := s.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	all := scanKeys(t, s, "audit/", 0)
+	if len(all) != 2*indexPage+7 || all[0] != fmt.Sprintf("audit/%05d", 999-2*indexPage-6) || all[len(all)-1] != "audit/00999" {
+		t.Fatalf("Scan(audit/) = %d keys from %q to %q", len(all), all[0], all[len(all)-1])
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i-1] >= all[i] {
+			t.Fatalf("Scan is out of order at %d: %q then %q", i, all[i-1], all[i])
+		}
+	}
+	if n := commandCalls(t, s.client, "scan"); n != 0 {
+		t.Errorf("Scan ran SCAN %d times; want the index only", n)
+	}
+	if first := scanKeys(t, s, "audit/", 3); len(first) != 3 || first[2] != all[2] {
+		t.Errorf("Scan stopped after 3 = %v; want %v", first, all[:3])
+	}
+	if got := scanKeys(t, s, "audit/0099", 0); len(got) != 10 || got[0] != "audit/00990" {
+		t.Errorf("Scan(audit/0099) = %v; want audit/00990 … audit/00999", got)
+	}
+	if got := scanKeys(t, s, "nothing/", 0); len(got) != 0 {
+		t.Errorf("Scan(nothing/) = %v", got)
+	}
+}
+
+// TestIndexFollowsEveryWriteKind: puts, deletes, batches, swaps and
+// counters keep the index exact, so scans see exactly the live keys.
+func TestIndexFollowsEveryWriteKind(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Put(ctx, "k/put", []byte("1"), 0))
+	must(s.Put(ctx, "k/gone", []byte("1"), 0))
+	must(s.Delete(ctx, "k/gone"))
+	must(s.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "k/batch", Value: []byte("1")}, {Kind: storage.OpDelete, Key: "k/put"}}))
+	if ok, err := s.CompareAndSwap(ctx, "k/cas", nil, []byte("1"), 0); !ok || err != nil {
+		t.Fatalf("CAS create = %v, %v", ok, err)
+	}
+	if ok, err := s.CompareAndSwap(ctx, "k/casdel", nil, []byte("1"), 0); !ok || err != nil {
+		t.Fatalf("CAS create = %v, %v", ok, err)
+	}
+	if ok, err := s.CompareAndSwap(ctx, "k/casdel", []byte("1"), nil, 0); !ok || err != nil {
+		t.Fatalf("CAS delete = %v, %v", ok, err)
+	}
+	if _, err := s.Incr(ctx, "k/counter", 2, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"k/batch", "k/cas", "k/counter"}
+	if got := scanKeys(t, s, "k/", 0); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Scan = %v; want %v", got, want)
+	}
+	members, err := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result()
+	if err != nil || fmt.Sprint(members) != fmt.Sprint(want) {
+		t.Errorf("index members = %v, %v; want exactly %v", members, err, want)
+	}
+	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(expiring) != "[k/counter]" {
+		t.Errorf("expiry index = %v; want [k/counter]", expiring)
+	}
+	if err := s.Put(ctx, "\x00index", []byte("x"), 0); err == nil {
+		t.Error("a key in the reserved namespace was accepted")
+	}
+}
+
+// TestExpiredKeysLeaveTheIndex: scans skip and drop the members of expired
+// keys, and the sweeper drops those no scan visits, but never a key that
+// was written again.
+func TestExpiredKeysLeaveTheIndex(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	for _, k := range []string{"a/1", "a/2", "b/1", "b/2", "b/again"} {
+		if err := s.Put(ctx, k, []byte("v"), 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(ctx, "a/live", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := s.Put(ctx, "b/again", []byte("v"), 0); err != nil { // re-written after it expired, now without TTL
+		t.Fatal(err)
+	}
+	if got := scanKeys(t, s, "a/", 0); fmt.Sprint(got) != "[a/live]" {
+		t.Fatalf("Scan(a/) = %v; want [a/live]", got)
+	}
+	members := func() string {
+		m, err := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(m)
+	}
+	if got := members(); got != "[a/live b/1 b/2 b/again]" {
+		t.Errorf("after the scan the index holds %s; want the scanned prefix cleaned only", got)
+	}
+	if err := s.sweepOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := members(); got != "[a/live b/again]" {
+		t.Errorf("after a sweep the index holds %s; want [a/live b/again]", got)
+	}
+	if n, _ := s.client.ZCard(ctx, s.expiryIndex()).Result(); n != 0 {
+		t.Errorf("the expiry index still holds %d members", n)
+	}
+}
+
+// TestOpenIndexesAStoreWrittenWithoutTheIndex: keys an earlier version
+// wrote (no index) are indexed at the first Open, TTLs included.
+func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	ctx := t.Context()
+	for _, k := range []string{"user/alice", "user/bob", "role/admin"} {
+		if err := raw.Set(ctx, DefaultPrefix+k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := raw.Set(ctx, DefaultPrefix+"session/x", "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Set(ctx, "someone-else:user/carol", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	if got := scanKeys(t, s, "user/", 0); fmt.Sprint(got) != "[user/alice user/bob]" {
+		t.Errorf("Scan(user/) = %v; want the keys written before the index", got)
+	}
+	if got := scanKeys(t, s, "", 0); len(got) != 4 {
+		t.Errorf("Scan() = %v; want the 4 keys under the prefix", got)
+	}
+	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(expiring) != "[session/x]" {
+		t.Errorf("expiry index = %v; want [session/x]", expiring)
+	}
+	// Once built, it is not rebuilt: a key written behind the store's back
+	// is not picked up by a second Open.
+	if err := raw.Set(ctx, DefaultPrefix+"user/dave", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, srv.URL(), "")
+	defer s2.Close()
+	if got := scanKeys(t, s2, "user/", 0); len(got) != 2 {
+		t.Errorf("second Open rebuilt the index: Scan(user/) = %v", got)
+	}
+}
+
+// TestDropAbsentKeepsLiveKeys: the clean-up that scans and the sweeper use
+// removes the members of absent keys only, whatever it is asked.
+func TestDropAbsentKeepsLiveKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Put(ctx, "d/live", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "d/expired", []byte("v"), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	n, err := s.dropAbsent(ctx, []string{"d/live", "d/expired", "d/never"})
+	if err != nil || n != 2 {
+		t.Fatalf("dropAbsent = %d, %v; want the 2 absent keys", n, err)
+	}
+	if m, _ := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
+		t.Errorf("lexical index = %v; want [d/live]", m)
+	}
+	if m, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
+		t.Errorf("expiry index = %v; want [d/live]", m)
+	}
+}
