@@ -72,10 +72,15 @@ type Log struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
-	failed    atomic.Uint64
-	// storeDownUntil (writer goroutine only) skips store writes for a
-	// moment after one failed.
+	// The writer goroutine's own state: storeDownUntil skips store writes
+	// for a moment after one failed; backlog holds the events the store
+	// refused, oldest first, to be written once it answers again (at most
+	// backlogLimit, then the oldest go and lost counts them).
 	storeDownUntil time.Time
+	backlog        []Event
+	backlogLimit   int
+	lost           uint64
+	batchSize      int
 }
 
 // Options tunes the writer; zero values take defaults.
@@ -88,6 +93,11 @@ type Options struct {
 	FlushInterval time.Duration
 	// BatchSize is the most events written in one store batch (default 256).
 	BatchSize int
+	// Backlog is how many events the store refused (while it is down) are
+	// kept in memory and written when it answers again (default 100 000,
+	// about 30 MB); beyond it the oldest are dropped, and only Caddy's log
+	// has them.
+	Backlog int
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -104,10 +114,14 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
 	}
+	if opts.Backlog <= 0 {
+		opts.Backlog = 100_000
+	}
 	l := &Log{store: store, retention: opts.Retention, logger: logger,
-		events: make(chan Event, opts.Buffer), flushReq: make(chan chan struct{}), done: make(chan struct{})}
+		events: make(chan Event, opts.Buffer), flushReq: make(chan chan struct{}), done: make(chan struct{}),
+		backlogLimit: opts.Backlog, batchSize: opts.BatchSize}
 	l.wg.Add(1)
-	go l.run(opts.FlushInterval, opts.BatchSize)
+	go l.run(opts.FlushInterval)
 	return l
 }
 
@@ -160,20 +174,20 @@ func (l *Log) Close() {
 	})
 }
 
-func (l *Log) run(interval time.Duration, batchSize int) {
+func (l *Log) run(interval time.Duration) {
 	defer l.wg.Done()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-	batch := make([]Event, 0, batchSize)
+	batch := make([]Event, 0, l.batchSize)
 	flush := func() {
-		if len(batch) > 0 {
+		if len(batch) > 0 || len(l.backlog) > 0 {
 			l.write(batch)
 			batch = batch[:0]
 		}
 	}
 	add := func(e Event) {
 		batch = append(batch, e)
-		if len(batch) >= batchSize {
+		if len(batch) >= l.batchSize {
 			flush()
 		}
 	}
@@ -199,42 +213,80 @@ func (l *Log) run(interval time.Duration, batchSize int) {
 			close(ack)
 		case <-l.done:
 			drain()
+			if n := uint64(len(l.backlog)) + l.lost; n > 0 {
+				l.logger.Error("audit events the store refused were never written to it; they are only in this log",
+					zap.Uint64("events", n))
+			}
 			return
 		}
 	}
 }
 
+// write logs batch and writes it to the store after the backlog of
+// events the store refused before, keeping in the backlog whatever it
+// refuses now.
 func (l *Log) write(batch []Event) {
-	ops := make([]storage.Op, 0, len(batch))
 	for i := range batch {
 		l.logEvent(batch[i])
-		raw, _ := json.Marshal(&batch[i])
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: eventKey(batch[i].Time), Value: raw, TTL: l.retention})
 	}
 	if time.Now().Before(l.storeDownUntil) {
-		l.failed.Add(uint64(len(ops))) // the store failed a moment ago: keep draining
+		l.keep(batch) // the store failed a moment ago: keep draining
 		return
+	}
+	for len(l.backlog) > 0 {
+		n := min(len(l.backlog), l.batchSize)
+		if !l.store1(l.backlog[:n]) {
+			l.keep(batch)
+			return
+		}
+		l.backlog = l.backlog[n:]
+		if len(l.backlog) == 0 {
+			l.backlog = nil // let the outage's array go
+			l.logger.Info("the store accepts audit events again; those it refused are written")
+		}
+	}
+	if len(batch) > 0 && !l.store1(batch) {
+		l.keep(batch)
+	}
+}
+
+// store1 writes events in one store batch, each kept for the retention
+// from its own time. A failing store is retried for a while, so that
+// refusals are not lost to a blip; but never while events pile up behind
+// this batch: a request that must record a refusal waits for room in the
+// queue, and a dead store must cost it a fast 503, not a stall. After a
+// failure the store is left alone for storePause.
+func (l *Log) store1(events []Event) bool {
+	now := time.Now()
+	ops := make([]storage.Op, 0, len(events))
+	for i := range events {
+		raw, _ := json.Marshal(&events[i])
+		ttl := max(l.retention-now.Sub(events[i].Time), time.Second)
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: eventKey(events[i].Time), Value: raw, TTL: ttl})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Retry a failing store for a while, so that refusals are not lost to
-	// a blip; but never while events pile up behind this batch: a request
-	// that must record a refusal waits for room in the queue, and a dead
-	// store must cost it a fast 503, not a stall. The events stay in the
-	// structured log regardless.
 	for attempt := 0; ; attempt++ {
 		err := l.store.Batch(ctx, ops)
 		if err == nil {
-			return
+			return true
 		}
 		if attempt == 4 || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
-			l.failed.Add(uint64(len(ops)))
 			l.storeDownUntil = time.Now().Add(storePause)
-			l.logger.Error("audit events could not be written to the store; they remain in this log",
-				zap.Int("events", len(ops)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
-			return
+			l.logger.Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
+				zap.Int("events", len(ops)), zap.Int("waiting", len(l.backlog)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
+			return false
 		}
 		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+	}
+}
+
+// keep appends events to the backlog, dropping the oldest beyond its limit.
+func (l *Log) keep(events []Event) {
+	l.backlog = append(l.backlog, events...)
+	if over := len(l.backlog) - l.backlogLimit; over > 0 {
+		l.lost += uint64(over)
+		l.backlog = l.backlog[over:]
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
 func TestRecordQueryNewestFirstWithFilters(t *testing.T) {
@@ -114,7 +116,54 @@ func TestDeadStoreNeverStallsRefusals(t *testing.T) {
 	if n := logs.FilterMessage("audit").Len(); n != 5000 {
 		t.Fatalf("%d of 5000 refusals in the structured log", n)
 	}
-	if logs.FilterMessage("audit events could not be written to the store; they remain in this log").Len() == 0 {
+	if logs.FilterMessage("audit events could not be written to the store; they remain in this log and are kept to be written when it answers").Len() == 0 {
 		t.Fatal("the store failure was not logged")
+	}
+}
+
+// TestEventsRefusedDuringAnOutageAreWrittenAfterIt: with Redis down,
+// refusals queue in memory; once it is back they are in the store, in
+// order, with the rest. Beyond the backlog the oldest are dropped (they
+// stay in the structured log).
+func TestEventsRefusedDuringAnOutageAreWrittenAfterIt(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := redis.Open(context.Background(), srv.URL(), redis.Options{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{FlushInterval: 20 * time.Millisecond, Backlog: 150})
+	defer l.Close()
+	l.Record(Event{Kind: "request", Username: "before", Outcome: OutcomeDenied})
+	l.Flush()
+	srv.Kill()
+	for i := range 200 {
+		l.Record(Event{Kind: "request", Username: fmt.Sprintf("during-%03d", i), Outcome: OutcomeDenied})
+	}
+	l.Flush()
+	if logs.FilterMessage("audit events could not be written to the store; they remain in this log and are kept to be written when it answers").Len() == 0 {
+		t.Fatal("the outage was not logged")
+	}
+	srv.Restart()
+	var got []Event
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if got, err = l.Query(context.Background(), Filter{Limit: 1000}); err == nil && len(got) == 151 {
+			break
+		}
+	}
+	if len(got) != 151 {
+		t.Fatalf("after the outage the store holds %d events (%v); want the one before and the last 150 of the outage", len(got), err)
+	}
+	if got[0].Username != "during-199" || got[149].Username != "during-050" || got[150].Username != "before" {
+		t.Errorf("events out of order or the wrong ones kept: newest %q, 150th %q, oldest %q", got[0].Username, got[149].Username, got[150].Username)
+	}
+	if logs.FilterMessage("the store accepts audit events again; those it refused are written").Len() != 1 {
+		t.Error("the recovery was not logged once")
+	}
+	if n := logs.FilterMessage("audit").Len(); n != 201 {
+		t.Errorf("%d events in the structured log; want all 201", n)
 	}
 }
