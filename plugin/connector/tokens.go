@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -144,10 +145,10 @@ func newPair(conn *Connector, grant string, now time.Time, lifetime time.Duratio
 	meta := tokenMeta{ID: newTokenID(), Connector: conn.Name, Username: conn.Username, Grant: grant,
 		X5tS256: conn.thumbprint, IssuedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC(), Access: accessDigest, Refresh: refreshDigest}
 	rec := tokenRecord{Kind: kindAccess, ID: meta.ID, Connector: conn.Name, Username: conn.Username,
-		UserID: conn.UserID, X5tS256: conn.thumbprint, IssuedAt: meta.IssuedAt, ExpiresAt: meta.ExpiresAt}
-	accessRaw, _ := json.Marshal(&rec)
+		UserID: conn.UserID, X5tS256: conn.thumbprint, IssuedAt: reccodec.Stamp(meta.IssuedAt), ExpiresAt: reccodec.Stamp(meta.ExpiresAt)}
+	accessRaw := rec.encode()
 	rec.Kind, rec.Access = kindRefresh, accessDigest
-	refreshRaw, _ := json.Marshal(&rec)
+	refreshRaw := rec.encode()
 	metaRaw, _ := json.Marshal(&meta)
 	ops := []storage.Op{
 		{Kind: storage.OpPut, Key: tokenKey(accessDigest), Value: accessRaw, TTL: lifetime},
@@ -215,7 +216,7 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, token string) (is
 		out, ops := newPair(conn, GrantRefreshToken, now, p.engine.Config.TokenLifetime)
 		used := *old
 		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
-		usedRaw, _ := json.Marshal(&used)
+		usedRaw := used.encode()
 		swapped, err := p.engine.Store.CompareAndSwap(ctx, key, raw, usedRaw, old.ExpiresAt.Sub(now))
 		if err != nil {
 			return issued{}, err
