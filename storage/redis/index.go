@@ -3,7 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
-	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,13 +12,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
-	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
 
 // The key index. Redis has no ordered keyspace: SCAN visits every key of
 // the database, in no order, so a prefix scan on it costs O(all keys) and
 // must sort what it found. The store therefore keeps, next to the data,
-// two sorted sets naming every key it holds:
+// two sorted sets naming every key it holds (named after indexNamespace):
 //
 //   - the lexical index (every member scored 0, so ZRANGE … BYLEX walks the
 //     keys in byte order), which Scan pages through, prefix-bounded;
@@ -32,9 +31,11 @@ import (
 // checks, atomically, that the key still does not exist, so a concurrent
 // write is never un-indexed.
 
-// reservedPrefix starts the store's own keys (the indexes); callers'
-// keys may not start with it.
-const reservedPrefix = "\x00"
+// indexNamespace starts the names of the store's own keys (the indexes
+// and the marker), followed by the prefix: outside every "<prefix><key>"
+// name, so no caller key is reserved, and outside "<prefix>*", so SCANs
+// of the data never meet them.
+const indexNamespace = "\x00gatehouse-index\x00"
 
 const (
 	// indexPage is how many index members one Scan round trip reads.
@@ -45,38 +46,23 @@ const (
 	sweepBatch = 1000
 )
 
-func (s *Store) lexIndex() string    { return s.prefix + reservedPrefix + "index" }
-func (s *Store) expiryIndex() string { return s.prefix + reservedPrefix + "expiry" }
+func (s *Store) lexIndex() string    { return indexNamespace + s.prefix + "index" }
+func (s *Store) expiryIndex() string { return indexNamespace + s.prefix + "expiry" }
 
-// checkKey validates a caller's key.
-func checkKey(key string) error {
-	if strings.HasPrefix(key, reservedPrefix) {
-		return fmt.Errorf("storage: keys starting with %q are reserved by the Redis store", reservedPrefix)
-	}
-	return storeutil.CheckKey(key)
-}
+// indexedMarker exists once every key under the prefix is known to be in
+// the index.
+func (s *Store) indexedMarker() string { return indexNamespace + s.prefix + "indexed" }
 
-// checkOps validates a caller's batch.
-func checkOps(ops []storage.Op) error {
-	if err := storeutil.CheckOps(ops); err != nil {
-		return err
-	}
-	for i, op := range ops {
-		if err := checkKey(op.Key); err != nil {
-			return fmt.Errorf("storage: batch op %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-// indexPut queues the index updates of a put of key with ttl.
-func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) {
-	p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
+// indexPut queues the index updates of a put of key with ttl; the
+// command it returns counts 1 if key was not in the index yet.
+func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) *goredis.IntCmd {
+	added := p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
 	if ttl > 0 {
 		p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: key})
 	} else {
 		p.ZRem(ctx, s.expiryIndex(), key)
 	}
+	return added
 }
 
 // indexDelete queues the index updates of a deletion of key.
@@ -118,40 +104,97 @@ func (s *Store) dropAbsent(ctx context.Context, keys []string) (int, error) {
 // entries are individually consistent, keys written during the scan may or
 // may not be visited, and the cost grows with the keys under prefix, not
 // with the whole database. Index members whose key has expired are
-// skipped and removed.
+// skipped and removed. Until a database written without the index has
+// been indexed (see startIndex), Scan walks the keyspace instead.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	min := "[" + prefix
+	var err error
+	if s.indexed.Load() {
+		err = s.scanIndex(ctx, prefix, fn)
+	} else {
+		err = s.scanKeyspace(ctx, prefix, fn)
+	}
+	if errors.Is(err, errStopped) {
+		return nil
+	}
+	return err
+}
+
+func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	min, max := "["+prefix, prefixEnd(prefix)
 	for {
-		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex(), &goredis.ZRangeBy{Min: min, Max: "+", Count: indexPage}).Result()
+		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex(), &goredis.ZRangeBy{Min: min, Max: max, Count: indexPage}).Result()
 		if err != nil {
 			return failed("scan", err)
 		}
-		n := len(keys)
-		for i, k := range keys {
-			if !strings.HasPrefix(k, prefix) {
-				n = i // past the prefix: the rest are too
-				break
-			}
+		if err := s.visit(ctx, keys, fn); err != nil {
+			return err
 		}
-		entries, err := s.fetch(ctx, keys[:n])
-		if err != nil {
-			return failed("scan", err)
-		}
-		if len(entries) < n {
-			s.dropGone(ctx, keys[:n], entries)
-		}
-		for _, e := range entries {
-			if err := fn(e); errors.Is(err, storage.ErrStopScan) {
-				return nil
-			} else if err != nil {
-				return err
-			}
-		}
-		if n < len(keys) || len(keys) < indexPage {
+		if len(keys) < indexPage {
 			return nil
 		}
 		min = "(" + keys[len(keys)-1]
 	}
+}
+
+// errStopped ends a scan that fn stopped with storage.ErrStopScan.
+var errStopped = errors.New("scan stopped")
+
+// visit reads keys (unprefixed, in order) in one transaction and calls fn
+// for each that exists, dropping the index members of those that do not.
+func (s *Store) visit(ctx context.Context, keys []string, fn func(storage.Entry) error) error {
+	entries, err := s.fetch(ctx, keys)
+	if err != nil {
+		return failed("scan", err)
+	}
+	if len(entries) < len(keys) {
+		s.dropGone(ctx, keys, entries)
+	}
+	for _, e := range entries {
+		if err := fn(e); errors.Is(err, storage.ErrStopScan) {
+			return errStopped
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prefixEnd is the exclusive ZRANGEBYLEX bound just past every string
+// starting with prefix ("+", the end, when there is none).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return "(" + string(b[:i+1])
+		}
+	}
+	return "+"
+}
+
+// scanKeyspace is Scan for a database not indexed yet: SCAN every string
+// key under the prefix, sort, then read them in pages. Memory grows with
+// the number of matching keys.
+func (s *Store) scanKeyspace(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	full := s.key(prefix)
+	var keys []string
+	it := s.client.ScanType(ctx, 0, globEscaper.Replace(full)+"*", scanCount, "string").Iterator()
+	for it.Next(ctx) {
+		if k := it.Val(); strings.HasPrefix(k, full) {
+			keys = append(keys, k[len(s.prefix):])
+		}
+	}
+	if err := it.Err(); err != nil {
+		return failed("scan", err)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // SCAN may return a key more than once
+	for chunk := range slices.Chunk(keys, indexPage) {
+		if err := s.visit(ctx, chunk, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dropGone removes the members of keys that fetch did not find (entries
@@ -210,18 +253,47 @@ func (s *Store) sweepOnce(ctx context.Context) error {
 	}
 }
 
-// indexedMarker is set once the store's keys are known to be indexed.
-func (s *Store) indexedMarker() string { return s.prefix + reservedPrefix + "indexed" }
-
-// buildIndex indexes, once per database, keys written without the index
-// (by a version before it), unless the marker says that was done. Writers
-// index their keys as they go, so concurrent writes are safe; a key
-// deleted during the build may leave a member, which scans then drop.
-func (s *Store) buildIndex(ctx context.Context) error {
-	if n, err := s.client.Exists(ctx, s.indexedMarker()).Result(); err != nil || n == 1 {
+// startIndex makes Scan use the index: at once when the marker says the
+// database is indexed, else once buildIndex has run in the background
+// (retried until it succeeds or the store closes), so that Open never
+// waits for a walk of the whole database.
+func (s *Store) startIndex(ctx context.Context) error {
+	n, err := s.client.Exists(ctx, s.indexedMarker()).Result()
+	if err != nil {
 		return err
 	}
-	start, built := time.Now(), 0
+	if n == 1 {
+		s.indexed.Store(true)
+		return nil
+	}
+	s.wg.Go(func() {
+		for backoff := minBackoff; ; backoff = min(2*backoff, 30*time.Second) {
+			err := s.buildIndex(s.ctx)
+			if err == nil {
+				s.indexed.Store(true)
+				return
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("indexing the keys of the store failed; scans walk the keyspace until it succeeds", zap.Error(err))
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	})
+	return nil
+}
+
+// buildIndex indexes every key under the prefix (a database that versions
+// before the index wrote), then sets the marker. Writers index their keys
+// as they go and ZADD is idempotent, so concurrent writes and concurrent
+// builds are safe; a key deleted during the build may leave a member,
+// which scans and the sweeper drop.
+func (s *Store) buildIndex(ctx context.Context) error {
+	start, added := time.Now(), int64(0)
 	var batch []string
 	flush := func() error {
 		if len(batch) == 0 {
@@ -237,23 +309,22 @@ func (s *Store) buildIndex(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
+		adds := make([]*goredis.IntCmd, len(batch))
 		_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range batch {
-				s.indexPut(ctx, p, k, ttls[i].Val(), now) // a negative PTTL (none, or gone) indexes no expiry
+				adds[i] = s.indexPut(ctx, p, k, ttls[i].Val(), now) // a negative PTTL (none, or gone) indexes no expiry
 			}
 			return nil
 		})
-		built += len(batch)
+		for _, a := range adds {
+			added += a.Val()
+		}
 		batch = batch[:0]
 		return err
 	}
-	it := s.client.Scan(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount).Iterator()
+	it := s.client.ScanType(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount, "string").Iterator()
 	for it.Next(ctx) {
-		k := strings.TrimPrefix(it.Val(), s.prefix)
-		if strings.HasPrefix(k, reservedPrefix) {
-			continue
-		}
-		if batch = append(batch, k); len(batch) == scanCount {
+		if batch = append(batch, strings.TrimPrefix(it.Val(), s.prefix)); len(batch) == scanCount {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -265,9 +336,8 @@ func (s *Store) buildIndex(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if built > 0 {
-		s.log.Info("indexed the keys of a store written without the key index",
-			zap.Int("keys", built), zap.Duration("took", time.Since(start)))
+	if added > 0 {
+		s.log.Info("indexed keys written without the key index", zap.Int64("keys", added), zap.Duration("took", time.Since(start)))
 	}
 	return s.client.Set(ctx, s.indexedMarker(), "1", 0).Err()
 }

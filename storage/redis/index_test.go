@@ -132,8 +132,49 @@ func TestIndexFollowsEveryWriteKind(t *testing.T) {
 	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(expiring) != "[k/counter]" {
 		t.Errorf("expiry index = %v; want [k/counter]", expiring)
 	}
-	if err := s.Put(ctx, "\x00index", []byte("x"), 0); err == nil {
-		t.Error("a key in the reserved namespace was accepted")
+	// No key is reserved: names like the index's own are plain keys.
+	if err := s.Put(ctx, "\x00gatehouse-index\x00", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanKeys(t, s, "\x00", 0); len(got) != 1 {
+		t.Errorf("Scan(\\x00) = %q; want the one key", got)
+	}
+}
+
+// TestIncrIndexesAndClearsStaleExpiry: an increment indexes its key even
+// when another writer left it out, and a counter re-created without a TTL
+// loses the expiry its expired predecessor had.
+func TestIncrIndexesAndClearsStaleExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.client.Set(ctx, s.key("c/unindexed"), "5", 0).Err(); err != nil { // as an older version would
+		t.Fatal(err)
+	}
+	if n, err := s.Incr(ctx, "c/unindexed", 1, 0); err != nil || n != 6 {
+		t.Fatalf("Incr = %d, %v", n, err)
+	}
+	if _, err := s.Incr(ctx, "c/counter", 1, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := s.Incr(ctx, "c/counter", 1, 0); err != nil { // re-created, now without TTL
+		t.Fatal(err)
+	}
+	if got := scanKeys(t, s, "c/", 0); fmt.Sprint(got) != "[c/counter c/unindexed]" {
+		t.Errorf("Scan(c/) = %v", got)
+	}
+	if m, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); len(m) != 0 {
+		t.Errorf("expiry index = %v; want none", m)
+	}
+}
+
+func TestPrefixEnd(t *testing.T) {
+	for prefix, want := range map[string]string{"": "+", "a/": "(a0", "a\xff": "(b", "\xff\xff": "+", "x\xffy": "(x\xffz"} {
+		if got := prefixEnd(prefix); got != want {
+			t.Errorf("prefixEnd(%q) = %q; want %q", prefix, got, want)
+		}
 	}
 }
 
@@ -201,6 +242,10 @@ func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
 	}
 	s := open(t, srv.URL(), "")
 	defer s.Close()
+	if got := scanKeys(t, s, "user/", 0); fmt.Sprint(got) != "[user/alice user/bob]" { // walks the keyspace, or the index if built
+		t.Errorf("Scan(user/) before the index is built = %v", got)
+	}
+	waitFor(t, "the index build", s.indexed.Load)
 	if got := scanKeys(t, s, "user/", 0); fmt.Sprint(got) != "[user/alice user/bob]" {
 		t.Errorf("Scan(user/) = %v; want the keys written before the index", got)
 	}

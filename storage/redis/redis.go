@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -97,6 +98,9 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// indexed is set once Scan may use the key index (see startIndex).
+	indexed atomic.Bool
+
 	mu        sync.Mutex
 	listeners []func(key string)
 	closed    bool // guarded by mu; no subscriber starts once set
@@ -137,9 +141,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
 	s.checkDurability(ctx)
-	if err := s.buildIndex(ctx); err != nil {
+	if err := s.startIndex(ctx); err != nil {
 		s.Close()
-		return nil, storeutil.Unavailable("indexing the keys at "+ep.name, err)
+		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
 	s.wg.Go(s.sweep)
 	return s, nil
@@ -347,7 +351,8 @@ func (f tlsFiles) apply(cfg *tls.Config) {
 }
 
 // checkDurability warns when the server may lose acknowledged writes in a
-// crash. Servers that forbid CONFIG (managed Redis) are not checked.
+// crash, or evict keys under memory pressure. Servers that forbid CONFIG
+// (managed Redis) are not checked.
 func (s *Store) checkDurability(ctx context.Context) {
 	cfg, err := s.client.ConfigGet(ctx, "append*").Result()
 	if err != nil {
@@ -357,6 +362,10 @@ func (s *Store) checkDurability(ctx context.Context) {
 	if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
 		s.log.Warn("Redis may lose acknowledged writes in a crash; run it with appendonly yes and appendfsync always",
 			zap.String("appendonly", cfg["appendonly"]), zap.String("appendfsync", cfg["appendfsync"]))
+	}
+	if policy, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && policy["maxmemory-policy"] != "noeviction" {
+		s.log.Warn("Redis may evict keys when it runs out of memory (a used one-time code, a lockout counter, the key index); run it with maxmemory-policy noeviction",
+			zap.String("maxmemory_policy", policy["maxmemory-policy"]))
 	}
 }
 
@@ -394,7 +403,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // GetEntry implements storage.Store.
 func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeutil.CheckKey(key); err != nil {
 		return storage.Entry{}, err
 	}
 	entries, err := s.fetch(ctx, []string{key})
@@ -445,7 +454,7 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, erro
 
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := checkKey(key); err != nil {
+	if err := storeutil.CheckKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "put", []storage.Op{{Kind: storage.OpPut, Key: key, Value: value, TTL: ttl}})
@@ -453,7 +462,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := storeutil.CheckKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "delete", []storage.Op{{Kind: storage.OpDelete, Key: key}})
@@ -461,7 +470,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := checkOps(ops); err != nil {
+	if err := storeutil.CheckOps(ops); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
@@ -536,7 +545,7 @@ func flag(b []byte) string {
 
 // CompareAndSwap implements storage.Store.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeutil.CheckKey(key); err != nil {
 		return false, err
 	}
 	n, err := casScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
@@ -548,12 +557,14 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 	return n == 1, nil
 }
 
-// incrScript adds ARGV[1] to KEYS[1], sets a TTL of ARGV[2] ms (0: none)
-// if it created the key, indexing it as member ARGV[5] in the lexical and
-// expiry indexes KEYS[2] and KEYS[3] (expiring at Unix ms ARGV[6]),
-// publishes ARGV[4] on channel ARGV[3] and returns the new value as a
-// string (exact beyond Lua's 2^53). It returns nil, changing nothing, if
-// the value is not an integer or would overflow.
+// incrScript adds ARGV[1] to KEYS[1] and, if it created the key, sets a
+// TTL of ARGV[2] ms (0: none). It indexes the key as member ARGV[5] in the
+// lexical index KEYS[2] every time (idempotent, so a key some other writer
+// left out is indexed too) and, on creation, records its expiry (Unix ms
+// ARGV[6]) in KEYS[3] or removes a stale one. It publishes ARGV[4] on
+// channel ARGV[3] and returns the new value as a string (exact beyond
+// Lua's 2^53). It returns nil, changing nothing, if the value is not an
+// integer or would overflow.
 var incrScript = goredis.NewScript(`
 local existed = redis.call('EXISTS', KEYS[1])
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
@@ -562,16 +573,18 @@ if existed == 0 then
   if ARGV[2] ~= '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+  else
+    redis.call('ZREM', KEYS[3], ARGV[5])
   end
-  redis.call('ZADD', KEYS[2], 0, ARGV[5])
 end
+redis.call('ZADD', KEYS[2], 0, ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return redis.call('GET', KEYS[1])
 `)
 
 // Incr implements storage.Store.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeutil.CheckKey(key); err != nil {
 		return 0, err
 	}
 	v, err := incrScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
