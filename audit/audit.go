@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -57,6 +58,25 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// maxField bounds each text field of an event: a client controls the
+// path and the username it claims, and a refusal must not cost a
+// megabyte of store, log and (during an outage) memory.
+const maxField = 1024
+
+// clip cuts every text field to maxField bytes, on a UTF-8 boundary,
+// marking the cut with "…".
+func (e *Event) clip() {
+	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason} {
+		if len(*f) > maxField {
+			cut := maxField - len("…")
+			for cut > 0 && !utf8.RuneStart((*f)[cut]) {
+				cut--
+			}
+			*f = (*f)[:cut] + "…"
+		}
+	}
+}
+
 // mustKeep reports whether the event may never be dropped under load:
 // everything but allowed data-plane requests.
 func (e *Event) mustKeep() bool { return e.Outcome != OutcomeAllowed }
@@ -74,13 +94,24 @@ type Log struct {
 	dropped   atomic.Uint64
 	// The writer goroutine's own state: storeDownUntil skips store writes
 	// for a moment after one failed; backlog holds the events the store
-	// refused, oldest first, to be written once it answers again (at most
-	// backlogLimit, then the oldest go and lost counts them).
+	// refused, oldest first, as they will be written once it answers again
+	// (at most backlogLimit bytes of them, then the oldest go and lost
+	// counts them).
 	storeDownUntil time.Time
-	backlog        []Event
+	backlog        []pending
+	backlogBytes   int
 	backlogLimit   int
 	lost           uint64
 	batchSize      int
+}
+
+// pending is an event ready for the store: its key and JSON are made once,
+// so that a batch retried after an ambiguous failure (applied, but the
+// answer lost) overwrites the same records instead of adding copies.
+type pending struct {
+	key  string
+	raw  []byte
+	time time.Time
 }
 
 // Options tunes the writer; zero values take defaults.
@@ -93,11 +124,11 @@ type Options struct {
 	FlushInterval time.Duration
 	// BatchSize is the most events written in one store batch (default 256).
 	BatchSize int
-	// Backlog is how many events the store refused (while it is down) are
-	// kept in memory and written when it answers again (default 100 000,
-	// about 30 MB); beyond it the oldest are dropped, and only Caddy's log
-	// has them.
-	Backlog int
+	// BacklogBytes bounds the events the store refused (while it is down)
+	// that are kept in memory and written when it answers again (default
+	// 32 MiB, some 100 000 events); beyond it the oldest are dropped, and
+	// only Caddy's log has them.
+	BacklogBytes int
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -114,12 +145,12 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
 	}
-	if opts.Backlog <= 0 {
-		opts.Backlog = 100_000
+	if opts.BacklogBytes <= 0 {
+		opts.BacklogBytes = 32 << 20
 	}
 	l := &Log{store: store, retention: opts.Retention, logger: logger,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan struct{}), done: make(chan struct{}),
-		backlogLimit: opts.Backlog, batchSize: opts.BatchSize}
+		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
 	return l
@@ -132,6 +163,7 @@ func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	e.clip()
 	select {
 	case <-l.done:
 		l.logEvent(e) // after Close: still leave a trace in the log
@@ -222,71 +254,103 @@ func (l *Log) run(interval time.Duration) {
 	}
 }
 
-// write logs batch and writes it to the store after the backlog of
-// events the store refused before, keeping in the backlog whatever it
-// refuses now.
+// write logs batch and writes it to the store, after as much of the
+// backlog of events the store refused before as it can write without
+// keeping requests waiting; what the store refuses now joins the backlog.
 func (l *Log) write(batch []Event) {
+	ready := make([]pending, len(batch))
 	for i := range batch {
 		l.logEvent(batch[i])
+		raw, _ := json.Marshal(&batch[i])
+		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}
 	if time.Now().Before(l.storeDownUntil) {
-		l.keep(batch) // the store failed a moment ago: keep draining
+		l.keep(ready) // the store failed a moment ago: keep draining
 		return
 	}
-	for len(l.backlog) > 0 {
+	// The backlog goes first, a batch at a time, but yields while events
+	// queue up: a request that must record a refusal waits for room.
+	for len(l.backlog) > 0 && len(l.events) <= cap(l.events)/4 {
 		n := min(len(l.backlog), l.batchSize)
 		if !l.store1(l.backlog[:n]) {
-			l.keep(batch)
+			l.keep(ready)
 			return
+		}
+		for _, p := range l.backlog[:n] {
+			l.backlogBytes -= len(p.raw)
 		}
 		l.backlog = l.backlog[n:]
 		if len(l.backlog) == 0 {
 			l.backlog = nil // let the outage's array go
-			l.logger.Info("the store accepts audit events again; those it refused are written")
+			l.logger.Info("the store accepts audit events again; those it refused are written",
+				zap.Uint64("dropped_from_memory", l.lost))
+			l.lost = 0
 		}
 	}
-	if len(batch) > 0 && !l.store1(batch) {
-		l.keep(batch)
+	if len(ready) > 0 && !l.store1(ready) {
+		l.keep(ready)
 	}
 }
 
 // store1 writes events in one store batch, each kept for the retention
-// from its own time. A failing store is retried for a while, so that
-// refusals are not lost to a blip; but never while events pile up behind
-// this batch: a request that must record a refusal waits for room in the
-// queue, and a dead store must cost it a fast 503, not a stall. After a
-// failure the store is left alone for storePause.
-func (l *Log) store1(events []Event) bool {
+// from its own time (one already past it is not written). A failing store
+// is retried for a while, so that refusals are not lost to a blip; but
+// not once it has been failing (events are waiting in the backlog), and
+// never while events pile up behind this batch: a request that must
+// record a refusal waits for room in the queue, and a dead store must
+// cost it a fast 503, not a stall. After a failure the store is left
+// alone for storePause.
+func (l *Log) store1(events []pending) bool {
 	now := time.Now()
 	ops := make([]storage.Op, 0, len(events))
-	for i := range events {
-		raw, _ := json.Marshal(&events[i])
-		ttl := max(l.retention-now.Sub(events[i].Time), time.Second)
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: eventKey(events[i].Time), Value: raw, TTL: ttl})
+	for _, p := range events {
+		if ttl := l.retention - now.Sub(p.time); ttl > 0 {
+			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: p.key, Value: p.raw, TTL: ttl})
+		}
+	}
+	if len(ops) == 0 {
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for attempt := 0; ; attempt++ {
+	attempts := 5
+	if len(l.backlog) > 0 {
+		attempts = 1
+	}
+	for attempt := 1; ; attempt++ {
 		err := l.store.Batch(ctx, ops)
 		if err == nil {
 			return true
 		}
-		if attempt == 4 || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
+		if attempt == attempts || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
 			l.storeDownUntil = time.Now().Add(storePause)
 			l.logger.Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
 				zap.Int("events", len(ops)), zap.Int("waiting", len(l.backlog)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
 			return false
 		}
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		time.Sleep(time.Duration(100<<(attempt-1)) * time.Millisecond)
 	}
 }
 
-// keep appends events to the backlog, dropping the oldest beyond its limit.
-func (l *Log) keep(events []Event) {
-	l.backlog = append(l.backlog, events...)
-	if over := len(l.backlog) - l.backlogLimit; over > 0 {
-		l.lost += uint64(over)
-		l.backlog = l.backlog[over:]
+// keep appends events to the backlog, dropping the oldest beyond its
+// byte limit.
+func (l *Log) keep(events []pending) {
+	for _, p := range events {
+		l.backlog = append(l.backlog, p)
+		l.backlogBytes += len(p.raw)
+	}
+	dropped := 0
+	for l.backlogBytes > l.backlogLimit && dropped < len(l.backlog) {
+		l.backlogBytes -= len(l.backlog[dropped].raw)
+		dropped++
+	}
+	if dropped > 0 {
+		if l.lost == 0 {
+			l.logger.Error("the audit backlog is full: the oldest events the store refused are dropped from memory (they are in this log)",
+				zap.Int("limit_bytes", l.backlogLimit))
+		}
+		l.lost += uint64(dropped)
+		l.backlog = l.backlog[dropped:]
 	}
 }
 

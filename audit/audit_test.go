@@ -2,15 +2,21 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
@@ -133,13 +139,21 @@ func TestEventsRefusedDuringAnOutageAreWrittenAfterIt(t *testing.T) {
 	}
 	defer st.Close()
 	core, logs := observer.New(zap.InfoLevel)
-	l := New(st, zap.New(core), Options{FlushInterval: 20 * time.Millisecond, Backlog: 150})
+	// Events of one size (fixed-width times and names), so the byte limit
+	// holds exactly 150 of them.
+	base := time.Date(2026, 12, 1, 9, 0, 0, 1, time.UTC)
+	event := func(i int) Event {
+		return Event{Time: base.Add(time.Duration(i) * time.Second), Kind: "request", Username: fmt.Sprintf("during-%03d", i), Outcome: OutcomeDenied}
+	}
+	sample := event(0)
+	raw, _ := json.Marshal(&sample)
+	l := New(st, zap.New(core), Options{FlushInterval: 20 * time.Millisecond, BacklogBytes: 150 * len(raw), Retention: 24 * time.Hour * 365 * 10})
 	defer l.Close()
-	l.Record(Event{Kind: "request", Username: "before", Outcome: OutcomeDenied})
+	l.Record(Event{Time: base.Add(-time.Second), Kind: "request", Username: "before", Outcome: OutcomeDenied})
 	l.Flush()
 	srv.Kill()
 	for i := range 200 {
-		l.Record(Event{Kind: "request", Username: fmt.Sprintf("during-%03d", i), Outcome: OutcomeDenied})
+		l.Record(event(i))
 	}
 	l.Flush()
 	if logs.FilterMessage("audit events could not be written to the store; they remain in this log and are kept to be written when it answers").Len() == 0 {
@@ -160,10 +174,77 @@ func TestEventsRefusedDuringAnOutageAreWrittenAfterIt(t *testing.T) {
 	if got[0].Username != "during-199" || got[149].Username != "during-050" || got[150].Username != "before" {
 		t.Errorf("events out of order or the wrong ones kept: newest %q, 150th %q, oldest %q", got[0].Username, got[149].Username, got[150].Username)
 	}
-	if logs.FilterMessage("the store accepts audit events again; those it refused are written").Len() != 1 {
-		t.Error("the recovery was not logged once")
+	if recovered := logs.FilterMessage("the store accepts audit events again; those it refused are written"); recovered.Len() != 1 ||
+		recovered.All()[0].ContextMap()["dropped_from_memory"] != uint64(50) {
+		t.Errorf("the recovery was not logged once with the 50 events dropped: %v", recovered.All())
 	}
 	if n := logs.FilterMessage("audit").Len(); n != 201 {
 		t.Errorf("%d events in the structured log; want all 201", n)
+	}
+}
+
+// applyThenFail is a real store whose first batches are applied but
+// answered with an error, like a write whose reply was lost.
+type applyThenFail struct {
+	storage.Store
+	failures atomic.Int32
+}
+
+func (s *applyThenFail) Batch(ctx context.Context, ops []storage.Op) error {
+	if err := s.Store.Batch(ctx, ops); err != nil {
+		return err
+	}
+	if s.failures.Add(-1) >= 0 {
+		return errors.New("reply lost")
+	}
+	return nil
+}
+
+// TestAmbiguousFailuresDoNotDuplicateEvents: an event whose write was
+// applied but reported failed is written again under the same key.
+func TestAmbiguousFailuresDoNotDuplicateEvents(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	flaky := &applyThenFail{Store: st}
+	flaky.failures.Store(5)
+	l := New(flaky, zap.NewNop(), Options{FlushInterval: 20 * time.Millisecond})
+	defer l.Close()
+	l.Record(Event{Kind: "request", Username: "alice", Outcome: OutcomeDenied})
+	var got []Event
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && flaky.failures.Load() > 0; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the pause, so the backlog is written
+	if got, err = l.Query(context.Background(), Filter{}); err != nil || len(got) != 1 {
+		t.Fatalf("Query = %d events, %v; want the one refusal once", len(got), err)
+	}
+}
+
+// TestLongFieldsAreClipped: a client-controlled path of a megabyte is
+// stored as 1 KB of valid UTF-8, marked as cut.
+func TestLongFieldsAreClipped(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, zap.NewNop(), Options{})
+	defer l.Close()
+	l.Record(Event{Kind: "request", Username: strings.Repeat("é", 2000), Path: "/" + strings.Repeat("a", 1<<20), Outcome: OutcomeDenied, Reason: "short"})
+	got, err := l.Query(context.Background(), Filter{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Query = %v, %v", got, err)
+	}
+	e := got[0]
+	for name, v := range map[string]string{"path": e.Path, "username": e.Username} {
+		if len(v) > maxField || !strings.HasSuffix(v, "…") || !utf8.ValidString(v) {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v, ends %q; want at most %d, marked as cut", name, len(v), utf8.ValidString(v), v[len(v)-8:], maxField)
+		}
+	}
+	if e.Reason != "short" {
+		t.Errorf("a short field changed: %q", e.Reason)
 	}
 }
