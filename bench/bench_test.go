@@ -32,8 +32,10 @@ func TestPacked(t *testing.T) {
 	if len(seen) != 3 || !seen["aaaa"] || !seen["bbbb"] || !seen["cccc"] {
 		t.Errorf("random drew %v; want each of the three values", seen)
 	}
-	if _, err := pack([]string{"aaaa", "bbb"}); err == nil || !strings.Contains(err.Error(), "not all 4") {
-		t.Errorf("pack of unequal lengths: %v; want an error", err)
+	for _, bad := range [][]string{{"aaaa", "bbb"}, {"bb", "a", "ccc"}, {""}} {
+		if _, err := pack(bad); err == nil || !strings.Contains(err.Error(), "not all") {
+			t.Errorf("pack(%q): %v; want an error", bad, err)
+		}
 	}
 	if p, err := pack(nil); err != nil || p.len() != 0 {
 		t.Errorf("pack(nil) = %+v, %v", p, err)

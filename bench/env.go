@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,7 +185,7 @@ func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, 
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), config, 0o600); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "caddy.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "caddy.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // a restart appends
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +244,7 @@ func (e *env) own(cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
 // then the new process's start-up time.
 func (e *env) restartCaddy() error {
 	e.caddyProc.stop()
+	e.servers = slices.DeleteFunc(e.servers, func(p *os.Process) bool { return p == e.caddyProc.cmd.Process })
 	config, err := os.ReadFile(filepath.Join(e.dir, "Caddyfile"))
 	if err != nil {
 		return err

@@ -127,18 +127,32 @@ func main() {
 		}
 		m, b := results[r.name].median(), baselines[r.baseline].median()
 		table = append(table, Result{Name: r.name, RPS: m.rps, P50ms: m.p50ms, P99ms: m.p99ms, Baseline: r.baseline,
-			Ratio: m.rps / b.rps, P99Ratio: m.p99ms / b.p99ms, ServerCPUus: m.cpuUs, CPURatio: b.cpuUs / m.cpuUs})
+			Ratio: ratio(m.rps, b.rps), P99Ratio: ratio(m.p99ms, b.p99ms), ServerCPUus: m.cpuUs, CPURatio: ratio(b.cpuUs, m.cpuUs)})
 	}
 	printTable(table, *scale, *conns, *duration, *rounds)
 	if *scale > 0 {
 		fmt.Printf("scale mode: %s seeded; Caddy start-up %.2f s at that size (process start to admin API answering); resident memory %.0f MiB after the runs\n",
 			strings.Join(env.seeded, " and "), env.startup.Seconds(), env.rssMiB())
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
-		raw, _ := json.MarshalIndent(table, "", "  ")
-		os.WriteFile(*out, append(raw, '\n'), 0o644)
-		fmt.Println("wrote", *out)
+	raw, err := json.MarshalIndent(table, "", "  ")
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
+			err = os.WriteFile(*out, append(raw, '\n'), 0o644)
+		}
 	}
+	if err != nil {
+		log.Fatalf("bench: writing %s: %v", *out, err)
+	}
+	fmt.Println("wrote", *out)
+}
+
+// ratio is a / b, or 0 when b is not positive (a row with no successful
+// request, or CPU times the system would not show): JSON has no NaN.
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
 }
 
 // selectKinds keeps the kinds named in the comma-separated list, in their

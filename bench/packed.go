@@ -20,11 +20,13 @@ func pack(values []string) (packed, error) {
 	if len(values) == 0 {
 		return packed{}, nil
 	}
-	p := packed{text: strings.Join(values, ""), size: len(values[0])}
-	if p.size == 0 || len(p.text) != len(values)*p.size {
-		return packed{}, fmt.Errorf("the %d values are not all %d characters long", len(values), p.size)
+	size := len(values[0])
+	for _, v := range values {
+		if size == 0 || len(v) != size {
+			return packed{}, fmt.Errorf("the %d values are not all %d characters long", len(values), size)
+		}
 	}
-	return p, nil
+	return packed{text: strings.Join(values, ""), size: size}, nil
 }
 
 // len is the number of values.

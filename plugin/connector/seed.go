@@ -21,8 +21,8 @@ const seedBatch = 250
 // minutes). Use it only on a store no running Gatehouse is using (a
 // running instance's cache would not see the writes).
 func SeedTokens(ctx context.Context, st storage.Store, name string, n int, lifetime time.Duration) ([]string, error) {
-	if lifetime <= 0 {
-		return nil, errors.New("seeding tokens: the lifetime must be positive")
+	if lifetime <= 0 || n < 0 {
+		return nil, errors.New("seeding tokens: the lifetime must be positive and the count not negative")
 	}
 	raw, err := st.Get(ctx, connectorKey(name))
 	if err != nil {
@@ -42,7 +42,7 @@ func SeedTokens(ctx context.Context, st storage.Store, name string, n int, lifet
 		out, pair := newPair(conn, GrantCertificate, now, lifetime)
 		tokens = append(tokens, out.access)
 		ops = append(ops, pair...)
-		if len(ops) == cap(ops) || i == n-1 {
+		if len(ops) >= 4*seedBatch || i == n-1 {
 			if err := st.Batch(ctx, ops); err != nil {
 				return nil, fmt.Errorf("seeding tokens: %w", err)
 			}
