@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,12 +13,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
 
 // The key index. Redis has no ordered keyspace: SCAN visits every key of
 // the database, in no order, so a prefix scan on it costs O(all keys) and
 // must sort what it found. The store therefore keeps, next to the data,
-// two sorted sets naming every key it holds (named after indexNamespace):
+// two sorted sets naming every key it holds (under reservedPrefix):
 //
 //   - the lexical index (every member scored 0, so ZRANGE … BYLEX walks the
 //     keys in byte order), which Scan pages through, prefix-bounded;
@@ -31,11 +33,10 @@ import (
 // checks, atomically, that the key still does not exist, so a concurrent
 // write is never un-indexed.
 
-// indexNamespace starts the names of the store's own keys (the indexes
-// and the marker), followed by the prefix: outside every "<prefix><key>"
-// name, so no caller key is reserved, and outside "<prefix>*", so SCANs
-// of the data never meet them.
-const indexNamespace = "\x00gatehouse-index\x00"
+// reservedPrefix starts the store's own keys (the indexes and the
+// marker), inside the prefix, so that an ACL limited to "<prefix>*" covers
+// them; callers' keys may not start with it (Gatehouse's never do).
+const reservedPrefix = "\x00"
 
 const (
 	// indexPage is how many index members one Scan round trip reads.
@@ -46,23 +47,42 @@ const (
 	sweepBatch = 1000
 )
 
-func (s *Store) lexIndex() string    { return indexNamespace + s.prefix + "index" }
-func (s *Store) expiryIndex() string { return indexNamespace + s.prefix + "expiry" }
+func (s *Store) lexIndex() string    { return s.prefix + reservedPrefix + "index" }
+func (s *Store) expiryIndex() string { return s.prefix + reservedPrefix + "expiry" }
 
 // indexedMarker exists once every key under the prefix is known to be in
 // the index.
-func (s *Store) indexedMarker() string { return indexNamespace + s.prefix + "indexed" }
+func (s *Store) indexedMarker() string { return s.prefix + reservedPrefix + "indexed" }
 
-// indexPut queues the index updates of a put of key with ttl; the
-// command it returns counts 1 if key was not in the index yet.
-func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) *goredis.IntCmd {
-	added := p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
+// checkKey validates a caller's key.
+func checkKey(key string) error {
+	if strings.HasPrefix(key, reservedPrefix) {
+		return fmt.Errorf("storage: keys starting with %q are reserved by the Redis store", reservedPrefix)
+	}
+	return storeutil.CheckKey(key)
+}
+
+// checkOps validates a caller's batch.
+func checkOps(ops []storage.Op) error {
+	if err := storeutil.CheckOps(ops); err != nil {
+		return err
+	}
+	for i, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return fmt.Errorf("storage: batch op %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// indexPut queues the index updates of a put of key with ttl.
+func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) {
+	p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
 	if ttl > 0 {
 		p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: key})
 	} else {
 		p.ZRem(ctx, s.expiryIndex(), key)
 	}
-	return added
 }
 
 // indexDelete queues the index updates of a deletion of key.
@@ -178,9 +198,9 @@ func prefixEnd(prefix string) string {
 func (s *Store) scanKeyspace(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	full := s.key(prefix)
 	var keys []string
-	it := s.client.ScanType(ctx, 0, globEscaper.Replace(full)+"*", scanCount, "string").Iterator()
+	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
 	for it.Next(ctx) {
-		if k := it.Val(); strings.HasPrefix(k, full) {
+		if k := it.Val(); strings.HasPrefix(k, full) && !strings.HasPrefix(k[len(s.prefix):], reservedPrefix) {
 			keys = append(keys, k[len(s.prefix):])
 		}
 	}
@@ -312,7 +332,11 @@ func (s *Store) buildIndex(ctx context.Context) error {
 		adds := make([]*goredis.IntCmd, len(batch))
 		_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range batch {
-				adds[i] = s.indexPut(ctx, p, k, ttls[i].Val(), now) // a negative PTTL (none, or gone) indexes no expiry
+				// Only ever add: a writer may have given the key a TTL since PTTL.
+				adds[i] = p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: k})
+				if ttl := ttls[i].Val(); ttl > 0 { // negative: no TTL, or gone
+					p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: k})
+				}
 			}
 			return nil
 		})
@@ -322,9 +346,13 @@ func (s *Store) buildIndex(ctx context.Context) error {
 		batch = batch[:0]
 		return err
 	}
-	it := s.client.ScanType(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount, "string").Iterator()
+	it := s.client.Scan(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount).Iterator()
 	for it.Next(ctx) {
-		if batch = append(batch, strings.TrimPrefix(it.Val(), s.prefix)); len(batch) == scanCount {
+		k := strings.TrimPrefix(it.Val(), s.prefix)
+		if strings.HasPrefix(k, reservedPrefix) {
+			continue
+		}
+		if batch = append(batch, k); len(batch) == scanCount {
 			if err := flush(); err != nil {
 				return err
 			}

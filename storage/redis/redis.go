@@ -403,7 +403,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // GetEntry implements storage.Store.
 func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return storage.Entry{}, err
 	}
 	entries, err := s.fetch(ctx, []string{key})
@@ -454,7 +454,7 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, erro
 
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "put", []storage.Op{{Kind: storage.OpPut, Key: key, Value: value, TTL: ttl}})
@@ -462,7 +462,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return err
 	}
 	return s.write(ctx, "delete", []storage.Op{{Kind: storage.OpDelete, Key: key}})
@@ -470,7 +470,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := storeutil.CheckOps(ops); err != nil {
+	if err := checkOps(ops); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
@@ -545,7 +545,7 @@ func flag(b []byte) string {
 
 // CompareAndSwap implements storage.Store.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return false, err
 	}
 	n, err := casScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
@@ -584,7 +584,7 @@ return redis.call('GET', KEYS[1])
 
 // Incr implements storage.Store.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	if err := storeutil.CheckKey(key); err != nil {
+	if err := checkKey(key); err != nil {
 		return 0, err
 	}
 	v, err := incrScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,15 +254,32 @@ func TestCloseStopsTheSubscriber(t *testing.T) {
 // TestACLUserAndPassword connects as an ACL user; a wrong password is
 // refused as unavailable without the password in the error.
 func TestACLUserAndPassword(t *testing.T) {
-	srv := redistest.Start(t, "--user", "default", "off", "--user", "gatehouse", "on", ">right-pass", "~*", "&*", "+@all")
+	// The user may touch only the prefix's keys and channel: the store,
+	// its key index and its invalidations must all live there.
+	srv := redistest.Start(t, "--user", "default", "off", "--user", "gatehouse", "on", ">right-pass",
+		"~gatehouse:*", "&gatehouse:*", "+@all")
 	good := "redis://gatehouse:right-pass@" + srv.Addr() + "/2"
 	s := open(t, good, "")
 	defer s.Close()
-	if err := s.Put(t.Context(), "k", []byte("v"), 0); err != nil {
+	ctx := t.Context()
+	if err := s.Put(ctx, "k", []byte("v"), time.Hour); err != nil {
 		t.Fatalf("Put as the ACL user: %v", err)
 	}
-	if v, err := s.Get(t.Context(), "k"); err != nil || string(v) != "v" {
+	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v" {
 		t.Fatalf("Get = %q, %v", v, err)
+	}
+	if _, err := s.Incr(ctx, "n", 1, time.Hour); err != nil {
+		t.Fatalf("Incr as the ACL user: %v", err)
+	}
+	if ok, err := s.CompareAndSwap(ctx, "k", []byte("v"), nil, 0); !ok || err != nil {
+		t.Fatalf("CompareAndSwap as the ACL user = %v, %v", ok, err)
+	}
+	waitFor(t, "the index build", s.indexed.Load)
+	if got := scanKeys(t, s, "", 0); fmt.Sprint(got) != "[n]" {
+		t.Fatalf("Scan as the ACL user = %v", got)
+	}
+	if err := s.sweepOnce(ctx); err != nil {
+		t.Fatalf("sweep as the ACL user: %v", err)
 	}
 	for _, u := range []string{
 		"redis://gatehouse:wrong-pass@" + srv.Addr() + "/2",
