@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -69,8 +70,8 @@ func (e *Event) clip() {
 	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason} {
 		if len(*f) > maxField {
 			cut := maxField - len("…")
-			for cut > 0 && !utf8.RuneStart((*f)[cut]) {
-				cut--
+			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart((*f)[cut]); back++ {
+				cut-- // never split a valid rune; invalid bytes may be cut anywhere
 			}
 			*f = (*f)[:cut] + "…"
 		}
@@ -87,7 +88,7 @@ type Log struct {
 	retention time.Duration
 	logger    *zap.Logger
 	events    chan Event
-	flushReq  chan chan struct{}
+	flushReq  chan chan int
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -149,7 +150,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 		opts.BacklogBytes = 32 << 20
 	}
 	l := &Log{store: store, retention: opts.Retention, logger: logger,
-		events: make(chan Event, opts.Buffer), flushReq: make(chan chan struct{}), done: make(chan struct{}),
+		events: make(chan Event, opts.Buffer), flushReq: make(chan chan int), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
@@ -188,13 +189,17 @@ func (l *Log) Record(e Event) {
 // Dropped is the number of allowed-request events dropped under load.
 func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 
-// Flush returns once every event queued before the call is written.
-func (l *Log) Flush() {
-	ack := make(chan struct{})
+// Flush returns once every event queued before the call has been
+// offered to the store (past any pause after a failure), and returns how
+// many events the store has still not taken (0 normally; the outage
+// backlog otherwise).
+func (l *Log) Flush() (pending int) {
+	ack := make(chan int)
 	select {
 	case l.flushReq <- ack:
-		<-ack
+		return <-ack
 	case <-l.done:
+		return 0
 	}
 }
 
@@ -211,9 +216,10 @@ func (l *Log) run(interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	batch := make([]Event, 0, l.batchSize)
+	force := false // set while an explicit Flush drains
 	flush := func() {
 		if len(batch) > 0 || len(l.backlog) > 0 {
-			l.write(batch)
+			l.write(batch, force)
 			batch = batch[:0]
 		}
 	}
@@ -241,8 +247,10 @@ func (l *Log) run(interval time.Duration) {
 		case <-ticker.C:
 			flush()
 		case ack := <-l.flushReq:
+			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
 			drain()
-			close(ack)
+			force = false
+			ack <- len(l.backlog)
 		case <-l.done:
 			drain()
 			if n := uint64(len(l.backlog)) + l.lost; n > 0 {
@@ -254,10 +262,12 @@ func (l *Log) run(interval time.Duration) {
 	}
 }
 
-// write logs batch and writes it to the store, after as much of the
-// backlog of events the store refused before as it can write without
-// keeping requests waiting; what the store refuses now joins the backlog.
-func (l *Log) write(batch []Event) {
+// write logs batch and writes it to the store, after the backlog of
+// events the store refused before: one batch of it at least, all of it
+// when force is set (an explicit Flush), and otherwise as much as it can
+// without keeping requests waiting. What the store refuses now joins the
+// backlog.
+func (l *Log) write(batch []Event, force bool) {
 	ready := make([]pending, len(batch))
 	for i := range batch {
 		l.logEvent(batch[i])
@@ -270,7 +280,7 @@ func (l *Log) write(batch []Event) {
 	}
 	// The backlog goes first, a batch at a time, but yields while events
 	// queue up: a request that must record a refusal waits for room.
-	for len(l.backlog) > 0 && len(l.events) <= cap(l.events)/4 {
+	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4); i++ {
 		n := min(len(l.backlog), l.batchSize)
 		if !l.store1(l.backlog[:n]) {
 			l.keep(ready)
@@ -282,7 +292,7 @@ func (l *Log) write(batch []Event) {
 		l.backlog = l.backlog[n:]
 		if len(l.backlog) == 0 {
 			l.backlog = nil // let the outage's array go
-			l.logger.Info("the store accepts audit events again; those it refused are written",
+			l.logger.Info("the store accepts audit events again; those it refused are written (those past their retention skipped)",
 				zap.Uint64("dropped_from_memory", l.lost))
 			l.lost = 0
 		}
@@ -308,9 +318,28 @@ func (l *Log) store1(events []pending) bool {
 			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: p.key, Value: p.raw, TTL: ttl})
 		}
 	}
-	if len(ops) == 0 {
-		return true
+	for len(ops) > 0 {
+		n, size := 0, 0
+		for n < len(ops) && (n == 0 || size+len(ops[n].Value) <= maxBatchBytes) {
+			size += len(ops[n].Value)
+			n++
+		}
+		if !l.storeBatch(ops[:n]) {
+			return false // the whole of events is kept: rewriting the stored part overwrites it
+		}
+		ops = ops[n:]
 	}
+	return true
+}
+
+// maxBatchBytes bounds the values of one store batch: Badger refuses a
+// transaction beyond a share of its memtable, and events a client shaped
+// (escaped characters grow up to sixfold in JSON) must not make a batch
+// that can never be written.
+const maxBatchBytes = 1 << 20
+
+// storeBatch writes ops in one store batch (see store1 for the retries).
+func (l *Log) storeBatch(ops []storage.Op) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	attempts := 5
@@ -350,6 +379,7 @@ func (l *Log) keep(events []pending) {
 				zap.Int("limit_bytes", l.backlogLimit))
 		}
 		l.lost += uint64(dropped)
+		clear(l.backlog[:dropped]) // let their JSON go now, not when the array is reallocated
 		l.backlog = l.backlog[dropped:]
 	}
 }
@@ -388,7 +418,10 @@ type Filter struct {
 
 // Query returns matching events, newest first, after writing queued ones.
 func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
-	l.Flush()
+	if n := l.Flush(); n > 0 {
+		return nil, fmt.Errorf("%d audit events are not in the store yet (it refused them; they are in Caddy's log): %w",
+			n, storage.ErrUnavailable)
+	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

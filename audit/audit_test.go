@@ -174,7 +174,7 @@ func TestEventsRefusedDuringAnOutageAreWrittenAfterIt(t *testing.T) {
 	if got[0].Username != "during-199" || got[149].Username != "during-050" || got[150].Username != "before" {
 		t.Errorf("events out of order or the wrong ones kept: newest %q, 150th %q, oldest %q", got[0].Username, got[149].Username, got[150].Username)
 	}
-	if recovered := logs.FilterMessage("the store accepts audit events again; those it refused are written"); recovered.Len() != 1 ||
+	if recovered := logs.FilterMessage("the store accepts audit events again; those it refused are written (those past their retention skipped)"); recovered.Len() != 1 ||
 		recovered.All()[0].ContextMap()["dropped_from_memory"] != uint64(50) {
 		t.Errorf("the recovery was not logged once with the 50 events dropped: %v", recovered.All())
 	}
@@ -246,5 +246,28 @@ func TestLongFieldsAreClipped(t *testing.T) {
 	}
 	if e.Reason != "short" {
 		t.Errorf("a short field changed: %q", e.Reason)
+	}
+}
+
+// TestEventsShapedToBloatJSONAreStillWritten: a batch of refusals whose
+// client-chosen fields grow sixfold in JSON ('&' → \u0026, invalid bytes
+// → \ufffd) must not exceed what one Badger transaction takes, or the
+// audit log would stop reaching the store.
+func TestEventsShapedToBloatJSONAreStillWritten(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, zap.NewNop(), Options{})
+	defer l.Close()
+	method, path := strings.Repeat("&", 2000), "/"+strings.Repeat("\xff", 2000)
+	for range 256 {
+		l.Record(Event{Kind: "request", Method: method, Path: path, Username: strings.Repeat("<", 2000), Outcome: OutcomeDenied})
+	}
+	l.Record(Event{Kind: "request", Username: "after", Outcome: OutcomeDenied})
+	got, err := l.Query(context.Background(), Filter{Limit: 1000})
+	if err != nil || len(got) != 257 || got[0].Username != "after" {
+		t.Fatalf("Query = %d events, %v; want all 257, the harmless one newest", len(got), err)
 	}
 }
