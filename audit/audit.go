@@ -125,10 +125,11 @@ type Options struct {
 	FlushInterval time.Duration
 	// BatchSize is the most events written in one store batch (default 256).
 	BatchSize int
-	// BacklogBytes bounds the events the store refused (while it is down)
-	// that are kept in memory and written when it answers again (default
-	// 32 MiB, some 100 000 events); beyond it the oldest are dropped, and
-	// only Caddy's log has them.
+	// BacklogBytes bounds the JSON of the events the store refused (while
+	// it is down) that are kept in memory and written when it answers
+	// again (default 32 MiB, some 100 000 events; with keys and bookkeeping
+	// the memory is up to about 1.5 times that); beyond it the oldest are
+	// dropped, and only Caddy's log has them.
 	BacklogBytes int
 }
 
