@@ -226,13 +226,7 @@ func TestAmbiguousFailuresDoNotDuplicateEvents(t *testing.T) {
 // TestLongFieldsAreClipped: a client-controlled path of a megabyte is
 // stored as 1 KB of valid UTF-8, marked as cut.
 func TestLongFieldsAreClipped(t *testing.T) {
-	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l := New(st, zap.NewNop(), Options{})
-	defer l.Close()
+	l := badgerLog(t)
 	l.Record(Event{Kind: "request", Username: strings.Repeat("é", 2000), Path: "/" + strings.Repeat("a", 1<<20), Outcome: OutcomeDenied, Reason: "short"})
 	got, err := l.Query(context.Background(), Filter{})
 	if err != nil || len(got) != 1 {
@@ -254,13 +248,7 @@ func TestLongFieldsAreClipped(t *testing.T) {
 // → \ufffd) must not exceed what one Badger transaction takes, or the
 // audit log would stop reaching the store.
 func TestEventsShapedToBloatJSONAreStillWritten(t *testing.T) {
-	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l := New(st, zap.NewNop(), Options{})
-	defer l.Close()
+	l := badgerLog(t)
 	method, path := strings.Repeat("&", 2000), "/"+strings.Repeat("\xff", 2000)
 	for range 256 {
 		l.Record(Event{Kind: "request", Method: method, Path: path, Username: strings.Repeat("<", 2000), Outcome: OutcomeDenied})
@@ -270,4 +258,17 @@ func TestEventsShapedToBloatJSONAreStillWritten(t *testing.T) {
 	if err != nil || len(got) != 257 || got[0].Username != "after" {
 		t.Fatalf("Query = %d events, %v; want all 257, the harmless one newest", len(got), err)
 	}
+}
+
+// badgerLog is a Log with default options on a fresh Badger store, both
+// closed when the test ends.
+func badgerLog(t *testing.T) *Log {
+	t.Helper()
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(st, zap.NewNop(), Options{})
+	t.Cleanup(func() { l.Close(); st.Close() })
+	return l
 }
