@@ -127,11 +127,11 @@ func (s *Store) collectGarbage() {
 }
 
 func checkKey(key string) error {
-	switch {
-	case len(key) > maxKeySize:
+	if len(key) > maxKeySize {
 		return fmt.Errorf("storage: key of %d bytes exceeds Badger's limit of %d", len(key), maxKeySize)
-	case strings.HasPrefix(key, reservedPrefix):
-		return fmt.Errorf("storage: keys starting with %q are reserved by Badger", reservedPrefix)
+	}
+	if err := storeutil.CheckReserved(key, reservedPrefix, "Badger"); err != nil {
+		return err
 	}
 	return storeutil.CheckKey(key)
 }
@@ -349,13 +349,8 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 
 // Batch implements storage.Store: all ops commit in one transaction.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := storeutil.CheckOps(ops); err != nil {
+	if err := storeutil.CheckOps(ops, checkKey); err != nil {
 		return err
-	}
-	for i, op := range ops {
-		if err := checkKey(op.Key); err != nil {
-			return fmt.Errorf("storage: batch op %d: %w", i, err)
-		}
 	}
 	return s.update(ctx, "batch", func(txn *badgerdb.Txn) error {
 		for _, op := range ops {

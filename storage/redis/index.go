@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,23 +55,10 @@ func (s *Store) indexedMarker() string { return s.prefix + reservedPrefix + "ind
 
 // checkKey validates a caller's key.
 func checkKey(key string) error {
-	if strings.HasPrefix(key, reservedPrefix) {
-		return fmt.Errorf("storage: keys starting with %q are reserved by the Redis store", reservedPrefix)
-	}
-	return storeutil.CheckKey(key)
-}
-
-// checkOps validates a caller's batch.
-func checkOps(ops []storage.Op) error {
-	if err := storeutil.CheckOps(ops); err != nil {
+	if err := storeutil.CheckReserved(key, reservedPrefix, "the Redis store"); err != nil {
 		return err
 	}
-	for i, op := range ops {
-		if err := checkKey(op.Key); err != nil {
-			return fmt.Errorf("storage: batch op %d: %w", i, err)
-		}
-	}
-	return nil
+	return storeutil.CheckKey(key)
 }
 
 // indexPut queues the index updates of a put of key with ttl.

@@ -470,7 +470,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := checkOps(ops); err != nil {
+	if err := storeutil.CheckOps(ops, checkKey); err != nil {
 		return err
 	}
 	if len(ops) == 0 {

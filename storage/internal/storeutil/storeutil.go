@@ -6,6 +6,7 @@ package storeutil
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -26,11 +27,21 @@ func CheckKey(key string) error {
 	return nil
 }
 
-// CheckOps validates a whole batch up front, so that an invalid op fails
-// the batch before anything is written.
-func CheckOps(ops []storage.Op) error {
+// CheckReserved rejects a key starting with a prefix the backend named by
+// keeps for itself.
+func CheckReserved(key, prefix, by string) error {
+	if strings.HasPrefix(key, prefix) {
+		return fmt.Errorf("storage: keys starting with %q are reserved by %s", prefix, by)
+	}
+	return nil
+}
+
+// CheckOps validates a whole batch up front with checkKey, the backend's
+// key check (CheckKey and its own limits), so that an invalid op fails the
+// batch before anything is written.
+func CheckOps(ops []storage.Op, checkKey func(string) error) error {
 	for i, op := range ops {
-		if err := CheckKey(op.Key); err != nil {
+		if err := checkKey(op.Key); err != nil {
 			return fmt.Errorf("storage: batch op %d: %w", i, err)
 		}
 		if op.Kind != storage.OpPut && op.Kind != storage.OpDelete {
