@@ -283,14 +283,11 @@ func (l *Log) write(batch []Event, force bool) {
 	// queue up: a request that must record a refusal waits for room.
 	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4); i++ {
 		n := min(len(l.backlog), l.batchSize)
-		if !l.store1(l.backlog[:n]) {
+		if !l.storeEvents(l.backlog[:n]) {
 			l.keep(ready)
 			return
 		}
-		for _, p := range l.backlog[:n] {
-			l.backlogBytes -= len(p.raw)
-		}
-		l.backlog = l.backlog[n:]
+		l.shift(n)
 		if len(l.backlog) == 0 {
 			l.backlog = nil // let the outage's array go
 			l.logger.Info("the store accepts audit events again; those it refused are written (those past their retention skipped)",
@@ -298,20 +295,15 @@ func (l *Log) write(batch []Event, force bool) {
 			l.lost = 0
 		}
 	}
-	if len(ready) > 0 && !l.store1(ready) {
+	if len(ready) > 0 && !l.storeEvents(ready) {
 		l.keep(ready)
 	}
 }
 
-// store1 writes events in one store batch, each kept for the retention
-// from its own time (one already past it is not written). A failing store
-// is retried for a while, so that refusals are not lost to a blip; but
-// not once it has been failing (events are waiting in the backlog), and
-// never while events pile up behind this batch: a request that must
-// record a refusal waits for room in the queue, and a dead store must
-// cost it a fast 503, not a stall. After a failure the store is left
-// alone for storePause.
-func (l *Log) store1(events []pending) bool {
+// storeEvents writes events to the store in batches of at most
+// maxBatchBytes, each kept for the retention from its own time (one
+// already past it is not written). It reports whether all were written.
+func (l *Log) storeEvents(events []pending) bool {
 	now := time.Now()
 	ops := make([]storage.Op, 0, len(events))
 	for _, p := range events {
@@ -339,7 +331,12 @@ func (l *Log) store1(events []pending) bool {
 // that can never be written.
 const maxBatchBytes = 1 << 20
 
-// storeBatch writes ops in one store batch (see store1 for the retries).
+// storeBatch writes ops in one store batch. A failing store is retried
+// for a while, so that refusals are not lost to a blip; but not once it
+// has been failing (events are waiting in the backlog), and never while
+// events pile up behind this batch: a request that must record a refusal
+// waits for room in the queue, and a dead store must cost it a fast 503,
+// not a stall. After a failure the store is left alone for storePause.
 func (l *Log) storeBatch(ops []storage.Op) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -369,10 +366,9 @@ func (l *Log) keep(events []pending) {
 		l.backlog = append(l.backlog, p)
 		l.backlogBytes += len(p.raw)
 	}
-	dropped := 0
-	for l.backlogBytes > l.backlogLimit && dropped < len(l.backlog) {
-		l.backlogBytes -= len(l.backlog[dropped].raw)
-		dropped++
+	dropped, over := 0, l.backlogBytes-l.backlogLimit
+	for ; over > 0 && dropped < len(l.backlog); dropped++ {
+		over -= len(l.backlog[dropped].raw)
 	}
 	if dropped > 0 {
 		if l.lost == 0 {
@@ -380,9 +376,17 @@ func (l *Log) keep(events []pending) {
 				zap.Int("limit_bytes", l.backlogLimit))
 		}
 		l.lost += uint64(dropped)
-		clear(l.backlog[:dropped]) // let their JSON go now, not when the array is reallocated
-		l.backlog = l.backlog[dropped:]
+		l.shift(dropped)
 	}
+}
+
+// shift removes the n oldest events of the backlog.
+func (l *Log) shift(n int) {
+	for _, p := range l.backlog[:n] {
+		l.backlogBytes -= len(p.raw)
+	}
+	clear(l.backlog[:n]) // let their JSON go now, not when the array is reallocated
+	l.backlog = l.backlog[n:]
 }
 
 // storePause is how long the writer stops trying a store that failed a
