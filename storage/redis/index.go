@@ -119,12 +119,13 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 	} else {
 		err = s.scanKeyspace(ctx, prefix, fn)
 	}
-	if errors.Is(err, errStopped) {
-		return nil
+	if errors.Is(err, storage.ErrStopScan) {
+		return nil // fn ended the scan
 	}
 	return err
 }
 
+// scanIndex is Scan on the lexical index, a page at a time.
 func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	min, max := "["+prefix, prefixEnd(prefix)
 	for {
@@ -142,11 +143,9 @@ func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.En
 	}
 }
 
-// errStopped ends a scan that fn stopped with storage.ErrStopScan.
-var errStopped = errors.New("scan stopped")
-
 // visit reads keys (unprefixed, in order) in one transaction and calls fn
-// for each that exists, dropping the index members of those that do not.
+// for each that exists, dropping the index members of those that do not;
+// fn's error, storage.ErrStopScan included, ends it.
 func (s *Store) visit(ctx context.Context, keys []string, fn func(storage.Entry) error) error {
 	entries, err := s.fetch(ctx, keys)
 	if err != nil {
@@ -156,9 +155,7 @@ func (s *Store) visit(ctx context.Context, keys []string, fn func(storage.Entry)
 		s.dropGone(ctx, keys, entries)
 	}
 	for _, e := range entries {
-		if err := fn(e); errors.Is(err, storage.ErrStopScan) {
-			return errStopped
-		} else if err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}
