@@ -30,6 +30,15 @@ func scanKeys(t *testing.T, s *Store, prefix string, limit int) []string {
 	return keys
 }
 
+// privateStore is a store with the default prefix on a redis-server of
+// its own, closed when the test ends.
+func privateStore(t *testing.T) *Store {
+	t.Helper()
+	s := open(t, redistest.Start(t).URL(), "")
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // commandCalls is how many times the server ran cmd since the last
 // CONFIG RESETSTAT.
 func commandCalls(t *testing.T, c *goredis.Client, cmd string) int {
@@ -52,9 +61,7 @@ func commandCalls(t *testing.T, c *goredis.Client, cmd string) int {
 // pages through the index (no SCAN of the keyspace), in byte order, and
 // stops early when asked.
 func TestScanReadsOnlyThePrefix(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv.URL(), "")
-	defer s.Close()
+	s := privateStore(t)
 	ctx := t.Context()
 	var ops []storage.Op
 	for i := range 5000 {
@@ -95,9 +102,7 @@ func TestScanReadsOnlyThePrefix(t *testing.T) {
 // TestIndexFollowsEveryWriteKind: puts, deletes, batches, swaps and
 // counters keep the index exact, so scans see exactly the live keys.
 func TestIndexFollowsEveryWriteKind(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv.URL(), "")
-	defer s.Close()
+	s := privateStore(t)
 	ctx := t.Context()
 	must := func(err error) {
 		t.Helper()
@@ -141,9 +146,7 @@ func TestIndexFollowsEveryWriteKind(t *testing.T) {
 // when another writer left it out, and a counter re-created without a TTL
 // loses the expiry its expired predecessor had.
 func TestIncrIndexesAndClearsStaleExpiry(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv.URL(), "")
-	defer s.Close()
+	s := privateStore(t)
 	ctx := t.Context()
 	if err := s.client.Set(ctx, s.key("c/unindexed"), "5", 0).Err(); err != nil { // as an older version would
 		t.Fatal(err)
@@ -178,9 +181,7 @@ func TestPrefixEnd(t *testing.T) {
 // keys, and the sweeper drops those no scan visits, but never a key that
 // was written again.
 func TestExpiredKeysLeaveTheIndex(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv.URL(), "")
-	defer s.Close()
+	s := privateStore(t)
 	ctx := t.Context()
 	for _, k := range []string{"a/1", "a/2", "b/1", "b/2", "b/again"} {
 		if err := s.Put(ctx, k, []byte("v"), 50*time.Millisecond); err != nil {
@@ -266,9 +267,7 @@ func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
 // TestDropAbsentKeepsLiveKeys: the clean-up that scans and the sweeper use
 // removes the members of absent keys only, whatever it is asked.
 func TestDropAbsentKeepsLiveKeys(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv.URL(), "")
-	defer s.Close()
+	s := privateStore(t)
 	ctx := t.Context()
 	if err := s.Put(ctx, "d/live", []byte("v"), time.Hour); err != nil {
 		t.Fatal(err)
