@@ -95,16 +95,18 @@ const scaleTokenLifetime = 10 * time.Hour
 // that most token lookups miss the cache. The restart also makes
 // env.startup the start-up time at full size.
 func scaleTokenRow(e *env, cert *tls.Certificate) (row, error) {
-	t0 := time.Now()
-	e.caddyProc.stop()
-	tokens, err := seedTokensOffline(e, e.scale)
+	var tokens packed
+	err := e.restartCaddy(func() (err error) {
+		t0 := time.Now()
+		if tokens, err = seedTokensOffline(e, e.scale); err != nil {
+			return err
+		}
+		what := fmt.Sprintf("%d live connector token pairs", tokens.len())
+		e.seeded = append(e.seeded, what)
+		log.Printf("seeded %s in %s (Caddy stopped meanwhile)", what, time.Since(t0).Round(time.Millisecond))
+		return nil
+	})
 	if err != nil {
-		return row{}, err
-	}
-	what := fmt.Sprintf("%d live connector token pairs", tokens.len())
-	e.seeded = append(e.seeded, what)
-	log.Printf("seeded %s in %s (Caddy stopped meanwhile)", what, time.Since(t0).Round(time.Millisecond))
-	if err := e.restartCaddy(); err != nil {
 		return row{}, err
 	}
 	url := fmt.Sprintf("https://localhost:%d/", e.ports["connector_token"])

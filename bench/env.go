@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
 // env is the running Caddy under test (its admin API and process are the
@@ -92,12 +93,11 @@ http://:{{.` + port + `}} {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testport.Pick()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func startEnv(caddyBin string, scale int, excludeProxyLog bool) (_ *env, err error) {
@@ -239,12 +239,16 @@ func (e *env) own(cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
 	return done, stop
 }
 
-// restartCaddy stops the main Caddy and starts it again on the same
-// configuration, e.g. after its store was seeded offline; env.startup is
-// then the new process's start-up time.
-func (e *env) restartCaddy() error {
+// restartCaddy stops the main Caddy, runs offline (e.g. seeding its
+// store, which Badger locks while Caddy runs) and starts Caddy again on
+// the same configuration; env.startup is then the new process's start-up
+// time.
+func (e *env) restartCaddy(offline func() error) error {
 	e.caddyProc.stop()
 	e.servers = slices.DeleteFunc(e.servers, func(p *os.Process) bool { return p == e.caddyProc.cmd.Process })
+	if err := offline(); err != nil {
+		return err
+	}
 	config, err := os.ReadFile(filepath.Join(e.dir, "Caddyfile"))
 	if err != nil {
 		return err
