@@ -97,8 +97,11 @@ type Log struct {
 	// for a moment after one failed; backlog holds the events the store
 	// refused, oldest first, as they will be written once it answers again
 	// (at most backlogLimit bytes of them, then the oldest go and lost
-	// counts them).
+	// counts them); closeBy is when Close stops writing the backlog (zero
+	// until Close).
 	storeDownUntil time.Time
+	closeBy        time.Time
+	closeTimeout   time.Duration
 	backlog        []pending
 	backlogBytes   int
 	backlogLimit   int
@@ -131,6 +134,12 @@ type Options struct {
 	// the memory is up to about 1.5 times that); beyond it the oldest are
 	// dropped, and only Caddy's log has them.
 	BacklogBytes int
+	// CloseTimeout bounds how long Close keeps writing that backlog to a
+	// store that answers again but slowly (default 10 s), so that stopping
+	// or reloading Caddy does not wait on it for minutes; what is left is
+	// counted in an error line and only Caddy's log has it. Close returns
+	// within CloseTimeout plus the time of one store write.
+	CloseTimeout time.Duration
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -150,9 +159,12 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	if opts.BacklogBytes <= 0 {
 		opts.BacklogBytes = 32 << 20
 	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 10 * time.Second
+	}
 	l := &Log{store: store, retention: opts.Retention, logger: logger,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan int), done: make(chan struct{}),
-		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize}
+		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
 	return l
@@ -253,6 +265,7 @@ func (l *Log) run(interval time.Duration) {
 			force = false
 			ack <- len(l.backlog)
 		case <-l.done:
+			l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
 			drain()
 			if n := uint64(len(l.backlog)) + l.lost; n > 0 {
 				l.logger.Error("audit events the store refused were never written to it; they are only in this log",
@@ -266,8 +279,8 @@ func (l *Log) run(interval time.Duration) {
 // write logs batch and writes it to the store, after the backlog of
 // events the store refused before: one batch of it at least, all of it
 // when force is set (an explicit Flush), and otherwise as much as it can
-// without keeping requests waiting. What the store refuses now joins the
-// backlog.
+// without keeping requests waiting or, while closing, past closeBy. What
+// the store refuses now joins the backlog.
 func (l *Log) write(batch []Event, force bool) {
 	ready := make([]pending, len(batch))
 	for i := range batch {
@@ -281,7 +294,8 @@ func (l *Log) write(batch []Event, force bool) {
 	}
 	// The backlog goes first, a batch at a time, but yields while events
 	// queue up: a request that must record a refusal waits for room.
-	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4); i++ {
+	closing := !l.closeBy.IsZero()
+	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4) && (!closing || time.Now().Before(l.closeBy)); i++ {
 		n := min(len(l.backlog), l.batchSize)
 		if !l.storeEvents(l.backlog[:n]) {
 			l.keep(ready)

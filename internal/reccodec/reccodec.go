@@ -41,10 +41,15 @@ func Encode(version byte, fields func(Fields)) []byte {
 // fills each field fields visits, and returns ErrCorrupt (leaving zero
 // values from the first bad field on) when b is not a whole record of
 // that version.
+//
+// The decoded strings share one copy of b: a decoded record costs one
+// allocation for all its strings, and a cached one keeps one heap object
+// alive for them instead of one per field, which is what the garbage
+// collector's marking work grows with.
 func Decode(b []byte, version byte, fields func(Fields)) error {
 	d := &decoder{err: ErrCorrupt}
 	if len(b) > 0 && b[0] == version {
-		d = &decoder{b: b[1:]}
+		d = &decoder{b: b[1:], s: string(b[1:])}
 	}
 	fields(d)
 	if d.err != nil || len(d.b) != 0 {
@@ -89,10 +94,17 @@ func (e *encoder) List(l *[]string) {
 }
 
 // decoder reads one record's fields until the first error, then yields
-// zero values.
+// zero values. b is what is left of the record and s the same bytes as one
+// string, which the decoded strings are slices of.
 type decoder struct {
 	b   []byte
+	s   string
 	err error
+}
+
+// skip moves past the next n bytes.
+func (d *decoder) skip(n int) {
+	d.b, d.s = d.b[n:], d.s[n:]
 }
 
 // length reads a length that must not exceed the bytes left.
@@ -105,24 +117,25 @@ func (d *decoder) length() int {
 		d.err = ErrCorrupt
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return int(v)
 }
 
-func (d *decoder) raw() []byte {
+// next returns the next length-prefixed field.
+func (d *decoder) next() string {
 	n := d.length()
-	out := d.b[:n]
-	d.b = d.b[n:]
+	out := d.s[:n]
+	d.skip(n)
 	return out
 }
 
 // String implements Fields.
-func (d *decoder) String(s *string) { *s = string(d.raw()) }
+func (d *decoder) String(s *string) { *s = d.next() }
 
 // ByteString implements Fields; the bytes are a copy, nil when empty.
 func (d *decoder) ByteString(p *[]byte) {
-	if raw := d.raw(); len(raw) > 0 {
-		*p = append([]byte(nil), raw...)
+	if raw := d.next(); len(raw) > 0 {
+		*p = []byte(raw)
 	}
 }
 
@@ -136,7 +149,7 @@ func (d *decoder) Time(t *time.Time) {
 		d.err = ErrCorrupt
 		return
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	if v != 0 {
 		*t = time.UnixMicro(v).UTC()
 	}
