@@ -41,10 +41,15 @@ type Options struct {
 	PurgeInterval time.Duration
 }
 
-// usageFlushInterval is how often noted key uses are written to the
-// store; a key's last_used_at is therefore written at most once per
-// interval, and never on the request path.
-const usageFlushInterval = time.Minute
+// A cached key's use is noted at most once per usageNoteInterval, so its
+// last_used_at is written at most that often, and never on the request
+// path. The noted uses are written every usageWriteInterval: in small
+// batches soon after the use, rather than in one burst a minute that, with
+// many keys in use, would slow every request around it.
+const (
+	usageNoteInterval  = time.Minute
+	usageWriteInterval = 5 * time.Second
+)
 
 // attempts bounds the compare-and-swap retries of one admin change.
 const attempts = 5
@@ -90,7 +95,7 @@ func (s *Service) Close() error {
 
 func (s *Service) run() {
 	defer s.wg.Done()
-	flush := time.NewTicker(usageFlushInterval)
+	flush := time.NewTicker(usageWriteInterval)
 	defer flush.Stop()
 	var purge <-chan time.Time
 	if s.purge > 0 {
@@ -192,7 +197,7 @@ func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
 // minute per cached record: no lock and no write on the common path.
 func (s *Service) noteUse(e *entry, now time.Time) {
 	last, t := e.noted.Load(), now.UnixNano()
-	if t-last < int64(usageFlushInterval) || !e.noted.CompareAndSwap(last, t) {
+	if t-last < int64(usageNoteInterval) || !e.noted.CompareAndSwap(last, t) {
 		return
 	}
 	s.usageMu.Lock()
