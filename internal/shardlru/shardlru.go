@@ -54,6 +54,9 @@ func (c *Cache[V]) shard(key string) *lru.Cache[string, V] {
 // Get returns the value of key and marks it recently used.
 func (c *Cache[V]) Get(key string) (V, bool) { return c.shard(key).Get(key) }
 
+// Peek returns key's value without marking it recently used.
+func (c *Cache[V]) Peek(key string) (V, bool) { return c.shard(key).Peek(key) }
+
 // Add stores value under key, evicting the least recently used entry of
 // the key's shard when it is full.
 func (c *Cache[V]) Add(key string, value V) { c.shard(key).Add(key, value) }

@@ -1,8 +1,9 @@
 // Package cache is the read-through cache in front of a Gatehouse store: a
 // bounded LRU (golang-lru/v2, sharded by key in internal/shardlru so that
-// hits on different keys take different locks) of raw values and of the
-// objects decoded from them, so that a hot-path lookup costs no store
-// read, no decoding, no allocation and no global lock.
+// hits on different keys take different locks) of raw values (for Get)
+// and of the objects decoded from them (for Load, which keeps only the
+// object), so that a hot-path lookup costs no store read, no decoding, no
+// allocation and no global lock.
 //
 // Every write through the Cache invalidates the keys it touches before it
 // returns, even when the write fails (a failed write may still have been
@@ -10,7 +11,9 @@
 // every key hashes to one of 256 stripes, each with a generation that
 // invalidation bumps under the stripe's lock; a miss notes the generation
 // before it reads the store and inserts, under the same lock, only if it is
-// unchanged. Hits take no stripe lock.
+// unchanged; a hit that adds a decoded object to a raw entry replaces it
+// under the lock only if it is still the key's entry. Other hits take no
+// stripe lock.
 //
 // Writes made by other processes reach the cache through
 // storage.Invalidator when the backend is shared (Redis). Writes made to
@@ -38,22 +41,23 @@ const DefaultMaxAge = 30 * time.Second
 // numStripes is the number of invalidation stripes (a power of two).
 const numStripes = 256
 
-// entry is one cached key: its raw value (or the fact that the key does
-// not exist) and, once some caller decoded it, the decoded object. Only
-// decoded changes after the entry is published.
+// entry is one cached key: the fact that it does not exist, or its raw
+// value (cached by Get), or the object Load decoded from it, or both (a
+// raw entry that Load then decoded is replaced by one with both). An entry
+// never changes once published.
+//
+// An entry Load filled keeps only the decoded object: the cache holds
+// many of them, and every heap object it keeps alive is work for each
+// garbage collection of the process, on every route it serves.
 type entry struct {
 	raw     []byte
+	decoded any
 	missing bool
 	// loadedAt is when the store read that filled the entry started.
 	loadedAt time.Time
 	// expiresAt is the key's own expiry in the store (zero: none).
 	expiresAt time.Time
-	decoded   atomic.Pointer[decodedValue]
 }
-
-// decodedValue boxes a decoded object; storing it as an interface value
-// lets Load return it on a hit without allocating.
-type decodedValue struct{ v any }
 
 // stripe serialises inserts and invalidations of the keys hashing to it.
 type stripe struct {
@@ -152,23 +156,47 @@ func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
 	return now.Sub(e.loadedAt) < maxAge && (e.expiresAt.IsZero() || now.Before(e.expiresAt))
 }
 
-// lookup returns the fresh entry for key, reading the store on a miss.
+// cached returns key's cached entry while it may be served.
+func (c *Cache) cached(key string, now time.Time) (*entry, bool) {
+	e, ok := c.lru.Get(key)
+	if ok && e.fresh(now, c.maxAge) {
+		return e, true
+	}
+	return nil, false
+}
+
+// lookup returns the fresh entry for key with its raw value, reading the
+// store on a miss.
 func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 	now := time.Now()
-	if e, ok := c.lru.Get(key); ok && e.fresh(now, c.maxAge) {
+	if e, ok := c.cached(key, now); ok && (e.missing || e.raw != nil) {
 		c.hits.Add(1)
 		return e, nil
 	}
+	return c.fill(ctx, key, now, nil)
+}
+
+// fill reads key from the store and caches what it found, unless an
+// invalidation raced with the read. With decode set, the entry holds the
+// object decode makes of the value instead of the value; a decode error
+// is returned and nothing is cached, like a store failure.
+func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func([]byte) (any, error)) (*entry, error) {
 	c.misses.Add(1)
 	s := c.stripeOf(key)
 	gen := s.gen.Load()
 	got, err := c.store.GetEntry(ctx, key)
-	e := &entry{raw: got.Value, expiresAt: got.ExpiresAt, loadedAt: now}
+	e := &entry{expiresAt: got.ExpiresAt, loadedAt: now}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		e.missing = true
 	case err != nil:
 		return nil, err // failures are never cached
+	case decode != nil:
+		if e.decoded, err = decode(got.Value); err != nil {
+			return nil, err
+		}
+	default:
+		e.raw = got.Value
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
@@ -178,6 +206,17 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 	return e, nil
 }
 
+// attach replaces e, key's raw entry, with one that also holds v,
+// decoded from it, unless e was invalidated or replaced meanwhile.
+func (c *Cache) attach(key string, e *entry, v any) {
+	s := c.stripeOf(key)
+	s.mu.Lock()
+	if cur, ok := c.lru.Peek(key); ok && cur == e {
+		c.lru.Add(key, &entry{raw: e.raw, decoded: v, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
+	}
+	s.mu.Unlock()
+}
+
 // Load returns the object decoded from key's value, decoding at most once
 // per cached value: a hit costs no store read, no decoding and no
 // allocation. A missing key is storage.ErrNotFound; store failures and
@@ -185,27 +224,38 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 //
 // The object is shared by every caller that loads key until the entry is
 // invalidated, so callers must treat it as read-only. Loading one key with
-// two different types T works but decodes on every type switch.
+// two different types T works, but each switch of type reads the store
+// again.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
 	var zero T
-	e, err := c.lookup(ctx, key)
+	now := time.Now()
+	if e, ok := c.cached(key, now); ok {
+		if e.missing {
+			c.hits.Add(1)
+			return zero, storage.ErrNotFound
+		}
+		if v, ok := e.decoded.(T); ok {
+			c.hits.Add(1)
+			return v, nil
+		}
+		if e.raw != nil { // cached by Get: decode it once, and keep the object with it
+			c.hits.Add(1)
+			v, err := decode(e.raw)
+			if err != nil {
+				return zero, err
+			}
+			c.attach(key, e, v)
+			return v, nil
+		}
+	}
+	e, err := c.fill(ctx, key, now, func(raw []byte) (any, error) { return decode(raw) })
 	if err != nil {
 		return zero, err
 	}
 	if e.missing {
 		return zero, storage.ErrNotFound
 	}
-	if d := e.decoded.Load(); d != nil {
-		if v, ok := d.v.(T); ok {
-			return v, nil
-		}
-	}
-	v, err := decode(e.raw)
-	if err != nil {
-		return zero, err
-	}
-	e.decoded.Store(&decodedValue{v: v})
-	return v, nil
+	return e.decoded.(T), nil
 }
 
 // Get implements storage.Store; the returned slice is the caller's.

@@ -156,6 +156,66 @@ func TestLoadHitReadsNothingAndAllocatesNothing(t *testing.T) {
 	wantLoad(t, c, back, "k", "41", 0)
 }
 
+// TestGetAndLoadOfOneKey: Load keeps only the decoded object, so a Get
+// after it reads the store once; a Load after a Get decodes the cached
+// value without reading the store, and keeps the object with it.
+func TestGetAndLoadOfOneKey(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	back.Put(ctx, "loaded", []byte("1"), 0)
+	back.Put(ctx, "got", []byte("2"), 0)
+
+	wantLoad(t, c, back, "loaded", "1", 1)
+	before := back.reads.Load()
+	if v, err := c.Get(ctx, "loaded"); err != nil || string(v) != "1" {
+		t.Fatalf("Get after Load = %q, %v; want 1", v, err)
+	}
+	if n := back.reads.Load() - before; n != 1 {
+		t.Fatalf("Get after Load read the store %d times; want 1 (Load keeps no raw value)", n)
+	}
+
+	if v, err := c.Get(ctx, "got"); err != nil || string(v) != "2" {
+		t.Fatalf("Get = %q, %v; want 2", v, err)
+	}
+	decodes := 0
+	countingDecode := func(b []byte) (string, error) { decodes++; return decodeString(b) }
+	before = back.reads.Load()
+	for range 3 {
+		if v, err := Load(c, ctx, "got", countingDecode); err != nil || v != "2" {
+			t.Fatalf("Load after Get = %q, %v; want 2", v, err)
+		}
+	}
+	if n := back.reads.Load() - before; n != 0 || decodes != 1 {
+		t.Fatalf("three Loads after a Get read the store %d times and decoded %d times; want 0 and 1", n, decodes)
+	}
+	if v, err := c.Get(ctx, "got"); err != nil || string(v) != "2" || back.reads.Load()-before != 0 {
+		t.Fatalf("Get after Load of a Get-cached key = %q, %v, %d reads; want 2 from the cache", v, err, back.reads.Load()-before)
+	}
+}
+
+// TestWriteDuringDecodeIsNotUndone: a write that lands while Load decodes a
+// value cached by Get wins; the decoded old value is not cached over it.
+func TestWriteDuringDecodeIsNotUndone(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	back.Put(ctx, "k", []byte("old"), 0)
+	if _, err := c.Get(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	writeDuringDecode := func(b []byte) (string, error) {
+		if err := c.Put(ctx, "k", []byte("new"), 0); err != nil {
+			t.Fatal(err)
+		}
+		return decodeString(b)
+	}
+	if v, err := Load(c, ctx, "k", writeDuringDecode); err != nil || v != "old" {
+		t.Fatalf("Load racing the write = %q, %v; want the value it started with", v, err)
+	}
+	wantLoad(t, c, back, "k", "new", 1)
+}
+
 func TestEveryWriteInvalidates(t *testing.T) {
 	writes := map[string]struct {
 		write func(ctx context.Context, c *Cache) error
