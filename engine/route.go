@@ -76,11 +76,16 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 
 	start := time.Now()
-	ctx, span := trace.SpanFromContext(r.Context()).TracerProvider().Tracer(tracerName).Start(r.Context(), "gatehouse.authenticate")
-	defer span.End()
-	if ctx != r.Context() {
+	span := noSpan
+	if parent := trace.SpanFromContext(r.Context()); parent.SpanContext().IsValid() {
+		// Traced (Caddy's tracing handler): a child span from the parent's
+		// provider. Untraced, Start could only return a no-op span, at the
+		// price of a new context and a copy of the request.
+		var ctx context.Context
+		ctx, span = parent.TracerProvider().Tracer(tracerName).Start(r.Context(), "gatehouse.authenticate")
 		r = r.WithContext(ctx)
 	}
+	defer span.End()
 
 	cred, err := rt.pick(r)
 	if err != nil {
@@ -112,6 +117,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 }
 
 const tracerName = "github.com/gatehouse-auth/gatehouse"
+
+// noSpan is the span of an untraced request: it records nothing.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // strippedKey is the context key of the inbound identity-prefixed headers
 // the pipeline deleted from a request.
@@ -170,20 +178,26 @@ func (rt *Route) setIdentity(r *http.Request, id *identity.Identity) error {
 	if err != nil {
 		return err
 	}
+	// One array holds every header's value, each header a full slice of
+	// one element of it (so an append by a later handler copies instead
+	// of overwriting its neighbour): one allocation instead of one each.
+	vals := [...]string{id.Username, strings.Join(id.Roles, ","), string(id.Method), token, id.Connector, id.AppKey, "true"}
+	backing := vals[:]
 	hdr := r.Header
-	hdr[h.User] = []string{id.Username}
-	hdr[h.Roles] = []string{strings.Join(id.Roles, ",")}
-	hdr[h.Auth] = []string{string(id.Method)}
+	set := func(name string, i int) { hdr[name] = backing[i : i+1 : i+1] }
+	set(h.User, 0)
+	set(h.Roles, 1)
+	set(h.Auth, 2)
+	set(h.Assertion, 3)
 	if id.Connector != "" {
-		hdr[h.Connector] = []string{id.Connector}
+		set(h.Connector, 4)
 	}
 	if id.AppKey != "" {
-		hdr[h.AppKey] = []string{id.AppKey}
+		set(h.AppKey, 5)
 	}
 	if id.SecondFactor {
-		hdr[h.TwoFactor] = []string{"true"}
+		set(h.TwoFactor, 6)
 	}
-	hdr[h.Assertion] = []string{token}
 	return nil
 }
 

@@ -116,6 +116,16 @@ func TestPipelineAllowsStripsAndSigns(t *testing.T) {
 	if err != nil || c.Subject != "alice" || c.Audience != "demo" {
 		t.Fatalf("assertion: %+v %v", c, err)
 	}
+	if len(up.Header["X-Gatehouse-Connector"]) != 0 || len(up.Header["X-Gatehouse-App-Key"]) != 0 || len(up.Header["X-Gatehouse-2fa"]) != 0 {
+		t.Fatalf("headers of other credentials forwarded: %v", up.Header)
+	}
+	// A later handler adding a value to one identity header (header_up
+	// +X-Gatehouse-User …) leaves the others as they were.
+	up.Header.Add("X-Gatehouse-User", "appended")
+	if got := up.Header.Values("X-Gatehouse-User"); len(got) != 2 || got[0] != "alice" ||
+		up.Header.Get("X-Gatehouse-Roles") != "reader" || up.Header.Get("X-Gatehouse-Auth") != "basic" {
+		t.Fatalf("appending to X-Gatehouse-User changed the headers: %v", up.Header)
+	}
 }
 
 func TestPipelineRefusals(t *testing.T) {
