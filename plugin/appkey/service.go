@@ -41,15 +41,10 @@ type Options struct {
 	PurgeInterval time.Duration
 }
 
-// A cached key's use is noted at most once per usageNoteInterval, so its
-// last_used_at is written at most that often, and never on the request
-// path. The noted uses are written every usageWriteInterval: in small
-// batches soon after the use, rather than in one burst a minute that, with
-// many keys in use, would slow every request around it.
-const (
-	usageNoteInterval  = time.Minute
-	usageWriteInterval = 5 * time.Second
-)
+// usageFlushInterval is how often noted key uses are written to the
+// store; a key's last_used_at is therefore written at most once per
+// interval, and never on the request path.
+const usageFlushInterval = time.Minute
 
 // attempts bounds the compare-and-swap retries of one admin change.
 const attempts = 5
@@ -95,7 +90,7 @@ func (s *Service) Close() error {
 
 func (s *Service) run() {
 	defer s.wg.Done()
-	flush := time.NewTicker(usageWriteInterval)
+	flush := time.NewTicker(usageFlushInterval)
 	defer flush.Stop()
 	var purge <-chan time.Time
 	if s.purge > 0 {
@@ -197,7 +192,7 @@ func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
 // minute per cached record: no lock and no write on the common path.
 func (s *Service) noteUse(e *entry, now time.Time) {
 	last, t := e.noted.Load(), now.UnixNano()
-	if t-last < int64(usageNoteInterval) || !e.noted.CompareAndSwap(last, t) {
+	if t-last < int64(usageFlushInterval) || !e.noted.CompareAndSwap(last, t) {
 		return
 	}
 	s.usageMu.Lock()
