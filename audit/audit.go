@@ -134,11 +134,12 @@ type Options struct {
 	// the memory is up to about 1.5 times that); beyond it the oldest are
 	// dropped, and only Caddy's log has them.
 	BacklogBytes int
-	// CloseTimeout bounds how long Close keeps writing that backlog to a
-	// store that answers again but slowly (default 10 s), so that stopping
-	// or reloading Caddy does not wait on it for minutes; what is left is
-	// counted in an error line and only Caddy's log has it. Close returns
-	// within CloseTimeout plus the time of one store write.
+	// CloseTimeout bounds how long Close keeps writing that backlog, and
+	// the events still queued, to a store that answers but slowly (default
+	// 10 s), so that stopping or reloading Caddy does not wait on it for
+	// minutes; what is left is counted in an error line and only Caddy's
+	// log has it. Close returns within CloseTimeout plus the time of one
+	// store write that ignores its deadline.
 	CloseTimeout time.Duration
 }
 
@@ -253,7 +254,21 @@ func (l *Log) run(interval time.Duration) {
 			}
 		}
 	}
+	stop := func() {
+		l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
+		drain()
+		if n := uint64(len(l.backlog)) + l.lost; n > 0 {
+			l.logger.Error("audit events the store refused were never written to it; they are only in this log",
+				zap.Uint64("events", n))
+		}
+	}
 	for {
+		select { // Close first: a select among ready cases picks at random
+		case <-l.done:
+			stop()
+			return
+		default:
+		}
 		select {
 		case e := <-l.events:
 			add(e)
@@ -265,12 +280,7 @@ func (l *Log) run(interval time.Duration) {
 			force = false
 			ack <- len(l.backlog)
 		case <-l.done:
-			l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
-			drain()
-			if n := uint64(len(l.backlog)) + l.lost; n > 0 {
-				l.logger.Error("audit events the store refused were never written to it; they are only in this log",
-					zap.Uint64("events", n))
-			}
+			stop()
 			return
 		}
 	}
@@ -279,8 +289,8 @@ func (l *Log) run(interval time.Duration) {
 // write logs batch and writes it to the store, after the backlog of
 // events the store refused before: one batch of it at least, all of it
 // when force is set (an explicit Flush), and otherwise as much as it can
-// without keeping requests waiting or, while closing, past closeBy. What
-// the store refuses now joins the backlog.
+// without keeping requests waiting. While closing, nothing is written
+// past closeBy. What the store refuses now joins the backlog.
 func (l *Log) write(batch []Event, force bool) {
 	ready := make([]pending, len(batch))
 	for i := range batch {
@@ -288,8 +298,8 @@ func (l *Log) write(batch []Event, force bool) {
 		raw, _ := json.Marshal(&batch[i])
 		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}
-	if time.Now().Before(l.storeDownUntil) {
-		l.keep(ready) // the store failed a moment ago: keep draining
+	if now := time.Now(); now.Before(l.storeDownUntil) || (!l.closeBy.IsZero() && !now.Before(l.closeBy)) {
+		l.keep(ready) // the store failed a moment ago, or Close has waited long enough: keep draining
 		return
 	}
 	// The backlog goes first, a batch at a time, but yields while events
@@ -352,7 +362,11 @@ const maxBatchBytes = 1 << 20
 // waits for room in the queue, and a dead store must cost it a fast 503,
 // not a stall. After a failure the store is left alone for storePause.
 func (l *Log) storeBatch(ops []storage.Op) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	if !l.closeBy.IsZero() && l.closeBy.Before(deadline) {
+		deadline = l.closeBy
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	attempts := 5
 	if len(l.backlog) > 0 {

@@ -13,6 +13,7 @@ package reccodec
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,26 @@ func Decode(b []byte, version byte, fields func(Fields)) error {
 		return ErrCorrupt
 	}
 	return nil
+}
+
+// Detach gives the strings ss (typically some fields of a decoded record)
+// copies of their own in one new allocation: whatever keeps them alive,
+// such as a cache entry, then no longer keeps the whole record (Decode's
+// strings share its one copy) and still holds one heap object for all.
+func Detach(ss ...*string) {
+	n := 0
+	for _, s := range ss {
+		n += len(*s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range ss {
+		b.WriteString(*s)
+	}
+	all := b.String()
+	for _, s := range ss {
+		*s, all = all[:len(*s)], all[len(*s):]
+	}
 }
 
 // Stamp is t as a record stores it: UTC, to the microsecond.

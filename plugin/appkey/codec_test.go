@@ -2,6 +2,8 @@ package appkey
 
 import (
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,4 +48,33 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded %+v does not survive a round trip: %+v, %v", rec, again, err)
 		}
 	})
+}
+
+// TestCachedEntryKeepsNotTheMetadata: a cached entry holds only what a
+// request needs, not the record it was decoded from: 1000 entries of keys
+// with 8 KB of documentation each take well under 8 MB.
+func TestCachedEntryKeepsNotTheMetadata(t *testing.T) {
+	rec := sampleRecord()
+	rec.Documentation = strings.Repeat("d", 8<<10)
+	raw := rec.encode()
+	entries := make([]*entry, 1000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range entries {
+		e, err := decodeEntry(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[i] = e
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if perEntry := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / int64(len(entries)); perEntry > 2<<10 {
+		t.Fatalf("a cached entry keeps %d bytes alive; want under 2 KB (it must not keep the 8 KB record)", perEntry)
+	}
+	if e := entries[0]; e.Name != rec.Name || e.Username != rec.Username || e.Index != rec.Index || e.Successor != rec.Successor {
+		t.Fatalf("entry fields %+v do not match the record", e)
+	}
+	runtime.KeepAlive(entries)
 }

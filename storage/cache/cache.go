@@ -50,9 +50,11 @@ const numStripes = 256
 // many of them, and every heap object it keeps alive is work for each
 // garbage collection of the process, on every route it serves.
 type entry struct {
-	raw     []byte
-	decoded any
-	missing bool
+	// raw is the value when hasRaw, decoded the object when hasDecoded.
+	raw                []byte
+	decoded            any
+	hasRaw, hasDecoded bool
+	missing            bool
 	// loadedAt is when the store read that filled the entry started.
 	loadedAt time.Time
 	// expiresAt is the key's own expiry in the store (zero: none).
@@ -169,7 +171,7 @@ func (c *Cache) cached(key string, now time.Time) (*entry, bool) {
 // store on a miss.
 func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 	now := time.Now()
-	if e, ok := c.cached(key, now); ok && (e.missing || e.raw != nil) {
+	if e, ok := c.cached(key, now); ok && (e.missing || e.hasRaw) {
 		c.hits.Add(1)
 		return e, nil
 	}
@@ -195,8 +197,9 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 		if e.decoded, err = decode(got.Value); err != nil {
 			return nil, err
 		}
+		e.hasDecoded = true
 	default:
-		e.raw = got.Value
+		e.raw, e.hasRaw = got.Value, true
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
@@ -212,20 +215,22 @@ func (c *Cache) attach(key string, e *entry, v any) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
 	if cur, ok := c.lru.Peek(key); ok && cur == e {
-		c.lru.Add(key, &entry{raw: e.raw, decoded: v, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
+		c.lru.Add(key, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
 	}
 	s.mu.Unlock()
 }
 
-// Load returns the object decoded from key's value, decoding at most once
-// per cached value: a hit costs no store read, no decoding and no
-// allocation. A missing key is storage.ErrNotFound; store failures and
-// decode errors are returned and not cached.
+// Load returns the object decoded from key's value. A hit on an object
+// Load cached costs no store read, no decoding and no allocation; a value
+// only Get cached is decoded, without a store read, and the object kept
+// with it. A missing key is storage.ErrNotFound; store failures and decode
+// errors are returned and not cached.
 //
 // The object is shared by every caller that loads key until the entry is
 // invalidated, so callers must treat it as read-only. Loading one key with
-// two different types T works, but each switch of type reads the store
-// again.
+// two different types T works, but a switch of type reads the store again
+// (or decodes the value Get cached), and so does every Load of a key whose
+// decoder returned a nil interface value.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
 	var zero T
 	now := time.Now()
@@ -234,11 +239,11 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			c.hits.Add(1)
 			return zero, storage.ErrNotFound
 		}
-		if v, ok := e.decoded.(T); ok {
+		if v, ok := e.decoded.(T); ok && e.hasDecoded {
 			c.hits.Add(1)
 			return v, nil
 		}
-		if e.raw != nil { // cached by Get: decode it once, and keep the object with it
+		if e.hasRaw { // cached by Get: decode it, and keep the object with it
 			c.hits.Add(1)
 			v, err := decode(e.raw)
 			if err != nil {
@@ -248,14 +253,19 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			return v, nil
 		}
 	}
-	e, err := c.fill(ctx, key, now, func(raw []byte) (any, error) { return decode(raw) })
+	var v T
+	e, err := c.fill(ctx, key, now, func(raw []byte) (any, error) {
+		var err error
+		v, err = decode(raw)
+		return v, err
+	})
 	if err != nil {
 		return zero, err
 	}
 	if e.missing {
 		return zero, storage.ErrNotFound
 	}
-	return e.decoded.(T), nil
+	return v, nil
 }
 
 // Get implements storage.Store; the returned slice is the caller's.

@@ -194,6 +194,22 @@ func TestGetAndLoadOfOneKey(t *testing.T) {
 	}
 }
 
+// TestLoadOfANilInterfaceValue: a decoder whose T is an interface may
+// return nil; Load returns it (and reads the store for it each time)
+// rather than panicking.
+func TestLoadOfANilInterfaceValue(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	back.Put(ctx, "k", []byte("x"), 0)
+	decodeNil := func([]byte) (fmt.Stringer, error) { return nil, nil }
+	for range 2 {
+		if v, err := Load(c, ctx, "k", decodeNil); err != nil || v != nil {
+			t.Fatalf("Load = %v, %v; want nil, nil", v, err)
+		}
+	}
+}
+
 // TestWriteDuringDecodeIsNotUndone: a write that lands while Load decodes a
 // value cached by Get wins; the decoded old value is not cached over it.
 func TestWriteDuringDecodeIsNotUndone(t *testing.T) {
