@@ -41,3 +41,30 @@ func TestPacked(t *testing.T) {
 		t.Errorf("pack(nil) = %+v, %v", p, err)
 	}
 }
+
+// TestRatiosArePaired: a row is compared with the baseline run next to
+// it in each round, so drift between rounds cancels. Here the machine
+// slows down and speeds up again; the rounds' ratios are 0.5, 0.6 and
+// 0.7, and the ratio of the two medians would say 0.67.
+func TestRatiosArePaired(t *testing.T) {
+	base := &measurement{}
+	row := &measurement{}
+	for _, r := range []struct{ base, row float64 }{{20000, 10000}, {10000, 6000}, {15000, 10500}} {
+		base.add(stats{rps: r.base, cpuUs: 50})
+		row.add(stats{rps: r.row, cpuUs: 100})
+	}
+	if got := pairedRatio(row, base, func(row, base stats) float64 { return ratio(row.rps, base.rps) }); got < 0.5999 || got > 0.6001 {
+		t.Errorf("rps ratio = %v; want 0.6, the median round", got)
+	}
+	if got := pairedRatio(row, base, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) }); got != 0.5 {
+		t.Errorf("CPU ratio = %v; want 0.5", got)
+	}
+	for _, c := range []struct {
+		v    []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{4, 1}, 2.5}, {[]float64{5, 1, 3}, 3}} {
+		if got := median(c.v); got != c.want {
+			t.Errorf("median(%v) = %v; want %v", c.v, got, c.want)
+		}
+	}
+}

@@ -30,10 +30,12 @@ type Result struct {
 	P50ms float64 `json:"p50_ms"`
 	// P99ms is the median over rounds of the 99th-percentile latency, in ms.
 	P99ms float64 `json:"p99_ms"`
-	// Ratio is RPS divided by the baseline's RPS (1 for a baseline row).
+	// Ratio is the median over rounds of this row's rps divided by the rps
+	// of the baseline run just before it in the same round, so that drift
+	// of the machine between rounds cancels (1 for a baseline row).
 	Ratio float64 `json:"ratio"`
-	// P99Ratio is P99ms divided by the baseline's P99ms (1 for a baseline
-	// row; above 1: slower).
+	// P99Ratio is, likewise, the median of the rounds' p99 divided by the
+	// paired baseline run's p99 (1 for a baseline row; above 1: slower).
 	P99Ratio float64 `json:"p99_ratio"`
 	// ServerCPUus is the CPU time the server processes (Caddy, and Redis
 	// for the Redis row) spent per request, in µs, and CPURatio the
@@ -42,8 +44,8 @@ type Result struct {
 	// load generator shares the machine, so it is the steadier figure of
 	// Gatehouse's own cost.
 	ServerCPUus float64 `json:"server_cpu_us"`
-	// CPURatio is the baseline's ServerCPUus divided by this row's (see
-	// ServerCPUus; 1 for a baseline row).
+	// CPURatio is the median of the paired baseline run's CPU µs divided
+	// by this row's (see ServerCPUus; 1 for a baseline row).
 	CPURatio float64 `json:"cpu_ratio"`
 	// Baseline names the row this one is compared with; empty for a
 	// baseline row.
@@ -93,8 +95,15 @@ func main() {
 		run(env.targets[r.baseline], *conns, time.Second, nil)
 		run(r.target, *conns, time.Second, nil)
 	}
-	baselines := map[string]*measurement{}
+	baselines := map[string]*measurement{} // every run of each baseline, for its own row
 	results := map[string]*measurement{}
+	paired := map[string]*measurement{} // per row: the baseline run just before each of its runs
+	for _, r := range rows {
+		results[r.name], paired[r.name] = &measurement{}, &measurement{}
+		if baselines[r.baseline] == nil {
+			baselines[r.baseline] = &measurement{}
+		}
+	}
 	for round := 1; round <= *rounds; round++ {
 		for _, r := range rows {
 			for _, name := range []string{r.baseline, r.name} {
@@ -104,14 +113,12 @@ func main() {
 				}
 				m := run(target, *conns, *duration, env.serverCPU)
 				log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, m.errors)
-				into := results
 				if name == r.baseline {
-					into = baselines
+					baselines[name].add(m)
+					paired[r.name].add(m)
+				} else {
+					results[name].add(m)
 				}
-				if into[name] == nil {
-					into[name] = &measurement{}
-				}
-				into[name].add(m)
 			}
 		}
 	}
@@ -125,9 +132,13 @@ func main() {
 			table = append(table, Result{Name: r.baseline, RPS: b.rps, P50ms: b.p50ms, P99ms: b.p99ms, Ratio: 1, P99Ratio: 1,
 				ServerCPUus: b.cpuUs, CPURatio: 1})
 		}
-		m, b := results[r.name].median(), baselines[r.baseline].median()
-		table = append(table, Result{Name: r.name, RPS: m.rps, P50ms: m.p50ms, P99ms: m.p99ms, Baseline: r.baseline,
-			Ratio: ratio(m.rps, b.rps), P99Ratio: ratio(m.p99ms, b.p99ms), ServerCPUus: m.cpuUs, CPURatio: ratio(b.cpuUs, m.cpuUs)})
+		m, b := results[r.name], paired[r.name]
+		med := m.median()
+		table = append(table, Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
+			Ratio:       pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) }),
+			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
+			ServerCPUus: med.cpuUs,
+			CPURatio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
 	}
 	printTable(table, *scale, *conns, *duration, *rounds)
 	if *scale > 0 {
@@ -215,10 +226,32 @@ func (m *measurement) median() stats {
 		for i, s := range m.rounds {
 			v[i] = f(s)
 		}
-		sort.Float64s(v)
-		return v[len(v)/2]
+		return median(v)
 	}
 	return stats{rps: pick(func(s stats) float64 { return s.rps }),
 		p50ms: pick(func(s stats) float64 { return s.p50ms }), p99ms: pick(func(s stats) float64 { return s.p99ms }),
 		cpuUs: pick(func(s stats) float64 { return s.cpuUs })}
+}
+
+// pairedRatio is the median over rounds of f(row's round, its paired
+// baseline run).
+func pairedRatio(row, base *measurement, f func(row, base stats) float64) float64 {
+	v := make([]float64, len(row.rounds))
+	for i := range row.rounds {
+		v[i] = f(row.rounds[i], base.rounds[i])
+	}
+	return median(v)
+}
+
+// median is the median of v (the mean of the middle two for an even
+// count); it sorts v.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
