@@ -2,7 +2,6 @@ package appkey
 
 import (
 	"errors"
-	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 )
@@ -12,9 +11,6 @@ import (
 // one-million-key scale mode, on most requests).
 
 const codecVersion = 1
-
-// stamp is t as a record stores it: UTC, to the microsecond.
-func stamp(t time.Time) time.Time { return reccodec.Stamp(t) }
 
 var errCorrupt = errors.New("application key record is corrupt")
 

@@ -6,10 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 )
 
 func sampleRecord() record {
-	t := stamp(time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC))
+	t := reccodec.Stamp(time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC))
 	return record{Name: "k", Index: "ab12", Username: "ålice", UserID: "id", SealedKey: []byte{0, 1, 2, 255},
 		ExpiresAt: t, IPAllowlist: []string{"10.0.0.0/8", "::1"},
 		Metadata:  Metadata{Description: "two\nlines", Project: "p", Tags: []string{"a", "b"}, ClientName: "c", Documentation: "d", HomeURL: "https://x"},
@@ -18,7 +20,7 @@ func sampleRecord() record {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	for _, rec := range []record{sampleRecord(), {}, {Name: "stub", Index: "i", Successor: "s", GraceUntil: stamp(time.Now())}} {
+	for _, rec := range []record{sampleRecord(), {}, {Name: "stub", Index: "i", Successor: "s", GraceUntil: reccodec.Stamp(time.Now())}} {
 		got, err := decodeRecord(rec.encode())
 		if err != nil || !reflect.DeepEqual(got, rec) {
 			t.Fatalf("round trip of %+v: %+v, %v", rec, got, err)

@@ -120,7 +120,7 @@ func checkExpiry(t, now time.Time) (time.Time, error) {
 	if t.Sub(now) > maxLifetime {
 		return time.Time{}, failure.Invalid("expires_at %s is more than 100 years away", t.Format(time.RFC3339))
 	}
-	return stamp(t), nil
+	return reccodec.Stamp(t), nil
 }
 
 // record is what the store keeps under appkeyidx/<index> (in the binary

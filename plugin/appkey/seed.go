@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -33,7 +34,7 @@ const seedBatch = 500
 // keystore that instance will open.
 func Seed(ctx context.Context, st storage.Store, ks *keystore.Keystore, keys []SeedKey) ([]string, error) {
 	values := make([]string, 0, len(keys))
-	now := stamp(time.Now())
+	now := reccodec.Stamp(time.Now())
 	ops := make([]storage.Op, 0, 2*seedBatch)
 	for i, k := range keys {
 		if err := account.ValidateName("application key", k.Name); err != nil {
@@ -41,7 +42,7 @@ func Seed(ctx context.Context, st storage.Store, ks *keystore.Keystore, keys []S
 		}
 		value, index := newKey(ks)
 		rec := record{Name: k.Name, Index: index, Username: k.Username, UserID: k.UserID,
-			SealedKey: ks.Seal([]byte(value), sealContext(k.Name)), ExpiresAt: stamp(k.ExpiresAt),
+			SealedKey: ks.Seal([]byte(value), sealContext(k.Name)), ExpiresAt: reccodec.Stamp(k.ExpiresAt),
 			Metadata: Metadata{Tags: []string{}}, CreatedAt: now, LastModifiedAt: now}
 		ops = append(ops,
 			storage.Op{Kind: storage.OpPut, Key: indexPrefix + index, Value: rec.encode()},

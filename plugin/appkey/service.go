@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -360,7 +361,7 @@ func (s *Service) modify(ctx context.Context, name string, change func(rec *reco
 		if err != nil {
 			return nil, err
 		}
-		now := stamp(s.now())
+		now := reccodec.Stamp(s.now())
 		next := l.rec
 		if err := change(&next, now); err != nil {
 			return nil, err
@@ -398,8 +399,8 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := stamp(s.now())
-	expires := stamp(now.Add(s.engine.Config.AppKeyLifetime))
+	now := reccodec.Stamp(s.now())
+	expires := reccodec.Stamp(now.Add(s.engine.Config.AppKeyLifetime))
 	if in.ExpiresAt != nil {
 		if expires, err = checkExpiry(*in.ExpiresAt, now); err != nil {
 			return nil, err
@@ -570,7 +571,7 @@ func (s *Service) update(ctx context.Context, name string, p Patch) (*View, erro
 // resetExpiration sets the key's expiry to now plus the default lifetime.
 func (s *Service) resetExpiration(ctx context.Context, name string) (*View, error) {
 	rec, err := s.modify(ctx, name, func(rec *record, now time.Time) error {
-		rec.ExpiresAt = stamp(now.Add(s.engine.Config.AppKeyLifetime))
+		rec.ExpiresAt = reccodec.Stamp(now.Add(s.engine.Config.AppKeyLifetime))
 		return nil
 	})
 	if err != nil {
@@ -610,14 +611,14 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 		if err != nil {
 			return "", nil, err
 		}
-		now := stamp(s.now())
+		now := reccodec.Stamp(s.now())
 		value, index := newKey(s.engine.Keystore)
 		next := l.rec
 		next.Index, next.SealedKey, next.LastModifiedAt = index, s.engine.Keystore.Seal([]byte(value), sealContext(name)), now
 		next.PrevIndex, next.PrevValidUntil = "", time.Time{}
 		stub := record{Name: name, Index: l.index, Successor: index, GraceUntil: now}
 		if grace > 0 {
-			stub.GraceUntil = stamp(now.Add(grace))
+			stub.GraceUntil = reccodec.Stamp(now.Add(grace))
 			next.PrevIndex, next.PrevValidUntil = l.index, stub.GraceUntil
 		}
 		if err := s.store.Put(ctx, indexPrefix+index, next.encode(), 0); err != nil {

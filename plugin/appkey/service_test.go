@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -795,8 +796,8 @@ func TestInterruptedWrites(t *testing.T) {
 
 	// A creation that wrote its record but never claimed the name.
 	value, index := newKey(f.ks)
-	leftover := record{Name: "ghost", Index: index, Username: "alice", ExpiresAt: stamp(time.Now().Add(time.Minute)),
-		CreatedAt: stamp(time.Now()), LastModifiedAt: stamp(time.Now())}
+	leftover := record{Name: "ghost", Index: index, Username: "alice", ExpiresAt: reccodec.Stamp(time.Now().Add(time.Minute)),
+		CreatedAt: reccodec.Stamp(time.Now()), LastModifiedAt: reccodec.Stamp(time.Now())}
 	if err := f.engine.Store.Put(ctx, indexPrefix+index, leftover.encode(), 0); err != nil {
 		t.Fatal(err)
 	}
