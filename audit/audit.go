@@ -298,14 +298,13 @@ func (l *Log) write(batch []Event, force bool) {
 		raw, _ := json.Marshal(&batch[i])
 		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}
-	if now := time.Now(); now.Before(l.storeDownUntil) || (!l.closeBy.IsZero() && !now.Before(l.closeBy)) {
+	if time.Now().Before(l.storeDownUntil) || l.closeOverdue() {
 		l.keep(ready) // the store failed a moment ago, or Close has waited long enough: keep draining
 		return
 	}
 	// The backlog goes first, a batch at a time, but yields while events
 	// queue up: a request that must record a refusal waits for room.
-	closing := !l.closeBy.IsZero()
-	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4) && (!closing || time.Now().Before(l.closeBy)); i++ {
+	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4) && !l.closeOverdue(); i++ {
 		n := min(len(l.backlog), l.batchSize)
 		if !l.storeEvents(l.backlog[:n]) {
 			l.keep(ready)
@@ -322,6 +321,12 @@ func (l *Log) write(batch []Event, force bool) {
 	if len(ready) > 0 && !l.storeEvents(ready) {
 		l.keep(ready)
 	}
+}
+
+// closeOverdue reports whether Close has waited CloseTimeout for the
+// store.
+func (l *Log) closeOverdue() bool {
+	return !l.closeBy.IsZero() && !time.Now().Before(l.closeBy)
 }
 
 // storeEvents writes events to the store in batches of at most

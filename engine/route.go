@@ -182,9 +182,8 @@ func (rt *Route) setIdentity(r *http.Request, id *identity.Identity) error {
 	// one element of it (so an append by a later handler copies instead
 	// of overwriting its neighbour): one allocation instead of one each.
 	vals := [...]string{id.Username, strings.Join(id.Roles, ","), string(id.Method), token, id.Connector, id.AppKey, "true"}
-	backing := vals[:]
 	hdr := r.Header
-	set := func(name string, i int) { hdr[name] = backing[i : i+1 : i+1] }
+	set := func(name string, i int) { hdr[name] = vals[i : i+1 : i+1] }
 	set(h.User, 0)
 	set(h.Roles, 1)
 	set(h.Auth, 2)
