@@ -44,14 +44,9 @@ const (
 	sweepInterval = 30 * time.Second
 	// sweepBatch bounds the members one sweep round trip handles.
 	sweepBatch = 1000
+	// maxIndexBackoff bounds the wait between attempts at indexing.
+	maxIndexBackoff = 30 * time.Second
 )
-
-func (s *Store) lexIndex() string    { return s.prefix + reservedPrefix + "index" }
-func (s *Store) expiryIndex() string { return s.prefix + reservedPrefix + "expiry" }
-
-// indexedMarker exists once every key under the prefix is known to be in
-// the index.
-func (s *Store) indexedMarker() string { return s.prefix + reservedPrefix + "indexed" }
 
 // checkKey validates a caller's key.
 func checkKey(key string) error {
@@ -63,18 +58,18 @@ func checkKey(key string) error {
 
 // indexPut queues the index updates of a put of key with ttl.
 func (s *Store) indexPut(ctx context.Context, p goredis.Pipeliner, key string, ttl time.Duration, now time.Time) {
-	p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: key})
+	p.ZAdd(ctx, s.lexIndex, goredis.Z{Member: key})
 	if ttl > 0 {
-		p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: key})
+		p.ZAdd(ctx, s.expiryIndex, goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: key})
 	} else {
-		p.ZRem(ctx, s.expiryIndex(), key)
+		p.ZRem(ctx, s.expiryIndex, key)
 	}
 }
 
 // indexDelete queues the index updates of a deletion of key.
 func (s *Store) indexDelete(ctx context.Context, p goredis.Pipeliner, key string) {
-	p.ZRem(ctx, s.lexIndex(), key)
-	p.ZRem(ctx, s.expiryIndex(), key)
+	p.ZRem(ctx, s.lexIndex, key)
+	p.ZRem(ctx, s.expiryIndex, key)
 }
 
 // dropAbsentScript removes from both indexes (KEYS[1], KEYS[2]) each member
@@ -102,7 +97,7 @@ func (s *Store) dropAbsent(ctx context.Context, keys []string) (int, error) {
 	for _, k := range keys {
 		args = append(args, k)
 	}
-	return dropAbsentScript.Run(ctx, s.client, []string{s.lexIndex(), s.expiryIndex()}, args...).Int()
+	return dropAbsentScript.Run(ctx, s.client, []string{s.lexIndex, s.expiryIndex}, args...).Int()
 }
 
 // Scan implements storage.Store. It pages through the lexical index from
@@ -129,7 +124,7 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	min, max := "["+prefix, prefixEnd(prefix)
 	for {
-		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex(), &goredis.ZRangeBy{Min: min, Max: max, Count: indexPage}).Result()
+		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex, &goredis.ZRangeBy{Min: min, Max: max, Count: indexPage}).Result()
 		if err != nil {
 			return failed("scan", err)
 		}
@@ -147,12 +142,12 @@ func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.En
 // for each that exists, dropping the index members of those that do not;
 // fn's error, storage.ErrStopScan included, ends it.
 func (s *Store) visit(ctx context.Context, keys []string, fn func(storage.Entry) error) error {
-	entries, err := s.fetch(ctx, keys)
+	entries, missing, err := s.fetch(ctx, keys)
 	if err != nil {
 		return failed("scan", err)
 	}
-	if len(entries) < len(keys) {
-		s.dropGone(ctx, keys, entries)
+	if _, err := s.dropAbsent(ctx, missing); err != nil { // a failure only leaves them for the sweeper or a later scan
+		s.log.Debug("dropping index members of vanished keys failed", zap.Error(err))
 	}
 	for _, e := range entries {
 		if err := fn(e); err != nil {
@@ -175,19 +170,28 @@ func prefixEnd(prefix string) string {
 	return "+"
 }
 
+// eachKey SCANs the keyspace for the keys under prefix and calls fn with
+// each (without the store's prefix; reserved keys left out; SCAN may
+// repeat a key); fn's error ends it.
+func (s *Store) eachKey(ctx context.Context, prefix string, fn func(key string) error) error {
+	full := s.key(prefix)
+	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
+	for it.Next(ctx) {
+		if k := it.Val(); strings.HasPrefix(k, full) && !strings.HasPrefix(k[len(s.prefix):], reservedPrefix) {
+			if err := fn(k[len(s.prefix):]); err != nil {
+				return err
+			}
+		}
+	}
+	return it.Err()
+}
+
 // scanKeyspace is Scan for a database not indexed yet: SCAN every string
 // key under the prefix, sort, then read them in pages. Memory grows with
 // the number of matching keys.
 func (s *Store) scanKeyspace(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	full := s.key(prefix)
 	var keys []string
-	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
-	for it.Next(ctx) {
-		if k := it.Val(); strings.HasPrefix(k, full) && !strings.HasPrefix(k[len(s.prefix):], reservedPrefix) {
-			keys = append(keys, k[len(s.prefix):])
-		}
-	}
-	if err := it.Err(); err != nil {
+	if err := s.eachKey(ctx, prefix, func(k string) error { keys = append(keys, k); return nil }); err != nil {
 		return failed("scan", err)
 	}
 	slices.Sort(keys)
@@ -198,24 +202,6 @@ func (s *Store) scanKeyspace(ctx context.Context, prefix string, fn func(storage
 		}
 	}
 	return nil
-}
-
-// dropGone removes the members of keys that fetch did not find (entries
-// is the in-order subset it found). A failure only leaves them for the
-// sweeper or a later scan.
-func (s *Store) dropGone(ctx context.Context, keys []string, entries []storage.Entry) {
-	var gone []string
-	j := 0
-	for _, k := range keys {
-		if j < len(entries) && entries[j].Key == k {
-			j++
-			continue
-		}
-		gone = append(gone, k)
-	}
-	if _, err := s.dropAbsent(ctx, gone); err != nil {
-		s.log.Debug("dropping index members of vanished keys failed", zap.Error(err))
-	}
 }
 
 // sweep keeps the indexes from growing with expired keys: every
@@ -240,7 +226,7 @@ func (s *Store) sweep() {
 func (s *Store) sweepOnce(ctx context.Context) error {
 	max := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for offset := int64(0); ; {
-		keys, err := s.client.ZRangeByScore(ctx, s.expiryIndex(), &goredis.ZRangeBy{Min: "-inf", Max: max,
+		keys, err := s.client.ZRangeByScore(ctx, s.expiryIndex, &goredis.ZRangeBy{Min: "-inf", Max: max,
 			Offset: offset, Count: sweepBatch}).Result()
 		if err != nil {
 			return err
@@ -261,7 +247,7 @@ func (s *Store) sweepOnce(ctx context.Context) error {
 // (retried until it succeeds or the store closes), so that Open never
 // waits for a walk of the whole database.
 func (s *Store) startIndex(ctx context.Context) error {
-	n, err := s.client.Exists(ctx, s.indexedMarker()).Result()
+	n, err := s.client.Exists(ctx, s.indexedMarker).Result()
 	if err != nil {
 		return err
 	}
@@ -270,7 +256,7 @@ func (s *Store) startIndex(ctx context.Context) error {
 		return nil
 	}
 	s.wg.Go(func() {
-		for backoff := minBackoff; ; backoff = min(2*backoff, 30*time.Second) {
+		for backoff := minBackoff; ; backoff = min(2*backoff, maxIndexBackoff) {
 			err := s.buildIndex(s.ctx)
 			if err == nil {
 				s.indexed.Store(true)
@@ -280,10 +266,8 @@ func (s *Store) startIndex(ctx context.Context) error {
 				return
 			}
 			s.log.Warn("indexing the keys of the store failed; scans walk the keyspace until it succeeds", zap.Error(err))
-			select {
-			case <-s.ctx.Done():
+			if !s.pause(backoff) {
 				return
-			case <-time.After(backoff):
 			}
 		}
 	})
@@ -316,9 +300,9 @@ func (s *Store) buildIndex(ctx context.Context) error {
 		_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range batch {
 				// Only ever add: a writer may have given the key a TTL since PTTL.
-				adds[i] = p.ZAdd(ctx, s.lexIndex(), goredis.Z{Member: k})
+				adds[i] = p.ZAdd(ctx, s.lexIndex, goredis.Z{Member: k})
 				if ttl := ttls[i].Val(); ttl > 0 { // negative: no TTL, or gone
-					p.ZAdd(ctx, s.expiryIndex(), goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: k})
+					p.ZAdd(ctx, s.expiryIndex, goredis.Z{Score: float64(expiresAtMillis(now, ttl)), Member: k})
 				}
 			}
 			return nil
@@ -329,19 +313,12 @@ func (s *Store) buildIndex(ctx context.Context) error {
 		batch = batch[:0]
 		return err
 	}
-	it := s.client.Scan(ctx, 0, globEscaper.Replace(s.prefix)+"*", scanCount).Iterator()
-	for it.Next(ctx) {
-		k := strings.TrimPrefix(it.Val(), s.prefix)
-		if strings.HasPrefix(k, reservedPrefix) {
-			continue
-		}
+	if err := s.eachKey(ctx, "", func(k string) error {
 		if batch = append(batch, k); len(batch) == scanCount {
-			if err := flush(); err != nil {
-				return err
-			}
+			return flush()
 		}
-	}
-	if err := it.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := flush(); err != nil {
@@ -350,7 +327,7 @@ func (s *Store) buildIndex(ctx context.Context) error {
 	if added > 0 {
 		s.log.Info("indexed keys written without the key index", zap.Int64("keys", added), zap.Duration("took", time.Since(start)))
 	}
-	return s.client.Set(ctx, s.indexedMarker(), "1", 0).Err()
+	return s.client.Set(ctx, s.indexedMarker, "1", 0).Err()
 }
 
 // globEscaper escapes the characters SCAN MATCH patterns treat specially.

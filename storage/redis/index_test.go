@@ -130,11 +130,11 @@ func TestIndexFollowsEveryWriteKind(t *testing.T) {
 	if got := scanKeys(t, s, "k/", 0); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Scan = %v; want %v", got, want)
 	}
-	members, err := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result()
+	members, err := s.client.ZRange(ctx, s.lexIndex, 0, -1).Result()
 	if err != nil || fmt.Sprint(members) != fmt.Sprint(want) {
 		t.Errorf("index members = %v, %v; want exactly %v", members, err, want)
 	}
-	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(expiring) != "[k/counter]" {
+	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex, 0, -1).Result(); fmt.Sprint(expiring) != "[k/counter]" {
 		t.Errorf("expiry index = %v; want [k/counter]", expiring)
 	}
 	if err := s.Put(ctx, "\x00index", []byte("x"), 0); err == nil {
@@ -164,7 +164,7 @@ func TestIncrIndexesAndClearsStaleExpiry(t *testing.T) {
 	if got := scanKeys(t, s, "c/", 0); fmt.Sprint(got) != "[c/counter c/unindexed]" {
 		t.Errorf("Scan(c/) = %v", got)
 	}
-	if m, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); len(m) != 0 {
+	if m, _ := s.client.ZRange(ctx, s.expiryIndex, 0, -1).Result(); len(m) != 0 {
 		t.Errorf("expiry index = %v; want none", m)
 	}
 }
@@ -199,7 +199,7 @@ func TestExpiredKeysLeaveTheIndex(t *testing.T) {
 		t.Fatalf("Scan(a/) = %v; want [a/live]", got)
 	}
 	members := func() string {
-		m, err := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result()
+		m, err := s.client.ZRange(ctx, s.lexIndex, 0, -1).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestExpiredKeysLeaveTheIndex(t *testing.T) {
 	if got := members(); got != "[a/live b/again]" {
 		t.Errorf("after a sweep the index holds %s; want [a/live b/again]", got)
 	}
-	if n, _ := s.client.ZCard(ctx, s.expiryIndex()).Result(); n != 0 {
+	if n, _ := s.client.ZCard(ctx, s.expiryIndex).Result(); n != 0 {
 		t.Errorf("the expiry index still holds %d members", n)
 	}
 }
@@ -249,7 +249,7 @@ func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
 	if got := scanKeys(t, s, "", 0); len(got) != 4 {
 		t.Errorf("Scan() = %v; want the 4 keys under the prefix", got)
 	}
-	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(expiring) != "[session/x]" {
+	if expiring, _ := s.client.ZRange(ctx, s.expiryIndex, 0, -1).Result(); fmt.Sprint(expiring) != "[session/x]" {
 		t.Errorf("expiry index = %v; want [session/x]", expiring)
 	}
 	// Once built, it is not rebuilt: a key written behind the store's back
@@ -280,10 +280,10 @@ func TestDropAbsentKeepsLiveKeys(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("dropAbsent = %d, %v; want the 2 absent keys", n, err)
 	}
-	if m, _ := s.client.ZRange(ctx, s.lexIndex(), 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
+	if m, _ := s.client.ZRange(ctx, s.lexIndex, 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
 		t.Errorf("lexical index = %v; want [d/live]", m)
 	}
-	if m, _ := s.client.ZRange(ctx, s.expiryIndex(), 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
+	if m, _ := s.client.ZRange(ctx, s.expiryIndex, 0, -1).Result(); fmt.Sprint(m) != "[d/live]" {
 		t.Errorf("expiry index = %v; want [d/live]", m)
 	}
 }

@@ -88,6 +88,10 @@ type Store struct {
 	client  *goredis.Client
 	prefix  string
 	channel string
+	// lexIndex and expiryIndex are the key index's sorted sets (see
+	// index.go); indexedMarker exists once every key under the prefix is
+	// known to be in the index.
+	lexIndex, expiryIndex, indexedMarker string
 	// id tags the invalidations this instance publishes, so that it does
 	// not deliver its own writes back to its own cache.
 	id  string
@@ -129,11 +133,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	routeClientLog.Do(func() { goredis.SetLogger(clientLog{log.Named("client").Sugar()}) })
 	prefix := orDefault(opts.Prefix, DefaultPrefix)
 	s := &Store{
-		client:  ep.client(orDefault(opts.Timeout, DefaultTimeout)),
-		prefix:  prefix,
-		channel: prefix + "invalidate",
-		id:      rand.Text()[:idLen],
-		log:     log.With(zap.String("redis", ep.name)),
+		client:   ep.client(orDefault(opts.Timeout, DefaultTimeout)),
+		prefix:   prefix,
+		channel:  prefix + "invalidate",
+		lexIndex: prefix + reservedPrefix + "index", expiryIndex: prefix + reservedPrefix + "expiry",
+		indexedMarker: prefix + reservedPrefix + "indexed",
+		id:            rand.Text()[:idLen],
+		log:           log.With(zap.String("redis", ep.name)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.client.Ping(ctx).Err(); err != nil {
@@ -406,7 +412,7 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	if err := checkKey(key); err != nil {
 		return storage.Entry{}, err
 	}
-	entries, err := s.fetch(ctx, []string{key})
+	entries, _, err := s.fetch(ctx, []string{key})
 	if err != nil {
 		return storage.Entry{}, failed("get", err)
 	}
@@ -418,30 +424,32 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 
 // fetch reads the live entries among keys (unprefixed), in order, in one
 // transaction: values and expiries come from one consistent moment.
-func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, error) {
+// missing are the keys it did not find.
+func (s *Store) fetch(ctx context.Context, keys []string) (entries []storage.Entry, missing []string, err error) {
 	type pending struct {
 		value *goredis.StringCmd
 		ttl   *goredis.DurationCmd
 	}
 	cmds := make([]pending, len(keys))
 	start := time.Now() // an expiry computed from it errs early, never late
-	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err = s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = pending{p.Get(ctx, s.key(k)), p.PTTL(ctx, s.key(k))}
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, err
+		return nil, nil, err
 	}
-	entries := make([]storage.Entry, 0, len(keys))
+	entries = make([]storage.Entry, 0, len(keys))
 	for i, c := range cmds {
 		v, err := c.value.Bytes()
 		if errors.Is(err, goredis.Nil) {
-			continue // absent, or expired since the scan listed it
+			missing = append(missing, keys[i]) // absent, or expired since the scan listed it
+			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e := storage.Entry{Key: keys[i], Value: v}
 		if ttl := c.ttl.Val(); ttl > 0 {
@@ -449,7 +457,7 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([]storage.Entry, erro
 		}
 		entries = append(entries, e)
 	}
-	return entries, nil
+	return entries, missing, nil
 }
 
 // Put implements storage.Store.
@@ -548,7 +556,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 	if err := checkKey(key); err != nil {
 		return false, err
 	}
-	n, err := casScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
+	n, err := casScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex, s.expiryIndex},
 		flag(oldValue), oldValue, flag(newValue), newValue, millis(ttl).Milliseconds(),
 		s.channel, s.message(key), key, expiresAtMillis(time.Now(), ttl)).Int()
 	if err != nil {
@@ -587,7 +595,7 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	v, err := incrScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex(), s.expiryIndex()},
+	v, err := incrScript.Run(ctx, s.client, []string{s.key(key), s.lexIndex, s.expiryIndex},
 		delta, millis(ttl).Milliseconds(), s.channel, s.message(key), key, expiresAtMillis(time.Now(), ttl)).Text()
 	if errors.Is(err, goredis.Nil) {
 		return 0, storeutil.ErrNotInteger
@@ -629,6 +637,16 @@ func (s *Store) notify(key string) {
 	}
 }
 
+// pause waits d, and reports false instead if the store closes meanwhile.
+func (s *Store) pause(d time.Duration) bool {
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
 // subscribe keeps a subscription to the invalidation channel until Close,
 // resubscribing with backoff whenever it fails.
 func (s *Store) subscribe() {
@@ -647,10 +665,8 @@ func (s *Store) subscribe() {
 			backoff = minBackoff
 			s.log.Warn("lost the Redis invalidation subscription; resubscribing", zap.Error(err))
 		}
-		select {
-		case <-s.ctx.Done():
+		if !s.pause(backoff) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
