@@ -99,13 +99,8 @@ func seedScaleAppKeys(e *env) error {
 }
 
 func setupAppKeys(e *env) (row, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/", e.ports["app_key"])
 	if scaleKeys.len() > 0 {
-		return row{name: "app_key", baseline: "plain", target: target{next: func(int) *http.Request {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header["Appkey"] = []string{scaleKeys.random()}
-			return req
-		}}}, nil
+		return row{name: "app_key", baseline: "plain", target: e.drawn("http://127.0.0.1:%d/", "app_key", "Appkey", scaleKeys, nil)}, nil
 	}
 	key, err := seedAppKey(e)
 	if err != nil {

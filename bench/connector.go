@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
@@ -86,9 +87,6 @@ https://localhost:{{.connector_token}} {
 	},
 }
 
-// scaleTokenLifetime is how long scale-mode tokens live: the default.
-const scaleTokenLifetime = 10 * time.Hour
-
 // scaleTokenRow is the connector_token row of scale mode: e.scale live
 // token pairs of the bench connector (whose certificate is cert), written
 // offline between two runs of Caddy, and a random one in each request, so
@@ -109,25 +107,25 @@ func scaleTokenRow(e *env, cert *tls.Certificate) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
-	url := fmt.Sprintf("https://localhost:%d/", e.ports["connector_token"])
-	return row{name: "connector_token", baseline: "plain_tls", target: target{cert: cert, next: func(int) *http.Request {
-		req, _ := http.NewRequest("GET", url, nil)
-		req.Header["Authorization"] = []string{"Bearer " + tokens.random()}
-		return req
-	}}}, nil
+	return row{name: "connector_token", baseline: "plain_tls",
+		target: e.drawn("https://localhost:%d/", "connector_token", "Authorization", tokens, cert)}, nil
 }
 
-// seedTokensOffline writes n token pairs of the bench connector into the
-// stopped main Caddy's Badger directory.
+// seedTokensOffline writes n token pairs of the bench connector, as long
+// as the default token lifetime, into the stopped main Caddy's Badger
+// directory, and returns the Authorization headers of their access tokens.
 func seedTokensOffline(e *env, n int) (packed, error) {
 	st, err := badger.Open(filepath.Join(e.dir, "data", "badger"), badger.Options{})
 	if err != nil {
 		return packed{}, err
 	}
 	defer st.Close()
-	tokens, err := connector.SeedTokens(context.Background(), st, "bench", n, scaleTokenLifetime)
+	tokens, err := connector.SeedTokens(context.Background(), st, "bench", n, engine.Config{}.WithDefaults().TokenLifetime)
 	if err != nil {
 		return packed{}, err
+	}
+	for i, t := range tokens {
+		tokens[i] = "Bearer " + t // made now, not in the timed loop
 	}
 	return pack(tokens)
 }

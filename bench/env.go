@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -54,6 +53,7 @@ type caddyProc struct {
 	admin   string
 	startup time.Duration // process start to admin API answering
 	stop    func()        // ends the process and waits for it; idempotent
+	config  []byte        // the Caddyfile it runs
 }
 
 // adminAPI is what the seeding helpers need: env (the main Caddy) and any
@@ -190,7 +190,7 @@ func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, 
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), config: config}
 	c.cmd = exec.Command(e.caddyBin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
 	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
@@ -216,24 +216,23 @@ wait:
 	return nil, fmt.Errorf("caddy (%s) did not start:\n%s", filepath.Join(dir, "Caddyfile"), raw)
 }
 
-// own makes e.stop end the started cmd; the channel is closed when the
-// process has exited, and stop ends it sooner (SIGTERM, then SIGKILL after
-// 10 s) and waits for that.
+// own makes e.stop end the started cmd, and counts it among e.servers
+// until then; the channel is closed when the process has exited, and stop
+// ends it sooner (SIGTERM, then SIGKILL after 10 s) and waits for that. A
+// second stop finds the process gone and returns at once.
 func (e *env) own(cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
 	done := make(chan struct{})
 	e.servers = append(e.servers, cmd.Process)
 	go func() { cmd.Wait(); close(done) }()
-	var once sync.Once
 	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		})
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		e.servers = slices.DeleteFunc(e.servers, func(p *os.Process) bool { return p == cmd.Process })
 	}
 	e.cleanups = append(e.cleanups, stop)
 	return done, stop
@@ -245,15 +244,10 @@ func (e *env) own(cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
 // time.
 func (e *env) restartCaddy(offline func() error) error {
 	e.caddyProc.stop()
-	e.servers = slices.DeleteFunc(e.servers, func(p *os.Process) bool { return p == e.caddyProc.cmd.Process })
 	if err := offline(); err != nil {
 		return err
 	}
-	config, err := os.ReadFile(filepath.Join(e.dir, "Caddyfile"))
-	if err != nil {
-		return err
-	}
-	c, err := e.startCaddy(e.dir, e.ports["admin"], config)
+	c, err := e.startCaddy(e.dir, e.ports["admin"], e.caddyProc.config)
 	if err != nil {
 		return err
 	}
@@ -374,6 +368,17 @@ func (c *caddyProc) mustCall(want int, method, path string, body any) ([]byte, e
 		return nil, fmt.Errorf("%s %s: %d %s", method, path, status, out)
 	}
 	return out, nil
+}
+
+// drawn is a target sending GET to the row's port with header set to a
+// value drawn at random from values in each request (scale mode).
+func (e *env) drawn(urlFormat, port, header string, values packed, cert *tls.Certificate) target {
+	url := fmt.Sprintf(urlFormat, e.ports[port])
+	return target{cert: cert, next: func(int) *http.Request {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header[header] = []string{values.random()}
+		return req
+	}}
 }
 
 // get is a target sending GET to the row's port with fixed headers.

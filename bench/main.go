@@ -105,21 +105,16 @@ func main() {
 		}
 	}
 	for round := 1; round <= *rounds; round++ {
+		measure := func(name string, t target) stats {
+			m := run(t, *conns, *duration, env.serverCPU)
+			log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, m.errors)
+			return m
+		}
 		for _, r := range rows {
-			for _, name := range []string{r.baseline, r.name} {
-				target := env.targets[name]
-				if name == r.name {
-					target = r.target
-				}
-				m := run(target, *conns, *duration, env.serverCPU)
-				log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, m.errors)
-				if name == r.baseline {
-					baselines[name].add(m)
-					paired[r.name].add(m)
-				} else {
-					results[name].add(m)
-				}
-			}
+			b := measure(r.baseline, env.targets[r.baseline])
+			baselines[r.baseline].add(b)
+			paired[r.name].add(b)
+			results[r.name].add(measure(r.name, r.target))
 		}
 	}
 
