@@ -65,7 +65,7 @@ type Service struct {
 	purge  time.Duration
 
 	usageMu sync.Mutex
-	usage   map[string]time.Time // key name → last use not yet written
+	usage   usageLog // the uses not yet written
 
 	// ctx is cancelled by Close: it ends a purge in progress.
 	ctx    context.Context
@@ -75,7 +75,7 @@ type Service struct {
 
 // NewService returns the service of e and starts its background work.
 func NewService(e *engine.Engine, opts Options) *Service {
-	s := &Service{engine: e, store: e.Store, now: time.Now, purge: opts.PurgeInterval, usage: map[string]time.Time{}}
+	s := &Service{engine: e, store: e.Store, now: time.Now, purge: opts.PurgeInterval}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.run()
@@ -197,7 +197,7 @@ func (s *Service) noteUse(e *entry, now time.Time) {
 		return
 	}
 	s.usageMu.Lock()
-	s.usage[e.Name] = now
+	s.usage = s.usage.add(e.Name, now)
 	s.usageMu.Unlock()
 }
 
@@ -207,9 +207,10 @@ const usageBatch = 512
 // flushUsage writes the noted key uses.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
-	pending := s.usage
-	s.usage = map[string]time.Time{}
+	noted := s.usage
+	s.usage = nil
 	s.usageMu.Unlock()
+	pending := noted.latest()
 	ops := make([]storage.Op, 0, min(len(pending), usageBatch))
 	write := func() {
 		if err := s.store.Batch(ctx, ops); err != nil {
