@@ -55,20 +55,27 @@ http://:{{.UpstreamPort}} {
 `
 
 // startCluster starts a private Redis and two Caddy instances sharing it.
-// B gets a copy of A's keystore and connector CA, as an operator adding a
-// member would copy them.
 func startCluster(t *testing.T) (a, b *harness.Instance, srv *redistest.Server) {
 	t.Helper()
 	srv = redistest.Start(t)
-	a = harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
+	a, b = startMembers(t, srv.URL())
+	return a, b, srv
+}
+
+// startMembers starts two Caddy instances sharing the Redis store at
+// redisURL. B gets a copy of A's keystore and connector CA, as an operator
+// adding a member would copy them.
+func startMembers(t *testing.T, redisURL string) (a, b *harness.Instance) {
+	t.Helper()
+	a = harness.Start(t, clusterSite, harness.Options{RedisURL: redisURL})
 	bDir := t.TempDir()
 	copyTree(t, a.DataDir(), filepath.Join(bDir, "data"))
-	b = harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL(), Dir: bDir})
+	b = harness.Start(t, clusterSite, harness.Options{RedisURL: redisURL, Dir: bDir})
 	for _, inst := range []*harness.Instance{a, b} {
 		waitTLS(t, inst.Ports.ESAPort)
 	}
 	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
-	return a, b, srv
+	return a, b
 }
 
 // copyTree copies a directory with cp -a (modes kept: the keystore is 0600).
@@ -106,6 +113,20 @@ func status(res harness.CurlResult, want int) string {
 
 func TestClusterSharesStateAtOnce(t *testing.T) {
 	a, b, _ := startCluster(t)
+	checkSharedState(t, a, b)
+}
+
+// TestClusterOnRedisCluster: the same sharing, and connector tokens, with
+// the store on a three-master Redis Cluster (cluster=true in the URL).
+func TestClusterOnRedisCluster(t *testing.T) {
+	a, b := startMembers(t, redistest.StartCluster(t, 3).URL())
+	t.Run("shared state", func(t *testing.T) { checkSharedState(t, a, b) })
+	t.Run("connector tokens", func(t *testing.T) { checkConnectorTokens(t, a, b) })
+}
+
+// checkSharedState: what is made or changed through one member holds on
+// the other at once, or within the 1 s coherence bound.
+func checkSharedState(t *testing.T, a, b *harness.Instance) {
 	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}, "password": "pw-alice-1"})
 
 	// A key created through A works on B at once.
@@ -165,6 +186,13 @@ func TestClusterSharesStateAtOnce(t *testing.T) {
 
 func TestClusterConnectorTokens(t *testing.T) {
 	a, b, _ := startCluster(t)
+	checkConnectorTokens(t, a, b)
+}
+
+// checkConnectorTokens: a token issued on one member works on the other,
+// a refresh on either ends the old token on both, and a revocation ends
+// them everywhere.
+func checkConnectorTokens(t *testing.T, a, b *harness.Instance) {
 	a.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"svc","roles":["reader"]}`)
 	c := newConnector(t, a, "backup-agent", "svc")
 

@@ -126,7 +126,7 @@ func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.En
 	for {
 		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex, &goredis.ZRangeBy{Min: min, Max: max, Count: indexPage}).Result()
 		if err != nil {
-			return failed("scan", err)
+			return s.failed("scan", err)
 		}
 		if err := s.visit(ctx, keys, fn); err != nil {
 			return err
@@ -144,7 +144,7 @@ func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.En
 func (s *Store) visit(ctx context.Context, keys []string, fn func(storage.Entry) error) error {
 	entries, missing, err := s.fetch(ctx, keys)
 	if err != nil {
-		return failed("scan", err)
+		return s.failed("scan", err)
 	}
 	if _, err := s.dropAbsent(ctx, missing); err != nil { // a failure only leaves them for the sweeper or a later scan
 		s.log.Debug("dropping index members of vanished keys failed", zap.Error(err))
@@ -175,7 +175,11 @@ func prefixEnd(prefix string) string {
 // repeat a key); fn's error ends it.
 func (s *Store) eachKey(ctx context.Context, prefix string, fn func(key string) error) error {
 	full := s.key(prefix)
-	it := s.client.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
+	n, err := s.node(ctx)
+	if err != nil {
+		return err
+	}
+	it := n.Scan(ctx, 0, globEscaper.Replace(full)+"*", scanCount).Iterator()
 	for it.Next(ctx) {
 		if k := it.Val(); strings.HasPrefix(k, full) && !strings.HasPrefix(k[len(s.prefix):], reservedPrefix) {
 			if err := fn(k[len(s.prefix):]); err != nil {
@@ -192,7 +196,7 @@ func (s *Store) eachKey(ctx context.Context, prefix string, fn func(key string) 
 func (s *Store) scanKeyspace(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	var keys []string
 	if err := s.eachKey(ctx, prefix, func(k string) error { keys = append(keys, k); return nil }); err != nil {
-		return failed("scan", err)
+		return s.failed("scan", err)
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // SCAN may return a key more than once

@@ -41,7 +41,7 @@ func privateStore(t *testing.T) *Store {
 
 // commandCalls is how many times the server ran cmd since the last
 // CONFIG RESETSTAT.
-func commandCalls(t *testing.T, c *goredis.Client, cmd string) int {
+func commandCalls(t *testing.T, c goredis.UniversalClient, cmd string) int {
 	t.Helper()
 	info, err := c.Info(t.Context(), "commandstats").Result()
 	if err != nil {

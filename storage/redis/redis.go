@@ -14,11 +14,16 @@
 // if Redis runs with appendonly yes and appendfsync always. Open logs a
 // warning when the server says otherwise.
 //
-// A single Redis server, or a primary found through Sentinel (a
-// master_name URL parameter), is supported; Redis Cluster is not: the
-// index, the scripts and the transactions span keys in any slot. Failing
-// commands are not retried (a retried write could apply twice); they fail
-// fast with storage.ErrUnavailable.
+// A single Redis server, a primary found through Sentinel (a master_name
+// URL parameter) and a Redis Cluster (cluster=true) are supported. In a
+// cluster every key of the store lives in one hash slot, that of the
+// prefix's hash tag (DefaultClusterPrefix, "{gatehouse}:"), because the
+// index, the scripts and the transactions span keys: the cluster gives
+// failover, not sharding. Failing commands are not retried (a retried
+// write could apply twice), and cluster redirections are not followed: a
+// command fails fast with storage.ErrUnavailable, and one that could not
+// reach its node has the client read the slot map again, so that after a
+// failover the next goes to the slot's new master.
 package redis
 
 import (
@@ -48,6 +53,10 @@ import (
 // DefaultPrefix namespaces keys when Options.Prefix is empty.
 const DefaultPrefix = "gatehouse:"
 
+// DefaultClusterPrefix namespaces keys in a Redis Cluster when
+// Options.Prefix is empty; its hash tag puts every key in one slot.
+const DefaultClusterPrefix = "{gatehouse}:"
+
 // DefaultTimeout bounds dialing and each network read or write when
 // Options.Timeout is zero.
 const DefaultTimeout = time.Second
@@ -70,7 +79,8 @@ const (
 type Options struct {
 	// Prefix is prepended to every key and names the invalidation channel;
 	// instances sharing state must use the same prefix. Empty means
-	// DefaultPrefix.
+	// DefaultPrefix, or DefaultClusterPrefix on a Redis Cluster, where a
+	// prefix must start with a hash tag ("{name}...").
 	Prefix string
 	// Timeout bounds dialing, each network read and write, and waiting for
 	// a pooled connection; zero means DefaultTimeout. Timeouts given as
@@ -85,7 +95,7 @@ type Options struct {
 // Store is a storage.Store and storage.Invalidator on a Redis server. It is
 // safe for concurrent use.
 type Store struct {
-	client  *goredis.Client
+	client  goredis.UniversalClient
 	prefix  string
 	channel string
 	// lexIndex and expiryIndex are the key index's sorted sets (see
@@ -132,6 +142,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	routeClientLog.Do(func() { goredis.SetLogger(clientLog{log.Named("client").Sugar()}) })
 	prefix := orDefault(opts.Prefix, DefaultPrefix)
+	if ep.cluster {
+		prefix = orDefault(opts.Prefix, DefaultClusterPrefix)
+		if !hasHashTag(prefix) {
+			return nil, fmt.Errorf("storage: Redis Cluster prefix %q has no leading hash tag such as {gatehouse}: the store's keys must share one hash slot", prefix)
+		}
+	}
 	s := &Store{
 		client:   ep.client(orDefault(opts.Timeout, DefaultTimeout)),
 		prefix:   prefix,
@@ -142,7 +158,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		log:           log.With(zap.String("redis", ep.name)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.client.Ping(ctx).Err(); err != nil {
+	if err := s.ping(ctx); err != nil {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
@@ -158,8 +174,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 // endpoint is a parsed Redis URL: what to call the server in logs and
 // errors (never with credentials), and how to make its client.
 type endpoint struct {
-	name   string
-	client func(timeout time.Duration) *goredis.Client
+	name    string
+	cluster bool // a Redis Cluster
+	client  func(timeout time.Duration) goredis.UniversalClient
 }
 
 // timeouts sets every unset timeout to d: dialing, reads, writes and
@@ -251,13 +268,43 @@ func parseURL(rawURL string) (endpoint, error) {
 	if err != nil {
 		return endpoint{}, err
 	}
-	rawURL = u.String() // without the TLS file parameters, which go-redis does not know
+	cluster, err := takeCluster(u)
+	if err != nil {
+		return endpoint{}, err
+	}
+	rawURL = u.String() // without Gatehouse's own parameters, which go-redis does not know
 	hideSecret := func(err error) error {
 		msg := err.Error()
 		if pw, ok := u.User.Password(); ok && pw != "" {
 			msg = strings.ReplaceAll(msg, pw, "xxxxx")
 		}
 		return fmt.Errorf("storage: invalid Redis URL for %s: %s", u.Host, msg)
+	}
+	if cluster {
+		o, err := goredis.ParseClusterURL(rawURL)
+		if err != nil {
+			return endpoint{}, hideSecret(err)
+		}
+		if o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			// A replica may not have a revocation or a used code yet.
+			return endpoint{}, errors.New("storage: invalid Redis URL: read_only, route_by_latency and route_randomly read from replicas, which may lag behind a write; Gatehouse reads from masters only")
+		}
+		return endpoint{
+			name:    "cluster " + strings.Join(o.Addrs, ","),
+			cluster: true,
+			client: func(d time.Duration) goredis.UniversalClient {
+				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
+				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
+				// The cluster client retries a failed command up to
+				// MaxRedirects times, timeouts included, and a retried
+				// write could apply twice: no redirection either. After a
+				// failover a command fails, and the next goes to the new master.
+				o.MaxRedirects = noRetries
+				o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+				files.apply(o.TLSConfig)
+				return goredis.NewClusterClient(o)
+			},
+		}, nil
 	}
 	if u.Query().Has("master_name") {
 		o, err := goredis.ParseFailoverURL(rawURL)
@@ -266,7 +313,7 @@ func parseURL(rawURL string) (endpoint, error) {
 		}
 		return endpoint{
 			name: "master " + o.MasterName + " of Sentinel " + strings.Join(o.SentinelAddrs, ","),
-			client: func(d time.Duration) *goredis.Client {
+			client: func(d time.Duration) goredis.UniversalClient {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 				files.apply(o.TLSConfig)
@@ -280,7 +327,7 @@ func parseURL(rawURL string) (endpoint, error) {
 	}
 	return endpoint{
 		name: o.Addr,
-		client: func(d time.Duration) *goredis.Client {
+		client: func(d time.Duration) goredis.UniversalClient {
 			timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 			o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -288,6 +335,28 @@ func parseURL(rawURL string) (endpoint, error) {
 			return goredis.NewClient(o)
 		},
 	}, nil
+}
+
+// takeCluster reads and removes Gatehouse's cluster=true parameter of u,
+// which makes the URL's hosts (host:port and addr=host:port parameters)
+// nodes of a Redis Cluster.
+func takeCluster(u *url.URL) (bool, error) {
+	q := u.Query()
+	if !q.Has("cluster") {
+		return false, nil
+	}
+	v := q.Get("cluster")
+	q.Del("cluster")
+	u.RawQuery = q.Encode()
+	switch {
+	case v != "true" && v != "false":
+		return false, fmt.Errorf("storage: invalid Redis URL: cluster=%q, want true or false", v)
+	case v == "true" && q.Has("master_name"):
+		return false, errors.New("storage: invalid Redis URL: cluster=true and master_name (Sentinel) exclude each other")
+	case v == "true" && strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0":
+		return false, errors.New("storage: invalid Redis URL: a Redis Cluster has database 0 only")
+	}
+	return v == "true", nil
 }
 
 // tlsFiles is what Gatehouse's own TLS parameters of a Redis URL load:
@@ -360,7 +429,12 @@ func (f tlsFiles) apply(cfg *tls.Config) {
 // crash, or evict keys under memory pressure. Servers that forbid CONFIG
 // (managed Redis) are not checked.
 func (s *Store) checkDurability(ctx context.Context) {
-	cfg, err := s.client.ConfigGet(ctx, "append*").Result()
+	n, err := s.node(ctx)
+	if err != nil {
+		s.log.Debug("cannot read the Redis persistence configuration", zap.Error(err))
+		return
+	}
+	cfg, err := n.ConfigGet(ctx, "append*").Result()
 	if err != nil {
 		s.log.Debug("cannot read the Redis persistence configuration", zap.Error(err))
 		return
@@ -369,7 +443,7 @@ func (s *Store) checkDurability(ctx context.Context) {
 		s.log.Warn("Redis may lose acknowledged writes in a crash; run it with appendonly yes and appendfsync always",
 			zap.String("appendonly", cfg["appendonly"]), zap.String("appendfsync", cfg["appendfsync"]))
 	}
-	if policy, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && policy["maxmemory-policy"] != "noeviction" {
+	if policy, err := n.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && policy["maxmemory-policy"] != "noeviction" {
 		s.log.Warn("Redis may evict keys when it runs out of memory (a used one-time code, a lockout counter, the key index); run it with maxmemory-policy noeviction",
 			zap.String("maxmemory_policy", policy["maxmemory-policy"]))
 	}
@@ -377,11 +451,50 @@ func (s *Store) checkDurability(ctx context.Context) {
 
 func (s *Store) key(key string) string { return s.prefix + key }
 
+// hasHashTag reports whether every key starting with prefix hashes to the
+// same Redis Cluster slot: the prefix holds a '{' followed by a non-empty
+// tag closed by '}'.
+func hasHashTag(prefix string) bool {
+	open := strings.IndexByte(prefix, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(prefix[open+1:], '}')
+	return end > 0
+}
+
+// node returns the client of the server that holds the store's keys, for
+// commands that name no key (SCAN, CONFIG): the client itself, or on a
+// Redis Cluster the master of the prefix's slot.
+func (s *Store) node(ctx context.Context) (goredis.UniversalClient, error) {
+	if c, ok := s.client.(*goredis.ClusterClient); ok {
+		return c.MasterForKey(ctx, s.prefix)
+	}
+	return s.client, nil
+}
+
+// ping checks that the server holding the store's keys answers.
+func (s *Store) ping(ctx context.Context) error {
+	n, err := s.node(ctx)
+	if err != nil {
+		return err
+	}
+	return n.Ping(ctx).Err()
+}
+
 // message is the invalidation published for a write of key.
 func (s *Store) message(key string) string { return s.id + ":" + key }
 
 // failed wraps an error from go-redis as the store being unavailable.
-func failed(op string, err error) error { return storeutil.Unavailable("redis "+op, err) }
+// failed wraps the error of the operation op as storage.ErrUnavailable.
+// On a Redis Cluster, failing to reach a node also has the client read the
+// slot map again (see reloadSlotMap), as the slot may have a new master.
+func (s *Store) failed(op string, err error) error {
+	if rerr := goredis.Error(nil); !errors.As(err, &rerr) {
+		s.reloadSlotMap()
+	}
+	return storeutil.Unavailable("redis "+op, err)
+}
 
 // millis rounds a TTL up to whole milliseconds, Redis's resolution, so a
 // key never expires before its TTL; zero stays zero (no expiry).
@@ -414,7 +527,7 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	}
 	entries, _, err := s.fetch(ctx, []string{key})
 	if err != nil {
-		return storage.Entry{}, failed("get", err)
+		return storage.Entry{}, s.failed("get", err)
 	}
 	if len(entries) == 0 {
 		return storage.Entry{}, storage.ErrNotFound
@@ -508,7 +621,7 @@ func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error 
 		return nil
 	})
 	if err != nil {
-		return failed(what, err)
+		return s.failed(what, err)
 	}
 	return nil
 }
@@ -560,7 +673,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 		flag(oldValue), oldValue, flag(newValue), newValue, millis(ttl).Milliseconds(),
 		s.channel, s.message(key), key, expiresAtMillis(time.Now(), ttl)).Int()
 	if err != nil {
-		return false, failed("compare-and-swap", err)
+		return false, s.failed("compare-and-swap", err)
 	}
 	return n == 1, nil
 }
@@ -601,11 +714,11 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 		return 0, storeutil.ErrNotInteger
 	}
 	if err != nil {
-		return 0, failed("incr", err)
+		return 0, s.failed("incr", err)
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, failed("incr", fmt.Errorf("INCRBY left a non-integer: %w", err))
+		return 0, s.failed("incr", fmt.Errorf("INCRBY left a non-integer: %w", err))
 	}
 	return n, nil
 }
@@ -665,10 +778,22 @@ func (s *Store) subscribe() {
 			backoff = minBackoff
 			s.log.Warn("lost the Redis invalidation subscription; resubscribing", zap.Error(err))
 		}
+		s.reloadSlotMap()
 		if !s.pause(backoff) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// reloadSlotMap has a Redis Cluster client read the cluster's slot map
+// again. The subscription is to the master of the store's slot, so its
+// failure is the sign that the master may have changed; the client would
+// otherwise learn of a failover only from a redirection (which a dead
+// master never sends) or from its reload once a minute.
+func (s *Store) reloadSlotMap() {
+	if c, ok := s.client.(*goredis.ClusterClient); ok {
+		c.ReloadState(s.ctx)
 	}
 }
 
@@ -728,7 +853,7 @@ func (s *Store) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		if err := s.client.Close(); err != nil {
-			s.closeErr = failed("close", err)
+			s.closeErr = storeutil.Unavailable("redis close", err)
 		}
 	})
 	return s.closeErr

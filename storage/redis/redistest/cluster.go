@@ -1,0 +1,165 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Cluster is a private Redis Cluster of masters without replicas, each a
+// Server owned by the test.
+type Cluster struct {
+	// Nodes are the cluster's masters; node i serves the i-th equal range
+	// of the 16384 hash slots.
+	Nodes []*Server
+}
+
+// ClusterNodeTimeout is the nodes' cluster-node-timeout: how long a
+// silent node takes to count as failed, and a restarted master to serve
+// again.
+const ClusterNodeTimeout = 2 * time.Second
+
+// numSlots is the number of Redis Cluster hash slots.
+const numSlots = 16384
+
+// StartCluster launches masters redis-servers in cluster mode, gives each
+// an equal range of the hash slots, joins them and waits until every node
+// reports the cluster healthy; the servers stop when the test ends.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	for range masters {
+		c.Nodes = append(c.Nodes, startNode(t))
+	}
+	ctx := context.Background()
+	clients := make([]*goredis.Client, masters)
+	for i, s := range c.Nodes {
+		clients[i] = goredis.NewClient(&goredis.Options{Addr: s.Addr()})
+		defer clients[i].Close()
+		lo, hi := c.slots(i)
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			t.Fatalf("redistest: assigning slots %d-%d to %s: %v", lo, hi, s.Addr(), err)
+		}
+	}
+	for _, s := range c.Nodes[1:] {
+		if err := clients[0].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(s.port)).Err(); err != nil {
+			t.Fatalf("redistest: CLUSTER MEET %s: %v", s.Addr(), err)
+		}
+	}
+	healthy := fmt.Sprintf("cluster_known_nodes:%d", masters)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ok := true
+		for _, cl := range clients {
+			info, err := cl.ClusterInfo(ctx).Result()
+			ok = ok && err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, healthy)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redistest: the cluster was not healthy within 20 s")
+		}
+	}
+	// Every node must also know where every slot is, or a client that
+	// asks it first may be sent the wrong way.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ok := true
+		for _, cl := range clients {
+			slots, err := cl.ClusterSlots(ctx).Result()
+			ok = ok && err == nil && len(slots) == masters
+		}
+		if ok {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redistest: the cluster's slot map did not settle within 20 s")
+		}
+	}
+}
+
+// startNode launches one empty redis-server in cluster mode.
+func startNode(t testing.TB) *Server {
+	t.Helper()
+	s := newServer(t)
+	s.args = append(s.dataArgs("--port"), "--cluster-enabled", "yes",
+		"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+		"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout.Milliseconds())))
+	t.Cleanup(s.Stop)
+	s.Restart()
+	return s
+}
+
+// AddReplica starts a node, joins it to the cluster as a replica of master
+// and waits until it is in sync; the cluster then fails over to it when
+// master dies. The replica is not in Nodes.
+func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	ctx := context.Background()
+	r := startNode(t)
+	rc := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
+	defer rc.Close()
+	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	defer mc.Close()
+	id, err := mc.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(master.port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// REPLICATE fails until the replica has learnt of the master; once it
+	// succeeds it must not be repeated, as each call restarts the sync.
+	for deadline := time.Now().Add(20 * time.Second); rc.ClusterReplicate(ctx, id).Err() != nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s did not learn of master %s within 20 s", r.Addr(), master.Addr())
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if info, _ := rc.Info(ctx, "replication").Result(); strings.Contains(info, "master_link_status:up") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: replica of %s not in sync within 20 s", master.Addr())
+		}
+	}
+}
+
+// URL is the cluster's redis:// URL (database 0, cluster=true), naming
+// every node.
+func (c *Cluster) URL() string {
+	u := c.Nodes[0].URL() + "?cluster=true"
+	for _, s := range c.Nodes[1:] {
+		u += "&addr=" + s.Addr()
+	}
+	return u
+}
+
+// NodeFor returns the node serving the hash slot of key.
+func (c *Cluster) NodeFor(t testing.TB, key string) *Server {
+	t.Helper()
+	cl := goredis.NewClient(&goredis.Options{Addr: c.Nodes[0].Addr()})
+	defer cl.Close()
+	slot, err := cl.ClusterKeySlot(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(c.Nodes) - 1
+	for i := range last {
+		if _, hi := c.slots(i); int(slot) <= hi {
+			return c.Nodes[i]
+		}
+	}
+	return c.Nodes[last]
+}
+
+// slots is the range of hash slots node i serves.
+func (c *Cluster) slots(i int) (lo, hi int) {
+	m := len(c.Nodes)
+	return i * numSlots / m, (i+1)*numSlots/m - 1
+}
