@@ -10,9 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
-	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
 
 // TestCluster runs on one three-master Redis Cluster, each part with
@@ -28,16 +26,7 @@ func TestCluster(t *testing.T) {
 // own, so the stores' keys live on different masters, and every command
 // must find the right one.
 func clusterConformance(t *testing.T, c *redistest.Cluster) {
-	storetest.Run(t, storetest.Backend{
-		Open: func(t *testing.T) storage.Store { return open(t, c.URL(), "{t-"+rand.Text()+"}:") },
-		Reopen: func(t *testing.T, s storage.Store) storage.Store {
-			prefix := s.(*Store).prefix
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			return open(t, c.URL(), prefix)
-		},
-	})
+	runConformance(t, c.URL(), func() string { return "{t-" + rand.Text() + "}:" })
 }
 
 // TestClusterCachesStayCoherent: invalidations reach the other instance

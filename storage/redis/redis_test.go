@@ -32,15 +32,20 @@ func open(t testing.TB, url, prefix string) *Store {
 // TestConformance runs the shared suite; every store gets its own prefix
 // on one real server, so the parallel subtests never see each other.
 func TestConformance(t *testing.T) {
-	srv := redistest.Start(t)
+	runConformance(t, redistest.Start(t).URL(), func() string { return "t-" + rand.Text() + ":" })
+}
+
+// runConformance runs the shared suite on the stores at url, each under
+// a prefix of its own from newPrefix.
+func runConformance(t *testing.T, url string, newPrefix func() string) {
 	storetest.Run(t, storetest.Backend{
-		Open: func(t *testing.T) storage.Store { return open(t, srv.URL(), "t-"+rand.Text()+":") },
+		Open: func(t *testing.T) storage.Store { return open(t, url, newPrefix()) },
 		Reopen: func(t *testing.T, s storage.Store) storage.Store {
 			prefix := s.(*Store).prefix
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			return open(t, srv.URL(), prefix)
+			return open(t, url, prefix)
 		},
 	})
 }
