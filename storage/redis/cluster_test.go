@@ -3,13 +3,16 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
@@ -20,6 +23,8 @@ func TestCluster(t *testing.T) {
 	t.Run("conformance", func(t *testing.T) { clusterConformance(t, c) })
 	t.Run("indexes keys on their master", func(t *testing.T) { clusterIndexesKeysOnTheirMaster(t, c) })
 	t.Run("URLs and prefixes", func(t *testing.T) { clusterURLsAndPrefixes(t, c) })
+	t.Run("hash tags", func(t *testing.T) { clusterHashTags(t, c) })
+	t.Run("no command is sent twice", func(t *testing.T) { clusterSendsNothingTwice(t, c) })
 }
 
 // clusterConformance runs the shared suite. Each store's hash tag is its
@@ -58,6 +63,7 @@ func clusterIndexesKeysOnTheirMaster(t *testing.T, c *redistest.Cluster) {
 	}
 	s := open(t, c.URL(), prefix)
 	defer s.Close()
+	waitFor(t, "the index build", s.indexed.Load) // its SCAN is the one under test
 	if got := scanKeys(t, s, "old/", 10); fmt.Sprint(got) != "[old/0 old/1 old/2]" {
 		t.Fatalf("scan after indexing: %v", got)
 	}
@@ -67,13 +73,14 @@ func clusterIndexesKeysOnTheirMaster(t *testing.T, c *redistest.Cluster) {
 // default prefix.
 func clusterURLsAndPrefixes(t *testing.T, c *redistest.Cluster) {
 	for _, tc := range []struct{ url, prefix, want string }{
-		{c.URL(), "gatehouse:", "no leading hash tag"},
-		{c.URL(), "{}:", "no leading hash tag"},
+		{c.URL(), "gatehouse:", "has no hash tag"},
+		{c.URL(), "{}:", "has no hash tag"},
 		{c.URL() + "&read_only=true", "", "read from replicas"},
 		{c.URL() + "&route_randomly=true", "", "read from replicas"},
 		{c.URL() + "&master_name=x", "", "exclude each other"},
 		{strings.Replace(c.URL(), "/0?", "/1?", 1), "", "database 0 only"},
 		{strings.Replace(c.URL(), "cluster=true", "cluster=yes", 1), "", `cluster="yes"`},
+		{c.URL() + "&cluster=false", "", "more than once"},
 	} {
 		s, err := Open(context.Background(), tc.url, Options{Prefix: tc.prefix})
 		if err == nil {
@@ -95,13 +102,22 @@ func clusterURLsAndPrefixes(t *testing.T, c *redistest.Cluster) {
 // TestClusterFailover: when the master of the store's slot dies, the
 // cluster promotes its replica and the store finds the new master by
 // itself, without a redirection to tell it (the old master is gone), and
-// well before go-redis's periodic reload of the slot map (a minute).
+// well before go-redis's periodic reload of the slot map (a minute). So
+// does an idle instance's invalidation subscription.
 func TestClusterFailover(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	master := c.NodeFor(t, DefaultClusterPrefix)
 	replica := c.AddReplica(t, master)
-	s := open(t, c.URL(), "")
+	s, idle := open(t, c.URL(), ""), open(t, c.URL(), "")
 	defer s.Close()
+	defer idle.Close()
+	invalidated := make(chan string, 64)
+	idle.OnInvalidate(func(key string) {
+		select {
+		case invalidated <- key:
+		default:
+		}
+	})
 	ctx := t.Context()
 	if err := s.Put(ctx, "user/alice", []byte("blocked"), 0); err != nil {
 		t.Fatal(err)
@@ -120,4 +136,93 @@ func TestClusterFailover(t *testing.T) {
 		return err == nil && string(v) == "blocked" && s.Put(ctx, "user/bob", []byte("active"), 0) == nil
 	})
 	t.Logf("serving again %v after the master died", time.Since(start).Round(10*time.Millisecond))
+	// The idle instance sent no command that could fail: only its lost
+	// subscription tells it to reload the slot map.
+	waitWithin(t, 10*time.Second, "the idle instance hears of writes again", func() bool {
+		s.Put(ctx, "user/carol", []byte("active"), 0)
+		for {
+			select {
+			case k := <-invalidated:
+				if k == "user/carol" {
+					return true
+				}
+			case <-time.After(100 * time.Millisecond):
+				return false
+			}
+		}
+	})
+}
+
+// clusterHashTags: hasHashTag accepts exactly the prefixes under which
+// every key hashes to one slot, as the cluster itself computes slots.
+func clusterHashTags(t *testing.T, c *redistest.Cluster) {
+	cl := goredis.NewClient(&goredis.Options{Addr: c.Nodes[0].Addr()})
+	defer cl.Close()
+	ctx := t.Context()
+	slot := func(key string) int64 {
+		n, err := cl.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		prefix string
+		want   bool
+	}{
+		{"{gatehouse}:", true}, {"a{b}c:", true}, {"{{x}}:", true}, {"}{x}:", true}, {"{x}{y}:", true},
+		{"gatehouse:", false}, {"{}{x}:", false}, {"{x:", false}, {"}x{:", false}, {"", false},
+	} {
+		if got := hasHashTag(tc.prefix); got != tc.want {
+			t.Errorf("hasHashTag(%q) = %v, want %v", tc.prefix, got, tc.want)
+		}
+		// The suffixes hash apart unless the prefix's tag decides the slot.
+		oneSlot := true
+		for _, suffix := range []string{"users/alice", "x", "{y}", "appkeys/k"} {
+			oneSlot = oneSlot && slot(tc.prefix+suffix) == slot(tc.prefix+"users/bob")
+		}
+		if oneSlot != tc.want {
+			t.Errorf("prefix %q: keys in one slot = %v, but hasHashTag says %v", tc.prefix, oneSlot, tc.want)
+		}
+	}
+}
+
+// clusterSendsNothingTwice: a command whose answer does not arrive in time
+// fails, and is not sent again on another connection (go-redis's cluster
+// client retries failed commands unless told not to), so an increment
+// applies once.
+func clusterSendsNothingTwice(t *testing.T, c *redistest.Cluster) {
+	prefix := "{n-" + rand.Text() + "}:"
+	s, err := Open(context.Background(), c.URL(), Options{Prefix: prefix, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.Incr(ctx, "k/counter", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Several pooled connections, so a retry would have one at hand.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { s.Get(ctx, "k/counter") })
+	}
+	wg.Wait()
+	node := c.NodeFor(t, prefix)
+	node.Pause()
+	_, err = s.Incr(ctx, "k/counter", 1, 0)
+	node.Resume()
+	if !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Incr on a frozen master: %v, want ErrUnavailable", err)
+	}
+	// The frozen master ran the sent command when it woke; a retry would
+	// have run it again.
+	waitFor(t, "the counter to settle", func() bool {
+		v, err := s.Get(ctx, "k/counter")
+		return err == nil && string(v) == "2"
+	})
+	time.Sleep(200 * time.Millisecond)
+	if v, _ := s.Get(ctx, "k/counter"); string(v) != "2" {
+		t.Fatalf("counter %q after one timed-out increment, want 2", v)
+	}
 }

@@ -80,7 +80,8 @@ type Options struct {
 	// Prefix is prepended to every key and names the invalidation channel;
 	// instances sharing state must use the same prefix. Empty means
 	// DefaultPrefix, or DefaultClusterPrefix on a Redis Cluster, where a
-	// prefix must start with a hash tag ("{name}...").
+	// prefix must hold a hash tag: its first '{' followed by a non-empty
+	// name and '}' ("{gatehouse}:", "gh{eu}:").
 	Prefix string
 	// Timeout bounds dialing, each network read and write, and waiting for
 	// a pooled connection; zero means DefaultTimeout. Timeouts given as
@@ -141,12 +142,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	routeClientLog.Do(func() { goredis.SetLogger(clientLog{log.Named("client").Sugar()}) })
-	prefix := orDefault(opts.Prefix, DefaultPrefix)
+	defaultPrefix := DefaultPrefix
 	if ep.cluster {
-		prefix = orDefault(opts.Prefix, DefaultClusterPrefix)
-		if !hasHashTag(prefix) {
-			return nil, fmt.Errorf("storage: Redis Cluster prefix %q has no leading hash tag such as {gatehouse}: the store's keys must share one hash slot", prefix)
-		}
+		defaultPrefix = DefaultClusterPrefix
+	}
+	prefix := orDefault(opts.Prefix, defaultPrefix)
+	if ep.cluster && !hasHashTag(prefix) {
+		return nil, fmt.Errorf("storage: Redis Cluster prefix %q has no hash tag such as {gatehouse}: the store's keys must share one hash slot", prefix)
 	}
 	s := &Store{
 		client:   ep.client(orDefault(opts.Timeout, DefaultTimeout)),
@@ -217,8 +219,9 @@ func orDefault[T comparable](v, def T) T {
 
 // Describe names the server of a Redis URL for logs and messages,
 // without credentials or options: "scheme://host:port/db", with Redis's
-// defaults (port 6379, database 0) filled in. A URL that does not parse is
-// "redis (invalid URL)", never echoed.
+// defaults (port 6379, database 0) filled in, and " (cluster)" after it
+// for a Redis Cluster (whose keys live under another prefix). A URL that
+// does not parse is "redis (invalid URL)", never echoed.
 func Describe(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
@@ -236,7 +239,11 @@ func Describe(rawURL string) string {
 	if db == "" {
 		db = "0"
 	}
-	return u.Scheme + "://" + net.JoinHostPort(host, port) + "/" + db
+	name := u.Scheme + "://" + net.JoinHostPort(host, port) + "/" + db
+	if u.Query().Get("cluster") == "true" {
+		name += " (cluster)"
+	}
+	return name
 }
 
 // CheckURL reports whether rawURL is a Redis URL Open accepts, without
@@ -300,6 +307,15 @@ func parseURL(rawURL string) (endpoint, error) {
 				// write could apply twice: no redirection either. After a
 				// failover a command fails, and the next goes to the new master.
 				o.MaxRedirects = noRetries
+				// Routing policies (for module commands) would look up every
+				// command's COMMAND info under a global lock, again on every
+				// call when an ACL forbids COMMAND.
+				o.DisableRoutingPolicies = true
+				if o.TLSConfig != nil {
+					// Each node is verified against its own name, not the
+					// first host of the URL (crypto/tls infers it when empty).
+					o.TLSConfig.ServerName = ""
+				}
 				o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 				files.apply(o.TLSConfig)
 				return goredis.NewClusterClient(o)
@@ -344,6 +360,9 @@ func takeCluster(u *url.URL) (bool, error) {
 	q := u.Query()
 	if !q.Has("cluster") {
 		return false, nil
+	}
+	if len(q["cluster"]) > 1 {
+		return false, errors.New("storage: invalid Redis URL: cluster given more than once")
 	}
 	v := q.Get("cluster")
 	q.Del("cluster")
@@ -452,8 +471,8 @@ func (s *Store) checkDurability(ctx context.Context) {
 func (s *Store) key(key string) string { return s.prefix + key }
 
 // hasHashTag reports whether every key starting with prefix hashes to the
-// same Redis Cluster slot: the prefix holds a '{' followed by a non-empty
-// tag closed by '}'.
+// same Redis Cluster slot, by Redis's rule: the prefix's first '{' is
+// followed, within the prefix, by a non-empty tag and a '}'.
 func hasHashTag(prefix string) bool {
 	open := strings.IndexByte(prefix, '{')
 	if open < 0 {
@@ -465,12 +484,23 @@ func hasHashTag(prefix string) bool {
 
 // node returns the client of the server that holds the store's keys, for
 // commands that name no key (SCAN, CONFIG): the client itself, or on a
-// Redis Cluster the master of the prefix's slot.
+// Redis Cluster the master of the prefix's slot. go-redis answers a random
+// node for a slot missing from its map, and may still name a master that a
+// failover demoted; such a node would answer SCAN from its own keys, so
+// node first sends it a keyed command, which it refuses with a redirection.
 func (s *Store) node(ctx context.Context) (goredis.UniversalClient, error) {
-	if c, ok := s.client.(*goredis.ClusterClient); ok {
-		return c.MasterForKey(ctx, s.prefix)
+	c, ok := s.client.(*goredis.ClusterClient)
+	if !ok {
+		return s.client, nil
 	}
-	return s.client, nil
+	n, err := c.MasterForKey(ctx, s.prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Exists(ctx, s.indexedMarker).Err(); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // ping checks that the server holding the store's keys answers.
@@ -485,12 +515,13 @@ func (s *Store) ping(ctx context.Context) error {
 // message is the invalidation published for a write of key.
 func (s *Store) message(key string) string { return s.id + ":" + key }
 
-// failed wraps an error from go-redis as the store being unavailable.
 // failed wraps the error of the operation op as storage.ErrUnavailable.
-// On a Redis Cluster, failing to reach a node also has the client read the
-// slot map again (see reloadSlotMap), as the slot may have a new master.
+// On a Redis Cluster, an error that is no answer from Redis (a node that
+// cannot be reached, or did not answer in time) also has the client read
+// the slot map again (see reloadSlotMap), as the slot may have a new
+// master; a request cancelled by its caller says nothing of the cluster.
 func (s *Store) failed(op string, err error) error {
-	if rerr := goredis.Error(nil); !errors.As(err, &rerr) {
+	if rerr := goredis.Error(nil); !errors.As(err, &rerr) && !errors.Is(err, context.Canceled) {
 		s.reloadSlotMap()
 	}
 	return storeutil.Unavailable("redis "+op, err)

@@ -109,6 +109,10 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 		"redis:/user:s3cr3t-pw@127.0.0.1:1/0",
 		"redis:user:s3cr3t-pw@127.0.0.1:1/0",
 		"rediss:///user:s3cr3t-pw@/0",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/0?cluster=true&addr=bogus",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/0?cluster=true&no_such_option=1",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/3?cluster=true",
+		"redis://user:s3cr3t-pw@127.0.0.1:1/0?cluster=true",
 	} {
 		_, err := Open(context.Background(), u, Options{Timeout: 100 * time.Millisecond})
 		if err == nil {
