@@ -4,6 +4,7 @@ package testport
 
 import (
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -17,12 +18,29 @@ func Free(t testing.TB) int {
 	return port
 }
 
-// Pick is Free for programs that are not tests (the benchmark).
+// Pick is Free for programs that are not tests (the benchmark). It never
+// hands out the same port twice in one process: the kernel may offer a
+// port again as soon as the probe closes it, and two servers of one test
+// given the same port would collide.
 func Pick() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut[port] {
+			handedOut[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// handedOut holds the ports Pick has returned.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
