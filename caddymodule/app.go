@@ -39,7 +39,8 @@ type App struct {
 	DataDir string `json:"data_dir,omitempty"`
 	// Storage selects the state backend: empty or "badger" for the embedded
 	// database in DataDir, or a redis:// / rediss:// URL for a Redis server
-	// shared by several Caddy instances.
+	// shared by several Caddy instances (a Sentinel-managed master with
+	// master_name=…, a Redis Cluster with cluster=true).
 	Storage string `json:"storage,omitempty"`
 	// Keystore is the path of the master key file that seals secrets at
 	// rest. Default: DataDir/keystore.key. Instances sharing a Redis store
