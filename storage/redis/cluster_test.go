@@ -226,3 +226,29 @@ func clusterSendsNothingTwice(t *testing.T, c *redistest.Cluster) {
 		t.Fatalf("counter %q after one timed-out increment, want 2", v)
 	}
 }
+
+// TestTLSCluster: a store on a cluster that speaks only TLS reaches every
+// master, each verified against its own address: the URL names node 0 as
+// localhost, which only node 0's certificate holds, so verifying the other
+// masters against the URL's host would fail.
+func TestTLSCluster(t *testing.T) {
+	c := redistest.StartTLSCluster(t, 3)
+	if !strings.HasPrefix(c.URL(), "rediss://localhost:") {
+		t.Fatalf("URL %s", c.URL())
+	}
+	ctx := t.Context()
+	for i, node := range c.Nodes {
+		prefix := ""
+		for prefix == "" || c.NodeFor(t, prefix) != node {
+			prefix = "{tls-" + rand.Text() + "}:"
+		}
+		s := open(t, c.URL(), prefix)
+		if n, err := s.Incr(ctx, "k/counter", 1, 0); err != nil || n != 1 {
+			t.Fatalf("Incr on master %d: %d, %v", i, n, err)
+		}
+		if got := scanKeys(t, s, "k/", 10); fmt.Sprint(got) != "[k/counter]" {
+			t.Fatalf("scan on master %d: %v", i, got)
+		}
+		s.Close()
+	}
+}

@@ -2,8 +2,11 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -23,6 +26,8 @@ type Cluster struct {
 	// serves the i-th equal range of the 16384 hash slots, until a
 	// failover moves its range to a replica.
 	Nodes []*Server
+	// ca, for a StartTLSCluster, issued every node's certificate.
+	ca *testCA
 }
 
 // ClusterNodeTimeout is the nodes' cluster-node-timeout: how long a
@@ -38,15 +43,33 @@ const numSlots = 16384
 // reports the cluster healthy; the servers stop when the test ends.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
+	return startCluster(t, masters, &Cluster{})
+}
+
+// StartTLSCluster is StartCluster with nodes that speak only TLS, to
+// clients, to each other and to replicas, each with a certificate of its
+// own from one test CA (CAFile). Only node 0's certificate is also valid
+// for "localhost", the host URL names it by: a client must verify every
+// node against that node's own address.
+func StartTLSCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, &Cluster{ca: newCA(t, t.TempDir())})
+}
+
+func startCluster(t testing.TB, masters int, c *Cluster) *Cluster {
+	t.Helper()
 	requireCluster(t)
-	c := &Cluster{}
-	for range masters {
-		c.Nodes = append(c.Nodes, startNode(t))
+	for i := range masters {
+		names := []string{"127.0.0.1"}
+		if i == 0 {
+			names = append(names, "localhost")
+		}
+		c.Nodes = append(c.Nodes, c.startNode(t, names...))
 	}
 	ctx := context.Background()
 	clients := make([]*goredis.Client, masters)
 	for i, s := range c.Nodes {
-		clients[i] = goredis.NewClient(&goredis.Options{Addr: s.Addr()})
+		clients[i] = s.client()
 		defer clients[i].Close()
 		lo, hi := c.slots(i)
 		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
@@ -117,14 +140,26 @@ func requireCluster(t testing.TB) {
 // startNode launches one empty redis-server in cluster mode on a port
 // whose cluster bus port, the port plus 10000, is free too. (A separate
 // cluster-port would spare the search, but with one set, Redis 7.0's
-// masters never granted a replica's failover their votes.)
-func startNode(t testing.TB) *Server {
+// masters never granted a replica's failover their votes.) In a TLS
+// cluster its certificate is valid for names.
+func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 	t.Helper()
 	s := newServer(t)
 	for !free(s.port + busOffset) {
 		s.port = testport.Free(t)
 	}
-	s.args = append(s.dataArgs("--port"), "--cluster-enabled", "yes",
+	if c.ca == nil {
+		s.args = s.dataArgs("--port")
+	} else {
+		name := "node-" + strconv.Itoa(s.port)
+		c.ca.issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, names...)
+		s.tls = &tls.Config{RootCAs: c.ca.pool, ServerName: "127.0.0.1"}
+		s.caFile = c.ca.file("ca.pem")
+		s.args = append(s.dataArgs("--tls-port"), "--port", "0", "--tls-cluster", "yes", "--tls-replication", "yes",
+			"--tls-cert-file", c.ca.file(name+".pem"), "--tls-key-file", c.ca.file(name+"-key.pem"),
+			"--tls-ca-cert-file", s.caFile, "--tls-auth-clients", "no")
+	}
+	s.args = append(s.args, "--cluster-enabled", "yes",
 		"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout.Milliseconds())),
 		"--repl-diskless-sync-delay", "0") // a replica syncs at once, not after 5 s
 	t.Cleanup(s.Stop)
@@ -154,10 +189,10 @@ func free(port int) bool {
 func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
 	t.Helper()
 	ctx := context.Background()
-	r := startNode(t)
-	rc := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
+	r := c.startNode(t, "127.0.0.1")
+	rc := r.client()
 	defer rc.Close()
-	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	mc := master.client()
 	defer mc.Close()
 	id, err := mc.Do(ctx, "CLUSTER", "MYID").Text()
 	if err != nil {
@@ -184,7 +219,7 @@ func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
 		info, _ := rc.Info(ctx, "replication").Result()
 		ok := strings.Contains(info, "master_link_status:up")
 		for _, s := range c.Nodes {
-			cl := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
+			cl := s.client()
 			nodes, err := cl.ClusterNodes(ctx).Result()
 			cl.Close()
 			ok = ok && (s == master || err == nil && replicaListed(nodes, known, id))
@@ -209,20 +244,29 @@ func replicaListed(nodes, node, masterID string) bool {
 	return false
 }
 
-// URL is the cluster's redis:// URL (database 0, cluster=true), naming
-// every node.
+// URL is the cluster's redis:// URL (rediss:// with ca_file for a TLS
+// cluster; database 0, cluster=true), naming every node, node 0 as
+// localhost.
 func (c *Cluster) URL() string {
-	u := c.Nodes[0].URL() + "?cluster=true"
+	u := strings.Replace(c.Nodes[0].URL(), "127.0.0.1", "localhost", 1) + "?cluster=true"
+	if c.ca != nil {
+		u += "&ca_file=" + url.QueryEscape(c.ca.file("ca.pem"))
+	}
 	for _, s := range c.Nodes[1:] {
 		u += "&addr=" + s.Addr()
 	}
 	return u
 }
 
+// client is a go-redis client of the node alone, for setting it up.
+func (s *Server) client() *goredis.Client {
+	return goredis.NewClient(&goredis.Options{Addr: s.Addr(), TLSConfig: s.tls})
+}
+
 // NodeFor returns the node serving the hash slot of key.
 func (c *Cluster) NodeFor(t testing.TB, key string) *Server {
 	t.Helper()
-	cl := goredis.NewClient(&goredis.Options{Addr: c.Nodes[0].Addr()})
+	cl := c.Nodes[0].client()
 	defer cl.Close()
 	slot, err := cl.ClusterKeySlot(context.Background(), key).Result()
 	if err != nil {
