@@ -129,6 +129,22 @@ func TestClusterFailover(t *testing.T) {
 		v, _ := rc.Get(ctx, DefaultClusterPrefix+"user/alice").Result()
 		return v == "blocked"
 	})
+	// A master with a replica and no min-replicas-to-write is warned of;
+	// a failover could lose what the replica had not received.
+	asynchronous := "a failover to a replica loses the writes"
+	if logs := openObserved(t, c.URL()); logs.FilterMessageSnippet(asynchronous).Len() != 1 {
+		t.Fatalf("no warning of asynchronous replication: %v", logs.All())
+	}
+	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	defer mc.Close()
+	for _, v := range []string{"1", "0"} {
+		if err := mc.ConfigSet(ctx, "min-replicas-to-write", v).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if logs := openObserved(t, c.URL()); v == "1" && logs.Len() != 0 {
+			t.Fatalf("warnings with min-replicas-to-write 1: %v", logs.All())
+		}
+	}
 	master.Kill()
 	start := time.Now()
 	waitWithin(t, 20*time.Second, "the store reads and writes on the promoted replica", func() bool {

@@ -466,6 +466,24 @@ func (s *Store) checkDurability(ctx context.Context) {
 		s.log.Warn("Redis may evict keys when it runs out of memory (a used one-time code, a lockout counter, the key index); run it with maxmemory-policy noeviction",
 			zap.String("maxmemory_policy", policy["maxmemory-policy"]))
 	}
+	info, err := n.Info(ctx, "replication").Result()
+	if replicas := infoField(info, "connected_slaves"); err == nil && replicas != "" && replicas != "0" {
+		if cfg, err := n.ConfigGet(ctx, "min-replicas-to-write").Result(); err == nil && cfg["min-replicas-to-write"] == "0" {
+			s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag 1 on the master",
+				zap.String("replicas", replicas))
+		}
+	}
+}
+
+// infoField returns the value of field in the text of an INFO answer
+// ("field:value" lines), or "" when it has none.
+func infoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func (s *Store) key(key string) string { return s.prefix + key }

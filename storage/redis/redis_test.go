@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -27,6 +29,32 @@ func open(t testing.TB, url, prefix string) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// openObserved opens the store at url with the default prefix, its
+// warnings and errors captured.
+func openObserved(t *testing.T, url string) *observer.ObservedLogs {
+	t.Helper()
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, err := Open(context.Background(), url, Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return logs
+}
+
+// TestOpenWarnsOfALossyServer: a server that may lose acknowledged writes
+// in a crash gets a warning at Open; a server set up as the README says
+// gets none.
+func TestOpenWarnsOfALossyServer(t *testing.T) {
+	if logs := openObserved(t, redistest.Start(t).URL()); logs.Len() != 0 {
+		t.Fatalf("warnings for a durable server: %v", logs.All())
+	}
+	logs := openObserved(t, redistest.Start(t, "--appendfsync", "everysec").URL())
+	if logs.FilterMessageSnippet("may lose acknowledged writes in a crash").Len() != 1 {
+		t.Fatalf("no warning for appendfsync everysec: %v", logs.All())
+	}
 }
 
 // TestConformance runs the shared suite; every store gets its own prefix
