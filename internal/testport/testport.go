@@ -3,6 +3,7 @@
 package testport
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -25,7 +26,10 @@ func Free(t testing.TB) int {
 func Pick() (int, error) {
 	handedOutMu.Lock()
 	defer handedOutMu.Unlock()
-	for {
+	for tries := 1; ; tries++ {
+		if tries > 1000 {
+			return 0, errors.New("testport: the kernel offers only ports already handed out")
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, err

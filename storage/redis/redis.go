@@ -469,7 +469,7 @@ func (s *Store) checkDurability(ctx context.Context) {
 	info, err := n.Info(ctx, "replication").Result()
 	if replicas := infoField(info, "connected_slaves"); err == nil && replicas != "" && replicas != "0" {
 		if cfg, err := n.ConfigGet(ctx, "min-replicas-to-write").Result(); err == nil && cfg["min-replicas-to-write"] == "0" {
-			s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag 1 on the master",
+			s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag on every node (see the README for the trade-off)",
 				zap.String("replicas", replicas))
 		}
 	}
@@ -506,25 +506,29 @@ func hasHashTag(prefix string) bool {
 // node for a slot missing from its map, and may still name a master that a
 // failover demoted; such a node would answer SCAN from its own keys, so
 // node first sends it a keyed command, which it refuses with a redirection.
+// That command bypasses the cluster client, which would have read the slot
+// map again on the redirection, so node has it do so when the probe fails.
 func (s *Store) node(ctx context.Context) (goredis.UniversalClient, error) {
 	c, ok := s.client.(*goredis.ClusterClient)
 	if !ok {
 		return s.client, nil
 	}
 	n, err := c.MasterForKey(ctx, s.prefix)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = n.Exists(ctx, s.indexedMarker).Err()
 	}
-	if err := n.Exists(ctx, s.indexedMarker).Err(); err != nil {
+	if err != nil {
+		s.reloadSlotMap()
 		return nil, err
 	}
 	return n, nil
 }
 
-// ping checks that the server holding the store's keys answers.
+// ping checks that the server holding the store's keys answers (on a
+// cluster, node's probe already did).
 func (s *Store) ping(ctx context.Context) error {
 	n, err := s.node(ctx)
-	if err != nil {
+	if _, cluster := s.client.(*goredis.ClusterClient); err != nil || cluster {
 		return err
 	}
 	return n.Ping(ctx).Err()

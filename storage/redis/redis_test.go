@@ -157,6 +157,20 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 	}
 }
 
+func TestDescribe(t *testing.T) {
+	for url, want := range map[string]string{
+		"redis://user:s3cr3t-pw@cache.internal/":                             "redis://cache.internal:6379/0",
+		"rediss://cache.internal:6380/2?dial_timeout=1s":                     "rediss://cache.internal:6380/2",
+		"redis://user:s3cr3t-pw@node-1:7000/0?cluster=true&addr=node-2:7000": "redis://node-1:7000/0 (cluster)",
+		"redis://node-1:7000/0?cluster=false":                                "redis://node-1:7000/0",
+		"redis://[::1/0":                                                     "redis (invalid URL)",
+	} {
+		if got := Describe(url); got != want {
+			t.Errorf("Describe(%q) = %q, want %q", url, got, want)
+		}
+	}
+}
+
 // waitFor polls cond for up to a second, the coherence bound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

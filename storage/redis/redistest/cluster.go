@@ -145,7 +145,10 @@ func requireCluster(t testing.TB) {
 func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 	t.Helper()
 	s := newServer(t)
-	for !free(s.port + busOffset) {
+	for tries := 1; !free(s.port + busOffset); tries++ {
+		if tries == 100 {
+			t.Fatal("redistest: no free port with a free cluster bus port 10000 above it")
+		}
 		s.port = testport.Free(t)
 	}
 	if c.ca == nil {
@@ -212,8 +215,8 @@ func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// In sync, and known to every master as the replica of master: the
-	// masters vote in its failover only then.
+	// In sync, and known to every other master as the replica of master:
+	// they vote in its failover only then.
 	known := rid + " 127.0.0.1:" + strconv.Itoa(r.port)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		info, _ := rc.Info(ctx, "replication").Result()
