@@ -379,6 +379,65 @@ func TestParallelFailuresAreAllCounted(t *testing.T) {
 	}
 }
 
+// TestParallelGuessesStopAtTheThreshold: codes guessed at once are each
+// counted before they are checked, so with 4 failures behind a threshold of
+// 5 only one of 200 parallel guesses is checked at all; the others are
+// refused as locked, and a success among them wipes none of their failures.
+func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "mallory", "")
+	en, _ := fx.svc.EnrolApp(ctx, u, nil)
+	right := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))
+	wrong := "000001"
+	if wrong == right {
+		wrong = "000002"
+	}
+	threshold := fx.svc.engine.Config.LockoutThreshold
+	for range threshold - 1 {
+		fx.verify(t, u, wrong)
+	}
+	const n = 200
+	start := make(chan struct{})
+	var mu sync.Mutex
+	checked, accepted := 0, 0
+	var wg sync.WaitGroup
+	for i := range n {
+		c := wrong
+		if i == n-1 {
+			c = right
+		}
+		wg.Go(func() {
+			<-start
+			res, err := fx.svc.Verify(ctx, u, c)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if res.Reason != ReasonLocked {
+				checked++
+			}
+			if res.OK {
+				accepted++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if checked != 1 {
+		t.Fatalf("%d of %d parallel guesses were checked with %d failures behind a threshold of %d, want 1", checked, n, threshold-1, threshold)
+	}
+	st, err := fx.svc.Status(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(threshold - 1 + n - accepted); !st.Locked || st.ConsecutiveFailures != want {
+		t.Fatalf("after the parallel guesses (right code accepted %d times): %+v, want locked with %d failures", accepted, st, want)
+	}
+}
+
 func TestParallelReplayAcceptsOnce(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()

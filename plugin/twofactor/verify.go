@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -40,7 +41,9 @@ const (
 // Verify checks code against every second factor the user has. A refused
 // code counts as a failure; at the lockout threshold the user is locked,
 // and a locked user's codes are refused without being checked (and still
-// counted). Errors are store failures; the caller fails closed.
+// counted). The attempt is counted before the code is checked (see Try),
+// so parallel guesses cannot all be checked against a count that none of
+// them has raised yet. Errors are store failures; the caller fails closed.
 func (s *Service) Verify(ctx context.Context, u *account.User, presented string) (Result, error) {
 	if !u.Active() {
 		return Result{Reason: ReasonBlocked}, nil
@@ -52,16 +55,16 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 	if f.app == nil && f.hardToken == nil && !f.sms {
 		return Result{Reason: ReasonNotEnabled}, nil
 	}
-	locked, err := s.Locked(ctx, u)
+	a, locked, err := s.Try(ctx, u)
 	if err != nil {
 		return Result{}, err
 	}
 	if locked {
-		return s.Fail(ctx, u, ReasonLocked)
+		return a.Failed(ctx, ReasonLocked)
 	}
 	c, ok := NormalizeCode(presented)
 	if !ok {
-		return s.Fail(ctx, u, ReasonMalformed)
+		return a.Failed(ctx, ReasonMalformed)
 	}
 	reason := ReasonWrongCode
 	type check func(context.Context, *account.User, *factors, string) (bool, string, error)
@@ -71,16 +74,17 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 	}{{TypeApp, s.checkApp}, {TypeHardToken, s.checkHardToken}, {TypeSMS, s.checkSMS}} {
 		accepted, why, err := try.fn(ctx, u, f, c)
 		if err != nil {
+			a.Withdraw(ctx) // a store failure is no wrong code; if this fails too, the attempt stays counted
 			return Result{}, err
 		}
 		if accepted {
-			return Result{OK: true, Type: try.t}, s.succeeded(ctx, u)
+			return Result{OK: true, Type: try.t}, a.Passed(ctx)
 		}
 		if why != "" {
 			reason = why
 		}
 	}
-	return s.Fail(ctx, u, reason)
+	return a.Failed(ctx, reason)
 }
 
 // checkApp accepts a TOTP code of the current step ±1 that is newer than
@@ -164,34 +168,86 @@ func (s *Service) failures(ctx context.Context, uid string) (int64, error) {
 	return n, err
 }
 
-// Fail counts one failed attempt of the user — a refused code, or a wrong
-// password at the login portal — and locks the user at the threshold.
-func (s *Service) Fail(ctx context.Context, u *account.User, reason string) (Result, error) {
+// Attempt is one try of a user's credentials (a second-factor code, or the
+// password at the login portal) that Try has counted as a failure in
+// advance. Its outcome is one of Failed, Passed and Withdraw.
+type Attempt struct {
+	s *Service
+	u *account.User
+	// n is the failure count this attempt's reservation made.
+	n int64
+}
+
+// Try counts an attempt of u as a failure before the credential is
+// checked, in one atomic increment, so that concurrent attempts each see
+// the ones before them: of N guesses sent at once, only those still under
+// the lockout threshold are checked. locked reports that the user had
+// reached the threshold before this attempt: the caller refuses it
+// without checking the credential (it stays counted, see Failed).
+func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked bool, err error) {
 	n, err := s.engine.Store.Incr(ctx, failuresKey(u.ID), 1, 0)
 	if err != nil {
-		return Result{}, err
+		return nil, false, err
 	}
+	return &Attempt{s: s, u: u, n: n}, n > int64(s.engine.Config.LockoutThreshold), nil
+}
+
+// Failed records the attempt as failed: it was counted by Try; this notes
+// the time, and locks the user (a log line and an audit event) when it
+// reached the threshold.
+func (a *Attempt) Failed(ctx context.Context, reason string) (Result, error) {
+	s := a.s
 	now := s.now().UTC().Format(time.RFC3339Nano)
-	if err := s.engine.Store.Put(ctx, lastFailureKey(u.ID), []byte(now), 0); err != nil {
+	if err := s.engine.Store.Put(ctx, lastFailureKey(a.u.ID), []byte(now), 0); err != nil {
 		return Result{}, err
 	}
 	threshold := int64(s.engine.Config.LockoutThreshold)
-	if n == threshold {
+	if a.n == threshold {
 		s.engine.Logger.Warn("user locked after consecutive 2FA failures",
-			zap.String("username", u.Username), zap.Int64("failures", n))
-		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: u.Username, Outcome: audit.OutcomeFailure,
-			Reason: fmt.Sprintf("user locked after %d consecutive failures", n)})
+			zap.String("username", a.u.Username), zap.Int64("failures", a.n))
+		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
+			Reason: fmt.Sprintf("user locked after %d consecutive failures", a.n)})
 	}
-	return Result{Locked: n >= threshold, Reason: reason}, nil
+	return Result{Locked: a.n >= threshold, Reason: reason}, nil
 }
 
-// succeeded ends the run of consecutive failures.
-func (s *Service) succeeded(ctx context.Context, u *account.User) error {
-	n, err := s.failures(ctx, u.ID)
-	if err != nil || n == 0 {
+// Passed ends the run of consecutive failures after an accepted second
+// factor. When other attempts were counted meanwhile, whose outcome is not
+// known, only this attempt is taken back: a success must not wipe the
+// failures of guesses made beside it.
+func (a *Attempt) Passed(ctx context.Context) error {
+	ended, err := a.s.engine.Store.CompareAndSwap(ctx, failuresKey(a.u.ID), strconv.AppendInt(nil, a.n, 10), nil, 0)
+	if err != nil || ended {
 		return err
 	}
-	return s.engine.Store.Delete(ctx, failuresKey(u.ID))
+	return a.Withdraw(ctx)
+}
+
+// Withdraw takes the attempt's count back without ending the run: a
+// right password is no passed second factor, and a store failure no
+// wrong credential. A count reset meanwhile stays reset.
+func (a *Attempt) Withdraw(ctx context.Context) error {
+	st, key := a.s.engine.Store, failuresKey(a.u.ID)
+	for {
+		raw, err := st.Get(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n, err := parseCounter(raw)
+		if err != nil || n <= 0 {
+			return err
+		}
+		var fewer []byte // one failure fewer; none deletes the count
+		if n > 1 {
+			fewer = strconv.AppendInt(nil, n-1, 10)
+		}
+		if swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0); err != nil || swapped {
+			return err
+		}
+	}
 }
 
 // Unlock clears the user's failure count.

@@ -373,7 +373,9 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		p.fail(w, err)
 		return
 	}
-	locked, err := p.svc.Locked(ctx, u)
+	// Counted as a failure before the (slow) password check, so that
+	// passwords guessed in parallel cannot all be checked.
+	attempt, locked, err := p.svc.Try(ctx, u)
 	if err != nil {
 		p.fail(w, err)
 		return
@@ -382,7 +384,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		// Same cost and answer as a wrong password, right or wrong: a
 		// locked account reveals nothing, not even through timing.
 		p.engine.Accounts.CheckPassword(ctx, name, f.Password)
-		if _, err := p.svc.Fail(ctx, u, twofactor.ReasonLocked); err != nil {
+		if _, err := attempt.Failed(ctx, twofactor.ReasonLocked); err != nil {
 			p.fail(w, err)
 			return
 		}
@@ -391,14 +393,19 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	}
 	if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); err != nil {
 		if _, refused := identity.AsRefusal(err); !refused {
+			attempt.Withdraw(ctx) // a store failure is no wrong password
 			p.fail(w, err)
 			return
 		}
-		if _, err := p.svc.Fail(ctx, u, "wrong password"); err != nil {
+		if _, err := attempt.Failed(ctx, "wrong password"); err != nil {
 			p.fail(w, err)
 			return
 		}
 		refuse(u.Username, "wrong password", msgSignInFailed)
+		return
+	}
+	if err := attempt.Withdraw(ctx); err != nil {
+		p.fail(w, err)
 		return
 	}
 	if !u.Active() {

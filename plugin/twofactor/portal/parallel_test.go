@@ -1,0 +1,82 @@
+package portal
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+)
+
+// TestParallelPasswordGuessesStopAtTheThreshold: passwords guessed at once
+// at the login portal are each counted before the (slow) password check:
+// with one failure left before the lockout threshold, only one of 30
+// parallel guesses has its password checked (the audit log names a wrong
+// password, or the right one reached the code step), and every wrong
+// guess stays counted.
+func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("victim", "")
+	ctx := context.Background()
+	if _, err := h.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range h.e.Config.LockoutThreshold - 1 {
+		a, _, err := h.svc.Try(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failed(ctx, "earlier failure")
+	}
+	const n = 30
+	bs := make([]*browser, n)
+	for i := range bs {
+		bs[i] = h.browser()
+		bs[i].get("/gatehouse/login")
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := 0
+	for i, b := range bs {
+		pw := "wrong guess"
+		if i == n-1 {
+			pw = password
+		}
+		wg.Go(func() {
+			<-start
+			_, body := b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"victim"}, "password": {pw}, "return": {"/"}})
+			if strings.Contains(body, `name="code"`) {
+				mu.Lock()
+				passed++
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	st, err := h.svc.Status(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.e.Audit.Flush()
+	events, err := h.e.Audit.Query(ctx, audit.Filter{Username: "victim", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := 0
+	for _, ev := range events {
+		if ev.Reason == "wrong password" {
+			wrong++
+		}
+	}
+	if wrong+passed != 1 {
+		t.Fatalf("%d parallel guesses: %d wrong passwords checked and the right one reached the code step %d times, want one check in all", n, wrong, passed)
+	}
+	// The right password, if checked, takes its count back.
+	if want := int64(h.e.Config.LockoutThreshold - 1 + n - passed); st.ConsecutiveFailures != want || !st.Locked {
+		t.Fatalf("status %+v, want locked with %d failures", st, want)
+	}
+}
