@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"io"
 	"net/http"
 	"strings"
 )
@@ -48,6 +49,37 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 		}
 	}
 	return removed
+}
+
+// StripTrailers keeps identity-prefixed fields out of r's trailers, which
+// a reverse proxy forwards after the body and some upstreams merge into
+// the headers: it deletes the declared ones now, and has the body delete,
+// when it ends, those a chunked body brings undeclared (Go's server adds
+// every trailer field it reads to r.Trailer). A request with a body of
+// known length has no trailers and costs nothing.
+func (h *IdentityHeaders) StripTrailers(r *http.Request) {
+	if r.Trailer == nil && r.ContentLength >= 0 {
+		return
+	}
+	h.Strip(r.Trailer)
+	r.Body = &trailerStripper{ReadCloser: r.Body, h: h, r: r}
+}
+
+// trailerStripper is a request body that strips the request's trailers of
+// identity-prefixed fields once it has been read to the end.
+type trailerStripper struct {
+	io.ReadCloser
+	h *IdentityHeaders
+	r *http.Request
+}
+
+// Read implements io.Reader.
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		t.h.Strip(t.r.Trailer)
+	}
+	return n, err
 }
 
 // matches compares name to the prefix case-insensitively, treating '_' as '-',

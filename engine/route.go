@@ -57,6 +57,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if removed := e.Headers.Strip(r.Header); removed != nil {
 		r = r.WithContext(context.WithValue(r.Context(), strippedKey{}, removed))
 	}
+	e.Headers.StripTrailers(r)
 
 	if r.URL.Path == JWKSPath {
 		w.Header().Set("Content-Type", "application/json")
@@ -70,12 +71,20 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 			return nil
 		}
 	}
+	start := time.Now()
 	cleanPath := account.CleanPath(r.URL.Path)
+	if cleanPath != r.URL.Path {
+		// Rules and public paths match the clean path, but the upstream
+		// gets the request's own: "/admin/../api/x" would be allowed as
+		// "/api/x" and served by an upstream that does not clean paths as
+		// something else. Browsers never send such paths.
+		return rt.refuse(w, r, noSpan, "", nil, errUncleanPath, start)
+	}
 	if rt.isPublic(cleanPath) {
+		rt.stripCredentials(r) // the contract forwards no credential, public paths included
 		return next(w, r, nil)
 	}
 
-	start := time.Now()
 	span := noSpan
 	if parent := trace.SpanFromContext(r.Context()); parent.SpanContext().IsValid() {
 		// Traced (Caddy's tracing handler): a child span from the parent's
@@ -146,6 +155,18 @@ func (rt *Route) isPublic(cleanPath string) bool {
 		}
 	}
 	return false
+}
+
+// errUncleanPath refuses a path with "." or ".." segments or empty ones.
+var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments or empty ones; send it in its clean form`)
+
+// stripCredentials removes from r every credential the route accepts.
+func (rt *Route) stripCredentials(r *http.Request) {
+	for _, c := range rt.credentials {
+		if c.Present(r) {
+			c.Strip(r)
+		}
+	}
 }
 
 // errNoCredential and errTwoCredentials are the pick refusals.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,7 +144,7 @@ func TestPipelineRefusals(t *testing.T) {
 		{"unknown user", "GET", "/api/x", basicAuth("bob", "correct horse"), 401},
 		{"role denies method", "POST", "/api/x", basicAuth("alice", "correct horse"), 403},
 		{"role denies path", "GET", "/admin", basicAuth("alice", "correct horse"), 403},
-		{"dot-dot escape", "GET", "/api/../admin", basicAuth("alice", "correct horse"), 403},
+		{"dot-dot escape", "GET", "/api/../admin", basicAuth("alice", "correct horse"), 400},
 	}
 	for _, c := range cases {
 		w, up := s.do(t, c.method, c.path, c.hdr)
@@ -168,6 +170,31 @@ func TestPublicPathStillStripsHeaders(t *testing.T) {
 	w, up := s.do(t, "GET", "/public/a", http.Header{"X-Gatehouse-User": {"mallory"}})
 	if w.Code != 200 || up == nil || up.Header.Get("X-Gatehouse-User") != "" {
 		t.Fatalf("public path: %d %v", w.Code, up)
+	}
+	// Nor is a credential forwarded there: a browser resends cached
+	// Basic credentials, the user's password, with every request.
+	w, up = s.do(t, "GET", "/public/a", basicAuth("alice", "correct horse"))
+	if w.Code != 200 || up == nil || up.Header.Get("Authorization") != "" {
+		t.Fatalf("public path with a credential: %d, forwarded %v", w.Code, up)
+	}
+}
+
+// TestUncleanPathsAreRefused: rules match the clean form of a path, but
+// the upstream gets the path as sent, so a path that cleaning would change
+// is refused rather than judged as one path and served as another — on
+// public paths too, and whatever its encoding.
+func TestUncleanPathsAreRefused(t *testing.T) {
+	s := newSetup(t)
+	for _, path := range []string{"/admin/../public/x", "/admin%2f..%2fpublic/x", "/public/%2e%2e/admin", "/public/./x", "//public/x", "/public/x/..", "/api//x"} {
+		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
+		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
+			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)
+		}
+	}
+	for _, path := range []string{"/public/x/", "/public/a.b/..c/.d"} { // dots, but no dot segments
+		if w, up := s.do(t, "GET", path, nil); w.Code != 200 || up == nil {
+			t.Errorf("%s: %d %s", path, w.Code, w.Body)
+		}
 	}
 }
 
@@ -209,5 +236,37 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	s.flaky.down.Store(false)
 	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse")); w.Code != 200 {
 		t.Fatalf("after recovery: %d", w.Code)
+	}
+}
+
+// TestTrailersCannotCarryIdentity: a chunked request's trailers, which
+// Caddy's reverse proxy forwards after the body, lose their
+// identity-prefixed fields and keep the others.
+func TestTrailersCannotCarryIdentity(t *testing.T) {
+	s := newSetup(t)
+	seen := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := s.route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+			io.ReadAll(r.Body) // as the proxy does, before it sends the trailers on
+			seen <- r.Trailer.Clone()
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}))
+	defer srv.Close()
+	body, pw := io.Pipe()
+	go func() { pw.Write([]byte("payload")); pw.Close() }()
+	req, _ := http.NewRequest("POST", srv.URL+"/public/upload", body) // no length: chunked
+	req.Trailer = http.Header{"X-Gatehouse-User": {"admin"}, "X_gatehouse_roles": {"admin"}, "X-Checksum": {"abc"}}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	got := <-seen
+	if len(got) != 1 || got.Get("X-Checksum") != "abc" {
+		t.Fatalf("trailers after the body: %v, want only X-Checksum", got)
 	}
 }

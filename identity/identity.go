@@ -45,9 +45,9 @@ type Identity struct {
 // Refusal is an authentication or authorisation failure with the HTTP
 // status it maps to and a reason safe to show to the client and to log.
 type Refusal struct {
-	// Status is the HTTP status: 401, 403 or 429.
+	// Status is the HTTP status: 400, 401, 403 or 429.
 	Status int
-	// Code is the machine-readable error ("unauthenticated", "forbidden", "throttled").
+	// Code is the machine-readable error ("bad_request", "unauthenticated", "forbidden", "throttled").
 	Code string
 	// Reason says why, without any secret in it.
 	Reason string
@@ -74,6 +74,11 @@ func Unauthenticated(reason string) *Refusal {
 // Forbidden returns a 403 refusal.
 func Forbidden(reason string) *Refusal {
 	return &Refusal{Status: 403, Code: "forbidden", Reason: reason}
+}
+
+// BadRequest returns a 400 refusal: a request Gatehouse will not judge.
+func BadRequest(reason string) *Refusal {
+	return &Refusal{Status: 400, Code: "bad_request", Reason: reason}
 }
 
 // Throttled returns a 429 refusal.

@@ -108,8 +108,10 @@ func TestRoleRulesBlockingAndDeletionApplyOnNextRequest(t *testing.T) {
 	if s := get("GET", "/admin"); s != 403 {
 		t.Fatalf("path outside the role: %d", s)
 	}
-	if s := get("GET", "/api/../admin"); s != 403 {
-		t.Fatalf("dot-dot path: %d", s)
+	// A path with dot segments is refused, not judged as its clean form
+	// (which the upstream would not be sent): curl sends it as written.
+	if res := harness.Curl(t, "--path-as-is", "-u", "bob:correct horse", inst.HTTPSURL()+"/admin/../api/x"); res.Status != 400 || !strings.Contains(res.Body, `"error":"bad_request"`) {
+		t.Fatalf("dot-dot path: %d %s", res.Status, res.Body)
 	}
 	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", `{"status":"blocked"}`)
 	if s := get("GET", "/api/x"); s != 403 {
