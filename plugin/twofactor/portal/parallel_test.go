@@ -12,10 +12,10 @@ import (
 
 // TestParallelPasswordGuessesStopAtTheThreshold: passwords guessed at once
 // at the login portal are each counted before the (slow) password check:
-// with one failure left before the lockout threshold, only one of 30
-// parallel guesses has its password checked (the audit log names a wrong
-// password, or the right one reached the code step), and every wrong
-// guess stays counted.
+// with one failure left before the lockout threshold, at most one of 30
+// parallel wrong guesses has its password checked (the audit log names
+// each "wrong password"); the right one, if checked in time, reaches the
+// code step and takes its count back, and every wrong guess stays counted.
 func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
 	h := newHarness(t)
 	u := h.user("victim", "")
@@ -72,8 +72,8 @@ func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
 			wrong++
 		}
 	}
-	if wrong+passed != 1 {
-		t.Fatalf("%d parallel guesses: %d wrong passwords checked and the right one reached the code step %d times, want one check in all", n, wrong, passed)
+	if wrong > 1 || wrong+passed == 0 {
+		t.Fatalf("%d parallel guesses: %d wrong passwords checked and the right one reached the code step %d times, want at most one wrong one checked", n, wrong, passed)
 	}
 	// The right password, if checked, takes its count back.
 	if want := int64(h.e.Config.LockoutThreshold - 1 + n - passed); st.ConsecutiveFailures != want || !st.Locked {
