@@ -85,6 +85,7 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 	if len(opts.Accept) == 0 {
 		return nil, fmt.Errorf("gatehouse route accepts no credential kind; list at least one of basic, app_key, connector, session")
 	}
+	opts.Settings.Accept = opts.Accept
 	rt := &Route{engine: e, opts: opts}
 	for i, m := range opts.Accept {
 		if slices.Contains(opts.Accept[:i], m) {

@@ -68,6 +68,9 @@ type RouteSettings struct {
 	// NoQueryCredentials refuses credentials sent in the URL query string
 	// (the appKey parameter) on the route.
 	NoQueryCredentials bool
+	// Accept lists the credential kinds the route accepts; the engine
+	// sets it from the route's options.
+	Accept []identity.Method
 }
 
 // RouteScoped is implemented by credential kinds whose behaviour depends on

@@ -26,15 +26,23 @@ const CookieName = "gatehouse_session"
 
 const keyPrefix = "session/"
 
+// Origins of a session.
+const (
+	// OriginLogin is a session of the 2FA login portal.
+	OriginLogin = "login"
+	// OriginAppKey is a session an application key asked for.
+	OriginAppKey = "app_key"
+)
+
 // Session is one signed-in browser or client.
 type Session struct {
 	// Username and UserID name the account.
 	Username string `json:"username"`
 	// UserID is the account's immutable ID.
 	UserID string `json:"user_id"`
-	// Origin is how the session was created: "login" (portal) or "app_key".
+	// Origin is how the session was created: OriginLogin or OriginAppKey.
 	Origin string `json:"origin"`
-	// AppKey is the key's name when Origin is "app_key".
+	// AppKey is the key's name when Origin is OriginAppKey.
 	AppKey string `json:"app_key,omitempty"`
 	// SecondFactor is true when the user passed a second factor.
 	SecondFactor bool `json:"second_factor"`

@@ -246,7 +246,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		ends = graceUntil
 	}
 	token, err := s.engine.Sessions.Create(ctx, session.Session{Username: id.Username, UserID: id.UserID,
-		Origin: "app_key", AppKey: id.AppKey, ExpiresAt: ends})
+		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends})
 	if err != nil {
 		return err
 	}

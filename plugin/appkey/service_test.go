@@ -862,3 +862,47 @@ func BenchmarkFullCacheGC(b *testing.B) {
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/key")
 	runtime.KeepAlive(values)
 }
+
+// TestKeySessionOnlyWhereKeysAreAccepted: a session an application key
+// opened passes no second factor, so a route that takes sessions but not
+// application keys (one that requires the 2FA login) refuses it; a route
+// that takes both accepts it.
+func TestKeySessionOnlyWhereKeysAreAccepted(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"k","username":"alice"}`).Key
+	a := f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+	var ck *http.Cookie
+	for _, c := range a.cookies {
+		if c.Name == session.CookieName {
+			ck = c
+		}
+	}
+	if ck == nil {
+		t.Fatal("no session cookie")
+	}
+	for _, tc := range []struct {
+		accept []identity.Method
+		want   int
+	}{
+		{[]identity.Method{identity.MethodSession}, http.StatusUnauthorized},
+		{[]identity.Method{identity.MethodSession, identity.MethodAppKey}, http.StatusOK},
+	} {
+		rt, err := f.engine.NewRoute(engine.RouteOptions{Accept: tc.accept, Audience: "demo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := request("/api/x")
+		r.AddCookie(ck)
+		w := httptest.NewRecorder()
+		forwarded := false
+		if err := rt.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+			forwarded = true
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if status := map[bool]int{true: http.StatusOK, false: w.Code}[forwarded]; status != tc.want {
+			t.Errorf("route accepting %v: %d (%s), want %d", tc.accept, status, w.Body, tc.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package sessioncookie
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -25,7 +26,25 @@ const LogoutPath = "/gatehouse/logout"
 type Credential struct {
 	engine *engine.Engine
 	portal []plugin.Endpoint
+	// appKeySessions is set on routes that also accept application keys,
+	// the only routes where a session an application key opened is
+	// accepted (see ForRoute).
+	appKeySessions bool
 }
+
+// ForRoute implements plugin.RouteScoped. A session is worth what opened
+// it: one opened with an application key passes no second factor, so a
+// route that takes sessions but no application keys (one that requires
+// the 2FA login) refuses it.
+func (c *Credential) ForRoute(s plugin.RouteSettings) plugin.Credential {
+	scoped := *c
+	scoped.appKeySessions = slices.Contains(s.Accept, identity.MethodAppKey)
+	return &scoped
+}
+
+// errAppKeySession refuses a session opened with an application key on a
+// route that does not accept application keys.
+var errAppKeySession = identity.Unauthenticated("this session was opened with an application key, which this route does not accept; sign in")
 
 // New returns the session credential kind.
 func New(e *engine.Engine) *Credential { return &Credential{engine: e} }
@@ -56,6 +75,9 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	s, err := c.engine.Sessions.Lookup(r.Context(), ck.Value)
 	if err != nil {
 		return nil, err
+	}
+	if s.Origin == session.OriginAppKey && !c.appKeySessions {
+		return nil, errAppKeySession.For(s.Username)
 	}
 	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, CredentialID: session.DigestID(ck.Value)}, nil

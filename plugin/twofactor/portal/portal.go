@@ -494,7 +494,7 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 		p.passwordForm(w, token, "", msgExpired, "/")
 		return
 	}
-	sess, err := p.engine.Sessions.Create(ctx, session.Session{Username: u.Username, UserID: u.ID, Origin: "login", SecondFactor: true})
+	sess, err := p.engine.Sessions.Create(ctx, session.Session{Username: u.Username, UserID: u.ID, Origin: session.OriginLogin, SecondFactor: true})
 	if err != nil {
 		p.fail(w, err)
 		return
