@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
@@ -20,6 +21,7 @@ var (
 	errUnknownToken   = identity.Unauthenticated("the bearer token is unknown, expired or revoked")
 	errNoCertificate  = identity.Unauthenticated("the bearer token is bound to a client certificate; present it on this connection")
 	errWrongCert      = identity.Unauthenticated("the bearer token is bound to another client certificate")
+	errCertOutOfDate  = identity.Unauthenticated("the client certificate is expired or not yet valid")
 	errRevoked        = identity.Unauthenticated("the connector is revoked")
 )
 
@@ -73,6 +75,11 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if leaf == nil {
 		return nil, errNoCertificate.For(rec.Username)
 	}
+	if !validAt(leaf, p.now()) {
+		// A connection set up before the certificate expired stays open,
+		// and client_auth modes that skip verification never check it.
+		return nil, errCertOutOfDate.For(rec.Username)
+	}
 	conn, err := p.liveConnector(ctx, rec.Connector)
 	if err != nil {
 		return nil, withUser(err, rec.Username)
@@ -114,4 +121,9 @@ func peerCertificate(r *http.Request) *x509.Certificate {
 		return nil
 	}
 	return r.TLS.PeerCertificates[0]
+}
+
+// validAt reports whether now is within the certificate's validity period.
+func validAt(cert *x509.Certificate, now time.Time) bool {
+	return !now.Before(cert.NotBefore) && !now.After(cert.NotAfter)
 }

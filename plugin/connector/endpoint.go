@@ -190,7 +190,7 @@ func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.E
 	if !bytes.Equal(leaf.Raw, conn.certDER) {
 		return issued{}, invalidClient("the client certificate is not the current certificate of connector " + name)
 	}
-	if now := p.now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+	if !validAt(leaf, p.now()) {
 		return issued{}, invalidClient("the client certificate of connector " + name + " is expired or not yet valid")
 	}
 	u, err := p.engine.Accounts.User(ctx, conn.Username)

@@ -178,6 +178,25 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// TestTokenEndsWithItsCertificate: a token issued shortly before its
+// certificate expires stops working when the certificate does, though
+// its own lifetime runs on (a connection opened before the expiry stays
+// open, and lax client_auth modes never check the date).
+func TestTokenEndsWithItsCertificate(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	c1 := f.connector("c1", "alice")
+	f.now = c1.cert.NotAfter.Add(-time.Hour)
+	a := f.mustToken(c1)
+	if reason := f.use(c1, a.AccessToken); reason != "" {
+		t.Fatalf("token before its certificate expired: %s", reason)
+	}
+	f.now = c1.cert.NotAfter.Add(time.Minute)
+	if reason := f.use(c1, a.AccessToken); !strings.Contains(reason, "certificate is expired") {
+		t.Errorf("token after its certificate expired: %q; want refused", reason)
+	}
+}
+
 func TestReissueAndRevocationTakeEffectAtOnce(t *testing.T) {
 	f := newFixture(t, engine.Config{})
 	f.user("alice")
