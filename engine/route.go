@@ -30,7 +30,8 @@ type RouteOptions struct {
 	Accept []identity.Method
 	// Public lists path patterns that pass without a credential.
 	Public []string
-	// Audience is the aud claim of the route's assertions.
+	// Audience is the aud claim of the route's assertions; empty means
+	// the request's host (lower case, without the port).
 	Audience string
 	// Settings are the route's options for credential kinds that
 	// implement plugin.RouteScoped.
@@ -195,7 +196,11 @@ func (rt *Route) pick(r *http.Request) (plugin.Credential, error) {
 func (rt *Route) setIdentity(r *http.Request, id *identity.Identity) error {
 	e := rt.engine
 	h := &e.Headers
-	token, err := e.Signer.Assertion(id, rt.opts.Audience)
+	aud := rt.opts.Audience
+	if aud == "" {
+		aud = requestHost(r)
+	}
+	token, err := e.Signer.Assertion(id, aud)
 	if err != nil {
 		return err
 	}
@@ -316,3 +321,12 @@ func RemoteHost(r *http.Request) string {
 
 // ClientIP is the client address of r as Caddy resolved it.
 func ClientIP(r *http.Request) string { return ClientIPFunc(r) }
+
+// requestHost is r's host in lower case, without the port.
+func requestHost(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(host)
+}

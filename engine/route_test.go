@@ -165,6 +165,34 @@ func TestPipelineRefusals(t *testing.T) {
 	}
 }
 
+// TestAudienceDefaultsToTheHost: a route without an audience signs the
+// request's host (lower case, without the port), so an assertion made for
+// one site is not one for another.
+func TestAudienceDefaultsToTheHost(t *testing.T) {
+	s := newSetup(t)
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.route = rt
+	for host, want := range map[string]string{"API.Example.com:8443": "api.example.com", "other.example": "other.example", "[::1]:443": "::1"} {
+		r := httptest.NewRequest("GET", "/api/items", nil)
+		r.Host = host
+		r.Header["Authorization"] = basicAuth("alice", "correct horse")["Authorization"]
+		w, up := s.serve(t, r)
+		if up == nil {
+			t.Fatalf("%s: %d %s", host, w.Code, w.Body)
+		}
+		c, err := assertion.Verify(up.Header.Get("X-Gatehouse-Assertion"), s.e.Signer.JWKS(), time.Now())
+		if err != nil {
+			t.Fatalf("host %s: %v", host, err)
+		}
+		if c.Audience != want {
+			t.Errorf("host %s: assertion audience %q, want %q", host, c.Audience, want)
+		}
+	}
+}
+
 func TestPublicPathStillStripsHeaders(t *testing.T) {
 	s := newSetup(t)
 	w, up := s.do(t, "GET", "/public/a", http.Header{"X-Gatehouse-User": {"mallory"}})
