@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -160,11 +161,30 @@ func (s *Service) smsDigest(uid, code string) string {
 	return s.engine.Keystore.Index(smsDigestPurpose, []byte(uid+"\x00"+code))
 }
 
+// SMSPerHour bounds the SMS codes sent to one user within an hour (from
+// the first): each costs a message, and each replaces the user's pending
+// code, so unbounded sends would let anyone who can start a login flood
+// the phone and keep voiding the code the user is typing.
+const SMSPerHour = 10
+
+// ErrTooManyTexts refuses an SMS code beyond SMSPerHour; the code sent
+// before stays valid.
+var ErrTooManyTexts = &failure.Error{Status: http.StatusTooManyRequests,
+	Message: fmt.Sprintf("%d SMS codes were already sent to the user within the hour; use the last one, another factor, or try again later", SMSPerHour)}
+
 // SendCode sends the user a new 6-digit SMS code, valid for 5 minutes and
-// once; it replaces any code sent before.
+// once; it replaces any code sent before. Beyond SMSPerHour it sends
+// nothing and returns ErrTooManyTexts.
 func (s *Service) SendCode(ctx context.Context, u *account.User) error {
 	if err := s.canText(u); err != nil {
 		return err
+	}
+	sent, err := s.engine.Store.Incr(ctx, smsSentKey(u.ID), 1, time.Hour)
+	if err != nil {
+		return err
+	}
+	if sent > SMSPerHour {
+		return ErrTooManyTexts
 	}
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {

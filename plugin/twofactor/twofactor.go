@@ -149,6 +149,7 @@ func stateKey(uid string) string       { return userKey(uid, "state") }
 func failuresKey(uid string) string    { return userKey(uid, "failures") }
 func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
+func smsSentKey(uid string) string     { return userKey(uid, "sms_sent") }
 
 // storedSecret is an OTP secret as stored: sealed with the keystore under a
 // context naming the user, the factor and this secret's ID.

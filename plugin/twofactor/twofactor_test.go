@@ -3,6 +3,7 @@ package twofactor
 import (
 	"context"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -309,6 +310,33 @@ func TestSMSCode(t *testing.T) {
 	fx.sender.err = fmt.Errorf("gateway down")
 	if err := fx.svc.SendCode(ctx, u); err == nil {
 		t.Fatal("send failure not reported")
+	}
+}
+
+// TestSMSCodesPerHourAreBounded: beyond SMSPerHour a request for a code
+// sends nothing and keeps the code sent last valid.
+func TestSMSCodesPerHourAreBounded(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "sms-flood", "+421 900 123 457")
+	if err := fx.svc.EnrolSMS(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for range SMSPerHour {
+		if err := fx.svc.SendCode(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := fx.sender.lastCode(t)
+	sent := len(fx.sender.msgs)
+	if err := fx.svc.SendCode(ctx, u); !errors.Is(err, ErrTooManyTexts) {
+		t.Fatalf("code %d of the hour: %v, want ErrTooManyTexts", SMSPerHour+1, err)
+	}
+	if len(fx.sender.msgs) != sent {
+		t.Fatal("a text was sent beyond the hourly bound")
+	}
+	if res := fx.verify(t, u, last); !res.OK {
+		t.Fatalf("the last code sent stopped working: %+v", res)
 	}
 }
 
