@@ -109,6 +109,12 @@ func (c *Credential) LoginURL(r *http.Request) string {
 }
 
 func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
+	// Another site's page may not sign the user out (a link or an image
+	// pointing here); the site's own pages, or the URL typed in, may.
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
+		return
+	}
 	if ck, err := r.Cookie(session.CookieName); err == nil {
 		if err := c.engine.Sessions.Delete(r.Context(), ck.Value); err != nil {
 			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "the session store is unavailable")
