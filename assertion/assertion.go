@@ -208,8 +208,10 @@ func (s *Signer) sign(c Claims) (string, error) {
 	return signingInput + "." + base64.RawURLEncoding.EncodeToString(raw), nil
 }
 
-// Verify checks a compact JWS against a JWKS document and returns its
-// claims; it is what an upstream does, and what tests use.
+// Verify checks a compact JWS against a JWKS document (signature, ES256,
+// expiry) and returns its claims; it is what an upstream does, and what
+// tests use. The caller then checks Audience against its own route's
+// audience, which Verify cannot know.
 func Verify(token string, jwks []byte, now time.Time) (*Claims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
