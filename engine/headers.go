@@ -53,12 +53,13 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 
 // StripTrailers keeps identity-prefixed fields out of r's trailers, which
 // a reverse proxy forwards after the body and some upstreams merge into
-// the headers: it deletes the declared ones now, and has the body delete,
-// when it ends, those a chunked body brings undeclared (Go's server adds
-// every trailer field it reads to r.Trailer). A request with a body of
-// known length has no trailers and costs nothing.
+// the headers: it deletes the declared ones now, and has the body delete
+// them again when it ends, as Go's server fills the declared trailers in
+// from the wire then. (Undeclared ones go to the server's own request,
+// not the copy handlers see, and Caddy's proxy forwards none.) A request
+// with a body of known length has no trailers and costs nothing.
 func (h *IdentityHeaders) StripTrailers(r *http.Request) {
-	if r.Trailer == nil && r.ContentLength >= 0 {
+	if r.Body == nil || (r.Trailer == nil && r.ContentLength >= 0) {
 		return
 	}
 	h.Strip(r.Trailer)

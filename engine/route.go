@@ -74,7 +74,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	start := time.Now()
 	cleanPath := account.CleanPath(r.URL.Path)
-	if cleanPath != r.URL.Path {
+	if cleanPath != r.URL.Path || dotLike(r.URL.Path) {
 		// Rules and public paths match the clean path, but the upstream
 		// gets the request's own: "/admin/../api/x" would be allowed as
 		// "/api/x" and served by an upstream that does not clean paths as
@@ -158,8 +158,28 @@ func (rt *Route) isPublic(cleanPath string) bool {
 	return false
 }
 
-// errUncleanPath refuses a path with "." or ".." segments or empty ones.
-var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments or empty ones; send it in its clean form`)
+// errUncleanPath refuses a path with "." or ".." segments or empty ones,
+// or what some upstreams read as such.
+var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash or a ";" after dots; send it in its clean form`)
+
+// dotLike reports whether the (decoded) path holds what some upstreams
+// read as a separator or a dot segment though path.Clean does not: a
+// backslash (IIS, ASP.NET) or a segment of dots followed by ";" (Tomcat,
+// Jetty and Spring read "..;" as "..").
+func dotLike(p string) bool {
+	if strings.IndexByte(p, '\\') >= 0 {
+		return true
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			rest := p[i+1:]
+			if strings.HasPrefix(rest, "..;") || strings.HasPrefix(rest, ".;") {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // stripCredentials removes from r every credential the route accepts.
 func (rt *Route) stripCredentials(r *http.Request) {
@@ -322,11 +342,12 @@ func RemoteHost(r *http.Request) string {
 // ClientIP is the client address of r as Caddy resolved it.
 func ClientIP(r *http.Request) string { return ClientIPFunc(r) }
 
-// requestHost is r's host in lower case, without the port.
+// requestHost is r's host in lower case, without the port (and without
+// the brackets of an IPv6 address).
 func requestHost(r *http.Request) string {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return strings.ToLower(host)
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 }

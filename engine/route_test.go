@@ -175,7 +175,7 @@ func TestAudienceDefaultsToTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.route = rt
-	for host, want := range map[string]string{"API.Example.com:8443": "api.example.com", "other.example": "other.example", "[::1]:443": "::1"} {
+	for host, want := range map[string]string{"API.Example.com:8443": "api.example.com", "other.example": "other.example", "[::1]:443": "::1", "[::1]": "::1"} {
 		r := httptest.NewRequest("GET", "/api/items", nil)
 		r.Host = host
 		r.Header["Authorization"] = basicAuth("alice", "correct horse")["Authorization"]
@@ -213,13 +213,14 @@ func TestPublicPathStillStripsHeaders(t *testing.T) {
 // public paths too, and whatever its encoding.
 func TestUncleanPathsAreRefused(t *testing.T) {
 	s := newSetup(t)
-	for _, path := range []string{"/admin/../public/x", "/admin%2f..%2fpublic/x", "/public/%2e%2e/admin", "/public/./x", "//public/x", "/public/x/..", "/api//x"} {
+	for _, path := range []string{"/admin/../public/x", "/admin%2f..%2fpublic/x", "/public/%2e%2e/admin", "/public/./x", "//public/x", "/public/x/..", "/api//x",
+		"/public/..;/admin", "/public/%2e%2e%3b/admin", "/public/.;/x", "/public/..%5Cadmin", "/api/..%5c..%5cadmin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)
 		}
 	}
-	for _, path := range []string{"/public/x/", "/public/a.b/..c/.d"} { // dots, but no dot segments
+	for _, path := range []string{"/public/x/", "/public/a.b/..c/.d", "/public/x;v=1", "/public/a..;b"} { // dots and ";", but no dot segments
 		if w, up := s.do(t, "GET", path, nil); w.Code != 200 || up == nil {
 			t.Errorf("%s: %d %s", path, w.Code, w.Body)
 		}

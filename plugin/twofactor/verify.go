@@ -74,7 +74,8 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 	}{{TypeApp, s.checkApp}, {TypeHardToken, s.checkHardToken}, {TypeSMS, s.checkSMS}} {
 		accepted, why, err := try.fn(ctx, u, f, c)
 		if err != nil {
-			a.Withdraw(ctx) // a store failure is no wrong code; if this fails too, the attempt stays counted
+			// Fail closed: the attempt stays counted, as an earlier factor
+			// may already have judged the code (and the error tells so).
 			return Result{}, err
 		}
 		if accepted {
@@ -212,21 +213,19 @@ func (a *Attempt) Failed(ctx context.Context, reason string) (Result, error) {
 }
 
 // Passed ends the run of consecutive failures after an accepted second
-// factor. When other attempts were counted meanwhile, whose outcome is not
-// known, only this attempt is taken back: a success must not wipe the
-// failures of guesses made beside it.
-func (a *Attempt) Passed(ctx context.Context) error {
-	ended, err := a.s.engine.Store.CompareAndSwap(ctx, failuresKey(a.u.ID), strconv.AppendInt(nil, a.n, 10), nil, 0)
-	if err != nil || ended {
-		return err
-	}
-	return a.Withdraw(ctx)
-}
+// factor: the count loses this attempt and the a.n-1 before it. Attempts
+// counted after it, whose outcome is not known yet, stay counted: a
+// success must not wipe the failures of guesses made beside it.
+func (a *Attempt) Passed(ctx context.Context) error { return a.takeBack(ctx, a.n) }
 
 // Withdraw takes the attempt's count back without ending the run: a
 // right password is no passed second factor, and a store failure no
-// wrong credential. A count reset meanwhile stays reset.
-func (a *Attempt) Withdraw(ctx context.Context) error {
+// wrong password. A count reset meanwhile stays reset.
+func (a *Attempt) Withdraw(ctx context.Context) error { return a.takeBack(ctx, 1) }
+
+// takeBack lowers the user's failure count by k, deleting it at zero, by
+// compare-and-swap so that concurrent attempts keep theirs.
+func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 	st, key := a.s.engine.Store, failuresKey(a.u.ID)
 	for {
 		raw, err := st.Get(ctx, key)
@@ -240,9 +239,9 @@ func (a *Attempt) Withdraw(ctx context.Context) error {
 		if err != nil || n <= 0 {
 			return err
 		}
-		var fewer []byte // one failure fewer; none deletes the count
-		if n > 1 {
-			fewer = strconv.AppendInt(nil, n-1, 10)
+		var fewer []byte // k failures fewer; none deletes the count
+		if n > k {
+			fewer = strconv.AppendInt(nil, n-k, 10)
 		}
 		if swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0); err != nil || swapped {
 			return err
