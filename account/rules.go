@@ -152,6 +152,16 @@ func CleanPath(p string) string {
 	return cleaned
 }
 
+// IsClean reports whether p is a request path that can be judged as sent:
+// rooted and left as it is by CleanPath, and with nothing some upstreams
+// read as a separator or a dot segment though path.Clean does not — a
+// backslash (IIS, ASP.NET) or dots before a ";" (Tomcat, Jetty and Spring
+// read "..;" as ".."). It does not allocate.
+func IsClean(p string) bool {
+	return p != "" && CleanPath(p) == p && strings.IndexByte(p, '\\') < 0 &&
+		!strings.Contains(p, "/..;") && !strings.Contains(p, "/.;")
+}
+
 // needsClean is a fast scan for the segments path.Clean would change, so the
 // common case does not allocate.
 func needsClean(p string) bool {

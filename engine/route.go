@@ -73,14 +73,14 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		}
 	}
 	start := time.Now()
-	cleanPath := account.CleanPath(r.URL.Path)
-	if cleanPath != r.URL.Path || dotLike(r.URL.Path) {
-		// Rules and public paths match the clean path, but the upstream
-		// gets the request's own: "/admin/../api/x" would be allowed as
-		// "/api/x" and served by an upstream that does not clean paths as
-		// something else. Browsers never send such paths.
+	if !account.IsClean(r.URL.Path) {
+		// Rules and public paths would match the clean path, but the
+		// upstream gets the request's own: "/admin/../api/x" would be
+		// allowed as "/api/x" and served by an upstream that does not clean
+		// paths as something else. Browsers never send such paths.
 		return rt.refuse(w, r, noSpan, "", nil, errUncleanPath, start)
 	}
+	cleanPath := r.URL.Path
 	if rt.isPublic(cleanPath) {
 		rt.stripCredentials(r) // the contract forwards no credential, public paths included
 		return next(w, r, nil)
@@ -161,25 +161,6 @@ func (rt *Route) isPublic(cleanPath string) bool {
 // errUncleanPath refuses a path with "." or ".." segments or empty ones,
 // or what some upstreams read as such.
 var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash or a ";" after dots; send it in its clean form`)
-
-// dotLike reports whether the (decoded) path holds what some upstreams
-// read as a separator or a dot segment though path.Clean does not: a
-// backslash (IIS, ASP.NET) or a segment of dots followed by ";" (Tomcat,
-// Jetty and Spring read "..;" as "..").
-func dotLike(p string) bool {
-	if strings.IndexByte(p, '\\') >= 0 {
-		return true
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] == '/' {
-			rest := p[i+1:]
-			if strings.HasPrefix(rest, "..;") || strings.HasPrefix(rest, ".;") {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // stripCredentials removes from r every credential the route accepts.
 func (rt *Route) stripCredentials(r *http.Request) {
