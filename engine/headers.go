@@ -57,9 +57,9 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 // them again when it ends, as Go's server fills the declared trailers in
 // from the wire then. (Undeclared ones go to the server's own request,
 // not the copy handlers see, and Caddy's proxy forwards none.) A request
-// with a body of known length has no trailers and costs nothing.
+// that declares no trailers costs nothing.
 func (h *IdentityHeaders) StripTrailers(r *http.Request) {
-	if r.Body == nil || (r.Trailer == nil && r.ContentLength >= 0) {
+	if r.Trailer == nil || r.Body == nil {
 		return
 	}
 	h.Strip(r.Trailer)
