@@ -148,6 +148,7 @@ func factorsKey(uid string) string     { return userKey(uid, "factors") }
 func stateKey(uid string) string       { return userKey(uid, "state") }
 func failuresKey(uid string) string    { return userKey(uid, "failures") }
 func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
+func lockNotedKey(uid string) string   { return userKey(uid, "lock_noted") }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
 func smsSentKey(uid string) string     { return userKey(uid, "sms_sent") }
 

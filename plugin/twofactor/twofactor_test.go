@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
@@ -379,6 +380,82 @@ func TestLockout(t *testing.T) {
 	}
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 0 || st.Locked {
 		t.Fatalf("status after success: %+v", st)
+	}
+}
+
+// TestLockIsToldOncePerRun: the lock is logged and audited once per run
+// of failures, also when the attempt counted at the threshold is taken
+// back after another was counted past it (a right portal password does
+// that), and again after a passed code or an unlock ended the run.
+func TestLockIsToldOncePerRun(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "oscar", "")
+	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	threshold := fx.svc.engine.Config.LockoutThreshold
+	told := func() int {
+		t.Helper()
+		fx.e.Audit.Flush()
+		events, err := fx.e.Audit.Query(ctx, audit.Filter{Username: "oscar", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ev := range events {
+			if strings.HasPrefix(ev.Reason, "user locked after") {
+				n++
+			}
+		}
+		return n
+	}
+	try := func() *Attempt {
+		t.Helper()
+		a, _, err := fx.svc.Try(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for range threshold - 1 {
+		fx.verify(t, u, "000000")
+	}
+	atThreshold := try() // say, the right password at the portal, not answered yet
+	if res := fx.verify(t, u, "000000"); !res.Locked {
+		t.Fatalf("failure past the threshold: %+v", res)
+	}
+	if err := atThreshold.Withdraw(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fx.verify(t, u, "000000") // locked, refused unchecked: no second event
+	if st, _ := fx.svc.Status(ctx, u); !st.Locked {
+		t.Fatalf("status: %+v", st)
+	}
+	if n := told(); n != 1 {
+		t.Fatalf("lock events after the run went past the threshold: %d, want 1", n)
+	}
+
+	// A passed code ends the run: the next lock is told again.
+	if err := fx.svc.Unlock(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for range threshold - 1 {
+		fx.verify(t, u, "000000")
+	}
+	passing := try()
+	fx.verify(t, u, "000000") // counted past the threshold: locked, told
+	if err := passing.Passed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.Locked || st.ConsecutiveFailures != 1 {
+		t.Fatalf("status after the pass: %+v, want one failure left", st)
+	}
+	for range threshold - 1 {
+		fx.verify(t, u, "000000")
+	}
+	if n := told(); n != 3 {
+		t.Fatalf("lock events: %d, want 3 (one per run, unlock and pass included)", n)
 	}
 }
 

@@ -194,22 +194,55 @@ func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked 
 }
 
 // Failed records the attempt as failed: it was counted by Try; this notes
-// the time, and locks the user (a log line and an audit event) when it
-// reached the threshold.
+// the time, and at or above the threshold locks the user: a log line and
+// an audit event, once per run of failures (see noteLock).
 func (a *Attempt) Failed(ctx context.Context, reason string) (Result, error) {
 	s := a.s
 	now := s.now().UTC().Format(time.RFC3339Nano)
 	if err := s.engine.Store.Put(ctx, lastFailureKey(a.u.ID), []byte(now), 0); err != nil {
 		return Result{}, err
 	}
-	threshold := int64(s.engine.Config.LockoutThreshold)
-	if a.n == threshold {
-		s.engine.Logger.Warn("user locked after consecutive 2FA failures",
-			zap.String("username", a.u.Username), zap.Int64("failures", a.n))
-		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
-			Reason: fmt.Sprintf("user locked after %d consecutive failures", a.n)})
+	locked := a.n >= int64(s.engine.Config.LockoutThreshold)
+	if locked {
+		if err := a.noteLock(ctx, now); err != nil {
+			return Result{}, err
+		}
 	}
-	return Result{Locked: a.n >= threshold, Reason: reason}, nil
+	return Result{Locked: locked, Reason: reason}, nil
+}
+
+// noteLock logs and audits that the user is locked, once per run of
+// failures: the attempt counted at the threshold is not always the one
+// that tells, since a right password or a store failure may take it back
+// after others were counted past it. The first failure at or above the
+// threshold that sets the user's lock note tells, if the count is still
+// there once the note is set; takeBack and Unlock remove the note when
+// the count falls below the threshold.
+func (a *Attempt) noteLock(ctx context.Context, now string) error {
+	st, key := a.s.engine.Store, lockNotedKey(a.u.ID)
+	switch _, err := st.Get(ctx, key); {
+	case err == nil:
+		return nil // noted already (a cached read while the user stays locked)
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	first, err := st.CompareAndSwap(ctx, key, nil, []byte(now), 0)
+	if err != nil || !first {
+		return err
+	}
+	n, err := a.s.failures(ctx, a.u.ID)
+	if err != nil {
+		return err
+	}
+	threshold := int64(a.s.engine.Config.LockoutThreshold)
+	if n < threshold { // taken back below the threshold meanwhile: not locked
+		return st.Delete(ctx, key)
+	}
+	a.s.engine.Logger.Warn("user locked after consecutive 2FA failures",
+		zap.String("username", a.u.Username), zap.Int64("failures", n))
+	a.s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
+		Reason: fmt.Sprintf("user locked after %d consecutive failures", n)})
+	return nil
 }
 
 // Passed ends the run of consecutive failures after an accepted second
@@ -243,15 +276,26 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 		if n > k {
 			fewer = strconv.AppendInt(nil, n-k, 10)
 		}
-		if swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0); err != nil || swapped {
+		swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0)
+		if err != nil {
 			return err
 		}
+		if !swapped {
+			continue
+		}
+		if threshold := int64(a.s.engine.Config.LockoutThreshold); n >= threshold && n-k < threshold {
+			return st.Delete(ctx, lockNotedKey(a.u.ID)) // no longer locked: the next lock is told again
+		}
+		return nil
 	}
 }
 
-// Unlock clears the user's failure count.
+// Unlock clears the user's failure count and its lock note.
 func (s *Service) Unlock(ctx context.Context, u *account.User) error {
-	return s.engine.Store.Delete(ctx, failuresKey(u.ID))
+	if err := s.engine.Store.Delete(ctx, failuresKey(u.ID)); err != nil {
+		return err
+	}
+	return s.engine.Store.Delete(ctx, lockNotedKey(u.ID))
 }
 
 // Status is what the ESA profile and the admin API show of a user's
