@@ -140,7 +140,7 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 			return nil, err
 		}
 	}
-	return s.modifyUser(ctx, username, func(u *User) {
+	return s.modifyUser(ctx, username, func(u *User, now time.Time) {
 		if patch.Roles != nil {
 			u.Roles = roles
 		}
@@ -153,12 +153,25 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 		if patch.MobileNumber != nil {
 			u.MobileNumber = mobile
 		}
+		// A new password or a block ends the sessions (an unblock does not
+		// bring them back).
+		if patch.Password != nil || (patch.Status != nil && *patch.Status == StatusBlocked) {
+			u.SessionsEndedAt = now
+		}
 	})
 }
 
-// modifyUser reads the stored user, applies change and writes it back with
-// compare-and-swap, retrying when another writer got there first.
-func (s *Service) modifyUser(ctx context.Context, username string, change func(*User)) (*User, error) {
+// EndSessions ends every session of the account at once (login portal
+// and application-key sessions alike): the account check refuses those
+// started before now.
+func (s *Service) EndSessions(ctx context.Context, username string) (*User, error) {
+	return s.modifyUser(ctx, username, func(u *User, now time.Time) { u.SessionsEndedAt = now })
+}
+
+// modifyUser reads the stored user, applies change (given the change's
+// time, also its UpdatedAt) and writes it back with compare-and-swap,
+// retrying when another writer got there first.
+func (s *Service) modifyUser(ctx context.Context, username string, change func(u *User, now time.Time)) (*User, error) {
 	name, err := NormalizeUsername(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
@@ -176,8 +189,9 @@ func (s *Service) modifyUser(ctx context.Context, username string, change func(*
 		if err != nil {
 			return nil, fmt.Errorf("decoding user %q: %w", name, err)
 		}
-		change(u)
-		u.UpdatedAt = s.now().UTC()
+		now := s.now().UTC()
+		change(u, now)
+		u.UpdatedAt = now
 		raw, _ := json.Marshal(u)
 		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
 		if err != nil {
@@ -295,6 +309,9 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	}
 	if !u.Active() {
 		return identity.Forbidden("the account is blocked")
+	}
+	if !id.SessionStart.IsZero() && id.SessionStart.Before(u.SessionsEndedAt) {
+		return identity.Unauthenticated("the session has ended; sign in again")
 	}
 	id.Roles = u.Roles
 	for _, name := range u.Roles {

@@ -38,6 +38,10 @@ type User struct {
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the account was last changed (UTC).
 	UpdatedAt time.Time `json:"updated_at"`
+	// SessionsEndedAt is when the account's sessions were last ended (UTC):
+	// by a password change, a block, the removal of a second factor or
+	// EndSessions. Sessions started before it are refused. Zero: never.
+	SessionsEndedAt time.Time `json:"sessions_ended_at,omitzero"`
 }
 
 // UserView is the admin API's representation of a user.
@@ -56,12 +60,15 @@ type UserView struct {
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the account was last changed (UTC).
 	UpdatedAt time.Time `json:"updated_at"`
+	// SessionsEndedAt is when the account's sessions were last ended;
+	// omitted when never.
+	SessionsEndedAt time.Time `json:"sessions_ended_at,omitzero"`
 }
 
 // View returns the user without secrets.
 func (u *User) View() UserView {
 	return UserView{Username: u.Username, Roles: u.Roles, Status: u.Status, HasPassword: u.PasswordHash != "",
-		MobileNumber: u.MobileNumber, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+		MobileNumber: u.MobileNumber, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: u.SessionsEndedAt}
 }
 
 // Active reports whether the account may authenticate.

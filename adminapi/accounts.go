@@ -27,6 +27,7 @@ func (c *Core) AdminRoutes() []Route {
 		{"GET /gatehouse/users/{username}", c.getUser},
 		{"PATCH /gatehouse/users/{username}", c.patchUser},
 		{"DELETE /gatehouse/users/{username}", c.deleteUser},
+		{"DELETE /gatehouse/users/{username}/sessions", c.endSessions},
 		{"PUT /gatehouse/roles/{name}", c.putRole},
 		{"GET /gatehouse/roles", c.listRoles},
 		{"GET /gatehouse/roles/{name}", c.getRole},
@@ -85,6 +86,15 @@ func (c *Core) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// endSessions ends every session of the user and answers the user.
+func (c *Core) endSessions(w http.ResponseWriter, r *http.Request) error {
+	u, err := c.engine.Accounts.EndSessions(r.Context(), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, u.View())
 }
 
 func (c *Core) putRole(w http.ResponseWriter, r *http.Request) error {

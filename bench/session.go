@@ -137,10 +137,10 @@ func portalLogin(e *env) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if resp.StatusCode != http.StatusSeeOther || cookies["gatehouse_session"] == "" {
+	if resp.StatusCode != http.StatusSeeOther || cookies["__Host-gatehouse_session"] == "" {
 		return "", fmt.Errorf("no session after the code step: %s", resp.Status)
 	}
-	return "gatehouse_session=" + cookies["gatehouse_session"], nil
+	return "__Host-gatehouse_session=" + cookies["__Host-gatehouse_session"], nil
 }
 
 // measureAuthenticate drives POST /auth/v1/authenticate with a valid,

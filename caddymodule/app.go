@@ -234,6 +234,10 @@ func (a *App) start() (err error) {
 	if err != nil {
 		return err
 	}
+	if exposed, mode := ks.Exposed(); exposed {
+		a.logger.Warn("the keystore file is readable or writable by other users: whoever reads it can unseal every secret; chmod 600 it",
+			zap.String("path", ks.Path()), zap.String("mode", mode.String()))
+	}
 	cfg := a.engineConfig()
 	signer, err := assertion.NewSigner(ctx, st.cache, ks, cfg.Issuer, cfg.AssertionLifetime)
 	if err != nil {

@@ -84,6 +84,9 @@ func buildCLI(cmd *cobra.Command) {
 		simple("unblock <username>", "Unblock a user", 1, func(a []string) error {
 			return call(http.MethodPatch, userPath(a[0]), map[string]string{"status": "active"})
 		}),
+		simple("end-sessions <username>", "End every session of a user", 1, func(a []string) error {
+			return call(http.MethodDelete, userPath(a[0])+"/sessions", nil)
+		}),
 	)
 
 	rolesCmd := &cobra.Command{Use: "roles", Short: "Manage roles"}

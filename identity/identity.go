@@ -5,6 +5,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Method names the credential kind that authenticated a request; the value
@@ -35,6 +36,10 @@ type Identity struct {
 	AppKey string
 	// SecondFactor is true when a second factor was passed (2FA sessions).
 	SecondFactor bool
+	// SessionStart is when the session started, for MethodSession: the
+	// account check refuses a session started before the account's
+	// sessions were last ended. Zero for other methods.
+	SessionStart time.Time
 	// CredentialID is a non-secret identifier of the credential used (token
 	// ID, key name, session ID digest) for the audit log.
 	CredentialID string

@@ -409,7 +409,7 @@ func TestAppKeySession(t *testing.T) {
 	} {
 		res := harness.Curl(t, args...)
 		cookie := res.Headers.Get("Set-Cookie")
-		if res.Status != 200 || !strings.HasPrefix(cookie, "gatehouse_session=") || !strings.Contains(cookie, "HttpOnly") ||
+		if res.Status != 200 || !strings.HasPrefix(cookie, "__Host-gatehouse_session=") || !strings.Contains(cookie, "HttpOnly") ||
 			!strings.Contains(cookie, "Secure") {
 			t.Fatalf("%v: %d, Set-Cookie %q", args, res.Status, cookie)
 		}
@@ -417,8 +417,8 @@ func TestAppKeySession(t *testing.T) {
 			t.Fatalf("forwarded URI %q", echo.URI)
 		}
 		// The browser now works without the key.
-		token := strings.SplitN(strings.TrimPrefix(cookie, "gatehouse_session="), ";", 2)[0]
-		withCookie := harness.Curl(t, "-b", "gatehouse_session="+token, inst.HTTPSURL()+"/api/y")
+		token := strings.SplitN(strings.TrimPrefix(cookie, "__Host-gatehouse_session="), ";", 2)[0]
+		withCookie := harness.Curl(t, "-b", "__Host-gatehouse_session="+token, inst.HTTPSURL()+"/api/y")
 		if withCookie.Status != 200 {
 			t.Fatalf("session cookie: %d %s", withCookie.Status, withCookie.Body)
 		}
@@ -432,9 +432,9 @@ func TestAppKeySession(t *testing.T) {
 	}
 	// Deleting the key ends its sessions.
 	res = harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/x?x-gatehouse-session=true")
-	token := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "gatehouse_session="), ";", 2)[0]
+	token := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "__Host-gatehouse_session="), ";", 2)[0]
 	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/kiosk", nil)
-	if res := harness.Curl(t, "-b", "gatehouse_session="+token, inst.HTTPSURL()+"/api/y"); res.Status != 401 {
+	if res := harness.Curl(t, "-b", "__Host-gatehouse_session="+token, inst.HTTPSURL()+"/api/y"); res.Status != 401 {
 		t.Fatalf("session outlived its key: %d", res.Status)
 	}
 }

@@ -154,11 +154,11 @@ func checkSharedState(t *testing.T, a, b *harness.Instance) {
 
 	// A session cookie from A works on B.
 	res = harness.Curl(t, "-H", "appKey: "+k.Key, a.HTTPSURL()+"/api/x?x-gatehouse-session=true")
-	cookie := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "gatehouse_session="), ";", 2)[0]
+	cookie := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "__Host-gatehouse_session="), ";", 2)[0]
 	if res.Status != 200 || cookie == "" {
 		t.Fatalf("session on A: %d %q", res.Status, res.Headers.Get("Set-Cookie"))
 	}
-	res = harness.Curl(t, "-b", "gatehouse_session="+cookie, b.HTTPSURL()+"/api/y")
+	res = harness.Curl(t, "-b", "__Host-gatehouse_session="+cookie, b.HTTPSURL()+"/api/y")
 	if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Auth"] != "session" {
 		t.Fatalf("A's session cookie on B: %d %s", res.Status, res.Body)
 	}

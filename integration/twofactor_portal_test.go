@@ -126,7 +126,7 @@ func TestPortalRedirectCSRFAndOpenRedirect(t *testing.T) {
 		t.Fatalf("after the code: %d Location %q", done.Status, done.Headers.Get("Location"))
 	}
 	cookie := strings.Join(done.Headers.Values("Set-Cookie"), "\n")
-	for _, attr := range []string{"gatehouse_session=", "HttpOnly", "Secure", "SameSite=Lax"} {
+	for _, attr := range []string{"__Host-gatehouse_session=", "HttpOnly", "Secure", "SameSite=Lax"} {
 		if !strings.Contains(cookie, attr) {
 			t.Errorf("session cookie lacks %s: %s", attr, cookie)
 		}
@@ -260,7 +260,7 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	var sess *network.Cookie
 	for _, ck := range cookies {
-		if ck.Name == "gatehouse_session" {
+		if ck.Name == "__Host-gatehouse_session" {
 			sess = ck
 		}
 	}

@@ -30,6 +30,7 @@ const masterKeySize = 32
 type Keystore struct {
 	path    string
 	created bool
+	mode    fs.FileMode // the file's permission bits when opened
 	aead    cipher.AEAD
 	macKey  []byte
 	macPool sync.Pool
@@ -60,7 +61,15 @@ func Open(path string, create bool) (*Keystore, error) {
 	if err != nil || len(master) != masterKeySize {
 		return nil, fmt.Errorf("keystore %s is corrupt: want %d hex-encoded bytes", path, masterKeySize)
 	}
-	return fromMaster(path, master, created)
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading keystore %s: %v", path, err)
+	}
+	ks, err := fromMaster(path, master, created)
+	if ks != nil {
+		ks.mode = info.Mode().Perm()
+	}
+	return ks, err
 }
 
 func generate(path string) ([]byte, error) {
@@ -116,6 +125,10 @@ func (k *Keystore) Path() string { return k.path }
 
 // Created reports whether Open generated a new master key.
 func (k *Keystore) Created() bool { return k.created }
+
+// Exposed reports whether the key file's permissions let users other than
+// its owner read or change it (any group or other bit), and the mode.
+func (k *Keystore) Exposed() (bool, fs.FileMode) { return k.mode&0o077 != 0, k.mode }
 
 // Seal encrypts plaintext with AES-256-GCM; context binds the ciphertext to
 // its purpose and record (e.g. "appkey/name") so it cannot be swapped into

@@ -40,6 +40,28 @@ func TestOpenCreatesPrivateFileAndReopens(t *testing.T) {
 	}
 }
 
+func TestExposedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keystore.key")
+	if _, err := Open(path, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode    os.FileMode
+		exposed bool
+	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o604, true}, {0o620, true}} {
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		ks, err := Open(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exposed, mode := ks.Exposed(); exposed != tc.exposed || mode != tc.mode {
+			t.Errorf("mode %v: Exposed() = %v, %v; want %v", tc.mode, exposed, mode, tc.exposed)
+		}
+	}
+}
+
 func TestSealBindsContextAndKey(t *testing.T) {
 	a, _ := Open(filepath.Join(t.TempDir(), "a"), true)
 	b, _ := Open(filepath.Join(t.TempDir(), "b"), true)

@@ -21,8 +21,11 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
-// CookieName is the session cookie's name.
-const CookieName = "gatehouse_session"
+// CookieName is the session cookie's name. The __Host- prefix makes
+// browsers refuse the cookie unless it is Secure, has Path=/ and no
+// Domain, so a sibling subdomain or a plain-HTTP page of the same host
+// cannot plant or widen it (login CSRF, session swapping).
+const CookieName = "__Host-gatehouse_session"
 
 const keyPrefix = "session/"
 

@@ -77,7 +77,8 @@ func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
 	})
 }
 
-// Remove disables one factor of the user.
+// Remove disables one factor of the user and ends the user's sessions
+// (a session that passed the removed factor should not outlive it).
 func (s *Service) Remove(ctx context.Context, u *account.User, t Type) error {
 	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
 		switch {
@@ -95,11 +96,15 @@ func (s *Service) Remove(ctx context.Context, u *account.User, t Type) error {
 	if err == nil && t == TypeSMS {
 		err = s.engine.Store.Delete(ctx, smsKey(u.ID))
 	}
+	if err != nil {
+		return err
+	}
+	_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
 	return err
 }
 
-// Deprovision disables every factor of the user. The lockout and the
-// last success and failure times stay.
+// Deprovision disables every factor of the user and ends the user's
+// sessions. The lockout and the last success and failure times stay.
 func (s *Service) Deprovision(ctx context.Context, u *account.User) error {
 	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
 		*f = storedFactors{}
@@ -108,7 +113,11 @@ func (s *Service) Deprovision(ctx context.Context, u *account.User) error {
 	if err != nil {
 		return err
 	}
-	return s.engine.Store.Delete(ctx, smsKey(u.ID))
+	if err := s.engine.Store.Delete(ctx, smsKey(u.ID)); err != nil {
+		return err
+	}
+	_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
+	return err
 }
 
 func (s *Service) newSecret(uid string, t Type, raw []byte, counter uint64) *storedSecret {

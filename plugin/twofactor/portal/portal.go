@@ -47,8 +47,10 @@ import (
 )
 
 // CookieName is the pre-session cookie that binds the CSRF tokens and the
-// half-signed-in state to one browser.
-const CookieName = "gatehouse_login"
+// half-signed-in state to one browser. The __Secure- prefix makes browsers
+// refuse it from a plain-HTTP page; it keeps the /gatehouse/ path (which
+// __Host- would not allow), so it never reaches an upstream.
+const CookieName = "__Secure-gatehouse_login"
 
 // PendingLifetime is how long a browser has, after its password was
 // accepted, to enter the code.
