@@ -1,14 +1,17 @@
 package account
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -23,7 +26,26 @@ const (
 	MaxPasswordLength = 1024
 )
 
-// HashPassword returns the PHC-format argon2id hash of password.
+// ErrBusy is returned by VerifyPassword and CheckPassword when every slot
+// for an argon2 hash stayed taken for the whole wait (or the request
+// ended first): the password was not checked, so it is neither right nor
+// wrong. The data plane answers 429, the login portal asks to try again.
+var ErrBusy = hashslots.ErrBusy
+
+// checkWait is how long a password check waits for a free hash slot
+// before giving up with ErrBusy.
+const checkWait = time.Second
+
+// argonKey computes an argon2id key in a slot of the process-wide pool,
+// which bounds the memory the hashes hold (see hashslots).
+func argonKey(ctx context.Context, wait time.Duration, password string, salt []byte, t, m uint32, p uint8, n uint32) ([]byte, error) {
+	var key []byte
+	err := hashslots.Process.Do(ctx, wait, func() { key = argon2.IDKey([]byte(password), salt, t, m, p, n) })
+	return key, err
+}
+
+// HashPassword returns the PHC-format argon2id hash of password. It waits
+// for a hash slot as long as it takes: it runs for administrators only.
 func HashPassword(password string) (string, error) {
 	if len(password) < 8 {
 		return "", failure.Invalid("password must be at least 8 characters")
@@ -35,24 +57,32 @@ func HashPassword(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	key, err := argonKey(context.Background(), 0, password, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	if err != nil {
+		return "", err
+	}
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, argonMemoryKiB, argonTime, argonThreads, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
 // VerifyPassword checks password against a PHC argon2id hash in constant
-// time. An empty or malformed hash never verifies.
-func VerifyPassword(hash, password string) bool {
+// time. An empty or malformed hash never verifies. It returns ErrBusy,
+// without checking, when no hash slot freed up within a second or before
+// ctx ended.
+func VerifyPassword(ctx context.Context, hash, password string) (bool, error) {
 	if hash == "" || len(password) > MaxPasswordLength {
-		return false
+		return false, nil
 	}
 	salt, key, m, t, p, err := parsePHC(hash)
 	if err != nil {
-		return false
+		return false, nil
 	}
-	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(key)))
-	return subtle.ConstantTimeCompare(got, key) == 1
+	got, err := argonKey(ctx, checkWait, password, salt, t, m, p, uint32(len(key)))
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare(got, key) == 1, nil
 }
 
 func parsePHC(hash string) (salt, key []byte, m, t uint32, p uint8, err error) {

@@ -331,7 +331,9 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 
 // CheckPassword verifies a user's password (argon2id; callers cache
 // successes). It returns the user on success and a refusal otherwise; the
-// refusal does not say whether the user exists.
+// refusal does not say whether the user exists. ErrBusy (no refusal: the
+// password was not checked) means too many checks ran at once, for a
+// known user as for an unknown one.
 func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
 	name, err := NormalizeUsername(username)
 	if err != nil {
@@ -339,13 +341,19 @@ func (s *Service) CheckPassword(ctx context.Context, username, password string) 
 	}
 	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
 	if errors.Is(err, storage.ErrNotFound) {
-		VerifyPassword(dummyHash, password) // same cost as a real check
+		if _, err := VerifyPassword(ctx, dummyHash, password); err != nil { // same cost as a real check
+			return nil, err
+		}
 		return nil, identity.Unauthenticated("invalid username or password")
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !VerifyPassword(u.PasswordHash, password) {
+	ok, err := VerifyPassword(ctx, u.PasswordHash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, identity.Unauthenticated("invalid username or password")
 	}
 	return u, nil

@@ -6,6 +6,7 @@ package basic
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -110,6 +111,9 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		return nil, err
 	}
 	u, err := e.Accounts.CheckPassword(ctx, name, password)
+	if errors.Is(err, account.ErrBusy) {
+		return nil, errBusy.For(name) // not checked, so not counted as a failure
+	}
 	if err != nil {
 		if refusal, refused := identity.AsRefusal(err); refused {
 			c.countFailure(ctx, name)
@@ -122,6 +126,10 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 }
 
 const failureWindow = time.Minute
+
+// errBusy answers a password that could not be checked because too many
+// checks ran at once (see account.ErrBusy).
+var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment")
 
 func failureKey(name string) string { return "basicfail/" + name }
 

@@ -1,9 +1,19 @@
 package basic
 
 import (
+	"context"
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 )
 
 func TestParseAuthorization(t *testing.T) {
@@ -49,4 +59,52 @@ func FuzzParseAuthorization(f *testing.F) {
 			t.Fatalf("round trip mismatch for %q", header)
 		}
 	})
+}
+
+// TestBusyIsThrottledNotCounted: while every password hash slot is taken,
+// HTTP Basic answers 429 without checking the password, and those answers
+// do not count as wrong passwords: the right password works once the
+// server has room again, even after more busy answers than the failure
+// limit.
+func TestBusyIsThrottledNotCounted(t *testing.T) {
+	ctx := context.Background()
+	e := enginetest.New(t, engine.Config{BasicFailureLimit: 2}, nil)
+	e.Register(New(e))
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse"
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(user, pass string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.SetBasicAuth(user, pass)
+		w := httptest.NewRecorder()
+		if err := route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	release := hashslotstest.HoldAll(t)
+	var wg sync.WaitGroup
+	for _, c := range []struct{ user, pass string }{{"alice", "wrong one"}, {"alice", "wrong two"}, {"alice", "wrong three"}, {"nobody", pw}} {
+		wg.Go(func() {
+			if w := get(c.user, c.pass); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "busy") {
+				t.Errorf("%s while busy: %d %s; want 429 saying the server is busy", c.user, w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+	release()
+	if w := get("alice", pw); w.Code != http.StatusOK {
+		t.Fatalf("right password once the server has room: %d %s; want 200", w.Code, w.Body)
+	}
 }

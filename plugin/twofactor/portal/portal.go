@@ -76,6 +76,7 @@ const (
 	msgSMSFailed    = "We could not send the text message. Try again later, or use another of your factors."
 	msgCSRF         = "This form has expired or was not sent from this site. Reload the page and try again. Your browser must accept cookies from this site."
 	msgUnavailable  = "The sign-in service is temporarily unavailable. Please try again in a moment."
+	msgBusy         = "The sign-in service is busy. Your password was not checked; please try again in a moment."
 )
 
 //go:embed page.html
@@ -360,6 +361,17 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		p.record(r, username, audit.OutcomeFailure, reason)
 		p.passwordForm(w, token, f.Username, msg, ret)
 	}
+	// busy answers a password that was not checked because too many
+	// checks ran at once: the same for every user, known, unknown or
+	// locked, and the attempt, when counted, is taken back.
+	busy := func(username string, attempt *twofactor.Attempt) {
+		if attempt != nil {
+			attempt.Withdraw(ctx)
+		}
+		p.record(r, username, audit.OutcomeFailure, "password not checked: the server is busy")
+		w.Header().Set("Retry-After", "1")
+		p.render(w, http.StatusTooManyRequests, page{Step: "password", CSRF: p.csrf(token), Username: f.Username, Error: msgBusy, Return: ret})
+	}
 	name, err := account.NormalizeUsername(f.Username)
 	if err != nil {
 		refuse("", "invalid username", msgSignInFailed)
@@ -367,7 +379,11 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	}
 	u, err := p.engine.Accounts.User(ctx, name)
 	if failure.Status(err) == http.StatusNotFound {
-		p.engine.Accounts.CheckPassword(ctx, name, f.Password) // same cost as for a real user
+		// Same cost as for a real user.
+		if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); errors.Is(err, account.ErrBusy) {
+			busy(name, nil)
+			return
+		}
 		refuse(name, "unknown user", msgSignInFailed)
 		return
 	}
@@ -385,7 +401,10 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	if locked {
 		// Same cost and answer as a wrong password, right or wrong: a
 		// locked account reveals nothing, not even through timing.
-		p.engine.Accounts.CheckPassword(ctx, name, f.Password)
+		if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); errors.Is(err, account.ErrBusy) {
+			busy(u.Username, attempt)
+			return
+		}
 		if _, err := attempt.Failed(ctx, twofactor.ReasonLocked); err != nil {
 			p.fail(w, err)
 			return
@@ -394,6 +413,10 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		return
 	}
 	if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); err != nil {
+		if errors.Is(err, account.ErrBusy) {
+			busy(u.Username, attempt)
+			return
+		}
 		if _, refused := identity.AsRefusal(err); !refused {
 			attempt.Withdraw(ctx) // a store failure is no wrong password
 			p.fail(w, err)

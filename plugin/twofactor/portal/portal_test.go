@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -393,4 +394,38 @@ func FuzzParseForm(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPasswordStepBusy: while every password hash slot is taken, the
+// password step says the service is busy, the same for a known and an
+// unknown user, and counts no failure: the user is not locked by it and
+// signs in once the server has room.
+func TestPasswordStepBusy(t *testing.T) {
+	h := newHarness(t)
+	h.e.Config.LockoutThreshold = 1
+	u := h.user("alice", "+421900000001")
+	if err := h.svc.EnrolSMS(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	release := hashslotstest.HoldAll(t)
+	var wg sync.WaitGroup
+	for _, c := range []struct{ user, pass string }{{"alice", password}, {"alice", "wrong password"}, {"nobody", password}} {
+		b := h.browser()
+		b.get("/gatehouse/login")
+		wg.Go(func() {
+			resp, body := b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {c.user}, "password": {c.pass}})
+			if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+				!strings.Contains(body, "busy") || !strings.Contains(body, `id="password"`) {
+				t.Errorf("%s while busy: %d %s", c.user, resp.StatusCode, body)
+			}
+		})
+	}
+	wg.Wait()
+	release()
+	if st, _ := h.svc.Status(context.Background(), u); st.ConsecutiveFailures != 0 || st.Locked {
+		t.Fatalf("busy answers counted as failures: %+v", st)
+	}
+	if _, body := h.browser().signInPassword("alice", password, "/"); !strings.Contains(body, `id="code"`) {
+		t.Fatalf("right password once the server has room: %s", body)
+	}
 }
