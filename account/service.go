@@ -11,8 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -30,6 +31,35 @@ const (
 type Service struct {
 	store *cache.Cache
 	now   func() time.Time
+
+	hooksMu  sync.Mutex
+	onDelete []DeleteHook
+}
+
+// DeleteHook removes what was bound to an account that is being deleted
+// (its application keys, connectors, second factors). It must be
+// idempotent: DeleteUser runs it before deleting the account, so that a
+// failure leaves the account in place for a retry, and again after, for
+// whatever was bound to the account in between.
+type DeleteHook func(ctx context.Context, u *User) error
+
+// OnDelete registers fn to run on every DeleteUser.
+func (s *Service) OnDelete(fn DeleteHook) {
+	s.hooksMu.Lock()
+	defer s.hooksMu.Unlock()
+	s.onDelete = append(s.onDelete, fn)
+}
+
+// removeBound runs the delete hooks for u, all of them even when one fails.
+func (s *Service) removeBound(ctx context.Context, u *User) error {
+	s.hooksMu.Lock()
+	hooks := slices.Clone(s.onDelete)
+	s.hooksMu.Unlock()
+	var errs []error
+	for _, fn := range hooks {
+		errs = append(errs, fn(ctx, u))
+	}
+	return errors.Join(errs...)
 }
 
 // NewService returns a Service over the cached store.
@@ -204,15 +234,23 @@ func (s *Service) modifyUser(ctx context.Context, username string, change func(u
 	return nil, failure.Conflict("user %q is being changed concurrently; try again", name)
 }
 
-// DeleteUser removes the account. Credentials bound to it stop working on
-// the next request, and stay dead if the name is reused (they are bound to
-// the account's ID).
+// DeleteUser removes the account and, through the delete hooks, what was
+// bound to it. Credentials bound to it stop working on the next request,
+// and stay dead if the name is reused (they are bound to the account's
+// ID). When removing what was bound fails, the account stays, so that
+// the call can be retried.
 func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	u, err := s.User(ctx, username)
 	if err != nil {
 		return err
 	}
-	return s.store.Delete(ctx, userPrefix+u.Username)
+	if err := s.removeBound(ctx, u); err != nil {
+		return err
+	}
+	if err := s.store.Delete(ctx, userPrefix+u.Username); err != nil {
+		return err
+	}
+	return s.removeBound(ctx, u) // bound while the first pass ran
 }
 
 func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, error) {

@@ -76,6 +76,7 @@ type Service struct {
 // NewService returns the service of e and starts its background work.
 func NewService(e *engine.Engine, opts Options) *Service {
 	s := &Service{engine: e, store: e.Store, now: time.Now, purge: opts.PurgeInterval}
+	e.Accounts.OnDelete(s.deleteUserKeys)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.run()

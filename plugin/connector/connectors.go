@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -221,6 +222,35 @@ func (p *Plugin) Revoke(ctx context.Context, name string) (*Connector, int, erro
 		return rec, n, err
 	}
 	return nil, 0, failure.Conflict("connector %q is being changed concurrently; try again", name)
+}
+
+// revokeUser revokes, with their tokens, the connectors of an account that
+// is being deleted (an account.DeleteHook): a revoked connector stays
+// listed, as DELETE /gatehouse/connectors/{name} leaves it.
+func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
+	var names []string
+	err := p.engine.Store.Scan(ctx, connectorPrefix, func(e storage.Entry) error {
+		rec, err := decodeConnector(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		if rec.UserID == u.ID && !rec.Revoked {
+			names = append(names, rec.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		_, n, err := p.Revoke(ctx, name)
+		if err != nil {
+			return err
+		}
+		p.engine.Audit.Record(audit.Event{Kind: "connector", Username: u.Username, Credential: "connector:" + name,
+			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})
+	}
+	return nil
 }
 
 // Get returns the connector record, or a 404 failure.

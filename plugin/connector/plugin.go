@@ -72,7 +72,9 @@ func New(ctx context.Context, e *engine.Engine, opts Options) (*Plugin, error) {
 	if err := checkSharedCA(ctx, e.Store, opts.CA); err != nil {
 		return nil, err
 	}
-	return &Plugin{engine: e, ca: opts.CA, validity: opts.CertValidity, servers: opts.Servers, now: time.Now}, nil
+	p := &Plugin{engine: e, ca: opts.CA, validity: opts.CertValidity, servers: opts.Servers, now: time.Now}
+	e.Accounts.OnDelete(p.revokeUser)
+	return p, nil
 }
 
 func checkSharedCA(ctx context.Context, st storage.Store, ca *CA) error {

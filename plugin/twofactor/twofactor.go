@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -120,7 +121,24 @@ func New(e *engine.Engine, opts Options) *Service {
 	if opts.EnrolmentLinkLifetime <= 0 {
 		opts.EnrolmentLinkLifetime = DefaultEnrolmentLinkLifetime
 	}
-	return &Service{engine: e, opts: opts, now: time.Now}
+	s := &Service{engine: e, opts: opts, now: time.Now}
+	e.Accounts.OnDelete(s.forget)
+	return s
+}
+
+// forget deletes every second-factor record of an account that is being
+// deleted (an account.DeleteHook): factors, counters, the failure count,
+// SMS codes.
+func (s *Service) forget(ctx context.Context, u *account.User) error {
+	var ops []storage.Op
+	err := s.engine.Store.Scan(ctx, userKey(u.ID, ""), func(e storage.Entry) error {
+		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: e.Key})
+		return nil
+	})
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	return s.engine.Store.Batch(ctx, ops)
 }
 
 // Engine is the engine the service works on.

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // rfcSecret is the shared secret of the RFC 4226 and RFC 6238 (SHA-1) test vectors.
@@ -624,6 +625,14 @@ func TestRecreatedUserStartsClean(t *testing.T) {
 		fx.verify(t, u, "000000")
 	}
 	if err := fx.e.Accounts.DeleteUser(ctx, "hank"); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing of the deleted account's second factors is left behind.
+	err := fx.e.Store.Scan(ctx, userKey(u.ID, ""), func(e storage.Entry) error {
+		t.Errorf("left after the user was deleted: %s", e.Key)
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	u2 := fx.user(t, "hank", "")
