@@ -16,7 +16,8 @@ const MaxUsernameLength = 64
 // PRECIS UsernameCaseMapped (RFC 8265: Unicode NFC, width-mapped, lower
 // case), so "Ålice" and "ålice" name the same account. Characters that
 // carry meaning elsewhere are refused: ':' (HTTP Basic), ',' (the roles
-// header), '/' (admin API paths) and '%'.
+// header), '/' (admin API paths) and '%', and so are names made of dots
+// only ("." and ".." are path segments: no admin URL could name them).
 func NormalizeUsername(name string) (string, error) {
 	if name == "" {
 		return "", failure.Invalid("username is empty")
@@ -33,6 +34,9 @@ func NormalizeUsername(name string) (string, error) {
 	}
 	if strings.ContainsAny(canonical, ":,/%") {
 		return "", failure.Invalid("username %q must not contain ':', ',', '/' or '%%'", name)
+	}
+	if strings.Trim(canonical, ".") == "" {
+		return "", failure.Invalid("username %q is made of dots only; it needs at least one other character", name)
 	}
 	return canonical, nil
 }

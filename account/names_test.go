@@ -1,9 +1,12 @@
 package account
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 func TestNormalizeUsername(t *testing.T) {
@@ -26,6 +29,12 @@ func TestNormalizeUsername(t *testing.T) {
 		{"\xff", "", false},
 		{strings.Repeat("a", 65), "", false},
 		{strings.Repeat("é", 64), strings.Repeat("é", 64), true},
+		{".", "", false},
+		{"..", "", false},
+		{"...", "", false},
+		{"\uff0e\uff0e", "", false}, // fullwidth dots
+		{".alice.", ".alice.", true},
+		{"a..b", "a..b", true},
 	}
 	for _, c := range cases {
 		got, err := NormalizeUsername(c.in)
@@ -36,7 +45,7 @@ func TestNormalizeUsername(t *testing.T) {
 }
 
 func FuzzNormalizeUsername(f *testing.F) {
-	for _, s := range []string{"alice", "Ålice", "a:b", "用户", "", "\xff\xfe"} {
+	for _, s := range []string{"alice", "Ålice", "a:b", "用户", "", "\xff\xfe", "..", "\uff0e"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -44,7 +53,7 @@ func FuzzNormalizeUsername(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !utf8.ValidString(got) || got == "" || strings.ContainsAny(got, ":,/% \x00") {
+		if !utf8.ValidString(got) || strings.Trim(got, ".") == "" || strings.ContainsAny(got, ":,/% \x00") {
 			t.Fatalf("accepted unsafe username %q -> %q", in, got)
 		}
 		again, err := NormalizeUsername(got)
@@ -63,6 +72,26 @@ func TestValidateName(t *testing.T) {
 	for _, bad := range []string{"", "a b", "ä", "a/b", strings.Repeat("x", 65)} {
 		if ValidateName("role", bad) == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestDotOnlyUsernames: "." and ".." cannot be created (no admin URL could
+// name them: the path is cleaned first), and asking for them is a plain
+// 404 or refusal.
+func TestDotOnlyUsernames(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	for _, name := range []string{".", "..", "..."} {
+		_, err := s.CreateUser(ctx, NewUser{Username: name})
+		if failure.Status(err) != 400 || !strings.Contains(failure.Message(err), "dots only") {
+			t.Errorf("creating %q: %v (status %d); want 400 saying dots only", name, err, failure.Status(err))
+		}
+		if _, err := s.User(ctx, name); failure.Status(err) != 404 {
+			t.Errorf("looking up %q: %v; want 404", name, err)
+		}
+		if _, err := s.CheckPassword(ctx, name, "whatever password"); err == nil {
+			t.Errorf("password check of %q passed", name)
 		}
 	}
 }
