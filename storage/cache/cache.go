@@ -5,15 +5,21 @@
 // object), so that a hot-path lookup costs no store read, no decoding, no
 // allocation and no global lock.
 //
+// "Not found" answers are cached too, so that a flood of lookups of one
+// unknown key does not reach the store, but in a second, smaller LRU of
+// their own: keys anyone can make up (random session cookies, tokens,
+// user names) then evict only other absences, never a key that exists. A
+// key has at most one entry, in one of the two.
+//
 // Every write through the Cache invalidates the keys it touches before it
 // returns, even when the write fails (a failed write may still have been
 // applied). A read that raced with a write can never put the old value back:
 // every key hashes to one of 256 stripes, each with a generation that
 // invalidation bumps under the stripe's lock; a miss notes the generation
 // before it reads the store and inserts, under the same lock, only if it is
-// unchanged; a hit that adds a decoded object to a raw entry replaces it
-// under the lock only if it is still the key's entry. Other hits take no
-// stripe lock.
+// unchanged (and then drops the key's entry in the other LRU); a hit that
+// adds a decoded object to a raw entry replaces it under the lock only if
+// it is still the key's entry. Other hits take no stripe lock.
 //
 // Writes made by other processes reach the cache through
 // storage.Invalidator when the backend is shared (Redis). Writes made to
@@ -41,10 +47,14 @@ const DefaultMaxAge = 30 * time.Second
 // numStripes is the number of invalidation stripes (a power of two).
 const numStripes = 256
 
-// entry is one cached key: the fact that it does not exist, or its raw
-// value (cached by Get), or the object Load decoded from it, or both (a
-// raw entry that Load then decoded is replaced by one with both). An entry
-// never changes once published.
+// minAbsent is the least number of "not found" answers a cache of at least
+// that size keeps; beyond it they get an eighth of the size.
+const minAbsent = 256
+
+// entry is one cached key that exists: its raw value (cached by Get), or
+// the object Load decoded from it, or both (a raw entry that Load then
+// decoded is replaced by one with both). An entry never changes once
+// published.
 //
 // An entry Load filled keeps only the decoded object: the cache holds
 // many of them, and every heap object it keeps alive is work for each
@@ -54,7 +64,6 @@ type entry struct {
 	raw                []byte
 	decoded            any
 	hasRaw, hasDecoded bool
-	missing            bool
 	// loadedAt is when the store read that filled the entry started.
 	loadedAt time.Time
 	// expiresAt is the key's own expiry in the store (zero: none).
@@ -72,8 +81,11 @@ type stripe struct {
 // found" answers) and the objects Load decodes. Scans always read the
 // store. It is safe for concurrent use.
 type Cache struct {
-	store   storage.Store
-	lru     *shardlru.Cache[*entry]
+	store storage.Store
+	lru   *shardlru.Cache[*entry]
+	// absent holds, for each key last read as not found, when that read
+	// started.
+	absent  *shardlru.Cache[time.Time]
 	maxAge  time.Duration
 	stripes [numStripes]stripe
 
@@ -94,12 +106,18 @@ func WithMaxAge(d time.Duration) Option {
 	}
 }
 
-// New wraps s with a cache of at most size entries (at least one). If s
-// implements storage.Invalidator, the cache registers with it, dropping a
-// key when another instance changes it and everything on the empty key.
+// New wraps s with a cache of at most size keys that exist (at least one)
+// and, apart from them, of at most size/8 keys that do not (but at least
+// 256, or size if smaller). If s implements storage.Invalidator, the cache
+// registers with it, dropping a key when another instance changes it and
+// everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {
-	l := shardlru.New[*entry](size)
-	c := &Cache{store: s, lru: l, maxAge: DefaultMaxAge}
+	c := &Cache{
+		store:  s,
+		lru:    shardlru.New[*entry](size),
+		absent: shardlru.New[time.Time](max(size/8, min(size, minAbsent))),
+		maxAge: DefaultMaxAge,
+	}
 	for _, o := range opts {
 		o(c)
 	}
@@ -119,11 +137,12 @@ func New(s storage.Store, size int, opts ...Option) *Cache {
 // seen by the cache until the entry's maximum age has passed.
 func (c *Cache) Backend() storage.Store { return c.store }
 
-// Hits returns the number of lookups answered from memory.
+// Hits returns the number of lookups answered from memory, "not found"
+// answers included.
 func (c *Cache) Hits() uint64 { return c.hits.Load() }
 
 // Misses returns the number of lookups that read the store (including
-// those that failed).
+// those that found nothing and those that failed).
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
 
 // Purge drops every entry; a read that started before Purge and ends after
@@ -136,6 +155,7 @@ func (c *Cache) Purge() {
 		s.mu.Unlock()
 	}
 	c.lru.Purge()
+	c.absent.Purge()
 }
 
 func (c *Cache) stripeOf(key string) *stripe {
@@ -149,6 +169,7 @@ func (c *Cache) invalidate(key string) {
 	s.mu.Lock()
 	s.gen.Add(1)
 	c.lru.Remove(key)
+	c.absent.Remove(key)
 	s.mu.Unlock()
 }
 
@@ -167,19 +188,32 @@ func (c *Cache) cached(key string, now time.Time) (*entry, bool) {
 	return nil, false
 }
 
+// cachedAbsent reports whether key is cached as not found and that answer
+// may still be served.
+func (c *Cache) cachedAbsent(key string, now time.Time) bool {
+	at, ok := c.absent.Get(key)
+	return ok && now.Sub(at) < c.maxAge
+}
+
 // lookup returns the fresh entry for key with its raw value, reading the
-// store on a miss.
+// store on a miss; a missing key is storage.ErrNotFound.
 func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 	now := time.Now()
-	if e, ok := c.cached(key, now); ok && (e.missing || e.hasRaw) {
+	e, ok := c.cached(key, now)
+	switch {
+	case ok && e.hasRaw:
 		c.hits.Add(1)
 		return e, nil
+	case !ok && c.cachedAbsent(key, now):
+		c.hits.Add(1)
+		return nil, storage.ErrNotFound
 	}
 	return c.fill(ctx, key, now, nil)
 }
 
 // fill reads key from the store and caches what it found, unless an
-// invalidation raced with the read. With decode set, the entry holds the
+// invalidation raced with the read; a missing key is cached as such and
+// returned as storage.ErrNotFound. With decode set, the entry holds the
 // object decode makes of the value instead of the value; a decode error
 // is returned and nothing is cached, like a store failure.
 func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func([]byte) (any, error)) (*entry, error) {
@@ -187,25 +221,34 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 	s := c.stripeOf(key)
 	gen := s.gen.Load()
 	got, err := c.store.GetEntry(ctx, key)
-	e := &entry{expiresAt: got.ExpiresAt, loadedAt: now}
+	missing := errors.Is(err, storage.ErrNotFound)
+	var e *entry
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		e.missing = true
+	case missing:
 	case err != nil:
 		return nil, err // failures are never cached
 	case decode != nil:
+		e = &entry{expiresAt: got.ExpiresAt, loadedAt: now, hasDecoded: true}
 		if e.decoded, err = decode(got.Value); err != nil {
 			return nil, err
 		}
-		e.hasDecoded = true
 	default:
-		e.raw, e.hasRaw = got.Value, true
+		e = &entry{expiresAt: got.ExpiresAt, loadedAt: now, raw: got.Value, hasRaw: true}
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
-		c.lru.Add(key, e)
+		if missing {
+			c.lru.Remove(key)
+			c.absent.Add(key, now)
+		} else {
+			c.absent.Remove(key)
+			c.lru.Add(key, e)
+		}
 	}
 	s.mu.Unlock()
+	if missing {
+		return nil, storage.ErrNotFound
+	}
 	return e, nil
 }
 
@@ -235,10 +278,6 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	var zero T
 	now := time.Now()
 	if e, ok := c.cached(key, now); ok {
-		if e.missing {
-			c.hits.Add(1)
-			return zero, storage.ErrNotFound
-		}
 		if v, ok := e.decoded.(T); ok && e.hasDecoded {
 			c.hits.Add(1)
 			return v, nil
@@ -252,18 +291,17 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			c.attach(key, e, v)
 			return v, nil
 		}
+	} else if c.cachedAbsent(key, now) {
+		c.hits.Add(1)
+		return zero, storage.ErrNotFound
 	}
 	var v T
-	e, err := c.fill(ctx, key, now, func(raw []byte) (any, error) {
+	if _, err := c.fill(ctx, key, now, func(raw []byte) (any, error) {
 		var err error
 		v, err = decode(raw)
 		return v, err
-	})
-	if err != nil {
+	}); err != nil {
 		return zero, err
-	}
-	if e.missing {
-		return zero, storage.ErrNotFound
 	}
 	return v, nil
 }
@@ -274,9 +312,6 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.missing {
-		return nil, storage.ErrNotFound
-	}
 	return slices.Clone(e.raw), nil
 }
 
@@ -285,9 +320,6 @@ func (c *Cache) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	e, err := c.lookup(ctx, key)
 	if err != nil {
 		return storage.Entry{}, err
-	}
-	if e.missing {
-		return storage.Entry{}, storage.ErrNotFound
 	}
 	return storage.Entry{Key: key, Value: slices.Clone(e.raw), ExpiresAt: e.expiresAt}, nil
 }

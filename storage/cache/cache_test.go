@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -290,10 +291,73 @@ func TestNotFoundIsCachedUntilAPut(t *testing.T) {
 	if _, err := c.Get(t.Context(), "k"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Get of a cached absence: %v", err)
 	}
+	if _, err := c.GetEntry(t.Context(), "k"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("GetEntry of a cached absence: %v", err)
+	}
+	if back.reads.Load() != 1 || c.Hits() != 3 || c.Misses() != 1 {
+		t.Fatalf("store reads %d, hits %d, misses %d; want 1, 3, 1", back.reads.Load(), c.Hits(), c.Misses())
+	}
 	if err := c.Put(t.Context(), "k", []byte("now"), 0); err != nil {
 		t.Fatal(err)
 	}
 	wantLoad(t, c, back, "k", "now", 1)
+}
+
+// TestKeyComesAndGoes: a key that turns from missing to present and back,
+// through the Cache or through another instance, is seen at once each
+// time, by Load, Get and GetEntry.
+func TestKeyComesAndGoes(t *testing.T) {
+	shared := &sharedStore{hookStore: newHookStore(t)}
+	back := shared.hookStore
+	c := New(shared, 16)
+	ctx := t.Context()
+	want := func(v string) {
+		t.Helper()
+		wantLoad(t, c, back, "k", v, 1)
+		wantLoad(t, c, back, "k", v, 0)
+		got, err := c.Get(ctx, "k")
+		if v == "" && !errors.Is(err, storage.ErrNotFound) || v != "" && string(got) != v {
+			t.Fatalf("Get = %q, %v; want %q", got, err, v)
+		}
+		e, err := c.GetEntry(ctx, "k")
+		if v == "" && !errors.Is(err, storage.ErrNotFound) || v != "" && string(e.Value) != v {
+			t.Fatalf("GetEntry = %+v, %v; want %q", e, err, v)
+		}
+	}
+	remotely := func(write func() error) {
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		shared.invalidate("k")
+	}
+	for round := range 2 {
+		v := strconv.Itoa(round)
+		want("")
+		c.Put(ctx, "k", []byte(v), 0)
+		want(v)
+		c.Delete(ctx, "k")
+		want("")
+		remotely(func() error { return back.Store.Put(ctx, "k", []byte(v+"r"), 0) })
+		want(v + "r")
+		remotely(func() error { return back.Store.Delete(ctx, "k") })
+	}
+}
+
+// TestAKeyFoundMissingIsNotServedItsOldValue: a read that finds a key gone
+// (deleted behind the cache's back) replaces the object Load cached for
+// it, as a read that finds a new value does.
+func TestAKeyFoundMissingIsNotServedItsOldValue(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	back.Put(ctx, "k", []byte("1"), 0)
+	wantLoad(t, c, back, "k", "1", 1)
+	back.Delete(ctx, "k")
+	// Load kept no raw value, so Get reads the store, and finds nothing.
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Get after the delete: %v", err)
+	}
+	wantLoad(t, c, back, "k", "", 0)
 }
 
 func TestStoreErrorsAreNotCached(t *testing.T) {
@@ -342,9 +406,9 @@ func TestFailedWriteStillInvalidates(t *testing.T) {
 	wantLoad(t, c, back, "k", "2", 1) // the write may have landed: re-read
 }
 
-// A read that fetched the old value before a write (or an invalidation
-// from another instance) finished must not put it back into the cache
-// afterwards.
+// A read that fetched the old value (or found no key) before a write (or
+// an invalidation from another instance) finished must not put it back
+// into the cache afterwards.
 func TestRacingMissDoesNotReinsertStaleValue(t *testing.T) {
 	invalidations := map[string]func(ctx context.Context, c *Cache, s *sharedStore){
 		"Put": func(ctx context.Context, c *Cache, s *sharedStore) { c.Put(ctx, "k", []byte("new"), 0) },
@@ -365,28 +429,37 @@ func TestRacingMissDoesNotReinsertStaleValue(t *testing.T) {
 		},
 	}
 	for name, invalidate := range invalidations {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			shared := &sharedStore{hookStore: newHookStore(t)}
-			back := shared.hookStore
-			c := New(shared, 16)
-			ctx := t.Context()
-			back.Store.Put(ctx, "k", []byte("old"), 0)
+		for _, old := range []string{"old", ""} { // "": the key did not exist
+			t.Run(fmt.Sprintf("%s/old=%q", name, old), func(t *testing.T) {
+				t.Parallel()
+				shared := &sharedStore{hookStore: newHookStore(t)}
+				back := shared.hookStore
+				c := New(shared, 16)
+				ctx := t.Context()
+				if old != "" {
+					back.Store.Put(ctx, "k", []byte(old), 0)
+				}
 
-			p := back.pauseNextRead()
-			done := make(chan string)
-			go func() { // the slow reader
-				v, _ := Load(c, ctx, "k", decodeString)
-				done <- v
-			}()
-			<-p.read // the reader holds "old" ...
-			invalidate(ctx, c, shared)
-			close(p.release) // ... and tries to cache it after the write
-			if v := <-done; v != "old" {
-				t.Fatalf("the paused reader returned %q", v)
-			}
-			wantLoad(t, c, back, "k", "new", 1)
-		})
+				p := back.pauseNextRead()
+				done := make(chan error)
+				go func() { // the slow reader
+					v, err := Load(c, ctx, "k", decodeString)
+					if err == nil && v != old {
+						err = fmt.Errorf("got %q", v)
+					} else if old == "" && errors.Is(err, storage.ErrNotFound) {
+						err = nil
+					}
+					done <- err
+				}()
+				<-p.read // the reader holds the old answer ...
+				invalidate(ctx, c, shared)
+				close(p.release) // ... and tries to cache it after the write
+				if err := <-done; err != nil {
+					t.Fatalf("the paused reader, which read %q: %v", old, err)
+				}
+				wantLoad(t, c, back, "k", "new", 1)
+			})
+		}
 	}
 }
 
@@ -431,6 +504,93 @@ func TestReadersNeverSeeAnOverwrittenValue(t *testing.T) {
 	}
 }
 
+// TestAReplacedAbsenceDoesNotComeBack: when two reads race and the later
+// insert is a value, the "not found" answer it replaced is gone too; it
+// is not served once the value has been evicted.
+func TestAReplacedAbsenceDoesNotComeBack(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 2)
+	ctx := t.Context()
+	back.Put(ctx, "k", []byte("v"), 0)
+	p := back.pauseNextRead()
+	done := make(chan struct{})
+	go func() { // reads "v", and caches it after the read below
+		defer close(done)
+		if v, err := Load(c, ctx, "k", decodeString); err != nil || v != "v" {
+			t.Errorf("the paused reader: %q, %v", v, err)
+		}
+	}()
+	<-p.read
+	back.Delete(ctx, "k") // behind the cache's back
+	wantLoad(t, c, back, "k", "", 1)
+	close(p.release)
+	<-done
+	wantLoad(t, c, back, "k", "v", 0)      // the last insert is the answer
+	for _, k := range []string{"a", "b"} { // evict it
+		back.Put(ctx, k, []byte(k), 0)
+		wantLoad(t, c, back, k, k, 1)
+	}
+	back.Put(ctx, "k", []byte("w"), 0)
+	wantLoad(t, c, back, "k", "w", 1)
+}
+
+// TestReadersNeverSeeAnOverwrittenAbsence: readers racing a writer that
+// deletes the key and puts it back, in turn, never see an answer (a value
+// or "not found") older than the last write that completed before their
+// read started.
+func TestReadersNeverSeeAnOverwrittenAbsence(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	const writes = 400 // odd: Delete, even: Put of its number
+	var started, written atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; i <= writes; i++ {
+			started.Store(int64(i))
+			var err error
+			if i%2 == 1 {
+				err = c.Delete(ctx, "k")
+			} else {
+				err = c.Put(ctx, "k", []byte(strconv.Itoa(i)), 0)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			written.Store(int64(i))
+		}
+	})
+	for range 6 {
+		wg.Go(func() {
+			for written.Load() < writes {
+				floor := written.Load()
+				n, err := Load(c, ctx, "k", decodeInt)
+				switch {
+				case errors.Is(err, storage.ErrNotFound):
+					// Only a delete at or after floor explains it.
+					if floor%2 == 0 && floor > 0 && started.Load() == floor {
+						t.Errorf("Load found no key after write %d, a Put, and before any other", floor)
+						return
+					}
+				case err != nil:
+					t.Error(err)
+					return
+				case int64(n) < floor:
+					t.Errorf("Load returned %d after write %d had completed", n, floor)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.Hits() == 0 {
+		t.Fatal("the readers never hit the cache; the test exercised nothing")
+	}
+}
+
+// TestMaxAgeBoundsStaleness: writes behind the cache's back, of a key
+// that existed and of one that did not, are seen after the maximum age.
 func TestMaxAgeBoundsStaleness(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16, WithMaxAge(100*time.Millisecond))
@@ -439,8 +599,12 @@ func TestMaxAgeBoundsStaleness(t *testing.T) {
 	wantLoad(t, c, back, "k", "1", 1)
 	back.Store.Put(ctx, "k", []byte("2"), 0) // behind the cache's back
 	wantLoad(t, c, back, "k", "1", 0)
+	wantLoad(t, c, back, "absent", "", 1)
+	back.Store.Put(ctx, "absent", []byte("3"), 0)
+	wantLoad(t, c, back, "absent", "", 0)
 	time.Sleep(150 * time.Millisecond)
 	wantLoad(t, c, back, "k", "2", 1)
+	wantLoad(t, c, back, "absent", "3", 1)
 }
 
 func TestEntriesAreNotServedPastTheKeysExpiry(t *testing.T) {
@@ -535,6 +699,21 @@ func BenchmarkLoadHitParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkLoadAbsentHit loads a key cached as not found.
+func BenchmarkLoadAbsentHit(b *testing.B) {
+	back := openBadger(b, b.TempDir())
+	defer back.Close()
+	c := New(back, 1024)
+	ctx := context.Background()
+	Load(c, ctx, "session/unknown", decodeRec)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(c, ctx, "session/unknown", decodeRec); !errors.Is(err, storage.ErrNotFound) {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkLoadMiss cycles through four times more keys than the cache
 // holds, so every Load misses: one Badger read, one decode, one insert.
 func BenchmarkLoadMiss(b *testing.B) {
@@ -557,5 +736,39 @@ func BenchmarkLoadMiss(b *testing.B) {
 	}
 	if c.Hits() != 0 {
 		b.Fatalf("%d hits; the benchmark should only miss", c.Hits())
+	}
+}
+
+// TestUnknownKeysDoNotEvictKnownOnes: a flood of lookups of keys that do
+// not exist (random session cookies, tokens, user names) evicts only
+// other "not found" answers; the keys that exist stay cached, and the
+// latest absences are still answered without a store read.
+func TestUnknownKeysDoNotEvictKnownOnes(t *testing.T) {
+	const size = 512
+	back := newHookStore(t)
+	c := New(back, size)
+	ctx := t.Context()
+	known := make([]string, size)
+	for i := range known {
+		known[i] = fmt.Sprintf("session/%d", i)
+		back.Put(ctx, known[i], []byte(known[i]), 0)
+		wantLoad(t, c, back, known[i], known[i], 1)
+	}
+	unknown := make([]string, 20*size)
+	for i := range unknown {
+		unknown[i] = "session/" + rand.Text()
+		wantLoad(t, c, back, unknown[i], "", 1)
+	}
+	before := back.reads.Load()
+	for _, k := range known {
+		if v, err := Load(c, ctx, k, decodeString); err != nil || v != k {
+			t.Fatalf("Load(%q) = %q, %v", k, v, err)
+		}
+	}
+	if n := back.reads.Load() - before; n != 0 {
+		t.Fatalf("after %d lookups of unknown keys, the %d known keys read the store %d times; want 0", len(unknown), size, n)
+	}
+	for _, k := range unknown[len(unknown)-size/8:] {
+		wantLoad(t, c, back, k, "", 0)
 	}
 }
