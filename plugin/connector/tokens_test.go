@@ -261,9 +261,9 @@ func TestAccountStateIsCheckedAtTheTokenEndpoint(t *testing.T) {
 	if err := f.engine.Accounts.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	f.user("alice") // a namesake must not inherit the connector
-	if r := f.certificateGrant(c1); r.status != 400 || !strings.Contains(r.Description, "no longer exists") {
-		t.Errorf("deleted and re-created user: %+v; want invalid_grant", r)
+	f.user("alice") // a namesake must not inherit the connector, revoked with the user
+	if r := f.certificateGrant(c1); r.status != 401 || r.Error != "invalid_client" || !strings.Contains(r.Description, "revoked") {
+		t.Errorf("deleted and re-created user: %+v; want invalid_client, revoked", r)
 	}
 	if reason := f.use(c1, a.AccessToken); reason == "" {
 		t.Error("the token of a deleted user works for the namesake")
