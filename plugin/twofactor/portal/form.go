@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"mime"
 	"net/url"
+	"path"
 	"strings"
 	"unicode/utf8"
 
@@ -72,7 +73,8 @@ const maxReturnLength = 2048
 // browser back to after sign-in, and "/" otherwise: it must start with a
 // single '/', hold no backslash, control character or whitespace (browsers
 // drop tabs and newlines, turning "/\t/evil" into "//evil"), no scheme or
-// host, and not point at the portal itself.
+// host, and not point at the portal itself (anything under /gatehouse/)
+// once its dot segments are resolved.
 func SafeReturn(target string) string {
 	if target == "" || len(target) > maxReturnLength || target[0] != '/' {
 		return "/"
@@ -92,8 +94,19 @@ func SafeReturn(target string) string {
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "/"
 	}
-	if strings.HasPrefix(u.Path, "/gatehouse/") {
+	// Dot segments are resolved before the redirect is followed: by
+	// http.Redirect, in everything before the '?' as it stands ("#" and
+	// escapes included), and by browsers in the decoded path ("%2E" is a
+	// dot to them). Neither may land on the portal ("/./gatehouse/logout").
+	rawPath, _, _ := strings.Cut(target, "?")
+	if underPortal(u.Path) || underPortal(rawPath) {
 		return "/"
 	}
 	return target
+}
+
+// underPortal reports whether p, cleaned, is /gatehouse or below it.
+func underPortal(p string) bool {
+	p = path.Clean(p)
+	return p == "/gatehouse" || strings.HasPrefix(p, "/gatehouse/")
 }

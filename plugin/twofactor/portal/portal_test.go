@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -348,6 +349,14 @@ func TestSafeReturn(t *testing.T) {
 		"/gatehouse/login?x":            "/",
 		"///evil":                       "/",
 		"/ok/../../x":                   "/ok/../../x",
+		"/./gatehouse/logout":           "/",
+		"/a/../gatehouse/logout":        "/",
+		"/%2E/gatehouse/logout":         "/",
+		"/a/%2e%2e/gatehouse/login":     "/",
+		"/app#/../gatehouse/logout":     "/",
+		"/gatehouse":                    "/",
+		"/gatehouse/../app/":            "/gatehouse/../app/",
+		"/gatehouseware":                "/gatehouseware",
 		"/" + strings.Repeat("a", 3000): "/",
 	} {
 		if got := SafeReturn(in); got != want {
@@ -356,8 +365,40 @@ func TestSafeReturn(t *testing.T) {
 	}
 }
 
+// redirectedTo is where the portal's redirect to target sends a browser:
+// http.Redirect's Location, resolved as a browser does (dot segments
+// removed, "%2E" being a dot too).
+func redirectedTo(t *testing.T, target string) *url.URL {
+	w := httptest.NewRecorder()
+	http.Redirect(w, httptest.NewRequest("POST", "https://site.example/gatehouse/login", nil), target, http.StatusSeeOther)
+	loc := w.Header().Get("Location")
+	if strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, "/\\") {
+		t.Fatalf("return %q redirects to %q, another host", target, loc)
+	}
+	ref, err := url.Parse(loc)
+	if err != nil {
+		t.Fatalf("return %q redirects to %q: %v", target, loc, err)
+	}
+	base, _ := url.Parse("https://site.example/gatehouse/login")
+	dest := base.ResolveReference(ref)
+	dest.Path = path.Clean(dest.Path)
+	return dest
+}
+
+// TestSafeReturnStaysOnTheSite: sign-in never ends on another site or on
+// a portal page (a return to /gatehouse/logout signed the user out at once).
+func TestSafeReturnStaysOnTheSite(t *testing.T) {
+	for _, in := range []string{"/.//evil.com", "/a/..//evil.com", "/%2F%2Fevil.com", "/\\evil.com", "//evil.com",
+		"/./gatehouse/logout", "/x/../gatehouse/logout", "/%2e%2e/gatehouse/logout", "/app#/../gatehouse/logout", "/./gatehouse/"} {
+		dest := redirectedTo(t, SafeReturn(in))
+		if dest.Host != "site.example" || underPortal(dest.Path) {
+			t.Errorf("return %q sends the browser to %s", in, dest)
+		}
+	}
+}
+
 func FuzzSafeReturn(f *testing.F) {
-	for _, s := range []string{"/app", "//x", "/\\x", "http://x", "/a?b=//c", "/%2f%2fx", "\x00"} {
+	for _, s := range []string{"/app", "//x", "/\\x", "http://x", "/a?b=//c", "/%2f%2fx", "\x00", "/./gatehouse/logout", "/.//x", "/a#/../gatehouse/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -374,6 +415,10 @@ func FuzzSafeReturn(f *testing.F) {
 		base, _ := url.Parse("https://site.example/login")
 		if ref := base.ResolveReference(u); ref.Host != "site.example" {
 			t.Fatalf("SafeReturn(%q) = %q resolves to %s", s, got, ref)
+		}
+		// So must where the portal's redirect leads, and not to the portal.
+		if dest := redirectedTo(t, got); dest.Host != "site.example" || underPortal(dest.Path) {
+			t.Fatalf("SafeReturn(%q) = %q redirects to %s", s, got, dest)
 		}
 	})
 }
