@@ -23,8 +23,10 @@ import (
 //	                       old index holds a stub naming its successor
 //	appkeyused/<name>      when the key was last used (RFC 3339), written
 //	                       off the request path
-//	appkeysess/<name>/<id> a session opened with the key (its token,
-//	                       sealed), so revoking the key can end it
+//	appkeysess/<name>/<id> a session opened with the key: the index it
+//	                       was opened under, checked on each of its
+//	                       requests, and its token, sealed, so revoking
+//	                       the key can end it (see binding)
 const (
 	namePrefix    = "appkey/"
 	indexPrefix   = "appkeyidx/"

@@ -251,8 +251,9 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if err != nil {
 		return err
 	}
-	key := sessionKey(id.AppKey, token)
-	err = s.store.Put(ctx, key, s.engine.Keystore.Seal([]byte(token), key), time.Until(ends)+time.Minute)
+	key := sessionKey(id.AppKey, session.DigestID(token))
+	bound := binding{Index: e.Index, SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
+	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
 	if err == nil {
 		// A deletion or rotation that ran between find and Put did not
 		// see this session: check that the value still works.
@@ -268,31 +269,33 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	return nil
 }
 
-func sessionKey(name, token string) string {
-	return sessionPrefix + name + "/" + session.DigestID(token)
+// sessionKey is where the binding of the session with the given
+// session.DigestID to the key name is stored.
+func sessionKey(name, id string) string {
+	return sessionPrefix + name + "/" + id
 }
 
 // endSessions ends every session opened with the key.
 func (s *Service) endSessions(ctx context.Context, name string) error {
-	type tracked struct {
-		key    string
-		sealed []byte
-	}
-	var found []tracked
+	var found []storage.Entry
 	err := s.store.Scan(ctx, sessionPrefix+name+"/", func(e storage.Entry) error {
-		found = append(found, tracked{e.Key, append([]byte(nil), e.Value...)})
+		found = append(found, storage.Entry{Key: e.Key, Value: append([]byte(nil), e.Value...)})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	for _, t := range found {
-		if token, err := s.engine.Keystore.Open(t.sealed, t.key); err == nil {
-			if err := s.engine.Sessions.Delete(ctx, string(token)); err != nil {
-				return err
+		// A binding that does not decode or open ends its session all the
+		// same: checkSession refuses a session without a usable binding.
+		if b, err := decodeBinding(t.Value); err == nil {
+			if token, err := s.engine.Keystore.Open(b.SealedToken, t.Key); err == nil {
+				if err := s.engine.Sessions.Delete(ctx, string(token)); err != nil {
+					return err
+				}
 			}
 		}
-		if err := s.store.Delete(ctx, t.key); err != nil {
+		if err := s.store.Delete(ctx, t.Key); err != nil {
 			return err
 		}
 	}
@@ -662,14 +665,21 @@ func (s *Service) deleteKey(ctx context.Context, name string) (*record, error) {
 	return nil, errBusy(name)
 }
 
-// remove deletes the loaded key if it is unchanged; ok reports whether it did.
+// remove deletes the loaded key if it is unchanged; ok reports whether it
+// did. The key's sessions end first, while the key is still there: if
+// that fails, the key stays and the deletion can be tried again. (A
+// session opened after that is refused anyway once the key is gone; see
+// checkSession.)
 func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
+	name := l.rec.Name
+	if err := s.endSessions(ctx, name); err != nil {
+		return false, err
+	}
 	ok, err = s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, nil, 0)
 	if err != nil || !ok {
 		return false, err
 	}
 	// The key is gone; the rest is cleanup.
-	name := l.rec.Name
 	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
 		return true, err
 	}
@@ -677,10 +687,7 @@ func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
 	if l.rec.PrevIndex != "" {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 	}
-	if err := s.store.Batch(ctx, ops); err != nil {
-		return true, err
-	}
-	return true, s.endSessions(ctx, name)
+	return true, s.store.Batch(ctx, ops)
 }
 
 // leftoverAge is how old a record no name resolves to must be before a

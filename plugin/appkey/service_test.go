@@ -48,10 +48,20 @@ type fixture struct {
 	ks      *keystore.Keystore
 }
 
-// failingStore is a store whose reads fail while down is set.
+// failingStore is a store whose reads fail while down is set, and whose
+// deletions of keys starting with deniedDeletes (when set) fail, as a
+// Redis ACL denying them would.
 type failingStore struct {
 	storage.Store
-	down atomic.Bool
+	down          atomic.Bool
+	deniedDeletes atomic.Pointer[string]
+}
+
+func (f *failingStore) Delete(ctx context.Context, key string) error {
+	if p := f.deniedDeletes.Load(); p != nil && strings.HasPrefix(key, *p) {
+		return errDown
+	}
+	return f.Store.Delete(ctx, key)
 }
 
 var errDown = fmt.Errorf("test: %w", storage.ErrUnavailable)

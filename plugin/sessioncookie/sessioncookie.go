@@ -26,19 +26,34 @@ const LogoutPath = "/gatehouse/logout"
 type Credential struct {
 	engine *engine.Engine
 	portal []plugin.Endpoint
-	// appKeySessions is set on routes that also accept application keys,
-	// the only routes where a session an application key opened is
-	// accepted (see ForRoute).
-	appKeySessions bool
+	// appKeys is set on routes that also accept application keys, the
+	// only routes where a session an application key opened is accepted
+	// (see ForRoute); it checks each such session against its key.
+	appKeys AppKeySessions
+}
+
+// AppKeySessions is implemented by the app_key credential kind. A session
+// an application key opened is worth no more than the key: CheckSession
+// refuses it (nil when it may go on) as the key itself would be refused
+// for r, e.g. when the key was deleted, rotated or has expired, or when
+// r's client address is not in the key's allowlist. id is the session's
+// session.DigestID.
+type AppKeySessions interface {
+	CheckSession(r *http.Request, s *session.Session, id string) error
 }
 
 // ForRoute implements plugin.RouteScoped. A session is worth what opened
 // it: one opened with an application key passes no second factor, so a
 // route that takes sessions but no application keys (one that requires
-// the 2FA login) refuses it.
+// the 2FA login) refuses it, and a route that takes both has the key
+// check every request made with it.
 func (c *Credential) ForRoute(s plugin.RouteSettings) plugin.Credential {
 	scoped := *c
-	scoped.appKeySessions = slices.Contains(s.Accept, identity.MethodAppKey)
+	scoped.appKeys = nil
+	if slices.Contains(s.Accept, identity.MethodAppKey) {
+		keys, _ := c.engine.Credential(identity.MethodAppKey)
+		scoped.appKeys, _ = keys.(AppKeySessions)
+	}
 	return &scoped
 }
 
@@ -76,11 +91,17 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Origin == session.OriginAppKey && !c.appKeySessions {
-		return nil, errAppKeySession.For(s.Username)
+	id := session.DigestID(ck.Value)
+	if s.Origin == session.OriginAppKey {
+		if c.appKeys == nil {
+			return nil, errAppKeySession.For(s.Username)
+		}
+		if err := c.appKeys.CheckSession(r, s, id); err != nil {
+			return nil, err
+		}
 	}
 	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
-		AppKey: s.AppKey, SecondFactor: s.SecondFactor, CredentialID: session.DigestID(ck.Value)}, nil
+		AppKey: s.AppKey, SecondFactor: s.SecondFactor, CredentialID: id}, nil
 }
 
 // Strip implements plugin.Credential: it removes the session cookie from

@@ -1,0 +1,105 @@
+package appkey
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
+	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// binding is what appkeysess/<name>/<id> holds for a session opened with
+// the key: the index of the key record the session was opened under, and
+// the session's token sealed with the keystore (context: the binding's
+// store key), so that revoking the key can end the session.
+type binding struct {
+	// Index is the index of the key's record when the session was opened:
+	// the presented value's, or during a rotation's grace period that of
+	// the value which replaced it. A rotation leaves a stub there, which
+	// ends the session.
+	Index string
+	// SealedToken is the session token, sealed.
+	SealedToken []byte
+}
+
+// bindingVersion is the version byte of a binding in reccodec form.
+const bindingVersion = 1
+
+func (b *binding) fields(c reccodec.Fields) {
+	c.String(&b.Index)
+	c.ByteString(&b.SealedToken)
+}
+
+func (b *binding) encode() []byte { return reccodec.Encode(bindingVersion, b.fields) }
+
+func decodeBinding(raw []byte) (binding, error) {
+	var b binding
+	if reccodec.Decode(raw, bindingVersion, b.fields) != nil {
+		return binding{}, errCorrupt
+	}
+	return b, nil
+}
+
+// boundIndex is the data plane's decoder of a binding: the key index
+// alone, in an allocation of its own (not the sealed token). A binding
+// that does not decode (one written before bindings named the index)
+// yields "", which checkSession refuses; it is cached like any other, so
+// a client that keeps sending such a session costs no store read either.
+func boundIndex(raw []byte) (string, error) {
+	b, err := decodeBinding(raw)
+	if err != nil {
+		return "", nil
+	}
+	reccodec.Detach(&b.Index)
+	return b.Index, nil
+}
+
+// errSessionEnded refuses a session opened with a key whose binding is
+// gone: the key's revocation ended it.
+var errSessionEnded = identity.Unauthenticated("the session opened with the application key has ended; open a new one with the key")
+
+// checkSession refuses the session s (its session.DigestID is id), which
+// an application key opened, as the key itself would be refused from
+// clientIP: unless the key record it was opened under is still the key's
+// (not deleted, not replaced by a rotation), has not expired, and its
+// allowlist holds clientIP. Everything it reads comes from the cache: a
+// hot session costs no store read.
+func (s *Service) checkSession(ctx context.Context, sess *session.Session, id, clientIP string) error {
+	index, err := cache.Load(s.store, ctx, sessionKey(sess.AppKey, id), boundIndex)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && index == "") {
+		return errSessionEnded.For(sess.Username)
+	}
+	if err != nil {
+		return err
+	}
+	e, err := s.lookup(ctx, index)
+	switch {
+	case errors.Is(err, errInvalid):
+		return errInvalid.For(sess.Username)
+	case err != nil:
+		return err
+	case e.isStub():
+		return errReplaced.For(sess.Username)
+	case e.Name != sess.AppKey:
+		return errInvalid.For(sess.Username)
+	case !s.now().Before(e.ExpiresAt):
+		return errExpired.For(e.Username)
+	case !allows(e.allow, clientIP):
+		return errAddress.For(e.Username)
+	}
+	return nil
+}
+
+// CheckSession implements sessioncookie.AppKeySessions.
+func (c *Credential) CheckSession(r *http.Request, s *session.Session, id string) error {
+	return c.svc.checkSession(r.Context(), s, id, engine.ClientIP(r))
+}
+
+// Interface guard.
+var _ sessioncookie.AppKeySessions = (*Credential)(nil)
