@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/strictjson"
 )
 
 // MaxBodyBytes caps the size of a request body.
@@ -78,17 +79,18 @@ func WriteError(w http.ResponseWriter, err error) {
 	WriteJSON(w, failure.Status(err), map[string]string{"error": failure.Message(err)})
 }
 
-// DecodeJSON reads the request body into v strictly: one JSON value, no
-// unknown fields, at most MaxBodyBytes (the Content-Type is not checked, so
-// a plain `curl -d` works). Errors say what is wrong (400).
+// DecodeJSON reads the request body into v strictly: one JSON value, at
+// most MaxBodyBytes, and at every nesting level each member at most once
+// and named exactly (case-sensitively) like a field of v (the
+// Content-Type is not checked, so a plain `curl -d` works). Errors say
+// what is wrong (400).
 func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return describeJSONError(err)
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = strictjson.Decode(body, v, strictjson.RefuseUnknown)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return failure.Invalid("request body holds more than one JSON value")
+	if err != nil {
+		return describeJSONError(err)
 	}
 	return nil
 }
@@ -109,6 +111,7 @@ func describeJSONError(err error) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var tooBig *http.MaxBytesError
+	var key *strictjson.KeyError
 	switch {
 	case errors.Is(err, io.EOF):
 		return failure.Invalid("request body is empty; a JSON object is required")
@@ -120,8 +123,10 @@ func describeJSONError(err error) error {
 		return failure.Invalid("field %q must be %s, not JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &tooBig):
 		return failure.Invalid("request body exceeds %d bytes", tooBig.Limit)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return failure.Invalid("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.As(err, &key):
+		return failure.Invalid("%v", key)
+	case errors.Is(err, strictjson.ErrTrailing):
+		return failure.Invalid("request body holds more than one JSON value")
 	default:
 		return failure.Invalid("invalid JSON body: %v", err)
 	}

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,14 +14,18 @@ import (
 
 func TestDecodeJSONErrorsAreClear(t *testing.T) {
 	cases := map[string]string{
-		``:                                "empty",
-		`{"username":`:                    "unexpected end",
-		`{"username":1}`:                  `field "username" must be a string`,
-		`{"roles":"admin"}`:               `field "roles" must be an array`,
-		`{"nope":1}`:                      `unknown field "nope"`,
-		`{"username":"a"} {}`:             "more than one JSON value",
-		`{"username":"a",}`:               "malformed JSON",
-		strings.Repeat(" ", 2<<20) + "{}": "exceeds",
+		``:                                      "empty",
+		`{"username":`:                          "unexpected end",
+		`{"username":1}`:                        `field "username" must be a string`,
+		`{"roles":"admin"}`:                     `field "roles" must be an array`,
+		`{"nope":1}`:                            `unknown field "nope"`,
+		`{"username":"bob","USERNAME":"carol"}`: `unknown field "USERNAME"; field names are case-sensitive: "username"`,
+		`{"Username":"carol"}`:                  `unknown field "Username"`,
+		`{"roles":["admin"],"roles":[]}`:        `field "roles" appears more than once`,
+		`{"username":"bob","username":"bob"}`:   `field "username" appears more than once`,
+		`{"username":"a"} {}`:                   "more than one JSON value",
+		`{"username":"a",}`:                     "malformed JSON",
+		strings.Repeat(" ", 2<<20) + "{}":       "exceeds",
 	}
 	for body, want := range cases {
 		r := httptest.NewRequest("POST", "/gatehouse/users", strings.NewReader(body))
@@ -33,16 +38,63 @@ func TestDecodeJSONErrorsAreClear(t *testing.T) {
 	}
 }
 
+// TestDecodeJSONNested: member names are checked at every nesting level.
+func TestDecodeJSONNested(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"name":"r","rules":[{"methods":["GET"],"methods":[],"paths":["/*"]}]}`: `field "rules[0].methods" appears more than once`,
+		`{"name":"r","rules":[{"paths":["/*"]},{"Methods":["GET"]}]}`:            `unknown field "rules[1].Methods"; field names are case-sensitive: "methods"`,
+		`{"name":"r","rules":[{"paths":["/*"],"extra":{"a":1,"a":2}}]}`:          `unknown field "rules[0].extra"`,
+	} {
+		r := httptest.NewRequest("PUT", "/gatehouse/roles/r", strings.NewReader(body))
+		var role account.Role
+		err := DecodeJSON(r, &role)
+		if failure.Status(err) != 400 || !strings.Contains(err.Error(), want) {
+			t.Errorf("body %s: error %v, want 400 containing %q", body, err, want)
+		}
+	}
+	r := httptest.NewRequest("PUT", "/gatehouse/roles/r", strings.NewReader(`{"name":"r","rules":[{"methods":["GET"],"paths":["/*"]}],"admin":true}`))
+	var role account.Role
+	if err := DecodeJSON(r, &role); err != nil || !role.Admin || role.Rules[0].Methods[0] != "GET" {
+		t.Fatalf("exact body: %+v, %v", role, err)
+	}
+}
+
 func FuzzDecodeJSON(f *testing.F) {
 	f.Add(`{"username":"alice","roles":["a"],"password":"correct horse"}`)
 	f.Add(`{"roles":null}`)
 	f.Add(`[1,2]`)
+	f.Add(`{"username":"bob","roles":["a","b"]}`)
+	f.Add(` {"mobile_number":"+1 202 555 0100"}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/gatehouse/users", strings.NewReader(body))
 		r.Body = limitBody(r)
 		var in account.NewUser
-		if err := DecodeJSON(r, &in); err != nil && failure.Status(err) != 400 {
+		err := DecodeJSON(r, &in)
+		if err != nil && failure.Status(err) != 400 {
 			t.Fatalf("bad body gave status %d: %v", failure.Status(err), err)
+		}
+		// The same object with one of its members put in front once more,
+		// or put in front with its name in upper case, is always refused.
+		var members map[string]json.RawMessage
+		if err != nil || json.Unmarshal([]byte(body), &members) != nil {
+			return
+		}
+		rest := strings.TrimLeft(body, " \t\r\n")[1:]
+		for name, value := range members {
+			keys := []string{name}
+			if upper := strings.ToUpper(name); upper != name {
+				keys = append(keys, upper)
+			}
+			for _, key := range keys {
+				quoted, _ := json.Marshal(key)
+				altered := "{" + string(quoted) + ":" + string(value) + "," + rest
+				var again account.NewUser
+				r := httptest.NewRequest("POST", "/gatehouse/users", strings.NewReader(altered))
+				if err := DecodeJSON(r, &again); failure.Status(err) != 400 {
+					t.Fatalf("%s accepted (%v): %q doubled or miscased", altered, err, key)
+				}
+			}
+			break
 		}
 	})
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/strictjson"
 	"github.com/gatehouse-auth/gatehouse/plugin/basic"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 )
@@ -176,63 +177,38 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 // Request is an ESA request body.
 type Request struct {
 	// Username is the "username" member: the Gatehouse account concerned.
-	Username string
+	Username string `json:"username"`
 	// OTP is the "otp" member: the one-time code to verify; empty when
 	// absent.
-	OTP string
+	OTP string `json:"otp"`
 }
 
 // ParseRequest decodes a request body: one JSON object whose "username"
 // and "otp" members, when present, are strings. Member names match
-// exactly and at most once, so no other JSON parser reads a different
-// request from the same bytes; other members are ignored, as ESA clients
-// may send more than this API reads.
+// exactly, and no member appears twice in any object of the body
+// (strictjson), so no other JSON parser reads a different request from
+// the same bytes; other members are ignored, as ESA clients may send more
+// than this API reads.
 func ParseRequest(body []byte) (Request, error) {
 	var req Request
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
 		return req, errors.New("the request body must be a JSON object")
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return req, errors.New("the request body is not valid JSON")
-		}
-		name, _ := tok.(string)
-		var dst *string
-		switch name {
-		case "username":
-			dst = &req.Username
-		case "otp":
-			dst = &req.OTP
-		}
-		if dst == nil {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return req, errors.New("the request body is not valid JSON")
-			}
-			continue
-		}
-		if seen[name] {
-			return req, fmt.Errorf("field %q appears more than once", name)
-		}
-		seen[name] = true
-		if err := dec.Decode(dst); err != nil {
-			var typ *json.UnmarshalTypeError
-			if errors.As(err, &typ) {
-				return req, fmt.Errorf("field %q must be a string", name)
-			}
-			return req, errors.New("the request body is not valid JSON")
-		}
+	err := strictjson.Decode(body, &req, strictjson.IgnoreUnknown)
+	var key *strictjson.KeyError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return req, nil
+	case errors.As(err, &key):
+		return Request{}, key
+	case errors.As(err, &typ):
+		return Request{}, fmt.Errorf("field %q must be a string", typ.Field)
+	case errors.Is(err, strictjson.ErrTrailing):
+		return Request{}, errors.New("the request body holds more than one JSON value")
+	default:
+		return Request{}, errors.New("the request body is not valid JSON")
 	}
-	if _, err := dec.Token(); err != nil {
-		return req, errors.New("the request body is not valid JSON")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, errors.New("the request body holds more than one JSON value")
-	}
-	return req, nil
 }
 
 // call is one API request being served.

@@ -328,3 +328,25 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestParseRequestStrictKeys: a body another JSON parser could read as a
+// different request is refused; members this API does not read are not.
+func TestParseRequestStrictKeys(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"username":"bob","USERNAME":"carol"}`:     `unknown field "USERNAME"; field names are case-sensitive: "username"`,
+		`{"username":"bob","username":"carol"}`:     `field "username" appears more than once`,
+		`{"username":"bob","client":{"v":1,"v":2}}`: `field "client.v" appears more than once`,
+		`{"username":1}`:        `field "username" must be a string`,
+		`null`:                  "must be a JSON object",
+		`{"username":"bob"} {}`: "more than one JSON value",
+		`{"username":"bob"`:     "not valid JSON",
+	} {
+		if _, err := ParseRequest([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error containing %q", body, err, want)
+		}
+	}
+	req, err := ParseRequest([]byte(` {"username":"bob","otp":"123456","client":{"version":[1,2]}}`))
+	if err != nil || req.Username != "bob" || req.OTP != "123456" {
+		t.Fatalf("exact body: %+v, %v", req, err)
+	}
+}
