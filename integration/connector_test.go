@@ -273,16 +273,17 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 	// The communication data package: a new certificate in a PKCS#12 that
 	// openssl opens with the password; the previous certificate stops working.
 	old := mustToken(t, inst, c1)
-	status, zipped := inst.Admin(t, "POST", "/gatehouse/connectors/c1/package", `{"password":"pa ss:word"}`)
+	status, zipped := inst.Admin(t, "POST", "/gatehouse/connectors/c1/package", `{"password":"pa ss:word-long"}`)
 	if status != 200 {
 		t.Fatalf("package: %d %s", status, zipped)
 	}
 	inst.MustAdmin(t, 400, "POST", "/gatehouse/connectors/c1/package", `{"password":""}`)
+	inst.MustAdmin(t, 400, "POST", "/gatehouse/connectors/c1/package", `{"password":"11-letters!"}`)
 	files := unzip(t, zipped)
 	pfx := writeFile(t, work, "certificates.pfx", string(files["certificates.pfx"]))
 	newCert, newKey := filepath.Join(work, "new.crt"), filepath.Join(work, "new.key")
-	openPKCS12(t, pfx, "pa ss:word", newCert, "-clcerts", "-nokeys")
-	openPKCS12(t, pfx, "pa ss:word", newKey, "-nocerts", "-nodes")
+	openPKCS12(t, pfx, "pa ss:word-long", newCert, "-clcerts", "-nokeys")
+	openPKCS12(t, pfx, "pa ss:word-long", newKey, "-nocerts", "-nodes")
 	if _, err := harness.Command(t, "openssl", "pkcs12", "-in", pfx, "-passin", "pass:wrong", "-nokeys"); err == nil {
 		t.Error("certificates.pfx opens with a wrong password")
 	}

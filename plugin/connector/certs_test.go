@@ -248,13 +248,18 @@ func TestPackage(t *testing.T) {
 	if _, _, err := f.p.Package(context.Background(), "c1", ""); failure.Status(err) != 400 {
 		t.Errorf("Package without password = %v; want 400", err)
 	}
-	if _, _, err := f.p.Package(context.Background(), "nope", "pw"); failure.Status(err) != 404 {
+	// The file can be guessed at offline: 11 characters are too few, 12
+	// (counted as characters, not bytes) enough.
+	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-12"); failure.Status(err) != 400 || !strings.Contains(err.Error(), "at least 12 characters") {
+		t.Errorf("Package with an 11-character password = %v; want 400 saying it needs at least 12 characters", err)
+	}
+	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
 		t.Errorf("Package of an unknown connector = %v; want 404", err)
 	}
 	if a := f.certificateGrant(old); a.status != 200 {
 		t.Fatal("a refused package request changed the connector")
 	}
-	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässword")
+	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässwörd-123")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +273,7 @@ func TestPackage(t *testing.T) {
 		files[zf.Name], _ = io.ReadAll(rc)
 		rc.Close()
 	}
-	key, cert, chain, err := pkcs12.DecodeChain(files[PackagePFX], "pässword")
+	key, cert, chain, err := pkcs12.DecodeChain(files[PackagePFX], "pässwörd-123")
 	if err != nil {
 		t.Fatalf("certificates.pfx does not open with the password: %v", err)
 	}

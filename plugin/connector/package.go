@@ -19,7 +19,11 @@ import (
 const (
 	PackagePFX      = "certificates.pfx"
 	PackageMetadata = "metadata.json"
-	maxPasswordLen  = 1024
+	// minPasswordLen is the fewest characters a package password may
+	// have: certificates.pfx can be guessed at offline, without limit, by
+	// whoever gets a copy.
+	minPasswordLen = 12
+	maxPasswordLen = 1024
 	// pfxIterations is the PBKDF2 work factor of the PKCS#12 file: far
 	// above go-pkcs12's 2048, below the 600,000 that Windows and .NET
 	// accept at most.
@@ -54,14 +58,18 @@ type Metadata struct {
 	CAFingerprint string `json:"ca_fingerprint_sha256"`
 }
 
-// validPassword checks a package password: required, at most 1024 bytes,
-// text that PKCS#12 (BMPString) can carry.
+// validPassword checks a package password: required, at least 12
+// characters, at most 1024 bytes, text that PKCS#12 (BMPString) can carry.
 func validPassword(pw string) error {
 	if pw == "" {
 		return failure.Invalid("password is required: it encrypts the private key in certificates.pfx")
 	}
 	if len(pw) > maxPasswordLen || !utf8.ValidString(pw) {
 		return failure.Invalid("password must be valid UTF-8 of at most %d bytes", maxPasswordLen)
+	}
+	if utf8.RuneCountInString(pw) < minPasswordLen {
+		return failure.Invalid("password must be at least %d characters long: it encrypts the private key in certificates.pfx, "+
+			"which anyone holding a copy can try passwords against offline", minPasswordLen)
 	}
 	for _, r := range pw {
 		if r > 0xFFFF || r == 0 {
