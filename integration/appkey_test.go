@@ -374,6 +374,9 @@ func TestAppKeyRunsWithTheUsersRights(t *testing.T) {
 	if get("/admin") != 401 {
 		t.Fatal("a re-created namesake inherited the key")
 	}
+	// The key went with its deleted user, so its name is free again (and
+	// taken once more for the conflict case below).
+	createKey(t, inst, `{"name":"dev","username":"sensor"}`)
 
 	// Admin API errors.
 	for _, tc := range []struct {
