@@ -1,8 +1,10 @@
 package adminapi
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -45,6 +47,7 @@ func (c *Core) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	Note(r, u.Username, "user created with roles ["+strings.Join(u.Roles, ", ")+"]")
 	return WriteJSON(w, http.StatusCreated, u.View())
 }
 
@@ -77,7 +80,30 @@ func (c *Core) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	Note(r, u.Username, "changed: "+patchSummary(patch, u))
 	return WriteJSON(w, http.StatusOK, u.View())
+}
+
+// patchSummary names what patch changed in u: roles and status with their
+// new values, the password and mobile number by name only.
+func patchSummary(patch account.UserPatch, u *account.User) string {
+	var parts []string
+	if patch.Roles != nil {
+		parts = append(parts, "roles ["+strings.Join(u.Roles, ", ")+"]")
+	}
+	if patch.Status != nil {
+		parts = append(parts, "status "+string(u.Status))
+	}
+	if patch.Password != nil {
+		parts = append(parts, "password")
+	}
+	if patch.MobileNumber != nil {
+		parts = append(parts, "mobile_number")
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (c *Core) deleteUser(w http.ResponseWriter, r *http.Request) error {
@@ -94,6 +120,7 @@ func (c *Core) endSessions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	Note(r, u.Username, "sessions ended")
 	return WriteJSON(w, http.StatusOK, u.View())
 }
 
@@ -110,6 +137,7 @@ func (c *Core) putRole(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	Note(r, "", fmt.Sprintf("role %s saved: %d rule(s), admin %v", saved.Name, len(saved.Rules), saved.Admin))
 	return WriteJSON(w, http.StatusOK, saved)
 }
 

@@ -5,6 +5,7 @@
 package adminapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,19 +52,36 @@ func NewHandler(e *engine.Engine, providers ...Provider) http.Handler {
 func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		n := &note{username: r.PathValue("username")}
+		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
 		err := h(w, r)
 		if err != nil {
 			WriteError(w, err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			ev := audit.Event{Kind: "admin", RemoteIP: engine.ClientIP(r), Method: r.Method, Path: r.URL.Path,
-				Outcome: audit.OutcomeSuccess, Username: r.PathValue("username")}
+				Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason}
 			if err != nil {
 				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
 			}
 			e.Audit.Record(ev)
 		}
 	})
+}
+
+// note is what a handler tells its call's audit event (see Note).
+type note struct{ username, reason string }
+
+type noteKey struct{}
+
+// Note sets the user and the reason of the audit event of admin call r
+// (the user defaults to the path's {username}): who was changed and how,
+// by field names and non-secret values, never a password. It does nothing
+// outside an admin call.
+func Note(r *http.Request, username, reason string) {
+	if n, ok := r.Context().Value(noteKey{}).(*note); ok {
+		n.username, n.reason = username, reason
+	}
 }
 
 // WriteJSON writes v as the JSON response with status.

@@ -1,0 +1,55 @@
+package adminapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+)
+
+// TestAuditSaysWhoAndWhat: an admin change's audit event names the user
+// it changed (also for a creation, whose name is in the body) and what
+// changed (roles and status with their values, a password only by name).
+func TestAuditSaysWhoAndWhat(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	h := adminapi.NewHandler(e, adminapi.NewCore(e))
+	call := func(method, path, body string) {
+		t.Helper()
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
+		if w.Code >= 300 {
+			t.Fatalf("%s %s: %d %s", method, path, w.Code, w.Body)
+		}
+	}
+	call(http.MethodPut, "/gatehouse/roles/ops", `{"rules":[{"methods":["*"],"paths":["/*"]}],"admin":true}`)
+	call(http.MethodPost, "/gatehouse/users", `{"username":"Ada","roles":[],"password":"first password"}`)
+	call(http.MethodPatch, "/gatehouse/users/ada", `{"roles":["ops"],"password":"second password"}`)
+	e.Audit.Flush()
+	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range events {
+		got = append(got, ev.Method+" "+ev.Username+": "+ev.Reason)
+		if strings.Contains(ev.Reason, "first password") || strings.Contains(ev.Reason, "second password") {
+			t.Errorf("a password in the audit log: %+v", ev)
+		}
+	}
+	for _, want := range []string{
+		"PUT : role ops saved: 1 rule(s), admin true",
+		"POST ada: user created with roles []",
+		"PATCH ada: changed: roles [ops], password",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("audit lacks %q; has %q", want, got)
+		}
+	}
+}
