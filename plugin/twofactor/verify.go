@@ -241,7 +241,7 @@ func (a *Attempt) noteLock(ctx context.Context, now string) error {
 	a.s.engine.Logger.Warn("user locked after consecutive 2FA failures",
 		zap.String("username", a.u.Username), zap.Int64("failures", n))
 	a.s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
-		Reason: fmt.Sprintf("user locked after %d consecutive failures", n)})
+		Reason: fmt.Sprintf("user locked after %d consecutive failures", threshold)})
 	return nil
 }
 
