@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -273,6 +274,9 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 				w.Header().Add("WWW-Authenticate", ch.Challenge())
 			}
 		}
+	}
+	if isRefusal && refusal.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((refusal.RetryAfter+time.Second-1)/time.Second)))
 	}
 	WriteJSONError(w, status, code, reason)
 	return nil

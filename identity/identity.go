@@ -59,6 +59,9 @@ type Refusal struct {
 	// Username is the account the refused credential claimed, when known,
 	// for the audit log.
 	Username string
+	// RetryAfter, for a 429, is how long the client should wait: the
+	// response's Retry-After header, in whole seconds. Zero: no header.
+	RetryAfter time.Duration
 }
 
 // For returns a copy of r naming the account the credential claimed.
@@ -86,9 +89,10 @@ func BadRequest(reason string) *Refusal {
 	return &Refusal{Status: 400, Code: "bad_request", Reason: reason}
 }
 
-// Throttled returns a 429 refusal.
-func Throttled(reason string) *Refusal {
-	return &Refusal{Status: 429, Code: "throttled", Reason: reason}
+// Throttled returns a 429 refusal telling the client to retry after
+// retryAfter.
+func Throttled(reason string, retryAfter time.Duration) *Refusal {
+	return &Refusal{Status: 429, Code: "throttled", Reason: reason, RetryAfter: retryAfter}
 }
 
 // AsRefusal returns the Refusal in err's chain, if any.

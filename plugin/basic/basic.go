@@ -129,7 +129,7 @@ const failureWindow = time.Minute
 
 // errBusy answers a password that could not be checked because too many
 // checks ran at once (see account.ErrBusy).
-var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment")
+var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", time.Second)
 
 func failureKey(name string) string { return "basicfail/" + name }
 
@@ -143,7 +143,7 @@ func (c *Credential) checkThrottle(ctx context.Context, name string) error {
 	}
 	n, _ := strconv.Atoi(string(raw))
 	if n >= c.engine.Config.BasicFailureLimit {
-		return identity.Throttled("too many failed password attempts; try again in a minute").For(name)
+		return identity.Throttled("too many failed password attempts; try again in a minute", failureWindow).For(name)
 	}
 	return nil
 }

@@ -97,8 +97,9 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, c := range []struct{ user, pass string }{{"alice", "wrong one"}, {"alice", "wrong two"}, {"alice", "wrong three"}, {"nobody", pw}} {
 		wg.Go(func() {
-			if w := get(c.user, c.pass); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "busy") {
-				t.Errorf("%s while busy: %d %s; want 429 saying the server is busy", c.user, w.Code, w.Body)
+			if w := get(c.user, c.pass); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "busy") ||
+				w.Header().Get("Retry-After") != "1" {
+				t.Errorf("%s while busy: %d %v %s; want 429 saying the server is busy, Retry-After 1", c.user, w.Code, w.Header(), w.Body)
 			}
 		})
 	}
@@ -106,5 +107,12 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	release()
 	if w := get("alice", pw); w.Code != http.StatusOK {
 		t.Fatalf("right password once the server has room: %d %s; want 200", w.Code, w.Body)
+	}
+	// Wrong passwords past the limit are throttled for the failure window.
+	for range 2 {
+		get("alice", "wrong again")
+	}
+	if w := get("alice", "one more guess"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "60" {
+		t.Fatalf("after the failure limit: %d %v; want 429 with Retry-After 60", w.Code, w.Header())
 	}
 }
