@@ -42,10 +42,14 @@ func NormalizeUsername(name string) (string, error) {
 }
 
 // ValidateName checks an object name (role, app key, connector, API
-// credential): 1 to 64 characters from letters, digits, '-', '_' and '.'.
+// credential): 1 to 64 characters from letters, digits, '-', '_' and '.',
+// not dots only (no admin URL could name "." or "..": paths are cleaned).
 func ValidateName(kind, name string) error {
 	if name == "" || len(name) > 64 {
 		return failure.Invalid("%s name must be 1 to 64 characters", kind)
+	}
+	if strings.Trim(name, ".") == "" {
+		return failure.Invalid("%s name %q is made of dots only; it needs at least one other character", kind, name)
 	}
 	for _, r := range name {
 		if r > unicode.MaxASCII || !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_' || r == '.') {

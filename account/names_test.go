@@ -69,7 +69,7 @@ func TestValidateName(t *testing.T) {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a b", "ä", "a/b", strings.Repeat("x", 65)} {
+	for _, bad := range []string{"", "a b", "ä", "a/b", strings.Repeat("x", 65), ".", "..", "...."} {
 		if ValidateName("role", bad) == nil {
 			t.Errorf("%q accepted", bad)
 		}
