@@ -58,6 +58,15 @@ func (e *KeyError) Error() string {
 // ErrTrailing is returned when something follows the body's JSON value.
 var ErrTrailing = errors.New("the body holds more than one JSON value")
 
+// MaxDepth bounds how deeply a body's arrays and objects may nest. Request
+// bodies need a few levels; the bound keeps a body of brackets from making
+// the check (a frame and a member path per level) cost memory and time
+// that grow with the square of its depth.
+const MaxDepth = 32
+
+// ErrTooDeep is returned for a body nested more than MaxDepth levels.
+var ErrTooDeep = fmt.Errorf("the body nests arrays and objects more than %d levels deep", MaxDepth)
+
 // Decode decodes body, one JSON value, into v (a pointer) after checking
 // its member names against v's type. Besides *KeyError and ErrTrailing it
 // returns io.EOF for a body without any value and encoding/json's errors
@@ -67,7 +76,7 @@ func Decode(body []byte, v any, unknown Unknown) error {
 		return io.EOF
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := check(dec, reflect.TypeOf(v), "", unknown); err != nil {
+	if err := check(dec, reflect.TypeOf(v), "", unknown, 0); err != nil {
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -79,8 +88,9 @@ func Decode(body []byte, v any, unknown Unknown) error {
 var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
 
 // check reads the next value from dec, checking the member names of its
-// objects against t (nil: any name, as for an interface).
-func check(dec *json.Decoder, t reflect.Type, path string, unknown Unknown) error {
+// objects against t (nil: any name, as for an interface); depth is the
+// number of arrays and objects around it.
+func check(dec *json.Decoder, t reflect.Type, path string, unknown Unknown, depth int) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -91,16 +101,19 @@ func check(dec *json.Decoder, t reflect.Type, path string, unknown Unknown) erro
 	if err != nil {
 		return err
 	}
+	if (tok == json.Delim('{') || tok == json.Delim('[')) && depth == MaxDepth {
+		return ErrTooDeep
+	}
 	switch tok {
 	case json.Delim('{'):
-		return checkObject(dec, t, path, unknown)
+		return checkObject(dec, t, path, unknown, depth+1)
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := check(dec, elem, path+"["+strconv.Itoa(i)+"]", unknown); err != nil {
+			if err := check(dec, elem, path+"["+strconv.Itoa(i)+"]", unknown, depth+1); err != nil {
 				return err
 			}
 		}
@@ -110,7 +123,7 @@ func check(dec *json.Decoder, t reflect.Type, path string, unknown Unknown) erro
 	return nil
 }
 
-func checkObject(dec *json.Decoder, t reflect.Type, path string, unknown Unknown) error {
+func checkObject(dec *json.Decoder, t reflect.Type, path string, unknown Unknown, depth int) error {
 	var fields map[string]reflect.Type // nil: any name
 	var elem reflect.Type
 	switch {
@@ -146,7 +159,7 @@ func checkObject(dec *json.Decoder, t reflect.Type, path string, unknown Unknown
 				}
 			}
 		}
-		if err := check(dec, mt, member, unknown); err != nil {
+		if err := check(dec, mt, member, unknown, depth); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,4 +108,32 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%q read as %s, by encoding/json as %s", body, a, b)
 		}
 	})
+}
+
+// TestDepthIsBounded: a body nested MaxDepth levels is checked, one level
+// more is refused with ErrTooDeep, and so is a megabyte of brackets, whose
+// check before the bound took gigabytes (a frame and a member path per
+// level): the refusal allocates next to nothing.
+func TestDepthIsBounded(t *testing.T) {
+	nested := func(levels int) []byte {
+		return []byte(`{"tags":` + strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1) + `}`)
+	}
+	var v struct {
+		Tags any `json:"tags"`
+	}
+	if err := Decode(nested(MaxDepth), &v, RefuseUnknown); err != nil {
+		t.Fatalf("%d levels: %v", MaxDepth, err)
+	}
+	if err := Decode(nested(MaxDepth+1), &v, RefuseUnknown); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("%d levels: %v; want ErrTooDeep", MaxDepth+1, err)
+	}
+	deep := []byte(`{"tags":` + strings.Repeat("[", 1<<20))
+	allocated := testing.AllocsPerRun(1, func() {
+		if err := Decode(deep, &v, IgnoreUnknown); !errors.Is(err, ErrTooDeep) {
+			t.Fatalf("a megabyte of brackets: %v; want ErrTooDeep", err)
+		}
+	})
+	if allocated > 1000 {
+		t.Fatalf("refusing a megabyte of brackets took %.0f allocations", allocated)
+	}
 }
