@@ -180,22 +180,23 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 		if patch.Password != nil {
 			u.PasswordHash = hash // empty password clears it
 		}
+		mobileChanged := patch.MobileNumber != nil && mobile != u.MobileNumber
 		if patch.MobileNumber != nil {
 			u.MobileNumber = mobile
 		}
-		// A new password or a block ends the sessions (an unblock does not
-		// bring them back).
-		if patch.Password != nil || (patch.Status != nil && *patch.Status == StatusBlocked) {
-			u.SessionsEndedAt = now
+		// A new password, a block or a new number for SMS codes ends the
+		// sessions (an unblock does not bring them back).
+		if patch.Password != nil || (patch.Status != nil && *patch.Status == StatusBlocked) || mobileChanged {
+			u.endSessions(now)
 		}
 	})
 }
 
 // EndSessions ends every session of the account at once (login portal
-// and application-key sessions alike): the account check refuses those
-// started before now.
+// and application-key sessions alike, and half-finished portal logins):
+// the account check refuses those started before (see SessionEpoch).
 func (s *Service) EndSessions(ctx context.Context, username string) (*User, error) {
-	return s.modifyUser(ctx, username, func(u *User, now time.Time) { u.SessionsEndedAt = now })
+	return s.modifyUser(ctx, username, func(u *User, now time.Time) { u.endSessions(now) })
 }
 
 // modifyUser reads the stored user, applies change (given the change's
@@ -348,7 +349,7 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	if !u.Active() {
 		return identity.Forbidden("the account is blocked")
 	}
-	if !id.SessionStart.IsZero() && id.SessionStart.Before(u.SessionsEndedAt) {
+	if id.Method == identity.MethodSession && id.SessionEpoch != u.SessionEpoch {
 		return identity.Unauthenticated("the session has ended; sign in again")
 	}
 	id.Roles = u.Roles

@@ -39,9 +39,20 @@ type User struct {
 	// UpdatedAt is when the account was last changed (UTC).
 	UpdatedAt time.Time `json:"updated_at"`
 	// SessionsEndedAt is when the account's sessions were last ended (UTC):
-	// by a password change, a block, the removal of a second factor or
-	// EndSessions. Sessions started before it are refused. Zero: never.
+	// by a password change, a block, a change of its mobile number or
+	// second factors, or EndSessions. Zero: never.
 	SessionsEndedAt time.Time `json:"sessions_ended_at,omitzero"`
+	// SessionEpoch counts those ends. A session, and a half-finished
+	// portal login, carries the epoch it started in and is refused once
+	// the account's has moved on (no clocks compared: instances' clocks
+	// may differ).
+	SessionEpoch uint64 `json:"session_epoch,omitempty"`
+}
+
+// endSessions ends the account's sessions as of now (see SessionEpoch).
+func (u *User) endSessions(now time.Time) {
+	u.SessionsEndedAt = now
+	u.SessionEpoch++
 }
 
 // UserView is the admin API's representation of a user.

@@ -36,10 +36,10 @@ type Identity struct {
 	AppKey string
 	// SecondFactor is true when a second factor was passed (2FA sessions).
 	SecondFactor bool
-	// SessionStart is when the session started, for MethodSession: the
-	// account check refuses a session started before the account's
-	// sessions were last ended. Zero for other methods.
-	SessionStart time.Time
+	// SessionEpoch is, for MethodSession, the account's session epoch when
+	// the session started: the account check refuses the session once the
+	// account's sessions were ended since (account.User.SessionEpoch).
+	SessionEpoch uint64
 	// CredentialID is a non-secret identifier of the credential used (token
 	// ID, key name, session ID digest) for the audit log.
 	CredentialID string

@@ -25,9 +25,10 @@ func portalLogin(t *testing.T, ti *tfInstance, user, password, code string) *por
 }
 
 // TestSessionsEndWithTheCredentialsBehindThem: a password change, a block
-// (and the unblock after it), the removal of a second factor and DELETE
-// /gatehouse/users/{u}/sessions each end the user's portal sessions at
-// once; other users' sessions and sessions started afterwards work.
+// (and the unblock after it), a new mobile number, the replacement or
+// removal of a second factor and DELETE /gatehouse/users/{u}/sessions each
+// end the user's portal sessions at once, and half-finished logins too;
+// other users' sessions and sessions started afterwards work.
 func TestSessionsEndWithTheCredentialsBehindThem(t *testing.T) {
 	ti := startTwoFactor(t, harness.Options{})
 	const secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ" // RFC 4226's "12345678901234567890"
@@ -66,6 +67,12 @@ func TestSessionsEndWithTheCredentialsBehindThem(t *testing.T) {
 			ti.MustAdmin(t, 200, "PATCH", "/gatehouse/users/sam", map[string]any{"status": "blocked"})
 			ti.MustAdmin(t, 200, "PATCH", "/gatehouse/users/sam", map[string]any{"status": "active"})
 		}},
+		{"mobile number change", func() {
+			ti.MustAdmin(t, 200, "PATCH", "/gatehouse/users/sam", map[string]any{"mobile_number": "+15550100"})
+		}},
+		{"second factor replaced", func() {
+			ti.MustAdmin(t, 201, "POST", "/gatehouse/users/sam/otp", map[string]any{"type": "HARD_TOKEN", "secret": secret, "counter": counter["sam"]})
+		}},
 		{"second factor removed", func() {
 			ti.MustAdmin(t, 204, "DELETE", "/gatehouse/users/sam/otp/HARD_TOKEN", nil)
 		}},
@@ -81,5 +88,19 @@ func TestSessionsEndWithTheCredentialsBehindThem(t *testing.T) {
 	}
 	if st := status(tina); st != 200 {
 		t.Errorf("another user's session answered %d after sam's changes", st)
+	}
+
+	// A login half-way through (password given, code not yet) when the
+	// sessions end cannot be finished.
+	ti.user("uma", "")
+	ti.MustAdmin(t, 201, "POST", "/gatehouse/users/uma/otp", map[string]any{"type": "HARD_TOKEN", "secret": secret, "counter": 0})
+	c := newPortalCurl(t, ti.HTTPSURL())
+	c.do(ti.HTTPSURL() + "/gatehouse/login")
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {"uma"}, "password": {tfPassword}}); !strings.Contains(res.Body, `id="code"`) {
+		t.Fatalf("uma: password step: %d %s", res.Status, res.Body)
+	}
+	ti.MustAdmin(t, 200, "DELETE", "/gatehouse/users/uma/sessions", nil)
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {oathtool(t, "-c", "0", "-b", secret)}}); res.Status == 303 {
+		t.Errorf("a login begun before the sessions ended was finished: %d %v", res.Status, res.Headers)
 	}
 }

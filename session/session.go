@@ -49,6 +49,10 @@ type Session struct {
 	AppKey string `json:"app_key,omitempty"`
 	// SecondFactor is true when the user passed a second factor.
 	SecondFactor bool `json:"second_factor"`
+	// Epoch is the account's session epoch when the session started
+	// (account.User.SessionEpoch): the session ends when the account's
+	// sessions are ended.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// CreatedAt is when the session started (UTC); Create sets it.
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is the absolute end of the session.

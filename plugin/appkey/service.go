@@ -246,8 +246,15 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if !graceUntil.IsZero() && graceUntil.Before(ends) {
 		ends = graceUntil
 	}
+	u, err := s.engine.Accounts.User(ctx, id.Username)
+	if err != nil {
+		return err
+	}
+	if u.ID != id.UserID {
+		return errInvalid // the account was re-created since the key was checked
+	}
 	token, err := s.engine.Sessions.Create(ctx, session.Session{Username: id.Username, UserID: id.UserID,
-		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends})
+		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends, Epoch: u.SessionEpoch})
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		}
 	}
 	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
-		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionStart: s.CreatedAt, CredentialID: id}, nil
+		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
 }
 
 // Strip implements plugin.Credential: it removes the session cookie from

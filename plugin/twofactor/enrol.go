@@ -34,17 +34,23 @@ type Enrolment struct {
 }
 
 // EnrolApp gives the user a new TOTP secret (raw, or a random 160-bit one
-// when raw is nil), replacing any previous one.
+// when raw is nil), replacing any previous one; a replacement ends the
+// user's sessions (they passed the old secret, which may be compromised).
 func (s *Service) EnrolApp(ctx context.Context, u *account.User, raw []byte) (*Enrolment, error) {
 	if raw == nil {
 		raw = make([]byte, generatedSecretBytes)
 		rand.Read(raw)
 	}
 	st := s.newSecret(u.ID, TypeApp, raw, 0)
+	replaced := false
 	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		replaced = f.App != nil
 		f.App = st
 		return nil
 	})
+	if err == nil && replaced {
+		_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -52,17 +58,24 @@ func (s *Service) EnrolApp(ctx context.Context, u *account.User, raw []byte) (*E
 }
 
 // EnrolHardToken imports an HOTP hardware token's secret (base32) with the
-// counter its next code will use, replacing any previous token.
+// counter its next code will use, replacing any previous token; a
+// replacement ends the user's sessions, as in EnrolApp.
 func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32 string, counter uint64) error {
 	raw, err := DecodeSecret(secretB32)
 	if err != nil {
 		return err
 	}
 	st := s.newSecret(u.ID, TypeHardToken, raw, counter)
-	return s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+	replaced := false
+	err = s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+		replaced = f.HardToken != nil
 		f.HardToken = st
 		return nil
 	})
+	if err == nil && replaced {
+		_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
+	}
+	return err
 }
 
 // EnrolSMS enables text-message codes; the user needs a mobile number and

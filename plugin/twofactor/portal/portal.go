@@ -261,6 +261,9 @@ type pending struct {
 	Return    string    `json:"return"`
 	Sends     int       `json:"sends"`
 	CreatedAt time.Time `json:"created_at"`
+	// Epoch is the account's session epoch at the password step: ending
+	// the account's sessions ends the half-finished login too.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 func pendingKey(token string) string {
@@ -270,7 +273,8 @@ func pendingKey(token string) string {
 
 // pendingLogin returns the live half-signed-in state of token, its raw
 // bytes and its account — or a nil account when there is none, it expired,
-// or the account was deleted or re-created since the password step.
+// the account was deleted or re-created since the password step, or its
+// sessions were ended since (a password change, say).
 func (p *Portal) pendingLogin(ctx context.Context, token string) (*pending, []byte, *account.User, error) {
 	raw, err := p.engine.Store.Get(ctx, pendingKey(token))
 	if errors.Is(err, storage.ErrNotFound) {
@@ -284,7 +288,7 @@ func (p *Portal) pendingLogin(ctx context.Context, token string) (*pending, []by
 		return nil, nil, nil, nil
 	}
 	u, err := p.engine.Accounts.User(ctx, pd.Username)
-	if failure.Status(err) == http.StatusNotFound || (err == nil && u.ID != pd.UserID) {
+	if failure.Status(err) == http.StatusNotFound || (err == nil && (u.ID != pd.UserID || u.SessionEpoch != pd.Epoch)) {
 		return nil, nil, nil, nil
 	}
 	if err != nil {
@@ -449,7 +453,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	// Password accepted: the half-signed-in state gets a new token, so a
 	// pre-session cookie planted in this browser cannot ride along.
 	next := twofactor.RandomToken(tokenBytes)
-	rec, _ := json.Marshal(pending{UserID: u.ID, Username: u.Username, Return: ret, CreatedAt: p.now().UTC()})
+	rec, _ := json.Marshal(pending{UserID: u.ID, Username: u.Username, Return: ret, CreatedAt: p.now().UTC(), Epoch: u.SessionEpoch})
 	if err := p.engine.Store.Put(ctx, pendingKey(next), rec, PendingLifetime); err != nil {
 		p.fail(w, err)
 		return
@@ -519,7 +523,8 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 		p.passwordForm(w, token, "", msgExpired, "/")
 		return
 	}
-	sess, err := p.engine.Sessions.Create(ctx, session.Session{Username: u.Username, UserID: u.ID, Origin: session.OriginLogin, SecondFactor: true})
+	sess, err := p.engine.Sessions.Create(ctx, session.Session{Username: u.Username, UserID: u.ID, Origin: session.OriginLogin,
+		SecondFactor: true, Epoch: u.SessionEpoch})
 	if err != nil {
 		p.fail(w, err)
 		return
