@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,6 +458,82 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 	}
 	if n := told(); n != 3 {
 		t.Fatalf("lock events: %d, want 3 (one per run, unlock and pass included)", n)
+	}
+}
+
+// failingNote is a store whose writes of lock notes fail while armed.
+type failingNote struct {
+	storage.Store
+	armed *atomic.Bool
+}
+
+func (f failingNote) touchesNote(keys ...string) bool {
+	for _, k := range keys {
+		if f.armed.Load() && strings.HasSuffix(k, "/lock_noted") {
+			return true
+		}
+	}
+	return false
+}
+
+func (f failingNote) Delete(ctx context.Context, key string) error {
+	if f.touchesNote(key) {
+		return storage.ErrUnavailable
+	}
+	return f.Store.Delete(ctx, key)
+}
+
+func (f failingNote) Batch(ctx context.Context, ops []storage.Op) error {
+	for _, op := range ops {
+		if f.touchesNote(op.Key) {
+			return storage.ErrUnavailable
+		}
+	}
+	return f.Store.Batch(ctx, ops)
+}
+
+// TestAFailedUnlockKeepsTheNextLockTold: an unlock that the store fails
+// half-way must not leave the user unlocked with the lock note still set,
+// or the next lock would go untold.
+func TestAFailedUnlockKeepsTheNextLockTold(t *testing.T) {
+	var armed atomic.Bool
+	e := enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store { return failingNote{st, &armed} })
+	svc := New(e, Options{})
+	ctx := context.Background()
+	u, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "olga"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	fail := func() {
+		for range e.Config.LockoutThreshold {
+			if _, err := svc.Verify(ctx, u, "000000"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fail()
+	armed.Store(true)
+	if err := svc.Unlock(ctx, u); err == nil {
+		t.Fatal("unlock succeeded with the store failing")
+	}
+	armed.Store(false)
+	if st, _ := svc.Status(ctx, u); st.Locked {
+		return // the failed unlock left the user locked: nothing was lost
+	}
+	fail()
+	e.Audit.Flush()
+	events, _ := e.Audit.Query(ctx, audit.Filter{Username: "olga", Limit: 100})
+	told := 0
+	for _, ev := range events {
+		if strings.HasPrefix(ev.Reason, "user locked after") {
+			told++
+		}
+	}
+	if told != 2 {
+		t.Fatalf("the failed unlock left the user unlocked, and the next lock was told %d times in all, want 2", told)
 	}
 }
 

@@ -276,26 +276,27 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 		if n > k {
 			fewer = strconv.AppendInt(nil, n-k, 10)
 		}
+		// Falling below the threshold unlocks: the lock note goes first, so
+		// that the next lock is told again even if this fails half-way (a
+		// lock told twice is better than one not told).
+		if threshold := int64(a.s.engine.Config.LockoutThreshold); n >= threshold && n-k < threshold {
+			if err := st.Delete(ctx, lockNotedKey(a.u.ID)); err != nil {
+				return err
+			}
+		}
 		swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0)
-		if err != nil {
+		if err != nil || swapped {
 			return err
 		}
-		if !swapped {
-			continue
-		}
-		if threshold := int64(a.s.engine.Config.LockoutThreshold); n >= threshold && n-k < threshold {
-			return st.Delete(ctx, lockNotedKey(a.u.ID)) // no longer locked: the next lock is told again
-		}
-		return nil
 	}
 }
 
-// Unlock clears the user's failure count and its lock note.
+// Unlock clears the user's failure count and its lock note, in one
+// atomic batch: a count cleared with the note left would keep the next
+// lock untold.
 func (s *Service) Unlock(ctx context.Context, u *account.User) error {
-	if err := s.engine.Store.Delete(ctx, failuresKey(u.ID)); err != nil {
-		return err
-	}
-	return s.engine.Store.Delete(ctx, lockNotedKey(u.ID))
+	return s.engine.Store.Batch(ctx, []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)},
+		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}})
 }
 
 // Status is what the ESA profile and the admin API show of a user's
