@@ -248,10 +248,38 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	if err := s.removeBound(ctx, u); err != nil {
 		return err
 	}
-	if err := s.store.Delete(ctx, userPrefix+u.Username); err != nil {
+	if err := s.deleteRecord(ctx, u); err != nil {
 		return err
 	}
 	return s.removeBound(ctx, u) // bound while the first pass ran
+}
+
+// deleteRecord deletes u's record by compare-and-swap, so that an account
+// re-created under the name meanwhile (whose bindings the hooks did not
+// remove) is left alone.
+func (s *Service) deleteRecord(ctx context.Context, u *User) error {
+	key := userPrefix + u.Username
+	for range 100 {
+		raw, err := s.store.Get(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		cur, err := decodeUser(raw)
+		if err != nil {
+			return fmt.Errorf("decoding user %q: %w", u.Username, err)
+		}
+		if cur.ID != u.ID {
+			return failure.Conflict("user %q was deleted and created again meanwhile; try again", u.Username)
+		}
+		ok, err := s.store.CompareAndSwap(ctx, key, raw, nil, 0)
+		if err != nil || ok {
+			return err
+		}
+	}
+	return failure.Conflict("user %q is being changed concurrently; try again", u.Username)
 }
 
 func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, error) {

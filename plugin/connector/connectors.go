@@ -8,7 +8,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -201,10 +204,19 @@ func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey,
 // through it; it returns how many token pairs were revoked. Revoking a
 // revoked connector again only sweeps its tokens.
 func (p *Plugin) Revoke(ctx context.Context, name string) (*Connector, int, error) {
+	return p.revoke(ctx, name, "")
+}
+
+// revoke is Revoke, of the connector only if it is bound to the account
+// userID (any, when empty); another's is returned untouched.
+func (p *Plugin) revoke(ctx context.Context, name, userID string) (*Connector, int, error) {
 	for range casAttempts {
 		raw, rec, err := p.load(ctx, name)
 		if err != nil {
 			return nil, 0, err
+		}
+		if userID != "" && rec.UserID != userID {
+			return rec, 0, nil
 		}
 		if !rec.Revoked {
 			now := p.now().UTC()
@@ -232,7 +244,8 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 	err := p.engine.Store.Scan(ctx, connectorPrefix, func(e storage.Entry) error {
 		rec, err := decodeConnector(e.Value)
 		if err != nil {
-			return fmt.Errorf("decoding %s: %w", e.Key, err)
+			p.engine.Logger.Error("skipping a corrupt connector record", zap.String("key", e.Key), zap.Error(err))
+			return nil
 		}
 		if rec.UserID == u.ID && !rec.Revoked {
 			names = append(names, rec.Name)
@@ -243,9 +256,15 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 		return err
 	}
 	for _, name := range names {
-		_, n, err := p.Revoke(ctx, name)
+		rec, n, err := p.revoke(ctx, name, u.ID)
+		if failure.Status(err) == http.StatusNotFound {
+			continue
+		}
 		if err != nil {
 			return err
+		}
+		if rec.UserID != u.ID {
+			continue // re-created meanwhile for another account: left alone
 		}
 		p.engine.Audit.Record(audit.Event{Kind: "connector", Username: u.Username, Credential: "connector:" + name,
 			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})

@@ -342,3 +342,20 @@ func httptestRecorder(f *fixture, r *http.Request) *httptest.ResponseRecorder {
 	f.p.serveToken(w, r)
 	return w
 }
+
+// TestUserDeletionRevokesOnlyThatUsersConnector: the user-deletion hook
+// revokes a connector only while it is still bound to the deleted account
+// (one re-created under the same name for another account is left alone).
+func TestUserDeletionRevokesOnlyThatUsersConnector(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	ctx := context.Background()
+	f.user("bob")
+	f.connector("c1", "bob")
+	rec, n, err := f.p.revoke(ctx, "c1", "an-account-deleted-meanwhile")
+	if err != nil || rec.Revoked || n != 0 {
+		t.Fatalf("revoke for another account: %+v, %d, %v; want bob's connector untouched", rec, n, err)
+	}
+	if got, _ := f.p.Get(ctx, "c1"); got.Revoked {
+		t.Fatal("bob's connector was revoked")
+	}
+}
