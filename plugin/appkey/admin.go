@@ -70,7 +70,7 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) error {
-	rec, err := s.deleteKey(r.Context(), r.PathValue("name"))
+	rec, err := s.deleteKey(r.Context(), r.PathValue("name"), "")
 	if rec != nil {
 		s.audit(r, rec, "key deleted")
 	}

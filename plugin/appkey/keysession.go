@@ -88,12 +88,8 @@ func (s *Service) checkSession(ctx context.Context, sess *session.Session, id, c
 		return errReplaced.For(sess.Username)
 	case e.Name != sess.AppKey:
 		return errInvalid.For(sess.Username)
-	case !s.now().Before(e.ExpiresAt):
-		return errExpired.For(e.Username)
-	case !allows(e.allow, clientIP):
-		return errAddress.For(e.Username)
 	}
-	return nil
+	return e.admits(s.now(), clientIP)
 }
 
 // CheckSession implements sessioncookie.AppKeySessions.

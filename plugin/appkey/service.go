@@ -146,15 +146,24 @@ func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*id
 	if err != nil {
 		return nil, err
 	}
-	if !now.Before(e.ExpiresAt) {
-		return nil, errExpired.For(e.Username)
-	}
-	if !allows(e.allow, clientIP) {
-		return nil, errAddress.For(e.Username)
+	if err := e.admits(now, clientIP); err != nil {
+		return nil, err
 	}
 	s.noteUse(e, now)
 	return &identity.Identity{Username: e.Username, UserID: e.UserID, Method: identity.MethodAppKey,
 		AppKey: e.Name, CredentialID: e.Name}, nil
+}
+
+// admits refuses the key at now from clientIP when it has expired or its
+// allowlist does not hold clientIP.
+func (e *entry) admits(now time.Time, clientIP string) error {
+	if !now.Before(e.ExpiresAt) {
+		return errExpired.For(e.Username)
+	}
+	if !allows(e.allow, clientIP) {
+		return errAddress.For(e.Username)
+	}
+	return nil
 }
 
 // find returns the key whose value has the given index. For the previous
@@ -657,12 +666,17 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 	return "", nil, errBusy(name)
 }
 
-// deleteKey removes the key and ends its sessions.
-func (s *Service) deleteKey(ctx context.Context, name string) (*record, error) {
+// deleteKey removes the key and ends its sessions. With userID set, it
+// removes the key only while it runs as that account, and returns a nil
+// record when it does not.
+func (s *Service) deleteKey(ctx context.Context, name, userID string) (*record, error) {
 	for range attempts {
 		l, err := s.load(ctx, name)
 		if err != nil {
 			return nil, err
+		}
+		if userID != "" && l.rec.UserID != userID {
+			return nil, nil
 		}
 		ok, err := s.remove(ctx, l)
 		if ok || err != nil {

@@ -31,35 +31,14 @@ func (s *Service) deleteUserKeys(ctx context.Context, u *account.User) error {
 		return err
 	}
 	for _, name := range names {
-		if err := s.deleteUserKey(ctx, u, name); err != nil {
+		rec, err := s.deleteKey(ctx, name, u.ID)
+		switch {
+		case failure.Status(err) == http.StatusNotFound: // gone meanwhile
+		case err != nil:
 			return err
+		case rec != nil: // nil: the name is now another account's key
+			s.audit(nil, rec, "key deleted with its user")
 		}
 	}
 	return nil
-}
-
-// deleteUserKey deletes the key name resolves to if it is u's; a name
-// gone meanwhile, or now another user's, is left alone.
-func (s *Service) deleteUserKey(ctx context.Context, u *account.User, name string) error {
-	for range attempts {
-		l, err := s.load(ctx, name)
-		if failure.Status(err) == http.StatusNotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if l.rec.UserID != u.ID {
-			return nil
-		}
-		ok, err := s.remove(ctx, l)
-		if err != nil {
-			return err
-		}
-		if ok {
-			s.audit(nil, &l.rec, "key deleted with its user")
-			return nil
-		}
-	}
-	return errBusy(name)
 }
