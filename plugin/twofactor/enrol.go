@@ -35,22 +35,17 @@ type Enrolment struct {
 
 // EnrolApp gives the user a new TOTP secret (raw, or a random 160-bit one
 // when raw is nil), replacing any previous one; a replacement ends the
-// user's sessions (they passed the old secret, which may be compromised).
+// user's sessions (see modifyFactors).
 func (s *Service) EnrolApp(ctx context.Context, u *account.User, raw []byte) (*Enrolment, error) {
 	if raw == nil {
 		raw = make([]byte, generatedSecretBytes)
 		rand.Read(raw)
 	}
 	st := s.newSecret(u.ID, TypeApp, raw, 0)
-	replaced := false
-	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
-		replaced = f.App != nil
+	err := s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		f.App = st
 		return nil
 	})
-	if err == nil && replaced {
-		_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -66,16 +61,10 @@ func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32
 		return err
 	}
 	st := s.newSecret(u.ID, TypeHardToken, raw, counter)
-	replaced := false
-	err = s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
-		replaced = f.HardToken != nil
+	return s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		f.HardToken = st
 		return nil
 	})
-	if err == nil && replaced {
-		_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
-	}
-	return err
 }
 
 // EnrolSMS enables text-message codes; the user needs a mobile number and
@@ -84,7 +73,7 @@ func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
 	if err := s.canText(u); err != nil {
 		return err
 	}
-	return s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+	return s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		f.SMS = true
 		return nil
 	})
@@ -93,7 +82,7 @@ func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
 // Remove disables one factor of the user and ends the user's sessions
 // (a session that passed the removed factor should not outlive it).
 func (s *Service) Remove(ctx context.Context, u *account.User, t Type) error {
-	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+	err := s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		switch {
 		case t == TypeApp && f.App != nil:
 			f.App = nil
@@ -109,28 +98,20 @@ func (s *Service) Remove(ctx context.Context, u *account.User, t Type) error {
 	if err == nil && t == TypeSMS {
 		err = s.engine.Store.Delete(ctx, smsKey(u.ID))
 	}
-	if err != nil {
-		return err
-	}
-	_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
 	return err
 }
 
-// Deprovision disables every factor of the user and ends the user's
+// Deprovision disables every factor of the user, which ends the user's
 // sessions. The lockout and the last success and failure times stay.
 func (s *Service) Deprovision(ctx context.Context, u *account.User) error {
-	err := s.modifyFactors(ctx, u.ID, func(f *storedFactors) error {
+	err := s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		*f = storedFactors{}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.engine.Store.Delete(ctx, smsKey(u.ID)); err != nil {
-		return err
-	}
-	_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
-	return err
+	return s.engine.Store.Delete(ctx, smsKey(u.ID))
 }
 
 func (s *Service) newSecret(uid string, t Type, raw []byte, counter uint64) *storedSecret {

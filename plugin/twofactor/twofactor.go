@@ -256,10 +256,12 @@ func (s *Service) factors(ctx context.Context, uid string) (*factors, error) {
 	return f, err
 }
 
-// modifyFactors applies change to the stored enrolment with
+// modifyFactors applies change to u's stored enrolment with
 // compare-and-swap, retrying when another writer got there first. An
-// enrolment left with no factor is deleted.
-func (s *Service) modifyFactors(ctx context.Context, uid string, change func(*storedFactors) error) error {
+// enrolment left with no factor is deleted; a change that replaced or
+// removed a factor ends u's sessions.
+func (s *Service) modifyFactors(ctx context.Context, u *account.User, change func(*storedFactors) error) error {
+	uid := u.ID
 	key := factorsKey(uid)
 	for range maxStateRetries {
 		old, err := s.engine.Store.Get(ctx, key)
@@ -274,6 +276,7 @@ func (s *Service) modifyFactors(ctx context.Context, uid string, change func(*st
 				return fmt.Errorf("decoding the 2FA record of user ID %s: %v", uid, err)
 			}
 		}
+		before := st
 		if err := change(&st); err != nil {
 			return err
 		}
@@ -288,11 +291,23 @@ func (s *Service) modifyFactors(ctx context.Context, uid string, change func(*st
 		if err != nil {
 			return err
 		}
+		if ok && withdrawn(&before, &st) {
+			// The user's sessions passed a factor that is gone (perhaps
+			// because it was compromised): they end with it.
+			_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
+		}
 		if ok {
-			return nil
+			return err
 		}
 	}
 	return failure.Conflict("the second factors of this user are being changed concurrently; try again")
+}
+
+// withdrawn reports whether going from before to after replaced or removed
+// a factor that was enabled.
+func withdrawn(before, after *storedFactors) bool {
+	replaced := func(was, now *storedSecret) bool { return was != nil && (now == nil || now.ID != was.ID) }
+	return replaced(before.App, after.App) || replaced(before.HardToken, after.HardToken) || (before.SMS && !after.SMS)
 }
 
 // state is the per-user verification state that must only move forward.
