@@ -32,9 +32,10 @@ const (
 // wrong. The data plane answers 429, the login portal asks to try again.
 var ErrBusy = hashslots.ErrBusy
 
-// checkWait is how long a password check waits for a free hash slot
-// before giving up with ErrBusy.
-const checkWait = time.Second
+// BusyWait is how long a password check waits for a free hash slot
+// before giving up with ErrBusy, and so how long a busy answer asks the
+// client to wait before it tries again.
+const BusyWait = time.Second
 
 // argonKey computes an argon2id key in a slot of the process-wide pool,
 // which bounds the memory the hashes hold (see hashslots).
@@ -78,7 +79,7 @@ func VerifyPassword(ctx context.Context, hash, password string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	got, err := argonKey(ctx, checkWait, password, salt, t, m, p, uint32(len(key)))
+	got, err := argonKey(ctx, BusyWait, password, salt, t, m, p, uint32(len(key)))
 	if err != nil {
 		return false, err
 	}

@@ -129,7 +129,7 @@ const failureWindow = time.Minute
 
 // errBusy answers a password that could not be checked because too many
 // checks ran at once (see account.ErrBusy).
-var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", time.Second)
+var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", account.BusyWait)
 
 func failureKey(name string) string { return "basicfail/" + name }
 

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -373,7 +374,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 			attempt.Withdraw(ctx)
 		}
 		p.record(r, username, audit.OutcomeFailure, "password not checked: the server is busy")
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(int(account.BusyWait/time.Second)))
 		p.render(w, http.StatusTooManyRequests, page{Step: "password", CSRF: p.csrf(token), Username: f.Username, Error: msgBusy, Return: ret})
 	}
 	name, err := account.NormalizeUsername(f.Username)
