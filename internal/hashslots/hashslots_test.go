@@ -74,3 +74,75 @@ func TestOverflowIsBusy(t *testing.T) {
 		t.Fatalf("free pool: err %v, ran %v; want the hash run", err, ran)
 	}
 }
+
+// TestClientShare: one client network flooding the pool holds at most
+// its share of the slots, so another client's check runs at once; the
+// flood's checks all get their turn in the end, and the pool forgets the
+// client afterwards.
+func TestClientShare(t *testing.T) {
+	p := New(4)
+	if p.Share() != 2 {
+		t.Fatalf("share of 4 slots: %d, want 2", p.Share())
+	}
+	flooder := WithClient(context.Background(), "2001:db8:1:2::1")
+	release := make(chan struct{})
+	var running, peak, done atomic.Int64
+	var flood sync.WaitGroup
+	for range 20 {
+		flood.Go(func() {
+			err := p.Do(flooder, 0, func() {
+				n := running.Add(1)
+				for old := peak.Load(); n > old && !peak.CompareAndSwap(old, n); old = peak.Load() {
+				}
+				<-release
+				running.Add(-1)
+				done.Add(1)
+			})
+			if err != nil {
+				t.Errorf("flooder waiting without a time limit: %v", err)
+			}
+		})
+	}
+	for running.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	// Another address of the same /64 counts against the same share.
+	neighbour := WithClient(context.Background(), "2001:db8:1:2:ffff::9")
+	if err := p.Do(neighbour, 50*time.Millisecond, func() {}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("same /64 as the flooder: %v, want ErrBusy", err)
+	}
+	for _, other := range []string{"192.0.2.7", "2001:db8:1:3::1", "::ffff:192.0.2.8"} {
+		ran := false
+		if err := p.Do(WithClient(context.Background(), other), 50*time.Millisecond, func() { ran = true }); err != nil || !ran {
+			t.Fatalf("client %s during another client's flood: err %v, ran %v; want its check run", other, err, ran)
+		}
+	}
+	close(release)
+	flood.Wait()
+	if peak.Load() != 2 || done.Load() != 20 {
+		t.Fatalf("flooder: peak %d at once (share 2), %d of 20 done", peak.Load(), done.Load())
+	}
+	p.mu.Lock()
+	left := len(p.clients)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d clients still tracked after every check ended", left)
+	}
+}
+
+// TestClientNetwork: IPv4 addresses count alone, IPv6 ones by /64, and
+// an IPv4-mapped IPv6 address as its IPv4 address.
+func TestClientNetwork(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":         "192.0.2.1",
+		"::ffff:192.0.2.1":  "192.0.2.1",
+		"2001:db8::1":       "2001:db8::/64",
+		"2001:db8::2:3:4:5": "2001:db8::/64",
+		"fe80::1%eth0":      "fe80::/64",
+		"not an address":    "not an address",
+	} {
+		if got := clientNetwork(in); got != want {
+			t.Errorf("clientNetwork(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 )
 
@@ -110,7 +111,9 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err := c.checkThrottle(ctx, name); err != nil {
 		return nil, err
 	}
-	u, err := e.Accounts.CheckPassword(ctx, name, password)
+	// Counted against the client's share of the hash slots, so one address
+	// flooding Basic checks cannot keep everybody else's waiting.
+	u, err := e.Accounts.CheckPassword(hashslots.WithClient(ctx, engine.ClientIP(r)), name, password)
 	if errors.Is(err, account.ErrBusy) {
 		return nil, errBusy.For(name) // not checked, so not counted as a failure
 	}

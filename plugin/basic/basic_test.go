@@ -105,9 +105,23 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	}
 	wg.Wait()
 	release()
-	if w := get("alice", pw); w.Code != http.StatusOK {
-		t.Fatalf("right password once the server has room: %d %s; want 200", w.Code, w.Body)
+	// One client's flood of checks holds only its share: httptest's
+	// client (192.0.2.1) is refused, another address is checked.
+	releaseFlood := hashslotstest.HoldClient(t, "192.0.2.1")
+	if w := get("alice", pw); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("right password from the flooding client: %d %s; want 429", w.Code, w.Body)
 	}
+	other := httptest.NewRequest("GET", "/x", nil)
+	other.RemoteAddr = "198.51.100.9:4242"
+	other.SetBasicAuth("alice", pw)
+	ow := httptest.NewRecorder()
+	if err := route.Serve(ow, other, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}); err != nil || ow.Code != http.StatusOK {
+		t.Fatalf("right password from another client during the flood: %v %d %s; want 200", err, ow.Code, ow.Body)
+	}
+	releaseFlood()
 	// Wrong passwords past the limit are throttled for the failure window.
 	for range 2 {
 		get("alice", "wrong again")

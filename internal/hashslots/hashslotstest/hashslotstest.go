@@ -14,15 +14,29 @@ import (
 // function is called or the test ends.
 func HoldAll(t testing.TB) (release func()) {
 	t.Helper()
+	return hold(t, context.Background(), hashslots.Process.Cap())
+}
+
+// HoldClient takes the whole share of the client at ip (see
+// hashslots.WithClient), as a flood of its password checks would, until
+// the returned function is called or the test ends; other clients keep
+// the rest of the slots.
+func HoldClient(t testing.TB, ip string) (release func()) {
+	t.Helper()
+	return hold(t, hashslots.WithClient(context.Background(), ip), hashslots.Process.Share())
+}
+
+// hold runs n hashes made with ctx that last until release.
+func hold(t testing.TB, ctx context.Context, n int) (release func()) {
 	freed := make(chan struct{})
 	started := make(chan struct{})
 	var holders sync.WaitGroup
-	for range hashslots.Process.Cap() {
+	for range n {
 		holders.Go(func() {
-			hashslots.Process.Do(context.Background(), 0, func() { started <- struct{}{}; <-freed })
+			hashslots.Process.Do(ctx, 0, func() { started <- struct{}{}; <-freed })
 		})
 	}
-	for range hashslots.Process.Cap() {
+	for range n {
 		<-started
 	}
 	release = sync.OnceFunc(func() { close(freed); holders.Wait() })

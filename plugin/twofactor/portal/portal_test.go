@@ -467,6 +467,16 @@ func TestPasswordStepBusy(t *testing.T) {
 	}
 	wg.Wait()
 	release()
+	// A flood from this client's address holds its share of the slots,
+	// not all of them: this client is asked to wait although slots are
+	// free for others.
+	releaseFlood := hashslotstest.HoldClient(t, "127.0.0.1")
+	b := h.browser()
+	b.get("/gatehouse/login")
+	if resp, body := b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"alice"}, "password": {password}}); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "busy") {
+		t.Fatalf("right password while this client's share is taken: %d %s; want 429 busy", resp.StatusCode, body)
+	}
+	releaseFlood()
 	if st, _ := h.svc.Status(context.Background(), u); st.ConsecutiveFailures != 0 || st.Locked {
 		t.Fatalf("busy answers counted as failures: %+v", st)
 	}
