@@ -3,7 +3,9 @@
 // that Gatehouse must be able to read back (application key values, OTP
 // secrets, CA and assertion signing keys) is sealed with AES-256-GCM under a
 // key derived from it, and secret lookups use HMAC indexes derived from it,
-// so the store never holds a usable secret in clear.
+// so the store never holds a usable secret in clear. Every stored record
+// carries a tag (RecordTag) under another derived key, so that whoever can
+// write to the store but lacks the keystore cannot forge a record.
 package keystore
 
 import (
@@ -13,10 +15,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,6 +38,8 @@ type Keystore struct {
 	aead    cipher.AEAD
 	macKey  []byte
 	macPool sync.Pool
+	// recordPool holds HMACs under the record key (RecordTag).
+	recordPool sync.Pool
 }
 
 // ErrMissing reports that the keystore file does not exist and may not be
@@ -113,9 +119,16 @@ func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
 	if err != nil {
 		return nil, err
 	}
+	recordKey, err := hkdf.Key(sha256.New, master, nil, "gatehouse record v1", 32)
+	if err != nil {
+		return nil, err
+	}
 	ks := &Keystore{path: path, created: created, aead: aead, macKey: macKey}
 	ks.macPool.New = func() any {
 		return &indexState{mac: hmac.New(sha256.New, ks.macKey), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
+	}
+	ks.recordPool.New = func() any {
+		return &indexState{mac: hmac.New(sha256.New, recordKey), buf: make([]byte, 0, 8), sum: make([]byte, 0, sha256.Size)}
 	}
 	return ks, nil
 }
@@ -169,6 +182,27 @@ func (k *Keystore) Index(purpose string, secret []byte) string {
 		k.macPool.Put(st)
 	}
 	return out
+}
+
+// RecordTagSize is the length of a RecordTag.
+const RecordTagSize = 16
+
+// RecordTag authenticates a stored record: the HMAC-SHA256, truncated to
+// 128 bits, of the record's key and value under a key of its own derived
+// from the master key. Binding the key means a record's value cannot be
+// moved to another key; whoever lacks the keystore cannot make a tag.
+func (k *Keystore) RecordTag(key string, value []byte) [RecordTagSize]byte {
+	st := k.recordPool.Get().(*indexState)
+	st.mac.Reset()
+	st.buf = binary.BigEndian.AppendUint32(st.buf[:0], uint32(len(key)))
+	st.mac.Write(st.buf)
+	io.WriteString(st.mac, key)
+	st.mac.Write(value)
+	st.sum = st.mac.Sum(st.sum[:0])
+	var tag [RecordTagSize]byte
+	copy(tag[:], st.sum)
+	k.recordPool.Put(st)
+	return tag
 }
 
 // indexState is a pooled HMAC with its scratch buffers, so Index
