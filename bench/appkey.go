@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 func init() { kinds = append(kinds, appKeyKind) }
@@ -57,17 +58,11 @@ func seedScaleAppKeys(e *env) error {
 		return nil
 	}
 	t0 := time.Now()
-	dataDir := filepath.Join(e.dir, "data")
-	st, err := badger.Open(filepath.Join(dataDir, "badger"), badger.Options{})
+	c, ks, err := openSeedStore(filepath.Join(e.dir, "data"))
 	if err != nil {
 		return err
 	}
-	c := cache.New(st, 1024)
 	defer c.Close()
-	ks, err := keystore.Open(filepath.Join(dataDir, "keystore.key"), true)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	accounts := account.NewService(c)
 	if _, err := accounts.PutRole(ctx, account.Role{Name: "bench", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
@@ -135,4 +130,25 @@ func seedAppKey(a adminAPI) (string, error) {
 func appKeyRow(name string, e *env, key string) row {
 	return row{name: name, baseline: "plain",
 		target: e.get("http://127.0.0.1:%d/", name, http.Header{"Appkey": {key}}, nil)}
+}
+
+// openSeedStore opens the store in dataDir (Badger, with its keystore,
+// created when missing) as Caddy would, tagged records and all, for
+// writing seeds while Caddy is stopped. Closing the cache closes it.
+func openSeedStore(dataDir string) (*cache.Cache, *keystore.Keystore, error) {
+	st, err := badger.Open(filepath.Join(dataDir, "badger"), badger.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := keystore.Open(filepath.Join(dataDir, "keystore.key"), true)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	records, err := tagged.Open(context.Background(), st, ks, nil)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return cache.New(records, 1024), ks, nil
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
 func init() { kinds = append(kinds, connectorKind) }
@@ -115,7 +114,7 @@ func scaleTokenRow(e *env, cert *tls.Certificate) (row, error) {
 // as the default token lifetime, into the stopped main Caddy's Badger
 // directory, and returns the Authorization headers of their access tokens.
 func seedTokensOffline(e *env, n int) (packed, error) {
-	st, err := badger.Open(filepath.Join(e.dir, "data", "badger"), badger.Options{})
+	st, _, err := openSeedStore(filepath.Join(e.dir, "data"))
 	if err != nil {
 		return packed{}, err
 	}

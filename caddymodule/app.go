@@ -224,13 +224,17 @@ func (a *App) start() (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
-	st, key, err := openStore(ctx, a.Storage, a.DataDir, a.CacheSize, a.logger)
+	pooled, key, err := openStore(ctx, a.Storage, a.DataDir, a.logger)
 	if err != nil {
 		return err
 	}
 	a.poolKey = key
 	undo = append(undo, func() { storePool.Delete(key); a.poolKey = "" })
-	ks, err := openKeystore(ctx, a.Keystore, st.cache)
+	ks, err := openKeystore(ctx, a.Keystore, pooled.backend)
+	if err != nil {
+		return err
+	}
+	st, err := pooled.records(ctx, ks, a.CacheSize, a.logger)
 	if err != nil {
 		return err
 	}
@@ -239,19 +243,19 @@ func (a *App) start() (err error) {
 			zap.String("path", ks.Path()), zap.String("mode", mode.String()))
 	}
 	cfg := a.engineConfig()
-	signer, err := assertion.NewSigner(ctx, st.cache, ks, cfg.Issuer, cfg.AssertionLifetime)
+	signer, err := assertion.NewSigner(ctx, st, ks, cfg.Issuer, cfg.AssertionLifetime)
 	if err != nil {
 		return fmt.Errorf("identity assertion key: %w", err)
 	}
 	registry := a.ctx.GetMetricsRegistry()
-	metrics, err := engine.NewMetrics(registry, st.cache)
+	metrics, err := engine.NewMetrics(registry, st)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	undo = append(undo, func() { metrics.Unregister(registry) })
-	a.auditLog = audit.New(st.cache, a.logger.Named("audit"), audit.Options{Retention: time.Duration(a.AuditRetention)})
+	a.auditLog = audit.New(st, a.logger.Named("audit"), audit.Options{Retention: time.Duration(a.AuditRetention)})
 	undo = append(undo, func() { a.auditLog.Close(); a.auditLog = nil })
-	e := engine.New(cfg, st.cache, ks, signer, a.auditLog, metrics, a.logger)
+	e := engine.New(cfg, st, ks, signer, a.auditLog, metrics, a.logger)
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
 	undo = append(undo, a.closeExtensions)
 	for _, ext := range extensions {

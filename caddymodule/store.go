@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // storePool keeps open stores across config reloads, keyed by location: a
@@ -21,7 +24,35 @@ var storePool = caddy.NewUsagePool()
 
 type pooledStore struct {
 	backend storage.Store
-	cache   *cache.Cache
+
+	mu sync.Mutex
+	// cache is over the backend's tagged records; the first start makes it
+	// (records), with the keystore it then keeps (tags).
+	cache *cache.Cache
+	tags  tagged.Tagger
+}
+
+// records returns the store's cache over its tagged records (storage/tagged),
+// made on first use with ks and cacheSize; an untagged store (written by a
+// version before tags) is tagged then, once. Later starts, after a config
+// reload, share it, provided they use the same keystore.
+func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int, logger *zap.Logger) (*cache.Cache, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cache != nil {
+		if p.tags.RecordTag(tagged.MarkerKey, nil) != ks.RecordTag(tagged.MarkerKey, nil) {
+			return nil, fmt.Errorf("the keystore changed while the store stayed open: restart Caddy to use another keystore")
+		}
+		return p.cache, nil
+	}
+	records, err := tagged.Open(ctx, p.backend, ks, func(n int) {
+		logger.Info("tagged the store's existing records (an upgrade, done once)", zap.Int("records", n))
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.cache, p.tags = cache.New(records, cacheSize), ks
+	return p.cache, nil
 }
 
 // Destruct implements caddy.Destructor: the last user closes the store.
@@ -52,7 +83,7 @@ func storageName(spec string) string {
 }
 
 // openStore returns the pooled store for spec, opening it on first use.
-func openStore(ctx context.Context, spec, dataDir string, cacheSize int, logger *zap.Logger) (*pooledStore, string, error) {
+func openStore(ctx context.Context, spec, dataDir string, logger *zap.Logger) (*pooledStore, string, error) {
 	key := "badger:" + filepath.Join(dataDir, "badger")
 	if isRedisURL(spec) {
 		key = "redis:" + spec
@@ -68,7 +99,7 @@ func openStore(ctx context.Context, spec, dataDir string, cacheSize int, logger 
 		if err != nil {
 			return nil, fmt.Errorf("opening %s store: %w", storageName(spec), err)
 		}
-		return &pooledStore{backend: backend, cache: cache.New(backend, cacheSize)}, nil
+		return &pooledStore{backend: backend}, nil
 	})
 	if err != nil {
 		return nil, "", err

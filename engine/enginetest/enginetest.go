@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // New returns an engine over a fresh Badger store; wrap, when non-nil,
@@ -31,15 +32,19 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	var backend storage.Store = db
-	if wrap != nil {
-		backend = wrap(db)
-	}
-	c := cache.New(backend, 1024)
 	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	records, err := tagged.Open(context.Background(), db, ks, nil) // as Caddy opens it
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backend storage.Store = records
+	if wrap != nil {
+		backend = wrap(records)
+	}
+	c := cache.New(backend, 1024)
 	cfg = cfg.WithDefaults()
 	signer, err := assertion.NewSigner(context.Background(), c, ks, cfg.Issuer, cfg.AssertionLifetime)
 	if err != nil {
