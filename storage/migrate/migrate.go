@@ -9,7 +9,9 @@
 // prefix is handled by the Redis backend, with its remaining lifetime:
 // records whose expiry has passed are skipped, records without expiry stay
 // without expiry. Copying overwrites records the destination already has
-// and never deletes any, so running it again is harmless.
+// and never deletes any, so running it again is harmless. Values are
+// copied byte for byte: their keystore tags (storage/tagged) bind the key
+// and the keystore, not the backend, so they stay valid.
 package migrate
 
 import (

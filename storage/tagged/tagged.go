@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -138,14 +139,22 @@ func (s *Store) sealOrNil(key string, value []byte) []byte {
 // ErrTampered.
 func (s *Store) open(key string, raw []byte) ([]byte, error) {
 	if len(raw) < keystore.RecordTagSize {
-		return nil, ErrTampered
+		return nil, tampered(key)
 	}
 	value, tag := raw[:len(raw)-keystore.RecordTagSize], raw[len(raw)-keystore.RecordTagSize:]
 	want := s.tags.RecordTag(key, value)
 	if subtle.ConstantTimeCompare(tag, want[:]) != 1 {
-		return nil, ErrTampered
+		return nil, tampered(key)
 	}
 	return value, nil
+}
+
+// tampered is ErrTampered naming the kind of record (its key up to the
+// first "/", e.g. "user/"), for the operator who investigates; not the
+// whole key, which may name a user or a token's digest.
+func tampered(key string) error {
+	kind, _, _ := strings.Cut(key, "/")
+	return fmt.Errorf("%w: a %s/ record", ErrTampered, kind)
 }
 
 // Get implements storage.Store.
