@@ -19,20 +19,23 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage/migrate"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gatehouse",
-		Usage: "<users|roles|audit|api|migrate> …",
+		Usage: "<users|roles|audit|api|migrate|tag-records> …",
 		Short: "Manages Gatehouse users, roles and credentials through the admin API",
 		Long: `
 Manages a running Gatehouse through Caddy's admin endpoint (--address,
-default localhost:2019). Every subcommand but 'migrate' is a thin wrapper
-of an admin API call and prints its JSON answer; 'api' makes any call of
-the admin API. 'migrate' copies the state between stores offline, without
-the admin API.`,
+default localhost:2019). Every subcommand but 'migrate' and 'tag-records'
+is a thin wrapper of an admin API call and prints its JSON answer; 'api'
+makes any call of the admin API. 'migrate' copies the state between stores
+offline, and 'tag-records' tags the records of a store written by a
+version before record tags, both without the admin API.`,
 		CobraFunc: buildCLI,
 	})
 }
@@ -147,7 +150,7 @@ func buildCLI(cmd *cobra.Command) {
 			return call(strings.ToUpper(args[0]), args[1], body)
 		},
 	}
-	cmd.AddCommand(users, rolesCmd, auditCmd, api, migrateCommand())
+	cmd.AddCommand(users, rolesCmd, auditCmd, api, migrateCommand(), tagRecordsCommand())
 }
 
 // migrateCommand is "caddy gatehouse migrate": the one subcommand that
@@ -237,6 +240,80 @@ func runMigrate(out io.Writer, from, to string) error {
 		return fmt.Errorf("migrate: closing %s: %w", dst, err)
 	}
 	fmt.Fprintf(out, "migrate: copied %d records (%d expired skipped) from %s to %s\n", res.Copied, res.Expired, src, dst)
+	return nil
+}
+
+// tagRecordsCommand is "caddy gatehouse tag-records": the upgrade step
+// from a version before record tags, run once by the operator.
+func tagRecordsCommand() *cobra.Command {
+	var store, keystorePath string
+	var resume bool
+	c := &cobra.Command{
+		Use:   "tag-records --store <location> --keystore <file>",
+		Short: "Tags every record of a store written by a version before record tags (offline, once)",
+		Long: `
+Gatehouse checks a tag (an HMAC under a key derived from the keystore) on
+every record it reads, so that whoever can write to the store without the
+keystore cannot forge a record. A store written by a version before tags
+is refused at start-up until this command has tagged it; it never tags
+records by itself, since records written without the keystore look just
+the same as an older version's.
+
+Run it once per store, with every Gatehouse instance using the store
+stopped, with the store's keystore file. A location is as for 'migrate'.
+If a run was interrupted, run it again with --resume. Without --resume it
+refuses a store of which some records are tagged already, since a store
+whose marker record was removed by someone else looks the same: in that
+case find out what wrote the untagged records first.
+
+Example:
+  caddy gatehouse tag-records --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runTagRecords(c.ErrOrStderr(), store, keystorePath, resume)
+		},
+	}
+	c.Flags().StringVar(&store, "store", "", "the store: "+migrate.LocationHelp)
+	c.Flags().StringVar(&keystorePath, "keystore", "", "the keystore file the store's secrets are sealed with")
+	c.Flags().BoolVar(&resume, "resume", false, "continue an interrupted run (records tagged already are kept)")
+	c.MarkFlagRequired("store")
+	c.MarkFlagRequired("keystore")
+	return c
+}
+
+// runTagRecords tags the untagged records of the store at location with
+// the keystore at keystorePath, printing progress at most once a second
+// and a summary line to out.
+func runTagRecords(out io.Writer, location, keystorePath string, resume bool) error {
+	loc, err := migrate.ParseLocation(location)
+	if err != nil {
+		return fmt.Errorf("--store: %v", err)
+	}
+	ks, err := keystore.Open(keystorePath, false)
+	if err != nil {
+		return fmt.Errorf("--keystore: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse.tag-records"))
+	if err != nil {
+		return fmt.Errorf("opening --store: %w", err)
+	}
+	defer st.Close()
+	last := time.Now()
+	n, err := tagged.Upgrade(ctx, st, ks, resume, func(n int) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(out, "tag-records: %d records tagged\n", n)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("tag-records: %s, after %d records tagged: %w", loc, n, err)
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("tag-records: closing %s: %w", loc, err)
+	}
+	fmt.Fprintf(out, "tag-records: tagged %d records of %s; Gatehouse can start on it\n", n, loc)
 	return nil
 }
 

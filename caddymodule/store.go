@@ -33,10 +33,11 @@ type pooledStore struct {
 }
 
 // records returns the store's cache over its tagged records (storage/tagged),
-// made on first use with ks and cacheSize; an untagged store (written by a
-// version before tags) is tagged then, once. Later starts, after a config
-// reload, share it, provided they use the same keystore.
-func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int, logger *zap.Logger) (*cache.Cache, error) {
+// made on first use with ks and cacheSize; a store with untagged records
+// (written by a version before tags) is refused until the operator tags
+// it (caddy gatehouse tag-records). Later starts, after a config reload,
+// share it, provided they use the same keystore.
+func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int) (*cache.Cache, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cache != nil {
@@ -45,9 +46,7 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		}
 		return p.cache, nil
 	}
-	records, err := tagged.Open(ctx, p.backend, ks, func(n int) {
-		logger.Info("tagged the store's existing records (an upgrade, done once)", zap.Int("records", n))
-	})
+	records, err := tagged.Open(ctx, p.backend, ks)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 // Package tagged authenticates every record of a store: each value is
 // written with a tag (keystore.RecordTag, an HMAC bound to the record's
-// key) and read back only when its tag verifies. Whoever can write to the
+// key) and read back only when its tag verifies. A store written by a
+// version without tags is tagged once by Upgrade, which the operator runs
+// (caddy gatehouse tag-records): Open never tags records it finds, since
+// records written without the keystore look just like them. Whoever can write to the
 // backing store (a Redis client, a file writer in the Badger directory)
 // but lacks the keystore can delete records, or put back a value the
 // record once had, but cannot make a user, a role, a session or a token,
@@ -54,35 +57,113 @@ var _ storage.Store = (*Store)(nil)
 // what inner holds already (see Open).
 func Wrap(inner storage.Store, tags Tagger) *Store { return &Store{inner: inner, tags: tags} }
 
-// Open returns inner with tagged records. A store that holds records but
-// no marker was written by a version without tags: Open tags every record
-// first (an upgrade, once), logging through progress when not nil. A
-// marker whose tag does not verify means another keystore tagged the
-// store, and Open refuses it.
-func Open(ctx context.Context, inner storage.Store, tags Tagger, progress func(tagged int)) (*Store, error) {
+// Open returns inner with tagged records. An empty store gets the
+// marker. A store that holds records but no marker is refused with an
+// *UntaggedError: it was written by a version without tags (Upgrade tags
+// it, once, by the operator's decision), or something removed the marker
+// to have records written without the keystore tagged; Open never tags
+// what it did not write. A marker whose tag does not verify means another
+// keystore tagged the store, and Open refuses it too.
+func Open(ctx context.Context, inner storage.Store, tags Tagger) (*Store, error) {
 	s := Wrap(inner, tags)
-	switch _, err := s.Get(ctx, MarkerKey); {
-	case err == nil:
+	switch found, err := s.marked(ctx); {
+	case err != nil:
+		return nil, err
+	case found:
 		return s, nil
-	case errors.Is(err, ErrTampered):
-		return nil, fmt.Errorf("the store's records were tagged with another keystore: use the keystore file this store was created with")
-	case !errors.Is(err, storage.ErrNotFound):
+	}
+	count, err := s.count(ctx)
+	if err != nil {
 		return nil, err
 	}
-	n, err := s.tagUntagged(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("tagging the store's existing records: %w", err)
-	}
-	if progress != nil && n > 0 {
-		progress(n)
+	if count.Tagged+count.Untagged > 0 {
+		return nil, &count
 	}
 	return s, s.Put(ctx, MarkerKey, []byte(markerValue), 0)
 }
 
+// marked reports whether the store holds the marker, tagged with this
+// keystore.
+func (s *Store) marked(ctx context.Context) (bool, error) {
+	switch _, err := s.Get(ctx, MarkerKey); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrTampered):
+		return false, fmt.Errorf("the store's records were tagged with another keystore: use the keystore file this store was created with")
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// UntaggedError is Open's refusal of a store with records but no marker.
+type UntaggedError struct {
+	// Tagged and Untagged count the store's records whose tag verifies
+	// and the others.
+	Tagged, Untagged int
+}
+
+// Error implements error.
+func (e *UntaggedError) Error() string {
+	if e.Tagged == 0 {
+		return fmt.Sprintf("the store's %d records carry no tags: it was written by a version before record tags. "+
+			"With every Gatehouse instance stopped, run `caddy gatehouse tag-records --store <location> --keystore <file>` once, "+
+			"then start again", e.Untagged)
+	}
+	return fmt.Sprintf("the store's tag marker (%s) is missing although %d of its records are tagged, and %d are not: "+
+		"either a `caddy gatehouse tag-records` run was interrupted (run it again with --resume), "+
+		"or something other than Gatehouse removed the marker, and the untagged records may have been written without the keystore: "+
+		"investigate before tagging them", MarkerKey, e.Tagged, e.Untagged)
+}
+
+// count counts the store's records by whether their tag verifies.
+func (s *Store) count(ctx context.Context) (UntaggedError, error) {
+	var c UntaggedError
+	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {
+		if _, err := s.open(e.Key, e.Value); err == nil {
+			c.Tagged++
+		} else {
+			c.Untagged++
+		}
+		return nil
+	})
+	return c, err
+}
+
+// Upgrade tags every record of a store written by a version without tags
+// and then writes the marker; it returns how many records it tagged, and
+// calls progress, when not nil, after each batch with the count so far.
+// A store with the marker is left alone. Records tagged already (by an
+// interrupted run) are skipped, and only when resume is set: without it,
+// finding any is an *UntaggedError, since a removed marker looks the same.
+func Upgrade(ctx context.Context, inner storage.Store, tags Tagger, resume bool, progress func(tagged int)) (int, error) {
+	s := Wrap(inner, tags)
+	switch found, err := s.marked(ctx); {
+	case err != nil:
+		return 0, err
+	case found:
+		return 0, nil
+	}
+	if !resume {
+		count, err := s.count(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if count.Tagged > 0 {
+			return 0, &count
+		}
+	}
+	n, err := s.tagUntagged(ctx, progress)
+	if err != nil {
+		return n, err
+	}
+	return n, s.Put(ctx, MarkerKey, []byte(markerValue), 0)
+}
+
 // tagUntagged tags every record of the inner store that has no valid tag
-// yet (a previous run may have tagged some), in batches, and returns how
-// many it tagged.
-func (s *Store) tagUntagged(ctx context.Context) (int, error) {
+// yet, in batches, and returns how many it tagged.
+func (s *Store) tagUntagged(ctx context.Context, progress func(int)) (int, error) {
 	const batchSize = 512
 	var ops []storage.Op
 	n := 0
@@ -90,10 +171,15 @@ func (s *Store) tagUntagged(ctx context.Context) (int, error) {
 		if len(ops) == 0 {
 			return nil
 		}
-		err := s.inner.Batch(ctx, ops)
+		if err := s.inner.Batch(ctx, ops); err != nil {
+			return err
+		}
 		n += len(ops)
 		ops = ops[:0]
-		return err
+		if progress != nil {
+			progress(n)
+		}
+		return nil
 	}
 	now := time.Now()
 	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {

@@ -63,7 +63,7 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 	ctx := context.Background()
 	inner := openBadger(t, t.TempDir())
 	defer inner.Close()
-	s, err := Open(ctx, inner, newKeystore(t), nil)
+	s, err := Open(ctx, inner, newKeystore(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,24 +110,30 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 	}
 }
 
-// TestOpenTagsAnUntaggedStoreOnce: a store written by a version without
-// tags is tagged on first Open, records and expiries kept; a second Open
-// finds the marker and tags nothing; another keystore is refused.
-func TestOpenTagsAnUntaggedStoreOnce(t *testing.T) {
+// TestUpgradeTagsAnUntaggedStoreOnce: Open refuses a store written by a
+// version without tags; Upgrade tags it, records and expiries kept, and
+// Open then takes it. A second Upgrade tags nothing; another keystore is
+// refused.
+func TestUpgradeTagsAnUntaggedStoreOnce(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	inner := openBadger(t, dir)
+	inner := openBadger(t, t.TempDir())
+	defer inner.Close()
 	inner.Put(ctx, "users/alice", []byte(`{"name":"alice"}`), 0)
 	inner.Put(ctx, "sessions/x", []byte(`{"user":"alice"}`), time.Hour)
 	inner.Incr(ctx, "fails/alice", 2, 0)
 	ks := newKeystore(t)
-	var tagged int
-	s, err := Open(ctx, inner, ks, func(n int) { tagged = n })
-	if err != nil {
-		t.Fatal(err)
+	var untagged *UntaggedError
+	if _, err := Open(ctx, inner, ks); !errors.As(err, &untagged) || untagged.Untagged != 3 || untagged.Tagged != 0 ||
+		!strings.Contains(err.Error(), "tag-records") {
+		t.Fatalf("Open of an untagged store: %v; want an UntaggedError of 3 records naming tag-records", err)
 	}
-	if tagged != 3 {
-		t.Fatalf("tagged %d records on upgrade, want 3", tagged)
+	var progress int
+	if n, err := Upgrade(ctx, inner, ks, false, func(n int) { progress = n }); err != nil || n != 3 || progress != 3 {
+		t.Fatalf("Upgrade: %d tagged (progress %d), %v; want 3", n, progress, err)
+	}
+	s, err := Open(ctx, inner, ks)
+	if err != nil {
+		t.Fatalf("Open after the upgrade: %v", err)
 	}
 	for key, want := range map[string]string{"users/alice": `{"name":"alice"}`, "sessions/x": `{"user":"alice"}`, "fails/alice": "2"} {
 		if v, err := s.Get(ctx, key); err != nil || string(v) != want {
@@ -140,12 +146,44 @@ func TestOpenTagsAnUntaggedStoreOnce(t *testing.T) {
 	if n, err := s.Incr(ctx, "fails/alice", 1, 0); err != nil || n != 3 {
 		t.Fatalf("counter after the upgrade: %d %v; want 3", n, err)
 	}
-	tagged = -1
-	if _, err := Open(ctx, inner, ks, func(n int) { tagged = n }); err != nil || tagged != -1 {
-		t.Fatalf("second Open: tagged %d, err %v; want nothing tagged", tagged, err)
+	if n, err := Upgrade(ctx, inner, ks, false, nil); err != nil || n != 0 {
+		t.Fatalf("second Upgrade: %d tagged, %v; want nothing to do", n, err)
 	}
-	if _, err := Open(ctx, inner, newKeystore(t), nil); err == nil || !strings.Contains(err.Error(), "another keystore") {
-		t.Fatalf("Open with another keystore: %v; want a refusal naming the keystore", err)
+	for _, try := range []func() error{
+		func() error { _, err := Open(ctx, inner, newKeystore(t)); return err },
+		func() error { _, err := Upgrade(ctx, inner, newKeystore(t), true, nil); return err },
+	} {
+		if err := try(); err == nil || !strings.Contains(err.Error(), "another keystore") {
+			t.Fatalf("another keystore: %v; want a refusal naming the keystore", err)
+		}
 	}
-	inner.Close()
+}
+
+// TestRemovedMarkerTagsNothing: with the marker deleted and a forged
+// record written beside the tagged ones, as a store writer without the
+// keystore would to have it tagged, Open refuses the store and Upgrade
+// without --resume refuses to tag; the forged record stays untrusted.
+func TestRemovedMarkerTagsNothing(t *testing.T) {
+	ctx := context.Background()
+	inner := openBadger(t, t.TempDir())
+	defer inner.Close()
+	ks := newKeystore(t)
+	s, err := Open(ctx, inner, ks) // empty: marked at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put(ctx, "users/alice", []byte(`{"roles":["reader"]}`), 0)
+	inner.Delete(ctx, MarkerKey)
+	inner.Put(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), 0)
+	var untagged *UntaggedError
+	if _, err := Open(ctx, inner, ks); !errors.As(err, &untagged) || untagged.Tagged != 1 || untagged.Untagged != 1 ||
+		!strings.Contains(err.Error(), "investigate") {
+		t.Fatalf("Open without the marker: %v; want an UntaggedError (1 tagged, 1 not) saying to investigate", err)
+	}
+	if n, err := Upgrade(ctx, inner, ks, false, nil); !errors.As(err, &untagged) || n != 0 {
+		t.Fatalf("Upgrade without resume: %d tagged, %v; want a refusal", n, err)
+	}
+	if _, err := Wrap(inner, ks).Get(ctx, "users/mallory"); !errors.Is(err, ErrTampered) {
+		t.Fatalf("forged record after the refusals: %v; want ErrTampered", err)
+	}
 }
