@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -128,7 +127,7 @@ func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
 		return &indexState{mac: hmac.New(sha256.New, ks.macKey), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
 	}
 	ks.recordPool.New = func() any {
-		return &indexState{mac: hmac.New(sha256.New, recordKey), buf: make([]byte, 0, 8), sum: make([]byte, 0, sha256.Size)}
+		return &indexState{mac: hmac.New(sha256.New, recordKey), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
 	}
 	return ks, nil
 }
@@ -194,14 +193,15 @@ const RecordTagSize = 16
 func (k *Keystore) RecordTag(key string, value []byte) [RecordTagSize]byte {
 	st := k.recordPool.Get().(*indexState)
 	st.mac.Reset()
-	st.buf = binary.BigEndian.AppendUint32(st.buf[:0], uint32(len(key)))
+	st.buf = append(binary.BigEndian.AppendUint32(st.buf[:0], uint32(len(key))), key...)
 	st.mac.Write(st.buf)
-	io.WriteString(st.mac, key)
 	st.mac.Write(value)
 	st.sum = st.mac.Sum(st.sum[:0])
 	var tag [RecordTagSize]byte
 	copy(tag[:], st.sum)
-	k.recordPool.Put(st)
+	if cap(st.buf) <= 4096 {
+		k.recordPool.Put(st)
+	}
 	return tag
 }
 

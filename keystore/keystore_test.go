@@ -94,3 +94,27 @@ func TestMissingAndCorrupt(t *testing.T) {
 		t.Fatal("corrupt keystore accepted")
 	}
 }
+
+// TestRecordTagBindsKeyValueAndKeystore: a tag changes with the key, the
+// value and the keystore, and the key is length-prefixed, so a byte cannot
+// move between key and value ("a"+"bc" is not "ab"+"c"); the same inputs
+// always give the same tag.
+func TestRecordTagBindsKeyValueAndKeystore(t *testing.T) {
+	dir := t.TempDir()
+	ks, _ := Open(filepath.Join(dir, "a"), true)
+	other, _ := Open(filepath.Join(dir, "b"), true)
+	base := ks.RecordTag("a", []byte("bc"))
+	if ks.RecordTag("a", []byte("bc")) != base {
+		t.Fatal("the same record got two different tags")
+	}
+	for what, tag := range map[string][RecordTagSize]byte{
+		"a byte moved from value to key": ks.RecordTag("ab", []byte("c")),
+		"another value":                  ks.RecordTag("a", []byte("bd")),
+		"another key":                    ks.RecordTag("b", []byte("bc")),
+		"another keystore":               other.RecordTag("a", []byte("bc")),
+	} {
+		if tag == base {
+			t.Errorf("%s: same tag", what)
+		}
+	}
+}
