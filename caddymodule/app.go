@@ -234,7 +234,7 @@ func (a *App) start() (err error) {
 	if err != nil {
 		return err
 	}
-	st, err := pooled.records(ctx, ks, a.CacheSize)
+	st, err := pooled.records(ctx, ks, a.CacheSize, a.logger)
 	if err != nil {
 		return err
 	}

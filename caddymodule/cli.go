@@ -262,9 +262,11 @@ the same as an older version's.
 Run it once per store, with every Gatehouse instance using the store
 stopped, with the store's keystore file. A location is as for 'migrate'.
 If a run was interrupted, run it again with --resume. Without --resume it
-refuses a store of which some records are tagged already, since a store
-whose marker record was removed by someone else looks the same: in that
-case find out what wrote the untagged records first.
+refuses a store of which some records are tagged already, since records
+written beside them without the keystore look the same: in that case find
+out what wrote the untagged records first. Once a keystore has been used
+with a tagged store (a file <keystore>.tagged says so), it refuses
+untagged records altogether: restore the store from a backup instead.
 
 Example:
   caddy gatehouse tag-records --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
@@ -312,6 +314,9 @@ func runTagRecords(out io.Writer, location, keystorePath string, resume bool) er
 	}
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("tag-records: closing %s: %w", loc, err)
+	}
+	if err := ks.NoteTaggedStore(); err != nil {
+		fmt.Fprintf(out, "tag-records: warning: %v\n", err)
 	}
 	fmt.Fprintf(out, "tag-records: tagged %d records of %s; Gatehouse can start on it\n", n, loc)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -34,10 +35,10 @@ type pooledStore struct {
 
 // records returns the store's cache over its tagged records (storage/tagged),
 // made on first use with ks and cacheSize; a store with untagged records
-// (written by a version before tags) is refused until the operator tags
-// it (caddy gatehouse tag-records). Later starts, after a config reload,
-// share it, provided they use the same keystore.
-func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int) (*cache.Cache, error) {
+// (written by a version before tags, or without the keystore) is refused
+// until the operator tags it (caddy gatehouse tag-records). Later starts,
+// after a config reload, share it, provided they use the same keystore.
+func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int, logger *zap.Logger) (*cache.Cache, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cache != nil {
@@ -46,12 +47,36 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		}
 		return p.cache, nil
 	}
-	records, err := tagged.Open(ctx, p.backend, ks)
+	records, err := tagged.Open(ctx, p.backend, ks, skippedLogger(logger))
 	if err != nil {
 		return nil, err
 	}
+	if err := ks.NoteTaggedStore(); err != nil {
+		logger.Warn("cannot remember beside the keystore that its store is tagged; "+
+			"a later `caddy gatehouse tag-records` could then tag records written without it", zap.Error(err))
+	}
 	p.cache, p.tags = cache.New(records, cacheSize), ks
 	return p.cache, nil
+}
+
+// skippedLogger logs the records a listing left out because their tag did
+// not verify, at most once a minute with how many since the last line:
+// someone wrote them without the keystore.
+func skippedLogger(logger *zap.Logger) func(error) {
+	var mu sync.Mutex
+	var last time.Time
+	var since int
+	return func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		since++
+		if time.Since(last) < time.Minute {
+			return
+		}
+		logger.Error("a listing left out records that failed authentication: something other than Gatehouse wrote them",
+			zap.Int("left_out_since_last_line", since), zap.Error(err))
+		last, since = time.Now(), 0
+	}
 }
 
 // Destruct implements caddy.Destructor: the last user closes the store.

@@ -135,6 +135,35 @@ func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
 // Path is the keystore file's location.
 func (k *Keystore) Path() string { return k.path }
 
+// taggedSuffix names the file beside the key that remembers it was used
+// with a tagged store (see NoteTaggedStore).
+const taggedSuffix = ".tagged"
+
+// NoteTaggedStore remembers, in a file beside the key (<path>.tagged),
+// that the keystore has been used with a store whose records are tagged
+// (storage/tagged). The store cannot keep that fact itself: whoever can
+// write to it could remove it. With it noted, a store of this keystore
+// with untagged records counts as tampered with, and is not tagged.
+func (k *Keystore) NoteTaggedStore() error {
+	if k.UsedWithTaggedStore() {
+		return nil
+	}
+	note := "This keystore has been used with a Gatehouse store whose records are tagged.\n" +
+		"Remove this file only to tag a store of it written by a version before record tags.\n"
+	if err := os.WriteFile(k.path+taggedSuffix, []byte(note), 0o600); err != nil {
+		return fmt.Errorf("noting that keystore %s was used with a tagged store: %v", k.path, err)
+	}
+	return nil
+}
+
+// UsedWithTaggedStore reports whether NoteTaggedStore was called for
+// this keystore file (or whether that cannot be told: it then errs on the
+// side of refusing to tag).
+func (k *Keystore) UsedWithTaggedStore() bool {
+	_, err := os.Stat(k.path + taggedSuffix)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
 // Created reports whether Open generated a new master key.
 func (k *Keystore) Created() bool { return k.created }
 

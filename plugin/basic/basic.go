@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // verified is what the verification cache remembers of a successful check:
@@ -141,8 +142,11 @@ func failureKey(name string) string { return "basicfail/" + name }
 // to burn the server's CPU through one account.
 func (c *Credential) checkThrottle(ctx context.Context, name string) error {
 	raw, err := c.engine.Store.Get(ctx, failureKey(name))
-	if err != nil {
-		return nil // absent: no recent failures; store errors surface on the real check
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil // no recent failures
+	case err != nil:
+		return err // unreadable or tampered with: fail closed, not unthrottled
 	}
 	n, _ := strconv.Atoi(string(raw))
 	if n >= c.engine.Config.BasicFailureLimit {

@@ -3,6 +3,7 @@ package basic
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 func TestParseAuthorization(t *testing.T) {
@@ -128,5 +130,43 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	}
 	if w := get("alice", "one more guess"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "60" {
 		t.Fatalf("after the failure limit: %d %v; want 429 with Retry-After 60", w.Code, w.Header())
+	}
+}
+
+// unreadableThrottle fails every read of a failure count, as a store
+// outage or a tampered record would.
+type unreadableThrottle struct{ storage.Store }
+
+func (u unreadableThrottle) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if strings.HasPrefix(key, "basicfail/") {
+		return storage.Entry{}, fmt.Errorf("reading %s: %w", key, storage.ErrUnavailable)
+	}
+	return u.Store.GetEntry(ctx, key)
+}
+
+// TestUnreadableThrottleFailsClosed: when a user's count of wrong
+// passwords cannot be read, the password is not checked at all (503):
+// an unreadable count must not mean an unthrottled user.
+func TestUnreadableThrottleFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	e := enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store { return unreadableThrottle{st} })
+	e.Register(New(e))
+	pw := "correct horse"
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.SetBasicAuth("alice", "a guess")
+	w := httptest.NewRecorder()
+	route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("guess with the failure count unreadable: %d %s; want 503", w.Code, w.Body)
 	}
 }

@@ -1,17 +1,23 @@
-// Package tagged authenticates every record of a store: each value is
+// Package tagged authenticates the records of a store: each value is
 // written with a tag (keystore.RecordTag, an HMAC bound to the record's
-// key) and read back only when its tag verifies. A store written by a
-// version without tags is tagged once by Upgrade, which the operator runs
-// (caddy gatehouse tag-records): Open never tags records it finds, since
-// records written without the keystore look just like them. Whoever can write to the
+// key) and read back only when its tag verifies. Whoever can write to the
 // backing store (a Redis client, a file writer in the Badger directory)
-// but lacks the keystore can delete records, or put back a value the
-// record once had, but cannot make a user, a role, a session or a token,
-// nor move a record's value to another key.
+// but lacks the keystore can delete records, or put back a value a record
+// once had, but cannot make a user, a role, a session or a token, nor move
+// a record's value to another key.
 //
-// Counters (Incr) are tagged like any value; they are incremented by
-// compare-and-swap, since a backend's own increment would not keep the
-// tag.
+// Integer values (a decimal int64, as Incr keeps) are stored without tags:
+// they are the counters (failures, throttles, SMS quotas), and a counter
+// gives a store writer nothing that deleting records does not give him
+// already (a lower count is a deleted one, a higher count refuses service),
+// while the backend's own atomic increment keeps it exact under
+// contention. No other record holds a bare integer, and every record
+// decoder refuses one.
+//
+// A store written by a version without tags is tagged once by Upgrade,
+// which the operator runs (caddy gatehouse tag-records): Open never tags
+// records it finds, since records written without the keystore look just
+// like an older version's.
 package tagged
 
 import (
@@ -19,8 +25,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,27 +49,42 @@ type Tagger interface {
 	RecordTag(key string, value []byte) [keystore.RecordTagSize]byte
 }
 
+// memory is what a Tagger may also keep outside the store: whether it
+// was used with a tagged store before (*keystore.Keystore keeps it in a
+// file beside the key). A store of such a keystore without its marker
+// was tampered with, and Upgrade refuses to tag it.
+type memory interface {
+	UsedWithTaggedStore() bool
+}
+
 // Store is a storage.Store whose values carry tags.
 type Store struct {
 	inner storage.Store
 	tags  Tagger
+	// skipped, when not nil, is told of each record Scan skips because
+	// its tag does not verify.
+	skipped func(error)
 }
 
 var _ storage.Store = (*Store)(nil)
 
-// Wrap returns inner with tagged records, without checking or tagging
-// what inner holds already (see Open).
-func Wrap(inner storage.Store, tags Tagger) *Store { return &Store{inner: inner, tags: tags} }
+// Wrap returns inner with tagged records, without checking what inner
+// holds already (see Open). skipped, when not nil, is told of each record
+// Scan leaves out because its tag does not verify.
+func Wrap(inner storage.Store, tags Tagger, skipped func(error)) *Store {
+	return &Store{inner: inner, tags: tags, skipped: skipped}
+}
 
-// Open returns inner with tagged records. An empty store gets the
-// marker. A store that holds records but no marker is refused with an
-// *UntaggedError: it was written by a version without tags (Upgrade tags
-// it, once, by the operator's decision), or something removed the marker
-// to have records written without the keystore tagged; Open never tags
-// what it did not write. A marker whose tag does not verify means another
-// keystore tagged the store, and Open refuses it too.
-func Open(ctx context.Context, inner storage.Store, tags Tagger) (*Store, error) {
-	s := Wrap(inner, tags)
+// Open returns inner with tagged records (skipped as for Wrap). A store
+// without the marker gets it, provided every record in it is tagged: an
+// empty store, or one whose marker was lost. A store with untagged records
+// is refused with an *UntaggedError: it was written by a version without
+// tags (Upgrade tags it, by the operator's decision), or something wrote
+// records without the keystore; Open never tags what it did not write. A
+// marker whose tag does not verify means another keystore tagged the
+// store, and Open refuses it too.
+func Open(ctx context.Context, inner storage.Store, tags Tagger, skipped func(error)) (*Store, error) {
+	s := Wrap(inner, tags, skipped)
 	switch found, err := s.marked(ctx); {
 	case err != nil:
 		return nil, err
@@ -76,9 +95,11 @@ func Open(ctx context.Context, inner storage.Store, tags Tagger) (*Store, error)
 	if err != nil {
 		return nil, err
 	}
-	if count.Tagged+count.Untagged > 0 {
+	if count.Untagged > 0 {
 		return nil, &count
 	}
+	// Nothing to trust that is not tagged already. Instances starting at
+	// the same moment write the same marker (tags are deterministic).
 	return s, s.Put(ctx, MarkerKey, []byte(markerValue), 0)
 }
 
@@ -97,33 +118,46 @@ func (s *Store) marked(ctx context.Context) (bool, error) {
 	}
 }
 
-// UntaggedError is Open's refusal of a store with records but no marker.
+// UntaggedError is the refusal of a store with records but no marker.
 type UntaggedError struct {
 	// Tagged and Untagged count the store's records whose tag verifies
-	// and the others.
+	// and those with none or a wrong one (counters, which carry no tag,
+	// are in neither).
 	Tagged, Untagged int
+	// KeystoreUsed is set when the keystore was used with a tagged store
+	// before: then the store was tampered with.
+	KeystoreUsed bool
 }
 
 // Error implements error.
 func (e *UntaggedError) Error() string {
-	if e.Tagged == 0 {
+	switch {
+	case e.KeystoreUsed:
+		return fmt.Sprintf("%d of the store's records carry no valid tag although this keystore has been used with a "+
+			"tagged store: something other than Gatehouse wrote them (and removed the marker %s); "+
+			"restore the store from a backup", e.Untagged, MarkerKey)
+	case e.Tagged == 0:
 		return fmt.Sprintf("the store's %d records carry no tags: it was written by a version before record tags. "+
 			"With every Gatehouse instance stopped, run `caddy gatehouse tag-records --store <location> --keystore <file>` once, "+
 			"then start again", e.Untagged)
+	default:
+		return fmt.Sprintf("%d of the store's records carry no valid tag and %d do, without the marker %s: "+
+			"either a `caddy gatehouse tag-records` run was interrupted (run it again with --resume), "+
+			"or something other than Gatehouse wrote the untagged records without the keystore: "+
+			"investigate before tagging them", e.Untagged, e.Tagged, MarkerKey)
 	}
-	return fmt.Sprintf("the store's tag marker (%s) is missing although %d of its records are tagged, and %d are not: "+
-		"either a `caddy gatehouse tag-records` run was interrupted (run it again with --resume), "+
-		"or something other than Gatehouse removed the marker, and the untagged records may have been written without the keystore: "+
-		"investigate before tagging them", MarkerKey, e.Tagged, e.Untagged)
 }
 
-// count counts the store's records by whether their tag verifies.
+// count counts the store's records (but the marker) by whether their tag
+// verifies.
 func (s *Store) count(ctx context.Context) (UntaggedError, error) {
-	var c UntaggedError
+	c := UntaggedError{KeystoreUsed: s.keystoreUsed()}
 	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {
-		if _, err := s.open(e.Key, e.Value); err == nil {
+		switch _, err := s.open(e.Key, e.Value); {
+		case e.Key == MarkerKey || isInteger(e.Value):
+		case err == nil:
 			c.Tagged++
-		} else {
+		default:
 			c.Untagged++
 		}
 		return nil
@@ -131,28 +165,34 @@ func (s *Store) count(ctx context.Context) (UntaggedError, error) {
 	return c, err
 }
 
+// keystoreUsed reports whether the Tagger remembers a tagged store.
+func (s *Store) keystoreUsed() bool {
+	m, ok := s.tags.(memory)
+	return ok && m.UsedWithTaggedStore()
+}
+
 // Upgrade tags every record of a store written by a version without tags
 // and then writes the marker; it returns how many records it tagged, and
 // calls progress, when not nil, after each batch with the count so far.
-// A store with the marker is left alone. Records tagged already (by an
-// interrupted run) are skipped, and only when resume is set: without it,
-// finding any is an *UntaggedError, since a removed marker looks the same.
+// A store with the marker is left alone. Untagged records are refused (an
+// *UntaggedError) when the keystore was used with a tagged store before,
+// and, unless resume is set, when some records are tagged already: what
+// an interrupted run leaves looks like records written beside tagged ones
+// without the keystore.
 func Upgrade(ctx context.Context, inner storage.Store, tags Tagger, resume bool, progress func(tagged int)) (int, error) {
-	s := Wrap(inner, tags)
+	s := Wrap(inner, tags, nil)
 	switch found, err := s.marked(ctx); {
 	case err != nil:
 		return 0, err
 	case found:
 		return 0, nil
 	}
-	if !resume {
-		count, err := s.count(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if count.Tagged > 0 {
-			return 0, &count
-		}
+	count, err := s.count(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if count.Untagged > 0 && (count.KeystoreUsed || (count.Tagged > 0 && !resume)) {
+		return 0, &count
 	}
 	n, err := s.tagUntagged(ctx, progress)
 	if err != nil {
@@ -183,7 +223,7 @@ func (s *Store) tagUntagged(ctx context.Context, progress func(int)) (int, error
 	}
 	now := time.Now()
 	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {
-		if _, err := s.open(e.Key, e.Value); err == nil {
+		if _, err := s.open(e.Key, e.Value); err == nil || isInteger(e.Value) {
 			return nil
 		}
 		var ttl time.Duration
@@ -204,8 +244,29 @@ func (s *Store) tagUntagged(ctx context.Context, progress func(int)) (int, error
 	return n, flush()
 }
 
-// seal returns a new slice: value followed by its tag.
+// isInteger reports whether v is a decimal integer of at most 19 digits,
+// optionally negative: a counter, stored without a tag.
+func isInteger(v []byte) bool {
+	if len(v) > 0 && v[0] == '-' {
+		v = v[1:]
+	}
+	if len(v) == 0 || len(v) > 19 {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// seal returns a new slice: value followed by its tag, or value alone for
+// an integer.
 func (s *Store) seal(key string, value []byte) []byte {
+	if isInteger(value) {
+		return append([]byte(nil), value...)
+	}
 	tag := s.tags.RecordTag(key, value)
 	out := make([]byte, len(value)+len(tag))
 	copy(out, value)
@@ -221,9 +282,12 @@ func (s *Store) sealOrNil(key string, value []byte) []byte {
 	return s.seal(key, value)
 }
 
-// open returns the value of a tagged record (a slice of raw), or
-// ErrTampered.
+// open returns the value of a stored record (a slice of raw): an integer
+// as it is, anything else once its tag verifies, or ErrTampered.
 func (s *Store) open(key string, raw []byte) ([]byte, error) {
+	if isInteger(raw) {
+		return raw, nil
+	}
 	if len(raw) < keystore.RecordTagSize {
 		return nil, tampered(key)
 	}
@@ -285,61 +349,24 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 	return s.inner.CompareAndSwap(ctx, key, s.sealOrNil(key, oldValue), s.sealOrNil(key, newValue), ttl)
 }
 
-// Incr implements storage.Store by compare-and-swap of the tagged decimal
-// value, keeping the expiry the counter was created with.
+// Incr implements storage.Store with the backend's own increment: counters
+// carry no tag (see the package comment). A tagged record is no integer,
+// so incrementing one fails and leaves it unchanged.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	if err := storeutil.CheckKey(key); err != nil {
-		return 0, err
-	}
-	for {
-		cur, err := s.inner.GetEntry(ctx, key)
-		var n int64
-		var old []byte // nil: the counter is created
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-		case err != nil:
-			return 0, err
-		default:
-			value, err := s.open(key, cur.Value)
-			if err != nil {
-				return 0, err
-			}
-			if n, err = strconv.ParseInt(string(value), 10, 64); err != nil {
-				return 0, storeutil.ErrNotInteger
-			}
-			old, ttl = cur.Value, remaining(cur.ExpiresAt)
-		}
-		if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
-			return 0, storeutil.ErrNotInteger
-		}
-		n += delta
-		swapped, err := s.inner.CompareAndSwap(ctx, key, old, s.seal(key, strconv.AppendInt(nil, n, 10)), ttl)
-		if err != nil {
-			return 0, err
-		}
-		if swapped {
-			return n, nil
-		}
-	}
+	return s.inner.Incr(ctx, key, delta, ttl)
 }
 
-// remaining is the TTL that keeps a record expiring at expiresAt (zero:
-// never). It ends a millisecond early, so that a backend keeping whole
-// seconds and rounding up (Badger) keeps the same expiry second.
-func remaining(expiresAt time.Time) time.Duration {
-	if expiresAt.IsZero() {
-		return 0
-	}
-	return max(time.Until(expiresAt)-time.Millisecond, time.Millisecond)
-}
-
-// Scan implements storage.Store; a record whose tag does not verify ends
-// the scan with ErrTampered.
+// Scan implements storage.Store. A record whose tag does not verify is
+// left out (and told to skipped): a single read refuses it anyway, and
+// one planted record must not make every listing and every deletion fail.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
 	return s.inner.Scan(ctx, prefix, func(e storage.Entry) error {
 		value, err := s.open(e.Key, e.Value)
 		if err != nil {
-			return err
+			if s.skipped != nil {
+				s.skipped(err)
+			}
+			return nil
 		}
 		e.Value = value
 		return fn(e)
