@@ -420,6 +420,11 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 		}
 		return a
 	}
+	// A bare integer planted as the note (the one kind of value the store
+	// keeps without a tag) does not keep the lock untold.
+	if err := fx.e.Store.Put(ctx, lockNotedKey(u.ID), []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
 	for range threshold - 1 {
 		fx.verify(t, u, "000000")
 	}
