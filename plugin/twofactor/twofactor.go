@@ -167,6 +167,7 @@ func stateKey(uid string) string       { return userKey(uid, "state") }
 func failuresKey(uid string) string    { return userKey(uid, "failures") }
 func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
 func lockNotedKey(uid string) string   { return userKey(uid, "lock_noted") }
+func unlocksKey(uid string) string     { return userKey(uid, "unlocks") }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
 func smsSentKey(uid string) string     { return userKey(uid, "sms_sent") }
 

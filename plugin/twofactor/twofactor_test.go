@@ -774,3 +774,41 @@ func FuzzDecodeSecret(f *testing.F) {
 		}
 	})
 }
+
+// TestAttemptBeforeAnUnlockTakesNothingBack: an attempt counted before an
+// unlock (the right password at the portal, say, whose second factor
+// follows later) takes nothing back once it passes or is withdrawn: the
+// unlock cleared its count, and what is counted now are guesses made
+// after the unlock, which must all stay counted.
+func TestAttemptBeforeAnUnlockTakesNothingBack(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "ursula", "")
+	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, end := range []struct {
+		name string
+		do   func(*Attempt) error
+	}{{"passed", func(a *Attempt) error { return a.Passed(ctx) }}, {"withdrawn", func(a *Attempt) error { return a.Withdraw(ctx) }}} {
+		fx.verify(t, u, "000000")
+		before, _, err := fx.svc.Try(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fx.svc.Unlock(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		fx.verify(t, u, "000000")
+		fx.verify(t, u, "000000")
+		if err := end.do(before); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 2 {
+			t.Fatalf("%s attempt from before the unlock: %d failures counted, want the 2 guesses made after it", end.name, st.ConsecutiveFailures)
+		}
+		if err := fx.svc.Unlock(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -162,7 +162,18 @@ func (s *Service) Locked(ctx context.Context, u *account.User) (bool, error) {
 
 // failures is the user's count of consecutive failures.
 func (s *Service) failures(ctx context.Context, uid string) (int64, error) {
-	n, err := cache.Load(s.engine.Store, ctx, failuresKey(uid), parseCounter)
+	return s.counter(ctx, failuresKey(uid))
+}
+
+// unlocks counts the times the user was unlocked: an attempt counted
+// before an unlock takes nothing back after it (see takeBack).
+func (s *Service) unlocks(ctx context.Context, uid string) (int64, error) {
+	return s.counter(ctx, unlocksKey(uid))
+}
+
+// counter reads a counter, absent counting as zero.
+func (s *Service) counter(ctx context.Context, key string) (int64, error) {
+	n, err := cache.Load(s.engine.Store, ctx, key, parseCounter)
 	if errors.Is(err, storage.ErrNotFound) {
 		return 0, nil
 	}
@@ -177,6 +188,8 @@ type Attempt struct {
 	u *account.User
 	// n is the failure count this attempt's reservation made.
 	n int64
+	// unlocks is the user's unlock count read before the reservation.
+	unlocks int64
 }
 
 // Try counts an attempt of u as a failure before the credential is
@@ -186,11 +199,18 @@ type Attempt struct {
 // reached the threshold before this attempt: the caller refuses it
 // without checking the credential (it stays counted, see Failed).
 func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked bool, err error) {
+	// Read before the increment: an unlock in between makes the attempt
+	// look older than it is, so that it keeps its count (one too many),
+	// never takes back another's.
+	unlocks, err := s.unlocks(ctx, u.ID)
+	if err != nil {
+		return nil, false, err
+	}
 	n, err := s.engine.Store.Incr(ctx, failuresKey(u.ID), 1, 0)
 	if err != nil {
 		return nil, false, err
 	}
-	return &Attempt{s: s, u: u, n: n}, n > int64(s.engine.Config.LockoutThreshold), nil
+	return &Attempt{s: s, u: u, n: n, unlocks: unlocks}, n > int64(s.engine.Config.LockoutThreshold), nil
 }
 
 // Failed records the attempt as failed: it was counted by Try; this notes
@@ -268,10 +288,18 @@ func (a *Attempt) Passed(ctx context.Context) error { return a.takeBack(ctx, a.n
 func (a *Attempt) Withdraw(ctx context.Context) error { return a.takeBack(ctx, 1) }
 
 // takeBack lowers the user's failure count by k, deleting it at zero, by
-// compare-and-swap so that concurrent attempts keep theirs.
+// compare-and-swap so that concurrent attempts keep theirs. After an
+// unlock since the attempt was counted it takes nothing back: the unlock
+// cleared the attempt's count, and what is counted now are later guesses.
 func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 	st, key := a.s.engine.Store, failuresKey(a.u.ID)
 	for {
+		switch unlocks, err := a.s.unlocks(ctx, a.u.ID); {
+		case err != nil:
+			return err
+		case unlocks != a.unlocks:
+			return nil
+		}
 		raw, err := st.Get(ctx, key)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
@@ -303,11 +331,18 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 }
 
 // Unlock clears the user's failure count and its lock note, in one
-// atomic batch: a count cleared with the note left would keep the next
-// lock untold.
+// atomic batch (a count cleared with the note left would keep the next
+// lock untold), and then counts the unlock, so that attempts counted
+// before it take nothing back from the guesses counted after it. In that
+// order, an attempt that reads the unlock count between the two counts
+// itself as older than it is, and keeps its count.
 func (s *Service) Unlock(ctx context.Context, u *account.User) error {
-	return s.engine.Store.Batch(ctx, []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)},
-		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}})
+	if err := s.engine.Store.Batch(ctx, []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)},
+		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}}); err != nil {
+		return err
+	}
+	_, err := s.engine.Store.Incr(ctx, unlocksKey(u.ID), 1, 0)
+	return err
 }
 
 // Status is what the ESA profile and the admin API show of a user's
