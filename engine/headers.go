@@ -106,3 +106,70 @@ func (h *IdentityHeaders) matches(name string) bool {
 func normalizeHeaderName(s string) string {
 	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
 }
+
+// StripConnectionTokens removes from the Connection header the tokens
+// that name identity-prefixed headers: a reverse proxy deletes the
+// headers a request's Connection header lists, and a client could have
+// Gatehouse's own identity headers deleted that way after Gatehouse set
+// them.
+func (h *IdentityHeaders) StripConnectionTokens(header http.Header) {
+	values, ok := header["Connection"]
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, v := range values {
+		for token := range strings.SplitSeq(v, ",") {
+			if token = strings.TrimSpace(token); token != "" && !h.matches(token) {
+				kept = append(kept, token)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(header, "Connection")
+		return
+	}
+	header["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
+// IsOwnCookie reports whether a cookie name is in Gatehouse's namespace:
+// "gatehouse_…", with or without the "__Host-" or "__Secure-" prefix.
+// Such cookies (the login session, a login in progress) are Gatehouse's
+// alone and never forwarded, on any route.
+func IsOwnCookie(name string) bool {
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
+	return strings.HasPrefix(name, "gatehouse_")
+}
+
+// StripOwnCookies removes Gatehouse's cookies (IsOwnCookie) from r's
+// Cookie headers, leaving every other cookie exactly as the client sent
+// it (even one Go's cookie parser would drop).
+func StripOwnCookies(r *http.Request) {
+	values, ok := r.Header["Cookie"]
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, v := range values {
+		if !strings.Contains(v, "gatehouse_") {
+			kept = append(kept, v)
+			continue
+		}
+		var pairs []string
+		for pair := range strings.SplitSeq(v, ";") {
+			pair = strings.TrimSpace(pair)
+			name, _, _ := strings.Cut(pair, "=")
+			if pair != "" && !IsOwnCookie(strings.TrimSpace(name)) {
+				pairs = append(pairs, pair)
+			}
+		}
+		if len(pairs) > 0 {
+			kept = append(kept, strings.Join(pairs, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}

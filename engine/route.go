@@ -59,6 +59,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if removed := e.Headers.Strip(r.Header); removed != nil {
 		r = r.WithContext(context.WithValue(r.Context(), strippedKey{}, removed))
 	}
+	e.Headers.StripConnectionTokens(r.Header)
 	e.Headers.StripTrailers(r)
 
 	if r.URL.Path == JWKSPath {
@@ -84,6 +85,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	cleanPath := r.URL.Path
 	if rt.isPublic(cleanPath) {
 		rt.stripCredentials(r) // the contract forwards no credential, public paths included
+		StripOwnCookies(r)
 		return next(w, r, nil)
 	}
 
@@ -113,6 +115,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
 	cred.Strip(r)
+	// Gatehouse's cookies go on every route: a browser sends the session
+	// cookie to routes that do not take sessions too.
+	StripOwnCookies(r)
 	if err := rt.setIdentity(r, id); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}

@@ -299,3 +299,35 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 		t.Fatalf("trailers after the body: %v, want only X-Checksum", got)
 	}
 }
+
+// TestGatehouseCookiesAndConnectionTokensNeverReachTheUpstream: on a
+// route that does not take sessions, a browser's Gatehouse cookies are
+// still removed (the upstream's own cookies are kept as sent, even one
+// Go's parser would drop), allowed and public paths alike; and a
+// Connection header cannot name Gatehouse's identity headers for the
+// reverse proxy to delete.
+func TestGatehouseCookiesAndConnectionTokensNeverReachTheUpstream(t *testing.T) {
+	s := newSetup(t) // Basic only
+	for _, path := range []string{"/api/items", "/public/a"} {
+		hdr := basicAuth("alice", "correct horse")
+		hdr["Cookie"] = []string{`theme=dark; __Host-gatehouse_session=live-session; odd="a b"`, "__Secure-gatehouse_login=half-way"}
+		hdr["Connection"] = []string{"keep-alive, X-Gatehouse-Auth, x_gatehouse_assertion", "X-Gatehouse-App-Key"}
+		w, up := s.do(t, "GET", path, hdr)
+		if w.Code != 200 || up == nil {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+		if got := up.Header["Cookie"]; len(got) != 1 || got[0] != `theme=dark; odd="a b"` {
+			t.Fatalf("%s: cookies forwarded: %q; want only the upstream's, as sent", path, got)
+		}
+		if got := up.Header["Connection"]; len(got) != 1 || got[0] != "keep-alive" {
+			t.Fatalf("%s: Connection forwarded: %q; want keep-alive alone", path, got)
+		}
+	}
+	hdr := basicAuth("alice", "correct horse")
+	hdr["Cookie"] = []string{"__Host-gatehouse_session=x"}
+	hdr["Connection"] = []string{"X-Gatehouse-User"}
+	if _, up := s.do(t, "GET", "/api/items", hdr); up == nil || len(up.Header["Cookie"]) != 0 || len(up.Header["Connection"]) != 0 ||
+		up.Header.Get("X-Gatehouse-User") != "alice" {
+		t.Fatalf("only Gatehouse's cookie and tokens: forwarded %v", up.Header)
+	}
+}

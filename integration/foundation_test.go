@@ -54,16 +54,22 @@ func TestBasicHeadersSpoofingAndAssertion(t *testing.T) {
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "Ålice")
 
-	res := harness.Curl(t, "-u", "ålice:correct horse",
+	// Also a Connection header naming identity headers (which the reverse
+	// proxy would delete after Gatehouse set them; HTTP/1.1, as HTTP/2 has
+	// no Connection header) and a Gatehouse session cookie, which this
+	// Basic-only route must not forward either.
+	res := harness.Curl(t, "--http1.1", "-u", "ålice:correct horse",
 		"-H", "X-Gatehouse-User: mallory", "-H", "x-gatehouse-roles: admin", "-H", "X_Gatehouse_Auth: forged",
-		"-H", "X-Gatehouse-Assertion: forged", inst.HTTPSURL()+"/api/items")
+		"-H", "X-Gatehouse-Assertion: forged", "-H", "Connection: keep-alive, X-Gatehouse-Auth, X-Gatehouse-Assertion",
+		"-H", "Cookie: theme=dark; __Host-gatehouse_session=someone-elses", inst.HTTPSURL()+"/api/items")
 	if res.Status != 200 {
 		t.Fatalf("status %d: %s", res.Status, res.Body)
 	}
 	echo := harness.ParseEcho(t, res.Body)
 	h := echo.Headers
-	if h["X-Gatehouse-User"] != "ålice" || h["X-Gatehouse-Roles"] != "reader" || h["X-Gatehouse-Auth"] != "basic" {
-		t.Fatalf("identity headers: %v", h)
+	if h["X-Gatehouse-User"] != "ålice" || h["X-Gatehouse-Roles"] != "reader" || h["X-Gatehouse-Auth"] != "basic" ||
+		h["Cookie"] != "theme=dark" {
+		t.Fatalf("identity headers and cookies: %v", h)
 	}
 	for name := range h {
 		if strings.EqualFold(name, "Authorization") || strings.Contains(strings.ToLower(name), "x_gatehouse") {

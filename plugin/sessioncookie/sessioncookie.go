@@ -104,17 +104,10 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
 }
 
-// Strip implements plugin.Credential: it removes the session cookie from
-// the Cookie header and keeps the upstream's own cookies.
-func (*Credential) Strip(r *http.Request) {
-	cookies := r.Cookies()
-	r.Header.Del("Cookie")
-	for _, ck := range cookies {
-		if ck.Name != session.CookieName {
-			r.AddCookie(ck)
-		}
-	}
-}
+// Strip implements plugin.Credential: it removes the session cookie (with
+// Gatehouse's other cookies) from the Cookie header and keeps the
+// upstream's own cookies as they were sent.
+func (*Credential) Strip(r *http.Request) { engine.StripOwnCookies(r) }
 
 // Endpoints implements plugin.EndpointProvider.
 func (c *Credential) Endpoints() []plugin.Endpoint {
