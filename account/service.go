@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -333,10 +334,30 @@ func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 	return &role, s.store.Put(ctx, rolePrefix+role.Name, raw, 0)
 }
 
-// DeleteRole removes a role; users holding it lose what it allowed at once.
+// DeleteRole removes a role; users holding it lose what it allowed at
+// once. It is first taken from every user holding it, so that creating a
+// role of the same name later does not hand it back to them; a failure
+// half-way leaves the role in place, and the call can be repeated. (A
+// user given the role meanwhile keeps its name, which grants nothing and
+// is not forwarded while the role does not exist; see Authorize.)
 func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	if _, err := s.Role(ctx, name); err != nil {
 		return err
+	}
+	users, err := s.Users(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if !slices.Contains(u.Roles, name) {
+			continue
+		}
+		_, err := s.modifyUser(ctx, u.Username, func(u *User, _ time.Time) {
+			u.Roles = slices.DeleteFunc(slices.Clone(u.Roles), func(r string) bool { return r == name })
+		})
+		if err != nil && failure.Status(err) != http.StatusNotFound { // deleted meanwhile: nothing to take
+			return err
+		}
 	}
 	return s.store.Delete(ctx, rolePrefix+name)
 }
@@ -380,20 +401,34 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	if id.Method == identity.MethodSession && id.SessionEpoch != u.SessionEpoch {
 		return identity.Unauthenticated("the session has ended; sign in again")
 	}
-	id.Roles = u.Roles
-	for _, name := range u.Roles {
+	// Every role is looked at (cache hits): the identity forwards and signs
+	// only roles that exist, not the name of one deleted meanwhile.
+	allowed, missing := false, false
+	var existing []string // once one is missing: those that exist
+	for i, name := range u.Roles {
 		r, err := cache.Load(s.store, ctx, rolePrefix+name, decodeRole)
 		if errors.Is(err, storage.ErrNotFound) {
+			if !missing {
+				existing, missing = slices.Clone(u.Roles[:i]), true
+			}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if r.Allows(method, cleanPath) {
-			return nil
+		if missing {
+			existing = append(existing, name)
 		}
+		allowed = allowed || r.Allows(method, cleanPath)
 	}
-	return identity.Forbidden("no role of the account allows " + method + " " + cleanPath)
+	id.Roles = u.Roles
+	if missing {
+		id.Roles = existing
+	}
+	if !allowed {
+		return identity.Forbidden("no role of the account allows " + method + " " + cleanPath)
+	}
+	return nil
 }
 
 // CheckPassword verifies a user's password (argon2id; callers cache

@@ -1,0 +1,61 @@
+package account
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// TestDeletedRoleIsNeitherForwardedNorHandedBack: deleting a role takes
+// it from its holders, so the identity no longer names it (the upstream
+// reads the roles from the identity), and a new role of the same name is
+// not theirs; a role name left on an account without a role behind it
+// (given while the role was being deleted, or by an older version) is
+// not forwarded either.
+func TestDeletedRoleIsNeitherForwardedNorHandedBack(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	for _, name := range []string{"reader", "ops"} {
+		if _, err := s.PutRole(ctx, Role{Name: name, Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/" + name + "/*"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := s.CreateUser(ctx, NewUser{Username: "alice", Roles: []string{"ops", "reader"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize := func(path string) (*identity.Identity, error) {
+		id := &identity.Identity{Username: "alice", UserID: u.ID, Method: identity.MethodBasic}
+		return id, s.Authorize(ctx, id, "GET", path)
+	}
+	if id, err := authorize("/ops/x"); err != nil || !slices.Equal(id.Roles, []string{"ops", "reader"}) {
+		t.Fatalf("before: %v %v", id.Roles, err)
+	}
+	if err := s.DeleteRole(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.User(ctx, "alice"); !slices.Equal(got.Roles, []string{"reader"}) {
+		t.Fatalf("alice's roles after deleting ops: %v", got.Roles)
+	}
+	if _, err := authorize("/ops/x"); err == nil {
+		t.Fatal("the deleted role still allows its paths")
+	}
+	if _, err := s.PutRole(ctx, Role{Name: "ops", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) {
+		t.Fatalf("after a new role of the same name: %v %v; want reader only", id.Roles, err)
+	}
+	// A name without a role behind it, first or later in the list.
+	for _, roles := range [][]string{{"gone", "reader"}, {"reader", "gone"}} {
+		if _, err := s.modifyUser(ctx, "alice", func(u *User, _ time.Time) { u.Roles = roles }); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) {
+			t.Fatalf("roles %v: forwarded %v, %v; want reader only", roles, id.Roles, err)
+		}
+	}
+}
