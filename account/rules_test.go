@@ -1,8 +1,10 @@
 package account
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRoleAllows(t *testing.T) {
@@ -113,4 +115,28 @@ func BenchmarkCleanPath(b *testing.B) {
 	for b.Loop() {
 		CleanPath("/api//items/./42/../43")
 	}
+}
+
+// FuzzIsClean: a path IsClean accepts is one CleanPath leaves alone, and
+// so is what an upstream that decodes it a second time reads, without a
+// backslash or ";" appearing: the path judged is the path served.
+func FuzzIsClean(f *testing.F) {
+	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !IsClean(p) {
+			return
+		}
+		if CleanPath(p) != p || !utf8.ValidString(p) {
+			t.Fatalf("IsClean(%q) but it is not clean", p)
+		}
+		again, err := url.PathUnescape(p)
+		if err != nil {
+			return
+		}
+		if CleanPath(again) != again || strings.ContainsAny(again, "\\\\;") && !strings.ContainsAny(p, ";") {
+			t.Fatalf("IsClean(%q), but decoded once more it reads %q", p, again)
+		}
+	})
 }

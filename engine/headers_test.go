@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -45,6 +46,41 @@ func FuzzStripIdentityHeaders(f *testing.F) {
 		spoof := len(norm) >= len("x-gatehouse-") && norm[:len("x-gatehouse-")] == "x-gatehouse-"
 		if kept == spoof {
 			t.Fatalf("header %q: kept=%v but identity-prefixed=%v", name, kept, spoof)
+		}
+	})
+}
+
+// FuzzStripOwnCookiesAndConnectionTokens: whatever the Cookie and
+// Connection headers hold, no Gatehouse cookie is left for a cookie
+// parser to find, no Connection token names an identity header, and the
+// other cookie pairs are kept as sent.
+func FuzzStripOwnCookiesAndConnectionTokens(f *testing.F) {
+	f.Add(`theme=dark; __Host-gatehouse_session=x; odd="a b"`, "keep-alive, X-Gatehouse-Auth")
+	f.Add("gatehouse_x=1;;  ;__Secure-gatehouse_login=2", "x_gatehouse_user,,")
+	h := NewIdentityHeaders("X-Gatehouse-")
+	f.Fuzz(func(t *testing.T, cookie, connection string) {
+		r := &http.Request{Header: http.Header{"Cookie": {cookie}, "Connection": {connection}}}
+		StripOwnCookies(r)
+		h.StripConnectionTokens(r.Header)
+		for _, ck := range r.Cookies() {
+			if IsOwnCookie(ck.Name) {
+				t.Fatalf("Cookie %q: %q left", cookie, ck.Name)
+			}
+		}
+		for _, v := range r.Header["Connection"] {
+			for token := range strings.SplitSeq(v, ",") {
+				if h.matches(strings.TrimSpace(token)) {
+					t.Fatalf("Connection %q: token %q left", connection, token)
+				}
+			}
+		}
+		kept := strings.Join(r.Header["Cookie"], "; ")
+		for pair := range strings.SplitSeq(cookie, ";") {
+			pair = strings.TrimSpace(pair)
+			name, _, _ := strings.Cut(pair, "=")
+			if pair != "" && !IsOwnCookie(strings.TrimSpace(name)) && !strings.Contains(kept, pair) {
+				t.Fatalf("Cookie %q: pair %q lost (kept %q)", cookie, pair, kept)
+			}
 		}
 	})
 }

@@ -108,6 +108,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err == nil {
 		err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	}
+	if err == nil {
+		err = rt.authorizeOverrides(r, id, cleanPath)
+	}
 	if f, ok := cred.(plugin.Finisher); ok && err == nil {
 		err = f.Finish(w, r, id)
 	}
@@ -166,7 +169,7 @@ func (rt *Route) isPublic(cleanPath string) bool {
 
 // errUncleanPath refuses a path with "." or ".." segments or empty ones,
 // or what some upstreams read as such.
-var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash or a ";" after dots; send it in its clean form`)
+var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash, a ";" after dots, a doubly encoded ".", "/", "\", ";" or "%", or bytes that are not UTF-8; send it in its clean form`)
 
 // stripCredentials removes from r every credential the route accepts.
 func (rt *Route) stripCredentials(r *http.Request) {
@@ -175,6 +178,28 @@ func (rt *Route) stripCredentials(r *http.Request) {
 			c.Strip(r)
 		}
 	}
+}
+
+// methodOverrides are the headers some frameworks take the request's
+// method from instead of the request line.
+var methodOverrides = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// authorizeOverrides requires the methods a request names in its method
+// override headers to be allowed too, so that a role allowing GET does not
+// reach an upstream's DELETE through one of them.
+func (rt *Route) authorizeOverrides(r *http.Request, id *identity.Identity, cleanPath string) error {
+	for _, name := range methodOverrides {
+		for _, v := range r.Header[name] {
+			for m := range strings.SplitSeq(v, ",") {
+				if m = strings.ToUpper(strings.TrimSpace(m)); m != "" && m != r.Method {
+					if err := rt.engine.Accounts.Authorize(r.Context(), id, m, cleanPath); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // errNoCredential and errTwoCredentials are the pick refusals.
