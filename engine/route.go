@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -288,10 +289,18 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	}
 	e.Audit.Record(ev)
 
-	if status == http.StatusUnauthorized && errors.Is(err, errNoCredential) {
+	// A browser without a credential, or with a session cookie whose
+	// session is over (the cookie outlives an idle session), is sent to
+	// the login portal; the dead cookie is cleared, or it would be sent
+	// beside the next credential.
+	endedSession := method == identity.MethodSession
+	if status == http.StatusUnauthorized && wantsHTML(r) && (endedSession || errors.Is(err, errNoCredential)) {
 		for _, c := range rt.credentials {
-			if lr, ok := c.(plugin.LoginRedirector); ok && wantsHTML(r) {
+			if lr, ok := c.(plugin.LoginRedirector); ok {
 				if target := lr.LoginURL(r); target != "" {
+					if endedSession {
+						http.SetCookie(w, session.ClearCookie())
+					}
 					http.Redirect(w, r, target, http.StatusFound)
 					return nil
 				}

@@ -89,6 +89,10 @@ func (c *Credential) presented(r *http.Request) (string, error) {
 	return value, nil
 }
 
+// Challenge implements plugin.Challenger: the scheme names the header
+// (or query parameter) the key goes in; no standard scheme exists.
+func (*Credential) Challenge() string { return `AppKey realm="gatehouse", header="appKey"` }
+
 // Strip implements plugin.Credential: the key and the session request
 // leave neither header nor query string, so upstream logs never see them.
 func (*Credential) Strip(r *http.Request) {

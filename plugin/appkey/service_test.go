@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,8 @@ type answer struct {
 	forwarded *http.Request // the request as the upstream got it
 	id        *identity.Identity
 	cookies   []*http.Cookie
+	// challenges are the WWW-Authenticate values.
+	challenges []string
 }
 
 func (f *fixture) serve(r *http.Request, settings plugin.RouteSettings) answer {
@@ -185,7 +188,7 @@ func (f *fixture) serve(r *http.Request, settings plugin.RouteSettings) answer {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	a.status, a.body, a.cookies = w.Code, w.Body.String(), w.Result().Cookies()
+	a.status, a.body, a.cookies, a.challenges = w.Code, w.Body.String(), w.Result().Cookies(), w.Header().Values("WWW-Authenticate")
 	return a
 }
 
@@ -263,6 +266,11 @@ func TestHeaderAndQueryForms(t *testing.T) {
 		a := f.serve(tc.r, plugin.RouteSettings{})
 		if a.status != tc.status || !strings.Contains(a.body, tc.reason) {
 			t.Errorf("%s %s: %d %s; want %d %q", tc.r.Method, tc.r.URL, a.status, a.body, tc.status, tc.reason)
+		}
+		// A 401 names how to authenticate (the route takes app keys and sessions).
+		if want := []string{`AppKey realm="gatehouse", header="appKey"`, `Session realm="gatehouse", login="/gatehouse/login"`}; a.status == 401 &&
+			!slices.Equal(a.challenges, want) && !slices.Equal(a.challenges, []string{want[1], want[0]}) {
+			t.Errorf("%s %s: WWW-Authenticate %q; want %q", tc.r.Method, tc.r.URL, a.challenges, want)
 		}
 	}
 }

@@ -109,6 +109,10 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 // upstream's own cookies as they were sent.
 func (*Credential) Strip(r *http.Request) { engine.StripOwnCookies(r) }
 
+// Challenge implements plugin.Challenger: a session is signed in to at
+// the login portal, which sets the cookie.
+func (*Credential) Challenge() string { return `Session realm="gatehouse", login="` + LoginPath + `"` }
+
 // Endpoints implements plugin.EndpointProvider.
 func (c *Credential) Endpoints() []plugin.Endpoint {
 	return append([]plugin.Endpoint{{Path: LogoutPath, Handler: http.HandlerFunc(c.logout)}}, c.portal...)

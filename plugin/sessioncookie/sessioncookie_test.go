@@ -8,6 +8,8 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -36,5 +38,51 @@ func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 		if ended := err != nil; ended != tc.ended {
 			t.Errorf("Sec-Fetch-Site %q: session ended %v (status %d), want %v", tc.site, ended, w.Code, tc.ended)
 		}
+	}
+}
+
+// TestEndedSessionSendsTheBrowserToSignIn: a browser whose cookie names a
+// session that is over (ended, or unknown) is redirected to the portal
+// with the dead cookie cleared, like a browser without one; an API client
+// gets 401 with a Session challenge naming the login page.
+func TestEndedSessionSendsTheBrowserToSignIn(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	c := New(e)
+	c.SetPortal([]plugin.Endpoint{{Path: LoginPath, Handler: http.NotFoundHandler()}})
+	e.Register(c)
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodSession}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	token, err := e.Sessions.Create(ctx, session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sessions.Delete(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(accept string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/app/page?x=1", nil)
+		r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
+		r.Header.Set("Accept", accept)
+		w := httptest.NewRecorder()
+		route.Serve(w, r, func(http.ResponseWriter, *http.Request, *identity.Identity) error {
+			t.Fatal("an ended session reached the upstream")
+			return nil
+		})
+		return w
+	}
+	w := serve("text/html,application/xhtml+xml")
+	cleared := false
+	for _, ck := range w.Result().Cookies() {
+		cleared = cleared || ck.Name == session.CookieName && ck.MaxAge < 0
+	}
+	if w.Code != http.StatusFound || w.Header().Get("Location") != LoginPath+"?return=%2Fapp%2Fpage%3Fx%3D1" || !cleared {
+		t.Fatalf("browser with an ended session: %d %v; want a redirect to sign in, the cookie cleared", w.Code, w.Header())
+	}
+	w = serve("application/json")
+	if w.Code != http.StatusUnauthorized || w.Header().Get("WWW-Authenticate") != `Session realm="gatehouse", login="/gatehouse/login"` {
+		t.Fatalf("API client with an ended session: %d %v; want 401 with a Session challenge", w.Code, w.Header())
 	}
 }
