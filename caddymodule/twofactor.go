@@ -68,6 +68,10 @@ func (ps adminProviders) AdminRoutes() []adminapi.Route {
 	return out
 }
 
+// wideHOTPWindow is the look-ahead above which provisioning warns: each
+// code then passes for more than one in 10 000 guesses.
+const wideHOTPWindow = 100
+
 // provisionTwoFactor validates the second-factor options and loads the
 // configured SMS sender module, if any.
 func (a *App) provisionTwoFactor(ctx caddy.Context) error {
@@ -76,6 +80,10 @@ func (a *App) provisionTwoFactor(ctx caddy.Context) error {
 	}
 	if a.HOTPWindow < 0 || a.HOTPWindow > twofactor.MaxHOTPWindow {
 		return fmt.Errorf("hotp_window must be from 1 to %d", twofactor.MaxHOTPWindow)
+	}
+	if a.HOTPWindow > wideHOTPWindow {
+		a.logger.Warn("hotp_window accepts each hardware-token code this many counters ahead: a guessed code is as many times likelier to pass before the lockout; keep it small (default 10) and resynchronise drifted tokens by re-importing them",
+			zap.Int("hotp_window", a.HOTPWindow))
 	}
 	if a.EnrolmentLinkLifetime < 0 {
 		return fmt.Errorf("enrolment_link_lifetime must be positive")

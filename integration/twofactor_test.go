@@ -34,6 +34,7 @@ const twoFactorSite = `{
 		data_dir {{.DataDir}}
 		lockout_threshold 5
 		{{if .Extra.sms}}{{.Extra.sms}}{{else}}sms file {{.Dir}}/sms.log{{end}}
+		{{if .Extra.hotp}}hotp_window {{.Extra.hotp}}{{end}}
 	}
 }
 https://localhost:{{.HTTPSPort}} {
@@ -606,4 +607,16 @@ func grepDir(t *testing.T, dir, s string) string {
 		return nil
 	})
 	return found
+}
+
+// TestWideHOTPWindowWarns: a hotp_window above 100 starts, with a warning
+// that it makes guessed codes likelier to pass; the default does not warn.
+func TestWideHOTPWindowWarns(t *testing.T) {
+	const warning = "hotp_window accepts each hardware-token code"
+	if ti := startTwoFactor(t, harness.Options{}); ti.LogContains(warning) {
+		t.Fatal("the default hotp_window warned")
+	}
+	if ti := startTwoFactor(t, harness.Options{Extra: map[string]any{"hotp": 500}}); !ti.LogContains(warning) {
+		t.Fatalf("hotp_window 500 did not warn:\n%s", ti.Log())
+	}
 }
