@@ -145,7 +145,7 @@ func openSeedStore(dataDir string) (*cache.Cache, *keystore.Keystore, error) {
 		st.Close()
 		return nil, nil, err
 	}
-	records, err := tagged.Open(context.Background(), st, ks, nil)
+	records, err := tagged.Open(context.Background(), st, ks, tagged.Options{})
 	if err != nil {
 		st.Close()
 		return nil, nil, err

@@ -47,9 +47,12 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		}
 		return p.cache, nil
 	}
-	records, err := tagged.Open(ctx, p.backend, ks, skippedLogger(logger))
+	records, err := tagged.Open(ctx, p.backend, ks, tagged.Options{Skipped: skippedLogger(logger)})
 	if err != nil {
 		return nil, err
+	}
+	if untagged := records.Untagged(); untagged != nil {
+		logger.Error("the store holds records written without the keystore", zap.Error(untagged))
 	}
 	if err := ks.NoteTaggedStore(); err != nil {
 		logger.Warn("cannot remember beside the keystore that its store is tagged; "+

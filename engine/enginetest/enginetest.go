@@ -36,7 +36,7 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	records, err := tagged.Open(context.Background(), db, ks, nil) // as Caddy opens it
+	records, err := tagged.Open(context.Background(), db, ks, tagged.Options{}) // as Caddy opens it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"net/http"
 	"strconv"
 	"strings"
@@ -135,7 +136,7 @@ const failureWindow = time.Minute
 // checks ran at once (see account.ErrBusy).
 var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", account.BusyWait)
 
-func failureKey(name string) string { return "basicfail/" + name }
+func failureKey(name string) string { return counters.BasicFailures(name) }
 
 // checkThrottle answers 429 once a user collected too many wrong passwords
 // within the window: online guessing gets slow, and argon2 cannot be used

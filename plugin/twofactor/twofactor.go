@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"net/http"
 	"strconv"
 	"time"
@@ -164,12 +165,12 @@ func userKey(uid, what string) string { return userKeyPrefix + uid + "/" + what 
 
 func factorsKey(uid string) string     { return userKey(uid, "factors") }
 func stateKey(uid string) string       { return userKey(uid, "state") }
-func failuresKey(uid string) string    { return userKey(uid, "failures") }
+func failuresKey(uid string) string    { return counters.TwoFactorFailures(uid) }
 func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
 func lockNotedKey(uid string) string   { return userKey(uid, "lock_noted") }
-func unlocksKey(uid string) string     { return userKey(uid, "unlocks") }
+func unlocksKey(uid string) string     { return counters.TwoFactorUnlocks(uid) }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
-func smsSentKey(uid string) string     { return userKey(uid, "sms_sent") }
+func smsSentKey(uid string) string     { return counters.TwoFactorSMSSent(uid) }
 
 // storedSecret is an OTP secret as stored: sealed with the keystore under a
 // context naming the user, the factor and this secret's ID.

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // rfcSecret is the shared secret of the RFC 4226 and RFC 6238 (SHA-1) test vectors.
@@ -124,8 +125,11 @@ type fixture struct {
 	mu     sync.Mutex
 }
 
-func newFixture(t testing.TB) *fixture {
-	e := enginetest.New(t, engine.Config{}, nil)
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture over a store wrapped by wrap (nil: none).
+func newFixtureWith(t testing.TB, wrap func(storage.Store) storage.Store) *fixture {
+	e := enginetest.New(t, engine.Config{}, wrap)
 	fx := &fixture{e: e, sender: &fakeSender{}, clock: time.Unix(1_700_000_000, 0)}
 	fx.svc = New(e, Options{Sender: fx.sender})
 	fx.svc.now = func() time.Time {
@@ -390,7 +394,8 @@ func TestLockout(t *testing.T) {
 // back after another was counted past it (a right portal password does
 // that), and again after a passed code or an unlock ended the run.
 func TestLockIsToldOncePerRun(t *testing.T) {
-	fx := newFixture(t)
+	var planted atomic.Bool
+	fx := newFixtureWith(t, func(st storage.Store) storage.Store { return plantedNote{st, &planted} })
 	ctx := context.Background()
 	u := fx.user(t, "oscar", "")
 	if _, err := fx.svc.EnrolApp(ctx, u, nil); err != nil {
@@ -420,11 +425,9 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 		}
 		return a
 	}
-	// A bare integer planted as the note (the one kind of value the store
-	// keeps without a tag) does not keep the lock untold.
-	if err := fx.e.Store.Put(ctx, lockNotedKey(u.ID), []byte("1"), 0); err != nil {
-		t.Fatal(err)
-	}
+	// A note planted without the keystore, to keep the lock untold, is
+	// taken for none.
+	planted.Store(true)
 	for range threshold - 1 {
 		fx.verify(t, u, "000000")
 	}
@@ -464,6 +467,27 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 	if n := told(); n != 3 {
 		t.Fatalf("lock events: %d, want 3 (one per run, unlock and pass included)", n)
 	}
+}
+
+// plantedNote is a store in which a lock note was written without the
+// keystore (its reads fail authentication) until it is deleted.
+type plantedNote struct {
+	storage.Store
+	planted *atomic.Bool
+}
+
+func (p plantedNote) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if p.planted.Load() && strings.HasSuffix(key, "/lock_noted") {
+		return storage.Entry{}, fmt.Errorf("reading a planted note: %w", tagged.ErrTampered)
+	}
+	return p.Store.GetEntry(ctx, key)
+}
+
+func (p plantedNote) Delete(ctx context.Context, key string) error {
+	if strings.HasSuffix(key, "/lock_noted") {
+		p.planted.Store(false)
+	}
+	return p.Store.Delete(ctx, key)
 }
 
 // failingNote is a store whose writes of lock notes fail while armed.

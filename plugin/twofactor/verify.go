@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
@@ -240,16 +241,18 @@ func (a *Attempt) Failed(ctx context.Context, reason string) (Result, error) {
 // the count falls below the threshold.
 func (a *Attempt) noteLock(ctx context.Context, now string) error {
 	st, key := a.s.engine.Store, lockNotedKey(a.u.ID)
-	var old []byte // what the note is taken over from: absent, or not a note
-	switch raw, err := st.Get(ctx, key); {
-	case err == nil && isNote(raw):
-		return nil // noted already (a cached read while the user stays locked)
+	switch _, err := st.Get(ctx, key); {
 	case err == nil:
-		old = raw // a bare integer, which the store keeps untagged: no note
+		return nil // noted already (a cached read while the user stays locked)
+	case errors.Is(err, tagged.ErrTampered):
+		// Written without the keystore, to keep the lock untold: no note.
+		if err := st.Delete(ctx, key); err != nil {
+			return err
+		}
 	case !errors.Is(err, storage.ErrNotFound):
 		return err
 	}
-	first, err := st.CompareAndSwap(ctx, key, old, []byte(now), 0)
+	first, err := st.CompareAndSwap(ctx, key, nil, []byte(now), 0)
 	if err != nil || !first {
 		return err
 	}
@@ -266,14 +269,6 @@ func (a *Attempt) noteLock(ctx context.Context, now string) error {
 	a.s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
 		Reason: fmt.Sprintf("user locked after %d consecutive failures", threshold)})
 	return nil
-}
-
-// isNote reports whether raw is a lock note (the time it was noted):
-// only such a value says the lock was told, so that a value planted in
-// the store without the keystore cannot keep a lock untold.
-func isNote(raw []byte) bool {
-	_, err := time.Parse(time.RFC3339Nano, string(raw))
-	return err == nil
 }
 
 // Passed ends the run of consecutive failures after an accepted second

@@ -6,13 +6,10 @@
 // once had, but cannot make a user, a role, a session or a token, nor move
 // a record's value to another key.
 //
-// Integer values (a decimal int64, as Incr keeps) are stored without tags:
-// they are the counters (failures, throttles, SMS quotas), and a counter
-// gives a store writer nothing that deleting records does not give him
-// already (a lower count is a deleted one, a higher count refuses service),
-// while the backend's own atomic increment keeps it exact under
-// contention. No other record holds a bare integer, and every record
-// decoder refuses one.
+// Counters (storage/counters: the keys Incr keeps) are stored without
+// tags, so that the backend's own atomic increment keeps them exact under
+// contention; a counter gives a store writer nothing that deleting records
+// does not give him already. Every other key's value carries a tag.
 //
 // A store written by a version without tags is tagged once by Upgrade,
 // which the operator runs (caddy gatehouse tag-records): Open never tags
@@ -21,15 +18,18 @@
 package tagged
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
 
@@ -57,34 +57,48 @@ type memory interface {
 	UsedWithTaggedStore() bool
 }
 
+// Options tune a Store.
+type Options struct {
+	// Counter reports whether a key holds a counter, stored without a
+	// tag; nil means counters.Is.
+	Counter func(key string) bool
+	// Skipped, when not nil, is told of each record Scan leaves out
+	// because its tag does not verify.
+	Skipped func(error)
+}
+
 // Store is a storage.Store whose values carry tags.
 type Store struct {
-	inner storage.Store
-	tags  Tagger
-	// skipped, when not nil, is told of each record Scan skips because
-	// its tag does not verify.
-	skipped func(error)
+	inner    storage.Store
+	tags     Tagger
+	opts     Options
+	untagged *UntaggedError // what Open found and refuses to read
 }
 
 var _ storage.Store = (*Store)(nil)
 
 // Wrap returns inner with tagged records, without checking what inner
-// holds already (see Open). skipped, when not nil, is told of each record
-// Scan leaves out because its tag does not verify.
-func Wrap(inner storage.Store, tags Tagger, skipped func(error)) *Store {
-	return &Store{inner: inner, tags: tags, skipped: skipped}
+// holds already (see Open).
+func Wrap(inner storage.Store, tags Tagger, opts Options) *Store {
+	if opts.Counter == nil {
+		opts.Counter = counters.Is
+	}
+	return &Store{inner: inner, tags: tags, opts: opts}
 }
 
-// Open returns inner with tagged records (skipped as for Wrap). A store
-// without the marker gets it, provided every record in it is tagged: an
-// empty store, or one whose marker was lost. A store with untagged records
-// is refused with an *UntaggedError: it was written by a version without
-// tags (Upgrade tags it, by the operator's decision), or something wrote
-// records without the keystore; Open never tags what it did not write. A
+// Open returns inner with tagged records. A store without the marker gets
+// it, provided every record in it is tagged (an empty store, or one whose
+// marker was lost), or the keystore has been used with a tagged store
+// before and the store holds tagged records: records without a valid tag
+// were then written beside them without the keystore, every read refuses
+// them, and Untagged tells of them. Any other
+// store with untagged records is refused with an *UntaggedError: it was
+// written by a version without tags (Upgrade tags it, by the operator's
+// decision), or it is ambiguous; Open never tags what it did not write. A
 // marker whose tag does not verify means another keystore tagged the
 // store, and Open refuses it too.
-func Open(ctx context.Context, inner storage.Store, tags Tagger, skipped func(error)) (*Store, error) {
-	s := Wrap(inner, tags, skipped)
+func Open(ctx context.Context, inner storage.Store, tags Tagger, opts Options) (*Store, error) {
+	s := Wrap(inner, tags, opts)
 	switch found, err := s.marked(ctx); {
 	case err != nil:
 		return nil, err
@@ -96,12 +110,19 @@ func Open(ctx context.Context, inner storage.Store, tags Tagger, skipped func(er
 		return nil, err
 	}
 	if count.Untagged > 0 {
-		return nil, &count
+		if !count.KeystoreUsed || count.Tagged == 0 {
+			return nil, &count // an older version's store, or ambiguous
+		}
+		s.untagged = &count // a tagged store with records planted beside
 	}
 	// Nothing to trust that is not tagged already. Instances starting at
 	// the same moment write the same marker (tags are deterministic).
 	return s, s.Put(ctx, MarkerKey, []byte(markerValue), 0)
 }
+
+// Untagged tells of the records without a valid tag that Open found in a
+// store whose keystore had been used with it tagged (nil when none).
+func (s *Store) Untagged() *UntaggedError { return s.untagged }
 
 // marked reports whether the store holds the marker, tagged with this
 // keystore.
@@ -118,47 +139,62 @@ func (s *Store) marked(ctx context.Context) (bool, error) {
 	}
 }
 
-// UntaggedError is the refusal of a store with records but no marker.
+// UntaggedError describes the records of a store without the marker:
+// Open's refusal, or what Store.Untagged tells of.
 type UntaggedError struct {
 	// Tagged and Untagged count the store's records whose tag verifies
-	// and those with none or a wrong one (counters, which carry no tag,
-	// are in neither).
+	// and those with none or a wrong one (counters are in neither).
 	Tagged, Untagged int
+	// Kinds are the kinds (key up to the first "/") of the first few
+	// untagged records.
+	Kinds []string
 	// KeystoreUsed is set when the keystore was used with a tagged store
-	// before: then the store was tampered with.
+	// before: then the untagged records were written without it.
 	KeystoreUsed bool
 }
 
 // Error implements error.
 func (e *UntaggedError) Error() string {
+	kinds := strings.Join(e.Kinds, ", ")
 	switch {
-	case e.KeystoreUsed:
-		return fmt.Sprintf("%d of the store's records carry no valid tag although this keystore has been used with a "+
-			"tagged store: something other than Gatehouse wrote them (and removed the marker %s); "+
-			"restore the store from a backup", e.Untagged, MarkerKey)
+	case e.Tagged == 0 && e.KeystoreUsed:
+		return fmt.Sprintf("the store's %d records carry no tags, although this keystore has been used with a tagged store "+
+			"(the file <keystore>.tagged says so): if this is a store written by a version before record tags, "+
+			"remove that file knowingly and run `caddy gatehouse tag-records --store <location> --keystore <file>`; "+
+			"otherwise something other than Gatehouse wrote the records: restore the store from a backup", e.Untagged)
 	case e.Tagged == 0:
 		return fmt.Sprintf("the store's %d records carry no tags: it was written by a version before record tags. "+
 			"With every Gatehouse instance stopped, run `caddy gatehouse tag-records --store <location> --keystore <file>` once, "+
 			"then start again", e.Untagged)
+	case e.KeystoreUsed:
+		return fmt.Sprintf("%d of the store's records (%s) carry no valid tag although this keystore has been used "+
+			"with the store tagged: something other than Gatehouse wrote them (and removed the marker %s); "+
+			"every read refuses them; delete them, or restore the store from a backup", e.Untagged, kinds, MarkerKey)
 	default:
-		return fmt.Sprintf("%d of the store's records carry no valid tag and %d do, without the marker %s: "+
+		return fmt.Sprintf("%d of the store's records (%s) carry no valid tag and %d do, without the marker %s: "+
 			"either a `caddy gatehouse tag-records` run was interrupted (run it again with --resume), "+
 			"or something other than Gatehouse wrote the untagged records without the keystore: "+
-			"investigate before tagging them", e.Untagged, e.Tagged, MarkerKey)
+			"investigate before tagging them", e.Untagged, kinds, e.Tagged, MarkerKey)
 	}
 }
 
-// count counts the store's records (but the marker) by whether their tag
-// verifies.
+// maxKinds is how many kinds of untagged records an UntaggedError names.
+const maxKinds = 5
+
+// count counts the store's records (but the marker and the counters) by
+// whether their tag verifies.
 func (s *Store) count(ctx context.Context) (UntaggedError, error) {
 	c := UntaggedError{KeystoreUsed: s.keystoreUsed()}
 	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {
 		switch _, err := s.open(e.Key, e.Value); {
-		case e.Key == MarkerKey || isInteger(e.Value):
+		case e.Key == MarkerKey || s.opts.Counter(e.Key):
 		case err == nil:
 			c.Tagged++
 		default:
 			c.Untagged++
+			if kind := kindOf(e.Key); len(c.Kinds) < maxKinds && !slices.Contains(c.Kinds, kind) {
+				c.Kinds = append(c.Kinds, kind)
+			}
 		}
 		return nil
 	})
@@ -180,7 +216,7 @@ func (s *Store) keystoreUsed() bool {
 // an interrupted run leaves looks like records written beside tagged ones
 // without the keystore.
 func Upgrade(ctx context.Context, inner storage.Store, tags Tagger, resume bool, progress func(tagged int)) (int, error) {
-	s := Wrap(inner, tags, nil)
+	s := Wrap(inner, tags, Options{})
 	switch found, err := s.marked(ctx); {
 	case err != nil:
 		return 0, err
@@ -223,7 +259,7 @@ func (s *Store) tagUntagged(ctx context.Context, progress func(int)) (int, error
 	}
 	now := time.Now()
 	err := s.inner.Scan(ctx, "", func(e storage.Entry) error {
-		if _, err := s.open(e.Key, e.Value); err == nil || isInteger(e.Value) {
+		if _, err := s.open(e.Key, e.Value); err == nil || s.opts.Counter(e.Key) {
 			return nil
 		}
 		var ttl time.Duration
@@ -244,28 +280,11 @@ func (s *Store) tagUntagged(ctx context.Context, progress func(int)) (int, error
 	return n, flush()
 }
 
-// isInteger reports whether v is a decimal integer of at most 19 digits,
-// optionally negative: a counter, stored without a tag.
-func isInteger(v []byte) bool {
-	if len(v) > 0 && v[0] == '-' {
-		v = v[1:]
-	}
-	if len(v) == 0 || len(v) > 19 {
-		return false
-	}
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// seal returns a new slice: value followed by its tag, or value alone for
-// an integer.
+// seal returns a new slice: value followed by its tag, or value alone
+// for a counter.
 func (s *Store) seal(key string, value []byte) []byte {
-	if isInteger(value) {
-		return append([]byte(nil), value...)
+	if s.opts.Counter(key) {
+		return bytes.Clone(value) // nil stays nil, empty stays empty (CompareAndSwap tells them apart)
 	}
 	tag := s.tags.RecordTag(key, value)
 	out := make([]byte, len(value)+len(tag))
@@ -282,10 +301,10 @@ func (s *Store) sealOrNil(key string, value []byte) []byte {
 	return s.seal(key, value)
 }
 
-// open returns the value of a stored record (a slice of raw): an integer
-// as it is, anything else once its tag verifies, or ErrTampered.
+// open returns the value of a stored record (a slice of raw): a
+// counter's as it is, any other once its tag verifies, or ErrTampered.
 func (s *Store) open(key string, raw []byte) ([]byte, error) {
-	if isInteger(raw) {
+	if s.opts.Counter(key) {
 		return raw, nil
 	}
 	if len(raw) < keystore.RecordTagSize {
@@ -299,12 +318,17 @@ func (s *Store) open(key string, raw []byte) ([]byte, error) {
 	return value, nil
 }
 
-// tampered is ErrTampered naming the kind of record (its key up to the
-// first "/", e.g. "user/"), for the operator who investigates; not the
-// whole key, which may name a user or a token's digest.
-func tampered(key string) error {
+// kindOf is a key up to its first "/", e.g. "user/": what an error may
+// name of a key, which itself may name a user or a token's digest.
+func kindOf(key string) string {
 	kind, _, _ := strings.Cut(key, "/")
-	return fmt.Errorf("%w: a %s/ record", ErrTampered, kind)
+	return kind + "/"
+}
+
+// tampered is ErrTampered naming the kind of record, for the operator who
+// investigates.
+func tampered(key string) error {
+	return fmt.Errorf("%w: a %s record", ErrTampered, kindOf(key))
 }
 
 // Get implements storage.Store.
@@ -349,10 +373,16 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 	return s.inner.CompareAndSwap(ctx, key, s.sealOrNil(key, oldValue), s.sealOrNil(key, newValue), ttl)
 }
 
-// Incr implements storage.Store with the backend's own increment: counters
-// carry no tag (see the package comment). A tagged record is no integer,
-// so incrementing one fails and leaves it unchanged.
+// errNotCounter refuses Incr of a key that is not a counter's: its value
+// must carry a tag, which the backend's increment would not keep.
+var errNotCounter = errors.New("storage: incr of a key that is not a counter's (see storage/counters)")
+
+// Incr implements storage.Store with the backend's own increment, for the
+// counters, which carry no tag (see the package comment).
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	if !s.opts.Counter(key) {
+		return 0, errNotCounter
+	}
 	return s.inner.Incr(ctx, key, delta, ttl)
 }
 
@@ -363,8 +393,8 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 	return s.inner.Scan(ctx, prefix, func(e storage.Entry) error {
 		value, err := s.open(e.Key, e.Value)
 		if err != nil {
-			if s.skipped != nil {
-				s.skipped(err)
+			if s.opts.Skipped != nil {
+				s.opts.Skipped(err)
 			}
 			return nil
 		}

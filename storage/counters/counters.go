@@ -1,0 +1,55 @@
+// Package counters names the store keys that hold counters: the decimal
+// integers that storage.Store.Incr keeps (failed passwords, failed second
+// factors, unlocks, SMS texts sent). They are the one kind of record the
+// tagged store (storage/tagged) keeps without a tag, so that the backend's
+// own atomic increment keeps them exact; every other key's value must
+// carry a tag. A counter gives a store writer nothing that deleting
+// records does not already give him: a lower count is a deleted one, a
+// higher one only refuses service.
+package counters
+
+import "strings"
+
+// basicFailuresPrefix starts the key of a user's recent wrong Basic
+// passwords.
+const basicFailuresPrefix = "basicfail/"
+
+// twoFactorPrefix starts the keys of a user's second-factor state.
+const twoFactorPrefix = "2fa/"
+
+// The counters among a user's second-factor keys.
+const (
+	twoFactorFailures = "failures"
+	twoFactorUnlocks  = "unlocks"
+	twoFactorSMSSent  = "sms_sent"
+)
+
+// BasicFailures is the key counting the wrong HTTP Basic passwords for
+// the (canonical) username within the throttle window.
+func BasicFailures(username string) string { return basicFailuresPrefix + username }
+
+// TwoFactorFailures is the key counting the user's consecutive
+// second-factor and portal failures.
+func TwoFactorFailures(userID string) string { return twoFactor(userID, twoFactorFailures) }
+
+// TwoFactorUnlocks is the key counting the times the user was unlocked.
+func TwoFactorUnlocks(userID string) string { return twoFactor(userID, twoFactorUnlocks) }
+
+// TwoFactorSMSSent is the key counting the texts sent to the user within
+// the hour.
+func TwoFactorSMSSent(userID string) string { return twoFactor(userID, twoFactorSMSSent) }
+
+func twoFactor(userID, what string) string { return twoFactorPrefix + userID + "/" + what }
+
+// Is reports whether key is a counter's.
+func Is(key string) bool {
+	if strings.HasPrefix(key, basicFailuresPrefix) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(key, twoFactorPrefix)
+	if !ok {
+		return false
+	}
+	_, what, ok := strings.Cut(rest, "/")
+	return ok && (what == twoFactorFailures || what == twoFactorUnlocks || what == twoFactorSMSSent)
+}
