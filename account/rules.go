@@ -1,9 +1,9 @@
 package account
 
 import (
+	"net/url"
 	"path"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
@@ -156,31 +156,26 @@ func CleanPath(p string) string {
 // IsClean reports whether p is a request path that can be judged as sent:
 // rooted and left as it is by CleanPath, and with nothing some upstreams
 // read as a separator or a dot segment though path.Clean does not — a
-// backslash (IIS, ASP.NET), dots before a ";" (Tomcat, Jetty and Spring
-// read "..;" as ".."), a dot, slash, backslash, ";" or "%" still encoded
-// after the one decoding the path had (an upstream that decodes again
-// reads "%2e%2e" as ".."), or bytes that are not UTF-8 (overlong forms
-// such as C0 AE, which old decoders read as "."). It does not allocate.
+// backslash (IIS, ASP.NET) or dots before a ";" (Tomcat, Jetty and Spring
+// read "..;" as ".."). The same holds for the path an upstream that
+// decodes it once more would read, so "%2e%2e" (sent as "%252e%252e") is
+// no ".." there either; other escapes, such as Jenkins' "%2F" in branch
+// names, pass. It does not allocate unless p holds a "%".
 func IsClean(p string) bool {
-	return p != "" && CleanPath(p) == p && strings.IndexByte(p, '\\') < 0 &&
-		!strings.Contains(p, "/..;") && !strings.Contains(p, "/.;") &&
-		!doublyEncoded(p) && utf8.ValidString(p)
+	if !cleanAsIs(p) {
+		return false
+	}
+	if strings.IndexByte(p, '%') < 0 {
+		return true
+	}
+	again, err := url.PathUnescape(p)
+	return err != nil || cleanAsIs(again) // an upstream cannot decode what is no escape
 }
 
-// doublyEncoded reports whether the (once decoded) path p still holds an
-// escape of a byte that changes how a path splits: ".", "/", "\\", ";"
-// or "%" itself.
-func doublyEncoded(p string) bool {
-	for i := 0; i+2 < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		switch hi, lo := p[i+1], p[i+2]|0x20; { // lo in lower case, if a letter
-		case hi == '2' && (lo == 'e' || lo == 'f'), hi == '5' && lo == 'c', hi == '3' && lo == 'b', hi == '2' && lo == '5':
-			return true
-		}
-	}
-	return false
+// cleanAsIs is IsClean for the path read as it is.
+func cleanAsIs(p string) bool {
+	return p != "" && CleanPath(p) == p && strings.IndexByte(p, '\\') < 0 &&
+		!strings.Contains(p, "/..;") && !strings.Contains(p, "/.;")
 }
 
 // needsClean is a fast scan for the segments path.Clean would change, so the

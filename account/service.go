@@ -344,15 +344,22 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	if _, err := s.Role(ctx, name); err != nil {
 		return err
 	}
-	users, err := s.Users(ctx)
+	var holders []string // names only: the store may hold many users
+	err := s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
+		u, err := decodeUser(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		if slices.Contains(u.Roles, name) {
+			holders = append(holders, u.Username)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, u := range users {
-		if !slices.Contains(u.Roles, name) {
-			continue
-		}
-		_, err := s.modifyUser(ctx, u.Username, func(u *User, _ time.Time) {
+	for _, holder := range holders {
+		_, err := s.modifyUser(ctx, holder, func(u *User, _ time.Time) {
 			u.Roles = slices.DeleteFunc(slices.Clone(u.Roles), func(r string) bool { return r == name })
 		})
 		if err != nil && failure.Status(err) != http.StatusNotFound { // deleted meanwhile: nothing to take

@@ -48,6 +48,7 @@ type Engine struct {
 
 	credentials map[identity.Method]plugin.Credential
 	outage      outageLog
+	internal    outageLog // the same thinning for internal errors (a record failing authentication, …)
 }
 
 // New assembles an engine from its services.

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// outageLog thins the log line of requests refused because the store is
-// unavailable to one a second, with the count of refusals since the last
-// line: during an outage every request would otherwise log an error.
+// outageLog thins the log line of requests refused for one cause (the
+// store unavailable, an internal error such as a record that fails
+// authentication) to one a second, with the count of refusals since the
+// last line: otherwise every request would log an error.
 type outageLog struct {
 	next    atomic.Int64 // UnixNano before which lines are counted, not logged
 	counted atomic.Int64

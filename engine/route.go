@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +171,7 @@ func (rt *Route) isPublic(cleanPath string) bool {
 
 // errUncleanPath refuses a path with "." or ".." segments or empty ones,
 // or what some upstreams read as such.
-var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash, a ";" after dots, a doubly encoded ".", "/", "\", ";" or "%", or bytes that are not UTF-8; send it in its clean form`)
+var errUncleanPath = identity.BadRequest(`the request path has "." or ".." segments, empty ones, a backslash or a ";" after dots, as sent or once decoded again; send it in its clean form`)
 
 // stripCredentials removes from r every credential the route accepts.
 func (rt *Route) stripCredentials(r *http.Request) {
@@ -182,25 +183,80 @@ func (rt *Route) stripCredentials(r *http.Request) {
 }
 
 // methodOverrides are the headers some frameworks take the request's
-// method from instead of the request line.
-var methodOverrides = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+// method from instead of the request line, lower case with '-': they are
+// matched in any case and with '_' for '-' (FastCGI and CGI turn both
+// into the same variable).
+var methodOverrides = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
 
-// authorizeOverrides requires the methods a request names in its method
-// override headers to be allowed too, so that a role allowing GET does not
-// reach an upstream's DELETE through one of them.
+// methodParam is the query parameter Rails, Laravel and Symfony read the
+// same way.
+const methodParam = "_method"
+
+// authorizeOverrides requires the methods a request names in a method
+// override header or the _method query parameter to be allowed too, so
+// that a role allowing GET does not reach an upstream's DELETE through
+// one of them. (A _method in a form body is not seen: rules for routes
+// whose upstream reads it should allow POST only with the methods its
+// forms may name.)
 func (rt *Route) authorizeOverrides(r *http.Request, id *identity.Identity, cleanPath string) error {
-	for _, name := range methodOverrides {
-		for _, v := range r.Header[name] {
-			for m := range strings.SplitSeq(v, ",") {
-				if m = strings.ToUpper(strings.TrimSpace(m)); m != "" && m != r.Method {
-					if err := rt.engine.Accounts.Authorize(r.Context(), id, m, cleanPath); err != nil {
-						return err
-					}
-				}
+	for name, values := range r.Header {
+		if !isMethodOverride(name) {
+			continue
+		}
+		if err := rt.authorizeMethods(r, id, cleanPath, values); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(r.URL.RawQuery, methodParam) {
+		return rt.authorizeMethods(r, id, cleanPath, r.URL.Query()[methodParam])
+	}
+	return nil
+}
+
+// authorizeMethods authorizes each distinct method named in values (comma
+// separated) other than the request's own.
+func (rt *Route) authorizeMethods(r *http.Request, id *identity.Identity, cleanPath string, values []string) error {
+	var checked []string
+	for _, v := range values {
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.ToUpper(strings.TrimSpace(m)); m == "" || m == r.Method || slices.Contains(checked, m) {
+				continue
 			}
+			if err := rt.engine.Accounts.Authorize(r.Context(), id, m, cleanPath); err != nil {
+				return err
+			}
+			checked = append(checked, m)
 		}
 	}
 	return nil
+}
+
+// isMethodOverride reports whether a header name is one of
+// methodOverrides, in any case and with '_' for '-', without allocating.
+func isMethodOverride(name string) bool {
+	for _, o := range methodOverrides {
+		if len(name) == len(o) && sameHeaderName(name, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName compares name with lower (lower case, '-') as a header
+// name, in any case and with '_' for '-'.
+func sameHeaderName(name, lower string) bool {
+	for i := 0; i < len(lower); i++ {
+		c := name[i]
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // errNoCredential and errTwoCredentials are the pick refusals.
@@ -271,7 +327,9 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 			e.Logger.Error("refusing requests: store unavailable", zap.Int64("refused_since_last_line", refused), zap.Error(err))
 		}
 	default:
-		e.Logger.Error("refusing request: internal error", zap.Error(err))
+		if due, refused := e.internal.due(start); due {
+			e.Logger.Error("refusing requests: internal error", zap.Int64("refused_since_last_line", refused), zap.Error(err))
+		}
 		reason = "internal error; the request was refused"
 	}
 	outcome := outcomeDenied
