@@ -1,7 +1,6 @@
 package account
 
 import (
-	"net/url"
 	"path"
 	"strings"
 
@@ -158,18 +157,48 @@ func CleanPath(p string) string {
 // read as a separator or a dot segment though path.Clean does not — a
 // backslash (IIS, ASP.NET) or dots before a ";" (Tomcat, Jetty and Spring
 // read "..;" as ".."). The same holds for the path an upstream that
-// decodes it once more would read, so "%2e%2e" (sent as "%252e%252e") is
-// no ".." there either; other escapes, such as Jenkins' "%2F" in branch
-// names, pass. It does not allocate unless p holds a "%".
+// decodes it once more would read (DecodeAgain), so "%2e%2e" (sent as
+// "%252e%252e") is no ".." there either; other escapes, such as Jenkins'
+// "%2F" in branch names, pass. It does not allocate unless p holds a "%".
 func IsClean(p string) bool {
 	if !cleanAsIs(p) {
 		return false
 	}
-	if strings.IndexByte(p, '%') < 0 {
-		return true
+	return strings.IndexByte(p, '%') < 0 || cleanAsIs(DecodeAgain(p))
+}
+
+// DecodeAgain decodes p as the most lenient upstream would: every valid
+// "%XX" escape, and IIS's "%uXXXX", while an invalid escape is kept as it
+// is rather than failing the whole path (as PHP, Python and nginx do).
+func DecodeAgain(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' {
+			if i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+				b.WriteByte(unhex(p[i+1])<<4 | unhex(p[i+2]))
+				i += 2
+				continue
+			}
+			if i+5 < len(p) && (p[i+1] == 'u' || p[i+1] == 'U') && isHex(p[i+2]) && isHex(p[i+3]) && isHex(p[i+4]) && isHex(p[i+5]) {
+				r := rune(unhex(p[i+2]))<<12 | rune(unhex(p[i+3]))<<8 | rune(unhex(p[i+4]))<<4 | rune(unhex(p[i+5]))
+				b.WriteRune(r)
+				i += 5
+				continue
+			}
+		}
+		b.WriteByte(p[i])
 	}
-	again, err := url.PathUnescape(p)
-	return err != nil || cleanAsIs(again) // an upstream cannot decode what is no escape
+	return b.String()
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c | 0x20 - 'a' + 10
 }
 
 // cleanAsIs is IsClean for the path read as it is.

@@ -2,6 +2,8 @@ package account
 
 import (
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -117,26 +119,51 @@ func BenchmarkCleanPath(b *testing.B) {
 }
 
 // FuzzIsClean: a path IsClean accepts is one CleanPath leaves alone, and
-// so is what an upstream that decodes it a second time reads, without a
-// backslash or a dot segment before ";" appearing: the path judged is the
-// path served.
+// so is what an upstream that decodes it a second time reads, strictly
+// (url.PathUnescape, when the whole path decodes) or leniently (every
+// valid escape decoded, the invalid ones kept, done here with a regular
+// expression as a second opinion on DecodeAgain), without a backslash or
+// a dot segment before ";" appearing: the path judged is the path served.
 func FuzzIsClean(f *testing.F) {
-	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541", "/job/a%2Fb/"} {
+	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541",
+		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%"} {
 		f.Add(p)
 	}
+	escape := regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 	f.Fuzz(func(t *testing.T, p string) {
 		if !IsClean(p) {
 			return
 		}
-		if CleanPath(p) != p {
-			t.Fatalf("IsClean(%q) but it is not clean", p)
+		readings := []string{p, escape.ReplaceAllStringFunc(p, func(e string) string {
+			b, _ := strconv.ParseUint(e[1:], 16, 8)
+			return string([]byte{byte(b)})
+		})}
+		if strict, err := url.PathUnescape(p); err == nil {
+			readings = append(readings, strict)
 		}
-		again, err := url.PathUnescape(p)
-		if err != nil {
-			return
-		}
-		if CleanPath(again) != again || strings.Contains(again, "\\") || strings.Contains(again, "/..;") || strings.Contains(again, "/.;") {
-			t.Fatalf("IsClean(%q), but decoded once more it reads %q", p, again)
+		for _, r := range readings {
+			if CleanPath(r) != r || strings.Contains(r, "\\") || strings.Contains(r, "/..;") || strings.Contains(r, "/.;") {
+				t.Fatalf("IsClean(%q), but it reads %q", p, r)
+			}
 		}
 	})
+}
+
+// TestDecodeAgain: valid escapes and IIS's %u form are decoded, invalid
+// ones kept, so one bad escape cannot hide the others.
+func TestDecodeAgain(t *testing.T) {
+	for in, want := range map[string]string{
+		"/public/%2e%2e/admin/%zz": "/public/../admin/%zz",
+		"/p/%u002e%u002E/x":        "/p/../x",
+		"/a%2":                     "/a%2",
+		"/50%off":                  "/50%off",
+		"/caf%E9":                  "/caf\xe9",
+	} {
+		if got := DecodeAgain(in); got != want {
+			t.Errorf("DecodeAgain(%q) = %q, want %q", in, got, want)
+		}
+		if strings.Contains(want, "..") && IsClean(in) {
+			t.Errorf("IsClean(%q): true, though it decodes to %q", in, want)
+		}
+	}
 }

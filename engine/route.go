@@ -207,10 +207,34 @@ func (rt *Route) authorizeOverrides(r *http.Request, id *identity.Identity, clea
 			return err
 		}
 	}
-	if strings.Contains(r.URL.RawQuery, methodParam) {
-		return rt.authorizeMethods(r, id, cleanPath, r.URL.Query()[methodParam])
+	if r.URL.RawQuery != "" {
+		return rt.authorizeMethods(r, id, cleanPath, queryMethods(r.URL.RawQuery))
 	}
 	return nil
+}
+
+// queryMethods returns the values of the _method parameters of a raw
+// query, however a framework may read them: names and values decoded
+// leniently (an escaped "_me%74hod" counts), pairs split on ";" as well
+// as "&" (as Rack 2 and older Pythons split them).
+func queryMethods(raw string) []string {
+	var out []string
+	for pair := range strings.FieldsFuncSeq(raw, func(c rune) bool { return c == '&' || c == ';' }) {
+		name, value, _ := strings.Cut(pair, "=")
+		if decodeQueryPart(name) == methodParam {
+			out = append(out, decodeQueryPart(value))
+		}
+	}
+	return out
+}
+
+// decodeQueryPart decodes a query name or value leniently ('+' is a
+// space; see account.DecodeAgain), allocating only when it has to.
+func decodeQueryPart(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	return account.DecodeAgain(strings.ReplaceAll(s, "+", " "))
 }
 
 // authorizeMethods authorizes each distinct method named in values (comma

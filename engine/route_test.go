@@ -215,7 +215,8 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 	s := newSetup(t)
 	for _, path := range []string{"/admin/../public/x", "/admin%2f..%2fpublic/x", "/public/%2e%2e/admin", "/public/./x", "//public/x", "/public/x/..", "/api//x",
 		"/public/..;/admin", "/public/%2e%2e%3b/admin", "/public/.;/x", "/public/..%5Cadmin", "/api/..%5c..%5cadmin",
-		"/api/%252e%252e/admin", "/api/%252E%252E%252Fadmin", "/api/x%255c..%255cadmin", "/api/..%253b/admin", "/api/x%252F..%252F..%252Fadmin", "/api/%252e/x"} {
+		"/api/%252e%252e/admin", "/api/%252E%252E%252Fadmin", "/api/x%255c..%255cadmin", "/api/..%253b/admin", "/api/x%252F..%252F..%252Fadmin", "/api/%252e/x",
+		"/public/%252e%252e/admin/%25zz", "/public/%252e%252e/admin/%25", "/public/%25u002e%25u002e/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)
@@ -346,8 +347,13 @@ func TestMethodOverrideMustBeAllowedToo(t *testing.T) {
 			t.Errorf("GET with %s: DELETE: %d (forwarded %v); want 403", name, w.Code, up != nil)
 		}
 	}
-	if w, up := s.do(t, "GET", "/api/items?x=1&_method=DELETE", basicAuth("alice", "correct horse")); w.Code != 403 || up != nil {
-		t.Errorf("GET with _method=DELETE: %d (forwarded %v); want 403", w.Code, up != nil)
+	for _, query := range []string{"x=1&_method=DELETE", "_me%74hod=DELETE", "a=1;_method=delete", "%5Fmethod=PUT"} {
+		if w, up := s.do(t, "GET", "/api/items?"+query, basicAuth("alice", "correct horse")); w.Code != 403 || up != nil {
+			t.Errorf("GET ?%s: %d (forwarded %v); want 403", query, w.Code, up != nil)
+		}
+	}
+	if w, up := s.do(t, "GET", "/api/items?_method=GET&q=a+b%20c", basicAuth("alice", "correct horse")); w.Code != 200 || up == nil {
+		t.Errorf("GET ?_method=GET: %d; want 200", w.Code)
 	}
 	hdr := basicAuth("alice", "correct horse")
 	hdr["X-Http-Method-Override"] = []string{"GET"}
