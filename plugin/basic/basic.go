@@ -108,7 +108,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	}
 	name, err := account.NormalizeUsername(username)
 	if err != nil {
-		return nil, identity.Unauthenticated("invalid username or password")
+		return nil, errWrongPassword
 	}
 	if err := c.checkThrottle(ctx, name); err != nil {
 		return nil, err
@@ -126,9 +126,21 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		}
 		return nil, err
 	}
+	if !u.Active() {
+		// The same answer as a wrong password: a blocked account's 403 would
+		// tell a guesser that this password is right, to try elsewhere or
+		// once the account is unblocked. (A password verified before the
+		// block gets the account check's 403: its sender knew it already.)
+		// Counted like one too, or the throttle's count would tell.
+		c.countFailure(ctx, name)
+		return nil, errWrongPassword.For(name)
+	}
 	c.verified.Add(cacheKey, verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID})
 	return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
 }
+
+// errWrongPassword is the answer to a password that does not sign in.
+var errWrongPassword = identity.Unauthenticated("invalid username or password")
 
 const failureWindow = time.Minute
 

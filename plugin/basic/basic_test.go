@@ -170,3 +170,56 @@ func TestUnreadableThrottleFailsClosed(t *testing.T) {
 		t.Fatalf("guess with the failure count unreadable: %d %s; want 503", w.Code, w.Body)
 	}
 }
+
+// TestBlockedAccountsPasswordIsNotTold: for a blocked account, the right
+// password gets the same 401 as a wrong one, and counts towards the
+// throttle like one, so guessing a blocked account's password learns
+// nothing; a password verified before the block gets the account
+// check's 403.
+func TestBlockedAccountsPasswordIsNotTold(t *testing.T) {
+	ctx := context.Background()
+	e := enginetest.New(t, engine.Config{BasicFailureLimit: 2}, nil)
+	e.Register(New(e))
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse"
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: name, Roles: []string{"reader"}, Password: &pw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(user, pass string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.SetBasicAuth(user, pass)
+		w := httptest.NewRecorder()
+		route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		})
+		return w
+	}
+	if w := get("bob", pw); w.Code != 200 {
+		t.Fatalf("bob before the block: %d", w.Code)
+	}
+	blocked := account.StatusBlocked
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := e.Accounts.UpdateUser(ctx, name, account.UserPatch{Status: &blocked}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	right, wrong := get("alice", pw), get("alice", "not it")
+	if right.Code != 401 || right.Body.String() != wrong.Body.String() {
+		t.Fatalf("blocked alice: right password %d %s, wrong one %d %s; want the same 401", right.Code, right.Body, wrong.Code, wrong.Body)
+	}
+	if w := get("alice", pw); w.Code != 429 {
+		t.Fatalf("after two refused passwords (limit 2): %d; want 429 whichever was right", w.Code)
+	}
+	if w := get("bob", pw); w.Code != 403 {
+		t.Fatalf("bob, verified before the block: %d; want 403", w.Code)
+	}
+}
