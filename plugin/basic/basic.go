@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
+	"golang.org/x/sync/singleflight"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ type verified struct {
 type Credential struct {
 	engine   *engine.Engine
 	verified *shardlru.Cache[verified]
+	// checks makes concurrent checks of the same credentials (a client
+	// opening many connections at once) share one argon2 hash.
+	checks singleflight.Group
 }
 
 // New returns the Basic credential kind.
@@ -113,18 +117,31 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err := c.checkThrottle(ctx, name); err != nil {
 		return nil, err
 	}
+	res, err, _ := c.checks.Do(cacheKey, func() (any, error) { return c.check(r, name, password, cacheKey) })
+	if err != nil {
+		return nil, err
+	}
+	v := res.(verified) // a copy: every request gets an identity of its own
+	return &identity.Identity{Username: v.username, UserID: v.userID, Method: identity.MethodBasic}, nil
+}
+
+// check verifies name's password (argon2id), counts a failure, and
+// remembers a success in the verification cache. Its results are shared
+// by the requests that sent the same credentials meanwhile.
+func (c *Credential) check(r *http.Request, name, password, cacheKey string) (verified, error) {
+	ctx := r.Context()
 	// Counted against the client's share of the hash slots, so one address
 	// flooding Basic checks cannot keep everybody else's waiting.
-	u, err := e.Accounts.CheckPassword(hashslots.WithClient(ctx, engine.ClientIP(r)), name, password)
+	u, err := c.engine.Accounts.CheckPassword(hashslots.WithClient(ctx, engine.ClientIP(r)), name, password)
 	if errors.Is(err, account.ErrBusy) {
-		return nil, errBusy.For(name) // not checked, so not counted as a failure
+		return verified{}, errBusy.For(name) // not checked, so not counted as a failure
 	}
 	if err != nil {
 		if refusal, refused := identity.AsRefusal(err); refused {
 			c.countFailure(ctx, name)
-			return nil, refusal.For(name)
+			return verified{}, refusal.For(name)
 		}
-		return nil, err
+		return verified{}, err
 	}
 	if !u.Active() {
 		// The same answer as a wrong password: a blocked account's 403 would
@@ -133,10 +150,11 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		// block gets the account check's 403: its sender knew it already.)
 		// Counted like one too, or the throttle's count would tell.
 		c.countFailure(ctx, name)
-		return nil, errWrongPassword.For(name)
+		return verified{}, errWrongPassword.For(name)
 	}
-	c.verified.Add(cacheKey, verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID})
-	return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
+	v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+	c.verified.Add(cacheKey, v)
+	return v, nil
 }
 
 // errWrongPassword is the answer to a password that does not sign in.

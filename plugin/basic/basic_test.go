@@ -223,3 +223,46 @@ func TestBlockedAccountsPasswordIsNotTold(t *testing.T) {
 		t.Fatalf("bob, verified before the block: %d; want 403", w.Code)
 	}
 }
+
+// TestSameCredentialsAtOnceShareOneCheck: a client sending the same new
+// credentials on many connections at once is checked once, not once per
+// request: with a single hash slot free, 64 such requests all pass
+// within the one-second wait for a slot, which 64 argon2 hashes in
+// a row would not.
+func TestSameCredentialsAtOnceShareOneCheck(t *testing.T) {
+	ctx := context.Background()
+	e := enginetest.New(t, engine.Config{}, nil)
+	e.Register(New(e))
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse"
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashslotstest.HoldAllBut(t, 1)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			r := httptest.NewRequest("GET", "/x", nil)
+			r.RemoteAddr = fmt.Sprintf("198.51.100.%d:4242", i) // sixty-four addresses: the client shares play no part
+			r.SetBasicAuth("alice", pw)
+			w := httptest.NewRecorder()
+			route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, id *identity.Identity) error {
+				if id.Username != "alice" {
+					t.Errorf("identity %+v", id)
+				}
+				w.WriteHeader(http.StatusOK)
+				return nil
+			})
+			if w.Code != http.StatusOK {
+				t.Errorf("request %d: %d %s", i, w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -17,6 +17,13 @@ func HoldAll(t testing.TB) (release func()) {
 	return hold(t, context.Background(), hashslots.Process.Cap())
 }
 
+// HoldAllBut takes every slot of hashslots.Process but free ones, until
+// the returned function is called or the test ends.
+func HoldAllBut(t testing.TB, free int) (release func()) {
+	t.Helper()
+	return hold(t, context.Background(), hashslots.Process.Cap()-free)
+}
+
 // HoldClient takes the whole share of the client at ip (see
 // hashslots.WithClient), as a flood of its password checks would, until
 // the returned function is called or the test ends; other clients keep
