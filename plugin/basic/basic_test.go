@@ -63,38 +63,70 @@ func FuzzParseAuthorization(f *testing.F) {
 	})
 }
 
+// password is the password of every fixture user.
+const password = "correct horse"
+
+// basicRoute is a Basic-only route over a fresh engine (its store wrapped
+// by wrap, when not nil) with the role reader (GET anything) and users of
+// it with the fixture password.
+type basicRoute struct {
+	t     *testing.T
+	e     *engine.Engine
+	route *engine.Route
+}
+
+func newBasicRoute(t *testing.T, cfg engine.Config, wrap func(storage.Store) storage.Store, users ...string) *basicRoute {
+	t.Helper()
+	ctx := context.Background()
+	e := enginetest.New(t, cfg, wrap)
+	e.Register(New(e))
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range users {
+		pw := password
+		if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: name, Roles: []string{"reader"}, Password: &pw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &basicRoute{t: t, e: e, route: route}
+}
+
+// get sends GET /x with Basic credentials from remoteAddr (empty:
+// httptest's 192.0.2.1) and returns the answer; the upstream checks that
+// the identity is the user's.
+func (b *basicRoute) get(user, pass, remoteAddr string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "/x", nil)
+	if remoteAddr != "" {
+		r.RemoteAddr = remoteAddr
+	}
+	r.SetBasicAuth(user, pass)
+	w := httptest.NewRecorder()
+	if err := b.route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, id *identity.Identity) error {
+		if id.Username != user {
+			b.t.Errorf("identity %+v for %s", id, user)
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}); err != nil {
+		b.t.Fatal(err)
+	}
+	return w
+}
+
 // TestBusyIsThrottledNotCounted: while every password hash slot is taken,
 // HTTP Basic answers 429 without checking the password, and those answers
 // do not count as wrong passwords: the right password works once the
 // server has room again, even after more busy answers than the failure
 // limit.
 func TestBusyIsThrottledNotCounted(t *testing.T) {
-	ctx := context.Background()
-	e := enginetest.New(t, engine.Config{BasicFailureLimit: 2}, nil)
-	e.Register(New(e))
-	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	pw := "correct horse"
-	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
-		t.Fatal(err)
-	}
-	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(user, pass string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/x", nil)
-		r.SetBasicAuth(user, pass)
-		w := httptest.NewRecorder()
-		if err := route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
-			w.WriteHeader(http.StatusOK)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: 2}, nil, "alice")
+	pw := password
+	get := func(user, pass string) *httptest.ResponseRecorder { return b.get(user, pass, "") }
 	release := hashslotstest.HoldAll(t)
 	var wg sync.WaitGroup
 	for _, c := range []struct{ user, pass string }{{"alice", "wrong one"}, {"alice", "wrong two"}, {"alice", "wrong three"}, {"nobody", pw}} {
@@ -113,15 +145,8 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	if w := get("alice", pw); w.Code != http.StatusTooManyRequests {
 		t.Fatalf("right password from the flooding client: %d %s; want 429", w.Code, w.Body)
 	}
-	other := httptest.NewRequest("GET", "/x", nil)
-	other.RemoteAddr = "198.51.100.9:4242"
-	other.SetBasicAuth("alice", pw)
-	ow := httptest.NewRecorder()
-	if err := route.Serve(ow, other, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}); err != nil || ow.Code != http.StatusOK {
-		t.Fatalf("right password from another client during the flood: %v %d %s; want 200", err, ow.Code, ow.Body)
+	if w := b.get("alice", pw, "198.51.100.9:4242"); w.Code != http.StatusOK {
+		t.Fatalf("right password from another client during the flood: %d %s; want 200", w.Code, w.Body)
 	}
 	releaseFlood()
 	// Wrong passwords past the limit are throttled for the failure window.
@@ -148,25 +173,8 @@ func (u unreadableThrottle) GetEntry(ctx context.Context, key string) (storage.E
 // passwords cannot be read, the password is not checked at all (503):
 // an unreadable count must not mean an unthrottled user.
 func TestUnreadableThrottleFailsClosed(t *testing.T) {
-	ctx := context.Background()
-	e := enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store { return unreadableThrottle{st} })
-	e.Register(New(e))
-	pw := "correct horse"
-	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Password: &pw}); err != nil {
-		t.Fatal(err)
-	}
-	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := httptest.NewRequest("GET", "/x", nil)
-	r.SetBasicAuth("alice", "a guess")
-	w := httptest.NewRecorder()
-	route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	})
-	if w.Code != http.StatusServiceUnavailable {
+	b := newBasicRoute(t, engine.Config{}, func(st storage.Store) storage.Store { return unreadableThrottle{st} }, "alice")
+	if w := b.get("alice", "a guess", ""); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("guess with the failure count unreadable: %d %s; want 503", w.Code, w.Body)
 	}
 }
@@ -178,48 +186,25 @@ func TestUnreadableThrottleFailsClosed(t *testing.T) {
 // check's 403.
 func TestBlockedAccountsPasswordIsNotTold(t *testing.T) {
 	ctx := context.Background()
-	e := enginetest.New(t, engine.Config{BasicFailureLimit: 2}, nil)
-	e.Register(New(e))
-	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	pw := "correct horse"
-	for _, name := range []string{"alice", "bob"} {
-		if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: name, Roles: []string{"reader"}, Password: &pw}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(user, pass string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/x", nil)
-		r.SetBasicAuth(user, pass)
-		w := httptest.NewRecorder()
-		route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
-			w.WriteHeader(http.StatusOK)
-			return nil
-		})
-		return w
-	}
-	if w := get("bob", pw); w.Code != 200 {
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: 2}, nil, "alice", "bob")
+	get := func(user, pass string) *httptest.ResponseRecorder { return b.get(user, pass, "") }
+	if w := get("bob", password); w.Code != 200 {
 		t.Fatalf("bob before the block: %d", w.Code)
 	}
 	blocked := account.StatusBlocked
 	for _, name := range []string{"alice", "bob"} {
-		if _, err := e.Accounts.UpdateUser(ctx, name, account.UserPatch{Status: &blocked}); err != nil {
+		if _, err := b.e.Accounts.UpdateUser(ctx, name, account.UserPatch{Status: &blocked}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	right, wrong := get("alice", pw), get("alice", "not it")
+	right, wrong := get("alice", password), get("alice", "not it")
 	if right.Code != 401 || right.Body.String() != wrong.Body.String() {
 		t.Fatalf("blocked alice: right password %d %s, wrong one %d %s; want the same 401", right.Code, right.Body, wrong.Code, wrong.Body)
 	}
-	if w := get("alice", pw); w.Code != 429 {
+	if w := get("alice", password); w.Code != 429 {
 		t.Fatalf("after two refused passwords (limit 2): %d; want 429 whichever was right", w.Code)
 	}
-	if w := get("bob", pw); w.Code != 403 {
+	if w := get("bob", password); w.Code != 403 {
 		t.Fatalf("bob, verified before the block: %d; want 403", w.Code)
 	}
 }
@@ -230,36 +215,13 @@ func TestBlockedAccountsPasswordIsNotTold(t *testing.T) {
 // within the one-second wait for a slot, which 64 argon2 hashes in
 // a row would not.
 func TestSameCredentialsAtOnceShareOneCheck(t *testing.T) {
-	ctx := context.Background()
-	e := enginetest.New(t, engine.Config{}, nil)
-	e.Register(New(e))
-	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	pw := "correct horse"
-	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
-		t.Fatal(err)
-	}
-	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBasicRoute(t, engine.Config{}, nil, "alice")
 	hashslotstest.HoldAllBut(t, 1)
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Go(func() {
-			r := httptest.NewRequest("GET", "/x", nil)
-			r.RemoteAddr = fmt.Sprintf("198.51.100.%d:4242", i) // sixty-four addresses: the client shares play no part
-			r.SetBasicAuth("alice", pw)
-			w := httptest.NewRecorder()
-			route.Serve(w, r, func(w http.ResponseWriter, _ *http.Request, id *identity.Identity) error {
-				if id.Username != "alice" {
-					t.Errorf("identity %+v", id)
-				}
-				w.WriteHeader(http.StatusOK)
-				return nil
-			})
-			if w.Code != http.StatusOK {
+			// Sixty-four addresses: the client shares play no part.
+			if w := b.get("alice", password, fmt.Sprintf("198.51.100.%d:4242", i)); w.Code != http.StatusOK {
 				t.Errorf("request %d: %d %s", i, w.Code, w.Body)
 			}
 		})
