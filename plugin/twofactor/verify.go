@@ -12,8 +12,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/storage"
-	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // Result is the outcome of one second-factor check.
