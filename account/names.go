@@ -5,8 +5,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/gatehouse-auth/gatehouse/failure"
 	"golang.org/x/text/secure/precis"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 // MaxUsernameLength is the longest username accepted, in characters.

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/argon2"
+
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
-	"golang.org/x/crypto/argon2"
 )
 
 // argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes).

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
@@ -66,19 +67,12 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 // not verify, at most once a minute with how many since the last line:
 // someone wrote them without the keystore.
 func skippedLogger(logger *zap.Logger) func(error) {
-	var mu sync.Mutex
-	var last time.Time
-	var since int
+	thin := &logthin.Thinner{Interval: time.Minute}
 	return func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		since++
-		if time.Since(last) < time.Minute {
-			return
+		if due, since := thin.Due(time.Now()); due {
+			logger.Error("a listing left out records that failed authentication: something other than Gatehouse wrote them",
+				zap.Int64("left_out_since_last_line", since), zap.Error(err))
 		}
-		logger.Error("a listing left out records that failed authentication: something other than Gatehouse wrote them",
-			zap.Int("left_out_since_last_line", since), zap.Error(err))
-		last, since = time.Now(), 0
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -47,8 +48,8 @@ type Engine struct {
 	Logger *zap.Logger
 
 	credentials map[identity.Method]plugin.Credential
-	outage      outageLog
-	internal    outageLog // the same thinning for internal errors (a record failing authentication, …)
+	outage      logthin.Thinner // refusals because the store is unavailable
+	internal    logthin.Thinner // refusals for an internal error (a record failing authentication, …)
 }
 
 // New assembles an engine from its services.

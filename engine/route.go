@@ -347,11 +347,11 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	case isRefusal:
 		status, code, reason = refusal.Status, refusal.Code, refusal.Reason
 	case errors.Is(err, storage.ErrUnavailable):
-		if due, refused := e.outage.due(start); due {
+		if due, refused := e.outage.Due(start); due {
 			e.Logger.Error("refusing requests: store unavailable", zap.Int64("refused_since_last_line", refused), zap.Error(err))
 		}
 	default:
-		if due, refused := e.internal.due(start); due {
+		if due, refused := e.internal.Due(start); due {
 			e.Logger.Error("refusing requests: internal error", zap.Int64("refused_since_last_line", refused), zap.Error(err))
 		}
 		reason = "internal error; the request was refused"

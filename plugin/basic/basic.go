@@ -7,13 +7,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/gatehouse-auth/gatehouse/storage/counters"
-	"golang.org/x/sync/singleflight"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 // verified is what the verification cache remembers of a successful check:

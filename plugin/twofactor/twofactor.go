@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"net/http"
 	"strconv"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 // Type is a second-factor kind, named as the ESA API names it.
