@@ -85,18 +85,23 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 
 // matches compares name to the prefix case-insensitively, treating '_' as '-',
 // without allocating.
-func (h *IdentityHeaders) matches(name string) bool {
-	if len(name) < len(h.prefix) {
+func (h *IdentityHeaders) matches(name string) bool { return hasHeaderPrefix(name, h.prefix) }
+
+// hasHeaderPrefix reports whether the header name starts with lower (lower
+// case, '-' separated), in any case and with '_' for '-' (some upstreams,
+// CGI and FastCGI among them, read both alike), without allocating.
+func hasHeaderPrefix(name, lower string) bool {
+	if len(name) < len(lower) {
 		return false
 	}
-	for i := 0; i < len(h.prefix); i++ {
+	for i := 0; i < len(lower); i++ {
 		c := name[i]
 		if c == '_' {
 			c = '-'
 		} else if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if c != h.prefix[i] {
+		if c != lower[i] {
 			return false
 		}
 	}

@@ -259,28 +259,11 @@ func (rt *Route) authorizeMethods(r *http.Request, id *identity.Identity, cleanP
 // methodOverrides, in any case and with '_' for '-', without allocating.
 func isMethodOverride(name string) bool {
 	for _, o := range methodOverrides {
-		if len(name) == len(o) && sameHeaderName(name, o) {
+		if len(name) == len(o) && hasHeaderPrefix(name, o) {
 			return true
 		}
 	}
 	return false
-}
-
-// sameHeaderName compares name with lower (lower case, '-') as a header
-// name, in any case and with '_' for '-'.
-func sameHeaderName(name, lower string) bool {
-	for i := 0; i < len(lower); i++ {
-		c := name[i]
-		if c == '_' {
-			c = '-'
-		} else if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // errNoCredential and errTwoCredentials are the pick refusals.
