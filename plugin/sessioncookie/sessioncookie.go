@@ -104,10 +104,10 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
 }
 
-// Strip implements plugin.Credential: it removes the session cookie (with
-// Gatehouse's other cookies) from the Cookie header and keeps the
-// upstream's own cookies as they were sent.
-func (*Credential) Strip(r *http.Request) { engine.StripOwnCookies(r) }
+// Strip implements plugin.Credential. It has nothing to do: the engine
+// removes Gatehouse's cookies, the session cookie among them, from every
+// request it forwards, on every route (engine.StripOwnCookies).
+func (*Credential) Strip(*http.Request) {}
 
 // Challenge implements plugin.Challenger: a session is signed in to at
 // the login portal, which sets the cookie.
