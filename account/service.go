@@ -100,15 +100,21 @@ func (s *Service) UserByCanonicalName(ctx context.Context, name string) (*User, 
 // Users lists every account in name order.
 func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	var out []*User
-	err := s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
+	err := s.eachUser(ctx, func(u *User) { out = append(out, u) })
+	return out, err
+}
+
+// eachUser calls fn with every user, in name order, decoding one at a
+// time.
+func (s *Service) eachUser(ctx context.Context, fn func(*User)) error {
+	return s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
 		u, err := decodeUser(e.Value)
 		if err != nil {
 			return fmt.Errorf("decoding %s: %w", e.Key, err)
 		}
-		out = append(out, u)
+		fn(u)
 		return nil
 	})
-	return out, err
 }
 
 // CreateUser adds an account; 409 when the name is taken, 400 when a role
@@ -345,15 +351,10 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 		return err
 	}
 	var holders []string // names only: the store may hold many users
-	err := s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
-		u, err := decodeUser(e.Value)
-		if err != nil {
-			return fmt.Errorf("decoding %s: %w", e.Key, err)
-		}
+	err := s.eachUser(ctx, func(u *User) {
 		if slices.Contains(u.Roles, name) {
 			holders = append(holders, u.Username)
 		}
-		return nil
 	})
 	if err != nil {
 		return err
