@@ -223,13 +223,7 @@ func runMigrate(out io.Writer, from, to string) error {
 	}
 	defer dstStore.Close()
 
-	last := time.Now()
-	res, err := migrate.Copy(ctx, srcStore, dstStore, func(copied int) {
-		if time.Since(last) >= time.Second {
-			last = time.Now()
-			fmt.Fprintf(out, "migrate: %d records copied\n", copied)
-		}
-	})
+	res, err := migrate.Copy(ctx, srcStore, dstStore, progress(out, "migrate: %d records copied\n"))
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("migrate: interrupted after %d records copied from %s to %s (running it again is safe)", res.Copied, src, dst)
 	}
@@ -302,13 +296,7 @@ func runTagRecords(out io.Writer, location, keystorePath string, resume bool) er
 		return fmt.Errorf("opening --store: %w", err)
 	}
 	defer st.Close()
-	last := time.Now()
-	n, err := tagged.Upgrade(ctx, st, ks, resume, func(n int) {
-		if time.Since(last) >= time.Second {
-			last = time.Now()
-			fmt.Fprintf(out, "tag-records: %d records tagged\n", n)
-		}
-	})
+	n, err := tagged.Upgrade(ctx, st, ks, resume, progress(out, "tag-records: %d records tagged\n"))
 	if err != nil {
 		return fmt.Errorf("tag-records: %s, after %d records tagged: %w", loc, n, err)
 	}
@@ -320,6 +308,18 @@ func runTagRecords(out io.Writer, location, keystorePath string, resume bool) er
 	}
 	fmt.Fprintf(out, "tag-records: tagged %d records of %s; Gatehouse can start on it\n", n, loc)
 	return nil
+}
+
+// progress returns a callback printing format with the count so far to
+// out, at most once a second, for the offline commands' long runs.
+func progress(out io.Writer, format string) func(n int) {
+	last := time.Now()
+	return func(n int) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(out, format, n)
+		}
+	}
 }
 
 func simple(use, short string, nargs int, run func([]string) error) *cobra.Command {
