@@ -34,6 +34,12 @@ type verified struct {
 	userID       string
 }
 
+// identity is a new identity of the verified user: each request gets its
+// own, since the pipeline fills it in.
+func (v verified) identity() *identity.Identity {
+	return &identity.Identity{Username: v.username, UserID: v.userID, Method: identity.MethodBasic}
+}
+
 // Credential is the HTTP Basic credential kind.
 type Credential struct {
 	engine   *engine.Engine
@@ -107,7 +113,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if v, ok := c.verified.Get(cacheKey); ok {
 		u, err := e.Accounts.UserByCanonicalName(ctx, v.username)
 		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID {
-			return &identity.Identity{Username: u.Username, UserID: u.ID, Method: identity.MethodBasic}, nil
+			return v.identity(), nil
 		}
 		c.verified.Remove(cacheKey)
 	}
@@ -122,8 +128,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := res.(verified) // a copy: every request gets an identity of its own
-	return &identity.Identity{Username: v.username, UserID: v.userID, Method: identity.MethodBasic}, nil
+	return res.(verified).identity(), nil
 }
 
 // check verifies name's password (argon2id), counts a failure, and
