@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -35,19 +36,34 @@ type Provider interface {
 	AdminRoutes() []Route
 }
 
+// Handler is the admin API: the routes of every provider on one mux.
+type Handler struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
 // NewHandler builds the admin API from the routes of every provider.
-func NewHandler(e *engine.Engine, providers ...Provider) http.Handler {
-	mux := http.NewServeMux()
+func NewHandler(e *engine.Engine, providers ...Provider) *Handler {
+	h := &Handler{mux: http.NewServeMux()}
 	for _, p := range providers {
 		for _, rt := range p.AdminRoutes() {
-			mux.Handle(rt.Pattern, handler(e, rt.Handle))
+			h.mux.Handle(rt.Pattern, handler(e, rt.Handle))
+			h.patterns = append(h.patterns, rt.Pattern)
 		}
 	}
-	mux.HandleFunc("/gatehouse/", func(w http.ResponseWriter, r *http.Request) {
+	h.mux.HandleFunc("/gatehouse/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, failure.NotFound("no Gatehouse admin endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return h
 }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Patterns lists the registered routes' patterns ("METHOD /path"), in
+// registration order: the operations the API's OpenAPI document must
+// describe.
+func (h *Handler) Patterns() []string { return slices.Clone(h.patterns) }
 
 func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,10 +3,12 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/caddymodule/openapi"
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
@@ -38,9 +40,39 @@ func (a *AdminAPI) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Routes implements caddy.AdminRouter.
+// Routes implements caddy.AdminRouter: the management API, and the
+// OpenAPI documents of the admin API and the ESA-compatible API, which are
+// served also while the gatehouse app is not started.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/gatehouse/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/gatehouse/", Handler: caddy.AdminHandlerFunc(a.serve)},
+		{Pattern: AdminOpenAPIPath, Handler: serveDocument(openapi.Admin)},
+		{Pattern: ESAOpenAPIPath, Handler: serveDocument(openapi.ESA)},
+	}
+}
+
+// Paths of the OpenAPI documents on the admin endpoint.
+const (
+	AdminOpenAPIPath = "/gatehouse/openapi.json"
+	ESAOpenAPIPath   = "/gatehouse/openapi-esa.json"
+)
+
+// serveDocument answers GET and HEAD with the JSON document doc.
+func serveDocument(doc []byte) caddy.AdminHandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			adminapi.WriteError(w, &failure.Error{Status: http.StatusMethodNotAllowed, Message: r.Method + " " + r.URL.Path + ": only GET and HEAD"})
+			return nil
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			w.Write(doc) // a client gone away mid-answer is not an error to report
+		}
+		return nil
+	}
 }
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -100,7 +99,7 @@ type App struct {
 
 	mu       sync.Mutex
 	engine   *engine.Engine
-	admin    http.Handler
+	admin    *adminapi.Handler
 	startErr error
 	poolKey  string
 	// stopRetry ends the background start attempts (Redis unreachable at
@@ -363,7 +362,7 @@ func (a *App) Engine(ctx context.Context) (*engine.Engine, error) {
 }
 
 // AdminHandler returns the admin API handler once the app started.
-func (a *App) AdminHandler(ctx context.Context) (http.Handler, error) {
+func (a *App) AdminHandler(ctx context.Context) (*adminapi.Handler, error) {
 	if _, err := a.Engine(ctx); err != nil {
 		return nil, err
 	}

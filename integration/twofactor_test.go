@@ -118,8 +118,8 @@ func (ti *tfInstance) enrolApp(name string) string {
 	return u.Query().Get("secret")
 }
 
-// esa calls the ESA API with the real curl and decodes the JSON answer;
-// body "" makes a GET.
+// esa calls the ESA API with the real curl, validates the answer against
+// the API's OpenAPI document and decodes it; body "" makes a GET.
 func (ti *tfInstance) esa(cred apiCredential, path, body string) map[string]any {
 	ti.t.Helper()
 	args := []string{"-u", cred.Username + ":" + cred.Password, ti.esaURL() + path}
@@ -127,6 +127,11 @@ func (ti *tfInstance) esa(cred apiCredential, path, body string) map[string]any 
 		args = append(args, "-H", "Content-Type: application/json", "-d", body)
 	}
 	res := harness.Curl(ti.t, args...)
+	method := http.MethodGet
+	if body != "" {
+		method = http.MethodPost
+	}
+	harness.CheckESAAnswer(ti.t, method, path, res.Status, res.Headers, []byte(res.Body))
 	if res.Status != 200 {
 		ti.t.Fatalf("ESA %s: HTTP %d %q", path, res.Status, res.Body)
 	}

@@ -335,26 +335,35 @@ func (i *Instance) tail(n int) string {
 }
 
 func (i *Instance) adminRaw(method, path string, body []byte) (int, []byte) {
+	status, _, out := i.adminCall(method, path, body)
+	return status, out
+}
+
+// adminCall sends one admin request; status 0 means no answer.
+func (i *Instance) adminCall(method, path string, body []byte) (int, http.Header, []byte) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, i.AdminURL()+path, r)
 	if err != nil {
-		return 0, nil
+		return 0, nil, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil
+		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // Admin calls the admin API; body is JSON-encoded unless it is a string or
-// []byte (sent as is). It returns the status and the response body.
+// []byte (sent as is). It returns the status and the response body. Every
+// answer under /gatehouse/ is validated against the admin API's OpenAPI
+// document (caddymodule/openapi/admin.json): one it does not describe
+// fails t.
 func (i *Instance) Admin(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var raw []byte
@@ -370,9 +379,14 @@ func (i *Instance) Admin(t testing.TB, method, path string, body any) (int, []by
 			t.Fatal(err)
 		}
 	}
-	status, out := i.adminRaw(method, path, raw)
+	status, header, out := i.adminCall(method, path, raw)
 	if status == 0 {
 		t.Fatalf("admin %s %s: no answer", method, path)
+	}
+	if strings.HasPrefix(path, "/gatehouse/") {
+		if err := adminDocument.check(method, path, status, header, out); err != nil {
+			t.Error(err)
+		}
 	}
 	return status, out
 }

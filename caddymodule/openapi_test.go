@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/gatehouse-auth/gatehouse/caddymodule/openapi"
+)
+
+// loadDocument parses and validates an OpenAPI document.
+func loadDocument(t *testing.T, raw []byte) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1.") {
+		t.Errorf("openapi %q; want 3.1", doc.OpenAPI)
+	}
+	return doc
+}
+
+// operations lists a document's operations as "METHOD /path".
+func operations(doc *openapi3.T) []string {
+	var out []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			out = append(out, method+" "+path)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestOpenAPIDescribesEveryAdminRoute starts the gatehouse app and compares
+// the admin routes it registers (every provider's, and the documents'
+// own) with the operations of the admin API's OpenAPI document: a route
+// without an operation, or an operation without a route, fails.
+func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &App{DataDir: t.TempDir()}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	h, err := a.AdminHandler(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := h.Patterns()
+	for _, rt := range new(AdminAPI).Routes() {
+		if rt.Pattern != "/gatehouse/" {
+			registered = append(registered, http.MethodGet+" "+rt.Pattern)
+		}
+	}
+	if len(registered) < 30 {
+		t.Fatalf("only %d admin routes registered: %v", len(registered), registered)
+	}
+	described := operations(loadDocument(t, openapi.Admin))
+	for _, p := range registered {
+		if !slices.Contains(described, p) {
+			t.Errorf("admin route %q has no operation in caddymodule/openapi/admin.json", p)
+		}
+	}
+	for _, op := range described {
+		if !slices.Contains(registered, op) {
+			t.Errorf("operation %q of caddymodule/openapi/admin.json is no admin route", op)
+		}
+	}
+}
+
+func TestOpenAPIESADocumentIsValid(t *testing.T) {
+	ops := operations(loadDocument(t, openapi.ESA))
+	want := []string{"GET /manage/users/v1/profile/{username}", "POST /auth/v1/authenticate", "POST /auth/v1/start2fa",
+		"POST /manage/users/v1/deprovision", "POST /manage/users/v1/provisionmobileapp",
+		"POST /manage/users/v1/provisiontextmessage", "POST /manage/users/v1/unlock"}
+	if !slices.Equal(ops, want) {
+		t.Errorf("ESA operations %v; want %v", ops, want)
+	}
+}
+
+func TestOpenAPIDocumentsServed(t *testing.T) {
+	for path, doc := range map[string][]byte{AdminOpenAPIPath: openapi.Admin, ESAOpenAPIPath: openapi.ESA} {
+		var serve caddy.AdminHandler
+		for _, rt := range new(AdminAPI).Routes() {
+			if rt.Pattern == path {
+				serve = rt.Handler
+			}
+		}
+		if serve == nil {
+			t.Fatalf("no admin route %s", path)
+		}
+		rec := httptest.NewRecorder()
+		if err := serve.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil)); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" || !slices.Equal(rec.Body.Bytes(), doc) {
+			t.Errorf("GET %s: %d %s, %d bytes", path, rec.Code, rec.Header().Get("Content-Type"), rec.Body.Len())
+		}
+		rec = httptest.NewRecorder()
+		serve.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, nil))
+		if rec.Code != http.StatusMethodNotAllowed || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Errorf("POST %s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+}
