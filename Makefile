@@ -24,15 +24,19 @@ run: $(BIN)
 	@mkdir -p data
 	./$(BIN) run --config Caddyfile.example --adapter caddyfile
 
-# Tools the tests drive as real, independent clients and servers.
-APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium
+# Tools the tests drive as real, independent clients and servers, and the
+# libraries the assertion snippets of docs/upstreams.md run with: Debian's
+# python3-jwt (for /usr/bin/python3) and npm's jose (in tools/jsverify).
+APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium node:nodejs npm:npm
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	/usr/bin/python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || missing="$$missing python3-jwt python3-cryptography"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@[ -d tools/jsverify/node_modules/jose ] || npm ci --prefix tools/jsverify --no-audit --no-fund --silent
 
 vet:
 	$(GO) vet ./...
