@@ -9,7 +9,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './bench/out/*' 2>/dev/null
 TEST_TIMEOUT ?= 12m
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test unit integration vet fuzz bench xcaddy tools clean
+.PHONY: all build run test unit integration vet fuzz bench xcaddy tools docs-check clean
 
 all: build
 
@@ -27,7 +27,7 @@ run: $(BIN)
 # Tools the tests drive as real, independent clients and servers, and the
 # libraries the assertion snippets of docs/upstreams.md run with: Debian's
 # python3-jwt (for /usr/bin/python3) and npm's jose (in tools/jsverify).
-APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium node:nodejs npm:npm
+APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium node:nodejs npm:npm jq:jq
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -41,9 +41,15 @@ tools:
 vet:
 	$(GO) vet ./...
 
-test: tools $(BIN) vet
+test: tools $(BIN) vet docs-check
 	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 \
 	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Runs the documentation's shell blocks marked runnable (```sh runnable)
+# against bin/caddy with Caddyfile.example, as `make run` runs it, on the
+# same fixed ports (2019, 8443, 8001, 9080).
+docs-check: tools $(BIN)
+	tools/docs-check.sh $(abspath $(BIN))
 
 # Every fuzz target for FUZZTIME each (the seeds also run in `make test`).
 fuzz:
