@@ -8,7 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the caddyfile adapter
-	_ "github.com/caddyserver/caddy/v2/modules/standard"           // reverse_proxy, tls, …
+	_ "github.com/caddyserver/caddy/v2/modules/standard"          // reverse_proxy, tls, …
 )
 
 const caddyfileReference = "../docs/operators/caddyfile.md"
