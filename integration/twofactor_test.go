@@ -210,14 +210,18 @@ func TestESAHTTPLevelErrors(t *testing.T) {
 		if res.Status != c.status || res.Body != "" {
 			t.Errorf("%s: HTTP %d body %q, want %d with an empty body", c.name, res.Status, res.Body, c.status)
 		}
+		harness.CheckESAAnswer(t, "POST", "/auth/v1/start2fa", res.Status, res.Headers, []byte(res.Body))
 	}
 	res := harness.Curl(t, "-u", ti.auth.Username+":"+ti.auth.Password, "-d", body, ti.esaURL()+"/manage/users/v1/unlock")
 	if res.Status != 403 || res.Body != "" {
 		t.Errorf("auth-only on the User Management API: %d %q", res.Status, res.Body)
 	}
-	if res := harness.Curl(t, ti.esaURL()+"/manage/users/v1/profile/alice"); res.Status != 401 || res.Body != "" {
+	harness.CheckESAAnswer(t, "POST", "/manage/users/v1/unlock", res.Status, res.Headers, []byte(res.Body))
+	res = harness.Curl(t, ti.esaURL()+"/manage/users/v1/profile/alice")
+	if res.Status != 401 || res.Body != "" {
 		t.Errorf("profile without credentials: %d %q", res.Status, res.Body)
 	}
+	harness.CheckESAAnswer(t, "GET", "/manage/users/v1/profile/alice", res.Status, res.Headers, []byte(res.Body))
 	// Deleted credentials stop working at once.
 	ti.MustAdmin(t, 204, "DELETE", "/gatehouse/api-credentials/auth-only", nil)
 	res = harness.Curl(t, "-u", ti.auth.Username+":"+ti.auth.Password, "-d", body, ti.esaURL()+"/auth/v1/start2fa")
