@@ -57,6 +57,24 @@ type Event struct {
 	// Reason explains the outcome in words (why a request was refused, what
 	// was issued or changed).
 	Reason string `json:"reason,omitempty"`
+	// Actor is the signed-in console user who made the change, when it
+	// was made in the console (see WithActor); empty for the admin API.
+	Actor string `json:"actor,omitempty"`
+}
+
+// actorKey is the context key of WithActor.
+type actorKey struct{}
+
+// WithActor returns ctx naming the console user acting in it: the audit
+// events recorded for the admin calls made with ctx carry it as Actor.
+func WithActor(ctx context.Context, username string) context.Context {
+	return context.WithValue(ctx, actorKey{}, username)
+}
+
+// ActorOf returns the user WithActor named in ctx, or "".
+func ActorOf(ctx context.Context) string {
+	name, _ := ctx.Value(actorKey{}).(string)
+	return name
 }
 
 // maxField bounds each text field of an event: a client controls the
@@ -67,7 +85,7 @@ const maxField = 1024
 // clip cuts every text field to maxField bytes, on a UTF-8 boundary,
 // marking the cut with "…".
 func (e *Event) clip() {
-	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason} {
+	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason, &e.Actor} {
 		if len(*f) > maxField {
 			cut := maxField - len("…")
 			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart((*f)[cut]); back++ {
@@ -430,7 +448,7 @@ func (l *Log) logEvent(e Event) {
 	l.logger.Info("audit",
 		zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
 		zap.String("credential", e.Credential), zap.String("remote_ip", e.RemoteIP),
-		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason))
+		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason), zap.String("actor", e.Actor))
 }
 
 // eventKey orders keys newest first: the inverted timestamp, then a random

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -111,6 +112,7 @@ type App struct {
 
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // set by the two-factor extension
+	console   *console.Console   // served by the handlers that accept sessions
 }
 
 // CaddyModule returns the Caddy module information.
@@ -273,6 +275,7 @@ func (a *App) start() (err error) {
 
 	a.mu.Lock()
 	a.engine, a.admin = e, admin
+	a.console = console.New(e, admin, a.twoFactor)
 	a.mu.Unlock()
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil
@@ -369,6 +372,16 @@ func (a *App) AdminHandler(ctx context.Context) (*adminapi.Handler, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.admin, nil
+}
+
+// Console returns the web console once the app started.
+func (a *App) Console(ctx context.Context) (*console.Console, error) {
+	if _, err := a.Engine(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.console, nil
 }
 
 // extension adds one part of Gatehouse to a starting engine: it registers

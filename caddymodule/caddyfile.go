@@ -164,6 +164,18 @@ func onOff(d *caddyfile.Dispenser) (bool, error) {
 	return false, d.Errf("%q: want on or off", d.Val())
 }
 
+// oneOnOff reads the single on/off argument of an option.
+func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
+	if !d.NextArg() {
+		return false, d.ArgErr()
+	}
+	on, err := onOff(d)
+	if err == nil && d.NextArg() {
+		err = d.ArgErr()
+	}
+	return on, err
+}
+
 // parseHandler parses the gatehouse directive:
 //
 //	gatehouse {
@@ -171,6 +183,7 @@ func onOff(d *caddyfile.Dispenser) (bool, error) {
 //		public   <path pattern>...
 //		audience <aud>
 //		appkey_query on|off
+//		console on|off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -201,17 +214,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "appkey_query":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			on, err := onOff(d)
+			on, err := oneOnOff(d)
 			if err != nil {
 				return err
 			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 			h.NoAppKeyQuery = !on
+		case "console":
+			on, err := oneOnOff(d)
+			if err != nil {
+				return err
+			}
+			h.NoConsole = !on
 		default:
 			return d.Errf("unknown gatehouse directive option %q", d.Val())
 		}

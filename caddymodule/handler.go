@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
@@ -38,6 +40,11 @@ type Handler struct {
 	// application keys are accepted only in the appKey header, and a
 	// request with the parameter is refused (never forwarded).
 	NoAppKeyQuery bool `json:"no_appkey_query,omitempty"`
+	// NoConsole hides the web console (/gatehouse/console/ and
+	// /gatehouse/account) on this route; requests to those paths are then
+	// handled like any other. The console is served only on routes that
+	// accept "session".
+	NoConsole bool `json:"no_console,omitempty"`
 
 	app       *App
 	routeOnce sync.Once
@@ -112,6 +119,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		headers.Strip(r.Header)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
 		h.app.logger.Error("gatehouse route unavailable", zap.Error(err))
+		return nil
+	}
+	if console.Serves(r.URL.Path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {
+		c, err := h.app.Console(r.Context())
+		if err != nil {
+			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
+			return nil
+		}
+		c.ServeHTTP(w, r)
 		return nil
 	}
 	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {

@@ -28,7 +28,7 @@ func (p *Plugin) AdminRoutes() []adminapi.Route {
 func (p *Plugin) recordLifecycle(r *http.Request, kind, username, connector, reason string) {
 	p.engine.Audit.Record(audit.Event{Kind: kind, Username: username,
 		Credential: "connector:" + connector, RemoteIP: engine.ClientIP(r), Method: r.Method,
-		Path: r.URL.Path, Outcome: audit.OutcomeSuccess, Reason: reason})
+		Path: r.URL.Path, Outcome: audit.OutcomeSuccess, Reason: reason, Actor: audit.ActorOf(r.Context())})
 }
 
 func (p *Plugin) adminCreate(w http.ResponseWriter, r *http.Request) error {

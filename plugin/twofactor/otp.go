@@ -1,9 +1,11 @@
 package twofactor
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base32"
 	"strings"
+	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
@@ -112,4 +114,20 @@ func (s *Service) otpauthURI(username string, raw []byte) string {
 		return "" // cannot happen: issuer and account name are never empty
 	}
 	return key.URL()
+}
+
+// NewAppSecret returns a random authenticator-app secret for username that
+// is not enrolled: for an enrolment that takes effect only once the user
+// has shown a code of it (ValidTOTP), by EnrolApp with the secret.
+func (s *Service) NewAppSecret(username string) *Enrolment {
+	raw := make([]byte, generatedSecretBytes)
+	rand.Read(raw)
+	return &Enrolment{Username: username, URI: s.otpauthURI(username, raw), Secret: b32.EncodeToString(raw)}
+}
+
+// ValidTOTP reports whether presented is the TOTP code of secretB32 at
+// now or one time step either side of it.
+func ValidTOTP(secretB32, presented string, now time.Time) bool {
+	_, ok := matchTOTP(&secret{base32: secretB32}, presented, now.Unix())
+	return ok
 }

@@ -105,8 +105,14 @@ func SafeReturn(target string) string {
 	return target
 }
 
-// underPortal reports whether p, cleaned, is /gatehouse or below it.
+// underPortal reports whether p, cleaned, is /gatehouse or below it,
+// other than the console's pages (/gatehouse/console/… and
+// /gatehouse/account), which send browsers here to sign in and are
+// plain pages to come back to.
 func underPortal(p string) bool {
 	p = path.Clean(p)
+	if p == "/gatehouse/account" || p == "/gatehouse/console" || strings.HasPrefix(p, "/gatehouse/console/") {
+		return false
+	}
 	return p == "/gatehouse" || strings.HasPrefix(p, "/gatehouse/")
 }

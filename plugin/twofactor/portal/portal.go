@@ -608,7 +608,7 @@ func (p *Portal) enrol(w http.ResponseWriter, r *http.Request) {
 			invalid(err)
 			return
 		}
-		qr, err := qrDataURI(en.URI)
+		qr, err := QRDataURI(en.URI)
 		if err != nil {
 			p.fail(w, err)
 			return
@@ -621,8 +621,9 @@ func (p *Portal) enrol(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// qrDataURI renders uri as a QR code PNG in a data: URI.
-func qrDataURI(uri string) (template.URL, error) {
+// QRDataURI renders an otpauth URI as a QR code PNG in a data: URI (the
+// login portal's enrolment page and the console show it).
+func QRDataURI(uri string) (template.URL, error) {
 	key, err := otp.NewKeyFromURL(uri)
 	if err != nil {
 		return "", err

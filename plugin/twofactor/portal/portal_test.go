@@ -357,6 +357,11 @@ func TestSafeReturn(t *testing.T) {
 		"/gatehouse":                    "/",
 		"/gatehouse/../app/":            "/gatehouse/../app/",
 		"/gatehouseware":                "/gatehouseware",
+		"/gatehouse/console/users?q=a":  "/gatehouse/console/users?q=a",
+		"/gatehouse/console/":           "/gatehouse/console/",
+		"/gatehouse/account":            "/gatehouse/account",
+		"/gatehouse/console/../logout":  "/",
+		"/gatehouse/accounts":           "/",
 		"/" + strings.Repeat("a", 3000): "/",
 	} {
 		if got := SafeReturn(in); got != want {

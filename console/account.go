@@ -1,0 +1,135 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+const (
+	// pendingPrefix keeps a self-service authenticator secret, sealed,
+	// until the user confirms it with a code.
+	pendingPrefix   = "console/totp/"
+	pendingLifetime = 10 * time.Minute
+	sealContext     = "console-pending-totp"
+)
+
+type accountData struct {
+	User    account.UserView
+	Factors twofactor.StatusView
+	Keys    []appkey.View
+}
+
+func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
+	me := "/gatehouse/users/" + esc(v.user.Username)
+	var d accountData
+	if err := c.call(r, v, http.MethodGet, me, nil, &d.User); err != nil {
+		return nil, err
+	}
+	if err := c.call(r, v, http.MethodGet, me+"/otp", nil, &d.Factors); err != nil {
+		return nil, err
+	}
+	var keys []appkey.View
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys", nil, &keys); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Username == v.user.Username {
+			d.Keys = append(d.Keys, k)
+		}
+	}
+	return d, nil
+}
+
+// pendingKey is where the viewer's unconfirmed authenticator secret waits.
+func pendingKey(v *viewer) string { return pendingPrefix + session.DigestID(v.token) }
+
+// startTOTP draws a new authenticator secret for the viewer and shows it;
+// nothing changes until it is confirmed with a code (confirmTOTP). The
+// pending otpauth URI is kept sealed, bound to the account.
+func startTOTP(c *Console, r *http.Request, v *viewer, _ form) (outcome, error) {
+	en := c.twoFactor.NewAppSecret(v.user.Username)
+	sealed := c.engine.Keystore.Seal([]byte(en.URI), sealContext+"/"+v.user.ID)
+	if err := c.engine.Store.Put(r.Context(), pendingKey(v), sealed, pendingLifetime); err != nil {
+		return outcome{}, err
+	}
+	shown, err := newEnrolled(v.user.Username, en.URI)
+	if err != nil {
+		return outcome{}, err
+	}
+	return outcome{Notice: "Scan the code with your authenticator app, then enter the code it shows to finish.", Once: shown}, nil
+}
+
+// confirmTOTP enrols the pending secret once the code typed is one of it;
+// a wrong code shows the same secret again.
+func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+	ctx := r.Context()
+	expired := failure.Invalid("the setup has expired; start again")
+	sealed, err := c.engine.Store.Get(ctx, pendingKey(v))
+	if errors.Is(err, storage.ErrNotFound) {
+		return outcome{}, expired
+	}
+	if err != nil {
+		return outcome{}, err
+	}
+	uri, err := c.engine.Keystore.Open(sealed, sealContext+"/"+v.user.ID)
+	if err != nil {
+		return outcome{}, expired
+	}
+	shown, err := newEnrolled(v.user.Username, string(uri))
+	if err != nil {
+		return outcome{}, expired
+	}
+	code, ok := twofactor.NormalizeCode(f.get("code"))
+	if !ok || !twofactor.ValidTOTP(shown.Secret, code, c.now()) {
+		return outcome{Once: shown, Error: "That code is not one of the new secret. Check your authenticator's clock and try again."}, nil
+	}
+	in := map[string]any{"type": string(twofactor.TypeApp), "secret": shown.Secret}
+	if err := c.call(r, v, http.MethodPost, "/gatehouse/users/"+esc(v.user.Username)+"/otp", in, nil); err != nil {
+		return outcome{}, err
+	}
+	if err := c.engine.Store.Delete(ctx, pendingKey(v)); err != nil {
+		return outcome{}, err
+	}
+	return outcome{Notice: "Your authenticator app is set up. Your sessions were ended: sign in again with a code from it."}, nil
+}
+
+func accountPage() *page {
+	return &page{path: AccountPath, title: "Your account", tmpl: "account", load: loadAccount,
+		actions: map[string]action{
+			"password": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if err := c.reauthenticate(r, v, f.get("current_password")); err != nil {
+					return outcome{}, err
+				}
+				if f.get("password") != f.get("password_again") {
+					return outcome{}, failure.Invalid("the new password and its repetition differ")
+				}
+				err := c.call(r, v, http.MethodPatch, "/gatehouse/users/"+esc(v.user.Username), map[string]any{"password": f.get("password")}, nil)
+				return outcome{Notice: "Password changed. Your sessions were ended: sign in again."}, err
+			},
+			"totp-start":   startTOTP,
+			"totp-confirm": confirmTOTP,
+			"revoke-key": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				var k appkey.View
+				err := c.call(r, v, http.MethodGet, keyPath(f, ""), nil, &k)
+				if err == nil && k.Username != v.user.Username {
+					err = failure.NotFound("you have no application key %q", f.get("name"))
+				}
+				if err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Key " + k.Name + " revoked."}, c.call(r, v, http.MethodDelete, keyPath(f, ""), nil, nil)
+			},
+			"end-sessions": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				err := c.call(r, v, http.MethodDelete, "/gatehouse/users/"+esc(v.user.Username)+"/sessions", nil, nil)
+				return outcome{Notice: "All your sessions were ended, this one too."}, err
+			},
+		}}
+}

@@ -1,0 +1,426 @@
+// Package console is Gatehouse's web console: the operator pages under
+// /gatehouse/console/ (users, roles, application keys, connectors, ESA API
+// credentials, audit log) and the self-service page /gatehouse/account, on
+// the sites whose gatehouse handler accepts sessions.
+//
+// Every change is an in-process call of the admin API's own handler, so
+// the console has no second implementation of anything: the same
+// validation, the same service code and the same audit events, which name
+// the console user who acted (audit.Event.Actor). Pages are server-rendered
+// HTML that works without JavaScript, under a strict Content-Security-
+// Policy with no external assets.
+//
+// Who gets in: a session of the login portal (password and second factor)
+// of an active account holding a role with admin: true for the console
+// pages, of any active account for /gatehouse/account. A browser without a
+// live session is sent to the login portal; any other session (one an
+// application key opened, or one of an account without an admin role) gets
+// a 403 page.
+//
+// Every form POST must come from a page of the same origin (Sec-Fetch-Site,
+// Origin, else Referer), carry the console's SameSite=Strict cookie, and a
+// CSRF token bound to both that cookie and the session. Revealing an
+// application key and issuing connector certificates ask for the password
+// (or a fresh code) again.
+package console
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
+	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// Paths of the console.
+const (
+	// Prefix is the console's root page; its other pages are below it.
+	Prefix = "/gatehouse/console/"
+	// AccountPath is the self-service page of any signed-in user.
+	AccountPath = "/gatehouse/account"
+)
+
+// CookieName is the console's SameSite=Strict cookie: a random value that
+// a browser sends only with requests made from this site's own pages, to
+// which every form's CSRF token is bound.
+const CookieName = "__Secure-gatehouse_console"
+
+const (
+	cookieBytes = 32
+	cookieLen   = 43 // base64url of cookieBytes
+	csrfPurpose = "console-csrf"
+	cookiePath  = "/gatehouse/"
+)
+
+// Console serves the console's pages.
+type Console struct {
+	engine    *engine.Engine
+	admin     http.Handler
+	twoFactor *twofactor.Service
+	pages     map[string]*page
+	now       func() time.Time
+}
+
+// New returns the console of e. admin is the admin API's handler, which
+// every change goes through; twoFactor is the second-factor service (the
+// re-authentication codes, self-service enrolment).
+func New(e *engine.Engine, admin http.Handler, twoFactor *twofactor.Service) *Console {
+	c := &Console{engine: e, admin: admin, twoFactor: twoFactor, now: time.Now}
+	c.pages = map[string]*page{}
+	for _, p := range pages() {
+		c.pages[p.path] = p
+	}
+	return c
+}
+
+// Paths lists every URL path the console serves, the self-service page
+// included.
+func Paths() []string {
+	var out []string
+	for _, p := range pages() {
+		out = append(out, p.path)
+	}
+	return out
+}
+
+// Serves reports whether path is the console's: /gatehouse/console,
+// anything below it, or /gatehouse/account.
+func Serves(path string) bool {
+	return path == AccountPath || path == strings.TrimSuffix(Prefix, "/") || strings.HasPrefix(path, Prefix)
+}
+
+// viewer is the signed-in user a page is served to.
+type viewer struct {
+	user *account.User
+	// token is the session cookie's value; csrf the forms' token.
+	token, csrf string
+	admin       bool
+}
+
+// ServeHTTP serves a console request (see Serves).
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == strings.TrimSuffix(Prefix, "/") {
+		http.Redirect(w, r, Prefix, http.StatusFound)
+		return
+	}
+	p := c.pages[r.URL.Path]
+	v, ok := c.gate(w, r, p == nil || p.admin)
+	if !ok {
+		return
+	}
+	if p == nil {
+		c.message(w, v, http.StatusNotFound, "Not found", "There is no console page at this address.")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if p.download != nil && r.URL.Query().Get("format") == "csv" {
+			c.sendDownload(w, r, v, p)
+			return
+		}
+		c.show(w, r, v, p, http.StatusOK, outcome{})
+	case http.MethodPost:
+		f, ok := c.readForm(w, r, v)
+		if !ok {
+			return
+		}
+		act := p.actions[f.get("action")]
+		if act == nil {
+			c.show(w, r, v, p, http.StatusBadRequest, outcome{Error: "Unknown action."})
+			return
+		}
+		res, err := act(c, r, v, f)
+		switch {
+		case err == nil && res.Download != nil:
+			res.Download.write(w)
+		case err == nil && res.Error != "":
+			c.show(w, r, v, p, http.StatusBadRequest, res)
+		case err == nil:
+			c.show(w, r, v, p, http.StatusOK, res)
+		case failure.Status(err) < 500:
+			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
+		default:
+			c.fail(w, v, err)
+		}
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		c.message(w, v, http.StatusMethodNotAllowed, "Not allowed", "This page takes GET and POST only.")
+	}
+}
+
+// gate admits the signed-in user of r, or answers: a browser without a
+// live session goes to the login portal, a session that may not see the
+// page gets a 403 page. adminOnly pages need a role with admin: true.
+func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (*viewer, bool) {
+	ctx := r.Context()
+	ck, err := r.Cookie(session.CookieName)
+	if err != nil {
+		c.toLogin(w, r, false)
+		return nil, false
+	}
+	s, err := c.engine.Sessions.Lookup(ctx, ck.Value)
+	if _, refused := identity.AsRefusal(err); refused {
+		c.toLogin(w, r, true)
+		return nil, false
+	}
+	if err != nil {
+		c.fail(w, nil, err)
+		return nil, false
+	}
+	u, err := c.engine.Accounts.User(ctx, s.Username)
+	if failure.Status(err) == http.StatusNotFound || (err == nil && (u.ID != s.UserID || u.SessionEpoch != s.Epoch)) {
+		c.toLogin(w, r, true) // the account was deleted, or its sessions ended
+		return nil, false
+	}
+	if err != nil {
+		c.fail(w, nil, err)
+		return nil, false
+	}
+	reason := ""
+	admin := false
+	switch {
+	case !u.Active():
+		reason = "Your account is blocked."
+	case s.Origin != session.OriginLogin || !s.SecondFactor:
+		reason = "This session did not pass a second factor (an application key opened it). Sign in at the login page with your password and code."
+	default:
+		if admin, err = c.engine.Accounts.HasAdminRole(ctx, u); err != nil {
+			c.fail(w, nil, err)
+			return nil, false
+		}
+		if adminOnly && !admin {
+			reason = "The console is for administrators: none of your roles is an admin role."
+		}
+	}
+	if reason != "" {
+		c.engine.Audit.Record(audit.Event{Kind: "console", Username: u.Username, Credential: string(identity.MethodSession) + ":" + session.DigestID(ck.Value),
+			RemoteIP: engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: reason})
+		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
+		return nil, false
+	}
+	v := &viewer{user: u, token: ck.Value, admin: admin}
+	v.csrf = c.csrf(v, c.strictCookie(w, r))
+	return v, true
+}
+
+// toLogin sends a browser without a live session to the login portal,
+// clearing a dead session cookie; a form post gets a 401 page instead
+// (what it carried is not replayed after sign-in).
+func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, clear bool) {
+	if clear {
+		http.SetCookie(w, session.ClearCookie())
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		c.message(w, nil, http.StatusUnauthorized, "Sign in", "Your session has ended. Sign in again.")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, sessioncookie.LoginPath+"?return="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
+}
+
+// strictCookie returns the browser's console cookie, setting a new one
+// when it has none.
+func (c *Console) strictCookie(w http.ResponseWriter, r *http.Request) string {
+	if ck, err := r.Cookie(CookieName); err == nil && len(ck.Value) == cookieLen {
+		return ck.Value
+	}
+	value := twofactor.RandomToken(cookieBytes)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: value, Path: cookiePath, HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode})
+	return value
+}
+
+// csrf is the forms' token: bound to the session and the console cookie.
+func (c *Console) csrf(v *viewer, strict string) string {
+	return c.engine.Keystore.Index(csrfPurpose, []byte(v.token+"\n"+strict))
+}
+
+// readForm reads a POSTed form and checks where it comes from: a page of
+// this origin (SameOrigin), with the console cookie (only sent with
+// same-site requests) and the CSRF token bound to it and to the session.
+// A refused form changes nothing; the refusal is audited.
+func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (form, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	if err != nil {
+		c.message(w, v, http.StatusRequestEntityTooLarge, "Too large", "The form is too large.")
+		return form{}, false
+	}
+	f, err := parseForm(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		c.message(w, v, http.StatusBadRequest, "Bad form", "The form could not be read: "+err.Error()+".")
+		return form{}, false
+	}
+	ck, cookieErr := r.Cookie(CookieName)
+	reason := ""
+	switch {
+	case !SameOrigin(r):
+		reason = "the form was posted from another site"
+	case cookieErr != nil || len(ck.Value) != cookieLen:
+		reason = "the browser sent no console cookie"
+	case subtle.ConstantTimeCompare([]byte(f.get("csrf")), []byte(c.csrf(v, ck.Value))) != 1:
+		reason = "the CSRF token does not match the session"
+	}
+	if reason != "" {
+		c.engine.Audit.Record(audit.Event{Kind: "console", Username: v.user.Username, RemoteIP: engine.ClientIP(r),
+			Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: "console form refused: " + reason})
+		c.message(w, v, http.StatusForbidden, "Form refused",
+			"This form has expired or was not sent from this site. Reload the page and try again; nothing was changed.")
+		return form{}, false
+	}
+	return f, true
+}
+
+// SameOrigin reports whether a request comes from a page of its own
+// origin: fetch metadata says same-origin when sent, and the Origin header
+// (or, without one, the Referer) names https://<the request's host>. A
+// request with neither Origin nor Referer is not taken for same-origin.
+func SameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return false
+	}
+	if len(r.Header["Origin"]) > 1 || len(r.Header["Referer"]) > 1 {
+		return false
+	}
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+	}
+	u, err := url.Parse(from)
+	return from != "" && err == nil && u.Scheme == "https" && u.Host == r.Host && u.User == nil
+}
+
+// call makes the admin API call method path with the JSON of in (nil: no
+// body) in the name of v, and decodes its JSON answer into out (nil: none;
+// a *[]byte takes the raw body). An error answer is returned as a
+// failure.Error with the admin API's status and message.
+func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
+	body := []byte{}
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequestWithContext(audit.WithActor(r.Context(), v.user.Username), method, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.RemoteAddr, req.Host = r.RemoteAddr, r.Host
+	req.Header.Set("Content-Type", "application/json")
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	c.admin.ServeHTTP(rec, req)
+	if rec.status >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(rec.body.Bytes(), &e) != nil || e.Error == "" {
+			e.Error = http.StatusText(rec.status)
+		}
+		if rec.status == http.StatusServiceUnavailable {
+			return storage.ErrUnavailable
+		}
+		return &failure.Error{Status: rec.status, Message: e.Error}
+	}
+	switch dst := out.(type) {
+	case nil:
+		return nil
+	case *[]byte:
+		*dst = rec.body.Bytes()
+		return nil
+	default:
+		return json.Unmarshal(rec.body.Bytes(), out)
+	}
+}
+
+// recorder is the response of an in-process admin call.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (rec *recorder) Header() http.Header { return rec.header }
+
+func (rec *recorder) WriteHeader(status int) {
+	if !rec.wrote {
+		rec.status, rec.wrote = status, true
+	}
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	rec.wrote = true
+	return rec.body.Write(b)
+}
+
+// reauthenticate checks the confirmation v typed before a sensitive
+// action: the account's password, or a fresh code of its second factor
+// (6 digits: never a password, which has at least 8 characters). A wrong
+// one counts toward the lockout like one at the login portal.
+func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) error {
+	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
+	if confirm == "" {
+		return failure.Invalid("confirm with your password or a code from your authenticator")
+	}
+	if code, ok := twofactor.NormalizeCode(confirm); ok {
+		res, err := c.twoFactor.Verify(ctx, v.user, code)
+		if err != nil {
+			return err
+		}
+		if !res.OK {
+			c.twoFactor.Record(r, audit.Event{Username: v.user.Username, Credential: "console", Outcome: audit.OutcomeFailure,
+				Reason: "console re-authentication failed: " + res.Reason})
+			return failure.Invalid("the confirmation code is not right, was already used, or has expired")
+		}
+		return nil
+	}
+	attempt, locked, err := c.twoFactor.Try(ctx, v.user)
+	if err != nil {
+		return err
+	}
+	if locked {
+		attempt.Withdraw(ctx)
+		return failure.Invalid("your account is locked after too many failed attempts")
+	}
+	_, err = c.engine.Accounts.CheckPassword(ctx, v.user.Username, confirm)
+	if errors.Is(err, account.ErrBusy) {
+		attempt.Withdraw(ctx)
+		return failure.Invalid("the server is busy; your password was not checked, try again")
+	}
+	if _, refused := identity.AsRefusal(err); refused {
+		attempt.Failed(ctx, "wrong password")
+		c.twoFactor.Record(r, audit.Event{Username: v.user.Username, Credential: "console", Outcome: audit.OutcomeFailure,
+			Reason: "console re-authentication failed: wrong password"})
+		return failure.Invalid("the confirmation password is not right")
+	}
+	attempt.Withdraw(ctx)
+	return err
+}
+
+// fail answers an unexpected error: 503 when the store is down, 500
+// otherwise; the details go to the log only.
+func (c *Console) fail(w http.ResponseWriter, v *viewer, err error) {
+	c.engine.Logger.Error("console request failed", zap.Error(err))
+	status := http.StatusInternalServerError
+	if errors.Is(err, storage.ErrUnavailable) || failure.Status(err) == http.StatusServiceUnavailable {
+		status = http.StatusServiceUnavailable
+	}
+	c.message(w, v, status, "Unavailable", "The console is temporarily unavailable; nothing was changed. Try again in a moment.")
+}

@@ -1,0 +1,523 @@
+package console
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
+	"github.com/gatehouse-auth/gatehouse/plugin/connector"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/portal"
+)
+
+// page is one console URL: what it shows and the actions its forms post.
+type page struct {
+	path, title string
+	// tmpl names the page's template (templates/<tmpl>.html).
+	tmpl string
+	// admin pages need a role with admin: true.
+	admin bool
+	// load returns the page's data.
+	load func(c *Console, r *http.Request, v *viewer) (any, error)
+	// actions are the page's form posts, by the form's action field.
+	actions map[string]action
+	// download, when set, answers GET …?format=csv.
+	download func(c *Console, r *http.Request, v *viewer) (*download, error)
+}
+
+// action carries out one form post.
+type action func(c *Console, r *http.Request, v *viewer, f form) (outcome, error)
+
+// pages are the console's pages; every one is listed by Paths.
+func pages() []*page {
+	return []*page{
+		{path: Prefix, title: "Console", tmpl: "overview", admin: true, load: loadOverview},
+		usersPage(),
+		rolesPage(),
+		appKeysPage(),
+		connectorsPage(),
+		apiCredentialsPage(),
+		auditPage(),
+		accountPage(),
+	}
+}
+
+// esc escapes a name for an admin API path.
+func esc(name string) string { return url.PathEscape(name) }
+
+type overviewData struct {
+	Users, Roles, AppKeys, Connectors int
+}
+
+func loadOverview(c *Console, r *http.Request, v *viewer) (any, error) {
+	var d overviewData
+	var users []account.UserView
+	var roles []account.Role
+	var keys []appkey.View
+	var conns []connector.View
+	for _, l := range []struct {
+		path string
+		out  any
+		n    func() int
+	}{
+		{"/gatehouse/users", &users, func() int { return len(users) }},
+		{"/gatehouse/roles", &roles, func() int { return len(roles) }},
+		{"/gatehouse/appkeys", &keys, func() int { return len(keys) }},
+		{"/gatehouse/connectors", &conns, func() int { return len(conns) }},
+	} {
+		if err := c.call(r, v, http.MethodGet, l.path, nil, l.out); err != nil {
+			return nil, err
+		}
+	}
+	d.Users, d.Roles, d.AppKeys, d.Connectors = len(users), len(roles), len(keys), len(conns)
+	return d, nil
+}
+
+// ---- users ----
+
+const usersPerPage = 25
+
+type usersData struct {
+	Users                []account.UserView
+	Q                    string
+	Page, Pages, Total   int
+	PrevPage, NextPage   int
+	Roles                []account.Role
+	Detail               *account.UserView
+	Factors              *twofactor.StatusView
+	SMSAvailable         bool
+	DetailRoles, AllKeys []string
+}
+
+func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
+	q := r.URL.Query()
+	d := usersData{Q: strings.TrimSpace(q.Get("q")), SMSAvailable: c.twoFactor.SMSAvailable()}
+	var all []account.UserView
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/users", nil, &all); err != nil {
+		return nil, err
+	}
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/roles", nil, &d.Roles); err != nil {
+		return nil, err
+	}
+	needle := strings.ToLower(d.Q)
+	all = slices.DeleteFunc(all, func(u account.UserView) bool { return !strings.Contains(u.Username, needle) })
+	slices.SortFunc(all, func(a, b account.UserView) int { return strings.Compare(a.Username, b.Username) })
+	d.Total = len(all)
+	d.Pages = max(1, (d.Total+usersPerPage-1)/usersPerPage)
+	d.Page, _ = strconv.Atoi(q.Get("page"))
+	d.Page = min(max(d.Page, 1), d.Pages)
+	d.Users = all[(d.Page-1)*usersPerPage : min(d.Page*usersPerPage, d.Total)]
+	if d.Page > 1 {
+		d.PrevPage = d.Page - 1
+	}
+	if d.Page < d.Pages {
+		d.NextPage = d.Page + 1
+	}
+	if name := q.Get("username"); name != "" {
+		var u account.UserView
+		var st twofactor.StatusView
+		err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name), nil, &u)
+		if failure.Status(err) == http.StatusNotFound {
+			return d, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name)+"/otp", nil, &st); err != nil {
+			return nil, err
+		}
+		d.Detail, d.Factors = &u, &st
+	}
+	return d, nil
+}
+
+// enrolled is the one-time view of a new authenticator secret.
+type enrolled struct {
+	Username, URI, Secret string
+	QR                    template.URL
+}
+
+func newEnrolled(username, uri string) (*enrolled, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, err
+	}
+	qr, err := portal.QRDataURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	return &enrolled{Username: username, URI: uri, Secret: u.Query().Get("secret"), QR: qr}, nil
+}
+
+// userPath is the admin path of the user a users-page form names.
+func userPath(f form, below string) string { return "/gatehouse/users/" + esc(f.get("username")) + below }
+
+// roleList is the roles a form ticked; never nil.
+func roleList(f form) []string { return append([]string{}, f.all("roles")...) }
+
+func usersPage() *page {
+	patch := func(field string, value func(form) any, notice string) action {
+		return func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			err := c.call(r, v, http.MethodPatch, userPath(f, ""), map[string]any{field: value(f)}, nil)
+			return outcome{Notice: notice}, err
+		}
+	}
+	simple := func(method, below, notice string) action {
+		return func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			return outcome{Notice: notice}, c.call(r, v, method, userPath(f, below), nil, nil)
+		}
+	}
+	return &page{path: Prefix + "users", title: "Users", tmpl: "users", admin: true, load: loadUsers,
+		actions: map[string]action{
+			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				in := map[string]any{"username": f.get("username"), "roles": roleList(f)}
+				if pw := f.get("password"); pw != "" {
+					in["password"] = pw
+				}
+				if m := f.get("mobile_number"); m != "" {
+					in["mobile_number"] = m
+				}
+				var u account.UserView
+				if err := c.call(r, v, http.MethodPost, "/gatehouse/users", in, &u); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "User " + u.Username + " created."}, nil
+			},
+			"status": patch("status", func(f form) any { return f.get("status") }, "Status changed."),
+			"password": patch("password", func(f form) any { return f.get("password") },
+				"Password set; the user's sessions were ended."),
+			"roles":         patch("roles", func(f form) any { return roleList(f) }, "Roles saved."),
+			"mobile_number": patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved."),
+			"unlock":        simple(http.MethodPost, "/unlock", "Second factor unlocked."),
+			"end-sessions":  simple(http.MethodDelete, "/sessions", "The user's sessions were ended."),
+			"remove-factor": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Factor removed."}, c.call(r, v, http.MethodDelete, userPath(f, "/otp/"+esc(f.get("type"))), nil, nil)
+			},
+			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if f.get("username") == v.user.Username {
+					return outcome{}, failure.Invalid("you cannot delete your own account here")
+				}
+				return outcome{Notice: "User deleted."}, c.call(r, v, http.MethodDelete, userPath(f, ""), nil, nil)
+			},
+			"enrol": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				in := map[string]any{"type": f.get("type")}
+				if s := f.get("secret"); s != "" {
+					in["secret"] = s
+				}
+				if n := f.get("counter"); n != "" {
+					counter, err := strconv.ParseUint(n, 10, 64)
+					if err != nil {
+						return outcome{}, failure.Invalid("counter must be a whole number")
+					}
+					in["counter"] = counter
+				}
+				var out struct {
+					Username   string `json:"username"`
+					OTPAuthURI string `json:"otpauth_uri"`
+				}
+				if err := c.call(r, v, http.MethodPost, userPath(f, "/otp"), in, &out); err != nil {
+					return outcome{}, err
+				}
+				res := outcome{Notice: "Factor enrolled."}
+				if out.OTPAuthURI != "" {
+					en, err := newEnrolled(out.Username, out.OTPAuthURI)
+					if err != nil {
+						return outcome{}, err
+					}
+					res.Once = en
+				}
+				return res, nil
+			},
+		}}
+}
+
+// ---- roles ----
+
+type rolesData struct {
+	Roles []account.Role
+	Test  *roleTest
+}
+
+// roleTest answers "would this request be allowed?".
+type roleTest struct {
+	Username, Method, Path string
+	Allowed                bool
+	Why                    string
+}
+
+func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
+	var d rolesData
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/roles", nil, &d.Roles); err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	if q.Get("test_username") == "" {
+		return d, nil
+	}
+	t := &roleTest{Username: q.Get("test_username"), Method: strings.ToUpper(strings.TrimSpace(q.Get("test_method"))), Path: q.Get("test_path")}
+	d.Test = t
+	var u account.UserView
+	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username), nil, &u)
+	switch {
+	case failure.Status(err) < 500 && err != nil:
+		t.Why = failure.Message(err)
+		return d, nil
+	case err != nil:
+		return nil, err
+	case !account.IsClean(t.Path) || !strings.HasPrefix(t.Path, "/"):
+		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
+		return d, nil
+	case u.Status != account.StatusActive:
+		t.Why = "the account is " + string(u.Status)
+		return d, nil
+	}
+	for _, role := range d.Roles {
+		if !slices.Contains(u.Roles, role.Name) {
+			continue
+		}
+		for i, rule := range role.Rules {
+			if rule.Allows(t.Method, t.Path) {
+				t.Allowed, t.Why = true, "role "+role.Name+", rule "+strconv.Itoa(i+1)+" ("+strings.Join(rule.Methods, ",")+" "+strings.Join(rule.Paths, " ")+")"
+				return d, nil
+			}
+		}
+	}
+	t.Why = "no rule of the roles [" + strings.Join(u.Roles, ", ") + "] allows " + t.Method + " " + t.Path
+	return d, nil
+}
+
+// parseRules reads the rules textarea: one rule a line, its methods
+// (comma-separated) then its path patterns, separated by spaces.
+func parseRules(text string) ([]account.Rule, error) {
+	rules := []account.Rule{}
+	for n, line := range strings.Split(text, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) < 2 {
+			return nil, failure.Invalid("rules line %d: write the methods, then one or more paths (e.g. GET,POST /api/*)", n+1)
+		}
+		rules = append(rules, account.Rule{Methods: strings.Split(fields[0], ","), Paths: fields[1:]})
+	}
+	return rules, nil
+}
+
+func rolesPage() *page {
+	return &page{path: Prefix + "roles", title: "Roles", tmpl: "roles", admin: true, load: loadRoles,
+		actions: map[string]action{
+			"save": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				rules, err := parseRules(f.get("rules"))
+				if err != nil {
+					return outcome{}, err
+				}
+				role := account.Role{Name: f.get("name"), Rules: rules, Admin: f.get("admin") == "true"}
+				if err := account.ValidateName("role", role.Name); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Role " + role.Name + " saved."}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
+			},
+			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Role deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
+			},
+		}}
+}
+
+// ---- application keys ----
+
+// keyValue is a key value shown once.
+type keyValue struct{ Name, Key string }
+
+// parseTime reads a date (end of that day, UTC), a datetime-local value
+// (UTC) or an RFC 3339 time.
+func parseTime(field, s string) (*time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return &t, nil
+		}
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		t = t.Add(24*time.Hour - time.Second)
+		return &t, nil
+	}
+	return nil, failure.Invalid("%s must be a date (2026-12-31) or a time (2026-12-31T18:00, UTC)", field)
+}
+
+// splitList reads a list typed with commas, spaces or one item a line.
+func splitList(s string) []string {
+	return append([]string{}, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })...)
+}
+
+func keyPath(f form, below string) string { return "/gatehouse/appkeys/" + esc(f.get("name")) + below }
+
+func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
+	var keys []appkey.View
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys", nil, &keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// revealKey shows a key's value after the viewer confirmed who they are.
+func revealKey(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+	if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
+		return outcome{}, err
+	}
+	var out struct {
+		Key string `json:"key"`
+	}
+	if err := c.call(r, v, http.MethodGet, keyPath(f, "/key"), nil, &out); err != nil {
+		return outcome{}, err
+	}
+	return outcome{Once: keyValue{Name: f.get("name"), Key: out.Key}}, nil
+}
+
+func appKeysPage() *page {
+	return &page{path: Prefix + "appkeys", title: "Application keys", tmpl: "appkeys", admin: true, load: loadAppKeys,
+		actions: map[string]action{
+			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				expires, err := parseTime("expires_at", f.get("expires_at"))
+				if err != nil {
+					return outcome{}, err
+				}
+				in := map[string]any{"name": f.get("name"), "username": f.get("username"),
+					"ip_allowlist": splitList(f.get("ip_allowlist")), "description": f.get("description")}
+				if expires != nil {
+					in["expires_at"] = expires
+				}
+				var out appkey.Created
+				if err := c.call(r, v, http.MethodPost, "/gatehouse/appkeys", in, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Key " + out.Name + " created; it expires " + out.ExpiresAt.UTC().Format(time.RFC3339) + ".",
+					Once: keyValue{Name: out.Name, Key: out.Key}}, nil
+			},
+			"update": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				in := map[string]any{"ip_allowlist": splitList(f.get("ip_allowlist"))}
+				expires, err := parseTime("expires_at", f.get("expires_at"))
+				if err != nil {
+					return outcome{}, err
+				}
+				if expires != nil {
+					in["expires_at"] = expires
+				}
+				return outcome{Notice: "Key " + f.get("name") + " updated."}, c.call(r, v, http.MethodPatch, keyPath(f, ""), in, nil)
+			},
+			"reset-expiration": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Expiration of " + f.get("name") + " reset."}, c.call(r, v, http.MethodPost, keyPath(f, "/reset-expiration"), nil, nil)
+			},
+			"rotate": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				grace, err := strconv.ParseInt(strings.TrimSpace(f.get("grace_seconds")), 10, 64)
+				if err != nil && f.get("grace_seconds") != "" {
+					return outcome{}, failure.Invalid("grace_seconds must be a whole number")
+				}
+				var out struct {
+					Key string `json:"key"`
+				}
+				if err := c.call(r, v, http.MethodPost, keyPath(f, "/rotate"), map[string]any{"grace_seconds": grace}, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Key " + f.get("name") + " rotated.", Once: keyValue{Name: f.get("name"), Key: out.Key}}, nil
+			},
+			"reveal": revealKey,
+			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Key " + f.get("name") + " deleted."}, c.call(r, v, http.MethodDelete, keyPath(f, ""), nil, nil)
+			},
+			"purge-expired": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				var out struct {
+					Deleted int `json:"deleted"`
+				}
+				err := c.call(r, v, http.MethodPost, "/gatehouse/appkeys/purge-expired", nil, &out)
+				return outcome{Notice: strconv.Itoa(out.Deleted) + " expired key(s) deleted."}, err
+			},
+		}}
+}
+
+// ---- connectors ----
+
+type connectorsData struct {
+	Connectors []connector.View
+	Tokens     []connector.TokenView
+}
+
+func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
+	var d connectorsData
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/connectors", nil, &d.Connectors); err != nil {
+		return nil, err
+	}
+	return d, c.call(r, v, http.MethodGet, "/gatehouse/tokens", nil, &d.Tokens)
+}
+
+func connectorsPage() *page {
+	return &page{path: Prefix + "connectors", title: "Connectors", tmpl: "connectors", admin: true, load: loadConnectors,
+		actions: map[string]action{
+			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
+					return outcome{}, err
+				}
+				in := connector.CreateRequest{Name: f.get("name"), Username: f.get("username"), CSRPEM: strings.TrimSpace(f.get("csr_pem"))}
+				var out connector.Issued
+				if err := c.call(r, v, http.MethodPost, "/gatehouse/connectors", in, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Connector " + out.Name + " created; certificate " + out.Serial + " issued.", Once: out}, nil
+			},
+			"package": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
+					return outcome{}, err
+				}
+				var zipped []byte
+				err := c.call(r, v, http.MethodPost, "/gatehouse/connectors/"+esc(f.get("name"))+"/package",
+					connector.PackageRequest{Password: f.get("password")}, &zipped)
+				if err != nil {
+					return outcome{}, err
+				}
+				return outcome{Download: &download{name: f.get("name") + ".zip", contentType: "application/zip", body: zipped}}, nil
+			},
+			"revoke": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Connector " + f.get("name") + " revoked."},
+					c.call(r, v, http.MethodDelete, "/gatehouse/connectors/"+esc(f.get("name")), nil, nil)
+			},
+			"revoke-token": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "Token pair " + f.get("id") + " revoked."},
+					c.call(r, v, http.MethodDelete, "/gatehouse/tokens/"+esc(f.get("id")), nil, nil)
+			},
+		}}
+}
+
+// ---- ESA API credentials ----
+
+func apiCredentialsPage() *page {
+	return &page{path: Prefix + "api-credentials", title: "ESA API credentials", tmpl: "apicredentials", admin: true,
+		load: func(c *Console, r *http.Request, v *viewer) (any, error) {
+			var list []esa.CredentialView
+			return list, c.call(r, v, http.MethodGet, "/gatehouse/api-credentials", nil, &list)
+		},
+		actions: map[string]action{
+			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				in := map[string]any{"name": f.get("name"), "auth_api": f.get("auth_api") == "true",
+					"user_management_api": f.get("user_management_api") == "true"}
+				var out esa.NewCredentialView
+				if err := c.call(r, v, http.MethodPost, "/gatehouse/api-credentials", in, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "API credential " + out.Name + " created.", Once: out}, nil
+			},
+			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return outcome{Notice: "API credential " + f.get("name") + " deleted."},
+					c.call(r, v, http.MethodDelete, "/gatehouse/api-credentials/"+esc(f.get("name")), nil, nil)
+			},
+		}}
+}

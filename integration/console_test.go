@@ -1,0 +1,299 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/console"
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// consoleSite serves the console on a site that takes basic, app_key and
+// session credentials, and hides it (console off) on a second site.
+const consoleSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+		lockout_threshold 5
+		connector_servers https://localhost:{{.HTTPSPort}}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic app_key session
+		audience demo
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+https://localhost:{{.ESAPort}} {
+	tls internal
+	gatehouse {
+		accept session
+		console off
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// startConsole starts consoleSite with an admin role "admins" (allowed
+// everything) and a role "staff" (GET /app/*).
+func startConsole(t *testing.T) *harness.Instance {
+	t.Helper()
+	harness.RequireTool(t, "oathtool")
+	inst := harness.Start(t, consoleSite, harness.Options{})
+	waitTLS(t, inst.Ports.HTTPSPort)
+	waitTLS(t, inst.Ports.ESAPort)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/staff", `{"rules":[{"methods":["GET"],"paths":["/app/*"]}]}`)
+	return inst
+}
+
+// consoleUser creates a user with role and an authenticator app, and
+// returns the TOTP secret.
+func consoleUser(t *testing.T, inst *harness.Instance, name, role string) string {
+	t.Helper()
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{role}, "password": tfPassword})
+	var out struct {
+		OTPAuthURI string `json:"otpauth_uri"`
+	}
+	if st := inst.AdminJSON(t, "POST", "/gatehouse/users/"+name+"/otp", `{"type":"APP"}`, &out); st != 201 {
+		t.Fatalf("enrolling APP for %s: %d", name, st)
+	}
+	u, err := url.Parse(out.OTPAuthURI)
+	if err != nil || u.Query().Get("secret") == "" {
+		t.Fatalf("otpauth_uri %q", out.OTPAuthURI)
+	}
+	return u.Query().Get("secret")
+}
+
+// signIn signs name in at the portal with curl, with the password and
+// code, and returns the "browser".
+func signIn(t *testing.T, base, name, code string) *portalCurl {
+	t.Helper()
+	c := newPortalCurl(t, base)
+	c.do(base + "/gatehouse/login")
+	c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {name}, "password": {tfPassword}})
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {code}}); res.Status != 303 {
+		t.Fatalf("signing %s in: %d %s", name, res.Status, res.Body)
+	}
+	return c
+}
+
+// consolePost posts form to a console page as the site's own page would
+// (same Origin) unless extra headers say otherwise.
+func (c *portalCurl) consolePost(path string, form url.Values, extra ...string) harness.CurlResult {
+	c.t.Helper()
+	args := append([]string{"-d", form.Encode()}, extra...)
+	if !strings.Contains(strings.Join(extra, "\n"), "Origin:") {
+		args = append(args, "-H", "Origin: "+c.base)
+	}
+	return c.do(append(args, c.base+path)...)
+}
+
+// TestConsoleAccessGate: every console URL (listed by the console itself)
+// sends a browser without a session to the login portal and answers 403
+// to a user without an admin role, for GET and for a form post with a
+// valid token; a session an application key opened gets 403 even for an
+// admin; `console off` hands the paths to the upstream.
+func TestConsoleAccessGate(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	samSecret := consoleUser(t, inst, "sam", "staff")
+	rootSecret := consoleUser(t, inst, "root", "admins")
+
+	paths := console.Paths()
+	if len(paths) < 8 {
+		t.Fatalf("console.Paths() = %v", paths)
+	}
+	for _, p := range paths {
+		res := harness.Curl(t, "-H", "Accept: text/html", base+p)
+		if res.Status != 302 || res.Headers.Get("Location") != "/gatehouse/login?return="+url.QueryEscape(p) {
+			t.Errorf("GET %s without a session: %d %v", p, res.Status, res.Headers.Get("Location"))
+		}
+	}
+
+	sam := signIn(t, base, "sam", totpNow(t, samSecret))
+	own := sam.do(base + console.AccountPath)
+	if own.Status != 200 || !strings.Contains(own.Body, `id="signed-in-user">sam<`) || sam.csrf == "" {
+		t.Fatalf("sam's own account page: %d %s", own.Status, own.Body)
+	}
+	for _, p := range paths {
+		if p == console.AccountPath {
+			continue
+		}
+		if res := sam.do(base + p); res.Status != 403 || !strings.Contains(res.Body, "for administrators") {
+			t.Errorf("GET %s as a non-admin: %d", p, res.Status)
+		}
+		res := sam.consolePost(p, url.Values{"csrf": {sam.csrf}, "action": {"create"}, "username": {"mallory"}, "name": {"mallory"}, "password": {tfPassword}, "roles": {"admins"}})
+		if res.Status != 403 {
+			t.Errorf("POST %s as a non-admin: %d", p, res.Status)
+		}
+	}
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/users/mallory", nil)
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/roles/mallory", nil)
+
+	// An admin's application key opens a session on this route (it takes
+	// app_key): a session without a second factor, which the console refuses.
+	var key struct {
+		Key string `json:"key"`
+	}
+	if st := inst.AdminJSON(t, "POST", "/gatehouse/appkeys", `{"name":"rootkey","username":"root"}`, &key); st != 201 {
+		t.Fatalf("creating rootkey: %d", st)
+	}
+	opened := harness.Curl(t, "-H", "appKey: "+key.Key, base+"/app/x?x-gatehouse-session=true")
+	cookie, _, _ := strings.Cut(opened.Headers.Get("Set-Cookie"), ";")
+	if opened.Status != 200 || !strings.HasPrefix(cookie, "__Host-gatehouse_session=") {
+		t.Fatalf("opening an app-key session: %d %q", opened.Status, cookie)
+	}
+	for _, p := range paths {
+		if res := harness.Curl(t, "-b", cookie, base+p); res.Status != 403 || !strings.Contains(res.Body, "second factor") {
+			t.Errorf("GET %s with an app-key session: %d", p, res.Status)
+		}
+	}
+
+	// The admin gets in; on the site with `console off` the same path is
+	// forwarded to the upstream like any other.
+	root := signIn(t, base, "root", totpNow(t, rootSecret))
+	if res := root.do(base + console.Prefix); res.Status != 200 || !strings.Contains(res.Body, "Application keys") {
+		t.Fatalf("admin on the console: %d %s", res.Status, res.Body)
+	}
+	off := root.do(fmt.Sprintf("https://localhost:%d%s", inst.Ports.ESAPort, console.Prefix))
+	if echo := harness.ParseEcho(t, off.Body); echo.URI != console.Prefix || echo.Headers["X-Gatehouse-User"] != "root" {
+		t.Fatalf("console off: the upstream saw %+v", echo)
+	}
+}
+
+// TestConsoleFormsRefuseForgery: a console form post without the CSRF
+// token, with another session's token, or from another site changes
+// nothing; the same post done right creates the user.
+func TestConsoleFormsRefuseForgery(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	ops := signIn(t, base, "ops", totpNow(t, consoleUser(t, inst, "ops", "admins")))
+	if res := root.do(base + console.Prefix + "users"); res.Status != 200 {
+		t.Fatalf("users page: %d", res.Status)
+	}
+	if res := ops.do(base + console.Prefix + "users"); res.Status != 200 {
+		t.Fatalf("users page: %d", res.Status)
+	}
+	create := func(csrf string) url.Values {
+		return url.Values{"csrf": {csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}, "roles": {"admins"}}
+	}
+	for _, tc := range []struct {
+		name string
+		post func() harness.CurlResult
+	}{
+		{"no token", func() harness.CurlResult {
+			return root.consolePost(console.Prefix+"users", url.Values{"action": {"create"}, "username": {"eve"}, "password": {tfPassword}})
+		}},
+		{"another session's token", func() harness.CurlResult { return root.consolePost(console.Prefix+"users", create(ops.csrf)) }},
+		{"cross-site Origin", func() harness.CurlResult {
+			return root.consolePost(console.Prefix+"users", create(root.csrf), "-H", "Origin: https://evil.example")
+		}},
+		{"cross-site fetch metadata", func() harness.CurlResult {
+			return root.consolePost(console.Prefix+"users", create(root.csrf), "-H", "Sec-Fetch-Site: cross-site")
+		}},
+		{"session cookie without the SameSite=Strict console cookie", func() harness.CurlResult {
+			return harness.Curl(t, "-b", "__Host-gatehouse_session="+sessionCookie(t, root), "-H", "Origin: "+base,
+				"-d", create(root.csrf).Encode(), base+console.Prefix+"users")
+		}},
+	} {
+		if res := tc.post(); res.Status != 403 || !strings.Contains(res.Body, "nothing was changed") {
+			t.Errorf("%s: %d %s", tc.name, res.Status, res.Body)
+		}
+		inst.MustAdmin(t, 404, "GET", "/gatehouse/users/eve", nil)
+	}
+	if res := root.consolePost(console.Prefix+"users", create(root.csrf)); res.Status != 200 || !strings.Contains(res.Body, "User eve created") {
+		t.Fatalf("the same post from the console: %d %s", res.Status, res.Body)
+	}
+	inst.MustAdmin(t, 200, "GET", "/gatehouse/users/eve", nil)
+}
+
+// sessionCookie returns the session cookie value in c's jar.
+func sessionCookie(t *testing.T, c *portalCurl) string {
+	t.Helper()
+	jar, err := os.ReadFile(c.jar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`__Host-gatehouse_session\t(\S+)`).FindStringSubmatch(string(jar))
+	if m == nil {
+		t.Fatalf("no session cookie in %s", jar)
+	}
+	return m[1]
+}
+
+var onceSecret = regexp.MustCompile(`id="once-secret" class="secret" readonly value="([A-Z2-7]+)"`)
+
+// TestConsoleSelfService: a user replaces their authenticator app on
+// /gatehouse/account (taking effect only after a code of the new one),
+// signs in with it while the old one stops working, and revokes their own
+// application key but not someone else's.
+func TestConsoleSelfService(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	oldSecret := consoleUser(t, inst, "sam", "staff")
+	consoleUser(t, inst, "root", "admins")
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", `{"name":"samkey","username":"sam"}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", `{"name":"rootkey","username":"root"}`)
+	sam := signIn(t, base, "sam", totpNow(t, oldSecret))
+	page := sam.do(base + console.AccountPath)
+	if page.Status != 200 || !strings.Contains(page.Body, "samkey") || strings.Contains(page.Body, "rootkey") {
+		t.Fatalf("account page: %d %s", page.Status, page.Body)
+	}
+
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"rootkey"}}); res.Status != 404 {
+		t.Errorf("revoking someone else's key: %d", res.Status)
+	}
+	inst.MustAdmin(t, 200, "GET", "/gatehouse/appkeys/rootkey", nil)
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"samkey"}}); res.Status != 200 {
+		t.Errorf("revoking the own key: %d %s", res.Status, res.Body)
+	}
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/appkeys/samkey", nil)
+
+	started := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-start"}})
+	m := onceSecret.FindStringSubmatch(started.Body)
+	if started.Status != 200 || m == nil || !strings.Contains(started.Body, `src="data:image/png;base64,`) {
+		t.Fatalf("starting the enrolment: %d %s", started.Status, started.Body)
+	}
+	newSecret := m[1]
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {"000000"}}); res.Status != 400 ||
+		!strings.Contains(res.Body, newSecret) {
+		t.Fatalf("a wrong confirmation code: %d", res.Status)
+	}
+	// Not confirmed yet: nothing changed, so the session (which an
+	// enrolment would end) goes on.
+	if res := sam.do(base + console.AccountPath); res.Status != 200 {
+		t.Fatalf("after a wrong confirmation code the session got %d", res.Status)
+	}
+	confirmed := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {totpNow(t, newSecret)}})
+	if confirmed.Status != 200 || !strings.Contains(confirmed.Body, "authenticator app is set up") {
+		t.Fatalf("confirming: %d %s", confirmed.Status, confirmed.Body)
+	}
+	// The replacement ended the sessions: back to the portal.
+	if res := sam.do("-H", "Accept: text/html", base+console.AccountPath); res.Status != 302 {
+		t.Fatalf("after the replacement the old session got %d", res.Status)
+	}
+	// The old authenticator no longer signs in, the new one does (codes of
+	// the next step: the first sign-in used this one, and a user's codes
+	// are accepted once per step whatever the factor).
+	c := newPortalCurl(t, base)
+	c.do(base + "/gatehouse/login")
+	c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {"sam"}, "password": {tfPassword}})
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {totpNext(t, oldSecret)}}); res.Status == 303 {
+		t.Fatal("the replaced authenticator still signs in")
+	}
+	signIn(t, base, "sam", totpNext(t, newSecret))
+}
