@@ -158,7 +158,9 @@ func newEnrolled(username, uri string) (*enrolled, error) {
 }
 
 // userPath is the admin path of the user a users-page form names.
-func userPath(f form, below string) string { return "/gatehouse/users/" + esc(f.get("username")) + below }
+func userPath(f form, below string) string {
+	return "/gatehouse/users/" + esc(f.get("username")) + below
+}
 
 // roleList is the roles a form ticked; never nil.
 func roleList(f form) []string { return append([]string{}, f.all("roles")...) }
