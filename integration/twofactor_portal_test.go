@@ -174,30 +174,10 @@ func TestPortalLockoutCountsPasswordFailures(t *testing.T) {
 // TOTP code from oathtool, back to the page asked for with a session
 // cookie (HttpOnly, Secure, SameSite=Lax); then logout.
 func TestPortalInBrowser(t *testing.T) {
-	chromium := harness.RequireTool(t, "chromium")
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("kate", "")
 	secret := ti.enrolApp("kate")
-
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("ignore-certificate-errors", true), // tls internal: a CA made for this test
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
+	ctx := headlessChromium(t, 90*time.Second)
 	location := func() string {
 		t.Helper()
 		loc, err := chromedp.Run(ctx, chromedp.Location())
