@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
@@ -296,4 +297,67 @@ func TestConsoleSelfService(t *testing.T) {
 		t.Fatal("the replaced authenticator still signs in")
 	}
 	signIn(t, base, "sam", totpNext(t, newSecret))
+}
+
+var keyValueInput = regexp.MustCompile(`id="key-value" class="secret" readonly value="([^"]+)"`)
+
+// TestConsoleRevealAndExport: revealing a key asks for the password again
+// (a wrong one counts toward the lockout and reveals nothing); the audit
+// log exports as CSV naming the console user; unknown console URLs are 404.
+func TestConsoleRevealAndExport(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	root.do(base + console.Prefix + "appkeys")
+	created := root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"create"}, "name": {"k1"}, "username": {"root"},
+		"expires_at": {"2099-01-31"}, "ip_allowlist": {"127.0.0.1, 10.0.0.0/8"}})
+	m := keyValueInput.FindStringSubmatch(created.Body)
+	if created.Status != 200 || m == nil {
+		t.Fatalf("creating a key: %d %s", created.Status, created.Body)
+	}
+	value := m[1]
+	var view struct {
+		ExpiresAt   time.Time `json:"expires_at"`
+		IPAllowlist []string  `json:"ip_allowlist"`
+	}
+	inst.AdminJSON(t, "GET", "/gatehouse/appkeys/k1", nil, &view)
+	if view.ExpiresAt.Format(time.RFC3339) != "2099-01-31T23:59:59Z" || strings.Join(view.IPAllowlist, " ") != "127.0.0.1 10.0.0.0/8" {
+		t.Errorf("the key as created: %+v", view)
+	}
+	if page := root.do(base + console.Prefix + "appkeys"); strings.Contains(page.Body, value) {
+		t.Fatal("the appkeys page shows the key value again")
+	}
+
+	reveal := func(confirm string) harness.CurlResult {
+		return root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"reveal"}, "name": {"k1"}, "confirm": {confirm}})
+	}
+	if res := reveal(""); res.Status != 400 || strings.Contains(res.Body, value) {
+		t.Errorf("reveal without confirmation: %d", res.Status)
+	}
+	if res := reveal("not my password"); res.Status != 400 || strings.Contains(res.Body, value) {
+		t.Errorf("reveal with a wrong password: %d", res.Status)
+	}
+	var st struct {
+		Failures int `json:"consecutive_failures"`
+	}
+	if inst.AdminJSON(t, "GET", "/gatehouse/users/root/otp", nil, &st); st.Failures != 1 {
+		t.Errorf("a wrong confirmation counted %d failures, want 1", st.Failures)
+	}
+	if res := reveal(tfPassword); res.Status != 200 || !strings.Contains(res.Body, value) {
+		t.Errorf("reveal with the password: %d", res.Status)
+	}
+
+	csv := root.do(base + console.Prefix + "audit?kind=appkey&format=csv")
+	lines := strings.Split(strings.TrimSpace(csv.Body), "\n")
+	if csv.Status != 200 || !strings.HasPrefix(csv.Headers.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(csv.Headers.Get("Content-Disposition"), "attachment") ||
+		lines[0] != "time,kind,outcome,username,actor,credential,remote_ip,method,path,reason" {
+		t.Fatalf("CSV export: %d %v\n%s", csv.Status, csv.Headers, csv.Body)
+	}
+	if !strings.Contains(lines[1], ",appkey,success,root,root,app_key:k1,") || !strings.HasSuffix(lines[1], ",key value revealed") {
+		t.Errorf("newest appkey event in the CSV: %q", lines[1])
+	}
+	if res := root.do(base + console.Prefix + "nope"); res.Status != 404 {
+		t.Errorf("unknown console page: %d", res.Status)
+	}
 }

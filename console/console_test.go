@@ -1,0 +1,141 @@
+package console
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestSameOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers map[string][]string
+		want    bool
+	}{
+		{"own Origin", map[string][]string{"Origin": {"https://site.example"}}, true},
+		{"own Referer, no Origin", map[string][]string{"Referer": {"https://site.example/gatehouse/console/users"}}, true},
+		{"fetch metadata same-origin", map[string][]string{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"https://site.example"}}, true},
+		{"neither Origin nor Referer", nil, false},
+		{"other Origin", map[string][]string{"Origin": {"https://evil.example"}}, false},
+		{"other port", map[string][]string{"Origin": {"https://site.example:8443"}}, false},
+		{"plain http", map[string][]string{"Origin": {"http://site.example"}}, false},
+		{"Origin null", map[string][]string{"Origin": {"null"}}, false},
+		{"other Referer", map[string][]string{"Referer": {"https://evil.example/site.example"}}, false},
+		{"same-site subdomain", map[string][]string{"Sec-Fetch-Site": {"same-site"}, "Origin": {"https://site.example"}}, false},
+		{"cross-site", map[string][]string{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://site.example"}}, false},
+		{"two Origins", map[string][]string{"Origin": {"https://site.example", "https://evil.example"}}, false},
+		{"user info", map[string][]string{"Referer": {"https://a@site.example/"}}, false},
+	} {
+		r := httptest.NewRequest("POST", "https://site.example/gatehouse/console/users", nil)
+		for k, v := range tc.headers {
+			r.Header[k] = v
+		}
+		if got := SameOrigin(r); got != tc.want {
+			t.Errorf("%s: SameOrigin = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestServes(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/gatehouse/console": true, "/gatehouse/console/": true, "/gatehouse/console/users": true, "/gatehouse/account": true,
+		"/gatehouse/consoles": false, "/gatehouse/accounts": false, "/gatehouse/login": false, "/app/gatehouse/console/": false,
+	} {
+		if Serves(path) != want {
+			t.Errorf("Serves(%q) = %v", path, !want)
+		}
+	}
+	for _, p := range Paths() {
+		if !Serves(p) {
+			t.Errorf("Paths lists %q, which Serves does not claim", p)
+		}
+	}
+}
+
+func TestParseRules(t *testing.T) {
+	rules, err := parseRules("GET,POST /api/* /status\n\n  * *  \r\n")
+	if err != nil || len(rules) != 2 || strings.Join(rules[0].Methods, ",") != "GET,POST" ||
+		strings.Join(rules[0].Paths, " ") != "/api/* /status" || rules[1].Paths[0] != "*" {
+		t.Fatalf("parseRules = %+v, %v", rules, err)
+	}
+	if _, err := parseRules("GET\n"); err == nil {
+		t.Error("a rule without a path was accepted")
+	}
+	if rules, err := parseRules(""); err != nil || rules == nil || len(rules) != 0 {
+		t.Errorf("no rules: %+v %v (want an empty, non-nil list)", rules, err)
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-12-31":           "2026-12-31T23:59:59Z",
+		"2026-12-31T18:00":     "2026-12-31T18:00:00Z",
+		"2026-12-31T18:00:05":  "2026-12-31T18:00:05Z",
+		"2026-12-31T18:00:00Z": "2026-12-31T18:00:00Z",
+	} {
+		got, err := parseTime("expires_at", in)
+		if err != nil || got.UTC().Format(time.RFC3339) != want {
+			t.Errorf("parseTime(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if got, err := parseTime("x", " "); got != nil || err != nil {
+		t.Errorf("empty time: %v %v", got, err)
+	}
+	if _, err := parseTime("expires_at", "tomorrow"); err == nil || !strings.Contains(err.Error(), "expires_at") {
+		t.Errorf("a bad time: %v", err)
+	}
+}
+
+func TestCSVSafe(t *testing.T) {
+	for in, want := range map[string]string{"=cmd|' /C calc'!A0": "'=cmd|' /C calc'!A0", "+1": "'+1", "-x": "'-x",
+		"@SUM(1)": "'@SUM(1)", "/app": "/app", "": "", "alice": "alice"} {
+		if got := csvSafe(in); got != want {
+			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseForm(t *testing.T) {
+	const ct = "application/x-www-form-urlencoded"
+	f, err := parseForm(ct, []byte("csrf=ab&action=roles&roles=a&roles=b&username=al%C3%A9"))
+	if err != nil || f.get("action") != "roles" || len(f.all("roles")) != 2 || f.get("username") != "alé" || f.has("password") {
+		t.Fatalf("parseForm = %+v, %v", f, err)
+	}
+	for name, tc := range map[string]struct{ ct, body string }{
+		"JSON":             {"application/json", `{"a":1}`},
+		"repeated field":   {ct, "action=a&action=b"},
+		"NUL":              {ct, "username=a%00b"},
+		"invalid UTF-8":    {ct, "username=%ff"},
+		"malformed":        {ct, "a=%zz"},
+		"too long a field": {ct, "description=" + strings.Repeat("a", maxFieldBytes+1)},
+		"too large":        {ct, "a=" + strings.Repeat("b", maxFormBytes)},
+	} {
+		if _, err := parseForm(tc.ct, []byte(tc.body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseForm(f *testing.F) {
+	for _, s := range []string{"csrf=a&action=create&roles=x&roles=y", "a=%zz", "username=%ff", "x=1&x=2", "=&&=", "roles=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		form, err := parseForm("application/x-www-form-urlencoded", []byte(body))
+		if err != nil {
+			return
+		}
+		for name, vs := range form.values {
+			if len(vs) > 1 && !multiValued[name] {
+				t.Fatalf("field %q accepted %d times", name, len(vs))
+			}
+			for _, v := range vs {
+				if len(v) > maxFieldBytes || strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+					t.Fatalf("field %q accepted value %q", name, v)
+				}
+			}
+		}
+	})
+}
