@@ -127,7 +127,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys("#conn-name", "edge"), chromedp.SendKeys("#conn-username", "root"),
 		chromedp.SendKeys("#conn-confirm", tfPassword), chromedp.Click("#create-connector"),
 		chromedp.WaitVisible("#once-key"))
-	shot("connectors")
 	const pkgPassword = "package password 1"
 	run("download package",
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
@@ -142,6 +141,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	files := unzip(t, zipped)
 	pfx := writeFile(t, t.TempDir(), "certificates.pfx", string(files["certificates.pfx"]))
 	openPKCS12(t, pfx, pkgPassword, filepath.Join(t.TempDir(), "edge.crt"), "-clcerts", "-nokeys")
+	run("connectors page", chromedp.Navigate(base+console.Prefix+"connectors"), chromedp.WaitVisible("#conn-name"))
+	shot("connectors")
 
 	// The audit log names the console user for each of those actions.
 	run("audit", chromedp.Navigate(base+console.Prefix+"audit?username=bob"), chromedp.WaitVisible("#events"))
