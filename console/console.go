@@ -26,6 +26,7 @@ package console
 
 import (
 	"bytes"
+	_ "embed"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,13 @@ const (
 	Prefix = "/gatehouse/console/"
 	// AccountPath is the self-service page of any signed-in user.
 	AccountPath = "/gatehouse/account"
+	// ScriptPath is the console's one script (copy buttons); the pages work
+	// without it.
+	ScriptPath = Prefix + "copy.js"
 )
+
+//go:embed static/copy.js
+var copyScript []byte
 
 // CookieName is the console's SameSite=Strict cookie: a random value that
 // a browser sends only with requests made from this site's own pages, to
@@ -93,7 +100,7 @@ func New(e *engine.Engine, admin http.Handler, twoFactor *twofactor.Service) *Co
 // Paths lists every URL path the console serves, the self-service page
 // included.
 func Paths() []string {
-	var out []string
+	out := []string{ScriptPath}
 	for _, p := range pages() {
 		out = append(out, p.path)
 	}
@@ -123,6 +130,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := c.pages[r.URL.Path]
 	v, ok := c.gate(w, r, p == nil || p.admin)
 	if !ok {
+		return
+	}
+	if r.URL.Path == ScriptPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		securityHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Write(copyScript)
 		return
 	}
 	if p == nil {

@@ -54,7 +54,7 @@ a{color:#1d4ed8}`
 var contentSecurityPolicy = func() string {
 	sum := sha256.Sum256([]byte(css))
 	return "default-src 'self'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"'; img-src 'self' data:; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }()
 
 var funcs = template.FuncMap{

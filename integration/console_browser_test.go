@@ -101,6 +101,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys("#key-name", "bobkey"), chromedp.SendKeys("#key-username", "bob"),
 		chromedp.SendKeys("#key-description", "inventory sync"), chromedp.Click("#create-key"),
 		chromedp.WaitVisible("#key-value"))
+	// The copy button is shown by the console's script, which the
+	// Content-Security-Policy lets run.
+	run("copy button", chromedp.WaitVisible(`button[data-copy="key-value"]`))
 	key, err := chromedp.Run(ctx, chromedp.Value("#key-value"))
 	if err != nil || key == "" {
 		t.Fatalf("key value: %q %v", key, err)
