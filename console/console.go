@@ -26,8 +26,8 @@ package console
 
 import (
 	"bytes"
-	_ "embed"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"io"
