@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
 // consoleSite serves the console on a site that takes basic, app_key and
@@ -21,6 +22,7 @@ const consoleSite = `{
 	auto_https disable_redirects
 	gatehouse {
 		data_dir {{.DataDir}}
+		{{with .RedisURL}}storage {{.}}{{end}}
 		lockout_threshold 5
 		connector_servers https://localhost:{{.HTTPSPort}}
 	}
@@ -49,10 +51,14 @@ http://:{{.UpstreamPort}} {
 
 // startConsole starts consoleSite with an admin role "admins" (allowed
 // everything) and a role "staff" (GET /app/*).
-func startConsole(t *testing.T) *harness.Instance {
+func startConsole(t *testing.T) *harness.Instance { return startConsoleOn(t, "") }
+
+// startConsoleOn is startConsole with the state in the Redis server at
+// redisURL ("": Badger).
+func startConsoleOn(t *testing.T, redisURL string) *harness.Instance {
 	t.Helper()
 	harness.RequireTool(t, "oathtool")
-	inst := harness.Start(t, consoleSite, harness.Options{})
+	inst := harness.Start(t, consoleSite, harness.Options{RedisURL: redisURL})
 	waitTLS(t, inst.Ports.HTTPSPort)
 	waitTLS(t, inst.Ports.ESAPort)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
@@ -360,4 +366,33 @@ func TestConsoleRevealAndExport(t *testing.T) {
 	if res := root.do(base + console.Prefix + "nope"); res.Status != 404 {
 		t.Errorf("unknown console page: %d", res.Status)
 	}
+}
+
+// TestConsoleStoreDown: with Redis down the console answers a 503 page
+// and changes nothing; once Redis is back it works again.
+func TestConsoleStoreDown(t *testing.T) {
+	srv := redistest.Start(t)
+	inst := startConsoleOn(t, srv.URL())
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	if res := root.do(base + console.Prefix + "users"); res.Status != 200 {
+		t.Fatalf("users page: %d", res.Status)
+	}
+	srv.Stop()
+	create := url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}}
+	if res := root.consolePost(console.Prefix+"users", create); res.Status != 503 || !strings.Contains(res.Body, "nothing was changed") {
+		t.Errorf("creating a user with Redis down: %d %s", res.Status, res.Body)
+	}
+	if res := root.do(base + console.Prefix + "users"); res.Status != 503 {
+		t.Errorf("users page with Redis down: %d", res.Status)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for root.do(base+console.Prefix+"users").Status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the console did not come back with Redis")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/users/eve", nil)
 }
