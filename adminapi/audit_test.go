@@ -53,3 +53,30 @@ func TestAuditSaysWhoAndWhat(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditNamesTheActor: an admin call made in the name of a console
+// user (audit.WithActor) records that user as the actor; a plain admin
+// API call records none.
+func TestAuditNamesTheActor(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	h := adminapi.NewHandler(e, adminapi.NewCore(e))
+	for _, actor := range []string{"", "root"} {
+		r := httptest.NewRequest(http.MethodPut, "/gatehouse/roles/r"+actor, strings.NewReader(`{"rules":[]}`))
+		r = r.WithContext(audit.WithActor(r.Context(), actor))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("PUT: %d %s", w.Code, w.Body)
+		}
+	}
+	e.Audit.Flush()
+	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 10})
+	if err != nil || len(events) != 2 {
+		t.Fatalf("events: %+v %v", events, err)
+	}
+	for _, ev := range events {
+		if want := strings.TrimPrefix(ev.Path, "/gatehouse/roles/r"); ev.Actor != want {
+			t.Errorf("%s: actor %q, want %q", ev.Path, ev.Actor, want)
+		}
+	}
+}
