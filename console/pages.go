@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -53,31 +54,26 @@ func pages() []*page {
 // esc escapes a name for an admin API path.
 func esc(name string) string { return url.PathEscape(name) }
 
+// overviewData counts what the console manages.
 type overviewData struct {
 	Users, Roles, AppKeys, Connectors int
 }
 
 func loadOverview(c *Console, r *http.Request, v *viewer) (any, error) {
 	var d overviewData
-	var users []account.UserView
-	var roles []account.Role
-	var keys []appkey.View
-	var conns []connector.View
 	for _, l := range []struct {
 		path string
-		out  any
-		n    func() int
+		n    *int
 	}{
-		{"/gatehouse/users", &users, func() int { return len(users) }},
-		{"/gatehouse/roles", &roles, func() int { return len(roles) }},
-		{"/gatehouse/appkeys", &keys, func() int { return len(keys) }},
-		{"/gatehouse/connectors", &conns, func() int { return len(conns) }},
+		{"/gatehouse/users", &d.Users}, {"/gatehouse/roles", &d.Roles},
+		{"/gatehouse/appkeys", &d.AppKeys}, {"/gatehouse/connectors", &d.Connectors},
 	} {
-		if err := c.call(r, v, http.MethodGet, l.path, nil, l.out); err != nil {
+		var list []json.RawMessage
+		if err := c.call(r, v, http.MethodGet, l.path, nil, &list); err != nil {
 			return nil, err
 		}
+		*l.n = len(list)
 	}
-	d.Users, d.Roles, d.AppKeys, d.Connectors = len(users), len(roles), len(keys), len(conns)
 	return d, nil
 }
 
