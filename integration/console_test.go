@@ -396,3 +396,79 @@ func TestConsoleStoreDown(t *testing.T) {
 	}
 	inst.MustAdmin(t, 404, "GET", "/gatehouse/users/eve", nil)
 }
+
+// TestConsoleActions runs the console's other actions once each through
+// bin/caddy and checks their effect with the admin API.
+func TestConsoleActions(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	root.do(base + console.Prefix + "users") // a page with forms: the CSRF token
+	// view holds the fields of the admin API's answers the checks look at.
+	type view struct {
+		Types   []string `json:"credential_type"`
+		Roles   []string `json:"roles"`
+		Status  string   `json:"status"`
+		Mobile  string   `json:"mobile_number"`
+		Name    string   `json:"name"`
+		Revoked bool     `json:"revoked"`
+	}
+	var body view
+	admin := func(path string) int {
+		body = view{}
+		return inst.AdminJSON(t, "GET", path, nil, &body)
+	}
+	credentials := func() string { return string(inst.MustAdmin(t, 200, "GET", "/gatehouse/api-credentials", nil)) }
+	steps := []struct {
+		page  string
+		form  url.Values
+		check func() bool
+	}{
+		{"users", url.Values{"action": {"create"}, "username": {"dan"}, "password": {tfPassword}, "roles": {"staff", "admins"}},
+			func() bool {
+				return admin("/gatehouse/users/dan") == 200 && strings.Join(body.Roles, ",") == "admins,staff"
+			}},
+		{"users", url.Values{"action": {"roles"}, "username": {"dan"}}, // nothing ticked: no roles
+			func() bool { admin("/gatehouse/users/dan"); return len(body.Roles) == 0 }},
+		{"users", url.Values{"action": {"mobile_number"}, "username": {"dan"}, "mobile_number": {"+44 7700 900123"}},
+			func() bool { admin("/gatehouse/users/dan"); return body.Mobile == "+447700900123" }},
+		{"users", url.Values{"action": {"enrol"}, "username": {"dan"}, "type": {"HARD_TOKEN"}, "secret": {"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}, "counter": {"5"}},
+			func() bool { admin("/gatehouse/users/dan/otp"); return strings.Join(body.Types, ",") == "HARD_TOKEN" }},
+		{"users", url.Values{"action": {"remove-factor"}, "username": {"dan"}, "type": {"HARD_TOKEN"}},
+			func() bool { admin("/gatehouse/users/dan/otp"); return len(body.Types) == 0 }},
+		{"users", url.Values{"action": {"status"}, "username": {"dan"}, "status": {"blocked"}},
+			func() bool { admin("/gatehouse/users/dan"); return body.Status == "blocked" }},
+		{"appkeys", url.Values{"action": {"create"}, "name": {"k2"}, "username": {"dan"}},
+			func() bool { return admin("/gatehouse/appkeys/k2") == 200 }},
+		{"appkeys", url.Values{"action": {"rotate"}, "name": {"k2"}, "grace_seconds": {"60"}},
+			func() bool { admin("/gatehouse/appkeys/k2"); return body.Name == "k2" }},
+		{"appkeys", url.Values{"action": {"delete"}, "name": {"k2"}},
+			func() bool { return admin("/gatehouse/appkeys/k2") == 404 }},
+		{"users", url.Values{"action": {"delete"}, "username": {"dan"}},
+			func() bool { return admin("/gatehouse/users/dan") == 404 }},
+		{"roles", url.Values{"action": {"save"}, "name": {"ops"}, "rules": {"GET,POST /ops/*\n* /health"}, "admin": {"true"}},
+			func() bool { return admin("/gatehouse/roles/ops") == 200 }},
+		{"roles", url.Values{"action": {"delete"}, "name": {"ops"}},
+			func() bool { return admin("/gatehouse/roles/ops") == 404 }},
+		{"api-credentials", url.Values{"action": {"create"}, "name": {"vpn"}, "auth_api": {"true"}},
+			func() bool { return strings.Contains(credentials(), `"name":"vpn"`) }},
+		{"api-credentials", url.Values{"action": {"delete"}, "name": {"vpn"}},
+			func() bool { return !strings.Contains(credentials(), `"name":"vpn"`) }},
+		{"connectors", url.Values{"action": {"create"}, "name": {"c9"}, "username": {"root"}, "confirm": {tfPassword}},
+			func() bool { return admin("/gatehouse/connectors/c9") == 200 && !body.Revoked }},
+		{"connectors", url.Values{"action": {"revoke"}, "name": {"c9"}},
+			func() bool { admin("/gatehouse/connectors/c9"); return body.Revoked }},
+	}
+	for i, s := range steps {
+		s.form.Set("csrf", root.csrf)
+		res := root.consolePost(console.Prefix+s.page, s.form)
+		if res.Status != 200 || !s.check() {
+			t.Errorf("step %d: %s %s: %d, effect seen: %v\n%s", i, s.page, s.form.Get("action"), res.Status, s.check(), res.Body)
+		}
+	}
+	// Bad input: the admin API's message, nothing changed.
+	res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"x y"}, "password": {tfPassword}})
+	if res.Status != 400 || !strings.Contains(res.Body, `id="error"`) {
+		t.Errorf("an invalid username: %d", res.Status)
+	}
+}
