@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -126,6 +127,10 @@ type Options struct {
 	// Start then waits only for Caddy's admin endpoint, not for the
 	// gatehouse app to answer.
 	StoreDown bool
+	// Credential, when set, runs Caddy as that user and group (the test
+	// must run as root to switch): the instance directory and the rendered
+	// Caddyfile are handed to that user, so Caddy can write only there.
+	Credential *syscall.Credential
 }
 
 // Instance is one running bin/caddy.
@@ -136,6 +141,7 @@ type Instance struct {
 	template string
 	config   string
 	env      []string
+	cred     *syscall.Credential
 	logPath  string
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -153,7 +159,8 @@ func Start(t testing.TB, tmpl string, opts Options) *Instance {
 	}
 	p := Ports{AdminPort: FreePort(t), HTTPSPort: FreePort(t), HTTPPort: FreePort(t), UpstreamPort: FreePort(t),
 		ESAPort: FreePort(t), DataDir: filepath.Join(dir, "data"), Dir: dir, RedisURL: opts.RedisURL, Extra: opts.Extra}
-	inst := &Instance{t: t, Ports: p, template: tmpl, logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort))}
+	inst := &Instance{t: t, Ports: p, template: tmpl, cred: opts.Credential,
+		logPath: filepath.Join(dir, fmt.Sprintf("caddy-%d.log", p.AdminPort))}
 	inst.env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"))
 	inst.env = append(inst.env, opts.Env...)
 	inst.config = inst.render(tmpl)
@@ -188,6 +195,9 @@ func (i *Instance) start(waitForGatehouse bool) {
 	if err := os.WriteFile(cfg, []byte(i.config), 0o600); err != nil {
 		i.t.Fatal(err)
 	}
+	if i.cred != nil {
+		i.handOver(cfg)
+	}
 	logf, err := os.OpenFile(i.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		i.t.Fatal(err)
@@ -196,6 +206,9 @@ func (i *Instance) start(waitForGatehouse bool) {
 	cmd.Dir = i.Ports.Dir
 	cmd.Env = i.env
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if i.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: i.cred}
+	}
 	if err := cmd.Start(); err != nil {
 		i.t.Fatal(err)
 	}
@@ -205,6 +218,34 @@ func (i *Instance) start(waitForGatehouse bool) {
 	i.cmd, i.done = cmd, done
 	i.mu.Unlock()
 	i.waitReady(done, waitForGatehouse)
+}
+
+// handOver gives the instance directory (and everything in it, the
+// Caddyfile among them) to the user Caddy runs as, and makes the path to it
+// traversable for that user.
+func (i *Instance) handOver(cfg string) {
+	i.t.Helper()
+	uid, gid := int(i.cred.Uid), int(i.cred.Gid)
+	err := filepath.WalkDir(i.Ports.Dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+	if err != nil {
+		i.t.Fatalf("handing %s to uid %d: %v", i.Ports.Dir, uid, err)
+	}
+	for dir := filepath.Dir(i.Ports.Dir); dir != "/"; dir = filepath.Dir(dir) {
+		info, err := os.Stat(dir)
+		if err != nil {
+			i.t.Fatal(err)
+		}
+		if info.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(dir, info.Mode().Perm()|0o001); err != nil {
+				i.t.Fatal(err)
+			}
+		}
+	}
 }
 
 // waitReady waits until the admin endpoint answers and, when

@@ -1,0 +1,197 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+)
+
+// exampleTemplate turns the checkout's Caddyfile.example into a harness
+// template: its fixed ports become free ones, and extraGlobal (when set) is
+// added to the gatehouse global option after data_dir. Everything else is
+// the file as `make run` runs it.
+func exampleTemplate(t *testing.T, extraGlobal string) string {
+	t.Helper()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	for _, swap := range [][2]string{{"localhost:2019", "localhost:{{.AdminPort}}"}, {":8443", ":{{.HTTPSPort}}"},
+		{":8001", ":{{.ESAPort}}"}, {":9080", ":{{.UpstreamPort}}"}, {"data_dir ./data\n", "data_dir ./data\n" + extraGlobal + "\n"}} {
+		if !strings.Contains(s, swap[0]) {
+			t.Fatalf("Caddyfile.example no longer holds %q; update this test with it", swap[0])
+		}
+		s = strings.ReplaceAll(s, swap[0], swap[1])
+	}
+	return s
+}
+
+// unprivileged is the credential of an ordinary user for Caddy when the
+// test runs as root (nil otherwise: the test user is ordinary already).
+func unprivileged(t *testing.T) *syscall.Credential {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("running as root, the first-run test needs the user nobody to drop privileges to: %v", err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// startExample runs Caddyfile.example as `make run` would (in a copy of the
+// checkout: its own directory with ./data), as an ordinary user whose home
+// directory is elsewhere, and returns the instance and that home.
+func startExample(t *testing.T, extraGlobal string, opts harness.Options) (*harness.Instance, string) {
+	t.Helper()
+	checkout, home := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(checkout, "data"), 0o755); err != nil { // make run: mkdir -p data
+		t.Fatal(err)
+	}
+	cred := unprivileged(t)
+	if cred != nil {
+		if err := os.Chown(home, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.Dir, opts.Credential = checkout, cred
+	opts.Env = append(opts.Env, "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, ".local/share"),
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+	inst := harness.Start(t, exampleTemplate(t, extraGlobal), opts)
+	waitHTTPS(t, inst)
+	return inst, home
+}
+
+// quickStartCommands returns the README's quick-start shell commands (the
+// block that creates the role reader), one per line.
+func quickStartCommands(t *testing.T) []string {
+	t.Helper()
+	root, _ := harness.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		if !strings.Contains(m[1], "localhost:2019/gatehouse/roles/reader") {
+			continue
+		}
+		var cmds []string
+		for _, line := range strings.Split(m[1], "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				cmds = append(cmds, line)
+			}
+		}
+		return cmds
+	}
+	t.Fatal("README.md holds no quick-start block creating the role reader; update this test with it")
+	return nil
+}
+
+// runQuickStart runs the README's quick-start commands with the real curl
+// against inst (its ports in place of 2019 and 8443) and checks what the
+// README says each one shows.
+func runQuickStart(t *testing.T, inst *harness.Instance) {
+	t.Helper()
+	harness.RequireTool(t, "curl")
+	ports := strings.NewReplacer("localhost:2019", "localhost:"+strconv.Itoa(inst.Ports.AdminPort),
+		"localhost:8443", "localhost:"+strconv.Itoa(inst.Ports.HTTPSPort))
+	blocked := false
+	checked := 0
+	for _, line := range quickStartCommands(t) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		out, err := exec.CommandContext(ctx, "bash", "-c", ports.Replace(line)).Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		body := string(out)
+		switch {
+		case strings.Contains(line, `"status":"blocked"`):
+			blocked = true
+		case strings.Contains(line, "X-Gatehouse-User: mallory"):
+			h := harness.ParseEcho(t, body).Headers
+			if h["X-Gatehouse-User"] != "alice" || !strings.HasPrefix(h["X-Gatehouse-Assertion"], "eyJ") {
+				t.Fatalf("%s: the upstream got %v", line, h)
+			}
+			checked++
+		case strings.Contains(line, "-u 'alice:correct horse'") && blocked:
+			if !strings.Contains(body, `"error":"forbidden"`) {
+				t.Fatalf("%s: a blocked user got %s", line, body)
+			}
+			checked++
+		case strings.Contains(line, "/gatehouse/audit?username=alice"):
+			var events []struct{ Outcome, Reason string }
+			if err := json.Unmarshal(out, &events); err != nil || len(events) == 0 || events[0].Outcome == "success" {
+				t.Fatalf("%s: %s", line, body)
+			}
+			checked++
+		}
+	}
+	if checked != 3 {
+		t.Fatalf("checked %d of the quick start's 3 answers; update this test with the README", checked)
+	}
+}
+
+// assertHomeUntouched checks that Caddy wrote nothing into the home
+// directory: the demo changes nothing outside its checkout.
+func assertHomeUntouched(t *testing.T, home string) {
+	t.Helper()
+	filepath.WalkDir(home, func(path string, _ fs.DirEntry, err error) error {
+		if path != home {
+			t.Errorf("Caddy wrote %s outside the checkout", path)
+		}
+		return err
+	})
+}
+
+// TestExampleFirstRunUnprivileged runs Caddyfile.example as an ordinary
+// user (dropping root's privileges), as `make run` does on a laptop: it
+// must start (no port below 1024, no system trust store), keep Caddy's own
+// state in the checkout, and answer the README's quick-start commands.
+func TestExampleFirstRunUnprivileged(t *testing.T) {
+	inst, home := startExample(t, "", harness.Options{})
+	runQuickStart(t, inst)
+	if _, err := os.Stat(filepath.Join(inst.DataDir(), "caddy", "pki", "authorities", "local", "root.crt")); err != nil {
+		t.Errorf("the demo CA is not under ./data/caddy: %v", err)
+	}
+	assertHomeUntouched(t, home)
+}
+
+// TestExampleFirstRunOnEmptyRedis switches the example to an empty Redis
+// (storage in the global option) with a fresh data_dir: the first start
+// creates the keystore and the connector CA, and a connector then gets a
+// token with its certificate through the example's trust pool.
+func TestExampleFirstRunOnEmptyRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	inst, home := startExample(t, "\t\tstorage redis {{.RedisURL}}", harness.Options{RedisURL: srv.URL()})
+	for _, name := range []string{"keystore.key", "connector-ca"} {
+		if _, err := os.Stat(filepath.Join(inst.DataDir(), name)); err != nil {
+			t.Fatalf("the first start against an empty Redis did not create %s: %v", name, err)
+		}
+	}
+	runQuickStart(t, inst)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "robot", "roles": []string{"reader"}})
+	mustToken(t, inst, newConnector(t, inst, "plant-7", "robot"))
+	assertHomeUntouched(t, home)
+}
