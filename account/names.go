@@ -59,3 +59,31 @@ func ValidateName(kind, name string) error {
 	}
 	return nil
 }
+
+// AccountName returns the account name that a username written as a
+// Windows or directory client writes it names: `DOMAIN\user` (the
+// down-level logon name, as ESA clients send sAMAccountNames) and
+// `user@domain` (the user principal name) both name `user` when the domain
+// part is one of domains, the names (NetBIOS and DNS, compared in any case)
+// of the domain whose accounts Gatehouse's accounts are. Any other name is
+// returned unchanged, a foreign domain's included: `OTHER\alice` is not
+// this domain's alice. The result still needs NormalizeUsername.
+func AccountName(name string, domains []string) string {
+	if domain, user, ok := strings.Cut(name, `\`); ok && user != "" && isDomain(domain, domains) {
+		return user
+	}
+	if at := strings.LastIndexByte(name, '@'); at > 0 && isDomain(name[at+1:], domains) {
+		return name[:at]
+	}
+	return name
+}
+
+// isDomain reports whether name is one of domains, in any case.
+func isDomain(name string, domains []string) bool {
+	for _, d := range domains {
+		if name != "" && strings.EqualFold(name, d) {
+			return true
+		}
+	}
+	return false
+}

@@ -95,3 +95,49 @@ func TestDotOnlyUsernames(t *testing.T) {
 		}
 	}
 }
+
+func TestAccountName(t *testing.T) {
+	domains := []string{"CORP", "corp.example.com"}
+	for in, want := range map[string]string{
+		`CORP\alice`:                "alice",
+		`corp\Alice`:                "Alice",
+		`alice@corp.example.com`:    "alice",
+		`alice@CORP.Example.COM`:    "alice",
+		`alice@corp`:                "alice",
+		`OTHER\alice`:               `OTHER\alice`,
+		`alice@other.example.com`:   "alice@other.example.com",
+		`CORP\`:                     `CORP\`,
+		`\alice`:                    `\alice`,
+		`@corp.example.com`:         "@corp.example.com",
+		`alice@`:                    "alice@",
+		`a@b@corp.example.com`:      "a@b",
+		`CORP\bob@corp.example.com`: "bob@corp.example.com",
+		"alice":                     "alice",
+	} {
+		if got := AccountName(in, domains); got != want {
+			t.Errorf("AccountName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := AccountName(`CORP\alice`, nil); got != `CORP\alice` {
+		t.Errorf("without a configured domain: %q", got)
+	}
+}
+
+// FuzzAccountName: the account name is never empty for a non-empty name,
+// and is the name itself or a part of it that holds no domain separator
+// added by the client.
+func FuzzAccountName(f *testing.F) {
+	for _, s := range []string{`CORP\alice`, "alice@corp.example.com", `\`, "@", `CORP\@corp`, ""} {
+		f.Add(s)
+	}
+	domains := []string{"CORP", "corp.example.com"}
+	f.Fuzz(func(t *testing.T, name string) {
+		got := AccountName(name, domains)
+		if name != "" && got == "" {
+			t.Fatalf("AccountName(%q) is empty", name)
+		}
+		if got != name && !strings.HasPrefix(name, got) && !strings.HasSuffix(name, got) {
+			t.Fatalf("AccountName(%q) = %q is not a part of it", name, got)
+		}
+	})
+}

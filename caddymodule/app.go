@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +75,11 @@ type App struct {
 	// LockoutThreshold is the number of consecutive second-factor failures
 	// that lock a user. Default: 5.
 	LockoutThreshold int `json:"lockout_threshold,omitempty"`
+	// DefaultDomain holds the names (NetBIOS and DNS) of the domain whose
+	// accounts Gatehouse's accounts are: the ESA API takes `DOMAIN\user`
+	// and `user@domain` with one of these names as `user`. Default: none
+	// (such names are looked up as written).
+	DefaultDomain []string `json:"default_domain,omitempty"`
 	// SessionIdle ends a session after this much inactivity. Default: 30m.
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
 	// SessionLifetime is the absolute lifetime of a session. Default: 12h.
@@ -142,6 +148,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.LockoutThreshold < 0 {
 		return fmt.Errorf("lockout_threshold must not be negative")
 	}
+	for _, d := range a.DefaultDomain {
+		if d == "" || strings.ContainsAny(d, `\@ `) {
+			return fmt.Errorf("default_domain: %q is not a domain name", d)
+		}
+	}
 	if err := a.validateConnectorOptions(); err != nil {
 		return err
 	}
@@ -157,7 +168,7 @@ func (a *App) engineConfig() engine.Config {
 		SessionIdle: time.Duration(a.SessionIdle), SessionLifetime: time.Duration(a.SessionLifetime),
 		AssertionLifetime: time.Duration(a.AssertionLifetime), TokenLifetime: time.Duration(a.TokenLifetime),
 		AppKeyLifetime: time.Duration(a.AppKeyLifetime), AuditAllowed: a.AuditAllowed,
-		LockoutThreshold: a.LockoutThreshold,
+		LockoutThreshold: a.LockoutThreshold, DefaultDomain: a.DefaultDomain,
 	}.WithDefaults()
 }
 

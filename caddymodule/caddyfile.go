@@ -35,6 +35,7 @@ func init() {
 //		session_idle       <duration>
 //		session_lifetime   <duration>
 //		lockout_threshold  <n>
+//		default_domain     <name>...
 //		cache_size         <n>
 //		sms file <path> | sms webhook <url> { header <name> <value>; timeout <d>; retries <n> }
 //		otp_issuer         <name>
@@ -97,6 +98,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &a.SessionLifetime)
 		case "lockout_threshold":
 			err = oneInt(d, &a.LockoutThreshold)
+		case "default_domain":
+			a.DefaultDomain = append(a.DefaultDomain, d.RemainingArgs()...)
+			if len(a.DefaultDomain) == 0 {
+				err = d.ArgErr()
+			}
 		case "cache_size":
 			err = oneInt(d, &a.CacheSize)
 		case "sms":

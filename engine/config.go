@@ -24,6 +24,10 @@ type Config struct {
 	AuditAllowed bool
 	// LockoutThreshold is the number of consecutive failures that lock a user.
 	LockoutThreshold int
+	// DefaultDomain holds the names of the domain whose accounts are
+	// Gatehouse's (account.AccountName): `DOMAIN\user` and `user@domain`
+	// name `user` in the ESA API.
+	DefaultDomain []string
 	// BasicFailureLimit is how many wrong passwords per user and minute
 	// HTTP Basic accepts before answering 429.
 	BasicFailureLimit int

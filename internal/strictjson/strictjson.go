@@ -27,6 +27,11 @@ const (
 	// IgnoreUnknown skips the member, unless its name differs from a
 	// field's only in case (encoding/json would decode it into that field).
 	IgnoreUnknown
+	// IgnoreUnknownAnyCase skips the member, and takes one whose name
+	// differs from a field's only in case as that field (as .NET's JSON
+	// binding does); two members naming one field, in any case, are
+	// duplicates.
+	IgnoreUnknownAnyCase
 )
 
 // KeyError is a member name Decode refuses: a duplicate, or a name that
@@ -145,20 +150,23 @@ func checkObject(dec *json.Decoder, t reflect.Type, path string, unknown Unknown
 		if path != "" {
 			member = path + "." + name
 		}
-		if seen[name] {
-			return &KeyError{Path: member, Duplicate: true}
-		}
-		seen[name] = true
-		mt := elem
+		key, mt := name, elem
 		if fields != nil {
 			var known bool
 			if mt, known = fields[name]; !known {
 				exact := caseVariant(fields, name)
-				if unknown == RefuseUnknown || exact != "" {
+				switch {
+				case exact != "" && unknown == IgnoreUnknownAnyCase:
+					key, mt = exact, fields[exact]
+				case unknown == RefuseUnknown || exact != "":
 					return &KeyError{Path: member, Field: exact}
 				}
 			}
 		}
+		if seen[key] {
+			return &KeyError{Path: member, Duplicate: true}
+		}
+		seen[key] = true
 		if err := check(dec, mt, member, unknown, depth); err != nil {
 			return err
 		}

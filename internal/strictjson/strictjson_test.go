@@ -88,24 +88,45 @@ func TestDecodeIgnoreUnknown(t *testing.T) {
 	}
 }
 
+func TestDecodeIgnoreUnknownAnyCase(t *testing.T) {
+	var v struct {
+		Username string `json:"username"`
+	}
+	for _, body := range []string{`{"USERNAME":"bob"}`, `{"UserName":"bob","Client":1}`, `{"username":"bob"}`} {
+		v.Username = ""
+		if err := Decode([]byte(body), &v, IgnoreUnknownAnyCase); err != nil || v.Username != "bob" {
+			t.Errorf("%s: %+v, %v", body, v, err)
+		}
+	}
+	for _, body := range []string{`{"username":"bob","USERNAME":"carol"}`, `{"UserName":"bob","username":"carol"}`} {
+		var key *KeyError
+		if err := Decode([]byte(body), &v, IgnoreUnknownAnyCase); !errors.As(err, &key) || !key.Duplicate {
+			t.Errorf("%s: %v, want a duplicate", body, err)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"name":"a","rules":[{"methods":["GET"]}]}`, `{"any":{"a":[{"b":1}]}}`, `[]`, `{"labels":{"x":{}}}`} {
 		f.Add(s)
 	}
+	f.Add(`{"NAME":"a","Rules":[{"METHODS":["GET"]}]}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		var v target
-		if Decode([]byte(body), &v, RefuseUnknown) != nil {
-			return
-		}
-		// Accepted: encoding/json reads the same, member for member.
-		var loose target
-		if err := json.Unmarshal([]byte(body), &loose); err != nil {
-			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
-		}
-		a, _ := json.Marshal(v)
-		b, _ := json.Marshal(loose)
-		if string(a) != string(b) {
-			t.Fatalf("%q read as %s, by encoding/json as %s", body, a, b)
+		for _, mode := range []Unknown{RefuseUnknown, IgnoreUnknownAnyCase} {
+			var v target
+			if Decode([]byte(body), &v, mode) != nil {
+				continue
+			}
+			// Accepted: encoding/json reads the same, member for member.
+			var loose target
+			if err := json.Unmarshal([]byte(body), &loose); err != nil {
+				t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
+			}
+			a, _ := json.Marshal(v)
+			b, _ := json.Marshal(loose)
+			if string(a) != string(b) {
+				t.Fatalf("mode %d: %q read as %s, by encoding/json as %s", mode, body, a, b)
+			}
 		}
 	})
 }

@@ -174,7 +174,8 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	return cred, 0
 }
 
-// Request is an ESA request body.
+// Request is an ESA request body. Its member names match in any case, as
+// the .NET service's JSON binding does.
 type Request struct {
 	// Username is the "username" member: the Gatehouse account concerned.
 	Username string `json:"username"`
@@ -184,17 +185,18 @@ type Request struct {
 }
 
 // ParseRequest decodes a request body: one JSON object whose "username"
-// and "otp" members, when present, are strings. Member names match
-// exactly, and no member appears twice in any object of the body
-// (strictjson), so no other JSON parser reads a different request from
-// the same bytes; other members are ignored, as ESA clients may send more
-// than this API reads.
+// and "otp" members, when present, are strings. Member names match in any
+// case ("USERNAME" is "username", as for the real ESA, a .NET service), and
+// no member appears twice in any object of the body, in any case
+// (strictjson), so no other JSON parser reads a different request from the
+// same bytes; other members are ignored, as ESA clients may send more than
+// this API reads.
 func ParseRequest(body []byte) (Request, error) {
 	var req Request
 	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
 		return req, errors.New("the request body must be a JSON object")
 	}
-	err := strictjson.Decode(body, &req, strictjson.IgnoreUnknown)
+	err := strictjson.Decode(body, &req, strictjson.IgnoreUnknownAnyCase)
 	var key *strictjson.KeyError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -219,15 +221,16 @@ type call struct {
 	cred *Credential
 }
 
-// reply is the error part every answer carries.
+// reply is the error part every answer carries. Strings in ESA answers are
+// never null: an absent message is "".
 type reply struct {
-	Error        string  `json:"error"`
-	ErrorMessage *string `json:"error_message"`
+	Error        string `json:"error"`
+	ErrorMessage string `json:"error_message"`
 }
 
 func ok() reply { return reply{Error: ErrorNone} }
 
-func fault(msg string) reply { return reply{Error: ErrorFault, ErrorMessage: &msg} }
+func fault(msg string) reply { return reply{Error: ErrorFault, ErrorMessage: msg} }
 
 func (c *call) write(v any) {
 	body, err := json.Marshal(v)
@@ -274,16 +277,17 @@ func (c *call) user(answer func(reply)) (*account.User, Request) {
 	return c.lookup(req.Username, answer), req
 }
 
-// lookup resolves a username like user does.
+// lookup resolves a username like user does. A username qualified with
+// the configured default domain (`DOMAIN\user`, `user@domain`) names the
+// account user (account.AccountName).
 func (c *call) lookup(username string, answer func(reply)) *account.User {
 	if username == "" {
 		answer(fault("username is required"))
 		return nil
 	}
-	u, err := c.h.engine.Accounts.User(c.r.Context(), username)
+	u, err := c.h.engine.Accounts.User(c.r.Context(), account.AccountName(username, c.h.engine.Config.DefaultDomain))
 	if failure.Status(err) == http.StatusNotFound {
-		msg := failure.Message(err)
-		answer(reply{Error: ErrorUserNotFound, ErrorMessage: &msg})
+		answer(reply{Error: ErrorUserNotFound, ErrorMessage: "user " + username + " not found"})
 		return nil
 	}
 	if err != nil {
@@ -352,7 +356,7 @@ func (c *call) start2fa() {
 		if !u.Active() {
 			msg = twofactor.ReasonBlocked + "; no SMS code was sent"
 		}
-		answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+		answer(reply{Error: ErrorNone, ErrorMessage: msg})
 		return
 	}
 	if err := c.h.svc.SendCode(ctx, u); err != nil {
@@ -392,8 +396,7 @@ func (c *call) authenticate() {
 		return
 	}
 	c.audit(u.Username, audit.OutcomeFailure, res.Reason)
-	msg := res.Reason
-	answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+	answer(reply{Error: ErrorNone, ErrorMessage: res.Reason})
 }
 
 // esaTime formats a time as the ESA profile does: UTC, no zone, seconds.
@@ -407,9 +410,11 @@ func (e esaTime) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + e.t.UTC().Format("2006-01-02T15:04:05") + `"`), nil
 }
 
+// profileResponse is a user's profile. An unknown user's profile echoes
+// the username asked for; a user without a mobile number has "".
 type profileResponse struct {
-	Username            *string          `json:"username"`
-	MobileNumber        *string          `json:"mobile_number"`
+	Username            string           `json:"username"`
+	MobileNumber        string           `json:"mobile_number"`
 	IsLocked            bool             `json:"is_locked"`
 	LastSuccess         esaTime          `json:"last_success"`
 	LastFailure         esaTime          `json:"last_failure"`
@@ -432,6 +437,7 @@ func (c *call) profile() {
 		answer(fault("the profile path must be " + profilePath + "{username}, with the username URL-encoded"))
 		return
 	}
+	out.Username = username
 	u := c.lookup(username, answer)
 	if u == nil {
 		return
@@ -441,10 +447,7 @@ func (c *call) profile() {
 		c.fatal(err)
 		return
 	}
-	out.Username = &u.Username
-	if u.MobileNumber != "" {
-		out.MobileNumber = &u.MobileNumber
-	}
+	out.Username, out.MobileNumber = u.Username, u.MobileNumber
 	out.IsLocked, out.ConsecutiveFailures = st.Locked, st.ConsecutiveFailures
 	out.LastSuccess, out.LastFailure = esaTime{st.LastSuccess}, esaTime{st.LastFailure}
 	out.CredentialType = typeNames(st.Types)
@@ -466,8 +469,9 @@ func (c *call) manage(what string, op func(context.Context, *account.User) error
 	answer(ok())
 }
 
+// provisionResponse carries the enrolment link; "" when none was made.
 type provisionResponse struct {
-	InstallationURL *string `json:"installation_url"`
+	InstallationURL string `json:"installation_url"`
 	reply
 }
 
@@ -494,11 +498,11 @@ func (c *call) provisionMobileApp() {
 		return
 	}
 	link := c.h.portalURL + twofactor.EnrolPath + "?t=" + token
-	out.InstallationURL = &link
+	out.InstallationURL = link
 	c.audit(u.Username, audit.OutcomeSuccess, "authenticator app provisioned; enrolment link issued")
 	if u.MobileNumber == "" || !c.h.svc.SMSAvailable() {
 		msg := "the installation URL was not sent by SMS: the user has no mobile number or no SMS sender is configured"
-		answer(reply{Error: ErrorNone, ErrorMessage: &msg})
+		answer(reply{Error: ErrorNone, ErrorMessage: msg})
 		return
 	}
 	if err := c.h.svc.SendText(ctx, u, "Set up two-factor authentication in your authenticator app: "+link); err != nil {

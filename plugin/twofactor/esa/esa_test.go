@@ -179,7 +179,7 @@ func TestAPIErrors(t *testing.T) {
 	for _, body := range []string{"", "not json", "[1]", `{"username":5}`, `{"username":"a"} {}`, `{"username":""}`,
 		`{"username":"a","username":"b"}`, `{"username":null}`, `{"username":"a"`} {
 		out := v.call("POST", "/auth/v1/start2fa", body)
-		if out["error"] != ErrorFault || out["error_message"] == nil {
+		if msg, _ := out["error_message"].(string); out["error"] != ErrorFault || msg == "" {
 			t.Errorf("body %q: %v", body, out)
 		}
 	}
@@ -206,7 +206,7 @@ func TestAppFlow(t *testing.T) {
 	v := newEnv(t)
 	v.user("alice", "+421900111222")
 	out := v.call("POST", "/auth/v1/start2fa", `{"username":"alice","extra":true}`)
-	if fmt.Sprint(out["expected_otp"]) != "[]" || out["error"] != ErrorNone || out["error_message"] != nil {
+	if fmt.Sprint(out["expected_otp"]) != "[]" || out["error"] != ErrorNone || out["error_message"] != "" {
 		t.Fatalf("start2fa without 2FA: %v", out)
 	}
 	out = v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"Alice"}`)
@@ -236,7 +236,7 @@ func TestAppFlow(t *testing.T) {
 	}
 	out = v.call("GET", "/manage/users/v1/profile/al%69ce", "")
 	want := map[string]any{"username": "alice", "mobile_number": "+421900111222", "is_locked": false,
-		"consecutive_failures": float64(1), "error": ErrorNone, "error_message": nil}
+		"consecutive_failures": float64(1), "error": ErrorNone, "error_message": ""}
 	for k, w := range want {
 		if out[k] != w {
 			t.Errorf("profile %s = %v, want %v", k, out[k], w)
@@ -297,7 +297,7 @@ func TestProvisionMobileAppNeedsPortal(t *testing.T) {
 	v.h.portalURL = ""
 	v.user("carol", "")
 	out := v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"carol"}`)
-	if out["error"] != ErrorFault || out["installation_url"] != nil {
+	if out["error"] != ErrorFault || out["installation_url"] != "" {
 		t.Fatalf("%v", out)
 	}
 	for _, bad := range []string{"ftp://x", "https://x/path", "https://x?q", "login.example.com"} {
@@ -320,10 +320,20 @@ func FuzzParseRequest(f *testing.F) {
 		if json.Unmarshal(body, &obj) != nil {
 			t.Fatalf("accepted %q, which is not one JSON object", body)
 		}
-		if u, _ := obj["username"].(string); u != req.Username {
+		// Member names match in any case; a name twice (in any case) is refused.
+		member := func(name string) string {
+			for k, v := range obj {
+				if strings.EqualFold(k, name) {
+					s, _ := v.(string)
+					return s
+				}
+			}
+			return ""
+		}
+		if u := member("username"); u != req.Username {
 			t.Fatalf("username %q decoded as %q", u, req.Username)
 		}
-		if o, _ := obj["otp"].(string); o != req.OTP {
+		if o := member("otp"); o != req.OTP {
 			t.Fatalf("otp %q decoded as %q", o, req.OTP)
 		}
 	})
@@ -333,7 +343,7 @@ func FuzzParseRequest(f *testing.F) {
 // different request is refused; members this API does not read are not.
 func TestParseRequestStrictKeys(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"username":"bob","USERNAME":"carol"}`:     `unknown field "USERNAME"; field names are case-sensitive: "username"`,
+		`{"username":"bob","USERNAME":"carol"}`:     `field "USERNAME" appears more than once`,
 		`{"username":"bob","username":"carol"}`:     `field "username" appears more than once`,
 		`{"username":"bob","client":{"v":1,"v":2}}`: `field "client.v" appears more than once`,
 		`{"username":1}`:        `field "username" must be a string`,
@@ -348,5 +358,42 @@ func TestParseRequestStrictKeys(t *testing.T) {
 	req, err := ParseRequest([]byte(` {"username":"bob","otp":"123456","client":{"version":[1,2]}}`))
 	if err != nil || req.Username != "bob" || req.OTP != "123456" {
 		t.Fatalf("exact body: %+v, %v", req, err)
+	}
+}
+
+// TestWireFidelity: as the ESA API v1 answers, strings are never null
+// (error_message, mobile_number, installation_url are ""), an unknown
+// user's profile echoes the name asked for, request member names match in
+// any case, and a name qualified with the configured default domain
+// (DOMAIN\\user, user@domain) is that domain's account, reported without
+// escaping.
+func TestWireFidelity(t *testing.T) {
+	v := newEnv(t)
+	v.e.Config.DefaultDomain = []string{"CORP", "corp.example.com"}
+	v.user("bob", "")
+	raw := v.do("GET", "/manage/users/v1/profile/bob", "", basicAuth(v.both.Username, v.both.Password)).Body.String()
+	if !strings.Contains(raw, `"mobile_number":""`) || !strings.Contains(raw, `"error_message":""`) || strings.Contains(raw, `"username":null`) {
+		t.Errorf("profile of a user without a number: %s", raw)
+	}
+	raw = v.do("GET", "/manage/users/v1/profile/ghost", "", basicAuth(v.both.Username, v.both.Password)).Body.String()
+	if !strings.Contains(raw, `"username":"ghost"`) || !strings.Contains(raw, `"mobile_number":""`) || strings.Contains(raw, `"username":null`) {
+		t.Errorf("profile of an unknown user: %s", raw)
+	}
+	out := v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"ghost"}`)
+	if out["error"] != ErrorUserNotFound || out["installation_url"] != "" {
+		t.Errorf("provisionmobileapp for an unknown user: %v", out)
+	}
+	for _, body := range []string{`{"USERNAME":"bob"}`, `{"UserName":"CORP\\bob"}`, `{"username":"bob@Corp.Example.com"}`, `{"username":"corp\\Bob"}`} {
+		if out := v.call("POST", "/auth/v1/start2fa", body); out["error"] != ErrorNone {
+			t.Errorf("%s: %v", body, out)
+		}
+	}
+	raw = v.do("GET", "/manage/users/v1/profile/CORP%5Cbob", "", basicAuth(v.both.Username, v.both.Password)).Body.String()
+	if !strings.Contains(raw, `"username":"bob"`) || !strings.Contains(raw, `"error":"ERROR_NONE"`) {
+		t.Errorf("profile of CORP\\bob: %s", raw)
+	}
+	out = v.call("POST", "/auth/v1/start2fa", `{"username":"OTHER\\bob"}`)
+	if out["error"] != ErrorUserNotFound || out["error_message"] != `user OTHER\bob not found` {
+		t.Errorf("a foreign domain's user: %v", out)
 	}
 }
