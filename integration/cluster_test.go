@@ -201,7 +201,7 @@ func checkConnectorTokens(t *testing.T, a, b *harness.Instance) {
 	if res := callAPI(t, b, c, first.AccessToken); res.Status != 200 {
 		t.Fatalf("A's token on B: %d %s", res.Status, res.Body)
 	}
-	second := tokenRequest(t, b, c, "?grant_type=refresh_token&refresh_token="+first.RefreshToken)
+	second := tokenRequest(t, b, c, "", "-d", "grant_type=refresh_token", "-d", "refresh_token="+first.RefreshToken)
 	if second.status != 200 || second.AccessToken == "" || second.AccessToken == first.AccessToken {
 		t.Fatalf("refresh on B: %d %s %s", second.status, second.Error, second.Description)
 	}
@@ -214,7 +214,7 @@ func checkConnectorTokens(t *testing.T, a, b *harness.Instance) {
 		}
 	}
 	// The refresh token was used on B: A refuses it too.
-	again := tokenRequest(t, a, c, "?grant_type=refresh_token&refresh_token="+first.RefreshToken)
+	again := tokenRequest(t, a, c, "", "-d", "grant_type=refresh_token", "-d", "refresh_token="+first.RefreshToken)
 	expectOAuthError(t, "refresh token reused on A", again, 400, "invalid_grant")
 
 	// Revoking the connector on B ends its tokens on A.

@@ -87,8 +87,10 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if conn.thumbprint != rec.X5tS256 || !bytes.Equal(leaf.Raw, conn.certDER) {
 		return nil, errWrongCert.For(rec.Username)
 	}
+	// Request events name the connector (credential "connector:<name>"), as
+	// the token endpoint's do: the token pair's id means nothing to a reader.
 	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
-		Connector: rec.Connector, CredentialID: rec.ID}, nil
+		Connector: rec.Connector, CredentialID: rec.Connector}, nil
 }
 
 // liveConnector returns the cached connector record, refusing a missing or

@@ -60,15 +60,26 @@ type tokenParams struct {
 	refreshToken string
 }
 
+// queryCredentials are the parameters that carry a credential: the token
+// endpoint refuses them in the query string, which access logs, proxies
+// and browser histories keep (RFC 6749 §3.2, OAuth 2.1 §3.2.2).
+var queryCredentials = []string{"refresh_token", "access_token", "client_secret", "client_assertion", "password"}
+
 // parseTokenParams reads a token request's parameters from the query
 // string and an application/x-www-form-urlencoded body (OAuth clients send
-// a form body; the query string works too). A parameter given more than
-// once, in either place, is refused (RFC 6749 §3.2).
+// a form body; grant_type works in the query string too, a credential
+// does not). A parameter given more than once, in either place, is
+// refused (RFC 6749 §3.2).
 func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *oauthError) {
 	var p tokenParams
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return p, invalidRequest("the query string is malformed")
+	}
+	for _, name := range queryCredentials {
+		if query.Has(name) {
+			return p, invalidRequest(name + " must be sent in the form body, not in the query string, where logs keep it")
+		}
 	}
 	form := url.Values{}
 	if len(body) > 0 {

@@ -28,6 +28,11 @@ func TestCertificateGrantAndBoundToken(t *testing.T) {
 	if reason := f.use(c1, a.AccessToken); reason != "" {
 		t.Fatalf("token on its own certificate refused: %s", reason)
 	}
+	r := request(http.MethodGet, "/api/thing", c1, "")
+	r.Header.Set("Authorization", "Bearer "+a.AccessToken)
+	if id, err := f.p.Authenticate(r); err != nil || id.CredentialID != "c1" {
+		t.Errorf("request events name the credential %+v (%v); want the connector c1", id, err)
+	}
 	if reason := f.use(client{}, a.AccessToken); !strings.Contains(reason, "bound to a client certificate") {
 		t.Errorf("token without a certificate: %q; want refused as certificate-bound", reason)
 	}
@@ -99,6 +104,15 @@ func TestTokenRequestErrors(t *testing.T) {
 	w = httptestRecorder(f, request(http.MethodPost, TokenPath+"?grant_type=certificate", c1, ""))
 	if w.Code != http.StatusOK {
 		t.Errorf("query-string grant answered %d %s; want 200", w.Code, w.Body)
+	}
+	// A credential in the query string is refused: logs would keep it.
+	issued := f.mustToken(c1)
+	w = httptestRecorder(f, request(http.MethodPost, TokenPath+"?grant_type=refresh_token&refresh_token="+issued.RefreshToken, c1, ""))
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"error":"invalid_request"`) {
+		t.Errorf("refresh token in the query string answered %d %s; want 400 invalid_request", w.Code, w.Body)
+	}
+	if a := f.token(c1, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {issued.RefreshToken}}); a.status != http.StatusOK {
+		t.Errorf("the refresh token refused in the query string no longer works in the body: %d %s", a.status, a.Error)
 	}
 }
 
