@@ -41,8 +41,12 @@ type Claims struct {
 	Subject string `json:"sub"`
 	// Roles are the account's role names; never null, empty when none.
 	Roles []string `json:"roles"`
-	// AMR is the amr claim: the authentication methods used (see AMR).
+	// AMR is the amr claim: the authentication methods used, as RFC 8176
+	// registers them (see AMR); never null.
 	AMR []string `json:"amr"`
+	// Auth is the auth claim: Gatehouse's credential kind (basic,
+	// connector, app_key or session), as in the X-Gatehouse-Auth header.
+	Auth string `json:"auth"`
 	// Audience is the aud claim: the route's configured audience.
 	Audience string `json:"aud"`
 	// IssuedAt is the iat claim, in Unix seconds.
@@ -144,12 +148,29 @@ func (s *Signer) publicJWK() map[string]string {
 // JWKS returns the JSON Web Key Set document with the public key.
 func (s *Signer) JWKS() []byte { return s.jwks }
 
-// AMR lists the authentication methods of id for the amr claim.
+// AMR lists the authentication methods of id for the amr claim, in the
+// values RFC 8176 registers, which relying parties check: "pwd" for a
+// password (HTTP Basic, the login portal's session), "pop" and "swk" for a
+// connector token (proof of possession of the certificate's key, a
+// software key), "otp" and "mfa" when a second factor was passed. An
+// application key, a bearer secret, has no registered value: its amr is
+// empty (the auth claim says app_key).
 func AMR(id *identity.Identity) []string {
-	if id.SecondFactor {
-		return []string{string(id.Method), "otp", "mfa"}
+	var amr []string
+	switch {
+	case id.Method == identity.MethodBasic:
+		amr = []string{"pwd"}
+	case id.Method == identity.MethodConnector:
+		amr = []string{"pop", "swk"}
+	case id.Method == identity.MethodSession && id.AppKey == "":
+		amr = []string{"pwd"}
+	default:
+		amr = []string{}
 	}
-	return []string{string(id.Method)}
+	if id.SecondFactor {
+		amr = append(amr, "otp", "mfa")
+	}
+	return amr
 }
 
 // Assertion returns a signed assertion for id and audience, reusing a
@@ -160,7 +181,7 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 	if c, ok := s.reuse.Get(cacheKey); ok && now.Before(c.refreshAt) {
 		return c.token, nil
 	}
-	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Audience: audience,
+	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Auth: string(id.Method), Audience: audience,
 		IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
 	if claims.Roles == nil {
 		claims.Roles = []string{}
@@ -181,6 +202,9 @@ func reuseKey(id *identity.Identity, audience string) string {
 	b.WriteString(audience)
 	b.WriteByte(0)
 	b.WriteString(string(id.Method))
+	if id.AppKey != "" {
+		b.WriteString("+key") // a session an app key opened: no password in amr
+	}
 	if id.SecondFactor {
 		b.WriteString("+2fa")
 	}

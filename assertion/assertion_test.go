@@ -3,6 +3,7 @@ package assertion
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestAssertionVerifiesWithJWKSAndCarriesClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Subject != "ålice" || c.Audience != "demo" || c.Issuer != "gatehouse-test" || len(c.Roles) != 2 ||
-		len(c.AMR) != 3 || c.AMR[0] != "session" || c.Expiry-c.IssuedAt != 60 {
+		strings.Join(c.AMR, " ") != "pwd otp mfa" || c.Auth != "session" || c.Expiry-c.IssuedAt != 60 {
 		t.Fatalf("claims: %+v", c)
 	}
 	if _, err := Verify(tok, s.JWKS(), time.Now().Add(2*time.Minute)); err == nil {
@@ -97,5 +98,35 @@ func TestSigningKeyPersistsAcrossRestart(t *testing.T) {
 	}
 	if string(s1.JWKS()) != string(s2.JWKS()) {
 		t.Fatal("signing key changed across restart")
+	}
+}
+
+// TestAMRUsesRegisteredValues: amr holds RFC 8176 values only; the
+// credential kind is the auth claim.
+func TestAMRUsesRegisteredValues(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	for _, tc := range []struct {
+		id   identity.Identity
+		want string
+	}{
+		{identity.Identity{Method: identity.MethodBasic}, "pwd"},
+		{identity.Identity{Method: identity.MethodConnector, Connector: "c1"}, "pop swk"},
+		{identity.Identity{Method: identity.MethodAppKey, AppKey: "k"}, ""},
+		{identity.Identity{Method: identity.MethodSession, SecondFactor: true}, "pwd otp mfa"},
+		{identity.Identity{Method: identity.MethodSession}, "pwd"},
+		{identity.Identity{Method: identity.MethodSession, AppKey: "k"}, ""},
+	} {
+		tc.id.Username = "bob"
+		tok, err := s.Assertion(&tc.id, "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Verify(tok, s.JWKS(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(c.AMR, " "); got != tc.want || c.AMR == nil || c.Auth != string(tc.id.Method) {
+			t.Errorf("%+v: amr %q auth %q; want amr %q auth %q", tc.id, got, c.Auth, tc.want, tc.id.Method)
+		}
 	}
 }
