@@ -260,7 +260,7 @@ func (a *App) start() (err error) {
 		return fmt.Errorf("identity assertion key: %w", err)
 	}
 	registry := a.ctx.GetMetricsRegistry()
-	metrics, err := engine.NewMetrics(registry, st)
+	metrics, err := engine.NewMetrics(registry, st, decisionCounters)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -291,6 +291,10 @@ func (a *App) start() (err error) {
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil
 }
+
+// decisionCounters are the process's decision counters: each config load
+// registers them with its new metrics registry, so they survive reloads.
+var decisionCounters = engine.NewDecisionCounters()
 
 // openKeystore opens the master key, creating it only when the store holds
 // nothing sealed yet: a lost keystore next to existing secrets is a clear

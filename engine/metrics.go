@@ -17,19 +17,19 @@ const (
 	outcomeError   = "error"
 )
 
-// Metrics are Gatehouse's Prometheus collectors.
-type Metrics struct {
+// DecisionCounters are the decision counter and latency histogram. Caddy
+// makes a new metrics registry on every config load; the gatehouse app
+// keeps one DecisionCounters for the process and registers it with each,
+// so the counts survive reloads (as the cache counters do).
+type DecisionCounters struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	byKind    sync.Map // identity.Method → *series
-	// collectors are everything NewMetrics registered.
-	collectors []prometheus.Collector
 }
 
-// NewMetrics registers the collectors with reg (Caddy's registry); the
-// cache's hit and miss counters are exported as counters read on scrape.
-func NewMetrics(reg prometheus.Registerer, c *cache.Cache) (*Metrics, error) {
-	m := &Metrics{
+// NewDecisionCounters returns decision counters that start at zero.
+func NewDecisionCounters() *DecisionCounters {
+	return &DecisionCounters{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gatehouse", Name: "decisions_total",
 			Help: "Authentication decisions by credential kind and outcome (allowed, denied, error).",
@@ -40,6 +40,19 @@ func NewMetrics(reg prometheus.Registerer, c *cache.Cache) (*Metrics, error) {
 			Buckets: []float64{0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5},
 		}, []string{"kind"}),
 	}
+}
+
+// Metrics are Gatehouse's Prometheus collectors.
+type Metrics struct {
+	*DecisionCounters
+	// collectors are everything NewMetrics registered.
+	collectors []prometheus.Collector
+}
+
+// NewMetrics registers counters and the cache's hit and miss counters
+// (read on scrape) with reg (Caddy's registry of the config being loaded).
+func NewMetrics(reg prometheus.Registerer, c *cache.Cache, counters *DecisionCounters) (*Metrics, error) {
+	m := &Metrics{DecisionCounters: counters}
 	m.collectors = []prometheus.Collector{m.decisions, m.latency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
 			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
@@ -71,7 +84,7 @@ type series struct {
 	latency                 prometheus.Observer
 }
 
-func (m *Metrics) seriesFor(kind identity.Method) *series {
+func (m *DecisionCounters) seriesFor(kind identity.Method) *series {
 	if s, ok := m.byKind.Load(kind); ok {
 		return s.(*series)
 	}
@@ -89,7 +102,7 @@ func (m *Metrics) seriesFor(kind identity.Method) *series {
 	return actual.(*series)
 }
 
-func (m *Metrics) observe(kind identity.Method, outcome string, start time.Time) {
+func (m *DecisionCounters) observe(kind identity.Method, outcome string, start time.Time) {
 	s := m.seriesFor(kind)
 	switch outcome {
 	case outcomeAllowed:

@@ -51,7 +51,7 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	metrics, err := engine.NewMetrics(reg, c)
+	metrics, err := engine.NewMetrics(reg, c, engine.NewDecisionCounters())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	log := audit.New(c, zap.NewNop(), audit.Options{FlushInterval: time.Millisecond})
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c)
+	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c, engine.NewDecisionCounters())
 	if err != nil {
 		t.Fatal(err)
 	}

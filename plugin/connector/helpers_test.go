@@ -57,7 +57,7 @@ func newFixture(t testing.TB, cfg engine.Config) *fixture {
 		t.Fatal(err)
 	}
 	log := audit.New(c, zap.NewNop(), audit.Options{})
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c)
+	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c, engine.NewDecisionCounters())
 	if err != nil {
 		t.Fatal(err)
 	}
