@@ -31,6 +31,9 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := adminapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
+	if err := in.resolveAliases(); err != nil {
+		return err
+	}
 	created, err := s.create(r.Context(), in)
 	if err != nil {
 		return err
@@ -59,6 +62,9 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
 func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) error {
 	var p Patch
 	if err := adminapi.DecodeJSON(r, &p); err != nil {
+		return err
+	}
+	if err := p.resolveAliases(); err != nil {
 		return err
 	}
 	v, err := s.update(r.Context(), r.PathValue("name"), p)

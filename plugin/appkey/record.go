@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 )
@@ -46,7 +47,8 @@ type Metadata struct {
 	ClientName string `json:"client_name"`
 	// Documentation is free text or a link about the client.
 	Documentation string `json:"documentation"`
-	// HomeURL is the client's home page (http or https).
+	// HomeURL is the client's home page: an absolute http or https URL, or
+	// the name of a ThingWorx mashup.
 	HomeURL string `json:"home_url"`
 }
 
@@ -75,10 +77,14 @@ func (m *Metadata) normalize() error {
 			return err
 		}
 	}
-	if m.HomeURL != "" {
+	if m.HomeURL != "" && strings.ContainsAny(m.HomeURL, ":/") {
 		u, err := url.Parse(m.HomeURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return failure.Invalid("home_url %q must be an absolute http:// or https:// URL", m.HomeURL)
+			return failure.Invalid("home_url %q must be an absolute http:// or https:// URL or a mashup name", m.HomeURL)
+		}
+	} else if m.HomeURL != "" {
+		if err := account.ValidateName("home mashup", m.HomeURL); err != nil {
+			return failure.Invalid("home_url %q must be an absolute http:// or https:// URL or a mashup name: %s", m.HomeURL, failure.Message(err))
 		}
 	}
 	if len(m.Tags) > maxTags {
@@ -239,9 +245,11 @@ type NewKey struct {
 	Username string `json:"username"`
 	// ExpiresAt defaults to now plus the configured lifetime.
 	ExpiresAt *time.Time `json:"expires_at"`
-	// IPAllowlist holds IPv4/IPv6 addresses and CIDR prefixes; empty allows any.
-	IPAllowlist []string `json:"ip_allowlist"`
+	// IPAllowlist holds IPv4/IPv6 addresses and CIDR prefixes (an array,
+	// or one comma-separated string); empty allows any.
+	IPAllowlist Allowlist `json:"ip_allowlist"`
 	Metadata
+	ThingWorxAliases
 }
 
 // Patch is the body of PATCH /gatehouse/appkeys/{name}: each field, when
@@ -253,7 +261,7 @@ type Patch struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	// IPAllowlist replaces the allowlist (empty allows any); it ends the
 	// sessions opened with the key.
-	IPAllowlist *[]string `json:"ip_allowlist"`
+	IPAllowlist *Allowlist `json:"ip_allowlist"`
 	// Description replaces Metadata.Description.
 	Description *string `json:"description"`
 	// Project replaces Metadata.Project.
@@ -266,6 +274,7 @@ type Patch struct {
 	Documentation *string `json:"documentation"`
 	// HomeURL replaces Metadata.HomeURL.
 	HomeURL *string `json:"home_url"`
+	ThingWorxAliases
 }
 
 // narrows reports whether the patch changes who may use the key or until
