@@ -195,3 +195,61 @@ func TestExampleFirstRunOnEmptyRedis(t *testing.T) {
 	mustToken(t, inst, newConnector(t, inst, "plant-7", "robot"))
 	assertHomeUntouched(t, home)
 }
+
+// TestExampleAuditsRefusedHandshakes: a client certificate that the TLS
+// handshake refuses (a foreign CA's, carrying a connector's name) leaves
+// an audit event (kind "tls") naming the connector it claims, and a flood
+// of them is thinned to about one event a second.
+func TestExampleAuditsRefusedHandshakes(t *testing.T) {
+	harness.RequireTool(t, "openssl")
+	inst, _ := startExample(t, "", harness.Options{})
+	work := t.TempDir()
+	key, cert := filepath.Join(work, "foreign.key"), filepath.Join(work, "foreign.crt")
+	if out, err := harness.Command(t, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", cert, "-subj", "/CN=plant-7", "-days", "1",
+		"-addext", "subjectAltName=URI:urn:gatehouse:connector:plant-7", "-addext", "extendedKeyUsage=clientAuth"); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	// One curl opening the connections in parallel: the refusals come
+	// within a fraction of a second, however busy the machine.
+	const attempts = 20
+	args := []string{"-sk", "--parallel", "--parallel-max", "20", "-X", "POST", "--cert", cert, "--key", key, "-d", "grant_type=certificate"}
+	for range attempts {
+		args = append(args, inst.HTTPSURL()+"/gatehouse/v1/token")
+	}
+	if out, err := harness.Command(t, "curl", args...); err == nil || strings.Contains(out, "access_token") {
+		t.Fatalf("a foreign CA's certificate got through: %v %s", err, out)
+	}
+	type event struct{ Kind, Credential, RemoteIP, Outcome, Reason string }
+	var events []event
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var all []struct {
+			Kind       string `json:"kind"`
+			Credential string `json:"credential"`
+			RemoteIP   string `json:"remote_ip"`
+			Outcome    string `json:"outcome"`
+			Reason     string `json:"reason"`
+		}
+		inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=tls", nil, &all)
+		events = events[:0]
+		for _, e := range all {
+			events = append(events, event{e.Kind, e.Credential, e.RemoteIP, e.Outcome, e.Reason})
+		}
+		if len(events) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(events) == 0 {
+		t.Fatal("no audit event for the refused handshakes")
+	}
+	e := events[len(events)-1] // the oldest: the first refusal
+	if e.Credential != "connector:plant-7" || e.RemoteIP != "127.0.0.1" || e.Outcome != "failure" ||
+		!strings.Contains(e.Reason, "claiming connector plant-7") || !strings.Contains(e.Reason, "unknown authority") {
+		t.Fatalf("the refused handshake's event: %+v", e)
+	}
+	if len(events) >= attempts {
+		t.Fatalf("%d events for %d refusals: a flood is not thinned", len(events), attempts)
+	}
+}

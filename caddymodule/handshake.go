@@ -1,0 +1,205 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
+	"github.com/gatehouse-auth/gatehouse/plugin/connector"
+)
+
+func init() {
+	caddy.RegisterModule(HandshakeAudit{})
+}
+
+// handshakeTimeout bounds a TLS handshake the wrapper waits for.
+const handshakeTimeout = 10 * time.Second
+
+// HandshakeAudit is caddy.listeners.gatehouse_handshake_audit: a listener
+// wrapper (after Caddy's TLS listener) that records in the audit log the
+// client certificates the TLS handshake refuses — a foreign CA's, an
+// expired one — which never reach a gatehouse route. Each event (kind
+// "tls") names the remote address, the connector the certificate claims
+// (unverified: the refused certificate says so itself) and why it was
+// refused. A flood is thinned to one event a second, carrying the count of
+// refusals it stands for. Handshakes run before the connection is handed
+// to the HTTP server, each in its own goroutine, bounded by 10 s. In a
+// Caddyfile:
+//
+//	{
+//		servers {
+//			listener_wrappers {
+//				gatehouse_handshake_audit
+//			}
+//		}
+//	}
+//
+// HTTP/3 (QUIC) handshakes do not pass listener wrappers and are not
+// recorded.
+type HandshakeAudit struct {
+	app    *App
+	logger *zap.Logger
+	thin   *logthin.Thinner
+}
+
+// CaddyModule returns the Caddy module information.
+func (HandshakeAudit) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "caddy.listeners.gatehouse_handshake_audit", New: func() caddy.Module { return new(HandshakeAudit) }}
+}
+
+// Provision implements caddy.Provisioner.
+func (h *HandshakeAudit) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("gatehouse")
+	if err != nil {
+		return fmt.Errorf("gatehouse_handshake_audit: %v", err)
+	}
+	h.app, h.logger, h.thin = app.(*App), ctx.Logger(), &logthin.Thinner{}
+	return nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler. Syntax:
+//
+//	gatehouse_handshake_audit
+func (h *HandshakeAudit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the module name
+	if d.NextArg() || d.NextBlock(d.Nesting()) {
+		return d.Err("gatehouse_handshake_audit takes no options")
+	}
+	return nil
+}
+
+// WrapListener implements caddy.ListenerWrapper.
+func (h *HandshakeAudit) WrapListener(ln net.Listener) net.Listener {
+	l := &handshakeListener{Listener: ln, audit: h, conns: make(chan net.Conn), done: make(chan struct{})}
+	go l.acceptLoop()
+	return l
+}
+
+// handshakeListener hands out connections whose TLS handshake is done.
+type handshakeListener struct {
+	net.Listener
+	audit     *HandshakeAudit
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	err       error // the inner listener's Accept error, once it failed
+}
+
+func (l *handshakeListener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var temp interface{ Temporary() bool }
+			if errors.As(err, &temp) && temp.Temporary() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			l.mu.Lock()
+			l.err = err
+			l.mu.Unlock()
+			l.close()
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+// handshake completes c's TLS handshake and hands c out, or records a
+// refused client certificate and closes it.
+func (l *handshakeListener) handshake(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			l.audit.refused(c.RemoteAddr(), err)
+			c.Close()
+			return
+		}
+	}
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// Accept implements net.Listener.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener.
+func (l *handshakeListener) Close() error {
+	err := l.Listener.Close()
+	l.close()
+	return err
+}
+
+func (l *handshakeListener) close() { l.closeOnce.Do(func() { close(l.done) }) }
+
+// refused records a handshake that failed over the client's certificate;
+// other failures (a scanner, a timeout, a client that hung up) are not
+// events.
+func (h *HandshakeAudit) refused(remote net.Addr, err error) {
+	var cve *tls.CertificateVerificationError
+	if !errors.As(err, &cve) || len(cve.UnverifiedCertificates) == 0 {
+		return
+	}
+	due, count := h.thin.Due(time.Now())
+	if !due {
+		return
+	}
+	leaf := cve.UnverifiedCertificates[0]
+	ev := audit.Event{Kind: "tls", Credential: "connector", Outcome: audit.OutcomeFailure,
+		Reason: "the TLS handshake refused the client certificate (subject " + leaf.Subject.String() + "): " + cve.Err.Error()}
+	for _, uri := range leaf.URIs {
+		if name, ok := connector.ParseConnectorURI(uri); ok {
+			ev.Credential += ":" + name
+			ev.Reason = "the TLS handshake refused a client certificate claiming connector " + name + ": " + cve.Err.Error()
+			break
+		}
+	}
+	if count > 1 {
+		ev.Reason += fmt.Sprintf(" (%d such refusals since the last one recorded)", count)
+	}
+	if host, _, err := net.SplitHostPort(remote.String()); err == nil {
+		ev.RemoteIP = host
+	}
+	ev.Reason = strings.ToValidUTF8(ev.Reason, "?")
+	if e, err := h.app.Engine(context.Background()); err == nil {
+		e.Audit.Record(ev)
+		return
+	}
+	h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started, so it is not audited",
+		zap.String("remote_ip", ev.RemoteIP), zap.String("reason", ev.Reason))
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner     = (*HandshakeAudit)(nil)
+	_ caddy.ListenerWrapper = (*HandshakeAudit)(nil)
+	_ caddyfile.Unmarshaler = (*HandshakeAudit)(nil)
+)
