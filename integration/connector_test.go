@@ -176,6 +176,22 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 		t.Errorf("forwarded headers: %v", h)
 	}
 
+	// The connector can introspect its own token (RFC 7662) and sees the
+	// binding to its certificate (RFC 8705 cnf); not c2's token.
+	res = harness.Curl(t, "--cert", c1.cert, "--key", c1.key, "-d", "token="+a.AccessToken, inst.HTTPSURL()+"/gatehouse/v1/introspect")
+	var intro struct {
+		Active   bool              `json:"active"`
+		ClientID string            `json:"client_id"`
+		Cnf      map[string]string `json:"cnf"`
+	}
+	if json.Unmarshal([]byte(res.Body), &intro); res.Status != 200 || !intro.Active || intro.ClientID != "c1" || len(intro.Cnf["x5t#S256"]) != 43 {
+		t.Errorf("introspecting its own token: %d %s", res.Status, res.Body)
+	}
+	b2 := mustToken(t, inst, c2)
+	if res = harness.Curl(t, "--cert", c1.cert, "--key", c1.key, "-d", "token="+b2.AccessToken, inst.HTTPSURL()+"/gatehouse/v1/introspect"); res.Body != `{"active":false}` {
+		t.Errorf("introspecting another connector's token: %d %s", res.Status, res.Body)
+	}
+
 	// The token is worthless without its certificate.
 	res = callAPI(t, inst, connectorFiles{}, a.AccessToken)
 	if res.Status != 401 || !strings.Contains(res.Headers.Get("Www-Authenticate"), "Bearer") {

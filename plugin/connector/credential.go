@@ -40,9 +40,11 @@ func (*Plugin) Strip(r *http.Request) { r.Header.Del("Authorization") }
 // Challenge implements plugin.Challenger.
 func (*Plugin) Challenge() string { return `Bearer realm="gatehouse"` }
 
-// Endpoints implements plugin.EndpointProvider: the token endpoint.
+// Endpoints implements plugin.EndpointProvider: the token and
+// introspection endpoints.
 func (p *Plugin) Endpoints() []plugin.Endpoint {
-	return []plugin.Endpoint{{Path: TokenPath, Handler: http.HandlerFunc(p.serveToken)}}
+	return []plugin.Endpoint{{Path: TokenPath, Handler: http.HandlerFunc(p.serveToken)},
+		{Path: IntrospectPath, Handler: http.HandlerFunc(p.serveIntrospect)}}
 }
 
 // Authenticate implements plugin.Credential. The token must exist, be an
@@ -60,7 +62,20 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if !ok {
 		return nil, errMalformedToken
 	}
-	ctx := r.Context()
+	rec, err := p.boundAccessToken(r.Context(), token, peerCertificate(r))
+	if err != nil {
+		return nil, err
+	}
+	// Request events name the connector (credential "connector:<name>"), as
+	// the token endpoint's do: the token pair's id means nothing to a reader.
+	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
+		Connector: rec.Connector, CredentialID: rec.Connector}, nil
+}
+
+// boundAccessToken returns the record of a live access token presented
+// with leaf, the client certificate of its connection (nil when none):
+// the checks Authenticate documents.
+func (p *Plugin) boundAccessToken(ctx context.Context, token string, leaf *x509.Certificate) (*tokenRecord, error) {
 	rec, err := cache.Load(p.engine.Store, ctx, tokenKeyOf(token), decodeTokenRecord)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errUnknownToken
@@ -71,7 +86,6 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if rec.Kind != kindAccess || !p.now().Before(rec.ExpiresAt) {
 		return nil, errUnknownToken.For(rec.Username)
 	}
-	leaf := peerCertificate(r)
 	if leaf == nil {
 		return nil, errNoCertificate.For(rec.Username)
 	}
@@ -87,10 +101,7 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if conn.thumbprint != rec.X5tS256 || !bytes.Equal(leaf.Raw, conn.certDER) {
 		return nil, errWrongCert.For(rec.Username)
 	}
-	// Request events name the connector (credential "connector:<name>"), as
-	// the token endpoint's do: the token pair's id means nothing to a reader.
-	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
-		Connector: rec.Connector, CredentialID: rec.Connector}, nil
+	return rec, nil
 }
 
 // liveConnector returns the cached connector record, refusing a missing or

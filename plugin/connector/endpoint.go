@@ -61,53 +61,68 @@ type tokenParams struct {
 }
 
 // queryCredentials are the parameters that carry a credential: the token
-// endpoint refuses them in the query string, which access logs, proxies
-// and browser histories keep (RFC 6749 §3.2, OAuth 2.1 §3.2.2).
-var queryCredentials = []string{"refresh_token", "access_token", "client_secret", "client_assertion", "password"}
+// and introspection endpoints refuse them in the query string, which
+// access logs, proxies and browser histories keep (RFC 6749 §3.2, OAuth
+// 2.1 §3.2.2).
+var queryCredentials = []string{"refresh_token", "access_token", "token", "client_secret", "client_assertion", "password"}
 
-// parseTokenParams reads a token request's parameters from the query
-// string and an application/x-www-form-urlencoded body (OAuth clients send
-// a form body; grant_type works in the query string too, a credential
-// does not). A parameter given more than once, in either place, is
-// refused (RFC 6749 §3.2).
-func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *oauthError) {
-	var p tokenParams
+// requestParams are an OAuth endpoint's parameters: the query string's
+// and an application/x-www-form-urlencoded body's.
+type requestParams struct{ query, form url.Values }
+
+// readParams parses the query string and the form body (OAuth clients send
+// a form body; other parameters work in the query string too, a
+// credential does not).
+func readParams(rawQuery, contentType string, body []byte, credentials ...string) (requestParams, *oauthError) {
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return p, invalidRequest("the query string is malformed")
+		return requestParams{}, invalidRequest("the query string is malformed")
 	}
-	for _, name := range queryCredentials {
+	for _, name := range credentials {
 		if query.Has(name) {
-			return p, invalidRequest(name + " must be sent in the form body, not in the query string, where logs keep it")
+			return requestParams{}, invalidRequest(name + " must be sent in the form body, not in the query string, where logs keep it")
 		}
 	}
 	form := url.Values{}
 	if len(body) > 0 {
 		mediaType, _, err := mime.ParseMediaType(contentType)
 		if err != nil || mediaType != "application/x-www-form-urlencoded" {
-			return p, invalidRequest("send the parameters as application/x-www-form-urlencoded")
+			return requestParams{}, invalidRequest("send the parameters as application/x-www-form-urlencoded")
 		}
 		if form, err = url.ParseQuery(string(body)); err != nil {
-			return p, invalidRequest("the form body is malformed")
+			return requestParams{}, invalidRequest("the form body is malformed")
 		}
 	}
-	single := func(name string) (string, *oauthError) {
-		q, f := query[name], form[name]
-		switch {
-		case len(q)+len(f) > 1:
-			return "", invalidRequest("the parameter " + name + " is given more than once")
-		case len(q) == 1:
-			return q[0], nil
-		case len(f) == 1:
-			return f[0], nil
-		}
-		return "", nil
+	return requestParams{query, form}, nil
+}
+
+// single returns the parameter name ("" when absent), refusing one given
+// more than once, in either place (RFC 6749 §3.2).
+func (rp requestParams) single(name string) (string, *oauthError) {
+	q, f := rp.query[name], rp.form[name]
+	switch {
+	case len(q)+len(f) > 1:
+		return "", invalidRequest("the parameter " + name + " is given more than once")
+	case len(q) == 1:
+		return q[0], nil
+	case len(f) == 1:
+		return f[0], nil
 	}
-	var oerr *oauthError
-	if p.grantType, oerr = single("grant_type"); oerr != nil {
+	return "", nil
+}
+
+// parseTokenParams reads a token request's parameters (readParams): a
+// refresh token, like any credential, only in the form body.
+func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *oauthError) {
+	var p tokenParams
+	rp, oerr := readParams(rawQuery, contentType, body, queryCredentials...)
+	if oerr != nil {
 		return p, oerr
 	}
-	if p.refreshToken, oerr = single("refresh_token"); oerr != nil {
+	if p.grantType, oerr = rp.single("grant_type"); oerr != nil {
+		return p, oerr
+	}
+	if p.refreshToken, oerr = rp.single("refresh_token"); oerr != nil {
 		return p, oerr
 	}
 	switch p.grantType {

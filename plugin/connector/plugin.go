@@ -29,6 +29,10 @@ import (
 // connector kind.
 const TokenPath = "/gatehouse/v1/token"
 
+// IntrospectPath is the token introspection endpoint (RFC 7662), served
+// next to TokenPath.
+const IntrospectPath = "/gatehouse/v1/introspect"
+
 // DefaultCertValidity is the validity of a connector certificate unless
 // configured otherwise.
 const DefaultCertValidity = 365 * 24 * time.Hour
