@@ -183,13 +183,9 @@ func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
 // handleToken does the work of serveToken, filling in the audit event as
 // it learns who is asking.
 func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.Event) (issued, error) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return issued{}, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the token endpoint takes POST"}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
-	if err != nil {
-		return issued{}, invalidRequest("the request body is unreadable or larger than " + strconv.Itoa(maxTokenRequestBytes) + " bytes")
+	body, oerr := readPost(w, r, "token")
+	if oerr != nil {
+		return issued{}, oerr
 	}
 	params, oerr := parseTokenParams(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
 	if oerr != nil {
@@ -232,6 +228,20 @@ func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.E
 		return p.issueForCertificate(ctx, conn)
 	}
 	return p.refresh(ctx, conn, params.refreshToken)
+}
+
+// readPost reads the body of a POST to the named OAuth endpoint, refusing
+// another method (405) or a body over maxTokenRequestBytes.
+func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, *oauthError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the " + endpoint + " endpoint takes POST"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
+	if err != nil {
+		return nil, invalidRequest("the request body is unreadable or larger than " + strconv.Itoa(maxTokenRequestBytes) + " bytes")
+	}
+	return body, nil
 }
 
 // internalError maps a store or internal failure to its OAuth answer and

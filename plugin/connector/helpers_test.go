@@ -228,3 +228,13 @@ func pemKey(t testing.TB, key crypto.Signer) string {
 func pemDecode(s string) (*pem.Block, []byte) { return pem.Decode([]byte(s)) }
 
 func pemEncode(b *pem.Block) string { return string(pem.EncodeToMemory(b)) }
+
+// aliceAndBob is a fixture with the users alice and bob and a connector
+// of each, c1 and c2.
+func aliceAndBob(t *testing.T) (f *fixture, c1, c2 client) {
+	t.Helper()
+	f = newFixture(t, engine.Config{})
+	f.user("alice")
+	f.user("bob")
+	return f, f.connector("c1", "alice"), f.connector("c2", "bob")
+}

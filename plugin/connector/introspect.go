@@ -3,9 +3,7 @@ package connector
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -59,13 +57,9 @@ func (p *Plugin) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Plugin) introspect(w http.ResponseWriter, r *http.Request) (introspection, error) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return introspection{}, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the introspection endpoint takes POST"}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
-	if err != nil {
-		return introspection{}, invalidRequest("the request body is unreadable or larger than " + strconv.Itoa(maxTokenRequestBytes) + " bytes")
+	body, oerr := readPost(w, r, "introspection")
+	if oerr != nil {
+		return introspection{}, oerr
 	}
 	rp, oerr := readParams(r.URL.RawQuery, r.Header.Get("Content-Type"), body, queryCredentials...)
 	if oerr != nil {

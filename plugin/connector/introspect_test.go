@@ -8,18 +8,13 @@ import (
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/account"
-	"github.com/gatehouse-auth/gatehouse/engine"
 )
 
 // TestIntrospection: RFC 7662 for a connector's own access token, with the
 // RFC 8705 confirmation; every other token is inactive; the token never
 // in the query string.
 func TestIntrospection(t *testing.T) {
-	f := newFixture(t, engine.Config{})
-	f.user("alice")
-	f.user("bob")
-	c1 := f.connector("c1", "alice")
-	c2 := f.connector("c2", "bob")
+	f, c1, c2 := aliceAndBob(t)
 	a := f.mustToken(c1)
 	b := f.mustToken(c2)
 	introspect := func(c client, target, form string) (int, map[string]any) {

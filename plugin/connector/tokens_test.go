@@ -15,11 +15,7 @@ import (
 )
 
 func TestCertificateGrantAndBoundToken(t *testing.T) {
-	f := newFixture(t, engine.Config{})
-	f.user("alice")
-	f.user("bob")
-	c1 := f.connector("c1", "alice")
-	c2 := f.connector("c2", "bob")
+	f, c1, c2 := aliceAndBob(t)
 
 	a := f.mustToken(c1)
 	if a.TokenType != "bearer" || a.ExpiresIn != 36000 || !strings.HasPrefix(a.AccessToken, "gct_") || !strings.HasPrefix(a.RefreshToken, "gcr_") {
