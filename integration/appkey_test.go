@@ -220,8 +220,9 @@ func TestAppKeyAllowlist(t *testing.T) {
 		t.Fatalf("trusted proxy, client outside the allowlist: %d", res.Status)
 	}
 
-	// Bad entries are a 400 that changes nothing.
-	for _, bad := range []string{`["10.0.0.300"]`, `["example.com"]`, `["10.0.0.0/33"]`, `["fe80::1%eth0"]`, `"10.0.0.1"`} {
+	// Bad entries are a 400 that changes nothing (the list as an array or,
+	// as ThingWorx sends it, one comma-separated string).
+	for _, bad := range []string{`["10.0.0.300"]`, `["example.com"]`, `["10.0.0.0/33"]`, `["fe80::1%eth0"]`, `"10.0.0.1, example.com"`, `{}`} {
 		status, body := inst.Admin(t, "POST", "/gatehouse/appkeys", `{"name":"bad","username":"sensor","ip_allowlist":`+bad+`}`)
 		if status != 400 || !strings.Contains(string(body), "ip_allowlist") {
 			t.Errorf("allowlist %s: %d %s", bad, status, body)

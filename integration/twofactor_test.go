@@ -347,7 +347,7 @@ func TestESAAppHardTokenAndSMS(t *testing.T) {
 		t.Fatalf("profile of an unknown user: %v", out)
 	}
 	ti.user("dora", "")
-	if out = ti.esa(ti.users, "/manage/users/v1/profile/dora", ""); out["last_success"] != nil || out["last_failure"] != nil || out["mobile_number"] != nil {
+	if out = ti.esa(ti.users, "/manage/users/v1/profile/dora", ""); out["last_success"] != nil || out["last_failure"] != nil || out["mobile_number"] != "" {
 		t.Fatalf("profile without history: %v", out)
 	}
 	if out = ti.esa(ti.users, "/manage/users/v1/provisiontextmessage", `{"username":"dora"}`); out["error"] != "ERROR_FAULT" ||
