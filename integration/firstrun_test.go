@@ -172,6 +172,12 @@ func assertHomeUntouched(t *testing.T, home string) {
 func TestExampleFirstRunUnprivileged(t *testing.T) {
 	inst, home := startExample(t, "", harness.Options{})
 	runQuickStart(t, inst)
+	// A reload (the listeners and their handshake wrapper are handed over)
+	// keeps the site answering.
+	inst.Reload(strings.Replace(exampleTemplate(t, ""), "lockout_threshold 5", "lockout_threshold 6", 1))
+	if res := harness.Curl(t, inst.HTTPSURL()+"/.well-known/gatehouse/jwks.json"); res.Status != 200 {
+		t.Fatalf("the site after a reload: %d %s", res.Status, res.Body)
+	}
 	if _, err := os.Stat(filepath.Join(inst.DataDir(), "caddy", "pki", "authorities", "local", "root.crt")); err != nil {
 		t.Errorf("the demo CA is not under ./data/caddy: %v", err)
 	}
