@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -171,4 +173,30 @@ func TestFailedDeletionCanBeRetried(t *testing.T) {
 	if _, err := f.engine.Sessions.Lookup(context.Background(), ck.Value); err == nil {
 		t.Fatal("the session outlived the deletion tried again")
 	}
+}
+
+// BenchmarkServeHot is one cache-hot request through the whole pipeline
+// of a route taking application keys and sessions (enginetest.BenchServe):
+// with the appKey header, and with the cookie of a login session.
+func BenchmarkServeHot(b *testing.B) {
+	f := newFixture(b)
+	rt, err := f.engine.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodAppKey, identity.MethodSession}, Audience: "test"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("app_key", func(b *testing.B) {
+		key := f.create(`{"name":"bench","username":"alice"}`).Key
+		enginetest.BenchServe(b, rt, request("/api/x", "appKey", key))
+	})
+	b.Run("session", func(b *testing.B) {
+		u, err := f.engine.Accounts.User(context.Background(), "alice")
+		if err != nil {
+			b.Fatal(err)
+		}
+		token, err := f.engine.Sessions.Create(context.Background(), session.Session{Username: u.Username, UserID: u.ID, Origin: session.OriginLogin, SecondFactor: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		enginetest.BenchServe(b, rt, request("/api/x", "Cookie", session.CookieName+"="+token))
+	})
 }
