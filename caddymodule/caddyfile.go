@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/gatehouse-auth/gatehouse/engine"
 )
 
 func init() {
@@ -190,6 +192,7 @@ func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
 //		audience <aud>
 //		appkey_query on|off
 //		console on|off
+//		forward  user roles auth connector app_key 2fa assertion
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -231,6 +234,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.NoConsole = !on
+		case "forward":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if _, err := engine.ParseForward(args); err != nil {
+				return d.Errf("forward: %v", err)
+			}
+			h.Forward = append(h.Forward, args...)
 		default:
 			return d.Errf("unknown gatehouse directive option %q", d.Val())
 		}

@@ -45,10 +45,17 @@ type Handler struct {
 	// handled like any other. The console is served only on routes that
 	// accept "session".
 	NoConsole bool `json:"no_console,omitempty"`
+	// Forward lists the identity headers forwarded upstream: "user",
+	// "roles", "auth", "connector", "app_key", "2fa", "assertion".
+	// Default (empty): all of them. Headers not listed are still stripped
+	// from every inbound request; leaving "assertion" out also spares
+	// signing it.
+	Forward []string `json:"forward,omitempty"`
 
 	app       *App
 	routeOnce sync.Once
 	route     *engine.Route
+	forward   engine.Forward
 	routeErr  error
 	ready     atomic.Pointer[engine.Route]
 }
@@ -78,6 +85,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("gatehouse: public path %q must start with '/'", p)
 		}
 	}
+	forward, err := engine.ParseForward(h.Forward)
+	if err != nil {
+		return fmt.Errorf("gatehouse: forward: %v", err)
+	}
+	h.forward = forward
 	app, err := ctx.App("gatehouse")
 	if err != nil {
 		return err
@@ -102,7 +114,7 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 			accept[i] = identity.Method(k)
 		}
 		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
-			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}})
+			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: h.forward})
 		if h.routeErr == nil {
 			h.ready.Store(h.route)
 		}

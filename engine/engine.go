@@ -88,6 +88,9 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		return nil, fmt.Errorf("gatehouse route accepts no credential kind; list at least one of basic, app_key, connector, session")
 	}
 	opts.Settings.Accept = opts.Accept
+	if opts.Forward == 0 {
+		opts.Forward = ForwardAll
+	}
 	rt := &Route{engine: e, opts: opts}
 	for i, m := range opts.Accept {
 		if slices.Contains(opts.Accept[:i], m) {

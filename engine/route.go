@@ -39,6 +39,9 @@ type RouteOptions struct {
 	// Settings are the route's options for credential kinds that
 	// implement plugin.RouteScoped.
 	Settings plugin.RouteSettings
+	// Forward is the set of identity headers forwarded upstream; zero
+	// means ForwardAll. Headers not in it are still stripped inbound.
+	Forward Forward
 }
 
 // Route is the pipeline of one protected route.
@@ -289,35 +292,52 @@ func (rt *Route) pick(r *http.Request) (plugin.Credential, error) {
 	return found, nil
 }
 
+// setIdentity sets the identity headers the route forwards; the
+// assertion is signed (or its reused copy looked up) only when forwarded.
 func (rt *Route) setIdentity(r *http.Request, id *identity.Identity) error {
 	e := rt.engine
 	h := &e.Headers
-	aud := rt.opts.Audience
-	if aud == "" {
-		aud = requestHost(r)
-	}
-	token, err := e.Signer.Assertion(id, aud)
-	if err != nil {
-		return err
+	fw := rt.opts.Forward
+	var token string
+	if fw.Has(ForwardAssertion) {
+		aud := rt.opts.Audience
+		if aud == "" {
+			aud = requestHost(r)
+		}
+		var err error
+		if token, err = e.Signer.Assertion(id, aud); err != nil {
+			return err
+		}
 	}
 	// One array holds every header's value, each header a full slice of
 	// one element of it (so an append by a later handler copies instead
 	// of overwriting its neighbour): one allocation instead of one each.
-	vals := [...]string{id.Username, strings.Join(id.Roles, ","), string(id.Method), token, id.Connector, id.AppKey, "true"}
+	// The values must be the request's own: Caddy's header handlers
+	// replace values in place, and its access log reads them after the
+	// handler returned.
+	var roles string
+	if fw.Has(ForwardRoles) {
+		roles = strings.Join(id.Roles, ",")
+	}
+	vals := [...]string{id.Username, roles, string(id.Method), token, id.Connector, id.AppKey, "true"}
 	hdr := r.Header
-	set := func(name string, i int) { hdr[name] = vals[i : i+1 : i+1] }
-	set(h.User, 0)
-	set(h.Roles, 1)
-	set(h.Auth, 2)
-	set(h.Assertion, 3)
+	set := func(bit Forward, name string, i int) {
+		if fw.Has(bit) {
+			hdr[name] = vals[i : i+1 : i+1]
+		}
+	}
+	set(ForwardUser, h.User, 0)
+	set(ForwardRoles, h.Roles, 1)
+	set(ForwardAuth, h.Auth, 2)
+	set(ForwardAssertion, h.Assertion, 3)
 	if id.Connector != "" {
-		set(h.Connector, 4)
+		set(ForwardConnector, h.Connector, 4)
 	}
 	if id.AppKey != "" {
-		set(h.AppKey, 5)
+		set(ForwardAppKey, h.AppKey, 5)
 	}
 	if id.SecondFactor {
-		set(h.TwoFactor, 6)
+		set(ForwardTwoFactor, h.TwoFactor, 6)
 	}
 	return nil
 }
