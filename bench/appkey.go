@@ -17,31 +17,15 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
-func init() { kinds = append(kinds, appKeyKind) }
-
 // appKeyKind is the app_key row: the appKey header on a route that takes
 // application keys. Normally one key (cache-hot); in scale mode, keys drawn
 // at random from the seeded ones, so most lookups miss the cache.
 var appKeyKind = kind{
 	name:     "app_key",
 	baseline: "plain",
-	site:     appKeySite("app_key"),
+	site:     gatehouseSite("app_key", "app_key", ""),
 	prepare:  seedScaleAppKeys,
-	setup:    setupAppKeys,
-}
-
-// appKeySite is the Caddyfile snippet of a route that accepts app keys on
-// the port {{.<port>}}, in front of the shared upstream.
-func appKeySite(port string) string {
-	return `
-http://:{{.` + port + `}} {
-	bind 127.0.0.1
-	gatehouse {
-		accept app_key
-	}
-	reverse_proxy 127.0.0.1:{{.upstream}}
-}
-`
+	setup:    setupAppKeys("app_key"),
 }
 
 // scaleKeys are the values seeded in scale mode.
@@ -93,15 +77,22 @@ func seedScaleAppKeys(e *env) error {
 	return nil
 }
 
-func setupAppKeys(e *env) (row, error) {
-	if scaleKeys.len() > 0 {
-		return row{name: "app_key", baseline: "plain", target: e.drawn("http://127.0.0.1:%d/", "app_key", "Appkey", scaleKeys, nil)}, nil
+// setupAppKeys returns the row name: in scale mode, keys drawn at random
+// from the seeded ones; else the one bench key (created once per run).
+func setupAppKeys(name string) func(*env) (row, error) {
+	return func(e *env) (row, error) {
+		if scaleKeys.len() > 0 {
+			return row{name: name, baseline: "plain", target: e.drawn("http://127.0.0.1:%d/", name, "Appkey", scaleKeys, nil)}, nil
+		}
+		if e.benchKey == "" {
+			key, err := seedAppKey(e)
+			if err != nil {
+				return row{}, err
+			}
+			e.benchKey = key
+		}
+		return appKeyRow(name, e, e.benchKey), nil
 	}
-	key, err := seedAppKey(e)
-	if err != nil {
-		return row{}, err
-	}
-	return appKeyRow("app_key", e, key), nil
 }
 
 // seedAppKey creates the bench role and user and one app key for them

@@ -68,3 +68,49 @@ func TestRatiosArePaired(t *testing.T) {
 		}
 	}
 }
+
+func TestPinPlan(t *testing.T) {
+	if _, ok := planPins(4); ok {
+		t.Error("4 CPUs split")
+	}
+	p, ok := planPins(16)
+	if !ok || p.String() != "Caddy on CPUs 0-3, backends on 4-7, load generator on 8-15" {
+		t.Fatalf("16 CPUs: %v %v", p, ok)
+	}
+	p, _ = planPins(10)
+	seen := map[int]bool{}
+	for _, set := range [][]int{p.caddy, p.backend, p.load} {
+		if len(set) < 2 {
+			t.Errorf("10 CPUs: a set of %d: %v", len(set), p)
+		}
+		for _, c := range set {
+			if seen[c] || c < 0 || c >= 10 {
+				t.Errorf("10 CPUs: CPU %d twice or out of range: %v", c, p)
+			}
+			seen[c] = true
+		}
+	}
+	if got, err := parseCPUList(cpuList(p.load)); err != nil || len(got) != len(p.load) || got[0] != p.load[0] {
+		t.Errorf("parseCPUList(%q) = %v, %v", cpuList(p.load), got, err)
+	}
+	for _, bad := range []string{"", "3", "3-1", "a-b", "-1-2"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) accepted", bad)
+		}
+	}
+}
+
+// TestContractRows: the rows of contract §9 are all there, each with a
+// baseline that is a baseline row.
+func TestContractRows(t *testing.T) {
+	names := map[string]string{}
+	for _, k := range kinds {
+		names[k.name] = k.baseline
+	}
+	for _, name := range []string{"basic", "app_key", "connector_token", "session", "plain_identity_headers", "basic_auth_peer",
+		"forward_auth_peer", "basic_forward_user", "app_key_forward_user", "session_forward_user"} {
+		if b, ok := names[name]; !ok || (b != "plain" && b != "plain_tls") {
+			t.Errorf("row %s: baseline %q, present %v", name, b, ok)
+		}
+	}
+}

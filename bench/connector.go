@@ -15,8 +15,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
 )
 
-func init() { kinds = append(kinds, connectorKind) }
-
 // issuanceConns and issuanceDuration shape the token-issuance measurement
 // that the connector_token row prints while it is set up.
 const (

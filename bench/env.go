@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net/http"
 	"os"
@@ -42,9 +43,14 @@ type env struct {
 	// logs (-exclude-proxy-log).
 	excludeProxyLog bool
 	cleanups        []func() // run last-in first-out by stop
+	// benchKey and sessionCookie are the bench user's app key and login
+	// session in the main Caddy, made once for the rows that share them.
+	benchKey, sessionCookie string
 	// servers are the processes serving the rows (Caddy, Redis): their
 	// CPU time, not the load generator's, is what serverCPU sums.
 	servers []*os.Process
+	// pins is pinned mode's CPU split; nil when unpinned.
+	pins *pinPlan
 }
 
 // caddyProc is one running Caddy process and its admin API.
@@ -63,13 +69,24 @@ type adminAPI interface {
 	mustCall(want int, method, path string, body any) ([]byte, error)
 }
 
-// site is a Caddyfile snippet of one row; it is a template over the port
-// map ({{.plain}}, {{.upstream}}, …) and env.dir ({{.dir}}).
-var sites = []string{plainSite("plain"), `
+// backendSites are the upstream every row proxies to and forward_auth_peer's
+// auth endpoint (answering 200 at once with the user's header): in the
+// Caddy under test, or in a Caddy of their own in pinned mode.
+const backendSites = `
 http://:{{.upstream}} {
 	bind 127.0.0.1
 	respond "ok" 200
 }
+http://:{{.auth_endpoint}} {
+	bind 127.0.0.1
+	header X-Gatehouse-User bench
+	respond 200
+}
+`
+
+// site is a Caddyfile snippet of one row; it is a template over the port
+// map ({{.plain}}, {{.upstream}}, …) and env.dir ({{.dir}}).
+var sites = []string{plainSite("plain"), `
 https://localhost:{{.plain_tls}} {
 	bind 127.0.0.1
 	tls internal {
@@ -100,19 +117,19 @@ func freePort() int {
 	return port
 }
 
-func startEnv(caddyBin string, scale int, excludeProxyLog bool) (_ *env, err error) {
+func startEnv(caddyBin string, scale int, excludeProxyLog bool, pins *pinPlan) (_ *env, err error) {
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return nil, err
 	}
 	e := &env{caddyBin: caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale,
-		excludeProxyLog: excludeProxyLog}
+		excludeProxyLog: excludeProxyLog, pins: pins}
 	defer func() {
 		if err != nil { // whatever a prepare step or a half-started Caddy left running
 			e.stop()
 		}
 	}()
-	for _, name := range []string{"admin", "upstream", "plain", "plain_tls"} {
+	for _, name := range []string{"admin", "upstream", "auth_endpoint", "plain", "plain_tls"} {
 		e.ports[name] = freePort()
 	}
 	for _, k := range kinds {
@@ -121,14 +138,34 @@ func startEnv(caddyBin string, scale int, excludeProxyLog bool) (_ *env, err err
 	if e.clientCert, err = makeClientCA(dir); err != nil {
 		return nil, err
 	}
+	if pins != nil { // the backends in a Caddy of their own, on their own CPUs
+		dir := filepath.Join(dir, "backends")
+		e.ports["backends_admin"] = freePort()
+		config, err := e.caddyfile(e.ports["backends_admin"], filepath.Join(dir, "data"), "", []string{backendSites})
+		if err != nil {
+			return nil, err
+		}
+		backends, err := e.startCaddy(dir, e.ports["backends_admin"], config, pins.backend)
+		if err != nil {
+			return nil, err
+		}
+		e.servers = slices.DeleteFunc(e.servers, func(p *os.Process) bool { return p == backends.cmd.Process })
+	}
+	var prepared []kind
 	for _, k := range kinds {
 		if k.prepare != nil {
 			if err := k.prepare(e); err != nil {
-				return nil, fmt.Errorf("preparing %s: %v", k.name, err)
+				log.Printf("bench: %s row skipped: %v", k.name, err)
+				continue
 			}
 		}
+		prepared = append(prepared, k)
 	}
+	kinds = prepared
 	snippets := append([]string{}, sites...)
+	if pins == nil {
+		snippets = append(snippets, backendSites)
+	}
 	for _, k := range kinds {
 		snippets = append(snippets, k.site)
 	}
@@ -136,7 +173,7 @@ func startEnv(caddyBin string, scale int, excludeProxyLog bool) (_ *env, err err
 	if err != nil {
 		return nil, err
 	}
-	if e.caddyProc, err = e.startCaddy(dir, e.ports["admin"], config); err != nil {
+	if e.caddyProc, err = e.startCaddy(dir, e.ports["admin"], config, e.caddyCPUs()); err != nil {
 		return nil, err
 	}
 	e.targets["plain"] = e.get("http://127.0.0.1:%d/", "plain", nil, nil)
@@ -174,11 +211,31 @@ func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []strin
 	return b.Bytes(), nil
 }
 
+// caddyCPUs are the CPUs of the Caddy under test in pinned mode (nil:
+// unpinned).
+func (e *env) caddyCPUs() []int {
+	if e.pins == nil {
+		return nil
+	}
+	return e.pins.caddy
+}
+
+// command is argv to run, on cpus when not nil (pinned mode).
+func (e *env) command(cpus []int, argv ...string) (*exec.Cmd, error) {
+	if cpus != nil {
+		var err error
+		if argv, err = pinnedCommand(cpus, argv); err != nil {
+			return nil, err
+		}
+	}
+	return exec.Command(argv[0], argv[1:]...), nil
+}
+
 // startCaddy writes config to dir/Caddyfile, runs e.caddyBin on it (its
-// HOME, log and Caddy storage in dir) and waits for the admin API on
-// adminPort to answer. The process is stopped by e.stop, also when it
-// did not come up.
-func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, error) {
+// HOME, log and Caddy storage in dir; on cpus when not nil) and waits for
+// the admin API on adminPort to answer. The process is stopped by e.stop,
+// also when it did not come up.
+func (e *env) startCaddy(dir string, adminPort int, config []byte, cpus []int) (*caddyProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -191,7 +248,9 @@ func (e *env) startCaddy(dir string, adminPort int, config []byte) (*caddyProc, 
 	}
 	defer logf.Close() // the child has its own copy
 	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), config: config}
-	c.cmd = exec.Command(e.caddyBin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
+	if c.cmd, err = e.command(cpus, e.caddyBin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile"); err != nil {
+		return nil, err
+	}
 	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	t0 := time.Now()
@@ -247,7 +306,7 @@ func (e *env) restartCaddy(offline func() error) error {
 	if err := offline(); err != nil {
 		return err
 	}
-	c, err := e.startCaddy(e.dir, e.ports["admin"], e.caddyProc.config)
+	c, err := e.startCaddy(e.dir, e.ports["admin"], e.caddyProc.config, e.caddyCPUs())
 	if err != nil {
 		return err
 	}

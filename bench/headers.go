@@ -5,8 +5,6 @@ import (
 	"strings"
 )
 
-func init() { kinds = append(kinds, identityHeadersKind) }
-
 // assertionSize is about the length of the X-Gatehouse-Assertion a bench
 // user gets (a compact ES256 JWS of its claims).
 const assertionSize = 306

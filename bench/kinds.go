@@ -24,32 +24,56 @@ type row struct {
 	target         target
 }
 
-// kinds are the measured rows, in order; each credential kind adds itself
-// from its own file.
-var kinds = []kind{basicKind}
+// kinds are the measured rows, in order: each Gatehouse kind with all
+// identity headers and then with "forward user" only, the limit of the
+// full set (plain_identity_headers), the peers (Caddy's basic_auth,
+// forward_auth), and the Redis-backed row.
+var kinds = []kind{basicKind, basicForwardUserKind, appKeyKind, appKeyForwardUserKind, connectorKind,
+	sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind}
 
 const benchRole = `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`
 
 var basicKind = kind{
 	name:     "basic",
 	baseline: "plain",
-	site: `
-http://:{{.basic}} {
-	bind 127.0.0.1
-	gatehouse {
-		accept basic
-	}
-	reverse_proxy 127.0.0.1:{{.upstream}}
+	site:     gatehouseSite("basic", "basic", ""),
+	setup:    basicSetup("basic"),
 }
-`,
-	setup: func(e *env) (row, error) {
+
+// basicAuthorization is the Authorization header of the bench user.
+var basicAuthorization = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:" + benchPassword))
+
+// benchPassword is the bench user's password.
+const benchPassword = "correct horse battery"
+
+// basicSetup seeds the bench user and returns the row name, sending its
+// password with HTTP Basic to the port of the same name.
+func basicSetup(name string) func(*env) (row, error) {
+	return func(e *env) (row, error) {
 		if err := seedBenchUser(e); err != nil {
 			return row{}, err
 		}
-		auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:correct horse battery"))
-		return row{name: "basic", baseline: "plain",
-			target: e.get("http://127.0.0.1:%d/", "basic", http.Header{"Authorization": {auth}}, nil)}, nil
-	},
+		return row{name: name, baseline: "plain",
+			target: e.get("http://127.0.0.1:%d/", name, http.Header{"Authorization": {basicAuthorization}}, nil)}, nil
+	}
+}
+
+// gatehouseSite is the Caddyfile snippet of a Gatehouse route on the port
+// {{.<port>}} accepting the credential kind accept and, unless forward is
+// empty, forwarding only the headers it names, in front of the upstream.
+func gatehouseSite(port, accept, forward string) string {
+	if forward != "" {
+		forward = "\n\t\tforward " + forward
+	}
+	return `
+http://:{{.` + port + `}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept ` + accept + forward + `
+	}
+	reverse_proxy 127.0.0.1:{{.upstream}}
+}
+`
 }
 
 // seedBenchUser creates the role and user every row authenticates as,
@@ -58,7 +82,7 @@ func seedBenchUser(a adminAPI) error {
 	if _, err := a.mustCall(200, "PUT", "/gatehouse/roles/bench", rawJSON(benchRole)); err != nil {
 		return err
 	}
-	status, _, err := a.call("POST", "/gatehouse/users", map[string]any{"username": "bench", "roles": []string{"bench"}, "password": "correct horse battery"})
+	status, _, err := a.call("POST", "/gatehouse/users", map[string]any{"username": "bench", "roles": []string{"bench"}, "password": benchPassword})
 	if err != nil {
 		return err
 	}

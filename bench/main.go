@@ -14,7 +14,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -53,7 +52,17 @@ type Result struct {
 }
 
 func main() {
+	log.SetFlags(0)
+	if len(os.Args) > 3 && os.Args[1] == execPinnedArg { // the launcher form (pinned mode)
+		cpus, err := parseCPUList(os.Args[2])
+		if err == nil {
+			err = execPinned(cpus, os.Args[3:])
+		}
+		log.Fatalf("bench %s: %v", execPinnedArg, err)
+	}
 	caddyBin := flag.String("caddy", "bin/caddy", "the Caddy binary with Gatehouse")
+	pin := flag.Bool("pin", os.Getenv("BENCH_PIN") == "1",
+		"pinned mode (default when BENCH_PIN=1): Caddy, the backends and the load generator on disjoint CPUs; needs at least 8")
 	rounds := flag.Int("rounds", 3, "alternating rounds per row")
 	duration := flag.Duration("duration", 8*time.Second, "load duration per round")
 	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
@@ -63,7 +72,18 @@ func main() {
 		"run every Caddy with reverse_proxy's logger excluded from its logs, which spares Caddy encoding each proxied request's headers for that logger (plain and Gatehouse rows alike)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
 	flag.Parse()
-	log.SetFlags(0)
+	var pins *pinPlan
+	if *pin {
+		if plan, ok := planPins(machineCPUs()); ok {
+			if err := pinSelf(plan); err != nil {
+				log.Fatalf("bench: pinned mode: %v", err)
+			}
+			pins = &plan
+			log.Printf("pinned mode: %s", plan)
+		} else {
+			log.Printf("pinned mode needs at least %d CPUs; this machine has %d: running unpinned", minPinCPUs, machineCPUs())
+		}
+	}
 	if *only != "" {
 		var err error
 		if kinds, err = selectKinds(kinds, *only); err != nil {
@@ -71,7 +91,7 @@ func main() {
 		}
 	}
 
-	env, err := startEnv(*caddyBin, *scale, *excludeProxyLog)
+	env, err := startEnv(*caddyBin, *scale, *excludeProxyLog, pins)
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
@@ -135,7 +155,7 @@ func main() {
 			ServerCPUus: med.cpuUs,
 			CPURatio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
 	}
-	printTable(table, *scale, *conns, *duration, *rounds)
+	printTable(table, *scale, *conns, *duration, *rounds, pins)
 	if *scale > 0 {
 		fmt.Printf("scale mode: %s seeded; Caddy start-up %.2f s at that size (process start to admin API answering); resident memory %.0f MiB after the runs\n",
 			strings.Join(env.seeded, " and "), env.startup.Seconds(), env.rssMiB())
@@ -195,8 +215,11 @@ func selectKinds(all []kind, list string) ([]kind, error) {
 	return kept, nil
 }
 
-func printTable(table []Result, scale, conns int, d time.Duration, rounds int) {
-	fmt.Printf("\nGatehouse benchmark — %d cores, %d connections, %d rounds × %s per row", runtime.NumCPU(), conns, rounds, d)
+func printTable(table []Result, scale, conns int, d time.Duration, rounds int, pins *pinPlan) {
+	fmt.Printf("\nGatehouse benchmark — %d cores, %d connections, %d rounds × %s per row", machineCPUs(), conns, rounds, d)
+	if pins != nil {
+		fmt.Printf(", pinned: %s", pins)
+	}
 	if scale > 0 {
 		fmt.Printf(", scale mode %d keys", scale)
 	}

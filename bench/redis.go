@@ -13,8 +13,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-func init() { kinds = append(kinds, appKeyRedisKind) }
-
 // appKeyRedisKind is the app_key_redis row: the cache-hot app_key row (one
 // key in every request, also in scale mode) served by a second Caddy whose
 // gatehouse app stores its state in a private redis-server (durable:
@@ -55,8 +53,15 @@ func startRedis(e *env) error {
 	}
 	e.ports["redis"] = freePort()
 	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(bin, "--port", strconv.Itoa(e.ports["redis"]), "--bind", "127.0.0.1", "--dir", dir,
+	var backendCPUs []int
+	if e.pins != nil {
+		backendCPUs = e.pins.backend
+	}
+	cmd, err := e.command(backendCPUs, bin, "--port", strconv.Itoa(e.ports["redis"]), "--bind", "127.0.0.1", "--dir", dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", logFile)
+	if err != nil {
+		return err
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %v", bin, err)
 	}
@@ -88,11 +93,11 @@ func setupAppKeyRedis(e *env) (row, error) {
 	adminPort := freePort()
 	e.ports[secondPlain] = freePort()
 	config, err := e.caddyfile(adminPort, filepath.Join(dir, "data"), redisURL(e),
-		[]string{appKeySite("app_key_redis"), plainSite(secondPlain)})
+		[]string{gatehouseSite("app_key_redis", "app_key", ""), plainSite(secondPlain)})
 	if err != nil {
 		return row{}, err
 	}
-	c, err := e.startCaddy(dir, adminPort, config)
+	c, err := e.startCaddy(dir, adminPort, config, e.caddyCPUs())
 	if err != nil {
 		return row{}, err
 	}
