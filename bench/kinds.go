@@ -41,7 +41,7 @@ var basicKind = kind{
 }
 
 // basicAuthorization is the Authorization header of the bench user.
-var basicAuthorization = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:" + benchPassword))
+var basicAuthorization = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"+benchPassword))
 
 // benchPassword is the bench user's password.
 const benchPassword = "correct horse battery"
