@@ -84,8 +84,10 @@ type App struct {
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
 	// SessionLifetime is the absolute lifetime of a session. Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
-	// CacheSize is the number of state records kept in memory. Default: 100000.
-	CacheSize int `json:"cache_size,omitempty"`
+	// CacheSize bounds the state records kept in memory: a size in bytes
+	// ("256MiB", "1GB"; about 1 KiB is counted per record) or a number of
+	// records (100000). Default: 100000 records.
+	CacheSize CacheSize `json:"cache_size,omitzero"`
 	// SMSRaw is the text-message sender of SMS codes and enrolment links:
 	// a gatehouse.sms.* module ("file" or "webhook"). Default: none, and
 	// SMS codes are unavailable.
@@ -141,9 +143,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.DataDir = abs
 	if a.Keystore == "" {
 		a.Keystore = filepath.Join(a.DataDir, "keystore.key")
-	}
-	if a.CacheSize <= 0 {
-		a.CacheSize = 100_000
 	}
 	if a.LockoutThreshold < 0 {
 		return fmt.Errorf("lockout_threshold must not be negative")
@@ -246,7 +245,7 @@ func (a *App) start() (err error) {
 	if err != nil {
 		return err
 	}
-	st, err := pooled.records(ctx, ks, a.CacheSize, a.logger)
+	st, err := pooled.records(ctx, ks, a.CacheSize.records(), a.logger)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func init() {
 //		session_lifetime   <duration>
 //		lockout_threshold  <n>
 //		default_domain     <name>...
-//		cache_size         <n>
+//		cache_size         <size, e.g. 256MiB> | <records>
 //		sms file <path> | sms webhook <url> { header <name> <value>; timeout <d>; retries <n> }
 //		otp_issuer         <name>
 //		hotp_window        <n>
@@ -106,7 +106,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				err = d.ArgErr()
 			}
 		case "cache_size":
-			err = oneInt(d, &a.CacheSize)
+			var size string
+			if err = oneString(d, &size); err == nil {
+				if a.CacheSize, err = ParseCacheSize(size); err != nil {
+					err = d.Err(err.Error())
+				}
+			}
 		case "sms":
 			err = a.parseSMS(d)
 		case "otp_issuer":

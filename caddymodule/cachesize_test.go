@@ -1,0 +1,50 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestCacheSize(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		records int
+	}{{"256MiB", 256 << 10}, {"1GB", 1_000_000_000 / 1024}, {"512 KiB", 512}, {"100000", 100_000}, {"1", 1}} {
+		s, err := ParseCacheSize(c.in)
+		if err != nil || s.records() != c.records {
+			t.Errorf("%q: %d records, %v; want %d", c.in, s.records(), err, c.records)
+		}
+		raw, _ := json.Marshal(s)
+		var back CacheSize
+		if err := json.Unmarshal(raw, &back); err != nil || back != s {
+			t.Errorf("%q: JSON %s read back as %+v, %v", c.in, raw, back, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "-5", "256Mb!", "lots", "MiB", "100B", "1.5"} {
+		if s, err := ParseCacheSize(bad); err == nil || !strings.Contains(err.Error(), "cache_size") {
+			t.Errorf("%q accepted as %+v or unclear: %v", bad, s, err)
+		}
+	}
+	if (CacheSize{}).records() != defaultCacheRecords {
+		t.Error("unset size is not the default")
+	}
+	// The JSON number of earlier configs still means records.
+	var a App
+	if err := json.Unmarshal([]byte(`{"cache_size":5000}`), &a); err != nil || a.CacheSize.records() != 5000 {
+		t.Fatalf("cache_size 5000: %+v %v", a.CacheSize, err)
+	}
+	if err := json.Unmarshal([]byte(`{"cache_size":true}`), &a); err == nil {
+		t.Fatal("cache_size true accepted")
+	}
+	d := caddyfile.NewTestDispenser("gatehouse {\n cache_size 256MiB\n}")
+	var b App
+	if err := b.UnmarshalCaddyfile(d); err != nil || b.CacheSize.Bytes != 256<<20 {
+		t.Fatalf("Caddyfile cache_size 256MiB: %+v %v", b.CacheSize, err)
+	}
+	if err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("gatehouse {\n cache_size lots\n}")); err == nil {
+		t.Fatal("Caddyfile cache_size lots accepted")
+	}
+}
