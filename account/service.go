@@ -90,7 +90,7 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 // UserByCanonicalName is User for a name already normalised with
 // NormalizeUsername: the hot path skips normalising it again.
 func (s *Service) UserByCanonicalName(ctx context.Context, name string) (*User, error) {
-	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	u, err := cache.LoadJoined(s.store, ctx, userPrefix, name, decodeUser)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, failure.NotFound("user %q not found", name)
 	}
@@ -393,7 +393,7 @@ func (s *Service) HasAdminRole(ctx context.Context, u *User) (bool, error) {
 // id.Roles. Refusals are *identity.Refusal; store failures wrap
 // storage.ErrUnavailable.
 func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, cleanPath string) error {
-	u, err := cache.Load(s.store, ctx, userPrefix+id.Username, decodeUser)
+	u, err := cache.LoadJoined(s.store, ctx, userPrefix, id.Username, decodeUser)
 	if errors.Is(err, storage.ErrNotFound) {
 		return identity.Unauthenticated("the account no longer exists")
 	}
@@ -414,7 +414,7 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	allowed, missing := false, false
 	var existing []string // once one is missing: those that exist
 	for i, name := range u.Roles {
-		r, err := cache.Load(s.store, ctx, rolePrefix+name, decodeRole)
+		r, err := cache.LoadJoined(s.store, ctx, rolePrefix, name, decodeRole)
 		if errors.Is(err, storage.ErrNotFound) {
 			if !missing {
 				existing, missing = slices.Clone(u.Roles[:i]), true

@@ -19,12 +19,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/big"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
-	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -61,10 +63,30 @@ type storedKey struct {
 	Sealed []byte `json:"sealed_d"`
 }
 
-type cached struct {
-	token     string
-	refreshAt time.Time
+// reused is a signed assertion kept for reuse, with what it was signed
+// for: a lookup compares all of it, so two identities sharing a slot
+// never get each other's assertion.
+type reused struct {
+	username, audience string
+	method             identity.Method
+	viaAppKey          bool // a session an app key opened (its amr differs)
+	secondFactor       bool
+	roles              []string
+	token              string
+	refreshAt          time.Time
 }
+
+// matches reports whether r was signed for id and audience.
+func (r *reused) matches(id *identity.Identity, audience string) bool {
+	return r.username == id.Username && r.audience == audience && r.method == id.Method &&
+		r.viaAppKey == (id.AppKey != "") && r.secondFactor == id.SecondFactor && slices.Equal(r.roles, id.Roles)
+}
+
+// reuseSlots is the number of assertions kept for reuse (a power of
+// two): a table indexed by a hash of what was signed, where a new
+// assertion replaces whatever shared its slot. A hit takes no lock and
+// allocates nothing.
+const reuseSlots = 1 << 15
 
 // Signer signs assertions and publishes its public key.
 type Signer struct {
@@ -74,7 +96,8 @@ type Signer struct {
 	lifetime time.Duration
 	jwks     []byte
 	header   string
-	reuse    *shardlru.Cache[cached]
+	reuse    []atomic.Pointer[reused]
+	seed     maphash.Seed
 	now      func() time.Time
 }
 
@@ -84,8 +107,8 @@ func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, 
 	if err != nil {
 		return nil, err
 	}
-	reuse := shardlru.New[cached](16384)
-	s := &Signer{key: key, keyID: kid, issuer: issuer, lifetime: lifetime, reuse: reuse, now: time.Now}
+	s := &Signer{key: key, keyID: kid, issuer: issuer, lifetime: lifetime, reuse: make([]atomic.Pointer[reused], reuseSlots),
+		seed: maphash.MakeSeed(), now: time.Now}
 	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": kid})
 	s.header = base64.RawURLEncoding.EncodeToString(hdr)
 	s.jwks, _ = json.Marshal(map[string]any{"keys": []any{s.publicJWK()}})
@@ -177,9 +200,9 @@ func AMR(id *identity.Identity) []string {
 // previous one while it has more than half its lifetime left.
 func (s *Signer) Assertion(id *identity.Identity, audience string) (string, error) {
 	now := s.now()
-	cacheKey := reuseKey(id, audience)
-	if c, ok := s.reuse.Get(cacheKey); ok && now.Before(c.refreshAt) {
-		return c.token, nil
+	slot := &s.reuse[s.slotOf(id, audience)]
+	if r := slot.Load(); r != nil && now.Before(r.refreshAt) && r.matches(id, audience) {
+		return r.token, nil
 	}
 	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Auth: string(id.Method), Audience: audience,
 		IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
@@ -190,29 +213,31 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	s.reuse.Add(cacheKey, cached{token: token, refreshAt: now.Add(s.lifetime / 2)})
+	slot.Store(&reused{username: id.Username, audience: audience, method: id.Method, viaAppKey: id.AppKey != "", secondFactor: id.SecondFactor,
+		roles: slices.Clone(id.Roles), token: token, refreshAt: now.Add(s.lifetime / 2)})
 	return token, nil
 }
 
-func reuseKey(id *identity.Identity, audience string) string {
-	var b strings.Builder
-	b.Grow(len(id.Username) + len(audience) + 32)
-	b.WriteString(id.Username)
-	b.WriteByte(0)
-	b.WriteString(audience)
-	b.WriteByte(0)
-	b.WriteString(string(id.Method))
+// slotOf is the reuse slot of an assertion for id and audience.
+func (s *Signer) slotOf(id *identity.Identity, audience string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(id.Username)
+	h.WriteByte(0)
+	h.WriteString(audience)
+	h.WriteByte(0)
+	h.WriteString(string(id.Method))
 	if id.AppKey != "" {
-		b.WriteString("+key") // a session an app key opened: no password in amr
+		h.WriteByte(2) // a session an app key opened: no password in amr
 	}
 	if id.SecondFactor {
-		b.WriteString("+2fa")
+		h.WriteByte(1)
 	}
 	for _, r := range id.Roles {
-		b.WriteByte(0)
-		b.WriteString(r)
+		h.WriteByte(0)
+		h.WriteString(r)
 	}
-	return b.String()
+	return h.Sum64() & uint64(len(s.reuse)-1)
 }
 
 func (s *Signer) sign(c Claims) (string, error) {

@@ -3,6 +3,7 @@ package assertion
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,33 @@ func TestAMRUsesRegisteredValues(t *testing.T) {
 		}
 		if got := strings.Join(c.AMR, " "); got != tc.want || c.AMR == nil || c.Auth != string(tc.id.Method) {
 			t.Errorf("%+v: amr %q auth %q; want amr %q auth %q", tc.id, got, c.Auth, tc.want, tc.id.Method)
+		}
+	}
+}
+
+// TestReuseSlotSharedByTwoIdentities: with one reuse slot every identity
+// shares it; each still gets an assertion of its own claims.
+func TestReuseSlotSharedByTwoIdentities(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	s.reuse = s.reuse[:1]
+	ids := []*identity.Identity{
+		{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}},
+		{Username: "bob", Method: identity.MethodBasic, Roles: []string{"r"}},
+		{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}, SecondFactor: true},
+		{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r", "s"}},
+		{Username: "alice", Method: identity.MethodSession, Roles: []string{"r"}},
+		{Username: "alice", Method: identity.MethodSession, Roles: []string{"r"}, AppKey: "k"},
+	}
+	for round := range 3 {
+		for _, id := range ids {
+			tok, err := s.Assertion(id, "demo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Verify(tok, s.JWKS(), s.now())
+			if err != nil || c.Subject != id.Username || !slices.Equal(c.Roles, id.Roles) || !slices.Equal(c.AMR, AMR(id)) {
+				t.Fatalf("round %d, %+v: claims %+v, %v", round, id, c, err)
+			}
 		}
 	}
 }

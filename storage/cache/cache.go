@@ -32,9 +32,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -288,7 +290,7 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			if err != nil {
 				return zero, err
 			}
-			c.attach(key, e, v)
+			c.attach(strings.Clone(key), e, v)
 			return v, nil
 		}
 	} else if c.cachedAbsent(key, now) {
@@ -296,7 +298,9 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 		return zero, storage.ErrNotFound
 	}
 	var v T
-	if _, err := c.fill(ctx, key, now, func(raw []byte) (any, error) {
+	// The cache files the entry under a copy of key: a hit then keeps no
+	// reference to key, so LoadJoined can build it in a stack buffer.
+	if _, err := c.fill(ctx, strings.Clone(key), now, func(raw []byte) (any, error) {
 		var err error
 		v, err = decode(raw)
 		return v, err
@@ -304,6 +308,16 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 		return zero, err
 	}
 	return v, nil
+}
+
+// LoadJoined is Load of the key prefix+name. The key is put together in
+// a buffer on the stack (when short enough) that Load does not retain, so
+// a hit costs no allocation even for keys too long for Go to concatenate
+// on the stack.
+func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decode func([]byte) (T, error)) (T, error) {
+	var buf [128]byte
+	b := append(append(buf[:0], prefix...), name...)
+	return Load(c, ctx, unsafe.String(unsafe.SliceData(b), len(b)), decode)
 }
 
 // Get implements storage.Store; the returned slice is the caller's.
