@@ -198,18 +198,35 @@ func (k *Keystore) Open(sealed []byte, context string) ([]byte, error) {
 // Index returns the hex HMAC-SHA256 of secret under the index key, prefixed
 // by purpose. It is the lookup key for a secret presented by a client.
 func (k *Keystore) Index(purpose string, secret []byte) string {
+	sum := indexSum(k, purpose, secret)
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	return string(hexSum[:])
+}
+
+// IndexHex writes Index(purpose, secret) to dst without allocating, for
+// a lookup key that need not outlive the request.
+func (k *Keystore) IndexHex(dst *[2 * sha256.Size]byte, purpose string, secret []byte) {
+	sum := indexSum(k, purpose, secret)
+	hex.Encode(dst[:], sum[:])
+}
+
+// IndexSum is the HMAC Index encodes in hex, without allocating.
+func (k *Keystore) IndexSum(purpose, secret string) [sha256.Size]byte {
+	return indexSum(k, purpose, secret)
+}
+
+func indexSum[S ~string | ~[]byte](k *Keystore, purpose string, secret S) (sum [sha256.Size]byte) {
 	st := k.macPool.Get().(*indexState)
 	st.mac.Reset()
 	st.buf = append(append(append(st.buf[:0], purpose...), 0), secret...)
 	st.mac.Write(st.buf)
 	st.sum = st.mac.Sum(st.sum[:0])
-	var hexSum [2 * sha256.Size]byte
-	hex.Encode(hexSum[:], st.sum)
-	out := string(hexSum[:])
+	copy(sum[:], st.sum)
 	if cap(st.buf) <= 4096 {
 		k.macPool.Put(st)
 	}
-	return out
+	return sum
 }
 
 // RecordTagSize is the length of a RecordTag.

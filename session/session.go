@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net/http"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -89,12 +90,26 @@ func NewStore(c *cache.Cache, opts Options) *Store {
 }
 
 func digestKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return keyPrefix + hex.EncodeToString(sum[:])
+	var digest [2 * sha256.Size]byte
+	digestInto(&digest, token)
+	return keyPrefix + string(digest[:])
+}
+
+// digestInto writes the hex SHA-256 of token, its key in the store after
+// keyPrefix, to dst.
+func digestInto(dst *[2 * sha256.Size]byte, token string) {
+	var buf [64]byte // a token (43 bytes) is copied on the stack, not the heap
+	raw := append(buf[:0], token...)
+	sum := sha256.Sum256(raw)
+	hex.Encode(dst[:], sum[:])
 }
 
 // DigestID is a non-secret identifier of the session for audit logs.
-func DigestID(token string) string { return digestKey(token)[len(keyPrefix) : len(keyPrefix)+16] }
+func DigestID(token string) string {
+	var digest [2 * sha256.Size]byte
+	digestInto(&digest, token)
+	return string(digest[:16])
+}
 
 // Create starts a session and returns its token (the cookie value). The
 // session ends after the absolute lifetime, or at sess.ExpiresAt when that
@@ -126,8 +141,10 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	if len(token) != 43 {
 		return nil, identity.Unauthenticated("invalid session")
 	}
-	key := digestKey(token)
-	sess, err := cache.Load(s.store, ctx, key, decode)
+	// The key is built on the stack: a cache hit allocates nothing.
+	var digest [2 * sha256.Size]byte
+	digestInto(&digest, token)
+	sess, err := cache.LoadJoined(s.store, ctx, keyPrefix, unsafe.String(&digest[0], len(digest)), decode)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, identity.Unauthenticated("the session has ended; sign in again")
 	}
@@ -143,7 +160,7 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 		touched.SeenAt = now.UTC()
 		rec, _ := json.Marshal(&touched)
 		ttl := min(s.idle, sess.ExpiresAt.Sub(now))
-		if err := s.store.Put(ctx, key, rec, ttl); err != nil {
+		if err := s.store.Put(ctx, keyPrefix+string(digest[:]), rec, ttl); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package appkey
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -63,15 +64,21 @@ func parseKey(s string) (random [randomSize]byte, tag [tagSize]byte, ok bool) {
 // for a malformed value or one whose tag does not match (not issued by this
 // keystore).
 func indexOf(ks *keystore.Keystore, value string) (index string, ok bool) {
+	var dst [2 * sha256.Size]byte
+	if !indexInto(ks, value, &dst) {
+		return "", false
+	}
+	return string(dst[:]), true
+}
+
+// indexInto is indexOf writing the index to dst, without allocating.
+func indexInto(ks *keystore.Keystore, value string, dst *[2 * sha256.Size]byte) bool {
 	random, tag, ok := parseKey(value)
 	if !ok {
-		return "", false
+		return false
 	}
-	index = ks.Index(indexPurpose, random[:])
+	ks.IndexHex(dst, indexPurpose, random[:])
 	var want [2 * tagSize]byte
 	hex.Encode(want[:], tag[:])
-	if subtle.ConstantTimeCompare(want[:], []byte(index[len(index)-2*tagSize:])) != 1 {
-		return "", false
-	}
-	return index, true
+	return subtle.ConstantTimeCompare(want[:], dst[len(dst)-2*tagSize:]) == 1
 }

@@ -14,6 +14,7 @@ package appkey
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -137,10 +139,12 @@ var (
 // A cache hit costs no store read; a miss costs one (two while a rotation's
 // grace period lets the old value in).
 func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*identity.Identity, error) {
-	index, ok := indexOf(s.engine.Keystore, value)
-	if !ok {
+	// The index is only looked up, so it stays in a buffer on the stack.
+	var buf [2 * sha256.Size]byte
+	if !indexInto(s.engine.Keystore, value, &buf) {
 		return nil, errInvalid
 	}
+	index := unsafe.String(&buf[0], len(buf))
 	now := s.now()
 	e, _, err := s.find(ctx, index, now)
 	if err != nil {
@@ -186,7 +190,7 @@ func (s *Service) find(ctx context.Context, index string, now time.Time) (key *e
 
 // lookup returns the cached record stored under index.
 func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
-	e, err := cache.Load(s.store, ctx, indexPrefix+index, decodeEntry)
+	e, err := cache.LoadJoined(s.store, ctx, indexPrefix, index, decodeEntry)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errInvalid
 	}

@@ -80,12 +80,20 @@ func basicPayload(h string) (string, bool) {
 	return strings.TrimLeft(h[len(scheme):], " "), true
 }
 
+// maxPayload is the longest base64 payload of an Authorization header
+// taken; a longer one is refused before any work on it.
+const maxPayload = 4096
+
+// errMalformed refuses an Authorization header that is not HTTP Basic
+// credentials.
+var errMalformed = identity.Unauthenticated("malformed HTTP Basic credentials")
+
 // ParseAuthorization decodes an HTTP Basic Authorization header value into
 // username and password. It refuses malformed base64, a missing colon,
 // invalid UTF-8 and oversized values.
 func ParseAuthorization(h string) (username, password string, ok bool) {
 	payload, ok := basicPayload(h)
-	if !ok || len(payload) > 4096 {
+	if !ok || len(payload) > maxPayload {
 		return "", "", false
 	}
 	raw, err := base64.StdEncoding.DecodeString(payload)
@@ -101,22 +109,29 @@ func ParseAuthorization(h string) (username, password string, ok bool) {
 
 // Authenticate implements plugin.Credential.
 func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
-	username, password, ok := ParseAuthorization(r.Header.Get("Authorization"))
-	if !ok {
-		return nil, identity.Unauthenticated("malformed HTTP Basic credentials")
-	}
+	header := r.Header.Get("Authorization")
 	ctx := r.Context()
 	e := c.engine
-	// The verification cache is keyed by an HMAC of the credentials as sent,
-	// so a hit costs neither argon2 nor username normalisation.
-	cacheKey := e.Keystore.Index("basic", []byte(username+"\x00"+password))
-	if v, ok := c.verified.Get(cacheKey); ok {
+	// The verification cache is keyed by an HMAC of the credentials as sent
+	// (the base64 payload), so a hit costs no decoding, no argon2, no
+	// username normalisation and no allocation.
+	payload, _ := basicPayload(header)
+	if len(payload) > maxPayload {
+		return nil, errMalformed
+	}
+	sum := e.Keystore.IndexSum("basic", payload)
+	if v, ok := c.verified.Get(string(sum[:])); ok {
 		u, err := e.Accounts.UserByCanonicalName(ctx, v.username)
 		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID {
 			return v.identity(), nil
 		}
-		c.verified.Remove(cacheKey)
+		c.verified.Remove(string(sum[:]))
 	}
+	username, password, ok := ParseAuthorization(header)
+	if !ok {
+		return nil, errMalformed
+	}
+	cacheKey := string(sum[:])
 	name, err := account.NormalizeUsername(username)
 	if err != nil {
 		return nil, errWrongPassword

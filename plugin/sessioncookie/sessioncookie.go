@@ -6,6 +6,7 @@ package sessioncookie
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -83,15 +84,15 @@ func (*Credential) Present(r *http.Request) bool {
 
 // Authenticate implements plugin.Credential.
 func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
-	ck, err := r.Cookie(session.CookieName)
-	if err != nil {
-		return nil, identity.Unauthenticated("malformed session cookie")
+	token, ok := cookieValue(r.Header["Cookie"], session.CookieName)
+	if !ok {
+		return nil, errMalformedCookie
 	}
-	s, err := c.engine.Sessions.Lookup(r.Context(), ck.Value)
+	s, err := c.engine.Sessions.Lookup(r.Context(), token)
 	if err != nil {
 		return nil, err
 	}
-	id := session.DigestID(ck.Value)
+	id := session.DigestID(token)
 	if s.Origin == session.OriginAppKey {
 		if c.appKeys == nil {
 			return nil, errAppKeySession.For(s.Username)
@@ -102,6 +103,45 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	}
 	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
+}
+
+// errMalformedCookie refuses a request whose session cookie has no
+// valid value.
+var errMalformedCookie = identity.Unauthenticated("malformed session cookie")
+
+// cookieValue returns the value of the first cookie named name in the
+// Cookie header lines, as (*http.Request).Cookie reads it (pairs split on
+// ';', ASCII spaces around pairs and names trimmed, surrounding quotes
+// removed, a value with a character a cookie may not hold skipped),
+// without allocating. (net/http also ignores a header of more than 3000
+// cookies, a limit on its allocations that this parser does not need.)
+func cookieValue(lines []string, name string) (string, bool) {
+	for _, line := range lines {
+		for pair := range strings.SplitSeq(line, ";") {
+			n, v, _ := strings.Cut(textproto.TrimString(pair), "=")
+			if textproto.TrimString(n) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether v holds only cookie-octets (RFC 6265
+// §4.1.1), as net/http accepts them (also space and comma).
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // Strip implements plugin.Credential. It has nothing to do: the engine
