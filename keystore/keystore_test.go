@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -115,6 +116,26 @@ func TestRecordTagBindsKeyValueAndKeystore(t *testing.T) {
 	} {
 		if tag == base {
 			t.Errorf("%s: same tag", what)
+		}
+	}
+}
+
+// TestIndexForms: IndexHex and IndexSum are Index, hex and raw.
+func TestIndexForms(t *testing.T) {
+	k, err := Open(filepath.Join(t.TempDir(), "k"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"", "s3cret", string(make([]byte, 5000))} {
+		want := k.Index("purpose", []byte(secret))
+		var dst [64]byte
+		k.IndexHex(&dst, "purpose", []byte(secret))
+		sum := k.IndexSum("purpose", secret)
+		if string(dst[:]) != want || hex.EncodeToString(sum[:]) != want {
+			t.Errorf("%d-byte secret: IndexHex %s, IndexSum %x; Index %s", len(secret), dst, sum, want)
+		}
+		if k.Index("other", []byte(secret)) == want {
+			t.Error("the purpose does not change the index")
 		}
 	}
 }
