@@ -40,14 +40,14 @@ func (s CacheSize) records() int {
 }
 
 // ParseCacheSize reads "256MiB", "1GB", "512 KiB" (bytes, IEC or SI
-// units) or a plain whole number (records).
+// units) or a plain whole number (records; 0 is the default).
 func ParseCacheSize(s string) (CacheSize, error) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 {
-			return CacheSize{}, fmt.Errorf("cache_size %q: want a positive number of records or a size such as 256MiB", s)
+		if n < 0 {
+			return CacheSize{}, fmt.Errorf("cache_size %q: want a number of records (0: the default) or a size such as 256MiB", s)
 		}
-		return CacheSize{Records: n}, nil
+		return CacheSize{Records: n}, nil // 0 is the default, as before
 	}
 	if s == "" || s[0] < '0' || s[0] > '9' {
 		return CacheSize{}, fmt.Errorf("cache_size %q: want a size such as 256MiB or a number of records", s)

@@ -12,7 +12,7 @@ func TestCacheSize(t *testing.T) {
 	for _, c := range []struct {
 		in      string
 		records int
-	}{{"256MiB", 256 << 10}, {"1GB", 1_000_000_000 / 1024}, {"512 KiB", 512}, {"100000", 100_000}, {"1", 1}} {
+	}{{"256MiB", 256 << 10}, {"1GB", 1_000_000_000 / 1024}, {"512 KiB", 512}, {"100000", 100_000}, {"1", 1}, {"0", defaultCacheRecords}} {
 		s, err := ParseCacheSize(c.in)
 		if err != nil || s.records() != c.records {
 			t.Errorf("%q: %d records, %v; want %d", c.in, s.records(), err, c.records)
@@ -23,7 +23,7 @@ func TestCacheSize(t *testing.T) {
 			t.Errorf("%q: JSON %s read back as %+v, %v", c.in, raw, back, err)
 		}
 	}
-	for _, bad := range []string{"", "0", "-5", "256Mb!", "lots", "MiB", "100B", "1.5"} {
+	for _, bad := range []string{"", "-5", "256Mb!", "lots", "MiB", "100B", "1.5"} {
 		if s, err := ParseCacheSize(bad); err == nil || !strings.Contains(err.Error(), "cache_size") {
 			t.Errorf("%q accepted as %+v or unclear: %v", bad, s, err)
 		}
