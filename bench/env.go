@@ -42,7 +42,10 @@ type env struct {
 	// excludeProxyLog takes reverse_proxy's logger out of every Caddy's
 	// logs (-exclude-proxy-log).
 	excludeProxyLog bool
-	cleanups        []func() // run last-in first-out by stop
+	// cacheSize, when set, is every Caddy's gatehouse cache_size
+	// (-cache-size).
+	cacheSize string
+	cleanups  []func() // run last-in first-out by stop
 	// benchKey and sessionCookie are the bench user's app key and login
 	// session in the main Caddy, made once for the rows that share them.
 	benchKey, sessionCookie string
@@ -117,13 +120,23 @@ func freePort() int {
 	return port
 }
 
-func startEnv(caddyBin string, scale int, excludeProxyLog bool, pins *pinPlan) (_ *env, err error) {
+// envOptions are the flags startEnv takes.
+type envOptions struct {
+	caddyBin        string
+	scale           int
+	excludeProxyLog bool
+	cacheSize       string
+	pins            *pinPlan
+}
+
+func startEnv(o envOptions) (_ *env, err error) {
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return nil, err
 	}
-	e := &env{caddyBin: caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: scale,
-		excludeProxyLog: excludeProxyLog, pins: pins}
+	e := &env{caddyBin: o.caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}, scale: o.scale,
+		excludeProxyLog: o.excludeProxyLog, cacheSize: o.cacheSize, pins: o.pins}
+	pins := o.pins
 	defer func() {
 		if err != nil { // whatever a prepare step or a half-started Caddy left running
 			e.stop()
@@ -191,6 +204,9 @@ func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []strin
 	}
 	if storage != "" {
 		storage = "\t\tstorage " + storage + "\n"
+	}
+	if e.cacheSize != "" {
+		storage += "\t\tcache_size " + e.cacheSize + "\n"
 	}
 	logExclude := ""
 	if e.excludeProxyLog {

@@ -70,6 +70,7 @@ func main() {
 	out := flag.String("out", "bench/out/results.json", "where to write the results")
 	excludeProxyLog := flag.Bool("exclude-proxy-log", false,
 		"run every Caddy with reverse_proxy's logger excluded from its logs, which spares Caddy encoding each proxied request's headers for that logger (plain and Gatehouse rows alike)")
+	cacheSize := flag.String("cache-size", "", "every Caddy's gatehouse cache_size, e.g. 256MiB (default: Gatehouse's default)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
 	flag.Parse()
 	var pins *pinPlan
@@ -91,7 +92,7 @@ func main() {
 		}
 	}
 
-	env, err := startEnv(*caddyBin, *scale, *excludeProxyLog, pins)
+	env, err := startEnv(envOptions{caddyBin: *caddyBin, scale: *scale, excludeProxyLog: *excludeProxyLog, cacheSize: *cacheSize, pins: pins})
 	if err != nil {
 		log.Fatalf("bench: %v", err)
 	}
