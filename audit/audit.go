@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -102,15 +103,18 @@ func (e *Event) mustKeep() bool { return e.Outcome != OutcomeAllowed }
 
 // Log is the asynchronous, batching audit writer.
 type Log struct {
-	store     storage.Store
-	retention time.Duration
-	logger    *zap.Logger
+	store storage.Store
+	// retention (a time.Duration) and logger are set by New and Reconfigure.
+	retention atomic.Int64
+	logger    atomic.Pointer[zap.Logger]
 	events    chan Event
 	flushReq  chan chan int
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
+	// late counts the events recorded after Close, for its error line.
+	late logthin.Thinner
 	// The writer goroutine's own state: storeDownUntil skips store writes
 	// for a moment after one failed; backlog holds the events the store
 	// refused, oldest first, as they will be written once it answers again
@@ -125,6 +129,10 @@ type Log struct {
 	backlogLimit   int
 	lost           uint64
 	batchSize      int
+	// spill keeps the backlog on disk too (nil without Options.SpillFile);
+	// notSpilled counts the events of the backlog it could not keep.
+	spill      *spill
+	notSpilled uint64
 }
 
 // pending is an event ready for the store: its key and JSON are made once,
@@ -159,6 +167,15 @@ type Options struct {
 	// log has it. Close returns within CloseTimeout plus the time of one
 	// store write that ignores its deadline.
 	CloseTimeout time.Duration
+	// SpillFile, when set, is a local file that keeps the events the store
+	// refused as well (appended a batch at a time, one fsync per batch),
+	// so that a crash during an outage loses none: New writes the events
+	// it holds to the store (under their own keys, so none is stored
+	// twice), and the file is emptied once the store holds them all.
+	SpillFile string
+	// SpillBytes bounds the spill file (default 64 MiB); the events
+	// beyond it are kept in memory only, and counted in an error line.
+	SpillBytes int64
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -181,13 +198,55 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	if opts.CloseTimeout <= 0 {
 		opts.CloseTimeout = 10 * time.Second
 	}
-	l := &Log{store: store, retention: opts.Retention, logger: logger,
+	if opts.SpillBytes <= 0 {
+		opts.SpillBytes = 64 << 20
+	}
+	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan int), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout}
+	l.Reconfigure(logger, opts.Retention)
+	if opts.SpillFile != "" {
+		l.openSpill(opts.SpillFile, opts.SpillBytes)
+	}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
 	return l
 }
+
+// openSpill opens the spill file and takes the events a previous writer
+// left in it into the backlog, to be written when the store answers.
+// Without a usable file the writer keeps its backlog in memory only.
+func (l *Log) openSpill(path string, limit int64) {
+	s, events, cut, err := openSpill(path, limit)
+	if err != nil {
+		l.log().Error("the audit spill file cannot be used: events the store refuses are kept in memory only", zap.Error(err))
+		return
+	}
+	if cut > 0 {
+		l.log().Warn("the end of the audit spill file was cut short (a crash while it was written) and is dropped",
+			zap.String("path", path), zap.Int64("bytes", cut))
+	}
+	l.spill = s
+	if len(events) > 0 {
+		l.log().Info("audit events a previous run could not write to the store are written now",
+			zap.String("path", path), zap.Int("events", len(events)))
+		l.keep(events, false)
+	}
+}
+
+// Reconfigure sets the logger that mirrors every event and the retention
+// of the events written from now on (a non-positive retention keeps 30
+// days): a writer shared across config reloads follows the latest config.
+func (l *Log) Reconfigure(logger *zap.Logger, retention time.Duration) {
+	if retention <= 0 {
+		retention = 30 * 24 * time.Hour
+	}
+	l.retention.Store(int64(retention))
+	l.logger.Store(logger)
+}
+
+// log is the current logger (see Reconfigure).
+func (l *Log) log() *zap.Logger { return l.logger.Load() }
 
 // Record queues an event. It never blocks for allowed requests (they are
 // counted as dropped when the queue is full); every other event waits for
@@ -199,7 +258,7 @@ func (l *Log) Record(e Event) {
 	e.clip()
 	select {
 	case <-l.done:
-		l.logEvent(e) // after Close: still leave a trace in the log
+		l.recordLate(e)
 		return
 	default:
 	}
@@ -207,7 +266,7 @@ func (l *Log) Record(e Event) {
 		select {
 		case l.events <- e:
 		case <-l.done:
-			l.logEvent(e)
+			l.recordLate(e)
 		}
 		return
 	}
@@ -215,6 +274,16 @@ func (l *Log) Record(e Event) {
 	case l.events <- e:
 	default:
 		l.dropped.Add(1)
+	}
+}
+
+// recordLate leaves a trace of an event recorded after Close, which the
+// store will never have: its log line, and an error line counting them.
+func (l *Log) recordLate(e Event) {
+	l.logEvent(e)
+	if due, n := l.late.Due(time.Now()); due {
+		l.log().Error("audit events recorded after the audit writer closed were not written to the store; they are only in this log",
+			zap.Int64("events", n))
 	}
 }
 
@@ -235,11 +304,17 @@ func (l *Log) Flush() (pending int) {
 	}
 }
 
-// Close writes what is queued and stops the writer.
+// Close writes what is queued and stops the writer; what the store did
+// not take stays in the spill file, if any, for the next writer.
 func (l *Log) Close() {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.wg.Wait()
+		if l.spill != nil {
+			if err := l.spill.close(); err != nil {
+				l.log().Error("closing the audit spill file", zap.Error(err))
+			}
+		}
 	})
 }
 
@@ -275,9 +350,19 @@ func (l *Log) run(interval time.Duration) {
 	stop := func() {
 		l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
 		drain()
-		if n := uint64(len(l.backlog)) + l.lost; n > 0 {
-			l.logger.Error("audit events the store refused were never written to it; they are only in this log",
-				zap.Uint64("events", n))
+		// Without a spill file, what the store does not hold is only in
+		// the log; with one, only what the file could not take is.
+		onlyLogged := uint64(len(l.backlog)) + l.lost
+		if l.spill != nil {
+			onlyLogged = l.notSpilled
+			if l.spill.events > 0 {
+				l.log().Warn("audit events the store refused are kept in the spill file; the next start writes them to the store",
+					zap.Int("events", l.spill.events), zap.String("path", l.spill.path))
+			}
+		}
+		if onlyLogged > 0 {
+			l.log().Error("audit events the store refused were never written to it; they are only in this log",
+				zap.Uint64("events", onlyLogged))
 		}
 	}
 	for {
@@ -317,7 +402,7 @@ func (l *Log) write(batch []Event, force bool) {
 		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}
 	if time.Now().Before(l.storeDownUntil) || l.closeOverdue() {
-		l.keep(ready) // the store failed a moment ago, or Close has waited long enough: keep draining
+		l.keep(ready, true) // the store failed a moment ago, or Close has waited long enough: keep draining
 		return
 	}
 	// The backlog goes first, a batch at a time, but yields while events
@@ -325,19 +410,30 @@ func (l *Log) write(batch []Event, force bool) {
 	for i := 0; len(l.backlog) > 0 && (i == 0 || force || len(l.events) <= cap(l.events)/4) && !l.closeOverdue(); i++ {
 		n := min(len(l.backlog), l.batchSize)
 		if !l.storeEvents(l.backlog[:n]) {
-			l.keep(ready)
+			l.keep(ready, true)
 			return
 		}
 		l.shift(n)
 		if len(l.backlog) == 0 {
-			l.backlog = nil // let the outage's array go
-			l.logger.Info("the store accepts audit events again; those it refused are written (those past their retention skipped)",
-				zap.Uint64("dropped_from_memory", l.lost))
-			l.lost = 0
+			l.recovered()
 		}
 	}
 	if len(ready) > 0 && !l.storeEvents(ready) {
-		l.keep(ready)
+		l.keep(ready, true)
+	}
+}
+
+// recovered notes that the store took the whole backlog: the spill file
+// is emptied.
+func (l *Log) recovered() {
+	l.backlog = nil // let the outage's array go
+	l.log().Info("the store accepts audit events again; those it refused are written (those past their retention skipped)",
+		zap.Uint64("dropped_from_memory", l.lost))
+	l.lost, l.notSpilled = 0, 0
+	if l.spill != nil {
+		if err := l.spill.clear(); err != nil {
+			l.log().Error("emptying the audit spill file: a restart would write its events again (under the same keys)", zap.Error(err))
+		}
 	}
 }
 
@@ -352,9 +448,10 @@ func (l *Log) closeOverdue() bool {
 // already past it is not written). It reports whether all were written.
 func (l *Log) storeEvents(events []pending) bool {
 	now := time.Now()
+	retention := time.Duration(l.retention.Load())
 	ops := make([]storage.Op, 0, len(events))
 	for _, p := range events {
-		if ttl := l.retention - now.Sub(p.time); ttl > 0 {
+		if ttl := retention - now.Sub(p.time); ttl > 0 {
 			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: p.key, Value: p.raw, TTL: ttl})
 		}
 	}
@@ -402,7 +499,7 @@ func (l *Log) storeBatch(ops []storage.Op) bool {
 		}
 		if attempt == attempts || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
 			l.storeDownUntil = time.Now().Add(storePause)
-			l.logger.Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
+			l.log().Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
 				zap.Int("events", len(ops)), zap.Int("waiting", len(l.backlog)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
 			return false
 		}
@@ -411,8 +508,19 @@ func (l *Log) storeBatch(ops []storage.Op) bool {
 }
 
 // keep appends events to the backlog, dropping the oldest beyond its
-// byte limit.
-func (l *Log) keep(events []pending) {
+// byte limit, and to the spill file when toDisk (not for the events read
+// from it).
+func (l *Log) keep(events []pending, toDisk bool) {
+	if toDisk && l.spill != nil && len(events) > 0 {
+		notKept, err := l.spill.add(events)
+		if notKept > 0 {
+			if l.notSpilled == 0 {
+				l.log().Error("audit events the store refused could not be kept in the spill file (full or failing); they are kept in memory only",
+					zap.String("path", l.spill.path), zap.Int64("limit_bytes", l.spill.limit), zap.Error(err))
+			}
+			l.notSpilled += uint64(notKept)
+		}
+	}
 	for _, p := range events {
 		l.backlog = append(l.backlog, p)
 		l.backlogBytes += len(p.raw)
@@ -423,7 +531,7 @@ func (l *Log) keep(events []pending) {
 	}
 	if dropped > 0 {
 		if l.lost == 0 {
-			l.logger.Error("the audit backlog is full: the oldest events the store refused are dropped from memory (they are in this log)",
+			l.log().Error("the audit backlog is full: the oldest events the store refused are dropped from memory (they are in this log)",
 				zap.Int("limit_bytes", l.backlogLimit))
 		}
 		l.lost += uint64(dropped)
@@ -445,7 +553,7 @@ func (l *Log) shift(n int) {
 const storePause = time.Second
 
 func (l *Log) logEvent(e Event) {
-	l.logger.Info("audit",
+	l.log().Info("audit",
 		zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
 		zap.String("credential", e.Credential), zap.String("remote_ip", e.RemoteIP),
 		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason), zap.String("actor", e.Actor))

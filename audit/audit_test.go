@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -339,5 +340,143 @@ func TestCloseDoesNotWaitOnASlowStore(t *testing.T) {
 				t.Fatalf("the events left were not counted once as %d: %v", n-written, lines)
 			}
 		})
+	}
+}
+
+// spillLog is a Log on store that keeps its backlog in the spill file
+// path as well, flushing every 10 ms.
+func spillLog(t *testing.T, store storage.Store, path string, logger *zap.Logger) *Log {
+	t.Helper()
+	l := New(store, logger, Options{FlushInterval: 10 * time.Millisecond, SpillFile: path})
+	t.Cleanup(l.Close)
+	return l
+}
+
+// copyFile copies the spill file as a crash would leave it on disk.
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpilledEventsSurviveACrashAndAreWrittenOnce: with the store down,
+// every refused event is in the spill file once Flush returns; a writer
+// started on that file (as after kill -9) writes them all to the store,
+// and a second one started on the same file (a crash before it was
+// emptied) adds no copy. The file is empty once the store holds them.
+func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
+	dir := t.TempDir()
+	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	down := &slowStore{Store: st}
+	down.down.Store(true)
+	spillPath := filepath.Join(dir, "spill.jsonl")
+	crashed := spillLog(t, down, spillPath, zap.NewNop())
+	for i := range 300 {
+		crashed.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%03d", i), Outcome: OutcomeDenied})
+	}
+	if pending := crashed.Flush(); pending != 300 {
+		t.Fatalf("%d events pending with the store down; want 300", pending)
+	}
+	// kill -9 now: the file is all that is left of the 300 events.
+	atCrash := filepath.Join(dir, "at-crash.jsonl")
+	copyFile(t, spillPath, atCrash)
+	again := filepath.Join(dir, "again.jsonl")
+	copyFile(t, spillPath, again)
+
+	core, logs := observer.New(zap.InfoLevel)
+	restarted := spillLog(t, st, atCrash, zap.New(core))
+	got, err := restarted.Query(context.Background(), Filter{Limit: 1000})
+	if err != nil || len(got) != 300 {
+		t.Fatalf("after the restart the store holds %d events (%v); want the 300 spilled", len(got), err)
+	}
+	if logs.FilterMessage("audit events a previous run could not write to the store are written now").Len() != 1 {
+		t.Error("the replay was not logged")
+	}
+	if info, err := os.Stat(atCrash); err != nil || info.Size() != 0 {
+		t.Fatalf("the spill file was not emptied once the store held its events: %v %v", info.Size(), err)
+	}
+	// A crash after the store took them but before the file was emptied.
+	twice := spillLog(t, st, again, zap.NewNop())
+	if got, err := twice.Query(context.Background(), Filter{Limit: 1000}); err != nil || len(got) != 300 {
+		t.Fatalf("replayed twice, the store holds %d events (%v); want 300", len(got), err)
+	}
+	// An emptied file replays nothing.
+	restarted.Close()
+	once := spillLog(t, st, atCrash, zap.NewNop())
+	if got, err := once.Query(context.Background(), Filter{Limit: 1000}); err != nil || len(got) != 300 {
+		t.Fatalf("after a clean restart the store holds %d events (%v); want 300", len(got), err)
+	}
+}
+
+// TestSpillFileCutShortByACrash: a last line a crash cut in the middle is
+// dropped with a warning; the whole lines before it are written, and
+// appends after it start on a line of their own.
+func TestSpillFileCutShortByACrash(t *testing.T) {
+	dir := t.TempDir()
+	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	down := &slowStore{Store: st}
+	down.down.Store(true)
+	spillPath := filepath.Join(dir, "spill.jsonl")
+	first := spillLog(t, down, spillPath, zap.NewNop())
+	for i := range 3 {
+		first.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%d", i), Outcome: OutcomeDenied})
+	}
+	first.Flush()
+	first.Close()
+	raw, err := os.ReadFile(spillPath)
+	if err != nil || strings.Count(string(raw), "\n") != 3 {
+		t.Fatalf("spill file after 3 refused events: %q %v", raw, err)
+	}
+	torn := string(raw) + string(raw[:len(raw)/5]) // half a line, no newline
+	if err := os.WriteFile(spillPath, []byte(torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	second := spillLog(t, down, spillPath, zap.New(core))
+	second.Record(Event{Kind: "request", Username: "user-3", Outcome: OutcomeDenied})
+	second.Flush()
+	second.Close()
+	if logs.FilterMessage("the end of the audit spill file was cut short (a crash while it was written) and is dropped").Len() != 1 {
+		t.Error("the torn line was not reported")
+	}
+	down.down.Store(false)
+	third := spillLog(t, st, spillPath, zap.NewNop())
+	got, err := third.Query(context.Background(), Filter{Limit: 100})
+	if err != nil || len(got) != 4 || got[0].Username != "user-3" || got[3].Username != "user-0" {
+		t.Fatalf("store after the torn file was replayed: %+v %v; want user-3 … user-0", got, err)
+	}
+}
+
+// TestEventsRecordedAfterCloseAreCounted: an event recorded after Close
+// cannot reach the store; an error line counts it.
+func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{})
+	l.Close()
+	l.Record(Event{Kind: "request", Username: "late", Outcome: OutcomeDenied})
+	lines := logs.FilterMessage("audit events recorded after the audit writer closed were not written to the store; they are only in this log").All()
+	if len(lines) != 1 || lines[0].ContextMap()["events"] != int64(1) {
+		t.Fatalf("the late event was not counted: %v", lines)
+	}
+	if logs.FilterMessage("audit").Len() != 1 {
+		t.Fatal("the late event is not in the log")
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/assertion"
-	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -115,7 +114,6 @@ type App struct {
 	// start-up); retrying waits for them.
 	stopRetry context.CancelFunc
 	retrying  sync.WaitGroup
-	auditLog  *audit.Log
 	closers   []io.Closer // extensions' background work, stopped by Stop
 
 	smsSender sms.Sender         // loaded from SMSRaw
@@ -264,9 +262,8 @@ func (a *App) start() (err error) {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	undo = append(undo, func() { metrics.Unregister(registry) })
-	a.auditLog = audit.New(st, a.logger.Named("audit"), audit.Options{Retention: time.Duration(a.AuditRetention)})
-	undo = append(undo, func() { a.auditLog.Close(); a.auditLog = nil })
-	e := engine.New(cfg, st, ks, signer, a.auditLog, metrics, a.logger)
+	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"), time.Duration(a.AuditRetention))
+	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
 	undo = append(undo, a.closeExtensions)
 	for _, ext := range extensions {
@@ -343,9 +340,6 @@ func (a *App) Stop() error {
 		a.retrying.Wait() // no start attempt runs past this point
 	}
 	a.closeExtensions()
-	if a.auditLog != nil {
-		a.auditLog.Close()
-	}
 	if a.poolKey != "" {
 		_, err := storePool.Delete(a.poolKey)
 		a.poolKey = ""

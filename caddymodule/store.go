@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -26,12 +29,43 @@ var storePool = caddy.NewUsagePool()
 
 type pooledStore struct {
 	backend storage.Store
+	// key is the store's key in storePool.
+	key string
 
 	mu sync.Mutex
 	// cache is over the backend's tagged records; the first start makes it
 	// (records), with the keystore it then keeps (tags).
 	cache *cache.Cache
 	tags  tagged.Tagger
+	// audit is the audit writer of the store, shared by every config that
+	// uses it, so that it outlives the last request of a config replaced
+	// by a reload (see auditLog).
+	audit *audit.Log
+}
+
+// auditLog returns the store's audit writer, made on first use (after
+// records) with its spill file under dataDir; later starts, after a
+// config reload, share it and give it their logger and retention. Requests
+// still in flight on a replaced config record into it, and it is closed
+// only with the store, when no config uses it any more.
+func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, retention time.Duration) *audit.Log {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.audit != nil {
+		p.audit.Reconfigure(logger, retention)
+		return p.audit
+	}
+	p.audit = audit.New(p.cache, logger, audit.Options{Retention: retention, SpillFile: auditSpillFile(dataDir, p.key)})
+	return p.audit
+}
+
+// auditSpillFile is the spill file of the audit writer of the store with
+// pool key storeKey: one per store, so that events a store refused are
+// written to that store; named by a hash, as the key may hold a Redis
+// password.
+func auditSpillFile(dataDir, storeKey string) string {
+	sum := sha256.Sum256([]byte(storeKey))
+	return filepath.Join(dataDir, "audit-spill-"+hex.EncodeToString(sum[:8])+".jsonl")
 }
 
 // records returns the store's cache over its tagged records (storage/tagged),
@@ -76,8 +110,17 @@ func skippedLogger(logger *zap.Logger) func(error) {
 	}
 }
 
-// Destruct implements caddy.Destructor: the last user closes the store.
-func (p *pooledStore) Destruct() error { return p.backend.Close() }
+// Destruct implements caddy.Destructor: the last user closes the audit
+// writer (writing what is queued) and then the store.
+func (p *pooledStore) Destruct() error {
+	p.mu.Lock()
+	l := p.audit
+	p.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+	return p.backend.Close()
+}
 
 func validateStorage(spec string) error {
 	switch {
@@ -120,7 +163,7 @@ func openStore(ctx context.Context, spec, dataDir string, logger *zap.Logger) (*
 		if err != nil {
 			return nil, fmt.Errorf("opening %s store: %w", storageName(spec), err)
 		}
-		return &pooledStore{backend: backend}, nil
+		return &pooledStore{backend: backend, key: key}, nil
 	})
 	if err != nil {
 		return nil, "", err

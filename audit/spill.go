@@ -1,0 +1,161 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// spill is the local, append-only file that keeps the events the store
+// refused, so that a crash during a store outage loses none of them: each
+// line is one event, with the key it will have in the store. Lines are
+// appended a batch at a time with one fsync per batch; the file is emptied
+// once the store holds them all, and read back by the next writer when it
+// was not (replayed under the same keys, so an event written twice is
+// stored once). It holds at most limit bytes; events beyond are not
+// spilled, and counted.
+type spill struct {
+	path  string
+	f     *os.File
+	size  int64
+	limit int64
+	// events is the number of events (lines) the file holds.
+	events int
+}
+
+// spillLine is the JSON of one line of the spill file.
+type spillLine struct {
+	Key   string          `json:"key"`
+	Event json.RawMessage `json:"event"`
+}
+
+// openSpill opens (creating it 0600) the spill file at path and returns
+// the events it holds, oldest first, and how many bytes at its end it cut
+// off: a last line cut short by a crash in the middle of an append (never
+// synced, so its events were not yet kept) and whatever follows a line
+// that does not decode.
+func openSpill(path string, limit int64) (s *spill, events []pending, cut int64, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("audit spill file: %w", err)
+	}
+	info, err := f.Stat()
+	var whole int64
+	if err == nil {
+		events, whole, err = readSpill(f)
+	}
+	if err == nil {
+		err = f.Truncate(whole)
+	}
+	if err == nil {
+		_, err = f.Seek(whole, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, fmt.Errorf("audit spill file %s: %w", path, err)
+	}
+	return &spill{path: path, f: f, size: whole, limit: limit, events: len(events)}, events, info.Size() - whole, nil
+}
+
+// readSpill decodes the lines of a spill file and returns their events
+// and the length of the file's leading whole, valid lines.
+func readSpill(r io.Reader) (events []pending, whole int64, err error) {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			return events, whole, nil // a last line without '\n' was cut short
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		p, ok := decodeSpillLine(line)
+		if !ok {
+			return events, whole, nil // the torn end of an append, and whatever followed it
+		}
+		events = append(events, p)
+		whole += int64(len(line))
+	}
+}
+
+// decodeSpillLine decodes one line, which must name an event key as
+// eventKey makes them and hold an event with a time.
+func decodeSpillLine(line []byte) (pending, bool) {
+	var l spillLine
+	if err := json.Unmarshal(line, &l); err != nil || !validEventKey(l.Key) {
+		return pending{}, false
+	}
+	var e struct {
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal(l.Event, &e); err != nil || e.Time.IsZero() {
+		return pending{}, false
+	}
+	return pending{key: l.Key, raw: bytes.Clone(l.Event), time: e.Time}, true
+}
+
+// validEventKey reports whether key has eventKey's form: the prefix and
+// 32 hex digits.
+func validEventKey(key string) bool {
+	h, ok := strings.CutPrefix(key, keyPrefix)
+	if !ok || len(h) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// add appends events and syncs the file, and returns how many of them it
+// could not keep (the file full, or failing).
+func (s *spill) add(events []pending) (notKept int, err error) {
+	var buf bytes.Buffer
+	kept := 0
+	for _, p := range events {
+		line, _ := json.Marshal(spillLine{Key: p.key, Event: p.raw})
+		if s.size+int64(buf.Len()+len(line)+1) > s.limit {
+			break
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+		kept++
+	}
+	if kept == 0 {
+		return len(events), nil
+	}
+	if _, err := s.f.Write(buf.Bytes()); err != nil {
+		s.f.Truncate(s.size) // best effort: no torn line in the middle of the file
+		s.f.Seek(s.size, io.SeekStart)
+		return len(events), err
+	}
+	s.size += int64(buf.Len())
+	s.events += kept
+	if err := s.f.Sync(); err != nil {
+		return len(events), err
+	}
+	return len(events) - kept, nil
+}
+
+// clear empties the file: the store holds every event it had.
+func (s *spill) clear() error {
+	if s.size == 0 {
+		return nil
+	}
+	if err := s.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	s.size, s.events = 0, 0
+	return s.f.Sync()
+}
+
+// close closes the file, keeping what it holds for the next writer.
+func (s *spill) close() error { return s.f.Close() }
