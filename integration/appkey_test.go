@@ -244,10 +244,13 @@ func TestAppKeyAllowlist(t *testing.T) {
 }
 
 func TestAppKeyExpiryAndPurge(t *testing.T) {
-	inst := startAppKeys(t, map[string]any{"lifetime": "2s"})
+	// Lifetimes of a few seconds, so that a busy machine still sends the
+	// requests meant to come before the expiry in time.
+	const lifetime = 5 * time.Second
+	inst := startAppKeys(t, map[string]any{"lifetime": "5s"})
 	short := createKey(t, inst, `{"name":"short","username":"sensor"}`)
 	long := createKey(t, inst, fmt.Sprintf(`{"name":"long","username":"sensor","expires_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339)))
-	if d := time.Until(short.ExpiresAt); d <= 0 || d > 2*time.Second {
+	if d := time.Until(short.ExpiresAt); d <= 0 || d > lifetime {
 		t.Fatalf("default lifetime: expires in %v", d)
 	}
 	get := func(key string) harness.CurlResult {
@@ -266,10 +269,11 @@ func TestAppKeyExpiryAndPurge(t *testing.T) {
 		t.Fatalf("view of an expired key: %+v", v)
 	}
 	inst.MustAdmin(t, 200, "POST", "/gatehouse/appkeys/short/reset-expiration", nil)
+	reset := time.Now() // the key now expires before reset+lifetime
 	if res := get(short.Key); res.Status != 200 {
 		t.Fatalf("after reset-expiration: %d", res.Status)
 	}
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(time.Until(reset.Add(lifetime + 100*time.Millisecond)))
 	var purged struct{ Deleted int }
 	if status := inst.AdminJSON(t, "POST", "/gatehouse/appkeys/purge-expired", nil, &purged); status != 200 || purged.Deleted != 1 {
 		t.Fatalf("purge: %d %+v", status, purged)
@@ -317,7 +321,10 @@ func TestAppKeyRotation(t *testing.T) {
 		return harness.Curl(t, "-H", "appKey: "+key, inst.HTTPSURL()+"/api/x").Status
 	}
 	var rotated struct{ Key string }
-	inst.AdminJSON(t, "POST", "/gatehouse/appkeys/gw/rotate", `{"grace_seconds":2}`, &rotated)
+	// A grace of a few seconds, so that a busy machine still sends the
+	// requests meant to come within it in time.
+	inst.AdminJSON(t, "POST", "/gatehouse/appkeys/gw/rotate", `{"grace_seconds":5}`, &rotated)
+	graceEnds := time.Now().Add(5 * time.Second) // or before
 	second := rotated.Key
 	if second == "" || second == first.Key {
 		t.Fatalf("rotate answered %q", second)
@@ -325,7 +332,7 @@ func TestAppKeyRotation(t *testing.T) {
 	if get(second) != 200 || get(first.Key) != 200 {
 		t.Fatalf("during grace: new %d, old %d", get(second), get(first.Key))
 	}
-	time.Sleep(2200 * time.Millisecond)
+	time.Sleep(time.Until(graceEnds.Add(200 * time.Millisecond)))
 	if get(second) != 200 || get(first.Key) != 401 {
 		t.Fatalf("after grace: new %d, old %d", get(second), get(first.Key))
 	}

@@ -86,21 +86,19 @@ func copyTree(t *testing.T, from, to string) {
 	}
 }
 
-// within polls check until it returns "" or one second (the coherence
-// bound) has passed, and returns how long it took.
+// coherenceLimit is how long a test waits for a change made on one member
+// to show on another. The coherence bound is 1 s (an invalidation is
+// delivered at once, a lost subscription purges the cache); the limit
+// leaves room for a busy machine and stays well under the 30 s that a
+// cached entry lives without any invalidation, so a lost invalidation
+// still fails the test.
+const coherenceLimit = 10 * time.Second
+
+// within polls check until it returns "" or coherenceLimit has passed,
+// and returns how long it took.
 func within(t *testing.T, what string, check func() string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		got := check()
-		if got == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > time.Second {
-			t.Fatalf("%s: not within 1 s: %s", what, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return waitFor(t, what, coherenceLimit, check)
 }
 
 // status is check helper: "" when res has the wanted status.
@@ -370,34 +368,37 @@ func TestClusterRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	}
 	// A flood during the outage is refused fast: neither the audit log of
 	// the refusals nor their log lines make requests wait for the dead store.
+	// A refusal held for the store would wait out the audit writer's
+	// store deadline (10 s); on a busy machine a plain answer takes a few
+	// seconds at most.
 	n, slowest := outageBurst(t, a, 32, 4*time.Second)
 	t.Logf("during the outage: %d refusals in 4 s (%.0f/s), slowest %v", n, float64(n)/4, slowest)
-	if slowest > 2*time.Second {
+	if slowest > 8*time.Second {
 		t.Errorf("a refusal during the outage took %v; it must not wait for the store", slowest)
 	}
-	time.Sleep(2 * time.Second) // several resubscription attempts
 	for _, inst := range members {
-		if !inst.LogContains("lost the Redis invalidation subscription") {
-			t.Errorf("%s logged nothing about the lost Redis connection", inst.HTTPSURL())
-		}
+		waitFor(t, inst.HTTPSURL()+" logs the lost Redis connection", 30*time.Second, func() string {
+			if !inst.LogContains("lost the Redis invalidation subscription") {
+				return "no line"
+			}
+			return ""
+		})
 		if inst.LogContains("pw-alice-1") || inst.LogContains(k.Key) {
 			t.Fatal("a credential reached Caddy's log")
 		}
 	}
 
 	srv.Restart()
+	restarted := time.Now()
 	for _, inst := range members {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		waitFor(t, inst.HTTPSURL()+" serving again after Redis came back", time.Minute, func() string {
 			res := requests(inst)
 			if res[0].Status == 200 && res[1].Status == 200 {
-				break
+				return ""
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not recover within 5 s of Redis coming back: %d %d", inst.HTTPSURL(), res[0].Status, res[1].Status)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return fmt.Sprintf("%d %d", res[0].Status, res[1].Status)
+		})
+		t.Logf("%s serves again %v after Redis came back", inst.HTTPSURL(), time.Since(restarted))
 		// Blocked before his password was ever checked: refused like a wrong
 		// password (401); with the block lost it would pass (200).
 		if res := harness.Curl(t, "-u", "bob:pw-bob-12", inst.HTTPSURL()+"/api/items"); res.Status != 401 {
@@ -409,8 +410,20 @@ func TestClusterRedisOutageFailsClosedAndRecovers(t *testing.T) {
 				inst.HTTPSURL(), was[0], now[0], was[1], now[1])
 		}
 	}
+	// Admin writes work again too, not only reads (which the caches may
+	// answer): an operator's block after the outage is applied. On a busy
+	// machine one Redis command may still overrun its 1 s timeout, which
+	// fails closed (503) like the outage: the test then tries again, as an
+	// operator would; it fails only if writes do not come back.
+	waitFor(t, "an admin write after the recovery", time.Minute, func() string {
+		st, body := a.Admin(t, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+		if st != 200 {
+			return fmt.Sprintf("%d %s", st, body)
+		}
+		return ""
+	})
+	t.Logf("admin writes work again %v after Redis came back", time.Since(restarted))
 	// Changes flow between the members again.
-	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
 	within(t, "B refuses alice blocked on A after the recovery", func() string {
 		return status(harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"), 403)
 	})
@@ -451,17 +464,10 @@ func TestClusterStartsWithRedisDownAndComesUp(t *testing.T) {
 	}
 
 	srv.Restart()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res := harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items")
-		if res.Status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving 15 s after Redis came back: %d %s", res.Status, res.Body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// Start attempts back off up to 5 s apart.
+	waitFor(t, "serving after Redis came back", time.Minute, func() string {
+		return status(harness.Curl(t, "-u", "alice:pw-alice-1", b.HTTPSURL()+"/api/items"), 200)
+	})
 	if !b.LogContains("Redis is reachable again: gatehouse started") {
 		t.Fatal("no log line says gatehouse started after all")
 	}

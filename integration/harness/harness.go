@@ -319,12 +319,14 @@ func (i *Instance) Restart() {
 func (i *Instance) StartAgain() { i.t.Helper(); i.start(true) }
 
 // Reload renders tmpl with the same ports and loads it through the admin
-// API (POST /load), as `caddy reload` does.
+// API (POST /load), as `caddy reload --force` does: the apps are restarted
+// even when the config is unchanged (Caddy skips an unchanged one).
 func (i *Instance) Reload(tmpl string) {
 	i.t.Helper()
 	i.config = i.render(tmpl)
 	req, _ := http.NewRequest(http.MethodPost, i.AdminURL()+"/load", strings.NewReader(i.config))
 	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		i.t.Fatal(err)
