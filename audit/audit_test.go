@@ -352,6 +352,31 @@ func spillLog(t *testing.T, store storage.Store, path string, logger *zap.Logger
 	return l
 }
 
+// refusedWhileDown records n refusals (user-000, …) through a Log whose
+// store is down and that spills to a new file, and returns once they are
+// in it: the store behind the failing one, the failing one, the Log and
+// the spill file.
+func refusedWhileDown(t *testing.T, n int) (st storage.Store, down *slowStore, l *Log, spillPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	down = &slowStore{Store: st}
+	down.down.Store(true)
+	spillPath = filepath.Join(dir, "spill.jsonl")
+	l = spillLog(t, down, spillPath, zap.NewNop())
+	for i := range n {
+		l.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%03d", i), Outcome: OutcomeDenied})
+	}
+	if pending := l.Flush(); pending != n {
+		t.Fatalf("%d events pending with the store down; want %d", pending, n)
+	}
+	return st, down, l, spillPath
+}
+
 // copyFile copies the spill file as a crash would leave it on disk.
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
@@ -370,23 +395,9 @@ func copyFile(t *testing.T, from, to string) {
 // and a second one started on the same file (a crash before it was
 // emptied) adds no copy. The file is empty once the store holds them.
 func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	down := &slowStore{Store: st}
-	down.down.Store(true)
-	spillPath := filepath.Join(dir, "spill.jsonl")
-	crashed := spillLog(t, down, spillPath, zap.NewNop())
-	for i := range 300 {
-		crashed.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%03d", i), Outcome: OutcomeDenied})
-	}
-	if pending := crashed.Flush(); pending != 300 {
-		t.Fatalf("%d events pending with the store down; want 300", pending)
-	}
+	st, _, _, spillPath := refusedWhileDown(t, 300)
 	// kill -9 now: the file is all that is left of the 300 events.
+	dir := filepath.Dir(spillPath)
 	atCrash := filepath.Join(dir, "at-crash.jsonl")
 	copyFile(t, spillPath, atCrash)
 	again := filepath.Join(dir, "again.jsonl")
@@ -421,20 +432,7 @@ func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
 // dropped with a warning; the whole lines before it are written, and
 // appends after it start on a line of their own.
 func TestSpillFileCutShortByACrash(t *testing.T) {
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	down := &slowStore{Store: st}
-	down.down.Store(true)
-	spillPath := filepath.Join(dir, "spill.jsonl")
-	first := spillLog(t, down, spillPath, zap.NewNop())
-	for i := range 3 {
-		first.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%d", i), Outcome: OutcomeDenied})
-	}
-	first.Flush()
+	st, down, first, spillPath := refusedWhileDown(t, 3)
 	first.Close()
 	raw, err := os.ReadFile(spillPath)
 	if err != nil || strings.Count(string(raw), "\n") != 3 {
@@ -455,8 +453,8 @@ func TestSpillFileCutShortByACrash(t *testing.T) {
 	down.down.Store(false)
 	third := spillLog(t, st, spillPath, zap.NewNop())
 	got, err := third.Query(context.Background(), Filter{Limit: 100})
-	if err != nil || len(got) != 4 || got[0].Username != "user-3" || got[3].Username != "user-0" {
-		t.Fatalf("store after the torn file was replayed: %+v %v; want user-3 … user-0", got, err)
+	if err != nil || len(got) != 4 || got[0].Username != "user-3" || got[3].Username != "user-000" {
+		t.Fatalf("store after the torn file was replayed: %+v %v; want user-3 … user-000", got, err)
 	}
 }
 

@@ -65,22 +65,11 @@ func auditRequests(t *testing.T, inst *harness.Instance, user string) []map[stri
 	return events
 }
 
-// countReason counts the events with the given reason.
-func countReason(events []map[string]any, reason string) int {
+// countWhere counts the events whose field has value.
+func countWhere(events []map[string]any, field, value string) int {
 	n := 0
 	for _, e := range events {
-		if e["reason"] == reason {
-			n++
-		}
-	}
-	return n
-}
-
-// countOutcome counts the events with the given outcome.
-func countOutcome(events []map[string]any, outcome string) int {
-	n := 0
-	for _, e := range events {
-		if e["outcome"] == outcome {
+		if e[field] == value {
 			n++
 		}
 	}
@@ -179,7 +168,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(wrong), answered.Load(), wrong[0])
 	}
 	events := append(auditRequests(t, inst, "alice"), auditRequests(t, inst, "bob")...)
-	denied := countOutcome(events, "denied")
+	denied := countWhere(events, "outcome", "denied")
 	t.Logf("5 reloads (%v) under load: %d requests answered, %d refusals answered, %d in the audit log", reloadTook, answered.Load(), refused.Load(), denied)
 	if int64(denied) != refused.Load() {
 		byWho := map[string]int{}
@@ -250,7 +239,7 @@ func TestAuditSpillSurvivesKill9DuringRedisOutage(t *testing.T) {
 	srv.Restart()
 	inst.StartAgain()
 
-	if n := countReason(auditRequests(t, inst, ""), unavailable); n != refusals {
+	if n := countWhere(auditRequests(t, inst, ""), "reason", unavailable); n != refusals {
 		t.Fatalf("after kill -9 during the outage the audit log holds %d refusals; want the %d answered", n, refusals)
 	}
 	if n := spilledRefusals(t, inst, unavailable); n != 0 {
@@ -258,7 +247,7 @@ func TestAuditSpillSurvivesKill9DuringRedisOutage(t *testing.T) {
 	}
 	// Replayed exactly once: a restart adds nothing.
 	inst.Restart()
-	if n := countReason(auditRequests(t, inst, ""), unavailable); n != refusals {
+	if n := countWhere(auditRequests(t, inst, ""), "reason", unavailable); n != refusals {
 		t.Fatalf("after another restart the audit log holds %d request events; want %d", n, refusals)
 	}
 }
