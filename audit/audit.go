@@ -2,7 +2,9 @@
 // lifecycle event, admin change and 2FA event (and, when configured, every
 // allowed request) is recorded off the request path, written to the store
 // in batches with a retention TTL, mirrored as a structured log line, and
-// queried newest first by the admin API.
+// queried newest first by the admin API. Events the store refuses wait in
+// memory and, with Options.SpillFile, in a local file (spill.go) that the
+// next writer replays, so that a crash during a store outage loses none.
 package audit
 
 import (
