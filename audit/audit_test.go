@@ -265,12 +265,8 @@ func TestEventsShapedToBloatJSONAreStillWritten(t *testing.T) {
 // closed when the test ends.
 func badgerLog(t *testing.T) *Log {
 	t.Helper()
-	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := New(st, zap.NewNop(), Options{})
-	t.Cleanup(func() { l.Close(); st.Close() })
+	l := New(badgerStore(t), zap.NewNop(), Options{})
+	t.Cleanup(l.Close) // before the store closes: cleanups run last first
 	return l
 }
 
@@ -352,21 +348,27 @@ func spillLog(t *testing.T, store storage.Store, path string, logger *zap.Logger
 	return l
 }
 
+// badgerStore is a fresh Badger store, closed when the test ends.
+func badgerStore(t *testing.T) storage.Store {
+	t.Helper()
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // refusedWhileDown records n refusals (user-000, …) through a Log whose
 // store is down and that spills to a new file, and returns once they are
 // in it: the store behind the failing one, the failing one, the Log and
 // the spill file.
 func refusedWhileDown(t *testing.T, n int) (st storage.Store, down *slowStore, l *Log, spillPath string) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st = badgerStore(t)
 	down = &slowStore{Store: st}
 	down.down.Store(true)
-	spillPath = filepath.Join(dir, "spill.jsonl")
+	spillPath = filepath.Join(t.TempDir(), "spill.jsonl")
 	l = spillLog(t, down, spillPath, zap.NewNop())
 	for i := range n {
 		l.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%03d", i), Outcome: OutcomeDenied})
@@ -461,13 +463,8 @@ func TestSpillFileCutShortByACrash(t *testing.T) {
 // TestEventsRecordedAfterCloseAreCounted: an event recorded after Close
 // cannot reach the store; an error line counts it.
 func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {
-	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	core, logs := observer.New(zap.InfoLevel)
-	l := New(st, zap.New(core), Options{})
+	l := New(badgerStore(t), zap.New(core), Options{})
 	l.Close()
 	l.Record(Event{Kind: "request", Username: "late", Outcome: OutcomeDenied})
 	lines := logs.FilterMessage("audit events recorded after the audit writer closed were not written to the store; they are only in this log").All()
