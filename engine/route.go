@@ -219,16 +219,43 @@ func (rt *Route) authorizeOverrides(r *http.Request, id *identity.Identity, clea
 // queryMethods returns the values of the _method parameters of a raw
 // query, however a framework may read them: names and values decoded
 // leniently (an escaped "_me%74hod" counts), pairs split on ";" as well
-// as "&" (as Rack 2 and older Pythons split them).
+// as "&" (as Rack 2 and older Pythons split them), and every name some
+// framework reads as "_method" (readsAsMethodParam) counted.
 func queryMethods(raw string) []string {
 	var out []string
 	for pair := range strings.FieldsFuncSeq(raw, func(c rune) bool { return c == '&' || c == ';' }) {
 		name, value, _ := strings.Cut(pair, "=")
-		if decodeQueryPart(name) == methodParam {
+		if readsAsMethodParam(decodeQueryPart(name)) {
 			out = append(out, decodeQueryPart(value))
 		}
 	}
 	return out
+}
+
+// readsAsMethodParam reports whether some common framework reads the
+// decoded query name as methodParam: PHP cuts a name at a NUL, drops
+// leading spaces, takes "_method[…]" as the array "_method" and turns '.'
+// and ' ' into '_' (so ".method", " _method" and "_method\x00x" are all
+// "_method" to Laravel and Symfony); Rack and Express's qs drop leading
+// brackets ("[_method]") and take the part before the next one. A name
+// any of them reads as "_method" counts, without allocating.
+func readsAsMethodParam(name string) bool {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	name = strings.TrimLeft(name, " []")
+	if i := strings.IndexAny(name, "[]"); i >= 0 {
+		name = name[:i]
+	}
+	if len(name) != len(methodParam) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c != methodParam[i] && !(methodParam[i] == '_' && (c == '.' || c == ' ')) {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeQueryPart decodes a query name or value leniently ('+' is a

@@ -347,7 +347,10 @@ func TestMethodOverrideMustBeAllowedToo(t *testing.T) {
 			t.Errorf("GET with %s: DELETE: %d (forwarded %v); want 403", name, w.Code, up != nil)
 		}
 	}
-	for _, query := range []string{"x=1&_method=DELETE", "_me%74hod=DELETE", "a=1;_method=delete", "%5Fmethod=PUT"} {
+	for _, query := range []string{"x=1&_method=DELETE", "_me%74hod=DELETE", "a=1;_method=delete", "%5Fmethod=PUT",
+		// names PHP, Rack or Express read as _method
+		".method=DELETE", "%2Emethod=DELETE", "+_method=DELETE", "%20_method=DELETE", "_method%00=DELETE", "_method%00x=DELETE",
+		"%20.method=DELETE", "_method[]=DELETE", "[_method]=DELETE", "_method[x]=DELETE"} {
 		if w, up := s.do(t, "GET", "/api/items?"+query, basicAuth("alice", "correct horse")); w.Code != 403 || up != nil {
 			t.Errorf("GET ?%s: %d (forwarded %v); want 403", query, w.Code, up != nil)
 		}
