@@ -296,14 +296,21 @@ func isMethodOverride(name string) bool {
 	return false
 }
 
-// errNoCredential and errTwoCredentials are the pick refusals.
+// errNoCredential, errTwoCredentials and errTwoAuthorizations are the
+// pick refusals.
 var (
-	errNoCredential   = identity.Unauthenticated("no credential was presented")
-	errTwoCredentials = identity.Unauthenticated("more than one credential was presented; send exactly one")
+	errNoCredential      = identity.Unauthenticated("no credential was presented")
+	errTwoCredentials    = identity.Unauthenticated("more than one credential was presented; send exactly one")
+	errTwoAuthorizations = identity.BadRequest("more than one Authorization header was sent; send exactly one")
 )
 
-// pick returns the one credential kind present in r.
+// pick returns the one credential kind present in r. Two Authorization
+// headers are refused whatever they hold: Gatehouse would judge one and
+// an upstream might read the other.
 func (rt *Route) pick(r *http.Request) (plugin.Credential, error) {
+	if len(r.Header["Authorization"]) > 1 {
+		return nil, errTwoAuthorizations
+	}
 	var found plugin.Credential
 	for _, c := range rt.credentials {
 		if c.Present(r) {

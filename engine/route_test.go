@@ -364,3 +364,18 @@ func TestMethodOverrideMustBeAllowedToo(t *testing.T) {
 		t.Fatalf("GET with an override naming GET: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestTwoAuthorizationHeadersAreRefused: with two Authorization headers
+// Gatehouse would judge one and an upstream might read the other, so the
+// request is refused with 400, whichever holds the valid credential.
+func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
+	s := newSetup(t)
+	good := basicAuth("alice", "correct horse")["Authorization"][0]
+	bad := basicAuth("root", "anything")["Authorization"][0]
+	for _, pair := range [][]string{{good, bad}, {bad, good}, {good, good}} {
+		w, up := s.do(t, "GET", "/api/items", http.Header{"Authorization": pair})
+		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), "more than one Authorization header") {
+			t.Errorf("Authorization %q: %d %s (forwarded %v); want 400", pair, w.Code, w.Body, up != nil)
+		}
+	}
+}
