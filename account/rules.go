@@ -12,7 +12,8 @@ type Rule struct {
 	// Methods are HTTP methods ("GET", "POST", …) or "*" for any.
 	Methods []string `json:"methods"`
 	// Paths are patterns: an exact path ("/api/status"), a prefix ending in
-	// "*" ("/api/*" matches "/api/" and everything below it), or "*" for any.
+	// "/*" ("/api/*" matches "/api/" and everything below it), or "*" for
+	// any; see ValidatePattern.
 	Paths []string `json:"paths"`
 }
 
@@ -49,7 +50,7 @@ func (r *Role) validate() error {
 			rule.Methods[j] = m
 		}
 		for _, p := range rule.Paths {
-			if err := validatePattern(p); err != nil {
+			if err := ValidatePattern(p); err != nil {
 				return failure.Invalid("rule %d: %v", i, err)
 			}
 		}
@@ -74,14 +75,22 @@ type patternError string
 // Error implements error.
 func (e patternError) Error() string { return string(e) }
 
-func validatePattern(p string) error {
+// ValidatePattern checks a path pattern of a rule or a route's public
+// list: "*", an exact path ("/api/status") or a prefix ending in "/*"
+// ("/api/*"), the path in its clean form (IsClean) — so that "/public*"
+// (a string prefix that would match "/publicadmin") and "/public/../admin"
+// (which no clean request path matches) are refused rather than kept.
+func ValidatePattern(p string) error {
+	base, prefix := strings.CutSuffix(p, "/*")
 	switch {
 	case p == "*":
 		return nil
 	case !strings.HasPrefix(p, "/"):
 		return patternError("path pattern " + quote(p) + " must start with '/' or be '*'")
-	case strings.Contains(strings.TrimSuffix(p, "*"), "*"):
-		return patternError("path pattern " + quote(p) + " may hold '*' only at its end")
+	case strings.Contains(base, "*"):
+		return patternError("path pattern " + quote(p) + ` may hold '*' only as its last segment ("/api/*")`)
+	case prefix && !IsClean(base+"/"), !prefix && !IsClean(p):
+		return patternError("path pattern " + quote(p) + ` must be a clean path: no "." or ".." segments, empty ones or backslashes`)
 	}
 	return nil
 }
@@ -117,7 +126,10 @@ func MatchPath(pattern, cleanPath string) bool {
 		return true
 	}
 	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
-		return strings.HasPrefix(cleanPath, prefix)
+		// "/api/*", or, stored before ValidatePattern refused it, "/api*":
+		// a prefix that matches at a segment boundary only.
+		return strings.HasPrefix(cleanPath, prefix) &&
+			(strings.HasSuffix(prefix, "/") || len(cleanPath) == len(prefix) || cleanPath[len(prefix)] == '/')
 	}
 	return cleanPath == pattern
 }

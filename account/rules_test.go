@@ -44,11 +44,34 @@ func TestRoleValidate(t *testing.T) {
 		{Name: "x", Rules: []Rule{{Methods: []string{"G T"}, Paths: []string{"/"}}}},
 		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"api"}}}},
 		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/a*b"}}}},
+		// a string prefix ("/public*" would grant "/publicadmin") and dead rules
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/public*"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/public/../admin"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/public/../admin/*"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/a//b"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/a/./*"}}}},
+		{Name: "x", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/a/**"}}}},
 		{Name: "bad name", Rules: nil},
 	}
 	for i, r := range bad {
 		if err := r.validate(); err == nil {
 			t.Errorf("case %d accepted: %+v", i, r)
+		}
+	}
+	for _, p := range []string{"*", "/", "/*", "/api/*", "/api/", "/status", "/.well-known/x", "/a.b/c..d"} {
+		if err := ValidatePattern(p); err != nil {
+			t.Errorf("ValidatePattern(%q): %v", p, err)
+		}
+	}
+}
+
+// TestLegacyPrefixMatchesAtSegments: a "/public*" rule stored before
+// ValidatePattern refused it grants "/public" and what is below it, not
+// "/publicadmin".
+func TestLegacyPrefixMatchesAtSegments(t *testing.T) {
+	for p, want := range map[string]bool{"/public": true, "/public/": true, "/public/x": true, "/publicadmin": false, "/public.bak": false} {
+		if got := MatchPath("/public*", p); got != want {
+			t.Errorf("MatchPath(/public*, %s) = %v, want %v", p, got, want)
 		}
 	}
 }
@@ -83,12 +106,20 @@ func FuzzRuleMatch(f *testing.F) {
 		if !strings.HasPrefix(clean, "/") || strings.Contains(clean, "/../") || strings.HasSuffix(clean, "/..") {
 			t.Fatalf("CleanPath(%q) = %q is not canonical", reqPath, clean)
 		}
-		if validatePattern(pattern) != nil {
+		if ValidatePattern(pattern) != nil {
 			return
 		}
 		// A prefix pattern never matches a path outside its prefix.
 		if prefix, ok := strings.CutSuffix(pattern, "*"); ok && pattern != "*" && MatchPath(pattern, clean) && !strings.HasPrefix(clean, prefix) {
 			t.Fatalf("%q matched %q outside its prefix", pattern, clean)
+		}
+		// A valid pattern names a clean path: a rule no request can match is refused.
+		if base, _ := strings.CutSuffix(pattern, "*"); pattern != "*" && CleanPath(base) != base {
+			t.Fatalf("ValidatePattern accepted %q, which no clean path matches", pattern)
+		}
+		// A prefix matches at a segment boundary only.
+		if prefix, ok := strings.CutSuffix(pattern, "/*"); ok && MatchPath(pattern, clean) && !strings.HasPrefix(clean, prefix+"/") {
+			t.Fatalf("%q matched %q", pattern, clean)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -30,8 +31,9 @@ type Handler struct {
 	// Accept lists the credential kinds the route takes: "basic",
 	// "app_key", "connector", "session".
 	Accept []string `json:"accept,omitempty"`
-	// Public lists path patterns ("/healthz", "/public/*") that pass without
-	// a credential. Inbound identity headers are stripped there too.
+	// Public lists path patterns ("/healthz", "/public/*", "*"; see
+	// account.ValidatePattern) that pass without a credential. Inbound
+	// identity headers are stripped there too.
 	Public []string `json:"public,omitempty"`
 	// Audience is the aud claim of the identity assertions forwarded on
 	// this route. Default: the request's host.
@@ -81,8 +83,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	for _, p := range h.Public {
-		if p != "*" && !strings.HasPrefix(p, "/") {
-			return fmt.Errorf("gatehouse: public path %q must start with '/'", p)
+		if err := account.ValidatePattern(p); err != nil {
+			return fmt.Errorf("gatehouse: public: %v", err)
 		}
 	}
 	forward, err := engine.ParseForward(h.Forward)

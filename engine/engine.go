@@ -112,8 +112,8 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		return cost[rt.credentials[i].Method()] < cost[rt.credentials[j].Method()]
 	})
 	for _, p := range opts.Public {
-		if p != "*" && (p == "" || p[0] != '/') {
-			return nil, fmt.Errorf("public path %q must start with '/'", p)
+		if err := account.ValidatePattern(p); err != nil {
+			return nil, fmt.Errorf("public: %v", err)
 		}
 	}
 	return rt, nil
