@@ -3,6 +3,9 @@ package account
 import (
 	"path"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
@@ -171,12 +174,68 @@ func CleanPath(p string) string {
 // read "..;" as ".."). The same holds for the path an upstream that
 // decodes it once more would read (DecodeAgain), so "%2e%2e" (sent as
 // "%252e%252e") is no ".." there either; other escapes, such as Jenkins'
-// "%2F" in branch names, pass. It does not allocate unless p holds a "%".
+// "%2F" in branch names, pass.
+//
+// Dot segments in disguise are refused too, as some upstream reads them
+// as dot segments: "..", "." padded with whitespace or a NUL ("..\x00",
+// " ..", "..\t"), and, in a path with non-ASCII characters, what reads as
+// a dot segment or a separator once NFKC-normalised (fullwidth "．．",
+// "／") or with a slash look-alike ("∕", "⁄") taken for '/'. It does not
+// allocate unless p holds a "%" or a non-ASCII character.
 func IsClean(p string) bool {
-	if !cleanAsIs(p) {
+	if !cleanReading(p) {
 		return false
 	}
-	return strings.IndexByte(p, '%') < 0 || cleanAsIs(DecodeAgain(p))
+	return strings.IndexByte(p, '%') < 0 || cleanReading(DecodeAgain(p))
+}
+
+// cleanReading is IsClean for one reading of the path (as sent, or
+// decoded again): clean as it is, with no padded dot segment, and the
+// same once its look-alikes are folded.
+func cleanReading(p string) bool {
+	if !cleanAsIs(p) || hasPaddedDotSegment(p) {
+		return false
+	}
+	if isASCII(p) {
+		return true
+	}
+	folded := foldLookalikes(p)
+	return cleanAsIs(folded) && !hasPaddedDotSegment(folded)
+}
+
+// dotPadding is what some upstreams trim from a path segment before
+// reading it: whitespace and NUL.
+const dotPadding = " \t\n\v\f\r\x00"
+
+// hasPaddedDotSegment reports whether a segment of p is "." or ".." once
+// trimmed of dotPadding, without allocating.
+func hasPaddedDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if t := strings.Trim(seg, dotPadding); len(t) != len(seg) && (t == "." || t == "..") {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// slashLookalikes maps characters that NFKC leaves alone but some
+// upstreams (IIS's best-fit mapping, lenient routers) take for a slash or
+// a backslash.
+var slashLookalikes = strings.NewReplacer("\u2215", "/", "\u2044", "/", "\u29f8", "/", "\u29f9", "\\", "\ufe68", "\\")
+
+// foldLookalikes returns p NFKC-normalised ("．" is '.', "／" is '/') with
+// slashLookalikes replaced.
+func foldLookalikes(p string) string {
+	return slashLookalikes.Replace(norm.NFKC.String(p))
 }
 
 // DecodeAgain decodes p as the most lenient upstream would: every valid

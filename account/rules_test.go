@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestRoleAllows(t *testing.T) {
@@ -157,10 +159,12 @@ func BenchmarkCleanPath(b *testing.B) {
 // a dot segment before ";" appearing: the path judged is the path served.
 func FuzzIsClean(f *testing.F) {
 	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541",
-		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%"} {
+		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%",
+		"/p/..\x00/x", "/p/ ../x", "/p/%2e%2e%09/x", "/p/\uff0e\uff0e/x", "/p/..\u2215x", "/p/%ef%bc%8e%ef%bc%8e"} {
 		f.Add(p)
 	}
 	escape := regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+	paddedDots := regexp.MustCompile(`(^|/)[\t\n\v\f\r \x00]*\.\.?[\t\n\v\f\r \x00]*(/|$)`)
 	f.Fuzz(func(t *testing.T, p string) {
 		if !IsClean(p) {
 			return
@@ -172,8 +176,11 @@ func FuzzIsClean(f *testing.F) {
 		if strict, err := url.PathUnescape(p); err == nil {
 			readings = append(readings, strict)
 		}
+		for _, r := range readings { // and as an upstream folding Unicode reads them
+			readings = append(readings, strings.NewReplacer("∕", "/", "⁄", "/").Replace(norm.NFKC.String(r)))
+		}
 		for _, r := range readings {
-			if CleanPath(r) != r || strings.Contains(r, "\\") || strings.Contains(r, "/..;") || strings.Contains(r, "/.;") {
+			if CleanPath(r) != r || strings.Contains(r, "\\") || strings.Contains(r, "/..;") || strings.Contains(r, "/.;") || paddedDots.MatchString(r) {
 				t.Fatalf("IsClean(%q), but it reads %q", p, r)
 			}
 		}

@@ -216,14 +216,19 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 	for _, path := range []string{"/admin/../public/x", "/admin%2f..%2fpublic/x", "/public/%2e%2e/admin", "/public/./x", "//public/x", "/public/x/..", "/api//x",
 		"/public/..;/admin", "/public/%2e%2e%3b/admin", "/public/.;/x", "/public/..%5Cadmin", "/api/..%5c..%5cadmin",
 		"/api/%252e%252e/admin", "/api/%252E%252E%252Fadmin", "/api/x%255c..%255cadmin", "/api/..%253b/admin", "/api/x%252F..%252F..%252Fadmin", "/api/%252e/x",
-		"/public/%252e%252e/admin/%25zz", "/public/%252e%252e/admin/%25", "/public/%25u002e%25u002e/admin"} {
+		"/public/%252e%252e/admin/%25zz", "/public/%252e%252e/admin/%25", "/public/%25u002e%25u002e/admin",
+		// dot segments padded with whitespace or NUL, NFKC dots and slashes, slash look-alikes
+		"/public/..%00/admin", "/public/..%20/admin", "/public/%20../admin", "/public/..%09/admin", "/public/.%00/x", "/public/..%2500/admin",
+		"/public/%ef%bc%8e%ef%bc%8e/admin", "/public/..%ef%bc%8fadmin", "/public/..%e2%88%95admin", "/public%e2%88%95..%e2%88%95admin",
+		"/public/..%e2%81%84admin", "/public/%25ef%25bc%258e%25ef%25bc%258e/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)
 		}
 	}
 	for _, path := range []string{"/public/x/", "/public/a.b/..c/.d", "/public/x;v=1", "/public/a..;b", "/public/50%25off", "/public/%C3%A9t%C3%A9",
-		"/public/%2541", "/public/job/feature%252Fx/", "/public/caf%E9.html", "/public/100%2525"} { // dots, ";", "%", Latin-1 and escaped slashes, but no dot segments, even decoded twice
+		"/public/%2541", "/public/job/feature%252Fx/", "/public/caf%E9.html", "/public/100%2525",
+		"/public/a..%20b", "/public/%E2%80%A6", "/public/%EF%BD%81", "/public/%E6%97%A5%E6%9C%AC/%20x%20"} { // dots, ";", "%", Latin-1 and escaped slashes, but no dot segments, even decoded twice
 		if w, up := s.do(t, "GET", path, nil); w.Code != 200 || up == nil {
 			t.Errorf("%s: %d %s", path, w.Code, w.Body)
 		}
