@@ -198,6 +198,7 @@ func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
 //		appkey_query on|off
 //		console on|off
 //		forward  user roles auth connector app_key 2fa assertion
+//		forward_rewrite_headers on|off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -248,6 +249,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("forward: %v", err)
 			}
 			h.Forward = append(h.Forward, args...)
+		case "forward_rewrite_headers":
+			var err error
+			if h.ForwardRewriteHeaders, err = oneOnOff(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown gatehouse directive option %q", d.Val())
 		}

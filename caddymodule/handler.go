@@ -53,6 +53,12 @@ type Handler struct {
 	// from every inbound request; leaving "assertion" out also spares
 	// signing it.
 	Forward []string `json:"forward,omitempty"`
+	// ForwardRewriteHeaders forwards X-Original-URL, X-Rewrite-URL and
+	// X-Forwarded-Prefix from the client. By default they are removed, as
+	// upstreams that route by them would serve a path Gatehouse did not
+	// authorise; turn this on only when a trusted proxy in front of
+	// Gatehouse sets them and the upstream needs them.
+	ForwardRewriteHeaders bool `json:"forward_rewrite_headers,omitempty"`
 
 	app       *App
 	routeOnce sync.Once
@@ -116,7 +122,7 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 			accept[i] = identity.Method(k)
 		}
 		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
-			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: h.forward})
+			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: h.forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders})
 		if h.routeErr == nil {
 			h.ready.Store(h.route)
 		}

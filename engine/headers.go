@@ -178,3 +178,32 @@ func StripOwnCookies(r *http.Request) {
 	}
 	r.Header["Cookie"] = kept
 }
+
+// rewriteHeaders name the request's URL for upstreams that route by them
+// instead of the request line — IIS's rewrite module and older Symfony and
+// Zend read X-Original-URL and X-Rewrite-URL, Spring and ASP.NET prepend
+// X-Forwarded-Prefix — so they would reach a path Gatehouse did not
+// authorise. Lower case, '-' separated.
+var rewriteHeaders = [...]string{"x-original-url", "x-rewrite-url", "x-forwarded-prefix"}
+
+// StripRewriteHeaders deletes the rewriteHeaders from header, in any case
+// and with '_' for '-' (FastCGI and CGI read both alike).
+func StripRewriteHeaders(header http.Header) {
+	for name := range header {
+		if isHeaderNamed(name, rewriteHeaders[:]) {
+			delete(header, name)
+		}
+	}
+}
+
+// isHeaderNamed reports whether a header name is one of names (lower
+// case, '-' separated), in any case and with '_' for '-', without
+// allocating.
+func isHeaderNamed(name string, names []string) bool {
+	for _, n := range names {
+		if len(name) == len(n) && hasHeaderPrefix(name, n) {
+			return true
+		}
+	}
+	return false
+}

@@ -42,6 +42,10 @@ type RouteOptions struct {
 	// Forward is the set of identity headers forwarded upstream; zero
 	// means ForwardAll. Headers not in it are still stripped inbound.
 	Forward Forward
+	// ForwardRewriteHeaders forwards X-Original-URL, X-Rewrite-URL and
+	// X-Forwarded-Prefix as the client sent them; by default they are
+	// removed (see StripRewriteHeaders).
+	ForwardRewriteHeaders bool
 }
 
 // Route is the pipeline of one protected route.
@@ -56,7 +60,8 @@ type Route struct {
 // public path.
 type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
 
-// Serve runs the pipeline: strip inbound identity headers, serve the
+// Serve runs the pipeline: strip inbound identity headers (and the
+// rewrite headers, unless the route forwards them), serve the
 // route's own endpoints, find and verify exactly one credential, re-check
 // the account, set the identity headers and call next — or refuse.
 func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
@@ -66,6 +71,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	e.Headers.StripConnectionTokens(r.Header)
 	e.Headers.StripTrailers(r)
+	if !rt.opts.ForwardRewriteHeaders {
+		StripRewriteHeaders(r.Header)
+	}
 
 	if r.URL.Path == JWKSPath {
 		w.Header().Set("Content-Type", "application/json")
@@ -203,7 +211,7 @@ const methodParam = "_method"
 // forms may name.)
 func (rt *Route) authorizeOverrides(r *http.Request, id *identity.Identity, cleanPath string) error {
 	for name, values := range r.Header {
-		if !isMethodOverride(name) {
+		if !isHeaderNamed(name, methodOverrides[:]) {
 			continue
 		}
 		if err := rt.authorizeMethods(r, id, cleanPath, values); err != nil {
@@ -285,16 +293,6 @@ func (rt *Route) authorizeMethods(r *http.Request, id *identity.Identity, cleanP
 	return nil
 }
 
-// isMethodOverride reports whether a header name is one of
-// methodOverrides, in any case and with '_' for '-', without allocating.
-func isMethodOverride(name string) bool {
-	for _, o := range methodOverrides {
-		if len(name) == len(o) && hasHeaderPrefix(name, o) {
-			return true
-		}
-	}
-	return false
-}
 
 // errNoCredential, errTwoCredentials and errTwoAuthorizations are the
 // pick refusals.

@@ -384,3 +384,41 @@ func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriteHeadersAreRemoved: X-Original-URL, X-Rewrite-URL and
+// X-Forwarded-Prefix (which some upstreams route by instead of the
+// request line) are removed in any spelling, on public paths too, unless
+// the route forwards them.
+func TestRewriteHeadersAreRemoved(t *testing.T) {
+	s := newSetup(t)
+	hdr := func() http.Header {
+		h := basicAuth("alice", "correct horse")
+		h["X-Original-Url"] = []string{"/admin"}
+		h["X_rewrite_url"] = []string{"/admin"}
+		h["x-forwarded-prefix"] = []string{"/admin"}
+		h["X-Original-Url-Kept"] = []string{"yes"}
+		return h
+	}
+	for _, path := range []string{"/api/items", "/public/x"} {
+		w, up := s.do(t, "GET", path, hdr())
+		if w.Code != 200 || up == nil {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+		for name := range up.Header {
+			if n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); n == "x-original-url" || n == "x-rewrite-url" || n == "x-forwarded-prefix" {
+				t.Errorf("%s: %s was forwarded", path, name)
+			}
+		}
+		if up.Header.Get("X-Original-Url-Kept") != "yes" {
+			t.Errorf("%s: an unrelated header was removed", path)
+		}
+	}
+	route, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", ForwardRewriteHeaders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.route = route
+	if _, up := s.do(t, "GET", "/api/items", hdr()); up == nil || up.Header.Get("X-Original-Url") != "/admin" || up.Header["X_rewrite_url"] == nil {
+		t.Errorf("forward_rewrite_headers on: the headers were not forwarded")
+	}
+}
