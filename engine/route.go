@@ -293,7 +293,6 @@ func (rt *Route) authorizeMethods(r *http.Request, id *identity.Identity, cleanP
 	return nil
 }
 
-
 // errNoCredential, errTwoCredentials and errTwoAuthorizations are the
 // pick refusals.
 var (
