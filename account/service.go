@@ -192,9 +192,14 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 			u.MobileNumber = mobile
 		}
 		// A new password, a block or a new number for SMS codes ends the
-		// sessions (an unblock does not bring them back).
-		if patch.Password != nil || (patch.Status != nil && *patch.Status == StatusBlocked) || mobileChanged {
+		// sessions, and a block the connector tokens (an unblock does not
+		// bring them back).
+		blocked := patch.Status != nil && *patch.Status == StatusBlocked
+		if patch.Password != nil || blocked || mobileChanged {
 			u.endSessions(now)
+		}
+		if blocked {
+			u.TokenEpoch++
 		}
 	})
 }
@@ -406,8 +411,11 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	if !u.Active() {
 		return identity.Forbidden("the account is blocked")
 	}
-	if id.Method == identity.MethodSession && id.SessionEpoch != u.SessionEpoch {
+	if id.Method.IsSession() && id.SessionEpoch != u.SessionEpoch {
 		return identity.Unauthenticated("the session has ended; sign in again")
+	}
+	if id.Method == identity.MethodConnector && id.TokenEpoch != u.TokenEpoch {
+		return identity.Unauthenticated("the account was blocked after the token was issued; request a new token pair with the certificate")
 	}
 	// Every role is looked at (cache hits): the identity forwards and signs
 	// only roles that exist, not the name of one deleted meanwhile.

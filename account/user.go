@@ -47,6 +47,11 @@ type User struct {
 	// the account's has moved on (no clocks compared: instances' clocks
 	// may differ).
 	SessionEpoch uint64 `json:"session_epoch,omitempty"`
+	// TokenEpoch counts the account's blocks. A connector token pair
+	// carries the epoch it was issued in and is refused once the
+	// account's has moved on, so that an unblock does not revive tokens
+	// the block ended: the connector requests a new pair.
+	TokenEpoch uint64 `json:"token_epoch,omitempty"`
 }
 
 // endSessions ends the account's sessions as of now (see SessionEpoch).

@@ -9,7 +9,8 @@ import (
 )
 
 // Method names the credential kind that authenticated a request; the value
-// is what X-Gatehouse-Auth carries and what a route's "accept" list names.
+// is what X-Gatehouse-Auth carries and what a route's "accept" list names
+// (MethodAppKeySession excepted: the "session" kind proves it).
 type Method string
 
 // The credential kinds of contract §4.
@@ -18,7 +19,15 @@ const (
 	MethodConnector Method = "connector"
 	MethodAppKey    Method = "app_key"
 	MethodSession   Method = "session"
+	// MethodAppKeySession is a session cookie that an application key
+	// started (POST /gatehouse/app-keys/session), told apart from a
+	// login-portal session; routes accept it as "session".
+	MethodAppKeySession Method = "app_key_session"
 )
+
+// IsSession reports whether m is a session cookie's method, started at the
+// login portal or by an application key.
+func (m Method) IsSession() bool { return m == MethodSession || m == MethodAppKeySession }
 
 // Identity is who a request was authenticated as. Plugins fill in what
 // their credential proves; the account check adds Roles.
@@ -36,10 +45,14 @@ type Identity struct {
 	AppKey string
 	// SecondFactor is true when a second factor was passed (2FA sessions).
 	SecondFactor bool
-	// SessionEpoch is, for MethodSession, the account's session epoch when
+	// SessionEpoch is, for the session methods, the account's session epoch when
 	// the session started: the account check refuses the session once the
 	// account's sessions were ended since (account.User.SessionEpoch).
 	SessionEpoch uint64
+	// TokenEpoch is, for MethodConnector, the account's token epoch when
+	// the token pair was issued: the account check refuses the token once
+	// the account was blocked since (account.User.TokenEpoch).
+	TokenEpoch uint64
 	// CredentialID is a non-secret identifier of the credential used (token
 	// ID, key name, session ID digest) for the audit log.
 	CredentialID string

@@ -7,7 +7,7 @@
 // single fields method visits for both encoding and decoding (see Fields):
 // strings and byte strings as uvarint length and bytes, string lists as
 // uvarint count and strings, times as varint Unix microseconds (0 for the
-// zero time). New fields go at the end only.
+// zero time), unsigned integers as uvarint. New fields go at the end only.
 package reccodec
 
 import (
@@ -28,6 +28,7 @@ type Fields interface {
 	ByteString(*[]byte)
 	Time(*time.Time)
 	List(*[]string)
+	Uint(*uint64)
 }
 
 // Encode returns the record of the given version whose fields visits.
@@ -114,6 +115,9 @@ func (e *encoder) List(l *[]string) {
 	}
 }
 
+// Uint implements Fields.
+func (e *encoder) Uint(v *uint64) { e.b = binary.AppendUvarint(e.b, *v) }
+
 // decoder reads one record's fields until the first error, then yields
 // zero values. b is what is left of the record and s the same bytes as one
 // string, which the decoded strings are slices of.
@@ -186,4 +190,18 @@ func (d *decoder) List(l *[]string) {
 	for i := range *l {
 		d.String(&(*l)[i])
 	}
+}
+
+// Uint implements Fields.
+func (d *decoder) Uint(v *uint64) {
+	if d.err != nil {
+		return
+	}
+	u, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = ErrCorrupt
+		return
+	}
+	d.skip(n)
+	*v = u
 }

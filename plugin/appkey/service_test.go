@@ -431,8 +431,12 @@ func TestSessionOnRequest(t *testing.T) {
 		withCookie := request("/api/x")
 		withCookie.AddCookie(a.cookies[0])
 		b := f.serve(withCookie, plugin.RouteSettings{})
-		if b.status != 200 || b.id.Method != identity.MethodSession || b.id.AppKey != "browser" {
+		if b.status != 200 || b.id.Method != identity.MethodAppKeySession || b.id.AppKey != "browser" {
 			t.Fatalf("cookie: %d %s %+v", b.status, b.body, b.id)
+		}
+		// Upstreams tell it from a login-portal session.
+		if got := b.forwarded.Header.Get("X-Gatehouse-Auth"); got != "app_key_session" {
+			t.Fatalf("cookie: X-Gatehouse-Auth %q, want app_key_session", got)
 		}
 	}
 	// A session opened with a rotated-out value ends with its grace period.

@@ -93,7 +93,9 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		return nil, err
 	}
 	id := session.DigestID(token)
+	method := identity.MethodSession
 	if s.Origin == session.OriginAppKey {
+		method = identity.MethodAppKeySession
 		if c.appKeys == nil {
 			return nil, errAppKeySession.For(s.Username)
 		}
@@ -101,7 +103,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 			return nil, err
 		}
 	}
-	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: identity.MethodSession,
+	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: method,
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
 }
 
