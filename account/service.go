@@ -97,6 +97,17 @@ func (s *Service) UserByCanonicalName(ctx context.Context, name string) (*User, 
 	return u, err
 }
 
+// StoredUser reads the account named name (canonical) straight from st,
+// past any cache: for offline tools working on a store no running
+// Gatehouse uses.
+func StoredUser(ctx context.Context, st storage.Store, name string) (*User, error) {
+	raw, err := st.Get(ctx, userPrefix+name)
+	if err != nil {
+		return nil, err
+	}
+	return decodeUser(raw)
+}
+
 // Users lists every account in name order.
 func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	var out []*User

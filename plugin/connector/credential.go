@@ -69,7 +69,7 @@ func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
 	// Request events name the connector (credential "connector:<name>"), as
 	// the token endpoint's do: the token pair's id means nothing to a reader.
 	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
-		Connector: rec.Connector, CredentialID: rec.Connector}, nil
+		Connector: rec.Connector, TokenEpoch: rec.TokenEpoch, CredentialID: rec.Connector}, nil
 }
 
 // boundAccessToken returns the record of a live access token presented

@@ -225,9 +225,9 @@ func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.E
 		return issued{}, invalidGrant("the account of connector " + name + " is blocked")
 	}
 	if params.grantType == GrantCertificate {
-		return p.issueForCertificate(ctx, conn)
+		return p.issueForCertificate(ctx, conn, u)
 	}
-	return p.refresh(ctx, conn, params.refreshToken)
+	return p.refresh(ctx, conn, u, params.refreshToken)
 }
 
 // readPost reads the body of a POST to the named OAuth endpoint, refusing

@@ -59,4 +59,12 @@ func TestIntrospection(t *testing.T) {
 	if code, out := introspect(c1, IntrospectPath, url.Values{"token": {a.AccessToken}}.Encode()); code != 200 || out["active"] != false {
 		t.Errorf("a blocked user's token: %d %v", code, out)
 	}
+	// The block ended the pair for good: inactive after the unblock too.
+	status = account.StatusActive
+	if _, err := f.engine.Accounts.UpdateUser(t.Context(), "alice", account.UserPatch{Status: &status}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := introspect(c1, IntrospectPath, url.Values{"token": {a.AccessToken}}.Encode()); code != 200 || out["active"] != false {
+		t.Errorf("a token issued before the block, after the unblock: %d %v", code, out)
+	}
 }

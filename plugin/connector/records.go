@@ -81,20 +81,33 @@ type tokenRecord struct {
 	// Successor is the digest of the refresh token issued in exchange
 	// (used records).
 	Successor string `json:"successor,omitempty"`
+	// TokenEpoch is the account's token epoch at issue
+	// (account.User.TokenEpoch): a block of the account ends the pair.
+	TokenEpoch uint64 `json:"token_epoch,omitempty"`
 }
 
 // tokenCodecVersion starts a token record in internal/reccodec's binary
 // form, which the data plane decodes on every cache miss far faster than
-// JSON. A record starting with '{' is the JSON that earlier versions
-// wrote; it is still read (such a token lives until its expiry).
-const tokenCodecVersion = 1
+// JSON. Records of version 1 (without TokenEpoch) and records starting
+// with '{' (the JSON that earlier versions wrote) are still read, with a
+// TokenEpoch of 0 (such a token lives until its expiry or a block).
+const (
+	tokenCodecVersion   = 2
+	tokenCodecVersionV1 = 1
+)
 
 // errCorruptToken is a token record that is neither form.
 var errCorruptToken = errors.New("token record is corrupt")
 
 // fields visits every field of r in storage order. Append new fields at
-// the end only.
+// the end only (and bump tokenCodecVersion).
 func (r *tokenRecord) fields(c reccodec.Fields) {
+	r.fieldsV1(c)
+	c.Uint(&r.TokenEpoch)
+}
+
+// fieldsV1 visits the fields of a version 1 record.
+func (r *tokenRecord) fieldsV1(c reccodec.Fields) {
 	c.String(&r.Kind)
 	c.String(&r.ID)
 	c.String(&r.Connector)
@@ -117,7 +130,11 @@ func decodeTokenRecord(raw []byte) (*tokenRecord, error) {
 		}
 		return t, nil
 	}
-	if reccodec.Decode(raw, tokenCodecVersion, t.fields) != nil {
+	version, fields := byte(tokenCodecVersion), t.fields
+	if len(raw) > 0 && raw[0] == tokenCodecVersionV1 {
+		version, fields = tokenCodecVersionV1, t.fieldsV1
+	}
+	if reccodec.Decode(raw, version, fields) != nil {
 		return nil, errCorruptToken
 	}
 	return t, nil

@@ -12,7 +12,7 @@ import (
 func sampleTokenRecord() tokenRecord {
 	t := reccodec.Stamp(time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC))
 	return tokenRecord{Kind: kindUsed, ID: "0123456789abcdef01234567", Connector: "ünit-1", Username: "alice", UserID: "id",
-		X5tS256: "thumb", IssuedAt: t, ExpiresAt: t.Add(10 * time.Hour), Access: "acc", Successor: "succ"}
+		X5tS256: "thumb", IssuedAt: t, ExpiresAt: t.Add(10 * time.Hour), Access: "acc", Successor: "succ", TokenEpoch: 300}
 }
 
 func TestTokenRecordCodec(t *testing.T) {
@@ -29,6 +29,12 @@ func TestTokenRecordCodec(t *testing.T) {
 	if got, err := decodeTokenRecord(raw); err != nil || !reflect.DeepEqual(*got, legacy) {
 		t.Fatalf("legacy JSON record: %+v, %v", got, err)
 	}
+	// A version 1 record (before TokenEpoch) decodes with epoch 0.
+	v1 := sampleTokenRecord()
+	v1.TokenEpoch = 0
+	if got, err := decodeTokenRecord(reccodec.Encode(tokenCodecVersionV1, v1.fieldsV1)); err != nil || !reflect.DeepEqual(*got, v1) {
+		t.Fatalf("version 1 record: %+v, %v", got, err)
+	}
 	sample := sampleTokenRecord()
 	enc := sample.encode()
 	for _, bad := range [][]byte{nil, {}, {9}, enc[:len(enc)-1], append(enc[:len(enc):len(enc)], 0), []byte(`{"kind":`)} {
@@ -44,6 +50,7 @@ func FuzzDecodeTokenRecord(f *testing.F) {
 	raw, _ := json.Marshal(&sample)
 	f.Add(raw)
 	f.Add([]byte{tokenCodecVersion, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(reccodec.Encode(tokenCodecVersionV1, sample.fieldsV1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := decodeTokenRecord(b)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -35,11 +36,18 @@ func SeedTokens(ctx context.Context, st storage.Store, name string, n int, lifet
 	if conn.Revoked {
 		return nil, fmt.Errorf("seeding tokens: connector %q is revoked", name)
 	}
+	u, err := account.StoredUser(ctx, st, conn.Username)
+	if err != nil {
+		return nil, fmt.Errorf("seeding tokens: connector %q: %w", name, err)
+	}
+	if u.ID != conn.UserID || !u.Active() {
+		return nil, fmt.Errorf("seeding tokens: the account of connector %q is blocked or no longer exists", name)
+	}
 	tokens := make([]string, 0, n)
 	ops := make([]storage.Op, 0, 4*seedBatch)
 	now := time.Now()
 	for i := range n {
-		out, pair := newPair(conn, GrantCertificate, now, lifetime)
+		out, pair := newPair(conn, GrantCertificate, u.TokenEpoch, now, lifetime)
 		tokens = append(tokens, out.access)
 		ops = append(ops, pair...)
 		if len(ops) >= 4*seedBatch || i == n-1 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -137,15 +138,17 @@ type issued struct {
 	meta            tokenMeta
 }
 
-// newPair builds a token pair for conn, valid for lifetime from now, and
-// the store writes that create it.
-func newPair(conn *Connector, grant string, now time.Time, lifetime time.Duration) (issued, []storage.Op) {
+// newPair builds a token pair for conn, valid for lifetime from now and
+// until the account's token epoch moves on from epoch, and the store
+// writes that create it.
+func newPair(conn *Connector, grant string, epoch uint64, now time.Time, lifetime time.Duration) (issued, []storage.Op) {
 	access, accessDigest := newToken(accessTokenPrefix)
 	refresh, refreshDigest := newToken(refreshTokenPrefix)
 	meta := tokenMeta{ID: newTokenID(), Connector: conn.Name, Username: conn.Username, Grant: grant,
 		X5tS256: conn.thumbprint, IssuedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC(), Access: accessDigest, Refresh: refreshDigest}
 	rec := tokenRecord{Kind: kindAccess, ID: meta.ID, Connector: conn.Name, Username: conn.Username,
-		UserID: conn.UserID, X5tS256: conn.thumbprint, IssuedAt: reccodec.Stamp(meta.IssuedAt), ExpiresAt: reccodec.Stamp(meta.ExpiresAt)}
+		UserID: conn.UserID, X5tS256: conn.thumbprint, IssuedAt: reccodec.Stamp(meta.IssuedAt), ExpiresAt: reccodec.Stamp(meta.ExpiresAt),
+		TokenEpoch: epoch}
 	accessRaw := rec.encode()
 	rec.Kind, rec.Access = kindRefresh, accessDigest
 	refreshRaw := rec.encode()
@@ -169,19 +172,23 @@ func pairDeletes(m *tokenMeta) []storage.Op {
 	}
 }
 
-// issueForCertificate creates a token pair for conn with one durable batch.
-func (p *Plugin) issueForCertificate(ctx context.Context, conn *Connector) (issued, error) {
-	out, ops := newPair(conn, GrantCertificate, p.now(), p.engine.Config.TokenLifetime)
+// issueForCertificate creates a token pair for conn, whose account is u,
+// with one durable batch.
+func (p *Plugin) issueForCertificate(ctx context.Context, conn *Connector, u *account.User) (issued, error) {
+	out, ops := newPair(conn, GrantCertificate, u.TokenEpoch, p.now(), p.engine.Config.TokenLifetime)
 	return out, p.engine.Store.Batch(ctx, ops)
 }
 
-// refresh exchanges a refresh token of conn for a new pair. The exchange
+// refresh exchanges a refresh token of conn, whose account is u, for a
+// new pair; a refresh token issued before a block of the account is
+// refused, so that the connector asks for a new pair with its
+// certificate. The exchange
 // is single-use: a compare-and-swap turns the refresh record into a "used"
 // record naming its successor, and only then is the new pair written (with
 // the old access token deleted in the same batch). A used refresh token
 // presented again revokes the pair issued in exchange for it (OAuth 2.0
 // security BCP, refresh token reuse detection).
-func (p *Plugin) refresh(ctx context.Context, conn *Connector, token string) (issued, error) {
+func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, token string) (issued, error) {
 	if !parseToken(token, refreshTokenPrefix) {
 		return issued{}, invalidGrant("the refresh token is malformed")
 	}
@@ -212,8 +219,10 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, token string) (is
 			return issued{}, invalidGrant("the token is not a refresh token")
 		case !now.Before(old.ExpiresAt):
 			return issued{}, invalidGrant("the refresh token expired")
+		case old.TokenEpoch != u.TokenEpoch:
+			return issued{}, invalidGrant("the account was blocked after the refresh token was issued; request a new pair with the certificate")
 		}
-		out, ops := newPair(conn, GrantRefreshToken, now, p.engine.Config.TokenLifetime)
+		out, ops := newPair(conn, GrantRefreshToken, u.TokenEpoch, now, p.engine.Config.TokenLifetime)
 		used := *old
 		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
 		usedRaw := used.encode()

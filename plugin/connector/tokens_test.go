@@ -252,6 +252,38 @@ func TestReissueAndRevocationTakeEffectAtOnce(t *testing.T) {
 	}
 }
 
+// TestBlockEndsTokensForGood: a block ends the account's token pairs as
+// it ends its sessions; after an unblock neither the access token nor
+// the refresh token works, and the connector gets a new pair with its
+// certificate.
+func TestBlockEndsTokensForGood(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	ctx := context.Background()
+	f.user("alice")
+	c1 := f.connector("c1", "alice")
+	a := f.mustToken(c1)
+	for _, status := range []account.Status{account.StatusBlocked, account.StatusActive} {
+		if _, err := f.engine.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &status}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reason := f.use(c1, a.AccessToken); !strings.Contains(reason, "blocked after the token was issued") {
+		t.Errorf("a token issued before the block, after the unblock: %q; want refused", reason)
+	}
+	if r := f.refreshGrant(c1, a.RefreshToken); r.status != 400 || r.Error != "invalid_grant" || !strings.Contains(r.Description, "blocked") {
+		t.Errorf("refreshing a pair issued before the block: %+v; want invalid_grant", r)
+	}
+	b := f.mustToken(c1)
+	if reason := f.use(c1, b.AccessToken); reason != "" {
+		t.Fatalf("a new pair after the unblock: %q", reason)
+	}
+	if r := f.refreshGrant(c1, b.RefreshToken); r.status != 200 {
+		t.Fatalf("refreshing the new pair: %+v", r)
+	} else if reason := f.use(c1, r.AccessToken); reason != "" {
+		t.Fatalf("the refreshed token: %q", reason)
+	}
+}
+
 func TestAccountStateIsCheckedAtTheTokenEndpoint(t *testing.T) {
 	f := newFixture(t, engine.Config{})
 	ctx := context.Background()
