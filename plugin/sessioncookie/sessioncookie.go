@@ -169,9 +169,9 @@ func (c *Credential) LoginURL(r *http.Request) string {
 }
 
 func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
-	// Another site's page may not sign the user out (a link or an image
-	// pointing here); the site's own pages, or the URL typed in, may.
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+	// Another site's page may not sign the user out (a link, an image or
+	// a form pointing here); the site's own pages, or the URL typed in, may.
+	if !engine.SameOrigin(r) {
 		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
 		return
 	}

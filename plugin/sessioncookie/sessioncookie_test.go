@@ -13,16 +13,22 @@ import (
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
-// TestLogoutOnlyFromTheSiteItself: another site's link or image cannot
-// end the user's session; the site's own pages and a typed URL can.
+// TestLogoutOnlyFromTheSiteItself: another site's link, image or form
+// cannot end the user's session, whether the browser says so in fetch
+// metadata or only in Origin or Referer; the site's own pages and a typed
+// URL can.
 func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
 	c := New(e)
 	ctx := context.Background()
 	for _, tc := range []struct {
-		site  string
-		ended bool
-	}{{"cross-site", false}, {"same-site", false}, {"same-origin", true}, {"none", true}, {"", true}} {
+		site   string
+		header []string
+		ended  bool
+	}{{"cross-site", nil, false}, {"same-site", nil, false}, {"same-origin", nil, true}, {"none", nil, true}, {"", nil, true},
+		{"", []string{"Origin", "https://evil.example"}, false}, {"", []string{"Origin", "null"}, false},
+		{"", []string{"Referer", "https://evil.example/x"}, false}, {"", []string{"Referer", "http://example.com.evil.example/"}, false},
+		{"", []string{"Origin", "http://example.com"}, true}, {"", []string{"Referer", "http://example.com/app/page"}, true}} {
 		token, err := e.Sessions.Create(ctx, session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
 		if err != nil {
 			t.Fatal(err)
@@ -32,11 +38,14 @@ func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 		if tc.site != "" {
 			r.Header.Set("Sec-Fetch-Site", tc.site)
 		}
+		if tc.header != nil {
+			r.Header.Set(tc.header[0], tc.header[1])
+		}
 		w := httptest.NewRecorder()
 		c.logout(w, r)
 		_, err = e.Sessions.Lookup(ctx, token)
 		if ended := err != nil; ended != tc.ended {
-			t.Errorf("Sec-Fetch-Site %q: session ended %v (status %d), want %v", tc.site, ended, w.Code, tc.ended)
+			t.Errorf("Sec-Fetch-Site %q %q: session ended %v (status %d), want %v", tc.site, tc.header, ended, w.Code, tc.ended)
 		}
 	}
 }

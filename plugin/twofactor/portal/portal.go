@@ -27,7 +27,6 @@ import (
 	"image/png"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -210,7 +209,8 @@ func (p *Portal) csrf(token string) string {
 }
 
 // readForm parses a POST and checks that it comes from a page of this
-// origin in this browser: same-origin fetch metadata or Origin header, and
+// origin in this browser (engine.SameOrigin: fetch metadata, Origin and
+// Referer), and
 // the CSRF token of the pre-session cookie. It returns the token, or
 // writes the refusal and returns "".
 func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form) {
@@ -227,7 +227,7 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 	ck, cookieErr := r.Cookie(CookieName)
 	reason := ""
 	switch {
-	case !sameOrigin(r):
+	case !engine.SameOrigin(r):
 		reason = "the form was posted from another site"
 	case cookieErr != nil || len(ck.Value) != tokenLength:
 		reason = "the browser sent no pre-session cookie"
@@ -240,20 +240,6 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 		return "", f
 	}
 	return ck.Value, f
-}
-
-// sameOrigin refuses requests that fetch metadata or the Origin header
-// mark as coming from another site or origin.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host && (u.Scheme == "https" || u.Scheme == "http")
 }
 
 // pending is the half-signed-in state between the password and the code.

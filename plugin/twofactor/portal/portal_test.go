@@ -259,6 +259,8 @@ func TestCSRFRefusals(t *testing.T) {
 		{"no token", form(""), nil},
 		{"wrong token", form(strings.Repeat("0", 64)), nil},
 		{"foreign origin", form(b.csrf), []string{"Origin", "https://evil.example"}},
+		{"null origin", form(b.csrf), []string{"Origin", "null"}},
+		{"foreign referer", form(b.csrf), []string{"Referer", "https://evil.example/x"}},
 		{"cross-site fetch", form(b.csrf), []string{"Sec-Fetch-Site", "cross-site"}},
 		{"same-site fetch", form(b.csrf), []string{"Sec-Fetch-Site", "same-site"}},
 	}
