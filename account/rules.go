@@ -30,6 +30,13 @@ type Role struct {
 	// Admin marks roles with administrative reach; app keys issued to their
 	// holders carry a warning.
 	Admin bool `json:"admin"`
+	// Generation is a random ID given to the role when it is created and
+	// kept while it is replaced. A user holds the role only while the
+	// generation recorded at assignment (User.RoleGenerations) is the
+	// role's: a role deleted while being assigned, then created again
+	// under its name, is not handed to that user. Empty for roles created
+	// by earlier versions.
+	Generation string `json:"generation,omitempty"`
 }
 
 // validate checks and canonicalises the rules (methods upper-cased).

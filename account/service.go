@@ -78,17 +78,23 @@ func decodeRole(b []byte) (*Role, error) {
 	return r, json.Unmarshal(b, r)
 }
 
-// User returns the account, or a 404 failure.
+// User returns the account, with only the roles it holds (see
+// withHeldRoles), or a 404 failure.
 func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	name, err := NormalizeUsername(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
-	return s.UserByCanonicalName(ctx, name)
+	u, err := s.UserByCanonicalName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.withHeldRoles(ctx, u)
 }
 
 // UserByCanonicalName is User for a name already normalised with
-// NormalizeUsername: the hot path skips normalising it again.
+// NormalizeUsername: the hot path skips normalising it again, and the
+// roles are as stored (Authorize judges which it holds).
 func (s *Service) UserByCanonicalName(ctx context.Context, name string) (*User, error) {
 	u, err := cache.LoadJoined(s.store, ctx, userPrefix, name, decodeUser)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -108,11 +114,20 @@ func StoredUser(ctx context.Context, st storage.Store, name string) (*User, erro
 	return decodeUser(raw)
 }
 
-// Users lists every account in name order.
+// Users lists every account in name order, each with only the roles it
+// holds.
 func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	var out []*User
-	err := s.eachUser(ctx, func(u *User) { out = append(out, u) })
-	return out, err
+	if err := s.eachUser(ctx, func(u *User) { out = append(out, u) }); err != nil {
+		return nil, err
+	}
+	for i, u := range out {
+		var err error
+		if out[i], err = s.withHeldRoles(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // eachUser calls fn with every user, in name order, decoding one at a
@@ -135,7 +150,7 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	roles, err := s.checkRoles(ctx, in.Roles)
+	roles, generations, err := s.checkRoles(ctx, in.Roles)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +159,7 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 		return nil, err
 	}
 	now := s.now().UTC()
-	u := &User{Username: name, ID: newID(), Roles: roles, Status: StatusActive, MobileNumber: mobile, CreatedAt: now, UpdatedAt: now}
+	u := &User{Username: name, ID: newID(), Roles: roles, RoleGenerations: generations, Status: StatusActive, MobileNumber: mobile, CreatedAt: now, UpdatedAt: now}
 	if in.Password != nil {
 		if u.PasswordHash, err = HashPassword(*in.Password); err != nil {
 			return nil, err
@@ -158,7 +173,7 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	if !ok {
 		return nil, failure.Conflict("user %q already exists", name)
 	}
-	return u, nil
+	return s.withHeldRoles(ctx, u)
 }
 
 // UpdateUser applies patch atomically (compare-and-swap, retried on a
@@ -172,9 +187,10 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 		}
 	}
 	var roles []string
+	var generations map[string]string
 	if patch.Roles != nil {
 		var err error
-		if roles, err = s.checkRoles(ctx, *patch.Roles); err != nil {
+		if roles, generations, err = s.checkRoles(ctx, *patch.Roles); err != nil {
 			return nil, err
 		}
 	}
@@ -188,9 +204,9 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 			return nil, err
 		}
 	}
-	return s.modifyUser(ctx, username, func(u *User, now time.Time) {
+	u, err := s.modifyUser(ctx, username, func(u *User, now time.Time) {
 		if patch.Roles != nil {
-			u.Roles = roles
+			u.Roles, u.RoleGenerations = roles, generations
 		}
 		if patch.Status != nil {
 			u.Status = *patch.Status
@@ -213,6 +229,10 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 			u.TokenEpoch++
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	return s.withHeldRoles(ctx, u)
 }
 
 // EndSessions ends every session of the account at once (login portal
@@ -305,20 +325,72 @@ func (s *Service) deleteRecord(ctx context.Context, u *User) error {
 	return failure.Conflict("user %q is being changed concurrently; try again", u.Username)
 }
 
-func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, error) {
+// checkRoles validates the role names of an assignment and returns them
+// sorted, with the generation of each role as it is now: the user will
+// hold a role only while it is that generation, so that a role deleted
+// while it is being assigned is not held (nor one created again under
+// its name). 400 when a role does not exist.
+func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, map[string]string, error) {
 	roles, err := normalizeRoleList(roles)
+	if err != nil {
+		return nil, nil, err
+	}
+	var generations map[string]string
+	for _, name := range roles {
+		r, err := s.Role(ctx, name)
+		if failure.Status(err) == http.StatusNotFound {
+			return nil, nil, failure.Invalid("role %q does not exist; create it first with PUT /gatehouse/roles/%s", name, name)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.Generation != "" {
+			if generations == nil {
+				generations = map[string]string{}
+			}
+			generations[name] = r.Generation
+		}
+	}
+	return roles, generations, nil
+}
+
+// heldRole returns the role name of u when u holds it: the role exists
+// and is the generation u was given. storage.ErrNotFound otherwise.
+func (s *Service) heldRole(ctx context.Context, u *User, name string) (*Role, error) {
+	r, err := cache.LoadJoined(s.store, ctx, rolePrefix, name, decodeRole)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range roles {
-		if _, err := s.Role(ctx, r); err != nil {
-			if failure.Status(err) == 404 {
-				return nil, failure.Invalid("role %q does not exist; create it first with PUT /gatehouse/roles/%s", r, r)
+	if r.Generation != u.RoleGenerations[name] {
+		return nil, storage.ErrNotFound // deleted and created again since it was assigned
+	}
+	return r, nil
+}
+
+// withHeldRoles returns u, or a copy of u whose Roles are only those it
+// holds (heldRole) when it names others: a role deleted while it was
+// being assigned, for one.
+func (s *Service) withHeldRoles(ctx context.Context, u *User) (*User, error) {
+	var held []string // once one is not held: those that are
+	for i, name := range u.Roles {
+		_, err := s.heldRole(ctx, u, name)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			if held == nil {
+				held = slices.Clone(u.Roles[:i])
 			}
+		case err != nil:
 			return nil, err
+		case held != nil:
+			held = append(held, name)
 		}
 	}
-	return roles, nil
+	if held == nil {
+		return u, nil
+	}
+	c := *u
+	c.Roles = held
+	return &c, nil
 }
 
 // Role returns the role, or a 404 failure.
@@ -344,7 +416,11 @@ func (s *Service) Roles(ctx context.Context) ([]*Role, error) {
 	return out, err
 }
 
-// PutRole creates or replaces a role.
+// PutRole creates or replaces a role. A replaced role keeps its
+// Generation, so its holders keep it; a created one gets a new one. The
+// write is a compare-and-swap on what was read, so that a role deleted
+// meanwhile is created anew rather than brought back with its old
+// generation (and to whoever was assigned it during the delete).
 func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 	if err := role.validate(); err != nil {
 		return nil, err
@@ -352,16 +428,41 @@ func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 	if role.Rules == nil {
 		role.Rules = []Rule{}
 	}
-	raw, _ := json.Marshal(role)
-	return &role, s.store.Put(ctx, rolePrefix+role.Name, raw, 0)
+	key := rolePrefix + role.Name
+	for range 100 {
+		old, err := s.store.Get(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			old, role.Generation = nil, newID()
+		case err != nil:
+			return nil, err
+		default:
+			cur, err := decodeRole(old)
+			if err != nil {
+				return nil, fmt.Errorf("decoding role %q: %w", role.Name, err)
+			}
+			role.Generation = cur.Generation
+		}
+		raw, _ := json.Marshal(role)
+		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &role, nil
+		}
+	}
+	return nil, failure.Conflict("role %q is being changed concurrently; try again", role.Name)
 }
 
 // DeleteRole removes a role; users holding it lose what it allowed at
-// once. It is first taken from every user holding it, so that creating a
-// role of the same name later does not hand it back to them; a failure
-// half-way leaves the role in place, and the call can be repeated. (A
-// user given the role meanwhile keeps its name, which grants nothing and
-// is not forwarded while the role does not exist; see Authorize.)
+// once. It is first taken from every user holding it; a failure half-way
+// leaves the role in place, and the call can be repeated. A user given
+// the role meanwhile keeps its name and generation in the record, which
+// grant nothing, are neither forwarded nor shown, and are not the
+// generation of a role created later under the name (see heldRole): once
+// a role's delete and an assignment of it are both acknowledged, in
+// either order, no user holds it.
 func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	if _, err := s.Role(ctx, name); err != nil {
 		return err
@@ -378,6 +479,7 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	for _, holder := range holders {
 		_, err := s.modifyUser(ctx, holder, func(u *User, _ time.Time) {
 			u.Roles = slices.DeleteFunc(slices.Clone(u.Roles), func(r string) bool { return r == name })
+			delete(u.RoleGenerations, name)
 		})
 		if err != nil && failure.Status(err) != http.StatusNotFound { // deleted meanwhile: nothing to take
 			return err
@@ -389,8 +491,8 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 // HasAdminRole reports whether any of the user's roles is an admin role.
 func (s *Service) HasAdminRole(ctx context.Context, u *User) (bool, error) {
 	for _, name := range u.Roles {
-		r, err := s.Role(ctx, name)
-		if failure.Status(err) == 404 {
+		r, err := s.heldRole(ctx, u, name)
+		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -429,11 +531,11 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 		return identity.Unauthenticated("the account was blocked after the token was issued; request a new token pair with the certificate")
 	}
 	// Every role is looked at (cache hits): the identity forwards and signs
-	// only roles that exist, not the name of one deleted meanwhile.
+	// only roles the account holds, not the name of one deleted meanwhile.
 	allowed, missing := false, false
 	var existing []string // once one is missing: those that exist
 	for i, name := range u.Roles {
-		r, err := cache.LoadJoined(s.store, ctx, rolePrefix, name, decodeRole)
+		r, err := s.heldRole(ctx, u, name)
 		if errors.Is(err, storage.ErrNotFound) {
 			if !missing {
 				existing, missing = slices.Clone(u.Roles[:i]), true

@@ -27,6 +27,9 @@ type User struct {
 	ID string `json:"id"`
 	// Roles are the names of the account's roles, sorted and deduplicated.
 	Roles []string `json:"roles"`
+	// RoleGenerations holds, for each role in Roles, the role's
+	// Generation when it was assigned (absent: ""); see Role.Generation.
+	RoleGenerations map[string]string `json:"role_generations,omitempty"`
 	// Status is the account's state; only StatusActive authenticates.
 	Status Status `json:"status"`
 	// PasswordHash is the PHC-format argon2id hash of the password; empty
