@@ -200,10 +200,11 @@ func IsClean(p string) bool {
 // decoded again): clean as it is, with no padded dot segment, and the
 // same once its look-alikes are folded.
 func cleanReading(p string) bool {
-	if !cleanAsIs(p) || hasPaddedDotSegment(p) {
+	padded, nonASCII := scanPath(p)
+	if !cleanAsIs(p) || padded && hasPaddedDotSegment(p) {
 		return false
 	}
-	if isASCII(p) {
+	if !nonASCII {
 		return true
 	}
 	folded := foldLookalikes(p)
@@ -225,13 +226,18 @@ func hasPaddedDotSegment(p string) bool {
 	return false
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
+// scanPath reports, in one pass, whether p holds a byte of dotPadding
+// and whether it holds a non-ASCII byte.
+func scanPath(p string) (padded, nonASCII bool) {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= utf8.RuneSelf:
+			nonASCII = true
+		case c <= ' ' && (c == ' ' || c == 0 || '\t' <= c && c <= '\r'):
+			padded = true
 		}
 	}
-	return true
+	return padded, nonASCII
 }
 
 // slashLookalikes maps characters that NFKC leaves alone but some

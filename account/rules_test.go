@@ -205,3 +205,14 @@ func TestDecodeAgain(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIsClean is the path check of every request: an ordinary
+// path, with a dot in its last segment.
+func BenchmarkIsClean(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if !IsClean("/api/items/42/report.json") {
+			b.Fatal("refused")
+		}
+	}
+}

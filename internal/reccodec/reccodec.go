@@ -164,18 +164,24 @@ func (d *decoder) ByteString(p *[]byte) {
 	}
 }
 
-// Time implements Fields; decoded times are UTC.
-func (d *decoder) Time(t *time.Time) {
+// number reads the next varint with read (binary.Varint or
+// binary.Uvarint); 0 once the record is corrupt.
+func number[T int64 | uint64](d *decoder, read func([]byte) (T, int)) T {
 	if d.err != nil {
-		return
+		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
 		d.err = ErrCorrupt
-		return
+		return 0
 	}
 	d.skip(n)
-	if v != 0 {
+	return v
+}
+
+// Time implements Fields; decoded times are UTC.
+func (d *decoder) Time(t *time.Time) {
+	if v := number(d, binary.Varint); v != 0 {
 		*t = time.UnixMicro(v).UTC()
 	}
 }
@@ -193,15 +199,4 @@ func (d *decoder) List(l *[]string) {
 }
 
 // Uint implements Fields.
-func (d *decoder) Uint(v *uint64) {
-	if d.err != nil {
-		return
-	}
-	u, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = ErrCorrupt
-		return
-	}
-	d.skip(n)
-	*v = u
-}
+func (d *decoder) Uint(v *uint64) { *v = number(d, binary.Uvarint) }
