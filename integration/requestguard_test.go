@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
@@ -112,5 +115,56 @@ func TestConnectorTokensEndWithABlock(t *testing.T) {
 	expectOAuthError(t, "the old refresh token after the unblock", tokenRequest(t, inst, c1, "", "-d", "grant_type=refresh_token", "-d", "refresh_token="+a.RefreshToken), 400, "invalid_grant")
 	if res := callAPI(t, inst, c1, mustToken(t, inst, c1).AccessToken); res.Status != 200 {
 		t.Fatalf("a new pair after the unblock: %d %s", res.Status, res.Body)
+	}
+}
+
+// TestRoleDeleteRacingPatchesThroughTheBinary: PATCHes giving users a
+// role, sent while DELETE /gatehouse/roles of it takes it from 200
+// holders, are answered; once everything is answered no user holds the
+// role — in the admin API or in the role created again under its name
+// with admin: true.
+func TestRoleDeleteRacingPatchesThroughTheBinary(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/racer", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	const holders, racers = 200, 20
+	for i := range holders + racers {
+		roles := []string{"racer"}
+		if i >= holders {
+			roles = []string{}
+		}
+		inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": fmt.Sprintf("u%03d", i), "roles": roles})
+	}
+	deleted := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := holders; i < holders+racers; i++ {
+		wg.Go(func() {
+			for {
+				st, body := inst.Admin(t, "PATCH", fmt.Sprintf("/gatehouse/users/u%03d", i), `{"roles":["racer"]}`)
+				if st != 200 && st != 400 {
+					t.Errorf("PATCH: %d %s", st, body)
+				}
+				select {
+				case <-deleted:
+					return
+				default:
+				}
+			}
+		})
+	}
+	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/roles/racer", nil)
+	close(deleted)
+	wg.Wait()
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/racer", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	var users []struct {
+		Username string   `json:"username"`
+		Roles    []string `json:"roles"`
+	}
+	if st := inst.AdminJSON(t, "GET", "/gatehouse/users", nil, &users); st != 200 || len(users) != holders+racers {
+		t.Fatalf("GET /gatehouse/users: %d, %d users", st, len(users))
+	}
+	for _, u := range users {
+		if slices.Contains(u.Roles, "racer") {
+			t.Errorf("%s holds racer after its delete", u.Username)
+		}
 	}
 }
