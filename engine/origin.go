@@ -25,8 +25,8 @@ func SameOrigin(r *http.Request) bool {
 	if origin, ok := r.Header["Origin"]; ok {
 		return len(origin) == 1 && namesRequestOrigin(r, origin[0])
 	}
-	if referer := r.Header.Get("Referer"); referer != "" {
-		return namesRequestOrigin(r, referer)
+	if referer, ok := r.Header["Referer"]; ok {
+		return len(referer) == 1 && namesRequestOrigin(r, referer[0])
 	}
 	return true
 }
@@ -36,8 +36,8 @@ func SameOrigin(r *http.Request) bool {
 // ended TLS) and r's host and port, a default port written or not.
 func namesRequestOrigin(r *http.Request, raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return false // "null", or not an absolute URL
+	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil {
+		return false // "null", not an absolute URL, or one with user info
 	}
 	switch {
 	case u.Scheme == "https":

@@ -31,6 +31,7 @@ func TestSameOrigin(t *testing.T) {
 		{false, []string{"Referer", "https://evil.example/x"}, false},
 		{false, []string{"Referer", "/relative"}, false},
 		{false, []string{"Referer", "https://example.com/page?q=1"}, true},
+		{false, []string{"Referer", "https://a@example.com/"}, false},
 		{true, []string{"Origin", "http://example.com"}, false}, // a downgraded scheme
 		{true, []string{"Origin", "https://example.com"}, true},
 		{false, []string{"Origin", "https://example.com", "Referer", "https://evil.example/"}, true}, // Origin decides
@@ -50,5 +51,10 @@ func TestSameOrigin(t *testing.T) {
 	r.Header["Origin"] = []string{"http://example.com", "https://evil.example"}
 	if SameOrigin(r) {
 		t.Error("two Origin headers: passed")
+	}
+	r = httptest.NewRequest("POST", "http://example.com/x", nil)
+	r.Header["Referer"] = []string{"http://example.com/", "https://evil.example/"}
+	if SameOrigin(r) {
+		t.Error("two Referer headers: passed")
 	}
 }
