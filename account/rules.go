@@ -35,7 +35,14 @@ type Role struct {
 	// generation recorded at assignment (User.RoleGenerations) is the
 	// role's: a role deleted while being assigned, then created again
 	// under its name, is not handed to that user. Empty for roles created
-	// by earlier versions.
+	// by earlier versions. Kept in the store (storedRole), not shown by
+	// the admin API.
+	Generation string `json:"-"`
+}
+
+// storedRole is a role as the store keeps it, with its generation.
+type storedRole struct {
+	Role
 	Generation string `json:"generation,omitempty"`
 }
 

@@ -74,8 +74,10 @@ func decodeUser(b []byte) (*User, error) {
 }
 
 func decodeRole(b []byte) (*Role, error) {
-	r := new(Role)
-	return r, json.Unmarshal(b, r)
+	var s storedRole
+	err := json.Unmarshal(b, &s)
+	s.Role.Generation = s.Generation
+	return &s.Role, err
 }
 
 // User returns the account, with only the roles it holds (see
@@ -443,7 +445,7 @@ func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 			}
 			role.Generation = cur.Generation
 		}
-		raw, _ := json.Marshal(role)
+		raw, _ := json.Marshal(storedRole{Role: role, Generation: role.Generation})
 		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
 		if err != nil {
 			return nil, err
