@@ -562,40 +562,6 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	return nil
 }
 
-// CheckPassword verifies a user's password (argon2id; callers cache
-// successes). It returns the user on success and a refusal otherwise; the
-// refusal does not say whether the user exists. ErrBusy (no refusal: the
-// password was not checked) means too many checks ran at once, for a
-// known user as for an unknown one.
-func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
-	name, err := NormalizeUsername(username)
-	if err != nil {
-		return nil, identity.Unauthenticated("invalid username or password")
-	}
-	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
-	if errors.Is(err, storage.ErrNotFound) {
-		if _, err := VerifyPassword(ctx, dummyHash, password); err != nil { // same cost as a real check
-			return nil, err
-		}
-		return nil, identity.Unauthenticated("invalid username or password")
-	}
-	if err != nil {
-		return nil, err
-	}
-	hash := u.PasswordHash
-	if hash == "" {
-		hash = dummyHash // an account without a password costs as much as one with, and never passes
-	}
-	ok, err := VerifyPassword(ctx, hash, password)
-	if err != nil {
-		return nil, err
-	}
-	if !ok || u.PasswordHash == "" {
-		return nil, identity.Unauthenticated("invalid username or password")
-	}
-	return u, nil
-}
-
 // dummyHash makes a check for an unknown user cost as much as a real one.
 var dummyHash, _ = HashPassword(strings.Repeat("x", 16))
 

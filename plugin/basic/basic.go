@@ -132,50 +132,43 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 		return nil, errMalformed
 	}
 	cacheKey := string(sum[:])
-	name, err := account.NormalizeUsername(username)
-	if err != nil {
-		return nil, errWrongPassword
-	}
-	if err := c.checkThrottle(ctx, name); err != nil {
-		return nil, err
-	}
-	res, err, _ := c.checks.Do(cacheKey, func() (any, error) { return c.check(r, name, password, cacheKey) })
+	res, err, _ := c.checks.Do(cacheKey, func() (any, error) { return c.signIn(r, username, password, cacheKey) })
 	if err != nil {
 		return nil, err
 	}
 	return res.(verified).identity(), nil
 }
 
-// check verifies name's password (argon2id), counts a failure, and
-// remembers a success in the verification cache. Its results are shared
-// by the requests that sent the same credentials meanwhile.
-func (c *Credential) check(r *http.Request, name, password, cacheKey string) (verified, error) {
-	ctx := r.Context()
-	// Counted against the client's share of the hash slots, so one address
-	// flooding Basic checks cannot keep everybody else's waiting.
-	u, err := c.engine.Accounts.CheckPassword(hashslots.WithClient(ctx, engine.ClientIP(r)), name, password)
-	if errors.Is(err, account.ErrBusy) {
-		return verified{}, errBusy.For(name) // not checked, so not counted as a failure
-	}
+// signIn runs the sign-in policy for the credentials (argon2id, counted
+// against the client's share of the hash slots, so one address flooding
+// Basic checks cannot keep everybody else's waiting), renders its
+// outcome, and remembers a success in the verification cache. Its
+// results are shared by the requests that sent the same credentials
+// meanwhile.
+func (c *Credential) signIn(r *http.Request, username, password, cacheKey string) (verified, error) {
+	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
+	res, err := c.engine.Accounts.SignIn(ctx, username, password, throttle{c.engine})
 	if err != nil {
-		if refusal, refused := identity.AsRefusal(err); refused {
-			c.countFailure(ctx, name)
-			return verified{}, refusal.For(name)
-		}
 		return verified{}, err
 	}
-	if !u.Active() {
-		// The same answer as a wrong password: a blocked account's 403 would
-		// tell a guesser that this password is right, to try elsewhere or
-		// once the account is unblocked. (A password verified before the
-		// block gets the account check's 403: its sender knew it already.)
-		// Counted like one too, or the throttle's count would tell.
-		c.countFailure(ctx, name)
-		return verified{}, errWrongPassword.For(name)
+	switch res.Outcome {
+	case account.OK:
+		u := res.User
+		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+		c.verified.Add(cacheKey, v)
+		return v, nil
+	case account.Throttled:
+		return verified{}, errThrottled.For(res.Name)
+	case account.Busy:
+		return verified{}, errBusy.For(res.Name)
+	default:
+		// A blocked account's right password gets the same answer as a
+		// wrong one: a 403 would tell a guesser that this password is
+		// right, to try elsewhere or once the account is unblocked. (A
+		// password verified before the block gets the account check's
+		// 403: its sender knew it already.)
+		return verified{}, errWrongPassword.For(res.Name)
 	}
-	v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
-	c.verified.Add(cacheKey, v)
-	return v, nil
 }
 
 // errWrongPassword is the answer to a password that does not sign in.
@@ -183,30 +176,46 @@ var errWrongPassword = identity.Unauthenticated("invalid username or password")
 
 const failureWindow = time.Minute
 
+// errThrottled answers once a user collected too many wrong passwords.
+var errThrottled = identity.Throttled("too many failed password attempts; try again in a minute", failureWindow)
+
 // errBusy answers a password that could not be checked because too many
 // checks ran at once (see account.ErrBusy).
 var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", account.BusyWait)
 
-func failureKey(name string) string { return counters.BasicFailures(name) }
+// throttle is Basic's attempt accounting: once a user collected too many
+// wrong passwords within the window, passwords are not checked (429), so
+// online guessing gets slow and argon2 cannot be used to burn the
+// server's CPU through one account. Unknown users are counted alike.
+type throttle struct{ engine *engine.Engine }
 
-// checkThrottle answers 429 once a user collected too many wrong passwords
-// within the window: online guessing gets slow, and argon2 cannot be used
-// to burn the server's CPU through one account.
-func (c *Credential) checkThrottle(ctx context.Context, name string) error {
-	raw, err := c.engine.Store.Get(ctx, failureKey(name))
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil // no recent failures
-	case err != nil:
-		return err // unreadable or tampered with: fail closed, not unthrottled
-	}
-	n, _ := strconv.Atoi(string(raw))
-	if n >= c.engine.Config.BasicFailureLimit {
-		return identity.Throttled("too many failed password attempts; try again in a minute", failureWindow).For(name)
-	}
-	return nil
+// failures is one Basic attempt on a name.
+type failures struct {
+	engine *engine.Engine
+	name   string
 }
 
-func (c *Credential) countFailure(ctx context.Context, name string) {
-	c.engine.Store.Incr(ctx, failureKey(name), 1, failureWindow)
+// Begin implements account.Attempts.
+func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (account.Attempt, account.Gate, error) {
+	a := failures{engine: t.engine, name: name}
+	raw, err := t.engine.Store.Get(ctx, counters.BasicFailures(name))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return a, account.Open, nil // no recent failures
+	case err != nil:
+		return nil, account.Open, err // unreadable or tampered with: fail closed, not unthrottled
+	}
+	if n, _ := strconv.Atoi(string(raw)); n >= t.engine.Config.BasicFailureLimit {
+		return a, account.Closed, nil
+	}
+	return a, account.Open, nil
+}
+
+// Settle implements account.Attempt: a wrong password counts, and so
+// does a blocked account's right one, or the count would tell.
+func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
+	if res.Outcome == account.Wrong || res.Outcome == account.Blocked {
+		a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), 1, failureWindow)
+	}
+	return nil
 }

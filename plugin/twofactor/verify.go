@@ -32,8 +32,8 @@ type Result struct {
 // Refusal reasons.
 const (
 	ReasonNotEnabled = "two-factor authentication is not enabled for the user"
-	ReasonBlocked    = "the account is blocked"
-	ReasonLocked     = "the user is locked after too many failed attempts; an administrator must unlock it"
+	ReasonBlocked    = account.ReasonBlocked
+	ReasonLocked     = account.ReasonLocked
 	ReasonWrongCode  = "wrong or expired code"
 	ReasonReplayed   = "the code was already used or a newer one was"
 	ReasonMalformed  = "the code must be 6 digits"

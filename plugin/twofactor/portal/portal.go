@@ -38,7 +38,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -346,6 +345,47 @@ func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request) {
 	p.passwordForm(w, token, "", "", SafeReturn(r.URL.Query().Get("return")))
 }
 
+// lockout is the portal's attempt accounting: the second-factor lockout
+// (twofactor.Service.Try), counted before the password is checked so
+// that passwords guessed in parallel cannot all be checked. Unknown users
+// have nothing to lock.
+type lockout struct{ svc *twofactor.Service }
+
+// lockoutAttempt is one counted attempt; nil for an unknown user.
+type lockoutAttempt struct{ attempt *twofactor.Attempt }
+
+// Begin implements account.Attempts.
+func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.Attempt, account.Gate, error) {
+	if u == nil {
+		return lockoutAttempt{}, account.Open, nil
+	}
+	attempt, locked, err := l.svc.Try(ctx, u)
+	if err != nil {
+		return nil, account.Open, err
+	}
+	if locked {
+		return lockoutAttempt{attempt}, account.LockedOut, nil
+	}
+	return lockoutAttempt{attempt}, account.Open, nil
+}
+
+// Settle implements account.Attempt: a wrong password, or any password
+// for a locked account, keeps its count; anything else (a right password
+// is no passed second factor, a busy answer or a store failure no wrong
+// password) takes it back.
+func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) error {
+	if a.attempt == nil {
+		return nil
+	}
+	switch res.Outcome {
+	case account.Wrong, account.Locked:
+		_, err := a.attempt.Failed(ctx, res.Reason)
+		return err
+	default:
+		return a.attempt.Withdraw(ctx)
+	}
+}
+
 func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token string, f form) {
 	// The password checks below count against the client's share of the
 	// hash slots, so one address cannot keep every login waiting.
@@ -355,82 +395,25 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		p.record(r, username, audit.OutcomeFailure, reason)
 		p.passwordForm(w, token, f.Username, msg, ret)
 	}
-	// busy answers a password that was not checked because too many
-	// checks ran at once: the same for every user, known, unknown or
-	// locked, and the attempt, when counted, is taken back.
-	busy := func(username string, attempt *twofactor.Attempt) {
-		if attempt != nil {
-			attempt.Withdraw(ctx)
-		}
-		p.record(r, username, audit.OutcomeFailure, "password not checked: the server is busy")
+	res, err := p.engine.Accounts.SignIn(ctx, f.Username, f.Password, lockout{p.svc})
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	switch res.Outcome {
+	case account.OK:
+	case account.Busy:
+		p.record(r, res.Name, audit.OutcomeFailure, res.Reason)
 		w.Header().Set("Retry-After", strconv.Itoa(int(account.BusyWait/time.Second)))
 		p.render(w, http.StatusTooManyRequests, page{Step: "password", CSRF: p.csrf(token), Username: f.Username, Error: msgBusy, Return: ret})
-	}
-	name, err := account.NormalizeUsername(f.Username)
-	if err != nil {
-		refuse("", "invalid username", msgSignInFailed)
+		return
+	default:
+		// Wrong, locked and blocked look the same: a locked or blocked
+		// account's right password tells a guesser nothing.
+		refuse(res.Name, res.Reason, msgSignInFailed)
 		return
 	}
-	u, err := p.engine.Accounts.User(ctx, name)
-	if failure.Status(err) == http.StatusNotFound {
-		// Same cost as for a real user.
-		if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); errors.Is(err, account.ErrBusy) {
-			busy(name, nil)
-			return
-		}
-		refuse(name, "unknown user", msgSignInFailed)
-		return
-	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	// Counted as a failure before the (slow) password check, so that
-	// passwords guessed in parallel cannot all be checked.
-	attempt, locked, err := p.svc.Try(ctx, u)
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	if locked {
-		// Same cost and answer as a wrong password, right or wrong: a
-		// locked account reveals nothing, not even through timing.
-		if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); errors.Is(err, account.ErrBusy) {
-			busy(u.Username, attempt)
-			return
-		}
-		if _, err := attempt.Failed(ctx, twofactor.ReasonLocked); err != nil {
-			p.fail(w, err)
-			return
-		}
-		refuse(u.Username, twofactor.ReasonLocked, msgSignInFailed)
-		return
-	}
-	if _, err := p.engine.Accounts.CheckPassword(ctx, name, f.Password); err != nil {
-		if errors.Is(err, account.ErrBusy) {
-			busy(u.Username, attempt)
-			return
-		}
-		if _, refused := identity.AsRefusal(err); !refused {
-			attempt.Withdraw(ctx) // a store failure is no wrong password
-			p.fail(w, err)
-			return
-		}
-		if _, err := attempt.Failed(ctx, "wrong password"); err != nil {
-			p.fail(w, err)
-			return
-		}
-		refuse(u.Username, "wrong password", msgSignInFailed)
-		return
-	}
-	if err := attempt.Withdraw(ctx); err != nil {
-		p.fail(w, err)
-		return
-	}
-	if !u.Active() {
-		refuse(u.Username, twofactor.ReasonBlocked, msgSignInFailed)
-		return
-	}
+	u := res.User
 	types, err := p.svc.Types(ctx, u)
 	if err != nil {
 		p.fail(w, err)

@@ -1,0 +1,205 @@
+package account
+
+import (
+	"context"
+	"errors"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// Outcome is what a password sign-in came to. Front ends (HTTP Basic, the
+// login portal) only render it; the rules that lead to it live in SignIn.
+type Outcome int
+
+// Sign-in outcomes. Wrong, Locked and Blocked must look the same to the
+// client (a locked or blocked account's right password tells a guesser
+// nothing); they differ for the audit log and the attempt counters.
+const (
+	// NotChecked: the password could not be checked (the store or the
+	// directory is unavailable); SignIn returns the error with it.
+	NotChecked Outcome = iota
+	// OK: the password is right and the account may sign in.
+	OK
+	// Wrong: an invalid username, an unknown user or a wrong password.
+	Wrong
+	// Throttled: too many recent failures; the password was not checked.
+	Throttled
+	// Busy: too many password checks ran at once; the password was not
+	// checked, so it is neither right nor wrong (see ErrBusy).
+	Busy
+	// Locked: the account is locked after too many failures; the
+	// password was checked (for the same cost) but does not count.
+	Locked
+	// Blocked: the password is right but the account is not active.
+	Blocked
+)
+
+// Reasons SignIn gives for its refusals, as the audit log records them.
+const (
+	ReasonInvalidUsername = "invalid username"
+	ReasonUnknownUser     = "unknown user"
+	ReasonWrongPassword   = "wrong password"
+	ReasonThrottled       = "too many failed password attempts"
+	ReasonBusy            = "password not checked: the server is busy"
+	ReasonLocked          = "the user is locked after too many failed attempts; an administrator must unlock it"
+	ReasonBlocked         = "the account is blocked"
+)
+
+// SignInResult is the outcome of one sign-in.
+type SignInResult struct {
+	// Outcome is what the sign-in came to.
+	Outcome Outcome
+	// Name is the canonical username tried; empty when it was invalid.
+	Name string
+	// User is the account, when one exists under Name.
+	User *User
+	// Reason says why the sign-in was refused, for the audit log.
+	Reason string
+}
+
+// Gate is an attempt counter's verdict before a password is checked.
+type Gate int
+
+// Gates.
+const (
+	// Open: check the password.
+	Open Gate = iota
+	// Closed: refuse at once as Throttled, without checking.
+	Closed
+	// LockedOut: check the password for the same cost, then answer Locked.
+	LockedOut
+)
+
+// Attempts is a front end's accounting of password attempts (the HTTP
+// Basic throttle, the second-factor lockout): SignIn asks it before the
+// password is checked and tells it the outcome after.
+type Attempts interface {
+	// Begin starts an attempt on name (u is its account, nil when none
+	// exists) and says whether its password may be checked.
+	Begin(ctx context.Context, name string, u *User) (Attempt, Gate, error)
+}
+
+// Attempt is one attempt begun by Attempts.Begin.
+type Attempt interface {
+	// Settle records the attempt's result: what it costs the account is
+	// the counter's decision. It is called once, also when the password
+	// could not be checked (Outcome NotChecked).
+	Settle(ctx context.Context, res SignInResult) error
+}
+
+// PasswordSource checks the password of an account: Gatehouse's own
+// argon2 hashes, or a directory's bind.
+type PasswordSource interface {
+	// CheckPassword verifies password for the account name; u is its
+	// stored record, nil when there is none. It returns the account on
+	// success and a refusal (*identity.Refusal) for a wrong password or
+	// an unknown user, at the same cost; ErrBusy when the password was
+	// not checked; other errors when the source is unavailable.
+	CheckPassword(ctx context.Context, name string, u *User, password string) (*User, error)
+}
+
+// localPasswords checks passwords against the argon2id hashes in the store.
+type localPasswords struct{}
+
+// CheckPassword implements PasswordSource.
+func (localPasswords) CheckPassword(ctx context.Context, _ string, u *User, password string) (*User, error) {
+	hash := dummyHash // an unknown account, or one without a password, costs as much and never passes
+	if u != nil && u.PasswordHash != "" {
+		hash = u.PasswordHash
+	}
+	ok, err := VerifyPassword(ctx, hash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || u == nil || u.PasswordHash == "" {
+		return nil, errWrongPassword
+	}
+	return u, nil
+}
+
+var errWrongPassword = identity.Unauthenticated("invalid username or password")
+
+// SignIn is the one password sign-in policy, shared by every front end:
+// an invalid or unknown name costs as much as a real account, the
+// attempt is counted before the (slow) check so that guesses sent in
+// parallel cannot all be checked, a locked account is checked for the
+// same cost but never signs in, a blocked account's right password is
+// reported apart (front ends answer it as a wrong one), and a busy
+// answer is not a failure. Store failures are returned as errors, never
+// as a sign-in.
+func (s *Service) SignIn(ctx context.Context, username, password string, attempts Attempts) (SignInResult, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		// Nothing to count or to check: no account can have this name.
+		return SignInResult{Outcome: Wrong, Reason: ReasonInvalidUsername}, nil
+	}
+	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		u = nil
+	case err != nil:
+		return SignInResult{}, err
+	}
+	attempt, gate, err := attempts.Begin(ctx, name, u)
+	if err != nil {
+		return SignInResult{}, err
+	}
+	res := SignInResult{Name: name, User: u}
+	if gate == Closed {
+		res.Outcome, res.Reason = Throttled, ReasonThrottled
+		return res, attempt.Settle(ctx, res)
+	}
+	signedIn, checkErr := s.passwordSource(u).CheckPassword(ctx, name, u, password)
+	_, refused := identity.AsRefusal(checkErr)
+	switch {
+	case errors.Is(checkErr, ErrBusy):
+		res.Outcome, res.Reason = Busy, ReasonBusy
+	case gate == LockedOut:
+		res.Outcome, res.Reason = Locked, ReasonLocked
+	case refused && u == nil:
+		res.Outcome, res.Reason = Wrong, ReasonUnknownUser
+	case refused:
+		res.Outcome, res.Reason = Wrong, ReasonWrongPassword
+	case checkErr != nil:
+		// A store or directory failure is no wrong password.
+		if err := attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}); err != nil {
+			return SignInResult{}, errors.Join(checkErr, err)
+		}
+		return SignInResult{}, checkErr
+	default:
+		res.User = signedIn
+		res.Outcome = OK
+		if !signedIn.Active() {
+			res.Outcome, res.Reason = Blocked, ReasonBlocked
+		}
+	}
+	if err := attempt.Settle(ctx, res); err != nil {
+		return SignInResult{}, err
+	}
+	return res, nil
+}
+
+// passwordSource is where u's password is checked.
+func (s *Service) passwordSource(*User) PasswordSource { return localPasswords{} }
+
+// CheckPassword verifies a user's password without any attempt
+// accounting (argon2id; callers cache successes). It returns the user on
+// success and a refusal otherwise; the refusal does not say whether the
+// user exists. ErrBusy (no refusal: the password was not checked) means
+// too many checks ran at once, for a known user as for an unknown one.
+func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, errWrongPassword
+	}
+	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		u = nil
+	case err != nil:
+		return nil, err
+	}
+	return s.passwordSource(u).CheckPassword(ctx, name, u, password)
+}

@@ -1,0 +1,99 @@
+package account
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
+)
+
+// recordingAttempts is an Attempts that answers with a fixed gate and
+// records what was begun and settled.
+type recordingAttempts struct {
+	gate    Gate
+	begun   []string
+	settled []SignInResult
+}
+
+func (a *recordingAttempts) Begin(_ context.Context, name string, u *User) (Attempt, Gate, error) {
+	a.begun = append(a.begun, name)
+	return a, a.gate, nil
+}
+
+func (a *recordingAttempts) Settle(_ context.Context, res SignInResult) error {
+	a.settled = append(a.settled, res)
+	return nil
+}
+
+// TestSignInPolicy: the rules every password front end shares, once.
+func TestSignInPolicy(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	pw := "correct horse"
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: "bob", Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	blocked := StatusBlocked
+	if _, err := s.UpdateUser(ctx, "bob", UserPatch{Status: &blocked}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, user, pass string
+		gate             Gate
+		want             Outcome
+		reason           string
+		begun            bool
+	}{
+		{"right password", "Alice", pw, Open, OK, "", true},
+		{"wrong password", "alice", "wrong password", Open, Wrong, ReasonWrongPassword, true},
+		{"unknown user", "nobody", pw, Open, Wrong, ReasonUnknownUser, true},
+		{"invalid username", "a:b", pw, Open, Wrong, ReasonInvalidUsername, false},
+		{"throttled: not checked", "alice", pw, Closed, Throttled, ReasonThrottled, true},
+		{"locked: right password does not sign in", "alice", pw, LockedOut, Locked, ReasonLocked, true},
+		{"locked: wrong password", "alice", "wrong password", LockedOut, Locked, ReasonLocked, true},
+		{"blocked: right password", "bob", pw, Open, Blocked, ReasonBlocked, true},
+		{"blocked: wrong password", "bob", "wrong password", Open, Wrong, ReasonWrongPassword, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := &recordingAttempts{gate: c.gate}
+			res, err := s.SignIn(ctx, c.user, c.pass, a)
+			if err != nil || res.Outcome != c.want || res.Reason != c.reason {
+				t.Fatalf("SignIn(%q) = %+v, %v; want outcome %d, reason %q", c.user, res, err, c.want, c.reason)
+			}
+			if !c.begun {
+				if len(a.begun)+len(a.settled) != 0 {
+					t.Fatalf("an invalid name was counted: %v %v", a.begun, a.settled)
+				}
+				return
+			}
+			if len(a.begun) != 1 || len(a.settled) != 1 || a.settled[0].Outcome != c.want {
+				t.Fatalf("begun %v, settled %+v; want one attempt settled as %d", a.begun, a.settled, c.want)
+			}
+			if res.Outcome == OK && (res.User == nil || res.User.Username != "alice") {
+				t.Fatalf("signed in as %+v", res.User)
+			}
+		})
+	}
+}
+
+// TestSignInBusyIsNoFailure: a password not checked because every hash
+// slot stayed taken settles as Busy, for a known user as for an unknown.
+func TestSignInBusyIsNoFailure(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	pw := "correct horse"
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	hashslotstest.HoldAll(t)
+	for _, user := range []string{"alice", "nobody"} {
+		a := &recordingAttempts{}
+		res, err := s.SignIn(ctx, user, pw, a)
+		if err != nil || res.Outcome != Busy || len(a.settled) != 1 || a.settled[0].Outcome != Busy {
+			t.Fatalf("%s: %+v, %v, settled %+v; want Busy", user, res, err, a.settled)
+		}
+	}
+}
