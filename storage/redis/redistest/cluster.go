@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/gatehouse-auth/gatehouse/internal/testca"
 	"net"
 	"net/url"
 	"os"
@@ -27,7 +28,7 @@ type Cluster struct {
 	// failover moves its range to a replica.
 	Nodes []*Server
 	// ca, for a StartTLSCluster, issued every node's certificate.
-	ca *testCA
+	ca *testca.CA
 }
 
 // ClusterNodeTimeout is the nodes' cluster-node-timeout: how long a
@@ -53,7 +54,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 // node against that node's own address.
 func StartTLSCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
-	return startCluster(t, masters, &Cluster{ca: newCA(t, t.TempDir())})
+	return startCluster(t, masters, &Cluster{ca: testca.New(t, t.TempDir())})
 }
 
 func startCluster(t testing.TB, masters int, c *Cluster) *Cluster {
@@ -155,11 +156,11 @@ func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 		s.args = s.dataArgs("--port")
 	} else {
 		name := "node-" + strconv.Itoa(s.port)
-		c.ca.issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, names...)
-		s.tls = &tls.Config{RootCAs: c.ca.pool, ServerName: "127.0.0.1"}
-		s.caFile = c.ca.file("ca.pem")
+		c.ca.Issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, names...)
+		s.tls = &tls.Config{RootCAs: c.ca.Pool, ServerName: "127.0.0.1"}
+		s.caFile = c.ca.File("ca.pem")
 		s.args = append(s.dataArgs("--tls-port"), "--port", "0", "--tls-cluster", "yes", "--tls-replication", "yes",
-			"--tls-cert-file", c.ca.file(name+".pem"), "--tls-key-file", c.ca.file(name+"-key.pem"),
+			"--tls-cert-file", c.ca.File(name+".pem"), "--tls-key-file", c.ca.File(name+"-key.pem"),
 			"--tls-ca-cert-file", s.caFile, "--tls-auth-clients", "no")
 	}
 	s.args = append(s.args, "--cluster-enabled", "yes",
@@ -253,7 +254,7 @@ func replicaListed(nodes, node, masterID string) bool {
 func (c *Cluster) URL() string {
 	u := strings.Replace(c.Nodes[0].URL(), "127.0.0.1", "localhost", 1) + "?cluster=true"
 	if c.ca != nil {
-		u += "&ca_file=" + url.QueryEscape(c.ca.file("ca.pem"))
+		u += "&ca_file=" + url.QueryEscape(c.ca.File("ca.pem"))
 	}
 	for _, s := range c.Nodes[1:] {
 		u += "&addr=" + s.Addr()

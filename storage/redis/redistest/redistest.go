@@ -8,15 +8,9 @@
 package redistest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/internal/testca"
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
@@ -111,76 +106,14 @@ func (s *Server) dataArgs(portFlag string) []string {
 // pool and the client certificate.
 func makeCertificates(t testing.TB, dir string) (*x509.CertPool, tls.Certificate) {
 	t.Helper()
-	ca := newCA(t, dir)
-	ca.issue("server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "127.0.0.1")
-	ca.issue("client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	ca := testca.New(t, dir)
+	ca.Issue("server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "127.0.0.1")
+	ca.Issue("client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
 	client, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ca.pool, client
-}
-
-// testCA is a certificate authority made for one test, its certificate in
-// dir/ca.pem.
-type testCA struct {
-	t      testing.TB
-	dir    string
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pool   *x509.CertPool // holds cert
-	serial int64
-}
-
-func newCA(t testing.TB, dir string) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{t: t, dir: dir, cert: cert, key: key, pool: x509.NewCertPool(), serial: 1}
-	ca.pool.AddCert(cert)
-	ca.write("ca.pem", &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return ca
-}
-
-// file is the path of a file the CA wrote into its directory.
-func (ca *testCA) file(name string) string { return filepath.Join(ca.dir, name) }
-
-func (ca *testCA) write(name string, block *pem.Block) {
-	if err := os.WriteFile(ca.file(name), pem.EncodeToMemory(block), 0o600); err != nil {
-		ca.t.Fatal(err)
-	}
-}
-
-// issue writes name.pem and name-key.pem: a certificate for the given
-// uses and names (IP addresses or DNS names), signed by the CA.
-func (ca *testCA) issue(name string, usage []x509.ExtKeyUsage, names ...string) {
-	ca.t.Helper()
-	ca.serial++
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	ca.write(name+".pem", &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	ca.write(name+"-key.pem", &pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	return ca.Pool, client
 }
 
 // ClientCertFile and ClientKeyFile are a client certificate of the test
