@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"github.com/gatehouse-auth/gatehouse/internal/testca"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse-auth/gatehouse/internal/testca"
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
