@@ -27,7 +27,7 @@ run: $(BIN)
 # Tools the tests drive as real, independent clients and servers, and the
 # libraries the assertion snippets of docs/upstreams.md run with: Debian's
 # python3-jwt (for /usr/bin/python3) and npm's jose (in tools/jsverify).
-APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium node:nodejs npm:npm jq:jq
+APT_TOOLS := redis-server:redis-server oathtool:oathtool curl:curl openssl:openssl chromium:chromium node:nodejs npm:npm jq:jq slapd:slapd ldapmodify:ldap-utils
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
+	"github.com/gatehouse-auth/gatehouse/internal/testtool"
 )
 
 var (
@@ -83,18 +84,7 @@ func RepoRoot() (string, error) {
 
 // RequireTool fails the test when name is not on PATH and
 // GATEHOUSE_REQUIRE_TOOLS=1 (make test sets it), and skips it otherwise.
-func RequireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("GATEHOUSE_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s is required (make test installs it)", name)
-	}
-	t.Skipf("%s not installed", name)
-	return ""
-}
+func RequireTool(t testing.TB, name string) string { t.Helper(); return testtool.Require(t, name) }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int { t.Helper(); return testport.Free(t) }

@@ -1,0 +1,199 @@
+package directory
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// ErrUnavailable means no directory server could be reached or answered
+// in time. Its messages never hold the bind password.
+var ErrUnavailable = errors.New("directory unavailable")
+
+// errWrongPassword is a bind refused for its credentials.
+var errWrongPassword = errors.New("wrong password")
+
+// pool holds idle connections bound as the service account, so that a
+// lookup rarely dials; at most size stay idle.
+type pool struct {
+	cfg  Config
+	tls  *tls.Config
+	idle chan *ldap.Conn
+	// observe records each LDAP operation for the metrics.
+	observe func(op string, began time.Time, err error)
+}
+
+func newPool(cfg Config, observe func(string, time.Time, error)) (*pool, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("directory: ca_file: %v", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("directory: ca_file %s holds no PEM certificate", cfg.CAFile)
+		}
+	}
+	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), observe: observe}, nil
+}
+
+// dial connects to the first server that answers, in the configured
+// order, and binds it as the service account.
+func (p *pool) dial() (*ldap.Conn, error) {
+	var errs []error
+	for _, u := range p.cfg.URLs {
+		began := time.Now()
+		c, err := p.dialOne(u)
+		p.observe("connect", began, err)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+func (p *pool) dialOne(u string) (*ldap.Conn, error) {
+	c, err := ldap.DialURL(u, ldap.DialWithDialer(&net.Dialer{Timeout: p.cfg.Timeout}), ldap.DialWithTLSConfig(p.tls))
+	if err != nil {
+		return nil, err
+	}
+	c.SetTimeout(p.cfg.Timeout)
+	if p.cfg.StartTLS {
+		if err := c.StartTLS(p.tls); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("starttls: %w", err)
+		}
+	}
+	if err := c.Bind(p.cfg.BindDN, p.cfg.BindPassword); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("bind as %s: %w", p.cfg.BindDN, scrub(err))
+	}
+	return c, nil
+}
+
+// scrub drops a server's diagnostic message, which some servers fill
+// with what they were sent.
+func scrub(err error) error {
+	var le *ldap.Error
+	if errors.As(err, &le) {
+		return fmt.Errorf("LDAP result %d (%s)", le.ResultCode, ldap.LDAPResultCodeMap[le.ResultCode])
+	}
+	return err
+}
+
+// get returns an idle connection, or a new one.
+func (p *pool) get() (*ldap.Conn, error) {
+	for {
+		select {
+		case c := <-p.idle:
+			if !c.IsClosing() {
+				return c, nil
+			}
+		default:
+			return p.dial()
+		}
+	}
+}
+
+// put returns a connection bound as the service account to the pool.
+func (p *pool) put(c *ldap.Conn) {
+	select {
+	case p.idle <- c:
+	default:
+		c.Close()
+	}
+}
+
+// close closes the idle connections.
+func (p *pool) close() {
+	for {
+		select {
+		case c := <-p.idle:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// do runs op on a pooled connection; on a network failure it retries once
+// on a fresh one (the idle connection may have been dropped by the server
+// or belong to a server that went down).
+func (p *pool) do(name string, op func(c *ldap.Conn) error) error {
+	for try := 0; ; try++ {
+		c, err := p.get()
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		err = op(c)
+		p.observe(name, began, err)
+		if err == nil || !isNetworkError(err) {
+			if isNetworkError(err) || errors.Is(err, errRebind) {
+				c.Close()
+			} else {
+				p.put(c)
+			}
+			return err
+		}
+		c.Close()
+		if try == 1 {
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, name, scrub(err))
+		}
+	}
+}
+
+// errRebind: the connection could not be bound back to the service
+// account after a user's bind; it is not reused.
+var errRebind = errors.New("directory: rebinding as the service account failed")
+
+func isNetworkError(err error) bool {
+	return ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultServerDown, ldap.LDAPResultTimeout, ldap.LDAPResultUnavailable, ldap.LDAPResultBusy)
+}
+
+// search runs one search on a pooled connection.
+func (p *pool) search(op, base, filter string, attrs []string) ([]*ldap.Entry, error) {
+	var entries []*ldap.Entry
+	err := p.do(op, func(c *ldap.Conn) error {
+		res, err := c.Search(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+			int(p.cfg.Timeout/time.Second), false, filter, attrs, nil))
+		if err != nil {
+			return err
+		}
+		entries = res.Entries
+		return nil
+	})
+	return entries, err
+}
+
+// bind checks password by a bind as dn, then binds the connection back as
+// the service account. An empty password is refused here: LDAP takes it
+// as an unauthenticated bind, which succeeds.
+func (p *pool) bind(dn, password string) error {
+	if password == "" {
+		return errWrongPassword
+	}
+	return p.do("bind", func(c *ldap.Conn) error {
+		err := c.Bind(dn, password)
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+			err = errWrongPassword
+		}
+		if isNetworkError(err) {
+			return err
+		}
+		if rebind := c.Bind(p.cfg.BindDN, p.cfg.BindPassword); rebind != nil {
+			if err == nil || errors.Is(err, errWrongPassword) {
+				return errors.Join(err, errRebind)
+			}
+		}
+		return err
+	})
+}

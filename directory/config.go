@@ -1,0 +1,169 @@
+// Package directory makes an LDAP directory (Active Directory, OpenLDAP)
+// a source of Gatehouse accounts: their passwords are checked by an LDAP
+// bind, and their status (disabled, locked, expired, deleted, out of
+// every mapped group) and roles (from group membership) are read from the
+// directory and cached for status_ttl, so that the per-request account
+// check needs no LDAP round trip.
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Flavor names a kind of directory server; it presets the filters and
+// says which attributes carry an account's state.
+type Flavor string
+
+// Flavors.
+const (
+	// ActiveDirectory: sAMAccountName, nested groups through
+	// LDAP_MATCHING_RULE_IN_CHAIN, userAccountControl, lockoutTime,
+	// accountExpires, pwdLastSet.
+	ActiveDirectory Flavor = "active_directory"
+	// OpenLDAP: uid, groupOfNames (nested groups followed by Gatehouse),
+	// pwdAccountLockedTime of the ppolicy overlay.
+	OpenLDAP Flavor = "openldap"
+)
+
+// GroupRole maps the members of a directory group (and of the groups
+// nested in it) to a Gatehouse role.
+type GroupRole struct {
+	// Group is the group's DN.
+	Group string `json:"group"`
+	// Role is the Gatehouse role its members hold.
+	Role string `json:"role"`
+}
+
+// Config is the directory global option (JSON of
+// `gatehouse { directory ldap { … } }`).
+type Config struct {
+	// URLs are the directory servers, ldaps:// or ldap://, tried in order:
+	// the next one when a server cannot be reached.
+	URLs []string `json:"urls"`
+	// CAFile is a PEM file of the CAs that sign the servers' certificates.
+	// Default: the system's roots.
+	CAFile string `json:"ca_file,omitempty"`
+	// StartTLS upgrades ldap:// connections with StartTLS before binding.
+	StartTLS bool `json:"starttls,omitempty"`
+	// BindDN is the service account that searches the directory.
+	BindDN string `json:"bind_dn"`
+	// BindPassword is the service account's password; it is never logged
+	// or shown.
+	BindPassword string `json:"bind_password"`
+	// BaseDN is where users are searched. Its DC= parts name the domain
+	// for the EXAMPLE\alice and alice@example.test forms of a username.
+	BaseDN string `json:"base_dn"`
+	// UserFilter finds a user; {username} is replaced by the (escaped)
+	// username. Default: by flavor.
+	UserFilter string `json:"user_filter,omitempty"`
+	// GroupBaseDN is where groups are searched. Default: BaseDN.
+	GroupBaseDN string `json:"group_base_dn,omitempty"`
+	// GroupFilter finds the groups of a user; {dn} is replaced by the
+	// (escaped) user DN. Default: by flavor.
+	GroupFilter string `json:"group_filter,omitempty"`
+	// GroupRoles map directory groups to Gatehouse roles. A user in none of
+	// them is refused.
+	GroupRoles []GroupRole `json:"group_roles,omitempty"`
+	// StatusTTL is how long an account's status is used before it is read
+	// again, and so how long a change in the directory takes to count;
+	// also how long a cached status is used while the directory is down.
+	// Default: 30s.
+	StatusTTL time.Duration `json:"status_ttl,omitempty"`
+	// Flavor is "active_directory" (default) or "openldap".
+	Flavor Flavor `json:"flavor,omitempty"`
+	// Timeout bounds dialling and each LDAP request. Default: 5s.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Filter defaults by flavor.
+var defaultFilters = map[Flavor]struct{ user, group string }{
+	ActiveDirectory: {
+		user:  "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
+		group: "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={dn}))",
+	},
+	OpenLDAP: {
+		user:  "(&(objectClass=inetOrgPerson)(uid={username}))",
+		group: "(&(objectClass=groupOfNames)(member={dn}))",
+	},
+}
+
+// withDefaults returns c with its defaults filled in, or an error naming
+// the first invalid option. It never mentions the bind password.
+func (c Config) withDefaults() (Config, error) {
+	if c.Flavor == "" {
+		c.Flavor = ActiveDirectory
+	}
+	defaults, ok := defaultFilters[c.Flavor]
+	if !ok {
+		return c, fmt.Errorf("directory: flavor %q: use %s or %s", c.Flavor, ActiveDirectory, OpenLDAP)
+	}
+	if c.UserFilter == "" {
+		c.UserFilter = defaults.user
+	}
+	if c.GroupFilter == "" {
+		c.GroupFilter = defaults.group
+	}
+	if c.GroupBaseDN == "" {
+		c.GroupBaseDN = c.BaseDN
+	}
+	if c.StatusTTL <= 0 {
+		c.StatusTTL = 30 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if len(c.URLs) == 0 {
+		return c, errors.New("directory: url is required")
+	}
+	for _, u := range c.URLs {
+		if !strings.HasPrefix(u, "ldaps://") && !strings.HasPrefix(u, "ldap://") {
+			return c, fmt.Errorf("directory: url %q: use ldaps:// or ldap://", u)
+		}
+		if strings.HasPrefix(u, "ldap://") && !c.StartTLS && !isLoopbackURL(u) {
+			return c, fmt.Errorf("directory: url %q sends passwords in clear text: use ldaps:// or starttls", u)
+		}
+	}
+	if c.BindDN == "" || c.BindPassword == "" {
+		return c, errors.New("directory: bind_dn and bind_password are required")
+	}
+	for _, dn := range []struct{ name, value string }{{"base_dn", c.BaseDN}, {"group_base_dn", c.GroupBaseDN}, {"bind_dn", c.BindDN}} {
+		if _, err := ldap.ParseDN(dn.value); err != nil || dn.value == "" {
+			return c, fmt.Errorf("directory: %s %q is not a DN", dn.name, dn.value)
+		}
+	}
+	if err := checkTemplate("user_filter", c.UserFilter, "{username}"); err != nil {
+		return c, err
+	}
+	if err := checkTemplate("group_filter", c.GroupFilter, "{dn}"); err != nil {
+		return c, err
+	}
+	for _, gr := range c.GroupRoles {
+		if _, err := ldap.ParseDN(gr.Group); err != nil || gr.Group == "" || gr.Role == "" {
+			return c, fmt.Errorf("directory: group_role %q %q: a group DN and a role name", gr.Group, gr.Role)
+		}
+	}
+	return c, nil
+}
+
+// isLoopbackURL reports whether an ldap:// URL names this machine.
+func isLoopbackURL(u string) bool {
+	host := strings.TrimPrefix(u, "ldap://")
+	return strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "localhost") || strings.HasPrefix(host, "[::1]")
+}
+
+// checkTemplate checks that a filter template holds its placeholder and
+// is a valid filter once the placeholder is filled in.
+func checkTemplate(option, template, placeholder string) error {
+	if !strings.Contains(template, placeholder) {
+		return fmt.Errorf("directory: %s %q must contain %s", option, template, placeholder)
+	}
+	if _, err := ldap.CompileFilter(strings.ReplaceAll(template, placeholder, "x")); err != nil {
+		return fmt.Errorf("directory: %s %q is not an LDAP filter: %v", option, template, err)
+	}
+	return nil
+}

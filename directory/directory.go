@@ -1,0 +1,322 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"golang.org/x/sync/singleflight"
+)
+
+// Entry is what the directory says of an account at one time.
+type Entry struct {
+	// Found reports whether the user filter matched exactly one entry.
+	Found bool
+	// DN is the account's entry.
+	DN string
+	// Roles are the Gatehouse roles of its mapped groups, sorted.
+	Roles []string
+	// Problem says why the account may not sign in ("disabled",
+	// "locked", "expired", "must change its password", "in no mapped
+	// group", "deleted"); empty when it may.
+	Problem string
+	// Mobile is the account's mobile or telephone number, when it has one.
+	Mobile string
+	// CheckedAt is when the directory was read.
+	CheckedAt time.Time
+}
+
+// Active reports whether the account may sign in.
+func (e Entry) Active() bool { return e.Found && e.Problem == "" }
+
+// Event is a change the directory reported, for the audit log.
+type Event struct {
+	// Username is the account's name.
+	Username string
+	// What says what happened: "bind failed", or the status change.
+	What string
+}
+
+// Directory is a connected LDAP directory with its status cache.
+type Directory struct {
+	cfg    Config
+	domain domain
+	pool   *pool
+	groups []parsedGroupRole
+	now    func() time.Time
+	// notify receives audit events; it must not block.
+	notify func(Event)
+
+	mu     sync.RWMutex
+	status map[string]Entry
+	reads  singleflight.Group
+}
+
+type parsedGroupRole struct {
+	dn   *ldap.DN
+	role string
+}
+
+// New validates cfg and returns the directory; it dials nothing yet.
+// observe records each LDAP operation (name, start, error) for metrics;
+// notify receives the events to audit. Both may be nil.
+func New(cfg Config, observe func(op string, began time.Time, err error), notify func(Event)) (*Directory, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if observe == nil {
+		observe = func(string, time.Time, error) {}
+	}
+	if notify == nil {
+		notify = func(Event) {}
+	}
+	p, err := newPool(cfg, observe)
+	if err != nil {
+		return nil, err
+	}
+	d := &Directory{cfg: cfg, domain: domainOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: map[string]Entry{}}
+	for _, gr := range cfg.GroupRoles {
+		dn, _ := ldap.ParseDN(gr.Group) // checked by withDefaults
+		d.groups = append(d.groups, parsedGroupRole{dn: dn, role: gr.Role})
+	}
+	return d, nil
+}
+
+// Close closes the pooled connections.
+func (d *Directory) Close() error { d.pool.close(); return nil }
+
+// StatusTTL is how long a status is used before it is read again.
+func (d *Directory) StatusTTL() time.Duration { return d.cfg.StatusTTL }
+
+// AccountName maps the forms of a username the directory's users type
+// (EXAMPLE\alice, alice@example.test) to the account name (alice).
+func (d *Directory) AccountName(typed string) string { return d.domain.AccountName(typed) }
+
+// Status returns the account's status: from the cache while it is younger
+// than status_ttl, else read again. When the directory cannot be read it
+// returns an error wrapping ErrUnavailable: never a stale status past
+// status_ttl, never a pass.
+func (d *Directory) Status(ctx context.Context, name string) (Entry, error) {
+	d.mu.RLock()
+	e, ok := d.status[name]
+	d.mu.RUnlock()
+	if ok && d.now().Sub(e.CheckedAt) < d.cfg.StatusTTL {
+		return e, nil
+	}
+	return d.Refresh(ctx, name)
+}
+
+// Cached returns the cached status of name without reading the directory.
+func (d *Directory) Cached(name string) (Entry, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	e, ok := d.status[name]
+	return e, ok
+}
+
+// Refresh reads the account's status from the directory now and caches
+// it; concurrent refreshes of one account share a read. A change from the
+// cached status is reported as an event.
+func (d *Directory) Refresh(ctx context.Context, name string) (Entry, error) {
+	v, err, _ := d.reads.Do(name, func() (any, error) { return d.lookup(name) })
+	if err != nil {
+		return Entry{}, err
+	}
+	e := v.(Entry)
+	d.mu.Lock()
+	old, had := d.status[name]
+	if !had || !old.CheckedAt.After(e.CheckedAt) {
+		d.status[name] = e
+	}
+	d.mu.Unlock()
+	if had && (old.Active() != e.Active() || old.Problem != e.Problem || !slices.Equal(old.Roles, e.Roles)) {
+		d.notify(Event{Username: name, What: "directory status changed: " + describe(old) + " → " + describe(e)})
+	}
+	return e, nil
+}
+
+// describe is an entry's state in words, for the audit log.
+func describe(e Entry) string {
+	switch {
+	case !e.Found:
+		return "deleted"
+	case e.Problem != "":
+		return e.Problem
+	default:
+		return fmt.Sprintf("active, roles %v", e.Roles)
+	}
+}
+
+// Bind checks name's password by a bind as its entry. It returns the
+// account's fresh status on success (which may still have a Problem),
+// ErrWrongPassword for a wrong password or an unknown account, and an
+// error wrapping ErrUnavailable when the directory cannot be reached.
+func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, error) {
+	e, err := d.Refresh(ctx, name)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !e.Found {
+		d.notify(Event{Username: name, What: "directory bind failed: no such account"})
+		return Entry{}, ErrWrongPassword
+	}
+	switch err := d.pool.bind(e.DN, password); {
+	case errors.Is(err, errWrongPassword):
+		d.notify(Event{Username: name, What: "directory bind failed: wrong password"})
+		return Entry{}, ErrWrongPassword
+	case err != nil && isNetworkError(err) || errors.Is(err, ErrUnavailable):
+		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, scrub(err))
+	case err != nil:
+		// Refused for another reason (a disabled AD account answers
+		// invalidCredentials, others answer e.g. unwillingToPerform).
+		d.notify(Event{Username: name, What: "directory bind failed: " + scrub(err).Error()})
+		return Entry{}, ErrWrongPassword
+	}
+	return e, nil
+}
+
+// ErrWrongPassword is Bind's answer to a wrong password or an unknown
+// account: the same for both.
+var ErrWrongPassword = errors.New("directory: invalid username or password")
+
+// userAttributes are read from a user's entry, per flavor.
+var userAttributes = map[Flavor][]string{
+	ActiveDirectory: {"userAccountControl", "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber"},
+	OpenLDAP:        {"pwdAccountLockedTime", "mobile", "telephoneNumber"},
+}
+
+// lookup reads name's entry and groups.
+func (d *Directory) lookup(name string) (Entry, error) {
+	now := d.now()
+	entries, err := d.pool.search("search_user", d.cfg.BaseDN, fill(d.cfg.UserFilter, "{username}", name), userAttributes[d.cfg.Flavor])
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		entries, err = nil, nil
+	}
+	if err != nil {
+		return Entry{}, unavailable(err)
+	}
+	if len(entries) != 1 {
+		// None, or an ambiguous name: no account.
+		return Entry{CheckedAt: now}, nil
+	}
+	u := entries[0]
+	e := Entry{Found: true, DN: u.DN, CheckedAt: now, Mobile: u.GetAttributeValue("mobile")}
+	if e.Mobile == "" {
+		e.Mobile = u.GetAttributeValue("telephoneNumber")
+	}
+	e.Problem = d.problem(u, now)
+	groups, err := d.groupsOf(u.DN)
+	if err != nil {
+		return Entry{}, unavailable(err)
+	}
+	e.Roles = d.roles(groups)
+	if e.Problem == "" && len(d.groups) > 0 && len(e.Roles) == 0 {
+		e.Problem = "in no mapped group"
+	}
+	return e, nil
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, scrub(err))
+}
+
+// Active Directory's userAccountControl bits.
+const (
+	uacDisabled        = 0x2
+	neverExpires int64 = 0x7FFFFFFFFFFFFFFF
+)
+
+// problem says why the entry may not sign in, by flavor; "" when it may.
+func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
+	switch d.cfg.Flavor {
+	case ActiveDirectory:
+		uac, _ := strconv.ParseInt(u.GetAttributeValue("userAccountControl"), 10, 64)
+		if uac&uacDisabled != 0 {
+			return "disabled"
+		}
+		if t, _ := strconv.ParseInt(u.GetAttributeValue("lockoutTime"), 10, 64); t > 0 {
+			return "locked"
+		}
+		if t, _ := strconv.ParseInt(u.GetAttributeValue("accountExpires"), 10, 64); t > 0 && t != neverExpires && fileTime(t).Before(now) {
+			return "expired"
+		}
+		if v := u.GetAttributeValue("pwdLastSet"); v == "0" {
+			return "must change its password"
+		}
+	case OpenLDAP:
+		switch v := u.GetAttributeValue("pwdAccountLockedTime"); {
+		case v == "000001010000Z":
+			return "disabled" // ppolicy: locked until an administrator unlocks it
+		case v != "":
+			return "locked"
+		}
+	}
+	return ""
+}
+
+// fileTime converts a Windows FILETIME (100 ns since 1601) to a time.
+func fileTime(t int64) time.Time {
+	const epochDiff = 116444736000000000 // 1601 to 1970 in 100 ns
+	return time.Unix(0, (t-epochDiff)*100)
+}
+
+// maxNesting bounds how deep nested groups are followed.
+const maxNesting = 8
+
+// groupsOf returns the DNs of the groups dn belongs to. Active Directory
+// follows nesting itself (LDAP_MATCHING_RULE_IN_CHAIN); for other
+// servers the groups of each group found are searched in turn.
+func (d *Directory) groupsOf(dn string) ([]string, error) {
+	var all []string
+	frontier := []string{dn}
+	for depth := 0; len(frontier) > 0 && depth < maxNesting; depth++ {
+		var next []string
+		for _, member := range frontier {
+			entries, err := d.pool.search("search_groups", d.cfg.GroupBaseDN, fill(d.cfg.GroupFilter, "{dn}", member), []string{"1.1"})
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, g := range entries {
+				if !slices.Contains(all, g.DN) {
+					all = append(all, g.DN)
+					next = append(next, g.DN)
+				}
+			}
+		}
+		if d.cfg.Flavor == ActiveDirectory {
+			break
+		}
+		frontier = next
+	}
+	return all, nil
+}
+
+// roles maps group DNs to the configured roles.
+func (d *Directory) roles(groups []string) []string {
+	var roles []string
+	for _, g := range groups {
+		dn, err := ldap.ParseDN(g)
+		if err != nil {
+			continue
+		}
+		for _, gr := range d.groups {
+			if gr.dn.EqualFold(dn) && !slices.Contains(roles, gr.role) {
+				roles = append(roles, gr.role)
+			}
+		}
+	}
+	slices.Sort(roles)
+	return roles
+}

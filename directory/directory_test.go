@@ -1,0 +1,152 @@
+package directory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+	"github.com/gatehouse-auth/gatehouse/internal/testport"
+)
+
+// config is an openldap-flavored configuration for s over LDAPS, mapping
+// the operators group (and the groups nested in it) to "reader".
+func config(s *slapdtest.Server) directory.Config {
+	return directory.Config{
+		URLs: []string{s.TLSURL}, CAFile: s.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
+		StatusTTL:  time.Hour, Timeout: 10 * time.Second,
+	}
+}
+
+// recorder collects a directory's audit events.
+type recorder struct {
+	mu     sync.Mutex
+	events []directory.Event
+}
+
+func (r *recorder) add(e directory.Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
+
+func (r *recorder) has(user, what string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.events, func(e directory.Event) bool { return e.Username == user && strings.Contains(e.What, what) })
+}
+
+// TestDirectoryAgainstSlapd: passwords by bind, status and roles (through
+// a nested group) from a real OpenLDAP over LDAPS with a test CA.
+func TestDirectoryAgainstSlapd(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "+15550001", slapdtest.ShiftDN)
+	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
+	s.Modify("dn: uid=bob," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
+	s.AddUser("carol", "carol password", "", slapdtest.OperatorsDN)
+	s.Modify("dn: uid=carol," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 20260101000000Z\n")
+	s.AddUser("dave", "dave password", "")
+	rec := &recorder{}
+	d, err := directory.New(config(s), nil, rec.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+
+	e, err := d.Bind(ctx, "alice", "alice password")
+	if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) || e.Mobile != "+15550001" {
+		t.Fatalf("alice: %+v, %v; want active, roles [reader] through the nested group, her mobile", e, err)
+	}
+	for _, c := range []struct{ user, pass string }{
+		{"alice", "wrong password"}, {"alice", ""}, {"nobody", "alice password"},
+		{"*)(uid=*", "alice password"}, {"admin)(|(a=*", "alice password"}, {"*", "alice password"}, {"alice*", "alice password"},
+	} {
+		if _, err := d.Bind(ctx, c.user, c.pass); !errors.Is(err, directory.ErrWrongPassword) {
+			t.Errorf("Bind(%q, %q) = %v; want ErrWrongPassword", c.user, c.pass, err)
+		}
+	}
+	if !rec.has("alice", "bind failed") {
+		t.Errorf("a failed bind was not reported for the audit log: %+v", rec.events)
+	}
+	for user, problem := range map[string]string{"bob": "disabled", "carol": "locked", "dave": "in no mapped group"} {
+		e, err := d.Status(ctx, user)
+		if err != nil || e.Active() || e.Problem != problem {
+			t.Errorf("%s: %+v, %v; want problem %q", user, e, err, problem)
+		}
+	}
+	if e, err := d.Status(ctx, "*)(uid=*"); err != nil || e.Found {
+		t.Errorf("an injected filter found %+v, %v", e, err)
+	}
+
+	// Cached for status_ttl; Refresh reads again and reports the change.
+	s.Modify("dn: " + slapdtest.ShiftDN + "\nchangetype: modify\ndelete: member\nmember: uid=alice," + slapdtest.PeopleDN + "\n")
+	if e, _ := d.Status(ctx, "alice"); !e.Active() {
+		t.Fatalf("the cached status was not used: %+v", e)
+	}
+	if e, err := d.Refresh(ctx, "alice"); err != nil || e.Active() || e.Problem != "in no mapped group" {
+		t.Fatalf("after removal from the group: %+v, %v", e, err)
+	}
+	if !rec.has("alice", "status changed") {
+		t.Errorf("the status change was not reported: %+v", rec.events)
+	}
+}
+
+// TestDirectoryFailoverAndOutage: a dead first URL fails over to the
+// next; with every server down, reads fail with ErrUnavailable (never a
+// pass) once the cached status is older than status_ttl, and service
+// resumes when the server is back. The bind password is in no error.
+func TestDirectoryFailoverAndOutage(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	cfg := config(s)
+	dead := fmt.Sprintf("ldaps://127.0.0.1:%d", testport.Free(t))
+	cfg.URLs = []string{dead, s.TLSURL}
+	cfg.StatusTTL = time.Second
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	if e, err := d.Bind(ctx, "alice", "alice password"); err != nil || !e.Active() {
+		t.Fatalf("through the second URL: %+v, %v", e, err)
+	}
+	s.Stop()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := d.Status(ctx, "alice")
+		if errors.Is(err, directory.ErrUnavailable) {
+			if strings.Contains(err.Error(), slapdtest.ServicePassword) {
+				t.Fatalf("the bind password is in an error: %v", err)
+			}
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("with the server down, status_ttl after the last read: %v; want ErrUnavailable", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := d.Bind(ctx, "alice", "alice password"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("a bind with the server down: %v; want ErrUnavailable", err)
+	}
+	s.Restart()
+	if e, err := d.Bind(ctx, "alice", "alice password"); err != nil || !e.Active() {
+		t.Fatalf("after the restart: %+v, %v", e, err)
+	}
+
+	// A wrong service password: an error that does not repeat it.
+	cfg.BindPassword = "the wrong service password"
+	bad, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Status(ctx, "alice"); err == nil || strings.Contains(err.Error(), cfg.BindPassword) {
+		t.Fatalf("wrong service password: %v", err)
+	}
+}
