@@ -238,4 +238,3 @@ objectClass: groupOfNames
 cn: operators
 member: ` + ShiftDN + `
 `
-
