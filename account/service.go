@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -32,6 +33,8 @@ const (
 type Service struct {
 	store *cache.Cache
 	now   func() time.Time
+	// dir is the directory of directory accounts; nil when none.
+	dir *directory.Directory
 
 	hooksMu  sync.Mutex
 	onDelete []DeleteHook
@@ -82,12 +85,19 @@ func decodeRole(b []byte) (*Role, error) {
 
 // User returns the account, with only the roles it holds (see
 // withHeldRoles), or a 404 failure.
+//
+// A directory account Gatehouse has no record of yet gets one (see
+// DirectoryUser), so that credentials can be bound to it before its first
+// sign-in.
 func (s *Service) User(ctx context.Context, username string) (*User, error) {
-	name, err := NormalizeUsername(username)
+	name, err := s.canonicalName(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
 	u, err := s.UserByCanonicalName(ctx, name)
+	if s.dir != nil && failure.Status(err) == http.StatusNotFound {
+		return s.DirectoryUser(ctx, name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +158,11 @@ func (s *Service) eachUser(ctx context.Context, fn func(*User)) error {
 // CreateUser adds an account; 409 when the name is taken, 400 when a role
 // does not exist or a field is invalid.
 func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
-	name, err := NormalizeUsername(in.Username)
+	name, err := s.canonicalName(in.Username)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseDirectoryName(ctx, name); err != nil {
 		return nil, err
 	}
 	roles, generations, err := s.checkRoles(ctx, in.Roles)
@@ -181,6 +194,14 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 // UpdateUser applies patch atomically (compare-and-swap, retried on a
 // concurrent change).
 func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPatch) (*User, error) {
+	if patch.Roles != nil || patch.Status != nil || patch.Password != nil {
+		switch u, err := s.User(ctx, username); {
+		case err != nil:
+			return nil, err
+		case u.FromDirectory():
+			return nil, failure.Conflict("the roles, status and password of %q belong to the directory; change them there", u.Username)
+		}
+	}
 	var hash string
 	if patch.Password != nil && *patch.Password != "" {
 		var err error
@@ -248,7 +269,7 @@ func (s *Service) EndSessions(ctx context.Context, username string) (*User, erro
 // time, also its UpdatedAt) and writes it back with compare-and-swap,
 // retrying when another writer got there first.
 func (s *Service) modifyUser(ctx context.Context, username string, change func(u *User, now time.Time)) (*User, error) {
-	name, err := NormalizeUsername(username)
+	name, err := s.canonicalName(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
@@ -363,8 +384,10 @@ func (s *Service) heldRole(ctx context.Context, u *User, name string) (*Role, er
 	if err != nil {
 		return nil, err
 	}
-	if r.Generation != u.RoleGenerations[name] {
-		return nil, storage.ErrNotFound // deleted and created again since it was assigned
+	if !u.FromDirectory() && r.Generation != u.RoleGenerations[name] {
+		// Deleted and created again since it was assigned. (A directory
+		// account holds the roles its groups map to: nothing is assigned.)
+		return nil, storage.ErrNotFound
 	}
 	return r, nil
 }
@@ -532,15 +555,21 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	if id.Method == identity.MethodConnector && id.TokenEpoch != u.TokenEpoch {
 		return identity.Unauthenticated("the account was blocked after the token was issued; request a new token pair with the certificate")
 	}
+	roles := u.Roles
+	if u.FromDirectory() {
+		if roles, err = s.directoryCheck(ctx, u); err != nil {
+			return err
+		}
+	}
 	// Every role is looked at (cache hits): the identity forwards and signs
 	// only roles the account holds, not the name of one deleted meanwhile.
 	allowed, missing := false, false
 	var existing []string // once one is missing: those that exist
-	for i, name := range u.Roles {
+	for i, name := range roles {
 		r, err := s.heldRole(ctx, u, name)
 		if errors.Is(err, storage.ErrNotFound) {
 			if !missing {
-				existing, missing = slices.Clone(u.Roles[:i]), true
+				existing, missing = slices.Clone(roles[:i]), true
 			}
 			continue
 		}
@@ -552,7 +581,7 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 		}
 		allowed = allowed || r.Allows(method, cleanPath)
 	}
-	id.Roles = u.Roles
+	id.Roles = roles
 	if missing {
 		id.Roles = existing
 	}

@@ -130,7 +130,7 @@ var errWrongPassword = identity.Unauthenticated("invalid username or password")
 // answer is not a failure. Store failures are returned as errors, never
 // as a sign-in.
 func (s *Service) SignIn(ctx context.Context, username, password string, attempts Attempts) (SignInResult, error) {
-	name, err := NormalizeUsername(username)
+	name, err := s.canonicalName(username)
 	if err != nil {
 		// Nothing to count or to check: no account can have this name.
 		return SignInResult{Outcome: Wrong, Reason: ReasonInvalidUsername}, nil
@@ -181,8 +181,15 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	return res, nil
 }
 
-// passwordSource is where u's password is checked.
-func (s *Service) passwordSource(*User) PasswordSource { return localPasswords{} }
+// passwordSource is where u's password is checked: the directory for a
+// directory account, and for a name Gatehouse does not know when a
+// directory is configured; the store otherwise.
+func (s *Service) passwordSource(u *User) PasswordSource {
+	if s.dir != nil && (u == nil || u.FromDirectory()) {
+		return directoryPasswords{s}
+	}
+	return localPasswords{}
+}
 
 // CheckPassword verifies a user's password without any attempt
 // accounting (argon2id; callers cache successes). It returns the user on
@@ -190,7 +197,7 @@ func (s *Service) passwordSource(*User) PasswordSource { return localPasswords{}
 // user exists. ErrBusy (no refusal: the password was not checked) means
 // too many checks ran at once, for a known user as for an unknown one.
 func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
-	name, err := NormalizeUsername(username)
+	name, err := s.canonicalName(username)
 	if err != nil {
 		return nil, errWrongPassword
 	}

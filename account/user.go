@@ -37,6 +37,11 @@ type User struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	// MobileNumber is the number text messages go to; empty means none.
 	MobileNumber string `json:"mobile_number,omitempty"`
+	// Source is where the account's password, status and roles come
+	// from: empty (local) or SourceDirectory.
+	Source string `json:"source,omitempty"`
+	// DN is a directory account's entry when it was first seen.
+	DN string `json:"dn,omitempty"`
 	// CreatedAt is when the account was created (UTC).
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the account was last changed (UTC).
@@ -75,6 +80,11 @@ type UserView struct {
 	HasPassword bool `json:"has_password"`
 	// MobileNumber is the number text messages go to; omitted when none.
 	MobileNumber string `json:"mobile_number,omitempty"`
+	// Source is "local" or "directory".
+	Source string `json:"source"`
+	// Directory is a directory account's cached directory status; its
+	// roles, not Roles, are the ones that count.
+	Directory *DirectoryView `json:"directory,omitempty"`
 	// CreatedAt is when the account was created (UTC).
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the account was last changed (UTC).
@@ -86,8 +96,12 @@ type UserView struct {
 
 // View returns the user without secrets.
 func (u *User) View() UserView {
+	source := SourceLocal
+	if u.FromDirectory() {
+		source = SourceDirectory
+	}
 	return UserView{Username: u.Username, Roles: u.Roles, Status: u.Status, HasPassword: u.PasswordHash != "",
-		MobileNumber: u.MobileNumber, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: u.SessionsEndedAt}
+		MobileNumber: u.MobileNumber, Source: source, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: u.SessionsEndedAt}
 }
 
 // Active reports whether the account may authenticate.

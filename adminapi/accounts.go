@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // Core serves the users, roles and audit endpoints.
@@ -35,6 +36,7 @@ func (c *Core) AdminRoutes() []Route {
 		{"GET /gatehouse/roles/{name}", c.getRole},
 		{"DELETE /gatehouse/roles/{name}", c.deleteRole},
 		{"GET /gatehouse/audit", c.queryAudit},
+		{"POST /gatehouse/directory/refresh/{username}", c.refreshDirectoryUser},
 	}
 }
 
@@ -68,7 +70,40 @@ func (c *Core) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, u.View())
+	return c.writeUser(w, r, u)
+}
+
+// writeUser answers u's view, with a directory account's cached
+// directory status.
+func (c *Core) writeUser(w http.ResponseWriter, r *http.Request, u *account.User) error {
+	view := u.View()
+	dir, err := c.engine.Accounts.DirectoryStatus(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	view.Directory = dir
+	return WriteJSON(w, http.StatusOK, view)
+}
+
+// refreshDirectoryUser drops the cached directory status of a directory
+// account: it is read from the directory at once, and answered.
+func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) error {
+	dir := c.engine.Accounts.Directory()
+	if dir == nil {
+		return failure.NotFound("no directory is configured (gatehouse { directory ldap { … } })")
+	}
+	u, err := c.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	if err != nil {
+		return err
+	}
+	if !u.FromDirectory() {
+		return failure.Conflict("%q is a local account, not a directory one", u.Username)
+	}
+	if _, err := dir.Refresh(r.Context(), u.Username); err != nil {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	Note(r, u.Username, "directory status refreshed")
+	return c.writeUser(w, r, u)
 }
 
 func (c *Core) patchUser(w http.ResponseWriter, r *http.Request) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/console"
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -100,6 +101,9 @@ type App struct {
 	// EnrolmentLinkLifetime is how long a one-time enrolment link (the ESA
 	// installation_url) stays valid. Default: 24h.
 	EnrolmentLinkLifetime caddy.Duration `json:"enrolment_link_lifetime,omitempty"`
+	// Directory makes an LDAP directory (Active Directory, OpenLDAP) a
+	// source of accounts beside the local ones. Default: none.
+	Directory *directory.Config `json:"directory,omitempty"`
 
 	ctx    caddy.Context
 	logger *zap.Logger
@@ -155,6 +159,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if err := a.provisionTwoFactor(ctx); err != nil {
 		return err
+	}
+	if a.Directory != nil {
+		if err := a.Directory.Validate(); err != nil {
+			return err
+		}
 	}
 	return validateStorage(a.Storage)
 }

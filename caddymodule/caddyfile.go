@@ -43,6 +43,7 @@ func init() {
 //		otp_issuer         <name>
 //		hotp_window        <n>
 //		enrolment_link_lifetime <duration>
+//		directory ldap { … }  (see parseDirectory)
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -120,6 +121,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneInt(d, &a.HOTPWindow)
 		case "enrolment_link_lifetime":
 			err = oneDuration(d, &a.EnrolmentLinkLifetime)
+		case "directory":
+			err = a.parseDirectory(d)
 		default:
 			return d.Errf("unknown gatehouse option %q", opt)
 		}

@@ -61,11 +61,11 @@ func (p *pool) dial() (*ldap.Conn, error) {
 }
 
 func (p *pool) dialOne(u string) (*ldap.Conn, error) {
-	c, err := ldap.DialURL(u, ldap.DialWithDialer(&net.Dialer{Timeout: p.cfg.Timeout}), ldap.DialWithTLSConfig(p.tls))
+	c, err := ldap.DialURL(u, ldap.DialWithDialer(&net.Dialer{Timeout: time.Duration(p.cfg.Timeout)}), ldap.DialWithTLSConfig(p.tls))
 	if err != nil {
 		return nil, err
 	}
-	c.SetTimeout(p.cfg.Timeout)
+	c.SetTimeout(time.Duration(p.cfg.Timeout))
 	if p.cfg.StartTLS {
 		if err := c.StartTLS(p.tls); err != nil {
 			c.Close()
@@ -164,7 +164,7 @@ func (p *pool) search(op, base, filter string, attrs []string) ([]*ldap.Entry, e
 	var entries []*ldap.Entry
 	err := p.do(op, func(c *ldap.Conn) error {
 		res, err := c.Search(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
-			int(p.cfg.Timeout/time.Second), false, filter, attrs, nil))
+			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil))
 		if err != nil {
 			return err
 		}

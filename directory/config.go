@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -52,8 +53,8 @@ type Config struct {
 	StartTLS bool `json:"starttls,omitempty"`
 	// BindDN is the service account that searches the directory.
 	BindDN string `json:"bind_dn"`
-	// BindPassword is the service account's password; it is never logged
-	// or shown.
+	// BindPassword is the service account's password, or a placeholder
+	// such as {env.GATEHOUSE_LDAP_PASSWORD}; it is never logged or shown.
 	BindPassword string `json:"bind_password"`
 	// BaseDN is where users are searched. Its DC= parts name the domain
 	// for the EXAMPLE\alice and alice@example.test forms of a username.
@@ -73,11 +74,11 @@ type Config struct {
 	// again, and so how long a change in the directory takes to count;
 	// also how long a cached status is used while the directory is down.
 	// Default: 30s.
-	StatusTTL time.Duration `json:"status_ttl,omitempty"`
+	StatusTTL caddy.Duration `json:"status_ttl,omitempty"`
 	// Flavor is "active_directory" (default) or "openldap".
 	Flavor Flavor `json:"flavor,omitempty"`
 	// Timeout bounds dialling and each LDAP request. Default: 5s.
-	Timeout time.Duration `json:"timeout,omitempty"`
+	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
 // Filter defaults by flavor.
@@ -90,6 +91,13 @@ var defaultFilters = map[Flavor]struct{ user, group string }{
 		user:  "(&(objectClass=inetOrgPerson)(uid={username}))",
 		group: "(&(objectClass=groupOfNames)(member={dn}))",
 	},
+}
+
+// Validate reports the first invalid option; it never mentions the bind
+// password.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
 }
 
 // withDefaults returns c with its defaults filled in, or an error naming
@@ -112,10 +120,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.GroupBaseDN = c.BaseDN
 	}
 	if c.StatusTTL <= 0 {
-		c.StatusTTL = 30 * time.Second
+		c.StatusTTL = caddy.Duration(30 * time.Second)
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 5 * time.Second
+		c.Timeout = caddy.Duration(5 * time.Second)
 	}
 	if len(c.URLs) == 0 {
 		return c, errors.New("directory: url is required")

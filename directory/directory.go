@@ -38,8 +38,10 @@ func (e Entry) Active() bool { return e.Found && e.Problem == "" }
 type Event struct {
 	// Username is the account's name.
 	Username string
-	// What says what happened: "bind failed", or the status change.
+	// What says what happened: why a bind failed, or the status change.
 	What string
+	// Failure marks a failed bind (a status change is no failure).
+	Failure bool
 }
 
 // Directory is a connected LDAP directory with its status cache.
@@ -92,7 +94,7 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 func (d *Directory) Close() error { d.pool.close(); return nil }
 
 // StatusTTL is how long a status is used before it is read again.
-func (d *Directory) StatusTTL() time.Duration { return d.cfg.StatusTTL }
+func (d *Directory) StatusTTL() time.Duration { return time.Duration(d.cfg.StatusTTL) }
 
 // AccountName maps the forms of a username the directory's users type
 // (EXAMPLE\alice, alice@example.test) to the account name (alice).
@@ -106,7 +108,7 @@ func (d *Directory) Status(ctx context.Context, name string) (Entry, error) {
 	d.mu.RLock()
 	e, ok := d.status[name]
 	d.mu.RUnlock()
-	if ok && d.now().Sub(e.CheckedAt) < d.cfg.StatusTTL {
+	if ok && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
 		return e, nil
 	}
 	return d.Refresh(ctx, name)
@@ -163,19 +165,19 @@ func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, err
 		return Entry{}, err
 	}
 	if !e.Found {
-		d.notify(Event{Username: name, What: "directory bind failed: no such account"})
+		d.notify(Event{Username: name, What: "directory bind failed: no such account", Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
 	switch err := d.pool.bind(e.DN, password); {
 	case errors.Is(err, errWrongPassword):
-		d.notify(Event{Username: name, What: "directory bind failed: wrong password"})
+		d.notify(Event{Username: name, What: "directory bind failed: wrong password", Failure: true})
 		return Entry{}, ErrWrongPassword
 	case err != nil && isNetworkError(err) || errors.Is(err, ErrUnavailable):
 		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, scrub(err))
 	case err != nil:
 		// Refused for another reason (a disabled AD account answers
 		// invalidCredentials, others answer e.g. unwillingToPerform).
-		d.notify(Event{Username: name, What: "directory bind failed: " + scrub(err).Error()})
+		d.notify(Event{Username: name, What: "directory bind failed: " + scrub(err).Error(), Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
 	return e, nil

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
@@ -22,7 +24,7 @@ func config(s *slapdtest.Server) directory.Config {
 		URLs: []string{s.TLSURL}, CAFile: s.CAFile, Flavor: directory.OpenLDAP,
 		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
 		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
-		StatusTTL:  time.Hour, Timeout: 10 * time.Second,
+		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
 	}
 }
 
@@ -106,7 +108,7 @@ func TestDirectoryFailoverAndOutage(t *testing.T) {
 	cfg := config(s)
 	dead := fmt.Sprintf("ldaps://127.0.0.1:%d", testport.Free(t))
 	cfg.URLs = []string{dead, s.TLSURL}
-	cfg.StatusTTL = time.Second
+	cfg.StatusTTL = caddy.Duration(time.Second)
 	d, err := directory.New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -413,11 +413,12 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	if in.Username == "" {
 		return nil, failure.Invalid("username is required: the user the key runs as")
 	}
-	username, err := account.NormalizeUsername(in.Username)
-	if err != nil {
+	if _, err := account.NormalizeUsername(in.Username); err != nil {
 		return nil, err
 	}
-	u, err := s.engine.Accounts.UserByCanonicalName(ctx, username)
+	// User, not UserByCanonicalName: it knows a directory's forms of a
+	// name, and directory accounts not seen yet.
+	u, err := s.engine.Accounts.User(ctx, in.Username)
 	if failure.Status(err) == http.StatusNotFound {
 		return nil, failure.Invalid("user %q does not exist; create the user first", in.Username)
 	}

@@ -32,6 +32,10 @@ type verified struct {
 	username     string
 	passwordHash string
 	userID       string
+	// expires, when set, ends the cached success (a directory account's
+	// password is checked again after status_ttl: the directory may have
+	// changed it).
+	expires time.Time
 }
 
 // identity is a new identity of the verified user: each request gets its
@@ -122,7 +126,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	sum := e.Keystore.IndexSum("basic", payload)
 	if v, ok := c.verified.Get(string(sum[:])); ok {
 		u, err := e.Accounts.UserByCanonicalName(ctx, v.username)
-		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID {
+		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID && (v.expires.IsZero() || time.Now().Before(v.expires)) {
 			return v.identity(), nil
 		}
 		c.verified.Remove(string(sum[:]))
@@ -155,6 +159,9 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 	case account.OK:
 		u := res.User
 		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+		if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
+			v.expires = time.Now().Add(lifetime)
+		}
 		c.verified.Add(cacheKey, v)
 		return v, nil
 	case account.Throttled:

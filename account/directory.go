@@ -1,0 +1,216 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// Account sources: where an account's password, status and roles come
+// from.
+const (
+	// SourceLocal: Gatehouse's own store.
+	SourceLocal = "local"
+	// SourceDirectory: an LDAP directory (see package directory); the
+	// Gatehouse record holds only what the directory does not (the ID
+	// credentials are bound to, sessions, mobile number).
+	SourceDirectory = "directory"
+)
+
+// SetDirectory makes d a source of accounts beside the local ones. It is
+// called once, before the service is used.
+func (s *Service) SetDirectory(d *directory.Directory) { s.dir = d }
+
+// Directory is the configured directory, nil when none.
+func (s *Service) Directory() *directory.Directory { return s.dir }
+
+// canonicalName maps a typed username to its canonical form: a
+// directory's EXAMPLE\alice and alice@example.test forms to alice, then
+// NormalizeUsername.
+func (s *Service) canonicalName(typed string) (string, error) {
+	if s.dir != nil {
+		typed = s.dir.AccountName(typed)
+	}
+	return NormalizeUsername(typed)
+}
+
+// FromDirectory reports whether u is a directory account.
+func (u *User) FromDirectory() bool { return u.Source == SourceDirectory }
+
+// directoryPasswords checks passwords by a bind to the directory, and
+// keeps a Gatehouse record for each directory account that signed in.
+type directoryPasswords struct{ s *Service }
+
+// CheckPassword implements PasswordSource.
+func (p directoryPasswords) CheckPassword(ctx context.Context, name string, u *User, password string) (*User, error) {
+	e, err := p.s.dir.Bind(ctx, name, password)
+	switch {
+	case errors.Is(err, directory.ErrWrongPassword):
+		return nil, errWrongPassword
+	case err != nil:
+		return nil, directoryDown(err)
+	}
+	if u == nil {
+		if u, err = p.s.directoryRecord(ctx, name, e); err != nil {
+			return nil, err
+		}
+	}
+	return withDirectoryStatus(u, e), nil
+}
+
+// directoryDown is the error of an unreachable directory: the data plane
+// answers 503, like a store that is down.
+func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUnavailable, err) }
+
+// withDirectoryStatus is a copy of u with the directory's status and roles.
+func withDirectoryStatus(u *User, e directory.Entry) *User {
+	c := *u
+	c.Roles = e.Roles
+	c.Status = StatusActive
+	if !e.Active() {
+		c.Status = StatusBlocked
+	}
+	return &c
+}
+
+// directoryRecord returns the Gatehouse record of the directory account
+// name, creating it on first use. A local account of the same name is a
+// conflict.
+func (s *Service) directoryRecord(ctx context.Context, name string, e directory.Entry) (*User, error) {
+	now := s.now().UTC()
+	u := &User{Username: name, ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: e.DN, CreatedAt: now, UpdatedAt: now}
+	raw, _ := json.Marshal(u)
+	ok, err := s.store.CompareAndSwap(ctx, userPrefix+name, nil, raw, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return u, nil
+	}
+	cur, err := s.UserByCanonicalName(ctx, name) // created meanwhile
+	if err != nil {
+		return nil, err
+	}
+	if !cur.FromDirectory() {
+		return nil, failure.Conflict("user %q exists both in Gatehouse and in the directory; delete one", name)
+	}
+	return cur, nil
+}
+
+// refuseDirectoryName is a 409 when the directory has an account name: a
+// local account cannot share it.
+func (s *Service) refuseDirectoryName(ctx context.Context, name string) error {
+	if s.dir == nil {
+		return nil
+	}
+	e, err := s.dir.Refresh(ctx, name)
+	if err != nil {
+		return directoryDown(err)
+	}
+	if e.Found {
+		return failure.Conflict("%q is an account of the directory; a local user cannot have its name", name)
+	}
+	return nil
+}
+
+// DirectoryUser returns the Gatehouse record of a directory account,
+// creating it when the directory has the account and Gatehouse does not
+// yet (so that app keys, connectors and second factors can be bound to
+// it before its first sign-in). 404 when the directory does not have it.
+func (s *Service) DirectoryUser(ctx context.Context, username string) (*User, error) {
+	name, err := s.canonicalName(username)
+	if err != nil || s.dir == nil {
+		return nil, failure.NotFound("user %q not found", username)
+	}
+	e, err := s.dir.Refresh(ctx, name)
+	if err != nil {
+		return nil, directoryDown(err)
+	}
+	if !e.Found {
+		return nil, failure.NotFound("user %q not found in the directory", name)
+	}
+	return s.directoryRecord(ctx, name, e)
+}
+
+// DirectoryView is what the admin API shows of a directory account's
+// cached status.
+type DirectoryView struct {
+	// DN is the account's entry in the directory.
+	DN string `json:"dn"`
+	// Roles are the Gatehouse roles of its mapped groups.
+	Roles []string `json:"roles"`
+	// Status is "active", "deleted" or why the account may not sign in
+	// ("disabled", "locked", "expired", …).
+	Status string `json:"status"`
+	// CheckedAt is when the directory was read (UTC).
+	CheckedAt time.Time `json:"checked_at"`
+	// AgeSeconds is how old that reading is.
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// DirectoryStatus is the cached directory status of a directory account
+// (read from the directory when there is none yet).
+func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView, error) {
+	if !u.FromDirectory() || s.dir == nil {
+		return nil, nil
+	}
+	e, ok := s.dir.Cached(u.Username)
+	if !ok {
+		var err error
+		if e, err = s.dir.Refresh(ctx, u.Username); err != nil {
+			return nil, directoryDown(err)
+		}
+	}
+	v := &DirectoryView{DN: e.DN, Roles: e.Roles, CheckedAt: e.CheckedAt.UTC(), AgeSeconds: s.now().Sub(e.CheckedAt).Seconds()}
+	switch {
+	case !e.Found:
+		v.Status = "deleted"
+	case e.Problem != "":
+		v.Status = e.Problem
+	default:
+		v.Status = string(StatusActive)
+	}
+	if v.Roles == nil {
+		v.Roles = []string{}
+	}
+	return v, nil
+}
+
+// directoryCheck is the per-request check of a directory account: its
+// status from the cache (read again once older than status_ttl; the
+// directory down past that: an error, answered 503). It returns the
+// account's roles.
+func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, error) {
+	if s.dir == nil {
+		return nil, identity.Unauthenticated("the account's directory is not configured")
+	}
+	e, err := s.dir.Status(ctx, u.Username)
+	switch {
+	case err != nil:
+		return nil, directoryDown(err)
+	case !e.Found:
+		return nil, identity.Unauthenticated("the account no longer exists in the directory")
+	case !e.Active():
+		return nil, identity.Forbidden("the account is " + e.Problem + " in the directory")
+	}
+	return e.Roles, nil
+}
+
+// VerifiedLifetime is how long a checked password of u may be taken as
+// right without checking it again: a local account's for as long as its
+// hash stays the same (zero: no limit), a directory account's for
+// status_ttl, so that a password changed in the directory stops working
+// within it.
+func (s *Service) VerifiedLifetime(u *User) time.Duration {
+	if u.FromDirectory() && s.dir != nil {
+		return s.dir.StatusTTL()
+	}
+	return 0
+}

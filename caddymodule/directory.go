@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/engine"
+)
+
+func init() {
+	extensions = append(extensions, startDirectory)
+}
+
+// startDirectory connects the configured directory (none: nothing to do)
+// to the accounts: its failed binds and status changes go to the audit
+// log, its operations to the metrics.
+func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
+	if a.Directory == nil {
+		return nil, nil
+	}
+	registry := a.ctx.GetMetricsRegistry()
+	metrics, err := directory.NewMetrics(registry)
+	if err != nil {
+		return nil, err
+	}
+	notify := func(ev directory.Event) {
+		outcome := audit.OutcomeSuccess
+		if ev.Failure {
+			outcome = audit.OutcomeFailure
+		}
+		e.Audit.Record(audit.Event{Kind: "directory", Username: ev.Username, Outcome: outcome, Reason: ev.What})
+	}
+	cfg := *a.Directory
+	// {env.NAME} placeholders, so that the password need not be in the
+	// config.
+	cfg.BindPassword = caddy.NewReplacer().ReplaceKnown(cfg.BindPassword, "")
+	d, err := directory.New(cfg, metrics.Observe, notify)
+	if err != nil {
+		metrics.Unregister(registry)
+		return nil, err
+	}
+	e.Accounts.SetDirectory(d)
+	return directoryExtension{d: d, stop: func() { metrics.Unregister(registry) }}, nil
+}
+
+// directoryExtension closes the directory's connections when the app
+// stops.
+type directoryExtension struct {
+	d    *directory.Directory
+	stop func()
+}
+
+// AdminRoutes implements adminapi.Provider: the directory's routes are
+// the core ones (POST /gatehouse/directory/refresh/{username}).
+func (directoryExtension) AdminRoutes() []adminapi.Route { return nil }
+
+// Close implements io.Closer.
+func (x directoryExtension) Close() error { x.stop(); return x.d.Close() }
+
+// parseDirectory parses the directory sub-option of the gatehouse global
+// option:
+//
+//	directory ldap {
+//		url           <ldaps://host:port>...
+//		ca_file       <pem file>
+//		starttls
+//		bind_dn       <dn>
+//		bind_password <password>
+//		base_dn       <dn>
+//		user_filter   <filter with {username}>
+//		group_base_dn <dn>
+//		group_filter  <filter with {dn}>
+//		group_role    <group dn> <role>
+//		status_ttl    <duration>
+//		timeout       <duration>
+//		flavor        active_directory|openldap
+//	}
+func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
+	if !d.NextArg() || d.Val() != "ldap" {
+		return d.Err("directory: the only kind is ldap: directory ldap { … }")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	cfg := new(directory.Config)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "url":
+			cfg.URLs = append(cfg.URLs, d.RemainingArgs()...)
+			if len(cfg.URLs) == 0 {
+				err = d.ArgErr()
+			}
+		case "ca_file":
+			err = oneString(d, &cfg.CAFile)
+		case "starttls":
+			cfg.StartTLS = true
+			if d.NextArg() {
+				cfg.StartTLS, err = onOff(d)
+			}
+		case "bind_dn":
+			err = oneString(d, &cfg.BindDN)
+		case "bind_password":
+			err = oneString(d, &cfg.BindPassword)
+		case "base_dn":
+			err = oneString(d, &cfg.BaseDN)
+		case "user_filter":
+			err = oneString(d, &cfg.UserFilter)
+		case "group_base_dn":
+			err = oneString(d, &cfg.GroupBaseDN)
+		case "group_filter":
+			err = oneString(d, &cfg.GroupFilter)
+		case "group_role":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("group_role <group DN> <role>")
+			}
+			cfg.GroupRoles = append(cfg.GroupRoles, directory.GroupRole{Group: args[0], Role: args[1]})
+		case "status_ttl":
+			err = oneDuration(d, &cfg.StatusTTL)
+		case "timeout":
+			err = oneDuration(d, &cfg.Timeout)
+		case "flavor":
+			var f string
+			err = oneString(d, &f)
+			cfg.Flavor = directory.Flavor(f)
+		default:
+			return d.Errf("unknown directory option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	a.Directory = cfg
+	return nil
+}

@@ -1,0 +1,208 @@
+package integration
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// directorySite is a site accepting Basic, connector tokens and app keys,
+// with a real slapd (LDAPS, test CA) as the directory of accounts.
+const directorySite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+		directory ldap {
+			url           {{.Extra.url}}
+			ca_file       {{.Extra.ca}}
+			bind_dn       "{{.Extra.bindDN}}"
+			bind_password {env.GATEHOUSE_TEST_LDAP_PASSWORD}
+			base_dn       "{{.Extra.baseDN}}"
+			group_role    "{{.Extra.group}}" reader
+			status_ttl    {{.Extra.ttl}}
+			flavor        openldap
+		}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal {
+		client_auth {
+			mode verify_if_given
+			trust_pool gatehouse_connectors
+		}
+	}
+	gatehouse {
+		accept basic connector app_key
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// directoryTTL is the test's status_ttl.
+const directoryTTL = 2 * time.Second
+
+func startDirectorySite(t *testing.T, s *slapdtest.Server) *harness.Instance {
+	t.Helper()
+	inst := harness.Start(t, directorySite, harness.Options{
+		Extra: map[string]any{"url": s.TLSURL, "ca": s.CAFile, "bindDN": slapdtest.ServiceDN, "baseDN": slapdtest.BaseDN,
+			"group": slapdtest.OperatorsDN, "ttl": directoryTTL.String()},
+		Env: []string{"GATEHOUSE_TEST_LDAP_PASSWORD=" + slapdtest.ServicePassword},
+	})
+	inst.WaitHTTPS(t)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	return inst
+}
+
+// basicGet calls the site with HTTP Basic credentials (curl -u).
+func basicGet(t *testing.T, inst *harness.Instance, user, password string) harness.CurlResult {
+	t.Helper()
+	return harness.Curl(t, "-u", user+":"+password, inst.HTTPSURL()+"/api/items")
+}
+
+// refused are the answers that refuse a credential: 401, 403, and 429
+// for Basic, whose refused sign-ins count towards its throttle.
+var refused = []int{401, 403, 429}
+
+// waitStatus polls call until it answers one of want, failing after a
+// generous deadline; it returns how long that took.
+func waitStatus(t *testing.T, what string, want []int, call func() harness.CurlResult) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	deadline := begin.Add(60 * time.Second)
+	for {
+		res := call()
+		if slices.Contains(want, res.Status) {
+			return time.Since(begin)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %d %s after a minute; want %d", what, res.Status, res.Body, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDirectoryAccountsThroughCaddy: directory users of a real slapd sign
+// in with HTTP Basic (in every username form), hold app keys and
+// connectors, and are refused on every credential kind once disabled,
+// removed from their mapped group or deleted in the directory; the
+// directory down answers 503, and service resumes when it is back.
+func TestDirectoryAccountsThroughCaddy(t *testing.T) {
+	harness.RequireTool(t, "openssl")
+	s := slapdtest.Start(t)
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		group := slapdtest.OperatorsDN
+		if u == "alice" {
+			group = slapdtest.ShiftDN // nested in operators
+		}
+		s.AddUser(u, u+" password", "", group)
+	}
+	s.AddUser("erin", "erin password", "") // in no mapped group
+	inst := startDirectorySite(t, s)
+
+	// Basic, with the account's name in each form users type.
+	for _, name := range []string{"alice", `EXAMPLE\alice`, "alice@example.test", "Alice"} {
+		res := basicGet(t, inst, name, "alice password")
+		if res.Status != 200 {
+			t.Fatalf("Basic as %q: %d %s", name, res.Status, res.Body)
+		}
+		echo := harness.ParseEcho(t, res.Body)
+		if echo.Headers["X-Gatehouse-User"] != "alice" || echo.Headers["X-Gatehouse-Roles"] != "reader" {
+			t.Fatalf("Basic as %q forwarded %v; want user alice, roles reader", name, echo.Headers)
+		}
+	}
+	for _, c := range []struct{ user, pass string }{
+		{"alice", "wrong password"}, {"alice", ""}, {"*)(uid=*", "alice password"}, {"admin)(|(a=*", "alice password"},
+		{"*", "alice password"}, {"erin", "erin password"},
+	} {
+		if res := basicGet(t, inst, c.user, c.pass); res.Status != 401 {
+			t.Errorf("Basic as %q/%q: %d; want 401", c.user, c.pass, res.Status)
+		}
+	}
+
+	// The admin API: source, DN, mapped roles, status age; directory-owned
+	// fields are not Gatehouse's to change; no local user of the name.
+	var view struct {
+		Source    string `json:"source"`
+		Directory struct {
+			DN     string   `json:"dn"`
+			Roles  []string `json:"roles"`
+			Status string   `json:"status"`
+			Age    *float64 `json:"age_seconds"`
+		} `json:"directory"`
+	}
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/users/alice", nil), &view); err != nil {
+		t.Fatal(err)
+	}
+	if view.Source != "directory" || view.Directory.DN != "uid=alice,"+slapdtest.PeopleDN || view.Directory.Status != "active" ||
+		len(view.Directory.Roles) != 1 || view.Directory.Roles[0] != "reader" || view.Directory.Age == nil {
+		t.Fatalf("GET alice: %+v", view)
+	}
+	inst.MustAdmin(t, 409, "PATCH", "/gatehouse/users/alice", `{"roles":[]}`)
+	inst.MustAdmin(t, 409, "PATCH", "/gatehouse/users/alice", `{"password":"a new password"}`)
+	inst.MustAdmin(t, 409, "POST", "/gatehouse/users", `{"username":"bob","roles":["reader"]}`)
+
+	// An app key for bob and a connector for carol, before either signed in.
+	k := createKey(t, inst, `{"name":"bob-ci","username":"bob"}`)
+	appKeyGet := func() harness.CurlResult {
+		return harness.Curl(t, "-H", "AppKey: "+k.Key, inst.HTTPSURL()+"/api/items")
+	}
+	if res := appKeyGet(); res.Status != 200 {
+		t.Fatalf("bob's app key: %d %s", res.Status, res.Body)
+	}
+	c := newConnector(t, inst, "carol-app", "carol")
+	token := mustToken(t, inst, c)
+	connectorGet := func() harness.CurlResult { return callAPI(t, inst, c, token.AccessToken) }
+	if res := connectorGet(); res.Status != 200 {
+		t.Fatalf("carol's connector token: %d %s", res.Status, res.Body)
+	}
+
+	// Disabled, removed from the group, deleted: refused within status_ttl.
+	s.Modify("dn: uid=bob," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
+	t.Logf("bob disabled: app key refused after %v", waitStatus(t, "bob's app key once disabled", []int{403}, appKeyGet))
+	s.Modify("dn: " + slapdtest.ShiftDN + "\nchangetype: modify\ndelete: member\nmember: uid=alice," + slapdtest.PeopleDN + "\n")
+	t.Logf("alice out of the group: Basic refused after %v", waitStatus(t, "alice's Basic once out of every mapped group", refused,
+		func() harness.CurlResult { return basicGet(t, inst, "alice", "alice password") }))
+	s.Modify("dn: uid=carol," + slapdtest.PeopleDN + "\nchangetype: delete\n")
+	t.Logf("carol deleted: token refused after %v", waitStatus(t, "carol's token once deleted", []int{401}, connectorGet))
+
+	// The directory down: refused with 503 once the cached status is
+	// older than status_ttl, never let through; back: served again.
+	daveGet := func() harness.CurlResult { return basicGet(t, inst, "dave", "dave password") }
+	if res := daveGet(); res.Status != 200 {
+		t.Fatalf("dave: %d %s", res.Status, res.Body)
+	}
+	s.Stop()
+	waitStatus(t, "dave with the directory down", []int{503}, daveGet)
+	if res := basicGet(t, inst, "dave", "another password"); res.Status != 503 {
+		t.Errorf("a new password with the directory down: %d; want 503", res.Status)
+	}
+	s.Restart()
+	waitStatus(t, "dave once the directory is back", []int{200}, daveGet)
+
+	inst.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/dave", nil)
+	inst.MustAdmin(t, 404, "POST", "/gatehouse/directory/refresh/nobody", nil)
+	audit := string(inst.MustAdmin(t, 200, "GET", "/gatehouse/audit?username=alice", nil))
+	for _, want := range []string{"directory bind failed: wrong password", "directory status changed"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit lacks %q: %s", want, audit)
+		}
+	}
+	if inst.LogContains(slapdtest.ServicePassword) {
+		t.Error("the bind password is in Caddy's log")
+	}
+	metrics := string(inst.MustAdmin(t, 200, "GET", "/metrics", nil))
+	if !strings.Contains(metrics, `gatehouse_ldap_requests_total{operation="bind",result="ok"}`) {
+		t.Errorf("no LDAP metrics in /metrics")
+	}
+}
