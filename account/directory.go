@@ -69,7 +69,8 @@ func (p directoryPasswords) CheckPassword(ctx context.Context, name string, u *U
 // answers 503, like a store that is down.
 func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUnavailable, err) }
 
-// withDirectoryStatus is a copy of u with the directory's status and roles.
+// withDirectoryStatus is a copy of u with the directory's status and
+// roles (blocked when the directory refuses the account or lost it).
 func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c := *u
 	c.Roles = e.Roles

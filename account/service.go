@@ -86,9 +86,10 @@ func decodeRole(b []byte) (*Role, error) {
 // User returns the account, with only the roles it holds (see
 // withHeldRoles), or a 404 failure.
 //
-// A directory account Gatehouse has no record of yet gets one (see
-// DirectoryUser), so that credentials can be bound to it before its first
-// sign-in.
+// A directory account comes with the directory's status and roles (from
+// the cache, see directory.Directory.Status); one Gatehouse has no record
+// of yet gets one (see DirectoryUser), so that credentials can be bound
+// to it before its first sign-in.
 func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	name, err := s.canonicalName(username)
 	if err != nil {
@@ -96,12 +97,19 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	}
 	u, err := s.UserByCanonicalName(ctx, name)
 	if s.dir != nil && failure.Status(err) == http.StatusNotFound {
-		return s.DirectoryUser(ctx, name)
+		u, err = s.DirectoryUser(ctx, name)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.withHeldRoles(ctx, u)
+	if !u.FromDirectory() || s.dir == nil {
+		return s.withHeldRoles(ctx, u)
+	}
+	e, err := s.dir.Status(ctx, name)
+	if err != nil {
+		return nil, directoryDown(err)
+	}
+	return withDirectoryStatus(u, e), nil
 }
 
 // UserByCanonicalName is User for a name already normalised with

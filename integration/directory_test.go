@@ -2,6 +2,8 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,28 @@ import (
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
 
+// directoryOption is the directory global option for a slapdtest
+// server (see directoryExtra): its operators group maps to Extra.role.
+const directoryOption = `directory ldap {
+			url           {{.Extra.url}}
+			ca_file       {{.Extra.ca}}
+			bind_dn       "{{.Extra.bindDN}}"
+			bind_password {env.GATEHOUSE_TEST_LDAP_PASSWORD}
+			base_dn       "{{.Extra.baseDN}}"
+			group_role    "{{.Extra.group}}" {{.Extra.role}}
+			status_ttl    {{.Extra.ttl}}
+			flavor        openldap
+		}`
+
+// directoryOptions are the harness options for directoryOption.
+func directoryOptions(s *slapdtest.Server, role string) harness.Options {
+	return harness.Options{
+		Extra: map[string]any{"url": s.TLSURL, "ca": s.CAFile, "bindDN": slapdtest.ServiceDN, "baseDN": slapdtest.BaseDN,
+			"group": slapdtest.OperatorsDN, "role": role, "ttl": directoryTTL.String()},
+		Env: []string{"GATEHOUSE_TEST_LDAP_PASSWORD=" + slapdtest.ServicePassword},
+	}
+}
+
 // directorySite is a site accepting Basic, connector tokens and app keys,
 // with a real slapd (LDAPS, test CA) as the directory of accounts.
 const directorySite = `{
@@ -19,16 +43,7 @@ const directorySite = `{
 	auto_https disable_redirects
 	gatehouse {
 		data_dir {{.DataDir}}
-		directory ldap {
-			url           {{.Extra.url}}
-			ca_file       {{.Extra.ca}}
-			bind_dn       "{{.Extra.bindDN}}"
-			bind_password {env.GATEHOUSE_TEST_LDAP_PASSWORD}
-			base_dn       "{{.Extra.baseDN}}"
-			group_role    "{{.Extra.group}}" reader
-			status_ttl    {{.Extra.ttl}}
-			flavor        openldap
-		}
+		` + directoryOption + `
 	}
 }
 https://localhost:{{.HTTPSPort}} {
@@ -54,11 +69,7 @@ const directoryTTL = 2 * time.Second
 
 func startDirectorySite(t *testing.T, s *slapdtest.Server) *harness.Instance {
 	t.Helper()
-	inst := harness.Start(t, directorySite, harness.Options{
-		Extra: map[string]any{"url": s.TLSURL, "ca": s.CAFile, "bindDN": slapdtest.ServiceDN, "baseDN": slapdtest.BaseDN,
-			"group": slapdtest.OperatorsDN, "ttl": directoryTTL.String()},
-		Env: []string{"GATEHOUSE_TEST_LDAP_PASSWORD=" + slapdtest.ServicePassword},
-	})
+	inst := harness.Start(t, directorySite, directoryOptions(s, "reader"))
 	inst.WaitHTTPS(t)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	return inst
@@ -204,5 +215,43 @@ func TestDirectoryAccountsThroughCaddy(t *testing.T) {
 	metrics := string(inst.MustAdmin(t, 200, "GET", "/metrics", nil))
 	if !strings.Contains(metrics, `gatehouse_ldap_requests_total{operation="bind",result="ok"}`) {
 		t.Errorf("no LDAP metrics in /metrics")
+	}
+}
+
+// TestDirectoryAccountInPortalAndESA: a directory user signs in to the
+// login portal with the directory password and a TOTP code, and the ESA
+// API verifies its codes under the EXAMPLE\frank form of the name; once
+// disabled in the directory, both refuse it.
+func TestDirectoryAccountInPortalAndESA(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("frank", "frank password", "", slapdtest.OperatorsDN)
+	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\t"+directoryOption, 1)
+	ti := startTwoFactorSite(t, site, directoryOptions(s, "staff"))
+	secret := ti.enrolApp("frank")
+
+	c := newPortalCurl(t, ti.HTTPSURL())
+	c.do(ti.HTTPSURL() + "/gatehouse/login")
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {"frank@example.test"}, "password": {"frank password"}}); res.Status != 200 || !strings.Contains(res.Body, `id="code"`) {
+		t.Fatalf("password step: %d %s", res.Status, res.Body)
+	}
+	if done := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {totpNow(t, secret)}}); done.Status != 303 {
+		t.Fatalf("code step: %d %s", done.Status, done.Body)
+	}
+	session := func() harness.CurlResult { return c.do(ti.HTTPSURL() + "/app/report") }
+	echo := harness.ParseEcho(t, session().Body)
+	if echo.Headers["X-Gatehouse-User"] != "frank" || echo.Headers["X-Gatehouse-Auth"] != "session" || echo.Headers["X-Gatehouse-Roles"] != "staff" {
+		t.Fatalf("the portal session forwarded %v", echo.Headers)
+	}
+	authenticate := func(user string) map[string]any {
+		return ti.esa(ti.auth, "/auth/v1/authenticate", fmt.Sprintf(`{"username":%q,"otp":%q}`, user, totpNext(t, secret)))
+	}
+	if out := authenticate(`EXAMPLE\frank`); out["authenticated"] != true {
+		t.Fatalf("ESA authenticate as EXAMPLE\\frank: %v", out)
+	}
+
+	s.Modify("dn: uid=frank," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
+	t.Logf("frank disabled: session refused after %v", waitStatus(t, "frank's session once disabled", []int{403}, session))
+	if out := authenticate("frank"); out["authenticated"] != false {
+		t.Fatalf("ESA authenticate of a disabled directory user: %v", out)
 	}
 }

@@ -72,8 +72,15 @@ type apiCredential struct {
 
 func startTwoFactor(t *testing.T, opts harness.Options) *tfInstance {
 	t.Helper()
+	return startTwoFactorSite(t, twoFactorSite, opts)
+}
+
+// startTwoFactorSite is startTwoFactor with a Caddyfile template of the
+// caller's, with the sites of twoFactorSite.
+func startTwoFactorSite(t *testing.T, site string, opts harness.Options) *tfInstance {
+	t.Helper()
 	harness.RequireTool(t, "oathtool")
-	inst := harness.Start(t, twoFactorSite, opts)
+	inst := harness.Start(t, site, opts)
 	ti := &tfInstance{Instance: inst, t: t}
 	waitTLS(t, inst.Ports.HTTPSPort)
 	waitTLS(t, inst.Ports.ESAPort)
