@@ -1,0 +1,119 @@
+package directory_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/directory"
+)
+
+// TestDirectoryAgainstSambaAD runs the active_directory flavor against a
+// real Active Directory: a Samba AD DC provisioned by the test
+// (samba-tool domain provision, about 40 s of CPU). Samba's LDAP server
+// listens on the fixed ports 389 and 636 (no option moves them), so the
+// test needs root and those ports free, and is skipped, not failed, when
+// samba-tool is not installed (make test does not install Samba: see
+// docs/operators/directory.md).
+func TestDirectoryAgainstSambaAD(t *testing.T) {
+	if testing.Short() {
+		t.Skip("provisions an AD domain (slow)")
+	}
+	if _, err := exec.LookPath("samba-tool"); err != nil {
+		t.Skip("samba-tool not installed (Debian: samba)")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:389", time.Second); err == nil {
+		c.Close()
+		t.Skip("port 389 is in use; Samba's LDAP server cannot use another")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "etc", "smb.conf")
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("samba-tool", append(args, "-s", conf)...).CombinedOutput(); err != nil {
+			t.Fatalf("samba-tool %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := exec.Command("samba-tool", "domain", "provision", "--realm=EXAMPLE.TEST", "--domain=EXAMPLE",
+		"--server-role=dc", "--dns-backend=NONE", "--adminpass=Adm1n-Passw0rd!", "--targetdir="+dir,
+		"--option=interfaces=lo", "--option=bind interfaces only=yes").CombinedOutput(); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	// Simple binds over ldap:// on loopback (the DC's own TLS certificate
+	// names its host name, not 127.0.0.1).
+	smb, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smb = []byte(strings.Replace(string(smb), "[global]", "[global]\n\tldap server require strong auth = no", 1))
+	if err := os.WriteFile(conf, smb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	samba := exec.Command("samba", "--foreground", "-s", conf)
+	samba.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log, _ := os.Create(filepath.Join(dir, "samba.log"))
+	samba.Stdout, samba.Stderr = log, log
+	if err := samba.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-samba.Process.Pid, syscall.SIGTERM); samba.Wait() })
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:389", time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("samba's LDAP server did not start within a minute")
+		}
+	}
+	run("user", "create", "gatehouse", "Svc-Passw0rd!")
+	run("user", "create", "frank", "Passw0rd-Frank!")
+	run("group", "add", "Operators")
+	run("group", "add", "Shift")
+	run("group", "addmembers", "Operators", "Shift")
+	run("group", "addmembers", "Shift", "frank")
+
+	d, err := directory.New(directory.Config{
+		URLs: []string{"ldap://127.0.0.1:389"}, Flavor: directory.ActiveDirectory,
+		BindDN: "CN=gatehouse,CN=Users,DC=example,DC=test", BindPassword: "Svc-Passw0rd!", BaseDN: "DC=example,DC=test",
+		GroupRoles: []directory.GroupRole{{Group: "CN=Operators,CN=Users,DC=example,DC=test", Role: "reader"}},
+		StatusTTL:  caddy.Duration(time.Second), Timeout: caddy.Duration(10 * time.Second),
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for _, typed := range []string{"frank", `EXAMPLE\frank`, "frank@example.test"} {
+		name := d.AccountName(typed)
+		e, err := d.Bind(ctx, name, "Passw0rd-Frank!")
+		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
+			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN)", typed, e, err)
+		}
+	}
+	for _, c := range []struct{ user, pass string }{{"frank", "wrong"}, {"*)(sAMAccountName=*", "Passw0rd-Frank!"}, {"nobody", "x"}} {
+		if _, err := d.Bind(ctx, c.user, c.pass); !errors.Is(err, directory.ErrWrongPassword) {
+			t.Errorf("Bind(%q): %v; want ErrWrongPassword", c.user, err)
+		}
+	}
+	run("user", "disable", "frank")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		e, err := d.Status(ctx, "frank")
+		if err == nil && e.Problem == "disabled" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("frank after userAccountControl disable: %+v, %v", e, err)
+		}
+	}
+}
