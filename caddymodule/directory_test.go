@@ -1,0 +1,83 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/gatehouse-auth/gatehouse/directory"
+)
+
+func TestParseDirectoryOption(t *testing.T) {
+	a := new(App)
+	err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`gatehouse {
+		directory ldap {
+			url           ldaps://dc1.example.test:636 ldaps://dc2.example.test:636
+			ca_file       /etc/gatehouse/ad-ca.pem
+			bind_dn       "CN=gatehouse,OU=Service,DC=example,DC=test"
+			bind_password {env.GATEHOUSE_LDAP_PASSWORD}
+			base_dn       "DC=example,DC=test"
+			user_filter   "(&(objectClass=user)(sAMAccountName={username}))"
+			group_base_dn "OU=Groups,DC=example,DC=test"
+			group_filter  "(member={dn})"
+			group_role    "CN=Plant Operators,OU=Groups,DC=example,DC=test" reader
+			group_role    "CN=Admins,OU=Groups,DC=example,DC=test" admin
+			status_ttl    30s
+			timeout       3s
+			flavor        active_directory
+			starttls      off
+		}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := a.Directory
+	if c == nil || len(c.URLs) != 2 || c.BindPassword != "{env.GATEHOUSE_LDAP_PASSWORD}" || len(c.GroupRoles) != 2 ||
+		c.GroupRoles[0] != (directory.GroupRole{Group: "CN=Plant Operators,OU=Groups,DC=example,DC=test", Role: "reader"}) ||
+		c.StatusTTL != caddy.Duration(30*time.Second) || c.Flavor != directory.ActiveDirectory || c.StartTLS {
+		t.Fatalf("parsed %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+	for _, bad := range []string{
+		"directory ad {\nurl ldaps://x\n}",
+		"directory ldap {\nuri ldaps://x\n}",
+		"directory ldap {\ngroup_role \"CN=x\"\n}",
+		"directory ldap {\nstatus_ttl soon\n}",
+	} {
+		if err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("gatehouse {\n" + bad + "\n}")); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+func TestValidateDirectoryOption(t *testing.T) {
+	good := directory.Config{URLs: []string{"ldaps://dc1:636"}, BindDN: "CN=svc,DC=example,DC=test", BindPassword: "secret pw",
+		BaseDN: "DC=example,DC=test"}
+	for name, change := range map[string]func(*directory.Config){
+		"no url":              func(c *directory.Config) { c.URLs = nil },
+		"clear text":          func(c *directory.Config) { c.URLs = []string{"ldap://dc1.example.test"} },
+		"no placeholder":      func(c *directory.Config) { c.UserFilter = "(uid=alice)" },
+		"not a filter":        func(c *directory.Config) { c.UserFilter = "(uid={username}" },
+		"bad base":            func(c *directory.Config) { c.BaseDN = "example" },
+		"unknown flavor":      func(c *directory.Config) { c.Flavor = "novell" },
+		"no group_filter dn":  func(c *directory.Config) { c.GroupFilter = "(member=x)" },
+		"group role, no role": func(c *directory.Config) { c.GroupRoles = []directory.GroupRole{{Group: "CN=g,DC=x"}} },
+	} {
+		c := good
+		change(&c)
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "secret pw") {
+			t.Errorf("%s: the bind password is in %v", name, err)
+		}
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
