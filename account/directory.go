@@ -70,9 +70,14 @@ func (p directoryPasswords) CheckPassword(ctx context.Context, name string, u *U
 func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUnavailable, err) }
 
 // withDirectoryStatus is a copy of u with the directory's status and
-// roles (blocked when the directory refuses the account or lost it).
+// roles (blocked when the directory refuses the account or lost it), and
+// its phone number when Gatehouse has none.
 func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c := *u
+	if c.MobileNumber == "" {
+		// The directory's number, when Gatehouse has none (and it is one).
+		c.MobileNumber, _ = ValidateMobileNumber(e.Mobile)
+	}
 	c.Roles = e.Roles
 	c.Status = StatusActive
 	if !e.Active() {
