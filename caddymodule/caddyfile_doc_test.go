@@ -25,7 +25,7 @@ func TestCaddyfileReferenceIsComplete(t *testing.T) {
 	page := string(raw)
 	label := regexp.MustCompile(`case "([a-z_]+)"`)
 	options := 0
-	for _, src := range []string{"caddyfile.go", "twofactor.go"} {
+	for _, src := range []string{"caddyfile.go", "twofactor.go", "directory.go"} {
 		code, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
