@@ -152,3 +152,28 @@ func TestDirectoryFailoverAndOutage(t *testing.T) {
 		t.Fatalf("wrong service password: %v", err)
 	}
 }
+
+// BenchmarkBindAgainstSlapd measures a directory sign-in (the user search,
+// the nested group searches, the bind and the bind back to the service
+// account) against a real slapd over LDAPS, from parallel callers sharing
+// the connection pool.
+func BenchmarkBindAgainstSlapd(b *testing.B) {
+	s := slapdtest.Start(b)
+	s.AddUser("alice", "alice password", "", slapdtest.ShiftDN)
+	d, err := directory.New(config(s), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := d.Bind(ctx, "alice", "alice password"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "binds/s")
+}
