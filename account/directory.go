@@ -36,7 +36,7 @@ func (s *Service) Directory() *directory.Directory { return s.dir }
 // NormalizeUsername.
 func (s *Service) canonicalName(typed string) (string, error) {
 	if s.dir != nil {
-		typed = s.dir.AccountName(typed)
+		typed = AccountName(typed, s.dir.Domains())
 	}
 	return NormalizeUsername(typed)
 }

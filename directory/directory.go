@@ -46,11 +46,11 @@ type Event struct {
 
 // Directory is a connected LDAP directory with its status cache.
 type Directory struct {
-	cfg    Config
-	domain domain
-	pool   *pool
-	groups []parsedGroupRole
-	now    func() time.Time
+	cfg     Config
+	domains []string
+	pool    *pool
+	groups  []parsedGroupRole
+	now     func() time.Time
 	// notify receives audit events; it must not block.
 	notify func(Event)
 
@@ -82,7 +82,7 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	if err != nil {
 		return nil, err
 	}
-	d := &Directory{cfg: cfg, domain: domainOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: map[string]Entry{}}
+	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: map[string]Entry{}}
 	for _, gr := range cfg.GroupRoles {
 		dn, _ := ldap.ParseDN(gr.Group) // checked by withDefaults
 		d.groups = append(d.groups, parsedGroupRole{dn: dn, role: gr.Role})
@@ -96,9 +96,10 @@ func (d *Directory) Close() error { d.pool.close(); return nil }
 // StatusTTL is how long a status is used before it is read again.
 func (d *Directory) StatusTTL() time.Duration { return time.Duration(d.cfg.StatusTTL) }
 
-// AccountName maps the forms of a username the directory's users type
-// (EXAMPLE\alice, alice@example.test) to the account name (alice).
-func (d *Directory) AccountName(typed string) string { return d.domain.AccountName(typed) }
+// Domains are the names of the directory's domain, from the DC= parts of
+// base_dn: "example" and "example.test" for DC=example,DC=test. Its users
+// write EXAMPLE\alice and alice@example.test (see account.AccountName).
+func (d *Directory) Domains() []string { return d.domains }
 
 // Status returns the account's status: from the cache while it is younger
 // than status_ttl, else read again. When the directory cannot be read it

@@ -6,20 +6,13 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// domain is the directory's domain, as users type it in front of or
-// after their name: EXAMPLE\alice, alice@example.test.
-type domain struct {
-	// netbios is the first DC= label ("example"), compared in any case.
-	netbios string
-	// dns is the DC= labels joined by dots ("example.test").
-	dns string
-}
-
-// domainOf derives the domain from a base DN's DC= parts.
-func domainOf(baseDN string) domain {
+// domainsOf derives the names of a directory's domain from a base DN's
+// DC= parts: the first label ("example", the NetBIOS name as Active
+// Directory sets it by default) and all of them joined ("example.test").
+func domainsOf(baseDN string) []string {
 	dn, err := ldap.ParseDN(baseDN)
 	if err != nil {
-		return domain{}
+		return nil
 	}
 	var labels []string
 	for _, rdn := range dn.RDNs {
@@ -30,24 +23,9 @@ func domainOf(baseDN string) domain {
 		}
 	}
 	if len(labels) == 0 {
-		return domain{}
+		return nil
 	}
-	return domain{netbios: labels[0], dns: strings.Join(labels, ".")}
-}
-
-// AccountName returns the account name a user typed in any of the forms
-// the directory's users know: alice, EXAMPLE\alice or
-// alice@example.test name the same account, "alice". A name qualified
-// with another domain is returned as typed, and so names no directory
-// account (its backslash or @ is escaped in the filter).
-func (d domain) AccountName(typed string) string {
-	if before, after, ok := strings.Cut(typed, `\`); ok && d.netbios != "" && strings.EqualFold(before, d.netbios) {
-		return after
-	}
-	if i := strings.LastIndexByte(typed, '@'); i > 0 && d.dns != "" && strings.EqualFold(typed[i+1:], d.dns) {
-		return typed[:i]
-	}
-	return typed
+	return []string{labels[0], strings.Join(labels, ".")}
 }
 
 // fill replaces placeholder in a filter template by value, escaped as an

@@ -1,26 +1,21 @@
 package directory
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
 )
 
-func TestAccountName(t *testing.T) {
-	d := domainOf("OU=Staff,DC=example,DC=test")
-	for typed, want := range map[string]string{
-		"alice":              "alice",
-		`EXAMPLE\alice`:      "alice",
-		`example\alice`:      "alice",
-		"alice@example.test": "alice",
-		"alice@EXAMPLE.TEST": "alice",
-		`OTHER\alice`:        `OTHER\alice`,
-		"alice@other.test":   "alice@other.test",
-		"a@b@example.test":   "a@b",
-		"@example.test":      "@example.test",
+func TestDomainsOf(t *testing.T) {
+	for dn, want := range map[string][]string{
+		"OU=Staff,DC=example,DC=test": {"example", "example.test"},
+		"dc=corp,dc=example,dc=com":   {"corp", "corp.example.com"},
+		"O=Example":                   nil,
+		"not a dn":                    nil,
 	} {
-		if got := d.AccountName(typed); got != want {
-			t.Errorf("AccountName(%q) = %q; want %q", typed, got, want)
+		if got := domainsOf(dn); !slices.Equal(got, want) {
+			t.Errorf("domainsOf(%q) = %q; want %q", dn, got, want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/directory"
 )
 
@@ -95,7 +96,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	defer d.Close()
 	ctx := context.Background()
 	for _, typed := range []string{"frank", `EXAMPLE\frank`, "frank@example.test"} {
-		name := d.AccountName(typed)
+		name := account.AccountName(typed, d.Domains())
 		e, err := d.Bind(ctx, name, "Passw0rd-Frank!")
 		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
 			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN)", typed, e, err)
