@@ -21,7 +21,7 @@ import (
 
 // TestDirectoryAgainstSambaAD runs the active_directory flavor against a
 // real Active Directory: a Samba AD DC provisioned by the test
-// (samba-tool domain provision, about 40 s of CPU). Samba's LDAP server
+// (samba-tool domain provision, 8 to 90 s here). Samba's LDAP server
 // listens on the fixed ports 389 and 636 (no option moves them), so the
 // test needs root and those ports free, and is skipped, not failed, when
 // samba-tool is not installed (make test does not install Samba: see
