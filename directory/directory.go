@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 )
 
 // Entry is what the directory says of an account at one time.
@@ -54,10 +56,18 @@ type Directory struct {
 	// notify receives audit events; it must not block.
 	notify func(Event)
 
-	mu     sync.RWMutex
-	status map[string]Entry
-	reads  singleflight.Group
+	// status caches what the directory said of each account: bounded, so
+	// that names tried by a guesser cannot fill the memory.
+	status *shardlru.Cache[Entry]
+	// mu orders the updates of status, so that an older read never
+	// replaces a newer one.
+	mu    sync.Mutex
+	reads singleflight.Group
 }
+
+// statusCacheSize bounds the status cache: accounts beyond it are read
+// from the directory again (least recently used first).
+const statusCacheSize = 65536
 
 type parsedGroupRole struct {
 	dn   *ldap.DN
@@ -82,7 +92,7 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	if err != nil {
 		return nil, err
 	}
-	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: map[string]Entry{}}
+	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: shardlru.New[Entry](statusCacheSize)}
 	for _, gr := range cfg.GroupRoles {
 		dn, _ := ldap.ParseDN(gr.Group) // checked by withDefaults
 		d.groups = append(d.groups, parsedGroupRole{dn: dn, role: gr.Role})
@@ -106,9 +116,7 @@ func (d *Directory) Domains() []string { return d.domains }
 // returns an error wrapping ErrUnavailable: never a stale status past
 // status_ttl, never a pass.
 func (d *Directory) Status(ctx context.Context, name string) (Entry, error) {
-	d.mu.RLock()
-	e, ok := d.status[name]
-	d.mu.RUnlock()
+	e, ok := d.status.Get(name)
 	if ok && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
 		return e, nil
 	}
@@ -116,12 +124,7 @@ func (d *Directory) Status(ctx context.Context, name string) (Entry, error) {
 }
 
 // Cached returns the cached status of name without reading the directory.
-func (d *Directory) Cached(name string) (Entry, bool) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	e, ok := d.status[name]
-	return e, ok
-}
+func (d *Directory) Cached(name string) (Entry, bool) { return d.status.Peek(name) }
 
 // Refresh reads the account's status from the directory now and caches
 // it; concurrent refreshes of one account share a read. A change from the
@@ -133,9 +136,9 @@ func (d *Directory) Refresh(ctx context.Context, name string) (Entry, error) {
 	}
 	e := v.(Entry)
 	d.mu.Lock()
-	old, had := d.status[name]
+	old, had := d.status.Peek(name)
 	if !had || !old.CheckedAt.After(e.CheckedAt) {
-		d.status[name] = e
+		d.status.Add(name, e)
 	}
 	d.mu.Unlock()
 	if had && (old.Active() != e.Active() || old.Problem != e.Problem || !slices.Equal(old.Roles, e.Roles)) {
