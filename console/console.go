@@ -266,7 +266,7 @@ func (c *Console) csrf(v *viewer, strict string) string {
 }
 
 // readForm reads a POSTed form and checks where it comes from: a page of
-// this origin (SameOrigin), with the console cookie (only sent with
+// this origin over https (engine.SameOriginStrict), with the console cookie (only sent with
 // same-site requests) and the CSRF token bound to it and to the session.
 // A refused form changes nothing; the refusal is audited.
 func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (form, bool) {
@@ -283,7 +283,7 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 	ck, cookieErr := r.Cookie(CookieName)
 	reason := ""
 	switch {
-	case !SameOrigin(r):
+	case !engine.SameOriginStrict(r):
 		reason = "the form was posted from another site"
 	case cookieErr != nil || len(ck.Value) != cookieLen:
 		reason = "the browser sent no console cookie"
@@ -298,25 +298,6 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		return form{}, false
 	}
 	return f, true
-}
-
-// SameOrigin reports whether a request comes from a page of its own
-// origin: fetch metadata says same-origin when sent, and the Origin header
-// (or, without one, the Referer) names https://<the request's host>. A
-// request with neither Origin nor Referer is not taken for same-origin.
-func SameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-		return false
-	}
-	if len(r.Header["Origin"]) > 1 || len(r.Header["Referer"]) > 1 {
-		return false
-	}
-	from := r.Header.Get("Origin")
-	if from == "" {
-		from = r.Header.Get("Referer")
-	}
-	u, err := url.Parse(from)
-	return from != "" && err == nil && u.Scheme == "https" && u.Host == r.Host && u.User == nil
 }
 
 // call makes the admin API call method path with the JSON of in (nil: no

@@ -1,42 +1,11 @@
 package console
 
 import (
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 )
-
-func TestSameOrigin(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		headers map[string][]string
-		want    bool
-	}{
-		{"own Origin", map[string][]string{"Origin": {"https://site.example"}}, true},
-		{"own Referer, no Origin", map[string][]string{"Referer": {"https://site.example/gatehouse/console/users"}}, true},
-		{"fetch metadata same-origin", map[string][]string{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"https://site.example"}}, true},
-		{"neither Origin nor Referer", nil, false},
-		{"other Origin", map[string][]string{"Origin": {"https://evil.example"}}, false},
-		{"other port", map[string][]string{"Origin": {"https://site.example:8443"}}, false},
-		{"plain http", map[string][]string{"Origin": {"http://site.example"}}, false},
-		{"Origin null", map[string][]string{"Origin": {"null"}}, false},
-		{"other Referer", map[string][]string{"Referer": {"https://evil.example/site.example"}}, false},
-		{"same-site subdomain", map[string][]string{"Sec-Fetch-Site": {"same-site"}, "Origin": {"https://site.example"}}, false},
-		{"cross-site", map[string][]string{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://site.example"}}, false},
-		{"two Origins", map[string][]string{"Origin": {"https://site.example", "https://evil.example"}}, false},
-		{"user info", map[string][]string{"Referer": {"https://a@site.example/"}}, false},
-	} {
-		r := httptest.NewRequest("POST", "https://site.example/gatehouse/console/users", nil)
-		for k, v := range tc.headers {
-			r.Header[k] = v
-		}
-		if got := SameOrigin(r); got != tc.want {
-			t.Errorf("%s: SameOrigin = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
 
 func TestServes(t *testing.T) {
 	for path, want := range map[string]bool{

@@ -7,41 +7,58 @@ import (
 )
 
 // SameOrigin reports whether a state-changing browser request (a form
-// post, a logout, a console action) comes from this origin's own pages,
-// or from no page at all (a typed URL, a client that is no browser),
-// rather than from another site. It refuses when fetch metadata
-// (Sec-Fetch-Site) names another site or origin, when Origin names another
-// origin or is "null" (sandboxed frames, cross-origin redirects, privacy
-// modes), and, without Origin, when Referer names another origin. Browsers
-// without fetch metadata still send Origin on a POST and most send Referer
-// (Gatehouse's pages set Referrer-Policy: same-origin); a request with
-// neither passes, and the endpoint's other checks (CSRF token, cookies)
-// still apply. Every state-changing portal endpoint uses it, and the
-// admin console should too.
+// post, a logout) comes from this origin's own pages, or from no page at
+// all (a typed URL, a client that is no browser), rather than from another
+// site. It refuses when fetch metadata (Sec-Fetch-Site) names another site
+// or origin, when Origin names another origin or is "null" (sandboxed
+// frames, cross-origin redirects, privacy modes), and, without Origin,
+// when Referer names another origin. Browsers without fetch metadata still
+// send Origin on a POST and most send Referer (Gatehouse's pages set
+// Referrer-Policy: same-origin); a request with neither passes, and the
+// endpoint's other checks (CSRF token, cookies) still apply. Every
+// state-changing portal endpoint uses it; the console uses the stricter
+// SameOriginStrict.
 func SameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+	return sameOrigin(r, false)
+}
+
+// SameOriginStrict is SameOrigin for pages that only browsers use (the
+// admin console): the request must show that it comes from a page of this
+// origin, served over https. Sec-Fetch-Site, when sent, must be
+// same-origin ("none", a typed URL, is refused too), and the Origin header
+// or, without one, the Referer must be sent and name https://<the
+// request's host>; a request with neither is refused.
+func SameOriginStrict(r *http.Request) bool {
+	return sameOrigin(r, true)
+}
+
+// sameOrigin is SameOrigin, or SameOriginStrict when strict.
+func sameOrigin(r *http.Request, strict bool) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" && (strict || site != "none") {
 		return false
 	}
 	if origin, ok := r.Header["Origin"]; ok {
-		return len(origin) == 1 && namesRequestOrigin(r, origin[0])
+		return len(origin) == 1 && namesRequestOrigin(r, origin[0], strict)
 	}
 	if referer, ok := r.Header["Referer"]; ok {
-		return len(referer) == 1 && namesRequestOrigin(r, referer[0])
+		return len(referer) == 1 && namesRequestOrigin(r, referer[0], strict)
 	}
-	return true
+	return !strict
 }
 
 // namesRequestOrigin reports whether the URL raw (an Origin or a Referer)
-// has r's scheme (https when r came over TLS; either behind a proxy that
-// ended TLS) and r's host and port, a default port written or not.
-func namesRequestOrigin(r *http.Request, raw string) bool {
+// has r's scheme (https when r came over TLS or httpsOnly is set; either
+// behind a proxy that ended TLS) and r's host and port, a default port
+// written or not.
+func namesRequestOrigin(r *http.Request, raw string, httpsOnly bool) bool {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil {
 		return false // "null", not an absolute URL, or one with user info
 	}
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && r.TLS == nil:
+	case u.Scheme == "http" && r.TLS == nil && !httpsOnly:
 	default:
 		return false
 	}

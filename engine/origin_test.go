@@ -58,3 +58,48 @@ func TestSameOrigin(t *testing.T) {
 		t.Error("two Referer headers: passed")
 	}
 }
+
+// TestSameOriginStrict: the console's check refuses, beyond SameOrigin's
+// refusals, a request without Origin or Referer, plain http, and fetch
+// metadata other than same-origin; the parsing is SameOrigin's (a default
+// port written, a host in capitals).
+func TestSameOriginStrict(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers map[string][]string
+		want    bool
+	}{
+		{"own Origin", map[string][]string{"Origin": {"https://site.example"}}, true},
+		{"own Origin, default port", map[string][]string{"Origin": {"https://site.example:443"}}, true},
+		{"own Origin, capitals", map[string][]string{"Origin": {"https://SITE.example"}}, true},
+		{"own Referer, no Origin", map[string][]string{"Referer": {"https://site.example/gatehouse/console/users"}}, true},
+		{"fetch metadata same-origin", map[string][]string{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"https://site.example"}}, true},
+		{"neither Origin nor Referer", nil, false},
+		{"fetch metadata none", map[string][]string{"Sec-Fetch-Site": {"none"}, "Origin": {"https://site.example"}}, false},
+		{"empty Origin, own Referer", map[string][]string{"Origin": {""}, "Referer": {"https://site.example/"}}, false},
+		{"other Origin", map[string][]string{"Origin": {"https://evil.example"}}, false},
+		{"other port", map[string][]string{"Origin": {"https://site.example:8443"}}, false},
+		{"plain http", map[string][]string{"Origin": {"http://site.example"}}, false},
+		{"Origin null", map[string][]string{"Origin": {"null"}}, false},
+		{"other Referer", map[string][]string{"Referer": {"https://evil.example/site.example"}}, false},
+		{"same-site subdomain", map[string][]string{"Sec-Fetch-Site": {"same-site"}, "Origin": {"https://site.example"}}, false},
+		{"cross-site", map[string][]string{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://site.example"}}, false},
+		{"two Origins", map[string][]string{"Origin": {"https://site.example", "https://evil.example"}}, false},
+		{"user info", map[string][]string{"Referer": {"https://a@site.example/"}}, false},
+	} {
+		r := httptest.NewRequest("POST", "https://site.example/gatehouse/console/users", nil)
+		for k, v := range tc.headers {
+			r.Header[k] = v
+		}
+		if got := SameOriginStrict(r); got != tc.want {
+			t.Errorf("%s: SameOriginStrict = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Plain http is refused even where no TLS reached Gatehouse (a proxy
+	// in front), where SameOrigin accepts it.
+	r := httptest.NewRequest("POST", "http://site.example/gatehouse/console/users", nil)
+	r.Header.Set("Origin", "http://site.example")
+	if SameOriginStrict(r) || !SameOrigin(r) {
+		t.Errorf("http Origin without TLS: strict %v, plain %v", SameOriginStrict(r), SameOrigin(r))
+	}
+}
