@@ -366,8 +366,12 @@ func (rec *recorder) Write(b []byte) (int, error) {
 
 // reauthenticate checks the confirmation v typed before a sensitive
 // action: the account's password, or a fresh code of its second factor
-// (6 digits: never a password, which has at least 8 characters). A wrong
-// one counts toward the lockout like one at the login portal.
+// (6 digits: never a password, which has at least 8 characters). The
+// password is checked by account.Service.SignIn with the portal's lockout
+// (a directory account's by a bind): a wrong one counts toward the
+// lockout, a locked account's is refused, and an account the store or the
+// directory no longer lets sign in (blocked, out of every mapped group)
+// confirms nothing.
 func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) error {
 	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
 	if confirm == "" {
@@ -385,27 +389,28 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 		}
 		return nil
 	}
-	attempt, locked, err := c.twoFactor.Try(ctx, v.user)
+	// The password goes through the sign-in policy of Basic and the
+	// portal (a directory account's by a bind), counted by the portal's
+	// lockout.
+	res, err := c.engine.Accounts.SignIn(ctx, v.user.Username, confirm, c.twoFactor.Lockout())
 	if err != nil {
 		return err
 	}
-	if locked {
-		attempt.Withdraw(ctx)
+	switch {
+	case res.Outcome == account.OK && res.User.ID == v.user.ID:
+		return nil
+	case res.Outcome == account.Busy:
+		return failure.Invalid("the server is busy; your password was not checked, try again")
+	case res.Outcome == account.Locked:
 		return failure.Invalid("your account is locked after too many failed attempts")
 	}
-	_, err = c.engine.Accounts.CheckPassword(ctx, v.user.Username, confirm)
-	if errors.Is(err, account.ErrBusy) {
-		attempt.Withdraw(ctx)
-		return failure.Invalid("the server is busy; your password was not checked, try again")
+	reason := res.Reason
+	if reason == "" {
+		reason = "the account changed since the session began"
 	}
-	if _, refused := identity.AsRefusal(err); refused {
-		attempt.Failed(ctx, "wrong password")
-		c.twoFactor.Record(r, audit.Event{Username: v.user.Username, Credential: "console", Outcome: audit.OutcomeFailure,
-			Reason: "console re-authentication failed: wrong password"})
-		return failure.Invalid("the confirmation password is not right")
-	}
-	attempt.Withdraw(ctx)
-	return err
+	c.twoFactor.Record(r, audit.Event{Username: v.user.Username, Credential: "console", Outcome: audit.OutcomeFailure,
+		Reason: "console re-authentication failed: " + reason})
+	return failure.Invalid("the confirmation password is not right")
 }
 
 // fail answers an unexpected error: 503 when the store is down, 500

@@ -71,6 +71,13 @@ func startConsoleOn(t *testing.T, redisURL string) *harness.Instance {
 func consoleUser(t *testing.T, inst *harness.Instance, name, role string) string {
 	t.Helper()
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{role}, "password": tfPassword})
+	return enrolApp(t, inst, name)
+}
+
+// enrolApp enrols an authenticator app for the user name, and returns
+// its TOTP secret.
+func enrolApp(t *testing.T, inst *harness.Instance, name string) string {
+	t.Helper()
 	var out struct {
 		OTPAuthURI string `json:"otpauth_uri"`
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
@@ -253,5 +254,79 @@ func TestDirectoryAccountInPortalAndESA(t *testing.T) {
 	t.Logf("frank disabled: session refused after %v", waitStatus(t, "frank's session once disabled", []int{403}, session))
 	if out := authenticate("frank"); out["authenticated"] != false {
 		t.Fatalf("ESA authenticate of a disabled directory user: %v", out)
+	}
+}
+
+// directoryConsoleSite is a site with the console and the login portal,
+// with a real slapd as the directory of accounts.
+const directoryConsoleSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+		` + directoryOption + `
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic app_key session
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestDirectoryAdminInConsole: a directory user whose group maps to an
+// admin role is warned about as a key's user, gets into the console,
+// and re-authenticates there by a bind to the directory through the
+// sign-in policy: a wrong password counts toward the lockout, the right
+// one reveals a key, and once the directory takes the account out of
+// every mapped group its right password no longer confirms anything,
+// even while the console's cached status still says active.
+func TestDirectoryAdminInConsole(t *testing.T) {
+	harness.RequireTool(t, "oathtool")
+	s := slapdtest.Start(t)
+	s.AddUser("dora", tfPassword, "", slapdtest.OperatorsDN)
+	opts := directoryOptions(s, "admins")
+	opts.Extra["ttl"] = "10m" // the console's status check keeps using the cached status
+	inst := harness.Start(t, directoryConsoleSite, opts)
+	inst.WaitHTTPS(t)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	secret := enrolApp(t, inst, "dora")
+
+	k := createKey(t, inst, `{"name":"dora-ci","username":"dora"}`)
+	if len(k.Warnings) != 1 || !strings.Contains(k.Warnings[0], "admin role") {
+		t.Errorf("a key for a directory admin: warnings %q; want the admin-role warning", k.Warnings)
+	}
+
+	base := inst.HTTPSURL()
+	dora := signIn(t, base, `EXAMPLE\dora`, totpNow(t, secret))
+	if page := dora.do(base + console.Prefix + "appkeys"); page.Status != 200 {
+		t.Fatalf("the console for a directory admin: %d %s", page.Status, page.Body)
+	}
+	reveal := func(confirm string) harness.CurlResult {
+		return dora.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {dora.csrf}, "action": {"reveal"}, "name": {"dora-ci"}, "confirm": {confirm}})
+	}
+	if res := reveal("not my password"); res.Status != 400 || strings.Contains(res.Body, k.Key) {
+		t.Errorf("reveal with a wrong password: %d", res.Status)
+	}
+	var st struct {
+		Failures int `json:"consecutive_failures"`
+	}
+	if inst.AdminJSON(t, "GET", "/gatehouse/users/dora/otp", nil, &st); st.Failures != 1 {
+		t.Errorf("a wrong confirmation counted %d failures, want 1", st.Failures)
+	}
+	if res := reveal(tfPassword); res.Status != 200 || !strings.Contains(res.Body, k.Key) {
+		t.Fatalf("reveal with the directory password: %d", res.Status)
+	}
+
+	s.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\ndelete: member\nmember: uid=dora," + slapdtest.PeopleDN + "\n")
+	if res := reveal(tfPassword); res.Status == 200 || strings.Contains(res.Body, k.Key) {
+		t.Errorf("reveal by an account out of every mapped group: %d; want refused", res.Status)
 	}
 }

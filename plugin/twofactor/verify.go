@@ -382,3 +382,48 @@ func (s *Service) Status(ctx context.Context, u *account.User) (Status, error) {
 	}
 	return out, nil
 }
+
+// Lockout is the second-factor lockout as the attempt accounting of a
+// password sign-in (account.Service.SignIn), for the login portal and the
+// console's re-authentication: each attempt is counted (Try) before the
+// password is checked, so that passwords guessed in parallel cannot all
+// be checked. Unknown users have nothing to lock.
+func (s *Service) Lockout() account.Attempts { return lockout{s} }
+
+// lockout implements Lockout.
+type lockout struct{ svc *Service }
+
+// lockoutAttempt is one counted attempt; nil for an unknown user.
+type lockoutAttempt struct{ attempt *Attempt }
+
+// Begin implements account.Attempts.
+func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.Attempt, account.Gate, error) {
+	if u == nil {
+		return lockoutAttempt{}, account.Open, nil
+	}
+	attempt, locked, err := l.svc.Try(ctx, u)
+	if err != nil {
+		return nil, account.Open, err
+	}
+	if locked {
+		return lockoutAttempt{attempt}, account.LockedOut, nil
+	}
+	return lockoutAttempt{attempt}, account.Open, nil
+}
+
+// Settle implements account.Attempt: a wrong password, or any password
+// for a locked account, keeps its count; anything else (a right password
+// is no passed second factor, a busy answer or a store failure no wrong
+// password) takes it back.
+func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) error {
+	if a.attempt == nil {
+		return nil
+	}
+	switch res.Outcome {
+	case account.Wrong, account.Locked:
+		_, err := a.attempt.Failed(ctx, res.Reason)
+		return err
+	default:
+		return a.attempt.Withdraw(ctx)
+	}
+}

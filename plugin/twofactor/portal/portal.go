@@ -345,47 +345,6 @@ func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request) {
 	p.passwordForm(w, token, "", "", SafeReturn(r.URL.Query().Get("return")))
 }
 
-// lockout is the portal's attempt accounting: the second-factor lockout
-// (twofactor.Service.Try), counted before the password is checked so
-// that passwords guessed in parallel cannot all be checked. Unknown users
-// have nothing to lock.
-type lockout struct{ svc *twofactor.Service }
-
-// lockoutAttempt is one counted attempt; nil for an unknown user.
-type lockoutAttempt struct{ attempt *twofactor.Attempt }
-
-// Begin implements account.Attempts.
-func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.Attempt, account.Gate, error) {
-	if u == nil {
-		return lockoutAttempt{}, account.Open, nil
-	}
-	attempt, locked, err := l.svc.Try(ctx, u)
-	if err != nil {
-		return nil, account.Open, err
-	}
-	if locked {
-		return lockoutAttempt{attempt}, account.LockedOut, nil
-	}
-	return lockoutAttempt{attempt}, account.Open, nil
-}
-
-// Settle implements account.Attempt: a wrong password, or any password
-// for a locked account, keeps its count; anything else (a right password
-// is no passed second factor, a busy answer or a store failure no wrong
-// password) takes it back.
-func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) error {
-	if a.attempt == nil {
-		return nil
-	}
-	switch res.Outcome {
-	case account.Wrong, account.Locked:
-		_, err := a.attempt.Failed(ctx, res.Reason)
-		return err
-	default:
-		return a.attempt.Withdraw(ctx)
-	}
-}
-
 func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token string, f form) {
 	// The password checks below count against the client's share of the
 	// hash slots, so one address cannot keep every login waiting.
@@ -395,7 +354,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		p.record(r, username, audit.OutcomeFailure, reason)
 		p.passwordForm(w, token, f.Username, msg, ret)
 	}
-	res, err := p.engine.Accounts.SignIn(ctx, f.Username, f.Password, lockout{p.svc})
+	res, err := p.engine.Accounts.SignIn(ctx, f.Username, f.Password, p.svc.Lockout())
 	if err != nil {
 		p.fail(w, err)
 		return
