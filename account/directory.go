@@ -209,6 +209,20 @@ func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, error)
 	return e.Roles, nil
 }
 
+// directoryRoles are the roles the directory account u's groups map to,
+// from the cached status; none when the directory no longer has the
+// account, and none when no directory is configured.
+func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error) {
+	if s.dir == nil {
+		return nil, nil
+	}
+	e, err := s.dir.Status(ctx, u.Username)
+	if err != nil {
+		return nil, directoryDown(err)
+	}
+	return e.Roles, nil
+}
+
 // VerifiedLifetime is how long a checked password of u may be taken as
 // right without checking it again: a local account's for as long as its
 // hash stays the same (zero: no limit), a directory account's for

@@ -521,9 +521,19 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	return s.store.Delete(ctx, rolePrefix+name)
 }
 
-// HasAdminRole reports whether any of the user's roles is an admin role.
+// HasAdminRole reports whether any role the account holds is an admin
+// role: for a directory account, the roles its groups map to now (from
+// the cached status, whatever u.Roles says: its stored record holds
+// none); for a local one, its assigned roles that still exist.
 func (s *Service) HasAdminRole(ctx context.Context, u *User) (bool, error) {
-	for _, name := range u.Roles {
+	roles := u.Roles
+	if u.FromDirectory() {
+		var err error
+		if roles, err = s.directoryRoles(ctx, u); err != nil {
+			return false, err
+		}
+	}
+	for _, name := range roles {
 		r, err := s.heldRole(ctx, u, name)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue

@@ -1,0 +1,64 @@
+package account
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+)
+
+// TestHasAdminRoleDirectory: a directory account holds the admin role its
+// group maps to whichever record of it the caller has (the stored one
+// lists no roles), and none once the directory takes it out of the group;
+// a local account's assigned admin role still counts.
+func TestHasAdminRoleDirectory(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "admins"}},
+		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	s := newTestService(t)
+	s.SetDirectory(d)
+	if _, err := s.PutRole(ctx, Role{Name: "admins", Admin: true, Rules: []Rule{{Methods: []string{"*"}, Paths: []string{"*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DirectoryUser(ctx, "dora"); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.UserByCanonicalName(ctx, "dora")
+	if err != nil || !stored.FromDirectory() || len(stored.Roles) != 0 {
+		t.Fatalf("dora's stored record: %+v %v", stored, err)
+	}
+	if admin, err := s.HasAdminRole(ctx, stored); err != nil || !admin {
+		t.Errorf("a directory account mapped to an admin role: HasAdminRole = %v %v; want true", admin, err)
+	}
+
+	pw := "correct horse"
+	local, err := s.CreateUser(ctx, NewUser{Username: "root", Roles: []string{"admins"}, Password: &pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin, err := s.HasAdminRole(ctx, local); err != nil || !admin {
+		t.Errorf("a local admin: HasAdminRole = %v %v", admin, err)
+	}
+
+	srv.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\ndelete: member\nmember: uid=dora," + slapdtest.PeopleDN + "\n")
+	if _, err := d.Refresh(ctx, "dora"); err != nil {
+		t.Fatal(err)
+	}
+	if admin, err := s.HasAdminRole(ctx, stored); err != nil || admin {
+		t.Errorf("a directory account out of the group: HasAdminRole = %v %v; want false", admin, err)
+	}
+}
