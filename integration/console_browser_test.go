@@ -174,6 +174,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	run("account page", chromedp.Navigate(base+console.AccountPath), chromedp.WaitVisible("#totp-start"))
 	shot("account")
+
+	// "Sign out" (a link: a same-origin navigation, which logout's
+	// cross-site check lets through) ends the session: the browser lands on
+	// the portal, and the console sends it back there.
+	run("sign out", chromedp.Click(`a[href="/gatehouse/logout"]`), chromedp.WaitVisible("#username"))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != base+"/gatehouse/login" {
+		t.Errorf("after sign-out: %s", loc)
+	}
+	run("console after sign-out", chromedp.Navigate(base+console.Prefix), chromedp.WaitVisible("#username"))
 }
 
 // waitForFile waits for a browser download to land at path and returns it.
