@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,34 @@ func TestContractRows(t *testing.T) {
 		if b, ok := names[name]; !ok || (b != "plain" && b != "plain_tls") {
 			t.Errorf("row %s: baseline %q, present %v", name, b, ok)
 		}
+	}
+}
+
+// TestStartSlapd: the basic_directory row's prepare step starts a real
+// slapd with the bench's directory user and gives the main Caddy a
+// directory option naming it; without slapd it says so (the row is then
+// skipped) instead of failing the bench.
+func TestStartSlapd(t *testing.T) {
+	e := &env{dir: t.TempDir(), ports: map[string]int{}}
+	t.Cleanup(e.stop)
+	if _, err := exec.LookPath("slapd"); err != nil {
+		if err := startSlapd(e); err == nil || !strings.Contains(err.Error(), "not installed") {
+			t.Fatalf("without slapd: %v; want a 'not installed' error", err)
+		}
+		return
+	}
+	if err := startSlapd(e); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"directory ldap {", "url           ldaps://127.0.0.1:", "group_role    \"cn=operators,", "status_ttl    1h"} {
+		if !strings.Contains(e.gatehouseOptions, want) {
+			t.Errorf("the directory option lacks %q:\n%s", want, e.gatehouseOptions)
+		}
+	}
+	if len(e.cleanups) == 0 {
+		t.Error("slapd is not stopped with the bench")
+	}
+	if _, err := selectKinds(kinds, "basic_directory"); err != nil {
+		t.Error(err)
 	}
 }

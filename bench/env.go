@@ -46,6 +46,10 @@ type env struct {
 	// (-cache-size).
 	cacheSize string
 	cleanups  []func() // run last-in first-out by stop
+	// gatehouseOptions are more lines of the main Caddy's gatehouse
+	// global block, set by a row's prepare step (basic_directory's
+	// directory option).
+	gatehouseOptions string
 	// benchKey and sessionCookie are the bench user's app key and login
 	// session in the main Caddy, made once for the rows that share them.
 	benchKey, sessionCookie string
@@ -182,7 +186,7 @@ func startEnv(o envOptions) (_ *env, err error) {
 	for _, k := range kinds {
 		snippets = append(snippets, k.site)
 	}
-	config, err := e.caddyfile(e.ports["admin"], filepath.Join(dir, "data"), "", snippets)
+	config, err := e.caddyfile(e.ports["admin"], filepath.Join(dir, "data"), e.gatehouseOptions, snippets)
 	if err != nil {
 		return nil, err
 	}
@@ -195,18 +199,16 @@ func startEnv(o envOptions) (_ *env, err error) {
 }
 
 // caddyfile is a whole Caddyfile: the global options (admin port, the
-// log, the gatehouse data_dir and, unless empty, its storage) and then the
-// site snippets, each a template over the port map and env.dir.
-func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []string) ([]byte, error) {
+// log, the gatehouse data_dir and, unless empty, more gatehouse options,
+// one a line) and then the site snippets, each a template over the port
+// map and env.dir.
+func (e *env) caddyfile(adminPort int, dataDir, options string, snippets []string) ([]byte, error) {
 	vars := map[string]any{"dir": e.dir}
 	for k, v := range e.ports {
 		vars[k] = v
 	}
-	if storage != "" {
-		storage = "\t\tstorage " + storage + "\n"
-	}
 	if e.cacheSize != "" {
-		storage += "\t\tcache_size " + e.cacheSize + "\n"
+		options += "\t\tcache_size " + e.cacheSize + "\n"
 	}
 	logExclude := ""
 	if e.excludeProxyLog {
@@ -214,7 +216,7 @@ func (e *env) caddyfile(adminPort int, dataDir, storage string, snippets []strin
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tauto_https disable_redirects\n\tlog {\n\t\tlevel ERROR\n%s\t}\n\tgatehouse {\n\t\tdata_dir %s\n%s\t}\n}\n",
-		adminPort, logExclude, dataDir, storage)
+		adminPort, logExclude, dataDir, options)
 	for _, s := range snippets {
 		t, err := template.New("site").Parse(s)
 		if err != nil {

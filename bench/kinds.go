@@ -27,8 +27,8 @@ type row struct {
 // kinds are the measured rows, in order: each Gatehouse kind with all
 // identity headers and then with "forward user" only, the limit of the
 // full set (plain_identity_headers), the peers (Caddy's basic_auth,
-// forward_auth), and the Redis-backed row.
-var kinds = []kind{basicKind, basicForwardUserKind, appKeyKind, appKeyForwardUserKind, connectorKind,
+// forward_auth), the Redis-backed row and the directory-backed one.
+var kinds = []kind{basicKind, basicDirectoryKind, basicForwardUserKind, appKeyKind, appKeyForwardUserKind, connectorKind,
 	sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind}
 
 const benchRole = `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`

@@ -92,7 +92,7 @@ func setupAppKeyRedis(e *env) (row, error) {
 	dir := filepath.Join(e.dir, "caddy-redis")
 	adminPort := freePort()
 	e.ports[secondPlain] = freePort()
-	config, err := e.caddyfile(adminPort, filepath.Join(dir, "data"), redisURL(e),
+	config, err := e.caddyfile(adminPort, filepath.Join(dir, "data"), "\t\tstorage "+redisURL(e)+"\n",
 		[]string{gatehouseSite("app_key_redis", "app_key", ""), plainSite(secondPlain)})
 	if err != nil {
 		return row{}, err
