@@ -36,9 +36,9 @@ func directoryOptions(s *slapdtest.Server, role string) harness.Options {
 	}
 }
 
-// directorySite is a site accepting Basic, connector tokens and app keys,
-// with a real slapd (LDAPS, test CA) as the directory of accounts.
-const directorySite = `{
+// directoryGlobal are the global options of the directory sites: the
+// admin API and the gatehouse app with directoryOption.
+const directoryGlobal = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	skip_install_trust
 	auto_https disable_redirects
@@ -46,7 +46,11 @@ const directorySite = `{
 		data_dir {{.DataDir}}
 		` + directoryOption + `
 	}
-}
+}`
+
+// directorySite is a site accepting Basic, connector tokens and app keys,
+// with a real slapd (LDAPS, test CA) as the directory of accounts.
+const directorySite = directoryGlobal + `
 https://localhost:{{.HTTPSPort}} {
 	tls internal {
 		client_auth {
@@ -259,15 +263,7 @@ func TestDirectoryAccountInPortalAndESA(t *testing.T) {
 
 // directoryConsoleSite is a site with the console and the login portal,
 // with a real slapd as the directory of accounts.
-const directoryConsoleSite = `{
-	admin 127.0.0.1:{{.AdminPort}}
-	skip_install_trust
-	auto_https disable_redirects
-	gatehouse {
-		data_dir {{.DataDir}}
-		` + directoryOption + `
-	}
-}
+const directoryConsoleSite = directoryGlobal + `
 https://localhost:{{.HTTPSPort}} {
 	tls internal
 	gatehouse {
