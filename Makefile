@@ -9,7 +9,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './bench/out/*' 2>/dev/null
 TEST_TIMEOUT ?= 12m
 FUZZTIME   ?= 10s
 
-.PHONY: all build run test unit integration vet fuzz bench xcaddy tools docs-check clean
+.PHONY: all build run test unit integration vet lint fuzz bench xcaddy tools docs-check clean
 
 all: build
 
@@ -41,7 +41,15 @@ tools:
 vet:
 	$(GO) vet ./...
 
-test: tools $(BIN) vet docs-check
+# golangci-lint with the linters of .golangci.yml, pinned in its own module
+# (tools/lint/go.mod) so the product's go.mod does not carry it. The first
+# run builds it (minutes); later runs reuse Go's build cache and the
+# linter's own cache.
+GOLANGCI_LINT := $(GO) tool -modfile=tools/lint/go.mod golangci-lint
+lint:
+	$(GOLANGCI_LINT) run ./...
+
+test: tools $(BIN) vet lint docs-check
 	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 \
 	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
