@@ -80,7 +80,7 @@ func VerifyPassword(ctx context.Context, hash, password string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	got, err := argonKey(ctx, BusyWait, password, salt, t, m, p, uint32(len(key)))
+	got, err := argonKey(ctx, BusyWait, password, salt, t, m, p, uint32(len(key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
 	if err != nil {
 		return false, err
 	}
