@@ -110,7 +110,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 
 // WriteError writes err in Caddy's admin error shape with its status.
 func WriteError(w http.ResponseWriter, err error) {
-	WriteJSON(w, failure.Status(err), map[string]string{"error": failure.Message(err)})
+	_ = WriteJSON(w, failure.Status(err), map[string]string{"error": failure.Message(err)}) // the status is sent; nobody to tell of a failed body
 }
 
 // DecodeJSON reads the request body into v strictly: one JSON value, at
