@@ -283,12 +283,17 @@ func Verify(token string, jwks []byte, now time.Time) (*Claims, error) {
 		x, err1 := base64.RawURLEncoding.DecodeString(k.X)
 		y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
 		sig, err3 := base64.RawURLEncoding.DecodeString(parts[2])
-		if err1 != nil || err2 != nil || err3 != nil || len(sig) != 64 {
+		if err1 != nil || err2 != nil || err3 != nil || len(sig) != 64 || len(x) > 32 || len(y) > 32 {
 			return nil, errors.New("malformed key or signature")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+		// The uncompressed point 04||X||Y, each coordinate left-padded to 32 bytes.
+		point := make([]byte, 65)
+		point[0] = 4
+		copy(point[33-len(x):33], x)
+		copy(point[65-len(y):], y)
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
 		digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-		if !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		if err != nil || !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
 			return nil, errors.New("assertion signature does not verify")
 		}
 		var c Claims
