@@ -247,7 +247,7 @@ func (a *App) start() (err error) {
 		return err
 	}
 	a.poolKey = key
-	undo = append(undo, func() { storePool.Delete(key); a.poolKey = "" })
+	undo = append(undo, func() { _, _ = storePool.Delete(key); a.poolKey = "" })
 	ks, err := openKeystore(ctx, a.Keystore, pooled.backend)
 	if err != nil {
 		return err

@@ -359,7 +359,9 @@ func adminCall(out io.Writer, address, method, path string, body any) error {
 		if json.Indent(&pretty, raw, "", "  ") == nil {
 			raw = append(pretty.Bytes(), '\n')
 		}
-		out.Write(raw)
+		if _, err := out.Write(raw); err != nil {
+			return err
+		}
 	}
 	return nil
 }
