@@ -239,7 +239,7 @@ const RecordTagSize = 16
 func (k *Keystore) RecordTag(key string, value []byte) [RecordTagSize]byte {
 	st := k.recordPool.Get().(*indexState)
 	st.mac.Reset()
-	st.buf = append(binary.BigEndian.AppendUint32(st.buf[:0], uint32(len(key))), key...)
+	st.buf = append(binary.BigEndian.AppendUint32(st.buf[:0], uint32(len(key))), key...) //nolint:gosec // G115: store keys are far below 4 GiB
 	st.mac.Write(st.buf)
 	st.mac.Write(value)
 	st.sum = st.mac.Sum(st.sum[:0])

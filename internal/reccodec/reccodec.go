@@ -138,12 +138,12 @@ func (d *decoder) length() int {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)-n) {
+	if n <= 0 || v > uint64(len(d.b)-n) { //nolint:gosec // G115: n <= len(d.b), so the difference is not negative
 		d.err = ErrCorrupt
 		return 0
 	}
 	d.skip(n)
-	return int(v)
+	return int(v) //nolint:gosec // G115: v <= len(d.b), checked above
 }
 
 // next returns the next length-prefixed field.
