@@ -38,7 +38,9 @@ func newKey(ks *keystore.Keystore) (value, index string) {
 		panic("appkey: crypto/rand failed: " + err.Error())
 	}
 	index = ks.Index(indexPurpose, body[:randomSize])
-	hex.Decode(body[randomSize:], []byte(index[len(index)-2*tagSize:]))
+	if _, err := hex.Decode(body[randomSize:], []byte(index[len(index)-2*tagSize:])); err != nil {
+		panic("appkey: the keystore index is not hex: " + err.Error())
+	}
 	return KeyPrefix + base64.RawURLEncoding.EncodeToString(body[:]), index
 }
 

@@ -280,8 +280,9 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		_, _, err = s.find(ctx, index, s.now())
 	}
 	if err != nil {
-		s.engine.Sessions.Delete(ctx, token)
-		s.store.Delete(ctx, key)
+		// Best effort: the session and its binding are unusable anyway.
+		_ = s.engine.Sessions.Delete(ctx, token)
+		_ = s.store.Delete(ctx, key)
 		return err
 	}
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
@@ -455,7 +456,7 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 		return nil, err
 	}
 	if err := s.claimName(ctx, in.Name, index); err != nil {
-		s.store.Delete(ctx, indexPrefix+index)
+		_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 		return nil, err
 	}
 	warnings := []string{}
@@ -653,7 +654,7 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 		// The commit: from here the old value works only as the stub allows.
 		ok, err := s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, stub.encode(), grace+stubRetention)
 		if err != nil || !ok {
-			s.store.Delete(ctx, indexPrefix+index)
+			_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 			if err != nil {
 				return "", nil, err
 			}

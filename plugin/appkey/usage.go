@@ -28,12 +28,12 @@ func (l usageLog) latest() map[string]time.Time {
 	last := map[string]time.Time{}
 	for len(l) > 0 {
 		n, size := binary.Uvarint(l)
-		if size <= 0 || uint64(len(l)-size) < n+8 {
+		if size <= 0 || uint64(len(l)-size) < n+8 { //nolint:gosec // G115: size <= len(l)
 			break // cannot happen: add wrote every byte
 		}
-		name := string(l[size : size+int(n)])
-		l = l[size+int(n):]
-		t := time.Unix(0, int64(binary.BigEndian.Uint64(l)))
+		name := string(l[size : size+int(n)])                //nolint:gosec // G115: n+8 <= len(l)-size, checked above
+		l = l[size+int(n):]                                  //nolint:gosec // G115: as above
+		t := time.Unix(0, int64(binary.BigEndian.Uint64(l))) //nolint:gosec // G115: add wrote an int64
 		l = l[8:]
 		last[name] = t
 	}
