@@ -53,7 +53,7 @@ func matchTOTP(sec *secret, presented string, unix int64) (int64, bool) {
 // matchHOTP returns the counter from next to next+window whose code is
 // presented, or false.
 func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, bool) {
-	for c := next; c <= next+uint64(window) && c >= next; c++ {
+	for c := next; c <= next+uint64(window) && c >= next; c++ { //nolint:gosec // G115: window is a small positive option
 		if matches(presented, code(sec.base32, c)) {
 			return c, true
 		}

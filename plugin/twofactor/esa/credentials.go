@@ -33,7 +33,7 @@ const (
 
 const (
 	credPrefix      = "esa-cred/"
-	credUserPrefix  = "esa-cred-user/"
+	credUserPrefix  = "esa-cred-user/" //nolint:gosec // G101: a store key prefix, not a credential
 	passwordPurpose = "esa-api-password"
 )
 
@@ -166,7 +166,7 @@ func (cs *Credentials) Create(ctx context.Context, in CreateRequest) (*NewCreden
 		return nil, failure.Conflict("API credential %q already exists", c.Name)
 	}
 	if err := cs.engine.Store.Put(ctx, credUserPrefix+username, []byte(c.Name), 0); err != nil {
-		cs.engine.Store.Delete(ctx, credPrefix+c.Name)
+		_ = cs.engine.Store.Delete(ctx, credPrefix+c.Name) // best effort; the Put's error is the answer
 		return nil, err
 	}
 	return &NewCredentialView{CredentialView: c.view(), Password: password}, nil

@@ -142,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bounded part of) the request body first: an HTTP/2 client still sending
 // it would otherwise see its stream reset instead of the answer.
 func emptyStatus(w http.ResponseWriter, r *http.Request, status int) {
-	io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes)) // the status is the answer, read or not
 	w.Header().Set("Content-Length", "0")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -119,7 +119,7 @@ func (w *Webhook) attempt(ctx context.Context, body []byte) (retry bool, err err
 		}
 		return true, fmt.Errorf("request failed: %v", err)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for reuse; the status is the answer
 	resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
