@@ -184,12 +184,12 @@ func expiresAt(ttl time.Duration) uint64 {
 	if t.Nanosecond() > 0 {
 		sec++
 	}
-	return uint64(sec)
+	return uint64(sec) //nolint:gosec // G115: now plus a positive ttl, after 1970
 }
 
 func expiry(item *badgerdb.Item) time.Time {
 	if exp := item.ExpiresAt(); exp > 0 {
-		return time.Unix(int64(exp), 0)
+		return time.Unix(int64(exp), 0) //nolint:gosec // G115: written by expiresAt from an int64
 	}
 	return time.Time{}
 }
