@@ -55,7 +55,7 @@ func run(t target, conns int, d time.Duration, serverCPU func() time.Duration) s
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {
-					io.Copy(io.Discard, resp.Body)
+					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode != http.StatusOK {
 						err = errStatus

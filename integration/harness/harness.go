@@ -258,7 +258,7 @@ func (i *Instance) waitReady(done chan struct{}, waitForGatehouse bool) {
 			// The gatehouse app answers once started; wait for it too.
 			if st, _ := i.adminRaw(http.MethodGet, "/gatehouse/roles", nil); st != http.StatusServiceUnavailable && st != 0 {
 				if strings.Contains(i.config, fmt.Sprintf("https://localhost:%d", i.Ports.HTTPSPort)) {
-					i.waitHTTPS(15 * time.Second) // best effort: a site may demand client certificates
+					_ = i.waitHTTPS(15 * time.Second) // best effort: a site may demand client certificates
 				}
 				return
 			}
@@ -518,7 +518,7 @@ func Curl(t testing.TB, args ...string) CurlResult {
 	last := blocks[len(blocks)-1]
 	for n, line := range strings.Split(last, "\n") {
 		if n == 0 {
-			fmt.Sscanf(line[strings.Index(line, " ")+1:], "%d", &res.Status)
+			_, _ = fmt.Sscanf(line[strings.Index(line, " ")+1:], "%d", &res.Status) // unreadable: 0, which no test expects
 			continue
 		}
 		if k, v, ok := strings.Cut(line, ":"); ok {
