@@ -13,7 +13,7 @@ import (
 // (MethodAppKeySession excepted: the "session" kind proves it).
 type Method string
 
-// The credential kinds of contract §4.
+// The credential kinds (README.md, "What upstreams receive" and "Caddyfile").
 const (
 	MethodBasic     Method = "basic"
 	MethodConnector Method = "connector"

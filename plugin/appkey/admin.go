@@ -10,7 +10,7 @@ import (
 )
 
 // AdminRoutes implements adminapi.Provider: the application key endpoints
-// of contract §3. Every change, and every reveal of a key value, is written
+// (README.md, "Application keys" and "Admin API"). Every change, and every reveal of a key value, is written
 // to the audit log (kind "appkey").
 func (s *Service) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{
