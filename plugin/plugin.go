@@ -1,7 +1,12 @@
-// Package plugin defines the interface every credential kind implements.
-// The kinds live in sub-packages (plugin/basic, plugin/appkey,
-// plugin/connector, plugin/twofactor); the engine asks each enabled one,
-// cheapest first, whether the request carries its credential.
+// Package plugin defines what a credential kind implements: Credential and
+// the optional interfaces beside it (endpoints, challenges, login redirects,
+// per-route settings). The four kinds live in sub-packages: plugin/basic
+// ("basic"), plugin/appkey ("app_key"), plugin/connector ("connector") and
+// plugin/sessioncookie ("session"); the engine asks each kind a route
+// accepts, cheapest first, whether the request carries its credential.
+// plugin/twofactor is not a kind: it is the second factor (TOTP, HOTP, SMS)
+// with the ESA-compatible API and the login portal, whose sessions the
+// "session" kind accepts.
 package plugin
 
 import (
