@@ -84,7 +84,9 @@ func TestWritesAreSyncedAndInfoLogsDropped(t *testing.T) {
 	if !s.db.Opts().SyncWrites {
 		t.Error("SyncWrites is off: an acknowledged write could be lost in a crash")
 	}
-	s.Put(t.Context(), "k", []byte("v"), 0)
+	if err := s.Put(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,9 @@ func TestLoadHitReadsNothingAndAllocatesNothing(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("41"), 0)
+	if err := back.Put(ctx, "k", []byte("41"), 0); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 5 {
 		n, err := Load(c, ctx, "k", decodeInt)
 		if err != nil || n != 41 {
@@ -147,7 +149,7 @@ func TestLoadHitReadsNothingAndAllocatesNothing(t *testing.T) {
 	}
 	decodes := 0
 	countingDecode := func(b []byte) (int, error) { decodes++; return decodeInt(b) }
-	allocs := testing.AllocsPerRun(100, func() { Load(c, ctx, "k", countingDecode) })
+	allocs := testing.AllocsPerRun(100, func() { _, _ = Load(c, ctx, "k", countingDecode) })
 	if allocs != 0 || decodes != 0 {
 		t.Fatalf("a hit allocated %v times and decoded %d times; want 0 and 0", allocs, decodes)
 	}
@@ -164,8 +166,12 @@ func TestGetAndLoadOfOneKey(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "loaded", []byte("1"), 0)
-	back.Put(ctx, "got", []byte("2"), 0)
+	if err := back.Put(ctx, "loaded", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Put(ctx, "got", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
 
 	wantLoad(t, c, back, "loaded", "1", 1)
 	before := back.reads.Load()
@@ -202,7 +208,9 @@ func TestLoadOfANilInterfaceValue(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("x"), 0)
+	if err := back.Put(ctx, "k", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
 	decodeNil := func([]byte) (fmt.Stringer, error) { return nil, nil }
 	for range 2 {
 		if v, err := Load(c, ctx, "k", decodeNil); err != nil || v != nil {
@@ -217,7 +225,9 @@ func TestWriteDuringDecodeIsNotUndone(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("old"), 0)
+	if err := back.Put(ctx, "k", []byte("old"), 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Get(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +272,9 @@ func TestEveryWriteInvalidates(t *testing.T) {
 			back := newHookStore(t)
 			c := New(back, 16)
 			ctx := t.Context()
-			back.Put(ctx, "k", []byte("1"), 0)
+			if err := back.Put(ctx, "k", []byte("1"), 0); err != nil {
+				t.Fatal(err)
+			}
 			wantLoad(t, c, back, "k", "1", 1)
 			wantLoad(t, c, back, "k", "1", 0) // cached
 			if got, _ := c.Get(ctx, "k"); string(got) != "1" {
@@ -333,9 +345,13 @@ func TestKeyComesAndGoes(t *testing.T) {
 	for round := range 2 {
 		v := strconv.Itoa(round)
 		want("")
-		c.Put(ctx, "k", []byte(v), 0)
+		if err := c.Put(ctx, "k", []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
 		want(v)
-		c.Delete(ctx, "k")
+		if err := c.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
 		want("")
 		remotely(func() error { return back.Store.Put(ctx, "k", []byte(v+"r"), 0) })
 		want(v + "r")
@@ -350,9 +366,13 @@ func TestAKeyFoundMissingIsNotServedItsOldValue(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("1"), 0)
+	if err := back.Put(ctx, "k", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "1", 1)
-	back.Delete(ctx, "k")
+	if err := back.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
 	// Load kept no raw value, so Get reads the store, and finds nothing.
 	if _, err := c.Get(ctx, "k"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Get after the delete: %v", err)
@@ -364,7 +384,9 @@ func TestStoreErrorsAreNotCached(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("v"), 0)
+	if err := back.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
 	back.failReads.Store(true)
 	for range 2 {
 		if _, err := Load(c, ctx, "k", decodeString); !errors.Is(err, storage.ErrUnavailable) {
@@ -382,7 +404,9 @@ func TestDecodeErrorsAreNotCached(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("not a number"), 0)
+	if err := back.Put(ctx, "k", []byte("not a number"), 0); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if _, err := Load(c, ctx, "k", decodeInt); err == nil {
 			t.Fatal("Load decoded garbage")
@@ -397,7 +421,9 @@ func TestFailedWriteStillInvalidates(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("1"), 0)
+	if err := back.Put(ctx, "k", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "1", 1)
 	back.failWrites.Store(true)
 	if err := c.Put(ctx, "k", []byte("2"), 0); !errors.Is(err, storage.ErrUnavailable) {
@@ -410,21 +436,23 @@ func TestFailedWriteStillInvalidates(t *testing.T) {
 // an invalidation from another instance) finished must not put it back
 // into the cache afterwards.
 func TestRacingMissDoesNotReinsertStaleValue(t *testing.T) {
+	// The writes' errors are not checked here: each case ends by checking
+	// that a read returns the new value.
 	invalidations := map[string]func(ctx context.Context, c *Cache, s *sharedStore){
-		"Put": func(ctx context.Context, c *Cache, s *sharedStore) { c.Put(ctx, "k", []byte("new"), 0) },
+		"Put": func(ctx context.Context, c *Cache, s *sharedStore) { _ = c.Put(ctx, "k", []byte("new"), 0) },
 		"Batch": func(ctx context.Context, c *Cache, s *sharedStore) {
-			c.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "k", Value: []byte("new")}})
+			_ = c.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "k", Value: []byte("new")}})
 		},
 		"RemoteWrite": func(ctx context.Context, c *Cache, s *sharedStore) {
-			s.Store.Put(ctx, "k", []byte("new"), 0)
+			_ = s.Store.Put(ctx, "k", []byte("new"), 0)
 			s.invalidate("k")
 		},
 		"RemoteWriteMissed": func(ctx context.Context, c *Cache, s *sharedStore) {
-			s.Store.Put(ctx, "k", []byte("new"), 0)
+			_ = s.Store.Put(ctx, "k", []byte("new"), 0)
 			s.invalidate("") // reconnected: purge everything
 		},
 		"Purge": func(ctx context.Context, c *Cache, s *sharedStore) {
-			s.Store.Put(ctx, "k", []byte("new"), 0)
+			_ = s.Store.Put(ctx, "k", []byte("new"), 0)
 			c.Purge()
 		},
 	}
@@ -437,7 +465,9 @@ func TestRacingMissDoesNotReinsertStaleValue(t *testing.T) {
 				c := New(shared, 16)
 				ctx := t.Context()
 				if old != "" {
-					back.Store.Put(ctx, "k", []byte(old), 0)
+					if err := back.Store.Put(ctx, "k", []byte(old), 0); err != nil {
+						t.Fatal(err)
+					}
 				}
 
 				p := back.pauseNextRead()
@@ -470,7 +500,9 @@ func TestAReplacedAbsenceDoesNotComeBack(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 2)
 	ctx := t.Context()
-	back.Put(ctx, "k", []byte("v"), 0)
+	if err := back.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
 	p := back.pauseNextRead()
 	done := make(chan struct{})
 	go func() { // reads "v", and caches it after the read below
@@ -480,16 +512,22 @@ func TestAReplacedAbsenceDoesNotComeBack(t *testing.T) {
 		}
 	}()
 	<-p.read
-	back.Delete(ctx, "k") // behind the cache's back
+	if err := back.Delete(ctx, "k"); err != nil { // behind the cache's back
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "", 1)
 	close(p.release)
 	<-done
 	wantLoad(t, c, back, "k", "v", 0)      // the last insert is the answer
 	for _, k := range []string{"a", "b"} { // evict it
-		back.Put(ctx, k, []byte(k), 0)
+		if err := back.Put(ctx, k, []byte(k), 0); err != nil {
+			t.Fatal(err)
+		}
 		wantLoad(t, c, back, k, k, 1)
 	}
-	back.Put(ctx, "k", []byte("w"), 0)
+	if err := back.Put(ctx, "k", []byte("w"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "w", 1)
 }
 
@@ -554,12 +592,18 @@ func TestMaxAgeBoundsStaleness(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16, WithMaxAge(100*time.Millisecond))
 	ctx := t.Context()
-	c.Put(ctx, "k", []byte("1"), 0)
+	if err := c.Put(ctx, "k", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "1", 1)
-	back.Store.Put(ctx, "k", []byte("2"), 0) // behind the cache's back
+	if err := back.Store.Put(ctx, "k", []byte("2"), 0); err != nil { // behind the cache's back
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "k", "1", 0)
 	wantLoad(t, c, back, "absent", "", 1)
-	back.Store.Put(ctx, "absent", []byte("3"), 0)
+	if err := back.Store.Put(ctx, "absent", []byte("3"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "absent", "", 0)
 	time.Sleep(150 * time.Millisecond)
 	wantLoad(t, c, back, "k", "2", 1)
@@ -569,7 +613,9 @@ func TestMaxAgeBoundsStaleness(t *testing.T) {
 func TestEntriesAreNotServedPastTheKeysExpiry(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
-	back.Put(t.Context(), "k", []byte("v"), 0)
+	if err := back.Put(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
 	back.expireSoon.Store(true) // the store says: expires in 50 ms
 	wantLoad(t, c, back, "k", "v", 1)
 	wantLoad(t, c, back, "k", "v", 0)
@@ -585,18 +631,26 @@ func TestRegistersWithAnInvalidator(t *testing.T) {
 		t.Fatal("New did not register with the store's OnInvalidate")
 	}
 	ctx := t.Context()
-	back.Put(ctx, "a", []byte("a1"), 0)
-	back.Put(ctx, "b", []byte("b1"), 0)
+	if err := back.Put(ctx, "a", []byte("a1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Put(ctx, "b", []byte("b1"), 0); err != nil {
+		t.Fatal(err)
+	}
 	wantLoad(t, c, back, "a", "a1", 1)
 	wantLoad(t, c, back, "b", "b1", 1)
 	wantLoad(t, c, back, "missing", "", 1)
 
-	back.Store.Put(ctx, "a", []byte("a2"), 0) // another instance writes a
+	if err := back.Store.Put(ctx, "a", []byte("a2"), 0); err != nil { // another instance writes a
+		t.Fatal(err)
+	}
 	shared.invalidate("a")
 	wantLoad(t, c, back, "a", "a2", 1)
 	wantLoad(t, c, back, "b", "b1", 0)
 
-	back.Store.Put(ctx, "missing", []byte("m"), 0)
+	if err := back.Store.Put(ctx, "missing", []byte("m"), 0); err != nil {
+		t.Fatal(err)
+	}
 	shared.invalidate("") // everything may be stale
 	wantLoad(t, c, back, "a", "a2", 1)
 	wantLoad(t, c, back, "b", "b1", 1)
@@ -608,7 +662,9 @@ func TestEvictsBeyondSize(t *testing.T) {
 	c := New(back, 2)
 	ctx := t.Context()
 	for _, k := range []string{"a", "b", "c"} {
-		back.Put(ctx, k, []byte(k), 0)
+		if err := back.Put(ctx, k, []byte(k), 0); err != nil {
+			t.Fatal(err)
+		}
 		wantLoad(t, c, back, k, k, 1)
 	}
 	wantLoad(t, c, back, "c", "c", 0)
@@ -627,8 +683,12 @@ func BenchmarkLoadHit(b *testing.B) {
 	defer back.Close()
 	c := New(back, 1024)
 	ctx := context.Background()
-	c.Put(ctx, "user/alice", []byte("1"), 0)
-	Load(c, ctx, "user/alice", decodeRec)
+	if err := c.Put(ctx, "user/alice", []byte("1"), 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := Load(c, ctx, "user/alice", decodeRec); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Load(c, ctx, "user/alice", decodeRec); err != nil {
@@ -645,14 +705,18 @@ func BenchmarkLoadHitParallel(b *testing.B) {
 	keys := make([]string, 512)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("user/u%d", i)
-		c.Put(ctx, keys[i], []byte("1"), 0)
-		Load(c, ctx, keys[i], decodeRec)
+		if err := c.Put(ctx, keys[i], []byte("1"), 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Load(c, ctx, keys[i], decodeRec); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			Load(c, ctx, keys[i%len(keys)], decodeRec)
+			_, _ = Load(c, ctx, keys[i%len(keys)], decodeRec) // the benchmark measures the call; the tests check results
 			i++
 		}
 	})
@@ -664,7 +728,9 @@ func BenchmarkLoadAbsentHit(b *testing.B) {
 	defer back.Close()
 	c := New(back, 1024)
 	ctx := context.Background()
-	Load(c, ctx, "session/unknown", decodeRec)
+	if _, err := Load(c, ctx, "session/unknown", decodeRec); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Load(c, ctx, "session/unknown", decodeRec); !errors.Is(err, storage.ErrNotFound) {
@@ -683,7 +749,9 @@ func BenchmarkLoadMiss(b *testing.B) {
 	keys := make([]string, 4096)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("user/u%d", i)
-		back.Put(ctx, keys[i], []byte("1"), 0)
+		if err := back.Put(ctx, keys[i], []byte("1"), 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportAllocs()
 	i := 0
@@ -710,7 +778,9 @@ func TestUnknownKeysDoNotEvictKnownOnes(t *testing.T) {
 	known := make([]string, size)
 	for i := range known {
 		known[i] = fmt.Sprintf("session/%d", i)
-		back.Put(ctx, known[i], []byte(known[i]), 0)
+		if err := back.Put(ctx, known[i], []byte(known[i]), 0); err != nil {
+			t.Fatal(err)
+		}
 		wantLoad(t, c, back, known[i], known[i], 1)
 	}
 	unknown := make([]string, 20*size)

@@ -50,7 +50,9 @@ func commandCalls(t *testing.T, c goredis.UniversalClient, cmd string) int {
 	for _, line := range strings.Split(info, "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
 			var n int
-			fmt.Sscanf(rest, "%d", &n)
+			if _, err := fmt.Sscanf(rest, "%d", &n); err != nil {
+				t.Fatal(err)
+			}
 			return n
 		}
 	}

@@ -216,8 +216,8 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 	}
 	// Let both subscriptions come up (each purges once on subscribing).
 	waitFor(t, "subscriptions", func() bool {
-		a.Put(ctx, "probe", []byte(time.Now().String()), 0)
-		b.Get(ctx, "probe")
+		_ = a.Put(ctx, "probe", []byte(time.Now().String()), 0) // polled: the check is below
+		_, _ = b.Get(ctx, "probe")
 		p, _ := a.Get(ctx, "probe")
 		return read(b, "probe") == string(p)
 	})
@@ -267,7 +267,9 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 	if got := read(b, "key/new"); got != "<missing>" {
 		t.Fatalf("key/new: %q", got)
 	}
-	a.Put(ctx, "key/new", []byte("x"), 0)
+	if err := a.Put(ctx, "key/new", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "B sees a key created on A", func() bool { return read(b, "key/new") == "x" })
 
 	// Redis restarts: B's cache must not keep serving what it held while
@@ -279,7 +281,9 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 	})
 	srv.Restart()
 	waitWithin(t, rejoin, "B reads again after Redis came back", func() bool { return read(b, "user/alice") == "5" })
-	a.Put(ctx, "user/alice", []byte("after-restart"), 0)
+	if err := a.Put(ctx, "user/alice", []byte("after-restart"), 0); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "invalidations flow again after the restart", func() bool { return read(b, "user/alice") == "after-restart" })
 }
 
@@ -399,7 +403,9 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	}
 	plain := strings.Replace(srv.URL(), "rediss://", "redis://", 1)
 	notPEM := filepath.Join(t.TempDir(), "ca.txt")
-	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for u, want := range map[string]string{
 		plain + "?ca_file=" + srv.CAFile():   "need a rediss://",
 		srv.URL() + "?ca_file=/no/such/file": "no such file",

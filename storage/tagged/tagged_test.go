@@ -84,11 +84,17 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 		t.Fatalf("own record: %q %v", v, err)
 	}
 	// Forged: a plain value, and a value with a made-up tag.
-	inner.Put(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), 0)
-	inner.Put(ctx, "users/eve", append([]byte(`{"roles":["admin"]}`), make([]byte, keystore.RecordTagSize)...), 0)
+	if err := inner.Put(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Put(ctx, "users/eve", append([]byte(`{"roles":["admin"]}`), make([]byte, keystore.RecordTagSize)...), 0); err != nil {
+		t.Fatal(err)
+	}
 	// Moved: root's authentic record copied under alice's key.
 	raw, _ := inner.Get(ctx, "users/root")
-	inner.Put(ctx, "users/alice", raw, 0)
+	if err := inner.Put(ctx, "users/alice", raw, 0); err != nil {
+		t.Fatal(err)
+	}
 	for _, key := range []string{"users/mallory", "users/eve", "users/alice"} {
 		if v, err := s.Get(ctx, key); !errors.Is(err, ErrTampered) {
 			t.Errorf("Get %s: %q %v; want ErrTampered", key, v, err)
@@ -112,12 +118,16 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 	}
 	// A bare integer is no exception outside counters: planted under a
 	// user's key it is refused, and a listing leaves it out too.
-	inner.Put(ctx, "users/zz", []byte("7"), 0)
+	if err := inner.Put(ctx, "users/zz", []byte("7"), 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Get(ctx, "users/zz"); !errors.Is(err, ErrTampered) {
 		t.Fatalf("a bare integer under a user's key: %v; want ErrTampered", err)
 	}
 	listed = nil
-	s.Scan(ctx, "users/", func(e storage.Entry) error { listed = append(listed, e.Key); return nil })
+	if err := s.Scan(ctx, "users/", func(e storage.Entry) error { listed = append(listed, e.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(listed, []string{"users/root"}) {
 		t.Fatalf("listing with a planted integer: %v; want only users/root", listed)
 	}
@@ -143,9 +153,15 @@ func TestUpgradeTagsAnUntaggedStoreOnce(t *testing.T) {
 	ctx := context.Background()
 	inner := openBadger(t, t.TempDir())
 	defer inner.Close()
-	inner.Put(ctx, "users/alice", []byte(`{"name":"alice"}`), 0)
-	inner.Put(ctx, "sessions/x", []byte(`{"user":"alice"}`), time.Hour)
-	inner.Incr(ctx, counters.TwoFactorFailures("u1"), 2, 0)
+	if err := inner.Put(ctx, "users/alice", []byte(`{"name":"alice"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Put(ctx, "sessions/x", []byte(`{"user":"alice"}`), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inner.Incr(ctx, counters.TwoFactorFailures("u1"), 2, 0); err != nil {
+		t.Fatal(err)
+	}
 	ks := newKeystore(t)
 	var untagged *UntaggedError
 	if _, err := Open(ctx, inner, ks, Options{}); !errors.As(err, &untagged) || untagged.Untagged != 2 || untagged.Tagged != 0 ||
@@ -200,14 +216,24 @@ func TestRemovedMarkerTagsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Put(ctx, "users/alice", []byte(`{"roles":["reader"]}`), 0)
-	s.Incr(ctx, counters.TwoFactorFailures("u1"), 1, 0)
-	inner.Delete(ctx, MarkerKey)
+	if err := s.Put(ctx, "users/alice", []byte(`{"roles":["reader"]}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, counters.TwoFactorFailures("u1"), 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Delete(ctx, MarkerKey); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(ctx, inner, ks, Options{}); err != nil {
 		t.Fatalf("Open after the marker was lost, nothing untagged: %v", err)
 	}
-	inner.Delete(ctx, MarkerKey)
-	inner.Put(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), 0)
+	if err := inner.Delete(ctx, MarkerKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Put(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), 0); err != nil {
+		t.Fatal(err)
+	}
 	var untagged *UntaggedError
 	if _, err := Open(ctx, inner, ks, Options{}); !errors.As(err, &untagged) || untagged.Tagged != 1 || untagged.Untagged != 1 ||
 		!slices.Equal(untagged.Kinds, []string{"users/"}) || !strings.Contains(err.Error(), "investigate") {
