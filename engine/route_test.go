@@ -243,20 +243,30 @@ func TestAccountChangesApplyToNextRequest(t *testing.T) {
 		t.Fatalf("warm-up: %d", w.Code)
 	}
 	blocked := account.StatusBlocked
-	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &blocked})
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &blocked}); err != nil {
+		t.Fatal(err)
+	}
 	if w, _ := s.do(t, "GET", "/api/x", creds); w.Code != 403 {
 		t.Fatalf("blocked user: %d", w.Code)
 	}
 	active := account.StatusActive
-	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &active})
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Status: &active}); err != nil {
+		t.Fatal(err)
+	}
 	newPw := "battery staple"
-	s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Password: &newPw})
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Password: &newPw}); err != nil {
+		t.Fatal(err)
+	}
 	if w, _ := s.do(t, "GET", "/api/x", creds); w.Code != 401 {
 		t.Fatalf("old password after change: %d", w.Code)
 	}
-	s.e.Accounts.DeleteUser(ctx, "alice")
+	if err := s.e.Accounts.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
 	pw := "battery staple"
-	s.e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Password: &pw})
+	if _, err := s.e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
 	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "battery staple")); w.Code != 403 {
 		t.Fatalf("re-created user without roles: %d", w.Code)
 	}
@@ -284,7 +294,7 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	seen := make(chan http.Header, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := s.route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
-			io.ReadAll(r.Body) // as the proxy does, before it sends the trailers on
+			_, _ = io.ReadAll(r.Body) // as the proxy does, before it sends the trailers on
 			seen <- r.Trailer.Clone()
 			return nil
 		})
@@ -294,7 +304,7 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	}))
 	defer srv.Close()
 	body, pw := io.Pipe()
-	go func() { pw.Write([]byte("payload")); pw.Close() }()
+	go func() { _, _ = pw.Write([]byte("payload")); pw.Close() }()    // the handler's answer is checked
 	req, _ := http.NewRequest("POST", srv.URL+"/public/upload", body) // no length: chunked
 	req.Trailer = http.Header{"X-Gatehouse-User": {"admin"}, "X_gatehouse_roles": {"admin"}, "X-Checksum": {"abc"}}
 	res, err := http.DefaultClient.Do(req)

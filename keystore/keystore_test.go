@@ -90,7 +90,9 @@ func TestMissingAndCorrupt(t *testing.T) {
 		t.Fatalf("missing keystore: got %v, want ErrMissing", err)
 	}
 	bad := filepath.Join(dir, "bad")
-	os.WriteFile(bad, []byte("zz"), 0o600)
+	if err := os.WriteFile(bad, []byte("zz"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(bad, true); err == nil {
 		t.Fatal("corrupt keystore accepted")
 	}
