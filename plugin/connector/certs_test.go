@@ -74,7 +74,9 @@ func TestCAIsCreatedOnceAndSealed(t *testing.T) {
 	if _, err := OpenCA(dir, other); err == nil || !strings.Contains(err.Error(), "keystore") {
 		t.Errorf("OpenCA with another keystore = %v; want a keystore error", err)
 	}
-	os.WriteFile(filepath.Join(dir, CADir, caCertFile), []byte("garbage"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, CADir, caCertFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := LoadCACertificate(dir); err == nil || errorsIsNoCA(err) {
 		t.Errorf("a broken CA file = %v; want an error that is not 'does not exist'", err)
 	}
@@ -114,7 +116,7 @@ func TestIssuedCertificateCarriesTheConnectorMarks(t *testing.T) {
 	if _, err := c.cert.Verify(x509.VerifyOptions{Roots: poolOf(f.p.ca.cert), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
 		t.Error("the connector certificate verifies as a server certificate")
 	}
-	if got := c.cert.NotAfter.Sub(time.Now()); got < DefaultCertValidity-time.Hour || got > DefaultCertValidity+time.Hour {
+	if got := time.Until(c.cert.NotAfter); got < DefaultCertValidity-time.Hour || got > DefaultCertValidity+time.Hour {
 		t.Errorf("validity = %v; want about %v", got, DefaultCertValidity)
 	}
 	rec, _ := f.p.Get(context.Background(), "edge-01")

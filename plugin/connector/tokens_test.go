@@ -341,7 +341,9 @@ func TestTokenListingAndRevocation(t *testing.T) {
 	// Revoke the pair behind a1 by its id.
 	var target string
 	for _, v := range byConn {
-		f.p.RevokeToken(ctx, v.ID)
+		if _, err := f.p.RevokeToken(ctx, v.ID); err != nil {
+			t.Fatal(err)
+		}
 		if f.use(c1, a1.AccessToken) != "" {
 			target = v.ID
 			break

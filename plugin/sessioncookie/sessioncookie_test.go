@@ -76,7 +76,7 @@ func TestEndedSessionSendsTheBrowserToSignIn(t *testing.T) {
 		r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
 		r.Header.Set("Accept", accept)
 		w := httptest.NewRecorder()
-		route.Serve(w, r, func(http.ResponseWriter, *http.Request, *identity.Identity) error {
+		_ = route.Serve(w, r, func(http.ResponseWriter, *http.Request, *identity.Identity) error {
 			t.Fatal("an ended session reached the upstream")
 			return nil
 		})

@@ -753,7 +753,9 @@ func TestDeprovisionAndBlocked(t *testing.T) {
 	ctx := context.Background()
 	u := fx.user(t, "ivy", "+12025550123")
 	en, _ := fx.svc.EnrolApp(ctx, u, nil)
-	fx.svc.EnrolSMS(ctx, u)
+	if err := fx.svc.EnrolSMS(ctx, u); err != nil {
+		t.Fatal(err)
+	}
 	if types, _ := fx.svc.Types(ctx, u); fmt.Sprint(types) != "[APP SMS]" {
 		t.Fatalf("types %v", types)
 	}

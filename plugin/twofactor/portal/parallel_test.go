@@ -29,7 +29,9 @@ func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.Failed(ctx, "earlier failure")
+		if _, err := a.Failed(ctx, "earlier failure"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const n = 30
 	bs := make([]*browser, n)

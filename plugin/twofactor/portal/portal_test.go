@@ -214,7 +214,7 @@ func TestLoginWithAppAndLockout(t *testing.T) {
 		t.Fatalf("code step: %s", body)
 	}
 	for range 4 {
-		_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
+		b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
 	}
 	_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
 	if !strings.Contains(body, "locked") || !strings.Contains(body, `id="password"`) {
@@ -225,7 +225,9 @@ func TestLoginWithAppAndLockout(t *testing.T) {
 	if !strings.Contains(body, "Sign-in failed") {
 		t.Fatalf("locked user's password: %s", body)
 	}
-	h.svc.Unlock(context.Background(), u)
+	if err := h.svc.Unlock(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
 	b.signInPassword("bob", password, "/")
 	c, _ := totp.GenerateCode(en.Secret, time.Now())
 	resp, _ := b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {c}})

@@ -71,7 +71,9 @@ func TestWebhookPostsJSONWithHeaders(t *testing.T) {
 		if r.Method != http.MethodPost {
 			t.Errorf("method %s", r.Method)
 		}
-		json.NewDecoder(r.Body).Decode(&got)
+		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+			t.Errorf("body: %v", err)
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()
