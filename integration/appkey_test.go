@@ -347,7 +347,9 @@ func TestAppKeyRotation(t *testing.T) {
 	}
 	var listed []map[string]any
 	_, raw := inst.Admin(t, "GET", "/gatehouse/appkeys", nil)
-	json.Unmarshal(raw, &listed)
+	if err := json.Unmarshal(raw, &listed); err != nil {
+		t.Fatalf("list: %v: %s", err, raw)
+	}
 	if len(listed) != 1 || strings.Contains(string(raw), "ghak_") {
 		t.Fatalf("list: %s", raw)
 	}

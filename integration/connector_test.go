@@ -257,7 +257,9 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 	if status != 200 || strings.Contains(string(raw), d.AccessToken) || strings.Contains(string(raw), d.RefreshToken) {
 		t.Fatalf("token listing: %d %s", status, raw)
 	}
-	json.Unmarshal(raw, &list)
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
 	if len(list) != 1 || list[0]["connector"] != "c1" || list[0]["username"] != "alice" || list[0]["expires_at"] == nil {
 		t.Fatalf("token listing: %s", raw)
 	}

@@ -216,7 +216,9 @@ func TestValidateNextToRunningInstance(t *testing.T) {
 	cfg := filepath.Join(inst.Ports.Dir, "validate.Caddyfile")
 	rendered := strings.NewReplacer("{{.AdminPort}}", fmt.Sprint(harness.FreePort(t)), "{{.DataDir}}", inst.DataDir(),
 		"{{.HTTPSPort}}", fmt.Sprint(inst.Ports.HTTPSPort), "{{.UpstreamPort}}", fmt.Sprint(inst.Ports.UpstreamPort)).Replace(basicSite)
-	os.WriteFile(cfg, []byte(rendered), 0o600)
+	if err := os.WriteFile(cfg, []byte(rendered), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
 	if err != nil || !strings.Contains(out, "Valid configuration") {
 		t.Fatalf("caddy validate next to a running instance: %v\n%s", err, out)

@@ -46,7 +46,7 @@ func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				answered.Add(1)
 				if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "1" {

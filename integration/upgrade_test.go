@@ -41,7 +41,9 @@ func TestUpgradeToTaggedRecords(t *testing.T) {
 
 	bin := harness.Binary(t)
 	config := filepath.Join(dir, "refused.caddyfile")
-	os.WriteFile(config, []byte("{\n\tadmin off\n\tgatehouse {\n\t\tdata_dir "+dataDir+"\n\t}\n}\n"), 0o600)
+	if err := os.WriteFile(config, []byte("{\n\tadmin off\n\tgatehouse {\n\t\tdata_dir "+dataDir+"\n\t}\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, err := harness.Command(t, bin, "run", "--config", config, "--adapter", "caddyfile")
 	if err == nil || !strings.Contains(out, "carry no tags") || !strings.Contains(out, "caddy gatehouse tag-records") {
 		t.Fatalf("start on an untagged store: %v\n%s\nwant a refusal naming tag-records", err, out)
