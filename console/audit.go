@@ -120,9 +120,10 @@ func auditCSV(c *Console, r *http.Request, v *viewer) (*download, error) {
 	}
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
-	w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "reason"})
+	// A csv.Writer keeps its first error; w.Error() below returns it.
+	_ = w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "reason"})
 	for _, ev := range events {
-		w.Write([]string{ev.Time.UTC().Format(time.RFC3339Nano), ev.Kind, ev.Outcome, csvSafe(ev.Username), csvSafe(ev.Actor),
+		_ = w.Write([]string{ev.Time.UTC().Format(time.RFC3339Nano), ev.Kind, ev.Outcome, csvSafe(ev.Username), csvSafe(ev.Actor),
 			csvSafe(ev.Credential), ev.RemoteIP, ev.Method, csvSafe(ev.Path), csvSafe(ev.Reason)})
 	}
 	w.Flush()
