@@ -32,7 +32,7 @@ const defaultCacheRecords = 100_000
 func (s CacheSize) records() int {
 	switch {
 	case s.Bytes > 0:
-		return int(max(s.Bytes/cacheRecordBytes, 1))
+		return int(max(s.Bytes/cacheRecordBytes, 1)) //nolint:gosec // G115: bytes / 1 KiB fits an int on 64-bit platforms
 	case s.Records > 0:
 		return s.Records
 	}

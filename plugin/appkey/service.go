@@ -144,7 +144,7 @@ func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*id
 	if !indexInto(s.engine.Keystore, value, &buf) {
 		return nil, errInvalid
 	}
-	index := unsafe.String(&buf[0], len(buf))
+	index := unsafe.String(&buf[0], len(buf)) //nolint:gosec // G103: buf is not written again while index lives
 	now := s.now()
 	e, _, err := s.find(ctx, index, now)
 	if err != nil {

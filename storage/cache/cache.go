@@ -317,7 +317,7 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decode func([]byte) (T, error)) (T, error) {
 	var buf [128]byte
 	b := append(append(buf[:0], prefix...), name...)
-	return Load(c, ctx, unsafe.String(unsafe.SliceData(b), len(b)), decode)
+	return Load(c, ctx, unsafe.String(unsafe.SliceData(b), len(b)), decode) //nolint:gosec // G103: b is not written again and Load does not retain it
 }
 
 // Get implements storage.Store; the returned slice is the caller's.
