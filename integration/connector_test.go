@@ -184,7 +184,7 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 		ClientID string            `json:"client_id"`
 		Cnf      map[string]string `json:"cnf"`
 	}
-	if json.Unmarshal([]byte(res.Body), &intro); res.Status != 200 || !intro.Active || intro.ClientID != "c1" || len(intro.Cnf["x5t#S256"]) != 43 {
+	if err := json.Unmarshal([]byte(res.Body), &intro); err != nil || res.Status != 200 || !intro.Active || intro.ClientID != "c1" || len(intro.Cnf["x5t#S256"]) != 43 {
 		t.Errorf("introspecting its own token: %d %s", res.Status, res.Body)
 	}
 	b2 := mustToken(t, inst, c2)
