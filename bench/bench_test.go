@@ -101,7 +101,7 @@ func TestPinPlan(t *testing.T) {
 	}
 }
 
-// TestContractRows: the rows of contract §9 are all there, each with a
+// TestContractRows: the rows of docs/benchmarks.md ("Rows") are all there, each with a
 // baseline that is a baseline row.
 func TestContractRows(t *testing.T) {
 	names := map[string]string{}

@@ -11,8 +11,8 @@ import (
 // stripped from every inbound request.
 type Forward uint8
 
-// The headers a route can forward (contract §10, the route's "forward"
-// names in ForwardNames).
+// The headers a route can forward (docs/operators/caddyfile.md, the
+// route's "forward" option; the names are in ForwardNames).
 const (
 	ForwardUser      Forward = 1 << iota // X-Gatehouse-User
 	ForwardRoles                         // X-Gatehouse-Roles

@@ -13,7 +13,8 @@ import (
 // (MethodAppKeySession excepted: the "session" kind proves it).
 type Method string
 
-// The credential kinds (README.md, "What upstreams receive" and "Caddyfile").
+// The credential kinds (docs/upstreams.md, "The identity headers"; a route's
+// accept list in docs/operators/caddyfile.md).
 const (
 	MethodBasic     Method = "basic"
 	MethodConnector Method = "connector"

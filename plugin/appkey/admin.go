@@ -10,7 +10,7 @@ import (
 )
 
 // AdminRoutes implements adminapi.Provider: the application key endpoints
-// (README.md, "Application keys" and "Admin API"). Every change, and every reveal of a key value, is written
+// (docs/operators/admin-api.md). Every change, and every reveal of a key value, is written
 // to the audit log (kind "appkey").
 func (s *Service) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{

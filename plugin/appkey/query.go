@@ -16,7 +16,7 @@ import (
 // queryParam is the application key's query parameter.
 const queryParam = "appKey"
 
-// sessionParams ask for a session when "true" (README.md, "Application keys").
+// sessionParams ask for a session when "true" (docs/clients.md, "Application keys").
 var sessionParams = []string{"x-gatehouse-session", "x-thingworx-session"}
 
 // strippedParams are removed from every request an application key
