@@ -130,8 +130,8 @@ func (s *spill) add(events []pending) (notKept int, err error) {
 		return len(events), nil
 	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
-		s.f.Truncate(s.size) // best effort: no torn line in the middle of the file
-		s.f.Seek(s.size, io.SeekStart)
+		_ = s.f.Truncate(s.size) // best effort: no torn line in the middle of the file
+		_, _ = s.f.Seek(s.size, io.SeekStart)
 		return len(events), err
 	}
 	s.size += int64(buf.Len())

@@ -222,7 +222,7 @@ func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (acco
 // does a blocked account's right one, or the count would tell.
 func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
 	if res.Outcome == account.Wrong || res.Outcome == account.Blocked {
-		a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), 1, failureWindow)
+		_, _ = a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), 1, failureWindow) // best effort: the answer is a refusal either way
 	}
 	return nil
 }
