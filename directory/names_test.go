@@ -40,7 +40,7 @@ func FuzzUserFilter(f *testing.F) {
 			if len(and) != len(packet.Children) || packet.Tag != ldap.FilterAnd || last.Tag != ldap.FilterEqualityMatch {
 				t.Fatalf("username %q changed the filter's shape: %q", name, filter)
 			}
-			if got := string(last.Children[1].Data.Bytes()); got != name {
+			if got := last.Children[1].Data.String(); got != name {
 				t.Fatalf("username %q matched as %q in %q", name, got, filter)
 			}
 			want, _ := ldap.CompileFilter(fill(tmpl, "{username}", "x"))

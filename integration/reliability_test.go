@@ -48,7 +48,7 @@ func basicAnswer(client *http.Client, url, method, user, password string) int {
 	if err != nil {
 		return 0
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
 }
