@@ -5,8 +5,8 @@
 // plugin/sessioncookie ("session"); the engine asks each kind a route
 // accepts, cheapest first, whether the request carries its credential.
 // plugin/twofactor is not a kind: it is the second factor (TOTP, HOTP, SMS)
-// with the ESA-compatible API and the login portal, whose sessions the
-// "session" kind accepts.
+// with the ESA-compatible API and the login portal; the "session" kind
+// accepts the portal's sessions and those an application key opened.
 package plugin
 
 import (
