@@ -51,10 +51,17 @@ func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
 // pendingKey is where the viewer's unconfirmed authenticator secret waits.
 func pendingKey(v *viewer) string { return pendingPrefix + session.DigestID(v.token) }
 
-// startTOTP draws a new authenticator secret for the viewer and shows it;
-// nothing changes until it is confirmed with a code (confirmTOTP). The
-// pending otpauth URI is kept sealed, bound to the account.
-func startTOTP(c *Console, r *http.Request, v *viewer, _ form) (outcome, error) {
+// startTOTP draws a new authenticator secret for the viewer and shows it,
+// once the viewer confirmed with the password or a code of a current
+// factor: a session alone (one left open, or stolen) must not replace the
+// second factor, which would lock its owner out and give its taker a
+// factor of their own. Nothing changes until the new secret is confirmed
+// with a code (confirmTOTP). The pending otpauth URI is kept sealed, bound
+// to the account.
+func startTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+	if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
+		return outcome{}, err
+	}
 	en := c.twoFactor.NewAppSecret(v.user.Username)
 	sealed := c.engine.Keystore.Seal([]byte(en.URI), sealContext+"/"+v.user.ID)
 	if err := c.engine.Store.Put(r.Context(), pendingKey(v), sealed, pendingLifetime); err != nil {

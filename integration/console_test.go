@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -277,7 +278,7 @@ func TestConsoleSelfService(t *testing.T) {
 	}
 	inst.MustAdmin(t, 404, "GET", "/gatehouse/appkeys/samkey", nil)
 
-	started := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-start"}})
+	started := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-start"}, "confirm": {tfPassword}})
 	m := onceSecret.FindStringSubmatch(started.Body)
 	if started.Status != 200 || m == nil || !strings.Contains(started.Body, `src="data:image/png;base64,`) {
 		t.Fatalf("starting the enrolment: %d %s", started.Status, started.Body)
@@ -310,6 +311,56 @@ func TestConsoleSelfService(t *testing.T) {
 		t.Fatal("the replaced authenticator still signs in")
 	}
 	signIn(t, base, "sam", totpNext(t, newSecret))
+}
+
+// TestConsoleAuthenticatorNeedsReauthentication: the session alone (one
+// left open or stolen) cannot replace the account's authenticator app: the
+// setup asks for the password or a code of the current factor first, and
+// without it (or with a wrong one, which counts toward the lockout) no new
+// secret is shown and none can be confirmed; the old authenticator stays.
+func TestConsoleAuthenticatorNeedsReauthentication(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	oldSecret := consoleUser(t, inst, "sam", "staff")
+	sam := signIn(t, base, "sam", totpNow(t, oldSecret))
+	if res := sam.do(base + console.AccountPath); res.Status != 200 || !strings.Contains(res.Body, `name="confirm"`) {
+		t.Errorf("account page: %d, asks for a confirmation: %v", res.Status, strings.Contains(res.Body, `name="confirm"`))
+	}
+	for _, confirm := range []url.Values{{}, {"confirm": {"wrong-password"}}, {"confirm": {"000000"}}} {
+		form := url.Values{"csrf": {sam.csrf}, "action": {"totp-start"}}
+		for k, v := range confirm {
+			form[k] = v
+		}
+		res := sam.consolePost(console.AccountPath, form)
+		if res.Status != 400 || onceSecret.MatchString(res.Body) || strings.Contains(res.Body, "otpauth") {
+			t.Fatalf("starting a replacement with confirm %v: %d, secret shown: %v", confirm, res.Status, onceSecret.MatchString(res.Body))
+		}
+		// Nothing is pending: no code confirms anything.
+		if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {totpNow(t, oldSecret)}}); res.Status != 400 ||
+			!strings.Contains(res.Body, "expired") {
+			t.Fatalf("confirming after a refused start: %d %s", res.Status, res.Body)
+		}
+	}
+	var logged []struct {
+		Username, Outcome, Reason string
+	}
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/audit?limit=1000", nil), &logged); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, ev := range logged {
+		if ev.Username == "sam" && ev.Outcome == "failure" && strings.HasPrefix(ev.Reason, "console re-authentication failed") {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Errorf("%d failed re-authentications audited, want 2 (the wrong password and the wrong code)", failed)
+	}
+	// The session goes on and the old authenticator still signs in.
+	if res := sam.do(base + console.AccountPath); res.Status != 200 {
+		t.Fatalf("after refused replacements the session got %d", res.Status)
+	}
+	signIn(t, base, "sam", totpNext(t, oldSecret))
 }
 
 var keyValueInput = regexp.MustCompile(`id="key-value" class="secret" readonly value="([^"]+)"`)
