@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
 )
 
 func TestServes(t *testing.T) {
@@ -62,6 +64,20 @@ func TestCSVSafe(t *testing.T) {
 		"@SUM(1)": "'@SUM(1)", "/app": "/app", "": "", "alice": "alice"} {
 		if got := csvSafe(in); got != want {
 			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAuditRowDefusesEveryField(t *testing.T) {
+	ev := audit.Event{Time: time.Unix(0, 0), Kind: "request", Outcome: "denied", Username: "=u", Actor: "@a", Credential: "-c",
+		RemoteIP: "127.0.0.1", Method: "+cmd|'calc'!A0", Path: "/app/x", Reason: "=r"}
+	row := auditRow(ev)
+	if len(row) != 10 || row[7] != "'+cmd|'calc'!A0" {
+		t.Fatalf("auditRow = %q; want the method defused", row)
+	}
+	for _, field := range row {
+		if field != "" && strings.ContainsRune("=+-@\t\r", rune(field[0])) {
+			t.Errorf("auditRow field %q starts a formula", field)
 		}
 	}
 }

@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -361,6 +363,38 @@ func TestConsoleAuthenticatorNeedsReauthentication(t *testing.T) {
 		t.Fatalf("after refused replacements the session got %d", res.Status)
 	}
 	signIn(t, base, "sam", totpNext(t, oldSecret))
+}
+
+// TestConsoleAuditCSVDefusesMethod: an anonymous client's request with a
+// method that a spreadsheet reads as a formula (HTTP methods may start
+// with '+' or '-' and hold '|', '\” and '!') is audited as refused; the
+// console's CSV export of the audit log has it defused like the other
+// fields a client chooses, so no field of the export starts a formula.
+func TestConsoleAuditCSVDefusesMethod(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	const method = "+cmd|'calc'!A0"
+	if res := harness.Curl(t, "-X", method, base+"/app/x"); res.Status != 401 {
+		t.Fatalf("the request with method %q: %d", method, res.Status)
+	}
+	export := root.do(base + console.Prefix + "audit?format=csv")
+	records, err := csv.NewReader(strings.NewReader(export.Body)).ReadAll()
+	if export.Status != 200 || err != nil || len(records) < 2 {
+		t.Fatalf("CSV export: %d %v\n%s", export.Status, err, export.Body)
+	}
+	found := false
+	for _, rec := range records[1:] {
+		for _, field := range rec {
+			if field != "" && strings.ContainsRune("=+-@\t\r", rune(field[0])) {
+				t.Errorf("a CSV field starts a formula: %q in %q", field, rec)
+			}
+		}
+		found = found || slices.Contains(rec, "'"+method)
+	}
+	if !found {
+		t.Errorf("the refused request is not in the export (defused):\n%s", export.Body)
+	}
 }
 
 var keyValueInput = regexp.MustCompile(`id="key-value" class="secret" readonly value="([^"]+)"`)
