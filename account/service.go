@@ -35,6 +35,9 @@ type Service struct {
 	now   func() time.Time
 	// dir is the directory of directory accounts; nil when none.
 	dir *directory.Directory
+	// defaultDomain are the names of the default domain (see
+	// SetDefaultDomain).
+	defaultDomain []string
 
 	hooksMu  sync.Mutex
 	onDelete []DeleteHook
@@ -70,6 +73,13 @@ func (s *Service) removeBound(ctx context.Context, u *User) error {
 func NewService(store *cache.Cache) *Service {
 	return &Service{store: store, now: time.Now}
 }
+
+// SetDefaultDomain sets the names (NetBIOS and DNS) of the default domain,
+// whose `DOMAIN\user` and `user@domain` the ESA API takes as the account
+// user (AccountName): no account may be created under such a name, which
+// would be one account to the admin API and another to the ESA API. It is
+// called once, before the service is used.
+func (s *Service) SetDefaultDomain(domains []string) { s.defaultDomain = domains }
 
 func decodeUser(b []byte) (*User, error) {
 	u := new(User)
@@ -169,6 +179,9 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	name, err := s.canonicalName(in.Username)
 	if err != nil {
 		return nil, err
+	}
+	if plain := AccountName(name, s.defaultDomain); plain != name {
+		return nil, failure.Invalid("username %q is the account %q of the default domain to the ESA API (default_domain); name the account %q", name, plain, plain)
 	}
 	if err := s.refuseDirectoryName(ctx, name); err != nil {
 		return nil, err

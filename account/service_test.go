@@ -2,10 +2,13 @@ package account
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
@@ -56,6 +59,29 @@ func TestDeletedRoleIsNeitherForwardedNorHandedBack(t *testing.T) {
 		}
 		if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) {
 			t.Fatalf("roles %v: forwarded %v, %v; want reader only", roles, id.Roles, err)
+		}
+	}
+}
+
+// TestDefaultDomainQualifiedNameIsNoAccountName: with a default domain, a
+// name the ESA API takes as another account (`CORP\bob`, in any case, or
+// `bob@corp.example.com`) cannot be created: the admin API and the ESA API
+// would read it as two accounts. Another domain's qualified name can.
+func TestDefaultDomainQualifiedNameIsNoAccountName(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	s.SetDefaultDomain([]string{"CORP", "corp.example.com"})
+	for _, name := range []string{`CORP\bob`, `corp\bob`, "bob@corp.example.com", "Bob@Corp.Example.Com"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); failure.Status(err) != http.StatusBadRequest {
+			t.Errorf("CreateUser(%q) = %v; want a 400", name, err)
+		}
+		if _, err := s.UserByCanonicalName(ctx, strings.ToLower(name)); failure.Status(err) != http.StatusNotFound {
+			t.Errorf("%q was stored: %v", name, err)
+		}
+	}
+	for _, name := range []string{"bob", `OTHER\bob`, "bob@other.example", `corp\`, "@corp.example.com"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
+			t.Errorf("CreateUser(%q): %v", name, err)
 		}
 	}
 }

@@ -55,8 +55,10 @@ type Engine struct {
 // New assembles an engine from its services.
 func New(cfg Config, store *cache.Cache, ks *keystore.Keystore, signer *assertion.Signer, log *audit.Log, metrics *Metrics, logger *zap.Logger) *Engine {
 	cfg = cfg.WithDefaults()
+	accounts := account.NewService(store)
+	accounts.SetDefaultDomain(cfg.DefaultDomain)
 	return &Engine{
-		Config: cfg, Store: store, Keystore: ks, Accounts: account.NewService(store), Signer: signer,
+		Config: cfg, Store: store, Keystore: ks, Accounts: accounts, Signer: signer,
 		Sessions: session.NewStore(store, session.Options{Idle: cfg.SessionIdle, Absolute: cfg.SessionLifetime}),
 		Audit:    log, Metrics: metrics, Headers: NewIdentityHeaders(cfg.HeaderPrefix), Logger: logger,
 		credentials: map[identity.Method]plugin.Credential{},

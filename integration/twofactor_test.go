@@ -636,3 +636,30 @@ func TestWideHOTPWindowWarns(t *testing.T) {
 		t.Fatalf("hotp_window 500 did not warn:\n%s", ti.Log())
 	}
 }
+
+// TestESADefaultDomainNamesOneAccount: with default_domain, the ESA API
+// takes CORP\bob and bob@corp.example.com as bob, so the admin API cannot
+// create accounts under those names (they would be accounts of their own
+// to the admin API, the portal and HTTP Basic, and bob's to the ESA API:
+// the holder of bob's factor would pass the second factor for them). The
+// qualified names verify bob's code; another domain's name is its own.
+func TestESADefaultDomainNamesOneAccount(t *testing.T) {
+	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\tdefault_domain CORP corp.example.com", 1)
+	ti := startTwoFactorSite(t, site, harness.Options{})
+	ti.user("bob", "")
+	secret := ti.enrolApp("bob")
+	for _, name := range []string{`CORP\bob`, "bob@corp.example.com", "BOB@Corp.Example.Com"} {
+		ti.MustAdmin(t, 400, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{"staff"}, "password": tfPassword})
+		ti.MustAdmin(t, 404, "GET", "/gatehouse/users/"+url.PathEscape(strings.ToLower(name)), nil)
+	}
+	ti.user("bob@other.example", "")
+	ti.enrolApp("bob@other.example")
+	out := ti.esa(ti.auth, "/auth/v1/authenticate", fmt.Sprintf(`{"username":%q,"otp":%q}`, `CORP\bob`, totpNow(t, secret)))
+	if out["authenticated"] != true {
+		t.Fatalf(`CORP\bob with bob's code: %v`, out)
+	}
+	out = ti.esa(ti.auth, "/auth/v1/authenticate", fmt.Sprintf(`{"username":%q,"otp":%q}`, "bob@other.example", totpNext(t, secret)))
+	if out["authenticated"] != false {
+		t.Fatalf("bob@other.example with bob's code: %v", out)
+	}
+}
