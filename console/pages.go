@@ -200,7 +200,9 @@ func usersPage() *page {
 				return outcome{Notice: "Factor removed."}, c.call(r, v, http.MethodDelete, userPath(f, "/otp/"+esc(f.get("type"))), nil, nil)
 			},
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				if f.get("username") == v.user.Username {
+				// Compared as accounts, not as typed: "ROOT" and "CORP\root"
+				// name root too.
+				if u, err := c.engine.Accounts.User(r.Context(), f.get("username")); err == nil && u.ID == v.user.ID {
 					return outcome{}, failure.Invalid("you cannot delete your own account here")
 				}
 				return outcome{Notice: "User deleted."}, c.call(r, v, http.MethodDelete, userPath(f, ""), nil, nil)

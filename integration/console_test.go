@@ -397,6 +397,28 @@ func TestConsoleAuditCSVDefusesMethod(t *testing.T) {
 	}
 }
 
+// TestConsoleAdminCannotDeleteOwnAccount: the users page refuses to
+// delete the signed-in administrator's own account under any spelling of
+// its name ("ROOT" is root); another account is deleted.
+func TestConsoleAdminCannotDeleteOwnAccount(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	consoleUser(t, inst, "sam", "staff")
+	root.do(base + console.Prefix + "users")
+	for _, name := range []string{"root", "ROOT", "Root"} {
+		res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {name}})
+		if res.Status != 400 || !strings.Contains(res.Body, "your own account") {
+			t.Fatalf("deleting the own account as %q: %d", name, res.Status)
+		}
+		inst.MustAdmin(t, 200, "GET", "/gatehouse/users/root", nil)
+	}
+	if res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {"SAM"}}); res.Status != 200 {
+		t.Fatalf("deleting sam: %d %s", res.Status, res.Body)
+	}
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/users/sam", nil)
+}
+
 var keyValueInput = regexp.MustCompile(`id="key-value" class="secret" readonly value="([^"]+)"`)
 
 // TestConsoleRevealAndExport: revealing a key asks for the password again
