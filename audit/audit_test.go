@@ -460,6 +460,32 @@ func TestSpillFileCutShortByACrash(t *testing.T) {
 	}
 }
 
+// TestSpillFileIsPrivate: the spill file holds audit events (usernames,
+// addresses, what they did): it is created 0600, and one found readable
+// to others is made 0600 before anything is appended to it.
+func TestSpillFileIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	for name, before := range map[string]os.FileMode{"new": 0, "world-readable": 0o644} {
+		path := filepath.Join(dir, name+".jsonl")
+		if before != 0 {
+			if err := os.WriteFile(path, nil, before); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, before); err != nil { // past the umask
+				t.Fatal(err)
+			}
+		}
+		s, _, _, err := openSpill(path, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.f.Close()
+		if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s spill file: mode %v, %v; want 0600", name, info.Mode().Perm(), err)
+		}
+	}
+}
+
 // TestEventsRecordedAfterCloseAreCounted: an event recorded after Close
 // cannot reach the store; an error line counts it.
 func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {

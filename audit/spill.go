@@ -46,7 +46,13 @@ func openSpill(path string, limit int64) (s *spill, events []pending, cut int64,
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("audit spill file: %w", err)
 	}
-	info, err := f.Stat()
+	// A file left readable to others (copied, restored from a backup)
+	// is made private before events are appended to it.
+	err = f.Chmod(0o600)
+	var info os.FileInfo
+	if err == nil {
+		info, err = f.Stat()
+	}
 	var whole int64
 	if err == nil {
 		events, whole, err = readSpill(f)
