@@ -70,10 +70,15 @@ func (p directoryPasswords) CheckPassword(ctx context.Context, name string, u *U
 func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUnavailable, err) }
 
 // withDirectoryStatus is a copy of u with the directory's status and
-// roles (blocked when the directory refuses the account or lost it), and
-// its phone number when Gatehouse has none.
+// roles (blocked when the directory refuses the account or lost it, or
+// its entry is another account's: see replaced), and its phone number when
+// Gatehouse has none.
 func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c := *u
+	if replaced(u, e) {
+		c.Roles, c.Status = []string{}, StatusBlocked
+		return &c
+	}
 	if c.MobileNumber == "" {
 		// The directory's number, when Gatehouse has none (and it is one).
 		c.MobileNumber, _ = ValidateMobileNumber(e.Mobile)
@@ -86,12 +91,22 @@ func withDirectoryStatus(u *User, e directory.Entry) *User {
 	return &c
 }
 
+// replaced reports whether the directory's entry of u's name is another
+// entry than the one u was made for: the account was deleted and its name
+// given to a new one, who must not inherit u's app keys, connectors,
+// second factors and sessions. An administrator deletes u to let the new
+// account in.
+func replaced(u *User, e directory.Entry) bool {
+	return e.Found && u.DirectoryID != "" && e.ID != u.DirectoryID
+}
+
 // directoryRecord returns the Gatehouse record of the directory account
 // name, creating it on first use. A local account of the same name is a
 // conflict.
 func (s *Service) directoryRecord(ctx context.Context, name string, e directory.Entry) (*User, error) {
 	now := s.now().UTC()
-	u := &User{Username: name, ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: e.DN, CreatedAt: now, UpdatedAt: now}
+	u := &User{Username: name, ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: e.DN, DirectoryID: e.ID,
+		CreatedAt: now, UpdatedAt: now}
 	raw, _ := json.Marshal(u)
 	ok, err := s.store.CompareAndSwap(ctx, userPrefix+name, nil, raw, 0)
 	if err != nil {
@@ -152,8 +167,9 @@ type DirectoryView struct {
 	DN string `json:"dn"`
 	// Roles are the Gatehouse roles of its mapped groups.
 	Roles []string `json:"roles"`
-	// Status is "active", "deleted" or why the account may not sign in
-	// ("disabled", "locked", "expired", …).
+	// Status is "active", "deleted", "replaced" (deleted and created
+	// again: another account, see replaced) or why the account may not
+	// sign in ("disabled", "locked", "expired", …).
 	Status string `json:"status"`
 	// CheckedAt is when the directory was read (UTC).
 	CheckedAt time.Time `json:"checked_at"`
@@ -178,6 +194,8 @@ func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView,
 	switch {
 	case !e.Found:
 		v.Status = "deleted"
+	case replaced(u, e):
+		v.Status = "replaced"
 	case e.Problem != "":
 		v.Status = e.Problem
 	default:
@@ -203,6 +221,8 @@ func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, error)
 		return nil, directoryDown(err)
 	case !e.Found:
 		return nil, identity.Unauthenticated("the account no longer exists in the directory")
+	case replaced(u, e):
+		return nil, identity.Unauthenticated(errReplaced)
 	case !e.Active():
 		return nil, identity.Forbidden("the account is " + e.Problem + " in the directory")
 	}
@@ -211,7 +231,8 @@ func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, error)
 
 // directoryRoles are the roles the directory account u's groups map to,
 // from the cached status; none when the directory no longer has the
-// account, and none when no directory is configured.
+// account or its entry is another account's (see replaced), and none when
+// no directory is configured.
 func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error) {
 	if s.dir == nil {
 		return nil, nil
@@ -220,8 +241,15 @@ func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error)
 	if err != nil {
 		return nil, directoryDown(err)
 	}
+	if replaced(u, e) {
+		return nil, nil
+	}
 	return e.Roles, nil
 }
+
+// errReplaced is the refusal of a directory account whose entry was
+// deleted and created again (see replaced).
+const errReplaced = "the directory's account of this name is a new one (the old one was deleted): an administrator must delete the Gatehouse user before it can sign in"
 
 // VerifiedLifetime is how long a checked password of u may be taken as
 // right without checking it again: a local account's for as long as its

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
@@ -83,5 +84,25 @@ func TestDefaultDomainQualifiedNameIsNoAccountName(t *testing.T) {
 		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
 			t.Errorf("CreateUser(%q): %v", name, err)
 		}
+	}
+}
+
+// TestDirectoryEntryOfAnotherIDIsAnotherAccount: a directory record made
+// for one entry ID is blocked, without the directory's roles, when the
+// entry of its name has another ID (deleted and created again); the same
+// ID, or a record made before IDs were kept, takes the entry's status.
+func TestDirectoryEntryOfAnotherIDIsAnotherAccount(t *testing.T) {
+	u := &User{Username: "bob", Source: SourceDirectory, DirectoryID: "uuid-1", Roles: []string{}}
+	entry := directory.Entry{Found: true, DN: "uid=bob,ou=people,dc=example,dc=test", ID: "uuid-2", Roles: []string{"reader"}}
+	if got := withDirectoryStatus(u, entry); got.Active() || len(got.Roles) != 0 || !replaced(u, entry) {
+		t.Errorf("another entry's ID: status %q roles %v; want blocked without roles", got.Status, got.Roles)
+	}
+	entry.ID = "uuid-1"
+	if got := withDirectoryStatus(u, entry); !got.Active() || !slices.Equal(got.Roles, []string{"reader"}) {
+		t.Errorf("the same ID: status %q roles %v; want active, reader", got.Status, got.Roles)
+	}
+	old := &User{Username: "bob", Source: SourceDirectory}
+	if entry.ID = "uuid-2"; replaced(old, entry) || !withDirectoryStatus(old, entry).Active() {
+		t.Error("a record without an entry ID is taken as replaced")
 	}
 }

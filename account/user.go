@@ -42,6 +42,11 @@ type User struct {
 	Source string `json:"source,omitempty"`
 	// DN is a directory account's entry when it was first seen.
 	DN string `json:"dn,omitempty"`
+	// DirectoryID is a directory account's entry ID (directory.Entry.ID)
+	// when it was first seen: an entry of the same name with another ID
+	// is another account (deleted and created again), which this record's
+	// credentials do not reach. Empty for records made before IDs were kept.
+	DirectoryID string `json:"directory_id,omitempty"`
 	// CreatedAt is when the account was created (UTC).
 	CreatedAt time.Time `json:"created_at"`
 	// UpdatedAt is when the account was last changed (UTC).

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,11 @@ type Entry struct {
 	Found bool
 	// DN is the account's entry.
 	DN string
+	// ID is the entry's permanent identifier (OpenLDAP's entryUUID,
+	// Active Directory's objectGUID in hex): an account deleted and
+	// created again under the same name or DN has another. Empty when the
+	// server gives none.
+	ID string
 	// Roles are the Gatehouse roles of its mapped groups, sorted.
 	Roles []string
 	// Problem says why the account may not sign in ("disabled",
@@ -193,8 +199,8 @@ var ErrWrongPassword = errors.New("directory: invalid username or password")
 
 // userAttributes are read from a user's entry, per flavor.
 var userAttributes = map[Flavor][]string{
-	ActiveDirectory: {"userAccountControl", "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber"},
-	OpenLDAP:        {"pwdAccountLockedTime", "mobile", "telephoneNumber"},
+	ActiveDirectory: {"userAccountControl", "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
+	OpenLDAP:        {"pwdAccountLockedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
 // lookup reads name's entry and groups.
@@ -212,7 +218,10 @@ func (d *Directory) lookup(name string) (Entry, error) {
 		return Entry{CheckedAt: now}, nil
 	}
 	u := entries[0]
-	e := Entry{Found: true, DN: u.DN, CheckedAt: now, Mobile: u.GetAttributeValue("mobile")}
+	e := Entry{Found: true, DN: u.DN, CheckedAt: now, Mobile: u.GetAttributeValue("mobile"), ID: u.GetAttributeValue("entryUUID")}
+	if guid := u.GetRawAttributeValue("objectGUID"); len(guid) > 0 {
+		e.ID = hex.EncodeToString(guid)
+	}
 	if e.Mobile == "" {
 		e.Mobile = u.GetAttributeValue("telephoneNumber")
 	}

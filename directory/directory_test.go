@@ -177,3 +177,29 @@ func BenchmarkBindAgainstSlapd(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "binds/s")
 }
+
+// TestEntryIDChangesWhenRecreated: an entry's ID is slapd's entryUUID, the
+// same on every read, and another once the entry was deleted and created
+// again under the same DN.
+func TestEntryIDChangesWhenRecreated(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
+	d, err := directory.New(config(s), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	first, err := d.Refresh(ctx, "bob")
+	if err != nil || len(first.ID) != 36 {
+		t.Fatalf("bob: %+v %v; want a UUID as ID", first, err)
+	}
+	if again, err := d.Refresh(ctx, "bob"); err != nil || again.ID != first.ID {
+		t.Fatalf("bob read again: %q %v; want %q", again.ID, err, first.ID)
+	}
+	s.Modify("dn: uid=bob," + slapdtest.PeopleDN + "\nchangetype: delete\n")
+	s.AddUser("bob", "another password", "")
+	if recreated, err := d.Refresh(ctx, "bob"); err != nil || recreated.DN != first.DN || recreated.ID == "" || recreated.ID == first.ID {
+		t.Fatalf("bob recreated: %+v %v; want the same DN with another ID than %q", recreated, err, first.ID)
+	}
+}

@@ -326,3 +326,44 @@ func TestDirectoryAdminInConsole(t *testing.T) {
 		t.Errorf("reveal by an account out of every mapped group: %d; want refused", res.Status)
 	}
 }
+
+// TestDirectoryRecreatedAccountIsAnotherAccount: a directory account
+// deleted and later created again under the same name (a new person given
+// the name) is not the account Gatehouse knew (its entryUUID differs): the
+// app key bound to the deleted one stays refused, the new account does not
+// sign in on the old record (status "replaced") until an administrator
+// deletes it, and then signs in as a new account without the old key.
+func TestDirectoryRecreatedAccountIsAnotherAccount(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
+	inst := startDirectorySite(t, s)
+	k := createKey(t, inst, `{"name":"bob-ci","username":"bob"}`)
+	appKeyGet := func() harness.CurlResult {
+		return harness.Curl(t, "-H", "AppKey: "+k.Key, inst.HTTPSURL()+"/api/items")
+	}
+	if res := appKeyGet(); res.Status != 200 {
+		t.Fatalf("bob's app key: %d %s", res.Status, res.Body)
+	}
+	s.Modify("dn: uid=bob," + slapdtest.PeopleDN + "\nchangetype: delete\n")
+	waitStatus(t, "bob's app key once bob is deleted", []int{401}, appKeyGet)
+	s.AddUser("bob", "the new bob's password", "") // the group still names uid=bob (no referential integrity)
+	newBob := func() harness.CurlResult { return basicGet(t, inst, "bob", "the new bob's password") }
+	inst.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/bob", nil)
+	if res := appKeyGet(); res.Status != 401 {
+		t.Fatalf("the deleted bob's app key, once the name is another entry's: %d %s", res.Status, res.Body)
+	}
+	if res := newBob(); res.Status != 401 {
+		t.Fatalf("the new bob on the old bob's record: %d %s", res.Status, res.Body)
+	}
+	var view struct {
+		Directory struct{ Status string } `json:"directory"`
+	}
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/users/bob", nil), &view); err != nil || view.Directory.Status != "replaced" {
+		t.Fatalf("GET bob: %+v %v; want status replaced", view, err)
+	}
+	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/users/bob", nil)
+	waitStatus(t, "the new bob once the old record is deleted", []int{200}, newBob)
+	if res := appKeyGet(); res.Status != 401 {
+		t.Fatalf("the deleted bob's app key works for the new bob: %d", res.Status)
+	}
+}
