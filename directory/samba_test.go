@@ -98,8 +98,8 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	for _, typed := range []string{"frank", `EXAMPLE\frank`, "frank@example.test"} {
 		name := account.AccountName(typed, d.Domains())
 		e, err := d.Bind(ctx, name, "Passw0rd-Frank!")
-		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
-			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN)", typed, e, err)
+		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) || len(e.ID) != 32 {
+			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN), the objectGUID in hex as ID", typed, e, err)
 		}
 	}
 	for _, c := range []struct{ user, pass string }{{"frank", "wrong"}, {"*)(sAMAccountName=*", "Passw0rd-Frank!"}, {"nobody", "x"}} {
