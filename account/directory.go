@@ -33,12 +33,19 @@ func (s *Service) Directory() *directory.Directory { return s.dir }
 
 // canonicalName maps a typed username to its canonical form: a
 // directory's EXAMPLE\alice and alice@example.test forms to alice, then
-// NormalizeUsername.
+// NormalizeUsername. The domain is recognised in the normalised name when
+// the whole name normalises (it may not: too long with its domain), so
+// that it matches in every spelling normalisation folds:
+// "alice@ＥＸＡＭＰＬＥ.test", in full-width letters, is alice too, not an
+// account "alice@example.test" of its own.
 func (s *Service) canonicalName(typed string) (string, error) {
-	if s.dir != nil {
-		typed = AccountName(typed, s.dir.Domains())
+	if s.dir == nil {
+		return NormalizeUsername(typed)
 	}
-	return NormalizeUsername(typed)
+	if name, err := NormalizeUsername(typed); err == nil {
+		typed = name
+	}
+	return NormalizeUsername(AccountName(typed, s.dir.Domains()))
 }
 
 // FromDirectory reports whether u is a directory account.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
@@ -140,4 +141,30 @@ func FuzzAccountName(f *testing.F) {
 			t.Fatalf("AccountName(%q) = %q is not a part of it", name, got)
 		}
 	})
+}
+
+// TestCanonicalNameRecognisesTheDomainInAnySpelling: with a directory,
+// the domain of EXAMPLE\alice and alice@example.test is recognised after
+// the name is normalised, so full-width spellings name alice too (not an
+// account "alice@example.test" of their own); a name too long to
+// normalise with its domain still maps as typed.
+func TestCanonicalNameRecognisesTheDomainInAnySpelling(t *testing.T) {
+	d, err := directory.New(directory.Config{URLs: []string{"ldap://127.0.0.1:1"}, Flavor: directory.OpenLDAP,
+		BindDN: "cn=svc,dc=example,dc=test", BindPassword: "x", BaseDN: "dc=example,dc=test"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s := &Service{}
+	s.SetDirectory(d)
+	long := strings.Repeat("a", 60)
+	for typed, want := range map[string]string{
+		"alice": "alice", `EXAMPLE\alice`: "alice", "alice@example.test": "alice", "Alice@Example.Test": "alice",
+		"alice@ＥＸＡＭＰＬＥ.test": "alice", `ＥＸＡＭＰＬＥ\Alice`: "alice", "alice@other.test": "alice@other.test",
+		long + "@example.test": long,
+	} {
+		if got, err := s.canonicalName(typed); err != nil || got != want {
+			t.Errorf("canonicalName(%q) = %q, %v; want %q", typed, got, err, want)
+		}
+	}
 }

@@ -367,3 +367,30 @@ func TestDirectoryRecreatedAccountIsAnotherAccount(t *testing.T) {
 		t.Fatalf("the deleted bob's app key works for the new bob: %d", res.Status)
 	}
 }
+
+// TestDirectoryDomainInAnySpelling: the directory's domain in a username
+// is recognised in every spelling that names normalise (full-width
+// letters), so "alice@ＥＸＡＭＰＬＥ.test" is the directory's alice: the admin
+// API cannot create a local "alice@example.test" beside her (409), and
+// HTTP Basic under that spelling signs alice in as alice.
+func TestDirectoryDomainInAnySpelling(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	inst := startDirectorySite(t, s)
+	for _, name := range []string{"alice@ＥＸＡＭＰＬＥ.test", `ＥＸＡＭＰＬＥ\alice`} {
+		inst.MustAdmin(t, 409, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{"reader"}, "password": "a local password"})
+		res := basicGet(t, inst, name, "alice password")
+		if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-User"] != "alice" {
+			t.Fatalf("Basic as %q: %d %s; want alice", name, res.Status, res.Body)
+		}
+	}
+	var users []struct{ Username, Source string }
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/users", nil), &users); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.Source != "directory" || u.Username != "alice" {
+			t.Errorf("user %+v; want only the directory's alice", u)
+		}
+	}
+}
