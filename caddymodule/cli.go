@@ -27,7 +27,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gatehouse",
-		Usage: "<users|roles|audit|api|migrate|tag-records> …",
+		Usage: "<users|roles|directory|audit|api|migrate|tag-records> …",
 		Short: "Manages Gatehouse users, roles and credentials through the admin API",
 		Long: `
 Manages a running Gatehouse through Caddy's admin endpoint (--address,
@@ -122,6 +122,13 @@ func buildCLI(cmd *cobra.Command) {
 		}),
 	)
 
+	directoryCmd := &cobra.Command{Use: "directory", Short: "Manage accounts of the LDAP directory"}
+	directoryCmd.AddCommand(
+		simple("refresh <username>", "Read a directory account's status and groups at once", 1, func(a []string) error {
+			return call(http.MethodPost, "/gatehouse/directory/refresh/"+url.PathEscape(a[0]), nil)
+		}),
+	)
+
 	var auditUser, auditKind, auditSince, auditLimit string
 	auditCmd := &cobra.Command{
 		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
@@ -150,7 +157,7 @@ func buildCLI(cmd *cobra.Command) {
 			return call(strings.ToUpper(args[0]), args[1], body)
 		},
 	}
-	cmd.AddCommand(users, rolesCmd, auditCmd, api, migrateCommand(), tagRecordsCommand())
+	cmd.AddCommand(users, rolesCmd, directoryCmd, auditCmd, api, migrateCommand(), tagRecordsCommand())
 }
 
 // migrateCommand is "caddy gatehouse migrate": the one subcommand that

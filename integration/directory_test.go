@@ -208,6 +208,15 @@ func TestDirectoryAccountsThroughCaddy(t *testing.T) {
 
 	inst.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/dave", nil)
 	inst.MustAdmin(t, 404, "POST", "/gatehouse/directory/refresh/nobody", nil)
+	// The same through the CLI: the account's view, and a clear error.
+	addr := fmt.Sprintf("127.0.0.1:%d", inst.Ports.AdminPort)
+	out, err := harness.Command(t, harness.Binary(t), "gatehouse", "--address", addr, "directory", "refresh", "dave")
+	if err != nil || !strings.Contains(out, `"source": "directory"`) || !strings.Contains(out, `"username": "dave"`) {
+		t.Errorf("caddy gatehouse directory refresh dave: %v\n%s", err, out)
+	}
+	if out, err := harness.Command(t, harness.Binary(t), "gatehouse", "--address", addr, "directory", "refresh", "nobody"); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("caddy gatehouse directory refresh nobody: %v\n%s", err, out)
+	}
 	audit := string(inst.MustAdmin(t, 200, "GET", "/gatehouse/audit?username=alice", nil))
 	for _, want := range []string{"directory bind failed: wrong password", "directory status changed"} {
 		if !strings.Contains(audit, want) {
