@@ -164,10 +164,12 @@ type Options struct {
 	BacklogBytes int
 	// CloseTimeout bounds how long Close keeps writing that backlog, and
 	// the events still queued, to a store that answers but slowly (default
-	// 10 s), so that stopping or reloading Caddy does not wait on it for
-	// minutes; what is left is counted in an error line and only Caddy's
-	// log has it. Close returns within CloseTimeout plus the time of one
-	// store write that ignores its deadline.
+	// 10 s), so that stopping Caddy (the writer outlives config reloads)
+	// does not wait on it for minutes; what is left stays in the spill
+	// file, if any, for the next start, and what the file could not take
+	// is counted in an error line and only Caddy's log has it. Close
+	// returns within CloseTimeout plus the time of one store write that
+	// ignores its deadline.
 	CloseTimeout time.Duration
 	// SpillFile, when set, is a local file that keeps the events the store
 	// refused as well (appended a batch at a time, one fsync per batch),
