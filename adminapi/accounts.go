@@ -14,7 +14,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
-// Core serves the users, roles and audit endpoints.
+// Core serves the users, sessions, roles and audit endpoints.
 type Core struct {
 	engine *engine.Engine
 }
@@ -31,6 +31,8 @@ func (c *Core) AdminRoutes() []Route {
 		{"PATCH /gatehouse/users/{username}", c.patchUser},
 		{"DELETE /gatehouse/users/{username}", c.deleteUser},
 		{"DELETE /gatehouse/users/{username}/sessions", c.endSessions},
+		{"GET /gatehouse/sessions", c.listSessions},
+		{"DELETE /gatehouse/sessions/{id}", c.endSession},
 		{"PUT /gatehouse/roles/{name}", c.putRole},
 		{"GET /gatehouse/roles", c.listRoles},
 		{"GET /gatehouse/roles/{name}", c.getRole},

@@ -25,6 +25,8 @@ type accountData struct {
 	User    account.UserView
 	Factors twofactor.StatusView
 	Keys    []appkey.View
+	// Sessions are the viewer's live sessions.
+	Sessions *sessionList
 }
 
 func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
@@ -45,7 +47,9 @@ func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
 			d.Keys = append(d.Keys, k)
 		}
 	}
-	return d, nil
+	var err error
+	d.Sessions, err = c.sessionsOf(r, v, v.user.Username, AccountPath)
+	return d, err
 }
 
 // pendingKey is where the viewer's unconfirmed authenticator secret waits.
@@ -133,6 +137,9 @@ func accountPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "Key " + k.Name + " revoked."}, c.call(r, v, http.MethodDelete, keyPath(f, ""), nil, nil)
+			},
+			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return revokeSession(c, r, v, v.user.Username, f)
 			},
 			"end-sessions": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				err := c.call(r, v, http.MethodDelete, "/gatehouse/users/"+esc(v.user.Username)+"/sessions", nil, nil)

@@ -91,6 +91,8 @@ type usersData struct {
 	Factors              *twofactor.StatusView
 	SMSAvailable         bool
 	DetailRoles, AllKeys []string
+	// Sessions are the live sessions of the user shown in Detail.
+	Sessions *sessionList
 }
 
 func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
@@ -130,7 +132,12 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 		if err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name)+"/otp", nil, &st); err != nil {
 			return nil, err
 		}
-		d.Detail, d.Factors = &u, &st
+		sessions, err := c.sessionsOf(r, v, u.Username, Prefix+"users?username="+url.QueryEscape(u.Username))
+		if err != nil {
+			return nil, err
+		}
+		sessions.Username = u.Username
+		d.Detail, d.Factors, d.Sessions = &u, &st, sessions
 	}
 	return d, nil
 }
@@ -196,6 +203,9 @@ func usersPage() *page {
 			"mobile_number": patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved."),
 			"unlock":        simple(http.MethodPost, "/unlock", "Second factor unlocked."),
 			"end-sessions":  simple(http.MethodDelete, "/sessions", "The user's sessions were ended."),
+			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				return revokeSession(c, r, v, f.get("username"), f)
+			},
 			"remove-factor": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Factor removed."}, c.call(r, v, http.MethodDelete, userPath(f, "/otp/"+esc(f.get("type"))), nil, nil)
 			},

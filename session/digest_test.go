@@ -14,8 +14,8 @@ func TestDigest(t *testing.T) {
 	for _, token := range []string{"", "abc", strings.Repeat("x", 43), strings.Repeat("y", 64), strings.Repeat("z", 200)} {
 		sum := sha256.Sum256([]byte(token))
 		want := hex.EncodeToString(sum[:])
-		if got := digestKey(token); got != keyPrefix+want {
-			t.Errorf("digestKey(%d bytes) = %q; want %q", len(token), got, keyPrefix+want)
+		if got := ID(token); got != want {
+			t.Errorf("ID(%d bytes) = %q; want %q", len(token), got, want)
 		}
 		if got := DigestID(token); got != want[:16] {
 			t.Errorf("DigestID(%d bytes) = %q; want %q", len(token), got, want[:16])

@@ -6,6 +6,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -29,6 +32,18 @@ import (
 const CookieName = "__Host-gatehouse_session"
 
 const keyPrefix = "session/"
+
+// userPrefix starts the per-user index of sessions: an empty-valued key
+// userPrefix + user ID + "/" + session ID for every session, which lives
+// as long as the session's absolute lifetime, so that a user's sessions
+// are found with a prefix scan bounded by that user's sessions (on Badger
+// and Redis alike), not by everyone's.
+const userPrefix = "session-user/"
+
+// MaxListed bounds how many index entries OfUser reads for one user, so
+// that listing stays bounded even for an account that opens sessions in
+// a loop; the sessions past it are not listed (they still end as usual).
+const MaxListed = 500
 
 // Origins of a session.
 const (
@@ -89,12 +104,6 @@ func NewStore(c *cache.Cache, opts Options) *Store {
 	return &Store{store: c, idle: opts.Idle, absolute: opts.Absolute, now: time.Now}
 }
 
-func digestKey(token string) string {
-	var digest [2 * sha256.Size]byte
-	digestInto(&digest, token)
-	return keyPrefix + string(digest[:])
-}
-
 // digestInto writes the hex SHA-256 of token, its key in the store after
 // keyPrefix, to dst.
 func digestInto(dst *[2 * sha256.Size]byte, token string) {
@@ -103,6 +112,29 @@ func digestInto(dst *[2 * sha256.Size]byte, token string) {
 	sum := sha256.Sum256(raw)
 	hex.Encode(dst[:], sum[:])
 }
+
+// ID is the session's opaque, non-secret identifier: the hex SHA-256 of its
+// token, from which the token cannot be rebuilt. DigestID is its prefix.
+func ID(token string) string {
+	var digest [2 * sha256.Size]byte
+	digestInto(&digest, token)
+	return string(digest[:])
+}
+
+// ValidID reports whether id has the form of an ID (64 lowercase hex digits).
+func ValidID(id string) bool {
+	if len(id) != 2*sha256.Size {
+		return false
+	}
+	for i := range len(id) {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func userKey(userID, id string) string { return userPrefix + userID + "/" + id }
 
 // DigestID is a non-secret identifier of the session for audit logs.
 func DigestID(token string) string {
@@ -127,7 +159,11 @@ func (s *Store) Create(ctx context.Context, sess Session) (string, error) {
 	}
 	sess.CreatedAt, sess.SeenAt, sess.ExpiresAt = now, now, sess.ExpiresAt.UTC()
 	rec, _ := json.Marshal(sess)
-	return token, s.store.Put(ctx, digestKey(token), rec, s.idle)
+	id := ID(token)
+	return token, s.store.Batch(ctx, []storage.Op{
+		{Kind: storage.OpPut, Key: keyPrefix + id, Value: rec, TTL: s.idle},
+		{Kind: storage.OpPut, Key: userKey(sess.UserID, id), Value: []byte{}, TTL: max(sess.ExpiresAt.Sub(now), time.Second)},
+	})
 }
 
 func decode(b []byte) (*Session, error) {
@@ -167,9 +203,93 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	return sess, nil
 }
 
-// Delete ends the session of token.
+// Delete ends the session of token; an unknown session is no error.
 func (s *Store) Delete(ctx context.Context, token string) error {
-	return s.store.Delete(ctx, digestKey(token))
+	_, err := s.End(ctx, ID(token))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// End ends the session id and returns what it was; storage.ErrNotFound
+// when there is no such session (or it already ended).
+func (s *Store) End(ctx context.Context, id string) (*Session, error) {
+	rec, err := s.store.Get(ctx, keyPrefix+id)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := decode(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.Delete(ctx, keyPrefix+id); err != nil {
+		return nil, err
+	}
+	// The session has ended; an index entry left by a failure here is
+	// pruned by the next OfUser.
+	return sess, s.store.Delete(ctx, userKey(sess.UserID, id))
+}
+
+// Listed is one live session of a user.
+type Listed struct {
+	// ID is the session's ID (see ID).
+	ID string
+	Session
+}
+
+// OfUser returns the live sessions of the account userID at its session
+// epoch epoch (account.User.SessionEpoch; those of earlier epochs are
+// ended), newest first, at most MaxListed. Index entries of sessions that
+// ended (signed out, idle) are removed on the way.
+func (s *Store) OfUser(ctx context.Context, userID string, epoch uint64) ([]Listed, error) {
+	prefix := userPrefix + userID + "/"
+	var ids []string
+	err := s.store.Scan(ctx, prefix, func(e storage.Entry) error {
+		if id := strings.TrimPrefix(e.Key, prefix); ValidID(id) {
+			ids = append(ids, id)
+		}
+		if len(ids) == MaxListed {
+			return storage.ErrStopScan
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out []Listed
+	for _, id := range ids {
+		rec, err := s.store.Get(ctx, keyPrefix+id)
+		if errors.Is(err, storage.ErrNotFound) {
+			if err := s.store.Delete(ctx, prefix+id); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sess, err := decode(rec)
+		if err != nil {
+			return nil, err
+		}
+		if sess.UserID != userID || sess.Epoch != epoch || now.After(sess.ExpiresAt) || now.Sub(sess.SeenAt) > s.idle {
+			continue
+		}
+		out = append(out, Listed{ID: id, Session: *sess})
+	}
+	slices.SortFunc(out, func(a, b Listed) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID)) })
+	return out, nil
+}
+
+// IdleEnd is when the session ends if it is not used again: the earlier
+// of its absolute end and its idle timeout after the last activity.
+func (s *Store) IdleEnd(sess *Session) time.Time {
+	if end := sess.SeenAt.Add(s.idle); end.Before(sess.ExpiresAt) {
+		return end
+	}
+	return sess.ExpiresAt
 }
 
 // Cookie returns the session cookie for token.
