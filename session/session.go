@@ -192,15 +192,48 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 		return nil, identity.Unauthenticated("the session has ended; sign in again")
 	}
 	if now.Sub(sess.SeenAt) > time.Minute {
-		touched := *sess
-		touched.SeenAt = now.UTC()
-		rec, _ := json.Marshal(&touched)
-		ttl := min(s.idle, sess.ExpiresAt.Sub(now))
-		if err := s.store.Put(ctx, keyPrefix+string(digest[:]), rec, ttl); err != nil {
+		if err := s.touch(ctx, keyPrefix+string(digest[:]), now); err != nil {
 			return nil, err
 		}
 	}
 	return sess, nil
+}
+
+// errEnded is the refusal of a session that has ended.
+var errEnded = identity.Unauthenticated("the session has ended; sign in again")
+
+// touch records activity at now on the session stored at key. It is a
+// compare-and-swap, so that a session ended meanwhile (End, from this or
+// another instance) is never written back to life; a swap lost to another
+// request's touch is no error.
+func (s *Store) touch(ctx context.Context, key string, now time.Time) error {
+	old, err := s.store.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errEnded
+	}
+	if err != nil {
+		return err
+	}
+	sess, err := decode(old)
+	if err != nil {
+		return err
+	}
+	if now.Sub(sess.SeenAt) <= time.Minute {
+		return nil // another request recorded it
+	}
+	sess.SeenAt = now.UTC()
+	rec, _ := json.Marshal(sess)
+	swapped, err := s.store.CompareAndSwap(ctx, key, old, rec, min(s.idle, sess.ExpiresAt.Sub(now)))
+	if err != nil || swapped {
+		return err
+	}
+	// Lost: the session ended, or another request touched it first.
+	if _, err := s.store.Get(ctx, key); errors.Is(err, storage.ErrNotFound) {
+		return errEnded
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // Delete ends the session of token; an unknown session is no error.
