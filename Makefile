@@ -8,6 +8,7 @@ BIN        := bin/caddy
 GO_SOURCES := $(shell find . -name '*.go' -not -path './bench/out/*' 2>/dev/null) go.mod go.sum
 TEST_TIMEOUT ?= 12m
 FUZZTIME   ?= 10s
+FUZZJOBS   ?= 1
 
 .PHONY: all build run test unit integration vet lint fuzz bench xcaddy tools docs-check clean
 
@@ -59,14 +60,16 @@ test: tools $(BIN) vet lint docs-check
 docs-check: tools $(BIN)
 	tools/docs-check.sh $(abspath $(BIN))
 
-# Every fuzz target for FUZZTIME each (the seeds also run in `make test`).
+# Every fuzz target for FUZZTIME each (the seeds also run in `make test`),
+# FUZZJOBS targets at a time (each with its own fuzzing workers); stops at
+# the first crasher, which Go keeps under the package's testdata/fuzz as a seed.
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "== $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "$$pkg $$target"; \
 	  done; \
-	done
+	done | xargs -P $(FUZZJOBS) -L 1 sh -c \
+	  'echo "== $$0 $$1"; $(GO) test -run "^\$$" -fuzz "^$$1\$$" -fuzztime $(FUZZTIME) $$0 || exit 255'
 
 # The side-by-side benchmark: plain reverse_proxy vs each credential kind
 # and the peers (docs/benchmarks.md). SCALE=1000000 seeds that many app keys
