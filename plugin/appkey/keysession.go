@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -99,3 +100,83 @@ func (c *Credential) CheckSession(r *http.Request, s *session.Session, id string
 
 // Interface guard.
 var _ sessioncookie.AppKeySessions = (*Credential)(nil)
+
+// openSession starts a session for the allowed request of id, made with
+// the key value; the session ends no later than that value, and sets its cookie.
+func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identity.Identity, value string) error {
+	ctx := r.Context()
+	index, ok := indexOf(s.engine.Keystore, value)
+	if !ok {
+		return errInvalid
+	}
+	e, graceUntil, err := s.find(ctx, index, s.now())
+	if err != nil {
+		return err
+	}
+	ends := e.ExpiresAt
+	if !graceUntil.IsZero() && graceUntil.Before(ends) {
+		ends = graceUntil
+	}
+	u, err := s.engine.Accounts.User(ctx, id.Username)
+	if err != nil {
+		return err
+	}
+	if u.ID != id.UserID {
+		return errInvalid // the account was re-created since the key was checked
+	}
+	token, err := s.engine.Sessions.Create(ctx, session.Session{Username: id.Username, UserID: id.UserID,
+		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends, Epoch: u.SessionEpoch})
+	if err != nil {
+		return err
+	}
+	key := sessionKey(id.AppKey, session.DigestID(token))
+	bound := binding{Index: e.Index, SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
+	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
+	if err == nil {
+		// A deletion or rotation that ran between find and Put did not
+		// see this session: check that the value still works.
+		_, _, err = s.find(ctx, index, s.now())
+	}
+	if err != nil {
+		// Best effort: the session and its binding are unusable anyway.
+		_ = s.engine.Sessions.Delete(ctx, token)
+		_ = s.store.Delete(ctx, key)
+		return err
+	}
+	http.SetCookie(w, s.engine.Sessions.Cookie(token))
+	s.audit(r, &record{Name: e.Name, Username: e.Username}, "session opened with the key")
+	return nil
+}
+
+// sessionKey is where the binding of the session with the given
+// session.DigestID to the key name is stored.
+func sessionKey(name, id string) string {
+	return sessionPrefix + name + "/" + id
+}
+
+// endSessions ends every session opened with the key.
+func (s *Service) endSessions(ctx context.Context, name string) error {
+	var found []storage.Entry
+	err := s.store.Scan(ctx, sessionPrefix+name+"/", func(e storage.Entry) error {
+		found = append(found, storage.Entry{Key: e.Key, Value: append([]byte(nil), e.Value...)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range found {
+		// A binding that does not decode or open ends its session all the
+		// same: checkSession refuses a session without a usable binding.
+		if b, err := decodeBinding(t.Value); err == nil {
+			if token, err := s.engine.Keystore.Open(b.SealedToken, t.Key); err == nil {
+				if err := s.engine.Sessions.Delete(ctx, string(token)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.store.Delete(ctx, t.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}

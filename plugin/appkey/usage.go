@@ -1,8 +1,13 @@
 package appkey
 
 import (
+	"context"
 	"encoding/binary"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // usageLog holds the key uses noted since the last flush, one after the
@@ -38,4 +43,49 @@ func (l usageLog) latest() map[string]time.Time {
 		last[name] = t
 	}
 	return last
+}
+
+// usageFlushInterval is how often noted key uses are written to the
+// store; a key's last_used_at is therefore written at most once per
+// interval, and never on the request path.
+const usageFlushInterval = time.Minute
+
+// noteUse hands the key's use to the background writer, at most once a
+// minute per cached record: no lock and no write on the common path.
+func (s *Service) noteUse(e *entry, now time.Time) {
+	last, t := e.noted.Load(), now.UnixNano()
+	if t-last < int64(usageFlushInterval) || !e.noted.CompareAndSwap(last, t) {
+		return
+	}
+	s.usageMu.Lock()
+	s.usage = s.usage.add(e.Name, now)
+	s.usageMu.Unlock()
+}
+
+// usageBatch bounds the writes of one store batch.
+const usageBatch = 512
+
+// flushUsage writes the noted key uses.
+func (s *Service) flushUsage(ctx context.Context) {
+	s.usageMu.Lock()
+	noted := s.usage
+	s.usage = nil
+	s.usageMu.Unlock()
+	pending := noted.latest()
+	ops := make([]storage.Op, 0, min(len(pending), usageBatch))
+	write := func() {
+		if err := s.store.Batch(ctx, ops); err != nil {
+			s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
+		}
+		ops = ops[:0]
+	}
+	for name, t := range pending {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: usedPrefix + name, Value: t.UTC().AppendFormat(nil, time.RFC3339)})
+		if len(ops) == usageBatch {
+			write()
+		}
+	}
+	if len(ops) > 0 {
+		write()
+	}
 }

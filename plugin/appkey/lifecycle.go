@@ -1,0 +1,337 @@
+package appkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// The admin operations that change stored keys: each reads the store
+// itself, not the cache, and commits with a compare-and-swap.
+
+// attempts bounds the compare-and-swap retries of one admin change.
+const attempts = 5
+
+// stubRetention keeps the stub a rotation leaves under the old index past
+// its grace period, so the key's name still resolves if the store failed
+// between the rotation's commit and the repointing of the name.
+const stubRetention = 24 * time.Hour
+
+// loaded is a record as read for a change: where it is stored, the exact
+// bytes (for compare-and-swap) and the decoded record.
+type loaded struct {
+	index string
+	raw   []byte
+	rec   record
+}
+
+func notFound(name string) error { return failure.NotFound("application key %q not found", name) }
+
+// load reads the key name from the store itself (not the cache), ready for
+// a compare-and-swap.
+func (s *Service) load(ctx context.Context, name string) (*loaded, error) {
+	if account.ValidateName("application key", name) != nil {
+		return nil, notFound(name)
+	}
+	index, err := s.store.Backend().Get(ctx, namePrefix+name)
+	if err == nil {
+		var l *loaded
+		l, err = s.resolve(ctx, string(index))
+		if err == nil && l.rec.Name == name {
+			return l, nil
+		}
+	}
+	if err == nil || errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound(name)
+	}
+	return nil, err
+}
+
+// resolve reads the record at index, following a rotation's stub once (a
+// rotation that committed but could not repoint the name).
+func (s *Service) resolve(ctx context.Context, index string) (*loaded, error) {
+	for range 2 {
+		raw, err := s.store.Backend().Get(ctx, indexPrefix+index)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := decodeRecord(raw)
+		if err != nil {
+			return nil, err
+		}
+		if !rec.isStub() {
+			return &loaded{index: index, raw: raw, rec: rec}, nil
+		}
+		index = rec.Successor
+	}
+	return nil, storage.ErrNotFound
+}
+
+func errBusy(name string) error {
+	return failure.Conflict("application key %q is being changed concurrently; try again", name)
+}
+
+// modify applies change to the key's record with compare-and-swap,
+// retrying when a concurrent change won.
+func (s *Service) modify(ctx context.Context, name string, change func(rec *record, now time.Time) error) (*record, error) {
+	for range attempts {
+		l, err := s.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		now := reccodec.Stamp(s.now())
+		next := l.rec
+		if err := change(&next, now); err != nil {
+			return nil, err
+		}
+		next.LastModifiedAt = now
+		ok, err := s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, next.encode(), 0)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &next, nil
+		}
+	}
+	return nil, errBusy(name)
+}
+
+func sealContext(name string) string { return namePrefix + name }
+
+// create issues a new key for an existing user.
+func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
+	if err := account.ValidateName("application key", in.Name); err != nil {
+		return nil, err
+	}
+	if in.Username == "" {
+		return nil, failure.Invalid("username is required: the user the key runs as")
+	}
+	if _, err := account.NormalizeUsername(in.Username); err != nil {
+		return nil, err
+	}
+	// User, not UserByCanonicalName: it knows a directory's forms of a
+	// name, and directory accounts not seen yet.
+	u, err := s.engine.Accounts.User(ctx, in.Username)
+	if failure.Status(err) == http.StatusNotFound {
+		return nil, failure.Invalid("user %q does not exist; create the user first", in.Username)
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := reccodec.Stamp(s.now())
+	expires := reccodec.Stamp(now.Add(s.engine.Config.AppKeyLifetime))
+	if in.ExpiresAt != nil {
+		if expires, err = checkExpiry(*in.ExpiresAt, now); err != nil {
+			return nil, err
+		}
+	}
+	allowlist, _, err := parseAllowlist(in.IPAllowlist)
+	if err != nil {
+		return nil, err
+	}
+	meta := in.Metadata
+	if err := meta.normalize(); err != nil {
+		return nil, err
+	}
+	admin, err := s.engine.Accounts.HasAdminRole(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+
+	value, index := newKey(s.engine.Keystore)
+	rec := record{Name: in.Name, Index: index, Username: u.Username, UserID: u.ID,
+		SealedKey: s.engine.Keystore.Seal([]byte(value), sealContext(in.Name)), ExpiresAt: expires,
+		IPAllowlist: allowlist, Metadata: meta, CreatedAt: now, LastModifiedAt: now}
+	// The record first (nobody knows its value yet), then the name: the
+	// name's compare-and-swap decides who owns it.
+	if err := s.store.Put(ctx, indexPrefix+index, rec.encode(), 0); err != nil {
+		return nil, err
+	}
+	if err := s.claimName(ctx, in.Name, index); err != nil {
+		_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
+		return nil, err
+	}
+	warnings := []string{}
+	if admin {
+		warnings = append(warnings, fmt.Sprintf("user %q holds an admin role: the key can do everything an administrator can; "+
+			"prefer a user with only the roles the client needs", u.Username))
+	}
+	return &Created{View: rec.view(time.Time{}, now), Key: value, Warnings: warnings}, nil
+}
+
+// claimName points name at index unless another key holds the name. A
+// pointer left over from an interrupted deletion does not hold it.
+func (s *Service) claimName(ctx context.Context, name, index string) error {
+	for range attempts {
+		ok, err := s.store.CompareAndSwap(ctx, namePrefix+name, nil, []byte(index), 0)
+		if err != nil || ok {
+			return err
+		}
+		old, err := s.store.Backend().Get(ctx, namePrefix+name)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		_, err = s.resolve(ctx, string(old))
+		if err == nil {
+			return failure.Conflict("application key %q already exists", name)
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if ok, err := s.store.CompareAndSwap(ctx, namePrefix+name, old, []byte(index), 0); err != nil || ok {
+			return err
+		}
+	}
+	return errBusy(name)
+}
+
+// update applies a patch and returns the new view. Changing the expiry or
+// the allowlist ends the sessions opened with the key.
+func (s *Service) update(ctx context.Context, name string, p Patch) (*View, error) {
+	if p.empty() {
+		return nil, failure.Invalid("the patch changes nothing; it may set expires_at, ip_allowlist, description, " +
+			"project, tags, client_name, documentation, home_url")
+	}
+	rec, err := s.modify(ctx, name, p.apply)
+	if err != nil {
+		return nil, err
+	}
+	if p.narrows() {
+		if err := s.endSessions(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	return s.viewOf(ctx, rec)
+}
+
+// resetExpiration sets the key's expiry to now plus the default lifetime.
+func (s *Service) resetExpiration(ctx context.Context, name string) (*View, error) {
+	rec, err := s.modify(ctx, name, func(rec *record, now time.Time) error {
+		rec.ExpiresAt = reccodec.Stamp(now.Add(s.engine.Config.AppKeyLifetime))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.endSessions(ctx, name); err != nil {
+		return nil, err
+	}
+	return s.viewOf(ctx, rec)
+}
+
+// reveal decrypts the key's value.
+func (s *Service) reveal(ctx context.Context, name string) (string, *record, error) {
+	l, err := s.load(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	value, err := s.engine.Keystore.Open(l.rec.SealedKey, sealContext(name))
+	if err != nil {
+		return "", nil, fmt.Errorf("application key %q: %w", name, err)
+	}
+	return string(value), &l.rec, nil
+}
+
+// MaxGraceSeconds bounds a rotation's grace period (30 days).
+const MaxGraceSeconds = 30 * 24 * 3600
+
+// rotate gives the key a new value. The old value keeps working for
+// graceSeconds (zero: it stops at once). Sessions opened with the key end.
+func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (string, *record, error) {
+	if graceSeconds < 0 || graceSeconds > MaxGraceSeconds {
+		return "", nil, failure.Invalid("grace_seconds must be from 0 to %d", MaxGraceSeconds)
+	}
+	grace := time.Duration(graceSeconds) * time.Second
+	for range attempts {
+		l, err := s.load(ctx, name)
+		if err != nil {
+			return "", nil, err
+		}
+		now := reccodec.Stamp(s.now())
+		value, index := newKey(s.engine.Keystore)
+		next := l.rec
+		next.Index, next.SealedKey, next.LastModifiedAt = index, s.engine.Keystore.Seal([]byte(value), sealContext(name)), now
+		next.PrevIndex, next.PrevValidUntil = "", time.Time{}
+		stub := record{Name: name, Index: l.index, Successor: index, GraceUntil: now}
+		if grace > 0 {
+			stub.GraceUntil = reccodec.Stamp(now.Add(grace))
+			next.PrevIndex, next.PrevValidUntil = l.index, stub.GraceUntil
+		}
+		if err := s.store.Put(ctx, indexPrefix+index, next.encode(), 0); err != nil {
+			return "", nil, err
+		}
+		// The commit: from here the old value works only as the stub allows.
+		ok, err := s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, stub.encode(), grace+stubRetention)
+		if err != nil || !ok {
+			_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
+			if err != nil {
+				return "", nil, err
+			}
+			continue
+		}
+		ops := []storage.Op{{Kind: storage.OpPut, Key: namePrefix + name, Value: []byte(index)}}
+		if l.rec.PrevIndex != "" {
+			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
+		}
+		if err := s.store.Batch(ctx, ops); err != nil {
+			return "", nil, err
+		}
+		return value, &next, s.endSessions(ctx, name)
+	}
+	return "", nil, errBusy(name)
+}
+
+// deleteKey removes the key and ends its sessions. With userID set, it
+// removes the key only while it runs as that account, and returns a nil
+// record when it does not.
+func (s *Service) deleteKey(ctx context.Context, name, userID string) (*record, error) {
+	for range attempts {
+		l, err := s.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if userID != "" && l.rec.UserID != userID {
+			return nil, nil
+		}
+		ok, err := s.remove(ctx, l)
+		if ok || err != nil {
+			return &l.rec, err
+		}
+	}
+	return nil, errBusy(name)
+}
+
+// remove deletes the loaded key if it is unchanged; ok reports whether it
+// did. The key's sessions end first, while the key is still there: if
+// that fails, the key stays and the deletion can be tried again. (A
+// session opened after that is refused anyway once the key is gone; see
+// checkSession.)
+func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
+	name := l.rec.Name
+	if err := s.endSessions(ctx, name); err != nil {
+		return false, err
+	}
+	ok, err = s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, nil, 0)
+	if err != nil || !ok {
+		return false, err
+	}
+	// The key is gone; the rest is cleanup.
+	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
+		return true, err
+	}
+	ops := []storage.Op{{Kind: storage.OpDelete, Key: usedPrefix + name}}
+	if l.rec.PrevIndex != "" {
+		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
+	}
+	return true, s.store.Batch(ctx, ops)
+}

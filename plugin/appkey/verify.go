@@ -1,0 +1,90 @@
+package appkey
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"time"
+	"unsafe"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+)
+
+// The data plane's refusals, allocated once.
+var (
+	errInvalid  = identity.Unauthenticated("invalid application key")
+	errExpired  = identity.Unauthenticated("the application key has expired")
+	errReplaced = identity.Unauthenticated("the application key was replaced by a rotation; use its new value")
+	errAddress  = identity.Forbidden("the application key may not be used from this address")
+)
+
+// authenticate verifies a presented key value for a client at clientIP.
+// A cache hit costs no store read; a miss costs one (two while a rotation's
+// grace period lets the old value in).
+func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*identity.Identity, error) {
+	// The index is only looked up, so it stays in a buffer on the stack.
+	var buf [2 * sha256.Size]byte
+	if !indexInto(s.engine.Keystore, value, &buf) {
+		return nil, errInvalid
+	}
+	index := unsafe.String(&buf[0], len(buf)) //nolint:gosec // G103: buf is not written again while index lives
+	now := s.now()
+	e, _, err := s.find(ctx, index, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.admits(now, clientIP); err != nil {
+		return nil, err
+	}
+	s.noteUse(e, now)
+	return &identity.Identity{Username: e.Username, UserID: e.UserID, Method: identity.MethodAppKey,
+		AppKey: e.Name, CredentialID: e.Name}, nil
+}
+
+// admits refuses the key at now from clientIP when it has expired or its
+// allowlist does not hold clientIP.
+func (e *entry) admits(now time.Time, clientIP string) error {
+	if !now.Before(e.ExpiresAt) {
+		return errExpired.For(e.Username)
+	}
+	if !allows(e.allow, clientIP) {
+		return errAddress.For(e.Username)
+	}
+	return nil
+}
+
+// find returns the key whose value has the given index. For the previous
+// value of a rotated key it returns the key and the end of the value's
+// grace period (zero otherwise).
+func (s *Service) find(ctx context.Context, index string, now time.Time) (key *entry, graceUntil time.Time, err error) {
+	e, err := s.lookup(ctx, index)
+	if err != nil || !e.isStub() {
+		return e, time.Time{}, err
+	}
+	if !now.Before(e.GraceUntil) {
+		return nil, time.Time{}, errReplaced
+	}
+	cur, err := s.lookup(ctx, e.Successor)
+	if errors.Is(err, errInvalid) || (err == nil && (cur.isStub() || cur.Name != e.Name || cur.PrevIndex != index)) {
+		return nil, time.Time{}, errReplaced
+	}
+	return cur, e.GraceUntil, err
+}
+
+// lookup returns the cached record stored under index.
+func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
+	e, err := cache.LoadJoined(s.store, ctx, indexPrefix, index, decodeEntry)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(e.Index), []byte(index)) != 1 {
+		return nil, errInvalid // a record filed under the wrong index: never trust it
+	}
+	return e, nil
+}
