@@ -1,0 +1,124 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// message is the invalidation published for a write of key.
+func (s *Store) message(key string) string { return s.id + ":" + key }
+
+// OnInvalidate implements storage.Invalidator: fn is called, from a
+// background goroutine, with every key another instance (using the same
+// prefix) writes, and with the empty key whenever the subscription to
+// those changes is established, lost or re-established, when changes may
+// have been missed. fn must not block for long.
+func (s *Store) OnInvalidate(fn func(key string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.listeners = append(s.listeners, fn)
+	if len(s.listeners) == 1 {
+		s.wg.Go(s.subscribe)
+	}
+}
+
+// notify calls every listener with key.
+func (s *Store) notify(key string) {
+	s.mu.Lock()
+	listeners := s.listeners
+	s.mu.Unlock()
+	for _, fn := range listeners {
+		fn(key)
+	}
+}
+
+// pause waits d, and reports false instead if the store closes meanwhile.
+func (s *Store) pause(d time.Duration) bool {
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// subscribe keeps a subscription to the invalidation channel until Close,
+// resubscribing with backoff whenever it fails.
+func (s *Store) subscribe() {
+	backoff := minBackoff
+	for {
+		ps := s.client.Subscribe(s.ctx, s.channel)
+		stop := context.AfterFunc(s.ctx, func() { ps.Close() })
+		established, err := s.listen(ps)
+		stop()
+		ps.Close()
+		if s.ctx.Err() != nil {
+			return
+		}
+		if established {
+			s.notify("") // changes made from now on until resubscribed are missed
+			backoff = minBackoff
+			s.log.Warn("lost the Redis invalidation subscription; resubscribing", zap.Error(err))
+		}
+		s.reloadSlotMap()
+		if !s.pause(backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// listen delivers invalidations from ps until it fails; established
+// reports whether the subscription was confirmed at all.
+func (s *Store) listen(ps *goredis.PubSub) (established bool, err error) {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(s.ctx, healthInterval)
+		var ne net.Error
+		switch {
+		case err == nil:
+		case !pinged && errors.As(err, &ne) && ne.Timeout():
+			// Quiet channel: check the connection is alive.
+			if err := ps.Ping(s.ctx); err != nil {
+				return established, err
+			}
+			pinged = true
+			continue
+		default:
+			return established, err
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				established = true
+				s.notify("") // changes made before now may have been missed
+			}
+		case *goredis.Message:
+			s.deliver(m.Payload)
+		case *goredis.Pong:
+			pinged = false
+		}
+	}
+}
+
+// deliver passes on one invalidation message, "<instance id>:<key>",
+// unless this instance sent it. A malformed message purges everything.
+func (s *Store) deliver(payload string) {
+	id, key, ok := strings.Cut(payload, ":")
+	switch {
+	case !ok || len(id) != idLen || key == "":
+		s.log.Warn("malformed message on the Redis invalidation channel; dropping all cached entries")
+		s.notify("")
+	case id != s.id:
+		s.notify(key)
+	}
+}
