@@ -118,10 +118,10 @@ type App struct {
 	// start-up); retrying waits for them.
 	stopRetry context.CancelFunc
 	retrying  sync.WaitGroup
-	closers   []io.Closer // extensions' background work, stopped by Stop
+	closers   []io.Closer // background work of features and credential kinds, stopped by Stop
 
 	smsSender sms.Sender         // loaded from SMSRaw
-	twoFactor *twofactor.Service // set by the two-factor extension
+	twoFactor *twofactor.Service // the second-factor feature
 	console   *console.Console   // served by the handlers that accept sessions
 }
 
@@ -230,7 +230,8 @@ func (a *App) attemptStart() error {
 }
 
 // start builds the engine. A failed start undoes what it did (pooled
-// store, metrics, audit writer, extensions), so that it can be tried again.
+// store, metrics, audit writer, features and credential kinds), so that it
+// can be tried again.
 func (a *App) start() (err error) {
 	var undo []func()
 	defer func() {
@@ -274,24 +275,39 @@ func (a *App) start() (err error) {
 	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"), time.Duration(a.AuditRetention))
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
-	undo = append(undo, a.closeExtensions)
-	for _, ext := range extensions {
-		provider, err := ext(e, a)
+	undo = append(undo, a.closeParts)
+	addAdmin := func(p adminapi.Provider) {
+		if c, ok := p.(io.Closer); ok {
+			a.closers = append(a.closers, c)
+		}
+		if p != nil {
+			providers = append(providers, p)
+		}
+	}
+	// The features beside the credential kinds start first: the kinds
+	// are built on them.
+	dir, err := startDirectory(e, a)
+	if err != nil {
+		return err
+	}
+	addAdmin(dir)
+	twoFactor, twoFactorAdmin := startTwoFactor(e, a)
+	addAdmin(twoFactorAdmin)
+	for _, k := range credentialKinds {
+		kindCtx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+		kind, admin, err := k.build(kindDeps{ctx: kindCtx, engine: e, app: a, twoFactor: twoFactor})
+		cancel()
 		if err != nil {
 			return err
 		}
-		if c, ok := provider.(io.Closer); ok {
-			a.closers = append(a.closers, c)
-		}
-		if provider != nil {
-			providers = append(providers, provider)
-		}
+		e.Register(kind)
+		addAdmin(admin)
 	}
 	admin := adminapi.NewHandler(e, providers...)
 
 	a.mu.Lock()
-	a.engine, a.admin = e, admin
-	a.console = console.New(e, admin, a.twoFactor)
+	a.engine, a.admin, a.twoFactor = e, admin, twoFactor
+	a.console = console.New(e, admin, twoFactor)
 	a.mu.Unlock()
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil
@@ -331,12 +347,12 @@ func holdsSealedSecrets(ctx context.Context, st storage.Store) (bool, error) {
 	return err == nil, err
 }
 
-// closeExtensions stops the background work of the extensions whose admin
-// route provider is also an io.Closer.
-func (a *App) closeExtensions() {
+// closeParts stops the background work of the features and credential
+// kinds whose admin route provider is also an io.Closer.
+func (a *App) closeParts() {
 	for _, c := range a.closers {
 		if err := c.Close(); err != nil {
-			a.logger.Error("stopping a gatehouse extension", zap.Error(err))
+			a.logger.Error("stopping a gatehouse feature or credential kind", zap.Error(err))
 		}
 	}
 	a.closers = nil
@@ -348,7 +364,7 @@ func (a *App) Stop() error {
 		a.stopRetry()
 		a.retrying.Wait() // no start attempt runs past this point
 	}
-	a.closeExtensions()
+	a.closeParts()
 	if a.poolKey != "" {
 		_, err := storePool.Delete(a.poolKey)
 		a.poolKey = ""
@@ -400,14 +416,6 @@ func (a *App) Console(ctx context.Context) (*console.Console, error) {
 	defer a.mu.Unlock()
 	return a.console, nil
 }
-
-// extension adds one part of Gatehouse to a starting engine: it registers
-// credential kinds with e.Register and returns its admin routes, if any.
-// Each part registers itself from an init function in its own file.
-type extension func(e *engine.Engine, a *App) (adminapi.Provider, error)
-
-// extensions are applied in registration order on every Start.
-var extensions []extension
 
 // Interface guards.
 var (

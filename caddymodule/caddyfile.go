@@ -231,12 +231,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneString(d, &h.Audience); err != nil {
 				return err
 			}
-		case "appkey_query":
-			on, err := oneOnOff(d)
-			if err != nil {
-				return err
-			}
-			h.NoAppKeyQuery = !on
 		case "console":
 			on, err := oneOnOff(d)
 			if err != nil {
@@ -258,7 +252,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unknown gatehouse directive option %q", d.Val())
+			parse, ok := kindRouteOption(d.Val())
+			if !ok {
+				return d.Errf("unknown gatehouse directive option %q", d.Val())
+			}
+			if err := parse(d, h); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

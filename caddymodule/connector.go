@@ -21,30 +21,31 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
-	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
 )
 
 func init() {
 	caddy.RegisterModule(ConnectorCAPool{})
-	extensions = append(extensions, func(e *engine.Engine, a *App) (adminapi.Provider, error) {
-		ca, err := connector.OpenCA(a.DataDir, e.Keystore)
-		if err != nil {
-			return nil, fmt.Errorf("connector CA: %w", err)
-		}
-		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-		defer cancel()
-		p, err := connector.New(ctx, e, connector.Options{CA: ca,
-			CertValidity: time.Duration(a.ConnectorCertValidity), Servers: a.connectorServers})
-		if err != nil {
-			return nil, err
-		}
-		e.Register(p)
-		return p, nil
-	})
+}
+
+// buildConnectors makes the connector kind over the connector CA in the
+// data directory; it serves the admin routes of connectors.
+func buildConnectors(d kindDeps) (plugin.Credential, adminapi.Provider, error) {
+	a := d.app
+	ca, err := connector.OpenCA(a.DataDir, d.engine.Keystore)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connector CA: %w", err)
+	}
+	p, err := connector.New(d.ctx, d.engine, connector.Options{CA: ca,
+		CertValidity: time.Duration(a.ConnectorCertValidity), Servers: a.connectorServers})
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, p, nil
 }
 
 // validateConnectorOptions checks the connector options of the app.

@@ -10,10 +10,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 )
 
-func init() {
-	extensions = append(extensions, startDirectory)
-}
-
 // startDirectory connects the configured directory (none: nothing to do)
 // to the accounts: its failed binds and status changes go to the audit
 // log, its operations to the metrics.
@@ -43,22 +39,22 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		return nil, err
 	}
 	e.Accounts.SetDirectory(d)
-	return directoryExtension{d: d, stop: func() { metrics.Unregister(registry) }}, nil
+	return directoryFeature{d: d, stop: func() { metrics.Unregister(registry) }}, nil
 }
 
-// directoryExtension closes the directory's connections when the app
+// directoryFeature closes the directory's connections when the app
 // stops.
-type directoryExtension struct {
+type directoryFeature struct {
 	d    *directory.Directory
 	stop func()
 }
 
 // AdminRoutes implements adminapi.Provider: the directory's routes are
 // the core ones (POST /gatehouse/directory/refresh/{username}).
-func (directoryExtension) AdminRoutes() []adminapi.Route { return nil }
+func (directoryFeature) AdminRoutes() []adminapi.Route { return nil }
 
 // Close implements io.Closer.
-func (x directoryExtension) Close() error { x.stop(); return x.d.Close() }
+func (x directoryFeature) Close() error { x.stop(); return x.d.Close() }
 
 // parseDirectory parses the directory sub-option of the gatehouse global
 // option:

@@ -12,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -63,7 +62,7 @@ type Handler struct {
 	app       *App
 	routeOnce sync.Once
 	route     *engine.Route
-	forward   engine.Forward
+	options   engine.RouteOptions // checked by Provision
 	routeErr  error
 	ready     atomic.Pointer[engine.Route]
 }
@@ -73,37 +72,35 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.gatehouse", New: func() caddy.Module { return new(Handler) }}
 }
 
-var knownKinds = map[string]bool{
-	string(identity.MethodBasic): true, string(identity.MethodAppKey): true,
-	string(identity.MethodConnector): true, string(identity.MethodSession): true,
-}
-
 // Provision implements caddy.Provisioner.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	if len(h.Accept) == 0 {
-		return fmt.Errorf("gatehouse: accept lists no credential kind; use one or more of basic, app_key, connector, session")
-	}
-	for _, k := range h.Accept {
-		if !knownKinds[k] {
-			return fmt.Errorf("gatehouse: unknown credential kind %q (known: basic, app_key, connector, session)", k)
-		}
-	}
-	for _, p := range h.Public {
-		if err := account.ValidatePattern(p); err != nil {
-			return fmt.Errorf("gatehouse: public: %v", err)
-		}
-	}
-	forward, err := engine.ParseForward(h.Forward)
+	opts, err := h.routeOptions()
 	if err != nil {
-		return fmt.Errorf("gatehouse: forward: %v", err)
+		return fmt.Errorf("gatehouse: %v", err)
 	}
-	h.forward = forward
+	h.options = opts
 	app, err := ctx.App("gatehouse")
 	if err != nil {
 		return err
 	}
 	h.app = app.(*App)
 	return nil
+}
+
+// routeOptions returns the handler's options as the engine takes them,
+// checked against the credential kinds.
+func (h *Handler) routeOptions() (engine.RouteOptions, error) {
+	forward, err := engine.ParseForward(h.Forward)
+	if err != nil {
+		return engine.RouteOptions{}, fmt.Errorf("forward: %v", err)
+	}
+	accept := make([]identity.Method, len(h.Accept))
+	for i, k := range h.Accept {
+		accept[i] = identity.Method(k)
+	}
+	opts := engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
+		Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders}
+	return opts, opts.Validate(kindNames())
 }
 
 // routeFor returns the route's pipeline, built on the first request once
@@ -117,12 +114,7 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 		return nil, err
 	}
 	h.routeOnce.Do(func() {
-		accept := make([]identity.Method, len(h.Accept))
-		for i, k := range h.Accept {
-			accept[i] = identity.Method(k)
-		}
-		h.route, h.routeErr = e.NewRoute(engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
-			Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: h.forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders})
+		h.route, h.routeErr = e.NewRoute(h.options)
 		if h.routeErr == nil {
 			h.ready.Store(h.route)
 		}

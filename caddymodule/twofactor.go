@@ -19,11 +19,8 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
-	"github.com/gatehouse-auth/gatehouse/identity"
-	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
-	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/portal"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 )
 
@@ -35,25 +32,16 @@ func init() {
 	// Before basic_auth and gatehouse (which sits right before basic_auth),
 	// so the ESA paths are answered with their own API credentials.
 	httpcaddyfile.RegisterDirectiveOrder("gatehouse_esa", httpcaddyfile.After, "try_files")
-	extensions = append(extensions, startTwoFactor)
 }
 
-// startTwoFactor builds the second-factor service, installs the login
-// portal on the session credential kind and serves the admin routes of
-// second factors and ESA API credentials.
-func startTwoFactor(e *engine.Engine, a *App) (adminapi.Provider, error) {
-	c, _ := e.Credential(identity.MethodSession)
-	sessions, ok := c.(*sessioncookie.Credential)
-	if !ok {
-		return nil, fmt.Errorf("the login portal needs the session credential kind, which was not registered before the two-factor extension")
-	}
+// startTwoFactor starts the second factor (TOTP, HOTP, SMS), a feature
+// beside the credential kinds: the session kind serves its login portal
+// and the gatehouse_esa handler its ESA API. It returns the service and
+// the admin routes of second factors and ESA API credentials.
+func startTwoFactor(e *engine.Engine, a *App) (*twofactor.Service, adminapi.Provider) {
 	svc := twofactor.New(e, twofactor.Options{Sender: a.smsSender, Issuer: a.OTPIssuer, HOTPWindow: a.HOTPWindow,
 		EnrolmentLinkLifetime: time.Duration(a.EnrolmentLinkLifetime)})
-	sessions.SetPortal(portal.New(svc).Endpoints())
-	a.mu.Lock()
-	a.twoFactor = svc
-	a.mu.Unlock()
-	return adminProviders{svc, esa.NewCredentials(e)}, nil
+	return svc, adminProviders{svc, esa.NewCredentials(e)}
 }
 
 // adminProviders serves the routes of several providers.

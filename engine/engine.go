@@ -7,7 +7,7 @@ package engine
 import (
 	"fmt"
 	"slices"
-	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -48,8 +48,9 @@ type Engine struct {
 	Logger *zap.Logger
 
 	credentials map[identity.Method]plugin.Credential
-	outage      logthin.Thinner // refusals because the store is unavailable
-	internal    logthin.Thinner // refusals for an internal error (a record failing authentication, …)
+	kinds       []identity.Method // registered, cheapest first
+	outage      logthin.Thinner   // refusals because the store is unavailable
+	internal    logthin.Thinner   // refusals for an internal error (a record failing authentication, …)
 }
 
 // New assembles an engine from its services.
@@ -65,8 +66,14 @@ func New(cfg Config, store *cache.Cache, ks *keystore.Keystore, signer *assertio
 	}
 }
 
-// Register makes a credential kind available to routes.
+// Register makes a credential kind available to routes. Kinds are
+// registered cheapest first: a route asks the kinds it accepts, in
+// registration order, whether a request carries their credential.
+// Registering a kind again replaces it in its place.
 func (e *Engine) Register(c plugin.Credential) {
+	if _, ok := e.credentials[c.Method()]; !ok {
+		e.kinds = append(e.kinds, c.Method())
+	}
 	e.credentials[c.Method()] = c
 }
 
@@ -76,46 +83,64 @@ func (e *Engine) Credential(m identity.Method) (plugin.Credential, bool) {
 	return c, ok
 }
 
-// cost orders credential kinds cheapest first for Present checks.
-var cost = map[identity.Method]int{
-	identity.MethodSession:   0,
-	identity.MethodAppKey:    1,
-	identity.MethodConnector: 2,
-	identity.MethodBasic:     3,
+// Kinds returns the names of the registered credential kinds, cheapest
+// first.
+func (e *Engine) Kinds() []identity.Method { return slices.Clone(e.kinds) }
+
+// Validate checks the options of a route against the credential kinds
+// known: at least one kind accepted, each of them known, every public
+// path pattern valid. NewRoute checks them against the registered kinds;
+// the Caddy glue checks a handler's options when a config loads, before
+// any engine exists.
+func (o RouteOptions) Validate(known []identity.Method) error {
+	if len(o.Accept) == 0 {
+		return fmt.Errorf("accept lists no credential kind; use one or more of %s", joinKinds(known))
+	}
+	for _, m := range o.Accept {
+		if !slices.Contains(known, m) {
+			return fmt.Errorf("unknown credential kind %q (known: %s)", m, joinKinds(known))
+		}
+	}
+	for _, p := range o.Public {
+		if err := account.ValidatePattern(p); err != nil {
+			return fmt.Errorf("public: %v", err)
+		}
+	}
+	return nil
 }
 
-// NewRoute builds the pipeline of one route with the given options.
+// joinKinds lists kind names for an error message: "session, basic".
+func joinKinds(kinds []identity.Method) string {
+	names := make([]string, len(kinds))
+	for i, m := range kinds {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
+// NewRoute builds the pipeline of one route with the given options. Its
+// credential kinds are asked cheapest first (in registration order),
+// whatever the order of opts.Accept.
 func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
-	if len(opts.Accept) == 0 {
-		return nil, fmt.Errorf("gatehouse route accepts no credential kind; list at least one of basic, app_key, connector, session")
+	if err := opts.Validate(e.kinds); err != nil {
+		return nil, err
 	}
 	opts.Settings.Accept = opts.Accept
 	if opts.Forward == 0 {
 		opts.Forward = ForwardAll
 	}
 	rt := &Route{engine: e, opts: opts}
-	for i, m := range opts.Accept {
-		if slices.Contains(opts.Accept[:i], m) {
+	for _, m := range e.kinds {
+		if !slices.Contains(opts.Accept, m) {
 			continue
 		}
-		c, ok := e.credentials[m]
-		if !ok {
-			return nil, fmt.Errorf("credential kind %q is not available (known: basic, app_key, connector, session)", m)
-		}
+		c := e.credentials[m]
 		if scoped, ok := c.(plugin.RouteScoped); ok {
 			c = scoped.ForRoute(opts.Settings)
 		}
 		rt.credentials = append(rt.credentials, c)
 		if ep, ok := c.(plugin.EndpointProvider); ok {
 			rt.endpoints = append(rt.endpoints, ep.Endpoints()...)
-		}
-	}
-	sort.SliceStable(rt.credentials, func(i, j int) bool {
-		return cost[rt.credentials[i].Method()] < cost[rt.credentials[j].Method()]
-	})
-	for _, p := range opts.Public {
-		if err := account.ValidatePattern(p); err != nil {
-			return nil, fmt.Errorf("public: %v", err)
 		}
 	}
 	return rt, nil

@@ -13,8 +13,10 @@ import (
 // (MethodAppKeySession excepted: the "session" kind proves it).
 type Method string
 
-// The credential kinds (docs/upstreams.md, "The identity headers"; a route's
-// accept list in docs/operators/caddyfile.md).
+// The methods of the credential kinds that code outside their own package
+// names (docs/upstreams.md, "The identity headers"; a route's accept list
+// in docs/operators/caddyfile.md). The list of kinds itself is
+// credentialKinds in caddymodule/kinds.go.
 const (
 	MethodBasic     Method = "basic"
 	MethodConnector Method = "connector"

@@ -1,12 +1,22 @@
 // Package plugin defines what a credential kind implements: Credential and
 // the optional interfaces beside it (endpoints, challenges, login redirects,
-// per-route settings). The four kinds live in sub-packages: plugin/basic
-// ("basic"), plugin/appkey ("app_key"), plugin/connector ("connector") and
-// plugin/sessioncookie ("session"); the engine asks each kind a route
-// accepts, cheapest first, whether the request carries its credential.
-// plugin/twofactor is not a kind: it is the second factor (TOTP, HOTP, SMS)
-// with the ESA-compatible API and the login portal; the "session" kind
-// accepts the portal's sessions and those an application key opened.
+// per-route settings). Its sub-packages are the credential kinds and one
+// feature beside them:
+//
+//   - plugin/sessioncookie, "session": the cookie of a server-side session
+//     opened at the login portal or by an application key;
+//   - plugin/appkey, "app_key": application keys;
+//   - plugin/connector, "connector": connector certificates and the
+//     access tokens bound to them;
+//   - plugin/basic, "basic": HTTP Basic with an account's password;
+//   - plugin/twofactor, not a kind: the second factor (TOTP, HOTP, SMS),
+//     with the ESA-compatible API (twofactor/esa), the login portal
+//     (twofactor/portal), whose sessions the "session" kind accepts, and
+//     the text-message senders (twofactor/sms).
+//
+// The one list of kinds, in the order the engine asks them (cheapest
+// first), is credentialKinds in caddymodule/kinds.go; adding a kind is a
+// package here and a line there.
 package plugin
 
 import (

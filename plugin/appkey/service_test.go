@@ -111,7 +111,7 @@ func newFixture(t testing.TB) *fixture {
 	f.now.Store(&start)
 	svc.now = func() time.Time { return *f.now.Load() }
 	e.Register(NewCredential(svc))
-	e.Register(sessioncookie.New(e))
+	e.Register(sessioncookie.New(e, nil))
 	f.admin = adminapi.NewHandler(e, adminapi.NewCore(e), svc)
 	t.Cleanup(func() {
 		svc.Close()

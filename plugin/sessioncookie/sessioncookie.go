@@ -1,7 +1,7 @@
 // Package sessioncookie is the "session" credential kind: the cookie of a
 // server-side session created by the 2FA login portal or by an application
 // key that asked for one. It also serves /gatehouse/logout, and the login
-// portal's endpoints when the two-factor plugin provides them.
+// portal's endpoints when the two-factor feature provides them.
 package sessioncookie
 
 import (
@@ -62,12 +62,12 @@ func (c *Credential) ForRoute(s plugin.RouteSettings) plugin.Credential {
 // route that does not accept application keys.
 var errAppKeySession = identity.Unauthenticated("this session was opened with an application key, which this route does not accept; sign in")
 
-// New returns the session credential kind.
-func New(e *engine.Engine) *Credential { return &Credential{engine: e} }
-
-// SetPortal installs the login portal's endpoints; without a portal,
-// browsers get a 401 like API clients.
-func (c *Credential) SetPortal(endpoints []plugin.Endpoint) { c.portal = endpoints }
+// New returns the session credential kind. portal are the login portal's
+// endpoints (the two-factor feature's, plugin/twofactor/portal); without
+// them, browsers get a 401 like API clients.
+func New(e *engine.Engine, portal []plugin.Endpoint) *Credential {
+	return &Credential{engine: e, portal: portal}
+}
 
 // Method implements plugin.Credential.
 func (*Credential) Method() identity.Method { return identity.MethodSession }

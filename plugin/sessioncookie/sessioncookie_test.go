@@ -19,7 +19,7 @@ import (
 // URL can.
 func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
-	c := New(e)
+	c := New(e, nil)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		site   string
@@ -56,9 +56,7 @@ func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 // gets 401 with a Session challenge naming the login page.
 func TestEndedSessionSendsTheBrowserToSignIn(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
-	c := New(e)
-	c.SetPortal([]plugin.Endpoint{{Path: LoginPath, Handler: http.NotFoundHandler()}})
-	e.Register(c)
+	e.Register(New(e, []plugin.Endpoint{{Path: LoginPath, Handler: http.NotFoundHandler()}}))
 	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodSession}})
 	if err != nil {
 		t.Fatal(err)
