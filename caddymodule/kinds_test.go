@@ -56,7 +56,7 @@ func TestUnknownKindsAreRefusedWithTheList(t *testing.T) {
 	list := strings.Join(names, ", ")
 	first := names[0]
 	for directive, want := range map[string]string{
-		"gatehouse {\n\taccept " + first + " no_such_kind\n}":           `unknown credential kind "no_such_kind" (known: ` + list + ")",
+		"gatehouse {\n\taccept " + first + " no_such_kind\n}":     `unknown credential kind "no_such_kind" (known: ` + list + ")",
 		"gatehouse {\n\tpublic /healthz\n}":                       "accept lists no credential kind; use one or more of " + list,
 		"gatehouse {\n\taccept " + strings.ToUpper(first) + "\n}": `unknown credential kind "` + strings.ToUpper(first) + `" (known: ` + list + ")",
 	} {
