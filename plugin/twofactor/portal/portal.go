@@ -69,7 +69,8 @@ func New(svc *twofactor.Service) *Portal {
 	return &Portal{svc: svc, engine: svc.Engine(), now: time.Now}
 }
 
-// Endpoints returns the portal's pages for sessioncookie.Credential.SetPortal.
+// Endpoints returns the portal's pages, which the session credential kind
+// serves (sessioncookie.New).
 func (p *Portal) Endpoints() []plugin.Endpoint {
 	return []plugin.Endpoint{
 		{Path: sessioncookie.LoginPath, Handler: http.HandlerFunc(p.login)},
