@@ -225,6 +225,25 @@ func TestValidateNextToRunningInstance(t *testing.T) {
 	}
 }
 
+// TestUnknownCredentialKindFailsTheConfig: `caddy validate` refuses a
+// route accepting a kind Gatehouse does not have, naming the kinds it has.
+func TestUnknownCredentialKindFailsTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "Caddyfile")
+	rendered := strings.NewReplacer("{{.AdminPort}}", fmt.Sprint(harness.FreePort(t)), "{{.DataDir}}", filepath.Join(dir, "data"),
+		"{{.HTTPSPort}}", fmt.Sprint(harness.FreePort(t)), "{{.UpstreamPort}}", fmt.Sprint(harness.FreePort(t)),
+		"accept basic", "accept basic bearer_token").Replace(basicSite)
+	if err := os.WriteFile(cfg, []byte(rendered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
+	// The error is logged as JSON, its quotes escaped.
+	want := `unknown credential kind \"bearer_token\" (known: session, app_key, connector, basic)`
+	if err == nil || !strings.Contains(out, want) {
+		t.Fatalf("caddy validate with accept bearer_token: %v, want the error %q in\n%s", err, want, out)
+	}
+}
+
 func TestCLIAndMetrics(t *testing.T) {
 	inst := harness.Start(t, basicSite, harness.Options{})
 	addr := fmt.Sprintf("127.0.0.1:%d", inst.Ports.AdminPort)
