@@ -1,13 +1,10 @@
 package account
 
 import (
-	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
-	"golang.org/x/text/unicode/norm"
+	"github.com/gatehouse-auth/gatehouse/guard"
 )
 
 func TestRoleAllows(t *testing.T) {
@@ -30,8 +27,8 @@ func TestRoleAllows(t *testing.T) {
 		{"GET", "/status/x", false},
 		{"DELETE", "/public/x", true},
 		{"GET", "/admin", false},
-		{"GET", CleanPath("/api/../admin"), false},
-		{"GET", CleanPath("/public/../api/x"), true},
+		{"GET", guard.CleanPath("/api/../admin"), false},
+		{"GET", guard.CleanPath("/public/../api/x"), true},
 	}
 	for _, c := range cases {
 		if got := role.Allows(c.method, c.path); got != c.want {
@@ -78,35 +75,14 @@ func TestLegacyPrefixMatchesAtSegments(t *testing.T) {
 	}
 }
 
-func TestCleanPath(t *testing.T) {
-	cases := map[string]string{
-		"":              "/",
-		"/":             "/",
-		"/a/b":          "/a/b",
-		"/a/b/":         "/a/b/",
-		"//a//b":        "/a/b",
-		"/a/./b":        "/a/b",
-		"/a/../../etc":  "/etc",
-		"a/b":           "/a/b",
-		"/a/..":         "/",
-		"/api/x/../y/":  "/api/y/",
-		"/.well-known/": "/.well-known/",
-	}
-	for in, want := range cases {
-		if got := CleanPath(in); got != want {
-			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func FuzzRuleMatch(f *testing.F) {
 	f.Add("/api/*", "/api/x/../../admin")
 	f.Add("/status", "/status")
 	f.Add("*", "//")
 	f.Fuzz(func(t *testing.T, pattern, reqPath string) {
-		clean := CleanPath(reqPath)
+		clean := guard.CleanPath(reqPath)
 		if !strings.HasPrefix(clean, "/") || strings.Contains(clean, "/../") || strings.HasSuffix(clean, "/..") {
-			t.Fatalf("CleanPath(%q) = %q is not canonical", reqPath, clean)
+			t.Fatalf("guard.CleanPath(%q) = %q is not canonical", reqPath, clean)
 		}
 		if ValidatePattern(pattern) != nil {
 			return
@@ -116,7 +92,7 @@ func FuzzRuleMatch(f *testing.F) {
 			t.Fatalf("%q matched %q outside its prefix", pattern, clean)
 		}
 		// A valid pattern names a clean path: a rule no request can match is refused.
-		if base, _ := strings.CutSuffix(pattern, "*"); pattern != "*" && CleanPath(base) != base {
+		if base, _ := strings.CutSuffix(pattern, "*"); pattern != "*" && guard.CleanPath(base) != base {
 			t.Fatalf("ValidatePattern accepted %q, which no clean path matches", pattern)
 		}
 		// A prefix matches at a segment boundary only.
@@ -134,84 +110,10 @@ func BenchmarkRoleAllows(b *testing.B) {
 		{Methods: []string{"POST"}, Paths: []string{"/api/jobs/*"}},
 		{Methods: []string{"GET"}, Paths: []string{"/api/*"}},
 	}}
-	path := CleanPath("/api/items/42")
+	path := guard.CleanPath("/api/items/42")
 	b.ReportAllocs()
 	for b.Loop() {
 		if !role.Allows("GET", path) {
-			b.Fatal("refused")
-		}
-	}
-}
-
-// BenchmarkCleanPath cleans a request path that needs it.
-func BenchmarkCleanPath(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		CleanPath("/api//items/./42/../43")
-	}
-}
-
-// FuzzIsClean: a path IsClean accepts is one CleanPath leaves alone, and
-// so is what an upstream that decodes it a second time reads, strictly
-// (url.PathUnescape, when the whole path decodes) or leniently (every
-// valid escape decoded, the invalid ones kept, done here with a regular
-// expression as a second opinion on DecodeAgain), without a backslash or
-// a dot segment before ";" appearing: the path judged is the path served.
-func FuzzIsClean(f *testing.F) {
-	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541",
-		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%",
-		"/p/..\x00/x", "/p/ ../x", "/p/%2e%2e%09/x", "/p/\uff0e\uff0e/x", "/p/..\u2215x", "/p/%ef%bc%8e%ef%bc%8e"} {
-		f.Add(p)
-	}
-	escape := regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
-	paddedDots := regexp.MustCompile(`(^|/)[\t\n\v\f\r \x00]*\.\.?[\t\n\v\f\r \x00]*(/|$)`)
-	f.Fuzz(func(t *testing.T, p string) {
-		if !IsClean(p) {
-			return
-		}
-		readings := []string{p, escape.ReplaceAllStringFunc(p, func(e string) string {
-			b, _ := strconv.ParseUint(e[1:], 16, 8)
-			return string([]byte{byte(b)})
-		})}
-		if strict, err := url.PathUnescape(p); err == nil {
-			readings = append(readings, strict)
-		}
-		for _, r := range readings { // and as an upstream folding Unicode reads them
-			readings = append(readings, strings.NewReplacer("∕", "/", "⁄", "/").Replace(norm.NFKC.String(r)))
-		}
-		for _, r := range readings {
-			if CleanPath(r) != r || strings.Contains(r, "\\") || strings.Contains(r, "/..;") || strings.Contains(r, "/.;") || paddedDots.MatchString(r) {
-				t.Fatalf("IsClean(%q), but it reads %q", p, r)
-			}
-		}
-	})
-}
-
-// TestDecodeAgain: valid escapes and IIS's %u form are decoded, invalid
-// ones kept, so one bad escape cannot hide the others.
-func TestDecodeAgain(t *testing.T) {
-	for in, want := range map[string]string{
-		"/public/%2e%2e/admin/%zz": "/public/../admin/%zz",
-		"/p/%u002e%u002E/x":        "/p/../x",
-		"/a%2":                     "/a%2",
-		"/50%off":                  "/50%off",
-		"/caf%E9":                  "/caf\xe9",
-	} {
-		if got := DecodeAgain(in); got != want {
-			t.Errorf("DecodeAgain(%q) = %q, want %q", in, got, want)
-		}
-		if strings.Contains(want, "..") && IsClean(in) {
-			t.Errorf("IsClean(%q): true, though it decodes to %q", in, want)
-		}
-	}
-}
-
-// BenchmarkIsClean is the path check of every request: an ordinary
-// path, with a dot in its last segment.
-func BenchmarkIsClean(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if !IsClean("/api/items/42/report.json") {
 			b.Fatal("refused")
 		}
 	}

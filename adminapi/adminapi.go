@@ -75,7 +75,7 @@ func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error)
 			WriteError(w, err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			ev := audit.Event{Kind: "admin", RemoteIP: engine.ClientIP(r), Method: r.Method, Path: r.URL.Path,
+			ev := audit.Event{Kind: "admin", RemoteIP: e.ClientIP(r), Method: r.Method, Path: r.URL.Path,
 				Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason, Actor: audit.ActorOf(r.Context())}
 			if err != nil {
 				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)

@@ -174,7 +174,7 @@ func (a *App) engineConfig() engine.Config {
 		SessionIdle: time.Duration(a.SessionIdle), SessionLifetime: time.Duration(a.SessionLifetime),
 		AssertionLifetime: time.Duration(a.AssertionLifetime), TokenLifetime: time.Duration(a.TokenLifetime),
 		AppKeyLifetime: time.Duration(a.AppKeyLifetime), AuditAllowed: a.AuditAllowed,
-		LockoutThreshold: a.LockoutThreshold, DefaultDomain: a.DefaultDomain,
+		LockoutThreshold: a.LockoutThreshold, DefaultDomain: a.DefaultDomain, ClientIP: clientIP,
 	}.WithDefaults()
 }
 

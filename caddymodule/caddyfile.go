@@ -9,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 )
 
 func init() {
@@ -242,7 +242,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			if _, err := engine.ParseForward(args); err != nil {
+			if _, err := guard.ParseForward(args); err != nil {
 				return d.Errf("forward: %v", err)
 			}
 			h.Forward = append(h.Forward, args...)

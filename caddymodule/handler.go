@@ -14,13 +14,13 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 )
 
 func init() {
 	caddy.RegisterModule(new(Handler))
-	engine.ClientIPFunc = clientIP
 }
 
 // Handler is http.handlers.gatehouse: it authenticates every request of a
@@ -90,7 +90,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // routeOptions returns the handler's options as the engine takes them,
 // checked against the credential kinds.
 func (h *Handler) routeOptions() (engine.RouteOptions, error) {
-	forward, err := engine.ParseForward(h.Forward)
+	forward, err := guard.ParseForward(h.Forward)
 	if err != nil {
 		return engine.RouteOptions{}, fmt.Errorf("forward: %v", err)
 	}
@@ -127,7 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	route, err := h.routeFor(r)
 	if err != nil {
 		// Fail closed: strip what could be spoofed, answer 503.
-		headers := engine.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
+		headers := guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
 		headers.Strip(r.Header)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
 		h.app.logger.Error("gatehouse route unavailable", zap.Error(err))

@@ -42,6 +42,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -224,7 +225,7 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 	}
 	if reason != "" {
 		c.engine.Audit.Record(audit.Event{Kind: "console", Username: u.Username, Credential: string(identity.MethodSession) + ":" + session.DigestID(ck.Value),
-			RemoteIP: engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: reason})
+			RemoteIP: c.engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: reason})
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
 		return nil, false
 	}
@@ -283,7 +284,7 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 	ck, cookieErr := r.Cookie(CookieName)
 	reason := ""
 	switch {
-	case !engine.SameOriginStrict(r):
+	case !guard.SameOriginStrict(r):
 		reason = "the form was posted from another site"
 	case cookieErr != nil || len(ck.Value) != cookieLen:
 		reason = "the browser sent no console cookie"
@@ -291,7 +292,7 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		reason = "the CSRF token does not match the session"
 	}
 	if reason != "" {
-		c.engine.Audit.Record(audit.Event{Kind: "console", Username: v.user.Username, RemoteIP: engine.ClientIP(r),
+		c.engine.Audit.Record(audit.Event{Kind: "console", Username: v.user.Username, RemoteIP: c.engine.ClientIP(r),
 			Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: "console form refused: " + reason})
 		c.message(w, v, http.StatusForbidden, "Form refused",
 			"This form has expired or was not sent from this site. Reload the page and try again; nothing was changed.")
@@ -373,7 +374,7 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // directory no longer lets sign in (blocked, out of every mapped group)
 // confirms nothing.
 func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) error {
-	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
+	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
 	if confirm == "" {
 		return failure.Invalid("confirm with your password or a code from your authenticator")
 	}

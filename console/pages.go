@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -282,7 +283,7 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 		return d, nil
 	case err != nil:
 		return nil, err
-	case !account.IsClean(t.Path) || !strings.HasPrefix(t.Path, "/"):
+	case !guard.IsClean(t.Path) || !strings.HasPrefix(t.Path, "/"):
 		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
 		return d, nil
 	case u.Status != account.StatusActive:

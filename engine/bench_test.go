@@ -5,20 +5,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
-
-func BenchmarkStripIdentityHeaders(b *testing.B) {
-	h := engine.NewIdentityHeaders("X-Gatehouse-")
-	base := http.Header{"Accept": {"*/*"}, "User-Agent": {"wrk"}, "Authorization": {"Basic x"}, "X-Gatehouse-User": {"m"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		hdr := http.Header{"Accept": base["Accept"], "User-Agent": base["User-Agent"], "Authorization": base["Authorization"], "X-Gatehouse-User": base["X-Gatehouse-User"]}
-		h.Strip(hdr)
-	}
-}
 
 func BenchmarkAssertionCached(b *testing.B) {
 	e := newSetup(b).e

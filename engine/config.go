@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net/http"
 	"time"
 )
 
@@ -31,6 +32,11 @@ type Config struct {
 	// BasicFailureLimit is how many wrong passwords per user and minute
 	// HTTP Basic accepts before answering 429.
 	BasicFailureLimit int
+	// ClientIP resolves a request's client address, for the audit log,
+	// app-key IP allowlists and throttling by client; the Caddy glue
+	// passes Caddy's resolution (trusted proxies honoured). Default:
+	// RemoteHost, the direct peer.
+	ClientIP func(*http.Request) string
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -55,6 +61,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.BasicFailureLimit <= 0 {
 		c.BasicFailureLimit = 10
+	}
+	if c.ClientIP == nil {
+		c.ClientIP = RemoteHost
 	}
 	return c
 }

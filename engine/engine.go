@@ -6,6 +6,8 @@ package engine
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -42,8 +45,6 @@ type Engine struct {
 	Audit *audit.Log
 	// Metrics are the Prometheus collectors.
 	Metrics *Metrics
-	// Headers are the identity header names.
-	Headers IdentityHeaders
 	// Logger is the app's logger.
 	Logger *zap.Logger
 
@@ -61,7 +62,7 @@ func New(cfg Config, store *cache.Cache, ks *keystore.Keystore, signer *assertio
 	return &Engine{
 		Config: cfg, Store: store, Keystore: ks, Accounts: accounts, Signer: signer,
 		Sessions: session.NewStore(store, session.Options{Idle: cfg.SessionIdle, Absolute: cfg.SessionLifetime}),
-		Audit:    log, Metrics: metrics, Headers: NewIdentityHeaders(cfg.HeaderPrefix), Logger: logger,
+		Audit:    log, Metrics: metrics, Logger: logger,
 		credentials: map[identity.Method]plugin.Credential{},
 	}
 }
@@ -81,6 +82,19 @@ func (e *Engine) Register(c plugin.Credential) {
 func (e *Engine) Credential(m identity.Method) (plugin.Credential, bool) {
 	c, ok := e.credentials[m]
 	return c, ok
+}
+
+// ClientIP is the client address of r, as Config.ClientIP resolves it.
+func (e *Engine) ClientIP(r *http.Request) string { return e.Config.ClientIP(r) }
+
+// RemoteHost is the host part of r.RemoteAddr, the direct peer: the
+// client address where no proxy is trusted (Config.ClientIP's default).
+func RemoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Kinds returns the names of the registered credential kinds, cheapest
@@ -126,10 +140,8 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		return nil, err
 	}
 	opts.Settings.Accept = opts.Accept
-	if opts.Forward == 0 {
-		opts.Forward = ForwardAll
-	}
-	rt := &Route{engine: e, opts: opts}
+	rt := &Route{engine: e, opts: opts, guard: guard.New(guard.Options{HeaderPrefix: e.Config.HeaderPrefix, Forward: opts.Forward,
+		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer})}
 	for _, m := range e.kinds {
 		if !slices.Contains(opts.Accept, m) {
 			continue

@@ -6,28 +6,9 @@ import (
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
-
-func TestParseForward(t *testing.T) {
-	if f, err := engine.ParseForward(nil); err != nil || f != engine.ForwardAll {
-		t.Fatalf("no names: %b %v; want all", f, err)
-	}
-	f, err := engine.ParseForward([]string{"user", "2fa", "user"})
-	if err != nil || f != engine.ForwardUser|engine.ForwardTwoFactor {
-		t.Fatalf("user 2fa user: %b %v", f, err)
-	}
-	for _, name := range engine.ForwardNames {
-		if f, err := engine.ParseForward([]string{name}); err != nil || f == 0 || f&(f-1) != 0 {
-			t.Fatalf("%s: %b %v; want one header", name, f, err)
-		}
-	}
-	for _, bad := range []string{"User", "x-gatehouse-user", "", "all", "app-key"} {
-		if _, err := engine.ParseForward([]string{"user", bad}); err == nil || !strings.Contains(err.Error(), "known: user, roles") {
-			t.Errorf("%q accepted or unclear error: %v", bad, err)
-		}
-	}
-}
 
 // TestForwardChosenHeadersOnly: a route forwarding "user" and "auth" sets
 // those two, no other identity header (no assertion either), and strips
@@ -35,7 +16,7 @@ func TestParseForward(t *testing.T) {
 func TestForwardChosenHeadersOnly(t *testing.T) {
 	s := newSetup(t)
 	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo",
-		Forward: engine.ForwardUser | engine.ForwardAuth})
+		Forward: guard.ForwardUser | guard.ForwardAuth})
 	if err != nil {
 		t.Fatal(err)
 	}

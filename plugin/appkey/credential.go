@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 )
@@ -17,7 +17,7 @@ const headerName = "Appkey"
 // sessionHeaders ask for a session when "true", like sessionParams.
 // X-Gatehouse-Session is deleted by the pipeline before any credential
 // runs (it carries the identity prefix) and read back with
-// engine.StrippedHeader; it is never forwarded.
+// guard.StrippedHeader; it is never forwarded.
 var sessionHeaders = []string{"X-Gatehouse-Session", "X-Thingworx-Session"}
 
 // The presentation refusals, allocated once.
@@ -66,7 +66,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.svc.authenticate(r.Context(), value, engine.ClientIP(r))
+	return c.svc.authenticate(r.Context(), value, c.svc.engine.ClientIP(r))
 }
 
 // presented returns the key value r carries, in the header or (where the
@@ -130,7 +130,7 @@ func sessionAsked(r *http.Request) bool {
 	for _, h := range sessionHeaders {
 		v := r.Header.Get(h)
 		if v == "" {
-			v = engine.StrippedHeader(r, h)
+			v = guard.StrippedHeader(r, h)
 		}
 		if strings.EqualFold(strings.TrimSpace(v), "true") {
 			return true

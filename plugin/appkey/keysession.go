@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -95,7 +94,7 @@ func (s *Service) checkSession(ctx context.Context, sess *session.Session, id, c
 
 // CheckSession implements sessioncookie.AppKeySessions.
 func (c *Credential) CheckSession(r *http.Request, s *session.Session, id string) error {
-	return c.svc.checkSession(r.Context(), s, id, engine.ClientIP(r))
+	return c.svc.checkSession(r.Context(), s, id, c.svc.engine.ClientIP(r))
 }
 
 // Interface guard.

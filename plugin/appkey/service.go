@@ -107,7 +107,7 @@ func (s *Service) audit(r *http.Request, rec *record, what string) {
 	ev := audit.Event{Kind: "appkey", Username: rec.Username, Credential: string(identity.MethodAppKey) + ":" + rec.Name,
 		Outcome: audit.OutcomeSuccess, Reason: what}
 	if r != nil {
-		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
+		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = s.engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
 	}
 	s.engine.Audit.Record(ev)
 }

@@ -150,7 +150,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 // results are shared by the requests that sent the same credentials
 // meanwhile.
 func (c *Credential) signIn(r *http.Request, username, password, cacheKey string) (verified, error) {
-	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
+	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
 	res, err := c.engine.Accounts.SignIn(ctx, username, password, throttle{c.engine})
 	if err != nil {
 		return verified{}, err

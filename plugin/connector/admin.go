@@ -7,7 +7,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/engine"
 )
 
 // AdminRoutes implements adminapi.Provider.
@@ -27,7 +26,7 @@ func (p *Plugin) AdminRoutes() []adminapi.Route {
 // recordLifecycle writes a connector or token lifecycle event.
 func (p *Plugin) recordLifecycle(r *http.Request, kind, username, connector, reason string) {
 	p.engine.Audit.Record(audit.Event{Kind: kind, Username: username,
-		Credential: "connector:" + connector, RemoteIP: engine.ClientIP(r), Method: r.Method,
+		Credential: "connector:" + connector, RemoteIP: p.engine.ClientIP(r), Method: r.Method,
 		Path: r.URL.Path, Outcome: audit.OutcomeSuccess, Reason: reason, Actor: audit.ActorOf(r.Context())})
 }
 

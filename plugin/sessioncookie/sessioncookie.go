@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -148,7 +149,7 @@ func validCookieValue(v string) bool {
 
 // Strip implements plugin.Credential. It has nothing to do: the engine
 // removes Gatehouse's cookies, the session cookie among them, from every
-// request it forwards, on every route (engine.StripOwnCookies).
+// request it forwards, on every route (guard.Contract.Forward).
 func (*Credential) Strip(*http.Request) {}
 
 // Challenge implements plugin.Challenger: a session is signed in to at
@@ -171,7 +172,7 @@ func (c *Credential) LoginURL(r *http.Request) string {
 func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 	// Another site's page may not sign the user out (a link, an image or
 	// a form pointing here); the site's own pages, or the URL typed in, may.
-	if !engine.SameOrigin(r) {
+	if !guard.SameOrigin(r) {
 		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
 		return
 	}

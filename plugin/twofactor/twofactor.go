@@ -155,7 +155,7 @@ func (s *Service) Record(r *http.Request, ev audit.Event) {
 		ev.Kind = auditKind
 	}
 	if r != nil {
-		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
+		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = s.engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
 	}
 	s.engine.Audit.Record(ev)
 }

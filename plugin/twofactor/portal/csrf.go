@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 )
 
@@ -40,7 +40,7 @@ func (p *Portal) csrf(token string) string {
 }
 
 // readForm parses a POST and checks that it comes from a page of this
-// origin in this browser (engine.SameOrigin: fetch metadata, Origin and
+// origin in this browser (guard.SameOrigin: fetch metadata, Origin and
 // Referer), and
 // the CSRF token of the pre-session cookie. It returns the token, or
 // writes the refusal and returns "".
@@ -58,7 +58,7 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 	ck, cookieErr := r.Cookie(CookieName)
 	reason := ""
 	switch {
-	case !engine.SameOrigin(r):
+	case !guard.SameOrigin(r):
 		reason = "the form was posted from another site"
 	case cookieErr != nil || len(ck.Value) != tokenLength:
 		reason = "the browser sent no pre-session cookie"

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -81,7 +80,7 @@ func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token string, f form) {
 	// The password checks below count against the client's share of the
 	// hash slots, so one address cannot keep every login waiting.
-	ctx := hashslots.WithClient(r.Context(), engine.ClientIP(r))
+	ctx := hashslots.WithClient(r.Context(), p.engine.ClientIP(r))
 	ret := SafeReturn(f.Return)
 	refuse := func(username, reason, msg string) {
 		p.record(r, username, audit.OutcomeFailure, reason)

@@ -1,4 +1,4 @@
-package engine
+package guard
 
 import (
 	"io"
@@ -51,14 +51,14 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 	return removed
 }
 
-// StripTrailers keeps identity-prefixed fields out of r's trailers, which
+// stripTrailers keeps identity-prefixed fields out of r's trailers, which
 // a reverse proxy forwards after the body and some upstreams merge into
 // the headers: it deletes the declared ones now, and has the body delete
 // them again when it ends, as Go's server fills the declared trailers in
 // from the wire then. (Undeclared ones go to the server's own request,
 // not the copy handlers see, and Caddy's proxy forwards none.) A request
 // that declares no trailers costs nothing.
-func (h *IdentityHeaders) StripTrailers(r *http.Request) {
+func (h *IdentityHeaders) stripTrailers(r *http.Request) {
 	if r.Trailer == nil || r.Body == nil {
 		return
 	}
@@ -112,12 +112,12 @@ func normalizeHeaderName(s string) string {
 	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
 }
 
-// StripConnectionTokens removes from the Connection header the tokens
+// stripConnectionTokens removes from the Connection header the tokens
 // that name identity-prefixed headers: a reverse proxy deletes the
 // headers a request's Connection header lists, and a client could have
 // Gatehouse's own identity headers deleted that way after Gatehouse set
 // them.
-func (h *IdentityHeaders) StripConnectionTokens(header http.Header) {
+func (h *IdentityHeaders) stripConnectionTokens(header http.Header) {
 	values, ok := header["Connection"]
 	if !ok {
 		return
@@ -137,19 +137,19 @@ func (h *IdentityHeaders) StripConnectionTokens(header http.Header) {
 	header["Connection"] = []string{strings.Join(kept, ", ")}
 }
 
-// IsOwnCookie reports whether a cookie name is in Gatehouse's namespace:
+// isOwnCookie reports whether a cookie name is in Gatehouse's namespace:
 // "gatehouse_…", with or without the "__Host-" or "__Secure-" prefix.
 // Such cookies (the login session, a login in progress) are Gatehouse's
 // alone and never forwarded, on any route.
-func IsOwnCookie(name string) bool {
+func isOwnCookie(name string) bool {
 	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
 	return strings.HasPrefix(name, "gatehouse_")
 }
 
-// StripOwnCookies removes Gatehouse's cookies (IsOwnCookie) from r's
+// stripOwnCookies removes Gatehouse's cookies (isOwnCookie) from r's
 // Cookie headers, leaving every other cookie exactly as the client sent
 // it (even one Go's cookie parser would drop).
-func StripOwnCookies(r *http.Request) {
+func stripOwnCookies(r *http.Request) {
 	values, ok := r.Header["Cookie"]
 	if !ok {
 		return
@@ -164,7 +164,7 @@ func StripOwnCookies(r *http.Request) {
 		for pair := range strings.SplitSeq(v, ";") {
 			pair = strings.TrimSpace(pair)
 			name, _, _ := strings.Cut(pair, "=")
-			if pair != "" && !IsOwnCookie(strings.TrimSpace(name)) {
+			if pair != "" && !isOwnCookie(strings.TrimSpace(name)) {
 				pairs = append(pairs, pair)
 			}
 		}
@@ -186,9 +186,9 @@ func StripOwnCookies(r *http.Request) {
 // authorise. Lower case, '-' separated.
 var rewriteHeaders = [...]string{"x-original-url", "x-rewrite-url", "x-forwarded-prefix"}
 
-// StripRewriteHeaders deletes the rewriteHeaders from header, in any case
+// stripRewriteHeaders deletes the rewriteHeaders from header, in any case
 // and with '_' for '-' (FastCGI and CGI read both alike).
-func StripRewriteHeaders(header http.Header) {
+func stripRewriteHeaders(header http.Header) {
 	for name := range header {
 		if isHeaderNamed(name, rewriteHeaders[:]) {
 			delete(header, name)

@@ -1,0 +1,109 @@
+package guard
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// methodOverrides are the headers some frameworks take the request's
+// method from instead of the request line, lower case with '-': they are
+// matched in any case and with '_' for '-' (FastCGI and CGI turn both
+// into the same variable).
+var methodOverrides = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// methodParam is the query parameter Rails, Laravel and Symfony read the
+// same way.
+const methodParam = "_method"
+
+// Overrides calls allow with each method, other than its own, that r
+// names in a method override header (X-HTTP-Method-Override,
+// X-HTTP-Method, X-Method-Override) or a _method query parameter, and
+// returns allow's first error: a role allowing GET must not reach an
+// upstream's DELETE through one of them. (A _method in a form body is
+// not seen: rules for routes whose upstream reads it should allow POST
+// only with the methods its forms may name.) Without overrides it does
+// not allocate.
+func Overrides(r *http.Request, allow func(method string) error) error {
+	for name, values := range r.Header {
+		if !isHeaderNamed(name, methodOverrides[:]) {
+			continue
+		}
+		if err := allowMethods(r.Method, values, allow); err != nil {
+			return err
+		}
+	}
+	if r.URL.RawQuery != "" {
+		return allowMethods(r.Method, queryMethods(r.URL.RawQuery), allow)
+	}
+	return nil
+}
+
+// allowMethods calls allow with each distinct method named in values
+// (comma separated) other than own.
+func allowMethods(own string, values []string, allow func(method string) error) error {
+	var checked []string
+	for _, v := range values {
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.ToUpper(strings.TrimSpace(m)); m == "" || m == own || slices.Contains(checked, m) {
+				continue
+			}
+			if err := allow(m); err != nil {
+				return err
+			}
+			checked = append(checked, m)
+		}
+	}
+	return nil
+}
+
+// queryMethods returns the values of the _method parameters of a raw
+// query, however a framework may read them: names and values decoded
+// leniently (an escaped "_me%74hod" counts), pairs split on ";" as well
+// as "&" (as Rack 2 and older Pythons split them), and every name some
+// framework reads as "_method" (readsAsMethodParam) counted.
+func queryMethods(raw string) []string {
+	var out []string
+	for pair := range strings.FieldsFuncSeq(raw, func(c rune) bool { return c == '&' || c == ';' }) {
+		name, value, _ := strings.Cut(pair, "=")
+		if readsAsMethodParam(decodeQueryPart(name)) {
+			out = append(out, decodeQueryPart(value))
+		}
+	}
+	return out
+}
+
+// readsAsMethodParam reports whether some common framework reads the
+// decoded query name as methodParam: PHP cuts a name at a NUL, drops
+// leading spaces, takes "_method[…]" as the array "_method" and turns '.'
+// and ' ' into '_' (so ".method", " _method" and "_method\x00x" are all
+// "_method" to Laravel and Symfony); Rack and Express's qs drop leading
+// brackets ("[_method]") and take the part before the next one. A name
+// any of them reads as "_method" counts, without allocating.
+func readsAsMethodParam(name string) bool {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	name = strings.TrimLeft(name, " []")
+	if i := strings.IndexAny(name, "[]"); i >= 0 {
+		name = name[:i]
+	}
+	if len(name) != len(methodParam) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c != methodParam[i] && !(methodParam[i] == '_' && (c == '.' || c == ' ')) {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeQueryPart decodes a query name or value leniently ('+' is a
+// space; see DecodeAgain), allocating only when it has to.
+func decodeQueryPart(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	return DecodeAgain(strings.ReplaceAll(s, "+", " "))
+}
