@@ -111,7 +111,8 @@ func ValidatePattern(p string) error {
 
 func quote(s string) string { return `"` + s + `"` }
 
-// Allows reports whether the rule matches method and the cleaned path.
+// Allows reports whether the rule matches method and the clean path
+// (guard.Contract.Inbound returns it).
 func (r *Rule) Allows(method, cleanPath string) bool {
 	return r.allowsMethod(method) && r.allowsPath(cleanPath)
 }
@@ -134,7 +135,8 @@ func (r *Rule) allowsPath(p string) bool {
 	return false
 }
 
-// MatchPath reports whether a cleaned request path matches pattern.
+// MatchPath reports whether a clean request path (guard.Contract.Inbound
+// returns it; guard.IsClean) matches pattern.
 func MatchPath(pattern, cleanPath string) bool {
 	if pattern == "*" {
 		return true

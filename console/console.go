@@ -267,7 +267,7 @@ func (c *Console) csrf(v *viewer, strict string) string {
 }
 
 // readForm reads a POSTed form and checks where it comes from: a page of
-// this origin over https (engine.SameOriginStrict), with the console cookie (only sent with
+// this origin over https (guard.SameOriginStrict), with the console cookie (only sent with
 // same-site requests) and the CSRF token bound to it and to the session.
 // A refused form changes nothing; the refusal is audited.
 func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (form, bool) {
