@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 12m
 FUZZTIME   ?= 10s
 FUZZJOBS   ?= 1
 
-.PHONY: all build run test unit integration vet lint fuzz bench xcaddy tools docs-check clean
+.PHONY: all build run test unit integration vet lint fuzz bench bench-redis xcaddy tools docs-check clean
 
 all: build
 
@@ -84,6 +84,15 @@ $(BENCH_BIN): $(GO_SOURCES)
 
 bench: tools $(BIN) $(BENCH_BIN)
 	./$(BENCH_BIN) -caddy $(abspath $(BIN)) $(if $(SCALE),-scale $(SCALE)) $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(DURATION),-duration $(DURATION)) $(BENCH_FLAGS)
+
+# Gatehouse on a Redis Cluster of three primaries (redis-cli --cluster
+# create) behind bin/caddy: Redis commands per request of each kind,
+# cache-hot and cache-miss, their spread over the primaries, the writes of
+# a minute of steady traffic, and the ceiling of Gatehouse's one hash slot
+# (docs/operators/clusters.md, "Why one slot"). About 3 minutes; results
+# also in bench/out/redis-cluster.json. BENCH_FLAGS as for bench.
+bench-redis: tools $(BIN) $(BENCH_BIN)
+	./$(BENCH_BIN) -caddy $(abspath $(BIN)) -redis-cluster $(if $(DURATION),-duration $(DURATION)) $(BENCH_FLAGS)
 
 # Prints (and with XCADDY_RUN=1 runs) the xcaddy command line of xcaddy.json.
 xcaddy:

@@ -67,12 +67,30 @@ func main() {
 	duration := flag.Duration("duration", 8*time.Second, "load duration per round")
 	conns := flag.Int("conns", 32, "concurrent keep-alive connections")
 	scale := flag.Int("scale", 0, "scale mode: seed this many app keys and connector token pairs, and draw them at random")
-	out := flag.String("out", "bench/out/results.json", "where to write the results")
+	out := flag.String("out", "bench/out/results.json", "where to write the results (with -redis-cluster: bench/out/redis-cluster.json unless given)")
 	excludeProxyLog := flag.Bool("exclude-proxy-log", false,
 		"run every Caddy with reverse_proxy's logger excluded from its logs, which spares Caddy encoding each proxied request's headers for that logger (plain and Gatehouse rows alike)")
 	cacheSize := flag.String("cache-size", "", "every Caddy's gatehouse cache_size, e.g. 256MiB (default: Gatehouse's default)")
+	redisCluster := flag.Bool("redis-cluster", false,
+		"measure Gatehouse on a Redis Cluster of three primaries instead (make bench-redis): Redis commands per request, their spread over the primaries, the ceiling of Gatehouse's one slot")
+	workers := flag.Int("workers", 64, "with -redis-cluster: the clients replaying cache-miss round trips against the slot's primary")
+	steady := flag.Duration("steady", 65*time.Second, "with -redis-cluster: the stretch of steady traffic in which writes are counted (0: skip)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
 	flag.Parse()
+	if *redisCluster {
+		o := clusterOptions{caddyBin: *caddyBin, conns: *conns, workers: *workers, count: 3 * time.Second,
+			run: *duration, steady: *steady, out: "bench/out/redis-cluster.json"}
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "out" {
+				o.out = *out
+			}
+		})
+		err := runClusterBench(o)
+		if err != nil {
+			log.Fatalf("bench -redis-cluster: %v", err)
+		}
+		return
+	}
 	var pins *pinPlan
 	if *pin {
 		if plan, ok := planPins(machineCPUs()); ok {

@@ -35,30 +35,41 @@ const secondPlain = "plain_second_caddy"
 func redisURL(e *env) string { return fmt.Sprintf("redis://127.0.0.1:%d/0", e.ports["redis"]) }
 
 // redisClient is a client of the private redis-server.
-func redisClient(e *env) *goredis.Client {
-	return goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", e.ports["redis"])})
+func redisClient(e *env) *goredis.Client { return nodeClient(loopback(e.ports["redis"])) }
+
+// nodeClient is a client of the one redis-server at addr (host:port).
+func nodeClient(addr string) *goredis.Client { return goredis.NewClient(&goredis.Options{Addr: addr}) }
+
+// loopback is the address of the loopback port.
+func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// startRedis runs the app_key_redis row's private redis-server.
+func startRedis(e *env) error {
+	e.ports["redis"] = freePort()
+	return startRedisServer(e, "redis")
 }
 
-// startRedis runs a private redis-server on a free loopback port with its
-// files under e.dir, persistence as in production (append-only file,
-// fsync on every write, no RDB snapshots), and waits until it answers PING.
-func startRedis(e *env) error {
+// startRedisServer runs a redis-server on the loopback port e.ports[name]
+// with its files under e.dir/name, persistence as in production
+// (append-only file, fsync on every write, no RDB snapshots) and the
+// further args, and waits until it answers PING.
+func startRedisServer(e *env, name string, args ...string) error {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return fmt.Errorf("redis-server is not installed (`make tools` installs it; or leave this row out, e.g. -kinds basic,app_key,connector_token,session): %v", err)
 	}
-	dir := filepath.Join(e.dir, "redis")
+	dir := filepath.Join(e.dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	e.ports["redis"] = freePort()
+	port := e.ports[name]
 	logFile := filepath.Join(dir, "redis.log")
 	var backendCPUs []int
 	if e.pins != nil {
 		backendCPUs = e.pins.backend
 	}
-	cmd, err := e.command(backendCPUs, bin, "--port", strconv.Itoa(e.ports["redis"]), "--bind", "127.0.0.1", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", logFile)
+	cmd, err := e.command(backendCPUs, append([]string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", logFile}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -66,7 +77,7 @@ func startRedis(e *env) error {
 		return fmt.Errorf("starting %s: %v", bin, err)
 	}
 	exited, _ := e.own(cmd)
-	client := redisClient(e)
+	client := nodeClient(loopback(port))
 	defer client.Close()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
