@@ -22,6 +22,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
 )
 
 // The Redis Cluster measurement (bench -redis-cluster, `make bench-redis`):
@@ -489,17 +491,17 @@ func others(v []float64, primary int) []float64 {
 // kindFigures computes one kind's per-request figures from the
 // commandstats of every primary before and after, and the MONITOR lines
 // of the slot's primary.
-func kindFigures(name, cache string, s stats, before, after []commandStats, lines []monitored, primary int) KindFigures {
+func kindFigures(name, cache string, s stats, before, after []redisinfo.CommandStats, lines []monitored, primary int) KindFigures {
 	n := float64(s.ok + s.errors)
 	f := KindFigures{Kind: name, Cache: cache, Requests: s.ok + s.errors, Status200: s.ok, Commands: map[string]float64{}}
 	if n == 0 {
 		return f
 	}
 	for i := range after {
-		f.DataCommands = append(f.DataCommands, float64(after[i].minus(before[i]).data())/n)
+		f.DataCommands = append(f.DataCommands, float64(after[i].Minus(before[i]).Data())/n)
 	}
-	for cmd, calls := range after[primary].minus(before[primary]) {
-		if isData(cmd) {
+	for cmd, calls := range after[primary].Minus(before[primary]) {
+		if redisinfo.IsData(cmd) {
 			f.Commands[cmd] = float64(calls) / n
 		}
 	}
@@ -543,7 +545,7 @@ func (c *clusterBench) settle() {
 		if err != nil {
 			return
 		}
-		if n := stats[c.primary].data(); n != last {
+		if n := stats[c.primary].Data(); n != last {
 			last = n
 			continue
 		}
@@ -552,14 +554,14 @@ func (c *clusterBench) settle() {
 }
 
 // commandStats reads INFO commandstats of every primary.
-func (c *clusterBench) commandStats() ([]commandStats, error) {
-	var all []commandStats
+func (c *clusterBench) commandStats() ([]redisinfo.CommandStats, error) {
+	var all []redisinfo.CommandStats
 	for i, cl := range c.clients {
 		info, err := cl.Info(context.Background(), "commandstats").Result()
 		if err != nil {
 			return nil, fmt.Errorf("INFO commandstats of primary %d: %v", i, err)
 		}
-		s, err := parseCommandStats(info)
+		s, err := redisinfo.ParseCommandStats(info)
 		if err != nil {
 			return nil, err
 		}
@@ -577,20 +579,10 @@ func (c *clusterBench) primaryCPU() time.Duration {
 	}
 	var total float64
 	for _, field := range []string{"used_cpu_user", "used_cpu_sys"} {
-		v, _ := strconv.ParseFloat(infoValue(info, field), 64)
+		v, _ := strconv.ParseFloat(redisinfo.Field(info, field), 64)
 		total += v
 	}
 	return time.Duration(total * float64(time.Second))
-}
-
-// infoValue is the value of field in an INFO answer ("" when absent).
-func infoValue(info, field string) string {
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // measureSteady sends paced traffic on every allowed kind (4 connections,
@@ -618,7 +610,7 @@ func (c *clusterBench) measureSteady() (*SteadyFigures, error) {
 		return nil, err
 	}
 	f := &SteadyFigures{Seconds: c.opts.steady.Seconds(), Requests: s.ok + s.errors, Written: map[string]int{},
-		DataCommands: after[c.primary].minus(before[c.primary]).data()}
+		DataCommands: after[c.primary].Minus(before[c.primary]).Data()}
 	for _, k := range writtenKeys(lines) {
 		family, _, _ := strings.Cut(k, "/")
 		f.Written[family]++
@@ -645,7 +637,7 @@ func (c *clusterBench) measureLoad(cache string) (LoadFigures, error) {
 		return LoadFigures{}, err
 	}
 	hits2, misses2 := c.cacheCounters()
-	f := LoadFigures{RPS: s.rps, PrimaryCommandsPerSec: float64(after[c.primary].minus(before[c.primary]).data()) / elapsed,
+	f := LoadFigures{RPS: s.rps, PrimaryCommandsPerSec: float64(after[c.primary].Minus(before[c.primary]).Data()) / elapsed,
 		PrimaryCPU: s.cpuUs * s.rps / 1e6}
 	if lookups := hits2 - hits + misses2 - misses; lookups > 0 {
 		f.HitRatio = (hits2 - hits) / lookups
@@ -780,7 +772,7 @@ func (c *clusterBench) spread(kinds []KindFigures) (share []float64, keys, publi
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		received, _ := strconv.ParseInt(infoValue(info, "cluster_stats_messages_publish_received"), 10, 64)
+		received, _ := strconv.ParseInt(redisinfo.Field(info, "cluster_stats_messages_publish_received"), 10, 64)
 		keys, publishes = append(keys, n), append(publishes, received)
 	}
 	return share, keys, publishes, nil

@@ -4,75 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
 )
-
-// commandStats are the calls per command of a Redis server's INFO
-// commandstats ("get", "cluster|slots"), counting the commands that
-// transactions and scripts ran as well as the ones clients sent.
-type commandStats map[string]int64
-
-// parseCommandStats reads the "cmdstat_<name>:calls=N,usec=…" lines of an
-// INFO commandstats answer.
-func parseCommandStats(info string) (commandStats, error) {
-	stats := commandStats{}
-	for line := range strings.Lines(info) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
-		if !ok {
-			continue
-		}
-		name, fields, ok := strings.Cut(rest, ":")
-		calls, found := strings.CutPrefix(fields, "calls=")
-		if !ok || !found {
-			return nil, fmt.Errorf("INFO commandstats: malformed line %q", line)
-		}
-		calls, _, _ = strings.Cut(calls, ",")
-		n, err := strconv.ParseInt(calls, 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("INFO commandstats: malformed calls in %q", line)
-		}
-		stats[name] = n
-	}
-	return stats, nil
-}
-
-// controlCommands name what clients send to manage their connection or
-// learn the cluster's layout, not to read or write Gatehouse's data (with
-// all their subcommands: "cluster" stands for "cluster|slots" too).
-var controlCommands = []string{"ping", "echo", "info", "hello", "auth", "select", "monitor", "readonly", "subscribe",
-	"unsubscribe", "cluster", "config", "client", "command"}
-
-// isData reports whether the command (as commandstats names it, "get" or
-// "cluster|slots", in lower case) reads or writes data or publishes an
-// invalidation, rather than being a control command.
-func isData(name string) bool {
-	base, _, _ := strings.Cut(name, "|")
-	return !slices.Contains(controlCommands, base)
-}
-
-// data is the number of calls of data commands.
-func (s commandStats) data() int64 {
-	var n int64
-	for name, calls := range s {
-		if isData(name) {
-			n += calls
-		}
-	}
-	return n
-}
-
-// minus is s less an earlier reading of the same server.
-func (s commandStats) minus(before commandStats) commandStats {
-	d := commandStats{}
-	for name, calls := range s {
-		if n := calls - before[name]; n != 0 {
-			d[name] = n
-		}
-	}
-	return d
-}
 
 // monitored is one line of MONITOR output: who ran the command (a
 // client's "host:port", or "lua" for a command a script ran) and the
@@ -174,7 +110,7 @@ func roundTrips(lines []monitored) []roundTrip {
 		switch {
 		case name == "multi":
 			open[m.source] = &roundTrip{transaction: true}
-		case isData(name):
+		case redisinfo.IsData(name):
 			trips = append(trips, roundTrip{commands: [][]string{m.args}})
 		}
 	}

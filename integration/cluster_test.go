@@ -115,11 +115,20 @@ func TestClusterSharesStateAtOnce(t *testing.T) {
 }
 
 // TestClusterOnRedisCluster: the same sharing, and connector tokens, with
-// the store on a three-master Redis Cluster (cluster=true in the URL).
+// the store on a three-master Redis Cluster (cluster=true in the URL);
+// every key on the primary of Gatehouse's one hash slot, and the loss of
+// that primary (clusterslot_test.go).
 func TestClusterOnRedisCluster(t *testing.T) {
-	a, b := startMembers(t, redistest.StartCluster(t, 3).URL())
+	cluster := redistest.StartCluster(t, 3)
+	a, b := startMembers(t, cluster.URL())
 	t.Run("shared state", func(t *testing.T) { checkSharedState(t, a, b) })
 	t.Run("connector tokens", func(t *testing.T) { checkConnectorTokens(t, a, b) })
+	var keys []string
+	t.Run("one slot", func(t *testing.T) { keys = checkOneSlot(t, cluster, a, b) })
+	if len(keys) == 0 {
+		t.Fatal("the one-slot workload failed; the primary's loss is not tried")
+	}
+	t.Run("the slot's primary lost", func(t *testing.T) { checkSlotPrimaryLost(t, cluster, a, b, keys) })
 }
 
 // checkSharedState: what is made or changed through one member holds on
