@@ -135,6 +135,10 @@ type KindFigures struct {
 type SteadyFigures struct {
 	Seconds  float64 `json:"seconds"`
 	Requests int     `json:"requests"`
+	// Credentials are the credentials in use (one of each allowed kind),
+	// RoundTrips the slot's primary's round trips meanwhile.
+	Credentials int `json:"credentials"`
+	RoundTrips  int `json:"round_trips"`
 	// Written counts the keys written by key family (the first path
 	// segment: "session", "appkeyuse", …).
 	Written      map[string]int `json:"written"`
@@ -160,6 +164,9 @@ type CeilingFigures struct {
 	// RoundTripsPerRequest is the mixed cache-miss request's.
 	RoundTripsPerRequest float64 `json:"round_trips_per_request"`
 	RoundTripsPerSec     float64 `json:"round_trips_per_sec"`
+	// DataCommandsPerSec are the data commands per second the primary
+	// ran, those of the transactions and scripts included.
+	DataCommandsPerSec float64 `json:"data_commands_per_sec"`
 	// RequestsPerSec is RoundTripsPerSec over RoundTripsPerRequest: the
 	// cache-miss requests per second the slot served.
 	RequestsPerSec float64 `json:"requests_per_sec"`
@@ -445,6 +452,7 @@ func (c *clusterBench) countKinds(cache string) (_ []KindFigures, _ []roundTrip,
 	perKind := map[string][]roundTrip{}
 	var allowed []KindFigures
 	for _, r := range c.rows {
+		c.settle() // what the last row or the setup left to write (audit events) is not this row's
 		before, err := c.commandStats()
 		if err != nil {
 			return nil, nil, 0, err
@@ -610,13 +618,13 @@ func (c *clusterBench) measureSteady() (*SteadyFigures, error) {
 		return nil, err
 	}
 	f := &SteadyFigures{Seconds: c.opts.steady.Seconds(), Requests: s.ok + s.errors, Written: map[string]int{},
-		DataCommands: after[c.primary].Minus(before[c.primary]).Data()}
+		Credentials: len(c.rows) - 1, RoundTrips: len(roundTrips(lines)), DataCommands: after[c.primary].Minus(before[c.primary]).Data()}
 	for _, k := range writtenKeys(lines) {
 		family, _, _ := strings.Cut(k, "/")
 		f.Written[family]++
 	}
-	log.Printf("steady: %d requests (%d not 200), %d data commands on the slot's primary, keys written by family %v",
-		f.Requests, s.errors, f.DataCommands, f.Written)
+	log.Printf("steady: %d requests (%d not 200), %d round trips and %d data commands on the slot's primary, keys written by family %v",
+		f.Requests, s.errors, f.RoundTrips, f.DataCommands, f.Written)
 	return f, nil
 }
 
@@ -695,6 +703,10 @@ func (c *clusterBench) measureCeiling(trips []roundTrip, tripsPerRequest float64
 	}
 	var done, failed atomic.Int64
 	var broken atomic.Value
+	before, err := c.commandStats()
+	if err != nil {
+		return f, err
+	}
 	cpu0 := c.primaryCPU()
 	t0 := time.Now()
 	deadline := t0.Add(c.opts.run)
@@ -732,6 +744,11 @@ func (c *clusterBench) measureCeiling(trips []roundTrip, tripsPerRequest float64
 	if err, _ := broken.Load().(error); err != nil {
 		return f, fmt.Errorf("replaying against the slot's primary: %v", err)
 	}
+	after, err := c.commandStats()
+	if err != nil {
+		return f, err
+	}
+	f.DataCommandsPerSec = float64(after[c.primary].Minus(before[c.primary]).Data()) / elapsed.Seconds()
 	f.RoundTripsPerSec = float64(done.Load()) / elapsed.Seconds()
 	f.Failures = failed.Load()
 	f.PrimaryCPU = cpu.Seconds() / elapsed.Seconds()
@@ -885,8 +902,8 @@ func printClusterReport(r ClusterReport) {
 	fmt.Printf("\ndata commands by primary: %s; keys by primary: %v; PUBLISH messages received over the cluster bus: %v\n",
 		strings.Join(percent, " / "), r.KeysPerPrimary, r.PublishesReceived)
 	if s := r.Steady; s != nil {
-		fmt.Printf("steady traffic, %.0f s, default cache: %d requests, %d data commands on the slot's primary, keys written %v\n",
-			s.Seconds, s.Requests, s.DataCommands, s.Written)
+		fmt.Printf("steady traffic, %.0f s, default cache, %d credentials in use: %d requests, %d round trips (%d data commands) on the slot's primary, keys written %v\n",
+			s.Seconds, s.Credentials, s.Requests, s.RoundTrips, s.DataCommands, s.Written)
 	}
 	for _, l := range []struct {
 		name string
@@ -901,5 +918,13 @@ func printClusterReport(r ClusterReport) {
 	if r.Miss.RPS > 0 {
 		fmt.Printf("\nOne slot served %.0f cache-miss requests/s, %.1f× the %.0f/s one Gatehouse instance asked of it with its cache off, on this machine.\n",
 			c.RequestsPerSec, c.RequestsPerSec/r.Miss.RPS, r.Miss.RPS)
+	}
+	if s := r.Steady; s != nil && s.RoundTrips > 0 {
+		// With the cache, a credential in use costs its round trips once
+		// per cache lifetime (and its per-minute writes), whatever its
+		// request rate.
+		perCredential := float64(s.RoundTrips) / float64(s.Credentials) / s.Seconds
+		fmt.Printf("With its cache, the slot's load follows the credentials in use, not the requests: %.3f round trips/s per credential in the steady run; at the ceiling's %.0f round trips/s, ≈ %.0f credentials in use, counted once for each instance that serves them.\n",
+			perCredential, c.RoundTripsPerSec, c.RoundTripsPerSec/perCredential)
 	}
 }
