@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
+	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
 // The Redis Cluster measurement (bench -redis-cluster, `make bench-redis`):
@@ -285,7 +286,7 @@ func (c *clusterBench) startCluster() error {
 	for i := range clusterMasters {
 		name := fmt.Sprintf("node%d", i)
 		port := freePort()
-		for tries := 1; !portFree(port + 10000); tries++ {
+		for tries := 1; !testport.Listenable(port + 10000); tries++ {
 			if tries == 100 {
 				return errors.New("no free port with a free cluster bus port 10000 above it")
 			}
@@ -339,19 +340,6 @@ func (c *clusterBench) startCluster() error {
 
 // primaryAddr is the address of the slot's primary.
 func (c *clusterBench) primaryAddr() string { return loopback(c.ports[c.primary]) }
-
-// portFree reports whether a TCP port (at most 65535) can be listened on
-// at the moment.
-func portFree(port int) bool {
-	if port > 65535 {
-		return false
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err == nil {
-		l.Close()
-	}
-	return err == nil
-}
 
 // clusterKinds are the kinds measured on the cluster, with their sites.
 var clusterKinds = []kind{basicKind, appKeyKind, sessionKind, connectorKind}

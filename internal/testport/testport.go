@@ -5,6 +5,7 @@ package testport
 import (
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -48,3 +49,17 @@ var (
 	handedOutMu sync.Mutex
 	handedOut   = map[int]bool{}
 )
+
+// Listenable reports whether the loopback TCP port (at most 65535) can be
+// listened on at the moment: for a port chosen by rule, such as a Redis
+// Cluster node's bus port 10000 above its client port.
+func Listenable(port int) bool {
+	if port > 65535 {
+		return false
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err == nil {
+		l.Close()
+	}
+	return err == nil
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -146,7 +145,7 @@ func requireCluster(t testing.TB) {
 func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 	t.Helper()
 	s := newServer(t)
-	for tries := 1; !free(s.port + busOffset); tries++ {
+	for tries := 1; !testport.Listenable(s.port + busOffset); tries++ {
 		if tries == 100 {
 			t.Fatal("redistest: no free port with a free cluster bus port 10000 above it")
 		}
@@ -173,19 +172,6 @@ func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 
 // busOffset is how far above a node's port Redis puts its cluster bus.
 const busOffset = 10000
-
-// free reports whether port is a TCP port (at most 65535) that can be
-// listened on at the moment.
-func free(port int) bool {
-	if port > 65535 {
-		return false
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err == nil {
-		l.Close()
-	}
-	return err == nil
-}
 
 // AddReplica starts a node, joins it to the cluster as a replica of master
 // and waits until it is in sync; the cluster then fails over to it when
