@@ -134,7 +134,7 @@ func (t roundTrip) encode() (payload []byte, replies int) {
 }
 
 // errReply is a RESP error reply.
-var errReply = errors.New("Redis answered an error")
+var errReply = errors.New("redis answered an error")
 
 // skipReply reads one RESP2 reply from r; an error reply is errReply,
 // after it was read whole.

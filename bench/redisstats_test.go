@@ -196,7 +196,9 @@ func TestMonitorAndReplayOnRedis(t *testing.T) {
 	}
 	// An error reply is errReply, and the connection stays usable.
 	payload, _ := roundTrip{commands: [][]string{{"INCR", "{gatehouse}:k"}}}.encode()
-	conn.Write(payload)
+	if _, err := conn.Write(payload); err != nil {
+		t.Fatal(err)
+	}
 	if err := skipReply(r); err != errReply {
 		t.Errorf("INCR of a non-number: %v, want errReply", err)
 	}
