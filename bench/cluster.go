@@ -134,6 +134,7 @@ type KindFigures struct {
 // SteadyFigures are a stretch of steady, paced traffic on every allowed
 // kind with the default cache.
 type SteadyFigures struct {
+	// Seconds the traffic lasted, Requests it sent.
 	Seconds  float64 `json:"seconds"`
 	Requests int     `json:"requests"`
 	// Credentials are the credentials in use (one of each allowed kind),
@@ -141,13 +142,15 @@ type SteadyFigures struct {
 	Credentials int `json:"credentials"`
 	RoundTrips  int `json:"round_trips"`
 	// Written counts the keys written by key family (the first path
-	// segment: "session", "appkeyuse", …).
+	// segment: "session", "appkeyused", …), DataCommands the primary's
+	// data commands meanwhile.
 	Written      map[string]int `json:"written"`
 	DataCommands int64          `json:"data_commands"`
 }
 
 // LoadFigures are one Gatehouse instance at full load.
 type LoadFigures struct {
+	// RPS are the requests per second answered 200.
 	RPS float64 `json:"rps"`
 	// PrimaryCommandsPerSec are the data commands per second the slot's
 	// primary ran, PrimaryCPU the share of one core it used.
@@ -161,8 +164,10 @@ type LoadFigures struct {
 // CeilingFigures are the slot's primary saturated by replayed round
 // trips.
 type CeilingFigures struct {
+	// Workers are the replaying clients, each on a connection of its own.
 	Workers int `json:"workers"`
-	// RoundTripsPerRequest is the mixed cache-miss request's.
+	// RoundTripsPerRequest is the mixed cache-miss request's, and
+	// RoundTripsPerSec how many the primary answered per second.
 	RoundTripsPerRequest float64 `json:"round_trips_per_request"`
 	RoundTripsPerSec     float64 `json:"round_trips_per_sec"`
 	// DataCommandsPerSec are the data commands per second the primary
@@ -171,12 +176,14 @@ type CeilingFigures struct {
 	// RequestsPerSec is RoundTripsPerSec over RoundTripsPerRequest: the
 	// cache-miss requests per second the slot served.
 	RequestsPerSec float64 `json:"requests_per_sec"`
-	PrimaryCPU     float64 `json:"primary_cpu"`
+	// PrimaryCPU is the share of one core the primary used.
+	PrimaryCPU float64 `json:"primary_cpu"`
 	// CPUPerRequestUs is the primary's CPU time per replayed request;
 	// PerCoreRequestsPerSec is what a whole core would serve at that cost.
 	CPUPerRequestUs       float64 `json:"cpu_per_request_us"`
 	PerCoreRequestsPerSec float64 `json:"per_core_requests_per_sec"`
-	Failures              int64   `json:"failures"`
+	// Failures are the round trips answered with an error.
+	Failures int64 `json:"failures"`
 }
 
 // runClusterBench is the cluster measurement, start to report.
@@ -186,7 +193,12 @@ func runClusterBench(o clusterOptions) error {
 		return err
 	}
 	c := &clusterBench{env: &env{caddyBin: o.caddyBin, dir: dir, ports: map[string]int{}, targets: map[string]target{}}, opts: o}
-	defer c.stop()
+	defer func() {
+		for _, cl := range c.clients {
+			cl.Close()
+		}
+		c.stop()
+	}()
 	rep := ClusterReport{Machine: machine()}
 	if err := c.startCluster(); err != nil {
 		return err
