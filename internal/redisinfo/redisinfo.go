@@ -1,8 +1,8 @@
 // Package redisinfo reads what a Redis server says of itself in INFO
 // answers: a field's value, and the calls per command of INFO
-// commandstats, split into data commands and control commands. The
-// benchmark and the tests use it to show which server of a Redis Cluster
-// does Gatehouse's work.
+// commandstats, split into data commands and control commands. The Redis
+// store reads its server's settings with it; the benchmark and the tests
+// use it to show which server of a Redis Cluster does Gatehouse's work.
 package redisinfo
 
 import (

@@ -39,6 +39,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
@@ -209,23 +210,12 @@ func (s *Store) checkDurability(ctx context.Context) {
 			zap.String("maxmemory_policy", policy["maxmemory-policy"]))
 	}
 	info, err := n.Info(ctx, "replication").Result()
-	if replicas := infoField(info, "connected_slaves"); err == nil && replicas != "" && replicas != "0" {
+	if replicas := redisinfo.Field(info, "connected_slaves"); err == nil && replicas != "" && replicas != "0" {
 		if cfg, err := n.ConfigGet(ctx, "min-replicas-to-write").Result(); err == nil && cfg["min-replicas-to-write"] == "0" {
 			s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag on every node (see the README for the trade-off)",
 				zap.String("replicas", replicas))
 		}
 	}
-}
-
-// infoField returns the value of field in the text of an INFO answer
-// ("field:value" lines), or "" when it has none.
-func infoField(info, field string) string {
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func (s *Store) key(key string) string { return s.prefix + key }
