@@ -1,8 +1,8 @@
 // Package storetest is the conformance suite every storage.Store backend
 // must pass: the guarantees Gatehouse's services rely on (TTL expiry,
-// atomic compare-and-swap and increments with no lost update, ordered
-// prefix scans, atomic batches, values never aliased, persistence across
-// reopen).
+// atomic compare-and-swap and increments with no lost update, the same of
+// storage.Update over the backend's compare-and-swap, ordered prefix
+// scans, atomic batches, values never aliased, persistence across reopen).
 //
 // The suite runs in about three seconds: its TTL checks use 1.2 s lifetimes
 // and allow for backends that keep expiry in whole seconds, provided they
@@ -56,6 +56,10 @@ func Run(t *testing.T, b Backend) {
 		{"TTLExpiry", testTTL},
 		{"CompareAndSwap", testCAS},
 		{"ConcurrentCASLosesNoUpdate", testConcurrentCAS},
+		{"Update", testUpdate},
+		{"UpdateJSON", testUpdateJSON},
+		{"ConcurrentUpdatesAllLand", testConcurrentUpdate},
+		{"UpdateGivesUpWithErrConflict", testUpdateConflict},
 		{"Incr", testIncr},
 		{"IncrTTLOnlyOnCreate", testIncrTTL},
 		{"ConcurrentIncrLosesNoUpdate", testConcurrentIncr},

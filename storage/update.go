@@ -1,0 +1,97 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// UpdateAttempts is how many times Update reads a record and tries to
+// swap its change in before it gives up with ErrConflict. A swap is lost
+// only when another writer changed the record between the read and the
+// swap, so the budget bounds how many concurrent changes of one record an
+// update outlasts, not how long it takes.
+const UpdateAttempts = 100
+
+// ErrConflict reports that Update lost the compare-and-swap to other
+// writers of the record UpdateAttempts times in a row. Nothing was
+// written; the caller may try again. The admin API answers it with 409.
+var ErrConflict = errors.New("storage: the record is being changed concurrently; try again")
+
+// ErrNoChange may be returned by an Update function to leave the record as
+// it is: Update then returns nil without writing.
+var ErrNoChange = errors.New("storage: no change")
+
+// Update changes the record at key by optimistic concurrency: it reads
+// the record, calls change with its value and swaps the result in only if
+// the record is still the value read (CompareAndSwap); when another writer
+// got there first it reads again and calls change again, at most
+// UpdateAttempts times, and then returns ErrConflict.
+//
+// change receives nil when the record is absent (a record holding the
+// empty value is a non-nil empty slice) and returns the value to store
+// with the given ttl (zero: no expiry), or nil to delete the record;
+// deleting an absent record writes nothing. ErrNoChange leaves the record
+// as it is; any other error ends the update with nothing written and is
+// returned as it is. change may run several times, so it must not have
+// effects that cannot be repeated; what it reads (old included) is valid
+// only during the call.
+func Update(ctx context.Context, s Store, key string, ttl time.Duration, change func(old []byte) (next []byte, err error)) error {
+	for range UpdateAttempts {
+		old, err := s.Get(ctx, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			old = nil
+		case err != nil:
+			return err
+		case old == nil:
+			old = []byte{} // the empty value: present, unlike nil
+		}
+		next, err := change(old)
+		switch {
+		case errors.Is(err, ErrNoChange):
+			return nil
+		case err != nil:
+			return err
+		case old == nil && next == nil:
+			return nil // deleting what is not there
+		}
+		swapped, err := s.CompareAndSwap(ctx, key, old, next, ttl)
+		if err != nil || swapped {
+			return err
+		}
+	}
+	return ErrConflict
+}
+
+// UpdateJSON is Update for a record stored as JSON: change receives the
+// decoded record, nil when it is absent, and returns the record to store,
+// or nil to delete it (or ErrNoChange, or another error, as with Update).
+// It returns the record as it is after the update: the one change
+// returned, the one read on ErrNoChange, nil when there is none.
+func UpdateJSON[T any](ctx context.Context, s Store, key string, ttl time.Duration, change func(cur *T) (*T, error)) (*T, error) {
+	var result *T
+	err := Update(ctx, s, key, ttl, func(old []byte) ([]byte, error) {
+		result = nil
+		if old != nil {
+			result = new(T)
+			if err := json.Unmarshal(old, result); err != nil {
+				return nil, fmt.Errorf("decoding the record %s: %w", key, err)
+			}
+		}
+		next, err := change(result)
+		if err != nil {
+			return nil, err
+		}
+		if result = next; next == nil {
+			return nil, nil
+		}
+		return json.Marshal(next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
