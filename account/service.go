@@ -212,8 +212,8 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	return s.withHeldRoles(ctx, u)
 }
 
-// UpdateUser applies patch atomically (compare-and-swap, retried on a
-// concurrent change).
+// UpdateUser applies patch atomically (storage.Update: compare-and-swap,
+// retried on a concurrent change).
 func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPatch) (*User, error) {
 	if patch.Roles != nil || patch.Status != nil || patch.Password != nil {
 		switch u, err := s.User(ctx, username); {
@@ -286,40 +286,32 @@ func (s *Service) EndSessions(ctx context.Context, username string) (*User, erro
 	return s.modifyUser(ctx, username, func(u *User, now time.Time) { u.endSessions(now) })
 }
 
-// modifyUser reads the stored user, applies change (given the change's
-// time, also its UpdatedAt) and writes it back with compare-and-swap,
-// retrying when another writer got there first.
+// modifyUser applies change to the stored user (given the change's time,
+// also its UpdatedAt) with storage.Update.
 func (s *Service) modifyUser(ctx context.Context, username string, change func(u *User, now time.Time)) (*User, error) {
 	name, err := s.canonicalName(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
-	key := userPrefix + name
-	for range 100 {
-		old, err := s.store.Get(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
+	u, err := storage.UpdateJSON(ctx, s.store, userPrefix+name, 0, func(u *User) (*User, error) {
+		if u == nil {
 			return nil, failure.NotFound("user %q not found", name)
-		}
-		if err != nil {
-			return nil, err
-		}
-		u, err := decodeUser(old)
-		if err != nil {
-			return nil, fmt.Errorf("decoding user %q: %w", name, err)
 		}
 		now := s.now().UTC()
 		change(u, now)
 		u.UpdatedAt = now
-		raw, _ := json.Marshal(u)
-		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return u, nil
-		}
+		return u, nil
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return nil, errUserBusy(name)
 	}
-	return nil, failure.Conflict("user %q is being changed concurrently; try again", name)
+	return u, err
+}
+
+// errUserBusy is the 409 of a user record that kept changing while it was
+// being updated (storage.ErrConflict).
+func errUserBusy(name string) error {
+	return failure.Conflict("user %q is being changed concurrently; try again", name)
 }
 
 // DeleteUser removes the account and, through the delete hooks, what was
@@ -341,32 +333,20 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	return s.removeBound(ctx, u) // bound while the first pass ran
 }
 
-// deleteRecord deletes u's record by compare-and-swap, so that an account
-// re-created under the name meanwhile (whose bindings the hooks did not
-// remove) is left alone.
+// deleteRecord deletes u's record with storage.Update, so that an
+// account re-created under the name meanwhile (whose bindings the hooks
+// did not remove) is left alone.
 func (s *Service) deleteRecord(ctx context.Context, u *User) error {
-	key := userPrefix + u.Username
-	for range 100 {
-		raw, err := s.store.Get(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil // deleted meanwhile
+	_, err := storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
+		if cur != nil && cur.ID != u.ID {
+			return nil, failure.Conflict("user %q was deleted and created again meanwhile; try again", u.Username)
 		}
-		if err != nil {
-			return err
-		}
-		cur, err := decodeUser(raw)
-		if err != nil {
-			return fmt.Errorf("decoding user %q: %w", u.Username, err)
-		}
-		if cur.ID != u.ID {
-			return failure.Conflict("user %q was deleted and created again meanwhile; try again", u.Username)
-		}
-		ok, err := s.store.CompareAndSwap(ctx, key, raw, nil, 0)
-		if err != nil || ok {
-			return err
-		}
+		return nil, nil // gone, unless deleted meanwhile
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return errUserBusy(u.Username)
 	}
-	return failure.Conflict("user %q is being changed concurrently; try again", u.Username)
+	return err
 }
 
 // checkRoles validates the role names of an assignment and returns them
@@ -464,9 +444,10 @@ func (s *Service) Roles(ctx context.Context) ([]*Role, error) {
 
 // PutRole creates or replaces a role. A replaced role keeps its
 // Generation, so its holders keep it; a created one gets a new one. The
-// write is a compare-and-swap on what was read, so that a role deleted
-// meanwhile is created anew rather than brought back with its old
-// generation (and to whoever was assigned it during the delete).
+// write is a storage.Update (a compare-and-swap on what was read), so
+// that a role deleted meanwhile is created anew rather than brought back
+// with its old generation (and to whoever was assigned it during the
+// delete).
 func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 	if err := role.validate(); err != nil {
 		return nil, err
@@ -474,31 +455,21 @@ func (s *Service) PutRole(ctx context.Context, role Role) (*Role, error) {
 	if role.Rules == nil {
 		role.Rules = []Rule{}
 	}
-	key := rolePrefix + role.Name
-	for range 100 {
-		old, err := s.store.Get(ctx, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			old, role.Generation = nil, newID()
-		case err != nil:
-			return nil, err
-		default:
-			cur, err := decodeRole(old)
-			if err != nil {
-				return nil, fmt.Errorf("decoding role %q: %w", role.Name, err)
-			}
-			role.Generation = cur.Generation
+	stored, err := storage.UpdateJSON(ctx, s.store, rolePrefix+role.Name, 0, func(cur *storedRole) (*storedRole, error) {
+		next := &storedRole{Role: role, Generation: newID()}
+		if cur != nil {
+			next.Generation = cur.Generation
 		}
-		raw, _ := json.Marshal(storedRole{Role: role, Generation: role.Generation})
-		ok, err := s.store.CompareAndSwap(ctx, key, old, raw, 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return &role, nil
-		}
+		return next, nil
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return nil, failure.Conflict("role %q is being changed concurrently; try again", role.Name)
 	}
-	return nil, failure.Conflict("role %q is being changed concurrently; try again", role.Name)
+	if err != nil {
+		return nil, err
+	}
+	role.Generation = stored.Generation
+	return &role, nil
 }
 
 // DeleteRole removes a role; users holding it lose what it allowed at

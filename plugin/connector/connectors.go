@@ -19,9 +19,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
-// casAttempts bounds the compare-and-swap retries of a record change.
-const casAttempts = 20
-
 // CreateRequest is the body of POST /gatehouse/connectors.
 type CreateRequest struct {
 	// Name identifies the connector: 1 to 64 of A-Z a-z 0-9 - _ .
@@ -124,33 +121,16 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 	}
 	rec := &Connector{View: View{Name: in.Name, Username: u.Username, CreatedAt: now.UTC()}, UserID: u.ID}
 	rec.setCertificate(cert, now)
-	raw, _ := json.Marshal(rec)
-	key := connectorKey(in.Name)
-	for range casAttempts {
-		old, err := p.engine.Store.Get(ctx, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			old = nil
-		case err != nil:
-			return nil, err
-		default:
-			prev, err := decodeConnector(old)
-			if err != nil {
-				return nil, fmt.Errorf("decoding connector %q: %w", in.Name, err)
-			}
-			if !prev.Revoked {
-				return nil, failure.Conflict("connector %q already exists; POST /gatehouse/connectors/%s/certificate issues it a new certificate", in.Name, in.Name)
-			}
+	err = p.update(ctx, in.Name, func(prev *Connector) (*Connector, error) {
+		if prev != nil && !prev.Revoked {
+			return nil, failure.Conflict("connector %q already exists; POST /gatehouse/connectors/%s/certificate issues it a new certificate", in.Name, in.Name)
 		}
-		ok, err := p.engine.Store.CompareAndSwap(ctx, key, old, raw, 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return p.issued(rec, keyPEM), nil
-		}
+		return rec, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, failure.Conflict("connector %q is being changed concurrently; try again", in.Name)
+	return p.issued(rec, keyPEM), nil
 }
 
 // Reissue gives the connector a new certificate for pub; the previous one
@@ -158,13 +138,12 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 // when set, runs with the new certificate before anything is stored, so a
 // failure there changes nothing.
 func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey, prepare func(*Connector, *x509.Certificate) error) (*Connector, error) {
-	key := connectorKey(name)
-	for range casAttempts {
-		raw, rec, err := p.load(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		if rec.Revoked {
+	var reissued *Connector
+	err := p.update(ctx, name, func(rec *Connector) (*Connector, error) {
+		switch {
+		case rec == nil:
+			return nil, errNotFound(name)
+		case rec.Revoked:
 			return nil, failure.Conflict("connector %q is revoked; create it again with POST /gatehouse/connectors", name)
 		}
 		u, err := p.engine.Accounts.User(ctx, rec.Username)
@@ -185,19 +164,16 @@ func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey,
 				return nil, err
 			}
 		}
-		next, _ := json.Marshal(rec)
-		ok, err := p.engine.Store.CompareAndSwap(ctx, key, raw, next, 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			if _, err := p.revokeConnectorTokens(ctx, name, rec.thumbprint); err != nil {
-				return nil, fmt.Errorf("the certificate was re-issued but revoking the old tokens failed: %w", err)
-			}
-			return rec, nil
-		}
+		reissued = rec
+		return rec, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, failure.Conflict("connector %q is being changed concurrently; try again", name)
+	if _, err := p.revokeConnectorTokens(ctx, name, reissued.thumbprint); err != nil {
+		return nil, fmt.Errorf("the certificate was re-issued but revoking the old tokens failed: %w", err)
+	}
+	return reissued, nil
 }
 
 // Revoke marks the connector revoked and revokes every token issued
@@ -210,30 +186,26 @@ func (p *Plugin) Revoke(ctx context.Context, name string) (*Connector, int, erro
 // revoke is Revoke, of the connector only if it is bound to the account
 // userID (any, when empty); another's is returned untouched.
 func (p *Plugin) revoke(ctx context.Context, name, userID string) (*Connector, int, error) {
-	for range casAttempts {
-		raw, rec, err := p.load(ctx, name)
-		if err != nil {
-			return nil, 0, err
+	var rec *Connector
+	err := p.update(ctx, name, func(cur *Connector) (*Connector, error) {
+		if rec = cur; cur == nil {
+			return nil, errNotFound(name)
 		}
-		if userID != "" && rec.UserID != userID {
-			return rec, 0, nil
+		if (userID != "" && cur.UserID != userID) || cur.Revoked {
+			return nil, storage.ErrNoChange
 		}
-		if !rec.Revoked {
-			now := p.now().UTC()
-			rec.Revoked, rec.RevokedAt, rec.UpdatedAt = true, &now, now
-			next, _ := json.Marshal(rec)
-			ok, err := p.engine.Store.CompareAndSwap(ctx, connectorKey(name), raw, next, 0)
-			if err != nil {
-				return nil, 0, err
-			}
-			if !ok {
-				continue
-			}
-		}
-		n, err := p.revokeConnectorTokens(ctx, name, "")
-		return rec, n, err
+		now := p.now().UTC()
+		cur.Revoked, cur.RevokedAt, cur.UpdatedAt = true, &now, now
+		return cur, nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return nil, 0, failure.Conflict("connector %q is being changed concurrently; try again", name)
+	if userID != "" && rec.UserID != userID {
+		return rec, 0, nil // another account's: left alone
+	}
+	n, err := p.revokeConnectorTokens(ctx, name, "")
+	return rec, n, err
 }
 
 // revokeUser revokes, with their tokens, the connectors of an account that
@@ -274,27 +246,58 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 
 // Get returns the connector record, or a 404 failure.
 func (p *Plugin) Get(ctx context.Context, name string) (*Connector, error) {
-	_, rec, err := p.load(ctx, name)
-	return rec, err
-}
-
-func (p *Plugin) load(ctx context.Context, name string) ([]byte, *Connector, error) {
 	if account.ValidateName("connector", name) != nil {
-		return nil, nil, failure.NotFound("connector %q not found", name)
+		return nil, errNotFound(name)
 	}
 	raw, err := p.engine.Store.Get(ctx, connectorKey(name))
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil, failure.NotFound("connector %q not found", name)
+		return nil, errNotFound(name)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	return decodeNamed(name, raw)
+}
+
+// update changes the record of connector name with storage.Update: change
+// gets the record read, nil when there is none, and returns the record to
+// store (or storage.ErrNoChange, or an error that changes nothing). A name
+// that cannot be a connector's is a 404.
+func (p *Plugin) update(ctx context.Context, name string, change func(cur *Connector) (*Connector, error)) error {
+	if account.ValidateName("connector", name) != nil {
+		return errNotFound(name)
+	}
+	err := storage.Update(ctx, p.engine.Store, connectorKey(name), 0, func(old []byte) ([]byte, error) {
+		var cur *Connector
+		if old != nil {
+			var err error
+			if cur, err = decodeNamed(name, old); err != nil {
+				return nil, err
+			}
+		}
+		next, err := change(cur)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(next)
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return failure.Conflict("connector %q is being changed concurrently; try again", name)
+	}
+	return err
+}
+
+// decodeNamed decodes the stored record of connector name.
+func decodeNamed(name string, raw []byte) (*Connector, error) {
 	rec, err := decodeConnector(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decoding connector %q: %w", name, err)
+		return nil, fmt.Errorf("decoding connector %q: %w", name, err)
 	}
-	return raw, rec, nil
+	return rec, nil
 }
+
+// errNotFound is the 404 of connector name.
+func errNotFound(name string) error { return failure.NotFound("connector %q not found", name) }
 
 // List returns every connector (revoked ones too) in name order.
 func (p *Plugin) List(ctx context.Context) ([]View, error) {

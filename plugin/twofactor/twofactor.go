@@ -79,7 +79,6 @@ const (
 
 	totpPeriod           = 30
 	codeDigits           = 6
-	maxStateRetries      = 100
 	minSecretBytes       = 16 // RFC 4226 §4 R6: at least 128 bits
 	maxSecretBytes       = 64
 	generatedSecretBytes = 20 // RFC 4226 recommends 160 bits
@@ -259,50 +258,34 @@ func (s *Service) factors(ctx context.Context, uid string) (*factors, error) {
 }
 
 // modifyFactors applies change to u's stored enrolment with
-// compare-and-swap, retrying when another writer got there first. An
-// enrolment left with no factor is deleted; a change that replaced or
-// removed a factor ends u's sessions.
+// storage.Update. An enrolment left with no factor is deleted; a change
+// that replaced or removed a factor ends u's sessions.
 func (s *Service) modifyFactors(ctx context.Context, u *account.User, change func(*storedFactors) error) error {
-	uid := u.ID
-	key := factorsKey(uid)
-	for range maxStateRetries {
-		old, err := s.engine.Store.Get(ctx, key)
-		var st storedFactors
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			old = nil
-		case err != nil:
-			return err
-		default:
-			if err := json.Unmarshal(old, &st); err != nil {
-				return fmt.Errorf("decoding the 2FA record of user ID %s: %v", uid, err)
-			}
+	var withdrew bool
+	_, err := storage.UpdateJSON(ctx, s.engine.Store, factorsKey(u.ID), 0, func(st *storedFactors) (*storedFactors, error) {
+		if st == nil {
+			st = new(storedFactors)
 		}
-		before := st
-		if err := change(&st); err != nil {
-			return err
+		before := *st
+		if err := change(st); err != nil {
+			return nil, err
 		}
-		var raw []byte
-		if st.App != nil || st.HardToken != nil || st.SMS {
-			raw, _ = json.Marshal(&st)
+		withdrew = withdrawn(&before, st)
+		if st.App == nil && st.HardToken == nil && !st.SMS {
+			return nil, nil
 		}
-		if old == nil && raw == nil {
-			return nil
-		}
-		ok, err := s.engine.Store.CompareAndSwap(ctx, key, old, raw, 0)
-		if err != nil {
-			return err
-		}
-		if ok && withdrawn(&before, &st) {
-			// The user's sessions passed a factor that is gone (perhaps
-			// because it was compromised): they end with it.
-			_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
-		}
-		if ok {
-			return err
-		}
+		return st, nil
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return failure.Conflict("the second factors of this user are being changed concurrently; try again")
 	}
-	return failure.Conflict("the second factors of this user are being changed concurrently; try again")
+	if err != nil || !withdrew {
+		return err
+	}
+	// The user's sessions passed a factor that is gone (perhaps because it
+	// was compromised): they end with it.
+	_, err = s.engine.Accounts.EndSessions(ctx, u.Username)
+	return err
 }
 
 // withdrawn reports whether going from before to after replaced or removed
@@ -323,46 +306,42 @@ type state struct {
 	LastSuccess *time.Time `json:"last_success,omitempty"`
 }
 
-// readState returns the stored state and its raw bytes (nil when absent).
-func (s *Service) readState(ctx context.Context, uid string) (state, []byte, error) {
+// readState returns the stored state (the zero state when absent).
+func (s *Service) readState(ctx context.Context, uid string) (state, error) {
 	var st state
 	raw, err := s.engine.Store.Get(ctx, stateKey(uid))
 	if errors.Is(err, storage.ErrNotFound) {
-		return st, nil, nil
+		return st, nil
 	}
 	if err != nil {
-		return st, nil, err
+		return st, err
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return st, nil, fmt.Errorf("decoding the 2FA state of user ID %s: %v", uid, err)
+		return st, fmt.Errorf("decoding the 2FA state of user ID %s: %v", uid, err)
 	}
-	return st, raw, nil
+	return st, nil
 }
 
-// advance applies change to the state with compare-and-swap and records
+// advance applies change to the state with storage.Update and records
 // the success time. change returns false to refuse (a replayed code); the
 // state is then left alone and advance reports false.
 func (s *Service) advance(ctx context.Context, uid string, change func(*state) bool) (bool, error) {
-	for range maxStateRetries {
-		st, old, err := s.readState(ctx, uid)
-		if err != nil {
-			return false, err
+	refused := false
+	_, err := storage.UpdateJSON(ctx, s.engine.Store, stateKey(uid), 0, func(st *state) (*state, error) {
+		if st == nil {
+			st = new(state)
 		}
-		if !change(&st) {
-			return false, nil
+		if refused = !change(st); refused {
+			return nil, storage.ErrNoChange
 		}
 		now := s.now().UTC()
 		st.LastSuccess = &now
-		raw, _ := json.Marshal(&st)
-		ok, err := s.engine.Store.CompareAndSwap(ctx, stateKey(uid), old, raw, 0)
-		if err != nil {
-			return false, err
-		}
-		if ok {
-			return true, nil
-		}
+		return st, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("advancing the 2FA state of user ID %s: %w", uid, err)
 	}
-	return false, fmt.Errorf("the 2FA state of user ID %s is contended; gave up after %d attempts", uid, maxStateRetries)
+	return !refused, nil
 }
 
 // RandomToken returns n random bytes, base64url-encoded without padding.

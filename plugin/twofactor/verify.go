@@ -127,7 +127,7 @@ func (s *Service) checkHardToken(ctx context.Context, u *account.User, f *factor
 	if sec == nil {
 		return false, "", nil
 	}
-	st, _, err := s.readState(ctx, u.ID)
+	st, err := s.readState(ctx, u.ID)
 	if err != nil {
 		return false, "", err
 	}
@@ -282,29 +282,25 @@ func (a *Attempt) Passed(ctx context.Context) error { return a.takeBack(ctx, a.n
 // wrong password. A count reset meanwhile stays reset.
 func (a *Attempt) Withdraw(ctx context.Context) error { return a.takeBack(ctx, 1) }
 
-// takeBack lowers the user's failure count by k, deleting it at zero, by
-// compare-and-swap so that concurrent attempts keep theirs. After an
+// takeBack lowers the user's failure count by k, deleting it at zero, with
+// storage.Update so that concurrent attempts keep theirs. After an
 // unlock since the attempt was counted it takes nothing back: the unlock
 // cleared the attempt's count, and what is counted now are later guesses.
 func (a *Attempt) takeBack(ctx context.Context, k int64) error {
-	st, key := a.s.engine.Store, failuresKey(a.u.ID)
-	for {
+	st := a.s.engine.Store
+	return storage.Update(ctx, st, failuresKey(a.u.ID), 0, func(raw []byte) ([]byte, error) {
 		switch unlocks, err := a.s.unlocks(ctx, a.u.ID); {
 		case err != nil:
-			return err
-		case unlocks != a.unlocks:
-			return nil
-		}
-		raw, err := st.Get(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
+			return nil, err
+		case unlocks != a.unlocks || raw == nil:
+			return nil, storage.ErrNoChange
 		}
 		n, err := parseCounter(raw)
-		if err != nil || n <= 0 {
-			return err
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return nil, storage.ErrNoChange
 		}
 		var fewer []byte // k failures fewer; none deletes the count
 		if n > k {
@@ -315,14 +311,11 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 		// lock told twice is better than one not told).
 		if threshold := int64(a.s.engine.Config.LockoutThreshold); n >= threshold && n-k < threshold {
 			if err := st.Delete(ctx, lockNotedKey(a.u.ID)); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		swapped, err := st.CompareAndSwap(ctx, key, raw, fewer, 0)
-		if err != nil || swapped {
-			return err
-		}
-	}
+		return fewer, nil
+	})
 }
 
 // Unlock clears the user's failure count and its lock note, in one
@@ -365,7 +358,7 @@ func (s *Service) Status(ctx context.Context, u *account.User) (Status, error) {
 		return out, err
 	}
 	out.Locked = out.ConsecutiveFailures >= int64(s.engine.Config.LockoutThreshold)
-	st, _, err := s.readState(ctx, u.ID)
+	st, err := s.readState(ctx, u.ID)
 	if err != nil {
 		return out, err
 	}
