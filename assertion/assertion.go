@@ -115,48 +115,58 @@ func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, 
 	return s, nil
 }
 
-func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (*ecdsa.PrivateKey, string, error) {
-	for range 3 {
+// loadOrCreateKey returns the signing key in the store, creating it
+// first when there is none.
+func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (key *ecdsa.PrivateKey, kid string, err error) {
+	err = storage.Retry(func() (bool, error) {
 		raw, err := store.Get(ctx, StoreKey)
 		if err == nil {
-			var sk storedKey
-			if err := json.Unmarshal(raw, &sk); err != nil {
-				return nil, "", fmt.Errorf("assertion signing key record is corrupt: %v", err)
-			}
-			d, err := ks.Open(sk.Sealed, StoreKey)
-			if err != nil {
-				return nil, "", fmt.Errorf("assertion signing key: %v (was the keystore %s replaced?)", err, ks.Path())
-			}
-			key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
-			if err != nil {
-				return nil, "", fmt.Errorf("assertion signing key is invalid: %v", err)
-			}
-			return key, sk.KeyID, nil
+			key, kid, err = openKey(raw, ks)
+			return true, err
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, "", err
+			return false, err
 		}
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, "", err
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return false, err
 		}
 		d, err := key.Bytes()
 		if err != nil {
-			return nil, "", err
+			return false, err
 		}
 		pub, _ := key.PublicKey.Bytes()
 		sum := sha256.Sum256(pub)
 		sk := storedKey{KeyID: base64.RawURLEncoding.EncodeToString(sum[:12]), Sealed: ks.Seal(d, StoreKey)}
 		rec, _ := json.Marshal(sk)
+		kid = sk.KeyID
 		// Another instance may create the key at the same moment; the
 		// compare-and-swap makes exactly one of them win and the others load it.
-		if ok, err := store.CompareAndSwap(ctx, StoreKey, nil, rec, 0); err != nil {
-			return nil, "", err
-		} else if ok {
-			return key, sk.KeyID, nil
-		}
+		return store.CompareAndSwap(ctx, StoreKey, nil, rec, 0)
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return nil, "", errors.New("assertion signing key: could not create or load it")
 	}
-	return nil, "", errors.New("assertion signing key: could not create or load it")
+	if err != nil {
+		return nil, "", err
+	}
+	return key, kid, nil
+}
+
+// openKey opens the stored signing key raw with the keystore.
+func openKey(raw []byte, ks *keystore.Keystore) (*ecdsa.PrivateKey, string, error) {
+	var sk storedKey
+	if err := json.Unmarshal(raw, &sk); err != nil {
+		return nil, "", fmt.Errorf("assertion signing key record is corrupt: %v", err)
+	}
+	d, err := ks.Open(sk.Sealed, StoreKey)
+	if err != nil {
+		return nil, "", fmt.Errorf("assertion signing key: %v (was the keystore %s replaced?)", err, ks.Path())
+	}
+	key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+	if err != nil {
+		return nil, "", fmt.Errorf("assertion signing key is invalid: %v", err)
+	}
+	return key, sk.KeyID, nil
 }
 
 func (s *Signer) publicJWK() map[string]string {

@@ -9,15 +9,16 @@ import (
 )
 
 // UpdateAttempts is how many times Update reads a record and tries to
-// swap its change in before it gives up with ErrConflict. A swap is lost
-// only when another writer changed the record between the read and the
-// swap, so the budget bounds how many concurrent changes of one record an
-// update outlasts, not how long it takes.
+// swap its change in, and Retry tries, before giving up with ErrConflict.
+// A swap is lost only when another writer changed the record between the
+// read and the swap, so the budget bounds how many concurrent changes of
+// one record an update outlasts, not how long it takes.
 const UpdateAttempts = 100
 
 // ErrConflict reports that Update lost the compare-and-swap to other
-// writers of the record UpdateAttempts times in a row. Nothing was
-// written; the caller may try again. The admin API answers it with 409.
+// writers of the record UpdateAttempts times in a row (nothing was
+// written), or that Retry ran out of tries. The caller may try again; the
+// admin API answers it as a conflict (409).
 var ErrConflict = errors.New("storage: the record is being changed concurrently; try again")
 
 // ErrNoChange may be returned by an Update function to leave the record as
@@ -39,27 +40,40 @@ var ErrNoChange = errors.New("storage: no change")
 // effects that cannot be repeated; what it reads (old included) is valid
 // only during the call.
 func Update(ctx context.Context, s Store, key string, ttl time.Duration, change func(old []byte) (next []byte, err error)) error {
-	for range UpdateAttempts {
+	return Retry(func() (bool, error) {
 		old, err := s.Get(ctx, key)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			old = nil
 		case err != nil:
-			return err
+			return false, err
 		case old == nil:
 			old = []byte{} // the empty value: present, unlike nil
 		}
 		next, err := change(old)
 		switch {
 		case errors.Is(err, ErrNoChange):
-			return nil
+			return true, nil
 		case err != nil:
-			return err
+			return false, err
 		case old == nil && next == nil:
-			return nil // deleting what is not there
+			return true, nil // deleting what is not there
 		}
-		swapped, err := s.CompareAndSwap(ctx, key, old, next, ttl)
-		if err != nil || swapped {
+		return s.CompareAndSwap(ctx, key, old, next, ttl)
+	})
+}
+
+// Retry runs attempt, one try of an optimistic change, until it reports
+// done, at most UpdateAttempts times, and then returns ErrConflict. An
+// attempt that lost a compare-and-swap to another writer reports not done
+// (and no error) to be tried again; an error ends the retries and is
+// returned as it is. Update is Retry for a change of one record; Retry
+// itself is for changes that span records, such as a name and the record
+// it points to, or that keep compare-and-swap semantics of their own
+// (consume once, create if absent) and look again after a lost swap.
+func Retry(attempt func() (done bool, err error)) error {
+	for range UpdateAttempts {
+		if done, err := attempt(); err != nil || done {
 			return err
 		}
 	}

@@ -193,53 +193,57 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 		return issued{}, invalidGrant("the refresh token is malformed")
 	}
 	key := tokenKeyOf(token)
-	for range 3 {
+	var out issued
+	err := storage.Retry(func() (bool, error) {
 		raw, err := p.engine.Store.Get(ctx, key)
 		if errors.Is(err, storage.ErrNotFound) {
-			return issued{}, invalidGrant("the refresh token is unknown, expired or revoked")
+			return false, invalidGrant("the refresh token is unknown, expired or revoked")
 		}
 		if err != nil {
-			return issued{}, err
+			return false, err
 		}
 		old, err := decodeTokenRecord(raw)
 		if err != nil {
-			return issued{}, fmt.Errorf("decoding token record: %w", err)
+			return false, fmt.Errorf("decoding token record: %w", err)
 		}
 		if old.Connector != conn.Name || old.X5tS256 != conn.thumbprint {
-			return issued{}, invalidGrant("the refresh token was issued to another certificate")
+			return false, invalidGrant("the refresh token was issued to another certificate")
 		}
 		now := p.now()
 		switch {
 		case old.Kind == kindUsed:
 			if _, err := p.revokeSuccessors(ctx, old.Successor); err != nil {
-				return issued{}, err
+				return false, err
 			}
-			return issued{}, invalidGrant("the refresh token was already used; the tokens issued in exchange for it are revoked")
+			return false, invalidGrant("the refresh token was already used; the tokens issued in exchange for it are revoked")
 		case old.Kind != kindRefresh:
-			return issued{}, invalidGrant("the token is not a refresh token")
+			return false, invalidGrant("the token is not a refresh token")
 		case !now.Before(old.ExpiresAt):
-			return issued{}, invalidGrant("the refresh token expired")
+			return false, invalidGrant("the refresh token expired")
 		case old.TokenEpoch != u.TokenEpoch:
-			return issued{}, invalidGrant("the account was blocked after the refresh token was issued; request a new pair with the certificate")
+			return false, invalidGrant("the account was blocked after the refresh token was issued; request a new pair with the certificate")
 		}
-		out, ops := newPair(conn, GrantRefreshToken, u.TokenEpoch, now, p.engine.Config.TokenLifetime)
+		var ops []storage.Op
+		out, ops = newPair(conn, GrantRefreshToken, u.TokenEpoch, now, p.engine.Config.TokenLifetime)
 		used := *old
 		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
-		usedRaw := used.encode()
-		swapped, err := p.engine.Store.CompareAndSwap(ctx, key, raw, usedRaw, old.ExpiresAt.Sub(now))
-		if err != nil {
-			return issued{}, err
-		}
-		if !swapped {
-			continue // a concurrent exchange won; look again (and see the reuse)
+		swapped, err := p.engine.Store.CompareAndSwap(ctx, key, raw, used.encode(), old.ExpiresAt.Sub(now))
+		if err != nil || !swapped {
+			return false, err // lost to a concurrent exchange: look again (and see the reuse)
 		}
 		ops = append(ops,
 			storage.Op{Kind: storage.OpDelete, Key: tokenKey(old.Access)},
 			storage.Op{Kind: storage.OpDelete, Key: tokenIDKey(old.ID)},
 			storage.Op{Kind: storage.OpDelete, Key: connTokenKey(old.Connector, old.ID)})
-		return out, p.engine.Store.Batch(ctx, ops)
+		return true, p.engine.Store.Batch(ctx, ops)
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return issued{}, invalidGrant("the refresh token is being used concurrently")
 	}
-	return issued{}, invalidGrant("the refresh token is being used concurrently")
+	if err != nil {
+		return issued{}, err
+	}
+	return out, nil
 }
 
 // revokeSuccessors follows the chain of refreshes that started with the
