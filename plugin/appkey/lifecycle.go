@@ -14,10 +14,8 @@ import (
 )
 
 // The admin operations that change stored keys: each reads the store
-// itself, not the cache, and commits with a compare-and-swap.
-
-// attempts bounds the compare-and-swap retries of one admin change.
-const attempts = 5
+// itself, not the cache, and commits with a compare-and-swap, tried again
+// (storage.Retry) when a concurrent change won.
 
 // stubRetention keeps the stub a rotation leaves under the old index past
 // its grace period, so the key's name still resolves if the store failed
@@ -74,33 +72,37 @@ func (s *Service) resolve(ctx context.Context, index string) (*loaded, error) {
 	return nil, storage.ErrNotFound
 }
 
-func errBusy(name string) error {
-	return failure.Conflict("application key %q is being changed concurrently; try again", name)
+// retry runs attempt, one try of a change of the key name, with
+// storage.Retry; running out of tries is the key's 409.
+func retry(name string, attempt func() (done bool, err error)) error {
+	err := storage.Retry(attempt)
+	if errors.Is(err, storage.ErrConflict) {
+		return failure.Conflict("application key %q is being changed concurrently; try again", name)
+	}
+	return err
 }
 
 // modify applies change to the key's record with compare-and-swap,
 // retrying when a concurrent change won.
 func (s *Service) modify(ctx context.Context, name string, change func(rec *record, now time.Time) error) (*record, error) {
-	for range attempts {
+	var next record
+	err := retry(name, func() (bool, error) {
 		l, err := s.load(ctx, name)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		now := reccodec.Stamp(s.now())
-		next := l.rec
+		next = l.rec
 		if err := change(&next, now); err != nil {
-			return nil, err
+			return false, err
 		}
 		next.LastModifiedAt = now
-		ok, err := s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, next.encode(), 0)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return &next, nil
-		}
+		return s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, next.encode(), 0)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, errBusy(name)
+	return &next, nil
 }
 
 func sealContext(name string) string { return namePrefix + name }
@@ -169,30 +171,27 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 // claimName points name at index unless another key holds the name. A
 // pointer left over from an interrupted deletion does not hold it.
 func (s *Service) claimName(ctx context.Context, name, index string) error {
-	for range attempts {
+	return retry(name, func() (bool, error) {
 		ok, err := s.store.CompareAndSwap(ctx, namePrefix+name, nil, []byte(index), 0)
 		if err != nil || ok {
-			return err
+			return ok, err
 		}
 		old, err := s.store.Backend().Get(ctx, namePrefix+name)
 		if errors.Is(err, storage.ErrNotFound) {
-			continue
+			return false, nil // deleted meanwhile: claim it again
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		_, err = s.resolve(ctx, string(old))
 		if err == nil {
-			return failure.Conflict("application key %q already exists", name)
+			return false, failure.Conflict("application key %q already exists", name)
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
-			return err
+			return false, err
 		}
-		if ok, err := s.store.CompareAndSwap(ctx, namePrefix+name, old, []byte(index), 0); err != nil || ok {
-			return err
-		}
-	}
-	return errBusy(name)
+		return s.store.CompareAndSwap(ctx, namePrefix+name, old, []byte(index), 0)
+	})
 }
 
 // update applies a patch and returns the new view. Changing the expiry or
@@ -252,14 +251,17 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 		return "", nil, failure.Invalid("grace_seconds must be from 0 to %d", MaxGraceSeconds)
 	}
 	grace := time.Duration(graceSeconds) * time.Second
-	for range attempts {
+	var value string
+	var next record
+	err := retry(name, func() (bool, error) {
 		l, err := s.load(ctx, name)
 		if err != nil {
-			return "", nil, err
+			return false, err
 		}
 		now := reccodec.Stamp(s.now())
-		value, index := newKey(s.engine.Keystore)
-		next := l.rec
+		var index string
+		value, index = newKey(s.engine.Keystore)
+		next = l.rec
 		next.Index, next.SealedKey, next.LastModifiedAt = index, s.engine.Keystore.Seal([]byte(value), sealContext(name)), now
 		next.PrevIndex, next.PrevValidUntil = "", time.Time{}
 		stub := record{Name: name, Index: l.index, Successor: index, GraceUntil: now}
@@ -268,47 +270,46 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 			next.PrevIndex, next.PrevValidUntil = l.index, stub.GraceUntil
 		}
 		if err := s.store.Put(ctx, indexPrefix+index, next.encode(), 0); err != nil {
-			return "", nil, err
+			return false, err
 		}
 		// The commit: from here the old value works only as the stub allows.
 		ok, err := s.store.CompareAndSwap(ctx, indexPrefix+l.index, l.raw, stub.encode(), grace+stubRetention)
 		if err != nil || !ok {
 			_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
-			if err != nil {
-				return "", nil, err
-			}
-			continue
+			return false, err
 		}
 		ops := []storage.Op{{Kind: storage.OpPut, Key: namePrefix + name, Value: []byte(index)}}
 		if l.rec.PrevIndex != "" {
 			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 		}
-		if err := s.store.Batch(ctx, ops); err != nil {
-			return "", nil, err
-		}
-		return value, &next, s.endSessions(ctx, name)
+		return true, s.store.Batch(ctx, ops)
+	})
+	if err != nil {
+		return "", nil, err
 	}
-	return "", nil, errBusy(name)
+	return value, &next, s.endSessions(ctx, name)
 }
 
 // deleteKey removes the key and ends its sessions. With userID set, it
 // removes the key only while it runs as that account, and returns a nil
 // record when it does not.
 func (s *Service) deleteKey(ctx context.Context, name, userID string) (*record, error) {
-	for range attempts {
+	var deleted *record // the key the last try removed, or failed to remove
+	err := retry(name, func() (bool, error) {
 		l, err := s.load(ctx, name)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		if userID != "" && l.rec.UserID != userID {
-			return nil, nil
+			return true, nil
 		}
 		ok, err := s.remove(ctx, l)
 		if ok || err != nil {
-			return &l.rec, err
+			deleted = &l.rec
 		}
-	}
-	return nil, errBusy(name)
+		return ok, err
+	})
+	return deleted, err
 }
 
 // remove deletes the loaded key if it is unchanged; ok reports whether it

@@ -49,13 +49,23 @@ type fixture struct {
 	ks      *keystore.Keystore
 }
 
-// failingStore is a store whose reads fail while down is set, and whose
+// failingStore is a store whose reads fail while down is set, whose
 // deletions of keys starting with deniedDeletes (when set) fail, as a
-// Redis ACL denying them would.
+// Redis ACL denying them would, and whose compare-and-swaps of keys
+// starting with lostSwaps (when set) are lost, as if another writer always
+// got there first.
 type failingStore struct {
 	storage.Store
 	down          atomic.Bool
 	deniedDeletes atomic.Pointer[string]
+	lostSwaps     atomic.Pointer[string]
+}
+
+func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
+	if p := f.lostSwaps.Load(); p != nil && strings.HasPrefix(key, *p) {
+		return false, nil
+	}
+	return f.Store.CompareAndSwap(ctx, key, oldValue, newValue, ttl)
 }
 
 func (f *failingStore) Delete(ctx context.Context, key string) error {
@@ -683,6 +693,35 @@ func TestConcurrentUseAndChange(t *testing.T) {
 	}
 	if a := f.serve(request("/api/x", "appKey", current.Load().(string)), plugin.RouteSettings{}); a.status != 200 {
 		t.Fatalf("final key: %d %s", a.status, a.body)
+	}
+}
+
+// TestKeyChangingTooOftenIsA409: a change of a key that loses every
+// compare-and-swap (storage.ErrConflict) is answered 409 with the message
+// the admin API always gave, and changes nothing.
+func TestKeyChangingTooOftenIsA409(t *testing.T) {
+	f := newFixture(t)
+	k := f.create(`{"name":"hot","username":"alice"}`)
+	want := `application key "hot" is being changed concurrently; try again`
+	prefix := indexPrefix
+	f.backend.lostSwaps.Store(&prefix)
+	for _, op := range []struct{ method, path, body string }{
+		{"PATCH", "/gatehouse/appkeys/hot", `{"description":"new"}`},
+		{"POST", "/gatehouse/appkeys/hot/rotate", `{"grace_seconds":0}`},
+		{"DELETE", "/gatehouse/appkeys/hot", ""},
+	} {
+		var answer map[string]string
+		if code := f.call(op.method, op.path, op.body, &answer); code != http.StatusConflict || answer["error"] != want {
+			t.Errorf("%s %s: %d %q; want 409 %q", op.method, op.path, code, answer["error"], want)
+		}
+	}
+	f.backend.lostSwaps.Store(nil)
+	var v View
+	if code := f.call("GET", "/gatehouse/appkeys/hot", "", &v); code != 200 || v.Description != "" {
+		t.Fatalf("the key after the lost changes: %d %+v; want it, unchanged", code, v)
+	}
+	if a := f.serve(request("/api/x", "appKey", k.Key), plugin.RouteSettings{}); a.status != 200 {
+		t.Fatalf("the key's value after the lost changes: %d; want it still working", a.status)
 	}
 }
 
