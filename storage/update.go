@@ -17,8 +17,8 @@ const UpdateAttempts = 100
 
 // ErrConflict reports that Update lost the compare-and-swap to other
 // writers of the record UpdateAttempts times in a row (nothing was
-// written), or that Retry ran out of tries. The caller may try again; the
-// admin API answers it as a conflict (409).
+// written), or that Retry ran out of tries. The caller may try again; it
+// is a conflict (409) to the admin API's clients.
 var ErrConflict = errors.New("storage: the record is being changed concurrently; try again")
 
 // ErrNoChange may be returned by an Update function to leave the record as
@@ -37,8 +37,7 @@ var ErrNoChange = errors.New("storage: no change")
 // deleting an absent record writes nothing. ErrNoChange leaves the record
 // as it is; any other error ends the update with nothing written and is
 // returned as it is. change may run several times, so it must not have
-// effects that cannot be repeated; what it reads (old included) is valid
-// only during the call.
+// effects that cannot be repeated.
 func Update(ctx context.Context, s Store, key string, ttl time.Duration, change func(old []byte) (next []byte, err error)) error {
 	return Retry(func() (bool, error) {
 		old, err := s.Get(ctx, key)
