@@ -62,14 +62,14 @@ docs-check: tools $(BIN)
 
 # Every fuzz target for FUZZTIME each (the seeds also run in `make test`),
 # FUZZJOBS targets at a time (each with its own fuzzing workers); stops at
-# the first crasher, which Go keeps under the package's testdata/fuzz as a seed.
+# the first crasher, which Go keeps under the package's testdata/fuzz as a
+# seed (tools/fuzz-one.sh).
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "$$pkg $$target"; \
 	  done; \
-	done | xargs -P $(FUZZJOBS) -L 1 sh -c \
-	  'echo "== $$0 $$1"; $(GO) test -run "^\$$" -fuzz "^$$1\$$" -fuzztime $(FUZZTIME) $$0 || exit 255'
+	done | xargs -P $(FUZZJOBS) -L 1 sh -c 'tools/fuzz-one.sh "$$0" "$$1" $(FUZZTIME)'
 
 # The side-by-side benchmark: plain reverse_proxy vs each credential kind
 # and the peers (docs/benchmarks.md). SCALE=1000000 seeds that many app keys
