@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +144,65 @@ func TestStartSlapd(t *testing.T) {
 	}
 	if _, err := selectKinds(kinds, "basic_directory"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestGCTraceCPU(t *testing.T) {
+	// Lines as Go 1.26 writes them (GODEBUG=gctrace=1).
+	line := "gc 12 @3.104s 4%: 0.021+1.2+0.004 ms clock, 0.043+0.31/1.1/0.02+0.008 ms cpu, 4->4->1 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 2 P\n"
+	got, ok := gcTraceCPU(line)
+	if want := time.Duration((0.043 + 0.31 + 1.1 + 0.02 + 0.008) * float64(time.Millisecond)); !ok || got != want {
+		t.Errorf("gcTraceCPU = %v, %v; want %v", got, ok, want)
+	}
+	for _, bad := range []string{"", "{\"level\":\"error\",\"msg\":\"gc 1 ms cpu,\"}",
+		"gc 1 @0.1s 0%: 0.01+0.1+0.01 ms clock, 0.02+0.1/0.2+0.01 ms cpu, 4->4->0 MB, 4 MB goal, 1 P",
+		"gc 1 @0.1s 0%: 0.01+0.1+0.01 ms clock, 0.02+x/0.1/0.2+0.01 ms cpu, 4->4->0 MB, 4 MB goal, 1 P"} {
+		if _, ok := gcTraceCPU(bad); ok {
+			t.Errorf("gcTraceCPU(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestGCTraceReadsOn: the trace sums each collection once, from where the
+// Caddy's log stood when it started, and leaves a line still being
+// written for the next read.
+func TestGCTraceReadsOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "caddy.log")
+	old := "gc 1 @0.1s 0%: 0+0+0 ms clock, 5+0/0/0+0 ms cpu, 4->4->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := gcTrace{path: path, offset: int64(len(old))}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	write := func(s string) {
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("{\"level\":\"error\"}\ngc 2 @1s 1%: 0+0+0 ms clock, 1+1/1/0+0 ms cpu, 4->4->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\ngc 3 @2s 1%: 0+0+0 ms clock, 2+0/")
+	if got := g.total(); got != 3*time.Millisecond {
+		t.Errorf("total = %v; want 3ms (gc 2 only)", got)
+	}
+	write("0/0+0 ms cpu, 4->4->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n")
+	if got := g.total(); got != 5*time.Millisecond {
+		t.Errorf("total = %v; want 5ms (gc 2 and 3)", got)
+	}
+}
+
+func TestPerRequest(t *testing.T) {
+	var s stats
+	s.perRequest(counters{serverCPU: time.Second, caddyCPU: time.Second, gcCPU: 100 * time.Millisecond, mallocs: 1000},
+		counters{serverCPU: 3 * time.Second, caddyCPU: 2 * time.Second, gcCPU: 350 * time.Millisecond, mallocs: 41000}, 1000)
+	if s.cpuUs != 2000 || s.gcShare != 0.25 || s.allocs != 40 {
+		t.Errorf("perRequest = %+v; want 2000 µs, GC share 0.25, 40 allocs", s)
+	}
+	s = stats{}
+	s.perRequest(counters{}, counters{serverCPU: time.Second}, 10) // Caddy's counters not read
+	if s.gcShare != 0 || s.allocs != 0 {
+		t.Errorf("perRequest without Caddy's counters = %+v; want 0 GC share and allocs", s)
 	}
 }

@@ -638,7 +638,7 @@ func (c *clusterBench) measureLoad(cache string) (LoadFigures, error) {
 	}
 	hits, misses := c.cacheCounters()
 	t0 := time.Now()
-	s := run(c.mixed, c.opts.conns, c.opts.run, c.primaryCPU)
+	s := run(c.mixed, c.opts.conns, c.opts.run, func() counters { return counters{serverCPU: c.primaryCPU()} })
 	elapsed := time.Since(t0).Seconds()
 	after, err := c.commandStats()
 	if err != nil {

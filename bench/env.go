@@ -67,6 +67,8 @@ type caddyProc struct {
 	startup time.Duration // process start to admin API answering
 	stop    func()        // ends the process and waits for it; idempotent
 	config  []byte        // the Caddyfile it runs
+	// gc sums the CPU time of its garbage collections from its log.
+	gc gcTrace
 }
 
 // adminAPI is what the seeding helpers need: env (the main Caddy) and any
@@ -265,11 +267,16 @@ func (e *env) startCaddy(dir string, adminPort int, config []byte, cpus []int) (
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), config: config}
+	logStart, err := logf.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	c := &caddyProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), config: config,
+		gc: gcTrace{path: logf.Name(), offset: logStart}}
 	if c.cmd, err = e.command(cpus, e.caddyBin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile"); err != nil {
 		return nil, err
 	}
-	c.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
+	c.cmd.Env = append(os.Environ(), gcEnv(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	t0 := time.Now()
 	if err := c.cmd.Start(); err != nil {
@@ -353,11 +360,7 @@ const clockTicks = 100
 func (e *env) serverCPU() time.Duration {
 	var total time.Duration
 	for _, p := range e.servers {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
-		if err != nil {
-			continue // exited
-		}
-		if cpu, ok := statCPU(string(raw)); ok {
+		if cpu, ok := processCPU(p.Pid); ok { // else exited
 			total += cpu
 		}
 	}

@@ -11,10 +11,12 @@ import (
 
 // target is what one row sends: next builds each request (so scale mode
 // can draw a different key per request); cert is the client certificate
-// for mTLS rows.
+// for mTLS rows; caddy is the Caddy serving it, whose GC and allocations
+// the row reports (nil: the main Caddy).
 type target struct {
-	next func(worker int) *http.Request
-	cert *tls.Certificate
+	next  func(worker int) *http.Request
+	cert  *tls.Certificate
+	caddy *caddyProc
 }
 
 // stats are one round's figures.
@@ -22,16 +24,20 @@ type stats struct {
 	rps, p50ms, p99ms float64
 	// cpuUs is the server processes' CPU time per request, in µs.
 	cpuUs float64
+	// gcShare is the serving Caddy's GC CPU time over its whole CPU time,
+	// and allocs its heap allocations per request (0: not read).
+	gcShare, allocs float64
 	// ok counts the 200 answers, errors the other answers and failures.
 	ok, errors int
 }
 
 // run drives target with conns keep-alive HTTP/1.1 connections for d;
-// serverCPU, when not nil, is read before and after for stats.cpuUs.
-func run(t target, conns int, d time.Duration, serverCPU func() time.Duration) stats {
-	var cpuBefore time.Duration
-	if serverCPU != nil {
-		cpuBefore = serverCPU()
+// read, when not nil, is called before and after for stats.cpuUs,
+// gcShare and allocs.
+func run(t target, conns int, d time.Duration, read func() counters) stats {
+	var before counters
+	if read != nil {
+		before = read()
 	}
 	var wg sync.WaitGroup
 	latencies := make([][]time.Duration, conns)
@@ -79,8 +85,8 @@ func run(t target, conns int, d time.Duration, serverCPU func() time.Duration) s
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	s.rps = float64(len(all)) / elapsed.Seconds()
-	if serverCPU != nil {
-		s.cpuUs = float64((serverCPU() - cpuBefore).Microseconds()) / float64(len(all))
+	if read != nil {
+		s.perRequest(before, read(), len(all))
 	}
 	s.p50ms = ms(all[len(all)/2])
 	s.p99ms = ms(all[len(all)*99/100])
@@ -98,6 +104,19 @@ func newClient(t target) *http.Client {
 		TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 like wrk
 	}}
+}
+
+// perRequest sets the figures derived from the counters read before and
+// after n requests; a Caddy figure whose counter did not move (not read)
+// stays 0.
+func (s *stats) perRequest(before, after counters, n int) {
+	s.cpuUs = float64((after.serverCPU - before.serverCPU).Microseconds()) / float64(n)
+	if cpu := after.caddyCPU - before.caddyCPU; cpu > 0 {
+		s.gcShare = float64(after.gcCPU-before.gcCPU) / float64(cpu)
+	}
+	if before.mallocs > 0 && after.mallocs > before.mallocs {
+		s.allocs = float64(after.mallocs-before.mallocs) / float64(n)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

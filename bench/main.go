@@ -46,6 +46,14 @@ type Result struct {
 	// CPURatio is the median of the paired baseline run's CPU µs divided
 	// by this row's (see ServerCPUus; 1 for a baseline row).
 	CPURatio float64 `json:"cpu_ratio"`
+	// GCCPUShare is the median over rounds of the serving Caddy's garbage
+	// collector CPU time divided by its whole CPU time during the round
+	// (from GODEBUG=gctrace=1 lines and /proc; see docs/benchmarks.md).
+	GCCPUShare float64 `json:"gc_cpu_share"`
+	// AllocsPerRequest is the median over rounds of the serving Caddy's
+	// heap allocations (runtime.MemStats.Mallocs) per request, the
+	// upstream's included when it runs in the same Caddy (unpinned).
+	AllocsPerRequest float64 `json:"allocs_per_request"`
 	// Baseline names the row this one is compared with; empty for a
 	// baseline row.
 	Baseline string `json:"baseline,omitempty"`
@@ -145,8 +153,9 @@ func main() {
 	}
 	for round := 1; round <= *rounds; round++ {
 		measure := func(name string, t target) stats {
-			m := run(t, *conns, *duration, env.serverCPU)
-			log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  errors %d", round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, m.errors)
+			m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
+			log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  errors %d",
+				round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, m.errors)
 			return m
 		}
 		for _, r := range rows {
@@ -164,15 +173,15 @@ func main() {
 			seen[r.baseline] = true
 			b := baselines[r.baseline].median()
 			table = append(table, Result{Name: r.baseline, RPS: b.rps, P50ms: b.p50ms, P99ms: b.p99ms, Ratio: 1, P99Ratio: 1,
-				ServerCPUus: b.cpuUs, CPURatio: 1})
+				ServerCPUus: b.cpuUs, CPURatio: 1, GCCPUShare: b.gcShare, AllocsPerRequest: b.allocs})
 		}
 		m, b := results[r.name], paired[r.name]
 		med := m.median()
 		table = append(table, Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
 			Ratio:       pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) }),
 			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
-			ServerCPUus: med.cpuUs,
-			CPURatio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
+			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs,
+			CPURatio: pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
 	}
 	printTable(table, *scale, *conns, *duration, *rounds, pins)
 	if *scale > 0 {
@@ -243,13 +252,15 @@ func printTable(table []Result, scale, conns int, d time.Duration, rounds int, p
 		fmt.Printf(", scale mode %d keys", scale)
 	}
 	fmt.Println()
-	fmt.Printf("%-24s %8s %8s %8s %7s %9s %8s %9s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio", "baseline")
-	fmt.Println(strings.Repeat("-", 111))
+	fmt.Printf("%-24s %8s %8s %8s %7s %9s %8s %9s %6s %7s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
+		"GC %", "allocs", "baseline")
+	fmt.Println(strings.Repeat("-", 126))
 	for _, r := range table {
-		fmt.Printf("%-24s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
-			r.ServerCPUus, r.CPURatio, r.Baseline)
+		fmt.Printf("%-24s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
+			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, r.Baseline)
 	}
-	fmt.Println("CPU µs: CPU time of the server processes per request; CPU ratio: the baseline's CPU µs over the row's.")
+	fmt.Println("CPU µs: CPU time of the server processes per request; CPU ratio: the baseline's CPU µs over the row's;")
+	fmt.Println("GC %: the serving Caddy's garbage collection CPU over its CPU; allocs: its heap allocations per request.")
 }
 
 // measurement accumulates rounds; median takes the median of each figure.
@@ -267,7 +278,8 @@ func (m *measurement) median() stats {
 	}
 	return stats{rps: pick(func(s stats) float64 { return s.rps }),
 		p50ms: pick(func(s stats) float64 { return s.p50ms }), p99ms: pick(func(s stats) float64 { return s.p99ms }),
-		cpuUs: pick(func(s stats) float64 { return s.cpuUs })}
+		cpuUs:   pick(func(s stats) float64 { return s.cpuUs }),
+		gcShare: pick(func(s stats) float64 { return s.gcShare }), allocs: pick(func(s stats) float64 { return s.allocs })}
 }
 
 // pairedRatio is the median over rounds of f(row's round, its paired

@@ -126,8 +126,10 @@ func setupAppKeyRedis(e *env) (row, error) {
 		return row{}, fmt.Errorf("the second Caddy seeded the app key but Redis holds no keys: its storage is not Redis")
 	}
 	log.Printf("app_key_redis: second Caddy up in %.2f s, storage %s (%d Redis keys after seeding)", c.startup.Seconds(), redisURL(e), n)
-	e.targets[secondPlain] = e.get("http://127.0.0.1:%d/", secondPlain, nil, nil)
+	plain := e.get("http://127.0.0.1:%d/", secondPlain, nil, nil)
+	plain.caddy = c
+	e.targets[secondPlain] = plain
 	r := appKeyRow("app_key_redis", e, key)
-	r.baseline = secondPlain
+	r.baseline, r.target.caddy = secondPlain, c
 	return r, nil
 }
