@@ -85,8 +85,8 @@ type App struct {
 	// SessionLifetime is the absolute lifetime of a session. Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// CacheSize bounds the state records kept in memory: a size in bytes
-	// ("256MiB", "1GB"; about 1 KiB is counted per record) or a number of
-	// records (100000). Default: 100000 records.
+	// ("256MiB", "1GB": the heap the cached records hold, bookkeeping
+	// included) or a number of records (100000). Default: 100000 records.
 	CacheSize CacheSize `json:"cache_size,omitzero"`
 	// SMSRaw is the text-message sender of SMS codes and enrolment links:
 	// a gatehouse.sms.* module ("file" or "webhook"). Default: none, and
@@ -253,7 +253,7 @@ func (a *App) start() (err error) {
 	if err != nil {
 		return err
 	}
-	st, err := pooled.records(ctx, ks, a.CacheSize.records(), a.logger)
+	st, err := pooled.records(ctx, ks, a.CacheSize, a.logger)
 	if err != nil {
 		return err
 	}

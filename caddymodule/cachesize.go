@@ -3,10 +3,14 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
 // CacheSize is the size of the in-memory state cache: a number of bytes
@@ -19,21 +23,25 @@ type CacheSize struct {
 	Records int
 }
 
-// cacheRecordBytes is what one cached record costs the heap, counted for
-// a cache sized in bytes: a cached application key is about 700 bytes
-// (plugin/appkey's entry), with the cache's own entry, its LRU node and
-// the key string it is filed under about 1 KiB.
-const cacheRecordBytes = 1024
+// minCacheBytes is the least size in bytes accepted.
+const minCacheBytes = 1024
 
 // defaultCacheRecords is the cache's size when none is configured.
 const defaultCacheRecords = 100_000
 
-// records is the number of records the cache keeps.
+// newCache wraps records with the state cache of this size: bounded by
+// the heap its entries hold when the size is in bytes (storage/cache's
+// NewBytes), else by their number.
+func (s CacheSize) newCache(records storage.Store) *cache.Cache {
+	if s.Bytes > 0 {
+		return cache.NewBytes(records, int64(min(s.Bytes, math.MaxInt64))) //nolint:gosec // G115: clamped
+	}
+	return cache.New(records, s.records())
+}
+
+// records is the number of records a cache sized in records keeps.
 func (s CacheSize) records() int {
-	switch {
-	case s.Bytes > 0:
-		return int(max(s.Bytes/cacheRecordBytes, 1)) //nolint:gosec // G115: bytes / 1 KiB fits an int on 64-bit platforms
-	case s.Records > 0:
+	if s.Records > 0 {
 		return s.Records
 	}
 	return defaultCacheRecords
@@ -53,7 +61,7 @@ func ParseCacheSize(s string) (CacheSize, error) {
 		return CacheSize{}, fmt.Errorf("cache_size %q: want a size such as 256MiB or a number of records", s)
 	}
 	b, err := humanize.ParseBytes(s)
-	if err != nil || b < cacheRecordBytes {
+	if err != nil || b < minCacheBytes {
 		return CacheSize{}, fmt.Errorf("cache_size %q: want a size of at least 1KiB such as 256MiB, or a number of records", s)
 	}
 	return CacheSize{Bytes: b}, nil

@@ -11,11 +11,13 @@ import (
 func TestCacheSize(t *testing.T) {
 	for _, c := range []struct {
 		in      string
+		bytes   uint64
 		records int
-	}{{"256MiB", 256 << 10}, {"1GB", 1_000_000_000 / 1024}, {"512 KiB", 512}, {"100000", 100_000}, {"1", 1}, {"0", defaultCacheRecords}} {
+	}{{"256MiB", 256 << 20, 0}, {"1GB", 1_000_000_000, 0}, {"512 KiB", 512 << 10, 0}, {"100000", 0, 100_000}, {"1", 0, 1},
+		{"0", 0, defaultCacheRecords}} {
 		s, err := ParseCacheSize(c.in)
-		if err != nil || s.records() != c.records {
-			t.Errorf("%q: %d records, %v; want %d", c.in, s.records(), err, c.records)
+		if err != nil || s.Bytes != c.bytes || (c.records > 0 && s.records() != c.records) {
+			t.Errorf("%q: %+v (%d records), %v; want %d bytes or %d records", c.in, s, s.records(), err, c.bytes, c.records)
 		}
 		raw, _ := json.Marshal(s)
 		var back CacheSize

@@ -69,11 +69,11 @@ func auditSpillFile(dataDir, storeKey string) string {
 }
 
 // records returns the store's cache over its tagged records (storage/tagged),
-// made on first use with ks and cacheSize; a store with untagged records
+// made on first use with ks and of size cacheSize; a store with untagged records
 // (written by a version before tags, or without the keystore) is refused
 // until the operator tags it (caddy gatehouse tag-records). Later starts,
 // after a config reload, share it, provided they use the same keystore.
-func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize int, logger *zap.Logger) (*cache.Cache, error) {
+func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheSize CacheSize, logger *zap.Logger) (*cache.Cache, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cache != nil {
@@ -93,7 +93,7 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		logger.Warn("cannot remember beside the keystore that its store is tagged; "+
 			"a later `caddy gatehouse tag-records` could then tag records written without it", zap.Error(err))
 	}
-	p.cache, p.tags = cache.New(records, cacheSize), ks
+	p.cache, p.tags = cacheSize.newCache(records), ks
 	return p.cache, nil
 }
 

@@ -2,6 +2,7 @@ package shardlru
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -100,4 +101,47 @@ func BenchmarkGetParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestWeightedBoundsTheSumOfCosts: a cache bounded by cost keeps the sum
+// of its entries' costs within the budget (per shard, so the whole too),
+// evicting the least recently used, and counts a replaced value's new
+// cost instead of its old one.
+func TestWeightedBoundsTheSumOfCosts(t *testing.T) {
+	cost := func(_ string, v string) int64 { return int64(len(v)) }
+	c := NewWeighted(1000, cost) // below minSharded: one exact LRU
+	c.Add("a", strings.Repeat("x", 400))
+	c.Add("b", strings.Repeat("x", 400))
+	c.Get("a") // b is now the least recently used
+	c.Add("c", strings.Repeat("x", 300))
+	if _, ok := c.Peek("b"); ok {
+		t.Fatal("the least recently used entry survived going over the budget")
+	}
+	if got := c.Used(); got != 700 || c.Len() != 2 {
+		t.Fatalf("Used = %d with %d entries; want 700 in 2", got, c.Len())
+	}
+	c.Add("a", "short") // replaced: its cost is now 5
+	if got := c.Used(); got != 305 {
+		t.Fatalf("Used after replacing a value = %d; want 305", got)
+	}
+	c.Add("huge", strings.Repeat("x", 5000)) // over the whole budget: kept alone
+	if _, ok := c.Peek("huge"); !ok || c.Len() != 1 || c.Used() != 5000 {
+		t.Fatalf("an entry over the budget: Len %d Used %d; want it kept alone", c.Len(), c.Used())
+	}
+	c.Remove("huge")
+	if c.Used() != 0 || c.Len() != 0 {
+		t.Fatalf("after Remove: Len %d Used %d", c.Len(), c.Used())
+	}
+
+	big := NewWeighted(1<<20, cost) // sharded
+	for i := range 20_000 {
+		big.Add(fmt.Sprint(i), strings.Repeat("x", 100+i%200))
+	}
+	if used := big.Used(); used > 1<<20 || used < 1<<20*9/10 {
+		t.Fatalf("Used = %d after filling a budget of %d; want close to it, never over", used, 1<<20)
+	}
+	big.Purge()
+	if big.Used() != 0 || big.Len() != 0 {
+		t.Fatalf("after Purge: Len %d Used %d", big.Len(), big.Used())
+	}
 }

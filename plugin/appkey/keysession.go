@@ -86,7 +86,7 @@ func (s *Service) checkSession(ctx context.Context, sess *session.Session, id, c
 		return err
 	case e.isStub():
 		return errReplaced.For(sess.Username)
-	case e.Name != sess.AppKey:
+	case e.name() != sess.AppKey:
 		return errInvalid.For(sess.Username)
 	}
 	return e.admits(s.now(), clientIP)
@@ -112,7 +112,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if err != nil {
 		return err
 	}
-	ends := e.ExpiresAt
+	ends := e.expires()
 	if !graceUntil.IsZero() && graceUntil.Before(ends) {
 		ends = graceUntil
 	}
@@ -129,7 +129,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	key := sessionKey(id.AppKey, session.DigestID(token))
-	bound := binding{Index: e.Index, SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
+	bound := binding{Index: e.index(), SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
 	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
 	if err == nil {
 		// A deletion or rotation that ran between find and Put did not
@@ -143,7 +143,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
-	s.audit(r, &record{Name: e.Name, Username: e.Username}, "session opened with the key")
+	s.audit(r, &record{Name: e.name(), Username: e.username()}, "session opened with the key")
 	return nil
 }
 

@@ -2,6 +2,7 @@ package appkey
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -164,24 +166,88 @@ type record struct {
 func (r *record) isStub() bool { return r.Successor != "" }
 
 // entry is a record as the data plane caches it: decoded once, holding
-// only what a request needs (its strings in one allocation of their own,
-// not the record's metadata or sealed key), with the allowlist parsed and
-// the time its use was last noted. It is small on purpose, as the cache
-// keeps up to cache_size of them: a cached key costs about 700 bytes of
-// heap and 5 heap objects, whatever the size of its metadata.
+// only what a request needs, not the record's metadata or sealed key. It
+// is compact on purpose, as the cache keeps many of them and every pointer
+// in the heap is work for each garbage collection: the six strings are
+// one string of their own (text, cut at ends), the times Unix nanoseconds
+// rather than time.Time values with their location pointers, and the
+// parsed allowlist nil for the usual key without one. A cached key is
+// then two heap objects (this struct and its text) and reports what they
+// hold (CacheBytes) to a cache bounded in bytes.
 type entry struct {
-	// Name, Index, Username and UserID are the record's, and for a stub
-	// Successor and GraceUntil; PrevIndex names the value a rotation
-	// replaced (see record).
-	Name, Index, Username, UserID, PrevIndex, Successor string
-	ExpiresAt, GraceUntil                               time.Time
-	allow                                               []netip.Prefix
+	// text holds the name, index, username, user ID, and for a stub the
+	// successor's index, and the index of the value a rotation replaced
+	// (see record), back to back; ends[i] is where the i-th ends.
+	text string
+	ends [numEntryStrings]uint16
+	// expiresAt and graceUntil are the record's times in Unix
+	// nanoseconds (0: the zero time).
+	expiresAt, graceUntil int64
+	allow                 []netip.Prefix
 	// noted is the UnixNano time the key's use was last handed to the
 	// usage writer (at most once a minute).
 	noted atomic.Int64
 }
 
-func (e *entry) isStub() bool { return e.Successor != "" }
+// The strings of an entry's text, in order.
+const (
+	entryName = iota
+	entryIndex
+	entryUsername
+	entryUserID
+	entryPrevIndex
+	entrySuccessor
+	numEntryStrings
+)
+
+// str is the i-th string of the entry's text.
+func (e *entry) str(i int) string {
+	start := 0
+	if i > 0 {
+		start = int(e.ends[i-1])
+	}
+	return e.text[start:e.ends[i]]
+}
+
+func (e *entry) name() string      { return e.str(entryName) }
+func (e *entry) index() string     { return e.str(entryIndex) }
+func (e *entry) username() string  { return e.str(entryUsername) }
+func (e *entry) userID() string    { return e.str(entryUserID) }
+func (e *entry) prevIndex() string { return e.str(entryPrevIndex) }
+func (e *entry) successor() string { return e.str(entrySuccessor) }
+
+// expires is when the key stops working.
+func (e *entry) expires() time.Time { return fromUnixNano(e.expiresAt) }
+
+// graceEnds is, for a stub, when the replaced value stops working.
+func (e *entry) graceEnds() time.Time { return fromUnixNano(e.graceUntil) }
+
+func (e *entry) isStub() bool { return e.ends[entrySuccessor] != e.ends[entryPrevIndex] }
+
+// entryBytes is the heap an entry struct occupies (its size class).
+const entryBytes = 80
+
+// CacheBytes implements cache.Sized: the struct, its text and its
+// allowlist.
+func (e *entry) CacheBytes() int {
+	return entryBytes + (len(e.text)+15)&^15 + cap(e.allow)*int(unsafe.Sizeof(netip.Prefix{}))
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the time of unixNano's n.
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
 
 func decodeEntry(b []byte) (*entry, error) {
 	rec, err := decodeRecord(b)
@@ -192,10 +258,17 @@ func decodeEntry(b []byte) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("application key %q has a corrupt allowlist: %w", rec.Name, err)
 	}
-	e := &entry{Name: rec.Name, Index: rec.Index, Username: rec.Username, UserID: rec.UserID,
-		PrevIndex: rec.PrevIndex, Successor: rec.Successor, ExpiresAt: rec.ExpiresAt, GraceUntil: rec.GraceUntil,
-		allow: allow}
-	reccodec.Detach(&e.Name, &e.Index, &e.Username, &e.UserID, &e.PrevIndex, &e.Successor) // not the metadata, nor the sealed key
+	strs := [numEntryStrings]string{entryName: rec.Name, entryIndex: rec.Index, entryUsername: rec.Username,
+		entryUserID: rec.UserID, entryPrevIndex: rec.PrevIndex, entrySuccessor: rec.Successor}
+	e := &entry{expiresAt: unixNano(rec.ExpiresAt), graceUntil: unixNano(rec.GraceUntil), allow: allow}
+	n := 0
+	for i, s := range strs {
+		if n += len(s); n > math.MaxUint16 {
+			return nil, errCorrupt // names and indexes are far shorter
+		}
+		e.ends[i] = uint16(n)
+	}
+	e.text = strings.Join(strs[:], "") // one allocation, not the record's
 	return e, nil
 }
 

@@ -58,7 +58,7 @@ func (s *Service) noteUse(e *entry, now time.Time) {
 		return
 	}
 	s.usageMu.Lock()
-	s.usage = s.usage.add(e.Name, now)
+	s.usage = s.usage.add(e.name(), now)
 	s.usageMu.Unlock()
 }
 

@@ -40,18 +40,18 @@ func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*id
 		return nil, err
 	}
 	s.noteUse(e, now)
-	return &identity.Identity{Username: e.Username, UserID: e.UserID, Method: identity.MethodAppKey,
-		AppKey: e.Name, CredentialID: e.Name}, nil
+	return &identity.Identity{Username: e.username(), UserID: e.userID(), Method: identity.MethodAppKey,
+		AppKey: e.name(), CredentialID: e.name()}, nil
 }
 
 // admits refuses the key at now from clientIP when it has expired or its
 // allowlist does not hold clientIP.
 func (e *entry) admits(now time.Time, clientIP string) error {
-	if !now.Before(e.ExpiresAt) {
-		return errExpired.For(e.Username)
+	if !now.Before(e.expires()) {
+		return errExpired.For(e.username())
 	}
 	if !allows(e.allow, clientIP) {
-		return errAddress.For(e.Username)
+		return errAddress.For(e.username())
 	}
 	return nil
 }
@@ -64,14 +64,14 @@ func (s *Service) find(ctx context.Context, index string, now time.Time) (key *e
 	if err != nil || !e.isStub() {
 		return e, time.Time{}, err
 	}
-	if !now.Before(e.GraceUntil) {
+	if !now.Before(e.graceEnds()) {
 		return nil, time.Time{}, errReplaced
 	}
-	cur, err := s.lookup(ctx, e.Successor)
-	if errors.Is(err, errInvalid) || (err == nil && (cur.isStub() || cur.Name != e.Name || cur.PrevIndex != index)) {
+	cur, err := s.lookup(ctx, e.successor())
+	if errors.Is(err, errInvalid) || (err == nil && (cur.isStub() || cur.name() != e.name() || cur.prevIndex() != index)) {
 		return nil, time.Time{}, errReplaced
 	}
-	return cur, e.GraceUntil, err
+	return cur, e.graceEnds(), err
 }
 
 // lookup returns the cached record stored under index.
@@ -83,7 +83,7 @@ func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare([]byte(e.Index), []byte(index)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(e.index()), []byte(index)) != 1 {
 		return nil, errInvalid // a record filed under the wrong index: never trust it
 	}
 	return e, nil

@@ -1,6 +1,6 @@
 // Package cache is the read-through cache in front of a Gatehouse store: a
-// bounded LRU (golang-lru/v2, sharded by key in internal/shardlru so that
-// hits on different keys take different locks) of raw values (for Get)
+// bounded LRU (internal/shardlru, sharded by key so that hits on different
+// keys take different locks) of raw values (for Get)
 // and of the objects decoded from them (for Load, which keeps only the
 // object), so that a hot-path lookup costs no store read, no decoding, no
 // allocation and no global lock.
@@ -26,11 +26,17 @@
 // the wrapped store directly, bypassing the Cache, are seen only when the
 // entry reaches its maximum age (WithMaxAge, 30 s by default). Entries are
 // never served past the key's own expiry in the store.
+//
+// The bound is a number of keys (New) or of bytes (NewBytes): then each
+// entry counts the heap it holds: the LRU's node, the entry, its key and
+// its raw value as they are, and its decoded object as the object reports
+// (Sized), or else estimated from the raw value's length.
 package cache
 
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -61,15 +67,68 @@ const minAbsent = 256
 // An entry Load filled keeps only the decoded object: the cache holds
 // many of them, and every heap object it keeps alive is work for each
 // garbage collection of the process, on every route it serves.
+//
+// Its times are integers rather than time.Time values, whose location
+// pointer would be one more pointer per entry for the garbage collector
+// to follow.
 type entry struct {
 	// raw is the value when hasRaw, decoded the object when hasDecoded.
-	raw                []byte
-	decoded            any
+	raw     []byte
+	decoded any
+	// loadedAt is when the store read that filled the entry started, on
+	// the monotonic clock (monotonic).
+	loadedAt int64
+	// expiresAt is the key's own expiry in the store in Unix nanoseconds
+	// (0: none).
+	expiresAt int64
+	// decodedBytes is what the decoded object counts (see cost).
+	decodedBytes       int32
 	hasRaw, hasDecoded bool
-	// loadedAt is when the store read that filled the entry started.
-	loadedAt time.Time
-	// expiresAt is the key's own expiry in the store (zero: none).
-	expiresAt time.Time
+}
+
+// entryBytes is the heap an entry struct occupies (its size class).
+const entryBytes = 64
+
+// Sized is implemented by decoded objects that know the heap they hold
+// (the object and everything only it references), for a cache bounded
+// in bytes. Other objects are counted as estimatedBytes says.
+type Sized interface {
+	CacheBytes() int
+}
+
+// decodedBytes is what v, decoded from a value of n bytes, counts: what
+// it reports when Sized, or else an estimate: the fields decoded from the
+// value hold about as many bytes again, in an object with its headers.
+func decodedBytes(v any, n int) int32 {
+	if sz, ok := v.(Sized); ok {
+		return int32(min(max(sz.CacheBytes(), 0), math.MaxInt32)) //nolint:gosec // G115: clamped to int32
+	}
+	return int32(min(2*n+64, math.MaxInt32)) //nolint:gosec // G115: clamped to int32
+}
+
+// keyBytes is the heap a key string of n bytes occupies (allocations are
+// rounded up to at least 8 bytes; this counts 16, the common step).
+func keyBytes(n int) int64 { return (int64(n) + 15) &^ 15 }
+
+// cost is what e, filed under key, counts against a cache bounded in
+// bytes.
+func (e *entry) cost(key string) int64 {
+	return shardlru.NodeBytes + entryBytes + keyBytes(len(key)) + int64(cap(e.raw)) + int64(e.decodedBytes)
+}
+
+// epoch is the origin of monotonic: a reading of the monotonic clock.
+var epoch = time.Now()
+
+// monotonic is t on the monotonic clock, in nanoseconds since epoch (t
+// must come from time.Now).
+func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) }
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // stripe serialises inserts and invalidations of the keys hashing to it.
@@ -86,8 +145,8 @@ type Cache struct {
 	store storage.Store
 	lru   *shardlru.Cache[*entry]
 	// absent holds, for each key last read as not found, when that read
-	// started.
-	absent  *shardlru.Cache[time.Time]
+	// started (monotonic).
+	absent  *shardlru.Cache[int64]
 	maxAge  time.Duration
 	stripes [numStripes]stripe
 
@@ -114,12 +173,20 @@ func WithMaxAge(d time.Duration) Option {
 // registers with it, dropping a key when another instance changes it and
 // everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {
-	c := &Cache{
-		store:  s,
-		lru:    shardlru.New[*entry](size),
-		absent: shardlru.New[time.Time](max(size/8, min(size, minAbsent))),
-		maxAge: DefaultMaxAge,
-	}
+	return newCache(s, shardlru.New[*entry](size), shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
+}
+
+// NewBytes is New with the cache bounded by the heap its entries hold
+// rather than their number: at most budget bytes for keys that exist
+// and, apart from them, an eighth of it for keys that do not (see Sized
+// for how an entry is counted).
+func NewBytes(s storage.Store, budget int64, opts ...Option) *Cache {
+	return newCache(s, shardlru.NewWeighted(budget, func(key string, e *entry) int64 { return e.cost(key) }),
+		shardlru.NewWeighted(budget/8, func(key string, _ int64) int64 { return shardlru.NodeBytes + keyBytes(len(key)) }), opts)
+}
+
+func newCache(s storage.Store, lru *shardlru.Cache[*entry], absent *shardlru.Cache[int64], opts []Option) *Cache {
+	c := &Cache{store: s, lru: lru, absent: absent, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(c)
 	}
@@ -178,7 +245,7 @@ func (c *Cache) invalidate(key string) {
 // fresh reports whether the entry may still be served: younger than
 // maxAge and not past the key's own expiry.
 func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
-	return now.Sub(e.loadedAt) < maxAge && (e.expiresAt.IsZero() || now.Before(e.expiresAt))
+	return monotonic(now)-e.loadedAt < int64(maxAge) && (e.expiresAt == 0 || now.UnixNano() < e.expiresAt)
 }
 
 // cached returns key's cached entry while it may be served.
@@ -194,7 +261,7 @@ func (c *Cache) cached(key string, now time.Time) (*entry, bool) {
 // may still be served.
 func (c *Cache) cachedAbsent(key string, now time.Time) bool {
 	at, ok := c.absent.Get(key)
-	return ok && now.Sub(at) < c.maxAge
+	return ok && monotonic(now)-at < int64(c.maxAge)
 }
 
 // lookup returns the fresh entry for key with its raw value, reading the
@@ -230,18 +297,19 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 	case err != nil:
 		return nil, err // failures are never cached
 	case decode != nil:
-		e = &entry{expiresAt: got.ExpiresAt, loadedAt: now, hasDecoded: true}
+		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), hasDecoded: true}
 		if e.decoded, err = decode(got.Value); err != nil {
 			return nil, err
 		}
+		e.decodedBytes = decodedBytes(e.decoded, len(got.Value))
 	default:
-		e = &entry{expiresAt: got.ExpiresAt, loadedAt: now, raw: got.Value, hasRaw: true}
+		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), raw: got.Value, hasRaw: true}
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
 		if missing {
 			c.lru.Remove(key)
-			c.absent.Add(key, now)
+			c.absent.Add(key, monotonic(now))
 		} else {
 			c.absent.Remove(key)
 			c.lru.Add(key, e)
@@ -260,7 +328,8 @@ func (c *Cache) attach(key string, e *entry, v any) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
 	if cur, ok := c.lru.Peek(key); ok && cur == e {
-		c.lru.Add(key, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
+		c.lru.Add(key, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt,
+			decodedBytes: decodedBytes(v, len(e.raw))})
 	}
 	s.mu.Unlock()
 }
@@ -335,7 +404,11 @@ func (c *Cache) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	if err != nil {
 		return storage.Entry{}, err
 	}
-	return storage.Entry{Key: key, Value: slices.Clone(e.raw), ExpiresAt: e.expiresAt}, nil
+	var expires time.Time
+	if e.expiresAt != 0 {
+		expires = time.Unix(0, e.expiresAt)
+	}
+	return storage.Entry{Key: key, Value: slices.Clone(e.raw), ExpiresAt: expires}, nil
 }
 
 // Put implements storage.Store.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/storetest"
@@ -669,6 +670,71 @@ func TestEvictsBeyondSize(t *testing.T) {
 	}
 	wantLoad(t, c, back, "c", "c", 0)
 	wantLoad(t, c, back, "a", "a", 1) // least recently used, evicted
+}
+
+// sized is a decoded object that reports its heap.
+type sized struct{ bytes int }
+
+func (s sized) CacheBytes() int { return s.bytes }
+
+// TestNewBytesCountsWhatEntriesHold: a cache bounded in bytes keeps as
+// many entries as their heap allows: each counts the LRU's node, the
+// entry, its key and its raw value or its decoded object (as a Sized
+// object reports, or estimated from the value); bigger entries leave
+// room for fewer, and the least recently used go first.
+func TestNewBytesCountsWhatEntriesHold(t *testing.T) {
+	back := newHookStore(t)
+	ctx := t.Context()
+	const keys = 2000
+	var ops []storage.Op
+	for i := range keys {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("k%04d", i), Value: make([]byte, 100)})
+	}
+	if err := back.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 256 << 10
+	for _, tc := range []struct {
+		name    string
+		decoded int64 // what the decoded object counts
+		load    func(c *Cache, key string) error
+	}{
+		{"raw", 0, func(c *Cache, key string) error { _, err := c.Get(ctx, key); return err }},
+		{"estimated", 2*100 + 64, func(c *Cache, key string) error {
+			_, err := Load(c, ctx, key, decodeString)
+			return err
+		}},
+		{"sized", 1000, func(c *Cache, key string) error {
+			_, err := Load(c, ctx, key, func([]byte) (sized, error) { return sized{1000}, nil })
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewBytes(back, budget)
+			for i := range keys {
+				if err := tc.load(c, fmt.Sprintf("k%04d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			newest := fmt.Sprintf("k%04d", keys-1)
+			e, ok := c.lru.Peek(newest)
+			if !ok {
+				t.Fatal("the newest entry was not kept")
+			}
+			each := shardlru.NodeBytes + entryBytes + 16 + int64(cap(e.raw)) + tc.decoded
+			if got := e.cost(newest); got != each {
+				t.Fatalf("an entry counts %d bytes; want %d", got, each)
+			}
+			// Each of the 16 shards holds what fits its sixteenth.
+			if n, used, most := c.lru.Len(), c.lru.Used(), int(budget/each); n > most || n < most-16 || used > budget {
+				t.Fatalf("%d entries counting %d bytes; want %d (less one per shard at most), within %d bytes", n, used, most, budget)
+			}
+			before := back.reads.Load()
+			if err := tc.load(c, "k0000"); err != nil || back.reads.Load() != before+1 {
+				t.Fatal("the oldest entry was kept beyond the budget")
+			}
+		})
+	}
 }
 
 type rec struct{ N int }
