@@ -75,7 +75,15 @@ type Session struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// SeenAt is the last activity, refreshed at most once a minute.
 	SeenAt time.Time `json:"seen_at"`
+	// digestID is the session's DigestID, set on the sessions Lookup
+	// returns: made once when the session is read from the store, not on
+	// every request that presents it.
+	digestID string
 }
+
+// DigestID is DigestID of the session's token for a session Lookup
+// returned ("" for others).
+func (s *Session) DigestID() string { return s.digestID }
 
 // Store keeps sessions in the state store.
 type Store struct {
@@ -140,8 +148,11 @@ func userKey(userID, id string) string { return userPrefix + userID + "/" + id }
 func DigestID(token string) string {
 	var digest [2 * sha256.Size]byte
 	digestInto(&digest, token)
-	return string(digest[:16])
+	return string(digest[:digestIDLen])
 }
+
+// digestIDLen is the length of a DigestID: a prefix of the token's digest.
+const digestIDLen = 16
 
 // Create starts a session and returns its token (the cookie value). The
 // session ends after the absolute lifetime, or at sess.ExpiresAt when that
@@ -180,7 +191,12 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	// The key is built on the stack: a cache hit allocates nothing.
 	var digest [2 * sha256.Size]byte
 	digestInto(&digest, token)
-	sess, err := cache.LoadJoined(s.store, ctx, keyPrefix, unsafe.String(&digest[0], len(digest)), decode) //nolint:gosec // G103: digest is not written again; Load keeps a copy
+	sess, err := cache.LoadJoined(s.store, ctx, keyPrefix, unsafe.String(&digest[0], len(digest)), //nolint:gosec // G103: digest is not written again; Load keeps a copy
+		func(b []byte) (*Session, error) {
+			sess, err := decode(b)
+			sess.digestID = string(digest[:digestIDLen])
+			return sess, err
+		})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, identity.Unauthenticated("the session has ended; sign in again")
 	}

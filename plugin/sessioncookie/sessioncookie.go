@@ -93,7 +93,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := session.DigestID(token)
+	id := s.DigestID() // session.DigestID(token), made once per cached session
 	method := identity.MethodSession
 	if s.Origin == session.OriginAppKey {
 		method = identity.MethodAppKeySession

@@ -93,3 +93,28 @@ func TestEndedSessionSendsTheBrowserToSignIn(t *testing.T) {
 		t.Fatalf("API client with an ended session: %d %v; want 401 with a Session challenge", w.Code, w.Header())
 	}
 }
+
+// TestCachedSessionAllocatesOnlyTheIdentity: a request with the cookie of
+// a session in the cache costs one allocation, the request's identity;
+// the session's audit ID (DigestID of the token) is made once, when the
+// session is read from the store, not per request.
+func TestCachedSessionAllocatesOnlyTheIdentity(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	c := New(e, nil)
+	token, err := e.Sessions.Create(context.Background(), session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/app/page", nil)
+	r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
+	id, err := c.Authenticate(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.CredentialID != session.DigestID(token) || id.Username != "alice" {
+		t.Fatalf("identity %+v; want alice with the session's DigestID %q", id, session.DigestID(token))
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = c.Authenticate(r) }); n != 1 {
+		t.Fatalf("a cached session's request allocates %v times; want 1 (the identity)", n)
+	}
+}
