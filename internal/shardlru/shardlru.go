@@ -1,15 +1,20 @@
-// Package shardlru is a bounded LRU cache split into shards by key hash,
-// each with its own lock, so that concurrent lookups of different keys on
-// the request path rarely wait for one another. Recency is kept per
-// shard: an approximation of one global LRU that evicts a key only when
-// its own shard is full.
+// Package shardlru is a bounded LRU cache (golang-lru/v2's simplelru)
+// split into shards by key hash, each with its own lock, so that
+// concurrent lookups of different keys on the request path rarely wait
+// for one another. Recency is kept per shard: an approximation of one
+// global LRU that evicts a key only when its own shard is full.
 //
 // The bound is a number of entries (New) or a budget in a unit the caller
 // chooses, each entry costing what the caller's cost function says
 // (NewWeighted; the state cache counts bytes).
 package shardlru
 
-import "sync"
+import (
+	"math"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
 
 // numShards is the number of shards of a large cache (a power of two);
 // caches bounded below minSharded are one exact LRU.
@@ -19,11 +24,12 @@ const (
 )
 
 // NodeBytes is what the LRU itself keeps on the heap for an entry, apart
-// from its key's bytes and what its value points to: the list node (two
-// links, the key's string header, the value of at most two words and the
-// cost) and its slot in the shard's map (key header and node pointer, at
-// the map's average load). Callers that count bytes add it to their cost.
-const NodeBytes = 64 + 48
+// from its key's bytes and what its value points to: golang-lru's list
+// entry (links, the key's string header, a value of at most two words and
+// its cost, and the expiry fields simplelru does not use) and its slot in
+// the shard's map (key header and entry pointer, at the map's average
+// load). Callers that count bytes add it to their cost.
+const NodeBytes = 96 + 48
 
 // Cache is a sharded LRU of string keys. It is safe for concurrent use.
 type Cache[V any] struct {
@@ -32,20 +38,18 @@ type Cache[V any] struct {
 	cost   func(key string, value V) int64
 }
 
-// node is one entry, in its shard's map and recency list.
-type node[V any] struct {
-	prev, next *node[V]
-	key        string
-	value      V
-	cost       int64
+// weighted is a value with the cost it was charged when added.
+type weighted[V any] struct {
+	value V
+	cost  int64
 }
 
-// shard is an exact LRU: a map and a doubly linked list, most recently
-// used after root, bounded by the sum of its entries' costs.
+// shard is an exact LRU bounded by the sum of its entries' costs: the
+// simplelru itself is unbounded in entries, and Add evicts its oldest
+// entries while the shard is over budget.
 type shard[V any] struct {
 	mu     sync.Mutex
-	items  map[string]*node[V]
-	root   node[V] // root.next is the most recently used, root.prev the least
+	lru    *simplelru.LRU[string, weighted[V]]
 	used   int64
 	budget int64
 	_      [40]byte // keep shards' locks on separate cache lines
@@ -68,8 +72,8 @@ func NewWeighted[V any](budget int64, cost func(key string, value V) int64) *Cac
 	c := &Cache[V]{shards: make([]shard[V], n), mask: uint32(n - 1), cost: cost}
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.items = map[string]*node[V]{}
-		s.root.next, s.root.prev = &s.root, &s.root
+		// The entry bound is never reached: the budget evicts first.
+		s.lru, _ = simplelru.NewLRU(math.MaxInt, func(_ string, w weighted[V]) { s.used -= w.cost })
 		s.budget = max(budget/int64(n), 1)
 	}
 	return c
@@ -95,13 +99,8 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.items[key]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	s.toFront(n)
-	return n.value, true
+	w, ok := s.lru.Get(key)
+	return w.value, ok
 }
 
 // Peek returns key's value without marking it recently used.
@@ -109,11 +108,8 @@ func (c *Cache[V]) Peek(key string) (V, bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n, ok := s.items[key]; ok {
-		return n.value, true
-	}
-	var zero V
-	return zero, false
+	w, ok := s.lru.Peek(key)
+	return w.value, ok
 }
 
 // Add stores value under key, evicting the least recently used entries
@@ -123,19 +119,13 @@ func (c *Cache[V]) Add(key string, value V) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.items[key]
-	if ok {
-		s.used -= n.cost
-		n.value, n.cost = value, cost
-		s.toFront(n)
-	} else {
-		n = &node[V]{key: key, value: value, cost: cost}
-		s.items[key] = n
-		s.link(n)
+	if old, ok := s.lru.Peek(key); ok {
+		s.used -= old.cost // replaced in place: no eviction callback
 	}
+	s.lru.Add(key, weighted[V]{value: value, cost: cost})
 	s.used += cost
-	for s.used > s.budget && s.root.prev != n {
-		s.drop(s.root.prev)
+	for s.used > s.budget && s.lru.Len() > 1 {
+		s.lru.RemoveOldest() // never key: it is the newest
 	}
 }
 
@@ -144,9 +134,7 @@ func (c *Cache[V]) Remove(key string) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n, ok := s.items[key]; ok {
-		s.drop(n)
-	}
+	s.lru.Remove(key)
 }
 
 // Purge drops every entry.
@@ -154,9 +142,7 @@ func (c *Cache[V]) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		s.items = map[string]*node[V]{}
-		s.root.next, s.root.prev = &s.root, &s.root
-		s.used = 0
+		s.lru.Purge()
 		s.mu.Unlock()
 	}
 }
@@ -167,7 +153,7 @@ func (c *Cache[V]) Len() int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += len(s.items)
+		n += s.lru.Len()
 		s.mu.Unlock()
 	}
 	return n
@@ -183,30 +169,4 @@ func (c *Cache[V]) Used() int64 {
 		s.mu.Unlock()
 	}
 	return used
-}
-
-// link puts n, not in the list, first.
-func (s *shard[V]) link(n *node[V]) {
-	n.prev, n.next = &s.root, s.root.next
-	n.prev.next, n.next.prev = n, n
-}
-
-// unlink takes n out of the list.
-func (s *shard[V]) unlink(n *node[V]) {
-	n.prev.next, n.next.prev = n.next, n.prev
-	n.prev, n.next = nil, nil
-}
-
-func (s *shard[V]) toFront(n *node[V]) {
-	if s.root.next != n {
-		s.unlink(n)
-		s.link(n)
-	}
-}
-
-// drop removes n from the shard.
-func (s *shard[V]) drop(n *node[V]) {
-	s.unlink(n)
-	delete(s.items, n.key)
-	s.used -= n.cost
 }
