@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -106,7 +105,7 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 		return nil, failure.NotFound("user %q not found", username)
 	}
 	u, err := s.UserByCanonicalName(ctx, name)
-	if s.dir != nil && failure.Status(err) == http.StatusNotFound {
+	if s.dir != nil && errors.Is(err, failure.ErrNotFound) {
 		u, err = s.DirectoryUser(ctx, name)
 	}
 	if err != nil {
@@ -362,7 +361,7 @@ func (s *Service) checkRoles(ctx context.Context, roles []string) ([]string, map
 	var generations map[string]string
 	for _, name := range roles {
 		r, err := s.Role(ctx, name)
-		if failure.Status(err) == http.StatusNotFound {
+		if errors.Is(err, failure.ErrNotFound) {
 			return nil, nil, failure.Invalid("role %q does not exist; create it first with PUT /gatehouse/roles/%s", name, name)
 		}
 		if err != nil {
@@ -498,7 +497,7 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 			u.Roles = slices.DeleteFunc(slices.Clone(u.Roles), func(r string) bool { return r == name })
 			delete(u.RoleGenerations, name)
 		})
-		if err != nil && failure.Status(err) != http.StatusNotFound { // deleted meanwhile: nothing to take
+		if err != nil && !errors.Is(err, failure.ErrNotFound) { // deleted meanwhile: nothing to take
 			return err
 		}
 	}

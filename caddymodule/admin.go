@@ -62,7 +62,7 @@ func serveDocument(doc []byte) caddy.AdminHandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			adminapi.WriteError(w, &failure.Error{Status: http.StatusMethodNotAllowed, Message: r.Method + " " + r.URL.Path + ": only GET and HEAD"})
+			_ = adminapi.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": only GET and HEAD"}) // the status is sent; nobody to tell of a failed body
 			return nil
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -48,7 +48,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/session"
-	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // Paths of the console.
@@ -168,7 +167,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.show(w, r, v, p, http.StatusBadRequest, res)
 		case err == nil:
 			c.show(w, r, v, p, http.StatusOK, res)
-		case failure.Status(err) < 500:
+		case failure.IsCallerError(err):
 			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
 		default:
 			c.fail(w, v, err)
@@ -199,7 +198,7 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		return nil, false
 	}
 	u, err := c.engine.Accounts.User(ctx, s.Username)
-	if failure.Status(err) == http.StatusNotFound || (err == nil && (u.ID != s.UserID || u.SessionEpoch != s.Epoch)) {
+	if errors.Is(err, failure.ErrNotFound) || (err == nil && (u.ID != s.UserID || u.SessionEpoch != s.Epoch)) {
 		c.toLogin(w, r, true) // the account was deleted, or its sessions ended
 		return nil, false
 	}
@@ -304,7 +303,8 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 // call makes the admin API call method path with the JSON of in (nil: no
 // body) in the name of v, and decodes its JSON answer into out (nil: none;
 // a *[]byte takes the raw body). An error answer is returned as a
-// failure.Error with the admin API's status and message.
+// failure.Error of the kind of the admin API's status (failure.ForStatus)
+// with its message.
 func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
 	body := []byte{}
 	if in != nil {
@@ -328,10 +328,7 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out 
 		if json.Unmarshal(rec.body.Bytes(), &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(rec.status)
 		}
-		if rec.status == http.StatusServiceUnavailable {
-			return storage.ErrUnavailable
-		}
-		return &failure.Error{Status: rec.status, Message: e.Error}
+		return failure.New(failure.ForStatus(rec.status), e.Error)
 	}
 	switch dst := out.(type) {
 	case nil:
@@ -419,7 +416,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 func (c *Console) fail(w http.ResponseWriter, v *viewer, err error) {
 	c.engine.Logger.Error("console request failed", zap.Error(err))
 	status := http.StatusInternalServerError
-	if errors.Is(err, storage.ErrUnavailable) || failure.Status(err) == http.StatusServiceUnavailable {
+	if errors.Is(err, failure.ErrUnavailable) {
 		status = http.StatusServiceUnavailable
 	}
 	c.message(w, v, status, "Unavailable", "The console is temporarily unavailable; nothing was changed. Try again in a moment.")

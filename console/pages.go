@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -124,7 +125,7 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 		var u account.UserView
 		var st twofactor.StatusView
 		err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name), nil, &u)
-		if failure.Status(err) == http.StatusNotFound {
+		if errors.Is(err, failure.ErrNotFound) {
 			return d, nil
 		}
 		if err != nil {
@@ -278,7 +279,7 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 	var u account.UserView
 	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username), nil, &u)
 	switch {
-	case failure.Status(err) < 500 && err != nil:
+	case failure.IsCallerError(err):
 		t.Why = failure.Message(err)
 		return d, nil
 	case err != nil:

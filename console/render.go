@@ -194,8 +194,8 @@ func (d *download) write(w http.ResponseWriter) {
 func (c *Console) sendDownload(w http.ResponseWriter, r *http.Request, v *viewer, p *page) {
 	d, err := p.download(c, r, v)
 	if err != nil {
-		if status := failure.Status(err); status < 500 {
-			c.show(w, r, v, p, status, outcome{Error: failure.Message(err)})
+		if failure.IsCallerError(err) {
+			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
 			return
 		}
 		c.fail(w, v, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
@@ -189,7 +190,7 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	status, code, reason := http.StatusServiceUnavailable, "unavailable", "the authentication store is unavailable; try again later"
 	switch {
 	case isRefusal:
-		status, code, reason = refusal.Status, refusal.Code, refusal.Reason
+		status, code, reason = failure.Status(refusal), refusalCode(refusal), refusal.Reason()
 	case errors.Is(err, storage.ErrUnavailable):
 		if due, refused := e.outage.Due(start); due {
 			e.Logger.Error("refusing requests: store unavailable", zap.Int64("refused_since_last_line", refused), zap.Error(err))
@@ -245,6 +246,22 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	}
 	WriteJSONError(w, status, code, reason)
 	return nil
+}
+
+// refusalCode is the data plane's machine-readable name of a refusal's
+// kind, the "error" member of the answer (identity's constructors make
+// refusals of these four kinds only).
+func refusalCode(r *identity.Refusal) string {
+	switch r.Kind() {
+	case failure.ErrInvalid:
+		return "bad_request"
+	case failure.ErrForbidden:
+		return "forbidden"
+	case failure.ErrThrottled:
+		return "throttled"
+	default:
+		return "unauthenticated"
+	}
 }
 
 // WriteJSONError writes the data plane's refusal body {"error","message"}.

@@ -138,13 +138,14 @@ func TestPipelineRefusals(t *testing.T) {
 		path   string
 		hdr    http.Header
 		status int
+		code   string
 	}{
-		{"no credential", "GET", "/api/x", nil, 401},
-		{"wrong password", "GET", "/api/x", basicAuth("alice", "nope"), 401},
-		{"unknown user", "GET", "/api/x", basicAuth("bob", "correct horse"), 401},
-		{"role denies method", "POST", "/api/x", basicAuth("alice", "correct horse"), 403},
-		{"role denies path", "GET", "/admin", basicAuth("alice", "correct horse"), 403},
-		{"dot-dot escape", "GET", "/api/../admin", basicAuth("alice", "correct horse"), 400},
+		{"no credential", "GET", "/api/x", nil, 401, "unauthenticated"},
+		{"wrong password", "GET", "/api/x", basicAuth("alice", "nope"), 401, "unauthenticated"},
+		{"unknown user", "GET", "/api/x", basicAuth("bob", "correct horse"), 401, "unauthenticated"},
+		{"role denies method", "POST", "/api/x", basicAuth("alice", "correct horse"), 403, "forbidden"},
+		{"role denies path", "GET", "/admin", basicAuth("alice", "correct horse"), 403, "forbidden"},
+		{"dot-dot escape", "GET", "/api/../admin", basicAuth("alice", "correct horse"), 400, "bad_request"},
 	}
 	for _, c := range cases {
 		w, up := s.do(t, c.method, c.path, c.hdr)
@@ -152,8 +153,8 @@ func TestPipelineRefusals(t *testing.T) {
 			t.Errorf("%s: status %d (forwarded=%v), want %d", c.name, w.Code, up != nil, c.status)
 		}
 		var body struct{ Error, Message string }
-		if json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error == "" || body.Message == "" {
-			t.Errorf("%s: refusal body %q", c.name, w.Body)
+		if json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error != c.code || body.Message == "" {
+			t.Errorf("%s: refusal body %q, want error %q and a message", c.name, w.Body, c.code)
 		}
 		if c.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: no WWW-Authenticate", c.name)

@@ -4,8 +4,9 @@ package identity
 
 import (
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 // Method names the credential kind that authenticated a request; the value
@@ -63,21 +64,27 @@ type Identity struct {
 	Roles []string
 }
 
-// Refusal is an authentication or authorisation failure with the HTTP
-// status it maps to and a reason safe to show to the client and to log.
+// Refusal is an authentication or authorisation failure of the data
+// plane: a kind of the failure vocabulary (failure.ErrInvalid,
+// ErrUnauthenticated, ErrForbidden or ErrThrottled, so errors.Is finds it)
+// with a reason safe to show to the client and to log, and what the
+// answer needs beyond them. The engine renders it: the HTTP status is
+// failure.Status of the kind, as in every other front end.
 type Refusal struct {
-	// Status is the HTTP status: 400, 401, 403 or 429.
-	Status int
-	// Code is the machine-readable error ("bad_request", "unauthenticated", "forbidden", "throttled").
-	Code string
-	// Reason says why, without any secret in it.
-	Reason string
+	// classified is the kind and the reason (its Message).
+	classified failure.Error
 	// Username is the account the refused credential claimed, when known,
 	// for the audit log.
 	Username string
-	// RetryAfter, for a 429, is how long the client should wait: the
-	// response's Retry-After header, in whole seconds. Zero: no header.
+	// RetryAfter, for a throttled refusal, is how long the client should
+	// wait: the response's Retry-After header, in whole seconds. Zero: no
+	// header.
 	RetryAfter time.Duration
+}
+
+// refuse returns a refusal of kind saying reason.
+func refuse(kind error, reason string) *Refusal {
+	return &Refusal{classified: failure.Error{Kind: kind, Message: reason}}
 }
 
 // For returns a copy of r naming the account the credential claimed.
@@ -87,28 +94,37 @@ func (r *Refusal) For(username string) *Refusal {
 	return &c
 }
 
+// Kind is the refusal's kind, one of the failure package's.
+func (r *Refusal) Kind() error { return r.classified.Kind }
+
+// Reason says why, without any secret in it.
+func (r *Refusal) Reason() string { return r.classified.Message }
+
 // Error implements error.
-func (r *Refusal) Error() string { return fmt.Sprintf("%s: %s", r.Code, r.Reason) }
+func (r *Refusal) Error() string { return r.classified.Kind.Error() + ": " + r.classified.Message }
 
-// Unauthenticated returns a 401 refusal.
-func Unauthenticated(reason string) *Refusal {
-	return &Refusal{Status: 401, Code: "unauthenticated", Reason: reason}
-}
+// Unwrap returns the refusal as a classified error of its kind, so
+// failure.Status, failure.Message and errors.Is work on it as on any other.
+func (r *Refusal) Unwrap() error { return &r.classified }
 
-// Forbidden returns a 403 refusal.
-func Forbidden(reason string) *Refusal {
-	return &Refusal{Status: 403, Code: "forbidden", Reason: reason}
-}
+// Unauthenticated returns a refusal of kind failure.ErrUnauthenticated
+// (401): no credential, or one that does not prove an identity.
+func Unauthenticated(reason string) *Refusal { return refuse(failure.ErrUnauthenticated, reason) }
 
-// BadRequest returns a 400 refusal: a request Gatehouse will not judge.
-func BadRequest(reason string) *Refusal {
-	return &Refusal{Status: 400, Code: "bad_request", Reason: reason}
-}
+// Forbidden returns a refusal of kind failure.ErrForbidden (403): the
+// identity may not do what was asked.
+func Forbidden(reason string) *Refusal { return refuse(failure.ErrForbidden, reason) }
 
-// Throttled returns a 429 refusal telling the client to retry after
-// retryAfter.
+// BadRequest returns a refusal of kind failure.ErrInvalid (400): a request
+// Gatehouse will not judge.
+func BadRequest(reason string) *Refusal { return refuse(failure.ErrInvalid, reason) }
+
+// Throttled returns a refusal of kind failure.ErrThrottled (429) telling
+// the client to retry after retryAfter.
 func Throttled(reason string, retryAfter time.Duration) *Refusal {
-	return &Refusal{Status: 429, Code: "throttled", Reason: reason, RetryAfter: retryAfter}
+	r := refuse(failure.ErrThrottled, reason)
+	r.RetryAfter = retryAfter
+	return r
 }
 
 // AsRefusal returns the Refusal in err's chain, if any.

@@ -2,7 +2,7 @@ package appkey
 
 import (
 	"context"
-	"net/http"
+	"errors"
 
 	"go.uber.org/zap"
 
@@ -33,7 +33,7 @@ func (s *Service) deleteUserKeys(ctx context.Context, u *account.User) error {
 	for _, name := range names {
 		rec, err := s.deleteKey(ctx, name, u.ID)
 		switch {
-		case failure.Status(err) == http.StatusNotFound: // gone meanwhile
+		case errors.Is(err, failure.ErrNotFound): // gone meanwhile
 		case err != nil:
 			return err
 		case rec != nil: // nil: the name is now another account's key

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -104,7 +103,7 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 		return nil, err
 	}
 	u, err := p.engine.Accounts.User(ctx, in.Username)
-	if failure.Status(err) == 404 {
+	if errors.Is(err, failure.ErrNotFound) {
 		return nil, failure.Invalid("user %q does not exist; create it first", in.Username)
 	}
 	if err != nil {
@@ -147,7 +146,7 @@ func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey,
 			return nil, failure.Conflict("connector %q is revoked; create it again with POST /gatehouse/connectors", name)
 		}
 		u, err := p.engine.Accounts.User(ctx, rec.Username)
-		if err != nil && failure.Status(err) != 404 {
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
 			return nil, err
 		}
 		if u == nil || u.ID != rec.UserID {
@@ -229,7 +228,7 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 	}
 	for _, name := range names {
 		rec, n, err := p.revoke(ctx, name, u.ID)
-		if failure.Status(err) == http.StatusNotFound {
+		if errors.Is(err, failure.ErrNotFound) {
 			continue
 		}
 		if err != nil {

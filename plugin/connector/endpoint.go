@@ -216,7 +216,7 @@ func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.E
 	}
 	u, err := p.engine.Accounts.User(ctx, conn.Username)
 	switch {
-	case failure.Status(err) == http.StatusNotFound || (err == nil && u.ID != conn.UserID):
+	case errors.Is(err, failure.ErrNotFound) || (err == nil && u.ID != conn.UserID):
 		return issued{}, invalidGrant("the account of connector " + name + " no longer exists")
 	case err != nil:
 		return issued{}, err

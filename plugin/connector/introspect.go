@@ -92,7 +92,7 @@ func (p *Plugin) introspect(w http.ResponseWriter, r *http.Request) (introspecti
 	}
 	u, err := p.engine.Accounts.User(ctx, rec.Username)
 	switch {
-	case failure.Status(err) == http.StatusNotFound || (err == nil && (u.ID != rec.UserID || !u.Active() || u.TokenEpoch != rec.TokenEpoch)):
+	case errors.Is(err, failure.ErrNotFound) || (err == nil && (u.ID != rec.UserID || !u.Active() || u.TokenEpoch != rec.TokenEpoch)):
 		return introspection{}, nil
 	case err != nil:
 		return introspection{}, err

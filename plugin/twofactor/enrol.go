@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -172,8 +171,7 @@ const SMSPerHour = 10
 
 // ErrTooManyTexts refuses an SMS code beyond SMSPerHour; the code sent
 // before stays valid.
-var ErrTooManyTexts = &failure.Error{Status: http.StatusTooManyRequests,
-	Message: fmt.Sprintf("%d SMS codes were already sent to the user within the hour; use the last one, another factor, or try again later", SMSPerHour)}
+var ErrTooManyTexts = failure.Throttled("%d SMS codes were already sent to the user within the hour; use the last one, another factor, or try again later", SMSPerHour)
 
 // SendCode sends the user a new 6-digit SMS code, valid for 5 minutes and
 // once; it replaces any code sent before. Beyond SMSPerHour it sends
@@ -296,7 +294,7 @@ func (s *Service) RedeemEnrolmentLink(ctx context.Context, token string) (*Enrol
 		return nil, errLinkInvalid
 	}
 	u, err := s.engine.Accounts.User(ctx, rec.Username)
-	if failure.Status(err) == 404 {
+	if errors.Is(err, failure.ErrNotFound) {
 		return nil, errLinkInvalid
 	}
 	if err != nil {

@@ -286,7 +286,7 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 		return nil
 	}
 	u, err := c.h.engine.Accounts.User(c.r.Context(), account.AccountName(username, c.h.engine.Config.DefaultDomain))
-	if failure.Status(err) == http.StatusNotFound {
+	if errors.Is(err, failure.ErrNotFound) {
 		answer(reply{Error: ErrorUserNotFound, ErrorMessage: "user " + username + " not found"})
 		return nil
 	}
@@ -300,10 +300,9 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 // fail answers err: a refused operation is ERROR_FAULT with its message,
 // anything else (a store failure) a 500.
 func (c *call) fail(err error, answer func(reply)) {
-	var classified *failure.Error
 	switch {
-	case errors.As(err, &classified) && classified.Status < 500:
-		answer(fault(classified.Message))
+	case failure.IsCallerError(err):
+		answer(fault(failure.Message(err)))
 	case errors.Is(err, twofactor.ErrSMSDelivery):
 		answer(fault(twofactor.ErrSMSDelivery.Error()))
 	default:
