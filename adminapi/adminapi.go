@@ -108,7 +108,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// WriteError writes err in Caddy's admin error shape with its status.
+// WriteError writes err in Caddy's admin error shape with the status of
+// its kind (failure.Status) and its client-safe message.
 func WriteError(w http.ResponseWriter, err error) {
 	_ = WriteJSON(w, failure.Status(err), map[string]string{"error": failure.Message(err)}) // the status is sent; nobody to tell of a failed body
 }

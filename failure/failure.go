@@ -31,11 +31,10 @@
 // still a 404 with the constructor's message, and of a store failure
 // still a 503. Format with %v an error from outside the module (a
 // library, the operating system) whose type callers must not come to
-// depend on, or an error whose kind must not pass through: a store
-// failure met while deciding a client's mistake is still a store failure,
-// but a parse error turned into a classified Invalid keeps only its text
-// (Invalid("bad key: %v", err)). A classified error's message is the
-// caller's to read: put in it only what the caller sent or may know.
+// depend on, and the cause of a classified error made from it
+// (Invalid("bad key: %v", err)), which keeps only its text. A classified
+// error's message is the caller's to read: put in it only what the caller
+// sent or may know.
 package failure
 
 import (
