@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -121,7 +120,7 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	// User, not UserByCanonicalName: it knows a directory's forms of a
 	// name, and directory accounts not seen yet.
 	u, err := s.engine.Accounts.User(ctx, in.Username)
-	if failure.Status(err) == http.StatusNotFound {
+	if errors.Is(err, failure.ErrNotFound) {
 		return nil, failure.Invalid("user %q does not exist; create the user first", in.Username)
 	}
 	if err != nil {

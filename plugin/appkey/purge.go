@@ -2,7 +2,7 @@ package appkey
 
 import (
 	"context"
-	"net/http"
+	"errors"
 	"strings"
 	"time"
 
@@ -44,7 +44,7 @@ func (s *Service) purgeExpired(ctx context.Context, onDelete func(*record)) (int
 		// (its value was never handed out): it goes silently, once old
 		// enough that no creation or rotation can still be finishing it.
 		cur, err := s.load(ctx, l.rec.Name)
-		if err != nil && failure.Status(err) != http.StatusNotFound {
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
 			return deleted, err
 		}
 		if err != nil || cur.index != l.index {

@@ -3,6 +3,7 @@ package portal
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"image/png"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 func (p *Portal) enrol(w http.ResponseWriter, r *http.Request) {
 	const title = "Set up two-factor authentication"
 	invalid := func(err error) {
-		if failure.Status(err) == http.StatusNotFound {
+		if errors.Is(err, failure.ErrNotFound) {
 			p.message(w, http.StatusNotFound, title, failure.Message(err))
 			return
 		}

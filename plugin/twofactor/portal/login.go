@@ -131,7 +131,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	notice, errMsg := "", ""
 	if slices.Contains(types, twofactor.TypeSMS) {
 		if err := p.svc.SendCode(ctx, u); err != nil {
-			if !errors.Is(err, twofactor.ErrSMSDelivery) && failure.Status(err) >= 500 {
+			if !errors.Is(err, twofactor.ErrSMSDelivery) && !failure.IsCallerError(err) {
 				p.fail(w, err)
 				return
 			}
@@ -228,7 +228,7 @@ func (p *Portal) resend(w http.ResponseWriter, r *http.Request, token string) {
 		return
 	}
 	if err := p.svc.SendCode(ctx, u); err != nil {
-		if !errors.Is(err, twofactor.ErrSMSDelivery) && failure.Status(err) >= 500 {
+		if !errors.Is(err, twofactor.ErrSMSDelivery) && !failure.IsCallerError(err) {
 			p.fail(w, err)
 			return
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -48,7 +47,7 @@ func (p *Portal) pendingLogin(ctx context.Context, token string) (*pending, []by
 		return nil, nil, nil, nil
 	}
 	u, err := p.engine.Accounts.User(ctx, pd.Username)
-	if failure.Status(err) == http.StatusNotFound || (err == nil && (u.ID != pd.UserID || u.SessionEpoch != pd.Epoch)) {
+	if errors.Is(err, failure.ErrNotFound) || (err == nil && (u.ID != pd.UserID || u.SessionEpoch != pd.Epoch)) {
 		return nil, nil, nil, nil
 	}
 	if err != nil {
