@@ -78,7 +78,7 @@ type rendering struct {
 	message string
 }
 
-// renderings lists every kind Status knows, in the order they are looked
+// renderings lists every kind Status knows (and storage.ErrConflict), in the order they are looked
 // for in a chain without a classified error: a store failure first, so a
 // chain that holds one fails closed.
 var renderings = []rendering{
@@ -88,6 +88,10 @@ var renderings = []rendering{
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
 	{ErrNotFound, http.StatusNotFound, "not found"},
 	{ErrConflict, http.StatusConflict, "conflict"},
+	// The store's own conflict: an optimistic update that kept losing to
+	// other writers (storage.Update). Callers usually say which record;
+	// one that does not is still a 409, never a 500.
+	{storage.ErrConflict, http.StatusConflict, "the record is being changed concurrently; try again"},
 	{ErrThrottled, http.StatusTooManyRequests, "too many requests; try again later"},
 }
 

@@ -31,6 +31,7 @@ func TestRendering(t *testing.T) {
 		{"wrapped keeps kind and message", fmt.Errorf("loading user: %w", failure.NotFound("user %q not found", "bob")), failure.ErrNotFound, 404, `user "bob" not found`, true},
 		{"store failure", fmt.Errorf("reading: %w: connection refused", storage.ErrUnavailable), failure.ErrUnavailable, 503, "the Gatehouse store is unavailable", false},
 		{"store failure as a kind", failure.New(failure.ErrUnavailable, "store down"), storage.ErrUnavailable, 503, "store down", false},
+		{"the store's conflict", fmt.Errorf("updating user: %w", storage.ErrConflict), storage.ErrConflict, 409, "the record is being changed concurrently; try again", true},
 		{"bare kind", fmt.Errorf("role %q: %w", "r", failure.ErrConflict), failure.ErrConflict, 409, "conflict", true},
 		{"classified beats a store failure behind it", fmt.Errorf("%w (%w)", failure.Invalid("bad"), storage.ErrUnavailable), failure.ErrInvalid, 400, "bad", true},
 		{"a store failure beats a bare kind", errors.Join(failure.ErrNotFound, storage.ErrUnavailable), failure.ErrUnavailable, 503, "the Gatehouse store is unavailable", false},
