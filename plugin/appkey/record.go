@@ -233,13 +233,25 @@ func (e *entry) CacheBytes() int {
 	return entryBytes + (len(e.text)+15)&^15 + cap(e.allow)*int(unsafe.Sizeof(netip.Prefix{}))
 }
 
-// unixNano is t in Unix nanoseconds, 0 for the zero time.
+// unixNano is t in Unix nanoseconds, 0 for the zero time. A time an
+// int64 of nanoseconds cannot hold (after April 2262, before 1678) is the
+// nearest one it can, not one UnixNano wrapped around: a key expiring in
+// 2300 then works until 2262 rather than reading as expired in 1716.
 func unixNano(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.After(maxUnixNano):
+		return math.MaxInt64
+	case t.Before(minUnixNano):
+		return math.MinInt64
 	}
 	return t.UnixNano()
 }
+
+// maxUnixNano and minUnixNano are the last and first times Unix
+// nanoseconds in an int64 hold.
+var maxUnixNano, minUnixNano = time.Unix(0, math.MaxInt64), time.Unix(0, math.MinInt64)
 
 // fromUnixNano is the time of unixNano's n.
 func fromUnixNano(n int64) time.Time {

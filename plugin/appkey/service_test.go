@@ -725,6 +725,29 @@ func TestKeyChangingTooOftenIsA409(t *testing.T) {
 	}
 }
 
+// TestKeyExpiringAfter2262StillWorks: a key whose expiry lies past what
+// Unix nanoseconds in an int64 hold (after April 2262; appkey_lifetime
+// may be up to 292 years) works until then, as it did before the cached
+// entry kept its times as nanoseconds: they wrapped around to 1716, and
+// the key was refused as expired from its creation, its session too.
+func TestKeyExpiringAfter2262StillWorks(t *testing.T) {
+	f := newFixture(t)
+	f.engine.Config.AppKeyLifetime = 250 * 365 * 24 * time.Hour // from 2026: 2276
+	k := f.create(`{"name":"far","username":"alice"}`)
+	if a := f.serve(request("/api/x", "appKey", k.Key), plugin.RouteSettings{}); a.status != http.StatusOK {
+		t.Fatalf("a key expiring in %d: %d %s; want 200", k.ExpiresAt.Year(), a.status, a.body)
+	}
+	a := f.serve(request("/api/x", "appKey", k.Key, "X-Gatehouse-Session", "true"), plugin.RouteSettings{})
+	if a.status != http.StatusOK || len(a.cookies) == 0 {
+		t.Fatalf("a session asked with the key: %d %s; want 200 and a cookie", a.status, a.body)
+	}
+	r := request("/api/x")
+	r.AddCookie(a.cookies[0])
+	if a := f.serve(r, plugin.RouteSettings{}); a.status != http.StatusOK {
+		t.Fatalf("the key's session: %d %s; want 200", a.status, a.body)
+	}
+}
+
 func TestBackgroundWorkStops(t *testing.T) {
 	f := newFixture(t)
 	f.create(`{"name":"k","username":"alice"}`)
