@@ -98,8 +98,12 @@ func SafeReturn(target string) string {
 	// http.Redirect, in everything before the '?' as it stands ("#" and
 	// escapes included), and by browsers in the decoded path ("%2E" is a
 	// dot to them). Neither may land on the portal ("/./gatehouse/logout").
+	// After http.Redirect's cleaning, the browser's path is what comes
+	// before the first '#': "/#/../gatehouse#" is sent as "/gatehouse#".
 	rawPath, _, _ := strings.Cut(target, "?")
-	if underPortal(u.Path) || underPortal(rawPath) {
+	landing, _, _ := strings.Cut(path.Clean(rawPath), "#")
+	decoded, err := url.PathUnescape(landing)
+	if err != nil || underPortal(u.Path) || underPortal(landing) || underPortal(decoded) {
 		return "/"
 	}
 	return target
