@@ -404,20 +404,37 @@ func (e *env) quiet(limit time.Duration) (time.Duration, bool) {
 	return time.Since(t0), false
 }
 
-// rssMiB is the Caddy process's resident memory.
-func (c *caddyProc) rssMiB() float64 {
+// memory is the Caddy process's resident memory, in MiB, as the kernel
+// counts it: all of it (VmRSS), its anonymous part (the Go heap, stacks
+// and the runtime's own), and its file-backed part (mostly Badger's
+// memory-mapped tables: page cache the kernel can drop and read again).
+type memory struct{ resident, anonymous, file float64 }
+
+// memory reads the Caddy process's memory from /proc (zeros where it
+// cannot).
+func (c *caddyProc) memory() memory {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
-		return 0
+		return memory{}
 	}
+	var m memory
 	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb float64
-			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb) // unreadable: 0
-			return kb / 1024
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var kb float64
+		_, _ = fmt.Sscanf(strings.TrimSpace(value), "%f", &kb) // unreadable: 0
+		switch name {
+		case "VmRSS":
+			m.resident = kb / 1024
+		case "RssAnon":
+			m.anonymous = kb / 1024
+		case "RssFile":
+			m.file = kb / 1024
 		}
 	}
-	return 0
+	return m
 }
 
 // call makes an admin API call with a JSON body.

@@ -185,8 +185,9 @@ func main() {
 	}
 	printTable(table, *scale, *conns, *duration, *rounds, pins)
 	if *scale > 0 {
-		fmt.Printf("scale mode: %s seeded; Caddy start-up %.2f s at that size (process start to admin API answering); resident memory %.0f MiB after the runs\n",
-			strings.Join(env.seeded, " and "), env.startup.Seconds(), env.rssMiB())
+		mem := env.memory()
+		fmt.Printf("scale mode: %s seeded; Caddy start-up %.2f s at that size (process start to admin API answering); resident memory %.0f MiB after the runs: %.0f MiB anonymous (Go heap, stacks), %.0f MiB file-backed (Badger's mapped tables, page cache)\n",
+			strings.Join(env.seeded, " and "), env.startup.Seconds(), mem.resident, mem.anonymous, mem.file)
 	}
 	raw, err := json.MarshalIndent(table, "", "  ")
 	if err == nil {
