@@ -143,15 +143,26 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 	p.codeForm(w, r, next, u, errMsg, notice)
 }
 
-func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, f form) {
-	ctx := r.Context()
-	pd, raw, u, err := p.pendingLogin(ctx, token)
+// livePending returns the pending sign-in of token for the code step and
+// a resend; when there is none it has answered: an error page, or the
+// password form again once the sign-in expired or its account changed.
+func (p *Portal) livePending(w http.ResponseWriter, r *http.Request, token string) (*pending, []byte, *account.User, bool) {
+	pd, raw, u, err := p.pendingLogin(r.Context(), token)
 	if err != nil {
 		p.fail(w, err)
-		return
+		return nil, nil, nil, false
 	}
 	if u == nil {
 		p.passwordForm(w, token, "", msgExpired, "/")
+		return nil, nil, nil, false
+	}
+	return pd, raw, u, true
+}
+
+func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, f form) {
+	ctx := r.Context()
+	pd, raw, u, ok := p.livePending(w, r, token)
+	if !ok {
 		return
 	}
 	res, err := p.svc.Verify(ctx, u, f.Code)
@@ -202,13 +213,8 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 
 func (p *Portal) resend(w http.ResponseWriter, r *http.Request, token string) {
 	ctx := r.Context()
-	pd, raw, u, err := p.pendingLogin(ctx, token)
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	if u == nil {
-		p.passwordForm(w, token, "", msgExpired, "/")
+	pd, raw, u, ok := p.livePending(w, r, token)
+	if !ok {
 		return
 	}
 	if pd.Sends >= maxResends {
