@@ -124,7 +124,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	rc := goredis.NewClient(&goredis.Options{Addr: replica.Addr()})
 	defer rc.Close()
-	waitWithin(t, 5*time.Second, "the write reaches the replica", func() bool {
+	waitWithin(t, 30*time.Second, "the write reaches the replica", func() bool {
 		rc.Do(ctx, "READONLY")
 		v, _ := rc.Get(ctx, DefaultClusterPrefix+"user/alice").Result()
 		return v == "blocked"

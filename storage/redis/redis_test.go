@@ -230,7 +230,7 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 	}
 	// Once A's own invalidation of the write has reached B, B serves the
 	// key from memory.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		read(b, "user/alice")
 		hits := b.Hits()
 		if read(b, "user/alice") == "active" && b.Hits() == hits+1 {
@@ -486,12 +486,12 @@ func TestSilentPartitionDropsTheCache(t *testing.T) {
 		t.Fatalf("cached entries were served %v into a silent partition; the bound is about 1 s", lastHit)
 	}
 	srv.Resume()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if v, err := c.Get(ctx, "user/alice"); err == nil && string(v) == "active" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no recovery within 5 s of the server resuming")
+			t.Fatal("no recovery within 30 s of the server resuming")
 		}
 	}
 }
