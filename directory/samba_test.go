@@ -67,7 +67,20 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	if err := samba.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(-samba.Process.Pid, syscall.SIGTERM); samba.Wait() })
+	t.Cleanup(func() {
+		// samba forks workers into its process group; the temporary
+		// directory can go only once all of them have exited.
+		pgid := samba.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		_ = samba.Wait()
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline.Add(5*time.Second)) {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	// A busy machine (the 2-core CI box with the suite beside it) can
 	// take well over a minute to bring up an AD DC.
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
