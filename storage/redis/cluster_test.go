@@ -290,6 +290,14 @@ func TestClusterScanFollowsATakeover(t *testing.T) {
 	defer rc.Close()
 	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
 	defer mc.Close()
+	// A takeover does not wait for replication: a write the replica has
+	// not received yet is lost (as Redis documents), so wait until it has
+	// it; on a busy machine that can take a while.
+	waitWithin(t, 30*time.Second, "the write reaches the replica", func() bool {
+		rc.Do(ctx, "READONLY")
+		v, _ := rc.Get(ctx, DefaultClusterPrefix+"user/alice").Result()
+		return v == "active"
+	})
 	if err := rc.Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
 		t.Fatal(err)
 	}
