@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 12m
 FUZZTIME   ?= 10s
 FUZZJOBS   ?= 1
 
-.PHONY: all build run test unit integration vet lint fuzz bench bench-redis xcaddy tools docs-check clean
+.PHONY: all build run test unit integration vet lint fuzz bench bench-redis xcaddy tools docs-check test-samba clean
 
 all: build
 
@@ -53,6 +53,13 @@ lint:
 test: tools $(BIN) vet lint docs-check
 	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 \
 	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The Active Directory test against a Samba AD DC it provisions (root,
+# ports 389/636 free; installs samba when missing). Not part of make test:
+# docs/operators/directory.md says why.
+test-samba: tools
+	command -v samba-tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q samba
+	GATEHOUSE_TEST_SAMBA=1 $(GO) test -count=1 -run TestDirectoryAgainstSambaAD -v ./directory/
 
 # Runs the documentation's shell blocks marked runnable (```sh runnable)
 # against bin/caddy with Caddyfile.example, as `make run` runs it, on the
