@@ -73,8 +73,9 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	if err := samba.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- samba.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = samba.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		// samba forks workers into its process group; the temporary
 		// directory can go only once all of them have exited.
@@ -100,10 +101,9 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 			break
 		}
 		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
+		case <-exited:
 			out, _ := os.ReadFile(log.Name())
-			t.Fatalf("samba exited before its LDAP server listened (%v); its log:\n%s", err, out)
+			t.Fatalf("samba exited before its LDAP server listened (%v); its log:\n%s", waitErr, out)
 		default:
 		}
 		if time.Now().After(deadline) {
