@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,48 @@ func TestPerRequest(t *testing.T) {
 	s.perRequest(counters{}, counters{serverCPU: time.Second}, 10) // Caddy's counters not read
 	if s.gcShare != 0 || s.allocs != 0 {
 		t.Errorf("perRequest without Caddy's counters = %+v; want 0 GC share and allocs", s)
+	}
+}
+
+// TestForwardSweepRuns: a default run leaves the sweep's own rows out;
+// -kinds forward_sweep runs exactly the sweep, in its order, each row
+// forwarding what the row before it does and one header more.
+func TestForwardSweepRuns(t *testing.T) {
+	for _, k := range defaultKinds(kinds) {
+		for _, s := range sweepOnly {
+			if k.name == s.name {
+				t.Errorf("default run includes the sweep row %s", k.name)
+			}
+		}
+	}
+	got, err := selectKinds(kinds, "forward_sweep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, k := range got {
+		names = append(names, k.name)
+	}
+	if want := []string{"app_key", "app_key_forward_user", "app_key_forward_user_roles", "app_key_forward_user_roles_auth",
+		"app_key_forward_no_assertion"}; !slices.Equal(names, want) {
+		t.Errorf("forward_sweep runs %v; want %v", names, want)
+	}
+	forwarded := func(site string) int {
+		_, opt, ok := strings.Cut(site, "forward ")
+		if !ok {
+			return 7 // the default: every header and the assertion
+		}
+		line, _, _ := strings.Cut(opt, "\n")
+		return len(strings.Fields(line))
+	}
+	byName := map[string]kind{}
+	for _, k := range got {
+		byName[k.name] = k
+	}
+	for i := 1; i < len(sweepRows); i++ {
+		prev, cur := byName[sweepRows[i-1]], byName[sweepRows[i]]
+		if cur.name != "app_key" && forwarded(cur.site) != forwarded(prev.site)+1 {
+			t.Errorf("%s forwards %d names, %s %d: want one more", cur.name, forwarded(cur.site), prev.name, forwarded(prev.site))
+		}
 	}
 }

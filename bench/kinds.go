@@ -27,9 +27,11 @@ type row struct {
 // kinds are the measured rows, in order: each Gatehouse kind with all
 // identity headers and then with "forward user" only, the limit of the
 // full set (plain_identity_headers), the peers (Caddy's basic_auth,
-// forward_auth), the Redis-backed row and the directory-backed one.
+// forward_auth), the Redis-backed row and the directory-backed one; then
+// the rows of the forward sweep, which run only when named (sweepOnly).
 var kinds = []kind{basicKind, basicDirectoryKind, basicForwardUserKind, appKeyKind, appKeyForwardUserKind, connectorKind,
-	sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind}
+	sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind,
+	appKeyForwardRolesKind, appKeyForwardAuthKind, appKeyForwardNoAssertionKind}
 
 const benchRole = `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`
 

@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,7 +84,7 @@ func main() {
 		"measure Gatehouse on a Redis Cluster of three primaries instead (make bench-redis): Redis commands per request, their spread over the primaries, the ceiling of Gatehouse's one slot")
 	workers := flag.Int("workers", 64, "with -redis-cluster: the clients replaying cache-miss round trips against the slot's primary")
 	steady := flag.Duration("steady", 65*time.Second, "with -redis-cluster: the stretch of steady traffic in which writes are counted (0: skip)")
-	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all)")
+	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all but the forward sweep's own rows); forward_sweep: the app_key rows from forward user to the full set")
 	flag.Parse()
 	if *redisCluster {
 		o := clusterOptions{caddyBin: *caddyBin, conns: *conns, workers: *workers, count: 3 * time.Second,
@@ -116,6 +117,8 @@ func main() {
 		if kinds, err = selectKinds(kinds, *only); err != nil {
 			log.Fatalf("bench: -kinds: %v", err)
 		}
+	} else {
+		kinds = defaultKinds(kinds)
 	}
 
 	env, err := startEnv(envOptions{caddyBin: *caddyBin, scale: *scale, excludeProxyLog: *excludeProxyLog, cacheSize: *cacheSize, pins: pins})
@@ -154,7 +157,7 @@ func main() {
 	for round := 1; round <= *rounds; round++ {
 		measure := func(name string, t target) stats {
 			m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
-			log.Printf("round %d %-24s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  errors %d",
+			log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  errors %d",
 				round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, m.errors)
 			return m
 		}
@@ -210,13 +213,31 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
+// defaultKinds is all without the rows that run only when named.
+func defaultKinds(all []kind) []kind {
+	var kept []kind
+	for _, k := range all {
+		if !slices.ContainsFunc(sweepOnly, func(s kind) bool { return s.name == k.name }) {
+			kept = append(kept, k)
+		}
+	}
+	return kept
+}
+
 // selectKinds keeps the kinds named in the comma-separated list, in their
 // usual order; baseline names (plain, plain_tls) are accepted and ignored,
-// as baselines run with the rows compared to them.
+// as baselines run with the rows compared to them, and forward_sweep
+// stands for the rows of sweepRows.
 func selectKinds(all []kind, list string) ([]kind, error) {
 	want := map[string]bool{}
 	for _, name := range strings.Split(list, ",") {
-		if name = strings.TrimSpace(name); name != "" {
+		switch name = strings.TrimSpace(name); name {
+		case "":
+		case "forward_sweep":
+			for _, row := range sweepRows {
+				want[row] = true
+			}
+		default:
 			want[name] = true
 		}
 	}
@@ -253,11 +274,11 @@ func printTable(table []Result, scale, conns int, d time.Duration, rounds int, p
 		fmt.Printf(", scale mode %d keys", scale)
 	}
 	fmt.Println()
-	fmt.Printf("%-24s %8s %8s %8s %7s %9s %8s %9s %6s %7s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
+	fmt.Printf("%-31s %8s %8s %8s %7s %9s %8s %9s %6s %7s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
 		"GC %", "allocs", "baseline")
-	fmt.Println(strings.Repeat("-", 126))
+	fmt.Println(strings.Repeat("-", 133))
 	for _, r := range table {
-		fmt.Printf("%-24s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
+		fmt.Printf("%-31s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
 			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, r.Baseline)
 	}
 	fmt.Println("CPU µs: CPU time of the server processes per request; CPU ratio: the baseline's CPU µs over the row's;")

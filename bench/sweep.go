@@ -1,0 +1,35 @@
+package main
+
+// The forward sweep: the app_key row with one more identity header
+// forwarded per row, from "forward user" (app_key_forward_user) to the
+// full set (app_key), so that the difference between neighbouring rows is
+// what one header costs (docs/benchmarks.md, "What each forwarded header
+// costs"). Its rows run only when asked for: -kinds forward_sweep runs the
+// whole sweep (sweepRows), or name single rows.
+var (
+	appKeyForwardRolesKind = kind{
+		name: "app_key_forward_user_roles", baseline: "plain",
+		site:  gatehouseSite("app_key_forward_user_roles", "app_key", "user roles"),
+		setup: setupAppKeys("app_key_forward_user_roles"),
+	}
+	appKeyForwardAuthKind = kind{
+		name: "app_key_forward_user_roles_auth", baseline: "plain",
+		site:  gatehouseSite("app_key_forward_user_roles_auth", "app_key", "user roles auth"),
+		setup: setupAppKeys("app_key_forward_user_roles_auth"),
+	}
+	appKeyForwardNoAssertionKind = kind{
+		name: "app_key_forward_no_assertion", baseline: "plain",
+		site:  gatehouseSite("app_key_forward_no_assertion", "app_key", "user roles auth app_key"),
+		setup: setupAppKeys("app_key_forward_no_assertion"),
+	}
+)
+
+// sweepOnly are the rows that run only when named (or through
+// forward_sweep), not in a default run.
+var sweepOnly = []kind{appKeyForwardRolesKind, appKeyForwardAuthKind, appKeyForwardNoAssertionKind}
+
+// sweepRows is what -kinds forward_sweep stands for, in the sweep's
+// order: each row forwards what the one before it does and one header
+// more.
+var sweepRows = []string{"app_key_forward_user", "app_key_forward_user_roles", "app_key_forward_user_roles_auth",
+	"app_key_forward_no_assertion", "app_key"}
