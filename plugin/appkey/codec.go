@@ -14,6 +14,10 @@ const codecVersion = 1
 
 var errCorrupt = errors.New("application key record is corrupt")
 
+// errMisfiled is a record whose own index is not the one it is stored
+// under; the data plane answers it as an invalid key.
+var errMisfiled = errors.New("application key record is filed under another index")
+
 // fields visits every field of r in storage order: the one list both
 // encoding and decoding follow. Append new fields at the end only.
 func (r *record) fields(c reccodec.Fields) {

@@ -1,6 +1,7 @@
 package appkey
 
 import (
+	"errors"
 	"reflect"
 	"runtime"
 	"strings"
@@ -67,7 +68,7 @@ func TestCachedEntryKeepsNotTheMetadata(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range entries {
-		e, err := decodeEntry(raw)
+		e, err := decodeEntry(indexPrefix+rec.Index, raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +81,7 @@ func TestCachedEntryKeepsNotTheMetadata(t *testing.T) {
 		t.Fatalf("a cached entry keeps %d bytes alive; want under 1 KB (it must not keep the 2 KB record)", perEntry)
 	}
 	e := entries[0]
-	if e.name() != rec.Name || e.index() != rec.Index || e.username() != rec.Username || e.userID() != rec.UserID ||
+	if e.name() != rec.Name || e.username() != rec.Username || e.userID() != rec.UserID ||
 		e.prevIndex() != rec.PrevIndex || e.successor() != rec.Successor || !e.isStub() ||
 		!e.expires().Equal(rec.ExpiresAt) || !e.graceEnds().Equal(rec.GraceUntil) || len(e.allow) != 2 {
 		t.Fatalf("entry %+v does not match the record", e)
@@ -93,4 +94,12 @@ func TestCachedEntryKeepsNotTheMetadata(t *testing.T) {
 		t.Errorf("an entry reports %d bytes; it holds %d", reported, perEntry)
 	}
 	runtime.KeepAlive(entries)
+	// The index is not kept: it is checked once, against the key the
+	// record was read under.
+	if _, err := decodeEntry(indexPrefix+rec.Index[1:]+"0", raw); !errors.Is(err, errMisfiled) {
+		t.Errorf("a record read under another index decoded: %v", err)
+	}
+	if _, err := decodeEntry(indexPrefix, raw); !errors.Is(err, errMisfiled) {
+		t.Errorf("a record read under an empty index decoded: %v", err)
+	}
 }

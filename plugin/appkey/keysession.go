@@ -108,7 +108,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if !ok {
 		return errInvalid
 	}
-	e, graceUntil, err := s.find(ctx, index, s.now())
+	e, current, graceUntil, err := s.find(ctx, index, s.now())
 	if err != nil {
 		return err
 	}
@@ -129,12 +129,12 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	key := sessionKey(id.AppKey, session.DigestID(token))
-	bound := binding{Index: e.index(), SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
+	bound := binding{Index: current, SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
 	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
 	if err == nil {
 		// A deletion or rotation that ran between find and Put did not
 		// see this session: check that the value still works.
-		_, _, err = s.find(ctx, index, s.now())
+		_, _, _, err = s.find(ctx, index, s.now())
 	}
 	if err != nil {
 		// Best effort: the session and its binding are unusable anyway.

@@ -1,6 +1,7 @@
 package appkey
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"math"
 	"net/netip"
@@ -175,9 +176,11 @@ func (r *record) isStub() bool { return r.Successor != "" }
 // then two heap objects (this struct and its text) and reports what they
 // hold (CacheBytes) to a cache bounded in bytes.
 type entry struct {
-	// text holds the name, index, username, user ID, and for a stub the
+	// text holds the name, username, user ID, and for a stub the
 	// successor's index, and the index of the value a rotation replaced
-	// (see record), back to back; ends[i] is where the i-th ends.
+	// (see record), back to back; ends[i] is where the i-th ends. Not
+	// the index the entry is filed under: decodeEntry checks it once,
+	// against the key it was read under, and the cache key holds it.
 	text string
 	ends [numEntryStrings]uint16
 	// expiresAt and graceUntil are the record's times in Unix
@@ -192,7 +195,6 @@ type entry struct {
 // The strings of an entry's text, in order.
 const (
 	entryName = iota
-	entryIndex
 	entryUsername
 	entryUserID
 	entryPrevIndex
@@ -210,7 +212,6 @@ func (e *entry) str(i int) string {
 }
 
 func (e *entry) name() string      { return e.str(entryName) }
-func (e *entry) index() string     { return e.str(entryIndex) }
 func (e *entry) username() string  { return e.str(entryUsername) }
 func (e *entry) userID() string    { return e.str(entryUserID) }
 func (e *entry) prevIndex() string { return e.str(entryPrevIndex) }
@@ -261,16 +262,24 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-func decodeEntry(b []byte) (*entry, error) {
+// decodeEntry decodes the record read under key (indexPrefix + its
+// index) into the entry the data plane caches, refusing one whose own
+// index is not the key's: a record filed under the wrong index is never
+// trusted.
+func decodeEntry(key string, b []byte) (*entry, error) {
 	rec, err := decodeRecord(b)
 	if err != nil {
 		return nil, err
+	}
+	index, _ := strings.CutPrefix(key, indexPrefix)
+	if subtle.ConstantTimeCompare([]byte(rec.Index), []byte(index)) != 1 {
+		return nil, errMisfiled
 	}
 	_, allow, err := parseAllowlist(rec.IPAllowlist)
 	if err != nil {
 		return nil, fmt.Errorf("application key %q has a corrupt allowlist: %w", rec.Name, err)
 	}
-	strs := [numEntryStrings]string{entryName: rec.Name, entryIndex: rec.Index, entryUsername: rec.Username,
+	strs := [numEntryStrings]string{entryName: rec.Name, entryUsername: rec.Username,
 		entryUserID: rec.UserID, entryPrevIndex: rec.PrevIndex, entrySuccessor: rec.Successor}
 	e := &entry{expiresAt: unixNano(rec.ExpiresAt), graceUntil: unixNano(rec.GraceUntil), allow: allow}
 	n := 0

@@ -990,3 +990,31 @@ func TestKeySessionOnlyWhereKeysAreAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordFiledUnderAnotherIndexIsRefused: a record copied in the
+// store under another key's index (the store written around Gatehouse)
+// is refused as an invalid key, never served as the record's own key:
+// decodeEntry checks the index once, when the record is read.
+func TestRecordFiledUnderAnotherIndexIsRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.create(`{"name":"victim","username":"Alice"}`).Key
+	b := f.create(`{"name":"other","username":"Alice"}`).Key
+	indexA, _ := indexOf(f.ks, a)
+	indexB, _ := indexOf(f.ks, b)
+	raw, err := f.backend.Get(ctx, indexPrefix+indexB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.backend.Put(ctx, indexPrefix+indexA, raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the miss, and then whatever the cache kept
+		if got := f.serve(request("/api/x", "appKey", a), plugin.RouteSettings{}); got.status != http.StatusUnauthorized {
+			t.Fatalf("key A with B's record under its index: %d %s (forwarded as %+v); want 401", got.status, got.body, got.id)
+		}
+	}
+	if got := f.serve(request("/api/x", "appKey", b), plugin.RouteSettings{}); got.status != http.StatusOK || got.id.AppKey != "other" {
+		t.Fatalf("key B itself: %d %s", got.status, got.body)
+	}
+}

@@ -3,7 +3,6 @@ package appkey
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"time"
 	"unsafe"
@@ -32,7 +31,7 @@ func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*id
 	}
 	index := unsafe.String(&buf[0], len(buf)) //nolint:gosec // G103: buf is not written again while index lives
 	now := s.now()
-	e, _, err := s.find(ctx, index, now)
+	e, _, _, err := s.find(ctx, index, now)
 	if err != nil {
 		return nil, err
 	}
@@ -56,35 +55,34 @@ func (e *entry) admits(now time.Time, clientIP string) error {
 	return nil
 }
 
-// find returns the key whose value has the given index. For the previous
-// value of a rotated key it returns the key and the end of the value's
-// grace period (zero otherwise).
-func (s *Service) find(ctx context.Context, index string, now time.Time) (key *entry, graceUntil time.Time, err error) {
+// find returns the key whose value has the given index, and the index of
+// its current value (index itself, unless index is the previous value of
+// a rotated key). For the previous value it also returns the end of the
+// value's grace period (zero otherwise).
+func (s *Service) find(ctx context.Context, index string, now time.Time) (key *entry, current string, graceUntil time.Time, err error) {
 	e, err := s.lookup(ctx, index)
 	if err != nil || !e.isStub() {
-		return e, time.Time{}, err
+		return e, index, time.Time{}, err
 	}
 	if !now.Before(e.graceEnds()) {
-		return nil, time.Time{}, errReplaced
+		return nil, "", time.Time{}, errReplaced
 	}
 	cur, err := s.lookup(ctx, e.successor())
 	if errors.Is(err, errInvalid) || (err == nil && (cur.isStub() || cur.name() != e.name() || cur.prevIndex() != index)) {
-		return nil, time.Time{}, errReplaced
+		return nil, "", time.Time{}, errReplaced
 	}
-	return cur, e.graceEnds(), err
+	return cur, e.successor(), e.graceEnds(), err
 }
 
-// lookup returns the cached record stored under index.
+// lookup returns the cached record stored under index (decodeEntry
+// checked, when it was read, that the record is that index's).
 func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
-	e, err := cache.LoadJoined(s.store, ctx, indexPrefix, index, decodeEntry)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errInvalid
+	e, err := cache.LoadJoinedKeyed(s.store, ctx, indexPrefix, index, decodeEntry)
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, errMisfiled) {
+		return nil, errInvalid // a record filed under the wrong index: never trust it
 	}
 	if err != nil {
 		return nil, err
-	}
-	if subtle.ConstantTimeCompare([]byte(e.index()), []byte(index)) != 1 {
-		return nil, errInvalid // a record filed under the wrong index: never trust it
 	}
 	return e, nil
 }

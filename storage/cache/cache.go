@@ -285,7 +285,7 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 // returned as storage.ErrNotFound. With decode set, the entry holds the
 // object decode makes of the value instead of the value; a decode error
 // is returned and nothing is cached, like a store failure.
-func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func([]byte) (any, error)) (*entry, error) {
+func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func(key string, raw []byte) (any, error)) (*entry, error) {
 	c.misses.Add(1)
 	s := c.stripeOf(key)
 	gen := s.gen.Load()
@@ -298,7 +298,7 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 		return nil, err // failures are never cached
 	case decode != nil:
 		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), hasDecoded: true}
-		if e.decoded, err = decode(got.Value); err != nil {
+		if e.decoded, err = decode(key, got.Value); err != nil {
 			return nil, err
 		}
 		e.decodedBytes = decodedBytes(e.decoded, len(got.Value))
@@ -346,6 +346,22 @@ func (c *Cache) attach(key string, e *entry, v any) {
 // (or decodes the value Get cached), and so does every Load of a key whose
 // decoder returned a nil interface value.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
+	return load(c, ctx, key, decode, nil)
+}
+
+// LoadKeyed is Load with a decoder that is also given the key the value
+// was read under, so that it can check once, when the value is decoded, that the
+// value belongs under that key, and the object need not hold the key to
+// be checked on every hit.
+func LoadKeyed[T any](c *Cache, ctx context.Context, key string, decode func(key string, raw []byte) (T, error)) (T, error) {
+	return load(c, ctx, key, nil, decode)
+}
+
+// load is Load with decode, or LoadKeyed with decodeKeyed (the other nil).
+// The decoding closures are made only on the paths that decode, so a hit
+// allocates nothing.
+func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error),
+	decodeKeyed func(string, []byte) (T, error)) (T, error) {
 	var zero T
 	now := time.Now()
 	if e, ok := c.cached(key, now); ok {
@@ -355,11 +371,14 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 		}
 		if e.hasRaw { // cached by Get: decode it, and keep the object with it
 			c.hits.Add(1)
-			v, err := decode(e.raw)
+			// key itself is never handed to a decoder, which could keep
+			// it (so that LoadJoined's buffer stays on the stack).
+			owned := strings.Clone(key)
+			v, err := decodeWith(owned, e.raw, decode, decodeKeyed)
 			if err != nil {
 				return zero, err
 			}
-			c.attach(strings.Clone(key), e, v)
+			c.attach(owned, e, v)
 			return v, nil
 		}
 	} else if c.cachedAbsent(key, now) {
@@ -369,14 +388,22 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	var v T
 	// The cache files the entry under a copy of key: a hit then keeps no
 	// reference to key, so LoadJoined can build it in a stack buffer.
-	if _, err := c.fill(ctx, strings.Clone(key), now, func(raw []byte) (any, error) {
+	if _, err := c.fill(ctx, strings.Clone(key), now, func(owned string, raw []byte) (any, error) {
 		var err error
-		v, err = decode(raw)
+		v, err = decodeWith(owned, raw, decode, decodeKeyed)
 		return v, err
 	}); err != nil {
 		return zero, err
 	}
 	return v, nil
+}
+
+// decodeWith decodes raw, read under key, with whichever decoder is set.
+func decodeWith[T any](key string, raw []byte, decode func([]byte) (T, error), decodeKeyed func(string, []byte) (T, error)) (T, error) {
+	if decodeKeyed != nil {
+		return decodeKeyed(key, raw)
+	}
+	return decode(raw)
 }
 
 // LoadJoined is Load of the key prefix+name. The key is put together in
@@ -385,8 +412,21 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 // on the stack.
 func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decode func([]byte) (T, error)) (T, error) {
 	var buf [128]byte
+	return Load(c, ctx, join(&buf, prefix, name), decode)
+}
+
+// LoadJoinedKeyed is LoadKeyed of the key prefix+name, put together as
+// LoadJoined does.
+func LoadJoinedKeyed[T any](c *Cache, ctx context.Context, prefix, name string, decode func(key string, raw []byte) (T, error)) (T, error) {
+	var buf [128]byte
+	return LoadKeyed(c, ctx, join(&buf, prefix, name), decode)
+}
+
+// join is prefix+name in buf (or, when longer, in a new array), valid
+// while buf is and until buf is written again.
+func join(buf *[128]byte, prefix, name string) string {
 	b := append(append(buf[:0], prefix...), name...)
-	return Load(c, ctx, unsafe.String(unsafe.SliceData(b), len(b)), decode) //nolint:gosec // G103: b is not written again and Load does not retain it
+	return unsafe.String(unsafe.SliceData(b), len(b)) //nolint:gosec // G103: the callers do not write buf again while the string is used, and Load does not retain it
 }
 
 // Get implements storage.Store; the returned slice is the caller's.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -865,5 +866,38 @@ func TestUnknownKeysDoNotEvictKnownOnes(t *testing.T) {
 	}
 	for _, k := range unknown[len(unknown)-size/8:] {
 		wantLoad(t, c, back, k, "", 0)
+	}
+}
+
+// TestJoinedHitsAllocateNothing: LoadJoined and LoadJoinedKeyed build a
+// key too long for Go to concatenate on the stack without allocating on
+// a hit, and the keyed decoder is given the whole key once, on the miss.
+func TestJoinedHitsAllocateNothing(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	name := strings.Repeat("a", 64)
+	if err := back.Put(ctx, "prefix/"+name, []byte("7"), 0); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	keyed := func(key string, b []byte) (int, error) { keys = append(keys, key); return decodeInt(b) }
+	for i := range 3 {
+		if n, err := LoadJoinedKeyed(c, ctx, "prefix/", name, keyed); err != nil || n != 7 {
+			t.Fatalf("LoadJoinedKeyed #%d = %d, %v", i, n, err)
+		}
+	}
+	if len(keys) != 1 || keys[0] != "prefix/"+name {
+		t.Fatalf("the keyed decoder saw %q; want the key once", keys)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = LoadJoinedKeyed(c, ctx, "prefix/", name, keyed) }); n != 0 {
+		t.Errorf("a LoadJoinedKeyed hit allocated %v times", n)
+	}
+	c.invalidate("prefix/" + name)
+	if n, err := LoadJoined(c, ctx, "prefix/", name, decodeInt); err != nil || n != 7 {
+		t.Fatalf("LoadJoined = %d, %v", n, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = LoadJoined(c, ctx, "prefix/", name, decodeInt) }); n != 0 {
+		t.Errorf("a LoadJoined hit allocated %v times", n)
 	}
 }
