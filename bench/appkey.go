@@ -82,7 +82,7 @@ func seedScaleAppKeys(e *env) error {
 func setupAppKeys(name string) func(*env) (row, error) {
 	return func(e *env) (row, error) {
 		if scaleKeys.len() > 0 {
-			return row{name: name, baseline: "plain", target: e.drawn("http://127.0.0.1:%d/", name, "Appkey", scaleKeys, nil)}, nil
+			return row{name: name, baseline: "plain", target: e.drawn("http://127.0.0.1:%d/", name, "Appkey", scaleKeys, nil), drawn: true}, nil
 		}
 		if e.benchKey == "" {
 			key, err := seedAppKey(e)

@@ -22,6 +22,8 @@ type kind struct {
 type row struct {
 	name, baseline string
 	target         target
+	// drawn: the row draws scale-mode keys at random.
+	drawn bool
 }
 
 // kinds are the measured rows, in order: each Gatehouse kind with all
