@@ -66,11 +66,19 @@ func parseAllowEntry(entry string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
+// prefixList is an allowlist as the data plane reads it: a cached entry,
+// read in place.
+type prefixList interface {
+	allowLen() int
+	allowAt(i int) netip.Prefix
+}
+
 // allows reports whether the client address ip (as Caddy resolved it) is
-// in prefixes; an empty list allows every address. An address that does
-// not parse is refused.
-func allows(prefixes []netip.Prefix, ip string) bool {
-	if len(prefixes) == 0 {
+// in the list's prefixes; an empty list allows every address. An address
+// that does not parse is refused.
+func allows[L prefixList](list L, ip string) bool {
+	n := list.allowLen()
+	if n == 0 {
 		return true
 	}
 	addr, err := netip.ParseAddr(ip)
@@ -78,8 +86,8 @@ func allows(prefixes []netip.Prefix, ip string) bool {
 		return false
 	}
 	addr = addr.Unmap().WithZone("")
-	for _, p := range prefixes {
-		if p.Contains(addr) {
+	for i := range n {
+		if list.allowAt(i).Contains(addr) {
 			return true
 		}
 	}

@@ -68,7 +68,7 @@ func BenchmarkCachedKeyHeap(b *testing.B) {
 	ctx := context.Background()
 	fill := func(b *testing.B, c *cache.Cache, order []string) {
 		for _, index := range order {
-			if _, err := cache.LoadJoinedKeyed(c, ctx, indexPrefix, index, decodeEntry); err != nil {
+			if _, err := cache.LoadJoinedCompact(c, ctx, indexPrefix, index, compactEntry); err != nil {
 				b.Fatal(err)
 			}
 		}

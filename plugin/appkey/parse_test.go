@@ -2,7 +2,6 @@ package appkey
 
 import (
 	"encoding/base64"
-	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -206,24 +205,32 @@ func TestParseAllowlist(t *testing.T) {
 	}
 }
 
+// TestAllows goes through a cached entry's compact form, so it checks
+// that the prefixes come back from their bytes as they went in.
 func TestAllows(t *testing.T) {
-	_, prefixes, err := parseAllowlist([]string{"192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1"})
-	if err != nil {
-		t.Fatal(err)
+	withAllowlist := func(list ...string) entry {
+		t.Helper()
+		b, err := compactEntry(indexPrefix+"i", (&record{Name: "k", Index: "i", IPAllowlist: list}).encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return entry{b}
 	}
+	e := withAllowlist("192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1", "::ffff:198.51.100.0/120")
 	for ip, want := range map[string]bool{
 		"192.0.2.7": true, "192.0.2.8": false, "10.255.0.1": true, "11.0.0.1": false,
 		"::ffff:10.1.1.1": true, "::ffff:192.0.2.8": false, "2001:db8:5::1": true, "2001:db9::1": false,
 		"::1": true, "fe80::1%eth0": false, "127.0.0.1": false, "": false, "garbage": false,
+		"198.51.100.9": true, "198.51.101.9": false,
 	} {
-		if got := allows(prefixes, ip); got != want {
+		if got := allows(e, ip); got != want {
 			t.Errorf("allows(%q) = %v, want %v", ip, got, want)
 		}
 	}
-	if !allows(nil, "203.0.113.1") || !allows(nil, "garbage") {
+	if e := withAllowlist(); !allows(e, "203.0.113.1") || !allows(e, "garbage") {
 		t.Error("an empty allowlist must allow every address")
 	}
-	if !allows([]netip.Prefix{netip.MustParsePrefix("fe80::/10")}, "fe80::1%eth0") {
+	if !allows(withAllowlist("fe80::/10"), "fe80::1%eth0") {
 		t.Error("a zoned client address must match its prefix without the zone")
 	}
 }
@@ -232,16 +239,30 @@ func FuzzAllowlist(f *testing.F) {
 	for _, seed := range []string{"10.0.0.0/8", "::ffff:1.2.3.4", "fe80::1%x", "2001:db8::/129", " 1.2.3.4 ", "0.0.0.0/0"} {
 		f.Add(seed, "10.1.2.3")
 	}
-	f.Fuzz(func(t *testing.T, entry, ip string) {
-		canonical, prefixes, err := parseAllowlist([]string{entry})
+	f.Fuzz(func(t *testing.T, item, ip string) {
+		canonical, prefixes, err := parseAllowlist([]string{item})
 		if err != nil {
 			return
 		}
 		// The canonical form is a fixed point and means the same thing.
 		again, prefixesAgain, err := parseAllowlist(canonical)
 		if err != nil || !slices.Equal(again, canonical) || !slices.Equal(prefixes, prefixesAgain) {
-			t.Fatalf("canonical form %q of %q does not parse back to itself: %q, %v", canonical, entry, again, err)
+			t.Fatalf("canonical form %q of %q does not parse back to itself: %q, %v", canonical, item, again, err)
 		}
-		allows(prefixes, ip)
+		// A cached entry gives the prefixes back exactly.
+		b, err := compactEntry(indexPrefix+"i", (&record{Name: "k", Index: "i", IPAllowlist: canonical}).encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := entry{b}
+		if e.allowLen() != len(prefixes) {
+			t.Fatalf("%q: the cached entry holds %d prefixes; want %d", item, e.allowLen(), len(prefixes))
+		}
+		for i, p := range prefixes {
+			if got := e.allowAt(i); got != p {
+				t.Fatalf("%q: the cached entry gives prefix %v back as %v", item, p, got)
+			}
+		}
+		allows(e, ip)
 	})
 }

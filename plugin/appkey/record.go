@@ -2,13 +2,13 @@ package appkey
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -166,30 +166,30 @@ type record struct {
 
 func (r *record) isStub() bool { return r.Successor != "" }
 
-// entry is a record as the data plane caches it: decoded once, holding
-// only what a request needs, not the record's metadata or sealed key. It
-// is compact on purpose, as the cache keeps many of them and every pointer
-// in the heap is work for each garbage collection: the six strings are
-// one string of their own (text, cut at ends), the times Unix nanoseconds
-// rather than time.Time values with their location pointers, and the
-// parsed allowlist nil for the usual key without one. A cached key is
-// then two heap objects (this struct and its text) and reports what they
-// hold (CacheBytes) to a cache bounded in bytes.
+// entry is a record as the data plane caches it: holding only what a
+// request needs, not the record's metadata or sealed key, in a compact
+// form of bytes (compactEntry) that the cache keeps and hands out on
+// every hit (cache.LoadJoinedCompact). Bytes hold no pointers: however
+// many keys the cache holds, the garbage collector never scans them, and
+// a cached key costs the cache's own objects and these bytes, nothing
+// more. An entry is a view of them, read in place (its strings point
+// into them: the bytes never change once cached).
+//
+// The layout, little-endian:
+//
+//	[0:8)   expiresAt, Unix nanoseconds (0: the zero time)
+//	[8:16)  graceUntil, likewise
+//	[16:26) the ends of the five strings in the text, uint16 each
+//	[26:28) the number of allowlist prefixes, uint16
+//	[28:…)  the text: name, username, user ID, and the indexes of the
+//	        value a rotation replaced and, on a stub, of the successor
+//	then    the prefixes, allowEntrySize bytes each: the address as 16
+//	        bytes (IPv4 as IPv4-mapped), its bit count, 1 for IPv4
+//
+// Not the index the entry is filed under: decodeEntry checks it once,
+// against the key the record was read under, and the cache key holds it.
 type entry struct {
-	// text holds the name, username, user ID, and for a stub the
-	// successor's index, and the index of the value a rotation replaced
-	// (see record), back to back; ends[i] is where the i-th ends. Not
-	// the index the entry is filed under: decodeEntry checks it once,
-	// against the key it was read under, and the cache key holds it.
-	text string
-	ends [numEntryStrings]uint16
-	// expiresAt and graceUntil are the record's times in Unix
-	// nanoseconds (0: the zero time).
-	expiresAt, graceUntil int64
-	allow                 []netip.Prefix
-	// noted is the UnixNano time the key's use was last handed to the
-	// usage writer (at most once a minute).
-	noted atomic.Int64
+	b []byte
 }
 
 // The strings of an entry's text, in order.
@@ -202,36 +202,55 @@ const (
 	numEntryStrings
 )
 
-// str is the i-th string of the entry's text.
-func (e *entry) str(i int) string {
+// The layout's fixed part.
+const (
+	entryEndsAt    = 16
+	entryAllowAt   = entryEndsAt + 2*numEntryStrings
+	entryTextAt    = entryAllowAt + 2
+	allowEntrySize = 18
+)
+
+// end is where the i-th string of the text ends (from the text's start).
+func (e entry) end(i int) int { return int(binary.LittleEndian.Uint16(e.b[entryEndsAt+2*i:])) }
+
+// str is the i-th string of the entry's text, pointing into its bytes.
+func (e entry) str(i int) string {
 	start := 0
 	if i > 0 {
-		start = int(e.ends[i-1])
+		start = e.end(i - 1)
 	}
-	return e.text[start:e.ends[i]]
+	n := e.end(i) - start
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&e.b[entryTextAt+start], n) //nolint:gosec // G103: cached entry bytes are never written once made
 }
 
-func (e *entry) name() string      { return e.str(entryName) }
-func (e *entry) username() string  { return e.str(entryUsername) }
-func (e *entry) userID() string    { return e.str(entryUserID) }
-func (e *entry) prevIndex() string { return e.str(entryPrevIndex) }
-func (e *entry) successor() string { return e.str(entrySuccessor) }
+func (e entry) name() string      { return e.str(entryName) }
+func (e entry) username() string  { return e.str(entryUsername) }
+func (e entry) userID() string    { return e.str(entryUserID) }
+func (e entry) prevIndex() string { return e.str(entryPrevIndex) }
+func (e entry) successor() string { return e.str(entrySuccessor) }
 
 // expires is when the key stops working.
-func (e *entry) expires() time.Time { return fromUnixNano(e.expiresAt) }
+func (e entry) expires() time.Time { return fromUnixNano(int64(binary.LittleEndian.Uint64(e.b[0:]))) } //nolint:gosec // G115: written from an int64
 
 // graceEnds is, for a stub, when the replaced value stops working.
-func (e *entry) graceEnds() time.Time { return fromUnixNano(e.graceUntil) }
+func (e entry) graceEnds() time.Time { return fromUnixNano(int64(binary.LittleEndian.Uint64(e.b[8:]))) } //nolint:gosec // G115: written from an int64
 
-func (e *entry) isStub() bool { return e.ends[entrySuccessor] != e.ends[entryPrevIndex] }
+func (e entry) isStub() bool { return e.end(entrySuccessor) != e.end(entryPrevIndex) }
 
-// entryBytes is the heap an entry struct occupies (its size class).
-const entryBytes = 80
+// allowLen is the number of allowlist prefixes.
+func (e entry) allowLen() int { return int(binary.LittleEndian.Uint16(e.b[entryAllowAt:])) }
 
-// CacheBytes implements cache.Sized: the struct, its text and its
-// allowlist.
-func (e *entry) CacheBytes() int {
-	return entryBytes + (len(e.text)+15)&^15 + cap(e.allow)*int(unsafe.Sizeof(netip.Prefix{}))
+// allowAt is the i-th allowlist prefix.
+func (e entry) allowAt(i int) netip.Prefix {
+	at := entryTextAt + e.end(numEntryStrings-1) + i*allowEntrySize
+	addr := netip.AddrFrom16([16]byte(e.b[at : at+16]))
+	if e.b[at+17] == 1 {
+		addr = addr.Unmap()
+	}
+	return netip.PrefixFrom(addr, int(e.b[at+16]))
 }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time. A time an
@@ -262,12 +281,11 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// decodeEntry decodes the record read under key (indexPrefix + its
-// index) into the entry the data plane caches, refusing one whose own
-// index is not the key's: a record filed under the wrong index is never
-// trusted.
-func decodeEntry(key string, b []byte) (*entry, error) {
-	rec, err := decodeRecord(b)
+// compactEntry is the entry of the record read under key (indexPrefix +
+// its index), in its compact form, refusing a record whose own index is
+// not the key's: a record filed under the wrong index is never trusted.
+func compactEntry(key string, raw []byte) ([]byte, error) {
+	rec, err := decodeRecord(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -281,16 +299,34 @@ func decodeEntry(key string, b []byte) (*entry, error) {
 	}
 	strs := [numEntryStrings]string{entryName: rec.Name, entryUsername: rec.Username,
 		entryUserID: rec.UserID, entryPrevIndex: rec.PrevIndex, entrySuccessor: rec.Successor}
-	e := &entry{expiresAt: unixNano(rec.ExpiresAt), graceUntil: unixNano(rec.GraceUntil), allow: allow}
-	n := 0
-	for i, s := range strs {
-		if n += len(s); n > math.MaxUint16 {
-			return nil, errCorrupt // names and indexes are far shorter
-		}
-		e.ends[i] = uint16(n)
+	text := 0
+	for _, s := range strs {
+		text += len(s)
 	}
-	e.text = strings.Join(strs[:], "") // one allocation, not the record's
-	return e, nil
+	if text > math.MaxUint16 || len(allow) > math.MaxUint16 {
+		return nil, errCorrupt // names and indexes are far shorter, allowlists far shorter
+	}
+	b := make([]byte, 0, entryTextAt+text+len(allow)*allowEntrySize)          // one allocation, not the record's
+	b = binary.LittleEndian.AppendUint64(b, uint64(unixNano(rec.ExpiresAt)))  //nolint:gosec // G115: read back as an int64
+	b = binary.LittleEndian.AppendUint64(b, uint64(unixNano(rec.GraceUntil))) //nolint:gosec // G115: read back as an int64
+	n := 0
+	for _, s := range strs {
+		n += len(s)
+		b = binary.LittleEndian.AppendUint16(b, uint16(n)) //nolint:gosec // G115: n <= text, checked above
+	}
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(allow))) //nolint:gosec // G115: checked above
+	for _, s := range strs {
+		b = append(b, s...)
+	}
+	for _, p := range allow {
+		is4 := byte(0)
+		if p.Addr().Is4() {
+			is4 = 1
+		}
+		a16 := p.Addr().As16()
+		b = append(append(b, a16[:]...), byte(p.Bits()), is4) //nolint:gosec // G115: a prefix has at most 128 bits
+	}
+	return b, nil
 }
 
 // View is an application key as the admin API shows it: never the value.

@@ -16,6 +16,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,6 +45,9 @@ type Service struct {
 
 	usageMu sync.Mutex
 	usage   usageLog // the uses not yet written
+	// noted says which keys' uses were handed to the usage writer in the
+	// last interval (see noteUse).
+	noted [notedSlots]atomic.Uint64
 
 	// ctx is cancelled by Close: it ends a purge in progress.
 	ctx    context.Context

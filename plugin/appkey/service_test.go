@@ -994,7 +994,7 @@ func TestKeySessionOnlyWhereKeysAreAccepted(t *testing.T) {
 // TestRecordFiledUnderAnotherIndexIsRefused: a record copied in the
 // store under another key's index (the store written around Gatehouse)
 // is refused as an invalid key, never served as the record's own key:
-// decodeEntry checks the index once, when the record is read.
+// compactEntry checks the index once, when the record is read.
 func TestRecordFiledUnderAnotherIndexIsRefused(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package appkey
 import (
 	"context"
 	"encoding/binary"
+	"hash/maphash"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,15 +51,33 @@ func (l usageLog) latest() map[string]time.Time {
 // interval, and never on the request path.
 const usageFlushInterval = time.Minute
 
-// noteUse hands the key's use to the background writer, at most once a
-// minute per cached record: no lock and no write on the common path.
-func (s *Service) noteUse(e *entry, now time.Time) {
-	last, t := e.noted.Load(), now.UnixNano()
-	if t-last < int64(usageFlushInterval) || !e.noted.CompareAndSwap(last, t) {
-		return
+// notedSlots is the size of Service.noted (a power of two).
+const notedSlots = 1 << 16
+
+// notedSeed keys the hash that picks a key's slot in Service.noted.
+var notedSeed = maphash.MakeSeed()
+
+// noteUse hands the use of the key named name to the background writer,
+// at most once a minute per key on the common path: no lock and no write.
+// Service.noted remembers, per slot, which key (a 32-bit hash of its
+// name) was last noted and when (Unix seconds): a table of integers, so
+// that the garbage collector has nothing to scan in it. Two keys sharing
+// a slot are only noted more often than once a minute, never less.
+func (s *Service) noteUse(name string, now time.Time) {
+	h := maphash.String(notedSeed, name)
+	slot := &s.noted[h&(notedSlots-1)]
+	tag, sec := uint32(h>>32), uint32(now.Unix()) //nolint:gosec // G115: seconds modulo 2^32; only differences are used
+	for {
+		last := slot.Load()
+		if uint32(last>>32) == tag && sec-uint32(last) < uint32(usageFlushInterval/time.Second) { //nolint:gosec // G115: the low half is the seconds noted
+			return // this key was noted within the interval
+		}
+		if slot.CompareAndSwap(last, uint64(tag)<<32|uint64(sec)) {
+			break
+		}
 	}
 	s.usageMu.Lock()
-	s.usage = s.usage.add(e.name(), now)
+	s.usage = s.usage.add(name, now)
 	s.usageMu.Unlock()
 }
 

@@ -38,18 +38,18 @@ func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*id
 	if err := e.admits(now, clientIP); err != nil {
 		return nil, err
 	}
-	s.noteUse(e, now)
+	s.noteUse(e.name(), now)
 	return &identity.Identity{Username: e.username(), UserID: e.userID(), Method: identity.MethodAppKey,
 		AppKey: e.name(), CredentialID: e.name()}, nil
 }
 
 // admits refuses the key at now from clientIP when it has expired or its
 // allowlist does not hold clientIP.
-func (e *entry) admits(now time.Time, clientIP string) error {
+func (e entry) admits(now time.Time, clientIP string) error {
 	if !now.Before(e.expires()) {
 		return errExpired.For(e.username())
 	}
-	if !allows(e.allow, clientIP) {
+	if !allows(e, clientIP) {
 		return errAddress.For(e.username())
 	}
 	return nil
@@ -59,30 +59,30 @@ func (e *entry) admits(now time.Time, clientIP string) error {
 // its current value (index itself, unless index is the previous value of
 // a rotated key). For the previous value it also returns the end of the
 // value's grace period (zero otherwise).
-func (s *Service) find(ctx context.Context, index string, now time.Time) (key *entry, current string, graceUntil time.Time, err error) {
+func (s *Service) find(ctx context.Context, index string, now time.Time) (key entry, current string, graceUntil time.Time, err error) {
 	e, err := s.lookup(ctx, index)
 	if err != nil || !e.isStub() {
 		return e, index, time.Time{}, err
 	}
 	if !now.Before(e.graceEnds()) {
-		return nil, "", time.Time{}, errReplaced
+		return entry{}, "", time.Time{}, errReplaced
 	}
 	cur, err := s.lookup(ctx, e.successor())
 	if errors.Is(err, errInvalid) || (err == nil && (cur.isStub() || cur.name() != e.name() || cur.prevIndex() != index)) {
-		return nil, "", time.Time{}, errReplaced
+		return entry{}, "", time.Time{}, errReplaced
 	}
 	return cur, e.successor(), e.graceEnds(), err
 }
 
-// lookup returns the cached record stored under index (decodeEntry
+// lookup returns the cached record stored under index (compactEntry
 // checked, when it was read, that the record is that index's).
-func (s *Service) lookup(ctx context.Context, index string) (*entry, error) {
-	e, err := cache.LoadJoinedKeyed(s.store, ctx, indexPrefix, index, decodeEntry)
+func (s *Service) lookup(ctx context.Context, index string) (entry, error) {
+	b, err := cache.LoadJoinedCompact(s.store, ctx, indexPrefix, index, compactEntry)
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, errMisfiled) {
-		return nil, errInvalid // a record filed under the wrong index: never trust it
+		return entry{}, errInvalid // a record filed under the wrong index: never trust it
 	}
 	if err != nil {
-		return nil, err
+		return entry{}, err
 	}
-	return e, nil
+	return entry{b}, nil
 }

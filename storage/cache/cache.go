@@ -72,7 +72,8 @@ const minAbsent = 256
 // pointer would be one more pointer per entry for the garbage collector
 // to follow.
 type entry struct {
-	// raw is the value when hasRaw, decoded the object when hasDecoded.
+	// raw is the value when hasRaw, or its compact form (LoadJoinedCompact)
+	// when hasCompact; decoded is the object when hasDecoded.
 	raw     []byte
 	decoded any
 	// loadedAt is when the store read that filled the entry started, on
@@ -82,8 +83,8 @@ type entry struct {
 	// (0: none).
 	expiresAt int64
 	// decodedBytes is what the decoded object counts (see cost).
-	decodedBytes       int32
-	hasRaw, hasDecoded bool
+	decodedBytes                   int32
+	hasRaw, hasDecoded, hasCompact bool
 }
 
 // entryBytes is the heap an entry struct occupies (its size class).
@@ -282,10 +283,11 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 
 // fill reads key from the store and caches what it found, unless an
 // invalidation raced with the read; a missing key is cached as such and
-// returned as storage.ErrNotFound. With decode set, the entry holds the
-// object decode makes of the value instead of the value; a decode error
-// is returned and nothing is cached, like a store failure.
-func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func(key string, raw []byte) (any, error)) (*entry, error) {
+// returned as storage.ErrNotFound. The entry holds the value, unless
+// convert is set: then what convert puts in it instead (the decoded
+// object, or a compact form), given key and the value; a convert error is
+// returned and nothing is cached, like a store failure.
+func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert func(key string, value []byte, e *entry) error) (*entry, error) {
 	c.misses.Add(1)
 	s := c.stripeOf(key)
 	gen := s.gen.Load()
@@ -296,12 +298,11 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 	case missing:
 	case err != nil:
 		return nil, err // failures are never cached
-	case decode != nil:
-		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), hasDecoded: true}
-		if e.decoded, err = decode(key, got.Value); err != nil {
+	case convert != nil:
+		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now)}
+		if err := convert(key, got.Value, e); err != nil {
 			return nil, err
 		}
-		e.decodedBytes = decodedBytes(e.decoded, len(got.Value))
 	default:
 		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), raw: got.Value, hasRaw: true}
 	}
@@ -322,14 +323,13 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, decode func
 	return e, nil
 }
 
-// attach replaces e, key's raw entry, with one that also holds v,
-// decoded from it, unless e was invalidated or replaced meanwhile.
-func (c *Cache) attach(key string, e *entry, v any) {
+// replace replaces e, key's entry, with next, unless e was invalidated
+// or replaced meanwhile.
+func (c *Cache) replace(key string, e, next *entry) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
 	if cur, ok := c.lru.Peek(key); ok && cur == e {
-		c.lru.Add(key, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt,
-			decodedBytes: decodedBytes(v, len(e.raw))})
+		c.lru.Add(key, next)
 	}
 	s.mu.Unlock()
 }
@@ -378,7 +378,8 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			if err != nil {
 				return zero, err
 			}
-			c.attach(owned, e, v)
+			c.replace(owned, e, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
+				expiresAt: e.expiresAt, decodedBytes: decodedBytes(v, len(e.raw))})
 			return v, nil
 		}
 	} else if c.cachedAbsent(key, now) {
@@ -388,10 +389,13 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	var v T
 	// The cache files the entry under a copy of key: a hit then keeps no
 	// reference to key, so LoadJoined can build it in a stack buffer.
-	if _, err := c.fill(ctx, strings.Clone(key), now, func(owned string, raw []byte) (any, error) {
+	if _, err := c.fill(ctx, strings.Clone(key), now, func(owned string, raw []byte, e *entry) error {
 		var err error
-		v, err = decodeWith(owned, raw, decode, decodeKeyed)
-		return v, err
+		if v, err = decodeWith(owned, raw, decode, decodeKeyed); err != nil {
+			return err
+		}
+		e.decoded, e.hasDecoded, e.decodedBytes = v, true, decodedBytes(v, len(raw))
+		return nil
 	}); err != nil {
 		return zero, err
 	}
@@ -420,6 +424,48 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 func LoadJoinedKeyed[T any](c *Cache, ctx context.Context, prefix, name string, decode func(key string, raw []byte) (T, error)) (T, error) {
 	var buf [128]byte
 	return LoadKeyed(c, ctx, join(&buf, prefix, name), decode)
+}
+
+// LoadJoinedCompact is LoadJoinedKeyed for a caller that keeps the value
+// in a compact form of its own: compact turns the value read under key
+// into bytes that the cache keeps in its place and returns on every hit.
+// Bytes hold no pointers, so however many the cache keeps, the garbage
+// collector never scans them, where a decoded object is one more object
+// with pointers per entry. The bytes are shared by every caller until
+// the entry is invalidated: read them, never write them. A hit allocates
+// nothing.
+func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compact func(key string, value []byte) ([]byte, error)) ([]byte, error) {
+	var buf [128]byte
+	key := join(&buf, prefix, name)
+	now := time.Now()
+	if e, ok := c.cached(key, now); ok {
+		if e.hasCompact {
+			c.hits.Add(1)
+			return e.raw, nil
+		}
+		if e.hasRaw { // cached by Get: make the compact form, and keep it instead
+			c.hits.Add(1)
+			owned := strings.Clone(key)
+			b, err := compact(owned, e.raw)
+			if err != nil {
+				return nil, err
+			}
+			c.replace(owned, e, &entry{raw: b, hasCompact: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
+			return b, nil
+		}
+	} else if c.cachedAbsent(key, now) {
+		c.hits.Add(1)
+		return nil, storage.ErrNotFound
+	}
+	e, err := c.fill(ctx, strings.Clone(key), now, func(owned string, value []byte, e *entry) error {
+		b, err := compact(owned, value)
+		e.raw, e.hasCompact = b, true
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.raw, nil
 }
 
 // join is prefix+name in buf (or, when longer, in a new array), valid
