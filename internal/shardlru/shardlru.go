@@ -12,6 +12,8 @@ package shardlru
 import (
 	"math"
 	"sync"
+	"time"
+	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -23,13 +25,35 @@ const (
 	minSharded = 1024
 )
 
-// NodeBytes is what the LRU itself keeps on the heap for an entry, apart
-// from its key's bytes and what its value points to: golang-lru's list
-// entry (links, the key's string header, a value of at most two words and
-// its cost, and the expiry fields simplelru does not use) and its slot in
-// the shard's map (key header and entry pointer, at the map's average
-// load). Callers that count bytes add it to their cost.
-const NodeBytes = 96 + 48
+// NodeBytes is what the LRU itself keeps on the heap for an entry of a
+// Cache[V], apart from its key's bytes and what its value points to:
+// golang-lru's list entry (links, the key's string header, the value and
+// its cost, and the expiry fields simplelru does not use), rounded up to
+// the allocator's size class, and its slot in the shard's map (key header
+// and entry pointer, at the map's average load). Callers that count bytes
+// add it to their cost.
+func NodeBytes[V any]() int64 {
+	var w weighted[V]
+	node := 3*unsafe.Sizeof(uintptr(0)) + unsafe.Sizeof("") + unsafe.Sizeof(w) + unsafe.Sizeof(time.Time{}) + 8
+	return int64(sizeClass(node)) + mapSlotBytes
+}
+
+// mapSlotBytes is a map slot's share of a shard's map: a string key and
+// an entry pointer, at the map's average load.
+const mapSlotBytes = 48
+
+// sizeClass is the size Go's allocator gives an object of n bytes (its
+// small size classes up to 512 bytes, in which every node falls; larger
+// sizes are rounded up to 64 bytes, close enough for what is counted).
+func sizeClass(n uintptr) uintptr {
+	for _, c := range [...]uintptr{8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
+		288, 320, 352, 384, 416, 448, 480, 512} {
+		if n <= c {
+			return c
+		}
+	}
+	return (n + 63) &^ 63
+}
 
 // Cache is a sharded LRU of string keys. It is safe for concurrent use.
 type Cache[V any] struct {

@@ -2,6 +2,7 @@ package shardlru
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -143,5 +144,45 @@ func TestWeightedBoundsTheSumOfCosts(t *testing.T) {
 	big.Purge()
 	if big.Used() != 0 || big.Len() != 0 {
 		t.Fatalf("after Purge: Len %d Used %d", big.Len(), big.Used())
+	}
+}
+
+// TestNodeBytesIsTheHeapOfANode: NodeBytes is the size class of
+// golang-lru's list node for the value type plus a map slot, measured:
+// the live heap that many nodes of a cache of that type hold, apart from
+// their keys (kept alive outside) and the values' own heap.
+func TestNodeBytesIsTheHeapOfANode(t *testing.T) {
+	measure := func(add func(c *Cache[[9]int64], key string)) int64 {
+		const n = 50_000
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("key-%06d", i)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := New[[9]int64](n)
+		for _, k := range keys {
+			add(c, k)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(c)
+		runtime.KeepAlive(keys)
+		return (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	}
+	got := measure(func(c *Cache[[9]int64], key string) { c.Add(key, [9]int64{}) })
+	// A [9]int64 value (72 bytes) with its cost in the node: 152 bytes,
+	// size class 160, and the map slot.
+	if want := NodeBytes[[9]int64](); want != 160+48 {
+		t.Errorf("NodeBytes[[9]int64] = %d; want 208", want)
+	}
+	if want := NodeBytes[*int](); want != 96+48 {
+		t.Errorf("NodeBytes[*int] = %d; want 144", want)
+	}
+	// The map's average load varies with how full its groups are: allow
+	// a quarter of a slot's share either way.
+	if want := NodeBytes[[9]int64](); got < want-24 || got > want+24 {
+		t.Errorf("a node and its slot hold %d bytes; NodeBytes says %d", got, want)
 	}
 }

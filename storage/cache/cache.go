@@ -28,9 +28,9 @@
 // never served past the key's own expiry in the store.
 //
 // The bound is a number of keys (New) or of bytes (NewBytes): then each
-// entry counts the heap it holds: the LRU's node, the entry, its key and
-// its raw value as they are, and its decoded object as the object reports
-// (Sized), or else estimated from the raw value's length.
+// entry counts the heap it holds: the LRU's node (which holds the entry),
+// its key and its raw value as they are, and its decoded object as the
+// object reports (Sized), or else estimated from the raw value's length.
 package cache
 
 import (
@@ -61,12 +61,14 @@ const minAbsent = 256
 
 // entry is one cached key that exists: its raw value (cached by Get), or
 // the object Load decoded from it, or both (a raw entry that Load then
-// decoded is replaced by one with both). An entry never changes once
-// published.
+// decoded is replaced by one with both), or the compact form
+// LoadJoinedCompact made of it. An entry never changes once published.
 //
 // An entry Load filled keeps only the decoded object: the cache holds
 // many of them, and every heap object it keeps alive is work for each
-// garbage collection of the process, on every route it serves.
+// garbage collection of the process, on every route it serves. For the
+// same reason entries are kept by value, in the LRU's own list nodes, not
+// as objects of their own.
 //
 // Its times are integers rather than time.Time values, whose location
 // pointer would be one more pointer per entry for the garbage collector
@@ -82,13 +84,20 @@ type entry struct {
 	// expiresAt is the key's own expiry in the store in Unix nanoseconds
 	// (0: none).
 	expiresAt int64
+	// seq tells entries apart: a replacement checks it is replacing the
+	// entry it was made from (see replace).
+	seq uint64
 	// decodedBytes is what the decoded object counts (see cost).
 	decodedBytes                   int32
 	hasRaw, hasDecoded, hasCompact bool
 }
 
-// entryBytes is the heap an entry struct occupies (its size class).
-const entryBytes = 64
+// entryNodeBytes and absentNodeBytes are what the LRUs keep for an entry
+// (shardlru.NodeBytes): the entry itself is in the node.
+var (
+	entryNodeBytes  = shardlru.NodeBytes[entry]()
+	absentNodeBytes = shardlru.NodeBytes[int64]()
+)
 
 // Sized is implemented by decoded objects that know the heap they hold
 // (the object and everything only it references), for a cache bounded
@@ -114,7 +123,7 @@ func keyBytes(n int) int64 { return (int64(n) + 15) &^ 15 }
 // cost is what e, filed under key, counts against a cache bounded in
 // bytes.
 func (e *entry) cost(key string) int64 {
-	return shardlru.NodeBytes + entryBytes + keyBytes(len(key)) + int64(cap(e.raw)) + int64(e.decodedBytes)
+	return entryNodeBytes + keyBytes(len(key)) + int64(cap(e.raw)) + int64(e.decodedBytes)
 }
 
 // epoch is the origin of monotonic: a reading of the monotonic clock.
@@ -144,7 +153,7 @@ type stripe struct {
 // store. It is safe for concurrent use.
 type Cache struct {
 	store storage.Store
-	lru   *shardlru.Cache[*entry]
+	lru   *shardlru.Cache[entry]
 	// absent holds, for each key last read as not found, when that read
 	// started (monotonic).
 	absent  *shardlru.Cache[int64]
@@ -152,6 +161,8 @@ type Cache struct {
 	stripes [numStripes]stripe
 
 	hits, misses atomic.Uint64
+	// seq numbers the entries made (entry.seq).
+	seq atomic.Uint64
 }
 
 // Option tunes a Cache.
@@ -174,7 +185,7 @@ func WithMaxAge(d time.Duration) Option {
 // registers with it, dropping a key when another instance changes it and
 // everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {
-	return newCache(s, shardlru.New[*entry](size), shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
+	return newCache(s, shardlru.New[entry](size), shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
 }
 
 // NewBytes is New with the cache bounded by the heap its entries hold
@@ -182,11 +193,11 @@ func New(s storage.Store, size int, opts ...Option) *Cache {
 // and, apart from them, an eighth of it for keys that do not (see Sized
 // for how an entry is counted).
 func NewBytes(s storage.Store, budget int64, opts ...Option) *Cache {
-	return newCache(s, shardlru.NewWeighted(budget, func(key string, e *entry) int64 { return e.cost(key) }),
-		shardlru.NewWeighted(budget/8, func(key string, _ int64) int64 { return shardlru.NodeBytes + keyBytes(len(key)) }), opts)
+	return newCache(s, shardlru.NewWeighted(budget, func(key string, e entry) int64 { return e.cost(key) }),
+		shardlru.NewWeighted(budget/8, func(key string, _ int64) int64 { return absentNodeBytes + keyBytes(len(key)) }), opts)
 }
 
-func newCache(s storage.Store, lru *shardlru.Cache[*entry], absent *shardlru.Cache[int64], opts []Option) *Cache {
+func newCache(s storage.Store, lru *shardlru.Cache[entry], absent *shardlru.Cache[int64], opts []Option) *Cache {
 	c := &Cache{store: s, lru: lru, absent: absent, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(c)
@@ -250,12 +261,12 @@ func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
 }
 
 // cached returns key's cached entry while it may be served.
-func (c *Cache) cached(key string, now time.Time) (*entry, bool) {
+func (c *Cache) cached(key string, now time.Time) (entry, bool) {
 	e, ok := c.lru.Get(key)
 	if ok && e.fresh(now, c.maxAge) {
 		return e, true
 	}
-	return nil, false
+	return entry{}, false
 }
 
 // cachedAbsent reports whether key is cached as not found and that answer
@@ -267,7 +278,7 @@ func (c *Cache) cachedAbsent(key string, now time.Time) bool {
 
 // lookup returns the fresh entry for key with its raw value, reading the
 // store on a miss; a missing key is storage.ErrNotFound.
-func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
+func (c *Cache) lookup(ctx context.Context, key string) (entry, error) {
 	now := time.Now()
 	e, ok := c.cached(key, now)
 	switch {
@@ -276,7 +287,7 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 		return e, nil
 	case !ok && c.cachedAbsent(key, now):
 		c.hits.Add(1)
-		return nil, storage.ErrNotFound
+		return entry{}, storage.ErrNotFound
 	}
 	return c.fill(ctx, key, now, nil)
 }
@@ -287,24 +298,25 @@ func (c *Cache) lookup(ctx context.Context, key string) (*entry, error) {
 // convert is set: then what convert puts in it instead (the decoded
 // object, or a compact form), given key and the value; a convert error is
 // returned and nothing is cached, like a store failure.
-func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert func(key string, value []byte, e *entry) error) (*entry, error) {
+func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert func(key string, value []byte, e *entry) error) (entry, error) {
 	c.misses.Add(1)
 	s := c.stripeOf(key)
 	gen := s.gen.Load()
 	got, err := c.store.GetEntry(ctx, key)
 	missing := errors.Is(err, storage.ErrNotFound)
-	var e *entry
+	var e entry
 	switch {
 	case missing:
 	case err != nil:
-		return nil, err // failures are never cached
+		return entry{}, err // failures are never cached
 	case convert != nil:
-		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now)}
-		if err := convert(key, got.Value, e); err != nil {
-			return nil, err
+		e = c.newEntry(unixNano(got.ExpiresAt), monotonic(now))
+		if err := convert(key, got.Value, &e); err != nil {
+			return entry{}, err
 		}
 	default:
-		e = &entry{expiresAt: unixNano(got.ExpiresAt), loadedAt: monotonic(now), raw: got.Value, hasRaw: true}
+		e = c.newEntry(unixNano(got.ExpiresAt), monotonic(now))
+		e.raw, e.hasRaw = got.Value, true
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
@@ -318,17 +330,23 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 	}
 	s.mu.Unlock()
 	if missing {
-		return nil, storage.ErrNotFound
+		return entry{}, storage.ErrNotFound
 	}
 	return e, nil
 }
 
-// replace replaces e, key's entry, with next, unless e was invalidated
-// or replaced meanwhile.
-func (c *Cache) replace(key string, e, next *entry) {
+// newEntry is an entry with the given times and a number of its own.
+func (c *Cache) newEntry(expiresAt, loadedAt int64) entry {
+	return entry{expiresAt: expiresAt, loadedAt: loadedAt, seq: c.seq.Add(1)}
+}
+
+// replace replaces e, key's entry, with next (made from e, with e's
+// times), unless e was invalidated or replaced meanwhile.
+func (c *Cache) replace(key string, e, next entry) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
-	if cur, ok := c.lru.Peek(key); ok && cur == e {
+	if cur, ok := c.lru.Peek(key); ok && cur.seq == e.seq {
+		next.seq = c.seq.Add(1)
 		c.lru.Add(key, next)
 	}
 	s.mu.Unlock()
@@ -378,7 +396,7 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 			if err != nil {
 				return zero, err
 			}
-			c.replace(owned, e, &entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
+			c.replace(owned, e, entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
 				expiresAt: e.expiresAt, decodedBytes: decodedBytes(v, len(e.raw))})
 			return v, nil
 		}
@@ -450,7 +468,7 @@ func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compa
 			if err != nil {
 				return nil, err
 			}
-			c.replace(owned, e, &entry{raw: b, hasCompact: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
+			c.replace(owned, e, entry{raw: b, hasCompact: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
 			return b, nil
 		}
 	} else if c.cachedAbsent(key, now) {
