@@ -35,7 +35,7 @@ const (
 func NodeBytes[V any]() int64 {
 	var w weighted[V]
 	node := 3*unsafe.Sizeof(uintptr(0)) + unsafe.Sizeof("") + unsafe.Sizeof(w) + unsafe.Sizeof(time.Time{}) + 8
-	return int64(sizeClass(node)) + mapSlotBytes
+	return int64(sizeClass(node)) + mapSlotBytes //nolint:gosec // G115: a few hundred bytes
 }
 
 // mapSlotBytes is a map slot's share of a shard's map: a string key and
