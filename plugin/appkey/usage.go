@@ -51,34 +51,55 @@ func (l usageLog) latest() map[string]time.Time {
 // interval, and never on the request path.
 const usageFlushInterval = time.Minute
 
-// notedSlots is the size of Service.noted (a power of two).
-const notedSlots = 1 << 16
+// notedBits is the number of bits that pick a slot of Service.noted, of
+// notedSlots.
+const (
+	notedBits  = 16
+	notedSlots = 1 << notedBits
+)
 
 // notedSeed keys the hash that picks a key's slot in Service.noted.
 var notedSeed = maphash.MakeSeed()
 
 // noteUse hands the use of the key named name to the background writer,
 // at most once a minute per key on the common path: no lock and no write.
-// Service.noted remembers, per slot, which key (a 32-bit hash of its
-// name) was last noted and when (Unix seconds): a table of integers, so
-// that the garbage collector has nothing to scan in it. Two keys sharing
-// a slot are only noted more often than once a minute, never less.
+// Service.noted remembers, per slot, a 64-bit mark of the key and the
+// minute last noted there (notedMark): a table of integers, so that the
+// garbage collector has nothing to scan in it. A use is skipped only when
+// its slot holds its own mark (this key, this minute): two keys sharing a
+// slot are only noted more often than once a minute, never less.
 func (s *Service) noteUse(name string, now time.Time) {
-	h := maphash.String(notedSeed, name)
-	slot := &s.noted[h&(notedSlots-1)]
-	tag, sec := uint32(h>>32), uint32(now.Unix()) //nolint:gosec // G115: seconds modulo 2^32; only differences are used
-	for {
-		last := slot.Load()
-		if uint32(last>>32) == tag && sec-uint32(last) < uint32(usageFlushInterval/time.Second) { //nolint:gosec // G115: the low half is the seconds noted
-			return // this key was noted within the interval
-		}
-		if slot.CompareAndSwap(last, uint64(tag)<<32|uint64(sec)) {
-			break
-		}
+	s.noteHashed(maphash.String(notedSeed, name), name, now)
+}
+
+// noteHashed is noteUse of the key named name, whose name hashes to h.
+func (s *Service) noteHashed(h uint64, name string, now time.Time) {
+	mark := notedMark(h, now)
+	slot := &s.noted[mark>>(64-notedBits)]
+	if slot.Load() == mark || slot.Swap(mark) == mark {
+		return // this key was noted within this minute
 	}
 	s.usageMu.Lock()
 	s.usage = s.usage.add(name, now)
 	s.usageMu.Unlock()
+}
+
+// notedMark is what Service.noted holds for the key whose name hashes to
+// h, noted within now's minute: the hash mixed with the minute by a
+// bijection (murmur3's finalizer), so that the marks of two keys, or of
+// one key in two minutes, agree only by a chance of 2^-63 (the low bit is
+// always set: no mark is an empty slot's 0).
+// (Marks once kept 32 bits of the hash, and a slot took 16 more: two keys
+// agreeing in those 48 bits shared one mark for the process's life, and
+// the rarer one's uses went unnoted while the other was used each minute.)
+func notedMark(h uint64, now time.Time) uint64 {
+	x := h ^ uint64(now.Unix()/60)*0x9e3779b97f4a7c15 //nolint:gosec // G115: any bits of the minute do
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x | 1
 }
 
 // usageBatch bounds the writes of one store batch.

@@ -36,28 +36,18 @@ func TestUsageLogKeepsEachKeysLastUse(t *testing.T) {
 func TestNoteUseAtMostOnceAMinuteNeverLess(t *testing.T) {
 	s := &Service{}
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	uses := func() map[string]int {
-		n := map[string]int{}
-		for l := s.usage; len(l) > 0; {
-			size := int(l[0]) // names here are shorter than 128 bytes: one uvarint byte
-			n[string(l[1:1+size])]++
-			l = l[1+size+8:]
-		}
-		s.usage = nil
-		return n
-	}
 	s.noteUse("alone", t0)
 	s.noteUse("alone", t0.Add(59*time.Second))
-	if got := uses()["alone"]; got != 1 {
+	if got := takeNotes(s)["alone"]; got != 1 {
 		t.Fatalf("two uses within the minute noted %d times; want 1", got)
 	}
 	s.noteUse("alone", t0.Add(61*time.Second))
-	if got := uses()["alone"]; got != 1 {
+	if got := takeNotes(s)["alone"]; got != 1 {
 		t.Fatalf("a use a minute later noted %d times; want 1", got)
 	}
 	// Two names sharing a slot (found by trying names: the seed is the
 	// process's own).
-	slotOf := func(name string) uint64 { return maphash.String(notedSeed, name) & (notedSlots - 1) }
+	slotOf := func(name string) uint64 { return notedMark(maphash.String(notedSeed, name), t0) >> (64 - notedBits) }
 	seen := map[uint64]string{}
 	var a, b string
 	for i := 0; b == ""; i++ {
@@ -70,7 +60,46 @@ func TestNoteUseAtMostOnceAMinuteNeverLess(t *testing.T) {
 	s.noteUse(a, t0)
 	s.noteUse(b, t0.Add(time.Second))
 	s.noteUse(a, t0.Add(2*time.Second))
-	if got := uses(); got[a] != 2 || got[b] != 1 {
+	if got := takeNotes(s); got[a] != 2 || got[b] != 1 {
 		t.Fatalf("keys %s and %s sharing a slot noted %v times; want 2 and 1", a, b, got)
 	}
+}
+
+// TestNoteUseNeverSkipsAnotherKey: a key whose name's hash agrees with a
+// hot key's in the bits the table compares is still noted every minute it
+// is used (these two hashes agree in the 48 bits the table used to keep,
+// slot and 32-bit tag: the rare key was then never noted while the hot key
+// was used at least once a minute), and a clock stepped back does not
+// hide a use.
+func TestNoteUseNeverSkipsAnotherKey(t *testing.T) {
+	s := &Service{}
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	hot, rare := uint64(0x12345678_0000_9abc), uint64(0x12345678_ffff_9abc)
+	for minute := range 10 {
+		at := t0.Add(time.Duration(minute) * time.Minute)
+		s.noteHashed(hot, "hot", at)
+		s.noteHashed(rare, "rare", at.Add(10*time.Second))
+		s.noteHashed(hot, "hot", at.Add(20*time.Second))
+		if got := takeNotes(s); got["hot"] < 1 || got["rare"] != 1 {
+			t.Fatalf("minute %d: uses noted %v; want hot's and rare's", minute, got)
+		}
+	}
+	s.noteHashed(hot, "hot", t0.Add(time.Hour))
+	s.noteHashed(hot, "hot", t0.Add(time.Hour-time.Minute)) // the clock stepped back a minute
+	if got := takeNotes(s)["hot"]; got != 2 {
+		t.Fatalf("a use after the clock stepped back: %d uses noted; want 2", got)
+	}
+}
+
+// takeNotes empties s's usage log and returns how many uses of each key
+// it held (names here are shorter than 128 bytes: one uvarint byte).
+func takeNotes(s *Service) map[string]int {
+	n := map[string]int{}
+	for l := s.usage; len(l) > 0; {
+		size := int(l[0])
+		n[string(l[1:1+size])]++
+		l = l[1+size+8:]
+	}
+	s.usage = nil
+	return n
 }
