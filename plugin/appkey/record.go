@@ -186,7 +186,7 @@ func (r *record) isStub() bool { return r.Successor != "" }
 //	then    the prefixes, allowEntrySize bytes each: the address as 16
 //	        bytes (IPv4 as IPv4-mapped), its bit count, 1 for IPv4
 //
-// Not the index the entry is filed under: decodeEntry checks it once,
+// Not the index the entry is filed under: compactEntry checks it once,
 // against the key the record was read under, and the cache key holds it.
 type entry struct {
 	b []byte

@@ -364,22 +364,6 @@ func (c *Cache) replace(key string, e, next entry) {
 // (or decodes the value Get cached), and so does every Load of a key whose
 // decoder returned a nil interface value.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
-	return load(c, ctx, key, decode, nil)
-}
-
-// LoadKeyed is Load with a decoder that is also given the key the value
-// was read under, so that it can check once, when the value is decoded, that the
-// value belongs under that key, and the object need not hold the key to
-// be checked on every hit.
-func LoadKeyed[T any](c *Cache, ctx context.Context, key string, decode func(key string, raw []byte) (T, error)) (T, error) {
-	return load(c, ctx, key, nil, decode)
-}
-
-// load is Load with decode, or LoadKeyed with decodeKeyed (the other nil).
-// The decoding closures are made only on the paths that decode, so a hit
-// allocates nothing.
-func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error),
-	decodeKeyed func(string, []byte) (T, error)) (T, error) {
 	var zero T
 	now := time.Now()
 	if e, ok := c.cached(key, now); ok {
@@ -389,14 +373,11 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 		}
 		if e.hasRaw { // cached by Get: decode it, and keep the object with it
 			c.hits.Add(1)
-			// key itself is never handed to a decoder, which could keep
-			// it (so that LoadJoined's buffer stays on the stack).
-			owned := strings.Clone(key)
-			v, err := decodeWith(owned, e.raw, decode, decodeKeyed)
+			v, err := decode(e.raw)
 			if err != nil {
 				return zero, err
 			}
-			c.replace(owned, e, entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
+			c.replace(strings.Clone(key), e, entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
 				expiresAt: e.expiresAt, decodedBytes: decodedBytes(v, len(e.raw))})
 			return v, nil
 		}
@@ -407,9 +388,9 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	var v T
 	// The cache files the entry under a copy of key: a hit then keeps no
 	// reference to key, so LoadJoined can build it in a stack buffer.
-	if _, err := c.fill(ctx, strings.Clone(key), now, func(owned string, raw []byte, e *entry) error {
+	if _, err := c.fill(ctx, strings.Clone(key), now, func(_ string, raw []byte, e *entry) error {
 		var err error
-		if v, err = decodeWith(owned, raw, decode, decodeKeyed); err != nil {
+		if v, err = decode(raw); err != nil {
 			return err
 		}
 		e.decoded, e.hasDecoded, e.decodedBytes = v, true, decodedBytes(v, len(raw))
@@ -418,14 +399,6 @@ func load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 		return zero, err
 	}
 	return v, nil
-}
-
-// decodeWith decodes raw, read under key, with whichever decoder is set.
-func decodeWith[T any](key string, raw []byte, decode func([]byte) (T, error), decodeKeyed func(string, []byte) (T, error)) (T, error) {
-	if decodeKeyed != nil {
-		return decodeKeyed(key, raw)
-	}
-	return decode(raw)
 }
 
 // LoadJoined is Load of the key prefix+name. The key is put together in
@@ -437,16 +410,10 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 	return Load(c, ctx, join(&buf, prefix, name), decode)
 }
 
-// LoadJoinedKeyed is LoadKeyed of the key prefix+name, put together as
-// LoadJoined does.
-func LoadJoinedKeyed[T any](c *Cache, ctx context.Context, prefix, name string, decode func(key string, raw []byte) (T, error)) (T, error) {
-	var buf [128]byte
-	return LoadKeyed(c, ctx, join(&buf, prefix, name), decode)
-}
-
-// LoadJoinedCompact is LoadJoinedKeyed for a caller that keeps the value
+// LoadJoinedCompact is LoadJoined for a caller that keeps the value
 // in a compact form of its own: compact turns the value read under key
-// into bytes that the cache keeps in its place and returns on every hit.
+// (prefix+name, which compact may check the value against) into bytes
+// that the cache keeps in its place and returns on every hit.
 // Bytes hold no pointers, so however many the cache keeps, the garbage
 // collector never scans them, where a decoded object is one more object
 // with pointers per entry. The bytes are shared by every caller until

@@ -870,9 +870,9 @@ func TestUnknownKeysDoNotEvictKnownOnes(t *testing.T) {
 	}
 }
 
-// TestJoinedHitsAllocateNothing: LoadJoined and LoadJoinedKeyed build a
-// key too long for Go to concatenate on the stack without allocating on
-// a hit, and the keyed decoder is given the whole key once, on the miss.
+// TestJoinedHitsAllocateNothing: LoadJoined and LoadJoinedCompact build
+// a key too long for Go to concatenate on the stack without allocating
+// on a hit, and compact is given the whole key once, on the miss.
 func TestJoinedHitsAllocateNothing(t *testing.T) {
 	back := newHookStore(t)
 	c := New(back, 16)
@@ -882,17 +882,20 @@ func TestJoinedHitsAllocateNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	keyed := func(key string, b []byte) (int, error) { keys = append(keys, key); return decodeInt(b) }
+	compact := func(key string, b []byte) ([]byte, error) {
+		keys = append(keys, key)
+		return append([]byte("c"), b...), nil
+	}
 	for i := range 3 {
-		if n, err := LoadJoinedKeyed(c, ctx, "prefix/", name, keyed); err != nil || n != 7 {
-			t.Fatalf("LoadJoinedKeyed #%d = %d, %v", i, n, err)
+		if b, err := LoadJoinedCompact(c, ctx, "prefix/", name, compact); err != nil || string(b) != "c7" {
+			t.Fatalf("LoadJoinedCompact #%d = %q, %v", i, b, err)
 		}
 	}
 	if len(keys) != 1 || keys[0] != "prefix/"+name {
-		t.Fatalf("the keyed decoder saw %q; want the key once", keys)
+		t.Fatalf("compact saw %q; want the key once", keys)
 	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = LoadJoinedKeyed(c, ctx, "prefix/", name, keyed) }); n != 0 {
-		t.Errorf("a LoadJoinedKeyed hit allocated %v times", n)
+	if n := testing.AllocsPerRun(100, func() { _, _ = LoadJoinedCompact(c, ctx, "prefix/", name, compact) }); n != 0 {
+		t.Errorf("a LoadJoinedCompact hit allocated %v times", n)
 	}
 	c.invalidate("prefix/" + name)
 	if n, err := LoadJoined(c, ctx, "prefix/", name, decodeInt); err != nil || n != 7 {
@@ -901,4 +904,67 @@ func TestJoinedHitsAllocateNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _, _ = LoadJoined(c, ctx, "prefix/", name, decodeInt) }); n != 0 {
 		t.Errorf("a LoadJoined hit allocated %v times", n)
 	}
+}
+
+// TestCompactAndRawNeverMix: the compact form LoadJoinedCompact keeps and
+// the value Get keeps share an entry's byte slot, told apart by its flags:
+// Get never returns the compact form and LoadJoinedCompact never returns
+// the value; a value Get cached is compacted without a store read, under
+// its whole key; a compact error is not cached; a write is seen at once.
+func TestCompactAndRawNeverMix(t *testing.T) {
+	back := newHookStore(t)
+	c := New(back, 16)
+	ctx := t.Context()
+	if err := c.Put(ctx, "p/k", []byte("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	fail := errors.New("refused")
+	var refuse atomic.Bool
+	compact := func(key string, b []byte) ([]byte, error) {
+		if refuse.Load() {
+			return nil, fail
+		}
+		return []byte(key + "=" + string(b)), nil
+	}
+	wantCompact := func(want string, reads int64) {
+		t.Helper()
+		before := back.reads.Load()
+		if b, err := LoadJoinedCompact(c, ctx, "p/", "k", compact); err != nil || string(b) != want {
+			t.Fatalf("LoadJoinedCompact = %q, %v; want %q", b, err, want)
+		}
+		if n := back.reads.Load() - before; n != reads {
+			t.Fatalf("LoadJoinedCompact read the store %d times; want %d", n, reads)
+		}
+	}
+	wantGet := func(want string) {
+		t.Helper()
+		if b, err := c.Get(ctx, "p/k"); err != nil || string(b) != want {
+			t.Fatalf("Get = %q, %v; want %q", b, err, want)
+		}
+	}
+	wantGet("v1")            // the value, cached raw
+	wantCompact("p/k=v1", 0) // compacted from the value Get cached
+	wantCompact("p/k=v1", 0)
+	wantGet("v1") // the value again, not the compact form
+	refuse.Store(true)
+	for range 2 {
+		if _, err := LoadJoinedCompact(c, ctx, "p/", "k", compact); !errors.Is(err, fail) {
+			t.Fatalf("a refused compaction = %v; want %v", err, fail)
+		}
+	}
+	c.Purge()
+	for range 2 {
+		before := back.reads.Load()
+		if _, err := LoadJoinedCompact(c, ctx, "p/", "k", compact); !errors.Is(err, fail) || back.reads.Load() == before {
+			t.Fatalf("a refused compaction = %v after %d reads; want %v, and not cached", err, back.reads.Load()-before, fail)
+		}
+	}
+	refuse.Store(false)
+	wantCompact("p/k=v1", 1)
+	if err := c.Put(ctx, "p/k", []byte("v2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantCompact("p/k=v2", 1)
+	wantGet("v2")
+	wantCompact("p/k=v2", 0)
 }
