@@ -17,11 +17,7 @@ var (
 		site:  gatehouseSite("basic_forward_user", "basic", "user"),
 		setup: basicSetup("basic_forward_user"),
 	}
-	appKeyForwardUserKind = kind{
-		name: "app_key_forward_user", baseline: "plain",
-		site:  gatehouseSite("app_key_forward_user", "app_key", "user"),
-		setup: setupAppKeys("app_key_forward_user"),
-	}
+	appKeyForwardUserKind  = appKeyForwardKind("app_key_forward_user", "user")
 	sessionForwardUserKind = kind{
 		name: "session_forward_user", baseline: "plain",
 		site:  gatehouseSite("session_forward_user", "session", "user"),

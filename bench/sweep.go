@@ -7,22 +7,16 @@ package main
 // costs"). Its rows run only when asked for: -kinds forward_sweep runs the
 // whole sweep (sweepRows), or name single rows.
 var (
-	appKeyForwardRolesKind = kind{
-		name: "app_key_forward_user_roles", baseline: "plain",
-		site:  gatehouseSite("app_key_forward_user_roles", "app_key", "user roles"),
-		setup: setupAppKeys("app_key_forward_user_roles"),
-	}
-	appKeyForwardAuthKind = kind{
-		name: "app_key_forward_user_roles_auth", baseline: "plain",
-		site:  gatehouseSite("app_key_forward_user_roles_auth", "app_key", "user roles auth"),
-		setup: setupAppKeys("app_key_forward_user_roles_auth"),
-	}
-	appKeyForwardNoAssertionKind = kind{
-		name: "app_key_forward_no_assertion", baseline: "plain",
-		site:  gatehouseSite("app_key_forward_no_assertion", "app_key", "user roles auth app_key"),
-		setup: setupAppKeys("app_key_forward_no_assertion"),
-	}
+	appKeyForwardRolesKind       = appKeyForwardKind("app_key_forward_user_roles", "user roles")
+	appKeyForwardAuthKind        = appKeyForwardKind("app_key_forward_user_roles_auth", "user roles auth")
+	appKeyForwardNoAssertionKind = appKeyForwardKind("app_key_forward_no_assertion", "user roles auth app_key")
 )
+
+// appKeyForwardKind is the app_key row named name on a route forwarding
+// only the headers forward names.
+func appKeyForwardKind(name, forward string) kind {
+	return kind{name: name, baseline: "plain", site: gatehouseSite(name, "app_key", forward), setup: setupAppKeys(name)}
+}
 
 // sweepOnly are the rows that run only when named (or through
 // forward_sweep), not in a default run.
