@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"iter"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,23 +28,24 @@ func (l usageLog) add(name string, t time.Time) usageLog {
 	return binary.BigEndian.AppendUint64(l, uint64(t.UnixNano()))
 }
 
-// latest returns each key's last use in the log (a key appears more than
-// once when its cache entry was refilled within the minute). The map is
-// built by the background writer and dropped once written.
-func (l usageLog) latest() map[string]time.Time {
-	last := map[string]time.Time{}
-	for len(l) > 0 {
-		n, size := binary.Uvarint(l)
-		if size <= 0 || uint64(len(l)-size) < n+8 { //nolint:gosec // G115: size <= len(l)
-			break // cannot happen: add wrote every byte
+// uses yields every use in the log, oldest first: the key's name (a view
+// of the log, valid during the call) and the time of the use.
+func (l usageLog) uses() iter.Seq2[[]byte, time.Time] {
+	return func(yield func([]byte, time.Time) bool) {
+		for len(l) > 0 {
+			n, size := binary.Uvarint(l)
+			if size <= 0 || uint64(len(l)-size) < n+8 { //nolint:gosec // G115: size <= len(l)
+				return // cannot happen: add wrote every byte
+			}
+			name := l[size : size+int(n)]                        //nolint:gosec // G115: n+8 <= len(l)-size, checked above
+			l = l[size+int(n):]                                  //nolint:gosec // G115: as above
+			t := time.Unix(0, int64(binary.BigEndian.Uint64(l))) //nolint:gosec // G115: add wrote an int64
+			l = l[8:]
+			if !yield(name, t) {
+				return
+			}
 		}
-		name := string(l[size : size+int(n)])                //nolint:gosec // G115: n+8 <= len(l)-size, checked above
-		l = l[size+int(n):]                                  //nolint:gosec // G115: as above
-		t := time.Unix(0, int64(binary.BigEndian.Uint64(l))) //nolint:gosec // G115: add wrote an int64
-		l = l[8:]
-		last[name] = t
 	}
-	return last
 }
 
 // usageFlushInterval is how often noted key uses are written to the
@@ -105,22 +107,37 @@ func notedMark(h uint64, now time.Time) uint64 {
 // usageBatch bounds the writes of one store batch.
 const usageBatch = 512
 
-// flushUsage writes the noted key uses.
+// flushUsage writes the noted key uses, one batch at a time as it reads
+// the log: a minute's uses may name hundreds of thousands of keys, and
+// only one batch of records is ever built (a map of them all, built
+// first, held 34 MB more at once for 200 000 keys: BenchmarkFlushUsage,
+// 202 MB allocated a flush then, 168 MB now). Within a batch a key
+// is written once, at its last use; a key noted again after its batch
+// was written (its slot in Service.noted was shared) is written again
+// later, so the last write is its last use.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
 	noted := s.usage
 	s.usage = nil
 	s.usageMu.Unlock()
-	pending := noted.latest()
-	ops := make([]storage.Op, 0, min(len(pending), usageBatch))
+	ops := make([]storage.Op, 0, usageBatch)
+	inBatch := make(map[string]int, usageBatch) // name → its op in ops
 	write := func() {
 		if err := s.store.Batch(ctx, ops); err != nil {
 			s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
 		}
 		ops = ops[:0]
+		clear(inBatch)
 	}
-	for name, t := range pending {
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: usedPrefix + name, Value: t.UTC().AppendFormat(nil, time.RFC3339)})
+	for name, t := range noted.uses() {
+		value := t.UTC().AppendFormat(nil, time.RFC3339)
+		if i, ok := inBatch[string(name)]; ok {
+			ops[i].Value = value
+			continue
+		}
+		key := usedPrefix + string(name)
+		inBatch[key[len(usedPrefix):]] = len(ops)
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: key, Value: value})
 		if len(ops) == usageBatch {
 			write()
 		}

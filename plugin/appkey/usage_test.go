@@ -8,25 +8,32 @@ import (
 	"time"
 )
 
-func TestUsageLogKeepsEachKeysLastUse(t *testing.T) {
+func TestUsageLogYieldsEveryUseInOrder(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 123456789, time.UTC)
 	long := strings.Repeat("k", 300) // a length that takes two uvarint bytes
 	var l usageLog
 	l = l.add("a", t0)
 	l = l.add(long, t0.Add(time.Second))
-	l = l.add("a", t0.Add(2*time.Second)) // refilled and used again within the minute
-	got := l.latest()
-	want := map[string]time.Time{"a": t0.Add(2 * time.Second), long: t0.Add(time.Second)}
-	if len(got) != len(want) {
-		t.Fatalf("latest: %d keys, want %d", len(got), len(want))
+	l = l.add("a", t0.Add(2*time.Second)) // noted again within the minute
+	type use struct {
+		name string
+		at   time.Time
 	}
-	for name, w := range want {
-		if !got[name].Equal(w) {
-			t.Errorf("last use of %.10q… = %v, want %v", name, got[name], w)
+	var got []use
+	for name, at := range l.uses() {
+		got = append(got, use{string(name), at})
+	}
+	want := []use{{"a", t0}, {long, t0.Add(time.Second)}, {"a", t0.Add(2 * time.Second)}}
+	if len(got) != len(want) {
+		t.Fatalf("uses: %d, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].name != want[i].name || !got[i].at.Equal(want[i].at) {
+			t.Errorf("use %d = %.10q… at %v, want %.10q… at %v", i, got[i].name, got[i].at, want[i].name, want[i].at)
 		}
 	}
-	if n := len(usageLog(nil).latest()); n != 0 {
-		t.Fatalf("an empty log has %d uses", n)
+	for range usageLog(nil).uses() {
+		t.Fatal("an empty log yielded a use")
 	}
 }
 
@@ -91,15 +98,21 @@ func TestNoteUseNeverSkipsAnotherKey(t *testing.T) {
 	}
 }
 
-// takeNotes empties s's usage log and returns how many uses of each key
-// it held (names here are shorter than 128 bytes: one uvarint byte).
-func takeNotes(s *Service) map[string]int {
+// notedUses returns how many uses of each key s's usage log holds.
+func notedUses(s *Service) map[string]int {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
 	n := map[string]int{}
-	for l := s.usage; len(l) > 0; {
-		size := int(l[0])
-		n[string(l[1:1+size])]++
-		l = l[1+size+8:]
+	for name := range s.usage.uses() {
+		n[string(name)]++
 	}
+	return n
+}
+
+// takeNotes empties s's usage log and returns how many uses of each key
+// it held.
+func takeNotes(s *Service) map[string]int {
+	n := notedUses(s)
 	s.usage = nil
 	return n
 }
