@@ -55,10 +55,11 @@ test: tools $(BIN) vet lint docs-check
 	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The Active Directory test against a Samba AD DC it provisions (root,
-# ports 389/636 free; installs samba when missing). Not part of make test:
+# ports 389/636 free; installs samba and winbind, whose winbindd the DC
+# starts, when missing). Not part of make test:
 # docs/operators/directory.md says why.
 test-samba: tools
-	command -v samba-tool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q samba
+	command -v samba-tool >/dev/null && command -v winbindd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q samba winbind
 	GATEHOUSE_TEST_SAMBA=1 $(GO) test -count=1 -run TestDirectoryAgainstSambaAD -v ./directory/
 
 # Runs the documentation's shell blocks marked runnable (```sh runnable)

@@ -35,6 +35,9 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	if _, err := exec.LookPath("samba-tool"); err != nil {
 		t.Fatal("samba-tool not installed (Debian: samba)")
 	}
+	if _, err := exec.LookPath("winbindd"); err != nil {
+		t.Fatal("winbindd not installed (Debian: winbind); the AD DC starts it and exits without it")
+	}
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:389", time.Second); err == nil {
 		c.Close()
 		t.Skip("port 389 is in use; Samba's LDAP server cannot use another")
