@@ -59,6 +59,7 @@ type failingStore struct {
 	down          atomic.Bool
 	deniedDeletes atomic.Pointer[string]
 	lostSwaps     atomic.Pointer[string]
+	batches       atomic.Int32 // Batch calls
 }
 
 func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
@@ -66,6 +67,11 @@ func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue,
 		return false, nil
 	}
 	return f.Store.CompareAndSwap(ctx, key, oldValue, newValue, ttl)
+}
+
+func (f *failingStore) Batch(ctx context.Context, ops []storage.Op) error {
+	f.batches.Add(1)
+	return f.Store.Batch(ctx, ops)
 }
 
 func (f *failingStore) Delete(ctx context.Context, key string) error {
@@ -658,6 +664,24 @@ func TestFlushWritesEachKeysLastUse(t *testing.T) {
 	}
 	if len(f.svc.usage) != 0 {
 		t.Fatal("the flush left the log in place")
+	}
+}
+
+// TestFlushStopsOnceItsContextIsDone: a flush out of time writes nothing
+// more, rather than failing batch after batch.
+func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
+	f := newFixture(t)
+	var l usageLog
+	for i := range 3 * usageBatch {
+		l = l.add(fmt.Sprintf("k-%d", i), time.Now())
+	}
+	f.svc.usage = l
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := f.backend.batches.Load()
+	f.svc.flushUsage(ctx)
+	if n := f.backend.batches.Load() - before; n != 0 {
+		t.Fatalf("%d batches tried after the flush's context was done; want 0", n)
 	}
 }
 

@@ -114,7 +114,9 @@ const usageBatch = 512
 // 202 MB allocated a flush then, 168 MB now). Within a batch a key
 // is written once, at its last use; a key noted again after its batch
 // was written (its slot in Service.noted was shared) is written again
-// later, so the last write is its last use.
+// later, so the last write is its last use. Once ctx is done (the flush
+// ran past its minute, or the service stopped) the rest is dropped with
+// one warning, not one failed batch after another.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
 	noted := s.usage
@@ -130,6 +132,10 @@ func (s *Service) flushUsage(ctx context.Context) {
 		clear(inBatch)
 	}
 	for name, t := range noted.uses() {
+		if ctx.Err() != nil {
+			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped", zap.Error(ctx.Err()))
+			return
+		}
 		value := t.UTC().AppendFormat(nil, time.RFC3339)
 		if i, ok := inBatch[string(name)]; ok {
 			ops[i].Value = value
