@@ -60,6 +60,7 @@ type failingStore struct {
 	deniedDeletes atomic.Pointer[string]
 	lostSwaps     atomic.Pointer[string]
 	batches       atomic.Int32 // Batch calls
+	batchesFail   atomic.Bool
 }
 
 func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
@@ -71,6 +72,9 @@ func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue,
 
 func (f *failingStore) Batch(ctx context.Context, ops []storage.Op) error {
 	f.batches.Add(1)
+	if f.batchesFail.Load() {
+		return errDown
+	}
 	return f.Store.Batch(ctx, ops)
 }
 
@@ -667,21 +671,31 @@ func TestFlushWritesEachKeysLastUse(t *testing.T) {
 	}
 }
 
-// TestFlushStopsOnceItsContextIsDone: a flush out of time writes nothing
-// more, rather than failing batch after batch.
+// TestFlushStopsOnceItsContextIsDone: a flush whose context is done
+// stops at the first batch that fails, rather than failing batch after
+// batch; while the store still writes, it writes every use (a reload
+// stops the service in the middle of a flush).
 func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	f := newFixture(t)
 	var l usageLog
 	for i := range 3 * usageBatch {
 		l = l.add(fmt.Sprintf("k-%d", i), time.Now())
 	}
-	f.svc.usage = l
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	f.backend.batchesFail.Store(true)
+	f.svc.usage = l
 	before := f.backend.batches.Load()
 	f.svc.flushUsage(ctx)
-	if n := f.backend.batches.Load() - before; n != 0 {
-		t.Fatalf("%d batches tried after the flush's context was done; want 0", n)
+	if n := f.backend.batches.Load() - before; n != 1 {
+		t.Fatalf("%d batches tried after the flush's context was done and a batch failed; want 1", n)
+	}
+	f.backend.batchesFail.Store(false)
+	f.svc.usage = l
+	f.svc.flushUsage(ctx)
+	n := 0
+	if err := f.backend.Scan(context.Background(), usedPrefix, func(storage.Entry) error { n++; return nil }); err != nil || n != 3*usageBatch {
+		t.Fatalf("%d last-use records written by a flush whose context was done over a working store, %v; want %d", n, err, 3*usageBatch)
 	}
 }
 

@@ -114,9 +114,11 @@ const usageBatch = 512
 // 202 MB allocated a flush then, 168 MB now). Within a batch a key
 // is written once, at its last use; a key noted again after its batch
 // was written (its slot in Service.noted was shared) is written again
-// later, so the last write is its last use. Once ctx is done (the flush
-// ran past its minute, or the service stopped) the rest is dropped with
-// one warning, not one failed batch after another.
+// later, so the last write is its last use. A batch that fails once ctx
+// is done (the flush ran past its minute, or the service stopped) ends
+// the flush: the rest is dropped with one warning, not one failed batch
+// after another. A store that still writes (Badger does not consult ctx)
+// gets every use, as a reload must not lose them.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
 	noted := s.usage
@@ -124,18 +126,21 @@ func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Unlock()
 	ops := make([]storage.Op, 0, usageBatch)
 	inBatch := make(map[string]int, usageBatch) // name → its op in ops
-	write := func() {
-		if err := s.store.Batch(ctx, ops); err != nil {
+	// write writes ops and reports whether the flush can go on.
+	write := func() bool {
+		err := s.store.Batch(ctx, ops)
+		if err != nil {
 			s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
 		}
 		ops = ops[:0]
 		clear(inBatch)
+		if err != nil && ctx.Err() != nil {
+			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped", zap.Error(ctx.Err()))
+			return false
+		}
+		return true
 	}
 	for name, t := range noted.uses() {
-		if ctx.Err() != nil {
-			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped", zap.Error(ctx.Err()))
-			return
-		}
 		value := t.UTC().AppendFormat(nil, time.RFC3339)
 		if i, ok := inBatch[string(name)]; ok {
 			ops[i].Value = value
@@ -144,8 +149,8 @@ func (s *Service) flushUsage(ctx context.Context) {
 		key := usedPrefix + string(name)
 		inBatch[key[len(usedPrefix):]] = len(ops)
 		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: key, Value: value})
-		if len(ops) == usageBatch {
-			write()
+		if len(ops) == usageBatch && !write() {
+			return
 		}
 	}
 	if len(ops) > 0 {
