@@ -124,6 +124,9 @@ func (s *Service) flushUsage(ctx context.Context) {
 	noted := s.usage
 	s.usage = nil
 	s.usageMu.Unlock()
+	if len(noted) == 0 {
+		return
+	}
 	ops := make([]storage.Op, 0, usageBatch)
 	inBatch := make(map[string]int, usageBatch) // name → its op in ops
 	// write writes ops and reports whether the flush can go on.
