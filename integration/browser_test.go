@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,4 +36,26 @@ func headlessChromium(t *testing.T, limit time.Duration) context.Context {
 	ctx, cancelTimeout := context.WithTimeout(ctx, limit)
 	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
 	return ctx
+}
+
+// waitForScript polls the page until the JavaScript expression is true.
+// chromedp's own queries (WaitVisible, Text) follow the document through
+// DOM events, and can lose track of a page that replaced another right
+// after a submit: they then wait for ever on a page that is already
+// there (seen once in tens of runs: the server had answered the
+// redirected GET, and the wait used up the test's 90 s). Runtime.evaluate
+// reads the page as it is, so the steps right after a sign-in's redirect
+// use it; an error (the page between two documents) is tried again.
+func waitForScript(ctx context.Context, expr string) error {
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last answer %v, %v)", expr, ctx.Err(), ok, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -72,8 +72,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("sign-in", chromedp.Navigate(base+console.Prefix), chromedp.WaitVisible("#username"),
 		chromedp.SendKeys("#username", "root"), chromedp.SendKeys("#password", tfPassword),
 		chromedp.Submit("#password"), chromedp.WaitVisible("#code"),
-		chromedp.SendKeys("#code", totpNow(t, rootSecret)), chromedp.Submit("#code"),
-		chromedp.WaitVisible("#signed-in-user"))
+		chromedp.SendKeys("#code", totpNow(t, rootSecret)), chromedp.Submit("#code"))
+	if err := waitForScript(ctx, `document.querySelector("#signed-in-user") !== null`); err != nil {
+		t.Fatalf("sign-in, back at the console: %v", err)
+	}
 	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != base+console.Prefix {
 		t.Fatalf("after sign-in: %s", loc)
 	}

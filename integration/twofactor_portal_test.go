@@ -212,17 +212,16 @@ func TestPortalInBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatalf("password step: %v", err)
 	}
-	if err := chromedp.Do(ctx,
-		chromedp.SendKeys("#code", totpNow(t, secret)),
-		chromedp.Submit("#code"),
-		chromedp.WaitVisible("pre"), // Chromium shows the echo's JSON in a <pre>
-	); err != nil {
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#code", totpNow(t, secret)), chromedp.Submit("#code")); err != nil {
 		t.Fatalf("code step: %v", err)
+	}
+	if err := waitForScript(ctx, `document.querySelector("pre") !== null`); err != nil { // Chromium shows the echo's JSON in a <pre>
+		t.Fatalf("code step, the page asked for: %v", err)
 	}
 	if loc := location(); loc != target {
 		t.Fatalf("after sign-in the browser is at %s, want %s", loc, target)
 	}
-	body, err := chromedp.Run(ctx, chromedp.Text("pre"))
+	body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("pre").textContent`))
 	if err != nil {
 		t.Fatal(err)
 	}
