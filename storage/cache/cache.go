@@ -364,41 +364,59 @@ func (c *Cache) replace(key string, e, next entry) {
 // (or decodes the value Get cached), and so does every Load of a key whose
 // decoder returned a nil interface value.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
-	var zero T
-	now := time.Now()
-	if e, ok := c.cached(key, now); ok {
-		if v, ok := e.decoded.(T); ok && e.hasDecoded {
-			c.hits.Add(1)
-			return v, nil
-		}
-		if e.hasRaw { // cached by Get: decode it, and keep the object with it
-			c.hits.Add(1)
-			v, err := decode(e.raw)
-			if err != nil {
-				return zero, err
-			}
-			c.replace(strings.Clone(key), e, entry{raw: e.raw, decoded: v, hasRaw: true, hasDecoded: true, loadedAt: e.loadedAt,
-				expiresAt: e.expiresAt, decodedBytes: decodedBytes(v, len(e.raw))})
-			return v, nil
-		}
-	} else if c.cachedAbsent(key, now) {
-		c.hits.Add(1)
-		return zero, storage.ErrNotFound
-	}
 	var v T
-	// The cache files the entry under a copy of key: a hit then keeps no
-	// reference to key, so LoadJoined can build it in a stack buffer.
-	if _, err := c.fill(ctx, strings.Clone(key), now, func(_ string, raw []byte, e *entry) error {
+	_, err := c.load(ctx, key, func(e entry) bool {
+		d, ok := e.decoded.(T)
+		if ok && e.hasDecoded {
+			v = d
+		}
+		return ok && e.hasDecoded
+	}, func(_ string, raw []byte, e *entry) error {
 		var err error
 		if v, err = decode(raw); err != nil {
 			return err
 		}
 		e.decoded, e.hasDecoded, e.decodedBytes = v, true, decodedBytes(v, len(raw))
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
+		var zero T
 		return zero, err
 	}
 	return v, nil
+}
+
+// load is what Load and LoadJoinedCompact share. A fresh entry of key that
+// has the caller's form (the decoded object, the compact bytes) is a hit.
+// A raw value only Get cached is converted, without a store read, and the
+// entry replaced by one with convert's form (convert gets a copy holding
+// the raw value and sets its own fields). Otherwise fill reads the store
+// and convert makes the entry. A key cached as missing is
+// storage.ErrNotFound.
+func (c *Cache) load(ctx context.Context, key string, has func(entry) bool, convert func(key string, value []byte, e *entry) error) (entry, error) {
+	now := time.Now()
+	if e, ok := c.cached(key, now); ok {
+		if has(e) { // by value: a pointer would move e to the heap
+			c.hits.Add(1)
+			return e, nil
+		}
+		if e.hasRaw { // cached by Get
+			c.hits.Add(1)
+			owned := strings.Clone(key)
+			next := entry{raw: e.raw, hasRaw: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt}
+			if err := convert(owned, e.raw, &next); err != nil {
+				return entry{}, err
+			}
+			c.replace(owned, e, next)
+			return next, nil
+		}
+	} else if c.cachedAbsent(key, now) {
+		c.hits.Add(1)
+		return entry{}, storage.ErrNotFound
+	}
+	// The cache files the entry under a copy of key: a hit then keeps no
+	// reference to key, so LoadJoined can build it in a stack buffer.
+	return c.fill(ctx, strings.Clone(key), now, convert)
 }
 
 // LoadJoined is Load of the key prefix+name. The key is put together in
@@ -421,30 +439,9 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 // nothing.
 func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compact func(key string, value []byte) ([]byte, error)) ([]byte, error) {
 	var buf [128]byte
-	key := join(&buf, prefix, name)
-	now := time.Now()
-	if e, ok := c.cached(key, now); ok {
-		if e.hasCompact {
-			c.hits.Add(1)
-			return e.raw, nil
-		}
-		if e.hasRaw { // cached by Get: make the compact form, and keep it instead
-			c.hits.Add(1)
-			owned := strings.Clone(key)
-			b, err := compact(owned, e.raw)
-			if err != nil {
-				return nil, err
-			}
-			c.replace(owned, e, entry{raw: b, hasCompact: true, loadedAt: e.loadedAt, expiresAt: e.expiresAt})
-			return b, nil
-		}
-	} else if c.cachedAbsent(key, now) {
-		c.hits.Add(1)
-		return nil, storage.ErrNotFound
-	}
-	e, err := c.fill(ctx, strings.Clone(key), now, func(owned string, value []byte, e *entry) error {
+	e, err := c.load(ctx, join(&buf, prefix, name), func(e entry) bool { return e.hasCompact }, func(owned string, value []byte, e *entry) error {
 		b, err := compact(owned, value)
-		e.raw, e.hasCompact = b, true
+		e.raw, e.hasRaw, e.hasCompact = b, false, true // the compact form instead of the value
 		return err
 	})
 	if err != nil {
