@@ -636,7 +636,7 @@ func (c *clusterBench) measureLoad(cache string) (LoadFigures, error) {
 	if err != nil {
 		return LoadFigures{}, err
 	}
-	hits, misses := c.cacheCounters()
+	hits, misses := cacheCounters(c)
 	t0 := time.Now()
 	s := run(c.mixed, c.opts.conns, c.opts.run, func() counters { return counters{serverCPU: c.primaryCPU()} })
 	elapsed := time.Since(t0).Seconds()
@@ -644,7 +644,7 @@ func (c *clusterBench) measureLoad(cache string) (LoadFigures, error) {
 	if err != nil {
 		return LoadFigures{}, err
 	}
-	hits2, misses2 := c.cacheCounters()
+	hits2, misses2 := cacheCounters(c)
 	f := LoadFigures{RPS: s.rps, PrimaryCommandsPerSec: float64(after[c.primary].Minus(before[c.primary]).Data()) / elapsed,
 		PrimaryCPU: s.cpuUs * s.rps / 1e6}
 	if lookups := hits2 - hits + misses2 - misses; lookups > 0 {
@@ -653,26 +653,6 @@ func (c *clusterBench) measureLoad(cache string) (LoadFigures, error) {
 	log.Printf("Gatehouse cache-%s at full load: %.0f requests/s (%d not 200), slot's primary %.0f data commands/s at %.0f%% of a core, cache hit ratio %.4f",
 		cache, f.RPS, s.errors, f.PrimaryCommandsPerSec, 100*f.PrimaryCPU, f.HitRatio)
 	return f, nil
-}
-
-// cacheCounters reads gatehouse_cache_hits_total and
-// gatehouse_cache_misses_total from Caddy's metrics (0 when unreadable).
-func (c *clusterBench) cacheCounters() (hits, misses float64) {
-	_, raw, err := c.call("GET", "/metrics", nil)
-	if err != nil {
-		return 0, 0
-	}
-	for line := range strings.Lines(string(raw)) {
-		name, value, _ := strings.Cut(strings.TrimSpace(line), " ")
-		v, _ := strconv.ParseFloat(value, 64)
-		switch name {
-		case "gatehouse_cache_hits_total":
-			hits = v
-		case "gatehouse_cache_misses_total":
-			misses = v
-		}
-	}
-	return hits, misses
 }
 
 // measureCeiling has many clients replay the cache-miss round trips

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -471,11 +472,14 @@ func (c *caddyProc) mustCall(want int, method, path string, body any) ([]byte, e
 // value drawn at random from values in each request (scale mode).
 func (e *env) drawn(urlFormat, port, header string, values packed, cert *tls.Certificate) target {
 	url := fmt.Sprintf(urlFormat, e.ports[port])
-	return target{cert: cert, next: func(int) *http.Request {
+	request := func(value string) *http.Request {
 		req, _ := http.NewRequest("GET", url, nil)
-		req.Header[header] = []string{values.random()}
+		req.Header[header] = []string{value}
 		return req
-	}}
+	}
+	var sent atomic.Int64
+	return target{cert: cert, next: func(int) *http.Request { return request(values.random()) },
+		warm: func(int) *http.Request { return request(values.at(int((sent.Add(1) - 1) % int64(values.len())))) }}
 }
 
 // get is a target sending GET to the row's port with fixed headers.

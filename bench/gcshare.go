@@ -24,6 +24,9 @@ type counters struct {
 	// the admin API's /debug/vars).
 	caddyCPU, gcCPU time.Duration
 	mallocs         uint64
+	// cacheHits and cacheMisses are its state cache's lookups so far
+	// (cacheCounters).
+	cacheHits, cacheMisses float64
 }
 
 // counters reads the totals for a round served by c (the main Caddy when
@@ -34,7 +37,30 @@ func (e *env) counters(c *caddyProc) counters {
 		c = e.caddyProc
 	}
 	cpu, _ := processCPU(c.cmd.Process.Pid)
-	return counters{serverCPU: e.serverCPU(), caddyCPU: cpu, gcCPU: c.gc.total(), mallocs: c.mallocs()}
+	hits, misses := cacheCounters(c)
+	return counters{serverCPU: e.serverCPU(), caddyCPU: cpu, gcCPU: c.gc.total(), mallocs: c.mallocs(),
+		cacheHits: hits, cacheMisses: misses}
+}
+
+// cacheCounters reads gatehouse_cache_hits_total and
+// gatehouse_cache_misses_total from the metrics of the Caddy behind api
+// (0 when unreadable).
+func cacheCounters(api adminAPI) (hits, misses float64) {
+	_, raw, err := api.call("GET", "/metrics", nil)
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.Lines(string(raw)) {
+		name, value, _ := strings.Cut(strings.TrimSpace(line), " ")
+		v, _ := strconv.ParseFloat(value, 64)
+		switch name {
+		case "gatehouse_cache_hits_total":
+			hits = v
+		case "gatehouse_cache_misses_total":
+			misses = v
+		}
+	}
+	return hits, misses
 }
 
 // processCPU is the CPU time (user and system) process pid has used.

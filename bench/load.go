@@ -14,7 +14,10 @@ import (
 // for mTLS rows; caddy is the Caddy serving it, whose GC and allocations
 // the row reports (nil: the main Caddy).
 type target struct {
-	next  func(worker int) *http.Request
+	next func(worker int) *http.Request
+	// warm, for a row that draws scale-mode keys, sends every key once,
+	// in order, before any key again.
+	warm  func(worker int) *http.Request
 	cert  *tls.Certificate
 	caddy *caddyProc
 }
@@ -27,6 +30,9 @@ type stats struct {
 	// gcShare is the serving Caddy's GC CPU time over its whole CPU time,
 	// and allocs its heap allocations per request (0: not read).
 	gcShare, allocs float64
+	// hitRatio is the share of the serving Caddy's state lookups its
+	// cache answered (0 for a row that looks nothing up).
+	hitRatio float64
 	// ok counts the 200 answers, errors the other answers and failures.
 	ok, errors int
 }
@@ -116,6 +122,9 @@ func (s *stats) perRequest(before, after counters, n int) {
 	}
 	if before.mallocs > 0 && after.mallocs > before.mallocs {
 		s.allocs = float64(after.mallocs-before.mallocs) / float64(n)
+	}
+	if lookups := after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses; lookups > 0 {
+		s.hitRatio = (after.cacheHits - before.cacheHits) / lookups
 	}
 }
 

@@ -55,6 +55,11 @@ type Result struct {
 	// heap allocations (runtime.MemStats.Mallocs) per request, the
 	// upstream's included when it runs in the same Caddy (unpinned).
 	AllocsPerRequest float64 `json:"allocs_per_request"`
+	// CacheHitRatio is the median over rounds of the share of the serving
+	// Caddy's state lookups its cache answered (gatehouse_cache_hits_total
+	// over it and gatehouse_cache_misses_total); absent for a row that
+	// looks nothing up.
+	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
 	// Baseline names the row this one is compared with; empty for a
 	// baseline row.
 	Baseline string `json:"baseline,omitempty"`
@@ -84,7 +89,7 @@ func main() {
 		"measure Gatehouse on a Redis Cluster of three primaries instead (make bench-redis): Redis commands per request, their spread over the primaries, the ceiling of Gatehouse's one slot")
 	workers := flag.Int("workers", 64, "with -redis-cluster: the clients replaying cache-miss round trips against the slot's primary")
 	steady := flag.Duration("steady", 65*time.Second, "with -redis-cluster: the stretch of steady traffic in which writes are counted (0: skip)")
-	warm := flag.Int("scale-warm", -1, "scale mode: requests of the first scale row before the rounds, so that the cache is in its steady state rather than filling (-1: as many as -scale; 0: none)")
+	warm := flag.Int("scale-warm", -1, "scale mode: requests of the first scale row before the rounds, each key once before any again, so that the cache is in its steady state rather than filling (-1: as many as -scale; 0: none)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all but the forward sweep's own rows); forward_sweep: the app_key rows from forward user to the full set")
 	flag.Parse()
 	if *redisCluster {
@@ -165,8 +170,8 @@ func main() {
 	for round := 1; round <= *rounds; round++ {
 		measure := func(name string, t target) stats {
 			m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
-			log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  errors %d",
-				round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, m.errors)
+			log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  cache hits %.1f%%  errors %d",
+				round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, 100*m.hitRatio, m.errors)
 			return m
 		}
 		for _, r := range rows {
@@ -191,7 +196,7 @@ func main() {
 		table = append(table, Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
 			Ratio:       pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) }),
 			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
-			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs,
+			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs, CacheHitRatio: med.hitRatio,
 			CPURatio: pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
 	}
 	printTable(table, *scale, *conns, *duration, *rounds, pins)
@@ -223,7 +228,8 @@ func ratio(a, b float64) float64 {
 
 // warmScaleCache drives the first row drawing scale-mode keys (app_key
 // or app_key_forward_user: they share the cache) until n requests have
-// been answered, or for at most ten minutes. A row measured right after
+// been answered, or for at most ten minutes, each key once in order
+// before any key again. A row measured right after
 // seeding sees mostly first reads of keys (a cache filling up, not in its
 // steady state): with 1M keys, a run of 600 000 requests finds about a
 // quarter of its keys cached whatever the cache's size.
@@ -232,9 +238,10 @@ func warmScaleCache(rows []row, n, conns int) {
 		if !r.drawn || n <= 0 {
 			continue
 		}
-		t0, done := time.Now(), 0
+		t, t0, done := r.target, time.Now(), 0
+		t.next = t.warm // every key once: n random draws would leave a third of n keys unseen
 		for done < n && time.Since(t0) < 10*time.Minute {
-			done += run(r.target, conns, 5*time.Second, nil).ok
+			done += run(t, conns, 5*time.Second, nil).ok
 		}
 		log.Printf("warmed the cache with %d requests of %s in %s", done, r.name, time.Since(t0).Round(time.Second))
 		return
@@ -302,15 +309,20 @@ func printTable(table []Result, scale, conns int, d time.Duration, rounds int, p
 		fmt.Printf(", scale mode %d keys", scale)
 	}
 	fmt.Println()
-	fmt.Printf("%-31s %8s %8s %8s %7s %9s %8s %9s %6s %7s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
-		"GC %", "allocs", "baseline")
-	fmt.Println(strings.Repeat("-", 133))
+	fmt.Printf("%-31s %8s %8s %8s %7s %9s %8s %9s %6s %7s %6s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
+		"GC %", "allocs", "hits %", "baseline")
+	fmt.Println(strings.Repeat("-", 140))
 	for _, r := range table {
-		fmt.Printf("%-31s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
-			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, r.Baseline)
+		hits := "-"
+		if r.CacheHitRatio > 0 {
+			hits = fmt.Sprintf("%.1f", 100*r.CacheHitRatio)
+		}
+		fmt.Printf("%-31s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f %6s  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
+			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, hits, r.Baseline)
 	}
 	fmt.Println("CPU µs: CPU time of the server processes per request; CPU ratio: the baseline's CPU µs over the row's;")
-	fmt.Println("GC %: the serving Caddy's garbage collection CPU over its CPU; allocs: its heap allocations per request.")
+	fmt.Println("GC %: the serving Caddy's garbage collection CPU over its CPU; allocs: its heap allocations per request;")
+	fmt.Println("hits %: the share of its state lookups that its cache answered.")
 }
 
 // measurement accumulates rounds; median takes the median of each figure.
@@ -329,7 +341,8 @@ func (m *measurement) median() stats {
 	return stats{rps: pick(func(s stats) float64 { return s.rps }),
 		p50ms: pick(func(s stats) float64 { return s.p50ms }), p99ms: pick(func(s stats) float64 { return s.p99ms }),
 		cpuUs:   pick(func(s stats) float64 { return s.cpuUs }),
-		gcShare: pick(func(s stats) float64 { return s.gcShare }), allocs: pick(func(s stats) float64 { return s.allocs })}
+		gcShare: pick(func(s stats) float64 { return s.gcShare }), allocs: pick(func(s stats) float64 { return s.allocs }),
+		hitRatio: pick(func(s stats) float64 { return s.hitRatio })}
 }
 
 // pairedRatio is the median over rounds of f(row's round, its paired

@@ -38,7 +38,7 @@ func (p packed) len() int {
 }
 
 // random returns one of the values, drawn uniformly.
-func (p packed) random() string {
-	i := rand.IntN(p.len())
-	return p.text[i*p.size : (i+1)*p.size]
-}
+func (p packed) random() string { return p.at(rand.IntN(p.len())) }
+
+// at returns the i-th value.
+func (p packed) at(i int) string { return p.text[i*p.size : (i+1)*p.size] }

@@ -29,14 +29,14 @@ const minCacheBytes = 1024
 // defaultCacheRecords is the cache's size when none is configured.
 const defaultCacheRecords = 100_000
 
-// newCache wraps records with the state cache of this size: bounded by
-// the heap its entries hold when the size is in bytes (storage/cache's
-// NewBytes), else by their number.
-func (s CacheSize) newCache(records storage.Store) *cache.Cache {
+// newCache wraps records with the state cache of this size, with opts:
+// bounded by the heap its entries hold when the size is in bytes
+// (storage/cache's NewBytes), else by their number.
+func (s CacheSize) newCache(records storage.Store, opts ...cache.Option) *cache.Cache {
 	if s.Bytes > 0 {
-		return cache.NewBytes(records, int64(min(s.Bytes, math.MaxInt64))) //nolint:gosec // G115: clamped
+		return cache.NewBytes(records, int64(min(s.Bytes, math.MaxInt64)), opts...) //nolint:gosec // G115: clamped
 	}
-	return cache.New(records, s.records())
+	return cache.New(records, s.records(), opts...)
 }
 
 // records is the number of records a cache sized in records keeps.

@@ -6,6 +6,10 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
 )
 
 func TestCacheSize(t *testing.T) {
@@ -48,5 +52,17 @@ func TestCacheSize(t *testing.T) {
 	}
 	if err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("gatehouse {\n cache_size lots\n}")); err == nil {
 		t.Fatal("Caddyfile cache_size lots accepted")
+	}
+}
+
+// TestCacheMaxAgeByBackend: entries of a store only this process writes
+// are served for ExclusiveMaxAge; those of Redis, which other instances
+// write, for DefaultMaxAge.
+func TestCacheMaxAgeByBackend(t *testing.T) {
+	if got := cacheMaxAge((*badger.Store)(nil)); got != cache.ExclusiveMaxAge {
+		t.Errorf("Badger: %v; want %v", got, cache.ExclusiveMaxAge)
+	}
+	if got := cacheMaxAge((*redis.Store)(nil)); got != cache.DefaultMaxAge {
+		t.Errorf("Redis: %v; want %v", got, cache.DefaultMaxAge)
 	}
 }

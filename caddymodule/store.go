@@ -93,8 +93,19 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		logger.Warn("cannot remember beside the keystore that its store is tagged; "+
 			"a later `caddy gatehouse tag-records` could then tag records written without it", zap.Error(err))
 	}
-	p.cache, p.tags = cacheSize.newCache(records), ks
+	p.cache, p.tags = cacheSize.newCache(records, cache.WithMaxAge(cacheMaxAge(p.backend))), ks
 	return p.cache, nil
+}
+
+// cacheMaxAge is how long the cache in front of backend serves an entry
+// without reading it again: DefaultMaxAge for Redis, whose changes made by
+// other instances reach the cache over pub/sub, ExclusiveMaxAge for a
+// store only this process writes, through the cache.
+func cacheMaxAge(backend storage.Store) time.Duration {
+	if _, shared := backend.(*redis.Store); shared {
+		return cache.DefaultMaxAge
+	}
+	return cache.ExclusiveMaxAge
 }
 
 // skippedLogger logs the records a listing left out because their tag did

@@ -12,10 +12,13 @@ package shardlru
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/gatehouse-auth/gatehouse/internal/budget"
 )
 
 // numShards is the number of shards of a large cache (a power of two);
@@ -60,6 +63,8 @@ type Cache[V any] struct {
 	shards []shard[V]
 	mask   uint32
 	cost   func(key string, value V) int64
+	// next is the shard EvictOldest tries next (modulo their number).
+	next atomic.Uint32
 }
 
 // weighted is a value with the cost it was charged when added.
@@ -70,13 +75,15 @@ type weighted[V any] struct {
 
 // shard is an exact LRU bounded by the sum of its entries' costs: the
 // simplelru itself is unbounded in entries, and Add evicts its oldest
-// entries while the shard is over budget.
+// entries while the shard is over budget. Costs are also charged to the
+// cache's account of a shared budget (nil: none).
 type shard[V any] struct {
-	mu     sync.Mutex
-	lru    *simplelru.LRU[string, weighted[V]]
-	used   int64
-	budget int64
-	_      [40]byte // keep shards' locks on separate cache lines
+	mu      sync.Mutex
+	lru     *simplelru.LRU[string, weighted[V]]
+	used    int64
+	budget  int64
+	account *budget.Account
+	_       [32]byte // keep shards' locks on separate cache lines
 }
 
 // New returns a cache holding at most size entries (at least one).
@@ -86,21 +93,39 @@ func New[V any](size int) *Cache[V] {
 
 // NewWeighted returns a cache whose entries' costs (cost of the key and
 // value, at least 1; the cost must not change while the entry is held)
-// add up to at most budget (at least one entry is always kept).
-func NewWeighted[V any](budget int64, cost func(key string, value V) int64) *Cache[V] {
-	budget = max(budget, 1)
+// add up to at most limit (at least one entry is always kept).
+func NewWeighted[V any](limit int64, cost func(key string, value V) int64) *Cache[V] {
+	return newWeighted(limit, nil, cost)
+}
+
+// NewShared is NewWeighted with the limit of the budget a belongs to,
+// charging each entry's cost to a. Keeping the budget's other accounts
+// and this cache together under the limit is the caller's: see
+// EvictOldest.
+func NewShared[V any](a *budget.Account, cost func(key string, value V) int64) *Cache[V] {
+	return newWeighted(a.Limit(), a, cost)
+}
+
+func newWeighted[V any](limit int64, account *budget.Account, cost func(key string, value V) int64) *Cache[V] {
+	limit = max(limit, 1)
 	n := 1
-	if budget >= minSharded {
+	if limit >= minSharded {
 		n = numShards
 	}
 	c := &Cache[V]{shards: make([]shard[V], n), mask: uint32(n - 1), cost: cost}
 	for i := range c.shards {
 		s := &c.shards[i]
 		// The entry bound is never reached: the budget evicts first.
-		s.lru, _ = simplelru.NewLRU(math.MaxInt, func(_ string, w weighted[V]) { s.used -= w.cost })
-		s.budget = max(budget/int64(n), 1)
+		s.lru, _ = simplelru.NewLRU(math.MaxInt, func(_ string, w weighted[V]) { s.charge(-w.cost) })
+		s.budget = max(limit/int64(n), 1)
+		s.account = account
 	}
 	return c
+}
+
+func (s *shard[V]) charge(n int64) {
+	s.used += n
+	s.account.Charge(n)
 }
 
 // Hash is FNV-1a of key, inlined so that it never allocates; callers
@@ -144,13 +169,28 @@ func (c *Cache[V]) Add(key string, value V) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.lru.Peek(key); ok {
-		s.used -= old.cost // replaced in place: no eviction callback
+		s.charge(-old.cost) // replaced in place: no eviction callback
 	}
 	s.lru.Add(key, weighted[V]{value: value, cost: cost})
-	s.used += cost
+	s.charge(cost)
 	for s.used > s.budget && s.lru.Len() > 1 {
 		s.lru.RemoveOldest() // never key: it is the newest
 	}
+}
+
+// EvictOldest drops the least recently used entry of one shard, the
+// shards taken in turn, and reports whether there was one to drop.
+func (c *Cache[V]) EvictOldest() bool {
+	for range c.shards {
+		s := &c.shards[c.next.Add(1)&c.mask]
+		s.mu.Lock()
+		_, _, ok := s.lru.RemoveOldest()
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove drops key.

@@ -169,11 +169,11 @@ func (r *record) isStub() bool { return r.Successor != "" }
 // entry is a record as the data plane caches it: holding only what a
 // request needs, not the record's metadata or sealed key, in a compact
 // form of bytes (compactEntry) that the cache keeps and hands out on
-// every hit (cache.LoadJoinedCompact). Bytes hold no pointers: however
-// many keys the cache holds, the garbage collector never scans them, and
-// a cached key costs the cache's own objects and these bytes, nothing
-// more. An entry is a view of them, read in place (its strings point
-// into them: the bytes never change once cached).
+// every hit (cache.LoadJoinedCompact). The cache keeps the bytes in large
+// arrays the garbage collector does not scan (internal/bytecache): a
+// cached key is no object of its own, however many keys the cache holds.
+// An entry is a view of them, read in place (its strings point into them:
+// the bytes never change once cached, and stay valid while referenced).
 //
 // The layout, little-endian:
 //

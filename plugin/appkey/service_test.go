@@ -1021,8 +1021,8 @@ func BenchmarkFullCacheGC(b *testing.B) {
 	}
 	metrics.Read(gcCPU)
 	b.ReportMetric((gcCPU[0].Value.Float64()-cpuBefore)*1e3/float64(b.N), "gc-cpu-ms/op")
-	b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/n, "objects/key")
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/key")
+	b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/n, "objects/key") //nolint:gosec // G115: heap sizes
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "bytes/key")       //nolint:gosec // G115: heap sizes
 	runtime.KeepAlive(values)
 }
 

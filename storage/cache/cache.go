@@ -2,14 +2,16 @@
 // bounded LRU (internal/shardlru, sharded by key so that hits on different
 // keys take different locks) of raw values (for Get)
 // and of the objects decoded from them (for Load, which keeps only the
-// object), so that a hot-path lookup costs no store read, no decoding, no
-// allocation and no global lock.
+// object), and a cache of compact byte forms (for LoadJoinedCompact) in
+// arenas the garbage collector does not scan (internal/bytecache), so
+// that a hot-path lookup costs no store read, no decoding, no allocation
+// and no global lock.
 //
 // "Not found" answers are cached too, so that a flood of lookups of one
-// unknown key does not reach the store, but in a second, smaller LRU of
+// unknown key does not reach the store, but in a third, smaller LRU of
 // their own: keys anyone can make up (random session cookies, tokens,
 // user names) then evict only other absences, never a key that exists. A
-// key has at most one entry, in one of the two.
+// key has at most one entry, in one of the three.
 //
 // Every write through the Cache invalidates the keys it touches before it
 // returns, even when the write fails (a failed write may still have been
@@ -27,10 +29,12 @@
 // entry reaches its maximum age (WithMaxAge, 30 s by default). Entries are
 // never served past the key's own expiry in the store.
 //
-// The bound is a number of keys (New) or of bytes (NewBytes): then each
-// entry counts the heap it holds: the LRU's node (which holds the entry),
-// its key and its raw value as they are, and its decoded object as the
-// object reports (Sized), or else estimated from the raw value's length.
+// The bound is a number of keys (New), for the LRU and the compact forms
+// each, or of bytes (NewBytes), for both together: then each entry counts
+// the heap it holds: in the LRU, its node (which holds the entry), its key
+// and its raw value as they are, and its decoded object as the object
+// reports (Sized), or else estimated from the raw value's length; a
+// compact form, its key and its bytes in the arena and its index slot.
 package cache
 
 import (
@@ -44,13 +48,24 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gatehouse-auth/gatehouse/internal/budget"
+	"github.com/gatehouse-auth/gatehouse/internal/bytecache"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // DefaultMaxAge is how long an entry is served without a store read unless
-// WithMaxAge says otherwise.
+// WithMaxAge says otherwise: the bound on a write another instance made
+// whose invalidation was lost.
 const DefaultMaxAge = 30 * time.Second
+
+// ExclusiveMaxAge is the maximum age for a store only this process
+// writes (Badger, which locks its directory): every write passes through
+// the cache, which drops what it changes at once, so the maximum age
+// guards against nothing but a bug. A shorter one would make a store read
+// of every key not used within it: with a million keys drawn at random
+// at 7 000 requests/s, 30 s left four requests in five to the store.
+const ExclusiveMaxAge = 10 * time.Minute
 
 // numStripes is the number of invalidation stripes (a power of two).
 const numStripes = 256
@@ -61,8 +76,9 @@ const minAbsent = 256
 
 // entry is one cached key that exists: its raw value (cached by Get), or
 // the object Load decoded from it, or both (a raw entry that Load then
-// decoded is replaced by one with both), or the compact form
-// LoadJoinedCompact made of it. An entry never changes once published.
+// decoded is replaced by one with both); or, on its way to the compact
+// forms' cache (never in the LRU), the compact form LoadJoinedCompact
+// made of it. An entry never changes once published.
 //
 // An entry Load filled keeps only the decoded object: the cache holds
 // many of them, and every heap object it keeps alive is work for each
@@ -154,6 +170,12 @@ type stripe struct {
 type Cache struct {
 	store storage.Store
 	lru   *shardlru.Cache[entry]
+	// compact holds the compact forms LoadJoinedCompact made.
+	compact *bytecache.Cache
+	// budget, for a cache bounded in bytes, is shared by the LRU and the
+	// compact forms, each with its account (see trim); nil otherwise.
+	budget                 *budget.Shared
+	lruBytes, compactBytes *budget.Account
 	// absent holds, for each key last read as not found, when that read
 	// started (monotonic).
 	absent  *shardlru.Cache[int64]
@@ -185,20 +207,48 @@ func WithMaxAge(d time.Duration) Option {
 // registers with it, dropping a key when another instance changes it and
 // everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {
-	return newCache(s, shardlru.New[entry](size), shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
+	return newCache(s, shardlru.New[entry](size), bytecache.NewEntries(size),
+		shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
 }
 
 // NewBytes is New with the cache bounded by the heap its entries hold
-// rather than their number: at most budget bytes for keys that exist
-// and, apart from them, an eighth of it for keys that do not (see Sized
-// for how an entry is counted).
-func NewBytes(s storage.Store, budget int64, opts ...Option) *Cache {
-	return newCache(s, shardlru.NewWeighted(budget, func(key string, e entry) int64 { return e.cost(key) }),
-		shardlru.NewWeighted(budget/8, func(key string, _ int64) int64 { return absentNodeBytes + keyBytes(len(key)) }), opts)
+// rather than their number: at most limit bytes for keys that exist (the
+// LRU's entries and the compact forms together: see trim) and, apart
+// from them, an eighth of it for keys that do not (see Sized and the
+// package doc for how an entry is counted).
+func NewBytes(s storage.Store, limit int64, opts ...Option) *Cache {
+	shared := budget.New(limit)
+	lruBytes, compactBytes := shared.Account(), shared.Account()
+	c := newCache(s, shardlru.NewShared(lruBytes, func(key string, e entry) int64 { return e.cost(key) }), bytecache.NewBytes(compactBytes),
+		shardlru.NewWeighted(limit/8, func(key string, _ int64) int64 { return absentNodeBytes + keyBytes(len(key)) }), opts)
+	c.budget, c.lruBytes, c.compactBytes = shared, lruBytes, compactBytes
+	return c
 }
 
-func newCache(s storage.Store, lru *shardlru.Cache[entry], absent *shardlru.Cache[int64], opts []Option) *Cache {
-	c := &Cache{store: s, lru: lru, absent: absent, maxAge: DefaultMaxAge}
+// trim keeps the LRU and the compact forms together within the budget
+// after an add to one of them (compactAdded: to the compact forms): while
+// they hold more, the one that added gives back its oldest if it holds
+// more than half the limit, else the other does. Each can so take the
+// whole budget while the other needs none of it, and keeps half of it
+// whatever the other adds.
+func (c *Cache) trim(compactAdded bool) {
+	if c.budget == nil {
+		return
+	}
+	for c.budget.Over() {
+		adder := c.lruBytes
+		if compactAdded {
+			adder = c.compactBytes
+		}
+		fromCompact := compactAdded == (adder.Used() > c.budget.Limit()/2)
+		if fromCompact && !c.compact.EvictOldest() || !fromCompact && !c.lru.EvictOldest() {
+			return
+		}
+	}
+}
+
+func newCache(s storage.Store, lru *shardlru.Cache[entry], compact *bytecache.Cache, absent *shardlru.Cache[int64], opts []Option) *Cache {
+	c := &Cache{store: s, lru: lru, compact: compact, absent: absent, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(c)
 	}
@@ -236,6 +286,7 @@ func (c *Cache) Purge() {
 		s.mu.Unlock()
 	}
 	c.lru.Purge()
+	c.compact.Purge()
 	c.absent.Purge()
 }
 
@@ -250,6 +301,7 @@ func (c *Cache) invalidate(key string) {
 	s.mu.Lock()
 	s.gen.Add(1)
 	c.lru.Remove(key)
+	c.compact.Remove(key)
 	c.absent.Remove(key)
 	s.mu.Unlock()
 }
@@ -257,7 +309,13 @@ func (c *Cache) invalidate(key string) {
 // fresh reports whether the entry may still be served: younger than
 // maxAge and not past the key's own expiry.
 func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
-	return monotonic(now)-e.loadedAt < int64(maxAge) && (e.expiresAt == 0 || now.UnixNano() < e.expiresAt)
+	return fresh(now, e.loadedAt, e.expiresAt, maxAge)
+}
+
+// fresh reports whether an entry loaded at loadedAt (monotonic) of a key
+// expiring at expiresAt (Unix nanoseconds, 0: never) may still be served.
+func fresh(now time.Time, loadedAt, expiresAt int64, maxAge time.Duration) bool {
+	return monotonic(now)-loadedAt < int64(maxAge) && (expiresAt == 0 || now.UnixNano() < expiresAt)
 }
 
 // cached returns key's cached entry while it may be served.
@@ -320,15 +378,25 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
-		if missing {
+		switch {
+		case missing:
 			c.lru.Remove(key)
+			c.compact.Remove(key)
 			c.absent.Add(key, monotonic(now))
-		} else {
+		case e.hasCompact:
+			c.lru.Remove(key)
+			c.absent.Remove(key)
+			c.compact.Add(key, e.raw, e.loadedAt, e.expiresAt)
+		default:
+			c.compact.Remove(key)
 			c.absent.Remove(key)
 			c.lru.Add(key, e)
 		}
 	}
 	s.mu.Unlock()
+	if !missing {
+		c.trim(e.hasCompact)
+	}
 	if missing {
 		return entry{}, storage.ErrNotFound
 	}
@@ -341,15 +409,22 @@ func (c *Cache) newEntry(expiresAt, loadedAt int64) entry {
 }
 
 // replace replaces e, key's entry, with next (made from e, with e's
-// times), unless e was invalidated or replaced meanwhile.
+// times; a compact form moves to the compact forms' cache), unless e was
+// invalidated or replaced meanwhile.
 func (c *Cache) replace(key string, e, next entry) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
 	if cur, ok := c.lru.Peek(key); ok && cur.seq == e.seq {
-		next.seq = c.seq.Add(1)
-		c.lru.Add(key, next)
+		if next.hasCompact {
+			c.lru.Remove(key)
+			c.compact.Add(key, next.raw, next.loadedAt, next.expiresAt)
+		} else {
+			next.seq = c.seq.Add(1)
+			c.lru.Add(key, next)
+		}
 	}
 	s.mu.Unlock()
+	c.trim(next.hasCompact)
 }
 
 // Load returns the object decoded from key's value. A hit on an object
@@ -365,7 +440,7 @@ func (c *Cache) replace(key string, e, next entry) {
 // decoder returned a nil interface value.
 func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) (T, error)) (T, error) {
 	var v T
-	_, err := c.load(ctx, key, func(e entry) bool {
+	_, err := c.load(ctx, key, time.Now(), func(e entry) bool {
 		d, ok := e.decoded.(T)
 		if ok && e.hasDecoded {
 			v = d
@@ -386,15 +461,14 @@ func Load[T any](c *Cache, ctx context.Context, key string, decode func([]byte) 
 	return v, nil
 }
 
-// load is what Load and LoadJoinedCompact share. A fresh entry of key that
-// has the caller's form (the decoded object, the compact bytes) is a hit.
-// A raw value only Get cached is converted, without a store read, and the
-// entry replaced by one with convert's form (convert gets a copy holding
-// the raw value and sets its own fields). Otherwise fill reads the store
-// and convert makes the entry. A key cached as missing is
+// load is what Load and LoadJoinedCompact share, at now. A fresh entry of
+// key in the LRU that has the caller's form (has: the decoded object) is
+// a hit. A raw value only Get cached is converted, without a store read,
+// and the entry replaced by one with convert's form (convert gets a copy
+// holding the raw value and sets its own fields). Otherwise fill reads
+// the store and convert makes the entry. A key cached as missing is
 // storage.ErrNotFound.
-func (c *Cache) load(ctx context.Context, key string, has func(entry) bool, convert func(key string, value []byte, e *entry) error) (entry, error) {
-	now := time.Now()
+func (c *Cache) load(ctx context.Context, key string, now time.Time, has func(entry) bool, convert func(key string, value []byte, e *entry) error) (entry, error) {
 	if e, ok := c.cached(key, now); ok {
 		if has(e) { // by value: a pointer would move e to the heap
 			c.hits.Add(1)
@@ -432,14 +506,21 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 // in a compact form of its own: compact turns the value read under key
 // (prefix+name, which compact may check the value against) into bytes
 // that the cache keeps in its place and returns on every hit.
-// Bytes hold no pointers, so however many the cache keeps, the garbage
-// collector never scans them, where a decoded object is one more object
-// with pointers per entry. The bytes are shared by every caller until
-// the entry is invalidated: read them, never write them. A hit allocates
-// nothing.
+// The cache keeps them, with their keys, in large byte arrays
+// (internal/bytecache), so however many it keeps, the garbage collector
+// has almost nothing to scan, where a decoded object is one more object
+// with pointers per entry. The bytes are shared by every caller: read
+// them, never write them (they stay valid, and unchanged, for as long as
+// the caller keeps them). A hit allocates nothing.
 func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compact func(key string, value []byte) ([]byte, error)) ([]byte, error) {
 	var buf [128]byte
-	e, err := c.load(ctx, join(&buf, prefix, name), func(e entry) bool { return e.hasCompact }, func(owned string, value []byte, e *entry) error {
+	key, now := join(&buf, prefix, name), time.Now()
+	if b, loadedAt, expiresAt, ok := c.compact.Get(key); ok && fresh(now, loadedAt, expiresAt, c.maxAge) {
+		c.hits.Add(1)
+		return b, nil
+	}
+	// Never in the LRU in the caller's form: only a value Get cached is.
+	e, err := c.load(ctx, key, now, func(entry) bool { return false }, func(owned string, value []byte, e *entry) error {
 		b, err := compact(owned, value)
 		e.raw, e.hasRaw, e.hasCompact = b, false, true // the compact form instead of the value
 		return err

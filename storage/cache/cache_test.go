@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -967,4 +968,91 @@ func TestCompactAndRawNeverMix(t *testing.T) {
 	wantCompact("p/k=v2", 1)
 	wantGet("v2")
 	wantCompact("p/k=v2", 0)
+}
+
+// TestLRUAndCompactFormsShareTheBudget: a cache bounded in bytes keeps
+// its LRU and its compact forms together within the budget; each can
+// take what the other does not use, and each gets at least half of it
+// back whatever the other adds.
+func TestLRUAndCompactFormsShareTheBudget(t *testing.T) {
+	back := newHookStore(t)
+	ctx := t.Context()
+	const limit = 1 << 20
+	var ops []storage.Op
+	for i := range 2000 { // 2 MB of raw values
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("r/%04d", i), Value: make([]byte, 1000)})
+	}
+	for i := range 20_000 { // about 3 MB of compact forms
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("c/%05d", i), Value: []byte(strings.Repeat("v", 100))})
+	}
+	for batch := range slices.Chunk(ops, 1000) {
+		if err := back.Batch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewBytes(back, limit)
+	compact := func(_ string, b []byte) ([]byte, error) { return b, nil }
+	getRaw := func() {
+		for i := range 2000 {
+			if _, err := c.Get(ctx, fmt.Sprintf("r/%04d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	loadCompact := func() {
+		for i := range 20_000 {
+			if _, err := LoadJoinedCompact(c, ctx, "c/", fmt.Sprintf("%05d", i), compact); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// What one add may bring before it is trimmed, and what each part
+	// keeps while it holds anything: a chunk a shard, an entry a shard.
+	slack := int64(numShardsForTest)*(limit/numShardsForTest/16) + 2048
+	check := func(stage string, lruAtLeast, compactAtLeast int64) {
+		t.Helper()
+		lru, comp := c.lruBytes.Used(), c.compactBytes.Used()
+		if lru+comp > limit+slack || lru < lruAtLeast || comp < compactAtLeast {
+			t.Fatalf("%s: the LRU holds %d bytes and the compact forms %d; want together at most %d, at least %d and %d",
+				stage, lru, comp, limit, lruAtLeast, compactAtLeast)
+		}
+	}
+	getRaw()
+	check("raw values alone", limit-slack, 0)
+	loadCompact()
+	check("then compact forms", 0, limit/2-slack)
+	getRaw()
+	check("then raw values again", limit/2-slack, limit/2-slack)
+	loadCompact()
+	check("then compact forms again", limit/2-slack, limit/2-slack)
+}
+
+// numShardsForTest is the number of shards of a cache of a megabyte.
+const numShardsForTest = 16
+
+// TestCompactFormsOutliveTheirEntries: bytes LoadJoinedCompact returned
+// are never written again, though their key is written and compacted anew.
+func TestCompactFormsOutliveTheirEntries(t *testing.T) {
+	back := newHookStore(t)
+	ctx := t.Context()
+	c := NewBytes(back, 1<<20)
+	compact := func(_ string, b []byte) ([]byte, error) { return b, nil }
+	if err := c.Put(ctx, "c/k", []byte("first"), 0); err != nil {
+		t.Fatal(err)
+	}
+	first, err := LoadJoinedCompact(c, ctx, "c/", "k", compact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, "c/k", []byte("second"), 0); err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadJoinedCompact(c, ctx, "c/", "k", compact)
+	if err != nil || string(second) != "second" {
+		t.Fatalf("after a write: %q, %v", second, err)
+	}
+	c.Purge()
+	if string(first) != "first" {
+		t.Fatalf("bytes returned before a write changed to %q", first)
+	}
 }

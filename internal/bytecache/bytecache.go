@@ -1,0 +1,337 @@
+// Package bytecache is a bounded cache of byte values that the garbage
+// collector does not scan. Keys and values are copied into large byte
+// arrays (chunks), and each shard's index maps a 64-bit hash of a key to
+// where its record lies, in a map of integers. However many entries it
+// holds, the collector sees a few hundred chunks and maps without
+// pointers, where a cache of objects gives it an object (or more) to mark,
+// and pointers to follow, per entry: on a busy process with a million
+// cached keys, most of its CPU.
+//
+// Eviction is first in, first out by chunk: while a shard is over its
+// share of the bound, its oldest chunk is dropped whole and the entries
+// still in it leave the index. A hit on an entry in the oldest quarter of
+// a shard that is nearly full copies the entry to the newest chunk, so
+// that entries in use outlive a pass of the ring: an approximation of
+// least recently used.
+//
+// A chunk is written only past its last record and never reused, so a
+// value Get returned stays valid and unchanged for as long as the caller
+// keeps it, even after its entry is removed or its chunk dropped (the
+// chunk is then freed once nothing refers to it).
+package bytecache
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gatehouse-auth/gatehouse/internal/budget"
+)
+
+const (
+	// numShards is the number of shards of a large cache (a power of two);
+	// smaller ones (minShardedBytes, minShardedEntries) are one shard.
+	numShards         = 16
+	minShardedBytes   = 1 << 20
+	minShardedEntries = 1024
+	// A chunk is a sixteenth of its shard's share (estimated at
+	// typicalRecord bytes an entry when the bound is a number of
+	// entries), but at least minChunk (or the share, when smaller) and at
+	// most maxChunk; or a record's size when larger.
+	minChunk      = 4 << 10
+	maxChunk      = 1 << 20
+	typicalRecord = 256
+	// headerSize is a record's fixed part: when it was loaded and when it
+	// expires (int64 each, the caller's), its key's and its value's
+	// lengths (uint32 each); then the key, the value, and padding to 8.
+	headerSize = 24
+	// IndexSlotBytes is what an entry's place in its shard's index costs:
+	// a slot of a map[uint64]uint64 with its control byte, at the map's
+	// average load. Entries count it besides their record's bytes.
+	IndexSlotBytes = 32
+)
+
+// Cache is a sharded cache of byte values under string keys. It is safe
+// for concurrent use.
+type Cache struct {
+	seed      maphash.Seed
+	shards    []shard
+	shift     uint // a hash's top bits pick its shard
+	chunkSize int
+	// maxRecord is the largest record cached: a larger one would take a
+	// shard's whole share.
+	maxRecord int
+	// next is the shard EvictOldest tries next (modulo their number).
+	next atomic.Uint32
+}
+
+// shard is one part of the cache, with its own lock.
+type shard struct {
+	mu sync.Mutex
+	// index holds, for each key's hash, its record's place: the chunk's
+	// number in the upper 32 bits, the record's offset in the lower.
+	index map[uint64]uint64
+	// chunks are oldest first, numbered from first; records are written
+	// to the last.
+	chunks [][]byte
+	first  uint32
+	// bytes is what the shard holds: its chunks' sizes and index slots.
+	bytes int64
+	// The shard's bound: its share of a number of bytes, or of entries;
+	// and the account its bytes are charged to (nil when bounded by
+	// entries).
+	maxBytes   int64
+	maxEntries int
+	account    *budget.Account
+	_          [40]byte // keep shards' locks on separate cache lines
+}
+
+// NewBytes returns a cache that holds at most the limit of the budget a
+// belongs to in bytes (chunks and index), charging them to a. Keeping the
+// budget's other accounts and this cache together under the limit is the
+// caller's: see EvictOldest.
+func NewBytes(a *budget.Account) *Cache {
+	limit := a.Limit()
+	n := 1
+	if limit >= minShardedBytes {
+		n = numShards
+	}
+	share := max(limit/int64(n), 1)
+	c := newCache(n, int(min(max(share/16, min(minChunk, share)), maxChunk)), int(min(share/4, math.MaxInt32)))
+	for i := range c.shards {
+		c.shards[i].maxBytes, c.shards[i].maxEntries, c.shards[i].account = share, math.MaxInt, a
+	}
+	return c
+}
+
+// NewEntries returns a cache that holds at most about size entries (at
+// least one): a shard evicts its oldest chunk while it holds more than
+// its share and has another chunk, so a shard holds one chunk's worth
+// even when that is more.
+func NewEntries(size int) *Cache {
+	size = max(size, 1)
+	n := 1
+	if size >= minShardedEntries {
+		n = numShards
+	}
+	share := max(size/n, 1)
+	c := newCache(n, min(max(share*typicalRecord/16, minChunk), maxChunk), maxChunk)
+	for i := range c.shards {
+		c.shards[i].maxBytes, c.shards[i].maxEntries = math.MaxInt64, share
+	}
+	return c
+}
+
+func newCache(n, chunkSize, maxRecord int) *Cache {
+	c := &Cache{seed: maphash.MakeSeed(), shards: make([]shard, n), chunkSize: chunkSize, maxRecord: maxRecord, shift: 64}
+	for n > 1 {
+		c.shift--
+		n >>= 1
+	}
+	for i := range c.shards {
+		c.shards[i].index = map[uint64]uint64{}
+	}
+	return c
+}
+
+func (c *Cache) shard(h uint64) *shard {
+	if c.shift == 64 {
+		return &c.shards[0]
+	}
+	return &c.shards[h>>c.shift]
+}
+
+// Get returns key's value, when and until when it is good as Add was
+// told (loadedAt, expiresAt), and whether key is cached. The value is
+// shared: read it, never write it.
+func (c *Cache) Get(key string) (value []byte, loadedAt, expiresAt int64, ok bool) {
+	h := maphash.String(c.seed, key)
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref, ok := s.index[h]
+	if !ok {
+		return nil, 0, 0, false
+	}
+	r := s.record(ref)
+	if string(r.key()) != key { // another key with the same hash
+		return nil, 0, 0, false
+	}
+	if s.fading(ref) {
+		ref = s.write(c.chunkSize, key, r.value(), r.loadedAt(), r.expiresAt())
+		s.index[h] = ref
+		r = s.record(ref)
+		s.evict(c)
+	}
+	return r.value(), r.loadedAt(), r.expiresAt(), true
+}
+
+// Add caches a copy of value under key, replacing its entry, with when
+// it was loaded and when it expires (the caller's numbers, returned by
+// Get), and evicts the oldest entries of its shard while over the bound.
+// A value too large for a shard's share is not cached (and key's entry
+// dropped).
+func (c *Cache) Add(key string, value []byte, loadedAt, expiresAt int64) {
+	h := maphash.String(c.seed, key)
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if recordSize(len(key), len(value)) > c.maxRecord {
+		s.remove(h, key)
+		return
+	}
+	if _, ok := s.index[h]; !ok {
+		s.charge(IndexSlotBytes)
+	}
+	s.index[h] = s.write(c.chunkSize, key, value, loadedAt, expiresAt)
+	s.evict(c)
+}
+
+// Remove drops key's entry.
+func (c *Cache) Remove(key string) {
+	h := maphash.String(c.seed, key)
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remove(h, key)
+}
+
+// Purge drops every entry.
+func (c *Cache) Purge() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.first += uint32(len(s.chunks)) //nolint:gosec // G115: chunk numbers wrap by design
+		s.chunks, s.index = nil, map[uint64]uint64{}
+		s.charge(-s.bytes)
+		s.mu.Unlock()
+	}
+}
+
+// Size is the number of entries, and what the cache holds in bytes: its
+// chunks (entries, and removed ones not yet evicted) and its index.
+func (c *Cache) Size() (entries int, bytes int64) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		entries += len(s.index)
+		bytes += s.bytes
+		s.mu.Unlock()
+	}
+	return entries, bytes
+}
+
+func (s *shard) charge(n int64) {
+	s.bytes += n
+	s.account.Charge(n)
+}
+
+// remove drops key (hashing to h) from the index, if it is there.
+func (s *shard) remove(h uint64, key string) {
+	if ref, ok := s.index[h]; ok && string(s.record(ref).key()) == key {
+		delete(s.index, h)
+		s.charge(-IndexSlotBytes)
+	}
+}
+
+// record is the record at ref.
+func (s *shard) record(ref uint64) record {
+	return record(s.chunks[uint32(ref>>32)-s.first][uint32(ref):]) //nolint:gosec // G115: a ref's halves
+}
+
+// fading reports whether the record at ref is in the oldest quarter of
+// a shard that will soon evict.
+func (s *shard) fading(ref uint64) bool {
+	age := int(uint32(ref>>32) - s.first) //nolint:gosec // G115: a ref's upper half
+	return age < len(s.chunks)/4 &&
+		(s.bytes >= s.maxBytes-s.maxBytes/8 || len(s.index) >= s.maxEntries-s.maxEntries/8 || s.account.Nearly())
+}
+
+// write appends a record to the newest chunk (a new one when it does not
+// fit) and returns its place.
+func (s *shard) write(chunkSize int, key string, value []byte, loadedAt, expiresAt int64) uint64 {
+	n := recordSize(len(key), len(value))
+	last := len(s.chunks) - 1
+	if last < 0 || cap(s.chunks[last])-len(s.chunks[last]) < n {
+		chunk := make([]byte, 0, max(chunkSize, n))
+		s.chunks = append(s.chunks, chunk)
+		s.charge(int64(cap(chunk)))
+		last++
+	}
+	off := len(s.chunks[last])
+	b := s.chunks[last][:off+n]
+	binary.LittleEndian.PutUint64(b[off:], uint64(loadedAt))      //nolint:gosec // G115: read back as an int64
+	binary.LittleEndian.PutUint64(b[off+8:], uint64(expiresAt))   //nolint:gosec // G115: read back as an int64
+	binary.LittleEndian.PutUint32(b[off+16:], uint32(len(key)))   //nolint:gosec // G115: records are at most maxRecord bytes
+	binary.LittleEndian.PutUint32(b[off+20:], uint32(len(value))) //nolint:gosec // G115: likewise
+	copy(b[off+headerSize+copy(b[off+headerSize:], key):], value)
+	s.chunks[last] = b
+	return uint64(s.first+uint32(last))<<32 | uint64(off) //nolint:gosec // G115: chunk numbers wrap by design; offsets fit a chunk
+}
+
+// EvictOldest drops the oldest chunk of one shard that has more than one,
+// the shards taken in turn, and reports whether there was one to drop.
+func (c *Cache) EvictOldest() bool {
+	for range c.shards {
+		s := &c.shards[int(c.next.Add(1))%len(c.shards)]
+		s.mu.Lock()
+		dropped := len(s.chunks) > 1
+		if dropped {
+			s.dropOldest(c)
+		}
+		s.mu.Unlock()
+		if dropped {
+			return true
+		}
+	}
+	return false
+}
+
+// evict drops the oldest chunks, keeping the newest, while the shard is
+// over its bound.
+func (s *shard) evict(c *Cache) {
+	for len(s.chunks) > 1 && (s.bytes > s.maxBytes || len(s.index) > s.maxEntries) {
+		s.dropOldest(c)
+	}
+}
+
+// dropOldest drops the oldest chunk and the entries still in it.
+func (s *shard) dropOldest(c *Cache) {
+	chunk := s.chunks[0]
+	for off := 0; off < len(chunk); {
+		r := record(chunk[off:])
+		h := maphash.Bytes(c.seed, r.key())
+		if ref, ok := s.index[h]; ok && ref == uint64(s.first)<<32|uint64(off) { //nolint:gosec // G115: an offset in a chunk
+			delete(s.index, h)
+			s.charge(-IndexSlotBytes)
+		}
+		off += recordSize(len(r.key()), r.valueLen())
+	}
+	s.chunks[0] = nil
+	s.chunks = s.chunks[1:]
+	s.first++
+	s.charge(-int64(cap(chunk)))
+}
+
+// recordSize is the size of a record of a key and a value of these
+// lengths, padding included.
+func recordSize(keyLen, valueLen int) int { return (headerSize + keyLen + valueLen + 7) &^ 7 }
+
+// record is a record at the start of the slice (see headerSize).
+type record []byte
+
+func (r record) loadedAt() int64  { return int64(binary.LittleEndian.Uint64(r)) }     //nolint:gosec // G115: written from an int64
+func (r record) expiresAt() int64 { return int64(binary.LittleEndian.Uint64(r[8:])) } //nolint:gosec // G115: likewise
+func (r record) keyLen() int      { return int(binary.LittleEndian.Uint32(r[16:])) }
+func (r record) valueLen() int    { return int(binary.LittleEndian.Uint32(r[20:])) }
+func (r record) key() []byte      { return r[headerSize : headerSize+r.keyLen()] }
+
+// value is the record's value, its capacity cut to its length so that
+// an append to it cannot write into the chunk.
+func (r record) value() []byte {
+	at := headerSize + r.keyLen()
+	end := at + r.valueLen()
+	return r[at:end:end]
+}
