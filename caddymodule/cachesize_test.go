@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
@@ -55,14 +56,17 @@ func TestCacheSize(t *testing.T) {
 	}
 }
 
-// TestCacheMaxAgeByBackend: entries of a store only this process writes
-// are served for ExclusiveMaxAge; those of Redis, which other instances
-// write, for DefaultMaxAge.
+// TestCacheMaxAgeByBackend: entries of Badger, which only this process
+// writes, are served for ExclusiveMaxAge; those of Redis, which other
+// instances write, and of any other store, for DefaultMaxAge.
 func TestCacheMaxAgeByBackend(t *testing.T) {
 	if got := cacheMaxAge((*badger.Store)(nil)); got != cache.ExclusiveMaxAge {
 		t.Errorf("Badger: %v; want %v", got, cache.ExclusiveMaxAge)
 	}
 	if got := cacheMaxAge((*redis.Store)(nil)); got != cache.DefaultMaxAge {
 		t.Errorf("Redis: %v; want %v", got, cache.DefaultMaxAge)
+	}
+	if got := cacheMaxAge(struct{ storage.Store }{}); got != cache.DefaultMaxAge {
+		t.Errorf("another store: %v; want %v", got, cache.DefaultMaxAge)
 	}
 }

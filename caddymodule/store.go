@@ -98,14 +98,15 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 }
 
 // cacheMaxAge is how long the cache in front of backend serves an entry
-// without reading it again: DefaultMaxAge for Redis, whose changes made by
-// other instances reach the cache over pub/sub, ExclusiveMaxAge for a
-// store only this process writes, through the cache.
+// without reading it again: ExclusiveMaxAge for Badger, which only this
+// process writes (it locks its directory), always through the cache;
+// DefaultMaxAge for any other store, such as Redis, whose changes made by
+// other instances reach the cache over pub/sub.
 func cacheMaxAge(backend storage.Store) time.Duration {
-	if _, shared := backend.(*redis.Store); shared {
-		return cache.DefaultMaxAge
+	if _, exclusive := backend.(*badger.Store); exclusive {
+		return cache.ExclusiveMaxAge
 	}
-	return cache.ExclusiveMaxAge
+	return cache.DefaultMaxAge
 }
 
 // skippedLogger logs the records a listing left out because their tag did

@@ -22,9 +22,6 @@ func (b *Shared) Account() *Account { return &Account{shared: b} }
 // Limit is the budget's limit.
 func (b *Shared) Limit() int64 { return b.limit }
 
-// Used is what its accounts have charged.
-func (b *Shared) Used() int64 { return b.used.Load() }
-
 // Over reports whether more than the limit is charged.
 func (b *Shared) Over() bool { return b.used.Load() > b.limit }
 
@@ -66,3 +63,7 @@ func (a *Account) Used() int64 {
 // Nearly reports whether the shared budget is nearly used up (false for
 // nil).
 func (a *Account) Nearly() bool { return a != nil && a.shared.Nearly() }
+
+// Over reports whether the shared budget is over its limit (false for
+// nil).
+func (a *Account) Over() bool { return a != nil && a.shared.Over() }

@@ -17,7 +17,10 @@
 // A chunk is written only past its last record and never reused, so a
 // value Get returned stays valid and unchanged for as long as the caller
 // keeps it, even after its entry is removed or its chunk dropped (the
-// chunk is then freed once nothing refers to it).
+// chunk is then freed once nothing refers to it: a caller that keeps a
+// value keeps its whole chunk alive, outside the bound). An entry written
+// again or removed leaves its old record behind; a shard drops its oldest
+// chunks once such dead records are more than half of what it holds.
 package bytecache
 
 import (
@@ -41,15 +44,18 @@ const (
 	// entries), but at least minChunk (or the share, when smaller) and at
 	// most maxChunk; or a record's size when larger.
 	minChunk      = 4 << 10
-	maxChunk      = 1 << 20
+	maxChunk      = 256 << 10
 	typicalRecord = 256
 	// headerSize is a record's fixed part: when it was loaded and when it
-	// expires (int64 each, the caller's), its key's and its value's
+	// expires (int64 each, the caller's), its key's hash (so that dropping
+	// a chunk need not hash its keys again), its key's and its value's
 	// lengths (uint32 each); then the key, the value, and padding to 8.
-	headerSize = 24
+	headerSize = 32
 	// IndexSlotBytes is what an entry's place in its shard's index costs:
 	// a slot of a map[uint64]uint64 with its control byte, at the map's
-	// average load. Entries count it besides their record's bytes.
+	// average load. Entries count it besides their record's bytes (and
+	// give it back when they leave, though a Go map does not shrink: the
+	// index keeps the size of the most entries it held).
 	IndexSlotBytes = 32
 )
 
@@ -60,8 +66,8 @@ type Cache struct {
 	shards    []shard
 	shift     uint // a hash's top bits pick its shard
 	chunkSize int
-	// maxRecord is the largest record cached: a larger one would take a
-	// shard's whole share.
+	// maxRecord is the largest record cached: a quarter of a shard's
+	// share of a bound in bytes, maxChunk for a bound in entries.
 	maxRecord int
 	// next is the shard EvictOldest tries next (modulo their number).
 	next atomic.Uint32
@@ -77,8 +83,10 @@ type shard struct {
 	// to the last.
 	chunks [][]byte
 	first  uint32
-	// bytes is what the shard holds: its chunks' sizes and index slots.
-	bytes int64
+	// bytes is what the shard holds: its chunks' sizes and index slots;
+	// written is what its chunks hold, live what of it is indexed (the
+	// rest is replaced or removed entries: dead, until their chunk goes).
+	bytes, written, live int64
 	// The shard's bound: its share of a number of bytes, or of entries;
 	// and the account its bytes are charged to (nil when bounded by
 	// entries).
@@ -109,7 +117,8 @@ func NewBytes(a *budget.Account) *Cache {
 // NewEntries returns a cache that holds at most about size entries (at
 // least one): a shard evicts its oldest chunk while it holds more than
 // its share and has another chunk, so a shard holds one chunk's worth
-// even when that is more.
+// even when that is more. Its bytes are bounded by its entries' and as
+// much again of dead records (see the package doc).
 func NewEntries(size int) *Cache {
 	size = max(size, 1)
 	n := 1
@@ -159,11 +168,11 @@ func (c *Cache) Get(key string) (value []byte, loadedAt, expiresAt int64, ok boo
 	if string(r.key()) != key { // another key with the same hash
 		return nil, 0, 0, false
 	}
-	if s.fading(ref) {
-		ref = s.write(c.chunkSize, key, r.value(), r.loadedAt(), r.expiresAt())
-		s.index[h] = ref
+	if s.fading(ref) && !s.account.Over() { // copying it forward would grow a full budget
+		ref = s.write(c.chunkSize, h, key, r.value(), r.loadedAt(), r.expiresAt())
+		s.link(h, ref)
 		r = s.record(ref)
-		s.evict(c)
+		s.evict()
 	}
 	return r.value(), r.loadedAt(), r.expiresAt(), true
 }
@@ -182,11 +191,8 @@ func (c *Cache) Add(key string, value []byte, loadedAt, expiresAt int64) {
 		s.remove(h, key)
 		return
 	}
-	if _, ok := s.index[h]; !ok {
-		s.charge(IndexSlotBytes)
-	}
-	s.index[h] = s.write(c.chunkSize, key, value, loadedAt, expiresAt)
-	s.evict(c)
+	s.link(h, s.write(c.chunkSize, h, key, value, loadedAt, expiresAt))
+	s.evict()
 }
 
 // Remove drops key's entry.
@@ -204,7 +210,7 @@ func (c *Cache) Purge() {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.first += uint32(len(s.chunks)) //nolint:gosec // G115: chunk numbers wrap by design
-		s.chunks, s.index = nil, map[uint64]uint64{}
+		s.chunks, s.index, s.written, s.live = nil, map[uint64]uint64{}, 0, 0
 		s.charge(-s.bytes)
 		s.mu.Unlock()
 	}
@@ -231,9 +237,27 @@ func (s *shard) charge(n int64) {
 // remove drops key (hashing to h) from the index, if it is there.
 func (s *shard) remove(h uint64, key string) {
 	if ref, ok := s.index[h]; ok && string(s.record(ref).key()) == key {
-		delete(s.index, h)
-		s.charge(-IndexSlotBytes)
+		s.unlink(h, ref)
 	}
+}
+
+// link files the record at ref under its key's hash h, in place of the
+// entry there (of the same key, or of another with the same hash).
+func (s *shard) link(h, ref uint64) {
+	if old, ok := s.index[h]; ok {
+		s.live -= int64(s.record(old).size())
+	} else {
+		s.charge(IndexSlotBytes)
+	}
+	s.index[h] = ref
+	s.live += int64(s.record(ref).size())
+}
+
+// unlink drops the entry filed under h, the record at ref.
+func (s *shard) unlink(h, ref uint64) {
+	delete(s.index, h)
+	s.live -= int64(s.record(ref).size())
+	s.charge(-IndexSlotBytes)
 }
 
 // record is the record at ref.
@@ -249,9 +273,9 @@ func (s *shard) fading(ref uint64) bool {
 		(s.bytes >= s.maxBytes-s.maxBytes/8 || len(s.index) >= s.maxEntries-s.maxEntries/8 || s.account.Nearly())
 }
 
-// write appends a record to the newest chunk (a new one when it does not
-// fit) and returns its place.
-func (s *shard) write(chunkSize int, key string, value []byte, loadedAt, expiresAt int64) uint64 {
+// write appends a record of key (hashing to h) to the newest chunk (a
+// new one when it does not fit) and returns its place.
+func (s *shard) write(chunkSize int, h uint64, key string, value []byte, loadedAt, expiresAt int64) uint64 {
 	n := recordSize(len(key), len(value))
 	last := len(s.chunks) - 1
 	if last < 0 || cap(s.chunks[last])-len(s.chunks[last]) < n {
@@ -262,12 +286,14 @@ func (s *shard) write(chunkSize int, key string, value []byte, loadedAt, expires
 	}
 	off := len(s.chunks[last])
 	b := s.chunks[last][:off+n]
-	binary.LittleEndian.PutUint64(b[off:], uint64(loadedAt))      //nolint:gosec // G115: read back as an int64
-	binary.LittleEndian.PutUint64(b[off+8:], uint64(expiresAt))   //nolint:gosec // G115: read back as an int64
-	binary.LittleEndian.PutUint32(b[off+16:], uint32(len(key)))   //nolint:gosec // G115: records are at most maxRecord bytes
-	binary.LittleEndian.PutUint32(b[off+20:], uint32(len(value))) //nolint:gosec // G115: likewise
+	binary.LittleEndian.PutUint64(b[off:], uint64(loadedAt))    //nolint:gosec // G115: read back as an int64
+	binary.LittleEndian.PutUint64(b[off+8:], uint64(expiresAt)) //nolint:gosec // G115: read back as an int64
+	binary.LittleEndian.PutUint64(b[off+16:], h)
+	binary.LittleEndian.PutUint32(b[off+24:], uint32(len(key)))   //nolint:gosec // G115: records are at most maxRecord bytes
+	binary.LittleEndian.PutUint32(b[off+28:], uint32(len(value))) //nolint:gosec // G115: likewise
 	copy(b[off+headerSize+copy(b[off+headerSize:], key):], value)
 	s.chunks[last] = b
+	s.written += int64(n)
 	return uint64(s.first+uint32(last))<<32 | uint64(off) //nolint:gosec // G115: chunk numbers wrap by design; offsets fit a chunk
 }
 
@@ -279,7 +305,7 @@ func (c *Cache) EvictOldest() bool {
 		s.mu.Lock()
 		dropped := len(s.chunks) > 1
 		if dropped {
-			s.dropOldest(c)
+			s.dropOldest()
 		}
 		s.mu.Unlock()
 		if dropped {
@@ -290,28 +316,29 @@ func (c *Cache) EvictOldest() bool {
 }
 
 // evict drops the oldest chunks, keeping the newest, while the shard is
-// over its bound.
-func (s *shard) evict(c *Cache) {
-	for len(s.chunks) > 1 && (s.bytes > s.maxBytes || len(s.index) > s.maxEntries) {
-		s.dropOldest(c)
+// over its bound or more than half of what its chunks hold is dead
+// (replaced or removed entries): under a bound in entries, nothing else
+// would give their bytes back.
+func (s *shard) evict() {
+	for len(s.chunks) > 1 && (s.bytes > s.maxBytes || len(s.index) > s.maxEntries || s.written-s.live > s.written/2) {
+		s.dropOldest()
 	}
 }
 
 // dropOldest drops the oldest chunk and the entries still in it.
-func (s *shard) dropOldest(c *Cache) {
+func (s *shard) dropOldest() {
 	chunk := s.chunks[0]
 	for off := 0; off < len(chunk); {
 		r := record(chunk[off:])
-		h := maphash.Bytes(c.seed, r.key())
-		if ref, ok := s.index[h]; ok && ref == uint64(s.first)<<32|uint64(off) { //nolint:gosec // G115: an offset in a chunk
-			delete(s.index, h)
-			s.charge(-IndexSlotBytes)
+		if ref, ok := s.index[r.hash()]; ok && ref == uint64(s.first)<<32|uint64(off) { //nolint:gosec // G115: an offset in a chunk
+			s.unlink(r.hash(), ref)
 		}
-		off += recordSize(len(r.key()), r.valueLen())
+		off += r.size()
 	}
 	s.chunks[0] = nil
 	s.chunks = s.chunks[1:]
 	s.first++
+	s.written -= int64(len(chunk))
 	s.charge(-int64(cap(chunk)))
 }
 
@@ -324,9 +351,11 @@ type record []byte
 
 func (r record) loadedAt() int64  { return int64(binary.LittleEndian.Uint64(r)) }     //nolint:gosec // G115: written from an int64
 func (r record) expiresAt() int64 { return int64(binary.LittleEndian.Uint64(r[8:])) } //nolint:gosec // G115: likewise
-func (r record) keyLen() int      { return int(binary.LittleEndian.Uint32(r[16:])) }
-func (r record) valueLen() int    { return int(binary.LittleEndian.Uint32(r[20:])) }
+func (r record) hash() uint64     { return binary.LittleEndian.Uint64(r[16:]) }
+func (r record) keyLen() int      { return int(binary.LittleEndian.Uint32(r[24:])) }
+func (r record) valueLen() int    { return int(binary.LittleEndian.Uint32(r[28:])) }
 func (r record) key() []byte      { return r[headerSize : headerSize+r.keyLen()] }
+func (r record) size() int        { return recordSize(r.keyLen(), r.valueLen()) }
 
 // value is the record's value, its capacity cut to its length so that
 // an append to it cannot write into the chunk.

@@ -90,15 +90,15 @@ func TestValuesOutliveTheirEntries(t *testing.T) {
 
 func TestBoundedInBytes(t *testing.T) {
 	const limit = 4 << 20
-	b := budget.New(limit)
-	c := NewBytes(b.Account())
+	a := budget.New(limit).Account()
+	c := NewBytes(a)
 	const n = 200_000 // about 150 bytes each: 30 MB offered
 	for i := range n {
 		k := fmt.Sprintf("appkeyidx/%064d", i)
 		c.Add(k, valueOf(k[len(k)-8:], 6), int64(i), 0)
 	}
-	if c.Bytes() > limit+numShards*int64(c.chunkSize) || b.Used() != c.Bytes() {
-		t.Fatalf("Bytes = %d (budget charged %d) after offering %d entries; want at most %d and the same", c.Bytes(), b.Used(), n, limit)
+	if c.Bytes() > limit+numShards*int64(c.chunkSize) || a.Used() != c.Bytes() {
+		t.Fatalf("Bytes = %d (account charged %d) after offering %d entries; want at most %d and the same", c.Bytes(), a.Used(), n, limit)
 	}
 	held, found := c.Len(), 0
 	for i := range n {
@@ -189,8 +189,8 @@ func TestChargesItsAccount(t *testing.T) {
 		k := fmt.Sprint("k", i)
 		c.Add(k, valueOf(k, 4), 0, 0)
 	}
-	if mine.Used() != c.Bytes() || b.Used() != c.Bytes()+1<<20 {
-		t.Fatalf("account %d, budget %d; want %d and %d", mine.Used(), b.Used(), c.Bytes(), c.Bytes()+1<<20)
+	if mine.Used() != c.Bytes() || !b.Over() {
+		t.Fatalf("account %d, budget over: %v; want %d, and over", mine.Used(), b.Over(), c.Bytes())
 	}
 	for c.Bytes() > int64(len(c.shards)*c.chunkSize)+IndexSlotBytes*int64(c.Len()) {
 		before, n := c.Bytes(), c.Len()
@@ -244,4 +244,74 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestDeadBytesAreGivenBack: entries written again or removed leave dead
+// bytes behind; a shard gives them back (drops its oldest chunks) once
+// they are more than half of what it holds, also under a bound in
+// entries that its live entries never reach.
+func TestDeadBytesAreGivenBack(t *testing.T) {
+	c := NewEntries(100_000)
+	value := make([]byte, 200)
+	for round := range 2000 {
+		for k := range 100 {
+			key := fmt.Sprintf("appkeyidx/%064d", k)
+			if round%2 == 0 {
+				c.Remove(key)
+			}
+			c.Add(key, value, int64(round), 0)
+		}
+	}
+	// 100 live entries of 312 bytes, and at most as much dead again, in
+	// chunks of c.chunkSize: a chunk or two a shard.
+	if n, b := c.Size(); n != 100 || b > int64(numShards)*2*int64(c.chunkSize)+100*IndexSlotBytes {
+		t.Fatalf("%d entries hold %d bytes after 200 000 writes", n, b)
+	}
+	for k := range 100 {
+		if _, loaded, _, ok := c.Get(fmt.Sprintf("appkeyidx/%064d", k)); !ok || loaded != 1999 {
+			t.Fatalf("entry %d: %v, loaded %d; want the last write's", k, ok, loaded)
+		}
+	}
+}
+
+// TestHitsDoNotGrowAFullBudget: a hit copies an entry forward only while
+// the shared budget is within its limit.
+func TestHitsDoNotGrowAFullBudget(t *testing.T) {
+	b := budget.New(1 << 20)
+	b.Account().Charge(1 << 19) // another cache holds half
+	c := NewBytes(b.Account())
+	var keys []string
+	for i := 0; !b.Over(); i++ {
+		k := fmt.Sprint("k", i)
+		c.Add(k, valueOf(k, 8), 0, 0)
+		keys = append(keys, k)
+	}
+	before := c.Bytes()
+	for range 20 {
+		for _, k := range keys {
+			c.Get(k)
+		}
+	}
+	if after := c.Bytes(); after > before {
+		t.Fatalf("hits grew the cache from %d to %d bytes over a full budget", before, after)
+	}
+}
+
+// BenchmarkEvictOldest is the time a shard's lock is held to drop a full
+// chunk of application-key-sized entries (a 74-byte key, a 120-byte
+// value), as an Add over the bound does on the request path:
+//
+//	go test -run '^$' -bench EvictOldest -benchtime 400x ./internal/bytecache
+func BenchmarkEvictOldest(b *testing.B) {
+	c := NewBytes(budget.New(256 << 20).Account())
+	value := make([]byte, 120)
+	for i := 0; i < 1_100_000; i++ { // about 1 000 chunks of 256 KiB
+		c.Add(fmt.Sprintf("appkeyidx/%064d", i), value, 0, 0)
+	}
+	for b.Loop() {
+		if !c.EvictOldest() {
+			b.Fatal("nothing left to evict: run fewer iterations")
+		}
+	}
+	b.ReportMetric(float64(c.chunkSize), "chunk-bytes")
 }

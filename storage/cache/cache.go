@@ -202,8 +202,9 @@ func WithMaxAge(d time.Duration) Option {
 }
 
 // New wraps s with a cache of at most size keys that exist (at least one)
-// and, apart from them, of at most size/8 keys that do not (but at least
-// 256, or size if smaller). If s implements storage.Invalidator, the cache
+// in the LRU, as many compact forms of keys (LoadJoinedCompact) and, apart
+// from them, at most size/8 keys that do not (but at least 256, or size
+// if smaller). If s implements storage.Invalidator, the cache
 // registers with it, dropping a key when another instance changes it and
 // everything on the empty key.
 func New(s storage.Store, size int, opts ...Option) *Cache {

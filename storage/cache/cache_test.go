@@ -1056,3 +1056,28 @@ func TestCompactFormsOutliveTheirEntries(t *testing.T) {
 		t.Fatalf("bytes returned before a write changed to %q", first)
 	}
 }
+
+// TestRefilledCompactFormsStayBounded: a cache bounded in records reads
+// each compact form again once it is too old; the old copies it leaves
+// are given back, so memory follows the keys held, not the refills.
+func TestRefilledCompactFormsStayBounded(t *testing.T) {
+	back := newHookStore(t)
+	ctx := t.Context()
+	for i := range 100 {
+		if err := back.Put(ctx, fmt.Sprintf("c/%03d", i), make([]byte, 200), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := New(back, 100_000, WithMaxAge(time.Nanosecond)) // every lookup finds its entry too old
+	compact := func(_ string, b []byte) ([]byte, error) { return b, nil }
+	for range 300 {
+		for i := range 100 {
+			if _, err := LoadJoinedCompact(c, ctx, "c/", fmt.Sprintf("%03d", i), compact); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, b := c.compact.Size(); n != 100 || b > 4<<20 {
+		t.Fatalf("100 keys of 200 bytes, each read 300 times: %d entries hold %d bytes", n, b)
+	}
+}
