@@ -201,10 +201,33 @@ func TestPerRequest(t *testing.T) {
 	if s.cpuUs != 2000 || s.gcShare != 0.25 || s.allocs != 40 {
 		t.Errorf("perRequest = %+v; want 2000 µs, GC share 0.25, 40 allocs", s)
 	}
+	s.perRequest(counters{cacheHits: 100, cacheMisses: 10}, counters{serverCPU: time.Second, cacheHits: 190, cacheMisses: 20}, 10)
+	if s.hitRatio != 0.9 {
+		t.Errorf("hit ratio of 90 hits and 10 misses = %v; want 0.9", s.hitRatio)
+	}
 	s = stats{}
 	s.perRequest(counters{}, counters{serverCPU: time.Second}, 10) // Caddy's counters not read
-	if s.gcShare != 0 || s.allocs != 0 {
-		t.Errorf("perRequest without Caddy's counters = %+v; want 0 GC share and allocs", s)
+	if s.gcShare != 0 || s.allocs != 0 || s.hitRatio != 0 {
+		t.Errorf("perRequest without Caddy's counters = %+v; want 0 GC share, allocs and hit ratio", s)
+	}
+}
+
+// TestWarmSendsEveryKeyOnce: scale mode's warm-up sends each key once,
+// in order, before any key again (random draws would leave a third of
+// them unseen).
+func TestWarmSendsEveryKeyOnce(t *testing.T) {
+	values, err := pack([]string{"k1", "k2", "k3", "k4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{ports: map[string]int{"app_key": 1}}
+	tgt := e.drawn("http://127.0.0.1:%d/", "app_key", "Appkey", values, nil)
+	var sent []string
+	for range 6 {
+		sent = append(sent, tgt.warm(0).Header.Get("Appkey"))
+	}
+	if got := strings.Join(sent, " "); got != "k1 k2 k3 k4 k1 k2" {
+		t.Fatalf("warm-up sent %s; want every key once, then again", got)
 	}
 }
 
