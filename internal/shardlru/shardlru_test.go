@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/internal/budget"
 )
 
 func TestBoundedAndLRUPerShard(t *testing.T) {
@@ -184,5 +186,32 @@ func TestNodeBytesIsTheHeapOfANode(t *testing.T) {
 	// a quarter of a slot's share either way.
 	if want := NodeBytes[[9]int64](); got < want-24 || got > want+24 {
 		t.Errorf("a node and its slot hold %d bytes; NodeBytes says %d", got, want)
+	}
+}
+
+// TestSharedAccountAndEvictOldest: a cache on a shared budget charges
+// its account what its entries cost, and EvictOldest drops the least
+// recently used entry of one shard at a time (the shards in turn),
+// giving its cost back.
+func TestSharedAccountAndEvictOldest(t *testing.T) {
+	a := budget.New(minSharded - 1).Account() // one shard: one exact LRU
+	c := NewShared(a, func(string, int) int64 { return 10 })
+	for i := range 100 {
+		c.Add(fmt.Sprint(i), i)
+	}
+	c.Get("0") // "1" is now the least recently used
+	if a.Used() != 1000 || c.Used() != 1000 {
+		t.Fatalf("account %d, cache %d; want 1000 each", a.Used(), c.Used())
+	}
+	if !c.EvictOldest() || a.Used() != 990 {
+		t.Fatalf("after EvictOldest the account holds %d; want 990", a.Used())
+	}
+	if _, ok := c.Peek("1"); ok {
+		t.Fatal("EvictOldest kept the least recently used entry")
+	}
+	for c.EvictOldest() {
+	}
+	if a.Used() != 0 || c.Len() != 0 {
+		t.Fatalf("after evicting everything: account %d, %d entries", a.Used(), c.Len())
 	}
 }

@@ -395,12 +395,10 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 		}
 	}
 	s.mu.Unlock()
-	if !missing {
-		c.trim(e.hasCompact)
-	}
 	if missing {
 		return entry{}, storage.ErrNotFound
 	}
+	c.trim(e.hasCompact)
 	return e, nil
 }
 
