@@ -86,7 +86,9 @@ type App struct {
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// CacheSize bounds the state records kept in memory: a size in bytes
 	// ("256MiB", "1GB": the heap the cached records hold, bookkeeping
-	// included) or a number of records (100000). Default: 100000 records.
+	// included; about 230 bytes an application key) or a number of
+	// records (100000; application keys and other records each). Default:
+	// 100000 records.
 	CacheSize CacheSize `json:"cache_size,omitzero"`
 	// SMSRaw is the text-message sender of SMS codes and enrolment links:
 	// a gatehouse.sms.* module ("file" or "webhook"). Default: none, and
