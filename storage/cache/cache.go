@@ -307,14 +307,9 @@ func (c *Cache) invalidate(key string) {
 	s.mu.Unlock()
 }
 
-// fresh reports whether the entry may still be served: younger than
-// maxAge and not past the key's own expiry.
-func (e *entry) fresh(now time.Time, maxAge time.Duration) bool {
-	return fresh(now, e.loadedAt, e.expiresAt, maxAge)
-}
-
 // fresh reports whether an entry loaded at loadedAt (monotonic) of a key
-// expiring at expiresAt (Unix nanoseconds, 0: never) may still be served.
+// expiring at expiresAt (Unix nanoseconds, 0: never) may still be served:
+// younger than maxAge and not past the key's own expiry.
 func fresh(now time.Time, loadedAt, expiresAt int64, maxAge time.Duration) bool {
 	return monotonic(now)-loadedAt < int64(maxAge) && (expiresAt == 0 || now.UnixNano() < expiresAt)
 }
@@ -322,7 +317,7 @@ func fresh(now time.Time, loadedAt, expiresAt int64, maxAge time.Duration) bool 
 // cached returns key's cached entry while it may be served.
 func (c *Cache) cached(key string, now time.Time) (entry, bool) {
 	e, ok := c.lru.Get(key)
-	if ok && e.fresh(now, c.maxAge) {
+	if ok && fresh(now, e.loadedAt, e.expiresAt, c.maxAge) {
 		return e, true
 	}
 	return entry{}, false
@@ -379,19 +374,12 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
-		switch {
-		case missing:
+		if missing {
 			c.lru.Remove(key)
 			c.compact.Remove(key)
 			c.absent.Add(key, monotonic(now))
-		case e.hasCompact:
-			c.lru.Remove(key)
-			c.absent.Remove(key)
-			c.compact.Add(key, e.raw, e.loadedAt, e.expiresAt)
-		default:
-			c.compact.Remove(key)
-			c.absent.Remove(key)
-			c.lru.Add(key, e)
+		} else {
+			c.place(key, e)
 		}
 	}
 	s.mu.Unlock()
@@ -414,16 +402,25 @@ func (c *Cache) replace(key string, e, next entry) {
 	s := c.stripeOf(key)
 	s.mu.Lock()
 	if cur, ok := c.lru.Peek(key); ok && cur.seq == e.seq {
-		if next.hasCompact {
-			c.lru.Remove(key)
-			c.compact.Add(key, next.raw, next.loadedAt, next.expiresAt)
-		} else {
-			next.seq = c.seq.Add(1)
-			c.lru.Add(key, next)
-		}
+		next.seq = c.seq.Add(1)
+		c.place(key, next)
 	}
 	s.mu.Unlock()
 	c.trim(next.hasCompact)
+}
+
+// place files e, an entry of a key that exists, where its form belongs (a
+// compact form in the compact forms' cache, any other in the LRU) and
+// drops the key's other entries. The caller holds the key's stripe lock.
+func (c *Cache) place(key string, e entry) {
+	c.absent.Remove(key)
+	if e.hasCompact {
+		c.lru.Remove(key)
+		c.compact.Add(key, e.raw, e.loadedAt, e.expiresAt)
+	} else {
+		c.compact.Remove(key)
+		c.lru.Add(key, e)
+	}
 }
 
 // Load returns the object decoded from key's value. A hit on an object
