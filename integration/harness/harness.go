@@ -64,6 +64,59 @@ func Binary(t testing.TB) string {
 	return builtPath
 }
 
+var (
+	sharedOnce sync.Once
+	sharedPath string
+	sharedErr  error
+)
+
+// sharedBinary returns Binary in a directory anyone may enter, for Caddy
+// run as another user: the checkout holding bin/caddy may sit in a
+// directory only its owner enters (mktemp -d makes them so). It is a hard
+// link when the file system allows, else a copy, made once per test
+// process.
+func sharedBinary(t testing.TB) string {
+	t.Helper()
+	bin := Binary(t)
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gatehouse-caddy-shared-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755) //nolint:gosec // G302: other users must reach the binary
+		}
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sharedPath = filepath.Join(dir, "caddy")
+		if os.Link(bin, sharedPath) == nil {
+			return
+		}
+		sharedErr = copyExecutable(bin, sharedPath)
+	})
+	if sharedErr != nil {
+		t.Fatalf("making bin/caddy reachable for another user: %v", sharedErr)
+	}
+	return sharedPath
+}
+
+// copyExecutable copies the executable src to dst (mode 0755).
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755) //nolint:gosec // G302: an executable for another user
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // RepoRoot finds the module root by walking up to go.mod.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -192,7 +245,11 @@ func (i *Instance) start(waitForGatehouse bool) {
 	if err != nil {
 		i.t.Fatal(err)
 	}
-	cmd := exec.Command(Binary(i.t), "run", "--config", cfg, "--adapter", "caddyfile")
+	bin := Binary(i.t)
+	if i.cred != nil {
+		bin = sharedBinary(i.t)
+	}
+	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Dir = i.Ports.Dir
 	cmd.Env = i.env
 	cmd.Stdout, cmd.Stderr = logf, logf
