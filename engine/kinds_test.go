@@ -20,7 +20,7 @@ type challengeOnly identity.Method
 
 func (k challengeOnly) Method() identity.Method  { return identity.Method(k) }
 func (challengeOnly) Present(*http.Request) bool { return false }
-func (challengeOnly) Authenticate(*http.Request) (*identity.Identity, error) {
+func (challengeOnly) Authenticate(*http.Request) (identity.Identity, error) {
 	panic("never present, never asked")
 }
 func (challengeOnly) Strip(*http.Request) {}

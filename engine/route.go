@@ -106,10 +106,13 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err != nil {
 		return rt.refuse(w, r, span, "", nil, err, start)
 	}
-	id, err := cred.Authenticate(r)
-	if err == nil {
-		err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
+	proved, err := cred.Authenticate(r)
+	if err != nil {
+		return rt.refuse(w, r, span, cred.Method(), nil, err, start)
 	}
+	verified := &guard.Verified{Identity: proved} // the request's one allocation
+	id := &verified.Identity
+	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	if err == nil {
 		err = guard.Overrides(r, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
 	}
@@ -119,7 +122,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
-	if err := rt.guard.Forward(r, id, cred.Strip); err != nil {
+	if err := rt.guard.Forward(r, verified, cred.Strip); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
 	e.Metrics.observe(cred.Method(), outcomeAllowed, start)

@@ -128,19 +128,32 @@ func SingleAuthorization(r *http.Request) error {
 	return nil
 }
 
+// Verified is the verified identity of one request, with room for the
+// values of the identity headers forwarded for it: one allocation for
+// both. Each request needs its own (Contract.Forward says why), and the
+// identity outlives the handler (Caddy's access log reads it).
+type Verified struct {
+	identity.Identity
+	// headerValues are the forwarded headers' values, each header a full
+	// slice of one element (so an append by a later handler copies
+	// instead of overwriting its neighbour).
+	headerValues [7]string
+}
+
 // Forward applies the outbound half of the contract to a request the
 // route lets through: strip removes the credential (every kind the route
 // accepts, on a public path), Gatehouse's own cookies go on every route (a
 // browser sends the session cookie to routes that take no session too),
-// and the identity headers the route forwards are set from id — none for
-// a public path, where id is nil. The assertion is signed (or its reused
+// and the identity headers the route forwards are set from v — none for
+// a public path, where v is nil. The assertion is signed (or its reused
 // copy looked up) only when forwarded; its error is Forward's only one.
-func (c *Contract) Forward(r *http.Request, id *identity.Identity, strip func(*http.Request)) error {
+func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Request)) error {
 	strip(r)
 	stripOwnCookies(r)
-	if id == nil {
+	if v == nil {
 		return nil
 	}
+	id := &v.Identity
 	h := &c.names
 	fw := c.forward
 	var token string
@@ -154,17 +167,15 @@ func (c *Contract) Forward(r *http.Request, id *identity.Identity, strip func(*h
 			return err
 		}
 	}
-	// One array holds every header's value, each header a full slice of
-	// one element of it (so an append by a later handler copies instead
-	// of overwriting its neighbour): one allocation instead of one each.
-	// The values must be the request's own: Caddy's header handlers
-	// replace values in place, and its access log reads them after the
-	// handler returned.
+	// The values must be the request's own, never shared with another
+	// request: Caddy's header handlers replace values in place, and its
+	// access log reads them after the handler returned.
 	var roles string
 	if fw.Has(ForwardRoles) {
 		roles = strings.Join(id.Roles, ",")
 	}
-	vals := [...]string{id.Username, roles, string(id.Method), token, id.Connector, id.AppKey, "true"}
+	vals := &v.headerValues
+	*vals = [...]string{id.Username, roles, string(id.Method), token, id.Connector, id.AppKey, "true"}
 	hdr := r.Header
 	set := func(bit Forward, name string, i int) {
 		if fw.Has(bit) {

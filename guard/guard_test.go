@@ -85,7 +85,7 @@ func TestForwardPublicAndIdentified(t *testing.T) {
 		t.Errorf("public path forwarded %v", r.Header)
 	}
 
-	id := &identity.Identity{Username: "alice", Roles: []string{"a", "b"}, Method: identity.MethodAppKey, AppKey: "ci"}
+	id := &guard.Verified{Identity: identity.Identity{Username: "alice", Roles: []string{"a", "b"}, Method: identity.MethodAppKey, AppKey: "ci"}}
 	r = newRequest()
 	if err := c.Forward(r, id, stripAuthorization); err != nil {
 		t.Fatal(err)

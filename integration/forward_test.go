@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
@@ -46,5 +49,103 @@ func TestForwardChosenHeaders(t *testing.T) {
 	out, err := harness.Command(t, harness.Binary(t), "adapt", "--config", bad, "--adapter", "caddyfile")
 	if err == nil || !strings.Contains(out, `unknown forwarded header \"rolez\"`) {
 		t.Fatalf("adapt accepted forward rolez or did not name it: %v\n%s", err, out)
+	}
+}
+
+// placeholderSite forwards the {http.auth.user.*} placeholders upstream in
+// headers of their own and writes an access log: what handlers after
+// Gatehouse's, and the log, see of the identity.
+const placeholderSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	log {
+		output file {{.Dir}}/access.log
+		format json
+	}
+	gatehouse {
+		accept basic app_key
+		forward user
+	}
+	@alice expression {http.auth.user.id} == 'alice'
+	request_header @alice X-Matched alice
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
+		header_up X-Seen-User {http.auth.user.id}
+		header_up X-Seen-Roles {http.auth.user.roles}
+		header_up X-Seen-Method {http.auth.user.method}
+		header_up X-Seen-App-Key {http.auth.user.app_key}
+		header_up X-Seen-Connector "[{http.auth.user.connector}]"
+	}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestUserPlaceholders: through bin/caddy, the handlers after Gatehouse's
+// read the verified identity from {http.auth.user.*} (as strings: Caddy's
+// expression matcher compares the user to 'alice'), and the access log
+// names the user; a spoofed identity header changes none of it.
+func TestUserPlaceholders(t *testing.T) {
+	inst := harness.Start(t, placeholderSite, harness.Options{})
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/auditor", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"alice","roles":["reader","auditor"],"password":"correct horse"}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"sensor","roles":["reader"]}`)
+	key := createKey(t, inst, `{"username":"sensor","name":"meter-7"}`)
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.HTTPPort)
+
+	res := harness.Curl(t, "-u", "alice:correct horse", "-H", "X-Gatehouse-User: mallory", url)
+	if res.Status != 200 {
+		t.Fatalf("status %d: %s", res.Status, res.Body)
+	}
+	h := harness.ParseEcho(t, res.Body).Headers
+	want := map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
+		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "X-Matched": "alice", "X-Gatehouse-User": "alice"}
+	for name, value := range want {
+		if h[name] != value {
+			t.Errorf("basic: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
+		}
+	}
+
+	res = harness.Curl(t, "-H", "appKey: "+key.Key, url)
+	if res.Status != 200 {
+		t.Fatalf("app key: status %d: %s", res.Status, res.Body)
+	}
+	h = harness.ParseEcho(t, res.Body).Headers
+	want = map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
+		"X-Seen-App-Key": "meter-7", "X-Matched": ""}
+	for name, value := range want {
+		if h[name] != value {
+			t.Errorf("app key: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
+		}
+	}
+
+	// The access log's user_id comes from {http.auth.user.id}.
+	logPath := filepath.Join(inst.Ports.Dir, "access.log")
+	var users []string
+	for deadline := time.Now().Add(30 * time.Second); len(users) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the access log has %d lines with a user after 30 s", len(users))
+		}
+		data, _ := os.ReadFile(logPath) // not there yet: try again
+		users = users[:0]
+		for line := range strings.Lines(string(data)) {
+			var entry struct {
+				UserID string `json:"user_id"`
+			}
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.UserID != "" {
+				users = append(users, entry.UserID)
+			}
+		}
+	}
+	if users[0] != "alice" || users[1] != "sensor" {
+		t.Fatalf("access log user_id: %q, want alice then sensor", users)
 	}
 }

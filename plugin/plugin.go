@@ -35,8 +35,10 @@ type Credential interface {
 	// Authenticate verifies the credential in r. It returns an
 	// *identity.Refusal for a bad credential and an error wrapping
 	// storage.ErrUnavailable when the store failed. The account check
-	// (status, roles) is the engine's job, not the plugin's.
-	Authenticate(r *http.Request) (*identity.Identity, error)
+	// (status, roles) is the engine's job, not the plugin's. The identity
+	// is a value: the engine keeps it in one allocation with the values
+	// of the headers forwarded for it (guard.Verified).
+	Authenticate(r *http.Request) (identity.Identity, error)
 	// Strip removes the credential from r before it is forwarded upstream.
 	Strip(r *http.Request)
 }

@@ -61,10 +61,10 @@ func (*Credential) Present(r *http.Request) bool {
 }
 
 // Authenticate implements plugin.Credential.
-func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 	value, err := c.presented(r)
 	if err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	return c.svc.authenticate(r.Context(), value, c.svc.engine.ClientIP(r))
 }

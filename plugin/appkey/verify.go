@@ -23,23 +23,23 @@ var (
 // authenticate verifies a presented key value for a client at clientIP.
 // A cache hit costs no store read; a miss costs one (two while a rotation's
 // grace period lets the old value in).
-func (s *Service) authenticate(ctx context.Context, value, clientIP string) (*identity.Identity, error) {
+func (s *Service) authenticate(ctx context.Context, value, clientIP string) (identity.Identity, error) {
 	// The index is only looked up, so it stays in a buffer on the stack.
 	var buf [2 * sha256.Size]byte
 	if !indexInto(s.engine.Keystore, value, &buf) {
-		return nil, errInvalid
+		return identity.Identity{}, errInvalid
 	}
 	index := unsafe.String(&buf[0], len(buf)) //nolint:gosec // G103: buf is not written again while index lives
 	now := s.now()
 	e, _, _, err := s.find(ctx, index, now)
 	if err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	if err := e.admits(now, clientIP); err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	s.noteUse(e.name(), now)
-	return &identity.Identity{Username: e.username(), UserID: e.userID(), Method: identity.MethodAppKey,
+	return identity.Identity{Username: e.username(), UserID: e.userID(), Method: identity.MethodAppKey,
 		AppKey: e.name(), CredentialID: e.name()}, nil
 }
 

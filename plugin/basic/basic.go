@@ -38,10 +38,9 @@ type verified struct {
 	expires time.Time
 }
 
-// identity is a new identity of the verified user: each request gets its
-// own, since the pipeline fills it in.
-func (v verified) identity() *identity.Identity {
-	return &identity.Identity{Username: v.username, UserID: v.userID, Method: identity.MethodBasic}
+// identity is the identity of the verified user.
+func (v verified) identity() identity.Identity {
+	return identity.Identity{Username: v.username, UserID: v.userID, Method: identity.MethodBasic}
 }
 
 // Credential is the HTTP Basic credential kind.
@@ -112,7 +111,7 @@ func ParseAuthorization(h string) (username, password string, ok bool) {
 }
 
 // Authenticate implements plugin.Credential.
-func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 	header := r.Header.Get("Authorization")
 	ctx := r.Context()
 	e := c.engine
@@ -121,7 +120,7 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	// username normalisation and no allocation.
 	payload, _ := basicPayload(header)
 	if len(payload) > maxPayload {
-		return nil, errMalformed
+		return identity.Identity{}, errMalformed
 	}
 	sum := e.Keystore.IndexSum("basic", payload)
 	if v, ok := c.verified.Get(string(sum[:])); ok {
@@ -133,12 +132,12 @@ func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
 	}
 	username, password, ok := ParseAuthorization(header)
 	if !ok {
-		return nil, errMalformed
+		return identity.Identity{}, errMalformed
 	}
 	cacheKey := string(sum[:])
 	res, err, _ := c.checks.Do(cacheKey, func() (any, error) { return c.signIn(r, username, password, cacheKey) })
 	if err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	return res.(verified).identity(), nil
 }

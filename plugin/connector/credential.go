@@ -57,18 +57,18 @@ func (p *Plugin) Endpoints() []plugin.Endpoint {
 // thumbprint, is the RFC 8705 check (thumbprint of the presented
 // certificate equals the token's x5t#S256) without hashing on every
 // request; it also refuses tokens bound to a superseded certificate.
-func (p *Plugin) Authenticate(r *http.Request) (*identity.Identity, error) {
+func (p *Plugin) Authenticate(r *http.Request) (identity.Identity, error) {
 	token, ok := bearerToken(r.Header.Get("Authorization"))
 	if !ok {
-		return nil, errMalformedToken
+		return identity.Identity{}, errMalformedToken
 	}
 	rec, err := p.boundAccessToken(r.Context(), token, peerCertificate(r))
 	if err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	// Request events name the connector (credential "connector:<name>"), as
 	// the token endpoint's do: the token pair's id means nothing to a reader.
-	return &identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
+	return identity.Identity{Username: rec.Username, UserID: rec.UserID, Method: identity.MethodConnector,
 		Connector: rec.Connector, TokenEpoch: rec.TokenEpoch, CredentialID: rec.Connector}, nil
 }
 

@@ -181,7 +181,7 @@ func (f *fixture) use(c client, access string) string {
 	if err != nil {
 		return err.Error()
 	}
-	if err := f.engine.Accounts.Authorize(r.Context(), id, r.Method, "/api/thing"); err != nil {
+	if err := f.engine.Accounts.Authorize(r.Context(), &id, r.Method, "/api/thing"); err != nil {
 		return err.Error()
 	}
 	return ""

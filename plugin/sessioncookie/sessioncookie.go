@@ -84,27 +84,27 @@ func (*Credential) Present(r *http.Request) bool {
 }
 
 // Authenticate implements plugin.Credential.
-func (c *Credential) Authenticate(r *http.Request) (*identity.Identity, error) {
+func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 	token, ok := cookieValue(r.Header["Cookie"], session.CookieName)
 	if !ok {
-		return nil, errMalformedCookie
+		return identity.Identity{}, errMalformedCookie
 	}
 	s, err := c.engine.Sessions.Lookup(r.Context(), token)
 	if err != nil {
-		return nil, err
+		return identity.Identity{}, err
 	}
 	id := s.DigestID() // session.DigestID(token), made once per cached session
 	method := identity.MethodSession
 	if s.Origin == session.OriginAppKey {
 		method = identity.MethodAppKeySession
 		if c.appKeys == nil {
-			return nil, errAppKeySession.For(s.Username)
+			return identity.Identity{}, errAppKeySession.For(s.Username)
 		}
 		if err := c.appKeys.CheckSession(r, s, id); err != nil {
-			return nil, err
+			return identity.Identity{}, err
 		}
 	}
-	return &identity.Identity{Username: s.Username, UserID: s.UserID, Method: method,
+	return identity.Identity{Username: s.Username, UserID: s.UserID, Method: method,
 		AppKey: s.AppKey, SecondFactor: s.SecondFactor, SessionEpoch: s.Epoch, CredentialID: id}, nil
 }
 
