@@ -145,49 +145,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
 		if id != nil {
 			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-				// An earlier handler's user (Caddy's basic_auth, a vars
-				// handler) would answer before the provider: Gatehouse's
-				// identity replaces it, as a Set would. A vars handler
-				// after this one still overrides it for the access log.
-				repl.Delete(placeholderPrefix + "id")
-				repl.Map(userPlaceholders(id))
+				setUserPlaceholders(repl, id)
 			}
 		}
 		return next.ServeHTTP(w, r)
 	})
 }
 
-// placeholderPrefix starts the names of the placeholders
-// userPlaceholders provides.
-const placeholderPrefix = "http.auth.user."
-
-// userPlaceholders provides the placeholders of id for the handlers after
-// Gatehouse's and for the access log (docs/upstreams.md):
-// {http.auth.user.id}, .roles, .method, .connector and .app_key, as
-// strings (Caddy's expression matcher compares them as such). A value is
-// made when it is read, and most are never read: five Replacer.Set calls
-// boxed each value and grew the replacer's map, about five allocations
-// per request, where the provider is one.
-func userPlaceholders(id *identity.Identity) caddy.ReplacerFunc {
-	return func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, placeholderPrefix)
-		if !ok {
-			return nil, false
-		}
-		switch name {
-		case "id":
-			return id.Username, true
-		case "roles":
-			return strings.Join(id.Roles, ","), true
-		case "method":
-			return string(id.Method), true
-		case "connector":
-			return id.Connector, true
-		case "app_key":
-			return id.AppKey, true
-		}
-		return nil, false
-	}
+// setUserPlaceholders sets the placeholders of id for the handlers after
+// Gatehouse's and for the access log (docs/upstreams.md), as strings
+// (Caddy's expression matcher compares them as such). They are static
+// values on purpose, though Set boxes each one: a static value answers
+// before every value provider, and a later Set replaces it, so the
+// placeholders always name the identity the last Gatehouse handler of the
+// request checked, whatever an earlier handler set or provided (a `map`
+// into {http.auth.user.roles}, a second gatehouse handler accepting
+// another kind). A provider (Replacer.Map) would cost one allocation
+// instead of about four, but the first provider added answers, so an
+// outer handler's user would outrank the inner one's.
+func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
+	repl.Set("http.auth.user.id", id.Username)
+	repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
+	repl.Set("http.auth.user.method", string(id.Method))
+	repl.Set("http.auth.user.connector", id.Connector)
+	repl.Set("http.auth.user.app_key", id.AppKey)
 }
 
 // clientIP is the client address as Caddy resolved it (trusted proxies honoured).

@@ -54,12 +54,23 @@ func TestForwardChosenHeaders(t *testing.T) {
 
 // placeholderSite forwards the {http.auth.user.*} placeholders upstream in
 // headers of their own and writes an access log: what handlers after
-// Gatehouse's, and the log, see of the identity.
+// Gatehouse's, and the log, see of the identity. Its second site nests
+// two gatehouse handlers, an outer one taking app keys and an inner one
+// taking Basic.
 const placeholderSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	auto_https off
 	gatehouse {
 		data_dir {{.DataDir}}
+	}
+}
+(seen) {
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
+		header_up X-Seen-User {http.auth.user.id}
+		header_up X-Seen-Roles {http.auth.user.roles}
+		header_up X-Seen-Method {http.auth.user.method}
+		header_up X-Seen-App-Key {http.auth.user.app_key}
+		header_up X-Seen-Connector "[{http.auth.user.connector}]"
 	}
 }
 http://:{{.HTTPPort}} {
@@ -74,13 +85,19 @@ http://:{{.HTTPPort}} {
 	}
 	@alice expression {http.auth.user.id} == 'alice'
 	request_header @alice X-Matched alice
-	reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
-		header_up X-Seen-User {http.auth.user.id}
-		header_up X-Seen-Roles {http.auth.user.roles}
-		header_up X-Seen-Method {http.auth.user.method}
-		header_up X-Seen-App-Key {http.auth.user.app_key}
-		header_up X-Seen-Connector "[{http.auth.user.connector}]"
+	import seen
+}
+http://:{{.Extra.nestedPort}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept app_key
+		forward user
 	}
+	gatehouse {
+		accept basic
+		forward user
+	}
+	import seen
 }
 http://:{{.UpstreamPort}} {
 	bind 127.0.0.1
@@ -91,9 +108,12 @@ http://:{{.UpstreamPort}} {
 // TestUserPlaceholders: through bin/caddy, the handlers after Gatehouse's
 // read the verified identity from {http.auth.user.*} (as strings: Caddy's
 // expression matcher compares the user to 'alice'), and the access log
-// names the user; a spoofed identity header changes none of it.
+// names the user; a spoofed identity header changes none of it. Where two
+// gatehouse handlers check a request (an app key for the outer one, Basic
+// for the inner one), the placeholders name the inner one's user, as the
+// identity headers do.
 func TestUserPlaceholders(t *testing.T) {
-	inst := harness.Start(t, placeholderSite, harness.Options{})
+	inst := harness.Start(t, placeholderSite, harness.Options{Extra: map[string]any{"nestedPort": harness.FreePort(t)}})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/auditor", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"alice","roles":["reader","auditor"],"password":"correct horse"}`)
@@ -147,5 +167,19 @@ func TestUserPlaceholders(t *testing.T) {
 	}
 	if users[0] != "alice" || users[1] != "sensor" {
 		t.Fatalf("access log user_id: %q, want alice then sensor", users)
+	}
+
+	nested := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.Extra["nestedPort"])
+	res = harness.Curl(t, "-H", "appKey: "+key.Key, "-u", "alice:correct horse", nested)
+	if res.Status != 200 {
+		t.Fatalf("nested: status %d: %s", res.Status, res.Body)
+	}
+	h = harness.ParseEcho(t, res.Body).Headers
+	want = map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
+		"X-Seen-App-Key": "", "X-Gatehouse-User": "alice"}
+	for name, value := range want {
+		if h[name] != value {
+			t.Errorf("nested: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
+		}
 	}
 }
