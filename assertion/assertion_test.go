@@ -2,6 +2,8 @@ package assertion
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,7 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
-func newSigner(t *testing.T, dir string) *Signer {
+func newSigner(t testing.TB, dir string) *Signer {
 	t.Helper()
 	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
 	if err != nil {
@@ -132,11 +134,12 @@ func TestAMRUsesRegisteredValues(t *testing.T) {
 	}
 }
 
-// TestReuseSlotSharedByTwoIdentities: with one reuse slot every identity
-// shares it; each still gets an assertion of its own claims.
-func TestReuseSlotSharedByTwoIdentities(t *testing.T) {
+// TestReuseBucketSharedByMoreIdentitiesThanItHolds: with one reuse bucket
+// every identity shares it, six identities for four slots; each still
+// gets an assertion of its own claims.
+func TestReuseBucketSharedByMoreIdentitiesThanItHolds(t *testing.T) {
 	s := newSigner(t, t.TempDir())
-	s.reuse = s.reuse[:1]
+	s.reuse = s.reuse[:reuseWays]
 	ids := []*identity.Identity{
 		{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}},
 		{Username: "bob", Method: identity.MethodBasic, Roles: []string{"r"}},
@@ -155,6 +158,65 @@ func TestReuseSlotSharedByTwoIdentities(t *testing.T) {
 			if err != nil || c.Subject != id.Username || !slices.Equal(c.Roles, id.Roles) || !slices.Equal(c.AMR, AMR(id)) {
 				t.Fatalf("round %d, %+v: claims %+v, %v", round, id, c, err)
 			}
+		}
+	}
+}
+
+// TestReuseBucketHoldsAsManyIdentitiesAsSlots: four identities sharing one
+// bucket each keep their assertion (ES256 signatures are randomised, so a
+// signature made again would differ), and a fifth takes the slot due
+// soonest for refreshing, the oldest assertion's.
+func TestReuseBucketHoldsAsManyIdentitiesAsSlots(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	s.reuse = s.reuse[:reuseWays]
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	ids := make([]*identity.Identity, reuseWays+1)
+	for i := range ids {
+		ids[i] = &identity.Identity{Username: fmt.Sprintf("user-%d", i), Method: identity.MethodBasic}
+	}
+	first := make([]string, reuseWays)
+	for i := range first {
+		clock = clock.Add(time.Second) // ids[0] is the oldest
+		var err error
+		if first[i], err = s.Assertion(ids[i], "demo"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range first {
+		if again, _ := s.Assertion(ids[i], "demo"); again != first[i] {
+			t.Fatalf("%s was signed again while its bucket had room", ids[i].Username)
+		}
+	}
+	if _, err := s.Assertion(ids[reuseWays], "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Assertion(ids[0], "demo"); again == first[0] {
+		t.Error("the fifth identity did not take the oldest assertion's slot")
+	}
+	if again, _ := s.Assertion(ids[reuseWays-1], "demo"); again != first[reuseWays-1] {
+		t.Error("the fifth identity took the newest assertion's slot")
+	}
+}
+
+// BenchmarkAssertionManyUsers is the assertion of a request from one of
+// 10 000 users drawn at random, each with an assertion already made: what
+// a busy route with many users pays when its users' assertions share the
+// reuse table.
+func BenchmarkAssertionManyUsers(b *testing.B) {
+	s := newSigner(b, b.TempDir())
+	ids := make([]*identity.Identity, 10_000)
+	for i := range ids {
+		ids[i] = &identity.Identity{Username: fmt.Sprintf("user-%05d", i), Method: identity.MethodAppKey, AppKey: "k", Roles: []string{"reader"}}
+		if _, err := s.Assertion(ids[i], "demo"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Assertion(ids[rng.IntN(len(ids))], "demo"); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
