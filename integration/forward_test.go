@@ -121,31 +121,12 @@ func TestUserPlaceholders(t *testing.T) {
 	key := createKey(t, inst, `{"username":"sensor","name":"meter-7"}`)
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.HTTPPort)
 
-	res := harness.Curl(t, "-u", "alice:correct horse", "-H", "X-Gatehouse-User: mallory", url)
-	if res.Status != 200 {
-		t.Fatalf("status %d: %s", res.Status, res.Body)
-	}
-	h := harness.ParseEcho(t, res.Body).Headers
-	want := map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
-		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "X-Matched": "alice", "X-Gatehouse-User": "alice"}
-	for name, value := range want {
-		if h[name] != value {
-			t.Errorf("basic: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
-		}
-	}
-
-	res = harness.Curl(t, "-H", "appKey: "+key.Key, url)
-	if res.Status != 200 {
-		t.Fatalf("app key: status %d: %s", res.Status, res.Body)
-	}
-	h = harness.ParseEcho(t, res.Body).Headers
-	want = map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
-		"X-Seen-App-Key": "meter-7", "X-Matched": ""}
-	for name, value := range want {
-		if h[name] != value {
-			t.Errorf("app key: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
-		}
-	}
+	wantUpstream(t, "basic", map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
+		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "X-Matched": "alice", "X-Gatehouse-User": "alice"},
+		"-u", "alice:correct horse", "-H", "X-Gatehouse-User: mallory", url)
+	wantUpstream(t, "app key", map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
+		"X-Seen-App-Key": "meter-7", "X-Matched": ""},
+		"-H", "appKey: "+key.Key, url)
 
 	// The access log's user_id comes from {http.auth.user.id}.
 	logPath := filepath.Join(inst.Ports.Dir, "access.log")
@@ -170,16 +151,24 @@ func TestUserPlaceholders(t *testing.T) {
 	}
 
 	nested := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.Extra["nestedPort"])
-	res = harness.Curl(t, "-H", "appKey: "+key.Key, "-u", "alice:correct horse", nested)
+	wantUpstream(t, "nested", map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
+		"X-Seen-App-Key": "", "X-Gatehouse-User": "alice"},
+		"-H", "appKey: "+key.Key, "-u", "alice:correct horse", nested)
+}
+
+// wantUpstream sends a request with curl (args, the URL last), which must
+// be allowed, and reports each header of want whose value the upstream
+// received differs, naming the case.
+func wantUpstream(t *testing.T, label string, want map[string]string, args ...string) {
+	t.Helper()
+	res := harness.Curl(t, args...)
 	if res.Status != 200 {
-		t.Fatalf("nested: status %d: %s", res.Status, res.Body)
+		t.Fatalf("%s: status %d: %s", label, res.Status, res.Body)
 	}
-	h = harness.ParseEcho(t, res.Body).Headers
-	want = map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
-		"X-Seen-App-Key": "", "X-Gatehouse-User": "alice"}
+	h := harness.ParseEcho(t, res.Body).Headers
 	for name, value := range want {
 		if h[name] != value {
-			t.Errorf("nested: upstream %s = %q, want %q (headers %v)", name, h[name], value, h)
+			t.Errorf("%s: upstream %s = %q, want %q (headers %v)", label, name, h[name], value, h)
 		}
 	}
 }
