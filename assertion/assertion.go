@@ -73,7 +73,16 @@ type reused struct {
 	secondFactor       bool
 	roles              []string
 	token              string
-	refreshAt          time.Time
+	// signedAt and refreshAt bound when the assertion is reused, on the
+	// wall clock its iat and exp claims count (no monotonic reading): a
+	// clock stepped forward past refreshAt, or back before signedAt, has
+	// it signed again rather than reused expired or not yet issued.
+	signedAt, refreshAt time.Time
+}
+
+// fresh reports whether r may be reused at now (a wall-clock time).
+func (r *reused) fresh(now time.Time) bool {
+	return !now.Before(r.signedAt) && now.Before(r.refreshAt)
 }
 
 // matches reports whether r was signed for id and audience.
@@ -108,8 +117,17 @@ type Signer struct {
 	now      func() time.Time
 }
 
-// NewSigner loads the signing key from the store, creating it on first use.
+// MinLifetime is the shortest assertion lifetime. The exp claim counts
+// whole seconds, so with a shorter one an assertion could still be reused
+// after its exp, or be expired when signed.
+const MinLifetime = 2 * time.Second
+
+// NewSigner loads the signing key from the store, creating it on first
+// use. The lifetime must be at least MinLifetime.
 func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, issuer string, lifetime time.Duration) (*Signer, error) {
+	if lifetime < MinLifetime {
+		return nil, fmt.Errorf("assertion lifetime %v is shorter than %v", lifetime, MinLifetime)
+	}
 	key, kid, err := loadOrCreateKey(ctx, store, ks)
 	if err != nil {
 		return nil, err
@@ -216,10 +234,10 @@ func AMR(id *identity.Identity) []string {
 // Assertion returns a signed assertion for id and audience, reusing a
 // previous one while it has more than half its lifetime left.
 func (s *Signer) Assertion(id *identity.Identity, audience string) (string, error) {
-	now := s.now()
+	now := s.now().Round(0) // the wall clock, which iat and exp count
 	bucket := s.bucketOf(id, audience)
 	for i := range bucket {
-		if r := bucket[i].Load(); r != nil && r.matches(id, audience) && now.Before(r.refreshAt) {
+		if r := bucket[i].Load(); r != nil && r.matches(id, audience) && r.fresh(now) {
 			return r.token, nil
 		}
 	}
@@ -233,7 +251,7 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 		return "", err
 	}
 	replaceable(bucket, id, audience).Store(&reused{username: id.Username, audience: audience, method: id.Method, viaAppKey: id.AppKey != "",
-		secondFactor: id.SecondFactor, roles: slices.Clone(id.Roles), token: token, refreshAt: now.Add(s.lifetime / 2)})
+		secondFactor: id.SecondFactor, roles: slices.Clone(id.Roles), token: token, signedAt: now, refreshAt: now.Add(s.lifetime / 2)})
 	return token, nil
 }
 

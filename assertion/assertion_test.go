@@ -15,7 +15,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
-func newSigner(t testing.TB, dir string) *Signer {
+// signerStore opens a store and a keystore in dir for a signer.
+func signerStore(t testing.TB, dir string) (*badger.Store, *keystore.Keystore) {
 	t.Helper()
 	st, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
 	if err != nil {
@@ -26,6 +27,12 @@ func newSigner(t testing.TB, dir string) *Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, ks
+}
+
+func newSigner(t testing.TB, dir string) *Signer {
+	t.Helper()
+	st, ks := signerStore(t, dir)
 	s, err := NewSigner(context.Background(), st, ks, "gatehouse-test", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +203,57 @@ func TestReuseBucketHoldsAsManyIdentitiesAsSlots(t *testing.T) {
 	}
 	if again, _ := s.Assertion(ids[reuseWays-1], "demo"); again != first[reuseWays-1] {
 		t.Error("the fifth identity took the newest assertion's slot")
+	}
+}
+
+// TestReuseFollowsTheWallClock: an assertion is reused on the wall clock
+// its claims count. Stepped forward past half the lifetime, or back before
+// the signing, the clock gets a new assertion that verifies then, never
+// the old one (expired, or issued in the future). Go's time.Now carries a
+// monotonic reading that such a step does not move, so the clock here
+// has none either.
+func TestReuseFollowsTheWallClock(t *testing.T) {
+	s := newSigner(t, t.TempDir()) // a lifetime of one minute
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic}
+	sign := func() string {
+		t.Helper()
+		tok, err := s.Assertion(id, "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Verify(tok, s.JWKS(), clock); err != nil {
+			t.Fatalf("at %v: %v", clock, err)
+		}
+		return tok
+	}
+	first := sign()
+	clock = clock.Add(29 * time.Second)
+	if sign() != first {
+		t.Fatal("not reused within half its lifetime")
+	}
+	clock = clock.Add(5 * time.Minute) // stepped forward
+	stepped := sign()
+	if stepped == first {
+		t.Fatal("reused after the clock stepped past its exp")
+	}
+	clock = clock.Add(-10 * time.Minute) // stepped back, before stepped's iat
+	if sign() == stepped {
+		t.Error("reused before it was issued")
+	}
+}
+
+// TestSignerRefusesALifetimeShorterThanTwoSeconds: exp counts whole
+// seconds, so a shorter lifetime could yield assertions expired when
+// reused, or when signed.
+func TestSignerRefusesALifetimeShorterThanTwoSeconds(t *testing.T) {
+	st, ks := signerStore(t, t.TempDir())
+	if _, err := NewSigner(context.Background(), st, ks, "i", 1500*time.Millisecond); err == nil {
+		t.Error("a 1.5s lifetime was taken")
+	}
+	if _, err := NewSigner(context.Background(), st, ks, "i", MinLifetime); err != nil {
+		t.Errorf("the minimum lifetime was refused: %v", err)
 	}
 }
 

@@ -51,7 +51,8 @@ type App struct {
 	HeaderPrefix string `json:"header_prefix,omitempty"`
 	// Issuer is the iss claim of identity assertions. Default: "gatehouse".
 	Issuer string `json:"issuer,omitempty"`
-	// AssertionLifetime is how long an identity assertion is valid. Default: 2m.
+	// AssertionLifetime is how long an identity assertion is valid: at
+	// least 2s. Default: 2m.
 	AssertionLifetime caddy.Duration `json:"assertion_lifetime,omitempty"`
 	// TokenLifetime is how long a connector access token is valid. Default: 10h.
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
@@ -150,6 +151,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.LockoutThreshold < 0 {
 		return fmt.Errorf("lockout_threshold must not be negative")
+	}
+	if l := time.Duration(a.AssertionLifetime); l != 0 && l < assertion.MinLifetime {
+		return fmt.Errorf("assertion_lifetime must be at least %v: the assertion's exp claim counts whole seconds", assertion.MinLifetime)
 	}
 	for _, d := range a.DefaultDomain {
 		if d == "" || strings.ContainsAny(d, `\@ `) {

@@ -225,22 +225,31 @@ func TestValidateNextToRunningInstance(t *testing.T) {
 	}
 }
 
-// TestUnknownCredentialKindFailsTheConfig: `caddy validate` refuses a
-// route accepting a kind Gatehouse does not have, naming the kinds it has.
-func TestUnknownCredentialKindFailsTheConfig(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "Caddyfile")
-	rendered := strings.NewReplacer("{{.AdminPort}}", fmt.Sprint(harness.FreePort(t)), "{{.DataDir}}", filepath.Join(dir, "data"),
-		"{{.HTTPSPort}}", fmt.Sprint(harness.FreePort(t)), "{{.UpstreamPort}}", fmt.Sprint(harness.FreePort(t)),
-		"accept basic", "accept basic bearer_token").Replace(basicSite)
-	if err := os.WriteFile(cfg, []byte(rendered), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
-	// The error is logged as JSON, its quotes escaped.
-	want := `unknown credential kind \"bearer_token\" (known: session, app_key, connector, basic)`
-	if err == nil || !strings.Contains(out, want) {
-		t.Fatalf("caddy validate with accept bearer_token: %v, want the error %q in\n%s", err, want, out)
+// TestBadOptionsFailTheConfig: `caddy validate` refuses an option
+// Gatehouse cannot honour, saying what it takes: a route accepting a kind
+// Gatehouse does not have (naming the kinds it has), an assertion
+// lifetime shorter than the whole seconds its exp claim counts.
+func TestBadOptionsFailTheConfig(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"accept basic", "accept basic bearer_token", `unknown credential kind \"bearer_token\" (known: session, app_key, connector, basic)`},
+		{"\tgatehouse {\n\t\tdata_dir", "\tgatehouse {\n\t\tassertion_lifetime 1500ms\n\t\tdata_dir", "assertion_lifetime must be at least 2s"},
+	} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "Caddyfile")
+		rendered := strings.NewReplacer("{{.AdminPort}}", fmt.Sprint(harness.FreePort(t)), "{{.DataDir}}", filepath.Join(dir, "data"),
+			"{{.HTTPSPort}}", fmt.Sprint(harness.FreePort(t)), "{{.UpstreamPort}}", fmt.Sprint(harness.FreePort(t)),
+			tc.from, tc.to).Replace(basicSite)
+		if !strings.Contains(rendered, tc.to) {
+			t.Fatalf("the Caddyfile has no %q to change", tc.from)
+		}
+		if err := os.WriteFile(cfg, []byte(rendered), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := harness.Command(t, harness.Binary(t), "validate", "--config", cfg, "--adapter", "caddyfile")
+		// The error is logged as JSON, its quotes escaped.
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("caddy validate with %q: %v, want the error %q in\n%s", tc.to, err, tc.want, out)
+		}
 	}
 }
 
