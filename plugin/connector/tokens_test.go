@@ -29,6 +29,11 @@ func TestCertificateGrantAndBoundToken(t *testing.T) {
 	if id, err := f.p.Authenticate(r); err != nil || id.CredentialID != "c1" {
 		t.Errorf("request events name the credential %+v (%v); want the connector c1", id, err)
 	}
+	// Cached, the check allocates nothing: the store key is put together
+	// on the stack.
+	if n := testing.AllocsPerRun(100, func() { _, _ = f.p.Authenticate(r) }); n != 0 {
+		t.Errorf("a cached token's check allocates %v times; want none", n)
+	}
 	if reason := f.use(client{}, a.AccessToken); !strings.Contains(reason, "bound to a client certificate") {
 		t.Errorf("token without a certificate: %q; want refused as certificate-bound", reason)
 	}
