@@ -27,77 +27,76 @@ import (
 	"github.com/gatehouse-auth/gatehouse/internal/testtool"
 )
 
-var (
-	buildOnce sync.Once
-	builtPath string
-	buildErr  error
-)
-
 // Binary returns the path of bin/caddy: $GATEHOUSE_CADDY_BIN when set (make
 // test sets it), else a binary built once per test process.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("GATEHOUSE_CADDY_BIN"); p != "" {
-		return p
+	path, err := binary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	buildOnce.Do(func() {
-		root, err := RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "gatehouse-caddy-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtPath = filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", builtPath, "./cmd/caddy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtPath
+	return path
 }
 
-var (
-	sharedOnce sync.Once
-	sharedPath string
-	sharedErr  error
-)
+// binary is Binary's path, or why there is none.
+func binary() (string, error) {
+	if p := os.Getenv("GATEHOUSE_CADDY_BIN"); p != "" {
+		return p, nil
+	}
+	return build()
+}
+
+// build builds bin/caddy into a temporary directory, once per test process.
+var build = sync.OnceValues(func() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-caddy-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", path, "./cmd/caddy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building caddy: %v\n%s", err, out)
+	}
+	return path, nil
+})
 
 // sharedBinary returns Binary in a directory anyone may enter, for Caddy
 // run as another user: the checkout holding bin/caddy may sit in a
-// directory only its owner enters (mktemp -d makes them so). It is a hard
-// link when the file system allows, else a copy, made once per test
-// process.
+// directory only its owner enters (mktemp -d makes them so).
 func sharedBinary(t testing.TB) string {
 	t.Helper()
-	bin := Binary(t)
-	sharedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gatehouse-caddy-shared-")
-		if err == nil {
-			err = os.Chmod(dir, 0o755) //nolint:gosec // G302: other users must reach the binary
-		}
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		sharedPath = filepath.Join(dir, "caddy")
-		if os.Link(bin, sharedPath) == nil {
-			return
-		}
-		sharedErr = copyExecutable(bin, sharedPath)
-	})
-	if sharedErr != nil {
-		t.Fatalf("making bin/caddy reachable for another user: %v", sharedErr)
+	path, err := share()
+	if err != nil {
+		t.Fatalf("making bin/caddy reachable for another user: %v", err)
 	}
-	return sharedPath
+	return path
 }
+
+// share makes sharedBinary's path once per test process: a hard link to
+// the binary when the file system allows, else a copy.
+var share = sync.OnceValues(func() (string, error) {
+	bin, err := binary()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-caddy-shared-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755) //nolint:gosec // G302: other users must reach the binary
+	}
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "caddy")
+	if os.Link(bin, path) == nil {
+		return path, nil
+	}
+	return path, copyExecutable(bin, path)
+})
 
 // copyExecutable copies the executable src to dst (mode 0755).
 func copyExecutable(src, dst string) error {
