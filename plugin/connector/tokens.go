@@ -67,9 +67,6 @@ func tokenDigestInto(digest *[2 * sha256.Size]byte, token string) {
 	hex.Encode(digest[:], sum[:])
 }
 
-// tokenKeyOf is tokenKey(tokenDigest(token)).
-func tokenKeyOf(token string) string { return tokenKey(tokenDigest(token)) }
-
 func newTokenID() string {
 	var b [tokenIDBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -196,7 +193,7 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 	if !parseToken(token, refreshTokenPrefix) {
 		return issued{}, invalidGrant("the refresh token is malformed")
 	}
-	key := tokenKeyOf(token)
+	key := tokenKey(tokenDigest(token))
 	var out issued
 	err := storage.Retry(func() (bool, error) {
 		raw, err := p.engine.Store.Get(ctx, key)
