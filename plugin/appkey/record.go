@@ -348,8 +348,9 @@ type View struct {
 	CreatedAt time.Time `json:"created_at"`
 	// LastModifiedAt is when the key was last changed, rotation included.
 	LastModifiedAt time.Time `json:"last_modified_at"`
-	// LastUsedAt is the last use, recorded at most once a minute; null
-	// when never used.
+	// LastUsedAt is the first use within the hour-long window of the
+	// key's latest use (recorded at most once an hour, so less than an
+	// hour behind that use); null when never used.
 	LastUsedAt *time.Time `json:"last_used_at"`
 	// PreviousKeyValidUntil is the end of a rotation's grace period while
 	// the replaced value still works.

@@ -45,8 +45,8 @@ type Service struct {
 
 	usageMu sync.Mutex
 	usage   usageLog // the uses not yet written
-	// noted says which keys' uses were handed to the usage writer in the
-	// last interval (see noteUse).
+	// noted says which keys' uses were handed to the usage writer in
+	// their current window (see noteUse).
 	noted [notedSlots]atomic.Uint64
 
 	// ctx is cancelled by Close: it ends a purge in progress.

@@ -636,26 +636,38 @@ func TestLastUsedWrittenOffThePath(t *testing.T) {
 	}
 	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
 	if pending := len(notedUses(f.svc)); pending != 0 {
-		t.Fatal("usage noted again within the minute")
+		t.Fatal("usage noted again within the hour")
 	}
 }
 
-// TestFlushWritesEachKeysLastUse: the flush writes the log a batch at a
-// time; a key noted twice, in one batch or in two, ends with its later use.
-func TestFlushWritesEachKeysLastUse(t *testing.T) {
+// TestFlushWritesEachKeysFirstUseOfItsLatestWindow: the flush writes the
+// log a batch at a time; a key noted more than once, in one batch or in
+// two, ends with the first use of the latest window it was used in.
+func TestFlushWritesEachKeysFirstUseOfItsLatestWindow(t *testing.T) {
 	f := newFixture(t)
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	// Each key's window (usageWindow) starts at its own second.
+	a, b, c, d := windowStart("a", t0), windowStart("b", t0), windowStart("c", t0), windowStart("d", t0)
 	var l usageLog
-	l = l.add("a", t0)
+	l = l.add("a", a)
+	l = l.add("d", d.Add(-5*time.Second))
 	for i := range usageBatch + 5 {
-		l = l.add(fmt.Sprintf("k-%d", i), t0.Add(time.Second))
+		l = l.add(fmt.Sprintf("k-%d", i), t0)
 	}
-	l = l.add("b", t0.Add(time.Second))
-	l = l.add("b", t0.Add(3*time.Second)) // both in the second batch
-	l = l.add("a", t0.Add(2*time.Second)) // its first use went in the first batch
+	// All in the second batch:
+	l = l.add("b", b.Add(-30*time.Second))
+	l = l.add("b", b.Add(10*time.Second)) // the next window's first use
+	l = l.add("b", b.Add(20*time.Second))
+	l = l.add("c", c.Add(40*time.Second))
+	l = l.add("c", c.Add(10*time.Second)) // the clock stepped back
+	l = l.add("a", a.Add(50*time.Second)) // its window's first use went in the first batch
+	l = l.add("d", d.Add(5*time.Second))  // the next window
 	f.svc.usage = l
 	f.svc.flushUsage(context.Background())
-	want := map[string]time.Time{"a": t0.Add(2 * time.Second), "b": t0.Add(3 * time.Second), "k-0": t0.Add(time.Second), fmt.Sprintf("k-%d", usageBatch+4): t0.Add(time.Second)}
+	want := map[string]time.Time{
+		"a": a, "b": b.Add(10 * time.Second), "c": c.Add(10 * time.Second), "d": d.Add(5 * time.Second),
+		"k-0": t0, fmt.Sprintf("k-%d", usageBatch+4): t0,
+	}
 	for name, at := range want {
 		got, err := f.backend.Get(context.Background(), usedPrefix+name)
 		if err != nil || string(got) != at.Format(time.RFC3339) {
@@ -663,11 +675,55 @@ func TestFlushWritesEachKeysLastUse(t *testing.T) {
 		}
 	}
 	n := 0
-	if err := f.backend.Scan(context.Background(), usedPrefix, func(storage.Entry) error { n++; return nil }); err != nil || n != usageBatch+7 {
-		t.Fatalf("%d last-use records, %v; want %d", n, err, usageBatch+7)
+	if err := f.backend.Scan(context.Background(), usedPrefix, func(storage.Entry) error { n++; return nil }); err != nil || n != usageBatch+9 {
+		t.Fatalf("%d last-use records, %v; want %d", n, err, usageBatch+9)
 	}
 	if len(f.svc.usage) != 0 {
 		t.Fatal("the flush left the log in place")
+	}
+}
+
+// TestFlushWritesAKeysUseOnceAnHour: a use in a window (an hour) whose
+// first use is already recorded writes nothing (no store batch at all);
+// the first use of the next window replaces it; a use older than the record
+// (another instance's clock behind this one's) does not move it back; a
+// record that cannot be read is written over rather than the use dropped.
+func TestFlushWritesAKeysUseOnceAnHour(t *testing.T) {
+	f := newFixture(t)
+	t0 := windowStart("k", time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)).Add(5 * time.Minute)
+	flush := func(at time.Time) (recorded string, batches int32) {
+		t.Helper()
+		before := f.backend.batches.Load()
+		f.svc.usage = usageLog(nil).add("k", at)
+		f.svc.flushUsage(context.Background())
+		raw, err := f.backend.Store.Get(context.Background(), usedPrefix+"k")
+		if err != nil {
+			t.Fatalf("last use of k after a use at %s: %v", at, err)
+		}
+		return string(raw), f.backend.batches.Load() - before
+	}
+	steps := []struct {
+		what        string
+		at          time.Time
+		want        time.Time
+		wantBatches int32
+	}{
+		{"first use", t0, t0, 1},
+		{"a use later in the window", t0.Add(50 * time.Minute), t0, 0},
+		{"the first use of the next window", t0.Add(56 * time.Minute), t0.Add(56 * time.Minute), 1},
+		{"a use older than the record", t0.Add(30 * time.Minute), t0.Add(56 * time.Minute), 0},
+		{"two hours later", t0.Add(3 * time.Hour), t0.Add(3 * time.Hour), 1},
+	}
+	for _, step := range steps {
+		if got, batches := flush(step.at); got != step.want.Format(time.RFC3339) || batches != step.wantBatches {
+			t.Fatalf("%s (%s): recorded %s in %d batches; want %s in %d", step.what, step.at.Format(time.TimeOnly), got, batches, step.want.Format(time.RFC3339), step.wantBatches)
+		}
+	}
+	f.backend.down.Store(true) // reads fail, writes work
+	got, batches := flush(t0.Add(3*time.Hour + time.Minute))
+	f.backend.down.Store(false)
+	if want := t0.Add(3*time.Hour + time.Minute).Format(time.RFC3339); got != want || batches != 1 {
+		t.Fatalf("a use whose record could not be read: recorded %s in %d batches; want %s in 1", got, batches, want)
 	}
 }
 
@@ -699,20 +755,36 @@ func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	}
 }
 
-// BenchmarkFlushUsage is one minute's flush of 200 000 keys' uses: B/op
+// BenchmarkFlushUsage is one minute's flush of 200 000 keys' uses:
+// "written", each use in a new hour (every record written); "recorded",
+// each key's hour already recorded (every record read, none written). B/op
 // is what the flush allocates beside the records it writes.
 func BenchmarkFlushUsage(b *testing.B) {
-	f := newFixture(b)
 	var l usageLog
-	now := time.Now()
 	for i := range 200_000 {
-		l = l.add(fmt.Sprintf("bench-key-%07d", i), now)
+		l = l.add(fmt.Sprintf("bench-key-%07d", i), time.Now())
 	}
-	b.ReportAllocs()
-	for b.Loop() {
+	b.Run("written", func(b *testing.B) {
+		f := newFixture(b)
+		hour := time.Now()
+		b.ReportAllocs()
+		for b.Loop() {
+			hour = hour.Add(usagePrecision)
+			setUseTimes(l, hour)
+			f.svc.usage = l
+			f.svc.flushUsage(context.Background())
+		}
+	})
+	b.Run("recorded", func(b *testing.B) {
+		f := newFixture(b)
 		f.svc.usage = l
 		f.svc.flushUsage(context.Background())
-	}
+		b.ReportAllocs()
+		for b.Loop() {
+			f.svc.usage = l
+			f.svc.flushUsage(context.Background())
+		}
+	})
 }
 
 func TestStoreDownFailsClosed(t *testing.T) {

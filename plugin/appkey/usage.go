@@ -49,9 +49,41 @@ func (l usageLog) uses() iter.Seq2[[]byte, time.Time] {
 }
 
 // usageFlushInterval is how often noted key uses are written to the
-// store; a key's last_used_at is therefore written at most once per
-// interval, and never on the request path.
+// store, never on the request path.
 const usageFlushInterval = time.Minute
+
+// usagePrecision is how closely a key's stored last_used_at follows its
+// uses: the record holds the first use within the key's current window of
+// this length (see usageWindow), and is written at most once a window.
+//
+// An hour, not a minute: last_used_at answers "which keys are no longer
+// used" (the audit log has every request), and with many keys in use a
+// record a minute per key was most of what the store wrote. A million keys
+// drawn at random had each minute's uses rewrite most of the usage records'
+// key range in Badger's compactions (6 s of CPU a minute, docs/benchmarks.md)
+// and, in a cluster, cost one Redis write and invalidation per key.
+const usagePrecision = time.Hour
+
+// usageWindow is the number of the window of the key named name that
+// holds t: windows are usagePrecision long, and each key's start at its
+// own offset into the hour, from a hash of its name that every instance of
+// a cluster computes alike. Windows shared by every key would start
+// together, and the first use of each key in a new one, with its write,
+// would all fall in the hour's first minutes.
+func usageWindow(name string, t time.Time) int64 {
+	const seconds = int64(usagePrecision / time.Second)
+	return (t.Unix() + int64(fnv1a(name)%uint64(seconds))) / seconds //nolint:gosec // G115: the offset is below seconds
+}
+
+// fnv1a is the 64-bit FNV-1a hash of s: fixed, unlike maphash's seeds,
+// so that every process picks a key's window alike.
+func fnv1a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
 
 // notedBits is the number of bits that pick a slot of Service.noted, of
 // notedSlots.
@@ -64,22 +96,23 @@ const (
 var notedSeed = maphash.MakeSeed()
 
 // noteUse hands the use of the key named name to the background writer,
-// at most once a minute per key on the common path: no lock and no write.
-// Service.noted remembers, per slot, a 64-bit mark of the key and the
-// minute last noted there (notedMark): a table of integers, so that the
-// garbage collector has nothing to scan in it. A use is skipped only when
-// its slot holds its own mark (this key, this minute): two keys sharing a
-// slot are only noted more often than once a minute, never less.
+// at most once a usageWindow per key on the common path: no lock and no
+// write. Service.noted remembers, per slot, a 64-bit mark of the key and
+// the window last noted there (notedMark): a table of integers, so that
+// the garbage collector has nothing to scan in it. A use is skipped only
+// when its slot holds its own mark (this key, this window): two keys
+// sharing a slot are only noted more often, never less (the flush then
+// skips the uses whose window is already recorded).
 func (s *Service) noteUse(name string, now time.Time) {
 	s.noteHashed(maphash.String(notedSeed, name), name, now)
 }
 
 // noteHashed is noteUse of the key named name, whose name hashes to h.
 func (s *Service) noteHashed(h uint64, name string, now time.Time) {
-	mark := notedMark(h, now)
+	mark := notedMark(h, usageWindow(name, now))
 	slot := &s.noted[mark>>(64-notedBits)]
 	if slot.Load() == mark || slot.Swap(mark) == mark {
-		return // this key was noted within this minute
+		return // this key was noted within this window
 	}
 	s.usageMu.Lock()
 	s.usage = s.usage.add(name, now)
@@ -87,15 +120,15 @@ func (s *Service) noteHashed(h uint64, name string, now time.Time) {
 }
 
 // notedMark is what Service.noted holds for the key whose name hashes to
-// h, noted within now's minute: the hash mixed with the minute by a
-// bijection (murmur3's finalizer), so that the marks of two keys, or of
-// one key in two minutes, agree only by a chance of 2^-63 (the low bit is
-// always set: no mark is an empty slot's 0).
+// h, noted within its window numbered window: the hash mixed with the
+// window by a bijection (murmur3's finalizer), so that the marks of two
+// keys, or of one key in two windows, agree only by a chance of 2^-63 (the
+// low bit is always set: no mark is an empty slot's 0).
 // (Marks once kept 32 bits of the hash, and a slot took 16 more: two keys
 // agreeing in those 48 bits shared one mark for the process's life, and
 // the rarer one's uses went unnoted while the other was used each minute.)
-func notedMark(h uint64, now time.Time) uint64 {
-	x := h ^ uint64(now.Unix()/60)*0x9e3779b97f4a7c15 //nolint:gosec // G115: any bits of the minute do
+func notedMark(h uint64, window int64) uint64 {
+	x := h ^ uint64(window)*0x9e3779b97f4a7c15 //nolint:gosec // G115: any bits of the window do
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33
@@ -104,21 +137,29 @@ func notedMark(h uint64, now time.Time) uint64 {
 	return x | 1
 }
 
-// usageBatch bounds the writes of one store batch.
+// usageBatch bounds the reads and writes of one store batch.
 const usageBatch = 512
+
+// pendingUse is a key's use to be written, within one batch of the flush.
+type pendingUse struct {
+	name string
+	at   time.Time
+}
 
 // flushUsage writes the noted key uses, one batch at a time as it reads
 // the log: a minute's uses may name hundreds of thousands of keys, and
-// only one batch of records is ever built (a map of them all, built
-// first, held 34 MB more at once for 200 000 keys: BenchmarkFlushUsage,
-// 202 MB allocated a flush then, 168 MB now). Within a batch a key
-// is written once, at its last use; a key noted again after its batch
-// was written (its slot in Service.noted was shared) is written again
-// later, so the last write is its last use. A batch that fails once ctx
-// is done (the flush ran past its minute, or the service stopped) ends
-// the flush: the rest is dropped with one warning, not one failed batch
-// after another. A store that still writes (Badger does not consult ctx)
-// gets every use, as a reload must not lose them.
+// only one batch is ever built (a map of them all, built first, held 34 MB
+// more at once for 200 000 keys). Within a batch a key counts once, at the
+// first use of its latest window (usageWindow); a key noted again after
+// its batch (its slot in Service.noted was shared) is counted again later.
+// A use is written only when the stored record is of an earlier window of
+// the key (or absent): a record of the same window holds that window's
+// first use, and a later one (another instance's clock ahead of this
+// one's) is not moved back. A batch that fails once ctx is done (the
+// flush ran past its minute, or the service stopped) ends the flush: the
+// rest is dropped with one warning, not one failed batch after another. A
+// store that still writes (Badger does not consult ctx) gets every use, as
+// a reload must not lose them.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
 	noted := s.usage
@@ -127,16 +168,27 @@ func (s *Service) flushUsage(ctx context.Context) {
 	if len(noted) == 0 {
 		return
 	}
+	batch := make([]pendingUse, 0, usageBatch)
+	inBatch := make(map[string]int, usageBatch) // name → its use in batch
 	ops := make([]storage.Op, 0, usageBatch)
-	inBatch := make(map[string]int, usageBatch) // name → its op in ops
-	// write writes ops and reports whether the flush can go on.
+	// write writes the batch's uses not yet recorded and reports whether
+	// the flush can go on.
 	write := func() bool {
+		ops = ops[:0]
+		for _, u := range batch {
+			if !s.recorded(ctx, u) {
+				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: usedPrefix + u.name, Value: u.at.UTC().AppendFormat(nil, time.RFC3339)})
+			}
+		}
+		batch = batch[:0]
+		clear(inBatch)
+		if len(ops) == 0 {
+			return true
+		}
 		err := s.store.Batch(ctx, ops)
 		if err != nil {
 			s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
 		}
-		ops = ops[:0]
-		clear(inBatch)
 		if err != nil && ctx.Err() != nil {
 			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped", zap.Error(ctx.Err()))
 			return false
@@ -144,19 +196,33 @@ func (s *Service) flushUsage(ctx context.Context) {
 		return true
 	}
 	for name, t := range noted.uses() {
-		value := t.UTC().AppendFormat(nil, time.RFC3339)
 		if i, ok := inBatch[string(name)]; ok {
-			ops[i].Value = value
+			if w, v := usageWindow(batch[i].name, t), usageWindow(batch[i].name, batch[i].at); w > v || w == v && t.Before(batch[i].at) {
+				batch[i].at = t // the first use of the latest window
+			}
 			continue
 		}
-		key := usedPrefix + string(name)
-		inBatch[key[len(usedPrefix):]] = len(ops)
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: key, Value: value})
-		if len(ops) == usageBatch && !write() {
+		key := string(name)
+		inBatch[key] = len(batch)
+		batch = append(batch, pendingUse{name: key, at: t})
+		if len(batch) == usageBatch && !write() {
 			return
 		}
 	}
-	if len(ops) > 0 {
+	if len(batch) > 0 {
 		write()
 	}
+}
+
+// recorded reports whether the store already records a use of u's key
+// within u's window or a later one. A record that cannot be read
+// counts as absent: the write that follows reports the store's trouble,
+// and a use is never dropped because of it.
+func (s *Service) recorded(ctx context.Context, u pendingUse) bool {
+	raw, err := s.store.Backend().Get(ctx, usedPrefix+u.name)
+	if err != nil {
+		return false
+	}
+	stored, err := time.Parse(time.RFC3339, string(raw))
+	return err == nil && usageWindow(u.name, stored) >= usageWindow(u.name, u.at)
 }
