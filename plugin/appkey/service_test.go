@@ -94,6 +94,13 @@ func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
 	return f.Store.Get(ctx, key)
 }
 
+func (f *failingStore) GetMany(ctx context.Context, keys []string, fn func(int, []byte) error) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Store.GetMany(ctx, keys, fn)
+}
+
 func (f *failingStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
 	if f.down.Load() {
 		return storage.Entry{}, errDown
@@ -640,6 +647,27 @@ func TestLastUsedWrittenOffThePath(t *testing.T) {
 	}
 }
 
+// TestKeyCreatedAgainHasItsUseRecorded: a key deleted and created again
+// under its name within the hour has its first use recorded, though the
+// deleted key's use was noted in the same window.
+func TestKeyCreatedAgainHasItsUseRecorded(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"again","username":"alice"}`).Key
+	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+	f.svc.flushUsage(context.Background())
+	if code := f.call("DELETE", "/gatehouse/appkeys/again", "", nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d", code)
+	}
+	f.advance(2 * time.Second) // past the first key's creation second
+	key = f.create(`{"name":"again","username":"alice"}`).Key
+	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+	f.svc.flushUsage(context.Background())
+	var v View
+	if f.call("GET", "/gatehouse/appkeys/again", "", &v); v.LastUsedAt == nil {
+		t.Fatal("the key created again shows no use after it was used")
+	}
+}
+
 // TestFlushWritesEachKeysFirstUseOfItsLatestWindow: the flush writes the
 // log a batch at a time; a key noted more than once, in one batch or in
 // two, ends with the first use of the latest window it was used in.
@@ -725,26 +753,64 @@ func TestFlushWritesAKeysUseOnceAnHour(t *testing.T) {
 	if want := t0.Add(3*time.Hour + time.Minute).Format(time.RFC3339); got != want || batches != 1 {
 		t.Fatalf("a use whose record could not be read: recorded %s in %d batches; want %s in 1", got, batches, want)
 	}
+	// A record from a clock that ran ahead is written over; one a little
+	// ahead (clocks of a cluster a few seconds apart) is kept.
+	now := *f.now.Load()
+	for _, c := range []struct {
+		ahead time.Duration
+		kept  bool
+	}{{usageClockSlack - time.Minute, true}, {365 * 24 * time.Hour, false}} {
+		stored := now.Add(c.ahead).UTC().Format(time.RFC3339)
+		if err := f.backend.Store.Put(context.Background(), usedPrefix+"k", []byte(stored), 0); err != nil {
+			t.Fatal(err)
+		}
+		want := now.UTC().Format(time.RFC3339)
+		if c.kept {
+			want = stored
+		}
+		if got, _ := flush(now); got != want {
+			t.Fatalf("a use at %s over a record %s ahead: recorded %s; want %s", now.Format(time.TimeOnly), c.ahead, got, want)
+		}
+	}
 }
 
 // TestFlushStopsOnceItsContextIsDone: a flush whose context is done
 // stops at the first batch that fails, rather than failing batch after
-// batch; while the store still writes, it writes every use (a reload
-// stops the service in the middle of a flush).
+// batch; the uses it could not write are noted again; while the store
+// still writes, it writes every use (a reload stops the service in the
+// middle of a flush).
 func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	f := newFixture(t)
-	var l usageLog
+	now := time.Now()
 	for i := range 3 * usageBatch {
-		l = l.add(fmt.Sprintf("k-%d", i), time.Now())
+		f.svc.noteUse(fmt.Sprintf("k-%d", i), now)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	l := f.svc.usage
+	// A failed batch while the flush may go on: the next batches are
+	// tried, and the failed uses are noted again at the keys' next use.
 	f.backend.batchesFail.Store(true)
 	f.svc.usage = l
 	before := f.backend.batches.Load()
+	f.svc.flushUsage(context.Background())
+	if n := f.backend.batches.Load() - before; n != 3 {
+		t.Fatalf("%d batches tried by a flush whose batches fail; want 3", n)
+	}
+	if f.svc.noteUse("k-0", now); notedUses(f.svc)["k-0"] != 1 {
+		t.Fatal("a use whose write failed is not noted again at the key's next use")
+	}
+	f.svc.usage = nil
+	// Once the context is done, one failed batch ends the flush, and the
+	// uses it drops are noted again too.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.svc.usage = l
+	before = f.backend.batches.Load()
 	f.svc.flushUsage(ctx)
 	if n := f.backend.batches.Load() - before; n != 1 {
 		t.Fatalf("%d batches tried after the flush's context was done and a batch failed; want 1", n)
+	}
+	if f.svc.noteUse(fmt.Sprintf("k-%d", 3*usageBatch-1), now); len(notedUses(f.svc)) != 1 {
+		t.Fatal("a use dropped by a flush that stopped is not noted again at the key's next use")
 	}
 	f.backend.batchesFail.Store(false)
 	f.svc.usage = l

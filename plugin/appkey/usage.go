@@ -140,11 +140,21 @@ func notedMark(h uint64, window int64) uint64 {
 // usageBatch bounds the reads and writes of one store batch.
 const usageBatch = 512
 
+// usageClockSlack is how far past this instance's clock a stored use may
+// lie and still count: a record further ahead (written by a clock that
+// ran ahead) is written over, lest it pass for a recent use until real
+// time catches up with it.
+const usageClockSlack = 5 * time.Minute
+
 // pendingUse is a key's use to be written, within one batch of the flush.
 type pendingUse struct {
-	name string
-	at   time.Time
+	key      string // usedPrefix and the key's name
+	at       time.Time
+	recorded bool // the store holds a use within at's window or a later one
 }
+
+// name is the name of u's key.
+func (u *pendingUse) name() string { return u.key[len(usedPrefix):] }
 
 // flushUsage writes the noted key uses, one batch at a time as it reads
 // the log: a minute's uses may name hundreds of thousands of keys, and
@@ -153,13 +163,12 @@ type pendingUse struct {
 // first use of its latest window (usageWindow); a key noted again after
 // its batch (its slot in Service.noted was shared) is counted again later.
 // A use is written only when the stored record is of an earlier window of
-// the key (or absent): a record of the same window holds that window's
-// first use, and a later one (another instance's clock ahead of this
-// one's) is not moved back. A batch that fails once ctx is done (the
-// flush ran past its minute, or the service stopped) ends the flush: the
-// rest is dropped with one warning, not one failed batch after another. A
-// store that still writes (Badger does not consult ctx) gets every use, as
-// a reload must not lose them.
+// the key (or absent); see markRecorded. The uses of a batch that fails
+// are noted again at their keys' next use. A batch that fails once ctx is
+// done (the flush ran past its minute, or the service stopped) ends the
+// flush: the rest is dropped with one warning, not one failed batch after
+// another, and noted again too. A store that still writes (Badger does
+// not consult ctx) gets every use, as a reload must not lose them.
 func (s *Service) flushUsage(ctx context.Context) {
 	s.usageMu.Lock()
 	noted := s.usage
@@ -170,42 +179,53 @@ func (s *Service) flushUsage(ctx context.Context) {
 	}
 	batch := make([]pendingUse, 0, usageBatch)
 	inBatch := make(map[string]int, usageBatch) // name → its use in batch
+	keys := make([]string, 0, usageBatch)
 	ops := make([]storage.Op, 0, usageBatch)
 	// write writes the batch's uses not yet recorded and reports whether
 	// the flush can go on.
 	write := func() bool {
-		ops = ops[:0]
+		defer func() { batch = batch[:0]; clear(inBatch) }()
+		keys, ops = keys[:0], ops[:0]
 		for _, u := range batch {
-			if !s.recorded(ctx, u) {
-				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: usedPrefix + u.name, Value: u.at.UTC().AppendFormat(nil, time.RFC3339)})
+			keys = append(keys, u.key)
+		}
+		s.markRecorded(ctx, batch, keys)
+		for _, u := range batch {
+			if !u.recorded {
+				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: u.key, Value: u.at.UTC().AppendFormat(nil, time.RFC3339)})
 			}
 		}
-		batch = batch[:0]
-		clear(inBatch)
 		if len(ops) == 0 {
 			return true
 		}
 		err := s.store.Batch(ctx, ops)
-		if err != nil {
-			s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
+		if err == nil {
+			return true
 		}
-		if err != nil && ctx.Err() != nil {
-			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped", zap.Error(ctx.Err()))
-			return false
+		s.engine.Logger.Warn("recording application key use failed", zap.Int("keys", len(ops)), zap.Error(err))
+		for _, u := range batch {
+			if !u.recorded {
+				s.forgetNoted(u.name(), u.at) // noted again at its next use
+			}
 		}
-		return true
+		return ctx.Err() == nil
 	}
 	for name, t := range noted.uses() {
 		if i, ok := inBatch[string(name)]; ok {
-			if w, v := usageWindow(batch[i].name, t), usageWindow(batch[i].name, batch[i].at); w > v || w == v && t.Before(batch[i].at) {
-				batch[i].at = t // the first use of the latest window
+			u := &batch[i]
+			if w, v := usageWindow(u.name(), t), usageWindow(u.name(), u.at); w > v || w == v && t.Before(u.at) {
+				u.at = t // the first use of the latest window
 			}
 			continue
 		}
-		key := string(name)
-		inBatch[key] = len(batch)
-		batch = append(batch, pendingUse{name: key, at: t})
+		key := usedPrefix + string(name)
+		inBatch[key[len(usedPrefix):]] = len(batch)
+		batch = append(batch, pendingUse{key: key, at: t})
 		if len(batch) == usageBatch && !write() {
+			s.engine.Logger.Warn("recording application key use stopped; the uses not yet written are dropped until the keys are used again", zap.Error(ctx.Err()))
+			for name, t := range noted.uses() {
+				s.forgetNoted(string(name), t)
+			}
 			return
 		}
 	}
@@ -214,15 +234,34 @@ func (s *Service) flushUsage(ctx context.Context) {
 	}
 }
 
-// recorded reports whether the store already records a use of u's key
-// within u's window or a later one. A record that cannot be read
-// counts as absent: the write that follows reports the store's trouble,
-// and a use is never dropped because of it.
-func (s *Service) recorded(ctx context.Context, u pendingUse) bool {
-	raw, err := s.store.Backend().Get(ctx, usedPrefix+u.name)
+// markRecorded reads the records of batch's keys (keys, in one round
+// trip) and marks the uses already recorded: those whose record holds a
+// use within the same window of the key or a later one (a record of the
+// same window holds its first use; a later one, from another instance
+// whose clock is ahead, is not moved back), unless that use lies more than
+// usageClockSlack past this instance's clock. Records that cannot be read
+// count as absent: the writes that follow report the store's trouble, and
+// a use is never dropped because of it.
+func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []string) {
+	latest := s.now().Add(usageClockSlack)
+	err := s.store.Backend().GetMany(ctx, keys, func(i int, raw []byte) error {
+		stored, err := time.Parse(time.RFC3339, string(raw))
+		u := &batch[i]
+		u.recorded = err == nil && !stored.After(latest) && usageWindow(u.name(), stored) >= usageWindow(u.name(), u.at)
+		return nil
+	})
 	if err != nil {
-		return false
+		for i := range batch {
+			batch[i].recorded = false
+		}
 	}
-	stored, err := time.Parse(time.RFC3339, string(raw))
-	return err == nil && usageWindow(u.name, stored) >= usageWindow(u.name, u.at)
+}
+
+// forgetNoted clears the key named name's mark for at's window in
+// Service.noted, so that its next use in the window is noted again: after
+// its write failed, or after the key was deleted (a key created again
+// under the name has its first use noted).
+func (s *Service) forgetNoted(name string, at time.Time) {
+	mark := notedMark(maphash.String(notedSeed, name), usageWindow(name, at))
+	s.noted[mark>>(64-notedBits)].CompareAndSwap(mark, 0)
 }

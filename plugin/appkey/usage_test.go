@@ -3,6 +3,7 @@ package appkey
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"hash/maphash"
 	"strings"
 	"testing"
@@ -129,6 +130,18 @@ func windowStart(name string, t time.Time) time.Time {
 		t = t.Add(-time.Second)
 	}
 	return t.Truncate(time.Second)
+}
+
+// TestFNV1aIsTheStandardOne: every instance of a cluster must pick a key's
+// window alike, so the hash is checked against the standard library's.
+func TestFNV1aIsTheStandardOne(t *testing.T) {
+	for _, s := range []string{"", "a", "vault", "ålice 🦊", strings.Repeat("k", 64)} {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		if got, want := fnv1a(s), h.Sum64(); got != want {
+			t.Errorf("fnv1a(%q) = %x; want %x", s, got, want)
+		}
+	}
 }
 
 func TestUsageWindowsAreAnHourLongAndStartApart(t *testing.T) {

@@ -259,6 +259,36 @@ func (s *Store) GetEntry(_ context.Context, key string) (storage.Entry, error) {
 	return e, nil
 }
 
+// GetMany implements storage.Store.
+func (s *Store) GetMany(_ context.Context, keys []string, fn func(i int, value []byte) error) error {
+	for _, key := range keys {
+		if err := checkKey(key); err != nil {
+			return err
+		}
+	}
+	err := s.db.View(func(txn *badgerdb.Txn) error {
+		for i, key := range keys {
+			item, err := txn.Get([]byte(key))
+			if errors.Is(err, badgerdb.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := item.Value(func(v []byte) error {
+				if err := fn(i, v); err != nil {
+					return callerError{err}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return result("get", err)
+}
+
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := checkKey(key); err != nil {

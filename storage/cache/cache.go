@@ -556,6 +556,12 @@ func (c *Cache) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	return storage.Entry{Key: key, Value: slices.Clone(e.raw), ExpiresAt: expires}, nil
 }
 
+// GetMany implements storage.Store; it always reads the store, and
+// caches nothing it read.
+func (c *Cache) GetMany(ctx context.Context, keys []string, fn func(i int, value []byte) error) error {
+	return c.store.GetMany(ctx, keys, fn)
+}
+
 // Put implements storage.Store.
 func (c *Cache) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	defer c.invalidate(key)

@@ -52,6 +52,28 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	return entries[0], nil
 }
 
+// GetMany implements storage.Store: every key in one transaction.
+func (s *Store) GetMany(ctx context.Context, keys []string, fn func(i int, value []byte) error) error {
+	for _, key := range keys {
+		if err := checkKey(key); err != nil {
+			return err
+		}
+	}
+	entries, _, err := s.fetch(ctx, keys)
+	if err != nil {
+		return s.failed("get", err)
+	}
+	for i, key := range keys { // entries follow keys, the absent ones left out
+		if len(entries) > 0 && entries[0].Key == key {
+			if err := fn(i, entries[0].Value); err != nil {
+				return err
+			}
+			entries = entries[1:]
+		}
+	}
+	return nil
+}
+
 // fetch reads the live entries among keys (unprefixed), in order, in one
 // transaction: values and expiries come from one consistent moment.
 // missing are the keys it did not find.

@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		fn   func(h)
 	}{
 		{"GetPutDelete", testGetPutDelete},
+		{"GetMany", testGetMany},
 		{"InvalidKeys", testInvalidKeys},
 		{"ValuesAreNotAliased", testNotAliased},
 		{"TTLExpiry", testTTL},
@@ -229,6 +230,37 @@ func testGetPutDelete(h h) {
 	h.del("never-existed")
 }
 
+func testGetMany(h h) {
+	h.put("a", "1", 0)
+	h.put("c", "", 0)
+	h.put("user/ålice 🦊", "ü\x00\xff", 0)
+	h.put("gone", "x", 0)
+	h.del("gone")
+	keys := []string{"a", "b", "c", "gone", "user/ålice 🦊", "a"}
+	var got []string
+	err := h.s.GetMany(h.ctx, keys, func(i int, value []byte) error {
+		got = append(got, fmt.Sprintf("%d=%q", i, value))
+		return nil
+	})
+	want := []string{`0="1"`, `2=""`, `4="ü\x00\xff"`, `5="1"`}
+	if err != nil || !slices.Equal(got, want) {
+		h.t.Fatalf("GetMany(%q) called back %v, %v; want %v", keys, got, err, want)
+	}
+	if err := h.s.GetMany(h.ctx, nil, func(int, []byte) error { return errors.New("called") }); err != nil {
+		h.t.Fatalf("GetMany of no keys: %v", err)
+	}
+	stop := errors.New("enough")
+	calls := 0
+	err = h.s.GetMany(h.ctx, keys, func(int, []byte) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		h.t.Fatalf("GetMany whose callback failed: %d calls, %v; want 1 and the callback's error", calls, err)
+	}
+	err = h.s.GetMany(h.ctx, []string{"a", ""}, func(int, []byte) error { return nil })
+	if err == nil || notFoundOrUnavailable(err) {
+		h.t.Fatalf("GetMany with the empty key: %v; want a caller error (not ErrNotFound or ErrUnavailable)", err)
+	}
+}
+
 func testInvalidKeys(h h) {
 	ctx := h.ctx
 	ops := map[string]func() error{
@@ -334,6 +366,10 @@ func testTTL(h h) {
 	}
 	h.want("forever", "y")
 	h.want("cas-keep", "new")
+	var live []int
+	if err := h.s.GetMany(h.ctx, []string{"put", "forever", "batch"}, func(i int, _ []byte) error { live = append(live, i); return nil }); err != nil || !slices.Equal(live, []int{1}) {
+		h.t.Fatalf("GetMany after expiry called back for keys %v, %v; want only the live one [1]", live, err)
+	}
 	if got := keysOf(h.scan("")); !slices.Equal(got, []string{"cas-keep", "forever"}) {
 		h.t.Fatalf("Scan after expiry = %v; want only the live keys [cas-keep forever]", got)
 	}

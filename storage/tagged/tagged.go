@@ -352,6 +352,18 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	return e, nil
 }
 
+// GetMany implements storage.Store; a record whose tag does not verify
+// ends the read with ErrTampered.
+func (s *Store) GetMany(ctx context.Context, keys []string, fn func(i int, value []byte) error) error {
+	return s.inner.GetMany(ctx, keys, func(i int, raw []byte) error {
+		value, err := s.open(keys[i], raw)
+		if err != nil {
+			return err
+		}
+		return fn(i, value)
+	})
+}
+
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := storeutil.CheckKey(key); err != nil {

@@ -105,6 +105,11 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 		if _, err := s.Incr(ctx, key, 1, 0); err == nil {
 			t.Errorf("Incr %s: no error; want a refusal (no integer)", key)
 		}
+		var got []int
+		err := s.GetMany(ctx, []string{"users/root", key}, func(i int, _ []byte) error { got = append(got, i); return nil })
+		if !errors.Is(err, ErrTampered) || !slices.Equal(got, []int{0}) {
+			t.Errorf("GetMany users/root, %s: called back for %v, %v; want [0] then ErrTampered", key, got, err)
+		}
 	}
 	// A swap whose old value is the forged one's content does not happen.
 	if ok, err := s.CompareAndSwap(ctx, "users/mallory", []byte(`{"roles":["admin"]}`), []byte(`{}`), 0); ok || err != nil {
