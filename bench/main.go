@@ -34,6 +34,9 @@ type Result struct {
 	// of the baseline run just before it in the same round, so that drift
 	// of the machine between rounds cancels (1 for a baseline row).
 	Ratio float64 `json:"ratio"`
+	// RoundRatios are the rounds' own ratios, in order, whose median is
+	// Ratio (absent for a baseline row): how much the rounds agree.
+	RoundRatios []float64 `json:"round_ratios,omitempty"`
 	// P99Ratio is, likewise, the median of the rounds' p99 divided by the
 	// paired baseline run's p99 (1 for a baseline row; above 1: slower).
 	P99Ratio float64 `json:"p99_ratio"`
@@ -195,8 +198,9 @@ func main() {
 		}
 		m, b := results[r.name], paired[r.name]
 		med := m.median()
+		rounds := roundRatios(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) })
 		table = append(table, Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
-			Ratio:       pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) }),
+			Ratio: median(slices.Clone(rounds)), RoundRatios: rounds,
 			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
 			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs, CacheHitRatio: med.hitRatio,
 			CPURatio: pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
@@ -371,11 +375,17 @@ func (m *measurement) median() stats {
 // pairedRatio is the median over rounds of f(row's round, its paired
 // baseline run).
 func pairedRatio(row, base *measurement, f func(row, base stats) float64) float64 {
+	return median(roundRatios(row, base, f))
+}
+
+// roundRatios is f of each round of row and the paired baseline run of
+// the same round, in round order.
+func roundRatios(row, base *measurement, f func(row, base stats) float64) []float64 {
 	v := make([]float64, len(row.rounds))
 	for i := range row.rounds {
 		v[i] = f(row.rounds[i], base.rounds[i])
 	}
-	return median(v)
+	return v
 }
 
 // median is the median of v (the mean of the middle two for an even

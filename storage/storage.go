@@ -69,9 +69,10 @@ type Store interface {
 	GetEntry(ctx context.Context, key string) (Entry, error)
 	// GetMany calls fn with the index in keys and the value of each live
 	// key among keys, in the order of keys, all read at one moment (one
-	// transaction, one round trip); absent keys are skipped. value must not
-	// be retained after fn returns. An error from fn ends the read and is
-	// returned as it is.
+	// transaction, one round trip); absent keys are skipped. value must
+	// neither be modified nor retained after fn returns. An error from fn
+	// ends the read and is returned as it is. Callers keep keys to a few
+	// thousand.
 	GetMany(ctx context.Context, keys []string, fn func(i int, value []byte) error) error
 	// Put stores value under key, replacing any previous value and TTL.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error

@@ -326,7 +326,7 @@ func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
 		return false, err
 	}
 	// The key is gone; the rest is cleanup.
-	s.forgetNoted(name, s.now())
+	s.noteDeleted(name)
 	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
 		return true, err
 	}

@@ -48,6 +48,10 @@ type Service struct {
 	// noted says which keys' uses were handed to the usage writer in
 	// their current window (see noteUse).
 	noted [notedSlots]atomic.Uint64
+	// deleted holds when each key deleted here in the last hour was
+	// deleted (see noteDeleted); deletedMu guards it.
+	deletedMu sync.Mutex
+	deleted   map[string]time.Time
 
 	// ctx is cancelled by Close: it ends a purge in progress.
 	ctx    context.Context

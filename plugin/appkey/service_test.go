@@ -648,23 +648,53 @@ func TestLastUsedWrittenOffThePath(t *testing.T) {
 }
 
 // TestKeyCreatedAgainHasItsUseRecorded: a key deleted and created again
-// under its name within the hour has its first use recorded, though the
-// deleted key's use was noted in the same window.
+// under its name within the hour has its first use recorded, whatever the
+// order of the flushes: the deleted key's use was noted in the same
+// window, and may still be in the log, or written after the deletion.
 func TestKeyCreatedAgainHasItsUseRecorded(t *testing.T) {
-	f := newFixture(t)
-	key := f.create(`{"name":"again","username":"alice"}`).Key
-	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
-	f.svc.flushUsage(context.Background())
-	if code := f.call("DELETE", "/gatehouse/appkeys/again", "", nil); code != http.StatusNoContent {
-		t.Fatalf("delete: %d", code)
-	}
-	f.advance(2 * time.Second) // past the first key's creation second
-	key = f.create(`{"name":"again","username":"alice"}`).Key
-	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
-	f.svc.flushUsage(context.Background())
-	var v View
-	if f.call("GET", "/gatehouse/appkeys/again", "", &v); v.LastUsedAt == nil {
-		t.Fatal("the key created again shows no use after it was used")
+	for _, order := range []string{
+		"use flush delete create use flush",
+		"use delete create use flush",
+		"use delete flush create use flush",
+		"use delete orphan create use flush", // a flush under way at the deletion writes the old use after it
+	} {
+		t.Run(order, func(t *testing.T) {
+			f := newFixture(t)
+			var key string
+			var pending usageLog
+			for step := range strings.FieldsSeq(order) {
+				switch step {
+				case "create":
+					f.advance(2 * time.Second) // past the deleted key's creation second
+					key = f.create(`{"name":"again","username":"alice"}`).Key
+				case "use":
+					if key == "" {
+						key = f.create(`{"name":"again","username":"alice"}`).Key
+					}
+					f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+					pending = f.svc.usage
+				case "flush":
+					f.svc.flushUsage(context.Background())
+				case "delete":
+					if code := f.call("DELETE", "/gatehouse/appkeys/again", "", nil); code != http.StatusNoContent {
+						t.Fatalf("delete: %d", code)
+					}
+				case "orphan":
+					var at time.Time
+					for _, use := range pending.uses() {
+						at = use
+					}
+					if err := f.backend.Store.Put(context.Background(), usedPrefix+"again", []byte(at.UTC().Format(time.RFC3339)), 0); err != nil {
+						t.Fatal(err)
+					}
+					f.svc.usage = nil
+				}
+			}
+			var v View
+			if f.call("GET", "/gatehouse/appkeys/again", "", &v); v.LastUsedAt == nil || v.LastUsedAt.Before(v.CreatedAt.Truncate(time.Second)) {
+				t.Fatalf("the key created again shows last_used_at %v after it was used", v.LastUsedAt)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"iter"
+	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -177,6 +178,7 @@ func (s *Service) flushUsage(ctx context.Context) {
 	if len(noted) == 0 {
 		return
 	}
+	deleted := s.deletions()
 	batch := make([]pendingUse, 0, usageBatch)
 	inBatch := make(map[string]int, usageBatch) // name → its use in batch
 	keys := make([]string, 0, usageBatch)
@@ -189,7 +191,7 @@ func (s *Service) flushUsage(ctx context.Context) {
 		for _, u := range batch {
 			keys = append(keys, u.key)
 		}
-		s.markRecorded(ctx, batch, keys)
+		s.markRecorded(ctx, batch, keys, deleted)
 		for _, u := range batch {
 			if !u.recorded {
 				ops = append(ops, storage.Op{Kind: storage.OpPut, Key: u.key, Value: u.at.UTC().AppendFormat(nil, time.RFC3339)})
@@ -211,6 +213,9 @@ func (s *Service) flushUsage(ctx context.Context) {
 		return ctx.Err() == nil
 	}
 	for name, t := range noted.uses() {
+		if at, ok := deleted[string(name)]; ok && !t.After(at) {
+			continue // a use of the key deleted since, not of one created again under its name
+		}
 		if i, ok := inBatch[string(name)]; ok {
 			u := &batch[i]
 			if w, v := usageWindow(u.name(), t), usageWindow(u.name(), u.at); w > v || w == v && t.Before(u.at) {
@@ -239,15 +244,19 @@ func (s *Service) flushUsage(ctx context.Context) {
 // use within the same window of the key or a later one (a record of the
 // same window holds its first use; a later one, from another instance
 // whose clock is ahead, is not moved back), unless that use lies more than
-// usageClockSlack past this instance's clock. Records that cannot be read
+// usageClockSlack past this instance's clock, or was a use of a key
+// deleted since (deleted, see deletions). Records that cannot be read
 // count as absent: the writes that follow report the store's trouble, and
 // a use is never dropped because of it.
-func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []string) {
+func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []string, deleted map[string]time.Time) {
 	latest := s.now().Add(usageClockSlack)
 	err := s.store.Backend().GetMany(ctx, keys, func(i int, raw []byte) error {
 		stored, err := time.Parse(time.RFC3339, string(raw))
 		u := &batch[i]
-		u.recorded = err == nil && !stored.After(latest) && usageWindow(u.name(), stored) >= usageWindow(u.name(), u.at)
+		deletedAt, gone := deleted[u.name()]
+		ofDeletedKey := gone && !stored.After(deletedAt)
+		u.recorded = err == nil && !stored.After(latest) && !ofDeletedKey &&
+			usageWindow(u.name(), stored) >= usageWindow(u.name(), u.at)
 		return nil
 	})
 	if err != nil {
@@ -255,6 +264,39 @@ func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []s
 			batch[i].recorded = false
 		}
 	}
+}
+
+// noteDeleted records that the key named name was deleted now, for an
+// hour (usagePrecision), so that a key created again under the name has
+// its own first use recorded: the flush drops the uses noted before the
+// deletion, and counts as absent a record of one written after it (by a
+// flush already under way). An hour is enough: a use of the new key more
+// than an hour after the deletion falls in a later window than any use of
+// the old one. (Only this instance knows of the deletion: a use of the old
+// key noted by another instance of a cluster, and written after the
+// deletion, still hides the new key's uses in that window.)
+func (s *Service) noteDeleted(name string) {
+	now := s.now()
+	s.deletedMu.Lock()
+	if s.deleted == nil {
+		s.deleted = map[string]time.Time{}
+	}
+	s.deleted[name] = now
+	s.deletedMu.Unlock()
+	s.forgetNoted(name, now)
+}
+
+// deletions returns the keys deleted here within the last hour and when
+// (see noteDeleted), forgetting older deletions; nil when there are none.
+func (s *Service) deletions() map[string]time.Time {
+	s.deletedMu.Lock()
+	defer s.deletedMu.Unlock()
+	since := s.now().Add(-usagePrecision)
+	maps.DeleteFunc(s.deleted, func(_ string, at time.Time) bool { return at.Before(since) })
+	if len(s.deleted) == 0 {
+		return nil
+	}
+	return maps.Clone(s.deleted)
 }
 
 // forgetNoted clears the key named name's mark for at's window in

@@ -52,23 +52,28 @@ func (s *Store) GetEntry(ctx context.Context, key string) (storage.Entry, error)
 	return entries[0], nil
 }
 
-// GetMany implements storage.Store: every key in one transaction.
+// GetMany implements storage.Store: one MGET, atomic as every key of the
+// store is in one hash slot.
 func (s *Store) GetMany(ctx context.Context, keys []string, fn func(i int, value []byte) error) error {
-	for _, key := range keys {
+	if len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, key := range keys {
 		if err := checkKey(key); err != nil {
 			return err
 		}
+		full[i] = s.key(key)
 	}
-	entries, _, err := s.fetch(ctx, keys)
+	values, err := s.client.MGet(ctx, full...).Result()
 	if err != nil {
 		return s.failed("get", err)
 	}
-	for i, key := range keys { // entries follow keys, the absent ones left out
-		if len(entries) > 0 && entries[0].Key == key {
-			if err := fn(i, entries[0].Value); err != nil {
+	for i, v := range values {
+		if value, ok := v.(string); ok { // nil: absent or expired
+			if err := fn(i, []byte(value)); err != nil {
 				return err
 			}
-			entries = entries[1:]
 		}
 	}
 	return nil
