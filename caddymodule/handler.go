@@ -166,9 +166,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
 	repl.Set("http.auth.user.id", id.Username)
 	repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
-	repl.Set("http.auth.user.method", string(id.Method))
+	repl.Set("http.auth.user.method", methodValue(id.Method))
 	repl.Set("http.auth.user.connector", id.Connector)
 	repl.Set("http.auth.user.app_key", id.AppKey)
+}
+
+// methodValue is the placeholder value of m: a constant for each known
+// method, which, unlike a string converted on each request, is boxed
+// without allocating.
+func methodValue(m identity.Method) any {
+	switch m {
+	case identity.MethodBasic:
+		return string(identity.MethodBasic)
+	case identity.MethodConnector:
+		return string(identity.MethodConnector)
+	case identity.MethodAppKey:
+		return string(identity.MethodAppKey)
+	case identity.MethodSession:
+		return string(identity.MethodSession)
+	case identity.MethodAppKeySession:
+		return string(identity.MethodAppKeySession)
+	}
+	return string(m)
 }
 
 // clientIP is the client address as Caddy resolved it (trusted proxies honoured).

@@ -1,0 +1,32 @@
+package caddymodule
+
+import (
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// TestUserPlaceholdersHoldTheIdentity: each placeholder holds the
+// identity's value as a string (what Caddy's expressions and logs read),
+// and only the values that vary by user are boxed on each request: the
+// method is one of a few constants.
+func TestUserPlaceholdersHoldTheIdentity(t *testing.T) {
+	repl := caddy.NewReplacer()
+	for _, m := range []identity.Method{identity.MethodBasic, identity.MethodConnector, identity.MethodAppKey,
+		identity.MethodSession, identity.MethodAppKeySession, identity.Method("future_kind")} {
+		id := &identity.Identity{Username: "ålice", Roles: []string{"reader", "ops"}, Method: m, Connector: "c1", AppKey: "k1"}
+		setUserPlaceholders(repl, id)
+		want := map[string]string{"id": "ålice", "roles": "reader,ops", "method": string(m), "connector": "c1", "app_key": "k1"}
+		for name, value := range want {
+			if got, ok := repl.Get("http.auth.user." + name); got != value || !ok {
+				t.Errorf("method %s: {http.auth.user.%s} = %#v, %t; want the string %q", m, name, got, ok, value)
+			}
+		}
+	}
+	id := &identity.Identity{Username: "alice", Roles: []string{"reader"}, Method: identity.MethodBasic}
+	if n := testing.AllocsPerRun(100, func() { setUserPlaceholders(repl, id) }); n > 2 {
+		t.Fatalf("setting the placeholders of a one-role basic identity allocates %.0f times; want at most 2 (the user's name and role boxed)", n)
+	}
+}
