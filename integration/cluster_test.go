@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -519,4 +520,51 @@ func outageBurst(t *testing.T, inst *harness.Instance, conns int, d time.Duratio
 	}
 	wg.Wait()
 	return answered.Load(), time.Duration(slowest.Load())
+}
+
+// TestClusterRecordsAKeysUseOncePerWindow: two members sharing Redis
+// write a key's last use once per window between them. The key is used on
+// A, then on B a second or more later; each member writes its noted uses
+// when it stops, A first. B finds A's use of the same window in Redis
+// (read in one MGET) and leaves it: last_used_at is A's use, not B's.
+func TestClusterRecordsAKeysUseOncePerWindow(t *testing.T) {
+	a, b, _ := startCluster(t)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}})
+	name := keyAwayFromItsWindowEdge(time.Now())
+	k := createKey(t, a, fmt.Sprintf(`{"name":%q,"username":"alice"}`, name))
+	use := func(inst *harness.Instance) time.Time {
+		t.Helper()
+		before := time.Now().Truncate(time.Second)
+		if res := harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/items"); res.Status != 200 {
+			t.Fatalf("use: %d %s", res.Status, res.Body)
+		}
+		return before
+	}
+	usedOnA := use(a)
+	time.Sleep(time.Until(usedOnA.Add(1100 * time.Millisecond))) // B's use falls in a later second
+	usedOnB := use(b)
+	a.Stop() // writes A's use
+	b.Stop() // reads it, and writes nothing
+	a.StartAgain()
+	var v appKey
+	a.AdminJSON(t, "GET", "/gatehouse/appkeys/"+name, nil, &v)
+	if v.LastUsedAt == nil || v.LastUsedAt.Before(usedOnA) || !v.LastUsedAt.Before(usedOnB) {
+		t.Fatalf("last_used_at %v after uses on A (from %s) and B (from %s); want A's", v.LastUsedAt, usedOnA.Format(time.TimeOnly), usedOnB.Format(time.TimeOnly))
+	}
+}
+
+// keyAwayFromItsWindowEdge names a key whose hour-long usage window
+// (docs/clients.md: it starts at second FNV-1a(name) mod 3600 of the hour)
+// does not turn within the next ten minutes after now, nor turned in the
+// last one: the test's uses then fall in one window.
+func keyAwayFromItsWindowEdge(now time.Time) string {
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("edge-%d", i)
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		into := (now.Unix() + int64(h.Sum64()%3600)) % 3600 // seconds into the window
+		if into > 60 && into < 3600-600 {
+			return name
+		}
+	}
 }
