@@ -35,6 +35,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // fixture is the app key service on a real (embedded) store, behind the
@@ -61,6 +62,15 @@ type failingStore struct {
 	lostSwaps     atomic.Pointer[string]
 	batches       atomic.Int32 // Batch calls
 	batchesFail   atomic.Bool
+	forged        atomic.Pointer[string] // reads of this key fail as a forged record's
+}
+
+// forgedErr is the error of a read of the key f.forged names, if key is it.
+func (f *failingStore) forgedErr(key string) error {
+	if p := f.forged.Load(); p != nil && key == *p {
+		return fmt.Errorf("test: %w", tagged.ErrTampered)
+	}
+	return nil
 }
 
 func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
@@ -91,12 +101,20 @@ func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if f.down.Load() {
 		return nil, errDown
 	}
+	if err := f.forgedErr(key); err != nil {
+		return nil, err
+	}
 	return f.Store.Get(ctx, key)
 }
 
 func (f *failingStore) GetMany(ctx context.Context, keys []string, fn func(int, []byte) error) error {
 	if f.down.Load() {
 		return errDown
+	}
+	for _, key := range keys {
+		if err := f.forgedErr(key); err != nil {
+			return err
+		}
 	}
 	return f.Store.GetMany(ctx, keys, fn)
 }
@@ -644,6 +662,29 @@ func TestLastUsedWrittenOffThePath(t *testing.T) {
 	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
 	if pending := len(notedUses(f.svc)); pending != 0 {
 		t.Fatal("usage noted again within the hour")
+	}
+}
+
+// TestForgedLastUseRecord: a last-use record that fails authentication
+// does not fail the key's view (it shows no use, as a listing does), and
+// the next use's write replaces it.
+func TestForgedLastUseRecord(t *testing.T) {
+	f := newFixture(t)
+	key := f.create(`{"name":"forged","username":"alice"}`).Key
+	forged := usedPrefix + "forged"
+	if err := f.backend.Store.Put(context.Background(), forged, []byte("2099-01-01T00:00:00Z"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.backend.forged.Store(&forged)
+	var v View
+	if code := f.call("GET", "/gatehouse/appkeys/forged", "", &v); code != http.StatusOK || v.LastUsedAt != nil {
+		t.Fatalf("view over a forged last-use record: %d, last_used_at %v; want 200 and none", code, v.LastUsedAt)
+	}
+	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
+	f.svc.flushUsage(context.Background())
+	f.backend.forged.Store(nil)
+	if f.call("GET", "/gatehouse/appkeys/forged", "", &v); v.LastUsedAt == nil || v.LastUsedAt.Year() == 2099 {
+		t.Fatalf("last_used_at after a use over a forged record: %v; want the use", v.LastUsedAt)
 	}
 }
 

@@ -3,6 +3,7 @@ package appkey
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"hash/maphash"
 	"iter"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // usageLog holds the key uses noted since the last flush, one after the
@@ -247,7 +249,8 @@ func (s *Service) flushUsage(ctx context.Context) {
 // usageClockSlack past this instance's clock, or was a use of a key
 // deleted since (deleted, see deletions). Records that cannot be read
 // count as absent: the writes that follow report the store's trouble, and
-// a use is never dropped because of it.
+// a use is never dropped because of it; a forged record (tagged's
+// ErrTampered) is logged and written over.
 func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []string, deleted map[string]time.Time) {
 	latest := s.now().Add(usageClockSlack)
 	err := s.store.Backend().GetMany(ctx, keys, func(i int, raw []byte) error {
@@ -260,6 +263,9 @@ func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []s
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, tagged.ErrTampered) {
+			s.engine.Logger.Error("an application key's last-use record failed authentication (written without the keystore); the batch's uses are written over it", zap.Error(err))
+		}
 		for i := range batch {
 			batch[i].recorded = false
 		}
@@ -274,7 +280,9 @@ func (s *Service) markRecorded(ctx context.Context, batch []pendingUse, keys []s
 // than an hour after the deletion falls in a later window than any use of
 // the old one. (Only this instance knows of the deletion: a use of the old
 // key noted by another instance of a cluster, and written after the
-// deletion, still hides the new key's uses in that window.)
+// deletion, still hides the new key's uses in that window; so does one
+// written by this instance after a reload, which starts with no
+// deletions.)
 func (s *Service) noteDeleted(name string) {
 	now := s.now()
 	s.deletedMu.Lock()

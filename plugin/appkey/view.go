@@ -6,7 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // get returns the key's view.
@@ -25,6 +28,10 @@ func (s *Service) viewOf(ctx context.Context, rec *record) (*View, error) {
 	switch {
 	case err == nil:
 		used, _ = time.Parse(time.RFC3339, string(raw))
+	case errors.Is(err, tagged.ErrTampered):
+		// Forged: no known use, as in a listing, and the next use's
+		// write replaces it.
+		s.engine.Logger.Error("an application key's last-use record failed authentication (written without the keystore); shown as never used", zap.String("key", rec.Name), zap.Error(err))
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, err
 	}
