@@ -217,23 +217,23 @@ func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView,
 // directoryCheck is the per-request check of a directory account: its
 // status from the cache (read again once older than status_ttl; the
 // directory down past that: an error, answered 503). It returns the
-// account's roles.
-func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, error) {
+// account's roles, and their text (identity.JoinedRoles).
+func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, identity.JoinedRoles, error) {
 	if s.dir == nil {
-		return nil, identity.Unauthenticated("the account's directory is not configured")
+		return nil, identity.JoinedRoles{}, identity.Unauthenticated("the account's directory is not configured")
 	}
 	e, err := s.dir.Status(ctx, u.Username)
 	switch {
 	case err != nil:
-		return nil, directoryDown(err)
+		return nil, identity.JoinedRoles{}, directoryDown(err)
 	case !e.Found:
-		return nil, identity.Unauthenticated("the account no longer exists in the directory")
+		return nil, identity.JoinedRoles{}, identity.Unauthenticated("the account no longer exists in the directory")
 	case replaced(u, e):
-		return nil, identity.Unauthenticated(errReplaced)
+		return nil, identity.JoinedRoles{}, identity.Unauthenticated(errReplaced)
 	case !e.Active():
-		return nil, identity.Forbidden("the account is " + e.Problem + " in the directory")
+		return nil, identity.JoinedRoles{}, identity.Forbidden("the account is " + e.Problem + " in the directory")
 	}
-	return e.Roles, nil
+	return e.Roles, e.JoinedRoles, nil
 }
 
 // directoryRoles are the roles the directory account u's groups map to,

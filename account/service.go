@@ -82,7 +82,9 @@ func (s *Service) SetDefaultDomain(domains []string) { s.defaultDomain = domains
 
 func decodeUser(b []byte) (*User, error) {
 	u := new(User)
-	return u, json.Unmarshal(b, u)
+	err := json.Unmarshal(b, u)
+	u.joinedRoles = identity.JoinRoles(u.Roles)
+	return u, err
 }
 
 func decodeRole(b []byte) (*Role, error) {
@@ -556,9 +558,9 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	if id.Method == identity.MethodConnector && id.TokenEpoch != u.TokenEpoch {
 		return identity.Unauthenticated("the account was blocked after the token was issued; request a new token pair with the certificate")
 	}
-	roles := u.Roles
+	roles, joined := u.Roles, u.joinedRoles
 	if u.FromDirectory() {
-		if roles, err = s.directoryCheck(ctx, u); err != nil {
+		if roles, joined, err = s.directoryCheck(ctx, u); err != nil {
 			return err
 		}
 	}
@@ -582,9 +584,9 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 		}
 		allowed = allowed || r.Allows(method, cleanPath)
 	}
-	id.Roles = roles
+	id.SetRoles(roles, joined)
 	if missing {
-		id.Roles = existing
+		id.SetRoles(existing, identity.JoinedRoles{})
 	}
 	if !allowed {
 		return identity.Forbidden("no role of the account allows " + method + " " + cleanPath)

@@ -35,8 +35,8 @@ func TestDeletedRoleIsNeitherForwardedNorHandedBack(t *testing.T) {
 		id := &identity.Identity{Username: "alice", UserID: u.ID, Method: identity.MethodBasic}
 		return id, s.Authorize(ctx, id, "GET", path)
 	}
-	if id, err := authorize("/ops/x"); err != nil || !slices.Equal(id.Roles, []string{"ops", "reader"}) {
-		t.Fatalf("before: %v %v", id.Roles, err)
+	if id, err := authorize("/ops/x"); err != nil || !slices.Equal(id.Roles, []string{"ops", "reader"}) || id.RolesText() != "ops,reader" {
+		t.Fatalf("before: %v %q %v", id.Roles, id.RolesText(), err)
 	}
 	if err := s.DeleteRole(ctx, "ops"); err != nil {
 		t.Fatal(err)
@@ -50,18 +50,55 @@ func TestDeletedRoleIsNeitherForwardedNorHandedBack(t *testing.T) {
 	if _, err := s.PutRole(ctx, Role{Name: "ops", Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) {
-		t.Fatalf("after a new role of the same name: %v %v; want reader only", id.Roles, err)
+	if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) || id.RolesText() != "reader" {
+		t.Fatalf("after a new role of the same name: %v %q %v; want reader only", id.Roles, id.RolesText(), err)
 	}
 	// A name without a role behind it, first or later in the list.
 	for _, roles := range [][]string{{"gone", "reader"}, {"reader", "gone"}} {
 		if _, err := s.modifyUser(ctx, "alice", func(u *User, _ time.Time) { u.Roles = roles }); err != nil {
 			t.Fatal(err)
 		}
-		if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) {
-			t.Fatalf("roles %v: forwarded %v, %v; want reader only", roles, id.Roles, err)
+		if id, err := authorize("/reader/x"); err != nil || !slices.Equal(id.Roles, []string{"reader"}) || id.RolesText() != "reader" {
+			t.Fatalf("roles %v: forwarded %v (%q), %v; want reader only", roles, id.Roles, id.RolesText(), err)
 		}
 	}
+}
+
+// TestAccountRolesAreJoinedOnce: the text of an account's roles (the
+// roles header's value) is made when the account is read into the cache,
+// not on each request, and made again when the account's roles change.
+func TestAccountRolesAreJoinedOnce(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	for _, name := range []string{"auditor", "ops", "reader"} {
+		if _, err := s.PutRole(ctx, Role{Name: name, Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := s.CreateUser(ctx, NewUser{Username: "alice", Roles: []string{"reader", "ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when, want string) {
+		t.Helper()
+		id := &identity.Identity{Username: "alice", UserID: u.ID, Method: identity.MethodBasic}
+		if err := s.Authorize(ctx, id, "GET", "/x"); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if got := id.RolesText(); got != want {
+			t.Fatalf("%s: the roles' text is %q; want %q", when, got, want)
+		}
+		if n := testing.AllocsPerRun(10, func() { _ = id.RolesText() }); n != 0 {
+			t.Fatalf("%s: the roles are joined on each request (%.0f allocations)", when, n)
+		}
+	}
+	check("first request", "ops,reader")
+	check("cache-hot request", "ops,reader")
+	roles := []string{"reader", "auditor", "ops"}
+	if _, err := s.UpdateUser(ctx, "alice", UserPatch{Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a role was given", "auditor,ops,reader")
 }
 
 // TestDefaultDomainQualifiedNameIsNoAccountName: with a default domain, a

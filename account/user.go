@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // Status is an account's state.
@@ -65,6 +66,9 @@ type User struct {
 	// account's has moved on, so that an unblock does not revive tokens
 	// the block ended: the connector requests a new pair.
 	TokenEpoch uint64 `json:"token_epoch,omitempty"`
+	// joinedRoles is Roles joined, made when the record is decoded for
+	// the cache, for the requests of the account (Authorize).
+	joinedRoles identity.JoinedRoles
 }
 
 // endSessions ends the account's sessions as of now (see SessionEpoch).

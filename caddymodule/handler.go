@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -165,7 +164,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // outer handler's user would outrank the inner one's.
 func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
 	repl.Set("http.auth.user.id", id.Username)
-	repl.Set("http.auth.user.roles", strings.Join(id.Roles, ","))
+	repl.Set("http.auth.user.roles", id.RolesText())
 	repl.Set("http.auth.user.method", methodValue(id.Method))
 	repl.Set("http.auth.user.connector", id.Connector)
 	repl.Set("http.auth.user.app_key", id.AppKey)

@@ -29,4 +29,14 @@ func TestUserPlaceholdersHoldTheIdentity(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { setUserPlaceholders(repl, id) }); n > 2 {
 		t.Fatalf("setting the placeholders of a one-role basic identity allocates %.0f times; want at most 2 (the user's name and role boxed)", n)
 	}
+	// Several roles, joined when the account was cached (as the account
+	// check sets them): not joined again per request.
+	roles := []string{"ops", "reader"}
+	id.SetRoles(roles, identity.JoinRoles(roles))
+	if n := testing.AllocsPerRun(100, func() { setUserPlaceholders(repl, id) }); n > 2 {
+		t.Fatalf("setting the placeholders of a two-role identity allocates %.0f times; want at most 2 (the user's name and roles boxed)", n)
+	}
+	if got, _ := repl.Get("http.auth.user.roles"); got != "ops,reader" {
+		t.Fatalf("{http.auth.user.roles} = %#v; want \"ops,reader\"", got)
+	}
 }

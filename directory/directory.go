@@ -13,6 +13,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 )
 
@@ -29,6 +30,9 @@ type Entry struct {
 	ID string
 	// Roles are the Gatehouse roles of its mapped groups, sorted.
 	Roles []string
+	// JoinedRoles is Roles joined, made once per read of the directory
+	// for the requests of the account (identity.Identity.SetRoles).
+	JoinedRoles identity.JoinedRoles
 	// Problem says why the account may not sign in ("disabled",
 	// "locked", "expired", "must change its password", "in no mapped
 	// group", "deleted"); empty when it may.
@@ -231,6 +235,7 @@ func (d *Directory) lookup(name string) (Entry, error) {
 		return Entry{}, unavailable(err)
 	}
 	e.Roles = d.roles(groups)
+	e.JoinedRoles = identity.JoinRoles(e.Roles)
 	if e.Problem == "" && len(d.groups) > 0 && len(e.Roles) == 0 {
 		e.Problem = "in no mapped group"
 	}

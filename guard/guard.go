@@ -172,7 +172,7 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 	// access log reads them after the handler returned.
 	var roles string
 	if fw.Has(ForwardRoles) {
-		roles = strings.Join(id.Roles, ",")
+		roles = id.RolesText()
 	}
 	vals := &v.headerValues
 	*vals = [...]string{id.Username, roles, string(id.Method), token, id.Connector, id.AppKey, "true"}

@@ -62,6 +62,9 @@ type Identity struct {
 	CredentialID string
 	// Roles are the account's roles at decision time, set by the account check.
 	Roles []string
+	// joinedRoles is Roles joined with commas when the account check had
+	// the text made beforehand (SetRoles, RolesText).
+	joinedRoles JoinedRoles
 }
 
 // Refusal is an authentication or authorisation failure of the data
