@@ -532,24 +532,28 @@ func TestClusterRecordsAKeysUseOncePerWindow(t *testing.T) {
 	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}})
 	name := keyAwayFromItsWindowEdge(time.Now())
 	k := createKey(t, a, fmt.Sprintf(`{"name":%q,"username":"alice"}`, name))
-	use := func(inst *harness.Instance) time.Time {
+	// use uses the key on inst: the use is noted at a moment between the
+	// whole second before the call and the call's return.
+	use := func(inst *harness.Instance) (from, returned time.Time) {
 		t.Helper()
-		before := time.Now().Truncate(time.Second)
+		from = time.Now().Truncate(time.Second)
 		if res := harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/items"); res.Status != 200 {
 			t.Fatalf("use: %d %s", res.Status, res.Body)
 		}
-		return before
+		return from, time.Now()
 	}
-	usedOnA := use(a)
-	time.Sleep(time.Until(usedOnA.Add(1100 * time.Millisecond))) // B's use falls in a later second
-	usedOnB := use(b)
+	usedOnA, returnedOnA := use(a)
+	// B's use falls in a later second than A's, however long A's took.
+	time.Sleep(time.Until(returnedOnA.Truncate(time.Second).Add(1100 * time.Millisecond)))
+	usedOnB, _ := use(b)
 	a.Stop() // writes A's use
 	b.Stop() // reads it, and writes nothing
 	a.StartAgain()
 	var v appKey
 	a.AdminJSON(t, "GET", "/gatehouse/appkeys/"+name, nil, &v)
 	if v.LastUsedAt == nil || v.LastUsedAt.Before(usedOnA) || !v.LastUsedAt.Before(usedOnB) {
-		t.Fatalf("last_used_at %v after uses on A (from %s) and B (from %s); want A's", v.LastUsedAt, usedOnA.Format(time.TimeOnly), usedOnB.Format(time.TimeOnly))
+		t.Fatalf("last_used_at %v after uses on A (from %s, answered by %s) and B (from %s); want A's", v.LastUsedAt,
+			usedOnA.Format(time.TimeOnly), returnedOnA.Format("15:04:05.000"), usedOnB.Format(time.TimeOnly))
 	}
 }
 
