@@ -584,9 +584,10 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 		}
 		allowed = allowed || r.Allows(method, cleanPath)
 	}
-	id.SetRoles(roles, joined)
 	if missing {
 		id.SetRoles(existing, identity.JoinedRoles{})
+	} else {
+		id.SetRoles(roles, joined)
 	}
 	if !allowed {
 		return identity.Forbidden("no role of the account allows " + method + " " + cleanPath)

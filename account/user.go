@@ -66,8 +66,8 @@ type User struct {
 	// account's has moved on, so that an unblock does not revive tokens
 	// the block ended: the connector requests a new pair.
 	TokenEpoch uint64 `json:"token_epoch,omitempty"`
-	// joinedRoles is Roles joined, made when the record is decoded for
-	// the cache, for the requests of the account (Authorize).
+	// joinedRoles is Roles joined, made when the record is decoded (as it
+	// is read into the cache), for the requests of the account (Authorize).
 	joinedRoles identity.JoinedRoles
 }
 

@@ -101,6 +101,21 @@ func TestForwardPublicAndIdentified(t *testing.T) {
 	if audience != "app.example" {
 		t.Errorf("audience %q, want the request's host", audience)
 	}
+	// Roles whose text was made beforehand (a cached account's): that text,
+	// and, once the list is another, the other list's.
+	roles := []string{"ops", "reader"}
+	id.SetRoles(roles, identity.JoinRoles(roles))
+	for _, list := range [][]string{roles, {"auditor", "ops"}} {
+		id.Roles = list
+		r = newRequest()
+		if err := c.Forward(r, id, stripAuthorization); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.Header.Get("X-Gatehouse-Roles"), strings.Join(list, ","); got != want {
+			t.Errorf("roles header %q, want %q", got, want)
+		}
+	}
+	id.SetRoles([]string{"a", "b"}, identity.JoinedRoles{})
 
 	failing := guard.New(guard.Options{HeaderPrefix: "X-Gatehouse-", Signer: signerFunc(func(*identity.Identity, string) (string, error) { return "", errors.New("no key") })})
 	if err := failing.Forward(newRequest(), id, stripAuthorization); err == nil {

@@ -61,6 +61,8 @@ type Identity struct {
 	// ID, key name, session ID digest) for the audit log.
 	CredentialID string
 	// Roles are the account's roles at decision time, set by the account check.
+	// Read-only: it may be the cached account's own list; replace it (or
+	// use SetRoles), never write its elements or append to it.
 	Roles []string
 	// joinedRoles is Roles joined with commas when the account check had
 	// the text made beforehand (SetRoles, RolesText).

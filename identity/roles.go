@@ -14,8 +14,9 @@ type JoinedRoles struct {
 	text string
 }
 
-// JoinRoles returns roles joined with commas, tied to roles: the caller
-// keeps roles unchanged for as long as it hands the result out.
+// JoinRoles returns roles joined with commas, tied to roles (for fewer
+// than two roles, no text: RolesText needs none). The caller keeps roles
+// unchanged for as long as it hands the result out.
 func JoinRoles(roles []string) JoinedRoles {
 	if len(roles) < 2 {
 		return JoinedRoles{} // RolesText needs no text made beforehand

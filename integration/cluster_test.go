@@ -543,11 +543,11 @@ func TestClusterRecordsAKeysUseOncePerWindow(t *testing.T) {
 		return from, time.Now()
 	}
 	usedOnA, returnedOnA := use(a)
+	a.Stop() // writes A's use, before B has one to write (B's minute's flush may come at any moment)
 	// B's use falls in a later second than A's, however long A's took.
 	time.Sleep(time.Until(returnedOnA.Truncate(time.Second).Add(1100 * time.Millisecond)))
 	usedOnB, _ := use(b)
-	a.Stop() // writes A's use
-	b.Stop() // reads it, and writes nothing
+	b.Stop() // reads A's use, in the same window, and writes nothing
 	a.StartAgain()
 	var v appKey
 	a.AdminJSON(t, "GET", "/gatehouse/appkeys/"+name, nil, &v)

@@ -331,6 +331,7 @@ func (i *Instance) Stop() {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
+			i.t.Logf("caddy on admin port %d did not stop within 10 s of SIGTERM: killed, so what it writes when it stops may be missing", i.Ports.AdminPort)
 			p.Kill()
 		}
 	})
