@@ -524,9 +524,10 @@ func outageBurst(t *testing.T, inst *harness.Instance, conns int, d time.Duratio
 
 // TestClusterRecordsAKeysUseOncePerWindow: two members sharing Redis
 // write a key's last use once per window between them. The key is used on
-// A, then on B a second or more later; each member writes its noted uses
-// when it stops, A first. B finds A's use of the same window in Redis
-// (read in one MGET) and leaves it: last_used_at is A's use, not B's.
+// A, which writes the use when it stops; then on B, a second or more
+// later, which writes its noted uses when it stops (or at its minute's
+// flush, before). B finds A's use of the same window in Redis (read in one
+// MGET) and leaves it: last_used_at is A's use, not B's.
 func TestClusterRecordsAKeysUseOncePerWindow(t *testing.T) {
 	a, b, _ := startCluster(t)
 	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}})
