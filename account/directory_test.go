@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // TestHasAdminRoleDirectory: a directory account holds the admin role its
@@ -18,19 +19,8 @@ import (
 func TestHasAdminRoleDirectory(t *testing.T) {
 	srv := slapdtest.Start(t)
 	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "admins"}},
-		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	s, d := newDirectoryService(t, srv, directory.GroupRole{Group: slapdtest.OperatorsDN, Role: "admins"})
 	ctx := context.Background()
-	s := newTestService(t)
-	s.SetDirectory(d)
 	if _, err := s.PutRole(ctx, Role{Name: "admins", Admin: true, Rules: []Rule{{Methods: []string{"*"}, Paths: []string{"*"}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -61,4 +51,51 @@ func TestHasAdminRoleDirectory(t *testing.T) {
 	if admin, err := s.HasAdminRole(ctx, stored); err != nil || admin {
 		t.Errorf("a directory account out of the group: HasAdminRole = %v %v; want false", admin, err)
 	}
+}
+
+// newDirectoryService is a test service whose accounts may come from
+// srv, with its groups mapped to roles as given (statuses kept an hour).
+func newDirectoryService(t *testing.T, srv *slapdtest.Server, groupRoles ...directory.GroupRole) (*Service, *directory.Directory) {
+	t.Helper()
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		GroupRoles: groupRoles, StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := newTestService(t)
+	s.SetDirectory(d)
+	return s, d
+}
+
+// TestDirectoryRolesAreJoinedOncePerRead: a directory account's roles
+// (from its groups) are joined when its status is read from the directory,
+// shared by the requests until the next read, and joined again from what
+// that read found.
+func TestDirectoryRolesAreJoinedOncePerRead(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.ShiftDN) // and so in operators, which nests shift-a
+	s, d := newDirectoryService(t, srv,
+		directory.GroupRole{Group: slapdtest.OperatorsDN, Role: "ops"}, directory.GroupRole{Group: slapdtest.ShiftDN, Role: "shift"})
+	ctx := context.Background()
+	for _, name := range []string{"ops", "shift"} {
+		if _, err := s.PutRole(ctx, Role{Name: name, Rules: []Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dora, err := s.DirectoryUser(ctx, "dora")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := identity.Identity{Username: "dora", UserID: dora.ID, Method: identity.MethodBasic}
+	checkRolesJoinedOnce(t, s, id, "before", "ops,shift")
+	srv.Modify("dn: " + slapdtest.ShiftDN + "\nchangetype: modify\ndelete: member\nmember: uid=dora," + slapdtest.PeopleDN + "\n")
+	srv.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\nadd: member\nmember: uid=dora," + slapdtest.PeopleDN + "\n")
+	if _, err := d.Refresh(ctx, "dora"); err != nil {
+		t.Fatal(err)
+	}
+	checkRolesJoinedOnce(t, s, id, "after the directory took dora out of shift-a", "ops")
 }
