@@ -1,11 +1,11 @@
 // Package bytecache is a bounded cache of byte values that the garbage
 // collector does not scan. Keys and values are copied into large byte
 // arrays (chunks), and each shard's index maps a 64-bit hash of a key to
-// where its record lies, in a map of integers. However many entries it
-// holds, the collector sees chunks (about a thousand in 256 MiB) and
-// maps without pointers, where a cache of objects gives it an object (or
-// more) to mark, and pointers to follow, per entry: on a busy process
-// with a million cached keys, a quarter or more of its CPU.
+// where its record lies, in a table of integers (index). However many
+// entries it holds, the collector sees nothing of them, where a cache of
+// objects gives it an object (or more) to mark, and pointers to follow,
+// per entry: on a busy process with a million cached keys, a quarter or
+// more of its CPU.
 //
 // Eviction is first in, first out by chunk: while a shard is over its
 // share of the bound, its oldest chunk is dropped whole and the entries
@@ -14,19 +14,23 @@
 // that entries in use outlive a pass of the ring: an approximation of
 // least recently used.
 //
-// A chunk is written only past its last record and never reused, so a
-// value Get returned stays valid and unchanged for as long as the caller
-// keeps it, even after its entry is removed or its chunk dropped (the
-// chunk is then freed once nothing refers to it: a caller that keeps a
-// value keeps its whole chunk alive, outside the bound). An entry written
-// again or removed leaves its old record behind; a shard drops its oldest
-// chunks once such dead records are more than half of what it holds.
+// Chunks and indexes are memory mapped outside the Go heap where the
+// system allows (unix; the Go heap elsewhere, and under a page): the
+// collector's heap goal is twice what the heap holds, so a cache of 256
+// MiB on the heap would have the process hold about 512 MiB for it. Every
+// dropped chunk is unmapped at once, and the rest when the cache is
+// purged or garbage collected; so nothing may point into a chunk outside
+// the shard's lock, and Get returns a copy of the value, the caller's to
+// keep. An entry written again or removed leaves its old record behind;
+// a shard drops its oldest chunks once such dead records are more than
+// half of what it holds.
 package bytecache
 
 import (
 	"encoding/binary"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -52,12 +56,16 @@ const (
 	// lengths (uint32 each); then the key, the value, and padding to 8.
 	headerSize = 32
 	// IndexSlotBytes is what an entry's place in its shard's index costs:
-	// a slot of a map[uint64]uint64 with its control byte, at the map's
-	// average load. Entries count it besides their record's bytes (and
-	// give it back when they leave, though a Go map does not shrink: the
-	// index keeps the size of the most entries it held).
+	// a slot of 16 bytes, at the index's load of between 3/8 and 3/4 (21
+	// to 43 bytes), about 32. Entries count it besides their record's
+	// bytes (and give it back when they leave, though the index shrinks
+	// only when emptied: it keeps the size of the most entries it held).
 	IndexSlotBytes = 32
 )
+
+// mapped is what the chunks of every cache of the process that are
+// mapped outside the Go heap hold, in bytes.
+var mapped atomic.Int64
 
 // Cache is a sharded cache of byte values under string keys. It is safe
 // for concurrent use.
@@ -78,7 +86,7 @@ type shard struct {
 	mu sync.Mutex
 	// index holds, for each key's hash, its record's place: the chunk's
 	// number in the upper 32 bits, the record's offset in the lower.
-	index map[uint64]uint64
+	index index
 	// chunks are oldest first, numbered from first; records are written
 	// to the last.
 	chunks [][]byte
@@ -140,9 +148,30 @@ func newCache(n, chunkSize, maxRecord int) *Cache {
 		n >>= 1
 	}
 	for i := range c.shards {
-		c.shards[i].index = map[uint64]uint64{}
+		c.shards[i].index.reset() // no memory: the index grows on the first Add, or caches nothing
 	}
+	runtime.AddCleanup(c, func(shards []shard) { freeShards(shards, false) }, c.shards)
 	return c
+}
+
+// freeShards drops the entries of a cache's shards and gives back their
+// chunks and indexes, making a new empty index for each when reset (Purge;
+// not for the cleanup of a cache no longer used).
+func freeShards(shards []shard, reset bool) {
+	for i := range shards {
+		s := &shards[i]
+		s.mu.Lock()
+		s.free()
+		if reset {
+			s.index.reset()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// hashOf is key's hash: never 0, which marks an empty slot of an index.
+func (c *Cache) hashOf(key string) uint64 {
+	return max(maphash.String(c.seed, key), 1)
 }
 
 func (c *Cache) shard(h uint64) *shard {
@@ -152,15 +181,15 @@ func (c *Cache) shard(h uint64) *shard {
 	return &c.shards[h>>c.shift]
 }
 
-// Get returns key's value, when and until when it is good as Add was
-// told (loadedAt, expiresAt), and whether key is cached. The value is
-// shared: read it, never write it.
+// Get returns a copy of key's value (the caller's), when and until when
+// it is good as Add was told (loadedAt, expiresAt), and whether key is
+// cached. The copy is a hit's one allocation.
 func (c *Cache) Get(key string) (value []byte, loadedAt, expiresAt int64, ok bool) {
-	h := maphash.String(c.seed, key)
+	h := c.hashOf(key)
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref, ok := s.index[h]
+	ref, ok := s.index.get(h)
 	if !ok {
 		return nil, 0, 0, false
 	}
@@ -168,36 +197,39 @@ func (c *Cache) Get(key string) (value []byte, loadedAt, expiresAt int64, ok boo
 	if string(r.key()) != key { // another key with the same hash
 		return nil, 0, 0, false
 	}
+	value, loadedAt, expiresAt = append([]byte(nil), r.value()...), r.loadedAt(), r.expiresAt()
 	if s.fading(ref) && !s.account.Over() { // copying it forward would grow a full budget
-		ref = s.write(c.chunkSize, h, key, r.value(), r.loadedAt(), r.expiresAt())
-		s.link(h, ref)
-		r = s.record(ref)
-		s.evict()
+		if ref, ok := s.write(c.chunkSize, h, key, value, loadedAt, expiresAt); ok && s.link(h, ref) {
+			s.evict()
+		}
 	}
-	return r.value(), r.loadedAt(), r.expiresAt(), true
+	return value, loadedAt, expiresAt, true
 }
 
 // Add caches a copy of value under key, replacing its entry, with when
 // it was loaded and when it expires (the caller's numbers, returned by
 // Get), and evicts the oldest entries of its shard while over the bound.
 // A value too large for a shard's share is not cached (and key's entry
-// dropped).
+// dropped), nor is one when the system gives no memory for it.
 func (c *Cache) Add(key string, value []byte, loadedAt, expiresAt int64) {
-	h := maphash.String(c.seed, key)
+	h := c.hashOf(key)
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if recordSize(len(key), len(value)) > c.maxRecord {
+	ref, ok := uint64(0), recordSize(len(key), len(value)) <= c.maxRecord
+	if ok {
+		ref, ok = s.write(c.chunkSize, h, key, value, loadedAt, expiresAt)
+	}
+	if !ok || !s.link(h, ref) { // a failed link changed nothing: key had no entry
 		s.remove(h, key)
 		return
 	}
-	s.link(h, s.write(c.chunkSize, h, key, value, loadedAt, expiresAt))
 	s.evict()
 }
 
 // Remove drops key's entry.
 func (c *Cache) Remove(key string) {
-	h := maphash.String(c.seed, key)
+	h := c.hashOf(key)
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,15 +237,18 @@ func (c *Cache) Remove(key string) {
 }
 
 // Purge drops every entry.
-func (c *Cache) Purge() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		s.first += uint32(len(s.chunks)) //nolint:gosec // G115: chunk numbers wrap by design
-		s.chunks, s.index, s.written, s.live = nil, map[uint64]uint64{}, 0, 0
-		s.charge(-s.bytes)
-		s.mu.Unlock()
+func (c *Cache) Purge() { freeShards(c.shards, true) }
+
+// free drops every entry of the shard, and gives its chunks and index
+// back.
+func (s *shard) free() {
+	for _, chunk := range s.chunks {
+		freeChunk(chunk)
 	}
+	s.index.free()
+	s.first += uint32(len(s.chunks)) //nolint:gosec // G115: chunk numbers wrap by design
+	s.chunks, s.written, s.live = nil, 0, 0
+	s.charge(-s.bytes)
 }
 
 // Size is the number of entries, and what the cache holds in bytes: its
@@ -222,7 +257,7 @@ func (c *Cache) Size() (entries int, bytes int64) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		entries += len(s.index)
+		entries += s.index.n
 		bytes += s.bytes
 		s.mu.Unlock()
 	}
@@ -236,26 +271,31 @@ func (s *shard) charge(n int64) {
 
 // remove drops key (hashing to h) from the index, if it is there.
 func (s *shard) remove(h uint64, key string) {
-	if ref, ok := s.index[h]; ok && string(s.record(ref).key()) == key {
+	if ref, ok := s.index.get(h); ok && string(s.record(ref).key()) == key {
 		s.unlink(h, ref)
 	}
 }
 
 // link files the record at ref under its key's hash h, in place of the
-// entry there (of the same key, or of another with the same hash).
-func (s *shard) link(h, ref uint64) {
-	if old, ok := s.index[h]; ok {
+// entry there (of the same key, or of another with the same hash); false
+// when the index had no memory to grow into (nothing then changed).
+func (s *shard) link(h, ref uint64) bool {
+	old, replaced, done := s.index.set(h, ref)
+	switch {
+	case !done:
+		return false
+	case replaced:
 		s.live -= int64(s.record(old).size())
-	} else {
+	default:
 		s.charge(IndexSlotBytes)
 	}
-	s.index[h] = ref
 	s.live += int64(s.record(ref).size())
+	return true
 }
 
 // unlink drops the entry filed under h, the record at ref.
 func (s *shard) unlink(h, ref uint64) {
-	delete(s.index, h)
+	s.index.delete(h)
 	s.live -= int64(s.record(ref).size())
 	s.charge(-IndexSlotBytes)
 }
@@ -270,16 +310,20 @@ func (s *shard) record(ref uint64) record {
 func (s *shard) fading(ref uint64) bool {
 	age := int(uint32(ref>>32) - s.first) //nolint:gosec // G115: a ref's upper half
 	return age < len(s.chunks)/4 &&
-		(s.bytes >= s.maxBytes-s.maxBytes/8 || len(s.index) >= s.maxEntries-s.maxEntries/8 || s.account.Nearly())
+		(s.bytes >= s.maxBytes-s.maxBytes/8 || s.index.n >= s.maxEntries-s.maxEntries/8 || s.account.Nearly())
 }
 
 // write appends a record of key (hashing to h) to the newest chunk (a
-// new one when it does not fit) and returns its place.
-func (s *shard) write(chunkSize int, h uint64, key string, value []byte, loadedAt, expiresAt int64) uint64 {
+// new one when it does not fit) and returns its place; or false when
+// there was no memory for a new chunk.
+func (s *shard) write(chunkSize int, h uint64, key string, value []byte, loadedAt, expiresAt int64) (uint64, bool) {
 	n := recordSize(len(key), len(value))
 	last := len(s.chunks) - 1
 	if last < 0 || cap(s.chunks[last])-len(s.chunks[last]) < n {
-		chunk := make([]byte, 0, max(chunkSize, n))
+		chunk := newChunk(max(chunkSize, n))
+		if chunk == nil {
+			return 0, false
+		}
 		s.chunks = append(s.chunks, chunk)
 		s.charge(int64(cap(chunk)))
 		last++
@@ -294,7 +338,7 @@ func (s *shard) write(chunkSize int, h uint64, key string, value []byte, loadedA
 	copy(b[off+headerSize+copy(b[off+headerSize:], key):], value)
 	s.chunks[last] = b
 	s.written += int64(n)
-	return uint64(s.first+uint32(last))<<32 | uint64(off) //nolint:gosec // G115: chunk numbers wrap by design; offsets fit a chunk
+	return uint64(s.first+uint32(last))<<32 | uint64(off), true //nolint:gosec // G115: chunk numbers wrap by design; offsets fit a chunk
 }
 
 // EvictOldest drops the oldest chunk of one shard that has more than one,
@@ -320,7 +364,7 @@ func (c *Cache) EvictOldest() bool {
 // (replaced or removed entries): under a bound in entries, nothing else
 // would give their bytes back.
 func (s *shard) evict() {
-	for len(s.chunks) > 1 && (s.bytes > s.maxBytes || len(s.index) > s.maxEntries || s.written-s.live > s.written/2) {
+	for len(s.chunks) > 1 && (s.bytes > s.maxBytes || s.index.n > s.maxEntries || s.written-s.live > s.written/2) {
 		s.dropOldest()
 	}
 }
@@ -330,11 +374,12 @@ func (s *shard) dropOldest() {
 	chunk := s.chunks[0]
 	for off := 0; off < len(chunk); {
 		r := record(chunk[off:])
-		if ref, ok := s.index[r.hash()]; ok && ref == uint64(s.first)<<32|uint64(off) { //nolint:gosec // G115: an offset in a chunk
+		if ref, ok := s.index.get(r.hash()); ok && ref == uint64(s.first)<<32|uint64(off) { //nolint:gosec // G115: an offset in a chunk
 			s.unlink(r.hash(), ref)
 		}
 		off += r.size()
 	}
+	freeChunk(chunk)
 	s.chunks[0] = nil
 	s.chunks = s.chunks[1:]
 	s.first++
@@ -357,10 +402,8 @@ func (r record) valueLen() int    { return int(binary.LittleEndian.Uint32(r[28:]
 func (r record) key() []byte      { return r[headerSize : headerSize+r.keyLen()] }
 func (r record) size() int        { return recordSize(r.keyLen(), r.valueLen()) }
 
-// value is the record's value, its capacity cut to its length so that
-// an append to it cannot write into the chunk.
+// value is the record's value, in its chunk.
 func (r record) value() []byte {
 	at := headerSize + r.keyLen()
-	end := at + r.valueLen()
-	return r[at:end:end]
+	return r[at : at+r.valueLen()]
 }

@@ -170,10 +170,10 @@ func (r *record) isStub() bool { return r.Successor != "" }
 // request needs, not the record's metadata or sealed key, in a compact
 // form of bytes (compactEntry) that the cache keeps and hands out on
 // every hit (cache.LoadJoinedCompact). The cache keeps the bytes in large
-// arrays the garbage collector does not scan (internal/bytecache): a
-// cached key is no object of its own, however many keys the cache holds.
-// An entry is a view of them, read in place (its strings point into them:
-// the bytes never change once cached, and stay valid while referenced).
+// arrays outside the Go heap (internal/bytecache): a cached key is no
+// object of its own, however many keys the cache holds. A hit hands out a
+// copy of them, and an entry is a view of that copy, read in place (its
+// strings point into it: nothing writes it once made).
 //
 // The layout, little-endian:
 //

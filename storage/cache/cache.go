@@ -3,9 +3,9 @@
 // keys take different locks) of raw values (for Get)
 // and of the objects decoded from them (for Load, which keeps only the
 // object), and a cache of compact byte forms (for LoadJoinedCompact) in
-// arenas the garbage collector does not scan (internal/bytecache), so
-// that a hot-path lookup costs no store read, no decoding, no allocation
-// and no global lock.
+// arenas outside the Go heap (internal/bytecache), so that a hot-path
+// lookup costs no store read, no decoding, no global lock, and no
+// allocation (but a compact form's copy).
 //
 // "Not found" answers are cached too, so that a flood of lookups of one
 // unknown key does not reach the store, but in a third, smaller LRU of
@@ -502,12 +502,12 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 // in a compact form of its own: compact turns the value read under key
 // (prefix+name, which compact may check the value against) into bytes
 // that the cache keeps in its place and returns on every hit.
-// The cache keeps them, with their keys, in large byte arrays
-// (internal/bytecache), so however many it keeps, the garbage collector
-// has almost nothing to scan, where a decoded object is one more object
-// with pointers per entry. The bytes are shared by every caller: read
-// them, never write them (they stay valid, and unchanged, for as long as
-// the caller keeps them). A hit allocates nothing.
+// The cache keeps them, with their keys, in large byte arrays outside the
+// Go heap (internal/bytecache), so however many it keeps, the garbage
+// collector has almost nothing to scan, and does not let the heap grow by
+// as much again for them, where a decoded object is one more object with
+// pointers per entry. A hit returns a copy, the caller's to keep: that
+// copy is its one allocation.
 func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compact func(key string, value []byte) ([]byte, error)) ([]byte, error) {
 	var buf [128]byte
 	key, now := join(&buf, prefix, name), time.Now()

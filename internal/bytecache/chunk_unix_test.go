@@ -1,0 +1,93 @@
+//go:build unix
+
+package bytecache
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/budget"
+)
+
+// TestChunksLiveOutsideTheHeap: a cache's chunks and indexes are mapped
+// outside the Go heap, and each chunk is given back when dropped, and
+// everything when the cache is purged and when the cache itself is
+// garbage collected.
+func TestChunksLiveOutsideTheHeap(t *testing.T) {
+	start := settledMapped()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c := NewBytes(budget.New(64 << 20).Account())
+	value := make([]byte, 120)
+	for i := range 200_000 {
+		c.Add(fmt.Sprintf("appkeyidx/%064d", i), value, 0, 0)
+	}
+	var chunks, indexes int64
+	for i := range c.shards {
+		for _, chunk := range c.shards[i].chunks {
+			chunks += int64(cap(chunk))
+		}
+		indexes += int64(len(c.shards[i].index.mem))
+	}
+	if m := mapped.Load() - start; m != chunks+indexes || chunks < 40<<20 || indexes < 4<<20 {
+		t.Fatalf("%d bytes of chunks and %d of indexes; %d bytes are mapped", chunks, indexes, m)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > (chunks+indexes)/8 { //nolint:gosec // G115: heap sizes fit an int64
+		t.Fatalf("the heap grew by %d bytes for %d bytes of chunks and indexes", grew, chunks+indexes)
+	}
+
+	if !c.EvictOldest() || mapped.Load()-start != chunks+indexes-int64(c.chunkSize) {
+		t.Fatalf("after dropping a chunk of %d bytes, %d bytes are mapped (were %d)", c.chunkSize, mapped.Load()-start, chunks+indexes)
+	}
+	c.Purge() // empty indexes are under a page: on the heap
+	if m := mapped.Load() - start; m != 0 {
+		t.Fatalf("%d bytes still mapped after Purge", m)
+	}
+
+	c.Add("kept", valueOf("kept", 8), 0, 0)
+	big := make([]byte, os.Getpagesize()+1) // a record of its own, larger than a page
+	c.Add("big", big, 0, 0)
+	if mapped.Load() == start {
+		t.Fatal("nothing mapped after two Adds")
+	}
+	c = nil
+	for deadline := time.Now().Add(30 * time.Second); mapped.Load() != start; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still mapped 30 s after the cache was dropped", mapped.Load()-start)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settledMapped is what is mapped once the caches other tests dropped
+// have been collected and given back theirs.
+func settledMapped() int64 {
+	for {
+		was := mapped.Load()
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond) // cleanups run after the collection
+		if mapped.Load() == was {
+			return was
+		}
+	}
+}
+
+// TestSmallChunksAreNotPages: a cache whose chunks are under a page
+// keeps them on the heap rather than hold a page each, over its bound.
+func TestSmallChunksAreNotPages(t *testing.T) {
+	start := settledMapped()
+	c := NewBytes(budget.New(2 << 10).Account())
+	for i := range 100 {
+		c.Add(fmt.Sprint("k", i), valueOf("v", 20), 0, 0)
+	}
+	if b := c.Bytes(); b >= int64(os.Getpagesize()) || mapped.Load() != start {
+		t.Fatalf("a 2 KiB cache holds %d bytes, %d of them mapped", b, mapped.Load()-start)
+	}
+}
