@@ -86,7 +86,7 @@ type App struct {
 	// SessionLifetime is the absolute lifetime of a session. Default: 12h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// CacheSize bounds the state records kept in memory: a size in bytes
-	// ("256MiB", "1GB": the heap the cached records hold, bookkeeping
+	// ("256MiB", "1GB": the memory the cached records hold, bookkeeping
 	// included; about 230 bytes an application key) or a number of
 	// records (100000; application keys and other records each). Default:
 	// 100000 records.

@@ -30,7 +30,7 @@ const minCacheBytes = 1024
 const defaultCacheRecords = 100_000
 
 // newCache wraps records with the state cache of this size, with opts:
-// bounded by the heap its entries hold when the size is in bytes
+// bounded by the memory its entries hold when the size is in bytes
 // (storage/cache's NewBytes), else by their number.
 func (s CacheSize) newCache(records storage.Store, opts ...cache.Option) *cache.Cache {
 	if s.Bytes > 0 {

@@ -2,10 +2,11 @@
 // collector does not scan. Keys and values are copied into large byte
 // arrays (chunks), and each shard's index maps a 64-bit hash of a key to
 // where its record lies, in a table of integers (index). However many
-// entries it holds, the collector sees nothing of them, where a cache of
-// objects gives it an object (or more) to mark, and pointers to follow,
-// per entry: on a busy process with a million cached keys, a quarter or
-// more of its CPU.
+// entries it holds, the collector has no pointer of them to follow (and,
+// where they are mapped outside the heap, nothing of them to count), where
+// a cache of objects gives it an object (or more) to mark, and pointers to
+// follow, per entry: on a busy process with a million cached keys, a
+// quarter or more of its CPU.
 //
 // Eviction is first in, first out by chunk: while a shard is over its
 // share of the bound, its oldest chunk is dropped whole and the entries
@@ -15,9 +16,11 @@
 // least recently used.
 //
 // Chunks and indexes are memory mapped outside the Go heap where the
-// system allows (unix; the Go heap elsewhere, and under a page): the
-// collector's heap goal is twice what the heap holds, so a cache of 256
-// MiB on the heap would have the process hold about 512 MiB for it. Every
+// system allows (unix, but for race-detector builds; the Go heap
+// elsewhere, and under a page): the collector's heap goal is twice what
+// the heap holds, so a cache of 256 MiB on the heap would have the
+// process hold about 512 MiB for it. The Go memory limit, if one is set,
+// is lowered by what is mapped (see noteMapped). Every
 // dropped chunk is unmapped at once, and the rest when the cache is
 // purged or garbage collected; so nothing may point into a chunk outside
 // the shard's lock, and Get returns a copy of the value, the caller's to
@@ -63,8 +66,8 @@ const (
 	IndexSlotBytes = 32
 )
 
-// mapped is what the chunks of every cache of the process that are
-// mapped outside the Go heap hold, in bytes.
+// mapped is what the chunks and indexes of every cache of the process
+// hold outside the Go heap, in bytes.
 var mapped atomic.Int64
 
 // Cache is a sharded cache of byte values under string keys. It is safe

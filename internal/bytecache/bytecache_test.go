@@ -57,8 +57,8 @@ func (c *Cache) Len() int { n, _ := c.Size(); return n }
 // Bytes is what the cache holds in bytes.
 func (c *Cache) Bytes() int64 { _, b := c.Size(); return b }
 
-// peek is key's record, found as Get finds it but without copying it
-// forward.
+// peek is a copy of key's record, found as Get finds it but without
+// copying it forward.
 func (c *Cache) peek(key string) (record, bool) {
 	h := c.hashOf(key)
 	s := c.shard(h)
@@ -68,7 +68,8 @@ func (c *Cache) peek(key string) (record, bool) {
 	if !ok || string(s.record(ref).key()) != key {
 		return nil, false
 	}
-	return s.record(ref), true
+	r := s.record(ref)
+	return append(record(nil), r[:r.size()]...), true // the chunk may be unmapped once unlocked
 }
 
 // TestValuesOutliveTheirEntries: a value Get returned is never written

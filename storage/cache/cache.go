@@ -31,10 +31,11 @@
 //
 // The bound is a number of keys (New), for the LRU and the compact forms
 // each, or of bytes (NewBytes), for both together: then each entry counts
-// the heap it holds: in the LRU, its node (which holds the entry), its key
-// and its raw value as they are, and its decoded object as the object
+// the memory it holds: in the LRU, its node (which holds the entry), its
+// key and its raw value as they are, and its decoded object as the object
 // reports (Sized), or else estimated from the raw value's length; a
-// compact form, its key and its bytes in the arena and its index slot.
+// compact form, its key and its bytes in the arena and its index slot
+// (outside the Go heap: internal/bytecache).
 package cache
 
 import (
@@ -212,7 +213,7 @@ func New(s storage.Store, size int, opts ...Option) *Cache {
 		shardlru.New[int64](max(size/8, min(size, minAbsent))), opts)
 }
 
-// NewBytes is New with the cache bounded by the heap its entries hold
+// NewBytes is New with the cache bounded by the memory its entries hold
 // rather than their number: at most limit bytes for keys that exist (the
 // LRU's entries and the compact forms together: see trim) and, apart
 // from them, an eighth of it for keys that do not (see Sized and the

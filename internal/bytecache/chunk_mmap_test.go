@@ -1,11 +1,13 @@
-//go:build unix
+//go:build unix && !race
 
 package bytecache
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -90,4 +92,34 @@ func TestSmallChunksAreNotPages(t *testing.T) {
 	if b := c.Bytes(); b >= int64(os.Getpagesize()) || mapped.Load() != start {
 		t.Fatalf("a 2 KiB cache holds %d bytes, %d of them mapped", b, mapped.Load()-start)
 	}
+}
+
+// TestMappedChunksLowerTheMemoryLimit: with a Go memory limit set (as
+// Caddy sets GOMEMLIMIT from a cgroup's), what the caches map is taken
+// off it, at most half of it, and given back as chunks are unmapped.
+func TestMappedChunksLowerTheMemoryLimit(t *testing.T) {
+	settledMapped()
+	const limit = 1 << 40
+	debug.SetMemoryLimit(limit)
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	c := NewBytes(budget.New(16 << 20).Account())
+	for i := range 20_000 {
+		c.Add(fmt.Sprintf("appkeyidx/%064d", i), make([]byte, 120), 0, 0)
+	}
+	if got, want := debug.SetMemoryLimit(-1), limit-mapped.Load(); mapped.Load() < 2<<20 || got != want {
+		t.Fatalf("with %d bytes mapped the memory limit is %d; want %d", mapped.Load(), got, want)
+	}
+	c.Purge()
+	if got, want := debug.SetMemoryLimit(-1), limit-mapped.Load(); got != want {
+		t.Fatalf("after Purge, with %d bytes mapped, the memory limit is %d; want %d", mapped.Load(), got, want)
+	}
+
+	debug.SetMemoryLimit(6 << 20) // less than twice what the cache maps
+	for i := range 20_000 {
+		c.Add(fmt.Sprintf("appkeyidx/%064d", i), make([]byte, 120), 0, 0)
+	}
+	if got := debug.SetMemoryLimit(-1); mapped.Load() < 3<<20 || got != 3<<20 {
+		t.Fatalf("with %d bytes mapped, a 6 MiB memory limit became %d; want it halved", mapped.Load(), got)
+	}
+	c.Purge()
 }
