@@ -50,11 +50,12 @@ GOLANGCI_LINT := $(GO) tool -modfile=tools/lint/go.mod golangci-lint
 lint:
 	$(GOLANGCI_LINT) run ./...
 
+# Every test under the race detector, against bin/caddy; then the byte
+# cache's own tests once more without it: race builds keep its chunks on
+# the Go heap (the detector watches only the heap), others map them.
 test: tools $(BIN) vet lint docs-check
 	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 \
 	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
-	# The byte cache's chunks outside the Go heap, which race builds keep
-	# on it (the detector watches only the heap): their own tests.
 	$(GO) test -count=1 ./internal/bytecache
 
 # The Active Directory test against a Samba AD DC it provisions (root,
