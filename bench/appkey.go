@@ -23,6 +23,7 @@ import (
 var appKeyKind = kind{
 	name:     "app_key",
 	baseline: "plain",
+	fullSet:  true,
 	site:     gatehouseSite("app_key", "app_key", ""),
 	prepare:  seedScaleAppKeys,
 	setup:    setupAppKeys("app_key"),

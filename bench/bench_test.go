@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +75,39 @@ func TestRatiosArePaired(t *testing.T) {
 	}
 }
 
+// TestRowsRunBetweenTheirPairs: in each round a full-set row runs
+// between its baseline and plain_identity_headers, the sides swapping
+// each round, and its figures are paired with those very runs. The
+// machine here slows by 5 % a run; with the run minutes away (the
+// plain_identity_headers row's own) the ratio would be far off.
+func TestRowsRunBetweenTheirPairs(t *testing.T) {
+	rows := []row{{name: "app_key", baseline: "plain", fullSet: true}, {name: identityHeadersRow, baseline: "plain"}}
+	speed := map[string]float64{"plain": 1000, "app_key": 900, identityHeadersRow: 950, identityHeadersRow + " beside app_key": 950}
+	var order []string
+	runs := measureRounds(rows, 2, nil, func(round int, name string, _ target) stats {
+		order = append(order, fmt.Sprint(round, " ", name))
+		return stats{rps: speed[name] * (1 - 0.05*float64(len(order))), cpuUs: 100}
+	})
+	want := []string{"1 plain", "1 app_key", "1 plain_identity_headers beside app_key", "1 plain", "1 plain_identity_headers",
+		"2 plain_identity_headers beside app_key", "2 app_key", "2 plain", "2 plain_identity_headers", "2 plain"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("runs in the order\n%q\nwant\n%q", order, want)
+	}
+	table := tabulate(rows, runs)
+	if len(table) != 3 || table[0].Name != "plain" || table[1].Name != "app_key" || table[2].Name != identityHeadersRow {
+		t.Fatalf("table %+v", table)
+	}
+	// app_key ran 2nd and 7th, its neighbours 3rd and 6th: 900×0.90/(950×0.85)
+	// and 900×0.65/(950×0.70), whose mean is 0.9487.
+	got := table[1].IdentityHeadersRatio
+	if want := (900*0.90/(950*0.85) + 900*0.65/(950*0.70)) / 2; math.Abs(got-want) > 1e-9 {
+		t.Errorf("app_key /headers = %v; want %v", got, want)
+	}
+	if table[2].IdentityHeadersRatio != 0 || table[0].IdentityHeadersRatio != 0 {
+		t.Errorf("/headers on a row that is not full-set: %+v", table)
+	}
+}
+
 func TestPinPlan(t *testing.T) {
 	if _, ok := planPins(4); ok {
 		t.Error("4 CPUs split")
@@ -115,6 +150,14 @@ func TestContractRows(t *testing.T) {
 		"forward_auth_peer", "basic_forward_user", "app_key_forward_user", "session_forward_user"} {
 		if b, ok := names[name]; !ok || (b != "plain" && b != "plain_tls") {
 			t.Errorf("row %s: baseline %q, present %v", name, b, ok)
+		}
+	}
+	// The rows plain_identity_headers is the limit of: on the main Caddy,
+	// over plain HTTP, every header forwarded.
+	full := map[string]bool{"basic": true, "basic_directory": true, "app_key": true, "session": true}
+	for _, k := range kinds {
+		if k.fullSet != full[k.name] {
+			t.Errorf("row %s: fullSet %t", k.name, k.fullSet)
 		}
 	}
 }

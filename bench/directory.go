@@ -22,6 +22,7 @@ import (
 var basicDirectoryKind = kind{
 	name:     "basic_directory",
 	baseline: "plain",
+	fullSet:  true,
 	site:     gatehouseSite("basic_directory", "basic", ""),
 	prepare:  startSlapd,
 	setup:    setupBasicDirectory,

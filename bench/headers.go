@@ -16,7 +16,7 @@ const assertionSize = 306
 // every credential kind pays on top of its own work; a kind's rps divided
 // by this row's rps is Gatehouse's own cost.
 var identityHeadersKind = kind{
-	name:     "plain_identity_headers",
+	name:     identityHeadersRow,
 	baseline: "plain",
 	site: fmt.Sprintf(`
 http://:{{.plain_identity_headers}} {
@@ -31,7 +31,7 @@ http://:{{.plain_identity_headers}} {
 }
 `, strings.Repeat("x", assertionSize)),
 	setup: func(e *env) (row, error) {
-		return row{name: "plain_identity_headers", baseline: "plain",
-			target: e.get("http://127.0.0.1:%d/", "plain_identity_headers", nil, nil)}, nil
+		return row{name: identityHeadersRow, baseline: "plain",
+			target: e.get("http://127.0.0.1:%d/", identityHeadersRow, nil, nil)}, nil
 	},
 }

@@ -10,6 +10,10 @@ import (
 type kind struct {
 	name     string
 	baseline string
+	// fullSet: a Gatehouse row on the main Caddy forwarding every identity
+	// header over plain HTTP, whose limit is plain_identity_headers (its
+	// Result gets an IdentityHeadersRatio).
+	fullSet bool
 	// site is a Caddyfile template snippet for the row's port ({{.<name>}}).
 	site string
 	// prepare runs before Caddy starts (e.g. seeding the store offline).
@@ -24,6 +28,8 @@ type row struct {
 	target         target
 	// drawn: the row draws scale-mode keys at random.
 	drawn bool
+	// fullSet is its kind's (set by the bench, not by setup).
+	fullSet bool
 }
 
 // kinds are the measured rows, in order: each Gatehouse kind with all
@@ -40,6 +46,7 @@ const benchRole = `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`
 var basicKind = kind{
 	name:     "basic",
 	baseline: "plain",
+	fullSet:  true,
 	site:     gatehouseSite("basic", "basic", ""),
 	setup:    basicSetup("basic"),
 }

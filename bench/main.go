@@ -31,8 +31,9 @@ type Result struct {
 	// P99ms is the median over rounds of the 99th-percentile latency, in ms.
 	P99ms float64 `json:"p99_ms"`
 	// Ratio is the median over rounds of this row's rps divided by the rps
-	// of the baseline run just before it in the same round, so that drift
-	// of the machine between rounds cancels (1 for a baseline row).
+	// of the baseline run next to it in the same round (just before it in
+	// odd rounds, just after it in even ones), so that drift of the
+	// machine cancels (1 for a baseline row).
 	Ratio float64 `json:"ratio"`
 	// RoundRatios are the rounds' own ratios, in order, whose median is
 	// Ratio (absent for a baseline row): how much the rounds agree.
@@ -66,6 +67,107 @@ type Result struct {
 	// Baseline names the row this one is compared with; empty for a
 	// baseline row.
 	Baseline string `json:"baseline,omitempty"`
+	// IdentityHeadersRatio, for a row forwarding every identity header
+	// when plain_identity_headers runs too, is the median over rounds of
+	// this row's rps divided by that of a plain_identity_headers run next
+	// to it (on the other side from its baseline): Gatehouse's own cost
+	// beside that of the headers, paired like Ratio. Dividing the two
+	// rows' Ratios instead would bring in the drift between runs minutes
+	// apart and the noise of two more plain runs.
+	IdentityHeadersRatio float64 `json:"identity_headers_ratio,omitempty"`
+}
+
+// identityHeadersRow is the row that is the limit of the full set.
+const identityHeadersRow = "plain_identity_headers"
+
+// rounds are every run of the measured rounds, by row.
+type rounds struct {
+	// baselines are every run of each baseline, for its own row.
+	baselines map[string]*measurement
+	// rows are each row's runs.
+	rows map[string]*measurement
+	// paired are, per row, the baseline run next to each of its runs.
+	paired map[string]*measurement
+	// besideHeaders are, per full-set row, the identityHeadersRow run
+	// next to each of its runs (none without that row).
+	besideHeaders map[string]*measurement
+}
+
+// measureRounds measures the rows in n rounds with measure. In each round
+// a row runs between its baseline and, for a full-set row, the
+// identityHeadersRow, the two sides swapping each round, so that the
+// machine drifting one way does not push either ratio always the same
+// way.
+func measureRounds(rows []row, n int, baselines map[string]target, measure func(round int, name string, t target) stats) rounds {
+	m := rounds{baselines: map[string]*measurement{}, rows: map[string]*measurement{}, paired: map[string]*measurement{},
+		besideHeaders: map[string]*measurement{}}
+	for _, r := range rows {
+		m.rows[r.name], m.paired[r.name], m.besideHeaders[r.name] = &measurement{}, &measurement{}, &measurement{}
+		if m.baselines[r.baseline] == nil {
+			m.baselines[r.baseline] = &measurement{}
+		}
+	}
+	headers := headersRow(rows)
+	for round := 1; round <= n; round++ {
+		for _, r := range rows {
+			steps := []func(){func() {
+				b := measure(round, r.baseline, baselines[r.baseline])
+				m.baselines[r.baseline].add(b)
+				m.paired[r.name].add(b)
+			}, func() { m.rows[r.name].add(measure(round, r.name, r.target)) }}
+			if r.fullSet && headers != nil {
+				steps = append(steps, func() {
+					m.besideHeaders[r.name].add(measure(round, identityHeadersRow+" beside "+r.name, headers.target))
+				})
+			}
+			if round%2 == 0 {
+				slices.Reverse(steps)
+			}
+			for _, step := range steps {
+				step()
+			}
+		}
+	}
+	return m
+}
+
+// tabulate is the results of the rows' rounds: each baseline once, before
+// the first row compared with it, then the row.
+func tabulate(rows []row, runs rounds) []Result {
+	var table []Result
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen[r.baseline] {
+			seen[r.baseline] = true
+			b := runs.baselines[r.baseline].median()
+			table = append(table, Result{Name: r.baseline, RPS: b.rps, P50ms: b.p50ms, P99ms: b.p99ms, Ratio: 1, P99Ratio: 1,
+				ServerCPUus: b.cpuUs, CPURatio: 1, GCCPUShare: b.gcShare, AllocsPerRequest: b.allocs})
+		}
+		m, b := runs.rows[r.name], runs.paired[r.name]
+		med := m.median()
+		ratios := roundRatios(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) })
+		res := Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
+			Ratio: median(slices.Clone(ratios)), RoundRatios: ratios,
+			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
+			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs, CacheHitRatio: med.hitRatio,
+			CPURatio: pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })}
+		if h := runs.besideHeaders[r.name]; len(h.rounds) > 0 {
+			res.IdentityHeadersRatio = pairedRatio(m, h, func(row, headers stats) float64 { return ratio(row.rps, headers.rps) })
+		}
+		table = append(table, res)
+	}
+	return table
+}
+
+// headersRow is the identityHeadersRow among rows, or nil when it does not
+// run.
+func headersRow(rows []row) *row {
+	for i := range rows {
+		if rows[i].name == identityHeadersRow {
+			return &rows[i]
+		}
+	}
+	return nil
 }
 
 func main() {
@@ -143,6 +245,7 @@ func main() {
 			log.Printf("bench: %s row skipped: %v", k.name, err)
 			continue
 		}
+		r.fullSet = k.fullSet
 		rows = append(rows, r)
 	}
 	if waited, ok := env.quiet(3 * time.Minute); !ok {
@@ -163,48 +266,13 @@ func main() {
 			settleAfterWarming(env)
 		}
 	}
-	baselines := map[string]*measurement{} // every run of each baseline, for its own row
-	results := map[string]*measurement{}
-	paired := map[string]*measurement{} // per row: the baseline run just before each of its runs
-	for _, r := range rows {
-		results[r.name], paired[r.name] = &measurement{}, &measurement{}
-		if baselines[r.baseline] == nil {
-			baselines[r.baseline] = &measurement{}
-		}
-	}
-	for round := 1; round <= *rounds; round++ {
-		measure := func(name string, t target) stats {
-			m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
-			log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  cache hits %.1f%%  errors %d",
-				round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, 100*m.hitRatio, m.errors)
-			return m
-		}
-		for _, r := range rows {
-			b := measure(r.baseline, env.targets[r.baseline])
-			baselines[r.baseline].add(b)
-			paired[r.name].add(b)
-			results[r.name].add(measure(r.name, r.target))
-		}
-	}
-
-	var table []Result
-	seen := map[string]bool{}
-	for _, r := range rows {
-		if !seen[r.baseline] {
-			seen[r.baseline] = true
-			b := baselines[r.baseline].median()
-			table = append(table, Result{Name: r.baseline, RPS: b.rps, P50ms: b.p50ms, P99ms: b.p99ms, Ratio: 1, P99Ratio: 1,
-				ServerCPUus: b.cpuUs, CPURatio: 1, GCCPUShare: b.gcShare, AllocsPerRequest: b.allocs})
-		}
-		m, b := results[r.name], paired[r.name]
-		med := m.median()
-		rounds := roundRatios(m, b, func(row, base stats) float64 { return ratio(row.rps, base.rps) })
-		table = append(table, Result{Name: r.name, RPS: med.rps, P50ms: med.p50ms, P99ms: med.p99ms, Baseline: r.baseline,
-			Ratio: median(slices.Clone(rounds)), RoundRatios: rounds,
-			P99Ratio:    pairedRatio(m, b, func(row, base stats) float64 { return ratio(row.p99ms, base.p99ms) }),
-			ServerCPUus: med.cpuUs, GCCPUShare: med.gcShare, AllocsPerRequest: med.allocs, CacheHitRatio: med.hitRatio,
-			CPURatio: pairedRatio(m, b, func(row, base stats) float64 { return ratio(base.cpuUs, row.cpuUs) })})
-	}
+	runs := measureRounds(rows, *rounds, env.targets, func(round int, name string, t target) stats {
+		m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
+		log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  cache hits %.1f%%  errors %d",
+			round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, 100*m.hitRatio, m.errors)
+		return m
+	})
+	table := tabulate(rows, runs)
 	printTable(table, *scale, *conns, *duration, *rounds, pins)
 	if *scale > 0 {
 		mem := env.memory()
@@ -336,20 +404,24 @@ func printTable(table []Result, scale, conns int, d time.Duration, rounds int, p
 		fmt.Printf(", scale mode %d keys", scale)
 	}
 	fmt.Println()
-	fmt.Printf("%-31s %8s %8s %8s %7s %9s %8s %9s %6s %7s %6s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
-		"GC %", "allocs", "hits %", "baseline")
-	fmt.Println(strings.Repeat("-", 140))
+	fmt.Printf("%-31s %8s %8s %8s %7s %9s %8s %9s %6s %7s %6s %8s  %s\n", "name", "rps", "p50 ms", "p99 ms", "ratio", "p99 ratio", "CPU µs", "CPU ratio",
+		"GC %", "allocs", "hits %", "/headers", "baseline")
+	fmt.Println(strings.Repeat("-", 149))
 	for _, r := range table {
-		hits := "-"
+		hits, headers := "-", "-"
 		if r.CacheHitRatio > 0 {
 			hits = fmt.Sprintf("%.1f", 100*r.CacheHitRatio)
 		}
-		fmt.Printf("%-31s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f %6s  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
-			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, hits, r.Baseline)
+		if r.IdentityHeadersRatio > 0 {
+			headers = fmt.Sprintf("%.3f", r.IdentityHeadersRatio)
+		}
+		fmt.Printf("%-31s %8.0f %8.2f %8.2f %7.3f %9.3f %8.1f %9.3f %6.1f %7.0f %6s %8s  %s\n", r.Name, r.RPS, r.P50ms, r.P99ms, r.Ratio, r.P99Ratio,
+			r.ServerCPUus, r.CPURatio, 100*r.GCCPUShare, r.AllocsPerRequest, hits, headers, r.Baseline)
 	}
 	fmt.Println("CPU µs: CPU time of the server processes per request; CPU ratio: the baseline's CPU µs over the row's;")
 	fmt.Println("GC %: the serving Caddy's garbage collection CPU over its CPU; allocs: its heap allocations per request;")
-	fmt.Println("hits %: the share of its state lookups that its cache answered.")
+	fmt.Println("hits %: the share of its state lookups that its cache answered; /headers: a full-set row's rps over that")
+	fmt.Println("of a plain_identity_headers run next to it (median), Gatehouse's own cost beside the headers'.")
 }
 
 // measurement accumulates rounds; median takes the median of each figure.

@@ -32,6 +32,7 @@ const (
 var sessionKind = kind{
 	name:     "session",
 	baseline: "plain",
+	fullSet:  true,
 	site: `
 http://:{{.session}} {
 	bind 127.0.0.1
