@@ -21,7 +21,8 @@
 // the heap holds, so a cache of 256 MiB on the heap would have the
 // process hold about 512 MiB for it. The Go memory limit, if one is set,
 // is lowered by what is mapped (see noteMapped). Every
-// dropped chunk is unmapped at once, and the rest when the cache is
+// dropped chunk is unmapped as soon as its shard's lock is released, and
+// the rest when the cache is
 // purged or garbage collected; so nothing may point into a chunk outside
 // the shard's lock, and Get returns a copy of the value, the caller's to
 // keep. An entry written again or removed leaves its old record behind;
@@ -104,7 +105,25 @@ type shard struct {
 	maxBytes   int64
 	maxEntries int
 	account    *budget.Account
-	_          [40]byte // keep shards' locks on separate cache lines
+	// dropped are chunks dropped while the lock was held, given back by
+	// unlock once it is not (see unlock).
+	dropped [][]byte
+	_       [16]byte // keep shards' locks on separate cache lines
+}
+
+// unlock releases the shard's lock, then gives back the chunks dropped
+// while it was held. Unmapping one stops the process's other threads
+// for a moment (their stale translations of it are flushed), and the
+// shard's other callers need not wait on its lock for that: nothing can
+// reach a dropped chunk, its entries being gone from the index and Get's
+// values copies.
+func (s *shard) unlock() {
+	dropped := s.dropped
+	s.dropped = nil // not reused: the next holder may drop more before these are freed
+	s.mu.Unlock()
+	for _, chunk := range dropped {
+		freeChunk(chunk)
+	}
 }
 
 // NewBytes returns a cache that holds at most the limit of the budget a
@@ -191,7 +210,7 @@ func (c *Cache) Get(key string) (value []byte, loadedAt, expiresAt int64, ok boo
 	h := c.hashOf(key)
 	s := c.shard(h)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	ref, ok := s.index.get(h)
 	if !ok {
 		return nil, 0, 0, false
@@ -218,7 +237,7 @@ func (c *Cache) Add(key string, value []byte, loadedAt, expiresAt int64) {
 	h := c.hashOf(key)
 	s := c.shard(h)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	ref, ok := uint64(0), recordSize(len(key), len(value)) <= c.maxRecord
 	if ok {
 		ref, ok = s.write(c.chunkSize, h, key, value, loadedAt, expiresAt)
@@ -354,7 +373,7 @@ func (c *Cache) EvictOldest() bool {
 		if dropped {
 			s.dropOldest()
 		}
-		s.mu.Unlock()
+		s.unlock()
 		if dropped {
 			return true
 		}
@@ -372,7 +391,8 @@ func (s *shard) evict() {
 	}
 }
 
-// dropOldest drops the oldest chunk and the entries still in it.
+// dropOldest drops the oldest chunk and the entries still in it; the
+// chunk is given back when the lock is released (unlock).
 func (s *shard) dropOldest() {
 	chunk := s.chunks[0]
 	for off := 0; off < len(chunk); {
@@ -382,7 +402,7 @@ func (s *shard) dropOldest() {
 		}
 		off += r.size()
 	}
-	freeChunk(chunk)
+	s.dropped = append(s.dropped, chunk)
 	s.chunks[0] = nil
 	s.chunks = s.chunks[1:]
 	s.first++

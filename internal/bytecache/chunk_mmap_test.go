@@ -123,3 +123,33 @@ func TestMappedChunksLowerTheMemoryLimit(t *testing.T) {
 	}
 	c.Purge()
 }
+
+// TestDroppedChunksAreUnmappedAfterTheLock: a chunk dropped under a
+// shard's lock stays mapped until the lock is released, and is given back
+// then, so that the shard's other callers do not wait on its lock for
+// the system to unmap it.
+func TestDroppedChunksAreUnmappedAfterTheLock(t *testing.T) {
+	start := settledMapped()
+	c := NewBytes(budget.New(1 << 20).Account()) // chunks of a page: mapped
+	value := make([]byte, 120)
+	s := &c.shards[0]
+	for i := 0; len(s.chunks) < 3; i++ {
+		c.Add(fmt.Sprintf("appkeyidx/%064d", i), value, 0, 0)
+	}
+	held := mapped.Load()
+	s.mu.Lock()
+	s.dropOldest()
+	if m := mapped.Load(); m != held || len(s.dropped) != 1 {
+		s.mu.Unlock()
+		t.Fatalf("under the lock: %d bytes mapped (were %d), %d chunks waiting", m-start, held-start, len(s.dropped))
+	}
+	s.unlock()
+	if m := mapped.Load(); m != held-int64(c.chunkSize) || s.dropped != nil {
+		t.Fatalf("after the lock: %d bytes mapped (were %d, a chunk is %d)", m-start, held-start, c.chunkSize)
+	}
+	if !s.mu.TryLock() {
+		t.Fatal("unlock left the shard locked")
+	}
+	s.mu.Unlock()
+	c.Purge()
+}
