@@ -20,12 +20,11 @@
 // elsewhere, and under a page): the collector's heap goal is twice what
 // the heap holds, so a cache of 256 MiB on the heap would have the
 // process hold about 512 MiB for it. The Go memory limit, if one is set,
-// is lowered by what is mapped (see noteMapped). Every
-// dropped chunk is unmapped as soon as its shard's lock is released, and
-// the rest when the cache is
-// purged or garbage collected; so nothing may point into a chunk outside
-// the shard's lock, and Get returns a copy of the value, the caller's to
-// keep. An entry written again or removed leaves its old record behind;
+// is lowered by what is mapped (see noteMapped). Every dropped chunk is
+// unmapped as soon as its shard's lock is released, and the rest when the
+// cache is purged or garbage collected; so nothing may point into a chunk
+// outside the shard's lock, and Get returns a copy of the value, the
+// caller's to keep. An entry written again or removed leaves its old record behind;
 // a shard drops its oldest chunks once such dead records are more than
 // half of what it holds.
 package bytecache
