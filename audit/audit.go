@@ -63,6 +63,14 @@ type Event struct {
 	// Actor is the signed-in console user who made the change, when it
 	// was made in the console (see WithActor); empty for the admin API.
 	Actor string `json:"actor,omitempty"`
+	// Count is, on the summary of a flood of refusals (flood.go), how many
+	// refusals it stands for; absent on an event that stands for itself.
+	// A summary's text fields are those its refusals share (empty where
+	// they differed), RemoteIP is their client network (an IPv4 address,
+	// an IPv6 /64), and Time is the last one's.
+	Count int `json:"count,omitempty"`
+	// First is, on a summary, the time of the first refusal it counts.
+	First time.Time `json:"first,omitzero"`
 }
 
 // actorKey is the context key of WithActor.
@@ -106,15 +114,17 @@ func (e *Event) mustKeep() bool { return e.Outcome != OutcomeAllowed }
 // Log is the asynchronous, batching audit writer.
 type Log struct {
 	store storage.Store
-	// retention (a time.Duration) and logger are set by New and Reconfigure.
-	retention atomic.Int64
-	logger    atomic.Pointer[zap.Logger]
-	events    chan Event
-	flushReq  chan chan int
-	done      chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
-	dropped   atomic.Uint64
+	// retention (a time.Duration), refusalsPerMinute and logger are set
+	// by New and Reconfigure.
+	retention         atomic.Int64
+	refusalsPerMinute atomic.Int64
+	logger            atomic.Pointer[zap.Logger]
+	events            chan Event
+	flushReq          chan chan int
+	done              chan struct{}
+	closeOnce         sync.Once
+	wg                sync.WaitGroup
+	dropped           atomic.Uint64
 	// late counts the events recorded after Close, for its error line.
 	late logthin.Thinner
 	// The writer goroutine's own state: storeDownUntil skips store writes
@@ -146,10 +156,21 @@ type pending struct {
 	time time.Time
 }
 
-// Options tunes the writer; zero values take defaults.
-type Options struct {
+// Settings are what a config reload may change in a running writer.
+type Settings struct {
 	// Retention is how long events are kept (default 30 days).
 	Retention time.Duration
+	// RefusalsPerMinute is how many refusals a minute are stored as events
+	// of their own, at most a tenth of them from one client network; the
+	// minute's others are counted in summaries (flood.go). 0 takes
+	// DefaultRefusalsPerMinute; a negative value stores every refusal on
+	// its own.
+	RefusalsPerMinute int
+}
+
+// Options tunes the writer; zero values take defaults.
+type Options struct {
+	Settings
 	// Buffer is the queue length (default 8192).
 	Buffer int
 	// FlushInterval bounds how long an event waits before it is written (default 200 ms).
@@ -184,9 +205,6 @@ type Options struct {
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
 func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
-	if opts.Retention <= 0 {
-		opts.Retention = 30 * 24 * time.Hour
-	}
 	if opts.Buffer <= 0 {
 		opts.Buffer = 8192
 	}
@@ -208,7 +226,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan int), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout}
-	l.Reconfigure(logger, opts.Retention)
+	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
 		l.openSpill(opts.SpillFile, opts.SpillBytes)
 	}
@@ -238,14 +256,18 @@ func (l *Log) openSpill(path string, limit int64) {
 	}
 }
 
-// Reconfigure sets the logger that mirrors every event and the retention
-// of the events written from now on (a non-positive retention keeps 30
-// days): a writer shared across config reloads follows the latest config.
-func (l *Log) Reconfigure(logger *zap.Logger, retention time.Duration) {
-	if retention <= 0 {
-		retention = 30 * 24 * time.Hour
+// Reconfigure sets the logger that mirrors every event and the settings
+// of the events written from now on (zero values take the defaults): a
+// writer shared across config reloads follows the latest config.
+func (l *Log) Reconfigure(logger *zap.Logger, s Settings) {
+	if s.Retention <= 0 {
+		s.Retention = 30 * 24 * time.Hour
 	}
-	l.retention.Store(int64(retention))
+	if s.RefusalsPerMinute == 0 {
+		s.RefusalsPerMinute = DefaultRefusalsPerMinute
+	}
+	l.retention.Store(int64(s.Retention))
+	l.refusalsPerMinute.Store(int64(s.RefusalsPerMinute))
 	l.logger.Store(logger)
 }
 
@@ -334,18 +356,36 @@ func (l *Log) run(interval time.Duration) {
 			batch = batch[:0]
 		}
 	}
+	var flood floodGate
 	add := func(e Event) {
 		batch = append(batch, e)
 		if len(batch) >= l.batchSize {
 			flush()
 		}
 	}
-	drain := func() {
+	// summarise adds the summaries of the refusals counted so far (all of
+	// them when t is zero; else those of a window that ended before t).
+	summarise := func(t time.Time) {
+		if t.IsZero() || flood.due(t) {
+			for _, e := range flood.closeWindow(t) {
+				add(e)
+			}
+		}
+	}
+	take := func(e Event) {
+		summarise(e.Time)
+		flood.allowance = int(l.refusalsPerMinute.Load())
+		if flood.admit(&e) {
+			add(e)
+		}
+	}
+	drain := func() { // everything queued and counted, to the store
 		for {
 			select {
 			case e := <-l.events:
-				add(e)
+				take(e)
 			default:
+				summarise(time.Time{})
 				flush()
 				return
 			}
@@ -378,8 +418,9 @@ func (l *Log) run(interval time.Duration) {
 		}
 		select {
 		case e := <-l.events:
-			add(e)
+			take(e)
 		case <-ticker.C:
+			summarise(time.Now())
 			flush()
 		case ack := <-l.flushReq:
 			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
@@ -557,10 +598,13 @@ func (l *Log) shift(n int) {
 const storePause = time.Second
 
 func (l *Log) logEvent(e Event) {
-	l.log().Info("audit",
-		zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
+	fields := []zap.Field{zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
 		zap.String("credential", e.Credential), zap.String("remote_ip", e.RemoteIP),
-		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason), zap.String("actor", e.Actor))
+		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason), zap.String("actor", e.Actor)}
+	if e.Count > 0 {
+		fields = append(fields, zap.Int("count", e.Count), zap.Time("first", e.First))
+	}
+	l.log().Info("audit", fields...)
 }
 
 // eventKey orders keys newest first: the inverted timestamp, then a random

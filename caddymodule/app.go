@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -73,6 +74,14 @@ type App struct {
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// AuditAllowed also records allowed requests in the audit log.
 	AuditAllowed bool `json:"audit_allowed,omitempty"`
+	// AuditRefusalsPerMinute is how many refusals a minute are written to
+	// the audit log as events of their own, at most a tenth of them from
+	// one client network (an IPv4 address, an IPv6 /64); the minute's
+	// other refusals are counted in summary events (one per kind, client
+	// network, username, credential and reason), so that a flood of
+	// refusals cannot fill the store's disk. Default: 600; -1: every
+	// refusal on its own.
+	AuditRefusalsPerMinute int `json:"audit_refusals_per_minute,omitempty"`
 	// LockoutThreshold is the number of consecutive second-factor failures
 	// that lock a user. Default: 5.
 	LockoutThreshold int `json:"lockout_threshold,omitempty"`
@@ -278,7 +287,8 @@ func (a *App) start() (err error) {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	undo = append(undo, func() { metrics.Unregister(registry) })
-	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"), time.Duration(a.AuditRetention))
+	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"),
+		audit.Settings{Retention: time.Duration(a.AuditRetention), RefusalsPerMinute: a.AuditRefusalsPerMinute})
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
 	undo = append(undo, a.closeParts)

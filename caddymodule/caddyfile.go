@@ -34,6 +34,7 @@ func init() {
 //		appkey_purge_interval <duration>
 //		audit_retention    <duration>
 //		audit_allowed      [on|off]
+//		audit_refusals_per_minute <n> | unlimited
 //		session_idle       <duration>
 //		session_lifetime   <duration>
 //		lockout_threshold  <n>
@@ -95,6 +96,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				a.AuditAllowed, err = onOff(d)
 			}
+		case "audit_refusals_per_minute":
+			err = refusalsPerMinute(d, &a.AuditRefusalsPerMinute)
 		case "session_idle":
 			err = oneDuration(d, &a.SessionIdle)
 		case "session_lifetime":
@@ -165,6 +168,25 @@ func oneInt(d *caddyfile.Dispenser, dst *int) error {
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 0 {
 		return d.Errf("%q is not a whole number", s)
+	}
+	*dst = v
+	return nil
+}
+
+// refusalsPerMinute reads audit_refusals_per_minute: a number of at
+// least 1, or unlimited (-1 in JSON).
+func refusalsPerMinute(d *caddyfile.Dispenser, dst *int) error {
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	if s == "unlimited" {
+		*dst = -1
+		return nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return d.Errf("audit_refusals_per_minute %q: want a number of at least 1, or unlimited", s)
 	}
 	*dst = v
 	return nil

@@ -45,17 +45,17 @@ type pooledStore struct {
 
 // auditLog returns the store's audit writer, made on first use (after
 // records) with its spill file under dataDir; later starts, after a
-// config reload, share it and give it their logger and retention. Requests
+// config reload, share it and give it their logger and settings. Requests
 // still in flight on a replaced config record into it, and it is closed
 // only with the store, when no config uses it any more.
-func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, retention time.Duration) *audit.Log {
+func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audit.Settings) *audit.Log {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.audit != nil {
-		p.audit.Reconfigure(logger, retention)
+		p.audit.Reconfigure(logger, settings)
 		return p.audit
 	}
-	p.audit = audit.New(p.cache, logger, audit.Options{Retention: retention, SpillFile: auditSpillFile(dataDir, p.key)})
+	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: auditSpillFile(dataDir, p.key)})
 	return p.audit
 }
 

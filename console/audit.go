@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,7 +122,7 @@ func auditCSV(c *Console, r *http.Request, v *viewer) (*download, error) {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	// A csv.Writer keeps its first error; w.Error() below returns it.
-	_ = w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "reason"})
+	_ = w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "reason", "count", "first"})
 	for _, ev := range events {
 		_ = w.Write(auditRow(ev))
 	}
@@ -131,10 +132,15 @@ func auditCSV(c *Console, r *http.Request, v *viewer) (*download, error) {
 
 // auditRow is ev's row of the CSV export, every field defused (csvSafe):
 // a client chooses more of them than it seems, the request's method among
-// them (an HTTP method may start with '+' or '-').
+// them (an HTTP method may start with '+' or '-'). count and first are
+// empty but on the summary of a flood of refusals.
 func auditRow(ev audit.Event) []string {
+	var count, first string
+	if ev.Count > 0 {
+		count, first = strconv.Itoa(ev.Count), ev.First.UTC().Format(time.RFC3339Nano)
+	}
 	row := []string{ev.Time.UTC().Format(time.RFC3339Nano), ev.Kind, ev.Outcome, ev.Username, ev.Actor,
-		ev.Credential, ev.RemoteIP, ev.Method, ev.Path, ev.Reason}
+		ev.Credential, ev.RemoteIP, ev.Method, ev.Path, ev.Reason, count, first}
 	for i := range row {
 		row[i] = csvSafe(row[i])
 	}

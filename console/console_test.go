@@ -72,13 +72,22 @@ func TestAuditRowDefusesEveryField(t *testing.T) {
 	ev := audit.Event{Time: time.Unix(0, 0), Kind: "request", Outcome: "denied", Username: "=u", Actor: "@a", Credential: "-c",
 		RemoteIP: "127.0.0.1", Method: "+cmd|'calc'!A0", Path: "/app/x", Reason: "=r"}
 	row := auditRow(ev)
-	if len(row) != 10 || row[7] != "'+cmd|'calc'!A0" {
+	if len(row) != 12 || row[7] != "'+cmd|'calc'!A0" || row[10] != "" {
 		t.Fatalf("auditRow = %q; want the method defused", row)
 	}
 	for _, field := range row {
 		if field != "" && strings.ContainsRune("=+-@\t\r", rune(field[0])) {
 			t.Errorf("auditRow field %q starts a formula", field)
 		}
+	}
+}
+
+// TestAuditRowOfASummary: a summary's row says how many refusals it
+// stands for, and since when.
+func TestAuditRowOfASummary(t *testing.T) {
+	ev := audit.Event{Time: time.Unix(60, 0), Kind: "request", Outcome: "denied", RemoteIP: "192.0.2.1", Count: 4512, First: time.Unix(1, 0)}
+	if row := auditRow(ev); row[10] != "4512" || row[11] != "1970-01-01T00:00:01Z" {
+		t.Fatalf("auditRow = %q; want the count and the first refusal's time", row)
 	}
 }
 

@@ -27,13 +27,7 @@ func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
 		seedReader(t, inst, fmt.Sprintf("carol%d", i))
 	}
 	port := inst.Ports.HTTPSPort
-	flooder := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // per-test CA; the server side is under test
-		MaxIdleConnsPerHost: 400,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-		},
-	}}
+	flooder := fromLoopback(port, 400, 15*time.Second)
 	ctx, stop := context.WithCancel(context.Background())
 	var flood sync.WaitGroup
 	var busy, answered atomic.Int64
@@ -72,4 +66,17 @@ func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
 	stop()
 	flood.Wait()
 	t.Logf("flood: %d answers, %d of them busy", answered.Load(), busy.Load())
+}
+
+// fromLoopback is a client for many connections at once to the HTTPS port
+// of an instance, each from 127.0.0.1 (whatever the URL's host), trusting
+// any certificate: the per-test CA's, as the server side is under test.
+func fromLoopback(port, conns int, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
+		MaxIdleConnsPerHost: conns,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		},
+	}}
 }

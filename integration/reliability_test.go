@@ -66,12 +66,15 @@ func auditRequests(t *testing.T, inst *harness.Instance, user string) []map[stri
 	return events
 }
 
-// countWhere counts the events whose field has value.
+// countWhere counts what the events whose field has value stand for: one
+// each, or a summary's count of refusals (a client making more than
+// audit_refusals_per_minute allows).
 func countWhere(events []map[string]any, field, value string) int {
 	n := 0
 	for _, e := range events {
 		if e[field] == value {
-			n++
+			count, _ := e["count"].(float64)
+			n += max(int(count), 1)
 		}
 	}
 	return n

@@ -12,10 +12,11 @@ package hashslots
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
 )
 
 // ErrBusy is returned when no slot freed up within the wait: every slot
@@ -62,20 +63,7 @@ type clientKey struct{}
 // one client usually holds whole; anything that is not an IP address
 // counts as itself.
 func WithClient(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientKey{}, clientNetwork(ip))
-}
-
-// clientNetwork is the share an address counts against.
-func clientNetwork(ip string) string {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	addr = addr.Unmap().WithZone("")
-	if addr.Is6() {
-		return netip.PrefixFrom(addr, 64).Masked().String()
-	}
-	return addr.String()
+	return context.WithValue(ctx, clientKey{}, clientnet.Of(ip))
 }
 
 // Do runs f in a slot. It waits for a free slot (and, when ctx names a

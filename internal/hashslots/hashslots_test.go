@@ -129,20 +129,3 @@ func TestClientShare(t *testing.T) {
 		t.Fatalf("%d clients still tracked after every check ended", left)
 	}
 }
-
-// TestClientNetwork: IPv4 addresses count alone, IPv6 ones by /64, and
-// an IPv4-mapped IPv6 address as its IPv4 address.
-func TestClientNetwork(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1":         "192.0.2.1",
-		"::ffff:192.0.2.1":  "192.0.2.1",
-		"2001:db8::1":       "2001:db8::/64",
-		"2001:db8::2:3:4:5": "2001:db8::/64",
-		"fe80::1%eth0":      "fe80::/64",
-		"not an address":    "not an address",
-	} {
-		if got := clientNetwork(in); got != want {
-			t.Errorf("clientNetwork(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

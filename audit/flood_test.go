@@ -1,0 +1,198 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// floodLog is a Log on a fresh Badger store storing refusalsPerMinute
+// refusals a minute on their own, its structured log observed.
+func floodLog(t *testing.T, refusalsPerMinute int) (*Log, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(badgerStore(t), zap.New(core), Options{Settings: Settings{RefusalsPerMinute: refusalsPerMinute}})
+	t.Cleanup(l.Close)
+	return l, logs
+}
+
+// stored returns every stored event, newest first.
+func stored(t *testing.T, l *Log) []Event {
+	t.Helper()
+	events, err := l.Query(context.Background(), Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// refusal is a refused request from ip.
+func refusal(at time.Time, ip, username, path, reason string) Event {
+	return Event{Time: at, Kind: "request", Username: username, Credential: "app_key", RemoteIP: ip,
+		Method: "GET", Path: path, Outcome: OutcomeDenied, Reason: reason}
+}
+
+// TestAFloodOfRefusalsIsSummarised: past a tenth of the allowance from one
+// client network, its refusals are counted in one summary per kind,
+// network, username, credential and reason, which keeps the fields they
+// share and blanks the others; other networks keep their own allowance, an IPv6
+// /64 counts as one client, and events that are not refusals (or were
+// made by a console user) are never summarised. Every refusal is
+// accounted for, and the structured log mirrors what is stored.
+func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
+	l, logs := floodLog(t, 100) // 10 a minute from one network
+	start := time.Now().UTC()
+	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) }
+	for i := range 1000 {
+		l.Record(refusal(at(i), "192.0.2.1", "mallory", fmt.Sprint("/p/", i), "invalid application key"))
+	}
+	for i := range 12 {
+		l.Record(refusal(at(1000+i), fmt.Sprintf("2001:db8::%x", i+1), "bob", "/same", "invalid application key"))
+	}
+	l.Record(refusal(at(1100), "198.51.100.7", "carol", "/x", "invalid application key"))
+	for i := range 30 {
+		l.Record(Event{Time: at(1200 + i), Kind: "appkey", Username: "alice", Outcome: OutcomeSuccess, Reason: "created"})
+		l.Record(Event{Time: at(1200 + i), Kind: "admin", Username: "alice", Outcome: OutcomeFailure, Actor: "root", Reason: "refused"})
+	}
+
+	events := stored(t, l)
+	own := map[string]int{}
+	summaries := map[string]Event{}
+	refusals := 0
+	for _, e := range events {
+		switch {
+		case e.Outcome == OutcomeDenied && e.Count > 0:
+			if _, twice := summaries[e.RemoteIP]; twice {
+				t.Fatalf("two summaries for %s: %+v", e.RemoteIP, events)
+			}
+			summaries[e.RemoteIP] = e
+			refusals += e.Count
+		case e.Outcome == OutcomeDenied:
+			own[e.RemoteIP]++
+			refusals++
+		case e.Count != 0:
+			t.Fatalf("an event that is not a refusal was summarised: %+v", e)
+		}
+	}
+	if refusals != 1013 {
+		t.Fatalf("the stored events stand for %d refusals, want 1013", refusals)
+	}
+	if own["192.0.2.1"] != 10 || own["198.51.100.7"] != 1 || len(summaries) != 2 {
+		t.Fatalf("own events by address %v, summaries %v; want 10 from the flood, 1 from 198.51.100.7, one summary each for the flood and the /64", own, summaries)
+	}
+	flood := summaries["192.0.2.1"]
+	if flood.Count != 990 || flood.Username != "mallory" || flood.Path != "" || flood.Method != "GET" ||
+		flood.Reason != "invalid application key" || flood.Credential != "app_key" || flood.Kind != "request" ||
+		!flood.First.Equal(at(10)) || !flood.Time.Equal(at(999)) {
+		t.Fatalf("the flood's summary: %+v; want 990 refusals from %v to %v, the paths blank (they differed), the rest kept", flood, at(10), at(999))
+	}
+	v6, v6Own := summaries["2001:db8::/64"], 0
+	for i := range 12 {
+		v6Own += own[fmt.Sprintf("2001:db8::%x", i+1)]
+	}
+	if v6Own != 10 || v6.Count != 2 || v6.Username != "bob" || v6.Path != "/same" {
+		t.Fatalf("the /64: own events %v, summary %+v; want its first 10 on their own, 2 summarised with the username and path they share", own, v6)
+	}
+	if n := logs.FilterMessage("audit").Len(); n != len(events) {
+		t.Fatalf("%d structured log lines for %d stored events", n, len(events))
+	}
+	if len(events) != 10+1+10+1+1+60 {
+		t.Fatalf("%d events stored", len(events))
+	}
+}
+
+// TestTheAllowanceIsSharedAndLastsAMinute: the allowance is for all
+// networks together; once the minute is over, the next refusal closes it
+// (its summaries are written) and a new one starts.
+func TestTheAllowanceIsSharedAndLastsAMinute(t *testing.T) {
+	l, _ := floodLog(t, 20) // 2 a minute from one network
+	start := time.Now().UTC()
+	for i := range 30 { // 30 networks, one refusal each, within a second
+		l.Record(refusal(start.Add(time.Duration(i)*time.Millisecond), fmt.Sprint("192.0.2.", i), "", "/", "no credential was presented"))
+	}
+	l.Record(refusal(start.Add(floodWindow), "192.0.2.200", "", "/", "no credential was presented"))
+	events := stored(t, l)
+	own, counted := 0, 0
+	for _, e := range events {
+		if e.Count == 0 {
+			own++
+		}
+		counted += max(e.Count, 1)
+	}
+	if own != 21 || counted != 31 || len(events) != 31 {
+		t.Fatalf("%d events on their own, %d events standing for %d refusals; want the first 20 and the next minute's first on their own, the other 10 in a summary each (one per network)", own, len(events), counted)
+	}
+	if events[0].RemoteIP != "192.0.2.200" || events[0].Count != 0 {
+		t.Fatalf("newest %+v; want the next minute's refusal, on its own", events[0])
+	}
+}
+
+// TestSummariesAreBounded: a flood from more networks than there are
+// summaries a minute ends in one summary for all the rest.
+func TestSummariesAreBounded(t *testing.T) {
+	l, _ := floodLog(t, 10)
+	start := time.Now().UTC()
+	const n = 10 + maxFloodGroups + 500
+	for i := range n {
+		ip := fmt.Sprintf("10.%d.%d.1", i/256, i%256)
+		l.Record(refusal(start.Add(time.Duration(i)*time.Microsecond), ip, "", "/", "invalid application key"))
+	}
+	events := stored(t, l)
+	counted := 0
+	var rest *Event
+	for i, e := range events {
+		counted += max(e.Count, 1)
+		if e.Count > 1 {
+			rest = &events[i]
+		}
+	}
+	if len(events) != 10+maxFloodGroups+1 || counted != n {
+		t.Fatalf("%d events standing for %d refusals; want %d for %d", len(events), counted, 10+maxFloodGroups+1, n)
+	}
+	if rest == nil || rest.Count != 500 || rest.RemoteIP != "" || rest.Reason != "invalid application key" {
+		t.Fatalf("the summary of the rest: %+v; want 500 refusals, no one address, the shared reason", rest)
+	}
+}
+
+// TestUnlimitedAndReconfiguredAllowance: a negative allowance stores every
+// refusal on its own; a reload's new allowance applies to the next ones.
+func TestUnlimitedAndReconfiguredAllowance(t *testing.T) {
+	l, _ := floodLog(t, -1)
+	start := time.Now().UTC()
+	for i := range 300 {
+		l.Record(refusal(start.Add(time.Duration(i)*time.Microsecond), "192.0.2.1", "", "/", "invalid application key"))
+	}
+	if events := stored(t, l); len(events) != 300 {
+		t.Fatalf("unlimited: %d events for 300 refusals", len(events))
+	}
+	l.Reconfigure(zap.NewNop(), Settings{RefusalsPerMinute: 50})
+	for i := range 300 {
+		l.Record(refusal(start.Add(time.Second+time.Duration(i)*time.Microsecond), "192.0.2.1", "", "/", "invalid application key"))
+	}
+	if events := stored(t, l); len(events) != 300+5+1 || events[0].Count != 295 {
+		t.Fatalf("after the reload: %d events, newest %+v; want 5 more on their own and one summary of 295", len(events), events[0])
+	}
+}
+
+// TestSummariesAreWrittenWhenTheMinuteEnds: with no further refusal, the
+// writer's tick writes a summary once its minute is over.
+func TestSummariesAreWrittenWhenTheMinuteEnds(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(badgerStore(t), zap.New(core), Options{FlushInterval: 10 * time.Millisecond, Settings: Settings{RefusalsPerMinute: 10}})
+	t.Cleanup(l.Close)
+	past := time.Now().UTC().Add(-floodWindow) // a minute that is over as soon as it starts
+	for range 5 {
+		l.Record(refusal(past, "192.0.2.1", "", "/", "invalid application key"))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for logs.FilterField(zap.Int("count", 4)).Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary of 4 refusals logged within 30 s: %d lines", logs.Len())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

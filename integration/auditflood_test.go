@@ -1,0 +1,114 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// auditFloodSite is basicSite taking app keys too, with an allowance of
+// 50 refusals a minute stored on their own (5 from one address).
+var auditFloodSite = strings.NewReplacer(
+	"data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\taudit_refusals_per_minute 50",
+	"accept basic", "accept basic app_key",
+).Replace(basicSite)
+
+// TestARefusalFloodIsSummarisedInTheAuditLog: 3 000 requests with made-up
+// app keys from one address are all refused, and the audit log accounts
+// for every one of them in a handful of events (its first 5 a minute on
+// their own, the rest in a summary with its count), so the flood cannot
+// fill the store's disk; clients at other addresses still get events of
+// their own, and Caddy's log mirrors the summary.
+func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
+	inst := harness.Start(t, auditFloodSite, harness.Options{})
+	port := inst.Ports.HTTPSPort
+	client := fromLoopback(port, 8, 30*time.Second)
+	const flood, workers = 3000, 8
+	var refused, other atomic.Int64
+	var next atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for n := next.Add(1); n <= flood; n = next.Add(1) {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("https://localhost:%d/api/%d", port, n), nil)
+				req.Header.Set("appKey", fmt.Sprintf("gh_made_up_%d", n))
+				resp, err := client.Do(req)
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusUnauthorized {
+					refused.Add(1)
+				} else {
+					other.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if refused.Load() != flood {
+		t.Fatalf("%d of %d made-up keys refused with 401 (%d other answers or errors)", refused.Load(), flood, other.Load())
+	}
+	for _, from := range []string{"127.0.0.2", "127.0.0.3"} {
+		for range 2 {
+			if res := harness.Curl(t, "-4", "--interface", from, "-H", "appKey: gh_made_up_too",
+				fmt.Sprintf("https://localhost:%d/api/x", port)); res.Status != http.StatusUnauthorized {
+				t.Fatalf("a made-up key from %s: %d %s; want 401", from, res.Status, res.Body)
+			}
+		}
+	}
+
+	const reason = "invalid application key"
+	events := auditRequests(t, inst, "") // the query writes the summaries counted so far
+	byAddress := map[string][]map[string]any{}
+	for _, e := range events {
+		if e["reason"] == reason {
+			ip, _ := e["remote_ip"].(string)
+			byAddress[ip] = append(byAddress[ip], e)
+		}
+	}
+	if n := countWhere(events, "reason", reason); n != flood+4 {
+		t.Fatalf("the audit log accounts for %d refused app keys; %d were refused", n, flood+4)
+	}
+	// A minute allows 5 events of their own from one address (the
+	// harness's readiness probes, refused too, take some) and one summary
+	// per reason; a slow machine may spread the flood over more minutes.
+	minutes := int(took/time.Minute) + 2
+	own, summaries, summarised := 0, 0, 0
+	for _, e := range byAddress["127.0.0.1"] {
+		count, _ := e["count"].(float64)
+		if count == 0 {
+			own++
+			continue
+		}
+		summaries++
+		summarised += int(count)
+		if e["path"] != nil || e["credential"] != "app_key" || e["first"] == nil {
+			t.Fatalf("summary %v; want no path (they differed), the credential, the first refusal's time", e)
+		}
+	}
+	if own > 5*minutes || summaries < 1 || summaries > minutes || own+summarised != flood {
+		t.Fatalf("the flood from 127.0.0.1 (%v) is in %d events of their own and %d summaries of %d refusals; want at most 5 and one summary a minute, accounting for all %d",
+			took, own, summaries, summarised, flood)
+	}
+	for _, from := range []string{"127.0.0.2", "127.0.0.3"} {
+		if got := byAddress[from]; len(got) != 2 || got[0]["count"] != nil || got[0]["path"] != "/api/x" {
+			t.Fatalf("refusals from %s: %v; want 2 events of their own, with their path", from, got)
+		}
+	}
+	if !inst.LogContains(`"count":`) {
+		t.Fatal("Caddy's log has no summary line")
+	}
+	t.Logf("%d refusals from one address in %v: %d audit events", flood, took, own+summaries)
+}
