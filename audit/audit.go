@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,12 +94,12 @@ func ActorOf(ctx context.Context) string {
 // megabyte of store, log and (during an outage) memory.
 const maxField = 1024
 
-// clip cuts every text field to maxField bytes, on a UTF-8 boundary,
+// clipTo cuts every text field to limit bytes, on a UTF-8 boundary,
 // marking the cut with "…".
-func (e *Event) clip() {
+func (e *Event) clipTo(limit int) {
 	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason, &e.Actor} {
-		if len(*f) > maxField {
-			cut := maxField - len("…")
+		if len(*f) > limit {
+			cut := limit - len("…")
 			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart((*f)[cut]); back++ {
 				cut-- // never split a valid rune; invalid bytes may be cut anywhere
 			}
@@ -120,7 +121,7 @@ type Log struct {
 	refusalsPerMinute atomic.Int64
 	logger            atomic.Pointer[zap.Logger]
 	events            chan Event
-	flushReq          chan chan int
+	flushReq          chan chan flushed
 	done              chan struct{}
 	closeOnce         sync.Once
 	wg                sync.WaitGroup
@@ -224,7 +225,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 		opts.SpillBytes = 64 << 20
 	}
 	l := &Log{store: store,
-		events: make(chan Event, opts.Buffer), flushReq: make(chan chan int), done: make(chan struct{}),
+		events: make(chan Event, opts.Buffer), flushReq: make(chan chan flushed), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
@@ -281,7 +282,7 @@ func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	e.clip()
+	e.clipTo(maxField)
 	select {
 	case <-l.done:
 		l.recordLate(e)
@@ -319,14 +320,24 @@ func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 // Flush returns once every event queued before the call has been
 // offered to the store (past any pause after a failure), and returns how
 // many events the store has still not taken (0 normally; the outage
-// backlog otherwise).
-func (l *Log) Flush() (pending int) {
-	ack := make(chan int)
+// backlog otherwise). The summaries of the minute still open are not
+// written (Query shows them).
+func (l *Log) Flush() (pending int) { return l.flush().pending }
+
+// flushed is the writer's answer to a Flush: what the store has not
+// taken, and copies of the summaries still open.
+type flushed struct {
+	pending int
+	open    []Event
+}
+
+func (l *Log) flush() flushed {
+	ack := make(chan flushed)
 	select {
 	case l.flushReq <- ack:
 		return <-ack
 	case <-l.done:
-		return 0
+		return flushed{}
 	}
 }
 
@@ -379,13 +390,12 @@ func (l *Log) run(interval time.Duration) {
 			add(e)
 		}
 	}
-	drain := func() { // everything queued and counted, to the store
+	drain := func() { // everything queued, to the store
 		for {
 			select {
 			case e := <-l.events:
 				take(e)
 			default:
-				summarise(time.Time{})
 				flush()
 				return
 			}
@@ -394,6 +404,8 @@ func (l *Log) run(interval time.Duration) {
 	stop := func() {
 		l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
 		drain()
+		summarise(time.Time{})
+		flush()
 		// Without a spill file, what the store does not hold is only in
 		// the log; with one, only what the file could not take is.
 		onlyLogged := uint64(len(l.backlog)) + l.lost
@@ -426,7 +438,7 @@ func (l *Log) run(interval time.Duration) {
 			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
 			drain()
 			force = false
-			ack <- len(l.backlog)
+			ack <- flushed{pending: len(l.backlog), open: flood.open()}
 		case <-l.done:
 			stop()
 			return
@@ -443,7 +455,7 @@ func (l *Log) write(batch []Event, force bool) {
 	ready := make([]pending, len(batch))
 	for i := range batch {
 		l.logEvent(batch[i])
-		raw, _ := json.Marshal(&batch[i])
+		raw := encode(&batch[i])
 		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}
 	if time.Now().Before(l.storeDownUntil) || l.closeOverdue() {
@@ -628,9 +640,12 @@ type Filter struct {
 	Limit int
 }
 
-// Query returns matching events, newest first, after writing queued ones.
+// Query returns matching events, newest first, after writing queued ones;
+// the summaries of the minute still open are among them, with their
+// counts so far, but not yet in the store.
 func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
-	if n := l.Flush(); n > 0 {
+	flushed := l.flush()
+	if n := flushed.pending; n > 0 {
 		return nil, fmt.Errorf("%d audit events are not in the store yet (it refused them; they are in Caddy's log): %w",
 			n, storage.ErrUnavailable)
 	}
@@ -647,14 +662,27 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 		if !f.Since.IsZero() && ev.Time.Before(f.Since) {
 			return storage.ErrStopScan
 		}
-		if (f.Username != "" && ev.Username != f.Username) || (f.Kind != "" && ev.Kind != f.Kind) {
-			return nil
+		if f.matches(&ev) {
+			out = append(out, ev)
 		}
-		out = append(out, ev)
 		if len(out) >= f.Limit {
 			return storage.ErrStopScan
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	for i := range flushed.open {
+		if ev := &flushed.open[i]; f.matches(ev) && !ev.Time.Before(f.Since) {
+			out = append(out, *ev)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Event) int { return b.Time.Compare(a.Time) })
+	return out[:min(len(out), f.Limit)], nil
+}
+
+// matches reports whether ev has the filter's username and kind.
+func (f *Filter) matches(ev *Event) bool {
+	return (f.Username == "" || ev.Username == f.Username) && (f.Kind == "" || ev.Kind == f.Kind)
 }

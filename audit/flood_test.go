@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,16 +40,23 @@ func refusal(at time.Time, ip, username, path, reason string) Event {
 // TestAFloodOfRefusalsIsSummarised: past a tenth of the allowance from one
 // client network, its refusals are counted in one summary per kind,
 // network, username, credential and reason, which keeps the fields they
-// share and blanks the others; other networks keep their own allowance, an IPv6
-// /64 counts as one client, and events that are not refusals (or were
-// made by a console user) are never summarised. Every refusal is
-// accounted for, and the structured log mirrors what is stored.
+// share and blanks the others; other networks keep their own allowance,
+// an IPv6 /64 counts as one client, and events that are not refusals
+// (second-factor failures, or made by a console user) are never
+// summarised. A Query shows the open summary without storing it; Close
+// stores it once. Every refusal is accounted for, and the structured log
+// mirrors what is stored.
 func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
 	l, logs := floodLog(t, 100) // 10 a minute from one network
 	start := time.Now().UTC()
 	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) }
 	for i := range 1000 {
 		l.Record(refusal(at(i), "192.0.2.1", "mallory", fmt.Sprint("/p/", i), "invalid application key"))
+		if i%100 == 99 { // reading shows the open summary, and does not store it
+			if got := stored(t, l); got[0].Count != i+1-10 {
+				t.Fatalf("after %d refusals the newest event is %+v; want the open summary of %d", i+1, got[0], i+1-10)
+			}
+		}
 	}
 	for i := range 12 {
 		l.Record(refusal(at(1000+i), fmt.Sprintf("2001:db8::%x", i+1), "bob", "/same", "invalid application key"))
@@ -57,7 +65,9 @@ func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
 	for i := range 30 {
 		l.Record(Event{Time: at(1200 + i), Kind: "appkey", Username: "alice", Outcome: OutcomeSuccess, Reason: "created"})
 		l.Record(Event{Time: at(1200 + i), Kind: "admin", Username: "alice", Outcome: OutcomeFailure, Actor: "root", Reason: "refused"})
+		l.Record(Event{Time: at(1200 + i), Kind: "2fa", Username: "alice", Outcome: OutcomeFailure, Reason: "wrong code"})
 	}
+	l.Close() // writes the summaries still open
 
 	events := stored(t, l)
 	own := map[string]int{}
@@ -100,7 +110,7 @@ func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
 	if n := logs.FilterMessage("audit").Len(); n != len(events) {
 		t.Fatalf("%d structured log lines for %d stored events", n, len(events))
 	}
-	if len(events) != 10+1+10+1+1+60 {
+	if len(events) != 10+1+10+1+1+90 {
 		t.Fatalf("%d events stored", len(events))
 	}
 }
@@ -194,5 +204,108 @@ func TestSummariesAreWrittenWhenTheMinuteEnds(t *testing.T) {
 			t.Fatalf("no summary of 4 refusals logged within 30 s: %d lines", logs.Len())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSummariesPastTheGroupsKeepKindOutcomeAndReason: once a flood from
+// many networks has filled the summaries a minute has, the refusals of
+// others are still counted by kind, outcome, credential and reason (so a
+// victim's refusal is not hidden in a summary that says nothing); only
+// when those are full too does one summary take the rest.
+func TestSummariesPastTheGroupsKeepKindOutcomeAndReason(t *testing.T) {
+	l, _ := floodLog(t, 10)
+	start := time.Now().UTC()
+	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Microsecond) }
+	i := 0
+	for ; i < 10+maxFloodGroups+100; i++ {
+		l.Record(refusal(at(i), fmt.Sprintf("10.0.%d.%d", i/256, i%256), "", "/", "invalid application key"))
+	}
+	victim := Event{Time: at(i), Kind: "login", Username: "victim", RemoteIP: "198.51.100.7", Outcome: OutcomeFailure, Reason: "wrong password"}
+	l.Record(victim)
+	for r := range maxOverflowGroups { // new reasons fill the overflow
+		l.Record(refusal(at(i+1+r), "10.9.9.9", "", "/", fmt.Sprint("reason ", r)))
+	}
+	l.Record(refusal(at(i+100), "10.9.9.8", "", "/", "one more reason"))
+	l.Close()
+	var lastOne, flood, rest *Event
+	events := stored(t, l)
+	counted := 0
+	for j, e := range events {
+		counted += max(e.Count, 1)
+		switch {
+		case e.Kind == "login":
+			lastOne = &events[j]
+		case e.Count > 0 && e.Reason == "":
+			rest = &events[j]
+		case e.Count > 1:
+			flood = &events[j]
+		}
+	}
+	if counted != i+1+maxOverflowGroups+1 {
+		t.Fatalf("the events stand for %d refusals; want %d", counted, i+1+maxOverflowGroups+1)
+	}
+	if lastOne == nil || lastOne.Count != 1 || lastOne.Username != "victim" || lastOne.Reason != "wrong password" || lastOne.Outcome != OutcomeFailure {
+		t.Fatalf("the victim's refusal: %+v; want a summary of 1 with its kind, user, outcome and reason", lastOne)
+	}
+	if flood == nil || flood.Count != 100 || flood.Reason != "invalid application key" || flood.RemoteIP != "" {
+		t.Fatalf("the flood past the groups: %+v; want 100 refusals with their shared reason and no one address", flood)
+	}
+	// The overflow holds the flood's, the victim's and 30 new reasons.
+	if rest == nil || rest.Count != 3 || rest.Kind != "request" || rest.RemoteIP != "" {
+		t.Fatalf("the rest: %+v; want the three refusals past every group, with the kind they share", rest)
+	}
+}
+
+// TestOutcomesAreSummarisedApart: a denied request and a failed sign-in
+// from the same network are never counted in one summary.
+func TestOutcomesAreSummarisedApart(t *testing.T) {
+	l, _ := floodLog(t, 1)
+	now := time.Now().UTC()
+	l.Record(refusal(now, "192.0.2.1", "", "/", "first"))
+	for range 3 {
+		l.Record(Event{Time: now, Kind: "request", RemoteIP: "192.0.2.1", Outcome: OutcomeDenied, Reason: "same"})
+		l.Record(Event{Time: now, Kind: "request", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure, Reason: "same"})
+	}
+	outcomes := map[string]int{}
+	for _, e := range stored(t, l) {
+		if e.Reason == "same" {
+			outcomes[e.Outcome] += e.Count
+		}
+	}
+	if outcomes[OutcomeDenied] != 3 || outcomes[OutcomeFailure] != 3 || len(outcomes) != 2 {
+		t.Fatalf("summaries by outcome: %v; want 3 denied and 3 failed, apart", outcomes)
+	}
+}
+
+// TestLargeRefusalsGetFewerEventsOfTheirOwn: the allowance is in bytes
+// too (ownEventBytes an event on average), so refusals shaped to be large
+// cannot make the store take more; characters HTML would escape are
+// stored as they are, and a summary's fields are cut short.
+func TestLargeRefusalsGetFewerEventsOfTheirOwn(t *testing.T) {
+	l, _ := floodLog(t, 100)
+	start := time.Now().UTC()
+	path := "/" + strings.Repeat("<", 1000)
+	for i := range 300 {
+		l.Record(refusal(start.Add(time.Duration(i)*time.Microsecond), fmt.Sprint("10.0.0.", i%250), "", path, "invalid application key"))
+	}
+	l.Close()
+	own, ownBytes, counted := 0, 0, 0
+	for _, e := range stored(t, l) {
+		counted += max(e.Count, 1)
+		if e.Count == 0 {
+			own++
+			ownBytes += len(encode(&e))
+			continue
+		}
+		if len(e.Path) > summaryField {
+			t.Fatalf("a summary's path of %d bytes; want at most %d", len(e.Path), summaryField)
+		}
+	}
+	if counted != 300 || own == 0 || ownBytes > 100*ownEventBytes || own > 100*ownEventBytes/len(path) {
+		t.Fatalf("%d events of their own (%d bytes of JSON) for 300 refusals of %d-byte paths, %d counted; want at most %d bytes",
+			own, ownBytes, len(path), counted, 100*ownEventBytes)
+	}
+	if raw := encode(&Event{Path: path}); len(raw) > len(path)+64 {
+		t.Fatalf("a %d-byte path of '<' is %d bytes of JSON", len(path), len(raw))
 	}
 }

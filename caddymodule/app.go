@@ -74,12 +74,14 @@ type App struct {
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// AuditAllowed also records allowed requests in the audit log.
 	AuditAllowed bool `json:"audit_allowed,omitempty"`
-	// AuditRefusalsPerMinute is how many refusals a minute are written to
-	// the audit log as events of their own, at most a tenth of them from
-	// one client network (an IPv4 address, an IPv6 /64); the minute's
-	// other refusals are counted in summary events (one per kind, client
-	// network, username, credential and reason), so that a flood of
-	// refusals cannot fill the store's disk. Default: 600; -1: every
+	// AuditRefusalsPerMinute is how many refusals (refused requests, TLS
+	// handshakes, portal sign-ins, token requests) a minute are written to
+	// the audit log as events of their own, in at most 512 bytes of JSON
+	// each on average and at most a tenth of them from one client network
+	// (an IPv4 address, an IPv6 /64); the minute's other refusals are
+	// counted in summary events (one per kind, outcome, client network,
+	// username, credential and reason, then coarser ones), so that a flood
+	// of refusals cannot fill the store's disk. Default: 600; -1: every
 	// refusal on its own.
 	AuditRefusalsPerMinute int `json:"audit_refusals_per_minute,omitempty"`
 	// LockoutThreshold is the number of consecutive second-factor failures
