@@ -72,6 +72,10 @@ type Event struct {
 	Count int `json:"count,omitempty"`
 	// First is, on a summary, the time of the first refusal it counts.
 	First time.Time `json:"first,omitzero"`
+	// Individual keeps a failure out of the summaries of refusals
+	// (flood.go) though a client repeats it: a second factor refused after
+	// the right password, which the lockout bounds. It is not stored.
+	Individual bool `json:"-"`
 }
 
 // actorKey is the context key of WithActor.
@@ -119,13 +123,16 @@ type Log struct {
 	// by New and Reconfigure.
 	retention         atomic.Int64
 	refusalsPerMinute atomic.Int64
-	logger            atomic.Pointer[zap.Logger]
-	events            chan Event
-	flushReq          chan chan flushed
-	done              chan struct{}
-	closeOnce         sync.Once
-	wg                sync.WaitGroup
-	dropped           atomic.Uint64
+	// summaryRounds counts the times the writer began writing the
+	// summaries it had shown as open (see Query).
+	summaryRounds atomic.Uint64
+	logger        atomic.Pointer[zap.Logger]
+	events        chan Event
+	flushReq      chan chan flushed
+	done          chan struct{}
+	closeOnce     sync.Once
+	wg            sync.WaitGroup
+	dropped       atomic.Uint64
 	// late counts the events recorded after Close, for its error line.
 	late logthin.Thinner
 	// The writer goroutine's own state: storeDownUntil skips store writes
@@ -325,10 +332,12 @@ func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 func (l *Log) Flush() (pending int) { return l.flush().pending }
 
 // flushed is the writer's answer to a Flush: what the store has not
-// taken, and copies of the summaries still open.
+// taken, copies of the summaries still open, and how many times the
+// writer had begun writing summaries (Log.summaryRounds).
 type flushed struct {
 	pending int
 	open    []Event
+	round   uint64
 }
 
 func (l *Log) flush() flushed {
@@ -337,7 +346,8 @@ func (l *Log) flush() flushed {
 	case l.flushReq <- ack:
 		return <-ack
 	case <-l.done:
-		return flushed{}
+		l.wg.Wait() // Close under way: what it writes, the summaries too, is in the store once the writer ends
+		return flushed{pending: len(l.backlog)}
 	}
 }
 
@@ -378,7 +388,11 @@ func (l *Log) run(interval time.Duration) {
 	// them when t is zero; else those of a window that ended before t).
 	summarise := func(t time.Time) {
 		if t.IsZero() || flood.due(t) {
-			for _, e := range flood.closeWindow(t) {
+			summaries := flood.closeWindow(t)
+			if len(summaries) > 0 {
+				l.summaryRounds.Add(1) // before the store has any of them: see Query
+			}
+			for _, e := range summaries {
 				add(e)
 			}
 		}
@@ -438,7 +452,7 @@ func (l *Log) run(interval time.Duration) {
 			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
 			drain()
 			force = false
-			ack <- flushed{pending: len(l.backlog), open: flood.open()}
+			ack <- flushed{pending: len(l.backlog), open: flood.open(), round: l.summaryRounds.Load()}
 		case <-l.done:
 			stop()
 			return
@@ -642,17 +656,39 @@ type Filter struct {
 
 // Query returns matching events, newest first, after writing queued ones;
 // the summaries of the minute still open are among them, with their
-// counts so far, but not yet in the store.
+// counts so far, but not yet in the store. Should the writer begin
+// writing those while the store is read (the minute ended), the store
+// might hold them as well: the query is made again.
 func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
-	flushed := l.flush()
-	if n := flushed.pending; n > 0 {
-		return nil, fmt.Errorf("%d audit events are not in the store yet (it refused them; they are in Caddy's log): %w",
-			n, storage.ErrUnavailable)
-	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 10000)
+	for attempt := 1; ; attempt++ {
+		flushed := l.flush()
+		if n := flushed.pending; n > 0 {
+			return nil, fmt.Errorf("%d audit events are not in the store yet (it refused them; they are in Caddy's log): %w",
+				n, storage.ErrUnavailable)
+		}
+		out, err := l.scan(ctx, f)
+		if err != nil {
+			return out, err
+		}
+		if len(flushed.open) > 0 && l.summaryRounds.Load() != flushed.round && attempt < 3 {
+			continue
+		}
+		for i := range flushed.open {
+			if ev := &flushed.open[i]; f.matches(ev) && !ev.Time.Before(f.Since) {
+				out = append(out, *ev)
+			}
+		}
+		slices.SortStableFunc(out, func(a, b Event) int { return b.Time.Compare(a.Time) })
+		return out[:min(len(out), f.Limit)], nil
+	}
+}
+
+// scan returns the stored events that match f, newest first.
+func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 	out := []Event{}
 	err := l.store.Scan(ctx, keyPrefix, func(e storage.Entry) error {
 		var ev Event
@@ -670,16 +706,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return out, err
-	}
-	for i := range flushed.open {
-		if ev := &flushed.open[i]; f.matches(ev) && !ev.Time.Before(f.Since) {
-			out = append(out, *ev)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b Event) int { return b.Time.Compare(a.Time) })
-	return out[:min(len(out), f.Limit)], nil
+	return out, err
 }
 
 // matches reports whether ev has the filter's username and kind.

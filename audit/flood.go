@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
@@ -15,22 +16,31 @@ import (
 // and every request is refused.
 //
 // So each minute the writer stores at most the allowance
-// (Settings.RefusalsPerMinute) of refusals as events of their own, and
-// at most a tenth of it from any one client network (an IPv4 address,
-// an IPv6 /64: clientnet.Of), in at most ownEventBytes of JSON each on
-// average. It counts the minute's other refusals in summary events
-// (Event.Count, Event.First): one per kind, outcome, client network,
-// username, credential and reason, at most maxFloodGroups of them; then
-// one per kind, outcome, credential and reason, at most
-// maxOverflowGroups; then one for all the rest. A summary keeps the
-// fields its refusals share (an empty one differed), each cut to
-// summaryField bytes. Summaries are written when the minute ends, or when
-// the writer closes; Query shows the open ones without writing them.
+// (Settings.RefusalsPerMinute) of refusals as events of their own, in at
+// most ownEventBytes of JSON each on average, and at most a tenth of
+// both from any one client network (an IPv4 address, an IPv6 /64:
+// clientnet.Of). It counts the minute's other refusals in summary events
+// (Event.Count, Event.First), in the first tier that has room:
 //
-// Refusals are what a client can cause at will, without any credential:
-// refused requests, TLS handshakes, portal sign-ins and token requests.
-// Nothing else is summarised: second-factor failures and lockouts, admin
-// and console changes, credential lifecycle events.
+//  1. one per kind, outcome, client network, username, credential and
+//     reason: at most maxFullGroups, and maxFullGroupsPerSource of one
+//     network, so that one network cannot fill them;
+//  2. one per kind, outcome and client network: at most maxNetworkGroups
+//     (one network makes at most eight);
+//  3. one per kind, outcome and credential kind (the credential up to its
+//     ':'): at most maxCredentialGroups;
+//  4. one per kind and outcome: never more than eight (isRefusal).
+//
+// A summary keeps the fields its refusals share (an empty one differed),
+// each cut to summaryField bytes. Summaries are written when the minute
+// ends, or when the writer closes; Query shows the open ones without
+// writing them.
+//
+// Refusals are what a client can cause at will: refused requests (the
+// ESA API's refusals of API credentials among them), TLS handshakes,
+// portal sign-ins and token requests. Nothing else is summarised:
+// second-factor failures (Event.Individual marks the portal's) and
+// lockouts, admin and console changes, credential lifecycle events.
 
 const (
 	// floodWindow is how long an allowance lasts.
@@ -39,25 +49,26 @@ const (
 	DefaultRefusalsPerMinute = 600
 	// ownEventBytes is the JSON an event of its own may take on average:
 	// the allowance's bytes are the allowance times it, so that refusals
-	// shaped to be large (a long path of characters JSON escapes) get
-	// fewer events of their own, not more bytes.
+	// shaped to be large get fewer events of their own, not more bytes.
 	ownEventBytes = 512
-	// maxFloodGroups and maxOverflowGroups bound the summaries of one
-	// window, and so what a flood from many networks can take.
-	maxFloodGroups    = 256
-	maxOverflowGroups = 32
+	// The limits of the summary tiers, which bound what a flood from
+	// many networks can take a minute.
+	maxFullGroups          = 128
+	maxFullGroupsPerSource = 16
+	maxNetworkGroups       = 128
+	maxCredentialGroups    = 64
 	// summaryField bounds each text field of a summary.
 	summaryField = 128
-	// maxFloodSources bounds the client networks whose events of their
-	// own are counted in one window: one not counted when it is full gets
-	// none (its refusals are summarised).
+	// maxFloodSources bounds the client networks counted in one window:
+	// one not counted when it is full gets no event of its own and no
+	// summary of the first tier.
 	maxFloodSources = 4096
 )
 
 // isRefusal reports whether a client can cause e at will, and it may be
 // summarised.
 func (e *Event) isRefusal() bool {
-	if (e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure) || e.Actor != "" {
+	if (e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure) || e.Actor != "" || e.Individual {
 		return false
 	}
 	switch e.Kind {
@@ -67,9 +78,14 @@ func (e *Event) isRefusal() bool {
 	return false
 }
 
-// floodKey is what a summary's refusals have in common: all of it for
-// the first groups, less (network and username empty) for the overflow.
+// floodKey is what a summary's refusals have in common: all of it in the
+// first tier, less in the others.
 type floodKey struct{ kind, outcome, network, username, credential, reason string }
+
+// floodSource is what one client network had in the current window: its
+// events of their own, their bytes, and the summaries of the first tier
+// it started.
+type floodSource struct{ events, bytes, groups int }
 
 // floodGate is the writer goroutine's count of the current window's
 // refusals; it is not safe for concurrent use.
@@ -79,14 +95,11 @@ type floodGate struct {
 	allowance int
 	// end is when the current window ends; zero before its first refusal.
 	end time.Time
-	// written counts the window's events of their own, and their bytes,
-	// in all and by client network.
+	// written counts the window's events of their own, and their bytes.
 	written, writtenBytes int
-	bySource              map[string]int
-	// groups and overflow are the summaries being counted; others takes
-	// the refusals that found both full.
-	groups, overflow map[floodKey]*Event
-	others           *Event
+	sources               map[string]*floodSource
+	// tiers are the summaries being counted, by tier.
+	tiers [4]map[floodKey]*Event
 }
 
 // due reports whether the window ended before t: its summaries are to be
@@ -103,52 +116,73 @@ func (g *floodGate) admit(e *Event) bool {
 		g.end = e.Time.Add(floodWindow)
 	}
 	network := clientnet.Of(e.RemoteIP)
-	n, known := g.bySource[network]
-	if g.written < g.allowance && n < max(g.allowance/10, 1) && (known || len(g.bySource) < maxFloodSources) {
-		if size := len(encode(e)); g.writtenBytes+size <= g.allowance*ownEventBytes {
-			if g.bySource == nil {
-				g.bySource = make(map[string]int)
-			}
-			g.bySource[network] = n + 1
+	src := g.source(network)
+	if src != nil && g.written < g.allowance && src.events < max(g.allowance/10, 1) {
+		size := len(encode(e))
+		if budget := g.allowance * ownEventBytes; g.writtenBytes+size <= budget && src.bytes+size <= budget/10 {
+			src.events++
+			src.bytes += size
 			g.written++
 			g.writtenBytes += size
 			return true
 		}
 	}
-	g.count(e, network)
+	g.count(e, network, src)
 	return false
 }
 
-// count adds e, from network, to its summary: the first that has room.
-func (g *floodGate) count(e *Event, network string) {
-	full := floodKey{e.Kind, e.Outcome, network, e.Username, e.Credential, e.Reason}
-	if s := g.groups[full]; s != nil || addGroup(&g.groups, full, maxFloodGroups, e, network) {
-		add(s, e, network)
-		return
+// source returns the window's count of network, nil when there are too
+// many networks to count another.
+func (g *floodGate) source(network string) *floodSource {
+	if src := g.sources[network]; src != nil {
+		return src
 	}
-	coarse := floodKey{kind: e.Kind, outcome: e.Outcome, credential: e.Credential, reason: e.Reason}
-	if s := g.overflow[coarse]; s != nil || addGroup(&g.overflow, coarse, maxOverflowGroups, e, network) {
-		add(s, e, network)
-		return
+	if len(g.sources) >= maxFloodSources {
+		return nil
 	}
-	if g.others == nil {
-		g.others = summaryOf(e, network)
-		return
+	if g.sources == nil {
+		g.sources = make(map[string]*floodSource)
 	}
-	add(g.others, e, network)
+	src := &floodSource{}
+	g.sources[network] = src
+	return src
 }
 
-// addGroup starts the summary of key in groups with e, if they have room
-// for one more than limit.
-func addGroup(groups *map[floodKey]*Event, key floodKey, limit int, e *Event, network string) bool {
-	if len(*groups) >= limit {
-		return false
+// count adds e, from network (src, when counted), to its summary in the
+// first tier that has room.
+func (g *floodGate) count(e *Event, network string, src *floodSource) {
+	credentialKind, _, _ := strings.Cut(e.Credential, ":")
+	keys := [len(g.tiers)]floodKey{
+		{e.Kind, e.Outcome, network, e.Username, e.Credential, e.Reason},
+		{kind: e.Kind, outcome: e.Outcome, network: network},
+		{kind: e.Kind, outcome: e.Outcome, credential: credentialKind},
+		{kind: e.Kind, outcome: e.Outcome},
 	}
-	if *groups == nil {
-		*groups = make(map[floodKey]*Event)
+	for tier, key := range keys {
+		if s := g.tiers[tier][key]; s != nil {
+			add(s, e, network)
+			return
+		}
+		room := true
+		switch tier {
+		case 0:
+			room = len(g.tiers[0]) < maxFullGroups && src != nil && src.groups < maxFullGroupsPerSource
+			if room {
+				src.groups++
+			}
+		case 1:
+			room = len(g.tiers[1]) < maxNetworkGroups
+		case 2:
+			room = len(g.tiers[2]) < maxCredentialGroups
+		}
+		if room {
+			if g.tiers[tier] == nil {
+				g.tiers[tier] = make(map[floodKey]*Event)
+			}
+			g.tiers[tier][key] = summaryOf(e, network)
+			return
+		}
 	}
-	(*groups)[key] = summaryOf(e, network)
-	return true
 }
 
 // summaryOf starts a summary with the refusal e, from network.
@@ -159,12 +193,9 @@ func summaryOf(e *Event, network string) *Event {
 	return &s
 }
 
-// add counts e, from network, in the summary s (nothing when s is nil:
-// addGroup just started it with e), blanking the fields they do not share.
+// add counts e, from network, in the summary s, blanking the fields they
+// do not share.
 func add(s, e *Event, network string) {
-	if s == nil {
-		return
-	}
 	s.Count++
 	s.Time = later(s.Time, e.Time)
 	s.First = earlier(s.First, e.Time)
@@ -185,13 +216,10 @@ func add(s, e *Event, network string) {
 // open returns copies of the summaries counted so far, for Query.
 func (g *floodGate) open() []Event {
 	var out []Event
-	for _, groups := range [...]map[floodKey]*Event{g.groups, g.overflow} {
-		for _, s := range groups {
+	for _, tier := range g.tiers {
+		for _, s := range tier {
 			out = append(out, *s)
 		}
-	}
-	if g.others != nil {
-		out = append(out, *g.others)
 	}
 	return out
 }
@@ -202,9 +230,12 @@ func (g *floodGate) open() []Event {
 // was written).
 func (g *floodGate) closeWindow(now time.Time) []Event {
 	out := g.open()
-	g.groups, g.overflow, g.others = nil, nil, nil
+	g.tiers = [len(g.tiers)]map[floodKey]*Event{}
+	for _, src := range g.sources {
+		src.groups = 0
+	}
 	if g.due(now) {
-		g.end, g.written, g.writtenBytes, g.bySource = time.Time{}, 0, 0, nil
+		g.end, g.written, g.writtenBytes, g.sources = time.Time{}, 0, 0, nil
 	}
 	return out
 }

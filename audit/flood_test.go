@@ -141,16 +141,18 @@ func TestTheAllowanceIsSharedAndLastsAMinute(t *testing.T) {
 	}
 }
 
-// TestSummariesAreBounded: a flood from more networks than there are
-// summaries a minute ends in one summary for all the rest.
+// TestSummariesAreBounded: a flood from more networks than the first
+// tiers have summaries for ends in one summary per kind, outcome and
+// credential kind.
 func TestSummariesAreBounded(t *testing.T) {
 	l, _ := floodLog(t, 10)
 	start := time.Now().UTC()
-	const n = 10 + maxFloodGroups + 500
-	for i := range n {
+	const networks = 2000
+	for i := range networks {
 		ip := fmt.Sprintf("10.%d.%d.1", i/256, i%256)
 		l.Record(refusal(start.Add(time.Duration(i)*time.Microsecond), ip, "", "/", "invalid application key"))
 	}
+	l.Close()
 	events := stored(t, l)
 	counted := 0
 	var rest *Event
@@ -160,11 +162,12 @@ func TestSummariesAreBounded(t *testing.T) {
 			rest = &events[i]
 		}
 	}
-	if len(events) != 10+maxFloodGroups+1 || counted != n {
-		t.Fatalf("%d events standing for %d refusals; want %d for %d", len(events), counted, 10+maxFloodGroups+1, n)
+	if want := 10 + maxFullGroups + maxNetworkGroups + 1; len(events) != want || counted != networks {
+		t.Fatalf("%d events standing for %d refusals; want %d for %d", len(events), counted, want, networks)
 	}
-	if rest == nil || rest.Count != 500 || rest.RemoteIP != "" || rest.Reason != "invalid application key" {
-		t.Fatalf("the summary of the rest: %+v; want 500 refusals, no one address, the shared reason", rest)
+	if rest == nil || rest.Count != networks-10-maxFullGroups-maxNetworkGroups || rest.RemoteIP != "" ||
+		rest.Credential != "app_key" || rest.Reason != "invalid application key" {
+		t.Fatalf("the summary of the rest: %+v; want the rest's count, no one address, the credential and reason they share", rest)
 	}
 }
 
@@ -207,53 +210,128 @@ func TestSummariesAreWrittenWhenTheMinuteEnds(t *testing.T) {
 	}
 }
 
-// TestSummariesPastTheGroupsKeepKindOutcomeAndReason: once a flood from
-// many networks has filled the summaries a minute has, the refusals of
-// others are still counted by kind, outcome, credential and reason (so a
-// victim's refusal is not hidden in a summary that says nothing); only
-// when those are full too does one summary take the rest.
-func TestSummariesPastTheGroupsKeepKindOutcomeAndReason(t *testing.T) {
+// TestOneNetworkCannotHideOthers: a flooding network gets a tenth of
+// the allowance's events and bytes, and starts at most
+// maxFullGroupsPerSource summaries of the first tier (the rest of its
+// refusals keep its address); another client's refusals keep events of
+// their own.
+func TestOneNetworkCannotHideOthers(t *testing.T) {
+	l, _ := floodLog(t, 100)
+	start := time.Now().UTC()
+	fat := "/" + strings.Repeat("\x01", 1000) // six bytes of JSON each
+	for i := range 500 {
+		l.Record(refusal(start.Add(time.Duration(i)*time.Microsecond), "192.0.2.1", fmt.Sprint("u", i), fat, "invalid application key"))
+	}
+	for i := range 3 {
+		l.Record(Event{Time: start.Add(time.Millisecond + time.Duration(i)), Kind: "login", Username: "bob", Credential: "portal",
+			RemoteIP: "203.0.113.9", Outcome: OutcomeFailure, Reason: "wrong password"})
+	}
+	l.Close()
+	var own, victim, firstTier, byNetwork int
+	for _, e := range stored(t, l) {
+		switch {
+		case e.Username == "bob" && e.Count == 0:
+			victim++
+		case e.Count == 0:
+			own++
+		case e.Username != "":
+			firstTier++
+		case e.RemoteIP == "192.0.2.1":
+			byNetwork += e.Count
+		}
+	}
+	if victim != 3 {
+		t.Fatalf("%d of bob's 3 refusals from another network are events of their own", victim)
+	}
+	if own > 10 || own*(len(fat)*6) > 100*ownEventBytes/10+len(fat)*6 {
+		t.Fatalf("the flooding network got %d events of their own", own)
+	}
+	if firstTier != maxFullGroupsPerSource || byNetwork != 500-own-maxFullGroupsPerSource {
+		t.Fatalf("the flood: %d first-tier summaries, %d refusals in its network's summary; want %d and the rest",
+			firstTier, byNetwork, maxFullGroupsPerSource)
+	}
+}
+
+// TestSummariesPastTheTiersKeepKindAndOutcome: past the first tiers,
+// another client's refusal is counted by kind, outcome and credential
+// kind, and past those by kind and outcome, which never fill up.
+func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
 	l, _ := floodLog(t, 10)
 	start := time.Now().UTC()
 	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Microsecond) }
 	i := 0
-	for ; i < 10+maxFloodGroups+100; i++ {
+	for ; i < 10+maxFullGroups+maxNetworkGroups; i++ {
 		l.Record(refusal(at(i), fmt.Sprintf("10.0.%d.%d", i/256, i%256), "", "/", "invalid application key"))
 	}
-	victim := Event{Time: at(i), Kind: "login", Username: "victim", RemoteIP: "198.51.100.7", Outcome: OutcomeFailure, Reason: "wrong password"}
-	l.Record(victim)
-	for r := range maxOverflowGroups { // new reasons fill the overflow
-		l.Record(refusal(at(i+1+r), "10.9.9.9", "", "/", fmt.Sprint("reason ", r)))
+	for c := range maxCredentialGroups { // made-up credential kinds fill the third tier
+		ev := refusal(at(i+c), "10.9.9.9", "", "/", "invalid application key")
+		ev.Credential = fmt.Sprint("kind", c, ":x")
+		l.Record(ev)
 	}
-	l.Record(refusal(at(i+100), "10.9.9.8", "", "/", "one more reason"))
+	victim := Event{Time: at(i + 100), Kind: "login", Username: "bob", Credential: "portal", RemoteIP: "198.51.100.7",
+		Outcome: OutcomeFailure, Reason: "wrong password"}
+	l.Record(victim)
 	l.Close()
-	var lastOne, flood, rest *Event
+	var got *Event
 	events := stored(t, l)
 	counted := 0
 	for j, e := range events {
 		counted += max(e.Count, 1)
-		switch {
-		case e.Kind == "login":
-			lastOne = &events[j]
-		case e.Count > 0 && e.Reason == "":
-			rest = &events[j]
-		case e.Count > 1:
-			flood = &events[j]
+		if e.Kind == "login" {
+			got = &events[j]
 		}
 	}
-	if counted != i+1+maxOverflowGroups+1 {
-		t.Fatalf("the events stand for %d refusals; want %d", counted, i+1+maxOverflowGroups+1)
+	if counted != i+maxCredentialGroups+1 {
+		t.Fatalf("the events stand for %d refusals; want %d", counted, i+maxCredentialGroups+1)
 	}
-	if lastOne == nil || lastOne.Count != 1 || lastOne.Username != "victim" || lastOne.Reason != "wrong password" || lastOne.Outcome != OutcomeFailure {
-		t.Fatalf("the victim's refusal: %+v; want a summary of 1 with its kind, user, outcome and reason", lastOne)
+	if got == nil || got.Count != 1 || got.Outcome != OutcomeFailure || got.Username != "bob" || got.Reason != "wrong password" {
+		t.Fatalf("the victim's refusal: %+v; want a summary of 1 with its kind, outcome, user and reason", got)
 	}
-	if flood == nil || flood.Count != 100 || flood.Reason != "invalid application key" || flood.RemoteIP != "" {
-		t.Fatalf("the flood past the groups: %+v; want 100 refusals with their shared reason and no one address", flood)
+}
+
+// TestWrongSecondFactorsAreNeverSummarised: the portal's refusals of a
+// code (Event.Individual) stay events of their own past the allowance.
+func TestWrongSecondFactorsAreNeverSummarised(t *testing.T) {
+	l, _ := floodLog(t, 1)
+	now := time.Now().UTC()
+	for range 20 {
+		l.Record(Event{Time: now, Kind: "login", Username: "alice", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
+			Reason: "wrong or expired code", Individual: true})
 	}
-	// The overflow holds the flood's, the victim's and 30 new reasons.
-	if rest == nil || rest.Count != 3 || rest.Kind != "request" || rest.RemoteIP != "" {
-		t.Fatalf("the rest: %+v; want the three refusals past every group, with the kind they share", rest)
+	for _, e := range stored(t, l) {
+		if e.Count != 0 {
+			t.Fatalf("a wrong code was summarised: %+v", e)
+		}
 	}
+	if n := len(stored(t, l)); n != 20 {
+		t.Fatalf("%d of 20 wrong codes stored", n)
+	}
+}
+
+// TestQueryDuringCloseWaitsForTheWriter: a Query made while the writer
+// closes answers once the writer has written what it holds, the
+// summaries too: every refusal recorded before is accounted for.
+func TestQueryDuringCloseWaitsForTheWriter(t *testing.T) {
+	for round := range 5 {
+		l, _ := floodLog(t, 10)
+		now := time.Now().UTC()
+		for i := range 3000 {
+			l.Record(refusal(now.Add(time.Duration(i)), "192.0.2.1", "", "/", "invalid application key"))
+		}
+		go l.Close()
+		if n := sum(stored(t, l)); n != 3000 {
+			t.Fatalf("round %d: a Query during Close accounts for %d of 3000 refusals", round, n)
+		}
+	}
+}
+
+// sum is the number of refusals events stand for.
+func sum(events []Event) int {
+	n := 0
+	for _, e := range events {
+		n += max(e.Count, 1)
+	}
+	return n
 }
 
 // TestOutcomesAreSummarisedApart: a denied request and a failed sign-in

@@ -16,6 +16,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -395,5 +396,20 @@ func TestWireFidelity(t *testing.T) {
 	out = v.call("POST", "/auth/v1/start2fa", `{"username":"OTHER\\bob"}`)
 	if out["error"] != ErrorUserNotFound || out["error_message"] != `user OTHER\bob not found` {
 		t.Errorf("a foreign domain's user: %v", out)
+	}
+}
+
+// TestRefusedAPICredentialsAreRequestRefusals: the ESA API's refusal of
+// unknown API credentials, which anyone can cause, is audited as a
+// refused request (kind "request"), so that a flood of them is
+// summarised past audit_refusals_per_minute like the data plane's.
+func TestRefusedAPICredentialsAreRequestRefusals(t *testing.T) {
+	v := newEnv(t)
+	if w := v.do("POST", "/auth/v1/start2fa", `{"username":"x"}`, basicAuth("esa-nobody", "guess")); w.Code != 403 {
+		t.Fatalf("unknown API credentials: %d", w.Code)
+	}
+	events, err := v.e.Audit.Query(context.Background(), audit.Filter{Kind: "request"})
+	if err != nil || len(events) != 1 || events[0].Credential != "esa_api" || events[0].Outcome != audit.OutcomeFailure {
+		t.Fatalf("request events %+v, %v; want the refusal of the API credentials", events, err)
 	}
 }

@@ -171,7 +171,7 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 		return
 	}
 	if !res.OK {
-		p.record(r, u.Username, audit.OutcomeFailure, res.Reason)
+		p.recordWrongCode(r, u.Username, res.Reason)
 		if res.Locked {
 			if err := p.engine.Store.Delete(ctx, pendingKey(token)); err != nil {
 				p.fail(w, err)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse-auth/gatehouse/audit"
 )
 
@@ -85,5 +87,46 @@ func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
 	// guess not checked because the server was busy.
 	if want := int64(h.e.Config.LockoutThreshold - 1 + n - passed - busy); st.ConsecutiveFailures != want || !st.Locked {
 		t.Fatalf("status %+v, want locked with %d failures", st, want)
+	}
+}
+
+// TestWrongCodesAreAuditedOneByOne: a code refused after the right
+// password is never counted in a summary of refusals, even once the
+// client's network is past audit_refusals_per_minute; the password step's
+// refusals are.
+func TestWrongCodesAreAuditedOneByOne(t *testing.T) {
+	h := newHarness(t)
+	h.e.Audit.Reconfigure(zap.NewNop(), audit.Settings{RefusalsPerMinute: 1})
+	u := h.user("carol", "")
+	if _, err := h.svc.EnrolApp(context.Background(), u, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	b.get("/gatehouse/login")
+	for range 2 {
+		b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"carol"}, "password": {"wrong password"}, "return": {"/"}})
+	}
+	b.post("/gatehouse/login", url.Values{"step": {"password"}, "username": {"carol"}, "password": {password}, "return": {"/"}})
+	for range 2 { // 4 failures in all: one short of the lockout
+		if _, body := b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"000000"}}); !strings.Contains(body, "not right") {
+			t.Fatalf("a wrong code: %s", body)
+		}
+	}
+	events, err := h.e.Audit.Query(context.Background(), audit.Filter{Username: "carol", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, passwords, summarised := 0, 0, 0
+	for _, ev := range events {
+		switch {
+		case ev.Reason == "wrong password":
+			passwords += max(ev.Count, 1)
+			summarised += ev.Count
+		case ev.Outcome == audit.OutcomeFailure && ev.Count == 0:
+			codes++
+		}
+	}
+	if codes != 2 || passwords != 2 || summarised == 0 {
+		t.Fatalf("events %+v; want the 2 wrong codes on their own and the wrong passwords past the allowance summarised", events)
 	}
 }

@@ -81,3 +81,11 @@ func (p *Portal) Endpoints() []plugin.Endpoint {
 func (p *Portal) record(r *http.Request, username, outcome, reason string) {
 	p.svc.Record(r, audit.Event{Kind: auditKind, Username: username, Credential: "portal", Outcome: outcome, Reason: reason})
 }
+
+// recordWrongCode records a second factor refused after the right
+// password: never summarised with a flood of refusals (the lockout
+// bounds how many there are).
+func (p *Portal) recordWrongCode(r *http.Request, username, reason string) {
+	p.svc.Record(r, audit.Event{Kind: auditKind, Username: username, Credential: "portal", Outcome: audit.OutcomeFailure,
+		Reason: reason, Individual: true})
+}
