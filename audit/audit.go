@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,11 +73,27 @@ type Event struct {
 	Count int `json:"count,omitempty"`
 	// First is, on a summary, the time of the first refusal it counts.
 	First time.Time `json:"first,omitzero"`
-	// Individual keeps a failure out of the summaries of refusals
-	// (flood.go) though a client repeats it: a second factor refused after
-	// the right password, which the lockout bounds. It is not stored.
-	Individual bool `json:"-"`
+	// Summarise says whether the event may be counted in the summary of a
+	// flood of refusals (flood.go); it is not stored.
+	Summarise SummaryRule `json:"-"`
 }
+
+// SummaryRule says whether an event may be counted in the summary of a
+// flood of refusals (flood.go).
+type SummaryRule uint8
+
+const (
+	// SummariseByKind, the zero value, summarises the refusals of the
+	// kinds a client repeats at will: request, tls, login and token.
+	SummariseByKind SummaryRule = iota
+	// SummariseNever keeps a failure the lockout bounds on its own (a
+	// second factor refused after the right password).
+	SummariseNever
+	// SummariseAlways summarises a failure of another kind that a caller
+	// repeats at will, as nothing bounds it (a code of a locked, blocked
+	// or unenrolled user, which is not checked).
+	SummariseAlways
+)
 
 // actorKey is the context key of WithActor.
 type actorKey struct{}
@@ -126,13 +143,16 @@ type Log struct {
 	// summaryRounds counts the times the writer began writing the
 	// summaries it had shown as open (see Query).
 	summaryRounds atomic.Uint64
-	logger        atomic.Pointer[zap.Logger]
-	events        chan Event
-	flushReq      chan chan flushed
-	done          chan struct{}
-	closeOnce     sync.Once
-	wg            sync.WaitGroup
-	dropped       atomic.Uint64
+	// recording counts the Records under way, which may still queue an
+	// event once Close has begun.
+	recording atomic.Int64
+	logger    atomic.Pointer[zap.Logger]
+	events    chan Event
+	flushReq  chan chan flushed
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	dropped   atomic.Uint64
 	// late counts the events recorded after Close, for its error line.
 	late logthin.Thinner
 	// The writer goroutine's own state: storeDownUntil skips store writes
@@ -286,6 +306,8 @@ func (l *Log) log() *zap.Logger { return l.logger.Load() }
 // counted as dropped when the queue is full); every other event waits for
 // room, so refusals and changes are never lost.
 func (l *Log) Record(e Event) {
+	l.recording.Add(1) // before the check of done: Close waits for it (see run's stop)
+	defer l.recording.Add(-1)
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
@@ -417,7 +439,12 @@ func (l *Log) run(interval time.Duration) {
 	}
 	stop := func() {
 		l.storeDownUntil, l.closeBy = time.Time{}, time.Now().Add(l.closeTimeout) // a last try, bounded
-		drain()
+		// A Record that saw done open may still queue its event: wait for
+		// those under way (each ends at once now that done is closed).
+		for drain(); l.recording.Load() > 0; {
+			runtime.Gosched()
+		}
+		drain() // what those queued before they ended
 		summarise(time.Time{})
 		flush()
 		// Without a spill file, what the store does not hold is only in
@@ -664,7 +691,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 10000)
-	for attempt := 1; ; attempt++ {
+	for {
 		flushed := l.flush()
 		if n := flushed.pending; n > 0 {
 			return nil, fmt.Errorf("%d audit events are not in the store yet (it refused them; they are in Caddy's log): %w",
@@ -674,8 +701,11 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 		if err != nil {
 			return out, err
 		}
-		if len(flushed.open) > 0 && l.summaryRounds.Load() != flushed.round && attempt < 3 {
-			continue
+		if len(flushed.open) > 0 && l.summaryRounds.Load() != flushed.round {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue // the writer began writing them meanwhile (at most once a minute)
 		}
 		for i := range flushed.open {
 			if ev := &flushed.open[i]; f.matches(ev) && !ev.Time.Before(f.Since) {

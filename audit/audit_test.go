@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -507,5 +508,42 @@ func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {
 	}
 	if logs.FilterMessage("audit").Len() != 1 {
 		t.Fatal("the late event is not in the log")
+	}
+}
+
+// acceptingStore takes every batch and holds nothing.
+type acceptingStore struct{ storage.Store }
+
+func (acceptingStore) Batch(context.Context, []storage.Op) error { return nil }
+
+// TestRecordRacingCloseIsNeverLost: an event recorded while Close runs is
+// written (logged here) or, once the writer is gone, logged as late; never
+// lost without a trace. Each round races three recorders with Close.
+func TestRecordRacingCloseIsNeverLost(t *testing.T) {
+	for round := range 1000 {
+		core, logs := observer.New(zap.InfoLevel)
+		l := New(acceptingStore{}, zap.New(core), Options{Settings: everyRefusal})
+		var recorded atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 3 {
+			wg.Go(func() {
+				<-start
+				for range 20 {
+					l.Record(Event{Kind: "admin", Outcome: OutcomeFailure})
+					recorded.Add(1)
+					runtime.Gosched()
+				}
+			})
+		}
+		close(start)
+		for range round % 7 {
+			runtime.Gosched()
+		}
+		l.Close()
+		wg.Wait()
+		if got := int64(logs.FilterMessage("audit").Len()); got != recorded.Load() {
+			t.Fatalf("round %d: %d events recorded, %d written or logged as late", round, recorded.Load(), got)
+		}
 	}
 }

@@ -26,10 +26,10 @@ import (
 //     reason: at most maxFullGroups, and maxFullGroupsPerSource of one
 //     network, so that one network cannot fill them;
 //  2. one per kind, outcome and client network: at most maxNetworkGroups
-//     (one network makes at most eight);
+//     (one network makes at most ten);
 //  3. one per kind, outcome and credential kind (the credential up to its
 //     ':'): at most maxCredentialGroups;
-//  4. one per kind and outcome: never more than eight (isRefusal).
+//  4. one per kind and outcome: never more than ten (see below).
 //
 // A summary keeps the fields its refusals share (an empty one differed),
 // each cut to summaryField bytes. Summaries are written when the minute
@@ -38,9 +38,13 @@ import (
 //
 // Refusals are what a client can cause at will: refused requests (the
 // ESA API's refusals of API credentials among them), TLS handshakes,
-// portal sign-ins and token requests. Nothing else is summarised:
-// second-factor failures (Event.Individual marks the portal's) and
-// lockouts, admin and console changes, credential lifecycle events.
+// portal sign-ins and token requests, and the failures whose producer
+// says so (SummariseAlways: the ESA API's codes of locked, blocked or
+// unenrolled users, which nothing bounds). Nothing else is summarised:
+// second-factor failures the lockout bounds (SummariseNever marks the
+// portal's), admin and console changes, credential lifecycle events.
+// So refusals have at most ten kinds and outcomes: the four kinds above
+// and the ESA API's "2fa", each denied or failed.
 
 const (
 	// floodWindow is how long an allowance lasts.
@@ -68,8 +72,14 @@ const (
 // isRefusal reports whether a client can cause e at will, and it may be
 // summarised.
 func (e *Event) isRefusal() bool {
-	if (e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure) || e.Actor != "" || e.Individual {
+	if (e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure) || e.Actor != "" {
 		return false
+	}
+	switch e.Summarise {
+	case SummariseNever:
+		return false
+	case SummariseAlways:
+		return true
 	}
 	switch e.Kind {
 	case "request", "tls", "login", "token":
@@ -117,9 +127,10 @@ func (g *floodGate) admit(e *Event) bool {
 	}
 	network := clientnet.Of(e.RemoteIP)
 	src := g.source(network)
-	if src != nil && g.written < g.allowance && src.events < max(g.allowance/10, 1) {
+	perSource := max(g.allowance/10, 1)
+	if src != nil && g.written < g.allowance && src.events < perSource {
 		size := len(encode(e))
-		if budget := g.allowance * ownEventBytes; g.writtenBytes+size <= budget && src.bytes+size <= budget/10 {
+		if g.writtenBytes+size <= g.allowance*ownEventBytes && src.bytes+size <= perSource*ownEventBytes {
 			src.events++
 			src.bytes += size
 			g.written++

@@ -289,22 +289,32 @@ func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
 	}
 }
 
-// TestWrongSecondFactorsAreNeverSummarised: the portal's refusals of a
-// code (Event.Individual) stay events of their own past the allowance.
-func TestWrongSecondFactorsAreNeverSummarised(t *testing.T) {
+// TestProducersChooseWhatIsSummarised: the portal's refusals of a code
+// (SummariseNever) stay events of their own past the allowance, and the
+// failures a producer marks SummariseAlways (the ESA API's codes of a
+// locked user) are summarised though their kind is not.
+func TestProducersChooseWhatIsSummarised(t *testing.T) {
 	l, _ := floodLog(t, 1)
 	now := time.Now().UTC()
 	for range 20 {
 		l.Record(Event{Time: now, Kind: "login", Username: "alice", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
-			Reason: "wrong or expired code", Individual: true})
+			Reason: "wrong or expired code", Summarise: SummariseNever})
+		l.Record(Event{Time: now, Kind: "2fa", Username: "bob", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
+			Reason: "the user is locked", Summarise: SummariseAlways})
+		l.Record(Event{Time: now, Kind: "2fa", Username: "carol", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
+			Reason: "wrong or expired code"})
 	}
+	counts := map[string][2]int{} // by user: events of their own, refusals summarised
 	for _, e := range stored(t, l) {
-		if e.Count != 0 {
-			t.Fatalf("a wrong code was summarised: %+v", e)
+		c := counts[e.Username]
+		if e.Count == 0 {
+			c[0]++
 		}
+		c[1] += e.Count
+		counts[e.Username] = c
 	}
-	if n := len(stored(t, l)); n != 20 {
-		t.Fatalf("%d of 20 wrong codes stored", n)
+	if counts["alice"] != [2]int{20, 0} || counts["bob"] != [2]int{1, 19} || counts["carol"] != [2]int{20, 0} {
+		t.Fatalf("events of their own and summarised, by user: %v; want alice's and carol's 20 on their own, bob's first on its own and 19 summarised", counts)
 	}
 }
 

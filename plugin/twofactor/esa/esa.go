@@ -316,6 +316,14 @@ func (c *call) audit(username string, outcome, reason string) {
 	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: "esa_api:" + c.cred.Name, Outcome: outcome, Reason: reason})
 }
 
+// auditUnbounded records a failure that the caller may repeat without
+// end, as nothing counts it towards a lockout (no code was checked, or
+// no text sent): past audit_refusals_per_minute it is summarised.
+func (c *call) auditUnbounded(username, reason string) {
+	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: "esa_api:" + c.cred.Name, Outcome: audit.OutcomeFailure,
+		Reason: reason, Summarise: audit.SummariseAlways})
+}
+
 // typeNames is never nil, so an empty list is [] in JSON.
 func typeNames(types []twofactor.Type) []twofactor.Type {
 	if types == nil {
@@ -361,7 +369,7 @@ func (c *call) start2fa() {
 		return
 	}
 	if err := c.h.svc.SendCode(ctx, u); err != nil {
-		c.audit(u.Username, audit.OutcomeFailure, "sending the SMS code failed")
+		c.auditUnbounded(u.Username, "sending the SMS code failed")
 		c.fail(err, answer)
 		return
 	}
@@ -396,7 +404,12 @@ func (c *call) authenticate() {
 		answer(ok())
 		return
 	}
-	c.audit(u.Username, audit.OutcomeFailure, res.Reason)
+	switch res.Reason {
+	case twofactor.ReasonLocked, twofactor.ReasonBlocked, twofactor.ReasonNotEnabled: // no code was checked
+		c.auditUnbounded(u.Username, res.Reason)
+	default: // a code checked, which the lockout counts
+		c.audit(u.Username, audit.OutcomeFailure, res.Reason)
+	}
 	answer(reply{Error: ErrorNone, ErrorMessage: res.Reason})
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -411,5 +412,32 @@ func TestRefusedAPICredentialsAreRequestRefusals(t *testing.T) {
 	events, err := v.e.Audit.Query(context.Background(), audit.Filter{Kind: "request"})
 	if err != nil || len(events) != 1 || events[0].Credential != "esa_api" || events[0].Outcome != audit.OutcomeFailure {
 		t.Fatalf("request events %+v, %v; want the refusal of the API credentials", events, err)
+	}
+}
+
+// TestUncheckedCodesAreSummarisedPastTheAllowance: codes of a user whose
+// codes are not checked (here: no second factor enrolled), which no
+// lockout counts, are summarised past audit_refusals_per_minute; a
+// checked wrong code stays an event of its own.
+func TestUncheckedCodesAreSummarisedPastTheAllowance(t *testing.T) {
+	v := newEnv(t)
+	v.e.Audit.Reconfigure(zap.NewNop(), audit.Settings{RefusalsPerMinute: 1})
+	v.user("dave", "")
+	for range 10 {
+		v.call("POST", "/auth/v1/authenticate", `{"username":"dave","otp":"123456"}`)
+	}
+	events, err := v.e.Audit.Query(context.Background(), audit.Filter{Username: "dave"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, summarised := 0, 0
+	for _, ev := range events {
+		if ev.Count == 0 {
+			own++
+		}
+		summarised += ev.Count
+	}
+	if own != 1 || summarised != 9 {
+		t.Fatalf("events %+v; want the first on its own and 9 in a summary", events)
 	}
 }

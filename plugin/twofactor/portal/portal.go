@@ -87,5 +87,5 @@ func (p *Portal) record(r *http.Request, username, outcome, reason string) {
 // bounds how many there are).
 func (p *Portal) recordWrongCode(r *http.Request, username, reason string) {
 	p.svc.Record(r, audit.Event{Kind: auditKind, Username: username, Credential: "portal", Outcome: audit.OutcomeFailure,
-		Reason: reason, Individual: true})
+		Reason: reason, Summarise: audit.SummariseNever})
 }
