@@ -84,7 +84,8 @@ type SummaryRule uint8
 
 const (
 	// SummariseByKind, the zero value, summarises the refusals of the
-	// kinds a client repeats at will: request, tls, login and token.
+	// kinds a client repeats at will: request, tls, login, token and
+	// console.
 	SummariseByKind SummaryRule = iota
 	// SummariseNever keeps a failure the lockout bounds on its own (a
 	// second factor refused after the right password).

@@ -26,10 +26,10 @@ import (
 //     reason: at most maxFullGroups, and maxFullGroupsPerSource of one
 //     network, so that one network cannot fill them;
 //  2. one per kind, outcome and client network: at most maxNetworkGroups
-//     (one network makes at most ten);
+//     (one network makes at most twelve);
 //  3. one per kind, outcome and credential kind (the credential up to its
 //     ':'): at most maxCredentialGroups;
-//  4. one per kind and outcome: never more than ten (see below).
+//  4. one per kind and outcome: never more than twelve (see below).
 //
 // A summary keeps the fields its refusals share (an empty one differed),
 // each cut to summaryField bytes. Summaries are written when the minute
@@ -38,13 +38,15 @@ import (
 //
 // Refusals are what a client can cause at will: refused requests (the
 // ESA API's refusals of API credentials among them), TLS handshakes,
-// portal sign-ins and token requests, and the failures whose producer
-// says so (SummariseAlways: the ESA API's codes of locked, blocked or
-// unenrolled users, which nothing bounds). Nothing else is summarised:
-// second-factor failures the lockout bounds (SummariseNever marks the
-// portal's), admin and console changes, credential lifecycle events.
-// So refusals have at most ten kinds and outcomes: the four kinds above
-// and the ESA API's "2fa", each denied or failed.
+// portal sign-ins, token requests, and console pages and forms (a
+// signed-in user's, or a form another site makes a browser send); and the
+// failures whose producer says so (SummariseAlways: the ESA API's codes
+// of locked, blocked or unenrolled users, which nothing bounds). Nothing
+// else is summarised: second-factor failures the lockout bounds
+// (SummariseNever marks the portal's), admin and console changes,
+// credential lifecycle events. So refusals have at most twelve kinds and
+// outcomes: the five kinds above and the ESA API's "2fa", each denied or
+// failed.
 
 const (
 	// floodWindow is how long an allowance lasts.
@@ -82,7 +84,7 @@ func (e *Event) isRefusal() bool {
 		return true
 	}
 	switch e.Kind {
-	case "request", "tls", "login", "token":
+	case "request", "tls", "login", "token", "console":
 		return true
 	}
 	return false

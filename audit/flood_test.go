@@ -292,17 +292,20 @@ func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
 // TestProducersChooseWhatIsSummarised: the portal's refusals of a code
 // (SummariseNever) stay events of their own past the allowance, and the
 // failures a producer marks SummariseAlways (the ESA API's codes of a
-// locked user) are summarised though their kind is not.
+// locked user) are summarised though their kind is not; the console's
+// refusals are summarised by their kind, checked codes (kind 2fa) never.
 func TestProducersChooseWhatIsSummarised(t *testing.T) {
-	l, _ := floodLog(t, 1)
+	l, _ := floodLog(t, 20) // 2 a minute from one network
 	now := time.Now().UTC()
 	for range 20 {
 		l.Record(Event{Time: now, Kind: "login", Username: "alice", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
 			Reason: "wrong or expired code", Summarise: SummariseNever})
 		l.Record(Event{Time: now, Kind: "2fa", Username: "bob", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
 			Reason: "the user is locked", Summarise: SummariseAlways})
-		l.Record(Event{Time: now, Kind: "2fa", Username: "carol", RemoteIP: "192.0.2.1", Outcome: OutcomeFailure,
+		l.Record(Event{Time: now, Kind: "2fa", Username: "carol", RemoteIP: "192.0.2.2", Outcome: OutcomeFailure,
 			Reason: "wrong or expired code"})
+		l.Record(Event{Time: now, Kind: "console", Username: "erin", RemoteIP: "192.0.2.3", Outcome: OutcomeDenied,
+			Reason: "console form refused: the CSRF token does not match the session"})
 	}
 	counts := map[string][2]int{} // by user: events of their own, refusals summarised
 	for _, e := range stored(t, l) {
@@ -313,8 +316,8 @@ func TestProducersChooseWhatIsSummarised(t *testing.T) {
 		c[1] += e.Count
 		counts[e.Username] = c
 	}
-	if counts["alice"] != [2]int{20, 0} || counts["bob"] != [2]int{1, 19} || counts["carol"] != [2]int{20, 0} {
-		t.Fatalf("events of their own and summarised, by user: %v; want alice's and carol's 20 on their own, bob's first on its own and 19 summarised", counts)
+	if counts["alice"] != [2]int{20, 0} || counts["bob"] != [2]int{2, 18} || counts["carol"] != [2]int{20, 0} || counts["erin"] != [2]int{2, 18} {
+		t.Fatalf("events of their own and summarised, by user: %v; want alice's and carol's 20 on their own, bob's and erin's first 2 on their own and 18 summarised", counts)
 	}
 }
 

@@ -75,14 +75,14 @@ type App struct {
 	// AuditAllowed also records allowed requests in the audit log.
 	AuditAllowed bool `json:"audit_allowed,omitempty"`
 	// AuditRefusalsPerMinute is how many refusals (refused requests, TLS
-	// handshakes, portal sign-ins, token requests) a minute are written to
-	// the audit log as events of their own, in at most 512 bytes of JSON
-	// each on average and at most a tenth of them from one client network
-	// (an IPv4 address, an IPv6 /64); the minute's other refusals are
-	// counted in summary events (one per kind, outcome, client network,
-	// username, credential and reason, then coarser ones), so that a flood
-	// of refusals cannot fill the store's disk. Default: 600; -1: every
-	// refusal on its own.
+	// handshakes, portal sign-ins, token requests, console refusals) a
+	// minute are written to the audit log as events of their own, in at
+	// most 512 bytes of JSON each on average and at most a tenth of both
+	// from one client network (an IPv4 address, an IPv6 /64); the
+	// minute's other refusals are counted in summary events (one per kind,
+	// outcome, client network, username, credential and reason, then
+	// coarser ones), so that a flood of refusals cannot fill the store's
+	// disk. Default: 600; -1: every refusal on its own.
 	AuditRefusalsPerMinute int `json:"audit_refusals_per_minute,omitempty"`
 	// LockoutThreshold is the number of consecutive second-factor failures
 	// that lock a user. Default: 5.
