@@ -376,13 +376,23 @@ func (a *App) closeParts() {
 	a.closers = nil
 }
 
-// Stop implements caddy.App.
+// Stop implements caddy.App. The store (and with it the audit writer)
+// stays open until Cleanup: Caddy stops its apps in no fixed order, and
+// the HTTP servers may still be answering requests, whose refusals must
+// reach the audit log.
 func (a *App) Stop() error {
 	if a.stopRetry != nil {
 		a.stopRetry()
 		a.retrying.Wait() // no start attempt runs past this point
 	}
 	a.closeParts()
+	return nil
+}
+
+// Cleanup implements caddy.CleanerUpper: it lets go of the store, which
+// Caddy calls once every app of the config has stopped (the HTTP servers
+// among them, after their requests ended).
+func (a *App) Cleanup() error {
 	if a.poolKey != "" {
 		_, err := storePool.Delete(a.poolKey)
 		a.poolKey = ""
@@ -437,6 +447,7 @@ func (a *App) Console(ctx context.Context) (*console.Console, error) {
 
 // Interface guards.
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -56,7 +56,7 @@ func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = a.Stop() }() // nothing to check at the end of the test
+	defer func() { _, _ = a.Stop(), a.Cleanup() }() // nothing to check at the end of the test
 	h, err := a.AdminHandler(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -113,3 +113,56 @@ func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
 	}
 	t.Logf("%d refusals from one address in %v: %d audit events", flood, took, own+summaries)
 }
+
+// TestRefusalsAnsweredWhileCaddyStopsAreAudited: Caddy stops its apps in
+// no fixed order, so the HTTP servers may still answer while the gatehouse
+// app stops. Every refusal answered up to the moment Caddy exits (SIGTERM
+// in the middle of a flood, three times) is in the audit log after a
+// restart: the store stays open until every app has stopped.
+func TestRefusalsAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
+	inst := harness.Start(t, auditFloodSite, harness.Options{})
+	client := fromLoopback(inst.Ports.HTTPSPort, 8, 5*time.Second)
+	var refused atomic.Int64
+	for round := range 3 {
+		if round > 0 {
+			inst.StartAgain()
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					req, _ := http.NewRequest("GET", fmt.Sprintf("https://localhost:%d/api/%d", inst.Ports.HTTPSPort, n), nil)
+					req.Header.Set("appKey", fmt.Sprintf("gh_made_up_%d_%d_%d", round, w, n))
+					resp, err := client.Do(req)
+					if err != nil {
+						continue // Caddy is stopping or stopped
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusUnauthorized {
+						refused.Add(1)
+					}
+				}
+			})
+		}
+		for deadline := time.Now().Add(30 * time.Second); refused.Load() < int64(200*(round+1)); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: only %d refusals answered in 30 s", round, refused.Load())
+			}
+		}
+		inst.Stop() // SIGTERM while the flood goes on
+		close(stop)
+		wg.Wait()
+	}
+	inst.StartAgain()
+	if n := countWhere(auditRequests(t, inst, ""), "reason", "invalid application key"); int64(n) != refused.Load() {
+		t.Fatalf("%d refusals answered across three stops; the audit log accounts for %d", refused.Load(), n)
+	}
+	t.Logf("%d refusals answered across three stops, all audited", refused.Load())
+}
