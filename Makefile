@@ -50,12 +50,15 @@ GOLANGCI_LINT := $(GO) tool -modfile=tools/lint/go.mod golangci-lint
 lint:
 	$(GOLANGCI_LINT) run ./...
 
-# Every test under the race detector, against bin/caddy; then the byte
-# cache's own tests once more without it: race builds keep its chunks on
-# the Go heap (the detector watches only the heap), others map them.
+# Every test under the race detector, against bin/caddy, and every
+# benchmark once (-benchtime 1x; those that fill a store or a cache with
+# up to a million keys take 20 000: internal/benchscale), so that none
+# breaks unseen; then the byte cache's own tests once more without the
+# detector: race builds keep its chunks on the Go heap (the detector
+# watches only the heap), others map them.
 test: tools $(BIN) vet lint docs-check
-	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 \
-	  $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	GATEHOUSE_CADDY_BIN=$(abspath $(BIN)) GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_TOOLS=1 GATEHOUSE_BENCH_KEYS=20000 \
+	  $(GO) test -race -count=1 -bench . -benchtime 1x -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 ./internal/bytecache
 
 # The Active Directory test against a Samba AD DC it provisions (root,

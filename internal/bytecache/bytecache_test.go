@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 	"github.com/gatehouse-auth/gatehouse/internal/budget"
 )
 
@@ -306,10 +307,13 @@ func TestHitsDoNotGrowAFullBudget(t *testing.T) {
 // value), as an Add over the bound does on the request path:
 //
 //	go test -run '^$' -bench EvictOldest -benchtime 400x ./internal/bytecache
+//
+// It fills the cache with 1 100 000 entries first (GATEHOUSE_BENCH_KEYS
+// overrides the count).
 func BenchmarkEvictOldest(b *testing.B) {
 	c := NewBytes(budget.New(256 << 20).Account())
 	value := make([]byte, 120)
-	for i := 0; i < 1_100_000; i++ { // about 1 000 chunks of 256 KiB
+	for i := range benchscale.Keys(1_100_000) { // about 1 000 chunks of 256 KiB
 		c.Add(fmt.Sprintf("appkeyidx/%064d", i), value, 0, 0)
 	}
 	for b.Loop() {

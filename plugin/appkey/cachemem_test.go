@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"os"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -57,10 +57,7 @@ func cachedIndex(i int) string {
 // what it then holds, and held-keys how many keys (a cache bounded in
 // bytes should hold about its budget).
 func BenchmarkCachedKeyHeap(b *testing.B) {
-	n := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("GATEHOUSE_BENCH_KEYS")); err == nil && v > 0 {
-		n = v
-	}
+	n := benchscale.Keys(1_000_000)
 	indexes := make([]string, n)
 	for i := range indexes {
 		indexes[i] = cachedIndex(i)

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin"
@@ -892,13 +893,14 @@ func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	}
 }
 
-// BenchmarkFlushUsage is one minute's flush of 200 000 keys' uses:
+// BenchmarkFlushUsage is one minute's flush of 200 000 keys' uses
+// (GATEHOUSE_BENCH_KEYS overrides the count):
 // "written", each use in a new hour (every record written); "recorded",
 // each key's hour already recorded (every record read, none written). B/op
 // is what the flush allocates beside the records it writes.
 func BenchmarkFlushUsage(b *testing.B) {
 	var l usageLog
-	for i := range 200_000 {
+	for i := range benchscale.Keys(200_000) {
 		l = l.add(fmt.Sprintf("bench-key-%07d", i), time.Now())
 	}
 	b.Run("written", func(b *testing.B) {
@@ -1110,14 +1112,15 @@ func BenchmarkAuthenticate(b *testing.B) {
 }
 
 // BenchmarkAuthenticateMiss is the data-plane cost when the key is not in
-// the cache: keys drawn at random from many more than the cache holds.
+// the cache: keys drawn at random from many more than the cache holds
+// (200 000; GATEHOUSE_BENCH_KEYS overrides the count).
 func BenchmarkAuthenticateMiss(b *testing.B) {
 	f := newFixture(b)
 	u, err := f.engine.Accounts.User(context.Background(), "alice")
 	if err != nil {
 		b.Fatal(err)
 	}
-	keys := make([]SeedKey, 200_000)
+	keys := make([]SeedKey, benchscale.Keys(200_000))
 	for i := range keys {
 		keys[i] = SeedKey{Name: fmt.Sprintf("k%d", i), Username: u.Username, UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
 	}
@@ -1193,16 +1196,16 @@ func TestInterruptedWrites(t *testing.T) {
 // BenchmarkFullCacheGC is what a cache full of application keys costs the
 // garbage collector, which every request of the process pays for (also on
 // routes Gatehouse does not guard): the CPU time of one full collection
-// with 100 000 keys cached and their uses waiting for the minute's write
-// (gc-cpu-ms/op; ns/op is its wall time), and the heap objects and bytes
-// each such key keeps alive.
+// with 100 000 keys cached (GATEHOUSE_BENCH_KEYS overrides the count) and
+// their uses waiting for the minute's write (gc-cpu-ms/op; ns/op is its
+// wall time), and the heap objects and bytes each such key keeps alive.
 func BenchmarkFullCacheGC(b *testing.B) {
 	f := newFixture(b)
 	u, err := f.engine.Accounts.User(context.Background(), "alice")
 	if err != nil {
 		b.Fatal(err)
 	}
-	const n = 100_000
+	n := benchscale.Keys(100_000)
 	keys := make([]SeedKey, n)
 	for i := range keys {
 		keys[i] = SeedKey{Name: fmt.Sprintf("key-%d", i), Username: u.Username, UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
@@ -1230,8 +1233,8 @@ func BenchmarkFullCacheGC(b *testing.B) {
 	}
 	metrics.Read(gcCPU)
 	b.ReportMetric((gcCPU[0].Value.Float64()-cpuBefore)*1e3/float64(b.N), "gc-cpu-ms/op")
-	b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/n, "objects/key") //nolint:gosec // G115: heap sizes
-	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "bytes/key")       //nolint:gosec // G115: heap sizes
+	b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects))/float64(n), "objects/key") //nolint:gosec // G115: heap sizes
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "bytes/key")       //nolint:gosec // G115: heap sizes
 	runtime.KeepAlive(values)
 }
 

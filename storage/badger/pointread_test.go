@@ -15,6 +15,8 @@ import (
 
 	badgerdb "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 )
 
 // pointReadKeys is the number of records BenchmarkPointRead reads from
@@ -39,10 +41,7 @@ func pointReadKey(buf []byte, i int) []byte {
 // and then times random reads; cpu-ns/op is the process's CPU time per
 // read (the steadier figure on a shared machine).
 func BenchmarkPointRead(b *testing.B) {
-	n := pointReadKeys
-	if v, err := strconv.Atoi(os.Getenv("GATEHOUSE_BENCH_KEYS")); err == nil && v > 0 {
-		n = v
-	}
+	n := benchscale.Keys(pointReadKeys)
 	variants := []struct {
 		name   string
 		change func(badgerdb.Options) badgerdb.Options
