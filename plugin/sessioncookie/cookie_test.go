@@ -43,3 +43,33 @@ func TestCookieValueAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestPresentOnlyForTheSessionCookie: the session kind claims a request by
+// a cookie of its name, never by another cookie whose value holds that
+// name, which anyone able to set a cookie for the host could plant to
+// make every Basic or app-key request from that browser carry "two
+// credentials".
+func TestPresentOnlyForTheSessionCookie(t *testing.T) {
+	name := session.CookieName
+	for _, tc := range []struct {
+		lines []string
+		want  bool
+	}{
+		{[]string{name + "=abc"}, true},
+		{[]string{"theme=dark; " + name + "=abc"}, true},
+		{[]string{"theme=dark", " \t" + name + " =abc"}, true},
+		{[]string{name + "=bad\\value"}, true}, // present, refused as malformed by Authenticate
+		{[]string{name}, true},
+		{[]string{"pref=" + name + "=1"}, false},
+		{[]string{"pref=x" + name + "=1; theme=dark"}, false},
+		{[]string{"x" + name + "=1"}, false},
+		{[]string{strings.ToLower(name) + "=1"}, false},
+		{[]string{"theme=dark"}, false},
+		{nil, false},
+	} {
+		r := &http.Request{Header: http.Header{"Cookie": tc.lines}}
+		if got := (&Credential{}).Present(r); got != tc.want {
+			t.Errorf("Cookie %q: Present = %v, want %v", tc.lines, got, tc.want)
+		}
+	}
+}

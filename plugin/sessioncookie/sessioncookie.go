@@ -73,11 +73,16 @@ func New(e *engine.Engine, portal []plugin.Endpoint) *Credential {
 // Method implements plugin.Credential.
 func (*Credential) Method() identity.Method { return identity.MethodSession }
 
-// Present implements plugin.Credential.
+// Present implements plugin.Credential: the request carries a cookie
+// named session.CookieName, whatever its value (a malformed one is
+// refused by Authenticate). Another cookie whose value holds that name is
+// not a session cookie.
 func (*Credential) Present(r *http.Request) bool {
-	for _, h := range r.Header["Cookie"] {
-		if strings.Contains(h, session.CookieName+"=") {
-			return true
+	for _, line := range r.Header["Cookie"] {
+		for pair := range strings.SplitSeq(line, ";") {
+			if n, _ := splitCookie(pair); n == session.CookieName {
+				return true
+			}
 		}
 	}
 	return false
@@ -121,8 +126,8 @@ var errMalformedCookie = identity.Unauthenticated("malformed session cookie")
 func cookieValue(lines []string, name string) (string, bool) {
 	for _, line := range lines {
 		for pair := range strings.SplitSeq(line, ";") {
-			n, v, _ := strings.Cut(textproto.TrimString(pair), "=")
-			if textproto.TrimString(n) != name {
+			n, v := splitCookie(pair)
+			if n != name {
 				continue
 			}
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -134,6 +139,13 @@ func cookieValue(lines []string, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// splitCookie is one name=value pair of a Cookie header, its name
+// trimmed.
+func splitCookie(pair string) (name, value string) {
+	n, v, _ := strings.Cut(textproto.TrimString(pair), "=")
+	return textproto.TrimString(n), v
 }
 
 // validCookieValue reports whether v holds only cookie-octets (RFC 6265
