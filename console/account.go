@@ -128,9 +128,11 @@ func accountPage() *page {
 			"totp-start":   startTOTP,
 			"totp-confirm": confirmTOTP,
 			"revoke-key": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				// Another user's key and no key at all are answered alike,
+				// so that the form does not tell which key names exist.
 				var k appkey.View
 				err := c.call(r, v, http.MethodGet, keyPath(f, ""), nil, &k)
-				if err == nil && k.Username != v.user.Username {
+				if errors.Is(err, failure.ErrNotFound) || (err == nil && k.Username != v.user.Username) {
 					err = failure.NotFound("you have no application key %q", f.get("name"))
 				}
 				if err != nil {

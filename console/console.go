@@ -132,6 +132,17 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if r.URL.Path != ScriptPath && !guard.Navigation(r) {
+		// A script's fetch or a frame: any script of this origin (an
+		// upstream page on the route) could otherwise read the pages,
+		// their CSRF token too, and post forms in the viewer's name.
+		c.engine.Audit.Record(audit.Event{Kind: "console", Username: v.user.Username, RemoteIP: c.engine.ClientIP(r),
+			Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied,
+			Reason: "console request refused: a script's fetch or a frame, not a navigation"})
+		c.message(w, nil, http.StatusForbidden, "Refused",
+			"Console pages open only as pages of their own, not in a frame nor fetched by a script; nothing was changed.")
+		return
+	}
 	if r.URL.Path == ScriptPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		securityHeaders(w.Header())
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")

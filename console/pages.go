@@ -39,6 +39,24 @@ type page struct {
 // action carries out one form post.
 type action func(c *Console, r *http.Request, v *viewer, f form) (outcome, error)
 
+// confirmed is act once the viewer confirmed who they are in the form's
+// confirm field, with their password or a code (Console.reauthenticate).
+// It guards the actions that give access (a user, roles, a role's rules,
+// a password, a phone number, a second factor, unblocking) or show a
+// credential (an application key's value, an API password, a connector's
+// key). A session alone must not suffice for them: the console shares its
+// origin with the upstream application of the route, so a script in any
+// page that application serves runs with the viewer's session, and it can
+// read a form's CSRF token — but not the password.
+func confirmed(act action) action {
+	return func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+		if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
+			return outcome{}, err
+		}
+		return act(c, r, v, f)
+	}
+}
+
 // pages are the console's pages; every one is listed by Paths.
 func pages() []*page {
 	return []*page{
@@ -182,9 +200,10 @@ func usersPage() *page {
 			return outcome{Notice: notice}, c.call(r, v, method, userPath(f, below), nil, nil)
 		}
 	}
+	setStatus := patch("status", func(f form) any { return f.get("status") }, "Status changed.")
 	return &page{path: Prefix + "users", title: "Users", tmpl: "users", admin: true, load: loadUsers,
 		actions: map[string]action{
-			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := map[string]any{"username": f.get("username"), "roles": roleList(f)}
 				if pw := f.get("password"); pw != "" {
 					in["password"] = pw
@@ -197,12 +216,17 @@ func usersPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "User " + u.Username + " created."}, nil
+			}),
+			"status": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if f.get("status") == string(account.StatusBlocked) { // takes access away: no confirmation in an emergency
+					return setStatus(c, r, v, f)
+				}
+				return confirmed(setStatus)(c, r, v, f)
 			},
-			"status": patch("status", func(f form) any { return f.get("status") }, "Status changed."),
-			"password": patch("password", func(f form) any { return f.get("password") },
-				"Password set; the user's sessions were ended."),
-			"roles":         patch("roles", func(f form) any { return roleList(f) }, "Roles saved."),
-			"mobile_number": patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved."),
+			"password": confirmed(patch("password", func(f form) any { return f.get("password") },
+				"Password set; the user's sessions were ended.")),
+			"roles":         confirmed(patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")),
+			"mobile_number": confirmed(patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved.")),
 			"unlock":        simple(http.MethodPost, "/unlock", "Second factor unlocked."),
 			"end-sessions":  simple(http.MethodDelete, "/sessions", "The user's sessions were ended."),
 			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
@@ -219,7 +243,7 @@ func usersPage() *page {
 				}
 				return outcome{Notice: "User deleted."}, c.call(r, v, http.MethodDelete, userPath(f, ""), nil, nil)
 			},
-			"enrol": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"enrol": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := map[string]any{"type": f.get("type")}
 				if s := f.get("secret"); s != "" {
 					in["secret"] = s
@@ -247,7 +271,7 @@ func usersPage() *page {
 					res.Once = en
 				}
 				return res, nil
-			},
+			}),
 		}}
 }
 
@@ -326,7 +350,7 @@ func parseRules(text string) ([]account.Rule, error) {
 func rolesPage() *page {
 	return &page{path: Prefix + "roles", title: "Roles", tmpl: "roles", admin: true, load: loadRoles,
 		actions: map[string]action{
-			"save": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"save": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				rules, err := parseRules(f.get("rules"))
 				if err != nil {
 					return outcome{}, err
@@ -336,7 +360,7 @@ func rolesPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "Role " + role.Name + " saved."}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
-			},
+			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Role deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
 			},
@@ -382,11 +406,9 @@ func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	return keys, nil
 }
 
-// revealKey shows a key's value after the viewer confirmed who they are.
+// revealKey shows a key's value (confirmed: once the viewer confirmed
+// who they are).
 func revealKey(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-	if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
-		return outcome{}, err
-	}
 	var out struct {
 		Key string `json:"key"`
 	}
@@ -399,7 +421,7 @@ func revealKey(c *Console, r *http.Request, v *viewer, f form) (outcome, error) 
 func appKeysPage() *page {
 	return &page{path: Prefix + "appkeys", title: "Application keys", tmpl: "appkeys", admin: true, load: loadAppKeys,
 		actions: map[string]action{
-			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				expires, err := parseTime("expires_at", f.get("expires_at"))
 				if err != nil {
 					return outcome{}, err
@@ -415,7 +437,7 @@ func appKeysPage() *page {
 				}
 				return outcome{Notice: "Key " + out.Name + " created; it expires " + out.ExpiresAt.UTC().Format(time.RFC3339) + ".",
 					Once: keyValue{Name: out.Name, Key: out.Key}}, nil
-			},
+			}),
 			"update": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := map[string]any{"ip_allowlist": splitList(f.get("ip_allowlist"))}
 				expires, err := parseTime("expires_at", f.get("expires_at"))
@@ -430,7 +452,7 @@ func appKeysPage() *page {
 			"reset-expiration": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Expiration of " + f.get("name") + " reset."}, c.call(r, v, http.MethodPost, keyPath(f, "/reset-expiration"), nil, nil)
 			},
-			"rotate": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"rotate": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				grace, err := strconv.ParseInt(strings.TrimSpace(f.get("grace_seconds")), 10, 64)
 				if err != nil && f.get("grace_seconds") != "" {
 					return outcome{}, failure.Invalid("grace_seconds must be a whole number")
@@ -442,8 +464,8 @@ func appKeysPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "Key " + f.get("name") + " rotated.", Once: keyValue{Name: f.get("name"), Key: out.Key}}, nil
-			},
-			"reveal": revealKey,
+			}),
+			"reveal": confirmed(revealKey),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Key " + f.get("name") + " deleted."}, c.call(r, v, http.MethodDelete, keyPath(f, ""), nil, nil)
 			},
@@ -475,21 +497,15 @@ func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
 func connectorsPage() *page {
 	return &page{path: Prefix + "connectors", title: "Connectors", tmpl: "connectors", admin: true, load: loadConnectors,
 		actions: map[string]action{
-			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
-					return outcome{}, err
-				}
+			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := connector.CreateRequest{Name: f.get("name"), Username: f.get("username"), CSRPEM: strings.TrimSpace(f.get("csr_pem"))}
 				var out connector.Issued
 				if err := c.call(r, v, http.MethodPost, "/gatehouse/connectors", in, &out); err != nil {
 					return outcome{}, err
 				}
 				return outcome{Notice: "Connector " + out.Name + " created; certificate " + out.Serial + " issued.", Once: out}, nil
-			},
-			"package": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				if err := c.reauthenticate(r, v, f.get("confirm")); err != nil {
-					return outcome{}, err
-				}
+			}),
+			"package": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				var zipped []byte
 				err := c.call(r, v, http.MethodPost, "/gatehouse/connectors/"+esc(f.get("name"))+"/package",
 					connector.PackageRequest{Password: f.get("password")}, &zipped)
@@ -497,7 +513,7 @@ func connectorsPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Download: &download{name: f.get("name") + ".zip", contentType: "application/zip", body: zipped}}, nil
-			},
+			}),
 			"revoke": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Connector " + f.get("name") + " revoked."},
 					c.call(r, v, http.MethodDelete, "/gatehouse/connectors/"+esc(f.get("name")), nil, nil)
@@ -518,7 +534,7 @@ func apiCredentialsPage() *page {
 			return list, c.call(r, v, http.MethodGet, "/gatehouse/api-credentials", nil, &list)
 		},
 		actions: map[string]action{
-			"create": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := map[string]any{"name": f.get("name"), "auth_api": f.get("auth_api") == "true",
 					"user_management_api": f.get("user_management_api") == "true"}
 				var out esa.NewCredentialView
@@ -526,7 +542,7 @@ func apiCredentialsPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "API credential " + out.Name + " created.", Once: out}, nil
-			},
+			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "API credential " + f.get("name") + " deleted."},
 					c.call(r, v, http.MethodDelete, "/gatehouse/api-credentials/"+esc(f.get("name")), nil, nil)

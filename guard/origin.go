@@ -32,6 +32,20 @@ func SameOriginStrict(r *http.Request) bool {
 	return sameOrigin(r, true)
 }
 
+// Navigation reports whether r is, as far as the browser tells, the
+// user's own navigation to a page (Sec-Fetch-Mode navigate,
+// Sec-Fetch-Dest document): a link followed, a URL typed, a form
+// submitted — not a script's fetch, a frame, an image or a prefetch. The
+// console serves its pages to navigations only, so that a script of its
+// origin (an upstream page on the same route) cannot read them, their
+// CSRF token included. A request without fetch metadata (a browser from
+// before it, a client that is no browser) passes; a page's script cannot
+// remove these headers, which browsers forbid it to set.
+func Navigation(r *http.Request) bool {
+	mode, dest := r.Header.Get("Sec-Fetch-Mode"), r.Header.Get("Sec-Fetch-Dest")
+	return (mode == "" || mode == "navigate") && (dest == "" || dest == "document")
+}
+
 // sameOrigin is SameOrigin, or SameOriginStrict when strict.
 func sameOrigin(r *http.Request, strict bool) bool {
 	site := r.Header.Get("Sec-Fetch-Site")

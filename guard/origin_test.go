@@ -103,3 +103,37 @@ func TestSameOriginStrict(t *testing.T) {
 		t.Errorf("http Origin without TLS: strict %v, plain %v", SameOriginStrict(r), SameOrigin(r))
 	}
 }
+
+// TestNavigation: a page opened or a form submitted by the user passes; a
+// script's fetch, a frame, an image and a prefetch do not; a request
+// without fetch metadata passes.
+func TestNavigation(t *testing.T) {
+	for _, tc := range []struct {
+		mode, dest string
+		want       bool
+	}{
+		{"navigate", "document", true},
+		{"", "", true},
+		{"navigate", "", true},
+		{"cors", "empty", false},
+		{"same-origin", "empty", false},
+		{"no-cors", "image", false},
+		{"navigate", "iframe", false},
+		{"navigate", "frame", false},
+		{"navigate", "embed", false},
+		{"no-cors", "script", false},
+		{"", "empty", false},
+		{"websocket", "websocket", false},
+	} {
+		r := httptest.NewRequest("GET", "https://example.com/gatehouse/console/users", nil)
+		if tc.mode != "" {
+			r.Header.Set("Sec-Fetch-Mode", tc.mode)
+		}
+		if tc.dest != "" {
+			r.Header.Set("Sec-Fetch-Dest", tc.dest)
+		}
+		if got := Navigation(r); got != tc.want {
+			t.Errorf("Sec-Fetch-Mode %q, Sec-Fetch-Dest %q: Navigation = %v, want %v", tc.mode, tc.dest, got, tc.want)
+		}
+	}
+}

@@ -81,14 +81,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot("overview")
 
+	// A page of the upstream application, same origin as the console: its
+	// scripts run with the admin's session, but cannot read a console page
+	// (nor so its CSRF token), and a form they post without the admin's
+	// password changes nothing.
+	run("upstream page", chromedp.Navigate(base+"/app/page"), chromedp.WaitVisible("body"))
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(fetch("/gatehouse/console/users").then(r => { window.scriptFetch = r.status }), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitForScript(ctx, `window.scriptFetch === 403`); err != nil {
+		t.Fatalf("a script of the origin fetching a console page: %v", err)
+	}
+
 	run("create role", chromedp.Navigate(base+console.Prefix+"roles"), chromedp.WaitVisible("#role-name"),
 		chromedp.SendKeys("#role-name", "api"), chromedp.SendKeys("#role-rules", "GET /app/*"),
-		chromedp.Click("#save-role"))
+		chromedp.SendKeys("#role-confirm", tfPassword), chromedp.Click("#save-role"))
 	notice("create role", "Role api saved")
 
 	run("create user", chromedp.Navigate(base+console.Prefix+"users"), chromedp.WaitVisible("#new-username"),
 		chromedp.SendKeys("#new-username", "bob"), chromedp.SendKeys("#new-password", tfPassword),
-		chromedp.Click("#new-role-api"), chromedp.Click("#create-user"))
+		chromedp.Click("#new-role-api"), chromedp.SendKeys("#create-user-confirm", tfPassword), chromedp.Click("#create-user"))
 	notice("create user", "User bob created")
 	inst.MustAdmin(t, 200, "GET", "/gatehouse/users/bob", nil)
 
@@ -101,7 +113,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	run("create key", chromedp.Navigate(base+console.Prefix+"appkeys"), chromedp.WaitVisible("#key-name"),
 		chromedp.SendKeys("#key-name", "bobkey"), chromedp.SendKeys("#key-username", "bob"),
-		chromedp.SendKeys("#key-description", "inventory sync"), chromedp.Click("#create-key"),
+		chromedp.SendKeys("#key-description", "inventory sync"), chromedp.SendKeys("#key-confirm", tfPassword), chromedp.Click("#create-key"),
 		chromedp.WaitVisible("#key-value"))
 	// The copy button is shown by the console's script, which the
 	// Content-Security-Policy lets run.

@@ -192,8 +192,10 @@ func TestConsoleAccessGate(t *testing.T) {
 }
 
 // TestConsoleFormsRefuseForgery: a console form post without the CSRF
-// token, with another session's token, or from another site changes
-// nothing; the same post done right creates the user.
+// token, with another session's token, from another site, from a script
+// or a frame of the same origin, or without the admin's password changes
+// nothing, and a script cannot read a console page; the same post done
+// right, as a browser's navigation, creates the user.
 func TestConsoleFormsRefuseForgery(t *testing.T) {
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
@@ -206,7 +208,7 @@ func TestConsoleFormsRefuseForgery(t *testing.T) {
 		t.Fatalf("users page: %d", res.Status)
 	}
 	create := func(csrf string) url.Values {
-		return url.Values{"csrf": {csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}, "roles": {"admins"}}
+		return url.Values{"csrf": {csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}, "roles": {"admins"}, "confirm": {tfPassword}}
 	}
 	for _, tc := range []struct {
 		name string
@@ -222,6 +224,12 @@ func TestConsoleFormsRefuseForgery(t *testing.T) {
 		{"cross-site fetch metadata", func() harness.CurlResult {
 			return root.consolePost(console.Prefix+"users", create(root.csrf), "-H", "Sec-Fetch-Site: cross-site")
 		}},
+		{"a script's fetch (an upstream page of the same origin)", func() harness.CurlResult {
+			return root.consolePost(console.Prefix+"users", create(root.csrf), "-H", "Sec-Fetch-Mode: cors", "-H", "Sec-Fetch-Dest: empty")
+		}},
+		{"a form in a frame", func() harness.CurlResult {
+			return root.consolePost(console.Prefix+"users", create(root.csrf), "-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: iframe")
+		}},
 		{"session cookie without the SameSite=Strict console cookie", func() harness.CurlResult {
 			return harness.Curl(t, "-b", "__Host-gatehouse_session="+sessionCookie(t, root), "-H", "Origin: "+base,
 				"-d", create(root.csrf).Encode(), base+console.Prefix+"users")
@@ -232,7 +240,25 @@ func TestConsoleFormsRefuseForgery(t *testing.T) {
 		}
 		inst.MustAdmin(t, 404, "GET", "/gatehouse/users/eve", nil)
 	}
-	if res := root.consolePost(console.Prefix+"users", create(root.csrf)); res.Status != 200 || !strings.Contains(res.Body, "User eve created") {
+	// A script of the origin cannot read a page either: not its data, not
+	// its CSRF token.
+	csrf := root.csrf
+	if res := root.do("-H", "Sec-Fetch-Mode: cors", "-H", "Sec-Fetch-Dest: empty", base+console.Prefix+"users"); res.Status != 403 ||
+		strings.Contains(res.Body, csrf) || strings.Contains(res.Body, "ops") {
+		t.Errorf("a script fetching the users page: %d %s", res.Status, res.Body)
+	}
+	// Sent right but without the password: refused, nothing changed. A
+	// script that could read a form could not type the password.
+	for _, confirm := range []string{"", "wrong password 1"} {
+		form := create(root.csrf)
+		form.Set("confirm", confirm)
+		if res := root.consolePost(console.Prefix+"users", form); res.Status != 400 || !strings.Contains(res.Body, `id="error"`) {
+			t.Errorf("creating a user with the confirmation %q: %d %s", confirm, res.Status, res.Body)
+		}
+		inst.MustAdmin(t, 404, "GET", "/gatehouse/users/eve", nil)
+	}
+	nav := []string{"-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: document", "-H", "Sec-Fetch-Site: same-origin"}
+	if res := root.consolePost(console.Prefix+"users", create(root.csrf), nav...); res.Status != 200 || !strings.Contains(res.Body, "User eve created") {
 		t.Fatalf("the same post from the console: %d %s", res.Status, res.Body)
 	}
 	inst.MustAdmin(t, 200, "GET", "/gatehouse/users/eve", nil)
@@ -257,7 +283,8 @@ var onceSecret = regexp.MustCompile(`id="once-secret" class="secret" readonly va
 // TestConsoleSelfService: a user replaces their authenticator app on
 // /gatehouse/account (taking effect only after a code of the new one),
 // signs in with it while the old one stops working, and revokes their own
-// application key but not someone else's.
+// application key but not someone else's, nor learns whether a key name
+// exists.
 func TestConsoleSelfService(t *testing.T) {
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
@@ -271,8 +298,13 @@ func TestConsoleSelfService(t *testing.T) {
 		t.Fatalf("account page: %d %s", page.Status, page.Body)
 	}
 
-	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"rootkey"}}); res.Status != 404 {
-		t.Errorf("revoking someone else's key: %d", res.Status)
+	// Someone else's key and no key at all are answered alike: the form
+	// does not tell which key names exist.
+	for _, name := range []string{"rootkey", "nosuchkey"} {
+		res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {name}})
+		if res.Status != 404 || !strings.Contains(res.Body, "you have no application key") {
+			t.Errorf("revoking %s, not one of sam's keys: %d %s", name, res.Status, res.Body)
+		}
 	}
 	inst.MustAdmin(t, 200, "GET", "/gatehouse/appkeys/rootkey", nil)
 	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"samkey"}}); res.Status != 200 {
@@ -430,7 +462,7 @@ func TestConsoleRevealAndExport(t *testing.T) {
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
 	root.do(base + console.Prefix + "appkeys")
 	created := root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"create"}, "name": {"k1"}, "username": {"root"},
-		"expires_at": {"2099-01-31"}, "ip_allowlist": {"127.0.0.1, 10.0.0.0/8"}})
+		"expires_at": {"2099-01-31"}, "ip_allowlist": {"127.0.0.1, 10.0.0.0/8"}, "confirm": {tfPassword}})
 	m := keyValueInput.FindStringSubmatch(created.Body)
 	if created.Status != 200 || m == nil {
 		t.Fatalf("creating a key: %d %s", created.Status, created.Body)
@@ -493,7 +525,7 @@ func TestConsoleStoreDown(t *testing.T) {
 		t.Fatalf("users page: %d", res.Status)
 	}
 	srv.Stop()
-	create := url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}}
+	create := url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"eve"}, "password": {tfPassword}, "confirm": {tfPassword}}
 	if res := root.consolePost(console.Prefix+"users", create); res.Status != 503 || !strings.Contains(res.Body, "nothing was changed") {
 		t.Errorf("creating a user with Redis down: %d %s", res.Status, res.Body)
 	}
@@ -533,6 +565,11 @@ func TestConsoleActions(t *testing.T) {
 		return inst.AdminJSON(t, "GET", path, nil, &body)
 	}
 	credentials := func() string { return string(inst.MustAdmin(t, 200, "GET", "/gatehouse/api-credentials", nil)) }
+	// confirmed are the actions that need the admin's password (or a
+	// code) besides the session: each is posted once without it first.
+	confirmed := map[string]bool{"users create": true, "users roles": true, "users mobile_number": true, "users enrol": true,
+		"users status active": true, "users password": true, "appkeys create": true, "appkeys rotate": true, "roles save": true,
+		"api-credentials create": true, "connectors create": true}
 	steps := []struct {
 		page  string
 		form  url.Values
@@ -552,6 +589,13 @@ func TestConsoleActions(t *testing.T) {
 			func() bool { admin("/gatehouse/users/dan/otp"); return len(body.Types) == 0 }},
 		{"users", url.Values{"action": {"status"}, "username": {"dan"}, "status": {"blocked"}},
 			func() bool { admin("/gatehouse/users/dan"); return body.Status == "blocked" }},
+		{"users", url.Values{"action": {"status"}, "username": {"dan"}, "status": {"active"}},
+			func() bool { admin("/gatehouse/users/dan"); return body.Status == "active" }},
+		{"users", url.Values{"action": {"password"}, "username": {"dan"}, "password": {"another password 2"}},
+			func() bool {
+				st := harness.Curl(t, "-u", "dan:another password 2", base+"/app/x").Status
+				return st == 200 || st == 403 // the password accepted (dan holds no role now)
+			}},
 		{"appkeys", url.Values{"action": {"create"}, "name": {"k2"}, "username": {"dan"}},
 			func() bool { return admin("/gatehouse/appkeys/k2") == 200 }},
 		{"appkeys", url.Values{"action": {"rotate"}, "name": {"k2"}, "grace_seconds": {"60"}},
@@ -568,20 +612,28 @@ func TestConsoleActions(t *testing.T) {
 			func() bool { return strings.Contains(credentials(), `"name":"vpn"`) }},
 		{"api-credentials", url.Values{"action": {"delete"}, "name": {"vpn"}},
 			func() bool { return !strings.Contains(credentials(), `"name":"vpn"`) }},
-		{"connectors", url.Values{"action": {"create"}, "name": {"c9"}, "username": {"root"}, "confirm": {tfPassword}},
+		{"connectors", url.Values{"action": {"create"}, "name": {"c9"}, "username": {"root"}},
 			func() bool { return admin("/gatehouse/connectors/c9") == 200 && !body.Revoked }},
 		{"connectors", url.Values{"action": {"revoke"}, "name": {"c9"}},
 			func() bool { admin("/gatehouse/connectors/c9"); return body.Revoked }},
 	}
 	for i, s := range steps {
 		s.form.Set("csrf", root.csrf)
+		name := strings.TrimSpace(s.page + " " + s.form.Get("action") + " " + s.form.Get("status"))
+		if confirmed[name] || confirmed[s.page+" "+s.form.Get("action")] {
+			if res := root.consolePost(console.Prefix+s.page, s.form); res.Status != 400 || !strings.Contains(res.Body, "confirm with your password") {
+				t.Errorf("step %d: %s without the password: %d\n%s", i, name, res.Status, res.Body)
+			}
+			s.form.Set("confirm", tfPassword)
+		}
 		res := root.consolePost(console.Prefix+s.page, s.form)
 		if res.Status != 200 || !s.check() {
 			t.Errorf("step %d: %s %s: %d, effect seen: %v\n%s", i, s.page, s.form.Get("action"), res.Status, s.check(), res.Body)
 		}
 	}
 	// Bad input: the admin API's message, nothing changed.
-	res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"x y"}, "password": {tfPassword}})
+	res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"x y"}, "password": {tfPassword},
+		"confirm": {tfPassword}})
 	if res.Status != 400 || !strings.Contains(res.Body, `id="error"`) {
 		t.Errorf("an invalid username: %d", res.Status)
 	}
