@@ -6,9 +6,7 @@ package basic
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,7 +18,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
-	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
@@ -193,35 +190,43 @@ var errBusy = identity.Throttled("the server is busy checking other passwords; t
 // wrong passwords within the window, passwords are not checked (429), so
 // online guessing gets slow and argon2 cannot be used to burn the
 // server's CPU through one account. Unknown users are counted alike.
+// Each attempt is counted before its password is checked (Begin), and
+// taken back once it proved no wrong password (Settle), so that guesses
+// sent in parallel cannot all be checked while the count is read: the
+// same attempt counts from anywhere, since the counter is the store's
+// (Redis: every instance's).
 type throttle struct{ engine *engine.Engine }
 
-// failures is one Basic attempt on a name.
+// failures is one Basic attempt on a name, counted by Begin.
 type failures struct {
 	engine *engine.Engine
 	name   string
 }
 
-// Begin implements account.Attempts.
+// Begin implements account.Attempts: the attempt is counted first, and
+// refused unchecked when the count goes past the limit.
 func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (account.Attempt, account.Gate, error) {
 	a := failures{engine: t.engine, name: name}
-	raw, err := t.engine.Store.Get(ctx, counters.BasicFailures(name))
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return a, account.Open, nil // no recent failures
-	case err != nil:
-		return nil, account.Open, err // unreadable or tampered with: fail closed, not unthrottled
+	n, err := t.engine.Store.Incr(ctx, counters.BasicFailures(name), 1, failureWindow)
+	if err != nil {
+		return nil, account.Open, err // uncountable (store down, a tampered count): fail closed, not unthrottled
 	}
-	if n, _ := strconv.Atoi(string(raw)); n >= t.engine.Config.BasicFailureLimit {
+	if n > int64(t.engine.Config.BasicFailureLimit) {
 		return a, account.Closed, nil
 	}
 	return a, account.Open, nil
 }
 
-// Settle implements account.Attempt: a wrong password counts, and so
-// does a blocked account's right one, or the count would tell.
+// Settle implements account.Attempt: a wrong password keeps its count,
+// and so does a blocked account's right one, or the count would tell; an
+// attempt refused unchecked keeps it too (the window is the first
+// failure's, so this extends nothing). A right password, a busy answer
+// and a store failure take it back.
 func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
-	if res.Outcome == account.Wrong || res.Outcome == account.Blocked {
-		_, _ = a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), 1, failureWindow) // best effort: the answer is a refusal either way
+	switch res.Outcome {
+	case account.Wrong, account.Blocked, account.Throttled:
+	default:
+		_, _ = a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), -1, failureWindow) // best effort: at worst one more guess
 	}
 	return nil
 }

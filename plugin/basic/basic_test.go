@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -16,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 func TestParseAuthorization(t *testing.T) {
@@ -121,15 +124,16 @@ func (b *basicRoute) get(user, pass, remoteAddr string) *httptest.ResponseRecord
 // TestBusyIsThrottledNotCounted: while every password hash slot is taken,
 // HTTP Basic answers 429 without checking the password, and those answers
 // do not count as wrong passwords: the right password works once the
-// server has room again, even after more busy answers than the failure
-// limit.
+// server has room again, even after as many busy answers as the failure
+// limit (sent at once: more would be refused as past the limit, each
+// attempt counted until it proved no wrong password).
 func TestBusyIsThrottledNotCounted(t *testing.T) {
 	b := newBasicRoute(t, engine.Config{BasicFailureLimit: 2}, nil, "alice")
 	pw := password
 	get := func(user, pass string) *httptest.ResponseRecorder { return b.get(user, pass, "") }
 	release := hashslotstest.HoldAll(t)
 	var wg sync.WaitGroup
-	for _, c := range []struct{ user, pass string }{{"alice", "wrong one"}, {"alice", "wrong two"}, {"alice", "wrong three"}, {"nobody", pw}} {
+	for _, c := range []struct{ user, pass string }{{"alice", "wrong one"}, {"alice", "wrong two"}, {"nobody", pw}} {
 		wg.Go(func() {
 			if w := get(c.user, c.pass); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "busy") ||
 				w.Header().Get("Retry-After") != "1" {
@@ -158,24 +162,67 @@ func TestBusyIsThrottledNotCounted(t *testing.T) {
 	}
 }
 
-// unreadableThrottle fails every read of a failure count, as a store
-// outage or a tampered record would.
+// unreadableThrottle fails every count of failures, as a store outage
+// or a tampered record would.
 type unreadableThrottle struct{ storage.Store }
 
-func (u unreadableThrottle) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+func (u unreadableThrottle) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if strings.HasPrefix(key, "basicfail/") {
-		return storage.Entry{}, fmt.Errorf("reading %s: %w", key, storage.ErrUnavailable)
+		return 0, fmt.Errorf("counting %s: %w", key, storage.ErrUnavailable)
 	}
-	return u.Store.GetEntry(ctx, key)
+	return u.Store.Incr(ctx, key, delta, ttl)
 }
 
-// TestUnreadableThrottleFailsClosed: when a user's count of wrong
-// passwords cannot be read, the password is not checked at all (503):
-// an unreadable count must not mean an unthrottled user.
+// TestUnreadableThrottleFailsClosed: when a user's attempt cannot be
+// counted, the password is not checked at all (503): an uncountable
+// attempt must not mean an unthrottled user.
 func TestUnreadableThrottleFailsClosed(t *testing.T) {
 	b := newBasicRoute(t, engine.Config{}, func(st storage.Store) storage.Store { return unreadableThrottle{st} }, "alice")
 	if w := b.get("alice", "a guess", ""); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("guess with the failure count unreadable: %d %s; want 503", w.Code, w.Body)
+	}
+}
+
+// TestParallelGuessesAreCountedBeforeTheCheck: wrong passwords sent at
+// once for one user are each counted before any is checked, so no more
+// of them are checked than the failure limit (the rest get 429), and the
+// right password sent among them is refused unchecked like the rest; a
+// right password counts nothing once checked.
+func TestParallelGuessesAreCountedBeforeTheCheck(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice", "bob")
+	if w := b.get("bob", password, ""); w.Code != http.StatusOK {
+		t.Fatalf("bob: %d", w.Code)
+	}
+	if raw, err := b.e.Store.Get(context.Background(), counters.BasicFailures("bob")); err == nil && string(raw) != "0" {
+		t.Fatalf("bob's count after his right password: %s, want 0", raw)
+	}
+	// One check at a time: every guess is read before the first is settled.
+	hashslotstest.HoldAllBut(t, 1)
+	var checked, throttled, allowed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Go(func() {
+			pass := fmt.Sprintf("guess %d", i)
+			if i == 29 {
+				pass = password
+			}
+			switch w := b.get("alice", pass, fmt.Sprintf("198.51.100.%d:4242", i)); w.Code {
+			case http.StatusUnauthorized:
+				checked.Add(1)
+			case http.StatusTooManyRequests:
+				throttled.Add(1)
+			case http.StatusOK:
+				allowed.Add(1)
+			default:
+				t.Errorf("guess %d: %d %s", i, w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+	if checked.Load() > limit || allowed.Load()+checked.Load() > limit {
+		t.Fatalf("30 guesses at once, limit %d: %d refused as wrong, %d allowed, %d throttled; want at most %d checked",
+			limit, checked.Load(), allowed.Load(), throttled.Load(), limit)
 	}
 }
 
