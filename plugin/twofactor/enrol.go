@@ -141,11 +141,34 @@ func (s *Service) canText(u *account.User) error {
 	return nil
 }
 
-// SendText sends text to the user's mobile number.
+// SendText sends text to the user's mobile number, within the user's
+// SMSPerHour (beyond it, nothing is sent: ErrTooManyTexts), which the
+// SMS codes share: every text costs a message to the same phone.
 func (s *Service) SendText(ctx context.Context, u *account.User, text string) error {
+	if err := s.spendText(ctx, u); err != nil {
+		return err
+	}
+	return s.send(ctx, u, text)
+}
+
+// spendText counts one text to u against SMSPerHour, once u can be
+// texted at all; beyond the bound it returns ErrTooManyTexts.
+func (s *Service) spendText(ctx context.Context, u *account.User) error {
 	if err := s.canText(u); err != nil {
 		return err
 	}
+	sent, err := s.engine.Store.Incr(ctx, smsSentKey(u.ID), 1, time.Hour)
+	if err != nil {
+		return err
+	}
+	if sent > SMSPerHour {
+		return ErrTooManyTexts
+	}
+	return nil
+}
+
+// send sends text to u's mobile number; the caller spent it (spendText).
+func (s *Service) send(ctx context.Context, u *account.User, text string) error {
 	if err := s.opts.Sender.Send(ctx, sms.Message{To: u.MobileNumber, Message: text}); err != nil {
 		s.engine.Logger.Error("sending a text message failed", zap.String("username", u.Username), zap.Error(err))
 		return fmt.Errorf("%w: %v", ErrSMSDelivery, err)
@@ -163,29 +186,23 @@ func (s *Service) smsDigest(uid, code string) string {
 	return s.engine.Keystore.Index(smsDigestPurpose, []byte(uid+"\x00"+code))
 }
 
-// SMSPerHour bounds the SMS codes sent to one user within an hour (from
-// the first): each costs a message, and each replaces the user's pending
-// code, so unbounded sends would let anyone who can start a login flood
-// the phone and keep voiding the code the user is typing.
+// SMSPerHour bounds the texts sent to one user within an hour (from the
+// first), SMS codes and enrolment links together: each costs a message,
+// and each code replaces the user's pending one, so unbounded sends would
+// let anyone who can start a login flood the phone and keep voiding the
+// code the user is typing.
 const SMSPerHour = 10
 
 // ErrTooManyTexts refuses an SMS code beyond SMSPerHour; the code sent
 // before stays valid.
-var ErrTooManyTexts = failure.Throttled("%d SMS codes were already sent to the user within the hour; use the last one, another factor, or try again later", SMSPerHour)
+var ErrTooManyTexts = failure.Throttled("%d text messages were already sent to the user within the hour; use the last code sent, another factor, or try again later", SMSPerHour)
 
 // SendCode sends the user a new 6-digit SMS code, valid for 5 minutes and
 // once; it replaces any code sent before. Beyond SMSPerHour it sends
 // nothing and returns ErrTooManyTexts.
 func (s *Service) SendCode(ctx context.Context, u *account.User) error {
-	if err := s.canText(u); err != nil {
+	if err := s.spendText(ctx, u); err != nil {
 		return err
-	}
-	sent, err := s.engine.Store.Incr(ctx, smsSentKey(u.ID), 1, time.Hour)
-	if err != nil {
-		return err
-	}
-	if sent > SMSPerHour {
-		return ErrTooManyTexts
 	}
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {
@@ -196,7 +213,7 @@ func (s *Service) SendCode(ctx context.Context, u *account.User) error {
 	if err := s.engine.Store.Put(ctx, smsKey(u.ID), rec, SMSCodeLifetime); err != nil {
 		return err
 	}
-	return s.SendText(ctx, u, fmt.Sprintf("Your %s code is %s. It is valid for %d minutes.",
+	return s.send(ctx, u, fmt.Sprintf("Your %s code is %s. It is valid for %d minutes.",
 		s.opts.Issuer, code, int(SMSCodeLifetime.Minutes())))
 }
 

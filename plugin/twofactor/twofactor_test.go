@@ -347,6 +347,36 @@ func TestSMSCodesPerHourAreBounded(t *testing.T) {
 	}
 }
 
+// TestOtherTextsShareTheHourlyBound: texts other than codes (the ESA
+// API's enrolment links) count toward SMSPerHour with the codes, so no
+// caller can send a phone more than SMSPerHour texts an hour.
+func TestOtherTextsShareTheHourlyBound(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "sms-links", "+421 900 123 458")
+	if err := fx.svc.EnrolSMS(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for range SMSPerHour - 1 {
+		if err := fx.svc.SendText(ctx, u, "a link"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fx.svc.SendCode(ctx, u); err != nil {
+		t.Fatalf("the hour's last text, a code: %v", err)
+	}
+	sent := len(fx.sender.msgs)
+	if err := fx.svc.SendText(ctx, u, "one link more"); !errors.Is(err, ErrTooManyTexts) {
+		t.Fatalf("text %d of the hour: %v, want ErrTooManyTexts", SMSPerHour+1, err)
+	}
+	if err := fx.svc.SendCode(ctx, u); !errors.Is(err, ErrTooManyTexts) {
+		t.Fatalf("code after %d texts: %v, want ErrTooManyTexts", SMSPerHour, err)
+	}
+	if len(fx.sender.msgs) != sent {
+		t.Fatal("a text was sent beyond the hourly bound")
+	}
+}
+
 func TestLockout(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
