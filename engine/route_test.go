@@ -221,7 +221,10 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 		// dot segments padded with whitespace or NUL, NFKC dots and slashes, slash look-alikes
 		"/public/..%00/admin", "/public/..%20/admin", "/public/%20../admin", "/public/..%09/admin", "/public/.%00/x", "/public/..%2500/admin",
 		"/public/%ef%bc%8e%ef%bc%8e/admin", "/public/..%ef%bc%8fadmin", "/public/..%e2%88%95admin", "/public%e2%88%95..%e2%88%95admin",
-		"/public/..%e2%81%84admin", "/public/%25ef%25bc%258e%25ef%25bc%258e/admin"} {
+		"/public/..%e2%81%84admin", "/public/%25ef%25bc%258e%25ef%25bc%258e/admin",
+		// padded with any ASCII control or DEL (Java's trim), or Unicode white space (Python's strip)
+		"/public/..%01/admin", "/public/..%08/admin", "/public/..%1c/admin", "/public/%1f../admin", "/public/..%7f/admin",
+		"/public/..%c2%85/admin", "/public/..%e2%80%a8/admin", "/public/..%e2%80%a9/admin", "/public/..%251f/admin", "/public/..%c2%a0/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)

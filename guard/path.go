@@ -3,6 +3,7 @@ package guard
 import (
 	"path"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -65,29 +66,33 @@ func cleanReading(p string) bool {
 	return cleanAsIs(folded) && !hasPaddedDotSegment(folded)
 }
 
-// dotPadding is what some upstreams trim from a path segment before
-// reading it: whitespace and NUL.
-const dotPadding = " \t\n\v\f\r\x00"
+// isDotPadding reports whether r is what some upstream trims from a path
+// segment before reading it: every ASCII control and space (Java's
+// String.trim takes everything up to U+0020), DEL, and Unicode white
+// space (Python's str.strip takes U+001C–U+001F, U+0085, U+2028 and
+// U+2029 too).
+func isDotPadding(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }
 
 // hasPaddedDotSegment reports whether a segment of p is "." or ".." once
-// trimmed of dotPadding, without allocating.
+// trimmed of dot padding (isDotPadding), without allocating.
 func hasPaddedDotSegment(p string) bool {
 	for seg := range strings.SplitSeq(p, "/") {
-		if t := strings.Trim(seg, dotPadding); len(t) != len(seg) && (t == "." || t == "..") {
+		if t := strings.TrimFunc(seg, isDotPadding); len(t) != len(seg) && (t == "." || t == "..") {
 			return true
 		}
 	}
 	return false
 }
 
-// scanPath reports, in one pass, whether p holds a byte of dotPadding
-// and whether it holds a non-ASCII byte.
+// scanPath reports, in one pass, whether p holds an ASCII byte of dot
+// padding and whether it holds a non-ASCII byte (whose runes the caller
+// checks apart).
 func scanPath(p string) (padded, nonASCII bool) {
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
 		case c >= utf8.RuneSelf:
 			nonASCII = true
-		case c <= ' ' && (c == ' ' || c == 0 || '\t' <= c && c <= '\r'):
+		case c <= ' ' || c == 0x7f:
 			padded = true
 		}
 	}

@@ -34,7 +34,7 @@ func TestRequestGuardRefusalsThroughTheBinary(t *testing.T) {
 
 	// Dot segments padded or in Unicode look-alikes, on a public path.
 	for _, p := range []string{"/public/%ef%bc%8e%ef%bc%8e/admin", "/public/..%00/admin", "/public/..%20/admin", "/public/%20../admin",
-		"/public/..%09/admin", "/public/..%e2%88%95admin"} {
+		"/public/..%09/admin", "/public/..%e2%88%95admin", "/public/..%01/admin", "/public/..%1f/admin", "/public/..%c2%85/admin", "/public/..%e2%80%a8/admin"} {
 		if res := harness.Curl(t, "--path-as-is", base+p); res.Status != 400 {
 			t.Errorf("GET %s: %d %s; want 400", p, res.Status, res.Body)
 		}
