@@ -1,0 +1,70 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// TestExampleLogFilterKeepsAppKeysOut: Caddy logs a request whose handler
+// failed (its upstream down: 502) as it arrived, before Gatehouse removed
+// the application key. With the global log filter of Caddyfile.example,
+// neither the appKey header nor the query parameter reaches that log,
+// while the rest of the request does.
+func TestExampleLogFilterKeepsAppKeysOut(t *testing.T) {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile(filepath.Join(root, "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(string(example))
+	if !strings.Contains(filter, "delete appKey") {
+		t.Fatalf("Caddyfile.example has no global log filter for application keys; update this test with it")
+	}
+	inst := harness.Start(t, `{
+	admin 127.0.0.1:{{.AdminPort}}
+`+filter+`	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://localhost:{{.HTTPPort}} {
+	gatehouse {
+		accept app_key
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+`, harness.Options{})
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"kim","roles":["reader"]}`)
+	var key struct {
+		Key string `json:"key"`
+	}
+	if st := inst.AdminJSON(t, "POST", "/gatehouse/appkeys", `{"name":"kim-sync","username":"kim"}`, &key); st != 201 {
+		t.Fatalf("creating a key: %d", st)
+	}
+	// Nothing listens on the upstream port: the proxy fails with 502.
+	for _, args := range [][]string{{"-H", "appKey: " + key.Key, inst.HTTPURL() + "/api/by-header"},
+		{inst.HTTPURL() + "/api/by-query?appKey=" + key.Key + "&page=2"}} {
+		if res := harness.Curl(t, args...); res.Status != 502 {
+			t.Fatalf("%v: %d %s; want 502 (the upstream is down)", args, res.Status, res.Body)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !(inst.LogContains("/api/by-header") && inst.LogContains("/api/by-query?page=2")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Caddy's error log has no line for the two failed requests:\n%s", inst.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if inst.LogContains(key.Key) || inst.LogContains(key.Key[len(key.Key)-12:]) {
+		t.Fatalf("the application key is in Caddy's log:\n%s", inst.Log())
+	}
+}
