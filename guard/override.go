@@ -13,12 +13,14 @@ import (
 var methodOverrides = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
 
 // methodParam is the query parameter Rails, Laravel and Symfony read the
-// same way.
+// same way. ASP.NET MVC reads X-HTTP-Method-Override from the query too
+// (in any case): the header names count as query names as well.
 const methodParam = "_method"
 
 // Overrides calls allow with each method, other than its own, that r
 // names in a method override header (X-HTTP-Method-Override,
-// X-HTTP-Method, X-Method-Override) or a _method query parameter, and
+// X-HTTP-Method, X-Method-Override) or query parameter (_method, or one
+// named like those headers), and
 // returns allow's first error: a role allowing GET must not reach an
 // upstream's DELETE through one of them. (A _method in a form body is
 // not seen: rules for routes whose upstream reads it should allow POST
@@ -57,16 +59,18 @@ func allowMethods(own string, values []string, allow func(method string) error) 
 	return nil
 }
 
-// queryMethods returns the values of the _method parameters of a raw
-// query, however a framework may read them: names and values decoded
+// queryMethods returns the values of the method override parameters of a
+// raw query, however a framework may read them: names and values decoded
 // leniently (an escaped "_me%74hod" counts), pairs split on ";" as well
-// as "&" (as Rack 2 and older Pythons split them), and every name some
-// framework reads as "_method" (readsAsMethodParam) counted.
+// as "&" (as Rack 2 and older Pythons split them), every name some
+// framework reads as "_method" (readsAsMethodParam) counted, and the
+// override headers' names (ASP.NET MVC's X-HTTP-Method-Override) in any
+// case.
 func queryMethods(raw string) []string {
 	var out []string
 	for pair := range strings.FieldsFuncSeq(raw, func(c rune) bool { return c == '&' || c == ';' }) {
 		name, value, _ := strings.Cut(pair, "=")
-		if readsAsMethodParam(decodeQueryPart(name)) {
+		if n := decodeQueryPart(name); readsAsMethodParam(n) || isHeaderNamed(n, methodOverrides[:]) {
 			out = append(out, decodeQueryPart(value))
 		}
 	}

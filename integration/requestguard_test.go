@@ -22,7 +22,7 @@ func TestRequestGuardRefusalsThroughTheBinary(t *testing.T) {
 	base := inst.HTTPSURL()
 
 	// _method aliases on a POST, for a role allowing GET and POST only.
-	for _, q := range []string{".method=DELETE", "%2Emethod=DELETE", "+_method=DELETE", "%20_method=DELETE", "_method%00=DELETE", "_method%00x=DELETE", "%5B_method%5D=DELETE"} {
+	for _, q := range []string{".method=DELETE", "%2Emethod=DELETE", "+_method=DELETE", "%20_method=DELETE", "_method%00=DELETE", "_method%00x=DELETE", "%5B_method%5D=DELETE", "X-HTTP-Method-Override=DELETE", "x-http-method-override=DELETE"} {
 		res := harness.Curl(t, "-u", "alice:correct horse", "-X", "POST", base+"/api/items?"+q)
 		if res.Status != 403 || strings.Contains(res.Body, `"uri"`) {
 			t.Errorf("POST ?%s: %d %s; want 403", q, res.Status, res.Body)
