@@ -224,19 +224,29 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 		case old.TokenEpoch != u.TokenEpoch:
 			return false, invalidGrant("the account was blocked after the refresh token was issued; request a new pair with the certificate")
 		}
+		// The new pair is written before the old refresh token is marked
+		// used, so that a reuse racing this exchange, once it sees the
+		// mark, finds the pair to revoke; a pair whose exchange then loses
+		// the race was never handed out and is taken back.
 		var ops []storage.Op
 		out, ops = newPair(conn, GrantRefreshToken, u.TokenEpoch, now, p.engine.Config.TokenLifetime)
+		if err := p.engine.Store.Batch(ctx, ops); err != nil {
+			return false, err
+		}
 		used := *old
 		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
 		swapped, err := p.engine.Store.CompareAndSwap(ctx, key, raw, used.encode(), old.ExpiresAt.Sub(now))
 		if err != nil || !swapped {
-			return false, err // lost to a concurrent exchange: look again (and see the reuse)
+			// Lost to a concurrent exchange: look again (and see the reuse).
+			// The pair is unknown to anyone; taken back at best effort, it
+			// expires anyway.
+			_ = p.engine.Store.Batch(ctx, pairDeletes(&out.meta))
+			return false, err
 		}
-		ops = append(ops,
-			storage.Op{Kind: storage.OpDelete, Key: tokenKey(old.Access)},
-			storage.Op{Kind: storage.OpDelete, Key: tokenIDKey(old.ID)},
-			storage.Op{Kind: storage.OpDelete, Key: connTokenKey(old.Connector, old.ID)})
-		return true, p.engine.Store.Batch(ctx, ops)
+		return true, p.engine.Store.Batch(ctx, []storage.Op{
+			{Kind: storage.OpDelete, Key: tokenKey(old.Access)},
+			{Kind: storage.OpDelete, Key: tokenIDKey(old.ID)},
+			{Kind: storage.OpDelete, Key: connTokenKey(old.Connector, old.ID)}})
 	})
 	if errors.Is(err, storage.ErrConflict) {
 		return issued{}, invalidGrant("the refresh token is being used concurrently")

@@ -151,6 +151,33 @@ func TestRefreshRules(t *testing.T) {
 	}
 }
 
+// TestReuseRacingARefreshRevokesItsPair: when a refresh and a reuse of
+// the same refresh token arrive together and one of them is told the
+// token was already used, the pair the other one got does not work: the
+// reuse always finds it to revoke.
+func TestReuseRacingARefreshRevokesItsPair(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	c1 := f.connector("c1", "alice")
+	for round := range 60 {
+		refresh := f.mustToken(c1).RefreshToken
+		var answers [2]tokenAnswer
+		var wg sync.WaitGroup
+		for i := range answers {
+			wg.Go(func() { answers[i] = f.refreshGrant(c1, refresh) })
+		}
+		wg.Wait()
+		for i, a := range answers {
+			other := answers[1-i]
+			if a.status == 200 && other.status == 400 && strings.Contains(other.Description, "already used") {
+				if reason := f.use(c1, a.AccessToken); reason == "" {
+					t.Fatalf("round %d: a reuse was detected, but the pair issued for the refresh token still works", round)
+				}
+			}
+		}
+	}
+}
+
 func TestConcurrentRefreshSucceedsOnce(t *testing.T) {
 	f := newFixture(t, engine.Config{})
 	f.user("alice")
