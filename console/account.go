@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -38,14 +39,10 @@ func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
 	if err := c.call(r, v, http.MethodGet, me+"/otp", nil, &d.Factors); err != nil {
 		return nil, err
 	}
-	var keys []appkey.View
-	if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys", nil, &keys); err != nil {
+	// The account's own keys only, read from its own entries: a page any
+	// user can load must not read every key there is.
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys?username="+url.QueryEscape(v.user.Username), nil, &d.Keys); err != nil {
 		return nil, err
-	}
-	for _, k := range keys {
-		if k.Username == v.user.Username {
-			d.Keys = append(d.Keys, k)
-		}
 	}
 	var err error
 	d.Sessions, err = c.sessionsOf(r, v, v.user.Username, AccountPath)

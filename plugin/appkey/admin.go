@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 // AdminRoutes implements adminapi.Provider: the application key endpoints
@@ -43,8 +44,24 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	return adminapi.WriteJSON(w, http.StatusCreated, created)
 }
 
+// handleList lists every key, or with ?username= the keys of that
+// account (read from its own entries, not from every key).
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) error {
-	views, err := s.list(r.Context())
+	ctx := r.Context()
+	var views []View
+	var err error
+	if names, ok := r.URL.Query()["username"]; ok {
+		if len(names) != 1 {
+			return failure.Invalid("give username once")
+		}
+		u, userErr := s.engine.Accounts.User(ctx, names[0])
+		if userErr != nil {
+			return userErr
+		}
+		views, err = s.listOf(ctx, u.ID)
+	} else {
+		views, err = s.list(ctx)
+	}
 	if err != nil {
 		return err
 	}

@@ -150,8 +150,12 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	rec := record{Name: in.Name, Index: index, Username: u.Username, UserID: u.ID,
 		SealedKey: s.engine.Keystore.Seal([]byte(value), sealContext(in.Name)), ExpiresAt: expires,
 		IPAllowlist: allowlist, Metadata: meta, CreatedAt: now, LastModifiedAt: now}
-	// The record first (nobody knows its value yet), then the name: the
-	// name's compare-and-swap decides who owns it.
+	// The account's entry, then the record (nobody knows its value yet),
+	// then the name: the name's compare-and-swap decides who owns it. An
+	// entry or a record left by a creation that failed names no key.
+	if err := s.store.Put(ctx, userKeyKey(u.ID, in.Name), nil, 0); err != nil {
+		return nil, err
+	}
 	if err := s.store.Put(ctx, indexPrefix+index, rec.encode(), 0); err != nil {
 		return nil, err
 	}
@@ -330,7 +334,7 @@ func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
 	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
 		return true, err
 	}
-	ops := []storage.Op{{Kind: storage.OpDelete, Key: usedPrefix + name}}
+	ops := []storage.Op{{Kind: storage.OpDelete, Key: usedPrefix + name}, {Kind: storage.OpDelete, Key: userKeyKey(l.rec.UserID, name)}}
 	if l.rec.PrevIndex != "" {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 	}

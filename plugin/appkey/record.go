@@ -31,12 +31,26 @@ import (
 //	                       was opened under, checked on each of its
 //	                       requests, and its token, sealed, so revoking
 //	                       the key can end it (see binding)
+//	appkeyuser/<user ID>/<name>
+//	                       a key of the account (empty): what one user's
+//	                       keys are listed from, never a whole scan; an
+//	                       entry left over from a key since deleted or
+//	                       whose name another account's key took is
+//	                       skipped (the key's record says whose it is)
+//	appkeyuser-indexed     present once every key written before
+//	                       appkeyuser/ existed has its entry (indexUserKeys)
 const (
-	namePrefix    = "appkey/"
-	indexPrefix   = "appkeyidx/"
-	usedPrefix    = "appkeyused/"
-	sessionPrefix = "appkeysess/"
+	namePrefix     = "appkey/"
+	indexPrefix    = "appkeyidx/"
+	usedPrefix     = "appkeyused/"
+	sessionPrefix  = "appkeysess/"
+	userKeysPrefix = "appkeyuser/"
+	userKeysDone   = "appkeyuser-indexed"
 )
+
+// userKeyKey is the key of name's entry among the keys of the account
+// userID.
+func userKeyKey(userID, name string) string { return userKeysPrefix + userID + "/" + name }
 
 // Metadata are an application key's descriptive fields (ThingWorx's).
 type Metadata struct {

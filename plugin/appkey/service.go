@@ -64,8 +64,14 @@ func NewService(e *engine.Engine, opts Options) *Service {
 	s := &Service{engine: e, store: e.Store, now: time.Now, purge: opts.PurgeInterval}
 	e.Accounts.OnDelete(s.deleteUserKeys)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.run()
+	go func() {
+		defer s.wg.Done()
+		if err := s.indexUserKeys(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.engine.Logger.Error("indexing the application keys by account failed; each user's keys are listed from all keys until a later start succeeds", zap.Error(err))
+		}
+	}()
 	return s
 }
 

@@ -62,6 +62,7 @@ type failingStore struct {
 	deniedDeletes atomic.Pointer[string]
 	lostSwaps     atomic.Pointer[string]
 	batches       atomic.Int32 // Batch calls
+	keyScans      atomic.Int32 // Scans of every key's record (indexPrefix)
 	batchesFail   atomic.Bool
 	forged        atomic.Pointer[string] // reads of this key fail as a forged record's
 }
@@ -97,6 +98,13 @@ func (f *failingStore) Delete(ctx context.Context, key string) error {
 }
 
 var errDown = fmt.Errorf("test: %w", storage.ErrUnavailable)
+
+func (f *failingStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	if prefix == indexPrefix {
+		f.keyScans.Add(1)
+	}
+	return f.Store.Scan(ctx, prefix, fn)
+}
 
 func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if f.down.Load() {

@@ -3,11 +3,13 @@ package appkey
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
@@ -72,6 +74,108 @@ func (s *Service) list(ctx context.Context) ([]View, error) {
 		views = append(views, l.rec.view(used[l.rec.Name], now))
 	}
 	return views, nil
+}
+
+// listOf returns the keys of the account userID in name order: from the
+// account's entries (appkeyuser/), each key read by name, once every key
+// has one (userKeysDone); before that, filtered from every key (list).
+func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
+	switch _, err := s.store.Backend().Get(ctx, userKeysDone); {
+	case errors.Is(err, storage.ErrNotFound):
+		return s.listFiltered(ctx, userID)
+	case err != nil:
+		return nil, err
+	}
+	prefix := userKeysPrefix + userID + "/"
+	var names []string
+	err := s.store.Scan(ctx, prefix, func(e storage.Entry) error {
+		names = append(names, strings.TrimPrefix(e.Key, prefix))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	views := []View{}
+	for _, name := range names {
+		l, err := s.load(ctx, name)
+		if errors.Is(err, failure.ErrNotFound) || (err == nil && l.rec.UserID != userID) {
+			continue // deleted, or the name is now another account's key
+		}
+		if err != nil {
+			return nil, err
+		}
+		v, err := s.viewOf(ctx, &l.rec)
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, *v)
+	}
+	return views, nil
+}
+
+// listFiltered is listOf by reading every key.
+func (s *Service) listFiltered(ctx context.Context, userID string) ([]View, error) {
+	var names []string
+	err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
+		if rec, err := decodeRecord(e.Value); err == nil && rec.UserID == userID && !rec.isStub() {
+			names = append(names, rec.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	views := []View{}
+	for _, name := range names {
+		v, err := s.get(ctx, name)
+		if errors.Is(err, failure.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, *v)
+	}
+	return views, nil
+}
+
+// indexUserKeys gives every key its account's entry (appkeyuser/), for
+// the keys written before there were entries, and then records that
+// every key has one (userKeysDone); once that is recorded it does
+// nothing. Keys created meanwhile write their own entry, and running it
+// again, on another instance too, writes the same entries.
+func (s *Service) indexUserKeys(ctx context.Context) error {
+	if _, err := s.store.Backend().Get(ctx, userKeysDone); !errors.Is(err, storage.ErrNotFound) {
+		return err // done (nil), or unknown: try again at the next start
+	}
+	var ops []storage.Op
+	write := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		err := s.store.Batch(ctx, ops)
+		ops = ops[:0]
+		return err
+	}
+	err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
+		rec, err := decodeRecord(e.Value)
+		if err != nil || rec.isStub() {
+			return nil // a corrupt record is logged where it is used; a stub belongs to its key's record
+		}
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: userKeyKey(rec.UserID, rec.Name)})
+		if len(ops) == 512 {
+			return write()
+		}
+		return nil
+	})
+	if err == nil {
+		err = write()
+	}
+	if err != nil {
+		return err
+	}
+	return s.store.Put(ctx, userKeysDone, []byte(time.Now().UTC().Format(time.RFC3339)), 0) // when, for whoever reads the store
 }
 
 // view is rec as the admin API shows it.

@@ -1,0 +1,100 @@
+package appkey
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+)
+
+// keyNamesOf lists the keys of username through the admin API
+// (?username=) and returns their names, failing unless the answer is
+// 200.
+func (f *fixture) keyNamesOf(username string) []string {
+	f.t.Helper()
+	var views []View
+	if code := f.call("GET", "/gatehouse/appkeys?username="+username, "", &views); code != http.StatusOK {
+		f.t.Fatalf("listing %s's keys: %d", username, code)
+	}
+	names := []string{}
+	for _, v := range views {
+		if v.Username != username {
+			f.t.Fatalf("%s's keys list %s's key %s", username, v.Username, v.Name)
+		}
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+// TestAccountKeysAreListedFromTheirOwnIndex: one account's keys are read
+// from that account's entries, never by reading every key (which any
+// signed-in user's account page would otherwise make the server do); a
+// deleted key leaves the list; a store from before the entries lists
+// them from every key until its keys are indexed, and from their entries
+// after.
+func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the start's indexing of a new store: nothing to index
+		if _, err := f.engine.Store.Get(ctx, userKeysDone); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a new store was never marked indexed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.create(`{"name":"k2","username":"alice"}`)
+	f.create(`{"name":"k1","username":"alice"}`)
+	f.create(`{"name":"b1","username":"boss"}`)
+	// A creation refused (the name is taken) names no key of its account.
+	if code := f.call("POST", "/gatehouse/appkeys", `{"name":"b1","username":"alice"}`, nil); code != http.StatusConflict {
+		t.Fatalf("a taken name: %d", code)
+	}
+
+	scans := f.backend.keyScans.Load()
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k1", "k2"}) {
+		t.Fatalf("alice's keys: %v, want [k1 k2]", got)
+	}
+	if got := f.keyNamesOf("boss"); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("boss's keys: %v, want [b1]", got)
+	}
+	if n := f.backend.keyScans.Load() - scans; n != 0 {
+		t.Fatalf("listing one account's keys read every key %d times", n)
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/k1", "", nil); code != http.StatusNoContent {
+		t.Fatalf("deleting k1: %d", code)
+	}
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
+		t.Fatalf("alice's keys after deleting k1: %v, want [k2]", got)
+	}
+	if code := f.call("GET", "/gatehouse/appkeys?username=nobody", "", nil); code != http.StatusNotFound {
+		t.Fatalf("an unknown user's keys: %d, want 404", code)
+	}
+
+	// A store from before the entries: no entries, no mark.
+	alice, err := f.engine.Accounts.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{userKeyKey(alice.ID, "k2"), userKeysDone} {
+		if err := f.engine.Store.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
+		t.Fatalf("alice's keys in a store not indexed yet: %v, want [k2]", got)
+	}
+	if err := f.svc.indexUserKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scans = f.backend.keyScans.Load()
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
+		t.Fatalf("alice's keys once indexed: %v, want [k2]", got)
+	}
+	if n := f.backend.keyScans.Load() - scans; n != 0 {
+		t.Fatalf("listing one account's keys once indexed read every key %d times", n)
+	}
+}
