@@ -4,29 +4,15 @@ import (
 	"context"
 	"errors"
 
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // deleteUserKeys deletes, ending their sessions, the application keys of
 // an account that is being deleted (an account.DeleteHook), so that they
 // no longer show in the key list under a name nobody can use.
 func (s *Service) deleteUserKeys(ctx context.Context, u *account.User) error {
-	var names []string
-	err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
-		rec, err := decodeRecord(e.Value)
-		if err != nil {
-			s.engine.Logger.Error("skipping a corrupt application key record", zap.String("key", e.Key), zap.Error(err))
-			return nil
-		}
-		if rec.UserID == u.ID && !rec.isStub() {
-			names = append(names, rec.Name)
-		}
-		return nil
-	})
+	names, err := s.keyNamesOf(ctx, u.ID)
 	if err != nil {
 		return err
 	}

@@ -76,22 +76,9 @@ func (s *Service) list(ctx context.Context) ([]View, error) {
 	return views, nil
 }
 
-// listOf returns the keys of the account userID in name order: from the
-// account's entries (appkeyuser/), each key read by name, once every key
-// has one (userKeysDone); before that, filtered from every key (list).
+// listOf returns the keys of the account userID in name order.
 func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
-	switch _, err := s.store.Backend().Get(ctx, userKeysDone); {
-	case errors.Is(err, storage.ErrNotFound):
-		return s.listFiltered(ctx, userID)
-	case err != nil:
-		return nil, err
-	}
-	prefix := userKeysPrefix + userID + "/"
-	var names []string
-	err := s.store.Scan(ctx, prefix, func(e storage.Entry) error {
-		names = append(names, strings.TrimPrefix(e.Key, prefix))
-		return nil
-	})
+	names, err := s.keyNamesOf(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -113,31 +100,36 @@ func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
 	return views, nil
 }
 
-// listFiltered is listOf by reading every key.
-func (s *Service) listFiltered(ctx context.Context, userID string) ([]View, error) {
+// keyNamesOf returns, in name order, the names of the keys of the account
+// userID and maybe of keys since deleted or now another account's (the
+// caller checks each): from the account's entries (appkeyuser/) once
+// every key has one (userKeysDone), from every key's record before.
+func (s *Service) keyNamesOf(ctx context.Context, userID string) ([]string, error) {
 	var names []string
-	err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
-		if rec, err := decodeRecord(e.Value); err == nil && rec.UserID == userID && !rec.isStub() {
-			names = append(names, rec.Name)
-		}
-		return nil
-	})
-	if err != nil {
+	switch _, err := s.store.Backend().Get(ctx, userKeysDone); {
+	case errors.Is(err, storage.ErrNotFound):
+		err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
+			rec, err := decodeRecord(e.Value)
+			if err != nil {
+				s.engine.Logger.Error("skipping a corrupt application key record", zap.String("key", e.Key), zap.Error(err))
+				return nil
+			}
+			if rec.UserID == userID && !rec.isStub() {
+				names = append(names, rec.Name)
+			}
+			return nil
+		})
+		slices.Sort(names)
+		return names, err
+	case err != nil:
 		return nil, err
 	}
-	slices.Sort(names)
-	views := []View{}
-	for _, name := range names {
-		v, err := s.get(ctx, name)
-		if errors.Is(err, failure.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		views = append(views, *v)
-	}
-	return views, nil
+	prefix := userKeysPrefix + userID + "/"
+	err := s.store.Scan(ctx, prefix, func(e storage.Entry) error {
+		names = append(names, strings.TrimPrefix(e.Key, prefix))
+		return nil
+	})
+	return names, err
 }
 
 // indexUserKeys gives every key its account's entry (appkeyuser/), for
