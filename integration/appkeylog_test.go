@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,15 +15,7 @@ import (
 // neither the appKey header nor the query parameter reaches that log,
 // while the rest of the request does.
 func TestExampleLogFilterKeepsAppKeysOut(t *testing.T) {
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	example, err := os.ReadFile(filepath.Join(root, "Caddyfile.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(string(example))
+	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(readExample(t))
 	if !strings.Contains(filter, "delete appKey") {
 		t.Fatalf("Caddyfile.example has no global log filter for application keys; update this test with it")
 	}

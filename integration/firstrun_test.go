@@ -24,15 +24,7 @@ import (
 // the file as `make run` runs it.
 func exampleTemplate(t *testing.T, extraGlobal string) string {
 	t.Helper()
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(root, "Caddyfile.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
+	s := readExample(t)
 	for _, swap := range [][2]string{{"localhost:2019", "localhost:{{.AdminPort}}"}, {":8443", ":{{.HTTPSPort}}"},
 		{":8001", ":{{.ESAPort}}"}, {":9080", ":{{.UpstreamPort}}"}, {"data_dir ./data\n", "data_dir ./data\n" + extraGlobal + "\n"}} {
 		if !strings.Contains(s, swap[0]) {
@@ -41,6 +33,20 @@ func exampleTemplate(t *testing.T, extraGlobal string) string {
 		s = strings.ReplaceAll(s, swap[0], swap[1])
 	}
 	return s
+}
+
+// readExample returns the checkout's Caddyfile.example.
+func readExample(t *testing.T) string {
+	t.Helper()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }
 
 // unprivileged is the credential of an ordinary user for Caddy when the
