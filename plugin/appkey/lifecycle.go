@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
@@ -162,6 +164,13 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	if err := s.claimName(ctx, in.Name, index); err != nil {
 		_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 		return nil, err
+	}
+	// Again, now that the key holds its name: the deletion of an earlier
+	// key of the same name and account, racing this creation, may have
+	// removed the entry since (remove puts it back when it sees this key;
+	// this covers it not seeing it yet).
+	if err := s.store.Put(ctx, userKeyKey(u.ID, in.Name), nil, 0); err != nil {
+		s.engine.Logger.Error("an application key was created, but its account's entry could not be written again; it may be missing from the account's key list", zap.String("key", in.Name), zap.Error(err))
 	}
 	warnings := []string{}
 	if admin {
@@ -334,9 +343,19 @@ func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
 	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
 		return true, err
 	}
-	ops := []storage.Op{{Kind: storage.OpDelete, Key: usedPrefix + name}, {Kind: storage.OpDelete, Key: userKeyKey(l.rec.UserID, name)}}
+	entry := userKeyKey(l.rec.UserID, name)
+	ops := []storage.Op{{Kind: storage.OpDelete, Key: usedPrefix + name}, {Kind: storage.OpDelete, Key: entry}}
 	if l.rec.PrevIndex != "" {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 	}
-	return true, s.store.Batch(ctx, ops)
+	if err := s.store.Batch(ctx, ops); err != nil {
+		return true, err
+	}
+	// A key of the same name and account created since the name was let
+	// go shares the entry just removed: put it back (the creation puts it
+	// again too, once it holds the name, for when it did not yet).
+	if now, err := s.load(ctx, name); err == nil && now.rec.UserID == l.rec.UserID {
+		return true, s.store.Put(ctx, entry, nil, 0)
+	}
+	return true, nil
 }

@@ -35,7 +35,7 @@ const seedBatch = 500
 func Seed(ctx context.Context, st storage.Store, ks *keystore.Keystore, keys []SeedKey) ([]string, error) {
 	values := make([]string, 0, len(keys))
 	now := reccodec.Stamp(time.Now())
-	ops := make([]storage.Op, 0, 2*seedBatch)
+	ops := make([]storage.Op, 0, 3*seedBatch)
 	for i, k := range keys {
 		if err := account.ValidateName("application key", k.Name); err != nil {
 			return nil, err
@@ -46,7 +46,8 @@ func Seed(ctx context.Context, st storage.Store, ks *keystore.Keystore, keys []S
 			Metadata: Metadata{Tags: []string{}}, CreatedAt: now, LastModifiedAt: now}
 		ops = append(ops,
 			storage.Op{Kind: storage.OpPut, Key: indexPrefix + index, Value: rec.encode()},
-			storage.Op{Kind: storage.OpPut, Key: namePrefix + k.Name, Value: []byte(index)})
+			storage.Op{Kind: storage.OpPut, Key: namePrefix + k.Name, Value: []byte(index)},
+			storage.Op{Kind: storage.OpPut, Key: userKeyKey(k.UserID, k.Name)})
 		values = append(values, value)
 		if len(ops) == cap(ops) || i == len(keys)-1 {
 			if err := st.Batch(ctx, ops); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,25 +28,33 @@ func (f *fixture) keyNamesOf(username string) []string {
 	return names
 }
 
+// waitIndexed waits for the start's indexing of the fixture's new store
+// (nothing to index) to mark it indexed, so that lists come from the
+// accounts' entries.
+func (f *fixture) waitIndexed() {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := f.engine.Store.Get(context.Background(), userKeysDone); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatal("a new store was never marked indexed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestAccountKeysAreListedFromTheirOwnIndex: one account's keys are read
 // from that account's entries, never by reading every key (which any
 // signed-in user's account page would otherwise make the server do); a
 // deleted key leaves the list; a store from before the entries lists
 // them from every key until its keys are indexed, and from their entries
-// after.
+// after; imported keys (Seed) are listed.
 func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for { // the start's indexing of a new store: nothing to index
-		if _, err := f.engine.Store.Get(ctx, userKeysDone); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a new store was never marked indexed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.waitIndexed()
 	f.create(`{"name":"k2","username":"alice"}`)
 	f.create(`{"name":"k1","username":"alice"}`)
 	f.create(`{"name":"b1","username":"boss"}`)
@@ -96,5 +105,38 @@ func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 	}
 	if n := f.backend.keyScans.Load() - scans; n != 0 {
 		t.Fatalf("listing one account's keys once indexed read every key %d times", n)
+	}
+	// Keys imported with Seed have their entries too.
+	if _, err := Seed(ctx, f.engine.Store, f.ks, []SeedKey{{Name: "imported", Username: "alice", UserID: alice.ID, ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"imported", "k2"}) {
+		t.Fatalf("alice's keys after an import: %v, want [imported k2]", got)
+	}
+}
+
+// TestKeyRecreatedWhileDeletedIsListed: a key deleted and created again
+// under the same name for the same account at the same moment ends up
+// listed whenever it exists (the deletion's cleanup of the account's
+// entry must not take the new key's), and deleting the account then
+// deletes it.
+func TestKeyRecreatedWhileDeletedIsListed(t *testing.T) {
+	f := newFixture(t)
+	f.waitIndexed()
+	for round := range 100 {
+		f.create(`{"name":"r","username":"alice"}`)
+		var wg sync.WaitGroup
+		wg.Go(func() { f.call("DELETE", "/gatehouse/appkeys/r", "", nil) })
+		wg.Go(func() { f.call("POST", "/gatehouse/appkeys", `{"name":"r","username":"alice"}`, nil) })
+		wg.Wait()
+		exists := f.call("GET", "/gatehouse/appkeys/r", "", nil) == http.StatusOK
+		if listed := slices.Contains(f.keyNamesOf("alice"), "r"); listed != exists {
+			t.Fatalf("round %d: key r exists %v, listed for alice %v", round, exists, listed)
+		}
+		if exists {
+			if code := f.call("DELETE", "/gatehouse/appkeys/r", "", nil); code != http.StatusNoContent {
+				t.Fatalf("round %d: deleting r: %d", round, code)
+			}
+		}
 	}
 }
