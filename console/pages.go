@@ -42,7 +42,8 @@ type action func(c *Console, r *http.Request, v *viewer, f form) (outcome, error
 // confirmed is act once the viewer confirmed who they are in the form's
 // confirm field, with their password or a code (Console.reauthenticate).
 // It guards the actions that give access (a user, roles, a role's rules,
-// a password, a phone number, a second factor, unblocking) or show a
+// a password, a phone number, a second factor, unblocking a user or their
+// second factor, an application key's allowlist or expiry) or show a
 // credential (an application key's value, an API password, a connector's
 // key). A session alone must not suffice for them: the console shares its
 // origin with the upstream application of the route, so a script in any
@@ -227,7 +228,7 @@ func usersPage() *page {
 				"Password set; the user's sessions were ended.")),
 			"roles":         confirmed(patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")),
 			"mobile_number": confirmed(patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved.")),
-			"unlock":        simple(http.MethodPost, "/unlock", "Second factor unlocked."),
+			"unlock":        confirmed(simple(http.MethodPost, "/unlock", "Second factor unlocked.")), // guesses can start again
 			"end-sessions":  simple(http.MethodDelete, "/sessions", "The user's sessions were ended."),
 			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return revokeSession(c, r, v, f.get("username"), f)
@@ -438,7 +439,7 @@ func appKeysPage() *page {
 				return outcome{Notice: "Key " + out.Name + " created; it expires " + out.ExpiresAt.UTC().Format(time.RFC3339) + ".",
 					Once: keyValue{Name: out.Name, Key: out.Key}}, nil
 			}),
-			"update": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			"update": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) { // may widen the allowlist, move the expiry
 				in := map[string]any{"ip_allowlist": splitList(f.get("ip_allowlist"))}
 				expires, err := parseTime("expires_at", f.get("expires_at"))
 				if err != nil {
@@ -448,10 +449,10 @@ func appKeysPage() *page {
 					in["expires_at"] = expires
 				}
 				return outcome{Notice: "Key " + f.get("name") + " updated."}, c.call(r, v, http.MethodPatch, keyPath(f, ""), in, nil)
-			},
-			"reset-expiration": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			}),
+			"reset-expiration": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Expiration of " + f.get("name") + " reset."}, c.call(r, v, http.MethodPost, keyPath(f, "/reset-expiration"), nil, nil)
-			},
+			}),
 			"rotate": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				grace, err := strconv.ParseInt(strings.TrimSpace(f.get("grace_seconds")), 10, 64)
 				if err != nil && f.get("grace_seconds") != "" {

@@ -224,7 +224,8 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 		"/public/..%e2%81%84admin", "/public/%25ef%25bc%258e%25ef%25bc%258e/admin",
 		// padded with any ASCII control or DEL (Java's trim), or Unicode white space (Python's strip)
 		"/public/..%01/admin", "/public/..%08/admin", "/public/..%1c/admin", "/public/%1f../admin", "/public/..%7f/admin",
-		"/public/..%c2%85/admin", "/public/..%e2%80%a8/admin", "/public/..%e2%80%a9/admin", "/public/..%251f/admin", "/public/..%c2%a0/admin"} {
+		"/public/..%c2%85/admin", "/public/..%e2%80%a8/admin", "/public/..%e2%80%a9/admin", "/public/..%251f/admin", "/public/..%c2%a0/admin",
+		"/public/..%ef%bb%bf/admin", "/public/%ef%bb%bf../admin", "/public/..%25EF%25BB%25BF/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)

@@ -68,10 +68,10 @@ func cleanReading(p string) bool {
 
 // isDotPadding reports whether r is what some upstream trims from a path
 // segment before reading it: every ASCII control and space (Java's
-// String.trim takes everything up to U+0020), DEL, and Unicode white
-// space (Python's str.strip takes U+001C–U+001F, U+0085, U+2028 and
-// U+2029 too).
-func isDotPadding(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }
+// String.trim takes everything up to U+0020), DEL, Unicode white space
+// (Python's str.strip takes U+001C–U+001F, U+0085, U+2028 and U+2029
+// too) and the byte order mark (JavaScript's String.prototype.trim).
+func isDotPadding(r rune) bool { return r <= ' ' || r == 0x7f || r == 0xfeff || unicode.IsSpace(r) }
 
 // hasPaddedDotSegment reports whether a segment of p is "." or ".." once
 // trimmed of dot padding (isDotPadding), without allocating.

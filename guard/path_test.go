@@ -49,13 +49,13 @@ func FuzzIsClean(f *testing.F) {
 	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541",
 		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%",
 		"/p/..\x00/x", "/p/ ../x", "/p/%2e%2e%09/x", "/p/\uff0e\uff0e/x", "/p/..\u2215x", "/p/%ef%bc%8e%ef%bc%8e",
-		"/p/..\x1f/x", "/p/..%01/x", "/p/..\u0085/x", "/p/..%e2%80%a8/x", "/p/..\x7f/x"} {
+		"/p/..\x1f/x", "/p/..%01/x", "/p/..\u0085/x", "/p/..%e2%80%a8/x", "/p/..\x7f/x", "/p/..\ufeff/x", "/p/..%EF%BB%BF/x"} {
 		f.Add(p)
 	}
 	escape := regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
-	// Padding as Java's trim and Python's strip take it: ASCII controls,
-	// space, DEL and Unicode white space.
-	paddedDots := regexp.MustCompile(`(^|/)[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\p{Zs}]*\.\.?[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\p{Zs}]*(/|$)`)
+	// Padding as Java's trim, Python's strip and JavaScript's trim take
+	// it: ASCII controls, space, DEL, Unicode white space and U+FEFF.
+	paddedDots := regexp.MustCompile(`(^|/)[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\x{feff}\p{Zs}]*\.\.?[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\x{feff}\p{Zs}]*(/|$)`)
 	f.Fuzz(func(t *testing.T, p string) {
 		if !IsClean(p) {
 			return

@@ -58,7 +58,7 @@ http://localhost:{{.HTTPPort}} {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for path := range requests {
-		for !inst.LogContains(`"`+path) {
+		for !inst.LogContains(`"` + path) {
 			if time.Now().After(deadline) {
 				t.Fatalf("Caddy's error log has no line for %s:\n%s", path, inst.Log())
 			}

@@ -552,12 +552,14 @@ func TestConsoleActions(t *testing.T) {
 	root.do(base + console.Prefix + "users") // a page with forms: the CSRF token
 	// view holds the fields of the admin API's answers the checks look at.
 	type view struct {
-		Types   []string `json:"credential_type"`
-		Roles   []string `json:"roles"`
-		Status  string   `json:"status"`
-		Mobile  string   `json:"mobile_number"`
-		Name    string   `json:"name"`
-		Revoked bool     `json:"revoked"`
+		Types     []string  `json:"credential_type"`
+		Roles     []string  `json:"roles"`
+		Status    string    `json:"status"`
+		Mobile    string    `json:"mobile_number"`
+		Name      string    `json:"name"`
+		Revoked   bool      `json:"revoked"`
+		Allowlist []string  `json:"ip_allowlist"`
+		Expires   time.Time `json:"expires_at"`
 	}
 	var body view
 	admin := func(path string) int {
@@ -568,7 +570,8 @@ func TestConsoleActions(t *testing.T) {
 	// confirmed are the actions that need the admin's password (or a
 	// code) besides the session: each is posted once without it first.
 	confirmed := map[string]bool{"users create": true, "users roles": true, "users mobile_number": true, "users enrol": true,
-		"users status active": true, "users password": true, "appkeys create": true, "appkeys rotate": true, "roles save": true,
+		"users status active": true, "users password": true, "users unlock": true, "appkeys create": true, "appkeys rotate": true,
+		"appkeys update": true, "appkeys reset-expiration": true, "roles save": true,
 		"api-credentials create": true, "connectors create": true}
 	steps := []struct {
 		page  string
@@ -596,10 +599,19 @@ func TestConsoleActions(t *testing.T) {
 				st := harness.Curl(t, "-u", "dan:another password 2", base+"/app/x").Status
 				return st == 200 || st == 403 // the password accepted (dan holds no role now)
 			}},
+		{"users", url.Values{"action": {"unlock"}, "username": {"dan"}},
+			func() bool { return admin("/gatehouse/users/dan/otp") == 200 }},
 		{"appkeys", url.Values{"action": {"create"}, "name": {"k2"}, "username": {"dan"}},
 			func() bool { return admin("/gatehouse/appkeys/k2") == 200 }},
 		{"appkeys", url.Values{"action": {"rotate"}, "name": {"k2"}, "grace_seconds": {"60"}},
 			func() bool { admin("/gatehouse/appkeys/k2"); return body.Name == "k2" }},
+		{"appkeys", url.Values{"action": {"update"}, "name": {"k2"}, "ip_allowlist": {"10.0.0.0/8"}, "expires_at": {"2099-01-31"}},
+			func() bool {
+				admin("/gatehouse/appkeys/k2")
+				return strings.Join(body.Allowlist, ",") == "10.0.0.0/8" && body.Expires.Year() == 2099
+			}},
+		{"appkeys", url.Values{"action": {"reset-expiration"}, "name": {"k2"}},
+			func() bool { admin("/gatehouse/appkeys/k2"); return body.Expires.Year() < 2099 }},
 		{"appkeys", url.Values{"action": {"delete"}, "name": {"k2"}},
 			func() bool { return admin("/gatehouse/appkeys/k2") == 404 }},
 		{"users", url.Values{"action": {"delete"}, "username": {"dan"}},
