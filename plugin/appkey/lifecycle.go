@@ -165,6 +165,16 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 		_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 		return nil, err
 	}
+	// The account may have been deleted since it was read, its keys
+	// deleted before this one held its name: then this key goes too.
+	if cur, err := s.engine.Accounts.User(ctx, u.Username); errors.Is(err, failure.ErrNotFound) || (err == nil && cur.ID != u.ID) {
+		if _, err := s.deleteKey(ctx, in.Name, u.ID); err != nil {
+			return nil, err
+		}
+		return nil, failure.Conflict("user %q was deleted while the key was being created", in.Username)
+	} else if err != nil {
+		return nil, err
+	}
 	// Again, now that the key holds its name: the deletion of an earlier
 	// key of the same name and account, racing this creation, may have
 	// removed the entry since (remove puts it back when it sees this key;
@@ -290,7 +300,11 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 			_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 			return false, err
 		}
-		ops := []storage.Op{{Kind: storage.OpPut, Key: namePrefix + name, Value: []byte(index)}}
+		// The account's entry again: indexUserKeys, reading every key while
+		// this rotation moved the record (a Redis scan lists the keys
+		// before it reads them), may have found only the stub.
+		ops := []storage.Op{{Kind: storage.OpPut, Key: namePrefix + name, Value: []byte(index)},
+			{Kind: storage.OpPut, Key: userKeyKey(l.rec.UserID, name)}}
 		if l.rec.PrevIndex != "" {
 			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 		}

@@ -103,6 +103,9 @@ func TestQueryKey(t *testing.T) {
 		{"appKey=K%2D1", "K-1", 1},
 		{"appKeys=K&myappKey=K", "", 0},
 		{"appKey=%zz", "", 1},
+		// Only ASCII letters fold: a Kelvin sign is no K, a long s no s.
+		{"app%E2%84%AAey=K", "", 0},
+		{"app\u212aey=K", "", 0},
 	} {
 		v, n := queryKey(tc.query)
 		if v != tc.value || n != tc.count {

@@ -34,7 +34,9 @@ func nextParam(rawQuery string, i int) (param string, next int) {
 }
 
 // paramIs reports whether the parameter's name, percent-decoded, equals one
-// of names case-insensitively.
+// of names (ASCII) in any ASCII case. Only ASCII letters fold: Unicode
+// folding would take "app\u212aey" (a Kelvin sign) for appKey, a spelling
+// no log filter expects.
 func paramIs(param string, names []string) bool {
 	name, _, _ := strings.Cut(param, "=")
 	if strings.ContainsAny(name, "%+") {
@@ -43,11 +45,33 @@ func paramIs(param string, names []string) bool {
 		}
 	}
 	for _, n := range names {
-		if strings.EqualFold(name, n) {
+		if asciiEqualFold(name, n) {
 			return true
 		}
 	}
 	return false
+}
+
+// asciiEqualFold reports whether a and b are equal with ASCII letters
+// compared in any case; any other byte must be the same.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII is c with an ASCII capital letter made small.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // paramValue is the percent-decoded value of a parameter ("" when it
@@ -86,7 +110,7 @@ func queryTrue(rawQuery string, names []string) bool {
 	for i := 0; i < len(rawQuery); {
 		var p string
 		p, i = nextParam(rawQuery, i)
-		if paramIs(p, names) && strings.EqualFold(paramValue(p), "true") {
+		if paramIs(p, names) && asciiEqualFold(paramValue(p), "true") {
 			return true
 		}
 	}

@@ -63,6 +63,9 @@ type failingStore struct {
 	lostSwaps     atomic.Pointer[string]
 	batches       atomic.Int32 // Batch calls
 	keyScans      atomic.Int32 // Scans of every key's record (indexPrefix)
+	// midScan, when set, runs in a Scan of every key's record between
+	// listing the keys and reading them, as a Redis scan pages them.
+	midScan atomic.Pointer[func()]
 	batchesFail   atomic.Bool
 	forged        atomic.Pointer[string] // reads of this key fail as a forged record's
 }
@@ -100,10 +103,32 @@ func (f *failingStore) Delete(ctx context.Context, key string) error {
 var errDown = fmt.Errorf("test: %w", storage.ErrUnavailable)
 
 func (f *failingStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	if prefix == indexPrefix {
-		f.keyScans.Add(1)
+	if prefix != indexPrefix {
+		return f.Store.Scan(ctx, prefix, fn)
 	}
-	return f.Store.Scan(ctx, prefix, fn)
+	f.keyScans.Add(1)
+	mid := f.midScan.Load()
+	if mid == nil {
+		return f.Store.Scan(ctx, prefix, fn)
+	}
+	var keys []string
+	if err := f.Store.Scan(ctx, prefix, func(e storage.Entry) error { keys = append(keys, e.Key); return nil }); err != nil {
+		return err
+	}
+	(*mid)()
+	for _, key := range keys {
+		e, err := f.Store.GetEntry(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {

@@ -2,11 +2,14 @@ package appkey
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
 )
 
 // keyNamesOf lists the keys of username through the admin API
@@ -138,5 +141,65 @@ func TestKeyRecreatedWhileDeletedIsListed(t *testing.T) {
 				t.Fatalf("round %d: deleting r: %d", round, code)
 			}
 		}
+	}
+}
+
+// TestKeyCreatedWhileItsAccountIsDeletedGoesToo: a key created for an
+// account while the account is being deleted does not outlive it.
+func TestKeyCreatedWhileItsAccountIsDeletedGoesToo(t *testing.T) {
+	f := newFixture(t)
+	f.waitIndexed()
+	ctx := context.Background()
+	for round := range 60 {
+		name := fmt.Sprintf("leaving%d", round)
+		if _, err := f.engine.Accounts.CreateUser(ctx, account.NewUser{Username: name, Roles: []string{"api"}}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := f.engine.Accounts.DeleteUser(ctx, name); err != nil {
+				t.Errorf("deleting %s: %v", name, err)
+			}
+		})
+		wg.Go(func() { f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`-key","username":"`+name+`"}`, nil) })
+		wg.Wait()
+		if code := f.call("GET", "/gatehouse/appkeys/"+name+"-key", "", nil); code != http.StatusNotFound {
+			t.Fatalf("round %d: the key of the deleted account %s: %d, want 404", round, name, code)
+		}
+	}
+}
+
+// TestRotationDuringIndexingKeepsTheEntry: a key rotated while a store
+// from before the accounts' entries is indexed, between the indexing's
+// listing of the keys and its reading of them (as a Redis scan goes),
+// keeps its account's entry: the indexing reads only its old record, a
+// stub, but the rotation writes the entry itself.
+func TestRotationDuringIndexingKeepsTheEntry(t *testing.T) {
+	f := newFixture(t)
+	f.waitIndexed()
+	ctx := context.Background()
+	f.create(`{"name":"moving","username":"alice"}`)
+	alice, err := f.engine.Accounts.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{userKeyKey(alice.ID, "moving"), userKeysDone} { // a store from before the entries
+		if err := f.engine.Store.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate := func() {
+		if code := f.call("POST", "/gatehouse/appkeys/moving/rotate", `{"grace_seconds":60}`, nil); code != http.StatusOK {
+			t.Errorf("rotating mid-scan: %d", code)
+		}
+	}
+	f.backend.midScan.Store(&rotate)
+	err = f.svc.indexUserKeys(ctx)
+	f.backend.midScan.Store(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"moving"}) {
+		t.Fatalf("alice's keys after a rotation during the indexing: %v, want [moving]", got)
 	}
 }
