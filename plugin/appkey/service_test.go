@@ -65,9 +65,9 @@ type failingStore struct {
 	keyScans      atomic.Int32 // Scans of every key's record (indexPrefix)
 	// midScan, when set, runs in a Scan of every key's record between
 	// listing the keys and reading them, as a Redis scan pages them.
-	midScan atomic.Pointer[func()]
-	batchesFail   atomic.Bool
-	forged        atomic.Pointer[string] // reads of this key fail as a forged record's
+	midScan     atomic.Pointer[func()]
+	batchesFail atomic.Bool
+	forged      atomic.Pointer[string] // reads of this key fail as a forged record's
 }
 
 // forgedErr is the error of a read of the key f.forged names, if key is it.
