@@ -125,17 +125,14 @@ func accountPage() *page {
 			"totp-start":   startTOTP,
 			"totp-confirm": confirmTOTP,
 			"revoke-key": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				// Another user's key and no key at all are answered alike,
-				// so that the form does not tell which key names exist.
-				var k appkey.View
-				err := c.call(r, v, http.MethodGet, keyPath(f, ""), nil, &k)
-				if errors.Is(err, failure.ErrNotFound) || (err == nil && k.Username != v.user.Username) {
+				// Deleted only while it is the viewer's, in one step; another
+				// user's key and no key at all are answered alike, so that
+				// the form does not tell which key names exist.
+				err := c.call(r, v, http.MethodDelete, keyPath(f, "")+"?username="+url.QueryEscape(v.user.Username), nil, nil)
+				if errors.Is(err, failure.ErrNotFound) {
 					err = failure.NotFound("you have no application key %q", f.get("name"))
 				}
-				if err != nil {
-					return outcome{}, err
-				}
-				return outcome{Notice: "Key " + k.Name + " revoked."}, c.call(r, v, http.MethodDelete, keyPath(f, ""), nil, nil)
+				return outcome{Notice: "Key " + f.get("name") + " revoked."}, err
 			},
 			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return revokeSession(c, r, v, v.user.Username, f)

@@ -44,23 +44,35 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	return adminapi.WriteJSON(w, http.StatusCreated, created)
 }
 
+// accountParam is the ID of the account ?username= names ("" without
+// one): the answer is then limited to that account's keys.
+func (s *Service) accountParam(r *http.Request) (string, error) {
+	names, ok := r.URL.Query()["username"]
+	switch {
+	case !ok:
+		return "", nil
+	case len(names) != 1:
+		return "", failure.Invalid("give username once")
+	}
+	u, err := s.engine.Accounts.User(r.Context(), names[0])
+	if err != nil {
+		return "", err
+	}
+	return u.ID, nil
+}
+
 // handleList lists every key, or with ?username= the keys of that
 // account (read from its own entries, not from every key).
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
+	userID, err := s.accountParam(r)
+	if err != nil {
+		return err
+	}
 	var views []View
-	var err error
-	if names, ok := r.URL.Query()["username"]; ok {
-		if len(names) != 1 {
-			return failure.Invalid("give username once")
-		}
-		u, userErr := s.engine.Accounts.User(ctx, names[0])
-		if userErr != nil {
-			return userErr
-		}
-		views, err = s.listOf(ctx, u.ID)
+	if userID != "" {
+		views, err = s.listOf(r.Context(), userID)
 	} else {
-		views, err = s.list(ctx)
+		views, err = s.list(r.Context())
 	}
 	if err != nil {
 		return err
@@ -92,13 +104,24 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) error {
 	return adminapi.WriteJSON(w, http.StatusOK, v)
 }
 
+// handleDelete deletes the key, with ?username= only while it is that
+// account's (404 otherwise), in one step: no other account's key of the
+// same name, created meanwhile, is deleted in its place.
 func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) error {
-	rec, err := s.deleteKey(r.Context(), r.PathValue("name"), "")
+	userID, err := s.accountParam(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	rec, err := s.deleteKey(r.Context(), name, userID)
 	if rec != nil {
 		s.audit(r, rec, "key deleted")
 	}
 	if err != nil {
 		return err
+	}
+	if rec == nil { // another account's key
+		return notFound(name)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -76,8 +76,12 @@ func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 	if n := f.backend.keyScans.Load() - scans; n != 0 {
 		t.Fatalf("listing one account's keys read every key %d times", n)
 	}
-	if code := f.call("DELETE", "/gatehouse/appkeys/k1", "", nil); code != http.StatusNoContent {
-		t.Fatalf("deleting k1: %d", code)
+	// A deletion limited to an account deletes only that account's key.
+	if code := f.call("DELETE", "/gatehouse/appkeys/k1?username=boss", "", nil); code != http.StatusNotFound {
+		t.Fatalf("deleting alice's k1 as boss's: %d, want 404", code)
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/k1?username=alice", "", nil); code != http.StatusNoContent {
+		t.Fatalf("deleting k1 as alice's: %d", code)
 	}
 	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
 		t.Fatalf("alice's keys after deleting k1: %v, want [k2]", got)
