@@ -52,27 +52,11 @@ func paramIs(param string, names []string) bool {
 	return false
 }
 
-// asciiEqualFold reports whether a and b are equal with ASCII letters
-// compared in any case; any other byte must be the same.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lowerASCII(a[i]) != lowerASCII(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// lowerASCII is c with an ASCII capital letter made small.
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
+// asciiEqualFold reports whether a and b, the one of them ASCII, are
+// equal with ASCII letters compared in any case. Unicode folding takes a
+// letter for an ASCII one only from a rune of two bytes or more, so the
+// same length in bytes leaves EqualFold to fold ASCII letters alone.
+func asciiEqualFold(a, b string) bool { return len(a) == len(b) && strings.EqualFold(a, b) }
 
 // paramValue is the percent-decoded value of a parameter ("" when it
 // cannot be decoded).
