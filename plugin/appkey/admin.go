@@ -3,6 +3,7 @@ package appkey
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,9 +46,21 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
 }
 
 // accountParam is the ID of the account ?username= names ("" without
-// one): the answer is then limited to that account's keys.
+// one): the answer is then limited to that account's keys. A query it
+// cannot read whole, or with any other parameter (Username, user), is
+// refused: a condition the server did not see must not widen a delete to
+// any account's key.
 func (s *Service) accountParam(r *http.Request) (string, error) {
-	names, ok := r.URL.Query()["username"]
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", failure.Invalid("the query could not be read (%v); escape the username (url.QueryEscape)", err)
+	}
+	for name := range query {
+		if name != "username" {
+			return "", failure.Invalid("unknown query parameter %q; the only one is username", name)
+		}
+	}
+	names, ok := query["username"]
 	switch {
 	case !ok:
 		return "", nil

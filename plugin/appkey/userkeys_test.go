@@ -86,6 +86,16 @@ func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
 		t.Fatalf("alice's keys after deleting k1: %v, want [k2]", got)
 	}
+	// A condition the server cannot read, or does not know, is refused
+	// rather than dropped: the delete would then take anyone's key.
+	for _, q := range []string{"Username=boss", "user=boss", "username=boss;x", "username=boss&x=1", "username=%zz"} {
+		if code := f.call("DELETE", "/gatehouse/appkeys/k2?"+q, "", nil); code != http.StatusBadRequest {
+			t.Fatalf("deleting alice's k2 with ?%s: %d, want 400", q, code)
+		}
+		if code := f.call("GET", "/gatehouse/appkeys?"+q, "", nil); code != http.StatusBadRequest {
+			t.Fatalf("listing with ?%s: %d, want 400", q, code)
+		}
+	}
 	if code := f.call("GET", "/gatehouse/appkeys?username=nobody", "", nil); code != http.StatusNotFound {
 		t.Fatalf("an unknown user's keys: %d, want 404", code)
 	}
