@@ -255,6 +255,12 @@ func TestPackage(t *testing.T) {
 	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-12"); failure.Status(err) != 400 || !strings.Contains(err.Error(), "at least 12 characters") {
 		t.Errorf("Package with an 11-character password = %v; want 400 saying it needs at least 12 characters", err)
 	}
+	// Twelve characters of too few kinds are among the first guesses.
+	for _, weak := range []string{"            ", "aaaaaaaaaaaa", "abababababab", "1234123412341234"} {
+		if _, _, err := f.p.Package(context.Background(), "c1", weak); failure.Status(err) != 400 || !strings.Contains(err.Error(), "different characters") {
+			t.Errorf("Package with password %q = %v; want 400 saying it needs more different characters", weak, err)
+		}
+	}
 	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
 		t.Errorf("Package of an unknown connector = %v; want 404", err)
 	}

@@ -23,6 +23,9 @@ const (
 	// have: certificates.pfx can be guessed at offline, without limit, by
 	// whoever gets a copy.
 	minPasswordLen = 12
+	// minPasswordDistinct is the fewest different characters it may hold:
+	// twelve spaces, or one letter twelve times, are the first guesses.
+	minPasswordDistinct = 5
 	maxPasswordLen = 1024
 	// pfxIterations is the PBKDF2 work factor of the PKCS#12 file: far
 	// above go-pkcs12's 2048, below the 600,000 that Windows and .NET
@@ -59,7 +62,8 @@ type Metadata struct {
 }
 
 // validPassword checks a package password: required, at least 12
-// characters, at most 1024 bytes, text that PKCS#12 (BMPString) can carry.
+// characters of which 5 different, at most 1024 bytes, text that PKCS#12
+// (BMPString) can carry.
 func validPassword(pw string) error {
 	if pw == "" {
 		return failure.Invalid("password is required: it encrypts the private key in certificates.pfx")
@@ -71,10 +75,15 @@ func validPassword(pw string) error {
 		return failure.Invalid("password must be at least %d characters long: it encrypts the private key in certificates.pfx, "+
 			"which anyone holding a copy can try passwords against offline", minPasswordLen)
 	}
+	distinct := make(map[rune]struct{}, minPasswordDistinct)
 	for _, r := range pw {
 		if r > 0xFFFF || r == 0 {
 			return failure.Invalid("password may not hold NUL or characters outside the Basic Multilingual Plane")
 		}
+		distinct[r] = struct{}{}
+	}
+	if len(distinct) < minPasswordDistinct {
+		return failure.Invalid("password must hold at least %d different characters: one character repeated is among the first guesses", minPasswordDistinct)
 	}
 	return nil
 }
