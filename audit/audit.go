@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,39 @@ func (e *Event) clipTo(limit int) {
 			}
 			*f = (*f)[:cut] + "…"
 		}
+	}
+}
+
+// hideParameterValues returns path with the value of each of its
+// parameters (";name=value" in a segment, RFC 3986 §3.3) replaced by
+// "REDACTED": a client that puts its credential there (";appKey=…",
+// ";jsessionid=…") is refused as holding none, and its key must not stay
+// in the audit log in clear. A parameter without "=" is kept.
+func hideParameterValues(path string) string {
+	if !strings.Contains(path, ";") {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path))
+	for {
+		semi := strings.IndexByte(path, ';')
+		if semi < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		b.WriteString(path[:semi+1])
+		path = path[semi+1:]
+		end := strings.IndexAny(path, "/;")
+		if end < 0 {
+			end = len(path)
+		}
+		if eq := strings.IndexByte(path[:end], '='); eq >= 0 {
+			b.WriteString(path[:eq+1])
+			b.WriteString("REDACTED")
+		} else {
+			b.WriteString(path[:end])
+		}
+		path = path[end:]
 	}
 }
 
@@ -312,6 +346,7 @@ func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	e.Path = hideParameterValues(e.Path)
 	e.clipTo(maxField)
 	select {
 	case <-l.done:

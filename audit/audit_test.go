@@ -249,6 +249,31 @@ func TestLongFieldsAreClipped(t *testing.T) {
 	}
 }
 
+// TestPathParameterValuesAreHidden: a key put in a path parameter
+// (";appKey=…") is refused as no credential, and the refusal's record
+// keeps the parameter's name, not its value.
+func TestPathParameterValuesAreHidden(t *testing.T) {
+	l := badgerLog(t)
+	for path, want := range map[string]string{
+		"/api/items":                         "/api/items",
+		"/api;appKey=gak_secret/items":       "/api;appKey=REDACTED/items",
+		"/a;x=1;jsessionid=s3cret;flag/b;v=": "/a;x=REDACTED;jsessionid=REDACTED;flag/b;v=REDACTED",
+		"/end;appkey=gak_secret":             "/end;appkey=REDACTED",
+		";=gak_secret;;":                     ";=REDACTED;;",
+	} {
+		l.Record(Event{Kind: "request", Path: path, Outcome: OutcomeDenied, Reason: want})
+	}
+	got, err := l.Query(context.Background(), Filter{})
+	if err != nil || len(got) != 5 {
+		t.Fatalf("Query = %v, %v", got, err)
+	}
+	for _, e := range got {
+		if e.Path != e.Reason || strings.Contains(e.Path, "s3cret") || strings.Contains(e.Path, "secret") {
+			t.Errorf("path recorded as %q; want %q", e.Path, e.Reason)
+		}
+	}
+}
+
 // TestEventsShapedToBloatJSONAreStillWritten: a batch of refusals whose
 // client-chosen fields grow sixfold in JSON ('&' → \u0026, invalid bytes
 // → \ufffd) must not exceed what one Badger transaction takes, or the
