@@ -78,24 +78,46 @@ func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUna
 
 // withDirectoryStatus is a copy of u with the directory's status and
 // roles (blocked when the directory refuses the account or lost it, or
-// its entry is another account's: see replaced), and its phone number when
-// Gatehouse has none.
+// its entry is another account's: see replaced), and the directory's
+// phone number (DirectoryMobile, when it is one).
 func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c := *u
 	if replaced(u, e) {
 		c.Roles, c.Status = []string{}, StatusBlocked
 		return &c
 	}
-	if c.MobileNumber == "" {
-		// The directory's number, when Gatehouse has none (and it is one).
-		c.MobileNumber, _ = ValidateMobileNumber(e.Mobile)
-	}
+	c.DirectoryMobile, _ = ValidateMobileNumber(e.Mobile)
 	c.Roles = e.Roles
 	c.Status = StatusActive
 	if !e.Active() {
 		c.Status = StatusBlocked
 	}
 	return &c
+}
+
+// AdoptDirectoryMobile returns u with a number for text messages: its
+// own, or else its directory's, which it stores as the account's own
+// (adopted reports that). Texts never follow the directory's number
+// afterwards: many directories let a user edit their own mobile
+// (Active Directory's Personal-Information property set), so whoever
+// knows the password alone could move the SMS second factor to their
+// phone. Adopting keeps the sessions: the number texts go to is the same.
+func (s *Service) AdoptDirectoryMobile(ctx context.Context, u *User) (_ *User, adopted bool, _ error) {
+	if u.MobileNumber != "" || u.DirectoryMobile == "" {
+		return u, false, nil
+	}
+	number := u.DirectoryMobile
+	stored, err := s.modifyUser(ctx, u.Username, func(cur *User, _ time.Time) {
+		if cur.MobileNumber == "" {
+			cur.MobileNumber, adopted = number, true
+		}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	c := *u
+	c.MobileNumber = stored.MobileNumber
+	return &c, adopted, nil
 }
 
 // replaced reports whether the directory's entry of u's name is another
@@ -182,6 +204,11 @@ type DirectoryView struct {
 	CheckedAt time.Time `json:"checked_at"`
 	// AgeSeconds is how old that reading is.
 	AgeSeconds float64 `json:"age_seconds"`
+	// MobileNumber is the entry's number (mobile, else telephoneNumber)
+	// when it is one. It becomes the account's mobile_number at the first
+	// text (SMS enrolment, a code, an enrolment link) when the account has
+	// none; later changes in the directory are not followed.
+	MobileNumber string `json:"mobile_number,omitempty"`
 }
 
 // DirectoryStatus is the cached directory status of a directory account
@@ -198,6 +225,7 @@ func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView,
 		}
 	}
 	v := &DirectoryView{DN: e.DN, Roles: e.Roles, CheckedAt: e.CheckedAt.UTC(), AgeSeconds: s.now().Sub(e.CheckedAt).Seconds()}
+	v.MobileNumber, _ = ValidateMobileNumber(e.Mobile)
 	switch {
 	case !e.Found:
 		v.Status = "deleted"

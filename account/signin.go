@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -135,11 +136,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		// Nothing to count or to check: no account can have this name.
 		return SignInResult{Outcome: Wrong, Reason: ReasonInvalidUsername}, nil
 	}
-	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		u = nil
-	case err != nil:
+	u, err := s.signInRecord(ctx, name)
+	if err != nil {
 		return SignInResult{}, err
 	}
 	attempt, gate, err := attempts.Begin(ctx, name, u)
@@ -151,7 +149,14 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		res.Outcome, res.Reason = Throttled, ReasonThrottled
 		return res, attempt.Settle(ctx, res)
 	}
-	signedIn, checkErr := s.passwordSource(u).CheckPassword(ctx, name, u, password)
+	var signedIn *User
+	var checkErr error = errWrongPassword
+	if gate != LockedOut || u == nil || !u.FromDirectory() {
+		// A directory account locked here is not bound: each bind would
+		// count against the directory's own lockout, which a guesser
+		// could then set off for every service the account signs in to.
+		signedIn, checkErr = s.passwordSource(u).CheckPassword(ctx, name, u, password)
+	}
 	_, refused := identity.AsRefusal(checkErr)
 	switch {
 	case errors.Is(checkErr, ErrBusy):
@@ -179,6 +184,26 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		return SignInResult{}, err
 	}
 	return res, nil
+}
+
+// signInRecord returns the record of the account name a sign-in tries,
+// nil when there is none. A directory account Gatehouse has no record of
+// yet gets one first (DirectoryUser): attempts are counted on the record,
+// so guesses at an account of the directory never used here would
+// otherwise go uncounted, and without a lockout.
+func (s *Service) signInRecord(ctx context.Context, name string) (*User, error) {
+	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+	switch {
+	case errors.Is(err, storage.ErrNotFound) && s.dir != nil:
+		u, err = s.DirectoryUser(ctx, name)
+		if errors.Is(err, failure.ErrNotFound) {
+			return nil, nil
+		}
+		return u, err
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, nil
+	}
+	return u, err
 }
 
 // passwordSource is where u's password is checked: the directory for a

@@ -38,6 +38,11 @@ type User struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	// MobileNumber is the number text messages go to; empty means none.
 	MobileNumber string `json:"mobile_number,omitempty"`
+	// DirectoryMobile is, on a directory account as loaded, the number
+	// its directory entry holds (mobile, else telephoneNumber) when it is
+	// one; never stored. No text goes to it: it becomes MobileNumber when
+	// a first text needs a number (Service.AdoptDirectoryMobile).
+	DirectoryMobile string `json:"-"`
 	// Source is where the account's password, status and roles come
 	// from: empty (local) or SourceDirectory.
 	Source string `json:"source,omitempty"`
@@ -111,6 +116,15 @@ func (u *User) View() UserView {
 	}
 	return UserView{Username: u.Username, Roles: u.Roles, Status: u.Status, HasPassword: u.PasswordHash != "",
 		MobileNumber: u.MobileNumber, Source: source, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: u.SessionsEndedAt}
+}
+
+// TextNumber is the number a text to u would go to: its own, or else
+// its directory's, which the first text makes its own.
+func (u *User) TextNumber() string {
+	if u.MobileNumber != "" {
+		return u.MobileNumber
+	}
+	return u.DirectoryMobile
 }
 
 // Active reports whether the account may authenticate.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -401,5 +402,81 @@ func TestDirectoryDomainInAnySpelling(t *testing.T) {
 		if u.Source != "directory" || u.Username != "alice" {
 			t.Errorf("user %+v; want only the directory's alice", u)
 		}
+	}
+}
+
+// TestDirectorySecondFactorIsNotTheDirectorys: two ways in for someone
+// who has only a directory account's password (found by an outside
+// review). The directory's mobile number, which many directories let a
+// user edit with that password alone, is adopted when SMS is enrolled,
+// and codes keep going to it after the directory's number changes. And
+// guesses at an account of the directory never used in Gatehouse are
+// counted and lock it like any other: its right password then signs in
+// no more than a wrong one, and no further guess reaches the directory.
+func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("gina", "gina password", "+15550001111", slapdtest.OperatorsDN)
+	s.AddUser("hugo", "hugo password", "", slapdtest.OperatorsDN)
+	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\t"+directoryOption, 1)
+	ti := startTwoFactorSite(t, site, directoryOptions(s, "staff"))
+	smsLog := filepath.Join(ti.Ports.Dir, "sms.log")
+
+	var view struct {
+		MobileNumber string `json:"mobile_number"`
+		Directory    struct {
+			MobileNumber string `json:"mobile_number"`
+		} `json:"directory"`
+	}
+	if ti.AdminJSON(t, "GET", "/gatehouse/users/gina", nil, &view); view.MobileNumber != "" || view.Directory.MobileNumber != "+15550001111" {
+		t.Fatalf("gina before SMS: %+v; want the directory's number shown as the directory's only", view)
+	}
+	ti.MustAdmin(t, 201, "POST", "/gatehouse/users/gina/otp", `{"type":"SMS"}`)
+	s.Modify("dn: uid=gina," + slapdtest.PeopleDN + "\nchangetype: modify\nreplace: mobile\nmobile: +19990000666\n")
+	ti.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/gina", "")
+	if ti.AdminJSON(t, "GET", "/gatehouse/users/gina", nil, &view); view.MobileNumber != "+15550001111" || view.Directory.MobileNumber != "+19990000666" {
+		t.Fatalf("gina after the directory's number changed: %+v; want the adopted number kept", view)
+	}
+	c := newPortalCurl(t, ti.HTTPSURL())
+	c.do(ti.HTTPSURL() + "/gatehouse/login")
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {"gina"}, "password": {"gina password"}}); res.Status != 200 || !strings.Contains(res.Body, `id="code"`) {
+		t.Fatalf("gina's password step: %d %s", res.Status, res.Body)
+	}
+	if to, _ := lastSMS(t, smsLog); to != "+15550001111" {
+		t.Fatalf("gina's code went to %s; want the number adopted at enrolment", to)
+	}
+	if done := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {smsCode(t, smsLog)}}); done.Status != 303 {
+		t.Fatalf("gina's code step: %d %s", done.Status, done.Body)
+	}
+
+	binds := func() (n int) {
+		for _, result := range []string{"ok", "wrong_password", "error"} {
+			n += max(0, metricValue(t, ti.Instance, `gatehouse_ldap_requests_total{operation="bind",result="`+result+`"}`))
+		}
+		return n
+	}
+	guess := func(password string) string {
+		g := newPortalCurl(t, ti.HTTPSURL())
+		g.do(ti.HTTPSURL() + "/gatehouse/login")
+		return g.post(url.Values{"csrf": {g.csrf}, "step": {"password"}, "username": {"hugo"}, "password": {password}}).Body
+	}
+	for i := range 5 {
+		if body := guess(fmt.Sprintf("guess %d", i)); !strings.Contains(body, "Sign-in failed") {
+			t.Fatalf("guess %d at hugo: %s", i, body)
+		}
+	}
+	before := binds()
+	for _, password := range []string{"guess 6", "hugo password"} {
+		if body := guess(password); !strings.Contains(body, "Sign-in failed") || strings.Contains(body, "not set up") {
+			t.Fatalf("hugo, locked after 5 guesses, with %q: %s", password, body)
+		}
+	}
+	if after := binds(); after != before {
+		t.Errorf("a locked directory account was bound %d more times; want none", after-before)
+	}
+	var status struct {
+		IsLocked bool `json:"is_locked"`
+	}
+	if ti.AdminJSON(t, "GET", "/gatehouse/users/hugo/otp", nil, &status); !status.IsLocked {
+		t.Errorf("hugo after 5 wrong passwords: %+v; want locked", status)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -66,10 +67,12 @@ func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32
 	})
 }
 
-// EnrolSMS enables text-message codes; the user needs a mobile number and
-// Gatehouse a configured sender.
+// EnrolSMS enables text-message codes; the user needs a mobile number
+// (a directory account's is adopted: textable) and Gatehouse a
+// configured sender.
 func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
-	if err := s.canText(u); err != nil {
+	u, err := s.textable(ctx, u)
+	if err != nil {
 		return err
 	}
 	return s.modifyFactors(ctx, u, func(f *storedFactors) error {
@@ -131,40 +134,55 @@ func (s *Service) Types(ctx context.Context, u *account.User) ([]Type, error) {
 // ErrSMSDelivery wraps a failure of the SMS sender.
 var ErrSMSDelivery = errors.New("the text message could not be sent")
 
-func (s *Service) canText(u *account.User) error {
+// textable returns u, with the number texts to it go to, once Gatehouse
+// can text it: a sender is configured and the account has a number, its
+// own or its directory's, which is then adopted as its own
+// (account.Service.AdoptDirectoryMobile) and audited.
+func (s *Service) textable(ctx context.Context, u *account.User) (*account.User, error) {
 	if s.opts.Sender == nil {
-		return failure.Invalid("no SMS sender is configured (gatehouse global option: sms file <path> | sms webhook <url>)")
+		return nil, failure.Invalid("no SMS sender is configured (gatehouse global option: sms file <path> | sms webhook <url>)")
+	}
+	u, adopted, err := s.engine.Accounts.AdoptDirectoryMobile(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if adopted {
+		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: u.Username, Outcome: audit.OutcomeSuccess,
+			Reason: "the directory's mobile number became the account's number for text messages; later changes in the directory are not followed"})
 	}
 	if u.MobileNumber == "" {
-		return failure.Invalid("user %q has no mobile number; set mobile_number first", u.Username)
+		return nil, failure.Invalid("user %q has no mobile number; set mobile_number first", u.Username)
 	}
-	return nil
+	return u, nil
 }
 
 // SendText sends text to the user's mobile number, within the user's
 // SMSPerHour (beyond it, nothing is sent: ErrTooManyTexts), which the
 // SMS codes share: every text costs a message to the same phone.
 func (s *Service) SendText(ctx context.Context, u *account.User, text string) error {
-	if err := s.spendText(ctx, u); err != nil {
+	u, err := s.spendText(ctx, u)
+	if err != nil {
 		return err
 	}
 	return s.send(ctx, u, text)
 }
 
 // spendText counts one text to u against SMSPerHour, once u can be
-// texted at all; beyond the bound it returns ErrTooManyTexts.
-func (s *Service) spendText(ctx context.Context, u *account.User) error {
-	if err := s.canText(u); err != nil {
-		return err
+// texted at all (textable, whose u it returns); beyond the bound it
+// returns ErrTooManyTexts.
+func (s *Service) spendText(ctx context.Context, u *account.User) (*account.User, error) {
+	u, err := s.textable(ctx, u)
+	if err != nil {
+		return nil, err
 	}
 	sent, err := s.engine.Store.Incr(ctx, smsSentKey(u.ID), 1, time.Hour)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if sent > SMSPerHour {
-		return ErrTooManyTexts
+		return nil, ErrTooManyTexts
 	}
-	return nil
+	return u, nil
 }
 
 // send sends text to u's mobile number; the caller spent it (spendText).
@@ -201,7 +219,8 @@ var ErrTooManyTexts = failure.Throttled("%d text messages were already sent to t
 // once; it replaces any code sent before. Beyond SMSPerHour it sends
 // nothing and returns ErrTooManyTexts.
 func (s *Service) SendCode(ctx context.Context, u *account.User) error {
-	if err := s.spendText(ctx, u); err != nil {
+	u, err := s.spendText(ctx, u)
+	if err != nil {
 		return err
 	}
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))

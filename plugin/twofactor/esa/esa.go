@@ -461,7 +461,7 @@ func (c *call) profile() {
 		c.fatal(err)
 		return
 	}
-	out.Username, out.MobileNumber = u.Username, u.MobileNumber
+	out.Username, out.MobileNumber = u.Username, u.TextNumber()
 	out.IsLocked, out.ConsecutiveFailures = st.Locked, st.ConsecutiveFailures
 	out.LastSuccess, out.LastFailure = esaTime{st.LastSuccess}, esaTime{st.LastFailure}
 	out.CredentialType = typeNames(st.Types)
@@ -514,7 +514,7 @@ func (c *call) provisionMobileApp() {
 	link := c.h.portalURL + twofactor.EnrolPath + "?t=" + token
 	out.InstallationURL = link
 	c.audit(u.Username, audit.OutcomeSuccess, "authenticator app provisioned; enrolment link issued")
-	if u.MobileNumber == "" || !c.h.svc.SMSAvailable() {
+	if u.TextNumber() == "" || !c.h.svc.SMSAvailable() {
 		msg := "the installation URL was not sent by SMS: the user has no mobile number or no SMS sender is configured"
 		answer(reply{Error: ErrorNone, ErrorMessage: msg})
 		return
