@@ -26,7 +26,7 @@ const (
 	// minPasswordDistinct is the fewest different characters it may hold:
 	// twelve spaces, or one letter twelve times, are the first guesses.
 	minPasswordDistinct = 5
-	maxPasswordLen = 1024
+	maxPasswordLen      = 1024
 	// pfxIterations is the PBKDF2 work factor of the PKCS#12 file: far
 	// above go-pkcs12's 2048, below the 600,000 that Windows and .NET
 	// accept at most.
