@@ -102,6 +102,10 @@ type Store interface {
 // OnInvalidate registers fn to be called with every key that another
 // instance changed, and with the empty key when invalidations may have been
 // missed (after a reconnect) so that the caller drops everything it caches.
+// Coherent reports whether invalidations are being received now: false
+// until they first are and from a loss until they are again, when a cache
+// must serve nothing it holds and keep nothing it reads.
 type Invalidator interface {
 	OnInvalidate(fn func(key string))
+	Coherent() bool
 }

@@ -182,6 +182,9 @@ type Cache struct {
 	absent  *shardlru.Cache[int64]
 	maxAge  time.Duration
 	stripes [numStripes]stripe
+	// coherent is the shared store's storage.Invalidator.Coherent; nil
+	// for a store of this process alone (see serving).
+	coherent func() bool
 
 	hits, misses atomic.Uint64
 	// seq numbers the entries made (entry.seq).
@@ -255,6 +258,7 @@ func newCache(s storage.Store, lru *shardlru.Cache[entry], compact *bytecache.Ca
 		o(c)
 	}
 	if inv, ok := s.(storage.Invalidator); ok {
+		c.coherent = inv.Coherent
 		inv.OnInvalidate(func(key string) {
 			if key == "" {
 				c.Purge()
@@ -315,10 +319,16 @@ func fresh(now time.Time, loadedAt, expiresAt int64, maxAge time.Duration) bool 
 	return monotonic(now)-loadedAt < int64(maxAge) && (expiresAt == 0 || now.UnixNano() < expiresAt)
 }
 
+// serving reports whether the cache may serve and keep entries: always,
+// unless its store is shared and the invalidations of other instances'
+// writes are not being received (storage.Invalidator's Coherent). Until
+// they are again, every read goes to the store.
+func (c *Cache) serving() bool { return c.coherent == nil || c.coherent() }
+
 // cached returns key's cached entry while it may be served.
 func (c *Cache) cached(key string, now time.Time) (entry, bool) {
 	e, ok := c.lru.Get(key)
-	if ok && fresh(now, e.loadedAt, e.expiresAt, c.maxAge) {
+	if ok && fresh(now, e.loadedAt, e.expiresAt, c.maxAge) && c.serving() {
 		return e, true
 	}
 	return entry{}, false
@@ -328,7 +338,7 @@ func (c *Cache) cached(key string, now time.Time) (entry, bool) {
 // may still be served.
 func (c *Cache) cachedAbsent(key string, now time.Time) bool {
 	at, ok := c.absent.Get(key)
-	return ok && monotonic(now)-at < int64(c.maxAge)
+	return ok && monotonic(now)-at < int64(c.maxAge) && c.serving()
 }
 
 // lookup returns the fresh entry for key with its raw value, reading the
@@ -374,7 +384,10 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 		e.raw, e.hasRaw = got.Value, true
 	}
 	s.mu.Lock()
-	if s.gen.Load() == gen {
+	// Not kept while invalidations are not received; a loss purges (after
+	// serving turns false) under every stripe's lock, so an entry kept just
+	// before it goes too.
+	if s.gen.Load() == gen && c.serving() {
 		if missing {
 			c.lru.Remove(key)
 			c.compact.Remove(key)
@@ -512,7 +525,7 @@ func LoadJoined[T any](c *Cache, ctx context.Context, prefix, name string, decod
 func LoadJoinedCompact(c *Cache, ctx context.Context, prefix, name string, compact func(key string, value []byte) ([]byte, error)) ([]byte, error) {
 	var buf [128]byte
 	key, now := join(&buf, prefix, name), time.Now()
-	if b, loadedAt, expiresAt, ok := c.compact.Get(key); ok && fresh(now, loadedAt, expiresAt, c.maxAge) {
+	if b, loadedAt, expiresAt, ok := c.compact.Get(key); ok && fresh(now, loadedAt, expiresAt, c.maxAge) && c.serving() {
 		c.hits.Add(1)
 		return b, nil
 	}

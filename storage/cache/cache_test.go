@@ -98,13 +98,17 @@ func (h *hookStore) Put(ctx context.Context, key string, value []byte, ttl time.
 	return nil
 }
 
-// sharedStore is a hookStore that is also a storage.Invalidator.
+// sharedStore is a hookStore that is also a storage.Invalidator,
+// coherent unless incoherent is set.
 type sharedStore struct {
 	*hookStore
 	invalidate func(key string)
+	incoherent atomic.Bool
 }
 
 func (s *sharedStore) OnInvalidate(fn func(key string)) { s.invalidate = fn }
+
+func (s *sharedStore) Coherent() bool { return !s.incoherent.Load() }
 
 func newHookStore(t testing.TB) *hookStore {
 	h := &hookStore{Store: openBadger(t, t.TempDir())}
@@ -315,6 +319,56 @@ func TestNotFoundIsCachedUntilAPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantLoad(t, c, back, "k", "now", 1)
+}
+
+// TestNothingServedOrKeptWhileIncoherent: while a shared store does not
+// receive other instances' invalidations, every Load, Get and compact
+// load reads the store and nothing read is kept, the answers "not found"
+// included; once it does again (and purged, as the store does) the cache
+// serves again.
+func TestNothingServedOrKeptWhileIncoherent(t *testing.T) {
+	shared := &sharedStore{hookStore: newHookStore(t)}
+	back := shared.hookStore
+	c := New(shared, 16)
+	ctx := t.Context()
+	if err := back.Store.Put(ctx, "k", []byte("active"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantLoad(t, c, back, "k", "active", 1)
+	wantLoad(t, c, back, "absent", "", 1)
+	compactReads := func() int64 {
+		before := back.reads.Load()
+		b, err := LoadJoinedCompact(c, ctx, "", "k", func(_ string, v []byte) ([]byte, error) { return v, nil })
+		if err != nil || string(b) != "active" && string(b) != "blocked" {
+			t.Fatalf("LoadJoinedCompact = %q, %v", b, err)
+		}
+		return back.reads.Load() - before
+	}
+	compactReads()
+
+	shared.incoherent.Store(true) // the loss: then the store purges
+	shared.invalidate("")
+	for range 2 { // a write elsewhere is seen at once, without an invalidation
+		wantLoad(t, c, back, "k", "active", 1)
+		wantLoad(t, c, back, "absent", "", 1)
+		if n := compactReads(); n != 1 {
+			t.Fatalf("a compact load read the store %d times while incoherent; want 1", n)
+		}
+		if v, err := c.Get(ctx, "k"); err != nil || string(v) != "active" {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+	}
+	if err := back.Store.Put(ctx, "k", []byte("blocked"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantLoad(t, c, back, "k", "blocked", 1)
+
+	shared.incoherent.Store(false) // resubscribed: then the store purges
+	shared.invalidate("")
+	wantLoad(t, c, back, "k", "blocked", 1)
+	wantLoad(t, c, back, "k", "blocked", 0)
+	wantLoad(t, c, back, "absent", "", 1)
+	wantLoad(t, c, back, "absent", "", 0)
 }
 
 // TestKeyComesAndGoes: a key that turns from missing to present and back,

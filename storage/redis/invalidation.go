@@ -51,23 +51,35 @@ func (s *Store) pause(d time.Duration) bool {
 	}
 }
 
+// Coherent implements storage.Invalidator: true from the subscription's
+// confirmation until it fails.
+func (s *Store) Coherent() bool { return s.coherent.Load() }
+
 // subscribe keeps a subscription to the invalidation channel until Close,
-// resubscribing with backoff whenever it fails.
+// resubscribing with backoff whenever it fails. While there is none, the
+// store is not Coherent, and a warning says so at most once a minute.
 func (s *Store) subscribe() {
 	backoff := minBackoff
+	down, warned := time.Now(), time.Time{}
 	for {
 		ps := s.client.Subscribe(s.ctx, s.channel)
 		stop := context.AfterFunc(s.ctx, func() { ps.Close() })
 		established, err := s.listen(ps)
+		s.coherent.Store(false) // before the purge: nothing read from now on is kept
 		stop()
 		ps.Close()
 		if s.ctx.Err() != nil {
 			return
 		}
-		if established {
+		switch now := time.Now(); {
+		case established:
 			s.notify("") // changes made from now on until resubscribed are missed
-			backoff = minBackoff
-			s.log.Warn("lost the Redis invalidation subscription; resubscribing", zap.Error(err))
+			backoff, down, warned = minBackoff, now, now
+			s.log.Warn("lost the Redis invalidation subscription; resubscribing (until then the cache is bypassed)", zap.Error(err))
+		case now.Sub(warned) >= time.Minute:
+			warned = now
+			s.log.Warn("the Redis invalidation subscription is not established; the cache is bypassed, every read goes to Redis",
+				zap.Duration("for", now.Sub(down).Round(time.Millisecond)), zap.Error(err))
 		}
 		s.reloadSlotMap()
 		if !s.pause(backoff) {
@@ -100,7 +112,8 @@ func (s *Store) listen(ps *goredis.PubSub) (established bool, err error) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" {
 				established = true
-				s.notify("") // changes made before now may have been missed
+				s.coherent.Store(true) // before the purge: what is kept from now on is invalidated
+				s.notify("")           // changes made before now may have been missed
 			}
 		case *goredis.Message:
 			s.deliver(m.Payload)

@@ -109,6 +109,9 @@ type Store struct {
 
 	// indexed is set once Scan may use the key index (see startIndex).
 	indexed atomic.Bool
+	// coherent is set while the invalidation subscription is confirmed
+	// (Coherent).
+	coherent atomic.Bool
 
 	mu        sync.Mutex
 	listeners []func(key string)

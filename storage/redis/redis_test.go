@@ -287,6 +287,45 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 	waitFor(t, "invalidations flow again after the restart", func() bool { return read(b, "user/alice") == "after-restart" })
 }
 
+// TestCacheBypassedWithoutASubscription: an instance whose subscription
+// to invalidations is refused (here by an ACL without the channel; a proxy
+// or a Redis-compatible server without pub/sub does the same) still reads
+// and writes, but serves nothing from its cache, so a block made on
+// another instance counts at once, and it warns that every read goes to
+// Redis. It served what it had read for up to 30 s, without a word.
+func TestCacheBypassedWithoutASubscription(t *testing.T) {
+	srv := redistest.Start(t, "--user", "nochannel", "on", ">pass", "~*", "resetchannels", "+@all")
+	ctx := t.Context()
+	core, logs := observer.New(zapcore.WarnLevel)
+	rb, err := Open(ctx, "redis://nochannel:pass@"+srv.Addr(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cache.New(open(t, srv.URL(), ""), 100), cache.New(rb, 100)
+	defer a.Close()
+	defer b.Close()
+	waitWithin(t, 30*time.Second, "a warning that the subscription is not established", func() bool {
+		return logs.FilterMessageSnippet("not established").Len() > 0
+	})
+	if err := a.Put(ctx, "user/alice", []byte("active"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if v, err := b.Get(ctx, "user/alice"); err != nil || string(v) != "active" {
+			t.Fatalf("B reads %q, %v", v, err)
+		}
+	}
+	if err := a.Put(ctx, "user/alice", []byte("blocked"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Get(ctx, "user/alice"); err != nil || string(v) != "blocked" {
+		t.Fatalf("B reads %q, %v right after the block on A; want it at once", v, err)
+	}
+	if b.Hits() != 0 {
+		t.Fatalf("B answered %d reads from its cache without a subscription", b.Hits())
+	}
+}
+
 // TestCloseStopsTheSubscriber: Close returns promptly even with Redis down
 // and no listener is called afterwards.
 func TestCloseStopsTheSubscriber(t *testing.T) {

@@ -440,3 +440,12 @@ func (s *Store) OnInvalidate(fn func(key string)) {
 		inv.OnInvalidate(fn)
 	}
 }
+
+// Coherent implements storage.Invalidator: the inner store's, when it is
+// one; otherwise always (no other process writes to it).
+func (s *Store) Coherent() bool {
+	if inv, ok := s.inner.(storage.Invalidator); ok {
+		return inv.Coherent()
+	}
+	return true
+}
