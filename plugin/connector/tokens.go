@@ -259,7 +259,10 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 
 // revokeSuccessors follows the chain of refreshes that started with the
 // refresh token whose digest is next and revokes the live pair at its end.
-// It returns the number of pairs revoked.
+// It returns the number of pairs revoked. The live refresh token's record
+// is deleted only while it is still live (a compare-and-swap): an exchange
+// of it racing the revocation either finds it gone, or marked it used
+// first, and then the revocation follows the mark to the pair it issued.
 func (p *Plugin) revokeSuccessors(ctx context.Context, next string) (int, error) {
 	for range maxRefreshChain {
 		if next == "" {
@@ -279,6 +282,13 @@ func (p *Plugin) revokeSuccessors(ctx context.Context, next string) (int, error)
 		if rec.Kind == kindUsed {
 			next = rec.Successor
 			continue
+		}
+		deleted, err := p.engine.Store.CompareAndSwap(ctx, tokenKey(next), raw, nil, 0)
+		switch {
+		case err != nil:
+			return 0, err
+		case !deleted:
+			continue // exchanged (or revoked) meanwhile: read it again
 		}
 		return p.revokePair(ctx, rec.Connector, rec.ID)
 	}
