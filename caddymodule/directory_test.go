@@ -59,14 +59,18 @@ func TestValidateDirectoryOption(t *testing.T) {
 	good := directory.Config{URLs: []string{"ldaps://dc1:636"}, BindDN: "CN=svc,DC=example,DC=test", BindPassword: "secret pw",
 		BaseDN: "DC=example,DC=test"}
 	for name, change := range map[string]func(*directory.Config){
-		"no url":              func(c *directory.Config) { c.URLs = nil },
-		"clear text":          func(c *directory.Config) { c.URLs = []string{"ldap://dc1.example.test"} },
-		"no placeholder":      func(c *directory.Config) { c.UserFilter = "(uid=alice)" },
-		"not a filter":        func(c *directory.Config) { c.UserFilter = "(uid={username}" },
-		"bad base":            func(c *directory.Config) { c.BaseDN = "example" },
-		"unknown flavor":      func(c *directory.Config) { c.Flavor = "novell" },
-		"no group_filter dn":  func(c *directory.Config) { c.GroupFilter = "(member=x)" },
-		"group role, no role": func(c *directory.Config) { c.GroupRoles = []directory.GroupRole{{Group: "CN=g,DC=x"}} },
+		"no url":     func(c *directory.Config) { c.URLs = nil },
+		"clear text": func(c *directory.Config) { c.URLs = []string{"ldap://dc1.example.test"} },
+		// Not this machine, though each starts like one.
+		"clear text, user part":      func(c *directory.Config) { c.URLs = []string{"ldap://127.0.0.1@192.0.2.2:389"} },
+		"clear text, localhost.":     func(c *directory.Config) { c.URLs = []string{"ldap://localhost.attacker.example"} },
+		"clear text, 127. subdomain": func(c *directory.Config) { c.URLs = []string{"ldap://127.0.0.1.nip.io"} },
+		"no placeholder":             func(c *directory.Config) { c.UserFilter = "(uid=alice)" },
+		"not a filter":               func(c *directory.Config) { c.UserFilter = "(uid={username}" },
+		"bad base":                   func(c *directory.Config) { c.BaseDN = "example" },
+		"unknown flavor":             func(c *directory.Config) { c.Flavor = "novell" },
+		"no group_filter dn":         func(c *directory.Config) { c.GroupFilter = "(member=x)" },
+		"group role, no role":        func(c *directory.Config) { c.GroupRoles = []directory.GroupRole{{Group: "CN=g,DC=x"}} },
 	} {
 		c := good
 		change(&c)
@@ -79,5 +83,12 @@ func TestValidateDirectoryOption(t *testing.T) {
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	for _, local := range []string{"ldap://127.0.0.1:389", "ldap://localhost", "ldap://LOCALHOST:3389", "ldap://[::1]:389", "ldap://127.2.3.4"} {
+		c := good
+		c.URLs = []string{local}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s, on this machine: %v", local, err)
+		}
 	}
 }

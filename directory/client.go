@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -67,7 +68,7 @@ func (p *pool) dialOne(u string) (*ldap.Conn, error) {
 	}
 	c.SetTimeout(time.Duration(p.cfg.Timeout))
 	if p.cfg.StartTLS {
-		if err := c.StartTLS(p.tls); err != nil {
+		if err := p.startTLS(c, u); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("starttls: %w", err)
 		}
@@ -77,6 +78,31 @@ func (p *pool) dialOne(u string) (*ldap.Conn, error) {
 		return nil, fmt.Errorf("bind as %s: %w", p.cfg.BindDN, scrub(err))
 	}
 	return c, nil
+}
+
+// startTLS upgrades c, dialled to the ldap:// URL u, to TLS: the server's
+// certificate is checked against u's host, and the handshake, which
+// go-ldap runs without a deadline, is given up (the connection closed)
+// after the configured timeout.
+func (p *pool) startTLS(c *ldap.Conn, u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	tc := p.tls.Clone()
+	tc.ServerName = parsed.Hostname()
+	done := make(chan error, 1)
+	go func() { done <- c.StartTLS(tc) }()
+	timer := time.NewTimer(time.Duration(p.cfg.Timeout))
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		c.Close()
+		<-done
+		return fmt.Errorf("no TLS handshake within %v", time.Duration(p.cfg.Timeout))
+	}
 }
 
 // scrub drops a server's diagnostic message, which some servers fill
@@ -190,9 +216,9 @@ func (p *pool) bind(dn, password string) error {
 			return err
 		}
 		if rebind := c.Bind(p.cfg.BindDN, p.cfg.BindPassword); rebind != nil {
-			if err == nil || errors.Is(err, errWrongPassword) {
-				return errors.Join(err, errRebind)
-			}
+			// Whatever the user's bind answered, the connection is no
+			// longer the service account's: never pooled again.
+			return errors.Join(err, errRebind)
 		}
 		return err
 	})

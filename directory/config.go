@@ -9,6 +9,8 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -158,10 +160,20 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// isLoopbackURL reports whether an ldap:// URL names this machine.
+// isLoopbackURL reports whether an ldap:// URL names this machine: its
+// host is localhost or a loopback address, and it has no user part (which
+// a prefix check would take for the host: ldap://127.0.0.1@192.0.2.2).
 func isLoopbackURL(u string) bool {
-	host := strings.TrimPrefix(u, "ldap://")
-	return strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "localhost") || strings.HasPrefix(host, "[::1]")
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.User != nil {
+		return false
+	}
+	host := parsed.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkTemplate checks that a filter template holds its placeholder and

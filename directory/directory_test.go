@@ -98,6 +98,35 @@ func TestDirectoryAgainstSlapd(t *testing.T) {
 	}
 }
 
+// TestStartTLS: ldap:// with starttls upgrades the connection and checks
+// the server's certificate against the URL's host: against slapd's, made
+// for 127.0.0.1, binds pass; under another name (localhost) the directory
+// is unavailable, never bound in clear text.
+func TestStartTLS(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	ctx := context.Background()
+	c := config(s)
+	c.URLs, c.StartTLS = []string{s.URL}, true
+	d, err := directory.New(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, err := d.Bind(ctx, "alice", "alice password"); err != nil || !e.Active() {
+		t.Fatalf("Bind over StartTLS = %+v, %v", e, err)
+	}
+	c.URLs = []string{strings.Replace(s.URL, "127.0.0.1", "localhost", 1)}
+	other, err := directory.New(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Bind(ctx, "alice", "alice password"); !errors.Is(err, directory.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Bind over StartTLS to a certificate of another name = %v; want unavailable for the certificate", err)
+	}
+}
+
 // TestDirectoryFailoverAndOutage: a dead first URL fails over to the
 // next; with every server down, reads fail with ErrUnavailable (never a
 // pass) once the cached status is older than status_ttl, and service
