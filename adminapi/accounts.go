@@ -105,6 +105,9 @@ func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) erro
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	Note(r, u.Username, "directory status refreshed")
+	if u, err = c.engine.Accounts.User(r.Context(), u.Username); err != nil { // with what the directory now says
+		return err
+	}
 	return c.writeUser(w, r, u)
 }
 

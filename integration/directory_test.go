@@ -447,6 +447,15 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 	if done := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {smsCode(t, smsLog)}}); done.Status != 303 {
 		t.Fatalf("gina's code step: %d %s", done.Status, done.Body)
 	}
+	// A refresh answers what it read, its top-level status too.
+	s.Modify("dn: uid=gina," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
+	var refreshed struct {
+		Status    string
+		Directory struct{ Status string } `json:"directory"`
+	}
+	if ti.AdminJSON(t, "POST", "/gatehouse/directory/refresh/gina", nil, &refreshed); refreshed.Status != "blocked" || refreshed.Directory.Status != "disabled" {
+		t.Errorf("refresh of gina once disabled answered %+v; want blocked, disabled", refreshed)
+	}
 
 	binds := func() (n int) {
 		for _, result := range []string{"ok", "wrong_password", "error"} {
