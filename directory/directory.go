@@ -179,6 +179,10 @@ func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, err
 		return Entry{}, err
 	}
 	if !e.Found {
+		// A bind all the same, to a name no entry has: an unknown name
+		// would otherwise answer a round trip sooner than a real one,
+		// telling a guesser which names the directory has.
+		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
 		d.notify(Event{Username: name, What: "directory bind failed: no such account", Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
@@ -196,6 +200,10 @@ func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, err
 	}
 	return e, nil
 }
+
+// noSuchEntry is the RDN of the entry Bind binds to for a name the
+// directory does not have: none has it.
+const noSuchEntry = "cn=gatehouse-no-such-entry-7f3a9c"
 
 // ErrWrongPassword is Bind's answer to a wrong password or an unknown
 // account: the same for both.

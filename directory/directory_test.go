@@ -98,6 +98,40 @@ func TestDirectoryAgainstSlapd(t *testing.T) {
 	}
 }
 
+// TestUnknownNameCostsABind: a password tried for a name the directory
+// does not have is bound too (to an entry that does not exist), as it is
+// for a real account, so the answer does not come a round trip sooner.
+func TestUnknownNameCostsABind(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	var mu sync.Mutex
+	var binds []string
+	d, err := directory.New(config(s), func(op string, _ time.Time, err error) {
+		if op == "bind" {
+			mu.Lock()
+			binds = append(binds, fmt.Sprint(err))
+			mu.Unlock()
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, name := range []string{"alice", "nobody"} {
+		mu.Lock()
+		binds = nil
+		mu.Unlock()
+		if _, err := d.Bind(context.Background(), name, "a wrong password"); !errors.Is(err, directory.ErrWrongPassword) {
+			t.Fatalf("Bind(%s) = %v", name, err)
+		}
+		mu.Lock()
+		if len(binds) != 1 {
+			t.Errorf("a wrong password for %s: %d binds %v; want 1", name, len(binds), binds)
+		}
+		mu.Unlock()
+	}
+}
+
 // TestStartTLS: ldap:// with starttls upgrades the connection and checks
 // the server's certificate against the URL's host: against slapd's, made
 // for 127.0.0.1, binds pass; under another name (localhost) the directory
