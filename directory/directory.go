@@ -211,7 +211,7 @@ var ErrWrongPassword = errors.New("directory: invalid username or password")
 
 // userAttributes are read from a user's entry, per flavor.
 var userAttributes = map[Flavor][]string{
-	ActiveDirectory: {"userAccountControl", "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
+	ActiveDirectory: {"userAccountControl", uacComputed, "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
 	OpenLDAP:        {"pwdAccountLockedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
@@ -257,9 +257,13 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, scrub(err))
 }
 
-// Active Directory's userAccountControl bits.
+// Active Directory's userAccountControl bits, the constructed attribute
+// that holds the ones the domain controller computes (UF_LOCKOUT), and
+// accountExpires' "never".
 const (
 	uacDisabled        = 0x2
+	uacLockout         = 0x10
+	uacComputed        = "msDS-User-Account-Control-Computed"
 	neverExpires int64 = 0x7FFFFFFFFFFFFFFF
 )
 
@@ -271,7 +275,7 @@ func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 		if uac&uacDisabled != 0 {
 			return "disabled"
 		}
-		if t, _ := strconv.ParseInt(u.GetAttributeValue("lockoutTime"), 10, 64); t > 0 {
+		if adLocked(u) {
 			return "locked"
 		}
 		if t, _ := strconv.ParseInt(u.GetAttributeValue("accountExpires"), 10, 64); t > 0 && t != neverExpires && fileTime(t).Before(now) {
@@ -289,6 +293,21 @@ func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 		}
 	}
 	return ""
+}
+
+// adLocked reports whether an Active Directory account is locked out now.
+// lockoutTime stays set after the domain's lockout duration ends, until
+// the account's next logon (which an account used only through Gatehouse
+// never makes), so the domain controller's own verdict is read:
+// msDS-User-Account-Control-Computed's UF_LOCKOUT, which counts the
+// duration. Where that is not readable, a set lockoutTime is a lockout.
+func adLocked(u *ldap.Entry) bool {
+	if v := u.GetAttributeValue(uacComputed); v != "" {
+		computed, err := strconv.ParseInt(v, 10, 64)
+		return err != nil || computed&uacLockout != 0
+	}
+	t, _ := strconv.ParseInt(u.GetAttributeValue("lockoutTime"), 10, 64)
+	return t > 0
 }
 
 // fileTime converts a Windows FILETIME (100 ns since 1601) to a time.
