@@ -6,6 +6,7 @@ package basic
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
@@ -122,6 +124,9 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 	sum := e.Keystore.IndexSum("basic", payload)
 	if v, ok := c.verified.Get(string(sum[:])); ok {
 		u, err := e.Accounts.UserByCanonicalName(ctx, v.username)
+		if errors.Is(err, storage.ErrUnavailable) {
+			return identity.Identity{}, err // 503 now: a sign-in would wait on the store again
+		}
 		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID && (v.expires.IsZero() || time.Now().Before(v.expires)) {
 			return v.identity(), nil
 		}

@@ -183,6 +183,43 @@ func TestUnreadableThrottleFailsClosed(t *testing.T) {
 	}
 }
 
+// deadStore fails every read once down is set, counting them, as Redis
+// does when it stops answering (each read waiting out its timeout).
+type deadStore struct {
+	storage.Store
+	down  *atomic.Bool
+	reads *atomic.Int64
+}
+
+func (d deadStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if d.down.Load() {
+		d.reads.Add(1)
+		return storage.Entry{}, fmt.Errorf("reading %s: %w", key, storage.ErrUnavailable)
+	}
+	return d.Store.GetEntry(ctx, key)
+}
+
+// TestStoreDownAnswersAfterOneRead: with the store down, a client whose
+// credentials were verified before gets its 503 after one failed read of
+// its account, not after a second wait in a sign-in (on a frozen Redis,
+// each read waits out the timeout: the review measured 2–3 s a refusal).
+func TestStoreDownAnswersAfterOneRead(t *testing.T) {
+	var down atomic.Bool
+	var reads atomic.Int64
+	b := newBasicRoute(t, engine.Config{}, func(st storage.Store) storage.Store { return deadStore{st, &down, &reads} }, "alice")
+	if w := b.get("alice", password, ""); w.Code != http.StatusOK {
+		t.Fatalf("alice: %d %s", w.Code, w.Body)
+	}
+	down.Store(true)
+	b.e.Store.Purge() // what a lost Redis subscription does
+	if w := b.get("alice", password, ""); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("alice with the store down: %d %s; want 503", w.Code, w.Body)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the refusal read the store %d times; want 1", n)
+	}
+}
+
 // TestParallelGuessesAreCountedBeforeTheCheck: wrong passwords sent at
 // once for one user are each counted before any is checked, so no more
 // of them are checked than the failure limit (the rest get 429), and the
