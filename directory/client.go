@@ -100,7 +100,7 @@ func (p *pool) startTLS(c *ldap.Conn, u string) error {
 		return err
 	case <-timer.C:
 		c.Close()
-		<-done
+		_ = <-done // the handshake's error, once the close ended it
 		return fmt.Errorf("no TLS handshake within %v", time.Duration(p.cfg.Timeout))
 	}
 }
