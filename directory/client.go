@@ -99,9 +99,8 @@ func (p *pool) startTLS(c *ldap.Conn, u string) error {
 	case err := <-done:
 		return err
 	case <-timer.C:
-		c.Close()
-		_ = <-done // the handshake's error, once the close ended it
-		return fmt.Errorf("no TLS handshake within %v", time.Duration(p.cfg.Timeout))
+		c.Close() // ends the handshake, whose error follows
+		return fmt.Errorf("no TLS handshake within %v: %w", time.Duration(p.cfg.Timeout), <-done)
 	}
 }
 
