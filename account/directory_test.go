@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,4 +99,62 @@ func TestDirectoryRolesAreJoinedOncePerRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRolesJoinedOnce(t, s, id, "after the directory took dora out of shift-a", "ops")
+}
+
+// gate is an Attempts whose every attempt meets the same gate.
+type gate Gate
+
+func (g gate) Begin(context.Context, string, *User) (Attempt, Gate, error) { return settled{}, Gate(g), nil }
+
+type settled struct{}
+
+func (settled) Settle(context.Context, SignInResult) error { return nil }
+
+// TestRefusalsCostTheSameDirectoryWork: sign-ins the client cannot tell
+// apart (a throttled answer; a wrong password, whether the name is
+// unknown or the account locked here) read the directory and bind the
+// same number of times whether or not the directory has the name, so
+// their timing does not tell a guesser which names exist. A locked
+// account is never bound as itself (an outside review measured the
+// throttled and locked answers coming a round trip sooner for real
+// accounts).
+func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	var mu sync.Mutex
+	ops := map[string]int{}
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
+	}, func(op string, _ time.Time, _ error) { mu.Lock(); ops[op]++; mu.Unlock() }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := newTestService(t)
+	s.SetDirectory(d)
+	ctx := context.Background()
+	work := func(name string, g Gate) (searches, binds int) {
+		mu.Lock()
+		clear(ops)
+		mu.Unlock()
+		if _, err := s.SignIn(ctx, name, "a wrong guess", gate(g)); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return ops["search_user"], ops["bind"]
+	}
+	work("dora", Open) // dora's record
+	for _, c := range []struct {
+		what          string
+		real, unknown Gate
+	}{{"throttled", Closed, Closed}, {"wrong password (locked, unknown)", LockedOut, Open}} {
+		rs, rb := work("dora", c.real)
+		us, ub := work("nobody", c.unknown)
+		if rs == 0 || us == 0 || rb != ub {
+			t.Errorf("%s: dora %d searches, %d binds; an unknown name %d searches, %d binds; want both read, as many binds", c.what, rs, rb, us, ub)
+		}
+	}
 }

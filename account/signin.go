@@ -145,16 +145,26 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		return SignInResult{}, err
 	}
 	res := SignInResult{Name: name, User: u}
+	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
 	if gate == Closed {
+		if fromDirectory {
+			// The directory read a name without a record costs
+			// (signInRecord): a throttled answer must not tell a guesser
+			// which names the directory has by coming sooner.
+			_, _ = s.dir.Refresh(ctx, name)
+		}
 		res.Outcome, res.Reason = Throttled, ReasonThrottled
 		return res, attempt.Settle(ctx, res)
 	}
 	var signedIn *User
 	var checkErr error = errWrongPassword
-	if gate != LockedOut || u == nil || !u.FromDirectory() {
+	if gate == LockedOut && fromDirectory {
 		// A directory account locked here is not bound: each bind would
 		// count against the directory's own lockout, which a guesser
 		// could then set off for every service the account signs in to.
+		// The same work is done all the same, for the same time.
+		s.dir.Cover(ctx, name, password)
+	} else {
 		signedIn, checkErr = s.passwordSource(u).CheckPassword(ctx, name, u, password)
 	}
 	_, refused := identity.AsRefusal(checkErr)

@@ -201,6 +201,16 @@ func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, err
 	return e, nil
 }
 
+// Cover does the directory work a wrong password for name costs, without
+// binding as name: a read of the account, and a bind with password to a
+// DN no entry has. A sign-in refused before its check (the account locked
+// here) then takes as long as one refused by it, and a bind as name would
+// count against the directory's own lockout.
+func (d *Directory) Cover(ctx context.Context, name, password string) {
+	_, _ = d.Refresh(ctx, name)
+	_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
+}
+
 // noSuchEntry is the RDN of the entry Bind binds to for a name the
 // directory does not have: none has it.
 const noSuchEntry = "cn=gatehouse-no-such-entry-7f3a9c"

@@ -71,7 +71,7 @@ func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32
 // (a directory account's is adopted: textable) and Gatehouse a
 // configured sender.
 func (s *Service) EnrolSMS(ctx context.Context, u *account.User) error {
-	u, err := s.textable(ctx, u)
+	u, err := s.textable(ctx, u, true)
 	if err != nil {
 		return err
 	}
@@ -135,32 +135,43 @@ func (s *Service) Types(ctx context.Context, u *account.User) ([]Type, error) {
 var ErrSMSDelivery = errors.New("the text message could not be sent")
 
 // textable returns u, with the number texts to it go to, once Gatehouse
-// can text it: a sender is configured and the account has a number, its
-// own or its directory's, which is then adopted as its own
-// (account.Service.AdoptDirectoryMobile) and audited.
-func (s *Service) textable(ctx context.Context, u *account.User) (*account.User, error) {
+// can text it: a sender is configured and the account has a number of its
+// own. An administrator's action (adopt: enrolling SMS, sending an
+// enrolment link) adopts the directory's number when it has none
+// (account.Service.AdoptDirectoryMobile), audited; a sign-in's code never
+// does: whoever has the password alone could have set that number, and
+// the code would go to them.
+func (s *Service) textable(ctx context.Context, u *account.User, adopt bool) (*account.User, error) {
 	if s.opts.Sender == nil {
 		return nil, failure.Invalid("no SMS sender is configured (gatehouse global option: sms file <path> | sms webhook <url>)")
 	}
-	u, adopted, err := s.engine.Accounts.AdoptDirectoryMobile(ctx, u)
-	if err != nil {
-		return nil, err
+	if adopt {
+		var adopted bool
+		var err error
+		if u, adopted, err = s.engine.Accounts.AdoptDirectoryMobile(ctx, u); err != nil {
+			return nil, err
+		}
+		if adopted {
+			s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: u.Username, Outcome: audit.OutcomeSuccess,
+				Reason: "the directory's mobile number became the account's number for text messages; later changes in the directory are not followed"})
+		}
 	}
-	if adopted {
-		s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: u.Username, Outcome: audit.OutcomeSuccess,
-			Reason: "the directory's mobile number became the account's number for text messages; later changes in the directory are not followed"})
-	}
-	if u.MobileNumber == "" {
+	switch {
+	case u.MobileNumber == "" && u.DirectoryMobile != "":
+		return nil, failure.Invalid("user %q has no mobile number of its own (the directory's is not texted for a sign-in): "+
+			"an administrator sets mobile_number or enrols SMS again", u.Username)
+	case u.MobileNumber == "":
 		return nil, failure.Invalid("user %q has no mobile number; set mobile_number first", u.Username)
 	}
 	return u, nil
 }
 
-// SendText sends text to the user's mobile number, within the user's
+// SendText sends text to the user's mobile number (adopting the directory's,
+// an administrator's action: textable), within the user's
 // SMSPerHour (beyond it, nothing is sent: ErrTooManyTexts), which the
 // SMS codes share: every text costs a message to the same phone.
 func (s *Service) SendText(ctx context.Context, u *account.User, text string) error {
-	u, err := s.spendText(ctx, u)
+	u, err := s.spendText(ctx, u, true)
 	if err != nil {
 		return err
 	}
@@ -168,10 +179,10 @@ func (s *Service) SendText(ctx context.Context, u *account.User, text string) er
 }
 
 // spendText counts one text to u against SMSPerHour, once u can be
-// texted at all (textable, whose u it returns); beyond the bound it
-// returns ErrTooManyTexts.
-func (s *Service) spendText(ctx context.Context, u *account.User) (*account.User, error) {
-	u, err := s.textable(ctx, u)
+// texted at all (textable, given adopt, whose u it returns); beyond the
+// bound it returns ErrTooManyTexts.
+func (s *Service) spendText(ctx context.Context, u *account.User, adopt bool) (*account.User, error) {
+	u, err := s.textable(ctx, u, adopt)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +230,7 @@ var ErrTooManyTexts = failure.Throttled("%d text messages were already sent to t
 // once; it replaces any code sent before. Beyond SMSPerHour it sends
 // nothing and returns ErrTooManyTexts.
 func (s *Service) SendCode(ctx context.Context, u *account.User) error {
-	u, err := s.spendText(ctx, u)
+	u, err := s.spendText(ctx, u, false)
 	if err != nil {
 		return err
 	}
