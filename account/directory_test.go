@@ -104,7 +104,9 @@ func TestDirectoryRolesAreJoinedOncePerRead(t *testing.T) {
 // gate is an Attempts whose every attempt meets the same gate.
 type gate Gate
 
-func (g gate) Begin(context.Context, string, *User) (Attempt, Gate, error) { return settled{}, Gate(g), nil }
+func (g gate) Begin(context.Context, string, *User) (Attempt, Gate, error) {
+	return settled{}, Gate(g), nil
+}
 
 type settled struct{}
 
