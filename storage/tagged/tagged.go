@@ -73,6 +73,8 @@ type Store struct {
 	tags     Tagger
 	opts     Options
 	untagged *UntaggedError // what Open found and refuses to read
+	// shared is inner as a storage.Invalidator, nil when it is not one.
+	shared storage.Invalidator
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -83,7 +85,8 @@ func Wrap(inner storage.Store, tags Tagger, opts Options) *Store {
 	if opts.Counter == nil {
 		opts.Counter = counters.Is
 	}
-	return &Store{inner: inner, tags: tags, opts: opts}
+	shared, _ := inner.(storage.Invalidator)
+	return &Store{inner: inner, tags: tags, opts: opts, shared: shared}
 }
 
 // Open returns inner with tagged records. A store without the marker gets
@@ -436,16 +439,11 @@ func (s *Store) Close() error { return s.inner.Close() }
 // OnInvalidate implements storage.Invalidator when the inner store does
 // (Redis); otherwise it never calls fn.
 func (s *Store) OnInvalidate(fn func(key string)) {
-	if inv, ok := s.inner.(storage.Invalidator); ok {
-		inv.OnInvalidate(fn)
+	if s.shared != nil {
+		s.shared.OnInvalidate(fn)
 	}
 }
 
 // Coherent implements storage.Invalidator: the inner store's, when it is
 // one; otherwise always (no other process writes to it).
-func (s *Store) Coherent() bool {
-	if inv, ok := s.inner.(storage.Invalidator); ok {
-		return inv.Coherent()
-	}
-	return true
-}
+func (s *Store) Coherent() bool { return s.shared == nil || s.shared.Coherent() }
