@@ -57,7 +57,17 @@ type directoryPasswords struct{ s *Service }
 
 // CheckPassword implements PasswordSource.
 func (p directoryPasswords) CheckPassword(ctx context.Context, name string, u *User, password string) (*User, error) {
-	e, err := p.s.dir.Bind(ctx, name, password)
+	located, err := p.s.dir.Locate(ctx, name)
+	if err != nil {
+		return nil, directoryDown(err)
+	}
+	return p.checkLocated(ctx, name, u, located, password)
+}
+
+// checkLocated is CheckPassword of the entry located that the directory
+// just read for name.
+func (p directoryPasswords) checkLocated(ctx context.Context, name string, u *User, located directory.Entry, password string) (*User, error) {
+	e, err := p.s.dir.BindLocated(ctx, name, located, password)
 	switch {
 	case errors.Is(err, directory.ErrWrongPassword):
 		return nil, errWrongPassword

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -136,7 +136,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		// Nothing to count or to check: no account can have this name.
 		return SignInResult{Outcome: Wrong, Reason: ReasonInvalidUsername}, nil
 	}
-	u, err := s.signInRecord(ctx, name)
+	u, located, err := s.signInRecord(ctx, name)
 	if err != nil {
 		return SignInResult{}, err
 	}
@@ -147,24 +147,29 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	res := SignInResult{Name: name, User: u}
 	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
 	if gate == Closed {
-		if fromDirectory {
+		if fromDirectory && located == nil {
 			// The directory read a name without a record costs
 			// (signInRecord): a throttled answer must not tell a guesser
 			// which names the directory has by coming sooner.
-			_, _ = s.dir.Refresh(ctx, name)
+			s.dir.Cover(ctx, name, "")
 		}
 		res.Outcome, res.Reason = Throttled, ReasonThrottled
 		return res, attempt.Settle(ctx, res)
 	}
 	var signedIn *User
 	var checkErr error = errWrongPassword
-	if gate == LockedOut && fromDirectory {
+	switch {
+	case gate == LockedOut && fromDirectory:
 		// A directory account locked here is not bound: each bind would
 		// count against the directory's own lockout, which a guesser
 		// could then set off for every service the account signs in to.
 		// The same work is done all the same, for the same time.
 		s.dir.Cover(ctx, name, password)
-	} else {
+	case located != nil:
+		// Read once already (signInRecord): one search, one bind, as for
+		// every other name.
+		signedIn, checkErr = directoryPasswords{s}.checkLocated(ctx, name, u, *located, password)
+	default:
 		signedIn, checkErr = s.passwordSource(u).CheckPassword(ctx, name, u, password)
 	}
 	_, refused := identity.AsRefusal(checkErr)
@@ -197,23 +202,28 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 }
 
 // signInRecord returns the record of the account name a sign-in tries,
-// nil when there is none. A directory account Gatehouse has no record of
-// yet gets one first (DirectoryUser): attempts are counted on the record,
-// so guesses at an account of the directory never used here would
-// otherwise go uncounted, and without a lockout.
-func (s *Service) signInRecord(ctx context.Context, name string) (*User, error) {
-	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
+// nil when there is none. For a name without a record, with a directory,
+// it returns the directory's entry too (located, read by Locate), and a
+// directory account gets its record now: attempts are counted on the
+// record, so guesses at an account of the directory never used here
+// would otherwise go uncounted, and without a lockout.
+func (s *Service) signInRecord(ctx context.Context, name string) (u *User, located *directory.Entry, err error) {
+	u, err = cache.Load(s.store, ctx, userPrefix+name, decodeUser)
 	switch {
 	case errors.Is(err, storage.ErrNotFound) && s.dir != nil:
-		u, err = s.DirectoryUser(ctx, name)
-		if errors.Is(err, failure.ErrNotFound) {
-			return nil, nil
+		e, err := s.dir.Locate(ctx, name)
+		if err != nil {
+			return nil, nil, directoryDown(err)
 		}
-		return u, err
+		if !e.Found {
+			return nil, &e, nil
+		}
+		u, err = s.directoryRecord(ctx, name, e)
+		return u, &e, err
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, nil
+		return nil, nil, nil
 	}
-	return u, err
+	return u, nil, err
 }
 
 // passwordSource is where u's password is checked: the directory for a

@@ -173,15 +173,30 @@ func describe(e Entry) string {
 // account's fresh status on success (which may still have a Problem),
 // ErrWrongPassword for a wrong password or an unknown account, and an
 // error wrapping ErrUnavailable when the directory cannot be reached.
+// A refusal costs one search and one bind whether or not the name
+// exists (see BindLocated).
 func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, error) {
-	e, err := d.Refresh(ctx, name)
+	e, err := d.Locate(ctx, name)
 	if err != nil {
 		return Entry{}, err
 	}
+	return d.BindLocated(ctx, name, e, password)
+}
+
+// Locate reads name's entry now, without its groups (one search; the
+// status cache is not changed): what a password check needs first, the
+// same work whether or not the directory has the name.
+func (d *Directory) Locate(_ context.Context, name string) (Entry, error) {
+	return d.locate(name)
+}
+
+// BindLocated is Bind of the entry e that Locate just read for name. A
+// name the directory does not have is bound all the same, to a DN no
+// entry has, and its groups are read only once the password is right
+// (Refresh, whose status it returns): a refusal then tells a guesser
+// nothing of which names the directory has by its time.
+func (d *Directory) BindLocated(ctx context.Context, name string, e Entry, password string) (Entry, error) {
 	if !e.Found {
-		// A bind all the same, to a name no entry has: an unknown name
-		// would otherwise answer a round trip sooner than a real one,
-		// telling a guesser which names the directory has.
 		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
 		d.notify(Event{Username: name, What: "directory bind failed: no such account", Failure: true})
 		return Entry{}, ErrWrongPassword
@@ -198,17 +213,20 @@ func (d *Directory) Bind(ctx context.Context, name, password string) (Entry, err
 		d.notify(Event{Username: name, What: "directory bind failed: " + scrub(err).Error(), Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
-	return e, nil
+	return d.Refresh(ctx, name)
 }
 
 // Cover does the directory work a wrong password for name costs, without
-// binding as name: a read of the account, and a bind with password to a
-// DN no entry has. A sign-in refused before its check (the account locked
-// here) then takes as long as one refused by it, and a bind as name would
-// count against the directory's own lockout.
+// binding as name: a read of the entry (Locate), and with a password a
+// bind to a DN no entry has. A sign-in refused before its check (the
+// account locked here, or throttled: no password) then takes as long as
+// one refused by it, and a bind as name would count against the
+// directory's own lockout.
 func (d *Directory) Cover(ctx context.Context, name, password string) {
-	_, _ = d.Refresh(ctx, name)
-	_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
+	_, _ = d.Locate(ctx, name)
+	if password != "" {
+		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
+	}
 }
 
 // noSuchEntry is the RDN of the entry Bind binds to for a name the
@@ -227,6 +245,25 @@ var userAttributes = map[Flavor][]string{
 
 // lookup reads name's entry and groups.
 func (d *Directory) lookup(name string) (Entry, error) {
+	e, err := d.locate(name)
+	if err != nil || !e.Found {
+		return e, err
+	}
+	groups, err := d.groupsOf(e.DN)
+	if err != nil {
+		return Entry{}, unavailable(err)
+	}
+	e.Roles = d.roles(groups)
+	e.JoinedRoles = identity.JoinRoles(e.Roles)
+	if e.Problem == "" && len(d.groups) > 0 && len(e.Roles) == 0 {
+		e.Problem = "in no mapped group"
+	}
+	return e, nil
+}
+
+// locate reads name's entry (one search), without its groups: its roles
+// are not set, nor the problem of being in no mapped group.
+func (d *Directory) locate(name string) (Entry, error) {
 	now := d.now()
 	entries, err := d.pool.search("search_user", d.cfg.BaseDN, fill(d.cfg.UserFilter, "{username}", name), userAttributes[d.cfg.Flavor])
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
@@ -248,15 +285,6 @@ func (d *Directory) lookup(name string) (Entry, error) {
 		e.Mobile = u.GetAttributeValue("telephoneNumber")
 	}
 	e.Problem = d.problem(u, now)
-	groups, err := d.groupsOf(u.DN)
-	if err != nil {
-		return Entry{}, unavailable(err)
-	}
-	e.Roles = d.roles(groups)
-	e.JoinedRoles = identity.JoinRoles(e.Roles)
-	if e.Problem == "" && len(d.groups) > 0 && len(e.Roles) == 0 {
-		e.Problem = "in no mapped group"
-	}
 	return e, nil
 }
 

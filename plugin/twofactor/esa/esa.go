@@ -461,7 +461,7 @@ func (c *call) profile() {
 		c.fatal(err)
 		return
 	}
-	out.Username, out.MobileNumber = u.Username, u.TextNumber()
+	out.Username, out.MobileNumber = u.Username, u.MobileNumber // never the directory's, which no code goes to
 	out.IsLocked, out.ConsecutiveFailures = st.Locked, st.ConsecutiveFailures
 	out.LastSuccess, out.LastFailure = esaTime{st.LastSuccess}, esaTime{st.LastFailure}
 	out.CredentialType = typeNames(st.Types)
