@@ -215,9 +215,9 @@ type DirectoryView struct {
 	// AgeSeconds is how old that reading is.
 	AgeSeconds float64 `json:"age_seconds"`
 	// MobileNumber is the entry's number (mobile, else telephoneNumber)
-	// when it is one. It becomes the account's mobile_number at the first
-	// text (SMS enrolment, a code, an enrolment link) when the account has
-	// none; later changes in the directory are not followed.
+	// when it is one. An administrator's SMS enrolment or enrolment link
+	// makes it the account's mobile_number when the account has none; no
+	// sign-in's code goes to it, and later changes are not followed.
 	MobileNumber string `json:"mobile_number,omitempty"`
 }
 

@@ -40,8 +40,8 @@ type User struct {
 	MobileNumber string `json:"mobile_number,omitempty"`
 	// DirectoryMobile is, on a directory account as loaded, the number
 	// its directory entry holds (mobile, else telephoneNumber) when it is
-	// one; never stored. No text goes to it: it becomes MobileNumber when
-	// a first text needs a number (Service.AdoptDirectoryMobile).
+	// one; never stored. No text goes to it: an administrator's action
+	// makes it MobileNumber when that is empty (Service.AdoptDirectoryMobile).
 	DirectoryMobile string `json:"-"`
 	// Source is where the account's password, status and roles come
 	// from: empty (local) or SourceDirectory.
@@ -118,8 +118,9 @@ func (u *User) View() UserView {
 		MobileNumber: u.MobileNumber, Source: source, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: u.SessionsEndedAt}
 }
 
-// TextNumber is the number a text to u would go to: its own, or else
-// its directory's, which the first text makes its own.
+// TextNumber is the number an administrator's text to u would go to
+// (an enrolment link): its own, or else its directory's, which that text
+// adopts. A sign-in's code goes to MobileNumber only.
 func (u *User) TextNumber() string {
 	if u.MobileNumber != "" {
 		return u.MobileNumber
