@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +169,72 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 		if got := work(c.name, "a wrong guess", c.gate); got != want[c.gate] {
 			t.Errorf("%s (%s): %s; want %s", c.what, c.name, got, want[c.gate])
 		}
+	}
+}
+
+// TestFailedBindsAreBounded: at most failed_binds wrong passwords for a
+// name are checked against the directory within the window, whatever the
+// front end (so that guesses through Gatehouse cannot set off the
+// directory's own lockout); past them a sign-in is throttled without a
+// bind, its right password too. A right password takes its count back;
+// guesses sent at once are counted before any is checked; a name the
+// directory does not have is bounded alike, so the bound tells nothing.
+func TestFailedBindsAreBounded(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	srv.AddUser("nina", "nina password", "", slapdtest.OperatorsDN)
+	var binds atomic.Int64
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second), FailedBinds: 2,
+	}, func(op string, _ time.Time, _ error) {
+		if op == "bind" {
+			binds.Add(1)
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := newTestService(t)
+	s.SetDirectory(d)
+	ctx := context.Background()
+	try := func(name, password string) Outcome {
+		t.Helper()
+		res, err := s.SignIn(ctx, name, password, gate(Open))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Outcome
+	}
+	for i, step := range []struct {
+		name, password string
+		want           Outcome
+	}{
+		{"dora", "wrong 1", Wrong}, {"dora", "dora password", OK}, {"dora", "wrong 2", Wrong},
+		{"dora", "dora password", Throttled}, {"dora", "wrong 3", Throttled},
+		{"nobody", "wrong 1", Wrong}, {"nobody", "wrong 2", Wrong}, {"nobody", "wrong 3", Throttled},
+	} {
+		before := binds.Load()
+		if got := try(step.name, step.password); got != step.want {
+			t.Fatalf("step %d, %s with %q: outcome %d; want %d", i, step.name, step.password, got, step.want)
+		}
+		if bound := binds.Load() - before; step.want == Throttled && bound != 0 {
+			t.Errorf("step %d: a throttled sign-in made %d binds", i, bound)
+		}
+	}
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if try("nina", fmt.Sprintf("guess %d", i)) == Wrong {
+				wrong.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wrong.Load(); n != 2 {
+		t.Errorf("8 guesses at nina at once: %d checked; want 2", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 // Outcome is what a password sign-in came to. Front ends (HTTP Basic, the
@@ -46,6 +47,7 @@ const (
 	ReasonBusy            = "password not checked: the server is busy"
 	ReasonLocked          = "the user is locked after too many failed attempts; an administrator must unlock it"
 	ReasonBlocked         = "the account is blocked"
+	ReasonFailedBinds     = "too many wrong passwords checked against the directory for this name"
 )
 
 // SignInResult is the outcome of one sign-in.
@@ -146,6 +148,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	}
 	res := SignInResult{Name: name, User: u}
 	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
+	bound, err := s.reserveBind(ctx, name, u, gate)
+	if err != nil {
+		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}))
+	}
+	if bound == bindsSpent {
+		gate, res.Reason = Closed, ReasonFailedBinds
+	}
 	if gate == Closed {
 		if fromDirectory && located == nil {
 			// The directory read a name without a record costs
@@ -153,7 +162,10 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 			// which names the directory has by coming sooner.
 			s.dir.Cover(ctx, name, "")
 		}
-		res.Outcome, res.Reason = Throttled, ReasonThrottled
+		res.Outcome = Throttled
+		if res.Reason == "" {
+			res.Reason = ReasonThrottled
+		}
 		return res, attempt.Settle(ctx, res)
 	}
 	var signedIn *User
@@ -184,6 +196,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		res.Outcome, res.Reason = Wrong, ReasonWrongPassword
 	case checkErr != nil:
 		// A store or directory failure is no wrong password.
+		if bound == bindReserved {
+			s.releaseBind(ctx, name)
+		}
 		if err := attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}); err != nil {
 			return SignInResult{}, errors.Join(checkErr, err)
 		}
@@ -195,10 +210,54 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 			res.Outcome, res.Reason = Blocked, ReasonBlocked
 		}
 	}
+	if bound == bindReserved && res.Outcome != Wrong {
+		s.releaseBind(ctx, name) // no wrong password was checked
+	}
 	if err := attempt.Settle(ctx, res); err != nil {
 		return SignInResult{}, err
 	}
 	return res, nil
+}
+
+// bindBound is what reserveBind did.
+type bindBound int
+
+const (
+	bindUnbounded bindBound = iota // no directory bind counted
+	bindReserved                   // one counted, taken back unless it proves wrong
+	bindsSpent                     // the name's failed binds are spent: no bind
+)
+
+// reserveBind counts, before the check, a password about to be checked
+// against the directory for name (u its record, nil when none) against
+// the directory's bound on failed binds (directory.Config.FailedBinds),
+// by name, known to the directory or not, so that the bound tells a
+// guesser nothing; a locked or throttled attempt binds nothing and is not
+// counted. Counting first keeps guesses sent at once within the bound.
+func (s *Service) reserveBind(ctx context.Context, name string, u *User, gate Gate) (bindBound, error) {
+	if s.dir == nil || gate != Open || u != nil && !u.FromDirectory() {
+		return bindUnbounded, nil
+	}
+	limit, window := s.dir.FailedBinds()
+	if limit < 1 {
+		return bindUnbounded, nil
+	}
+	n, err := s.store.Incr(ctx, counters.DirectoryBindFailures(name), 1, window)
+	if err != nil {
+		return bindUnbounded, err
+	}
+	if n > int64(limit) {
+		s.releaseBind(ctx, name)
+		return bindsSpent, nil
+	}
+	return bindReserved, nil
+}
+
+// releaseBind takes back a count of reserveBind; at best effort (at worst
+// one guess fewer in the window).
+func (s *Service) releaseBind(ctx context.Context, name string) {
+	_, window := s.dir.FailedBinds()
+	_, _ = s.store.Incr(ctx, counters.DirectoryBindFailures(name), -1, window)
 }
 
 // signInRecord returns the record of the account name a sign-in tries,

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -72,6 +74,7 @@ func (x directoryFeature) Close() error { x.stop(); return x.d.Close() }
 //		group_role    <group dn> <role>
 //		status_ttl    <duration>
 //		timeout       <duration>
+//		failed_binds  <n> [<window>] | off
 //		flavor        active_directory|openldap
 //	}
 func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
@@ -119,6 +122,8 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &cfg.StatusTTL)
 		case "timeout":
 			err = oneDuration(d, &cfg.Timeout)
+		case "failed_binds":
+			err = parseFailedBinds(d, cfg)
 		case "flavor":
 			var f string
 			err = oneString(d, &f)
@@ -131,5 +136,30 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 		}
 	}
 	a.Directory = cfg
+	return nil
+}
+
+// parseFailedBinds reads failed_binds <n> [<window>] | off.
+func parseFailedBinds(d *caddyfile.Dispenser, cfg *directory.Config) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		cfg.FailedBinds = -1
+		return nil
+	case len(args) < 1 || len(args) > 2:
+		return d.Errf("failed_binds <n> [<window>] | off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("failed_binds: %q is not a positive number (off turns the bound off)", args[0])
+	}
+	cfg.FailedBinds = n
+	if len(args) == 2 {
+		w, err := caddy.ParseDuration(args[1])
+		if err != nil || w <= 0 {
+			return d.Errf("failed_binds: %q is not a positive duration", args[1])
+		}
+		cfg.FailedBindsWindow = caddy.Duration(w)
+	}
 	return nil
 }

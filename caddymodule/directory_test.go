@@ -27,6 +27,7 @@ func TestParseDirectoryOption(t *testing.T) {
 			group_role    "CN=Admins,OU=Groups,DC=example,DC=test" admin
 			status_ttl    30s
 			timeout       3s
+			failed_binds  3 30m
 			flavor        active_directory
 			starttls      off
 		}
@@ -37,7 +38,8 @@ func TestParseDirectoryOption(t *testing.T) {
 	c := a.Directory
 	if c == nil || len(c.URLs) != 2 || c.BindPassword != "{env.GATEHOUSE_LDAP_PASSWORD}" || len(c.GroupRoles) != 2 ||
 		c.GroupRoles[0] != (directory.GroupRole{Group: "CN=Plant Operators,OU=Groups,DC=example,DC=test", Role: "reader"}) ||
-		c.StatusTTL != caddy.Duration(30*time.Second) || c.Flavor != directory.ActiveDirectory || c.StartTLS {
+		c.StatusTTL != caddy.Duration(30*time.Second) || c.Flavor != directory.ActiveDirectory || c.StartTLS ||
+		c.FailedBinds != 3 || c.FailedBindsWindow != caddy.Duration(30*time.Minute) {
 		t.Fatalf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -48,6 +50,9 @@ func TestParseDirectoryOption(t *testing.T) {
 		"directory ldap {\nuri ldaps://x\n}",
 		"directory ldap {\ngroup_role \"CN=x\"\n}",
 		"directory ldap {\nstatus_ttl soon\n}",
+		"directory ldap {\nfailed_binds 0\n}",
+		"directory ldap {\nfailed_binds 3 soon\n}",
+		"directory ldap {\nfailed_binds\n}",
 	} {
 		if err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("gatehouse {\n" + bad + "\n}")); err == nil {
 			t.Errorf("%s: accepted", bad)

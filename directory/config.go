@@ -81,7 +81,25 @@ type Config struct {
 	Flavor Flavor `json:"flavor,omitempty"`
 	// Timeout bounds dialling and each LDAP request. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// FailedBinds bounds the wrong passwords checked against the
+	// directory for one name within FailedBindsWindow, every front end
+	// together (HTTP Basic, the portal, the ESA API, the console): past
+	// it, sign-ins of the name are throttled without a bind until the
+	// window ends. Keep it below the directory's own lockout threshold,
+	// so that guesses through Gatehouse cannot lock the account for every
+	// service. Default: 4; negative: no bound.
+	FailedBinds int `json:"failed_binds,omitempty"`
+	// FailedBindsWindow is the window of FailedBinds, from the first
+	// wrong password. Default: 15m.
+	FailedBindsWindow caddy.Duration `json:"failed_binds_window,omitempty"`
 }
+
+// Default failed-bind bound: below Active Directory's common lockout
+// threshold of 5 wrong passwords.
+const (
+	defaultFailedBinds       = 4
+	defaultFailedBindsWindow = 15 * time.Minute
+)
 
 // Filter defaults by flavor.
 var defaultFilters = map[Flavor]struct{ user, group string }{
@@ -126,6 +144,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = caddy.Duration(5 * time.Second)
+	}
+	if c.FailedBinds == 0 {
+		c.FailedBinds = defaultFailedBinds
+	}
+	if c.FailedBindsWindow <= 0 {
+		c.FailedBindsWindow = caddy.Duration(defaultFailedBindsWindow)
 	}
 	if len(c.URLs) == 0 {
 		return c, errors.New("directory: url is required")

@@ -113,6 +113,13 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 // Close closes the pooled connections.
 func (d *Directory) Close() error { d.pool.close(); return nil }
 
+// FailedBinds is the bound on wrong passwords checked against the
+// directory for one name, and its window (Config.FailedBinds); a limit
+// below 1 is no bound.
+func (d *Directory) FailedBinds() (limit int, window time.Duration) {
+	return d.cfg.FailedBinds, time.Duration(d.cfg.FailedBindsWindow)
+}
+
 // StatusTTL is how long a status is used before it is read again.
 func (d *Directory) StatusTTL() time.Duration { return time.Duration(d.cfg.StatusTTL) }
 

@@ -413,11 +413,14 @@ func TestDirectoryDomainInAnySpelling(t *testing.T) {
 // guesses at an account of the directory never used in Gatehouse are
 // counted and lock it like any other: its right password then signs in
 // no more than a wrong one, and no further guess reaches the directory.
+// Nor do more than failed_binds (4) guesses through HTTP Basic, which has
+// no lockout: the directory's own lockout is not set off through it.
 func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 	s := slapdtest.Start(t)
 	s.AddUser("gina", "gina password", "+15550001111", slapdtest.OperatorsDN)
 	s.AddUser("hugo", "hugo password", "", slapdtest.OperatorsDN)
-	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\t"+directoryOption, 1)
+	s.AddUser("jo", "jo password", "", slapdtest.OperatorsDN)
+	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 3\n\t\t"+directoryOption, 1)
 	ti := startTwoFactorSite(t, site, directoryOptions(s, "staff"))
 	smsLog := filepath.Join(ti.Ports.Dir, "sms.log")
 
@@ -457,15 +460,15 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 		t.Errorf("refresh of gina once disabled answered %+v; want blocked, disabled", refreshed)
 	}
 
-	// The audit's count of binds as hugo that failed, once hugo's n
-	// portal refusals are written (each bind's event is recorded first).
-	bindsAsHugo := func(refusals int) (n int) {
+	// The audit's count of binds as user that failed, once user's n
+	// refusals (of kind) are written (each bind's event is recorded first).
+	failedBinds := func(user, kind string, refusals int) (n int) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			var logins, directory []struct{ Reason string }
-			ti.AdminJSON(t, "GET", "/gatehouse/audit?kind=login&username=hugo&limit=1000", nil, &logins)
-			ti.AdminJSON(t, "GET", "/gatehouse/audit?kind=directory&username=hugo&limit=1000", nil, &directory)
-			if len(logins) >= refusals {
+			var refused, directory []struct{ Reason string }
+			ti.AdminJSON(t, "GET", "/gatehouse/audit?kind="+kind+"&username="+user+"&limit=1000", nil, &refused)
+			ti.AdminJSON(t, "GET", "/gatehouse/audit?kind=directory&username="+user+"&limit=1000", nil, &directory)
+			if len(refused) >= refusals {
 				for _, e := range directory {
 					if strings.Contains(e.Reason, "bind failed") {
 						n++
@@ -474,7 +477,7 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 				return n
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d of hugo's %d refusals audited after a minute", len(logins), refusals)
+				t.Fatalf("%d of %s's %d refusals audited after a minute", len(refused), user, refusals)
 			}
 		}
 	}
@@ -483,23 +486,35 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 		g.do(ti.HTTPSURL() + "/gatehouse/login")
 		return g.post(url.Values{"csrf": {g.csrf}, "step": {"password"}, "username": {"hugo"}, "password": {password}}).Body
 	}
-	for i := range 5 {
+	for i := range 3 {
 		if body := guess(fmt.Sprintf("guess %d", i)); !strings.Contains(body, "Sign-in failed") {
 			t.Fatalf("guess %d at hugo: %s", i, body)
 		}
 	}
-	for _, password := range []string{"guess 6", "hugo password"} {
+	for _, password := range []string{"guess 4", "hugo password"} {
 		if body := guess(password); !strings.Contains(body, "Sign-in failed") || strings.Contains(body, "not set up") {
-			t.Fatalf("hugo, locked after 5 guesses, with %q: %s", password, body)
+			t.Fatalf("hugo, locked after 3 guesses, with %q: %s", password, body)
 		}
 	}
-	if n := bindsAsHugo(7); n != 5 {
-		t.Errorf("%d binds as hugo failed for 7 guesses, 2 of them once locked; want 5 (none once locked)", n)
+	if n := failedBinds("hugo", "login", 5); n != 3 {
+		t.Errorf("%d binds as hugo failed for 5 guesses, 2 of them once locked; want 3 (none once locked)", n)
 	}
 	var status struct {
 		IsLocked bool `json:"is_locked"`
 	}
 	if ti.AdminJSON(t, "GET", "/gatehouse/users/hugo/otp", nil, &status); !status.IsLocked {
-		t.Errorf("hugo after 5 wrong passwords: %+v; want locked", status)
+		t.Errorf("hugo after 3 wrong passwords: %+v; want locked", status)
+	}
+
+	for i := range 4 {
+		if res := harness.Curl(t, "-u", fmt.Sprintf("jo:guess %d", i), ti.HTTPSURL()+"/app/report"); res.Status != 401 {
+			t.Fatalf("Basic guess %d at jo: %d", i, res.Status)
+		}
+	}
+	if res := harness.Curl(t, "-u", "jo:jo password", ti.HTTPSURL()+"/app/report"); res.Status != 429 {
+		t.Fatalf("jo's right password after failed_binds (4) guesses: %d; want 429, unchecked", res.Status)
+	}
+	if n := failedBinds("jo", "request", 5); n != 4 {
+		t.Errorf("%d binds as jo failed for 5 Basic attempts; want 4", n)
 	}
 }

@@ -14,6 +14,10 @@ import "strings"
 // passwords.
 const basicFailuresPrefix = "basicfail/"
 
+// directoryBindFailuresPrefix starts the key of a name's recent wrong
+// passwords checked against the directory.
+const directoryBindFailuresPrefix = "dirbindfail/"
+
 // twoFactorPrefix starts the keys of a user's second-factor state.
 const twoFactorPrefix = "2fa/"
 
@@ -27,6 +31,11 @@ const (
 // BasicFailures is the key counting the wrong HTTP Basic passwords for
 // the (canonical) username within the throttle window.
 func BasicFailures(username string) string { return basicFailuresPrefix + username }
+
+// DirectoryBindFailures is the key counting the wrong passwords checked
+// against the directory for the (canonical) name within the directory's
+// failed_binds window, every front end together.
+func DirectoryBindFailures(name string) string { return directoryBindFailuresPrefix + name }
 
 // TwoFactorFailures is the key counting the user's consecutive
 // second-factor and portal failures.
@@ -43,7 +52,7 @@ func twoFactor(userID, what string) string { return twoFactorPrefix + userID + "
 
 // Is reports whether key is a counter's.
 func Is(key string) bool {
-	if strings.HasPrefix(key, basicFailuresPrefix) {
+	if strings.HasPrefix(key, basicFailuresPrefix) || strings.HasPrefix(key, directoryBindFailuresPrefix) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(key, twoFactorPrefix)
