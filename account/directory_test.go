@@ -157,7 +157,8 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 	if got := work("dora", "dora password", Open); !strings.Contains(got, "search_groups") {
 		t.Fatalf("a right password read %s; want its groups read", got)
 	}
-	want := map[Gate]string{Closed: "map[search_user:1]", Open: "map[bind:1 search_user:1]", LockedOut: "map[bind:1 search_user:1]"}
+	// A bind goes on a connection of its own (never sent twice).
+	want := map[Gate]string{Closed: "map[search_user:1]", Open: "map[bind:1 connect:1 search_user:1]", LockedOut: "map[bind:1 connect:1 search_user:1]"}
 	for _, c := range []struct {
 		what, name string
 		gate       Gate
@@ -178,7 +179,8 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 // directory's own lockout); past them a sign-in is throttled without a
 // bind, its right password too. A right password takes its count back;
 // guesses sent at once are counted before any is checked; a name the
-// directory does not have is bounded alike, so the bound tells nothing.
+// directory does not have, and a local account's, are bounded alike, so
+// the bound tells nothing of which names exist.
 func TestFailedBindsAreBounded(t *testing.T) {
 	srv := slapdtest.Start(t)
 	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
@@ -200,6 +202,10 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	s := newTestService(t)
 	s.SetDirectory(d)
 	ctx := context.Background()
+	pw := "lee password 1"
+	if _, err := s.CreateUser(ctx, NewUser{Username: "lee", Password: &pw}); err != nil { // a local account: bounded alike
+		t.Fatal(err)
+	}
 	try := func(name, password string) Outcome {
 		t.Helper()
 		res, err := s.SignIn(ctx, name, password, gate(Open))
@@ -215,6 +221,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 		{"dora", "wrong 1", Wrong}, {"dora", "dora password", OK}, {"dora", "wrong 2", Wrong},
 		{"dora", "dora password", Throttled}, {"dora", "wrong 3", Throttled},
 		{"nobody", "wrong 1", Wrong}, {"nobody", "wrong 2", Wrong}, {"nobody", "wrong 3", Throttled},
+		{"lee", "wrong 1", Wrong}, {"lee", "wrong 2", Wrong}, {"lee", "lee password 1", Throttled},
 	} {
 		before := binds.Load()
 		if got := try(step.name, step.password); got != step.want {

@@ -148,7 +148,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	}
 	res := SignInResult{Name: name, User: u}
 	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
-	bound, err := s.reserveBind(ctx, name, u, gate)
+	bound, err := s.reserveBind(ctx, name, gate)
 	if err != nil {
 		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}))
 	}
@@ -196,8 +196,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		res.Outcome, res.Reason = Wrong, ReasonWrongPassword
 	case checkErr != nil:
 		// A store or directory failure is no wrong password.
-		if bound == bindReserved {
-			s.releaseBind(ctx, name)
+		if bound == bindReserved && !errors.Is(checkErr, directory.ErrIndeterminate) {
+			s.releaseBind(ctx, name) // no bind reached the directory
 		}
 		if err := attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}); err != nil {
 			return SignInResult{}, errors.Join(checkErr, err)
@@ -229,13 +229,14 @@ const (
 )
 
 // reserveBind counts, before the check, a password about to be checked
-// against the directory for name (u its record, nil when none) against
-// the directory's bound on failed binds (directory.Config.FailedBinds),
-// by name, known to the directory or not, so that the bound tells a
-// guesser nothing; a locked or throttled attempt binds nothing and is not
-// counted. Counting first keeps guesses sent at once within the bound.
-func (s *Service) reserveBind(ctx context.Context, name string, u *User, gate Gate) (bindBound, error) {
-	if s.dir == nil || gate != Open || u != nil && !u.FromDirectory() {
+// for name against the directory's bound on failed binds
+// (directory.Config.FailedBinds): every name counts alike once a directory
+// is configured, a directory account's, a local one's or none, so that the
+// bound tells a guesser nothing of which names exist; a locked or
+// throttled attempt checks nothing and is not counted. Counting first
+// keeps guesses sent at once within the bound.
+func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bindBound, error) {
+	if s.dir == nil || gate != Open {
 		return bindUnbounded, nil
 	}
 	limit, window := s.dir.FailedBinds()

@@ -201,24 +201,43 @@ func (p *pool) search(op, base, filter string, attrs []string) ([]*ldap.Entry, e
 
 // bind checks password by a bind as dn, then binds the connection back as
 // the service account. An empty password is refused here: LDAP takes it
-// as an unauthenticated bind, which succeeds.
+// as an unauthenticated bind, which succeeds. The bind goes on a fresh
+// connection and is never sent twice: one that fails on the way may have
+// reached the directory and counted against its lockout (ErrIndeterminate),
+// and a fresh connection leaves no dropped idle one to retry for.
 func (p *pool) bind(dn, password string) error {
 	if password == "" {
 		return errWrongPassword
 	}
-	return p.do("bind", func(c *ldap.Conn) error {
-		err := c.Bind(dn, password)
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-			err = errWrongPassword
-		}
-		if isNetworkError(err) {
-			return err
-		}
+	c, err := p.dial()
+	if err != nil {
+		return err // nothing sent
+	}
+	began := time.Now()
+	err = c.Bind(dn, password)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		err = errWrongPassword
+	}
+	if !isNetworkError(err) {
 		if rebind := c.Bind(p.cfg.BindDN, p.cfg.BindPassword); rebind != nil {
 			// Whatever the user's bind answered, the connection is no
 			// longer the service account's: never pooled again.
-			return errors.Join(err, errRebind)
+			err = errors.Join(err, errRebind)
 		}
-		return err
-	})
+	}
+	p.observe("bind", began, err)
+	switch {
+	case isNetworkError(err):
+		c.Close()
+		return fmt.Errorf("%w: %w: bind: %w", ErrUnavailable, ErrIndeterminate, scrub(err))
+	case errors.Is(err, errRebind):
+		c.Close()
+	default:
+		p.put(c)
+	}
+	return err
 }
+
+// ErrIndeterminate marks a bind that failed on the way: the directory may
+// have checked the password, and counted a wrong one.
+var ErrIndeterminate = errors.New("directory: the bind may have reached the directory")
