@@ -61,11 +61,25 @@ func TestHasAdminRoleDirectory(t *testing.T) {
 // srv, with its groups mapped to roles as given (statuses kept an hour).
 func newDirectoryService(t *testing.T, srv *slapdtest.Server, groupRoles ...directory.GroupRole) (*Service, *directory.Directory) {
 	t.Helper()
-	d, err := directory.New(directory.Config{
+	cfg := slapdConfig(srv)
+	cfg.GroupRoles = groupRoles
+	return serviceWithDirectory(t, cfg, nil)
+}
+
+// slapdConfig is the directory of srv over LDAPS, statuses kept an hour.
+func slapdConfig(srv *slapdtest.Server) directory.Config {
+	return directory.Config{
 		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
 		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		GroupRoles: groupRoles, StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}, nil, nil)
+		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
+	}
+}
+
+// serviceWithDirectory is a test service with the directory cfg, whose
+// LDAP operations observe sees (nil: none).
+func serviceWithDirectory(t *testing.T, cfg directory.Config, observe func(op string, began time.Time, err error)) (*Service, *directory.Directory) {
+	t.Helper()
+	d, err := directory.New(cfg, observe, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,18 +144,9 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 	srv.AddUser("nina", "nina password", "", slapdtest.ShiftDN)
 	var mu sync.Mutex
 	ops := map[string]int{}
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "ops"}},
-		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}, func(op string, _ time.Time, _ error) { mu.Lock(); ops[op]++; mu.Unlock() }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s := newTestService(t)
-	s.SetDirectory(d)
+	cfg := slapdConfig(srv)
+	cfg.GroupRoles = []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "ops"}}
+	s, _ := serviceWithDirectory(t, cfg, func(op string, _ time.Time, _ error) { mu.Lock(); ops[op]++; mu.Unlock() })
 	ctx := context.Background()
 	work := func(name, password string, g Gate) string {
 		mu.Lock()
@@ -186,21 +191,13 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
 	srv.AddUser("nina", "nina password", "", slapdtest.OperatorsDN)
 	var binds atomic.Int64
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second), FailedBinds: 2,
-	}, func(op string, _ time.Time, _ error) {
+	cfg := slapdConfig(srv)
+	cfg.FailedBinds = 2
+	s, _ := serviceWithDirectory(t, cfg, func(op string, _ time.Time, _ error) {
 		if op == "bind" {
 			binds.Add(1)
 		}
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s := newTestService(t)
-	s.SetDirectory(d)
+	})
 	ctx := context.Background()
 	pw := "lee password 1"
 	if _, err := s.CreateUser(ctx, NewUser{Username: "lee", Password: &pw}); err != nil { // a local account: bounded alike

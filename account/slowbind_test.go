@@ -13,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
@@ -99,17 +98,9 @@ func TestSlowBindsCountAgainstTheBound(t *testing.T) {
 	srv := slapdtest.Start(t)
 	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
 	p := startStallingProxy(t, strings.TrimPrefix(srv.URL, "ldap://"), "uid=dora,", 2*time.Second)
-	d, err := directory.New(directory.Config{
-		URLs: []string{"ldap://" + p.addr}, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(time.Second), FailedBinds: 2,
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s := newTestService(t)
-	s.SetDirectory(d)
+	cfg := slapdConfig(srv)
+	cfg.URLs, cfg.CAFile, cfg.Timeout, cfg.FailedBinds = []string{"ldap://" + p.addr}, "", caddy.Duration(time.Second), 2
+	s, _ := serviceWithDirectory(t, cfg, nil)
 	ctx := context.Background()
 	p.stall.Store(true)
 	for i := range 4 {
