@@ -2,14 +2,12 @@ package account
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -54,11 +52,10 @@ func newTestService(t *testing.T) *Service {
 	return NewService(c)
 }
 
-// TestCheckPasswordBusy: while every hash slot is taken, a password check
-// gives up with ErrBusy, the same for a known user (right or wrong
-// password) as for an unknown one, and that is no refusal a caller would
-// count as a wrong password.
-func TestCheckPasswordBusy(t *testing.T) {
+// TestSignInBusy: while every hash slot is taken, a sign-in gives up as
+// Busy, the same for a known user (right or wrong password) as for an
+// unknown one, and that is no wrong password a caller would count.
+func TestSignInBusy(t *testing.T) {
 	ctx := context.Background()
 	s := newTestService(t)
 	pw := "correct horse"
@@ -75,12 +72,9 @@ func TestCheckPasswordBusy(t *testing.T) {
 	for _, c := range []struct{ user, pass string }{{"alice", pw}, {"alice", "wrong password"}, {"nobody", pw}, {"nopass", pw}} {
 		wg.Go(func() {
 			begin := time.Now()
-			u, err := s.CheckPassword(ctx, c.user, c.pass)
-			if !errors.Is(err, ErrBusy) || u != nil {
-				t.Errorf("%s with every slot taken: %v, %v; want ErrBusy", c.user, u, err)
-			}
-			if _, refused := identity.AsRefusal(err); refused {
-				t.Errorf("%s: ErrBusy is a refusal", c.user)
+			res, err := s.SignIn(ctx, c.user, c.pass, gate(Open))
+			if err != nil || res.Outcome != Busy {
+				t.Errorf("%s with every slot taken: %+v, %v; want Busy", c.user, res, err)
 			}
 			if waited := time.Since(begin); waited < BusyWait/2 || waited > 3*BusyWait {
 				t.Errorf("%s gave up after %v; want about %v", c.user, waited, BusyWait)
@@ -91,14 +85,14 @@ func TestCheckPasswordBusy(t *testing.T) {
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
 	begin := time.Now()
-	if _, err := s.CheckPassword(gone, "alice", pw); !errors.Is(err, ErrBusy) || time.Since(begin) > BusyWait/2 {
-		t.Fatalf("ended request: %v after %v; want ErrBusy at once", err, time.Since(begin))
+	if res, err := s.SignIn(gone, "alice", pw, gate(Open)); err != nil || res.Outcome != Busy || time.Since(begin) > BusyWait/2 {
+		t.Fatalf("ended request: %+v, %v after %v; want Busy at once", res, err, time.Since(begin))
 	}
 }
 
-// TestCheckPasswordWaitsForASlot: a check that finds the slots taken gets
-// one as soon as a hash ends.
-func TestCheckPasswordWaitsForASlot(t *testing.T) {
+// TestSignInWaitsForASlot: a sign-in that finds the slots taken gets one
+// as soon as a hash ends.
+func TestSignInWaitsForASlot(t *testing.T) {
 	ctx := context.Background()
 	s := newTestService(t)
 	pw := "correct horse"
@@ -106,7 +100,7 @@ func TestCheckPasswordWaitsForASlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.AfterFunc(BusyWait/4, hashslotstest.HoldAll(t))
-	if u, err := s.CheckPassword(ctx, "alice", pw); err != nil || u.Username != "alice" {
-		t.Fatalf("right password after a short wait: %v, %v", u, err)
+	if res, err := s.SignIn(ctx, "alice", pw, gate(Open)); err != nil || res.Outcome != OK || res.User.Username != "alice" {
+		t.Fatalf("right password after a short wait: %+v, %v", res, err)
 	}
 }

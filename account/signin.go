@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -60,6 +61,11 @@ type SignInResult struct {
 	User *User
 	// Reason says why the sign-in was refused, for the audit log.
 	Reason string
+	// RetryAfter, for a sign-in Throttled by the directory's bound on
+	// failed binds, is that bound's window: at the latest, the name's
+	// passwords are checked again then. Zero otherwise (the front end's
+	// own throttle knows its window).
+	RetryAfter time.Duration
 }
 
 // Gate is an attempt counter's verdict before a password is checked.
@@ -154,6 +160,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	}
 	if bound == bindsSpent {
 		gate, res.Reason = Closed, ReasonFailedBinds
+		_, res.RetryAfter = s.dir.FailedBinds()
 	}
 	if gate == Closed {
 		if fromDirectory && located == nil {
@@ -254,11 +261,10 @@ func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bind
 	return bindReserved, nil
 }
 
-// releaseBind takes back a count of reserveBind; at best effort (at worst
-// one guess fewer in the window).
+// releaseBind takes back a count of reserveBind.
 func (s *Service) releaseBind(ctx context.Context, name string) {
 	_, window := s.dir.FailedBinds()
-	_, _ = s.store.Incr(ctx, counters.DirectoryBindFailures(name), -1, window)
+	counters.TakeBack(ctx, s.store, counters.DirectoryBindFailures(name), window)
 }
 
 // signInRecord returns the record of the account name a sign-in tries,
@@ -294,24 +300,4 @@ func (s *Service) passwordSource(u *User) PasswordSource {
 		return directoryPasswords{s}
 	}
 	return localPasswords{}
-}
-
-// CheckPassword verifies a user's password without any attempt
-// accounting (argon2id; callers cache successes). It returns the user on
-// success and a refusal otherwise; the refusal does not say whether the
-// user exists. ErrBusy (no refusal: the password was not checked) means
-// too many checks ran at once, for a known user as for an unknown one.
-func (s *Service) CheckPassword(ctx context.Context, username, password string) (*User, error) {
-	name, err := s.canonicalName(username)
-	if err != nil {
-		return nil, errWrongPassword
-	}
-	u, err := cache.Load(s.store, ctx, userPrefix+name, decodeUser)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		u = nil
-	case err != nil:
-		return nil, err
-	}
-	return s.passwordSource(u).CheckPassword(ctx, name, u, password)
 }

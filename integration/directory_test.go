@@ -511,10 +511,16 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 			t.Fatalf("Basic guess %d at jo: %d", i, res.Status)
 		}
 	}
-	if res := harness.Curl(t, "-u", "jo:jo password", ti.HTTPSURL()+"/app/report"); res.Status != 429 {
-		t.Fatalf("jo's right password after failed_binds (4) guesses: %d; want 429, unchecked", res.Status)
+	if res := harness.Curl(t, "-u", "jo:jo password", ti.HTTPSURL()+"/app/report"); res.Status != 429 || res.Headers.Get("Retry-After") != "900" {
+		t.Fatalf("jo's right password after failed_binds (4) guesses: %d, Retry-After %q; want 429, unchecked, until the 15 minutes' window ends",
+			res.Status, res.Headers.Get("Retry-After"))
 	}
 	if n := failedBinds("jo", "request", 5); n != 4 {
 		t.Errorf("%d binds as jo failed for 5 Basic attempts; want 4", n)
+	}
+	// An administrator's unlock lifts the bound at once.
+	ti.MustAdmin(t, 204, "POST", "/gatehouse/users/jo/unlock", nil)
+	if res := harness.Curl(t, "-u", "jo:jo password", ti.HTTPSURL()+"/app/report"); res.Status != 200 {
+		t.Fatalf("jo's right password after an unlock: %d; want 200", res.Status)
 	}
 }

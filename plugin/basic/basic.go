@@ -166,6 +166,9 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 		c.verified.Add(cacheKey, v)
 		return v, nil
 	case account.Throttled:
+		if res.RetryAfter > 0 {
+			return verified{}, identity.Throttled(failedBindsMessage, res.RetryAfter).For(res.Name)
+		}
 		return verified{}, errThrottled.For(res.Name)
 	case account.Busy:
 		return verified{}, errBusy.For(res.Name)
@@ -186,6 +189,11 @@ const failureWindow = time.Minute
 
 // errThrottled answers once a user collected too many wrong passwords.
 var errThrottled = identity.Throttled("too many failed password attempts; try again in a minute", failureWindow)
+
+// failedBindsMessage answers a password not checked because the
+// directory's bound on failed binds for the name is spent
+// (account.ReasonFailedBinds); its Retry-After is the bound's window.
+const failedBindsMessage = "too many failed password attempts; try again later"
 
 // errBusy answers a password that could not be checked because too many
 // checks ran at once (see account.ErrBusy).
@@ -231,7 +239,7 @@ func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
 	switch res.Outcome {
 	case account.Wrong, account.Blocked, account.Throttled:
 	default:
-		_, _ = a.engine.Store.Incr(ctx, counters.BasicFailures(a.name), -1, failureWindow) // best effort: at worst one more guess
+		counters.TakeBack(ctx, a.engine.Store, counters.BasicFailures(a.name), failureWindow)
 	}
 	return nil
 }

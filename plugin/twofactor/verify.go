@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
@@ -320,13 +321,18 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 
 // Unlock clears the user's failure count and its lock note, in one
 // atomic batch (a count cleared with the note left would keep the next
-// lock untold), and then counts the unlock, so that attempts counted
+// lock untold), with the name's password throttles (HTTP Basic's and the
+// directory's bound on failed binds), so that the user unlocked can sign
+// in at once wherever a guesser kept the name throttled; and then counts
+// the unlock, so that attempts counted
 // before it take nothing back from the guesses counted after it. In that
 // order, an attempt that reads the unlock count between the two counts
 // itself as older than it is, and keeps its count.
 func (s *Service) Unlock(ctx context.Context, u *account.User) error {
 	if err := s.engine.Store.Batch(ctx, []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)},
-		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}}); err != nil {
+		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)},
+		{Kind: storage.OpDelete, Key: counters.BasicFailures(u.Username)},
+		{Kind: storage.OpDelete, Key: counters.DirectoryBindFailures(u.Username)}}); err != nil {
 		return err
 	}
 	_, err := s.engine.Store.Incr(ctx, unlocksKey(u.ID), 1, 0)

@@ -8,7 +8,13 @@
 // higher one only refuses service.
 package counters
 
-import "strings"
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
 
 // basicFailuresPrefix starts the key of a user's recent wrong Basic
 // passwords.
@@ -61,4 +67,15 @@ func Is(key string) bool {
 	}
 	_, what, ok := strings.Cut(rest, "/")
 	return ok && (what == twoFactorFailures || what == twoFactorUnlocks || what == twoFactorSMSSent)
+}
+
+// TakeBack lowers the windowed counter at key by one: an attempt counted
+// before it was checked gives its count back. If the window ran out in
+// between, the decrement finds no counter and would leave -1 with a fresh
+// window, one guess more in it; the count is then set back to 0. Best
+// effort: a store failure is ignored (at worst one guess fewer).
+func TakeBack(ctx context.Context, st storage.Store, key string, window time.Duration) {
+	if n, err := st.Incr(ctx, key, -1, window); err == nil && n < 0 {
+		_, _ = st.Incr(ctx, key, -n, window)
+	}
 }
