@@ -13,7 +13,8 @@ import (
 // failed (its upstream down: 502) as it arrived, before Gatehouse removed
 // the application key. With the global log filter of Caddyfile.example,
 // neither the appKey header nor the query parameter reaches that log,
-// while the rest of the request does.
+// nor a refresh token in a query string (the token endpoint takes it
+// there), while the rest of the request does.
 func TestExampleLogFilterKeepsAppKeysOut(t *testing.T) {
 	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(readExample(t))
 	if !strings.Contains(filter, "REDACTED") {
@@ -44,12 +45,15 @@ http://localhost:{{.HTTPPort}} {
 	// key in the header, in the query in every spelling Gatehouse takes,
 	// and in a Referer (a page opened with it in its address).
 	base := inst.HTTPURL()
+	const refreshToken = "gcr_Zm9yIHRoZSBsb2cgZmlsdGVyOiBub3QgYSByZWFsIHRva2Vu"
 	requests := map[string][]string{
-		"/api/header":  {"-H", "appKey: " + key.Key, "-H", "Referer: https://app.example/page?appKey=" + key.Key + "&tab=2", base + "/api/header"},
-		"/api/query":   {base + "/api/query?appKey=" + key.Key + "&page=2"},
-		"/api/lower":   {base + "/api/lower?appkey=" + key.Key},
-		"/api/upper":   {base + "/api/upper?x=1;APPKEY=" + key.Key},
-		"/api/escaped": {base + "/api/escaped?%61pp%4Bey=" + key.Key},
+		"/api/header":          {"-H", "appKey: " + key.Key, "-H", "Referer: https://app.example/page?appKey=" + key.Key + "&tab=2", base + "/api/header"},
+		"/api/query":           {base + "/api/query?appKey=" + key.Key + "&page=2"},
+		"/api/lower":           {base + "/api/lower?appkey=" + key.Key},
+		"/api/upper":           {base + "/api/upper?x=1;APPKEY=" + key.Key},
+		"/api/escaped":         {base + "/api/escaped?%61pp%4Bey=" + key.Key},
+		"/api/refresh":         {"-H", "appKey: " + key.Key, base + "/api/refresh?grant_type=refresh_token&refresh_token=" + refreshToken},
+		"/api/refresh-escaped": {"-H", "appKey: " + key.Key, base + "/api/refresh-escaped?grant_type=refresh_token&%72efresh%5Ftoken=" + refreshToken},
 	}
 	for path, args := range requests {
 		if res := harness.Curl(t, args...); res.Status != 502 {
@@ -67,5 +71,11 @@ http://localhost:{{.HTTPPort}} {
 	}
 	if inst.LogContains(key.Key) || inst.LogContains(key.Key[len(key.Key)-12:]) {
 		t.Fatalf("the application key is in Caddy's log:\n%s", inst.Log())
+	}
+	if inst.LogContains(refreshToken[4:]) {
+		t.Fatalf("the refresh token is in Caddy's log:\n%s", inst.Log())
+	}
+	if !inst.LogContains("grant_type=refresh_token&refresh_token=REDACTED") {
+		t.Fatalf("the refresh token's request is not in Caddy's log as redacted:\n%s", inst.Log())
 	}
 }

@@ -59,19 +59,29 @@ type tokenParams struct {
 	refreshToken string
 }
 
-// queryCredentials are the parameters that carry a credential: the token
-// and introspection endpoints refuse them in the query string, which
-// access logs, proxies and browser histories keep (RFC 6749 §3.2, OAuth
-// 2.1 §3.2.2).
+// queryCredentials are the parameters that carry a credential: the OAuth
+// endpoints refuse them in the query string, which access logs, proxies
+// and browser histories keep (RFC 6749 §3.2, OAuth 2.1 §3.2.2).
 var queryCredentials = []string{"refresh_token", "access_token", "token", "client_secret", "client_assertion", "password"}
+
+// tokenQueryCredentials are the credentials the token endpoint refuses in
+// the query string: all of queryCredentials but refresh_token, which
+// Gatehouse's contract puts there (POST
+// /gatehouse/v1/token?grant_type=refresh_token&refresh_token=R) and
+// connectors built to it send there. A refresh token read from a log is
+// worth nothing without the connector's private key: it is exchanged only
+// on a TLS connection with the certificate it was issued to, and checked
+// against that certificate before anything else, its reuse detection
+// included. Caddyfile.example's log filter hides it from Caddy's logs.
+var tokenQueryCredentials = []string{"access_token", "token", "client_secret", "client_assertion", "password"}
 
 // requestParams are an OAuth endpoint's parameters: the query string's
 // and an application/x-www-form-urlencoded body's.
 type requestParams struct{ query, form url.Values }
 
 // readParams parses the query string and the form body (OAuth clients send
-// a form body; other parameters work in the query string too, a
-// credential does not).
+// a form body; other parameters work in the query string too, the
+// credentials named do not).
 func readParams(rawQuery, contentType string, body []byte, credentials ...string) (requestParams, *oauthError) {
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
@@ -110,11 +120,11 @@ func (rp requestParams) single(name string) (string, *oauthError) {
 	return "", nil
 }
 
-// parseTokenParams reads a token request's parameters (readParams): a
-// refresh token, like any credential, only in the form body.
+// parseTokenParams reads a token request's parameters (readParams): the
+// refresh token in the query string or the form body, once.
 func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *oauthError) {
 	var p tokenParams
-	rp, oerr := readParams(rawQuery, contentType, body, queryCredentials...)
+	rp, oerr := readParams(rawQuery, contentType, body, tokenQueryCredentials...)
 	if oerr != nil {
 		return p, oerr
 	}
