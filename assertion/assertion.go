@@ -241,7 +241,7 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 			return r.token, nil
 		}
 	}
-	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Auth: string(id.Method), Audience: audience,
+	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Auth: string(id.Method.Forwarded()), Audience: audience,
 		IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
 	if claims.Roles == nil {
 		claims.Roles = []string{}

@@ -112,19 +112,20 @@ func TestSigningKeyPersistsAcrossRestart(t *testing.T) {
 }
 
 // TestAMRUsesRegisteredValues: amr holds RFC 8176 values only; the
-// credential kind is the auth claim.
+// credential kind is the auth claim, one of the contract's four (a session
+// an application key started is app_key).
 func TestAMRUsesRegisteredValues(t *testing.T) {
 	s := newSigner(t, t.TempDir())
 	for _, tc := range []struct {
-		id   identity.Identity
-		want string
+		id        identity.Identity
+		amr, auth string
 	}{
-		{identity.Identity{Method: identity.MethodBasic}, "pwd"},
-		{identity.Identity{Method: identity.MethodConnector, Connector: "c1"}, "pop swk"},
-		{identity.Identity{Method: identity.MethodAppKey, AppKey: "k"}, ""},
-		{identity.Identity{Method: identity.MethodSession, SecondFactor: true}, "pwd otp mfa"},
-		{identity.Identity{Method: identity.MethodSession}, "pwd"},
-		{identity.Identity{Method: identity.MethodSession, AppKey: "k"}, ""},
+		{identity.Identity{Method: identity.MethodBasic}, "pwd", "basic"},
+		{identity.Identity{Method: identity.MethodConnector, Connector: "c1"}, "pop swk", "connector"},
+		{identity.Identity{Method: identity.MethodAppKey, AppKey: "k"}, "", "app_key"},
+		{identity.Identity{Method: identity.MethodSession, SecondFactor: true}, "pwd otp mfa", "session"},
+		{identity.Identity{Method: identity.MethodSession}, "pwd", "session"},
+		{identity.Identity{Method: identity.MethodAppKeySession, AppKey: "k"}, "", "app_key"},
 	} {
 		tc.id.Username = "bob"
 		tok, err := s.Assertion(&tc.id, "demo")
@@ -135,8 +136,8 @@ func TestAMRUsesRegisteredValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(c.AMR, " "); got != tc.want || c.AMR == nil || c.Auth != string(tc.id.Method) {
-			t.Errorf("%+v: amr %q auth %q; want amr %q auth %q", tc.id, got, c.Auth, tc.want, tc.id.Method)
+		if got := strings.Join(c.AMR, " "); got != tc.amr || c.AMR == nil || c.Auth != tc.auth {
+			t.Errorf("%+v: amr %q auth %q; want amr %q auth %q", tc.id, got, c.Auth, tc.amr, tc.auth)
 		}
 	}
 }

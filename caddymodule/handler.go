@@ -179,14 +179,12 @@ func methodValue(m identity.Method) any {
 		return string(identity.MethodBasic)
 	case identity.MethodConnector:
 		return string(identity.MethodConnector)
-	case identity.MethodAppKey:
+	case identity.MethodAppKey, identity.MethodAppKeySession:
 		return string(identity.MethodAppKey)
 	case identity.MethodSession:
 		return string(identity.MethodSession)
-	case identity.MethodAppKeySession:
-		return string(identity.MethodAppKeySession)
 	}
-	return string(m)
+	return string(m.Forwarded())
 }
 
 // clientIP is the client address as Caddy resolved it (trusted proxies honoured).

@@ -175,7 +175,7 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 		roles = id.RolesText()
 	}
 	vals := &v.headerValues
-	*vals = [...]string{id.Username, roles, string(id.Method), token, id.Connector, id.AppKey, "true"}
+	*vals = [...]string{id.Username, roles, string(id.Method.Forwarded()), token, id.Connector, id.AppKey, "true"}
 	hdr := r.Header
 	set := func(bit Forward, name string, i int) {
 		if fw.Has(bit) {

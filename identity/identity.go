@@ -33,6 +33,20 @@ const (
 // login portal or by an application key.
 func (m Method) IsSession() bool { return m == MethodSession || m == MethodAppKeySession }
 
+// Forwarded is what upstreams are told of m (X-Gatehouse-Auth, the
+// assertion's auth claim, {http.auth.user.method}): one of the four kinds
+// the contract names. A session an application key started is app_key,
+// the credential behind it: its cookie passed no second factor and is
+// checked against the key on every request, so it must not read as a
+// login-portal session (X-Gatehouse-App-Key names the key). The audit
+// log, the metrics and the sessions list keep telling it apart.
+func (m Method) Forwarded() Method {
+	if m == MethodAppKeySession {
+		return MethodAppKey
+	}
+	return m
+}
+
 // Identity is who a request was authenticated as. Plugins fill in what
 // their credential proves; the account check adds Roles.
 type Identity struct {

@@ -435,7 +435,7 @@ func TestAppKeySession(t *testing.T) {
 		if withCookie.Status != 200 {
 			t.Fatalf("session cookie: %d %s", withCookie.Status, withCookie.Body)
 		}
-		if echo := harness.ParseEcho(t, withCookie.Body); echo.Headers["X-Gatehouse-Auth"] != "app_key_session" || echo.Headers["X-Gatehouse-App-Key"] != "kiosk" {
+		if echo := harness.ParseEcho(t, withCookie.Body); echo.Headers["X-Gatehouse-Auth"] != "app_key" || echo.Headers["X-Gatehouse-App-Key"] != "kiosk" {
 			t.Fatalf("session identity: %v", echo.Headers)
 		}
 	}

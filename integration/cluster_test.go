@@ -167,7 +167,7 @@ func checkSharedState(t *testing.T, a, b *harness.Instance) {
 		t.Fatalf("session on A: %d %q", res.Status, res.Headers.Get("Set-Cookie"))
 	}
 	res = harness.Curl(t, "-b", "__Host-gatehouse_session="+cookie, b.HTTPSURL()+"/api/y")
-	if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Auth"] != "app_key_session" {
+	if res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Auth"] != "app_key" {
 		t.Fatalf("A's session cookie on B: %d %s", res.Status, res.Body)
 	}
 

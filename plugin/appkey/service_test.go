@@ -513,9 +513,10 @@ func TestSessionOnRequest(t *testing.T) {
 		if b.status != 200 || b.id.Method != identity.MethodAppKeySession || b.id.AppKey != "browser" {
 			t.Fatalf("cookie: %d %s %+v", b.status, b.body, b.id)
 		}
-		// Upstreams tell it from a login-portal session.
-		if got := b.forwarded.Header.Get("X-Gatehouse-Auth"); got != "app_key_session" {
-			t.Fatalf("cookie: X-Gatehouse-Auth %q, want app_key_session", got)
+		// Upstreams tell it from a login-portal session: it is the
+		// key's, one of the contract's four kinds.
+		if got := b.forwarded.Header.Get("X-Gatehouse-Auth"); got != "app_key" {
+			t.Fatalf("cookie: X-Gatehouse-Auth %q, want app_key", got)
 		}
 	}
 	// A session opened with a rotated-out value ends with its grace period.
