@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -66,18 +67,30 @@ func Update(ctx context.Context, s Store, key string, ttl time.Duration, change 
 // done, at most UpdateAttempts times, and then returns ErrConflict. An
 // attempt that lost a compare-and-swap to another writer reports not done
 // (and no error) to be tried again; an error ends the retries and is
-// returned as it is. Update is Retry for a change of one record; Retry
+// returned as it is. After the first lost swaps it waits a random while,
+// longer each time (up to maxBackoff), before trying again: writers that
+// keep colliding on one record (a hundred guesses at one account's second
+// factor, on a busy machine) spread out instead of all losing again, and
+// none runs out of tries while its record is free at times. Update is
+// Retry for a change of one record; Retry
 // itself is for changes that span records, such as a name and the record
 // it points to, or that keep compare-and-swap semantics of their own
 // (consume once, create if absent) and look again after a lost swap.
 func Retry(attempt func() (done bool, err error)) error {
-	for range UpdateAttempts {
+	for i := range UpdateAttempts {
 		if done, err := attempt(); err != nil || done {
 			return err
+		}
+		if i >= 2 {
+			time.Sleep(rand.N(min(time.Microsecond<<min(i, 11), maxBackoff)))
 		}
 	}
 	return ErrConflict
 }
+
+// maxBackoff bounds Retry's wait between two tries: a hundred tries wait
+// at most about a fifth of a second in all.
+const maxBackoff = 2 * time.Millisecond
 
 // UpdateJSON is Update for a record stored as JSON: change receives the
 // decoded record, nil when it is absent, and returns the record to store,
