@@ -166,6 +166,7 @@ func checkLockoutEnds(ctx context.Context, t *testing.T, d *directory.Directory,
 	t.Helper()
 	run("domain", "passwordsettings", "set", "--account-lockout-threshold=3", "--account-lockout-duration=1", "--reset-account-lockout-after=1")
 	run("user", "create", "lena", "Passw0rd-Lena!")
+	run("group", "addmembers", "Operators", "lena")
 	for range 3 {
 		if _, err := d.Bind(ctx, "lena", "wrong"); !errors.Is(err, directory.ErrWrongPassword) {
 			t.Fatalf("wrong password for lena: %v", err)
