@@ -116,7 +116,10 @@ func accountPage() *page {
 				if err := c.reauthenticate(r, v, f.get("current_password")); err != nil {
 					return outcome{}, err
 				}
-				if f.get("password") != f.get("password_again") {
+				switch {
+				case f.get("password") == "":
+					return outcome{}, failure.Invalid("enter a new password")
+				case f.get("password") != f.get("password_again"):
 					return outcome{}, failure.Invalid("the new password and its repetition differ")
 				}
 				err := c.call(r, v, http.MethodPatch, "/gatehouse/users/"+esc(v.user.Username), map[string]any{"password": f.get("password")}, nil)

@@ -224,8 +224,12 @@ func usersPage() *page {
 				}
 				return confirmed(setStatus)(c, r, v, f)
 			},
-			"password": confirmed(patch("password", func(f form) any { return f.get("password") },
-				"Password set; the user's sessions were ended.")),
+			"password": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if f.get("password") == "" { // the admin API's "" removes the password: not what an empty form means
+					return outcome{}, failure.Invalid("enter a password")
+				}
+				return patch("password", func(f form) any { return f.get("password") }, "Password set; the user's sessions were ended.")(c, r, v, f)
+			}),
 			"roles":         confirmed(patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")),
 			"mobile_number": confirmed(patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved.")),
 			"unlock":        confirmed(simple(http.MethodPost, "/unlock", "Second factor unlocked.")), // guesses can start again
@@ -233,9 +237,11 @@ func usersPage() *page {
 			"revoke-session": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return revokeSession(c, r, v, f.get("username"), f)
 			},
-			"remove-factor": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+			// Removing a factor gives access (an ESA client lets a user
+			// without 2FA in with the password alone): confirmed.
+			"remove-factor": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Factor removed."}, c.call(r, v, http.MethodDelete, userPath(f, "/otp/"+esc(f.get("type"))), nil, nil)
-			},
+			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				// Compared as accounts, not as typed: "ROOT" and "CORP\root"
 				// name root too.

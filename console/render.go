@@ -75,6 +75,7 @@ var funcs = template.FuncMap{
 	"outcomes": func() []string {
 		return []string{audit.OutcomeAllowed, audit.OutcomeDenied, audit.OutcomeSuccess, audit.OutcomeFailure}
 	},
+	"kinds":    func() []string { return audit.Kinds },
 	"navLinks": func() []navLink { return navigation },
 }
 

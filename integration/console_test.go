@@ -552,14 +552,15 @@ func TestConsoleActions(t *testing.T) {
 	root.do(base + console.Prefix + "users") // a page with forms: the CSRF token
 	// view holds the fields of the admin API's answers the checks look at.
 	type view struct {
-		Types     []string  `json:"credential_type"`
-		Roles     []string  `json:"roles"`
-		Status    string    `json:"status"`
-		Mobile    string    `json:"mobile_number"`
-		Name      string    `json:"name"`
-		Revoked   bool      `json:"revoked"`
-		Allowlist []string  `json:"ip_allowlist"`
-		Expires   time.Time `json:"expires_at"`
+		Types       []string  `json:"credential_type"`
+		Roles       []string  `json:"roles"`
+		Status      string    `json:"status"`
+		Mobile      string    `json:"mobile_number"`
+		Name        string    `json:"name"`
+		Revoked     bool      `json:"revoked"`
+		HasPassword bool      `json:"has_password"`
+		Allowlist   []string  `json:"ip_allowlist"`
+		Expires     time.Time `json:"expires_at"`
 	}
 	var body view
 	admin := func(path string) int {
@@ -570,7 +571,7 @@ func TestConsoleActions(t *testing.T) {
 	// confirmed are the actions that need the admin's password (or a
 	// code) besides the session: each is posted once without it first.
 	confirmed := map[string]bool{"users create": true, "users roles": true, "users mobile_number": true, "users enrol": true,
-		"users status active": true, "users password": true, "users unlock": true, "appkeys create": true, "appkeys rotate": true,
+		"users status active": true, "users password": true, "users unlock": true, "users remove-factor": true, "appkeys create": true, "appkeys rotate": true,
 		"appkeys update": true, "appkeys reset-expiration": true, "roles save": true,
 		"api-credentials create": true, "connectors create": true}
 	steps := []struct {
@@ -648,5 +649,11 @@ func TestConsoleActions(t *testing.T) {
 		"confirm": {tfPassword}})
 	if res.Status != 400 || !strings.Contains(res.Body, `id="error"`) {
 		t.Errorf("an invalid username: %d", res.Status)
+	}
+	// An empty password is refused, not taken for the admin API's removal.
+	res = root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"password"}, "username": {"root"}, "password": {""},
+		"confirm": {tfPassword}})
+	if admin("/gatehouse/users/root"); res.Status != 400 || !strings.Contains(res.Body, "enter a password") || !body.HasPassword {
+		t.Errorf("an empty password for root: %d, root has a password: %t\n%s", res.Status, body.HasPassword, res.Body)
 	}
 }
