@@ -3,6 +3,7 @@ package adminapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,20 +26,20 @@ func NewCore(e *engine.Engine) *Core { return &Core{engine: e} }
 // AdminRoutes implements Provider.
 func (c *Core) AdminRoutes() []Route {
 	return []Route{
-		{"POST /gatehouse/users", c.createUser},
-		{"GET /gatehouse/users", c.listUsers},
-		{"GET /gatehouse/users/{username}", c.getUser},
-		{"PATCH /gatehouse/users/{username}", c.patchUser},
-		{"DELETE /gatehouse/users/{username}", c.deleteUser},
-		{"DELETE /gatehouse/users/{username}/sessions", c.endSessions},
-		{"GET /gatehouse/sessions", c.listSessions},
-		{"DELETE /gatehouse/sessions/{id}", c.endSession},
-		{"PUT /gatehouse/roles/{name}", c.putRole},
-		{"GET /gatehouse/roles", c.listRoles},
-		{"GET /gatehouse/roles/{name}", c.getRole},
-		{"DELETE /gatehouse/roles/{name}", c.deleteRole},
-		{"GET /gatehouse/audit", c.queryAudit},
-		{"POST /gatehouse/directory/refresh/{username}", c.refreshDirectoryUser},
+		{Pattern: "POST /gatehouse/users", Handle: c.createUser, Body: true},
+		{Pattern: "GET /gatehouse/users", Handle: c.listUsers},
+		{Pattern: "GET /gatehouse/users/{username}", Handle: c.getUser},
+		{Pattern: "PATCH /gatehouse/users/{username}", Handle: c.patchUser, Body: true},
+		{Pattern: "DELETE /gatehouse/users/{username}", Handle: c.deleteUser},
+		{Pattern: "DELETE /gatehouse/users/{username}/sessions", Handle: c.endSessions},
+		{Pattern: "GET /gatehouse/sessions", Handle: c.listSessions, Query: []string{"username"}},
+		{Pattern: "DELETE /gatehouse/sessions/{id}", Handle: c.endSession},
+		{Pattern: "PUT /gatehouse/roles/{name}", Handle: c.putRole, Body: true},
+		{Pattern: "GET /gatehouse/roles", Handle: c.listRoles},
+		{Pattern: "GET /gatehouse/roles/{name}", Handle: c.getRole},
+		{Pattern: "DELETE /gatehouse/roles/{name}", Handle: c.deleteRole},
+		{Pattern: "GET /gatehouse/audit", Handle: c.queryAudit, Query: []string{"username", "kind", "since", "limit"}},
+		{Pattern: "POST /gatehouse/directory/refresh/{username}", Handle: c.refreshDirectoryUser},
 	}
 }
 
@@ -134,7 +135,10 @@ func patchSummary(patch account.UserPatch, u *account.User) string {
 	if patch.Status != nil {
 		parts = append(parts, "status "+string(u.Status))
 	}
-	if patch.Password != nil {
+	switch {
+	case patch.Password != nil && *patch.Password == "":
+		parts = append(parts, "password removed")
+	case patch.Password != nil:
 		parts = append(parts, "password")
 	}
 	if patch.MobileNumber != nil {
@@ -211,6 +215,9 @@ func (c *Core) deleteRole(w http.ResponseWriter, r *http.Request) error {
 func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := audit.Filter{Username: q.Get("username"), Kind: q.Get("kind")}
+	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {
+		return failure.Invalid("kind must be one of %s", strings.Join(audit.Kinds, ", "))
+	}
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -29,6 +31,15 @@ type Route struct {
 	Pattern string
 	// Handle serves it; a returned error is written as the error response.
 	Handle func(w http.ResponseWriter, r *http.Request) error
+	// Query names the query parameters Handle reads. Any other is refused
+	// (400) before Handle runs, and so are a parameter given twice and a
+	// query that does not parse (checkQuery).
+	Query []string
+	// Body is true when Handle reads a request body. A route without one
+	// refuses a non-empty body (400) before Handle runs: a call whose body
+	// would be ignored (`{"dry_run":true}` on a purge) must not change
+	// anything.
+	Body bool
 }
 
 // Provider is implemented by every part of Gatehouse that has admin routes.
@@ -38,8 +49,8 @@ type Provider interface {
 
 // Handler is the admin API: the routes of every provider on one mux.
 type Handler struct {
-	mux      *http.ServeMux
-	patterns []string
+	mux    *http.ServeMux
+	routes []Route
 }
 
 // NewHandler builds the admin API from the routes of every provider.
@@ -47,8 +58,8 @@ func NewHandler(e *engine.Engine, providers ...Provider) *Handler {
 	h := &Handler{mux: http.NewServeMux()}
 	for _, p := range providers {
 		for _, rt := range p.AdminRoutes() {
-			h.mux.Handle(rt.Pattern, handler(e, rt.Handle))
-			h.patterns = append(h.patterns, rt.Pattern)
+			h.mux.Handle(rt.Pattern, handler(e, rt))
+			h.routes = append(h.routes, rt)
 		}
 	}
 	h.mux.HandleFunc("/gatehouse/", func(w http.ResponseWriter, r *http.Request) {
@@ -60,22 +71,28 @@ func NewHandler(e *engine.Engine, providers ...Provider) *Handler {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// Patterns lists the registered routes' patterns ("METHOD /path"), in
-// registration order: the operations the API's OpenAPI document must
-// describe.
-func (h *Handler) Patterns() []string { return slices.Clone(h.patterns) }
+// Routes lists the registered routes, in registration order: the
+// operations the API's OpenAPI document must describe, with their query
+// parameters and bodies.
+func (h *Handler) Routes() []Route { return slices.Clone(h.routes) }
 
-func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+func handler(e *engine.Engine, rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		n := &note{username: r.PathValue("username")}
 		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
-		err := h(w, r)
+		err := checkQuery(r.URL.RawQuery, rt.Query)
+		if err == nil && !rt.Body {
+			err = refuseBody(r)
+		}
+		if err == nil {
+			err = rt.Handle(w, r)
+		}
 		if err != nil {
 			WriteError(w, err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			ev := audit.Event{Kind: "admin", RemoteIP: e.ClientIP(r), Method: r.Method, Path: r.URL.Path,
+			ev := audit.Event{Kind: audit.KindAdmin, RemoteIP: e.ClientIP(r), Method: r.Method, Path: r.URL.Path,
 				Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason, Actor: audit.ActorOf(r.Context())}
 			if err != nil {
 				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
@@ -83,6 +100,46 @@ func handler(e *engine.Engine, h func(http.ResponseWriter, *http.Request) error)
 			e.Audit.Record(ev)
 		}
 	})
+}
+
+// checkQuery refuses a query its endpoint would not read whole: one that
+// does not parse, a parameter the endpoint does not take (allowed), or
+// one given twice. A condition the server did not see must not widen what
+// a call lists or deletes: ?user=alice on GET /gatehouse/tokens would
+// otherwise list every user's tokens, for a script to revoke.
+func checkQuery(raw string, allowed []string) error {
+	if raw == "" {
+		return nil
+	}
+	query, err := url.ParseQuery(raw)
+	if err != nil {
+		return failure.Invalid("the query could not be read (%v); escape its values (url.QueryEscape)", err)
+	}
+	names := slices.Sorted(maps.Keys(query))
+	for _, name := range names {
+		switch {
+		case !slices.Contains(allowed, name) && len(allowed) == 0:
+			return failure.Invalid("unknown query parameter %q; this endpoint takes none", name)
+		case !slices.Contains(allowed, name):
+			return failure.Invalid("unknown query parameter %q; this endpoint takes %s", name, strings.Join(allowed, ", "))
+		case len(query[name]) > 1:
+			return failure.Invalid("the query parameter %s is given more than once", name)
+		}
+	}
+	return nil
+}
+
+// refuseBody refuses a request that has a body, for a route that reads
+// none.
+func refuseBody(r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	var b [1]byte
+	if n, _ := io.ReadFull(r.Body, b[:]); n == 0 {
+		return nil
+	}
+	return failure.Invalid("%s %s takes no request body; send none", r.Method, r.URL.Path)
 }
 
 // note is what a handler tells its call's audit event (see Note).

@@ -39,13 +39,41 @@ const (
 	OutcomeFailure = "failure"
 )
 
+// The kinds of audit events (Event.Kind): what GET /gatehouse/audit?kind=
+// filters on.
+const (
+	// KindRequest: a request to a protected route, allowed (when audited)
+	// or refused, and a refused ESA API call.
+	KindRequest = "request"
+	// KindTLS: a client certificate the TLS handshake refused.
+	KindTLS = "tls"
+	// KindLogin: a login-portal sign-in step.
+	KindLogin = "login"
+	// KindToken: a connector's token request, and a token pair revoked.
+	KindToken = "token"
+	// KindConsole: a console refusal or sensitive action.
+	KindConsole = "console"
+	// KindTwoFactor: a second factor enrolled, removed, locked or unlocked.
+	KindTwoFactor = "2fa"
+	// KindAdmin: an admin API call that changes something.
+	KindAdmin = "admin"
+	// KindAppKey: an application key's lifecycle and uses.
+	KindAppKey = "appkey"
+	// KindConnector: a connector's lifecycle.
+	KindConnector = "connector"
+	// KindDirectory: a bind or refresh against the directory.
+	KindDirectory = "directory"
+)
+
+// Kinds lists every kind of audit event.
+var Kinds = []string{KindRequest, KindTLS, KindLogin, KindToken, KindConsole, KindTwoFactor, KindAdmin, KindAppKey, KindConnector, KindDirectory}
+
 // Event is one audit record; its JSON is what GET /gatehouse/audit returns.
 type Event struct {
 	// Time is when the event happened; Record sets it to the current UTC
 	// time when zero.
 	Time time.Time `json:"time"`
-	// Kind says what happened: "request", "admin", "token", "appkey",
-	// "connector", "2fa", "login", …
+	// Kind says what happened: one of Kinds.
 	Kind string `json:"kind"`
 	// Username is the account the event concerns; empty when unknown.
 	Username string `json:"username,omitempty"`

@@ -84,7 +84,7 @@ func (e *Event) isRefusal() bool {
 		return true
 	}
 	switch e.Kind {
-	case "request", "tls", "login", "token", "console":
+	case KindRequest, KindTLS, KindLogin, KindToken, KindConsole:
 		return true
 	}
 	return false

@@ -29,7 +29,7 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		if ev.Failure {
 			outcome = audit.OutcomeFailure
 		}
-		e.Audit.Record(audit.Event{Kind: "directory", Username: ev.Username, Outcome: outcome, Reason: ev.What})
+		e.Audit.Record(audit.Event{Kind: audit.KindDirectory, Username: ev.Username, Outcome: outcome, Reason: ev.What})
 	}
 	cfg := *a.Directory
 	// {env.NAME} placeholders, so that the password need not be in the

@@ -173,7 +173,7 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 		return
 	}
 	leaf := cve.UnverifiedCertificates[0]
-	ev := audit.Event{Kind: "tls", Credential: "connector", Outcome: audit.OutcomeFailure,
+	ev := audit.Event{Kind: audit.KindTLS, Credential: "connector", Outcome: audit.OutcomeFailure,
 		Reason: "the TLS handshake refused the client certificate (subject " + leaf.Subject.String() + "): " + cve.Err.Error()}
 	for _, uri := range leaf.URIs {
 		if name, ok := connector.ParseConnectorURI(uri); ok {

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/caddymodule/openapi"
 )
 
@@ -61,7 +63,12 @@ func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registered := h.Patterns()
+	doc := loadDocument(t, openapi.Admin)
+	var registered []string
+	for _, rt := range h.Routes() {
+		registered = append(registered, rt.Pattern)
+		checkQueryAndBody(t, doc, rt)
+	}
 	for _, rt := range new(AdminAPI).Routes() {
 		if rt.Pattern != "/gatehouse/" {
 			registered = append(registered, http.MethodGet+" "+rt.Pattern)
@@ -70,7 +77,7 @@ func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
 	if len(registered) < 30 {
 		t.Fatalf("only %d admin routes registered: %v", len(registered), registered)
 	}
-	described := operations(loadDocument(t, openapi.Admin))
+	described := operations(doc)
 	for _, p := range registered {
 		if !slices.Contains(described, p) {
 			t.Errorf("admin route %q has no operation in caddymodule/openapi/admin.json", p)
@@ -80,6 +87,33 @@ func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
 		if !slices.Contains(registered, op) {
 			t.Errorf("operation %q of caddymodule/openapi/admin.json is no admin route", op)
 		}
+	}
+}
+
+// checkQueryAndBody: the route takes the query parameters and the body
+// that its operation in doc describes, no more and no fewer (the admin
+// API refuses any other: adminapi.Route).
+func checkQueryAndBody(t *testing.T, doc *openapi3.T, rt adminapi.Route) {
+	t.Helper()
+	method, path, _ := strings.Cut(rt.Pattern, " ")
+	item := doc.Paths.Value(path)
+	if item == nil || item.GetOperation(method) == nil {
+		return // reported as a route without an operation
+	}
+	op := item.GetOperation(method)
+	var query []string
+	for _, p := range append(item.Parameters, op.Parameters...) {
+		if p.Value.In == "query" {
+			query = append(query, p.Value.Name)
+		}
+	}
+	slices.Sort(query)
+	taken := slices.Sorted(slices.Values(rt.Query))
+	if !slices.Equal(query, taken) {
+		t.Errorf("%s: the document gives the query parameters %q; the route takes %q", rt.Pattern, query, taken)
+	}
+	if described := op.RequestBody != nil; described != rt.Body {
+		t.Errorf("%s: the document describes a request body: %t; the route reads one: %t", rt.Pattern, described, rt.Body)
 	}
 }
 
@@ -116,5 +150,22 @@ func TestOpenAPIDocumentsServed(t *testing.T) {
 		if rec.Code != http.StatusMethodNotAllowed || !strings.Contains(rec.Body.String(), `"error"`) {
 			t.Errorf("POST %s: %d %s", path, rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestOpenAPIListsTheAuditKinds: the audit endpoint's kind parameter
+// lists exactly the kinds the admin API takes (audit.Kinds).
+func TestOpenAPIListsTheAuditKinds(t *testing.T) {
+	doc := loadDocument(t, openapi.Admin)
+	p := doc.Paths.Value("/gatehouse/audit").Get.Parameters.GetByInAndName("query", "kind")
+	if p == nil {
+		t.Fatal("GET /gatehouse/audit has no kind parameter")
+	}
+	var listed []string
+	for _, v := range p.Schema.Value.Enum {
+		listed = append(listed, v.(string))
+	}
+	if !slices.Equal(listed, audit.Kinds) {
+		t.Fatalf("the document lists the kinds %q; the API takes %q", listed, audit.Kinds)
 	}
 }

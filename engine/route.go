@@ -283,7 +283,7 @@ func wantsHTML(r *http.Request) bool {
 }
 
 func (rt *Route) event(r *http.Request, id *identity.Identity, method identity.Method, outcome, reason string) audit.Event {
-	ev := audit.Event{Kind: "request", RemoteIP: rt.engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: outcome, Reason: reason}
+	ev := audit.Event{Kind: audit.KindRequest, RemoteIP: rt.engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: outcome, Reason: reason}
 	if id != nil {
 		ev.Username = id.Username
 		ev.Credential = string(id.Method)

@@ -12,13 +12,13 @@ import (
 // AdminRoutes implements adminapi.Provider.
 func (p *Plugin) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{
-		{Pattern: "POST /gatehouse/connectors", Handle: p.adminCreate},
+		{Pattern: "POST /gatehouse/connectors", Handle: p.adminCreate, Body: true},
 		{Pattern: "GET /gatehouse/connectors", Handle: p.adminList},
 		{Pattern: "GET /gatehouse/connectors/{name}", Handle: p.adminGet},
 		{Pattern: "DELETE /gatehouse/connectors/{name}", Handle: p.adminRevoke},
-		{Pattern: "POST /gatehouse/connectors/{name}/certificate", Handle: p.adminReissue},
-		{Pattern: "POST /gatehouse/connectors/{name}/package", Handle: p.adminPackage},
-		{Pattern: "GET /gatehouse/tokens", Handle: p.adminListTokens},
+		{Pattern: "POST /gatehouse/connectors/{name}/certificate", Handle: p.adminReissue, Body: true},
+		{Pattern: "POST /gatehouse/connectors/{name}/package", Handle: p.adminPackage, Body: true},
+		{Pattern: "GET /gatehouse/tokens", Handle: p.adminListTokens, Query: []string{"username", "connector"}},
 		{Pattern: "DELETE /gatehouse/tokens/{id}", Handle: p.adminRevokeToken},
 	}
 }
@@ -43,7 +43,7 @@ func (p *Plugin) adminCreate(w http.ResponseWriter, r *http.Request) error {
 	if in.CSRPEM != "" {
 		how = "key from a CSR"
 	}
-	p.recordLifecycle(r, "connector", out.Username, out.Name, "connector created, certificate "+out.Serial+" issued ("+how+")")
+	p.recordLifecycle(r, audit.KindConnector, out.Username, out.Name, "connector created, certificate "+out.Serial+" issued ("+how+")")
 	return adminapi.WriteJSON(w, http.StatusCreated, out)
 }
 
@@ -68,7 +68,7 @@ func (p *Plugin) adminRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p.recordLifecycle(r, "connector", rec.Username, rec.Name,
+	p.recordLifecycle(r, audit.KindConnector, rec.Username, rec.Name,
 		"connector revoked; "+strconv.Itoa(n)+" token pair(s) revoked")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -94,7 +94,7 @@ func (p *Plugin) adminReissue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p.recordLifecycle(r, "connector", rec.Username, rec.Name,
+	p.recordLifecycle(r, audit.KindConnector, rec.Username, rec.Name,
 		"certificate "+rec.Serial+" issued; the previous certificate and its tokens are revoked")
 	return adminapi.WriteJSON(w, http.StatusOK, p.issued(rec, keyPEM))
 }
@@ -114,7 +114,7 @@ func (p *Plugin) adminPackage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p.recordLifecycle(r, "connector", rec.Username, rec.Name,
+	p.recordLifecycle(r, audit.KindConnector, rec.Username, rec.Name,
 		"package issued with certificate "+rec.Serial+"; the previous certificate and its tokens are revoked")
 	h := w.Header()
 	h.Set("Content-Type", "application/zip")
@@ -152,7 +152,7 @@ func (p *Plugin) adminRevokeToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	p.recordLifecycle(r, "token", v.Username, v.Connector, "token pair "+v.ID+" revoked")
+	p.recordLifecycle(r, audit.KindToken, v.Username, v.Connector, "token pair "+v.ID+" revoked")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // unlock of a user's second factors.
 func (s *Service) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{
-		{Pattern: "POST /gatehouse/users/{username}/otp", Handle: s.adminEnrol},
+		{Pattern: "POST /gatehouse/users/{username}/otp", Handle: s.adminEnrol, Body: true},
 		{Pattern: "GET /gatehouse/users/{username}/otp", Handle: s.adminStatus},
 		{Pattern: "DELETE /gatehouse/users/{username}/otp", Handle: s.adminDeprovision},
 		{Pattern: "DELETE /gatehouse/users/{username}/otp/{type}", Handle: s.adminRemove},

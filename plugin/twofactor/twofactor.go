@@ -85,7 +85,7 @@ const (
 	enrolmentTokenBytes  = 32
 	enrolmentLinkPrefix  = "2fa-link/"
 	userKeyPrefix        = "2fa/"
-	auditKind            = "2fa"
+	auditKind            = audit.KindTwoFactor
 	smsDigestPurpose     = "2fa-sms-code"
 )
 

@@ -218,7 +218,7 @@ func (cs *Credentials) AdminRoutes() []adminapi.Route {
 				return err
 			}
 			return adminapi.WriteJSON(w, http.StatusCreated, out)
-		}},
+		}, Body: true},
 		{Pattern: "GET /gatehouse/api-credentials", Handle: func(w http.ResponseWriter, r *http.Request) error {
 			list, err := cs.List(r.Context())
 			if err != nil {

@@ -163,13 +163,13 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	case errors.Is(err, errBadCredentials):
 		// A refused request, like the data plane's: summarised past
 		// audit_refusals_per_minute, as anyone can send one.
-		h.svc.Record(r, audit.Event{Kind: "request", Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
 		return nil, http.StatusForbidden
 	case err != nil:
 		h.engine.Logger.Error("ESA API: checking credentials failed", zap.Error(err))
 		return nil, http.StatusInternalServerError
 	case !cred.enabled(api):
-		h.svc.Record(r, audit.Event{Kind: "request", Credential: "esa_api:" + cred.Name, Outcome: audit.OutcomeFailure,
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api:" + cred.Name, Outcome: audit.OutcomeFailure,
 			Reason: "ESA API credential not enabled for this API"})
 		return nil, http.StatusForbidden
 	}

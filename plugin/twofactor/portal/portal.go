@@ -40,7 +40,7 @@ const (
 	tokenBytes    = 32
 	tokenLength   = 43 // base64url of tokenBytes
 	maxResends    = 3
-	auditKind     = "login"
+	auditKind     = audit.KindLogin
 	cookiePath    = "/gatehouse/"
 )
 
