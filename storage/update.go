@@ -82,7 +82,7 @@ func Retry(attempt func() (done bool, err error)) error {
 			return err
 		}
 		if i >= 2 {
-			time.Sleep(rand.N(min(time.Microsecond<<min(i, 11), maxBackoff)))
+			time.Sleep(rand.N(min(time.Microsecond<<min(i, 11), maxBackoff))) //nolint:gosec // G404: a jitter, no secret
 		}
 	}
 	return ErrConflict
