@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"time"
 
@@ -52,10 +53,18 @@ func (s *Service) EnrolApp(ctx context.Context, u *account.User, raw []byte) (*E
 	return &Enrolment{Username: u.Username, URI: s.otpauthURI(u.Username, raw), Secret: b32.EncodeToString(raw), id: st.ID}, nil
 }
 
+// MaxHOTPCounter bounds a hardware token's counter at enrolment: far
+// beyond any real token's (2^63 presses), and far enough below the end of
+// uint64 that counting on from it never wraps around.
+const MaxHOTPCounter = math.MaxInt64
+
 // EnrolHardToken imports an HOTP hardware token's secret (base32) with the
 // counter its next code will use, replacing any previous token; a
 // replacement ends the user's sessions, as in EnrolApp.
 func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32 string, counter uint64) error {
+	if counter > MaxHOTPCounter {
+		return failure.Invalid("counter must be at most %d", uint64(MaxHOTPCounter))
+	}
 	raw, err := DecodeSecret(secretB32)
 	if err != nil {
 		return err

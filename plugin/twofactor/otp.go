@@ -51,9 +51,13 @@ func matchTOTP(sec *secret, presented string, unix int64) (int64, bool) {
 }
 
 // matchHOTP returns the counter from next to next+window whose code is
-// presented, or false.
+// presented, or false. It stops at the end of uint64 rather than wrap.
 func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, bool) {
-	for c := next; c <= next+uint64(window) && c >= next; c++ { //nolint:gosec // G115: window is a small positive option
+	for i := range uint64(max(window, 0)) + 1 { //nolint:gosec // G115: a window made non-negative
+		c := next + i
+		if c < next {
+			break
+		}
 		if matches(presented, code(sec.base32, c)) {
 			return c, true
 		}

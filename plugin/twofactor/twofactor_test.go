@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
@@ -252,6 +254,25 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 	}
 	if res := fx.verify(t, u, "359152"); !res.OK {
 		t.Fatalf("counter 2 after re-import refused: %+v", res)
+	}
+	// A counter past 2^63 is refused at enrolment; the highest one taken
+	// works, and so does the look-ahead window from it.
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, MaxHOTPCounter+1); failure.Status(err) != 400 {
+		t.Fatalf("counter 2^63 at enrolment: %v; want 400", err)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, MaxHOTPCounter); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, MaxHOTPCounter+3)); !res.OK {
+		t.Fatalf("counter 2^63+2, within the window of the highest counter enrolled: %+v", res)
+	}
+	// At the very end of uint64 the window stops rather than wraps.
+	top := &secret{base32: rfcSecret}
+	if c, ok := matchHOTP(top, code(rfcSecret, math.MaxUint64), math.MaxUint64-1, 10); !ok || c != math.MaxUint64 {
+		t.Fatalf("the last counter of uint64, one after next: %d, %t", c, ok)
+	}
+	if _, ok := matchHOTP(top, code(rfcSecret, 3), math.MaxUint64-1, 10); ok {
+		t.Fatal("the window wrapped around to counter 3")
 	}
 }
 
@@ -866,5 +887,39 @@ func TestAttemptBeforeAnUnlockTakesNothingBack(t *testing.T) {
 		if err := fx.svc.Unlock(ctx, u); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReplaysDoNotLock: a code accepted once and sent again, more times
+// than the lockout threshold (a client retrying a request that timed
+// out), is refused each time as a replay but does not lock the user: it
+// is no guess. A wrong code still counts.
+func TestReplaysDoNotLock(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "rita", "")
+	en, _ := fx.svc.EnrolApp(ctx, u, nil)
+	right := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))
+	if res, err := fx.svc.Verify(ctx, u, right); err != nil || !res.OK {
+		t.Fatalf("the right code: %+v, %v", res, err)
+	}
+	for i := range 2 * fx.svc.engine.Config.LockoutThreshold {
+		if res, err := fx.svc.Verify(ctx, u, right); err != nil || res.OK || res.Reason != ReasonReplayed || res.Locked {
+			t.Fatalf("replay %d: %+v, %v; want refused as a replay, not locked", i, res, err)
+		}
+	}
+	st, err := fx.svc.Status(ctx, u)
+	if err != nil || st.Locked || st.ConsecutiveFailures != 0 || st.LastFailure == nil {
+		t.Fatalf("after the replays: %+v, %v; want unlocked, no failure counted, the last failure's time", st, err)
+	}
+	wrong := "000001"
+	if wrong == right {
+		wrong = "000002"
+	}
+	if res, _ := fx.svc.Verify(ctx, u, wrong); res.OK || res.Reason != ReasonWrongCode {
+		t.Fatalf("a wrong code: %+v", res)
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
+		t.Fatalf("after a wrong code: %+v; want 1 failure counted", st)
 	}
 }

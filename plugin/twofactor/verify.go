@@ -87,6 +87,17 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 			reason = why
 		}
 	}
+	if reason == ReasonReplayed {
+		// A code accepted before, sent again (a client retrying a request
+		// that timed out, a double submit): a failure (last_failure), but
+		// no guess at an unknown code, so not counted toward the lockout.
+		// A random guess is such a code once in about a hundred thousand
+		// tries at most.
+		if err := a.s.noteFailure(ctx, a.u.ID); err != nil {
+			return Result{}, err
+		}
+		return Result{Reason: reason}, a.Withdraw(ctx)
+	}
 	return a.Failed(ctx, reason)
 }
 
@@ -220,17 +231,22 @@ func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked 
 // an audit event, once per run of failures (see noteLock).
 func (a *Attempt) Failed(ctx context.Context, reason string) (Result, error) {
 	s := a.s
-	now := s.now().UTC().Format(time.RFC3339Nano)
-	if err := s.engine.Store.Put(ctx, lastFailureKey(a.u.ID), []byte(now), 0); err != nil {
+	if err := s.noteFailure(ctx, a.u.ID); err != nil {
 		return Result{}, err
 	}
 	locked := a.n >= int64(s.engine.Config.LockoutThreshold)
 	if locked {
-		if err := a.noteLock(ctx, now); err != nil {
+		if err := a.noteLock(ctx, s.now().UTC().Format(time.RFC3339Nano)); err != nil {
 			return Result{}, err
 		}
 	}
 	return Result{Locked: locked, Reason: reason}, nil
+}
+
+// noteFailure records the time of the user's last failure (the ESA
+// profile's last_failure).
+func (s *Service) noteFailure(ctx context.Context, uid string) error {
+	return s.engine.Store.Put(ctx, lastFailureKey(uid), []byte(s.now().UTC().Format(time.RFC3339Nano)), 0)
 }
 
 // noteLock logs and audits that the user is locked, once per run of
