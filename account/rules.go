@@ -102,7 +102,7 @@ func ValidatePattern(p string) error {
 	case !strings.HasPrefix(p, "/"):
 		return patternError("path pattern " + quote(p) + " must start with '/' or be '*'")
 	case strings.Contains(base, "*"):
-		return patternError("path pattern " + quote(p) + ` may hold '*' only as its last segment ("/api/*")`)
+		return patternError("path pattern " + quote(p) + " may hold '*' only as its last segment (" + quote(prefixPattern(p)) + ")")
 	case prefix && !guard.IsClean(base+"/"), !prefix && !guard.IsClean(p):
 		return patternError("path pattern " + quote(p) + ` must be a clean path: no "." or ".." segments, empty ones or backslashes`)
 	}
@@ -110,6 +110,13 @@ func ValidatePattern(p string) error {
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+// prefixPattern is the prefix pattern a pattern with a misplaced '*'
+// likely meant: "/public*" → "/public/*", "/api/*/x" → "/api/*".
+func prefixPattern(p string) string {
+	base, _, _ := strings.Cut(p, "*")
+	return strings.TrimRight(base, "/") + "/*"
+}
 
 // Allows reports whether the rule matches method and the clean path
 // (guard.Contract.Inbound returns it).

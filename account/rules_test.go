@@ -62,6 +62,12 @@ func TestRoleValidate(t *testing.T) {
 			t.Errorf("ValidatePattern(%q): %v", p, err)
 		}
 	}
+	// A misplaced '*' is answered with the prefix pattern it likely meant.
+	for p, want := range map[string]string{"/public*": `("/public/*")`, "/api/*/x": `("/api/*")`, "/*x": `("/*")`} {
+		if err := ValidatePattern(p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidatePattern(%q): %v; want the hint %s", p, err, want)
+		}
+	}
 }
 
 // TestLegacyPrefixMatchesAtSegments: a "/public*" rule stored before
