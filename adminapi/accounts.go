@@ -117,6 +117,11 @@ func (c *Core) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r, &patch); err != nil {
 		return err
 	}
+	if patch == (account.UserPatch{}) {
+		// {} or only nulls: nothing to change, which a caller that sent it
+		// did not mean.
+		return failure.Invalid("give at least one of roles, status, password, mobile_number (null is no value)")
+	}
 	u, err := c.engine.Accounts.UpdateUser(r.Context(), r.PathValue("username"), patch)
 	if err != nil {
 		return err

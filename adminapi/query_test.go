@@ -45,6 +45,12 @@ func TestQueryIsReadWholeOrRefused(t *testing.T) {
 	if w := call(http.MethodDelete, "/gatehouse/users/ada", `{"dry_run":true}`); w.Code != 400 || !strings.Contains(w.Body.String(), "takes no request body") {
 		t.Errorf("DELETE with a body: %d %s; want 400", w.Code, w.Body)
 	}
+	// A patch that changes nothing ({} or nulls only) is no change either.
+	for _, body := range []string{`{}`, `{"roles":null,"status":null}`} {
+		if w := call(http.MethodPatch, "/gatehouse/users/ada", body); w.Code != 400 || !strings.Contains(w.Body.String(), "give at least one of") {
+			t.Errorf("PATCH %s: %d %s; want 400", body, w.Code, w.Body)
+		}
+	}
 	if w := call(http.MethodGet, "/gatehouse/users/ada", ""); w.Code != 200 {
 		t.Fatalf("ada after the refused deletes: %d %s", w.Code, w.Body)
 	}
