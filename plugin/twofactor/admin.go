@@ -151,7 +151,7 @@ func (s *Service) adminUnlock(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Unlock(r.Context(), u); err != nil {
+	if err := s.UnlockAll(r.Context(), u); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -335,20 +335,32 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 	})
 }
 
-// Unlock clears the user's failure count and its lock note, in one
-// atomic batch (a count cleared with the note left would keep the next
-// lock untold), with the name's password throttles (HTTP Basic's and the
-// directory's bound on failed binds), so that the user unlocked can sign
-// in at once wherever a guesser kept the name throttled; and then counts
-// the unlock, so that attempts counted
-// before it take nothing back from the guesses counted after it. In that
-// order, an attempt that reads the unlock count between the two counts
-// itself as older than it is, and keeps its count.
-func (s *Service) Unlock(ctx context.Context, u *account.User) error {
-	if err := s.engine.Store.Batch(ctx, []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)},
-		{Kind: storage.OpDelete, Key: lockNotedKey(u.ID)},
-		{Kind: storage.OpDelete, Key: counters.BasicFailures(u.Username)},
-		{Kind: storage.OpDelete, Key: counters.DirectoryBindFailures(u.Username)}}); err != nil {
+// Unlock lifts the user's lockout, as the ESA API's unlock does: it
+// clears the failure count (second factors and the portal's passwords)
+// and its lock note, in one atomic batch (a count cleared with the note
+// left would keep the next lock untold), and then counts the unlock, so
+// that attempts counted before it take nothing back from the guesses
+// counted after it. In that order, an attempt that reads the unlock count
+// between the two counts itself as older than it is, and keeps its count.
+func (s *Service) Unlock(ctx context.Context, u *account.User) error { return s.unlock(ctx, u) }
+
+// UnlockAll is Unlock for an administrator (the admin API, the console):
+// it also clears the name's password throttles, HTTP Basic's and the
+// directory's bound on failed binds, so that the user can sign in at once
+// wherever a guesser kept the name throttled. An ESA API credential,
+// which a third-party system holds, gets Unlock only: with these it could
+// lift the bounds on password guessing at will.
+func (s *Service) UnlockAll(ctx context.Context, u *account.User) error {
+	return s.unlock(ctx, u, counters.BasicFailures(u.Username), counters.DirectoryBindFailures(u.Username))
+}
+
+// unlock is Unlock, deleting the counters also in the same batch.
+func (s *Service) unlock(ctx context.Context, u *account.User, also ...string) error {
+	ops := []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)}, {Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}}
+	for _, key := range also {
+		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: key})
+	}
+	if err := s.engine.Store.Batch(ctx, ops); err != nil {
 		return err
 	}
 	_, err := s.engine.Store.Incr(ctx, unlocksKey(u.ID), 1, 0)

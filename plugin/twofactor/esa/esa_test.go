@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 type flakyStore struct {
@@ -278,12 +279,24 @@ func TestSMSLockUnlockDeprovision(t *testing.T) {
 	if out = v.call("GET", "/manage/users/v1/profile/bob", ""); out["is_locked"] != true || out["consecutive_failures"] != float64(6) {
 		t.Fatalf("profile: %v", out)
 	}
+	// bob's Basic passwords are throttled too; ESA's unlock lifts the
+	// second-factor lockout only: a third party's credential must not
+	// lift the bounds on password guessing (an administrator's unlock
+	// does).
+	ctx := context.Background()
+	throttle := counters.BasicFailures("bob")
+	if _, err := v.e.Store.Incr(ctx, throttle, 11, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if out = v.call("POST", "/manage/users/v1/unlock", `{"username":"bob"}`); out["error"] != ErrorNone {
 		t.Fatal(out)
 	}
 	out = v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"`+code+`"}`)
 	if out["authenticated"] != true {
 		t.Fatalf("after unlock: %v", out)
+	}
+	if n, err := v.e.Store.Incr(ctx, throttle, 0, time.Minute); err != nil || n != 11 {
+		t.Fatalf("bob's Basic throttle after an ESA unlock: %d, %v; want 11, kept", n, err)
 	}
 	if out = v.call("POST", "/manage/users/v1/deprovision", `{"username":"bob"}`); out["error"] != ErrorNone {
 		t.Fatal(out)
