@@ -194,12 +194,12 @@ func TestAppCodeAcceptedOnce(t *testing.T) {
 	if res := fx.verify(t, u, current[:3]+" "+current[3:]); !res.OK || res.Type != TypeApp {
 		t.Fatalf("current code refused: %+v", res)
 	}
-	if res := fx.verify(t, u, current); res.OK || res.Reason != ReasonReplayed {
+	if res := fx.verify(t, u, current); res.OK || res.Reason != ReasonRepeated {
 		t.Fatalf("replayed code: %+v", res)
 	}
 	// The previous step is older than the one accepted: refused too.
-	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)-1))); res.OK {
-		t.Fatalf("older code accepted: %+v", res)
+	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)-1))); res.OK || res.Reason != ReasonReplayed {
+		t.Fatalf("older code: %+v", res)
 	}
 	// The next step (clock skew +30 s) is accepted, then two steps ahead is not.
 	if res := fx.verify(t, u, code(sec, uint64(totpStep(now)+1))); !res.OK {
@@ -231,7 +231,7 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 	if res := fx.verify(t, u, "755224"); !res.OK || res.Type != TypeHardToken {
 		t.Fatalf("counter 0 refused: %+v", res)
 	}
-	if res := fx.verify(t, u, "755224"); res.OK || res.Reason != ReasonReplayed {
+	if res := fx.verify(t, u, "755224"); res.OK || res.Reason != ReasonRepeated {
 		t.Fatalf("counter 0 replayed: %+v", res)
 	}
 	// Counter 5 is within the window of 10 after 1; counters before it are then spent.
@@ -890,10 +890,11 @@ func TestAttemptBeforeAnUnlockTakesNothingBack(t *testing.T) {
 	}
 }
 
-// TestReplaysDoNotLock: a code accepted once and sent again, more times
+// TestReplaysDoNotLock: the code accepted last, sent again more times
 // than the lockout threshold (a client retrying a request that timed
-// out), is refused each time as a replay but does not lock the user: it
-// is no guess. A wrong code still counts.
+// out), is refused each time but does not lock the user: it is no guess.
+// A wrong code still counts, and so do an older step's code and a
+// hardware token's code skipped over: only the last accepted one is free.
 func TestReplaysDoNotLock(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
@@ -904,7 +905,7 @@ func TestReplaysDoNotLock(t *testing.T) {
 		t.Fatalf("the right code: %+v, %v", res, err)
 	}
 	for i := range 2 * fx.svc.engine.Config.LockoutThreshold {
-		if res, err := fx.svc.Verify(ctx, u, right); err != nil || res.OK || res.Reason != ReasonReplayed || res.Locked {
+		if res, err := fx.svc.Verify(ctx, u, right); err != nil || res.OK || res.Reason != ReasonRepeated || res.Locked {
 			t.Fatalf("replay %d: %+v, %v; want refused as a replay, not locked", i, res, err)
 		}
 	}
@@ -921,5 +922,24 @@ func TestReplaysDoNotLock(t *testing.T) {
 	}
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
 		t.Fatalf("after a wrong code: %+v; want 1 failure counted", st)
+	}
+	older := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())-1))
+	if res, _ := fx.svc.Verify(ctx, u, older); res.OK || res.Reason != ReasonReplayed {
+		t.Fatalf("the previous step's code: %+v", res)
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 2 {
+		t.Fatalf("after an older step's code: %+v; want 2 failures counted", st)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 5)); !res.OK {
+		t.Fatalf("hardware token counter 5: %+v", res)
+	}
+	for _, c := range []uint64{2, 5} { // skipped, then the last accepted
+		fx.verify(t, u, code(rfcSecret, c))
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
+		t.Fatalf("after a skipped code and the last accepted one again: %+v; want 1 failure counted (the skipped one)", st)
 	}
 }

@@ -37,6 +37,7 @@ const (
 	ReasonLocked     = account.ReasonLocked
 	ReasonWrongCode  = "wrong or expired code"
 	ReasonReplayed   = "the code was already used or a newer one was"
+	ReasonRepeated   = "the code was already accepted"
 	ReasonMalformed  = "the code must be 6 digits"
 )
 
@@ -87,12 +88,12 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 			reason = why
 		}
 	}
-	if reason == ReasonReplayed {
-		// A code accepted before, sent again (a client retrying a request
+	if reason == ReasonRepeated {
+		// The code accepted last, sent again (a client retrying a request
 		// that timed out, a double submit): a failure (last_failure), but
 		// no guess at an unknown code, so not counted toward the lockout.
-		// A random guess is such a code once in about a hundred thousand
-		// tries at most.
+		// Only that one code: an older or skipped one is counted as any
+		// other (ReasonReplayed). A random guess is it once in a million.
 		if err := a.s.noteFailure(ctx, a.u.ID); err != nil {
 			return Result{}, err
 		}
@@ -111,17 +112,34 @@ func (s *Service) checkApp(ctx context.Context, u *account.User, f *factors, c s
 	if !ok {
 		return false, "", nil
 	}
+	repeated := false
 	fresh, err := s.advance(ctx, u.ID, func(st *state) bool {
 		if st.AppStep >= step {
+			repeated = st.AppStep == step
 			return false
 		}
 		st.AppStep = step
 		return true
 	})
 	if err != nil || !fresh {
-		return false, ReasonReplayed, err
+		return false, replayReason(repeated), err
 	}
 	return true, "", nil
+}
+
+// replayReason is the reason a code accepted before is refused:
+// ReasonRepeated for the one accepted last, ReasonReplayed otherwise.
+func replayReason(repeated bool) string {
+	if repeated {
+		return ReasonRepeated
+	}
+	return ReasonReplayed
+}
+
+// lastHOTP reports whether counter is the last one accepted from the
+// token sec.
+func lastHOTP(st *state, sec *secret, counter uint64) bool {
+	return st.HOTPID == sec.id && st.HOTPNext > 0 && counter == st.HOTPNext-1
 }
 
 // hotpNext is the next HOTP counter expected for the token sec.
@@ -148,21 +166,23 @@ func (s *Service) checkHardToken(ctx context.Context, u *account.User, f *factor
 	if !ok {
 		// Look back one window too, only to tell a replay from a wrong code.
 		if back := min(next, uint64(s.opts.HOTPWindow)); back > 0 { //nolint:gosec // G115: the window is a small positive option
-			if _, used := matchHOTP(sec, c, next-back, int(back)-1); used { //nolint:gosec // G115: back <= the window, an int
-				return false, ReasonReplayed, nil
+			if used, ok := matchHOTP(sec, c, next-back, int(back)-1); ok { //nolint:gosec // G115: back <= the window, an int
+				return false, replayReason(lastHOTP(&st, sec, used)), nil
 			}
 		}
 		return false, "", nil
 	}
+	repeated := false
 	fresh, err := s.advance(ctx, u.ID, func(st *state) bool {
 		if counter < hotpNext(st, sec) {
+			repeated = lastHOTP(st, sec, counter)
 			return false
 		}
 		st.HOTPID, st.HOTPNext = sec.id, counter+1
 		return true
 	})
 	if err != nil || !fresh {
-		return false, ReasonReplayed, err
+		return false, replayReason(repeated), err
 	}
 	return true, "", nil
 }

@@ -234,7 +234,7 @@ func TestAppFlow(t *testing.T) {
 		t.Fatalf("authenticate: %v", out)
 	}
 	out = v.call("POST", "/auth/v1/authenticate", `{"username":"alice","otp":"`+c+`"}`)
-	if out["authenticated"] != false || out["error"] != ErrorNone || out["error_message"] != twofactor.ReasonReplayed {
+	if out["authenticated"] != false || out["error"] != ErrorNone || out["error_message"] != twofactor.ReasonRepeated {
 		t.Fatalf("replayed: %v", out)
 	}
 	// The replay is a failure, but no guess: not counted toward the
