@@ -32,13 +32,14 @@ type Route struct {
 	// Handle serves it; a returned error is written as the error response.
 	Handle func(w http.ResponseWriter, r *http.Request) error
 	// Query names the query parameters Handle reads. Any other is refused
-	// (400) before Handle runs, and so are a parameter given twice and a
-	// query that does not parse (checkQuery).
+	// (400) before Handle runs, and so are a parameter given twice or
+	// empty and a query that does not parse (checkQuery).
 	Query []string
 	// Body is true when Handle reads a request body. A route without one
-	// refuses a non-empty body (400) before Handle runs: a call whose body
-	// would be ignored (`{"dry_run":true}` on a purge) must not change
-	// anything.
+	// refuses a body that says anything (400) before Handle runs: a call
+	// whose body would be ignored (`{"dry_run":true}` on a purge) must not
+	// change anything. `{}`, `null` and white space say nothing, and are
+	// let through: clients that always send JSON send them.
 	Body bool
 }
 
@@ -103,10 +104,11 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 }
 
 // checkQuery refuses a query its endpoint would not read whole: one that
-// does not parse, a parameter the endpoint does not take (allowed), or
-// one given twice. A condition the server did not see must not widen what
-// a call lists or deletes: ?user=alice on GET /gatehouse/tokens would
-// otherwise list every user's tokens, for a script to revoke.
+// does not parse, a parameter the endpoint does not take (allowed), one
+// given twice, or one without a value. A condition the server did not see
+// must not widen what a call lists or deletes: ?user=alice on GET
+// /gatehouse/tokens would otherwise list every user's tokens, for a
+// script to revoke, and so would ?username=$U with U empty.
 func checkQuery(raw string, allowed []string) error {
 	if raw == "" {
 		return nil
@@ -124,23 +126,32 @@ func checkQuery(raw string, allowed []string) error {
 			return failure.Invalid("unknown query parameter %q; this endpoint takes %s", name, strings.Join(allowed, ", "))
 		case len(query[name]) > 1:
 			return failure.Invalid("the query parameter %s is given more than once", name)
+		case query[name][0] == "":
+			return failure.Invalid("the query parameter %s is empty; give it a value or leave it out", name)
 		}
 	}
 	return nil
 }
 
-// refuseBody refuses a request that has a body, for a route that reads
-// none.
+// refuseBody refuses a request whose body says anything, for a route that
+// reads none: `{}`, `null` and white space say nothing (Route.Body).
 func refuseBody(r *http.Request) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
-	var b [1]byte
-	if n, _ := io.ReadFull(r.Body, b[:]); n == 0 {
-		return nil
+	body, _ := io.ReadAll(io.LimitReader(r.Body, maxEmptyBody+1))
+	switch strings.Join(strings.Fields(string(body)), "") {
+	case "", "{}", "null":
+		if len(body) <= maxEmptyBody {
+			return nil
+		}
 	}
 	return failure.Invalid("%s %s takes no request body; send none", r.Method, r.URL.Path)
 }
+
+// maxEmptyBody bounds the body refuseBody reads to see that it says
+// nothing.
+const maxEmptyBody = 64
 
 // note is what a handler tells its call's audit event (see Note).
 type note struct{ username, reason string }

@@ -33,6 +33,7 @@ func TestQueryIsReadWholeOrRefused(t *testing.T) {
 		{http.MethodGet, "/gatehouse/audit?username=ada&username=bob", "username is given more than once"},
 		{http.MethodGet, "/gatehouse/audit?kind=app_key", "kind must be one of request, tls, login, token, console, 2fa, admin, appkey, connector, directory"},
 		{http.MethodGet, "/gatehouse/sessions?user=ada", `unknown query parameter \"user\"; this endpoint takes username`},
+		{http.MethodGet, "/gatehouse/audit?username=", "the query parameter username is empty"},
 		{http.MethodGet, "/gatehouse/users?q=ada", `unknown query parameter \"q\"; this endpoint takes none`},
 		{http.MethodDelete, "/gatehouse/users/ada?force=1", `unknown query parameter \"force\"; this endpoint takes none`},
 		{http.MethodDelete, "/gatehouse/users/ada?x=1;y=2", "the query could not be read"},
@@ -41,9 +42,15 @@ func TestQueryIsReadWholeOrRefused(t *testing.T) {
 			t.Errorf("%s %s: %d %s; want 400 saying %s", tc.method, tc.path, w.Code, w.Body, tc.says)
 		}
 	}
-	// A body on a route that reads none is refused too: it would be ignored.
+	// A body on a route that reads none is refused too: it would be
+	// ignored. One that says nothing ({}, null) is let through.
 	if w := call(http.MethodDelete, "/gatehouse/users/ada", `{"dry_run":true}`); w.Code != 400 || !strings.Contains(w.Body.String(), "takes no request body") {
 		t.Errorf("DELETE with a body: %d %s; want 400", w.Code, w.Body)
+	}
+	for _, body := range []string{`{ }`, "null\n"} {
+		if w := call(http.MethodGet, "/gatehouse/users/ada", body); w.Code != 200 {
+			t.Errorf("GET with the body %q, which says nothing: %d %s; want 200", body, w.Code, w.Body)
+		}
 	}
 	// A patch that changes nothing ({} or nulls only) is no change either.
 	for _, body := range []string{`{}`, `{"roles":null,"status":null}`} {
