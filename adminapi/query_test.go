@@ -2,7 +2,6 @@ package adminapi_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -18,13 +17,7 @@ import (
 // refused with the list of kinds rather than answered with no events.
 func TestQueryIsReadWholeOrRefused(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
-	h := adminapi.NewHandler(e, adminapi.NewCore(e))
-	call := func(method, path, body string) *httptest.ResponseRecorder {
-		t.Helper()
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
-		return w
-	}
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e)))
 	if w := call(http.MethodPost, "/gatehouse/users", `{"username":"ada"}`); w.Code != 201 {
 		t.Fatalf("creating ada: %d %s", w.Code, w.Body)
 	}

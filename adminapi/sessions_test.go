@@ -18,6 +18,16 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
+// caller returns a function that makes one admin call to h and answers
+// its response.
+func caller(h http.Handler) func(method, path, body string) *httptest.ResponseRecorder {
+	return func(method, path, body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return w
+	}
+}
+
 // downStore fails every read and write while down is set.
 type downStore struct {
 	storage.Store
@@ -52,13 +62,7 @@ func (d downStore) Scan(ctx context.Context, prefix string, fn func(storage.Entr
 func TestListAndEndSessions(t *testing.T) {
 	down := new(atomic.Bool)
 	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store { return downStore{s, down} })
-	h := adminapi.NewHandler(e, adminapi.NewCore(e))
-	call := func(method, path, body string) *httptest.ResponseRecorder {
-		t.Helper()
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
-		return w
-	}
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e)))
 	if w := call(http.MethodPost, "/gatehouse/users", `{"username":"ada","roles":[],"password":"a password"}`); w.Code != http.StatusCreated {
 		t.Fatalf("creating ada: %d %s", w.Code, w.Body)
 	}

@@ -651,13 +651,8 @@ func TestParallelFailuresAreAllCounted(t *testing.T) {
 func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	u := fx.user(t, "mallory", "")
-	en, _ := fx.svc.EnrolApp(ctx, u, nil)
-	right := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))
-	wrong := "000001"
-	if wrong == right {
-		wrong = "000002"
-	}
+	u, sec := fx.appUser(t, "mallory")
+	right, wrong := codesNow(fx, sec)
 	threshold := fx.svc.engine.Config.LockoutThreshold
 	for range threshold - 1 {
 		fx.verify(t, u, wrong)
@@ -898,9 +893,8 @@ func TestAttemptBeforeAnUnlockTakesNothingBack(t *testing.T) {
 func TestReplaysDoNotLock(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	u := fx.user(t, "rita", "")
-	en, _ := fx.svc.EnrolApp(ctx, u, nil)
-	right := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())))
+	u, sec := fx.appUser(t, "rita")
+	right, wrong := codesNow(fx, sec)
 	if res, err := fx.svc.Verify(ctx, u, right); err != nil || !res.OK {
 		t.Fatalf("the right code: %+v, %v", res, err)
 	}
@@ -913,17 +907,13 @@ func TestReplaysDoNotLock(t *testing.T) {
 	if err != nil || st.Locked || st.ConsecutiveFailures != 0 || st.LastFailure == nil {
 		t.Fatalf("after the replays: %+v, %v; want unlocked, no failure counted, the last failure's time", st, err)
 	}
-	wrong := "000001"
-	if wrong == right {
-		wrong = "000002"
-	}
 	if res, _ := fx.svc.Verify(ctx, u, wrong); res.OK || res.Reason != ReasonWrongCode {
 		t.Fatalf("a wrong code: %+v", res)
 	}
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
 		t.Fatalf("after a wrong code: %+v; want 1 failure counted", st)
 	}
-	older := code(secretOf(t, en.URI), uint64(totpStep(fx.svc.now().Unix())-1))
+	older := code(sec, uint64(totpStep(fx.svc.now().Unix())-1))
 	if res, _ := fx.svc.Verify(ctx, u, older); res.OK || res.Reason != ReasonReplayed {
 		t.Fatalf("the previous step's code: %+v", res)
 	}
@@ -942,4 +932,26 @@ func TestReplaysDoNotLock(t *testing.T) {
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
 		t.Fatalf("after a skipped code and the last accepted one again: %+v; want 1 failure counted (the skipped one)", st)
 	}
+}
+
+// appUser creates the user name with an authenticator app enrolled, and
+// returns it with the app's secret.
+func (fx *fixture) appUser(t *testing.T, name string) (*account.User, string) {
+	t.Helper()
+	u := fx.user(t, name, "")
+	en, err := fx.svc.EnrolApp(context.Background(), u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, secretOf(t, en.URI)
+}
+
+// codesNow returns the app's code for the current step and a code that is
+// not it.
+func codesNow(fx *fixture, sec string) (right, wrong string) {
+	right, wrong = code(sec, uint64(totpStep(fx.svc.now().Unix()))), "000001"
+	if wrong == right {
+		wrong = "000002"
+	}
+	return right, wrong
 }
