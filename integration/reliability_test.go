@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -60,7 +61,11 @@ func basicAnswer(client *http.Client, url, method, user, password string) int {
 func auditRequests(t *testing.T, inst *harness.Instance, user string) []map[string]any {
 	t.Helper()
 	var events []map[string]any
-	if st := inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=request&limit=10000&username="+user, nil, &events); st != 200 {
+	query := "kind=request&limit=10000"
+	if user != "" { // an empty filter is refused: left out, it means any
+		query += "&username=" + url.QueryEscape(user)
+	}
+	if st := inst.AdminJSON(t, "GET", "/gatehouse/audit?"+query, nil, &events); st != 200 {
 		t.Fatalf("audit query: %d", st)
 	}
 	return events
