@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -164,6 +165,7 @@ func buildCLI(cmd *cobra.Command) {
 // opens the stores itself instead of calling the admin API.
 func migrateCommand() *cobra.Command {
 	var from, to string
+	var resume bool
 	c := &cobra.Command{
 		Use:   "migrate --from <location> --to <location>",
 		Short: "Copies all Gatehouse state between Badger and Redis stores (offline, not through the admin API)",
@@ -182,21 +184,29 @@ empty directory only; for a data_dir without a database yet, name
 
 Caddy must be stopped while a Badger store is migrated: Badger locks its
 directory. Records whose expiry has passed are skipped; records without
-expiry stay without expiry. Records already in the destination are
-overwritten by the source's, and records the source lacks are NOT deleted
-from the destination. Running the command again is harmless (and resumes
-an interrupted copy). Progress and a summary go to stderr; the password of
-a Redis URL is never printed.
+expiry stay without expiry. The destination must be empty: a copy deletes
+nothing, so records the destination held and the source lacks (a key or
+user deleted since, a token revoked) would come back. To move data back to
+where it came from, migrate into a new directory (or an emptied Redis
+database) and move the old one aside. --resume continues an interrupted
+copy into the destination it was filling; records already there are
+overwritten by the source's. Progress and a summary go to stderr; the
+password of a Redis URL is never printed.
 
 Example:
   caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://:secret@10.0.0.5:6379/0`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runMigrate(c.ErrOrStderr(), from, to)
+			into := migrate.IntoEmpty
+			if resume {
+				into = migrate.IntoPartial
+			}
+			return runMigrate(c.ErrOrStderr(), from, to, into)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "source store: "+migrate.LocationHelp)
 	c.Flags().StringVar(&to, "to", "", "destination store: "+migrate.LocationHelp)
+	c.Flags().BoolVar(&resume, "resume", false, "continue an interrupted copy into the destination it was filling")
 	c.MarkFlagRequired("from")
 	c.MarkFlagRequired("to")
 	return c
@@ -204,7 +214,7 @@ Example:
 
 // runMigrate copies the store at from to the store at to, printing
 // progress at most once a second and a summary line to out.
-func runMigrate(out io.Writer, from, to string) error {
+func runMigrate(out io.Writer, from, to string, into migrate.Into) error {
 	src, err := migrate.ParseLocation(from)
 	if err != nil {
 		return fmt.Errorf("--from: %v", err)
@@ -230,12 +240,16 @@ func runMigrate(out io.Writer, from, to string) error {
 	}
 	defer dstStore.Close()
 
-	res, err := migrate.Copy(ctx, srcStore, dstStore, progress(out, "migrate: %d records copied\n"))
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("migrate: interrupted after %d records copied from %s to %s (running it again is safe)", res.Copied, src, dst)
-	}
-	if err != nil {
-		return fmt.Errorf("migrate: after %d records copied from %s to %s (running it again is safe): %w", res.Copied, src, dst, err)
+	res, err := migrate.Copy(ctx, srcStore, dstStore, into, progress(out, "migrate: %d records copied\n"))
+	switch {
+	case errors.Is(err, migrate.ErrNotEmpty):
+		return fmt.Errorf("migrate: nothing copied: %s already holds records. A copy deletes nothing, so what it holds and %s lacks "+
+			"(a key or user deleted since, a token revoked) would come back: migrate into a new directory or an emptied Redis database "+
+			"and move the old one aside. --resume continues an interrupted copy into it", dst, src)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("migrate: interrupted after %d records copied from %s to %s (run it again with --resume to finish)", res.Copied, src, dst)
+	case err != nil:
+		return fmt.Errorf("migrate: after %d records copied from %s to %s (run it again with --resume to finish): %w", res.Copied, src, dst, err)
 	}
 	if err := dstStore.Close(); err != nil {
 		return fmt.Errorf("migrate: closing %s: %w", dst, err)

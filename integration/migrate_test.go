@@ -38,10 +38,11 @@ func migrateRedis(t *testing.T) (*redistest.Server, string) {
 	return srv, fmt.Sprintf("redis://migrator:%s@%s/0", migratePassword, srv.Addr())
 }
 
-// runMigrate runs bin/caddy gatehouse migrate and returns its output.
-func runMigrate(t *testing.T, from, to string) (string, error) {
+// runMigrate runs bin/caddy gatehouse migrate (with the flags more) and
+// returns its output.
+func runMigrate(t *testing.T, from, to string, more ...string) (string, error) {
 	t.Helper()
-	out, err := harness.Command(t, harness.Binary(t), "gatehouse", "migrate", "--from", from, "--to", to)
+	out, err := harness.Command(t, harness.Binary(t), append([]string{"gatehouse", "migrate", "--from", from, "--to", to}, more...)...)
 	if strings.Contains(out, migratePassword) {
 		t.Errorf("the output shows the Redis password:\n%s", out)
 	}
@@ -86,10 +87,11 @@ func TestMigrateBinaryBadgerToRedisAndBack(t *testing.T) {
 
 	srv, url := migrateRedis(t)
 	display := "redis://" + srv.Addr() + "/0"
-	// The data_dir is given; its badger subdirectory is what is read. The
-	// second run finds everything in place and must succeed all the same.
-	for run := range 2 {
-		out, err := runMigrate(t, "badger:"+dataDir, url)
+	// The data_dir is given; its badger subdirectory is what is read. A
+	// second run is refused (the destination holds records now) and writes
+	// nothing; with --resume it finds everything in place and succeeds.
+	for run, more := range [][]string{nil, {"--resume"}} {
+		out, err := runMigrate(t, "badger:"+dataDir, url, more...)
 		if err != nil {
 			t.Fatalf("run %d: %v\n%s", run, err, out)
 		}
@@ -113,6 +115,11 @@ func TestMigrateBinaryBadgerToRedisAndBack(t *testing.T) {
 		} else if !e.ExpiresAt.IsZero() {
 			t.Errorf("Redis %q expires at %v, want never", k, e.ExpiresAt)
 		}
+	}
+
+	if out, err := runMigrate(t, "badger:"+dataDir, url); err == nil || !strings.Contains(out, "already holds records") ||
+		!strings.Contains(out, "would come back") || strings.Contains(out, "migrate: copied") {
+		t.Errorf("a second migration into the filled Redis: %v\n%s; want it refused, nothing copied", err, out)
 	}
 
 	backDir := filepath.Join(t.TempDir(), "back")

@@ -8,8 +8,10 @@
 // through the storage.Store interface of both sides, so the Redis key
 // prefix is handled by the Redis backend, with its remaining lifetime:
 // records whose expiry has passed are skipped, records without expiry stay
-// without expiry. Copying overwrites records the destination already has
-// and never deletes any, so running it again is harmless. Values are
+// without expiry. The destination must hold no record, unless the copy
+// resumes an interrupted one (IntoPartial): a copy never deletes, so one
+// into a store with state of its own would keep records the source
+// deleted, revoked credentials among them. Values are
 // copied byte for byte: their keystore tags (storage/tagged) bind the key
 // and the keystore, not the backend, so they stay valid.
 package migrate
@@ -62,11 +64,42 @@ type Result struct {
 	Expired int
 }
 
+// Into says what Copy may find in the destination.
+type Into int
+
+const (
+	// IntoEmpty: the destination must hold no record (ErrNotEmpty).
+	IntoEmpty Into = iota + 1
+	// IntoPartial: the destination may hold the records of an interrupted
+	// copy from the same source, which are overwritten. Any other record
+	// it holds is kept: never use it on a store with state of its own.
+	IntoPartial
+)
+
+// ErrNotEmpty refuses a copy into a destination that holds records, when
+// IntoEmpty: records the source lacks (a key deleted there, a revoked
+// token) would be kept, and come back to life beside the copy.
+var ErrNotEmpty = errors.New("the destination already holds records")
+
 // Copy writes every live record of src to dst, with its remaining TTL, in
 // batches of at most BatchSize records. It calls progress, when non-nil,
 // after each batch with the number of records copied so far. It does not
-// delete anything from dst. src and dst must be different stores.
-func Copy(ctx context.Context, src, dst storage.Store, progress func(copied int)) (Result, error) {
+// delete anything from dst, which must be empty unless into is
+// IntoPartial. src and dst must be different stores.
+func Copy(ctx context.Context, src, dst storage.Store, into Into, progress func(copied int)) (Result, error) {
+	if into != IntoPartial {
+		empty := true
+		err := dst.Scan(ctx, "", func(storage.Entry) error {
+			empty = false
+			return storage.ErrStopScan
+		})
+		if err != nil {
+			return Result{}, fmt.Errorf("reading the destination: %w", err)
+		}
+		if !empty {
+			return Result{}, ErrNotEmpty
+		}
+	}
 	return copyAt(ctx, src, dst, progress, time.Now)
 }
 

@@ -141,8 +141,8 @@ func TestMigrateBadgerToRedisAndBack(t *testing.T) {
 
 	srv := redistest.Start(t)
 	dst := openRedis(t, srv.URL())
-	for range 2 { // the second run must change nothing and not fail
-		res, err := Copy(ctx, src, dst, nil)
+	for _, into := range []Into{IntoEmpty, IntoPartial} { // the second run resumes: it must change nothing and not fail
+		res, err := Copy(ctx, src, dst, into, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func TestMigrateBadgerToRedisAndBack(t *testing.T) {
 	}
 
 	back := openBadger(t, filepath.Join(t.TempDir(), "back"))
-	res, err := Copy(ctx, dst, back, nil)
+	res, err := Copy(ctx, dst, back, IntoEmpty, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,12 @@ func TestMigrateBadgerToRedisAndBack(t *testing.T) {
 	assertHolds(t, back, want, base)
 }
 
-func TestMigrateKeepsDestinationExtrasAndOverwrites(t *testing.T) {
+// TestMigrateRefusesAStoreWithStateOfItsOwn: a copy into a destination
+// that holds records is refused and writes nothing (the records it holds
+// and the source lacks, a key deleted since, would come back to life);
+// resuming an interrupted copy overwrites what is there and keeps the
+// rest.
+func TestMigrateRefusesAStoreWithStateOfItsOwn(t *testing.T) {
 	ctx := context.Background()
 	src := openBadger(t, t.TempDir())
 	seed(t, src, map[string]record{"shared": {value: []byte("from source")}, "only-src": {value: []byte("s")}})
@@ -181,7 +186,13 @@ func TestMigrateKeepsDestinationExtrasAndOverwrites(t *testing.T) {
 	dst := openRedis(t, srv.URL())
 	seed(t, dst, map[string]record{"shared": {value: []byte("old"), ttl: time.Minute}, "only-dst": {value: []byte("d")}})
 
-	if _, err := Copy(ctx, src, dst, nil); err != nil {
+	if res, err := Copy(ctx, src, dst, IntoEmpty, nil); !errors.Is(err, ErrNotEmpty) || res.Copied != 0 {
+		t.Fatalf("Copy into a store with records: %+v, %v; want ErrNotEmpty", res, err)
+	}
+	if _, err := dst.Get(ctx, "only-src"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused copy wrote a record: %v", err)
+	}
+	if _, err := Copy(ctx, src, dst, IntoPartial, nil); err != nil {
 		t.Fatal(err)
 	}
 	assertHolds(t, dst, map[string]record{
@@ -217,7 +228,7 @@ func TestMigrateManyRecordsInBatches(t *testing.T) {
 	dst := openRedis(t, srv.URL())
 
 	var calls []int
-	res, err := Copy(ctx, src, dst, func(copied int) { calls = append(calls, copied) })
+	res, err := Copy(ctx, src, dst, IntoEmpty, func(copied int) { calls = append(calls, copied) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +260,7 @@ func TestMigrateLargeValuesSplitBatches(t *testing.T) {
 	seed(t, src, want)
 	dst := openBadger(t, t.TempDir())
 	var calls int
-	res, err := Copy(ctx, src, dst, func(int) { calls++ })
+	res, err := Copy(ctx, src, dst, IntoEmpty, func(int) { calls++ })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +303,7 @@ func TestMigrateWriteErrorIsReported(t *testing.T) {
 	// Badger rejects keys Redis takes: the batch fails, and Copy says so.
 	seed(t, src, map[string]record{"!badger!head": {value: []byte("x")}})
 	dst := openBadger(t, t.TempDir())
-	_, err := Copy(ctx, src, dst, nil)
+	_, err := Copy(ctx, src, dst, IntoEmpty, nil)
 	if err == nil || !strings.Contains(err.Error(), "writing records 1 to 1 to the destination") {
 		t.Fatalf("Copy of a key Badger rejects: %v", err)
 	}
