@@ -5,7 +5,8 @@
 // own atomic increment keeps them exact; every other key's value must
 // carry a tag. A counter gives a store writer nothing that deleting
 // records does not already give him: a lower count is a deleted one, a
-// higher one only refuses service.
+// higher one only refuses service, and one below zero is refused as
+// tampered with when next counted (storage/tagged).
 package counters
 
 import (

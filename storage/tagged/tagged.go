@@ -393,12 +393,21 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 var errNotCounter = errors.New("storage: incr of a key that is not a counter's (see storage/counters)")
 
 // Incr implements storage.Store with the backend's own increment, for the
-// counters, which carry no tag (see the package comment).
+// counters, which carry no tag (see the package comment). A count that
+// stays below one after an increment was below zero before it, which no
+// Gatehouse writes for long (counters.TakeBack repairs its own -1 at
+// once): it is refused as tampered with, since a count of minus a million
+// would let a million guesses through (a lower count is a deleted one
+// only down to zero).
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if !s.opts.Counter(key) {
 		return 0, errNotCounter
 	}
-	return s.inner.Incr(ctx, key, delta, ttl)
+	n, err := s.inner.Incr(ctx, key, delta, ttl)
+	if err == nil && delta > 0 && n < 1 {
+		return 0, tampered(key)
+	}
+	return n, err
 }
 
 // Scan implements storage.Store. A record whose tag does not verify is

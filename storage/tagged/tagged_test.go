@@ -262,3 +262,31 @@ func TestRemovedMarkerTagsNothing(t *testing.T) {
 		t.Fatalf("forged record after the refusals: %v; want ErrTampered", err)
 	}
 }
+
+// TestNegativeCounterIsTampered: a counter set below zero behind
+// Gatehouse's back (which would let that many more guesses through) is
+// refused as tampered with when next counted; a count taken back to zero,
+// and one counted up from nothing, are not.
+func TestNegativeCounterIsTampered(t *testing.T) {
+	ctx := context.Background()
+	inner := openBadger(t, t.TempDir())
+	defer inner.Close()
+	s, err := Open(ctx, inner, newKeystore(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := counters.BasicFailures("erin")
+	if n, err := s.Incr(ctx, key, 1, time.Minute); err != nil || n != 1 {
+		t.Fatalf("first count: %d, %v", n, err)
+	}
+	counters.TakeBack(ctx, s, key, time.Minute)
+	if n, err := s.Incr(ctx, key, 1, time.Minute); err != nil || n != 1 {
+		t.Fatalf("count after a take-back: %d, %v", n, err)
+	}
+	if err := inner.Put(ctx, key, []byte("-1000000"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Incr(ctx, key, 1, time.Minute); !errors.Is(err, ErrTampered) {
+		t.Fatalf("counting on from -1000000: %d, %v; want ErrTampered", n, err)
+	}
+}
