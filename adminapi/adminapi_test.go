@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,4 +103,33 @@ func FuzzDecodeJSON(f *testing.F) {
 
 func limitBody(r *http.Request) io.ReadCloser {
 	return http.MaxBytesReader(httptest.NewRecorder(), r.Body, MaxBodyBytes)
+}
+
+// FuzzCheckQuery: whatever the query, checkQuery either refuses it with a
+// 400 or every parameter in it is one the endpoint takes, given once, with
+// a value, so that the handler reads exactly what was sent.
+func FuzzCheckQuery(f *testing.F) {
+	for _, seed := range []string{"", "username=alice", "user=alice", "username=a&username=b", "username=", "limit=1;x",
+		"kind=%zz", "username=%C3%A5lice&kind=admin", "&&", "=x", "username"} {
+		f.Add(seed)
+	}
+	allowed := []string{"username", "kind"}
+	f.Fuzz(func(t *testing.T, raw string) {
+		err := checkQuery(raw, allowed)
+		if err != nil {
+			if failure.Status(err) != 400 || failure.Message(err) == "" {
+				t.Fatalf("%q refused with %d %q; want a 400 saying why", raw, failure.Status(err), failure.Message(err))
+			}
+			return
+		}
+		query, perr := url.ParseQuery(raw)
+		if perr != nil {
+			t.Fatalf("%q passed, though it does not parse: %v", raw, perr)
+		}
+		for name, values := range query {
+			if !slices.Contains(allowed, name) || len(values) != 1 || values[0] == "" {
+				t.Fatalf("%q passed with %s=%q", raw, name, values)
+			}
+		}
+	})
 }
