@@ -32,8 +32,9 @@ type Route struct {
 	// Handle serves it; a returned error is written as the error response.
 	Handle func(w http.ResponseWriter, r *http.Request) error
 	// Query names the query parameters Handle reads. Any other is refused
-	// (400) before Handle runs, and so are a parameter given twice or
-	// empty and a query that does not parse (checkQuery).
+	// (400) before Handle runs, and so are a parameter given twice and a
+	// query that does not parse (checkQuery). An empty value is a filter
+	// left open, as the contract writes the calls (?username=&kind=).
 	Query []string
 	// Body is true when Handle reads a request body. A route without one
 	// refuses a body that says anything (400) before Handle runs: a call
@@ -104,11 +105,12 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 }
 
 // checkQuery refuses a query its endpoint would not read whole: one that
-// does not parse, a parameter the endpoint does not take (allowed), one
-// given twice, or one without a value. A condition the server did not see
-// must not widen what a call lists or deletes: ?user=alice on GET
-// /gatehouse/tokens would otherwise list every user's tokens, for a
-// script to revoke, and so would ?username=$U with U empty.
+// does not parse, a parameter the endpoint does not take (allowed), or
+// one given twice. A condition the server did not see must not widen what
+// a call lists or deletes: ?user=alice on GET /gatehouse/tokens would
+// otherwise list every user's tokens, for a script to revoke. An empty
+// value stays a filter left open: the contract writes the calls so
+// (GET /gatehouse/tokens?username=&connector=), and scripts send them so.
 func checkQuery(raw string, allowed []string) error {
 	if raw == "" {
 		return nil
@@ -126,8 +128,6 @@ func checkQuery(raw string, allowed []string) error {
 			return failure.Invalid("unknown query parameter %q; this endpoint takes %s", name, strings.Join(allowed, ", "))
 		case len(query[name]) > 1:
 			return failure.Invalid("the query parameter %s is given more than once", name)
-		case query[name][0] == "":
-			return failure.Invalid("the query parameter %s is empty; give it a value or leave it out", name)
 		}
 	}
 	return nil
