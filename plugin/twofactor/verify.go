@@ -94,7 +94,7 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 		// no guess at an unknown code, so not counted toward the lockout.
 		// Only that one code: an older or skipped one is counted as any
 		// other (ReasonReplayed). A random guess is it once in a million.
-		if err := a.s.noteFailure(ctx, a.u.ID); err != nil {
+		if err := s.noteFailure(ctx, u.ID); err != nil {
 			return Result{}, err
 		}
 		return Result{Reason: reason}, a.Withdraw(ctx)
