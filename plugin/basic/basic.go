@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +47,16 @@ func (v verified) identity() identity.Identity {
 type Credential struct {
 	engine   *engine.Engine
 	verified *shardlru.Cache[verified]
+	// throttled holds the names this instance answered as throttled, each
+	// until its throttle's window ends (Unix ns). A cached success of such
+	// a name does not answer: the request goes through the gated sign-in
+	// like any other try. Otherwise a throttled guesser would be told
+	// which guess is right (200 from the cache against 429) at the full
+	// request rate, whenever the user had signed in recently.
+	throttled *shardlru.Cache[int64]
+	// throttledEnd is the latest end in throttled (Unix ns): past it no
+	// name is held, and a cache hit looks nothing up.
+	throttledEnd atomic.Int64
 	// checks makes concurrent checks of the same credentials (a client
 	// opening many connections at once) share one argon2 hash.
 	checks singleflight.Group
@@ -53,8 +64,32 @@ type Credential struct {
 
 // New returns the Basic credential kind.
 func New(e *engine.Engine) *Credential {
-	c := shardlru.New[verified](65536)
-	return &Credential{engine: e, verified: c}
+	return &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536)}
+}
+
+// holdThrottled notes that name was answered as throttled, for d (at
+// most its window: held longer, a try only goes through the gate, which
+// knows the window's true end).
+func (c *Credential) holdThrottled(name string, d time.Duration) {
+	end := time.Now().Add(d).UnixNano()
+	c.throttled.Add(name, end)
+	for {
+		last := c.throttledEnd.Load()
+		if last >= end || c.throttledEnd.CompareAndSwap(last, end) {
+			return
+		}
+	}
+}
+
+// isThrottled reports whether name was answered as throttled and its
+// window has not ended; without a lookup when no window is open.
+func (c *Credential) isThrottled(name string) bool {
+	now := time.Now().UnixNano()
+	if now > c.throttledEnd.Load() {
+		return false
+	}
+	end, ok := c.throttled.Get(name)
+	return ok && now <= end
 }
 
 // Method implements plugin.Credential.
@@ -127,10 +162,13 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return identity.Identity{}, err // 503 now: a sign-in would wait on the store again
 		}
-		if err == nil && u.PasswordHash == v.passwordHash && u.ID == v.userID && (v.expires.IsZero() || time.Now().Before(v.expires)) {
+		switch {
+		case err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !time.Now().Before(v.expires)):
+			c.verified.Remove(string(sum[:]))
+		case !c.isThrottled(v.username):
 			return v.identity(), nil
 		}
-		c.verified.Remove(string(sum[:]))
+		// Throttled here: through the gate below, as any other try.
 	}
 	username, password, ok := ParseAuthorization(header)
 	if !ok {
@@ -159,6 +197,7 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 	switch res.Outcome {
 	case account.OK:
 		u := res.User
+		c.throttled.Remove(u.Username)
 		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
 		if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
 			v.expires = time.Now().Add(lifetime)
@@ -167,8 +206,10 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 		return v, nil
 	case account.Throttled:
 		if res.RetryAfter > 0 {
+			c.holdThrottled(res.Name, res.RetryAfter)
 			return verified{}, identity.Throttled(failedBindsMessage, res.RetryAfter).For(res.Name)
 		}
+		c.holdThrottled(res.Name, failureWindow)
 		return verified{}, errThrottled.For(res.Name)
 	case account.Busy:
 		return verified{}, errBusy.For(res.Name)
