@@ -32,8 +32,10 @@ const handshakeTimeout = 10 * time.Second
 // expired one — which never reach a gatehouse route. Each event (kind
 // "tls") names the remote address, the connector the certificate claims
 // (unverified: the refused certificate says so itself) and why it was
-// refused. A flood is thinned to one event a second, carrying the count of
-// refusals it stands for. Handshakes run before the connection is handed
+// refused. Every refusal is an event; a flood is bounded by the audit
+// log's allowance per client network, past which refusals are counted in
+// summary events (audit_refusals_per_minute), so one flooding address does
+// not hide another's. Handshakes run before the connection is handed
 // to the HTTP server, each in its own goroutine, bounded by 10 s. In a
 // Caddyfile:
 //
@@ -168,10 +170,6 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 	if !errors.As(err, &cve) || len(cve.UnverifiedCertificates) == 0 {
 		return
 	}
-	due, count := h.thin.Due(time.Now())
-	if !due {
-		return
-	}
 	leaf := cve.UnverifiedCertificates[0]
 	ev := audit.Event{Kind: audit.KindTLS, Credential: "connector", Outcome: audit.OutcomeFailure,
 		Reason: "the TLS handshake refused the client certificate (subject " + leaf.Subject.String() + "): " + cve.Err.Error()}
@@ -182,9 +180,6 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 			break
 		}
 	}
-	if count > 1 {
-		ev.Reason += fmt.Sprintf(" (%d such refusals since the last one recorded)", count)
-	}
 	if host, _, err := net.SplitHostPort(remote.String()); err == nil {
 		ev.RemoteIP = host
 	}
@@ -193,8 +188,11 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 		e.Audit.Record(ev)
 		return
 	}
-	h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started, so it is not audited",
-		zap.String("remote_ip", ev.RemoteIP), zap.String("reason", ev.Reason))
+	// Not audited: logged, at most once a second.
+	if due, count := h.thin.Due(time.Now()); due {
+		h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started, so it is not audited",
+			zap.String("remote_ip", ev.RemoteIP), zap.String("reason", ev.Reason), zap.Int64("refused_since_last_line", count))
+	}
 }
 
 // Interface guards.
