@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
@@ -122,6 +123,9 @@ type App struct {
 	ctx    caddy.Context
 	logger *zap.Logger
 	ready  chan struct{}
+	// unready thins the lines of requests answered while the app is not
+	// started (logUnready).
+	unready logthin.Thinner
 
 	mu       sync.Mutex
 	engine   *engine.Engine
@@ -137,6 +141,16 @@ type App struct {
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // the second-factor feature
 	console   *console.Console   // served by the handlers that accept sessions
+}
+
+// logUnready logs err, why what could not serve a request because the
+// app is not started (the store unreachable at start-up), at most once a
+// second with the count of such requests since the line before: anyone
+// can send them, and a line each would flood the log.
+func (a *App) logUnready(what string, err error) {
+	if due, failed := a.unready.Due(time.Now()); due {
+		a.logger.Error(what, zap.Int64("refused_since_last_line", failed), zap.Error(err))
+	}
 }
 
 // CaddyModule returns the Caddy module information.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -129,7 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		headers := guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
 		headers.Strip(r.Header)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
-		h.app.logger.Error("gatehouse route unavailable", zap.Error(err))
+		h.app.logUnready("gatehouse route unavailable", err)
 		return nil
 	}
 	if console.Serves(r.URL.Path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {

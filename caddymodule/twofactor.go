@@ -279,7 +279,7 @@ func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		err = h.err
 	}
 	if err != nil {
-		h.app.logger.Error("ESA API unavailable", zap.Error(err))
+		h.app.logUnready("ESA API unavailable", err)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusInternalServerError)
 		return nil

@@ -36,8 +36,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -425,7 +423,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 // fail answers an unexpected error: 503 when the store is down, 500
 // otherwise; the details go to the log only.
 func (c *Console) fail(w http.ResponseWriter, v *viewer, err error) {
-	c.engine.Logger.Error("console request failed", zap.Error(err))
+	c.engine.LogFailure("console", err)
 	status := http.StatusInternalServerError
 	if errors.Is(err, failure.ErrUnavailable) {
 		status = http.StatusServiceUnavailable

@@ -5,11 +5,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
@@ -52,6 +55,22 @@ type Engine struct {
 	kinds       []identity.Method // registered, cheapest first
 	outage      logthin.Thinner   // refusals because the store is unavailable
 	internal    logthin.Thinner   // refusals for an internal error (a record failing authentication, …)
+}
+
+// LogFailure logs err, which failed a request that what was serving: the
+// store unavailable, or an internal error (a record failing
+// authentication, …). At most one line a second is written for each of
+// the two, for the whole engine, with the count of requests failed since
+// the line before: anyone can send requests while the store is down, and
+// a line each would flood the log.
+func (e *Engine) LogFailure(what string, err error) {
+	thin, msg := &e.internal, what+": internal error"
+	if errors.Is(err, storage.ErrUnavailable) {
+		thin, msg = &e.outage, what+": store unavailable"
+	}
+	if due, failed := thin.Due(time.Now()); due {
+		e.Logger.Error(msg, zap.Int64("refused_since_last_line", failed), zap.Error(err))
+	}
 }
 
 // New assembles an engine from its services.

@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -194,15 +193,11 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	switch {
 	case isRefusal:
 		status, code, reason = failure.Status(refusal), refusalCode(refusal), refusal.Reason()
-	case errors.Is(err, storage.ErrUnavailable):
-		if due, refused := e.outage.Due(start); due {
-			e.Logger.Error("refusing requests: store unavailable", zap.Int64("refused_since_last_line", refused), zap.Error(err))
-		}
 	default:
-		if due, refused := e.internal.Due(start); due {
-			e.Logger.Error("refusing requests: internal error", zap.Int64("refused_since_last_line", refused), zap.Error(err))
+		e.LogFailure("refusing requests", err)
+		if !errors.Is(err, storage.ErrUnavailable) {
+			reason = "internal error; the request was refused"
 		}
-		reason = "internal error; the request was refused"
 	}
 	outcome := outcomeDenied
 	if !isRefusal {

@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"strconv"
 
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -256,11 +254,10 @@ func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, 
 // internalError maps a store or internal failure to its OAuth answer and
 // logs it (never with a secret: only the error).
 func (p *Plugin) internalError(err error) *oauthError {
+	p.engine.LogFailure("token endpoint", err)
 	if errors.Is(err, storage.ErrUnavailable) {
-		p.engine.Logger.Error("token endpoint: store unavailable", zap.Error(err))
 		return &oauthError{http.StatusServiceUnavailable, errUnavailable, "the token store is unavailable; try again later"}
 	}
-	p.engine.Logger.Error("token endpoint: internal error", zap.Error(err))
 	return &oauthError{http.StatusInternalServerError, errServer, "internal error; no token was issued"}
 }
 

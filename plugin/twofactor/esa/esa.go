@@ -166,7 +166,7 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
 		return nil, http.StatusForbidden
 	case err != nil:
-		h.engine.Logger.Error("ESA API: checking credentials failed", zap.Error(err))
+		h.engine.LogFailure("ESA API: checking credentials", err)
 		return nil, http.StatusInternalServerError
 	case !cred.enabled(api):
 		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api:" + cred.Name, Outcome: audit.OutcomeFailure,

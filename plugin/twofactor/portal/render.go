@@ -81,7 +81,7 @@ func (p *Portal) message(w http.ResponseWriter, status int, title, msg string) {
 
 // fail answers an unexpected error: 503 when the store is down, 500 otherwise.
 func (p *Portal) fail(w http.ResponseWriter, err error) {
-	p.engine.Logger.Error("login portal request failed", zap.Error(err))
+	p.engine.LogFailure("login portal", err)
 	status := http.StatusInternalServerError
 	if errors.Is(err, storage.ErrUnavailable) {
 		status = http.StatusServiceUnavailable
