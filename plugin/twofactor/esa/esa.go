@@ -152,10 +152,13 @@ func emptyStatus(w http.ResponseWriter, r *http.Request, status int) {
 func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "no ESA API credentials"})
 		return nil, http.StatusUnauthorized
 	}
 	username, password, ok := basic.ParseAuthorization(values[0])
 	if !ok || len(values) > 1 {
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure,
+			Reason: "malformed ESA API credentials (HTTP Basic, once)"})
 		return nil, http.StatusBadRequest
 	}
 	cred, err := h.creds.Check(r.Context(), username, password)
@@ -289,6 +292,13 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 	}
 	u, err := c.h.engine.Accounts.User(c.r.Context(), account.AccountName(username, c.h.engine.Config.DefaultDomain))
 	if errors.Is(err, failure.ErrNotFound) {
+		// Audited, or an API client could look for names without a trace
+		// (the name as sent, cut to 64 bytes).
+		name := username
+		if len(name) > 64 {
+			name = strings.ToValidUTF8(name[:64], "") + "…"
+		}
+		c.auditUnbounded("", "no such user: "+name)
 		answer(reply{Error: ErrorUserNotFound, ErrorMessage: "user " + username + " not found"})
 		return nil
 	}

@@ -416,17 +416,39 @@ func TestWireFidelity(t *testing.T) {
 }
 
 // TestRefusedAPICredentialsAreRequestRefusals: the ESA API's refusal of
-// unknown API credentials, which anyone can cause, is audited as a
-// refused request (kind "request"), so that a flood of them is
-// summarised past audit_refusals_per_minute like the data plane's.
+// unknown, missing or malformed API credentials, which anyone can cause,
+// is audited as a refused request (kind "request"), so that a flood of
+// them is summarised past audit_refusals_per_minute like the data plane's;
+// and a look-up of a user that does not exist is audited too, or an API
+// client could look for names without a trace.
 func TestRefusedAPICredentialsAreRequestRefusals(t *testing.T) {
 	v := newEnv(t)
-	if w := v.do("POST", "/auth/v1/start2fa", `{"username":"x"}`, basicAuth("esa-nobody", "guess")); w.Code != 403 {
-		t.Fatalf("unknown API credentials: %d", w.Code)
+	for auth, status := range map[string]int{basicAuth("esa-nobody", "guess"): 403, "": 401, "Basic !!!": 400} {
+		var w *httptest.ResponseRecorder
+		if auth == "" {
+			w = v.do("POST", "/auth/v1/start2fa", `{"username":"x"}`)
+		} else {
+			w = v.do("POST", "/auth/v1/start2fa", `{"username":"x"}`, auth)
+		}
+		if w.Code != status {
+			t.Fatalf("API credentials %q: %d; want %d", auth, w.Code, status)
+		}
 	}
 	events, err := v.e.Audit.Query(context.Background(), audit.Filter{Kind: "request"})
-	if err != nil || len(events) != 1 || events[0].Credential != "esa_api" || events[0].Outcome != audit.OutcomeFailure {
-		t.Fatalf("request events %+v, %v; want the refusal of the API credentials", events, err)
+	if err != nil || len(events) != 3 {
+		t.Fatalf("request events %+v, %v; want the 3 refusals of the API credentials", events, err)
+	}
+	for _, ev := range events {
+		if ev.Credential != "esa_api" || ev.Outcome != audit.OutcomeFailure {
+			t.Errorf("refusal %+v", ev)
+		}
+	}
+	if out := v.call("GET", "/manage/users/v1/profile/ghost", ""); out["error"] != ErrorUserNotFound {
+		t.Fatalf("unknown user profile: %v", out)
+	}
+	events, err = v.e.Audit.Query(context.Background(), audit.Filter{Kind: "2fa"})
+	if err != nil || len(events) != 1 || events[0].Reason != "no such user: ghost" || events[0].Credential != "esa_api:both" {
+		t.Fatalf("2fa events %+v, %v; want the look-up of ghost", events, err)
 	}
 }
 
