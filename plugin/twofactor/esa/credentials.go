@@ -217,6 +217,7 @@ func (cs *Credentials) AdminRoutes() []adminapi.Route {
 			if err != nil {
 				return err
 			}
+			adminapi.Note(r, "", fmt.Sprintf("API credential %s created (auth_api %t, user_management_api %t)", in.Name, in.AuthAPI, in.UserManagementAPI))
 			return adminapi.WriteJSON(w, http.StatusCreated, out)
 		}, Body: true},
 		{Pattern: "GET /gatehouse/api-credentials", Handle: func(w http.ResponseWriter, r *http.Request) error {
@@ -227,6 +228,7 @@ func (cs *Credentials) AdminRoutes() []adminapi.Route {
 			return adminapi.WriteJSON(w, http.StatusOK, list)
 		}},
 		{Pattern: "DELETE /gatehouse/api-credentials/{name}", Handle: func(w http.ResponseWriter, r *http.Request) error {
+			adminapi.Note(r, "", "API credential "+r.PathValue("name")+" deleted")
 			if err := cs.Delete(r.Context(), r.PathValue("name")); err != nil {
 				return err
 			}
