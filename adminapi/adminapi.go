@@ -122,10 +122,12 @@ func checkQuery(raw string, allowed []string) error {
 	names := slices.Sorted(maps.Keys(query))
 	for _, name := range names {
 		switch {
-		case !slices.Contains(allowed, name) && len(allowed) == 0:
-			return failure.Invalid("unknown query parameter %q; this endpoint takes none", name)
 		case !slices.Contains(allowed, name):
-			return failure.Invalid("unknown query parameter %q; this endpoint takes %s", name, strings.Join(allowed, ", "))
+			takes := "none"
+			if len(allowed) > 0 {
+				takes = strings.Join(allowed, ", ")
+			}
+			return failure.Invalid("unknown query parameter %q; this endpoint takes %s", name, takes)
 		case len(query[name]) > 1:
 			return failure.Invalid("the query parameter %s is given more than once", name)
 		}

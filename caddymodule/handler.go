@@ -183,7 +183,7 @@ func methodValue(m identity.Method) any {
 	case identity.MethodSession:
 		return string(identity.MethodSession)
 	}
-	return string(m.Forwarded())
+	return string(m)
 }
 
 // clientIP is the client address as Caddy resolved it (trusted proxies honoured).
