@@ -5,8 +5,8 @@
 // own atomic increment keeps them exact; every other key's value must
 // carry a tag. A counter gives a store writer nothing that deleting
 // records does not already give him: a lower count is a deleted one, a
-// higher one only refuses service, and one below zero is refused as
-// tampered with when next counted (storage/tagged).
+// higher one only refuses service, and one below zero is counted from
+// zero when next counted (storage/tagged).
 package counters
 
 import (
@@ -72,9 +72,10 @@ func Is(key string) bool {
 
 // TakeBack lowers the windowed counter at key by one: an attempt counted
 // before it was checked gives its count back. If the window ran out in
-// between, the decrement finds no counter and would leave -1 with a fresh
-// window, one guess more in it; the count is then set back to 0. Best
-// effort: a store failure is ignored (at worst one guess fewer).
+// between, the decrement finds no counter and leaves -1 with a fresh
+// window; the count is then set back to 0 (an attempt counted in between
+// counts from zero: storage/tagged). Best effort: a store failure is
+// ignored (at worst one guess fewer).
 func TakeBack(ctx context.Context, st storage.Store, key string, window time.Duration) {
 	if n, err := st.Incr(ctx, key, -1, window); err == nil && n < 0 {
 		_, _ = st.Incr(ctx, key, -n, window)

@@ -393,19 +393,21 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 var errNotCounter = errors.New("storage: incr of a key that is not a counter's (see storage/counters)")
 
 // Incr implements storage.Store with the backend's own increment, for the
-// counters, which carry no tag (see the package comment). A count that
-// stays below one after an increment was below zero before it, which no
-// Gatehouse writes for long (counters.TakeBack repairs its own -1 at
-// once): it is refused as tampered with, since a count of minus a million
-// would let a million guesses through (a lower count is a deleted one
-// only down to zero).
+// counters, which carry no tag (see the package comment). An increment
+// that finds the count below zero counts from zero instead: a count of
+// minus a million, written behind Gatehouse's back, would otherwise let a
+// million guesses through, and Gatehouse itself leaves a negative count
+// for an instant when a take-back meets the window's end
+// (counters.TakeBack), which must not refuse the attempt counted in that
+// instant. The repair adds what the count lacked; attempts counted at the
+// same moment may each add it, which only counts them higher.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if !s.opts.Counter(key) {
 		return 0, errNotCounter
 	}
 	n, err := s.inner.Incr(ctx, key, delta, ttl)
-	if err == nil && delta > 0 && n < 1 {
-		return 0, tampered(key)
+	if err == nil && delta > 0 && n < delta {
+		return s.inner.Incr(ctx, key, delta-n, ttl)
 	}
 	return n, err
 }
