@@ -385,7 +385,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 		return failure.Invalid("confirm with your password or a code from your authenticator")
 	}
 	if code, ok := twofactor.NormalizeCode(confirm); ok {
-		res, err := c.twoFactor.Verify(ctx, v.user, code)
+		res, err := c.twoFactor.Verify(r, v.user, code)
 		if err != nil {
 			return err
 		}
@@ -399,7 +399,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 	// The password goes through the sign-in policy of Basic and the
 	// portal (a directory account's by a bind), counted by the portal's
 	// lockout.
-	res, err := c.engine.Accounts.SignIn(ctx, v.user.Username, confirm, c.twoFactor.Lockout())
+	res, err := c.engine.Accounts.SignIn(ctx, v.user.Username, confirm, c.twoFactor.Lockout(r))
 	if err != nil {
 		return err
 	}

@@ -460,13 +460,20 @@ func TestESAParallelLockout(t *testing.T) {
 	if out = ti.esa(ti.auth, "/auth/v1/authenticate", `{"username":"frank","otp":"`+code+`"}`); out["authenticated"] != true {
 		t.Fatalf("after unlock: %v", out)
 	}
-	// The lockout is in the audit log.
-	var events []struct{ Kind, Username, Outcome, Reason string }
+	// The lockout is in the audit log, with the request that locked.
+	var events []struct {
+		Kind, Username, Outcome, Reason string
+		RemoteIP                        string `json:"remote_ip"`
+		Method, Path                    string
+	}
 	ti.AdminJSON(t, "GET", "/gatehouse/audit?username=frank&kind=2fa&limit=100", nil, &events)
 	locked := 0
 	for _, e := range events {
 		if strings.Contains(e.Reason, "locked after 5 consecutive failures") {
 			locked++
+			if e.RemoteIP != "127.0.0.1" || e.Method != "POST" || e.Path != "/auth/v1/authenticate" {
+				t.Fatalf("the lock event names no request: %+v", e)
+			}
 		}
 	}
 	if locked != 1 {

@@ -57,7 +57,7 @@ func TestSignInNeverTextsTheDirectorysNumber(t *testing.T) {
 				t.Fatal(err)
 			}
 			sent := len(fx.sender.msgs)
-			res, err := fx.e.Accounts.SignIn(ctx, "gina", "gina password", fx.svc.Lockout())
+			res, err := fx.e.Accounts.SignIn(ctx, "gina", "gina password", fx.svc.Lockout(signInRequest(ctx)))
 			if err != nil || res.Outcome != account.OK {
 				t.Fatalf("sign-in: %+v %v", res, err)
 			}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -159,7 +161,7 @@ func (fx *fixture) user(t testing.TB, name, mobile string) *account.User {
 
 func (fx *fixture) verify(t *testing.T, u *account.User, c string) Result {
 	t.Helper()
-	res, err := fx.svc.Verify(context.Background(), u, c)
+	res, err := fx.svc.Verify(signInRequest(context.Background()), u, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +465,9 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 		n := 0
 		for _, ev := range events {
 			if strings.HasPrefix(ev.Reason, "user locked after") {
+				if ev.RemoteIP != "192.0.2.1" || ev.Method != http.MethodPost || ev.Path != "/gatehouse/login" {
+					t.Fatalf("the lock event names no request: %+v", ev)
+				}
 				n++
 			}
 		}
@@ -470,7 +475,7 @@ func TestLockIsToldOncePerRun(t *testing.T) {
 	}
 	try := func() *Attempt {
 		t.Helper()
-		a, _, err := fx.svc.Try(ctx, u)
+		a, _, err := fx.svc.Try(ctx, signInRequest(ctx), u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -589,7 +594,7 @@ func TestAFailedUnlockKeepsTheNextLockTold(t *testing.T) {
 	}
 	fail := func() {
 		for range e.Config.LockoutThreshold {
-			if _, err := svc.Verify(ctx, u, "000000"); err != nil {
+			if _, err := svc.Verify(signInRequest(ctx), u, "000000"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -627,7 +632,7 @@ func TestParallelFailuresAreAllCounted(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 40 {
 		wg.Go(func() {
-			if res, err := fx.svc.Verify(ctx, u, "999999"); err != nil || res.OK {
+			if res, err := fx.svc.Verify(signInRequest(ctx), u, "999999"); err != nil || res.OK {
 				t.Errorf("%+v %v", res, err)
 			}
 		})
@@ -669,7 +674,7 @@ func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
 		}
 		wg.Go(func() {
 			<-start
-			res, err := fx.svc.Verify(ctx, u, c)
+			res, err := fx.svc.Verify(signInRequest(ctx), u, c)
 			if err != nil {
 				t.Error(err)
 				return
@@ -714,7 +719,7 @@ func TestParallelReplayAcceptsOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			res, err := fx.svc.Verify(ctx, u, c)
+			res, err := fx.svc.Verify(signInRequest(ctx), u, c)
 			if err != nil {
 				t.Error(err)
 			}
@@ -864,7 +869,7 @@ func TestAttemptBeforeAnUnlockTakesNothingBack(t *testing.T) {
 		do   func(*Attempt) error
 	}{{"passed", func(a *Attempt) error { return a.Passed(ctx) }}, {"withdrawn", func(a *Attempt) error { return a.Withdraw(ctx) }}} {
 		fx.verify(t, u, "000000")
-		before, _, err := fx.svc.Try(ctx, u)
+		before, _, err := fx.svc.Try(ctx, signInRequest(ctx), u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -895,11 +900,11 @@ func TestReplaysDoNotLock(t *testing.T) {
 	ctx := context.Background()
 	u, sec := fx.appUser(t, "rita")
 	right, wrong := codesNow(fx, sec)
-	if res, err := fx.svc.Verify(ctx, u, right); err != nil || !res.OK {
+	if res, err := fx.svc.Verify(signInRequest(ctx), u, right); err != nil || !res.OK {
 		t.Fatalf("the right code: %+v, %v", res, err)
 	}
 	for i := range 2 * fx.svc.engine.Config.LockoutThreshold {
-		if res, err := fx.svc.Verify(ctx, u, right); err != nil || res.OK || res.Reason != ReasonRepeated || res.Locked {
+		if res, err := fx.svc.Verify(signInRequest(ctx), u, right); err != nil || res.OK || res.Reason != ReasonRepeated || res.Locked {
 			t.Fatalf("replay %d: %+v, %v; want refused as a replay, not locked", i, res, err)
 		}
 	}
@@ -907,14 +912,14 @@ func TestReplaysDoNotLock(t *testing.T) {
 	if err != nil || st.Locked || st.ConsecutiveFailures != 0 || st.LastFailure == nil {
 		t.Fatalf("after the replays: %+v, %v; want unlocked, no failure counted, the last failure's time", st, err)
 	}
-	if res, _ := fx.svc.Verify(ctx, u, wrong); res.OK || res.Reason != ReasonWrongCode {
+	if res, _ := fx.svc.Verify(signInRequest(ctx), u, wrong); res.OK || res.Reason != ReasonWrongCode {
 		t.Fatalf("a wrong code: %+v", res)
 	}
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
 		t.Fatalf("after a wrong code: %+v; want 1 failure counted", st)
 	}
 	older := code(sec, uint64(totpStep(fx.svc.now().Unix())-1))
-	if res, _ := fx.svc.Verify(ctx, u, older); res.OK || res.Reason != ReasonReplayed {
+	if res, _ := fx.svc.Verify(signInRequest(ctx), u, older); res.OK || res.Reason != ReasonReplayed {
 		t.Fatalf("the previous step's code: %+v", res)
 	}
 	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 2 {
@@ -954,4 +959,10 @@ func codesNow(fx *fixture, sec string) (right, wrong string) {
 		wrong = "000002"
 	}
 	return right, wrong
+}
+
+// signInRequest is a request a code or password came with, for the
+// lockout's audit event.
+func signInRequest(ctx context.Context) *http.Request {
+	return httptest.NewRequestWithContext(ctx, http.MethodPost, "/gatehouse/login", nil)
 }

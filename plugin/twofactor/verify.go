@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -46,8 +47,11 @@ const (
 // and a locked user's codes are refused without being checked (and still
 // counted). The attempt is counted before the code is checked (see Try),
 // so parallel guesses cannot all be checked against a count that none of
-// them has raised yet. Errors are store failures; the caller fails closed.
-func (s *Service) Verify(ctx context.Context, u *account.User, presented string) (Result, error) {
+// them has raised yet. r is the request the code came with: the audit
+// event of a lockout names its client. Errors are store failures; the
+// caller fails closed.
+func (s *Service) Verify(r *http.Request, u *account.User, presented string) (Result, error) {
+	ctx := r.Context()
 	if !u.Active() {
 		return Result{Reason: ReasonBlocked}, nil
 	}
@@ -58,7 +62,7 @@ func (s *Service) Verify(ctx context.Context, u *account.User, presented string)
 	if f.app == nil && f.hardToken == nil && !f.sms {
 		return Result{Reason: ReasonNotEnabled}, nil
 	}
-	a, locked, err := s.Try(ctx, u)
+	a, locked, err := s.Try(ctx, r, u)
 	if err != nil {
 		return Result{}, err
 	}
@@ -219,6 +223,9 @@ func (s *Service) counter(ctx context.Context, key string) (int64, error) {
 type Attempt struct {
 	s *Service
 	u *account.User
+	// r is the request the attempt came with (its client is named in the
+	// lockout's audit event).
+	r *http.Request
 	// n is the failure count this attempt's reservation made.
 	n int64
 	// unlocks is the user's unlock count read before the reservation.
@@ -230,8 +237,9 @@ type Attempt struct {
 // the ones before them: of N guesses sent at once, only those still under
 // the lockout threshold are checked. locked reports that the user had
 // reached the threshold before this attempt: the caller refuses it
-// without checking the credential (it stays counted, see Failed).
-func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked bool, err error) {
+// without checking the credential (it stays counted, see Failed). r is
+// the request the attempt came with.
+func (s *Service) Try(ctx context.Context, r *http.Request, u *account.User) (a *Attempt, locked bool, err error) {
 	// Read before the increment: an unlock in between makes the attempt
 	// look older than it is, so that it keeps its count (one too many),
 	// never takes back another's.
@@ -243,7 +251,7 @@ func (s *Service) Try(ctx context.Context, u *account.User) (a *Attempt, locked 
 	if err != nil {
 		return nil, false, err
 	}
-	return &Attempt{s: s, u: u, n: n, unlocks: unlocks}, n > int64(s.engine.Config.LockoutThreshold), nil
+	return &Attempt{s: s, u: u, r: r, n: n, unlocks: unlocks}, n > int64(s.engine.Config.LockoutThreshold), nil
 }
 
 // Failed records the attempt as failed: it was counted by Try; this notes
@@ -303,7 +311,7 @@ func (a *Attempt) noteLock(ctx context.Context, now string) error {
 	}
 	a.s.engine.Logger.Warn("user locked after consecutive 2FA failures",
 		zap.String("username", a.u.Username), zap.Int64("failures", n))
-	a.s.engine.Audit.Record(audit.Event{Kind: auditKind, Username: a.u.Username, Outcome: audit.OutcomeFailure,
+	a.s.Record(a.r, audit.Event{Username: a.u.Username, Outcome: audit.OutcomeFailure,
 		Reason: fmt.Sprintf("user locked after %d consecutive failures", threshold)})
 	return nil
 }
@@ -434,11 +442,15 @@ func (s *Service) Status(ctx context.Context, u *account.User) (Status, error) {
 // password sign-in (account.Service.SignIn), for the login portal and the
 // console's re-authentication: each attempt is counted (Try) before the
 // password is checked, so that passwords guessed in parallel cannot all
-// be checked. Unknown users have nothing to lock.
-func (s *Service) Lockout() account.Attempts { return lockout{s} }
+// be checked. Unknown users have nothing to lock. r is the request the
+// password came with.
+func (s *Service) Lockout(r *http.Request) account.Attempts { return lockout{s, r} }
 
 // lockout implements Lockout.
-type lockout struct{ svc *Service }
+type lockout struct {
+	svc *Service
+	r   *http.Request
+}
 
 // lockoutAttempt is one counted attempt; nil for an unknown user.
 type lockoutAttempt struct{ attempt *Attempt }
@@ -448,7 +460,7 @@ func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.
 	if u == nil {
 		return lockoutAttempt{}, account.Open, nil
 	}
-	attempt, locked, err := l.svc.Try(ctx, u)
+	attempt, locked, err := l.svc.Try(ctx, l.r, u)
 	if err != nil {
 		return nil, account.Open, err
 	}

@@ -403,7 +403,7 @@ func (c *call) authenticate() {
 		answer(fault("otp is required"))
 		return
 	}
-	res, err := c.h.svc.Verify(c.r.Context(), u, req.OTP)
+	res, err := c.h.svc.Verify(c.r, u, req.OTP)
 	if err != nil {
 		c.fatal(err)
 		return

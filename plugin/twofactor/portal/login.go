@@ -86,7 +86,7 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		p.record(r, username, audit.OutcomeFailure, reason)
 		p.passwordForm(w, token, f.Username, msg, ret)
 	}
-	res, err := p.engine.Accounts.SignIn(ctx, f.Username, f.Password, p.svc.Lockout())
+	res, err := p.engine.Accounts.SignIn(ctx, f.Username, f.Password, p.svc.Lockout(r))
 	if err != nil {
 		p.fail(w, err)
 		return
@@ -165,7 +165,7 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 	if !ok {
 		return
 	}
-	res, err := p.svc.Verify(ctx, u, f.Code)
+	res, err := p.svc.Verify(r, u, f.Code)
 	if err != nil {
 		p.fail(w, err)
 		return

@@ -2,6 +2,8 @@ package portal
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -27,7 +29,7 @@ func TestParallelPasswordGuessesStopAtTheThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range h.e.Config.LockoutThreshold - 1 {
-		a, _, err := h.svc.Try(ctx, u)
+		a, _, err := h.svc.Try(ctx, httptest.NewRequestWithContext(ctx, http.MethodPost, "/gatehouse/login", nil), u)
 		if err != nil {
 			t.Fatal(err)
 		}
