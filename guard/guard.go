@@ -100,18 +100,16 @@ func (c *Contract) Inbound(r *http.Request) (_ *http.Request, cleanPath string, 
 // Inbound deleted from a request.
 type strippedKey struct{}
 
-// StrippedHeader returns the first value of the inbound header name (in
-// canonical form, e.g. "X-Gatehouse-Session") as the client sent it, when
-// Inbound deleted it because it carries the identity header prefix.
+// StrippedHeader returns the values of the inbound header name (in
+// canonical form, e.g. "X-Gatehouse-Session") as the client sent them,
+// when Inbound deleted it because it carries the identity header prefix.
 // Credential kinds use it for control headers under the prefix; such a
 // header is never forwarded.
-func StrippedHeader(r *http.Request, name string) string {
+func StrippedHeader(r *http.Request, name string) []string {
 	if removed, ok := r.Context().Value(strippedKey{}).(http.Header); ok {
-		if v := removed[name]; len(v) > 0 {
-			return v[0]
-		}
+		return removed[name]
 	}
-	return ""
+	return nil
 }
 
 // ErrTwoAuthorizations refuses a request with more than one Authorization

@@ -113,8 +113,9 @@ func (*Credential) Strip(r *http.Request) {
 // (x-gatehouse-session=true or x-thingworx-session=true, as query
 // parameter or header) gets one once the account check allowed it.
 func (c *Credential) Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
-	if !sessionAsked(r) {
-		return nil
+	asked, err := sessionAsked(r)
+	if err != nil || !asked {
+		return err
 	}
 	value, err := c.presented(r)
 	if err != nil {
@@ -123,20 +124,42 @@ func (c *Credential) Finish(w http.ResponseWriter, r *http.Request, id *identity
 	return c.svc.openSession(w, r, id, value)
 }
 
-func sessionAsked(r *http.Request) bool {
-	if r.URL.RawQuery != "" && queryTrue(r.URL.RawQuery, sessionParams) {
-		return true
+// errSessionUnclear refuses a request whose session parameters and
+// headers disagree: Gatehouse would follow one and a proxy or log reader
+// might believe the other.
+var errSessionUnclear = identity.BadRequest("x-gatehouse-session was sent more than once with different values; send it once")
+
+// sessionAsked reports whether r asks for a session: every session
+// parameter and header it carries says "true" (any case), and there is at
+// least one. Some saying "true" and others not is refused.
+func sessionAsked(r *http.Request) (bool, error) {
+	var yes, no bool
+	note := func(v string) {
+		if asciiEqualFold(strings.TrimSpace(v), "true") {
+			yes = true
+		} else {
+			no = true
+		}
+	}
+	for i := 0; i < len(r.URL.RawQuery); {
+		var p string
+		p, i = nextParam(r.URL.RawQuery, i)
+		if paramIs(p, sessionParams) {
+			note(paramValue(p))
+		}
 	}
 	for _, h := range sessionHeaders {
-		v := r.Header.Get(h)
-		if v == "" {
-			v = guard.StrippedHeader(r, h)
+		for _, v := range r.Header[h] {
+			note(v)
 		}
-		if strings.EqualFold(strings.TrimSpace(v), "true") {
-			return true
+		for _, v := range guard.StrippedHeader(r, h) {
+			note(v)
 		}
 	}
-	return false
+	if yes && no {
+		return false, errSessionUnclear
+	}
+	return yes, nil
 }
 
 // Interface guards.

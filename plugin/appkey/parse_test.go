@@ -2,6 +2,9 @@ package appkey
 
 import (
 	"encoding/base64"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -134,19 +137,35 @@ func TestStripParams(t *testing.T) {
 	}
 }
 
-func TestQueryTrue(t *testing.T) {
-	for q, want := range map[string]bool{
-		"x-gatehouse-session=true":           true,
-		"a=1&X-Thingworx-Session=TRUE":       true,
-		"x-gatehouse-session=false":          false,
-		"x-gatehouse-session":                false,
-		"x-gatehouse-session=yes":            false,
-		"x-gatehouse-sessions=true":          false,
-		"appKey=K;x-thingworx-session=true":  true,
-		"x-gatehouse-session=%74rue&appKey=": true,
+// TestSessionAsked: a session is asked when every session parameter and
+// header says "true"; some saying "true" and others not is refused.
+func TestSessionAsked(t *testing.T) {
+	for _, tc := range []struct {
+		query   string
+		headers map[string][]string
+		want    bool
+		unclear bool
+	}{
+		{query: "x-gatehouse-session=true", want: true},
+		{query: "a=1&X-Thingworx-Session=TRUE", want: true},
+		{query: "x-gatehouse-session=false"},
+		{query: "x-gatehouse-session"},
+		{query: "x-gatehouse-session=yes"},
+		{query: "x-gatehouse-sessions=true"},
+		{query: "appKey=K;x-thingworx-session=true", want: true},
+		{query: "x-gatehouse-session=%74rue&appKey=", want: true},
+		{query: "x-gatehouse-session=true&x-gatehouse-session=true", want: true},
+		{query: "x-gatehouse-session=true&x-gatehouse-session=false", unclear: true},
+		{query: "x-gatehouse-session=false;x-thingworx-session=true", unclear: true},
+		{headers: map[string][]string{"X-Thingworx-Session": {" True "}}, want: true},
+		{headers: map[string][]string{"X-Thingworx-Session": {"true", "no"}}, unclear: true},
+		{query: "x-gatehouse-session=true", headers: map[string][]string{"X-Thingworx-Session": {"false"}}, unclear: true},
 	} {
-		if got := queryTrue(q, sessionParams); got != want {
-			t.Errorf("queryTrue(%q) = %v, want %v", q, got, want)
+		r := httptest.NewRequest(http.MethodGet, "/api?"+tc.query, nil)
+		maps.Copy(r.Header, tc.headers)
+		got, err := sessionAsked(r)
+		if got != tc.want || (err != nil) != tc.unclear {
+			t.Errorf("sessionAsked(%q, %v) = %v, %v; want %v, unclear %v", tc.query, tc.headers, got, err, tc.want, tc.unclear)
 		}
 	}
 }
@@ -168,8 +187,11 @@ func FuzzQuery(f *testing.F) {
 		if _, n := queryKey(stripped); n != 0 {
 			t.Fatalf("stripParams(%q) = %q still holds an appKey parameter", q, stripped)
 		}
-		if queryTrue(stripped, sessionParams) {
-			t.Fatalf("stripParams(%q) = %q still asks for a session", q, stripped)
+		for i := 0; i < len(stripped); {
+			var p string
+			if p, i = nextParam(stripped, i); paramIs(p, sessionParams) {
+				t.Fatalf("stripParams(%q) = %q still holds a session parameter", q, stripped)
+			}
 		}
 		if again, removedAgain := stripParams(stripped, strippedParams); removedAgain || again != stripped {
 			t.Fatalf("stripParams is not idempotent on %q: %q then %q", q, stripped, again)

@@ -88,19 +88,6 @@ func queryKey(rawQuery string) (value string, count int) {
 	return value, count
 }
 
-// queryTrue reports whether a parameter named one of names has the value
-// "true" (any case).
-func queryTrue(rawQuery string, names []string) bool {
-	for i := 0; i < len(rawQuery); {
-		var p string
-		p, i = nextParam(rawQuery, i)
-		if paramIs(p, names) && asciiEqualFold(paramValue(p), "true") {
-			return true
-		}
-	}
-	return false
-}
-
 // stripParams returns rawQuery without the parameters named one of names,
 // keeping every other parameter and separator byte for byte, and whether
 // it removed anything. It allocates only when it removes something.
