@@ -25,7 +25,7 @@ func (p *Portal) enrol(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		t := r.URL.Query().Get("t")
+		t := queryParam(r, "t")
 		username, err := p.svc.CheckEnrolmentLink(r.Context(), t)
 		if err != nil {
 			invalid(err)

@@ -3,6 +3,7 @@ package portal
 import (
 	"fmt"
 	"mime"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -64,6 +65,16 @@ func parseForm(contentType string, body []byte) (form, error) {
 		*field.dst(&f) = v[0]
 	}
 	return f, nil
+}
+
+// queryParam is the query parameter name of r when it is given exactly
+// once, and "" otherwise: a link with two enrolment tokens or two return
+// paths is no link this portal made, and must not be read as its first.
+func queryParam(r *http.Request, name string) string {
+	if v := r.URL.Query()[name]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
 }
 
 // maxReturnLength caps the return path.

@@ -74,7 +74,7 @@ func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request) {
 		p.codeForm(w, r, token, u, "", "")
 		return
 	}
-	p.passwordForm(w, token, "", "", SafeReturn(r.URL.Query().Get("return")))
+	p.passwordForm(w, token, "", "", SafeReturn(queryParam(r, "return")))
 }
 
 func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token string, f form) {

@@ -318,6 +318,11 @@ func TestEnrolmentPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := h.browser()
+	for _, twice := range []string{"?t=" + token + "&t=x", "?t=x&t=" + token, "?t=" + token + "&t=" + token} {
+		if resp, _ := b.get("/gatehouse/enrol" + twice); resp.StatusCode != 404 {
+			t.Fatalf("a link with two tokens (%s): %d; want 404", twice, resp.StatusCode)
+		}
+	}
 	resp, body := b.get("/gatehouse/enrol?t=" + token)
 	if resp.StatusCode != 200 || !strings.Contains(body, "fay") || strings.Contains(body, en.Secret) {
 		t.Fatalf("confirm page: %d %s", resp.StatusCode, body)
