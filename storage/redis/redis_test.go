@@ -150,6 +150,18 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 			t.Fatalf("error shows the password: %v", err)
 		}
 	}
+	// A password holding a character the URL syntax reserves splits where
+	// the parser does not expect it: no piece of it is quoted either.
+	for _, pw := range []string{"s3cr/3t-pw", "s3cr?3t-pw", "s3cr#3t-pw", "s3cr%zz3t-pw", "s3cr%3t-pw"} {
+		u := "redis://user:" + pw + "@127.0.0.1:6379/0"
+		err := CheckURL(u)
+		if err == nil {
+			t.Fatalf("CheckURL(%q) accepted it", u)
+		}
+		if strings.Contains(err.Error(), "s3cr") || strings.Contains(err.Error(), "3t-pw") {
+			t.Fatalf("CheckURL(%q) shows a piece of the password: %v", u, err)
+		}
+	}
 	// A refused connection names the address, not the credentials.
 	_, err := Open(context.Background(), "redis://user:s3cr3t-pw@127.0.0.1:1/0", Options{Timeout: 100 * time.Millisecond})
 	if !errors.Is(err, storage.ErrUnavailable) || strings.Contains(err.Error(), "s3cr3t-pw") {

@@ -79,11 +79,10 @@ func CheckURL(rawURL string) error {
 func parseURL(rawURL string) (endpoint, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the whole URL
-		}
-		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: %v", err)
+		// Nothing of the parser's error: it quotes the part it choked on,
+		// which for a password holding '/', '?', '#' or '%' is a piece of
+		// the password.
+		return endpoint{}, errors.New("storage: invalid Redis URL: it cannot be parsed; percent-encode / ? # % @ : in the user name and password")
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return endpoint{}, fmt.Errorf("storage: invalid Redis URL: scheme %q, want redis or rediss", u.Scheme)
