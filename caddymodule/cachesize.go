@@ -14,8 +14,8 @@ import (
 )
 
 // CacheSize is the size of the in-memory state cache: a number of bytes
-// (JSON "256MiB", "1GB") or, as before, a number of records (JSON 100000,
-// or the string "100000").
+// (JSON "256MiB", "1GB") or a number of records (JSON 100000, or the
+// string "100000").
 type CacheSize struct {
 	// Bytes is the size in bytes, when given as one.
 	Bytes uint64
@@ -55,7 +55,7 @@ func ParseCacheSize(s string) (CacheSize, error) {
 		if n < 0 {
 			return CacheSize{}, fmt.Errorf("cache_size %q: want a number of records (0: the default) or a size such as 256MiB", s)
 		}
-		return CacheSize{Records: n}, nil // 0 is the default, as before
+		return CacheSize{Records: n}, nil // 0: the default
 	}
 	if s == "" || s[0] < '0' || s[0] > '9' {
 		return CacheSize{}, fmt.Errorf("cache_size %q: want a size such as 256MiB or a number of records", s)

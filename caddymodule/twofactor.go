@@ -67,7 +67,7 @@ func (a *App) provisionTwoFactor(ctx caddy.Context) error {
 		return fmt.Errorf("otp_issuer must not contain ':' (it separates issuer and account in authenticator apps)")
 	}
 	if a.HOTPWindow < 0 || a.HOTPWindow > twofactor.MaxHOTPWindow {
-		return fmt.Errorf("hotp_window must be from 1 to %d", twofactor.MaxHOTPWindow)
+		return fmt.Errorf("hotp_window must be from 1 to %d (0: the default, 10)", twofactor.MaxHOTPWindow)
 	}
 	if a.HOTPWindow > wideHOTPWindow {
 		a.logger.Warn("hotp_window accepts each hardware-token code this many counters ahead: a guessed code is as many times likelier to pass before the lockout; keep it small (default 10) and resynchronise drifted tokens by re-importing them",

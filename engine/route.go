@@ -202,7 +202,7 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	outcome := outcomeDenied
 	if !isRefusal {
 		outcome = outcomeError
-		span.SetStatus(codes.Error, "store unavailable")
+		span.SetStatus(codes.Error, reason)
 	}
 	e.Metrics.observe(method, outcome, start)
 	if span.IsRecording() {
