@@ -3,6 +3,8 @@ package engine
 import (
 	"net/http"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/guard"
 )
 
 // Config is the engine's tuning, filled from the gatehouse app's JSON config.
@@ -42,7 +44,7 @@ type Config struct {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.HeaderPrefix == "" {
-		c.HeaderPrefix = "X-Gatehouse-"
+		c.HeaderPrefix = guard.DefaultHeaderPrefix
 	}
 	if c.Issuer == "" {
 		c.Issuer = "gatehouse"

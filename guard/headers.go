@@ -9,28 +9,41 @@ import (
 // IdentityHeaders are the names of the forwarded identity headers, built
 // once from the configured prefix.
 type IdentityHeaders struct {
-	prefix    string // lower case, '-' separated, e.g. "x-gatehouse-"
-	User      string // X-Gatehouse-User: the username
-	Roles     string // X-Gatehouse-Roles: the role names, comma-separated
-	Auth      string // X-Gatehouse-Auth: the credential kind (identity.Method)
-	Connector string // X-Gatehouse-Connector: the connector name, when one was used
-	AppKey    string // X-Gatehouse-App-Key: the app key's name, when one was used
-	TwoFactor string // X-Gatehouse-2FA: "true" when a second factor was passed
-	Assertion string // X-Gatehouse-Assertion: the signed identity assertion (JWS)
+	prefix string // lower case, '-' separated, e.g. "x-gatehouse-"
+	// alsoDefault is set when prefix is not the default: inbound headers
+	// with the default prefix are deleted too, for upstreams written
+	// against the contract's names (CONTRACT §4).
+	alsoDefault bool
+	User        string // X-Gatehouse-User: the username
+	Roles       string // X-Gatehouse-Roles: the role names, comma-separated
+	Auth        string // X-Gatehouse-Auth: the credential kind (identity.Method)
+	Connector   string // X-Gatehouse-Connector: the connector name, when one was used
+	AppKey      string // X-Gatehouse-App-Key: the app key's name, when one was used
+	TwoFactor   string // X-Gatehouse-2FA: "true" when a second factor was passed
+	Assertion   string // X-Gatehouse-Assertion: the signed identity assertion (JWS)
 }
+
+// DefaultHeaderPrefix starts the identity headers unless configured
+// otherwise (engine.Config.HeaderPrefix).
+const DefaultHeaderPrefix = "X-Gatehouse-"
+
+// defaultPrefix is DefaultHeaderPrefix as matches compares it.
+var defaultPrefix = normalizeHeaderName(DefaultHeaderPrefix)
 
 // NewIdentityHeaders derives the header names from prefix ("X-Gatehouse-").
 func NewIdentityHeaders(prefix string) IdentityHeaders {
 	canon := func(s string) string { return http.CanonicalHeaderKey(prefix + s) }
+	lower := normalizeHeaderName(prefix)
 	return IdentityHeaders{
-		prefix:    normalizeHeaderName(prefix),
-		User:      canon("User"),
-		Roles:     canon("Roles"),
-		Auth:      canon("Auth"),
-		Connector: canon("Connector"),
-		AppKey:    canon("App-Key"),
-		TwoFactor: http.CanonicalHeaderKey(prefix) + "2FA",
-		Assertion: canon("Assertion"),
+		prefix:      lower,
+		alsoDefault: lower != defaultPrefix,
+		User:        canon("User"),
+		Roles:       canon("Roles"),
+		Auth:        canon("Auth"),
+		Connector:   canon("Connector"),
+		AppKey:      canon("App-Key"),
+		TwoFactor:   http.CanonicalHeaderKey(prefix) + "2FA",
+		Assertion:   canon("Assertion"),
 	}
 }
 
@@ -83,9 +96,12 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// matches compares name to the prefix case-insensitively, treating '_' as '-',
-// without allocating.
-func (h *IdentityHeaders) matches(name string) bool { return hasHeaderPrefix(name, h.prefix) }
+// matches compares name to the prefix (and the default prefix, when
+// another is configured) case-insensitively, treating '_' as '-', without
+// allocating.
+func (h *IdentityHeaders) matches(name string) bool {
+	return hasHeaderPrefix(name, h.prefix) || (h.alsoDefault && hasHeaderPrefix(name, defaultPrefix))
+}
 
 // hasHeaderPrefix reports whether the header name starts with lower (lower
 // case, '-' separated), in any case and with '_' for '-' (some upstreams,

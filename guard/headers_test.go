@@ -33,6 +33,34 @@ func TestStripIdentityHeaders(t *testing.T) {
 	}
 }
 
+// TestCustomPrefixStripsTheDefaultToo: with header_prefix X-Auth-, inbound
+// X-Gatehouse-* headers are still deleted (CONTRACT §4: upstreams written
+// against the contract's names read them), beside X-Auth-* ones.
+func TestCustomPrefixStripsTheDefaultToo(t *testing.T) {
+	h := NewIdentityHeaders("X-Auth-")
+	in := http.Header{
+		"X-Auth-User":      {"mallory"},
+		"X-Gatehouse-User": {"mallory"},
+		"X_gatehouse_2fa":  {"true"},
+		"X-Authx":          {"keep"},
+		"Accept":           {"*/*"},
+	}
+	h.Strip(in)
+	for _, gone := range []string{"X-Auth-User", "X-Gatehouse-User", "X_gatehouse_2fa"} {
+		if _, ok := in[gone]; ok {
+			t.Errorf("%s survived", gone)
+		}
+	}
+	for _, kept := range []string{"X-Authx", "Accept"} {
+		if _, ok := in[kept]; !ok {
+			t.Errorf("%s was removed", kept)
+		}
+	}
+	if h.User != "X-Auth-User" {
+		t.Fatalf("header names: %+v", h)
+	}
+}
+
 func FuzzStripIdentityHeaders(f *testing.F) {
 	f.Add("X-Gatehouse-User")
 	f.Add("x_GATEHOUSE-roles")
