@@ -162,6 +162,7 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 	rt := &Route{engine: e, opts: opts, guard: guard.New(guard.Options{HeaderPrefix: e.Config.HeaderPrefix, Forward: opts.Forward,
 		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer})}
 	for _, m := range e.kinds {
+		rt.stripped = append(rt.stripped, e.credentials[m])
 		if !slices.Contains(opts.Accept, m) {
 			continue
 		}

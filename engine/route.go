@@ -49,11 +49,15 @@ type RouteOptions struct {
 
 // Route is the pipeline of one protected route.
 type Route struct {
-	engine      *Engine
-	opts        RouteOptions
-	guard       *guard.Contract
+	engine *Engine
+	opts   RouteOptions
+	guard  *guard.Contract
+	// credentials are the kinds the route accepts, cheapest first.
 	credentials []plugin.Credential
-	endpoints   []plugin.Endpoint
+	// stripped are every registered kind, accepted or not: their
+	// credentials are removed from every request forwarded.
+	stripped  []plugin.Credential
+	endpoints []plugin.Endpoint
 }
 
 // Next continues the request once Gatehouse allowed it; id is nil on a
@@ -121,7 +125,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
-	if err := rt.guard.Forward(r, verified, cred.Strip); err != nil {
+	if err := rt.guard.Forward(r, verified, rt.stripCredentials); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
 	e.Metrics.observe(cred.Method(), outcomeAllowed, start)
@@ -149,12 +153,13 @@ func (rt *Route) isPublic(cleanPath string) bool {
 	return false
 }
 
-// stripCredentials removes from r every credential the route accepts.
+// stripCredentials removes from r every credential of every kind, those
+// the route does not accept too: a password sent beside an application
+// key, or a key on a route that takes only Basic, is no business of the
+// upstream's.
 func (rt *Route) stripCredentials(r *http.Request) {
-	for _, c := range rt.credentials {
-		if c.Present(r) {
-			c.Strip(r)
-		}
+	for _, c := range rt.stripped {
+		c.Strip(r)
 	}
 }
 

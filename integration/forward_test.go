@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
 
@@ -40,6 +42,24 @@ func TestForwardChosenHeaders(t *testing.T) {
 		}
 	}
 
+	// A credential of a kind the route does not accept (an application
+	// key beside Basic) and the session requests of app keys do not go
+	// upstream either, in the header or the query, on a public path too;
+	// other parameters do, as sent.
+	for _, path := range []string{"/api/items", "/public/x"} {
+		res = harness.Curl(t, "--http1.1", "-u", "alice:correct horse", "-H", "appKey: ghak_notforupstream",
+			"-H", "X-Thingworx-Session: true",
+			inst.HTTPSURL()+path+"?keep=1&appKey=ghak_notforupstream&x-gatehouse-session=true;x-thingworx-session=true&also=%41")
+		if res.Status != 200 {
+			t.Fatalf("%s with an app key beside Basic: status %d: %s", path, res.Status, res.Body)
+		}
+		echo := harness.ParseEcho(t, res.Body)
+		if echo.URI != path+"?keep=1&also=%41" || echo.Headers["Appkey"] != "" || echo.Headers["X-Thingworx-Session"] != "" ||
+			echo.Headers["Authorization"] != "" {
+			t.Fatalf("%s: the upstream received %s with %v", path, echo.URI, echo.Headers)
+		}
+	}
+
 	// An unknown name is refused when the config is adapted, naming it.
 	bad := filepath.Join(t.TempDir(), "Caddyfile")
 	config := "http://localhost:8080 {\n\tgatehouse {\n\t\taccept basic\n\t\tforward user rolez\n\t}\n\trespond ok\n}\n"
@@ -54,9 +74,8 @@ func TestForwardChosenHeaders(t *testing.T) {
 
 // placeholderSite forwards the {http.auth.user.*} placeholders upstream in
 // headers of their own and writes an access log: what handlers after
-// Gatehouse's, and the log, see of the identity. Its second site nests
-// two gatehouse handlers, an outer one taking app keys and an inner one
-// taking Basic.
+// Gatehouse's, and the log, see of the identity. Its second site puts
+// Caddy's basic_auth before a gatehouse handler taking app keys.
 const placeholderSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	auto_https off
@@ -89,13 +108,14 @@ http://:{{.HTTPPort}} {
 }
 http://:{{.Extra.nestedPort}} {
 	bind 127.0.0.1
-	gatehouse {
-		accept app_key
-		forward user
-	}
-	gatehouse {
-		accept basic
-		forward user
+	route {
+		basic_auth {
+			alice {{.Extra.aliceBcrypt}}
+		}
+		gatehouse {
+			accept app_key
+			forward user
+		}
 	}
 	import seen
 }
@@ -108,12 +128,18 @@ http://:{{.UpstreamPort}} {
 // TestUserPlaceholders: through bin/caddy, the handlers after Gatehouse's
 // read the verified identity from {http.auth.user.*} (as strings: Caddy's
 // expression matcher compares the user to 'alice'), and the access log
-// names the user; a spoofed identity header changes none of it. Where two
-// gatehouse handlers check a request (an app key for the outer one, Basic
-// for the inner one), the placeholders name the inner one's user, as the
-// identity headers do.
+// names the user; a spoofed identity header changes none of it. Where
+// Caddy's basic_auth checked a request before a gatehouse handler taking
+// app keys, the placeholders name Gatehouse's user, as the identity
+// headers do, and the password basic_auth read does not go upstream: a
+// gatehouse route removes every kind's credential, those it does not
+// accept too.
 func TestUserPlaceholders(t *testing.T) {
-	inst := harness.Start(t, placeholderSite, harness.Options{Extra: map[string]any{"nestedPort": harness.FreePort(t)}})
+	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := harness.Start(t, placeholderSite, harness.Options{Extra: map[string]any{"nestedPort": harness.FreePort(t), "aliceBcrypt": string(hash)}})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/auditor", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"alice","roles":["reader","auditor"],"password":"correct horse"}`)
@@ -151,8 +177,8 @@ func TestUserPlaceholders(t *testing.T) {
 	}
 
 	nested := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.Extra["nestedPort"])
-	wantUpstream(t, "nested", map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
-		"X-Seen-App-Key": "", "X-Gatehouse-User": "alice"},
+	wantUpstream(t, "basic_auth, then gatehouse", map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
+		"X-Seen-App-Key": "meter-7", "X-Gatehouse-User": "sensor", "Authorization": ""},
 		"-H", "appKey: "+key.Key, "-u", "alice:correct horse", nested)
 }
 

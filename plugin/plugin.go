@@ -39,7 +39,9 @@ type Credential interface {
 	// is a value: the engine keeps it in one allocation with the values
 	// of the headers forwarded for it (guard.Verified).
 	Authenticate(r *http.Request) (identity.Identity, error)
-	// Strip removes the credential from r before it is forwarded upstream.
+	// Strip removes every form of the kind's credential from r, whether
+	// r carries one or not. The engine calls it for every request it
+	// forwards, on routes that do not accept the kind too.
 	Strip(r *http.Request)
 }
 
