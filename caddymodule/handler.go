@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -77,6 +78,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("gatehouse: %v", err)
 	}
 	h.options = opts
+	if opts.Audience == "" && opts.Forward.Has(guard.ForwardAssertion) {
+		ctx.Logger().Warn("this gatehouse route forwards identity assertions without an audience: their aud is the host the client names, which on a site answering any host name is the client's choice; set audience to the name the upstream checks",
+			zap.Strings("accept", h.Accept))
+	}
 	app, err := ctx.App("gatehouse")
 	if err != nil {
 		return err
@@ -141,10 +146,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
-		if id != nil {
-			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-				setUserPlaceholders(repl, id)
-			}
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			setUserPlaceholders(repl, id)
 		}
 		return next.ServeHTTP(w, r)
 	})
@@ -160,14 +163,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // into {http.auth.user.roles}, a second gatehouse handler accepting
 // another kind). A provider (Replacer.Map) would cost one allocation
 // instead of about four, but the first provider added answers, so an
-// outer handler's user would outrank the inner one's.
+// outer handler's user would outrank the inner one's. On a public path
+// (id nil) they are set empty: nobody was checked, and an unset
+// placeholder would reach a header_up as its own literal text.
 func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
+	if id == nil {
+		for _, name := range userPlaceholders {
+			repl.Set(name, "")
+		}
+		return
+	}
 	repl.Set("http.auth.user.id", id.Username)
 	repl.Set("http.auth.user.roles", id.RolesText())
 	repl.Set("http.auth.user.method", methodValue(id.Method))
 	repl.Set("http.auth.user.connector", id.Connector)
 	repl.Set("http.auth.user.app_key", id.AppKey)
 }
+
+// userPlaceholders are the names setUserPlaceholders sets.
+var userPlaceholders = [...]string{"http.auth.user.id", "http.auth.user.roles", "http.auth.user.method",
+	"http.auth.user.connector", "http.auth.user.app_key"}
 
 // methodValue is the placeholder value of m: a constant for each known
 // method, which, unlike a string converted on each request, is boxed

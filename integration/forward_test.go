@@ -101,6 +101,7 @@ http://:{{.HTTPPort}} {
 	gatehouse {
 		accept basic app_key
 		forward user
+		public /public/*
 	}
 	@alice expression {http.auth.user.id} == 'alice'
 	request_header @alice X-Matched alice
@@ -153,6 +154,12 @@ func TestUserPlaceholders(t *testing.T) {
 	wantUpstream(t, "app key", map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
 		"X-Seen-App-Key": "meter-7", "X-Matched": ""},
 		"-H", "appKey: "+key.Key, url)
+
+	// On a public path nobody was checked: every placeholder is empty,
+	// not its own literal text.
+	public := fmt.Sprintf("http://127.0.0.1:%d/public/x", inst.Ports.HTTPPort)
+	wantUpstream(t, "public", map[string]string{"X-Seen-User": "", "X-Seen-Roles": "", "X-Seen-Method": "", "X-Seen-App-Key": "",
+		"X-Seen-Connector": "[]", "X-Matched": ""}, public)
 
 	// The access log's user_id comes from {http.auth.user.id}.
 	logPath := filepath.Join(inst.Ports.Dir, "access.log")
