@@ -152,18 +152,10 @@ func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keys
 		if !errors.Is(err, storage.ErrNotFound) {
 			return false, err
 		}
-		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		var rec []byte
+		if key, kid, rec, err = newKey(ks); err != nil {
 			return false, err
 		}
-		d, err := key.Bytes()
-		if err != nil {
-			return false, err
-		}
-		pub, _ := key.PublicKey.Bytes()
-		sum := sha256.Sum256(pub)
-		sk := storedKey{KeyID: base64.RawURLEncoding.EncodeToString(sum[:12]), Sealed: ks.Seal(d, StoreKey)}
-		rec, _ := json.Marshal(sk)
-		kid = sk.KeyID
 		// Another instance may create the key at the same moment; the
 		// compare-and-swap makes exactly one of them win and the others load it.
 		return store.CompareAndSwap(ctx, StoreKey, nil, rec, 0)
@@ -175,6 +167,51 @@ func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keys
 		return nil, "", err
 	}
 	return key, kid, nil
+}
+
+// newKey generates a signing key and its store record, sealed with ks.
+func newKey(ks *keystore.Keystore) (key *ecdsa.PrivateKey, kid string, rec []byte, err error) {
+	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, "", nil, err
+	}
+	d, err := key.Bytes()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pub, _ := key.PublicKey.Bytes()
+	sum := sha256.Sum256(pub)
+	sk := storedKey{KeyID: base64.RawURLEncoding.EncodeToString(sum[:12]), Sealed: ks.Seal(d, StoreKey)}
+	rec, err = json.Marshal(sk)
+	return key, sk.KeyID, rec, err
+}
+
+// ErrNoKey is RotateKey's answer for a store that holds no signing key
+// yet: Gatehouse makes one at its first start.
+var ErrNoKey = errors.New("the store holds no assertion signing key yet (Gatehouse makes one at its first start)")
+
+// RotateKey replaces the signing key in the store with a new one, for
+// instances started afterwards (an instance keeps the key it loaded until
+// it restarts). The old key must open with ks, which proves ks is the
+// store's keystore before anything is written. It returns both key IDs.
+func RotateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (oldKID, newKID string, err error) {
+	err = storage.Retry(func() (bool, error) {
+		raw, err := store.Get(ctx, StoreKey)
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, ErrNoKey
+		}
+		if err != nil {
+			return false, err
+		}
+		if _, oldKID, err = openKey(raw, ks); err != nil {
+			return false, err
+		}
+		var rec []byte
+		if _, newKID, rec, err = newKey(ks); err != nil {
+			return false, err
+		}
+		return store.CompareAndSwap(ctx, StoreKey, raw, rec, 0)
+	})
+	return oldKID, newKID, err
 }
 
 // openKey opens the stored signing key raw with the keystore.

@@ -2,6 +2,7 @@ package assertion
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -277,5 +278,59 @@ func BenchmarkAssertionManyUsers(b *testing.B) {
 		if _, err := s.Assertion(ids[rng.IntN(len(ids))], "demo"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRotateKey: a rotated key signs for the signers made afterwards; an
+// assertion of the old key does not verify with their JWKS. A store
+// without a key, and a keystore that is not the store's, change nothing.
+func TestRotateKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, ks := signerStore(t, dir)
+	if _, _, err := RotateKey(ctx, st, ks); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("rotating in a store without a key: %v; want ErrNoKey", err)
+	}
+	before, err := NewSigner(ctx, st, ks, "gatehouse", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic}
+	old, err := before.Assertion(id, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	other, err := keystore.Open(filepath.Join(dir, "other.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := RotateKey(ctx, st, other); err == nil {
+		t.Fatal("rotated with a keystore that is not the store's")
+	}
+	if same, err := NewSigner(ctx, st, ks, "gatehouse", time.Minute); err != nil || string(same.JWKS()) != string(before.JWKS()) {
+		t.Fatalf("the key changed after a refused rotation: %v", err)
+	}
+
+	oldKID, newKID, err := RotateKey(ctx, st, ks)
+	if err != nil || oldKID == newKID || !strings.Contains(string(before.JWKS()), oldKID) {
+		t.Fatalf("RotateKey: %q → %q, %v", oldKID, newKID, err)
+	}
+	after, err := NewSigner(ctx, st, ks, "gatehouse", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(after.JWKS()), newKID) || strings.Contains(string(after.JWKS()), oldKID) {
+		t.Fatalf("JWKS after the rotation: %s; want only %s", after.JWKS(), newKID)
+	}
+	if _, err := Verify(old, after.JWKS(), time.Now()); err == nil {
+		t.Fatal("an assertion of the old key verified with the new JWKS")
+	}
+	fresh, err := after.Assertion(id, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(fresh, after.JWKS(), time.Now()); err != nil {
+		t.Fatalf("an assertion of the new key: %v", err)
 	}
 }

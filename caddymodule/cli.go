@@ -20,6 +20,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage/migrate"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
@@ -28,15 +29,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gatehouse",
-		Usage: "<users|roles|directory|audit|api|migrate|tag-records> …",
+		Usage: "<users|roles|directory|audit|api|migrate|tag-records|rotate-signing-key> …",
 		Short: "Manages Gatehouse users, roles and credentials through the admin API",
 		Long: `
 Manages a running Gatehouse through Caddy's admin endpoint (--address,
-default localhost:2019). Every subcommand but 'migrate' and 'tag-records'
-is a thin wrapper of an admin API call and prints its JSON answer; 'api'
-makes any call of the admin API. 'migrate' copies the state between stores
-offline, and 'tag-records' tags the records of a store written by a
-version before record tags, both without the admin API.`,
+default localhost:2019). Every subcommand but 'migrate', 'tag-records' and
+'rotate-signing-key' is a thin wrapper of an admin API call and prints its
+JSON answer; 'api' makes any call of the admin API. 'migrate' copies the
+state between stores offline, 'tag-records' tags the records of a store
+written by a version before record tags, and 'rotate-signing-key' retires
+the identity assertions' signing key, all three without the admin API.`,
 		CobraFunc: buildCLI,
 	})
 }
@@ -158,7 +160,7 @@ func buildCLI(cmd *cobra.Command) {
 			return call(strings.ToUpper(args[0]), args[1], body)
 		},
 	}
-	cmd.AddCommand(users, rolesCmd, directoryCmd, auditCmd, api, migrateCommand(), tagRecordsCommand())
+	cmd.AddCommand(users, rolesCmd, directoryCmd, auditCmd, api, migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
 }
 
 // migrateCommand is "caddy gatehouse migrate": the one subcommand that
@@ -328,6 +330,75 @@ func runTagRecords(out io.Writer, location, keystorePath string, resume bool) er
 		fmt.Fprintf(out, "tag-records: warning: %v\n", err)
 	}
 	fmt.Fprintf(out, "tag-records: tagged %d records of %s; Gatehouse can start on it\n", n, loc)
+	return nil
+}
+
+// rotateSigningKeyCommand is "caddy gatehouse rotate-signing-key": the
+// signing key of the identity assertions replaced, offline.
+func rotateSigningKeyCommand() *cobra.Command {
+	var store, keystorePath string
+	c := &cobra.Command{
+		Use:   "rotate-signing-key --store <location> --keystore <file>",
+		Short: "Replaces the identity assertions' signing key (offline)",
+		Long: `
+Replaces the signing key of the identity assertions (X-Gatehouse-Assertion)
+in the store with a new one, sealed with the store's keystore. Every
+instance started afterwards signs with the new key, and the JWKS
+(/.well-known/gatehouse/jwks.json) lists only it, so assertions signed
+with the old one no longer verify. Use it when the key may have leaked, or
+on a schedule. Upstreams that cache the JWKS fetch it again when an
+assertion names a key they do not know (docs/upstreams.md).
+
+Stop every Gatehouse instance that uses the store first (Badger's
+directory is locked while Caddy runs anyway): a running instance keeps
+signing with the key it loaded, and publishing it, until it restarts. The
+keystore must be the store's: the old key is opened with it before
+anything is written. A location is as for 'migrate'.
+
+Example:
+  caddy gatehouse rotate-signing-key --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runRotateSigningKey(c.ErrOrStderr(), store, keystorePath)
+		},
+	}
+	c.Flags().StringVar(&store, "store", "", "the store: "+migrate.LocationHelp)
+	c.Flags().StringVar(&keystorePath, "keystore", "", "the keystore file the store's secrets are sealed with")
+	c.MarkFlagRequired("store")
+	c.MarkFlagRequired("keystore")
+	return c
+}
+
+// runRotateSigningKey replaces the assertion signing key of the store at
+// location, sealed with the keystore at keystorePath, and says so on out.
+func runRotateSigningKey(out io.Writer, location, keystorePath string) error {
+	loc, err := migrate.ParseLocation(location)
+	if err != nil {
+		return fmt.Errorf("--store: %v", err)
+	}
+	ks, err := keystore.Open(keystorePath, false)
+	if err != nil {
+		return fmt.Errorf("--keystore: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse.rotate-signing-key"))
+	if err != nil {
+		return fmt.Errorf("opening --store: %w", err)
+	}
+	defer st.Close()
+	records, err := tagged.Open(ctx, st, ks, tagged.Options{})
+	var oldKID, newKID string
+	if err == nil {
+		oldKID, newKID, err = assertion.RotateKey(ctx, records, ks)
+	}
+	if err != nil {
+		return fmt.Errorf("rotate-signing-key: %s: nothing changed: %w", loc, err)
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("rotate-signing-key: closing %s: %w", loc, err)
+	}
+	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse\n", loc, newKID, oldKID)
 	return nil
 }
 
