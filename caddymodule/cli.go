@@ -49,7 +49,15 @@ func buildCLI(cmd *cobra.Command) {
 	call := func(method, path string, body any) error {
 		return adminCall(cmd.OutOrStdout(), address, method, path, body)
 	}
+	cmd.AddCommand(usersCommand(call), rolesCommand(call), directoryCommand(call), auditCommand(call), apiCommand(call),
+		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
+}
 
+// adminCaller makes one admin API call and prints its answer.
+type adminCaller func(method, path string, body any) error
+
+// usersCommand is "caddy gatehouse users": user accounts.
+func usersCommand(call adminCaller) *cobra.Command {
 	users := &cobra.Command{Use: "users", Short: "Manage user accounts"}
 	var roles []string
 	var mobile string
@@ -94,7 +102,11 @@ func buildCLI(cmd *cobra.Command) {
 			return call(http.MethodDelete, userPath(a[0])+"/sessions", nil)
 		}),
 	)
+	return users
+}
 
+// rolesCommand is "caddy gatehouse roles": roles and their rules.
+func rolesCommand(call adminCaller) *cobra.Command {
 	rolesCmd := &cobra.Command{Use: "roles", Short: "Manage roles"}
 	var allow []string
 	var admin bool
@@ -110,28 +122,33 @@ func buildCLI(cmd *cobra.Command) {
 				}
 				rules = append(rules, map[string][]string{"methods": strings.Split(methods, ","), "paths": strings.Fields(paths)})
 			}
-			return call(http.MethodPut, "/gatehouse/roles/"+url.PathEscape(args[0]), map[string]any{"rules": rules, "admin": admin})
+			return call(http.MethodPut, rolePath(args[0]), map[string]any{"rules": rules, "admin": admin})
 		},
 	}
 	put.Flags().StringArrayVar(&allow, "allow", nil, `rule "METHODS PATHS" (repeatable)`)
 	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative")
 	rolesCmd.AddCommand(put,
 		simple("list", "List roles", 0, func([]string) error { return call(http.MethodGet, "/gatehouse/roles", nil) }),
-		simple("get <name>", "Show a role", 1, func(a []string) error {
-			return call(http.MethodGet, "/gatehouse/roles/"+url.PathEscape(a[0]), nil)
-		}),
-		simple("delete <name>", "Delete a role", 1, func(a []string) error {
-			return call(http.MethodDelete, "/gatehouse/roles/"+url.PathEscape(a[0]), nil)
-		}),
+		simple("get <name>", "Show a role", 1, func(a []string) error { return call(http.MethodGet, rolePath(a[0]), nil) }),
+		simple("delete <name>", "Delete a role", 1, func(a []string) error { return call(http.MethodDelete, rolePath(a[0]), nil) }),
 	)
+	return rolesCmd
+}
 
+// directoryCommand is "caddy gatehouse directory": accounts of the
+// LDAP directory.
+func directoryCommand(call adminCaller) *cobra.Command {
 	directoryCmd := &cobra.Command{Use: "directory", Short: "Manage accounts of the LDAP directory"}
 	directoryCmd.AddCommand(
 		simple("refresh <username>", "Read a directory account's status and groups at once", 1, func(a []string) error {
 			return call(http.MethodPost, "/gatehouse/directory/refresh/"+url.PathEscape(a[0]), nil)
 		}),
 	)
+	return directoryCmd
+}
 
+// auditCommand is "caddy gatehouse audit": the audit log, filtered.
+func auditCommand(call adminCaller) *cobra.Command {
 	var auditUser, auditKind, auditSince, auditLimit string
 	auditCmd := &cobra.Command{
 		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
@@ -149,8 +166,12 @@ func buildCLI(cmd *cobra.Command) {
 	auditCmd.Flags().StringVar(&auditKind, "kind", "", "only events of this kind")
 	auditCmd.Flags().StringVar(&auditSince, "since", "", "only events since this RFC 3339 time")
 	auditCmd.Flags().StringVar(&auditLimit, "limit", "", "at most this many events")
+	return auditCmd
+}
 
-	api := &cobra.Command{
+// apiCommand is "caddy gatehouse api": any admin API call.
+func apiCommand(call adminCaller) *cobra.Command {
+	return &cobra.Command{
 		Use: "api <METHOD> <path> [json-body]", Short: "Call any Gatehouse admin endpoint", Args: cobra.RangeArgs(2, 3),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var body any
@@ -160,7 +181,6 @@ func buildCLI(cmd *cobra.Command) {
 			return call(strings.ToUpper(args[0]), args[1], body)
 		},
 	}
-	cmd.AddCommand(users, rolesCmd, directoryCmd, auditCmd, api, migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
 }
 
 // migrateCommand is "caddy gatehouse migrate": the one subcommand that
@@ -420,6 +440,8 @@ func simple(use, short string, nargs int, run func([]string) error) *cobra.Comma
 }
 
 func userPath(username string) string { return "/gatehouse/users/" + url.PathEscape(username) }
+
+func rolePath(name string) string { return "/gatehouse/roles/" + url.PathEscape(name) }
 
 func readSecretLine(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
