@@ -26,9 +26,6 @@ func (f form) get(name string) string { return f.values.Get(name) }
 // all returns every value of a multi-valued field.
 func (f form) all(name string) []string { return f.values[name] }
 
-// has reports whether the field was sent (an unticked checkbox is not).
-func (f form) has(name string) bool { _, ok := f.values[name]; return ok }
-
 // parseForm decodes an application/x-www-form-urlencoded body: each field
 // at most once (but those of multiValued), valid UTF-8 without NUL, within
 // maxFieldBytes.

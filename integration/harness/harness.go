@@ -238,7 +238,7 @@ func (i *Instance) start(waitForGatehouse bool) {
 		i.t.Fatal(err)
 	}
 	if i.cred != nil {
-		i.handOver(cfg)
+		i.handOver()
 	}
 	logf, err := os.OpenFile(i.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -269,7 +269,7 @@ func (i *Instance) start(waitForGatehouse bool) {
 // handOver gives the instance directory (and everything in it, the
 // Caddyfile among them) to the user Caddy runs as, and makes the path to it
 // traversable for that user.
-func (i *Instance) handOver(cfg string) {
+func (i *Instance) handOver() {
 	i.t.Helper()
 	uid, gid := int(i.cred.Uid), int(i.cred.Gid)
 	err := filepath.WalkDir(i.Ports.Dir, func(path string, _ fs.DirEntry, err error) error {
