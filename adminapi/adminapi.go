@@ -94,8 +94,7 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 			WriteError(w, err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			ev := audit.Event{Kind: audit.KindAdmin, RemoteIP: e.ClientIP(r), Method: r.Method, Path: r.URL.Path,
-				Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason, Actor: audit.ActorOf(r.Context())}
+			ev := e.RequestEvent(r, audit.Event{Kind: audit.KindAdmin, Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason})
 			if err != nil {
 				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
 			}

@@ -107,6 +107,15 @@ type Event struct {
 	Summarise SummaryRule `json:"-"`
 }
 
+// Credential is an event's Credential for a credential of kind named id
+// ("app_key:meter-7"), or kind alone when id is empty.
+func Credential(kind, id string) string {
+	if id == "" {
+		return kind
+	}
+	return kind + ":" + id
+}
+
 // SummaryRule says whether an event may be counted in the summary of a
 // flood of refusals (flood.go).
 type SummaryRule uint8

@@ -134,8 +134,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A script's fetch or a frame: any script of this origin (an
 		// upstream page on the route) could otherwise read the pages,
 		// their CSRF token too, and post forms in the viewer's name.
-		c.engine.Audit.Record(audit.Event{Kind: audit.KindConsole, Username: v.user.Username, RemoteIP: c.engine.ClientIP(r),
-			Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied,
+		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: v.user.Username, Outcome: audit.OutcomeDenied,
 			Reason: "console request refused: a script's fetch or a frame, not a navigation"})
 		c.message(w, nil, http.StatusForbidden, "Refused",
 			"Console pages open only as pages of their own, not in a frame nor fetched by a script; nothing was changed.")
@@ -232,8 +231,8 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		}
 	}
 	if reason != "" {
-		c.engine.Audit.Record(audit.Event{Kind: audit.KindConsole, Username: u.Username, Credential: string(identity.MethodSession) + ":" + session.DigestID(ck.Value),
-			RemoteIP: c.engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: reason})
+		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: u.Username,
+			Credential: audit.Credential(string(identity.MethodSession), session.DigestID(ck.Value)), Outcome: audit.OutcomeDenied, Reason: reason})
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
 		return nil, false
 	}
@@ -300,8 +299,8 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		reason = "the CSRF token does not match the session"
 	}
 	if reason != "" {
-		c.engine.Audit.Record(audit.Event{Kind: audit.KindConsole, Username: v.user.Username, RemoteIP: c.engine.ClientIP(r),
-			Method: r.Method, Path: r.URL.Path, Outcome: audit.OutcomeDenied, Reason: "console form refused: " + reason})
+		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: v.user.Username, Outcome: audit.OutcomeDenied,
+			Reason: "console form refused: " + reason})
 		c.message(w, v, http.StatusForbidden, "Form refused",
 			"This form has expired or was not sent from this site. Reload the page and try again; nothing was changed.")
 		return form{}, false

@@ -106,6 +106,23 @@ func (e *Engine) Credential(m identity.Method) (plugin.Credential, bool) {
 // ClientIP is the client address of r, as Config.ClientIP resolves it.
 func (e *Engine) ClientIP(r *http.Request) string { return e.Config.ClientIP(r) }
 
+// RequestEvent returns ev with the fields of the request it is about
+// filled in: the client address, the method, the path and the console
+// user acting in it (audit.ActorOf).
+func (e *Engine) RequestEvent(r *http.Request, ev audit.Event) audit.Event {
+	ev.RemoteIP, ev.Method, ev.Path, ev.Actor = e.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
+	return ev
+}
+
+// RecordRequest records ev in the audit log with the fields of r
+// (RequestEvent); with r nil (background work) as it is.
+func (e *Engine) RecordRequest(r *http.Request, ev audit.Event) {
+	if r != nil {
+		ev = e.RequestEvent(r, ev)
+	}
+	e.Audit.Record(ev)
+}
+
 // RemoteHost is the host part of r.RemoteAddr, the direct peer: the
 // client address where no proxy is trusted (Config.ClientIP's default).
 func RemoteHost(r *http.Request) string {

@@ -283,13 +283,10 @@ func wantsHTML(r *http.Request) bool {
 }
 
 func (rt *Route) event(r *http.Request, id *identity.Identity, method identity.Method, outcome, reason string) audit.Event {
-	ev := audit.Event{Kind: audit.KindRequest, RemoteIP: rt.engine.ClientIP(r), Method: r.Method, Path: r.URL.Path, Outcome: outcome, Reason: reason}
+	ev := rt.engine.RequestEvent(r, audit.Event{Kind: audit.KindRequest, Outcome: outcome, Reason: reason})
 	if id != nil {
 		ev.Username = id.Username
-		ev.Credential = string(id.Method)
-		if id.CredentialID != "" {
-			ev.Credential += ":" + id.CredentialID
-		}
+		ev.Credential = audit.Credential(string(id.Method), id.CredentialID)
 	} else if method != "" {
 		ev.Credential = string(method)
 	}

@@ -118,10 +118,6 @@ func (s *Service) run() {
 // audit writes an application key lifecycle event to the audit log; r is
 // the admin or data-plane request, nil for background work.
 func (s *Service) audit(r *http.Request, rec *record, what string) {
-	ev := audit.Event{Kind: audit.KindAppKey, Username: rec.Username, Credential: string(identity.MethodAppKey) + ":" + rec.Name,
-		Outcome: audit.OutcomeSuccess, Reason: what}
-	if r != nil {
-		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = s.engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
-	}
-	s.engine.Audit.Record(ev)
+	s.engine.RecordRequest(r, audit.Event{Kind: audit.KindAppKey, Username: rec.Username,
+		Credential: audit.Credential(string(identity.MethodAppKey), rec.Name), Outcome: audit.OutcomeSuccess, Reason: what})
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // AdminRoutes implements adminapi.Provider.
@@ -25,9 +26,8 @@ func (p *Plugin) AdminRoutes() []adminapi.Route {
 
 // recordLifecycle writes a connector or token lifecycle event.
 func (p *Plugin) recordLifecycle(r *http.Request, kind, username, connector, reason string) {
-	p.engine.Audit.Record(audit.Event{Kind: kind, Username: username,
-		Credential: "connector:" + connector, RemoteIP: p.engine.ClientIP(r), Method: r.Method,
-		Path: r.URL.Path, Outcome: audit.OutcomeSuccess, Reason: reason, Actor: audit.ActorOf(r.Context())})
+	p.engine.RecordRequest(r, audit.Event{Kind: kind, Username: username,
+		Credential: audit.Credential(string(identity.MethodConnector), connector), Outcome: audit.OutcomeSuccess, Reason: reason})
 }
 
 func (p *Plugin) adminCreate(w http.ResponseWriter, r *http.Request) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -237,7 +238,7 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 		if rec.UserID != u.ID {
 			continue // re-created meanwhile for another account: left alone
 		}
-		p.engine.Audit.Record(audit.Event{Kind: audit.KindConnector, Username: u.Username, Credential: "connector:" + name,
+		p.engine.Audit.Record(audit.Event{Kind: audit.KindConnector, Username: u.Username, Credential: audit.Credential(string(identity.MethodConnector), name),
 			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})
 	}
 	return nil

@@ -162,8 +162,7 @@ type tokenResponse struct {
 // client certificate, grant_type=certificate for a new token pair or
 // grant_type=refresh_token&refresh_token=R to exchange a refresh token.
 func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
-	ev := audit.Event{Kind: audit.KindToken, Credential: string(identity.MethodConnector), RemoteIP: p.engine.ClientIP(r),
-		Method: r.Method, Path: r.URL.Path}
+	ev := p.engine.RequestEvent(r, audit.Event{Kind: audit.KindToken, Credential: string(identity.MethodConnector)})
 	out, err := p.handleToken(w, r, &ev)
 	if err != nil {
 		var oerr *oauthError

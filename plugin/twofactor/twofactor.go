@@ -153,10 +153,7 @@ func (s *Service) Record(r *http.Request, ev audit.Event) {
 	if ev.Kind == "" {
 		ev.Kind = auditKind
 	}
-	if r != nil {
-		ev.RemoteIP, ev.Method, ev.Path, ev.Actor = s.engine.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
-	}
-	s.engine.Audit.Record(ev)
+	s.engine.RecordRequest(r, ev)
 }
 
 // Store keys, all under the account's immutable ID.

@@ -41,6 +41,10 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 )
 
+// credentialKind names an ESA API credential in audit events
+// ("esa_api:<name>").
+const credentialKind = "esa_api"
+
 // Path prefixes of the two APIs.
 const (
 	AuthPrefix   = "/auth/v1/"
@@ -152,12 +156,12 @@ func emptyStatus(w http.ResponseWriter, r *http.Request, status int) {
 func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "no ESA API credentials"})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: "no ESA API credentials"})
 		return nil, http.StatusUnauthorized
 	}
 	username, password, ok := basic.ParseAuthorization(values[0])
 	if !ok || len(values) > 1 {
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure,
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure,
 			Reason: "malformed ESA API credentials (HTTP Basic, once)"})
 		return nil, http.StatusBadRequest
 	}
@@ -166,13 +170,13 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	case errors.Is(err, errBadCredentials):
 		// A refused request, like the data plane's: summarised past
 		// audit_refusals_per_minute, as anyone can send one.
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api", Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
 		return nil, http.StatusForbidden
 	case err != nil:
 		h.engine.LogFailure("ESA API: checking credentials", err)
 		return nil, http.StatusInternalServerError
 	case !cred.enabled(api):
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: "esa_api:" + cred.Name, Outcome: audit.OutcomeFailure,
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: audit.Credential(credentialKind, cred.Name), Outcome: audit.OutcomeFailure,
 			Reason: "ESA API credential not enabled for this API"})
 		return nil, http.StatusForbidden
 	}
@@ -323,14 +327,14 @@ func (c *call) fail(err error, answer func(reply)) {
 }
 
 func (c *call) audit(username string, outcome, reason string) {
-	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: "esa_api:" + c.cred.Name, Outcome: outcome, Reason: reason})
+	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: audit.Credential(credentialKind, c.cred.Name), Outcome: outcome, Reason: reason})
 }
 
 // auditUnbounded records a failure that the caller may repeat without
 // end, as nothing counts it towards a lockout (no code was checked, or
 // no text sent): past audit_refusals_per_minute it is summarised.
 func (c *call) auditUnbounded(username, reason string) {
-	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: "esa_api:" + c.cred.Name, Outcome: audit.OutcomeFailure,
+	c.h.svc.Record(c.r, audit.Event{Username: username, Credential: audit.Credential(credentialKind, c.cred.Name), Outcome: audit.OutcomeFailure,
 		Reason: reason, Summarise: audit.SummariseAlways})
 }
 
