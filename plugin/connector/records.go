@@ -76,8 +76,8 @@ type tokenRecord struct {
 	X5tS256   string    `json:"x5t#S256"` // RFC 8705 confirmation: the bound certificate
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
-	// Access is the access token's digest (refresh records).
-	Access string `json:"access,omitempty"`
+	// AccessDigest is the access token's digest (refresh records).
+	AccessDigest string `json:"access,omitempty"`
 	// Successor is the digest of the refresh token issued in exchange
 	// (used records).
 	Successor string `json:"successor,omitempty"`
@@ -116,7 +116,7 @@ func (r *tokenRecord) fieldsV1(c reccodec.Fields) {
 	c.String(&r.X5tS256)
 	c.Time(&r.IssuedAt)
 	c.Time(&r.ExpiresAt)
-	c.String(&r.Access)
+	c.String(&r.AccessDigest)
 	c.String(&r.Successor)
 }
 
@@ -140,22 +140,31 @@ func decodeTokenRecord(raw []byte) (*tokenRecord, error) {
 	return t, nil
 }
 
-// tokenMeta describes one issued token pair (access + refresh).
+// tokenMeta describes one issued token pair (access + refresh), for the
+// admin API's token list and revocation by ID.
 type tokenMeta struct {
-	ID        string    `json:"id"`
-	Connector string    `json:"connector"`
-	Username  string    `json:"username"`
-	Grant     string    `json:"grant"`
+	// ID names the pair in the admin API (GET/DELETE /gatehouse/tokens).
+	ID string `json:"id"`
+	// Connector and Username are whom the pair was issued to.
+	Connector string `json:"connector"`
+	Username  string `json:"username"`
+	// Grant is how the pair was obtained: certificate or refresh_token.
+	Grant string `json:"grant"`
+	// X5tS256 is the bound certificate's thumbprint (RFC 8705).
 	X5tS256   string    `json:"x5t#S256"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
-	Access    string    `json:"access"`
-	Refresh   string    `json:"refresh"`
+	// AccessDigest and RefreshDigest are the tokens' SHA-256 digests
+	// (tokenDigest), the keys of their records; never the tokens.
+	AccessDigest  string `json:"access"`
+	RefreshDigest string `json:"refresh"`
 }
 
 // caRecord names the CA of a store, so instances sharing it notice when
 // they were given different CA files.
 type caRecord struct {
+	// Fingerprint is the SHA-256 of the CA certificate (hex).
 	Fingerprint string `json:"fingerprint_sha256"`
-	Subject     string `json:"subject"`
+	// Subject is the CA certificate's subject, for the message.
+	Subject string `json:"subject"`
 }

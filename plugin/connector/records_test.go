@@ -12,7 +12,7 @@ import (
 func sampleTokenRecord() tokenRecord {
 	t := reccodec.Stamp(time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC))
 	return tokenRecord{Kind: kindUsed, ID: "0123456789abcdef01234567", Connector: "ünit-1", Username: "alice", UserID: "id",
-		X5tS256: "thumb", IssuedAt: t, ExpiresAt: t.Add(10 * time.Hour), Access: "acc", Successor: "succ", TokenEpoch: 300}
+		X5tS256: "thumb", IssuedAt: t, ExpiresAt: t.Add(10 * time.Hour), AccessDigest: "acc", Successor: "succ", TokenEpoch: 300}
 }
 
 func TestTokenRecordCodec(t *testing.T) {

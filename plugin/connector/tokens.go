@@ -146,12 +146,12 @@ func newPair(conn *Connector, grant string, epoch uint64, now time.Time, lifetim
 	access, accessDigest := newToken(accessTokenPrefix)
 	refresh, refreshDigest := newToken(refreshTokenPrefix)
 	meta := tokenMeta{ID: newTokenID(), Connector: conn.Name, Username: conn.Username, Grant: grant,
-		X5tS256: conn.thumbprint, IssuedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC(), Access: accessDigest, Refresh: refreshDigest}
+		X5tS256: conn.thumbprint, IssuedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC(), AccessDigest: accessDigest, RefreshDigest: refreshDigest}
 	rec := tokenRecord{Kind: kindAccess, ID: meta.ID, Connector: conn.Name, Username: conn.Username,
 		UserID: conn.UserID, X5tS256: conn.thumbprint, IssuedAt: reccodec.Stamp(meta.IssuedAt), ExpiresAt: reccodec.Stamp(meta.ExpiresAt),
 		TokenEpoch: epoch}
 	accessRaw := rec.encode()
-	rec.Kind, rec.Access = kindRefresh, accessDigest
+	rec.Kind, rec.AccessDigest = kindRefresh, accessDigest
 	refreshRaw := rec.encode()
 	metaRaw, _ := json.Marshal(&meta)
 	ops := []storage.Op{
@@ -166,8 +166,8 @@ func newPair(conn *Connector, grant string, epoch uint64, now time.Time, lifetim
 // pairDeletes are the writes that revoke the pair described by meta.
 func pairDeletes(m *tokenMeta) []storage.Op {
 	return []storage.Op{
-		{Kind: storage.OpDelete, Key: tokenKey(m.Access)},
-		{Kind: storage.OpDelete, Key: tokenKey(m.Refresh)},
+		{Kind: storage.OpDelete, Key: tokenKey(m.AccessDigest)},
+		{Kind: storage.OpDelete, Key: tokenKey(m.RefreshDigest)},
 		{Kind: storage.OpDelete, Key: tokenIDKey(m.ID)},
 		{Kind: storage.OpDelete, Key: connTokenKey(m.Connector, m.ID)},
 	}
@@ -234,7 +234,7 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 			return false, err
 		}
 		used := *old
-		used.Kind, used.Access, used.Successor = kindUsed, "", out.meta.Refresh
+		used.Kind, used.AccessDigest, used.Successor = kindUsed, "", out.meta.RefreshDigest
 		swapped, err := p.engine.Store.CompareAndSwap(ctx, key, raw, used.encode(), old.ExpiresAt.Sub(now))
 		if err != nil || !swapped {
 			// Lost to a concurrent exchange: look again (and see the reuse).
@@ -244,7 +244,7 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 			return false, err
 		}
 		return true, p.engine.Store.Batch(ctx, []storage.Op{
-			{Kind: storage.OpDelete, Key: tokenKey(old.Access)},
+			{Kind: storage.OpDelete, Key: tokenKey(old.AccessDigest)},
 			{Kind: storage.OpDelete, Key: tokenIDKey(old.ID)},
 			{Kind: storage.OpDelete, Key: connTokenKey(old.Connector, old.ID)}})
 	})

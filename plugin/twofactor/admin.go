@@ -22,15 +22,24 @@ func (s *Service) AdminRoutes() []adminapi.Route {
 
 // enrolRequest is the body of POST /gatehouse/users/{username}/otp.
 type enrolRequest struct {
-	Type    string  `json:"type"`
-	Secret  *string `json:"secret,omitempty"`
+	// Type is the factor to enrol: APP (TOTP), HARD_TOKEN (HOTP) or SMS.
+	Type string `json:"type"`
+	// Secret is the base32 seed: required for HARD_TOKEN (16 to 64 bytes
+	// decoded), optional for APP (Gatehouse makes one when absent, e.g.
+	// to import an authenticator), refused for SMS.
+	Secret *string `json:"secret,omitempty"`
+	// Counter is a HARD_TOKEN's next counter value (default 0, at most
+	// MaxHOTPCounter); refused for the other types.
 	Counter *uint64 `json:"counter,omitempty"`
 }
 
-// enrolResponse answers an enrolment; otpauth_uri for APP only.
+// enrolResponse answers an enrolment.
 type enrolResponse struct {
-	Username   string `json:"username"`
-	Type       Type   `json:"type"`
+	// Username is the enrolled account's canonical name.
+	Username string `json:"username"`
+	// Type is the factor enrolled.
+	Type Type `json:"type"`
+	// OTPAuthURI is the otpauth:// URI to show as a QR code: APP only.
 	OTPAuthURI string `json:"otpauth_uri,omitempty"`
 }
 

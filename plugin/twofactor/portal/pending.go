@@ -15,9 +15,10 @@ import (
 
 // pending is the half-signed-in state between the password and the code.
 type pending struct {
-	UserID    string    `json:"user_id"`
-	Username  string    `json:"username"`
-	Return    string    `json:"return"`
+	UserID   string `json:"user_id"`
+	Username string `json:"username"`
+	Return   string `json:"return"`
+	// Sends counts the SMS codes texted for this login (resends bounded).
 	Sends     int       `json:"sends"`
 	CreatedAt time.Time `json:"created_at"`
 	// Epoch is the account's session epoch at the password step: ending
