@@ -56,7 +56,12 @@ type Event struct {
 	Failure bool
 }
 
-// Directory is a connected LDAP directory with its status cache.
+// Directory is a connected LDAP directory with its status cache. Its
+// methods take the caller's context, but the LDAP operations they make are
+// bounded by Config.Timeout alone: go-ldap takes no context, and reads
+// shared between callers (Refresh) could not follow one caller's
+// cancellation. Nor do they stop early when it is done: a password check
+// must cost the same directory work whatever happens to its caller.
 type Directory struct {
 	cfg     Config
 	domains []string
