@@ -159,18 +159,18 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 		defer mu.Unlock()
 		return fmt.Sprint(ops)
 	}
-	if got := work("dora", "dora password", Open); !strings.Contains(got, "search_groups") {
+	if got := work("dora", "dora password", GateOpen); !strings.Contains(got, "search_groups") {
 		t.Fatalf("a right password read %s; want its groups read", got)
 	}
 	// A bind goes on a connection of its own (never sent twice).
-	want := map[Gate]string{Closed: "map[search_user:1]", Open: "map[bind:1 connect:1 search_user:1]", LockedOut: "map[bind:1 connect:1 search_user:1]"}
+	want := map[Gate]string{GateClosed: "map[search_user:1]", GateOpen: "map[bind:1 connect:1 search_user:1]", GateLockedOut: "map[bind:1 connect:1 search_user:1]"}
 	for _, c := range []struct {
 		what, name string
 		gate       Gate
 	}{
-		{"throttled, used before", "dora", Closed}, {"throttled, unknown", "nobody", Closed},
-		{"wrong password, used before", "dora", Open}, {"wrong password, never used", "nina", Open},
-		{"wrong password, unknown", "nobody", Open}, {"locked", "dora", LockedOut},
+		{"throttled, used before", "dora", GateClosed}, {"throttled, unknown", "nobody", GateClosed},
+		{"wrong password, used before", "dora", GateOpen}, {"wrong password, never used", "nina", GateOpen},
+		{"wrong password, unknown", "nobody", GateOpen}, {"locked", "dora", GateLockedOut},
 	} {
 		if got := work(c.name, "a wrong guess", c.gate); got != want[c.gate] {
 			t.Errorf("%s (%s): %s; want %s", c.what, c.name, got, want[c.gate])
@@ -205,7 +205,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	}
 	try := func(name, password string) Outcome {
 		t.Helper()
-		res, err := s.SignIn(ctx, name, password, gate(Open))
+		res, err := s.SignIn(ctx, name, password, gate(GateOpen))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,16 +215,16 @@ func TestFailedBindsAreBounded(t *testing.T) {
 		name, password string
 		want           Outcome
 	}{
-		{"dora", "wrong 1", Wrong}, {"dora", "dora password", OK}, {"dora", "wrong 2", Wrong},
-		{"dora", "dora password", Throttled}, {"dora", "wrong 3", Throttled},
-		{"nobody", "wrong 1", Wrong}, {"nobody", "wrong 2", Wrong}, {"nobody", "wrong 3", Throttled},
-		{"lee", "wrong 1", Wrong}, {"lee", "wrong 2", Wrong}, {"lee", "lee password 1", Throttled},
+		{"dora", "wrong 1", OutcomeWrong}, {"dora", "dora password", OutcomeOK}, {"dora", "wrong 2", OutcomeWrong},
+		{"dora", "dora password", OutcomeThrottled}, {"dora", "wrong 3", OutcomeThrottled},
+		{"nobody", "wrong 1", OutcomeWrong}, {"nobody", "wrong 2", OutcomeWrong}, {"nobody", "wrong 3", OutcomeThrottled},
+		{"lee", "wrong 1", OutcomeWrong}, {"lee", "wrong 2", OutcomeWrong}, {"lee", "lee password 1", OutcomeThrottled},
 	} {
 		before := binds.Load()
 		if got := try(step.name, step.password); got != step.want {
 			t.Fatalf("step %d, %s with %q: outcome %d; want %d", i, step.name, step.password, got, step.want)
 		}
-		if bound := binds.Load() - before; step.want == Throttled && bound != 0 {
+		if bound := binds.Load() - before; step.want == OutcomeThrottled && bound != 0 {
 			t.Errorf("step %d: a throttled sign-in made %d binds", i, bound)
 		}
 	}
@@ -232,7 +232,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if try("nina", fmt.Sprintf("guess %d", i)) == Wrong {
+			if try("nina", fmt.Sprintf("guess %d", i)) == OutcomeWrong {
 				wrong.Add(1)
 			}
 		})

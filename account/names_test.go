@@ -91,7 +91,7 @@ func TestDotOnlyUsernames(t *testing.T) {
 		if _, err := s.User(ctx, name); failure.Status(err) != 404 {
 			t.Errorf("looking up %q: %v; want 404", name, err)
 		}
-		if res, err := s.SignIn(ctx, name, "whatever password", gate(Open)); err != nil || res.Outcome != Wrong {
+		if res, err := s.SignIn(ctx, name, "whatever password", gate(GateOpen)); err != nil || res.Outcome != OutcomeWrong {
 			t.Errorf("sign-in as %q: %+v, %v; want a wrong password", name, res, err)
 		}
 	}

@@ -53,7 +53,7 @@ func newTestService(t *testing.T) *Service {
 }
 
 // TestSignInBusy: while every hash slot is taken, a sign-in gives up as
-// Busy, the same for a known user (right or wrong password) as for an
+// OutcomeBusy, the same for a known user (right or wrong password) as for an
 // unknown one, and that is no wrong password a caller would count.
 func TestSignInBusy(t *testing.T) {
 	ctx := context.Background()
@@ -72,8 +72,8 @@ func TestSignInBusy(t *testing.T) {
 	for _, c := range []struct{ user, pass string }{{"alice", pw}, {"alice", "wrong password"}, {"nobody", pw}, {"nopass", pw}} {
 		wg.Go(func() {
 			begin := time.Now()
-			res, err := s.SignIn(ctx, c.user, c.pass, gate(Open))
-			if err != nil || res.Outcome != Busy {
+			res, err := s.SignIn(ctx, c.user, c.pass, gate(GateOpen))
+			if err != nil || res.Outcome != OutcomeBusy {
 				t.Errorf("%s with every slot taken: %+v, %v; want Busy", c.user, res, err)
 			}
 			if waited := time.Since(begin); waited < BusyWait/2 || waited > 3*BusyWait {
@@ -85,7 +85,7 @@ func TestSignInBusy(t *testing.T) {
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
 	begin := time.Now()
-	if res, err := s.SignIn(gone, "alice", pw, gate(Open)); err != nil || res.Outcome != Busy || time.Since(begin) > BusyWait/2 {
+	if res, err := s.SignIn(gone, "alice", pw, gate(GateOpen)); err != nil || res.Outcome != OutcomeBusy || time.Since(begin) > BusyWait/2 {
 		t.Fatalf("ended request: %+v, %v after %v; want Busy at once", res, err, time.Since(begin))
 	}
 }
@@ -100,7 +100,7 @@ func TestSignInWaitsForASlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.AfterFunc(BusyWait/4, hashslotstest.HoldAll(t))
-	if res, err := s.SignIn(ctx, "alice", pw, gate(Open)); err != nil || res.Outcome != OK || res.User.Username != "alice" {
+	if res, err := s.SignIn(ctx, "alice", pw, gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "alice" {
 		t.Fatalf("right password after a short wait: %+v, %v", res, err)
 	}
 }

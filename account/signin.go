@@ -16,27 +16,28 @@ import (
 // login portal) only render it; the rules that lead to it live in SignIn.
 type Outcome int
 
-// Sign-in outcomes. Wrong, Locked and Blocked must look the same to the
-// client (a locked or blocked account's right password tells a guesser
-// nothing); they differ for the audit log and the attempt counters.
+// Sign-in outcomes. OutcomeWrong, OutcomeLocked and OutcomeBlocked must
+// look the same to the client (a locked or blocked account's right
+// password tells a guesser nothing); they differ for the audit log and the
+// attempt counters.
 const (
-	// NotChecked: the password could not be checked (the store or the
+	// OutcomeNotChecked: the password could not be checked (the store or the
 	// directory is unavailable); SignIn returns the error with it.
-	NotChecked Outcome = iota
-	// OK: the password is right and the account may sign in.
-	OK
-	// Wrong: an invalid username, an unknown user or a wrong password.
-	Wrong
-	// Throttled: too many recent failures; the password was not checked.
-	Throttled
-	// Busy: too many password checks ran at once; the password was not
+	OutcomeNotChecked Outcome = iota
+	// OutcomeOK: the password is right and the account may sign in.
+	OutcomeOK
+	// OutcomeWrong: an invalid username, an unknown user or a wrong password.
+	OutcomeWrong
+	// OutcomeThrottled: too many recent failures; the password was not checked.
+	OutcomeThrottled
+	// OutcomeBusy: too many password checks ran at once; the password was not
 	// checked, so it is neither right nor wrong (see ErrBusy).
-	Busy
-	// Locked: the account is locked after too many failures; the
+	OutcomeBusy
+	// OutcomeLocked: the account is locked after too many failures; the
 	// password was checked (for the same cost) but does not count.
-	Locked
-	// Blocked: the password is right but the account is not active.
-	Blocked
+	OutcomeLocked
+	// OutcomeBlocked: the password is right but the account is not active.
+	OutcomeBlocked
 )
 
 // Reasons SignIn gives for its refusals, as the audit log records them.
@@ -61,7 +62,7 @@ type SignInResult struct {
 	User *User
 	// Reason says why the sign-in was refused, for the audit log.
 	Reason string
-	// RetryAfter, for a sign-in Throttled by the directory's bound on
+	// RetryAfter, for a sign-in OutcomeThrottled by the directory's bound on
 	// failed binds, is that bound's window: at the latest, the name's
 	// passwords are checked again then. Zero otherwise (the front end's
 	// own throttle knows its window).
@@ -73,12 +74,12 @@ type Gate int
 
 // Gates.
 const (
-	// Open: check the password.
-	Open Gate = iota
-	// Closed: refuse at once as Throttled, without checking.
-	Closed
-	// LockedOut: check the password for the same cost, then answer Locked.
-	LockedOut
+	// GateOpen: check the password.
+	GateOpen Gate = iota
+	// GateClosed: refuse at once as Throttled, without checking.
+	GateClosed
+	// GateLockedOut: check the password for the same cost, then answer Locked.
+	GateLockedOut
 )
 
 // Attempts is a front end's accounting of password attempts (the HTTP
@@ -142,7 +143,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	name, err := s.canonicalName(username)
 	if err != nil {
 		// Nothing to count or to check: no account can have this name.
-		return SignInResult{Outcome: Wrong, Reason: ReasonInvalidUsername}, nil
+		return SignInResult{Outcome: OutcomeWrong, Reason: ReasonInvalidUsername}, nil
 	}
 	u, located, err := s.signInRecord(ctx, name)
 	if err != nil {
@@ -156,20 +157,20 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
 	bound, err := s.reserveBind(ctx, name, gate)
 	if err != nil {
-		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}))
+		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: OutcomeNotChecked, Name: name, User: u}))
 	}
 	if bound == bindsSpent {
-		gate, res.Reason = Closed, ReasonFailedBinds
+		gate, res.Reason = GateClosed, ReasonFailedBinds
 		_, res.RetryAfter = s.dir.FailedBinds()
 	}
-	if gate == Closed {
+	if gate == GateClosed {
 		if fromDirectory && located == nil {
 			// The directory read a name without a record costs
 			// (signInRecord): a throttled answer must not tell a guesser
 			// which names the directory has by coming sooner.
 			s.dir.Cover(ctx, name, "")
 		}
-		res.Outcome = Throttled
+		res.Outcome = OutcomeThrottled
 		if res.Reason == "" {
 			res.Reason = ReasonThrottled
 		}
@@ -178,7 +179,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	var signedIn *User
 	var checkErr error = errWrongPassword
 	switch {
-	case gate == LockedOut && fromDirectory:
+	case gate == GateLockedOut && fromDirectory:
 		// A directory account locked here is not bound: each bind would
 		// count against the directory's own lockout, which a guesser
 		// could then set off for every service the account signs in to.
@@ -194,30 +195,30 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	_, refused := identity.AsRefusal(checkErr)
 	switch {
 	case errors.Is(checkErr, ErrBusy):
-		res.Outcome, res.Reason = Busy, ReasonBusy
-	case gate == LockedOut:
-		res.Outcome, res.Reason = Locked, ReasonLocked
+		res.Outcome, res.Reason = OutcomeBusy, ReasonBusy
+	case gate == GateLockedOut:
+		res.Outcome, res.Reason = OutcomeLocked, ReasonLocked
 	case refused && u == nil:
-		res.Outcome, res.Reason = Wrong, ReasonUnknownUser
+		res.Outcome, res.Reason = OutcomeWrong, ReasonUnknownUser
 	case refused:
-		res.Outcome, res.Reason = Wrong, ReasonWrongPassword
+		res.Outcome, res.Reason = OutcomeWrong, ReasonWrongPassword
 	case checkErr != nil:
 		// A store or directory failure is no wrong password.
 		if bound == bindReserved && !errors.Is(checkErr, directory.ErrIndeterminate) {
 			s.releaseBind(ctx, name) // no bind reached the directory
 		}
-		if err := attempt.Settle(ctx, SignInResult{Outcome: NotChecked, Name: name, User: u}); err != nil {
+		if err := attempt.Settle(ctx, SignInResult{Outcome: OutcomeNotChecked, Name: name, User: u}); err != nil {
 			return SignInResult{}, errors.Join(checkErr, err)
 		}
 		return SignInResult{}, checkErr
 	default:
 		res.User = signedIn
-		res.Outcome = OK
+		res.Outcome = OutcomeOK
 		if !signedIn.Active() {
-			res.Outcome, res.Reason = Blocked, ReasonBlocked
+			res.Outcome, res.Reason = OutcomeBlocked, ReasonBlocked
 		}
 	}
-	if bound == bindReserved && res.Outcome != Wrong {
+	if bound == bindReserved && res.Outcome != OutcomeWrong {
 		s.releaseBind(ctx, name) // no wrong password was checked
 	}
 	if err := attempt.Settle(ctx, res); err != nil {
@@ -243,7 +244,7 @@ const (
 // throttled attempt checks nothing and is not counted. Counting first
 // keeps guesses sent at once within the bound.
 func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bindBound, error) {
-	if s.dir == nil || gate != Open {
+	if s.dir == nil || gate != GateOpen {
 		return bindUnbounded, nil
 	}
 	limit, window := s.dir.FailedBinds()

@@ -47,15 +47,15 @@ func TestSignInPolicy(t *testing.T) {
 		reason           string
 		begun            bool
 	}{
-		{"right password", "Alice", pw, Open, OK, "", true},
-		{"wrong password", "alice", "wrong password", Open, Wrong, ReasonWrongPassword, true},
-		{"unknown user", "nobody", pw, Open, Wrong, ReasonUnknownUser, true},
-		{"invalid username", "a:b", pw, Open, Wrong, ReasonInvalidUsername, false},
-		{"throttled: not checked", "alice", pw, Closed, Throttled, ReasonThrottled, true},
-		{"locked: right password does not sign in", "alice", pw, LockedOut, Locked, ReasonLocked, true},
-		{"locked: wrong password", "alice", "wrong password", LockedOut, Locked, ReasonLocked, true},
-		{"blocked: right password", "bob", pw, Open, Blocked, ReasonBlocked, true},
-		{"blocked: wrong password", "bob", "wrong password", Open, Wrong, ReasonWrongPassword, true},
+		{"right password", "Alice", pw, GateOpen, OutcomeOK, "", true},
+		{"wrong password", "alice", "wrong password", GateOpen, OutcomeWrong, ReasonWrongPassword, true},
+		{"unknown user", "nobody", pw, GateOpen, OutcomeWrong, ReasonUnknownUser, true},
+		{"invalid username", "a:b", pw, GateOpen, OutcomeWrong, ReasonInvalidUsername, false},
+		{"throttled: not checked", "alice", pw, GateClosed, OutcomeThrottled, ReasonThrottled, true},
+		{"locked: right password does not sign in", "alice", pw, GateLockedOut, OutcomeLocked, ReasonLocked, true},
+		{"locked: wrong password", "alice", "wrong password", GateLockedOut, OutcomeLocked, ReasonLocked, true},
+		{"blocked: right password", "bob", pw, GateOpen, OutcomeBlocked, ReasonBlocked, true},
+		{"blocked: wrong password", "bob", "wrong password", GateOpen, OutcomeWrong, ReasonWrongPassword, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := &recordingAttempts{gate: c.gate}
@@ -72,7 +72,7 @@ func TestSignInPolicy(t *testing.T) {
 			if len(a.begun) != 1 || len(a.settled) != 1 || a.settled[0].Outcome != c.want {
 				t.Fatalf("begun %v, settled %+v; want one attempt settled as %d", a.begun, a.settled, c.want)
 			}
-			if res.Outcome == OK && (res.User == nil || res.User.Username != "alice") {
+			if res.Outcome == OutcomeOK && (res.User == nil || res.User.Username != "alice") {
 				t.Fatalf("signed in as %+v", res.User)
 			}
 		})
@@ -80,7 +80,7 @@ func TestSignInPolicy(t *testing.T) {
 }
 
 // TestSignInBusyIsNoFailure: a password not checked because every hash
-// slot stayed taken settles as Busy, for a known user as for an unknown.
+// slot stayed taken settles as OutcomeBusy, for a known user as for an unknown.
 func TestSignInBusyIsNoFailure(t *testing.T) {
 	ctx := context.Background()
 	s := newTestService(t)
@@ -92,7 +92,7 @@ func TestSignInBusyIsNoFailure(t *testing.T) {
 	for _, user := range []string{"alice", "nobody"} {
 		a := &recordingAttempts{}
 		res, err := s.SignIn(ctx, user, pw, a)
-		if err != nil || res.Outcome != Busy || len(a.settled) != 1 || a.settled[0].Outcome != Busy {
+		if err != nil || res.Outcome != OutcomeBusy || len(a.settled) != 1 || a.settled[0].Outcome != OutcomeBusy {
 			t.Fatalf("%s: %+v, %v, settled %+v; want Busy", user, res, err, a.settled)
 		}
 	}

@@ -104,11 +104,11 @@ func TestSlowBindsCountAgainstTheBound(t *testing.T) {
 	ctx := context.Background()
 	p.stall.Store(true)
 	for i := range 4 {
-		_, _ = s.SignIn(ctx, "dora", fmt.Sprintf("slow guess %d", i), gate(Open)) // 503s, then throttled
+		_, _ = s.SignIn(ctx, "dora", fmt.Sprintf("slow guess %d", i), gate(GateOpen)) // 503s, then throttled
 	}
 	p.stall.Store(false)
 	for i := range 3 {
-		if res, err := s.SignIn(ctx, "dora", fmt.Sprintf("guess %d", i), gate(Open)); err != nil || res.Outcome != Throttled {
+		if res, err := s.SignIn(ctx, "dora", fmt.Sprintf("guess %d", i), gate(GateOpen)); err != nil || res.Outcome != OutcomeThrottled {
 			t.Errorf("guess %d after 2 slow ones: %+v, %v; want throttled", i, res, err)
 		}
 	}

@@ -403,11 +403,11 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 		return err
 	}
 	switch {
-	case res.Outcome == account.OK && res.User.ID == v.user.ID:
+	case res.Outcome == account.OutcomeOK && res.User.ID == v.user.ID:
 		return nil
-	case res.Outcome == account.Busy:
+	case res.Outcome == account.OutcomeBusy:
 		return failure.Invalid("the server is busy; your password was not checked, try again")
-	case res.Outcome == account.Locked:
+	case res.Outcome == account.OutcomeLocked:
 		return failure.Invalid("your account is locked after too many failed attempts")
 	}
 	reason := res.Reason

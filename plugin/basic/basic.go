@@ -195,7 +195,7 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 		return verified{}, err
 	}
 	switch res.Outcome {
-	case account.OK:
+	case account.OutcomeOK:
 		u := res.User
 		c.throttled.Remove(u.Username)
 		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
@@ -204,14 +204,14 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 		}
 		c.verified.Add(cacheKey, v)
 		return v, nil
-	case account.Throttled:
+	case account.OutcomeThrottled:
 		if res.RetryAfter > 0 {
 			c.holdThrottled(res.Name, res.RetryAfter)
 			return verified{}, identity.Throttled(failedBindsMessage, res.RetryAfter).For(res.Name)
 		}
 		c.holdThrottled(res.Name, failureWindow)
 		return verified{}, errThrottled.For(res.Name)
-	case account.Busy:
+	case account.OutcomeBusy:
 		return verified{}, errBusy.For(res.Name)
 	default:
 		// A blocked account's right password gets the same answer as a
@@ -263,12 +263,12 @@ func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (acco
 	a := failures{engine: t.engine, name: name}
 	n, err := t.engine.Store.Incr(ctx, counters.BasicFailures(name), 1, failureWindow)
 	if err != nil {
-		return nil, account.Open, err // uncountable (store down, a tampered count): fail closed, not unthrottled
+		return nil, account.GateOpen, err // uncountable (store down, a tampered count): fail closed, not unthrottled
 	}
 	if n > int64(t.engine.Config.BasicFailureLimit) {
-		return a, account.Closed, nil
+		return a, account.GateClosed, nil
 	}
-	return a, account.Open, nil
+	return a, account.GateOpen, nil
 }
 
 // Settle implements account.Attempt: a wrong password keeps its count,
@@ -278,7 +278,7 @@ func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (acco
 // and a store failure take it back.
 func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
 	switch res.Outcome {
-	case account.Wrong, account.Blocked, account.Throttled:
+	case account.OutcomeWrong, account.OutcomeBlocked, account.OutcomeThrottled:
 	default:
 		counters.TakeBack(ctx, a.engine.Store, counters.BasicFailures(a.name), failureWindow)
 	}

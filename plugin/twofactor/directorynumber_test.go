@@ -58,7 +58,7 @@ func TestSignInNeverTextsTheDirectorysNumber(t *testing.T) {
 			}
 			sent := len(fx.sender.msgs)
 			res, err := fx.e.Accounts.SignIn(ctx, "gina", "gina password", fx.svc.Lockout(signInRequest(ctx)))
-			if err != nil || res.Outcome != account.OK {
+			if err != nil || res.Outcome != account.OutcomeOK {
 				t.Fatalf("sign-in: %+v %v", res, err)
 			}
 			err = fx.svc.SendCode(ctx, res.User)

@@ -458,16 +458,16 @@ type lockoutAttempt struct{ attempt *Attempt }
 // Begin implements account.Attempts.
 func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.Attempt, account.Gate, error) {
 	if u == nil {
-		return lockoutAttempt{}, account.Open, nil
+		return lockoutAttempt{}, account.GateOpen, nil
 	}
 	attempt, locked, err := l.svc.Try(ctx, l.r, u)
 	if err != nil {
-		return nil, account.Open, err
+		return nil, account.GateOpen, err
 	}
 	if locked {
-		return lockoutAttempt{attempt}, account.LockedOut, nil
+		return lockoutAttempt{attempt}, account.GateLockedOut, nil
 	}
-	return lockoutAttempt{attempt}, account.Open, nil
+	return lockoutAttempt{attempt}, account.GateOpen, nil
 }
 
 // Settle implements account.Attempt: a wrong password, or any password
@@ -479,7 +479,7 @@ func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) er
 		return nil
 	}
 	switch res.Outcome {
-	case account.Wrong, account.Locked:
+	case account.OutcomeWrong, account.OutcomeLocked:
 		_, err := a.attempt.Failed(ctx, res.Reason)
 		return err
 	default:

@@ -92,8 +92,8 @@ func (p *Portal) passwordStep(w http.ResponseWriter, r *http.Request, token stri
 		return
 	}
 	switch res.Outcome {
-	case account.OK:
-	case account.Busy:
+	case account.OutcomeOK:
+	case account.OutcomeBusy:
 		p.record(r, res.Name, audit.OutcomeFailure, res.Reason)
 		w.Header().Set("Retry-After", strconv.Itoa(int(account.BusyWait/time.Second)))
 		p.render(w, http.StatusTooManyRequests, page{Step: "password", CSRF: p.csrf(token), Username: f.Username, Error: msgBusy, Return: ret})
