@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -18,14 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
-	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
@@ -34,8 +30,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
-	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
@@ -163,40 +157,25 @@ func (f *failingStore) GetEntry(ctx context.Context, key string) (storage.Entry,
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &failingStore{Store: st}
-	c := cache.New(backend, 100_000)
-	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := assertion.NewSigner(ctx, c, ks, "gatehouse", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := audit.New(c, zap.NewNop(), audit.Options{FlushInterval: time.Millisecond})
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c, engine.NewDecisionCounters())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(engine.Config{AppKeyLifetime: time.Hour}, c, ks, signer, log, metrics, zap.NewNop())
+	f := &fixture{t: t}
+	// The cache holds 100 000 entries: BenchmarkFullCacheGC measures one
+	// that holds that many keys.
+	e := enginetest.NewWith(t, engine.Config{AppKeyLifetime: time.Hour}, enginetest.Options{
+		CacheSize: 100_000,
+		Wrap: func(s storage.Store) storage.Store {
+			f.backend = &failingStore{Store: s}
+			return f.backend
+		},
+	})
 	svc := NewService(e, Options{})
-	f := &fixture{t: t, engine: e, svc: svc, backend: backend, ks: ks}
+	f.engine, f.svc, f.ks = e, svc, e.Keystore
 	start := time.Now()
 	f.now.Store(&start)
 	svc.now = func() time.Time { return *f.now.Load() }
 	e.Register(NewCredential(svc))
 	e.Register(sessioncookie.New(e, nil))
 	f.admin = adminapi.NewHandler(e, adminapi.NewCore(e), svc)
-	t.Cleanup(func() {
-		svc.Close()
-		log.Close()
-		c.Close()
-	})
+	t.Cleanup(func() { svc.Close() })
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "api", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
 		t.Fatal(err)
 	}
