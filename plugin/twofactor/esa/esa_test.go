@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,25 +24,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
-
-type flakyStore struct {
-	storage.Store
-	down atomic.Bool
-}
-
-func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if f.down.Load() {
-		return nil, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
-	}
-	return f.Store.Get(ctx, key)
-}
-
-func (f *flakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if f.down.Load() {
-		return storage.Entry{}, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
-	}
-	return f.Store.GetEntry(ctx, key)
-}
 
 type recorder struct {
 	mu   sync.Mutex
@@ -70,7 +50,7 @@ type env struct {
 	t          *testing.T
 	e          *engine.Engine
 	h          *Handler
-	flaky      *flakyStore
+	flaky      *enginetest.FlakyStore // reads by Get and GetEntry fail while down
 	sent       *recorder
 	both, auth *NewCredentialView
 }
@@ -78,7 +58,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	v := &env{t: t, sent: &recorder{}}
 	v.e = enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store {
-		v.flaky = &flakyStore{Store: s}
+		v.flaky = &enginetest.FlakyStore{Store: s, Fails: enginetest.CallGet | enginetest.CallGetEntry}
 		return v.flaky
 	})
 	svc := twofactor.New(v.e, twofactor.Options{Sender: v.sent})
@@ -169,9 +149,9 @@ func TestHTTPLevelErrorsHaveEmptyBodies(t *testing.T) {
 	}
 	// A fatal store error is a 500 with an empty body.
 	v.user("cold", "")
-	v.flaky.down.Store(true)
+	v.flaky.Down.Store(true)
 	w := v.do("GET", "/manage/users/v1/profile/cold", "", basicAuth(v.both.Username, v.both.Password))
-	v.flaky.down.Store(false)
+	v.flaky.Down.Store(false)
 	if w.Code != 500 || w.Body.Len() != 0 {
 		t.Errorf("store down: HTTP %d %q", w.Code, w.Body.String())
 	}
