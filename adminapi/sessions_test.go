@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,40 +27,16 @@ func caller(h http.Handler) func(method, path, body string) *httptest.ResponseRe
 	}
 }
 
-// downStore fails every read and write while down is set.
-type downStore struct {
-	storage.Store
-	down *atomic.Bool
-}
-
-func (d downStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if d.down.Load() {
-		return nil, storage.ErrUnavailable
-	}
-	return d.Store.Get(ctx, key)
-}
-
-func (d downStore) Delete(ctx context.Context, key string) error {
-	if d.down.Load() {
-		return storage.ErrUnavailable
-	}
-	return d.Store.Delete(ctx, key)
-}
-
-func (d downStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	if d.down.Load() {
-		return storage.ErrUnavailable
-	}
-	return d.Store.Scan(ctx, prefix, fn)
-}
-
 // TestListAndEndSessions: GET /gatehouse/sessions lists the user's live
 // sessions' metadata, never the cookie value; DELETE /gatehouse/sessions/{id}
 // ends one (audited with its user), is 404 once it has ended and 400 for
 // a malformed ID; with the store down both answer 503 and change nothing.
 func TestListAndEndSessions(t *testing.T) {
-	down := new(atomic.Bool)
-	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store { return downStore{s, down} })
+	var flaky *enginetest.FlakyStore // Get, Delete and Scan fail while down
+	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store {
+		flaky = &enginetest.FlakyStore{Store: s, Fails: enginetest.CallGet | enginetest.CallDelete | enginetest.CallScan}
+		return flaky
+	})
 	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e)))
 	if w := call(http.MethodPost, "/gatehouse/users", `{"username":"ada","roles":[],"password":"a password"}`); w.Code != http.StatusCreated {
 		t.Fatalf("creating ada: %d %s", w.Code, w.Body)
@@ -103,7 +78,7 @@ func TestListAndEndSessions(t *testing.T) {
 		}
 	}
 
-	down.Store(true)
+	flaky.Down.Store(true)
 	for _, method := range []string{http.MethodGet, http.MethodDelete} {
 		path := "/gatehouse/sessions/" + id
 		if method == http.MethodGet {
@@ -113,7 +88,7 @@ func TestListAndEndSessions(t *testing.T) {
 			t.Errorf("%s with the store down: %d %s", method, w.Code, w.Body)
 		}
 	}
-	down.Store(false)
+	flaky.Down.Store(false)
 	if _, err := e.Sessions.Lookup(context.Background(), token); err != nil {
 		t.Fatalf("the session after a failed DELETE: %v", err)
 	}

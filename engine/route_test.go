@@ -3,12 +3,10 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,34 +20,16 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
-// flakyStore fails every call while down is set, like a store that went away.
-type flakyStore struct {
-	storage.Store
-	down atomic.Bool
-}
-
-func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
-	e, err := f.GetEntry(ctx, key)
-	return e.Value, err
-}
-
-func (f *flakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if f.down.Load() {
-		return storage.Entry{}, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
-	}
-	return f.Store.GetEntry(ctx, key)
-}
-
 type setup struct {
 	e     *engine.Engine
 	route *engine.Route
-	flaky *flakyStore
+	flaky *enginetest.FlakyStore // reads by Get and GetEntry fail while down
 }
 
 func newSetup(t testing.TB) *setup {
 	s := &setup{}
 	s.e = enginetest.New(t, engine.Config{}, func(st storage.Store) storage.Store {
-		s.flaky = &flakyStore{Store: st}
+		s.flaky = &enginetest.FlakyStore{Store: st, Fails: enginetest.CallGet | enginetest.CallGetEntry}
 		return s.flaky
 	})
 	s.e.Register(basic.New(s.e))
@@ -279,13 +259,13 @@ func TestAccountChangesApplyToNextRequest(t *testing.T) {
 
 func TestStoreDownFailsClosed(t *testing.T) {
 	s := newSetup(t)
-	s.flaky.down.Store(true)
+	s.flaky.Down.Store(true)
 	s.e.Store.Purge()
 	w, up := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse"))
 	if w.Code != 503 || up != nil {
 		t.Fatalf("store down: %d forwarded=%v", w.Code, up != nil)
 	}
-	s.flaky.down.Store(false)
+	s.flaky.Down.Store(false)
 	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse")); w.Code != 200 {
 		t.Fatalf("after recovery: %d", w.Code)
 	}

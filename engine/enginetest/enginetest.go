@@ -29,6 +29,23 @@ import (
 // end of the test.
 func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store) *engine.Engine {
 	t.Helper()
+	return NewWith(t, cfg, Options{Wrap: wrap})
+}
+
+// Options are what NewWith takes beside the engine's configuration.
+type Options struct {
+	// Wrap, when non-nil, wraps the backend (the tagged store over Badger,
+	// under the cache), e.g. to inject faults.
+	Wrap func(storage.Store) storage.Store
+	// CacheSize is the capacity of the cache in entries; zero means 1024.
+	// Benchmarks over many records that mean to be served from the cache
+	// set it.
+	CacheSize int
+}
+
+// NewWith is New with opts.
+func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
 	if err != nil {
@@ -43,10 +60,14 @@ func New(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store
 		t.Fatal(err)
 	}
 	var backend storage.Store = records
-	if wrap != nil {
-		backend = wrap(records)
+	if opts.Wrap != nil {
+		backend = opts.Wrap(records)
 	}
-	c := cache.New(backend, 1024)
+	size := opts.CacheSize
+	if size == 0 {
+		size = 1024
+	}
+	c := cache.New(backend, size)
 	cfg = cfg.WithDefaults()
 	signer, err := assertion.NewSigner(context.Background(), c, ks, cfg.Issuer, cfg.AssertionLifetime)
 	if err != nil {

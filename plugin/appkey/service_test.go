@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -18,14 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
-	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/benchscale"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
@@ -34,169 +30,62 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
-	"github.com/gatehouse-auth/gatehouse/storage/cache"
-	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // fixture is the app key service on a real (embedded) store, behind the
 // engine's route pipeline, with a clock the test moves.
 type fixture struct {
-	t       testing.TB
-	engine  *engine.Engine
-	svc     *Service
-	backend *failingStore
+	t      testing.TB
+	engine *engine.Engine
+	svc    *Service
+	// backend is the store under the cache: its reads (Get, GetEntry,
+	// GetMany) fail while it is down, writes go on.
+	backend *enginetest.FlakyStore
 	admin   http.Handler
 	now     atomic.Pointer[time.Time]
 	ks      *keystore.Keystore
-}
-
-// failingStore is a store whose reads fail while down is set, whose
-// deletions of keys starting with deniedDeletes (when set) fail, as a
-// Redis ACL denying them would, and whose compare-and-swaps of keys
-// starting with lostSwaps (when set) are lost, as if another writer always
-// got there first.
-type failingStore struct {
-	storage.Store
-	down          atomic.Bool
-	deniedDeletes atomic.Pointer[string]
-	lostSwaps     atomic.Pointer[string]
-	batches       atomic.Int32 // Batch calls
-	keyScans      atomic.Int32 // Scans of every key's record (indexPrefix)
+	// keyScans counts the Scans of every key's record (indexPrefix).
+	keyScans atomic.Int32
 	// midScan, when set, runs in a Scan of every key's record between
 	// listing the keys and reading them, as a Redis scan pages them.
-	midScan     atomic.Pointer[func()]
-	batchesFail atomic.Bool
-	forged      atomic.Pointer[string] // reads of this key fail as a forged record's
+	midScan atomic.Pointer[func()]
 }
 
-// forgedErr is the error of a read of the key f.forged names, if key is it.
-func (f *failingStore) forgedErr(key string) error {
-	if p := f.forged.Load(); p != nil && key == *p {
-		return fmt.Errorf("test: %w", tagged.ErrTampered)
-	}
-	return nil
-}
-
-func (f *failingStore) CompareAndSwap(ctx context.Context, key string, oldValue, newValue []byte, ttl time.Duration) (bool, error) {
-	if p := f.lostSwaps.Load(); p != nil && strings.HasPrefix(key, *p) {
-		return false, nil
-	}
-	return f.Store.CompareAndSwap(ctx, key, oldValue, newValue, ttl)
-}
-
-func (f *failingStore) Batch(ctx context.Context, ops []storage.Op) error {
-	f.batches.Add(1)
-	if f.batchesFail.Load() {
-		return errDown
-	}
-	return f.Store.Batch(ctx, ops)
-}
-
-func (f *failingStore) Delete(ctx context.Context, key string) error {
-	if p := f.deniedDeletes.Load(); p != nil && strings.HasPrefix(key, *p) {
-		return errDown
-	}
-	return f.Store.Delete(ctx, key)
-}
-
-var errDown = fmt.Errorf("test: %w", storage.ErrUnavailable)
-
-func (f *failingStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+// onScan counts the Scans of every key's record (indexPrefix) and runs
+// midScan, when set, in the middle of them.
+func (f *fixture) onScan(prefix string) func() {
 	if prefix != indexPrefix {
-		return f.Store.Scan(ctx, prefix, fn)
+		return nil
 	}
 	f.keyScans.Add(1)
-	mid := f.midScan.Load()
-	if mid == nil {
-		return f.Store.Scan(ctx, prefix, fn)
-	}
-	var keys []string
-	if err := f.Store.Scan(ctx, prefix, func(e storage.Entry) error { keys = append(keys, e.Key); return nil }); err != nil {
-		return err
-	}
-	(*mid)()
-	for _, key := range keys {
-		e, err := f.Store.GetEntry(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
+	if mid := f.midScan.Load(); mid != nil {
+		return *mid
 	}
 	return nil
-}
-
-func (f *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	if err := f.forgedErr(key); err != nil {
-		return nil, err
-	}
-	return f.Store.Get(ctx, key)
-}
-
-func (f *failingStore) GetMany(ctx context.Context, keys []string, fn func(int, []byte) error) error {
-	if f.down.Load() {
-		return errDown
-	}
-	for _, key := range keys {
-		if err := f.forgedErr(key); err != nil {
-			return err
-		}
-	}
-	return f.Store.GetMany(ctx, keys, fn)
-}
-
-func (f *failingStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if f.down.Load() {
-		return storage.Entry{}, errDown
-	}
-	return f.Store.GetEntry(ctx, key)
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &failingStore{Store: st}
-	c := cache.New(backend, 100_000)
-	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := assertion.NewSigner(ctx, c, ks, "gatehouse", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := audit.New(c, zap.NewNop(), audit.Options{FlushInterval: time.Millisecond})
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c, engine.NewDecisionCounters())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(engine.Config{AppKeyLifetime: time.Hour}, c, ks, signer, log, metrics, zap.NewNop())
+	f := &fixture{t: t}
+	// The cache holds 100 000 entries: BenchmarkFullCacheGC measures one
+	// that holds that many keys.
+	e := enginetest.NewWith(t, engine.Config{AppKeyLifetime: time.Hour}, enginetest.Options{
+		CacheSize: 100_000,
+		Wrap: func(s storage.Store) storage.Store {
+			f.backend = &enginetest.FlakyStore{Store: s, Fails: enginetest.CallGet | enginetest.CallGetEntry | enginetest.CallGetMany, OnScan: f.onScan}
+			return f.backend
+		},
+	})
 	svc := NewService(e, Options{})
-	f := &fixture{t: t, engine: e, svc: svc, backend: backend, ks: ks}
+	f.engine, f.svc, f.ks = e, svc, e.Keystore
 	start := time.Now()
 	f.now.Store(&start)
 	svc.now = func() time.Time { return *f.now.Load() }
 	e.Register(NewCredential(svc))
 	e.Register(sessioncookie.New(e, nil))
 	f.admin = adminapi.NewHandler(e, adminapi.NewCore(e), svc)
-	t.Cleanup(func() {
-		svc.Close()
-		log.Close()
-		c.Close()
-	})
+	t.Cleanup(func() { svc.Close() })
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "api", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -710,14 +599,14 @@ func TestForgedLastUseRecord(t *testing.T) {
 	if err := f.backend.Store.Put(context.Background(), forged, []byte("2099-01-01T00:00:00Z"), 0); err != nil {
 		t.Fatal(err)
 	}
-	f.backend.forged.Store(&forged)
+	f.backend.Forged.Store(&forged)
 	var v View
 	if code := f.call("GET", "/gatehouse/appkeys/forged", "", &v); code != http.StatusOK || v.LastUsedAt != nil {
 		t.Fatalf("view over a forged last-use record: %d, last_used_at %v; want 200 and none", code, v.LastUsedAt)
 	}
 	f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
 	f.svc.flushUsage(context.Background())
-	f.backend.forged.Store(nil)
+	f.backend.Forged.Store(nil)
 	if f.call("GET", "/gatehouse/appkeys/forged", "", &v); v.LastUsedAt == nil || v.LastUsedAt.Year() == 2099 {
 		t.Fatalf("last_used_at after a use over a forged record: %v; want the use", v.LastUsedAt)
 	}
@@ -827,14 +716,14 @@ func TestFlushWritesAKeysUseOnceAnHour(t *testing.T) {
 	t0 := windowStart("k", time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)).Add(5 * time.Minute)
 	flush := func(at time.Time) (recorded string, batches int32) {
 		t.Helper()
-		before := f.backend.batches.Load()
+		before := f.backend.Batches.Load()
 		f.svc.usage = usageLog(nil).add("k", at)
 		f.svc.flushUsage(context.Background())
 		raw, err := f.backend.Store.Get(context.Background(), usedPrefix+"k")
 		if err != nil {
 			t.Fatalf("last use of k after a use at %s: %v", at, err)
 		}
-		return string(raw), f.backend.batches.Load() - before
+		return string(raw), f.backend.Batches.Load() - before
 	}
 	steps := []struct {
 		what        string
@@ -853,9 +742,9 @@ func TestFlushWritesAKeysUseOnceAnHour(t *testing.T) {
 			t.Fatalf("%s (%s): recorded %s in %d batches; want %s in %d", step.what, step.at.Format(time.TimeOnly), got, batches, step.want.Format(time.RFC3339), step.wantBatches)
 		}
 	}
-	f.backend.down.Store(true) // reads fail, writes work
+	f.backend.Down.Store(true) // reads fail, writes work
 	got, batches := flush(t0.Add(3*time.Hour + time.Minute))
-	f.backend.down.Store(false)
+	f.backend.Down.Store(false)
 	if want := t0.Add(3*time.Hour + time.Minute).Format(time.RFC3339); got != want || batches != 1 {
 		t.Fatalf("a use whose record could not be read: recorded %s in %d batches; want %s in 1", got, batches, want)
 	}
@@ -894,11 +783,11 @@ func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	l := f.svc.usage
 	// A failed batch while the flush may go on: the next batches are
 	// tried, and the failed uses are noted again at the keys' next use.
-	f.backend.batchesFail.Store(true)
+	f.backend.BatchesFail.Store(true)
 	f.svc.usage = l
-	before := f.backend.batches.Load()
+	before := f.backend.Batches.Load()
 	f.svc.flushUsage(context.Background())
-	if n := f.backend.batches.Load() - before; n != 3 {
+	if n := f.backend.Batches.Load() - before; n != 3 {
 		t.Fatalf("%d batches tried by a flush whose batches fail; want 3", n)
 	}
 	if f.svc.noteUse("k-0", now); notedUses(f.svc)["k-0"] != 1 {
@@ -910,15 +799,15 @@ func TestFlushStopsOnceItsContextIsDone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	f.svc.usage = l
-	before = f.backend.batches.Load()
+	before = f.backend.Batches.Load()
 	f.svc.flushUsage(ctx)
-	if n := f.backend.batches.Load() - before; n != 1 {
+	if n := f.backend.Batches.Load() - before; n != 1 {
 		t.Fatalf("%d batches tried after the flush's context was done and a batch failed; want 1", n)
 	}
 	if f.svc.noteUse(fmt.Sprintf("k-%d", 3*usageBatch-1), now); len(notedUses(f.svc)) != 1 {
 		t.Fatal("a use dropped by a flush that stopped is not noted again at the key's next use")
 	}
-	f.backend.batchesFail.Store(false)
+	f.backend.BatchesFail.Store(false)
 	f.svc.usage = l
 	f.svc.flushUsage(ctx)
 	n := 0
@@ -964,8 +853,8 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	f := newFixture(t)
 	key := f.create(`{"name":"k","username":"alice"}`).Key
 	f.engine.Store.Purge()
-	f.backend.down.Store(true)
-	defer f.backend.down.Store(false)
+	f.backend.Down.Store(true)
+	defer f.backend.Down.Store(false)
 	if a := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{}); a.status != 503 || a.forwarded != nil {
 		t.Fatalf("store down: %d %s", a.status, a.body)
 	}
@@ -1028,7 +917,7 @@ func TestKeyChangingTooOftenIsA409(t *testing.T) {
 	k := f.create(`{"name":"hot","username":"alice"}`)
 	want := `application key "hot" is being changed concurrently; try again`
 	prefix := indexPrefix
-	f.backend.lostSwaps.Store(&prefix)
+	f.backend.LostSwaps.Store(&prefix)
 	for _, op := range []struct{ method, path, body string }{
 		{"PATCH", "/gatehouse/appkeys/hot", `{"description":"new"}`},
 		{"POST", "/gatehouse/appkeys/hot/rotate", `{"grace_seconds":0}`},
@@ -1039,7 +928,7 @@ func TestKeyChangingTooOftenIsA409(t *testing.T) {
 			t.Errorf("%s %s: %d %q; want 409 %q", op.method, op.path, code, answer["error"], want)
 		}
 	}
-	f.backend.lostSwaps.Store(nil)
+	f.backend.LostSwaps.Store(nil)
 	var v View
 	if code := f.call("GET", "/gatehouse/appkeys/hot", "", &v); code != 200 || v.Description != "" {
 		t.Fatalf("the key after the lost changes: %d %+v; want it, unchanged", code, v)

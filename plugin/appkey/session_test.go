@@ -143,7 +143,7 @@ func TestKeySessionEndsWithTheKey(t *testing.T) {
 			key := f.create(`{"name":"k","username":"alice"}`).Key
 			ck := f.keySession(key)
 			denied := "session/"
-			f.backend.deniedDeletes.Store(&denied)
+			f.backend.DeniedDeletes.Store(&denied)
 			tc.revoke(f, key)
 			bySession := f.serve(withCookie(ck), plugin.RouteSettings{})
 			byKey := f.serve(request("/api/x", "appKey", key), plugin.RouteSettings{})
@@ -159,14 +159,14 @@ func TestFailedDeletionCanBeRetried(t *testing.T) {
 	key := f.create(`{"name":"k","username":"alice"}`).Key
 	ck := f.keySession(key)
 	denied := "session/"
-	f.backend.deniedDeletes.Store(&denied)
+	f.backend.DeniedDeletes.Store(&denied)
 	if code := f.call("DELETE", "/gatehouse/appkeys/k", "", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("deletion with the session deletions denied: %d", code)
 	}
 	if code := f.call("GET", "/gatehouse/appkeys/k", "", nil); code != http.StatusOK {
 		t.Fatalf("the key after a failed deletion: %d, want it still there to try again", code)
 	}
-	f.backend.deniedDeletes.Store(nil)
+	f.backend.DeniedDeletes.Store(nil)
 	if code := f.call("DELETE", "/gatehouse/appkeys/k", "", nil); code != http.StatusNoContent {
 		t.Fatalf("deletion tried again: %d", code)
 	}

@@ -66,14 +66,14 @@ func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 		t.Fatalf("a taken name: %d", code)
 	}
 
-	scans := f.backend.keyScans.Load()
+	scans := f.keyScans.Load()
 	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k1", "k2"}) {
 		t.Fatalf("alice's keys: %v, want [k1 k2]", got)
 	}
 	if got := f.keyNamesOf("boss"); !slices.Equal(got, []string{"b1"}) {
 		t.Fatalf("boss's keys: %v, want [b1]", got)
 	}
-	if n := f.backend.keyScans.Load() - scans; n != 0 {
+	if n := f.keyScans.Load() - scans; n != 0 {
 		t.Fatalf("listing one account's keys read every key %d times", n)
 	}
 	// A deletion limited to an account deletes only that account's key.
@@ -116,11 +116,11 @@ func TestAccountKeysAreListedFromTheirOwnIndex(t *testing.T) {
 	if err := f.svc.indexUserKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	scans = f.backend.keyScans.Load()
+	scans = f.keyScans.Load()
 	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"k2"}) {
 		t.Fatalf("alice's keys once indexed: %v, want [k2]", got)
 	}
-	if n := f.backend.keyScans.Load() - scans; n != 0 {
+	if n := f.keyScans.Load() - scans; n != 0 {
 		t.Fatalf("listing one account's keys once indexed read every key %d times", n)
 	}
 	// Keys imported with Seed have their entries too.
@@ -207,9 +207,9 @@ func TestRotationDuringIndexingKeepsTheEntry(t *testing.T) {
 			t.Errorf("rotating mid-scan: %d", code)
 		}
 	}
-	f.backend.midScan.Store(&rotate)
+	f.midScan.Store(&rotate)
 	err = f.svc.indexUserKeys(ctx)
-	f.backend.midScan.Store(nil)
+	f.midScan.Store(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,21 +13,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-
 	"github.com/gatehouse-auth/gatehouse/account"
-	"github.com/gatehouse-auth/gatehouse/assertion"
-	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/keystore"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
-	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
 // fixture is a connector plugin on a real (embedded) store.
@@ -42,27 +35,8 @@ type fixture struct {
 func newFixture(t testing.TB, cfg engine.Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(st, 100_000)
-	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := assertion.NewSigner(ctx, c, ks, "gatehouse", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := audit.New(c, zap.NewNop(), audit.Options{})
-	metrics, err := engine.NewMetrics(prometheus.NewRegistry(), c, engine.NewDecisionCounters())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(cfg, c, ks, signer, log, metrics, zap.NewNop())
-	ca, err := OpenCA(dir, ks)
+	e := enginetest.New(t, cfg, nil)
+	ca, err := OpenCA(t.TempDir(), e.Keystore)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +45,7 @@ func newFixture(t testing.TB, cfg engine.Config) *fixture {
 		t.Fatal(err)
 	}
 	e.Register(p)
-	t.Cleanup(func() {
-		log.Close()
-		c.Close()
-	})
-	f := &fixture{t: t, engine: e, p: p, ks: ks, now: time.Now()}
+	f := &fixture{t: t, engine: e, p: p, ks: e.Keystore, now: time.Now()}
 	p.now = func() time.Time { return f.now }
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "api", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)

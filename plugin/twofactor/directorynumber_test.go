@@ -56,7 +56,7 @@ func TestSignInNeverTextsTheDirectorysNumber(t *testing.T) {
 			if _, err := d.Refresh(ctx, "gina"); err != nil {
 				t.Fatal(err)
 			}
-			sent := len(fx.sender.msgs)
+			sent := fx.sender.Len()
 			res, err := fx.e.Accounts.SignIn(ctx, "gina", "gina password", fx.svc.Lockout(signInRequest(ctx)))
 			if err != nil || res.Outcome != account.OutcomeOK {
 				t.Fatalf("sign-in: %+v %v", res, err)
@@ -65,8 +65,8 @@ func TestSignInNeverTextsTheDirectorysNumber(t *testing.T) {
 			if failure.Status(err) != 400 || !strings.Contains(err.Error(), "administrator") {
 				t.Errorf("SendCode = %v; want a 400 saying what an administrator does", err)
 			}
-			if len(fx.sender.msgs) != sent {
-				t.Errorf("a sign-in's code was texted to %s", fx.sender.msgs[len(fx.sender.msgs)-1].To)
+			if fx.sender.Len() != sent {
+				t.Errorf("a sign-in's code was texted to %s", fx.sender.Last().To)
 			}
 			if stored, _ := fx.e.Accounts.UserByCanonicalName(ctx, "gina"); stored.MobileNumber != "" {
 				t.Errorf("a sign-in adopted %q", stored.MobileNumber)

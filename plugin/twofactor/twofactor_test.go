@@ -22,7 +22,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms/smstest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
@@ -88,43 +88,10 @@ func TestAgainstOathtool(t *testing.T) {
 	}
 }
 
-// fakeSender records messages.
-type fakeSender struct {
-	mu   sync.Mutex
-	msgs []sms.Message
-	err  error
-}
-
-func (f *fakeSender) Send(_ context.Context, m sms.Message) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
-	}
-	f.msgs = append(f.msgs, m)
-	return nil
-}
-
-var codeInText = regexp.MustCompile(`\b(\d{6})\b`)
-
-func (f *fakeSender) lastCode(t *testing.T) string {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.msgs) == 0 {
-		t.Fatal("no SMS was sent")
-	}
-	m := codeInText.FindStringSubmatch(f.msgs[len(f.msgs)-1].Message)
-	if m == nil {
-		t.Fatalf("no code in %q", f.msgs[len(f.msgs)-1].Message)
-	}
-	return m[1]
-}
-
 type fixture struct {
 	svc    *Service
 	e      *engine.Engine
-	sender *fakeSender
+	sender *smstest.Recorder
 	clock  time.Time
 	mu     sync.Mutex
 }
@@ -134,7 +101,7 @@ func newFixture(t testing.TB) *fixture { return newFixtureWith(t, nil) }
 // newFixtureWith is newFixture over a store wrapped by wrap (nil: none).
 func newFixtureWith(t testing.TB, wrap func(storage.Store) storage.Store) *fixture {
 	e := enginetest.New(t, engine.Config{}, wrap)
-	fx := &fixture{e: e, sender: &fakeSender{}, clock: time.Unix(1_700_000_000, 0)}
+	fx := &fixture{e: e, sender: &smstest.Recorder{}, clock: time.Unix(1_700_000_000, 0)}
 	fx.svc = New(e, Options{Sender: fx.sender})
 	fx.svc.now = func() time.Time {
 		fx.mu.Lock()
@@ -303,15 +270,15 @@ func TestSMSCode(t *testing.T) {
 	if err := fx.svc.SendCode(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	first := fx.sender.lastCode(t)
-	if fx.sender.msgs[0].To != "+421900123456" {
-		t.Fatalf("sent to %q", fx.sender.msgs[0].To)
+	first := fx.sender.LastCode(t)
+	if fx.sender.Messages()[0].To != "+421900123456" {
+		t.Fatalf("sent to %q", fx.sender.Messages()[0].To)
 	}
 	// A new code replaces the old one.
 	if err := fx.svc.SendCode(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	second := fx.sender.lastCode(t)
+	second := fx.sender.LastCode(t)
 	if first != second {
 		if res := fx.verify(t, u, first); res.OK {
 			t.Fatal("replaced SMS code accepted")
@@ -327,7 +294,7 @@ func TestSMSCode(t *testing.T) {
 	if err := fx.svc.SendCode(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	third := fx.sender.lastCode(t)
+	third := fx.sender.LastCode(t)
 	fx.advance(SMSCodeLifetime + time.Second)
 	if res := fx.verify(t, u, third); res.OK {
 		t.Fatal("expired SMS code accepted")
@@ -337,7 +304,7 @@ func TestSMSCode(t *testing.T) {
 	if err == nil && strings.Contains(string(raw), third) {
 		t.Fatal("SMS code stored in clear")
 	}
-	fx.sender.err = fmt.Errorf("gateway down")
+	fx.sender.Fail(fmt.Errorf("gateway down"))
 	if err := fx.svc.SendCode(ctx, u); err == nil {
 		t.Fatal("send failure not reported")
 	}
@@ -357,12 +324,12 @@ func TestSMSCodesPerHourAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	last := fx.sender.lastCode(t)
-	sent := len(fx.sender.msgs)
+	last := fx.sender.LastCode(t)
+	sent := fx.sender.Len()
 	if err := fx.svc.SendCode(ctx, u); !errors.Is(err, ErrTooManyTexts) {
 		t.Fatalf("code %d of the hour: %v, want ErrTooManyTexts", SMSPerHour+1, err)
 	}
-	if len(fx.sender.msgs) != sent {
+	if fx.sender.Len() != sent {
 		t.Fatal("a text was sent beyond the hourly bound")
 	}
 	if res := fx.verify(t, u, last); !res.OK {
@@ -388,14 +355,14 @@ func TestOtherTextsShareTheHourlyBound(t *testing.T) {
 	if err := fx.svc.SendCode(ctx, u); err != nil {
 		t.Fatalf("the hour's last text, a code: %v", err)
 	}
-	sent := len(fx.sender.msgs)
+	sent := fx.sender.Len()
 	if err := fx.svc.SendText(ctx, u, "one link more"); !errors.Is(err, ErrTooManyTexts) {
 		t.Fatalf("text %d of the hour: %v, want ErrTooManyTexts", SMSPerHour+1, err)
 	}
 	if err := fx.svc.SendCode(ctx, u); !errors.Is(err, ErrTooManyTexts) {
 		t.Fatalf("code after %d texts: %v, want ErrTooManyTexts", SMSPerHour, err)
 	}
-	if len(fx.sender.msgs) != sent {
+	if fx.sender.Len() != sent {
 		t.Fatal("a text was sent beyond the hourly bound")
 	}
 }

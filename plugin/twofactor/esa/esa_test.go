@@ -8,8 +8,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,64 +19,24 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
-	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms/smstest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
-
-type flakyStore struct {
-	storage.Store
-	down atomic.Bool
-}
-
-func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, error) {
-	if f.down.Load() {
-		return nil, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
-	}
-	return f.Store.Get(ctx, key)
-}
-
-func (f *flakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
-	if f.down.Load() {
-		return storage.Entry{}, fmt.Errorf("connection refused: %w", storage.ErrUnavailable)
-	}
-	return f.Store.GetEntry(ctx, key)
-}
-
-type recorder struct {
-	mu   sync.Mutex
-	msgs []sms.Message
-}
-
-func (r *recorder) Send(_ context.Context, m sms.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, m)
-	return nil
-}
-
-func (r *recorder) last() sms.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.msgs) == 0 {
-		return sms.Message{}
-	}
-	return r.msgs[len(r.msgs)-1]
-}
 
 type env struct {
 	t          *testing.T
 	e          *engine.Engine
 	h          *Handler
-	flaky      *flakyStore
-	sent       *recorder
+	flaky      *enginetest.FlakyStore // reads by Get and GetEntry fail while down
+	sent       *smstest.Recorder
 	both, auth *NewCredentialView
 }
 
 func newEnv(t *testing.T) *env {
-	v := &env{t: t, sent: &recorder{}}
+	v := &env{t: t, sent: &smstest.Recorder{}}
 	v.e = enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store {
-		v.flaky = &flakyStore{Store: s}
+		v.flaky = &enginetest.FlakyStore{Store: s, Fails: enginetest.CallGet | enginetest.CallGetEntry}
 		return v.flaky
 	})
 	svc := twofactor.New(v.e, twofactor.Options{Sender: v.sent})
@@ -169,9 +127,9 @@ func TestHTTPLevelErrorsHaveEmptyBodies(t *testing.T) {
 	}
 	// A fatal store error is a 500 with an empty body.
 	v.user("cold", "")
-	v.flaky.down.Store(true)
+	v.flaky.Down.Store(true)
 	w := v.do("GET", "/manage/users/v1/profile/cold", "", basicAuth(v.both.Username, v.both.Password))
-	v.flaky.down.Store(false)
+	v.flaky.Down.Store(false)
 	if w.Code != 500 || w.Body.Len() != 0 {
 		t.Errorf("store down: HTTP %d %q", w.Code, w.Body.String())
 	}
@@ -217,7 +175,7 @@ func TestAppFlow(t *testing.T) {
 	if out["error"] != ErrorNone || !regexp.MustCompile(`^https://login\.example\.com:8443/gatehouse/enrol\?t=[A-Za-z0-9_-]{43}$`).MatchString(link) {
 		t.Fatalf("provisionmobileapp: %v", out)
 	}
-	if m := v.sent.last(); m.To != "+421900111222" || !strings.Contains(m.Message, link) {
+	if m := v.sent.Last(); m.To != "+421900111222" || !strings.Contains(m.Message, link) {
 		t.Fatalf("installation URL SMS: %+v", m)
 	}
 	en, err := v.h.svc.RedeemEnrolmentLink(context.Background(), link[strings.Index(link, "t=")+2:])
@@ -268,7 +226,7 @@ func TestSMSLockUnlockDeprovision(t *testing.T) {
 	if fmt.Sprint(out["expected_otp"]) != "[SMS]" {
 		t.Fatalf("start2fa: %v", out)
 	}
-	code := regexp.MustCompile(`\d{6}`).FindString(v.sent.last().Message)
+	code := v.sent.LastCode(t)
 	for range 5 {
 		v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"000000"}`)
 	}

@@ -21,31 +21,9 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
-	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms/smstest"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
-
-type outbox struct {
-	mu   sync.Mutex
-	msgs []sms.Message
-}
-
-func (o *outbox) Send(_ context.Context, m sms.Message) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.msgs = append(o.msgs, m)
-	return nil
-}
-
-func (o *outbox) code(t *testing.T) string {
-	t.Helper()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.msgs) == 0 {
-		t.Fatal("no SMS sent")
-	}
-	return regexp.MustCompile(`\d{6}`).FindString(o.msgs[len(o.msgs)-1].Message)
-}
 
 type harness struct {
 	t      *testing.T
@@ -53,13 +31,13 @@ type harness struct {
 	svc    *twofactor.Service
 	portal *Portal
 	srv    *httptest.Server
-	sent   *outbox
+	sent   *smstest.Recorder
 }
 
 const password = "correct horse battery"
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, e: enginetest.New(t, engine.Config{}, nil), sent: &outbox{}}
+	h := &harness{t: t, e: enginetest.New(t, engine.Config{}, nil), sent: &smstest.Recorder{}}
 	h.svc = twofactor.New(h.e, twofactor.Options{Sender: h.sent})
 	h.portal = New(h.svc)
 	mux := http.NewServeMux()
@@ -174,7 +152,7 @@ func TestLoginWithSMS(t *testing.T) {
 	if !strings.Contains(body, "not right") {
 		t.Fatalf("wrong code: %s", body)
 	}
-	resp, _ = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {h.sent.code(t)}})
+	resp, _ = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {h.sent.LastCode(t)}})
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app?x=1" {
 		t.Fatalf("after the code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
