@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -15,7 +16,7 @@ const (
 	// SessionKindPortal is a session of the 2FA login portal.
 	SessionKindPortal = "portal"
 	// SessionKindAppKey is a session an application key opened.
-	SessionKindAppKey = "app_key_session"
+	SessionKindAppKey = string(identity.MethodAppKeySession)
 )
 
 // SessionView is one live session as GET /gatehouse/sessions shows it:
