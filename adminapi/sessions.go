@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
