@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/migrate"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
@@ -324,19 +325,11 @@ Example:
 // the keystore at keystorePath, printing progress at most once a second
 // and a summary line to out.
 func runTagRecords(out io.Writer, location, keystorePath string, resume bool) error {
-	loc, err := migrate.ParseLocation(location)
-	if err != nil {
-		return fmt.Errorf("--store: %v", err)
-	}
-	ks, err := keystore.Open(keystorePath, false)
-	if err != nil {
-		return fmt.Errorf("--keystore: %w", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse.tag-records"))
+	loc, ks, st, err := openOffline(ctx, "tag-records", location, keystorePath)
 	if err != nil {
-		return fmt.Errorf("opening --store: %w", err)
+		return err
 	}
 	defer st.Close()
 	n, err := tagged.Upgrade(ctx, st, ks, resume, progress(out, "tag-records: %d records tagged\n"))
@@ -392,19 +385,11 @@ Example:
 // runRotateSigningKey replaces the assertion signing key of the store at
 // location, sealed with the keystore at keystorePath, and says so on out.
 func runRotateSigningKey(out io.Writer, location, keystorePath string) error {
-	loc, err := migrate.ParseLocation(location)
-	if err != nil {
-		return fmt.Errorf("--store: %v", err)
-	}
-	ks, err := keystore.Open(keystorePath, false)
-	if err != nil {
-		return fmt.Errorf("--keystore: %w", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse.rotate-signing-key"))
+	loc, ks, st, err := openOffline(ctx, "rotate-signing-key", location, keystorePath)
 	if err != nil {
-		return fmt.Errorf("opening --store: %w", err)
+		return err
 	}
 	defer st.Close()
 	records, err := tagged.Open(ctx, st, ks, tagged.Options{})
@@ -420,6 +405,25 @@ func runRotateSigningKey(out io.Writer, location, keystorePath string) error {
 	}
 	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse\n", loc, newKID, oldKID)
 	return nil
+}
+
+// openOffline opens the store at location (which must exist) and the
+// keystore at keystorePath for the offline subcommand name; the caller
+// closes the store.
+func openOffline(ctx context.Context, name, location, keystorePath string) (migrate.Location, *keystore.Keystore, storage.Store, error) {
+	loc, err := migrate.ParseLocation(location)
+	if err != nil {
+		return loc, nil, nil, fmt.Errorf("--store: %v", err)
+	}
+	ks, err := keystore.Open(keystorePath, false)
+	if err != nil {
+		return loc, nil, nil, fmt.Errorf("--keystore: %w", err)
+	}
+	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse."+name))
+	if err != nil {
+		return loc, nil, nil, fmt.Errorf("opening --store: %w", err)
+	}
+	return loc, ks, st, nil
 }
 
 // progress returns a callback printing format with the count so far to
