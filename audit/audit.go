@@ -225,6 +225,8 @@ type Log struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	dropped   atomic.Uint64
+	// onRecord is Options.OnRecord (nil: none).
+	onRecord func(Event)
 	// late counts the events recorded after Close, for its error line.
 	late logthin.Thinner
 	// The writer goroutine's own state: storeDownUntil skips store writes
@@ -301,6 +303,10 @@ type Options struct {
 	// SpillBytes bounds the spill file (default 64 MiB); the events
 	// beyond it are kept in memory only, and counted in an error line.
 	SpillBytes int64
+	// OnRecord, when set, is told of every event Record is given, before
+	// it is queued, summarised or dropped (a metrics counter). It must not
+	// block.
+	OnRecord func(Event)
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -325,7 +331,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	}
 	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan flushed), done: make(chan struct{}),
-		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout}
+		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
 		l.openSpill(opts.SpillFile, opts.SpillBytes)
@@ -385,6 +391,9 @@ func (l *Log) Record(e Event) {
 	}
 	e.Path = hideParameterValues(e.Path)
 	e.clipTo(maxField)
+	if l.onRecord != nil {
+		l.onRecord(e)
+	}
 	select {
 	case <-l.done:
 		l.recordLate(e)

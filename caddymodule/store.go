@@ -55,7 +55,8 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 		p.audit.Reconfigure(logger, settings)
 		return p.audit
 	}
-	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: auditSpillFile(dataDir, p.key)})
+	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: auditSpillFile(dataDir, p.key),
+		OnRecord: decisionCounters.CountAuditEvent})
 	return p.audit
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
@@ -25,6 +26,8 @@ type DecisionCounters struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	byKind    sync.Map // identity.Method → *series
+	// auditEvents counts audit events as they are recorded (CountAuditEvent).
+	auditEvents *prometheus.CounterVec
 }
 
 // NewDecisionCounters returns decision counters that start at zero.
@@ -39,7 +42,18 @@ func NewDecisionCounters() *DecisionCounters {
 			Help:    "Time to reach an authentication decision, by credential kind.",
 			Buckets: []float64{0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 0.5},
 		}, []string{"kind"}),
+		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gatehouse", Name: "audit_events_total",
+			Help: "Audit events by kind and outcome, counted as recorded (those a flood summary stands for, and allowed requests dropped from a full queue, too).",
+		}, []string{"kind", "outcome"}),
 	}
+}
+
+// CountAuditEvent counts e in gatehouse_audit_events_total: the audit
+// log's audit.Options.OnRecord. Kinds and outcomes are the audit
+// package's constants, so the series stay few.
+func (m *DecisionCounters) CountAuditEvent(e audit.Event) {
+	m.auditEvents.WithLabelValues(e.Kind, e.Outcome).Inc()
 }
 
 // Metrics are Gatehouse's Prometheus collectors.
@@ -53,7 +67,7 @@ type Metrics struct {
 // (read on scrape) with reg (Caddy's registry of the config being loaded).
 func NewMetrics(reg prometheus.Registerer, c *cache.Cache, counters *DecisionCounters) (*Metrics, error) {
 	m := &Metrics{DecisionCounters: counters}
-	m.collectors = []prometheus.Collector{m.decisions, m.latency,
+	m.collectors = []prometheus.Collector{m.decisions, m.latency, m.auditEvents,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
 			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_misses_total",

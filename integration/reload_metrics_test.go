@@ -59,3 +59,39 @@ func TestDecisionCountersSurviveReload(t *testing.T) {
 		t.Fatalf("counting after the reload: allowed %d; want 4", a)
 	}
 }
+
+// TestAuditEventsAreCounted: every audit event is counted in
+// gatehouse_audit_events_total by kind and outcome, the admin API's
+// changes and the data plane's refusals alike, and the counts survive a
+// reload.
+func TestAuditEventsAreCounted(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	const admin = `gatehouse_audit_events_total{kind="admin",outcome="success"}`
+	const refused = `gatehouse_audit_events_total{kind="request",outcome="denied"}`
+	count := func(sample string) int { return max(metricValue(t, inst, sample), 0) } // -1: no such series yet
+	adminBefore := count(admin)
+	seedReader(t, inst, "alice") // a role saved, a user created
+	if n := count(admin); n != adminBefore+2 {
+		t.Fatalf("%s = %d after two admin changes; want %d", admin, n, adminBefore+2)
+	}
+	refusedBefore := count(refused)
+	for range 3 {
+		if s := harness.Curl(t, "-u", "alice:wrong", inst.HTTPSURL()+"/api/x").Status; s != 401 {
+			t.Fatalf("a wrong password: %d", s)
+		}
+	}
+	if n := count(refused); n != refusedBefore+3 {
+		t.Fatalf("%s = %d after three refusals; want %d", refused, n, refusedBefore+3)
+	}
+	inst.Reload(strings.Replace(basicSite, "audience demo", "audience demo-reloaded", 1))
+	refusedBefore = count(refused)
+	if refusedBefore < 3 {
+		t.Fatalf("%s = %d after the reload; want the counts kept", refused, refusedBefore)
+	}
+	if s := harness.Curl(t, inst.HTTPSURL()+"/api/x").Status; s != 401 {
+		t.Fatalf("no credential: %d", s)
+	}
+	if n := count(refused); n != refusedBefore+1 {
+		t.Fatalf("%s = %d after one refusal more; want %d", refused, n, refusedBefore+1)
+	}
+}
