@@ -196,7 +196,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	return validateStorage(a.Storage)
+	if err := validateStorage(a.Storage); err != nil {
+		return err
+	}
+	if err := decisionCounters.Register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	return nil
 }
 
 func (a *App) engineConfig() engine.Config {

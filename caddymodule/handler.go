@@ -133,6 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		headers := guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
 		headers.Strip(r.Header)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
+		decisionCounters.CountUnavailable()
 		h.app.logUnready("gatehouse route unavailable", err)
 		return nil
 	}

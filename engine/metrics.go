@@ -56,6 +56,32 @@ func (m *DecisionCounters) CountAuditEvent(e audit.Event) {
 	m.auditEvents.WithLabelValues(e.Kind, e.Outcome).Inc()
 }
 
+// Register registers the counters with reg (Caddy's registry of the
+// config being loaded), at provisioning, so that their series exist, and
+// a route answering 503 before Gatehouse has started is counted
+// (CountUnavailable), while the store is still out of reach.
+func (m *DecisionCounters) Register(reg prometheus.Registerer) error {
+	return registerAll(reg, []prometheus.Collector{m.decisions, m.latency, m.auditEvents})
+}
+
+// CountUnavailable counts a guarded request answered 503 because
+// Gatehouse has not started (the store unreachable at start-up): a
+// decision of kind "none", outcome "error".
+func (m *DecisionCounters) CountUnavailable() { m.seriesFor("").failed.Inc() }
+
+// registerAll registers every collector with reg, or none of them.
+func registerAll(reg prometheus.Registerer, cols []prometheus.Collector) error {
+	for i, col := range cols {
+		if err := reg.Register(col); err != nil {
+			for _, done := range cols[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // Metrics are Gatehouse's Prometheus collectors.
 type Metrics struct {
 	*DecisionCounters
@@ -63,22 +89,19 @@ type Metrics struct {
 	collectors []prometheus.Collector
 }
 
-// NewMetrics registers counters and the cache's hit and miss counters
-// (read on scrape) with reg (Caddy's registry of the config being loaded).
+// NewMetrics registers the cache's hit and miss counters (read on
+// scrape) with reg (Caddy's registry of the config being loaded); the
+// decision counters are registered by their owner (DecisionCounters.Register).
 func NewMetrics(reg prometheus.Registerer, c *cache.Cache, counters *DecisionCounters) (*Metrics, error) {
 	m := &Metrics{DecisionCounters: counters}
-	m.collectors = []prometheus.Collector{m.decisions, m.latency, m.auditEvents,
+	m.collectors = []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
 			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_misses_total",
 			Help: "State cache lookups that read the store."}, func() float64 { return float64(c.Misses()) }),
 	}
-	for i, col := range m.collectors {
-		if err := reg.Register(col); err != nil {
-			m.collectors = m.collectors[:i]
-			m.Unregister(reg)
-			return nil, err
-		}
+	if err := registerAll(reg, m.collectors); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

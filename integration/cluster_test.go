@@ -484,6 +484,10 @@ func TestClusterStartsWithRedisDownAndComesUp(t *testing.T) {
 	if !b.LogContains("Redis is unreachable: gatehouse routes answer 503 until it is back") {
 		t.Fatal("no log line says why gatehouse routes answer 503")
 	}
+	// Metrics tell of it too, before Gatehouse has started.
+	if n := metricValue(t, b, `gatehouse_decisions_total{kind="none",outcome="error"}`); n < 1 {
+		t.Fatalf("gatehouse_decisions_total{kind=\"none\",outcome=\"error\"} = %d after a 503 before the start; want at least 1", n)
+	}
 
 	srv.Restart()
 	// Start attempts back off up to 5 s apart.

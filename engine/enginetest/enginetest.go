@@ -74,7 +74,11 @@ func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	metrics, err := engine.NewMetrics(reg, c, engine.NewDecisionCounters())
+	counters := engine.NewDecisionCounters()
+	if err := counters.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := engine.NewMetrics(reg, c, counters)
 	if err != nil {
 		t.Fatal(err)
 	}
