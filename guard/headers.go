@@ -64,9 +64,17 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 	return removed
 }
 
-// stripTrailers keeps identity-prefixed fields out of r's trailers, which
-// a reverse proxy forwards after the body and some upstreams merge into
-// the headers: it deletes the declared ones now, and has the body delete
+// controlTrailers are header names that must not arrive as request
+// trailers either, lower case with '-': a reverse proxy forwards trailers
+// after the body and some upstreams merge them into the headers, where
+// they would carry a credential Gatehouse never saw or removed (the
+// Authorization and appKey headers, cookies, the session requests), a
+// method override it did not check, or a rewrite header.
+var controlTrailers = [...]string{"authorization", "cookie", "appkey", "x-thingworx-session",
+	"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-forwarded-prefix"}
+
+// stripTrailers keeps identity-prefixed fields and controlTrailers out of
+// r's trailers: it deletes the declared ones now, and has the body delete
 // them again when it ends, as Go's server fills the declared trailers in
 // from the wire then. (Undeclared ones go to the server's own request,
 // not the copy handlers see, and Caddy's proxy forwards none.) A request
@@ -75,12 +83,22 @@ func (h *IdentityHeaders) stripTrailers(r *http.Request) {
 	if r.Trailer == nil || r.Body == nil {
 		return
 	}
-	h.Strip(r.Trailer)
+	h.stripTrailerFields(r.Trailer)
 	r.Body = &trailerStripper{ReadCloser: r.Body, h: h, r: r}
 }
 
-// trailerStripper is a request body that strips the request's trailers of
-// identity-prefixed fields once it has been read to the end.
+// stripTrailerFields deletes the identity-prefixed fields and the
+// controlTrailers from trailer.
+func (h *IdentityHeaders) stripTrailerFields(trailer http.Header) {
+	for name := range trailer {
+		if h.matches(name) || isHeaderNamed(name, controlTrailers[:]) {
+			delete(trailer, name)
+		}
+	}
+}
+
+// trailerStripper is a request body that strips the request's trailers
+// (stripTrailerFields) once it has been read to the end.
 type trailerStripper struct {
 	io.ReadCloser
 	h *IdentityHeaders
@@ -91,7 +109,7 @@ type trailerStripper struct {
 func (t *trailerStripper) Read(p []byte) (int, error) {
 	n, err := t.ReadCloser.Read(p)
 	if err == io.EOF {
-		t.h.Strip(t.r.Trailer)
+		t.h.stripTrailerFields(t.r.Trailer)
 	}
 	return n, err
 }
