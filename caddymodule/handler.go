@@ -150,8 +150,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			setUserPlaceholders(repl, id)
 		}
+		stripOriginalURL(r, route)
 		return next.ServeHTTP(w, r)
 	})
+}
+
+// stripOriginalURL removes the credentials from the query of the URL
+// Caddy keeps as the request's original (caddyhttp.OriginalRequestCtxKey,
+// shared by pointer): Caddy puts it back on the request before it runs
+// the handle_errors routes, whose reverse_proxy would otherwise send an
+// application key Gatehouse removed. Without a query it costs nothing.
+func stripOriginalURL(r *http.Request, route *engine.Route) {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil || orig.URL.RawQuery == "" {
+		return
+	}
+	route.StripCredentials(&http.Request{URL: orig.URL, Header: http.Header{}})
 }
 
 // setUserPlaceholders sets the placeholders of id for the handlers after

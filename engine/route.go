@@ -90,7 +90,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		return rt.refuse(w, r, noSpan, "", nil, unclean, start)
 	}
 	if rt.isPublic(cleanPath) {
-		_ = rt.guard.Forward(r, nil, rt.stripCredentials) // no identity: nothing signed, no error
+		_ = rt.guard.Forward(r, nil, rt.StripCredentials) // no identity: nothing signed, no error
 		return next(w, r, nil)
 	}
 
@@ -125,7 +125,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
-	if err := rt.guard.Forward(r, verified, rt.stripCredentials); err != nil {
+	if err := rt.guard.Forward(r, verified, rt.StripCredentials); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
 	}
 	e.Metrics.observe(cred.Method(), outcomeAllowed, start)
@@ -153,11 +153,11 @@ func (rt *Route) isPublic(cleanPath string) bool {
 	return false
 }
 
-// stripCredentials removes from r every credential of every kind, those
+// StripCredentials removes from r every credential of every kind, those
 // the route does not accept too: a password sent beside an application
 // key, or a key on a route that takes only Basic, is no business of the
-// upstream's.
-func (rt *Route) stripCredentials(r *http.Request) {
+// upstream's. Serve calls it on every request it forwards.
+func (rt *Route) StripCredentials(r *http.Request) {
 	for _, c := range rt.stripped {
 		c.Strip(r)
 	}

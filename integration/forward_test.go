@@ -205,3 +205,48 @@ func wantUpstream(t *testing.T, label string, want map[string]string, args ...st
 		}
 	}
 }
+
+// errorsSite proxies to an upstream that is down, and its handle_errors
+// routes proxy to the echo upstream: Caddy puts the request's original
+// URL back before it runs them.
+const errorsSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept basic
+		public /public/*
+	}
+	reverse_proxy 127.0.0.1:{{.Extra.deadPort}}
+	handle_errors {
+		reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+	}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestHandleErrorsGetsNoCredential: through bin/caddy, when the upstream
+// fails and a handle_errors route proxies the request elsewhere, the
+// application key and session requests Gatehouse removed from the query
+// stay removed (Caddy restores the original URL for those routes), on
+// guarded and public paths alike.
+func TestHandleErrorsGetsNoCredential(t *testing.T) {
+	inst := harness.Start(t, errorsSite, harness.Options{Extra: map[string]any{"deadPort": harness.FreePort(t)}})
+	seedReader(t, inst, "alice")
+	for _, path := range []string{"/api/items", "/public/x"} {
+		res := harness.Curl(t, "-u", "alice:correct horse",
+			fmt.Sprintf("http://127.0.0.1:%d%s?keep=1&appKey=ghak_notforupstream&x-gatehouse-session=true", inst.Ports.HTTPPort, path))
+		echo := harness.ParseEcho(t, res.Body)
+		if echo.URI != path+"?keep=1" || echo.Headers["Authorization"] != "" {
+			t.Fatalf("%s: handle_errors' upstream received %s with %v (status %d)", path, echo.URI, echo.Headers, res.Status)
+		}
+	}
+}
