@@ -77,14 +77,12 @@ func queryMethods(raw string) []string {
 	return out
 }
 
-// readsAsMethodParam reports whether some common framework reads the
-// decoded query name as methodParam: PHP cuts a name at a NUL, drops
-// leading spaces, takes "_method[…]" as the array "_method" and turns '.'
-// and ' ' into '_' (so ".method", " _method" and "_method\x00x" are all
-// "_method" to Laravel and Symfony); Rack and Express's qs drop leading
-// brackets ("[_method]") and take the part before the next one. A name
-// any of them reads as "_method" counts, without allocating.
-func readsAsMethodParam(name string) bool {
+// ParamBase returns a decoded query parameter name as the most lenient of
+// common frameworks reads it: PHP cuts a name at a NUL, drops leading
+// spaces and takes "name[…]" as the array "name"; Rack and Express's qs
+// drop leading brackets ("[name]") and take the part before the next one.
+// It does not allocate.
+func ParamBase(name string) string {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
@@ -92,6 +90,20 @@ func readsAsMethodParam(name string) bool {
 	if i := strings.IndexAny(name, "[]"); i >= 0 {
 		name = name[:i]
 	}
+	return name
+}
+
+// DecodeParamName decodes a raw query parameter name leniently, as
+// decodeQueryPart does ('+' a space, "%XX" and IIS's "%uXXXX"), and
+// returns its ParamBase.
+func DecodeParamName(raw string) string { return ParamBase(decodeQueryPart(raw)) }
+
+// readsAsMethodParam reports whether some common framework reads the
+// decoded query name as methodParam: its ParamBase, with PHP's '.' and ' '
+// for '_' (so ".method", " _method" and "_method\x00x" are all "_method"
+// to Laravel and Symfony). It does not allocate.
+func readsAsMethodParam(name string) bool {
+	name = ParamBase(name)
 	if len(name) != len(methodParam) {
 		return false
 	}

@@ -3,6 +3,8 @@ package appkey
 import (
 	"net/url"
 	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/guard"
 )
 
 // The query string is scanned by hand: the hot path must not build a
@@ -58,6 +60,25 @@ func paramIs(param string, names []string) bool {
 // same length in bytes leaves EqualFold to fold ASCII letters alone.
 func asciiEqualFold(a, b string) bool { return len(a) == len(b) && strings.EqualFold(a, b) }
 
+// paramReadAs reports whether some common framework reads the parameter's
+// name as one of names (ASCII), in any ASCII case: leniently decoded and
+// cut as PHP, Rack or qs cut it (guard.DecodeParamName), so "[appKey]",
+// "appKey%00x" and IIS's "app%u004Bey" count. What is stripped is every
+// spelling an upstream might take for a key or a session request, though
+// only paramIs's spellings are read as one.
+func paramReadAs(param string, names []string) bool {
+	name, _, _ := strings.Cut(param, "=")
+	if strings.ContainsAny(name, "%+[] \x00") {
+		name = guard.DecodeParamName(name)
+	}
+	for _, n := range names {
+		if asciiEqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
 // paramValue is the percent-decoded value of a parameter ("" when it
 // cannot be decoded).
 func paramValue(param string) string {
@@ -88,7 +109,8 @@ func queryKey(rawQuery string) (value string, count int) {
 	return value, count
 }
 
-// stripParams returns rawQuery without the parameters named one of names,
+// stripParams returns rawQuery without the parameters some framework reads
+// as one of names (paramReadAs),
 // keeping every other parameter and separator byte for byte, and whether
 // it removed anything. It allocates only when it removes something.
 func stripParams(rawQuery string, names []string) (string, bool) {
@@ -99,7 +121,7 @@ func stripParams(rawQuery string, names []string) (string, bool) {
 		var p string
 		p, i = nextParam(rawQuery, i)
 		switch {
-		case paramIs(p, names):
+		case paramReadAs(p, names):
 			if !removed {
 				kept.WriteString(rawQuery[:start])
 				removed = true

@@ -73,11 +73,9 @@ func Is(key string) bool {
 // TakeBack lowers the windowed counter at key by one: an attempt counted
 // before it was checked gives its count back. If the window ran out in
 // between, the decrement finds no counter and leaves -1 with a fresh
-// window; the count is then set back to 0 (an attempt counted in between
-// counts from zero: storage/tagged). Best effort: a store failure is
-// ignored (at worst one guess fewer).
+// window, which gives no guess more: the next attempt's increment finds
+// the count below zero and counts from zero (storage/tagged). Best
+// effort: a store failure is ignored (at worst one guess fewer).
 func TakeBack(ctx context.Context, st storage.Store, key string, window time.Duration) {
-	if n, err := st.Incr(ctx, key, -1, window); err == nil && n < 0 {
-		_, _ = st.Incr(ctx, key, -n, window)
-	}
+	_, _ = st.Incr(ctx, key, -1, window)
 }

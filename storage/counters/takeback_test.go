@@ -6,20 +6,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
-// TestTakeBackNeverGoesBelowZero: a count taken back lowers it by one; one
+// TestTakeBackLeavesNoDebt: a count taken back lowers it by one; one
 // taken back after its window ran out (the counter gone) leaves no debt,
-// so the next window allows no more than the limit.
-func TestTakeBackNeverGoesBelowZero(t *testing.T) {
+// so the next window allows no more than the limit, nor fewer: its first
+// attempt counts 1. Over the tagged store, as Gatehouse runs.
+func TestTakeBackLeavesNoDebt(t *testing.T) {
 	ctx := context.Background()
-	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
+	t.Cleanup(func() { _ = db.Close() })
+	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tagged.Open(ctx, db, ks, tagged.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	key := counters.BasicFailures("alice")
 	for range 2 {
 		if _, err := st.Incr(ctx, key, 1, time.Hour); err != nil {
@@ -36,5 +47,14 @@ func TestTakeBackNeverGoesBelowZero(t *testing.T) {
 	counters.TakeBack(ctx, st, key, time.Hour)
 	if n, err := st.Incr(ctx, key, 1, time.Hour); err != nil || n != 1 {
 		t.Fatalf("first attempt of a new window after a late take-back: count %d, %v; want 1", n, err)
+	}
+	// Two late take-backs at once leave -2: the next attempt still counts 1.
+	if err := st.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	counters.TakeBack(ctx, st, key, time.Hour)
+	counters.TakeBack(ctx, st, key, time.Hour)
+	if n, err := st.Incr(ctx, key, 1, time.Hour); err != nil || n != 1 {
+		t.Fatalf("first attempt after two late take-backs: count %d, %v; want 1", n, err)
 	}
 }
