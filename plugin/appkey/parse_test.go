@@ -129,6 +129,15 @@ func TestStripParams(t *testing.T) {
 		{"a=1&x-gatehouse-session=true&appKey=K&x-thingworx-session=true&b=%20", "a=1&b=%20"},
 		{"app%4bey=K&a=1", "a=1"},
 		{"a=1&&appKey=K", "a=1"},
+		// Spellings some framework reads as appKey or a session request:
+		// IIS's %u, PHP's NUL cut and arrays, Rack's and qs's brackets.
+		{"a=1&app%u004Bey=K", "a=1"},
+		{"a=1&%5BappKey%5D=K", "a=1"},
+		{"a=1&appKey%00x=K", "a=1"},
+		{"a=1&appKey[0]=K", "a=1"},
+		{"a=1&+appKey=K", "a=1"},
+		{"a=1&x-gatehouse-session%00=true", "a=1"},
+		{"a=1&appKeys=K&myappKey=K", "a=1&appKeys=K&myappKey=K"},
 	} {
 		got, removed := stripParams(tc.in, strippedParams)
 		if got != tc.out || removed != (got != tc.in) {
@@ -200,6 +209,12 @@ func FuzzQuery(f *testing.F) {
 		for name := range values {
 			if slices.ContainsFunc(strippedParams, func(p string) bool { return strings.EqualFold(p, name) }) {
 				t.Fatalf("url.ParseQuery(%q) still finds %q", stripped, name)
+			}
+		}
+		for i := 0; i < len(stripped); {
+			var p string
+			if p, i = nextParam(stripped, i); paramReadAs(p, strippedParams) {
+				t.Fatalf("stripParams(%q) = %q still holds %q, which a framework reads as a key or session request", q, stripped, p)
 			}
 		}
 		if _, n := queryKey(q); n > 0 && !removed {
