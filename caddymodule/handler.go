@@ -179,12 +179,15 @@ func stripOriginalURL(r *http.Request, route *engine.Route) {
 // another kind). A provider (Replacer.Map) would cost one allocation
 // instead of about four, but the first provider added answers, so an
 // outer handler's user would outrank the inner one's. On a public path
-// (id nil) they are set empty: nobody was checked, and an unset
+// (id nil) Gatehouse checked nobody: those no earlier handler set (Caddy's
+// basic_auth in a route before it) are set empty, since an unset
 // placeholder would reach a header_up as its own literal text.
 func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
 	if id == nil {
 		for _, name := range userPlaceholders {
-			repl.Set(name, "")
+			if _, known := repl.Get(name); !known {
+				repl.Set(name, "")
+			}
 		}
 		return
 	}

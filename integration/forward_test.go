@@ -116,6 +116,7 @@ http://:{{.Extra.nestedPort}} {
 		gatehouse {
 			accept app_key
 			forward user
+			public /public/*
 		}
 	}
 	import seen
@@ -187,6 +188,11 @@ func TestUserPlaceholders(t *testing.T) {
 	wantUpstream(t, "basic_auth, then gatehouse", map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
 		"X-Seen-App-Key": "meter-7", "X-Gatehouse-User": "sensor", "Authorization": ""},
 		"-H", "appKey: "+key.Key, "-u", "alice:correct horse", nested)
+	// On a public path Gatehouse checked nobody: basic_auth's user stays,
+	// the placeholders nobody set are empty.
+	wantUpstream(t, "basic_auth, then a public path", map[string]string{"X-Seen-User": "alice", "X-Seen-Method": "",
+		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "Authorization": ""},
+		"-u", "alice:correct horse", strings.Replace(nested, "/api/items", "/public/x", 1))
 }
 
 // wantUpstream sends a request with curl (args, the URL last), which must
