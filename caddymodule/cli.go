@@ -403,7 +403,8 @@ func runRotateSigningKey(out io.Writer, location, keystorePath string) error {
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("rotate-signing-key: closing %s: %w", loc, err)
 	}
-	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse\n", loc, newKID, oldKID)
+	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse (an instance still running "+
+		"signs with the old key and publishes only it until it restarts: restart every instance of the store now)\n", loc, newKID, oldKID)
 	return nil
 }
 

@@ -263,7 +263,7 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 	if err != nil {
 		if isLocked(err) {
 			return nil, fmt.Errorf("%s: the Badger database is locked by another process; "+
-				"stop Caddy (and anything else using it) before migrating: %w", l.name, err)
+				"stop Caddy (and anything else using it) first: %w", l.name, err)
 		}
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
