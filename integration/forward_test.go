@@ -247,6 +247,10 @@ http://:{{.UpstreamPort}} {
 func TestHandleErrorsGetsNoCredential(t *testing.T) {
 	inst := harness.Start(t, errorsSite, harness.Options{Extra: map[string]any{"deadPort": harness.FreePort(t)}})
 	seedReader(t, inst, "alice")
+	// Its route forwards assertions without an audience: warned of.
+	if !inst.LogContains("forwards identity assertions without an audience") {
+		t.Error("no start-up warning of a route forwarding assertions without an audience")
+	}
 	for _, path := range []string{"/api/items", "/public/x"} {
 		res := harness.Curl(t, "-u", "alice:correct horse",
 			fmt.Sprintf("http://127.0.0.1:%d%s?keep=1&appKey=ghak_notforupstream&x-gatehouse-session=true", inst.Ports.HTTPPort, path))

@@ -20,6 +20,9 @@ import (
 func TestRotateSigningKey(t *testing.T) {
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "alice")
+	if inst.LogContains("without an audience") { // basicSite sets one
+		t.Error("a route with an audience was warned of having none")
+	}
 	assertionNow := func() (token, jwks string) {
 		t.Helper()
 		res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPSURL()+"/api/items")
