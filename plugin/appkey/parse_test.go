@@ -138,6 +138,11 @@ func TestStripParams(t *testing.T) {
 		{"a=1&+appKey=K", "a=1"},
 		{"a=1&x-gatehouse-session%00=true", "a=1"},
 		{"a=1&appKeys=K&myappKey=K", "a=1&appKeys=K&myappKey=K"},
+		// Mixed separators: an '&' after the removed parameter is kept,
+		// so "x" stays a parameter of its own for '&'-only readers.
+		{"filter=name;appKey=zz&x=1", "filter=name&x=1"},
+		{"filter=name;appKey=zz;x=1", "filter=name;x=1"},
+		{"a=1&appKey=zz;b=2", "a=1&b=2"},
 	} {
 		got, removed := stripParams(tc.in, strippedParams)
 		if got != tc.out || removed != (got != tc.in) {

@@ -114,7 +114,7 @@ func queryKey(rawQuery string) (value string, count int) {
 // keeping every other parameter and separator byte for byte, and whether
 // it removed anything. It allocates only when it removes something.
 func stripParams(rawQuery string, names []string) (string, bool) {
-	var kept strings.Builder
+	var kept []byte
 	removed := false
 	for i := 0; i < len(rawQuery); {
 		start := i
@@ -123,15 +123,22 @@ func stripParams(rawQuery string, names []string) (string, bool) {
 		switch {
 		case paramReadAs(p, names):
 			if !removed {
-				kept.WriteString(rawQuery[:start])
+				kept = append(make([]byte, 0, len(rawQuery)), rawQuery[:start]...)
 				removed = true
 			}
+			// The parameter goes with the separator after it; where that
+			// was '&' and the one kept before it ';', the kept one becomes
+			// '&', so that an upstream splitting on '&' alone does not
+			// read the next parameter into the previous one's value.
+			if n := len(kept); n > 0 && kept[n-1] == ';' && i <= len(rawQuery) && rawQuery[i-1] == '&' {
+				kept[n-1] = '&'
+			}
 		case removed:
-			kept.WriteString(rawQuery[start:i])
+			kept = append(kept, rawQuery[start:i]...)
 		}
 	}
 	if !removed {
 		return rawQuery, false
 	}
-	return strings.TrimRight(kept.String(), "&;"), true
+	return strings.TrimRight(string(kept), "&;"), true
 }
