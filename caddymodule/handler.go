@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -147,10 +148,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if repl != nil {
 			setUserPlaceholders(repl, id)
 		}
-		stripOriginalURL(r, route)
+		stripOriginalURL(r, route, repl)
 		return next.ServeHTTP(w, r)
 	})
 }
@@ -159,13 +161,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Caddy keeps as the request's original (caddyhttp.OriginalRequestCtxKey,
 // shared by pointer): Caddy puts it back on the request before it runs
 // the handle_errors routes, whose reverse_proxy would otherwise send an
-// application key Gatehouse removed. Without a query it costs nothing.
-func stripOriginalURL(r *http.Request, route *engine.Route) {
+// application key Gatehouse removed. The original request URI, a string
+// in that value, cannot be changed there: when something was removed, the
+// {http.request.orig_uri} placeholder is set to it without the
+// credentials (a static value answers before Caddy's own). Without a
+// query it costs nothing.
+func stripOriginalURL(r *http.Request, route *engine.Route, repl *caddy.Replacer) {
 	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 	if !ok || orig.URL == nil || orig.URL.RawQuery == "" {
 		return
 	}
+	before := orig.URL.RawQuery
 	route.StripCredentials(&http.Request{URL: orig.URL, Header: http.Header{}})
+	if repl == nil || orig.URL.RawQuery == before {
+		return
+	}
+	uri, _, _ := strings.Cut(orig.RequestURI, "?")
+	if orig.URL.RawQuery != "" {
+		uri += "?" + orig.URL.RawQuery
+	}
+	repl.Set("http.request.orig_uri", uri)
 }
 
 // setUserPlaceholders sets the placeholders of id for the handlers after

@@ -228,9 +228,14 @@ http://:{{.HTTPPort}} {
 		accept basic
 		public /public/*
 	}
-	reverse_proxy 127.0.0.1:{{.Extra.deadPort}}
+	reverse_proxy 127.0.0.1:{{.Extra.deadPort}} {
+		header_up X-Orig-Uri {http.request.orig_uri}
+	}
 	handle_errors {
-		reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+		reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
+			header_up X-Uri {http.request.uri}
+			header_up X-Orig-Uri {http.request.orig_uri}
+		}
 	}
 }
 http://:{{.UpstreamPort}} {
@@ -255,7 +260,8 @@ func TestHandleErrorsGetsNoCredential(t *testing.T) {
 		res := harness.Curl(t, "-u", "alice:correct horse",
 			fmt.Sprintf("http://127.0.0.1:%d%s?keep=1&appKey=ghak_notforupstream&x-gatehouse-session=true", inst.Ports.HTTPPort, path))
 		echo := harness.ParseEcho(t, res.Body)
-		if echo.URI != path+"?keep=1" || echo.Headers["Authorization"] != "" {
+		if echo.URI != path+"?keep=1" || echo.Headers["Authorization"] != "" || strings.Contains(echo.Headers["X-Uri"], "ghak_") ||
+			echo.Headers["X-Orig-Uri"] != path+"?keep=1" {
 			t.Fatalf("%s: handle_errors' upstream received %s with %v (status %d)", path, echo.URI, echo.Headers, res.Status)
 		}
 	}
