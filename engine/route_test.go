@@ -295,7 +295,8 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	req, _ := http.NewRequest("POST", srv.URL+"/public/upload", body) // no length: chunked
 	req.Trailer = http.Header{"X-Gatehouse-User": {"admin"}, "X_gatehouse_roles": {"admin"}, "X-Checksum": {"abc"},
 		"Authorization": {"Basic Ym9iOmJvYnB3"}, "Appkey": {"ghak_x"}, "Cookie": {"gatehouse_session=x"}, "X-Thingworx-Session": {"true"},
-		"X-Http-Method-Override": {"DELETE"}, "X_original_url": {"/admin"}}
+		"X-Http-Method-Override": {"DELETE"}, "X_original_url": {"/admin"}, "X-Forwarded-For": {"6.6.6.6"}, "Forwarded": {"for=6.6.6.6"},
+		"Host": {"evil"}, "Proxy-Authorization": {"Basic eA=="}, "X.Gatehouse.User": {"root"}, "X-Http-Method.Override": {"DELETE"}}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -66,12 +66,14 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 
 // controlTrailers are header names that must not arrive as request
 // trailers either, lower case with '-': a reverse proxy forwards trailers
-// after the body and some upstreams merge them into the headers, where
-// they would carry a credential Gatehouse never saw or removed (the
-// Authorization and appKey headers, cookies, the session requests), a
-// method override it did not check, or a rewrite header.
-var controlTrailers = [...]string{"authorization", "cookie", "appkey", "x-thingworx-session",
-	"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-forwarded-prefix"}
+// after the body and some upstreams merge them into the headers (Apache's
+// MergeTrailers), where they would carry a credential Gatehouse never saw
+// or removed (the Authorization and appKey headers, cookies, the session
+// requests), a method override it did not check, a rewrite header, or a
+// client address, host or scheme Caddy sets in the headers itself.
+var controlTrailers = [...]string{"authorization", "proxy-authorization", "cookie", "appkey", "x-thingworx-session",
+	"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-forwarded-prefix",
+	"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"}
 
 // stripTrailers keeps identity-prefixed fields and controlTrailers out of
 // r's trailers: it deletes the declared ones now, and has the body delete
@@ -122,15 +124,16 @@ func (h *IdentityHeaders) matches(name string) bool {
 }
 
 // hasHeaderPrefix reports whether the header name starts with lower (lower
-// case, '-' separated), in any case and with '_' for '-' (some upstreams,
-// CGI and FastCGI among them, read both alike), without allocating.
+// case, '-' separated), in any case and with '_' or '.' for '-' (some
+// upstreams, CGI and FastCGI among them, and PHP read them alike), without
+// allocating.
 func hasHeaderPrefix(name, lower string) bool {
 	if len(name) < len(lower) {
 		return false
 	}
 	for i := 0; i < len(lower); i++ {
 		c := name[i]
-		if c == '_' {
+		if c == '_' || c == '.' {
 			c = '-'
 		} else if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
@@ -142,8 +145,10 @@ func hasHeaderPrefix(name, lower string) bool {
 	return true
 }
 
+// normalizeHeaderName is s as hasHeaderPrefix compares it: lower case,
+// with '-' for '_' and '.'.
 func normalizeHeaderName(s string) string {
-	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(s))
 }
 
 // stripConnectionTokens removes from the Connection header the tokens
