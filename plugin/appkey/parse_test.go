@@ -137,6 +137,12 @@ func TestStripParams(t *testing.T) {
 		{"a=1&appKey[0]=K", "a=1"},
 		{"a=1&+appKey=K", "a=1"},
 		{"a=1&x-gatehouse-session%00=true", "a=1"},
+		// Names Java's equalsIgnoreCase takes for them: the Kelvin sign,
+		// a dotless i, a long s.
+		{"a=1&app%E2%84%AAey=K", "a=1"},
+		{"a=1&x-th%C4%B1ngworx-session=true", "a=1"},
+		{"a=1&x-gatehou%C5%BFe-session=true", "a=1"},
+		{"a=1&%C3%A4ppKey=K", "a=1&%C3%A4ppKey=K"},
 		{"a=1&appKeys=K&myappKey=K", "a=1&appKeys=K&myappKey=K"},
 		// Mixed separators: an '&' after the removed parameter is kept,
 		// so "x" stays a parameter of its own for '&'-only readers.

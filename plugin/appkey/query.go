@@ -3,6 +3,8 @@ package appkey
 import (
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse-auth/gatehouse/guard"
 )
@@ -72,11 +74,41 @@ func paramReadAs(param string, names []string) bool {
 		name = guard.DecodeParamName(name)
 	}
 	for _, n := range names {
-		if asciiEqualFold(name, n) {
+		if asciiEqualFold(name, n) || (!isASCII(name) && javaEqualsIgnoreCase(name, n)) {
 			return true
 		}
 	}
 	return false
+}
+
+// javaEqualsIgnoreCase is Java's String.equalsIgnoreCase (the comparison
+// behind Spring's and servlet containers' case-insensitive parameter
+// maps): runes equal as they are, in upper case, or in the lower case of
+// their upper case, so the Kelvin sign reads as 'k', a dotless 'ı' as 'i'
+// and a long 'ſ' as 's'.
+func javaEqualsIgnoreCase(a, b string) bool {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) != len(rb) {
+		return false
+	}
+	for i, x := range ra {
+		y := rb[i]
+		ux, uy := unicode.ToUpper(x), unicode.ToUpper(y)
+		if x != y && ux != uy && unicode.ToLower(ux) != unicode.ToLower(uy) {
+			return false
+		}
+	}
+	return true
+}
+
+// isASCII reports whether s holds ASCII bytes only.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // paramValue is the percent-decoded value of a parameter ("" when it
