@@ -82,11 +82,14 @@ var ErrUncleanPath = identity.BadRequest(`the request path has "." or ".." segme
 // the upstream gets it as sent ("/admin/../api/x" allowed as "/api/x").
 // Browsers never send such paths.
 func (c *Contract) Inbound(r *http.Request) (_ *http.Request, cleanPath string, err error) {
+	// The trailers first, on the request as Caddy holds it: the body that
+	// strips them at its end must be the one Caddy's handle_errors routes
+	// read too, not only that of the copy made below.
+	c.names.stripTrailers(r)
 	if removed := c.names.Strip(r.Header); removed != nil {
 		r = r.WithContext(context.WithValue(r.Context(), strippedKey{}, removed))
 	}
 	c.names.stripConnectionTokens(r.Header)
-	c.names.stripTrailers(r)
 	if !c.keepRewriteHeaders {
 		stripRewriteHeaders(r.Header)
 	}

@@ -70,10 +70,11 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 // MergeTrailers), where they would carry a credential Gatehouse never saw
 // or removed (the Authorization and appKey headers, cookies, the session
 // requests), a method override it did not check, a rewrite header, or a
-// client address, host or scheme Caddy sets in the headers itself.
+// client address, host, port or scheme the upstream takes from the proxy.
 var controlTrailers = [...]string{"authorization", "proxy-authorization", "cookie", "appkey", "x-thingworx-session",
 	"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-forwarded-prefix",
-	"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"}
+	"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-ssl",
+	"x-forwarded-server", "front-end-https", "x-real-ip", "x-client-ip", "true-client-ip", "x-original-host"}
 
 // stripTrailers keeps identity-prefixed fields and controlTrailers out of
 // r's trailers: it deletes the declared ones now, and has the body delete

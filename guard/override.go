@@ -80,13 +80,15 @@ func queryMethods(raw string) []string {
 // ParamBase returns a decoded query parameter name as the most lenient of
 // common frameworks reads it: PHP cuts a name at a NUL, drops leading
 // spaces and takes "name[…]" as the array "name"; Rack and Express's qs
-// drop leading brackets ("[name]") and take the part before the next one.
+// drop leading brackets ("[name]") and take the part before the next one;
+// a query split off a URI with its '?' kept ("/p??name=", Node's legacy
+// url.parse) starts with one more.
 // It does not allocate.
 func ParamBase(name string) string {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	name = strings.TrimLeft(name, " []")
+	name = strings.TrimLeft(name, " []?")
 	if i := strings.IndexAny(name, "[]"); i >= 0 {
 		name = name[:i]
 	}

@@ -143,6 +143,11 @@ func TestStripParams(t *testing.T) {
 		{"a=1&x-th%C4%B1ngworx-session=true", "a=1"},
 		{"a=1&x-gatehou%C5%BFe-session=true", "a=1"},
 		{"a=1&%C3%A4ppKey=K", "a=1&%C3%A4ppKey=K"},
+		// Full case mapping's "ss" for 'ß' (Python, JavaScript, PHP's mb_),
+		// and a query split off with its '?' kept (Node's url.parse).
+		{"a=1&x-thingworx-se%C3%9Fion=true", "a=1"},
+		{"a=1&X-THINGWORX-SE%E1%BA%9EION=1", "a=1"},
+		{"?appKey=K&a=1", "a=1"},
 		{"a=1&appKeys=K&myappKey=K", "a=1&appKeys=K&myappKey=K"},
 		// Mixed separators: an '&' after the removed parameter is kept,
 		// so "x" stays a parameter of its own for '&'-only readers.

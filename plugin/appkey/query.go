@@ -70,16 +70,22 @@ func asciiEqualFold(a, b string) bool { return len(a) == len(b) && strings.Equal
 // only paramIs's spellings are read as one.
 func paramReadAs(param string, names []string) bool {
 	name, _, _ := strings.Cut(param, "=")
-	if strings.ContainsAny(name, "%+[] \x00") {
+	if strings.ContainsAny(name, "%+[] ?\x00") {
 		name = guard.DecodeParamName(name)
 	}
 	for _, n := range names {
-		if asciiEqualFold(name, n) || (!isASCII(name) && javaEqualsIgnoreCase(name, n)) {
+		if asciiEqualFold(name, n) || (!isASCII(name) && javaEqualsIgnoreCase(sharpS.Replace(name), n)) {
 			return true
 		}
 	}
 	return false
 }
+
+// sharpS spells 'ß' and 'ẞ' as the "ss" that full case mapping makes of
+// them (Python's upper and casefold, JavaScript's toUpperCase, PHP's
+// mb_strtoupper, Java's toUpperCase): "x-thingworx-seßion" is the session
+// request to them.
+var sharpS = strings.NewReplacer("ß", "ss", "ẞ", "ss")
 
 // javaEqualsIgnoreCase is Java's String.equalsIgnoreCase (the comparison
 // behind Spring's and servlet containers' case-insensitive parameter
