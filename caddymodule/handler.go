@@ -172,7 +172,7 @@ func stripOriginalURL(r *http.Request, route *engine.Route, repl *caddy.Replacer
 		return
 	}
 	before := orig.URL.RawQuery
-	route.StripCredentials(&http.Request{URL: orig.URL, Header: http.Header{}})
+	route.StripCredentials(&http.Request{URL: orig.URL}) // no header: the request's own are stripped already
 	if repl == nil || orig.URL.RawQuery == before {
 		return
 	}
