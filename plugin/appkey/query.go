@@ -73,8 +73,12 @@ func paramReadAs(param string, names []string) bool {
 	if strings.ContainsAny(name, "%+[] ?\x00") {
 		name = guard.DecodeParamName(name)
 	}
+	nonASCII := !isASCII(name)
+	if nonASCII {
+		name = sharpS.Replace(name)
+	}
 	for _, n := range names {
-		if asciiEqualFold(name, n) || (!isASCII(name) && javaEqualsIgnoreCase(sharpS.Replace(name), n)) {
+		if asciiEqualFold(name, n) || (nonASCII && javaEqualsIgnoreCase(name, n)) {
 			return true
 		}
 	}
