@@ -65,14 +65,14 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 }
 
 // controlTrailers are header names that must not arrive as request
-// trailers either, lower case with '-': a reverse proxy forwards trailers
-// after the body and some upstreams merge them into the headers (Apache's
-// MergeTrailers), where they would carry a credential Gatehouse never saw
-// or removed (the Authorization and appKey headers, cookies, the session
-// requests), a method override it did not check, a rewrite header, or a
-// client address, host, port or scheme the upstream takes from the proxy.
+// trailers either (beside the methodOverrides, which Gatehouse did not
+// check there, and the rewriteHeaders), lower case with '-': a reverse
+// proxy forwards trailers after the body and some upstreams merge them
+// into the headers (Apache's MergeTrailers), where they would carry a
+// credential Gatehouse never saw or removed (the Authorization and appKey
+// headers, cookies, the session requests), or a client address, host,
+// port or scheme the upstream takes from the proxy.
 var controlTrailers = [...]string{"authorization", "proxy-authorization", "cookie", "appkey", "x-thingworx-session",
-	"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-forwarded-prefix",
 	"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-ssl",
 	"x-forwarded-server", "front-end-https", "x-real-ip", "x-client-ip", "true-client-ip", "x-original-host"}
 
@@ -90,11 +90,13 @@ func (h *IdentityHeaders) stripTrailers(r *http.Request) {
 	r.Body = &trailerStripper{ReadCloser: r.Body, h: h, r: r}
 }
 
-// stripTrailerFields deletes the identity-prefixed fields and the
-// controlTrailers from trailer.
+// stripTrailerFields deletes the identity-prefixed fields, the
+// controlTrailers, the methodOverrides and the rewriteHeaders from
+// trailer.
 func (h *IdentityHeaders) stripTrailerFields(trailer http.Header) {
 	for name := range trailer {
-		if h.matches(name) || isHeaderNamed(name, controlTrailers[:]) {
+		if h.matches(name) || isHeaderNamed(name, controlTrailers[:]) || isHeaderNamed(name, methodOverrides[:]) ||
+			isHeaderNamed(name, rewriteHeaders[:]) {
 			delete(trailer, name)
 		}
 	}
