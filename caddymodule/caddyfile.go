@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -160,6 +161,24 @@ func oneDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	return nil
 }
 
+// streamRecheck reads stream_recheck's interval, or off (-1).
+func streamRecheck(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	if s == "off" {
+		*dst = -1
+		return nil
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < time.Second {
+		return d.Errf("stream_recheck %q: want an interval of at least 1s, or off", s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
 func oneInt(d *caddyfile.Dispenser, dst *int) error {
 	var s string
 	if err := oneString(d, &s); err != nil {
@@ -224,6 +243,7 @@ func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
 //		console on|off
 //		forward  user roles auth connector app_key 2fa assertion
 //		forward_rewrite_headers on|off
+//		stream_recheck <interval>|off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
@@ -271,6 +291,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "forward_rewrite_headers":
 			var err error
 			if h.ForwardRewriteHeaders, err = oneOnOff(d); err != nil {
+				return err
+			}
+		case "stream_recheck":
+			if err := streamRecheck(d, &h.StreamRecheck); err != nil {
 				return err
 			}
 		default:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -58,6 +59,15 @@ type Handler struct {
 	// authorise; turn this on only when a trusted proxy in front of
 	// Gatehouse sets them and the upstream needs them.
 	ForwardRewriteHeaders bool `json:"forward_rewrite_headers,omitempty"`
+	// StreamRecheck is how often a request that stays open — a WebSocket
+	// (HTTP/1.1 upgrade or extended CONNECT) or Server-Sent Events — has
+	// its credential and account checked again while it lasts; one that
+	// no longer passes (key or token revoked or expired, session ended,
+	// user blocked or deleted, role taken away) or that cannot be checked
+	// twice in a row (the store down) is closed. Default (0) 30s; at
+	// least 1s; a negative value (Caddyfile: off) checks a stream only
+	// when it opens.
+	StreamRecheck caddy.Duration `json:"stream_recheck,omitempty"`
 
 	app       *App
 	routeOnce sync.Once
@@ -98,12 +108,16 @@ func (h *Handler) routeOptions() (engine.RouteOptions, error) {
 	if err != nil {
 		return engine.RouteOptions{}, fmt.Errorf("forward: %v", err)
 	}
+	if h.StreamRecheck > 0 && time.Duration(h.StreamRecheck) < time.Second {
+		return engine.RouteOptions{}, fmt.Errorf("stream_recheck %v: check streams at most once a second, or turn it off", time.Duration(h.StreamRecheck))
+	}
 	accept := make([]identity.Method, len(h.Accept))
 	for i, k := range h.Accept {
 		accept[i] = identity.Method(k)
 	}
 	opts := engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
-		Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders}
+		Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders,
+		StreamRecheck: time.Duration(h.StreamRecheck)}
 	return opts, opts.Validate(kindNames())
 }
 

@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -103,8 +104,26 @@ func (e *Engine) Credential(m identity.Method) (plugin.Credential, bool) {
 	return c, ok
 }
 
-// ClientIP is the client address of r, as Config.ClientIP resolves it.
-func (e *Engine) ClientIP(r *http.Request) string { return e.Config.ClientIP(r) }
+// ClientIP is the client address of r, as Config.ClientIP resolves it,
+// or as it was resolved before (withClientIP).
+func (e *Engine) ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(resolvedClientIP{}).(string); ok {
+		return ip
+	}
+	return e.Config.ClientIP(r)
+}
+
+// resolvedClientIP is the context key of a client address resolved
+// before (withClientIP).
+type resolvedClientIP struct{}
+
+// withClientIP returns ctx carrying ip as the client address of the
+// requests made with it: an open stream's checks run beside Caddy's
+// handlers, which may write the request's variables, where Caddy's
+// client address is read from, while they run.
+func withClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, resolvedClientIP{}, ip)
+}
 
 // RequestEvent returns ev with the fields of the request it is about
 // filled in: the client address, the method, the path and the console
@@ -176,6 +195,9 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		return nil, err
 	}
 	opts.Settings.Accept = opts.Accept
+	if opts.StreamRecheck == 0 {
+		opts.StreamRecheck = DefaultStreamRecheck
+	}
 	rt := &Route{engine: e, opts: opts, guard: guard.New(guard.Options{HeaderPrefix: e.Config.HeaderPrefix, Forward: opts.Forward,
 		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer})}
 	for _, m := range e.kinds {

@@ -45,6 +45,11 @@ type RouteOptions struct {
 	// X-Forwarded-Prefix as the client sent them; by default they are
 	// removed (guard.Options.KeepRewriteHeaders).
 	ForwardRewriteHeaders bool
+	// StreamRecheck is how often the credential and account of an open
+	// stream (IsStream) are checked again while it stays open; one that
+	// no longer passes ends the stream. Zero means DefaultStreamRecheck;
+	// negative turns the checks off.
+	StreamRecheck time.Duration
 }
 
 // Route is the pipeline of one protected route.
@@ -105,25 +110,21 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	defer span.End()
 
-	cred, err := rt.pick(r)
-	if err != nil {
-		return rt.refuse(w, r, span, "", nil, err, start)
-	}
-	proved, err := cred.Authenticate(r)
-	if err != nil {
-		return rt.refuse(w, r, span, cred.Method(), nil, err, start)
-	}
-	verified := &guard.Verified{Identity: proved} // the request's one allocation
+	verified := new(guard.Verified) // the request's one allocation
 	id := &verified.Identity
-	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
-	if err == nil {
-		err = guard.Overrides(r, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
-	}
+	cred, proved, err := rt.check(r, cleanPath, id)
 	if f, ok := cred.(plugin.Finisher); ok && err == nil {
 		err = f.Finish(w, r, id)
 	}
 	if err != nil {
-		return rt.refuse(w, r, span, cred.Method(), id, err, start)
+		if !proved {
+			id = nil
+		}
+		return rt.refuse(w, r, span, methodOf(cred), id, err, start)
+	}
+	var sent *http.Request // the request as it came, for the checks of an open stream
+	if rt.opts.StreamRecheck > 0 && IsStream(r) {
+		sent = r.Clone(withClientIP(r.Context(), e.ClientIP(r)))
 	}
 	if err := rt.guard.Forward(r, verified, rt.StripCredentials); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
@@ -136,7 +137,37 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if e.Config.AuditAllowed {
 		e.Audit.Record(rt.event(r, id, cred.Method(), audit.OutcomeAllowed, ""))
 	}
+	if sent != nil {
+		return rt.serveStream(w, r, sent, cleanPath, id, next)
+	}
 	return next(w, r, id)
+}
+
+// check finds r's one credential, verifies it into id and re-checks its
+// account for r's method, and for any method override, on cleanPath.
+// proved reports whether the credential was verified (id is then filled
+// in); cred is nil when no single credential was found.
+func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity) (cred plugin.Credential, proved bool, err error) {
+	e := rt.engine
+	if cred, err = rt.pick(r); err != nil {
+		return nil, false, err
+	}
+	if *id, err = cred.Authenticate(r); err != nil {
+		return cred, false, err
+	}
+	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
+	if err == nil {
+		err = guard.Overrides(r, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
+	}
+	return cred, true, err
+}
+
+// methodOf is the method of cred, or none when no credential was found.
+func methodOf(cred plugin.Credential) identity.Method {
+	if cred == nil {
+		return ""
+	}
+	return cred.Method()
 }
 
 const tracerName = "github.com/gatehouse-auth/gatehouse"

@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// streamSite checks open streams again every second.
+const streamSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept basic app_key
+		audience streams
+		stream_recheck 1s
+	}
+	reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
+}
+`
+
+// streamUpstream serves, on a port of its own, what a stream's upstream
+// does: a protocol switch to a WebSocket that echoes what it reads, and
+// Server-Sent Events, one every 100 ms.
+func streamUpstream(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var hijacked []net.Conn
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "websocket" {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			hijacked = append(hijacked, conn)
+			mu.Unlock()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			_ = brw.Flush()
+			_, _ = io.Copy(conn, brw)
+			_ = conn.Close()
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			_ = http.NewResponseController(w).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range hijacked {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// openStream is a stream through Caddy: its lines arrive on lines, and
+// lines is closed when the stream ends.
+type openStream struct {
+	name  string
+	conn  net.Conn
+	lines chan string
+}
+
+// openWebSocket switches a connection to Caddy to a WebSocket with the
+// header auth.
+func openWebSocket(t *testing.T, port int, name, auth string) *openStream {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	fmt.Fprintf(conn, "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", auth)
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("%s: the WebSocket did not open: %v %v", name, res, err)
+	}
+	return readLines(name, conn, br)
+}
+
+// openEvents asks Caddy for Server-Sent Events with the header auth.
+func openEvents(t *testing.T, port int, name, auth string) *openStream {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	fmt.Fprintf(conn, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nAccept: text/event-stream\r\n\r\n", auth)
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("%s: the event stream did not open: %v %v", name, res, err)
+	}
+	return readLines(name, conn, bufio.NewReader(res.Body))
+}
+
+func readLines(name string, conn net.Conn, r *bufio.Reader) *openStream {
+	s := &openStream{name: name, conn: conn, lines: make(chan string, 1024)}
+	go func() {
+		defer close(s.lines)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			s.lines <- strings.TrimSpace(line)
+		}
+	}()
+	return s
+}
+
+// alive reports whether a line arrives within the deadline (a
+// WebSocket is sent one to echo first).
+func (s *openStream) alive(t *testing.T, websocket bool) bool {
+	t.Helper()
+	if websocket {
+		if _, err := fmt.Fprintf(s.conn, "hello %s\n", s.name); err != nil {
+			return false
+		}
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				return false
+			}
+			if line != "" {
+				return true
+			}
+		case <-deadline:
+			t.Fatalf("%s: no line and no end in 20 s", s.name)
+		}
+	}
+}
+
+// ended waits, with a generous deadline, for the stream to end.
+func (s *openStream) ended(t *testing.T) {
+	t.Helper()
+	deadline := time.After(45 * time.Second)
+	for {
+		select {
+		case _, ok := <-s.lines:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s: the stream is still open 45 s later", s.name)
+		}
+	}
+}
+
+func basicAuth(user string) string {
+	return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":correct horse"))
+}
+
+// TestOpenStreamsAreCheckedAgain: through bin/caddy, a WebSocket and an
+// event stream stay open while their credential and account pass, and
+// are closed (within a few of the route's one-second checks) once the
+// application key is deleted or the user blocked; the others stay open,
+// and each closing is in the audit log.
+func TestOpenStreamsAreCheckedAgain(t *testing.T) {
+	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": streamUpstream(t)}})
+	for _, u := range []string{"alice", "bob", "carol"} {
+		seedReader(t, inst, u)
+	}
+	aliceKey := createKey(t, inst, `{"name":"alice-key","username":"alice"}`)
+	carolKey := createKey(t, inst, `{"name":"carol-key","username":"carol"}`)
+	port := inst.Ports.HTTPPort
+
+	aliceWS := openWebSocket(t, port, "alice's WebSocket", basicAuth("alice"))
+	aliceEvents := openEvents(t, port, "alice's events", "appKey: "+aliceKey.Key)
+	bobWS := openWebSocket(t, port, "bob's WebSocket", basicAuth("bob"))
+	carolEvents := openEvents(t, port, "carol's events", "appKey: "+carolKey.Key)
+	time.Sleep(3 * time.Second) // three checks that pass
+	for _, s := range []*openStream{aliceWS, bobWS} {
+		if !s.alive(t, true) {
+			t.Fatalf("%s ended while its user was allowed", s.name)
+		}
+	}
+	for _, s := range []*openStream{aliceEvents, carolEvents} {
+		if !s.alive(t, false) {
+			t.Fatalf("%s ended while its key was valid", s.name)
+		}
+	}
+
+	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/carol-key", nil)
+	carolEvents.ended(t)
+	if !aliceEvents.alive(t, false) || !aliceWS.alive(t, true) || !bobWS.alive(t, true) {
+		t.Fatal("deleting carol's key ended another stream")
+	}
+
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+	aliceWS.ended(t)
+	aliceEvents.ended(t)
+	time.Sleep(2 * time.Second) // two more checks
+	if !bobWS.alive(t, true) {
+		t.Fatal("blocking alice ended bob's WebSocket")
+	}
+
+	var events []struct{ Username, Credential, Path, Outcome, Reason string }
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/audit?kind=request&limit=1000", nil), &events); err != nil {
+		t.Fatal(err)
+	}
+	closed := map[string]int{}
+	for _, ev := range events {
+		if strings.HasSuffix(ev.Reason, "the open stream was closed") && ev.Outcome == "denied" {
+			closed[ev.Username+" "+ev.Path]++
+		}
+	}
+	if closed["alice /api/ws"] != 1 || closed["alice /api/events"] != 1 || closed["carol /api/events"] != 1 || len(closed) != 3 {
+		t.Fatalf("the closings audited: %v", closed)
+	}
+}
