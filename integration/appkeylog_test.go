@@ -14,7 +14,8 @@ import (
 // the application key. With the global log filter of Caddyfile.example,
 // neither the appKey header nor the query parameter reaches that log,
 // nor a refresh token in a query string (the token endpoint takes it
-// there), while the rest of the request does.
+// there), nor an enrolment link's token, while the rest of the request
+// does.
 func TestExampleLogFilterKeepsAppKeysOut(t *testing.T) {
 	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(readExample(t))
 	if !strings.Contains(filter, "REDACTED") {
@@ -46,6 +47,7 @@ http://localhost:{{.HTTPPort}} {
 	// and in a Referer (a page opened with it in its address).
 	base := inst.HTTPURL()
 	const refreshToken = "gcr_Zm9yIHRoZSBsb2cgZmlsdGVyOiBub3QgYSByZWFsIHRva2Vu"
+	const linkToken = "U67UszefmdWVNuGb7DlTweVqMeXdzkH4lK9LRVqIXLc" // an enrolment link's, in its shape
 	requests := map[string][]string{
 		"/api/header":          {"-H", "appKey: " + key.Key, "-H", "Referer: https://app.example/page?appKey=" + key.Key + "&tab=2", base + "/api/header"},
 		"/api/query":           {base + "/api/query?appKey=" + key.Key + "&page=2"},
@@ -54,6 +56,8 @@ http://localhost:{{.HTTPPort}} {
 		"/api/escaped":         {base + "/api/escaped?%61pp%4Bey=" + key.Key},
 		"/api/refresh":         {"-H", "appKey: " + key.Key, base + "/api/refresh?grant_type=refresh_token&refresh_token=" + refreshToken},
 		"/api/refresh-escaped": {"-H", "appKey: " + key.Key, base + "/api/refresh-escaped?grant_type=refresh_token&%72efresh%5Ftoken=" + refreshToken},
+		"/api/link":            {"-H", "appKey: " + key.Key, "-H", "Referer: https://sso.example/gatehouse/enrol?t=" + linkToken, base + "/api/link?lang=en&t=" + linkToken},
+		"/api/link-escaped":    {"-H", "appKey: " + key.Key, base + "/api/link-escaped?%74=" + linkToken},
 	}
 	for path, args := range requests {
 		if res := harness.Curl(t, args...); res.Status != 502 {
@@ -75,7 +79,10 @@ http://localhost:{{.HTTPPort}} {
 	if inst.LogContains(refreshToken[4:]) {
 		t.Fatalf("the refresh token is in Caddy's log:\n%s", inst.Log())
 	}
-	if !inst.LogContains("grant_type=refresh_token&refresh_token=REDACTED") {
+	if inst.LogContains(linkToken[:20]) {
+		t.Fatalf("the enrolment link's token is in Caddy's log:\n%s", inst.Log())
+	}
+	if !inst.LogContains("grant_type=refresh_token&refresh_token=REDACTED") || !inst.LogContains("lang=en&t=REDACTED") {
 		t.Fatalf("the refresh token's request is not in Caddy's log as redacted:\n%s", inst.Log())
 	}
 }

@@ -73,7 +73,8 @@ type Session struct {
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is the absolute end of the session.
 	ExpiresAt time.Time `json:"expires_at"`
-	// SeenAt is the last activity, refreshed at most once a minute.
+	// SeenAt is the last activity, refreshed at most once a minute (more
+	// often under an idle timeout shorter than 4 minutes).
 	SeenAt time.Time `json:"seen_at"`
 	// digestID is the session's DigestID, set on the sessions Lookup
 	// returns: made once when the session is read from the store, not on
@@ -90,7 +91,11 @@ type Store struct {
 	store    *cache.Cache
 	idle     time.Duration
 	absolute time.Duration
-	now      func() time.Time
+	// touchAfter is how long after the activity recorded last a request
+	// records its own: a minute, or a quarter of a shorter idle timeout,
+	// so that a session in use never reaches it.
+	touchAfter time.Duration
+	now        func() time.Time
 }
 
 // Options are the timeouts; zero values take defaults (30 min idle, 12 h absolute).
@@ -109,7 +114,7 @@ func NewStore(c *cache.Cache, opts Options) *Store {
 	if opts.Absolute <= 0 {
 		opts.Absolute = 12 * time.Hour
 	}
-	return &Store{store: c, idle: opts.Idle, absolute: opts.Absolute, now: time.Now}
+	return &Store{store: c, idle: opts.Idle, absolute: opts.Absolute, touchAfter: min(time.Minute, opts.Idle/4), now: time.Now}
 }
 
 // digestInto writes the hex SHA-256 of token, its key in the store after
@@ -183,7 +188,8 @@ func decode(b []byte) (*Session, error) {
 }
 
 // Lookup returns the live session of token; an unknown, idle or expired
-// session is a 401 refusal. Activity is recorded at most once a minute.
+// session is a 401 refusal. Activity is recorded at most once a minute,
+// or every quarter of an idle timeout shorter than 4 minutes.
 func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	if len(token) != 43 {
 		return nil, identity.Unauthenticated("invalid session")
@@ -207,7 +213,7 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	if now.After(sess.ExpiresAt) || now.Sub(sess.SeenAt) > s.idle {
 		return nil, identity.Unauthenticated("the session has ended; sign in again")
 	}
-	if now.Sub(sess.SeenAt) > time.Minute {
+	if now.Sub(sess.SeenAt) > s.touchAfter {
 		if err := s.touch(ctx, keyPrefix+string(digest[:]), now); err != nil {
 			return nil, err
 		}
@@ -234,7 +240,7 @@ func (s *Store) touch(ctx context.Context, key string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if now.Sub(sess.SeenAt) <= time.Minute {
+	if now.Sub(sess.SeenAt) <= s.touchAfter {
 		return nil // another request recorded it
 	}
 	sess.SeenAt = now.UTC()

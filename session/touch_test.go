@@ -103,3 +103,32 @@ func isRefusal(err error) bool {
 	_, ok := identity.AsRefusal(err)
 	return ok
 }
+
+// TestShortIdleSessionInUseStays: under an idle timeout of a minute or
+// less, a session used every quarter of it stays (activity was recorded
+// only once a minute, so such a session ended at the idle timeout however
+// much it was used), and one left idle that long ends.
+func TestShortIdleSessionInUseStays(t *testing.T) {
+	for _, idle := range []time.Duration{time.Minute, 8 * time.Second} {
+		onBothStores(t, func(t *testing.T, c *cache.Cache) {
+			ctx := context.Background()
+			s := NewStore(c, Options{Idle: idle})
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			s.now = func() time.Time { return now }
+			token, err := s.Create(ctx, Session{Username: "alice", UserID: "u1", Origin: OriginLogin, Epoch: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 20 {
+				now = now.Add(idle / 3)
+				if _, err := s.Lookup(ctx, token); err != nil {
+					t.Fatalf("idle %v: request %d, %v after the last: %v", idle, i, idle/3, err)
+				}
+			}
+			now = now.Add(idle + time.Second)
+			if _, err := s.Lookup(ctx, token); !isRefusal(err) {
+				t.Fatalf("idle %v: a session left idle longer answers %v; want a 401 refusal", idle, err)
+			}
+		})
+	}
+}

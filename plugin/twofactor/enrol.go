@@ -214,10 +214,17 @@ func (s *Service) send(ctx context.Context, u *account.User, text string) error 
 	return nil
 }
 
-// smsCode is a pending SMS code: only its keyed digest is stored.
+// smsCode is a pending SMS code, or the one accepted last: only its
+// keyed digest is stored.
 type smsCode struct {
-	Digest    string    `json:"digest"`
+	// Digest is the code's keyed digest (smsDigest).
+	Digest string `json:"digest"`
+	// ExpiresAt is when the code stops being valid.
 	ExpiresAt time.Time `json:"expires_at"`
+	// Used marks the code accepted, kept until it would have expired so
+	// that it sent again is told apart from a wrong guess
+	// (ReasonRepeated).
+	Used bool `json:"used,omitempty"`
 }
 
 func (s *Service) smsDigest(uid, code string) string {
@@ -272,12 +279,31 @@ func (s *Service) checkSMS(ctx context.Context, u *account.User, f *factors, c s
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return false, "", fmt.Errorf("decoding the SMS code of user ID %s: %v", u.ID, err)
 	}
-	if !s.now().Before(rec.ExpiresAt) || !matches(s.smsDigest(u.ID, c), rec.Digest) {
+	now := s.now()
+	if !now.Before(rec.ExpiresAt) || !matches(s.smsDigest(u.ID, c), rec.Digest) {
 		return false, "", nil
 	}
-	consumed, err := s.engine.Store.CompareAndSwap(ctx, smsKey(u.ID), raw, nil, 0)
-	if err != nil || !consumed {
-		return false, ReasonReplayed, err
+	if rec.Used {
+		return false, ReasonRepeated, nil
+	}
+	rec.Used = true
+	used, _ := json.Marshal(rec)
+	consumed, err := s.engine.Store.CompareAndSwap(ctx, smsKey(u.ID), raw, used, rec.ExpiresAt.Sub(now))
+	if err != nil {
+		return false, "", err
+	}
+	if !consumed {
+		// Another request took it first (the same code sent twice at once),
+		// or a new code replaced it.
+		raw, err := s.engine.Store.Get(ctx, smsKey(u.ID))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return false, "", err
+		}
+		var current smsCode
+		if err == nil && json.Unmarshal(raw, &current) == nil && current.Used && current.Digest == rec.Digest {
+			return false, ReasonRepeated, nil
+		}
+		return false, ReasonReplayed, nil
 	}
 	_, err = s.advance(ctx, u.ID, func(*state) bool { return true })
 	return err == nil, "", err

@@ -906,6 +906,76 @@ func TestReplaysDoNotLock(t *testing.T) {
 	}
 }
 
+// TestSMSReplaysDoNotLock: the SMS code accepted last, sent again, one
+// after another or many at once, is refused as a repeat and not counted
+// toward the lockout, as an app's code is; a new code sent after it
+// makes it a replay, counted.
+func TestSMSReplaysDoNotLock(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "sam", "+421 900 123 457")
+	if err := fx.svc.EnrolSMS(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	send := func() string {
+		t.Helper()
+		if err := fx.svc.SendCode(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		return fx.sender.LastCode(t)
+	}
+	right := send()
+	if res := fx.verify(t, u, right); !res.OK {
+		t.Fatalf("the right code: %+v", res)
+	}
+	for i := range 2 * fx.svc.engine.Config.LockoutThreshold {
+		if res, err := fx.svc.Verify(signInRequest(ctx), u, right); err != nil || res.OK || res.Reason != ReasonRepeated || res.Locked {
+			t.Fatalf("repeat %d: %+v, %v; want refused as a repeat, not locked", i, res, err)
+		}
+	}
+	if st, err := fx.svc.Status(ctx, u); err != nil || st.Locked || st.ConsecutiveFailures != 0 {
+		t.Fatalf("after the repeats: %+v, %v; want unlocked, no failure counted", st, err)
+	}
+
+	// Several at once (fewer than the lockout threshold: attempts are
+	// counted before they are checked): one accepted, the others repeats.
+	right = send()
+	results := make(chan Result, fx.svc.engine.Config.LockoutThreshold-1)
+	var wg sync.WaitGroup
+	for range cap(results) {
+		wg.Go(func() {
+			res, err := fx.svc.Verify(signInRequest(ctx), u, right)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- res
+		})
+	}
+	wg.Wait()
+	close(results)
+	accepted := 0
+	for res := range results {
+		switch {
+		case res.OK:
+			accepted++
+		case res.Reason != ReasonRepeated:
+			t.Errorf("a parallel submission of the right code: %+v", res)
+		}
+	}
+	if st, _ := fx.svc.Status(ctx, u); accepted != 1 || st.Locked || st.ConsecutiveFailures != 0 {
+		t.Fatalf("%d accepted of the same code sent at once, then %+v; want 1 and nothing counted", accepted, st)
+	}
+
+	// Once a newer code was sent, the old one is no repeat: counted.
+	send()
+	if res := fx.verify(t, u, right); res.OK || res.Reason == ReasonRepeated {
+		t.Fatalf("a code accepted before a newer one was sent: %+v", res)
+	}
+	if st, _ := fx.svc.Status(ctx, u); st.ConsecutiveFailures != 1 {
+		t.Fatalf("after an old code: %+v; want 1 failure counted", st)
+	}
+}
+
 // appUser creates the user name with an authenticator app enrolled, and
 // returns it with the app's secret.
 func (fx *fixture) appUser(t *testing.T, name string) (*account.User, string) {
