@@ -2,6 +2,7 @@ package appkey
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // keyNamesOf lists the keys of username through the admin API
@@ -215,5 +217,38 @@ func TestRotationDuringIndexingKeepsTheEntry(t *testing.T) {
 	}
 	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"moving"}) {
 		t.Fatalf("alice's keys after a rotation during the indexing: %v, want [moving]", got)
+	}
+}
+
+// TestStaleAccountEntriesArePruned: an account's entry left behind by a
+// deletion that failed half-way (the key gone, its entry not) is removed
+// by the next listing of the account's keys, and a key of the same name
+// created afterwards for the account is listed.
+func TestStaleAccountEntriesArePruned(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.waitIndexed()
+	f.create(`{"name":"gone","username":"alice"}`)
+	f.create(`{"name":"kept","username":"alice"}`)
+	alice, err := f.engine.Accounts.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/gone", "", nil); code != http.StatusNoContent {
+		t.Fatalf("deleting gone: %d", code)
+	}
+	entry := userKeyKey(alice.ID, "gone")
+	if err := f.engine.Store.Put(ctx, entry, nil, 0); err != nil { // what the failed cleanup left
+		t.Fatal(err)
+	}
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("alice's keys: %v, want [kept]", got)
+	}
+	if _, err := f.engine.Store.Get(ctx, entry); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the stale entry after a listing: %v, want it removed", err)
+	}
+	f.create(`{"name":"gone","username":"alice"}`)
+	if got := f.keyNamesOf("alice"); !slices.Equal(got, []string{"gone", "kept"}) {
+		t.Fatalf("alice's keys after the name was used again: %v, want [gone kept]", got)
 	}
 }

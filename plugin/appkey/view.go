@@ -86,7 +86,8 @@ func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
 	for _, name := range names {
 		l, err := s.load(ctx, name)
 		if errors.Is(err, failure.ErrNotFound) || (err == nil && l.rec.UserID != userID) {
-			continue // deleted, or the name is now another account's key
+			s.pruneUserKey(ctx, userID, name) // deleted, or the name is now another account's key
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -98,6 +99,24 @@ func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
 		views = append(views, *v)
 	}
 	return views, nil
+}
+
+// pruneUserKey removes the account's entry (appkeyuser/) of the key name,
+// which no longer runs as the account: one left by a deletion that
+// failed half-way would otherwise be read at every listing. A key of that
+// name created for the account meanwhile gets its entry back, as remove
+// does. A failure only leaves the entry for the next listing.
+func (s *Service) pruneUserKey(ctx context.Context, userID, name string) {
+	entry := userKeyKey(userID, name)
+	if err := s.store.Delete(ctx, entry); err != nil {
+		return
+	}
+	if now, err := s.load(ctx, name); err == nil && now.rec.UserID == userID {
+		if err := s.store.Put(ctx, entry, nil, 0); err != nil {
+			s.engine.Logger.Error("an application key's account entry was pruned while a key of its name was created; it may be missing from the account's key list",
+				zap.String("key", name), zap.Error(err))
+		}
+	}
 }
 
 // keyNamesOf returns, in name order, the names of the keys of the account
