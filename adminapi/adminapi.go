@@ -91,6 +91,9 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 			err = rt.Handle(w, r)
 		}
 		if err != nil {
+			if !failure.IsCallerError(err) {
+				e.LogFailure("answering an admin API call", err) // the answer says only "internal error"
+			}
 			WriteError(w, err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -2,16 +2,22 @@ package adminapi_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 // TestAuditSaysWhoAndWhat: an admin change's audit event names the user
@@ -78,5 +84,39 @@ func TestAuditNamesTheActor(t *testing.T) {
 		if want := strings.TrimPrefix(ev.Path, "/gatehouse/roles/r"); ev.Actor != want {
 			t.Errorf("%s: actor %q, want %q", ev.Path, ev.Actor, want)
 		}
+	}
+}
+
+// routes is an adminapi.Provider of the routes given.
+type routes []adminapi.Route
+
+func (r routes) AdminRoutes() []adminapi.Route { return r }
+
+// TestInternalErrorsAreLogged: an admin call failed by an internal error
+// answers only "internal error", so its cause goes to Caddy's log (it
+// went nowhere: an invalid configuration made every connector issuance
+// fail without a trace); a caller's mistake is not logged.
+func TestInternalErrorsAreLogged(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	core, logs := observer.New(zap.ErrorLevel)
+	e.Logger = zap.New(core)
+	h := adminapi.NewHandler(e, routes{
+		{Pattern: "POST /gatehouse/broken", Handle: func(http.ResponseWriter, *http.Request) error {
+			return errors.New("the connector CA expires soon")
+		}},
+		{Pattern: "POST /gatehouse/refused", Handle: func(http.ResponseWriter, *http.Request) error {
+			return failure.Invalid("name is required")
+		}},
+	})
+	for path, want := range map[string]int{"/gatehouse/broken": 500, "/gatehouse/refused": 400} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", path, nil))
+		if w.Code != want || strings.Contains(w.Body.String(), "CA expires") {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+	}
+	if logs.FilterMessageSnippet("internal error").FilterFieldKey("error").Len() != 1 ||
+		!strings.Contains(fmt.Sprint(logs.All()[0].ContextMap()["error"]), "CA expires") || logs.Len() != 1 {
+		t.Fatalf("logged: %v; want the internal error's cause, once", logs.All())
 	}
 }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -41,7 +43,7 @@ func buildConnectors(d kindDeps) (plugin.Credential, adminapi.Provider, error) {
 		return nil, nil, fmt.Errorf("connector CA: %w", err)
 	}
 	p, err := connector.New(d.ctx, d.engine, connector.Options{CA: ca,
-		CertValidity: time.Duration(a.ConnectorCertValidity), Servers: a.connectorServers})
+		CertValidity: time.Duration(a.ConnectorCertValidity), Servers: func() []string { return a.connectorServers(ca.Certificate()) }})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -50,8 +52,8 @@ func buildConnectors(d kindDeps) (plugin.Credential, adminapi.Provider, error) {
 
 // validateConnectorOptions checks the connector options of the app.
 func (a *App) validateConnectorOptions() error {
-	if a.ConnectorCertValidity < 0 {
-		return fmt.Errorf("connector_cert_validity must be positive")
+	if a.ConnectorCertValidity != 0 && time.Duration(a.ConnectorCertValidity) < time.Hour {
+		return fmt.Errorf("connector_cert_validity %v: a connector certificate must be valid for at least 1h", time.Duration(a.ConnectorCertValidity))
 	}
 	for _, s := range a.ConnectorServers {
 		u, err := url.Parse(s)
@@ -64,9 +66,12 @@ func (a *App) validateConnectorOptions() error {
 
 // connectorServers returns the base URLs written into connector packages:
 // the configured ones, or else those of the HTTPS sites whose gatehouse
-// handler accepts connector credentials (one per host name and port; sites
+// handler accepts connector credentials and whose TLS asks for a client
+// certificate of the connector CA ca (one per host name and port; sites
 // without a host name or with a wildcard cannot be named and are skipped).
-func (a *App) connectorServers() []string {
+// A site accepting connectors whose TLS does not ask for their
+// certificate, where no connector could work, is left out with a warning.
+func (a *App) connectorServers(ca *x509.Certificate) []string {
 	if len(a.ConnectorServers) > 0 {
 		return slices.Clone(a.ConnectorServers)
 	}
@@ -79,7 +84,13 @@ func (a *App) connectorServers() []string {
 		if len(srv.TLSConnPolicies) == 0 {
 			continue
 		}
+		handshake := srv.TLSConnPolicies.TLSConfig(a.ctx)
 		for _, host := range connectorHosts(srv.Routes, nil) {
+			if !asksForCertificateOf(handshake, host, ca) {
+				a.logger.Warn("a site accepts connector credentials, but its TLS does not ask for the connector certificate (client_auth with trust_pool gatehouse_connectors): no connector can use it, and connector packages leave it out",
+					zap.String("host", host))
+				continue
+			}
 			for _, listen := range srv.Listen {
 				addr, err := caddy.ParseNetworkAddress(listen)
 				if err != nil || addr.IsUnixNetwork() {
@@ -95,6 +106,28 @@ func (a *App) connectorServers() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// asksForCertificateOf reports whether a TLS handshake for host under
+// handshake (a server's connection policies) verifies a client certificate
+// against ca, as a connector's needs. A policy chosen by more than the
+// host name (the client's address) cannot be found without a connection:
+// such a host is taken to ask.
+func asksForCertificateOf(handshake *tls.Config, host string, ca *x509.Certificate) (asks bool) {
+	defer func() {
+		if recover() != nil {
+			asks = true
+		}
+	}()
+	cfg, err := handshake.GetConfigForClient(&tls.ClientHelloInfo{ServerName: host})
+	if err != nil || cfg == nil {
+		return false
+	}
+	if cfg.ClientAuth != tls.VerifyClientCertIfGiven && cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.ClientCAs == nil {
+		return false
+	}
+	_, err = ca.Verify(x509.VerifyOptions{Roots: cfg.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
 }
 
 // connectorHosts returns the host names of the routes (and subroutes)

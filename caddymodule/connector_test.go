@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -23,6 +24,12 @@ func TestConnectorOptions(t *testing.T) {
 	}
 	if err := a.validateConnectorOptions(); err != nil {
 		t.Fatal(err)
+	}
+	for _, short := range []time.Duration{70 * time.Second, 59 * time.Minute, -time.Hour} {
+		a := App{ConnectorCertValidity: caddy.Duration(short)}
+		if err := a.validateConnectorOptions(); err == nil || !strings.Contains(err.Error(), "at least 1h") {
+			t.Errorf("connector_cert_validity %v accepted: %v", short, err)
+		}
 	}
 	for _, bad := range []string{"gw.example.com", "http://gw.example.com", "https://gw.example.com/path", "https://user@gw.example.com", "https://"} {
 		a := App{ConnectorServers: []string{bad}}

@@ -38,6 +38,15 @@ https://localhost:{{.HTTPSPort}} {
 	}
 	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
 }
+# A site taking connector credentials whose TLS never asks for their
+# certificate: no connector can use it, so packages leave it out.
+https://nocert.localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic connector
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
 http://:{{.UpstreamPort}} {
 	bind 127.0.0.1
 	gatehouse_echo
@@ -312,6 +321,12 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 	}
 	if meta["connector"] != "c1" || meta["token_endpoint"] != inst.HTTPSURL()+"/gatehouse/v1/token" {
 		t.Errorf("metadata.json = %v; want connector c1 and token endpoint %s", meta, inst.HTTPSURL()+"/gatehouse/v1/token")
+	}
+	if servers, _ := json.Marshal(meta["servers"]); string(servers) != `["`+inst.HTTPSURL()+`"]` {
+		t.Errorf("metadata.json lists servers %s; want only %s (nocert.localhost asks for no client certificate)", servers, inst.HTTPSURL())
+	}
+	if !inst.LogContains("its TLS does not ask for the connector certificate") || !inst.LogContains(`"host":"nocert.localhost"`) {
+		t.Error("no warning of a site accepting connectors without asking for their certificate")
 	}
 	packaged := connectorFiles{name: "c1", cert: newCert, key: newKey}
 	expectOAuthError(t, "superseded certificate", tokenRequest(t, inst, c1, "", "-d", "grant_type=certificate"), 401, "invalid_client")

@@ -243,12 +243,12 @@ func (ca *CA) issue(pub crypto.PublicKey, name string, validity time.Duration, n
 	if ca.key == nil {
 		return nil, errors.New("the connector CA was loaded without its key")
 	}
+	if !ca.cert.NotAfter.After(now.Add(time.Hour)) {
+		return nil, fmt.Errorf("the connector CA expires at %s; create a new CA and re-issue every connector", ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
-	}
-	if !notAfter.After(now.Add(time.Hour)) {
-		return nil, fmt.Errorf("the connector CA expires at %s; create a new CA and re-issue every connector", ca.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),

@@ -306,3 +306,20 @@ func TestPackage(t *testing.T) {
 		t.Errorf("the previous certificate still works after a package: %+v", a)
 	}
 }
+
+// TestIssueChecksTheCAsExpiryNotTheValidity: a short validity is issued
+// as asked (it used to be refused as "the connector CA expires"), and a
+// CA that expires within the hour refuses, naming its expiry.
+func TestIssueChecksTheCAsExpiryNotTheValidity(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	cert, err := f.p.ca.issue(&key.PublicKey, "short", 30*time.Minute, now)
+	if err != nil || !cert.NotAfter.Equal(now.Add(30*time.Minute).Truncate(time.Second)) {
+		t.Fatalf("a 30-minute certificate: %v, %v", cert, err)
+	}
+	late := f.p.ca.cert.NotAfter.Add(-30 * time.Minute)
+	if _, err := f.p.ca.issue(&key.PublicKey, "late", DefaultCertValidity, late); err == nil || !strings.Contains(err.Error(), "the connector CA expires") {
+		t.Fatalf("a certificate from a CA expiring within the hour: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -173,11 +175,45 @@ func pairDeletes(m *tokenMeta) []storage.Op {
 	}
 }
 
+// MaxLivePairs bounds the live token pairs of one connector: a
+// certificate grant beyond it revokes the oldest, so that a connector
+// asking in a loop (or whoever holds its key) cannot grow the store and
+// the token listing without end. A refresh replaces its pair and counts
+// nothing.
+const MaxLivePairs = 100
+
 // issueForCertificate creates a token pair for conn, whose account is u,
-// with one durable batch.
+// with one durable batch, and then revokes the connector's oldest pairs
+// beyond MaxLivePairs (a failure there is logged: the pair is issued).
 func (p *Plugin) issueForCertificate(ctx context.Context, conn *Connector, u *account.User) (issued, error) {
 	out, ops := newPair(conn, GrantCertificate, u.TokenEpoch, p.now(), p.engine.Config.TokenLifetime)
-	return out, p.engine.Store.Batch(ctx, ops)
+	if err := p.engine.Store.Batch(ctx, ops); err != nil {
+		return issued{}, err
+	}
+	if err := p.trimPairs(ctx, conn.Name, out.meta.ID); err != nil {
+		p.engine.LogFailure("revoking a connector's token pairs beyond the most it may hold", err)
+	}
+	return out, nil
+}
+
+// trimPairs revokes the oldest token pairs of connector beyond
+// MaxLivePairs, never the pair keep (the one just issued).
+func (p *Plugin) trimPairs(ctx context.Context, connector, keep string) error {
+	metas, err := p.scanTokens(ctx, connTokenScanPrefix(connector))
+	if err != nil || len(metas) <= MaxLivePairs {
+		return err
+	}
+	slices.SortFunc(metas, func(a, b tokenMeta) int {
+		return cmp.Or(a.IssuedAt.Compare(b.IssuedAt), strings.Compare(a.ID, b.ID))
+	})
+	var ops []storage.Op
+	for i, live := 0, len(metas); i < len(metas) && live > MaxLivePairs; i++ {
+		if metas[i].ID != keep {
+			ops = append(ops, pairDeletes(&metas[i])...)
+			live--
+		}
+	}
+	return p.engine.Store.Batch(ctx, ops)
 }
 
 // refresh exchanges a refresh token of conn, whose account is u, for a

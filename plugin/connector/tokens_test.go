@@ -477,3 +477,30 @@ func TestUserDeletionRevokesOnlyThatUsersConnector(t *testing.T) {
 		t.Fatal("bob's connector was revoked")
 	}
 }
+
+// TestCertificateGrantsAreBounded: a connector asking for pairs with its
+// certificate over and over holds at most MaxLivePairs; each grant beyond
+// revokes the oldest, which stops working, and the newest all work.
+func TestCertificateGrantsAreBounded(t *testing.T) {
+	f, c1, c2 := aliceAndBob(t)
+	other := f.mustToken(c2)
+	first := f.mustToken(c1)
+	var last tokenAnswer
+	for range MaxLivePairs + 5 {
+		f.now = f.now.Add(time.Millisecond) // each a later issue time
+		last = f.mustToken(c1)
+	}
+	views, err := f.p.ListTokens(context.Background(), "c1", "")
+	if err != nil || len(views) != MaxLivePairs {
+		t.Fatalf("c1 holds %d pairs (%v); want %d", len(views), err, MaxLivePairs)
+	}
+	if reason := f.use(c1, first.AccessToken); !strings.Contains(reason, "unknown") {
+		t.Errorf("the oldest pair after the bound: %q; want revoked", reason)
+	}
+	if reason := f.use(c1, last.AccessToken); reason != "" {
+		t.Errorf("the newest pair: %q", reason)
+	}
+	if reason := f.use(c2, other.AccessToken); reason != "" {
+		t.Errorf("another connector's pair: %q; want untouched", reason)
+	}
+}
