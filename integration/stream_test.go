@@ -98,17 +98,10 @@ type openStream struct {
 // header auth.
 func openWebSocket(t *testing.T, port int, name, auth string) *openStream {
 	t.Helper()
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	fmt.Fprintf(conn, "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", auth)
-	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("%s: the WebSocket did not open: %v %v", name, res, err)
+	conn, br, res := send(t, port, "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("%s: the WebSocket did not open: %s", name, res.Status)
 	}
 	return readLines(name, conn, br)
 }
@@ -116,20 +109,34 @@ func openWebSocket(t *testing.T, port int, name, auth string) *openStream {
 // openEvents asks Caddy for Server-Sent Events with the header auth.
 func openEvents(t *testing.T, port int, name, auth string) *openStream {
 	t.Helper()
+	conn, _, res := send(t, port, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"\r\nAccept: text/event-stream\r\n\r\n")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("%s: the event stream did not open: %s", name, res.Status)
+	}
+	return readLines(name, conn, bufio.NewReader(res.Body))
+}
+
+// send writes request on a new connection to Caddy and reads the
+// response's head.
+func send(t *testing.T, port int, request string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	fmt.Fprintf(conn, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nAccept: text/event-stream\r\n\r\n", auth)
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
 	br := bufio.NewReader(conn)
 	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("%s: the event stream did not open: %v %v", name, res, err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return readLines(name, conn, bufio.NewReader(res.Body))
+	return conn, br, res
 }
 
+// readLines makes the stream of conn whose lines r reads.
 func readLines(name string, conn net.Conn, r *bufio.Reader) *openStream {
 	s := &openStream{name: name, conn: conn, lines: make(chan string, 1024)}
 	go func() {
