@@ -112,7 +112,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 
 	verified := new(guard.Verified) // the request's one allocation
 	id := &verified.Identity
-	cred, proved, err := rt.check(r, cleanPath, id)
+	cred, proved, err := rt.check(r, cleanPath, id, false)
 	if f, ok := cred.(plugin.Finisher); ok && err == nil {
 		err = f.Finish(w, r, id)
 	}
@@ -146,13 +146,16 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 // check finds r's one credential, verifies it into id and re-checks its
 // account for r's method, and for any method override, on cleanPath.
 // proved reports whether the credential was verified (id is then filled
-// in); cred is nil when no single credential was found.
-func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity) (cred plugin.Credential, proved bool, err error) {
+// in); cred is nil when no single credential was found. again is set for
+// the checks of an open stream, made with plugin.Rechecker where the kind
+// has it.
+func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity, again bool) (cred plugin.Credential, proved bool, err error) {
 	e := rt.engine
 	if cred, err = rt.pick(r); err != nil {
 		return nil, false, err
 	}
-	if *id, err = cred.Authenticate(r); err != nil {
+	*id, err = authenticate(cred, r, again)
+	if err != nil {
 		return cred, false, err
 	}
 	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
@@ -160,6 +163,17 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity)
 		err = guard.Overrides(r, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
 	}
 	return cred, true, err
+}
+
+// authenticate verifies cred in r: with plugin.Rechecker when again
+// (an open stream's check) and the kind has it, else with Authenticate.
+func authenticate(cred plugin.Credential, r *http.Request, again bool) (identity.Identity, error) {
+	if again {
+		if rc, ok := cred.(plugin.Rechecker); ok {
+			return rc.Recheck(r)
+		}
+	}
+	return cred.Authenticate(r)
 }
 
 // methodOf is the method of cred, or none when no credential was found.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
@@ -18,7 +19,9 @@ const DefaultStreamRecheck = 30 * time.Second
 // IsStream reports whether r opens a connection that outlives the check
 // of its credential: a protocol switch (a WebSocket over HTTP/1.1), an
 // extended CONNECT (a WebSocket over HTTP/2 or HTTP/3), or a request for
-// Server-Sent Events. Any other request is checked once, as it comes.
+// Server-Sent Events (Accept: text/event-stream, in any case, as
+// browsers' EventSource sends it). Any other request is checked once, as
+// it comes: an event stream asked for without that Accept too.
 func IsStream(r *http.Request) bool {
 	if r.Method == http.MethodConnect {
 		return true
@@ -27,7 +30,18 @@ func IsStream(r *http.Request) bool {
 		return true
 	}
 	for _, accept := range r.Header["Accept"] {
-		if strings.Contains(accept, "text/event-stream") {
+		if containsFold(accept, "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s holds sub in any ASCII case (media types
+// are case-insensitive), without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
@@ -38,8 +52,9 @@ func IsStream(r *http.Request) bool {
 // came, credential included, is sent, and checks sent again every
 // RouteOptions.StreamRecheck while next runs: once a check is refused
 // (the credential revoked or expired, the user blocked or deleted, the
-// role no longer allowing the operation), or the store could not answer
-// two checks in a row, the stream's context is cancelled, which makes
+// role no longer allowing the operation), or two checks in a row could
+// not be made (the store down, a sign-in throttled), the stream's context
+// is cancelled, which makes
 // Caddy's reverse proxy close both of its connections, and the closing is
 // audited.
 func (rt *Route) serveStream(w http.ResponseWriter, r, sent *http.Request, cleanPath string, id *identity.Identity, next Next) error {
@@ -66,7 +81,7 @@ func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *ide
 		case <-ticker.C:
 		}
 		var id identity.Identity
-		_, _, err := rt.check(sent, cleanPath, &id)
+		_, _, err := rt.check(sent, cleanPath, &id, true)
 		if err == nil {
 			unanswered = 0
 			continue
@@ -74,10 +89,17 @@ func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *ide
 		refusal, refused := identity.AsRefusal(err)
 		reason := "the open stream's credential or account could not be checked again: the authentication store is unavailable"
 		switch {
-		case refused:
-			reason = refusal.Reason()
 		case errors.Is(err, context.Canceled):
 			return // the stream ended while it was checked
+		case refused && refusal.Kind() == failure.ErrThrottled:
+			// Not checked (a sign-in throttled, or too many at once): no
+			// verdict on the credential, but no pass either.
+			reason = refusal.Reason()
+			if unanswered++; unanswered < 2 {
+				continue
+			}
+		case refused:
+			reason = refusal.Reason()
 		default:
 			rt.engine.LogFailure("checking an open stream again", err)
 			if unanswered++; unanswered < 2 {

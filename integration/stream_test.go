@@ -106,10 +106,11 @@ func openWebSocket(t *testing.T, port int, name, auth string) *openStream {
 	return readLines(name, conn, br)
 }
 
-// openEvents asks Caddy for Server-Sent Events with the header auth.
-func openEvents(t *testing.T, port int, name, auth string) *openStream {
+// openEvents asks Caddy for Server-Sent Events with the header auth,
+// accepting the media type accept.
+func openEvents(t *testing.T, port int, name, auth, accept string) *openStream {
 	t.Helper()
-	conn, _, res := send(t, port, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"\r\nAccept: text/event-stream\r\n\r\n")
+	conn, _, res := send(t, port, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"\r\nAccept: "+accept+"\r\n\r\n")
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("%s: the event stream did not open: %s", name, res.Status)
 	}
@@ -212,9 +213,9 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	port := inst.Ports.HTTPPort
 
 	aliceWS := openWebSocket(t, port, "alice's WebSocket", basicAuth("alice"))
-	aliceEvents := openEvents(t, port, "alice's events", "appKey: "+aliceKey.Key)
+	aliceEvents := openEvents(t, port, "alice's events", "appKey: "+aliceKey.Key, "text/event-stream")
 	bobWS := openWebSocket(t, port, "bob's WebSocket", basicAuth("bob"))
-	carolEvents := openEvents(t, port, "carol's events", "appKey: "+carolKey.Key)
+	carolEvents := openEvents(t, port, "carol's events", "appKey: "+carolKey.Key, "Text/Event-Stream") // media types are case-insensitive
 	time.Sleep(3 * time.Second) // three checks that pass
 	for _, s := range []*openStream{aliceWS, bobWS} {
 		if !s.alive(t, true) {

@@ -81,6 +81,17 @@ type Finisher interface {
 	Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
 }
 
+// Rechecker is implemented by credential kinds whose check of a
+// credential already verified, made again while a stream it opened stays
+// open (engine.IsStream), must differ from Authenticate's: Basic's
+// Authenticate is a sign-in, counted against the user's throttle and
+// paying for a password hash, where a check again only asks whether the
+// password verified is still the account's. Kinds without it are checked
+// again with Authenticate.
+type Rechecker interface {
+	Recheck(r *http.Request) (identity.Identity, error)
+}
+
 // RouteSettings are the per-route options of credential kinds, set on a
 // gatehouse handler.
 type RouteSettings struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
@@ -180,6 +181,41 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		return identity.Identity{}, err
 	}
 	return res.(verified).identity(), nil
+}
+
+// errPasswordChanged refuses an open stream's password once the account's
+// password changed.
+var errPasswordChanged = identity.Unauthenticated("the password changed; sign in again")
+
+// Recheck implements plugin.Rechecker. A password verified before (in the
+// verification cache) passes while it is still the account's, throttled
+// or not: the stream's owner should not lose it to someone else's wrong
+// guesses at the name. Once the account's password changed it is refused
+// without a sign-in (nothing counted, no hash paid). Only a verification
+// the cache no longer holds (evicted, or a directory account's verified
+// lifetime over) goes through Authenticate's sign-in.
+func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
+	payload, _ := basicPayload(r.Header.Get("Authorization"))
+	if len(payload) > maxPayload {
+		return identity.Identity{}, errMalformed
+	}
+	sum := c.engine.Keystore.IndexSum("basic", payload)
+	if v, ok := c.verified.Get(string(sum[:])); ok {
+		u, err := c.engine.Accounts.UserByCanonicalName(r.Context(), v.username)
+		switch {
+		case errors.Is(err, failure.ErrNotFound):
+			return identity.Identity{}, errWrongPassword.For(v.username)
+		case err != nil:
+			return identity.Identity{}, err
+		case u.ID != v.userID:
+			return identity.Identity{}, errWrongPassword.For(v.username) // deleted and created again
+		case u.PasswordHash != v.passwordHash:
+			return identity.Identity{}, errPasswordChanged.For(v.username)
+		case v.expires.IsZero() || time.Now().Before(v.expires):
+			return v.identity(), nil
+		}
+	}
+	return c.Authenticate(r)
 }
 
 // signIn runs the sign-in policy for the credentials (argon2id, counted

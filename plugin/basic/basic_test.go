@@ -343,3 +343,71 @@ func TestThrottleHoldsForACachedPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenStreamsAreCheckedWithoutSigningIn: the checks of open streams
+// opened with a password ask whether it is still the account's, not
+// sign in again: others' wrong guesses, which throttle the name, do not
+// end them, and a password change ends them without counting their old
+// password as wrong guesses (four streams would throttle the name past
+// its limit of three, and the new password would get 429).
+func TestOpenStreamsAreCheckedWithoutSigningIn(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	route, err := b.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams []chan struct{}
+	for range limit + 1 {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		r := httptest.NewRequestWithContext(ctx, "GET", "/ws", nil)
+		r.SetBasicAuth("alice", password)
+		r.Header.Set("Upgrade", "websocket")
+		opened, ended := make(chan bool, 1), make(chan struct{})
+		go func() {
+			_ = route.Serve(httptest.NewRecorder(), r, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+				opened <- true
+				<-r.Context().Done()
+				close(ended)
+				return nil
+			})
+			opened <- false
+		}()
+		if !<-opened {
+			t.Fatal("a stream was refused")
+		}
+		streams = append(streams, ended)
+	}
+	for i := range limit + 2 {
+		b.get("alice", fmt.Sprintf("guess %d", i), "")
+	}
+	if w := b.get("alice", password, ""); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("alice after the guesses: %d; want throttled", w.Code)
+	}
+	time.Sleep(300 * time.Millisecond) // about fifteen checks
+	for _, s := range streams {
+		select {
+		case <-s:
+			t.Fatal("someone else's guesses ended alice's open stream")
+		default:
+		}
+	}
+	if err := b.e.Store.Delete(context.Background(), counters.BasicFailures("alice")); err != nil { // an unlock
+		t.Fatal(err)
+	}
+	changed := "battery staple"
+	if _, err := b.e.Accounts.UpdateUser(context.Background(), "alice", account.UserPatch{Password: &changed}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range streams {
+		select {
+		case <-s:
+		case <-time.After(30 * time.Second):
+			t.Fatal("an open stream outlived the password change by 30 s")
+		}
+	}
+	if w := b.get("alice", changed, ""); w.Code != http.StatusOK {
+		t.Fatalf("the new password after the streams ended: %d; want 200 (their old password counted as guesses?)", w.Code)
+	}
+}
