@@ -110,7 +110,8 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	defer span.End()
 
-	verified := new(guard.Verified) // the request's one allocation
+	a := new(allowed) // the request's one allocation
+	verified := &a.verified
 	id := &verified.Identity
 	cred, proved, err := rt.check(r, cleanPath, id, false)
 	if f, ok := cred.(plugin.Finisher); ok && err == nil {
@@ -122,9 +123,16 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		}
 		return rt.refuse(w, r, span, methodOf(cred), id, err, start)
 	}
-	var sent *http.Request // the request as it came, for the checks of an open stream
-	if rt.opts.StreamRecheck > 0 && IsStream(r) {
-		sent = r.Clone(withClientIP(r.Context(), e.ClientIP(r)))
+	// What the checks of a long response or an open stream read: the
+	// request as it came, credential included.
+	var sent *http.Request
+	watched := false
+	if rt.opts.StreamRecheck > 0 {
+		if IsStream(r) {
+			sent = r.Clone(withClientIP(r.Context(), e.ClientIP(r)))
+		} else {
+			watched = a.watch.keep(rt, r, cleanPath, id, start)
+		}
 	}
 	if err := rt.guard.Forward(r, verified, rt.StripCredentials); err != nil {
 		return rt.refuse(w, r, span, cred.Method(), id, err, start)
@@ -139,6 +147,10 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	if sent != nil {
 		return rt.serveStream(w, r, sent, cleanPath, id, next)
+	}
+	if watched {
+		a.watch.ResponseWriter = w
+		w = &a.watch
 	}
 	return next(w, r, id)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -16,36 +15,18 @@ import (
 // the route does not say (RouteOptions.StreamRecheck).
 const DefaultStreamRecheck = 30 * time.Second
 
-// IsStream reports whether r opens a connection that outlives the check
-// of its credential: a protocol switch (a WebSocket over HTTP/1.1), an
-// extended CONNECT (a WebSocket over HTTP/2 or HTTP/3), or a request for
-// Server-Sent Events (Accept: text/event-stream, in any case, as
-// browsers' EventSource sends it). Any other request is checked once, as
-// it comes: an event stream asked for without that Accept too.
+// IsStream reports whether r asks to switch protocols, which makes its
+// connection outlive the check of its credential without writing through
+// its ResponseWriter: an upgrade (a WebSocket over HTTP/1.1) or an
+// extended CONNECT (a WebSocket over HTTP/2 or HTTP/3). serveStream
+// watches those; every other allowed response is watched as it is
+// written (responseWatch).
 func IsStream(r *http.Request) bool {
 	if r.Method == http.MethodConnect {
 		return true
 	}
-	if _, upgrade := r.Header["Upgrade"]; upgrade {
-		return true
-	}
-	for _, accept := range r.Header["Accept"] {
-		if containsFold(accept, "text/event-stream") {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s holds sub in any ASCII case (media types
-// are case-insensitive), without allocating.
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
+	_, upgrade := r.Header["Upgrade"]
+	return upgrade
 }
 
 // serveStream runs next for the allowed stream r, whose request as it
@@ -73,7 +54,7 @@ func (rt *Route) serveStream(w http.ResponseWriter, r, sent *http.Request, clean
 func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *identity.Identity, cancel context.CancelFunc, done <-chan struct{}) {
 	ticker := time.NewTicker(rt.opts.StreamRecheck)
 	defer ticker.Stop()
-	unanswered := 0
+	var unanswered int8
 	for {
 		select {
 		case <-done:
@@ -82,32 +63,39 @@ func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *ide
 		}
 		var id identity.Identity
 		_, _, err := rt.check(sent, cleanPath, &id, true)
-		if err == nil {
-			unanswered = 0
-			continue
-		}
-		refusal, refused := identity.AsRefusal(err)
-		reason := "the open stream's credential or account could not be checked again: the authentication store is unavailable"
-		switch {
-		case errors.Is(err, context.Canceled):
+		if errors.Is(err, context.Canceled) {
 			return // the stream ended while it was checked
-		case refused && refusal.Kind() == failure.ErrThrottled:
-			// Not checked (a sign-in throttled, or too many at once): no
-			// verdict on the credential, but no pass either.
-			reason = refusal.Reason()
-			if unanswered++; unanswered < 2 {
-				continue
-			}
-		case refused:
-			reason = refusal.Reason()
-		default:
-			rt.engine.LogFailure("checking an open stream again", err)
-			if unanswered++; unanswered < 2 {
-				continue
-			}
+		}
+		closing, reason := rt.verdict(err, &unanswered)
+		if !closing {
+			continue
 		}
 		rt.engine.Audit.Record(rt.event(sent, opened, opened.Method, audit.OutcomeDenied, reason+"; the open stream was closed"))
 		cancel()
 		return
 	}
+}
+
+// verdict judges the error of an open stream's or response's check (nil:
+// it passed). closing is set for a refusal, and for the second check in a
+// row that could not be made (unanswered counts them): the store down, or
+// a sign-in throttled or too busy, tells nothing of the credential, but
+// lets nothing pass either. reason is the audit event's.
+func (rt *Route) verdict(err error, unanswered *int8) (closing bool, reason string) {
+	if err == nil {
+		*unanswered = 0
+		return false, ""
+	}
+	refusal, refused := identity.AsRefusal(err)
+	switch {
+	case refused && refusal.Kind() != failure.ErrThrottled:
+		return true, refusal.Reason()
+	case refused:
+		reason = refusal.Reason()
+	default:
+		rt.engine.LogFailure("checking an open stream again", err)
+		reason = "the credential or account could not be checked again: the authentication store is unavailable"
+	}
+	*unanswered = min(*unanswered+1, 2)
+	return *unanswered >= 2, reason
 }

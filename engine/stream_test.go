@@ -20,8 +20,7 @@ func TestIsStream(t *testing.T) {
 	}{
 		{"GET", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, true},
 		{"CONNECT", nil, true}, // an extended CONNECT: a WebSocket over HTTP/2 or HTTP/3
-		{"GET", http.Header{"Accept": {"text/html", "text/event-stream"}}, true},
-		{"GET", http.Header{"Accept": {"Text/Event-Stream;q=0.9"}}, true},
+		{"GET", http.Header{"Accept": {"text/event-stream"}}, false}, // watched as it is written (responseWatch)
 		{"GET", http.Header{"Accept": {"text/html,application/xhtml+xml"}}, false},
 		{"POST", http.Header{"Connection": {"keep-alive"}}, false},
 	}

@@ -329,17 +329,19 @@ func TestESAAppHardTokenAndSMS(t *testing.T) {
 	if out = authenticate("carol", second); out["authenticated"] != true {
 		t.Fatalf("SMS code: %v", out)
 	}
-	if out = authenticate("carol", second); out["authenticated"] != false {
+	if out = authenticate("carol", second); out["authenticated"] != false || !strings.Contains(fmt.Sprint(out["error_message"]), "already accepted") {
 		t.Fatalf("SMS code used twice: %v", out)
 	}
 	if ti.LogContains(second) {
 		t.Fatal("an SMS code appears in Caddy's log")
 	}
 
-	// The profile, as ESA shows it.
+	// The profile, as ESA shows it: the code sent again after it was
+	// accepted is a failure (last_failure) but not counted toward the
+	// lockout (a client retrying).
 	out = ti.esa(ti.users, "/manage/users/v1/profile/carol", "")
 	if out["username"] != "carol" || out["mobile_number"] != "+421900123456" || out["is_locked"] != false ||
-		out["consecutive_failures"] != float64(1) || fmt.Sprint(out["credential_type"]) != "[SMS]" || out["error"] != "ERROR_NONE" {
+		out["consecutive_failures"] != float64(0) || fmt.Sprint(out["credential_type"]) != "[SMS]" || out["error"] != "ERROR_NONE" {
 		t.Fatalf("profile: %v", out)
 	}
 	date := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$`)

@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// allowed is what Serve allocates for an allowed request, in one
+// allocation: the identity and forwarded header values (guard.Verified),
+// and the watch over its response.
+type allowed struct {
+	verified guard.Verified
+	watch    responseWatch
+}
+
+// errCutOff is the error a watched response's writes return once a check
+// of its request was refused: Caddy's reverse proxy then stops copying
+// the upstream's response and closes the client's connection.
+var errCutOff = errors.New("gatehouse: the response was cut off: its credential or account no longer passes")
+
+// keptCookies is how many Cookie header lines a watch keeps; a request
+// with more is not watched (browsers send one; Go's HTTP/2 server joins
+// the cookies sent one per field).
+const keptCookies = 2
+
+// responseWatch is the ResponseWriter an allowed request's handlers get
+// (except a protocol switch's, which serveStream watches): once the
+// response has been open for RouteOptions.StreamRecheck, its next write
+// first checks the request's credential and account again, on what the
+// request carried when it came (kept before Gatehouse removed the
+// credential), and so every StreamRecheck while it goes on. A refused
+// check, or two in a row that could not be made, cut the response off
+// (errCutOff) and are audited: a long response (an event stream, a
+// download, a long poll) sends nothing more to a client whose key,
+// token, session or password was revoked, or whose account was blocked,
+// deleted or lost the role. Checks run in the writing goroutine, the
+// request's own, beside no other handler. A check asks for the request's
+// method on its clean path (a method override it carried is not kept).
+// Responses shorter than StreamRecheck cost a clock read per write.
+type responseWatch struct {
+	http.ResponseWriter
+	rt     *Route
+	opened *identity.Identity // the identity the request was allowed as
+	ctx    context.Context
+	// The request as it came: what a check reads.
+	method, cleanPath, remoteAddr, rawQuery string
+	tls                                     *tls.ConnectionState
+	authorization, appKey                   string
+	cookies                                 [keptCookies]string
+	checked                                 int64 // Unix nanoseconds
+	unanswered                              int8
+	cutOff                                  bool
+}
+
+// keep makes w the watch of r's response, allowed as opened at start, if
+// r's credential fits in it; it reports whether it does. Called before
+// the credential is removed.
+func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) bool {
+	cookies := r.Header["Cookie"]
+	if len(r.Header["Authorization"]) > 1 || len(r.Header["Appkey"]) > 1 || len(cookies) > keptCookies {
+		return false
+	}
+	w.rt, w.opened, w.ctx, w.checked = rt, opened, r.Context(), start.UnixNano()
+	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
+	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
+	copy(w.cookies[:], cookies)
+	return true
+}
+
+// request rebuilds the request as it came, for a check, on its clean path.
+func (w *responseWatch) request() *http.Request {
+	h := http.Header{}
+	if w.authorization != "" {
+		h["Authorization"] = []string{w.authorization}
+	}
+	if w.appKey != "" {
+		h["Appkey"] = []string{w.appKey}
+	}
+	for _, c := range w.cookies {
+		if c != "" {
+			h["Cookie"] = append(h["Cookie"], c)
+		}
+	}
+	r := &http.Request{Method: w.method, URL: &url.URL{Path: w.cleanPath, RawQuery: w.rawQuery},
+		RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	return r.WithContext(w.ctx)
+}
+
+// stillAllowed checks the request again once StreamRecheck has passed
+// since the last check, and returns errCutOff once one was refused.
+func (w *responseWatch) stillAllowed() error {
+	if w.cutOff {
+		return errCutOff
+	}
+	now := time.Now().UnixNano()
+	if time.Duration(now-w.checked) < w.rt.opts.StreamRecheck {
+		return nil
+	}
+	w.checked = now
+	sent := w.request()
+	var id identity.Identity
+	_, _, err := w.rt.check(sent, w.cleanPath, &id, true)
+	if errors.Is(err, context.Canceled) {
+		return nil // the client left: the write fails on its own
+	}
+	closing, reason := w.rt.verdict(err, &w.unanswered)
+	if !closing {
+		return nil
+	}
+	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; the open response was cut off"))
+	w.cutOff = true
+	return errCutOff
+}
+
+// Write implements http.ResponseWriter.
+func (w *responseWatch) Write(p []byte) (int, error) {
+	if err := w.stillAllowed(); err != nil {
+		return 0, err
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// FlushError flushes the response (http.ResponseController's way), or
+// returns errCutOff once it was cut off.
+func (w *responseWatch) FlushError() error {
+	if w.cutOff {
+		return errCutOff
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher for handlers that ask for it directly.
+func (w *responseWatch) Flush() { _ = w.FlushError() }
+
+// Unwrap returns the ResponseWriter watched, for http.ResponseController.
+func (w *responseWatch) Unwrap() http.ResponseWriter { return w.ResponseWriter }
