@@ -227,6 +227,31 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	return res, nil
 }
 
+// CheckAgain checks password for username as a sign-in does, for a
+// password that signed in to the account before and is checked again
+// (plugin/basic, for an open stream): nothing is counted, neither the
+// caller's throttle nor the directory's failed_binds, since it is no
+// guess, and no gate is consulted, so that nobody else's guesses at the
+// name decide it. It returns the account, a refusal when the password is
+// no longer the account's (changed, or the account gone), ErrBusy, or a
+// store or directory failure.
+func (s *Service) CheckAgain(ctx context.Context, username, password string) (*User, error) {
+	name, err := s.canonicalName(username)
+	if err != nil {
+		return nil, errWrongPassword
+	}
+	u, located, err := s.signInRecord(ctx, name)
+	switch {
+	case err != nil:
+		return nil, err
+	case u == nil:
+		return nil, errWrongPassword
+	case located != nil:
+		return directoryPasswords{s}.checkLocated(ctx, name, u, *located, password)
+	}
+	return s.passwordSource(u).CheckPassword(ctx, name, u, password)
+}
+
 // bindBound is what reserveBind did.
 type bindBound int
 

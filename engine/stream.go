@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -63,7 +62,7 @@ func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *ide
 		}
 		var id identity.Identity
 		_, _, err := rt.check(sent, cleanPath, &id, true)
-		if errors.Is(err, context.Canceled) {
+		if sent.Context().Err() != nil {
 			return // the stream ended while it was checked
 		}
 		closing, reason := rt.verdict(err, &unanswered)

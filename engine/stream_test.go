@@ -2,14 +2,19 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin"
+	"github.com/gatehouse-auth/gatehouse/plugin/basic"
 )
 
 func TestIsStream(t *testing.T) {
@@ -131,4 +136,54 @@ func TestOpenStreamEndsWhenTheStoreStaysDown(t *testing.T) {
 func blocked() account.UserPatch {
 	status := account.StatusBlocked
 	return account.UserPatch{Status: &status}
+}
+
+// cancelledOnce is Basic whose first check of an open stream fails as a
+// check sharing another request's cancelled sign-in would.
+type cancelledOnce struct {
+	plugin.Credential
+	checks atomic.Int32
+}
+
+func (c *cancelledOnce) Recheck(r *http.Request) (identity.Identity, error) {
+	if c.checks.Add(1) == 1 {
+		return identity.Identity{}, fmt.Errorf("redis: incr: %w", context.Canceled)
+	}
+	return c.Authenticate(r)
+}
+
+// TestStreamChecksGoOnAfterAnotherRequestsCancellation: a check that
+// fails with a cancellation that is not the stream's own (another
+// request's, whose shared sign-in it joined) counts as unanswered; the
+// checks go on, and a block still ends the stream.
+func TestStreamChecksGoOnAfterAnotherRequestsCancellation(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	cred := &cancelledOnce{Credential: basic.New(e)}
+	e.Register(cred)
+	ctx := context.Background()
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pw := "correct horse"
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "alice", Roles: []string{"reader"}, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := openStream(t, rt, streamRequest(t, true))
+	for deadline := time.Now().Add(30 * time.Second); cred.checks.Load() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the checks stopped after %d (the first failed with a cancellation not the stream's)", cred.checks.Load())
+		}
+	}
+	if _, err := e.Accounts.UpdateUser(ctx, "alice", blocked()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stream:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the stream stayed open 30 s after its user was blocked (%d checks made)", cred.checks.Load())
+	}
 }

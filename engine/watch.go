@@ -108,7 +108,7 @@ func (w *responseWatch) stillAllowed() error {
 	sent := w.request()
 	var id identity.Identity
 	_, _, err := w.rt.check(sent, w.cleanPath, &id, true)
-	if errors.Is(err, context.Canceled) {
+	if w.ctx.Err() != nil {
 		return nil // the client left: the write fails on its own
 	}
 	closing, reason := w.rt.verdict(err, &w.unanswered)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
 
@@ -37,7 +38,7 @@ http://:{{.HTTPPort}} {
 
 // streamUpstream serves, on a port of its own, what a stream's upstream
 // does: a protocol switch to a WebSocket that echoes what it reads, and
-// Server-Sent Events, one every 100 ms.
+// at /api/events Server-Sent Events, one every 100 ms; "ok" elsewhere.
 func streamUpstream(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,6 +60,10 @@ func streamUpstream(t *testing.T) int {
 			_ = brw.Flush()
 			_, _ = io.Copy(conn, brw)
 			_ = conn.Close()
+			return
+		}
+		if r.URL.Path != "/api/events" {
+			_, _ = io.WriteString(w, "ok\n")
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -153,10 +158,21 @@ func readLines(name string, conn net.Conn, r *bufio.Reader) *openStream {
 	return s
 }
 
-// alive reports whether a line arrives within the deadline (a
-// WebSocket is sent one to echo first).
+// alive reports whether a new line arrives within the deadline (a
+// WebSocket is sent one to echo first): the lines that arrived before
+// are passed over, and a stream that ended since is not alive.
 func (s *openStream) alive(t *testing.T, websocket bool) bool {
 	t.Helper()
+	for drained := false; !drained; {
+		select {
+		case _, ok := <-s.lines:
+			if !ok {
+				return false
+			}
+		default:
+			drained = true
+		}
+	}
 	if websocket {
 		if _, err := fmt.Fprintf(s.conn, "hello %s\n", s.name); err != nil {
 			return false
@@ -255,5 +271,78 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	}
 	if closed["alice /api/ws"] != 1 || closed["alice /api/events"] != 1 || closed["carol /api/events"] != 1 || len(closed) != 3 {
 		t.Fatalf("the closings audited: %v", closed)
+	}
+}
+
+// directoryStreamSite is a plain-HTTP site of directory accounts whose
+// open streams are checked every second (status_ttl is directoryTTL).
+const directoryStreamSite = directoryGlobal + `
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept basic
+		audience streams
+		stream_recheck 1s
+	}
+	reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
+}
+`
+
+// TestDirectoryStreamsAreCheckedWithoutCounting: through bin/caddy and a
+// real slapd, open streams of a directory account, whose password is
+// verified again against the directory once status_ttl has passed, stay
+// open while someone else's wrong guesses spend the name's failed_binds,
+// and end once the password is changed in the directory, without those
+// checks counting as wrong guesses: the owner's new password then signs
+// in (five streams used to spend failed_binds and throttle it for 15
+// minutes), after at most one failed bind for all of them.
+func TestDirectoryStreamsAreCheckedWithoutCounting(t *testing.T) {
+	harness.RequireTool(t, "openssl")
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	daveDN := s.AddUser("dave", "dave password 1", "", slapdtest.OperatorsDN)
+	opts := directoryOptions(s, "reader")
+	opts.Extra["upstreamPort"] = streamUpstream(t)
+	inst := harness.Start(t, directoryStreamSite, opts)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	port := inst.Ports.HTTPPort
+	alice := openEvents(t, port, "alice's events", "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice password")), "text/event-stream")
+	var dave []*openStream
+	for i := range 5 {
+		dave = append(dave, openEvents(t, port, fmt.Sprintf("dave's events %d", i), "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("dave:dave password 1")), "text/event-stream"))
+	}
+	for i := range 6 { // spends alice's failed_binds (4): her own sign-ins are throttled now
+		harness.Curl(t, "-u", fmt.Sprintf("alice:guess %d", i), fmt.Sprintf("http://127.0.0.1:%d/api/x", port))
+	}
+	time.Sleep(2*directoryTTL + 2*time.Second) // past status_ttl: every stream verified against the directory again
+	if !alice.alive(t, false) {
+		t.Fatal("someone else's guesses at alice ended her stream")
+	}
+	for _, d := range dave {
+		if !d.alive(t, false) {
+			t.Fatalf("%s ended while its password was right", d.name)
+		}
+	}
+
+	s.Modify("dn: " + daveDN + "\nchangetype: modify\nreplace: userPassword\nuserPassword: dave password 2\n")
+	for _, d := range dave {
+		d.ended(t)
+	}
+	res := harness.Curl(t, "-u", "dave:dave password 2", fmt.Sprintf("http://127.0.0.1:%d/api/x", port))
+	if res.Status != 200 {
+		t.Fatalf("dave's new password after his streams ended: %d %s; want 200 (their checks counted as guesses?)", res.Status, res.Body)
+	}
+	var events []struct{ Username, Reason string }
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/audit?username=dave&limit=1000", nil), &events); err != nil {
+		t.Fatal(err)
+	}
+	failedBinds := 0
+	for _, ev := range events {
+		if strings.Contains(ev.Reason, "bind failed") {
+			failedBinds++
+		}
+	}
+	if failedBinds > 1 {
+		t.Fatalf("%d failed binds for dave's five streams; want at most one", failedBinds)
 	}
 }

@@ -61,11 +61,17 @@ type Credential struct {
 	// checks makes concurrent checks of the same credentials (a client
 	// opening many connections at once) share one argon2 hash.
 	checks singleflight.Group
+	// changed holds the credentials (verification cache keys) whose
+	// password a check of an open stream found changed (Recheck), so
+	// that the other streams opened with them are refused without
+	// checking again: one failed bind per change, not one per stream. A
+	// sign-in with them lets them go.
+	changed *shardlru.Cache[bool]
 }
 
 // New returns the Basic credential kind.
 func New(e *engine.Engine) *Credential {
-	return &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536)}
+	return &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536), changed: shardlru.New[bool](4096)}
 }
 
 // holdThrottled notes that name was answered as throttled, for d (at
@@ -191,16 +197,23 @@ var errPasswordChanged = identity.Unauthenticated("the password changed; sign in
 // verification cache) passes while it is still the account's, throttled
 // or not: the stream's owner should not lose it to someone else's wrong
 // guesses at the name. Once the account's password changed it is refused
-// without a sign-in (nothing counted, no hash paid). Only a verification
-// the cache no longer holds (evicted, or a directory account's verified
-// lifetime over) goes through Authenticate's sign-in.
+// without a check. A verification the cache no longer holds (evicted, or
+// a directory account's verified lifetime over: the directory may have
+// changed the password) is checked again with Accounts.CheckAgain, which
+// counts nothing: the password signed in when the stream opened, so it is
+// no guess, and a password changed in the directory must not throttle or
+// lock its owner out through their own streams. A password found changed
+// is remembered (changed), so the other streams opened with it are
+// refused without another bind.
 func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
-	payload, _ := basicPayload(r.Header.Get("Authorization"))
+	header := r.Header.Get("Authorization")
+	payload, _ := basicPayload(header)
 	if len(payload) > maxPayload {
 		return identity.Identity{}, errMalformed
 	}
 	sum := c.engine.Keystore.IndexSum("basic", payload)
-	if v, ok := c.verified.Get(string(sum[:])); ok {
+	key := string(sum[:])
+	if v, ok := c.verified.Get(key); ok {
 		u, err := c.engine.Accounts.UserByCanonicalName(r.Context(), v.username)
 		switch {
 		case errors.Is(err, failure.ErrNotFound):
@@ -215,7 +228,39 @@ func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
 			return v.identity(), nil
 		}
 	}
-	return c.Authenticate(r)
+	username, password, ok := ParseAuthorization(header)
+	if !ok {
+		return identity.Identity{}, errMalformed
+	}
+	if _, found := c.changed.Get(key); found {
+		return identity.Identity{}, errPasswordChanged.For(username)
+	}
+	res, err, _ := c.checks.Do("again\x00"+key, func() (any, error) { return c.checkAgain(r.Context(), username, password, key) })
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	return res.(verified).identity(), nil
+}
+
+// checkAgain is Recheck's check of a password the cache no longer holds.
+func (c *Credential) checkAgain(ctx context.Context, username, password, key string) (verified, error) {
+	u, err := c.engine.Accounts.CheckAgain(ctx, username, password)
+	if errors.Is(err, account.ErrBusy) {
+		return verified{}, errBusy.For(username)
+	}
+	if _, refused := identity.AsRefusal(err); refused {
+		c.changed.Add(key, true)
+		return verified{}, errPasswordChanged.For(username)
+	}
+	if err != nil {
+		return verified{}, err
+	}
+	v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+	if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
+		v.expires = time.Now().Add(lifetime)
+	}
+	c.verified.Add(key, v)
+	return v, nil
 }
 
 // signIn runs the sign-in policy for the credentials (argon2id, counted
@@ -234,6 +279,7 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey string
 	case account.OutcomeOK:
 		u := res.User
 		c.throttled.Remove(u.Username)
+		c.changed.Remove(cacheKey)
 		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
 		if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
 			v.expires = time.Now().Add(lifetime)
