@@ -175,6 +175,9 @@ func pairDeletes(m *tokenMeta) []storage.Op {
 	}
 }
 
+// pairsPerBatch is how many token pairs one batch revokes.
+const pairsPerBatch = 128
+
 // MaxLivePairs bounds the live token pairs of one connector: a
 // certificate grant beyond it revokes the oldest, so that a connector
 // asking in a loop (or whoever holds its key) cannot grow the store and
@@ -207,11 +210,22 @@ func (p *Plugin) trimPairs(ctx context.Context, connector, keep string) error {
 		return cmp.Or(a.IssuedAt.Compare(b.IssuedAt), strings.Compare(a.ID, b.ID))
 	})
 	var ops []storage.Op
+	pairs := 0
 	for i, live := 0, len(metas); i < len(metas) && live > MaxLivePairs; i++ {
-		if metas[i].ID != keep {
-			ops = append(ops, pairDeletes(&metas[i])...)
-			live--
+		if metas[i].ID == keep {
+			continue
 		}
+		ops = append(ops, pairDeletes(&metas[i])...)
+		live--
+		if pairs++; pairs == pairsPerBatch { // more than a batch: a store from before the bound
+			if err := p.engine.Store.Batch(ctx, ops); err != nil {
+				return err
+			}
+			ops, pairs = ops[:0], 0
+		}
+	}
+	if len(ops) == 0 {
+		return nil
 	}
 	return p.engine.Store.Batch(ctx, ops)
 }
@@ -361,7 +375,6 @@ func (p *Plugin) revokeConnectorTokens(ctx context.Context, connector, keep stri
 			metas = append(metas, m)
 		}
 	}
-	const pairsPerBatch = 128
 	for start := 0; start < len(metas); start += pairsPerBatch {
 		var ops []storage.Op
 		for i := start; i < len(metas) && i < start+pairsPerBatch; i++ {

@@ -504,3 +504,22 @@ func TestCertificateGrantsAreBounded(t *testing.T) {
 		t.Errorf("another connector's pair: %q; want untouched", reason)
 	}
 }
+
+// TestPairsFromBeforeTheBoundAreTrimmed: a connector holding more live
+// pairs than MaxLivePairs (written before the bound) is brought down to
+// it by its next certificate grant, in batches, keeping the new pair.
+func TestPairsFromBeforeTheBoundAreTrimmed(t *testing.T) {
+	f, c1, _ := aliceAndBob(t)
+	ctx := context.Background()
+	if _, err := SeedTokens(ctx, f.engine.Store, "c1", 3*pairsPerBatch, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	fresh := f.mustToken(c1)
+	views, err := f.p.ListTokens(ctx, "c1", "")
+	if err != nil || len(views) != MaxLivePairs {
+		t.Fatalf("c1 holds %d pairs (%v) after a grant; want %d", len(views), err, MaxLivePairs)
+	}
+	if reason := f.use(c1, fresh.AccessToken); reason != "" {
+		t.Errorf("the new pair: %q", reason)
+	}
+}
