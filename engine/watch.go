@@ -64,14 +64,20 @@ type responseWatch struct {
 // r's credential fits in it; it reports whether it does. Called before
 // the credential is removed.
 func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) bool {
-	cookies := r.Header["Cookie"]
-	if len(r.Header["Authorization"]) > 1 || len(r.Header["Appkey"]) > 1 || len(cookies) > keptCookies {
+	authorization, appKey, cookies := r.Header["Authorization"], r.Header["Appkey"], r.Header["Cookie"]
+	if len(authorization) > 1 || len(appKey) > 1 || len(cookies) > keptCookies {
 		return false
 	}
 	w.rt, w.opened, w.ctx, w.checked = rt, opened, r.Context(), start.UnixNano()
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
-	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
 	copy(w.cookies[:], cookies)
+	w.authorization, w.appKey = "", ""
+	if len(authorization) == 1 {
+		w.authorization = authorization[0]
+	}
+	if len(appKey) == 1 {
+		w.appKey = appKey[0]
+	}
 	return true
 }
 
