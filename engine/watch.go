@@ -71,7 +71,6 @@ func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opene
 	w.rt, w.opened, w.ctx, w.checked = rt, opened, r.Context(), start.UnixNano()
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
 	copy(w.cookies[:], cookies)
-	w.authorization, w.appKey = "", ""
 	if len(authorization) == 1 {
 		w.authorization = authorization[0]
 	}
