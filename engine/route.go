@@ -131,7 +131,8 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		if IsStream(r) {
 			sent = r.Clone(withClientIP(r.Context(), e.ClientIP(r)))
 		} else {
-			watched = a.watch.keep(rt, r, cleanPath, id, start)
+			a.watch.keep(rt, r, cleanPath, id, start)
+			watched = true
 		}
 	}
 	if err := rt.guard.Forward(r, verified, rt.StripCredentials); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -25,11 +26,6 @@ type allowed struct {
 // of its request was refused: Caddy's reverse proxy then stops copying
 // the upstream's response and closes the client's connection.
 var errCutOff = errors.New("gatehouse: the response was cut off: its credential or account no longer passes")
-
-// keptCookies is how many Cookie header lines a watch keeps; a request
-// with more is not watched (browsers send one; Go's HTTP/2 server joins
-// the cookies sent one per field).
-const keptCookies = 2
 
 // responseWatch is the ResponseWriter an allowed request's handlers get
 // (except a protocol switch's, which serveStream watches): once the
@@ -53,31 +49,22 @@ type responseWatch struct {
 	// The request as it came: what a check reads.
 	method, cleanPath, remoteAddr, rawQuery string
 	tls                                     *tls.ConnectionState
-	authorization, appKey                   string
-	cookies                                 [keptCookies]string
+	authorization, appKey, cookie           string
 	checked                                 int64 // Unix nanoseconds
 	unanswered                              int8
 	cutOff                                  bool
 }
 
-// keep makes w the watch of r's response, allowed as opened at start, if
-// r's credential fits in it; it reports whether it does. Called before
-// the credential is removed.
-func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) bool {
-	authorization, appKey, cookies := r.Header["Authorization"], r.Header["Appkey"], r.Header["Cookie"]
-	if len(authorization) > 1 || len(appKey) > 1 || len(cookies) > keptCookies {
-		return false
-	}
+// keep makes w the watch of r's response, allowed as opened at start.
+// Called before the credential is removed. The Cookie lines are kept as
+// one (as Go's HTTP/2 server joins them; cookie parsers read both alike),
+// so that no count of lines a client sends leaves a response unwatched.
+// A second Authorization or appKey header was refused before.
+func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) {
 	w.rt, w.opened, w.ctx, w.checked = rt, opened, r.Context(), start.UnixNano()
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
-	copy(w.cookies[:], cookies)
-	if len(authorization) == 1 {
-		w.authorization = authorization[0]
-	}
-	if len(appKey) == 1 {
-		w.appKey = appKey[0]
-	}
-	return true
+	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
+	w.cookie = strings.Join(r.Header["Cookie"], "; ")
 }
 
 // request rebuilds the request as it came, for a check, on its clean path.
@@ -89,10 +76,8 @@ func (w *responseWatch) request() *http.Request {
 	if w.appKey != "" {
 		h["Appkey"] = []string{w.appKey}
 	}
-	for _, c := range w.cookies {
-		if c != "" {
-			h["Cookie"] = append(h["Cookie"], c)
-		}
+	if w.cookie != "" {
+		h["Cookie"] = []string{w.cookie}
 	}
 	r := &http.Request{Method: w.method, URL: &url.URL{Path: w.cleanPath, RawQuery: w.rawQuery},
 		RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}

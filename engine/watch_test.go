@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,20 +13,24 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
-// longResponse serves a GET as alice on rt whose upstream writes a line
-// every 5 ms for up to 30 s; it returns how many writes succeeded and the
-// error that ended them (nil after 30 s), once the response ends.
-func longResponse(t *testing.T, rt *engine.Route) <-chan struct {
+// responseEnd is how a long response ended: the writes that succeeded,
+// and the error that ended them (nil after 30 s).
+type responseEnd struct {
 	writes int
 	err    error
-} {
+}
+
+// longResponse serves a GET as alice on rt whose upstream writes a line
+// every 5 ms for up to 30 s, once its first write went through (on a busy
+// machine the sign-in may take seconds); the channel gets how it ended.
+func longResponse(t *testing.T, rt *engine.Route, cookieLines int) <-chan responseEnd {
 	t.Helper()
-	done := make(chan struct {
-		writes int
-		err    error
-	}, 1)
+	done, started := make(chan responseEnd, 1), make(chan struct{})
 	r := httptest.NewRequest("GET", "/api/feed", nil)
 	r.Header = basicAuth("alice", "correct horse")
+	for i := range cookieLines {
+		r.Header.Add("Cookie", fmt.Sprintf("c%d=%d", i, i))
+	}
 	rec := httptest.NewRecorder()
 	go func() {
 		_ = rt.Serve(rec, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
@@ -33,11 +38,11 @@ func longResponse(t *testing.T, rt *engine.Route) <-chan struct {
 			deadline := time.Now().Add(30 * time.Second)
 			for time.Now().Before(deadline) {
 				if _, err := w.Write([]byte("data: tick\n\n")); err != nil {
-					done <- struct {
-						writes int
-						err    error
-					}{writes, err}
+					done <- responseEnd{writes, err}
 					return nil
+				}
+				if writes == 0 {
+					close(started)
 				}
 				if err := http.NewResponseController(w).Flush(); err != nil {
 					t.Errorf("flush: %v", err)
@@ -45,21 +50,23 @@ func longResponse(t *testing.T, rt *engine.Route) <-chan struct {
 				writes++
 				time.Sleep(5 * time.Millisecond)
 			}
-			done <- struct {
-				writes int
-				err    error
-			}{writes, nil}
+			done <- responseEnd{writes, nil}
 			return nil
 		})
 	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long response did not start in 30 s")
+	}
 	return done
 }
 
 // TestLongResponseIsCutOffWhenItsUserIsBlocked: a response still being
 // written after the route's recheck interval is checked again at its
 // writes, and cut off once its user is blocked (whatever the request
-// asked for: no Accept header here); on a route with the checks off it
-// goes on.
+// asked for: no Accept header here; however many Cookie lines it sent);
+// on a route with the checks off it goes on.
 func TestLongResponseIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 	s := newSetup(t)
 	route := func(d time.Duration) *engine.Route {
@@ -69,18 +76,22 @@ func TestLongResponseIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 		}
 		return rt
 	}
-	checked, unchecked := longResponse(t, route(20*time.Millisecond)), longResponse(t, route(-1))
+	watched := route(20 * time.Millisecond)
+	checked := []<-chan responseEnd{longResponse(t, watched, 0), longResponse(t, watched, 3)}
+	unchecked := longResponse(t, route(-1), 0)
 	time.Sleep(200 * time.Millisecond) // checks that pass
 	if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-checked:
-		if res.err == nil || res.writes < 2 {
-			t.Fatalf("the watched response: %d writes, then %v; want writes, then cut off", res.writes, res.err)
+	for i, c := range checked {
+		select {
+		case res := <-c:
+			if res.err == nil || res.writes < 2 {
+				t.Fatalf("watched response %d: %d writes, then %v; want writes, then cut off", i, res.writes, res.err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("watched response %d went on 30 s after its user was blocked", i)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the response went on 30 s after its user was blocked")
 	}
 	time.Sleep(100 * time.Millisecond)
 	select {
