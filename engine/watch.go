@@ -39,7 +39,7 @@ var errCutOff = errors.New("gatehouse: the response was cut off: its credential 
 // token, session or password was revoked, or whose account was blocked,
 // deleted or lost the role. Checks run in the writing goroutine, the
 // request's own, beside no other handler. A check asks for the request's
-// method on its clean path (a method override it carried is not kept).
+// method, and each method override it carried, on its clean path.
 // Responses shorter than StreamRecheck cost a clock read per write.
 type responseWatch struct {
 	http.ResponseWriter
@@ -50,9 +50,13 @@ type responseWatch struct {
 	method, cleanPath, remoteAddr, rawQuery string
 	tls                                     *tls.ConnectionState
 	authorization, appKey, cookie           string
-	checked                                 int64 // Unix nanoseconds
-	unanswered                              int8
-	cutOff                                  bool
+	// header is the request's own header map, which Gatehouse strips of
+	// credentials but not of method override headers: a check reads
+	// those from it.
+	header     http.Header
+	checked    int64 // Unix nanoseconds
+	unanswered int8
+	cutOff     bool
 }
 
 // keep makes w the watch of r's response, allowed as opened at start.
@@ -65,6 +69,7 @@ func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opene
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
 	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
+	w.header = r.Header
 }
 
 // request rebuilds the request as it came, for a check, on its clean path.
@@ -79,6 +84,7 @@ func (w *responseWatch) request() *http.Request {
 	if w.cookie != "" {
 		h["Cookie"] = []string{w.cookie}
 	}
+	guard.CopyOverrides(h, w.header)
 	r := &http.Request{Method: w.method, URL: &url.URL{Path: w.cleanPath, RawQuery: w.rawQuery},
 		RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	return r.WithContext(w.ctx)

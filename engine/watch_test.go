@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
@@ -20,16 +21,17 @@ type responseEnd struct {
 	err    error
 }
 
-// longResponse serves a GET as alice on rt whose upstream writes a line
-// every 5 ms for up to 30 s, once its first write went through (on a busy
-// machine the sign-in may take seconds); the channel gets how it ended.
-func longResponse(t *testing.T, rt *engine.Route, cookieLines int) <-chan responseEnd {
+// longResponse serves a GET as alice on rt, with extra header lines
+// beside her password, whose upstream writes a line every 5 ms for up to
+// 30 s, once its first write went through (on a busy machine the sign-in
+// may take seconds); the channel gets how it ended.
+func longResponse(t *testing.T, rt *engine.Route, extra http.Header) <-chan responseEnd {
 	t.Helper()
 	done, started := make(chan responseEnd, 1), make(chan struct{})
 	r := httptest.NewRequest("GET", "/api/feed", nil)
 	r.Header = basicAuth("alice", "correct horse")
-	for i := range cookieLines {
-		r.Header.Add("Cookie", fmt.Sprintf("c%d=%d", i, i))
+	for name, values := range extra {
+		r.Header[name] = values
 	}
 	rec := httptest.NewRecorder()
 	go func() {
@@ -77,8 +79,12 @@ func TestLongResponseIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 		return rt
 	}
 	watched := route(20 * time.Millisecond)
-	checked := []<-chan responseEnd{longResponse(t, watched, 0), longResponse(t, watched, 3)}
-	unchecked := longResponse(t, route(-1), 0)
+	cookies := http.Header{}
+	for i := range 3 {
+		cookies.Add("Cookie", fmt.Sprintf("c%d=%d", i, i))
+	}
+	checked := []<-chan responseEnd{longResponse(t, watched, nil), longResponse(t, watched, cookies)}
+	unchecked := longResponse(t, route(-1), nil)
 	time.Sleep(200 * time.Millisecond) // checks that pass
 	if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
 		t.Fatal(err)
@@ -97,6 +103,47 @@ func TestLongResponseIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 	select {
 	case res := <-unchecked:
 		t.Fatalf("a response on a route with the checks off ended: %d writes, %v", res.writes, res.err)
+	default:
+	}
+}
+
+// TestLongResponseIsCheckedForItsMethodOverride: a long response whose
+// request carried a method override (X-HTTP-Method-Override: DELETE on a
+// GET) is checked again for the method it named too, and cut off once
+// the user loses the role that allowed it; the same response without
+// the override goes on.
+func TestLongResponseIsCheckedForItsMethodOverride(t *testing.T) {
+	s := newSetup(t)
+	ctx := context.Background()
+	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "remover", Rules: []account.Rule{{Methods: []string{"DELETE"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	roles := func(names ...string) account.UserPatch { return account.UserPatch{Roles: &names} }
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", roles("reader", "remover")); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overriding := longResponse(t, rt, http.Header{"X-Http-Method-Override": {"DELETE"}})
+	plain := longResponse(t, rt, nil)
+	time.Sleep(200 * time.Millisecond) // checks that pass
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", roles("reader")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-overriding:
+		if res.err == nil || res.writes < 2 {
+			t.Fatalf("the overriding response: %d writes, then %v; want writes, then cut off", res.writes, res.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a response whose override lost its role went on 30 s")
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case res := <-plain:
+		t.Fatalf("a GET the role still allows ended: %d writes, %v", res.writes, res.err)
 	default:
 	}
 }

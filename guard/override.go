@@ -41,6 +41,16 @@ func Overrides(r *http.Request, allow func(method string) error) error {
 	return nil
 }
 
+// CopyOverrides adds src's method override headers (those Overrides
+// reads) to dst, sharing their values.
+func CopyOverrides(dst, src http.Header) {
+	for name, values := range src {
+		if isHeaderNamed(name, methodOverrides[:]) {
+			dst[name] = values
+		}
+	}
+}
+
 // allowMethods calls allow with each distinct method named in values
 // (comma separated) other than own.
 func allowMethods(own string, values []string, allow func(method string) error) error {
