@@ -139,8 +139,17 @@ func TestAppKeyHeaderAndQueryFormsAreStripped(t *testing.T) {
 		}
 	}
 
+	// A page a browser opened with ?appKey= sends its address as the
+	// Referer of every request it makes: the key leaves that too.
+	res := harness.Curl(t, "-H", "appKey: "+k.Key, "-H", "Referer: https://portal.example/Thingworx/index.html?mashup=M&appKey="+k.Key+"#top",
+		inst.HTTPSURL()+"/api/items")
+	if echo := harness.ParseEcho(t, res.Body); res.Status != 200 || echo.Headers["Referer"] != "https://portal.example/Thingworx/index.html?mashup=M#top" ||
+		strings.Contains(res.Body, k.Key) {
+		t.Fatalf("Referer with the key: %d, forwarded %q (body %s)", res.Status, echo.Headers["Referer"], res.Body)
+	}
+
 	// Query form: the parameter is removed before forwarding; the rest stays.
-	res := harness.Curl(t, inst.HTTPSURL()+"/api/items?a=1&appKey="+k.Key+"&b=two%20words")
+	res = harness.Curl(t, inst.HTTPSURL()+"/api/items?a=1&appKey="+k.Key+"&b=two%20words")
 	if res.Status != 200 {
 		t.Fatalf("query form: %d %s", res.Status, res.Body)
 	}

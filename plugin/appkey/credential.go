@@ -94,11 +94,18 @@ func (c *Credential) presented(r *http.Request) (string, error) {
 func (*Credential) Challenge() string { return `AppKey realm="gatehouse", header="appKey"` }
 
 // Strip implements plugin.Credential: the key and the session request
-// leave neither header nor query string, so upstream logs never see them.
+// leave neither header nor query string, so upstream logs never see them;
+// nor does the key in the Referer (the address of a page a browser opened
+// with ?appKey=, which it sends with every request the page makes).
 func (*Credential) Strip(r *http.Request) {
 	delete(r.Header, headerName)
 	for _, h := range sessionHeaders {
 		delete(r.Header, h)
+	}
+	for i, ref := range r.Header["Referer"] {
+		if stripped, removed := stripKeyFromURL(ref); removed {
+			r.Header["Referer"][i] = stripped
+		}
 	}
 	if r.URL.RawQuery == "" {
 		return

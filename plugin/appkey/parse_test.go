@@ -162,6 +162,52 @@ func TestStripParams(t *testing.T) {
 	}
 }
 
+// TestStripKeyFromURL: a Referer loses the key parameters of its query,
+// in every spelling stripParams removes, and keeps everything else.
+func TestStripKeyFromURL(t *testing.T) {
+	for _, tc := range []struct{ in, out string }{
+		{"https://h/page", "https://h/page"},
+		{"https://h/page?a=1", "https://h/page?a=1"},
+		{"https://h/page?appKey=K", "https://h/page"},
+		{"https://h/Thingworx/index.html?mashup=M&appKey=K&x-thingworx-session=true",
+			"https://h/Thingworx/index.html?mashup=M&x-thingworx-session=true"},
+		{"https://h/p?APPKEY=K&%5BappKey%5D=K2;app%4bey=K3&b=2#appKey=frag", "https://h/p?b=2#appKey=frag"},
+		{"/relative?appKey=K#top", "/relative#top"},
+		{"https://h/p#x?appKey=K", "https://h/p#x?appKey=K"},
+		{"https://h/p?myappKey=K", "https://h/p?myappKey=K"},
+	} {
+		got, removed := stripKeyFromURL(tc.in)
+		if got != tc.out || removed != (got != tc.in) {
+			t.Errorf("stripKeyFromURL(%q) = %q, %v; want %q", tc.in, got, removed, tc.out)
+		}
+	}
+}
+
+// FuzzStripKeyFromURL: whatever a client sends as its Referer, what is
+// forwarded holds no parameter read as the key, keeps the address before
+// the query and the fragment as sent, and is stripped once for all.
+func FuzzStripKeyFromURL(f *testing.F) {
+	for _, seed := range []string{"https://h/p?a=1&appKey=K#f", "/p?%5BappKey%5D=K;b", "?appKey", "#?appKey=K", "https://h/p??appKey=K&&"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		got, removed := stripKeyFromURL(u)
+		if !removed {
+			if got != u {
+				t.Fatalf("stripKeyFromURL(%q) changed it to %q without removing anything", u, got)
+			}
+			return
+		}
+		rest, fragment, _ := strings.Cut(u, "#")
+		if !strings.HasSuffix(got, fragment) || !strings.HasPrefix(got, rest[:strings.IndexByte(rest, '?')]) {
+			t.Fatalf("stripKeyFromURL(%q) = %q: the address or the fragment changed", u, got)
+		}
+		if again, more := stripKeyFromURL(got); more {
+			t.Fatalf("stripKeyFromURL(%q) = %q, which still held a key parameter (%q)", u, got, again)
+		}
+	})
+}
+
 // TestSessionAsked: a session is asked when every session parameter and
 // header says "true"; some saying "true" and others not is refused.
 func TestSessionAsked(t *testing.T) {

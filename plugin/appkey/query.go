@@ -184,3 +184,25 @@ func stripParams(rawQuery string, names []string) (string, bool) {
 	}
 	return strings.TrimRight(string(kept), "&;"), true
 }
+
+// stripKeyFromURL returns the absolute or relative URL u (a Referer)
+// without the parameters of its query some framework reads as appKey
+// (stripParams), its fragment kept, and whether it removed any.
+func stripKeyFromURL(u string) (string, bool) {
+	rest, fragment := u, ""
+	if h := strings.IndexByte(u, '#'); h >= 0 {
+		rest, fragment = u[:h], u[h:]
+	}
+	q := strings.IndexByte(rest, '?')
+	if q < 0 {
+		return u, false
+	}
+	kept, removed := stripParams(rest[q+1:], strippedParams[:1])
+	if !removed {
+		return u, false
+	}
+	if kept != "" {
+		kept = "?" + kept
+	}
+	return rest[:q] + kept + fragment, true
+}
