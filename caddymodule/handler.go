@@ -60,13 +60,13 @@ type Handler struct {
 	// Gatehouse sets them and the upstream needs them.
 	ForwardRewriteHeaders bool `json:"forward_rewrite_headers,omitempty"`
 	// StreamRecheck is how often a request that stays open — a WebSocket
-	// (HTTP/1.1 upgrade or extended CONNECT) or Server-Sent Events — has
-	// its credential and account checked again while it lasts; one that
-	// no longer passes (key or token revoked or expired, session ended,
-	// user blocked or deleted, role taken away) or that cannot be checked
-	// twice in a row (the store down) is closed. Default (0) 30s; at
-	// least 1s; a negative value (Caddyfile: off) checks a stream only
-	// when it opens.
+	// (HTTP/1.1 upgrade or extended CONNECT), a long response (Server-Sent
+	// Events, a download) or a long upload — has its credential and
+	// account checked again while it lasts; one that no longer passes (key
+	// or token revoked or expired, session ended, user blocked or deleted,
+	// role taken away) or that cannot be checked twice in a row (the store
+	// down) is closed or cut off. Default (0) 30s; at least 1s; a negative
+	// value (Caddyfile: off) checks a request only when it comes.
 	StreamRecheck caddy.Duration `json:"stream_recheck,omitempty"`
 
 	app       *App

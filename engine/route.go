@@ -45,10 +45,11 @@ type RouteOptions struct {
 	// X-Forwarded-Prefix as the client sent them; by default they are
 	// removed (guard.Options.KeepRewriteHeaders).
 	ForwardRewriteHeaders bool
-	// StreamRecheck is how often the credential and account of an open
-	// stream (IsStream) are checked again while it stays open; one that
-	// no longer passes ends the stream. Zero means DefaultStreamRecheck;
-	// negative turns the checks off.
+	// StreamRecheck is how often the credential and account of a request
+	// that stays open (a stream, IsStream; a long response or upload,
+	// responseWatch) are checked again while it lasts; one that no longer
+	// passes ends it. Zero means DefaultStreamRecheck; negative turns the
+	// checks off.
 	StreamRecheck time.Duration
 }
 
@@ -152,6 +153,10 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if watched {
 		a.watch.ResponseWriter = w
 		w = &a.watch
+		if r.Body != nil && r.Body != http.NoBody {
+			a.watch.body = r.Body
+			r.Body = (*watchedBody)(&a.watch)
+		}
 	}
 	return next(w, r, id)
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -53,10 +56,17 @@ type responseWatch struct {
 	// header is the request's own header map, which Gatehouse strips of
 	// credentials but not of method override headers: a check reads
 	// those from it.
-	header     http.Header
-	checked    int64 // Unix nanoseconds
-	unanswered int8
-	cutOff     bool
+	header http.Header
+	// body is the request's body, read through watchedBody; nil when the
+	// request has none.
+	body io.ReadCloser
+	// The response's writes and the body's reads (in the reverse proxy's
+	// transport, another goroutine) check alike: the first due takes mu
+	// and checks, the others read checked and cutOff.
+	mu         sync.Mutex
+	checked    atomic.Int64 // Unix nanoseconds
+	cutOff     atomic.Bool
+	unanswered int8 // under mu
 }
 
 // keep makes w the watch of r's response, allowed as opened at start.
@@ -65,7 +75,8 @@ type responseWatch struct {
 // so that no count of lines a client sends leaves a response unwatched.
 // A second Authorization or appKey header was refused before.
 func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) {
-	w.rt, w.opened, w.ctx, w.checked = rt, opened, r.Context(), start.UnixNano()
+	w.rt, w.opened, w.ctx = rt, opened, r.Context()
+	w.checked.Store(start.UnixNano())
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
 	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
@@ -91,16 +102,25 @@ func (w *responseWatch) request() *http.Request {
 }
 
 // stillAllowed checks the request again once StreamRecheck has passed
-// since the last check, and returns errCutOff once one was refused.
-func (w *responseWatch) stillAllowed() error {
-	if w.cutOff {
+// since the last check, and returns errCutOff once one was refused; what
+// names what a refusal cuts off, for the audit event.
+func (w *responseWatch) stillAllowed(what string) error {
+	if w.cutOff.Load() {
 		return errCutOff
 	}
-	now := time.Now().UnixNano()
-	if time.Duration(now-w.checked) < w.rt.opts.StreamRecheck {
+	if time.Duration(time.Now().UnixNano()-w.checked.Load()) < w.rt.opts.StreamRecheck {
 		return nil
 	}
-	w.checked = now
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now().UnixNano()
+	switch {
+	case w.cutOff.Load():
+		return errCutOff
+	case time.Duration(now-w.checked.Load()) < w.rt.opts.StreamRecheck:
+		return nil // checked meanwhile, on the other side
+	}
+	w.checked.Store(now)
 	sent := w.request()
 	var id identity.Identity
 	_, _, err := w.rt.check(sent, w.cleanPath, &id, true)
@@ -111,14 +131,14 @@ func (w *responseWatch) stillAllowed() error {
 	if !closing {
 		return nil
 	}
-	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; the open response was cut off"))
-	w.cutOff = true
+	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+what+" was cut off"))
+	w.cutOff.Store(true)
 	return errCutOff
 }
 
 // Write implements http.ResponseWriter.
 func (w *responseWatch) Write(p []byte) (int, error) {
-	if err := w.stillAllowed(); err != nil {
+	if err := w.stillAllowed("the open response"); err != nil {
 		return 0, err
 	}
 	return w.ResponseWriter.Write(p)
@@ -127,7 +147,7 @@ func (w *responseWatch) Write(p []byte) (int, error) {
 // FlushError flushes the response (http.ResponseController's way), or
 // returns errCutOff once it was cut off.
 func (w *responseWatch) FlushError() error {
-	if w.cutOff {
+	if w.cutOff.Load() {
 		return errCutOff
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
@@ -138,3 +158,35 @@ func (w *responseWatch) Flush() { _ = w.FlushError() }
 
 // Unwrap returns the ResponseWriter watched, for http.ResponseController.
 func (w *responseWatch) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// watchedBody is the request body of a watched request, as the handlers
+// after Gatehouse read it: an upload that goes on after StreamRecheck is
+// checked again as the response's writes are, and once a check was
+// refused, no more of it is read (errCutOff: the reverse proxy stops
+// sending it upstream). What a read returns is checked after the read,
+// so that a read that waited long on the client hands on nothing a
+// refused check came after.
+type watchedBody responseWatch
+
+// Read implements io.Reader.
+func (b *watchedBody) Read(p []byte) (int, error) {
+	w := (*responseWatch)(b)
+	n, err := w.body.Read(p)
+	if cut := w.stillAllowed("the open request's body"); cut != nil {
+		return 0, cut
+	}
+	return n, err
+}
+
+// Close implements io.Closer. A body cut off is left to the server, which
+// closes it once the handlers returned: closing it here would first read
+// on through whatever the client still sends (net/http's server drains a
+// body closed before its end), and so keep the reverse proxy's transport,
+// which closes the body when a read fails, from ending the upstream
+// request until the client stops.
+func (b *watchedBody) Close() error {
+	if b.cutOff.Load() {
+		return nil
+	}
+	return b.body.Close()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -171,5 +172,87 @@ func TestShortResponsesAreNotChecked(t *testing.T) {
 		if err != nil || rec.Body.String() != "ok" || !rec.Flushed {
 			t.Fatalf("recheck %v: %v, body %q, flushed %v", d, err, rec.Body, rec.Flushed)
 		}
+	}
+}
+
+// TestLongUploadIsCutOffWhenItsUserIsBlocked: a request body still being
+// read (an upload the reverse proxy streams upstream) after the route's
+// recheck interval is checked again at its reads, and no more of it is
+// read once its user is blocked; the response, written meanwhile from
+// another goroutine as the reverse proxy's copy of a full-duplex exchange
+// is, is cut off too (and the two sides' checks share no unguarded state:
+// run with -race).
+func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
+	s := newSetup(t)
+	ctx := context.Background()
+	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "writer", Rules: []account.Rule{{Methods: []string{"POST"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	writer := []string{"writer"}
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Roles: &writer}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload, client := io.Pipe()
+	t.Cleanup(func() { client.Close() })
+	go func() { // the client sends a line every 5 ms for up to 30 s
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := client.Write([]byte("reading 42\n")); err != nil {
+				return
+			}
+		}
+		client.Close()
+	}()
+	r := httptest.NewRequest("POST", "/api/upload", upload)
+	r.Header = basicAuth("alice", "correct horse")
+	done, started := make(chan responseEnd, 1), make(chan struct{})
+	go func() {
+		_ = rt.Serve(httptest.NewRecorder(), r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+			written := make(chan error, 1)
+			go func() {
+				for {
+					if _, err := w.Write([]byte("ack\n")); err != nil {
+						written <- err
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			defer func() {
+				if err := <-written; err == nil {
+					t.Error("the response went on")
+				}
+			}()
+			buf := make([]byte, 64)
+			for reads := 0; ; reads++ {
+				if _, err := r.Body.Read(buf); err != nil {
+					done <- responseEnd{reads, err}
+					return nil
+				}
+				if reads == 0 {
+					close(started)
+				}
+			}
+		})
+	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload did not start in 30 s")
+	}
+	time.Sleep(200 * time.Millisecond) // checks that pass
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", blocked()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		if res.err == nil || errors.Is(res.err, io.EOF) || res.writes < 2 {
+			t.Fatalf("the upload: %d reads, then %v; want reads, then cut off", res.writes, res.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload was still read 30 s after its user was blocked")
 	}
 }

@@ -37,10 +37,13 @@ http://:{{.HTTPPort}} {
 `
 
 // streamUpstream serves, on a port of its own, what a stream's upstream
-// does: a protocol switch to a WebSocket that echoes what it reads, and
-// at /api/events Server-Sent Events, one every 100 ms; "ok" elsewhere.
-func streamUpstream(t *testing.T) int {
+// does: a protocol switch to a WebSocket that echoes what it reads, at
+// /api/events Server-Sent Events, one every 100 ms, and at /api/upload
+// an upload read line by line, whose end (the lines read, and the error
+// that ended it) it sends on uploads; "ok" elsewhere.
+func streamUpstream(t *testing.T) (port int, uploads <-chan uploadEnd) {
 	t.Helper()
+	ends := make(chan uploadEnd, 16)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +63,18 @@ func streamUpstream(t *testing.T) int {
 			_ = brw.Flush()
 			_, _ = io.Copy(conn, brw)
 			_ = conn.Close()
+			return
+		}
+		if r.URL.Path == "/api/upload" {
+			body := bufio.NewReader(r.Body)
+			end := uploadEnd{}
+			for {
+				if _, end.err = body.ReadString('\n'); end.err != nil {
+					break
+				}
+				end.lines++
+			}
+			ends <- end
 			return
 		}
 		if r.URL.Path != "/api/events" {
@@ -88,7 +103,41 @@ func streamUpstream(t *testing.T) int {
 			_ = c.Close()
 		}
 	})
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, ends
+}
+
+// uploadEnd is how an upload reached streamUpstream ended.
+type uploadEnd struct {
+	lines int
+	err   error // io.EOF: the client's end
+}
+
+// sendUpload starts a chunked upload to Caddy's /api/upload with the
+// header auth, a line every 100 ms until the test ends or Caddy closes
+// the connection.
+func sendUpload(t *testing.T, port int, auth string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); _ = conn.Close() })
+	if _, err := io.WriteString(conn, "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := io.WriteString(conn, "8\r\nreading\n\r\n"); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 // openStream is a stream through Caddy: its lines arrive on lines, and
@@ -214,17 +263,19 @@ func basicAuth(user string) string {
 	return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":correct horse"))
 }
 
-// TestOpenStreamsAreCheckedAgain: through bin/caddy, a WebSocket and
-// event streams (one the request asked for, one it did not) stay open
+// TestOpenStreamsAreCheckedAgain: through bin/caddy, a WebSocket, an
+// upload and event streams (one the request asked for, one it did not) stay open
 // while their credential and account pass, and are closed (within a few
 // of the route's one-second checks) once the application key is deleted
 // or the user blocked; the others stay open, and each closing is in the
 // audit log.
 func TestOpenStreamsAreCheckedAgain(t *testing.T) {
-	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": streamUpstream(t)}})
+	upstreamPort, uploads := streamUpstream(t)
+	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": upstreamPort}})
 	for _, u := range []string{"alice", "bob", "carol"} {
 		seedReader(t, inst, u)
 	}
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*","/"]},{"methods":["POST"],"paths":["/api/upload"]}]}`)
 	aliceKey := createKey(t, inst, `{"name":"alice-key","username":"alice"}`)
 	carolKey := createKey(t, inst, `{"name":"carol-key","username":"carol"}`)
 	port := inst.Ports.HTTPPort
@@ -233,7 +284,8 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	aliceEvents := openEvents(t, port, "alice's events", "appKey: "+aliceKey.Key, "text/event-stream")
 	bobWS := openWebSocket(t, port, "bob's WebSocket", basicAuth("bob"))
 	carolEvents := openEvents(t, port, "carol's events", "appKey: "+carolKey.Key, "*/*") // an event stream the request did not ask for
-	time.Sleep(3 * time.Second)                                                          // three checks that pass
+	sendUpload(t, port, "appKey: "+carolKey.Key)
+	time.Sleep(3 * time.Second) // three checks that pass
 	for _, s := range []*openStream{aliceWS, bobWS} {
 		if !s.alive(t, true) {
 			t.Fatalf("%s ended while its user was allowed", s.name)
@@ -245,8 +297,22 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 		}
 	}
 
+	select {
+	case end := <-uploads:
+		t.Fatalf("carol's upload ended while her key was valid: %d lines, %v", end.lines, end.err)
+	default:
+	}
+
 	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/carol-key", nil)
 	carolEvents.ended(t)
+	select { // the client goes on sending; the upstream gets no more of it
+	case end := <-uploads:
+		if end.lines < 2 || end.err == io.EOF {
+			t.Fatalf("carol's upload: %d lines, then %v; want lines, then cut off", end.lines, end.err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("carol's upload still reached the upstream 45 s after her key was deleted")
+	}
 	if !aliceEvents.alive(t, false) || !aliceWS.alive(t, true) || !bobWS.alive(t, true) {
 		t.Fatal("deleting carol's key ended another stream")
 	}
@@ -265,11 +331,11 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	}
 	closed := map[string]int{}
 	for _, ev := range events {
-		if (strings.HasSuffix(ev.Reason, "the open stream was closed") || strings.HasSuffix(ev.Reason, "the open response was cut off")) && ev.Outcome == "denied" {
+		if (strings.HasSuffix(ev.Reason, "the open stream was closed") || strings.HasSuffix(ev.Reason, " was cut off")) && ev.Outcome == "denied" {
 			closed[ev.Username+" "+ev.Path]++
 		}
 	}
-	if closed["alice /api/ws"] != 1 || closed["alice /api/events"] != 1 || closed["carol /api/events"] != 1 || len(closed) != 3 {
+	if closed["alice /api/ws"] != 1 || closed["alice /api/events"] != 1 || closed["carol /api/events"] != 1 || closed["carol /api/upload"] != 1 || len(closed) != 4 {
 		t.Fatalf("the closings audited: %v", closed)
 	}
 }
@@ -302,7 +368,7 @@ func TestDirectoryStreamsAreCheckedWithoutCounting(t *testing.T) {
 	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
 	daveDN := s.AddUser("dave", "dave password 1", "", slapdtest.OperatorsDN)
 	opts := directoryOptions(s, "reader")
-	opts.Extra["upstreamPort"] = streamUpstream(t)
+	opts.Extra["upstreamPort"], _ = streamUpstream(t)
 	inst := harness.Start(t, directoryStreamSite, opts)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	port := inst.Ports.HTTPPort
