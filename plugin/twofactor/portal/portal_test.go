@@ -305,6 +305,9 @@ func TestEnrolmentPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "fay") || strings.Contains(body, en.Secret) {
 		t.Fatalf("confirm page: %d %s", resp.StatusCode, body)
 	}
+	if rp := resp.Header.Get("Referrer-Policy"); rp != "origin" { // the token is in its address
+		t.Fatalf("the confirm page's Referrer-Policy: %q; want origin", rp)
+	}
 	resp, body = b.post("/gatehouse/enrol", url.Values{"t": {token}})
 	if resp.StatusCode != 200 || !strings.Contains(body, en.Secret) || !strings.Contains(body, `src="data:image/png;base64,`) ||
 		!strings.Contains(body, "otpauth://totp/Gatehouse:fay?") {

@@ -51,6 +51,8 @@ type page struct {
 	Token, Secret, URI         string
 	QR                         template.URL
 	CSS                        template.CSS
+	// referrer is the page's Referrer-Policy when not same-origin.
+	referrer string
 }
 
 func (p *Portal) render(w http.ResponseWriter, status int, pg page) {
@@ -70,7 +72,10 @@ func (p *Portal) render(w http.ResponseWriter, status int, pg page) {
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin") // "no-referrer" would make browsers send "Origin: null" on our own forms
+	if pg.referrer == "" {
+		pg.referrer = "same-origin" // "no-referrer" would make browsers send "Origin: null" on our own forms
+	}
+	h.Set("Referrer-Policy", pg.referrer)
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
