@@ -3,6 +3,7 @@ package adminapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +39,7 @@ func (c *Core) AdminRoutes() []Route {
 		{Pattern: "GET /gatehouse/roles", Handle: c.listRoles},
 		{Pattern: "GET /gatehouse/roles/{name}", Handle: c.getRole},
 		{Pattern: "DELETE /gatehouse/roles/{name}", Handle: c.deleteRole},
-		{Pattern: "GET /gatehouse/audit", Handle: c.queryAudit, Query: []string{"username", "kind", "since", "limit"}},
+		{Pattern: "GET /gatehouse/audit", Handle: c.queryAudit, Query: []string{"username", "kind", "outcome", "since", "until", "limit"}},
 		{Pattern: "POST /gatehouse/directory/refresh/{username}", Handle: c.refreshDirectoryUser},
 	}
 }
@@ -219,16 +220,19 @@ func (c *Core) deleteRole(w http.ResponseWriter, r *http.Request) error {
 
 func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := audit.Filter{Username: q.Get("username"), Kind: q.Get("kind")}
+	f := audit.Filter{Username: q.Get("username"), Kind: q.Get("kind"), Outcome: q.Get("outcome")}
 	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {
 		return failure.Invalid("kind must be one of %s", strings.Join(audit.Kinds, ", "))
 	}
-	if s := q.Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return failure.Invalid("since must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
-		}
-		f.Since = t
+	if f.Outcome != "" && !slices.Contains(audit.Outcomes, f.Outcome) {
+		return failure.Invalid("outcome must be one of %s", strings.Join(audit.Outcomes, ", "))
+	}
+	var err error
+	if f.Since, err = queryTime(q, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = queryTime(q, "until"); err != nil {
+		return err
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -247,4 +251,18 @@ func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return WriteJSON(w, http.StatusOK, events)
+}
+
+// queryTime reads the RFC 3339 time of query parameter name; zero when
+// it is absent or empty.
+func queryTime(q url.Values, name string) (time.Time, error) {
+	s := q.Get(name)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, failure.Invalid("%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z (fractions of a second allowed), not %q", name, s)
+	}
+	return t, nil
 }

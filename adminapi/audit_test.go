@@ -2,13 +2,16 @@ package adminapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -118,5 +121,59 @@ func TestInternalErrorsAreLogged(t *testing.T) {
 	if logs.FilterMessageSnippet("internal error").FilterFieldKey("error").Len() != 1 ||
 		!strings.Contains(fmt.Sprint(logs.All()[0].ContextMap()["error"]), "CA expires") || logs.Len() != 1 {
 		t.Fatalf("logged: %v; want the internal error's cause, once", logs.All())
+	}
+}
+
+// TestAuditUntilAndOutcome: GET /gatehouse/audit pages back with until
+// (events strictly older than it, RFC 3339 with fractions of a second)
+// and filters on outcome; a bad value of either is a 400 that says so.
+func TestAuditUntilAndOutcome(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e)))
+	for i := range 5 {
+		if w := call(http.MethodPut, fmt.Sprintf("/gatehouse/roles/r%d", i), `{"rules":[]}`); w.Code != 200 {
+			t.Fatalf("PUT r%d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if w := call(http.MethodDelete, "/gatehouse/roles/nosuchrole", ""); w.Code != 404 {
+		t.Fatalf("DELETE nosuchrole: %d %s", w.Code, w.Body)
+	}
+	query := func(q string) []audit.Event {
+		t.Helper()
+		w := call(http.MethodGet, "/gatehouse/audit?kind=admin&"+q, "")
+		var events []audit.Event
+		if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &events) != nil {
+			t.Fatalf("GET /gatehouse/audit?kind=admin&%s: %d %s", q, w.Code, w.Body)
+		}
+		return events
+	}
+	reasons := func(events []audit.Event) string {
+		var out []string
+		for _, ev := range events {
+			out = append(out, ev.Reason)
+		}
+		return strings.Join(out, "; ")
+	}
+	all := query("outcome=success")
+	if len(all) != 5 {
+		t.Fatalf("successful admin events: %s", reasons(all))
+	}
+	first := query("outcome=success&limit=2")
+	next := query("outcome=success&limit=2&until=" + url.QueryEscape(first[1].Time.Format(time.RFC3339Nano)))
+	if got := reasons(append(first, next...)); got != reasons(all[:4]) {
+		t.Errorf("two pages of two: %s; want %s", got, reasons(all[:4]))
+	}
+	if failed := query("outcome=failure"); len(failed) != 1 || failed[0].Path != "/gatehouse/roles/nosuchrole" {
+		t.Errorf("failed admin events: %+v", failed)
+	}
+	for q, says := range map[string]string{
+		"until=yesterday":                  "until must be an RFC 3339 time",
+		"until=2026-01-02T15:04:05":        "until must be an RFC 3339 time",
+		"outcome=ok":                       "outcome must be one of allowed, denied, success, failure",
+		"since=2026-01-02T15:04:05.5+0100": "since must be an RFC 3339 time",
+	} {
+		if w := call(http.MethodGet, "/gatehouse/audit?"+q, ""); w.Code != 400 || !strings.Contains(w.Body.String(), says) {
+			t.Errorf("?%s: %d %s; want 400 saying %s", q, w.Code, w.Body, says)
+		}
 	}
 }

@@ -22,7 +22,7 @@ func TestQueryIsReadWholeOrRefused(t *testing.T) {
 		t.Fatalf("creating ada: %d %s", w.Code, w.Body)
 	}
 	for _, tc := range []struct{ method, path, says string }{
-		{http.MethodGet, "/gatehouse/audit?user=ada", `unknown query parameter \"user\"; this endpoint takes username, kind, since, limit`},
+		{http.MethodGet, "/gatehouse/audit?user=ada", `unknown query parameter \"user\"; this endpoint takes username, kind, outcome, since, until, limit`},
 		{http.MethodGet, "/gatehouse/audit?username=ada&username=bob", "username is given more than once"},
 		{http.MethodGet, "/gatehouse/audit?kind=app_key", "kind must be one of request, tls, login, token, console, 2fa, admin, appkey, connector, directory"},
 		{http.MethodGet, "/gatehouse/sessions?user=ada", `unknown query parameter \"user\"; this endpoint takes username`},

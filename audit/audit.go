@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -38,6 +39,10 @@ const (
 	OutcomeSuccess = "success"
 	OutcomeFailure = "failure"
 )
+
+// Outcomes lists every outcome of an event: what GET
+// /gatehouse/audit?outcome= filters on.
+var Outcomes = []string{OutcomeAllowed, OutcomeDenied, OutcomeSuccess, OutcomeFailure}
 
 // The kinds of audit events (Event.Kind): what GET /gatehouse/audit?kind=
 // filters on.
@@ -745,10 +750,17 @@ func (l *Log) logEvent(e Event) {
 // eventKey orders keys newest first: the inverted timestamp, then a random
 // suffix so events of the same nanosecond do not collide.
 func eventKey(t time.Time) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], math.MaxInt64-uint64(t.UnixNano()))
-	binary.BigEndian.PutUint64(b[8:], rand.Uint64()) //nolint:gosec // G404: a tie-breaker between keys, not a secret
-	return keyPrefix + hex.EncodeToString(b[:])
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rand.Uint64()) //nolint:gosec // G404: a tie-breaker between keys, not a secret
+	return keyPrefix + keyTime(t) + hex.EncodeToString(b[:])
+}
+
+// keyTime is the part of an event key that orders it: t inverted, in 16
+// hex digits, so that newer events come first.
+func keyTime(t time.Time) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], math.MaxInt64-uint64(t.UnixNano()))
+	return hex.EncodeToString(b[:])
 }
 
 // Filter selects events for Query.
@@ -757,8 +769,15 @@ type Filter struct {
 	Username string
 	// Kind keeps only events of that Event.Kind when non-empty.
 	Kind string
+	// Outcome keeps only events of that Event.Outcome when non-empty.
+	Outcome string
 	// Since excludes events older than it when non-zero.
 	Since time.Time
+	// Until keeps only events strictly older than it when non-zero: the
+	// next page of a query is the same query until the time of the last
+	// event it returned. The store is read from there on, not from the
+	// newest event (scanOlder).
+	Until time.Time
 	// Limit caps the result (default 100, at most 10000).
 	Limit int
 }
@@ -790,7 +809,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 			continue // the writer began writing them meanwhile (at most once a minute)
 		}
 		for i := range flushed.open {
-			if ev := &flushed.open[i]; f.matches(ev) && !ev.Time.Before(f.Since) {
+			if ev := &flushed.open[i]; f.matches(ev) {
 				out = append(out, *ev)
 			}
 		}
@@ -802,7 +821,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 // scan returns the stored events that match f, newest first.
 func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 	out := []Event{}
-	err := l.store.Scan(ctx, keyPrefix, func(e storage.Entry) error {
+	err := l.scanOlder(ctx, f.Until, func(e storage.Entry) error {
 		var ev Event
 		if err := json.Unmarshal(e.Value, &ev); err != nil {
 			return nil // a corrupt record is skipped, not fatal to the query
@@ -821,7 +840,50 @@ func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 	return out, err
 }
 
-// matches reports whether ev has the filter's username and kind.
+// scanOlder calls fn with the stored events older than until (every
+// event when until is zero), newest first, until fn returns
+// storage.ErrStopScan. The store scans by prefix only, but event keys
+// order events newest first (eventKey: the inverted time in 16 hex
+// digits), so the events older than until are exactly the keys whose
+// digits exceed until's own at the first digit that differs: for each
+// digit of until's, from the last, the prefixes of the digits above it.
+// Those prefix scans, at most 15 a digit and each a seek, visit no event
+// newer than until, however many there are.
+func (l *Log) scanOlder(ctx context.Context, until time.Time, fn func(storage.Entry) error) error {
+	switch {
+	case until.IsZero() || until.After(latestKeyTime):
+		return l.store.Scan(ctx, keyPrefix, fn)
+	case until.Before(earliestKeyTime):
+		return nil // no event key is older
+	}
+	stopped := false
+	visit := func(e storage.Entry) error {
+		err := fn(e)
+		stopped = errors.Is(err, storage.ErrStopScan)
+		return err
+	}
+	bound := keyTime(until)
+	for i := len(bound) - 1; i >= 0; i-- {
+		for d := strings.IndexByte(hexDigits, bound[i]) + 1; d < len(hexDigits); d++ {
+			if err := l.store.Scan(ctx, keyPrefix+bound[:i]+hexDigits[d:d+1], visit); err != nil || stopped {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// The times an event key can hold (time.UnixNano's range).
+var (
+	earliestKeyTime = time.Unix(0, math.MinInt64)
+	latestKeyTime   = time.Unix(0, math.MaxInt64)
+)
+
+// matches reports whether ev has the filter's username, kind and outcome
+// and lies within its times.
 func (f *Filter) matches(ev *Event) bool {
-	return (f.Username == "" || ev.Username == f.Username) && (f.Kind == "" || ev.Kind == f.Kind)
+	return (f.Username == "" || ev.Username == f.Username) && (f.Kind == "" || ev.Kind == f.Kind) &&
+		(f.Outcome == "" || ev.Outcome == f.Outcome) && !ev.Time.Before(f.Since) && (f.Until.IsZero() || ev.Time.Before(f.Until))
 }

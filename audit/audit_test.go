@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -569,6 +571,101 @@ func TestRecordRacingCloseIsNeverLost(t *testing.T) {
 		wg.Wait()
 		if got := int64(logs.FilterMessage("audit").Len()); got != recorded.Load() {
 			t.Fatalf("round %d: %d events recorded, %d written or logged as late", round, recorded.Load(), got)
+		}
+	}
+}
+
+// countingStore counts the entries its scans visit.
+type countingStore struct {
+	storage.Store
+	visited atomic.Int64
+}
+
+func (s *countingStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	return s.Store.Scan(ctx, prefix, func(e storage.Entry) error {
+		s.visited.Add(1)
+		return fn(e)
+	})
+}
+
+// TestQueryUntilAndOutcome: Until keeps the events strictly older than
+// it, whatever the digits of its key (checked against every event's own
+// time, a nanosecond either side, and times between), and the store is
+// read from there on: a page far back visits only the events it returns.
+// Outcome keeps that outcome's events.
+func TestQueryUntilAndOutcome(t *testing.T) {
+	st := &countingStore{Store: badgerStore(t)}
+	l := New(st, zap.NewNop(), Options{Settings: everyRefusal})
+	t.Cleanup(l.Close)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Now().UTC()
+	var times []time.Time // newest first
+	for i := range 300 {
+		// Spread over a day down to the nanosecond, so that the times'
+		// keys differ at every digit.
+		at := now.Add(-time.Duration(rng.Int64N(int64(24 * time.Hour))))
+		if i%3 == 0 {
+			at = now.Add(-time.Duration(rng.Int64N(int64(time.Millisecond))))
+		}
+		outcome := OutcomeSuccess
+		if i%4 == 0 {
+			outcome = OutcomeFailure
+		}
+		l.Record(Event{Time: at, Kind: KindAdmin, Outcome: outcome, Reason: at.Format(time.RFC3339Nano)})
+		times = append(times, at)
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return b.Compare(a) })
+	l.Flush()
+
+	var untils []time.Time
+	for i := 0; i < len(times); i += 7 {
+		untils = append(untils, times[i], times[i].Add(time.Nanosecond), times[i].Add(-time.Nanosecond), times[i].Add(-time.Minute))
+	}
+	untils = append(untils, now.Add(time.Hour), now.Add(-48*time.Hour), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, until := range untils {
+		var want []string
+		for _, at := range times {
+			if at.Before(until) {
+				want = append(want, at.Format(time.RFC3339Nano))
+			}
+		}
+		if until.Year() > 2262 {
+			want = nil // after what a key can hold: no bound
+			for _, at := range times {
+				want = append(want, at.Format(time.RFC3339Nano))
+			}
+		}
+		got, err := l.Query(ctx, Filter{Until: until, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		for _, ev := range got {
+			reasons = append(reasons, ev.Reason)
+		}
+		if strings.Join(reasons, " ") != strings.Join(want, " ") {
+			t.Fatalf("until %s: %d events\n%v\nwant %d\n%v", until.Format(time.RFC3339Nano), len(reasons), reasons, len(want), want)
+		}
+	}
+
+	st.visited.Store(0)
+	page, err := l.Query(ctx, Filter{Until: times[199], Limit: 5})
+	if err != nil || len(page) != 5 || !page[0].Time.Equal(times[200]) || !page[4].Time.Equal(times[204]) {
+		t.Fatalf("a page far back: %+v %v", page, err)
+	}
+	if n := st.visited.Load(); n != 5 {
+		t.Errorf("a page of 5 events 200 back visited %d events", n)
+	}
+
+	failures, err := l.Query(ctx, Filter{Outcome: OutcomeFailure, Until: times[100], Limit: 10000})
+	if err != nil || len(failures) == 0 {
+		t.Fatalf("failures: %+v %v", failures, err)
+	}
+	for _, ev := range failures {
+		if ev.Outcome != OutcomeFailure || !ev.Time.Before(times[100]) {
+			t.Errorf("outcome failure until %s: %+v", times[100], ev)
 		}
 	}
 }

@@ -150,12 +150,13 @@ func directoryCommand(call adminCaller) *cobra.Command {
 
 // auditCommand is "caddy gatehouse audit": the audit log, filtered.
 func auditCommand(call adminCaller) *cobra.Command {
-	var auditUser, auditKind, auditSince, auditLimit string
+	var auditUser, auditKind, auditOutcome, auditSince, auditUntil, auditLimit string
 	auditCmd := &cobra.Command{
 		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			q := url.Values{}
-			for k, v := range map[string]string{"username": auditUser, "kind": auditKind, "since": auditSince, "limit": auditLimit} {
+			for k, v := range map[string]string{"username": auditUser, "kind": auditKind, "outcome": auditOutcome,
+				"since": auditSince, "until": auditUntil, "limit": auditLimit} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -165,7 +166,9 @@ func auditCommand(call adminCaller) *cobra.Command {
 	}
 	auditCmd.Flags().StringVar(&auditUser, "username", "", "only this user's events")
 	auditCmd.Flags().StringVar(&auditKind, "kind", "", "only events of this kind")
+	auditCmd.Flags().StringVar(&auditOutcome, "outcome", "", "only events of this outcome (allowed, denied, success, failure)")
 	auditCmd.Flags().StringVar(&auditSince, "since", "", "only events since this RFC 3339 time")
+	auditCmd.Flags().StringVar(&auditUntil, "until", "", "only events before this RFC 3339 time (the next page: the time of the last event shown)")
 	auditCmd.Flags().StringVar(&auditLimit, "limit", "", "at most this many events")
 	return auditCmd
 }

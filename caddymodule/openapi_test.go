@@ -153,19 +153,22 @@ func TestOpenAPIDocumentsServed(t *testing.T) {
 	}
 }
 
-// TestOpenAPIListsTheAuditKinds: the audit endpoint's kind parameter
-// lists exactly the kinds the admin API takes (audit.Kinds).
+// TestOpenAPIListsTheAuditKinds: the audit endpoint's kind and outcome
+// parameters list exactly the values the admin API takes (audit.Kinds,
+// audit.Outcomes).
 func TestOpenAPIListsTheAuditKinds(t *testing.T) {
 	doc := loadDocument(t, openapi.Admin)
-	p := doc.Paths.Value("/gatehouse/audit").Get.Parameters.GetByInAndName("query", "kind")
-	if p == nil {
-		t.Fatal("GET /gatehouse/audit has no kind parameter")
-	}
-	var listed []string
-	for _, v := range p.Schema.Value.Enum {
-		listed = append(listed, v.(string))
-	}
-	if !slices.Equal(listed, audit.Kinds) {
-		t.Fatalf("the document lists the kinds %q; the API takes %q", listed, audit.Kinds)
+	for name, takes := range map[string][]string{"kind": audit.Kinds, "outcome": audit.Outcomes} {
+		p := doc.Paths.Value("/gatehouse/audit").Get.Parameters.GetByInAndName("query", name)
+		if p == nil {
+			t.Fatalf("GET /gatehouse/audit has no %s parameter", name)
+		}
+		var listed []string
+		for _, v := range p.Schema.Value.Enum {
+			listed = append(listed, v.(string))
+		}
+		if !slices.Equal(listed, takes) {
+			t.Errorf("the document lists the %s values %q; the API takes %q", name, listed, takes)
+		}
 	}
 }
