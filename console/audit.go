@@ -78,18 +78,17 @@ type auditData struct {
 	Events []audit.Event
 	// Older is the query of the next (older) page; empty on the last.
 	Older, CSV string
-	Error      string
 }
 
 func loadAudit(c *Console, r *http.Request, v *viewer) (any, error) {
 	q := r.URL.Query()
 	f, err := readAuditFilter(q)
-	if err != nil {
-		return auditData{Filter: f, Error: failure.Message(err)}, nil
-	}
 	d := auditData{Filter: f}
+	if err != nil {
+		return d, err // the filter form, with what to correct
+	}
 	if d.Events, err = c.events(r, v, f, auditPerPage+1); err != nil {
-		return nil, err
+		return d, err
 	}
 	csvQuery := url.Values{}
 	for k, vs := range q {

@@ -312,7 +312,8 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 // body) in the name of v, and decodes its JSON answer into out (nil: none;
 // a *[]byte takes the raw body). An error answer is returned as a
 // failure.Error of the kind of the admin API's status (failure.ForStatus)
-// with its message.
+// with its message; a redirect (a path naming nothing) is an ErrInvalid
+// one.
 func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
 	body := []byte{}
 	if in != nil {
@@ -329,7 +330,12 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out 
 	req.Header.Set("Content-Type", "application/json")
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	c.admin.ServeHTTP(rec, req)
-	if rec.status >= 300 {
+	if rec.status >= 300 && rec.status < 400 {
+		// The admin mux redirects a path it would clean: with esc that is
+		// only one with an empty name between two slashes.
+		return failure.Invalid("a name the form needs is empty")
+	}
+	if rec.status >= 400 {
 		var e struct {
 			Error string `json:"error"`
 		}

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +134,21 @@ func FuzzParseForm(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEscKeepsNames: a name escaped by esc reaches the admin API's
+// handler as it was typed, "." and ".." too, which the mux would
+// otherwise resolve as dot segments and answer with a redirect.
+func TestEscKeepsNames(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /gatehouse/users/{username}/otp", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(r.PathValue("username")))
+	})
+	for _, name := range []string{".", "..", "...", "a.b", "a/b", "a b", "ä", "%2e", "?x=1#y"} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/gatehouse/users/"+esc(name)+"/otp", nil))
+		if w.Code != http.StatusOK || w.Body.String() != name {
+			t.Errorf("esc(%q) = %q reached the handler as %d %q", name, esc(name), w.Code, w.Body)
+		}
+	}
 }

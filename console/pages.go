@@ -2,7 +2,6 @@ package console
 
 import (
 	"encoding/json"
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -28,7 +27,8 @@ type page struct {
 	tmpl string
 	// admin pages need a role with admin: true.
 	admin bool
-	// load returns the page's data.
+	// load returns the page's data. With a caller's error (failure) it
+	// may return its data too, which is shown with the error (show).
 	load func(c *Console, r *http.Request, v *viewer) (any, error)
 	// actions are the page's form posts, by the form's action field.
 	actions map[string]action
@@ -72,8 +72,11 @@ func pages() []*page {
 	}
 }
 
-// esc escapes a name for an admin API path.
-func esc(name string) string { return url.PathEscape(name) }
+// esc escapes a name for a segment of an admin API path: its dots too,
+// so that "." and ".." stay names (the admin API answers them as unknown
+// or invalid) rather than dot segments the admin mux would resolve and
+// answer with a redirect.
+func esc(name string) string { return strings.ReplaceAll(url.PathEscape(name), ".", "%2E") }
 
 // overviewData counts what the console manages.
 type overviewData struct {
@@ -143,12 +146,8 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 	if name := q.Get("username"); name != "" {
 		var u account.UserView
 		var st twofactor.StatusView
-		err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name), nil, &u)
-		if errors.Is(err, failure.ErrNotFound) {
-			return d, nil
-		}
-		if err != nil {
-			return nil, err
+		if err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name), nil, &u); err != nil {
+			return d, err // the list, with why there is no user to show
 		}
 		if err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(name)+"/otp", nil, &st); err != nil {
 			return nil, err

@@ -130,12 +130,24 @@ type view struct {
 	Query map[string]string
 }
 
-// show renders page p for v after an action's outcome res.
+// show renders page p for v after an action's outcome res. A caller's
+// error from loading the page (an unknown user named in the query, a
+// filter the admin API refuses) is answered with its status and message:
+// on the page itself when the load returned its data too and no action
+// ran (after an action, its outcome is what the page tells), else on a
+// message page. Only other errors are the console's failure (fail).
 func (c *Console) show(w http.ResponseWriter, r *http.Request, v *viewer, p *page, status int, res outcome) {
 	data, err := p.load(c, r, v)
-	if err != nil {
+	switch {
+	case err == nil:
+	case !failure.IsCallerError(err):
 		c.fail(w, v, err)
 		return
+	case data == nil:
+		c.message(w, v, failure.Status(err), p.title, failure.Message(err))
+		return
+	case r.Method != http.MethodPost:
+		status, res.Error = failure.Status(err), failure.Message(err)
 	}
 	q := map[string]string{}
 	for k, vs := range r.URL.Query() {

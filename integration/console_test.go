@@ -657,3 +657,48 @@ func TestConsoleActions(t *testing.T) {
 		t.Errorf("an empty password for root: %d, root has a password: %t\n%s", res.Status, body.HasPassword, res.Body)
 	}
 }
+
+// TestConsoleBadInputAnswered: names the admin API's paths cannot hold as
+// they are ("." and "..") and filters it refuses are the caller's
+// mistakes: answered 404 or 400 with the admin API's message, not a 500
+// page, and nothing is logged as an internal error.
+func TestConsoleBadInputAnswered(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	sam := signIn(t, base, "sam", totpNow(t, consoleUser(t, inst, "sam", "staff")))
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	sam.do(base + console.AccountPath)
+	for _, name := range []string{".", ".."} {
+		res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {name}})
+		if res.Status != 404 || !strings.Contains(res.Body, "you have no application key") {
+			t.Errorf("revoking key %q: %d %s", name, res.Status, res.Body)
+		}
+	}
+	for _, c := range []struct {
+		path, message string
+		status        int
+	}{
+		{"users?username=..", "user &#34;..&#34; not found", 404},
+		{"users?username=nosuchuser", "user &#34;nosuchuser&#34; not found", 404},
+		{"audit?kind=bogus", "kind must be one of", 400},
+		{"audit?kind=bogus&format=csv", "kind must be one of", 400},
+		{"audit?outcome=maybe", "outcome must be", 400},
+	} {
+		res := root.do(base + console.Prefix + c.path)
+		if res.Status != c.status || !strings.Contains(res.Body, c.message) {
+			t.Errorf("GET %s: %d, want %d with %q\n%s", c.path, res.Status, c.status, c.message, res.Body)
+		}
+	}
+	res := root.do(base + console.Prefix + "roles?test_username=..&test_method=GET&test_path=/")
+	if res.Status != 200 || !regexp.MustCompile(`id="test-result"[^>]*>[^<]*<strong>refused</strong> — user &#34;..&#34; not found`).MatchString(res.Body) {
+		t.Errorf("testing a request of user \"..\": %d\n%s", res.Status, res.Body)
+	}
+	root.do(base + console.Prefix + "users")
+	res = root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"enrol"}, "username": {""}, "type": {"APP"}, "confirm": {tfPassword}})
+	if res.Status != 400 && res.Status != 404 {
+		t.Errorf("enrolling a factor for no user: %d\n%s", res.Status, res.Body)
+	}
+	if inst.LogContains("console: internal error") {
+		t.Errorf("a client's bad input logged as an internal error:\n%s", inst.Log())
+	}
+}
