@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"encoding/csv"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,22 +11,23 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 const (
 	auditPerPage = 50
-	// auditScan is the most events one audit page or export reads.
+	// auditScan is the most events an export holds: the admin API's
+	// largest limit.
 	auditScan = 10000
 )
 
-// auditFilter is the audit page's query: the admin API's filters (user,
-// kind, since) plus outcome and until, applied here.
+// auditFilter is the audit page's query: the admin API's filters.
 type auditFilter struct {
 	Username, Kind, Outcome string
 	Since, Until            *time.Time
 }
 
+// readAuditFilter reads the filters of q; the admin API checks the values
+// of those it takes as they are (kind, outcome).
 func readAuditFilter(q url.Values) (auditFilter, error) {
 	f := auditFilter{Username: strings.TrimSpace(q.Get("username")), Kind: strings.TrimSpace(q.Get("kind")),
 		Outcome: strings.TrimSpace(q.Get("outcome"))}
@@ -33,50 +35,34 @@ func readAuditFilter(q url.Values) (auditFilter, error) {
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return f, err
 	}
-	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
-		return f, err
-	}
-	switch f.Outcome {
-	case "", audit.OutcomeAllowed, audit.OutcomeDenied, audit.OutcomeSuccess, audit.OutcomeFailure:
-	default:
-		return f, failure.Invalid("outcome must be allowed, denied, success or failure")
-	}
-	return f, nil
+	f.Until, err = parseTime("until", q.Get("until"))
+	return f, err
 }
 
-// events returns the matching events, newest first, at most limit.
+// events returns the matching events, newest first, at most limit
+// (auditScan at most): one query of the admin API, which reads the store
+// from until on, so every event stays within reach.
 func (c *Console) events(r *http.Request, v *viewer, f auditFilter, limit int) ([]audit.Event, error) {
-	q := url.Values{"limit": {"10000"}}
-	if f.Username != "" {
-		q.Set("username", f.Username)
-	}
-	if f.Kind != "" {
-		q.Set("kind", f.Kind)
-	}
-	if f.Since != nil {
-		q.Set("since", f.Since.UTC().Format(time.RFC3339))
-	}
-	var all []audit.Event
-	if err := c.call(r, v, http.MethodGet, "/gatehouse/audit?"+q.Encode(), nil, &all); err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, ev := range all {
-		if (f.Outcome != "" && ev.Outcome != f.Outcome) || (f.Until != nil && ev.Time.After(*f.Until)) {
-			continue
-		}
-		out = append(out, ev)
-		if len(out) == limit {
-			break
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	for name, value := range map[string]string{"username": f.Username, "kind": f.Kind, "outcome": f.Outcome} {
+		if value != "" {
+			q.Set(name, value)
 		}
 	}
-	return out, nil
+	for name, t := range map[string]*time.Time{"since": f.Since, "until": f.Until} {
+		if t != nil {
+			q.Set(name, t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	var out []audit.Event
+	return out, c.call(r, v, http.MethodGet, "/gatehouse/audit?"+q.Encode(), nil, &out)
 }
 
 type auditData struct {
 	Filter auditFilter
 	Events []audit.Event
-	// Older is the query of the next (older) page; empty on the last.
+	// Older is the URL of the next (older) page, empty on the last; CSV
+	// that of the export of the filter.
 	Older, CSV string
 }
 
@@ -90,22 +76,22 @@ func loadAudit(c *Console, r *http.Request, v *viewer) (any, error) {
 	if d.Events, err = c.events(r, v, f, auditPerPage+1); err != nil {
 		return d, err
 	}
-	csvQuery := url.Values{}
-	for k, vs := range q {
-		csvQuery[k] = vs
-	}
-	csvQuery.Set("format", "csv")
-	d.CSV = csvQuery.Encode()
+	d.CSV = auditURL(q, "format", "csv")
 	if len(d.Events) > auditPerPage {
 		d.Events = d.Events[:auditPerPage]
-		older := url.Values{}
-		for k, vs := range q {
-			older[k] = vs
-		}
-		older.Set("until", d.Events[auditPerPage-1].Time.Add(-time.Nanosecond).UTC().Format(time.RFC3339Nano))
-		d.Older = older.Encode()
+		// Strictly older than the last event shown.
+		d.Older = auditURL(q, "until", d.Events[auditPerPage-1].Time.UTC().Format(time.RFC3339Nano))
 	}
 	return d, nil
+}
+
+// auditURL is the audit page's URL with the query q but name set to
+// value: a link the template inserts whole (html/template escapes it for
+// the attribute, so it must not be escaped twice).
+func auditURL(q url.Values, name, value string) string {
+	next := maps.Clone(q)
+	next.Set(name, value)
+	return Prefix + "audit?" + next.Encode()
 }
 
 // auditCSV exports the filtered events (at most auditScan) as CSV.

@@ -3,12 +3,18 @@ package console
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 )
 
 func TestServes(t *testing.T) {
@@ -150,5 +156,54 @@ func TestEscKeepsNames(t *testing.T) {
 		if w.Code != http.StatusOK || w.Body.String() != name {
 			t.Errorf("esc(%q) = %q reached the handler as %d %q", name, esc(name), w.Code, w.Body)
 		}
+	}
+}
+
+// TestAuditPagesBeyondTheNewest10000: the audit page reaches events
+// older than the newest 10 000 that match (the admin API's largest
+// limit), and its "Older events" link leads on from there to the oldest.
+func TestAuditPagesBeyondTheNewest10000(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	base := time.Now().UTC().Add(-time.Hour)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Millisecond) }
+	const n = auditScan + 100
+	for i := range n {
+		e.Audit.Record(audit.Event{Time: at(i), Kind: audit.KindAdmin, Outcome: audit.OutcomeSuccess, Reason: strconv.Itoa(i)})
+	}
+	if pending := e.Audit.Flush(); pending != 0 {
+		t.Fatalf("%d events not written", pending)
+	}
+	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil)
+	v := &viewer{user: &account.User{Username: "root"}}
+	load := func(target string) auditData {
+		t.Helper()
+		d, err := loadAudit(c, httptest.NewRequest(http.MethodGet, target, nil), v)
+		if err != nil {
+			t.Fatalf("GET %s: %v", target, err)
+		}
+		return d.(auditData)
+	}
+	reasons := func(d auditData) string {
+		var out []string
+		for _, ev := range d.Events {
+			out = append(out, ev.Reason)
+		}
+		return strings.Join(out, " ")
+	}
+	span := func(from, to int) string { // the reasons from, from-1, … to
+		var out []string
+		for i := from; i >= to; i-- {
+			out = append(out, strconv.Itoa(i))
+		}
+		return strings.Join(out, " ")
+	}
+	// Before the 80th event: 10 020 newer ones match.
+	d := load(Prefix + "audit?kind=admin&until=" + url.QueryEscape(at(80).Format(time.RFC3339Nano)))
+	if got := reasons(d); got != span(79, 30) || d.Older == "" {
+		t.Fatalf("until the 80th event: %s; older %q", got, d.Older)
+	}
+	d = load(d.Older)
+	if got := reasons(d); got != span(29, 0) || d.Older != "" {
+		t.Fatalf("the page after it: %s; older %q", got, d.Older)
 	}
 }

@@ -72,9 +72,7 @@ var funcs = template.FuncMap{
 	},
 	"join":     strings.Join,
 	"contains": slices.Contains[[]string],
-	"outcomes": func() []string {
-		return []string{audit.OutcomeAllowed, audit.OutcomeDenied, audit.OutcomeSuccess, audit.OutcomeFailure}
-	},
+	"outcomes": func() []string { return audit.Outcomes },
 	"kinds":    func() []string { return audit.Kinds },
 	"navLinks": func() []navLink { return navigation },
 }

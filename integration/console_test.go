@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/url"
 	"os"
 	"regexp"
@@ -700,5 +701,113 @@ func TestConsoleBadInputAnswered(t *testing.T) {
 	}
 	if inst.LogContains("console: internal error") {
 		t.Errorf("a client's bad input logged as an internal error:\n%s", inst.Log())
+	}
+}
+
+// anchor matches an <a> tag; linkHref reads one out of a page.
+var anchor = regexp.MustCompile(`<a\s[^>]*>`)
+
+// linkHref returns the URL the link with id in page (a page of pageURL)
+// leads to, resolved as a browser resolves it.
+func linkHref(t *testing.T, pageURL, page, id string) string {
+	t.Helper()
+	for _, tag := range anchor.FindAllString(page, -1) {
+		if !strings.Contains(tag, ` id="`+id+`"`) {
+			continue
+		}
+		m := regexp.MustCompile(`href="([^"]*)"`).FindStringSubmatch(tag)
+		if m == nil {
+			t.Fatalf("link #%s has no href: %s", id, tag)
+		}
+		from, err := url.Parse(pageURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to, err := from.Parse(html.UnescapeString(m[1]))
+		if err != nil {
+			t.Fatalf("link #%s: %v", id, err)
+		}
+		return to.String()
+	}
+	t.Fatalf("no link #%s in the page:\n%s", id, page)
+	return ""
+}
+
+// auditReasons are the reasons of the audit page's event rows, in order.
+func auditReasons(t *testing.T, page string) []string {
+	t.Helper()
+	body := regexp.MustCompile(`(?s)<table id="events">.*?<tbody>(.*?)</tbody>`).FindStringSubmatch(page)
+	if body == nil {
+		t.Fatalf("no events table:\n%s", page)
+	}
+	var out []string
+	for _, row := range regexp.MustCompile(`(?s)<tr>(.*?)</tr>`).FindAllStringSubmatch(body[1], -1) {
+		cells := regexp.MustCompile(`(?s)<td>(.*?)</td>`).FindAllStringSubmatch(row[1], -1)
+		out = append(out, html.UnescapeString(cells[len(cells)-1][1]))
+	}
+	return out
+}
+
+// TestConsoleAuditLinksFollowed: the audit page's "Older events" and
+// "Export as CSV" links, followed as a browser follows them, lead to the
+// next page of the same filter (no event twice, none left out) and to the
+// CSV of the filter.
+func TestConsoleAuditLinksFollowed(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	for i := range 60 {
+		inst.MustAdmin(t, 200, "PUT", fmt.Sprintf("/gatehouse/roles/r%02d", i), `{"rules":[]}`)
+	}
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/roles/nosuchrole", nil) // not a change: not audited
+	var all []struct{ Kind, Outcome, Reason string }
+	inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=admin&limit=1000", nil, &all)
+	var want []string
+	for _, ev := range all {
+		if ev.Outcome == "success" {
+			want = append(want, ev.Reason)
+		}
+	}
+	if len(want) < 64 || len(want) > 100 {
+		t.Fatalf("%d successful admin events; the test wants two pages of them", len(want))
+	}
+
+	pageURL := base + console.Prefix + "audit?kind=admin&outcome=success"
+	first := root.do(pageURL)
+	if first.Status != 200 {
+		t.Fatalf("audit page: %d %s", first.Status, first.Body)
+	}
+	got := auditReasons(t, first.Body)
+	if len(got) != 50 {
+		t.Fatalf("the first page shows %d events, want 50", len(got))
+	}
+	olderURL := linkHref(t, pageURL, first.Body, "older")
+	older := root.do(olderURL)
+	if older.Status != 200 {
+		t.Fatalf("following %s: %d", olderURL, older.Status)
+	}
+	got = append(got, auditReasons(t, older.Body)...)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the two pages (following %s) show\n%q\nwant\n%q", olderURL, got, want)
+	}
+	if strings.Contains(older.Body, `id="older"`) {
+		t.Errorf("the last page links to older events")
+	}
+
+	csvURL := linkHref(t, pageURL, first.Body, "csv")
+	export := root.do(csvURL)
+	records, err := csv.NewReader(strings.NewReader(export.Body)).ReadAll()
+	if export.Status != 200 || !strings.HasPrefix(export.Headers.Get("Content-Type"), "text/csv") || err != nil || len(records) < 2 {
+		t.Fatalf("following %s: %d %s %v\n%s", csvURL, export.Status, export.Headers.Get("Content-Type"), err, export.Body)
+	}
+	var exported []string
+	for _, rec := range records[1:] {
+		if rec[1] != "admin" || rec[2] != "success" {
+			t.Errorf("the export of kind=admin&outcome=success has %q", rec)
+		}
+		exported = append(exported, rec[9])
+	}
+	if strings.Join(exported, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the export (%s) has\n%q\nwant\n%q", csvURL, exported, want)
 	}
 }
