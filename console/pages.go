@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -304,36 +305,62 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 	if q.Get("test_username") == "" {
 		return d, nil
 	}
-	t := &roleTest{Username: q.Get("test_username"), Method: strings.ToUpper(strings.TrimSpace(q.Get("test_method"))), Path: q.Get("test_path")}
-	d.Test = t
+	d.Test = &roleTest{Username: q.Get("test_username"), Method: strings.TrimSpace(q.Get("test_method")), Path: q.Get("test_path")}
+	return d, c.testRequest(r, v, d.Test, d.Roles)
+}
+
+// testRequest answers t as the data plane answers a request of t.Method
+// for t.Path (a request target: a query is no part of the path rules
+// match) by t.Username's credential: the path must be clean, and then
+// account.Service.Authorize, the data plane's own check, decides. roles
+// are every role, to name the rule that allows it.
+func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []account.Role) error {
 	var u account.UserView
 	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username), nil, &u)
-	switch {
-	case failure.IsCallerError(err):
+	if failure.IsCallerError(err) {
 		t.Why = failure.Message(err)
-		return d, nil
-	case err != nil:
-		return nil, err
-	case !guard.IsClean(t.Path) || !strings.HasPrefix(t.Path, "/"):
-		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
-		return d, nil
-	case u.Status != account.StatusActive:
-		t.Why = "the account is " + string(u.Status)
-		return d, nil
+		return nil
 	}
-	for _, role := range d.Roles {
-		if !slices.Contains(u.Roles, role.Name) {
+	if err != nil {
+		return err
+	}
+	target, err := url.ParseRequestURI(t.Path)
+	if err != nil {
+		t.Why = "the path is not a request target a client could send (an absolute path such as /api/x?q=1)"
+		return nil
+	}
+	if !guard.IsClean(target.Path) {
+		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
+		return nil
+	}
+	id := identity.Identity{Username: u.Username}
+	err = c.engine.Accounts.Authorize(r.Context(), &id, t.Method, target.Path)
+	if refusal, ok := identity.AsRefusal(err); ok {
+		t.Why = refusal.Reason()
+		if len(id.Roles) > 0 { // set once the account itself passed
+			t.Why += " (roles [" + strings.Join(id.Roles, ", ") + "])"
+		}
+		if upper := strings.ToUpper(t.Method); upper != t.Method {
+			t.Why += `; methods are case-sensitive: "` + t.Method + `" is not ` + upper
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.Allowed, t.Why = true, "a rule of the roles ["+strings.Join(id.Roles, ", ")+"] allows it"
+	for _, role := range roles {
+		if !slices.Contains(id.Roles, role.Name) {
 			continue
 		}
 		for i, rule := range role.Rules {
-			if rule.Allows(t.Method, t.Path) {
-				t.Allowed, t.Why = true, "role "+role.Name+", rule "+strconv.Itoa(i+1)+" ("+strings.Join(rule.Methods, ",")+" "+strings.Join(rule.Paths, " ")+")"
-				return d, nil
+			if rule.Allows(t.Method, target.Path) {
+				t.Why = "role " + role.Name + ", rule " + strconv.Itoa(i+1) + " (" + strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ") + ")"
+				return nil
 			}
 		}
 	}
-	t.Why = "no rule of the roles [" + strings.Join(u.Roles, ", ") + "] allows " + t.Method + " " + t.Path
-	return d, nil
+	return nil
 }
 
 // parseRules reads the rules textarea: one rule a line, its methods

@@ -811,3 +811,34 @@ func TestConsoleAuditLinksFollowed(t *testing.T) {
 		t.Errorf("the export (%s) has\n%q\nwant\n%q", csvURL, exported, want)
 	}
 }
+
+// TestConsoleRoleTesterAgreesWithDataPlane: the roles page's "Would this
+// request be allowed?" answers as the data plane answers the same
+// request of sam (roles staff, GET /app/*, and probe, GET /status):
+// methods are case-sensitive, and the query is no part of the path rules
+// match.
+func TestConsoleRoleTesterAgreesWithDataPlane(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/probe", `{"rules":[{"methods":["GET"],"paths":["/status"]}]}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "sam", "roles": []string{"staff", "probe"}, "password": tfPassword})
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	for _, c := range []struct{ method, target string }{
+		{"GET", "/app/x"}, {"get", "/app/x"}, {"POST", "/app/x"}, {"GET", "/app/x?a=1"}, {"GET", "/app?a=/app/x"},
+		{"GET", "/status"}, {"GET", "/status?a=1"}, {"GET", "/status?a=../b"}, {"GET", "/other?x=/app/y"}, {"GET", "/app/%78"},
+	} {
+		status := harness.Curl(t, "--path-as-is", "-u", "sam:"+tfPassword, "-X", c.method, base+c.target).Status
+		if status != 200 && status != 403 {
+			t.Fatalf("%s %s as sam: %d", c.method, c.target, status)
+		}
+		q := url.Values{"test_username": {"sam"}, "test_method": {c.method}, "test_path": {c.target}}
+		page := root.do(base + console.Prefix + "roles?" + q.Encode())
+		m := regexp.MustCompile(`id="test-result"[^>]*>[^<]*<strong>(allowed|refused)</strong>`).FindStringSubmatch(page.Body)
+		if page.Status != 200 || m == nil {
+			t.Fatalf("testing %s %s: %d\n%s", c.method, c.target, page.Status, page.Body)
+		}
+		if tester := m[1] == "allowed"; tester != (status == 200) {
+			t.Errorf("%s %s: the tester says %s, the data plane answers %d", c.method, c.target, m[1], status)
+		}
+	}
+}
