@@ -75,8 +75,9 @@ func startTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) 
 	return outcome{Notice: "Scan the code with your authenticator app, then enter the code it shows to finish.", Once: shown}, nil
 }
 
-// confirmTOTP enrols the pending secret once the code typed is one of it;
-// a wrong code shows the same secret again.
+// confirmTOTP enrols the pending secret once the code typed is one of it
+// (twofactor.Service.ConfirmApp, which uses the code up); a wrong code
+// shows the same secret again.
 func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 	ctx := r.Context()
 	expired := failure.Invalid("the setup has expired; start again")
@@ -95,8 +96,13 @@ func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error
 	if err != nil {
 		return outcome{}, expired
 	}
-	code, ok := twofactor.NormalizeCode(f.get("code"))
-	if !ok || !twofactor.ValidTOTP(shown.Secret, code, c.now()) {
+	// The code is used up before the secret is enrolled: it must not sign
+	// in afterwards (a code is accepted once).
+	ok, err := c.twoFactor.ConfirmApp(ctx, v.user, shown.Secret, f.get("code"))
+	if err != nil {
+		return outcome{}, err
+	}
+	if !ok {
 		return outcome{Once: shown, Error: "That code is not one of the new secret. Check your authenticator's clock and try again."}, nil
 	}
 	in := map[string]any{"type": string(twofactor.TypeApp), "secret": shown.Secret}

@@ -34,7 +34,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -80,14 +79,13 @@ type Console struct {
 	admin     http.Handler
 	twoFactor *twofactor.Service
 	pages     map[string]*page
-	now       func() time.Time
 }
 
 // New returns the console of e. admin is the admin API's handler, which
 // every change goes through; twoFactor is the second-factor service (the
 // re-authentication codes, self-service enrolment).
 func New(e *engine.Engine, admin http.Handler, twoFactor *twofactor.Service) *Console {
-	c := &Console{engine: e, admin: admin, twoFactor: twoFactor, now: time.Now}
+	c := &Console{engine: e, admin: admin, twoFactor: twoFactor}
 	c.pages = map[string]*page{}
 	for _, p := range pages() {
 		c.pages[p.path] = p

@@ -842,3 +842,31 @@ func TestConsoleRoleTesterAgreesWithDataPlane(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleConfirmingCodeIsUsed: the code that confirms a new
+// authenticator app on /gatehouse/account is used up: signing in with it
+// afterwards is refused (a code is accepted once).
+func TestConsoleConfirmingCodeIsUsed(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	sam := signIn(t, base, "sam", totpNow(t, consoleUser(t, inst, "sam", "staff")))
+	sam.do(base + console.AccountPath)
+	started := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-start"}, "confirm": {tfPassword}})
+	m := onceSecret.FindStringSubmatch(started.Body)
+	if started.Status != 200 || m == nil {
+		t.Fatalf("starting the enrolment: %d %s", started.Status, started.Body)
+	}
+	// A code of the next step: newer than the one sam signed in with, so
+	// that only its own use can make it refused.
+	code := totpNext(t, m[1])
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {code}}); res.Status != 200 ||
+		!strings.Contains(res.Body, "authenticator app is set up") {
+		t.Fatalf("confirming: %d %s", res.Status, res.Body)
+	}
+	c := newPortalCurl(t, base)
+	c.do(base + "/gatehouse/login")
+	c.post(url.Values{"csrf": {c.csrf}, "step": {"password"}, "username": {"sam"}, "password": {tfPassword}})
+	if res := c.post(url.Values{"csrf": {c.csrf}, "step": {"code"}, "code": {code}}); res.Status == 303 {
+		t.Fatal("the code that confirmed the authenticator signed in again")
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"strings"
-	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
@@ -122,16 +121,9 @@ func (s *Service) otpauthURI(username string, raw []byte) string {
 
 // NewAppSecret returns a random authenticator-app secret for username that
 // is not enrolled: for an enrolment that takes effect only once the user
-// has shown a code of it (ValidTOTP), by EnrolApp with the secret.
+// has shown a code of it (ConfirmApp), by EnrolApp with the secret.
 func (s *Service) NewAppSecret(username string) *Enrolment {
 	raw := make([]byte, generatedSecretBytes)
 	rand.Read(raw)
 	return &Enrolment{Username: username, URI: s.otpauthURI(username, raw), Secret: b32.EncodeToString(raw)}
-}
-
-// ValidTOTP reports whether presented is the TOTP code of secretB32 at
-// now or one time step either side of it.
-func ValidTOTP(secretB32, presented string, now time.Time) bool {
-	_, ok := matchTOTP(&secret{base32: secretB32}, presented, now.Unix())
-	return ok
 }

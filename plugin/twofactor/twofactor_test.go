@@ -190,6 +190,52 @@ func TestAppCodeAcceptedOnce(t *testing.T) {
 	}
 }
 
+// TestConfirmingCodeIsUsed: the code that confirms a new authenticator
+// secret (ConfirmApp) is used up: once the secret is enrolled it does not
+// sign in, nor does an older one; a code of the next step does. A wrong
+// code confirms nothing and uses nothing up. A code of the same step as
+// one of the old secret just accepted still confirms.
+func TestConfirmingCodeIsUsed(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t)
+	u := fx.user(t, "alice", "")
+	old, err := fx.svc.EnrolApp(ctx, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := totpStep(fx.svc.now().Unix())
+	if res := fx.verify(t, u, code(old.Secret, uint64(step))); !res.OK {
+		t.Fatalf("a code of the old secret: %+v", res)
+	}
+	en := fx.svc.NewAppSecret(u.Username)
+	for _, wrong := range []string{"", "12345", code(old.Secret, uint64(step+1))} {
+		if ok, err := fx.svc.ConfirmApp(ctx, u, en.Secret, wrong); ok || err != nil {
+			t.Fatalf("confirming with %q: %v %v", wrong, ok, err)
+		}
+	}
+	if ok, err := fx.svc.ConfirmApp(ctx, u, en.Secret, code(en.Secret, uint64(step))); !ok || err != nil {
+		t.Fatalf("confirming with a code of the step the old secret just used: %v %v", ok, err)
+	}
+	confirming := code(en.Secret, uint64(step+1))
+	if ok, err := fx.svc.ConfirmApp(ctx, u, en.Secret, confirming[:3]+" "+confirming[3:]); !ok || err != nil {
+		t.Fatalf("confirming with a code of the next step: %v %v", ok, err)
+	}
+	raw, _ := b32.DecodeString(en.Secret)
+	if _, err := fx.svc.EnrolApp(ctx, u, raw); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, confirming); res.OK || res.Reason != ReasonRepeated {
+		t.Fatalf("signing in with the confirming code: %+v", res)
+	}
+	if res := fx.verify(t, u, code(en.Secret, uint64(step))); res.OK || res.Reason != ReasonReplayed {
+		t.Fatalf("signing in with an older code: %+v", res)
+	}
+	fx.advance(30 * time.Second)
+	if res := fx.verify(t, u, code(en.Secret, uint64(step+2))); !res.OK {
+		t.Fatalf("signing in with a code of a later step: %+v", res)
+	}
+}
+
 func TestHardTokenWindowAndCounter(t *testing.T) {
 	fx := newFixture(t)
 	u := fx.user(t, "bob", "")

@@ -116,8 +116,20 @@ func (s *Service) checkApp(ctx context.Context, u *account.User, f *factors, c s
 	if !ok {
 		return false, "", nil
 	}
-	repeated := false
-	fresh, err := s.advance(ctx, u.ID, func(st *state) bool {
+	fresh, repeated, err := s.useAppStep(ctx, u.ID, step)
+	if err != nil || !fresh {
+		return false, replayReason(repeated), err
+	}
+	return true, "", nil
+}
+
+// useAppStep records step as the user's last accepted TOTP time step
+// (a user's TOTP codes are accepted once per step, whichever secret made
+// them), unless that step or a later one was accepted already: fresh
+// reports whether it was recorded, repeated whether step is the one
+// accepted last.
+func (s *Service) useAppStep(ctx context.Context, uid string, step int64) (fresh, repeated bool, err error) {
+	fresh, err = s.advance(ctx, uid, func(st *state) bool {
 		if st.AppStep >= step {
 			repeated = st.AppStep == step
 			return false
@@ -125,10 +137,31 @@ func (s *Service) checkApp(ctx context.Context, u *account.User, f *factors, c s
 		st.AppStep = step
 		return true
 	})
-	if err != nil || !fresh {
-		return false, replayReason(repeated), err
+	return fresh, repeated, err
+}
+
+// ConfirmApp reports whether presented (as typed: NormalizeCode) is a
+// TOTP code of secretB32, a new authenticator-app secret of u not
+// enrolled yet (NewAppSecret), at the current time step or one either
+// side; if so, that step counts as
+// used by u, as after a sign-in with the code (useAppStep), so that the
+// code which confirmed the secret does not sign in once the secret is
+// enrolled. Confirming does not need the step to be newer than the last
+// one accepted (a code of the old secret in the same half-minute): no code
+// of this secret was accepted before. Errors are store failures.
+func (s *Service) ConfirmApp(ctx context.Context, u *account.User, secretB32, presented string) (bool, error) {
+	c, ok := NormalizeCode(presented)
+	if !ok {
+		return false, nil
 	}
-	return true, "", nil
+	step, ok := matchTOTP(&secret{base32: secretB32}, c, s.now().Unix())
+	if !ok {
+		return false, nil
+	}
+	if _, _, err := s.useAppStep(ctx, u.ID, step); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // replayReason is the reason a code accepted before is refused:
