@@ -402,8 +402,12 @@ func rolesPage() *page {
 
 // ---- application keys ----
 
-// keyValue is a key value shown once.
-type keyValue struct{ Name, Key string }
+// keyValue is a key value shown once, with the admin API's warnings
+// about a new key (its user holds an admin role).
+type keyValue struct {
+	Name, Key string
+	Warnings  []string
+}
 
 // parseTime reads a date (end of that day, UTC), a datetime-local value
 // (UTC) or an RFC 3339 time.
@@ -469,7 +473,7 @@ func appKeysPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Notice: "Key " + out.Name + " created; it expires " + out.ExpiresAt.UTC().Format(time.RFC3339) + ".",
-					Once: keyValue{Name: out.Name, Key: out.Key}}, nil
+					Once: keyValue{Name: out.Name, Key: out.Key, Warnings: out.Warnings}}, nil
 			}),
 			"update": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) { // may widen the allowlist, move the expiry
 				in := map[string]any{"ip_allowlist": splitList(f.get("ip_allowlist"))}

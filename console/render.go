@@ -45,6 +45,7 @@ fieldset{border:1px solid #d0d4da;border-radius:.25rem;margin:.75rem 0;padding:.
 legend{font-weight:600}
 .error{padding:.75rem;border-left:4px solid #b91c1c;background:#fef2f2;color:#7f1d1d}
 .notice{padding:.75rem;border-left:4px solid #15803d;background:#f0fdf4;color:#14532d}
+.warning{padding:.75rem .75rem .75rem 2rem;border-left:4px solid #b45309;background:#fffbeb;color:#78350f}
 .once{padding:.75rem;border:2px solid #b45309;background:#fffbeb}
 .secret{font-family:ui-monospace,monospace;word-break:break-all;background:#f4f5f7;padding:.5rem;width:100%}
 .muted{color:#4b5563}

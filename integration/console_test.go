@@ -870,3 +870,24 @@ func TestConsoleConfirmingCodeIsUsed(t *testing.T) {
 		t.Fatal("the code that confirmed the authenticator signed in again")
 	}
 }
+
+// TestConsoleAppKeyWarnings: creating an application key in the console
+// shows the admin API's warnings (the key's user holds an admin role),
+// escaped.
+func TestConsoleAppKeyWarnings(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	root.do(base + console.Prefix + "appkeys")
+	res := root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"create"}, "name": {"k1"}, "username": {"root"},
+		"confirm": {tfPassword}})
+	if res.Status != 200 || !regexp.MustCompile(`id="warnings"[^>]*>\s*<li>user &#34;root&#34; holds an admin role`).MatchString(res.Body) {
+		t.Errorf("creating a key of an admin: %d\n%s", res.Status, res.Body)
+	}
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "sam", "roles": []string{"staff"}})
+	res = root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"create"}, "name": {"k2"}, "username": {"sam"},
+		"confirm": {tfPassword}})
+	if res.Status != 200 || strings.Contains(res.Body, `id="warnings"`) {
+		t.Errorf("creating a key of a non-admin: %d\n%s", res.Status, res.Body)
+	}
+}
