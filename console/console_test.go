@@ -207,3 +207,20 @@ func TestAuditPagesBeyondTheNewest10000(t *testing.T) {
 		t.Fatalf("the page after it: %s; older %q", got, d.Older)
 	}
 }
+
+func TestSplitLists(t *testing.T) {
+	for _, c := range []struct {
+		got  []string
+		want string
+	}{
+		{splitList(" 10.0.0.1, 10.0.0.0/8\n::1\t"), "10.0.0.1|10.0.0.0/8|::1"},
+		{splitTags(" nightly build, arm64\r\n,,x "), "nightly build|arm64|x"},
+	} {
+		if strings.Join(c.got, "|") != c.want {
+			t.Errorf("got %q, want %s", c.got, c.want)
+		}
+	}
+	if splitList(" , ") == nil || splitTags("") == nil {
+		t.Error("an empty list is nil")
+	}
+}

@@ -429,8 +429,22 @@ func parseTime(field, s string) (*time.Time, error) {
 }
 
 // splitList reads a list typed with commas, spaces or one item a line.
-func splitList(s string) []string {
-	return append([]string{}, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })...)
+func splitList(s string) []string { return splitBy(s, ", \n\r\t") }
+
+// splitTags reads tags typed with commas or one a line: a tag may hold
+// spaces.
+func splitTags(s string) []string { return splitBy(s, ",\n\r") }
+
+// splitBy splits s at each of the characters seps, trims the items of
+// white space and drops empty ones; never nil.
+func splitBy(s, seps string) []string {
+	out := []string{}
+	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(seps, r) }) {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func keyPath(f form, below string) string { return "/gatehouse/appkeys/" + esc(f.get("name")) + below }
@@ -463,11 +477,12 @@ func appKeysPage() *page {
 				if err != nil {
 					return outcome{}, err
 				}
-				in := map[string]any{"name": f.get("name"), "username": f.get("username"),
-					"ip_allowlist": splitList(f.get("ip_allowlist")), "description": f.get("description")}
-				if expires != nil {
-					in["expires_at"] = expires
-				}
+				// Every field of the admin API's request, under its JSON name
+				// (CONTRACT §10), but the ThingWorx aliases of some of them.
+				in := appkey.NewKey{Name: f.get("name"), Username: f.get("username"), ExpiresAt: expires,
+					IPAllowlist: splitList(f.get("ip_allowlist")), Metadata: appkey.Metadata{
+						Description: f.get("description"), Project: f.get("project"), Tags: splitTags(f.get("tags")),
+						ClientName: f.get("client_name"), Documentation: f.get("documentation"), HomeURL: f.get("home_url")}}
 				var out appkey.Created
 				if err := c.call(r, v, http.MethodPost, "/gatehouse/appkeys", in, &out); err != nil {
 					return outcome{}, err

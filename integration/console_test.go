@@ -891,3 +891,37 @@ func TestConsoleAppKeyWarnings(t *testing.T) {
 		t.Errorf("creating a key of a non-admin: %d\n%s", res.Status, res.Body)
 	}
 }
+
+// TestConsoleAppKeyMetadata: the console's key creation form takes the
+// admin API's descriptive fields under their JSON names, and the key has
+// them.
+func TestConsoleAppKeyMetadata(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	page := root.do(base + console.Prefix + "appkeys")
+	for _, field := range []string{"project", "tags", "client_name", "documentation", "home_url"} {
+		if !strings.Contains(page.Body, ` name="`+field+`"`) {
+			t.Errorf("the creation form has no %s input", field)
+		}
+	}
+	res := root.consolePost(console.Prefix+"appkeys", url.Values{"csrf": {root.csrf}, "action": {"create"}, "name": {"k1"}, "username": {"root"},
+		"confirm": {tfPassword}, "description": {"the build"}, "project": {"ci"}, "tags": {"nightly, arm64"}, "client_name": {"runner-7"},
+		"documentation": {"see the wiki"}, "home_url": {"https://ci.example.com/"}})
+	if res.Status != 200 {
+		t.Fatalf("creating the key: %d %s", res.Status, res.Body)
+	}
+	var view struct {
+		Description   string   `json:"description"`
+		Project       string   `json:"project"`
+		Tags          []string `json:"tags"`
+		ClientName    string   `json:"client_name"`
+		Documentation string   `json:"documentation"`
+		HomeURL       string   `json:"home_url"`
+	}
+	inst.AdminJSON(t, "GET", "/gatehouse/appkeys/k1", nil, &view)
+	if view.Description != "the build" || view.Project != "ci" || strings.Join(view.Tags, ",") != "nightly,arm64" || view.ClientName != "runner-7" ||
+		view.Documentation != "see the wiki" || view.HomeURL != "https://ci.example.com/" {
+		t.Errorf("the key as created: %+v", view)
+	}
+}
