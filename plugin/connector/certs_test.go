@@ -11,6 +11,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -321,5 +323,33 @@ func TestIssueChecksTheCAsExpiryNotTheValidity(t *testing.T) {
 	late := f.p.ca.cert.NotAfter.Add(-30 * time.Minute)
 	if _, err := f.p.ca.issue(&key.PublicKey, "late", DefaultCertValidity, late); err == nil || !strings.Contains(err.Error(), "the connector CA expires") {
 		t.Fatalf("a certificate from a CA expiring within the hour: %v", err)
+	}
+}
+
+// TestCSRErrorsAreClear: a damaged CSR or one not signed by its key is
+// refused with a message an operator can act on, not the parser's own
+// ("asn1: structure error: …").
+func TestCSRErrorsAreClear(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := csrPEM(t, key, &x509.CertificateRequest{})
+	block, _ := pem.Decode([]byte(good))
+	forged := bytes.Clone(block.Bytes)
+	forged[len(forged)-1] ^= 1 // the signature's last byte
+	for name, c := range map[string]struct{ pem, says string }{
+		"damaged":    {"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n", "holds no PKCS #10 request"},
+		"cut short":  {string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: block.Bytes[:len(block.Bytes)/2]})), "holds no PKCS #10 request"},
+		"not signed": {string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: forged})), "not signed by the key it carries"},
+	} {
+		_, err := PublicKeyFromCSR(c.pem)
+		msg := failure.Message(err)
+		if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(msg, c.says) || strings.Contains(msg, "asn1") || strings.Contains(msg, "x509:") {
+			t.Errorf("%s CSR: %v; want a 400 saying %q", name, err, c.says)
+		}
+	}
+	if _, err := PublicKeyFromCSR(good); err != nil {
+		t.Fatalf("a good CSR: %v", err)
 	}
 }

@@ -33,12 +33,16 @@ func PublicKeyFromCSR(csrPEM string) (crypto.PublicKey, error) {
 	if strings.TrimSpace(string(rest)) != "" {
 		return nil, failure.Invalid("csr_pem must hold exactly one PEM block")
 	}
+	// The parser's and the verifier's own errors ("asn1: structure
+	// error: tags don't match …") tell an operator nothing: not shown.
 	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
-		return nil, failure.Invalid("csr_pem is not a valid certificate request: %v", err)
+		return nil, failure.Invalid("csr_pem is not a valid certificate request: its PEM block holds no PKCS #10 request " +
+			"(damaged or cut short in copying?); make a new one, e.g. openssl req -new -key connector.key")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, failure.Invalid("csr_pem is not signed by its own key: %v", err)
+		return nil, failure.Invalid("csr_pem is not signed by the key it carries (or with an algorithm Gatehouse does not take): " +
+			"make it with the connector's own key")
 	}
 	if err := checkPublicKey(csr.PublicKey); err != nil {
 		return nil, err
@@ -65,7 +69,7 @@ func checkPublicKey(pub crypto.PublicKey) error {
 	case ed25519.PublicKey:
 		return nil
 	}
-	return failure.Invalid("csr_pem: unsupported key type %T; use ECDSA, RSA or Ed25519", pub)
+	return failure.Invalid("csr_pem: unsupported key type; use ECDSA (P-256, P-384, P-521), RSA or Ed25519")
 }
 
 // newKey generates a connector key pair (ECDSA P-256) and its PKCS#8 PEM.
