@@ -25,10 +25,11 @@ type allowed struct {
 	watch    responseWatch
 }
 
-// errCutOff is the error a watched response's writes return once a check
-// of its request was refused: Caddy's reverse proxy then stops copying
-// the upstream's response and closes the client's connection.
-var errCutOff = errors.New("gatehouse: the response was cut off: its credential or account no longer passes")
+// errCutOff is the error a watched response's writes and its request
+// body's reads return once a check of the request was refused: Caddy's
+// reverse proxy then stops copying the upstream's response (and closes
+// the client's connection) or the client's upload.
+var errCutOff = errors.New("gatehouse: the request was cut off: its credential or account no longer passes")
 
 // responseWatch is the ResponseWriter an allowed request's handlers get
 // (except a protocol switch's, which serveStream watches): once the
@@ -133,6 +134,13 @@ func (w *responseWatch) stillAllowed(what string) error {
 	}
 	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+what+" was cut off"))
 	w.cutOff.Store(true)
+	// Nor is any more of the body read by whoever holds it as it came,
+	// unwatched: Caddy's error routes (handle_errors) and the reverse
+	// proxy's retries take the request Caddy made, whose body is the
+	// client's own. Its reads now fail on the connection's (or HTTP/2
+	// stream's) deadline, and so does the server's own reading of what
+	// the client still sends before it answers.
+	_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Unix(1, 0))
 	return errCutOff
 }
 
@@ -179,11 +187,11 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 }
 
 // Close implements io.Closer. A body cut off is left to the server, which
-// closes it once the handlers returned: closing it here would first read
-// on through whatever the client still sends (net/http's server drains a
-// body closed before its end), and so keep the reverse proxy's transport,
-// which closes the body when a read fails, from ending the upstream
-// request until the client stops.
+// closes it once the handlers returned: net/http's server drains a body
+// closed before its end, and where the connection took no read deadline
+// (stillAllowed) that would read on through whatever the client still
+// sends, keeping the reverse proxy's transport, which closes the body
+// when a read fails, from ending the upstream request.
 func (b *watchedBody) Close() error {
 	if b.cutOff.Load() {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,11 +40,10 @@ http://:{{.HTTPPort}} {
 // streamUpstream serves, on a port of its own, what a stream's upstream
 // does: a protocol switch to a WebSocket that echoes what it reads, at
 // /api/events Server-Sent Events, one every 100 ms, and at /api/upload
-// an upload read line by line, whose end (the lines read, and the error
-// that ended it) it sends on uploads; "ok" elsewhere.
-func streamUpstream(t *testing.T) (port int, uploads <-chan uploadEnd) {
+// an upload read line by line; "ok" elsewhere.
+func streamUpstream(t *testing.T) *upstreamOfStreams {
 	t.Helper()
-	ends := make(chan uploadEnd, 16)
+	up := &upstreamOfStreams{ends: make(chan uploadEnd, 16)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +66,8 @@ func streamUpstream(t *testing.T) (port int, uploads <-chan uploadEnd) {
 			return
 		}
 		if r.URL.Path == "/api/upload" {
+			up.uploading.Add(1)
+			defer up.uploading.Add(-1)
 			body := bufio.NewReader(r.Body)
 			end := uploadEnd{}
 			for {
@@ -74,7 +76,7 @@ func streamUpstream(t *testing.T) (port int, uploads <-chan uploadEnd) {
 				}
 				end.lines++
 			}
-			ends <- end
+			up.ends <- end
 			return
 		}
 		if r.URL.Path != "/api/events" {
@@ -103,7 +105,17 @@ func streamUpstream(t *testing.T) (port int, uploads <-chan uploadEnd) {
 			_ = c.Close()
 		}
 	})
-	return ln.Addr().(*net.TCPAddr).Port, ends
+	up.port = ln.Addr().(*net.TCPAddr).Port
+	return up
+}
+
+// upstreamOfStreams is streamUpstream's server.
+type upstreamOfStreams struct {
+	port int
+	// ends gets how each upload ended.
+	ends chan uploadEnd
+	// uploading counts the uploads it is reading.
+	uploading atomic.Int32
 }
 
 // uploadEnd is how an upload reached streamUpstream ended.
@@ -270,8 +282,8 @@ func basicAuth(user string) string {
 // or the user blocked; the others stay open, and each closing is in the
 // audit log.
 func TestOpenStreamsAreCheckedAgain(t *testing.T) {
-	upstreamPort, uploads := streamUpstream(t)
-	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": upstreamPort}})
+	up := streamUpstream(t)
+	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
 	for _, u := range []string{"alice", "bob", "carol"} {
 		seedReader(t, inst, u)
 	}
@@ -298,7 +310,7 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	}
 
 	select {
-	case end := <-uploads:
+	case end := <-up.ends:
 		t.Fatalf("carol's upload ended while her key was valid: %d lines, %v", end.lines, end.err)
 	default:
 	}
@@ -306,7 +318,7 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/carol-key", nil)
 	carolEvents.ended(t)
 	select { // the client goes on sending; the upstream gets no more of it
-	case end := <-uploads:
+	case end := <-up.ends:
 		if end.lines < 2 || end.err == io.EOF {
 			t.Fatalf("carol's upload: %d lines, then %v; want lines, then cut off", end.lines, end.err)
 		}
@@ -340,6 +352,64 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	}
 }
 
+// errorRouteSite checks open requests every second, and sends a request
+// that failed to the upstream again from its error route.
+const errorRouteSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	gatehouse {
+		accept basic
+		audience streams
+		stream_recheck 1s
+	}
+	reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
+	handle_errors {
+		reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
+	}
+}
+`
+
+// TestCutOffUploadReachesNoErrorRoute: once an upload is cut off (its
+// user blocked), Caddy's error route, which proxies the failed request
+// again with the body as it came, gets no more of it either, however the
+// request was made (an X-Gatehouse-* header makes Gatehouse hold a copy
+// of Caddy's request): every upload the upstream was reading ends, while
+// the client goes on sending.
+func TestCutOffUploadReachesNoErrorRoute(t *testing.T) {
+	up := streamUpstream(t)
+	inst := harness.Start(t, errorRouteSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
+	seedReader(t, inst, "dave")
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["POST"],"paths":["/api/upload"]}]}`)
+	sendUpload(t, inst.Ports.HTTPPort, basicAuth("dave")+"\r\nX-Gatehouse-Spoofed: 1")
+	deadline := time.Now().Add(45 * time.Second)
+	for up.uploading.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload did not reach the upstream in 45 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/dave", `{"status":"blocked"}`)
+	select {
+	case end := <-up.ends:
+		if end.err == io.EOF {
+			t.Fatalf("the upload ended as if the client had finished: %d lines", end.lines)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("dave's upload still reached the upstream 45 s after he was blocked")
+	}
+	for deadline := time.Now().Add(45 * time.Second); up.uploading.Load() > 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d uploads (the error route's) still read dave's body 45 s after he was blocked", up.uploading.Load())
+		}
+	}
+}
+
 // directoryStreamSite is a plain-HTTP site of directory accounts whose
 // open streams are checked every second (status_ttl is directoryTTL).
 const directoryStreamSite = directoryGlobal + `
@@ -368,7 +438,7 @@ func TestDirectoryStreamsAreCheckedWithoutCounting(t *testing.T) {
 	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
 	daveDN := s.AddUser("dave", "dave password 1", "", slapdtest.OperatorsDN)
 	opts := directoryOptions(s, "reader")
-	opts.Extra["upstreamPort"], _ = streamUpstream(t)
+	opts.Extra["upstreamPort"] = streamUpstream(t).port
 	inst := harness.Start(t, directoryStreamSite, opts)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	port := inst.Ports.HTTPPort

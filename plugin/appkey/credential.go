@@ -93,18 +93,25 @@ func (c *Credential) presented(r *http.Request) (string, error) {
 // (or query parameter) the key goes in; no standard scheme exists.
 func (*Credential) Challenge() string { return `AppKey realm="gatehouse", header="appKey"` }
 
+// urlHeaders are the headers that carry a URL with its query: the
+// Referer (the address of a page a browser opened with ?appKey=, which it
+// sends with every request the page makes) and those in which a proxy in
+// front of Caddy passes on the request's original URI.
+var urlHeaders = [...]string{"Referer", "X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url"}
+
 // Strip implements plugin.Credential: the key and the session request
 // leave neither header nor query string, so upstream logs never see them;
-// nor does the key in the Referer (the address of a page a browser opened
-// with ?appKey=, which it sends with every request the page makes).
+// nor does the key in a URL another header carries (urlHeaders).
 func (*Credential) Strip(r *http.Request) {
 	delete(r.Header, headerName)
 	for _, h := range sessionHeaders {
 		delete(r.Header, h)
 	}
-	for i, ref := range r.Header["Referer"] {
-		if stripped, removed := stripKeyFromURL(ref); removed {
-			r.Header["Referer"][i] = stripped
+	for _, h := range urlHeaders {
+		for i, u := range r.Header[h] {
+			if stripped, removed := stripKeyFromURL(u); removed {
+				r.Header[h][i] = stripped
+			}
 		}
 	}
 	if r.URL.RawQuery == "" {
