@@ -352,28 +352,10 @@ func TestOpenStreamsAreCheckedAgain(t *testing.T) {
 	}
 }
 
-// errorRouteSite checks open requests every second, and sends a request
-// that failed to the upstream again from its error route.
-const errorRouteSite = `{
-	admin 127.0.0.1:{{.AdminPort}}
-	auto_https off
-	gatehouse {
-		data_dir {{.DataDir}}
-	}
-}
-http://:{{.HTTPPort}} {
-	bind 127.0.0.1
-	gatehouse {
-		accept basic
-		audience streams
-		stream_recheck 1s
-	}
-	reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
-	handle_errors {
-		reverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}
-	}
-}
-`
+// errorRouteSite is streamSite sending a request that failed to the
+// upstream again from its error route.
+var errorRouteSite = strings.Replace(streamSite, "\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n}",
+	"\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n\thandle_errors {\n\t\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n\t}\n}", 1)
 
 // TestCutOffUploadReachesNoErrorRoute: once an upload is cut off (its
 // user blocked), Caddy's error route, which proxies the failed request
@@ -383,6 +365,9 @@ http://:{{.HTTPPort}} {
 // the client goes on sending.
 func TestCutOffUploadReachesNoErrorRoute(t *testing.T) {
 	up := streamUpstream(t)
+	if !strings.Contains(errorRouteSite, "handle_errors") {
+		t.Fatal("errorRouteSite has no error route")
+	}
 	inst := harness.Start(t, errorRouteSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
 	seedReader(t, inst, "dave")
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["POST"],"paths":["/api/upload"]}]}`)
