@@ -234,6 +234,11 @@ func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	if f.Until, err = queryTime(q, "until"); err != nil {
 		return err
 	}
+	if f.Until.IsZero() && q.Get("until") != "" {
+		// 0001-01-01T00:00:00Z, which Filter would read as no bound:
+		// nothing is older.
+		f.Until = f.Until.Add(time.Nanosecond)
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 10000 {

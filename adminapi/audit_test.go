@@ -163,6 +163,9 @@ func TestAuditUntilAndOutcome(t *testing.T) {
 	if got := reasons(append(first, next...)); got != reasons(all[:4]) {
 		t.Errorf("two pages of two: %s; want %s", got, reasons(all[:4]))
 	}
+	if none := query("until=0001-01-01T00:00:00Z"); len(none) != 0 { // the earliest time: nothing is older
+		t.Errorf("events before the year 1: %s", reasons(none))
+	}
 	if failed := query("outcome=failure"); len(failed) != 1 || failed[0].Path != "/gatehouse/roles/nosuchrole" {
 		t.Errorf("failed admin events: %+v", failed)
 	}

@@ -32,10 +32,10 @@ func readAuditFilter(q url.Values) (auditFilter, error) {
 	f := auditFilter{Username: strings.TrimSpace(q.Get("username")), Kind: strings.TrimSpace(q.Get("kind")),
 		Outcome: strings.TrimSpace(q.Get("outcome"))}
 	var err error
-	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
+	if f.Since, err = parseTime("since", q.Get("since"), false); err != nil {
 		return f, err
 	}
-	f.Until, err = parseTime("until", q.Get("until"))
+	f.Until, err = parseTime("until", q.Get("until"), false)
 	return f, err
 }
 

@@ -54,15 +54,19 @@ func TestParseTime(t *testing.T) {
 		"2026-12-31T18:00:05":  "2026-12-31T18:00:05Z",
 		"2026-12-31T18:00:00Z": "2026-12-31T18:00:00Z",
 	} {
-		got, err := parseTime("expires_at", in)
+		got, err := parseTime("expires_at", in, true)
 		if err != nil || got.UTC().Format(time.RFC3339) != want {
 			t.Errorf("parseTime(%q) = %v, %v; want %s", in, got, err, want)
 		}
 	}
-	if got, err := parseTime("x", " "); got != nil || err != nil {
+	// The audit log's bounds: a date is its start (since it, before it).
+	if got, err := parseTime("until", "2026-12-31", false); err != nil || got.UTC().Format(time.RFC3339) != "2026-12-31T00:00:00Z" {
+		t.Errorf("a date as a bound: %v, %v; want its start", got, err)
+	}
+	if got, err := parseTime("x", " ", true); got != nil || err != nil {
 		t.Errorf("empty time: %v %v", got, err)
 	}
-	if _, err := parseTime("expires_at", "tomorrow"); err == nil || !strings.Contains(err.Error(), "expires_at") {
+	if _, err := parseTime("expires_at", "tomorrow", true); err == nil || !strings.Contains(err.Error(), "expires_at") {
 		t.Errorf("a bad time: %v", err)
 	}
 }

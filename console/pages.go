@@ -409,9 +409,10 @@ type keyValue struct {
 	Warnings  []string
 }
 
-// parseTime reads a date (end of that day, UTC), a datetime-local value
-// (UTC) or an RFC 3339 time.
-func parseTime(field, s string) (*time.Time, error) {
+// parseTime reads a date (UTC: the end of that day when dayEnd, as a key
+// valid through it; else its start, as a bound of the audit log's
+// times), a datetime-local value (UTC) or an RFC 3339 time.
+func parseTime(field, s string, dayEnd bool) (*time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil
@@ -422,7 +423,9 @@ func parseTime(field, s string) (*time.Time, error) {
 		}
 	}
 	if t, err := time.Parse("2006-01-02", s); err == nil {
-		t = t.Add(24*time.Hour - time.Second)
+		if dayEnd {
+			t = t.Add(24*time.Hour - time.Second)
+		}
 		return &t, nil
 	}
 	return nil, failure.Invalid("%s must be a date (2026-12-31) or a time (2026-12-31T18:00, UTC)", field)
@@ -473,7 +476,7 @@ func appKeysPage() *page {
 	return &page{path: Prefix + "appkeys", title: "Application keys", tmpl: "appkeys", admin: true, load: loadAppKeys,
 		actions: map[string]action{
 			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				expires, err := parseTime("expires_at", f.get("expires_at"))
+				expires, err := parseTime("expires_at", f.get("expires_at"), true)
 				if err != nil {
 					return outcome{}, err
 				}
@@ -492,7 +495,7 @@ func appKeysPage() *page {
 			}),
 			"update": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) { // may widen the allowlist, move the expiry
 				in := map[string]any{"ip_allowlist": splitList(f.get("ip_allowlist"))}
-				expires, err := parseTime("expires_at", f.get("expires_at"))
+				expires, err := parseTime("expires_at", f.get("expires_at"), true)
 				if err != nil {
 					return outcome{}, err
 				}

@@ -77,6 +77,7 @@ type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) er
 // (guard.Contract.Forward) and next called — or a refusal.
 func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	e := rt.engine
+	given := r // the caller's request, whose body its error routes read again
 	r, cleanPath, unclean := rt.guard.Inbound(r)
 
 	if r.URL.Path == JWKSPath {
@@ -150,15 +151,20 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if sent != nil {
 		return rt.serveStream(w, r, sent, cleanPath, id, next)
 	}
-	if watched {
-		a.watch.ResponseWriter = w
-		w = &a.watch
-		if r.Body != nil && r.Body != http.NoBody {
-			a.watch.body = r.Body
-			r.Body = (*watchedBody)(&a.watch)
-		}
+	if !watched {
+		return next(w, r, id)
 	}
-	return next(w, r, id)
+	a.watch.ResponseWriter = w
+	if r.Body != nil && r.Body != http.NoBody {
+		// The caller's request too, if r is a copy of it (the guard's, a
+		// trace's): Caddy's error routes read that one's body.
+		a.watch.body = r.Body
+		r.Body = (*watchedBody)(&a.watch)
+		given.Body = r.Body
+	}
+	err = next(&a.watch, r, id)
+	a.watch.finish()
+	return err
 }
 
 // check finds r's one credential, verifies it into id and re-checks its

@@ -68,6 +68,9 @@ type responseWatch struct {
 	checked    atomic.Int64 // Unix nanoseconds
 	cutOff     atomic.Bool
 	unanswered int8 // under mu
+	// served is set, under mu, once the handlers returned: the transport
+	// may read on, but the ResponseWriter is no longer the request's.
+	served bool
 }
 
 // keep makes w the watch of r's response, allowed as opened at start.
@@ -135,13 +138,24 @@ func (w *responseWatch) stillAllowed(what string) error {
 	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+what+" was cut off"))
 	w.cutOff.Store(true)
 	// Nor is any more of the body read by whoever holds it as it came,
-	// unwatched: Caddy's error routes (handle_errors) and the reverse
-	// proxy's retries take the request Caddy made, whose body is the
-	// client's own. Its reads now fail on the connection's (or HTTP/2
-	// stream's) deadline, and so does the server's own reading of what
-	// the client still sends before it answers.
-	_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Unix(1, 0))
+	// unwatched (a handler before Gatehouse may have handed it a copy of
+	// Caddy's request, whose body Caddy's error routes read): its reads
+	// now fail on the connection's deadline (HTTP/1.1, HTTP/3; on HTTP/2
+	// once the stream's buffered data, up to about 1 MiB, is read), and
+	// so does the server's own reading of what the client still sends
+	// before it answers. Not once the handlers returned: the
+	// ResponseWriter then no longer belongs to the request.
+	if !w.served {
+		_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Unix(1, 0))
+	}
 	return errCutOff
+}
+
+// finish marks the handlers returned (served).
+func (w *responseWatch) finish() {
+	w.mu.Lock()
+	w.served = true
+	w.mu.Unlock()
 }
 
 // Write implements http.ResponseWriter.

@@ -256,3 +256,63 @@ func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 		t.Fatal("the upload was still read 30 s after its user was blocked")
 	}
 }
+
+// TestCutOffBodyIsTheCallersToo: a request Gatehouse copies (here for the
+// X-Gatehouse-* header it strips) has its body watched on the caller's
+// request too, which Caddy's error routes read again: once the upload is
+// cut off, reading the caller's body fails as well, while the client goes
+// on sending.
+func TestCutOffBodyIsTheCallersToo(t *testing.T) {
+	s := newSetup(t)
+	ctx := context.Background()
+	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "writer", Rules: []account.Rule{{Methods: []string{"POST"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	writer := []string{"writer"}
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Roles: &writer}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload, client := io.Pipe()
+	t.Cleanup(func() { client.Close() })
+	go func() {
+		for {
+			if _, err := client.Write([]byte("reading 42\n")); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	caller := httptest.NewRequest("POST", "/api/upload", upload)
+	caller.Header = basicAuth("alice", "correct horse")
+	caller.Header.Set("X-Gatehouse-User", "mallory")
+	var handed *http.Request
+	var cut error
+	err = rt.Serve(httptest.NewRecorder(), caller, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+		handed = r
+		buf := make([]byte, 64)
+		if _, err := r.Body.Read(buf); err != nil {
+			t.Fatalf("the first read: %v", err)
+		}
+		if _, err := s.e.Accounts.UpdateUser(ctx, "alice", blocked()); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for cut == nil && time.Now().Before(deadline) {
+			_, cut = r.Body.Read(buf)
+		}
+		return nil
+	})
+	if err != nil || cut == nil {
+		t.Fatalf("serve: %v; the upload's reads: %v; want cut off", err, cut)
+	}
+	if handed == caller {
+		t.Fatal("the route handed on the caller's request itself: this test needs a copy")
+	}
+	if n, err := caller.Body.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("the caller's body gave %d more bytes after the cut-off", n)
+	}
+}
