@@ -41,8 +41,9 @@ var errCutOff = errors.New("gatehouse: the request was cut off: its credential o
 // (errCutOff) and are audited: a long response (an event stream, a
 // download, a long poll) sends nothing more to a client whose key,
 // token, session or password was revoked, or whose account was blocked,
-// deleted or lost the role. Checks run in the writing goroutine, the
-// request's own, beside no other handler. A check asks for the request's
+// deleted or lost the role. Checks run in the goroutine that writes (the
+// request's own) or reads the request's body (watchedBody: the reverse
+// proxy's transport), one at a time. A check asks for the request's
 // method, and each method override it carried, on its clean path.
 // Responses shorter than StreamRecheck cost a clock read per write.
 type responseWatch struct {
