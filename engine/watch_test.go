@@ -175,14 +175,11 @@ func TestShortResponsesAreNotChecked(t *testing.T) {
 	}
 }
 
-// TestLongUploadIsCutOffWhenItsUserIsBlocked: a request body still being
-// read (an upload the reverse proxy streams upstream) after the route's
-// recheck interval is checked again at its reads, and no more of it is
-// read once its user is blocked; the response, written meanwhile from
-// another goroutine as the reverse proxy's copy of a full-duplex exchange
-// is, is cut off too (and the two sides' checks share no unguarded state:
-// run with -race).
-func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
+// newUpload gives alice a role allowing POST on /api/*, a route checking
+// open requests every 20 ms, and her POST to /api/upload whose client
+// sends a line every interval for up to 30 s.
+func newUpload(t *testing.T, every time.Duration) (*setup, *engine.Route, *http.Request) {
+	t.Helper()
 	s := newSetup(t)
 	ctx := context.Background()
 	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "writer", Rules: []account.Rule{{Methods: []string{"POST"}, Paths: []string{"/api/*"}}}}); err != nil {
@@ -198,8 +195,8 @@ func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 	}
 	upload, client := io.Pipe()
 	t.Cleanup(func() { client.Close() })
-	go func() { // the client sends a line every 5 ms for up to 30 s
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	go func() {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(every) {
 			if _, err := client.Write([]byte("reading 42\n")); err != nil {
 				return
 			}
@@ -208,6 +205,19 @@ func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 	}()
 	r := httptest.NewRequest("POST", "/api/upload", upload)
 	r.Header = basicAuth("alice", "correct horse")
+	return s, rt, r
+}
+
+// TestLongUploadIsCutOffWhenItsUserIsBlocked: a request body still being
+// read (an upload the reverse proxy streams upstream) after the route's
+// recheck interval is checked again at its reads, and no more of it is
+// read once its user is blocked; the response, written meanwhile from
+// another goroutine as the reverse proxy's copy of a full-duplex exchange
+// is, is cut off too (and the two sides' checks share no unguarded state:
+// run with -race).
+func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
+	s, rt, r := newUpload(t, 5*time.Millisecond)
+	ctx := context.Background()
 	done, started := make(chan responseEnd, 1), make(chan struct{})
 	go func() {
 		_ = rt.Serve(httptest.NewRecorder(), r, func(w http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
@@ -263,35 +273,12 @@ func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 // cut off, reading the caller's body fails as well, while the client goes
 // on sending.
 func TestCutOffBodyIsTheCallersToo(t *testing.T) {
-	s := newSetup(t)
+	s, rt, caller := newUpload(t, time.Millisecond)
 	ctx := context.Background()
-	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "writer", Rules: []account.Rule{{Methods: []string{"POST"}, Paths: []string{"/api/*"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	writer := []string{"writer"}
-	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Roles: &writer}); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upload, client := io.Pipe()
-	t.Cleanup(func() { client.Close() })
-	go func() {
-		for {
-			if _, err := client.Write([]byte("reading 42\n")); err != nil {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	caller := httptest.NewRequest("POST", "/api/upload", upload)
-	caller.Header = basicAuth("alice", "correct horse")
 	caller.Header.Set("X-Gatehouse-User", "mallory")
 	var handed *http.Request
 	var cut error
-	err = rt.Serve(httptest.NewRecorder(), caller, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+	err := rt.Serve(httptest.NewRecorder(), caller, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
 		handed = r
 		buf := make([]byte, 64)
 		if _, err := r.Body.Read(buf); err != nil {
