@@ -153,6 +153,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	if console.Serves(r.URL.Path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {
+		if guard.EarlyData(r) {
+			engine.WriteJSONError(w, http.StatusTooEarly, "too_early", guard.ErrEarlyData.Reason())
+			return nil
+		}
 		c, err := h.app.Console(r.Context())
 		if err != nil {
 			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")

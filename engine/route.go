@@ -71,7 +71,8 @@ type Route struct {
 type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
 
 // Serve runs the pipeline: the request guard's inbound checks
-// (guard.Contract.Inbound), the route's own endpoints, exactly one
+// (guard.Contract.Inbound), nothing but public paths for a request in
+// TLS early data (guard.EarlyData), the route's own endpoints, exactly one
 // credential found and verified, the account re-checked (method
 // overrides too), the request prepared for the upstream
 // (guard.Contract.Forward) and next called — or a refusal.
@@ -86,13 +87,15 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		_, err := w.Write(e.Signer.JWKS())
 		return err
 	}
-	for _, ep := range rt.endpoints {
-		if r.URL.Path == ep.Path {
-			ep.Handler.ServeHTTP(w, r)
-			return nil
-		}
-	}
 	start := time.Now()
+	endpoint := rt.endpoint(r.URL.Path)
+	if guard.EarlyData(r) && (endpoint != nil || !rt.isPublic(cleanPath)) {
+		return rt.refuse(w, r, noSpan, "", nil, guard.ErrEarlyData, start)
+	}
+	if endpoint != nil {
+		endpoint.ServeHTTP(w, r)
+		return nil
+	}
 	if unclean != nil {
 		return rt.refuse(w, r, noSpan, "", nil, unclean, start)
 	}
@@ -213,6 +216,17 @@ const tracerName = "github.com/gatehouse-auth/gatehouse"
 // noSpan is the span of an untraced request: it records nothing.
 var noSpan = trace.SpanFromContext(context.Background())
 
+// endpoint returns the handler of the route's own endpoint at path, or
+// nil.
+func (rt *Route) endpoint(path string) http.Handler {
+	for _, ep := range rt.endpoints {
+		if path == ep.Path {
+			return ep.Handler
+		}
+	}
+	return nil
+}
+
 func (rt *Route) isPublic(cleanPath string) bool {
 	for _, p := range rt.opts.Public {
 		if account.MatchPath(p, cleanPath) {
@@ -331,6 +345,8 @@ func refusalCode(r *identity.Refusal) string {
 		return "forbidden"
 	case failure.ErrThrottled:
 		return "throttled"
+	case failure.ErrTooEarly:
+		return "too_early"
 	default:
 		return "unauthenticated"
 	}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -433,5 +434,37 @@ func TestRewriteHeadersAreRemoved(t *testing.T) {
 	s.route = route
 	if _, up := s.do(t, "GET", "/api/items", hdr()); up == nil || up.Header.Get("X-Original-Url") != "/admin" || up.Header["X_rewrite_url"] == nil {
 		t.Errorf("forward_rewrite_headers on: the headers were not forwarded")
+	}
+}
+
+// TestEarlyDataIsJudgedOnlyAfterTheHandshake: a request read from TLS
+// early data (0-RTT) can be replayed and comes from an address not yet
+// verified, so Gatehouse answers it 425 Too Early (the client sends it
+// again on the completed handshake), however good its credential; its
+// own endpoints too. A public path passes: nothing is judged there.
+func TestEarlyDataIsJudgedOnlyAfterTheHandshake(t *testing.T) {
+	s := newSetup(t)
+	early := func(path string) *http.Request {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header = basicAuth("alice", "correct horse")
+		r.TLS = &tls.ConnectionState{HandshakeComplete: false, DidResume: true}
+		return r
+	}
+	w, up := s.serve(t, early("/api/items"))
+	if w.Code != http.StatusTooEarly || up != nil || !strings.Contains(w.Body.String(), `"error":"too_early"`) {
+		t.Fatalf("early data on a protected path: %d %s, forwarded %v", w.Code, w.Body, up != nil)
+	}
+	w, up = s.serve(t, early(engine.JWKSPath))
+	if w.Code != 200 || up != nil {
+		t.Fatalf("the public keys in early data: %d", w.Code)
+	}
+	w, up = s.serve(t, early("/public/a"))
+	if w.Code != 200 || up == nil || up.Header.Get("Authorization") != "" {
+		t.Fatalf("early data on a public path: %d, forwarded %v", w.Code, up)
+	}
+	r := early("/api/items")
+	r.TLS.HandshakeComplete = true
+	if w, up = s.serve(t, r); w.Code != 200 || up == nil {
+		t.Fatalf("after the handshake: %d %s", w.Code, w.Body)
 	}
 }

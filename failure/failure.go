@@ -64,6 +64,10 @@ var (
 	// ErrThrottled is a request refused for now to bound attempts or
 	// cost; the same request may succeed later (429).
 	ErrThrottled = errors.New("throttled")
+	// ErrTooEarly is a request that came in TLS early data (0-RTT), which
+	// can be replayed and whose client address is not yet verified; the
+	// same request succeeds once the handshake is complete (425, RFC 8470).
+	ErrTooEarly = errors.New("too early")
 	// ErrUnavailable is a failure of the backing store itself; it is
 	// storage.ErrUnavailable, so every store error is of this kind (503).
 	// Callers fail closed on it.
@@ -93,6 +97,7 @@ var renderings = []rendering{
 	// one that does not is still a 409, never a 500.
 	{storage.ErrConflict, http.StatusConflict, "the record is being changed concurrently; try again"},
 	{ErrThrottled, http.StatusTooManyRequests, "too many requests; try again later"},
+	{ErrTooEarly, http.StatusTooEarly, "sent in TLS early data; send it again once the handshake is complete"},
 }
 
 // Error is a classified error: a kind and a message safe to return to the

@@ -62,7 +62,7 @@ func TestRendering(t *testing.T) {
 // for one kind never matches another.
 func TestKindsAreDistinct(t *testing.T) {
 	kinds := []error{failure.ErrInvalid, failure.ErrUnauthenticated, failure.ErrForbidden, failure.ErrNotFound,
-		failure.ErrConflict, failure.ErrThrottled, failure.ErrUnavailable}
+		failure.ErrConflict, failure.ErrThrottled, failure.ErrTooEarly, failure.ErrUnavailable}
 	for _, k := range kinds {
 		err := failure.New(k, "x")
 		for _, other := range kinds {
@@ -77,7 +77,7 @@ func TestKindsAreDistinct(t *testing.T) {
 // back into the same kinds.
 func TestForStatusInvertsStatus(t *testing.T) {
 	for _, k := range []error{failure.ErrInvalid, failure.ErrUnauthenticated, failure.ErrForbidden, failure.ErrNotFound,
-		failure.ErrConflict, failure.ErrThrottled, failure.ErrUnavailable} {
+		failure.ErrConflict, failure.ErrThrottled, failure.ErrTooEarly, failure.ErrUnavailable} {
 		status := failure.Status(failure.New(k, "x"))
 		if got := failure.ForStatus(status); got != k {
 			t.Errorf("ForStatus(%d) = %v, want %v", status, got, k)

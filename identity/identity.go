@@ -85,9 +85,9 @@ type Identity struct {
 
 // Refusal is an authentication or authorisation failure of the data
 // plane: a kind of the failure vocabulary (failure.ErrInvalid,
-// ErrUnauthenticated, ErrForbidden or ErrThrottled, so errors.Is finds it)
-// with a reason safe to show to the client and to log, and what the
-// answer needs beyond them. The engine renders it: the HTTP status is
+// ErrUnauthenticated, ErrForbidden, ErrThrottled or ErrTooEarly, so
+// errors.Is finds it) with a reason safe to show to the client and to
+// log, and what the answer needs beyond them. The engine renders it: the HTTP status is
 // failure.Status of the kind, as in every other front end.
 type Refusal struct {
 	// classified is the kind and the reason (its Message).
@@ -145,6 +145,11 @@ func Throttled(reason string, retryAfter time.Duration) *Refusal {
 	r.RetryAfter = retryAfter
 	return r
 }
+
+// TooEarly returns a refusal of kind failure.ErrTooEarly (425): a
+// request Gatehouse will not judge before the client's TLS handshake is
+// complete.
+func TooEarly(reason string) *Refusal { return refuse(failure.ErrTooEarly, reason) }
 
 // AsRefusal returns the Refusal in err's chain, if any.
 func AsRefusal(err error) (*Refusal, bool) {

@@ -36,6 +36,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/internal/strictjson"
 	"github.com/gatehouse-auth/gatehouse/plugin/basic"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -109,6 +110,13 @@ func Handles(path string) bool {
 
 // ServeHTTP implements http.Handler for paths where Handles is true.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if guard.EarlyData(r) {
+		// Replayable (guard.EarlyData): a start2fa sent again would send
+		// another SMS. The client sends it again on the completed handshake.
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: guard.ErrEarlyData.Reason()})
+		emptyStatus(w, r, http.StatusTooEarly)
+		return
+	}
 	api := UserManagementAPI
 	if strings.HasPrefix(r.URL.Path, AuthPrefix) {
 		api = AuthAPI

@@ -2,9 +2,11 @@ package esa
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -434,5 +436,29 @@ func TestUncheckedCodesAreSummarisedPastTheAllowance(t *testing.T) {
 	}
 	if own != 1 || summarised != 9 {
 		t.Fatalf("events %+v; want the first on its own and 9 in a summary", events)
+	}
+}
+
+// TestEarlyDataIsTooEarly: a call read from TLS early data (0-RTT) can be
+// replayed by anyone who saw it, each start2fa another SMS sent; it is
+// answered 425 with an empty body before anything is done, and the same
+// call on the completed handshake goes through.
+func TestEarlyDataIsTooEarly(t *testing.T) {
+	v := newEnv(t)
+	v.user("bob", "+12025550100")
+	v.call("POST", "/manage/users/v1/provisiontextmessage", `{"username":"bob"}`)
+	start := func(handshakeDone bool) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/auth/v1/start2fa", strings.NewReader(`{"username":"bob"}`))
+		r.Header.Set("Authorization", basicAuth(v.both.Username, v.both.Password))
+		r.TLS = &tls.ConnectionState{HandshakeComplete: handshakeDone, DidResume: true}
+		w := httptest.NewRecorder()
+		v.h.ServeHTTP(w, r)
+		return w
+	}
+	if w := start(false); w.Code != http.StatusTooEarly || w.Body.Len() != 0 || v.sent.Len() != 0 {
+		t.Fatalf("start2fa in early data: HTTP %d %q, %d SMS sent", w.Code, w.Body.String(), v.sent.Len())
+	}
+	if w := start(true); w.Code != 200 || v.sent.Len() != 1 {
+		t.Fatalf("start2fa after the handshake: HTTP %d %q, %d SMS sent", w.Code, w.Body.String(), v.sent.Len())
 	}
 }
