@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -240,5 +241,66 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	wg.Wait()
 	if n := wrong.Load(); n != 2 {
 		t.Errorf("8 guesses at nina at once: %d checked; want 2", n)
+	}
+}
+
+// TestEveryNameOfAnEntryIsOneAccount: an entry found by several names (a
+// second uid) is one account, known by its own name (the uid in its DN):
+// a sign-in, a lookup and the bound on failed binds under either name are
+// the account's, so no name of it has second factors, keys or bounds of
+// its own. A record made under the other name before (by an older
+// Gatehouse) is blocked, not a second account; with name_attribute none
+// each name is its own account, as it was.
+func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
+	srv := slapdtest.Start(t)
+	dn := srv.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
+	srv.Modify("dn: " + dn + "\nchangetype: modify\nadd: uid\nuid: gina.smith\n")
+	cfg := slapdConfig(srv)
+	cfg.FailedBinds = 3
+	s, _ := serviceWithDirectory(t, cfg, nil)
+	ctx := context.Background()
+
+	res, err := s.SignIn(ctx, "Gina.Smith", "gina password", gate(GateOpen))
+	if err != nil || res.Outcome != OutcomeOK || res.Name != "gina" || res.User.Username != "gina" {
+		t.Fatalf("signing in by the second uid: %+v %v; want the account gina", res, err)
+	}
+	if u, err := s.DirectoryUser(ctx, "gina.smith"); err != nil || u.Username != "gina" {
+		t.Fatalf("DirectoryUser(gina.smith) = %+v %v; want gina's record", u, err)
+	}
+	if _, err := s.UserByCanonicalName(ctx, "gina.smith"); err == nil {
+		t.Fatal("a record was made under the second uid")
+	}
+	try := func(name, password string) Outcome {
+		t.Helper()
+		res, err := s.SignIn(ctx, name, password, gate(GateOpen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Outcome
+	}
+	for i, name := range []string{"gina", "gina.smith", "gina"} {
+		if got := try(name, "wrong"); got != OutcomeWrong {
+			t.Fatalf("wrong password %d as %s: %d", i, name, got)
+		}
+	}
+	if got := try("gina.smith", "gina password"); got != OutcomeThrottled {
+		t.Fatalf("after three wrong passwords under both names: %d; want throttled (one bound for the account)", got)
+	}
+
+	// A record of the second name from before.
+	stale := &User{Username: "gina.smith", ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: dn}
+	raw, _ := json.Marshal(stale)
+	if err := s.store.Put(ctx, userPrefix+"gina.smith", raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
+		t.Fatalf("the record of the second uid: %+v %v; want blocked", res, err)
+	}
+
+	cfg = slapdConfig(srv)
+	cfg.NameAttribute = "none"
+	apart, _ := serviceWithDirectory(t, cfg, nil)
+	if res, err := apart.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "gina.smith" {
+		t.Fatalf("name_attribute none: %+v %v; want the account gina.smith", res, err)
 	}
 }

@@ -149,6 +149,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	if err != nil {
 		return SignInResult{}, err
 	}
+	if u != nil {
+		name = u.Username // another name of a directory account is the account's
+	}
 	attempt, gate, err := attempts.Begin(ctx, name, u)
 	if err != nil {
 		return SignInResult{}, err
@@ -246,7 +249,9 @@ func (s *Service) CheckAgain(ctx context.Context, username, password string) (*U
 		return nil, err
 	case u == nil:
 		return nil, errWrongPassword
-	case located != nil:
+	}
+	name = u.Username
+	if located != nil {
 		return directoryPasswords{s}.checkLocated(ctx, name, u, *located, password)
 	}
 	return s.passwordSource(u).CheckPassword(ctx, name, u, password)
@@ -296,7 +301,8 @@ func (s *Service) releaseBind(ctx context.Context, name string) {
 // signInRecord returns the record of the account name a sign-in tries,
 // nil when there is none. For a name without a record, with a directory,
 // it returns the directory's entry too (located, read by Locate), and a
-// directory account gets its record now: attempts are counted on the
+// directory account gets its record now, under its own name
+// (accountName: the name tried may be another of the account's): attempts are counted on the
 // record, so guesses at an account of the directory never used here
 // would otherwise go uncounted, and without a lockout.
 func (s *Service) signInRecord(ctx context.Context, name string) (u *User, located *directory.Entry, err error) {
@@ -307,10 +313,14 @@ func (s *Service) signInRecord(ctx context.Context, name string) (u *User, locat
 		if err != nil {
 			return nil, nil, directoryDown(err)
 		}
+		own, ok := accountName(e, name)
+		if !ok {
+			e = directory.Entry{CheckedAt: e.CheckedAt} // no account Gatehouse can name
+		}
 		if !e.Found {
 			return nil, &e, nil
 		}
-		u, err = s.directoryRecord(ctx, name, e)
+		u, err = s.directoryRecord(ctx, own, e)
 		return u, &e, err
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, nil, nil

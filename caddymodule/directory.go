@@ -69,6 +69,7 @@ func (x directoryFeature) Close() error { x.stop(); return x.d.Close() }
 //		bind_password <password>
 //		base_dn       <dn>
 //		user_filter   <filter with {username}>
+//		name_attribute <attribute>|none
 //		group_base_dn <dn>
 //		group_filter  <filter with {dn}>
 //		group_role    <group dn> <role>
@@ -108,6 +109,8 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 			err = oneString(d, &cfg.BaseDN)
 		case "user_filter":
 			err = oneString(d, &cfg.UserFilter)
+		case "name_attribute":
+			err = oneString(d, &cfg.NameAttribute)
 		case "group_base_dn":
 			err = oneString(d, &cfg.GroupBaseDN)
 		case "group_filter":

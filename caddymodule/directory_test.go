@@ -20,7 +20,8 @@ func TestParseDirectoryOption(t *testing.T) {
 			bind_dn       "CN=gatehouse,OU=Service,DC=example,DC=test"
 			bind_password {env.GATEHOUSE_LDAP_PASSWORD}
 			base_dn       "DC=example,DC=test"
-			user_filter   "(&(objectClass=user)(sAMAccountName={username}))"
+			user_filter   "(&(objectClass=user)(|(sAMAccountName={username})(mail={username})))"
+			name_attribute sAMAccountName
 			group_base_dn "OU=Groups,DC=example,DC=test"
 			group_filter  "(member={dn})"
 			group_role    "CN=Plant Operators,OU=Groups,DC=example,DC=test" reader
@@ -39,7 +40,7 @@ func TestParseDirectoryOption(t *testing.T) {
 	if c == nil || len(c.URLs) != 2 || c.BindPassword != "{env.GATEHOUSE_LDAP_PASSWORD}" || len(c.GroupRoles) != 2 ||
 		c.GroupRoles[0] != (directory.GroupRole{Group: "CN=Plant Operators,OU=Groups,DC=example,DC=test", Role: "reader"}) ||
 		c.StatusTTL != caddy.Duration(30*time.Second) || c.Flavor != directory.ActiveDirectory || c.StartTLS ||
-		c.FailedBinds != 3 || c.FailedBindsWindow != caddy.Duration(30*time.Minute) {
+		c.FailedBinds != 3 || c.FailedBindsWindow != caddy.Duration(30*time.Minute) || c.NameAttribute != "sAMAccountName" {
 		t.Fatalf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -73,6 +74,7 @@ func TestValidateDirectoryOption(t *testing.T) {
 		"no placeholder":             func(c *directory.Config) { c.UserFilter = "(uid=alice)" },
 		"not a filter":               func(c *directory.Config) { c.UserFilter = "(uid={username}" },
 		"bad base":                   func(c *directory.Config) { c.BaseDN = "example" },
+		"bad name attribute":         func(c *directory.Config) { c.NameAttribute = "uid)(x" },
 		"unknown flavor":             func(c *directory.Config) { c.Flavor = "novell" },
 		"no group_filter dn":         func(c *directory.Config) { c.GroupFilter = "(member=x)" },
 		"group role, no role":        func(c *directory.Config) { c.GroupRoles = []directory.GroupRole{{Group: "CN=g,DC=x"}} },

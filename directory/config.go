@@ -64,6 +64,16 @@ type Config struct {
 	// UserFilter finds a user; {username} is replaced by the (escaped)
 	// username. Default: by flavor.
 	UserFilter string `json:"user_filter,omitempty"`
+	// NameAttribute is the attribute holding an account's own name
+	// (Entry.Name), by which Gatehouse knows the account whatever name
+	// found its entry: a second uid, or a mail address a user_filter
+	// matches, is then the same account, with the same second factors,
+	// keys, sessions and bounds, not one of its own. Default: the
+	// flavor's (sAMAccountName, uid) with the default user_filter; none
+	// with another user_filter, where each name the filter matches is
+	// its own account, as before this option: set it whenever the filter
+	// lets one entry be found by several names. "none" turns it off.
+	NameAttribute string `json:"name_attribute,omitempty"`
 	// GroupBaseDN is where groups are searched. Default: BaseDN.
 	GroupBaseDN string `json:"group_base_dn,omitempty"`
 	// GroupFilter finds the groups of a user; {dn} is replaced by the
@@ -113,6 +123,24 @@ var defaultFilters = map[Flavor]struct{ user, group string }{
 	},
 }
 
+// defaultNameAttributes hold an account's own name, by flavor
+// (Config.NameAttribute).
+var defaultNameAttributes = map[Flavor]string{ActiveDirectory: "sAMAccountName", OpenLDAP: "uid"}
+
+// validAttribute reports whether s is an attribute description of RFC
+// 4512: a letter, then letters, digits and hyphens (or an OID).
+func validAttribute(s string) bool {
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Validate reports the first invalid option; it never mentions the bind
 // password.
 func (c Config) Validate() error {
@@ -132,6 +160,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.UserFilter == "" {
 		c.UserFilter = defaults.user
+		if c.NameAttribute == "" {
+			c.NameAttribute = defaultNameAttributes[c.Flavor]
+		}
+	}
+	switch {
+	case c.NameAttribute == "none":
+		c.NameAttribute = ""
+	case c.NameAttribute != "" && !validAttribute(c.NameAttribute):
+		return c, fmt.Errorf("directory: name_attribute %q is not an attribute name", c.NameAttribute)
 	}
 	if c.GroupFilter == "" {
 		c.GroupFilter = defaults.group

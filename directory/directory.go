@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,12 @@ type Entry struct {
 	Found bool
 	// DN is the account's entry.
 	DN string
+	// Name is the account's own name in the directory, as it holds it:
+	// Active Directory's sAMAccountName, OpenLDAP's uid (the value in the
+	// entry's DN when it has several). A name that found the entry may be
+	// another (a second uid, a mail address a custom user_filter matches):
+	// the account is known by this one alone. Empty when the entry has none.
+	Name string
 	// ID is the entry's permanent identifier (OpenLDAP's entryUUID,
 	// Active Directory's objectGUID in hex): an account deleted and
 	// created again under the same name or DN has another. Empty when the
@@ -68,6 +75,9 @@ type Directory struct {
 	pool    *pool
 	groups  []parsedGroupRole
 	now     func() time.Time
+	// userAttributes are read from a user's entry: the flavor's and the
+	// name attribute.
+	userAttributes []string
 	// notify receives audit events; it must not block.
 	notify func(Event)
 
@@ -107,7 +117,11 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	if err != nil {
 		return nil, err
 	}
-	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: shardlru.New[Entry](statusCacheSize)}
+	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: shardlru.New[Entry](statusCacheSize),
+		userAttributes: userAttributes[cfg.Flavor]}
+	if cfg.NameAttribute != "" {
+		d.userAttributes = append(slices.Clip(d.userAttributes), cfg.NameAttribute)
+	}
 	for _, gr := range cfg.GroupRoles {
 		dn, _ := ldap.ParseDN(gr.Group) // checked by withDefaults
 		d.groups = append(d.groups, parsedGroupRole{dn: dn, role: gr.Role})
@@ -277,7 +291,7 @@ func (d *Directory) lookup(name string) (Entry, error) {
 // are not set, nor the problem of being in no mapped group.
 func (d *Directory) locate(name string) (Entry, error) {
 	now := d.now()
-	entries, err := d.pool.search("search_user", d.cfg.BaseDN, fill(d.cfg.UserFilter, "{username}", name), userAttributes[d.cfg.Flavor])
+	entries, err := d.pool.search("search_user", d.cfg.BaseDN, fill(d.cfg.UserFilter, "{username}", name), d.userAttributes)
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 		entries, err = nil, nil
 	}
@@ -289,7 +303,8 @@ func (d *Directory) locate(name string) (Entry, error) {
 		return Entry{CheckedAt: now}, nil
 	}
 	u := entries[0]
-	e := Entry{Found: true, DN: u.DN, CheckedAt: now, Mobile: u.GetAttributeValue("mobile"), ID: u.GetAttributeValue("entryUUID")}
+	e := Entry{Found: true, DN: u.DN, CheckedAt: now, Mobile: u.GetAttributeValue("mobile"), ID: u.GetAttributeValue("entryUUID"),
+		Name: ownName(u, d.cfg.NameAttribute)}
 	if guid := u.GetRawAttributeValue("objectGUID"); len(guid) > 0 {
 		e.ID = hex.EncodeToString(guid)
 	}
@@ -298,6 +313,35 @@ func (d *Directory) locate(name string) (Entry, error) {
 	}
 	e.Problem = d.problem(u, now)
 	return e, nil
+}
+
+// ownName is the value of attr that names the account of u: its only
+// one, or of several the one in u's DN (uid=gina,… with uid: gina and
+// uid: gina.smith is gina), else the first the server returns. Empty
+// when u has none, or attr is empty (Config.NameAttribute none).
+func ownName(u *ldap.Entry, attr string) string {
+	if attr == "" {
+		return ""
+	}
+	values := u.GetAttributeValues(attr)
+	if len(values) > 1 {
+		if dn, err := ldap.ParseDN(u.DN); err == nil && len(dn.RDNs) > 0 {
+			for _, a := range dn.RDNs[0].Attributes {
+				if !strings.EqualFold(a.Type, attr) {
+					continue
+				}
+				for _, v := range values {
+					if strings.EqualFold(v, a.Value) {
+						return v
+					}
+				}
+			}
+		}
+	}
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
 }
 
 func unavailable(err error) error {

@@ -263,6 +263,13 @@ func TestDirectoryAccountInPortalAndESA(t *testing.T) {
 	if out := authenticate(`EXAMPLE\frank`); out["authenticated"] != true {
 		t.Fatalf("ESA authenticate as EXAMPLE\\frank: %v", out)
 	}
+	// A second uid finds frank's entry: it is frank, second factor and
+	// all, not an account without one that an ESA client lets in on its
+	// password alone.
+	s.Modify("dn: uid=frank," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: uid\nuid: frank.b\n")
+	if out := ti.esa(ti.auth, "/auth/v1/start2fa", `{"username":"frank.b"}`); fmt.Sprint(out["expected_otp"]) != "[APP]" {
+		t.Fatalf("ESA start2fa by frank's second uid: %v; want frank's APP", out)
+	}
 
 	s.Modify("dn: uid=frank," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
 	t.Logf("frank disabled: session refused after %v", waitStatus(t, "frank's session once disabled", []int{403}, session))
