@@ -154,8 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if console.Serves(r.URL.Path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {
 		if guard.EarlyData(r) {
-			engine.WriteJSONError(w, http.StatusTooEarly, "too_early", guard.ErrEarlyData.Reason())
-			return nil
+			return route.RefuseEarlyData(w, r)
 		}
 		c, err := h.app.Console(r.Context())
 		if err != nil {

@@ -216,6 +216,13 @@ const tracerName = "github.com/gatehouse-auth/gatehouse"
 // noSpan is the span of an untraced request: it records nothing.
 var noSpan = trace.SpanFromContext(context.Background())
 
+// RefuseEarlyData answers r, read from TLS early data, 425 Too Early and
+// audits it, as Serve does on the route: for Gatehouse's pages served
+// beside the route (the console).
+func (rt *Route) RefuseEarlyData(w http.ResponseWriter, r *http.Request) error {
+	return rt.refuse(w, r, noSpan, "", nil, guard.ErrEarlyData, time.Now())
+}
+
 // endpoint returns the handler of the route's own endpoint at path, or
 // nil.
 func (rt *Route) endpoint(path string) http.Handler {
