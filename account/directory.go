@@ -48,6 +48,12 @@ func (s *Service) canonicalName(typed string) (string, error) {
 	return NormalizeUsername(AccountName(typed, s.dir.Domains()))
 }
 
+// CanonicalName is the account name a typed username stands for, as
+// every sign-in reads it: a directory's EXAMPLE\alice and
+// alice@example.test forms are alice, then NormalizeUsername. For
+// filters that name an account (the audit log's, the token list's).
+func (s *Service) CanonicalName(typed string) (string, error) { return s.canonicalName(typed) }
+
 // FromDirectory reports whether u is a directory account.
 func (u *User) FromDirectory() bool { return u.Source == SourceDirectory }
 

@@ -247,7 +247,7 @@ func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 		f.Limit = n
 	}
 	if f.Username != "" {
-		if name, err := account.NormalizeUsername(f.Username); err == nil {
+		if name, err := c.engine.Accounts.CanonicalName(f.Username); err == nil {
 			f.Username = name
 		}
 	}

@@ -410,6 +410,19 @@ func TestDirectoryDomainInAnySpelling(t *testing.T) {
 			t.Errorf("user %+v; want only the directory's alice", u)
 		}
 	}
+	// The admin API's filters read the name as a sign-in does.
+	if res := basicGet(t, inst, "alice", "a wrong password"); res.Status != 401 {
+		t.Fatalf("a wrong password: %d", res.Status)
+	}
+	var events []struct{ Username string }
+	deadline := time.Now().Add(20 * time.Second)
+	for len(events) == 0 && time.Now().Before(deadline) {
+		inst.AdminJSON(t, "GET", "/gatehouse/audit?username="+url.QueryEscape(`EXAMPLE\alice`), nil, &events)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(events) == 0 || events[0].Username != "alice" {
+		t.Fatalf(`the audit log filtered by EXAMPLE\alice: %+v; want alice's events`, events)
+	}
 }
 
 // TestDirectorySecondFactorIsNotTheDirectorys: two ways in for someone

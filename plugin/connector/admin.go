@@ -136,7 +136,7 @@ func (p *Plugin) adminListTokens(w http.ResponseWriter, r *http.Request) error {
 	}
 	if username != "" {
 		var err error
-		if username, err = account.NormalizeUsername(username); err != nil {
+		if username, err = p.engine.Accounts.CanonicalName(username); err != nil {
 			return err
 		}
 	}
