@@ -11,8 +11,10 @@
 // costs what is under its prefix, not the whole database.
 //
 // Durability is the server's: an acknowledged write survives a crash only
-// if Redis runs with appendonly yes and appendfsync always. Open logs a
-// warning when the server says otherwise.
+// if Redis runs with appendonly yes and appendfsync always, and is kept
+// only with maxmemory-policy noeviction. Open logs a warning when the
+// server says otherwise (an error for an evicting policy), reading its
+// settings with CONFIG or, where that is refused, INFO.
 //
 // A single Redis server, a primary found through Sentinel (a master_name
 // URL parameter) and a Redis Cluster (cluster=true) are supported. In a
@@ -190,34 +192,97 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// checkDurability warns when the server may lose acknowledged writes in a
-// crash, or evict keys under memory pressure. Servers that forbid CONFIG
-// (managed Redis) are not checked.
-func (s *Store) checkDurability(ctx context.Context) {
-	n, err := s.node(ctx)
-	if err != nil {
-		s.log.Debug("cannot read the Redis persistence configuration", zap.Error(err))
-		return
-	}
-	cfg, err := n.ConfigGet(ctx, "append*").Result()
-	if err != nil {
-		s.log.Debug("cannot read the Redis persistence configuration", zap.Error(err))
-		return
-	}
-	if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
-		s.log.Warn("Redis may lose acknowledged writes in a crash; run it with appendonly yes and appendfsync always",
-			zap.String("appendonly", cfg["appendonly"]), zap.String("appendfsync", cfg["appendfsync"]))
-	}
-	if policy, err := n.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && policy["maxmemory-policy"] != "noeviction" {
-		s.log.Warn("Redis may evict keys when it runs out of memory (a used one-time code, a lockout counter, the key index); run it with maxmemory-policy noeviction",
-			zap.String("maxmemory_policy", policy["maxmemory-policy"]))
-	}
-	info, err := n.Info(ctx, "replication").Result()
-	if replicas := redisinfo.Field(info, "connected_slaves"); err == nil && replicas != "" && replicas != "0" {
-		if cfg, err := n.ConfigGet(ctx, "min-replicas-to-write").Result(); err == nil && cfg["min-replicas-to-write"] == "0" {
-			s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag on every node (see the README for the trade-off)",
-				zap.String("replicas", replicas))
+// serverSettings is what a Redis server says of the settings that decide
+// whether it keeps Gatehouse's writes, each "" where it said nothing.
+type serverSettings struct {
+	appendonly  string // "yes" or "no"
+	appendfsync string // "always", "everysec", "no"; CONFIG only
+	policy      string // maxmemory-policy
+	replicas    string // connected replicas
+	// minReplicas is min-replicas-to-write, or through INFO only "0"
+	// (unset) or "set": INFO shows min_slaves_good_slaves only when it is.
+	minReplicas string
+	runID       string // INFO server's run_id: the server process
+}
+
+// readSettings asks n for its settings with CONFIG GET and, for what a
+// user without CONFIG (typical of managed Redis) cannot read, with INFO,
+// which tells all of them but appendfsync.
+func readSettings(ctx context.Context, n goredis.UniversalClient) serverSettings {
+	var st serverSettings
+	config := func(name string) string {
+		if cfg, err := n.ConfigGet(ctx, name).Result(); err == nil {
+			return cfg[name]
 		}
+		return ""
+	}
+	if cfg, err := n.ConfigGet(ctx, "append*").Result(); err == nil {
+		st.appendonly, st.appendfsync = cfg["appendonly"], cfg["appendfsync"]
+		st.policy, st.minReplicas = config("maxmemory-policy"), config("min-replicas-to-write")
+	}
+	info, err := n.Info(ctx).Result() // the default sections: server, memory, persistence, replication, …
+	if err != nil {
+		return st
+	}
+	field := func(name string) string { return redisinfo.Field(info, name) }
+	st.runID, st.replicas = field("run_id"), field("connected_slaves")
+	st.policy = orDefault(st.policy, field("maxmemory_policy"))
+	if st.appendonly == "" {
+		st.appendonly = map[string]string{"1": "yes", "0": "no"}[field("aof_enabled")]
+	}
+	if st.minReplicas == "" && field("role") != "" { // the replication section is there
+		st.minReplicas = "0"
+		if field("min_slaves_good_slaves") != "" {
+			st.minReplicas = "set"
+		}
+	}
+	return st
+}
+
+// checkDurability logs what the server may lose: acknowledged writes in a
+// crash or a failover (warnings), keys evicted under memory pressure (an
+// error: Gatehouse needs noeviction, though it keeps running). It reads
+// the settings with CONFIG, or with INFO where CONFIG is refused, and
+// warns when it can read none. It returns the server's run_id ("" when
+// unknown).
+func (s *Store) checkDurability(ctx context.Context) string {
+	var st serverSettings
+	n, err := s.node(ctx)
+	if err == nil {
+		st = readSettings(ctx, n)
+	}
+	if st.appendonly == "" && st.policy == "" && st.replicas == "" {
+		s.log.Warn("cannot read the Redis server's persistence, eviction and replication settings (CONFIG and INFO refused); make sure it runs with appendonly yes, appendfsync always and maxmemory-policy noeviction", zap.Error(err))
+		return st.runID
+	}
+	switch {
+	case st.appendonly == "no" || st.appendfsync != "" && st.appendfsync != "always":
+		s.log.Warn("Redis may lose acknowledged writes in a crash; run it with appendonly yes and appendfsync always",
+			zap.String("appendonly", st.appendonly), zap.String("appendfsync", orDefault(st.appendfsync, "unknown")))
+	case st.appendonly == "yes" && st.appendfsync == "":
+		s.log.Info("Redis has appendonly yes; appendfsync cannot be read without CONFIG: make sure it is always, or a crash may lose acknowledged writes")
+	}
+	if st.policy != "" && st.policy != "noeviction" {
+		s.log.Error(evictionLoss(st.policy), zap.String("maxmemory_policy", st.policy))
+	}
+	if st.replicas != "" && st.replicas != "0" && st.minReplicas == "0" {
+		s.log.Warn("Redis replicates asynchronously: a failover to a replica loses the writes it had not received yet (a block, a revocation, a used one-time code); set min-replicas-to-write 1 and min-replicas-max-lag on every node (see the README for the trade-off)",
+			zap.String("replicas", st.replicas))
+	}
+	return st.runID
+}
+
+// evictionLoss says what Redis drops, under the eviction policy policy
+// (not noeviction), when it runs out of memory.
+func evictionLoss(policy string) string {
+	const required = "; maxmemory-policy noeviction is required"
+	switch {
+	case strings.HasPrefix(policy, "volatile-"):
+		return "Redis evicts keys with a TTL when it runs out of memory: throttle counters, lockout windows, used one-time codes (allowing their replay) and audit events can vanish" + required
+	case strings.HasPrefix(policy, "allkeys-"):
+		return "Redis may evict any key when it runs out of memory: users, roles, keys, 2FA enrolments, the signing key, the key index as well as counters and used one-time codes; a 2FA user whose factors are evicted is let in with the password alone by ESA clients (fail-open)" + required
+	default:
+		return "Redis may evict keys when it runs out of memory" + required
 	}
 }
 
