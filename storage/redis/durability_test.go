@@ -7,7 +7,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
@@ -76,4 +78,39 @@ func TestDurabilityUncheckable(t *testing.T) {
 	if logs.FilterMessageSnippet("cannot read the Redis server's").Len() != 1 {
 		t.Fatalf("no warning that nothing was checked: %v", logs.All())
 	}
+}
+
+// TestRestartNoticed: a subscription re-established to a restarted server
+// (a new run_id) warns that writes may have been lost, and checks the
+// server again; one re-established to the same server says nothing.
+func TestRestartNoticed(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru") // an error at every check
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, err := Open(t.Context(), srv.URL(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.OnInvalidate(func(string) {})
+	waitWithin(t, 5*time.Second, "the subscription", s.Coherent)
+
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, 5*time.Second, "the subscription lost", func() bool { return logs.FilterMessageSnippet("lost the Redis").Len() == 1 })
+	waitWithin(t, 5*time.Second, "the subscription again", s.Coherent)
+	if logs.FilterMessageSnippet("restarted").Len() != 0 || logs.FilterMessageSnippet("noeviction").Len() != 1 {
+		t.Fatalf("a resubscription to the same server warned of a restart: %v", logs.All())
+	}
+
+	srv.Kill()
+	srv.Restart()
+	waitWithin(t, 10*time.Second, "a warning of the restart", func() bool {
+		return logs.FilterMessageSnippet("the Redis server restarted (run_id changed)").Len() == 1
+	})
+	waitWithin(t, 5*time.Second, "the settings checked again", func() bool {
+		return logs.FilterMessageSnippet("noeviction is required").Len() == 2 // at Open, after the restart
+	})
 }

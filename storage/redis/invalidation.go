@@ -9,6 +9,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/internal/redisinfo"
 )
 
 // message is the invalidation published for a write of key.
@@ -114,6 +116,7 @@ func (s *Store) listen(ps *goredis.PubSub) (established bool, err error) {
 				established = true
 				s.coherent.Store(true) // before the purge: what is kept from now on is invalidated
 				s.notify("")           // changes made before now may have been missed
+				s.noticeRestart()
 			}
 		case *goredis.Message:
 			s.deliver(m.Payload)
@@ -121,6 +124,30 @@ func (s *Store) listen(ps *goredis.PubSub) (established bool, err error) {
 			pinged = false
 		}
 	}
+}
+
+// noticeRestart runs as a subscription is confirmed: when the server's
+// run_id differs from the one last seen, the server restarted (or another
+// took its place, after a failover), and it may have come back with less
+// than it had acknowledged (an older snapshot, writes its replica had not
+// received), so noticeRestart says so and checks the server's settings
+// again. A server that does not answer INFO is not checked.
+func (s *Store) noticeRestart() {
+	n, err := s.node(s.ctx)
+	if err != nil {
+		return
+	}
+	info, err := n.Info(s.ctx, "server").Result()
+	id := redisinfo.Field(info, "run_id")
+	if err != nil || id == "" || id == s.runID {
+		return
+	}
+	if s.runID != "" {
+		s.log.Warn("the Redis server restarted (run_id changed): state written since its last persisted snapshot may be lost; revocations made in that window may have come back",
+			zap.String("run_id", id), zap.String("previous_run_id", s.runID))
+		id = orDefault(s.checkDurability(s.ctx), id)
+	}
+	s.runID = id
 }
 
 // deliver passes on one invalidation message, "<instance id>:<key>",

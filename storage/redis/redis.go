@@ -14,7 +14,8 @@
 // if Redis runs with appendonly yes and appendfsync always, and is kept
 // only with maxmemory-policy noeviction. Open logs a warning when the
 // server says otherwise (an error for an evicting policy), reading its
-// settings with CONFIG or, where that is refused, INFO.
+// settings with CONFIG or, where that is refused, INFO; the checks run
+// again when the store resubscribes to a restarted server.
 //
 // A single Redis server, a primary found through Sentinel (a master_name
 // URL parameter) and a Redis Cluster (cluster=true) are supported. In a
@@ -111,6 +112,9 @@ type Store struct {
 
 	// indexed is set once Scan may use the key index (see startIndex).
 	indexed atomic.Bool
+	// runID is the run_id of the server last seen (see noticeRestart):
+	// set by Open, then read and written by the subscriber alone.
+	runID string
 	// coherent is set while the invalidation subscription is confirmed
 	// (Coherent).
 	coherent atomic.Bool
@@ -163,7 +167,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
-	s.checkDurability(ctx)
+	s.runID = s.checkDurability(ctx)
 	if err := s.startIndex(ctx); err != nil {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
