@@ -81,9 +81,10 @@ type Options struct {
 	// name and '}' ("{gatehouse}:", "gh{eu}:").
 	Prefix string
 	// Timeout bounds dialing, each network read and write, and waiting for
-	// a pooled connection; zero means DefaultTimeout. Timeouts given as
-	// URL query parameters (dial_timeout, read_timeout, ...) take
-	// precedence.
+	// a pooled connection, and each call as a whole (see callDeadline);
+	// zero means DefaultTimeout. Timeouts given as URL query parameters
+	// (dial_timeout, read_timeout, ...) take precedence, read_timeout
+	// bounding each call.
 	Timeout time.Duration
 	// Logger receives warnings (lost invalidation subscription, a server
 	// that does not fsync every write); nil discards them.

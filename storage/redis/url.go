@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -28,6 +29,44 @@ type endpoint struct {
 func timeouts(d time.Duration, fields ...*time.Duration) {
 	for _, f := range fields {
 		*f = orDefault(*f, d)
+	}
+}
+
+// callDeadline bounds each command and pipeline of c as a whole, from
+// waiting for a pooled connection (or dialing one) to its last reply, by
+// d (the read timeout; none when d is not positive). Without it a frozen
+// server cost a call two read timeouts: go-redis first waits out one for
+// RESP3 push notifications before it reads the reply, and a call that
+// waited for a pooled connection adds that wait.
+func callDeadline(c goredis.UniversalClient, d time.Duration) goredis.UniversalClient {
+	if d > 0 {
+		c.AddHook(deadlineHook(d))
+	}
+	return c
+}
+
+// deadlineHook is the goredis.Hook of callDeadline.
+type deadlineHook time.Duration
+
+// DialHook implements goredis.Hook: dialing is bounded by the call's
+// deadline already.
+func (deadlineHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+// ProcessHook implements goredis.Hook.
+func (d deadlineHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(d))
+		defer cancel()
+		return next(ctx, cmd)
+	}
+}
+
+// ProcessPipelineHook implements goredis.Hook.
+func (d deadlineHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(d))
+		defer cancel()
+		return next(ctx, cmds)
 	}
 }
 
@@ -139,7 +178,7 @@ func parseURL(rawURL string) (endpoint, error) {
 				}
 				o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 				files.apply(o.TLSConfig)
-				return goredis.NewClusterClient(o)
+				return callDeadline(goredis.NewClusterClient(o), o.ReadTimeout)
 			},
 		}, nil
 	}
@@ -154,7 +193,7 @@ func parseURL(rawURL string) (endpoint, error) {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 				files.apply(o.TLSConfig)
-				return goredis.NewFailoverClient(o)
+				return callDeadline(goredis.NewFailoverClient(o), o.ReadTimeout)
 			},
 		}, nil
 	}
@@ -169,7 +208,7 @@ func parseURL(rawURL string) (endpoint, error) {
 			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
 			o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 			files.apply(o.TLSConfig)
-			return goredis.NewClient(o)
+			return callDeadline(goredis.NewClient(o), o.ReadTimeout)
 		},
 	}, nil
 }
