@@ -75,7 +75,7 @@ func (b *blackhole) pipe(dst, src net.Conn) {
 // notifications before reading the reply, and a call waiting for a pooled
 // connection added that wait.
 func TestFrozenServerCostsOneTimeout(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second // two were what a read cost; the bound leaves room for a busy machine
 	bh := startBlackhole(t, redistest.Start(t).Addr())
 	s, err := Open(context.Background(), "redis://"+bh.addr+"/0", Options{Timeout: timeout})
 	if err != nil {
@@ -106,7 +106,7 @@ func TestFrozenServerCostsOneTimeout(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("slowest refused read: %v (timeout %v)", slowest.Round(time.Millisecond), timeout)
-	if slowest > timeout+200*time.Millisecond {
+	if slowest > timeout*17/10 {
 		t.Fatalf("a read from a frozen server took %v; want one timeout (%v)", slowest, timeout)
 	}
 }
