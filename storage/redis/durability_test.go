@@ -28,7 +28,7 @@ func withReplica(t *testing.T, srv *redistest.Server) {
 	redistest.Start(t, "--replicaof", host, port)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
-	waitWithin(t, 10*time.Second, "the replica connecting", func() bool {
+	waitWithin(t, 60*time.Second, "the replica connecting", func() bool {
 		info, err := c.Info(context.Background(), "replication").Result()
 		return err == nil && redisinfo.Field(info, "connected_slaves") == "1"
 	})
@@ -92,25 +92,25 @@ func TestRestartNoticed(t *testing.T) {
 	}
 	defer s.Close()
 	s.OnInvalidate(func(string) {})
-	waitWithin(t, 5*time.Second, "the subscription", s.Coherent)
+	waitWithin(t, 30*time.Second, "the subscription", s.Coherent)
 
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	if err := c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitWithin(t, 5*time.Second, "the subscription lost", func() bool { return logs.FilterMessageSnippet("lost the Redis").Len() == 1 })
-	waitWithin(t, 5*time.Second, "the subscription again", s.Coherent)
+	waitWithin(t, 30*time.Second, "the subscription lost", func() bool { return logs.FilterMessageSnippet("lost the Redis").Len() == 1 })
+	waitWithin(t, 30*time.Second, "the subscription again", s.Coherent)
 	if logs.FilterMessageSnippet("restarted").Len() != 0 || logs.FilterMessageSnippet("noeviction").Len() != 1 {
 		t.Fatalf("a resubscription to the same server warned of a restart: %v", logs.All())
 	}
 
 	srv.Kill()
 	srv.Restart()
-	waitWithin(t, 10*time.Second, "a warning of the restart", func() bool {
+	waitWithin(t, 60*time.Second, "a warning of the restart", func() bool {
 		return logs.FilterMessageSnippet("the Redis server restarted (run_id changed)").Len() == 1
 	})
-	waitWithin(t, 5*time.Second, "the settings checked again", func() bool {
+	waitWithin(t, 30*time.Second, "the settings checked again", func() bool {
 		return logs.FilterMessageSnippet("noeviction is required").Len() == 2 // at Open, after the restart
 	})
 }
