@@ -122,6 +122,17 @@ func TestDirectoryRolesAreJoinedOncePerRead(t *testing.T) {
 // gate is an Attempts whose every attempt meets the same gate.
 type gate Gate
 
+// signInOutcome signs name in to s with password, every gate open, and
+// returns the outcome; an error fails t.
+func signInOutcome(t *testing.T, s *Service, name, password string) Outcome {
+	t.Helper()
+	res, err := s.SignIn(context.Background(), name, password, gate(GateOpen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Outcome
+}
+
 func (g gate) Begin(context.Context, string, *User) (Attempt, Gate, error) {
 	return settled{}, Gate(g), nil
 }
@@ -204,14 +215,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 	if _, err := s.CreateUser(ctx, NewUser{Username: "lee", Password: &pw}); err != nil { // a local account: bounded alike
 		t.Fatal(err)
 	}
-	try := func(name, password string) Outcome {
-		t.Helper()
-		res, err := s.SignIn(ctx, name, password, gate(GateOpen))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Outcome
-	}
+	try := func(name, password string) Outcome { t.Helper(); return signInOutcome(t, s, name, password) }
 	for i, step := range []struct {
 		name, password string
 		want           Outcome
@@ -270,14 +274,7 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 	if _, err := s.UserByCanonicalName(ctx, "gina.smith"); err == nil {
 		t.Fatal("a record was made under the second uid")
 	}
-	try := func(name, password string) Outcome {
-		t.Helper()
-		res, err := s.SignIn(ctx, name, password, gate(GateOpen))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Outcome
-	}
+	try := func(name, password string) Outcome { t.Helper(); return signInOutcome(t, s, name, password) }
 	for i, name := range []string{"gina", "gina.smith", "gina"} {
 		if got := try(name, "wrong"); got != OutcomeWrong {
 			t.Fatalf("wrong password %d as %s: %d", i, name, got)
