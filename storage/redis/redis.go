@@ -166,7 +166,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.ping(ctx); err != nil {
 		s.Close()
-		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
+		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+setupHint(err), err)
 	}
 	s.runID = s.checkDurability(ctx)
 	if err := s.startIndex(ctx); err != nil {
@@ -175,6 +175,34 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	s.wg.Go(s.sweep)
 	return s, nil
+}
+
+// setupHint says, for an error of the first call to Redis that points to
+// a setting rather than an outage, which setting to check (an empty
+// string for any other): trying again does not help until it is fixed.
+func setupHint(err error) string {
+	msg := err.Error()
+	has := func(parts ...string) bool {
+		for _, p := range parts {
+			if strings.Contains(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("WRONGPASS", "NOAUTH", "invalid username-password"):
+		return " (Redis refused the URL's user or password: check them)"
+	case has("NOPERM"):
+		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
+	case has("DB index is out of range"):
+		return " (the Redis server has no such database: check the URL's /<db>)"
+	case has("x509:", "tls:"):
+		return " (the TLS connection to Redis failed: check rediss:// and ca_file)"
+	case has("EOF", "connection reset by peer"):
+		return " (Redis closed the connection at once: a server that takes TLS only needs rediss://)"
+	}
+	return ""
 }
 
 // routeClientLog sends go-redis's own (process-wide) log lines to the

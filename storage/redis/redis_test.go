@@ -400,13 +400,16 @@ func TestACLUserAndPassword(t *testing.T) {
 	if err := s.sweepOnce(ctx); err != nil {
 		t.Fatalf("sweep as the ACL user: %v", err)
 	}
-	for _, u := range []string{
-		"redis://gatehouse:wrong-pass@" + srv.Addr() + "/2",
-		"redis://" + srv.Addr() + "/2",
+	// The error says which setting to check, not only that Redis failed.
+	for u, hint := range map[string]string{
+		"redis://gatehouse:wrong-pass@" + srv.Addr() + "/2":  "check them",
+		"redis://" + srv.Addr() + "/2":                       "check them",
+		"redis://gatehouse:right-pass@" + srv.Addr() + "/99": "no such database",
 	} {
-		_, err := Open(context.Background(), u, Options{})
-		if !errors.Is(err, storage.ErrUnavailable) || strings.Contains(err.Error(), "wrong-pass") {
-			t.Fatalf("Open(%s) = %v; want ErrUnavailable without the password", u, err)
+		_, err := Open(context.Background(), u, Options{Timeout: 2 * time.Second})
+		if !errors.Is(err, storage.ErrUnavailable) || strings.Contains(err.Error(), "wrong-pass") || strings.Contains(err.Error(), "right-pass") ||
+			!strings.Contains(err.Error(), hint) {
+			t.Fatalf("Open(%s) = %v; want ErrUnavailable naming %q, without the password", u, err, hint)
 		}
 	}
 }
@@ -441,8 +444,12 @@ func TestThroughSentinel(t *testing.T) {
 func TestTLSWithPrivateCA(t *testing.T) {
 	srv := redistest.StartTLS(t)
 	quick := Options{Timeout: 500 * time.Millisecond}
-	if _, err := Open(context.Background(), srv.URL(), quick); !errors.Is(err, storage.ErrUnavailable) {
-		t.Fatalf("TLS to an untrusted certificate: %v; want ErrUnavailable", err)
+	if _, err := Open(context.Background(), srv.URL(), quick); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "check rediss:// and ca_file") {
+		t.Fatalf("TLS to an untrusted certificate: %v; want ErrUnavailable naming ca_file", err)
+	}
+	if _, err := Open(context.Background(), strings.Replace(srv.URL(), "rediss://", "redis://", 1), quick); !errors.Is(err, storage.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "needs rediss://") {
+		t.Fatalf("redis:// to a server that takes TLS only: %v; want ErrUnavailable naming rediss://", err)
 	}
 	s := open(t, srv.URL()+"?ca_file="+srv.CAFile(), "")
 	defer s.Close()
