@@ -293,6 +293,9 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 	if res, err := s.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
 		t.Fatalf("the record of the second uid: %+v %v; want blocked", res, err)
 	}
+	if u, err := s.User(ctx, "gina.smith"); err != nil || u.Active() { // what the ESA API and the admin API read
+		t.Fatalf("User(gina.smith) with the old record: %+v %v; want it, not active", u, err)
+	}
 
 	cfg = slapdConfig(srv)
 	cfg.NameAttribute = "none"

@@ -317,8 +317,9 @@ func (d *Directory) locate(name string) (Entry, error) {
 
 // ownName is the value of attr that names the account of u: its only
 // one, or of several the one in u's DN (uid=gina,… with uid: gina and
-// uid: gina.smith is gina), else the first the server returns. Empty
-// when u has none, or attr is empty (Config.NameAttribute none).
+// uid: gina.smith is gina), else the least in case-insensitive order
+// (servers return values in no set order). Empty when u has none, or
+// attr is empty (Config.NameAttribute none).
 func ownName(u *ldap.Entry, attr string) string {
 	if attr == "" {
 		return ""
@@ -341,7 +342,7 @@ func ownName(u *ldap.Entry, attr string) string {
 	if len(values) == 0 {
 		return ""
 	}
-	return values[0]
+	return slices.MinFunc(values, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
 }
 
 func unavailable(err error) error {

@@ -366,6 +366,15 @@ func (c *call) start2fa() {
 	if u == nil {
 		return
 	}
+	if !u.Active() {
+		// Never "no second factor" ([]), which an ESA client takes for
+		// "let in on the password alone": a blocked account, or a record
+		// its directory entry no longer names (an older Gatehouse's record
+		// of another name of the entry, whose factors are not the
+		// account's), is a fault the client refuses.
+		answer(fault(twofactor.ReasonBlocked))
+		return
+	}
 	ctx := c.r.Context()
 	types, err := c.h.svc.Types(ctx, u)
 	if err != nil {
@@ -382,12 +391,8 @@ func (c *call) start2fa() {
 		c.fatal(err)
 		return
 	}
-	if locked || !u.Active() {
-		msg := twofactor.ReasonLocked + "; no SMS code was sent"
-		if !u.Active() {
-			msg = twofactor.ReasonBlocked + "; no SMS code was sent"
-		}
-		answer(reply{Error: ErrorNone, ErrorMessage: msg})
+	if locked {
+		answer(reply{Error: ErrorNone, ErrorMessage: twofactor.ReasonLocked + "; no SMS code was sent"})
 		return
 	}
 	if err := c.h.svc.SendCode(ctx, u); err != nil {

@@ -462,3 +462,27 @@ func TestEarlyDataIsTooEarly(t *testing.T) {
 		t.Fatalf("start2fa after the handshake: HTTP %d %q, %d SMS sent", w.Code, w.Body.String(), v.sent.Len())
 	}
 }
+
+// TestBlockedAccountIsNeverWithoutSecondFactor: start2fa for an account
+// that may not sign in (blocked, or a directory record its entry no
+// longer names) is a fault, never "no second factor" ([]), which an ESA
+// client takes for "let in on the password alone"; and no SMS is sent.
+func TestBlockedAccountIsNeverWithoutSecondFactor(t *testing.T) {
+	v := newEnv(t)
+	v.user("carol", "+12025550101")
+	v.user("dave", "")
+	v.call("POST", "/manage/users/v1/provisiontextmessage", `{"username":"carol"}`)
+	blocked := account.StatusBlocked
+	for _, name := range []string{"carol", "dave"} {
+		if _, err := v.e.Accounts.UpdateUser(context.Background(), name, account.UserPatch{Status: &blocked}); err != nil {
+			t.Fatal(err)
+		}
+		out := v.call("POST", "/auth/v1/start2fa", `{"username":"`+name+`"}`)
+		if out["error"] != ErrorFault || out["error_message"] != twofactor.ReasonBlocked || fmt.Sprint(out["expected_otp"]) != "[]" {
+			t.Fatalf("start2fa of blocked %s: %v; want ERROR_FAULT", name, out)
+		}
+	}
+	if n := v.sent.Len(); n != 0 {
+		t.Fatalf("%d SMS sent to a blocked account", n)
+	}
+}
