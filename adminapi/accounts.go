@@ -70,7 +70,7 @@ func (c *Core) listUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (c *Core) getUser(w http.ResponseWriter, r *http.Request) error {
-	u, err := c.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := PathUser(r, c.engine.Accounts)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) erro
 	if dir == nil {
 		return failure.NotFound("no directory is configured (gatehouse { directory ldap { … } })")
 	}
-	u, err := c.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := PathUser(r, c.engine.Accounts)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -170,6 +171,21 @@ func Note(r *http.Request, username, reason string) {
 	if n, ok := r.Context().Value(noteKey{}).(*note); ok {
 		n.username, n.reason = username, reason
 	}
+}
+
+// PathUser returns the account admin call r names by its {username}, as
+// account.Service.User reads the name (EXAMPLE\alice, or another name of
+// a directory account, is that account), and makes the call's audit
+// event name it so.
+func PathUser(r *http.Request, accounts *account.Service) (*account.User, error) {
+	u, err := accounts.User(r.Context(), r.PathValue("username"))
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := r.Context().Value(noteKey{}).(*note); ok {
+		n.username = u.Username
+	}
+	return u, nil
 }
 
 // WriteJSON writes v as the JSON response with status.

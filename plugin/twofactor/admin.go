@@ -55,7 +55,7 @@ func (s *Service) adminEnrol(w http.ResponseWriter, r *http.Request) error {
 	if in.Counter != nil && t != TypeHardToken {
 		return failure.Invalid("counter applies to HARD_TOKEN only")
 	}
-	u, err := s.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := adminapi.PathUser(r, s.engine.Accounts)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ type StatusView struct {
 }
 
 func (s *Service) adminStatus(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := adminapi.PathUser(r, s.engine.Accounts)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (s *Service) adminStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) adminDeprovision(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := adminapi.PathUser(r, s.engine.Accounts)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func (s *Service) adminRemove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := adminapi.PathUser(r, s.engine.Accounts)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (s *Service) adminRemove(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) adminUnlock(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.engine.Accounts.User(r.Context(), r.PathValue("username"))
+	u, err := adminapi.PathUser(r, s.engine.Accounts)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
@@ -1048,4 +1049,34 @@ func codesNow(fx *fixture, sec string) (right, wrong string) {
 // lockout's audit event.
 func signInRequest(ctx context.Context) *http.Request {
 	return httptest.NewRequestWithContext(ctx, http.MethodPost, "/gatehouse/login", nil)
+}
+
+// TestAdminEventsNameTheAccount: an admin call naming a user in another
+// spelling (upper case here; a directory's EXAMPLE\olga or another name
+// of its entry alike) acts on the account and its audit event names the
+// account, so that the audit log filtered by the user finds it.
+func TestAdminEventsNameTheAccount(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	svc := New(e, Options{})
+	h := adminapi.NewHandler(e, adminapi.NewCore(e), svc)
+	ctx := context.Background()
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "olga"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/gatehouse/users/OLGA/otp", `{"type":"APP"}`},
+		{"POST", "/gatehouse/users/Olga/unlock", ""},
+		{"DELETE", "/gatehouse/users/oLGA/otp", ""},
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
+		if w.Code >= 300 {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, w.Code, w.Body)
+		}
+	}
+	e.Audit.Flush()
+	events, err := e.Audit.Query(ctx, audit.Filter{Kind: "admin", Username: "olga", Limit: 10})
+	if err != nil || len(events) != 3 {
+		t.Fatalf("admin events of olga: %d %v; want the 3 calls", len(events), err)
+	}
 }
