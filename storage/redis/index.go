@@ -219,7 +219,11 @@ func (s *Store) sweep() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			if err := s.sweepOnce(s.ctx); err != nil && s.ctx.Err() == nil {
+			err := s.checkIndex(s.ctx)
+			if err == nil {
+				err = s.sweepOnce(s.ctx)
+			}
+			if err != nil && s.ctx.Err() == nil {
 				s.log.Debug("sweeping the key index failed", zap.Error(err))
 			}
 		}
@@ -246,6 +250,33 @@ func (s *Store) sweepOnce(ctx context.Context) error {
 	}
 }
 
+// checkIndex builds the key index again when it is gone while the store
+// reads it (an eviction, or a DEL behind Gatehouse's back; Redis deletes
+// an emptied sorted set too): scans would list nothing, and deletions
+// that cascade through them would leave records behind. Scans walk the
+// keyspace until it is built.
+func (s *Store) checkIndex(ctx context.Context) error {
+	if !s.indexed.Load() {
+		return nil
+	}
+	n, err := s.client.Exists(ctx, s.lexIndex, s.indexedMarker).Result()
+	if err != nil || n == 2 {
+		return err
+	}
+	s.indexed.Store(false)
+	start := time.Now()
+	added, err := s.buildIndex(ctx)
+	if err != nil {
+		return err
+	}
+	s.indexed.Store(true)
+	if added > 0 {
+		s.log.Warn("the Redis key index was gone (evicted, or deleted behind Gatehouse's back); it was built again: maxmemory-policy noeviction is required",
+			zap.Int64("keys", added), zap.Duration("took", time.Since(start)))
+	}
+	return nil
+}
+
 // startIndex makes Scan use the index: at once when the marker says the
 // database is indexed, else once buildIndex has run in the background
 // (retried until it succeeds or the store closes), so that Open never
@@ -261,7 +292,10 @@ func (s *Store) startIndex(ctx context.Context) error {
 	}
 	s.wg.Go(func() {
 		for backoff := minBackoff; ; backoff = min(2*backoff, maxIndexBackoff) {
-			err := s.buildIndex(s.ctx)
+			added, err := s.buildIndex(s.ctx)
+			if added > 0 {
+				s.log.Info("indexed keys written without the key index", zap.Int64("keys", added))
+			}
 			if err == nil {
 				s.indexed.Store(true)
 				return
@@ -279,12 +313,12 @@ func (s *Store) startIndex(ctx context.Context) error {
 }
 
 // buildIndex indexes every key under the prefix (a database that versions
-// before the index wrote), then sets the marker. Writers index their keys
+// before the index wrote), then sets the marker; added counts the keys
+// that were not indexed. Writers index their keys
 // as they go and ZADD is idempotent, so concurrent writes and concurrent
 // builds are safe; a key deleted during the build may leave a member,
 // which scans and the sweeper drop.
-func (s *Store) buildIndex(ctx context.Context) error {
-	start, added := time.Now(), int64(0)
+func (s *Store) buildIndex(ctx context.Context) (added int64, _ error) {
 	var batch []string
 	flush := func() error {
 		if len(batch) == 0 {
@@ -323,15 +357,12 @@ func (s *Store) buildIndex(ctx context.Context) error {
 		}
 		return nil
 	}); err != nil {
-		return err
+		return added, err
 	}
 	if err := flush(); err != nil {
-		return err
+		return added, err
 	}
-	if added > 0 {
-		s.log.Info("indexed keys written without the key index", zap.Int64("keys", added), zap.Duration("took", time.Since(start)))
-	}
-	return s.client.Set(ctx, s.indexedMarker, "1", 0).Err()
+	return added, s.client.Set(ctx, s.indexedMarker, "1", 0).Err()
 }
 
 // globEscaper escapes the characters SCAN MATCH patterns treat specially.

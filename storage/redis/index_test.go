@@ -289,3 +289,33 @@ func TestDropAbsentKeepsLiveKeys(t *testing.T) {
 		t.Errorf("expiry index = %v; want [d/live]", m)
 	}
 }
+
+// TestLostIndexIsBuiltAgain: a key index evicted or deleted behind the
+// store's back (the marker still there, or gone too) made scans list
+// nothing — no users, no keys of a user to delete with it — until a
+// restart; the sweeper's check now builds it again.
+func TestLostIndexIsBuiltAgain(t *testing.T) {
+	s := open(t, redistest.Start(t).URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	for _, k := range []string{"user/alice", "user/bob"} {
+		if err := s.Put(ctx, k, []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the index build", s.indexed.Load)
+	for _, lost := range [][]string{{s.lexIndex}, {s.lexIndex, s.indexedMarker}} {
+		if err := s.client.Del(ctx, lost...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := scanKeys(t, s, "user/", 0); len(got) != 0 {
+			t.Fatalf("Scan with the index gone = %v; the test no longer loses it", got)
+		}
+		if err := s.checkIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := scanKeys(t, s, "user/", 0); fmt.Sprint(got) != "[user/alice user/bob]" || !s.indexed.Load() {
+			t.Fatalf("Scan after %v was lost and checked = %v; want both users", lost, got)
+		}
+	}
+}
