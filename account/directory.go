@@ -81,11 +81,7 @@ func (p directoryPasswords) checkLocated(ctx context.Context, name string, u *Us
 		return nil, directoryDown(err)
 	}
 	if u == nil {
-		own, ok := accountName(e, name)
-		if !ok {
-			return nil, errWrongPassword
-		}
-		if u, err = p.s.directoryRecord(ctx, own, e); err != nil {
+		if u, err = p.s.entryAccount(ctx, name, e); err != nil {
 			return nil, err
 		}
 	}
@@ -144,23 +140,17 @@ func (s *Service) AdoptDirectoryMobile(ctx context.Context, u *User) (_ *User, a
 // entry than the one u was made for: the account was deleted and its name
 // given to a new one, who must not inherit u's app keys, connectors,
 // second factors and sessions. An administrator deletes u to let the new
-// account in. So is an entry whose own name is not u's (accountName):
-// u was made under another name of the entry's account (a second uid,
-// before Gatehouse knew accounts by their own name), which must not keep
-// second factors, keys and bounds apart from the account's.
+// account in.
 func replaced(u *User, e directory.Entry) bool {
-	if !e.Found {
-		return false
-	}
-	own, ok := accountName(e, u.Username)
-	return !ok || own != u.Username || u.DirectoryID != "" && e.ID != u.DirectoryID
+	return e.Found && u.DirectoryID != "" && e.ID != u.DirectoryID
 }
 
-// accountName is the name of the directory account whose entry e was
-// found by name: the entry's own name (directory.Entry.Name, from the
-// directory's name_attribute), normalised, so that every name finding
-// one entry is one account; name itself when the entry has no name of
-// its own. ok is false when its own name is none Gatehouse can hold.
+// accountName is the name a new record of the directory entry e, which
+// name found, takes: the entry's own name (directory.Entry.Name, from the
+// directory's name_attribute), normalised, so that the account is known
+// by one name whichever found it first; name itself when the entry has
+// no name of its own. ok is false when its own name is none Gatehouse
+// can hold.
 func accountName(e directory.Entry, name string) (own string, ok bool) {
 	if e.Name == "" {
 		return name, true
@@ -213,9 +203,9 @@ func (s *Service) refuseDirectoryName(ctx context.Context, name string) error {
 // DirectoryUser returns the Gatehouse record of a directory account,
 // creating it when the directory has the account and Gatehouse does not
 // yet (so that app keys, connectors and second factors can be bound to
-// it before its first sign-in). A name that finds the entry of an
-// account known by another (accountName) returns that account's record.
-// 404 when the directory does not have it.
+// it before its first sign-in). Every name that finds one entry returns
+// its one account (entryAccount). 404 when the directory does not have
+// it.
 func (s *Service) DirectoryUser(ctx context.Context, username string) (*User, error) {
 	name, err := s.canonicalName(username)
 	if err != nil || s.dir == nil {
@@ -225,11 +215,10 @@ func (s *Service) DirectoryUser(ctx context.Context, username string) (*User, er
 	if err != nil {
 		return nil, directoryDown(err)
 	}
-	own, ok := accountName(e, name)
-	if !e.Found || !ok {
+	if !e.Found {
 		return nil, failure.NotFound("user %q not found in the directory", name)
 	}
-	return s.directoryRecord(ctx, own, e)
+	return s.entryAccount(ctx, name, e)
 }
 
 // DirectoryView is what the admin API shows of a directory account's

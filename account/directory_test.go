@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
@@ -284,17 +287,49 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 		t.Fatalf("after three wrong passwords under both names: %d; want throttled (one bound for the account)", got)
 	}
 
-	// A record of the second name from before.
-	stale := &User{Username: "gina.smith", ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: dn}
-	raw, _ := json.Marshal(stale)
-	if err := s.store.Put(ctx, userPrefix+"gina.smith", raw, 0); err != nil {
+	// The index of entries: an alias with no record of its own is no
+	// user to delete (the account is deleted by its own name).
+	if err := s.DeleteUser(ctx, "gina.smith"); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("deleting the second uid, which has no record: %v; want not found", err)
+	}
+	if u, err := s.User(ctx, "gina"); err != nil || u.Username != "gina" {
+		t.Fatalf("gina after deleting her second uid: %+v %v", u, err)
+	}
+
+	// Records an older version made for each name: after the index is
+	// built, neither signs in until an administrator deletes one; then
+	// both names are the other's.
+	old := newTestService(t)
+	old.SetDirectory(s.dir)
+	e, err := s.dir.Locate(ctx, "gina")
+	if err != nil || e.ID == "" {
+		t.Fatalf("gina's entry: %+v %v", e, err)
+	}
+	for _, name := range []string{"gina", "gina.smith"} {
+		rec := &User{Username: name, ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: dn, DirectoryID: e.ID}
+		raw, _ := json.Marshal(rec)
+		if err := old.store.Put(ctx, userPrefix+name, raw, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.IndexDirectoryEntries(ctx, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
-		t.Fatalf("the record of the second uid: %+v %v; want blocked", res, err)
+	for _, name := range []string{"gina", "gina.smith"} {
+		if _, err := old.SignIn(ctx, name, "gina password", gate(GateOpen)); !errors.Is(err, failure.ErrForbidden) {
+			t.Fatalf("%s with two records of the entry: %v; want refused until one is deleted", name, err)
+		}
+		if _, err := old.User(ctx, name); !errors.Is(err, failure.ErrForbidden) {
+			t.Fatalf("User(%s) with two records of the entry: %v; want refused (an ESA client must not be told 'no second factor')", name, err)
+		}
 	}
-	if u, err := s.User(ctx, "gina.smith"); err != nil || u.Active() { // what the ESA API and the admin API read
-		t.Fatalf("User(gina.smith) with the old record: %+v %v; want it, not active", u, err)
+	if err := old.DeleteUser(ctx, "gina"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gina", "gina.smith"} {
+		if res, err := old.SignIn(ctx, name, "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "gina.smith" {
+			t.Fatalf("%s once the record gina was deleted: %+v %v; want the account gina.smith", name, res, err)
+		}
 	}
 
 	cfg = slapdConfig(srv)

@@ -100,15 +100,19 @@ func decodeRole(b []byte) (*Role, error) {
 // A directory account comes with the directory's status and roles (from
 // the cache, see directory.Directory.Status); one Gatehouse has no record
 // of yet gets one (see DirectoryUser), so that credentials can be bound
-// to it before its first sign-in.
+// to it before its first sign-in. Any name of a directory entry is its
+// one account (entryAccount, heldBy).
 func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	name, err := s.canonicalName(username)
 	if err != nil {
 		return nil, failure.NotFound("user %q not found", username)
 	}
 	u, err := s.UserByCanonicalName(ctx, name)
-	if s.dir != nil && errors.Is(err, failure.ErrNotFound) {
+	switch {
+	case s.dir != nil && errors.Is(err, failure.ErrNotFound):
 		u, err = s.DirectoryUser(ctx, name)
+	case err == nil:
+		u, err = s.heldBy(ctx, u)
 	}
 	if err != nil {
 		return nil, err
@@ -116,7 +120,7 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	if !u.FromDirectory() || s.dir == nil {
 		return s.withHeldRoles(ctx, u)
 	}
-	e, err := s.dir.Status(ctx, name)
+	e, err := s.dir.Status(ctx, u.Username)
 	if err != nil {
 		return nil, directoryDown(err)
 	}
@@ -321,7 +325,13 @@ func errUserBusy(name string) error {
 // ID). When removing what was bound fails, the account stays, so that
 // the call can be retried.
 func (s *Service) DeleteUser(ctx context.Context, username string) error {
-	u, err := s.User(ctx, username)
+	// The record of this very name, never another name's account (User
+	// reads another name of a directory entry as its account's).
+	name, err := s.canonicalName(username)
+	if err != nil {
+		return failure.NotFound("user %q not found", username)
+	}
+	u, err := s.UserByCanonicalName(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -329,6 +339,9 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 		return err
 	}
 	if err := s.deleteRecord(ctx, u); err != nil {
+		return err
+	}
+	if err := s.release(ctx, u); err != nil {
 		return err
 	}
 	return s.removeBound(ctx, u) // bound while the first pass ran

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -301,8 +302,9 @@ func (s *Service) releaseBind(ctx context.Context, name string) {
 // signInRecord returns the record of the account name a sign-in tries,
 // nil when there is none. For a name without a record, with a directory,
 // it returns the directory's entry too (located, read by Locate), and a
-// directory account gets its record now, under its own name
-// (accountName: the name tried may be another of the account's): attempts are counted on the
+// directory account gets its record now (entryAccount: every name of an
+// entry is its one account, as is a record an older version made under
+// another name of it, heldBy): attempts are counted on the
 // record, so guesses at an account of the directory never used here
 // would otherwise go uncounted, and without a lockout.
 func (s *Service) signInRecord(ctx context.Context, name string) (u *User, located *directory.Entry, err error) {
@@ -313,18 +315,21 @@ func (s *Service) signInRecord(ctx context.Context, name string) (u *User, locat
 		if err != nil {
 			return nil, nil, directoryDown(err)
 		}
-		own, ok := accountName(e, name)
-		if !ok {
-			e = directory.Entry{CheckedAt: e.CheckedAt} // no account Gatehouse can name
-		}
 		if !e.Found {
 			return nil, &e, nil
 		}
-		u, err = s.directoryRecord(ctx, own, e)
+		u, err = s.entryAccount(ctx, name, e)
+		if errors.Is(err, failure.ErrNotFound) {
+			e = directory.Entry{CheckedAt: e.CheckedAt} // no account Gatehouse can name
+			return nil, &e, nil
+		}
 		return u, &e, err
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
 	}
+	u, err = s.heldBy(ctx, u)
 	return u, nil, err
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,7 +15,8 @@ import (
 
 // startDirectory connects the configured directory (none: nothing to do)
 // to the accounts: its failed binds and status changes go to the audit
-// log, its operations to the metrics.
+// log, its operations to the metrics; the records an older version made
+// are indexed by directory entry first (account.IndexDirectoryEntries).
 func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 	if a.Directory == nil {
 		return nil, nil
@@ -41,6 +43,11 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		return nil, err
 	}
 	e.Accounts.SetDirectory(d)
+	if err := e.Accounts.IndexDirectoryEntries(a.ctx, a.logger); err != nil {
+		d.Close()
+		metrics.Unregister(registry)
+		return nil, fmt.Errorf("indexing the directory accounts' records: %w", err)
+	}
 	return directoryFeature{d: d, stop: func() { metrics.Unregister(registry) }}, nil
 }
 

@@ -65,8 +65,8 @@ type Config struct {
 	// username. Default: by flavor.
 	UserFilter string `json:"user_filter,omitempty"`
 	// NameAttribute is the attribute holding an account's own name
-	// (Entry.Name; of several values the one in the entry's DN, else the
-	// least), by which Gatehouse knows the account whatever name found
+	// (Entry.Name; of several values the one in the entry's DN, else
+	// none), by which Gatehouse knows the account whatever name found
 	// its entry: a second uid, or a mail address a user_filter
 	// matches, is then the same account, with the same second factors,
 	// keys, sessions and bounds, not one of its own. Default: the

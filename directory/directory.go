@@ -317,9 +317,10 @@ func (d *Directory) locate(name string) (Entry, error) {
 
 // ownName is the value of attr that names the account of u: its only
 // one, or of several the one in u's DN (uid=gina,… with uid: gina and
-// uid: gina.smith is gina), else the least in case-insensitive order
-// (servers return values in no set order). Empty when u has none, or
-// attr is empty (Config.NameAttribute none).
+// uid: gina.smith is gina). Empty when u has none, several none of which
+// is in its DN (servers return values in no set order, and a user who may
+// add a value to their own entry must not choose the name), or attr is
+// empty (Config.NameAttribute none).
 func ownName(u *ldap.Entry, attr string) string {
 	if attr == "" {
 		return ""
@@ -339,10 +340,10 @@ func ownName(u *ldap.Entry, attr string) string {
 			}
 		}
 	}
-	if len(values) == 0 {
+	if len(values) != 1 {
 		return ""
 	}
-	return slices.MinFunc(values, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	return values[0]
 }
 
 func unavailable(err error) error {
