@@ -105,7 +105,7 @@ func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c.DirectoryMobile, _ = ValidateMobileNumber(e.Mobile)
 	c.Roles = e.Roles
 	c.Status = StatusActive
-	if !e.Active() {
+	if !e.Active() || u.Status == StatusBlocked { // stored blocked: a contender for its entry (setContested)
 		c.Status = StatusBlocked
 	}
 	return &c

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,12 +317,23 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"gina", "gina.smith"} {
-		if _, err := old.SignIn(ctx, name, "gina password", gate(GateOpen)); !errors.Is(err, failure.ErrForbidden) {
-			t.Fatalf("%s with two records of the entry: %v; want refused until one is deleted", name, err)
+		if res, err := old.SignIn(ctx, name, "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
+			t.Fatalf("%s with two records of the entry: %+v %v; want blocked until one is deleted", name, res, err)
 		}
-		if _, err := old.User(ctx, name); !errors.Is(err, failure.ErrForbidden) {
-			t.Fatalf("User(%s) with two records of the entry: %v; want refused (an ESA client must not be told 'no second factor')", name, err)
+		// What the ESA API, the admin API and every request read.
+		if u, err := old.User(ctx, name); err != nil || u.Username != name || u.Active() {
+			t.Fatalf("User(%s) with two records of the entry: %+v %v; want the record itself, blocked", name, u, err)
 		}
+		stored, _ := old.UserByCanonicalName(ctx, name)
+		if err := old.Authorize(ctx, &identity.Identity{Username: name, UserID: stored.ID, Method: identity.MethodAppKey}, "GET", "/"); !errors.Is(err, failure.ErrForbidden) {
+			t.Fatalf("a request of %s's key with two records of the entry: %v; want refused", name, err)
+		}
+	}
+	if err := old.IndexDirectoryEntries(ctx, zap.NewNop()); err != nil { // at every start: the same
+		t.Fatal(err)
+	}
+	if res, _ := old.SignIn(ctx, "gina", "gina password", gate(GateOpen)); res.Outcome != OutcomeBlocked {
+		t.Fatalf("gina after indexing again: %+v; want still blocked", res)
 	}
 	if err := old.DeleteUser(ctx, "gina"); err != nil {
 		t.Fatal(err)
@@ -337,5 +349,42 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 	apart, _ := serviceWithDirectory(t, cfg, nil)
 	if res, err := apart.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "gina.smith" {
 		t.Fatalf("name_attribute none: %+v %v; want the account gina.smith", res, err)
+	}
+}
+
+// TestFirstSignInsByTwoNamesMakeOneRecord: an entry without a name of its
+// own (two uids, its DN by cn) is named after the name that found it
+// first; first sign-ins by both names at once make one record, which both
+// sign in to (the entry is claimed before the record is made).
+func TestFirstSignInsByTwoNamesMakeOneRecord(t *testing.T) {
+	srv := slapdtest.Start(t)
+	dn := "cn=Cal C," + slapdtest.PeopleDN
+	srv.Modify("dn: " + dn + "\nobjectClass: inetOrgPerson\ncn: Cal C\nsn: C\nuid: cal\nuid: cally\nuserPassword: cal password\n\n" +
+		"dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\nadd: member\nmember: " + dn + "\n")
+	cfg := slapdConfig(srv)
+	cfg.FailedBinds = 20 // sign-ins at once are counted before they are checked
+	s, _ := serviceWithDirectory(t, cfg, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	names := make([]string, 8)
+	for i := range names {
+		wg.Go(func() {
+			res, err := s.SignIn(ctx, []string{"cal", "cally"}[i%2], "cal password", gate(GateOpen))
+			if err != nil || res.Outcome != OutcomeOK {
+				t.Errorf("sign-in %d: %+v %v", i, res, err)
+				return
+			}
+			names[i] = res.User.Username
+		})
+	}
+	wg.Wait()
+	var records []string
+	for _, name := range []string{"cal", "cally"} {
+		if _, err := s.UserByCanonicalName(ctx, name); err == nil {
+			records = append(records, name)
+		}
+	}
+	if len(records) != 1 || slices.ContainsFunc(names, func(n string) bool { return n != records[0] }) {
+		t.Fatalf("records %v, sign-ins as %v; want one record that every sign-in is", records, names)
 	}
 }

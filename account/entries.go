@@ -24,65 +24,55 @@ import (
 //	                     one record, which every name finding the entry
 //	                     signs in to; or contestedMark and the names of
 //	                     the records an older version made for it, one
-//	                     per name that found it, which sign in nowhere
-//	                     until an administrator deletes all but one
-//	direntry-indexed     present once every directory record of the
-//	                     store is in the index (IndexDirectoryEntries)
+//	                     per name that found it, each kept blocked (its
+//	                     stored status) until an administrator deletes
+//	                     all but one
 const (
 	entryPrefix   = "direntry/"
-	entriesDone   = "direntry-indexed"
 	contestedMark = "contested:" // no username holds a ':'
 )
 
+// errContested refuses a name of a contested entry that has no record of
+// its own.
+var errContested = identity.Forbidden("this directory account has several Gatehouse users, made by an older version for each name it signed in with: an administrator must delete all but one")
+
 // holder returns the account that holds the directory entry id: nil when
-// none does (yet, or its record was deleted), and a refusal when records
-// an older version made contest it: their second factors, lockouts and
-// keys were apart, and which one is the person's is for an administrator
-// to say.
-func (s *Service) holder(ctx context.Context, id string) (*User, error) {
+// none does (yet, or its record was deleted or its name taken since);
+// contested when records an older version made contest it, whose second
+// factors, lockouts and keys were apart, and which one is the person's is
+// for an administrator to say.
+func (s *Service) holder(ctx context.Context, id string) (h *User, contested bool, err error) {
 	raw, err := s.store.Get(ctx, entryPrefix+id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, nil
+		return nil, false, nil
 	case err != nil:
-		return nil, err
+		return nil, false, err
 	}
-	// One name, or the contenders': those whose records still hold the
-	// entry count.
-	names, _ := strings.CutPrefix(string(raw), contestedMark)
-	var live []*User
-	for _, name := range strings.Split(names, ",") {
-		u, err := s.UserByCanonicalName(ctx, name)
-		switch {
-		case errors.Is(err, failure.ErrNotFound):
-		case err != nil:
-			return nil, err
-		case u.FromDirectory() && u.DirectoryID == id: // else deleted, and the name taken since
-			live = append(live, u)
-		}
+	if strings.HasPrefix(string(raw), contestedMark) {
+		return nil, true, nil
 	}
+	u, err := s.UserByCanonicalName(ctx, string(raw))
 	switch {
-	case len(live) == 0:
-		return nil, nil
-	case len(live) == 1:
-		return live[0], nil
+	case errors.Is(err, failure.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	case !u.FromDirectory() || u.DirectoryID != id:
+		return nil, false, nil
 	}
-	named := make([]string, len(live))
-	for i, u := range live {
-		named[i] = u.Username
-	}
-	return nil, identity.Forbidden("this directory account has several Gatehouse users, made by an older version for each name it signed in with (" +
-		strings.Join(named, ", ") + "): an administrator must delete all but one")
+	return u, false, nil
 }
 
 // heldBy returns the account of u: u itself, or for a directory record
 // of an entry another record holds (made by an older version under
-// another name of the entry), that record.
+// another name of the entry), that record. A record of a contested entry
+// is itself: blocked (IndexDirectoryEntries).
 func (s *Service) heldBy(ctx context.Context, u *User) (*User, error) {
 	if s.dir == nil || !u.FromDirectory() || u.DirectoryID == "" {
 		return u, nil
 	}
-	h, err := s.holder(ctx, u.DirectoryID)
+	h, _, err := s.holder(ctx, u.DirectoryID)
 	if err != nil || h == nil {
 		return u, err
 	}
@@ -90,60 +80,88 @@ func (s *Service) heldBy(ctx context.Context, u *User) (*User, error) {
 }
 
 // entryAccount returns the account of the directory entry e, which name
-// found: the record that holds it, or else a new record, under the
-// entry's own name (accountName), which then holds it. A failure.NotFound
-// error when the entry's own name is none Gatehouse can hold.
+// found: the record that holds it, or else a new one, which then holds
+// it, named after the entry's own name (accountName). The entry is
+// claimed in the index before its record is made, so that first sign-ins
+// by two names at once make one record. A failure.NotFound error when
+// the entry's own name is none Gatehouse can hold.
 func (s *Service) entryAccount(ctx context.Context, name string, e directory.Entry) (*User, error) {
-	if e.ID != "" {
-		if h, err := s.holder(ctx, e.ID); err != nil || h != nil {
-			return h, err
-		}
-	}
 	own, ok := accountName(e, name)
 	if !ok {
 		return nil, failure.NotFound("user %q not found in the directory", name)
 	}
-	u, err := s.directoryRecord(ctx, own, e)
-	if err != nil || e.ID == "" || u.DirectoryID != e.ID {
-		return u, err // no ID to index; or a record of an entry since replaced (refused as such)
+	if e.ID == "" {
+		return s.directoryRecord(ctx, own, e)
 	}
-	err = storage.Update(ctx, s.store, entryPrefix+e.ID, 0, func(old []byte) ([]byte, error) {
+	var claimed string
+	err := storage.Update(ctx, s.store, entryPrefix+e.ID, 0, func(old []byte) ([]byte, error) {
+		claimed = own
 		if old == nil {
-			return []byte(u.Username), nil
+			return []byte(own), nil
 		}
-		if h, err := s.holder(ctx, e.ID); err != nil || h != nil {
-			return nil, errors.Join(err, storage.ErrNoChange) // claimed meanwhile (or contested)
+		if strings.HasPrefix(string(old), contestedMark) {
+			return nil, errContested
 		}
-		return []byte(u.Username), nil // the entry's last holder was deleted
+		claimed = string(old)
+		u, err := s.UserByCanonicalName(ctx, claimed)
+		switch {
+		case errors.Is(err, failure.ErrNotFound):
+			return nil, storage.ErrNoChange // being made by a sign-in under another name now, or deleted: made under that name
+		case err != nil:
+			return nil, err
+		case u.FromDirectory() && u.DirectoryID == e.ID:
+			return nil, storage.ErrNoChange // held
+		}
+		claimed = own // the name is another entry's, or a local account's, now
+		return []byte(own), nil
 	})
-	if err != nil && !errors.Is(err, storage.ErrNoChange) {
+	if err != nil {
 		return nil, err
 	}
-	if h, err := s.holder(ctx, e.ID); err != nil || h != nil {
-		return h, err // another name's record won a race for the entry: it is the account
-	}
-	return u, nil
+	return s.directoryRecord(ctx, claimed, e)
 }
 
 // release takes u out of the index of directory entries when it is
 // deleted: the entry it held is free for a new record, and an entry its
-// record contested has one contender fewer (the last one holds it).
+// record contested has one contender fewer; the last one holds it, and
+// is no longer blocked.
 func (s *Service) release(ctx context.Context, u *User) error {
 	if !u.FromDirectory() || u.DirectoryID == "" {
 		return nil
 	}
-	return storage.Update(ctx, s.store, entryPrefix+u.DirectoryID, 0, func(old []byte) ([]byte, error) {
+	var left []string
+	err := storage.Update(ctx, s.store, entryPrefix+u.DirectoryID, 0, func(old []byte) ([]byte, error) {
 		names, contested := strings.CutPrefix(string(old), contestedMark)
 		switch {
-		case old == nil:
-			return nil, storage.ErrNoChange
-		case !contested && names == u.Username:
-			return nil, nil
+		case old == nil || !contested && names != u.Username:
+			return nil, storage.ErrNoChange // not indexed, or another record holds it
 		case !contested:
-			return nil, storage.ErrNoChange // another record holds it
+			return nil, nil
 		}
-		return entryValue(slices.DeleteFunc(strings.Split(names, ","), func(n string) bool { return n == u.Username })), nil
+		left = slices.DeleteFunc(strings.Split(names, ","), func(n string) bool { return n == u.Username })
+		return entryValue(left), nil
 	})
+	if err != nil || len(left) != 1 {
+		return err
+	}
+	return s.setContested(ctx, left[0], false)
+}
+
+// setContested blocks (or unblocks) the directory record name as a
+// contender for its entry: a directory record's stored status is
+// otherwise always active (the directory's decides), so Authorize, every
+// sign-in and the ESA API refuse it while it is blocked.
+func (s *Service) setContested(ctx context.Context, name string, contested bool) error {
+	status := StatusActive
+	if contested {
+		status = StatusBlocked
+	}
+	_, err := s.modifyUser(ctx, name, func(u *User, now time.Time) {
+		if u.FromDirectory() && u.Status != status {
+			u.Status, u.UpdatedAt = status, now
+		}
+	})
+	return err
 }
 
 // entryValue is the index value of an entry the records names claim.
@@ -158,22 +176,20 @@ func entryValue(names []string) []byte {
 }
 
 // IndexDirectoryEntries puts every directory record of the store in the
-// index of entries (a store an older version wrote, which made a record
-// for each name an entry signed in with), then records that it is done
-// (entriesDone); once that is recorded it does nothing. An entry with one
-// record is held by it; one with several is contested until an
-// administrator deletes all but one, and each is logged. Records made
-// meanwhile index themselves, and running it again, on another instance
-// too, writes the same entries. Called at start, before requests, where a
-// directory is configured.
+// index of entries, at every start where a directory is configured,
+// before requests: a record an older version made (for each name an
+// entry signed in with; an older instance in a cluster, or a version
+// rolled back to, makes them still) holds its entry when it is the
+// entry's only one, and contests it with the others otherwise — each
+// contender blocked, and logged, until an administrator deletes all but
+// one. Records made meanwhile claim their entry themselves.
 func (s *Service) IndexDirectoryEntries(ctx context.Context, log *zap.Logger) error {
-	if _, err := s.store.Get(ctx, entriesDone); !errors.Is(err, storage.ErrNotFound) {
-		return err // done (nil), or unknown: fail the start, which is tried again
-	}
 	claims := map[string][]string{}
+	blocked := map[string]bool{}
 	if err := s.eachUser(ctx, func(u *User) {
 		if u.FromDirectory() && u.DirectoryID != "" {
 			claims[u.DirectoryID] = append(claims[u.DirectoryID], u.Username)
+			blocked[u.Username] = u.Status == StatusBlocked
 		}
 	}); err != nil {
 		return err
@@ -181,19 +197,25 @@ func (s *Service) IndexDirectoryEntries(ctx context.Context, log *zap.Logger) er
 	for _, id := range slices.Sorted(maps.Keys(claims)) {
 		names := claims[id]
 		slices.Sort(names)
-		if len(names) > 1 {
-			log.Warn("a directory account has several Gatehouse users, made by an older version for each name it signed in with: none of them signs in until an administrator deletes all but one (DELETE /gatehouse/users/{username})",
-				zap.Strings("users", names))
-		}
-		value := entryValue(names)
 		if err := storage.Update(ctx, s.store, entryPrefix+id, 0, func(old []byte) ([]byte, error) {
-			if old != nil {
-				return nil, storage.ErrNoChange // indexed by a record made meanwhile, or by another instance
+			if value := entryValue(names); string(old) != string(value) {
+				return value, nil
 			}
-			return value, nil
+			return nil, storage.ErrNoChange
 		}); err != nil {
 			return err
 		}
+		if len(names) > 1 {
+			log.Warn("a directory account has several Gatehouse users, made by an older version for each name it signed in with: they are blocked until an administrator deletes all but one (DELETE /gatehouse/users/{username}; keep the one with the user's second factors)",
+				zap.Strings("users", names))
+		}
+		for _, name := range names {
+			if contested := len(names) > 1; blocked[name] != contested {
+				if err := s.setContested(ctx, name, contested); err != nil {
+					return err
+				}
+			}
+		}
 	}
-	return s.store.Put(ctx, entriesDone, []byte(time.Now().UTC().Format(time.RFC3339)), 0) // when, for whoever reads the store
+	return nil
 }

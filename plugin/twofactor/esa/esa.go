@@ -37,6 +37,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/strictjson"
 	"github.com/gatehouse-auth/gatehouse/plugin/basic"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -312,6 +313,13 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 		}
 		c.auditUnbounded("", "no such user: "+name)
 		answer(reply{Error: ErrorUserNotFound, ErrorMessage: "user " + username + " not found"})
+		return nil
+	}
+	if refusal, ok := identity.AsRefusal(err); ok {
+		// The account may not be judged (a directory account several
+		// records of an older version contest): a fault the client
+		// refuses, never a 500 it may take for "server down, let in".
+		answer(fault(refusal.Reason()))
 		return nil
 	}
 	if err != nil {
