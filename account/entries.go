@@ -186,31 +186,48 @@ func entryValue(names []string) []byte {
 func (s *Service) IndexDirectoryEntries(ctx context.Context, log *zap.Logger) error {
 	claims := map[string][]string{}
 	blocked := map[string]bool{}
-	if err := s.eachUser(ctx, func(u *User) {
+	if err := s.store.Scan(ctx, userPrefix, func(e storage.Entry) error {
+		u, err := decodeUser(e.Value)
+		if err != nil {
+			// Refused where it is used; one bad record must not stop the start.
+			log.Error("skipping a user record that does not decode", zap.String("key", e.Key), zap.Error(err))
+			return nil
+		}
 		if u.FromDirectory() && u.DirectoryID != "" {
 			claims[u.DirectoryID] = append(claims[u.DirectoryID], u.Username)
 			blocked[u.Username] = u.Status == StatusBlocked
 		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	indexed := map[string]string{} // one scan, so that a start makes no round trip per entry
+	if err := s.store.Scan(ctx, entryPrefix, func(e storage.Entry) error {
+		indexed[strings.TrimPrefix(e.Key, entryPrefix)] = string(e.Value)
+		return nil
 	}); err != nil {
 		return err
 	}
 	for _, id := range slices.Sorted(maps.Keys(claims)) {
 		names := claims[id]
 		slices.Sort(names)
-		if err := storage.Update(ctx, s.store, entryPrefix+id, 0, func(old []byte) ([]byte, error) {
-			if value := entryValue(names); string(old) != string(value) {
-				return value, nil
-			}
-			return nil, storage.ErrNoChange
-		}); err != nil {
-			return err
-		}
-		if len(names) > 1 {
+		contested := len(names) > 1
+		if contested {
 			log.Warn("a directory account has several Gatehouse users, made by an older version for each name it signed in with: they are blocked until an administrator deletes all but one (DELETE /gatehouse/users/{username}; keep the one with the user's second factors)",
 				zap.Strings("users", names))
 		}
+		if value := string(entryValue(names)); indexed[id] != value {
+			if err := storage.Update(ctx, s.store, entryPrefix+id, 0, func(old []byte) ([]byte, error) {
+				if string(old) == value {
+					return nil, storage.ErrNoChange
+				}
+				return []byte(value), nil
+			}); err != nil {
+				return err
+			}
+		}
 		for _, name := range names {
-			if contested := len(names) > 1; blocked[name] != contested {
+			if blocked[name] != contested {
 				if err := s.setContested(ctx, name, contested); err != nil {
 					return err
 				}
