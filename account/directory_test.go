@@ -344,6 +344,40 @@ func TestEveryNameOfAnEntryIsOneAccount(t *testing.T) {
 		}
 	}
 
+	// A record an older instance makes for another name after the entry
+	// was indexed is not the account: blocked until the next start
+	// indexes it, which contests the entry.
+	rec := &User{Username: "gina", ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: dn, DirectoryID: e.ID}
+	raw, _ := json.Marshal(rec)
+	if err := old.store.Put(ctx, userPrefix+"gina", raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := old.SignIn(ctx, "gina", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
+		t.Fatalf("a record made behind the index: %+v %v; want blocked", res, err)
+	}
+	if u, err := old.User(ctx, "gina"); err != nil || u.Active() {
+		t.Fatalf("User of a record made behind the index: %+v %v; want it blocked", u, err)
+	}
+	if err := old.IndexDirectoryEntries(ctx, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := old.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); res.Outcome != OutcomeBlocked {
+		t.Fatalf("gina.smith once the start indexed the other record: %+v; want contested", res)
+	}
+	// Both records deleted behind Gatehouse's back (a restore, redis-cli):
+	// the next start frees the entry, which a sign-in then takes.
+	for _, name := range []string{"gina", "gina.smith"} {
+		if err := old.store.Delete(ctx, userPrefix+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.IndexDirectoryEntries(ctx, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := old.SignIn(ctx, "gina.smith", "gina password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "gina" {
+		t.Fatalf("the entry once its records are gone: %+v %v; want a new account gina", res, err)
+	}
+
 	cfg = slapdConfig(srv)
 	cfg.NameAttribute = "none"
 	apart, _ := serviceWithDirectory(t, cfg, nil)

@@ -36,47 +36,63 @@ const (
 // its own.
 var errContested = identity.Forbidden("this directory account has several Gatehouse users, made by an older version for each name it signed in with: an administrator must delete all but one")
 
-// holder returns the account that holds the directory entry id: nil when
-// none does (yet, or its record was deleted or its name taken since);
-// contested when records an older version made contest it, whose second
-// factors, lockouts and keys were apart, and which one is the person's is
-// for an administrator to say.
-func (s *Service) holder(ctx context.Context, id string) (h *User, contested bool, err error) {
+// holder returns the account that holds the directory entry id: nil
+// when none does (yet, or its record was deleted or its name taken
+// since). contenders are the names of the records that contest the entry
+// when several do — made by an older version, one per name the entry
+// signed in with, whose second factors, lockouts and keys were apart, so
+// that which one is the person's is for an administrator to say — and
+// only those that still exist: one left holds the entry, none frees it.
+func (s *Service) holder(ctx context.Context, id string) (h *User, contenders []string, err error) {
 	raw, err := s.store.Get(ctx, entryPrefix+id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, false, nil
+		return nil, nil, nil
 	case err != nil:
-		return nil, false, err
+		return nil, nil, err
 	}
-	if strings.HasPrefix(string(raw), contestedMark) {
-		return nil, true, nil
+	names, _ := strings.CutPrefix(string(raw), contestedMark)
+	var live []*User
+	for _, name := range strings.Split(names, ",") {
+		u, err := s.UserByCanonicalName(ctx, name)
+		switch {
+		case errors.Is(err, failure.ErrNotFound):
+		case err != nil:
+			return nil, nil, err
+		case u.FromDirectory() && u.DirectoryID == id: // else the name was taken since
+			live = append(live, u)
+		}
 	}
-	u, err := s.UserByCanonicalName(ctx, string(raw))
-	switch {
-	case errors.Is(err, failure.ErrNotFound):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, err
-	case !u.FromDirectory() || u.DirectoryID != id:
-		return nil, false, nil
+	if len(live) == 1 {
+		return live[0], nil, nil
 	}
-	return u, false, nil
+	for _, u := range live {
+		contenders = append(contenders, u.Username)
+	}
+	return nil, contenders, nil
 }
 
-// heldBy returns the account of u: u itself, or for a directory record
-// of an entry another record holds (made by an older version under
-// another name of the entry), that record. A record of a contested entry
-// is itself: blocked (IndexDirectoryEntries).
-func (s *Service) heldBy(ctx context.Context, u *User) (*User, error) {
+// held returns u, or a copy of it blocked when it does not hold its
+// directory entry while another record does, or others contest it: a
+// record an older instance made for another name of an entry after this
+// version indexed the entry, whose second factors are not the account's,
+// signs in nowhere (nor is the ESA API told of its factors) until the
+// next start indexes it, when it contests the entry. A contender's own
+// stored status blocks it already (setContested).
+func (s *Service) held(ctx context.Context, u *User) (*User, error) {
 	if s.dir == nil || !u.FromDirectory() || u.DirectoryID == "" {
 		return u, nil
 	}
-	h, _, err := s.holder(ctx, u.DirectoryID)
-	if err != nil || h == nil {
-		return u, err
+	h, contenders, err := s.holder(ctx, u.DirectoryID)
+	switch {
+	case err != nil:
+		return nil, err
+	case h != nil && h.Username != u.Username, len(contenders) > 1 && !slices.Contains(contenders, u.Username):
+		c := *u
+		c.Status = StatusBlocked
+		return &c, nil
 	}
-	return h, nil
+	return u, nil
 }
 
 // entryAccount returns the account of the directory entry e, which name
@@ -93,6 +109,15 @@ func (s *Service) entryAccount(ctx context.Context, name string, e directory.Ent
 	if e.ID == "" {
 		return s.directoryRecord(ctx, own, e)
 	}
+	switch h, contenders, err := s.holder(ctx, e.ID); {
+	case err != nil || h != nil:
+		return h, err
+	case len(contenders) > 1:
+		return nil, errContested
+	}
+	// Nobody holds it: its index names nobody, a record being made now by
+	// a first sign-in under another name (made here too, under that
+	// name), or records since deleted (claimed anew).
 	var claimed string
 	err := storage.Update(ctx, s.store, entryPrefix+e.ID, 0, func(old []byte) ([]byte, error) {
 		claimed = own
@@ -100,7 +125,7 @@ func (s *Service) entryAccount(ctx context.Context, name string, e directory.Ent
 			return []byte(own), nil
 		}
 		if strings.HasPrefix(string(old), contestedMark) {
-			return nil, errContested
+			return []byte(own), nil // its contenders are all deleted
 		}
 		claimed = string(old)
 		u, err := s.UserByCanonicalName(ctx, claimed)
@@ -129,7 +154,6 @@ func (s *Service) release(ctx context.Context, u *User) error {
 	if !u.FromDirectory() || u.DirectoryID == "" {
 		return nil
 	}
-	var left []string
 	err := storage.Update(ctx, s.store, entryPrefix+u.DirectoryID, 0, func(old []byte) ([]byte, error) {
 		names, contested := strings.CutPrefix(string(old), contestedMark)
 		switch {
@@ -138,13 +162,16 @@ func (s *Service) release(ctx context.Context, u *User) error {
 		case !contested:
 			return nil, nil
 		}
-		left = slices.DeleteFunc(strings.Split(names, ","), func(n string) bool { return n == u.Username })
-		return entryValue(left), nil
+		return entryValue(slices.DeleteFunc(strings.Split(names, ","), func(n string) bool { return n == u.Username })), nil
 	})
-	if err != nil || len(left) != 1 {
+	if err != nil {
 		return err
 	}
-	return s.setContested(ctx, left[0], false)
+	h, _, err := s.holder(ctx, u.DirectoryID)
+	if err != nil || h == nil {
+		return err // still contested, or free
+	}
+	return s.setContested(ctx, h.Username, false)
 }
 
 // setContested blocks (or unblocks) the directory record name as a
@@ -176,8 +203,8 @@ func entryValue(names []string) []byte {
 }
 
 // IndexDirectoryEntries puts every directory record of the store in the
-// index of entries, at every start where a directory is configured,
-// before requests: a record an older version made (for each name an
+// index of entries, and frees the entries no record holds any more, at
+// every start where a directory is configured, before requests: a record an older version made (for each name an
 // entry signed in with; an older instance in a cluster, or a version
 // rolled back to, makes them still) holds its entry when it is the
 // entry's only one, and contests it with the others otherwise — each
@@ -207,6 +234,22 @@ func (s *Service) IndexDirectoryEntries(ctx context.Context, log *zap.Logger) er
 		return nil
 	}); err != nil {
 		return err
+	}
+	for _, id := range slices.Sorted(maps.Keys(indexed)) {
+		if _, claimed := claims[id]; claimed {
+			continue
+		}
+		// No record holds it any more (deleted behind Gatehouse's back, a
+		// backup restored, or by a version without the index): free.
+		stale := indexed[id]
+		if err := storage.Update(ctx, s.store, entryPrefix+id, 0, func(old []byte) ([]byte, error) {
+			if string(old) != stale {
+				return nil, storage.ErrNoChange
+			}
+			return nil, nil
+		}); err != nil {
+			return err
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(claims)) {
 		names := claims[id]

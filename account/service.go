@@ -101,7 +101,7 @@ func decodeRole(b []byte) (*Role, error) {
 // the cache, see directory.Directory.Status); one Gatehouse has no record
 // of yet gets one (see DirectoryUser), so that credentials can be bound
 // to it before its first sign-in. Any name of a directory entry is its
-// one account (entryAccount, heldBy).
+// one account (entryAccount, held).
 func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	name, err := s.canonicalName(username)
 	if err != nil {
@@ -112,7 +112,7 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	case s.dir != nil && errors.Is(err, failure.ErrNotFound):
 		u, err = s.DirectoryUser(ctx, name)
 	case err == nil:
-		u, err = s.heldBy(ctx, u)
+		u, err = s.held(ctx, u)
 	}
 	if err != nil {
 		return nil, err

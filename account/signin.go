@@ -304,7 +304,7 @@ func (s *Service) releaseBind(ctx context.Context, name string) {
 // it returns the directory's entry too (located, read by Locate), and a
 // directory account gets its record now (entryAccount: every name of an
 // entry is its one account, as is a record an older version made under
-// another name of it, heldBy): attempts are counted on the
+// another name of it, held): attempts are counted on the
 // record, so guesses at an account of the directory never used here
 // would otherwise go uncounted, and without a lockout.
 func (s *Service) signInRecord(ctx context.Context, name string) (u *User, located *directory.Entry, err error) {
@@ -329,7 +329,7 @@ func (s *Service) signInRecord(ctx context.Context, name string) (u *User, locat
 	case err != nil:
 		return nil, nil, err
 	}
-	u, err = s.heldBy(ctx, u)
+	u, err = s.held(ctx, u)
 	return u, nil, err
 }
 

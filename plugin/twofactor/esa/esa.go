@@ -374,13 +374,7 @@ func (c *call) start2fa() {
 	if u == nil {
 		return
 	}
-	if !u.Active() {
-		// Never "no second factor" ([]), which an ESA client takes for
-		// "let in on the password alone": a blocked account, or a record
-		// its directory entry no longer names (an older Gatehouse's record
-		// of another name of the entry, whose factors are not the
-		// account's), is a fault the client refuses.
-		answer(fault(twofactor.ReasonBlocked))
+	if !active(u, answer) {
 		return
 	}
 	ctx := c.r.Context()
@@ -488,7 +482,7 @@ func (c *call) profile() {
 	}
 	out.Username = username
 	u := c.lookup(username, answer)
-	if u == nil {
+	if u == nil || !active(u, answer) {
 		return
 	}
 	st, err := c.h.svc.Status(c.r.Context(), u)
@@ -503,11 +497,24 @@ func (c *call) profile() {
 	answer(ok())
 }
 
+// active reports whether u may sign in, and else answers a fault: never
+// "no second factor" (start2fa's [], profile's credential_type), which
+// an ESA client takes for "let in on the password alone", nor a change
+// to the factors of an account that is blocked — by an administrator, by
+// its directory, or as one of several records an older version made for
+// one directory entry, whose factors tell an administrator which to keep.
+func active(u *account.User, answer func(reply)) bool {
+	if !u.Active() {
+		answer(fault(twofactor.ReasonBlocked))
+	}
+	return u.Active()
+}
+
 // manage runs a user-management operation that answers only the error part.
 func (c *call) manage(what string, op func(context.Context, *account.User) error) {
 	answer := func(r reply) { c.write(r) }
 	u, _ := c.user(answer)
-	if u == nil {
+	if u == nil || !active(u, answer) {
 		return
 	}
 	if err := op(c.r.Context(), u); err != nil {
@@ -528,7 +535,7 @@ func (c *call) provisionMobileApp() {
 	var out provisionResponse
 	answer := func(r reply) { out.reply = r; c.write(out) }
 	u, _ := c.user(answer)
-	if u == nil {
+	if u == nil || !active(u, answer) {
 		return
 	}
 	if c.h.portalURL == "" {
