@@ -203,7 +203,7 @@ func entryValue(names []string) []byte {
 }
 
 // IndexDirectoryEntries puts every directory record of the store in the
-// index of entries, and frees the entries no record holds any more, at
+// index of entries, and frees the contests no record holds any more, at
 // every start where a directory is configured, before requests: a record an older version made (for each name an
 // entry signed in with; an older instance in a cluster, or a version
 // rolled back to, makes them still) holds its entry when it is the
@@ -236,11 +236,14 @@ func (s *Service) IndexDirectoryEntries(ctx context.Context, log *zap.Logger) er
 		return err
 	}
 	for _, id := range slices.Sorted(maps.Keys(indexed)) {
-		if _, claimed := claims[id]; claimed {
+		// A contest no record holds any more (its records deleted behind
+		// Gatehouse's back, a backup restored): free. Only a start writes a
+		// contest; a single name may be a sign-in's claim on another
+		// instance whose record is being made now, and holder and
+		// entryAccount read one of a deleted record as free anyway.
+		if _, claimed := claims[id]; claimed || !strings.HasPrefix(indexed[id], contestedMark) {
 			continue
 		}
-		// No record holds it any more (deleted behind Gatehouse's back, a
-		// backup restored, or by a version without the index): free.
 		stale := indexed[id]
 		if err := storage.Update(ctx, s.store, entryPrefix+id, 0, func(old []byte) ([]byte, error) {
 			if string(old) != stale {

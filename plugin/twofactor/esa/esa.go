@@ -139,13 +139,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, profilePath):
 		c.profile()
 	case path == ManagePrefix+"unlock":
-		c.manage("user unlocked", c.h.svc.Unlock)
+		c.manage("user unlocked", c.h.svc.Unlock, false)
 	case path == ManagePrefix+"deprovision":
-		c.manage("second factors removed", c.h.svc.Deprovision)
+		c.manage("second factors removed", c.h.svc.Deprovision, false)
 	case path == ManagePrefix+"provisionmobileapp":
 		c.provisionMobileApp()
 	case path == ManagePrefix+"provisiontextmessage":
-		c.manage("SMS codes enabled", c.h.svc.EnrolSMS)
+		c.manage("SMS codes enabled", c.h.svc.EnrolSMS, true)
 	default:
 		emptyStatus(w, r, http.StatusNotFound)
 	}
@@ -499,10 +499,12 @@ func (c *call) profile() {
 
 // active reports whether u may sign in, and else answers a fault: never
 // "no second factor" (start2fa's [], profile's credential_type), which
-// an ESA client takes for "let in on the password alone", nor a change
-// to the factors of an account that is blocked — by an administrator, by
-// its directory, or as one of several records an older version made for
-// one directory entry, whose factors tell an administrator which to keep.
+// an ESA client takes for "let in on the password alone", nor a new
+// factor for an account that is blocked — by an administrator, by its
+// directory, or as one of several records an older version made for one
+// directory entry, whose factors tell an administrator which to keep.
+// Unlocking and removing factors stay open (an offboarding flow blocks,
+// then deprovisions).
 func active(u *account.User, answer func(reply)) bool {
 	if !u.Active() {
 		answer(fault(twofactor.ReasonBlocked))
@@ -510,11 +512,13 @@ func active(u *account.User, answer func(reply)) bool {
 	return u.Active()
 }
 
-// manage runs a user-management operation that answers only the error part.
-func (c *call) manage(what string, op func(context.Context, *account.User) error) {
+// manage runs a user-management operation that answers only the error
+// part; one that enrols a factor is refused for an account that is not
+// active.
+func (c *call) manage(what string, op func(context.Context, *account.User) error, enrols bool) {
 	answer := func(r reply) { c.write(r) }
 	u, _ := c.user(answer)
-	if u == nil || !active(u, answer) {
+	if u == nil || enrols && !active(u, answer) {
 		return
 	}
 	if err := op(c.r.Context(), u); err != nil {

@@ -481,13 +481,12 @@ func TestBlockedAccountIsNeverWithoutSecondFactor(t *testing.T) {
 		if out["error"] != ErrorFault || out["error_message"] != twofactor.ReasonBlocked || fmt.Sprint(out["expected_otp"]) != "[]" {
 			t.Fatalf("start2fa of blocked %s: %v; want ERROR_FAULT", name, out)
 		}
-		// Nor does its profile say "no second factor", nor may its
-		// factors be changed.
+		// Nor does its profile say "no second factor", nor may a factor be
+		// enrolled.
 		for _, c := range []struct{ method, path, body string }{
 			{"GET", "/manage/users/v1/profile/" + name, ""},
 			{"POST", "/manage/users/v1/provisionmobileapp", `{"username":"` + name + `"}`},
 			{"POST", "/manage/users/v1/provisiontextmessage", `{"username":"` + name + `"}`},
-			{"POST", "/manage/users/v1/deprovision", `{"username":"` + name + `"}`},
 		} {
 			if out := v.call(c.method, c.path, c.body); out["error"] != ErrorFault || out["error_message"] != twofactor.ReasonBlocked {
 				t.Fatalf("%s %s of blocked %s: %v; want ERROR_FAULT", c.method, c.path, name, out)
@@ -496,6 +495,10 @@ func TestBlockedAccountIsNeverWithoutSecondFactor(t *testing.T) {
 	}
 	if types, err := v.h.svc.Types(context.Background(), mustUser(t, v, "carol")); err != nil || fmt.Sprint(types) != "[SMS]" {
 		t.Fatalf("carol's factors after the refused calls: %v %v; want SMS kept", types, err)
+	}
+	// Unlocking and removing factors stay open: block, then deprovision.
+	if out := v.call("POST", "/manage/users/v1/deprovision", `{"username":"carol"}`); out["error"] != ErrorNone {
+		t.Fatalf("deprovision of blocked carol: %v", out)
 	}
 	if n := v.sent.Len(); n != 0 {
 		t.Fatalf("%d SMS sent to a blocked account", n)
