@@ -316,7 +316,7 @@ func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error)
 
 // errReplaced is the refusal of a directory account whose entry was
 // deleted and created again (see replaced).
-const errReplaced = "the directory's account of this name is not the one this Gatehouse user was made for (it was deleted and created again, or is known by another name): an administrator must delete the Gatehouse user before it can sign in"
+const errReplaced = "the directory's account of this name is not the one this Gatehouse user was made for (it was deleted and created again, or the name moved to another entry): an administrator must delete the Gatehouse user before it can sign in"
 
 // VerifiedLifetime is how long a checked password of u may be taken as
 // right without checking it again: a local account's for as long as its
