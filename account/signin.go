@@ -303,8 +303,8 @@ func (s *Service) releaseBind(ctx context.Context, name string) {
 // nil when there is none. For a name without a record, with a directory,
 // it returns the directory's entry too (located, read by Locate), and a
 // directory account gets its record now (entryAccount: every name of an
-// entry is its one account, as is a record an older version made under
-// another name of it, held): attempts are counted on the
+// entry is its one account; a record of another name that does not hold
+// the entry is blocked, held): attempts are counted on the
 // record, so guesses at an account of the directory never used here
 // would otherwise go uncounted, and without a lockout.
 func (s *Service) signInRecord(ctx context.Context, name string) (u *User, located *directory.Entry, err error) {
