@@ -154,8 +154,10 @@ func (s *Service) release(ctx context.Context, u *User) error {
 	if !u.FromDirectory() || u.DirectoryID == "" {
 		return nil
 	}
+	var contested bool
 	err := storage.Update(ctx, s.store, entryPrefix+u.DirectoryID, 0, func(old []byte) ([]byte, error) {
-		names, contested := strings.CutPrefix(string(old), contestedMark)
+		var names string
+		names, contested = strings.CutPrefix(string(old), contestedMark)
 		switch {
 		case old == nil || !contested && names != u.Username:
 			return nil, storage.ErrNoChange // not indexed, or another record holds it
@@ -164,8 +166,8 @@ func (s *Service) release(ctx context.Context, u *User) error {
 		}
 		return entryValue(slices.DeleteFunc(strings.Split(names, ","), func(n string) bool { return n == u.Username })), nil
 	})
-	if err != nil {
-		return err
+	if err != nil || !contested {
+		return err // nothing was blocked for this entry
 	}
 	h, _, err := s.holder(ctx, u.DirectoryID)
 	if err != nil || h == nil {
