@@ -30,8 +30,15 @@ func startBlackhole(t *testing.T, target string) *blackhole {
 	}
 	b := &blackhole{addr: ln.Addr().String()}
 	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); b.frozen.Store(false); conns.Wait() })
+	accepting := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-accepting // no conns.Go once Wait runs
+		b.frozen.Store(false)
+		conns.Wait()
+	})
 	go func() {
+		defer close(accepting)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
