@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -75,12 +77,54 @@ func serveDocument(doc []byte) caddy.AdminHandlerFunc {
 	}
 }
 
+// running lists the gatehouse apps started and not yet stopped, oldest
+// first. Caddy installs a new config's admin routers before it starts the
+// config's apps, and keeps them when the config then fails to load (a
+// provisioning or start-up error), so the router's own app may be one
+// that never runs: the admin API serves the app Caddy runs instead. During
+// a reload the new config's app starts before the old one stops, and an
+// app whose config failed after it started is stopped again, so the last
+// one listed is the running config's.
+var running struct {
+	sync.Mutex
+	apps []*App
+}
+
+// markRunning lists a as started.
+func markRunning(a *App) {
+	running.Lock()
+	defer running.Unlock()
+	running.apps = append(running.apps, a)
+}
+
+// markStopped takes a off the list of started apps.
+func markStopped(a *App) {
+	running.Lock()
+	defer running.Unlock()
+	running.apps = slices.DeleteFunc(running.apps, func(o *App) bool { return o == a })
+}
+
+// runningApp is the app of the config Caddy runs, or nil while none has
+// started.
+func runningApp() *App {
+	running.Lock()
+	defer running.Unlock()
+	if len(running.apps) == 0 {
+		return nil
+	}
+	return running.apps[len(running.apps)-1]
+}
+
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	if a.app == nil {
+	app := runningApp()
+	if app == nil {
+		app = a.app // starting: AdminHandler waits for it
+	}
+	if app == nil {
 		adminapi.WriteError(w, failure.NotFound("the gatehouse app is not configured"))
 		return nil
 	}
-	h, err := a.app.AdminHandler(r.Context())
+	h, err := app.AdminHandler(r.Context())
 	if err != nil {
 		adminapi.WriteError(w, err)
 		return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -177,6 +178,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.LockoutThreshold < 0 {
 		return fmt.Errorf("lockout_threshold must not be negative")
 	}
+	if a.HeaderPrefix != "" {
+		if err := guard.ValidateHeaderPrefix(a.HeaderPrefix); err != nil {
+			return err
+		}
+	}
 	if l := time.Duration(a.AssertionLifetime); l != 0 && l < assertion.MinLifetime {
 		return fmt.Errorf("assertion_lifetime must be at least %v: the assertion's exp claim counts whole seconds", assertion.MinLifetime)
 	}
@@ -231,6 +237,9 @@ func (a *App) Start() error {
 		err = nil
 	}
 	close(a.ready)
+	if err == nil {
+		markRunning(a)
+	}
 	return err
 }
 
@@ -401,6 +410,7 @@ func (a *App) closeParts() {
 // the HTTP servers may still be answering requests, whose refusals must
 // reach the audit log.
 func (a *App) Stop() error {
+	markStopped(a)
 	if a.stopRetry != nil {
 		a.stopRetry()
 		a.retrying.Wait() // no start attempt runs past this point

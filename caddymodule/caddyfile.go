@@ -15,7 +15,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("gatehouse", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("gatehouse", parseHandler)
+	httpcaddyfile.RegisterDirective("gatehouse", parseDirective)
 	httpcaddyfile.RegisterDirectiveOrder("gatehouse", httpcaddyfile.Before, "basic_auth")
 }
 
@@ -231,6 +231,31 @@ func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
 		err = d.ArgErr()
 	}
 	return on, err
+}
+
+// parseDirective is the gatehouse directive: one handler over every
+// request of its route. A request matcher on it (gatehouse /admin/* {…},
+// gatehouse @protected {…}) is refused: on the requests it leaves out
+// nothing is checked and nothing strips the identity headers a client
+// sends, which an upstream would take for Gatehouse's. Paths let through
+// without a credential are the public option's, which still strips them.
+func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matchers, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	if matchers != nil {
+		return nil, h.Errf("gatehouse takes no request matcher: the requests it leaves out would reach the upstream unchecked, with the X-Gatehouse-* headers clients send; " +
+			"let paths through with the public option instead (public /healthz /assets/*), which still strips them")
+	}
+	handler, err := parseHandler(h)
+	if err != nil {
+		return nil, err
+	}
+	return h.NewRoute(nil, handler), nil
 }
 
 // parseHandler parses the gatehouse directive:

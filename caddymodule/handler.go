@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/guard"
@@ -93,12 +94,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ctx.Logger().Warn("this gatehouse route forwards identity assertions without an audience: their aud is the host the client names, which on a site answering any host name is the client's choice; set audience to the name the upstream checks",
 			zap.Strings("accept", h.Accept))
 	}
+	if open := openPatterns(opts.Public); open != nil {
+		ctx.Logger().Warn("a public pattern of this gatehouse route matches every path: the route lets every request through without a credential",
+			zap.Strings("public", open))
+	}
 	app, err := ctx.App("gatehouse")
 	if err != nil {
 		return err
 	}
 	h.app = app.(*App)
 	return nil
+}
+
+// openPatterns are the public path patterns that match every path ("*",
+// "/*"), which leave a route open.
+func openPatterns(public []string) []string {
+	var open []string
+	for _, p := range public {
+		if account.MatchPath(p, "/") && account.MatchPath(p, "/any/path/at/all") {
+			open = append(open, p)
+		}
+	}
+	return open
 }
 
 // routeOptions returns the handler's options as the engine takes them,
@@ -164,7 +181,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c.ServeHTTP(w, r)
 		return nil
 	}
-	return route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+	passed := false
+	err = route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+		passed = true
 		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		if repl != nil {
 			setUserPlaceholders(repl, id)
@@ -172,6 +191,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		stripOriginalURL(r, route, repl)
 		return next.ServeHTTP(w, r)
 	})
+	if !passed {
+		// Answered here (a refusal, an endpoint of Gatehouse's): a handler
+		// around this one may still send the request on (intercept's
+		// handle_response with a reverse_proxy), so it carries no
+		// credential either.
+		route.StripCredentials(r)
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		stripOriginalURL(r, route, repl)
+	}
+	return err
 }
 
 // stripOriginalURL removes the credentials from the query of the URL

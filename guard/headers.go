@@ -1,9 +1,12 @@
 package guard
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // IdentityHeaders are the names of the forwarded identity headers, built
@@ -29,6 +32,36 @@ const DefaultHeaderPrefix = "X-Gatehouse-"
 
 // defaultPrefix is DefaultHeaderPrefix as matches compares it.
 var defaultPrefix = normalizeHeaderName(DefaultHeaderPrefix)
+
+// ValidateHeaderPrefix refuses a header_prefix that would not make
+// working, distinct identity headers: one that is no header name ending
+// in '-', and one that starts a header clients or proxies send for
+// another purpose (Authorization, Cookie, Content-Type, X-Forwarded-For,
+// the appKey credential, …), which stripping the prefix's inbound headers
+// would delete.
+func ValidateHeaderPrefix(prefix string) error {
+	if !strings.HasSuffix(prefix, "-") || !httpguts.ValidHeaderFieldName(prefix+"User") || strings.Trim(prefix, "-") == "" {
+		return fmt.Errorf("header_prefix %q: want a header name ending in '-', such as %q", prefix, DefaultHeaderPrefix)
+	}
+	lower := normalizeHeaderName(prefix)
+	for _, name := range othersHeaders {
+		if hasHeaderPrefix(name, lower) {
+			return fmt.Errorf("header_prefix %q starts the %s header, which Gatehouse would then delete from every request; choose a prefix of Gatehouse's own, such as %q",
+				prefix, name, DefaultHeaderPrefix)
+		}
+	}
+	return nil
+}
+
+// othersHeaders are request headers of other purposes that no identity
+// header prefix may start.
+var othersHeaders = [...]string{
+	"Accept", "Accept-Encoding", "Accept-Language", "Access-Control-Request-Method", "AppKey", "Authorization", "Cache-Control",
+	"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Early-Data", "Forwarded", "Host",
+	"If-Modified-Since", "If-None-Match", "Origin", "Proxy-Authorization", "Range", "Referer", "Sec-Fetch-Site",
+	"Sec-WebSocket-Key", "TE", "Traceparent", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent",
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "X-Request-ID",
+}
 
 // NewIdentityHeaders derives the header names from prefix ("X-Gatehouse-").
 func NewIdentityHeaders(prefix string) IdentityHeaders {

@@ -122,3 +122,34 @@ func BenchmarkStripIdentityHeaders(b *testing.B) {
 		h.Strip(hdr)
 	}
 }
+
+// TestValidateHeaderPrefix: a prefix must be a header name ending in '-'
+// and must not start a header of another purpose, which stripping its
+// inbound headers would delete (Basic credentials, cookies, the body's
+// type, the client's address).
+func TestValidateHeaderPrefix(t *testing.T) {
+	for _, ok := range []string{"X-Gatehouse-", "X-Auth-", "x_my_app-", "Gatehouse-", "X-Appkey-"} {
+		if err := ValidateHeaderPrefix(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"X-Auth":         "ending in '-'",
+		"X Auth-":        "ending in '-'",
+		"-":              "ending in '-'",
+		"X-Gatehouse-\n": "ending in '-'",
+		"Content-":       "Content-Encoding",
+		"Cookie":         "ending in '-'",
+		"X-":             "X-Forwarded-For",
+		"x_forwarded_":   "ending in '-'",
+		"x_forwarded-":   "X-Forwarded-For",
+		"Sec-":           "Sec-Fetch-Site",
+		"Accept-":        "Accept-Encoding",
+		"Proxy-":         "Proxy-Authorization",
+	} {
+		err := ValidateHeaderPrefix(bad)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want an error naming %q", bad, err, want)
+		}
+	}
+}

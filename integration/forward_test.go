@@ -244,6 +244,74 @@ http://:{{.UpstreamPort}} {
 }
 `
 
+// interceptSite hands every request Gatehouse refuses to the echo
+// upstream (Caddy's intercept, as an operator would to serve a custom
+// error page from an application).
+const interceptSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+http://:{{.HTTPPort}} {
+	bind 127.0.0.1
+	route {
+		intercept {
+			@refused status 401 403
+			handle_response @refused {
+				reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
+					header_up X-Orig-Uri {http.request.orig_uri}
+				}
+			}
+		}
+		gatehouse {
+			accept basic app_key
+			audience intercept
+		}
+		respond "allowed"
+	}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestRefusedRequestHandedOnCarriesNoCredential: through bin/caddy, a
+// request Gatehouse refused and a handler around it sends on (intercept's
+// handle_response to an upstream) arrives there without the credential it
+// was refused with: no password, no application key in the header, the
+// query or {http.request.orig_uri}.
+func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
+	inst := harness.Start(t, interceptSite, harness.Options{})
+	seedReader(t, inst, "alice")
+	base := fmt.Sprintf("http://127.0.0.1:%d", inst.Ports.HTTPPort)
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"wrong password", []string{"-u", "alice:wrong horse", base + "/api/items?keep=1"}},
+		{"right password, method no role allows", []string{"-X", "DELETE", "-u", "alice:correct horse", base + "/api/items?keep=1"}},
+		{"unknown key in the query", []string{base + "/api/items?keep=1&appKey=ghak_notforupstream"}},
+		{"unknown key in the header", []string{"-H", "appKey: ghak_notforupstream", base + "/api/items?keep=1"}},
+	} {
+		res := harness.Curl(t, c.args...)
+		echo := harness.ParseEcho(t, res.Body)
+		if echo.Method == "" {
+			t.Fatalf("%s: the refusal was not handed on (status %d: %s)", c.name, res.Status, res.Body)
+		}
+		for name, v := range echo.Headers {
+			if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "AppKey") || strings.Contains(v, "ghak_") || strings.Contains(v, "Basic ") {
+				t.Errorf("%s: the upstream received %s: %s", c.name, name, v)
+			}
+		}
+		if echo.URI != "/api/items?keep=1" || echo.Headers["X-Orig-Uri"] != "/api/items?keep=1" {
+			t.Errorf("%s: the upstream received %s (orig_uri %q); want /api/items?keep=1", c.name, echo.URI, echo.Headers["X-Orig-Uri"])
+		}
+	}
+}
+
 // TestHandleErrorsGetsNoCredential: through bin/caddy, when the upstream
 // fails and a handle_errors route proxies the request elsewhere, the
 // application key and session requests Gatehouse removed from the query

@@ -106,6 +106,53 @@ https://localhost:{{.HTTPSPort}} {
 }
 `
 
+// TestAdminAPIOutlivesAFailedReload: a config that fails to load (a
+// provisioning error, a start-up error) leaves the running one in place,
+// and the admin API with it: it answers at once from the running config
+// (it answered 503 "store unavailable" after waiting 10 s, until a forced
+// reload, since Caddy had installed the failed config's admin routes), an
+// administrator's block takes effect, and a good reload afterwards works.
+func TestAdminAPIOutlivesAFailedReload(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer upstream.Close()
+	extra := map[string]any{"upstream": upstream.Listener.Addr().String()}
+	inst := harness.Start(t, reloadSite, harness.Options{Extra: extra})
+	seedReader(t, inst, "alice")
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "bob", "roles": []string{"reader"}, "password": "correct horse"})
+	url := inst.HTTPSURL() + "/api/x"
+	client := harness.Client(nil)
+
+	failing := map[string]string{
+		"provisioning": strings.Replace(reloadSite, "accept basic", "accept basic\n\t\tpublic /public*", 1),
+		"start-up":     strings.Replace(reloadSite, "data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\tkeystore {{.DataDir}}/no-such.key", 1),
+	}
+	for _, stage := range []string{"provisioning", "start-up"} {
+		if failing[stage] == reloadSite {
+			t.Fatalf("the %s failure was not written into the config", stage)
+		}
+		if status, body := inst.TryReload(failing[stage]); status == http.StatusOK {
+			t.Fatalf("a config failing at %s loaded: %s", stage, body)
+		}
+		start := time.Now()
+		var users []map[string]any
+		if st := inst.AdminJSON(t, "GET", "/gatehouse/users", nil, &users); st != 200 || len(users) != 2 {
+			t.Fatalf("after a reload failing at %s: GET /gatehouse/users answered %d with %v in %v; want 200 and both users", stage, st, users, time.Since(start))
+		}
+	}
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", map[string]any{"status": "blocked"})
+	if st := basicAnswer(client, url, "GET", "bob", "correct horse"); st != 403 && st != 401 {
+		t.Fatalf("bob, blocked after the failed reloads: %d", st)
+	}
+	if st := basicAnswer(client, url, "GET", "alice", "correct horse"); st != 200 {
+		t.Fatalf("alice after the failed reloads: %d", st)
+	}
+	inst.Reload(reloadSite)
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/bob", map[string]any{"status": "active"})
+	if st := basicAnswer(client, url, "GET", "bob", "correct horse"); st != 200 {
+		t.Fatalf("bob, unblocked after a good reload: %d", st)
+	}
+}
+
 // TestReloadsUnderLoad: five config reloads (POST /load, each a real
 // restart of the apps) while clients send allowed requests and refusals:
 // no request is answered wrongly or not at all; a block acknowledged

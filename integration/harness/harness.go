@@ -370,8 +370,18 @@ func (i *Instance) StartAgain() { i.t.Helper(); i.start(true) }
 // even when the config is unchanged (Caddy skips an unchanged one).
 func (i *Instance) Reload(tmpl string) {
 	i.t.Helper()
-	i.config = i.render(tmpl)
-	req, _ := http.NewRequest(http.MethodPost, i.AdminURL()+"/load", strings.NewReader(i.config))
+	if status, body := i.TryReload(tmpl); status != http.StatusOK {
+		i.t.Fatalf("reload: %d: %s", status, body)
+	}
+}
+
+// TryReload is Reload for a config that may fail to load: it returns the
+// admin endpoint's status and answer, and the instance keeps its config
+// unless the load succeeded.
+func (i *Instance) TryReload(tmpl string) (int, string) {
+	i.t.Helper()
+	config := i.render(tmpl)
+	req, _ := http.NewRequest(http.MethodPost, i.AdminURL()+"/load", strings.NewReader(config))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	req.Header.Set("Cache-Control", "must-revalidate")
 	resp, err := http.DefaultClient.Do(req)
@@ -379,10 +389,11 @@ func (i *Instance) Reload(tmpl string) {
 		i.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		i.t.Fatalf("reload: %s: %s", resp.Status, body)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		i.config = config
 	}
+	return resp.StatusCode, string(body)
 }
 
 // PID is Caddy's process ID.
