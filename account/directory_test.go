@@ -19,6 +19,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 )
 
 // TestHasAdminRoleDirectory: a directory account holds the admin role its
@@ -420,5 +422,46 @@ func TestFirstSignInsByTwoNamesMakeOneRecord(t *testing.T) {
 	}
 	if len(records) != 1 || slices.ContainsFunc(names, func(n string) bool { return n != records[0] }) {
 		t.Fatalf("records %v, sign-ins as %v; want one record that every sign-in is", records, names)
+	}
+}
+
+// TestDirectoryChecksTakeTheClientsShare: a password the directory checks
+// takes a slot of the password checks, as a hash does, so one client's
+// flood of guesses (any names) holds at most its share of them: with that
+// share held, its next sign-in is answered busy without a search or bind
+// of its password (an outside review's flood of random names from one
+// address sent as many searches and binds to the directory as it sent
+// requests), while another client signs in; a local account's hash is
+// not counted twice.
+func TestDirectoryChecksTakeTheClientsShare(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	var mu sync.Mutex
+	binds := 0
+	s, _ := serviceWithDirectory(t, slapdConfig(srv), func(op string, _ time.Time, _ error) {
+		if op == "bind" {
+			mu.Lock()
+			binds++
+			mu.Unlock()
+		}
+	})
+	flooder := hashslots.WithClient(context.Background(), "192.0.2.1")
+	release := hashslotstest.HoldClient(t, "192.0.2.1")
+	for _, name := range []string{"dora", "nobody"} {
+		res, err := s.SignIn(flooder, name, "dora password", gate(GateOpen))
+		if err != nil || res.Outcome != OutcomeBusy {
+			t.Fatalf("%s from the client holding its share: %+v %v; want busy", name, res, err)
+		}
+	}
+	if binds != 0 {
+		t.Fatalf("%d binds for the busy sign-ins; want none", binds)
+	}
+	other := hashslots.WithClient(context.Background(), "198.51.100.9")
+	if res, err := s.SignIn(other, "dora", "dora password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK {
+		t.Fatalf("dora from another client meanwhile: %+v %v; want signed in", res, err)
+	}
+	release()
+	if res, err := s.SignIn(flooder, "dora", "dora password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK {
+		t.Fatalf("dora from the first client once its share is free: %+v %v", res, err)
 	}
 }

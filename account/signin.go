@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
@@ -182,19 +183,32 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	}
 	var signedIn *User
 	var checkErr error = errWrongPassword
-	switch {
-	case gate == GateLockedOut && fromDirectory:
-		// A directory account locked here is not bound: each bind would
-		// count against the directory's own lockout, which a guesser
-		// could then set off for every service the account signs in to.
-		// The same work is done all the same, for the same time.
-		s.dir.Cover(ctx, name, password)
-	case located != nil:
-		// Read once already (signInRecord): one search, one bind, as for
-		// every other name.
-		signedIn, checkErr = directoryPasswords{s}.checkLocated(ctx, name, u, *located, password)
-	default:
-		signedIn, checkErr = s.passwordSource(u).CheckPassword(ctx, name, u, password)
+	check := func() {
+		switch {
+		case gate == GateLockedOut && fromDirectory:
+			// A directory account locked here is not bound: each bind would
+			// count against the directory's own lockout, which a guesser
+			// could then set off for every service the account signs in to.
+			// The same work is done all the same, for the same time.
+			s.dir.Cover(ctx, name, password)
+		case located != nil:
+			// Read once already (signInRecord): one search, one bind, as for
+			// every other name.
+			signedIn, checkErr = directoryPasswords{s}.checkLocated(ctx, name, u, *located, password)
+		default:
+			signedIn, checkErr = s.passwordSource(u).CheckPassword(ctx, name, u, password)
+		}
+	}
+	if s.dir != nil && (u == nil || u.FromDirectory()) {
+		// A password the directory checks takes a slot of the password
+		// checks, as a hash does (a store's hash takes its own): the
+		// client's share of them bounds the searches and binds its
+		// guesses ask of the directory at once, whatever names they try.
+		if err := hashslots.Process.Do(ctx, BusyWait, check); err != nil {
+			checkErr = ErrBusy
+		}
+	} else {
+		check()
 	}
 	_, refused := identity.AsRefusal(checkErr)
 	switch {

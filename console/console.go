@@ -30,7 +30,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +41,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
+	"github.com/gatehouse-auth/gatehouse/internal/smallbody"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -276,7 +276,7 @@ func (c *Console) csrf(v *viewer, strict string) string {
 // same-site requests) and the CSRF token bound to it and to the session.
 // A refused form changes nothing; the refusal is audited.
 func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (form, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	body, err := smallbody.Read(w, r, maxFormBytes)
 	if err != nil {
 		c.message(w, v, http.StatusRequestEntityTooLarge, "Too large", "The form is too large.")
 		return form{}, false

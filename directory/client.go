@@ -21,11 +21,14 @@ var ErrUnavailable = errors.New("directory unavailable")
 var errWrongPassword = errors.New("wrong password")
 
 // pool holds idle connections bound as the service account, so that a
-// lookup rarely dials; at most size stay idle.
+// lookup rarely dials; at most 16 stay idle, and at most maxOpen are open
+// at once, idle ones included.
 type pool struct {
 	cfg  Config
 	tls  *tls.Config
 	idle chan *ldap.Conn
+	// open has a place for each open connection.
+	open chan struct{}
 	// observe records each LDAP operation for the metrics.
 	observe func(op string, began time.Time, err error)
 }
@@ -42,12 +45,65 @@ func newPool(cfg Config, observe func(string, time.Time, error)) (*pool, error) 
 			return nil, fmt.Errorf("directory: ca_file %s holds no PEM certificate", cfg.CAFile)
 		}
 	}
-	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), observe: observe}, nil
+	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), open: make(chan struct{}, maxOpen), observe: observe}, nil
 }
 
-// dial connects to the first server that answers, in the configured
-// order, and binds it as the service account.
+// maxOpen bounds the connections open to the directory at once. Every
+// password check is a search and a bind on a fresh connection, so a flood
+// of sign-ins (any name will do) would otherwise open connections without
+// limit, as many as the requests in flight, against a directory that
+// serves every other application too.
+const maxOpen = 32
+
+// reserve makes room for one more open connection, waiting at most the
+// configured timeout: a free place, or an idle connection, which it
+// returns, its place still taken, for the caller to use or to close in
+// favour of a new one.
+func (p *pool) reserve() (idle *ldap.Conn, err error) {
+	select {
+	case p.open <- struct{}{}:
+		return nil, nil
+	default:
+	}
+	timer := time.NewTimer(time.Duration(p.cfg.Timeout))
+	defer timer.Stop()
+	select {
+	case p.open <- struct{}{}:
+		return nil, nil
+	case c := <-p.idle:
+		return c, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: all %d connections to the directory stayed in use for %v", ErrUnavailable, maxOpen, time.Duration(p.cfg.Timeout))
+	}
+}
+
+// discard closes c and frees its place.
+func (p *pool) discard(c *ldap.Conn) {
+	c.Close()
+	<-p.open
+}
+
+// dial opens a new connection (reserve) to the first server that
+// answers, in the configured order, and binds it as the service account.
 func (p *pool) dial() (*ldap.Conn, error) {
+	idle, err := p.reserve()
+	if err != nil {
+		return nil, err
+	}
+	if idle != nil {
+		idle.Close() // its place is the new connection's
+	}
+	c, err := p.dialServers()
+	if err != nil {
+		<-p.open
+	}
+	return c, err
+}
+
+// dialServers connects to the first server that answers, in the
+// configured order, and binds it as the service account, in a place
+// reserved.
+func (p *pool) dialServers() (*ldap.Conn, error) {
 	var errs []error
 	for _, u := range p.cfg.URLs {
 		began := time.Now()
@@ -122,9 +178,24 @@ func (p *pool) get() (*ldap.Conn, error) {
 			if !c.IsClosing() {
 				return c, nil
 			}
+			p.discard(c)
+			continue
 		default:
-			return p.dial()
 		}
+		idle, err := p.reserve()
+		switch {
+		case err != nil:
+			return nil, err
+		case idle != nil && !idle.IsClosing():
+			return idle, nil
+		case idle != nil:
+			idle.Close() // its place is the new connection's
+		}
+		c, err := p.dialServers()
+		if err != nil {
+			<-p.open
+		}
+		return c, err
 	}
 }
 
@@ -133,7 +204,7 @@ func (p *pool) put(c *ldap.Conn) {
 	select {
 	case p.idle <- c:
 	default:
-		c.Close()
+		p.discard(c)
 	}
 }
 
@@ -142,7 +213,7 @@ func (p *pool) close() {
 	for {
 		select {
 		case c := <-p.idle:
-			c.Close()
+			p.discard(c)
 		default:
 			return
 		}
@@ -163,13 +234,13 @@ func (p *pool) do(name string, op func(c *ldap.Conn) error) error {
 		p.observe(name, began, err)
 		if err == nil || !isNetworkError(err) {
 			if isNetworkError(err) || errors.Is(err, errRebind) {
-				c.Close()
+				p.discard(c)
 			} else {
 				p.put(c)
 			}
 			return err
 		}
-		c.Close()
+		p.discard(c)
 		if try == 1 {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, name, scrub(err))
 		}
@@ -228,10 +299,10 @@ func (p *pool) bind(dn, password string) error {
 	p.observe("bind", began, err)
 	switch {
 	case isNetworkError(err):
-		c.Close()
+		p.discard(c)
 		return fmt.Errorf("%w: %w: bind: %w", ErrUnavailable, ErrIndeterminate, scrub(err))
 	case errors.Is(err, errRebind):
-		c.Close()
+		p.discard(c)
 	default:
 		p.put(c)
 	}

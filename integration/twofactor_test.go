@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -253,6 +254,55 @@ func TestESAHTTPLevelErrors(t *testing.T) {
 	if res := harness.Curl(t, "-u", ti.both.Username+":"+ti.both.Password, "-d", body, ti.HTTPSURL()+"/auth/v1/start2fa"); res.Status != 401 {
 		t.Errorf("ESA path on a site without gatehouse_esa: %d", res.Status)
 	}
+}
+
+// TestESASlowBodyIsCutOff: through bin/caddy, a request body trickling in
+// a byte every two seconds holds an ESA API connection for about
+// smallbody.Timeout (10 s), with credentials or without, not for as long
+// as the client likes (Caddy sets no body read timeout by default: an
+// outside review held 3 000 such connections open): the server answers
+// or closes the connection.
+func TestESASlowBodyIsCutOff(t *testing.T) {
+	ti := startTwoFactor(t, harness.Options{})
+	auth := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(ti.both.Username+":"+ti.both.Password)) + "\r\n"
+	var wg sync.WaitGroup
+	for _, c := range []struct{ name, auth string }{{"without credentials", ""}, {"with credentials", auth}} {
+		wg.Go(func() {
+			conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ti.Ports.ESAPort),
+				&tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}}) //nolint:gosec // G402: the instance's own internal CA
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			began := time.Now()
+			fmt.Fprintf(conn, "POST /auth/v1/start2fa HTTP/1.1\r\nHost: localhost\r\n%sContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{", c.auth)
+			ended := make(chan struct{})
+			go func() { // the rest of the body, a byte every two seconds
+				for {
+					select {
+					case <-ended:
+						return
+					case <-time.After(2 * time.Second):
+						if _, err := conn.Write([]byte(" ")); err != nil {
+							return
+						}
+					}
+				}
+			}()
+			_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+			_, err = io.Copy(io.Discard, conn) // the answer, until the server closes
+			close(ended)
+			took := time.Since(began)
+			if err != nil || took > 40*time.Second {
+				t.Errorf("%s: the trickling body held the connection %v (%v); want it given up after about 10s", c.name, took.Round(time.Second), err)
+			}
+			if took < 9*time.Second {
+				t.Errorf("%s: the connection ended after %v, before the body's time was up", c.name, took.Round(time.Second))
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestESAAppHardTokenAndSMS(t *testing.T) {

@@ -4,9 +4,10 @@
 // grow with the number of requests in flight.
 //
 // A check that names its client (WithClient) also waits for one of that
-// client's turns: one client network may hold at most half of the slots,
-// so a single address flooding the server with password checks cannot
-// keep everybody else's logins waiting.
+// client's turns: one client network may hold at most a quarter of the
+// slots (half the CPUs' worth of hashing), so a single address flooding
+// the server with password checks can neither keep everybody else's
+// logins waiting nor take every core from the requests already signed in.
 package hashslots
 
 import (
@@ -40,9 +41,9 @@ type client struct {
 }
 
 // New returns a pool of n slots, of which one client network may hold
-// at most half (at least one).
+// at most a quarter (at least one).
 func New(n int) *Pool {
-	return &Pool{slots: make(chan struct{}, n), share: max(1, n/2), clients: map[string]*client{}}
+	return &Pool{slots: make(chan struct{}, n), share: max(1, n/4), clients: map[string]*client{}}
 }
 
 // Process is the process-wide pool every password hash runs in: two slots

@@ -80,9 +80,9 @@ func TestOverflowIsBusy(t *testing.T) {
 // flood's checks all get their turn in the end, and the pool forgets the
 // client afterwards.
 func TestClientShare(t *testing.T) {
-	p := New(4)
+	p := New(8)
 	if p.Share() != 2 {
-		t.Fatalf("share of 4 slots: %d, want 2", p.Share())
+		t.Fatalf("share of 8 slots: %d, want 2", p.Share())
 	}
 	flooder := WithClient(context.Background(), "2001:db8:1:2::1")
 	release := make(chan struct{})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/smallbody"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -243,7 +243,7 @@ func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, 
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the " + endpoint + " endpoint takes POST"}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequestBytes))
+	body, err := smallbody.Read(w, r, maxTokenRequestBytes)
 	if err != nil {
 		return nil, invalidRequest("the request body is unreadable or larger than " + strconv.Itoa(maxTokenRequestBytes) + " bytes")
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -328,11 +329,31 @@ func linkKey(token string) string {
 var errLinkInvalid = failure.NotFound("this enrolment link is invalid, was already used or has expired; ask for a new one")
 
 // NewEnrolmentLink returns the token of a one-time link that shows the
-// enrolment's secret once, within the link lifetime.
+// enrolment's secret once, within the link lifetime. An account has one
+// live link: the record of the one made before goes (its secret, which a
+// new enrolment replaced, voids it anyway), so that links asked for in a
+// loop (the ESA API's provisionmobileapp) do not pile up in the store.
 func (s *Service) NewEnrolmentLink(ctx context.Context, en *Enrolment, u *account.User) (string, error) {
 	token := RandomToken(enrolmentTokenBytes)
 	rec, _ := json.Marshal(linkRecord{UserID: u.ID, Username: u.Username, AppID: en.id})
-	return token, s.engine.Store.Put(ctx, linkKey(token), rec, s.opts.EnrolmentLinkLifetime)
+	lifetime := s.opts.EnrolmentLinkLifetime
+	previous, err := s.engine.Store.Get(ctx, liveLinkKey(u.ID))
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	if err := s.engine.Store.Put(ctx, linkKey(token), rec, lifetime); err != nil {
+		return "", err
+	}
+	// The link's key, the digest of its token: the store holds no token.
+	if err := s.engine.Store.Put(ctx, liveLinkKey(u.ID), []byte(linkKey(token)), lifetime); err != nil {
+		return "", err
+	}
+	if previous != nil && strings.HasPrefix(string(previous), enrolmentLinkPrefix) {
+		if err := s.engine.Store.Delete(ctx, string(previous)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return "", err
+		}
+	}
+	return token, nil
 }
 
 // CheckEnrolmentLink returns the username of a valid link without using it.

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -128,11 +129,14 @@ func New(e *engine.Engine, opts Options) *Service {
 
 // forget deletes every second-factor record of an account that is being
 // deleted (an account.DeleteHook): factors, counters, the failure count,
-// SMS codes.
+// SMS codes, its live enrolment link.
 func (s *Service) forget(ctx context.Context, u *account.User) error {
 	var ops []storage.Op
 	err := s.engine.Store.Scan(ctx, userKey(u.ID, ""), func(e storage.Entry) error {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: e.Key})
+		if e.Key == liveLinkKey(u.ID) && strings.HasPrefix(string(e.Value), enrolmentLinkPrefix) {
+			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: string(e.Value)})
+		}
 		return nil
 	})
 	if err != nil || len(ops) == 0 {
@@ -166,7 +170,10 @@ func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
 func lockNotedKey(uid string) string   { return userKey(uid, "lock_noted") }
 func unlocksKey(uid string) string     { return counters.TwoFactorUnlocks(uid) }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
-func smsSentKey(uid string) string     { return counters.TwoFactorSMSSent(uid) }
+
+// liveLinkKey holds the key of the account's live enrolment link.
+func liveLinkKey(uid string) string { return userKey(uid, "link") }
+func smsSentKey(uid string) string  { return counters.TwoFactorSMSSent(uid) }
 
 // storedSecret is an OTP secret as stored: sealed with the keystore under a
 // context naming the user, the factor and this secret's ID.

@@ -783,6 +783,37 @@ func TestEnrolmentLink(t *testing.T) {
 	if _, err := fx.svc.RedeemEnrolmentLink(ctx, "short"); err == nil {
 		t.Fatal("malformed token accepted")
 	}
+	// Links asked for in a loop (the ESA API's provisionmobileapp) leave
+	// one record, the live link's; deleting the account takes it too.
+	var last string
+	for range 50 {
+		en, err := fx.svc.EnrolApp(ctx, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last, err = fx.svc.NewEnrolmentLink(ctx, en, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := func() (n int) {
+		err := fx.e.Store.Scan(ctx, enrolmentLinkPrefix, func(storage.Entry) error { n++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := links(); n != 1 {
+		t.Fatalf("%d enrolment link records after 50 links for one account; want 1", n)
+	}
+	if name, err := fx.svc.CheckEnrolmentLink(ctx, last); err != nil || name != "gina" {
+		t.Fatalf("the last link: %q %v", name, err)
+	}
+	if err := fx.e.Accounts.DeleteUser(ctx, "gina"); err != nil {
+		t.Fatal(err)
+	}
+	if n := links(); n != 0 {
+		t.Fatalf("%d enrolment link records after the account was deleted; want none", n)
+	}
 }
 
 func TestRecreatedUserStartsClean(t *testing.T) {

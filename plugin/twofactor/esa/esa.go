@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,6 +37,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/smallbody"
 	"github.com/gatehouse-auth/gatehouse/internal/strictjson"
 	"github.com/gatehouse-auth/gatehouse/plugin/basic"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
@@ -155,7 +155,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bounded part of) the request body first: an HTTP/2 client still sending
 // it would otherwise see its stream reset instead of the answer.
 func emptyStatus(w http.ResponseWriter, r *http.Request, status int) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes)) // the status is the answer, read or not
+	smallbody.Drain(w, r, MaxBodyBytes) // the status is the answer, read or not
+	writeEmpty(w, status)
+}
+
+// writeEmpty answers status with an empty body.
+func writeEmpty(w http.ResponseWriter, status int) {
 	w.Header().Set("Content-Length", "0")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -277,14 +282,14 @@ func (c *call) user(answer func(reply)) (*account.User, Request) {
 		emptyStatus(c.w, c.r, http.StatusMethodNotAllowed)
 		return nil, Request{}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	body, err := smallbody.Read(c.w, c.r, MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			answer(fault(fmt.Sprintf("the request body exceeds %d bytes", MaxBodyBytes)))
 			return nil, Request{}
 		}
-		emptyStatus(c.w, c.r, http.StatusBadRequest)
+		writeEmpty(c.w, http.StatusBadRequest) // unreadable, or too slow: nothing more is read
 		return nil, Request{}
 	}
 	req, err := ParseRequest(body)

@@ -2,11 +2,11 @@ package portal
 
 import (
 	"crypto/subtle"
-	"io"
 	"net/http"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/internal/smallbody"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 )
 
@@ -45,7 +45,7 @@ func (p *Portal) csrf(token string) string {
 // the CSRF token of the pre-session cookie. It returns the token, or
 // writes the refusal and returns "".
 func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	body, err := smallbody.Read(w, r, maxFormBytes)
 	if err != nil {
 		p.message(w, http.StatusRequestEntityTooLarge, "Sign in", "The form is too large.")
 		return "", form{}
