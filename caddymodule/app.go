@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -124,6 +125,9 @@ type App struct {
 	ctx    caddy.Context
 	logger *zap.Logger
 	ready  chan struct{}
+	// retired is set once the app is stopped or cleaned up (its config
+	// replaced, or failed to load): it serves no admin call any more.
+	retired atomic.Bool
 	// unready thins the lines of requests answered while the app is not
 	// started (logUnready).
 	unready logthin.Thinner
@@ -410,6 +414,7 @@ func (a *App) closeParts() {
 // the HTTP servers may still be answering requests, whose refusals must
 // reach the audit log.
 func (a *App) Stop() error {
+	a.retired.Store(true)
 	markStopped(a)
 	if a.stopRetry != nil {
 		a.stopRetry()
@@ -423,6 +428,7 @@ func (a *App) Stop() error {
 // Caddy calls once every app of the config has stopped (the HTTP servers
 // among them, after their requests ended).
 func (a *App) Cleanup() error {
+	a.retired.Store(true)
 	if a.poolKey != "" {
 		_, err := storePool.Delete(a.poolKey)
 		a.poolKey = ""

@@ -157,18 +157,43 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 	return h.route, h.routeErr
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler. A request Gatehouse
+// answers itself (a refusal, its endpoints, the console, the 503 of a
+// route not ready) is stripped of every credential and of Gatehouse's
+// cookies afterwards too: a handler around this one may still send it on
+// (intercept's handle_response with a reverse_proxy, for an error page).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	route, err := h.routeFor(r)
 	if err != nil {
-		// Fail closed: strip what could be spoofed, answer 503.
-		headers := guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
-		headers.Strip(r.Header)
+		// Fail closed: strip what could be spoofed or carry a credential, answer 503.
+		guard.StripUnjudged(r, guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix))
+		dropOriginalQuery(r)
 		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
 		decisionCounters.CountUnavailable()
 		h.app.logUnready("gatehouse route unavailable", err)
 		return nil
 	}
+	passed := false
+	err = h.serve(w, r, route, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
+		passed = true
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if repl != nil {
+			setUserPlaceholders(repl, id)
+		}
+		stripOriginalURL(r, route, repl)
+		return next.ServeHTTP(w, r)
+	})
+	if !passed {
+		route.StripRequest(r)
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		stripOriginalURL(r, route, repl)
+	}
+	return err
+}
+
+// serve hands r to the console where the route serves it, else to the
+// route's pipeline, which calls next for a request it lets through.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, route *engine.Route, next engine.Next) error {
 	if console.Serves(r.URL.Path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {
 		if guard.EarlyData(r) {
 			return route.RefuseEarlyData(w, r)
@@ -181,26 +206,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		c.ServeHTTP(w, r)
 		return nil
 	}
-	passed := false
-	err = route.Serve(w, r, func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
-		passed = true
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		if repl != nil {
-			setUserPlaceholders(repl, id)
-		}
-		stripOriginalURL(r, route, repl)
-		return next.ServeHTTP(w, r)
-	})
-	if !passed {
-		// Answered here (a refusal, an endpoint of Gatehouse's): a handler
-		// around this one may still send the request on (intercept's
-		// handle_response with a reverse_proxy), so it carries no
-		// credential either.
-		route.StripCredentials(r)
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		stripOriginalURL(r, route, repl)
+	return route.Serve(w, r, next)
+}
+
+// dropOriginalQuery empties the query of the URL Caddy keeps as the
+// request's original (see stripOriginalURL) and sets
+// {http.request.orig_uri} to its path, for a request no route judged: the
+// parameters that are credentials are not known then.
+func dropOriginalQuery(r *http.Request) {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil || orig.URL.RawQuery == "" {
+		return
 	}
-	return err
+	orig.URL.RawQuery = ""
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		uri, _, _ := strings.Cut(orig.RequestURI, "?")
+		repl.Set("http.request.orig_uri", uri)
+	}
 }
 
 // stripOriginalURL removes the credentials from the query of the URL

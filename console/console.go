@@ -277,8 +277,13 @@ func (c *Console) csrf(v *viewer, strict string) string {
 // A refused form changes nothing; the refusal is audited.
 func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (form, bool) {
 	body, err := smallbody.Read(w, r, maxFormBytes)
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		c.message(w, v, http.StatusRequestEntityTooLarge, "Too large", "The form is too large.")
+		return form{}, false
+	case err != nil:
+		c.message(w, v, http.StatusBadRequest, "Bad form", "The form could not be read (it did not arrive whole within 10 seconds).")
 		return form{}, false
 	}
 	f, err := parseForm(r.Header.Get("Content-Type"), body)

@@ -243,6 +243,12 @@ func (rt *Route) isPublic(cleanPath string) bool {
 	return false
 }
 
+// StripRequest removes from r every credential of every kind and
+// Gatehouse's own cookies, as Serve does on a public path: for a request
+// Gatehouse answered itself (a refusal, its endpoints, the console) that a
+// handler around it may still send on.
+func (rt *Route) StripRequest(r *http.Request) { _ = rt.guard.Forward(r, nil, rt.StripCredentials) }
+
 // StripCredentials removes from r every credential of every kind, those
 // the route does not accept too: a password sent beside an application
 // key, or a key on a route that takes only Basic, is no business of the

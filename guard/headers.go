@@ -61,6 +61,7 @@ var othersHeaders = [...]string{
 	"If-Modified-Since", "If-None-Match", "Origin", "Proxy-Authorization", "Range", "Referer", "Sec-Fetch-Site",
 	"Sec-WebSocket-Key", "TE", "Traceparent", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent",
 	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "X-Request-ID",
+	"CF-Connecting-IP", "True-Client-IP", "X-Client-IP", "X-Original-Forwarded-For", "X-Api-Key", "X-CSRF-Token", "X-Requested-With",
 }
 
 // NewIdentityHeaders derives the header names from prefix ("X-Gatehouse-").
@@ -219,6 +220,23 @@ func (h *IdentityHeaders) stripConnectionTokens(header http.Header) {
 func isOwnCookie(name string) bool {
 	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
 	return strings.HasPrefix(name, "gatehouse_")
+}
+
+// StripUnjudged removes from r what it may carry for Gatehouse when no
+// route can judge it (Gatehouse not started, so the credential kinds are
+// not loaded), before a 503: the identity headers h names, the
+// Authorization and appKey headers, Gatehouse's cookies, and the whole
+// query, which may hold a key in any of the spellings the kinds know.
+func StripUnjudged(r *http.Request, h IdentityHeaders) {
+	h.Strip(r.Header)
+	r.Header.Del("Authorization")
+	for name := range r.Header {
+		if strings.EqualFold(name, "AppKey") {
+			delete(r.Header, name)
+		}
+	}
+	stripOwnCookies(r)
+	r.URL.RawQuery, r.URL.ForceQuery = "", false
 }
 
 // stripOwnCookies removes Gatehouse's cookies (isOwnCookie) from r's

@@ -244,21 +244,23 @@ http://:{{.UpstreamPort}} {
 }
 `
 
-// interceptSite hands every request Gatehouse refuses to the echo
-// upstream (Caddy's intercept, as an operator would to serve a custom
-// error page from an application).
+// interceptSite hands every request Gatehouse refuses, and its 503s, to
+// the echo upstream (Caddy's intercept, as an operator would to serve a
+// custom error page from an application). Extra.storage, when set, is the
+// gatehouse storage option (a Redis that is down: every request 503).
 const interceptSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	auto_https off
 	gatehouse {
 		data_dir {{.DataDir}}
+		{{with .Extra.storage}}storage {{.}}{{end}}
 	}
 }
 http://:{{.HTTPPort}} {
 	bind 127.0.0.1
 	route {
 		intercept {
-			@refused status 401 403
+			@refused status 401 403 503
 			handle_response @refused {
 				reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
 					header_up X-Orig-Uri {http.request.orig_uri}
@@ -266,7 +268,7 @@ http://:{{.HTTPPort}} {
 			}
 		}
 		gatehouse {
-			accept basic app_key
+			accept basic app_key session
 			audience intercept
 		}
 		respond "allowed"
@@ -279,37 +281,67 @@ http://:{{.UpstreamPort}} {
 `
 
 // TestRefusedRequestHandedOnCarriesNoCredential: through bin/caddy, a
-// request Gatehouse refused and a handler around it sends on (intercept's
-// handle_response to an upstream) arrives there without the credential it
-// was refused with: no password, no application key in the header, the
-// query or {http.request.orig_uri}.
+// request Gatehouse answered itself and a handler around it sends on
+// (intercept's handle_response to an upstream) arrives there without the
+// credential it came with: no password, no application key in the
+// header, the query or {http.request.orig_uri}, no Gatehouse cookie (the
+// session's: an outside review had a signed-in user's live session handed
+// on with the 403 of a path their role does not allow) — for a refusal,
+// for the console's answer, and for the 503 of a Gatehouse whose store is
+// down, where no route can tell which query parameters are credentials
+// and the whole query goes.
 func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
-	inst := harness.Start(t, interceptSite, harness.Options{})
-	seedReader(t, inst, "alice")
-	base := fmt.Sprintf("http://127.0.0.1:%d", inst.Ports.HTTPPort)
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		args []string
 	}{
-		{"wrong password", []string{"-u", "alice:wrong horse", base + "/api/items?keep=1"}},
-		{"right password, method no role allows", []string{"-X", "DELETE", "-u", "alice:correct horse", base + "/api/items?keep=1"}},
-		{"unknown key in the query", []string{base + "/api/items?keep=1&appKey=ghak_notforupstream"}},
-		{"unknown key in the header", []string{"-H", "appKey: ghak_notforupstream", base + "/api/items?keep=1"}},
-	} {
-		res := harness.Curl(t, c.args...)
-		echo := harness.ParseEcho(t, res.Body)
-		if echo.Method == "" {
-			t.Fatalf("%s: the refusal was not handed on (status %d: %s)", c.name, res.Status, res.Body)
-		}
-		for name, v := range echo.Headers {
-			if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "AppKey") || strings.Contains(v, "ghak_") || strings.Contains(v, "Basic ") {
-				t.Errorf("%s: the upstream received %s: %s", c.name, name, v)
+		{"wrong password", []string{"-u", "alice:wrong horse", "/api/items?keep=1"}},
+		{"right password, method no role allows", []string{"-X", "DELETE", "-u", "alice:correct horse", "/api/items?keep=1"}},
+		{"unknown key in the query", []string{"/api/items?keep=1&appKey=ghak_notforupstream"}},
+		{"unknown key in the header", []string{"-H", "appKey: ghak_notforupstream", "/api/items?keep=1"}},
+		{"session cookie beside a password", []string{"-b", "__Host-gatehouse_session=notforupstream; theme=dark", "-u", "alice:correct horse", "/api/items?keep=1"}},
+		{"session cookie of no session", []string{"-b", "theme=dark; __Host-gatehouse_session=notforupstream", "/api/items?keep=1"}},
+		{"the console, with a password and a key", []string{"-X", "POST", "-u", "alice:correct horse", "-H", "appKey: ghak_notforupstream",
+			"-b", "__Host-gatehouse_session=notforupstream; theme=dark", "/gatehouse/console/users?keep=1"}},
+	}
+	check := func(t *testing.T, inst *harness.Instance, wantQuery string) {
+		t.Helper()
+		base := fmt.Sprintf("http://127.0.0.1:%d", inst.Ports.HTTPPort)
+		for _, c := range cases {
+			args := append([]string{}, c.args...)
+			path := args[len(args)-1]
+			args[len(args)-1] = base + path
+			res := harness.Curl(t, args...)
+			echo := harness.ParseEcho(t, res.Body)
+			if echo.Method == "" {
+				t.Fatalf("%s: the answer was not handed on (status %d: %s)", c.name, res.Status, res.Body)
+			}
+			for name, v := range echo.Headers {
+				if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "AppKey") || strings.Contains(v, "ghak_") ||
+					strings.Contains(v, "Basic ") || strings.Contains(v, "notforupstream") {
+					t.Errorf("%s: the upstream received %s: %s", c.name, name, v)
+				}
+			}
+			if strings.Contains(path, "theme") && echo.Headers["Cookie"] != "theme=dark" {
+				t.Errorf("%s: the upstream received the cookies %q; want theme=dark alone", c.name, echo.Headers["Cookie"])
+			}
+			want, _, _ := strings.Cut(path, "?")
+			want += wantQuery
+			if echo.URI != want || echo.Headers["X-Orig-Uri"] != want {
+				t.Errorf("%s: the upstream received %s (orig_uri %q); want %s", c.name, echo.URI, echo.Headers["X-Orig-Uri"], want)
 			}
 		}
-		if echo.URI != "/api/items?keep=1" || echo.Headers["X-Orig-Uri"] != "/api/items?keep=1" {
-			t.Errorf("%s: the upstream received %s (orig_uri %q); want /api/items?keep=1", c.name, echo.URI, echo.Headers["X-Orig-Uri"])
-		}
 	}
+	t.Run("refused", func(t *testing.T) {
+		inst := harness.Start(t, interceptSite, harness.Options{})
+		seedReader(t, inst, "alice")
+		check(t, inst, "?keep=1")
+	})
+	t.Run("store down", func(t *testing.T) {
+		dead := fmt.Sprintf("redis://127.0.0.1:%d/0", harness.FreePort(t))
+		inst := harness.Start(t, interceptSite, harness.Options{StoreDown: true, Extra: map[string]any{"storage": dead}})
+		check(t, inst, "")
+	})
 }
 
 // TestHandleErrorsGetsNoCredential: through bin/caddy, when the upstream

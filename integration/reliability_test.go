@@ -151,6 +151,18 @@ func TestAdminAPIOutlivesAFailedReload(t *testing.T) {
 	if st := basicAnswer(client, url, "GET", "bob", "correct horse"); st != 200 {
 		t.Fatalf("bob, unblocked after a good reload: %d", st)
 	}
+
+	// From a config without Gatehouse, a failed reload to one with it
+	// leaves none running: the admin API says so (it waited 10 s and
+	// answered 503 from the failed config's app, which never started).
+	withoutGatehouse := "{\n\tadmin 127.0.0.1:{{.AdminPort}}\n\tauto_https off\n}\nhttp://:{{.HTTPPort}} {\n\trespond \"plain\"\n}\n"
+	inst.Reload(withoutGatehouse)
+	if status, body := inst.TryReload(failing["provisioning"]); status == http.StatusOK {
+		t.Fatalf("a config failing at provisioning loaded: %s", body)
+	}
+	if st, body := inst.Admin(t, "GET", "/gatehouse/users", nil); st != 404 {
+		t.Fatalf("no gatehouse running after a failed reload: GET /gatehouse/users answered %d %s; want 404", st, body)
+	}
 }
 
 // TestReloadsUnderLoad: five config reloads (POST /load, each a real

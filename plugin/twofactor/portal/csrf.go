@@ -2,6 +2,7 @@ package portal
 
 import (
 	"crypto/subtle"
+	"errors"
 	"net/http"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -46,8 +47,13 @@ func (p *Portal) csrf(token string) string {
 // writes the refusal and returns "".
 func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form) {
 	body, err := smallbody.Read(w, r, maxFormBytes)
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		p.message(w, http.StatusRequestEntityTooLarge, "Sign in", "The form is too large.")
+		return "", form{}
+	case err != nil:
+		p.message(w, http.StatusBadRequest, "Sign in", "The form could not be read (it did not arrive whole within 10 seconds).")
 		return "", form{}
 	}
 	f, err := parseForm(r.Header.Get("Content-Type"), body)
