@@ -184,9 +184,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	})
 	if !passed {
-		route.StripRequest(r)
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		stripOriginalURL(r, route, repl)
+		route.StripAnswered(r, console.Serves(r.URL.Path))
+		if r.URL.RawQuery == "" {
+			dropOriginalQuery(r)
+		} else {
+			repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			stripOriginalURL(r, route, repl)
+		}
 	}
 	return err
 }

@@ -243,11 +243,19 @@ func (rt *Route) isPublic(cleanPath string) bool {
 	return false
 }
 
-// StripRequest removes from r every credential of every kind and
-// Gatehouse's own cookies, as Serve does on a public path: for a request
-// Gatehouse answered itself (a refusal, its endpoints, the console) that a
-// handler around it may still send on.
-func (rt *Route) StripRequest(r *http.Request) { _ = rt.guard.Forward(r, nil, rt.StripCredentials) }
+// StripAnswered strips a request Gatehouse answered itself (a refusal,
+// its endpoints, the console) that a handler around it may still send on:
+// every credential of every kind and Gatehouse's own cookies, as Serve
+// does on a public path, and its body. The query of a request to one of
+// Gatehouse's own paths goes whole (own reports them): a refresh token,
+// an enrolment link's token may be in it.
+func (rt *Route) StripAnswered(r *http.Request, own bool) {
+	_ = rt.guard.Forward(r, nil, rt.StripCredentials)
+	guard.DropBody(r)
+	if own || r.URL.Path == JWKSPath || rt.endpoint(r.URL.Path) != nil {
+		r.URL.RawQuery, r.URL.ForceQuery = "", false
+	}
+}
 
 // StripCredentials removes from r every credential of every kind, those
 // the route does not accept too: a password sent beside an application

@@ -229,7 +229,9 @@ func isOwnCookie(name string) bool {
 // query, which may hold a key in any of the spellings the kinds know.
 func StripUnjudged(r *http.Request, h IdentityHeaders) {
 	h.Strip(r.Header)
-	r.Header.Del("Authorization")
+	for _, name := range unjudgedHeaders {
+		delete(r.Header, name)
+	}
 	for name := range r.Header {
 		if strings.EqualFold(name, "AppKey") {
 			delete(r.Header, name)
@@ -237,6 +239,23 @@ func StripUnjudged(r *http.Request, h IdentityHeaders) {
 	}
 	stripOwnCookies(r)
 	r.URL.RawQuery, r.URL.ForceQuery = "", false
+	DropBody(r)
+}
+
+// unjudgedHeaders may carry a credential, or a URL with one in its query,
+// in forms only the credential kinds know: StripUnjudged deletes them whole.
+var unjudgedHeaders = [...]string{"Authorization", "X-Thingworx-Session", "Referer",
+	"X-Forwarded-Uri", "X-Forwarded-Url", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url", "X-Envoy-Original-Path", "X-Forwarded-Prefix"}
+
+// DropBody leaves r without a body (nor trailers) for whatever handles it
+// after Gatehouse answered it itself: a form's password, or the
+// credentials of a trailer, would otherwise go on with a request a
+// handler around Gatehouse sends elsewhere (intercept's reverse_proxy).
+func DropBody(r *http.Request) {
+	r.Body, r.ContentLength, r.TransferEncoding, r.Trailer = http.NoBody, 0, nil, nil
+	r.Header.Del("Content-Length")
+	r.Header.Del("Transfer-Encoding")
+	r.Header.Del("Trailer")
 }
 
 // stripOwnCookies removes Gatehouse's cookies (isOwnCookie) from r's

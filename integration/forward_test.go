@@ -260,7 +260,7 @@ http://:{{.HTTPPort}} {
 	bind 127.0.0.1
 	route {
 		intercept {
-			@refused status 401 403 503
+			@refused status 400 401 403 404 503
 			handle_response @refused {
 				reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
 					header_up X-Orig-Uri {http.request.orig_uri}
@@ -293,18 +293,24 @@ http://:{{.UpstreamPort}} {
 func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
 	cases := []struct {
 		name string
+		own  bool // a path of Gatehouse's own: its query goes whole
 		args []string
 	}{
-		{"wrong password", []string{"-u", "alice:wrong horse", "/api/items?keep=1"}},
-		{"right password, method no role allows", []string{"-X", "DELETE", "-u", "alice:correct horse", "/api/items?keep=1"}},
-		{"unknown key in the query", []string{"/api/items?keep=1&appKey=ghak_notforupstream"}},
-		{"unknown key in the header", []string{"-H", "appKey: ghak_notforupstream", "/api/items?keep=1"}},
-		{"session cookie beside a password", []string{"-b", "__Host-gatehouse_session=notforupstream; theme=dark", "-u", "alice:correct horse", "/api/items?keep=1"}},
-		{"session cookie of no session", []string{"-b", "theme=dark; __Host-gatehouse_session=notforupstream", "/api/items?keep=1"}},
-		{"the console, with a password and a key", []string{"-X", "POST", "-u", "alice:correct horse", "-H", "appKey: ghak_notforupstream",
+		{"wrong password", false, []string{"-u", "alice:wrong horse", "/api/items?keep=1"}},
+		{"right password, method no role allows", false, []string{"-X", "DELETE", "-u", "alice:correct horse", "/api/items?keep=1"}},
+		{"unknown key in the query", false, []string{"/api/items?keep=1&appKey=ghak_notforupstream"}},
+		{"unknown key in the header and the Referer", false, []string{"-H", "appKey: ghak_notforupstream", "-H", "Referer: https://app.example/p?appKey=ghak_notforupstream",
+			"/api/items?keep=1"}},
+		{"session cookie beside a password", false, []string{"-b", "__Host-gatehouse_session=notforupstream; theme=dark", "-u", "alice:correct horse", "/api/items?keep=1"}},
+		{"session cookie of no session", false, []string{"-b", "theme=dark; __Host-gatehouse_session=notforupstream", "/api/items?keep=1"}},
+		{"a refused form", false, []string{"-u", "alice:wrong horse", "--data", "password=notforupstream", "/api/items?keep=1"}},
+		{"the console, with a password and a key", true, []string{"-X", "POST", "-u", "alice:correct horse", "-H", "appKey: ghak_notforupstream",
 			"-b", "__Host-gatehouse_session=notforupstream; theme=dark", "/gatehouse/console/users?keep=1"}},
+		{"a password change on the account page of an ended session", true, []string{"-b", "__Host-gatehouse_session=notforupstream; theme=dark",
+			"-H", "Sec-Fetch-Mode: navigate", "--data", "action=password&current=notforupstream&password=notforupstream2", "/gatehouse/account?keep=1"}},
+		{"an enrolment link's token", true, []string{"/gatehouse/enrol?t=notforupstream-notforupstream-notforupstream1"}},
 	}
-	check := func(t *testing.T, inst *harness.Instance, wantQuery string) {
+	check := func(t *testing.T, inst *harness.Instance, judged bool) {
 		t.Helper()
 		base := fmt.Sprintf("http://127.0.0.1:%d", inst.Ports.HTTPPort)
 		for _, c := range cases {
@@ -322,11 +328,16 @@ func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
 					t.Errorf("%s: the upstream received %s: %s", c.name, name, v)
 				}
 			}
-			if strings.Contains(path, "theme") && echo.Headers["Cookie"] != "theme=dark" {
+			if cl := echo.Headers["Content-Length"]; cl != "" && cl != "0" || echo.Headers["Transfer-Encoding"] != "" {
+				t.Errorf("%s: the upstream received a body (Content-Length %q, Transfer-Encoding %q)", c.name, cl, echo.Headers["Transfer-Encoding"])
+			}
+			if strings.Contains(strings.Join(args, " "), "theme") && echo.Headers["Cookie"] != "theme=dark" {
 				t.Errorf("%s: the upstream received the cookies %q; want theme=dark alone", c.name, echo.Headers["Cookie"])
 			}
-			want, _, _ := strings.Cut(path, "?")
-			want += wantQuery
+			want, query, _ := strings.Cut(path, "?")
+			if judged && !c.own && query != "" {
+				want += "?keep=1"
+			}
 			if echo.URI != want || echo.Headers["X-Orig-Uri"] != want {
 				t.Errorf("%s: the upstream received %s (orig_uri %q); want %s", c.name, echo.URI, echo.Headers["X-Orig-Uri"], want)
 			}
@@ -335,12 +346,12 @@ func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		inst := harness.Start(t, interceptSite, harness.Options{})
 		seedReader(t, inst, "alice")
-		check(t, inst, "?keep=1")
+		check(t, inst, true)
 	})
 	t.Run("store down", func(t *testing.T) {
 		dead := fmt.Sprintf("redis://127.0.0.1:%d/0", harness.FreePort(t))
 		inst := harness.Start(t, interceptSite, harness.Options{StoreDown: true, Extra: map[string]any{"storage": dead}})
-		check(t, inst, "")
+		check(t, inst, false)
 	})
 }
 

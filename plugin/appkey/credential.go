@@ -97,7 +97,7 @@ func (*Credential) Challenge() string { return `AppKey realm="gatehouse", header
 // Referer (the address of a page a browser opened with ?appKey=, which it
 // sends with every request the page makes) and those in which a proxy in
 // front of Caddy passes on the request's original URI.
-var urlHeaders = [...]string{"Referer", "X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url"}
+var urlHeaders = [...]string{"Referer", "X-Forwarded-Uri", "X-Forwarded-Url", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url", "X-Envoy-Original-Path"}
 
 // Strip implements plugin.Credential: the key and the session request
 // leave neither header nor query string, so upstream logs never see them;
