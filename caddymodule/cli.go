@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -45,6 +46,7 @@ the identity assertions' signing key, all three without the admin API.`,
 }
 
 func buildCLI(cmd *cobra.Command) {
+	asGroup(cmd)
 	var address string
 	cmd.PersistentFlags().StringVar(&address, "address", "localhost:2019", "Caddy admin endpoint")
 	call := func(method, path string, body any) error {
@@ -54,12 +56,22 @@ func buildCLI(cmd *cobra.Command) {
 		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
 }
 
+// asGroup makes cmd, a command that only holds subcommands, refuse any
+// argument that names none of them (a misspelt subcommand: "user block
+// alice"), where Cobra would print the help and exit 0, so that a script
+// would take it for done; without arguments it prints the help.
+func asGroup(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	return cmd
+}
+
 // adminCaller makes one admin API call and prints its answer.
 type adminCaller func(method, path string, body any) error
 
 // usersCommand is "caddy gatehouse users": user accounts.
 func usersCommand(call adminCaller) *cobra.Command {
-	users := &cobra.Command{Use: "users", Short: "Manage user accounts"}
+	users := asGroup(&cobra.Command{Use: "users", Short: "Manage user accounts"})
 	var roles []string
 	var mobile string
 	var passwordStdin bool
@@ -83,13 +95,31 @@ func usersCommand(call adminCaller) *cobra.Command {
 	add.Flags().StringSliceVar(&roles, "role", nil, "role to grant (repeatable)")
 	add.Flags().StringVar(&mobile, "mobile", "", "mobile number for SMS codes")
 	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
+	var noRoles bool
 	setRoles := &cobra.Command{
-		Use: "set-roles <username> <role>...", Short: "Replace a user's roles", Args: cobra.MinimumNArgs(1),
+		Use: "set-roles <username> <role>...", Short: "Replace a user's roles (--none: take every role away)", Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) == 1 && !noRoles {
+				return errors.New("set-roles: name the roles, or give --none to take every role away")
+			}
+			if len(args) > 1 && noRoles {
+				return errors.New("set-roles: --none with roles named")
+			}
 			return call(http.MethodPatch, userPath(args[0]), map[string]any{"roles": args[1:]})
 		},
 	}
-	users.AddCommand(add, setRoles,
+	setRoles.Flags().BoolVar(&noRoles, "none", false, "take every role away")
+	setPassword := &cobra.Command{
+		Use: "set-password <username>", Short: "Set a user's password, read from the first line of stdin", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			pw, err := readSecretLine(c.InOrStdin())
+			if err != nil {
+				return err
+			}
+			return call(http.MethodPatch, userPath(args[0]), map[string]any{"password": pw})
+		},
+	}
+	users.AddCommand(add, setRoles, setPassword,
 		simple("list", "List users", 0, func([]string) error { return call(http.MethodGet, "/gatehouse/users", nil) }),
 		simple("get <username>", "Show a user", 1, func(a []string) error { return call(http.MethodGet, userPath(a[0]), nil) }),
 		simple("delete <username>", "Delete a user", 1, func(a []string) error { return call(http.MethodDelete, userPath(a[0]), nil) }),
@@ -108,7 +138,7 @@ func usersCommand(call adminCaller) *cobra.Command {
 
 // rolesCommand is "caddy gatehouse roles": roles and their rules.
 func rolesCommand(call adminCaller) *cobra.Command {
-	rolesCmd := &cobra.Command{Use: "roles", Short: "Manage roles"}
+	rolesCmd := asGroup(&cobra.Command{Use: "roles", Short: "Manage roles"})
 	var allow []string
 	var admin bool
 	put := &cobra.Command{
@@ -127,7 +157,7 @@ func rolesCommand(call adminCaller) *cobra.Command {
 		},
 	}
 	put.Flags().StringArrayVar(&allow, "allow", nil, `rule "METHODS PATHS" (repeatable)`)
-	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative")
+	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative (put replaces the whole role: without it, the role is not)")
 	rolesCmd.AddCommand(put,
 		simple("list", "List roles", 0, func([]string) error { return call(http.MethodGet, "/gatehouse/roles", nil) }),
 		simple("get <name>", "Show a role", 1, func(a []string) error { return call(http.MethodGet, rolePath(a[0]), nil) }),
@@ -139,7 +169,7 @@ func rolesCommand(call adminCaller) *cobra.Command {
 // directoryCommand is "caddy gatehouse directory": accounts of the
 // LDAP directory.
 func directoryCommand(call adminCaller) *cobra.Command {
-	directoryCmd := &cobra.Command{Use: "directory", Short: "Manage accounts of the LDAP directory"}
+	directoryCmd := asGroup(&cobra.Command{Use: "directory", Short: "Manage accounts of the LDAP directory"})
 	directoryCmd.AddCommand(
 		simple("refresh <username>", "Read a directory account's status and groups at once", 1, func(a []string) error {
 			return call(http.MethodPost, "/gatehouse/directory/refresh/"+url.PathEscape(a[0]), nil)
@@ -176,10 +206,18 @@ func auditCommand(call adminCaller) *cobra.Command {
 // apiCommand is "caddy gatehouse api": any admin API call.
 func apiCommand(call adminCaller) *cobra.Command {
 	return &cobra.Command{
-		Use: "api <METHOD> <path> [json-body]", Short: "Call any Gatehouse admin endpoint", Args: cobra.RangeArgs(2, 3),
-		RunE: func(_ *cobra.Command, args []string) error {
+		Use: "api <METHOD> <path> [json-body | -]", Short: "Call any admin endpoint (- reads the body from stdin)", Args: cobra.RangeArgs(2, 3),
+		RunE: func(c *cobra.Command, args []string) error {
 			var body any
-			if len(args) == 3 {
+			switch {
+			case len(args) == 3 && args[2] == "-":
+				// From stdin: a body with a secret stays off the command line.
+				raw, err := io.ReadAll(io.LimitReader(c.InOrStdin(), 64<<20))
+				if err != nil {
+					return fmt.Errorf("reading the body from stdin: %v", err)
+				}
+				body = json.RawMessage(raw)
+			case len(args) == 3:
 				body = json.RawMessage(args[2])
 			}
 			return call(strings.ToUpper(args[0]), args[1], body)
@@ -222,12 +260,13 @@ password of a Redis URL is never printed.
 Example:
   caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://:secret@10.0.0.5:6379/0`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+		RunE: func(c *cobra.Command, _ []string) (err error) {
+			defer unreadable(&err)
 			into := migrate.IntoEmpty
 			if resume {
 				into = migrate.IntoPartial
 			}
-			return runMigrate(c.ErrOrStderr(), from, to, into)
+			return runMigrate(c.ErrOrStderr(), withEnvPassword(from), withEnvPassword(to), into)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "source store: "+migrate.LocationHelp)
@@ -312,8 +351,9 @@ untagged records altogether: restore the store from a backup instead.
 Example:
   caddy gatehouse tag-records --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return runTagRecords(c.ErrOrStderr(), store, keystorePath, resume)
+		RunE: func(c *cobra.Command, _ []string) (err error) {
+			defer unreadable(&err)
+			return runTagRecords(c.ErrOrStderr(), withEnvPassword(store), keystorePath, resume)
 		},
 	}
 	c.Flags().StringVar(&store, "store", "", "the store: "+migrate.LocationHelp)
@@ -374,8 +414,9 @@ anything is written. A location is as for 'migrate'.
 Example:
   caddy gatehouse rotate-signing-key --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return runRotateSigningKey(c.ErrOrStderr(), store, keystorePath)
+		RunE: func(c *cobra.Command, _ []string) (err error) {
+			defer unreadable(&err)
+			return runRotateSigningKey(c.ErrOrStderr(), withEnvPassword(store), keystorePath)
 		},
 	}
 	c.Flags().StringVar(&store, "store", "", "the store: "+migrate.LocationHelp)
@@ -430,6 +471,38 @@ func openOffline(ctx context.Context, name, location, keystorePath string) (migr
 	return loc, ks, st, nil
 }
 
+// redisPasswordEnv names the environment variable the offline commands
+// take the password of a redis:// location from when the URL has none, so
+// that it stays off the command line (ps, the shell's history).
+const redisPasswordEnv = "GATEHOUSE_REDIS_PASSWORD"
+
+// withEnvPassword is location with the password of redisPasswordEnv when
+// it is a Redis URL without one and the variable is set.
+func withEnvPassword(location string) string {
+	pw := os.Getenv(redisPasswordEnv)
+	if pw == "" || !strings.HasPrefix(location, "redis://") && !strings.HasPrefix(location, "rediss://") {
+		return location
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return location // ParseLocation says what is wrong with it
+	}
+	if _, set := u.User.Password(); set {
+		return location
+	}
+	u.User = url.UserPassword(u.User.Username(), pw)
+	return u.String()
+}
+
+// unreadable turns a panic of an offline command into its error: Badger
+// panics on some damaged tables, where a stack trace would tell the
+// operator nothing.
+func unreadable(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("the store could not be read (damaged files?): %v", p)
+	}
+}
+
 // progress returns a callback printing format with the count so far to
 // out, at most once a second, for the offline commands' long runs.
 func progress(out io.Writer, format string) func(n int) {
@@ -462,6 +535,12 @@ func readSecretLine(r io.Reader) (string, error) {
 // adminCall sends one admin API request and prints the answer; an error
 // answer (4xx/5xx) is returned by AdminAPIRequest with the server's message.
 func adminCall(out io.Writer, address, method, path string, body any) error {
+	route, _, _ := strings.Cut(path, "?")
+	for seg := range strings.SplitSeq(route, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%q cannot be named in an admin API path (the server would read it as a directory of the path)", seg)
+		}
+	}
 	var reader io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -475,6 +554,10 @@ func adminCall(out io.Writer, address, method, path string, body any) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && !gatehouseAnswer(resp.Header.Get("Content-Type")) {
+		return fmt.Errorf("%s answered %s with Content-Type %q: no admin API of Caddy answers that; is --address the admin endpoint of the Caddy with Gatehouse?",
+			address, resp.Status, resp.Header.Get("Content-Type"))
+	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if len(raw) > 0 {
 		var pretty bytes.Buffer
@@ -486,4 +569,11 @@ func adminCall(out io.Writer, address, method, path string, body any) error {
 		}
 	}
 	return nil
+}
+
+// gatehouseAnswer reports whether contentType is one the admin endpoint
+// answers with: JSON, or a connector's package (a ZIP file).
+func gatehouseAnswer(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/json" || mt == "application/zip"
 }

@@ -87,23 +87,31 @@ func TestEarlyDataIsRefusedUntilTheHandshake(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	tr.Close()
 
-	// Resumed connections, each request in early data.
+	// Resumed connections, each request in early data. The server may read
+	// a request the client sent in 0-RTT only once the handshake has
+	// completed (a busy machine): it is then no early data any more (a
+	// replay could not complete the handshake) and is answered as usual,
+	// and the client tries again. A request forwarded in early data
+	// (Caddy's Early-Data: 1 to the upstream) fails at once.
 	for _, path := range []string{"/api/items", "/gatehouse/logout", "/gatehouse/console/"} {
 		var status int
 		var body string
 		for attempt := 0; ; attempt++ {
 			tr = c.transport()
 			status, body = c.get(t, tr, http3.MethodGet0RTT, inst.HTTPSURL()+path, withKey)
-			if c.used0RTT() {
+			if strings.Contains(body, "Early-Data") {
+				t.Fatalf("%s: forwarded in early data: %d %s", path, status, body)
+			}
+			if c.used0RTT() && status == http.StatusTooEarly {
 				break
 			}
 			tr.Close()
-			if attempt == 10 {
-				t.Fatalf("%s: the client never resumed in 0-RTT (last answer %d)", path, status)
+			if attempt == 30 {
+				t.Fatalf("%s: no answer to a request in early data in 30 tries (last: %d %s, 0-RTT used: %v)", path, status, body, c.used0RTT())
 			}
-			time.Sleep(200 * time.Millisecond) // no ticket yet: the last connection leaves one
+			time.Sleep(200 * time.Millisecond) // no ticket yet (the last connection leaves one), or read after the handshake
 		}
-		if status != http.StatusTooEarly || !strings.Contains(body, `"error":"too_early"`) || strings.Contains(body, "X-Gatehouse-User") {
+		if !strings.Contains(body, `"error":"too_early"`) || strings.Contains(body, "X-Gatehouse-User") {
 			t.Fatalf("%s in early data: %d %s", path, status, body)
 		}
 		// The client sends it again, the handshake now complete.

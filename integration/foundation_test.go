@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -286,7 +287,6 @@ func TestCLIAndMetrics(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
 		t.Fatalf("unknown user: %v %s", err, out)
 	}
-
 	resp, err := http.Get(inst.AdminURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -298,5 +298,38 @@ func TestCLIAndMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// A password from stdin (off the command line), and a body from stdin.
+	cli("", "users", "unblock", "erin")
+	cli("battery staple\n", "users", "set-password", "erin")
+	if s := harness.Curl(t, "-u", "erin:battery staple", inst.HTTPSURL()+"/api/x").Status; s != 200 {
+		t.Fatalf("password set by the CLI: %d", s)
+	}
+	cli(`{"password":"correct horse"}`, "api", "PATCH", "/gatehouse/users/erin", "-")
+	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 200 {
+		t.Fatalf("password set through the CLI's api with a body from stdin: %d", s)
+	}
+	// A misspelt subcommand, a name the server would read as a directory,
+	// set-roles without roles, and an address that is no admin endpoint
+	// fail (exit non-zero) and change nothing: scripts rely on it.
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") }))
+	defer fake.Close()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--address", addr, "user", "block", "erin"}, "unknown command"},
+		{[]string{"--address", addr, "users", "blok", "erin"}, "unknown command"},
+		{[]string{"--address", addr, "users", "get", "."}, "cannot be named"},
+		{[]string{"--address", addr, "users", "set-roles", "erin"}, "--none"},
+		{[]string{"--address", strings.TrimPrefix(fake.URL, "http://"), "users", "block", "erin"}, "is --address the admin endpoint"},
+	} {
+		out, err := exec.Command(harness.Binary(t), append([]string{"gatehouse"}, c.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("caddy gatehouse %v: %v, want a failure saying %q:\n%s", c.args, err, c.want, out)
+		}
+	}
+	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 200 {
+		t.Fatalf("erin after the failed commands: %d; want still active, with her role", s)
 	}
 }

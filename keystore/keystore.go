@@ -150,7 +150,15 @@ func (k *Keystore) NoteTaggedStore() error {
 	}
 	note := "This keystore has been used with a Gatehouse store whose records are tagged.\n" +
 		"Remove this file only to tag a store of it written by a version before record tags.\n"
-	if err := os.WriteFile(k.path+taggedSuffix, []byte(note), 0o600); err != nil {
+	// A new file, never through a link (O_EXCL fails on any existing name,
+	// a link too): in a directory others can write to, a link planted
+	// there would have this run create a file where the link points.
+	f, err := os.OpenFile(k.path+taggedSuffix, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		_, err = f.WriteString(note)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
 		return fmt.Errorf("noting that keystore %s was used with a tagged store: %v", k.path, err)
 	}
 	return nil
@@ -160,7 +168,7 @@ func (k *Keystore) NoteTaggedStore() error {
 // this keystore file (or whether that cannot be told: it then errs on the
 // side of refusing to tag).
 func (k *Keystore) UsedWithTaggedStore() bool {
-	_, err := os.Stat(k.path + taggedSuffix)
+	_, err := os.Lstat(k.path + taggedSuffix) // a link there counts, dangling or not
 	return !errors.Is(err, fs.ErrNotExist)
 }
 

@@ -141,3 +141,39 @@ func TestIndexForms(t *testing.T) {
 		}
 	}
 }
+
+// TestTaggedNoteFollowsNoLink: the note beside a keystore is created as a
+// new file, never through a link another user planted there (in a shared
+// directory, tag-records run by root would create the file the link
+// names, /etc/nologin say): a link, dangling or not, counts as the note.
+func TestTaggedNoteFollowsNoLink(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := Open(filepath.Join(dir, "ks.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "nologin")
+	if err := os.Symlink(victim, filepath.Join(dir, "ks.key.tagged")); err != nil {
+		t.Fatal(err)
+	}
+	if !ks.UsedWithTaggedStore() {
+		t.Error("a dangling link as the note: not counted as used with a tagged store")
+	}
+	if err := ks.NoteTaggedStore(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(victim); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the note was written through the link: %v", err)
+	}
+	// Without a link the note is written, for its owner alone.
+	other, err := Open(filepath.Join(dir, "other.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.NoteTaggedStore(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "other.key.tagged")); err != nil || fi.Mode().Perm() != 0o600 || !other.UsedWithTaggedStore() {
+		t.Fatalf("the note: %v %v", fi, err)
+	}
+}

@@ -283,14 +283,24 @@ func checkBadgerDir(dir string, role Role) error {
 	case role == Source && err == nil:
 		return errors.New("no Badger database here (no MANIFEST file, and no badger subdirectory)")
 	case errors.Is(err, os.ErrNotExist):
-		return nil // Badger creates it
+		return nil // Badger creates it, for its owner alone
 	case err != nil:
 		return err
 	case len(entries) > 0:
 		return errors.New("the directory holds other files but no Badger database; " +
 			"to create a new one for Gatehouse, name the badger subdirectory of its data_dir (<data_dir>/badger)")
+	case openToOthers(dir):
+		return errors.New("the directory may be read by others (group or other permission bits): the store's records hold password hashes; " +
+			"chmod 700 it, or name one that does not exist yet")
 	}
 	return nil
+}
+
+// openToOthers reports whether dir grants any permission to its group or
+// to others.
+func openToOthers(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.Mode().Perm()&0o077 != 0
 }
 
 // isLocked reports whether err is Badger failing to take its directory

@@ -393,6 +393,30 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("creating a destination: %v", err)
 	}
 	st.Close()
+	if fi, err := os.Stat(missing); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("a destination created: %v %v; want mode 0700", fi.Mode(), err)
+	}
+	// An existing directory others may read is refused: the records hold
+	// password hashes (an outside review had a local user read them from a
+	// backup made into a directory it had created).
+	shared := filepath.Join(t.TempDir(), "backup")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o755); err != nil { //nolint:gosec // G302: a directory others may read, as the test needs (past the umask)
+		t.Fatal(err)
+	}
+	if _, err := mustParse(t, "badger:"+shared).Open(ctx, Destination, nil); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Errorf("opening a destination others may read: %v", err)
+	}
+	if err := os.Chmod(shared, 0o700); err != nil { //nolint:gosec // G302: a directory, which needs x
+		t.Fatal(err)
+	}
+	st, err = mustParse(t, "badger:"+shared).Open(ctx, Destination, nil)
+	if err != nil {
+		t.Fatalf("a destination of its owner alone: %v", err)
+	}
+	st.Close()
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
