@@ -61,7 +61,12 @@ func buildCLI(cmd *cobra.Command) {
 // alice"), where Cobra would print the help and exit 0, so that a script
 // would take it for done; without arguments it prints the help.
 func asGroup(cmd *cobra.Command) *cobra.Command {
-	cmd.Args = cobra.NoArgs
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 && args[0] != "help" {
+			return fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())
+		}
+		return nil
+	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	return cmd
 }
@@ -115,6 +120,11 @@ func usersCommand(call adminCaller) *cobra.Command {
 			pw, err := readSecretLine(c.InOrStdin())
 			if err != nil {
 				return err
+			}
+			if pw == "" {
+				// The admin API reads an empty password as "remove it": a
+				// job run with stdin closed must not do that.
+				return errors.New("set-password: no password on the first line of stdin (to remove one: api PATCH /gatehouse/users/<name> '{\"password\":\"\"}')")
 			}
 			return call(http.MethodPatch, userPath(args[0]), map[string]any{"password": pw})
 		},
@@ -260,8 +270,7 @@ password of a Redis URL is never printed.
 Example:
   caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://:secret@10.0.0.5:6379/0`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			defer unreadable(&err)
+		RunE: func(c *cobra.Command, _ []string) error {
 			into := migrate.IntoEmpty
 			if resume {
 				into = migrate.IntoPartial
@@ -351,8 +360,7 @@ untagged records altogether: restore the store from a backup instead.
 Example:
   caddy gatehouse tag-records --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			defer unreadable(&err)
+		RunE: func(c *cobra.Command, _ []string) error {
 			return runTagRecords(c.ErrOrStderr(), withEnvPassword(store), keystorePath, resume)
 		},
 	}
@@ -414,8 +422,7 @@ anything is written. A location is as for 'migrate'.
 Example:
   caddy gatehouse rotate-signing-key --store badger:/var/lib/caddy/gatehouse --keystore /var/lib/caddy/gatehouse/keystore.key`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) (err error) {
-			defer unreadable(&err)
+		RunE: func(c *cobra.Command, _ []string) error {
 			return runRotateSigningKey(c.ErrOrStderr(), withEnvPassword(store), keystorePath)
 		},
 	}
@@ -487,20 +494,11 @@ func withEnvPassword(location string) string {
 	if err != nil {
 		return location // ParseLocation says what is wrong with it
 	}
-	if _, set := u.User.Password(); set {
+	if given, _ := u.User.Password(); given != "" {
 		return location
 	}
 	u.User = url.UserPassword(u.User.Username(), pw)
 	return u.String()
-}
-
-// unreadable turns a panic of an offline command into its error: Badger
-// panics on some damaged tables, where a stack trace would tell the
-// operator nothing.
-func unreadable(err *error) {
-	if p := recover(); p != nil {
-		*err = fmt.Errorf("the store could not be read (damaged files?): %v", p)
-	}
 }
 
 // progress returns a callback printing format with the count so far to
@@ -554,8 +552,8 @@ func adminCall(out io.Writer, address, method, path string, body any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent && !gatehouseAnswer(resp.Header.Get("Content-Type")) {
-		return fmt.Errorf("%s answered %s with Content-Type %q: no admin API of Caddy answers that; is --address the admin endpoint of the Caddy with Gatehouse?",
+	if strings.HasPrefix(route, "/gatehouse/") && resp.StatusCode != http.StatusNoContent && !gatehouseAnswer(resp.Header.Get("Content-Type")) {
+		return fmt.Errorf("%s answered %s with Content-Type %q, which Gatehouse's admin API never does; is --address the admin endpoint of the Caddy with Gatehouse?",
 			address, resp.Status, resp.Header.Get("Content-Type"))
 	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -571,8 +569,9 @@ func adminCall(out io.Writer, address, method, path string, body any) error {
 	return nil
 }
 
-// gatehouseAnswer reports whether contentType is one the admin endpoint
-// answers with: JSON, or a connector's package (a ZIP file).
+// gatehouseAnswer reports whether contentType is one Gatehouse's admin API
+// answers with: JSON, or a connector's package (a ZIP file). (Caddy's own
+// admin endpoints answer others, or none.)
 func gatehouseAnswer(contentType string) bool {
 	mt, _, _ := mime.ParseMediaType(contentType)
 	return mt == "application/json" || mt == "application/zip"

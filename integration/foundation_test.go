@@ -322,6 +322,7 @@ func TestCLIAndMetrics(t *testing.T) {
 		{[]string{"--address", addr, "users", "blok", "erin"}, "unknown command"},
 		{[]string{"--address", addr, "users", "get", "."}, "cannot be named"},
 		{[]string{"--address", addr, "users", "set-roles", "erin"}, "--none"},
+		{[]string{"--address", addr, "users", "set-password", "erin"}, "no password"}, // stdin empty: never "remove it"
 		{[]string{"--address", strings.TrimPrefix(fake.URL, "http://"), "users", "block", "erin"}, "is --address the admin endpoint"},
 	} {
 		out, err := exec.Command(harness.Binary(t), append([]string{"gatehouse"}, c.args...)...).CombinedOutput()
@@ -330,6 +331,12 @@ func TestCLIAndMetrics(t *testing.T) {
 		}
 	}
 	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 200 {
-		t.Fatalf("erin after the failed commands: %d; want still active, with her role", s)
+		t.Fatalf("erin after the failed commands: %d; want still active, with her role and password", s)
 	}
+	// Caddy's own admin endpoints answer in other types: api still takes them.
+	if out := cli("", "api", "GET", "/metrics"); !strings.Contains(out, "gatehouse_decisions_total") {
+		t.Errorf("api GET /metrics: %.200s", out)
+	}
+	cli("", "help")
+	cli("", "users", "help")
 }

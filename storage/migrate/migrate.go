@@ -274,6 +274,9 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 // database, and to create one among unrelated files.
 func checkBadgerDir(dir string, role Role) error {
 	if _, err := os.Stat(filepath.Join(dir, badgerManifest)); err == nil {
+		if role == Destination {
+			return checkPrivate(dir)
+		}
 		return nil
 	}
 	entries, err := os.ReadDir(dir)
@@ -289,18 +292,8 @@ func checkBadgerDir(dir string, role Role) error {
 	case len(entries) > 0:
 		return errors.New("the directory holds other files but no Badger database; " +
 			"to create a new one for Gatehouse, name the badger subdirectory of its data_dir (<data_dir>/badger)")
-	case openToOthers(dir):
-		return errors.New("the directory may be read by others (group or other permission bits): the store's records hold password hashes; " +
-			"chmod 700 it, or name one that does not exist yet")
 	}
-	return nil
-}
-
-// openToOthers reports whether dir grants any permission to its group or
-// to others.
-func openToOthers(dir string) bool {
-	fi, err := os.Stat(dir)
-	return err == nil && fi.Mode().Perm()&0o077 != 0
+	return checkPrivate(dir)
 }
 
 // isLocked reports whether err is Badger failing to take its directory

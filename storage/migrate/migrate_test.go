@@ -355,6 +355,9 @@ func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 
 	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // G302: a directory, which needs x
+		t.Fatal(err)
+	}
 	held := openBadger(t, dir)
 	if err := held.Put(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
@@ -417,6 +420,19 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("a destination of its owner alone: %v", err)
 	}
 	st.Close()
+	// Holding a database now (an interrupted copy, --resume), it is
+	// checked all the same.
+	if err := os.Chmod(shared, 0o750); err != nil { //nolint:gosec // G302: a directory others may read, as the test needs
+		t.Fatal(err)
+	}
+	if _, err := mustParse(t, "badger:"+shared).Open(ctx, Destination, nil); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Errorf("opening a destination database others may read: %v", err)
+	}
+	if st, err := mustParse(t, "badger:"+shared).Open(ctx, Source, nil); err != nil {
+		t.Errorf("reading a source others may read: %v", err)
+	} else {
+		st.Close()
+	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
