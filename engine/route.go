@@ -317,6 +317,13 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("gatehouse.outcome", outcome), attribute.String("gatehouse.reason", reason))
 	}
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// The body goes unread: without this, Go's HTTP/1 server would
+		// read (up to 256 KiB of) it before sending the refusal, so a
+		// body trickling in would hold the answer, and the connection,
+		// for as long as the client likes.
+		w.Header().Set("Connection", "close")
+	}
 	ev := rt.event(r, id, method, audit.OutcomeDenied, reason)
 	if isRefusal && ev.Username == "" {
 		ev.Username = refusal.Username

@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,6 +357,50 @@ func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
 		inst := harness.Start(t, interceptSite, harness.Options{StoreDown: true, Extra: map[string]any{"storage": dead}})
 		check(t, inst, false)
 	})
+}
+
+// TestRefusalIsNotHeldByASlowBody: through bin/caddy over HTTP/1.1, a
+// refused request whose body trickles in gets its refusal at once and the
+// connection closes (Go's server would otherwise read the unread body
+// before answering, so the client decided when the refusal came: an outside
+// review held one for 25 s).
+func TestRefusalIsNotHeldByASlowBody(t *testing.T) {
+	inst := harness.Start(t, errorsSite, harness.Options{Extra: map[string]any{"deadPort": harness.FreePort(t)}})
+	seedReader(t, inst, "alice")
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", inst.Ports.HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	began := time.Now()
+	fmt.Fprintf(conn, "POST /api/items HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\nContent-Length: 60000\r\n\r\na",
+		base64.StdEncoding.EncodeToString([]byte("alice:wrong horse")))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the rest of the body, a byte every two seconds
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Second):
+				if _, err := conn.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(45 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a refused request with a trickling body after %v: %v", time.Since(began).Round(time.Second), err)
+	}
+	res.Body.Close()
+	if took := time.Since(began); res.StatusCode != 401 || took > 15*time.Second {
+		t.Fatalf("a refused request with a trickling body: %d after %v; want 401 at once", res.StatusCode, took.Round(time.Second))
+	}
+	if !res.Close {
+		t.Error("the connection of a refused request with its body unread stays open")
+	}
 }
 
 // TestHandleErrorsGetsNoCredential: through bin/caddy, when the upstream
