@@ -232,6 +232,9 @@ func StripUnjudged(r *http.Request, h IdentityHeaders) {
 	for _, name := range unjudgedHeaders {
 		delete(r.Header, name)
 	}
+	for _, name := range URLHeaders {
+		delete(r.Header, name)
+	}
 	for name := range r.Header {
 		if strings.EqualFold(name, "AppKey") {
 			delete(r.Header, name)
@@ -242,10 +245,16 @@ func StripUnjudged(r *http.Request, h IdentityHeaders) {
 	DropBody(r)
 }
 
-// unjudgedHeaders may carry a credential, or a URL with one in its query,
-// in forms only the credential kinds know: StripUnjudged deletes them whole.
-var unjudgedHeaders = [...]string{"Authorization", "X-Thingworx-Session", "Referer",
-	"X-Forwarded-Uri", "X-Forwarded-Url", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url", "X-Envoy-Original-Path", "X-Forwarded-Prefix"}
+// URLHeaders are the request headers that carry a URL with its query:
+// the Referer (the address of a page a browser opened with a key in its
+// query, which it sends with every request the page makes) and those in
+// which a proxy in front of Caddy passes on the request's original URI.
+var URLHeaders = [...]string{"Referer", "X-Forwarded-Uri", "X-Forwarded-Url", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url", "X-Envoy-Original-Path"}
+
+// unjudgedHeaders may carry a credential in forms only the credential
+// kinds know (beside URLHeaders, whose URLs may hold one in their query):
+// StripUnjudged deletes them whole.
+var unjudgedHeaders = [...]string{"Authorization", "X-Thingworx-Session", "X-Forwarded-Prefix"}
 
 // DropBody leaves r without a body (nor trailers) for whatever handles it
 // after Gatehouse answered it itself: a form's password, or the

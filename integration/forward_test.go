@@ -375,20 +375,7 @@ func TestRefusalIsNotHeldByASlowBody(t *testing.T) {
 	began := time.Now()
 	fmt.Fprintf(conn, "POST /api/items HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic %s\r\nContent-Length: 60000\r\n\r\na",
 		base64.StdEncoding.EncodeToString([]byte("alice:wrong horse")))
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // the rest of the body, a byte every two seconds
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Second):
-				if _, err := conn.Write([]byte("a")); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	defer harness.Trickle(conn)() // the rest of the body, a byte every two seconds
 	_ = conn.SetReadDeadline(time.Now().Add(45 * time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -277,22 +277,10 @@ func TestESASlowBodyIsCutOff(t *testing.T) {
 			defer conn.Close()
 			began := time.Now()
 			fmt.Fprintf(conn, "POST /auth/v1/start2fa HTTP/1.1\r\nHost: localhost\r\n%sContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{", c.auth)
-			ended := make(chan struct{})
-			go func() { // the rest of the body, a byte every two seconds
-				for {
-					select {
-					case <-ended:
-						return
-					case <-time.After(2 * time.Second):
-						if _, err := conn.Write([]byte(" ")); err != nil {
-							return
-						}
-					}
-				}
-			}()
+			stop := harness.Trickle(conn) // the rest of the body, a byte every two seconds
 			_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 			_, err = io.Copy(io.Discard, conn) // the answer, until the server closes
-			close(ended)
+			stop()
 			took := time.Since(began)
 			if err != nil || took > 40*time.Second {
 				t.Errorf("%s: the trickling body held the connection %v (%v); want it given up after about 10s", c.name, took.Round(time.Second), err)

@@ -629,3 +629,23 @@ func Command(t testing.TB, name string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// Trickle writes one byte of a request body to conn every two seconds, as
+// a slow-body client does, until the returned stop is called or a write
+// fails.
+func Trickle(conn io.Writer) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Second):
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -93,21 +93,15 @@ func (c *Credential) presented(r *http.Request) (string, error) {
 // (or query parameter) the key goes in; no standard scheme exists.
 func (*Credential) Challenge() string { return `AppKey realm="gatehouse", header="appKey"` }
 
-// urlHeaders are the headers that carry a URL with its query: the
-// Referer (the address of a page a browser opened with ?appKey=, which it
-// sends with every request the page makes) and those in which a proxy in
-// front of Caddy passes on the request's original URI.
-var urlHeaders = [...]string{"Referer", "X-Forwarded-Uri", "X-Forwarded-Url", "X-Original-Uri", "X-Original-Url", "X-Rewrite-Url", "X-Envoy-Original-Path"}
-
 // Strip implements plugin.Credential: the key and the session request
 // leave neither header nor query string, so upstream logs never see them;
-// nor does the key in a URL another header carries (urlHeaders).
+// nor does the key in a URL another header carries (guard.URLHeaders).
 func (*Credential) Strip(r *http.Request) {
 	delete(r.Header, headerName)
 	for _, h := range sessionHeaders {
 		delete(r.Header, h)
 	}
-	for _, h := range urlHeaders {
+	for _, h := range guard.URLHeaders {
 		for i, u := range r.Header[h] {
 			if stripped, removed := stripKeyFromURL(u); removed {
 				r.Header[h][i] = stripped
