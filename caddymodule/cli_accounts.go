@@ -1,0 +1,165 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// usersCommand is "caddy gatehouse users": user accounts.
+func usersCommand(a *adminClient) *cobra.Command {
+	users := asGroup(&cobra.Command{Use: "users", Short: "Manage user accounts"})
+	var roles []string
+	var mobile string
+	var passwordStdin bool
+	add := &cobra.Command{
+		Use: "add <username>", Short: "Create a user", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			body := map[string]any{"username": args[0], "roles": roles}
+			if mobile != "" {
+				body["mobile_number"] = mobile
+			}
+			if passwordStdin {
+				pw, err := readSecretLine(c.InOrStdin())
+				if err != nil {
+					return err
+				}
+				body["password"] = pw
+			}
+			return a.call(http.MethodPost, "/gatehouse/users", body)
+		},
+	}
+	add.Flags().StringSliceVar(&roles, "role", nil, "role to grant (repeatable)")
+	add.Flags().StringVar(&mobile, "mobile", "", "mobile number for SMS codes")
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
+	var noRoles bool
+	setRoles := &cobra.Command{
+		Use: "set-roles <username> <role>...", Short: "Replace a user's roles (--none: take every role away)", Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) == 1 && !noRoles {
+				return errors.New("set-roles: name the roles, or give --none to take every role away")
+			}
+			if len(args) > 1 && noRoles {
+				return errors.New("set-roles: --none with roles named")
+			}
+			return a.call(http.MethodPatch, userPath(args[0]), map[string]any{"roles": args[1:]})
+		},
+	}
+	setRoles.Flags().BoolVar(&noRoles, "none", false, "take every role away")
+	setPassword := &cobra.Command{
+		Use: "set-password <username>", Short: "Set a user's password, read from the first line of stdin", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			pw, err := readSecretLine(c.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if pw == "" {
+				// The admin API reads an empty password as "remove it": a
+				// job run with stdin closed must not do that.
+				return errors.New("set-password: no password on the first line of stdin (to remove one: api PATCH /gatehouse/users/<name> '{\"password\":\"\"}')")
+			}
+			return a.call(http.MethodPatch, userPath(args[0]), map[string]any{"password": pw})
+		},
+	}
+	users.AddCommand(add, setRoles, setPassword,
+		simple("list", "List users", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/users", nil) }),
+		simple("get <username>", "Show a user", 1, func(args []string) error { return a.call(http.MethodGet, userPath(args[0]), nil) }),
+		simple("delete <username>", "Delete a user", 1, func(args []string) error { return a.call(http.MethodDelete, userPath(args[0]), nil) }),
+		simple("block <username>", "Block a user", 1, func(args []string) error {
+			return a.call(http.MethodPatch, userPath(args[0]), map[string]string{"status": "blocked"})
+		}),
+		simple("unblock <username>", "Unblock a user", 1, func(args []string) error {
+			return a.call(http.MethodPatch, userPath(args[0]), map[string]string{"status": "active"})
+		}),
+		simple("end-sessions <username>", "End every session of a user", 1, func(args []string) error {
+			return a.call(http.MethodDelete, userPath(args[0])+"/sessions", nil)
+		}),
+	)
+	return users
+}
+
+// rolesCommand is "caddy gatehouse roles": roles and their rules.
+func rolesCommand(a *adminClient) *cobra.Command {
+	rolesCmd := asGroup(&cobra.Command{Use: "roles", Short: "Manage roles"})
+	var allow []string
+	var admin bool
+	put := &cobra.Command{
+		Use: "put <name>", Short: "Create or replace a role", Args: cobra.ExactArgs(1),
+		Long: `Each --allow is "METHODS PATHS", e.g. --allow "GET,HEAD /api/*" --allow "* /public/*".`,
+		RunE: func(_ *cobra.Command, args []string) error {
+			rules := []map[string][]string{}
+			for _, a := range allow {
+				methods, paths, ok := strings.Cut(strings.TrimSpace(a), " ")
+				if !ok {
+					return fmt.Errorf("--allow %q: want \"METHODS PATHS\", e.g. \"GET /api/*\"", a)
+				}
+				rules = append(rules, map[string][]string{"methods": strings.Split(methods, ","), "paths": strings.Fields(paths)})
+			}
+			return a.call(http.MethodPut, rolePath(args[0]), map[string]any{"rules": rules, "admin": admin})
+		},
+	}
+	put.Flags().StringArrayVar(&allow, "allow", nil, `rule "METHODS PATHS" (repeatable)`)
+	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative (put replaces the whole role: without it, the role is not)")
+	rolesCmd.AddCommand(put,
+		simple("list", "List roles", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/roles", nil) }),
+		simple("get <name>", "Show a role", 1, func(args []string) error { return a.call(http.MethodGet, rolePath(args[0]), nil) }),
+		simple("delete <name>", "Delete a role", 1, func(args []string) error { return a.call(http.MethodDelete, rolePath(args[0]), nil) }),
+	)
+	return rolesCmd
+}
+
+// directoryCommand is "caddy gatehouse directory": accounts of the
+// LDAP directory.
+func directoryCommand(a *adminClient) *cobra.Command {
+	directoryCmd := asGroup(&cobra.Command{Use: "directory", Short: "Manage accounts of the LDAP directory"})
+	directoryCmd.AddCommand(
+		simple("refresh <username>", "Read a directory account's status and groups at once", 1, func(args []string) error {
+			return a.call(http.MethodPost, "/gatehouse/directory/refresh/"+url.PathEscape(args[0]), nil)
+		}),
+	)
+	return directoryCmd
+}
+
+// auditCommand is "caddy gatehouse audit": the audit log, filtered.
+func auditCommand(a *adminClient) *cobra.Command {
+	var auditUser, auditKind, auditOutcome, auditSince, auditUntil, auditLimit string
+	auditCmd := &cobra.Command{
+		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"username": auditUser, "kind": auditKind, "outcome": auditOutcome,
+				"since": auditSince, "until": auditUntil, "limit": auditLimit} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			return a.call(http.MethodGet, "/gatehouse/audit?"+q.Encode(), nil)
+		},
+	}
+	auditCmd.Flags().StringVar(&auditUser, "username", "", "only this user's events")
+	auditCmd.Flags().StringVar(&auditKind, "kind", "", "only events of this kind")
+	auditCmd.Flags().StringVar(&auditOutcome, "outcome", "", "only events of this outcome (allowed, denied, success, failure)")
+	auditCmd.Flags().StringVar(&auditSince, "since", "", "only events since this RFC 3339 time")
+	auditCmd.Flags().StringVar(&auditUntil, "until", "", "only events before this RFC 3339 time (the next page: the time of the last event shown)")
+	auditCmd.Flags().StringVar(&auditLimit, "limit", "", "at most this many events")
+	return auditCmd
+}
+
+// sessionsCommand is "caddy gatehouse sessions": the portal's sign-in
+// sessions.
+func sessionsCommand(a *adminClient) *cobra.Command {
+	sessions := asGroup(&cobra.Command{Use: "sessions", Short: "List and end sign-in sessions"})
+	sessions.AddCommand(
+		simple("list <username>", "List a user's live sessions, newest first (never their cookies)", 1, func(args []string) error {
+			return a.call(http.MethodGet, withQuery("/gatehouse/sessions", "username", args[0]), nil)
+		}),
+		simple("end <id>", "End one session", 1, func(args []string) error {
+			return a.call(http.MethodDelete, "/gatehouse/sessions/"+url.PathEscape(args[0]), nil)
+		}),
+	)
+	return sessions
+}

@@ -1,0 +1,430 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// appKeysCommand is "caddy gatehouse appkeys": application keys.
+func appKeysCommand(a *adminClient) *cobra.Command {
+	keys := asGroup(&cobra.Command{Use: "appkeys", Short: "Manage application keys"})
+	var owner string
+	create := &cobra.Command{
+		Use: "create <name> --user <username>", Args: cobra.ExactArgs(1),
+		Short: "Create a key; its value is printed (and later by 'key')",
+	}
+	createFields := keyFieldFlags(create)
+	create.RunE = func(_ *cobra.Command, args []string) error {
+		body := map[string]any{"name": args[0], "username": owner}
+		if err := createFields(body); err != nil {
+			return err
+		}
+		return a.call(http.MethodPost, "/gatehouse/appkeys", body)
+	}
+	create.Flags().StringVar(&owner, "user", "", "the user the key runs as (required)")
+	_ = create.MarkFlagRequired("user")
+
+	update := &cobra.Command{
+		Use: "update <name> [flags]", Args: cobra.ExactArgs(1),
+		Short: "Change the fields given, leave the others (a new expiry or allowlist ends the key's sessions)",
+	}
+	updateFields := keyFieldFlags(update)
+	update.RunE = func(_ *cobra.Command, args []string) error {
+		body := map[string]any{}
+		if err := updateFields(body); err != nil {
+			return err
+		}
+		if len(body) == 0 {
+			return errors.New("update: nothing to change; give the fields to change, e.g. --expires-in 720h or --allow-ip 10.0.0.0/8")
+		}
+		return a.call(http.MethodPatch, appKeyPath(args[0]), body)
+	}
+
+	var listUser string
+	list := &cobra.Command{
+		Use: "list", Short: "List keys (never their values)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return a.call(http.MethodGet, withQuery("/gatehouse/appkeys", "username", listUser), nil)
+		},
+	}
+	list.Flags().StringVar(&listUser, "username", "", "only this user's keys")
+
+	var deleteUser string
+	deleteKey := &cobra.Command{
+		Use: "delete <name>", Short: "Delete a key (it stops working at once)", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return a.call(http.MethodDelete, withQuery(appKeyPath(args[0]), "username", deleteUser), nil)
+		},
+	}
+	deleteKey.Flags().StringVar(&deleteUser, "username", "", "delete it only while it is this user's key")
+
+	var grace time.Duration
+	rotate := &cobra.Command{
+		Use: "rotate <name> [--grace 10m]", Short: "Give a key a new value, printed; the old one works for --grace more", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if grace < 0 || grace%time.Second != 0 {
+				return fmt.Errorf("--grace %s: want whole seconds, not negative (e.g. 90s, 10m)", grace)
+			}
+			return a.call(http.MethodPost, appKeyPath(args[0])+"/rotate", map[string]int64{"grace_seconds": int64(grace / time.Second)})
+		},
+	}
+	rotate.Flags().DurationVar(&grace, "grace", 0, "how long the previous value keeps working")
+
+	keys.AddCommand(create, update, list, deleteKey, rotate,
+		simple("get <name>", "Show a key (never its value)", 1, func(args []string) error {
+			return a.call(http.MethodGet, appKeyPath(args[0]), nil)
+		}),
+		simple("key <name>", "Print a key's value (written to the audit log)", 1, func(args []string) error {
+			return a.call(http.MethodGet, appKeyPath(args[0])+"/key", nil)
+		}),
+		simple("reset-expiration <name>", "Set a key's expiry to now plus the configured lifetime", 1, func(args []string) error {
+			return a.call(http.MethodPost, appKeyPath(args[0])+"/reset-expiration", nil)
+		}),
+		simple("purge-expired", "Delete every expired key", 0, func([]string) error {
+			return a.call(http.MethodPost, "/gatehouse/appkeys/purge-expired", nil)
+		}),
+	)
+	return keys
+}
+
+// keyFieldFlags registers on c the flags of an application key's fields
+// that both create and update take, and returns a function adding to a
+// request body the fields of the flags given on the command line (and
+// only those: an update leaves the others as they are).
+func keyFieldFlags(c *cobra.Command) func(body map[string]any) error {
+	f := c.Flags()
+	texts := []struct{ flag, field, usage string }{
+		{"description", "description", "what the key is for"},
+		{"project", "project", "the project the key belongs to"},
+		{"client-name", "client_name", "the client application using the key"},
+		{"documentation", "documentation", "a link to the client's documentation"},
+		{"home-url", "home_url", "the client's home page"},
+	}
+	for _, t := range texts {
+		f.String(t.flag, "", t.usage)
+	}
+	f.StringSlice("allow-ip", nil, `client addresses or CIDR prefixes allowed to use the key (repeatable or comma-separated; "" allows any)`)
+	f.StringSlice("tag", nil, `tags (repeatable or comma-separated; "" for none)`)
+	f.String("expires-at", "", "when the key stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z)")
+	f.Duration("expires-in", 0, "when the key stops working, from now (e.g. 720h)")
+	c.MarkFlagsMutuallyExclusive("expires-at", "expires-in")
+	return func(body map[string]any) error {
+		for _, t := range texts {
+			if f.Changed(t.flag) {
+				body[t.field], _ = f.GetString(t.flag)
+			}
+		}
+		for flag, field := range map[string]string{"allow-ip": "ip_allowlist", "tag": "tags"} {
+			if f.Changed(flag) {
+				body[field], _ = f.GetStringSlice(flag)
+			}
+		}
+		if f.Changed("expires-at") {
+			at, _ := f.GetString("expires-at")
+			if _, err := time.Parse(time.RFC3339, at); err != nil {
+				return fmt.Errorf("--expires-at %q: want an RFC 3339 time, e.g. 2027-06-30T00:00:00Z", at)
+			}
+			body["expires_at"] = at
+		}
+		if f.Changed("expires-in") {
+			d, _ := f.GetDuration("expires-in")
+			if d <= 0 {
+				return fmt.Errorf("--expires-in %s: want a time ahead, e.g. 720h", d)
+			}
+			body["expires_at"] = time.Now().Add(d).UTC().Format(time.RFC3339)
+		}
+		return nil
+	}
+}
+
+// connectorsCommand is "caddy gatehouse connectors": connectors and their
+// client certificates.
+func connectorsCommand(a *adminClient) *cobra.Command {
+	connectors := asGroup(&cobra.Command{Use: "connectors", Short: "Manage connectors and their client certificates"})
+	var owner, createCSR string
+	create := &cobra.Command{
+		Use: "create <name> --user <username> [--csr <file>]", Args: cobra.ExactArgs(1),
+		Short: "Create a connector and its first certificate (without --csr, with a private key printed once)",
+		RunE: func(_ *cobra.Command, args []string) error {
+			body := map[string]any{"name": args[0], "username": owner}
+			if err := addCSR(body, createCSR); err != nil {
+				return err
+			}
+			return a.call(http.MethodPost, "/gatehouse/connectors", body)
+		},
+	}
+	create.Flags().StringVar(&owner, "user", "", "the user the connector acts for (required)")
+	create.Flags().StringVar(&createCSR, "csr", "", "a PEM certificate request: the certificate is for its key, and no private key is printed")
+	_ = create.MarkFlagRequired("user")
+
+	var reissueCSR string
+	reissue := &cobra.Command{
+		Use: "reissue <name> [--csr <file>]", Args: cobra.ExactArgs(1),
+		Short: "Issue a new certificate; the previous one and its tokens stop working at once",
+		RunE: func(_ *cobra.Command, args []string) error {
+			body := map[string]any{}
+			if err := addCSR(body, reissueCSR); err != nil {
+				return err
+			}
+			return a.call(http.MethodPost, connectorPath(args[0])+"/certificate", body)
+		},
+	}
+	reissue.Flags().StringVar(&reissueCSR, "csr", "", "a PEM certificate request: the certificate is for its key, and no private key is printed")
+
+	var output string
+	pkg := &cobra.Command{
+		Use: "package <name> --output <file.zip>", Args: cobra.ExactArgs(1),
+		Short: "Issue a new certificate as a package for the client, encrypted with the password on stdin's first line",
+		Long: `
+Issues the connector a new certificate and writes the package a client
+installs (certificates.pfx, encrypted with the password read from the
+first line of stdin, and metadata.json) to --output, a new file only its
+owner may read ('-': stdout, when it is not a terminal). The connector's
+previous certificate, and every token issued with it, stop working at once.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			password, err := readSecretLine(c.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if password == "" {
+				return errors.New("package: no password on the first line of stdin (it encrypts the package's certificates.pfx)")
+			}
+			return writePackage(a, args[0], password, output, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	pkg.Flags().StringVarP(&output, "output", "o", "", "the file to write the package to, which must not exist ('-': stdout)")
+	_ = pkg.MarkFlagRequired("output")
+
+	connectors.AddCommand(create, reissue, pkg,
+		simple("list", "List connectors", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/connectors", nil) }),
+		simple("get <name>", "Show a connector", 1, func(args []string) error {
+			return a.call(http.MethodGet, connectorPath(args[0]), nil)
+		}),
+		simple("delete <name>", "Revoke a connector and every token issued through it", 1, func(args []string) error {
+			return a.call(http.MethodDelete, connectorPath(args[0]), nil)
+		}),
+	)
+	return connectors
+}
+
+// addCSR sets body's csr_pem to the certificate request in the file
+// named csrFile, when one is named.
+func addCSR(body map[string]any, csrFile string) error {
+	if csrFile == "" {
+		return nil
+	}
+	f, err := os.Open(csrFile) //nolint:gosec // G304: the operator names the file
+	if err != nil {
+		return fmt.Errorf("--csr: %v", err)
+	}
+	defer f.Close()
+	const limit = 64 << 10 // a certificate request is a few KiB
+	raw, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return fmt.Errorf("--csr: %v", err)
+	}
+	if len(raw) > limit {
+		return fmt.Errorf("--csr %s: over %d KiB, not a certificate request", csrFile, limit>>10)
+	}
+	body["csr_pem"] = string(raw)
+	return nil
+}
+
+// writePackage asks for connector name's package, encrypted with password,
+// and writes it to output ("-": stdout). The file is created, new and
+// private, before the call: the call revokes the connector's previous
+// certificate, so its package must have a place to go. It is removed
+// again when the call fails.
+func writePackage(a *adminClient, name, password, output string, stdout, stderr io.Writer) error {
+	var dst io.Writer
+	finish := func(error) error { return nil }
+	if output == "-" {
+		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // G115: a file descriptor fits an int
+			return errors.New("package: stdout is a terminal; name a file with --output, or redirect stdout")
+		}
+		dst = stdout
+	} else {
+		f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the operator names the file
+		if err != nil {
+			return fmt.Errorf("package: --output: %v (it must be a new file)", err)
+		}
+		dst = f
+		finish = func(failed error) error {
+			err := f.Close()
+			if failed == nil && err == nil {
+				return nil
+			}
+			_ = os.Remove(output)
+			return err
+		}
+	}
+	err := fetchPackage(a, name, password, dst)
+	if closeErr := finish(err); err == nil && closeErr != nil {
+		err = fmt.Errorf("package: writing %s: %v", output, closeErr)
+	}
+	if err != nil {
+		return err
+	}
+	if output != "-" {
+		fmt.Fprintf(stderr, "package of connector %s written to %s; its previous certificate and tokens no longer work\n", name, output)
+	}
+	return nil
+}
+
+// fetchPackage makes the package call for connector name and copies the
+// ZIP file answered to dst.
+func fetchPackage(a *adminClient, name, password string, dst io.Writer) error {
+	resp, err := a.send(http.MethodPost, connectorPath(name)+"/package", map[string]string{"password": password})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/zip" {
+		return fmt.Errorf("package: the answer is %q, not a package (application/zip)", resp.Header.Get("Content-Type"))
+	}
+	if _, err := io.Copy(dst, resp.Body); err != nil {
+		return fmt.Errorf("package: %v", err)
+	}
+	return nil
+}
+
+// tokensCommand is "caddy gatehouse tokens": connectors' bearer tokens.
+func tokensCommand(a *adminClient) *cobra.Command {
+	tokens := asGroup(&cobra.Command{Use: "tokens", Short: "List and revoke connectors' bearer tokens"})
+	var username, connector string
+	list := &cobra.Command{
+		Use: "list", Short: "List tokens (never their values)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return a.call(http.MethodGet, withQuery("/gatehouse/tokens", "username", username, "connector", connector), nil)
+		},
+	}
+	list.Flags().StringVar(&username, "username", "", "only this user's tokens")
+	list.Flags().StringVar(&connector, "connector", "", "only this connector's tokens")
+	tokens.AddCommand(list,
+		simple("revoke <id>", "Revoke a token and its refresh token", 1, func(args []string) error {
+			return a.call(http.MethodDelete, "/gatehouse/tokens/"+url.PathEscape(args[0]), nil)
+		}),
+	)
+	return tokens
+}
+
+// otpCommand is "caddy gatehouse otp": users' second factors.
+func otpCommand(a *adminClient) *cobra.Command {
+	otp := asGroup(&cobra.Command{Use: "otp", Short: "Manage users' second factors: authenticator app, SMS, hardware token"})
+	var secretStdin bool
+	var counter uint64
+	add := &cobra.Command{
+		Use: "add <username> <app|sms|hard-token>", Args: cobra.ExactArgs(2),
+		Short: "Enrol a second factor (app: prints the otpauth:// URI for the user's authenticator, once)",
+		RunE: func(c *cobra.Command, args []string) error {
+			factor, err := factorType(args[1])
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"type": factor}
+			if factor == "HARD_TOKEN" && !secretStdin {
+				return errors.New("otp add: a hard token's secret is needed: give --secret-stdin and its base32 secret on stdin's first line")
+			}
+			if secretStdin {
+				secret, err := readSecretLine(c.InOrStdin())
+				if err != nil {
+					return err
+				}
+				if secret == "" {
+					return errors.New("otp add: no secret on the first line of stdin")
+				}
+				body["secret"] = secret
+			}
+			if c.Flags().Changed("counter") {
+				body["counter"] = counter
+			}
+			return a.call(http.MethodPost, userPath(args[0])+"/otp", body)
+		},
+	}
+	add.Flags().BoolVar(&secretStdin, "secret-stdin", false,
+		"read the base32 secret from the first line of stdin (hard-token: required; app: to import an authenticator's)")
+	add.Flags().Uint64Var(&counter, "counter", 0, "a hard token's next counter value")
+	var removeAll bool
+	remove := &cobra.Command{
+		Use: "remove <username> <app|sms|hard-token> | remove <username> --all", Args: cobra.RangeArgs(1, 2),
+		Short: "Remove one second factor of a user (--all: every one)",
+		RunE: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 1 && removeAll:
+				return a.call(http.MethodDelete, userPath(args[0])+"/otp", nil)
+			case len(args) == 1:
+				return errors.New("otp remove: name the second factor to remove, or give --all to remove every one")
+			case removeAll:
+				return errors.New("otp remove: --all with a second factor named")
+			}
+			factor, err := factorType(args[1])
+			if err != nil {
+				return err
+			}
+			return a.call(http.MethodDelete, userPath(args[0])+"/otp/"+factor, nil)
+		},
+	}
+	remove.Flags().BoolVar(&removeAll, "all", false, "remove every second factor of the user")
+	otp.AddCommand(add, remove,
+		simple("show <username>", "Show a user's second factors and lockout", 1, func(args []string) error {
+			return a.call(http.MethodGet, userPath(args[0])+"/otp", nil)
+		}),
+		simple("unlock <username>", "Lift a user's lockout after failed codes", 1, func(args []string) error {
+			return a.call(http.MethodPost, userPath(args[0])+"/unlock", nil)
+		}),
+	)
+	return otp
+}
+
+// factorType is the admin API's name of the second factor the command
+// line names: app, sms or hard-token, in any case, - or _.
+func factorType(s string) (string, error) {
+	switch t := strings.ToUpper(strings.ReplaceAll(s, "-", "_")); t {
+	case "APP", "SMS", "HARD_TOKEN":
+		return t, nil
+	}
+	return "", fmt.Errorf("%q: the second factor is app, sms or hard-token", s)
+}
+
+// apiCredentialsCommand is "caddy gatehouse api-credentials": the
+// credentials of the ESA-compatible API's clients.
+func apiCredentialsCommand(a *adminClient) *cobra.Command {
+	creds := asGroup(&cobra.Command{Use: "api-credentials", Short: "Manage the credentials of the ESA-compatible API's clients"})
+	var authAPI, userManagementAPI bool
+	create := &cobra.Command{
+		Use: "create <name> [--auth-api] [--user-management-api]", Args: cobra.ExactArgs(1),
+		Short: "Create a credential; its username and password are printed, once",
+		RunE: func(_ *cobra.Command, args []string) error {
+			if !authAPI && !userManagementAPI {
+				return errors.New("create: enable the credential for --auth-api, --user-management-api or both")
+			}
+			return a.call(http.MethodPost, "/gatehouse/api-credentials",
+				map[string]any{"name": args[0], "auth_api": authAPI, "user_management_api": userManagementAPI})
+		},
+	}
+	create.Flags().BoolVar(&authAPI, "auth-api", false, "the credential may call the authentication API")
+	create.Flags().BoolVar(&userManagementAPI, "user-management-api", false, "the credential may call the user management API")
+	creds.AddCommand(create,
+		simple("list", "List credentials (never their passwords)", 0, func([]string) error {
+			return a.call(http.MethodGet, "/gatehouse/api-credentials", nil)
+		}),
+		simple("delete <name>", "Delete a credential (its requests are refused at once)", 1, func(args []string) error {
+			return a.call(http.MethodDelete, "/gatehouse/api-credentials/"+url.PathEscape(args[0]), nil)
+		}),
+	)
+	return creds
+}
+
+func appKeyPath(name string) string { return "/gatehouse/appkeys/" + url.PathEscape(name) }
+
+func connectorPath(name string) string { return "/gatehouse/connectors/" + url.PathEscape(name) }
