@@ -55,7 +55,7 @@ func TestStartKeepsTheClaimOfASignInMeanwhile(t *testing.T) {
 	hooked := &beforeIndexScan{Store: db}
 	c := cache.New(hooked, 1024)
 	t.Cleanup(func() { c.Close() })
-	s := NewService(c)
+	s := NewService(c, nil)
 	s.SetDirectory(d)
 	ctx := context.Background()
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
+	"github.com/gatehouse-auth/gatehouse/keystore"
 )
 
 // argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes).
@@ -27,7 +28,7 @@ const (
 	MaxPasswordLength = 1024
 )
 
-// ErrBusy is returned by VerifyPassword and CheckPassword when every slot
+// ErrBusy is returned by the password checks (SignIn, CheckPassword) when every slot
 // for an argon2 hash stayed taken for the whole wait (or the request
 // ended first): the password was not checked, so it is neither right nor
 // wrong. The data plane answers 429, the login portal asks to try again.
@@ -40,74 +41,130 @@ const BusyWait = time.Second
 
 // argonKey computes an argon2id key in a slot of the process-wide pool,
 // which bounds the memory the hashes hold (see hashslots).
-func argonKey(ctx context.Context, wait time.Duration, password string, salt []byte, t, m uint32, p uint8, n uint32) ([]byte, error) {
+func argonKey(ctx context.Context, wait time.Duration, input, salt []byte, t, m uint32, p uint8, n uint32) ([]byte, error) {
 	var key []byte
-	err := hashslots.Process.Do(ctx, wait, func() { key = argon2.IDKey([]byte(password), salt, t, m, p, n) })
+	err := hashslots.Process.Do(ctx, wait, func() { key = argon2.IDKey(input, salt, t, m, p, n) })
 	return key, err
 }
 
-// HashPassword returns the PHC-format argon2id hash of password. It waits
-// for a hash slot as long as it takes: it runs for administrators only.
-func HashPassword(password string) (string, error) {
+// passwordPurpose is the keystore purpose (Keystore.IndexSum) of the key
+// a password is keyed with before argon2.
+const passwordPurpose = "password-hash"
+
+// keyedParam marks, among a PHC hash's parameters, a hash of the keyed
+// password: "m=19456,t=2,p=1,keyed=1". A version before keyed hashes
+// reads the parameters it knows and computes another key, so it refuses
+// the password rather than misreading the hash.
+const keyedParam = "keyed=1"
+
+// passwordHasher makes and checks the argon2id hashes of account
+// passwords. With a keystore the password is keyed first (a pepper: the
+// HMAC-SHA256 of the password under a key derived from the keystore's
+// master key), so that a copy of the store alone (a backup, an RDB
+// snapshot, a replica) gives nothing to guess passwords against offline.
+// Without one (ks nil: the tests, and the model of a version before keyed
+// hashes) the password itself is hashed.
+type passwordHasher struct {
+	ks *keystore.Keystore
+}
+
+// hash returns the PHC-format argon2id hash of password, keyed when h
+// has a keystore. It refuses a password too short or too long, and waits
+// for a hash slot as long as it takes: it runs for administrators and
+// users changing their password.
+func (h passwordHasher) hash(password string) (string, error) {
 	if len(password) < 8 {
 		return "", failure.Invalid("password must be at least 8 characters")
 	}
 	if len(password) > MaxPasswordLength {
 		return "", failure.Invalid("password must be at most %d bytes", MaxPasswordLength)
 	}
+	return h.hashWithin(context.Background(), 0, password)
+}
+
+// hashWithin is hash without the length checks, giving up with ErrBusy
+// when no hash slot frees up within wait (zero: no limit).
+func (h passwordHasher) hashWithin(ctx context.Context, wait time.Duration, password string) (string, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key, err := argonKey(context.Background(), 0, password, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	key, err := argonKey(ctx, wait, h.input(password, h.ks != nil), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
 	if err != nil {
 		return "", err
 	}
+	params := fmt.Sprintf("m=%d,t=%d,p=%d", argonMemoryKiB, argonTime, argonThreads)
+	if h.ks != nil {
+		params += "," + keyedParam
+	}
 	enc := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, argonMemoryKiB, argonTime, argonThreads, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+	return fmt.Sprintf("$argon2id$v=%d$%s$%s$%s", argon2.Version, params, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
-// VerifyPassword checks password against a PHC argon2id hash in constant
-// time. An empty or malformed hash never verifies. It returns ErrBusy,
-// without checking, when no hash slot freed up within a second or before
-// ctx ended.
-func VerifyPassword(ctx context.Context, hash, password string) (bool, error) {
+// input is what argon2 hashes for password: the keyed password, or the
+// password itself.
+func (h passwordHasher) input(password string, keyed bool) []byte {
+	if !keyed {
+		return []byte(password)
+	}
+	sum := h.ks.IndexSum(passwordPurpose, password)
+	return sum[:]
+}
+
+// verify checks password against a PHC argon2id hash in constant time,
+// and says whether the hash is keyed. An empty or malformed hash never
+// verifies, and neither does a keyed one without a keystore. It returns
+// ErrBusy, without checking, when no hash slot freed up within a second
+// or before ctx ended.
+func (h passwordHasher) verify(ctx context.Context, hash, password string) (ok, keyed bool, err error) {
 	if hash == "" || len(password) > MaxPasswordLength {
-		return false, nil
+		return false, false, nil
 	}
-	salt, key, m, t, p, err := parsePHC(hash)
+	p, err := parsePHC(hash)
+	if err != nil || p.keyed && h.ks == nil {
+		return false, false, nil
+	}
+	got, err := argonKey(ctx, BusyWait, h.input(password, p.keyed), p.salt, p.t, p.m, p.p, uint32(len(p.key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
 	if err != nil {
-		return false, nil
+		return false, false, err
 	}
-	got, err := argonKey(ctx, BusyWait, password, salt, t, m, p, uint32(len(key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
-	if err != nil {
-		return false, err
-	}
-	return subtle.ConstantTimeCompare(got, key) == 1, nil
+	return subtle.ConstantTimeCompare(got, p.key) == 1, p.keyed, nil
 }
 
-func parsePHC(hash string) (salt, key []byte, m, t uint32, p uint8, err error) {
+// phc is a parsed PHC-format argon2id hash.
+type phc struct {
+	salt, key []byte
+	m, t      uint32
+	p         uint8
+	keyed     bool
+}
+
+func parsePHC(hash string) (phc, error) {
+	var out phc
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
-		return nil, nil, 0, 0, 0, errors.New("not an argon2id hash")
+		return out, errors.New("not an argon2id hash")
 	}
 	var v int
-	if _, err = fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
-		return nil, nil, 0, 0, 0, errors.New("unsupported argon2 version")
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return out, errors.New("unsupported argon2 version")
 	}
-	if _, err = fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
-		return nil, nil, 0, 0, 0, errors.New("bad argon2 parameters")
+	params, keyed := strings.CutSuffix(parts[3], ","+keyedParam)
+	var rest string
+	if n, _ := fmt.Sscanf(params, "m=%d,t=%d,p=%d%s", &out.m, &out.t, &out.p, &rest); n != 3 {
+		return out, errors.New("bad argon2 parameters")
 	}
+	out.keyed = keyed
 	enc := base64.RawStdEncoding
-	if salt, err = enc.DecodeString(parts[4]); err != nil {
-		return nil, nil, 0, 0, 0, err
+	var err error
+	if out.salt, err = enc.DecodeString(parts[4]); err != nil {
+		return out, err
 	}
-	if key, err = enc.DecodeString(parts[5]); err != nil {
-		return nil, nil, 0, 0, 0, err
+	if out.key, err = enc.DecodeString(parts[5]); err != nil {
+		return out, err
 	}
-	if m > 1<<20 || t > 16 || p == 0 || len(key) < 16 {
-		return nil, nil, 0, 0, 0, errors.New("argon2 parameters out of range")
+	if out.m > 1<<20 || out.t > 16 || out.p == 0 || len(out.key) < 16 {
+		return out, errors.New("argon2 parameters out of range")
 	}
-	return salt, key, m, t, p, nil
+	return out, nil
 }

@@ -9,35 +9,113 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
-func TestPasswordHashAndVerify(t *testing.T) {
-	ctx := context.Background()
-	h, err := HashPassword("correct horse")
+// testKeystore is a new keystore in a temporary directory.
+func testKeystore(t *testing.T) *keystore.Keystore {
+	t.Helper()
+	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(h, "$argon2id$v=19$") || strings.Contains(h, "correct horse") {
+	return ks
+}
+
+func TestPasswordHashAndVerify(t *testing.T) {
+	ctx := context.Background()
+	keyed, unkeyed := passwordHasher{testKeystore(t)}, passwordHasher{}
+	h, err := keyed.hash("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1,keyed=1$") || strings.Contains(h, "correct horse") {
 		t.Fatalf("unexpected hash format %q", h)
 	}
-	if ok, err := VerifyPassword(ctx, h, "correct horse"); !ok || err != nil {
-		t.Fatalf("right password refused: %v", err)
+	if ok, isKeyed, err := keyed.verify(ctx, h, "correct horse"); !ok || !isKeyed || err != nil {
+		t.Fatalf("right password refused: %v %v", isKeyed, err)
 	}
 	for _, wrong := range []string{"correct hors", "Correct horse", "", strings.Repeat("x", 2000)} {
-		if ok, _ := VerifyPassword(ctx, h, wrong); ok {
+		if ok, _, _ := keyed.verify(ctx, h, wrong); ok {
 			t.Fatalf("wrong password %q accepted", wrong)
 		}
 	}
-	if ok, _ := VerifyPassword(ctx, "", ""); ok {
-		t.Fatal("empty hash verified")
+	for what, hash := range map[string]string{
+		"empty":                             "",
+		"malformed":                         "$argon2id$v=19$m=1,t=1,p=1$$",
+		"unknown parameter":                 strings.Replace(h, ",keyed=1", ",keyed=1,x=2", 1),
+		"marker dropped (an older version)": strings.Replace(h, ",keyed=1", "", 1),
+	} {
+		if ok, _, _ := keyed.verify(ctx, hash, "correct horse"); ok {
+			t.Errorf("%s hash verified", what)
+		}
 	}
-	if ok, _ := VerifyPassword(ctx, "$argon2id$v=19$m=1,t=1,p=1$$", "x"); ok {
-		t.Fatal("malformed hash verified")
+	// Only the keystore's holder can check a keyed hash: not without one,
+	// not with another.
+	if ok, _, _ := unkeyed.verify(ctx, h, "correct horse"); ok {
+		t.Error("a keyed hash verified without the keystore")
 	}
-	if _, err := HashPassword("short"); err == nil {
+	if ok, _, _ := (passwordHasher{testKeystore(t)}).verify(ctx, h, "correct horse"); ok {
+		t.Error("a keyed hash verified with another keystore")
+	}
+	// A hash of a version before keyed hashes still verifies, as unkeyed.
+	old, err := unkeyed.hash("correct horse")
+	if err != nil || strings.Contains(old, "keyed") {
+		t.Fatalf("unkeyed hash %q: %v", old, err)
+	}
+	if ok, isKeyed, _ := keyed.verify(ctx, old, "correct horse"); !ok || isKeyed {
+		t.Fatalf("an unkeyed hash: verified %v, keyed %v", ok, isKeyed)
+	}
+	if _, err := keyed.hash("short"); err == nil {
 		t.Fatal("short password accepted")
+	}
+}
+
+// TestUnkeyedHashIsKeyedAtSignIn: a password hash written by a version
+// before keyed hashes signs in, and is replaced by a keyed one of the same
+// password then, without ending the account's sessions; the wrong
+// password changes nothing.
+func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
+	ctx := context.Background()
+	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(db, 1024)
+	t.Cleanup(func() { c.Close() })
+	password := "correct horse"
+	if _, err := NewService(c, nil).CreateUser(ctx, NewUser{Username: "olga", Password: &password}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewService(c, testKeystore(t))
+	stored := func() *User {
+		t.Helper()
+		u, err := s.User(ctx, "olga")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	before := stored()
+	if strings.Contains(before.PasswordHash, "keyed") {
+		t.Fatalf("the old version's hash is keyed: %q", before.PasswordHash)
+	}
+	if res, err := s.SignIn(ctx, "olga", "wrong horse", &recordingAttempts{}); err != nil || res.Outcome != OutcomeWrong {
+		t.Fatalf("wrong password: %v %v", res.Outcome, err)
+	}
+	if stored().PasswordHash != before.PasswordHash {
+		t.Fatal("a wrong password changed the hash")
+	}
+	for range 2 {
+		if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{}); err != nil || res.Outcome != OutcomeOK {
+			t.Fatalf("sign-in: %v %v", res.Outcome, err)
+		}
+		after := stored()
+		if !strings.Contains(after.PasswordHash, ",keyed=1$") || after.SessionEpoch != before.SessionEpoch {
+			t.Fatalf("after the sign-in: hash %q, session epoch %v (was %v)", after.PasswordHash, after.SessionEpoch, before.SessionEpoch)
+		}
 	}
 }
 
@@ -49,7 +127,7 @@ func newTestService(t *testing.T) *Service {
 	}
 	c := cache.New(db, 1024)
 	t.Cleanup(func() { c.Close() })
-	return NewService(c)
+	return NewService(c, testKeystore(t))
 }
 
 // TestSignInBusy: while every hash slot is taken, a sign-in gives up as
@@ -103,4 +181,18 @@ func TestSignInWaitsForASlot(t *testing.T) {
 	if res, err := s.SignIn(ctx, "alice", pw, gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "alice" {
 		t.Fatalf("right password after a short wait: %+v, %v", res, err)
 	}
+}
+
+// FuzzParsePHC: no stored hash string makes the parser panic, and none it
+// accepts asks argon2 for more than its bounds.
+func FuzzParsePHC(f *testing.F) {
+	f.Add("$argon2id$v=19$m=19456,t=2,p=1,keyed=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5")
+	f.Add("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5")
+	f.Add("$argon2id$v=19$m=1,t=1,p=1$$")
+	f.Fuzz(func(t *testing.T, hash string) {
+		p, err := parsePHC(hash)
+		if err == nil && (p.m > 1<<20 || p.t > 16 || p.p == 0 || len(p.key) < 16) {
+			t.Fatalf("%q accepted with parameters out of bounds: %+v", hash, p)
+		}
+	})
 }

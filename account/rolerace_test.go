@@ -51,7 +51,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, open func(wrap func(st
 			}
 			c := cache.New(wrap(st), 1024)
 			t.Cleanup(func() { c.Close() })
-			return NewService(c)
+			return NewService(c, nil)
 		})
 	})
 	t.Run("redis", func(t *testing.T) {
@@ -63,7 +63,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, open func(wrap func(st
 			}
 			c := cache.New(wrap(st), 1024)
 			t.Cleanup(func() { c.Close() })
-			return NewService(c)
+			return NewService(c, nil)
 		})
 	})
 }

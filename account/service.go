@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
@@ -32,6 +33,8 @@ const (
 type Service struct {
 	store *cache.Cache
 	now   func() time.Time
+	// passwords makes and checks the hashes of local passwords.
+	passwords passwordHasher
 	// dir is the directory of directory accounts; nil when none.
 	dir *directory.Directory
 	// defaultDomain are the names of the default domain (see
@@ -68,9 +71,11 @@ func (s *Service) removeBound(ctx context.Context, u *User) error {
 	return errors.Join(errs...)
 }
 
-// NewService returns a Service over the cached store.
-func NewService(store *cache.Cache) *Service {
-	return &Service{store: store, now: time.Now}
+// NewService returns a Service over the cached store, keying password
+// hashes with ks (nil: unkeyed, as a version before keyed hashes made
+// them; for tests).
+func NewService(store *cache.Cache, ks *keystore.Keystore) *Service {
+	return &Service{store: store, now: time.Now, passwords: passwordHasher{ks}}
 }
 
 // SetDefaultDomain sets the names (NetBIOS and DNS) of the default domain,
@@ -202,7 +207,7 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	now := s.now().UTC()
 	u := &User{Username: name, ID: newID(), Roles: roles, RoleGenerations: generations, Status: StatusActive, MobileNumber: mobile, CreatedAt: now, UpdatedAt: now}
 	if in.Password != nil {
-		if u.PasswordHash, err = HashPassword(*in.Password); err != nil {
+		if u.PasswordHash, err = s.passwords.hash(*in.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -231,7 +236,7 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 	var hash string
 	if patch.Password != nil && *patch.Password != "" {
 		var err error
-		if hash, err = HashPassword(*patch.Password); err != nil {
+		if hash, err = s.passwords.hash(*patch.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -614,8 +619,9 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 // errNoRole refuses a request no role of the account allows.
 var errNoRole = identity.Forbidden("no role of the account allows this method on this path")
 
-// dummyHash makes a check for an unknown user cost as much as a real one.
-var dummyHash, _ = HashPassword(strings.Repeat("x", 16))
+// dummyHash makes a check for an unknown user cost as much as a real one
+// (unkeyed: keying is one HMAC, far below argon2's own variance).
+var dummyHash, _ = passwordHasher{}.hash(strings.Repeat("x", 16))
 
 func newID() string {
 	b := make([]byte, 16)

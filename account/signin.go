@@ -113,22 +113,48 @@ type PasswordSource interface {
 }
 
 // localPasswords checks passwords against the argon2id hashes in the store.
-type localPasswords struct{}
+type localPasswords struct{ s *Service }
 
-// CheckPassword implements PasswordSource.
-func (localPasswords) CheckPassword(ctx context.Context, _ string, u *User, password string) (*User, error) {
+// CheckPassword implements PasswordSource. A hash a version before keyed
+// hashes made is replaced by a keyed one once the password matched it
+// (rekeyPassword).
+func (l localPasswords) CheckPassword(ctx context.Context, _ string, u *User, password string) (*User, error) {
 	hash := dummyHash // an unknown account, or one without a password, costs as much and never passes
 	if u != nil && u.PasswordHash != "" {
 		hash = u.PasswordHash
 	}
-	ok, err := VerifyPassword(ctx, hash, password)
+	ok, keyed, err := l.s.passwords.verify(ctx, hash, password)
 	if err != nil {
 		return nil, err
 	}
 	if !ok || u == nil || u.PasswordHash == "" {
 		return nil, errWrongPassword
 	}
+	if !keyed && l.s.passwords.ks != nil {
+		l.s.rekeyPassword(ctx, u, password)
+	}
 	return u, nil
+}
+
+// rekeyPassword replaces u's unkeyed password hash, which password has
+// just matched, with a keyed one (passwordHasher), so that the hashes of
+// a store from a version before keyed hashes are all keyed once each user
+// has signed in. It changes nothing else of the account (no session
+// ends: the password is the same). It is best effort: when no hash slot
+// is free, the record changed meanwhile or the store fails, the next
+// sign-in tries again.
+func (s *Service) rekeyPassword(ctx context.Context, u *User, password string) {
+	hash, err := s.passwords.hashWithin(ctx, BusyWait, password)
+	if err != nil {
+		return
+	}
+	_, _ = storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
+		if cur == nil || cur.ID != u.ID || cur.PasswordHash != u.PasswordHash {
+			return nil, storage.ErrNoChange
+		}
+		cur.PasswordHash = hash
+		return cur, nil
+	})
 }
 
 var errWrongPassword = identity.Unauthenticated("invalid username or password")
@@ -354,5 +380,5 @@ func (s *Service) passwordSource(u *User) PasswordSource {
 	if s.dir != nil && (u == nil || u.FromDirectory()) {
 		return directoryPasswords{s}
 	}
-	return localPasswords{}
+	return localPasswords{s}
 }

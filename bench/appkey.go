@@ -49,7 +49,7 @@ func seedScaleAppKeys(e *env) error {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	accounts := account.NewService(c)
+	accounts := account.NewService(c, ks)
 	if _, err := accounts.PutRole(ctx, account.Role{Name: "bench", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func (e *Engine) LogFailure(what string, err error) {
 // New assembles an engine from its services.
 func New(cfg Config, store *cache.Cache, ks *keystore.Keystore, signer *assertion.Signer, log *audit.Log, metrics *Metrics, logger *zap.Logger) *Engine {
 	cfg = cfg.WithDefaults()
-	accounts := account.NewService(store)
+	accounts := account.NewService(store, ks)
 	accounts.SetDefaultDomain(cfg.DefaultDomain)
 	return &Engine{
 		Config: cfg, Store: store, Keystore: ks, Accounts: accounts, Signer: signer,

@@ -17,7 +17,8 @@ import (
 // TestUpgradeToTaggedRecords: a data_dir written by a version before
 // record tags (records without tags, as the account service wrote them
 // then) is refused at start-up with the command that fixes it; after
-// `caddy gatehouse tag-records` the same users sign in.
+// `caddy gatehouse tag-records` the same users sign in, and a user's
+// sign-in keys the password hash the old version wrote.
 func TestUpgradeToTaggedRecords(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
@@ -28,7 +29,7 @@ func TestUpgradeToTaggedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := account.NewService(cache.New(db, 16)) // the old version: no tags
+	old := account.NewService(cache.New(db, 16), nil) // the old version: no tags, no keyed password hashes
 	ctx := context.Background()
 	if _, err := old.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
 		t.Fatal(err)
@@ -57,6 +58,15 @@ func TestUpgradeToTaggedRecords(t *testing.T) {
 		t.Fatalf("olga after the upgrade: %d %s", res.Status, res.Body)
 	}
 	inst.Stop()
+	// Olga's sign-in replaced her unkeyed hash with a keyed one.
+	if db, err = badger.Open(filepath.Join(dataDir, "badger"), badger.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	record, err := db.Get(ctx, "user/olga")
+	db.Close()
+	if err != nil || !strings.Contains(string(record), ",keyed=1$") {
+		t.Fatalf("olga's record after her sign-in: %v %q; want a keyed password hash", err, record)
+	}
 	// Run again, it finds the marker and does nothing.
 	if out, err := harness.Command(t, bin, "gatehouse", "tag-records", "--store", "badger:"+dataDir, "--keystore", filepath.Join(dataDir, "keystore.key")); err != nil || !strings.Contains(out, "tagged 0 records") {
 		t.Fatalf("second tag-records: %v\n%s", err, out)
