@@ -44,7 +44,9 @@ empty directory only; for a data_dir without a database yet, name
 <data_dir>/badger.
 
 Caddy must be stopped while a Badger store is migrated: Badger locks its
-directory. Records whose expiry has passed are skipped; records without
+directory. A Badger source is opened read-only, its files left as they
+are, unless Caddy did not close it (killed): it is then opened for
+writing, to replay its log first. Records whose expiry has passed are skipped; records without
 expiry stay without expiry. The destination must be empty: a copy deletes
 nothing, so records the destination held and the source lacks (a key or
 user deleted since, a token revoked) would come back. To move data back to
@@ -258,7 +260,7 @@ func openOffline(ctx context.Context, name, location, keystorePath string) (migr
 	if err != nil {
 		return loc, nil, nil, fmt.Errorf("--keystore: %w", err)
 	}
-	st, err := loc.Open(ctx, migrate.Source, caddy.Log().Named("gatehouse."+name))
+	st, err := loc.Open(ctx, migrate.InPlace, caddy.Log().Named("gatehouse."+name))
 	if err != nil {
 		return loc, nil, nil, fmt.Errorf("opening --store: %w", err)
 	}

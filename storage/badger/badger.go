@@ -46,6 +46,11 @@ type Options struct {
 	// Logger receives Badger's warnings and errors (its informational
 	// chatter is dropped); nil discards everything.
 	Logger *zap.Logger
+	// ReadOnly opens an existing database without changing its files
+	// (no compaction, no garbage collection; writes fail), as a copy from
+	// it needs. Badger still refuses it while another process has it open
+	// for writing.
+	ReadOnly bool
 }
 
 // Store is a storage.Store on an embedded Badger database. It is safe for
@@ -94,7 +99,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return openWith(badgerOptions(dir, log), log)
+	return openWith(badgerOptions(dir, log).WithReadOnly(opts.ReadOnly), log)
 }
 
 // badgerOptions are the Badger options Open uses for dir.
@@ -115,14 +120,26 @@ func badgerOptions(dir string, log *zap.Logger) badgerdb.Options {
 		WithLogger(logger{log.Sugar()})
 }
 
+// ErrNeedsRecovery is returned by a read-only Open of a database that was
+// not closed (its process was killed, or the machine stopped): its last
+// writes are in its write-ahead log, which only an Open for writing
+// replays.
+var ErrNeedsRecovery = errors.New("the Badger database was not closed cleanly, and a read-only open cannot replay its log")
+
 // openWith opens the store with the Badger options bo.
 func openWith(bo badgerdb.Options, log *zap.Logger) (*Store, error) {
 	db, err := badgerdb.Open(bo)
+	// Badger wraps the error in its text only (y.Wrapf).
+	if bo.ReadOnly && err != nil && strings.Contains(err.Error(), badgerdb.ErrTruncateNeeded.Error()) {
+		return nil, fmt.Errorf("opening Badger database in %s: %w", bo.Dir, ErrNeedsRecovery)
+	}
 	if err != nil {
 		return nil, storeutil.Unavailable("opening Badger database in "+bo.Dir, err)
 	}
 	s := &Store{db: db, log: log, stop: make(chan struct{})}
-	s.wg.Go(s.collectGarbage)
+	if !bo.ReadOnly {
+		s.wg.Go(s.collectGarbage)
+	}
 	return s, nil
 }
 

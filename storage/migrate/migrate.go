@@ -166,16 +166,23 @@ func copyAt(ctx context.Context, src, dst storage.Store, progress func(int), now
 	return res, flush()
 }
 
-// Role says which side of a copy a location is; it decides whether a
-// missing Badger database is created or is an error.
+// Role says what an offline command does with a location; it decides
+// whether a missing Badger database is created or is an error, and
+// whether its files may change.
 type Role uint8
 
 const (
-	// Source is read from: its Badger database must exist.
+	// Source is only read from: its Badger database must exist, and is
+	// opened read-only, so that a copy (a backup) changes none of its
+	// files; one that was not closed cleanly is opened for writing, to
+	// replay its log first.
 	Source Role = iota + 1
 	// Destination is written to: a Badger database is created in a
 	// missing or empty directory.
 	Destination
+	// InPlace is read and changed where it is (tag-records,
+	// rotate-signing-key): its Badger database must exist.
+	InPlace
 )
 
 // Location is a parsed store location.
@@ -259,7 +266,15 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 	if err := checkBadgerDir(l.badgerDir, role); err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
-	st, err := badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger")})
+	st, err := badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger"), ReadOnly: role == Source})
+	if errors.Is(err, badger.ErrNeedsRecovery) {
+		// As Caddy's next start would: replaying the log writes to the
+		// source, but a copy without its last writes would be worse.
+		log.Warn("the Badger source was not closed cleanly (Caddy killed, or the machine stopped): opening it for writing "+
+			"to replay its log, as Caddy's next start would; a copy from a store Caddy closed leaves its files as they are",
+			zap.String("store", l.name))
+		st, err = badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger")})
+	}
 	if err != nil {
 		if isLocked(err) {
 			return nil, fmt.Errorf("%s: the Badger database is locked by another process; "+
@@ -281,9 +296,9 @@ func checkBadgerDir(dir string, role Role) error {
 	}
 	entries, err := os.ReadDir(dir)
 	switch {
-	case role == Source && errors.Is(err, os.ErrNotExist):
+	case role != Destination && errors.Is(err, os.ErrNotExist):
 		return errors.New("no such directory")
-	case role == Source && err == nil:
+	case role != Destination && err == nil:
 		return errors.New("no Badger database here (no MANIFEST file, and no badger subdirectory)")
 	case errors.Is(err, os.ErrNotExist):
 		return nil // Badger creates it, for its owner alone

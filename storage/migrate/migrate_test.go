@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -362,7 +363,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := held.Put(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, role := range []Role{Source, Destination} {
+	for _, role := range []Role{Source, Destination, InPlace} {
 		st, err := mustParse(t, "badger:"+dir).Open(ctx, role, nil)
 		if err == nil {
 			st.Close()
@@ -457,4 +458,111 @@ func mustParse(t *testing.T, spec string) Location {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestMigrateLeavesTheSourceAsItWas: a Badger source closed as Caddy
+// closes it is opened read-only: a copy from it (a backup) changes none of
+// its files, and a write to it fails. One left as a crash leaves it (its
+// last writes in the write-ahead log only) is opened for writing, to
+// replay the log: its copy holds every record.
+func TestMigrateLeavesTheSourceAsItWas(t *testing.T) {
+	ctx := context.Background()
+	want := map[string]record{"user/a": {value: []byte("A")}, "session/x": {value: []byte("X"), ttl: time.Hour}}
+	for _, closed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "closed", false: "crashed"}[closed], func(t *testing.T) {
+			live := t.TempDir()
+			st, err := badger.Open(live, badger.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed(t, st, want)
+			base := time.Now()
+			dir := filepath.Join(t.TempDir(), "source")
+			if closed {
+				if err := st.Close(); err != nil {
+					t.Fatal(err)
+				}
+				copyFiles(t, live, dir)
+			} else {
+				copyFiles(t, live, dir) // while it is open: what a kill -9 leaves
+				st.Close()
+			}
+			before := fileSums(t, dir)
+			src, err := mustParse(t, "badger:"+dir).Open(ctx, Source, nil)
+			if err != nil {
+				t.Fatalf("opening the source: %v", err)
+			}
+			if closed {
+				if err := src.Put(ctx, "planted", []byte("x"), 0); err == nil {
+					t.Error("a write to a source succeeded")
+				}
+			}
+			dst := openBadger(t, filepath.Join(t.TempDir(), "copy"))
+			if _, err := Copy(ctx, src, dst, IntoEmpty, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := src.Close(); err != nil {
+				t.Fatal(err)
+			}
+			assertHolds(t, dst, want, base)
+			if !closed {
+				return
+			}
+			after := fileSums(t, dir)
+			for name, sum := range before {
+				if after[name] != sum {
+					t.Errorf("the copy changed the source's %s", name)
+				}
+			}
+			for name := range after {
+				if _, ok := before[name]; !ok {
+					t.Errorf("the copy added %s to the source", name)
+				}
+			}
+		})
+	}
+}
+
+// copyFiles copies the regular files of the directory from (Badger's
+// lock file left out) into a new directory to.
+func copyFiles(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Mkdir(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "LOCK" || !e.Type().IsRegular() {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fileSums maps the name of each file in dir to the SHA-256 of its
+// content.
+func fileSums(t *testing.T, dir string) map[string][sha256.Size]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string][sha256.Size]byte{}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[e.Name()] = sha256.Sum256(raw)
+	}
+	return sums
 }
