@@ -193,7 +193,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	// JSON for programs, never placed in a page: an otpauth:// URI keeps
+	// its "&" (which HTML escaping would write \u0026, past a copy and paste).
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // WriteError writes err in Caddy's admin error shape with the status of

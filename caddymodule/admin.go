@@ -53,6 +53,11 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
+// AnswerHeader is set on every answer of Gatehouse's admin endpoints, so
+// that the CLI can tell them from another service's at a wrong --address
+// (a JSON answer alone says nothing).
+const AnswerHeader = "Gatehouse-Admin-Api"
+
 // Paths of the OpenAPI documents on the admin endpoint.
 const (
 	AdminOpenAPIPath = "/gatehouse/openapi.json"
@@ -62,6 +67,7 @@ const (
 // serveDocument answers GET and HEAD with the JSON document doc.
 func serveDocument(doc []byte) caddy.AdminHandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set(AnswerHeader, "1")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			_ = adminapi.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": only GET and HEAD"}) // the status is sent; nobody to tell of a failed body
@@ -116,6 +122,7 @@ func runningApp() *App {
 }
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set(AnswerHeader, "1")
 	app := runningApp()
 	if app == nil {
 		app = a.app // starting: AdminHandler waits for it

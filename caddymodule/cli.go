@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func init() {
@@ -52,7 +53,16 @@ func asGroup(cmd *cobra.Command) *cobra.Command {
 		}
 		return nil
 	}
-	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 1 { // help <subcommand>…
+			sub, rest, err := c.Find(args[1:])
+			if err != nil || len(rest) > 0 {
+				return fmt.Errorf("unknown command %q for %q", strings.Join(args[1:], " "), c.CommandPath())
+			}
+			return sub.Help()
+		}
+		return c.Help()
+	}
 	return cmd
 }
 
@@ -95,12 +105,44 @@ func userPath(username string) string { return "/gatehouse/users/" + url.PathEsc
 
 func rolePath(name string) string { return "/gatehouse/roles/" + url.PathEscape(name) }
 
-func readSecretLine(r io.Reader) (string, error) {
-	line, err := bufio.NewReader(r).ReadString('\n')
+// readSecret reads a secret (what names it, e.g. "password") from c's
+// stdin: its first line, or, when stdin is a terminal, typed without
+// echo after a prompt on stderr, twice when confirm is set.
+func readSecret(c *cobra.Command, what string, confirm bool) (string, error) {
+	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // G115: a file descriptor fits an int
+		fmt.Fprintf(c.ErrOrStderr(), "%s: ", what)
+		first, err := term.ReadPassword(int(f.Fd())) //nolint:gosec // G115: as above
+		fmt.Fprintln(c.ErrOrStderr())
+		if err != nil || !confirm {
+			return string(first), err
+		}
+		fmt.Fprintf(c.ErrOrStderr(), "%s again: ", what)
+		again, err := term.ReadPassword(int(f.Fd())) //nolint:gosec // G115: as above
+		fmt.Fprintln(c.ErrOrStderr())
+		if err == nil && string(again) != string(first) {
+			err = fmt.Errorf("the two %ss differ", what)
+		}
+		return string(first), err
+	}
+	line, err := bufio.NewReader(c.InOrStdin()).ReadString('\n')
 	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("reading password from stdin: %v", err)
+		return "", fmt.Errorf("reading the %s from stdin: %v", what, err)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// refuseEmpty is a cobra.Command.PreRunE refusing the flags named that
+// are given with an empty value ("--username $U" with U unset), which the
+// command would otherwise leave out, widening what it acts on.
+func refuseEmpty(flags ...string) func(c *cobra.Command, _ []string) error {
+	return func(c *cobra.Command, _ []string) error {
+		for _, name := range flags {
+			if f := c.Flags().Lookup(name); f != nil && f.Changed && strings.TrimSpace(f.Value.String()) == "" {
+				return fmt.Errorf("--%s is empty", name)
+			}
+		}
+		return nil
+	}
 }
 
 // call makes one admin API call and prints its answer (indented when it
@@ -132,10 +174,8 @@ func (a *adminClient) call(method, path string, body any) error {
 // wrong --address).
 func (a *adminClient) send(method, path string, body any) (*http.Response, error) {
 	route, _, _ := strings.Cut(path, "?")
-	for seg := range strings.SplitSeq(route, "/") {
-		if seg == "." || seg == ".." {
-			return nil, fmt.Errorf("%q cannot be named in an admin API path (the server would read it as a directory of the path)", seg)
-		}
+	if err := checkRoute(route); err != nil {
+		return nil, err
 	}
 	var reader io.Reader
 	if body != nil {
@@ -149,20 +189,34 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	if err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(route, "/gatehouse/") && resp.StatusCode != http.StatusNoContent && !gatehouseAnswer(resp.Header.Get("Content-Type")) {
+	if strings.HasPrefix(route, "/gatehouse/") && resp.Header.Get(AnswerHeader) != "1" {
 		resp.Body.Close()
-		return nil, fmt.Errorf("%s answered %s with Content-Type %q, which Gatehouse's admin API never does; is --address the admin endpoint of the Caddy with Gatehouse?",
-			a.address, resp.Status, resp.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("%s answered %s without Gatehouse's %s header; is --address the admin endpoint of the Caddy with Gatehouse?",
+			a.address, resp.Status, AnswerHeader)
 	}
 	return resp, nil
 }
 
-// gatehouseAnswer reports whether contentType is one Gatehouse's admin API
-// answers with: JSON, or a connector's package (a ZIP file). (Caddy's own
-// admin endpoints answer others, or none.)
-func gatehouseAnswer(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "application/json" || mt == "application/zip"
+// checkRoute refuses an admin API path that is not clean: an empty, "."
+// or ".." segment. Caddy's admin endpoint would redirect it to the clean
+// path, and the redirect is followed with the method and body: an empty
+// name ("users end-sessions ”") would act on another resource
+// (/gatehouse/users/sessions, the user named "sessions").
+func checkRoute(route string) error {
+	segments := strings.Split(route, "/")
+	for i, seg := range segments {
+		switch {
+		case i == 0 && seg == "":
+			// before the leading "/"
+		case seg == "" && i == len(segments)-1 && i > 1:
+			// a trailing "/"
+		case seg == "":
+			return fmt.Errorf("an empty name in the admin API path %q", route)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%q cannot be named in an admin API path (the server would read it as a directory of the path)", seg)
+		}
+	}
+	return nil
 }
 
 // withQuery is path with the query of the name/value pairs whose value is

@@ -24,7 +24,7 @@ func usersCommand(a *adminClient) *cobra.Command {
 				body["mobile_number"] = mobile
 			}
 			if passwordStdin {
-				pw, err := readSecretLine(c.InOrStdin())
+				pw, err := readSecret(c, "password", true)
 				if err != nil {
 					return err
 				}
@@ -53,7 +53,7 @@ func usersCommand(a *adminClient) *cobra.Command {
 	setPassword := &cobra.Command{
 		Use: "set-password <username>", Short: "Set a user's password, read from the first line of stdin", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			pw, err := readSecretLine(c.InOrStdin())
+			pw, err := readSecret(c, "password", true)
 			if err != nil {
 				return err
 			}
@@ -65,7 +65,24 @@ func usersCommand(a *adminClient) *cobra.Command {
 			return a.call(http.MethodPatch, userPath(args[0]), map[string]any{"password": pw})
 		},
 	}
-	users.AddCommand(add, setRoles, setPassword,
+	var noMobile bool
+	setMobile := &cobra.Command{
+		Use: "set-mobile <username> <number> | set-mobile <username> --none", Short: "Set a user's mobile number for SMS codes (--none: remove it)",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 1 && !noMobile:
+				return errors.New("set-mobile: give the number, or --none to remove it")
+			case len(args) == 2 && noMobile:
+				return errors.New("set-mobile: --none with a number given")
+			case len(args) == 2 && strings.TrimSpace(args[1]) == "":
+				return errors.New("set-mobile: the number is empty (to remove it: --none)")
+			}
+			return a.call(http.MethodPatch, userPath(args[0]), map[string]string{"mobile_number": strings.Join(args[1:], "")})
+		},
+	}
+	setMobile.Flags().BoolVar(&noMobile, "none", false, "remove the mobile number")
+	users.AddCommand(add, setRoles, setPassword, setMobile,
 		simple("list", "List users", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/users", nil) }),
 		simple("get <username>", "Show a user", 1, func(args []string) error { return a.call(http.MethodGet, userPath(args[0]), nil) }),
 		simple("delete <username>", "Delete a user", 1, func(args []string) error { return a.call(http.MethodDelete, userPath(args[0]), nil) }),

@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +23,7 @@ func appKeysCommand(a *adminClient) *cobra.Command {
 	keys := asGroup(&cobra.Command{Use: "appkeys", Short: "Manage application keys"})
 	var owner string
 	create := &cobra.Command{
-		Use: "create <name> --user <username>", Args: cobra.ExactArgs(1),
+		Use: "create <name> --username <username>", Args: cobra.ExactArgs(1),
 		Short: "Create a key; its value is printed (and later by 'key')",
 	}
 	createFields := keyFieldFlags(create)
@@ -31,8 +34,9 @@ func appKeysCommand(a *adminClient) *cobra.Command {
 		}
 		return a.call(http.MethodPost, "/gatehouse/appkeys", body)
 	}
-	create.Flags().StringVar(&owner, "user", "", "the user the key runs as (required)")
-	_ = create.MarkFlagRequired("user")
+	create.Flags().StringVar(&owner, "username", "", "the user the key runs as (required)")
+	_ = create.MarkFlagRequired("username")
+	create.PreRunE = refuseEmpty("username")
 
 	update := &cobra.Command{
 		Use: "update <name> [flags]", Args: cobra.ExactArgs(1),
@@ -52,7 +56,7 @@ func appKeysCommand(a *adminClient) *cobra.Command {
 
 	var listUser string
 	list := &cobra.Command{
-		Use: "list", Short: "List keys (never their values)", Args: cobra.NoArgs,
+		Use: "list", Short: "List keys (never their values)", Args: cobra.NoArgs, PreRunE: refuseEmpty("username"),
 		RunE: func(*cobra.Command, []string) error {
 			return a.call(http.MethodGet, withQuery("/gatehouse/appkeys", "username", listUser), nil)
 		},
@@ -61,7 +65,7 @@ func appKeysCommand(a *adminClient) *cobra.Command {
 
 	var deleteUser string
 	deleteKey := &cobra.Command{
-		Use: "delete <name>", Short: "Delete a key (it stops working at once)", Args: cobra.ExactArgs(1),
+		Use: "delete <name>", Short: "Delete a key (it stops working at once)", Args: cobra.ExactArgs(1), PreRunE: refuseEmpty("username"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return a.call(http.MethodDelete, withQuery(appKeyPath(args[0]), "username", deleteUser), nil)
 		},
@@ -113,8 +117,12 @@ func keyFieldFlags(c *cobra.Command) func(body map[string]any) error {
 	for _, t := range texts {
 		f.String(t.flag, "", t.usage)
 	}
-	f.StringSlice("allow-ip", nil, `client addresses or CIDR prefixes allowed to use the key (repeatable or comma-separated; "" allows any)`)
-	f.StringSlice("tag", nil, `tags (repeatable or comma-separated; "" for none)`)
+	f.StringSlice("allow-ip", nil, "client addresses or CIDR prefixes allowed to use the key (repeatable or comma-separated)")
+	f.Bool("allow-any-ip", false, "allow the key from any address (an empty allowlist)")
+	f.StringSlice("tag", nil, "tags (repeatable or comma-separated)")
+	f.Bool("no-tags", false, "no tags")
+	c.MarkFlagsMutuallyExclusive("allow-ip", "allow-any-ip")
+	c.MarkFlagsMutuallyExclusive("tag", "no-tags")
 	f.String("expires-at", "", "when the key stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z)")
 	f.Duration("expires-in", 0, "when the key stops working, from now (e.g. 720h)")
 	c.MarkFlagsMutuallyExclusive("expires-at", "expires-in")
@@ -124,9 +132,19 @@ func keyFieldFlags(c *cobra.Command) func(body map[string]any) error {
 				body[t.field], _ = f.GetString(t.flag)
 			}
 		}
-		for flag, field := range map[string]string{"allow-ip": "ip_allowlist", "tag": "tags"} {
-			if f.Changed(flag) {
-				body[field], _ = f.GetStringSlice(flag)
+		lists := []struct{ flag, none, field string }{{"allow-ip", "allow-any-ip", "ip_allowlist"}, {"tag", "no-tags", "tags"}}
+		for _, l := range lists {
+			if f.Changed(l.flag) {
+				values, _ := f.GetStringSlice(l.flag)
+				// An empty value ("--allow-ip $IPS" with IPS unset) would
+				// say "none", which for the allowlist means any address.
+				if len(values) == 0 || slices.ContainsFunc(values, func(v string) bool { return strings.TrimSpace(v) == "" }) {
+					return fmt.Errorf("--%s: an empty value (for none: --%s)", l.flag, l.none)
+				}
+				body[l.field] = values
+			}
+			if none, _ := f.GetBool(l.none); none {
+				body[l.field] = []string{}
 			}
 		}
 		if f.Changed("expires-at") {
@@ -153,7 +171,7 @@ func connectorsCommand(a *adminClient) *cobra.Command {
 	connectors := asGroup(&cobra.Command{Use: "connectors", Short: "Manage connectors and their client certificates"})
 	var owner, createCSR string
 	create := &cobra.Command{
-		Use: "create <name> --user <username> [--csr <file>]", Args: cobra.ExactArgs(1),
+		Use: "create <name> --username <username> [--csr <file>]", Args: cobra.ExactArgs(1), PreRunE: refuseEmpty("username"),
 		Short: "Create a connector and its first certificate (without --csr, with a private key printed once)",
 		RunE: func(_ *cobra.Command, args []string) error {
 			body := map[string]any{"name": args[0], "username": owner}
@@ -163,9 +181,9 @@ func connectorsCommand(a *adminClient) *cobra.Command {
 			return a.call(http.MethodPost, "/gatehouse/connectors", body)
 		},
 	}
-	create.Flags().StringVar(&owner, "user", "", "the user the connector acts for (required)")
+	create.Flags().StringVar(&owner, "username", "", "the user the connector acts for (required)")
 	create.Flags().StringVar(&createCSR, "csr", "", "a PEM certificate request: the certificate is for its key, and no private key is printed")
-	_ = create.MarkFlagRequired("user")
+	_ = create.MarkFlagRequired("username")
 
 	var reissueCSR string
 	reissue := &cobra.Command{
@@ -184,20 +202,22 @@ func connectorsCommand(a *adminClient) *cobra.Command {
 	var output string
 	pkg := &cobra.Command{
 		Use: "package <name> --output <file.zip>", Args: cobra.ExactArgs(1),
-		Short: "Issue a new certificate as a package for the client, encrypted with the password on stdin's first line",
+		Short: "Issue a new certificate as a package for the client, encrypted with a password from stdin",
 		Long: `
 Issues the connector a new certificate and writes the package a client
-installs (certificates.pfx, encrypted with the password read from the
-first line of stdin, and metadata.json) to --output, a new file only its
-owner may read ('-': stdout, when it is not a terminal). The connector's
-previous certificate, and every token issued with it, stop working at once.`,
+installs (certificates.pfx, encrypted with the password, and
+metadata.json) to --output, a new file only its owner may read ('-':
+stdout, when it is not a terminal). The password is the first line of
+stdin, or typed twice at a prompt when stdin is a terminal. The
+connector's previous certificate, and every token issued with it, stop
+working at once.`,
 		RunE: func(c *cobra.Command, args []string) error {
-			password, err := readSecretLine(c.InOrStdin())
+			password, err := readSecret(c, "package password", true)
 			if err != nil {
 				return err
 			}
 			if password == "" {
-				return errors.New("package: no password on the first line of stdin (it encrypts the package's certificates.pfx)")
+				return errors.New("package: no password (it encrypts the package's certificates.pfx)")
 			}
 			return writePackage(a, args[0], password, output, c.OutOrStdout(), c.ErrOrStderr())
 		},
@@ -242,60 +262,91 @@ func addCSR(body map[string]any, csrFile string) error {
 
 // writePackage asks for connector name's package, encrypted with password,
 // and writes it to output ("-": stdout). The file is created, new and
-// private, before the call: the call revokes the connector's previous
-// certificate, so its package must have a place to go. It is removed
-// again when the call fails.
+// private, before the call, which replaces the connector's certificate:
+// a package with nowhere to go is not issued. It is removed again when
+// the call fails, or when the command is interrupted during the call.
 func writePackage(a *adminClient, name, password, output string, stdout, stderr io.Writer) error {
-	var dst io.Writer
-	finish := func(error) error { return nil }
 	if output == "-" {
 		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // G115: a file descriptor fits an int
 			return errors.New("package: stdout is a terminal; name a file with --output, or redirect stdout")
 		}
-		dst = stdout
-	} else {
-		f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the operator names the file
+		zipped, err := fetchPackage(a, name, password)
 		if err != nil {
-			return fmt.Errorf("package: --output: %v (it must be a new file)", err)
-		}
-		dst = f
-		finish = func(failed error) error {
-			err := f.Close()
-			if failed == nil && err == nil {
-				return nil
-			}
-			_ = os.Remove(output)
 			return err
 		}
+		if _, err := stdout.Write(zipped); err != nil {
+			return lostPackage(name, err)
+		}
+		return nil
 	}
-	err := fetchPackage(a, name, password, dst)
-	if closeErr := finish(err); err == nil && closeErr != nil {
-		err = fmt.Errorf("package: writing %s: %v", output, closeErr)
+	f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the operator names the file
+	if err != nil {
+		return fmt.Errorf("package: --output: %v (it must be a new file)", err)
+	}
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-interrupted:
+			_ = os.Remove(output)
+			fmt.Fprintf(stderr, "package: interrupted; %s removed. The certificate of connector %s may have been replaced already "+
+				"('connectors get %s' shows its serial): run package again\n", output, name, name)
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	zipped, err := fetchPackage(a, name, password)
+	signal.Stop(interrupted)
+	close(done)
+	if err == nil {
+		_, err = f.Write(zipped)
+		if closeErr := f.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			err = lostPackage(name, err)
+		}
+	} else {
+		_ = f.Close()
 	}
 	if err != nil {
+		_ = os.Remove(output)
 		return err
 	}
-	if output != "-" {
-		fmt.Fprintf(stderr, "package of connector %s written to %s; its previous certificate and tokens no longer work\n", name, output)
-	}
+	fmt.Fprintf(stderr, "package of connector %s written to %s; its previous certificate and tokens no longer work\n", name, output)
 	return nil
 }
 
-// fetchPackage makes the package call for connector name and copies the
-// ZIP file answered to dst.
-func fetchPackage(a *adminClient, name, password string, dst io.Writer) error {
+// lostPackage is the error of a package issued but not written: the
+// connector's certificate was replaced all the same.
+func lostPackage(name string, err error) error {
+	return fmt.Errorf("package: %v. The package was issued but not written: connector %s's previous certificate and its tokens "+
+		"no longer work, and its new one is lost; run package again", err, name)
+}
+
+// maxPackageBytes bounds the package read into memory (a few KiB).
+const maxPackageBytes = 1 << 20
+
+// fetchPackage makes the package call for connector name and returns the
+// ZIP file answered, read whole before anything is written.
+func fetchPackage(a *adminClient, name, password string) ([]byte, error) {
 	resp, err := a.send(http.MethodPost, connectorPath(name)+"/package", map[string]string{"password": password})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/zip" {
-		return fmt.Errorf("package: the answer is %q, not a package (application/zip)", resp.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("package: the answer is %q, not a package (application/zip)", resp.Header.Get("Content-Type"))
 	}
-	if _, err := io.Copy(dst, resp.Body); err != nil {
-		return fmt.Errorf("package: %v", err)
+	zipped, err := io.ReadAll(io.LimitReader(resp.Body, maxPackageBytes+1))
+	switch {
+	case err != nil:
+		return nil, lostPackage(name, err)
+	case len(zipped) > maxPackageBytes:
+		return nil, lostPackage(name, fmt.Errorf("an answer over %d bytes", maxPackageBytes))
 	}
-	return nil
+	return zipped, nil
 }
 
 // tokensCommand is "caddy gatehouse tokens": connectors' bearer tokens.
@@ -303,7 +354,7 @@ func tokensCommand(a *adminClient) *cobra.Command {
 	tokens := asGroup(&cobra.Command{Use: "tokens", Short: "List and revoke connectors' bearer tokens"})
 	var username, connector string
 	list := &cobra.Command{
-		Use: "list", Short: "List tokens (never their values)", Args: cobra.NoArgs,
+		Use: "list", Short: "List tokens (never their values)", Args: cobra.NoArgs, PreRunE: refuseEmpty("username", "connector"),
 		RunE: func(*cobra.Command, []string) error {
 			return a.call(http.MethodGet, withQuery("/gatehouse/tokens", "username", username, "connector", connector), nil)
 		},
@@ -325,7 +376,7 @@ func otpCommand(a *adminClient) *cobra.Command {
 	var counter uint64
 	add := &cobra.Command{
 		Use: "add <username> <app|sms|hard-token>", Args: cobra.ExactArgs(2),
-		Short: "Enrol a second factor (app: prints the otpauth:// URI for the user's authenticator, once)",
+		Short: "Enrol a second factor, replacing the user's of that type (app: prints the otpauth:// URI for the authenticator, once)",
 		RunE: func(c *cobra.Command, args []string) error {
 			factor, err := factorType(args[1])
 			if err != nil {
@@ -336,7 +387,7 @@ func otpCommand(a *adminClient) *cobra.Command {
 				return errors.New("otp add: a hard token's secret is needed: give --secret-stdin and its base32 secret on stdin's first line")
 			}
 			if secretStdin {
-				secret, err := readSecretLine(c.InOrStdin())
+				secret, err := readSecret(c, "secret", false)
 				if err != nil {
 					return err
 				}
@@ -352,7 +403,7 @@ func otpCommand(a *adminClient) *cobra.Command {
 		},
 	}
 	add.Flags().BoolVar(&secretStdin, "secret-stdin", false,
-		"read the base32 secret from the first line of stdin (hard-token: required; app: to import an authenticator's)")
+		"read the base32 secret from the first line of stdin, or typed at a prompt (hard-token: required; app: to import an authenticator's)")
 	add.Flags().Uint64Var(&counter, "counter", 0, "a hard token's next counter value")
 	var removeAll bool
 	remove := &cobra.Command{

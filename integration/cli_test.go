@@ -117,7 +117,7 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 			Allowlist []string  `json:"ip_allowlist"`
 			Tags      []string  `json:"tags"`
 		}
-		cli.json(&created, "", "appkeys", "create", "k1", "--user", "carol", "--expires-in", "2h",
+		cli.json(&created, "", "appkeys", "create", "k1", "--username", "carol", "--expires-in", "2h",
 			"--allow-ip", "127.0.0.1,::1", "--tag", "nightly", "--tag", "export", "--description", "the nightly export")
 		if until := time.Until(created.ExpiresAt); until < 110*time.Minute || until > 2*time.Hour+time.Minute {
 			t.Errorf("--expires-in 2h: expires in %s", until)
@@ -132,9 +132,15 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 		if s := status(created.Key); s == 200 {
 			t.Fatal("the key works from an address its new allowlist leaves out")
 		}
-		cli.must("", "appkeys", "update", "k1", "--allow-ip", "")
+		// An empty value ("--allow-ip $IPS", IPS unset) is no "any address".
+		cli.fails("an empty value", "", "appkeys", "update", "k1", "--allow-ip", "")
+		cli.fails("an empty value", "", "appkeys", "update", "k1", "--allow-ip", "192.0.2.1,")
+		if s := status(created.Key); s == 200 {
+			t.Fatal("an empty --allow-ip opened the key to any address")
+		}
+		cli.must("", "appkeys", "update", "k1", "--allow-any-ip")
 		if s := status(created.Key); s != 200 {
-			t.Fatalf("after the allowlist was emptied: %d", s)
+			t.Fatalf("after --allow-any-ip: %d", s)
 		}
 		// update sends only the fields given: the description stays.
 		got := cli.must("", "appkeys", "get", "k1")
@@ -162,8 +168,13 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 		cli.fails("RFC 3339", "", "appkeys", "update", "k1", "--expires-at", "tomorrow")
 		cli.fails("a time ahead", "", "appkeys", "update", "k1", "--expires-in", "-1h")
 		cli.fails("whole seconds", "", "appkeys", "rotate", "k1", "--grace", "1.5s")
-		cli.fails(`required flag(s) "user"`, "", "appkeys", "create", "k2")
+		cli.fails(`required flag(s) "username"`, "", "appkeys", "create", "k2")
 		cli.fails("not found", "", "appkeys", "delete", "k1", "--username", "admin-nobody")
+		cli.fails("--username is empty", "", "appkeys", "delete", "k1", "--username", "")
+		cli.fails("an empty name", "", "appkeys", "rotate", "")
+		// Another service answering JSON at --address is not taken for Gatehouse.
+		wrong := gatehouseCLI{t: t, addr: "127.0.0.1:" + strconv.Itoa(ti.Ports.UpstreamPort)}
+		wrong.fails("without Gatehouse's Gatehouse-Admin-Api header", "", "appkeys", "delete", "k1")
 		if status(again.Key) != 200 {
 			t.Fatal("the key after the failed commands stopped working")
 		}
@@ -179,7 +190,7 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 	t.Run("connectors and tokens", func(t *testing.T) {
 		dir := t.TempDir()
 		var first connectorAnswer
-		cli.json(&first, "", "connectors", "create", "c1", "--user", "carol")
+		cli.json(&first, "", "connectors", "create", "c1", "--username", "carol")
 		c1 := connectorFiles{name: "c1", cert: writeFile(t, dir, "c1.crt", first.Certificate), key: writeFile(t, dir, "c1.key", first.PrivateKeyPEM)}
 		tok := mustToken(t, ti.Instance, c1)
 		if s := callAPI(t, ti.Instance, c1, tok.AccessToken).Status; s != 200 {
@@ -229,6 +240,22 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 			t.Error("a failed package command left a file")
 		}
 		mustToken(t, ti.Instance, pkg)
+		// A package issued but not written (here: over the file size limit)
+		// is said to be lost, and leaves no file.
+		tooBig := filepath.Join(dir, "c1-too-big.zip")
+		cmd := exec.Command("bash", "-c", `ulimit -f 1 && exec "$0" "$@"`, harness.Binary(t),
+			"gatehouse", "--address", cli.addr, "connectors", "package", "c1", "--output", tooBig)
+		cmd.Stdin = strings.NewReader("package password\n")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "issued but not written") {
+			t.Errorf("a package that could not be written: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(tooBig); err == nil {
+			t.Error("a package that could not be written left a file")
+		}
+		if fingerprint() == packaged {
+			t.Fatal("the package over the size limit was not issued; the test proves nothing")
+		}
+		cli.must("package password\n", "connectors", "package", "c1", "--output", "-")
 
 		// A certificate for the operator's own key, from a CSR.
 		key, csr := filepath.Join(dir, "own.key"), filepath.Join(dir, "own.csr")
@@ -261,7 +288,13 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 		var enrolled struct {
 			URI string `json:"otpauth_uri"`
 		}
-		cli.json(&enrolled, "", "otp", "add", "carol", "app")
+		raw := cli.must("", "otp", "add", "carol", "app")
+		if !strings.Contains(raw, "&digits=") {
+			t.Errorf("otp add app: the URI's & is escaped, past a copy and paste:\n%s", raw)
+		}
+		if err := json.Unmarshal([]byte(raw), &enrolled); err != nil {
+			t.Fatal(err)
+		}
 		u, err := url.Parse(enrolled.URI)
 		if err != nil || u.Query().Get("secret") == "" {
 			t.Fatalf("otp add app: %q", enrolled.URI)
@@ -293,6 +326,18 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 		cli.fails("app, sms or hard-token", "", "otp", "add", "carol", "totp")
 		cli.fails("--secret-stdin", "", "otp", "add", "carol", "hard-token")
 		cli.fails("--all", "", "otp", "remove", "carol")
+		cli.fails("an empty name", "", "otp", "remove", "", "--all")
+		cli.fails("an empty name", "", "users", "end-sessions", "")
+		cli.must("", "users", "set-mobile", "carol", "+421 900 123 456")
+		if got := cli.must("", "users", "get", "carol"); !strings.Contains(got, "+421900123456") {
+			t.Errorf("users set-mobile: %s", got)
+		}
+		cli.fails("--none", "", "users", "set-mobile", "carol")
+		cli.fails("the number is empty", "", "users", "set-mobile", "carol", "")
+		cli.must("", "users", "set-mobile", "carol", "--none")
+		if got := cli.must("", "users", "get", "carol"); strings.Contains(got, "+421") {
+			t.Errorf("users set-mobile --none: %s", got)
+		}
 		cli.fails("enable the credential", "", "api-credentials", "create", "nothing-enabled")
 		show := func() string { return cli.must("", "otp", "show", "carol") }
 		if got := show(); !strings.Contains(got, "APP") || !strings.Contains(got, "HARD_TOKEN") {
