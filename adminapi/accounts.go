@@ -241,8 +241,8 @@ func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10000 {
-			return failure.Invalid("limit must be a whole number from 1 to 10000")
+		if err != nil || n < 1 || n > audit.MaxQueryLimit {
+			return failure.Invalid("limit must be a whole number from 1 to %d", audit.MaxQueryLimit)
 		}
 		f.Limit = n
 	}

@@ -782,6 +782,9 @@ type Filter struct {
 	Limit int
 }
 
+// MaxQueryLimit is the most events one Query returns.
+const MaxQueryLimit = 10000
+
 // Query returns matching events, newest first, after writing queued ones;
 // the summaries of the minute still open are among them, with their
 // counts so far, but not yet in the store. Should the writer begin
@@ -791,7 +794,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	f.Limit = min(f.Limit, 10000)
+	f.Limit = min(f.Limit, MaxQueryLimit)
 	for {
 		flushed := l.flush()
 		if n := flushed.pending; n > 0 {

@@ -11,53 +11,86 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"          // reverse_proxy, tls, …
 )
 
-const caddyfileReference = "../docs/operators/caddyfile.md"
+const (
+	caddyfileReference = "../docs/operators/caddyfile.md"
+	readme             = "../README.md"
+)
 
-// TestCaddyfileReferenceIsComplete checks docs/operators/caddyfile.md
-// against the parsing code: every option a Caddyfile parser of this
-// package accepts (its `case "name":` labels) must be named on the page in
-// backquoted text, and every caddyfile block of the page must adapt.
-func TestCaddyfileReferenceIsComplete(t *testing.T) {
-	raw, err := os.ReadFile(caddyfileReference)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := string(raw)
+// parserOptions are the options the Caddyfile parsers of this package
+// accept: their `case "name":` labels.
+func parserOptions(t *testing.T) []string {
+	t.Helper()
 	label := regexp.MustCompile(`case "([a-z_]+)"`)
-	options := 0
+	var options []string
 	for _, src := range []string{"caddyfile.go", "twofactor.go", "directory.go"} {
 		code, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range label.FindAllStringSubmatch(string(code), -1) {
-			options++
-			if !regexp.MustCompile("`[^`\n]*\\b" + m[1] + "\\b").MatchString(page) {
-				t.Errorf("option %q of %s is not in %s", m[1], src, caddyfileReference)
-			}
+			options = append(options, m[1])
 		}
 	}
-	if options < 25 {
-		t.Fatalf("found only %d options in the parsers", options)
+	if len(options) < 25 {
+		t.Fatalf("found only %d options in the parsers", len(options))
 	}
-	blocks := 0
-	for _, part := range strings.Split(page, "```caddyfile\n")[1:] {
+	return options
+}
+
+// caddyfileBlocks returns the caddyfile blocks of the page at path, each
+// checked to adapt with Caddy's own Caddyfile adapter without a warning.
+func caddyfileBlocks(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, part := range strings.Split(string(raw), "```caddyfile\n")[1:] {
 		block, _, ok := strings.Cut(part, "\n```")
 		if !ok {
-			t.Fatalf("unclosed caddyfile block: %.80q", part)
+			t.Fatalf("%s: unclosed caddyfile block: %.80q", path, part)
 		}
-		blocks++
+		blocks = append(blocks, block)
 		_, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(block+"\n"), nil)
 		if err != nil {
-			t.Errorf("this block does not adapt: %v\n%s", err, block)
+			t.Errorf("%s: this block does not adapt: %v\n%s", path, err, block)
 		}
 		for _, w := range warnings {
-			if !strings.Contains(w.Message, "not formatted") { // the page aligns columns
-				t.Errorf("this block adapts with warning %v\n%s", w, block)
+			if !strings.Contains(w.Message, "not formatted") { // the pages align columns
+				t.Errorf("%s: this block adapts with warning %v\n%s", path, w, block)
 			}
 		}
 	}
-	if blocks < 5 {
-		t.Errorf("only %d caddyfile blocks", blocks)
+	return blocks
+}
+
+// TestCaddyfileReferenceIsComplete checks docs/operators/caddyfile.md
+// against the parsing code: every option a Caddyfile parser of this
+// package accepts must be named on the page in backquoted text, and every
+// caddyfile block of the page must adapt.
+func TestCaddyfileReferenceIsComplete(t *testing.T) {
+	raw, err := os.ReadFile(caddyfileReference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, option := range parserOptions(t) {
+		if !regexp.MustCompile("`[^`\n]*\\b" + option + "\\b").Match(raw) {
+			t.Errorf("option %q is not in %s", option, caddyfileReference)
+		}
+	}
+	if blocks := caddyfileBlocks(t, caddyfileReference); len(blocks) < 5 {
+		t.Errorf("only %d caddyfile blocks", len(blocks))
+	}
+}
+
+// TestREADMECaddyfileHasEveryOption: README.md's Caddyfile shows every
+// option the parsers accept, and adapts.
+func TestREADMECaddyfileHasEveryOption(t *testing.T) {
+	all := strings.Join(caddyfileBlocks(t, readme), "\n")
+	for _, option := range parserOptions(t) {
+		if !regexp.MustCompile(`\b` + option + `\b`).MatchString(all) {
+			t.Errorf("option %q is not in a caddyfile block of %s", option, readme)
+		}
 	}
 }

@@ -176,14 +176,8 @@ func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Outcome, ev.Reason = audit.OutcomeSuccess, "issued token pair "+out.meta.ID+" (grant "+out.meta.Grant+")"
 	p.engine.Audit.Record(ev)
-	body, _ := json.Marshal(tokenResponse{AccessToken: out.access, TokenType: "bearer", //nolint:gosec // G117: the token endpoint's answer is the token
+	writeTokenAnswer(w, http.StatusOK, tokenResponse{AccessToken: out.access, TokenType: "bearer", //nolint:gosec // G117: the token endpoint's answer is the token
 		ExpiresIn: int64(p.engine.Config.TokenLifetime.Seconds()), RefreshToken: out.refresh})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
 }
 
 // handleToken does the work of serveToken, filling in the audit event as
@@ -261,14 +255,20 @@ func (p *Plugin) internalError(err error) *oauthError {
 }
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
-	body, _ := json.Marshal(struct {
+	writeTokenAnswer(w, e.status, struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}{e.code, e.description})
+}
+
+// writeTokenAnswer writes v as the token endpoint's JSON answer, never to
+// be cached (RFC 6749 section 5.1).
+func writeTokenAnswer(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	w.WriteHeader(e.status)
-	w.Write(body)
+	w.WriteHeader(status)
+	w.Write(body) //nolint:errcheck // a client gone away mid-answer is not an error to report
 }

@@ -120,7 +120,7 @@ func makeCertificates(t testing.TB, dir string) (*x509.CertPool, tls.Certificate
 // CA that a StartMutualTLS server accepts.
 func (s *Server) ClientCertFile() string { return filepath.Join(s.dir, "client.pem") }
 
-// ClientKeyFile: see ClientCertFile.
+// ClientKeyFile is the PEM file of the private key of ClientCertFile's certificate.
 func (s *Server) ClientKeyFile() string { return filepath.Join(s.dir, "client-key.pem") }
 
 // CAFile is the PEM file of the CA that signed a StartTLS server's
