@@ -101,6 +101,10 @@ func (h passwordHasher) hashWithin(ctx context.Context, wait time.Duration, pass
 	return fmt.Sprintf("$argon2id$v=%d$%s$%s$%s", argon2.Version, params, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
+// isKeyed reports whether hash is a keyed hash (passwordHasher), without
+// parsing the rest of it.
+func isKeyed(hash string) bool { return strings.Contains(hash, ","+keyedParam+"$") }
+
 // input is what argon2 hashes for password: the keyed password, or the
 // password itself.
 func (h passwordHasher) input(password string, keyed bool) []byte {
@@ -111,24 +115,24 @@ func (h passwordHasher) input(password string, keyed bool) []byte {
 	return sum[:]
 }
 
-// verify checks password against a PHC argon2id hash in constant time,
-// and says whether the hash is keyed. An empty or malformed hash never
-// verifies, and neither does a keyed one without a keystore. It returns
-// ErrBusy, without checking, when no hash slot freed up within a second
-// or before ctx ended.
-func (h passwordHasher) verify(ctx context.Context, hash, password string) (ok, keyed bool, err error) {
+// verify checks password against a PHC argon2id hash, keyed or not, in
+// constant time. An empty or malformed hash never verifies, and neither
+// does a keyed one without a keystore. It returns ErrBusy, without
+// checking, when no hash slot freed up within a second or before ctx
+// ended.
+func (h passwordHasher) verify(ctx context.Context, hash, password string) (bool, error) {
 	if hash == "" || len(password) > MaxPasswordLength {
-		return false, false, nil
+		return false, nil
 	}
 	p, err := parsePHC(hash)
 	if err != nil || p.keyed && h.ks == nil {
-		return false, false, nil
+		return false, nil
 	}
 	got, err := argonKey(ctx, BusyWait, h.input(password, p.keyed), p.salt, p.t, p.m, p.p, uint32(len(p.key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
-	return subtle.ConstantTimeCompare(got, p.key) == 1, p.keyed, nil
+	return subtle.ConstantTimeCompare(got, p.key) == 1, nil
 }
 
 // phc is a parsed PHC-format argon2id hash.

@@ -34,11 +34,11 @@ func TestPasswordHashAndVerify(t *testing.T) {
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1,keyed=1$") || strings.Contains(h, "correct horse") {
 		t.Fatalf("unexpected hash format %q", h)
 	}
-	if ok, isKeyed, err := keyed.verify(ctx, h, "correct horse"); !ok || !isKeyed || err != nil {
-		t.Fatalf("right password refused: %v %v", isKeyed, err)
+	if ok, err := keyed.verify(ctx, h, "correct horse"); !ok || !isKeyed(h) || err != nil {
+		t.Fatalf("right password refused: %v %v", isKeyed(h), err)
 	}
 	for _, wrong := range []string{"correct hors", "Correct horse", "", strings.Repeat("x", 2000)} {
-		if ok, _, _ := keyed.verify(ctx, h, wrong); ok {
+		if ok, _ := keyed.verify(ctx, h, wrong); ok {
 			t.Fatalf("wrong password %q accepted", wrong)
 		}
 	}
@@ -48,25 +48,25 @@ func TestPasswordHashAndVerify(t *testing.T) {
 		"unknown parameter":                 strings.Replace(h, ",keyed=1", ",keyed=1,x=2", 1),
 		"marker dropped (an older version)": strings.Replace(h, ",keyed=1", "", 1),
 	} {
-		if ok, _, _ := keyed.verify(ctx, hash, "correct horse"); ok {
+		if ok, _ := keyed.verify(ctx, hash, "correct horse"); ok {
 			t.Errorf("%s hash verified", what)
 		}
 	}
 	// Only the keystore's holder can check a keyed hash: not without one,
 	// not with another.
-	if ok, _, _ := unkeyed.verify(ctx, h, "correct horse"); ok {
+	if ok, _ := unkeyed.verify(ctx, h, "correct horse"); ok {
 		t.Error("a keyed hash verified without the keystore")
 	}
-	if ok, _, _ := (passwordHasher{testKeystore(t)}).verify(ctx, h, "correct horse"); ok {
+	if ok, _ := (passwordHasher{testKeystore(t)}).verify(ctx, h, "correct horse"); ok {
 		t.Error("a keyed hash verified with another keystore")
 	}
 	// A hash of a version before keyed hashes still verifies, as unkeyed.
 	old, err := unkeyed.hash("correct horse")
-	if err != nil || strings.Contains(old, "keyed") {
+	if err != nil || isKeyed(old) {
 		t.Fatalf("unkeyed hash %q: %v", old, err)
 	}
-	if ok, isKeyed, _ := keyed.verify(ctx, old, "correct horse"); !ok || isKeyed {
-		t.Fatalf("an unkeyed hash: verified %v, keyed %v", ok, isKeyed)
+	if ok, _ := keyed.verify(ctx, old, "correct horse"); !ok {
+		t.Fatal("an unkeyed hash does not verify")
 	}
 	if _, err := keyed.hash("short"); err == nil {
 		t.Fatal("short password accepted")
@@ -75,8 +75,10 @@ func TestPasswordHashAndVerify(t *testing.T) {
 
 // TestUnkeyedHashIsKeyedAtSignIn: a password hash written by a version
 // before keyed hashes signs in, and is replaced by a keyed one of the same
-// password then, without ending the account's sessions; the wrong
-// password changes nothing.
+// password then, without ending the account's sessions; the sign-in's
+// account holds the new hash (what plugin/basic caches). The wrong
+// password changes nothing, and neither does the right one of a locked or
+// blocked account: its cost would tell a guesser it was right.
 func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 	ctx := context.Background()
 	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
@@ -108,13 +110,38 @@ func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 	if stored().PasswordHash != before.PasswordHash {
 		t.Fatal("a wrong password changed the hash")
 	}
+	if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{gate: GateLockedOut}); err != nil || res.Outcome != OutcomeLocked {
+		t.Fatalf("locked: %v %v", res.Outcome, err)
+	}
+	if stored().PasswordHash != before.PasswordHash {
+		t.Fatal("a locked account's right password changed the hash")
+	}
+	blocked := StatusBlocked
+	if _, err := s.UpdateUser(ctx, "olga", UserPatch{Status: &blocked}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{}); err != nil || res.Outcome != OutcomeBlocked {
+		t.Fatalf("blocked: %v %v", res.Outcome, err)
+	}
+	if stored().PasswordHash != before.PasswordHash {
+		t.Fatal("a blocked account's right password changed the hash")
+	}
+	active := StatusActive
+	if _, err := s.UpdateUser(ctx, "olga", UserPatch{Status: &active}); err != nil {
+		t.Fatal(err)
+	}
+	before = stored()
 	for range 2 {
-		if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{}); err != nil || res.Outcome != OutcomeOK {
+		res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{})
+		if err != nil || res.Outcome != OutcomeOK {
 			t.Fatalf("sign-in: %v %v", res.Outcome, err)
 		}
 		after := stored()
-		if !strings.Contains(after.PasswordHash, ",keyed=1$") || after.SessionEpoch != before.SessionEpoch {
+		if !isKeyed(after.PasswordHash) || after.SessionEpoch != before.SessionEpoch {
 			t.Fatalf("after the sign-in: hash %q, session epoch %v (was %v)", after.PasswordHash, after.SessionEpoch, before.SessionEpoch)
+		}
+		if res.User.PasswordHash != after.PasswordHash {
+			t.Fatal("the sign-in's account holds another hash than the store")
 		}
 	}
 }

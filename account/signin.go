@@ -115,46 +115,55 @@ type PasswordSource interface {
 // localPasswords checks passwords against the argon2id hashes in the store.
 type localPasswords struct{ s *Service }
 
-// CheckPassword implements PasswordSource. A hash a version before keyed
-// hashes made is replaced by a keyed one once the password matched it
-// (rekeyPassword).
+// CheckPassword implements PasswordSource.
 func (l localPasswords) CheckPassword(ctx context.Context, _ string, u *User, password string) (*User, error) {
 	hash := dummyHash // an unknown account, or one without a password, costs as much and never passes
 	if u != nil && u.PasswordHash != "" {
 		hash = u.PasswordHash
 	}
-	ok, keyed, err := l.s.passwords.verify(ctx, hash, password)
+	ok, err := l.s.passwords.verify(ctx, hash, password)
 	if err != nil {
 		return nil, err
 	}
 	if !ok || u == nil || u.PasswordHash == "" {
 		return nil, errWrongPassword
 	}
-	if !keyed && l.s.passwords.ks != nil {
-		l.s.rekeyPassword(ctx, u, password)
-	}
 	return u, nil
 }
 
-// rekeyPassword replaces u's unkeyed password hash, which password has
-// just matched, with a keyed one (passwordHasher), so that the hashes of
-// a store from a version before keyed hashes are all keyed once each user
-// has signed in. It changes nothing else of the account (no session
+// rekeyed is u after a sign-in with password: when its hash is unkeyed
+// (a version before keyed hashes wrote it) it is replaced by a keyed one
+// of the password, which has just matched it, so that the hashes of such
+// a store are all keyed once each user has signed in. Only a sign-in that
+// succeeded does it: done for a locked or blocked account's right
+// password, its cost (a second hash, a write) would tell a guesser the
+// password was right. Nothing else of the account changes (no session
 // ends: the password is the same). It is best effort: when no hash slot
-// is free, the record changed meanwhile or the store fails, the next
-// sign-in tries again.
-func (s *Service) rekeyPassword(ctx context.Context, u *User, password string) {
+// is free, the record changed meanwhile or the store fails, u is returned
+// as it is and the next sign-in tries again.
+func (s *Service) rekeyed(ctx context.Context, u *User, password string) *User {
+	if s.passwords.ks == nil || u.PasswordHash == "" || u.FromDirectory() || isKeyed(u.PasswordHash) {
+		return u
+	}
 	hash, err := s.passwords.hashWithin(ctx, BusyWait, password)
 	if err != nil {
-		return
+		return u
 	}
-	_, _ = storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
+	_, err = storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
 		if cur == nil || cur.ID != u.ID || cur.PasswordHash != u.PasswordHash {
 			return nil, storage.ErrNoChange
 		}
 		cur.PasswordHash = hash
 		return cur, nil
 	})
+	if err != nil {
+		return u
+	}
+	// The caller's copy, so that what it caches (plugin/basic's verified
+	// passwords) holds the hash the store holds now.
+	next := *u
+	next.PasswordHash = hash
+	return &next
 }
 
 var errWrongPassword = identity.Unauthenticated("invalid username or password")
@@ -261,6 +270,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		if !signedIn.Active() {
 			res.Outcome, res.Reason = OutcomeBlocked, ReasonBlocked
 		}
+	}
+	if res.Outcome == OutcomeOK && located == nil {
+		res.User = s.rekeyed(ctx, res.User, password)
 	}
 	if bound == bindReserved && res.Outcome != OutcomeWrong {
 		s.releaseBind(ctx, name) // no wrong password was checked

@@ -192,6 +192,7 @@ func PathUser(r *http.Request, accounts *account.Service) (*account.User, error)
 func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	// JSON for programs, never placed in a page: an otpauth:// URI keeps

@@ -72,6 +72,9 @@ type adminClient struct {
 	address string
 	// out is where answers are printed.
 	out io.Writer
+	// checked is set once the endpoint was found to be Gatehouse's
+	// (checkEndpoint).
+	checked bool
 }
 
 // apiCommand is "caddy gatehouse api": any admin API call.
@@ -179,6 +182,9 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	}
 	var reader io.Reader
 	if body != nil {
+		if err := a.checkEndpoint(); err != nil {
+			return nil, err
+		}
 		raw, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -189,12 +195,42 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	if err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(route, "/gatehouse/") && resp.Header.Get(AnswerHeader) != "1" {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%s answered %s without Gatehouse's %s header; is --address the admin endpoint of the Caddy with Gatehouse?",
-			a.address, resp.Status, AnswerHeader)
+	if strings.HasPrefix(route, "/gatehouse/") {
+		if err := a.gatehouseAnswered(resp); err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
 	}
 	return resp, nil
+}
+
+// checkEndpoint asks the admin endpoint for the admin API's OpenAPI
+// document, once, before the first call with a body: a body may hold a
+// secret (a password, a package's password), which must not go to
+// whatever else answers at a wrong --address.
+func (a *adminClient) checkEndpoint() error {
+	if a.checked {
+		return nil
+	}
+	resp, err := caddycmd.AdminAPIRequest(a.address, http.MethodHead, AdminOpenAPIPath, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %v; is --address the admin endpoint of the Caddy with Gatehouse?", a.address, err)
+	}
+	resp.Body.Close()
+	if err := a.gatehouseAnswered(resp); err != nil {
+		return err
+	}
+	a.checked = true
+	return nil
+}
+
+// gatehouseAnswered refuses an answer without Gatehouse's AnswerHeader.
+func (a *adminClient) gatehouseAnswered(resp *http.Response) error {
+	if resp.Header.Get(AnswerHeader) != "1" {
+		return fmt.Errorf("%s answered %s without Gatehouse's %s header; is --address the admin endpoint of the Caddy with Gatehouse?",
+			a.address, resp.Status, AnswerHeader)
+	}
+	return nil
 }
 
 // checkRoute refuses an admin API path that is not clean: an empty, "."

@@ -26,7 +26,7 @@ import (
 // opens the stores itself instead of calling the admin API.
 func migrateCommand() *cobra.Command {
 	var from, to string
-	var resume bool
+	var resume, recoverSource bool
 	c := &cobra.Command{
 		Use:   "migrate --from <location> --to <location>",
 		Short: "Copies all Gatehouse state between Badger and Redis stores (offline, not through the admin API)",
@@ -45,8 +45,9 @@ empty directory only; for a data_dir without a database yet, name
 
 Caddy must be stopped while a Badger store is migrated: Badger locks its
 directory. A Badger source is opened read-only, its files left as they
-are, unless Caddy did not close it (killed): it is then opened for
-writing, to replay its log first. Records whose expiry has passed are skipped; records without
+are; one Caddy did not close (killed) is refused unless --recover lets
+migrate open it for writing, to replay its log first, as Caddy's next
+start would. Records whose expiry has passed are skipped; records without
 expiry stay without expiry. The destination must be empty: a copy deletes
 nothing, so records the destination held and the source lacks (a key or
 user deleted since, a token revoked) would come back. To move data back to
@@ -64,20 +65,26 @@ Example:
 			if resume {
 				into = migrate.IntoPartial
 			}
-			return runMigrate(c.ErrOrStderr(), withEnvPassword(from), withEnvPassword(to), into)
+			source := migrate.Source
+			if recoverSource {
+				source = migrate.InPlace
+			}
+			return runMigrate(c.ErrOrStderr(), withEnvPassword(from), withEnvPassword(to), source, into)
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "source store: "+migrate.LocationHelp)
 	c.Flags().StringVar(&to, "to", "", "destination store: "+migrate.LocationHelp)
 	c.Flags().BoolVar(&resume, "resume", false, "continue an interrupted copy into the destination it was filling")
+	c.Flags().BoolVar(&recoverSource, "recover", false, "open a Badger source Caddy did not close for writing, to replay its log")
 	c.MarkFlagRequired("from")
 	c.MarkFlagRequired("to")
 	return c
 }
 
-// runMigrate copies the store at from to the store at to, printing
+// runMigrate copies the store at from (opened as source: migrate.Source,
+// or migrate.InPlace to recover it) to the store at to, printing
 // progress at most once a second and a summary line to out.
-func runMigrate(out io.Writer, from, to string, into migrate.Into) error {
+func runMigrate(out io.Writer, from, to string, source migrate.Role, into migrate.Into) error {
 	src, err := migrate.ParseLocation(from)
 	if err != nil {
 		return fmt.Errorf("--from: %v", err)
@@ -92,7 +99,7 @@ func runMigrate(out io.Writer, from, to string, into migrate.Into) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := caddy.Log().Named("gatehouse.migrate")
-	srcStore, err := src.Open(ctx, migrate.Source, log)
+	srcStore, err := src.Open(ctx, source, log)
 	if err != nil {
 		return fmt.Errorf("opening --from store: %w", err)
 	}

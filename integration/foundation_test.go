@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,7 +313,13 @@ func TestCLIAndMetrics(t *testing.T) {
 	// A misspelt subcommand, a name the server would read as a directory,
 	// set-roles without roles, and an address that is no admin endpoint
 	// fail (exit non-zero) and change nothing: scripts rely on it.
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") }))
+	var fakeGot atomic.Int32 // calls with a body the fake endpoint was sent
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 0 {
+			fakeGot.Add(1)
+		}
+		_, _ = io.WriteString(w, "hello")
+	}))
 	defer fake.Close()
 	for _, c := range []struct {
 		args []string
@@ -332,6 +339,14 @@ func TestCLIAndMetrics(t *testing.T) {
 	}
 	if s := harness.Curl(t, "-u", "erin:correct horse", inst.HTTPSURL()+"/api/x").Status; s != 200 {
 		t.Fatalf("erin after the failed commands: %d; want still active, with her role and password", s)
+	}
+	setPassword := exec.Command(harness.Binary(t), "gatehouse", "--address", strings.TrimPrefix(fake.URL, "http://"), "users", "set-password", "erin")
+	setPassword.Stdin = strings.NewReader("a new secret password\n")
+	if out, err := setPassword.CombinedOutput(); err == nil || !strings.Contains(string(out), "is --address the admin endpoint") {
+		t.Errorf("set-password at a wrong --address: %v\n%s", err, out)
+	}
+	if n := fakeGot.Load(); n != 0 {
+		t.Errorf("the endpoint at the wrong --address was sent %d bodies (a body may hold a password)", n)
 	}
 	// Caddy's own admin endpoints answer in other types: api still takes them.
 	if out := cli("", "api", "GET", "/metrics"); !strings.Contains(out, "gatehouse_decisions_total") {

@@ -196,10 +196,10 @@ var errPasswordChanged = identity.Unauthenticated("the password changed; sign in
 // Recheck implements plugin.Rechecker. A password verified before (in the
 // verification cache) passes while it is still the account's, throttled
 // or not: the stream's owner should not lose it to someone else's wrong
-// guesses at the name. Once the account's password changed it is refused
-// without a check. A verification the cache no longer holds (evicted, or
+// guesses at the name. A verification the cache no longer holds (evicted,
 // a directory account's verified lifetime over: the directory may have
-// changed the password) is checked again with Accounts.CheckAgain, which
+// changed the password, or the account's hash changed: a new password, or
+// the same one hashed anew) is checked again with Accounts.CheckAgain, which
 // counts nothing: the password signed in when the stream opened, so it is
 // no guess, and a password changed in the directory must not throttle or
 // lock its owner out through their own streams. A password found changed
@@ -223,7 +223,9 @@ func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
 		case u.ID != v.userID:
 			return identity.Identity{}, errWrongPassword.For(v.username) // deleted and created again
 		case u.PasswordHash != v.passwordHash:
-			return identity.Identity{}, errPasswordChanged.For(v.username)
+			// A new password, or the same one hashed anew (an older
+			// version's hash keyed at a sign-in): checked again below.
+			c.verified.Remove(key)
 		case v.expires.IsZero() || time.Now().Before(v.expires):
 			return v.identity(), nil
 		}

@@ -411,3 +411,78 @@ func TestOpenStreamsAreCheckedWithoutSigningIn(t *testing.T) {
 		t.Fatalf("the new password after the streams ended: %d; want 200 (their old password counted as guesses?)", w.Code)
 	}
 }
+
+// TestStreamsOutliveTheSamePasswordHashedAnew: an open stream's password
+// is checked again when the account's hash changes, and passes when the
+// hash is the same password's: a hash of a version before keyed hashes
+// keyed at a sign-in (here by the streams' own, opened at once, and a
+// later request), or the same password set again. A new password ends
+// the streams.
+func TestStreamsOutliveTheSamePasswordHashedAnew(t *testing.T) {
+	b := newBasicRoute(t, engine.Config{}, nil)
+	pw := password
+	if _, err := account.NewService(b.e.Store, nil).CreateUser(context.Background(), // a version before keyed hashes
+		account.NewUser{Username: "olga", Roles: []string{"reader"}, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	route, err := b.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams []chan struct{}
+	opened := make(chan bool, 3)
+	for range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		r := httptest.NewRequestWithContext(ctx, "GET", "/ws", nil)
+		r.SetBasicAuth("olga", password)
+		r.Header.Set("Upgrade", "websocket")
+		ended := make(chan struct{})
+		go func() {
+			_ = route.Serve(httptest.NewRecorder(), r, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+				opened <- true
+				<-r.Context().Done()
+				close(ended)
+				return nil
+			})
+			opened <- false
+		}()
+		streams = append(streams, ended)
+	}
+	for range 3 {
+		if !<-opened {
+			t.Fatal("a stream was refused")
+		}
+	}
+	stillOpen := func(what string) {
+		t.Helper()
+		time.Sleep(300 * time.Millisecond) // about fifteen checks
+		for _, s := range streams {
+			select {
+			case <-s:
+				t.Fatalf("%s ended an open stream", what)
+			default:
+			}
+		}
+	}
+	if w := b.get("olga", password, ""); w.Code != http.StatusOK {
+		t.Fatalf("olga: %d", w.Code)
+	}
+	stillOpen("keying the hash")
+	same := password
+	if _, err := b.e.Accounts.UpdateUser(context.Background(), "olga", account.UserPatch{Password: &same}); err != nil {
+		t.Fatal(err)
+	}
+	stillOpen("the same password set again")
+	changed := "battery staple"
+	if _, err := b.e.Accounts.UpdateUser(context.Background(), "olga", account.UserPatch{Password: &changed}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range streams {
+		select {
+		case <-s:
+		case <-time.After(30 * time.Second):
+			t.Fatal("an open stream outlived the password change by 30 s")
+		}
+	}
+}

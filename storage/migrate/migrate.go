@@ -174,8 +174,8 @@ type Role uint8
 const (
 	// Source is only read from: its Badger database must exist, and is
 	// opened read-only, so that a copy (a backup) changes none of its
-	// files; one that was not closed cleanly is opened for writing, to
-	// replay its log first.
+	// files. One that was not closed (a crash) is refused: replaying its
+	// log would write to it (open it InPlace to replay it).
 	Source Role = iota + 1
 	// Destination is written to: a Badger database is created in a
 	// missing or empty directory.
@@ -268,12 +268,9 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 	}
 	st, err := badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger"), ReadOnly: role == Source})
 	if errors.Is(err, badger.ErrNeedsRecovery) {
-		// As Caddy's next start would: replaying the log writes to the
-		// source, but a copy without its last writes would be worse.
-		log.Warn("the Badger source was not closed cleanly (Caddy killed, or the machine stopped): opening it for writing "+
-			"to replay its log, as Caddy's next start would; a copy from a store Caddy closed leaves its files as they are",
-			zap.String("store", l.name))
-		st, err = badger.Open(l.badgerDir, badger.Options{Logger: log.Named("badger")})
+		return nil, fmt.Errorf("%s: Caddy did not close this store (it was killed, or the machine stopped): its last writes are "+
+			"in its log, which only an open for writing replays. Start and stop Caddy on it once, or copy it with --recover, "+
+			"which writes to it", l.name)
 	}
 	if err != nil {
 		if isLocked(err) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -463,8 +464,9 @@ func mustParse(t *testing.T, spec string) Location {
 // TestMigrateLeavesTheSourceAsItWas: a Badger source closed as Caddy
 // closes it is opened read-only: a copy from it (a backup) changes none of
 // its files, and a write to it fails. One left as a crash leaves it (its
-// last writes in the write-ahead log only) is opened for writing, to
-// replay the log: its copy holds every record.
+// last writes in the write-ahead log only) is refused as a source, with
+// what to do, and opened InPlace (--recover) it replays the log: its copy
+// holds every record.
 func TestMigrateLeavesTheSourceAsItWas(t *testing.T) {
 	ctx := context.Background()
 	want := map[string]record{"user/a": {value: []byte("A")}, "session/x": {value: []byte("X"), ttl: time.Hour}}
@@ -488,7 +490,18 @@ func TestMigrateLeavesTheSourceAsItWas(t *testing.T) {
 				st.Close()
 			}
 			before := fileSums(t, dir)
-			src, err := mustParse(t, "badger:"+dir).Open(ctx, Source, nil)
+			role := Source
+			if !closed {
+				_, err := mustParse(t, "badger:"+dir).Open(ctx, Source, nil)
+				if err == nil || !strings.Contains(err.Error(), "--recover") {
+					t.Fatalf("a crashed source opened read-only: %v; want a refusal naming --recover", err)
+				}
+				if after := fileSums(t, dir); !maps.Equal(after, before) {
+					t.Fatal("the refused source's files changed")
+				}
+				role = InPlace
+			}
+			src, err := mustParse(t, "badger:"+dir).Open(ctx, role, nil)
 			if err != nil {
 				t.Fatalf("opening the source: %v", err)
 			}
