@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/spf13/cobra"
 )
 
@@ -143,26 +145,26 @@ func directoryCommand(a *adminClient) *cobra.Command {
 
 // auditCommand is "caddy gatehouse audit": the audit log, filtered.
 func auditCommand(a *adminClient) *cobra.Command {
-	var auditUser, auditKind, auditOutcome, auditSince, auditUntil, auditLimit string
+	var user, kind, outcome, since, until string
+	var limit int
+	filters := []string{"username", "kind", "outcome", "since", "until"}
 	auditCmd := &cobra.Command{
-		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			q := url.Values{}
-			for k, v := range map[string]string{"username": auditUser, "kind": auditKind, "outcome": auditOutcome,
-				"since": auditSince, "until": auditUntil, "limit": auditLimit} {
-				if v != "" {
-					q.Set(k, v)
-				}
+		Use: "audit", Short: "Show audit events, newest first", Args: cobra.NoArgs, PreRunE: refuseEmpty(filters...),
+		RunE: func(c *cobra.Command, _ []string) error {
+			limitValue := ""
+			if c.Flags().Changed("limit") {
+				limitValue = strconv.Itoa(limit)
 			}
-			return a.call(http.MethodGet, "/gatehouse/audit?"+q.Encode(), nil)
+			return a.call(http.MethodGet, withQuery("/gatehouse/audit", "username", user, "kind", kind, "outcome", outcome,
+				"since", since, "until", until, "limit", limitValue), nil)
 		},
 	}
-	auditCmd.Flags().StringVar(&auditUser, "username", "", "only this user's events")
-	auditCmd.Flags().StringVar(&auditKind, "kind", "", "only events of this kind")
-	auditCmd.Flags().StringVar(&auditOutcome, "outcome", "", "only events of this outcome (allowed, denied, success, failure)")
-	auditCmd.Flags().StringVar(&auditSince, "since", "", "only events since this RFC 3339 time")
-	auditCmd.Flags().StringVar(&auditUntil, "until", "", "only events before this RFC 3339 time (the next page: the time of the last event shown)")
-	auditCmd.Flags().StringVar(&auditLimit, "limit", "", "at most this many events")
+	auditCmd.Flags().StringVar(&user, "username", "", "only this user's events")
+	auditCmd.Flags().StringVar(&kind, "kind", "", "only events of this kind")
+	auditCmd.Flags().StringVar(&outcome, "outcome", "", "only events of this outcome (allowed, denied, success, failure)")
+	auditCmd.Flags().StringVar(&since, "since", "", "only events since this RFC 3339 time")
+	auditCmd.Flags().StringVar(&until, "until", "", "only events before this RFC 3339 time (the next page: the time of the last event shown)")
+	auditCmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("at most this many events (1 to %d)", audit.MaxQueryLimit))
 	return auditCmd
 }
 
