@@ -223,3 +223,58 @@ func FuzzParsePHC(f *testing.F) {
 		}
 	})
 }
+
+// TestRekeyLosingARaceChangesNothing: when the record changed between the
+// sign-in's check and the keying (another sign-in keyed it first, an
+// administrator set a new password, the account was deleted), nothing is
+// written and the sign-in's account keeps the hash it was checked with.
+func TestRekeyLosingARaceChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(db, 1024)
+	t.Cleanup(func() { c.Close() })
+	password := "correct horse"
+	if _, err := NewService(c, nil).CreateUser(ctx, NewUser{Username: "olga", Password: &password}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewService(c, testKeystore(t))
+	stale, err := s.User(ctx, "olga")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() string {
+		t.Helper()
+		u, err := s.User(ctx, "olga")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.PasswordHash
+	}
+	if first := s.rekeyed(ctx, stale, password); first.PasswordHash != stored() || !isKeyed(first.PasswordHash) {
+		t.Fatal("the first keying: the account returned holds another hash than the store")
+	}
+	keyed := stored()
+	if second := s.rekeyed(ctx, stale, password); second.PasswordHash != stale.PasswordHash || stored() != keyed {
+		t.Error("a keying that lost the race to another wrote or returned a new hash")
+	}
+	other := "battery staple"
+	if _, err := s.UpdateUser(ctx, "olga", UserPatch{Password: &other}); err != nil {
+		t.Fatal(err)
+	}
+	changed := stored()
+	if third := s.rekeyed(ctx, stale, password); third.PasswordHash != stale.PasswordHash || stored() != changed {
+		t.Error("a keying after a new password wrote or returned a hash of the old one")
+	}
+	if err := s.DeleteUser(ctx, "olga"); err != nil {
+		t.Fatal(err)
+	}
+	if fourth := s.rekeyed(ctx, stale, password); fourth.PasswordHash != stale.PasswordHash {
+		t.Error("a keying of a deleted account returned a new hash")
+	}
+	if _, err := s.User(ctx, "olga"); err == nil {
+		t.Error("a keying brought a deleted account back")
+	}
+}

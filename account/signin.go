@@ -149,15 +149,15 @@ func (s *Service) rekeyed(ctx context.Context, u *User, password string) *User {
 	if err != nil {
 		return u
 	}
-	_, err = storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
+	stored, err := storage.UpdateJSON(ctx, s.store, userPrefix+u.Username, 0, func(cur *User) (*User, error) {
 		if cur == nil || cur.ID != u.ID || cur.PasswordHash != u.PasswordHash {
 			return nil, storage.ErrNoChange
 		}
 		cur.PasswordHash = hash
 		return cur, nil
 	})
-	if err != nil {
-		return u
+	if err != nil || stored == nil || stored.PasswordHash != hash {
+		return u // not written: changed meanwhile (another sign-in keyed it, a new password, a delete)
 	}
 	// The caller's copy, so that what it caches (plugin/basic's verified
 	// passwords) holds the hash the store holds now.

@@ -237,7 +237,11 @@ func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
 	if _, found := c.changed.Get(key); found {
 		return identity.Identity{}, errPasswordChanged.For(username)
 	}
-	res, err, _ := c.checks.Do("again\x00"+key, func() (any, error) { return c.checkAgain(r.Context(), username, password, key) })
+	// Within the client's share of the hash slots, as a sign-in: a check
+	// of a changed hash, or of a verification evicted from the cache,
+	// costs an argon2 hash per stream.
+	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
+	res, err, _ := c.checks.Do("again\x00"+key, func() (any, error) { return c.checkAgain(ctx, username, password, key) })
 	if err != nil {
 		return identity.Identity{}, err
 	}

@@ -486,3 +486,30 @@ func TestStreamsOutliveTheSamePasswordHashedAnew(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckIsHeldToTheClientsShare: an open stream's check that costs a
+// hash (the account's hash changed; or its verification was evicted from
+// the cache) takes a slot of its client's share, as a sign-in does: one
+// address holding streams under many spellings of a name cannot take
+// every slot at each change of the account's hash.
+func TestRecheckIsHeldToTheClientsShare(t *testing.T) {
+	b := newBasicRoute(t, engine.Config{}, nil, "alice")
+	c := New(b.e)
+	r := httptest.NewRequest("GET", "/ws", nil) // from 192.0.2.1
+	r.SetBasicAuth("alice", password)
+	if _, err := c.Authenticate(r); err != nil {
+		t.Fatal(err)
+	}
+	same := password
+	if _, err := b.e.Accounts.UpdateUser(context.Background(), "alice", account.UserPatch{Password: &same}); err != nil {
+		t.Fatal(err)
+	}
+	release := hashslotstest.HoldClient(t, "192.0.2.1")
+	if _, err := c.Recheck(r); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("a recheck costing a hash while its client's share is taken: %v; want busy", err)
+	}
+	release()
+	if _, err := c.Recheck(r); err != nil {
+		t.Fatalf("the recheck once the share is free: %v", err)
+	}
+}
