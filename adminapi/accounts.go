@@ -39,7 +39,7 @@ func (c *Core) AdminRoutes() []Route {
 		{Pattern: "GET /gatehouse/roles", Handle: c.listRoles},
 		{Pattern: "GET /gatehouse/roles/{name}", Handle: c.getRole},
 		{Pattern: "DELETE /gatehouse/roles/{name}", Handle: c.deleteRole},
-		{Pattern: "GET /gatehouse/audit", Handle: c.queryAudit, Query: []string{"username", "kind", "outcome", "since", "until", "limit"}},
+		{Pattern: auditQueryPattern, Handle: c.queryAudit, Query: []string{"username", "kind", "outcome", "since", "until", "limit"}},
 		{Pattern: "POST /gatehouse/directory/refresh/{username}", Handle: c.refreshDirectoryUser},
 	}
 }
@@ -217,6 +217,10 @@ func (c *Core) deleteRole(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// auditQueryPattern is the audit log's query, the one admin call not
+// audited itself.
+const auditQueryPattern = "GET /gatehouse/audit"
 
 func (c *Core) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()

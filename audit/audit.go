@@ -74,6 +74,9 @@ const (
 var Kinds = []string{KindRequest, KindTLS, KindLogin, KindToken, KindConsole, KindTwoFactor, KindAdmin, KindAppKey, KindConnector, KindDirectory}
 
 // Event is one audit record; its JSON is what GET /gatehouse/audit returns.
+// The fields the contract names (time, kind, username, credential,
+// remote_ip, method, path, outcome, reason) are always present, "" when
+// unknown, so that clients reading every key find them.
 type Event struct {
 	// Time is when the event happened; Record sets it to the current UTC
 	// time when zero.
@@ -81,21 +84,21 @@ type Event struct {
 	// Kind says what happened: one of Kinds.
 	Kind string `json:"kind"`
 	// Username is the account the event concerns; empty when unknown.
-	Username string `json:"username,omitempty"`
+	Username string `json:"username"`
 	// Credential names the credential used (kind and non-secret ID), never its value.
-	Credential string `json:"credential,omitempty"`
+	Credential string `json:"credential"`
 	// RemoteIP is the client address of the request, when there was one.
-	RemoteIP string `json:"remote_ip,omitempty"`
+	RemoteIP string `json:"remote_ip"`
 	// Method is the HTTP method of the request, when there was one.
-	Method string `json:"method,omitempty"`
+	Method string `json:"method"`
 	// Path is the URL path of the request, when there was one.
-	Path string `json:"path,omitempty"`
+	Path string `json:"path"`
 	// Outcome is one of OutcomeAllowed, OutcomeDenied, OutcomeSuccess and
 	// OutcomeFailure.
 	Outcome string `json:"outcome"`
 	// Reason explains the outcome in words (why a request was refused, what
 	// was issued or changed).
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason"`
 	// Actor is the signed-in console user who made the change, when it
 	// was made in the console (see WithActor); empty for the admin API.
 	Actor string `json:"actor,omitempty"`

@@ -147,7 +147,7 @@ func TestContractRows(t *testing.T) {
 		names[k.name] = k.baseline
 	}
 	for _, name := range []string{"basic", "app_key", "connector_token", "session", "plain_identity_headers", "basic_auth_peer",
-		"forward_auth_peer", "basic_forward_user", "app_key_forward_user", "session_forward_user"} {
+		"forward_auth_peer", "basic_forward_user", "app_key_forward_user", "session_forward_user", "connector_token_forward_user"} {
 		if b, ok := names[name]; !ok || (b != "plain" && b != "plain_tls") {
 			t.Errorf("row %s: baseline %q, present %v", name, b, ok)
 		}

@@ -25,12 +25,26 @@ const (
 // connectorKind is the connector_token row: a bearer token bound to the
 // connector's client certificate, on a site verifying client certificates
 // against the connector CA — compared with plain_tls, Caddy's own
-// client_auth in front of the same upstream.
-var connectorKind = kind{
-	name:     "connector_token",
-	baseline: "plain_tls",
-	site: `
-https://localhost:{{.connector_token}} {
+// client_auth in front of the same upstream. Its setup also measures
+// token issuance.
+var connectorKind = connectorRowKind("connector_token", "")
+
+// connectorForwardUserKind is connector_token_forward_user: the same
+// credential (a connector of its own) on a route with "forward user".
+var connectorForwardUserKind = connectorRowKind("connector_token_forward_user", "user")
+
+// connectorRowKind is a connector row named name, its route forwarding
+// the identity headers forward names ("": all). The full row measures
+// token issuance and, in scale mode, draws among e.scale tokens.
+func connectorRowKind(name, forward string) kind {
+	if forward != "" {
+		forward = "\n\t\tforward " + forward
+	}
+	return kind{
+		name:     name,
+		baseline: "plain_tls",
+		site: `
+https://localhost:{{.` + name + `}} {
 	bind 127.0.0.1
 	tls internal {
 		client_auth {
@@ -39,51 +53,55 @@ https://localhost:{{.connector_token}} {
 		}
 	}
 	gatehouse {
-		accept connector
+		accept connector` + forward + `
 	}
 	reverse_proxy 127.0.0.1:{{.upstream}}
 }
 `,
-	setup: func(e *env) (row, error) {
-		if err := seedBenchUser(e); err != nil {
-			return row{}, err
-		}
-		raw, err := e.mustCall(201, "POST", "/gatehouse/connectors", map[string]string{"name": "bench", "username": "bench"})
-		if err != nil {
-			return row{}, err
-		}
-		var c struct {
-			Cert string `json:"certificate_pem"`
-			Key  string `json:"private_key_pem"`
-		}
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return row{}, err
-		}
-		cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
-		if err != nil {
-			return row{}, err
-		}
-		tokenURL := fmt.Sprintf("https://localhost:%d/gatehouse/v1/token", e.ports["connector_token"])
-		issue := target{cert: &cert, next: func(int) *http.Request {
-			req, _ := http.NewRequest("POST", tokenURL, strings.NewReader("grant_type=certificate"))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			return req
-		}}
-		s := run(issue, issuanceConns, issuanceDuration, nil)
-		log.Printf("connector_token: token issuance %.0f tokens/s (durable; %d connections, p50 %.2f ms, p99 %.2f ms, errors %d)",
-			s.rps, issuanceConns, s.p50ms, s.p99ms, s.errors)
-		// After the issuance: a connector holds connector.MaxLivePairs, the
-		// oldest revoked beyond.
-		access, err := fetchToken(issue)
-		if err != nil {
-			return row{}, err
-		}
-		if e.scale > 0 {
-			return scaleTokenRow(e, &cert)
-		}
-		return row{name: "connector_token", baseline: "plain_tls",
-			target: e.get("https://localhost:%d/", "connector_token", http.Header{"Authorization": {"Bearer " + access}}, &cert)}, nil
-	},
+		setup: func(e *env) (row, error) {
+			full := forward == ""
+			if err := seedBenchUser(e); err != nil {
+				return row{}, err
+			}
+			raw, err := e.mustCall(201, "POST", "/gatehouse/connectors", map[string]string{"name": name, "username": "bench"})
+			if err != nil {
+				return row{}, err
+			}
+			var c struct {
+				Cert string `json:"certificate_pem"`
+				Key  string `json:"private_key_pem"`
+			}
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return row{}, err
+			}
+			cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+			if err != nil {
+				return row{}, err
+			}
+			tokenURL := fmt.Sprintf("https://localhost:%d/gatehouse/v1/token", e.ports[name])
+			issue := target{cert: &cert, next: func(int) *http.Request {
+				req, _ := http.NewRequest("POST", tokenURL, strings.NewReader("grant_type=certificate"))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				return req
+			}}
+			if full {
+				s := run(issue, issuanceConns, issuanceDuration, nil)
+				log.Printf("connector_token: token issuance %.0f tokens/s (durable; %d connections, p50 %.2f ms, p99 %.2f ms, errors %d)",
+					s.rps, issuanceConns, s.p50ms, s.p99ms, s.errors)
+			}
+			// After the issuance: a connector holds connector.MaxLivePairs, the
+			// oldest revoked beyond.
+			access, err := fetchToken(issue)
+			if err != nil {
+				return row{}, err
+			}
+			if full && e.scale > 0 {
+				return scaleTokenRow(e, &cert)
+			}
+			return row{name: name, baseline: "plain_tls",
+				target: e.get("https://localhost:%d/", name, http.Header{"Authorization": {"Bearer " + access}}, &cert)}, nil
+		},
+	}
 }
 
 // scaleTokenRow is the connector_token row of scale mode: e.scale live

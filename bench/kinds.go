@@ -38,7 +38,7 @@ type row struct {
 // forward_auth), the Redis-backed row and the directory-backed one; then
 // the rows of the forward sweep, which run only when named (sweepOnly).
 var kinds = []kind{basicKind, basicDirectoryKind, basicForwardUserKind, appKeyKind, appKeyForwardUserKind, connectorKind,
-	sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind,
+	connectorForwardUserKind, sessionKind, sessionForwardUserKind, identityHeadersKind, basicAuthPeerKind, forwardAuthPeerKind, appKeyRedisKind,
 	appKeyForwardRolesKind, appKeyForwardAuthKind, appKeyForwardNoAssertionKind}
 
 const benchRole = `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`

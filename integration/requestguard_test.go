@@ -89,6 +89,23 @@ func TestLogoutRefusesOtherOrigins(t *testing.T) {
 	if res := c.do(ti.HTTPSURL() + "/app/report"); res.Status == 200 {
 		t.Fatal("the session outlived its logout")
 	}
+	// The sign-out and the refused ones are audited.
+	var events []struct{ Username, Credential, Outcome, Reason string }
+	if st := ti.AdminJSON(t, "GET", "/gatehouse/audit?kind=login&limit=50", nil, &events); st != 200 {
+		t.Fatalf("audit: %d", st)
+	}
+	refused, signedOut := 0, 0
+	for _, ev := range events {
+		switch {
+		case ev.Reason == "sign-out from another site's page refused" && ev.Outcome == "failure" && ev.Credential == "session":
+			refused++
+		case strings.HasPrefix(ev.Reason, "signed out; session ") && ev.Username == "lou" && ev.Outcome == "success":
+			signedOut++
+		}
+	}
+	if refused != 3 || signedOut != 1 {
+		t.Errorf("audited: %d refused sign-outs (want 3), %d sign-outs of lou (want 1): %+v", refused, signedOut, events)
+	}
 }
 
 // TestConnectorTokensEndWithABlock: blocked, then unblocked, the

@@ -5,17 +5,20 @@
 package sessioncookie
 
 import (
+	"errors"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // LoginPath is where browsers without a session are sent.
@@ -181,17 +184,29 @@ func (c *Credential) LoginURL(r *http.Request) string {
 	return LoginPath + "?return=" + url.QueryEscape(r.URL.RequestURI())
 }
 
+// logout signs the user out, and audits it (kind login, credential
+// session): the end of a session is a credential's lifecycle event, and a
+// refused sign-out a refusal.
 func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 	// Another site's page may not sign the user out (a link, an image or
 	// a form pointing here); the site's own pages, or the URL typed in, may.
 	if !guard.SameOrigin(r) {
+		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindLogin, Credential: "session", Outcome: audit.OutcomeFailure,
+			Reason: "sign-out from another site's page refused"})
 		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
 		return
 	}
 	if ck, err := r.Cookie(session.CookieName); err == nil {
-		if err := c.engine.Sessions.Delete(r.Context(), ck.Value); err != nil {
+		ended, err := c.engine.Sessions.End(r.Context(), session.ID(ck.Value))
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			// Ended already (or never was): nothing to sign out of.
+		case err != nil:
 			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "the session store is unavailable")
 			return
+		default:
+			c.engine.RecordRequest(r, audit.Event{Kind: audit.KindLogin, Username: ended.Username, Credential: "session",
+				Outcome: audit.OutcomeSuccess, Reason: "signed out; session " + session.DigestID(ck.Value) + " ended"})
 		}
 	}
 	http.SetCookie(w, session.ClearCookie())
