@@ -10,7 +10,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
-	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // Account sources: where an account's password, status and roles come
@@ -89,8 +88,12 @@ func (p directoryPasswords) checkLocated(ctx context.Context, name string, u *Us
 }
 
 // directoryDown is the error of an unreachable directory: the data plane
-// answers 503, like a store that is down.
-func directoryDown(err error) error { return fmt.Errorf("%w: %w", storage.ErrUnavailable, err) }
+// answers 503, like a store that is down, and the admin API says which
+// of the two is (errDirectoryDown).
+func directoryDown(err error) error { return fmt.Errorf("%w: %w", errDirectoryDown, err) }
+
+// errDirectoryDown is the client-safe kind and message of directoryDown.
+var errDirectoryDown = failure.New(failure.ErrUnavailable, "the directory (LDAP) does not answer; try again once it does")
 
 // withDirectoryStatus is a copy of u with the directory's status and
 // roles (blocked when the directory refuses the account or lost it, or

@@ -66,7 +66,9 @@ func NewHandler(e *engine.Engine, providers ...Provider) *Handler {
 		}
 	}
 	h.mux.HandleFunc("/gatehouse/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, failure.NotFound("no Gatehouse admin endpoint %s %s", r.Method, r.URL.Path))
+		err := failure.NotFound("no Gatehouse admin endpoint %s %s", r.Method, r.URL.Path)
+		WriteError(w, err)
+		recordCall(e, r, &note{}, err) // a call, if to nothing: probing is worth knowing about
 	})
 	return h
 }
@@ -83,6 +85,9 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		n := &note{username: r.PathValue("username")}
+		if n.username == "" {
+			n.username = r.URL.Query().Get("username") // a listing filtered to one user concerns that user
+		}
 		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
 		err := checkQuery(r.URL.RawQuery, rt.Query)
 		if err == nil && !rt.Body {
@@ -97,18 +102,33 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 			}
 			WriteError(w, err)
 		}
-		// Every call, reads too (the contract: every admin call is
-		// audited; who listed the users or read a key is worth knowing),
-		// but the audit log's own queries, which would fill the log they
-		// page through with their reads.
-		if rt.Pattern != auditQueryPattern {
-			ev := e.RequestEvent(r, audit.Event{Kind: audit.KindAdmin, Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason})
-			if err != nil {
-				ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
-			}
-			e.Audit.Record(ev)
+		if audited(r, rt) {
+			recordCall(e, r, n, err)
 		}
 	})
+}
+
+// audited reports whether the call r to rt is audited: every call, reads
+// too (the contract: every admin call is audited; who listed the users or
+// read a key is worth knowing), but the audit log's own queries, which
+// would fill the log they page through, and the reads the console makes
+// in-process to draw a page (audit.ActorOf): any signed-in user's
+// reloads of their own account page would write events without bound,
+// past the refusal allowance, which counts refusals only. What the
+// console changes is audited, with its actor.
+func audited(r *http.Request, rt Route) bool {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	return rt.Pattern != auditQueryPattern && !(read && audit.ActorOf(r.Context()) != "")
+}
+
+// recordCall writes the audit event of the admin call r, which err (nil
+// when it succeeded) ended, about what n noted.
+func recordCall(e *engine.Engine, r *http.Request, n *note, err error) {
+	ev := e.RequestEvent(r, audit.Event{Kind: audit.KindAdmin, Outcome: audit.OutcomeSuccess, Username: n.username, Reason: n.reason})
+	if err != nil {
+		ev.Outcome, ev.Reason = audit.OutcomeFailure, failure.Message(err)
+	}
+	e.Audit.Record(ev)
 }
 
 // checkQuery refuses a query its endpoint would not read whole: one that

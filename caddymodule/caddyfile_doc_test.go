@@ -52,6 +52,15 @@ func caddyfileBlocks(t *testing.T, path string) []string {
 			t.Fatalf("%s: unclosed caddyfile block: %.80q", path, part)
 		}
 		blocks = append(blocks, block)
+		for line := range strings.SplitSeq(block, "\n") {
+			// A backslash ending a line joins the next line to it, and so
+			// does one anywhere in a comment (Caddy's lexer keeps the
+			// escape until the newline): the option on the next line
+			// would silently become arguments of this one.
+			if strings.HasSuffix(strings.TrimRight(line, " \t"), `\`) || strings.Contains(caddyfileComment(line), `\`) {
+				t.Errorf("%s: a backslash at the end of a line or in a comment swallows the next line: %q", path, line)
+			}
+		}
 		_, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(block+"\n"), nil)
 		if err != nil {
 			t.Errorf("%s: this block does not adapt: %v\n%s", path, err, block)
@@ -93,4 +102,16 @@ func TestREADMECaddyfileHasEveryOption(t *testing.T) {
 			t.Errorf("option %q is not in a caddyfile block of %s", option, readme)
 		}
 	}
+}
+
+// caddyfileComment is the comment of a Caddyfile line: from a '#' that
+// starts a token (at the line's start or after white space) on, "" when
+// there is none.
+func caddyfileComment(line string) string {
+	for i, ch := range line {
+		if ch == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			return line[i:]
+		}
+	}
+	return ""
 }

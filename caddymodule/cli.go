@@ -193,7 +193,7 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	}
 	resp, err := caddycmd.AdminAPIRequest(a.address, method, path, http.Header{"Content-Type": {"application/json"}}, reader)
 	if err != nil {
-		return nil, err
+		return nil, a.explain(err)
 	}
 	if strings.HasPrefix(route, "/gatehouse/") {
 		if err := a.gatehouseAnswered(resp); err != nil {
@@ -212,6 +212,9 @@ func (a *adminClient) checkEndpoint() error {
 	if a.checked {
 		return nil
 	}
+	if strings.Contains(a.address, "://") && !strings.HasPrefix(a.address, "unix/") {
+		return fmt.Errorf("--address %q: want host:port (or unix//path), not a URL", a.address)
+	}
 	resp, err := caddycmd.AdminAPIRequest(a.address, http.MethodHead, AdminOpenAPIPath, nil, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %v; is --address the admin endpoint of the Caddy with Gatehouse?", a.address, err)
@@ -222,6 +225,17 @@ func (a *adminClient) checkEndpoint() error {
 	}
 	a.checked = true
 	return nil
+}
+
+// explain adds to an error of AdminAPIRequest that reached no admin
+// endpoint (a refused connection, a malformed --address) what to check;
+// an error answer of the endpoint (4xx/5xx, with the server's message)
+// stays as it is.
+func (a *adminClient) explain(err error) error {
+	if strings.HasPrefix(err.Error(), "caddy responded with error") {
+		return err
+	}
+	return fmt.Errorf("%v; is Caddy running, and --address %q its admin endpoint (host:port or unix//path; default localhost:2019)?", err, a.address)
 }
 
 // gatehouseAnswered refuses an answer without Gatehouse's AnswerHeader.
@@ -239,6 +253,9 @@ func (a *adminClient) gatehouseAnswered(resp *http.Response) error {
 // name ("users end-sessions ”") would act on another resource
 // (/gatehouse/users/sessions, the user named "sessions").
 func checkRoute(route string) error {
+	if !strings.HasPrefix(route, "/") {
+		return fmt.Errorf("the admin API path %q must start with /", route)
+	}
 	segments := strings.Split(route, "/")
 	for i, seg := range segments {
 		switch {

@@ -160,7 +160,7 @@ func auditCommand(a *adminClient) *cobra.Command {
 		},
 	}
 	auditCmd.Flags().StringVar(&user, "username", "", "only this user's events")
-	auditCmd.Flags().StringVar(&kind, "kind", "", "only events of this kind")
+	auditCmd.Flags().StringVar(&kind, "kind", "", "only events of this kind ("+strings.Join(audit.Kinds, ", ")+")")
 	auditCmd.Flags().StringVar(&outcome, "outcome", "", "only events of this outcome (allowed, denied, success, failure)")
 	auditCmd.Flags().StringVar(&since, "since", "", "only events since this RFC 3339 time")
 	auditCmd.Flags().StringVar(&until, "until", "", "only events before this RFC 3339 time (the next page: the time of the last event shown)")

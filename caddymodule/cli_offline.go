@@ -37,7 +37,9 @@ server or back. Unlike the other subcommands it does not use the admin API
 (--address is ignored): it opens both stores itself.
 
 A location is badger:<dir> or redis://[user:password@]host:port/db
-(rediss:// for TLS). For badger, <dir> may be Gatehouse's data_dir or its
+(rediss:// for TLS); a password left out of the URL is taken from the
+environment variable GATEHOUSE_REDIS_PASSWORD (out of ps and the shell's
+history), for every offline command. For badger, <dir> may be Gatehouse's data_dir or its
 Badger directory: if <dir>/badger exists it is used, otherwise <dir> itself
 is the Badger directory. A Badger destination is created in a missing or
 empty directory only; for a data_dir without a database yet, name
@@ -58,7 +60,8 @@ overwritten by the source's. Progress and a summary go to stderr; the
 password of a Redis URL is never printed.
 
 Example:
-  caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://:secret@10.0.0.5:6379/0`,
+  read -rs GATEHOUSE_REDIS_PASSWORD && export GATEHOUSE_REDIS_PASSWORD
+  caddy gatehouse migrate --from badger:/var/lib/caddy/gatehouse --to redis://10.0.0.5:6379/0`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			into := migrate.IntoEmpty

@@ -204,6 +204,10 @@ func TestDirectoryAccountsThroughCaddy(t *testing.T) {
 	if res := basicGet(t, inst, "dave", "another password"); res.Status != 503 {
 		t.Errorf("a new password with the directory down: %d; want 503", res.Status)
 	}
+	// The admin API says it is the directory, not the store, that is down.
+	if status, raw := inst.Admin(t, "POST", "/gatehouse/directory/refresh/dave", nil); status != 503 || !strings.Contains(string(raw), "the directory (LDAP) does not answer") {
+		t.Errorf("refresh with the directory down: %d %s; want 503 naming the directory", status, raw)
+	}
 	s.Restart()
 	waitStatus(t, "dave once the directory is back", []int{200}, daveGet)
 

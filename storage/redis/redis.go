@@ -192,7 +192,7 @@ func setupHint(err error) string {
 	}
 	switch {
 	case has("WRONGPASS", "NOAUTH", "invalid username-password"):
-		return " (Redis refused the URL's user or password: check them)"
+		return " (Redis refused the URL's user or password: check them; the offline commands take a password left out of the URL from GATEHOUSE_REDIS_PASSWORD)"
 	case has("NOPERM"):
 		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
 	case has("DB index is out of range"):
