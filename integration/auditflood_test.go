@@ -94,7 +94,7 @@ func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
 		}
 		summaries++
 		summarised += int(count)
-		if e["path"] != nil || e["credential"] != "app_key" || e["first"] == nil {
+		if e["path"] != "" || e["credential"] != "app_key" || e["first"] == nil {
 			t.Fatalf("summary %v; want no path (they differed), the credential, the first refusal's time", e)
 		}
 	}
