@@ -81,17 +81,8 @@ func TestPasswordHashAndVerify(t *testing.T) {
 // blocked account: its cost would tell a guesser it was right.
 func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(db, 1024)
-	t.Cleanup(func() { c.Close() })
 	password := "correct horse"
-	if _, err := NewService(c, nil).CreateUser(ctx, NewUser{Username: "olga", Password: &password}); err != nil {
-		t.Fatal(err)
-	}
-	s := NewService(c, testKeystore(t))
+	s := withUnkeyedOlga(t, password)
 	stored := func() *User {
 		t.Helper()
 		u, err := s.User(ctx, "olga")
@@ -230,17 +221,8 @@ func FuzzParsePHC(f *testing.F) {
 // written and the sign-in's account keeps the hash it was checked with.
 func TestRekeyLosingARaceChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(db, 1024)
-	t.Cleanup(func() { c.Close() })
 	password := "correct horse"
-	if _, err := NewService(c, nil).CreateUser(ctx, NewUser{Username: "olga", Password: &password}); err != nil {
-		t.Fatal(err)
-	}
-	s := NewService(c, testKeystore(t))
+	s := withUnkeyedOlga(t, password)
 	stale, err := s.User(ctx, "olga")
 	if err != nil {
 		t.Fatal(err)
@@ -277,4 +259,20 @@ func TestRekeyLosingARaceChangesNothing(t *testing.T) {
 	if _, err := s.User(ctx, "olga"); err == nil {
 		t.Error("a keying brought a deleted account back")
 	}
+}
+
+// withUnkeyedOlga is a service keying hashes over a store where a version
+// before keyed hashes made the user olga with password.
+func withUnkeyedOlga(t *testing.T, password string) *Service {
+	t.Helper()
+	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(db, 1024)
+	t.Cleanup(func() { c.Close() })
+	if _, err := NewService(c, nil).CreateUser(context.Background(), NewUser{Username: "olga", Password: &password}); err != nil {
+		t.Fatal(err)
+	}
+	return NewService(c, testKeystore(t))
 }

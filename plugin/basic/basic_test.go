@@ -400,13 +400,7 @@ func TestOpenStreamsAreCheckedWithoutSigningIn(t *testing.T) {
 	if _, err := b.e.Accounts.UpdateUser(context.Background(), "alice", account.UserPatch{Password: &changed}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range streams {
-		select {
-		case <-s:
-		case <-time.After(30 * time.Second):
-			t.Fatal("an open stream outlived the password change by 30 s")
-		}
-	}
+	waitEnded(t, streams, "the password change")
 	if w := b.get("alice", changed, ""); w.Code != http.StatusOK {
 		t.Fatalf("the new password after the streams ended: %d; want 200 (their old password counted as guesses?)", w.Code)
 	}
@@ -478,13 +472,7 @@ func TestStreamsOutliveTheSamePasswordHashedAnew(t *testing.T) {
 	if _, err := b.e.Accounts.UpdateUser(context.Background(), "olga", account.UserPatch{Password: &changed}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range streams {
-		select {
-		case <-s:
-		case <-time.After(30 * time.Second):
-			t.Fatal("an open stream outlived the password change by 30 s")
-		}
-	}
+	waitEnded(t, streams, "the password change")
 }
 
 // TestRecheckIsHeldToTheClientsShare: an open stream's check that costs a
@@ -511,5 +499,18 @@ func TestRecheckIsHeldToTheClientsShare(t *testing.T) {
 	release()
 	if _, err := c.Recheck(r); err != nil {
 		t.Fatalf("the recheck once the share is free: %v", err)
+	}
+}
+
+// waitEnded waits up to 30 s for each of streams to end after what
+// happened (what).
+func waitEnded(t *testing.T, streams []chan struct{}, what string) {
+	t.Helper()
+	for _, s := range streams {
+		select {
+		case <-s:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("an open stream outlived %s by 30 s", what)
+		}
 	}
 }
