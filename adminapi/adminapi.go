@@ -85,11 +85,11 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		n := &note{username: r.PathValue("username")}
-		if n.username == "" {
-			n.username = r.URL.Query().Get("username") // a listing filtered to one user concerns that user
-		}
 		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
 		err := checkQuery(r.URL.RawQuery, rt.Query)
+		if err == nil && n.username == "" && slices.Contains(rt.Query, "username") {
+			n.username = r.URL.Query().Get("username") // a listing filtered to one user concerns that user
+		}
 		if err == nil && !rt.Body {
 			err = refuseBody(r)
 		}
@@ -112,10 +112,11 @@ func handler(e *engine.Engine, rt Route) http.Handler {
 // too (the contract: every admin call is audited; who listed the users or
 // read a key is worth knowing), but the audit log's own queries, which
 // would fill the log they page through, and the reads the console makes
-// in-process to draw a page (audit.ActorOf): any signed-in user's
-// reloads of their own account page would write events without bound,
-// past the refusal allowance, which counts refusals only. What the
-// console changes is audited, with its actor.
+// in-process to draw a page or check a form (audit.ActorOf): a page view
+// is no admin call, and any signed-in user's reloads of their own account
+// page would write events without bound, past the refusal allowance,
+// which counts refusals only. What the console changes is audited, with
+// its actor.
 func audited(r *http.Request, rt Route) bool {
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
 	return rt.Pattern != auditQueryPattern && !(read && audit.ActorOf(r.Context()) != "")

@@ -202,6 +202,7 @@ func TestEveryCallIsAuditedButPageReads(t *testing.T) {
 	call(context.Background(), http.MethodGet, "/gatehouse/audit", "")
 	call(console, http.MethodGet, "/gatehouse/users/bob", "")
 	call(console, http.MethodPatch, "/gatehouse/users/bob", `{"status":"blocked"}`)
+	call(context.Background(), http.MethodDelete, "/gatehouse/roles/ops?username=bob", "") // refused: no user named by a query it does not take
 	e.Audit.Flush()
 	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 20})
 	if err != nil {
@@ -212,6 +213,7 @@ func TestEveryCallIsAuditedButPageReads(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %s %s %s %s", ev.Method, ev.Path, ev.Username, ev.Outcome, ev.Actor))
 	}
 	want := []string{ // newest first
+		"DELETE /gatehouse/roles/ops  failure ",
 		"PATCH /gatehouse/users/bob bob success ada",
 		"GET /gatehouse/nothing  failure ",
 		"GET /gatehouse/sessions bob success ",

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -52,15 +53,7 @@ func caddyfileBlocks(t *testing.T, path string) []string {
 			t.Fatalf("%s: unclosed caddyfile block: %.80q", path, part)
 		}
 		blocks = append(blocks, block)
-		for line := range strings.SplitSeq(block, "\n") {
-			// A backslash ending a line joins the next line to it, and so
-			// does one anywhere in a comment (Caddy's lexer keeps the
-			// escape until the newline): the option on the next line
-			// would silently become arguments of this one.
-			if strings.HasSuffix(strings.TrimRight(line, " \t"), `\`) || strings.Contains(caddyfileComment(line), `\`) {
-				t.Errorf("%s: a backslash at the end of a line or in a comment swallows the next line: %q", path, line)
-			}
-		}
+		checkNoLineSwallowed(t, path, block)
 		_, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(block+"\n"), nil)
 		if err != nil {
 			t.Errorf("%s: this block does not adapt: %v\n%s", path, err, block)
@@ -104,14 +97,53 @@ func TestREADMECaddyfileHasEveryOption(t *testing.T) {
 	}
 }
 
-// caddyfileComment is the comment of a Caddyfile line: from a '#' that
-// starts a token (at the line's start or after white space) on, "" when
-// there is none.
-func caddyfileComment(line string) string {
-	for i, ch := range line {
-		if ch == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
-			return line[i:]
+// checkNoLineSwallowed fails t for a line of the Caddyfile text (from
+// the file at path) with a backslash outside quotes: one ending a line
+// joins the next line to it, and so does one anywhere in a comment, or
+// before one (Caddy's lexer keeps the escape until the newline), so the
+// option on the next line silently becomes arguments of this one.
+func checkNoLineSwallowed(t *testing.T, path, text string) {
+	t.Helper()
+	for line := range strings.SplitSeq(text, "\n") {
+		quote := rune(0)
+		for _, ch := range line {
+			switch {
+			case quote != 0 && ch == quote:
+				quote = 0
+			case quote == 0 && (ch == '"' || ch == '`'):
+				quote = ch
+			case quote == 0 && ch == '\\':
+				t.Errorf("%s: a backslash outside quotes, which may swallow the next line: %q", path, line)
+			}
 		}
 	}
-	return ""
+}
+
+// TestNoCaddyfileLineSwallowsTheNext: no Caddyfile an operator copies
+// (Caddyfile.example, the caddyfile blocks of every page of docs/) has a
+// line that swallows the next (checkNoLineSwallowed).
+func TestNoCaddyfileLineSwallowsTheNext(t *testing.T) {
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoLineSwallowed(t, "Caddyfile.example", string(raw))
+	pages, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../docs/operators/*.md")
+	for _, page := range append(pages, more...) {
+		raw, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range strings.Split(string(raw), "```caddyfile\n")[1:] {
+			block, _, _ := strings.Cut(part, "\n```")
+			checkNoLineSwallowed(t, page, block)
+		}
+	}
+	if len(pages)+len(more) < 10 {
+		t.Fatalf("found only %d pages", len(pages)+len(more))
+	}
 }

@@ -180,6 +180,9 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	if err := checkRoute(route); err != nil {
 		return nil, err
 	}
+	if strings.Contains(a.address, "://") && !strings.HasPrefix(a.address, "unix/") {
+		return nil, fmt.Errorf("--address %q: want host:port (or unix//path), not a URL", a.address)
+	}
 	var reader io.Reader
 	if body != nil {
 		if err := a.checkEndpoint(); err != nil {
@@ -211,9 +214,6 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 func (a *adminClient) checkEndpoint() error {
 	if a.checked {
 		return nil
-	}
-	if strings.Contains(a.address, "://") && !strings.HasPrefix(a.address, "unix/") {
-		return fmt.Errorf("--address %q: want host:port (or unix//path), not a URL", a.address)
 	}
 	resp, err := caddycmd.AdminAPIRequest(a.address, http.MethodHead, AdminOpenAPIPath, nil, nil)
 	if err != nil {

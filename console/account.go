@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -134,12 +135,23 @@ func accountPage() *page {
 			"totp-start":   startTOTP,
 			"totp-confirm": confirmTOTP,
 			"revoke-key": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				// Deleted only while it is the viewer's, in one step; another
-				// user's key and no key at all are answered alike, so that
-				// the form does not tell which key names exist.
+				// Only a key of the viewer's own list is asked for (a name
+				// made up would be an audited admin call each, which any
+				// signed-in user could repeat without bound), and deleted
+				// only while it is the viewer's, in one step; another user's
+				// key and no key at all are answered alike, so that the form
+				// does not tell which key names exist.
+				notYours := failure.NotFound("you have no application key %q", f.get("name"))
+				var own []appkey.View
+				if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys?username="+url.QueryEscape(v.user.Username), nil, &own); err != nil {
+					return outcome{}, err
+				}
+				if !slices.ContainsFunc(own, func(k appkey.View) bool { return k.Name == f.get("name") }) {
+					return outcome{}, notYours
+				}
 				err := c.call(r, v, http.MethodDelete, keyPath(f, "")+"?username="+url.QueryEscape(v.user.Username), nil, nil)
 				if errors.Is(err, failure.ErrNotFound) {
-					err = failure.NotFound("you have no application key %q", f.get("name"))
+					err = notYours
 				}
 				return outcome{Notice: "Key " + f.get("name") + " revoked."}, err
 			},

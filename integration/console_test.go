@@ -308,6 +308,15 @@ func TestConsoleSelfService(t *testing.T) {
 		}
 	}
 	inst.MustAdmin(t, 200, "GET", "/gatehouse/appkeys/rootkey", nil)
+	// Nor did they reach the admin API: a made-up name would be an audited
+	// admin call each, which sam could repeat without bound.
+	var samCalls []map[string]any
+	inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=admin&limit=1000", nil, &samCalls)
+	for _, ev := range samCalls {
+		if ev["method"] == "DELETE" && strings.HasPrefix(ev["path"].(string), "/gatehouse/appkeys/") {
+			t.Errorf("revoking a key sam does not have reached the admin API: %v", ev)
+		}
+	}
 	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"samkey"}}); res.Status != 200 {
 		t.Errorf("revoking the own key: %d %s", res.Status, res.Body)
 	}
