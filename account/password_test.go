@@ -95,28 +95,22 @@ func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 	if strings.Contains(before.PasswordHash, "keyed") {
 		t.Fatalf("the old version's hash is keyed: %q", before.PasswordHash)
 	}
-	if res, err := s.SignIn(ctx, "olga", "wrong horse", &recordingAttempts{}); err != nil || res.Outcome != OutcomeWrong {
-		t.Fatalf("wrong password: %v %v", res.Outcome, err)
+	unchanged := func(what, password string, attempts *recordingAttempts, want Outcome) {
+		t.Helper()
+		if res, err := s.SignIn(ctx, "olga", password, attempts); err != nil || res.Outcome != want {
+			t.Fatalf("%s: %v %v; want %v", what, res.Outcome, err, want)
+		}
+		if stored().PasswordHash != before.PasswordHash {
+			t.Fatalf("%s changed the hash", what)
+		}
 	}
-	if stored().PasswordHash != before.PasswordHash {
-		t.Fatal("a wrong password changed the hash")
-	}
-	if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{gate: GateLockedOut}); err != nil || res.Outcome != OutcomeLocked {
-		t.Fatalf("locked: %v %v", res.Outcome, err)
-	}
-	if stored().PasswordHash != before.PasswordHash {
-		t.Fatal("a locked account's right password changed the hash")
-	}
+	unchanged("a wrong password", "wrong horse", &recordingAttempts{}, OutcomeWrong)
+	unchanged("a locked account's right password", password, &recordingAttempts{gate: GateLockedOut}, OutcomeLocked)
 	blocked := StatusBlocked
 	if _, err := s.UpdateUser(ctx, "olga", UserPatch{Status: &blocked}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{}); err != nil || res.Outcome != OutcomeBlocked {
-		t.Fatalf("blocked: %v %v", res.Outcome, err)
-	}
-	if stored().PasswordHash != before.PasswordHash {
-		t.Fatal("a blocked account's right password changed the hash")
-	}
+	unchanged("a blocked account's right password", password, &recordingAttempts{}, OutcomeBlocked)
 	active := StatusActive
 	if _, err := s.UpdateUser(ctx, "olga", UserPatch{Status: &active}); err != nil {
 		t.Fatal(err)

@@ -15,20 +15,10 @@ import (
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
 
-// cliSite takes every credential kind on one site (connectors' client
-// certificates asked for when given), with the ESA API beside it.
-const cliSite = `{
-	admin 127.0.0.1:{{.AdminPort}}
-	skip_install_trust
-	auto_https disable_redirects
-	gatehouse {
-		data_dir {{.DataDir}}
-		lockout_threshold 5
-		sms file {{.Dir}}/sms.log
-	}
-}
-https://localhost:{{.HTTPSPort}} {
-	tls internal {
+// cliSite is twoFactorSite (its ESA API, SMS file and lockout) whose
+// protected site takes every credential kind, connectors' client
+// certificates asked for when given.
+var cliSite = strings.Replace(twoFactorSite, "\ttls internal\n\tgatehouse {\n\t\taccept basic session\n", `	tls internal {
 		client_auth {
 			mode verify_if_given
 			trust_pool gatehouse_connectors
@@ -36,21 +26,7 @@ https://localhost:{{.HTTPSPort}} {
 	}
 	gatehouse {
 		accept basic app_key connector session
-		audience demo
-	}
-	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
-}
-https://localhost:{{.ESAPort}} {
-	tls internal
-	gatehouse_esa {
-		portal_url https://localhost:{{.HTTPSPort}}
-	}
-}
-http://:{{.UpstreamPort}} {
-	bind 127.0.0.1
-	gatehouse_echo
-}
-`
+`, 1)
 
 // gatehouseCLI runs bin/caddy gatehouse against inst's admin endpoint.
 type gatehouseCLI struct {

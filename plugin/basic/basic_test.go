@@ -359,21 +359,7 @@ func TestOpenStreamsAreCheckedWithoutSigningIn(t *testing.T) {
 	}
 	var streams []chan struct{}
 	for range limit + 1 {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		r := httptest.NewRequestWithContext(ctx, "GET", "/ws", nil)
-		r.SetBasicAuth("alice", password)
-		r.Header.Set("Upgrade", "websocket")
-		opened, ended := make(chan bool, 1), make(chan struct{})
-		go func() {
-			_ = route.Serve(httptest.NewRecorder(), r, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
-				opened <- true
-				<-r.Context().Done()
-				close(ended)
-				return nil
-			})
-			opened <- false
-		}()
+		opened, ended := openStream(t, route, "alice")
 		if !<-opened {
 			t.Fatal("a stream was refused")
 		}
@@ -424,26 +410,12 @@ func TestStreamsOutliveTheSamePasswordHashedAnew(t *testing.T) {
 		t.Fatal(err)
 	}
 	var streams []chan struct{}
-	opened := make(chan bool, 3)
-	for range 3 {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		r := httptest.NewRequestWithContext(ctx, "GET", "/ws", nil)
-		r.SetBasicAuth("olga", password)
-		r.Header.Set("Upgrade", "websocket")
-		ended := make(chan struct{})
-		go func() {
-			_ = route.Serve(httptest.NewRecorder(), r, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
-				opened <- true
-				<-r.Context().Done()
-				close(ended)
-				return nil
-			})
-			opened <- false
-		}()
-		streams = append(streams, ended)
+	var allOpened []<-chan bool
+	for range 3 { // at once: their sign-ins race to key the hash
+		opened, ended := openStream(t, route, "olga")
+		allOpened, streams = append(allOpened, opened), append(streams, ended)
 	}
-	for range 3 {
+	for _, opened := range allOpened {
 		if !<-opened {
 			t.Fatal("a stream was refused")
 		}
@@ -513,4 +485,27 @@ func waitEnded(t *testing.T, streams []chan struct{}, what string) {
 			t.Fatalf("an open stream outlived %s by 30 s", what)
 		}
 	}
+}
+
+// openStream starts a WebSocket request on route with user's Basic
+// credentials (password), held open until the test ends: opened says
+// whether it reached the upstream, ended is closed once it ends.
+func openStream(t *testing.T, route *engine.Route, user string) (opened <-chan bool, ended chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := httptest.NewRequestWithContext(ctx, "GET", "/ws", nil)
+	r.SetBasicAuth(user, password)
+	r.Header.Set("Upgrade", "websocket")
+	reached, ended := make(chan bool, 1), make(chan struct{})
+	go func() {
+		_ = route.Serve(httptest.NewRecorder(), r, func(_ http.ResponseWriter, r *http.Request, _ *identity.Identity) error {
+			reached <- true
+			<-r.Context().Done()
+			close(ended)
+			return nil
+		})
+		reached <- false
+	}()
+	return reached, ended
 }
