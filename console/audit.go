@@ -142,6 +142,9 @@ func csvSafe(s string) string {
 	return s
 }
 
+// auditPath is the audit log's page.
+const auditPath = Prefix + "audit"
+
 func auditPage() *page {
-	return &page{path: Prefix + "audit", title: "Audit log", tmpl: "audit", admin: true, load: loadAudit, download: auditCSV}
+	return &page{path: auditPath, title: "Audit log", tmpl: "audit", admin: true, load: loadAudit, download: auditCSV}
 }

@@ -150,6 +150,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		c.auditView(r, v, p)
 		if p.download != nil && r.URL.Query().Get("format") == "csv" {
 			c.sendDownload(w, r, v, p)
 			return
@@ -309,6 +310,21 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		return form{}, false
 	}
 	return f, true
+}
+
+// auditView records an administrator's view of admin page p (an export
+// too): the reads the console makes in-process to draw it are not audited
+// (adminapi's audited), and the same reads through the admin API are. One
+// event a view, kind console, outcome success, with the viewer as actor;
+// the audit log's own page is not, as the admin API's audit queries are
+// not. A non-administrator's views (the account page) are not recorded:
+// any signed-in user could fill the log with reloads.
+func (c *Console) auditView(r *http.Request, v *viewer, p *page) {
+	if !p.admin || p.path == auditPath {
+		return
+	}
+	c.engine.RecordRequest(r.WithContext(audit.WithActor(r.Context(), v.user.Username)),
+		audit.Event{Kind: audit.KindConsole, Username: v.user.Username, Outcome: audit.OutcomeSuccess, Reason: "console page viewed"})
 }
 
 // call makes the admin API call method path with the JSON of in (nil: no

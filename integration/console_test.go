@@ -290,7 +290,7 @@ func TestConsoleSelfService(t *testing.T) {
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	oldSecret := consoleUser(t, inst, "sam", "staff")
-	consoleUser(t, inst, "root", "admins")
+	rootSecret := consoleUser(t, inst, "root", "admins")
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", `{"name":"samkey","username":"sam"}`)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", `{"name":"rootkey","username":"root"}`)
 	sam := signIn(t, base, "sam", totpNow(t, oldSecret))
@@ -316,6 +316,24 @@ func TestConsoleSelfService(t *testing.T) {
 		if ev["method"] == "DELETE" && strings.HasPrefix(ev["path"].(string), "/gatehouse/appkeys/") {
 			t.Errorf("revoking a key sam does not have reached the admin API: %v", ev)
 		}
+	}
+	// An administrator's view of an admin page is audited, once (the reads
+	// that draw it are not); sam's views of the account page are not, nor
+	// is the audit log's own page.
+	root := signIn(t, base, "root", totpNow(t, rootSecret))
+	for _, path := range []string{"users", "users", "audit"} {
+		if res := root.do(base + console.Prefix + path); res.Status != 200 {
+			t.Fatalf("root viewing %s: %d %s", path, res.Status, res.Body)
+		}
+	}
+	var views []map[string]any
+	inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=console&outcome=success&limit=1000", nil, &views)
+	var seen []string
+	for _, ev := range views {
+		seen = append(seen, fmt.Sprintf("%v %v %v %v", ev["actor"], ev["username"], ev["method"], ev["path"]))
+	}
+	if want := "root root GET " + console.Prefix + "users"; len(seen) != 2 || seen[0] != want || seen[1] != want {
+		t.Errorf("page views audited: %q, want root's two views of the user list", seen)
 	}
 	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"revoke-key"}, "name": {"samkey"}}); res.Status != 200 {
 		t.Errorf("revoking the own key: %d %s", res.Status, res.Body)
@@ -768,7 +786,7 @@ func TestConsoleAuditLinksFollowed(t *testing.T) {
 	for i := range 60 {
 		inst.MustAdmin(t, 200, "PUT", fmt.Sprintf("/gatehouse/roles/r%02d", i), `{"rules":[]}`)
 	}
-	inst.MustAdmin(t, 404, "GET", "/gatehouse/roles/nosuchrole", nil) // not a change: not audited
+	inst.MustAdmin(t, 404, "GET", "/gatehouse/roles/nosuchrole", nil) // a failure, not among the successes
 	var all []struct{ Kind, Outcome, Reason string }
 	inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=admin&limit=1000", nil, &all)
 	var want []string
