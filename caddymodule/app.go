@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -191,8 +193,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("assertion_lifetime must be at least %v: the assertion's exp claim counts whole seconds", assertion.MinLifetime)
 	}
 	for _, d := range a.DefaultDomain {
-		if d == "" || strings.ContainsAny(d, `\@ `) {
-			return fmt.Errorf("default_domain: %q is not a domain name", d)
+		if !validDomainName(d) {
+			return fmt.Errorf("default_domain: %q is not a domain name (a NetBIOS or DNS name: up to 255 characters, none of them a space, a control character or one of \\ / : * ? \" < > | @)", d)
 		}
 	}
 	if err := a.validateConnectorOptions(); err != nil {
@@ -487,3 +489,19 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// validDomainName reports whether d can name a domain in a username
+// (DOMAIN\user, user@domain.example): a NetBIOS or DNS name, without the
+// characters Active Directory refuses in either nor those that would end
+// the name in a username.
+func validDomainName(d string) bool {
+	if d == "" || len(d) > 255 || !utf8.ValidString(d) {
+		return false
+	}
+	for _, r := range d {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`\/:*?"<>|@`, r) {
+			return false
+		}
+	}
+	return true
+}
