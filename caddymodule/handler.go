@@ -283,11 +283,25 @@ func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
 	repl.Set("http.auth.user.method", methodValue(id.Method))
 	repl.Set("http.auth.user.connector", id.Connector)
 	repl.Set("http.auth.user.app_key", id.AppKey)
+	repl.Set("http.auth.user.2fa", secondFactorValue(id.SecondFactor))
+}
+
+// secondFactorValue is the {http.auth.user.2fa} of an identity: "true"
+// when a second factor was passed (as the X-Gatehouse-2FA header says),
+// else "false"; constants, boxed without allocating. The placeholder is
+// how a handler after Gatehouse reads it: the header is sent under the
+// contract's spelling, which http.Header.Get, and so Caddy's
+// {http.request.header.*}, does not find.
+func secondFactorValue(passed bool) any {
+	if passed {
+		return "true"
+	}
+	return "false"
 }
 
 // userPlaceholders are the names setUserPlaceholders sets.
 var userPlaceholders = [...]string{"http.auth.user.id", "http.auth.user.roles", "http.auth.user.method",
-	"http.auth.user.connector", "http.auth.user.app_key"}
+	"http.auth.user.connector", "http.auth.user.app_key", "http.auth.user.2fa"}
 
 // methodValue is the placeholder value of m: a constant for each known
 // method, which, unlike a string converted on each request, is boxed

@@ -18,12 +18,16 @@ func TestUserPlaceholdersHoldTheIdentity(t *testing.T) {
 		identity.MethodSession, identity.MethodAppKeySession, identity.Method("future_kind")} {
 		id := &identity.Identity{Username: "ålice", Roles: []string{"reader", "ops"}, Method: m, Connector: "c1", AppKey: "k1"}
 		setUserPlaceholders(repl, id)
-		want := map[string]string{"id": "ålice", "roles": "reader,ops", "method": string(m.Forwarded()), "connector": "c1", "app_key": "k1"}
+		want := map[string]string{"id": "ålice", "roles": "reader,ops", "method": string(m.Forwarded()), "connector": "c1", "app_key": "k1", "2fa": "false"}
 		for name, value := range want {
 			if got, ok := repl.Get("http.auth.user." + name); got != value || !ok {
 				t.Errorf("method %s: {http.auth.user.%s} = %#v, %t; want the string %q", m, name, got, ok, value)
 			}
 		}
+	}
+	setUserPlaceholders(repl, &identity.Identity{Username: "sam", Method: identity.MethodSession, SecondFactor: true})
+	if got, _ := repl.Get("http.auth.user.2fa"); got != "true" {
+		t.Errorf("a session past its second factor: {http.auth.user.2fa} = %#v; want \"true\"", got)
 	}
 	id := &identity.Identity{Username: "alice", Roles: []string{"reader"}, Method: identity.MethodBasic}
 	if n := testing.AllocsPerRun(100, func() { setUserPlaceholders(repl, id) }); n > 2 {

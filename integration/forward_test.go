@@ -94,6 +94,7 @@ const placeholderSite = `{
 		header_up X-Seen-Method {http.auth.user.method}
 		header_up X-Seen-App-Key {http.auth.user.app_key}
 		header_up X-Seen-Connector "[{http.auth.user.connector}]"
+		header_up X-Seen-Second-Factor "[{http.auth.user.2fa}]"
 	}
 }
 http://:{{.HTTPPort}} {
@@ -154,7 +155,7 @@ func TestUserPlaceholders(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/items", inst.Ports.HTTPPort)
 
 	wantUpstream(t, "basic", map[string]string{"X-Seen-User": "alice", "X-Seen-Roles": "auditor,reader", "X-Seen-Method": "basic",
-		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "X-Matched": "alice", "X-Gatehouse-User": "alice"},
+		"X-Seen-App-Key": "", "X-Seen-Connector": "[]", "X-Seen-Second-Factor": "[false]", "X-Matched": "alice", "X-Gatehouse-User": "alice"},
 		"-u", "alice:correct horse", "-H", "X-Gatehouse-User: mallory", url)
 	wantUpstream(t, "app key", map[string]string{"X-Seen-User": "sensor", "X-Seen-Roles": "reader", "X-Seen-Method": "app_key",
 		"X-Seen-App-Key": "meter-7", "X-Matched": ""},
@@ -164,7 +165,7 @@ func TestUserPlaceholders(t *testing.T) {
 	// not its own literal text.
 	public := fmt.Sprintf("http://127.0.0.1:%d/public/x", inst.Ports.HTTPPort)
 	wantUpstream(t, "public", map[string]string{"X-Seen-User": "", "X-Seen-Roles": "", "X-Seen-Method": "", "X-Seen-App-Key": "",
-		"X-Seen-Connector": "[]", "X-Matched": ""}, public)
+		"X-Seen-Connector": "[]", "X-Seen-Second-Factor": "[]", "X-Matched": ""}, public)
 
 	// The access log's user_id comes from {http.auth.user.id}.
 	logPath := filepath.Join(inst.Ports.Dir, "access.log")
