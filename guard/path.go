@@ -33,7 +33,7 @@ func CleanPath(p string) string {
 // rooted and left as it is by CleanPath, and with nothing some upstreams
 // read as a separator or a dot segment though path.Clean does not — a
 // backslash (IIS, ASP.NET) or dots before a ";" (Tomcat, Jetty and Spring
-// read "..;" as ".."). The same holds for the path an upstream that
+// read "..;" as "..") or before a "?" or "#" (hasCutDotSegment). The same holds for the path an upstream that
 // decodes it once more would read (DecodeAgain), so "%2e%2e" (sent as
 // "%252e%252e") is no ".." there either; other escapes, such as Jenkins'
 // "%2F" in branch names, pass.
@@ -146,8 +146,30 @@ func unhex(c byte) byte {
 
 // cleanAsIs is IsClean for the path read as it is.
 func cleanAsIs(p string) bool {
-	return p != "" && CleanPath(p) == p && strings.IndexByte(p, '\\') < 0 &&
-		!strings.Contains(p, "/..;") && !strings.Contains(p, "/.;")
+	return p != "" && CleanPath(p) == p && strings.IndexByte(p, '\\') < 0 && !hasCutDotSegment(p)
+}
+
+// hasCutDotSegment reports whether a segment of p starts with "." or ".."
+// that some upstream reads as the whole segment: before a ";" (Tomcat,
+// Jetty and Spring read "..;" as ".."), or before a "?" or "#" (sent as
+// "%3F", "%23"), which an upstream that decodes the path and parses the
+// result as a URL again reads as the start of the query or fragment.
+func hasCutDotSegment(p string) bool {
+	for i := strings.Index(p, "/."); i >= 0; {
+		rest := p[i+2:]
+		if rest != "" && rest[0] == '.' {
+			rest = rest[1:]
+		}
+		if rest != "" && (rest[0] == ';' || rest[0] == '?' || rest[0] == '#') {
+			return true
+		}
+		j := strings.Index(p[i+2:], "/.")
+		if j < 0 {
+			return false
+		}
+		i += 2 + j
+	}
+	return false
 }
 
 // needsClean is a fast scan for the segments path.Clean would change, so the

@@ -49,6 +49,7 @@ func FuzzIsClean(f *testing.F) {
 	for _, p := range []string{"/api/x", "/api/%252e%252e/admin", "/api/%2e%2e", "/a/50%off", "/é", "/api/%c0%ae", "/x/%2541",
 		"/job/a%2Fb/", "/public/%2e%2e/admin/%zz", "/p/%u002e%u002e/x", "/p/%2e%2e%",
 		"/p/..\x00/x", "/p/ ../x", "/p/%2e%2e%09/x", "/p/\uff0e\uff0e/x", "/p/..\u2215x", "/p/%ef%bc%8e%ef%bc%8e",
+		"/api/x/..%3f/admin", "/api/x/..%23/admin", "/api/x/%2e%2e%3f/admin", "/p/.%3F/x", "/p/..?/x", "/p/.#x",
 		"/p/..\x1f/x", "/p/..%01/x", "/p/..\u0085/x", "/p/..%e2%80%a8/x", "/p/..\x7f/x", "/p/..\ufeff/x", "/p/..%EF%BB%BF/x"} {
 		f.Add(p)
 	}
@@ -56,6 +57,9 @@ func FuzzIsClean(f *testing.F) {
 	// Padding as Java's trim, Python's strip and JavaScript's trim take
 	// it: ASCII controls, space, DEL, Unicode white space and U+FEFF.
 	paddedDots := regexp.MustCompile(`(^|/)[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\x{feff}\p{Zs}]*\.\.?[\x00-\x20\x7f\x{85}\x{2028}\x{2029}\x{feff}\p{Zs}]*(/|$)`)
+	// A dot segment an upstream reads as cut short by ";", or by "?" or
+	// "#" once it parses the path as a URL again.
+	cutDots := regexp.MustCompile(`/\.\.?[;?#]`)
 	f.Fuzz(func(t *testing.T, p string) {
 		if !IsClean(p) {
 			return
@@ -71,7 +75,7 @@ func FuzzIsClean(f *testing.F) {
 			readings = append(readings, strings.NewReplacer("∕", "/", "⁄", "/").Replace(norm.NFKC.String(r)))
 		}
 		for _, r := range readings {
-			if CleanPath(r) != r || strings.Contains(r, "\\") || strings.Contains(r, "/..;") || strings.Contains(r, "/.;") || paddedDots.MatchString(r) {
+			if CleanPath(r) != r || strings.Contains(r, "\\") || cutDots.MatchString(r) || paddedDots.MatchString(r) {
 				t.Fatalf("IsClean(%q), but it reads %q", p, r)
 			}
 		}
@@ -87,6 +91,8 @@ func TestDecodeAgain(t *testing.T) {
 		"/a%2":                     "/a%2",
 		"/50%off":                  "/50%off",
 		"/caf%E9":                  "/caf\xe9",
+		"/api/x/..%3f/admin":       "/api/x/..?/admin",
+		"/api/x/..%23/admin":       "/api/x/..#/admin",
 	} {
 		if got := DecodeAgain(in); got != want {
 			t.Errorf("DecodeAgain(%q) = %q, want %q", in, got, want)
