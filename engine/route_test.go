@@ -206,7 +206,9 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 		// padded with any ASCII control or DEL (Java's trim), or Unicode white space (Python's strip)
 		"/public/..%01/admin", "/public/..%08/admin", "/public/..%1c/admin", "/public/%1f../admin", "/public/..%7f/admin",
 		"/public/..%c2%85/admin", "/public/..%e2%80%a8/admin", "/public/..%e2%80%a9/admin", "/public/..%251f/admin", "/public/..%c2%a0/admin",
-		"/public/..%ef%bb%bf/admin", "/public/%ef%bb%bf../admin", "/public/..%25EF%25BB%25BF/admin"} {
+		"/public/..%ef%bb%bf/admin", "/public/%ef%bb%bf../admin", "/public/..%25EF%25BB%25BF/admin",
+		// cut short by an encoded ? or # (a URL parsed again)
+		"/public/x/..%3f/admin", "/public/x/..%23/admin", "/public/x/%2e%2e%3F/admin", "/public/.%3f/x", "/public/x/..%253f/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)
@@ -214,7 +216,7 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 	}
 	for _, path := range []string{"/public/x/", "/public/a.b/..c/.d", "/public/x;v=1", "/public/a..;b", "/public/50%25off", "/public/%C3%A9t%C3%A9",
 		"/public/%2541", "/public/job/feature%252Fx/", "/public/caf%E9.html", "/public/100%2525",
-		"/public/a..%20b", "/public/%E2%80%A6", "/public/%EF%BD%81", "/public/%E6%97%A5%E6%9C%AC/%20x%20"} { // dots, ";", "%", Latin-1 and escaped slashes, but no dot segments, even decoded twice
+		"/public/a..%20b", "/public/a..%3fb", "/public/x.%23y", "/public/%E2%80%A6", "/public/%EF%BD%81", "/public/%E6%97%A5%E6%9C%AC/%20x%20"} { // dots, ";", "%", Latin-1 and escaped slashes, but no dot segments, even decoded twice
 		if w, up := s.do(t, "GET", path, nil); w.Code != 200 || up == nil {
 			t.Errorf("%s: %d %s", path, w.Code, w.Body)
 		}
