@@ -46,7 +46,9 @@ empty directory only; for a data_dir without a database yet, name
 <data_dir>/badger.
 
 Caddy must be stopped while a Badger store is migrated: Badger locks its
-directory. A Badger source is opened read-only, its files left as they
+directory. A Redis destination is refused while Gatehouse instances run on
+it (subscribed to its changes); a Redis source may be copied while in
+use. A Badger source is opened read-only, its files left as they
 are; one Caddy did not close (killed) is refused unless --recover lets
 migrate open it for writing, to replay its log first, as Caddy's next
 start would. Records whose expiry has passed are skipped; records without
@@ -148,7 +150,8 @@ records by itself, since records written without the keystore look just
 the same as an older version's.
 
 Run it once per store, with every Gatehouse instance using the store
-stopped, with the store's keystore file. A location is as for 'migrate'.
+stopped (a Redis store is refused while one is subscribed to its changes),
+with the store's keystore file. A location is as for 'migrate'.
 If a run was interrupted, run it again with --resume. Without --resume it
 refuses a store of which some records are tagged already, since records
 written beside them without the keystore look the same: in that case find
@@ -213,7 +216,8 @@ on a schedule. Upstreams that cache the JWKS fetch it again when an
 assertion names a key they do not know (docs/upstreams.md).
 
 Stop every Gatehouse instance that uses the store first (Badger's
-directory is locked while Caddy runs anyway): a running instance keeps
+directory is locked while Caddy runs, and a Redis store is refused while
+an instance is subscribed to its changes): a running instance keeps
 signing with the key it loaded, and publishing it, until it restarts. The
 keystore must be the store's: the old key is opened with it before
 anything is written. A location is as for 'migrate'.

@@ -26,6 +26,7 @@ const basicSite = `{
 	auto_https disable_redirects
 	gatehouse {
 		data_dir {{.DataDir}}
+		{{if .RedisURL}}storage redis {{.RedisURL}}{{end}}
 	}
 }
 https://localhost:{{.HTTPSPort}} {

@@ -9,16 +9,31 @@ import (
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
 // TestRotateSigningKey: through bin/caddy, `caddy gatehouse
-// rotate-signing-key` is refused while Caddy holds the store and with a
-// keystore that is not the store's; with Caddy stopped it replaces the
-// key, so that after the restart the JWKS lists only the new key, an
-// assertion forwarded before no longer verifies with it, and a new one
-// does.
+// rotate-signing-key` is refused while Caddy runs on the store (Badger's
+// directory is locked; a Redis store has Caddy subscribed to its
+// invalidations) and with a keystore that is not the store's; with Caddy
+// stopped it replaces the key, so that after the restart the JWKS lists
+// only the new key, an assertion forwarded before no longer verifies with
+// it, and a new one does.
 func TestRotateSigningKey(t *testing.T) {
-	inst := harness.Start(t, basicSite, harness.Options{})
+	t.Run("badger", func(t *testing.T) {
+		testRotateSigningKey(t, harness.Options{}, "", "locked by another process")
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t)
+		testRotateSigningKey(t, harness.Options{RedisURL: srv.URL()}, srv.URL(), "1 Gatehouse instance(s) are running on this store")
+	})
+}
+
+// testRotateSigningKey is TestRotateSigningKey on the store of opts: its
+// Redis store redisURL, or Badger in the data directory when empty;
+// running is what the refusal while Caddy runs says.
+func testRotateSigningKey(t *testing.T, opts harness.Options, redisURL, running string) {
+	inst := harness.Start(t, basicSite, opts)
 	seedReader(t, inst, "alice")
 	if inst.LogContains("without an audience") { // basicSite sets one
 		t.Error("a route with an audience was warned of having none")
@@ -37,13 +52,19 @@ func TestRotateSigningKey(t *testing.T) {
 		t.Fatalf("the assertion before the rotation: %v", err)
 	}
 
+	store := "badger:" + inst.DataDir()
+	if redisURL != "" {
+		store = redisURL
+	}
 	rotate := func(keystore string) (string, error) {
-		return harness.Command(t, harness.Binary(t), "gatehouse", "rotate-signing-key", "--store", "badger:"+inst.DataDir(),
-			"--keystore", keystore)
+		return harness.Command(t, harness.Binary(t), "gatehouse", "rotate-signing-key", "--store", store, "--keystore", keystore)
 	}
 	own := filepath.Join(inst.DataDir(), "keystore.key")
-	if out, err := rotate(own); err == nil || !strings.Contains(out, "locked by another process") {
-		t.Fatalf("rotating while Caddy runs: %v\n%s; want it refused (the Badger directory is locked)", err, out)
+	if out, err := rotate(own); err == nil || !strings.Contains(out, running) {
+		t.Fatalf("rotating while Caddy runs: %v\n%s; want it refused (%s)", err, out, running)
+	}
+	if _, jwks := assertionNow(); jwks != jwksBefore {
+		t.Fatal("the refused rotation changed the JWKS")
 	}
 	inst.Stop()
 	another := filepath.Join(t.TempDir(), "another.key")

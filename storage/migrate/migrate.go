@@ -236,9 +236,11 @@ func ParseLocation(spec string) (Location, error) {
 // "scheme://host:port/db", never with a user name or password.
 func (l Location) String() string { return l.name }
 
-// Open opens the store at the location. A Badger database must not be in
-// use: Badger locks its directory, so Caddy (or any other user) must be
-// stopped first. A Badger source must already hold a database; a Badger
+// Open opens the store at the location. A store to be written must not
+// be in use: Badger locks its directory, so Caddy (or any other user)
+// must be stopped first, and a Redis store to be written to is refused
+// while Gatehouse instances are subscribed to it (refuseInUse); a Redis
+// source may be copied while in use. A Badger source must already hold a database; a Badger
 // destination is created in a missing or empty directory, but not in a
 // directory holding other files (such as a data_dir that has no badger
 // subdirectory yet). log receives the backends' warnings (except those
@@ -257,6 +259,12 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 		st, err := redis.Open(ctx, l.redisURL, redis.Options{Timeout: redisTimeout, Logger: rlog})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		if role != Source {
+			if err := refuseInUse(ctx, st, l.name); err != nil {
+				st.Close()
+				return nil, err
+			}
 		}
 		return st, nil
 	}
@@ -280,6 +288,23 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
 	return st, nil
+}
+
+// refuseInUse refuses to write to the Redis store st (named name) while
+// Gatehouse instances run on it: they would keep serving what they cached
+// and loaded (the old signing key, records not tagged yet) and write
+// beside the tool. Badger needs no such check: Caddy locks its directory.
+func refuseInUse(ctx context.Context, st *redis.Store, name string) error {
+	n, err := st.Listeners(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: counting the Gatehouse instances using it: %w", name, err)
+	}
+	if n > 0 {
+		return fmt.Errorf("%s: %d Gatehouse instance(s) are running on this store (subscribed to its invalidations); nothing was changed. "+
+			"Stop every Caddy that uses it first. An instance cut off from Redis counts until Redis drops its connection "+
+			"(its tcp-keepalive, 300 s by default; CLIENT LIST TYPE pubsub shows the connections)", name, n)
+	}
+	return nil
 }
 
 // checkBadgerDir refuses to read a directory that holds no Badger

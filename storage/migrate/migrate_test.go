@@ -579,3 +579,50 @@ func fileSums(t *testing.T, dir string) map[string][sha256.Size]byte {
 	}
 	return sums
 }
+
+// TestRedisStoreInUseIsNotWritten: while a Gatehouse instance runs on a
+// Redis store (its cache subscribed to the store's invalidations), the
+// offline tools may read the store but not write to it; once the
+// instance stops, they may.
+func TestRedisStoreInUseIsNotWritten(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	loc, err := ParseLocation(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	instance := openRedis(t, srv.URL())
+	instance.OnInvalidate(func(string) {})
+	for deadline := time.Now().Add(30 * time.Second); !instance.Coherent(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the instance's subscription not confirmed within 30 s")
+		}
+	}
+	for _, role := range []Role{Destination, InPlace} {
+		st, err := loc.Open(ctx, role, nil)
+		if err == nil {
+			st.Close()
+			t.Fatalf("role %d: a store an instance runs on was opened for writing", role)
+		}
+		if !strings.Contains(err.Error(), "1 Gatehouse instance(s) are running on this store") {
+			t.Errorf("role %d: %v", role, err)
+		}
+	}
+	st, err := loc.Open(ctx, Source, nil)
+	if err != nil {
+		t.Fatalf("a copy from a store in use: %v", err)
+	}
+	st.Close()
+
+	instance.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := loc.Open(ctx, InPlace, nil)
+		if err == nil {
+			st.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the instance stopped: %v", err)
+		}
+	}
+}
