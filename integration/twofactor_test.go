@@ -344,6 +344,23 @@ func TestESAAppHardTokenAndSMS(t *testing.T) {
 	if out = authenticate("bob", hotp(15)); out["authenticated"] != true {
 		t.Fatalf("HOTP right after the window jump: %v", out)
 	}
+	// A client's trailing newline, a phone's no-break space: white space,
+	// ignored as ESA's server ignores it.
+	if out = authenticate("bob", hotp(16)+"\r\n"); out["authenticated"] != true {
+		t.Fatalf("HOTP with a trailing CR LF: %v", out)
+	}
+	if c := hotp(17); authenticate("bob", c[:3]+"\u00a0"+c[3:])["authenticated"] != true {
+		t.Fatal("HOTP with a no-break space inside refused")
+	}
+	// The same token imported again with its first counter (a
+	// resynchronisation) takes back none of the codes it gave.
+	ti.MustAdmin(t, 201, "POST", "/gatehouse/users/bob/otp", map[string]any{"type": "HARD_TOKEN", "secret": tokenSecret, "counter": 3})
+	if out = authenticate("bob", hotp(3)); out["authenticated"] != false {
+		t.Fatalf("HOTP counter 3, spent, accepted after the token was imported again: %v", out)
+	}
+	if out = authenticate("bob", hotp(18)); out["authenticated"] != true {
+		t.Fatalf("the next HOTP after the import: %v", out)
+	}
 
 	// SMS: provisiontextmessage, start2fa sends the code to the file sender.
 	if out = ti.esa(ti.users, "/manage/users/v1/provisiontextmessage", `{"username":"carol"}`); out["error"] != "ERROR_NONE" {

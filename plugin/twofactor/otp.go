@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"strings"
+	"unicode"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
@@ -64,15 +65,17 @@ func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, 
 	return 0, false
 }
 
-// NormalizeCode removes the spaces and dashes people type inside a code
-// ("123 456") and reports whether what is left is a well-formed 6-digit
-// code.
+// NormalizeCode removes the white space and dashes people and clients put
+// around and inside a code ("123 456", a trailing newline or CR, a
+// no-break or thin space a phone inserts: every Unicode space, as ESET's
+// server strips white space from a code) and reports whether what is left
+// is a well-formed 6-digit code.
 func NormalizeCode(s string) (string, bool) {
 	if len(s) > 32 {
 		return "", false
 	}
 	s = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '-' || r == '\t' {
+		if r == '-' || unicode.IsSpace(r) {
 			return -1
 		}
 		return r

@@ -199,6 +199,16 @@ type secret struct {
 	id      string
 	base32  string
 	counter uint64
+	// digest is a keyed digest of a hardware token's secret (tokenDigest),
+	// the same for every import of the same token.
+	digest string
+}
+
+// tokenDigest is the keyed digest of the hardware token secret raw of the
+// user uid: what the 2FA state keeps to know a token imported again
+// (state.HOTPSecret), without the secret.
+func (s *Service) tokenDigest(uid string, raw []byte) string {
+	return s.engine.Keystore.Index("hotp-secret/"+uid, raw)
 }
 
 // factors is a user's opened enrolment record, cached in memory.
@@ -234,7 +244,11 @@ func (s *Service) openSecret(uid string, t Type, st *storedSecret) (*secret, err
 	if err != nil {
 		return nil, fmt.Errorf("opening the %s secret of user ID %s: %v", t, uid, err)
 	}
-	return &secret{id: st.ID, base32: b32.EncodeToString(raw), counter: st.Counter}, nil
+	sec := &secret{id: st.ID, base32: b32.EncodeToString(raw), counter: st.Counter}
+	if t == TypeHardToken {
+		sec.digest = s.tokenDigest(uid, raw)
+	}
+	return sec, nil
 }
 
 // factors returns the user's opened enrolment (empty when none), decoded
@@ -304,9 +318,12 @@ type state struct {
 	// AppStep is the last TOTP time step accepted.
 	AppStep int64 `json:"app_step,omitempty"`
 	// HOTPID and HOTPNext are the next HOTP counter expected for the
-	// hardware token whose secret has that ID.
+	// hardware token whose secret has that ID; HOTPSecret is that
+	// secret's digest (tokenDigest), so that the same token imported
+	// again (a new ID) does not take back codes it gave before.
 	HOTPID      string     `json:"hotp_id,omitempty"`
 	HOTPNext    uint64     `json:"hotp_next,omitempty"`
+	HOTPSecret  string     `json:"hotp_secret,omitempty"`
 	LastSuccess *time.Time `json:"last_success,omitempty"`
 }
 

@@ -264,12 +264,44 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 	if res := fx.verify(t, u, code(rfcSecret, 16)); !res.OK {
 		t.Fatalf("counter 16 (edge of window) refused: %+v", res)
 	}
-	// Re-importing resets the counter to the imported value.
+	// Importing the same token again with a lower counter (a
+	// resynchronisation) takes back no code it gave: counter 2 stays spent,
+	// the next one after 16 is taken. A higher counter moves it forward.
 	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 2); err != nil {
 		t.Fatal(err)
 	}
-	if res := fx.verify(t, u, "359152"); !res.OK {
-		t.Fatalf("counter 2 after re-import refused: %+v", res)
+	if res := fx.verify(t, u, "359152"); res.OK {
+		t.Fatalf("counter 2, spent before the token was imported again, accepted: %+v", res)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 17)); !res.OK {
+		t.Fatalf("counter 17 after the re-import refused: %+v", res)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 40); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 30)); res.OK {
+		t.Fatalf("counter 30, behind the counter 40 imported, accepted: %+v", res)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 40)); !res.OK {
+		t.Fatalf("counter 40 after importing it refused: %+v", res)
+	}
+	// Removed and imported again: still the same token.
+	if err := fx.svc.Remove(ctx, u, TypeHardToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
+		t.Fatalf("counter 40, spent, accepted after the token was removed and imported again: %+v", res)
+	}
+	// Another token starts at the counter it is imported with.
+	const otherSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	if err := fx.svc.EnrolHardToken(ctx, u, otherSecret, 2); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(otherSecret, 2)); !res.OK {
+		t.Fatalf("counter 2 of another token refused: %+v", res)
 	}
 	// A counter past 2^63 is refused at enrolment; the highest one taken
 	// works, and so does the look-ahead window from it.
@@ -868,6 +900,24 @@ func TestDeprovisionAndBlocked(t *testing.T) {
 	blocked.Status = account.StatusBlocked
 	if res := fx.verify(t, &blocked, "123456"); res.OK || res.Reason != ReasonBlocked {
 		t.Fatalf("blocked: %+v", res)
+	}
+}
+
+// TestNormalizeCode: the white space a person or a client puts around or
+// inside a code (a trailing newline, a no-break or thin space) and dashes
+// are dropped, as ESET's server drops white space; anything else that is
+// not one of six digits is refused.
+func TestNormalizeCode(t *testing.T) {
+	for _, in := range []string{"123456", " 123456 ", "123 456", "12-34-56", "123456\n", "123456\r\n", "\n123456", "\t123\t456",
+		"123\u00a0456", "123\u2009456", "123\u202f456", "123\u3000456", "123\u2028456"} {
+		if c, ok := NormalizeCode(in); !ok || c != "123456" {
+			t.Errorf("NormalizeCode(%q) = %q, %t; want 123456", in, c, ok)
+		}
+	}
+	for _, in := range []string{"", "12345", "1234567", "12345a", "１２３４５６", "123_456", "123.456", "123\u200b456", strings.Repeat(" ", 30) + "123456"} {
+		if c, ok := NormalizeCode(in); ok {
+			t.Errorf("NormalizeCode(%q) = %q: accepted", in, c)
+		}
 	}
 }
 

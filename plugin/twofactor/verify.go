@@ -173,16 +173,26 @@ func replayReason(repeated bool) string {
 	return ReasonReplayed
 }
 
+// sameToken reports whether the state's HOTP counter is that of the token
+// sec: the same import (ID), or the same secret imported again.
+func sameToken(st *state, sec *secret) bool {
+	return st.HOTPID == sec.id || st.HOTPSecret != "" && st.HOTPSecret == sec.digest
+}
+
 // lastHOTP reports whether counter is the last one accepted from the
 // token sec.
 func lastHOTP(st *state, sec *secret, counter uint64) bool {
-	return st.HOTPID == sec.id && st.HOTPNext > 0 && counter == st.HOTPNext-1
+	return sameToken(st, sec) && st.HOTPNext > 0 && counter == st.HOTPNext-1
 }
 
-// hotpNext is the next HOTP counter expected for the token sec.
+// hotpNext is the next HOTP counter expected for the token sec: the one
+// it was imported with, or past the last code it gave that was accepted,
+// whichever is further. An import of the same secret with a lower counter
+// (an administrator's resynchronisation) so never makes a code seen
+// before valid again.
 func hotpNext(st *state, sec *secret) uint64 {
-	if st.HOTPID == sec.id {
-		return st.HOTPNext
+	if sameToken(st, sec) {
+		return max(st.HOTPNext, sec.counter)
 	}
 	return sec.counter
 }
@@ -215,7 +225,7 @@ func (s *Service) checkHardToken(ctx context.Context, u *account.User, f *factor
 			repeated = lastHOTP(st, sec, counter)
 			return false
 		}
-		st.HOTPID, st.HOTPNext = sec.id, counter+1
+		st.HOTPID, st.HOTPNext, st.HOTPSecret = sec.id, counter+1, sec.digest
 		return true
 	})
 	if err != nil || !fresh {
