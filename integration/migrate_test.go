@@ -184,18 +184,11 @@ func TestMigrateBinaryErrors(t *testing.T) {
 	}
 }
 
-// migrateBadgerSite is basicSite on the default embedded store;
-// migrateRedisSite is the same site on Redis.
-var (
-	migrateBadgerSite = basicSite
-	migrateRedisSite  = strings.Replace(basicSite, "data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\tstorage {{.RedisURL}}", 1)
-)
-
 // TestMigrateRunningInstanceToRedis moves a real Gatehouse from Badger to
 // Redis: the migration refuses to run while Caddy holds the database, and
 // after it the user created on Badger logs in on the Redis-backed instance.
 func TestMigrateRunningInstanceToRedis(t *testing.T) {
-	inst := harness.Start(t, migrateBadgerSite, harness.Options{})
+	inst := harness.Start(t, basicSite, harness.Options{}) // on Badger
 	seedReader(t, inst, "mia")
 	if res := harness.Curl(t, "-u", "mia:correct horse", inst.HTTPSURL()+"/api/x"); res.Status != 200 {
 		t.Fatalf("before the migration: %d %s", res.Status, res.Body)
@@ -228,7 +221,7 @@ func TestMigrateRunningInstanceToRedis(t *testing.T) {
 	}
 
 	// Same data_dir (keystore), state now in Redis.
-	onRedis := harness.Start(t, migrateRedisSite, harness.Options{RedisURL: srv.URL(), Dir: inst.Ports.Dir})
+	onRedis := harness.Start(t, basicSite, harness.Options{RedisURL: srv.URL(), Dir: inst.Ports.Dir}) // on Redis
 	if res := harness.Curl(t, "-u", "mia:correct horse", onRedis.HTTPSURL()+"/api/x"); res.Status != 200 {
 		t.Errorf("after the migration, on Redis: %d %s", res.Status, res.Body)
 	}

@@ -757,3 +757,38 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("user-07's block, acknowledged before the failover: %q", u.Status)
 	}
 }
+
+// TestRedisFlushedBehindGatehousesBack: records removed from Redis while
+// it stays up (FLUSHALL: no invalidation message, no restart) are no
+// longer answered from Gatehouse's cache within seconds, not after the
+// cache's 30 s: the deleted user is refused on the data plane and is not
+// found by the admin API, and the log says what happened.
+func TestRedisFlushedBehindGatehousesBack(t *testing.T) {
+	srv := redistest.Start(t)
+	inst := harness.Start(t, basicSite, harness.Options{RedisURL: srv.URL()})
+	seedReader(t, inst, "alice")
+	url := inst.HTTPSURL() + "/api/items"
+	if res := harness.Curl(t, "-u", "alice:correct horse", url); res.Status != 200 {
+		t.Fatalf("before the flush: %d %s", res.Status, res.Body)
+	}
+	inst.MustAdmin(t, 200, "GET", "/gatehouse/users/alice", nil) // cached now, as the sign-in's account is
+
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "the flushed user refused", 20*time.Second, func() string {
+		if res := harness.Curl(t, "-u", "alice:correct horse", url); res.Status != 401 {
+			return fmt.Sprintf("still %d", res.Status)
+		}
+		if status, _ := inst.Admin(t, "GET", "/gatehouse/users/alice", nil); status != 404 {
+			return fmt.Sprintf("the admin API still answers %d for the user", status)
+		}
+		return ""
+	})
+	t.Logf("refused %v after the flush", took.Round(time.Millisecond))
+	if !inst.LogContains("removed or replaced behind Gatehouse's back") {
+		t.Error("the log does not say the store's records were removed")
+	}
+}

@@ -20,7 +20,8 @@ func (s *Store) message(key string) string { return s.id + ":" + key }
 // background goroutine, with every key another instance (using the same
 // prefix) writes, and with the empty key whenever the subscription to
 // those changes is established, lost or re-established, when changes may
-// have been missed. fn must not block for long.
+// have been missed, and when the store's records were removed behind
+// Gatehouse's back (epoch.go). fn must not block for long.
 func (s *Store) OnInvalidate(fn func(key string)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -30,6 +31,7 @@ func (s *Store) OnInvalidate(fn func(key string)) {
 	s.listeners = append(s.listeners, fn)
 	if len(s.listeners) == 1 {
 		s.wg.Go(s.subscribe)
+		s.wg.Go(s.watchEpoch)
 	}
 }
 

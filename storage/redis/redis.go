@@ -101,6 +101,9 @@ type Store struct {
 	// index.go); indexedMarker exists once every key under the prefix is
 	// known to be in the index.
 	lexIndex, expiryIndex, indexedMarker string
+	// epochKey holds the store's epoch (see epoch.go); openEpoch is the
+	// one Open found or wrote.
+	epochKey, openEpoch string
 	// id tags the invalidations this instance publishes, so that it does
 	// not deliver its own writes back to its own cache.
 	id  string
@@ -159,9 +162,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		prefix:   prefix,
 		channel:  prefix + "invalidate",
 		lexIndex: prefix + reservedPrefix + "index", expiryIndex: prefix + reservedPrefix + "expiry",
-		indexedMarker: prefix + reservedPrefix + "indexed",
-		id:            rand.Text()[:idLen],
-		log:           log.With(zap.String("redis", ep.name)),
+		indexedMarker: prefix + reservedPrefix + "indexed", epochKey: prefix + reservedPrefix + "epoch",
+		id:  rand.Text()[:idLen],
+		log: log.With(zap.String("redis", ep.name)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.ping(ctx); err != nil {
@@ -173,6 +176,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
+	// Not needed to serve: a server that refuses writes for now
+	// (NOREPLICAS while its replicas catch up) leaves it to the watcher.
+	s.openEpoch, _ = s.epoch(ctx)
 	s.wg.Go(s.sweep)
 	return s, nil
 }

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -570,4 +572,39 @@ func TestMutualTLS(t *testing.T) {
 	if err := CheckURL(withCA + "&cert_file=" + srv.ClientCertFile()); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Fatalf("cert_file without key_file: %v", err)
 	}
+}
+
+// TestFlushBehindTheStoresBackDropsTheCache: records removed while the
+// server stays up (FLUSHALL: no message, no restart) reach a subscribed
+// instance as an invalidation of everything within seconds, with an
+// error that says so; a store that was not flushed gets no such error.
+func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
+	srv := redistest.Start(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var purges atomic.Int64
+	s.OnInvalidate(func(key string) {
+		if key == "" {
+			purges.Add(1)
+		}
+	})
+	waitFor(t, "the subscription", func() bool { return purges.Load() > 0 })
+	const flushed = "removed or replaced behind Gatehouse's back"
+	time.Sleep(3 * epochInterval)
+	if n := logs.FilterMessageSnippet(flushed).Len(); n != 0 {
+		t.Fatalf("%d errors of a flush, though nothing happened to the store", n)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	before := purges.Load()
+	if err := c.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "everything cached dropped after FLUSHALL", func() bool {
+		return purges.Load() > before && logs.FilterMessageSnippet(flushed).Len() == 1
+	})
 }
