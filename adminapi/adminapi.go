@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -243,7 +244,7 @@ func DecodeJSON(r *http.Request, v any) error {
 		err = strictjson.Decode(body, v, strictjson.RefuseUnknown)
 	}
 	if err != nil {
-		return describeJSONError(err)
+		return describeJSONError(err, reflect.TypeOf(v))
 	}
 	return nil
 }
@@ -260,7 +261,9 @@ func DecodeOptionalJSON(r *http.Request, v any) error {
 	return err
 }
 
-func describeJSONError(err error) error {
+// describeJSONError says what is wrong with a body that did not decode
+// into a value of type t.
+func describeJSONError(err error, t reflect.Type) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var tooBig *http.MaxBytesError
@@ -272,8 +275,10 @@ func describeJSONError(err error) error {
 		return failure.Invalid("malformed JSON at byte %d: %v", syntax.Offset, syntax)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return failure.Invalid("malformed JSON: unexpected end of body")
+	case errors.As(err, &typ) && typ.Field == "":
+		return failure.Invalid("the request body must be %s, not JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
-		return failure.Invalid("field %q must be %s, not JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		return failure.Invalid("field %q must be %s, not JSON %s", jsonField(t, typ.Field), jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &tooBig):
 		return failure.Invalid("request body exceeds %d bytes", tooBig.Limit)
 	case errors.As(err, &key):
@@ -283,6 +288,40 @@ func describeJSONError(err error) error {
 	default:
 		return failure.Invalid("invalid JSON body: %v", err)
 	}
+}
+
+// jsonField is the JSON path, as the client wrote it, of the Field of a
+// json.UnmarshalTypeError from decoding into a value of type t:
+// encoding/json names an embedded struct in it by its Go type
+// ("Metadata.tags"), a member no client wrote, so such segments are left
+// out.
+func jsonField(t reflect.Type, field string) string {
+	var kept []string
+	for seg := range strings.SplitSeq(field, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		if t != nil && t.Kind() == reflect.Struct {
+			if f, ok := t.FieldByName(seg); ok && f.Anonymous {
+				t = f.Type
+				continue
+			}
+			t = memberType(t, seg)
+		}
+		kept = append(kept, seg)
+	}
+	return strings.Join(kept, ".")
+}
+
+// memberType is the type of the field of struct type t that decodes the
+// JSON member name (nil when none).
+func memberType(t reflect.Type, name string) reflect.Type {
+	for _, f := range reflect.VisibleFields(t) {
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
+			return f.Type
+		}
+	}
+	return nil
 }
 
 func jsonKind(goKind string) string {

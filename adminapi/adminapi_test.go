@@ -40,6 +40,33 @@ func TestDecodeJSONErrorsAreClear(t *testing.T) {
 	}
 }
 
+// TestDecodeJSONNamesFieldsAsSent: a wrong type is named by the member
+// the client sent, not by the Go types behind it (an embedded struct, as
+// the application keys' metadata is); a body of the wrong kind says so.
+func TestDecodeJSONNamesFieldsAsSent(t *testing.T) {
+	type metadata struct {
+		Tags []string `json:"tags"`
+	}
+	type request struct {
+		Name string `json:"name"`
+		metadata
+		Rules []account.Rule `json:"rules"`
+	}
+	for body, want := range map[string]string{
+		`{"tags":"x"}`:                  `field "tags" must be an array, not JSON string`,
+		`{"rules":[{"methods":"GET"}]}`: `field "rules.methods" must be an array, not JSON string`,
+		`[1]`:                           `the request body must be an object, not JSON array`,
+		`"x"`:                           `the request body must be an object, not JSON string`,
+	} {
+		r := httptest.NewRequest("POST", "/gatehouse/appkeys", strings.NewReader(body))
+		var in request
+		err := DecodeJSON(r, &in)
+		if failure.Status(err) != 400 || err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("body %s: error %v, want 400 containing %q", body, err, want)
+		}
+	}
+}
+
 // TestDecodeJSONNested: member names are checked at every nesting level.
 func TestDecodeJSONNested(t *testing.T) {
 	for body, want := range map[string]string{
