@@ -70,6 +70,19 @@ func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32
 	if err != nil {
 		return err
 	}
+	// The same token imported again: its counter stays past the codes it
+	// gave, those accepted before state.HOTPTokens too.
+	f, err := s.factors(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	if old := f.hardToken; old != nil && old.digest == s.tokenDigest(u.ID, raw) {
+		used, err := s.readState(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		counter = max(counter, hotpNext(&used, old))
+	}
 	st := s.newSecret(u.ID, TypeHardToken, raw, counter)
 	return s.modifyFactors(ctx, u, func(f *storedFactors) error {
 		f.HardToken = st

@@ -68,15 +68,20 @@ func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, 
 // NormalizeCode removes the white space and dashes people and clients put
 // around and inside a code ("123 456", a trailing newline or CR, a
 // no-break or thin space a phone inserts: every Unicode space, as ESET's
-// server strips white space from a code) and reports whether what is left
-// is a well-formed 6-digit code.
+// server strips white space from a code, and the invisible format
+// characters copying text brings along, such as a zero-width space or a
+// byte order mark), reads fullwidth digits (an East Asian keyboard's) as
+// digits, and reports whether what is left is a well-formed 6-digit code.
 func NormalizeCode(s string) (string, bool) {
 	if len(s) > 32 {
 		return "", false
 	}
 	s = strings.Map(func(r rune) rune {
-		if r == '-' || unicode.IsSpace(r) {
+		switch {
+		case r == '-' || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r):
 			return -1
+		case '０' <= r && r <= '９':
+			return r - '０' + '0'
 		}
 		return r
 	}, s)

@@ -13,6 +13,7 @@
 package twofactor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -206,9 +207,11 @@ type secret struct {
 
 // tokenDigest is the keyed digest of the hardware token secret raw of the
 // user uid: what the 2FA state keeps to know a token imported again
-// (state.HOTPSecret), without the secret.
+// (state.HOTPTokens), without the secret. It is the digest of the HMAC key
+// the secret is: HMAC pads a key with zero bytes, so raw with zero bytes
+// added at its end (base32 "A"s for padding) is the same token.
 func (s *Service) tokenDigest(uid string, raw []byte) string {
-	return s.engine.Keystore.Index("hotp-secret/"+uid, raw)
+	return s.engine.Keystore.Index("hotp-secret/"+uid, bytes.TrimRight(raw, "\x00"))
 }
 
 // factors is a user's opened enrolment record, cached in memory.
@@ -318,13 +321,39 @@ type state struct {
 	// AppStep is the last TOTP time step accepted.
 	AppStep int64 `json:"app_step,omitempty"`
 	// HOTPID and HOTPNext are the next HOTP counter expected for the
-	// hardware token whose secret has that ID; HOTPSecret is that
-	// secret's digest (tokenDigest), so that the same token imported
-	// again (a new ID) does not take back codes it gave before.
-	HOTPID      string     `json:"hotp_id,omitempty"`
-	HOTPNext    uint64     `json:"hotp_next,omitempty"`
-	HOTPSecret  string     `json:"hotp_secret,omitempty"`
-	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// hardware token whose secret has that ID (the token used last).
+	HOTPID   string `json:"hotp_id,omitempty"`
+	HOTPNext uint64 `json:"hotp_next,omitempty"`
+	// HOTPTokens are the next counters expected for the tokens used
+	// last, newest first, at most maxTokenMarks, known by their secret's
+	// digest: a token imported again (a new ID), even after another
+	// token was used, takes back none of the codes it gave.
+	HOTPTokens  []tokenMark `json:"hotp_tokens,omitempty"`
+	LastSuccess *time.Time  `json:"last_success,omitempty"`
+}
+
+// maxTokenMarks bounds state.HOTPTokens: the hardware tokens of one user
+// whose counters are remembered.
+const maxTokenMarks = 8
+
+// tokenMark is the next HOTP counter expected for the hardware token
+// whose secret has the digest Secret (tokenDigest).
+type tokenMark struct {
+	Secret string `json:"secret"`
+	Next   uint64 `json:"next"`
+}
+
+// markToken returns marks with the next counter of the token digest set
+// to next, first, and the oldest dropped past maxTokenMarks.
+func markToken(marks []tokenMark, digest string, next uint64) []tokenMark {
+	out := make([]tokenMark, 0, maxTokenMarks)
+	out = append(out, tokenMark{Secret: digest, Next: next})
+	for _, m := range marks {
+		if m.Secret != digest && len(out) < maxTokenMarks {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // readState returns the stored state (the zero state when absent).

@@ -285,6 +285,14 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 	if res := fx.verify(t, u, code(rfcSecret, 40)); !res.OK {
 		t.Fatalf("counter 40 after importing it refused: %+v", res)
 	}
+	// The same secret with zero bytes after it (base32 "A"s where "="
+	// was meant) is the same HMAC key, so the same token.
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret+"AAAAAAAA", 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
+		t.Fatalf("counter 40, spent, accepted after the token was imported again with zero bytes added: %+v", res)
+	}
 	// Removed and imported again: still the same token.
 	if err := fx.svc.Remove(ctx, u, TypeHardToken); err != nil {
 		t.Fatal(err)
@@ -295,13 +303,23 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
 		t.Fatalf("counter 40, spent, accepted after the token was removed and imported again: %+v", res)
 	}
-	// Another token starts at the counter it is imported with.
+	// Another token starts at the counter it is imported with; using it
+	// does not make the first one forget its codes.
 	const otherSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 	if err := fx.svc.EnrolHardToken(ctx, u, otherSecret, 2); err != nil {
 		t.Fatal(err)
 	}
 	if res := fx.verify(t, u, code(otherSecret, 2)); !res.OK {
 		t.Fatalf("counter 2 of another token refused: %+v", res)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
+		t.Fatalf("counter 40, spent, accepted after another token was used in between: %+v", res)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 41)); !res.OK {
+		t.Fatalf("counter 41 of the first token, back again: %+v", res)
 	}
 	// A counter past 2^63 is refused at enrolment; the highest one taken
 	// works, and so does the look-ahead window from it.
@@ -904,20 +922,52 @@ func TestDeprovisionAndBlocked(t *testing.T) {
 }
 
 // TestNormalizeCode: the white space a person or a client puts around or
-// inside a code (a trailing newline, a no-break or thin space) and dashes
-// are dropped, as ESET's server drops white space; anything else that is
-// not one of six digits is refused.
+// inside a code (a trailing newline, a no-break or thin space), invisible
+// format characters and dashes are dropped, as ESET's server drops white
+// space, and fullwidth digits read as digits; anything else that is not
+// one of six digits is refused.
 func TestNormalizeCode(t *testing.T) {
 	for _, in := range []string{"123456", " 123456 ", "123 456", "12-34-56", "123456\n", "123456\r\n", "\n123456", "\t123\t456",
-		"123\u00a0456", "123\u2009456", "123\u202f456", "123\u3000456", "123\u2028456"} {
+		"123\u00a0456", "123\u2009456", "123\u202f456", "123\u3000456", "123\u2028456", "123\u200b456", "\ufeff123456", "\u200e123456",
+		"１２３４５６", "123４５６"} {
 		if c, ok := NormalizeCode(in); !ok || c != "123456" {
 			t.Errorf("NormalizeCode(%q) = %q, %t; want 123456", in, c, ok)
 		}
 	}
-	for _, in := range []string{"", "12345", "1234567", "12345a", "１２３４５６", "123_456", "123.456", "123\u200b456", strings.Repeat(" ", 30) + "123456"} {
+	for _, in := range []string{"", "12345", "1234567", "12345a", "123_456", "123.456", "١٢٣٤٥٦", strings.Repeat(" ", 30) + "123456"} {
 		if c, ok := NormalizeCode(in); ok {
 			t.Errorf("NormalizeCode(%q) = %q: accepted", in, c)
 		}
+	}
+}
+
+// TestHardTokenStateOfAnOlderVersion: a state an older version wrote
+// knows the token used last by its ID alone; the same token imported
+// again before its next code keeps its counter all the same.
+func TestHardTokenStateOfAnOlderVersion(t *testing.T) {
+	fx := newFixture(t)
+	u := fx.user(t, "bob", "")
+	ctx := context.Background()
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 5)); !res.OK {
+		t.Fatalf("counter 5 refused: %+v", res)
+	}
+	if _, err := fx.svc.advance(ctx, u.ID, func(st *state) bool { // as an older version wrote it
+		st.HOTPTokens = nil
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 5)); res.OK {
+		t.Fatalf("counter 5, spent, accepted after the token was imported again: %+v", res)
+	}
+	if res := fx.verify(t, u, code(rfcSecret, 6)); !res.OK {
+		t.Fatalf("counter 6 refused: %+v", res)
 	}
 }
 

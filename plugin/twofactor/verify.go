@@ -173,16 +173,27 @@ func replayReason(repeated bool) string {
 	return ReasonReplayed
 }
 
-// sameToken reports whether the state's HOTP counter is that of the token
-// sec: the same import (ID), or the same secret imported again.
-func sameToken(st *state, sec *secret) bool {
-	return st.HOTPID == sec.id || st.HOTPSecret != "" && st.HOTPSecret == sec.digest
+// usedNext is the next HOTP counter the state expects of the token sec,
+// from the codes of it accepted before: by its ID (this import) or by its
+// secret's digest (any import of the same token); ok is false when none
+// was.
+func usedNext(st *state, sec *secret) (next uint64, ok bool) {
+	if st.HOTPID == sec.id {
+		next, ok = st.HOTPNext, true
+	}
+	for _, m := range st.HOTPTokens {
+		if m.Secret == sec.digest {
+			next, ok = max(next, m.Next), true
+		}
+	}
+	return next, ok
 }
 
 // lastHOTP reports whether counter is the last one accepted from the
 // token sec.
 func lastHOTP(st *state, sec *secret, counter uint64) bool {
-	return sameToken(st, sec) && st.HOTPNext > 0 && counter == st.HOTPNext-1
+	next, ok := usedNext(st, sec)
+	return ok && next > 0 && counter == next-1
 }
 
 // hotpNext is the next HOTP counter expected for the token sec: the one
@@ -191,8 +202,8 @@ func lastHOTP(st *state, sec *secret, counter uint64) bool {
 // (an administrator's resynchronisation) so never makes a code seen
 // before valid again.
 func hotpNext(st *state, sec *secret) uint64 {
-	if sameToken(st, sec) {
-		return max(st.HOTPNext, sec.counter)
+	if next, ok := usedNext(st, sec); ok {
+		return max(next, sec.counter)
 	}
 	return sec.counter
 }
@@ -225,7 +236,8 @@ func (s *Service) checkHardToken(ctx context.Context, u *account.User, f *factor
 			repeated = lastHOTP(st, sec, counter)
 			return false
 		}
-		st.HOTPID, st.HOTPNext, st.HOTPSecret = sec.id, counter+1, sec.digest
+		st.HOTPID, st.HOTPNext = sec.id, counter+1
+		st.HOTPTokens = markToken(st.HOTPTokens, sec.digest, counter+1)
 		return true
 	})
 	if err != nil || !fresh {
