@@ -208,7 +208,9 @@ func TestUncleanPathsAreRefused(t *testing.T) {
 		"/public/..%c2%85/admin", "/public/..%e2%80%a8/admin", "/public/..%e2%80%a9/admin", "/public/..%251f/admin", "/public/..%c2%a0/admin",
 		"/public/..%ef%bb%bf/admin", "/public/%ef%bb%bf../admin", "/public/..%25EF%25BB%25BF/admin",
 		// cut short by an encoded ? or # (a URL parsed again)
-		"/public/x/..%3f/admin", "/public/x/..%23/admin", "/public/x/%2e%2e%3F/admin", "/public/.%3f/x", "/public/x/..%253f/admin"} {
+		"/public/x/..%3f/admin", "/public/x/..%23/admin", "/public/x/%2e%2e%3F/admin", "/public/.%3f/x", "/public/x/..%253f/admin",
+		"/public/x/..%20%3f/admin", "/public/x/%2e%2e%20%3f/admin", "/public/x/..%00%3f/admin", "/public/x/..%09%23/admin", "/public/x/%20..%3f/admin",
+		"/public/x/..%20;/admin", "/public/x/..%09;/admin"} {
 		w, up := s.do(t, "GET", path, basicAuth("alice", "correct horse"))
 		if w.Code != 400 || up != nil || !strings.Contains(w.Body.String(), `"error":"bad_request"`) {
 			t.Errorf("%s: %d %s (forwarded %v)", path, w.Code, w.Body, up != nil)

@@ -74,9 +74,14 @@ func cleanReading(p string) bool {
 func isDotPadding(r rune) bool { return r <= ' ' || r == 0x7f || r == 0xfeff || unicode.IsSpace(r) }
 
 // hasPaddedDotSegment reports whether a segment of p is "." or ".." once
-// trimmed of dot padding (isDotPadding), without allocating.
+// trimmed of dot padding (isDotPadding), also when cut short first by a
+// ";", "?" or "#" (hasCutDotSegment: " ..?x", "..\t;x"), without
+// allocating.
 func hasPaddedDotSegment(p string) bool {
 	for seg := range strings.SplitSeq(p, "/") {
+		if i := strings.IndexAny(seg, ";?#"); i >= 0 {
+			seg = seg[:i]
+		}
 		if t := strings.TrimFunc(seg, isDotPadding); len(t) != len(seg) && (t == "." || t == "..") {
 			return true
 		}
