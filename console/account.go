@@ -53,6 +53,15 @@ func loadAccount(c *Console, r *http.Request, v *viewer) (any, error) {
 // pendingKey is where the viewer's unconfirmed authenticator secret waits.
 func pendingKey(v *viewer) string { return pendingPrefix + session.DigestID(v.token) }
 
+// pendingContext seals the viewer's pending secret to the account and to
+// setup, a random value the start's answer carries in its confirm form
+// (field "setup"): whoever holds the session but not that answer (a
+// session left open after an abandoned start) can neither see the secret
+// again nor confirm it.
+func pendingContext(v *viewer, setup string) string {
+	return sealContext + "/" + v.user.ID + "/" + setup
+}
+
 // startTOTP draws a new authenticator secret for the viewer and shows it,
 // once the viewer confirmed with the password or a code of a current
 // factor: a session alone (one left open, or stolen) must not replace the
@@ -65,7 +74,8 @@ func startTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) 
 		return outcome{}, err
 	}
 	en := c.twoFactor.NewAppSecret(v.user.Username)
-	sealed := c.engine.Keystore.Seal([]byte(en.URI), sealContext+"/"+v.user.ID)
+	setup := twofactor.RandomToken(16)
+	sealed := c.engine.Keystore.Seal([]byte(en.URI), pendingContext(v, setup))
 	if err := c.engine.Store.Put(r.Context(), pendingKey(v), sealed, pendingLifetime); err != nil {
 		return outcome{}, err
 	}
@@ -73,15 +83,17 @@ func startTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) 
 	if err != nil {
 		return outcome{}, err
 	}
+	shown.Setup = setup
 	return outcome{Notice: "Scan the code with your authenticator app, then enter the code it shows to finish.", Once: shown}, nil
 }
 
 // confirmTOTP enrols the pending secret once the code typed is one of it
 // (twofactor.Service.ConfirmApp, which uses the code up); a wrong code
-// shows the same secret again.
+// shows the same secret again. The form must carry the start's setup
+// value (pendingContext), else the setup counts as expired.
 func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 	ctx := r.Context()
-	expired := failure.Invalid("the setup has expired; start again")
+	expired := failure.Invalid("the setup has expired, or was started on another page; start again")
 	sealed, err := c.engine.Store.Get(ctx, pendingKey(v))
 	if errors.Is(err, storage.ErrNotFound) {
 		return outcome{}, expired
@@ -89,7 +101,8 @@ func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error
 	if err != nil {
 		return outcome{}, err
 	}
-	uri, err := c.engine.Keystore.Open(sealed, sealContext+"/"+v.user.ID)
+	setup := f.get("setup")
+	uri, err := c.engine.Keystore.Open(sealed, pendingContext(v, setup))
 	if err != nil {
 		return outcome{}, expired
 	}
@@ -97,6 +110,7 @@ func confirmTOTP(c *Console, r *http.Request, v *viewer, f form) (outcome, error
 	if err != nil {
 		return outcome{}, expired
 	}
+	shown.Setup = setup
 	// The code is used up before the secret is enrolled: it must not sign
 	// in afterwards (a code is accepted once).
 	ok, err := c.twoFactor.ConfirmApp(ctx, v.user, shown.Secret, f.get("code"))

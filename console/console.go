@@ -26,6 +26,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
@@ -161,6 +162,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
+		// The form took up to readForm's 10 s to arrive: what gate found
+		// may no longer hold (the viewer demoted, blocked, its sessions
+		// ended meanwhile), so the form is held to what holds now.
+		if v, ok = c.gate(w, r, p.admin); !ok {
+			return
+		}
 		act := p.actions[f.get("action")]
 		if act == nil {
 			c.show(w, r, v, p, http.StatusBadRequest, outcome{Error: "Unknown action."})
@@ -189,47 +196,20 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // live session goes to the login portal, a session that may not see the
 // page gets a 403 page. adminOnly pages need a role with admin: true.
 func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (*viewer, bool) {
-	ctx := r.Context()
 	ck, err := r.Cookie(session.CookieName)
 	if err != nil {
 		c.toLogin(w, r, false)
 		return nil, false
 	}
-	s, err := c.engine.Sessions.Lookup(ctx, ck.Value)
-	if _, refused := identity.AsRefusal(err); refused {
+	u, admin, reason, err := c.admit(r.Context(), ck.Value, adminOnly)
+	switch {
+	case errors.Is(err, errSessionGone):
 		c.toLogin(w, r, true)
 		return nil, false
-	}
-	if err != nil {
+	case err != nil:
 		c.fail(w, nil, err)
 		return nil, false
-	}
-	u, err := c.engine.Accounts.User(ctx, s.Username)
-	if errors.Is(err, failure.ErrNotFound) || (err == nil && (u.ID != s.UserID || u.SessionEpoch != s.Epoch)) {
-		c.toLogin(w, r, true) // the account was deleted, or its sessions ended
-		return nil, false
-	}
-	if err != nil {
-		c.fail(w, nil, err)
-		return nil, false
-	}
-	reason := ""
-	admin := false
-	switch {
-	case !u.Active():
-		reason = "Your account is blocked."
-	case s.Origin != session.OriginLogin || !s.SecondFactor:
-		reason = "This session did not pass a second factor (an application key opened it). Sign in at the login page with your password and code."
-	default:
-		if admin, err = c.engine.Accounts.HasAdminRole(ctx, u); err != nil {
-			c.fail(w, nil, err)
-			return nil, false
-		}
-		if adminOnly && !admin {
-			reason = "The console is for administrators: none of your roles is an admin role."
-		}
-	}
-	if reason != "" {
+	case reason != "":
 		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: u.Username,
 			Credential: audit.Credential(string(identity.MethodSession), session.DigestID(ck.Value)), Outcome: audit.OutcomeDenied, Reason: reason})
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
@@ -238,6 +218,44 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 	v := &viewer{user: u, token: ck.Value, admin: admin}
 	v.csrf = c.csrf(v, c.strictCookie(w, r))
 	return v, true
+}
+
+// errSessionGone is admit's answer for a session that no longer signs
+// anyone in: unknown, expired or ended, its account deleted or its
+// sessions ended.
+var errSessionGone = failure.New(failure.ErrUnauthenticated, "your session has ended; sign in again")
+
+// admit is gate's test of the session token, answering nothing: the
+// signed-in account and whether it holds an admin role, or reason, why it
+// may not see a page (adminOnly: an admin page), or errSessionGone.
+func (c *Console) admit(ctx context.Context, token string, adminOnly bool) (u *account.User, admin bool, reason string, err error) {
+	s, err := c.engine.Sessions.Lookup(ctx, token)
+	if _, refused := identity.AsRefusal(err); refused {
+		return nil, false, "", errSessionGone
+	}
+	if err != nil {
+		return nil, false, "", err
+	}
+	u, err = c.engine.Accounts.User(ctx, s.Username)
+	if errors.Is(err, failure.ErrNotFound) || (err == nil && (u.ID != s.UserID || u.SessionEpoch != s.Epoch)) {
+		return nil, false, "", errSessionGone
+	}
+	if err != nil {
+		return nil, false, "", err
+	}
+	switch {
+	case !u.Active():
+		return u, false, "Your account is blocked.", nil
+	case s.Origin != session.OriginLogin || !s.SecondFactor:
+		return u, false, "This session did not pass a second factor (an application key opened it). Sign in at the login page with your password and code.", nil
+	}
+	if admin, err = c.engine.Accounts.HasAdminRole(ctx, u); err != nil {
+		return nil, false, "", err
+	}
+	if adminOnly && !admin {
+		return u, false, "The console is for administrators: none of your roles is an admin role.", nil
+	}
+	return u, admin, "", nil
 }
 
 // toLogin sends a browser without a live session to the login portal,
@@ -334,6 +352,18 @@ func (c *Console) auditView(r *http.Request, v *viewer, p *page) {
 // with its message; a redirect (a path naming nothing) is an ErrInvalid
 // one.
 func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
+	if method != http.MethodGet && method != http.MethodHead {
+		// A change in the viewer's name is held to what holds now, past
+		// the re-authentication's password check (which may wait for a
+		// hash slot): the session alive, the account active, and an admin
+		// role still held if it was.
+		switch _, _, reason, err := c.admit(r.Context(), v.token, v.admin); {
+		case err != nil:
+			return err
+		case reason != "":
+			return failure.New(failure.ErrForbidden, reason)
+		}
+	}
 	body := []byte{}
 	if in != nil {
 		var err error

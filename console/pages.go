@@ -167,6 +167,9 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 type enrolled struct {
 	Username, URI, Secret string
 	QR                    template.URL
+	// Setup is the self-service start's value its confirm form carries
+	// (pendingContext); empty elsewhere.
+	Setup string
 }
 
 func newEnrolled(username, uri string) (*enrolled, error) {

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"io"
+	"maps"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -281,6 +284,9 @@ func sessionCookie(t *testing.T, c *portalCurl) string {
 
 var onceSecret = regexp.MustCompile(`id="once-secret" class="secret" readonly value="([A-Z2-7]+)"`)
 
+// setupField is the value an authenticator setup's confirm form carries.
+var setupField = regexp.MustCompile(`name="setup" value="([A-Za-z0-9_-]+)"`)
+
 // TestConsoleSelfService: a user replaces their authenticator app on
 // /gatehouse/account (taking effect only after a code of the new one),
 // signs in with it while the old one stops working, and revokes their own
@@ -345,8 +351,21 @@ func TestConsoleSelfService(t *testing.T) {
 	if started.Status != 200 || m == nil || !strings.Contains(started.Body, `src="data:image/png;base64,`) {
 		t.Fatalf("starting the enrolment: %d %s", started.Status, started.Body)
 	}
-	newSecret := m[1]
-	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {"000000"}}); res.Status != 400 ||
+	newSecret, setup := m[1], setupField.FindStringSubmatch(started.Body)
+	if setup == nil {
+		t.Fatalf("the confirm form carries no setup value: %s", started.Body)
+	}
+	// The session alone, without the start's answer (a session left open
+	// after a setup begun and abandoned), neither sees the secret again
+	// nor confirms it.
+	for _, without := range []url.Values{{"code": {"000000"}}, {"code": {totpNow(t, newSecret)}}, {"code": {totpNow(t, newSecret)}, "setup": {"x" + setup[1]}}} {
+		form := url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}}
+		maps.Copy(form, without)
+		if res := sam.consolePost(console.AccountPath, form); res.Status != 400 || strings.Contains(res.Body, newSecret) || !strings.Contains(res.Body, "expired") {
+			t.Fatalf("confirming without the start's setup value (%v): %d, the secret shown: %t", without, res.Status, strings.Contains(res.Body, newSecret))
+		}
+	}
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {"000000"}, "setup": {setup[1]}}); res.Status != 400 ||
 		!strings.Contains(res.Body, newSecret) {
 		t.Fatalf("a wrong confirmation code: %d", res.Status)
 	}
@@ -355,7 +374,7 @@ func TestConsoleSelfService(t *testing.T) {
 	if res := sam.do(base + console.AccountPath); res.Status != 200 {
 		t.Fatalf("after a wrong confirmation code the session got %d", res.Status)
 	}
-	confirmed := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {totpNow(t, newSecret)}})
+	confirmed := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {totpNow(t, newSecret)}, "setup": {setup[1]}})
 	if confirmed.Status != 200 || !strings.Contains(confirmed.Body, "authenticator app is set up") {
 		t.Fatalf("confirming: %d %s", confirmed.Status, confirmed.Body)
 	}
@@ -886,7 +905,8 @@ func TestConsoleConfirmingCodeIsUsed(t *testing.T) {
 	// A code of the next step: newer than the one sam signed in with, so
 	// that only its own use can make it refused.
 	code := totpNext(t, m[1])
-	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {code}}); res.Status != 200 ||
+	if res := sam.consolePost(console.AccountPath, url.Values{"csrf": {sam.csrf}, "action": {"totp-confirm"}, "code": {code},
+		"setup": {setupField.FindStringSubmatch(started.Body)[1]}}); res.Status != 200 ||
 		!strings.Contains(res.Body, "authenticator app is set up") {
 		t.Fatalf("confirming: %d %s", res.Status, res.Body)
 	}
@@ -951,4 +971,98 @@ func TestConsoleAppKeyMetadata(t *testing.T) {
 		view.Documentation != "see the wiki" || view.HomeURL != "https://ci.example.com/" {
 		t.Errorf("the key as created: %+v", view)
 	}
+}
+
+// TestConsoleFormHeldToWhatHoldsWhenItArrives: a form whose body arrives
+// after its headers is judged by what holds when it has arrived: an
+// administrator demoted, blocked or signed out meanwhile changes nothing
+// with it (each was a held-back post that still deleted a user or gave
+// the poster back the admin role).
+func TestConsoleFormHeldToWhatHoldsWhenItArrives(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	for _, tc := range []struct {
+		name, method, path, body string // the change, {} the poster
+	}{
+		{"demoted", "PATCH", "/gatehouse/users/{}", `{"roles":[]}`},
+		{"blocked", "PATCH", "/gatehouse/users/{}", `{"status":"blocked"}`},
+		{"signed out", "DELETE", "/gatehouse/users/{}/sessions", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, victim := "root-"+strings.ReplaceAll(tc.name, " ", "-"), "victim-"+strings.ReplaceAll(tc.name, " ", "-")
+			inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": victim, "roles": []string{"staff"}})
+			c := signIn(t, base, root, totpNow(t, consoleUser(t, inst, root, "admins")))
+			if res := c.do(base + console.Prefix + "users"); res.Status != 200 {
+				t.Fatalf("the user list: %d", res.Status)
+			}
+			form := url.Values{"csrf": {c.csrf}, "action": {"delete"}, "username": {victim}}.Encode()
+			// Expect: 100-continue: the body goes once the console reads
+			// it, past its first look at the session; the change is made
+			// then, before the body.
+			changed := 0 // the change's status, made in the client's goroutine
+			body := &changeOnFirstRead{r: strings.NewReader(form), change: func() {
+				changed, _ = inst.Admin(t, tc.method, strings.Replace(tc.path, "{}", root, 1), tc.body)
+			}}
+			req, err := http.NewRequest("POST", base+console.Prefix+"users", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = int64(len(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Expect", "100-continue")
+			req.Header.Set("Origin", base)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			req.Header.Set("Sec-Fetch-Dest", "document")
+			req.Header.Set("Cookie", jarCookies(t, c.jar))
+			client := harness.Client(nil)
+			client.Transport.(*http.Transport).ExpectContinueTimeout = time.Minute
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if !body.changed || changed != 200 {
+				t.Fatalf("the change (%s %s) before the body: %d", tc.method, tc.path, changed)
+			}
+			if res.StatusCode < 400 {
+				t.Errorf("the form sent before the change, arriving after it: %d", res.StatusCode)
+			}
+			inst.MustAdmin(t, 200, "GET", "/gatehouse/users/"+victim, nil)
+		})
+	}
+}
+
+// changeOnFirstRead is a request body that makes a change when it is
+// first read, then reads from r.
+type changeOnFirstRead struct {
+	change  func()
+	changed bool
+	r       io.Reader
+}
+
+func (b *changeOnFirstRead) Read(p []byte) (int, error) {
+	if !b.changed {
+		b.changed = true
+		b.change()
+	}
+	return b.r.Read(p)
+}
+
+// jarCookies is the Cookie header of the cookies in curl's cookie jar
+// file (Netscape format; HttpOnly ones start with #HttpOnly_).
+func jarCookies(t *testing.T, jar string) string {
+	t.Helper()
+	data, err := os.ReadFile(jar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pairs []string
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSuffix(strings.TrimPrefix(line, "#HttpOnly_"), "\n")
+		if f := strings.Split(line, "\t"); len(f) == 7 && !strings.HasPrefix(line, "#") {
+			pairs = append(pairs, f[5]+"="+f[6])
+		}
+	}
+	return strings.Join(pairs, "; ")
 }
