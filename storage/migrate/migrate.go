@@ -295,14 +295,15 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 // and loaded (the old signing key, records not tagged yet) and write
 // beside the tool. Badger needs no such check: Caddy locks its directory.
 func refuseInUse(ctx context.Context, st *redis.Store, name string) error {
-	n, err := st.Listeners(ctx)
+	n, err := st.Instances(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: counting the Gatehouse instances using it: %w", name, err)
+		return fmt.Errorf("%s: counting the Gatehouse instances using it (the tool's Redis user needs ZCOUNT and PUBSUB NUMSUB): %w", name, err)
 	}
 	if n > 0 {
-		return fmt.Errorf("%s: %d Gatehouse instance(s) are running on this store (subscribed to its invalidations); nothing was changed. "+
-			"Stop every Caddy that uses it first. An instance cut off from Redis counts until Redis drops its connection "+
-			"(its tcp-keepalive, 300 s by default; CLIENT LIST TYPE pubsub shows the connections)", name, n)
+		return fmt.Errorf("%s: %d Gatehouse instance(s) are running on this store; nothing was changed. "+
+			"Stop every Caddy that uses it first. An instance killed counts for 10 s more, and one cut off from Redis "+
+			"until Redis drops its connection (its tcp-keepalive, 300 s by default; CLIENT LIST TYPE pubsub shows them); "+
+			"an instance with the same prefix on another database of this server counts too (Pub/Sub is server-wide)", name, n)
 	}
 	return nil
 }

@@ -32,6 +32,12 @@ func withReplica(t *testing.T, srv *redistest.Server) {
 		info, err := c.Info(context.Background(), "replication").Result()
 		return err == nil && redisinfo.Field(info, "connected_slaves") == "1"
 	})
+	// And, where min-replicas-to-write asks for it, acknowledging: until
+	// then the server refuses writes (NOREPLICAS), which the store's
+	// background indexing would warn of.
+	waitWithin(t, 60*time.Second, "the server taking writes", func() bool {
+		return c.Set(context.Background(), "replica-probe", "1", time.Second).Err() == nil
+	})
 }
 
 // TestDurabilityCheckedWithoutConfig: a user that may not run CONFIG

@@ -4,45 +4,71 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
-// The store's epoch. A cache in front of the store learns of writes from
-// the invalidation channel, and of a server that restarted from its
-// run_id (noticeRestart); records removed behind Gatehouse's back on a
-// server that stays up (FLUSHALL, FLUSHDB, a dump restored over the
-// database) send neither, and the cache would go on answering from what
-// it holds, deleted users and revoked keys too, until its entries expire.
-// So Open writes a random value under epochKey when there is none (SET
-// NX) and keeps the one it finds (openEpoch; the watcher's first read
-// when the server refused it then); a subscribed instance reads it every
-// epochInterval, and when it is gone or another, drops everything cached
-// (the empty-key invalidation) and says so.
+// The store's epoch, and the instances' heartbeats.
+//
+// A cache in front of the store learns of writes from the invalidation
+// channel, and of a server that restarted from its run_id
+// (noticeRestart); records removed behind Gatehouse's back on a server
+// that stays up (FLUSHALL, FLUSHDB, a dump restored over the database)
+// send neither, and the cache would go on answering from what it holds,
+// deleted users and revoked keys too, until its entries expire. So the
+// store keeps two markers beside its records: a random epoch, written
+// once (SET NX), and a sequence every subscribed instance increments
+// every epochInterval. An instance that finds the epoch gone or another,
+// or the sequence not past the value it last saw (a flush, or an older
+// dump of the same store), drops everything cached (the empty-key
+// invalidation) and says so.
+//
+// Every subscribed instance also scores its ID with the time in the
+// instances set on each round (removed at Close): the offline tools count
+// the instances running on the store with it (Instances), those whose
+// subscription is down too.
 
-// epochInterval is how often a subscribed instance checks the epoch.
-const epochInterval = time.Second
+const (
+	// epochInterval is how often a subscribed instance checks the epoch
+	// and announces itself.
+	epochInterval = time.Second
+	// instanceTimeout is how long an instance that stopped announcing
+	// itself (killed) still counts as running.
+	instanceTimeout = 10 * time.Second
+)
 
-// watchEpoch checks the store's epoch every epochInterval until Close
-// (see above); it runs beside the subscriber.
+// watchEpoch checks the store's epoch and sequence, and announces the
+// instance, every epochInterval until Close (see above); it runs beside
+// the subscriber.
 func (s *Store) watchEpoch() {
 	t := time.NewTicker(epochInterval)
 	defer t.Stop()
-	known := s.openEpoch
+	known, seen := s.openEpoch, s.openSeq
+	var warned time.Time
 	for {
-		if current, err := s.epoch(s.ctx); err == nil {
-			if known != "" && current != known {
+		epoch, seq, err := s.epochRound(s.ctx)
+		switch {
+		case err == nil:
+			if known != "" && (epoch != known || seq <= seen) {
 				s.log.Error("the Redis store's records were removed or replaced behind Gatehouse's back (FLUSHALL, FLUSHDB, "+
 					"a restored dump): every cached record was dropped. Users, keys, tokens and sessions are now what the "+
 					"server holds; restore the store from a backup if this was not meant",
-					zap.String("epoch", current), zap.String("previous_epoch", known))
+					zap.String("epoch", epoch), zap.String("previous_epoch", known), zap.Int64("sequence", seq), zap.Int64("sequence_seen", seen))
 				s.notify("")
 			}
-			known = current
-		} else if s.ctx.Err() == nil {
-			s.log.Debug("reading the store's epoch failed", zap.Error(err))
+			known, seen = epoch, seq
+		case s.ctx.Err() != nil:
+		case isReply(err) && time.Since(warned) >= time.Minute:
+			// Redis answers, but refuses: the watch is off until it
+			// does not (an ACL, a read-only replica).
+			warned = time.Now()
+			s.log.Warn("the store's epoch could not be checked: records removed behind Gatehouse's back (FLUSHALL) would "+
+				"be served from the cache until its entries expire", zap.Error(err))
+		default:
+			s.log.Debug("checking the store's epoch failed", zap.Error(err))
 		}
 		select {
 		case <-s.ctx.Done():
@@ -50,6 +76,24 @@ func (s *Store) watchEpoch() {
 		case <-t.C:
 		}
 	}
+}
+
+// epochRound is one round of watchEpoch: the instance announced, the
+// sequence incremented, and the epoch (written when there is none) and
+// the sequence returned.
+func (s *Store) epochRound(ctx context.Context) (epoch string, seq int64, err error) {
+	now := time.Now()
+	var incr *goredis.IntCmd
+	if _, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.ZAdd(ctx, s.instancesKey, goredis.Z{Score: float64(now.UnixMilli()), Member: s.id})
+		p.ZRemRangeByScore(ctx, s.instancesKey, "-inf", strconv.FormatInt(now.Add(-instanceTimeout).UnixMilli(), 10))
+		incr = p.Incr(ctx, s.seqKey)
+		return nil
+	}); err != nil {
+		return "", 0, err
+	}
+	epoch, err = s.epoch(ctx)
+	return epoch, incr.Val(), err
 }
 
 // epoch returns the store's epoch, writing a new one when there is none.
@@ -62,4 +106,26 @@ func (s *Store) epoch(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return s.client.Get(ctx, s.epochKey).Result()
+}
+
+// openMarkers reads, at Open, the epoch (written when there is none) and
+// the sequence the watcher starts from; a server that refuses the write
+// for now (NOREPLICAS while its replicas catch up) leaves it to the
+// watcher's first round.
+func (s *Store) openMarkers(ctx context.Context) {
+	s.openEpoch, _ = s.epoch(ctx)
+	s.openSeq, _ = s.client.Get(ctx, s.seqKey).Int64() // none yet: 0
+}
+
+// leave removes the instance from the instances set, at Close: the
+// offline tools need not wait for it to time out.
+func (s *Store) leave(ctx context.Context) {
+	s.client.ZRem(ctx, s.instancesKey, s.id)
+}
+
+// isReply reports whether err is Redis's answer (an ACL's NOPERM, a
+// replica's READONLY), rather than no answer.
+func isReply(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply) && !errors.Is(err, goredis.Nil)
 }

@@ -2,31 +2,46 @@ package redis
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Listeners counts the connections subscribed to the store's
-// invalidation channel, on every node of a Redis Cluster: a running
-// Gatehouse instance holds one for as long as it runs (its cache's
-// subscription, see subscribe), so a count above zero means that
-// instances are using the store. The offline tools refuse to change a
-// store in use with it. An instance cut off from Redis is still counted
-// until Redis drops its connection (tcp-keepalive, 300 s by default); one
-// that lost its subscription is not counted until it subscribes again.
-func (s *Store) Listeners(ctx context.Context) (int64, error) {
+// Instances counts the Gatehouse instances running on the store, for the
+// offline tools, which refuse to change a store in use: those that
+// announced themselves within instanceTimeout (epoch.go: every running
+// instance does each second, whether or not its subscription is up), or,
+// where more, the connections subscribed to the store's invalidation
+// channel on every node of a Redis Cluster (an older version's instance,
+// which does not announce itself, holds one while it runs; Pub/Sub is
+// server-wide, so an instance with the same prefix on another database of
+// the server counts too). An instance killed counts until instanceTimeout
+// has passed, and its subscription until Redis drops its connection.
+func (s *Store) Instances(ctx context.Context) (int64, error) {
+	since := strconv.FormatInt(time.Now().Add(-instanceTimeout).UnixMilli(), 10)
+	announced, err := s.client.ZCount(ctx, s.instancesKey, since, "+inf").Result()
+	if err != nil {
+		return 0, s.failed("ZCOUNT", err)
+	}
+	subscribed, err := s.subscribers(ctx)
+	if err != nil {
+		return 0, s.failed("PUBSUB NUMSUB", err)
+	}
+	return max(announced, subscribed), nil
+}
+
+// subscribers counts the connections subscribed to the store's
+// invalidation channel, on every node of a Redis Cluster.
+func (s *Store) subscribers(ctx context.Context) (int64, error) {
 	count := func(ctx context.Context, n goredis.UniversalClient) (int64, error) {
 		subs, err := n.PubSubNumSub(ctx, s.channel).Result()
 		return subs[s.channel], err
 	}
 	c, ok := s.client.(*goredis.ClusterClient)
 	if !ok {
-		n, err := count(ctx, s.client)
-		if err != nil {
-			return 0, s.failed("PUBSUB NUMSUB", err)
-		}
-		return n, nil
+		return count(ctx, s.client)
 	}
 	var total atomic.Int64
 	err := c.ForEachShard(ctx, func(ctx context.Context, n *goredis.Client) error {
@@ -34,8 +49,5 @@ func (s *Store) Listeners(ctx context.Context) (int64, error) {
 		total.Add(k)
 		return err
 	})
-	if err != nil {
-		return 0, s.failed("PUBSUB NUMSUB", err)
-	}
-	return total.Load(), nil
+	return total.Load(), err
 }

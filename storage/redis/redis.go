@@ -101,9 +101,11 @@ type Store struct {
 	// index.go); indexedMarker exists once every key under the prefix is
 	// known to be in the index.
 	lexIndex, expiryIndex, indexedMarker string
-	// epochKey holds the store's epoch (see epoch.go); openEpoch is the
-	// one Open found or wrote.
-	epochKey, openEpoch string
+	// epochKey, seqKey and instancesKey hold the store's epoch, its
+	// sequence and the instances' heartbeats (see epoch.go); openEpoch
+	// and openSeq are the epoch and sequence Open found or wrote.
+	epochKey, seqKey, instancesKey, openEpoch string
+	openSeq                                   int64
 	// id tags the invalidations this instance publishes, so that it does
 	// not deliver its own writes back to its own cache.
 	id  string
@@ -163,6 +165,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		channel:  prefix + "invalidate",
 		lexIndex: prefix + reservedPrefix + "index", expiryIndex: prefix + reservedPrefix + "expiry",
 		indexedMarker: prefix + reservedPrefix + "indexed", epochKey: prefix + reservedPrefix + "epoch",
+		seqKey: prefix + reservedPrefix + "sequence", instancesKey: prefix + reservedPrefix + "instances",
 		id:  rand.Text()[:idLen],
 		log: log.With(zap.String("redis", ep.name)),
 	}
@@ -176,9 +179,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name, err)
 	}
-	// Not needed to serve: a server that refuses writes for now
-	// (NOREPLICAS while its replicas catch up) leaves it to the watcher.
-	s.openEpoch, _ = s.epoch(ctx)
+	s.openMarkers(ctx)
 	s.wg.Go(s.sweep)
 	return s, nil
 }
@@ -402,7 +403,13 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		announced := len(s.listeners) > 0
 		s.mu.Unlock()
+		if announced {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.leave(ctx)
+			cancel()
+		}
 		s.cancel()
 		s.wg.Wait()
 		if err := s.client.Close(); err != nil {

@@ -608,3 +608,79 @@ func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
 		return purges.Load() > before && logs.FilterMessageSnippet(flushed).Len() == 1
 	})
 }
+
+// TestOlderDumpOfTheSameStoreDropsTheCache: a dump of this very store
+// restored over it brings back the same epoch, but a sequence behind the
+// one the instance saw: everything cached is dropped all the same.
+func TestOlderDumpOfTheSameStoreDropsTheCache(t *testing.T) {
+	srv := redistest.Start(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var purges atomic.Int64
+	s.OnInvalidate(func(key string) {
+		if key == "" {
+			purges.Add(1)
+		}
+	})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	ctx := context.Background()
+	seq := func() int64 { n, _ := c.Get(ctx, s.seqKey).Int64(); return n }
+	waitFor(t, "the sequence counted", func() bool { return seq() >= 1 })
+	dump, err := c.Dump(ctx, s.seqKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumped := seq()
+	waitFor(t, "the sequence past the dump", func() bool { return seq() > dumped+1 })
+	const flushed = "removed or replaced behind Gatehouse's back"
+	if n := logs.FilterMessageSnippet(flushed).Len(); n != 0 {
+		t.Fatalf("%d errors of a flush before the dump was restored", n)
+	}
+	before := purges.Load()
+	if err := c.RestoreReplace(ctx, s.seqKey, 0, dump).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "everything cached dropped after an older dump was restored", func() bool {
+		return purges.Load() > before && logs.FilterMessageSnippet(flushed).Len() == 1
+	})
+}
+
+// TestInstancesCountsEveryRunningInstance: an instance counts while it
+// runs, also one whose subscription is refused (an ACL without the
+// channel: it announces itself all the same), and no longer once closed.
+func TestInstancesCountsEveryRunningInstance(t *testing.T) {
+	srv := redistest.Start(t)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Do(ctx, "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tool := open(t, srv.URL(), "")
+	defer tool.Close()
+	count := func() int64 {
+		n, err := tool.Instances(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d instances before any ran", n)
+	}
+	instance := open(t, "redis://nochan:pw@"+srv.Addr()+"/0", "")
+	instance.OnInvalidate(func(string) {})
+	waitFor(t, "the instance without a subscription counted", func() bool { return count() == 1 })
+	if instance.Coherent() {
+		t.Fatal("an instance whose user may not subscribe is coherent")
+	}
+	instance.Close()
+	if n := count(); n != 0 {
+		t.Fatalf("%d instances after the only one closed", n)
+	}
+}
