@@ -334,6 +334,10 @@ func jsonKind(goKind string) string {
 		return "an object"
 	case "bool":
 		return "a boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "a whole number"
+	case "float32", "float64":
+		return "a number"
 	default:
 		return fmt.Sprintf("a %s", strings.TrimRight(goKind, "0123456789"))
 	}

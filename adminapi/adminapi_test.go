@@ -51,9 +51,11 @@ func TestDecodeJSONNamesFieldsAsSent(t *testing.T) {
 		Name string `json:"name"`
 		metadata
 		Rules []account.Rule `json:"rules"`
+		Limit int            `json:"limit"`
 	}
 	for body, want := range map[string]string{
 		`{"tags":"x"}`:                  `field "tags" must be an array, not JSON string`,
+		`{"limit":"x"}`:                 `field "limit" must be a whole number, not JSON string`,
 		`{"rules":[{"methods":"GET"}]}`: `field "rules.methods" must be an array, not JSON string`,
 		`[1]`:                           `the request body must be an object, not JSON array`,
 		`"x"`:                           `the request body must be an object, not JSON string`,
