@@ -265,61 +265,50 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 		t.Fatalf("counter 16 (edge of window) refused: %+v", res)
 	}
 	// Importing the same token again with a lower counter (a
-	// resynchronisation) takes back no code it gave: counter 2 stays spent,
-	// the next one after 16 is taken. A higher counter moves it forward.
-	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 2); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, "359152"); res.OK {
-		t.Fatalf("counter 2, spent before the token was imported again, accepted: %+v", res)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 17)); !res.OK {
-		t.Fatalf("counter 17 after the re-import refused: %+v", res)
-	}
-	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 40); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 30)); res.OK {
-		t.Fatalf("counter 30, behind the counter 40 imported, accepted: %+v", res)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 40)); !res.OK {
-		t.Fatalf("counter 40 after importing it refused: %+v", res)
-	}
-	// The same secret with zero bytes after it (base32 "A"s where "="
-	// was meant) is the same HMAC key, so the same token.
-	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret+"AAAAAAAA", 0); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
-		t.Fatalf("counter 40, spent, accepted after the token was imported again with zero bytes added: %+v", res)
-	}
-	// Removed and imported again: still the same token.
-	if err := fx.svc.Remove(ctx, u, TypeHardToken); err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
-		t.Fatalf("counter 40, spent, accepted after the token was removed and imported again: %+v", res)
-	}
-	// Another token starts at the counter it is imported with; using it
-	// does not make the first one forget its codes.
+	// resynchronisation) takes back no code it gave: counter 2 stays
+	// spent, the next one after 16 is taken. A higher counter moves it
+	// forward. Zero bytes after the secret (base32 "A"s where "=" was
+	// meant) make the same HMAC key, so the same token; so does removing
+	// it first; and using another token in between does not make the
+	// first one forget its codes.
 	const otherSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	if err := fx.svc.EnrolHardToken(ctx, u, otherSecret, 2); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, code(otherSecret, 2)); !res.OK {
-		t.Fatalf("counter 2 of another token refused: %+v", res)
-	}
-	if err := fx.svc.EnrolHardToken(ctx, u, rfcSecret, 0); err != nil {
-		t.Fatal(err)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 40)); res.OK {
-		t.Fatalf("counter 40, spent, accepted after another token was used in between: %+v", res)
-	}
-	if res := fx.verify(t, u, code(rfcSecret, 41)); !res.OK {
-		t.Fatalf("counter 41 of the first token, back again: %+v", res)
+	for _, step := range []struct {
+		what          string
+		remove, enrol bool   // remove the token first; import secret at counter
+		secret        string // else verify the code of secret at counter
+		counter       uint64
+		accepted      bool
+	}{
+		{what: "imported again at 2", enrol: true, secret: rfcSecret, counter: 2},
+		{what: "counter 2, spent before", secret: rfcSecret, counter: 2},
+		{what: "counter 17, the next", secret: rfcSecret, counter: 17, accepted: true},
+		{what: "imported again at 40", enrol: true, secret: rfcSecret, counter: 40},
+		{what: "counter 30, behind 40", secret: rfcSecret, counter: 30},
+		{what: "counter 40", secret: rfcSecret, counter: 40, accepted: true},
+		{what: "imported again with zero bytes added", enrol: true, secret: rfcSecret + "AAAAAAAA"},
+		{what: "counter 40, spent", secret: rfcSecret, counter: 40},
+		{what: "removed and imported again", remove: true, enrol: true, secret: rfcSecret},
+		{what: "counter 40, spent", secret: rfcSecret, counter: 40},
+		{what: "another token imported at 2", enrol: true, secret: otherSecret, counter: 2},
+		{what: "counter 2 of the other token", secret: otherSecret, counter: 2, accepted: true},
+		{what: "the first token imported again", enrol: true, secret: rfcSecret},
+		{what: "counter 40, spent before the other token", secret: rfcSecret, counter: 40},
+		{what: "counter 41 of the first token", secret: rfcSecret, counter: 41, accepted: true},
+	} {
+		if step.remove {
+			if err := fx.svc.Remove(ctx, u, TypeHardToken); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step.enrol {
+			if err := fx.svc.EnrolHardToken(ctx, u, step.secret, step.counter); err != nil {
+				t.Fatalf("%s: %v", step.what, err)
+			}
+			continue
+		}
+		if res := fx.verify(t, u, code(step.secret, step.counter)); res.OK != step.accepted {
+			t.Fatalf("%s: %+v, want accepted %t", step.what, res, step.accepted)
+		}
 	}
 	// A counter past 2^63 is refused at enrolment; the highest one taken
 	// works, and so does the look-ahead window from it.

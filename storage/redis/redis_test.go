@@ -574,24 +574,32 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
-// TestFlushBehindTheStoresBackDropsTheCache: records removed while the
-// server stays up (FLUSHALL: no message, no restart) reach a subscribed
-// instance as an invalidation of everything within seconds, with an
-// error that says so; a store that was not flushed gets no such error.
-func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
+// watchedStore opens a store on a new server, its warnings and errors
+// captured, with a listener counting the invalidations of everything.
+func watchedStore(t *testing.T) (*redistest.Server, *Store, *observer.ObservedLogs, *atomic.Int64) {
+	t.Helper()
 	srv := redistest.Start(t)
 	core, logs := observer.New(zapcore.WarnLevel)
 	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	var purges atomic.Int64
+	t.Cleanup(func() { s.Close() })
+	purges := new(atomic.Int64)
 	s.OnInvalidate(func(key string) {
 		if key == "" {
 			purges.Add(1)
 		}
 	})
+	return srv, s, logs, purges
+}
+
+// TestFlushBehindTheStoresBackDropsTheCache: records removed while the
+// server stays up (FLUSHALL: no message, no restart) reach a subscribed
+// instance as an invalidation of everything within seconds, with an
+// error that says so; a store that was not flushed gets no such error.
+func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
+	srv, _, logs, purges := watchedStore(t)
 	waitFor(t, "the subscription", func() bool { return purges.Load() > 0 })
 	const flushed = "removed or replaced behind Gatehouse's back"
 	time.Sleep(3 * epochInterval)
@@ -613,19 +621,7 @@ func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
 // restored over it brings back the same epoch, but a sequence behind the
 // one the instance saw: everything cached is dropped all the same.
 func TestOlderDumpOfTheSameStoreDropsTheCache(t *testing.T) {
-	srv := redistest.Start(t)
-	core, logs := observer.New(zapcore.WarnLevel)
-	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var purges atomic.Int64
-	s.OnInvalidate(func(key string) {
-		if key == "" {
-			purges.Add(1)
-		}
-	})
+	srv, s, logs, purges := watchedStore(t)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	ctx := context.Background()
