@@ -210,6 +210,9 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 		if u.PasswordHash, err = s.passwords.hash(*in.Password); err != nil {
 			return nil, err
 		}
+		if err := checkWrite(ctx); err != nil {
+			return nil, err
+		}
 	}
 	raw, _ := json.Marshal(u)
 	ok, err := s.store.CompareAndSwap(ctx, userPrefix+name, nil, raw, 0)
@@ -237,6 +240,9 @@ func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPat
 	if patch.Password != nil && *patch.Password != "" {
 		var err error
 		if hash, err = s.passwords.hash(*patch.Password); err != nil {
+			return nil, err
+		}
+		if err := checkWrite(ctx); err != nil {
 			return nil, err
 		}
 	}

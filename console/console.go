@@ -181,6 +181,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.show(w, r, v, p, http.StatusBadRequest, res)
 		case err == nil:
 			c.show(w, r, v, p, http.StatusOK, res)
+		case errors.Is(err, errSessionGone):
+			c.toLogin(w, r, true)
+		case errors.Is(err, failure.ErrForbidden) || errors.Is(err, failure.ErrUnauthenticated):
+			// The viewer may no longer see the page (stillAdmitted): the
+			// answer draws none of it.
+			c.message(w, nil, failure.Status(err), "Refused", failure.Message(err)+" Nothing was changed.")
 		case failure.IsCallerError(err):
 			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
 		default:
@@ -218,6 +224,19 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 	v := &viewer{user: u, token: ck.Value, admin: admin}
 	v.csrf = c.csrf(v, c.strictCookie(w, r))
 	return v, true
+}
+
+// stillAdmitted checks that what gate found of the viewer v still holds:
+// the session alive, the account active, and an admin role still held if
+// it was. A form's change, or a secret it shows, is held to it once its
+// confirmation (a password check, which may wait for a hash slot or a
+// directory bind) has passed.
+func (c *Console) stillAdmitted(ctx context.Context, v *viewer) error {
+	_, _, reason, err := c.admit(ctx, v.token, v.admin)
+	if err == nil && reason != "" {
+		err = failure.New(failure.ErrForbidden, reason)
+	}
+	return err
 }
 
 // errSessionGone is admit's answer for a session that no longer signs
@@ -352,17 +371,15 @@ func (c *Console) auditView(r *http.Request, v *viewer, p *page) {
 // with its message; a redirect (a path naming nothing) is an ErrInvalid
 // one.
 func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
+	ctx := audit.WithActor(r.Context(), v.user.Username)
 	if method != http.MethodGet && method != http.MethodHead {
-		// A change in the viewer's name is held to what holds now, past
-		// the re-authentication's password check (which may wait for a
-		// hash slot): the session alive, the account active, and an admin
-		// role still held if it was.
-		switch _, _, reason, err := c.admit(r.Context(), v.token, v.admin); {
-		case err != nil:
+		// A change in the viewer's name is held to what holds now, and,
+		// where it sets a password, once more after the hash (which may
+		// wait for a slot).
+		if err := c.stillAdmitted(ctx, v); err != nil {
 			return err
-		case reason != "":
-			return failure.New(failure.ErrForbidden, reason)
 		}
+		ctx = account.WithWriteCheck(ctx, func(ctx context.Context) error { return c.stillAdmitted(ctx, v) })
 	}
 	body := []byte{}
 	if in != nil {
@@ -371,7 +388,7 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out 
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(audit.WithActor(r.Context(), v.user.Username), method, path, bytes.NewReader(body)) //nolint:gosec // G704: served in-process by c.admin.ServeHTTP, never dialled
+	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body)) //nolint:gosec // G704: served in-process by c.admin.ServeHTTP, never dialled
 	if err != nil {
 		return err
 	}
@@ -432,7 +449,8 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // (a directory account's by a bind): a wrong one counts toward the
 // lockout, a locked account's is refused, and an account the store or the
 // directory no longer lets sign in (blocked, out of every mapped group)
-// confirms nothing.
+// confirms nothing. Once confirmed, the viewer is checked again
+// (stillAdmitted): the check may have waited.
 func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) error {
 	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
 	if confirm == "" {
@@ -448,7 +466,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 				Reason: "console re-authentication failed: " + res.Reason})
 			return failure.Invalid("the confirmation code is not right, was already used, or has expired")
 		}
-		return nil
+		return c.stillAdmitted(r.Context(), v)
 	}
 	// The password goes through the sign-in policy of Basic and the
 	// portal (a directory account's by a bind), counted by the portal's
@@ -459,7 +477,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 	}
 	switch {
 	case res.Outcome == account.OutcomeOK && res.User.ID == v.user.ID:
-		return nil
+		return c.stillAdmitted(r.Context(), v)
 	case res.Outcome == account.OutcomeBusy:
 		return failure.Invalid("the server is busy; your password was not checked, try again")
 	case res.Outcome == account.OutcomeLocked:

@@ -1021,7 +1021,11 @@ func TestConsoleFormHeldToWhatHoldsWhenItArrives(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			answer, _ := io.ReadAll(res.Body)
 			res.Body.Close()
+			if strings.Contains(string(answer), victim) {
+				t.Errorf("the refusal shows the page it refused, the user list: %s", answer)
+			}
 			if !body.changed || changed != 200 {
 				t.Fatalf("the change (%s %s) before the body: %d", tc.method, tc.path, changed)
 			}

@@ -71,17 +71,21 @@ func (s *Service) EnrolHardToken(ctx context.Context, u *account.User, secretB32
 		return err
 	}
 	// The same token imported again: its counter stays past the codes it
-	// gave, those accepted before state.HOTPTokens too.
+	// gave, those accepted before state.HOTPTokens too (by the ID of the
+	// import they were accepted under). Only codes accepted count: a
+	// counter mistyped at the last import is corrected by this one.
 	f, err := s.factors(ctx, u.ID)
 	if err != nil {
 		return err
 	}
 	if old := f.hardToken; old != nil && old.digest == s.tokenDigest(u.ID, raw) {
-		used, err := s.readState(ctx, u.ID)
+		st, err := s.readState(ctx, u.ID)
 		if err != nil {
 			return err
 		}
-		counter = max(counter, hotpNext(&used, old))
+		if next, used := usedNext(&st, old); used {
+			counter = max(counter, next)
+		}
 	}
 	st := s.newSecret(u.ID, TypeHardToken, raw, counter)
 	return s.modifyFactors(ctx, u, func(f *storedFactors) error {

@@ -294,6 +294,11 @@ func TestHardTokenWindowAndCounter(t *testing.T) {
 		{what: "the first token imported again", enrol: true, secret: rfcSecret},
 		{what: "counter 40, spent before the other token", secret: rfcSecret, counter: 40},
 		{what: "counter 41 of the first token", secret: rfcSecret, counter: 41, accepted: true},
+		// A counter mistyped at an import is corrected by the next: only
+		// codes accepted are carried over.
+		{what: "imported at a mistyped 1000000", enrol: true, secret: rfcSecret, counter: 1000000},
+		{what: "imported again at 50", enrol: true, secret: rfcSecret, counter: 50},
+		{what: "counter 50, after the correction", secret: rfcSecret, counter: 50, accepted: true},
 	} {
 		if step.remove {
 			if err := fx.svc.Remove(ctx, u, TypeHardToken); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -29,7 +28,9 @@ import (
 // Every subscribed instance also scores its ID with the time in the
 // instances set on each round (removed at Close): the offline tools count
 // the instances running on the store with it (Instances), those whose
-// subscription is down too.
+// subscription is down too. The time is the Redis server's (TIME, in a
+// script), so that the clocks of the instances' and the tools' machines
+// do not matter.
 
 const (
 	// epochInterval is how often a subscribed instance checks the epoch
@@ -52,11 +53,17 @@ func (s *Store) watchEpoch() {
 		epoch, seq, err := s.epochRound(s.ctx)
 		switch {
 		case err == nil:
-			if known != "" && (epoch != known || seq <= seen) {
+			switch {
+			case known != "" && epoch != known:
 				s.log.Error("the Redis store's records were removed or replaced behind Gatehouse's back (FLUSHALL, FLUSHDB, "+
-					"a restored dump): every cached record was dropped. Users, keys, tokens and sessions are now what the "+
-					"server holds; restore the store from a backup if this was not meant",
-					zap.String("epoch", epoch), zap.String("previous_epoch", known), zap.Int64("sequence", seq), zap.Int64("sequence_seen", seen))
+					"a restored dump of another store): every cached record was dropped. Users, keys, tokens and sessions are "+
+					"now what the server holds; restore the store from a backup if this was not meant",
+					zap.String("epoch", epoch), zap.String("previous_epoch", known))
+				s.notify("")
+			case known != "" && seq <= seen:
+				s.log.Warn("the Redis store went back to an earlier state (a failover or restart that lost its latest "+
+					"writes, or an older dump of this store restored over it): every cached record was dropped",
+					zap.Int64("sequence", seq), zap.Int64("sequence_seen", seen))
 				s.notify("")
 			}
 			known, seen = epoch, seq
@@ -82,19 +89,31 @@ func (s *Store) watchEpoch() {
 // sequence incremented, and the epoch (written when there is none) and
 // the sequence returned.
 func (s *Store) epochRound(ctx context.Context) (epoch string, seq int64, err error) {
-	now := time.Now()
-	var incr *goredis.IntCmd
-	if _, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.ZAdd(ctx, s.instancesKey, goredis.Z{Score: float64(now.UnixMilli()), Member: s.id})
-		p.ZRemRangeByScore(ctx, s.instancesKey, "-inf", strconv.FormatInt(now.Add(-instanceTimeout).UnixMilli(), 10))
-		incr = p.Incr(ctx, s.seqKey)
-		return nil
-	}); err != nil {
+	seq, err = announceScript.Run(ctx, s.client, []string{s.instancesKey, s.seqKey}, s.id, instanceTimeout.Milliseconds()).Int64()
+	if err != nil {
 		return "", 0, err
 	}
 	epoch, err = s.epoch(ctx)
-	return epoch, incr.Val(), err
+	return epoch, seq, err
 }
+
+// announceScript scores the instance ARGV[1] in the instances set
+// KEYS[1] with the server's time in milliseconds, drops those older than
+// ARGV[2] ms, and increments the sequence KEYS[2], returning it.
+var announceScript = goredis.NewScript(serverMillis + `
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('INCR', KEYS[2])`)
+
+// countScript counts the members of the instances set KEYS[1] scored
+// within the last ARGV[1] ms of the server's time.
+var countScript = goredis.NewScript(serverMillis + `
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')`)
+
+// serverMillis starts a script with now, the server's time in
+// milliseconds.
+const serverMillis = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
 // epoch returns the store's epoch, writing a new one when there is none.
 func (s *Store) epoch(ctx context.Context) (string, error) {

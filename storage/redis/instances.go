@@ -2,9 +2,7 @@ package redis
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -20,10 +18,9 @@ import (
 // the server counts too). An instance killed counts until instanceTimeout
 // has passed, and its subscription until Redis drops its connection.
 func (s *Store) Instances(ctx context.Context) (int64, error) {
-	since := strconv.FormatInt(time.Now().Add(-instanceTimeout).UnixMilli(), 10)
-	announced, err := s.client.ZCount(ctx, s.instancesKey, since, "+inf").Result()
+	announced, err := countScript.Run(ctx, s.client, []string{s.instancesKey}, instanceTimeout.Milliseconds()).Int64()
 	if err != nil {
-		return 0, s.failed("ZCOUNT", err)
+		return 0, s.failed("counting the instances", err)
 	}
 	subscribed, err := s.subscribers(ctx)
 	if err != nil {

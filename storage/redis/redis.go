@@ -405,13 +405,13 @@ func (s *Store) Close() error {
 		s.closed = true
 		announced := len(s.listeners) > 0
 		s.mu.Unlock()
-		if announced {
+		s.cancel()
+		s.wg.Wait()
+		if announced { // after the watcher's last round, which would announce it again
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			s.leave(ctx)
 			cancel()
 		}
-		s.cancel()
-		s.wg.Wait()
 		if err := s.client.Close(); err != nil {
 			s.closeErr = storeutil.Unavailable("redis close", err)
 		}
