@@ -115,7 +115,9 @@ type viewer struct {
 	user *account.User
 	// token is the session cookie's value; csrf the forms' token.
 	token, csrf string
-	admin       bool
+	// admin is whether the viewer holds an admin role; adminOnly whether
+	// the page it was admitted to needs one.
+	admin, adminOnly bool
 }
 
 // ServeHTTP serves a console request (see Serves).
@@ -181,11 +183,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.show(w, r, v, p, http.StatusBadRequest, res)
 		case err == nil:
 			c.show(w, r, v, p, http.StatusOK, res)
-		case errors.Is(err, errSessionGone):
+		case errors.As(err, new(*notAdmitted)) && errors.Is(err, errSessionGone):
 			c.toLogin(w, r, true)
-		case errors.Is(err, failure.ErrForbidden) || errors.Is(err, failure.ErrUnauthenticated):
-			// The viewer may no longer see the page (stillAdmitted): the
-			// answer draws none of it.
+		case errors.As(err, new(*notAdmitted)):
+			// The viewer may no longer see the page: the answer draws
+			// none of it.
 			c.message(w, nil, failure.Status(err), "Refused", failure.Message(err)+" Nothing was changed.")
 		case failure.IsCallerError(err):
 			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
@@ -221,22 +223,39 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
 		return nil, false
 	}
-	v := &viewer{user: u, token: ck.Value, admin: admin}
+	v := &viewer{user: u, token: ck.Value, admin: admin, adminOnly: adminOnly}
 	v.csrf = c.csrf(v, c.strictCookie(w, r))
 	return v, true
 }
 
-// stillAdmitted checks that what gate found of the viewer v still holds:
-// the session alive, the account active, and an admin role still held if
-// it was. A form's change, or a secret it shows, is held to it once its
-// confirmation (a password check, which may wait for a hash slot or a
-// directory bind) has passed.
-func (c *Console) stillAdmitted(ctx context.Context, v *viewer) error {
-	_, _, reason, err := c.admit(ctx, v.token, v.admin)
-	if err == nil && reason != "" {
+// notAdmitted is stillAdmitted's refusal: the viewer of r may no longer
+// do what gate let it, and the answer shows none of the page.
+type notAdmitted struct{ err error }
+
+func (e *notAdmitted) Error() string { return e.err.Error() }
+func (e *notAdmitted) Unwrap() error { return e.err }
+
+// stillAdmitted checks that what gate found of the viewer v of r still
+// holds: the session alive, the account active, and an admin role still
+// held if the page needs one. A form's change, or a secret it shows, is
+// held to it once its confirmation (a password check, which may wait for
+// a hash slot or a directory bind) has passed. A refusal is a notAdmitted,
+// audited as gate's are.
+func (c *Console) stillAdmitted(ctx context.Context, r *http.Request, v *viewer) error {
+	_, _, reason, err := c.admit(ctx, v.token, v.adminOnly)
+	switch {
+	case errors.Is(err, errSessionGone):
+		reason = "console request refused: the session ended while it was being handled"
+	case err != nil:
+		return err
+	case reason == "":
+		return nil
+	default:
 		err = failure.New(failure.ErrForbidden, reason)
 	}
-	return err
+	c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: v.user.Username,
+		Credential: audit.Credential(string(identity.MethodSession), session.DigestID(v.token)), Outcome: audit.OutcomeDenied, Reason: reason})
+	return &notAdmitted{err}
 }
 
 // errSessionGone is admit's answer for a session that no longer signs
@@ -372,14 +391,18 @@ func (c *Console) auditView(r *http.Request, v *viewer, p *page) {
 // one.
 func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out any) error {
 	ctx := audit.WithActor(r.Context(), v.user.Username)
+	var refused error // the write check's refusal, which the answer carries only as a status
 	if method != http.MethodGet && method != http.MethodHead {
 		// A change in the viewer's name is held to what holds now, and,
 		// where it sets a password, once more after the hash (which may
 		// wait for a slot).
-		if err := c.stillAdmitted(ctx, v); err != nil {
+		if err := c.stillAdmitted(ctx, r, v); err != nil {
 			return err
 		}
-		ctx = account.WithWriteCheck(ctx, func(ctx context.Context) error { return c.stillAdmitted(ctx, v) })
+		ctx = account.WithWriteCheck(ctx, func(ctx context.Context) error {
+			refused = c.stillAdmitted(ctx, r, v)
+			return refused
+		})
 	}
 	body := []byte{}
 	if in != nil {
@@ -400,6 +423,9 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out 
 		// The admin mux redirects a path it would clean: with esc that is
 		// only one with an empty name between two slashes.
 		return failure.Invalid("a name the form needs is empty")
+	}
+	if rec.status >= 400 && refused != nil {
+		return refused
 	}
 	if rec.status >= 400 {
 		var e struct {
@@ -466,7 +492,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 				Reason: "console re-authentication failed: " + res.Reason})
 			return failure.Invalid("the confirmation code is not right, was already used, or has expired")
 		}
-		return c.stillAdmitted(r.Context(), v)
+		return c.stillAdmitted(r.Context(), r, v)
 	}
 	// The password goes through the sign-in policy of Basic and the
 	// portal (a directory account's by a bind), counted by the portal's
@@ -477,7 +503,7 @@ func (c *Console) reauthenticate(r *http.Request, v *viewer, confirm string) err
 	}
 	switch {
 	case res.Outcome == account.OutcomeOK && res.User.ID == v.user.ID:
-		return c.stillAdmitted(r.Context(), v)
+		return c.stillAdmitted(r.Context(), r, v)
 	case res.Outcome == account.OutcomeBusy:
 		return failure.Invalid("the server is busy; your password was not checked, try again")
 	case res.Outcome == account.OutcomeLocked:

@@ -1,6 +1,7 @@
 package appkey
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -63,7 +64,13 @@ func parseAllowEntry(entry string) (netip.Prefix, error) {
 	if addr := p.Addr(); addr.Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(addr.Unmap(), p.Bits()-96)
 	}
-	return p.Masked(), nil
+	if m := p.Masked(); m != p {
+		// 10.1.2.3/3 (meant as /32) would be 0.0.0.0/3: a typo widening
+		// the allowlist without a word.
+		return bad(fmt.Sprintf("a network address: its prefix length leaves host bits set (the network is %s; for the one address write %s)",
+			m, netip.PrefixFrom(p.Addr(), p.Addr().BitLen())))
+	}
+	return p, nil
 }
 
 // prefixList is an allowlist as the data plane reads it: a cached entry,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -186,6 +187,15 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 	if admin {
 		warnings = append(warnings, fmt.Sprintf("user %q holds an admin role: the key can do everything an administrator can; "+
 			"prefer a user with only the roles the client needs", u.Username))
+	}
+	for _, entry := range allowlist {
+		if strings.HasSuffix(entry, "/0") {
+			family := "IPv6"
+			if !strings.Contains(entry, ":") {
+				family = "IPv4"
+			}
+			warnings = append(warnings, fmt.Sprintf("ip_allowlist entry %s lets every %s address use the key", entry, family))
+		}
 	}
 	return &Created{View: rec.view(time.Time{}, now), Key: value, Warnings: warnings}, nil
 }

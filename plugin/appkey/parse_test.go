@@ -286,7 +286,7 @@ func FuzzQuery(f *testing.F) {
 }
 
 func TestParseAllowlist(t *testing.T) {
-	canonical, prefixes, err := parseAllowlist([]string{" 192.0.2.7 ", "10.1.2.3/8", "2001:db8::1", "::ffff:198.51.100.9",
+	canonical, prefixes, err := parseAllowlist([]string{" 192.0.2.7 ", "10.0.0.0/8", "2001:db8::1", "::ffff:198.51.100.9",
 		"::ffff:172.16.0.0/108", "2001:DB8:1::/48", "192.0.2.7"})
 	if err != nil {
 		t.Fatal(err)
@@ -294,6 +294,14 @@ func TestParseAllowlist(t *testing.T) {
 	want := []string{"192.0.2.7", "10.0.0.0/8", "2001:db8::1", "198.51.100.9", "172.16.0.0/12", "2001:db8:1::/48"}
 	if !slices.Equal(canonical, want) || len(prefixes) != len(want) {
 		t.Fatalf("canonical = %q, want %q", canonical, want)
+	}
+	// Host bits set: 10.1.2.3/3, meant as /32, would widen the list to
+	// 0.0.0.0/3 without a word.
+	for bad, network := range map[string]string{"10.1.2.3/8": "10.0.0.0/8", "10.1.2.3/3": "0.0.0.0/3", "127.0.0.1/0": "0.0.0.0/0",
+		"2001:db8::1/32": "2001:db8::/32", "::ffff:10.1.2.3/104": "10.0.0.0/8"} {
+		if _, _, err := parseAllowlist([]string{bad}); err == nil || !strings.Contains(err.Error(), "the network is "+network) {
+			t.Errorf("parseAllowlist(%q): %v; want it refused, naming the network %s", bad, err, network)
+		}
 	}
 	for _, bad := range []string{"", "example.com", "10.0.0.256", "10.0.0.0/33", "fe80::1%eth0", "2001:db8::/129", "10.0.0.0/", "/8", "1.2.3.4/8/9"} {
 		if _, _, err := parseAllowlist([]string{bad}); err == nil {

@@ -452,6 +452,15 @@ func TestAdminAPI(t *testing.T) {
 	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "admin role") {
 		t.Fatalf("warnings %q", c.Warnings)
 	}
+	var open Created
+	if code := f.call("POST", "/gatehouse/appkeys", `{"name":"anywhere","username":"boss","ip_allowlist":["0.0.0.0/0","2001:db8::/32","::/0"]}`, &open); code != 201 ||
+		len(open.Warnings) != 3 || !strings.Contains(open.Warnings[1], "0.0.0.0/0 lets every IPv4 address") ||
+		!strings.Contains(open.Warnings[2], "::/0 lets every IPv6 address") {
+		t.Fatalf("an allowlist of every address: %d, warnings %q", code, open.Warnings)
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/anywhere", "", nil); code != 204 {
+		t.Fatalf("deleting it: %d", code)
+	}
 	if c.Username != "boss" || c.ExpiresAt.Year() != 2099 || c.IPAllowlist[0] != "10.0.0.1" || len(c.Tags) != 2 ||
 		c.HomeURL != "https://example.com/x" || c.LastUsedAt != nil || c.Expired || c.CreatedAt.IsZero() {
 		t.Fatalf("created %+v", c)

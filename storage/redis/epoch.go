@@ -111,8 +111,11 @@ var countScript = goredis.NewScript(serverMillis + `
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')`)
 
 // serverMillis starts a script with now, the server's time in
-// milliseconds.
-const serverMillis = `local t = redis.call('TIME')
+// milliseconds. A script that writes after TIME must replicate its
+// effects, not itself: Redis 5 and later do so by default, Redis 3.2 and 4
+// when asked (redis.replicate_commands; a no-op, still defined, later).
+const serverMillis = `redis.replicate_commands()
+local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
 // epoch returns the store's epoch, writing a new one when there is none.
