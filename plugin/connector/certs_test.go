@@ -263,6 +263,12 @@ func TestPackage(t *testing.T) {
 			t.Errorf("Package with password %q = %v; want 400 saying it needs more different characters", weak, err)
 		}
 	}
+	// A number alone, or a common word with digits and signs around it.
+	for _, common := range []string{"123456789012", "password1234", "Password!2024", "qwerty123456", "  LetMeIn 2024  "} {
+		if _, _, err := f.p.Package(context.Background(), "c1", common); failure.Status(err) != 400 || !strings.Contains(err.Error(), "first guesses") {
+			t.Errorf("Package with password %q = %v; want 400 saying it is among the first guesses", common, err)
+		}
+	}
 	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
 		t.Errorf("Package of an unknown connector = %v; want 404", err)
 	}

@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
@@ -85,7 +87,30 @@ func validPassword(pw string) error {
 	if len(distinct) < minPasswordDistinct {
 		return failure.Invalid("password must hold at least %d different characters: one character repeated is among the first guesses", minPasswordDistinct)
 	}
+	if commonPassword(pw) {
+		return failure.Invalid("password is among the first guesses (a number alone, or a common word with digits and signs around it): " +
+			"certificates.pfx can be tried offline; use a passphrase of a few unrelated words, or a generated password")
+	}
 	return nil
+}
+
+// commonWords are the words of the passwords tried first, once their
+// digits and signs are taken away ("Password1234!", "qwerty123456").
+var commonWords = []string{"password", "passwort", "motdepasse", "qwerty", "qwertz", "azerty", "letmein", "welcome",
+	"iloveyou", "admin", "administrator", "changeme", "secret", "test", "default", "abc", "abcdef", "gatehouse", "connector"}
+
+// commonPassword reports whether pw is a number alone, or one of
+// commonWords with only digits, signs and spaces besides.
+func commonPassword(pw string) bool {
+	var letters strings.Builder
+	digits := true
+	for _, r := range pw {
+		if unicode.IsLetter(r) {
+			letters.WriteRune(unicode.ToLower(r))
+		}
+		digits = digits && unicode.IsDigit(r)
+	}
+	return digits || slices.Contains(commonWords, letters.String())
 }
 
 // Package issues the connector a new key pair and certificate and returns
