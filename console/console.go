@@ -218,8 +218,7 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		c.fail(w, nil, err)
 		return nil, false
 	case reason != "":
-		c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: u.Username,
-			Credential: audit.Credential(string(identity.MethodSession), session.DigestID(ck.Value)), Outcome: audit.OutcomeDenied, Reason: reason})
+		c.auditRefusal(r, u.Username, ck.Value, reason)
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
 		return nil, false
 	}
@@ -253,9 +252,15 @@ func (c *Console) stillAdmitted(ctx context.Context, r *http.Request, v *viewer)
 	default:
 		err = failure.New(failure.ErrForbidden, reason)
 	}
-	c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: v.user.Username,
-		Credential: audit.Credential(string(identity.MethodSession), session.DigestID(v.token)), Outcome: audit.OutcomeDenied, Reason: reason})
+	c.auditRefusal(r, v.user.Username, v.token, reason)
 	return &notAdmitted{err}
+}
+
+// auditRefusal records the console's refusal of request r of username's
+// session token, for reason.
+func (c *Console) auditRefusal(r *http.Request, username, token, reason string) {
+	c.engine.RecordRequest(r, audit.Event{Kind: audit.KindConsole, Username: username,
+		Credential: audit.Credential(string(identity.MethodSession), session.DigestID(token)), Outcome: audit.OutcomeDenied, Reason: reason})
 }
 
 // errSessionGone is admit's answer for a session that no longer signs
