@@ -95,7 +95,7 @@ func TestSessionEndedWhileTheHashWaits(t *testing.T) {
 	e, c, v := signedInAdmin(t, true)
 	release, taken := make(chan struct{}), make(chan struct{})
 	for range hashslots.Process.Cap() {
-		go hashslots.Process.Do(context.Background(), 0, func() { taken <- struct{}{}; <-release })
+		go func() { _ = hashslots.Process.Do(context.Background(), 0, func() { taken <- struct{}{}; <-release }) }()
 	}
 	for range hashslots.Process.Cap() {
 		<-taken

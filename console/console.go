@@ -228,8 +228,12 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 }
 
 // notAdmitted is stillAdmitted's refusal: the viewer of r may no longer
-// do what gate let it, and the answer shows none of the page.
-type notAdmitted struct{ err error }
+// do what gate let it, and the answer shows none of the page. reason is
+// the audit event's.
+type notAdmitted struct {
+	err    error
+	reason string
+}
 
 func (e *notAdmitted) Error() string { return e.err.Error() }
 func (e *notAdmitted) Unwrap() error { return e.err }
@@ -241,19 +245,27 @@ func (e *notAdmitted) Unwrap() error { return e.err }
 // a hash slot or a directory bind) has passed. A refusal is a notAdmitted,
 // audited as gate's are.
 func (c *Console) stillAdmitted(ctx context.Context, r *http.Request, v *viewer) error {
+	err := c.admitted(ctx, v)
+	if na := (*notAdmitted)(nil); errors.As(err, &na) {
+		c.auditRefusal(r, v.user.Username, v.token, na.reason)
+	}
+	return err
+}
+
+// admitted is stillAdmitted without the audit event: for the check inside
+// an admin call, whose refusal the admin API audits (with the viewer as
+// actor).
+func (c *Console) admitted(ctx context.Context, v *viewer) error {
 	_, _, reason, err := c.admit(ctx, v.token, v.adminOnly)
 	switch {
 	case errors.Is(err, errSessionGone):
-		reason = "console request refused: the session ended while it was being handled"
+		return &notAdmitted{err: err, reason: "console request refused: the session ended while it was being handled"}
 	case err != nil:
 		return err
 	case reason == "":
 		return nil
-	default:
-		err = failure.New(failure.ErrForbidden, reason)
 	}
-	c.auditRefusal(r, v.user.Username, v.token, reason)
-	return &notAdmitted{err}
+	return &notAdmitted{err: failure.New(failure.ErrForbidden, reason), reason: reason}
 }
 
 // auditRefusal records the console's refusal of request r of username's
@@ -405,7 +417,7 @@ func (c *Console) call(r *http.Request, v *viewer, method, path string, in, out 
 			return err
 		}
 		ctx = account.WithWriteCheck(ctx, func(ctx context.Context) error {
-			refused = c.stillAdmitted(ctx, r, v)
+			refused = c.admitted(ctx, v)
 			return refused
 		})
 	}

@@ -14,17 +14,32 @@ const maxAllowlist = 256
 
 // parseAllowlist validates an IP allowlist of IPv4/IPv6 addresses and CIDR
 // prefixes and returns its canonical form (duplicates dropped, IPv4-mapped
-// IPv6 written as IPv4, prefixes masked: "10.1.2.3/8" is "10.0.0.0/8") and
-// the parsed prefixes. Zoned addresses are refused: a zone names an
-// interface of one host, not a client.
+// IPv6 written as IPv4) and the parsed prefixes. Zoned addresses are
+// refused: a zone names an interface of one host, not a client; so is a
+// prefix with host bits set ("10.1.2.3/3", likely meant as /32), which
+// would silently widen the list. storedAllowlist reads a stored one.
 func parseAllowlist(entries []string) ([]string, []netip.Prefix, error) {
+	return readAllowlist(entries, true)
+}
+
+// storedAllowlist is parseAllowlist for the allowlist of a stored key,
+// written in canonical form: a prefix with host bits set (none is ever
+// written) is masked rather than refused, so that the key still loads.
+func storedAllowlist(entries []string) ([]netip.Prefix, error) {
+	_, prefixes, err := readAllowlist(entries, false)
+	return prefixes, err
+}
+
+// readAllowlist is parseAllowlist, refusing prefixes with host bits set
+// when strict, else masking them.
+func readAllowlist(entries []string, strict bool) ([]string, []netip.Prefix, error) {
 	if len(entries) > maxAllowlist {
 		return nil, nil, failure.Invalid("ip_allowlist has %d entries; the limit is %d", len(entries), maxAllowlist)
 	}
 	canonical := make([]string, 0, len(entries))
 	prefixes := make([]netip.Prefix, 0, len(entries))
 	for _, e := range entries {
-		p, err := parseAllowEntry(e)
+		p, err := parseAllowEntry(e, strict)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -41,7 +56,8 @@ func parseAllowlist(entries []string) ([]string, []netip.Prefix, error) {
 	return canonical, prefixes, nil
 }
 
-func parseAllowEntry(entry string) (netip.Prefix, error) {
+// parseAllowEntry parses one allowlist entry (readAllowlist).
+func parseAllowEntry(entry string, strict bool) (netip.Prefix, error) {
 	s := strings.TrimSpace(entry)
 	bad := func(why string) (netip.Prefix, error) {
 		return netip.Prefix{}, failure.Invalid("ip_allowlist entry %q is not %s", entry, why)
@@ -64,13 +80,13 @@ func parseAllowEntry(entry string) (netip.Prefix, error) {
 	if addr := p.Addr(); addr.Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(addr.Unmap(), p.Bits()-96)
 	}
-	if m := p.Masked(); m != p {
+	if m := p.Masked(); m != p && strict {
 		// 10.1.2.3/3 (meant as /32) would be 0.0.0.0/3: a typo widening
 		// the allowlist without a word.
 		return bad(fmt.Sprintf("a network address: its prefix length leaves host bits set (the network is %s; for the one address write %s)",
 			m, netip.PrefixFrom(p.Addr(), p.Addr().BitLen())))
 	}
-	return p, nil
+	return p.Masked(), nil
 }
 
 // prefixList is an allowlist as the data plane reads it: a cached entry,

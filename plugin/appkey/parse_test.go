@@ -326,6 +326,11 @@ func TestAllows(t *testing.T) {
 		}
 		return entry{b}
 	}
+	// A stored prefix with host bits set (none is written: creation and
+	// updates refuse it) is read masked: the key still loads.
+	if e := withAllowlist("10.1.2.3/8"); !allows(e, "10.200.0.1") || allows(e, "11.0.0.1") {
+		t.Error("a stored 10.1.2.3/8 is not read as 10.0.0.0/8")
+	}
 	e := withAllowlist("192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1", "::ffff:198.51.100.0/120")
 	for ip, want := range map[string]bool{
 		"192.0.2.7": true, "192.0.2.8": false, "10.255.0.1": true, "11.0.0.1": false,

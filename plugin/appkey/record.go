@@ -307,7 +307,7 @@ func compactEntry(key string, raw []byte) ([]byte, error) {
 	if subtle.ConstantTimeCompare([]byte(rec.Index), []byte(index)) != 1 {
 		return nil, errMisfiled
 	}
-	_, allow, err := parseAllowlist(rec.IPAllowlist)
+	allow, err := storedAllowlist(rec.IPAllowlist)
 	if err != nil {
 		return nil, fmt.Errorf("application key %q has a corrupt allowlist: %w", rec.Name, err)
 	}

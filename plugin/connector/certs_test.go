@@ -264,9 +264,18 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	// A number alone, or a common word with digits and signs around it.
-	for _, common := range []string{"123456789012", "password1234", "Password!2024", "qwerty123456", "  LetMeIn 2024  "} {
+	for _, common := range []string{"123456789012", "password1234", "Password!2024", "qwerty123456", "  LetMeIn 2024  ",
+		"123456789012!", "1234 5678 9012", "123-456-789-012", "ｐａｓｓｗｏｒｄ１２３４", "Paßwort12345"} {
 		if _, _, err := f.p.Package(context.Background(), "c1", common); failure.Status(err) != 400 || !strings.Contains(err.Error(), "first guesses") {
 			t.Errorf("Package with password %q = %v; want 400 saying it is among the first guesses", common, err)
+		}
+	}
+	// Not the passphrases and generated passwords that only look alike:
+	// decomposed accents, a long random number, words that merely contain
+	// a common one.
+	for _, good := range []string{"pa\u0308sswo\u0308rd-123", "Te\u0301st 4821 9034", "83920174659203847561", "package password 1", "my secret garden 7"} {
+		if err := validPassword(good); err != nil {
+			t.Errorf("password %q refused: %v", good, err)
 		}
 	}
 	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {

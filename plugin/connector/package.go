@@ -12,6 +12,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -99,19 +101,27 @@ func validPassword(pw string) error {
 var commonWords = []string{"password", "passwort", "motdepasse", "qwerty", "qwertz", "azerty", "letmein", "welcome",
 	"iloveyou", "admin", "administrator", "changeme", "secret", "test", "default", "abc", "abcdef", "gatehouse", "connector"}
 
-// commonPassword reports whether pw is a number alone, or one of
-// commonWords with only digits, signs and spaces besides.
+// commonPassword reports whether pw is a number alone (digits and signs,
+// no letter, shorter than minRandomNumber characters), or one of
+// commonWords with only digits, signs and spaces besides, once
+// NFKC-normalised and case-folded ("ＰＡＳＳＷＯＲＤ1234", "Paßwort12345").
 func commonPassword(pw string) bool {
+	folded := cases.Fold().String(norm.NFKC.String(pw))
 	var letters strings.Builder
-	digits := true
-	for _, r := range pw {
-		if unicode.IsLetter(r) {
-			letters.WriteRune(unicode.ToLower(r))
+	for _, r := range folded {
+		if unicode.IsLetter(r) || unicode.Is(unicode.Mn, r) {
+			letters.WriteRune(r)
 		}
-		digits = digits && unicode.IsDigit(r)
 	}
-	return digits || slices.Contains(commonWords, letters.String())
+	if letters.Len() == 0 {
+		return utf8.RuneCountInString(pw) < minRandomNumber
+	}
+	return slices.Contains(commonWords, letters.String())
 }
+
+// minRandomNumber is how long a password without a letter must be: 20
+// random digits are some 66 bits, a PIN or a date repeated far fewer.
+const minRandomNumber = 20
 
 // Package issues the connector a new key pair and certificate and returns
 // the communication data package: a zip with certificates.pfx (the
