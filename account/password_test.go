@@ -133,13 +133,20 @@ func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 
 func newTestService(t *testing.T) *Service {
 	t.Helper()
+	return NewService(newTestStore(t), testKeystore(t))
+}
+
+// newTestStore is a cached Badger store in a directory of the test's,
+// closed with it.
+func newTestStore(t *testing.T) *cache.Cache {
+	t.Helper()
 	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := cache.New(db, 1024)
 	t.Cleanup(func() { c.Close() })
-	return NewService(c, testKeystore(t))
+	return c
 }
 
 // TestSignInBusy: while every hash slot is taken, a sign-in gives up as
@@ -259,12 +266,7 @@ func TestRekeyLosingARaceChangesNothing(t *testing.T) {
 // before keyed hashes made the user olga with password.
 func withUnkeyedOlga(t *testing.T, password string) *Service {
 	t.Helper()
-	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(db, 1024)
-	t.Cleanup(func() { c.Close() })
+	c := newTestStore(t)
 	if _, err := NewService(c, nil).CreateUser(context.Background(), NewUser{Username: "olga", Password: &password}); err != nil {
 		t.Fatal(err)
 	}

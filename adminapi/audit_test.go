@@ -23,6 +23,18 @@ import (
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
+// adminEvents is the newest limit admin events of e's audit log, once
+// every event recorded is written.
+func adminEvents(t *testing.T, e *engine.Engine, limit int) []audit.Event {
+	t.Helper()
+	e.Audit.Flush()
+	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
 // TestAuditSaysWhoAndWhat: an admin change's audit event names the user
 // it changed (also for a creation, whose name is in the body) and what
 // changed (roles and status with their values, a password only by name).
@@ -40,11 +52,7 @@ func TestAuditSaysWhoAndWhat(t *testing.T) {
 	call(http.MethodPut, "/gatehouse/roles/ops", `{"rules":[{"methods":["*"],"paths":["/*"]}],"admin":true}`)
 	call(http.MethodPost, "/gatehouse/users", `{"username":"Ada","roles":[],"password":"first password"}`)
 	call(http.MethodPatch, "/gatehouse/users/ada", `{"roles":["ops"],"password":"second password"}`)
-	e.Audit.Flush()
-	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := adminEvents(t, e, 10)
 	var got []string
 	for _, ev := range events {
 		got = append(got, ev.Method+" "+ev.Username+": "+ev.Reason)
@@ -78,10 +86,9 @@ func TestAuditNamesTheActor(t *testing.T) {
 			t.Fatalf("PUT: %d %s", w.Code, w.Body)
 		}
 	}
-	e.Audit.Flush()
-	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 10})
-	if err != nil || len(events) != 2 {
-		t.Fatalf("events: %+v %v", events, err)
+	events := adminEvents(t, e, 10)
+	if len(events) != 2 {
+		t.Fatalf("events: %+v", events)
 	}
 	for _, ev := range events {
 		if want := strings.TrimPrefix(ev.Path, "/gatehouse/roles/r"); ev.Actor != want {
@@ -203,11 +210,7 @@ func TestEveryCallIsAuditedButPageReads(t *testing.T) {
 	call(console, http.MethodGet, "/gatehouse/users/bob", "")
 	call(console, http.MethodPatch, "/gatehouse/users/bob", `{"status":"blocked"}`)
 	call(context.Background(), http.MethodDelete, "/gatehouse/roles/ops?username=bob", "") // refused: no user named by a query it does not take
-	e.Audit.Flush()
-	events, err := e.Audit.Query(context.Background(), audit.Filter{Kind: "admin", Limit: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := adminEvents(t, e, 20)
 	var got []string
 	for _, ev := range events {
 		got = append(got, fmt.Sprintf("%s %s %s %s %s", ev.Method, ev.Path, ev.Username, ev.Outcome, ev.Actor))

@@ -33,8 +33,9 @@ func CleanPath(p string) string {
 // rooted and left as it is by CleanPath, and with nothing some upstreams
 // read as a separator or a dot segment though path.Clean does not — a
 // backslash (IIS, ASP.NET) or dots before a ";" (Tomcat, Jetty and Spring
-// read "..;" as "..") or before a "?" or "#" (hasCutDotSegment). The same holds for the path an upstream that
-// decodes it once more would read (DecodeAgain), so "%2e%2e" (sent as
+// read "..;" as "..") or before a "?" or "#" (hasCutDotSegment). The same
+// holds for the path an upstream that decodes it once more would read
+// (DecodeAgain), so "%2e%2e" (sent as
 // "%252e%252e") is no ".." there either; other escapes, such as Jenkins'
 // "%2F" in branch names, pass.
 //
