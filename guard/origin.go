@@ -86,3 +86,15 @@ func withoutDefaultPort(host, scheme string) string {
 	}
 	return strings.TrimSuffix(host, ":80")
 }
+
+// ShowsOrigin reports whether r carries any of the headers SameOrigin
+// reads: Sec-Fetch-Site, Origin or Referer. A request with none passes
+// SameOrigin, yet it may come from another site's page: a browser from
+// before fetch metadata sends no Origin on a GET, and that page can
+// withhold the Referer (referrerpolicy="no-referrer" on a link or an
+// image). An endpoint whose effect a user notices, such as logout, asks
+// such a request for a confirmation instead of acting on it.
+func ShowsOrigin(r *http.Request) bool {
+	h := r.Header
+	return h.Get("Sec-Fetch-Site") != "" || len(h["Origin"]) > 0 || len(h["Referer"]) > 0
+}

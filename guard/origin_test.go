@@ -137,3 +137,27 @@ func TestNavigation(t *testing.T) {
 		}
 	}
 }
+
+// TestShowsOrigin: any of the three headers shows an origin (SameOrigin
+// judges which); none of them shows nothing.
+func TestShowsOrigin(t *testing.T) {
+	for _, c := range []struct {
+		header []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"Sec-Fetch-Site", "none"}, true},
+		{[]string{"Origin", "null"}, true},
+		{[]string{"Origin", ""}, true},
+		{[]string{"Referer", "https://example.com/"}, true},
+		{[]string{"Sec-Fetch-Mode", "navigate"}, false},
+	} {
+		r := httptest.NewRequest("GET", "http://example.com/gatehouse/logout", nil)
+		for i := 0; i < len(c.header); i += 2 {
+			r.Header.Set(c.header[i], c.header[i+1])
+		}
+		if got := ShowsOrigin(r); got != c.want {
+			t.Errorf("%q: %v, want %v", c.header, got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,16 @@ func TestLogoutRefusesOtherOrigins(t *testing.T) {
 		if res := c.do(ti.HTTPSURL() + "/app/report"); res.Status != 200 {
 			t.Fatalf("after a logout with %s the session is gone: %d", h, res.Status)
 		}
+	}
+	// Without fetch metadata, Origin or Referer (an old browser, another
+	// site's link withholding its Referer) the sign-out is confirmed first.
+	page := c.do("-H", "Accept: text/html", logout)
+	confirm := regexp.MustCompile(`name="confirm" value="([0-9a-f]+)"`).FindStringSubmatch(page.Body)
+	if page.Status != 200 || confirm == nil {
+		t.Fatalf("logout without origin: %d %s; want the confirmation page", page.Status, page.Body)
+	}
+	if res := c.do(ti.HTTPSURL() + "/app/report"); res.Status != 200 {
+		t.Fatalf("the confirmation page ended the session: %d", res.Status)
 	}
 	if res := c.do("-X", "POST", "-H", "Origin: "+ti.HTTPSURL(), logout); res.Status != 204 {
 		t.Fatalf("logout from the site: %d %s", res.Status, res.Body)

@@ -196,7 +196,12 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
 		return
 	}
-	if ck, err := r.Cookie(session.CookieName); err == nil {
+	ck, err := r.Cookie(session.CookieName)
+	if err == nil && !guard.ShowsOrigin(r) && !logoutConfirmed(w, r, ck.Value) {
+		confirmLogout(w, r, ck.Value)
+		return
+	}
+	if err == nil {
 		ended, err := c.engine.Sessions.End(r.Context(), session.ID(ck.Value))
 		switch {
 		case errors.Is(err, storage.ErrNotFound):

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -16,7 +18,8 @@ import (
 // TestLogoutOnlyFromTheSiteItself: another site's link, image or form
 // cannot end the user's session, whether the browser says so in fetch
 // metadata or only in Origin or Referer; the site's own pages and a typed
-// URL can.
+// URL can. A request that shows no origin at all is confirmed first
+// (TestLogoutWithoutOriginIsConfirmed).
 func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
 	c := New(e, nil)
@@ -25,7 +28,7 @@ func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 		site   string
 		header []string
 		ended  bool
-	}{{"cross-site", nil, false}, {"same-site", nil, false}, {"same-origin", nil, true}, {"none", nil, true}, {"", nil, true},
+	}{{"cross-site", nil, false}, {"same-site", nil, false}, {"same-origin", nil, true}, {"none", nil, true}, {"", nil, false},
 		{"", []string{"Origin", "https://evil.example"}, false}, {"", []string{"Origin", "null"}, false},
 		{"", []string{"Referer", "https://evil.example/x"}, false}, {"", []string{"Referer", "http://example.com.evil.example/"}, false},
 		{"", []string{"Origin", "http://example.com"}, true}, {"", []string{"Referer", "http://example.com/app/page"}, true}} {
@@ -47,6 +50,65 @@ func TestLogoutOnlyFromTheSiteItself(t *testing.T) {
 		if ended := err != nil; ended != tc.ended {
 			t.Errorf("Sec-Fetch-Site %q %q: session ended %v (status %d), want %v", tc.site, tc.header, ended, w.Code, tc.ended)
 		}
+	}
+}
+
+// TestLogoutWithoutOriginIsConfirmed: a logout that shows no origin at
+// all (an old browser, another site's link with its Referer withheld)
+// leaves the session alone; a browser gets a page whose form, posted
+// back with its confirmation, signs the user out; another client, or a
+// post with a confirmation made for another session, gets nowhere.
+func TestLogoutWithoutOriginIsConfirmed(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	c := New(e, nil)
+	ctx := context.Background()
+	newSession := func() string {
+		token, err := e.Sessions.Create(ctx, session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	logout := func(method, token, accept, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, LogoutPath, strings.NewReader(body))
+		r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
+		r.Header.Set("Accept", accept)
+		if body != "" {
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		w := httptest.NewRecorder()
+		c.logout(w, r)
+		return w
+	}
+	alive := func(token string) bool {
+		_, err := e.Sessions.Lookup(ctx, token)
+		return err == nil
+	}
+	token, other := newSession(), newSession()
+	if w := logout("GET", token, "*/*", ""); w.Code != 403 || !alive(token) {
+		t.Fatalf("an API client's logout without origin: %d, session alive %v; want 403 and alive", w.Code, alive(token))
+	}
+	page := logout("GET", token, "text/html,*/*", "")
+	if page.Code != 200 || !alive(token) || page.Header().Get("Content-Security-Policy") == "" {
+		t.Fatalf("a browser's logout without origin: %d, session alive %v, %q", page.Code, alive(token), page.Header())
+	}
+	confirmation := regexp.MustCompile(`name="confirm" value="([0-9a-f]+)"`).FindStringSubmatch(page.Body.String())
+	if confirmation == nil {
+		t.Fatalf("no confirmation in the page: %s", page.Body)
+	}
+	for _, body := range []string{"", "confirm=", "confirm=" + logoutConfirmation(other), "confirm=" + confirmation[1][:31]} {
+		if w := logout("POST", token, "text/html", body); w.Code != 200 || !alive(token) {
+			t.Errorf("post %q: %d, session alive %v; want the page again and alive", body, w.Code, alive(token))
+		}
+	}
+	if w := logout("GET", token, "text/html", "confirm="+confirmation[1]); w.Code != 200 || !alive(token) {
+		t.Errorf("the confirmation in a GET: %d, session alive %v; want the page and alive", w.Code, alive(token))
+	}
+	if w := logout("POST", token, "text/html", "confirm="+confirmation[1]); w.Code != 204 || alive(token) {
+		t.Errorf("the confirmed post: %d, session alive %v; want 204 and ended", w.Code, alive(token))
+	}
+	if !alive(other) {
+		t.Error("another session ended with it")
 	}
 }
 
