@@ -51,6 +51,11 @@ type Claims struct {
 	Auth string `json:"auth"`
 	// Audience is the aud claim: the route's configured audience.
 	Audience string `json:"aud"`
+	// HTTPMethod is the htm claim (RFC 9449's name for it): the method of
+	// the request the assertion was forwarded with. An upstream that can
+	// be reached another way compares it with its own request's method, so
+	// that an assertion forwarded with a GET does not pass with a DELETE.
+	HTTPMethod string `json:"htm"`
 	// IssuedAt is the iat claim, in Unix seconds.
 	IssuedAt int64 `json:"iat"`
 	// Expiry is the exp claim, in Unix seconds: IssuedAt plus the
@@ -68,6 +73,7 @@ type storedKey struct {
 // never get each other's assertion.
 type reused struct {
 	username, audience string
+	httpMethod         string
 	method             identity.Method
 	viaAppKey          bool // a session an app key opened (its amr differs)
 	secondFactor       bool
@@ -86,8 +92,8 @@ func (r *reused) fresh(now time.Time) bool {
 }
 
 // matches reports whether r was signed for id and audience.
-func (r *reused) matches(id *identity.Identity, audience string) bool {
-	return r.username == id.Username && r.audience == audience && r.method == id.Method &&
+func (r *reused) matches(id *identity.Identity, audience, httpMethod string) bool {
+	return r.username == id.Username && r.audience == audience && r.httpMethod == httpMethod && r.method == id.Method &&
 		r.viaAppKey == (id.AppKey != "") && r.secondFactor == id.SecondFactor && slices.Equal(r.roles, id.Roles)
 }
 
@@ -270,16 +276,16 @@ func AMR(id *identity.Identity) []string {
 
 // Assertion returns a signed assertion for id and audience, reusing a
 // previous one while it has more than half its lifetime left.
-func (s *Signer) Assertion(id *identity.Identity, audience string) (string, error) {
+func (s *Signer) Assertion(id *identity.Identity, audience, httpMethod string) (string, error) {
 	now := s.now().Round(0) // the wall clock, which iat and exp count
-	bucket := s.bucketOf(id, audience)
+	bucket := s.bucketOf(id, audience, httpMethod)
 	for i := range bucket {
-		if r := bucket[i].Load(); r != nil && r.matches(id, audience) && r.fresh(now) {
+		if r := bucket[i].Load(); r != nil && r.matches(id, audience, httpMethod) && r.fresh(now) {
 			return r.token, nil
 		}
 	}
 	claims := Claims{Issuer: s.issuer, Subject: id.Username, Roles: id.Roles, AMR: AMR(id), Auth: string(id.Method.Forwarded()), Audience: audience,
-		IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
+		HTTPMethod: httpMethod, IssuedAt: now.Unix(), Expiry: now.Add(s.lifetime).Unix()}
 	if claims.Roles == nil {
 		claims.Roles = []string{}
 	}
@@ -287,7 +293,8 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	replaceable(bucket, id, audience).Store(&reused{username: id.Username, audience: audience, method: id.Method, viaAppKey: id.AppKey != "",
+	replaceable(bucket, id, audience, httpMethod).Store(&reused{username: id.Username, audience: audience, httpMethod: httpMethod,
+		method: id.Method, viaAppKey: id.AppKey != "",
 		secondFactor: id.SecondFactor, roles: slices.Clone(id.Roles), token: token, signedAt: now, refreshAt: now.Add(s.lifetime / 2)})
 	return token, nil
 }
@@ -295,12 +302,12 @@ func (s *Signer) Assertion(id *identity.Identity, audience string) (string, erro
 // replaceable is the slot of bucket a new assertion for id and audience
 // takes: the one of an older assertion for them, else an empty one, else
 // the one due soonest for refreshing.
-func replaceable(bucket []atomic.Pointer[reused], id *identity.Identity, audience string) *atomic.Pointer[reused] {
+func replaceable(bucket []atomic.Pointer[reused], id *identity.Identity, audience, httpMethod string) *atomic.Pointer[reused] {
 	var soonest *atomic.Pointer[reused]
 	var soonestAt time.Time
 	for i := range bucket {
 		r := bucket[i].Load()
-		if r == nil || r.matches(id, audience) {
+		if r == nil || r.matches(id, audience, httpMethod) {
 			return &bucket[i]
 		}
 		if soonest == nil || r.refreshAt.Before(soonestAt) {
@@ -311,12 +318,14 @@ func replaceable(bucket []atomic.Pointer[reused], id *identity.Identity, audienc
 }
 
 // bucketOf is the reuse bucket of an assertion for id and audience.
-func (s *Signer) bucketOf(id *identity.Identity, audience string) []atomic.Pointer[reused] {
+func (s *Signer) bucketOf(id *identity.Identity, audience, httpMethod string) []atomic.Pointer[reused] {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(id.Username)
 	h.WriteByte(0)
 	h.WriteString(audience)
+	h.WriteByte(0)
+	h.WriteString(httpMethod)
 	h.WriteByte(0)
 	h.WriteString(string(id.Method))
 	if id.AppKey != "" {

@@ -44,7 +44,7 @@ func newSigner(t testing.TB, dir string) *Signer {
 func TestAssertionVerifiesWithJWKSAndCarriesClaims(t *testing.T) {
 	s := newSigner(t, t.TempDir())
 	id := &identity.Identity{Username: "ålice", Method: identity.MethodSession, SecondFactor: true, Roles: []string{"a", "b"}}
-	tok, err := s.Assertion(id, "demo")
+	tok, err := s.Assertion(id, "demo", "PATCH")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestAssertionVerifiesWithJWKSAndCarriesClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Subject != "ålice" || c.Audience != "demo" || c.Issuer != "gatehouse-test" || len(c.Roles) != 2 ||
+	if c.Subject != "ålice" || c.Audience != "demo" || c.HTTPMethod != "PATCH" || c.Issuer != "gatehouse-test" || len(c.Roles) != 2 ||
 		strings.Join(c.AMR, " ") != "pwd otp mfa" || c.Auth != "session" || c.Expiry-c.IssuedAt != 60 {
 		t.Fatalf("claims: %+v", c)
 	}
@@ -72,22 +72,23 @@ func TestAssertionVerifiesWithJWKSAndCarriesClaims(t *testing.T) {
 func TestAssertionReusedOnlyForSameIdentity(t *testing.T) {
 	s := newSigner(t, t.TempDir())
 	a := &identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}}
-	t1, _ := s.Assertion(a, "demo")
-	t2, _ := s.Assertion(a, "demo")
+	t1, _ := s.Assertion(a, "demo", "GET")
+	t2, _ := s.Assertion(a, "demo", "GET")
 	if t1 != t2 {
 		t.Fatal("assertion re-signed for the same identity within its lifetime")
 	}
 	for _, other := range []struct {
-		id  *identity.Identity
-		aud string
+		id          *identity.Identity
+		aud, method string
 	}{
-		{&identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r", "admin"}}, "demo"},
-		{&identity.Identity{Username: "alice", Method: identity.MethodAppKey, Roles: []string{"r"}}, "demo"},
-		{a, "other"},
+		{&identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r", "admin"}}, "demo", "GET"},
+		{&identity.Identity{Username: "alice", Method: identity.MethodAppKey, Roles: []string{"r"}}, "demo", "GET"},
+		{a, "other", "GET"},
+		{a, "demo", "DELETE"},
 	} {
-		tok, _ := s.Assertion(other.id, other.aud)
+		tok, _ := s.Assertion(other.id, other.aud, other.method)
 		if tok == t1 {
-			t.Fatalf("assertion shared across identities/audiences: %+v %s", other.id, other.aud)
+			t.Fatalf("assertion shared across identities/audiences/methods: %+v %s %s", other.id, other.aud, other.method)
 		}
 	}
 }
@@ -129,7 +130,7 @@ func TestAMRUsesRegisteredValues(t *testing.T) {
 		{identity.Identity{Method: identity.MethodAppKeySession, AppKey: "k"}, "", "app_key"},
 	} {
 		tc.id.Username = "bob"
-		tok, err := s.Assertion(&tc.id, "demo")
+		tok, err := s.Assertion(&tc.id, "demo", "GET")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +160,7 @@ func TestReuseBucketSharedByMoreIdentitiesThanItHolds(t *testing.T) {
 	}
 	for round := range 3 {
 		for _, id := range ids {
-			tok, err := s.Assertion(id, "demo")
+			tok, err := s.Assertion(id, "demo", "GET")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,22 +189,22 @@ func TestReuseBucketHoldsAsManyIdentitiesAsSlots(t *testing.T) {
 	for i := range first {
 		clock = clock.Add(time.Second) // ids[0] is the oldest
 		var err error
-		if first[i], err = s.Assertion(ids[i], "demo"); err != nil {
+		if first[i], err = s.Assertion(ids[i], "demo", "GET"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range first {
-		if again, _ := s.Assertion(ids[i], "demo"); again != first[i] {
+		if again, _ := s.Assertion(ids[i], "demo", "GET"); again != first[i] {
 			t.Fatalf("%s was signed again while its bucket had room", ids[i].Username)
 		}
 	}
-	if _, err := s.Assertion(ids[reuseWays], "demo"); err != nil {
+	if _, err := s.Assertion(ids[reuseWays], "demo", "GET"); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := s.Assertion(ids[0], "demo"); again == first[0] {
+	if again, _ := s.Assertion(ids[0], "demo", "GET"); again == first[0] {
 		t.Error("the fifth identity did not take the oldest assertion's slot")
 	}
-	if again, _ := s.Assertion(ids[reuseWays-1], "demo"); again != first[reuseWays-1] {
+	if again, _ := s.Assertion(ids[reuseWays-1], "demo", "GET"); again != first[reuseWays-1] {
 		t.Error("the fifth identity took the newest assertion's slot")
 	}
 }
@@ -221,7 +222,7 @@ func TestReuseFollowsTheWallClock(t *testing.T) {
 	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic}
 	sign := func() string {
 		t.Helper()
-		tok, err := s.Assertion(id, "demo")
+		tok, err := s.Assertion(id, "demo", "GET")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,14 +269,14 @@ func BenchmarkAssertionManyUsers(b *testing.B) {
 	ids := make([]*identity.Identity, 10_000)
 	for i := range ids {
 		ids[i] = &identity.Identity{Username: fmt.Sprintf("user-%05d", i), Method: identity.MethodAppKey, AppKey: "k", Roles: []string{"reader"}}
-		if _, err := s.Assertion(ids[i], "demo"); err != nil {
+		if _, err := s.Assertion(ids[i], "demo", "GET"); err != nil {
 			b.Fatal(err)
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Assertion(ids[rng.IntN(len(ids))], "demo"); err != nil {
+		if _, err := s.Assertion(ids[rng.IntN(len(ids))], "demo", "GET"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -296,7 +297,7 @@ func TestRotateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic}
-	old, err := before.Assertion(id, "demo")
+	old, err := before.Assertion(id, "demo", "GET")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +327,7 @@ func TestRotateKey(t *testing.T) {
 	if _, err := Verify(old, after.JWKS(), time.Now()); err == nil {
 		t.Fatal("an assertion of the old key verified with the new JWKS")
 	}
-	fresh, err := after.Assertion(id, "demo")
+	fresh, err := after.Assertion(id, "demo", "GET")
 	if err != nil {
 		t.Fatal(err)
 	}

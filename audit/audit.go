@@ -113,6 +113,9 @@ type Event struct {
 	// Summarise says whether the event may be counted in the summary of a
 	// flood of refusals (flood.go); it is not stored.
 	Summarise SummaryRule `json:"-"`
+	// logged says that Record wrote the event's log line (logsAtOnce), so
+	// that the writer does not write it again.
+	logged bool
 }
 
 // Credential is an event's Credential for a credential of kind named id
@@ -212,6 +215,16 @@ func hideParameterValues(path string) string {
 // mustKeep reports whether the event may never be dropped under load:
 // everything but allowed data-plane requests.
 func (e *Event) mustKeep() bool { return e.Outcome != OutcomeAllowed }
+
+// logsAtOnce reports whether Record writes the event's log line itself,
+// before the writer stores it (up to a flush interval later): every
+// event but an allowed request and a refusal a flood summary may count.
+// A change (an account created, a key rotated) is answered before the
+// writer stores its event, and a process killed in between leaves its
+// log line as the change's only trace. The other two wait for the
+// writer, which drops the first when the queue is full and summarises the
+// second in a flood.
+func (e *Event) logsAtOnce() bool { return e.mustKeep() && !e.isRefusal() }
 
 // Log is the asynchronous, batching audit writer.
 type Log struct {
@@ -402,6 +415,10 @@ func (l *Log) Record(e Event) {
 	if l.onRecord != nil {
 		l.onRecord(e)
 	}
+	if e.logsAtOnce() {
+		l.logEvent(e)
+		e.logged = true
+	}
 	select {
 	case <-l.done:
 		l.recordLate(e)
@@ -426,7 +443,9 @@ func (l *Log) Record(e Event) {
 // recordLate leaves a trace of an event recorded after Close, which the
 // store will never have: its log line, and an error line counting them.
 func (l *Log) recordLate(e Event) {
-	l.logEvent(e)
+	if !e.logged {
+		l.logEvent(e)
+	}
 	if due, n := l.late.Due(time.Now()); due {
 		l.log().Error("audit events recorded after the audit writer closed were not written to the store; they are only in this log",
 			zap.Int64("events", n))
@@ -585,7 +604,9 @@ func (l *Log) run(interval time.Duration) {
 func (l *Log) write(batch []Event, force bool) {
 	ready := make([]pending, len(batch))
 	for i := range batch {
-		l.logEvent(batch[i])
+		if !batch[i].logged {
+			l.logEvent(batch[i])
+		}
 		raw := encode(&batch[i])
 		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
 	}

@@ -669,3 +669,36 @@ func TestQueryUntilAndOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesAreLoggedBeforeTheyAreStored: a change's log line is written
+// when it is recorded, not when the writer stores it (up to a flush
+// interval later), so that a process killed in between still leaves a
+// trace of it; and written once. An allowed request and a refusal wait
+// for the writer (which may drop the first and summarise the second).
+func TestChangesAreLoggedBeforeTheyAreStored(t *testing.T) {
+	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{FlushInterval: time.Hour})
+	l.Record(Event{Kind: KindAdmin, Username: "eve", Outcome: OutcomeSuccess, Reason: "user created"})
+	l.Record(Event{Kind: KindTwoFactor, Username: "eve", Outcome: OutcomeFailure, Summarise: SummariseNever, Reason: "wrong code"})
+	l.Record(Event{Kind: KindRequest, Username: "eve", Outcome: OutcomeDenied, Reason: "no role allows it"})
+	l.Record(Event{Kind: KindRequest, Username: "eve", Outcome: OutcomeAllowed})
+	reasons := func() []string {
+		var out []string
+		for _, entry := range logs.FilterMessage("audit").All() {
+			out = append(out, entry.ContextMap()["reason"].(string))
+		}
+		return out
+	}
+	if got := reasons(); !slices.Equal(got, []string{"user created", "wrong code"}) {
+		t.Fatalf("logged before the writer stored anything: %q; want the change and the second-factor failure", got)
+	}
+	l.Close()
+	if got := reasons(); len(got) != 4 || !slices.Equal(got[:2], []string{"user created", "wrong code"}) {
+		t.Fatalf("logged once stored: %q; want each of the four once", got)
+	}
+}

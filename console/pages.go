@@ -505,7 +505,11 @@ func appKeysPage() *page {
 				if expires != nil {
 					in["expires_at"] = expires
 				}
-				return outcome{Notice: "Key " + f.get("name") + " updated."}, c.call(r, v, http.MethodPatch, keyPath(f, ""), in, nil)
+				var out appkey.Updated
+				if err := c.call(r, v, http.MethodPatch, keyPath(f, ""), in, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: strings.Join(append([]string{"Key " + f.get("name") + " updated."}, out.Warnings...), " Warning: ")}, nil
 			}),
 			"reset-expiration": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Expiration of " + f.get("name") + " reset."}, c.call(r, v, http.MethodPost, keyPath(f, "/reset-expiration"), nil, nil)

@@ -14,7 +14,7 @@ func BenchmarkAssertionCached(b *testing.B) {
 	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"reader"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := e.Signer.Assertion(id, "demo"); err != nil {
+		if _, err := e.Signer.Assertion(id, "demo", "GET"); err != nil {
 			b.Fatal(err)
 		}
 	}

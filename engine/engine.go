@@ -54,6 +54,7 @@ type Engine struct {
 
 	credentials map[identity.Method]plugin.Credential
 	kinds       []identity.Method // registered, cheapest first
+	audiences   guard.Audiences   // the routes' explicit audiences
 	outage      logthin.Thinner   // refusals because the store is unavailable
 	internal    logthin.Thinner   // refusals for an internal error (a record failing authentication, …)
 }
@@ -199,7 +200,7 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		opts.StreamRecheck = DefaultStreamRecheck
 	}
 	rt := &Route{engine: e, opts: opts, guard: guard.New(guard.Options{HeaderPrefix: e.Config.HeaderPrefix, Forward: opts.Forward,
-		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer})}
+		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer, Audiences: &e.audiences})}
 	for _, m := range e.kinds {
 		rt.stripped = append(rt.stripped, e.credentials[m])
 		if !slices.Contains(opts.Accept, m) {

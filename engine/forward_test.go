@@ -2,9 +2,12 @@ package engine_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -40,6 +43,54 @@ func TestForwardChosenHeadersOnly(t *testing.T) {
 	for name := range want {
 		if len(up.Header[name]) != 1 {
 			t.Errorf("%s not forwarded: %v", name, up.Header)
+		}
+	}
+}
+
+// TestHostAudienceIsNeverAnotherRoutesAudience: a route without an
+// audience signs for the host the request names, but not for a host
+// another route named as its audience ("demo", newSetup's route), whose
+// upstream would accept the assertion: that request is refused 403. A
+// route forwarding no assertion has nothing to sign and lets it through.
+func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
+	s := newSetup(t)
+	byHost, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAssertion, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Forward: guard.ForwardUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		route  *engine.Route
+		host   string
+		status int
+		aud    string
+	}{
+		{byHost, "other.example:8443", 200, "other.example"},
+		{byHost, "demo", 403, ""},
+		{byHost, "DEMO:443", 403, ""},
+		{byHost, "[demo]", 403, ""},
+		{noAssertion, "demo", 200, ""},
+	} {
+		s.route = tc.route
+		r := httptest.NewRequest("GET", "/api/items", nil)
+		r.Host = tc.host
+		r.Header = basicAuth("alice", "correct horse")
+		w, up := s.serve(t, r)
+		if w.Code != tc.status {
+			t.Errorf("host %q: %d %s; want %d", tc.host, w.Code, w.Body, tc.status)
+			continue
+		}
+		if tc.status == 403 && (up != nil || !strings.Contains(w.Body.String(), "another route")) {
+			t.Errorf("host %q: forwarded %v, body %s", tc.host, up != nil, w.Body)
+		}
+		if tc.aud != "" {
+			c, err := assertion.Verify(up.Header.Get("X-Gatehouse-Assertion"), s.e.Signer.JWKS(), time.Now())
+			if err != nil || c.Audience != tc.aud {
+				t.Errorf("host %q: assertion %+v %v; want aud %q", tc.host, c, err, tc.aud)
+			}
 		}
 	}
 }

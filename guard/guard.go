@@ -26,8 +26,9 @@ import (
 
 // Signer signs identity assertions (assertion.Signer).
 type Signer interface {
-	// Assertion returns the compact JWS asserting id to audience.
-	Assertion(id *identity.Identity, audience string) (string, error)
+	// Assertion returns the compact JWS asserting id to audience, for a
+	// request of the HTTP method httpMethod.
+	Assertion(id *identity.Identity, audience, httpMethod string) (string, error)
 }
 
 // Options configure one route's Contract.
@@ -47,6 +48,10 @@ type Options struct {
 	// Signer signs the assertion; needed when Forward has
 	// ForwardAssertion.
 	Signer Signer
+	// Audiences is the set of explicit audiences of every route of the
+	// engine: New adds Audience to it, and a route without an Audience
+	// refuses to sign for a host in it. Nil for a route on its own.
+	Audiences *Audiences
 }
 
 // Contract is one route's upstream contract, built once per route.
@@ -56,6 +61,7 @@ type Contract struct {
 	keepRewriteHeaders bool
 	audience           string
 	signer             Signer
+	audiences          *Audiences
 }
 
 // New builds a route's contract from its options.
@@ -63,8 +69,14 @@ func New(opts Options) *Contract {
 	if opts.Forward == 0 {
 		opts.Forward = ForwardAll
 	}
+	if opts.Audiences == nil {
+		opts.Audiences = new(Audiences)
+	}
+	if opts.Audience != "" {
+		opts.Audiences.add(opts.Audience)
+	}
 	return &Contract{names: NewIdentityHeaders(opts.HeaderPrefix), forward: opts.Forward,
-		keepRewriteHeaders: opts.KeepRewriteHeaders, audience: opts.Audience, signer: opts.Signer}
+		keepRewriteHeaders: opts.KeepRewriteHeaders, audience: opts.Audience, signer: opts.Signer, audiences: opts.Audiences}
 }
 
 // ErrUncleanPath refuses a path with "." or ".." segments or empty ones,
@@ -161,10 +173,12 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 	if fw.Has(ForwardAssertion) {
 		aud := c.audience
 		if aud == "" {
-			aud = requestHost(r)
+			if aud = requestHost(r); c.audiences.has(aud) {
+				return errAudienceOfAnotherRoute
+			}
 		}
 		var err error
-		if token, err = c.signer.Assertion(id, aud); err != nil {
+		if token, err = c.signer.Assertion(id, aud, r.Method); err != nil {
 			return err
 		}
 	}

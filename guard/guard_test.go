@@ -15,7 +15,7 @@ import (
 // assertion package's to test; here it only has to reach the header.
 type signerFunc func(id *identity.Identity, audience string) (string, error)
 
-func (f signerFunc) Assertion(id *identity.Identity, audience string) (string, error) {
+func (f signerFunc) Assertion(id *identity.Identity, audience, _ string) (string, error) {
 	return f(id, audience)
 }
 

@@ -17,14 +17,18 @@ import (
 
 // verifyAssertion checks an X-Gatehouse-Assertion: its ES256 signature
 // against the JWKS document (GET /.well-known/gatehouse/jwks.json), its
-// expiry, and that it was issued by Gatehouse for this upstream.
-func verifyAssertion(token string, jwks []byte, audience string) (*assertion.Claims, error) {
+// expiry, that it was issued by Gatehouse for this upstream, and that it
+// was forwarded with a request of this method.
+func verifyAssertion(token string, jwks []byte, audience, method string) (*assertion.Claims, error) {
 	claims, err := assertion.Verify(token, jwks, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	if claims.Issuer != "gatehouse" || claims.Audience != audience {
 		return nil, fmt.Errorf("assertion of %q for %q, not for this upstream", claims.Issuer, claims.Audience)
+	}
+	if claims.HTTPMethod != method {
+		return nil, fmt.Errorf("assertion forwarded with %s, not %s", claims.HTTPMethod, method)
 	}
 	return claims, nil
 }
@@ -63,8 +67,8 @@ func docSnippet(t *testing.T, path, name string) string {
 // snippets of docs/upstreams.md against an assertion a real Gatehouse
 // forwarded: Go (this file's verifyAssertion, which the document must
 // quote exactly), Python with Debian's python3-jwt and Node with npm's jose.
-// Each accepts it for its audience and refuses it for another audience
-// and with a flipped signature.
+// Each accepts it for its audience and method and refuses it for another
+// audience, another method and with a flipped signature.
 func TestUpstreamSnippetsVerifyTheAssertion(t *testing.T) {
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "alice")
@@ -86,9 +90,10 @@ func TestUpstreamSnippetsVerifyTheAssertion(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name, token, audience string
-		ok                    bool
-	}{{"valid", token, "demo", true}, {"other audience", token, "billing", false}, {"flipped signature", flipped, "demo", false}}
+		name, token, audience, method string
+		ok                            bool
+	}{{"valid", token, "demo", "GET", true}, {"other audience", token, "billing", "GET", false},
+		{"flipped signature", flipped, "demo", "GET", false}, {"other method", token, "demo", "DELETE", false}}
 
 	t.Run("go", func(t *testing.T) {
 		self, err := os.ReadFile("upstream_verify_test.go")
@@ -101,7 +106,7 @@ func TestUpstreamSnippetsVerifyTheAssertion(t *testing.T) {
 			t.Errorf("the Go snippet of docs/upstreams.md differs from verifyAssertion here:\n%s\nwant:\n%s", got, src)
 		}
 		for _, c := range cases {
-			claims, err := verifyAssertion(c.token, []byte(jwks.Body), c.audience)
+			claims, err := verifyAssertion(c.token, []byte(jwks.Body), c.audience, c.method)
 			if (err == nil) != c.ok || (c.ok && (claims.Subject != "alice" || strings.Join(claims.Roles, ",") != "reader")) {
 				t.Errorf("%s: %+v, %v", c.name, claims, err)
 			}
@@ -109,7 +114,7 @@ func TestUpstreamSnippetsVerifyTheAssertion(t *testing.T) {
 	})
 	run := func(t *testing.T, interpreter, script string) {
 		for _, c := range cases {
-			out, err := exec.Command(interpreter, script, c.token, jwksFile, c.audience).CombinedOutput()
+			out, err := exec.Command(interpreter, script, c.token, jwksFile, c.audience, c.method).CombinedOutput()
 			if c.ok && (err != nil || strings.TrimSpace(string(out)) != "alice reader") {
 				t.Errorf("%s: %v: %s", c.name, err, out)
 			}

@@ -100,7 +100,11 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.audit(r, &record{Name: v.Name, Username: v.Username}, "key updated: "+strings.Join(p.fields(), ", "))
-	return adminapi.WriteJSON(w, http.StatusOK, v)
+	warnings := []string{}
+	if p.IPAllowlist != nil {
+		warnings = append(warnings, allowlistWarnings(v.IPAllowlist)...)
+	}
+	return adminapi.WriteJSON(w, http.StatusOK, Updated{View: *v, Warnings: warnings})
 }
 
 // handleDelete deletes the key, with ?username= only while it is that

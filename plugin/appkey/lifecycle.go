@@ -188,6 +188,15 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 		warnings = append(warnings, fmt.Sprintf("user %q holds an admin role: the key can do everything an administrator can; "+
 			"prefer a user with only the roles the client needs", u.Username))
 	}
+	warnings = append(warnings, allowlistWarnings(allowlist)...)
+	return &Created{View: rec.view(time.Time{}, now), Key: value, Warnings: warnings}, nil
+}
+
+// allowlistWarnings warns of each entry of a canonical allowlist that
+// lets every address of its family use the key (a /0), given on creation
+// and on an update that sets the allowlist.
+func allowlistWarnings(allowlist []string) []string {
+	var warnings []string
 	for _, entry := range allowlist {
 		if strings.HasSuffix(entry, "/0") {
 			family := "IPv6"
@@ -197,7 +206,7 @@ func (s *Service) create(ctx context.Context, in NewKey) (*Created, error) {
 			warnings = append(warnings, fmt.Sprintf("ip_allowlist entry %s lets every %s address use the key", entry, family))
 		}
 	}
-	return &Created{View: rec.view(time.Time{}, now), Key: value, Warnings: warnings}, nil
+	return warnings
 }
 
 // claimName points name at index unless another key holds the name. A

@@ -371,6 +371,14 @@ type View struct {
 	PreviousKeyValidUntil *time.Time `json:"previous_key_valid_until,omitempty"`
 }
 
+// Updated is the answer to a patch: the view and warnings about the
+// change (an allowlist entry that lets every address use the key).
+type Updated struct {
+	View
+	// Warnings are advice about the change; empty when there is none.
+	Warnings []string `json:"warnings"`
+}
+
 // Created is the answer to a creation: the view, the key value (also
 // available later through GET …/key) and warnings.
 type Created struct {

@@ -458,6 +458,18 @@ func TestAdminAPI(t *testing.T) {
 		!strings.Contains(open.Warnings[2], "::/0 lets every IPv6 address") {
 		t.Fatalf("an allowlist of every address: %d, warnings %q", code, open.Warnings)
 	}
+	// An update that opens the allowlist to every address is warned of
+	// too; one that leaves the allowlist alone, or narrows it, is not.
+	for _, tc := range []struct {
+		patch string
+		warn  int
+	}{{`{"ip_allowlist":["::/0"]}`, 1}, {`{"description":"open"}`, 0}, {`{"ip_allowlist":["10.0.0.0/8"]}`, 0}} {
+		var updated Updated
+		if code := f.call("PATCH", "/gatehouse/appkeys/anywhere", tc.patch, &updated); code != 200 || len(updated.Warnings) != tc.warn ||
+			(tc.warn == 1 && !strings.Contains(updated.Warnings[0], "::/0 lets every IPv6 address")) || updated.Name != "anywhere" {
+			t.Fatalf("patch %s: %d, %+v; want %d warning(s)", tc.patch, code, updated, tc.warn)
+		}
+	}
 	if code := f.call("DELETE", "/gatehouse/appkeys/anywhere", "", nil); code != 204 {
 		t.Fatalf("deleting it: %d", code)
 	}

@@ -1,0 +1,35 @@
+package guard
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// Audiences is the set of audiences the routes of one engine name
+// explicitly (their `audience`). A route without one signs its
+// assertions for the host the request names, which a site answering any
+// host name lets the client choose: such a route refuses a host that
+// another route named as its audience, since that route's upstream,
+// checking its audience as it should, would accept the assertion. Routes
+// add their audience when built; requests only read the set.
+type Audiences struct {
+	named sync.Map // lower-case audience → struct{}
+}
+
+// add records an explicitly configured audience.
+func (a *Audiences) add(audience string) {
+	a.named.Store(strings.ToLower(audience), struct{}{})
+}
+
+// has reports whether host (lower case) is an audience some route named.
+func (a *Audiences) has(host string) bool {
+	_, ok := a.named.Load(host)
+	return ok
+}
+
+// errAudienceOfAnotherRoute refuses a request whose host is another
+// route's audience on a route that signs for the request's host.
+var errAudienceOfAnotherRoute = identity.Forbidden("this route signs identity assertions for the host the request names, " +
+	"and that host is the audience another route names: its upstream would accept them; give this route an audience of its own")
