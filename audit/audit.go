@@ -180,25 +180,26 @@ func (e *Event) clipTo(limit int) {
 }
 
 // hideParameterValues returns path with the value of each of its
-// parameters (";name=value" in a segment, RFC 3986 §3.3) replaced by
-// "REDACTED": a client that puts its credential there (";appKey=…",
-// ";jsessionid=…") is refused as holding none, and its key must not stay
-// in the audit log in clear. A parameter without "=" is kept.
+// parameters (";name=value" in a segment, RFC 3986 §3.3, and, in a path
+// decoded from %3F, "?name=value&…") replaced by "REDACTED": a client
+// that puts its credential there (";appKey=…", ";jsessionid=…", a whole
+// URL percent-encoded) is refused as holding none, and its key must not
+// stay in the audit log in clear. A parameter without "=" is kept.
 func hideParameterValues(path string) string {
-	if !strings.Contains(path, ";") {
+	if !strings.ContainsAny(path, ";?") {
 		return path
 	}
 	var b strings.Builder
 	b.Grow(len(path))
 	for {
-		semi := strings.IndexByte(path, ';')
+		semi := strings.IndexAny(path, ";?&")
 		if semi < 0 {
 			b.WriteString(path)
 			return b.String()
 		}
 		b.WriteString(path[:semi+1])
 		path = path[semi+1:]
-		end := strings.IndexAny(path, "/;")
+		end := strings.IndexAny(path, "/;?&")
 		if end < 0 {
 			end = len(path)
 		}
@@ -210,6 +211,57 @@ func hideParameterValues(path string) string {
 		}
 		path = path[end:]
 	}
+}
+
+// credentialPrefixes begin the credentials Gatehouse issues: application
+// keys (appkey.KeyPrefix) and connector access and refresh tokens; their
+// packages' tests check that HideCredentials knows them.
+var credentialPrefixes = []string{"ghak_", "gct_", "gcr_"}
+
+// HideCredentials returns s with every run that looks like a credential
+// Gatehouse issues (one of its prefixes, in any case, then at least 20
+// base64url characters) cut to its prefix and "REDACTED". A client that
+// sends its key where none is read (a path, a Basic username, which the
+// audit log records lower-cased) is refused as holding none, and the key
+// must not stay in the log.
+func HideCredentials(s string) string {
+	if !strings.Contains(s, "_") { // every prefix has one
+		return s
+	}
+	lower := ""
+	for _, p := range credentialPrefixes {
+		if len(s) < len(p) {
+			continue
+		}
+		if lower == "" {
+			lower = strings.ToLower(s)
+		}
+		for from := 0; ; {
+			i := strings.Index(lower[from:], p)
+			if i < 0 {
+				break
+			}
+			start := from + i + len(p)
+			end := start
+			for end < len(s) && isBase64URL(s[end]) {
+				end++
+			}
+			if end-start < 20 {
+				from = start
+				continue
+			}
+			s = s[:start] + "REDACTED" + s[end:]
+			lower = strings.ToLower(s)
+			from = start + len("REDACTED")
+		}
+	}
+	return s
+}
+
+// isBase64URL reports whether c is a base64url character or the '_'
+// between a key's parts.
+func isBase64URL(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // mustKeep reports whether the event may never be dropped under load:
@@ -410,7 +462,8 @@ func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	e.Path = hideParameterValues(e.Path)
+	e.Path = HideCredentials(hideParameterValues(e.Path))
+	e.Username = HideCredentials(e.Username)
 	e.clipTo(maxField)
 	if l.onRecord != nil {
 		l.onRecord(e)

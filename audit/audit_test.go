@@ -252,8 +252,9 @@ func TestLongFieldsAreClipped(t *testing.T) {
 }
 
 // TestPathParameterValuesAreHidden: a key put in a path parameter
-// (";appKey=…") is refused as no credential, and the refusal's record
-// keeps the parameter's name, not its value.
+// (";appKey=…", or "?appKey=…" decoded from %3F) is refused as no
+// credential, and the refusal's record keeps the parameter's name, not
+// its value; a key of Gatehouse's own format is hidden wherever it is.
 func TestPathParameterValuesAreHidden(t *testing.T) {
 	l := badgerLog(t)
 	for path, want := range map[string]string{
@@ -262,14 +263,30 @@ func TestPathParameterValuesAreHidden(t *testing.T) {
 		"/a;x=1;jsessionid=s3cret;flag/b;v=": "/a;x=REDACTED;jsessionid=REDACTED;flag/b;v=REDACTED",
 		"/end;appkey=gak_secret":             "/end;appkey=REDACTED",
 		";=gak_secret;;":                     ";=REDACTED;;",
+		// A whole URL percent-encoded: its query decoded into the path.
+		"/y?appKey=gak_secret&lang=en": "/y?appKey=REDACTED&lang=REDACTED",
+		"/y?flag&t=s3cret":             "/y?flag&t=REDACTED",
+		// A key of Gatehouse's own anywhere, in any case, even without a name.
+		"/keys/ghak_HAsRZIMmSTUxtLR3KTH0_w5sEI-5kqtl70l27ks_kLwlZScX/x": "/keys/ghak_REDACTED/x",
+		"/t/GCT_abcdefghijklmnopqrstuvwxyz0123":                         "/t/GCT_REDACTED",
+		"/ghak_short/gcr_":                                              "/ghak_short/gcr_",
 	} {
 		l.Record(Event{Kind: "request", Path: path, Outcome: OutcomeDenied, Reason: want})
 	}
+	// A key sent as a Basic username, which the record keeps lower-cased.
+	l.Record(Event{Kind: "request", Username: "ghak_hasrzimmstuxtlr3kth0_w5sei-5kqtl70l27ks_klwlzscx", Outcome: OutcomeDenied,
+		Reason: "username"})
 	got, err := l.Query(context.Background(), Filter{})
-	if err != nil || len(got) != 5 {
+	if err != nil || len(got) != 11 {
 		t.Fatalf("Query = %v, %v", got, err)
 	}
 	for _, e := range got {
+		if e.Reason == "username" {
+			if e.Username != "ghak_REDACTED" {
+				t.Errorf("username recorded as %q; want ghak_REDACTED", e.Username)
+			}
+			continue
+		}
 		if e.Path != e.Reason || strings.Contains(e.Path, "s3cret") || strings.Contains(e.Path, "secret") {
 			t.Errorf("path recorded as %q; want %q", e.Path, e.Reason)
 		}

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/internal/testca"
 )
 
 func TestParseDirectoryOption(t *testing.T) {
@@ -43,6 +46,10 @@ func TestParseDirectoryOption(t *testing.T) {
 		c.FailedBinds != 3 || c.FailedBindsWindow != caddy.Duration(30*time.Minute) || c.NameAttribute != "sAMAccountName" {
 		t.Fatalf("parsed %+v", c)
 	}
+	if c.CAFile != "/etc/gatehouse/ad-ca.pem" {
+		t.Fatalf("ca_file parsed as %q", c.CAFile)
+	}
+	c.CAFile = testca.New(t, t.TempDir()).File("ca.pem") // read by Validate: a file that is there
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid options refused: %v", err)
 	}
@@ -62,6 +69,10 @@ func TestParseDirectoryOption(t *testing.T) {
 }
 
 func TestValidateDirectoryOption(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "ca.txt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	good := directory.Config{URLs: []string{"ldaps://dc1:636"}, BindDN: "CN=svc,DC=example,DC=test", BindPassword: "secret pw",
 		BaseDN: "DC=example,DC=test"}
 	for name, change := range map[string]func(*directory.Config){
@@ -78,6 +89,8 @@ func TestValidateDirectoryOption(t *testing.T) {
 		"unknown flavor":             func(c *directory.Config) { c.Flavor = "novell" },
 		"no group_filter dn":         func(c *directory.Config) { c.GroupFilter = "(member=x)" },
 		"group role, no role":        func(c *directory.Config) { c.GroupRoles = []directory.GroupRole{{Group: "CN=g,DC=x"}} },
+		"ca_file missing":            func(c *directory.Config) { c.CAFile = filepath.Join(t.TempDir(), "absent.pem") },
+		"ca_file without PEM":        func(c *directory.Config) { c.CAFile = notPEM },
 	} {
 		c := good
 		change(&c)

@@ -36,16 +36,25 @@ type pool struct {
 func newPool(cfg Config, observe func(string, time.Time, error)) (*pool, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("directory: ca_file: %v", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("directory: ca_file %s holds no PEM certificate", cfg.CAFile)
+		var err error
+		if tc.RootCAs, err = readCAFile(cfg.CAFile); err != nil {
+			return nil, err
 		}
 	}
 	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), open: make(chan struct{}, maxOpen), observe: observe}, nil
+}
+
+// readCAFile reads the PEM certificates of ca_file into a pool.
+func readCAFile(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("directory: ca_file: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("directory: ca_file %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // maxOpen bounds the connections open to the directory at once. Every

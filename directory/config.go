@@ -142,11 +142,18 @@ func validAttribute(s string) bool {
 	return s != ""
 }
 
-// Validate reports the first invalid option; it never mentions the bind
-// password.
+// Validate reports the first invalid option, ca_file read too (so that
+// `caddy validate` finds it missing, as a start would); it never mentions
+// the bind password.
 func (c Config) Validate() error {
-	_, err := c.withDefaults()
-	return err
+	if _, err := c.withDefaults(); err != nil {
+		return err
+	}
+	if c.CAFile != "" {
+		_, err := readCAFile(c.CAFile)
+		return err
+	}
+	return nil
 }
 
 // withDefaults returns c with its defaults filled in, or an error naming

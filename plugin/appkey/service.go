@@ -118,6 +118,11 @@ func (s *Service) run() {
 // audit writes an application key lifecycle event to the audit log; r is
 // the admin or data-plane request, nil for background work.
 func (s *Service) audit(r *http.Request, rec *record, what string) {
-	s.engine.RecordRequest(r, audit.Event{Kind: audit.KindAppKey, Username: rec.Username,
-		Credential: audit.Credential(string(identity.MethodAppKey), rec.Name), Outcome: audit.OutcomeSuccess, Reason: what})
+	s.engine.RecordRequest(r, keyEvent(rec, what))
+}
+
+// keyEvent is the audit event of what happened to the key rec.
+func keyEvent(rec *record, what string) audit.Event {
+	return audit.Event{Kind: audit.KindAppKey, Username: rec.Username,
+		Credential: audit.Credential(string(identity.MethodAppKey), rec.Name), Outcome: audit.OutcomeSuccess, Reason: what}
 }

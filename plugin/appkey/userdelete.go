@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
@@ -23,7 +24,9 @@ func (s *Service) deleteUserKeys(ctx context.Context, u *account.User) error {
 		case err != nil:
 			return err
 		case rec != nil: // nil: the name is now another account's key
-			s.audit(nil, rec, "key deleted with its user")
+			ev := keyEvent(rec, "key deleted with its user")
+			ev.Actor = audit.ActorOf(ctx) // the console user deleting the account, if any
+			s.engine.Audit.Record(ev)
 		}
 	}
 	return nil

@@ -238,7 +238,8 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 		if rec.UserID != u.ID {
 			continue // re-created meanwhile for another account: left alone
 		}
-		p.engine.Audit.Record(audit.Event{Kind: audit.KindConnector, Username: u.Username, Credential: audit.Credential(string(identity.MethodConnector), name),
+		p.engine.Audit.Record(audit.Event{Kind: audit.KindConnector, Username: u.Username, Actor: audit.ActorOf(ctx),
+			Credential: audit.Credential(string(identity.MethodConnector), name),
 			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})
 	}
 	return nil

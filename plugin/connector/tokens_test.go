@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 )
 
@@ -521,5 +522,16 @@ func TestPairsFromBeforeTheBoundAreTrimmed(t *testing.T) {
 	}
 	if reason := f.use(c1, fresh.AccessToken); reason != "" {
 		t.Errorf("the new pair: %q", reason)
+	}
+}
+
+// TestAuditHidesTokens: a token sent where none is read is cut from the
+// audit record: the audit package knows both token formats.
+func TestAuditHidesTokens(t *testing.T) {
+	for _, prefix := range []string{accessTokenPrefix, refreshTokenPrefix} {
+		token, _ := newToken(prefix)
+		if got := audit.HideCredentials("/p/" + token); got != "/p/"+prefix+"REDACTED" {
+			t.Errorf("HideCredentials of a %s token: %q", prefix, got)
+		}
 	}
 }

@@ -92,6 +92,7 @@ func (s *Service) adminEnrol(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	adminapi.Note(r, u.Username, "second factor "+string(t)+" enrolled")
 	return adminapi.WriteJSON(w, http.StatusCreated, out)
 }
 
@@ -135,6 +136,7 @@ func (s *Service) adminDeprovision(w http.ResponseWriter, r *http.Request) error
 	if err := s.Deprovision(r.Context(), u); err != nil {
 		return err
 	}
+	adminapi.Note(r, u.Username, "every second factor removed")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -151,6 +153,7 @@ func (s *Service) adminRemove(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Remove(r.Context(), u, t); err != nil {
 		return err
 	}
+	adminapi.Note(r, u.Username, "second factor "+string(t)+" removed")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -163,6 +166,7 @@ func (s *Service) adminUnlock(w http.ResponseWriter, r *http.Request) error {
 	if err := s.UnlockAll(r.Context(), u); err != nil {
 		return err
 	}
+	adminapi.Note(r, u.Username, "second factors unlocked")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if guard.EarlyData(r) {
 		// Replayable (guard.EarlyData): a start2fa sent again would send
 		// another SMS. The client sends it again on the completed handshake.
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: guard.ErrEarlyData.Reason()})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeDenied, Reason: guard.ErrEarlyData.Reason()})
 		emptyStatus(w, r, http.StatusTooEarly)
 		return
 	}
@@ -170,12 +170,12 @@ func writeEmpty(w http.ResponseWriter, status int) {
 func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: "no ESA API credentials"})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeDenied, Reason: "no ESA API credentials"})
 		return nil, http.StatusUnauthorized
 	}
 	username, password, ok := basic.ParseAuthorization(values[0])
 	if !ok || len(values) > 1 {
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure,
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeDenied,
 			Reason: "malformed ESA API credentials (HTTP Basic, once)"})
 		return nil, http.StatusBadRequest
 	}
@@ -184,13 +184,13 @@ func (h *Handler) authorize(r *http.Request, api API) (*Credential, int) {
 	case errors.Is(err, errBadCredentials):
 		// A refused request, like the data plane's: summarised past
 		// audit_refusals_per_minute, as anyone can send one.
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeFailure, Reason: "unknown ESA API credentials"})
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: credentialKind, Outcome: audit.OutcomeDenied, Reason: "unknown ESA API credentials"})
 		return nil, http.StatusForbidden
 	case err != nil:
 		h.engine.LogFailure("ESA API: checking credentials", err)
 		return nil, http.StatusInternalServerError
 	case !cred.enabled(api):
-		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: audit.Credential(credentialKind, cred.Name), Outcome: audit.OutcomeFailure,
+		h.svc.Record(r, audit.Event{Kind: audit.KindRequest, Credential: audit.Credential(credentialKind, cred.Name), Outcome: audit.OutcomeDenied,
 			Reason: "ESA API credential not enabled for this API"})
 		return nil, http.StatusForbidden
 	}

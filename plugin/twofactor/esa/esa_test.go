@@ -399,7 +399,7 @@ func TestRefusedAPICredentialsAreRequestRefusals(t *testing.T) {
 		t.Fatalf("request events %+v, %v; want the 3 refusals of the API credentials", events, err)
 	}
 	for _, ev := range events {
-		if ev.Credential != "esa_api" || ev.Outcome != audit.OutcomeFailure {
+		if ev.Credential != "esa_api" || ev.Outcome != audit.OutcomeDenied {
 			t.Errorf("refusal %+v", ev)
 		}
 	}
