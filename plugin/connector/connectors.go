@@ -240,7 +240,7 @@ func (p *Plugin) revokeUser(ctx context.Context, u *account.User) error {
 		}
 		p.engine.Audit.Record(audit.Event{Kind: audit.KindConnector, Username: u.Username, Actor: audit.ActorOf(ctx),
 			Credential: audit.Credential(string(identity.MethodConnector), name),
-			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})
+			Outcome:    audit.OutcomeSuccess, Reason: fmt.Sprintf("connector revoked with its user; %d token pair(s) revoked", n)})
 	}
 	return nil
 }
