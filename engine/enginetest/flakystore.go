@@ -86,6 +86,17 @@ type FlakyStore struct {
 	// and passes on those of the keys still there, as a Redis scan pages
 	// them while other writers go on.
 	OnScan func(prefix string) (midScan func())
+	// BeforeWrite, when non-nil, is called with the key of every Put,
+	// CompareAndSwap and Batch operation before it is written (that Down
+	// does not fail), so that a test can run another writer in between.
+	BeforeWrite func(key string)
+}
+
+// beforeWrite calls BeforeWrite, if set, for key.
+func (f *FlakyStore) beforeWrite(key string) {
+	if f.BeforeWrite != nil {
+		f.BeforeWrite(key)
+	}
 }
 
 // down reports whether call fails now.
@@ -141,6 +152,7 @@ func (f *FlakyStore) Put(ctx context.Context, key string, value []byte, ttl time
 	if f.down(CallPut) {
 		return ErrDown
 	}
+	f.beforeWrite(key)
 	return f.Store.Put(ctx, key, value, ttl)
 }
 
@@ -161,6 +173,7 @@ func (f *FlakyStore) CompareAndSwap(ctx context.Context, key string, oldValue, n
 	if hasPrefix(f.LostSwaps.Load(), key) {
 		return false, nil
 	}
+	f.beforeWrite(key)
 	return f.Store.CompareAndSwap(ctx, key, oldValue, newValue, ttl)
 }
 
@@ -214,6 +227,9 @@ func (f *FlakyStore) Batch(ctx context.Context, ops []storage.Op) error {
 	f.Batches.Add(1)
 	if f.down(CallBatch) || f.BatchesFail.Load() {
 		return ErrDown
+	}
+	for _, op := range ops {
+		f.beforeWrite(op.Key)
 	}
 	return f.Store.Batch(ctx, ops)
 }

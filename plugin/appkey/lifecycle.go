@@ -35,29 +35,47 @@ type loaded struct {
 func notFound(name string) error { return failure.NotFound("application key %q not found", name) }
 
 // load reads the key name from the store itself (not the cache), ready for
-// a compare-and-swap.
+// a compare-and-swap. The name may point at a record a concurrent
+// rotation replaced and then removed (it removes the stub of the rotation
+// before it once the name points further): the name is read again then,
+// a few times, before the key counts as not found.
 func (s *Service) load(ctx context.Context, name string) (*loaded, error) {
 	if account.ValidateName("application key", name) != nil {
 		return nil, notFound(name)
 	}
-	index, err := s.store.Backend().Get(ctx, namePrefix+name)
-	if err == nil {
-		var l *loaded
-		l, err = s.resolve(ctx, string(index))
-		if err == nil && l.rec.Name == name {
+	for range nameReads {
+		index, err := s.store.Backend().Get(ctx, namePrefix+name)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, notFound(name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		l, err := s.resolve(ctx, string(index))
+		switch {
+		case err == nil && l.rec.Name == name:
 			return l, nil
+		case err == nil:
+			return nil, notFound(name)
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, err
 		}
 	}
-	if err == nil || errors.Is(err, storage.ErrNotFound) {
-		return nil, notFound(name)
-	}
-	return nil, err
+	return nil, notFound(name) // a pointer a deletion left behind (see claimName)
 }
 
-// resolve reads the record at index, following a rotation's stub once (a
-// rotation that committed but could not repoint the name).
+// nameReads bounds the reads of a key name that leads to no record.
+const nameReads = 3
+
+// maxStubs bounds the rotation stubs resolve follows: one per rotation
+// between the one the name points at and the current record, which the
+// name lags behind only while those rotations repoint it.
+const maxStubs = 16
+
+// resolve reads the record at index, following the stubs of rotations
+// that committed but have not repointed the name yet (or could not).
 func (s *Service) resolve(ctx context.Context, index string) (*loaded, error) {
-	for range 2 {
+	for range maxStubs {
 		raw, err := s.store.Backend().Get(ctx, indexPrefix+index)
 		if err != nil {
 			return nil, err
@@ -72,6 +90,57 @@ func (s *Service) resolve(ctx context.Context, index string) (*loaded, error) {
 		index = rec.Successor
 	}
 	return nil, storage.ErrNotFound
+}
+
+// repointName points the key name at to (nil deletes it) while it points
+// at index or at a record older than index: one whose rotation stubs lead
+// to index, or one removed since (only a later rotation or a deletion
+// removes a record). A name pointing at a later record, or at another key
+// created under the name since, is left alone. Two rotations may repoint
+// the name in either order, and an unconditional write could leave it at
+// the older record, a stub that expires: the name would then lead
+// nowhere while its key still works.
+func (s *Service) repointName(ctx context.Context, name, index string, to []byte) error {
+	return storage.Retry(func() (bool, error) {
+		cur, err := s.store.Backend().Get(ctx, namePrefix+name)
+		if errors.Is(err, storage.ErrNotFound) {
+			return true, nil // deleted since
+		}
+		if err != nil {
+			return false, err
+		}
+		if string(cur) == string(to) {
+			return true, nil
+		}
+		older, err := s.leadsTo(ctx, string(cur), index)
+		if err != nil || !older {
+			return true, err
+		}
+		return s.store.CompareAndSwap(ctx, namePrefix+name, cur, to, 0)
+	})
+}
+
+// leadsTo reports whether from is index, or a record older than it: its
+// stubs lead to index, or it is gone.
+func (s *Service) leadsTo(ctx context.Context, from, index string) (bool, error) {
+	for range maxStubs {
+		if from == index {
+			return true, nil
+		}
+		raw, err := s.store.Backend().Get(ctx, indexPrefix+from)
+		if errors.Is(err, storage.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		rec, err := decodeRecord(raw)
+		if err != nil || !rec.isStub() {
+			return false, err // a current record: a later one, or another key's
+		}
+		from = rec.Successor
+	}
+	return false, nil
 }
 
 // retry runs attempt, one try of a change of the key name, with
@@ -319,11 +388,14 @@ func (s *Service) rotate(ctx context.Context, name string, graceSeconds int64) (
 			_ = s.store.Delete(ctx, indexPrefix+index) // best effort: nobody knows its value
 			return false, err
 		}
+		if err := s.repointName(ctx, name, index, []byte(index)); err != nil {
+			return true, err
+		}
 		// The account's entry again: indexUserKeys, reading every key while
 		// this rotation moved the record (a Redis scan lists the keys
-		// before it reads them), may have found only the stub.
-		ops := []storage.Op{{Kind: storage.OpPut, Key: namePrefix + name, Value: []byte(index)},
-			{Kind: storage.OpPut, Key: userKeyKey(l.rec.UserID, name)}}
+		// before it reads them), may have found only the stub. The stub of
+		// the rotation before goes only now that the name points past it.
+		ops := []storage.Op{{Kind: storage.OpPut, Key: userKeyKey(l.rec.UserID, name)}}
 		if l.rec.PrevIndex != "" {
 			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: indexPrefix + l.rec.PrevIndex})
 		}
@@ -373,7 +445,7 @@ func (s *Service) remove(ctx context.Context, l *loaded) (ok bool, err error) {
 	}
 	// The key is gone; the rest is cleanup.
 	s.noteDeleted(name)
-	if _, err := s.store.CompareAndSwap(ctx, namePrefix+name, []byte(l.index), nil, 0); err != nil {
+	if err := s.repointName(ctx, name, l.index, nil); err != nil {
 		return true, err
 	}
 	entry := userKeyKey(l.rec.UserID, name)

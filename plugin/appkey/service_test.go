@@ -1253,3 +1253,53 @@ func TestRecordFiledUnderAnotherIndexIsRefused(t *testing.T) {
 		t.Fatalf("key B itself: %d %s", got.status, got.body)
 	}
 }
+
+// TestRotationsRepointTheNameInOrder: a rotation that commits, then waits
+// while a second rotation runs whole, must not point the name back at its
+// own record once it goes on: that record is a stub by then, which
+// expires, and the name would lead nowhere while the key works. Both
+// rotations answer with a key, the name points at the last one's record,
+// a deletion then removes the key (no 404 while it exists), and the name
+// is gone with it.
+func TestRotationsRepointTheNameInOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if code := f.call("POST", "/gatehouse/appkeys", `{"name":"k","username":"alice"}`, nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	var once atomic.Bool
+	var second map[string]string
+	var secondCode int
+	f.backend.BeforeWrite = func(key string) {
+		// The first rotation's first write of the name, once it committed.
+		if key == namePrefix+"k" && once.CompareAndSwap(false, true) {
+			secondCode = f.call("POST", "/gatehouse/appkeys/k/rotate", `{"grace_seconds":60}`, &second)
+		}
+	}
+	var first map[string]string
+	if code := f.call("POST", "/gatehouse/appkeys/k/rotate", `{"grace_seconds":60}`, &first); code != 200 || secondCode != 200 {
+		t.Fatalf("rotations: %d and %d (the one run in between)", code, secondCode)
+	}
+	f.backend.BeforeWrite = nil
+	pointer, err := f.backend.Get(ctx, namePrefix+"k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := f.backend.Get(ctx, indexPrefix+string(pointer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := decodeRecord(raw); err != nil || rec.isStub() {
+		t.Fatalf("the name points at %+v (%v); want the current record, not a rotation's stub", rec, err)
+	}
+	var revealed map[string]string
+	if code := f.call("GET", "/gatehouse/appkeys/k/key", "", &revealed); code != 200 || revealed["key"] != second["key"] {
+		t.Fatalf("reveal: %d; want the key of the rotation that ran last", code)
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/k", "", nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if _, err := f.backend.Get(ctx, namePrefix+"k"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the name outlived its key: %v", err)
+	}
+}
