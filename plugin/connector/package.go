@@ -32,11 +32,11 @@ const (
 	minPasswordDistinct = 5
 	maxPasswordLen      = 1024
 	// pfxIterations is the PBKDF2 work factor of the PKCS#12 file: far
-	// above go-pkcs12's 2048, and as high as .NET and Windows allow: they
-	// accept at most 600,000 iterations for a whole file, counted over
-	// its key derivations (the certificate bag, the key bag and the MAC
-	// here), and OWASP's 600,000 per derivation would make the file
-	// unreadable to them. The password rules (minPasswordLen, common
+	// above go-pkcs12's 2048, with room under what .NET and Windows
+	// allow: at most 600,000 iterations for a whole file, counted over its
+	// key derivations (the certificate bag, the key bag and the MAC here,
+	// 300,000 in all), so OWASP's 600,000 per derivation would make the
+	// file unreadable to them. The password rules (minPasswordLen, common
 	// words refused) carry the rest.
 	pfxIterations = 100_000
 )
