@@ -1,11 +1,16 @@
 package engine_test
 
 import (
+	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -92,5 +97,35 @@ func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
 				t.Errorf("host %q: assertion %+v %v; want aud %q", tc.host, c, err, tc.aud)
 			}
 		}
+	}
+}
+
+// TestCleartextCredentialIsWarnedOfOnce: a credential over plain HTTP
+// from another machine is warned of once per route, whatever came after;
+// one from a loopback peer, or over TLS, is not.
+func TestCleartextCredentialIsWarnedOfOnce(t *testing.T) {
+	s := newSetup(t)
+	core, logs := observer.New(zap.WarnLevel)
+	s.e.Logger = zap.New(core)
+	send := func(peer string, overTLS bool) {
+		r := httptest.NewRequest("GET", "/api/items", nil)
+		r.RemoteAddr = net.JoinHostPort(peer, "40000")
+		r.Header = basicAuth("alice", "correct horse")
+		if overTLS {
+			r.TLS = &tls.ConnectionState{}
+		}
+		s.serve(t, r)
+	}
+	warnings := func() int { return logs.FilterMessageSnippet("plain HTTP").Len() }
+	send("127.0.0.1", false)
+	send("::1", false)
+	send("192.0.2.7", true)
+	if n := warnings(); n != 0 {
+		t.Fatalf("%d warnings for loopback and TLS requests; want none", n)
+	}
+	send("192.0.2.7", false)
+	send("192.0.2.8", false)
+	if n := warnings(); n != 1 {
+		t.Fatalf("%d warnings for two plain HTTP requests from other machines; want one", n)
 	}
 }

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -64,6 +67,9 @@ type Route struct {
 	// credentials are removed from every request forwarded.
 	stripped  []plugin.Credential
 	endpoints []plugin.Endpoint
+	// warnedCleartext is set once the route warned of a credential that
+	// came over plain HTTP (warnCleartext).
+	warnedCleartext atomic.Bool
 }
 
 // Next continues the request once Gatehouse allowed it; id is nil on a
@@ -119,6 +125,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	verified := &a.verified
 	id := &verified.Identity
 	cred, proved, err := rt.check(r, cleanPath, id, false)
+	if r.TLS == nil && cred != nil && !rt.warnedCleartext.Load() {
+		rt.warnCleartext(r, cred.Method())
+	}
 	if f, ok := cred.(plugin.Finisher); ok && err == nil {
 		err = f.Finish(w, r, id)
 	}
@@ -168,6 +177,23 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	err = next(&a.watch, r, id)
 	a.watch.finish()
 	return err
+}
+
+// warnCleartext warns, once per route, of a credential of kind that came
+// over plain HTTP from another machine: a password, a key or a cookie
+// that crossed the network readable. Behind a proxy that ends TLS the
+// warning is a false alarm, which the message says; from a loopback
+// peer (a sidecar, a test) it is not given.
+func (rt *Route) warnCleartext(r *http.Request, kind identity.Method) {
+	peer := RemoteHost(r)
+	if ip, err := netip.ParseAddr(peer); err == nil && ip.Unmap().IsLoopback() {
+		return
+	}
+	if rt.warnedCleartext.CompareAndSwap(false, true) {
+		rt.engine.Logger.Warn("a credential came over plain HTTP from another machine: it crossed the network readable; "+
+			"serve this route over https (this is a false alarm behind a proxy that ends TLS; given once per route)",
+			zap.String("kind", string(kind)), zap.String("peer", peer), zap.String("host", r.Host))
+	}
 }
 
 // check finds r's one credential, verifies it into id and re-checks its
