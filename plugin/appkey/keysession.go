@@ -24,8 +24,11 @@ type binding struct {
 	// the value which replaced it. A rotation leaves a stub there, which
 	// ends the session.
 	Index string
-	// SealedToken is the session token, sealed.
-	SealedToken []byte
+	// Session names the session to end with the key: its ID
+	// (session.ID), from which the cookie cannot be rebuilt. A binding an
+	// earlier version wrote holds the session token here, sealed; it is
+	// still read (endSessions), never written.
+	Session []byte
 }
 
 // bindingVersion is the version byte of a binding in reccodec form.
@@ -33,7 +36,7 @@ const bindingVersion = 1
 
 func (b *binding) fields(c reccodec.Fields) {
 	c.String(&b.Index)
-	c.ByteString(&b.SealedToken)
+	c.ByteString(&b.Session)
 }
 
 func (b *binding) encode() []byte { return reccodec.Encode(bindingVersion, b.fields) }
@@ -47,7 +50,7 @@ func decodeBinding(raw []byte) (binding, error) {
 }
 
 // boundIndex is the data plane's decoder of a binding: the key index
-// alone, in an allocation of its own (not the sealed token). A binding
+// alone, in an allocation of its own (not the session's ID). A binding
 // that does not decode (one written before bindings named the index)
 // yields "", which checkSession refuses; it is cached like any other, so
 // a client that keeps sending such a session costs no store read either.
@@ -129,7 +132,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	key := sessionKey(id.AppKey, session.DigestID(token))
-	bound := binding{Index: current, SealedToken: s.engine.Keystore.Seal([]byte(token), key)}
+	bound := binding{Index: current, Session: []byte(session.ID(token))}
 	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
 	if err == nil {
 		// A deletion or rotation that ran between find and Put did not
@@ -145,6 +148,23 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
 	s.audit(r, &record{Name: e.name(), Username: e.username()}, "session opened with the key")
 	return nil
+}
+
+// endSession ends the session the binding b, stored under key, names; an
+// ended session, or a sealed token that does not open, is no error.
+func (s *Service) endSession(ctx context.Context, b binding, key string) error {
+	if id := string(b.Session); session.ValidID(id) {
+		_, err := s.engine.Sessions.End(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	token, err := s.engine.Keystore.Open(b.Session, key) // an earlier version's binding
+	if err != nil {
+		return nil
+	}
+	return s.engine.Sessions.Delete(ctx, string(token))
 }
 
 // sessionKey is where the binding of the session with the given
@@ -167,10 +187,8 @@ func (s *Service) endSessions(ctx context.Context, name string) error {
 		// A binding that does not decode or open ends its session all the
 		// same: checkSession refuses a session without a usable binding.
 		if b, err := decodeBinding(t.Value); err == nil {
-			if token, err := s.engine.Keystore.Open(b.SealedToken, t.Key); err == nil {
-				if err := s.engine.Sessions.Delete(ctx, string(token)); err != nil {
-					return err
-				}
+			if err := s.endSession(ctx, b, t.Key); err != nil {
+				return err
 			}
 		}
 		if err := s.store.Delete(ctx, t.Key); err != nil {

@@ -1303,3 +1303,63 @@ func TestRotationsRepointTheNameInOrder(t *testing.T) {
 		t.Fatalf("the name outlived its key: %v", err)
 	}
 }
+
+// TestSessionBindingHoldsNoCookie: the binding of a session an
+// application key opened names the session by its ID, from which the
+// cookie cannot be rebuilt (a store backup and the keystore give no live
+// cookie); deleting the key ends it. A binding an earlier version wrote
+// (the token sealed) still ends its session.
+func TestSessionBindingHoldsNoCookie(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	key := f.create(`{"name":"browser","username":"alice"}`).Key
+	open := func() *http.Cookie {
+		a := f.serve(request("/api/x?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{})
+		if a.status != 200 || len(a.cookies) != 1 {
+			t.Fatalf("opening a session: %d %v", a.status, a.cookies)
+		}
+		return a.cookies[0]
+	}
+	works := func(c *http.Cookie) bool {
+		r := request("/api/x")
+		r.AddCookie(c)
+		return f.serve(r, plugin.RouteSettings{}).status == 200
+	}
+	current, legacy := open(), open()
+	var bindings []storage.Entry
+	if err := f.backend.Scan(ctx, sessionPrefix+"browser/", func(e storage.Entry) error {
+		bindings = append(bindings, storage.Entry{Key: e.Key, Value: bytes.Clone(e.Value)})
+		return nil
+	}); err != nil || len(bindings) != 2 {
+		t.Fatalf("bindings: %d, %v", len(bindings), err)
+	}
+	for _, b := range bindings {
+		got, err := decodeBinding(b.Value)
+		if err != nil || !session.ValidID(string(got.Session)) {
+			t.Fatalf("binding %q: %+v, %v; want a session ID", b.Key, got, err)
+		}
+		for _, c := range []*http.Cookie{current, legacy} {
+			if bytes.Contains(b.Value, []byte(c.Value)) {
+				t.Fatalf("binding %q holds a cookie", b.Key)
+			}
+		}
+		// The legacy session's binding as an earlier version wrote it.
+		if string(got.Session) == session.ID(legacy.Value) {
+			old := binding{Index: got.Index, Session: f.engine.Keystore.Seal([]byte(legacy.Value), b.Key)}
+			if err := f.backend.Put(ctx, b.Key, old.encode(), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !works(current) || !works(legacy) {
+		t.Fatal("the sessions do not work before the deletion")
+	}
+	if code := f.call("DELETE", "/gatehouse/appkeys/browser", "", nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	for name, c := range map[string]*http.Cookie{"current": current, "legacy": legacy} {
+		if _, err := f.engine.Sessions.Lookup(ctx, c.Value); err == nil {
+			t.Errorf("the %s session outlived its key", name)
+		}
+	}
+}
