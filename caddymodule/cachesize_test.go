@@ -1,12 +1,17 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -68,5 +73,36 @@ func TestCacheMaxAgeByBackend(t *testing.T) {
 	}
 	if got := cacheMaxAge(struct{ storage.Store }{}); got != cache.DefaultMaxAge {
 		t.Errorf("another store: %v; want %v", got, cache.DefaultMaxAge)
+	}
+}
+
+// TestCacheSizeChangeOnReloadIsWarnedOf: a reload that keeps the store
+// open keeps its cache as it was made; a changed cache_size says so (a
+// restart resizes it) instead of passing unnoticed.
+func TestCacheSizeChangeOnReloadIsWarnedOf(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(filepath.Join(dir, "db"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	p := &pooledStore{backend: db}
+	first, err := p.records(context.Background(), ks, CacheSize{Records: 1000}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []CacheSize{{Records: 1000}, {Records: 1}} {
+		again, err := p.records(context.Background(), ks, size, zap.New(core))
+		if err != nil || again != first {
+			t.Fatalf("cache_size %v after a reload: %v; want the cache in use", size, err)
+		}
+	}
+	if n := logs.FilterMessageSnippet("cache_size changed").Len(); n != 1 {
+		t.Fatalf("%d warnings for one changed cache_size; want 1", n)
 	}
 }

@@ -37,6 +37,8 @@ type pooledStore struct {
 	// (records), with the keystore it then keeps (tags).
 	cache *cache.Cache
 	tags  tagged.Tagger
+	// size is the cache_size the cache was made with.
+	size CacheSize
 	// audit is the audit writer of the store, shared by every config that
 	// uses it, so that it outlives the last request of a config replaced
 	// by a reload (see auditLog).
@@ -81,6 +83,10 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		if p.tags.RecordTag(tagged.MarkerKey, nil) != ks.RecordTag(tagged.MarkerKey, nil) {
 			return nil, fmt.Errorf("the keystore changed while the store stayed open: restart Caddy to use another keystore")
 		}
+		if cacheSize != p.size {
+			logger.Warn("cache_size changed, but the store stayed open across the reload and its cache keeps the size it was made with; "+
+				"restart Caddy to resize it", zap.String("cache_size", cacheSize.String()), zap.String("in_use", p.size.String()))
+		}
 		return p.cache, nil
 	}
 	records, err := tagged.Open(ctx, p.backend, ks, tagged.Options{Skipped: skippedLogger(logger)})
@@ -94,7 +100,7 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		logger.Warn("cannot remember beside the keystore that its store is tagged; "+
 			"a later `caddy gatehouse tag-records` could then tag records written without it", zap.Error(err))
 	}
-	p.cache, p.tags = cacheSize.newCache(records, cache.WithMaxAge(cacheMaxAge(p.backend))), ks
+	p.cache, p.tags, p.size = cacheSize.newCache(records, cache.WithMaxAge(cacheMaxAge(p.backend))), ks, cacheSize
 	return p.cache, nil
 }
 
