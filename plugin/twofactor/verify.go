@@ -40,6 +40,10 @@ const (
 	ReasonReplayed   = "the code was already used or a newer one was"
 	ReasonRepeated   = "the code was already accepted"
 	ReasonMalformed  = "the code must be 6 digits"
+	// ReasonBusy refuses, unchecked and uncounted, a code that came while
+	// other attempts of the user, not yet settled, filled the lockout
+	// threshold (see Attempt.refuse).
+	ReasonBusy = "other attempts of this user are being checked; try again"
 )
 
 // Verify checks code against every second factor the user has. A refused
@@ -47,7 +51,9 @@ const (
 // and a locked user's codes are refused without being checked (and still
 // counted). The attempt is counted before the code is checked (see Try),
 // so parallel guesses cannot all be checked against a count that none of
-// them has raised yet. r is the request the code came with: the audit
+// them has raised yet; one counted past the threshold while no lock is
+// stored is refused unchecked as busy, and not counted (Attempt.refuse).
+// r is the request the code came with: the audit
 // event of a lockout names its client. Errors are store failures; the
 // caller fails closed.
 func (s *Service) Verify(r *http.Request, u *account.User, presented string) (Result, error) {
@@ -62,12 +68,12 @@ func (s *Service) Verify(r *http.Request, u *account.User, presented string) (Re
 	if f.app == nil && f.hardToken == nil && !f.sms {
 		return Result{Reason: ReasonNotEnabled}, nil
 	}
-	a, locked, err := s.Try(ctx, r, u)
+	a, full, err := s.Try(ctx, r, u)
 	if err != nil {
 		return Result{}, err
 	}
-	if locked {
-		return a.Failed(ctx, ReasonLocked)
+	if full {
+		return a.refuse(ctx)
 	}
 	c, ok := NormalizeCode(presented)
 	if !ok {
@@ -292,8 +298,9 @@ type Attempt struct {
 // the ones before them: of N guesses sent at once, only those still under
 // the lockout threshold are checked. locked reports that the user had
 // reached the threshold before this attempt: the caller refuses it
-// without checking the credential (it stays counted, see Failed). r is
-// the request the attempt came with.
+// without checking the credential (the password step keeps it counted,
+// see Failed; Verify keeps it counted only while the lock is stored, see
+// Attempt.refuse). r is the request the attempt came with.
 func (s *Service) Try(ctx context.Context, r *http.Request, u *account.User) (a *Attempt, locked bool, err error) {
 	// Read before the increment: an unlock in between makes the attempt
 	// look older than it is, so that it keeps its count (one too many),
@@ -307,6 +314,41 @@ func (s *Service) Try(ctx context.Context, r *http.Request, u *account.User) (a 
 		return nil, false, err
 	}
 	return &Attempt{s: s, u: u, r: r, n: n, unlocks: unlocks}, n > int64(s.engine.Config.LockoutThreshold), nil
+}
+
+// refuse answers a code whose attempt Try counted past the lockout
+// threshold, without checking it. With the lock stored (the note that a
+// failure at or above the threshold sets, see noteLock) the user is
+// locked, and the attempt stays counted like any of a locked user.
+// Without it the threshold was filled by attempts still being checked:
+// perhaps copies of one right code sent at once (a retrying client, a
+// double submit), all but one of which turn out to be repeats and are
+// taken back. Then this one is taken back too and answered busy, so that
+// the copies of a right code cannot lock their user out; it gets no
+// check either, so parallel guesses still get no more checks than the
+// threshold allows, and each of those checked that fails keeps its count.
+func (a *Attempt) refuse(ctx context.Context) (Result, error) {
+	stored, err := a.s.lockStored(ctx, a.u.ID)
+	if err != nil {
+		return Result{}, err // the attempt stays counted: fail closed
+	}
+	if stored {
+		return a.Failed(ctx, ReasonLocked)
+	}
+	return Result{Reason: ReasonBusy}, a.Withdraw(ctx)
+}
+
+// lockStored reports whether the user's lock note is set. A note written
+// without the keystore is taken for none, as noteLock takes it.
+func (s *Service) lockStored(ctx context.Context, uid string) (bool, error) {
+	switch _, err := s.engine.Store.Get(ctx, lockNotedKey(uid)); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, tagged.ErrTampered):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // Failed records the attempt as failed: it was counted by Try; this notes

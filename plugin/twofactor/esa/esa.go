@@ -439,7 +439,7 @@ func (c *call) authenticate() {
 		return
 	}
 	switch res.Reason {
-	case twofactor.ReasonLocked, twofactor.ReasonBlocked, twofactor.ReasonNotEnabled: // no code was checked
+	case twofactor.ReasonLocked, twofactor.ReasonBusy, twofactor.ReasonBlocked, twofactor.ReasonNotEnabled: // no code was checked
 		c.auditUnbounded(u.Username, res.Reason)
 	default: // a code checked, which the lockout counts
 		c.audit(u.Username, audit.OutcomeFailure, res.Reason)

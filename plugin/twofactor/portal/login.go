@@ -181,8 +181,11 @@ func (p *Portal) codeStep(w http.ResponseWriter, r *http.Request, token string, 
 			return
 		}
 		msg := msgWrongCode
-		if res.Reason == twofactor.ReasonNotEnabled || res.Reason == twofactor.ReasonBlocked {
+		switch res.Reason {
+		case twofactor.ReasonNotEnabled, twofactor.ReasonBlocked:
 			msg = msgSignInFailed
+		case twofactor.ReasonBusy:
+			msg = msgCodeBusy
 		}
 		p.codeForm(w, r, token, u, msg, "")
 		return

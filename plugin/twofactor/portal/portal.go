@@ -55,6 +55,7 @@ const (
 	msgCSRF         = "This form has expired or was not sent from this site. Reload the page and try again. Your browser must accept cookies from this site."
 	msgUnavailable  = "The sign-in service is temporarily unavailable. Please try again in a moment."
 	msgBusy         = "The sign-in service is busy. Your password was not checked; please try again in a moment."
+	msgCodeBusy     = "Other attempts to sign in to your account are being checked. Your code was not checked; please try again in a moment."
 )
 
 // Portal serves the login and enrolment pages.
