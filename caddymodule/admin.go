@@ -127,12 +127,13 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if app == nil {
 		app = a.app // starting: AdminHandler waits for it
 	}
-	if app == nil || app.retired.Load() {
+	if app == nil || app.retired.Load() || !app.requests.enter() {
 		// None, or only that of a config that failed to load (or was
 		// replaced): the running config has none.
 		adminapi.WriteError(w, failure.NotFound("the gatehouse app is not configured"))
 		return nil
 	}
+	defer app.requests.leave()
 	h, err := app.AdminHandler(r.Context())
 	if err != nil {
 		adminapi.WriteError(w, err)

@@ -133,6 +133,9 @@ type App struct {
 	// unready thins the lines of requests answered while the app is not
 	// started (logUnready).
 	unready logthin.Thinner
+	// requests counts the requests in flight that use the engine: Cleanup
+	// lets go of the store and of the closers once they ended.
+	requests requestGauge
 
 	mu       sync.Mutex
 	engine   *engine.Engine
@@ -143,7 +146,7 @@ type App struct {
 	// start-up); retrying waits for them.
 	stopRetry context.CancelFunc
 	retrying  sync.WaitGroup
-	closers   []io.Closer // background work of features and credential kinds, stopped by Stop
+	closers   []io.Closer // features and credential kinds (the directory's connections, the application-key service), closed by Cleanup
 
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // the second-factor feature
@@ -300,7 +303,7 @@ func (a *App) start() (err error) {
 		return err
 	}
 	a.poolKey = key
-	undo = append(undo, func() { _, _ = storePool.Delete(key); a.poolKey = "" })
+	undo = append(undo, func() { _ = releaseStore(key); a.poolKey = "" })
 	ks, err := openKeystore(ctx, a.Keystore, pooled.backend)
 	if err != nil {
 		return err
@@ -400,8 +403,10 @@ func holdsSealedSecrets(ctx context.Context, st storage.Store) (bool, error) {
 	return err == nil, err
 }
 
-// closeParts stops the background work of the features and credential
-// kinds whose admin route provider is also an io.Closer.
+// closeParts closes the features and credential kinds whose admin route
+// provider is also an io.Closer: their background work, and what their
+// requests use (the directory's connections; the application-key service,
+// which writes the last key uses then).
 func (a *App) closeParts() {
 	for _, c := range a.closers {
 		if err := c.Close(); err != nil {
@@ -411,10 +416,10 @@ func (a *App) closeParts() {
 	a.closers = nil
 }
 
-// Stop implements caddy.App. The store (and with it the audit writer)
-// stays open until Cleanup: Caddy stops its apps in no fixed order, and
-// the HTTP servers may still be answering requests, whose refusals must
-// reach the audit log.
+// Stop implements caddy.App: the app serves no admin call and makes no
+// start attempt any more. What its requests use stays until Cleanup:
+// Caddy stops its apps in no fixed order, and the HTTP servers may still
+// be answering requests, whose refusals must reach the audit log.
 func (a *App) Stop() error {
 	a.retired.Store(true)
 	markStopped(a)
@@ -422,21 +427,55 @@ func (a *App) Stop() error {
 		a.stopRetry()
 		a.retrying.Wait() // no start attempt runs past this point
 	}
-	a.closeParts()
 	return nil
 }
 
-// Cleanup implements caddy.CleanerUpper: it lets go of the store, which
-// Caddy calls once every app of the config has stopped (the HTTP servers
-// among them, after their requests ended).
+// drainLimit bounds how long a replaced config keeps what its requests
+// use for those still in flight. Ordinary requests end within seconds
+// (directory and store calls time out sooner), but a proxied WebSocket
+// or a long download may last for hours: without a bound, each reload
+// under such a request would keep another store (a Badger DB and its
+// memory) and its directory connections open for as long.
+const drainLimit = time.Minute
+
+// Cleanup implements caddy.CleanerUpper, which Caddy calls once every app
+// of the config has stopped: it closes the features and credential kinds
+// and lets go of the store once the app's requests ended. On a reload
+// Caddy does not wait for the replaced config's requests (only when the
+// process exits), so that happens in the background, once they ended
+// (requestGauge.drain) or after drainLimit; the store stays open
+// meanwhile, and a config that uses it again shares it (storePool).
 func (a *App) Cleanup() error {
 	a.retired.Store(true)
-	if a.poolKey != "" {
-		_, err := storePool.Delete(a.poolKey)
-		a.poolKey = ""
-		return err
+	if a.poolKey == "" && len(a.closers) == 0 {
+		return nil // never started
 	}
+	if caddy.Exiting() {
+		return a.release() // the HTTP servers' Stop waited for their requests
+	}
+	go func() {
+		if left := a.requests.drain(drainLimit); left > 0 {
+			a.logger.Warn("requests of a replaced config still in flight after "+drainLimit.String()+
+				": closing the store and directory connections they use; they may fail",
+				zap.Int64("in_flight", left))
+		}
+		if err := a.release(); err != nil {
+			a.logger.Error("closing the store of a replaced config", zap.Error(err))
+		}
+	}()
 	return nil
+}
+
+// release closes the features and credential kinds, then lets go of the
+// store (which the application-key service's last writes need).
+func (a *App) release() error {
+	a.closeParts()
+	if a.poolKey == "" {
+		return nil
+	}
+	err := releaseStore(a.poolKey)
+	a.poolKey = ""
+	return err
 }
 
 // Engine waits (briefly) for Start and returns the engine, or an error

@@ -163,14 +163,14 @@ func (h *Handler) routeFor(r *http.Request) (*engine.Route, error) {
 // cookies afterwards too: a handler around this one may still send it on
 // (intercept's handle_response with a reverse_proxy, for an error page).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.app.requests.enter() {
+		h.refuseUnready(w, r, errReleased)
+		return nil
+	}
+	defer h.app.requests.leave()
 	route, err := h.routeFor(r)
 	if err != nil {
-		// Fail closed: strip what could be spoofed or carry a credential, answer 503.
-		guard.StripUnjudged(r, guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix))
-		dropOriginalQuery(r)
-		engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
-		decisionCounters.CountUnavailable()
-		h.app.logUnready("gatehouse route unavailable", err)
+		h.refuseUnready(w, r, err)
 		return nil
 	}
 	passed := false
@@ -193,6 +193,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	return err
+}
+
+// refuseUnready answers 503 to a request the route cannot judge, err
+// saying why: it fails closed, stripping what could be spoofed or carry a
+// credential.
+func (h *Handler) refuseUnready(w http.ResponseWriter, r *http.Request, err error) {
+	guard.StripUnjudged(r, guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix))
+	dropOriginalQuery(r)
+	engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "gatehouse is not ready; try again later")
+	decisionCounters.CountUnavailable()
+	h.app.logUnready("gatehouse route unavailable", err)
 }
 
 // serve hands r to the console where the route serves it, else to the

@@ -184,15 +184,30 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 		ev.RemoteIP = host
 	}
 	ev.Reason = strings.ToValidUTF8(ev.Reason, "?")
-	if e, err := h.app.Engine(context.Background()); err == nil {
-		e.Audit.Record(ev)
+	if h.record(ev) {
 		return
 	}
 	// Not audited: logged, at most once a second.
 	if due, count := h.thin.Due(time.Now()); due {
-		h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started, so it is not audited",
+		h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started (or its config was replaced), so it is not audited",
 			zap.String("remote_ip", ev.RemoteIP), zap.String("reason", ev.Reason), zap.Int64("refused_since_last_line", count))
 	}
+}
+
+// record writes ev to the audit log and reports true, or reports false
+// while the app is not started, or once it let go of its store (its
+// config replaced).
+func (h *HandshakeAudit) record(ev audit.Event) bool {
+	if !h.app.requests.enter() {
+		return false
+	}
+	defer h.app.requests.leave()
+	e, err := h.app.Engine(context.Background())
+	if err != nil {
+		return false
+	}
+	e.Audit.Record(ev)
+	return true
 }
 
 // Interface guards.

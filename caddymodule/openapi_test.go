@@ -58,7 +58,10 @@ func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = a.Stop(), a.Cleanup() }() // nothing to check at the end of the test
+	defer func(key string) {
+		_, _ = a.Stop(), a.Cleanup() // nothing to check at the end of the test
+		waitReleased(t, key)
+	}(a.poolKey)
 	h, err := a.AdminHandler(context.Background())
 	if err != nil {
 		t.Fatal(err)

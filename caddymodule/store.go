@@ -27,6 +27,23 @@ import (
 // reload shares the open Badger DB (and its warm cache) instead of reopening it.
 var storePool = caddy.NewUsagePool()
 
+// storeTurnover serializes opening a pooled store with letting go of one:
+// a replaced config lets go of its store in the background (App.Cleanup),
+// and the UsagePool closes a store after it took it out of the pool, so
+// that a config opening the same location meanwhile would otherwise open
+// it a second time while the first is still closing (Badger refuses: its
+// directory is locked).
+var storeTurnover sync.Mutex
+
+// releaseStore lets go of one use of the pooled store key: the last one
+// closes it.
+func releaseStore(key string) error {
+	storeTurnover.Lock()
+	defer storeTurnover.Unlock()
+	_, err := storePool.Delete(key)
+	return err
+}
+
 type pooledStore struct {
 	backend storage.Store
 	// key is the store's key in storePool.
@@ -171,6 +188,8 @@ func openStore(ctx context.Context, spec, dataDir string, logger *zap.Logger) (*
 	if isRedisURL(spec) {
 		key = "redis:" + spec
 	}
+	storeTurnover.Lock()
+	defer storeTurnover.Unlock()
 	val, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		var backend storage.Store
 		var err error

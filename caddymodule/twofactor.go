@@ -273,19 +273,30 @@ func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if !esa.Handles(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
+	if !h.app.requests.enter() {
+		h.refuse(w, errReleased)
+		return nil
+	}
+	defer h.app.requests.leave()
 	svc, err := h.app.twoFactorService(r.Context())
 	if err == nil {
 		h.once.Do(func() { h.handler, h.err = esa.New(svc, esa.Options{PortalURL: h.PortalURL}) })
 		err = h.err
 	}
 	if err != nil {
-		h.app.logUnready("ESA API unavailable", err)
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusInternalServerError)
+		h.refuse(w, err)
 		return nil
 	}
 	h.handler.ServeHTTP(w, r)
 	return nil
+}
+
+// refuse answers 500, with no body, a call the ESA API cannot serve, err
+// saying why.
+func (h *ESAHandler) refuse(w http.ResponseWriter, err error) {
+	h.app.logUnready("ESA API unavailable", err)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusInternalServerError)
 }
 
 // parseESAHandler parses the gatehouse_esa directive:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -31,7 +32,19 @@ type pool struct {
 	open chan struct{}
 	// observe records each LDAP operation for the metrics.
 	observe func(op string, began time.Time, err error)
+
+	// mu orders put with close: once closed, no connection is parked
+	// again, so that one in use when the pool closed (a request of a
+	// replaced config still running) is closed, not left open in a pool
+	// nobody drains.
+	mu     sync.Mutex
+	closed bool
+	// done is closed with the pool: it ends a wait for a place.
+	done chan struct{}
 }
+
+// errClosed answers an operation started after the pool closed.
+var errClosed = fmt.Errorf("%w: the directory client was closed (its config replaced or stopped)", ErrUnavailable)
 
 func newPool(cfg Config, observe func(string, time.Time, error)) (*pool, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -41,7 +54,8 @@ func newPool(cfg Config, observe func(string, time.Time, error)) (*pool, error) 
 			return nil, err
 		}
 	}
-	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), open: make(chan struct{}, maxOpen), observe: observe}, nil
+	return &pool{cfg: cfg, tls: tc, idle: make(chan *ldap.Conn, 16), open: make(chan struct{}, maxOpen), observe: observe,
+		done: make(chan struct{})}, nil
 }
 
 // readCAFile reads the PEM certificates of ca_file into a pool.
@@ -69,6 +83,9 @@ const maxOpen = 32
 // returns, its place still taken, for the caller to use or to close in
 // favour of a new one.
 func (p *pool) reserve() (idle *ldap.Conn, err error) {
+	if p.isClosed() {
+		return nil, errClosed
+	}
 	select {
 	case p.open <- struct{}{}:
 		return nil, nil
@@ -81,6 +98,8 @@ func (p *pool) reserve() (idle *ldap.Conn, err error) {
 		return nil, nil
 	case c := <-p.idle:
 		return c, nil
+	case <-p.done:
+		return nil, errClosed
 	case <-timer.C:
 		return nil, fmt.Errorf("%w: all %d connections to the directory stayed in use for %v", ErrUnavailable, maxOpen, time.Duration(p.cfg.Timeout))
 	}
@@ -208,17 +227,40 @@ func (p *pool) get() (*ldap.Conn, error) {
 	}
 }
 
-// put returns a connection bound as the service account to the pool.
+// put returns a connection bound as the service account to the pool, or
+// closes it when the pool is full or closed.
 func (p *pool) put(c *ldap.Conn) {
-	select {
-	case p.idle <- c:
-	default:
+	p.mu.Lock()
+	parked := false
+	if !p.closed {
+		select {
+		case p.idle <- c:
+			parked = true
+		default:
+		}
+	}
+	p.mu.Unlock()
+	if !parked {
 		p.discard(c)
 	}
 }
 
-// close closes the idle connections.
+// isClosed reports whether close was called.
+func (p *pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// close closes the idle connections and makes every later operation fail
+// (errClosed); a connection in use then is closed when it is put back.
 func (p *pool) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	p.mu.Unlock()
 	for {
 		select {
 		case c := <-p.idle:

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 )
@@ -87,7 +89,9 @@ func TestOpenConnectionsAreBounded(t *testing.T) {
 
 	// Every place held (and no idle connection to close for one): a check
 	// waits the timeout, then fails closed.
-	d.pool.close()
+	for len(d.pool.idle) > 0 {
+		d.pool.discard(<-d.pool.idle)
+	}
 	for range places {
 		d.pool.open <- struct{}{}
 	}
@@ -97,5 +101,44 @@ func TestOpenConnectionsAreBounded(t *testing.T) {
 	}
 	if waited := time.Since(began); waited < 900*time.Millisecond {
 		t.Fatalf("every place held: refused after %v; want the 1s timeout waited", waited)
+	}
+}
+
+// TestClosedPoolParksNothing: a connection put back after the pool closed
+// (an operation of a replaced config that was still running) is closed
+// and its place freed, not parked in a pool nobody drains; operations
+// after the close fail at once (ErrUnavailable), and so does one that was
+// waiting for a place.
+func TestClosedPoolParksNothing(t *testing.T) {
+	p, err := newPool(Config{Timeout: caddy.Duration(time.Hour)}, func(string, time.Time, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.open = make(chan struct{}, 1)
+	client, server := net.Pipe()
+	defer server.Close()
+	c := ldap.NewConn(client, false)
+	c.Start()
+	p.open <- struct{}{} // c's place, as get gives it
+	waiting := make(chan error)
+	go func() { _, err := p.get(); waiting <- err }() // no place free: waits
+	p.close()
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("a get waiting for a place when the pool closed: %v; want ErrUnavailable", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a get waiting for a place when the pool closed still waits")
+	}
+	p.put(c)
+	if len(p.idle) != 0 || !c.IsClosing() {
+		t.Fatalf("a connection put back after the close: %d idle, closed %v; want it closed, none idle", len(p.idle), c.IsClosing())
+	}
+	if len(p.open) != 0 {
+		t.Fatal("the place of a connection put back after the close was not freed")
+	}
+	if _, err := p.get(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("get after the close: %v; want ErrUnavailable", err)
 	}
 }

@@ -296,6 +296,93 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 }
 
+// TestReloadsMovingTheStoreUnderLoad: twenty reloads alternating data_dir
+// between two directories, each its own store, while clients send
+// allowed requests and refusals: every request is answered as it should
+// be, with the identity it carried. On a reload Caddy does not wait for
+// the replaced config's requests, and the replaced store was closed under
+// those still in flight (503 "DB Closed", audit events lost), until the
+// app let go of it only once they ended.
+func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Gatehouse-User"))
+	}))
+	defer upstream.Close()
+	inst := harness.Start(t, reloadSite, harness.Options{Extra: map[string]any{"upstream": upstream.Listener.Addr().String()}})
+	sites := [2]string{
+		reloadSite,
+		strings.Replace(reloadSite, "data_dir {{.DataDir}}", "data_dir "+filepath.Join(inst.Ports.Dir, "data-b"), 1),
+	}
+	seedReader(t, inst, "alice")
+	inst.Reload(sites[1])
+	seedReader(t, inst, "alice") // the same account in the second store
+
+	url := inst.HTTPSURL() + "/api/x"
+	client := harness.Client(nil)
+	var answered atomic.Int64
+	var mu sync.Mutex
+	var wrong []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		wrong = append(wrong, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				method, want := "GET", http.StatusOK
+				if i%2 == 1 { // the role allows GET only: a refusal, audited
+					method, want = "POST", http.StatusForbidden
+				}
+				req, _ := http.NewRequest(method, url, nil)
+				req.SetBasicAuth("alice", "correct horse")
+				resp, err := client.Do(req)
+				if err != nil {
+					fail("alice %s: %v", method, err)
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode != want:
+					fail("alice %s: %d %s, want %d", method, resp.StatusCode, body, want)
+				case want == http.StatusOK && string(body) != "alice":
+					fail("alice GET reached the upstream as %q", body)
+				}
+				answered.Add(1)
+			}
+		})
+	}
+	for r := range 20 {
+		from := answered.Load()
+		waitFor(t, "requests answered between reloads", time.Minute, func() string {
+			if got := answered.Load() - from; got < 20 {
+				return fmt.Sprintf("%d answered", got)
+			}
+			return ""
+		})
+		inst.Reload(sites[r%2])
+	}
+	cancel()
+	wg.Wait()
+	if len(wrong) > 0 {
+		for line := range strings.Lines(inst.Log()) {
+			if strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`) {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(wrong), answered.Load(), wrong[0])
+	}
+	t.Logf("20 reloads moving the store: %d requests answered", answered.Load())
+	for _, closed := range []string{"DB Closed", "recorded after the audit writer closed"} {
+		if inst.LogContains(closed) {
+			t.Errorf("the log says %q: a request used a store or audit writer closed under it", closed)
+		}
+	}
+}
+
 // unavailable is the reason of a refusal because the store is down
 // (which names no user: none could be looked up).
 const unavailable = "the authentication store is unavailable; try again later"
