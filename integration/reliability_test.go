@@ -305,7 +305,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 // app let go of it only once they ended.
 func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.Header.Get("X-Gatehouse-User"))
+		_, _ = io.WriteString(w, r.Header.Get("X-Gatehouse-User"))
 	}))
 	defer upstream.Close()
 	inst := harness.Start(t, reloadSite, harness.Options{Extra: map[string]any{"upstream": upstream.Listener.Addr().String()}})
