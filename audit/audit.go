@@ -219,43 +219,70 @@ func hideParameterValues(path string) string {
 var credentialPrefixes = []string{"ghak_", "gct_", "gcr_"}
 
 // HideCredentials returns s with every run that looks like a credential
-// Gatehouse issues (one of its prefixes, in any case, then at least 20
-// base64url characters) cut to its prefix and "REDACTED". A client that
+// Gatehouse issues (one of its prefixes, in any ASCII case, then at least
+// 20 base64url characters) cut to its prefix and "REDACTED". A client that
 // sends its key where none is read (a path, a Basic username, which the
 // audit log records lower-cased) is refused as holding none, and the key
-// must not stay in the log.
+// must not stay in the log. One pass over s, comparing bytes in place (a
+// case-folded copy may differ in length, and its offsets would not fit s).
 func HideCredentials(s string) string {
 	if !strings.Contains(s, "_") { // every prefix has one
 		return s
 	}
-	lower := ""
-	for _, p := range credentialPrefixes {
-		if len(s) < len(p) {
+	var b strings.Builder
+	copied := 0 // s[:copied] is in b
+	for i := 0; i < len(s); {
+		p := credentialPrefixAt(s, i)
+		if p == 0 {
+			i++
 			continue
 		}
-		if lower == "" {
-			lower = strings.ToLower(s)
+		end := i + p
+		for end < len(s) && isBase64URL(s[end]) {
+			end++
 		}
-		for from := 0; ; {
-			i := strings.Index(lower[from:], p)
-			if i < 0 {
-				break
-			}
-			start := from + i + len(p)
-			end := start
-			for end < len(s) && isBase64URL(s[end]) {
-				end++
-			}
-			if end-start < 20 {
-				from = start
-				continue
-			}
-			s = s[:start] + "REDACTED" + s[end:]
-			lower = strings.ToLower(s)
-			from = start + len("REDACTED")
+		if end-(i+p) < 20 {
+			i += p
+			continue
+		}
+		if b.Len() == 0 {
+			b.Grow(len(s))
+		}
+		b.WriteString(s[copied : i+p])
+		b.WriteString("REDACTED")
+		copied, i = end, end
+	}
+	if copied == 0 {
+		return s
+	}
+	b.WriteString(s[copied:])
+	return b.String()
+}
+
+// credentialPrefixAt returns the length of the credential prefix s has at
+// i, in any ASCII case, or 0.
+func credentialPrefixAt(s string, i int) int {
+	for _, p := range credentialPrefixes {
+		if len(s)-i >= len(p) && asciiEqualFold(s[i:i+len(p)], p) {
+			return len(p)
 		}
 	}
-	return s
+	return 0
+}
+
+// asciiEqualFold reports whether a equals lower (lower-case ASCII) in any
+// ASCII case; a non-ASCII byte matches nothing.
+func asciiEqualFold(a, lower string) bool {
+	for i := range len(lower) {
+		c := a[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isBase64URL reports whether c is a base64url character or the '_'
