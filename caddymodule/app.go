@@ -146,6 +146,11 @@ type App struct {
 	// start-up); retrying waits for them.
 	stopRetry context.CancelFunc
 	retrying  sync.WaitGroup
+	// audiences are the explicit audiences of the config's gatehouse
+	// handlers, which each adds when provisioned, before any request: the
+	// engine's routes are built at their first request, too late to stop
+	// an earlier one on a route without an audience (guard.Audiences).
+	audiences guard.Audiences
 	closers   []io.Closer // features and credential kinds (the directory's connections, the application-key service), closed by Cleanup
 
 	smsSender sms.Sender         // loaded from SMSRaw
@@ -330,6 +335,7 @@ func (a *App) start() (err error) {
 	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"),
 		audit.Settings{Retention: time.Duration(a.AuditRetention), RefusalsPerMinute: a.AuditRefusalsPerMinute})
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
+	e.Audiences = &a.audiences
 	providers := []adminapi.Provider{adminapi.NewCore(e)}
 	undo = append(undo, a.closeParts)
 	addAdmin := func(p adminapi.Provider) {

@@ -103,6 +103,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
+	h.app.audiences.Add(opts.Audience)
 	return nil
 }
 

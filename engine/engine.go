@@ -51,10 +51,13 @@ type Engine struct {
 	Metrics *Metrics
 	// Logger is the app's logger.
 	Logger *zap.Logger
+	// Audiences are the explicit audiences of every route of the engine
+	// (guard.Audiences): New makes an empty set, which a caller whose
+	// routes are built lazily replaces with one it filled beforehand.
+	Audiences *guard.Audiences
 
 	credentials map[identity.Method]plugin.Credential
 	kinds       []identity.Method // registered, cheapest first
-	audiences   guard.Audiences   // the routes' explicit audiences
 	outage      logthin.Thinner   // refusals because the store is unavailable
 	internal    logthin.Thinner   // refusals for an internal error (a record failing authentication, …)
 }
@@ -83,7 +86,7 @@ func New(cfg Config, store *cache.Cache, ks *keystore.Keystore, signer *assertio
 	return &Engine{
 		Config: cfg, Store: store, Keystore: ks, Accounts: accounts, Signer: signer,
 		Sessions: session.NewStore(store, session.Options{Idle: cfg.SessionIdle, Absolute: cfg.SessionLifetime}),
-		Audit:    log, Metrics: metrics, Logger: logger,
+		Audit:    log, Metrics: metrics, Logger: logger, Audiences: new(guard.Audiences),
 		credentials: map[identity.Method]plugin.Credential{},
 	}
 }
@@ -200,7 +203,7 @@ func (e *Engine) NewRoute(opts RouteOptions) (*Route, error) {
 		opts.StreamRecheck = DefaultStreamRecheck
 	}
 	rt := &Route{engine: e, opts: opts, guard: guard.New(guard.Options{HeaderPrefix: e.Config.HeaderPrefix, Forward: opts.Forward,
-		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer, Audiences: &e.audiences})}
+		KeepRewriteHeaders: opts.ForwardRewriteHeaders, Audience: opts.Audience, Signer: e.Signer, Audiences: e.Audiences})}
 	for _, m := range e.kinds {
 		rt.stripped = append(rt.stripped, e.credentials[m])
 		if !slices.Contains(opts.Accept, m) {

@@ -12,14 +12,19 @@ import (
 // assertions for the host the request names, which a site answering any
 // host name lets the client choose: such a route refuses a host that
 // another route named as its audience, since that route's upstream,
-// checking its audience as it should, would accept the assertion. Routes
-// add their audience when built; requests only read the set.
+// checking its audience as it should, would accept the assertion. The
+// set must be whole before the first request: Caddy's handlers Add their
+// audience when provisioned (routes are built at their first request),
+// and New adds a route's own; requests only read it.
 type Audiences struct {
 	named sync.Map // lower-case audience → struct{}
 }
 
-// add records an explicitly configured audience.
-func (a *Audiences) add(audience string) {
+// Add records an explicitly configured audience; "" is none.
+func (a *Audiences) Add(audience string) {
+	if audience == "" {
+		return
+	}
 	a.named.Store(strings.ToLower(audience), struct{}{})
 }
 

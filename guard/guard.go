@@ -72,9 +72,7 @@ func New(opts Options) *Contract {
 	if opts.Audiences == nil {
 		opts.Audiences = new(Audiences)
 	}
-	if opts.Audience != "" {
-		opts.Audiences.add(opts.Audience)
-	}
+	opts.Audiences.Add(opts.Audience)
 	return &Contract{names: NewIdentityHeaders(opts.HeaderPrefix), forward: opts.Forward,
 		keepRewriteHeaders: opts.KeepRewriteHeaders, audience: opts.Audience, signer: opts.Signer, audiences: opts.Audiences}
 }

@@ -166,3 +166,49 @@ func requireLibrary(t *testing.T, what string) {
 	}
 	t.Skipf("%s is not installed", what)
 }
+
+// audienceOfAnotherRouteSite has two routes on one site: /b/* with the
+// audience "localhost", and the rest without one, whose assertions name
+// the host the request names: "localhost" too.
+const audienceOfAnotherRouteSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	handle /b/* {
+		gatehouse {
+			accept basic
+			audience localhost
+		}
+		reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+	}
+	handle {
+		gatehouse {
+			accept basic
+		}
+		reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+	}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestNoAssertionForAnotherRoutesAudience: a route without an audience
+// does not sign an assertion for a host another route names as its
+// audience, whose upstream would take it — from the first request after
+// the start, before that other route has served any.
+func TestNoAssertionForAnotherRoutesAudience(t *testing.T) {
+	inst := harness.Start(t, audienceOfAnotherRouteSite, harness.Options{})
+	seedReader(t, inst, "alice")
+	res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPSURL()+"/api/x")
+	if res.Status != 403 || !strings.Contains(res.Body, "another route") {
+		t.Fatalf("the first request, on the route without an audience: %d %s; want 403", res.Status, res.Body)
+	}
+}
