@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -586,6 +587,74 @@ func keyAwayFromItsWindowEdge(now time.Time) string {
 		into := (now.Unix() + int64(h.Sum64()%3600)) % 3600 // seconds into the window
 		if into > 60 && into < 3600-600 {
 			return name
+		}
+	}
+}
+
+// TestAppKeyRotationsRaceOnRedis: on Redis, where the writes of parallel
+// rotations interleave, a rotation or a deletion racing others never
+// answers 404 for a key that exists (200 or 409 only), the key's value
+// afterwards is the last rotation's, and a deletion racing rotations
+// removes the key for good.
+func TestAppKeyRotationsRaceOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	inst := harness.Start(t, basicSite, harness.Options{RedisURL: srv.URL()})
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "sensor"})
+	admin := fmt.Sprintf("http://127.0.0.1:%d", inst.Ports.AdminPort)
+	call := func(method, path, body string) (int, error) {
+		req, err := http.NewRequest(method, admin+path, strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode, res.Body.Close()
+	}
+	race := func(calls [][2]string) []int {
+		statuses := make([]int, len(calls))
+		var wg sync.WaitGroup
+		for i, c := range calls {
+			wg.Go(func() {
+				body := `{"grace_seconds":60}`
+				if c[0] == "DELETE" {
+					body = "" // a deletion takes no body
+				}
+				st, err := call(c[0], c[1], body)
+				if err != nil {
+					st = -1
+				}
+				statuses[i] = st
+			})
+		}
+		wg.Wait()
+		return statuses
+	}
+	for round := range 4 {
+		name := fmt.Sprintf("k%d", round)
+		inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", map[string]any{"name": name, "username": "sensor"})
+		rotate := [2]string{"POST", "/gatehouse/appkeys/" + name + "/rotate"}
+		for i, st := range race([][2]string{rotate, rotate, rotate, rotate, rotate, rotate, rotate, rotate}) {
+			if st != 200 && st != 409 {
+				t.Errorf("round %d, rotation %d racing others: %d; want 200 or 409", round, i, st)
+			}
+		}
+		if st, body := inst.Admin(t, "GET", "/gatehouse/appkeys/"+name+"/key", nil); st != 200 {
+			t.Fatalf("round %d: the key after the rotations: %d %s", round, st, body)
+		}
+		statuses := race([][2]string{rotate, rotate, rotate, {"DELETE", "/gatehouse/appkeys/" + name}, rotate, rotate})
+		deleted := statuses[3]
+		if deleted != 204 && deleted != 409 {
+			t.Errorf("round %d: a deletion racing rotations: %d; want 204 (or 409)", round, deleted)
+		}
+		if deleted == 409 {
+			inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/"+name, nil)
+		}
+		if st, _ := inst.Admin(t, "GET", "/gatehouse/appkeys/"+name, nil); st != 404 {
+			t.Errorf("round %d: the key after its deletion: %d; want 404", round, st)
 		}
 	}
 }
