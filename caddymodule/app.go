@@ -459,16 +459,17 @@ func (a *App) Cleanup() error {
 	if caddy.Exiting() {
 		return a.release() // the HTTP servers' Stop waited for their requests
 	}
-	go func() {
-		if left := a.requests.drain(drainLimit); left > 0 {
+	retiring.start(func(cut <-chan struct{}) {
+		if left := a.requests.drain(drainLimit, cut); left > 0 {
 			a.logger.Warn("requests of a replaced config still in flight after "+drainLimit.String()+
-				": closing the store and directory connections they use; they may fail",
+				" (or at the exit): closing the store and directory connections they use; they may fail",
 				zap.Int64("in_flight", left))
 		}
+	}, func() {
 		if err := a.release(); err != nil {
 			a.logger.Error("closing the store of a replaced config", zap.Error(err))
 		}
-	}()
+	})
 	return nil
 }
 

@@ -1,10 +1,14 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -53,13 +57,13 @@ const drainPoll = 10 * time.Millisecond
 const drainQuiet = 2 * time.Second
 
 // drain waits until no request is in flight and none came for drainQuiet,
-// at most limit, and then marks the gauge released, so that enter refuses
-// every later request. It returns how many requests were still in flight
-// when it gave up (0 when they all ended): those go on without what the
-// caller then lets go. Marking is one compare-and-swap of the count it
-// looked at, so no request can be counted in between the look and the
-// mark.
-func (g *requestGauge) drain(limit time.Duration) int64 {
+// at most limit or until cut is closed, and then marks the gauge released,
+// so that enter refuses every later request. It returns how many requests
+// were still in flight when it gave up (0 when they all ended): those go
+// on without what the caller then lets go. Marking is one
+// compare-and-swap of the count it looked at, so no request can be
+// counted in between the look and the mark.
+func (g *requestGauge) drain(limit time.Duration, cut <-chan struct{}) int64 {
 	began := time.Now()
 	seen, quietSince := g.entered.Load(), began
 	for {
@@ -71,9 +75,58 @@ func (g *requestGauge) drain(limit time.Duration) int64 {
 			g.entered.CompareAndSwap(entered, entered+gaugeReleased):
 			return 0
 		}
-		if now.Sub(began) >= limit {
+		if now.Sub(began) >= limit || closed(cut) {
 			return g.entered.Add(gaugeReleased) - gaugeReleased - g.left.Load()
 		}
-		time.Sleep(drainPoll)
+		select {
+		case <-cut:
+		case <-time.After(drainPoll):
+		}
 	}
 }
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// retirements are the releases of replaced configs waiting for their
+// requests (App.Cleanup). Caddy exits once the current config's apps
+// stopped, without waiting for them: the exit cuts their waits short and
+// waits for their releases, so that their audit writers write what they
+// hold (a flood's summaries, the last batch) and their stores close
+// cleanly. The HTTP servers have stopped by then, their requests ended.
+type retirements struct {
+	wg  sync.WaitGroup
+	cut chan struct{} // closed by finish
+	end sync.Once
+}
+
+// retiring are the process's retirements.
+var retiring = &retirements{cut: make(chan struct{})}
+
+// start runs release in the background once drain let go (or gave up, or
+// finish cut it short).
+func (rs *retirements) start(drain func(cut <-chan struct{}), release func()) {
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		drain(rs.cut)
+		release()
+	}()
+}
+
+// finish cuts the pending releases' waits short and waits for them.
+func (rs *retirements) finish() {
+	rs.end.Do(func() { close(rs.cut) })
+	rs.wg.Wait()
+}
+
+// Caddy runs its exit callbacks when the process exits (a signal, `caddy
+// stop`, the admin API's /stop), after the current config's apps stopped.
+func init() { caddy.OnExit(func(context.Context) { retiring.finish() }) }

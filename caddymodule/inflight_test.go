@@ -2,10 +2,16 @@ package caddymodule
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
 // TestDrainWaitsForRequestsInFlight: drain returns once the last request
@@ -18,7 +24,7 @@ func TestDrainWaitsForRequestsInFlight(t *testing.T) {
 		}
 	}
 	drained := make(chan int64)
-	go func() { drained <- g.drain(time.Hour) }()
+	go func() { drained <- g.drain(time.Hour, nil) }()
 	g.leave()
 	select {
 	case left := <-drained:
@@ -40,7 +46,7 @@ func TestDrainGivesUp(t *testing.T) {
 	var g requestGauge
 	g.enter()
 	g.enter()
-	if left := g.drain(3 * drainPoll); left != 2 {
+	if left := g.drain(3*drainPoll, nil); left != 2 {
 		t.Fatalf("drain gave up with %d requests left; want 2", left)
 	}
 	if g.enter() {
@@ -117,4 +123,66 @@ func waitReleased(t *testing.T, key string) {
 	// removed under a closing Badger).
 	storeTurnover.Lock()
 	defer storeTurnover.Unlock()
+}
+
+// TestExitFinishesPendingReleases: a replaced app whose release waits for
+// a request is let go when the process exits (Caddy runs its exit
+// callbacks after the current config stopped, and then ends the
+// process): the wait is cut short and the exit returns only once the
+// store was closed, its audit writer's events written.
+func TestExitFinishesPendingReleases(t *testing.T) {
+	saved := retiring
+	retiring = &retirements{cut: make(chan struct{})}
+	t.Cleanup(func() { retiring = saved })
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &App{DataDir: t.TempDir()}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	key := a.poolKey
+	if !a.requests.enter() { // a request that never ends (a WebSocket)
+		t.Fatal("a request refused by a running app")
+	}
+	e, err := a.Engine(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	e.Audit.Record(audit.Event{Kind: audit.KindAdmin, Username: "eve", Outcome: audit.OutcomeSuccess, Reason: "before the exit"})
+	done := make(chan struct{})
+	go func() { retiring.finish(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainLimit / 2):
+		t.Fatal("the exit waited for the request in flight instead of cutting the release's wait short")
+	}
+	if _, open := storePool.References(key); open {
+		t.Fatal("the exit returned with the replaced app's store still open")
+	}
+	storeTurnover.Lock() // closed once the turnover is free (waitReleased)
+	storeTurnover.Unlock()
+	db, err := badger.Open(filepath.Join(a.DataDir, "badger"), badger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("the store after the exit: %v", err)
+	}
+	defer db.Close()
+	found := false
+	if err := db.Scan(context.Background(), "", func(e storage.Entry) error {
+		found = found || strings.Contains(string(e.Value), "before the exit")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatal("the audit event recorded before the exit is not in the store")
+	}
 }
