@@ -168,8 +168,7 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 	if _, open := storePool.References(key); open {
 		t.Fatal("the exit returned with the replaced app's store still open")
 	}
-	storeTurnover.Lock() // closed once the turnover is free (waitReleased)
-	storeTurnover.Unlock()
+	waitReleased(t, key) // and closed, once the turnover is free
 	db, err := badger.Open(filepath.Join(a.DataDir, "badger"), badger.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("the store after the exit: %v", err)
