@@ -77,8 +77,9 @@ type FlakyStore struct {
 	BatchesFail atomic.Bool
 	// Batches counts the calls of Batch, failed ones included.
 	Batches atomic.Int32
-	// Forged, when set, names a key whose reads by Get and GetMany fail as
-	// a record failing authentication does (tagged.ErrTampered).
+	// Forged, when set, names a key whose reads by Get, GetEntry (the
+	// cache's) and GetMany fail as a record failing authentication does
+	// (tagged.ErrTampered).
 	Forged atomic.Pointer[string]
 	// OnScan, when non-nil, is called at the start of every Scan (that
 	// Down does not fail) with its prefix. When it returns a function,
@@ -126,10 +127,13 @@ func (f *FlakyStore) Get(ctx context.Context, key string) ([]byte, error) {
 	return f.Store.Get(ctx, key)
 }
 
-// GetEntry is Store's, failed while down.
+// GetEntry is Store's, failed while down or for the forged key.
 func (f *FlakyStore) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
 	if f.down(CallGetEntry) {
 		return storage.Entry{}, ErrDown
+	}
+	if err := f.forgedErr(key); err != nil {
+		return storage.Entry{}, err
 	}
 	return f.Store.GetEntry(ctx, key)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -217,5 +218,74 @@ func TestParallelRightCopiesAndGuesses(t *testing.T) {
 	if threshold := fx.svc.engine.Config.LockoutThreshold; accepted > 1 || checked != threshold {
 		t.Fatalf("%d copies of the right code and %d guesses at once: %d checked, %d accepted; want %d checked (the threshold), at most 1 accepted",
 			copies, guesses, checked, accepted, threshold)
+	}
+}
+
+// TestALockNoteThatFailsItsTagIsALock: a user past the threshold whose
+// lock note fails its tag (an earlier version's format, a note written
+// without the keystore) is locked: the right code is refused as locked,
+// not as busy (which would say "try again" for ever and never tell the
+// lock).
+func TestALockNoteThatFailsItsTagIsALock(t *testing.T) {
+	var flaky *enginetest.FlakyStore
+	fx := newFixtureWith(t, func(st storage.Store) storage.Store { flaky = &enginetest.FlakyStore{Store: st}; return flaky })
+	u, sec := fx.appUser(t, "ann")
+	ctx := context.Background()
+	if _, err := fx.e.Store.Incr(ctx, failuresKey(u.ID), int64(fx.svc.engine.Config.LockoutThreshold), 0); err != nil {
+		t.Fatal(err)
+	}
+	key := lockNotedKey(u.ID)
+	if err := flaky.Put(ctx, key, []byte("5"), 0); err != nil { // under the cache, which has not read it
+		t.Fatal(err)
+	}
+	flaky.Forged.Store(&key)
+	right, _ := codesNow(fx, sec)
+	if res := fx.verify(t, u, right); res.OK || !res.Locked || res.Reason != ReasonLocked {
+		t.Fatalf("the right code of a user locked by an unreadable note: %+v; want refused as locked", res)
+	}
+}
+
+// TestTakingBackKeepsTheLockOfACountStillPastIt: an attempt's count taken
+// back while another is counted (its compare-and-swap lost) may delete
+// the lock note on its first try and then commit a count still at or
+// above the threshold: the note goes back, and a code past the threshold
+// is refused as locked, not as busy.
+func TestTakingBackKeepsTheLockOfACountStillPastIt(t *testing.T) {
+	var flaky *enginetest.FlakyStore
+	fx := newFixtureWith(t, func(st storage.Store) storage.Store { flaky = &enginetest.FlakyStore{Store: st}; return flaky })
+	u, sec := fx.appUser(t, "ann")
+	ctx := context.Background()
+	threshold := int64(fx.svc.engine.Config.LockoutThreshold)
+	a, _, err := fx.svc.Try(ctx, signInRequest(ctx), u) // this attempt: count 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.e.Store.Incr(ctx, failuresKey(u.ID), threshold-1, 0); err != nil { // at the threshold, locked
+		t.Fatal(err)
+	}
+	if err := fx.e.Store.Put(ctx, lockNotedKey(u.ID), []byte("noted"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Another attempt is counted between the first try's read and its
+	// compare-and-swap.
+	once := false
+	flaky.BeforeWrite = func(key string) {
+		if key == failuresKey(u.ID) && !once {
+			once = true
+			if _, err := flaky.Store.Incr(ctx, key, 1, 0); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if err := a.Withdraw(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flaky.BeforeWrite = nil
+	if n, err := fx.svc.failures(ctx, u.ID); err != nil || n != threshold {
+		t.Fatalf("failures after the take-back: %d, %v; want %d", n, err, threshold)
+	}
+	right, _ := codesNow(fx, sec)
+	if res := fx.verify(t, u, right); !res.Locked || res.Reason != ReasonLocked {
+		t.Fatalf("the right code past the threshold after the take-back: %+v; want refused as locked", res)
 	}
 }

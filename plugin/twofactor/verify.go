@@ -338,13 +338,17 @@ func (a *Attempt) refuse(ctx context.Context) (Result, error) {
 	return Result{Reason: ReasonBusy}, a.Withdraw(ctx)
 }
 
-// lockStored reports whether the user's lock note is set. A note written
-// without the keystore is taken for none, as noteLock takes it.
+// lockStored reports whether the user's lock note is set. A note that
+// fails its tag (an earlier version's format, or one written without the
+// keystore) counts as set: the count is past the threshold, and a note
+// there says that no attempt in flight filled it; refuse then answers
+// locked through Failed, whose noteLock writes the note again and tells
+// the lock.
 func (s *Service) lockStored(ctx context.Context, uid string) (bool, error) {
 	switch _, err := s.engine.Store.Get(ctx, lockNotedKey(uid)); {
-	case err == nil:
+	case err == nil, errors.Is(err, tagged.ErrTampered):
 		return true, nil
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, tagged.ErrTampered):
+	case errors.Is(err, storage.ErrNotFound):
 		return false, nil
 	default:
 		return false, err
@@ -430,7 +434,13 @@ func (a *Attempt) Withdraw(ctx context.Context) error { return a.takeBack(ctx, 1
 // cleared the attempt's count, and what is counted now are later guesses.
 func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 	st := a.s.engine.Store
-	return storage.Update(ctx, st, failuresKey(a.u.ID), 0, func(raw []byte) ([]byte, error) {
+	// A try that deleted the lock note may lose its compare-and-swap to a
+	// concurrent count, and the try that commits stay at or above the
+	// threshold: the note then goes back (below), else later attempts
+	// past the threshold would be answered busy, not locked (refuse).
+	deleted, unlocked := false, false
+	err := storage.Update(ctx, st, failuresKey(a.u.ID), 0, func(raw []byte) ([]byte, error) {
+		unlocked = false
 		switch unlocks, err := a.s.unlocks(ctx, a.u.ID); {
 		case err != nil:
 			return nil, err
@@ -455,9 +465,19 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 			if err := st.Delete(ctx, lockNotedKey(a.u.ID)); err != nil {
 				return nil, err
 			}
+			deleted, unlocked = true, true
 		}
 		return fewer, nil
 	})
+	if err != nil || !deleted || unlocked {
+		return err
+	}
+	n, err := a.s.failures(ctx, a.u.ID) // an unlock since clears the count, and the note stays gone
+	if err != nil || n < int64(a.s.engine.Config.LockoutThreshold) {
+		return err
+	}
+	_, err = st.CompareAndSwap(ctx, lockNotedKey(a.u.ID), nil, []byte(a.s.now().UTC().Format(time.RFC3339Nano)), 0)
+	return err
 }
 
 // Unlock lifts the user's lockout, as the ESA API's unlock does: it
