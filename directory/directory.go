@@ -367,14 +367,15 @@ const (
 func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 	switch d.cfg.Flavor {
 	case ActiveDirectory:
-		uac, _ := strconv.ParseInt(u.GetAttributeValue("userAccountControl"), 10, 64)
-		if uac&uacDisabled != 0 {
-			return "disabled"
+		uac, ok := adInteger(u, "userAccountControl")
+		if !ok || uac&uacDisabled != 0 {
+			return "disabled" // an unreadable state is taken for the worst
 		}
 		if adLocked(u) {
 			return "locked"
 		}
-		if t, _ := strconv.ParseInt(u.GetAttributeValue("accountExpires"), 10, 64); t > 0 && t != neverExpires && fileTime(t).Before(now) {
+		expires, ok := adInteger(u, "accountExpires")
+		if !ok || (expires > 0 && expires != neverExpires && expires < fileTimeOf(now)) {
 			return "expired"
 		}
 		if v := u.GetAttributeValue("pwdLastSet"); v == "0" {
@@ -406,10 +407,25 @@ func adLocked(u *ldap.Entry) bool {
 	return t > 0
 }
 
-// fileTime converts a Windows FILETIME (100 ns since 1601) to a time.
-func fileTime(t int64) time.Time {
+// adInteger reads the integer attribute name of an Active Directory
+// entry: 0 when the entry has none, and ok false when it holds something
+// else than an integer (the caller takes that for the worst).
+func adInteger(u *ldap.Entry, name string) (v int64, ok bool) {
+	s := u.GetAttributeValue(name)
+	if s == "" {
+		return 0, true
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
+// fileTimeOf is t as a Windows FILETIME (100 ns since 1601), in which
+// Active Directory's times are compared: a FILETIME converted to a Go
+// time instead overflows past the year 2262, and the 9999-12-31 that
+// tools write for "never" would read as a date in 1816.
+func fileTimeOf(t time.Time) int64 {
 	const epochDiff = 116444736000000000 // 1601 to 1970 in 100 ns
-	return time.Unix(0, (t-epochDiff)*100)
+	return t.Unix()*10_000_000 + int64(t.Nanosecond()/100) + epochDiff
 }
 
 // maxNesting bounds how deep nested groups are followed.

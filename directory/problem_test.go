@@ -10,7 +10,9 @@ import (
 // TestActiveDirectoryLockoutEnds: an Active Directory account whose
 // lockout duration has ended is active again although lockoutTime stays
 // set until its next logon: the domain controller's computed flag
-// decides. Without that attribute a set lockoutTime still locks.
+// decides. Without that attribute a set lockoutTime still locks. Also
+// accountExpires, compared as a FILETIME (9999-12-31 is no expiry), and
+// the state an unreadable attribute gives (the worst).
 func TestActiveDirectoryLockoutEnds(t *testing.T) {
 	d := &Directory{cfg: Config{Flavor: ActiveDirectory}}
 	for _, c := range []struct {
@@ -24,6 +26,13 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		{"never locked", map[string][]string{"lockoutTime": {"0"}, uacComputed: {"0"}}, ""},
 		{"unreadable computed flag", map[string][]string{uacComputed: {"x"}}, "locked"},
 		{"disabled", map[string][]string{"userAccountControl": {"514"}, uacComputed: {"0"}}, "disabled"},
+		{"unreadable userAccountControl", map[string][]string{"userAccountControl": {"512x"}, uacComputed: {"0"}}, "disabled"},
+		// accountExpires: never (0 or the largest FILETIME), 9999-12-31
+		// (what tools write for never, past Go's time range in ns), past.
+		{"never expires", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"9223372036854775807"}}, ""},
+		{"expires 9999-12-31", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"2650467743990000000"}}, ""},
+		{"expired 2020-01-01", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"132223104000000000"}}, "expired"},
+		{"unreadable accountExpires", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"soon"}}, "expired"},
 	} {
 		if got := d.problem(ldap.NewEntry("cn=u", c.attrs), time.Now()); got != c.want {
 			t.Errorf("%s: problem %q; want %q", c.name, got, c.want)
