@@ -44,7 +44,11 @@ func (s *Service) canonicalName(typed string) (string, error) {
 	if name, err := NormalizeUsername(typed); err == nil {
 		typed = name
 	}
-	return NormalizeUsername(AccountName(typed, s.dir.Domains()))
+	plain, err := StripDomain(typed, s.dir.Domains())
+	if err != nil {
+		return "", err
+	}
+	return NormalizeUsername(plain)
 }
 
 // CanonicalName is the account name a typed username stands for, as

@@ -78,6 +78,20 @@ func AccountName(name string, domains []string) string {
 	return name
 }
 
+// StripDomain is AccountName, refusing a name that names one of domains
+// twice (`EXAMPLE\EXAMPLE\alice`, `EXAMPLE\alice@example.test`): read
+// once, it would name an account `example\alice` that no sign-in reaches,
+// since every sign-in reads that name as alice; read twice, a second
+// reader of the name (the ESA API's default domain, then the directory's)
+// would take it for alice where the others refuse it.
+func StripDomain(name string, domains []string) (string, error) {
+	plain := AccountName(name, domains)
+	if plain != name && AccountName(plain, domains) != plain {
+		return "", failure.Invalid("username %q names its domain twice; write it with its domain once, or without", name)
+	}
+	return plain, nil
+}
+
 // isDomain reports whether name is one of domains, in any case.
 func isDomain(name string, domains []string) bool {
 	for _, d := range domains {

@@ -124,11 +124,42 @@ func TestAccountName(t *testing.T) {
 	}
 }
 
+// TestStripDomain: a name that names the domain twice is refused, so
+// that no reader of it takes it for the account another reader refuses,
+// and no account is created under a name no sign-in reaches.
+func TestStripDomain(t *testing.T) {
+	domains := []string{"CORP", "corp.example.com"}
+	for in, want := range map[string]string{
+		`CORP\alice`:                       "alice",
+		"alice@corp.example.com":           "alice",
+		`OTHER\alice`:                      `OTHER\alice`,
+		"a@b@corp.example.com":             "a@b",
+		`CORP\CORP\alice`:                  "",
+		`CORP\alice@corp.example.com`:      "",
+		"alice@corp.example.com@corp":      "",
+		`corp.example.com\alice@CORP`:      "",
+		`CORP\OTHER\alice`:                 `OTHER\alice`,
+		"alice@corp.example.com@other.com": "alice@corp.example.com@other.com",
+	} {
+		got, err := StripDomain(in, domains)
+		if want == "" {
+			if err == nil {
+				t.Errorf("StripDomain(%q) = %q; want it refused", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("StripDomain(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
 // FuzzAccountName: the account name is never empty for a non-empty name,
 // and is the name itself or a part of it that holds no domain separator
-// added by the client.
+// added by the client; what StripDomain lets through is read the same
+// again (a second reader takes it for the same account).
 func FuzzAccountName(f *testing.F) {
-	for _, s := range []string{`CORP\alice`, "alice@corp.example.com", `\`, "@", `CORP\@corp`, ""} {
+	for _, s := range []string{`CORP\alice`, "alice@corp.example.com", `\`, "@", `CORP\@corp`, "", `CORP\CORP\alice`} {
 		f.Add(s)
 	}
 	domains := []string{"CORP", "corp.example.com"}
@@ -139,6 +170,9 @@ func FuzzAccountName(f *testing.F) {
 		}
 		if got != name && !strings.HasPrefix(name, got) && !strings.HasSuffix(name, got) {
 			t.Fatalf("AccountName(%q) = %q is not a part of it", name, got)
+		}
+		if plain, err := StripDomain(name, domains); err == nil && AccountName(plain, domains) != plain {
+			t.Fatalf("StripDomain(%q) = %q, which names the domain again", name, plain)
 		}
 	})
 }

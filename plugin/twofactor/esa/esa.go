@@ -302,13 +302,16 @@ func (c *call) user(answer func(reply)) (*account.User, Request) {
 
 // lookup resolves a username like user does. A username qualified with
 // the configured default domain (`DOMAIN\user`, `user@domain`) names the
-// account user (account.AccountName).
+// account user (account.StripDomain; one qualified twice names none).
 func (c *call) lookup(username string, answer func(reply)) *account.User {
 	if username == "" {
 		answer(fault("username is required"))
 		return nil
 	}
-	u, err := c.h.engine.Accounts.User(c.r.Context(), account.AccountName(username, c.h.engine.Config.DefaultDomain))
+	u, err := (*account.User)(nil), failure.NotFound("user %q not found", username)
+	if name, stripErr := account.StripDomain(username, c.h.engine.Config.DefaultDomain); stripErr == nil {
+		u, err = c.h.engine.Accounts.User(c.r.Context(), name)
+	}
 	if errors.Is(err, failure.ErrNotFound) {
 		// Audited, or an API client could look for names without a trace
 		// (the name as sent, cut to 64 bytes).

@@ -373,6 +373,13 @@ func TestWireFidelity(t *testing.T) {
 	if out["error"] != ErrorUserNotFound || out["error_message"] != `user OTHER\bob not found` {
 		t.Errorf("a foreign domain's user: %v", out)
 	}
+	// A name that names the domain twice is no account (the portal and
+	// Basic refuse it too).
+	for _, body := range []string{`{"username":"CORP\\CORP\\bob"}`, `{"username":"CORP\\bob@corp.example.com"}`} {
+		if out := v.call("POST", "/auth/v1/start2fa", body); out["error"] != ErrorUserNotFound {
+			t.Errorf("%s: %v; want ERROR_USER_NOT_FOUND", body, out)
+		}
+	}
 }
 
 // TestRefusedAPICredentialsAreRequestRefusals: the ESA API's refusal of
