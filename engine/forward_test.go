@@ -77,6 +77,8 @@ func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
 		{byHost, "demo", 403, ""},
 		{byHost, "DEMO:443", 403, ""},
 		{byHost, "[demo]", 403, ""},
+		{byHost, "demo.", 403, ""},
+		{byHost, "Other.Example.:8443", 200, "other.example"},
 		{noAssertion, "demo", 200, ""},
 	} {
 		s.route = tc.route

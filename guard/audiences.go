@@ -25,10 +25,12 @@ func (a *Audiences) Add(audience string) {
 	if audience == "" {
 		return
 	}
-	a.named.Store(strings.ToLower(audience), struct{}{})
+	a.named.Store(strings.TrimSuffix(strings.ToLower(audience), "."), struct{}{})
 }
 
-// has reports whether host (lower case) is an audience some route named.
+// has reports whether host (lower case, without a trailing dot, as
+// requestHost reads it) is an audience some route named, in any case,
+// with or without a trailing dot.
 func (a *Audiences) has(host string) bool {
 	_, ok := a.named.Load(host)
 	return ok

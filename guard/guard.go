@@ -211,12 +211,13 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 	return nil
 }
 
-// requestHost is r's host in lower case, without the port (and without
-// the brackets of an IPv6 address).
+// requestHost is r's host in lower case, without the port, the brackets
+// of an IPv6 address or the trailing dot of a fully qualified name
+// ("api.example.com." names the host "api.example.com" names).
 func requestHost(r *http.Request) string {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")), ".")
 }

@@ -67,8 +67,8 @@ func sameOrigin(r *http.Request, strict bool) bool {
 // written or not.
 func namesRequestOrigin(r *http.Request, raw string, httpsOnly bool) bool {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil {
-		return false // "null", not an absolute URL, or one with user info
+	if err != nil || u.Hostname() == "" || u.Opaque != "" || u.User != nil {
+		return false // "null", not an absolute URL, one without a host name, or with user info
 	}
 	switch {
 	case u.Scheme == "https":

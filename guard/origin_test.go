@@ -57,6 +57,12 @@ func TestSameOrigin(t *testing.T) {
 	if SameOrigin(r) {
 		t.Error("two Referer headers: passed")
 	}
+	r = httptest.NewRequest("POST", "http://example.com/x", nil)
+	r.Host = ""
+	r.Header.Set("Origin", "https://:443")
+	if SameOrigin(r) || SameOriginStrict(r) {
+		t.Error("an Origin without a host name, for a request without a host: passed")
+	}
 }
 
 // TestSameOriginStrict: the console's check refuses, beyond SameOrigin's

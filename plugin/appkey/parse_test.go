@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -379,7 +380,19 @@ func FuzzAllowlist(f *testing.F) {
 				t.Fatalf("%q: the cached entry gives prefix %v back as %v", item, p, got)
 			}
 		}
-		allows(e, ip)
+		// The client is allowed exactly when its address, unmapped and
+		// without a zone, is in one of the prefixes (an address that
+		// does not parse never is).
+		want := false
+		if addr, err := netip.ParseAddr(ip); err == nil {
+			addr = addr.Unmap().WithZone("")
+			for _, p := range prefixes {
+				want = want || p.Contains(addr)
+			}
+		}
+		if got := allows(e, ip); got != want {
+			t.Fatalf("allowlist %q, client %q: allowed %v; want %v", canonical, ip, got, want)
+		}
 	})
 }
 
