@@ -41,8 +41,8 @@ type Entry struct {
 	// for the requests of the account (identity.Identity.SetRoles).
 	JoinedRoles identity.JoinedRoles
 	// Problem says why the account may not sign in ("disabled",
-	// "locked", "expired", "must change its password", "in no mapped
-	// group", "deleted"); empty when it may.
+	// "locked", "expired", "password expired", "must change its
+	// password", "in no mapped group", "deleted"); empty when it may.
 	Problem string
 	// Mobile is the account's mobile or telephone number, when it has one.
 	Mobile string
@@ -266,7 +266,7 @@ var ErrWrongPassword = errors.New("directory: invalid username or password")
 // userAttributes are read from a user's entry, per flavor.
 var userAttributes = map[Flavor][]string{
 	ActiveDirectory: {"userAccountControl", uacComputed, "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
-	OpenLDAP:        {"pwdAccountLockedTime", "mobile", "telephoneNumber", "entryUUID"},
+	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "mobile", "telephoneNumber", "entryUUID"},
 }
 
 // lookup reads name's entry and groups.
@@ -357,19 +357,25 @@ func unavailable(err error) error {
 // that holds the ones the domain controller computes (UF_LOCKOUT), and
 // accountExpires' "never".
 const (
-	uacDisabled        = 0x2
-	uacLockout         = 0x10
-	uacComputed        = "msDS-User-Account-Control-Computed"
-	neverExpires int64 = 0x7FFFFFFFFFFFFFFF
+	uacDisabled                 = 0x2
+	uacLockout                  = 0x10
+	uacDontExpirePassword       = 0x10000
+	uacSmartcardRequired        = 0x40000
+	uacPasswordExpired          = 0x800000
+	uacComputed                 = "msDS-User-Account-Control-Computed"
+	neverExpires          int64 = 0x7FFFFFFFFFFFFFFF
 )
 
 // problem says why the entry may not sign in, by flavor; "" when it may.
 func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 	switch d.cfg.Flavor {
 	case ActiveDirectory:
+		// A user object always has userAccountControl: without it the
+		// service account may not read the account's state, which is
+		// taken for the worst, as an unreadable one is.
 		uac, ok := adInteger(u, "userAccountControl")
-		if !ok || uac&uacDisabled != 0 {
-			return "disabled" // an unreadable state is taken for the worst
+		if !ok || u.GetAttributeValue("userAccountControl") == "" || uac&uacDisabled != 0 {
+			return "disabled"
 		}
 		if adLocked(u) {
 			return "locked"
@@ -378,7 +384,13 @@ func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 		if !ok || (expires > 0 && expires != neverExpires && expires < fileTimeOf(now)) {
 			return "expired"
 		}
-		if v := u.GetAttributeValue("pwdLastSet"); v == "0" {
+		if adPasswordExpired(u) {
+			return "password expired"
+		}
+		// "Must change at next logon", which an account whose password
+		// never expires or that must sign in with a smart card is not
+		// held to (MS-SAMR 3.1.5.14.4).
+		if v := u.GetAttributeValue("pwdLastSet"); v == "0" && uac&(uacDontExpirePassword|uacSmartcardRequired) == 0 {
 			return "must change its password"
 		}
 	case OpenLDAP:
@@ -388,8 +400,25 @@ func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 		case v != "":
 			return "locked"
 		}
+		// ppolicy's pwdMustChange: reset by an administrator, the password
+		// must be changed; the directory lets its bind change only that.
+		if strings.EqualFold(u.GetAttributeValue("pwdReset"), "TRUE") {
+			return "must change its password"
+		}
 	}
 	return ""
+}
+
+// adPasswordExpired reports whether the domain controller computed the
+// account's password as expired (UF_PASSWORD_EXPIRED in
+// msDS-User-Account-Control-Computed: older than the domain's maximum
+// password age, or to be changed at the next logon; never for an account
+// whose password does not expire). The directory refuses its bind; its
+// application keys, connector tokens and sessions are refused too. An
+// unreadable computed value is taken for the worst.
+func adPasswordExpired(u *ldap.Entry) bool {
+	computed, ok := adInteger(u, uacComputed)
+	return !ok || computed&uacPasswordExpired != 0
 }
 
 // adLocked reports whether an Active Directory account is locked out now.

@@ -266,3 +266,38 @@ func TestEntryIDChangesWhenRecreated(t *testing.T) {
 		t.Fatalf("bob recreated: %+v %v; want the same DN with another ID than %q", recreated, err, first.ID)
 	}
 }
+
+// TestPasswordResetByAnAdministratorMustBeChanged: with ppolicy's
+// pwdMustChange, a password an administrator set must be changed before
+// anything else (the directory lets that bind do nothing more): until
+// then the account is refused, as Active Directory's "must change at
+// next logon" is, its application keys, tokens and sessions included.
+func TestPasswordResetByAnAdministratorMustBeChanged(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.Modify(`dn: ou=policies,` + slapdtest.BaseDN + `
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=mustchange,ou=policies,` + slapdtest.BaseDN + `
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: mustchange
+pwdAttribute: userPassword
+pwdMustChange: TRUE
+`)
+	frank := s.AddUser("frank", "frank password", "", slapdtest.OperatorsDN)
+	s.Modify("dn: " + frank + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=mustchange,ou=policies," + slapdtest.BaseDN + "\n")
+	d, err := directory.New(config(s), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	if e, err := d.Refresh(ctx, "frank"); err != nil || !e.Active() {
+		t.Fatalf("frank before the reset: %+v, %v; want active", e, err)
+	}
+	s.Modify("dn: " + frank + "\nchangetype: modify\nreplace: userPassword\nuserPassword: temporary password\n")
+	if e, err := d.Refresh(ctx, "frank"); err != nil || e.Active() || e.Problem != "must change its password" {
+		t.Fatalf("frank after an administrator's reset: %+v, %v; want refused, must change its password", e, err)
+	}
+}

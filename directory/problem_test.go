@@ -20,11 +20,11 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		attrs map[string][]string
 		want  string
 	}{
-		{"locked now", map[string][]string{"lockoutTime": {"133800000000000000"}, uacComputed: {"16"}}, "locked"},
-		{"lockout duration over", map[string][]string{"lockoutTime": {"133800000000000000"}, uacComputed: {"0"}}, ""},
-		{"no computed flag, lockoutTime set", map[string][]string{"lockoutTime": {"133800000000000000"}}, "locked"},
-		{"never locked", map[string][]string{"lockoutTime": {"0"}, uacComputed: {"0"}}, ""},
-		{"unreadable computed flag", map[string][]string{uacComputed: {"x"}}, "locked"},
+		{"locked now", map[string][]string{"userAccountControl": {"512"}, "lockoutTime": {"133800000000000000"}, uacComputed: {"16"}}, "locked"},
+		{"lockout duration over", map[string][]string{"userAccountControl": {"512"}, "lockoutTime": {"133800000000000000"}, uacComputed: {"0"}}, ""},
+		{"no computed flag, lockoutTime set", map[string][]string{"userAccountControl": {"512"}, "lockoutTime": {"133800000000000000"}}, "locked"},
+		{"never locked", map[string][]string{"userAccountControl": {"512"}, "lockoutTime": {"0"}, uacComputed: {"0"}}, ""},
+		{"unreadable computed flag", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"x"}}, "locked"},
 		{"disabled", map[string][]string{"userAccountControl": {"514"}, uacComputed: {"0"}}, "disabled"},
 		{"unreadable userAccountControl", map[string][]string{"userAccountControl": {"512x"}, uacComputed: {"0"}}, "disabled"},
 		// accountExpires: never (0 or the largest FILETIME), 9999-12-31
@@ -33,6 +33,15 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		{"expires 9999-12-31", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"2650467743990000000"}}, ""},
 		{"expired 2020-01-01", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"132223104000000000"}}, "expired"},
 		{"unreadable accountExpires", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"soon"}}, "expired"},
+		// The state the service account may not read (AD leaves out what
+		// it may not read): the worst.
+		{"no userAccountControl", map[string][]string{}, "disabled"},
+		// Passwords: expired as the DC computes it (MS-ADTS 3.1.1.4.5.17),
+		// to change at the next logon unless exempt (MS-SAMR 3.1.5.14.4).
+		{"password expired", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"8388608"}, "pwdLastSet": {"133800000000000000"}}, "password expired"},
+		{"must change", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, "must change its password"},
+		{"must change, password never expires", map[string][]string{"userAccountControl": {"66048"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
+		{"must change, smart card required", map[string][]string{"userAccountControl": {"262656"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
 	} {
 		if got := d.problem(ldap.NewEntry("cn=u", c.attrs), time.Now()); got != c.want {
 			t.Errorf("%s: problem %q; want %q", c.name, got, c.want)
