@@ -400,6 +400,9 @@ type Options struct {
 	// it holds to the store (under their own keys, so none is stored
 	// twice), and the file is emptied once the store holds them all.
 	SpillFile string
+	// SpillTag, when set, authenticates the spill file's lines: a line
+	// whose tag does not verify is not stored (an error line counts them).
+	SpillTag SpillTagger
 	// SpillBytes bounds the spill file (default 64 MiB); the events
 	// beyond it are kept in memory only, and counted in an error line.
 	SpillBytes int64
@@ -434,7 +437,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
-		l.openSpill(opts.SpillFile, opts.SpillBytes)
+		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillTag)
 	}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
@@ -444,11 +447,15 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 // openSpill opens the spill file and takes the events a previous writer
 // left in it into the backlog, to be written when the store answers.
 // Without a usable file the writer keeps its backlog in memory only.
-func (l *Log) openSpill(path string, limit int64) {
-	s, events, cut, err := openSpill(path, limit)
+func (l *Log) openSpill(path string, limit int64, tag SpillTagger) {
+	s, events, cut, forged, err := openSpill(path, limit, tag)
 	if err != nil {
 		l.log().Error("the audit spill file cannot be used: events the store refuses are kept in memory only", zap.Error(err))
 		return
+	}
+	if forged > 0 {
+		l.log().Error("audit spill file lines whose tag does not verify are not stored: written by something other than Gatehouse with this keystore",
+			zap.String("path", path), zap.Int("lines", forged))
 	}
 	if cut > 0 {
 		l.log().Warn("the end of the audit spill file was cut short (a crash while it was written) and is dropped",

@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -528,7 +530,7 @@ func TestSpillFileIsPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		s, _, _, err := openSpill(path, 1<<20)
+		s, _, _, _, err := openSpill(path, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -536,6 +538,66 @@ func TestSpillFileIsPrivate(t *testing.T) {
 		if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
 			t.Errorf("%s spill file: mode %v, %v; want 0600", name, info.Mode().Perm(), err)
 		}
+	}
+}
+
+// TestSpillFileRefusesALinkAndForgedLines: a spill file name that is a
+// symbolic link (planted by whoever may write to the data directory) is
+// not followed: the file it points at is left as it was, and the writer
+// keeps its backlog in memory. With a tagger, a line whose tag does not
+// verify (planted, or an untagged one) is not replayed; the writer's own
+// lines are.
+func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("not the writer's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "spill.jsonl")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, err := openSpill(link, 1<<20, nil); err == nil {
+		t.Fatal("a spill file name that is a link was opened")
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
+		t.Fatalf("the linked file after the open: %q, %v", b, err)
+	}
+	if info, err := os.Stat(victim); err != nil || info.Mode().Perm() != 0o644 {
+		t.Fatalf("the linked file's mode changed: %v, %v", info.Mode().Perm(), err)
+	}
+
+	tag := SpillTagger(func(key string, event []byte) []byte {
+		sum := sha256.Sum256(append([]byte("secret\x00"+key+"\x00"), event...))
+		return sum[:16]
+	})
+	path := filepath.Join(dir, "tagged.jsonl")
+	s, _, _, _, err := openSpill(path, 1<<20, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := pending{key: eventKey(time.Now()), raw: []byte(`{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"own"}`)}
+	if _, err := s.add([]pending{own}); err != nil {
+		t.Fatal(err)
+	}
+	s.f.Close()
+	forged := `{"key":"` + eventKey(time.Now()) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED"},"tag":"00112233445566778899aabbccddeeff"}` + "\n" +
+		`{"key":"` + eventKey(time.Now()) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED, no tag"}}` + "\n"
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(forged); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s, events, _, dropped, err := openSpill(path, 1<<20, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.f.Close()
+	if len(events) != 1 || !bytes.Contains(events[0].raw, []byte(`"own"`)) || dropped != 2 {
+		t.Fatalf("replayed %d events (%v), dropped %d; want the writer's own, 2 dropped", len(events), events, dropped)
 	}
 }
 

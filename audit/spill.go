@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 type spill struct {
 	path  string
 	f     *os.File
+	tag   SpillTagger
 	size  int64
 	limit int64
 	// events is the number of events (lines) the file holds.
@@ -34,17 +36,34 @@ type spill struct {
 type spillLine struct {
 	Key   string          `json:"key"`
 	Event json.RawMessage `json:"event"`
+	// Tag authenticates the line (SpillTagger), hex; empty without one.
+	Tag string `json:"tag,omitempty"`
+}
+
+// SpillTagger authenticates a spill file's line: a MAC of the event's
+// key and JSON under a key the writer keeps (the keystore's), so that
+// events planted in the file by whoever may write to the data directory
+// are not stored as the writer's own.
+type SpillTagger func(key string, event []byte) []byte
+
+// lineTag is the hex tag of a line, "" without a tagger.
+func (t SpillTagger) lineTag(key string, event []byte) string {
+	if t == nil {
+		return ""
+	}
+	return hex.EncodeToString(t(key, event))
 }
 
 // openSpill opens (creating it 0600) the spill file at path and returns
-// the events it holds, oldest first, and how many bytes at its end it cut
-// off: a last line cut short by a crash in the middle of an append (never
-// synced, so its events were not yet kept) and whatever follows a line
-// that does not decode.
-func openSpill(path string, limit int64) (s *spill, events []pending, cut int64, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// the events it holds, oldest first, how many bytes at its end it cut
+// off (a last line cut short by a crash in the middle of an append, never
+// synced, so its events were not yet kept, and whatever follows a line
+// that does not decode) and how many lines it dropped for a tag that
+// does not verify (with a tagger).
+func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pending, cut int64, forged int, err error) {
+	f, err := openSpillFile(path)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("audit spill file: %w", err)
+		return nil, nil, 0, 0, fmt.Errorf("audit spill file: %w", err)
 	}
 	// A file left readable to others (copied, restored from a backup)
 	// is made private before events are appended to it.
@@ -55,7 +74,7 @@ func openSpill(path string, limit int64) (s *spill, events []pending, cut int64,
 	}
 	var whole int64
 	if err == nil {
-		events, whole, err = readSpill(f)
+		events, whole, forged, err = readSpill(f, tag)
 	}
 	if err == nil {
 		err = f.Truncate(whole)
@@ -65,46 +84,51 @@ func openSpill(path string, limit int64) (s *spill, events []pending, cut int64,
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, 0, fmt.Errorf("audit spill file %s: %w", path, err)
+		return nil, nil, 0, 0, fmt.Errorf("audit spill file %s: %w", path, err)
 	}
-	return &spill{path: path, f: f, size: whole, limit: limit, events: len(events)}, events, info.Size() - whole, nil
+	return &spill{path: path, f: f, tag: tag, size: whole, limit: limit, events: len(events)}, events, info.Size() - whole, forged, nil
 }
 
-// readSpill decodes the lines of a spill file and returns their events
-// and the length of the file's leading whole, valid lines.
-func readSpill(r io.Reader) (events []pending, whole int64, err error) {
+// readSpill decodes the lines of a spill file and returns their events,
+// the length of the file's leading whole, valid lines, and how many of
+// those it dropped for a tag that does not verify (with tag set).
+func readSpill(r io.Reader, tag SpillTagger) (events []pending, whole int64, forged int, err error) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) {
-			return events, whole, nil // a last line without '\n' was cut short
+			return events, whole, forged, nil // a last line without '\n' was cut short
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
-		p, ok := decodeSpillLine(line)
+		p, lineTag, ok := decodeSpillLine(line)
 		if !ok {
-			return events, whole, nil // the torn end of an append, and whatever followed it
+			return events, whole, forged, nil // the torn end of an append, and whatever followed it
+		}
+		whole += int64(len(line))
+		if tag != nil && subtle.ConstantTimeCompare([]byte(lineTag), []byte(tag.lineTag(p.key, p.raw))) != 1 {
+			forged++
+			continue
 		}
 		events = append(events, p)
-		whole += int64(len(line))
 	}
 }
 
 // decodeSpillLine decodes one line, which must name an event key as
-// eventKey makes them and hold an event with a time.
-func decodeSpillLine(line []byte) (pending, bool) {
+// eventKey makes them and hold an event with a time, and returns its tag.
+func decodeSpillLine(line []byte) (pending, string, bool) {
 	var l spillLine
 	if err := json.Unmarshal(line, &l); err != nil || !validEventKey(l.Key) {
-		return pending{}, false
+		return pending{}, "", false
 	}
 	var e struct {
 		Time time.Time `json:"time"`
 	}
 	if err := json.Unmarshal(l.Event, &e); err != nil || e.Time.IsZero() {
-		return pending{}, false
+		return pending{}, "", false
 	}
-	return pending{key: l.Key, raw: bytes.Clone(l.Event), time: e.Time}, true
+	return pending{key: l.Key, raw: bytes.Clone(l.Event), time: e.Time}, l.Tag, true
 }
 
 // validEventKey reports whether key has eventKey's form: the prefix and
@@ -124,7 +148,7 @@ func (s *spill) add(events []pending) (notKept int, err error) {
 	var buf bytes.Buffer
 	kept := 0
 	for _, p := range events {
-		line, _ := json.Marshal(spillLine{Key: p.key, Event: p.raw})
+		line, _ := json.Marshal(spillLine{Key: p.key, Event: p.raw, Tag: s.tag.lineTag(p.key, p.raw)})
 		if s.size+int64(buf.Len()+len(line)+1) > s.limit {
 			break
 		}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,16 +78,45 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 		p.audit.Reconfigure(logger, settings)
 		return p.audit
 	}
-	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: auditSpillFile(dataDir, p.key),
+	spill := auditSpillFile(dataDir, p.key)
+	if old := legacySpillFile(dataDir, p.key); old != spill {
+		// An earlier version named it with the Redis password in the hash.
+		if err := os.Rename(old, spill); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logger.Warn("renaming the audit spill file an earlier version left", zap.String("from", old), zap.Error(err))
+		}
+	}
+	tags := p.tags
+	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: spill,
+		SpillTag: func(key string, event []byte) []byte {
+			tag := tags.RecordTag(spillTagPrefix+key, event)
+			return tag[:]
+		},
 		OnRecord: decisionCounters.CountAuditEvent})
 	return p.audit
 }
 
+// spillTagPrefix sets the tags of the audit spill file's lines apart from
+// the store's record tags (the same keystore key).
+const spillTagPrefix = "audit-spill/"
+
 // auditSpillFile is the spill file of the audit writer of the store with
 // pool key storeKey: one per store, so that events a store refused are
-// written to that store; named by a hash, as the key may hold a Redis
-// password.
+// written to that store; named by a hash of the key without a Redis URL's
+// user info, so that neither the name nor the log lines that name it
+// carry a digest of the password, which a weak one could be guessed from.
 func auditSpillFile(dataDir, storeKey string) string {
+	if kind, raw, ok := strings.Cut(storeKey, ":"); ok {
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			u.User = nil
+			storeKey = kind + ":" + u.String()
+		}
+	}
+	return legacySpillFile(dataDir, storeKey)
+}
+
+// legacySpillFile is the name an earlier version gave the spill file: a
+// hash of the whole store key.
+func legacySpillFile(dataDir, storeKey string) string {
 	sum := sha256.Sum256([]byte(storeKey))
 	return filepath.Join(dataDir, "audit-spill-"+hex.EncodeToString(sum[:8])+".jsonl")
 }

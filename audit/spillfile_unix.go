@@ -1,0 +1,33 @@
+//go:build unix
+
+package audit
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// openSpillFile opens (creating it 0600) the spill file without following
+// a symbolic link, and refuses one that is not a regular file of this
+// process's user: whoever may write to the data directory could otherwise
+// point the name at another file, which the writer would make private and
+// cut down, or plant events for it to store as its own.
+func openSpillFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); err == nil && ok && int(st.Uid) != os.Geteuid() {
+		err = fmt.Errorf("%s belongs to another user (uid %d)", path, st.Uid)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
