@@ -321,6 +321,7 @@ func (a *App) start() (err error) {
 		a.logger.Warn("the keystore file is readable or writable by other users: whoever reads it can unseal every secret; chmod 600 it",
 			zap.String("path", ks.Path()), zap.String("mode", mode.String()))
 	}
+	warnLooseDataDir(a.logger, a.DataDir)
 	cfg := a.engineConfig()
 	signer, err := assertion.NewSigner(ctx, st, ks, cfg.Issuer, cfg.AssertionLifetime)
 	if err != nil {

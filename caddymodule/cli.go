@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,7 +37,7 @@ the identity assertions' signing key, all three without the admin API.`,
 func buildCLI(cmd *cobra.Command) {
 	asGroup(cmd)
 	a := &adminClient{out: cmd.OutOrStdout()}
-	cmd.PersistentFlags().StringVar(&a.address, "address", "localhost:2019", "Caddy admin endpoint")
+	cmd.PersistentFlags().StringVar(&a.address, "address", caddy.DefaultAdminListen, "Caddy admin endpoint (default: $CADDY_ADMIN, else localhost:2019; unix//path for a socket)")
 	cmd.AddCommand(usersCommand(a), rolesCommand(a), sessionsCommand(a), directoryCommand(a), otpCommand(a),
 		appKeysCommand(a), connectorsCommand(a), tokensCommand(a), apiCredentialsCommand(a), auditCommand(a), apiCommand(a),
 		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
