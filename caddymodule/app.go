@@ -47,7 +47,9 @@ type App struct {
 	// Storage selects the state backend: empty or "badger" for the embedded
 	// database in DataDir, or a redis:// / rediss:// URL for a Redis server
 	// shared by several Caddy instances (a Sentinel-managed master with
-	// master_name=…, a Redis Cluster with cluster=true).
+	// master_name=…, a Redis Cluster with cluster=true). {env.NAME}
+	// placeholders are replaced when the config loads (a password kept
+	// out of the config: "redis://gatehouse:{env.REDIS_PASSWORD}@host:6379/0").
 	Storage string `json:"storage,omitempty"`
 	// Keystore is the path of the master key file that seals secrets at
 	// rest. Default: DataDir/keystore.key. Instances sharing a Redis store
@@ -216,6 +218,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	// {env.…} placeholders, read now (as bind_password's are), so that a
+	// Redis password can stay out of the config (GET /config/ serves it).
+	a.Storage = caddy.NewReplacer().ReplaceKnown(a.Storage, "")
 	if err := validateStorage(a.Storage); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -155,5 +156,21 @@ func TestLooseDataDirIsWarnedOf(t *testing.T) {
 	}
 	if n := warnings(); n != 2 {
 		t.Fatalf("%d warnings for a world-writable data directory and a world-readable Badger directory; want 2", n)
+	}
+}
+
+// TestStoragePasswordFromTheEnvironment: a Redis URL's password may be
+// an {env.…} placeholder, read when the config loads, so that it stays
+// out of the config.
+func TestStoragePasswordFromTheEnvironment(t *testing.T) {
+	t.Setenv("GATEHOUSE_TEST_REDIS_PASSWORD", "s3cret")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &App{DataDir: t.TempDir(), Storage: "redis://gatehouse:{env.GATEHOUSE_TEST_REDIS_PASSWORD}@127.0.0.1:6390/0"}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("a storage URL with a password placeholder: %v", err)
+	}
+	if a.Storage != "redis://gatehouse:s3cret@127.0.0.1:6390/0" {
+		t.Fatalf("storage read as %q", a.Storage)
 	}
 }
