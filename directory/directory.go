@@ -88,6 +88,8 @@ type Directory struct {
 	// replaces a newer one.
 	mu    sync.Mutex
 	reads singleflight.Group
+	// policies caches OpenLDAP password policies (ppolicy.go).
+	policies policies
 }
 
 // statusCacheSize bounds the status cache: accounts beyond it are read
@@ -266,7 +268,7 @@ var ErrWrongPassword = errors.New("directory: invalid username or password")
 // userAttributes are read from a user's entry, per flavor.
 var userAttributes = map[Flavor][]string{
 	ActiveDirectory: {"userAccountControl", uacComputed, "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
-	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "mobile", "telephoneNumber", "entryUUID"},
+	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "pwdPolicySubentry", "pwdChangedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
 // lookup reads name's entry and groups.
@@ -311,7 +313,11 @@ func (d *Directory) locate(name string) (Entry, error) {
 	if e.Mobile == "" {
 		e.Mobile = u.GetAttributeValue("telephoneNumber")
 	}
-	e.Problem = d.problem(u, now)
+	var policy passwordPolicy
+	if d.cfg.Flavor == OpenLDAP {
+		policy = d.policyOf(u.GetAttributeValue("pwdPolicySubentry"), now)
+	}
+	e.Problem = d.problem(u, policy, now)
 	return e, nil
 }
 
@@ -367,7 +373,8 @@ const (
 )
 
 // problem says why the entry may not sign in, by flavor; "" when it may.
-func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
+// policy is an OpenLDAP account's password policy (passwordPolicy).
+func (d *Directory) problem(u *ldap.Entry, policy passwordPolicy, now time.Time) string {
 	switch d.cfg.Flavor {
 	case ActiveDirectory:
 		// A user object always has userAccountControl: without it the
@@ -397,13 +404,16 @@ func (d *Directory) problem(u *ldap.Entry, now time.Time) string {
 		switch v := u.GetAttributeValue("pwdAccountLockedTime"); {
 		case v == "000001010000Z":
 			return "disabled" // ppolicy: locked until an administrator unlocks it
-		case v != "":
+		case v != "" && !policy.lockoutOver(v, now):
 			return "locked"
 		}
 		// ppolicy's pwdMustChange: reset by an administrator, the password
 		// must be changed; the directory lets its bind change only that.
 		if strings.EqualFold(u.GetAttributeValue("pwdReset"), "TRUE") {
 			return "must change its password"
+		}
+		if policy.expired(u.GetAttributeValue("pwdChangedTime"), now) {
+			return "password expired"
 		}
 	}
 	return ""

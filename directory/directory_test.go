@@ -301,3 +301,70 @@ pwdMustChange: TRUE
 		t.Fatalf("frank after an administrator's reset: %+v, %v; want refused, must change its password", e, err)
 	}
 }
+
+// TestPasswordPolicyLockoutAndAge: an OpenLDAP account under a ppolicy
+// entry (pwdPolicySubentry) is locked while its lockout lasts and active
+// again once pwdLockoutDuration passed, without a bind of its own (an
+// account used only through keys or tokens makes none: the attribute
+// stays until one); and refused once its password is older than
+// pwdMaxAge, as the directory refuses its bind.
+func TestPasswordPolicyLockoutAndAge(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.Modify(`dn: ou=policies,` + slapdtest.BaseDN + `
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=lockout,ou=policies,` + slapdtest.BaseDN + `
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: lockout
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 2
+pwdLockoutDuration: 2
+
+dn: cn=aging,ou=policies,` + slapdtest.BaseDN + `
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: aging
+pwdAttribute: userPassword
+pwdMaxAge: 2
+pwdGraceAuthNLimit: 0
+`)
+	erin := s.AddUser("erin", "erin password", "", slapdtest.OperatorsDN)
+	gina := s.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
+	s.Modify("dn: " + erin + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=lockout,ou=policies," + slapdtest.BaseDN + "\n\n" +
+		"dn: " + gina + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=aging,ou=policies," + slapdtest.BaseDN + "\n\n" +
+		"dn: " + gina + "\nchangetype: modify\nreplace: userPassword\nuserPassword: gina password 2\n")
+	d, err := directory.New(config(s), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for _, pw := range []string{"wrong 1", "wrong 2"} {
+		if _, err := d.Bind(ctx, "erin", pw); err == nil {
+			t.Fatal("a wrong password was taken")
+		}
+	}
+	if e, err := d.Refresh(ctx, "erin"); err != nil || e.Problem != "locked" {
+		t.Fatalf("erin after two wrong passwords: %+v, %v; want locked", e, err)
+	}
+	// Polled, with a generous deadline: the lockout lasts 2 s.
+	eventually := func(what string, ok func(directory.Entry) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			e, err := d.Refresh(ctx, what)
+			if err == nil && ok(e) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s 30 s on: %+v, %v", what, e, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	eventually("erin", func(e directory.Entry) bool { return e.Active() })
+	eventually("gina", func(e directory.Entry) bool { return e.Problem == "password expired" })
+}

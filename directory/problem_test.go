@@ -43,7 +43,7 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		{"must change, password never expires", map[string][]string{"userAccountControl": {"66048"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
 		{"must change, smart card required", map[string][]string{"userAccountControl": {"262656"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
 	} {
-		if got := d.problem(ldap.NewEntry("cn=u", c.attrs), time.Now()); got != c.want {
+		if got := d.problem(ldap.NewEntry("cn=u", c.attrs), passwordPolicy{}, time.Now()); got != c.want {
 			t.Errorf("%s: problem %q; want %q", c.name, got, c.want)
 		}
 	}
