@@ -142,16 +142,16 @@ func TestLooseDataDirIsWarnedOf(t *testing.T) {
 		warnLooseDataDir(zap.New(core), dir)
 		return logs.FilterMessageSnippet("open to other users").Len()
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // G302: a directory, searchable by its owner
 		t.Fatal(err)
 	}
 	if n := warnings(); n != 0 {
 		t.Fatalf("%d warnings for private directories", n)
 	}
-	if err := os.Chmod(dir, 0o777); err != nil {
+	if err := os.Chmod(dir, 0o777); err != nil { //nolint:gosec // G302: loose on purpose, to be warned of
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(dir, "badger"), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "badger"), 0o755); err != nil { //nolint:gosec // G302: loose on purpose, to be warned of
 		t.Fatal(err)
 	}
 	if n := warnings(); n != 2 {

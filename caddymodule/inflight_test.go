@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
@@ -64,29 +65,7 @@ func TestDrainGivesUp(t *testing.T) {
 // flight, which can still read and write it, and closes it once that
 // request ended; later requests are refused.
 func TestCleanupWaitsForRequestsInFlight(t *testing.T) {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	a := &App{DataDir: t.TempDir()}
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	key := a.poolKey
-	if !a.requests.enter() {
-		t.Fatal("a request refused by a running app")
-	}
-	e, err := a.Engine(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
+	a, e, key := replacedWithARequestInFlight(t)
 	// The request in flight goes on using the store.
 	if err := e.Store.Put(context.Background(), "test/inflight", []byte("x"), 0); err != nil {
 		t.Fatalf("writing the store during a request in flight after Cleanup: %v", err)
@@ -134,29 +113,7 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 	saved := retiring
 	retiring = &retirements{cut: make(chan struct{})}
 	t.Cleanup(func() { retiring = saved })
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	a := &App{DataDir: t.TempDir()}
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	key := a.poolKey
-	if !a.requests.enter() { // a request that never ends (a WebSocket)
-		t.Fatal("a request refused by a running app")
-	}
-	e, err := a.Engine(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
+	a, e, key := replacedWithARequestInFlight(t) // a request that never ends (a WebSocket)
 	e.Audit.Record(audit.Event{Kind: audit.KindAdmin, Username: "eve", Outcome: audit.OutcomeSuccess, Reason: "before the exit"})
 	done := make(chan struct{})
 	go func() { retiring.finish(); close(done) }()
@@ -184,4 +141,44 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 	if !found {
 		t.Fatal("the audit event recorded before the exit is not in the store")
 	}
+}
+
+// startedApp provisions and starts an app on a data directory of its own.
+func startedApp(t *testing.T) *App {
+	t.Helper()
+	dir := t.TempDir() // removed after the context's cancel (cleanups run last in, first out)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	a := &App{DataDir: dir}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// replacedWithARequestInFlight is a startedApp replaced by a reload (Stop
+// and Cleanup, Caddy not exiting) while a request it counted in is still
+// in flight: it returns the app, the engine that request uses and the
+// pool key of its store.
+func replacedWithARequestInFlight(t *testing.T) (*App, *engine.Engine, string) {
+	t.Helper()
+	a := startedApp(t)
+	key := a.poolKey
+	if !a.requests.enter() {
+		t.Fatal("a request refused by a running app")
+	}
+	e, err := a.Engine(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	return a, e, key
 }

@@ -49,15 +49,7 @@ func operations(doc *openapi3.T) []string {
 // own) with the operations of the admin API's OpenAPI document: a route
 // without an operation, or an operation without a route, fails.
 func TestOpenAPIDescribesEveryAdminRoute(t *testing.T) {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	a := &App{DataDir: t.TempDir()}
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a := startedApp(t)
 	defer func(key string) {
 		_, _ = a.Stop(), a.Cleanup() // nothing to check at the end of the test
 		waitReleased(t, key)

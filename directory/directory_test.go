@@ -273,20 +273,9 @@ func TestEntryIDChangesWhenRecreated(t *testing.T) {
 // then the account is refused, as Active Directory's "must change at
 // next logon" is, its application keys, tokens and sessions included.
 func TestPasswordResetByAnAdministratorMustBeChanged(t *testing.T) {
-	s := slapdtest.Start(t)
-	s.Modify(`dn: ou=policies,` + slapdtest.BaseDN + `
-objectClass: organizationalUnit
-ou: policies
-
-dn: cn=mustchange,ou=policies,` + slapdtest.BaseDN + `
-objectClass: organizationalRole
-objectClass: pwdPolicy
-cn: mustchange
-pwdAttribute: userPassword
-pwdMustChange: TRUE
-`)
+	s := ppolicyServer(t, map[string]string{"mustchange": "pwdMustChange: TRUE\n"})
 	frank := s.AddUser("frank", "frank password", "", slapdtest.OperatorsDN)
-	s.Modify("dn: " + frank + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=mustchange,ou=policies," + slapdtest.BaseDN + "\n")
+	s.Modify(underPolicy(frank, "mustchange"))
 	d, err := directory.New(config(s), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -309,32 +298,13 @@ pwdMustChange: TRUE
 // stays until one); and refused once its password is older than
 // pwdMaxAge, as the directory refuses its bind.
 func TestPasswordPolicyLockoutAndAge(t *testing.T) {
-	s := slapdtest.Start(t)
-	s.Modify(`dn: ou=policies,` + slapdtest.BaseDN + `
-objectClass: organizationalUnit
-ou: policies
-
-dn: cn=lockout,ou=policies,` + slapdtest.BaseDN + `
-objectClass: organizationalRole
-objectClass: pwdPolicy
-cn: lockout
-pwdAttribute: userPassword
-pwdLockout: TRUE
-pwdMaxFailure: 2
-pwdLockoutDuration: 2
-
-dn: cn=aging,ou=policies,` + slapdtest.BaseDN + `
-objectClass: organizationalRole
-objectClass: pwdPolicy
-cn: aging
-pwdAttribute: userPassword
-pwdMaxAge: 2
-pwdGraceAuthNLimit: 0
-`)
+	s := ppolicyServer(t, map[string]string{
+		"lockout": "pwdLockout: TRUE\npwdMaxFailure: 2\npwdLockoutDuration: 2\n",
+		"aging":   "pwdMaxAge: 2\npwdGraceAuthNLimit: 0\n",
+	})
 	erin := s.AddUser("erin", "erin password", "", slapdtest.OperatorsDN)
 	gina := s.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
-	s.Modify("dn: " + erin + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=lockout,ou=policies," + slapdtest.BaseDN + "\n\n" +
-		"dn: " + gina + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=aging,ou=policies," + slapdtest.BaseDN + "\n\n" +
+	s.Modify(underPolicy(erin, "lockout") + "\n" + underPolicy(gina, "aging") + "\n" +
 		"dn: " + gina + "\nchangetype: modify\nreplace: userPassword\nuserPassword: gina password 2\n")
 	d, err := directory.New(config(s), nil, nil)
 	if err != nil {
@@ -367,4 +337,24 @@ pwdGraceAuthNLimit: 0
 	}
 	eventually("erin", func(e directory.Entry) bool { return e.Active() })
 	eventually("gina", func(e directory.Entry) bool { return e.Problem == "password expired" })
+}
+
+// ppolicyServer starts slapd with the ppolicy entries policies names
+// (name → the entry's policy attributes, one "attr: value" line each),
+// under ou=policies.
+func ppolicyServer(t *testing.T, policies map[string]string) *slapdtest.Server {
+	s := slapdtest.Start(t)
+	ldif := "dn: ou=policies," + slapdtest.BaseDN + "\nobjectClass: organizationalUnit\nou: policies\n"
+	for name, attrs := range policies {
+		ldif += "\ndn: cn=" + name + ",ou=policies," + slapdtest.BaseDN + "\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\ncn: " +
+			name + "\npwdAttribute: userPassword\n" + attrs
+	}
+	s.Modify(ldif)
+	return s
+}
+
+// underPolicy is the LDIF that puts the account dn under the ppolicy
+// entry ppolicyServer made as name.
+func underPolicy(dn, name string) string {
+	return "dn: " + dn + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=" + name + ",ou=policies," + slapdtest.BaseDN + "\n"
 }

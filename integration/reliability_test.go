@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,13 +183,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 
 	var answered, refused atomic.Int64
 	var bobBlocked atomic.Bool // set once the block is acknowledged
-	var mu sync.Mutex
-	var wrong []string
-	fail := func(format string, args ...any) {
-		mu.Lock()
-		wrong = append(wrong, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
+	var wrong wrongAnswers
+	fail := wrong.add
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range 6 {
@@ -276,8 +272,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 	if n := strings.Count(inst.Log(), `"msg":"gatehouse started"`); n != 6 {
 		t.Fatalf("gatehouse started %d times; want 6: each reload restarts it", n)
 	}
-	if len(wrong) > 0 {
-		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(wrong), answered.Load(), wrong[0])
+	if got := wrong.all(); len(got) > 0 {
+		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(got), answered.Load(), got[0])
 	}
 	events := append(auditRequests(t, inst, "alice"), auditRequests(t, inst, "bob")...)
 	denied := countWhere(events, "outcome", "denied")
@@ -320,13 +316,8 @@ func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
 	url := inst.HTTPSURL() + "/api/x"
 	client := harness.Client(nil)
 	var answered atomic.Int64
-	var mu sync.Mutex
-	var wrong []string
-	fail := func(format string, args ...any) {
-		mu.Lock()
-		wrong = append(wrong, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
+	var wrong wrongAnswers
+	fail := wrong.add
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range 6 {
@@ -367,13 +358,13 @@ func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	if len(wrong) > 0 {
+	if got := wrong.all(); len(got) > 0 {
 		for line := range strings.Lines(inst.Log()) {
 			if strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`) {
 				t.Log(strings.TrimSpace(line))
 			}
 		}
-		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(wrong), answered.Load(), wrong[0])
+		t.Fatalf("%d of %d requests answered wrongly during the reloads, first: %s", len(got), answered.Load(), got[0])
 	}
 	t.Logf("20 reloads moving the store: %d requests answered", answered.Load())
 	for _, closed := range []string{"DB Closed", "recorded after the audit writer closed"} {
@@ -878,4 +869,24 @@ func TestRedisFlushedBehindGatehousesBack(t *testing.T) {
 	if !inst.LogContains("removed or replaced behind Gatehouse's back") {
 		t.Error("the log does not say the store's records were removed")
 	}
+}
+
+// wrongAnswers collects the wrong answers a load's goroutines saw.
+type wrongAnswers struct {
+	mu   sync.Mutex
+	list []string
+}
+
+// add notes one wrong answer.
+func (w *wrongAnswers) add(format string, args ...any) {
+	w.mu.Lock()
+	w.list = append(w.list, fmt.Sprintf(format, args...))
+	w.mu.Unlock()
+}
+
+// all returns the wrong answers noted.
+func (w *wrongAnswers) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.list)
 }
