@@ -454,8 +454,9 @@ func (l *Log) openSpill(path string, limit int64, tag SpillTagger) {
 		return
 	}
 	if forged > 0 {
-		l.log().Error("audit spill file lines whose tag does not verify are not stored: written by something other than Gatehouse with this keystore",
-			zap.String("path", path), zap.Int("lines", forged))
+		l.log().Error("audit spill file lines whose tag does not verify are not stored, but set aside: written by something other than Gatehouse "+
+			"with this keystore, or by a version before the tags (after an upgrade during a store outage); read them there",
+			zap.String("path", path+".rejected"), zap.Int("lines", forged))
 	}
 	if cut > 0 {
 		l.log().Warn("the end of the audit spill file was cut short (a crash while it was written) and is dropped",

@@ -566,6 +566,16 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 	if info, err := os.Stat(victim); err != nil || info.Mode().Perm() != 0o644 {
 		t.Fatalf("the linked file's mode changed: %v, %v", info.Mode().Perm(), err)
 	}
+	hard := filepath.Join(dir, "hard.jsonl")
+	if err := os.Link(victim, hard); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, err := openSpill(hard, 1<<20, nil); err == nil {
+		t.Fatal("a spill file name that is a hard link to another file was opened")
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
+		t.Fatalf("the hard-linked file after the open: %q, %v", b, err)
+	}
 
 	tag := SpillTagger(func(key string, event []byte) []byte {
 		sum := sha256.Sum256(append([]byte("secret\x00"+key+"\x00"), event...))
@@ -595,9 +605,15 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, _, _, _, err := openSpill(path, 1<<20, tag); err == nil {
+		t.Fatal("a second writer opened the spill file another holds")
+	}
 	s.f.Close()
 	if len(events) != 1 || !bytes.Contains(events[0].raw, []byte(`"own"`)) || dropped != 2 {
 		t.Fatalf("replayed %d events (%v), dropped %d; want the writer's own, 2 dropped", len(events), events, dropped)
+	}
+	if b, err := os.ReadFile(path + ".rejected"); err != nil || string(b) != forged {
+		t.Fatalf("the lines set aside: %q, %v; want the two that did not verify", b, err)
 	}
 }
 

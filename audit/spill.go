@@ -58,8 +58,10 @@ func (t SpillTagger) lineTag(key string, event []byte) string {
 // the events it holds, oldest first, how many bytes at its end it cut
 // off (a last line cut short by a crash in the middle of an append, never
 // synced, so its events were not yet kept, and whatever follows a line
-// that does not decode) and how many lines it dropped for a tag that
-// does not verify (with a tagger).
+// that does not decode) and how many lines it set aside for a tag that
+// does not verify (with a tagger): those are appended to path plus
+// ".rejected" for the operator to read, not stored (an earlier version's
+// untagged lines among them, after an upgrade during a store outage).
 func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pending, cut int64, forged int, err error) {
 	f, err := openSpillFile(path)
 	if err != nil {
@@ -73,8 +75,12 @@ func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pe
 		info, err = f.Stat()
 	}
 	var whole int64
+	var rejected []byte
 	if err == nil {
-		events, whole, forged, err = readSpill(f, tag)
+		events, whole, rejected, forged, err = readSpill(f, tag)
+	}
+	if err == nil && len(rejected) > 0 {
+		err = appendRejected(path+".rejected", rejected)
 	}
 	if err == nil {
 		err = f.Truncate(whole)
@@ -90,29 +96,47 @@ func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pe
 }
 
 // readSpill decodes the lines of a spill file and returns their events,
-// the length of the file's leading whole, valid lines, and how many of
-// those it dropped for a tag that does not verify (with tag set).
-func readSpill(r io.Reader, tag SpillTagger) (events []pending, whole int64, forged int, err error) {
+// the length of the file's leading whole, valid lines, and those of them
+// (and how many) whose tag does not verify (with tag set).
+func readSpill(r io.Reader, tag SpillTagger) (events []pending, whole int64, rejected []byte, forged int, err error) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) {
-			return events, whole, forged, nil // a last line without '\n' was cut short
+			return events, whole, rejected, forged, nil // a last line without '\n' was cut short
 		}
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, 0, nil, 0, err
 		}
 		p, lineTag, ok := decodeSpillLine(line)
 		if !ok {
-			return events, whole, forged, nil // the torn end of an append, and whatever followed it
+			return events, whole, rejected, forged, nil // the torn end of an append, and whatever followed it
 		}
 		whole += int64(len(line))
 		if tag != nil && subtle.ConstantTimeCompare([]byte(lineTag), []byte(tag.lineTag(p.key, p.raw))) != 1 {
+			rejected = append(rejected, line...)
 			forged++
 			continue
 		}
 		events = append(events, p)
 	}
+}
+
+// appendRejected appends the spill file's lines that were not stored to
+// the file path, created 0600, as openSpillFile opens the spill file.
+func appendRejected(path string, lines []byte) error {
+	f, err := openSpillFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		return err
+	}
+	if _, err := f.Write(lines); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // decodeSpillLine decodes one line, which must name an event key as

@@ -49,7 +49,9 @@ type App struct {
 	// shared by several Caddy instances (a Sentinel-managed master with
 	// master_name=…, a Redis Cluster with cluster=true). {env.NAME}
 	// placeholders are replaced when the config loads (a password kept
-	// out of the config: "redis://gatehouse:{env.REDIS_PASSWORD}@host:6379/0").
+	// out of the config: "redis://gatehouse:{env.REDIS_PASSWORD}@host:6379/0";
+	// the value goes in as it is, so a password with URL delimiters must be
+	// percent-encoded).
 	Storage string `json:"storage,omitempty"`
 	// Keystore is the path of the master key file that seals secrets at
 	// rest. Default: DataDir/keystore.key. Instances sharing a Redis store

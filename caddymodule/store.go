@@ -80,9 +80,12 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 	}
 	spill := auditSpillFile(dataDir, p.key)
 	if old := legacySpillFile(dataDir, p.key); old != spill {
-		// An earlier version named it with the Redis password in the hash.
-		if err := os.Rename(old, spill); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			logger.Warn("renaming the audit spill file an earlier version left", zap.String("from", old), zap.Error(err))
+		// An earlier version named it with the Redis password in the hash;
+		// a file already under the new name is never replaced.
+		if _, err := os.Lstat(spill); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Rename(old, spill); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				logger.Warn("renaming the audit spill file an earlier version left", zap.String("from", old), zap.Error(err))
+			}
 		}
 	}
 	tags := p.tags

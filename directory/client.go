@@ -308,9 +308,15 @@ func isNetworkError(err error) bool {
 
 // search runs one search on a pooled connection.
 func (p *pool) search(op, base, filter string, attrs []string) ([]*ldap.Entry, error) {
+	return p.searchScope(op, base, ldap.ScopeWholeSubtree, filter, attrs)
+}
+
+// searchScope is search in the given scope (ldap.ScopeBaseObject: the
+// base entry alone).
+func (p *pool) searchScope(op, base string, scope int, filter string, attrs []string) ([]*ldap.Entry, error) {
 	var entries []*ldap.Entry
 	err := p.do(op, func(c *ldap.Conn) error {
-		res, err := c.Search(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+		res, err := c.Search(ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0,
 			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil))
 		if err != nil {
 			return err

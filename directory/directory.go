@@ -424,8 +424,10 @@ func (d *Directory) problem(u *ldap.Entry, policy passwordPolicy, now time.Time)
 // msDS-User-Account-Control-Computed: older than the domain's maximum
 // password age, or to be changed at the next logon; never for an account
 // whose password does not expire). The directory refuses its bind; its
-// application keys, connector tokens and sessions are refused too. An
-// unreadable computed value is taken for the worst.
+// application keys, connector tokens and sessions are refused too. A
+// computed value that is not an integer is taken for the worst; one that
+// is not there (a server that does not compute it) for none, so that such
+// a server's accounts are not all refused: pwdLastSet 0 still is.
 func adPasswordExpired(u *ldap.Entry) bool {
 	computed, ok := adInteger(u, uacComputed)
 	return !ok || computed&uacPasswordExpired != 0

@@ -304,7 +304,11 @@ func TestPasswordPolicyLockoutAndAge(t *testing.T) {
 	})
 	erin := s.AddUser("erin", "erin password", "", slapdtest.OperatorsDN)
 	gina := s.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
+	// A policy below gina's, which the server does not read for her:
+	// Gatehouse reads her policy's entry alone too.
 	s.Modify(underPolicy(erin, "lockout") + "\n" + underPolicy(gina, "aging") + "\n" +
+		"dn: cn=below,cn=aging,ou=policies," + slapdtest.BaseDN + "\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\ncn: below\n" +
+		"pwdAttribute: userPassword\n\n" +
 		"dn: " + gina + "\nchangetype: modify\nreplace: userPassword\nuserPassword: gina password 2\n")
 	d, err := directory.New(config(s), nil, nil)
 	if err != nil {

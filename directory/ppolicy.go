@@ -66,8 +66,10 @@ type policyRead struct {
 }
 
 // policyOf returns the policy entry dn names (an account's
-// pwdPolicySubentry), read at most once per ttl; an empty dn, or one that
-// cannot be read (the service account may not), is an unknown policy.
+// pwdPolicySubentry: that entry alone, as the server reads it, not one
+// below it), read at most once per ttl; an empty dn, or one that cannot be
+// read (the service account may not, or the directory did not answer), is
+// an unknown policy, read again at the next lookup.
 func (d *Directory) policyOf(dn string, now time.Time) passwordPolicy {
 	if dn == "" {
 		return passwordPolicy{}
@@ -79,11 +81,11 @@ func (d *Directory) policyOf(dn string, now time.Time) passwordPolicy {
 	if ok && now.Sub(r.at) < ttl {
 		return r.policy
 	}
-	p := passwordPolicy{}
-	entries, err := d.pool.search("search_policy", dn, "(objectClass=pwdPolicy)", []string{"pwdLockoutDuration", "pwdMaxAge"})
-	if err == nil && len(entries) == 1 {
-		p = policyOfEntry(entries[0])
+	entries, err := d.pool.searchScope("search_policy", dn, ldap.ScopeBaseObject, "(objectClass=pwdPolicy)", []string{"pwdLockoutDuration", "pwdMaxAge"})
+	if err != nil || len(entries) != 1 {
+		return passwordPolicy{}
 	}
+	p := policyOfEntry(entries[0])
 	d.policies.mu.Lock()
 	if d.policies.read == nil || len(d.policies.read) > maxPolicies {
 		d.policies.read = map[string]policyRead{} // a directory holds a few policies; a bound all the same
