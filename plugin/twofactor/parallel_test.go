@@ -2,6 +2,7 @@ package twofactor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -135,6 +136,11 @@ func TestParallelCopiesOfTheRightCodeDoNotLock(t *testing.T) {
 			if accepted != 1 || st.Locked || st.ConsecutiveFailures != 0 {
 				t.Fatalf("%d copies of the right code at once: %d accepted, %d repeats, %d busy, then %+v; want 1 accepted, unlocked, no failure counted",
 					n, accepted, repeated, busy, st)
+			}
+			// No note of the busy answers is left, which would lock the
+			// user at a later burst (busyTooLong).
+			if _, err := fx.e.Store.Get(context.Background(), busySinceKey(u.ID)); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("after the burst the busy answers' note is left: %v", err)
 			}
 		})
 	}
@@ -287,5 +293,42 @@ func TestTakingBackKeepsTheLockOfACountStillPastIt(t *testing.T) {
 	right, _ := codesNow(fx, sec)
 	if res := fx.verify(t, u, right); !res.Locked || res.Reason != ReasonLocked {
 		t.Fatalf("the right code past the threshold after the take-back: %+v; want refused as locked", res)
+	}
+}
+
+// TestACountLeftPastTheThresholdLocksInTime: a failure count left at the
+// threshold with no lock stored (attempts counted that never settled: a
+// process killed between an attempt's count and its outcome) answers
+// busy for a few seconds, then locks the user as the count says, rather
+// than "try again" for ever; an unlock ends it. A burst of copies of the
+// right code leaves nothing behind: a later burst gets busy answers, not
+// a lock.
+func TestACountLeftPastTheThresholdLocksInTime(t *testing.T) {
+	fx := newFixture(t)
+	u, sec := fx.appUser(t, "ann")
+	ctx := context.Background()
+	threshold := int64(fx.svc.engine.Config.LockoutThreshold)
+	if _, err := fx.e.Store.Incr(ctx, failuresKey(u.ID), threshold, 0); err != nil {
+		t.Fatal(err)
+	}
+	right, _ := codesNow(fx, sec)
+	if res := fx.verify(t, u, right); res.OK || res.Reason != ReasonBusy {
+		t.Fatalf("the right code with the count left at the threshold: %+v; want busy at first", res)
+	}
+	fx.advance(busyGrace + time.Second)
+	right, _ = codesNow(fx, sec)
+	if res := fx.verify(t, u, right); !res.Locked || res.Reason != ReasonLocked {
+		t.Fatalf("the right code %v later: %+v; want refused as locked", busyGrace+time.Second, res)
+	}
+	if err := fx.svc.UnlockAll(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	fx.advance(30 * time.Second) // a new TOTP step
+	right, _ = codesNow(fx, sec)
+	if res := fx.verify(t, u, right); !res.OK {
+		t.Fatalf("the right code after an unlock: %+v", res)
+	}
+	if _, err := fx.e.Store.Get(ctx, busySinceKey(u.ID)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the busy note outlived the unlock: %v", err)
 	}
 }

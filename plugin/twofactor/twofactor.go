@@ -169,6 +169,7 @@ func stateKey(uid string) string       { return userKey(uid, "state") }
 func failuresKey(uid string) string    { return counters.TwoFactorFailures(uid) }
 func lastFailureKey(uid string) string { return userKey(uid, "last_failure") }
 func lockNotedKey(uid string) string   { return userKey(uid, "lock_noted") }
+func busySinceKey(uid string) string   { return userKey(uid, "busy_since") }
 func unlocksKey(uid string) string     { return counters.TwoFactorUnlocks(uid) }
 func smsKey(uid string) string         { return userKey(uid, "sms") }
 

@@ -335,7 +335,52 @@ func (a *Attempt) refuse(ctx context.Context) (Result, error) {
 	if stored {
 		return a.Failed(ctx, ReasonLocked)
 	}
-	return Result{Reason: ReasonBusy}, a.Withdraw(ctx)
+	stale, err := a.s.busyTooLong(ctx, a.u.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if stale {
+		return a.Failed(ctx, ReasonLocked)
+	}
+	if err := a.Withdraw(ctx); err != nil {
+		return Result{}, err
+	}
+	// The attempts that filled the threshold may all have settled before
+	// this one noted its busy answer: the note goes once the count is
+	// below the threshold (takeBack clears it when a count crosses it).
+	n, err := a.s.failures(ctx, a.u.ID)
+	if err == nil && n < int64(a.s.engine.Config.LockoutThreshold) {
+		err = a.s.engine.Store.Delete(ctx, busySinceKey(a.u.ID))
+	}
+	return Result{Reason: ReasonBusy}, err
+}
+
+// busyGrace bounds how long attempts past the threshold are answered busy
+// while no lock is stored. Attempts in flight settle within seconds (a
+// code checked, a count written); a count past the threshold for longer
+// was left by attempts that never settled (a process killed between an
+// attempt's count and its outcome), and the user is then locked, the
+// lock told, as the count says, rather than told "try again" for ever.
+const busyGrace = 10 * time.Second
+
+// busyTooLong notes when an attempt past the threshold was first answered
+// busy (while no lock is stored) and reports whether that was more than
+// busyGrace ago. takeBack clears the note once the count falls below the
+// threshold, and an unlock with the count.
+func (s *Service) busyTooLong(ctx context.Context, uid string) (bool, error) {
+	st, key, now := s.engine.Store, busySinceKey(uid), s.now().UTC()
+	raw, err := st.Get(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		_, err := st.CompareAndSwap(ctx, key, nil, []byte(now.Format(time.RFC3339Nano)), 0)
+		return false, err
+	case errors.Is(err, tagged.ErrTampered):
+		return true, nil // not written by this keystore: no grace
+	case err != nil:
+		return false, err
+	}
+	since, err := time.Parse(time.RFC3339Nano, string(raw))
+	return err != nil || now.Sub(since) > busyGrace, nil
 }
 
 // lockStored reports whether the user's lock note is set. A note that
@@ -469,7 +514,10 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 		}
 		return fewer, nil
 	})
-	if err != nil || !deleted || unlocked {
+	if err == nil && unlocked {
+		return st.Delete(ctx, busySinceKey(a.u.ID)) // below the threshold: a later burst's busy answers get their grace again
+	}
+	if err != nil || !deleted {
 		return err
 	}
 	n, err := a.s.failures(ctx, a.u.ID) // an unlock since clears the count, and the note stays gone
@@ -501,7 +549,8 @@ func (s *Service) UnlockAll(ctx context.Context, u *account.User) error {
 
 // unlock is Unlock, deleting the counters also in the same batch.
 func (s *Service) unlock(ctx context.Context, u *account.User, also ...string) error {
-	ops := []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)}, {Kind: storage.OpDelete, Key: lockNotedKey(u.ID)}}
+	ops := []storage.Op{{Kind: storage.OpDelete, Key: failuresKey(u.ID)}, {Kind: storage.OpDelete, Key: lockNotedKey(u.ID)},
+		{Kind: storage.OpDelete, Key: busySinceKey(u.ID)}}
 	for _, key := range also {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: key})
 	}
