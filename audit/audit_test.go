@@ -553,28 +553,23 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 	if err := os.WriteFile(victim, []byte("not the writer's\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(dir, "spill.jsonl")
-	if err := os.Symlink(victim, link); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, _, err := openSpill(link, 1<<20, nil); err == nil {
-		t.Fatal("a spill file name that is a link was opened")
-	}
-	if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
-		t.Fatalf("the linked file after the open: %q, %v", b, err)
-	}
-	if info, err := os.Stat(victim); err != nil || info.Mode().Perm() != 0o644 {
-		t.Fatalf("the linked file's mode changed: %v, %v", info.Mode().Perm(), err)
-	}
-	hard := filepath.Join(dir, "hard.jsonl")
-	if err := os.Link(victim, hard); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, _, err := openSpill(hard, 1<<20, nil); err == nil {
-		t.Fatal("a spill file name that is a hard link to another file was opened")
-	}
-	if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
-		t.Fatalf("the hard-linked file after the open: %q, %v", b, err)
+	for _, link := range []struct {
+		kind string
+		make func(oldname, newname string) error
+	}{{"symbolic", os.Symlink}, {"hard", os.Link}} {
+		name := filepath.Join(dir, link.kind+".jsonl")
+		if err := link.make(victim, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, _, err := openSpill(name, 1<<20, nil); err == nil {
+			t.Fatalf("a spill file name that is a %s link to another file was opened", link.kind)
+		}
+		if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
+			t.Fatalf("the %s-linked file after the open: %q, %v", link.kind, b, err)
+		}
+		if info, err := os.Stat(victim); err != nil || info.Mode().Perm() != 0o644 {
+			t.Fatalf("the %s-linked file's mode changed: %v, %v", link.kind, info.Mode().Perm(), err)
+		}
 	}
 
 	tag := SpillTagger(func(key string, event []byte) []byte {

@@ -3,12 +3,10 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -106,71 +104,5 @@ func TestCacheSizeChangeOnReloadIsWarnedOf(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("cache_size changed").Len(); n != 1 {
 		t.Fatalf("%d warnings for one changed cache_size; want 1", n)
-	}
-}
-
-// TestSpillFileNameHoldsNoPasswordDigest: the audit spill file of a Redis
-// store is named without the URL's password (a digest of it in the name,
-// and in the log lines that name the file, could be guessed from), and a
-// Badger store's keeps the name an earlier version gave it.
-func TestSpillFileNameHoldsNoPasswordDigest(t *testing.T) {
-	dir := t.TempDir()
-	a := auditSpillFile(dir, "redis:redis://:first-password@127.0.0.1:6380/0")
-	b := auditSpillFile(dir, "redis:redis://:second-password@127.0.0.1:6380/0")
-	if a != b || a != auditSpillFile(dir, "redis:redis://127.0.0.1:6380/0") {
-		t.Errorf("the spill file's name depends on the Redis password: %s, %s", a, b)
-	}
-	if a == legacySpillFile(dir, "redis:redis://:first-password@127.0.0.1:6380/0") {
-		t.Error("the spill file's name is the digest of the URL with its password")
-	}
-	badgerKey := "badger:" + filepath.Join(dir, "badger")
-	if auditSpillFile(dir, badgerKey) != legacySpillFile(dir, badgerKey) {
-		t.Error("a Badger store's spill file changed its name")
-	}
-}
-
-// TestLooseDataDirIsWarnedOf: a data directory others may write to, or a
-// Badger directory others may read, is warned of at start; Gatehouse's
-// own (0700) are not.
-func TestLooseDataDirIsWarnedOf(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "badger"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	warnings := func() int {
-		core, logs := observer.New(zap.WarnLevel)
-		warnLooseDataDir(zap.New(core), dir)
-		return logs.FilterMessageSnippet("open to other users").Len()
-	}
-	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // G302: a directory, searchable by its owner
-		t.Fatal(err)
-	}
-	if n := warnings(); n != 0 {
-		t.Fatalf("%d warnings for private directories", n)
-	}
-	if err := os.Chmod(dir, 0o777); err != nil { //nolint:gosec // G302: loose on purpose, to be warned of
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(dir, "badger"), 0o755); err != nil { //nolint:gosec // G302: loose on purpose, to be warned of
-		t.Fatal(err)
-	}
-	if n := warnings(); n != 2 {
-		t.Fatalf("%d warnings for a world-writable data directory and a world-readable Badger directory; want 2", n)
-	}
-}
-
-// TestStoragePasswordFromTheEnvironment: a Redis URL's password may be
-// an {env.…} placeholder, read when the config loads, so that it stays
-// out of the config.
-func TestStoragePasswordFromTheEnvironment(t *testing.T) {
-	t.Setenv("GATEHOUSE_TEST_REDIS_PASSWORD", "s3cret")
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	a := &App{DataDir: t.TempDir(), Storage: "redis://gatehouse:{env.GATEHOUSE_TEST_REDIS_PASSWORD}@127.0.0.1:6390/0"}
-	if err := a.Provision(ctx); err != nil {
-		t.Fatalf("a storage URL with a password placeholder: %v", err)
-	}
-	if a.Storage != "redis://gatehouse:s3cret@127.0.0.1:6390/0" {
-		t.Fatalf("storage read as %q", a.Storage)
 	}
 }
