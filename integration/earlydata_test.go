@@ -1,69 +1,91 @@
 package integration
 
 import (
-	"context"
-	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
 	"github.com/quic-go/quic-go/http3"
 )
 
-// earlyClient is an HTTP/3 client (quic-go) that resumes its TLS sessions
-// and can send a GET in 0-RTT early data, as browsers do on a resumed
-// connection; used0RTT says whether the last connection it made did.
+// earlyClient drives integration/internal/earlyclient, an HTTP/3 client
+// (quic-go) that resumes its TLS sessions and can send a GET in 0-RTT early
+// data, as browsers do on a resumed connection. It runs as a process of its
+// own, built without the race detector: quic-go's client races its own
+// handshake on a 0-RTT stream, which the detector would pin on this test.
 type earlyClient struct {
-	tls  *tls.Config
-	mu   sync.Mutex
-	conn *quic.Conn
+	t   *testing.T
+	in  io.WriteCloser
+	out *json.Decoder
 }
 
-func newEarlyClient() *earlyClient {
-	return &earlyClient{tls: &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(8)}} //nolint:gosec // the per-test CA; the server side is under test
+// earlyAnswer is the client's answer to one command.
+type earlyAnswer struct {
+	Status   int    `json:"status"`
+	Body     string `json:"body"`
+	Used0RTT bool   `json:"used_0rtt"`
+	Error    string `json:"error"`
 }
 
-// transport returns a transport that opens a new QUIC connection,
-// resuming the client's last TLS session.
-func (c *earlyClient) transport() *http3.Transport {
-	return &http3.Transport{TLSClientConfig: c.tls,
-		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-			conn, err := quic.DialAddrEarly(ctx, addr, tlsCfg, cfg)
-			c.mu.Lock()
-			c.conn = conn
-			c.mu.Unlock()
-			return conn, err
-		}}
-}
-
-func (c *earlyClient) used0RTT() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conn != nil && c.conn.ConnectionState().Used0RTT
-}
-
-// get sends one GET through tr; method is "GET" or http3.MethodGet0RTT.
-func (c *earlyClient) get(t *testing.T, tr *http3.Transport, method, url string, hdr http.Header) (int, string) {
+// newEarlyClient starts the client; every request carries hdr.
+func newEarlyClient(t *testing.T, hdr ...string) *earlyClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	var args []string
+	for _, h := range hdr {
+		args = append(args, "-header", h)
+	}
+	cmd := exec.Command(harness.EarlyClient(t), args...)
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = hdr
-	resp, err := tr.RoundTrip(req)
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatalf("%s %s over HTTP/3: %v", method, url, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("the early-data client ended: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("the early-data client did not end within 30 s of its input's end: %v", <-done)
+		}
+	})
+	return &earlyClient{t: t, in: in, out: json.NewDecoder(out)}
+}
+
+// do sends the client one command (see its doc) and reads its answer; a
+// command it could not carry out fails the test.
+func (c *earlyClient) do(command string) earlyAnswer {
+	c.t.Helper()
+	if _, err := fmt.Fprintln(c.in, command); err != nil {
+		c.t.Fatalf("%s: %v", command, err)
+	}
+	var a earlyAnswer
+	if err := c.out.Decode(&a); err != nil {
+		c.t.Fatalf("%s: reading the early-data client's answer: %v", command, err)
+	}
+	if a.Error != "" {
+		c.t.Fatalf("%s: %s", command, a.Error)
+	}
+	return a
 }
 
 // TestEarlyDataIsRefusedUntilTheHandshake: Caddy takes TLS early data
@@ -75,17 +97,16 @@ func (c *earlyClient) get(t *testing.T, tr *http3.Transport, method, url string,
 func TestEarlyDataIsRefusedUntilTheHandshake(t *testing.T) {
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"plc-7","username":"sensor"}`)
-	withKey := http.Header{"Appkey": {k.Key}}
-	c := newEarlyClient()
+	c := newEarlyClient(t, "Appkey: "+k.Key)
 
 	// A first connection: a full handshake, which leaves the client a
 	// session ticket (it may come a moment after the answer).
-	tr := c.transport()
-	if status, body := c.get(t, tr, "GET", inst.HTTPSURL()+"/api/items", withKey); status != 200 || !strings.Contains(body, `"X-Gatehouse-User":"sensor"`) {
-		t.Fatalf("over HTTP/3 after a full handshake: %d %s", status, body)
+	c.do("open")
+	if a := c.do("GET " + inst.HTTPSURL() + "/api/items"); a.Status != 200 || !strings.Contains(a.Body, `"X-Gatehouse-User":"sensor"`) {
+		t.Fatalf("over HTTP/3 after a full handshake: %d %s", a.Status, a.Body)
 	}
 	time.Sleep(200 * time.Millisecond)
-	tr.Close()
+	c.do("close")
 
 	// Resumed connections, each request in early data. The server may read
 	// a request the client sent in 0-RTT only once the handshake has
@@ -94,31 +115,30 @@ func TestEarlyDataIsRefusedUntilTheHandshake(t *testing.T) {
 	// and the client tries again. A request forwarded in early data
 	// (Caddy's Early-Data: 1 to the upstream) fails at once.
 	for _, path := range []string{"/api/items", "/gatehouse/logout", "/gatehouse/console/"} {
-		var status int
-		var body string
+		var a earlyAnswer
 		for attempt := 0; ; attempt++ {
-			tr = c.transport()
-			status, body = c.get(t, tr, http3.MethodGet0RTT, inst.HTTPSURL()+path, withKey)
-			if strings.Contains(body, "Early-Data") {
-				t.Fatalf("%s: forwarded in early data: %d %s", path, status, body)
+			c.do("open")
+			a = c.do(http3.MethodGet0RTT + " " + inst.HTTPSURL() + path)
+			if strings.Contains(a.Body, "Early-Data") {
+				t.Fatalf("%s: forwarded in early data: %d %s", path, a.Status, a.Body)
 			}
-			if c.used0RTT() && status == http.StatusTooEarly {
+			if a.Used0RTT && a.Status == http.StatusTooEarly {
 				break
 			}
-			tr.Close()
+			c.do("close")
 			if attempt == 30 {
-				t.Fatalf("%s: no answer to a request in early data in 30 tries (last: %d %s, 0-RTT used: %v)", path, status, body, c.used0RTT())
+				t.Fatalf("%s: no answer to a request in early data in 30 tries (last: %d %s, 0-RTT used: %v)", path, a.Status, a.Body, a.Used0RTT)
 			}
 			time.Sleep(200 * time.Millisecond) // no ticket yet (the last connection leaves one), or read after the handshake
 		}
-		if !strings.Contains(body, `"error":"too_early"`) || strings.Contains(body, "X-Gatehouse-User") {
-			t.Fatalf("%s in early data: %d %s", path, status, body)
+		if !strings.Contains(a.Body, `"error":"too_early"`) || strings.Contains(a.Body, "X-Gatehouse-User") {
+			t.Fatalf("%s in early data: %d %s", path, a.Status, a.Body)
 		}
 		// The client sends it again, the handshake now complete.
-		if status, body = c.get(t, tr, "GET", inst.HTTPSURL()+"/api/items", withKey); status != 200 || !strings.Contains(body, `"X-Gatehouse-User":"sensor"`) {
-			t.Fatalf("the same request after the handshake: %d %s", status, body)
+		if a = c.do("GET " + inst.HTTPSURL() + "/api/items"); a.Status != 200 || !strings.Contains(a.Body, `"X-Gatehouse-User":"sensor"`) {
+			t.Fatalf("the same request after the handshake: %d %s", a.Status, a.Body)
 		}
-		tr.Close()
+		c.do("close")
 	}
 
 	var events []struct{ Outcome, Reason, Path string }

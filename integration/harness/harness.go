@@ -47,23 +47,43 @@ func binary() (string, error) {
 }
 
 // build builds bin/caddy into a temporary directory, once per test process.
-var build = sync.OnceValues(func() (string, error) {
+var build = sync.OnceValues(func() (string, error) { return goBuild("./cmd/caddy", "caddy") })
+
+// EarlyClient returns the path of integration/internal/earlyclient, the
+// tests' HTTP/3 early-data client, built once per test process without the
+// race detector (its doc says why).
+func EarlyClient(t testing.TB) string {
+	t.Helper()
+	path, err := buildEarlyClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var buildEarlyClient = sync.OnceValues(func() (string, error) {
+	return goBuild("./integration/internal/earlyclient", "earlyclient")
+})
+
+// goBuild builds the module's package pkg into a temporary directory as
+// the executable name, with the go command's defaults (no race detector).
+func goBuild(pkg, name string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "gatehouse-caddy-")
+	dir, err := os.MkdirTemp("", "gatehouse-"+name+"-")
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", path, "./cmd/caddy")
+	path := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", path, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %v\n%s", err, out)
+		return "", fmt.Errorf("building %s: %v\n%s", name, err, out)
 	}
 	return path, nil
-})
+}
 
 // sharedBinary returns Binary in a directory anyone may enter, for Caddy
 // run as another user: the checkout holding bin/caddy may sit in a
