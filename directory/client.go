@@ -327,6 +327,29 @@ func (p *pool) searchScope(op, base string, scope int, filter string, attrs []st
 	return entries, err
 }
 
+// groupsPageSize is how many entries a page of searchPaged holds: below
+// Active Directory's MaxPageSize (1000) and OpenLDAP's default size limit
+// (500).
+const groupsPageSize = 250
+
+// searchPaged is search a page at a time (RFC 2696), for searches that may
+// find more entries than the server returns at once. The server's limit
+// on the entries of a whole paged search (OpenLDAP's size.prtotal) still
+// holds: past it the search fails.
+func (p *pool) searchPaged(op, base, filter string, attrs []string) ([]*ldap.Entry, error) {
+	var entries []*ldap.Entry
+	err := p.do(op, func(c *ldap.Conn) error {
+		res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil), groupsPageSize)
+		if err != nil {
+			return err
+		}
+		entries = res.Entries
+		return nil
+	})
+	return entries, err
+}
+
 // bind checks password by a bind as dn, then binds the connection back as
 // the service account. An empty password is refused here: LDAP takes it
 // as an unauthenticated bind, which succeeds. The bind goes on a fresh

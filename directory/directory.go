@@ -48,6 +48,9 @@ type Entry struct {
 	Mobile string
 	// CheckedAt is when the directory was read.
 	CheckedAt time.Time
+	// primaryGroup is the binary SID of an Active Directory account's
+	// primary group (primarygroup.go); empty elsewhere.
+	primaryGroup string
 }
 
 // Active reports whether the account may sign in.
@@ -90,6 +93,12 @@ type Directory struct {
 	reads singleflight.Group
 	// policies caches OpenLDAP password policies (ppolicy.go).
 	policies policies
+	// primary caches Active Directory primary groups (primarygroup.go).
+	primary primaryGroups
+	// mappedOnly narrows an Active Directory group search to the mapped
+	// groups (an LDAP filter), so that a member of thousands of groups
+	// gets the few Gatehouse reads, not a size limit; empty elsewhere.
+	mappedOnly string
 }
 
 // statusCacheSize bounds the status cache: accounts beyond it are read
@@ -127,6 +136,12 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	for _, gr := range cfg.GroupRoles {
 		dn, _ := ldap.ParseDN(gr.Group) // checked by withDefaults
 		d.groups = append(d.groups, parsedGroupRole{dn: dn, role: gr.Role})
+		if cfg.Flavor == ActiveDirectory {
+			d.mappedOnly += "(distinguishedName=" + ldap.EscapeFilter(gr.Group) + ")"
+		}
+	}
+	if d.mappedOnly != "" {
+		d.mappedOnly = "(|" + d.mappedOnly + ")"
 	}
 	return d, nil
 }
@@ -267,19 +282,28 @@ var ErrWrongPassword = errors.New("directory: invalid username or password")
 
 // userAttributes are read from a user's entry, per flavor.
 var userAttributes = map[Flavor][]string{
-	ActiveDirectory: {"userAccountControl", uacComputed, "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID"},
+	ActiveDirectory: {"userAccountControl", uacComputed, "lockoutTime", "accountExpires", "pwdLastSet", "mobile", "telephoneNumber", "objectGUID", "objectSid", "primaryGroupID"},
 	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "pwdPolicySubentry", "pwdChangedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
-// lookup reads name's entry and groups.
+// lookup reads name's entry and, when groups are mapped to roles, its
+// groups: those whose member it is, and an Active Directory account's
+// primary group with that group's own.
 func (d *Directory) lookup(name string) (Entry, error) {
 	e, err := d.locate(name)
-	if err != nil || !e.Found {
+	if err != nil || !e.Found || len(d.groups) == 0 {
 		return e, err
 	}
 	groups, err := d.groupsOf(e.DN)
 	if err != nil {
 		return Entry{}, unavailable(err)
+	}
+	if e.primaryGroup != "" {
+		primary, err := d.primaryGroupsOf(e.primaryGroup, e.CheckedAt)
+		if err != nil {
+			return Entry{}, unavailable(err)
+		}
+		groups = append(groups, primary...)
 	}
 	e.Roles = d.roles(groups)
 	e.JoinedRoles = identity.JoinRoles(e.Roles)
@@ -312,6 +336,9 @@ func (d *Directory) locate(name string) (Entry, error) {
 	}
 	if e.Mobile == "" {
 		e.Mobile = u.GetAttributeValue("telephoneNumber")
+	}
+	if sid, ok := primaryGroupSID(u.GetRawAttributeValue("objectSid"), u.GetAttributeValue("primaryGroupID")); ok && d.cfg.Flavor == ActiveDirectory {
+		e.primaryGroup = sid
 	}
 	var policy passwordPolicy
 	if d.cfg.Flavor == OpenLDAP {
@@ -473,15 +500,20 @@ func fileTimeOf(t time.Time) int64 {
 const maxNesting = 8
 
 // groupsOf returns the DNs of the groups dn belongs to. Active Directory
-// follows nesting itself (LDAP_MATCHING_RULE_IN_CHAIN); for other
-// servers the groups of each group found are searched in turn.
+// follows nesting itself (LDAP_MATCHING_RULE_IN_CHAIN) and is asked for the
+// mapped groups alone; for other servers the groups of each group found
+// are searched in turn, a page at a time.
 func (d *Directory) groupsOf(dn string) ([]string, error) {
 	var all []string
 	frontier := []string{dn}
 	for depth := 0; len(frontier) > 0 && depth < maxNesting; depth++ {
 		var next []string
 		for _, member := range frontier {
-			entries, err := d.pool.search("search_groups", d.cfg.GroupBaseDN, fill(d.cfg.GroupFilter, "{dn}", member), []string{"1.1"})
+			filter := fill(d.cfg.GroupFilter, "{dn}", member)
+			if d.mappedOnly != "" {
+				filter = "(&" + filter + d.mappedOnly + ")"
+			}
+			entries, err := d.pool.searchPaged("search_groups", d.cfg.GroupBaseDN, filter, []string{"1.1"})
 			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 				continue
 			}

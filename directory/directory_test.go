@@ -362,3 +362,26 @@ func ppolicyServer(t *testing.T, policies map[string]string) *slapdtest.Server {
 func underPolicy(dn, name string) string {
 	return "dn: " + dn + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: cn=" + name + ",ou=policies," + slapdtest.BaseDN + "\n"
 }
+
+// TestAMemberOfManyGroups: a user in more groups than the server returns
+// to a search that does not page (slapd's default soft size limit, 500)
+// still gets the role of the mapped group among them: groups are read a
+// page at a time, up to the service account's hard limit.
+func TestAMemberOfManyGroups(t *testing.T) {
+	s := slapdtest.Start(t)
+	gina := s.AddUser("gina", "gina password", "")
+	var ldif strings.Builder
+	for i := range 700 {
+		fmt.Fprintf(&ldif, "dn: cn=team-%03d,ou=groups,%s\nobjectClass: groupOfNames\ncn: team-%03d\nmember: %s\n\n", i, slapdtest.BaseDN, i, gina)
+	}
+	s.Modify(ldif.String())
+	s.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\nadd: member\nmember: cn=team-650,ou=groups," + slapdtest.BaseDN + "\n")
+	d, err := directory.New(config(s), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, err := d.Refresh(context.Background(), "gina"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
+		t.Fatalf("gina in 700 groups, one nested in the mapped group: %+v, %v; want active, reader", e, err)
+	}
+}

@@ -121,11 +121,16 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	run("group", "add", "Shift")
 	run("group", "addmembers", "Operators", "Shift")
 	run("group", "addmembers", "Shift", "frank")
+	// A group that holds Domain Users, every account's primary group.
+	run("group", "add", "Everyone-Staff")
+	run("group", "addmembers", "Everyone-Staff", "Domain Users")
+	run("user", "create", "gus", "Passw0rd-Gus!")
 
 	d, err := directory.New(directory.Config{
 		URLs: []string{"ldap://127.0.0.1:389"}, Flavor: directory.ActiveDirectory,
 		BindDN: "CN=gatehouse,CN=Users,DC=example,DC=test", BindPassword: "Svc-Passw0rd!", BaseDN: "DC=example,DC=test",
-		GroupRoles: []directory.GroupRole{{Group: "CN=Operators,CN=Users,DC=example,DC=test", Role: "reader"}},
+		GroupRoles: []directory.GroupRole{{Group: "CN=Operators,CN=Users,DC=example,DC=test", Role: "reader"},
+			{Group: "CN=Domain Users,CN=Users,DC=example,DC=test", Role: "staff"}, {Group: "CN=Everyone-Staff,CN=Users,DC=example,DC=test", Role: "everyone"}},
 		StatusTTL:  caddy.Duration(time.Second), Timeout: caddy.Duration(10 * time.Second),
 	}, nil, nil)
 	if err != nil {
@@ -136,9 +141,13 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	for _, typed := range []string{"frank", `EXAMPLE\frank`, "frank@example.test"} {
 		name := account.AccountName(typed, d.Domains())
 		e, err := d.Bind(ctx, name, "Passw0rd-Frank!")
-		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) || len(e.ID) != 32 {
-			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN), the objectGUID in hex as ID", typed, e, err)
+		if err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"everyone", "reader", "staff"}) || len(e.ID) != 32 {
+			t.Fatalf("%s: %+v, %v; want active, reader through the nested group (LDAP_MATCHING_RULE_IN_CHAIN), staff and everyone through the primary group (Domain Users, a member of Everyone-Staff), the objectGUID in hex as ID", typed, e, err)
 		}
+	}
+	// An account in no group but its primary one.
+	if e, err := d.Bind(ctx, "gus", "Passw0rd-Gus!"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"everyone", "staff"}) {
+		t.Fatalf("gus, in Domain Users alone: %+v, %v; want active, everyone and staff", e, err)
 	}
 	for _, c := range []struct{ user, pass string }{{"frank", "wrong"}, {"*)(sAMAccountName=*", "Passw0rd-Frank!"}, {"nobody", "x"}} {
 		if _, err := d.Bind(ctx, c.user, c.pass); !errors.Is(err, directory.ErrWrongPassword) {

@@ -2,6 +2,9 @@
 // loopback ports (ldap:// and ldaps:// with a certificate of a test CA),
 // an mdb database and the ppolicy overlay, its configuration and data in
 // the test's temporary directory. Changes go through the real ldapmodify.
+// The service account's hard size limit is lifted, as an operator lifts it
+// where accounts are in many groups; its soft limit stays slapd's default
+// (500), which a search that does not page meets.
 //
 // When slapd is not installed the test is skipped, or fails when
 // GATEHOUSE_REQUIRE_TOOLS=1 (make test sets it and installs slapd).
@@ -89,6 +92,7 @@ rootdn "%[3]s"
 rootpw "%[4]s"
 directory %[1]s/db
 overlay ppolicy
+limits dn.exact="%[5]s" size.soft=500 size.hard=unlimited
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="%[5]s" read by * none
 `, dir, BaseDN, AdminDN, AdminPassword, ServiceDN)
