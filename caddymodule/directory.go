@@ -84,6 +84,7 @@ func (x directoryFeature) Close() error { x.stop(); return x.d.Close() }
 //		timeout       <duration>
 //		failed_binds  <n> [<window>] | off
 //		flavor        active_directory|openldap
+//		default_password_policy <dn>
 //	}
 func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 	if !d.NextArg() || d.Val() != "ldap" {
@@ -134,6 +135,8 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &cfg.Timeout)
 		case "failed_binds":
 			err = parseFailedBinds(d, cfg)
+		case "default_password_policy":
+			err = oneString(d, &cfg.DefaultPasswordPolicy)
 		case "flavor":
 			var f string
 			err = oneString(d, &f)

@@ -59,6 +59,7 @@ func TestParseDirectoryOption(t *testing.T) {
 		"directory ldap {\ngroup_role \"CN=x\"\n}",
 		"directory ldap {\nstatus_ttl soon\n}",
 		"directory ldap {\nfailed_binds 0\n}",
+		"directory ldap {\ndefault_password_policy\n}",
 		"directory ldap {\nfailed_binds 3 soon\n}",
 		"directory ldap {\nfailed_binds\n}",
 	} {

@@ -103,6 +103,15 @@ type Config struct {
 	// FailedBindsWindow is the window of FailedBinds, from the first
 	// wrong password. Default: 15m.
 	FailedBindsWindow caddy.Duration `json:"failed_binds_window,omitempty"`
+	// DefaultPasswordPolicy is the DN of the password policy entry an
+	// OpenLDAP server applies to accounts without a pwdPolicySubentry of
+	// their own (slapo-ppolicy's ppolicy_default, olcPPolicyDefault), which
+	// lives in the server's configuration where the service account cannot
+	// read it. With it, such an account's lockout ends and its password
+	// expires as the server says; without it, a lockout lasts until the
+	// account's next bind and its password never expires here. OpenLDAP
+	// flavor only.
+	DefaultPasswordPolicy string `json:"default_password_policy,omitempty"`
 }
 
 // Default failed-bind bound: below Active Directory's common lockout
@@ -220,6 +229,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := checkTemplate("group_filter", c.GroupFilter, "{dn}"); err != nil {
 		return c, err
+	}
+	if c.DefaultPasswordPolicy != "" {
+		if _, err := ldap.ParseDN(c.DefaultPasswordPolicy); err != nil {
+			return c, fmt.Errorf("directory: default_password_policy %q is not a DN", c.DefaultPasswordPolicy)
+		}
+		if c.Flavor != OpenLDAP {
+			return c, errors.New("directory: default_password_policy is for the openldap flavor (Active Directory's policy is read from the account)")
+		}
 	}
 	for _, gr := range c.GroupRoles {
 		if _, err := ldap.ParseDN(gr.Group); err != nil || gr.Group == "" || gr.Role == "" {

@@ -342,7 +342,11 @@ func (d *Directory) locate(name string) (Entry, error) {
 	}
 	var policy passwordPolicy
 	if d.cfg.Flavor == OpenLDAP {
-		policy = d.policyOf(u.GetAttributeValue("pwdPolicySubentry"), now)
+		dn := u.GetAttributeValue("pwdPolicySubentry")
+		if dn == "" {
+			dn = d.cfg.DefaultPasswordPolicy
+		}
+		policy = d.policyOf(dn, now)
 	}
 	e.Problem = d.problem(u, policy, now)
 	return e, nil

@@ -385,3 +385,43 @@ func TestAMemberOfManyGroups(t *testing.T) {
 		t.Fatalf("gina in 700 groups, one nested in the mapped group: %+v, %v; want active, reader", e, err)
 	}
 }
+
+// TestTheServersDefaultPolicy: an account without a pwdPolicySubentry is
+// under the server's default policy (ppolicy_default), which Gatehouse
+// reads where default_password_policy names it: a lockout ends once that
+// policy's duration passed, without a bind of the account's own.
+func TestTheServersDefaultPolicy(t *testing.T) {
+	s := ppolicyServer(t, map[string]string{"default": "pwdLockout: TRUE\npwdMaxFailure: 2\npwdLockoutDuration: 2\n"})
+	s.AddUser("hank", "hank password", "", slapdtest.OperatorsDN)
+	cfg := config(s)
+	cfg.DefaultPasswordPolicy = slapdtest.DefaultPolicyDN
+	cfg.StatusTTL = caddy.Duration(time.Second)
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for _, pw := range []string{"wrong 1", "wrong 2"} {
+		if _, err := d.Bind(ctx, "hank", pw); err == nil {
+			t.Fatal("a wrong password was taken")
+		}
+	}
+	if e, err := d.Refresh(ctx, "hank"); err != nil || e.Problem != "locked" {
+		t.Fatalf("hank after two wrong passwords under the default policy: %+v, %v; want locked", e, err)
+	}
+	// Polled, with a generous deadline: the lockout lasts 2 s.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		e, err := d.Refresh(ctx, "hank")
+		if err == nil && e.Active() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hank 30 s after a 2 s lockout: %+v, %v; want active", e, err)
+		}
+	}
+	if _, err := directory.New(directory.Config{URLs: []string{"ldaps://x"}, BindDN: "cn=a", BindPassword: "p", BaseDN: "dc=x",
+		DefaultPasswordPolicy: slapdtest.DefaultPolicyDN}, nil, nil); err == nil || !strings.Contains(err.Error(), "openldap") {
+		t.Errorf("default_password_policy with the active_directory flavor: %v; want refused", err)
+	}
+}

@@ -13,10 +13,11 @@ import (
 // passwordPolicy is what Gatehouse reads of an OpenLDAP account's password
 // policy (slapo-ppolicy, the entry its pwdPolicySubentry names): how long
 // a lockout lasts and how old a password may grow. An account without
-// that attribute is under the server's default policy, which lives in
-// the server's configuration, out of reach: known is then false, and a
-// lockout lasts until the account's next successful bind (as the
-// attribute does), a password never expires.
+// that attribute is under the server's default policy, named in the
+// server's configuration, out of reach: Config.DefaultPasswordPolicy names
+// it here. Without either, known is false, and a lockout lasts until the
+// account's next successful bind (as the attribute does), a password
+// never expires.
 type passwordPolicy struct {
 	known bool
 	// lockoutDuration is pwdLockoutDuration; 0 keeps a lockout until an

@@ -131,7 +131,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 		BindDN: "CN=gatehouse,CN=Users,DC=example,DC=test", BindPassword: "Svc-Passw0rd!", BaseDN: "DC=example,DC=test",
 		GroupRoles: []directory.GroupRole{{Group: "CN=Operators,CN=Users,DC=example,DC=test", Role: "reader"},
 			{Group: "CN=Domain Users,CN=Users,DC=example,DC=test", Role: "staff"}, {Group: "CN=Everyone-Staff,CN=Users,DC=example,DC=test", Role: "everyone"}},
-		StatusTTL:  caddy.Duration(time.Second), Timeout: caddy.Duration(10 * time.Second),
+		StatusTTL: caddy.Duration(time.Second), Timeout: caddy.Duration(10 * time.Second),
 	}, nil, nil)
 	if err != nil {
 		t.Fatal(err)

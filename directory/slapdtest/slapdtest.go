@@ -42,6 +42,10 @@ const (
 	ShiftDN = "cn=shift-a,ou=groups," + BaseDN
 	// PeopleDN holds the users.
 	PeopleDN = "ou=people," + BaseDN
+	// DefaultPolicyDN is the server's default password policy
+	// (ppolicy_default): the entry applies to accounts without a
+	// pwdPolicySubentry once a test adds it.
+	DefaultPolicyDN = "cn=default,ou=policies," + BaseDN
 )
 
 // Server is a running slapd.
@@ -92,10 +96,11 @@ rootdn "%[3]s"
 rootpw "%[4]s"
 directory %[1]s/db
 overlay ppolicy
+ppolicy_default "%[6]s"
 limits dn.exact="%[5]s" size.soft=500 size.hard=unlimited
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="%[5]s" read by * none
-`, dir, BaseDN, AdminDN, AdminPassword, ServiceDN)
+`, dir, BaseDN, AdminDN, AdminPassword, ServiceDN, DefaultPolicyDN)
 	confFile := filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
