@@ -315,32 +315,40 @@ func TestPasswordPolicyLockoutAndAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ctx := context.Background()
+	lockoutEnds(t, d, "erin")
+	eventually(t, d, "gina", func(e directory.Entry) bool { return e.Problem == "password expired" })
+}
+
+// lockoutEnds binds as name with two wrong passwords (the test policies'
+// pwdMaxFailure), checks that the account is locked, then that it is
+// active again once its 2 s lockout ended, without a bind of its own.
+func lockoutEnds(t *testing.T, d *directory.Directory, name string) {
+	t.Helper()
 	for _, pw := range []string{"wrong 1", "wrong 2"} {
-		if _, err := d.Bind(ctx, "erin", pw); err == nil {
+		if _, err := d.Bind(context.Background(), name, pw); err == nil {
 			t.Fatal("a wrong password was taken")
 		}
 	}
-	if e, err := d.Refresh(ctx, "erin"); err != nil || e.Problem != "locked" {
-		t.Fatalf("erin after two wrong passwords: %+v, %v; want locked", e, err)
+	if e, err := d.Refresh(context.Background(), name); err != nil || e.Problem != "locked" {
+		t.Fatalf("%s after two wrong passwords: %+v, %v; want locked", name, e, err)
 	}
-	// Polled, with a generous deadline: the lockout lasts 2 s.
-	eventually := func(what string, ok func(directory.Entry) bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			e, err := d.Refresh(ctx, what)
-			if err == nil && ok(e) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s 30 s on: %+v, %v", what, e, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+	eventually(t, d, name, func(e directory.Entry) bool { return e.Active() })
+}
+
+// eventually reads name's status until ok holds, with a generous deadline.
+func eventually(t *testing.T, d *directory.Directory, name string, ok func(directory.Entry) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e, err := d.Refresh(context.Background(), name)
+		if err == nil && ok(e) {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s 30 s on: %+v, %v", name, e, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	eventually("erin", func(e directory.Entry) bool { return e.Active() })
-	eventually("gina", func(e directory.Entry) bool { return e.Problem == "password expired" })
 }
 
 // ppolicyServer starts slapd with the ppolicy entries policies names
@@ -401,25 +409,7 @@ func TestTheServersDefaultPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ctx := context.Background()
-	for _, pw := range []string{"wrong 1", "wrong 2"} {
-		if _, err := d.Bind(ctx, "hank", pw); err == nil {
-			t.Fatal("a wrong password was taken")
-		}
-	}
-	if e, err := d.Refresh(ctx, "hank"); err != nil || e.Problem != "locked" {
-		t.Fatalf("hank after two wrong passwords under the default policy: %+v, %v; want locked", e, err)
-	}
-	// Polled, with a generous deadline: the lockout lasts 2 s.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		e, err := d.Refresh(ctx, "hank")
-		if err == nil && e.Active() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hank 30 s after a 2 s lockout: %+v, %v; want active", e, err)
-		}
-	}
+	lockoutEnds(t, d, "hank")
 	if _, err := directory.New(directory.Config{URLs: []string{"ldaps://x"}, BindDN: "cn=a", BindPassword: "p", BaseDN: "dc=x",
 		DefaultPasswordPolicy: slapdtest.DefaultPolicyDN}, nil, nil); err == nil || !strings.Contains(err.Error(), "openldap") {
 		t.Errorf("default_password_policy with the active_directory flavor: %v; want refused", err)
