@@ -141,7 +141,9 @@ const (
 	SummariseNever
 	// SummariseAlways summarises a failure of another kind that a caller
 	// repeats at will, as nothing bounds it (a code of a locked, blocked
-	// or unenrolled user, which is not checked).
+	// or unenrolled user, which is not checked), and a success a
+	// credential's holder repeats at will (a token grant, a session
+	// opened with a key).
 	SummariseAlways
 )
 

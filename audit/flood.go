@@ -41,8 +41,10 @@ import (
 // portal sign-ins, token requests, and console pages and forms (a
 // signed-in user's, or a form another site makes a browser send); and the
 // failures whose producer says so (SummariseAlways: the ESA API's codes
-// of locked, blocked or unenrolled users, which nothing bounds). Nothing
-// else is summarised: second-factor failures the lockout bounds
+// of locked, blocked or unenrolled users, which nothing bounds), and the
+// successes a credential's holder repeats at will, which its producer
+// marks alike (a connector's token grants, sessions opened with an
+// application key). Nothing else is summarised: second-factor failures the lockout bounds
 // (SummariseNever marks the portal's), admin and console changes,
 // credential lifecycle events. So refusals have at most twelve kinds and
 // outcomes: the five kinds above and the ESA API's "2fa", each denied or
@@ -74,7 +76,7 @@ const (
 // isRefusal reports whether a client can cause e at will, and it may be
 // summarised.
 func (e *Event) isRefusal() bool {
-	if (e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure) || e.Actor != "" {
+	if e.Outcome == OutcomeAllowed || e.Actor != "" {
 		return false
 	}
 	switch e.Summarise {
@@ -82,6 +84,9 @@ func (e *Event) isRefusal() bool {
 		return false
 	case SummariseAlways:
 		return true
+	}
+	if e.Outcome != OutcomeDenied && e.Outcome != OutcomeFailure {
+		return false
 	}
 	switch e.Kind {
 	case KindRequest, KindTLS, KindLogin, KindToken, KindConsole:

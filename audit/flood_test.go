@@ -292,8 +292,10 @@ func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
 // TestProducersChooseWhatIsSummarised: the portal's refusals of a code
 // (SummariseNever) stay events of their own past the allowance, and the
 // failures a producer marks SummariseAlways (the ESA API's codes of a
-// locked user) are summarised though their kind is not; the console's
-// refusals are summarised by their kind, checked codes (kind 2fa) never.
+// locked user) are summarised though their kind is not, and so are the
+// successes marked so (a connector's token grants), where other successes
+// (a key created) never are; the console's refusals are summarised by
+// their kind, checked codes (kind 2fa) never.
 func TestProducersChooseWhatIsSummarised(t *testing.T) {
 	l, _ := floodLog(t, 20) // 2 a minute from one network
 	now := time.Now().UTC()
@@ -306,6 +308,10 @@ func TestProducersChooseWhatIsSummarised(t *testing.T) {
 			Reason: "wrong or expired code"})
 		l.Record(Event{Time: now, Kind: "console", Username: "erin", RemoteIP: "192.0.2.3", Outcome: OutcomeDenied,
 			Reason: "console form refused: the CSRF token does not match the session"})
+		l.Record(Event{Time: now, Kind: "token", Username: "gina", RemoteIP: "192.0.2.4", Outcome: OutcomeSuccess,
+			Reason: "issued token pair", Summarise: SummariseAlways})
+		l.Record(Event{Time: now, Kind: "app_key", Username: "hank", RemoteIP: "192.0.2.5", Outcome: OutcomeSuccess,
+			Reason: "created"})
 	}
 	counts := map[string][2]int{} // by user: events of their own, refusals summarised
 	for _, e := range stored(t, l) {
@@ -316,8 +322,9 @@ func TestProducersChooseWhatIsSummarised(t *testing.T) {
 		c[1] += e.Count
 		counts[e.Username] = c
 	}
-	if counts["alice"] != [2]int{20, 0} || counts["bob"] != [2]int{2, 18} || counts["carol"] != [2]int{20, 0} || counts["erin"] != [2]int{2, 18} {
-		t.Fatalf("events of their own and summarised, by user: %v; want alice's and carol's 20 on their own, bob's and erin's first 2 on their own and 18 summarised", counts)
+	if counts["alice"] != [2]int{20, 0} || counts["bob"] != [2]int{2, 18} || counts["carol"] != [2]int{20, 0} || counts["erin"] != [2]int{2, 18} ||
+		counts["gina"] != [2]int{2, 18} || counts["hank"] != [2]int{20, 0} {
+		t.Fatalf("events of their own and summarised, by user: %v; want alice's, carol's and hank's 20 on their own, bob's, erin's and gina's first 2 on their own and 18 summarised", counts)
 	}
 }
 

@@ -301,24 +301,36 @@ var (
 )
 
 // pick returns the one credential kind present in r, once the request
-// guard saw a single Authorization header (guard.SingleAuthorization).
+// guard saw a single Authorization header (guard.SingleAuthorization): a
+// kind that yields to another present beside it (plugin.Yielder) does not
+// count.
 func (rt *Route) pick(r *http.Request) (plugin.Credential, error) {
 	if err := guard.SingleAuthorization(r); err != nil {
 		return nil, err
 	}
 	var found plugin.Credential
 	for _, c := range rt.credentials {
-		if c.Present(r) {
-			if found != nil {
-				return nil, errTwoCredentials
-			}
+		if !c.Present(r) {
+			continue
+		}
+		switch {
+		case found == nil || yields(found, c):
 			found = c
+		case !yields(c, found):
+			return nil, errTwoCredentials
 		}
 	}
 	if found == nil {
 		return nil, errNoCredential
 	}
 	return found, nil
+}
+
+// yields reports whether the credential kind a steps aside for b when a
+// request carries both (plugin.Yielder).
+func yields(a, b plugin.Credential) bool {
+	y, ok := a.(plugin.Yielder)
+	return ok && y.YieldsTo(b.Method())
 }
 
 func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span, method identity.Method, id *identity.Identity, err error, start time.Time) error {

@@ -40,3 +40,68 @@ func TestAppKeySessionKeepsTheKeysAllowlist(t *testing.T) {
 			bySession.Status, bySession.Body, byKey.Status, byKey.Body)
 	}
 }
+
+// TestAppKeySessionsWithACookieJarAndWithout: a client with a cookie jar
+// that asks its key for a session with every request (x-thingworx-session
+// on each call, the key header set once on the client) sends the cookie
+// back beside the key: it is served as the key, and keeps its one session
+// (an outside review found 401 "more than one credential" for the second
+// request). A client that keeps no cookie gets a new session each time,
+// but the key holds at most plugin/appkey.MaxKeySessions (100) of them,
+// the oldest ended (the review grew Redis by 2.9 KB a request without
+// bound).
+func TestAppKeySessionsWithACookieJarAndWithout(t *testing.T) {
+	inst := startAppKeys(t, nil)
+	k := createKey(t, inst, `{"name":"k1","username":"sensor"}`)
+	url := inst.HTTPSURL() + "/api/x?x-thingworx-session=true"
+	jar := t.TempDir() + "/jar"
+	sessions := func() []struct{ ID, AppKey string } {
+		t.Helper()
+		var listed []struct {
+			ID     string `json:"id"`
+			AppKey string `json:"app_key"`
+		}
+		inst.AdminJSON(t, "GET", "/gatehouse/sessions?username=sensor", nil, &listed)
+		out := make([]struct{ ID, AppKey string }, len(listed))
+		for i, s := range listed {
+			out[i] = struct{ ID, AppKey string }{s.ID, s.AppKey}
+		}
+		return out
+	}
+
+	for i := range 3 {
+		res := harness.Curl(t, "-b", jar, "-c", jar, "-H", "appKey: "+k.Key, url)
+		if res.Status != 200 || !strings.Contains(res.Body, `"X-Gatehouse-User":"sensor"`) {
+			t.Fatalf("request %d with the key and the jar: %d %s", i+1, res.Status, res.Body)
+		}
+		if set := res.Headers.Get("Set-Cookie"); (i == 0) != (set != "") {
+			t.Fatalf("request %d: Set-Cookie %q; want a cookie on the first request alone", i+1, set)
+		}
+	}
+	if got := sessions(); len(got) != 1 || got[0].AppKey != "k1" {
+		t.Fatalf("sessions after three requests with the jar: %+v; want the one the first opened", got)
+	}
+	if res := harness.Curl(t, "-b", jar, inst.HTTPSURL()+"/api/x"); res.Status != 200 || !strings.Contains(res.Body, `"X-Gatehouse-User":"sensor"`) {
+		t.Fatalf("the jar's session alone: %d %s", res.Status, res.Body)
+	}
+
+	// Without a jar: a session each time, never more than 100 of them.
+	first := sessions()[0].ID
+	for i := range 105 {
+		if res := harness.Curl(t, "-H", "appKey: "+k.Key, url); res.Status != 200 || res.Headers.Get("Set-Cookie") == "" {
+			t.Fatalf("request %d without a jar: %d %s", i+1, res.Status, res.Body)
+		}
+	}
+	got := sessions()
+	if len(got) != 100 {
+		t.Fatalf("%d sessions of the key after 106 opened; want 100", len(got))
+	}
+	for _, s := range got {
+		if s.ID == first {
+			t.Fatalf("the oldest session (%s) was not the one ended", first)
+		}
+	}
+	if res := harness.Curl(t, "-b", jar, inst.HTTPSURL()+"/api/x"); res.Status != 401 {
+		t.Fatalf("the oldest session, ended beyond the bound: %d %s; want 401", res.Status, res.Body)
+	}
+}

@@ -81,6 +81,17 @@ type Finisher interface {
 	Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
 }
 
+// Yielder is implemented by credential kinds whose credential a client
+// may keep sending beside another kind's, and that then step aside for
+// it: the session cookie yields to an application key, since a client
+// with a cookie jar that asked its key for a session sends the cookie back
+// beside the key. The engine takes the other kind for such a pair (any
+// other pair is refused as two credentials) and, as always, strips both
+// from the request it forwards.
+type Yielder interface {
+	YieldsTo(m identity.Method) bool
+}
+
 // Rechecker is implemented by credential kinds whose check of a
 // credential already verified, made again while a stream it opened stays
 // open (engine.IsStream), must differ from Authenticate's: Basic's

@@ -159,6 +159,16 @@ func DigestID(token string) string {
 // digestIDLen is the length of a DigestID: a prefix of the token's digest.
 const digestIDLen = 16
 
+// EndsBy is when a session created now with ExpiresAt limit ends at the
+// latest: at limit, or at the end of its absolute lifetime when that comes
+// first.
+func (s *Store) EndsBy(limit time.Time) time.Time {
+	if end := s.now().Add(s.absolute); limit.IsZero() || limit.After(end) {
+		return end
+	}
+	return limit
+}
+
 // Create starts a session and returns its token (the cookie value). The
 // session ends after the absolute lifetime, or at sess.ExpiresAt when that
 // is set and earlier (e.g. when the credential it was opened with expires).

@@ -1,11 +1,15 @@
 package appkey
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -29,25 +33,47 @@ type binding struct {
 	// earlier version wrote holds the session token here, sealed; it is
 	// still read (endSessions), never written.
 	Session []byte
+	// OpenedAt is when the session was opened, by which the oldest of a
+	// key's sessions are ended beyond MaxKeySessions; zero in a binding
+	// of the first version.
+	OpenedAt time.Time
 }
 
-// bindingVersion is the version byte of a binding in reccodec form.
-const bindingVersion = 1
+// The versions of a binding in reccodec form: the first had no OpenedAt.
+const (
+	bindingVersion1 = 1
+	bindingVersion  = 2
+)
 
-func (b *binding) fields(c reccodec.Fields) {
+func (b *binding) fields1(c reccodec.Fields) {
 	c.String(&b.Index)
 	c.ByteString(&b.Session)
+}
+
+func (b *binding) fields(c reccodec.Fields) {
+	b.fields1(c)
+	c.Time(&b.OpenedAt)
 }
 
 func (b *binding) encode() []byte { return reccodec.Encode(bindingVersion, b.fields) }
 
 func decodeBinding(raw []byte) (binding, error) {
 	var b binding
-	if reccodec.Decode(raw, bindingVersion, b.fields) != nil {
+	if reccodec.Decode(raw, bindingVersion, b.fields) == nil {
+		return b, nil
+	}
+	b = binding{}
+	if reccodec.Decode(raw, bindingVersion1, b.fields1) != nil {
 		return binding{}, errCorrupt
 	}
 	return b, nil
 }
+
+// MaxKeySessions bounds the live sessions opened with one key: opening
+// one beyond it ends the oldest, so that a client asking for a session
+// with every request (and keeping no cookie), or whoever holds the key,
+// cannot grow the store and the user's session listing without end.
+const MaxKeySessions = 100
 
 // boundIndex is the data plane's decoder of a binding: the key index
 // alone, in an allocation of its own (not the session's ID). A binding
@@ -104,12 +130,18 @@ func (c *Credential) CheckSession(r *http.Request, s *session.Session, id string
 var _ sessioncookie.AppKeySessions = (*Credential)(nil)
 
 // openSession starts a session for the allowed request of id, made with
-// the key value; the session ends no later than that value, and sets its cookie.
+// the key value; the session ends no later than that value, and sets its
+// cookie. A request that still carries the cookie of a live session this
+// key opened for the same account keeps it: no other is opened (a client
+// with a cookie jar that asks with every request).
 func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identity.Identity, value string) error {
 	ctx := r.Context()
 	index, ok := indexOf(s.engine.Keystore, value)
 	if !ok {
 		return errInvalid
+	}
+	if s.holdsSession(r, id) {
+		return nil
 	}
 	e, current, graceUntil, err := s.find(ctx, index, s.now())
 	if err != nil {
@@ -126,13 +158,17 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if u.ID != id.UserID {
 		return errInvalid // the account was re-created since the key was checked
 	}
+	opened := s.now()
+	ends = s.engine.Sessions.EndsBy(ends)
 	token, err := s.engine.Sessions.Create(ctx, session.Session{Username: id.Username, UserID: id.UserID,
 		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends, Epoch: u.SessionEpoch})
 	if err != nil {
 		return err
 	}
 	key := sessionKey(id.AppKey, session.DigestID(token))
-	bound := binding{Index: current, Session: []byte(session.ID(token))}
+	bound := binding{Index: current, Session: []byte(session.ID(token)), OpenedAt: opened}
+	// The binding lasts as long as the session may: until the key's end or
+	// the session's absolute lifetime, whichever comes first.
 	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
 	if err == nil {
 		// A deletion or rotation that ran between find and Put did not
@@ -146,7 +182,62 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
-	s.audit(r, &record{Name: e.name(), Username: e.username()}, "session opened with the key")
+	ev := keyEvent(&record{Name: e.name(), Username: e.username()}, "session opened with the key")
+	ev.Summarise = audit.SummariseAlways // a client may ask with every request: summarised in a flood
+	s.engine.RecordRequest(r, ev)
+	if err := s.trimSessions(ctx, id.AppKey, key); err != nil {
+		s.engine.LogFailure("ending a key's sessions beyond the most it may hold", err)
+	}
+	return nil
+}
+
+// holdsSession reports whether r carries the cookie of a live session
+// opened with the key id was verified with, for id's account, and still
+// bound to it.
+func (s *Service) holdsSession(r *http.Request, id *identity.Identity) bool {
+	c, err := r.Cookie(session.CookieName)
+	if err != nil {
+		return false
+	}
+	sess, err := s.engine.Sessions.Lookup(r.Context(), c.Value)
+	if err != nil || sess.Origin != session.OriginAppKey || sess.AppKey != id.AppKey || sess.UserID != id.UserID {
+		return false
+	}
+	return s.checkSession(r.Context(), sess, sess.DigestID(), s.engine.ClientIP(r)) == nil
+}
+
+// trimSessions ends the oldest sessions opened with the key name beyond
+// MaxKeySessions, never the one bound at keep (just opened).
+func (s *Service) trimSessions(ctx context.Context, name, keep string) error {
+	type bound struct {
+		key string
+		b   binding
+	}
+	var found []bound
+	err := s.store.Scan(ctx, sessionPrefix+name+"/", func(e storage.Entry) error {
+		b, err := decodeBinding(e.Value)
+		if err != nil {
+			b = binding{} // ended all the same: oldest first
+		}
+		found = append(found, bound{key: e.Key, b: b})
+		return nil
+	})
+	if err != nil || len(found) <= MaxKeySessions {
+		return err
+	}
+	slices.SortFunc(found, func(a, b bound) int { return cmp.Or(a.b.OpenedAt.Compare(b.b.OpenedAt), strings.Compare(a.key, b.key)) })
+	for i, live := 0, len(found); i < len(found) && live > MaxKeySessions; i++ {
+		if found[i].key == keep {
+			continue
+		}
+		if err := s.endSession(ctx, found[i].b, found[i].key); err != nil {
+			return err
+		}
+		if err := s.store.Delete(ctx, found[i].key); err != nil {
+			return err
+		}
+		live--
+	}
 	return nil
 }
 

@@ -175,6 +175,7 @@ func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Outcome, ev.Reason = audit.OutcomeSuccess, "issued token pair "+out.meta.ID+" (grant "+out.meta.Grant+")"
+	ev.Summarise = audit.SummariseAlways // a connector may ask in a loop: summarised in a flood
 	p.engine.Audit.Record(ev)
 	writeTokenAnswer(w, http.StatusOK, tokenResponse{AccessToken: out.access, TokenType: "bearer", //nolint:gosec // G117: the token endpoint's answer is the token
 		ExpiresIn: int64(p.engine.Config.TokenLifetime.Seconds()), RefreshToken: out.refresh})

@@ -91,6 +91,11 @@ func (*Credential) Present(r *http.Request) bool {
 	return false
 }
 
+// YieldsTo implements plugin.Yielder: the cookie steps aside for an
+// application key sent beside it (the key may have opened its session:
+// plugin/appkey keeps that session rather than opening another).
+func (*Credential) YieldsTo(m identity.Method) bool { return m == identity.MethodAppKey }
+
 // Authenticate implements plugin.Credential.
 func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 	token, ok := cookieValue(r.Header["Cookie"], session.CookieName)
