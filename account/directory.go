@@ -256,10 +256,13 @@ func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView,
 	if !u.FromDirectory() || s.dir == nil {
 		return nil, nil
 	}
-	e, ok := s.dir.Cached(u.Username)
+	mark, err := s.refreshMark(ctx, u.Username)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := s.dir.Cached(u.Username, mark)
 	if !ok {
-		var err error
-		if e, err = s.dir.Refresh(ctx, u.Username); err != nil {
+		if e, err = s.dir.Status(ctx, u.Username, mark); err != nil {
 			return nil, directoryDown(err)
 		}
 	}
@@ -289,10 +292,10 @@ func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, identi
 	if s.dir == nil {
 		return nil, identity.JoinedRoles{}, identity.Unauthenticated("the account's directory is not configured")
 	}
-	e, err := s.dir.Status(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u.Username)
 	switch {
 	case err != nil:
-		return nil, identity.JoinedRoles{}, directoryDown(err)
+		return nil, identity.JoinedRoles{}, err
 	case !e.Found:
 		return nil, identity.JoinedRoles{}, identity.Unauthenticated("the account no longer exists in the directory")
 	case replaced(u, e):
@@ -311,9 +314,9 @@ func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error)
 	if s.dir == nil {
 		return nil, nil
 	}
-	e, err := s.dir.Status(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u.Username)
 	if err != nil {
-		return nil, directoryDown(err)
+		return nil, err
 	}
 	if replaced(u, e) {
 		return nil, nil

@@ -125,9 +125,9 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	if !u.FromDirectory() || s.dir == nil {
 		return s.withHeldRoles(ctx, u)
 	}
-	e, err := s.dir.Status(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u.Username)
 	if err != nil {
-		return nil, directoryDown(err)
+		return nil, err
 	}
 	return withDirectoryStatus(u, e), nil
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // Core serves the users, sessions, roles and audit endpoints.
@@ -90,7 +89,8 @@ func (c *Core) writeUser(w http.ResponseWriter, r *http.Request, u *account.User
 }
 
 // refreshDirectoryUser drops the cached directory status of a directory
-// account: it is read from the directory at once, and answered.
+// account: it is read from the directory at once, and answered; every
+// other instance sharing the store reads it again at its next use.
 func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) error {
 	dir := c.engine.Accounts.Directory()
 	if dir == nil {
@@ -103,8 +103,8 @@ func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) erro
 	if !u.FromDirectory() {
 		return failure.Conflict("%q is a local account, not a directory one", u.Username)
 	}
-	if _, err := dir.Refresh(r.Context(), u.Username); err != nil {
-		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	if err := c.engine.Accounts.RefreshDirectoryAccount(r.Context(), u.Username); err != nil {
+		return err
 	}
 	Note(r, u.Username, "directory status refreshed")
 	if u, err = c.engine.Accounts.User(r.Context(), u.Username); err != nil { // with what the directory now says

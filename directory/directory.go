@@ -51,6 +51,8 @@ type Entry struct {
 	// primaryGroup is the binary SID of an Active Directory account's
 	// primary group (primarygroup.go); empty elsewhere.
 	primaryGroup string
+	// mark is the refresh mark it was read under (see Status).
+	mark string
 }
 
 // Active reports whether the account may sign in.
@@ -165,29 +167,44 @@ func (d *Directory) StatusTTL() time.Duration { return time.Duration(d.cfg.Statu
 func (d *Directory) Domains() []string { return d.domains }
 
 // Status returns the account's status: from the cache while it is younger
-// than status_ttl, else read again. When the directory cannot be read it
-// returns an error wrapping ErrUnavailable: never a stale status past
-// status_ttl, never a pass.
-func (d *Directory) Status(ctx context.Context, name string) (Entry, error) {
+// than status_ttl and was read under mark, else read again. When the
+// directory cannot be read it returns an error wrapping ErrUnavailable:
+// never a stale status past status_ttl, never a pass.
+//
+// mark names the latest refresh of the account an administrator asked for
+// ("" for none), on whichever instance of a cluster: the caller keeps it
+// in the shared store (account.Service), so that a refresh reaches every
+// instance's cache, not only the one that answered it.
+func (d *Directory) Status(ctx context.Context, name, mark string) (Entry, error) {
 	e, ok := d.status.Get(name)
-	if ok && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
+	if ok && e.mark == mark && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
 		return e, nil
 	}
-	return d.Refresh(ctx, name)
+	return d.read(name, mark)
 }
 
-// Cached returns the cached status of name without reading the directory.
-func (d *Directory) Cached(name string) (Entry, bool) { return d.status.Peek(name) }
+// Cached returns the cached status of name without reading the directory,
+// when it was read under mark (see Status).
+func (d *Directory) Cached(name, mark string) (Entry, bool) {
+	e, ok := d.status.Peek(name)
+	return e, ok && e.mark == mark
+}
 
 // Refresh reads the account's status from the directory now and caches
 // it; concurrent refreshes of one account share a read. A change from the
 // cached status is reported as an event.
-func (d *Directory) Refresh(ctx context.Context, name string) (Entry, error) {
-	v, err, _ := d.reads.Do(name, func() (any, error) { return d.lookup(name) })
+func (d *Directory) Refresh(_ context.Context, name string) (Entry, error) { return d.read(name, "") }
+
+// read is Refresh, the status read under mark: reads share only with
+// reads under the same mark, so that one asked for by a refresh never
+// takes the answer of a read begun before it.
+func (d *Directory) read(name, mark string) (Entry, error) {
+	v, err, _ := d.reads.Do(name+"\x00"+mark, func() (any, error) { return d.lookup(name) })
 	if err != nil {
 		return Entry{}, err
 	}
 	e := v.(Entry)
+	e.mark = mark
 	d.mu.Lock()
 	old, had := d.status.Peek(name)
 	if !had || !old.CheckedAt.After(e.CheckedAt) {

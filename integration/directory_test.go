@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
 // directoryOption is the directory global option for a slapdtest
@@ -546,5 +547,47 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 	ti.MustAdmin(t, 204, "POST", "/gatehouse/users/jo/unlock", nil)
 	if res := harness.Curl(t, "-u", "jo:jo password", ti.HTTPSURL()+"/app/report"); res.Status != 200 {
 		t.Fatalf("jo's right password after an unlock: %d; want 200", res.Status)
+	}
+}
+
+// TestDirectoryRefreshReachesEveryMember: two members sharing Redis cache
+// a directory account's status for status_ttl (here ten minutes); an
+// administrator's refresh on one, after the directory cut the account
+// off, refuses it on the other at once, not ten minutes later (an outside
+// review found it served there with status "active").
+func TestDirectoryRefreshReachesEveryMember(t *testing.T) {
+	s := slapdtest.Start(t)
+	carol := s.AddUser("carol", "carol password", "", slapdtest.OperatorsDN)
+	srv := redistest.Start(t)
+	site := strings.Replace(directorySite, "data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\tstorage redis {{.RedisURL}}", 1)
+	opts := directoryOptions(s, "reader")
+	opts.Extra["ttl"] = "10m"
+	opts.RedisURL = srv.URL()
+	a := harness.Start(t, site, opts)
+	a.WaitHTTPS(t)
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
+	opts.Dir = t.TempDir()
+	copyTree(t, a.DataDir(), filepath.Join(opts.Dir, "data"))
+	b := harness.Start(t, site, opts)
+	b.WaitHTTPS(t)
+	k := createKey(t, a, `{"name":"carol-key","username":"carol"}`)
+	for _, inst := range []*harness.Instance{a, b} {
+		if res := harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/items"); res.Status != 200 {
+			t.Fatalf("carol's key before: %d %s", res.Status, res.Body)
+		}
+	}
+	s.Modify("dn: " + carol + "\nchangetype: delete\n")
+	a.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/carol", "")
+	within(t, "carol's key on the other member after the refresh", func() string {
+		return status(harness.Curl(t, "-H", "appKey: "+k.Key, b.HTTPSURL()+"/api/items"), 401)
+	})
+	var view struct {
+		Directory struct {
+			Status string `json:"status"`
+		} `json:"directory"`
+	}
+	b.AdminJSON(t, "GET", "/gatehouse/users/carol", nil, &view)
+	if view.Directory.Status != "deleted" {
+		t.Fatalf("carol on the other member's admin API: %+v; want deleted", view)
 	}
 }
