@@ -29,7 +29,7 @@ var auditFloodSite = strings.NewReplacer(
 func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
 	inst := harness.Start(t, auditFloodSite, harness.Options{})
 	port := inst.Ports.HTTPSPort
-	client := fromLoopback(port, 8, 30*time.Second)
+	client := fromLoopback("127.0.0.1", port, 8, 30*time.Second)
 	const flood, workers = 3000, 8
 	var refused, other atomic.Int64
 	var next atomic.Int64
@@ -121,7 +121,7 @@ func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
 // restart: the store stays open until every app has stopped.
 func TestRefusalsAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
 	inst := harness.Start(t, auditFloodSite, harness.Options{})
-	client := fromLoopback(inst.Ports.HTTPSPort, 8, 5*time.Second)
+	client := fromLoopback("127.0.0.1", inst.Ports.HTTPSPort, 8, 5*time.Second)
 	var refused atomic.Int64
 	for round := range 3 {
 		if round > 0 {

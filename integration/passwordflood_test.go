@@ -27,7 +27,7 @@ func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
 		seedReader(t, inst, fmt.Sprintf("carol%d", i))
 	}
 	port := inst.Ports.HTTPSPort
-	flooder := fromLoopback(port, 400, 15*time.Second)
+	flooder := fromLoopback("127.0.0.1", port, 400, 15*time.Second)
 	ctx, stop := context.WithCancel(context.Background())
 	var flood sync.WaitGroup
 	var busy, answered atomic.Int64
@@ -69,14 +69,16 @@ func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
 }
 
 // fromLoopback is a client for many connections at once to the HTTPS port
-// of an instance, each from 127.0.0.1 (whatever the URL's host), trusting
-// any certificate: the per-test CA's, as the server side is under test.
-func fromLoopback(port, conns int, timeout time.Duration) *http.Client {
+// of an instance, each from the loopback address from (127.0.0.x: a client
+// address of its own; whatever the URL's host), trusting any certificate:
+// the per-test CA's, as the server side is under test.
+func fromLoopback(from string, port, conns int, timeout time.Duration) *http.Client {
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
 		MaxIdleConnsPerHost: conns,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+			return dialer.DialContext(ctx, "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
 		},
 	}}
 }
