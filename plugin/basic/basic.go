@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -48,15 +49,18 @@ func (v verified) identity() identity.Identity {
 type Credential struct {
 	engine   *engine.Engine
 	verified *shardlru.Cache[verified]
-	// throttled holds the names this instance answered as throttled, each
-	// until its throttle's window ends (Unix ns). A cached success of such
-	// a name does not answer: the request goes through the gated sign-in
-	// like any other try. Otherwise a throttled guesser would be told
-	// which guess is right (200 from the cache against 429) at the full
-	// request rate, whenever the user had signed in recently.
+	// throttled holds the counters (their store keys: a name's shared
+	// Basic count, a name's count for one familiar network, a name's
+	// failed binds) this instance found past their limits, each until its
+	// window ends (Unix ns). A cached success does not answer a request
+	// that a sign-in would count in such a counter (heldBack): the request
+	// goes through the gated sign-in like any other try. Otherwise a
+	// throttled guesser would be told which guess is right (200 from the
+	// cache against 429) at the full request rate, whenever the user had
+	// signed in recently.
 	throttled *shardlru.Cache[int64]
 	// throttledEnd is the latest end in throttled (Unix ns): past it no
-	// name is held, and a cache hit looks nothing up.
+	// counter is held, and a cache hit looks nothing up.
 	throttledEnd atomic.Int64
 	// checks makes concurrent checks of the same credentials (a client
 	// opening many connections at once) share one argon2 hash.
@@ -74,12 +78,12 @@ func New(e *engine.Engine) *Credential {
 	return &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536), changed: shardlru.New[bool](4096)}
 }
 
-// holdThrottled notes that name was answered as throttled, for d (at
-// most its window: held longer, a try only goes through the gate, which
-// knows the window's true end).
-func (c *Credential) holdThrottled(name string, d time.Duration) {
+// holdThrottled notes that the counter at key was found past its limit,
+// for d (at most its window: held longer, a try only goes through the
+// gate, which knows the window's true end).
+func (c *Credential) holdThrottled(key string, d time.Duration) {
 	end := time.Now().Add(d).UnixNano()
-	c.throttled.Add(name, end)
+	c.throttled.Add(key, end)
 	for {
 		last := c.throttledEnd.Load()
 		if last >= end || c.throttledEnd.CompareAndSwap(last, end) {
@@ -88,15 +92,36 @@ func (c *Credential) holdThrottled(name string, d time.Duration) {
 	}
 }
 
-// isThrottled reports whether name was answered as throttled and its
-// window has not ended; without a lookup when no window is open.
-func (c *Credential) isThrottled(name string) bool {
-	now := time.Now().UnixNano()
-	if now > c.throttledEnd.Load() {
-		return false
+// isThrottled reports whether the counter at key was found past its
+// limit and its window has not ended.
+func (c *Credential) isThrottled(key string) bool {
+	end, ok := c.throttled.Get(key)
+	return ok && time.Now().UnixNano() <= end
+}
+
+// heldBack reports whether a success verified before for the account v
+// must not answer the request r without a sign-in: when a sign-in of r
+// would be counted in a counter this instance found past its limit: the
+// name's failed binds, the count of r's network when it is familiar, the
+// name's shared count when it is not. So a device on a familiar network
+// keeps being answered from the cache, without a hash, while guessers
+// elsewhere keep the name's shared count past the limit, and no request
+// is told a right guess that its own count would refuse. Nothing is
+// looked up (nor the client's network) when no window is open, and the
+// familiar networks only when the shared count is held.
+func (c *Credential) heldBack(r *http.Request, v verified) (bool, error) {
+	if time.Now().UnixNano() > c.throttledEnd.Load() {
+		return false, nil
 	}
-	end, ok := c.throttled.Get(name)
-	return ok && now <= end
+	network := clientnet.Of(c.engine.ClientIP(r))
+	if c.isThrottled(counters.DirectoryBindFailures(v.username)) || c.isThrottled(counters.BasicNetworkFailures(v.username, network)) {
+		return true, nil
+	}
+	if !c.isThrottled(counters.BasicFailures(v.username)) {
+		return false, nil
+	}
+	familiar, err := isFamiliar(r.Context(), c.engine, v, network)
+	return !familiar, err
 }
 
 // Method implements plugin.Credential.
@@ -169,24 +194,44 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return identity.Identity{}, err // 503 now: a sign-in would wait on the store again
 		}
-		switch {
-		case err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !time.Now().Before(v.expires)):
+		if err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !time.Now().Before(v.expires)) {
 			c.verified.Remove(string(sum[:]))
-		case !c.isThrottled(v.username):
+		} else if held, err := c.heldBack(r, v); err != nil {
+			return identity.Identity{}, err // uncountable: fail closed
+		} else if !held {
 			return v.identity(), nil
 		}
-		// Throttled here: through the gate below, as any other try.
+		// Held back here: through the gate below, as any other try.
 	}
 	username, password, ok := ParseAuthorization(header)
 	if !ok {
 		return identity.Identity{}, errMalformed
 	}
-	cacheKey := string(sum[:])
-	res, err, _ := c.checks.Do(cacheKey, func() (any, error) { return c.signIn(r, username, password, cacheKey) })
+	cacheKey, network := string(sum[:]), clientnet.Of(e.ClientIP(r))
+	var ran bool
+	res, err, _ := c.checks.Do(cacheKey, func() (any, error) {
+		ran = true
+		return c.signIn(r, username, password, cacheKey, network)
+	})
 	if err != nil {
 		return identity.Identity{}, err
 	}
-	return res.(verified).identity(), nil
+	v := res.(verified)
+	if !ran {
+		// Another request's sign-in, maybe from another network, counted
+		// in its network's counter: its success answers this request as
+		// the cached success it now is would, and no more.
+		held, err := c.heldBack(r, v)
+		if err != nil {
+			return identity.Identity{}, err
+		}
+		if held {
+			if v, err = c.signIn(r, username, password, cacheKey, network); err != nil {
+				return identity.Identity{}, err
+			}
+		}
+	}
+	return v.identity(), nil
 }
 
 // errPasswordChanged refuses an open stream's password once the account's
@@ -261,43 +306,64 @@ func (c *Credential) checkAgain(ctx context.Context, username, password, key str
 	if err != nil {
 		return verified{}, err
 	}
-	v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
-	if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
-		v.expires = time.Now().Add(lifetime)
-	}
+	v := c.newVerified(u)
 	c.verified.Add(key, v)
 	return v, nil
 }
 
-// signIn runs the sign-in policy for the credentials (argon2id, counted
-// against the client's share of the hash slots, so one address flooding
-// Basic checks cannot keep everybody else's waiting), renders its
-// outcome, and remembers a success in the verification cache. Its
-// results are shared by the requests that sent the same credentials
-// meanwhile.
-func (c *Credential) signIn(r *http.Request, username, password, cacheKey string) (verified, error) {
+// checkedAs is the account u as a password check found it, with no
+// expiry.
+func checkedAs(u *account.User) verified {
+	return verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+}
+
+// verifiedAtMost is the longest a success is cached, whatever the
+// account: a device in use then signs in again (one hash a day), which
+// keeps its network familiar (familiarTTL) on every instance.
+const verifiedAtMost = 24 * time.Hour
+
+// newVerified is the cached success of a password just checked right
+// for u.
+func (c *Credential) newVerified(u *account.User) verified {
+	lifetime := verifiedAtMost
+	if l := c.engine.Accounts.VerifiedLifetime(u); l > 0 {
+		lifetime = min(l, verifiedAtMost)
+	}
+	v := checkedAs(u)
+	v.expires = time.Now().Add(lifetime)
+	return v
+}
+
+// signIn runs the sign-in policy for the credentials sent from network
+// (argon2id, counted against the client's share of the hash slots, so
+// one address flooding Basic checks cannot keep everybody else's
+// waiting), renders its outcome, and remembers a success in the
+// verification cache. Its results are shared by the requests that sent
+// the same credentials meanwhile.
+func (c *Credential) signIn(r *http.Request, username, password, cacheKey, network string) (verified, error) {
 	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
-	res, err := c.engine.Accounts.SignIn(ctx, username, password, throttle{c.engine})
+	t := &throttle{engine: c.engine, network: network}
+	res, err := c.engine.Accounts.SignIn(ctx, username, password, t)
 	if err != nil {
 		return verified{}, err
 	}
 	switch res.Outcome {
 	case account.OutcomeOK:
 		u := res.User
-		c.throttled.Remove(u.Username)
+		// Checked: neither the count it was counted in nor the failed
+		// binds were past their limits.
+		c.throttled.Remove(t.counted)
+		c.throttled.Remove(counters.DirectoryBindFailures(u.Username))
 		c.changed.Remove(cacheKey)
-		v := verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
-		if lifetime := c.engine.Accounts.VerifiedLifetime(u); lifetime > 0 {
-			v.expires = time.Now().Add(lifetime)
-		}
+		v := c.newVerified(u)
 		c.verified.Add(cacheKey, v)
 		return v, nil
 	case account.OutcomeThrottled:
 		if res.RetryAfter > 0 {
-			c.holdThrottled(res.Name, res.RetryAfter)
+			c.holdThrottled(counters.DirectoryBindFailures(res.Name), res.RetryAfter)
 			return verified{}, identity.Throttled(failedBindsMessage, res.RetryAfter).For(res.Name)
 		}
-		c.holdThrottled(res.Name, failureWindow)
+		c.holdThrottled(t.counted, failureWindow)
 		return verified{}, errThrottled.For(res.Name)
 	case account.OutcomeBusy:
 		return verified{}, errBusy.For(res.Name)
@@ -328,28 +394,49 @@ const failedBindsMessage = "too many failed password attempts; try again later"
 // checks ran at once (see account.ErrBusy).
 var errBusy = identity.Throttled("the server is busy checking other passwords; try again in a moment", account.BusyWait)
 
-// throttle is Basic's attempt accounting: once a user collected too many
-// wrong passwords within the window, passwords are not checked (429), so
-// online guessing gets slow and argon2 cannot be used to burn the
-// server's CPU through one account. Unknown users are counted alike.
-// Each attempt is counted before its password is checked (Begin), and
-// taken back once it proved no wrong password (Settle), so that guesses
-// sent in parallel cannot all be checked while the count is read: the
-// same attempt counts from anywhere, since the counter is the store's
-// (Redis: every instance's).
-type throttle struct{ engine *engine.Engine }
-
-// failures is one Basic attempt on a name, counted by Begin.
-type failures struct {
+// throttle is Basic's attempt accounting for one sign-in: once a user
+// collected too many wrong passwords within the window, passwords are not
+// checked (429), so online guessing gets slow and argon2 cannot be used
+// to burn the server's CPU through one account. Unknown users are
+// counted alike. Each attempt is counted before its password is checked
+// (Begin), and taken back once it proved no wrong password (Settle), so
+// that guesses sent in parallel cannot all be checked while the count is
+// read: the same attempt counts from anywhere, since the counter is the
+// store's (Redis: every instance's). An attempt from one of the
+// account's familiar networks (familiar.go) is counted in that network's
+// own count, any other in the name's shared one: guessers elsewhere
+// cannot throttle the devices that have the password.
+type throttle struct {
 	engine *engine.Engine
-	name   string
+	// network is the client network the attempt came from.
+	network string
+	// counted is the key of the count Begin counted the attempt in, for
+	// the caller to hold when it was past the limit.
+	counted string
+}
+
+// failures is one Basic attempt, counted by Begin at key.
+type failures struct {
+	engine  *engine.Engine
+	key     string
+	network string
 }
 
 // Begin implements account.Attempts: the attempt is counted first, and
 // refused unchecked when the count goes past the limit.
-func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (account.Attempt, account.Gate, error) {
-	a := failures{engine: t.engine, name: name}
-	n, err := t.engine.Store.Incr(ctx, counters.BasicFailures(name), 1, failureWindow)
+func (t *throttle) Begin(ctx context.Context, name string, u *account.User) (account.Attempt, account.Gate, error) {
+	t.counted = counters.BasicFailures(name)
+	if u != nil { // a name without an account has no familiar networks
+		familiar, err := isFamiliar(ctx, t.engine, checkedAs(u), t.network)
+		if err != nil {
+			return nil, account.GateOpen, err // fail closed, as an uncountable attempt
+		}
+		if familiar {
+			t.counted = counters.BasicNetworkFailures(name, t.network)
+		}
+	}
+	a := failures{engine: t.engine, key: t.counted, network: t.network}
+	n, err := t.engine.Store.Incr(ctx, t.counted, 1, failureWindow)
 	if err != nil {
 		return nil, account.GateOpen, err // uncountable (store down, a tampered count): fail closed, not unthrottled
 	}
@@ -363,12 +450,15 @@ func (t throttle) Begin(ctx context.Context, name string, _ *account.User) (acco
 // and so does a blocked account's right one, or the count would tell; an
 // attempt refused unchecked keeps it too (the window is the first
 // failure's, so this extends nothing). A right password, a busy answer
-// and a store failure take it back.
+// and a store failure take it back; a right password makes its network
+// familiar to the account.
 func (a failures) Settle(ctx context.Context, res account.SignInResult) error {
 	switch res.Outcome {
 	case account.OutcomeWrong, account.OutcomeBlocked, account.OutcomeThrottled:
-	default:
-		counters.TakeBack(ctx, a.engine.Store, counters.BasicFailures(a.name), failureWindow)
+		return nil
+	case account.OutcomeOK:
+		rememberFamiliar(ctx, a.engine, checkedAs(res.User), a.network)
 	}
+	counters.TakeBack(ctx, a.engine.Store, a.key, failureWindow)
 	return nil
 }

@@ -21,6 +21,10 @@ import (
 // passwords.
 const basicFailuresPrefix = "basicfail/"
 
+// basicNetworkFailuresPrefix starts the key of a user's recent wrong Basic
+// passwords sent from one of the user's familiar client networks.
+const basicNetworkFailuresPrefix = "basicnetfail/"
+
 // directoryBindFailuresPrefix starts the key of a name's recent wrong
 // passwords checked against the directory.
 const directoryBindFailuresPrefix = "dirbindfail/"
@@ -38,6 +42,16 @@ const (
 // BasicFailures is the key counting the wrong HTTP Basic passwords for
 // the (canonical) username within the throttle window.
 func BasicFailures(username string) string { return basicFailuresPrefix + username }
+
+// BasicNetworkFailures is the key counting the wrong HTTP Basic passwords
+// for the (canonical) username sent from the client network (see
+// internal/clientnet) within the throttle window: a network the user's
+// password was verified from recently (plugin/basic) is counted apart
+// from everywhere else, so that guesses from elsewhere do not throttle
+// it. A username holds no '/', so the key names one pair.
+func BasicNetworkFailures(username, network string) string {
+	return basicNetworkFailuresPrefix + username + "/" + network
+}
 
 // DirectoryBindFailures is the key counting the wrong passwords checked
 // against the directory for the (canonical) name within the directory's
@@ -59,7 +73,8 @@ func twoFactor(userID, what string) string { return twoFactorPrefix + userID + "
 
 // Is reports whether key is a counter's.
 func Is(key string) bool {
-	if strings.HasPrefix(key, basicFailuresPrefix) || strings.HasPrefix(key, directoryBindFailuresPrefix) {
+	if strings.HasPrefix(key, basicFailuresPrefix) || strings.HasPrefix(key, basicNetworkFailuresPrefix) ||
+		strings.HasPrefix(key, directoryBindFailuresPrefix) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(key, twoFactorPrefix)

@@ -1,0 +1,221 @@
+package basic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
+	"github.com/gatehouse-auth/gatehouse/storage"
+)
+
+// The client addresses of the familiar network tests.
+const (
+	home     = "198.51.100.7:4242"  // where alice signs in from
+	guesser  = "203.0.113.66:4242"  // someone guessing at alice
+	newPlace = "192.0.2.200:4242"   // alice's right password from somewhere new
+	office   = "198.51.100.80:4242" // alice's second familiar network
+)
+
+// spelling is the i-th way of writing "alice" in upper and lower case
+// (the 0th "alice", up to 31): each names alice's account, and each is
+// credentials of its own to the verification cache, so each needs a
+// sign-in.
+func spelling(i int) string {
+	name := []byte("alice")
+	for j := range name {
+		if i>>j&1 == 1 {
+			name[j] -= 'a' - 'A'
+		}
+	}
+	return string(name)
+}
+
+// flood sends limit+2 wrong passwords for user from addr, the last of
+// which is refused unchecked (429).
+func (b *basicRoute) flood(user, addr string, limit int) {
+	b.t.Helper()
+	for i := range limit + 2 {
+		w := b.get(user, fmt.Sprintf("guess %d", i), addr)
+		if w.Code != http.StatusUnauthorized && w.Code != http.StatusTooManyRequests {
+			b.t.Fatalf("guess %d from %s: %d %s", i, addr, w.Code, w.Body)
+		}
+	}
+	if w := b.get(user, "one guess more", addr); w.Code != http.StatusTooManyRequests {
+		b.t.Fatalf("a guess from %s past the limit: %d; want 429", addr, w.Code)
+	}
+}
+
+// TestGuessersDoNotThrottleAFamiliarNetwork: once alice's password was
+// verified from a network, wrong passwords for alice from elsewhere no
+// longer refuse it there: its requests are answered from the
+// verification cache, without a hash (every hash slot held, they still
+// get 200), and a sign-in there (another spelling of the name, not
+// cached) is counted in that network's own count and checked. From
+// anywhere else the name stays throttled, the right password too: for
+// the guesser, and for alice at a place her password was never verified
+// from. An outside review found one address's eleven wrong passwords a
+// minute kept every device using Basic as alice refused, indefinitely.
+func TestGuessersDoNotThrottleAFamiliarNetwork(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
+	}
+	b.flood("alice", guesser, limit)
+	release := hashslotstest.HoldAll(t)
+	for i := range 5 {
+		if w := b.get("alice", password, home); w.Code != http.StatusOK {
+			t.Fatalf("alice at home, request %d during the guessing (no hash slot free): %d %s; want 200 from the cache", i, w.Code, w.Body)
+		}
+	}
+	for _, from := range []string{guesser, newPlace} {
+		if w := b.get("alice", password, from); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "60" {
+			t.Fatalf("the right password from %s while alice is throttled: %d %v; want 429 Retry-After 60", from, w.Code, w.Header())
+		}
+	}
+	release()
+	if w := b.get(spelling(31), password, home); w.Code != http.StatusOK {
+		t.Fatalf("a sign-in at home during the guessing: %d %s; want 200", w.Code, w.Body)
+	}
+}
+
+// TestAFamiliarNetworksOwnGuessesThrottleItAlone: wrong passwords sent
+// from a familiar network are counted apart: past the limit that network
+// is refused, its cached right password too (no guess there is told
+// whether it was right), while another familiar network and a new place
+// are not.
+func TestAFamiliarNetworksOwnGuessesThrottleItAlone(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	for _, from := range []string{home, office} {
+		if w := b.get("alice", password, from); w.Code != http.StatusOK {
+			t.Fatalf("alice from %s: %d %s", from, w.Code, w.Body)
+		}
+	}
+	b.flood("alice", home, limit)
+	if w := b.get("alice", password, home); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("the cached right password at home past its own limit: %d; want 429", w.Code)
+	}
+	for _, from := range []string{office, newPlace} {
+		if w := b.get("alice", password, from); w.Code != http.StatusOK {
+			t.Fatalf("alice from %s after wrong passwords at home: %d %s; want 200", from, w.Code, w.Body)
+		}
+	}
+}
+
+// TestRightGuessFromElsewhereIsNotToldByASharedCheck: while the name's
+// shared count is past the limit, the right password sent from a
+// network that is not familiar at the moment a familiar network's
+// sign-in of the same credentials is under way gets 429, not the other
+// sign-in's success: requests sending the same credentials at once share
+// one check, and that check was counted in the familiar network's count.
+func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
+	}
+	b.flood("alice", guesser, limit)
+	// Each round a spelling of the name not checked yet, so both requests
+	// need a sign-in; every hash slot held a moment, so that the sign-in
+	// at home, started first, waits until the guesser's request has
+	// joined it.
+	for i := 1; i <= 8; i++ {
+		release := hashslotstest.HoldAll(t)
+		var wg sync.WaitGroup
+		var atHome, fromGuesser int
+		wg.Go(func() { atHome = b.get(spelling(i), password, home).Code })
+		time.Sleep(30 * time.Millisecond)
+		wg.Go(func() { fromGuesser = b.get(spelling(i), password, guesser).Code })
+		time.Sleep(30 * time.Millisecond)
+		release()
+		wg.Wait()
+		if atHome != http.StatusOK || fromGuesser != http.StatusTooManyRequests {
+			t.Fatalf("round %d: at home %d, from the guesser %d; want 200 and 429", i, atHome, fromGuesser)
+		}
+	}
+}
+
+// TestPasswordChangeForgetsFamiliarNetworks: the networks familiar to an
+// account are those its current password was verified from: once the
+// password changes, guessers elsewhere throttle the name everywhere
+// again until the new password is verified from a network.
+func TestPasswordChangeForgetsFamiliarNetworks(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
+	}
+	changed := "battery staple"
+	if _, err := b.e.Accounts.UpdateUser(context.Background(), "alice", account.UserPatch{Password: &changed}); err != nil {
+		t.Fatal(err)
+	}
+	b.flood("alice", guesser, limit)
+	r := b.get("alice", changed, home)
+	if r.Code != http.StatusTooManyRequests {
+		t.Fatalf("the new password at home, familiar with the old one only: %d; want 429", r.Code)
+	}
+}
+
+// TestFamiliarNetworksAreBounded: an account keeps its maxFamiliar most
+// recently verified networks, each for familiarTTL after its last
+// verification, in one record that ends with the latest of them.
+func TestFamiliarNetworksAreBounded(t *testing.T) {
+	b := newBasicRoute(t, engine.Config{}, nil, "alice")
+	ctx := context.Background()
+	const networks = maxFamiliar + 3
+	for i := range networks {
+		if w := b.get(spelling(i), password, fmt.Sprintf("198.51.100.%d:4242", i)); w.Code != http.StatusOK {
+			t.Fatalf("sign-in %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	entry, err := b.e.Store.GetEntry(ctx, familiarPrefix+"alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec familiarRecord
+	if err := json.Unmarshal(entry.Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Networks) != maxFamiliar {
+		t.Fatalf("%d familiar networks after %d sign-ins: %v; want %d", len(rec.Networks), networks, rec.Networks, maxFamiliar)
+	}
+	for i := networks - maxFamiliar; i < networks; i++ {
+		if _, ok := rec.Networks[fmt.Sprintf("198.51.100.%d", i)]; !ok {
+			t.Errorf("198.51.100.%d, among the %d latest, is not familiar: %v", i, maxFamiliar, rec.Networks)
+		}
+	}
+	if left := time.Until(entry.ExpiresAt); left < familiarTTL-time.Minute || left > familiarTTL+time.Second {
+		t.Errorf("the record expires in %v; want %v", left, familiarTTL)
+	}
+}
+
+// unreadableFamiliar fails every read of the familiar networks, as a
+// store outage or a tampered record would.
+type unreadableFamiliar struct{ storage.Store }
+
+func (u unreadableFamiliar) GetEntry(ctx context.Context, key string) (storage.Entry, error) {
+	if strings.HasPrefix(key, familiarPrefix) {
+		return storage.Entry{}, fmt.Errorf("reading %s: %w", key, storage.ErrUnavailable)
+	}
+	return u.Store.GetEntry(ctx, key)
+}
+
+// TestUnreadableFamiliarNetworksFailClosed: when it cannot be read
+// whether the client's network is familiar, the password is not checked
+// (503): an attempt that cannot be told which count it belongs to must
+// not go uncounted.
+func TestUnreadableFamiliarNetworksFailClosed(t *testing.T) {
+	b := newBasicRoute(t, engine.Config{}, func(st storage.Store) storage.Store { return unreadableFamiliar{st} }, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("alice with her familiar networks unreadable: %d %s; want 503", w.Code, w.Body)
+	}
+}
