@@ -53,19 +53,20 @@ func (r *Role) validate() error {
 	}
 	for i := range r.Rules {
 		rule := &r.Rules[i]
+		n := i + 1 // numbered from 1, as the console's rules lines and rule tester are
 		if len(rule.Methods) == 0 || len(rule.Paths) == 0 {
-			return failure.Invalid("rule %d needs at least one method and one path", i)
+			return failure.Invalid("rule %d needs at least one method and one path", n)
 		}
 		for j, m := range rule.Methods {
 			m = strings.ToUpper(m)
 			if m != "*" && !validToken(m) {
-				return failure.Invalid("rule %d: %q is not an HTTP method", i, rule.Methods[j])
+				return failure.Invalid("rule %d: %q is not an HTTP method", n, rule.Methods[j])
 			}
 			rule.Methods[j] = m
 		}
 		for _, p := range rule.Paths {
 			if err := ValidatePattern(p); err != nil {
-				return failure.Invalid("rule %d: %v", i, err)
+				return failure.Invalid("rule %d: %v", n, err)
 			}
 		}
 	}

@@ -70,6 +70,27 @@ func TestRoleValidate(t *testing.T) {
 	}
 }
 
+// TestRuleNumbersStartAtOne: a refused rule is named by its place
+// counted from 1, as the console numbers its rules lines and the rule
+// tester its rules, whether the role came from the console or the admin
+// API.
+func TestRuleNumbersStartAtOne(t *testing.T) {
+	ok := Rule{Methods: []string{"GET"}, Paths: []string{"/api/*"}}
+	for _, c := range []struct {
+		bad  Rule
+		want string
+	}{
+		{Rule{Methods: []string{"GET"}, Paths: []string{"/api*"}}, "rule 2: path pattern"},
+		{Rule{Methods: []string{"G T"}, Paths: []string{"/"}}, `rule 2: "G T"`},
+		{Rule{Methods: []string{"GET"}}, "rule 2 needs"},
+	} {
+		r := Role{Name: "x", Rules: []Rule{ok, c.bad}}
+		if err := r.validate(); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("validate(%+v) = %v; want %q…", c.bad, err, c.want)
+		}
+	}
+}
+
 // TestLegacyPrefixMatchesAtSegments: a "/public*" rule stored before
 // ValidatePattern refused it grants "/public" and what is below it, not
 // "/publicadmin".
