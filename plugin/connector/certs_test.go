@@ -245,6 +245,22 @@ func TestCreateValidation(t *testing.T) {
 	}
 }
 
+// TestPackageWithoutServersNamesAnUnknownConnector: with no
+// connector_servers, a package of a connector that does not exist is 404,
+// of one that does 409 (the configuration lacks the address).
+func TestPackageWithoutServersNamesAnUnknownConnector(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	f.connector("c1", "alice")
+	f.p.servers = func() []string { return nil }
+	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
+		t.Fatalf("an unknown connector: %v", err)
+	}
+	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-123"); failure.Status(err) != 409 || !strings.Contains(err.Error(), "connector_servers") {
+		t.Fatalf("c1: %v", err)
+	}
+}
+
 func TestPackage(t *testing.T) {
 	f := newFixture(t, engine.Config{})
 	f.user("alice")

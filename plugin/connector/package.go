@@ -137,6 +137,11 @@ func (p *Plugin) Package(ctx context.Context, name, password string) ([]byte, *C
 	}
 	servers := p.servers()
 	if len(servers) == 0 {
+		// A connector that does not exist is that first (404), not what
+		// the configuration lacks.
+		if _, err := p.Get(ctx, name); err != nil {
+			return nil, nil, err
+		}
 		return nil, nil, failure.Conflict("no server address is known for metadata.json: set connector_servers in the gatehouse global option")
 	}
 	key, _, err := newKey()
