@@ -113,8 +113,10 @@ func Serves(path string) bool {
 // viewer is the signed-in user a page is served to.
 type viewer struct {
 	user *account.User
-	// token is the session cookie's value; csrf the forms' token.
-	token, csrf string
+	// token is the session cookie's value; csrf the forms' token; nonce
+	// the value that makes the forms of the page drawn for it single-use
+	// (claimForm).
+	token, csrf, nonce string
 	// admin is whether the viewer holds an admin role; adminOnly whether
 	// the page it was admitted to needs one.
 	admin, adminOnly bool
@@ -175,12 +177,17 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.show(w, r, v, p, http.StatusBadRequest, outcome{Error: "Unknown action."})
 			return
 		}
-		res, err := act(c, r, v, f)
+		if ask := p.ask[f.get("action")]; ask != nil && f.get("sure") != "yes" {
+			c.askFirst(w, r, v, p, ask(f), f)
+			return
+		}
+		res, err := c.once(r, v, p, f, act)
 		switch {
 		case err == nil && res.Download != nil:
 			res.Download.write(w)
 		case err == nil && res.Error != "":
 			c.show(w, r, v, p, http.StatusBadRequest, res)
+		case err == nil && c.lostAccess(w, r, v, res):
 		case err == nil:
 			c.show(w, r, v, p, http.StatusOK, res)
 		case errors.As(err, new(*notAdmitted)) && errors.Is(err, errSessionGone):
@@ -198,6 +205,40 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		c.message(w, v, http.StatusMethodNotAllowed, "Not allowed", "This page takes GET and POST only.")
 	}
+}
+
+// once carries out act for form f, posted to page p by v, unless the
+// same form was carried out before (claimForm); one that changed nothing
+// may be sent again.
+func (c *Console) once(r *http.Request, v *viewer, p *page, f form, act action) (outcome, error) {
+	release, err := c.claimForm(r.Context(), v, p.path, f)
+	if err != nil {
+		return outcome{}, err
+	}
+	res, err := act(c, r, v, f)
+	if err != nil || res.Error != "" {
+		release()
+	}
+	return res, err
+}
+
+// lostAccess answers, and reports true, when the action that led to res
+// took the viewer's own access to the page away (its own sessions ended,
+// its account blocked or demoted): the page is not drawn as if nothing
+// happened, but the action's notice is shown with what it did to the
+// viewer.
+func (c *Console) lostAccess(w http.ResponseWriter, r *http.Request, v *viewer, res outcome) bool {
+	err := c.admitted(r.Context(), v)
+	if !errors.As(err, new(*notAdmitted)) {
+		return false
+	}
+	msg := "You no longer have access to this page: " + failure.Message(err)
+	if errors.Is(err, errSessionGone) {
+		http.SetCookie(w, session.ClearCookie())
+		msg = "This also ended your own session: sign in again to go on."
+	}
+	c.render(w, nil, http.StatusOK, "message", view{Title: "Done", outcome: outcome{Notice: res.Notice, Error: msg}})
+	return true
 }
 
 // gate admits the signed-in user of r, or answers: a browser without a
@@ -222,7 +263,7 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		c.message(w, nil, http.StatusForbidden, "Forbidden", reason)
 		return nil, false
 	}
-	v := &viewer{user: u, token: ck.Value, admin: admin, adminOnly: adminOnly}
+	v := &viewer{user: u, token: ck.Value, admin: admin, adminOnly: adminOnly, nonce: twofactor.RandomToken(nonceBytes)}
 	v.csrf = c.csrf(v, c.strictCookie(w, r))
 	return v, true
 }

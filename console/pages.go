@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -33,6 +36,10 @@ type page struct {
 	load func(c *Console, r *http.Request, v *viewer) (any, error)
 	// actions are the page's form posts, by the form's action field.
 	actions map[string]action
+	// ask are the destructive actions among them, each with the question
+	// that names its target and what goes with it: their first post only
+	// asks (askFirst), the answer's sure=yes carries them out.
+	ask map[string]func(form) string
 	// download, when set, answers GET …?format=csv.
 	download func(c *Console, r *http.Request, v *viewer) (*download, error)
 }
@@ -130,7 +137,7 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 	if err := c.call(r, v, http.MethodGet, "/gatehouse/roles", nil, &d.Roles); err != nil {
 		return nil, err
 	}
-	needle := strings.ToLower(d.Q)
+	needle := searchKey(d.Q)
 	all = slices.DeleteFunc(all, func(u account.UserView) bool { return !strings.Contains(u.Username, needle) })
 	slices.SortFunc(all, func(a, b account.UserView) int { return strings.Compare(a.Username, b.Username) })
 	d.Total = len(all)
@@ -161,6 +168,17 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 		d.Detail, d.Factors, d.Sessions = &u, &st, sessions
 	}
 	return d, nil
+}
+
+// searchKey is a search typed on the users page as usernames are kept:
+// normalised as account.NormalizeUsername does, so that "jose\u0301"
+// (decomposed) finds josé; a part of a name it refuses (a space, say)
+// is composed (NFC) and lower-cased instead, which finds what it can.
+func searchKey(q string) string {
+	if name, err := account.NormalizeUsername(q); err == nil {
+		return name
+	}
+	return strings.ToLower(norm.NFC.String(q))
 }
 
 // enrolled is the one-time view of a new authenticator secret.
@@ -233,7 +251,14 @@ func usersPage() *page {
 				}
 				return patch("password", func(f form) any { return f.get("password") }, "Password set; the user's sessions were ended.")(c, r, v, f)
 			}),
-			"roles":         confirmed(patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")),
+			"roles": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if c.isViewer(r, v, f.get("username")) && !v.user.FromDirectory() { // a directory account's roles are its groups'
+					if err := c.keepsAdmin(r, v, roleList(f), nil); err != nil {
+						return outcome{}, err
+					}
+				}
+				return patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")(c, r, v, f)
+			}),
 			"mobile_number": confirmed(patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved.")),
 			"unlock":        confirmed(simple(http.MethodPost, "/unlock", "Second factor unlocked.")), // guesses can start again
 			"end-sessions":  simple(http.MethodDelete, "/sessions", "The user's sessions were ended."),
@@ -246,9 +271,7 @@ func usersPage() *page {
 				return outcome{Notice: "Factor removed."}, c.call(r, v, http.MethodDelete, userPath(f, "/otp/"+esc(f.get("type"))), nil, nil)
 			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				// Compared as accounts, not as typed: "ROOT" and "CORP\root"
-				// name root too.
-				if u, err := c.engine.Accounts.User(r.Context(), f.get("username")); err == nil && u.ID == v.user.ID {
+				if c.isViewer(r, v, f.get("username")) {
 					return outcome{}, failure.Invalid("you cannot delete your own account here")
 				}
 				return outcome{Notice: "User deleted."}, c.call(r, v, http.MethodDelete, userPath(f, ""), nil, nil)
@@ -282,7 +305,51 @@ func usersPage() *page {
 				}
 				return res, nil
 			}),
+		},
+		ask: map[string]func(form) string{
+			"delete": func(f form) string {
+				return "Delete user " + f.get("username") + "? Their application keys and second factors are deleted with the account, their connectors revoked and their sessions ended; none of it can be undone."
+			},
 		}}
+}
+
+// isViewer reports whether the account named (as typed) is v's own,
+// compared as accounts: "ROOT" and "CORP\root" name root too.
+func (c *Console) isViewer(r *http.Request, v *viewer, name string) bool {
+	u, err := c.engine.Accounts.User(r.Context(), name)
+	return err == nil && u.ID == v.user.ID
+}
+
+// keepsAdmin refuses (409) a change after which v would hold no admin
+// role, and so could open no console page: held are the roles v would
+// hold after it (nil: those it holds now), admin the admin mark of each
+// role the change sets (false: deleted). Refused before the admin API is
+// called, which stays the way back: it makes any change asked of it.
+// While v keeps an admin role some account holds one, so no console
+// change can leave every administrator out.
+func (c *Console) keepsAdmin(r *http.Request, v *viewer, held []string, admin map[string]bool) error {
+	if held == nil {
+		held = v.user.Roles
+	}
+	for _, name := range held {
+		if a, changed := admin[name]; changed {
+			if a {
+				return nil
+			}
+			continue
+		}
+		role, err := c.engine.Accounts.Role(r.Context(), name)
+		if errors.Is(err, failure.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if role.Admin {
+			return nil
+		}
+	}
+	return failure.Conflict("after this change you would hold no admin role and could open no console page; nothing was changed. Give your account another admin role first (or make the change through the admin API)")
 }
 
 // ---- roles ----
@@ -290,6 +357,9 @@ func usersPage() *page {
 type rolesData struct {
 	Roles []account.Role
 	Test  *roleTest
+	// Edit is the role whose rules and admin mark fill the role form
+	// (?edit=name); nil: an empty form, to create one.
+	Edit *account.Role
 }
 
 // roleTest answers "would this request be allowed?".
@@ -305,6 +375,13 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
+	if name := q.Get("edit"); name != "" {
+		i := slices.IndexFunc(d.Roles, func(role account.Role) bool { return role.Name == name })
+		if i < 0 {
+			return d, failure.NotFound("role %q not found", name)
+		}
+		d.Edit = &d.Roles[i]
+	}
 	if q.Get("test_username") == "" {
 		return d, nil
 	}
@@ -366,6 +443,15 @@ func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []a
 	return nil
 }
 
+// formatRules writes rules as the rules textarea takes them (parseRules).
+func formatRules(rules []account.Rule) string {
+	lines := make([]string, len(rules))
+	for i, rule := range rules {
+		lines[i] = strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
 // parseRules reads the rules textarea: one rule a line, its methods
 // (comma-separated) then its path patterns, separated by spaces.
 func parseRules(text string) ([]account.Rule, error) {
@@ -395,10 +481,33 @@ func rolesPage() *page {
 				if err := account.ValidateName("role", role.Name); err != nil {
 					return outcome{}, err
 				}
-				return outcome{Notice: "Role " + role.Name + " saved."}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
+				if err := c.keepsAdmin(r, v, nil, map[string]bool{role.Name: role.Admin}); err != nil {
+					return outcome{}, err
+				}
+				notice := "Role " + role.Name + " saved."
+				// The create form replaces a role of the same name: say so,
+				// unless it was that role's own edit form.
+				var old account.Role
+				err = c.call(r, v, http.MethodGet, "/gatehouse/roles/"+esc(role.Name), nil, &old)
+				switch {
+				case err == nil && f.get("edit") != role.Name:
+					notice = "Role " + role.Name + " already existed and was replaced: its " + strconv.Itoa(len(old.Rules)) +
+						" earlier rule(s) and admin mark (" + strconv.FormatBool(old.Admin) + ") are now this form's."
+				case err != nil && !errors.Is(err, failure.ErrNotFound):
+					return outcome{}, err
+				}
+				return outcome{Notice: notice}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
 			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				return outcome{Notice: "Role deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
+				if err := c.keepsAdmin(r, v, nil, map[string]bool{f.get("name"): false}); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Role " + f.get("name") + " deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
+			},
+		},
+		ask: map[string]func(form) string{
+			"delete": func(f form) string {
+				return "Delete role " + f.get("name") + "? Every user holding it loses what it allows at once, and it is taken from them: creating it again does not give it back."
 			},
 		}}
 }
@@ -538,6 +647,14 @@ func appKeysPage() *page {
 				err := c.call(r, v, http.MethodPost, "/gatehouse/appkeys/purge-expired", nil, &out)
 				return outcome{Notice: strconv.Itoa(out.Deleted) + " expired key(s) deleted."}, err
 			},
+		},
+		ask: map[string]func(form) string{
+			"delete": func(f form) string {
+				return "Delete application key " + f.get("name") + "? Clients using it are refused from now on, and the sessions it opened end; it cannot be brought back."
+			},
+			"purge-expired": func(form) string {
+				return "Delete every expired application key? They cannot be brought back (an expired key can otherwise be given a new expiry)."
+			},
 		}}
 }
 
@@ -584,6 +701,11 @@ func connectorsPage() *page {
 				return outcome{Notice: "Token pair " + f.get("id") + " revoked."},
 					c.call(r, v, http.MethodDelete, "/gatehouse/tokens/"+esc(f.get("id")), nil, nil)
 			},
+		},
+		ask: map[string]func(form) string{
+			"revoke": func(f form) string {
+				return "Revoke connector " + f.get("name") + "? Its certificates are refused from now on and its token pairs end."
+			},
 		}}
 }
 
@@ -608,6 +730,11 @@ func apiCredentialsPage() *page {
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "API credential " + f.get("name") + " deleted."},
 					c.call(r, v, http.MethodDelete, "/gatehouse/api-credentials/"+esc(f.get("name")), nil, nil)
+			},
+		},
+		ask: map[string]func(form) string{
+			"delete": func(f form) string {
+				return "Delete ESA API credential " + f.get("name") + "? The ESA clients using it are refused from now on; it cannot be brought back."
 			},
 		}}
 }

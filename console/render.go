@@ -72,6 +72,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"join":     strings.Join,
+	"rules":    formatRules,
 	"contains": slices.Contains[[]string],
 	"outcomes": func() []string { return audit.Outcomes },
 	"kinds":    func() []string { return audit.Kinds },
@@ -120,9 +121,11 @@ type outcome struct {
 
 // view is what the layout renders.
 type view struct {
-	Title, Nav, User, CSRF string
-	Admin                  bool
-	CSS                    template.CSS
+	Title, Nav, User string
+	// CSRF are the forms' hidden fields (the "csrf" template).
+	CSRF  formTokens
+	Admin bool
+	CSS   template.CSS
 	outcome
 	// Page is the page's own data; Query its query parameters.
 	Page  any
@@ -164,7 +167,7 @@ func (c *Console) message(w http.ResponseWriter, v *viewer, status int, title, m
 func (c *Console) render(w http.ResponseWriter, v *viewer, status int, name string, data view) {
 	data.CSS = css
 	if v != nil {
-		data.User, data.CSRF, data.Admin = v.user.Username, v.csrf, v.admin
+		data.User, data.CSRF, data.Admin = v.user.Username, v.tokens(), v.admin
 	}
 	var buf bytes.Buffer
 	if err := templates[name].ExecuteTemplate(&buf, "layout.html", data); err != nil {

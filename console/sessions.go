@@ -19,14 +19,14 @@ type sessionList struct {
 	// Action is the URL the revoke forms post to; Username, when set, is
 	// their hidden username field (the users page names whose session).
 	Action, Username string
-	// CSRF is the forms' CSRF token.
-	CSRF string
+	// CSRF are the forms' hidden fields.
+	CSRF formTokens
 }
 
 // sessionsOf lists the live sessions of username through the admin API,
 // for forms posted to action.
 func (c *Console) sessionsOf(r *http.Request, v *viewer, username, action string) (*sessionList, error) {
-	l := &sessionList{Current: session.ID(v.token), Action: action, CSRF: v.csrf}
+	l := &sessionList{Current: session.ID(v.token), Action: action, CSRF: v.tokens()}
 	err := c.call(r, v, http.MethodGet, "/gatehouse/sessions?username="+url.QueryEscape(username), nil, &l.Sessions)
 	return l, err
 }

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -112,14 +114,25 @@ func signIn(t *testing.T, base, name, code string) *portalCurl {
 }
 
 // consolePost posts form to a console page as the site's own page would
-// (same Origin) unless extra headers say otherwise.
+// (same Origin) unless extra headers say otherwise; a form without a
+// nonce gets a new one, as a page drawn afresh would give it.
 func (c *portalCurl) consolePost(path string, form url.Values, extra ...string) harness.CurlResult {
 	c.t.Helper()
+	if !form.Has("nonce") {
+		form.Set("nonce", formNonce())
+	}
 	args := append([]string{"-d", form.Encode()}, extra...)
 	if !strings.Contains(strings.Join(extra, "\n"), "Origin:") {
 		args = append(args, "-H", "Origin: "+c.base)
 	}
 	return c.do(append(args, c.base+path)...)
+}
+
+// formNonce is a new value for a console form's nonce field.
+func formNonce() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // TestConsoleAccessGate: every console URL (listed by the console itself)
@@ -486,13 +499,13 @@ func TestConsoleAdminCannotDeleteOwnAccount(t *testing.T) {
 	consoleUser(t, inst, "sam", "staff")
 	root.do(base + console.Prefix + "users")
 	for _, name := range []string{"root", "ROOT", "Root"} {
-		res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {name}})
+		res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {name}, "sure": {"yes"}})
 		if res.Status != 400 || !strings.Contains(res.Body, "your own account") {
 			t.Fatalf("deleting the own account as %q: %d", name, res.Status)
 		}
 		inst.MustAdmin(t, 200, "GET", "/gatehouse/users/root", nil)
 	}
-	if res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {"SAM"}}); res.Status != 200 {
+	if res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"delete"}, "username": {"SAM"}, "sure": {"yes"}}); res.Status != 200 {
 		t.Fatalf("deleting sam: %d %s", res.Status, res.Body)
 	}
 	inst.MustAdmin(t, 404, "GET", "/gatehouse/users/sam", nil)
@@ -621,6 +634,10 @@ func TestConsoleActions(t *testing.T) {
 		"users status active": true, "users password": true, "users unlock": true, "users remove-factor": true, "appkeys create": true, "appkeys rotate": true,
 		"appkeys update": true, "appkeys reset-expiration": true, "roles save": true,
 		"api-credentials create": true, "connectors create": true}
+	// asked are the destructive actions: each first answers a question
+	// naming its target, and changes nothing.
+	asked := map[string]string{"appkeys delete": "Delete application key k2?", "users delete": "Delete user dan?",
+		"roles delete": "Delete role ops?", "api-credentials delete": "Delete ESA API credential vpn?", "connectors revoke": "Revoke connector c9?"}
 	steps := []struct {
 		page  string
 		form  url.Values
@@ -686,6 +703,13 @@ func TestConsoleActions(t *testing.T) {
 			}
 			s.form.Set("confirm", tfPassword)
 		}
+		if question := asked[s.page+" "+s.form.Get("action")]; question != "" {
+			if res := root.consolePost(console.Prefix+s.page, s.form); res.Status != 200 || !strings.Contains(res.Body, question) || s.check() {
+				t.Errorf("step %d: %s before the question was answered: %d, done: %v\n%s", i, name, res.Status, s.check(), res.Body)
+			}
+			s.form.Set("sure", "yes")
+		}
+		s.form.Del("nonce") // a page drawn afresh
 		res := root.consolePost(console.Prefix+s.page, s.form)
 		if res.Status != 200 || !s.check() {
 			t.Errorf("step %d: %s %s: %d, effect seen: %v\n%s", i, s.page, s.form.Get("action"), res.Status, s.check(), res.Body)
@@ -995,7 +1019,7 @@ func TestConsoleFormHeldToWhatHoldsWhenItArrives(t *testing.T) {
 			if res := c.do(base + console.Prefix + "users"); res.Status != 200 {
 				t.Fatalf("the user list: %d", res.Status)
 			}
-			form := url.Values{"csrf": {c.csrf}, "action": {"delete"}, "username": {victim}}.Encode()
+			form := url.Values{"csrf": {c.csrf}, "action": {"delete"}, "username": {victim}, "sure": {"yes"}, "nonce": {formNonce()}}.Encode()
 			// Expect: 100-continue: the body goes once the console reads
 			// it, past its first look at the session; the change is made
 			// then, before the body.
@@ -1069,4 +1093,61 @@ func jarCookies(t *testing.T, jar string) string {
 		}
 	}
 	return strings.Join(pairs, "; ")
+}
+
+// TestConsoleResentFormIsNotCarriedOutTwice: the answer to "Rotate"
+// reloaded (the same form sent again) rotates nothing: it says the form
+// was already sent, shows no value, and the value shown first still
+// works.
+func TestConsoleResentFormIsNotCarriedOutTwice(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/appkeys", `{"name":"rk","username":"root"}`)
+	root.do(base + console.Prefix + "appkeys")
+	form := url.Values{"csrf": {root.csrf}, "action": {"rotate"}, "name": {"rk"}, "grace_seconds": {"0"}, "confirm": {tfPassword}, "nonce": {formNonce()}}
+	first := root.consolePost(console.Prefix+"appkeys", form)
+	m := keyValueInput.FindStringSubmatch(first.Body)
+	if first.Status != 200 || m == nil {
+		t.Fatalf("rotating: %d %s", first.Status, first.Body)
+	}
+	again := root.consolePost(console.Prefix+"appkeys", form)
+	if again.Status != 409 || !strings.Contains(again.Body, "already sent") || keyValueInput.MatchString(again.Body) {
+		t.Fatalf("the same form again: %d\n%s", again.Status, again.Body)
+	}
+	if st := harness.Curl(t, "-H", "appKey: "+m[1], base+"/app/x").Status; st != 200 {
+		t.Fatalf("the value shown by the first rotation, after the form was sent again: %d", st)
+	}
+}
+
+// TestConsoleKeepsTheOperatorsAdmin: saving the operator's only admin
+// role without the admin mark, deleting it, or taking it from the
+// operator's own account are refused with a message, and the console
+// stays open to them.
+func TestConsoleKeepsTheOperatorsAdmin(t *testing.T) {
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	root.do(base + console.Prefix + "roles")
+	for _, tc := range []struct{ page, action string }{{"roles", "save"}, {"roles", "delete"}, {"users", "roles"}} {
+		form := url.Values{"csrf": {root.csrf}, "action": {tc.action}, "name": {"admins"}, "rules": {"* *"}, "username": {"root"},
+			"roles": {"staff"}, "confirm": {tfPassword}, "sure": {"yes"}}
+		if res := root.consolePost(console.Prefix+tc.page, form); res.Status != 409 || !strings.Contains(res.Body, "no admin role") {
+			t.Errorf("%s %s: %d\n%s", tc.page, tc.action, res.Status, res.Body)
+		}
+	}
+	var role struct {
+		Admin bool `json:"admin"`
+	}
+	if inst.AdminJSON(t, "GET", "/gatehouse/roles/admins", nil, &role); !role.Admin {
+		t.Fatal("admins is no longer an admin role")
+	}
+	if res := root.do(base + console.Prefix + "roles"); res.Status != 200 || !strings.Contains(res.Body, `id="edit-admins"`) {
+		t.Fatalf("the roles page afterwards: %d", res.Status)
+	}
+	// The edit form is filled with the role as it is.
+	if res := root.do(base + console.Prefix + "roles?edit=admins"); !strings.Contains(res.Body, `<textarea id="role-rules" name="rules" rows="4" placeholder="GET,POST /api/*">* *</textarea>`) ||
+		!strings.Contains(res.Body, `id="role-admin" checked`) {
+		t.Fatalf("the edit form of admins:\n%s", res.Body)
+	}
 }
