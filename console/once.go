@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
@@ -86,7 +87,9 @@ type formField struct{ Name, Value string }
 func (c *Console) askFirst(w http.ResponseWriter, r *http.Request, v *viewer, p *page, question string, f form) {
 	d := sureData{Question: question, Action: r.URL.RequestURI()}
 	for _, name := range slices.Sorted(maps.Keys(f.values)) {
-		if name == "csrf" || name == "nonce" || name == "sure" {
+		// Never a password into the page: no destructive form asks for
+		// one, and one that came to carry it would ask for it again.
+		if name == "csrf" || name == "nonce" || name == "sure" || strings.Contains(name, "password") {
 			continue
 		}
 		for _, value := range f.values[name] {
