@@ -598,7 +598,12 @@ func (l *Log) run(interval time.Duration) {
 			batch = batch[:0]
 		}
 	}
-	var flood floodGate
+	// Refusals and the successes summarised like them (a credential's
+	// holder repeating them) are counted apart, each within the
+	// allowance: refusals anyone can send must not crowd the successes
+	// into summaries that lose who got a token from where.
+	var refusals, successes floodGate
+	gates := [...]*floodGate{&refusals, &successes}
 	add := func(e Event) {
 		batch = append(batch, e)
 		if len(batch) >= l.batchSize {
@@ -608,20 +613,26 @@ func (l *Log) run(interval time.Duration) {
 	// summarise adds the summaries of the refusals counted so far (all of
 	// them when t is zero; else those of a window that ended before t).
 	summarise := func(t time.Time) {
-		if t.IsZero() || flood.due(t) {
-			summaries := flood.closeWindow(t)
-			if len(summaries) > 0 {
-				l.summaryRounds.Add(1) // before the store has any of them: see Query
-			}
-			for _, e := range summaries {
-				add(e)
+		for _, g := range gates {
+			if t.IsZero() || g.due(t) {
+				summaries := g.closeWindow(t)
+				if len(summaries) > 0 {
+					l.summaryRounds.Add(1) // before the store has any of them: see Query
+				}
+				for _, e := range summaries {
+					add(e)
+				}
 			}
 		}
 	}
 	take := func(e Event) {
 		summarise(e.Time)
-		flood.allowance = int(l.refusalsPerMinute.Load())
-		if flood.admit(&e) {
+		g := &refusals
+		if e.Outcome == OutcomeSuccess {
+			g = &successes
+		}
+		g.allowance = int(l.refusalsPerMinute.Load())
+		if g.admit(&e) {
 			add(e)
 		}
 	}
@@ -678,7 +689,7 @@ func (l *Log) run(interval time.Duration) {
 			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
 			drain()
 			force = false
-			ack <- flushed{pending: len(l.backlog), open: flood.open(), round: l.summaryRounds.Load()}
+			ack <- flushed{pending: len(l.backlog), open: append(refusals.open(), successes.open()...), round: l.summaryRounds.Load()}
 		case <-l.done:
 			stop()
 			return

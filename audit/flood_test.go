@@ -407,3 +407,32 @@ func TestLargeRefusalsGetFewerEventsOfTheirOwn(t *testing.T) {
 		t.Fatalf("a %d-byte path of '<' is %d bytes of JSON", len(path), len(raw))
 	}
 }
+
+// TestRefusalsDoNotBurySuccesses: a flood of refusals from many networks,
+// which fills every summary tier that keeps the client's network, does
+// not merge the successes summarised like refusals (a connector's token
+// grants) into a summary that loses where they came from: they are
+// counted apart, within an allowance of their own (an outside review
+// buried a stolen refresh token's grant beside the real connector's).
+func TestRefusalsDoNotBurySuccesses(t *testing.T) {
+	l, _ := floodLog(t, 20)
+	now := time.Now().UTC()
+	for n := range 200 {
+		for i := range 20 {
+			l.Record(refusal(now, fmt.Sprintf("2001:db8:%x::%x", n, i), "", "/", fmt.Sprintf("invalid application key %d", i)))
+		}
+	}
+	for _, ip := range []string{"192.0.2.7", "198.51.100.9"} {
+		l.Record(Event{Time: now, Kind: KindToken, Username: "plant7", Credential: "connector:plant7", RemoteIP: ip,
+			Outcome: OutcomeSuccess, Reason: "issued token pair from " + ip, Summarise: SummariseAlways})
+	}
+	grants := map[string]string{}
+	for _, e := range stored(t, l) {
+		if e.Kind == KindToken {
+			grants[e.RemoteIP] = e.Reason
+		}
+	}
+	if len(grants) != 2 || grants["192.0.2.7"] != "issued token pair from 192.0.2.7" || grants["198.51.100.9"] != "issued token pair from 198.51.100.9" {
+		t.Fatalf("the grants as stored, by address: %v; want both on their own, with address and reason", grants)
+	}
+}

@@ -87,9 +87,10 @@ type formField struct{ Name, Value string }
 func (c *Console) askFirst(w http.ResponseWriter, r *http.Request, v *viewer, p *page, question string, f form) {
 	d := sureData{Question: question, Action: r.URL.RequestURI()}
 	for _, name := range slices.Sorted(maps.Keys(f.values)) {
-		// Never a password into the page: no destructive form asks for
-		// one, and one that came to carry it would ask for it again.
-		if name == "csrf" || name == "nonce" || name == "sure" || strings.Contains(name, "password") {
+		// Never a password or a code (the "confirm" fields) into the
+		// page: no destructive form asks for one, and one that came to
+		// carry it would ask for it again.
+		if name == "csrf" || name == "nonce" || name == "sure" || strings.Contains(name, "password") || strings.Contains(name, "confirm") {
 			continue
 		}
 		for _, value := range f.values[name] {

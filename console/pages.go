@@ -111,13 +111,35 @@ func loadOverview(c *Console, r *http.Request, v *viewer) (any, error) {
 
 // ---- users ----
 
-const usersPerPage = 25
+// perPage is how many users or keys a list page shows.
+const perPage = 25
+
+// paging is where a list page stands: its page (from 1) of Pages, the
+// Total listed, and the neighbouring pages (0: none).
+type paging struct {
+	Page, Pages, Total int
+	PrevPage, NextPage int
+}
+
+// pageOf is the page of all that r asks for (?page=, from 1; out of
+// range: the nearest), with where it stands.
+func pageOf[T any](all []T, r *http.Request) ([]T, paging) {
+	p := paging{Total: len(all), Pages: max(1, (len(all)+perPage-1)/perPage)}
+	p.Page, _ = strconv.Atoi(r.URL.Query().Get("page"))
+	p.Page = min(max(p.Page, 1), p.Pages)
+	if p.Page > 1 {
+		p.PrevPage = p.Page - 1
+	}
+	if p.Page < p.Pages {
+		p.NextPage = p.Page + 1
+	}
+	return all[(p.Page-1)*perPage : min(p.Page*perPage, p.Total)], p
+}
 
 type usersData struct {
-	Users                []account.UserView
-	Q                    string
-	Page, Pages, Total   int
-	PrevPage, NextPage   int
+	Users []account.UserView
+	Q     string
+	paging
 	Roles                []account.Role
 	Detail               *account.UserView
 	Factors              *twofactor.StatusView
@@ -140,17 +162,7 @@ func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 	needle := searchKey(d.Q)
 	all = slices.DeleteFunc(all, func(u account.UserView) bool { return !strings.Contains(u.Username, needle) })
 	slices.SortFunc(all, func(a, b account.UserView) int { return strings.Compare(a.Username, b.Username) })
-	d.Total = len(all)
-	d.Pages = max(1, (d.Total+usersPerPage-1)/usersPerPage)
-	d.Page, _ = strconv.Atoi(q.Get("page"))
-	d.Page = min(max(d.Page, 1), d.Pages)
-	d.Users = all[(d.Page-1)*usersPerPage : min(d.Page*usersPerPage, d.Total)]
-	if d.Page > 1 {
-		d.PrevPage = d.Page - 1
-	}
-	if d.Page < d.Pages {
-		d.NextPage = d.Page + 1
-	}
+	d.Users, d.paging = pageOf(all, r)
 	if name := q.Get("username"); name != "" {
 		var u account.UserView
 		var st twofactor.StatusView
@@ -564,12 +576,27 @@ func splitBy(s, seps string) []string {
 
 func keyPath(f form, below string) string { return "/gatehouse/appkeys/" + esc(f.get("name")) + below }
 
+// appKeysData is the application keys page: the keys whose name or
+// user holds the search Q, a page at a time, sorted by name.
+type appKeysData struct {
+	Keys []appkey.View
+	Q    string
+	paging
+}
+
 func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	var keys []appkey.View
 	if err := c.call(r, v, http.MethodGet, "/gatehouse/appkeys", nil, &keys); err != nil {
 		return nil, err
 	}
-	return keys, nil
+	d := appKeysData{Q: strings.TrimSpace(r.URL.Query().Get("q"))}
+	needle, name := strings.ToLower(d.Q), searchKey(d.Q)
+	keys = slices.DeleteFunc(keys, func(k appkey.View) bool {
+		return !strings.Contains(strings.ToLower(k.Name), needle) && !strings.Contains(k.Username, name)
+	})
+	slices.SortFunc(keys, func(a, b appkey.View) int { return strings.Compare(a.Name, b.Name) })
+	d.Keys, d.paging = pageOf(keys, r)
+	return d, nil
 }
 
 // revealKey shows a key's value (confirmed: once the viewer confirmed

@@ -199,7 +199,7 @@ func (d *Directory) Refresh(_ context.Context, name string) (Entry, error) { ret
 // reads under the same mark, so that one asked for by a refresh never
 // takes the answer of a read begun before it.
 func (d *Directory) read(name, mark string) (Entry, error) {
-	v, err, _ := d.reads.Do(name+"\x00"+mark, func() (any, error) { return d.lookup(name) })
+	v, err, _ := d.reads.Do(name+"\x00"+mark, func() (any, error) { return d.lookup(name, mark != "") })
 	if err != nil {
 		return Entry{}, err
 	}
@@ -305,8 +305,9 @@ var userAttributes = map[Flavor][]string{
 
 // lookup reads name's entry and, when groups are mapped to roles, its
 // groups: those whose member it is, and an Active Directory account's
-// primary group with that group's own.
-func (d *Directory) lookup(name string) (Entry, error) {
+// primary group with that group's own (cached per status_ttl, but read
+// again for a read a refresh asked for: marked).
+func (d *Directory) lookup(name string, marked bool) (Entry, error) {
 	e, err := d.locate(name)
 	if err != nil || !e.Found || len(d.groups) == 0 {
 		return e, err
@@ -316,7 +317,7 @@ func (d *Directory) lookup(name string) (Entry, error) {
 		return Entry{}, unavailable(err)
 	}
 	if e.primaryGroup != "" {
-		primary, err := d.primaryGroupsOf(e.primaryGroup, e.CheckedAt)
+		primary, err := d.primaryGroupsOf(e.primaryGroup, e.CheckedAt, marked)
 		if err != nil {
 			return Entry{}, unavailable(err)
 		}

@@ -64,13 +64,14 @@ type primaryGroupsRead struct {
 const maxPrimaryGroups = 256
 
 // primaryGroupsOf returns the DN of the group whose SID is sid followed by
-// the DNs of the groups it is in, read at most once per status_ttl; none
+// the DNs of the groups it is in, read at most once per status_ttl, and
+// again for a read an administrator's refresh asked for (marked); none
 // when no group has the SID.
-func (d *Directory) primaryGroupsOf(sid string, now time.Time) ([]string, error) {
+func (d *Directory) primaryGroupsOf(sid string, now time.Time, marked bool) ([]string, error) {
 	d.primary.mu.Lock()
 	r, ok := d.primary.read[sid]
 	d.primary.mu.Unlock()
-	if ok && now.Sub(r.at) < time.Duration(d.cfg.StatusTTL) {
+	if ok && !marked && now.Sub(r.at) < time.Duration(d.cfg.StatusTTL) {
 		return r.groups, nil
 	}
 	entries, err := d.pool.search("search_primary_group", d.cfg.GroupBaseDN, "(objectSid="+binaryFilterValue(sid)+")", []string{"1.1"})

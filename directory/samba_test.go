@@ -126,13 +126,14 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	run("group", "addmembers", "Everyone-Staff", "Domain Users")
 	run("user", "create", "gus", "Passw0rd-Gus!")
 
-	d, err := directory.New(directory.Config{
+	cfg := directory.Config{
 		URLs: []string{"ldap://127.0.0.1:389"}, Flavor: directory.ActiveDirectory,
 		BindDN: "CN=gatehouse,CN=Users,DC=example,DC=test", BindPassword: "Svc-Passw0rd!", BaseDN: "DC=example,DC=test",
 		GroupRoles: []directory.GroupRole{{Group: "CN=Operators,CN=Users,DC=example,DC=test", Role: "reader"},
 			{Group: "CN=Domain Users,CN=Users,DC=example,DC=test", Role: "staff"}, {Group: "CN=Everyone-Staff,CN=Users,DC=example,DC=test", Role: "everyone"}},
 		StatusTTL: caddy.Duration(time.Second), Timeout: caddy.Duration(10 * time.Second),
-	}, nil, nil)
+	}
+	d, err := directory.New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +155,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 			t.Errorf("Bind(%q): %v; want ErrWrongPassword", c.user, err)
 		}
 	}
+	checkPrimaryGroupRefresh(ctx, t, cfg, run)
 	checkLockoutEnds(ctx, t, d, run)
 	run("user", "disable", "frank")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -215,5 +217,27 @@ func checkLockoutEnds(ctx context.Context, t *testing.T, d *directory.Directory,
 	}
 	if _, err := d.Bind(ctx, "lena", "Passw0rd-Lena!"); err != nil {
 		t.Fatalf("lena's right password once the lockout ended: %v", err)
+	}
+}
+
+// checkPrimaryGroupRefresh: the groups holding a primary group are cached
+// for status_ttl (here an hour, on a directory of its own), but a read an
+// administrator's refresh asked for (a new mark) reads them again: gus
+// loses the role of Everyone-Staff once Domain Users left it.
+func checkPrimaryGroupRefresh(ctx context.Context, t *testing.T, cfg directory.Config, run func(...string)) {
+	t.Helper()
+	cfg.StatusTTL = caddy.Duration(time.Hour)
+	long, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	if e, err := long.Status(ctx, "gus", ""); err != nil || !slices.Equal(e.Roles, []string{"everyone", "staff"}) {
+		t.Fatalf("gus: %+v, %v", e, err)
+	}
+	run("group", "removemembers", "Everyone-Staff", "Domain Users")
+	defer run("group", "addmembers", "Everyone-Staff", "Domain Users")
+	if e, err := long.Status(ctx, "gus", "refresh-1"); err != nil || !slices.Equal(e.Roles, []string{"staff"}) {
+		t.Fatalf("gus after Domain Users left Everyone-Staff, on a refresh: %+v, %v; want staff alone", e, err)
 	}
 }

@@ -119,11 +119,15 @@ func (*Credential) Strip(r *http.Request) {
 
 // Finish implements plugin.Finisher: a request that asks for a session
 // (x-gatehouse-session=true or x-thingworx-session=true, as query
-// parameter or header) gets one once the account check allowed it.
+// parameter or header) gets one once the account check allowed it,
+// unless a browser sent it from another site's page (guard.SameOrigin).
 func (c *Credential) Finish(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
 	asked, err := sessionAsked(r)
 	if err != nil || !asked {
 		return err
+	}
+	if !guard.SameOrigin(r) {
+		return errSessionFromAnotherSite.For(id.Username)
 	}
 	value, err := c.presented(r)
 	if err != nil {
@@ -131,6 +135,14 @@ func (c *Credential) Finish(w http.ResponseWriter, r *http.Request, id *identity
 	}
 	return c.svc.openSession(w, r, id, value)
 }
+
+// errSessionFromAnotherSite refuses a session asked for by a browser on
+// another site's behalf: a link to ?appKey=<theirs>&x-gatehouse-session=true
+// would otherwise replace the session cookie of a user signed in here with
+// one of the link maker's account, whose pages the user would then use as
+// their own. Clients that are no browsers send no fetch metadata, Origin
+// or Referer of another site, and are not refused.
+var errSessionFromAnotherSite = identity.Forbidden("a session is not opened for a request another site's page made; open it from this site's pages or from a client that is no browser")
 
 // errSessionUnclear refuses a request whose session parameters and
 // headers disagree: Gatehouse would follow one and a proxy or log reader

@@ -377,6 +377,25 @@ func TestSessionOnRequest(t *testing.T) {
 	if a := f.serve(request("/other?x-gatehouse-session=true", "appKey", key), plugin.RouteSettings{}); a.status != 403 || len(a.cookies) != 0 {
 		t.Fatalf("refused request: %d, cookies %v", a.status, a.cookies)
 	}
+	// Nor does a browser asking on another site's behalf (a link from
+	// there: the user signed in here would get the link maker's session
+	// in place of theirs); this site's own pages do.
+	for _, c := range []struct {
+		headers []string
+		want    int
+	}{
+		{[]string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{[]string{"Sec-Fetch-Site", "same-site"}, 403},
+		{[]string{"Referer", "https://evil.example/"}, 403},
+		{[]string{"Sec-Fetch-Site", "same-origin", "Origin", "https://gh.test"}, 200},
+		{[]string{"Sec-Fetch-Site", "none"}, 200},
+	} {
+		r := request("/api/x?x-gatehouse-session=true", append([]string{"appKey", key}, c.headers...)...)
+		r.Host = "gh.test"
+		if a := f.serve(r, plugin.RouteSettings{}); a.status != c.want || (len(a.cookies) == 1) != (c.want == 200) {
+			t.Fatalf("asked with %v: %d %s, cookies %v; want %d", c.headers, a.status, a.body, a.cookies, c.want)
+		}
+	}
 	for _, r := range []*http.Request{
 		request("/api/x?x-gatehouse-session=true&q=1", "appKey", key),
 		request("/api/x?x-thingworx-session=true", "appKey", key),
