@@ -277,14 +277,20 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	return err
 }
 
-// End ends the session id and returns what it was; storage.ErrNotFound
-// when there is no such session (or it already ended).
-func (s *Store) End(ctx context.Context, id string) (*Session, error) {
+// Find returns the record of the session id as it is stored, without
+// recording activity; storage.ErrNotFound when it has ended.
+func (s *Store) Find(ctx context.Context, id string) (*Session, error) {
 	rec, err := s.store.Get(ctx, keyPrefix+id)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := decode(rec)
+	return decode(rec)
+}
+
+// End ends the session id and returns what it was; storage.ErrNotFound
+// when there is no such session (or it already ended).
+func (s *Store) End(ctx context.Context, id string) (*Session, error) {
+	sess, err := s.Find(ctx, id)
 	if err != nil {
 		return nil, err
 	}

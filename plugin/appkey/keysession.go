@@ -33,37 +33,23 @@ type binding struct {
 	// earlier version wrote holds the session token here, sealed; it is
 	// still read (endSessions), never written.
 	Session []byte
-	// OpenedAt is when the session was opened, by which the oldest of a
-	// key's sessions are ended beyond MaxKeySessions; zero in a binding
-	// of the first version.
-	OpenedAt time.Time
 }
 
-// The versions of a binding in reccodec form: the first had no OpenedAt.
-const (
-	bindingVersion1 = 1
-	bindingVersion  = 2
-)
-
-func (b *binding) fields1(c reccodec.Fields) {
-	c.String(&b.Index)
-	c.ByteString(&b.Session)
-}
+// bindingVersion is the version byte of a binding in reccodec form. Its
+// fields stay as they are: instances of the previous release, sharing a
+// Redis store during an upgrade, read bindings too.
+const bindingVersion = 1
 
 func (b *binding) fields(c reccodec.Fields) {
-	b.fields1(c)
-	c.Time(&b.OpenedAt)
+	c.String(&b.Index)
+	c.ByteString(&b.Session)
 }
 
 func (b *binding) encode() []byte { return reccodec.Encode(bindingVersion, b.fields) }
 
 func decodeBinding(raw []byte) (binding, error) {
 	var b binding
-	if reccodec.Decode(raw, bindingVersion, b.fields) == nil {
-		return b, nil
-	}
-	b = binding{}
-	if reccodec.Decode(raw, bindingVersion1, b.fields1) != nil {
+	if reccodec.Decode(raw, bindingVersion, b.fields) != nil {
 		return binding{}, errCorrupt
 	}
 	return b, nil
@@ -158,7 +144,6 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 	if u.ID != id.UserID {
 		return errInvalid // the account was re-created since the key was checked
 	}
-	opened := s.now()
 	ends = s.engine.Sessions.EndsBy(ends)
 	token, err := s.engine.Sessions.Create(ctx, session.Session{Username: id.Username, UserID: id.UserID,
 		Origin: session.OriginAppKey, AppKey: id.AppKey, ExpiresAt: ends, Epoch: u.SessionEpoch})
@@ -166,7 +151,7 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	key := sessionKey(id.AppKey, session.DigestID(token))
-	bound := binding{Index: current, Session: []byte(session.ID(token)), OpenedAt: opened}
+	bound := binding{Index: current, Session: []byte(session.ID(token))}
 	// The binding lasts as long as the session may: until the key's end or
 	// the session's absolute lifetime, whichever comes first.
 	err = s.store.Put(ctx, key, bound.encode(), time.Until(ends)+time.Minute)
@@ -207,17 +192,23 @@ func (s *Service) holdsSession(r *http.Request, id *identity.Identity) bool {
 }
 
 // trimSessions ends the oldest sessions opened with the key name beyond
-// MaxKeySessions, never the one bound at keep (just opened).
+// MaxKeySessions, never the one bound at keep (just opened). Sessions
+// already ended (their bindings linger until they expire) and bindings of
+// an earlier version go first; the others by when they were opened, which
+// their session records hold. It reads every session of the key only once
+// it holds more than the bound: for a client that asks with every request
+// and keeps no cookie.
 func (s *Service) trimSessions(ctx context.Context, name, keep string) error {
 	type bound struct {
-		key string
-		b   binding
+		key    string
+		b      binding
+		opened time.Time // zero: ended, or a binding of an earlier version
 	}
 	var found []bound
 	err := s.store.Scan(ctx, sessionPrefix+name+"/", func(e storage.Entry) error {
 		b, err := decodeBinding(e.Value)
 		if err != nil {
-			b = binding{} // ended all the same: oldest first
+			b = binding{} // ended all the same, first
 		}
 		found = append(found, bound{key: e.Key, b: b})
 		return nil
@@ -225,7 +216,18 @@ func (s *Service) trimSessions(ctx context.Context, name, keep string) error {
 	if err != nil || len(found) <= MaxKeySessions {
 		return err
 	}
-	slices.SortFunc(found, func(a, b bound) int { return cmp.Or(a.b.OpenedAt.Compare(b.b.OpenedAt), strings.Compare(a.key, b.key)) })
+	for i := range found {
+		if id := string(found[i].b.Session); session.ValidID(id) {
+			sess, err := s.engine.Sessions.Find(ctx, id)
+			switch {
+			case err == nil:
+				found[i].opened = sess.CreatedAt
+			case !errors.Is(err, storage.ErrNotFound):
+				return err
+			}
+		}
+	}
+	slices.SortFunc(found, func(a, b bound) int { return cmp.Or(a.opened.Compare(b.opened), strings.Compare(a.key, b.key)) })
 	for i, live := 0, len(found); i < len(found) && live > MaxKeySessions; i++ {
 		if found[i].key == keep {
 			continue

@@ -1362,11 +1362,10 @@ func TestSessionBindingHoldsNoCookie(t *testing.T) {
 				t.Fatalf("binding %q holds a cookie", b.Key)
 			}
 		}
-		// The legacy session's binding as an earlier version wrote it: the
-		// first version's form, the token sealed.
+		// The legacy session's binding as an earlier version wrote it.
 		if string(got.Session) == session.ID(legacy.Value) {
 			old := binding{Index: got.Index, Session: f.engine.Keystore.Seal([]byte(legacy.Value), b.Key)}
-			if err := f.backend.Put(ctx, b.Key, reccodec.Encode(bindingVersion1, old.fields1), time.Hour); err != nil {
+			if err := f.backend.Put(ctx, b.Key, old.encode(), time.Hour); err != nil {
 				t.Fatal(err)
 			}
 		}
