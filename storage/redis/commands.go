@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -146,10 +147,13 @@ func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 
 // write applies validated ops, updates the key index and publishes their
 // keys in one MULTI/EXEC transaction (SET, DEL, ZADD, ZREM and PUBLISH
-// cannot fail halfway through one).
+// cannot fail halfway through one). A command the user's ACL refuses (a
+// PUBLISH without the channel permission) is refused as it is queued, and
+// Redis then discards the whole transaction (EXECABORT): nothing is
+// written that the other instances would not hear of.
 func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error {
 	now := time.Now()
-	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, op := range ops {
 			if op.Kind == storage.OpPut {
 				p.Set(ctx, s.key(op.Key), op.Value, millis(op.TTL))
@@ -165,9 +169,25 @@ func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error 
 		return nil
 	})
 	if err != nil {
-		return s.failed(what, err)
+		return s.failed(what, queuedError(cmds, err))
 	}
 	return nil
+}
+
+// queuedError is the error of a MULTI/EXEC transaction that failed with
+// err: for EXECABORT, which gives no reason, the first command Redis
+// refused as it was queued (an ACL's NOPERM), so that the error says why.
+func queuedError(cmds []goredis.Cmder, err error) error {
+	const abort = "EXECABORT"
+	if !strings.HasPrefix(err.Error(), abort) {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), abort) {
+			return cerr
+		}
+	}
+	return err
 }
 
 // casScript swaps KEYS[1] from ARGV[2] (absent when ARGV[1] is "0") to
@@ -175,6 +195,13 @@ func (s *Store) write(ctx context.Context, what string, ops []storage.Op) error 
 // updates the lexical and expiry indexes KEYS[2] and KEYS[3] for member
 // ARGV[8] (expiring at Unix ms ARGV[9]), and publishes ARGV[7] on channel
 // ARGV[6]. It returns 1 if it swapped.
+//
+// It publishes before it writes: a script that fails halfway keeps what
+// it wrote, so a PUBLISH refused after the SET (an ACL without the
+// channel) would leave a change applied that the caller is told failed
+// and that the other instances' caches never hear of. Refused first, it
+// changes nothing. The other instances read the key only once the script
+// is over (Redis runs it alone), so they never see the value before it.
 var casScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '0' then
@@ -182,6 +209,7 @@ if ARGV[1] == '0' then
 elseif cur ~= ARGV[2] then
   return 0
 end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 if ARGV[3] == '0' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[8])
@@ -196,7 +224,6 @@ else
   end
   redis.call('ZADD', KEYS[2], 0, ARGV[8])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
 `)
 
@@ -229,8 +256,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 // ARGV[6]) in KEYS[3] or removes a stale one. It publishes ARGV[4] on
 // channel ARGV[3] and returns the new value as a string (exact beyond
 // Lua's 2^53). It returns nil, changing nothing, if the value is not an
-// integer or would overflow.
+// integer or would overflow. As casScript, it publishes before it writes;
+// an increment that then fails has sent an invalidation of a key it left
+// as it was, which costs the other instances one read.
 var incrScript = goredis.NewScript(`
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 local existed = redis.call('EXISTS', KEYS[1])
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return false end
@@ -243,7 +273,6 @@ if existed == 0 then
   end
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[5])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
 return redis.call('GET', KEYS[1])
 `)
 

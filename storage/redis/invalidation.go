@@ -16,6 +16,41 @@ import (
 // message is the invalidation published for a write of key.
 func (s *Store) message(key string) string { return s.id + ":" + key }
 
+// publishCheckKey is the key named by the invalidation checkPublish
+// sends: reserved (see reservedPrefix), so no cache holds it, and the
+// other instances drop nothing when they receive it.
+const publishCheckKey = reservedPrefix + "publish-check"
+
+// checkPublish publishes an invalidation that changes nothing, at Open:
+// every write publishes its keys, and fails when Redis refuses that, so a
+// user whose ACL lacks the channel (or a server without pub/sub) could
+// write nothing. Open refuses such a store with the reason, rather than
+// leaving every write to fail with it. It publishes on the node that
+// holds the store's keys, where the writes publish (a cluster client
+// would pick any node, dialing one Open has no other use for).
+func (s *Store) checkPublish(ctx context.Context) error {
+	n, err := s.node(ctx)
+	if err != nil {
+		return err
+	}
+	return n.Publish(ctx, s.channel, s.message(publishCheckKey)).Err()
+}
+
+// channelRefused reports whether err is Redis's refusal of the invalidation
+// channel to the user's ACL: NOPERM for a PUBLISH or SUBSCRIBE, or a
+// script's refused PUBLISH.
+func channelRefused(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "channel") && (strings.Contains(msg, "NOPERM") || strings.Contains(msg, "can't publish"))
+}
+
+// channelHint is what an error of channelRefused adds: which permission
+// the user lacks.
+func (s *Store) channelHint() string {
+	return " (the URL's Redis user may not use the invalidation channel " + s.channel +
+		": its ACL needs the channel permission &" + s.prefix + "*; every write is refused until it has it)"
+}
+
 // OnInvalidate implements storage.Invalidator: fn is called, from a
 // background goroutine, with every key another instance (using the same
 // prefix) writes, and with the empty key whenever the subscription to
@@ -82,8 +117,11 @@ func (s *Store) subscribe() {
 			s.log.Warn("lost the Redis invalidation subscription; resubscribing (until then the cache is bypassed)", zap.Error(err))
 		case now.Sub(warned) >= time.Minute:
 			warned = now
-			s.log.Warn("the Redis invalidation subscription is not established; the cache is bypassed, every read goes to Redis",
-				zap.Duration("for", now.Sub(down).Round(time.Millisecond)), zap.Error(err))
+			msg := "the Redis invalidation subscription is not established; the cache is bypassed, every read goes to Redis"
+			if channelRefused(err) {
+				msg += s.channelHint()
+			}
+			s.log.Warn(msg, zap.Duration("for", now.Sub(down).Round(time.Millisecond)), zap.Error(err))
 		}
 		s.reloadSlotMap()
 		if !s.pause(backoff) {

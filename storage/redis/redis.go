@@ -6,7 +6,9 @@
 // Incr run as Lua scripts, so they are atomic on the server. Every write
 // also publishes the changed keys, in the same transaction or script, on
 // the channel "<prefix>invalidate"; OnInvalidate delivers the other
-// instances' changes to a cache (see storage/cache). Every write also
+// instances' changes to a cache (see storage/cache); Open refuses a
+// server or user that may not publish there, since every write would
+// fail (see checkPublish). Every write also
 // updates the key index (index.go), which Scan pages through, so a scan
 // costs what is under its prefix, not the whole database.
 //
@@ -170,9 +172,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		log: log.With(zap.String("redis", ep.name)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.ping(ctx); err != nil {
+	err = s.ping(ctx)
+	if err == nil {
+		err = s.checkPublish(ctx)
+	}
+	if err != nil {
 		s.Close()
-		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+setupHint(err), err)
+		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+s.setupHint(err), err)
 	}
 	s.runID = s.checkDurability(ctx)
 	if err := s.startIndex(ctx); err != nil {
@@ -184,10 +190,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// setupHint says, for an error of the first call to Redis that points to
+// setupHint says, for an error of the first calls to Redis that points to
 // a setting rather than an outage, which setting to check (an empty
 // string for any other): trying again does not help until it is fixed.
-func setupHint(err error) string {
+func (s *Store) setupHint(err error) string {
 	msg := err.Error()
 	has := func(parts ...string) bool {
 		for _, p := range parts {
@@ -198,6 +204,8 @@ func setupHint(err error) string {
 		return false
 	}
 	switch {
+	case channelRefused(err):
+		return s.channelHint()
 	case has("WRONGPASS", "NOAUTH", "invalid username-password"):
 		return " (Redis refused the URL's user or password: check them; the offline commands take a password left out of the URL from GATEHOUSE_REDIS_PASSWORD)"
 	case has("NOPERM"):
@@ -382,6 +390,9 @@ func (s *Store) ping(ctx context.Context) error {
 func (s *Store) failed(op string, err error) error {
 	if rerr := goredis.Error(nil); !errors.As(err, &rerr) && !errors.Is(err, context.Canceled) {
 		s.reloadSlotMap()
+	}
+	if channelRefused(err) { // the ACL changed since Open checked it
+		op += s.channelHint()
 	}
 	return storeutil.Unavailable("redis "+op, err)
 }

@@ -302,13 +302,14 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 }
 
 // TestCacheBypassedWithoutASubscription: an instance whose subscription
-// to invalidations is refused (here by an ACL without the channel; a proxy
-// or a Redis-compatible server without pub/sub does the same) still reads
-// and writes, but serves nothing from its cache, so a block made on
-// another instance counts at once, and it warns that every read goes to
-// Redis. It served what it had read for up to 30 s, without a word.
+// to invalidations is refused while it may publish (here by an ACL
+// without SUBSCRIBE; a proxy that passes no subscription does the same)
+// still reads and writes, but serves nothing from its cache, so a block
+// made on another instance counts at once, and it warns that every read
+// goes to Redis. It served what it had read for up to 30 s, without a
+// word.
 func TestCacheBypassedWithoutASubscription(t *testing.T) {
-	srv := redistest.Start(t, "--user", "nochannel", "on", ">pass", "~*", "resetchannels", "+@all")
+	srv := redistest.Start(t, "--user", "nochannel", "on", ">pass", "~*", "&*", "+@all", "-subscribe")
 	ctx := t.Context()
 	core, logs := observer.New(zapcore.WarnLevel)
 	rb, err := Open(ctx, "redis://nochannel:pass@"+srv.Addr(), Options{Logger: zap.New(core)})
@@ -414,6 +415,64 @@ func TestACLUserAndPassword(t *testing.T) {
 			t.Fatalf("Open(%s) = %v; want ErrUnavailable naming %q, without the password", u, err, hint)
 		}
 	}
+}
+
+// TestRefusedChannelWritesNothing: a user whose ACL lacks the
+// invalidation channel (&gatehouse:*) is refused at Open, with the
+// permission named; one that loses it while the store is open has every
+// write refused with nothing written. The compare-and-swap and increment
+// scripts published last: the write stayed though the caller was told it
+// failed (a retried create then found it there), and the other
+// instances' caches never heard of it. Open accepted the user.
+func TestRefusedChannelWritesNothing(t *testing.T) {
+	srv := redistest.Start(t, "--user", "gh2", "on", ">pw", "~gatehouse:*", "&gatehouse:*", "+@all")
+	url := "redis://gh2:pw@" + srv.Addr() + "/0"
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	ctx := t.Context()
+	s := open(t, url, "")
+	defer s.Close()
+	if err := s.Put(ctx, "kept", []byte("old"), 0); err != nil {
+		t.Fatal(err)
+	}
+	setChannels := func(perm string) {
+		t.Helper()
+		if err := admin.Do(ctx, "ACL", "SETUSER", "gh2", "resetchannels", perm).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setChannels("") // no channel at all
+	const hint = "&gatehouse:*"
+	refused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), hint) {
+			t.Errorf("%s without the channel: %v; want ErrUnavailable naming %s", what, err, hint)
+		}
+	}
+	_, err := s.CompareAndSwap(ctx, "created", nil, []byte("v"), 0)
+	refused("CompareAndSwap creating", err)
+	_, err = s.CompareAndSwap(ctx, "kept", []byte("old"), []byte("new"), time.Hour)
+	refused("CompareAndSwap replacing", err)
+	_, err = s.CompareAndSwap(ctx, "kept", []byte("old"), nil, 0)
+	refused("CompareAndSwap deleting", err)
+	_, err = s.Incr(ctx, "counter", 1, time.Hour)
+	refused("Incr", err)
+	refused("Put", s.Put(ctx, "put", []byte("v"), 0))
+	refused("Delete", s.Delete(ctx, "kept"))
+	refused("Batch", s.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "batched", Value: []byte("v")}}))
+	for key, want := range map[string]string{"created": "", "kept": "old", "counter": "", "put": "", "batched": ""} {
+		if got, _ := admin.Get(ctx, s.key(key)).Result(); got != want {
+			t.Errorf("after the refused writes %s holds %q; want %q", key, got, want)
+		}
+		if err := admin.ZScore(ctx, s.lexIndex, key).Err(); want == "" && !errors.Is(err, goredis.Nil) {
+			t.Errorf("a refused write indexed %s (%v)", key, err)
+		}
+	}
+	if _, err := Open(ctx, url, Options{}); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), hint) {
+		t.Fatalf("Open without the channel: %v; want ErrUnavailable naming %s", err, hint)
+	}
+	setChannels(hint)
+	open(t, url, "").Close()
 }
 
 // TestThroughSentinel finds the master through a real Sentinel and passes
@@ -647,14 +706,14 @@ func TestOlderDumpOfTheSameStoreDropsTheCache(t *testing.T) {
 }
 
 // TestInstancesCountsEveryRunningInstance: an instance counts while it
-// runs, also one whose subscription is refused (an ACL without the
-// channel: it announces itself all the same), and no longer once closed.
+// runs, also one whose subscription is refused (an ACL without
+// SUBSCRIBE: it announces itself all the same), and no longer once closed.
 func TestInstancesCountsEveryRunningInstance(t *testing.T) {
 	srv := redistest.Start(t)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	ctx := context.Background()
-	if err := c.Do(ctx, "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all").Err(); err != nil {
+	if err := c.Do(ctx, "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "&*", "+@all", "-subscribe").Err(); err != nil {
 		t.Fatal(err)
 	}
 	tool := open(t, srv.URL(), "")
