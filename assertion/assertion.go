@@ -4,12 +4,14 @@
 // plane publishes at /.well-known/gatehouse/jwks.json.
 //
 // The signing key is generated once, sealed with the keystore and kept in
-// the store, so restarts and every instance of a cluster share it. Signing
-// is not done per request: an assertion is reused for the same identity and
-// audience for the first half of its lifetime.
+// the store, so restarts and every instance of a cluster share it; Follow
+// keeps a running instance's key and the store's the same when the store
+// loses it. Signing is not done per request: an assertion is reused for
+// the same identity and audience for the first half of its lifetime.
 package assertion
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +27,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -79,6 +83,9 @@ type reused struct {
 	secondFactor       bool
 	roles              []string
 	token              string
+	// key signed token: once the signer signs with another, the
+	// assertion is signed again rather than reused.
+	key *signingKey
 	// signedAt and refreshAt bound when the assertion is reused, on the
 	// wall clock its iat and exp claims count (no monotonic reading): a
 	// clock stepped forward past refreshAt, or back before signedAt, has
@@ -112,16 +119,46 @@ const (
 
 // Signer signs assertions and publishes its public key.
 type Signer struct {
-	key      *ecdsa.PrivateKey
-	keyID    string
+	keys     atomic.Pointer[keySet]
+	store    storage.Store
+	ks       *keystore.Keystore
 	issuer   string
 	lifetime time.Duration
-	jwks     []byte
-	header   string
 	reuse    []atomic.Pointer[reused]
 	seed     maphash.Seed
 	now      func() time.Time
 }
+
+// signingKey is a key the signer signs with.
+type signingKey struct {
+	key *ecdsa.PrivateKey
+	id  string // the kid
+	// record is the key's sealed record as the store held it, written
+	// back by Follow when the store lost it.
+	record []byte
+	// header is the JWS header naming it, base64url-encoded.
+	header string
+	// jwk is its public key as a JWKS lists it.
+	jwk map[string]string
+}
+
+// keySet is what the signer signs with and publishes, replaced whole
+// when it adopts the store's key (Follow).
+type keySet struct {
+	current *signingKey
+	// retired is the key the signer signed with before current, listed
+	// in the JWKS until retiredUntil so that the assertions it signed
+	// still verify until they expire; nil when there is none.
+	retired      *signingKey
+	retiredUntil time.Time
+	// jwks lists current and retired, jwksCurrent current alone.
+	jwks, jwksCurrent []byte
+}
+
+// retiredMargin is how long a retired key stays in the JWKS beyond the
+// assertion lifetime: for upstreams whose clocks are behind, which accept
+// an assertion that long past its exp.
+const retiredMargin = time.Minute
 
 // MinLifetime is the shortest assertion lifetime. The exp claim counts
 // whole seconds, so with a shorter one an assertion could still be reused
@@ -134,61 +171,161 @@ func NewSigner(ctx context.Context, store storage.Store, ks *keystore.Keystore, 
 	if lifetime < MinLifetime {
 		return nil, fmt.Errorf("assertion lifetime %v is shorter than %v", lifetime, MinLifetime)
 	}
-	key, kid, err := loadOrCreateKey(ctx, store, ks)
+	key, err := loadOrCreateKey(ctx, store, ks)
 	if err != nil {
 		return nil, err
 	}
-	s := &Signer{key: key, keyID: kid, issuer: issuer, lifetime: lifetime, reuse: make([]atomic.Pointer[reused], reuseSlots),
+	s := &Signer{store: store, ks: ks, issuer: issuer, lifetime: lifetime, reuse: make([]atomic.Pointer[reused], reuseSlots),
 		seed: maphash.MakeSeed(), now: time.Now}
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": kid})
-	s.header = base64.RawURLEncoding.EncodeToString(hdr)
-	s.jwks, _ = json.Marshal(map[string]any{"keys": []any{s.publicJWK()}})
+	s.keys.Store(newKeySet(key, nil, time.Time{}))
 	return s, nil
+}
+
+// newKeySet signs with current and publishes it, and retired until
+// retiredUntil when retired is not nil.
+func newKeySet(current, retired *signingKey, retiredUntil time.Time) *keySet {
+	set := &keySet{current: current, retired: retired, retiredUntil: retiredUntil}
+	set.jwksCurrent, _ = json.Marshal(map[string]any{"keys": []any{current.jwk}})
+	set.jwks = set.jwksCurrent
+	if retired != nil {
+		set.jwks, _ = json.Marshal(map[string]any{"keys": []any{current.jwk, retired.jwk}})
+	}
+	return set
 }
 
 // loadOrCreateKey returns the signing key in the store, creating it
 // first when there is none.
-func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (key *ecdsa.PrivateKey, kid string, err error) {
+func loadOrCreateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (key *signingKey, err error) {
 	err = storage.Retry(func() (bool, error) {
 		raw, err := store.Get(ctx, StoreKey)
 		if err == nil {
-			key, kid, err = openKey(raw, ks)
+			key, err = openKey(raw, ks)
 			return true, err
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
 			return false, err
 		}
-		var rec []byte
-		if key, kid, rec, err = newKey(ks); err != nil {
+		if key, err = newKey(ks); err != nil {
 			return false, err
 		}
 		// Another instance may create the key at the same moment; the
 		// compare-and-swap makes exactly one of them win and the others load it.
-		return store.CompareAndSwap(ctx, StoreKey, nil, rec, 0)
+		return store.CompareAndSwap(ctx, StoreKey, nil, key.record, 0)
 	})
 	if errors.Is(err, storage.ErrConflict) {
-		return nil, "", errors.New("assertion signing key: could not create or load it")
+		return nil, errors.New("assertion signing key: could not create or load it")
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return key, kid, nil
+	return key, nil
+}
+
+// Follow keeps the signer's key and the store's the same, checking every
+// interval until ctx ends. A store that lost its data (a Redis server
+// restarted without persistence, a flush) no longer holds the key this
+// instance signs with, and another instance starting or reloading then
+// would make a new one, leaving the cluster to sign with two keys and
+// serve two JWKS: an upstream that fetches the JWKS through a load
+// balancer would refuse about half the assertions. So a key missing from
+// the store is written back, which the next instance to start loads; and
+// a key in the store other than this instance's (another instance made
+// it first) is adopted: the signer signs with it from then on, and lists
+// the key it signed with before in the JWKS for the assertion lifetime
+// (and retiredMargin) more, so that what it signed still verifies. Each
+// change is logged as a warning, a stored key that does not open with the
+// keystore as an error (the signer keeps its key). The check reads the
+// key through the store's cache, which the Redis store drops when its
+// data was lost, so it costs no round trip while nothing changes.
+func (s *Signer) Follow(ctx context.Context, interval time.Duration, log *zap.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var refused []byte // the stored record last found not to open: said once
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		before := s.keys.Load().current
+		wroteBack, stored, err := s.sync(ctx)
+		switch {
+		case wroteBack:
+			log.Warn("the store had lost the assertion signing key (its data was lost or flushed): wrote back the key this instance signs with",
+				zap.String("kid", before.id))
+		case err != nil && stored != nil && !bytes.Equal(stored, refused):
+			refused = stored
+			log.Error("the store's assertion signing key differs from this instance's and cannot be adopted: signing with this instance's key; "+
+				"instances that load the store's key publish another JWKS", zap.String("kid", before.id), zap.Error(err))
+		case err != nil:
+			log.Debug("checking the store's assertion signing key failed", zap.Error(err))
+		case s.keys.Load().current != before:
+			set := s.keys.Load()
+			log.Warn("the store holds another assertion signing key than this instance signed with (made by another instance after "+
+				"the store lost its data): signing with the store's key now; the JWKS lists both until the assertions of the previous one expire",
+				zap.String("kid", set.current.id), zap.String("previous_kid", before.id), zap.Time("previous_listed_until", set.retiredUntil))
+		}
+	}
+}
+
+// sync is one check of Follow: wroteBack reports that the store had no
+// key and was given the signer's. stored, with err, is the stored record
+// that could not be adopted.
+func (s *Signer) sync(ctx context.Context) (wroteBack bool, stored []byte, err error) {
+	set := s.keys.Load()
+	raw, err := s.store.Get(ctx, StoreKey)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// Create-if-absent: another instance writing its key back at the
+		// same moment wins or loses cleanly, and the loser adopts it on
+		// its next check.
+		wroteBack, err = s.store.CompareAndSwap(ctx, StoreKey, nil, set.current.record, 0)
+		return wroteBack, nil, err
+	case err != nil:
+		return false, nil, err
+	case bytes.Equal(raw, set.current.record):
+		return false, nil, nil
+	}
+	key, err := openKey(raw, s.ks)
+	if err != nil {
+		return false, raw, err
+	}
+	if key.id != set.current.id {
+		s.keys.Store(newKeySet(key, set.current, s.now().Add(s.lifetime+retiredMargin)))
+	}
+	return false, nil, nil
 }
 
 // newKey generates a signing key and its store record, sealed with ks.
-func newKey(ks *keystore.Keystore) (key *ecdsa.PrivateKey, kid string, rec []byte, err error) {
-	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		return nil, "", nil, err
+func newKey(ks *keystore.Keystore) (*signingKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	d, err := key.Bytes()
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	pub, _ := key.PublicKey.Bytes()
 	sum := sha256.Sum256(pub)
 	sk := storedKey{KeyID: base64.RawURLEncoding.EncodeToString(sum[:12]), Sealed: ks.Seal(d, StoreKey)}
-	rec, err = json.Marshal(sk)
-	return key, sk.KeyID, rec, err
+	rec, err := json.Marshal(sk)
+	if err != nil {
+		return nil, err
+	}
+	return newSigningKey(key, sk.KeyID, rec), nil
+}
+
+// newSigningKey is key, with key ID kid and store record rec, ready to
+// sign with and publish.
+func newSigningKey(key *ecdsa.PrivateKey, kid string, rec []byte) *signingKey {
+	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": kid})
+	enc := base64.RawURLEncoding
+	return &signingKey{key: key, id: kid, record: rec, header: enc.EncodeToString(hdr), jwk: map[string]string{
+		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+		"x": enc.EncodeToString(key.X.FillBytes(make([]byte, 32))),
+		"y": enc.EncodeToString(key.Y.FillBytes(make([]byte, 32))),
+	}}
 }
 
 // ErrNoKey is RotateKey's answer for a store that holds no signing key
@@ -196,9 +333,10 @@ func newKey(ks *keystore.Keystore) (key *ecdsa.PrivateKey, kid string, rec []byt
 var ErrNoKey = errors.New("the store holds no assertion signing key yet (Gatehouse makes one at its first start)")
 
 // RotateKey replaces the signing key in the store with a new one, for
-// instances started afterwards (an instance keeps the key it loaded until
-// it restarts). The old key must open with ks, which proves ks is the
-// store's keystore before anything is written. It returns both key IDs.
+// instances started afterwards (the offline tool that calls it refuses a
+// store in use; an instance running on it would adopt the new key, see
+// Follow). The old key must open with ks, which proves ks is the store's
+// keystore before anything is written. It returns both key IDs.
 func RotateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) (oldKID, newKID string, err error) {
 	err = storage.Retry(func() (bool, error) {
 		raw, err := store.Get(ctx, StoreKey)
@@ -208,46 +346,47 @@ func RotateKey(ctx context.Context, store storage.Store, ks *keystore.Keystore) 
 		if err != nil {
 			return false, err
 		}
-		if _, oldKID, err = openKey(raw, ks); err != nil {
+		old, err := openKey(raw, ks)
+		if err != nil {
 			return false, err
 		}
-		var rec []byte
-		if _, newKID, rec, err = newKey(ks); err != nil {
+		key, err := newKey(ks)
+		if err != nil {
 			return false, err
 		}
-		return store.CompareAndSwap(ctx, StoreKey, raw, rec, 0)
+		oldKID, newKID = old.id, key.id
+		return store.CompareAndSwap(ctx, StoreKey, raw, key.record, 0)
 	})
 	return oldKID, newKID, err
 }
 
 // openKey opens the stored signing key raw with the keystore.
-func openKey(raw []byte, ks *keystore.Keystore) (*ecdsa.PrivateKey, string, error) {
+func openKey(raw []byte, ks *keystore.Keystore) (*signingKey, error) {
 	var sk storedKey
 	if err := json.Unmarshal(raw, &sk); err != nil {
-		return nil, "", fmt.Errorf("assertion signing key record is corrupt: %v", err)
+		return nil, fmt.Errorf("assertion signing key record is corrupt: %v", err)
 	}
 	d, err := ks.Open(sk.Sealed, StoreKey)
 	if err != nil {
-		return nil, "", fmt.Errorf("assertion signing key: %v (was the keystore %s replaced?)", err, ks.Path())
+		return nil, fmt.Errorf("assertion signing key: %v (was the keystore %s replaced?)", err, ks.Path())
 	}
 	key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
 	if err != nil {
-		return nil, "", fmt.Errorf("assertion signing key is invalid: %v", err)
+		return nil, fmt.Errorf("assertion signing key is invalid: %v", err)
 	}
-	return key, sk.KeyID, nil
+	return newSigningKey(key, sk.KeyID, bytes.Clone(raw)), nil
 }
 
-func (s *Signer) publicJWK() map[string]string {
-	enc := base64.RawURLEncoding
-	return map[string]string{
-		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": s.keyID,
-		"x": enc.EncodeToString(s.key.X.FillBytes(make([]byte, 32))),
-		"y": enc.EncodeToString(s.key.Y.FillBytes(make([]byte, 32))),
+// JWKS returns the JSON Web Key Set document with the public key, and
+// for a while after the signer adopted the store's key (Follow) the key
+// it signed with before.
+func (s *Signer) JWKS() []byte {
+	set := s.keys.Load()
+	if set.retired != nil && s.now().Before(set.retiredUntil) {
+		return set.jwks
 	}
+	return set.jwksCurrent
 }
-
-// JWKS returns the JSON Web Key Set document with the public key.
-func (s *Signer) JWKS() []byte { return s.jwks }
 
 // AMR lists the authentication methods of id for the amr claim, in the
 // values RFC 8176 registers, which relying parties check: "pwd" for a
@@ -278,9 +417,10 @@ func AMR(id *identity.Identity) []string {
 // previous one while it has more than half its lifetime left.
 func (s *Signer) Assertion(id *identity.Identity, audience, httpMethod string) (string, error) {
 	now := s.now().Round(0) // the wall clock, which iat and exp count
+	key := s.keys.Load().current
 	bucket := s.bucketOf(id, audience, httpMethod)
 	for i := range bucket {
-		if r := bucket[i].Load(); r != nil && r.matches(id, audience, httpMethod) && r.fresh(now) {
+		if r := bucket[i].Load(); r != nil && r.key == key && r.matches(id, audience, httpMethod) && r.fresh(now) {
 			return r.token, nil
 		}
 	}
@@ -289,11 +429,11 @@ func (s *Signer) Assertion(id *identity.Identity, audience, httpMethod string) (
 	if claims.Roles == nil {
 		claims.Roles = []string{}
 	}
-	token, err := s.sign(claims)
+	token, err := sign(key, claims)
 	if err != nil {
 		return "", err
 	}
-	replaceable(bucket, id, audience, httpMethod).Store(&reused{username: id.Username, audience: audience, httpMethod: httpMethod,
+	replaceable(bucket, id, audience, httpMethod).Store(&reused{key: key, username: id.Username, audience: audience, httpMethod: httpMethod,
 		method: id.Method, viaAppKey: id.AppKey != "",
 		secondFactor: id.SecondFactor, roles: slices.Clone(id.Roles), token: token, signedAt: now, refreshAt: now.Add(s.lifetime / 2)})
 	return token, nil
@@ -343,14 +483,15 @@ func (s *Signer) bucketOf(id *identity.Identity, audience, httpMethod string) []
 	return s.reuse[start : start+reuseWays : start+reuseWays]
 }
 
-func (s *Signer) sign(c Claims) (string, error) {
+// sign makes the compact JWS of c with key.
+func sign(key *signingKey, c Claims) (string, error) {
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", err
 	}
-	signingInput := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	signingInput := key.header + "." + base64.RawURLEncoding.EncodeToString(payload)
 	digest := sha256.Sum256([]byte(signingInput))
-	r, sig, err := ecdsa.Sign(rand.Reader, s.key, digest[:])
+	r, sig, err := ecdsa.Sign(rand.Reader, key.key, digest[:])
 	if err != nil {
 		return "", err
 	}

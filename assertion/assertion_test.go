@@ -1,6 +1,7 @@
 package assertion
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -333,5 +338,76 @@ func TestRotateKey(t *testing.T) {
 	}
 	if _, err := Verify(fresh, after.JWKS(), time.Now()); err != nil {
 		t.Fatalf("an assertion of the new key: %v", err)
+	}
+}
+
+// TestFollowConvergesAfterTheStoreLostTheKey: two instances on a store
+// that lost its data: one that started since made a new key, and the
+// other, which kept signing with the key the store lost, adopts it, still
+// publishing its previous key until the assertions it signed with it
+// have expired; a key missing from the store is written back, so that an
+// instance starting next loads it. The signer loaded its key once: the
+// two JWKS stayed different, and half the assertions failed an upstream
+// that fetched the JWKS through a load balancer.
+func TestFollowConvergesAfterTheStoreLostTheKey(t *testing.T) {
+	st, ks := signerStore(t, t.TempDir())
+	ctx := t.Context()
+	start := func() *Signer {
+		t.Helper()
+		s, err := NewSigner(ctx, st, ks, "gatehouse-test", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	alice := &identity.Identity{Username: "alice", Method: identity.MethodBasic}
+	sign := func(s *Signer) string {
+		t.Helper()
+		tok, err := s.Assertion(alice, "demo", "GET")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	a := start()
+	before := sign(a)
+	if err := st.Delete(ctx, StoreKey); err != nil { // the store lost its data
+		t.Fatal(err)
+	}
+	b := start() // makes a new key
+	if bytes.Equal(a.JWKS(), b.JWKS()) {
+		t.Fatal("the instance started on the emptied store loaded the lost key")
+	}
+	if _, _, err := a.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := sign(a) // not the one reused from before: signed with the adopted key
+	if _, err := Verify(after, b.JWKS(), time.Now()); err != nil {
+		t.Fatalf("an assertion A signed after adopting the store's key, with B's JWKS: %v", err)
+	}
+	if _, err := Verify(before, a.JWKS(), time.Now()); err != nil {
+		t.Fatalf("an assertion A signed before adopting the store's key, with A's JWKS: %v", err)
+	}
+	a.now = func() time.Time { return time.Now().Add(time.Minute + retiredMargin + time.Second) }
+	if !bytes.Equal(a.JWKS(), b.JWKS()) {
+		t.Fatalf("once the previous key's assertions expired, A publishes\n%s\nand B\n%s", a.JWKS(), b.JWKS())
+	}
+
+	// Lost again: the first instance to check writes its key back.
+	if err := st.Delete(ctx, StoreKey); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	followCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { b.Follow(followCtx, 10*time.Millisecond, zap.New(core)); close(done) }()
+	defer func() { stop(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); logs.FilterMessageSnippet("wrote back").Len() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the lost key was not written back within 10 s")
+		}
+	}
+	if c := start(); !bytes.Equal(c.JWKS(), b.JWKS()) {
+		t.Fatal("an instance started after the key was written back made another")
 	}
 }

@@ -334,6 +334,9 @@ func (a *App) start() (err error) {
 	if err != nil {
 		return fmt.Errorf("identity assertion key: %w", err)
 	}
+	follow, stopFollow := context.WithCancel(a.ctx) // until the config is unloaded
+	undo = append(undo, stopFollow)
+	go signer.Follow(follow, signingKeyCheck, a.logger)
 	registry := a.ctx.GetMetricsRegistry()
 	metrics, err := engine.NewMetrics(registry, st, decisionCounters)
 	if err != nil {
@@ -382,6 +385,11 @@ func (a *App) start() (err error) {
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil
 }
+
+// signingKeyCheck is how often a running instance compares its assertion
+// signing key with the store's (assertion.Signer.Follow): as often as the
+// Redis store checks that its data is still there.
+const signingKeyCheck = time.Second
 
 // decisionCounters are the process's decision counters: each config load
 // registers them with its new metrics registry, so they survive reloads.
