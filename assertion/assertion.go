@@ -377,6 +377,20 @@ func openKey(raw []byte, ks *keystore.Keystore) (*signingKey, error) {
 	return newSigningKey(key, sk.KeyID, bytes.Clone(raw)), nil
 }
 
+// OpensWith reports whether the signing key record raw, as the backing
+// store holds it (with or without the record tag storage/tagged appends),
+// opens with ks. Every instance seals the signing key first, so a store
+// whose key does not open was made with another keystore: its records
+// too, whose tags then fail as an older version's missing tags would.
+func OpensWith(raw []byte, ks *keystore.Keystore) bool {
+	for _, rec := range [][]byte{raw, raw[:max(0, len(raw)-keystore.RecordTagSize)]} {
+		if _, err := openKey(rec, ks); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // JWKS returns the JSON Web Key Set document with the public key, and
 // for a while after the signer adopted the store's key (Follow) the key
 // it signed with before.

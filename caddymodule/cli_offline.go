@@ -185,6 +185,9 @@ func runTagRecords(out io.Writer, location, keystorePath string, resume bool) er
 		return err
 	}
 	defer st.Close()
+	if err := checkKeystoreOfStore(ctx, st, ks); err != nil {
+		return fmt.Errorf("tag-records: %s: %w; nothing changed", loc, err)
+	}
 	n, err := tagged.Upgrade(ctx, st, ks, resume, progress(out, "tag-records: %d records tagged\n"))
 	if err != nil {
 		return fmt.Errorf("tag-records: %s, after %d records tagged: %w", loc, n, err)

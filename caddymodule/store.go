@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -143,6 +145,13 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 		return p.cache, nil
 	}
 	records, err := tagged.Open(ctx, p.backend, ks, tagged.Options{Skipped: skippedLogger(logger)})
+	if untagged := (*tagged.UntaggedError)(nil); errors.As(err, &untagged) {
+		// Its advice (tag-records) would tag the records with this
+		// keystore when they were tagged with another.
+		if err := checkKeystoreOfStore(ctx, p.backend, ks); err != nil {
+			return nil, err
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +163,61 @@ func (p *pooledStore) records(ctx context.Context, ks *keystore.Keystore, cacheS
 			"a later `caddy gatehouse tag-records` could then tag records written without it", zap.Error(err))
 	}
 	p.cache, p.tags, p.size = cacheSize.newCache(records, cache.WithMaxAge(cacheMaxAge(p.backend))), ks, cacheSize
+	records.OnInvalidate(markAgain(records, logger))
 	return p.cache, nil
+}
+
+// markAgain is a listener of the store's invalidations that, whenever the
+// store may have lost its data (the empty key: a Redis server restarted,
+// a flush, or changes missed), checks the tag marker in the background
+// and writes it again by Open's rules (tagged.Store.Mark), one check at a
+// time. A running instance otherwise never wrote it again, and an
+// instance started with another keystore on the store refilled since
+// found tags that did not verify and no marker, which looked like an
+// older version's store: it was told to tag the records.
+func markAgain(records *tagged.Store, logger *zap.Logger) func(key string) {
+	var running atomic.Bool
+	return func(key string) {
+		if key != "" || !running.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer running.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), markTimeout)
+			defer cancel()
+			switch wrote, err := records.Mark(ctx); {
+			case wrote:
+				logger.Warn("the store had lost its record tag marker (its data was lost or flushed): wrote it again",
+					zap.String("key", tagged.MarkerKey))
+			case err != nil && errors.As(err, new(*tagged.UntaggedError)):
+				logger.Error("the store lost its record tag marker and holds records without a valid tag: not writing it again", zap.Error(err))
+			case err != nil:
+				logger.Debug("checking the store's record tag marker failed", zap.Error(err))
+			}
+		}()
+	}
+}
+
+// markTimeout bounds one check of markAgain: a store whose marker is gone
+// is read whole (tagged.Store.Mark counts its records).
+const markTimeout = time.Minute
+
+// checkKeystoreOfStore refuses a store whose secrets were sealed with
+// another keystore than ks (see assertion.OpensWith); a store without a
+// signing key holds nothing sealed.
+func checkKeystoreOfStore(ctx context.Context, backend storage.Store, ks *keystore.Keystore) error {
+	raw, err := backend.Get(ctx, assertion.StoreKey)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case assertion.OpensWith(raw, ks):
+		return nil
+	}
+	return fmt.Errorf("the store was made with another keystore than %s: its assertion signing key does not open with it, "+
+		"and its records' tags do not verify; use the keystore file this store was created with "+
+		"(tagging its records with this one, `caddy gatehouse tag-records`, would lock out every secret sealed in it)", ks.Path())
 }
 
 // cacheMaxAge is how long the cache in front of backend serves an entry

@@ -1,11 +1,26 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 // TestSpillFileNameHoldsNoPasswordDigest: the audit spill file of a Redis
@@ -41,5 +56,123 @@ func TestStoragePasswordFromTheEnvironment(t *testing.T) {
 	}
 	if a.Storage != "redis://gatehouse:s3cret@127.0.0.1:6390/0" {
 		t.Fatalf("storage read as %q", a.Storage)
+	}
+}
+
+// newKeystore creates a keystore file in a temporary directory.
+func newKeystore(t *testing.T) *keystore.Keystore {
+	t.Helper()
+	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// pooledRecords opens the pooled store of spec (a Redis URL, or "" for
+// Badger in dataDir) and its records with ks, released when the test ends
+// or by the returned function, whichever comes first.
+func pooledRecords(t *testing.T, spec, dataDir string, ks *keystore.Keystore, logger *zap.Logger) (*pooledStore, *cache.Cache, func(), error) {
+	t.Helper()
+	p, key, err := openStore(t.Context(), spec, dataDir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := func() { _ = releaseStore(key); key = "" }
+	t.Cleanup(func() {
+		if key != "" {
+			release()
+		}
+	})
+	records, err := p.records(t.Context(), ks, CacheSize{}, logger)
+	return p, records, release, err
+}
+
+// TestMarkerWrittenAgainAfterTheStoreWasEmptied: a running instance whose
+// Redis store loses its data writes the record tag marker again, so an
+// instance started next with another keystore is told that it is the
+// wrong keystore. It was never written again: the other instance found
+// tags that did not verify and no marker, and was told to tag the
+// records with its keystore.
+func TestMarkerWrittenAgainAfterTheStoreWasEmptied(t *testing.T) {
+	srv := redistest.Start(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	p, records, _, err := pooledRecords(t, srv.URL(), t.TempDir(), newKeystore(t), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	ctx := t.Context()
+	marker := redis.DefaultPrefix + tagged.MarkerKey
+	if n, err := admin.Exists(ctx, marker).Result(); err != nil || n != 1 {
+		t.Fatalf("no marker at the start: %d, %v", n, err)
+	}
+	if err := admin.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if n, _ := admin.Exists(ctx, marker).Result(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the marker was not written again within 30 s of the flush")
+		}
+	}
+	if logs.FilterMessageSnippet("wrote it again").Len() == 0 {
+		t.Error("no warning that the marker was written again")
+	}
+	if err := records.Put(ctx, "user/alice", []byte("written after the loss"), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tagged.Open(ctx, p.backend, newKeystore(t), tagged.Options{})
+	if err == nil || !strings.Contains(err.Error(), "another keystore") {
+		t.Fatalf("another keystore on the refilled store: %v; want it told it is another keystore", err)
+	}
+}
+
+// TestAnotherKeystoreIsNotToldToTagRecords: a store whose marker is gone,
+// opened with another keystore than the one that tagged its records and
+// sealed its secrets, is refused as made with another keystore, and
+// tag-records refuses it too, changing nothing. Both took the records for
+// an older version's and advised tag-records, which would have tagged
+// them with the wrong keystore.
+func TestAnotherKeystoreIsNotToldToTagRecords(t *testing.T) {
+	dataDir := t.TempDir()
+	ctx := t.Context()
+	own := newKeystore(t)
+	p, records, release, err := pooledRecords(t, "", dataDir, own, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := assertion.NewSigner(ctx, records, own, "test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := records.Put(ctx, "user/alice", []byte(`{"name":"alice"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.backend.Delete(ctx, tagged.MarkerKey); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := p.backend.Get(ctx, "user/alice")
+	release()
+
+	another := newKeystore(t)
+	_, _, release, err = pooledRecords(t, "", dataDir, another, zap.NewNop())
+	const wrongKeystore = "made with another keystore"
+	if err == nil || !strings.Contains(err.Error(), wrongKeystore) || errors.As(err, new(*tagged.UntaggedError)) {
+		t.Fatalf("opening with another keystore: %v; want it refused as %q", err, wrongKeystore)
+	}
+	release()
+	var out bytes.Buffer
+	if err := runTagRecords(&out, "badger:"+dataDir, another.Path(), false); err == nil || !strings.Contains(err.Error(), wrongKeystore) {
+		t.Fatalf("tag-records with another keystore: %v\n%s; want it refused as %q", err, out.String(), wrongKeystore)
+	}
+	p, _, _, err = pooledRecords(t, "", dataDir, own, zap.NewNop())
+	if err != nil {
+		t.Fatalf("the store's own keystore after the refusals: %v", err)
+	}
+	if after, _ := p.backend.Get(ctx, "user/alice"); !bytes.Equal(before, after) {
+		t.Fatal("a refusal changed a record")
 	}
 }

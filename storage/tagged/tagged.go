@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/keystore"
@@ -69,10 +70,11 @@ type Options struct {
 
 // Store is a storage.Store whose values carry tags.
 type Store struct {
-	inner    storage.Store
-	tags     Tagger
-	opts     Options
-	untagged *UntaggedError // what Open found and refuses to read
+	inner storage.Store
+	tags  Tagger
+	opts  Options
+	// untagged is what Open or Mark found and refuses to read.
+	untagged atomic.Pointer[UntaggedError]
 	// shared is inner as a storage.Invalidator, nil when it is not one.
 	shared storage.Invalidator
 }
@@ -102,30 +104,47 @@ func Wrap(inner storage.Store, tags Tagger, opts Options) *Store {
 // store, and Open refuses it too.
 func Open(ctx context.Context, inner storage.Store, tags Tagger, opts Options) (*Store, error) {
 	s := Wrap(inner, tags, opts)
+	if _, err := s.Mark(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Mark writes the marker when the store lacks it, by Open's rules, and
+// reports whether it did. Open runs it; an instance runs it again when
+// its store may have lost its data (a Redis server restarted empty, a
+// flush): the records written since are tagged, and without the marker
+// an instance started next with another keystore could not tell them
+// from an older version's records, and would be told to tag them.
+func (s *Store) Mark(ctx context.Context) (wrote bool, err error) {
 	switch found, err := s.marked(ctx); {
 	case err != nil:
-		return nil, err
+		return false, err
 	case found:
-		return s, nil
+		return false, nil
 	}
 	count, err := s.count(ctx)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if count.Untagged > 0 {
 		if !count.KeystoreUsed || count.Tagged == 0 {
-			return nil, &count // an older version's store, or ambiguous
+			return false, &count // an older version's store, or ambiguous
 		}
-		s.untagged = &count // a tagged store with records planted beside
+		s.untagged.Store(&count) // a tagged store with records planted beside
 	}
 	// Nothing to trust that is not tagged already. Instances starting at
 	// the same moment write the same marker (tags are deterministic).
-	return s, s.Put(ctx, MarkerKey, []byte(markerValue), 0)
+	if err := s.Put(ctx, MarkerKey, []byte(markerValue), 0); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
-// Untagged tells of the records without a valid tag that Open found in a
-// store whose keystore had been used with it tagged (nil when none).
-func (s *Store) Untagged() *UntaggedError { return s.untagged }
+// Untagged tells of the records without a valid tag that Open or Mark
+// found in a store whose keystore had been used with it tagged (nil when
+// none).
+func (s *Store) Untagged() *UntaggedError { return s.untagged.Load() }
 
 // marked reports whether the store holds the marker, tagged with this
 // keystore.
