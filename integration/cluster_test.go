@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
@@ -660,5 +663,51 @@ func TestAppKeyRotationsRaceOnRedis(t *testing.T) {
 		if st, _ := inst.Admin(t, "GET", "/gatehouse/appkeys/"+name, nil); st != 404 {
 			t.Errorf("round %d: the key after its deletion: %d; want 404", round, st)
 		}
+	}
+}
+
+// TestClusterSigningKeyConvergesAfterRedisLostItsData: Redis loses its
+// data (FLUSHALL, as a restart without persistence does) and A is
+// reloaded at once, which makes a new signing key unless B has written
+// its own back first; either way, within seconds each member's
+// assertions verify with the other's JWKS. B kept signing with the key
+// the store had lost: its assertions never verified with A's JWKS, and an
+// upstream fetching the JWKS through a load balancer refused about half.
+func TestClusterSigningKeyConvergesAfterRedisLostItsData(t *testing.T) {
+	a, b, srv := startCluster(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.Reload(clusterSite)
+	seedReader(t, a, "alice")
+	assertionOf := func(inst *harness.Instance) (token, jwks, problem string) {
+		res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPSURL()+"/api/items")
+		if res.Status != 200 {
+			return "", "", fmt.Sprintf("status %d: %s", res.Status, res.Body)
+		}
+		return harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Assertion"],
+			harness.Curl(t, inst.HTTPSURL()+"/.well-known/gatehouse/jwks.json").Body, ""
+	}
+	waitFor(t, "each member's assertion verifying with the other's JWKS", 30*time.Second, func() string {
+		tokA, jwksA, problem := assertionOf(a)
+		if problem != "" {
+			return "A: " + problem
+		}
+		tokB, jwksB, problem := assertionOf(b)
+		if problem != "" {
+			return "B: " + problem
+		}
+		if _, err := assertion.Verify(tokA, []byte(jwksB), time.Now()); err != nil {
+			return "A's assertion with B's JWKS: " + err.Error()
+		}
+		if _, err := assertion.Verify(tokB, []byte(jwksA), time.Now()); err != nil {
+			return "B's assertion with A's JWKS: " + err.Error()
+		}
+		return ""
+	})
+	if !a.LogContains("assertion signing key") && !b.LogContains("assertion signing key") {
+		t.Error("neither member logged that it wrote back or adopted the signing key")
 	}
 }
