@@ -123,7 +123,7 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 	rec.setCertificate(cert, now)
 	err = p.update(ctx, in.Name, func(prev *Connector) (*Connector, error) {
 		if prev != nil && !prev.Revoked {
-			return nil, failure.Conflict("connector %q already exists; POST /gatehouse/connectors/%s/certificate issues it a new certificate", in.Name, in.Name)
+			return nil, failure.Conflict("connector %q already exists; give it a new certificate instead (admin API: POST /gatehouse/connectors/%s/certificate; console: its Download package, which carries a new one)", in.Name, in.Name)
 		}
 		return rec, nil
 	})
@@ -144,7 +144,7 @@ func (p *Plugin) Reissue(ctx context.Context, name string, pub crypto.PublicKey,
 		case rec == nil:
 			return nil, errNotFound(name)
 		case rec.Revoked:
-			return nil, failure.Conflict("connector %q is revoked; create it again with POST /gatehouse/connectors", name)
+			return nil, failure.Conflict("connector %q is revoked; create it again (admin API: POST /gatehouse/connectors; console: Issue a connector)", name)
 		}
 		u, err := p.engine.Accounts.User(ctx, rec.Username)
 		if err != nil && !errors.Is(err, failure.ErrNotFound) {

@@ -188,7 +188,7 @@ func (s *Service) textable(ctx context.Context, u *account.User, adopt bool) (*a
 		return nil, failure.Invalid("user %q has no mobile number of its own (the directory's is not texted for a sign-in): "+
 			"an administrator checks the number and sets mobile_number, or enrols SMS again, which takes the directory's", u.Username)
 	case u.MobileNumber == "":
-		return nil, failure.Invalid("user %q has no mobile number; set mobile_number first (caddy gatehouse users set-mobile)", u.Username)
+		return nil, failure.Invalid("user %q has no mobile number; set one first (console: the user's SMS number; admin API: PATCH its mobile_number; CLI: caddy gatehouse users set-mobile)", u.Username)
 	}
 	return u, nil
 }
