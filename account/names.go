@@ -1,6 +1,7 @@
 package account
 
 import (
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -15,10 +16,14 @@ const MaxUsernameLength = 64
 
 // NormalizeUsername validates a username and returns its canonical form:
 // PRECIS UsernameCaseMapped (RFC 8265: Unicode NFC, width-mapped, lower
-// case), so "Ålice" and "ålice" name the same account. Characters that
-// carry meaning elsewhere are refused: ':' (HTTP Basic), ',' (the roles
-// header), '/' (admin API paths) and '%', and so are names made of dots
-// only ("." and ".." are path segments: no admin URL could name them).
+// case), so "Ålice" and "ålice" name the same account; a name of several
+// parts separated by single spaces (Active Directory allows
+// "John Smith" as a sAMAccountName) has each part so (RFC 8265 §3.5's
+// space-separated userparts). Characters that carry meaning elsewhere are
+// refused: ':' (HTTP Basic), ',' (the roles header), '/' (admin API
+// paths) and '%', and so are names made of dots only ("." and ".." are
+// path segments: no admin URL could name them) and spaces other than one
+// between two parts.
 func NormalizeUsername(name string) (string, error) {
 	if name == "" {
 		return "", failure.Invalid("username is empty")
@@ -28,7 +33,10 @@ func NormalizeUsername(name string) (string, error) {
 	}
 	canonical, err := precis.UsernameCaseMapped.String(name)
 	if err != nil {
-		return "", failure.Invalid("username %q is not allowed: letters, digits and ordinary punctuation only, no spaces", name)
+		canonical, err = spaceSeparated(name)
+	}
+	if err != nil {
+		return "", failure.Invalid("username %q is not allowed: letters, digits and ordinary punctuation only, and single spaces between parts", name)
 	}
 	if n := utf8.RuneCountInString(canonical); n > MaxUsernameLength {
 		return "", failure.Invalid("username is %d characters long; the limit is %d", n, MaxUsernameLength)
@@ -41,6 +49,27 @@ func NormalizeUsername(name string) (string, error) {
 	}
 	return canonical, nil
 }
+
+// spaceSeparated is the canonical form of a name of userparts separated by
+// single ASCII spaces (RFC 8265 §3.5), each part PRECIS UsernameCaseMapped;
+// an error for a leading, trailing or doubled space, or a part refused.
+func spaceSeparated(name string) (string, error) {
+	parts := strings.Split(name, " ")
+	if len(parts) < 2 {
+		return "", errNotSpaceSeparated
+	}
+	for i, part := range parts {
+		canonical, err := precis.UsernameCaseMapped.String(part)
+		if part == "" || err != nil {
+			return "", errNotSpaceSeparated
+		}
+		parts[i] = canonical
+	}
+	return strings.Join(parts, " "), nil
+}
+
+// errNotSpaceSeparated: the name is no sequence of allowed userparts.
+var errNotSpaceSeparated = errors.New("not space-separated userparts")
 
 // ValidateName checks an object name (role, app key, connector, API
 // credential): 1 to 64 characters from letters, digits, '-', '_' and '.',

@@ -22,7 +22,18 @@ func TestNormalizeUsername(t *testing.T) {
 		{"josé.garcía", "josé.garcía", true},
 		{"用户", "用户", true},
 		{"", "", false},
-		{"al ice", "", false},
+		{"al ice", "al ice", true}, // Active Directory allows spaces in sAMAccountName
+		{"John Smith", "john smith", true},
+		{"ＪＯＨＮ Ｓｍｉｔｈ", "john smith", true}, // fullwidth: width-mapped, part by part
+		{"josé garcía lópez", "josé garcía lópez", true},
+		{" alice", "", false},
+		{"alice ", "", false},
+		{"al  ice", "", false},
+		{"al\tice", "", false},
+		{"al\u00a0ice", "", false}, // no-break space
+		{"al\u3000ice", "", false}, // ideographic space
+		{" ", "", false},
+		{"a b:c", "", false},
 		{"al:ice", "", false},
 		{"a,b", "", false},
 		{"a/b", "", false},
@@ -46,7 +57,7 @@ func TestNormalizeUsername(t *testing.T) {
 }
 
 func FuzzNormalizeUsername(f *testing.F) {
-	for _, s := range []string{"alice", "Ålice", "a:b", "用户", "", "\xff\xfe", "..", "\uff0e"} {
+	for _, s := range []string{"alice", "Ålice", "a:b", "用户", "", "\xff\xfe", "..", "\uff0e", "John Smith", "a  b", " a"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -54,7 +65,8 @@ func FuzzNormalizeUsername(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !utf8.ValidString(got) || strings.Trim(got, ".") == "" || strings.ContainsAny(got, ":,/% \x00") {
+		if !utf8.ValidString(got) || strings.Trim(got, ".") == "" || strings.ContainsAny(got, ":,/%\t\n\r\x00") ||
+			strings.HasPrefix(got, " ") || strings.HasSuffix(got, " ") || strings.Contains(got, "  ") {
 			t.Fatalf("accepted unsafe username %q -> %q", in, got)
 		}
 		again, err := NormalizeUsername(got)

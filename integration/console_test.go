@@ -716,7 +716,7 @@ func TestConsoleActions(t *testing.T) {
 		}
 	}
 	// Bad input: the admin API's message, nothing changed.
-	res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"x y"}, "password": {tfPassword},
+	res := root.consolePost(console.Prefix+"users", url.Values{"csrf": {root.csrf}, "action": {"create"}, "username": {"x:y"}, "password": {tfPassword},
 		"confirm": {tfPassword}})
 	if res.Status != 400 || !strings.Contains(res.Body, `id="error"`) {
 		t.Errorf("an invalid username: %d", res.Status)

@@ -591,3 +591,27 @@ func TestDirectoryRefreshReachesEveryMember(t *testing.T) {
 		t.Fatalf("carol on the other member's admin API: %+v; want deleted", view)
 	}
 }
+
+// TestDirectoryNameWithASpace: a directory account whose name holds a
+// space ("John Smith", as Active Directory allows in a sAMAccountName)
+// signs in with Basic in any case, and the upstream reads its canonical
+// name; doubled or edge spaces name no account.
+func TestDirectoryNameWithASpace(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("John Smith", "john password", "", slapdtest.OperatorsDN)
+	inst := startDirectorySite(t, s)
+	for _, name := range []string{"John Smith", "john smith", `EXAMPLE\John Smith`} {
+		res := basicGet(t, inst, name, "john password")
+		if res.Status != 200 {
+			t.Fatalf("Basic as %q: %d %s", name, res.Status, res.Body)
+		}
+		if got := harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-User"]; got != "john smith" {
+			t.Fatalf("Basic as %q forwarded X-Gatehouse-User %q; want john smith", name, got)
+		}
+	}
+	for _, name := range []string{"John  Smith", " John Smith", "John Smith "} {
+		if res := basicGet(t, inst, name, "john password"); res.Status != 401 {
+			t.Errorf("Basic as %q: %d; want 401", name, res.Status)
+		}
+	}
+}
