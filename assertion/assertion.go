@@ -281,6 +281,11 @@ func (s *Signer) sync(ctx context.Context) (wroteBack bool, stored []byte, err e
 		// its next check.
 		wroteBack, err = s.store.CompareAndSwap(ctx, StoreKey, nil, set.current.record, 0)
 		return wroteBack, nil, err
+	case err != nil && !errors.Is(err, storage.ErrUnavailable):
+		// A record that fails its tag (written without this keystore) or
+		// does not decode: refused like one that does not open, and said
+		// as loudly.
+		return false, []byte(err.Error()), err
 	case err != nil:
 		return false, nil, err
 	case bytes.Equal(raw, set.current.record):

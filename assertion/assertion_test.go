@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 )
 
@@ -409,5 +410,52 @@ func TestFollowConvergesAfterTheStoreLostTheKey(t *testing.T) {
 	}
 	if c := start(); !bytes.Equal(c.JWKS(), b.JWKS()) {
 		t.Fatal("an instance started after the key was written back made another")
+	}
+}
+
+// refusingStore answers every read of the signing key with refused, as a
+// tagged store answers a record written without its keystore.
+type refusingStore struct {
+	storage.Store
+	refused error
+}
+
+func (s refusingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if key == StoreKey {
+		return nil, s.refused
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestFollowSaysAStoredKeyItCannotRead: a stored signing key that fails
+// its tag (another keystore's, or written without one) is logged as an
+// error, once, and the signer keeps its own key; a store that does not
+// answer is no such error (an outside review found a foreign key logged
+// at debug level only).
+func TestFollowSaysAStoredKeyItCannotRead(t *testing.T) {
+	st, ks := signerStore(t, t.TempDir())
+	s, err := NewSigner(t.Context(), st, ks, "gatehouse-test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := s.JWKS()
+	for _, c := range []struct {
+		refused error
+		errors  int
+	}{
+		{errors.New("storage: a record failed authentication (written without this keystore)"), 1},
+		{fmt.Errorf("%w: connection refused", storage.ErrUnavailable), 0},
+	} {
+		s.store = refusingStore{Store: st, refused: c.refused}
+		core, logs := observer.New(zapcore.ErrorLevel)
+		ctx, stop := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		s.Follow(ctx, 10*time.Millisecond, zap.New(core))
+		stop()
+		if n := logs.Len(); n != c.errors {
+			t.Errorf("%v: %d errors logged; want %d: %v", c.refused, n, c.errors, logs.All())
+		}
+		if !bytes.Equal(s.JWKS(), jwks) {
+			t.Fatalf("%v: the signer changed its key", c.refused)
+		}
 	}
 }

@@ -220,8 +220,7 @@ assertion names a key they do not know (docs/upstreams.md).
 
 Stop every Gatehouse instance that uses the store first (Badger's
 directory is locked while Caddy runs, and a Redis store is refused while
-an instance is subscribed to its changes): a running instance keeps
-signing with the key it loaded, and publishing it, until it restarts. The
+an instance is subscribed to its changes). The
 keystore must be the store's: the old key is opened with it before
 anything is written. A location is as for 'migrate'.
 
@@ -260,8 +259,7 @@ func runRotateSigningKey(out io.Writer, location, keystorePath string) error {
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("rotate-signing-key: closing %s: %w", loc, err)
 	}
-	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse (an instance still running "+
-		"signs with the old key and publishes only it until it restarts: restart every instance of the store now)\n", loc, newKID, oldKID)
+	fmt.Fprintf(out, "rotate-signing-key: %s signs with key %s now (was %s); start Gatehouse\n", loc, newKID, oldKID)
 	return nil
 }
 

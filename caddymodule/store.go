@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -209,15 +210,27 @@ func checkKeystoreOfStore(ctx context.Context, backend storage.Store, ks *keysto
 	raw, err := backend.Get(ctx, assertion.StoreKey)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil
+		// No signing key (lost, or never made): the application keys'
+		// sealed values tell, when there are any.
+		known, sealed, err := appkey.SealedWith(ctx, backend, ks)
+		if err != nil || !known || sealed {
+			return err
+		}
+		return anotherKeystore(ks, "its application keys' values do not open with it (it holds no assertion signing key)")
 	case err != nil:
 		return err
 	case assertion.OpensWith(raw, ks):
 		return nil
 	}
-	return fmt.Errorf("the store was made with another keystore than %s: its assertion signing key does not open with it, "+
-		"and its records' tags do not verify; use the keystore file this store was created with "+
-		"(tagging its records with this one, `caddy gatehouse tag-records`, would lock out every secret sealed in it)", ks.Path())
+	return anotherKeystore(ks, "its assertion signing key does not open with it")
+}
+
+// anotherKeystore is checkKeystoreOfStore's refusal; why says what did
+// not open with ks.
+func anotherKeystore(ks *keystore.Keystore, why string) error {
+	return fmt.Errorf("the store was made with another keystore than %s: %s, and its records' tags do not verify; "+
+		"use the keystore file this store was created with "+
+		"(tagging its records with this one, `caddy gatehouse tag-records`, would lock out every secret sealed in it)", ks.Path(), why)
 }
 
 // cacheMaxAge is how long the cache in front of backend serves an entry

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/redis"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
@@ -136,8 +138,17 @@ func TestMarkerWrittenAgainAfterTheStoreWasEmptied(t *testing.T) {
 // sealed its secrets, is refused as made with another keystore, and
 // tag-records refuses it too, changing nothing. Both took the records for
 // an older version's and advised tag-records, which would have tagged
-// them with the wrong keystore.
+// them with the wrong keystore. The store's assertion signing key tells,
+// or, when it is gone too, its application keys' sealed values (an
+// outside review had tag-records tag such a store with a foreign
+// keystore).
 func TestAnotherKeystoreIsNotToldToTagRecords(t *testing.T) {
+	for _, signingKeyLost := range []bool{false, true} {
+		t.Run(fmt.Sprint("signing key lost: ", signingKeyLost), func(t *testing.T) { checkAnotherKeystoreRefused(t, signingKeyLost) })
+	}
+}
+
+func checkAnotherKeystoreRefused(t *testing.T, signingKeyLost bool) {
 	dataDir := t.TempDir()
 	ctx := t.Context()
 	own := newKeystore(t)
@@ -151,8 +162,16 @@ func TestAnotherKeystoreIsNotToldToTagRecords(t *testing.T) {
 	if err := records.Put(ctx, "user/alice", []byte(`{"name":"alice"}`), 0); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := appkey.Seed(ctx, records, own, []appkey.SeedKey{{Name: "meter-1", Username: "alice", UserID: "u1", ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.backend.Delete(ctx, tagged.MarkerKey); err != nil {
 		t.Fatal(err)
+	}
+	if signingKeyLost {
+		if err := p.backend.Delete(ctx, assertion.StoreKey); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before, _ := p.backend.Get(ctx, "user/alice")
 	release()

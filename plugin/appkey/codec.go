@@ -1,9 +1,12 @@
 package appkey
 
 import (
+	"context"
 	"errors"
 
 	"github.com/gatehouse-auth/gatehouse/internal/reccodec"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // Records are stored in the compact binary form of internal/reccodec
@@ -50,4 +53,23 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, errCorrupt
 	}
 	return r, nil
+}
+
+// SealedWith reports whether the application keys in store were sealed
+// with ks, judged by the first key record (appkeyidx/, its record tag on
+// or cut off: the store may be one tag-records has not tagged yet) that
+// holds a sealed value: what tells a store's keystore when its assertion
+// signing key is missing. known is false when the store holds none.
+func SealedWith(ctx context.Context, store storage.Store, ks *keystore.Keystore) (known, sealed bool, err error) {
+	err = store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
+		for _, b := range [][]byte{e.Value, e.Value[:max(0, len(e.Value)-keystore.RecordTagSize)]} {
+			if rec, err := decodeRecord(b); err == nil && len(rec.SealedKey) > 0 {
+				_, err := ks.Open(rec.SealedKey, sealContext(rec.Name))
+				known, sealed = true, err == nil
+				return storage.ErrStopScan
+			}
+		}
+		return nil
+	})
+	return known, sealed, err
 }
