@@ -740,7 +740,7 @@ func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
 	const n = 200
 	start := make(chan struct{})
 	var mu sync.Mutex
-	wrongChecked, accepted, busy := 0, 0, 0
+	wrongChecked, accepted, busy, conflicts := 0, 0, 0, 0
 	var wg sync.WaitGroup
 	for i := range n {
 		c := wrong
@@ -750,6 +750,16 @@ func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			res, err := fx.svc.Verify(signInRequest(ctx), u, c)
+			if errors.Is(err, storage.ErrConflict) {
+				// A take-back (a busy answer's, or the right code's ending
+				// the run) lost its compare-and-swap to the other guesses'
+				// counts every time (a loaded machine): answered "try
+				// again", its count kept, as for a guess.
+				mu.Lock()
+				conflicts++
+				mu.Unlock()
+				return
+			}
 			if err != nil {
 				t.Error(err)
 				return
@@ -771,7 +781,7 @@ func TestParallelGuessesStopAtTheThreshold(t *testing.T) {
 	// One check was left; an accepted code starts a new run, with
 	// threshold checks of its own.
 	limit := 1 + accepted*(threshold-1)
-	if wrongChecked > limit || wrongChecked+accepted == 0 {
+	if wrongChecked > limit || wrongChecked+accepted+conflicts == 0 {
 		t.Fatalf("%d of %d parallel wrong guesses were checked with %d failures behind a threshold of %d (right code accepted %d times), want at most %d", wrongChecked, n, threshold-1, threshold, accepted, limit)
 	}
 	st, err := fx.svc.Status(ctx, u)

@@ -138,6 +138,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.authenticate()
 	case strings.HasPrefix(path, profilePath):
 		c.profile()
+	case path == ManagePrefix+"profile":
+		c.profileOfBody()
 	case path == ManagePrefix+"unlock":
 		c.manage("user unlocked", c.h.svc.Unlock, false)
 	case path == ManagePrefix+"deprovision":
@@ -216,6 +218,9 @@ type Request struct {
 // this API reads.
 func ParseRequest(body []byte) (Request, error) {
 	var req Request
+	// A UTF-8 byte order mark, which .NET's StreamWriter(…, Encoding.UTF8)
+	// writes before the JSON, is no part of it.
+	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
 	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
 		return req, errors.New("the request body must be a JSON object")
 	}
@@ -340,14 +345,20 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 // fail answers err: a refused operation is ERROR_FAULT with its message,
 // anything else (a store failure) a 500.
 func (c *call) fail(err error, answer func(reply)) {
-	switch {
-	case failure.IsCallerError(err):
-		answer(fault(failure.Message(err)))
-	case errors.Is(err, twofactor.ErrSMSDelivery):
-		answer(fault(twofactor.ErrSMSDelivery.Error()))
-	default:
-		c.fatal(err)
+	if failure.IsCallerError(err) || errors.Is(err, twofactor.ErrSMSDelivery) {
+		answer(fault(smsRefusal(err)))
+		return
 	}
+	c.fatal(err)
+}
+
+// smsRefusal is the message of a refused operation (fail): the refusal's,
+// or the SMS gateway's failure, never more of it.
+func smsRefusal(err error) string {
+	if errors.Is(err, twofactor.ErrSMSDelivery) {
+		return twofactor.ErrSMSDelivery.Error()
+	}
+	return failure.Message(err)
 }
 
 func (c *call) audit(username string, outcome, reason string) {
@@ -407,6 +418,12 @@ func (c *call) start2fa() {
 	}
 	if err := c.h.svc.SendCode(ctx, u); err != nil {
 		c.auditUnbounded(u.Username, "sending the SMS code failed")
+		if len(types) > 1 && (failure.IsCallerError(err) || errors.Is(err, twofactor.ErrSMSDelivery)) {
+			// The user's other factors still work: a client that asks
+			// for a code only on ERROR_NONE must not refuse them.
+			answer(reply{Error: ErrorNone, ErrorMessage: "no SMS code was sent (" + smsRefusal(err) + "); a code of another factor works"})
+			return
+		}
 		c.fail(err, answer)
 		return
 	}
@@ -474,6 +491,8 @@ type profileResponse struct {
 	reply
 }
 
+// profile is GET /manage/users/v1/profile/{username}, the contract's
+// form.
 func (c *call) profile() {
 	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
 		c.w.Header().Set("Allow", "GET, HEAD")
@@ -489,7 +508,23 @@ func (c *call) profile() {
 		return
 	}
 	out.Username = username
-	u := c.lookup(username, answer)
+	c.writeProfile(&out, c.lookup(username, answer), answer)
+}
+
+// profileOfBody is POST /manage/users/v1/profile with {"username"}: the
+// same answer, for clients that, as ESET documents its API, POST every
+// call as JSON.
+func (c *call) profileOfBody() {
+	out := profileResponse{CredentialType: []twofactor.Type{}}
+	answer := func(r reply) { out.reply = r; c.write(out) }
+	u, req := c.user(answer)
+	out.Username = req.Username
+	c.writeProfile(&out, u, answer)
+}
+
+// writeProfile answers the profile of u into out; nothing when u is nil
+// (the answer was written).
+func (c *call) writeProfile(out *profileResponse, u *account.User, answer func(reply)) {
 	if u == nil || !active(u, answer) {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -373,6 +374,19 @@ func TestWireFidelity(t *testing.T) {
 	if out["error"] != ErrorUserNotFound || out["error_message"] != `user OTHER\bob not found` {
 		t.Errorf("a foreign domain's user: %v", out)
 	}
+	// A body after a UTF-8 byte order mark (.NET's StreamWriter with
+	// Encoding.UTF8 writes one), and the profile POSTed as JSON, as ESET
+	// documents every call: served like the others (an outside review
+	// found the first refused, the second 404).
+	if out := v.call("POST", "/auth/v1/start2fa", "\xef\xbb\xbf"+`{"username":"bob"}`); out["error"] != ErrorNone {
+		t.Errorf("a body after a byte order mark: %v", out)
+	}
+	if out := v.call("POST", "/manage/users/v1/profile", `{"username":"CORP\\bob"}`); out["error"] != ErrorNone || out["username"] != "bob" || out["is_locked"] != false {
+		t.Errorf("the profile POSTed: %v", out)
+	}
+	if out := v.call("POST", "/manage/users/v1/profile", `{"username":"ghost"}`); out["error"] != ErrorUserNotFound {
+		t.Errorf("the profile of an unknown user POSTed: %v", out)
+	}
 	// A name that names the domain twice is no account (the portal and
 	// Basic refuse it too).
 	for _, body := range []string{`{"username":"CORP\\CORP\\bob"}`, `{"username":"CORP\\bob@corp.example.com"}`} {
@@ -520,4 +534,32 @@ func mustUser(t *testing.T, v *env, name string) *account.User {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestStart2FAWhenNoSMSCanBeSent: a user with another factor beside SMS
+// gets ERROR_NONE when the SMS code cannot be sent (the gateway failed,
+// or the hourly bound is spent), with why in error_message: an ESA client
+// that asks for a code only on ERROR_NONE would refuse the app's code (an
+// outside review found ERROR_FAULT); a user with SMS alone still gets
+// ERROR_FAULT.
+func TestStart2FAWhenNoSMSCanBeSent(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	both, only := v.user("carol", "+12025550101"), v.user("dave", "+12025550102")
+	for _, u := range []*account.User{both, only} {
+		if err := v.h.svc.EnrolSMS(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.h.svc.EnrolApp(ctx, both, nil); err != nil {
+		t.Fatal(err)
+	}
+	v.sent.Fail(errors.New("gateway down"))
+	out := v.call("POST", "/auth/v1/start2fa", `{"username":"carol"}`)
+	if out["error"] != ErrorNone || fmt.Sprint(out["expected_otp"]) != "[APP SMS]" || !strings.Contains(fmt.Sprint(out["error_message"]), "no SMS code was sent") {
+		t.Errorf("carol (APP and SMS), the gateway down: %v; want ERROR_NONE, why in the message", out)
+	}
+	if out := v.call("POST", "/auth/v1/start2fa", `{"username":"dave"}`); out["error"] != ErrorFault {
+		t.Errorf("dave (SMS alone), the gateway down: %v; want ERROR_FAULT", out)
+	}
 }
