@@ -155,7 +155,8 @@ func TestAdminAPIBadInputChangesNothing(t *testing.T) {
 	}{
 		{"POST", "/gatehouse/users", `{"username":`, 400},
 		{"POST", "/gatehouse/users", `{"username":42}`, 400},
-		{"POST", "/gatehouse/users", `{"username":"a b"}`, 400},
+		{"POST", "/gatehouse/users", `{"username":"a  b"}`, 400},
+		{"POST", "/gatehouse/users", `{"username":" ab"}`, 400},
 		{"POST", "/gatehouse/users", `{"username":"dave","roles":["missing"]}`, 400},
 		{"POST", "/gatehouse/users", `{"username":"dave","unknown":1}`, 400},
 		{"POST", "/gatehouse/users", `{"username":"CAROL"}`, 409},
