@@ -344,18 +344,29 @@ func (i *Instance) waitReady(done chan struct{}, waitForGatehouse bool) {
 	i.t.Fatalf("caddy did not become ready:\n%s", i.tail(40))
 }
 
-// Stop terminates Caddy (SIGTERM, then SIGKILL after 10 s).
+// Stop terminates Caddy (SIGTERM, then SIGKILL after stopGrace).
 func (i *Instance) Stop() {
 	i.end(func(p *os.Process, done chan struct{}) {
 		p.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
-			i.t.Logf("caddy on admin port %d did not stop within 10 s of SIGTERM: killed, so what it writes when it stops may be missing", i.Ports.AdminPort)
+		case <-time.After(stopGrace):
+			i.t.Logf("caddy on admin port %d did not stop within %v of SIGTERM: killed, so what it writes when it stops may be missing", i.Ports.AdminPort, stopGrace)
 			p.Kill()
 		}
 	})
 }
+
+// stopGrace is how long Stop waits for Caddy to end after SIGTERM: well
+// past the audit writer's own 10 s bound on its last writes, so that a
+// stalled machine does not have the harness cut a flush short, which a
+// test would read as lost audit events.
+const stopGrace = 30 * time.Second
+
+// adminClient calls the admin endpoint: a call that hangs fails the
+// test within a minute, with its request named, rather than at the
+// test binary's timeout.
+var adminClient = &http.Client{Timeout: time.Minute}
 
 // Kill9 kills Caddy with SIGKILL, as a crash would.
 func (i *Instance) Kill9() {
@@ -404,7 +415,7 @@ func (i *Instance) TryReload(tmpl string) (int, string) {
 	req, _ := http.NewRequest(http.MethodPost, i.AdminURL()+"/load", strings.NewReader(config))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	req.Header.Set("Cache-Control", "must-revalidate")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		i.t.Fatal(err)
 	}
@@ -471,7 +482,7 @@ func (i *Instance) adminCall(method, path string, body []byte) (int, http.Header
 		return 0, nil, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return 0, nil, nil
 	}
