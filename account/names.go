@@ -1,6 +1,7 @@
 package account
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"unicode"
@@ -64,6 +65,11 @@ func spaceSeparated(name string) (string, error) {
 			return "", errNotSpaceSeparated
 		}
 		parts[i] = canonical
+	}
+	// The parts together must pass too: the Bidi Rule, checked part by
+	// part, would let "1 א" and "א 1" be two accounts that display alike.
+	if _, err := precis.UsernameCaseMapped.String(strings.Join(parts, "")); err != nil {
+		return "", errNotSpaceSeparated
 	}
 	return strings.Join(parts, " "), nil
 }
@@ -129,4 +135,33 @@ func isDomain(name string, domains []string) bool {
 		}
 	}
 	return false
+}
+
+// refusePlusSpaceTwin is a 409 when an account exists whose name is name
+// with its spaces and '+' signs swapped ("john smith", "john+smith"):
+// clients that encode a space as '+' in a URL path (.NET's
+// HttpUtility.UrlEncode, Python's quote_plus) would reach the one when
+// they mean the other, through the admin API's and the ESA API's paths.
+func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
+	twin := strings.Map(func(r rune) rune {
+		switch r {
+		case ' ':
+			return '+'
+		case '+':
+			return ' '
+		}
+		return r
+	}, name)
+	canonical, err := NormalizeUsername(twin)
+	if twin == name || err != nil {
+		return nil // none, or no account can have it
+	}
+	switch _, err := s.UserByCanonicalName(ctx, canonical); {
+	case err == nil:
+		return failure.Conflict("user %q exists, and clients that write a space as '+' in URLs would take %q for it; choose another name", canonical, name)
+	case errors.Is(err, failure.ErrNotFound):
+		return nil
+	default:
+		return err
+	}
 }

@@ -33,6 +33,8 @@ func TestNormalizeUsername(t *testing.T) {
 		{"al\u00a0ice", "", false}, // no-break space
 		{"al\u3000ice", "", false}, // ideographic space
 		{" ", "", false},
+		{"1 א", "", false}, // right-to-left: the whole name keeps the Bidi Rule, or "א 1" would display alike
+		{"א 1", "א 1", true},
 		{"a b:c", "", false},
 		{"al:ice", "", false},
 		{"a,b", "", false},
@@ -212,5 +214,25 @@ func TestCanonicalNameRecognisesTheDomainInAnySpelling(t *testing.T) {
 		if got, err := s.canonicalName(typed); err != nil || got != want {
 			t.Errorf("canonicalName(%q) = %q, %v; want %q", typed, got, err, want)
 		}
+	}
+}
+
+// TestPlusAndSpaceTwinsAreRefused: "john smith" and "john+smith" cannot
+// both be accounts: a client that writes a space as '+' in a URL path
+// (.NET's HttpUtility.UrlEncode) would reach the one meaning the other (an
+// outside review read john+smith's profile asking for John Smith's).
+func TestPlusAndSpaceTwinsAreRefused(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	for _, c := range []struct{ first, twin string }{{"john smith", "John+Smith"}, {"ann+lee", "ann lee"}} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: c.first}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateUser(ctx, NewUser{Username: c.twin}); failure.Status(err) != 409 {
+			t.Errorf("%q beside %q: %v; want 409", c.twin, c.first, err)
+		}
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: "john smith2"}); err != nil {
+		t.Errorf("a name with no twin: %v", err)
 	}
 }

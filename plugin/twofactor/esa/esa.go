@@ -247,6 +247,8 @@ type call struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	cred *Credential
+	// asked is the username the request's body named (user), as sent.
+	asked string
 }
 
 // reply is the error part every answer carries. Strings in ESA answers are
@@ -302,6 +304,7 @@ func (c *call) user(answer func(reply)) (*account.User, Request) {
 		answer(fault(err.Error()))
 		return nil, req
 	}
+	c.asked = req.Username
 	return c.lookup(req.Username, answer), req
 }
 
@@ -516,9 +519,14 @@ func (c *call) profile() {
 // call as JSON.
 func (c *call) profileOfBody() {
 	out := profileResponse{CredentialType: []twofactor.Type{}}
-	answer := func(r reply) { out.reply = r; c.write(out) }
-	u, req := c.user(answer)
-	out.Username = req.Username
+	answer := func(r reply) {
+		if out.Username == "" { // a refusal: the name as asked, as the GET form echoes it
+			out.Username = c.asked
+		}
+		out.reply = r
+		c.write(out)
+	}
+	u, _ := c.user(answer)
 	c.writeProfile(&out, u, answer)
 }
 

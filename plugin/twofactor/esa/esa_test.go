@@ -384,7 +384,7 @@ func TestWireFidelity(t *testing.T) {
 	if out := v.call("POST", "/manage/users/v1/profile", `{"username":"CORP\\bob"}`); out["error"] != ErrorNone || out["username"] != "bob" || out["is_locked"] != false {
 		t.Errorf("the profile POSTed: %v", out)
 	}
-	if out := v.call("POST", "/manage/users/v1/profile", `{"username":"ghost"}`); out["error"] != ErrorUserNotFound {
+	if out := v.call("POST", "/manage/users/v1/profile", `{"username":"ghost"}`); out["error"] != ErrorUserNotFound || out["username"] != "ghost" {
 		t.Errorf("the profile of an unknown user POSTed: %v", out)
 	}
 	// A name that names the domain twice is no account (the portal and
