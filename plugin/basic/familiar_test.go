@@ -53,6 +53,17 @@ func (b *basicRoute) flood(user, addr string, limit int) {
 	}
 }
 
+// aliceAtHome is a Basic route with the failure limit limit, where
+// alice's password was verified from home: a familiar network.
+func aliceAtHome(t *testing.T, limit int) *basicRoute {
+	t.Helper()
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
+	}
+	return b
+}
+
 // TestGuessersDoNotThrottleAFamiliarNetwork: once alice's password was
 // verified from a network, wrong passwords for alice from elsewhere no
 // longer refuse it there: its requests are answered from the
@@ -65,10 +76,7 @@ func (b *basicRoute) flood(user, addr string, limit int) {
 // minute kept every device using Basic as alice refused, indefinitely.
 func TestGuessersDoNotThrottleAFamiliarNetwork(t *testing.T) {
 	const limit = 3
-	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
-	if w := b.get("alice", password, home); w.Code != http.StatusOK {
-		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
-	}
+	b := aliceAtHome(t, limit)
 	b.flood("alice", guesser, limit)
 	release := hashslotstest.HoldAll(t)
 	for i := range 5 {
@@ -119,10 +127,7 @@ func TestAFamiliarNetworksOwnGuessesThrottleItAlone(t *testing.T) {
 // one check, and that check was counted in the familiar network's count.
 func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
 	const limit = 3
-	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
-	if w := b.get("alice", password, home); w.Code != http.StatusOK {
-		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
-	}
+	b := aliceAtHome(t, limit)
 	b.flood("alice", guesser, limit)
 	// Each round a spelling of the name not checked yet, so both requests
 	// need a sign-in; every hash slot held a moment, so that the sign-in
@@ -150,10 +155,7 @@ func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
 // again until the new password is verified from a network.
 func TestPasswordChangeForgetsFamiliarNetworks(t *testing.T) {
 	const limit = 3
-	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
-	if w := b.get("alice", password, home); w.Code != http.StatusOK {
-		t.Fatalf("alice at home: %d %s", w.Code, w.Body)
-	}
+	b := aliceAtHome(t, limit)
 	changed := "battery staple"
 	if _, err := b.e.Accounts.UpdateUser(context.Background(), "alice", account.UserPatch{Password: &changed}); err != nil {
 		t.Fatal(err)
