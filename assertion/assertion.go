@@ -388,7 +388,7 @@ func openKey(raw []byte, ks *keystore.Keystore) (*signingKey, error) {
 // whose key does not open was made with another keystore: its records
 // too, whose tags then fail as an older version's missing tags would.
 func OpensWith(raw []byte, ks *keystore.Keystore) bool {
-	for _, rec := range [][]byte{raw, raw[:max(0, len(raw)-keystore.RecordTagSize)]} {
+	for _, rec := range keystore.TagOnOrOff(raw) {
 		if _, err := openKey(rec, ks); err == nil {
 			return true
 		}

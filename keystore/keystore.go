@@ -240,6 +240,13 @@ func indexSum[S ~string | ~[]byte](k *Keystore, purpose string, secret S) (sum [
 // RecordTagSize is the length of a RecordTag.
 const RecordTagSize = 16
 
+// TagOnOrOff is a stored record read both ways, for a check made before
+// the store's tags are known to verify (a store of an older version, or
+// another keystore's): whole, and without a record tag's bytes at its end.
+func TagOnOrOff(raw []byte) [2][]byte {
+	return [2][]byte{raw, raw[:max(0, len(raw)-RecordTagSize)]}
+}
+
 // RecordTag authenticates a stored record: the HMAC-SHA256, truncated to
 // 128 bits, of the record's key and value under a key of its own derived
 // from the master key. Binding the key means a record's value cannot be

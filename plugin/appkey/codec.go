@@ -62,7 +62,7 @@ func decodeRecord(b []byte) (record, error) {
 // signing key is missing. known is false when the store holds none.
 func SealedWith(ctx context.Context, store storage.Store, ks *keystore.Keystore) (known, sealed bool, err error) {
 	err = store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
-		for _, b := range [][]byte{e.Value, e.Value[:max(0, len(e.Value)-keystore.RecordTagSize)]} {
+		for _, b := range keystore.TagOnOrOff(e.Value) {
 			if rec, err := decodeRecord(b); err == nil && len(rec.SealedKey) > 0 {
 				_, err := ks.Open(rec.SealedKey, sealContext(rec.Name))
 				known, sealed = true, err == nil
