@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,8 +43,12 @@ func buildConnectors(d kindDeps) (plugin.Credential, adminapi.Provider, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connector CA: %w", err)
 	}
+	// The servers are found once, at the first package (or console page
+	// of connectors), when the HTTP app they are read from is running: a
+	// config load does not change them, and a reload makes a new App.
+	servers := sync.OnceValue(func() []string { return a.connectorServers(ca.Certificate()) })
 	p, err := connector.New(d.ctx, d.engine, connector.Options{CA: ca,
-		CertValidity: time.Duration(a.ConnectorCertValidity), Servers: func() []string { return a.connectorServers(ca.Certificate()) }})
+		CertValidity: time.Duration(a.ConnectorCertValidity), Servers: servers})
 	if err != nil {
 		return nil, nil, err
 	}

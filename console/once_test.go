@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
@@ -140,7 +141,7 @@ func TestNoChangeLeavesTheViewerWithoutAdmin(t *testing.T) {
 			t.Fatalf("%s admins: %d, admins %+v %v\n%s", form.Get("action"), w.Code, r, err, w.Body)
 		}
 	}
-	if err := b.c.keepsAdmin(httptest.NewRequest(http.MethodPost, "/", nil), b.v, []string{}, nil); err == nil {
+	if err := b.c.keepsAdmin(ctx, []string{}, nil); err == nil {
 		t.Fatal("root without roles: allowed")
 	}
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "ops", Admin: true}); err != nil {
@@ -155,6 +156,57 @@ func TestNoChangeLeavesTheViewerWithoutAdmin(t *testing.T) {
 		if w := b.post(Prefix+"roles", form); w.Code != http.StatusOK {
 			t.Fatalf("%s admins beside ops: %d\n%s", form.Get("action"), w.Code, w.Body)
 		}
+	}
+}
+
+// TestTwoTabsCannotTogetherLeaveTheViewerWithoutAdmin: root holds two
+// admin roles and deletes each from its own tab at once. The second
+// change waits for the first and is then refused (409): root would hold
+// no admin role. Without the lock each change saw the other role still
+// there, and root was left out of the console.
+func TestTwoTabsCannotTogetherLeaveTheViewerWithoutAdmin(t *testing.T) {
+	e, b := newBrowser(t)
+	ctx := context.Background()
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "ops", Admin: true}); err != nil {
+		t.Fatal(err)
+	}
+	roles := []string{"admins", "ops"}
+	if _, err := e.Accounts.UpdateUser(ctx, "root", account.UserPatch{Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	// The first tab's delete is held inside the admin API until the
+	// second tab's change has reached the admin API too, or has waited a
+	// second (when it waits for the lock).
+	entered, second := make(chan struct{}), make(chan struct{})
+	api := b.c.admin
+	b.c.admin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/gatehouse/roles/admins":
+			if r.Method == http.MethodDelete {
+				close(entered)
+				select {
+				case <-second:
+				case <-time.After(time.Second):
+				}
+			}
+		case "/gatehouse/roles/ops":
+			if r.Method == http.MethodDelete {
+				close(second)
+			}
+		}
+		api.ServeHTTP(w, r)
+	})
+	first := make(chan int)
+	go func() {
+		first <- b.post(Prefix+"roles", url.Values{"action": {"delete"}, "name": {"admins"}, "sure": {"yes"}, "nonce": {nonce()}}).Code
+	}()
+	<-entered
+	w := b.post(Prefix+"roles", url.Values{"action": {"delete"}, "name": {"ops"}, "sure": {"yes"}, "nonce": {nonce()}})
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("the first tab's delete: %d", code)
+	}
+	if r, err := e.Accounts.Role(ctx, "ops"); w.Code != http.StatusConflict || err != nil || !r.Admin {
+		t.Fatalf("the second tab's delete: %d, ops %+v %v\n%s", w.Code, r, err, w.Body)
 	}
 }
 

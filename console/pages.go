@@ -264,12 +264,11 @@ func usersPage() *page {
 				return patch("password", func(f form) any { return f.get("password") }, "Password set; the user's sessions were ended.")(c, r, v, f)
 			}),
 			"roles": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				save := patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")
 				if c.isViewer(r, v, f.get("username")) && !v.user.FromDirectory() { // a directory account's roles are its groups'
-					if err := c.keepsAdmin(r, v, roleList(f), nil); err != nil {
-						return outcome{}, err
-					}
+					return c.keepingAdmin(r, v, roleList(f), nil, func() (outcome, error) { return save(c, r, v, f) })
 				}
-				return patch("roles", func(f form) any { return roleList(f) }, "Roles saved.")(c, r, v, f)
+				return save(c, r, v, f)
 			}),
 			"mobile_number": confirmed(patch("mobile_number", func(f form) any { return f.get("mobile_number") }, "Mobile number saved.")),
 			"unlock":        confirmed(simple(http.MethodPost, "/unlock", "Second factor unlocked.")), // guesses can start again
@@ -330,38 +329,6 @@ func usersPage() *page {
 func (c *Console) isViewer(r *http.Request, v *viewer, name string) bool {
 	u, err := c.engine.Accounts.User(r.Context(), name)
 	return err == nil && u.ID == v.user.ID
-}
-
-// keepsAdmin refuses (409) a change after which v would hold no admin
-// role, and so could open no console page: held are the roles v would
-// hold after it (nil: those it holds now), admin the admin mark of each
-// role the change sets (false: deleted). Refused before the admin API is
-// called, which stays the way back: it makes any change asked of it.
-// While v keeps an admin role some account holds one, so no console
-// change can leave every administrator out.
-func (c *Console) keepsAdmin(r *http.Request, v *viewer, held []string, admin map[string]bool) error {
-	if held == nil {
-		held = v.user.Roles
-	}
-	for _, name := range held {
-		if a, changed := admin[name]; changed {
-			if a {
-				return nil
-			}
-			continue
-		}
-		role, err := c.engine.Accounts.Role(r.Context(), name)
-		if errors.Is(err, failure.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if role.Admin {
-			return nil
-		}
-	}
-	return failure.Conflict("after this change you would hold no admin role and could open no console page; nothing was changed. Give your account another admin role first (or make the change through the admin API)")
 }
 
 // ---- roles ----
@@ -493,28 +460,26 @@ func rolesPage() *page {
 				if err := account.ValidateName("role", role.Name); err != nil {
 					return outcome{}, err
 				}
-				if err := c.keepsAdmin(r, v, nil, map[string]bool{role.Name: role.Admin}); err != nil {
-					return outcome{}, err
-				}
-				notice := "Role " + role.Name + " saved."
-				// The create form replaces a role of the same name: say so,
-				// unless it was that role's own edit form.
-				var old account.Role
-				err = c.call(r, v, http.MethodGet, "/gatehouse/roles/"+esc(role.Name), nil, &old)
-				switch {
-				case err == nil && f.get("edit") != role.Name:
-					notice = "Role " + role.Name + " already existed and was replaced: its " + strconv.Itoa(len(old.Rules)) +
-						" earlier rule(s) and admin mark (" + strconv.FormatBool(old.Admin) + ") are now this form's."
-				case err != nil && !errors.Is(err, failure.ErrNotFound):
-					return outcome{}, err
-				}
-				return outcome{Notice: notice}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
+				return c.keepingAdmin(r, v, nil, map[string]bool{role.Name: role.Admin}, func() (outcome, error) {
+					notice := "Role " + role.Name + " saved."
+					// The create form replaces a role of the same name: say
+					// so, unless it was that role's own edit form.
+					var old account.Role
+					err := c.call(r, v, http.MethodGet, "/gatehouse/roles/"+esc(role.Name), nil, &old)
+					switch {
+					case err == nil && f.get("edit") != role.Name:
+						notice = "Role " + role.Name + " already existed and was replaced: its " + strconv.Itoa(len(old.Rules)) +
+							" earlier rule(s) and admin mark (" + strconv.FormatBool(old.Admin) + ") are now this form's."
+					case err != nil && !errors.Is(err, failure.ErrNotFound):
+						return outcome{}, err
+					}
+					return outcome{Notice: notice}, c.call(r, v, http.MethodPut, "/gatehouse/roles/"+esc(role.Name), role, nil)
+				})
 			}),
 			"delete": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
-				if err := c.keepsAdmin(r, v, nil, map[string]bool{f.get("name"): false}); err != nil {
-					return outcome{}, err
-				}
-				return outcome{Notice: "Role " + f.get("name") + " deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
+				return c.keepingAdmin(r, v, nil, map[string]bool{f.get("name"): false}, func() (outcome, error) {
+					return outcome{Notice: "Role " + f.get("name") + " deleted."}, c.call(r, v, http.MethodDelete, "/gatehouse/roles/"+esc(f.get("name")), nil, nil)
+				})
 			},
 		},
 		ask: map[string]func(form) string{
@@ -690,10 +655,18 @@ func appKeysPage() *page {
 type connectorsData struct {
 	Connectors []connector.View
 	Tokens     []connector.TokenView
+	// CanPackage is whether a package can be made (connector.Plugin.
+	// CanPackage): without a server address for its metadata.json the
+	// page offers a new certificate alone and says why.
+	CanPackage bool
 }
 
 func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
 	var d connectorsData
+	if kind, ok := c.engine.Credential(identity.MethodConnector); ok {
+		p, isConnector := kind.(*connector.Plugin)
+		d.CanPackage = isConnector && p.CanPackage()
+	}
 	if err := c.call(r, v, http.MethodGet, "/gatehouse/connectors", nil, &d.Connectors); err != nil {
 		return nil, err
 	}
@@ -719,6 +692,14 @@ func connectorsPage() *page {
 					return outcome{}, err
 				}
 				return outcome{Download: &download{name: f.get("name") + ".zip", contentType: "application/zip", body: zipped}}, nil
+			}),
+			"reissue": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				in := connector.ReissueRequest{CSRPEM: strings.TrimSpace(f.get("csr_pem"))}
+				var out connector.Issued
+				if err := c.call(r, v, http.MethodPost, "/gatehouse/connectors/"+esc(f.get("name"))+"/certificate", in, &out); err != nil {
+					return outcome{}, err
+				}
+				return outcome{Notice: "Connector " + out.Name + ": certificate " + out.Serial + " issued; the previous certificate and its token pairs are revoked.", Once: out}, nil
 			}),
 			"revoke": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Connector " + f.get("name") + " revoked."},

@@ -618,11 +618,13 @@ func TestConsoleActions(t *testing.T) {
 		Mobile      string    `json:"mobile_number"`
 		Name        string    `json:"name"`
 		Revoked     bool      `json:"revoked"`
+		Serial      string    `json:"serial"`
 		HasPassword bool      `json:"has_password"`
 		Allowlist   []string  `json:"ip_allowlist"`
 		Expires     time.Time `json:"expires_at"`
 	}
 	var body view
+	var c9Serial string // connector c9's first certificate
 	admin := func(path string) int {
 		body = view{}
 		return inst.AdminJSON(t, "GET", path, nil, &body)
@@ -633,7 +635,7 @@ func TestConsoleActions(t *testing.T) {
 	confirmed := map[string]bool{"users create": true, "users roles": true, "users mobile_number": true, "users enrol": true,
 		"users status active": true, "users password": true, "users unlock": true, "users remove-factor": true, "appkeys create": true, "appkeys rotate": true,
 		"appkeys update": true, "appkeys reset-expiration": true, "roles save": true,
-		"api-credentials create": true, "connectors create": true}
+		"api-credentials create": true, "connectors create": true, "connectors reissue": true}
 	// asked are the destructive actions: each first answers a question
 	// naming its target, and changes nothing.
 	asked := map[string]string{"appkeys delete": "Delete application key k2?", "users delete": "Delete user dan?",
@@ -690,7 +692,15 @@ func TestConsoleActions(t *testing.T) {
 		{"api-credentials", url.Values{"action": {"delete"}, "name": {"vpn"}},
 			func() bool { return !strings.Contains(credentials(), `"name":"vpn"`) }},
 		{"connectors", url.Values{"action": {"create"}, "name": {"c9"}, "username": {"root"}},
-			func() bool { return admin("/gatehouse/connectors/c9") == 200 && !body.Revoked }},
+			func() bool {
+				found := admin("/gatehouse/connectors/c9") == 200 && !body.Revoked
+				c9Serial = body.Serial
+				return found
+			}},
+		{"connectors", url.Values{"action": {"reissue"}, "name": {"c9"}},
+			func() bool {
+				return admin("/gatehouse/connectors/c9") == 200 && !body.Revoked && body.Serial != "" && body.Serial != c9Serial
+			}},
 		{"connectors", url.Values{"action": {"revoke"}, "name": {"c9"}},
 			func() bool { admin("/gatehouse/connectors/c9"); return body.Revoked }},
 	}

@@ -123,7 +123,7 @@ func (p *Plugin) Create(ctx context.Context, in CreateRequest) (*Issued, error) 
 	rec.setCertificate(cert, now)
 	err = p.update(ctx, in.Name, func(prev *Connector) (*Connector, error) {
 		if prev != nil && !prev.Revoked {
-			return nil, failure.Conflict("connector %q already exists; give it a new certificate instead (admin API: POST /gatehouse/connectors/%s/certificate; console: its Download package, which carries a new one)", in.Name, in.Name)
+			return nil, failure.Conflict("connector %q already exists; give it a new certificate instead (admin API: POST /gatehouse/connectors/%s/certificate; console: the connector's New certificate or Download package)", in.Name, in.Name)
 		}
 		return rec, nil
 	})

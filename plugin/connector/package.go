@@ -127,6 +127,11 @@ func commonPassword(pw string) bool {
 // random digits are some 66 bits, a PIN or a date repeated far fewer.
 const minRandomNumber = 20
 
+// CanPackage reports whether Package can write a package: whether a
+// server address is known for its metadata.json (connector_servers, or an
+// HTTPS site that asks for the connector certificate).
+func (p *Plugin) CanPackage() bool { return len(p.servers()) > 0 }
+
 // Package issues the connector a new key pair and certificate and returns
 // the communication data package: a zip with certificates.pfx (the
 // certificate, its key and the CA, encrypted with password) and
