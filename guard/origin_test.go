@@ -3,6 +3,7 @@ package guard
 import (
 	"crypto/tls"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -166,4 +167,61 @@ func TestShowsOrigin(t *testing.T) {
 			t.Errorf("%q: %v, want %v", c.header, got, c.want)
 		}
 	}
+}
+
+// FuzzSameOrigin: for any Origin or Referer a client sends, SameOrigin
+// and SameOriginStrict never panic, and pass one only when it is the
+// request's own scheme and host (a default port written or not), followed
+// by nothing, a path, a query or a fragment — read here from the text
+// itself, not through net/url as the code under test does.
+func FuzzSameOrigin(f *testing.F) {
+	for _, seed := range []string{"https://example.com", "https://EXAMPLE.com:443/x", "http://example.com:80", "null", "",
+		"https://example.com.evil.example", "https://example.com@evil.example", "https://evil.example#@example.com",
+		"https://example.com%2F@evil", "https://[::1]", "https://example.com:8443", "//example.com", "https:example.com"} {
+		f.Add(seed, "example.com", false, true)
+		f.Add(seed, "example.com:8443", true, false)
+	}
+	f.Fuzz(func(t *testing.T, raw, host string, overTLS, asOrigin bool) {
+		r := httptest.NewRequest("POST", "http://placeholder/", nil)
+		r.Host = host
+		if overTLS {
+			r.TLS = &tls.ConnectionState{}
+		}
+		name := "Referer"
+		if asOrigin {
+			name = "Origin"
+		}
+		r.Header[name] = []string{raw}
+		for _, strict := range []bool{false, true} {
+			if !sameOrigin(r, strict) {
+				continue
+			}
+			if host == "" || !namesOwnOrigin(raw, host, overTLS || strict) {
+				t.Fatalf("%s %q passed for host %q (tls %t, strict %t)", name, raw, host, overTLS, strict)
+			}
+		}
+	})
+}
+
+// namesOwnOrigin reports whether raw starts with a scheme allowed here
+// and host, written as it is or with the scheme's default port, or,
+// host carrying that default port, without it, and goes on with nothing,
+// a path, a query or a fragment; letters compared case-blind.
+func namesOwnOrigin(raw, host string, httpsOnly bool) bool {
+	lower, host := strings.ToLower(raw), strings.ToLower(host)
+	for _, scheme := range []struct{ name, port string }{{"https://", ":443"}, {"http://", ":80"}} {
+		if scheme.name == "http://" && httpsOnly {
+			continue
+		}
+		rest, ok := strings.CutPrefix(lower, scheme.name)
+		if !ok {
+			continue
+		}
+		for _, h := range []string{host, host + scheme.port, strings.TrimSuffix(host, scheme.port)} {
+			if after, ok := strings.CutPrefix(rest, h); ok && (after == "" || strings.ContainsRune("/?#", rune(after[0]))) {
+				return true
+			}
+		}
+	}
+	return false
 }
