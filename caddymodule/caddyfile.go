@@ -95,7 +95,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "audit_allowed":
 			a.AuditAllowed = true
 			if d.NextArg() {
-				a.AuditAllowed, err = onOff(d)
+				a.AuditAllowed, err = onOff(d, opt)
 			}
 		case "audit_refusals_per_minute":
 			err = refusalsPerMinute(d, &a.AuditRefusalsPerMinute)
@@ -148,14 +148,18 @@ func oneString(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// oneDuration reads the single positive duration of the option at the
+// dispenser's cursor; an error names the option, as Caddy names only the
+// file and line.
 func oneDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
 	var s string
 	if err := oneString(d, &s); err != nil {
 		return err
 	}
 	v, err := caddy.ParseDuration(s)
 	if err != nil || v <= 0 {
-		return d.Errf("%s: %q is not a positive duration", d.Val(), s)
+		return d.Errf("%s: %q is not a positive duration (such as 90s, 30m, 12h or 7d)", opt, s)
 	}
 	*dst = caddy.Duration(v)
 	return nil
@@ -180,13 +184,14 @@ func streamRecheck(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 }
 
 func oneInt(d *caddyfile.Dispenser, dst *int) error {
+	opt := d.Val()
 	var s string
 	if err := oneString(d, &s); err != nil {
 		return err
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 0 {
-		return d.Errf("%q is not a whole number", s)
+		return d.Errf("%s: %q is not a whole number", opt, s)
 	}
 	*dst = v
 	return nil
@@ -211,22 +216,25 @@ func refusalsPerMinute(d *caddyfile.Dispenser, dst *int) error {
 	return nil
 }
 
-func onOff(d *caddyfile.Dispenser) (bool, error) {
+// onOff reads the on/off argument at the dispenser's cursor of the
+// option opt, which an error names.
+func onOff(d *caddyfile.Dispenser, opt string) (bool, error) {
 	switch d.Val() {
 	case "on", "true":
 		return true, nil
 	case "off", "false":
 		return false, nil
 	}
-	return false, d.Errf("%q: want on or off", d.Val())
+	return false, d.Errf("%s: %q: want on or off", opt, d.Val())
 }
 
 // oneOnOff reads the single on/off argument of an option.
 func oneOnOff(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
 	if !d.NextArg() {
 		return false, d.ArgErr()
 	}
-	on, err := onOff(d)
+	on, err := onOff(d, opt)
 	if err == nil && d.NextArg() {
 		err = d.ArgErr()
 	}

@@ -107,7 +107,7 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 		case "starttls":
 			cfg.StartTLS = true
 			if d.NextArg() {
-				cfg.StartTLS, err = onOff(d)
+				cfg.StartTLS, err = onOff(d, "starttls")
 			}
 		case "bind_dn":
 			err = oneString(d, &cfg.BindDN)
