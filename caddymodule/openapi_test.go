@@ -115,7 +115,7 @@ func checkQueryAndBody(t *testing.T, doc *openapi3.T, rt adminapi.Route) {
 func TestOpenAPIESADocumentIsValid(t *testing.T) {
 	ops := operations(loadDocument(t, openapi.ESA))
 	want := []string{"GET /manage/users/v1/profile/{username}", "POST /auth/v1/authenticate", "POST /auth/v1/start2fa",
-		"POST /manage/users/v1/deprovision", "POST /manage/users/v1/provisionmobileapp",
+		"POST /manage/users/v1/deprovision", "POST /manage/users/v1/profile", "POST /manage/users/v1/provisionmobileapp",
 		"POST /manage/users/v1/provisiontextmessage", "POST /manage/users/v1/unlock"}
 	if !slices.Equal(ops, want) {
 		t.Errorf("ESA operations %v; want %v", ops, want)

@@ -4,6 +4,7 @@
 //	POST /auth/v1/start2fa                 {"username"}
 //	POST /auth/v1/authenticate             {"username","otp"}
 //	GET  /manage/users/v1/profile/{username}
+//	POST /manage/users/v1/profile          {"username"}
 //	POST /manage/users/v1/unlock           {"username"}
 //	POST /manage/users/v1/deprovision      {"username"}
 //	POST /manage/users/v1/provisionmobileapp    {"username"}
