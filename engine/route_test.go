@@ -279,8 +279,8 @@ func TestStoreDownFailsClosed(t *testing.T) {
 // TestTrailersCannotCarryIdentity: a chunked request's trailers, which
 // Caddy's reverse proxy forwards after the body, lose their
 // identity-prefixed fields and those naming a credential, a cookie, a
-// method override or a rewrite (some upstreams merge trailers into the
-// headers), and keep the others.
+// method override, a rewrite or any X-Forwarded-* field (some upstreams
+// merge trailers into the headers), and keep the others.
 func TestTrailersCannotCarryIdentity(t *testing.T) {
 	s := newSetup(t)
 	// The body is read by the upstream's proxy, or, when the upstream
@@ -312,7 +312,8 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 		req.Trailer = http.Header{"X-Gatehouse-User": {"admin"}, "X_gatehouse_roles": {"admin"}, "X-Checksum": {"abc"},
 			"Authorization": {"Basic Ym9iOmJvYnB3"}, "Appkey": {"ghak_x"}, "Cookie": {"gatehouse_session=x"}, "X-Thingworx-Session": {"true"},
 			"X-Http-Method-Override": {"DELETE"}, "X_original_url": {"/admin"}, "X-Forwarded-For": {"6.6.6.6"}, "Forwarded": {"for=6.6.6.6"},
-			"Host": {"evil"}, "Proxy-Authorization": {"Basic eA=="}, "X.Gatehouse.User": {"root"}, "X-Http-Method.Override": {"DELETE"}}
+			"Host": {"evil"}, "Proxy-Authorization": {"Basic eA=="}, "X.Gatehouse.User": {"root"}, "X-Http-Method.Override": {"DELETE"},
+			"X-Forwarded-User": {"root"}, "X_Forwarded_Email": {"root@example.com"}, "X-Forwarded-Uri": {"/a?appKey=ghak_x"}}
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -125,12 +125,14 @@ func (h *IdentityHeaders) stripTrailers(r *http.Request) {
 }
 
 // stripTrailerFields deletes the identity-prefixed fields, the
-// controlTrailers, the methodOverrides and the rewriteHeaders from
-// trailer.
+// controlTrailers, every X-Forwarded-* field (X-Forwarded-User,
+// X-Forwarded-Email and X-Forwarded-Groups carry another proxy's identity
+// to upstreams written for it, X-Forwarded-Uri a URL that may hold a key),
+// the methodOverrides and the rewriteHeaders from trailer.
 func (h *IdentityHeaders) stripTrailerFields(trailer http.Header) {
 	for name := range trailer {
-		if h.matches(name) || isHeaderNamed(name, controlTrailers[:]) || isHeaderNamed(name, methodOverrides[:]) ||
-			isHeaderNamed(name, rewriteHeaders[:]) {
+		if h.matches(name) || isHeaderNamed(name, controlTrailers[:]) || hasHeaderPrefix(name, "x-forwarded-") ||
+			isHeaderNamed(name, methodOverrides[:]) || isHeaderNamed(name, rewriteHeaders[:]) {
 			delete(trailer, name)
 		}
 	}
