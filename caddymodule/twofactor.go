@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
@@ -236,7 +237,10 @@ func (a *App) parseSMS(d *caddyfile.Dispenser) error {
 
 // ESAHandler is http.handlers.gatehouse_esa: it serves the ESET Secure
 // Authentication API v1 (/auth/v1/…, /manage/users/v1/…) on a site, with
-// its own API credentials. Other paths go to the next handler.
+// its own API credentials. Other paths go to the next handler without the
+// identity headers a client sent (the global header prefix's): a route
+// that proxies them on without a gatehouse handler must not hand an
+// upstream a name the client chose.
 type ESAHandler struct {
 	// PortalURL is the base URL of the login portal (a site whose
 	// gatehouse handler accepts "session"), e.g. https://login.example.com:8443.
@@ -244,10 +248,13 @@ type ESAHandler struct {
 	// call answers ERROR_FAULT.
 	PortalURL string `json:"portal_url,omitempty"`
 
-	app     *App
-	once    sync.Once
-	handler *esa.Handler
-	err     error
+	app *App
+	// identity names the identity headers stripped from the requests
+	// passed on.
+	identity guard.IdentityHeaders
+	once     sync.Once
+	handler  *esa.Handler
+	err      error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -265,12 +272,14 @@ func (h *ESAHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
+	h.identity = guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
 	return nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !esa.Handles(r.URL.Path) {
+		h.identity.Strip(r.Header)
 		return next.ServeHTTP(w, r)
 	}
 	if !h.app.requests.enter() {
