@@ -133,6 +133,9 @@ func (h *Handler) routeOptions() (engine.RouteOptions, error) {
 	for i, k := range h.Accept {
 		accept[i] = identity.Method(k)
 	}
+	if h.NoAppKeyQuery && !slices.Contains(accept, identity.MethodAppKey) {
+		return engine.RouteOptions{}, fmt.Errorf("appkey_query off: this route does not accept app_key, so no key is read from its query in any case")
+	}
 	opts := engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
 		Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders,
 		StreamRecheck: time.Duration(h.StreamRecheck)}

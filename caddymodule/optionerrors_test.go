@@ -38,3 +38,23 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteOptionsThatCannotApply: `appkey_query off` on a route that
+// does not accept app_key, and a kind accepted twice, are refused with
+// what is wrong rather than read as if they meant something.
+func TestRouteOptionsThatCannotApply(t *testing.T) {
+	for _, tc := range []struct {
+		h    Handler
+		want string
+	}{
+		{Handler{Accept: []string{"basic", "session"}, NoAppKeyQuery: true}, "does not accept app_key"},
+		{Handler{Accept: []string{"basic", "app_key", "basic"}}, `"basic" twice`},
+	} {
+		if _, err := tc.h.routeOptions(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v; want an error containing %q", tc.h, err, tc.want)
+		}
+	}
+	if _, err := (&Handler{Accept: []string{"basic", "app_key"}, NoAppKeyQuery: true}).routeOptions(); err != nil {
+		t.Errorf("appkey_query off beside app_key: %v", err)
+	}
+}

@@ -169,9 +169,12 @@ func (o RouteOptions) Validate(known []identity.Method) error {
 	if len(o.Accept) == 0 {
 		return fmt.Errorf("accept lists no credential kind; use one or more of %s", joinKinds(known))
 	}
-	for _, m := range o.Accept {
+	for i, m := range o.Accept {
 		if !slices.Contains(known, m) {
 			return fmt.Errorf("unknown credential kind %q (known: %s)", m, joinKinds(known))
+		}
+		if slices.Contains(o.Accept[:i], m) {
+			return fmt.Errorf("accept lists %q twice", m)
 		}
 	}
 	for _, p := range o.Public {

@@ -28,7 +28,9 @@ func (k challengeOnly) Challenge() string { return string(k) }
 
 // TestKindsAreAskedInRegistrationOrder: the kinds are registered cheapest
 // first, and a route asks those it accepts in that order whatever the
-// order of its accept list; registering a kind again keeps its place.
+// order of its accept list; registering a kind again keeps its place; an
+// accept list naming a kind twice is refused (a typo the operator should
+// see, not a list quietly read as a set).
 func TestKindsAreAskedInRegistrationOrder(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
 	for _, k := range []challengeOnly{"cheap", "middle", "dear", "middle"} {
@@ -37,7 +39,10 @@ func TestKindsAreAskedInRegistrationOrder(t *testing.T) {
 	if got, want := e.Kinds(), []identity.Method{"cheap", "middle", "dear"}; !slices.Equal(got, want) {
 		t.Fatalf("registered kinds %v, want %v", got, want)
 	}
-	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{"dear", "cheap", "middle", "dear"}})
+	if _, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{"dear", "cheap", "dear"}}); err == nil || !strings.Contains(err.Error(), `"dear" twice`) {
+		t.Errorf("a kind accepted twice: %v", err)
+	}
+	route, err := e.NewRoute(engine.RouteOptions{Accept: []identity.Method{"dear", "cheap", "middle"}})
 	if err != nil {
 		t.Fatal(err)
 	}
