@@ -44,14 +44,16 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 // what is wrong rather than read as if they meant something.
 func TestRouteOptionsThatCannotApply(t *testing.T) {
 	for _, tc := range []struct {
-		h    Handler
-		want string
+		accept  []string
+		noQuery bool
+		want    string
 	}{
-		{Handler{Accept: []string{"basic", "session"}, NoAppKeyQuery: true}, "does not accept app_key"},
-		{Handler{Accept: []string{"basic", "app_key", "basic"}}, `"basic" twice`},
+		{[]string{"basic", "session"}, true, "does not accept app_key"},
+		{[]string{"basic", "app_key", "basic"}, false, `"basic" twice`},
 	} {
-		if _, err := tc.h.routeOptions(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v; want an error containing %q", tc.h, err, tc.want)
+		h := &Handler{Accept: tc.accept, NoAppKeyQuery: tc.noQuery}
+		if _, err := h.routeOptions(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("accept %v, appkey_query off %t: %v; want an error containing %q", tc.accept, tc.noQuery, err, tc.want)
 		}
 	}
 	if _, err := (&Handler{Accept: []string{"basic", "app_key"}, NoAppKeyQuery: true}).routeOptions(); err != nil {
