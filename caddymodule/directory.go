@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
@@ -42,13 +44,35 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		metrics.Unregister(registry)
 		return nil, err
 	}
+	d.SetLogger(a.logger.Named("directory"))
 	e.Accounts.SetDirectory(d)
 	if err := e.Accounts.IndexDirectoryEntries(a.ctx, a.logger); err != nil {
 		d.Close()
 		metrics.Unregister(registry)
 		return nil, fmt.Errorf("indexing the directory accounts' records: %w", err)
 	}
+	// The directory is dialled on first use (Caddy starts while it is
+	// down), so default_password_policy is checked beside the start: a
+	// wrong DN, or one the service account may not read, is logged now,
+	// not first found in refused sign-ins.
+	go checkDefaultPolicy(d, a.logger.Named("directory"), cfg.DefaultPasswordPolicy)
 	return directoryFeature{d: d, stop: func() { metrics.Unregister(registry) }}, nil
+}
+
+// checkDefaultPolicy reads the default password policy entry once and
+// logs what it found (policyOf logs an unreadable entry itself).
+func checkDefaultPolicy(d *directory.Directory, log *zap.Logger, dn string) {
+	switch err := d.CheckDefaultPolicy(); {
+	case dn == "":
+	case errors.Is(err, directory.ErrUnavailable):
+		log.Warn("directory: default_password_policy could not be checked at start (the directory does not answer); it is read at each account's lookup",
+			zap.String("policy", dn), zap.Error(err))
+	case err != nil:
+		log.Error("directory: default_password_policy cannot be read: accounts under the server's default policy are refused until it can",
+			zap.String("policy", dn), zap.Error(err))
+	default:
+		log.Info("directory: default_password_policy read", zap.String("policy", dn))
+	}
 }
 
 // directoryFeature closes the directory's connections when the app

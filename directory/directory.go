@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -42,7 +43,8 @@ type Entry struct {
 	JoinedRoles identity.JoinedRoles
 	// Problem says why the account may not sign in ("disabled",
 	// "locked", "expired", "password expired", "must change its
-	// password", "in no mapped group", "deleted"); empty when it may.
+	// password", "in no mapped group", "deleted", ProblemPolicyUnreadable);
+	// empty when it may.
 	Problem string
 	// Mobile is the account's mobile or telephone number, when it has one.
 	Mobile string
@@ -85,6 +87,9 @@ type Directory struct {
 	userAttributes []string
 	// notify receives audit events; it must not block.
 	notify func(Event)
+	// log receives what the operator must fix (a password policy that
+	// cannot be read); SetLogger.
+	log *zap.Logger
 
 	// status caches what the directory said of each account: bounded, so
 	// that names tried by a guesser cannot fill the memory.
@@ -130,7 +135,7 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	if err != nil {
 		return nil, err
 	}
-	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, status: shardlru.New[Entry](statusCacheSize),
+	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, log: zap.NewNop(), status: shardlru.New[Entry](statusCacheSize),
 		userAttributes: userAttributes[cfg.Flavor]}
 	if cfg.NameAttribute != "" {
 		d.userAttributes = append(slices.Clip(d.userAttributes), cfg.NameAttribute)
@@ -147,6 +152,10 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 	}
 	return d, nil
 }
+
+// SetLogger makes l the logger of what the operator must fix (a password
+// policy that cannot be read). It is called before the directory is used.
+func (d *Directory) SetLogger(l *zap.Logger) { d.log = l }
 
 // Close closes the pooled connections.
 func (d *Directory) Close() error { d.pool.close(); return nil }
@@ -360,11 +369,29 @@ func (d *Directory) locate(name string) (Entry, error) {
 	}
 	var policy passwordPolicy
 	if d.cfg.Flavor == OpenLDAP {
-		dn := u.GetAttributeValue("pwdPolicySubentry")
+		own := u.GetAttributeValue("pwdPolicySubentry")
+		dn := own
 		if dn == "" {
 			dn = d.cfg.DefaultPasswordPolicy
 		}
-		policy = d.policyOf(dn, now)
+		policy, err = d.policyOf(dn, now)
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			return Entry{}, err
+		case err != nil && own == "":
+			// The operator named the server's default policy, and it
+			// cannot be read: the account is refused rather than held to
+			// no policy, whose expired password would pass through its
+			// keys, tokens and sessions (a state that needs no policy,
+			// e.g. disabled, is told first).
+			if e.Problem = d.problem(u, passwordPolicy{}, now); e.Problem == "" {
+				e.Problem = ProblemPolicyUnreadable
+			}
+			return e, nil
+		}
+		// An account's own pwdPolicySubentry that cannot be read
+		// (logged) is an unknown policy, as before: a lockout lasts until
+		// the next bind, a password does not expire here.
 	}
 	e.Problem = d.problem(u, policy, now)
 	return e, nil

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
@@ -421,5 +423,71 @@ func TestTheServersDefaultPolicy(t *testing.T) {
 	if _, err := directory.New(directory.Config{URLs: []string{"ldaps://x"}, BindDN: "cn=a", BindPassword: "p", BaseDN: "dc=x",
 		DefaultPasswordPolicy: slapdtest.DefaultPolicyDN}, nil, nil); err == nil || !strings.Contains(err.Error(), "openldap") {
 		t.Errorf("default_password_policy with the active_directory flavor: %v; want refused", err)
+	}
+}
+
+// TestAnUnreadableDefaultPolicy: default_password_policy naming an entry
+// the service account cannot read (none there, a DN that is no policy)
+// refuses the accounts under the server's default policy, with a problem
+// that says so, and logs it, rather than hold them to no policy (whose
+// expired password would pass through their keys, tokens and sessions);
+// CheckDefaultPolicy, which a start runs, tells it at once. An account
+// with a readable policy of its own is not touched, and once the entry
+// can be read the others are active again.
+func TestAnUnreadableDefaultPolicy(t *testing.T) {
+	s := ppolicyServer(t, map[string]string{"own": "pwdLockout: TRUE\n"})
+	s.AddUser("hank", "hank password", "", slapdtest.OperatorsDN)
+	ivy := s.AddUser("ivy", "ivy password", "", slapdtest.OperatorsDN)
+	s.Modify(underPolicy(ivy, "own"))
+	s.AddUser("jo", "jo password", "", slapdtest.OperatorsDN)
+	s.Modify("dn: uid=jo," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
+	ctx := context.Background()
+	for _, dn := range []string{slapdtest.DefaultPolicyDN, slapdtest.PeopleDN} { // missing; not a policy
+		cfg := config(s)
+		cfg.DefaultPasswordPolicy = dn
+		cfg.StatusTTL = caddy.Duration(time.Second)
+		d, err := directory.New(cfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		core, logs := observer.New(zap.ErrorLevel)
+		d.SetLogger(zap.New(core))
+		if err := d.CheckDefaultPolicy(); err == nil || errors.Is(err, directory.ErrUnavailable) || !strings.Contains(err.Error(), dn) {
+			t.Errorf("CheckDefaultPolicy of %s: %v; want an error naming it, not unavailable", dn, err)
+		}
+		if e, err := d.Refresh(ctx, "hank"); err != nil || e.Active() || e.Problem != directory.ProblemPolicyUnreadable {
+			t.Errorf("hank under the default policy %s, which cannot be read: %+v, %v; want refused, %q", dn, e, err, directory.ProblemPolicyUnreadable)
+		}
+		if _, err := d.Bind(ctx, "hank", "hank password"); err != nil {
+			t.Errorf("hank's right password: %v", err) // the bind passes; the status refuses
+		}
+		if e, err := d.Refresh(ctx, "jo"); err != nil || e.Problem != "disabled" {
+			t.Errorf("jo, disabled, under the unreadable policy: %+v, %v; want disabled told first", e, err)
+		}
+		if e, err := d.Refresh(ctx, "ivy"); err != nil || !e.Active() {
+			t.Errorf("ivy under her own readable policy: %+v, %v; want active", e, err)
+		}
+		if logs.FilterField(zap.String("policy", dn)).Len() == 0 {
+			t.Errorf("the unreadable policy %s was not logged: %v", dn, logs.All())
+		}
+		d.Close()
+	}
+
+	// The entry made: read again once status_ttl passed.
+	cfg := config(s)
+	cfg.DefaultPasswordPolicy = slapdtest.DefaultPolicyDN
+	cfg.StatusTTL = caddy.Duration(time.Second)
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, _ := d.Refresh(ctx, "hank"); e.Problem != directory.ProblemPolicyUnreadable {
+		t.Fatalf("hank before the entry exists: %+v", e)
+	}
+	s.Modify("dn: " + slapdtest.DefaultPolicyDN + "\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\ncn: default\npwdAttribute: userPassword\n")
+	eventually(t, d, "hank", func(e directory.Entry) bool { return e.Active() })
+	if err := d.CheckDefaultPolicy(); err != nil {
+		t.Errorf("CheckDefaultPolicy once the entry exists: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -8,6 +10,7 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+	"go.uber.org/zap"
 )
 
 // passwordPolicy is what Gatehouse reads of an OpenLDAP account's password
@@ -55,7 +58,8 @@ func generalizedTime(v string) (time.Time, bool) {
 
 // policies caches the password policies read, by DN, for as long as the
 // status of an account is (status_ttl): one search per policy and period,
-// not one per account.
+// not one per account. An entry that cannot be read is cached as such for
+// as long (its err set), and logged once per period.
 type policies struct {
 	mu   sync.Mutex
 	read map[string]policyRead
@@ -63,37 +67,80 @@ type policies struct {
 
 type policyRead struct {
 	policy passwordPolicy
+	err    error
 	at     time.Time
 }
 
+// errPolicyUnreadable is a password policy entry the directory answered
+// for but did not give: no such entry (a wrong DN, or one the service
+// account may not see: slapd answers noSuchObject), no pwdPolicy entry
+// there, or one whose pwdAttribute (which every pwdPolicy has) the
+// service account may not read.
+var errPolicyUnreadable = errors.New("the password policy entry cannot be read")
+
+// ProblemPolicyUnreadable is the Problem of an OpenLDAP account under the
+// server's default policy when the entry default_password_policy names
+// cannot be read: Gatehouse cannot tell when its password expires or its
+// lockout ends, and refuses it rather than skip the policy.
+const ProblemPolicyUnreadable = "under a password policy Gatehouse cannot read (default_password_policy)"
+
 // policyOf returns the policy entry dn names (an account's
-// pwdPolicySubentry: that entry alone, as the server reads it, not one
-// below it), read at most once per ttl; an empty dn, or one that cannot be
-// read (the service account may not, or the directory did not answer), is
-// an unknown policy, read again at the next lookup.
-func (d *Directory) policyOf(dn string, now time.Time) passwordPolicy {
+// pwdPolicySubentry, or default_password_policy: that entry alone, as the
+// server reads it, not one below it), read at most once per ttl. An empty
+// dn is an unknown policy. An entry the directory did not give is an
+// error wrapping errPolicyUnreadable (cached and logged once per ttl); a
+// directory that did not answer, one wrapping ErrUnavailable (read again
+// at the next lookup): never an unknown policy taken for a read one.
+func (d *Directory) policyOf(dn string, now time.Time) (passwordPolicy, error) {
 	if dn == "" {
-		return passwordPolicy{}
+		return passwordPolicy{}, nil
 	}
 	ttl := time.Duration(d.cfg.StatusTTL)
 	d.policies.mu.Lock()
 	r, ok := d.policies.read[strings.ToLower(dn)]
 	d.policies.mu.Unlock()
 	if ok && now.Sub(r.at) < ttl {
-		return r.policy
+		return r.policy, r.err
 	}
-	entries, err := d.pool.searchScope("search_policy", dn, ldap.ScopeBaseObject, "(objectClass=pwdPolicy)", []string{"pwdLockoutDuration", "pwdMaxAge"})
-	if err != nil || len(entries) != 1 {
-		return passwordPolicy{}
+	entries, err := d.pool.searchScope("search_policy", dn, ldap.ScopeBaseObject, "(objectClass=pwdPolicy)",
+		[]string{"pwdAttribute", "pwdLockoutDuration", "pwdMaxAge"})
+	var p passwordPolicy
+	switch {
+	case err != nil && (isNetworkError(err) || errors.Is(err, ErrUnavailable)):
+		return passwordPolicy{}, unavailable(err)
+	case err != nil:
+		err = fmt.Errorf("%w: %s: %w", errPolicyUnreadable, dn, scrub(err))
+	case len(entries) != 1:
+		err = fmt.Errorf("%w: %s: no pwdPolicy entry there the service account may read", errPolicyUnreadable, dn)
+	case entries[0].GetAttributeValue("pwdAttribute") == "":
+		err = fmt.Errorf("%w: %s: the service account may not read its pwdAttribute", errPolicyUnreadable, dn)
+	default:
+		p = policyOfEntry(entries[0])
 	}
-	p := policyOfEntry(entries[0])
+	if err != nil {
+		d.log.Error("directory: a password policy cannot be read; accounts under it are treated as described in docs/operators/directory.md (default_password_policy)",
+			zap.String("policy", dn), zap.Error(err))
+	}
 	d.policies.mu.Lock()
 	if d.policies.read == nil || len(d.policies.read) > maxPolicies {
 		d.policies.read = map[string]policyRead{} // a directory holds a few policies; a bound all the same
 	}
-	d.policies.read[strings.ToLower(dn)] = policyRead{policy: p, at: now}
+	d.policies.read[strings.ToLower(dn)] = policyRead{policy: p, err: err, at: now}
 	d.policies.mu.Unlock()
-	return p
+	return p, err
+}
+
+// CheckDefaultPolicy reads the entry default_password_policy names now
+// (nil without the option): an error wrapping ErrUnavailable when the
+// directory does not answer, another when it answers without the entry.
+// A start runs it, so that the operator learns of a wrong DN or a missing
+// read right from the log at once, not from refused sign-ins.
+func (d *Directory) CheckDefaultPolicy() error {
+	if d.cfg.DefaultPasswordPolicy == "" {
+		return nil
+	}
+	_, err := d.policyOf(d.cfg.DefaultPasswordPolicy, d.now())
+	return err
 }
 
 // maxPolicies bounds the policies cached.
