@@ -238,9 +238,17 @@ func (c Config) withDefaults() (Config, error) {
 			return c, errors.New("directory: default_password_policy is for the openldap flavor (Active Directory's policy is read from the account)")
 		}
 	}
+	groupBase, _ := ldap.ParseDN(c.GroupBaseDN) // checked above
 	for _, gr := range c.GroupRoles {
-		if _, err := ldap.ParseDN(gr.Group); err != nil || gr.Group == "" || gr.Role == "" {
+		dn, err := ldap.ParseDN(gr.Group)
+		if err != nil || gr.Group == "" || gr.Role == "" {
 			return c, fmt.Errorf("directory: group_role %q %q: a group DN and a role name", gr.Group, gr.Role)
+		}
+		// Groups are searched under group_base_dn: a group outside it is
+		// never found, and its mapping would never give its role.
+		if !groupBase.EqualFold(dn) && !groupBase.AncestorOfFold(dn) {
+			return c, fmt.Errorf("directory: group_role %q lies outside group_base_dn %q, where groups are searched: its members would never get %q (widen group_base_dn)",
+				gr.Group, c.GroupBaseDN, gr.Role)
 		}
 	}
 	return c, nil

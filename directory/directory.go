@@ -326,7 +326,7 @@ func (d *Directory) lookup(name string, marked bool) (Entry, error) {
 		return Entry{}, unavailable(err)
 	}
 	if e.primaryGroup != "" {
-		primary, err := d.primaryGroupsOf(e.primaryGroup, e.CheckedAt, marked)
+		primary, err := d.primaryGroupsOf(e.DN, e.primaryGroup, e.CheckedAt, marked)
 		if err != nil {
 			return Entry{}, unavailable(err)
 		}

@@ -17,6 +17,13 @@ import (
 // finds the group by its SID, the account's objectSid with the last
 // relative identifier replaced by the primaryGroupID (MS-ADTS 3.1.1.4.5.19;
 // MS-DTYP 2.4.2.2 for the SID's binary form), then that group's own groups.
+//
+// The primary group is membership wherever it lies (Domain Users is in
+// CN=Users, which a group_base_dn of OU=Groups leaves out), so it is
+// searched in the account's whole domain (the DC= part of its DN); the
+// groups it is in are searched like the account's own, under
+// group_base_dn (the mapped ones alone), and a group maps only when a
+// group_role names it, which must lie under group_base_dn (Config).
 
 // primaryGroupSID is the binary SID of the primary group of the account
 // whose objectSid is sid and primaryGroupID is rid, or false when either
@@ -63,18 +70,42 @@ type primaryGroupsRead struct {
 // maxPrimaryGroups bounds the primary groups cached.
 const maxPrimaryGroups = 256
 
+// domainOf is the DN of the domain that holds the entry dn: its DC=
+// part (DC=example,DC=test of CN=gus,CN=Users,DC=example,DC=test), or
+// fallback when it has none.
+func domainOf(dn, fallback string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil {
+		return fallback
+	}
+	first := len(parsed.RDNs)
+	for first > 0 {
+		rdn := parsed.RDNs[first-1]
+		if len(rdn.Attributes) != 1 || !strings.EqualFold(rdn.Attributes[0].Type, "DC") {
+			break
+		}
+		first--
+	}
+	if first == len(parsed.RDNs) {
+		return fallback
+	}
+	return (&ldap.DN{RDNs: parsed.RDNs[first:]}).String()
+}
+
 // primaryGroupsOf returns the DN of the group whose SID is sid followed by
 // the DNs of the groups it is in, read at most once per status_ttl, and
 // again for a read an administrator's refresh asked for (marked); none
-// when no group has the SID.
-func (d *Directory) primaryGroupsOf(sid string, now time.Time, marked bool) ([]string, error) {
+// when no group has the SID. The group is searched in the domain of the
+// account (its DN, userDN), wherever it lies there; the groups it is in
+// under group_base_dn.
+func (d *Directory) primaryGroupsOf(userDN, sid string, now time.Time, marked bool) ([]string, error) {
 	d.primary.mu.Lock()
 	r, ok := d.primary.read[sid]
 	d.primary.mu.Unlock()
 	if ok && !marked && now.Sub(r.at) < time.Duration(d.cfg.StatusTTL) {
 		return r.groups, nil
 	}
-	entries, err := d.pool.search("search_primary_group", d.cfg.GroupBaseDN, "(objectSid="+binaryFilterValue(sid)+")", []string{"1.1"})
+	entries, err := d.pool.search("search_primary_group", domainOf(userDN, d.cfg.GroupBaseDN), "(objectSid="+binaryFilterValue(sid)+")", []string{"1.1"})
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 		entries, err = nil, nil
 	}

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,45 @@ func TestPrimaryGroupSID(t *testing.T) {
 	} {
 		if got, ok := primaryGroupSID(c.sid, c.rid); ok {
 			t.Errorf("primaryGroupSID(%x, %q) = %x; want none", c.sid, c.rid, got)
+		}
+	}
+}
+
+// TestPrimaryGroupsDomain: the primary group is searched in the domain of
+// the account's DN, wherever the group lies there (Domain Users in
+// CN=Users, outside a group_base_dn of OU=Groups); a DN without DC= parts
+// falls back to group_base_dn.
+func TestPrimaryGroupsDomain(t *testing.T) {
+	for dn, want := range map[string]string{
+		"CN=gus,OU=Staff,DC=example,DC=test":          "DC=example,DC=test",
+		"cn=gus,ou=Staff,dc=Child,dc=example":         "dc=Child,dc=example",
+		`CN=Smith\, John,CN=Users,DC=example,DC=test`: "DC=example,DC=test",
+		"CN=gus,O=Example":                            "fallback",
+		"not a DN":                                    "fallback",
+	} {
+		if got := domainOf(dn, "fallback"); !strings.EqualFold(got, want) {
+			t.Errorf("domainOf(%q) = %q; want %q", dn, got, want)
+		}
+	}
+}
+
+// TestGroupRoleOutsideGroupBase: a group_role naming a group outside
+// group_base_dn, where groups are searched, would never map (the primary
+// group's mapping included): refused when the configuration loads.
+func TestGroupRoleOutsideGroupBase(t *testing.T) {
+	cfg := Config{URLs: []string{"ldaps://dc.example.test"}, BindDN: "CN=svc,DC=example,DC=test", BindPassword: "p",
+		BaseDN: "DC=example,DC=test", GroupBaseDN: "OU=Groups,DC=example,DC=test"}
+	for _, group := range []string{"CN=Staff,OU=Groups,DC=example,DC=test", "cn=staff,ou=groups,dc=EXAMPLE,dc=test",
+		"CN=Deep,OU=Plant,OU=Groups,DC=example,DC=test", "OU=Groups,DC=example,DC=test"} {
+		cfg.GroupRoles = []GroupRole{{Group: group, Role: "reader"}}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("group_role %q under group_base_dn: %v", group, err)
+		}
+	}
+	for _, group := range []string{"CN=Domain Users,CN=Users,DC=example,DC=test", "CN=Staff,OU=Groups,DC=other,DC=test", "DC=example,DC=test"} {
+		cfg.GroupRoles = []GroupRole{{Group: group, Role: "reader"}}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "outside group_base_dn") {
+			t.Errorf("group_role %q outside group_base_dn: %v; want refused", group, err)
 		}
 	}
 }

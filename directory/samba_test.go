@@ -156,6 +156,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 		}
 	}
 	checkPrimaryGroupRefresh(ctx, t, cfg, run)
+	checkPrimaryGroupOutsideGroupBase(ctx, t, cfg, run)
 	checkLockoutEnds(ctx, t, d, run)
 	run("user", "disable", "frank")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -239,5 +240,27 @@ func checkPrimaryGroupRefresh(ctx context.Context, t *testing.T, cfg directory.C
 	defer run("group", "addmembers", "Everyone-Staff", "Domain Users")
 	if e, err := long.Status(ctx, "gus", "refresh-1"); err != nil || !slices.Equal(e.Roles, []string{"staff"}) {
 		t.Fatalf("gus after Domain Users left Everyone-Staff, on a refresh: %+v, %v; want staff alone", e, err)
+	}
+}
+
+// checkPrimaryGroupOutsideGroupBase: with group_base_dn OU=Groups, the
+// primary group Domain Users (in CN=Users, outside it) is still gus's
+// membership, as Active Directory counts it: the mapped group in OU=Groups
+// that holds Domain Users gives him its role. A mapped group outside
+// group_base_dn is refused by the configuration (TestGroupRoleOutsideGroupBase).
+func checkPrimaryGroupOutsideGroupBase(ctx context.Context, t *testing.T, cfg directory.Config, run func(...string)) {
+	t.Helper()
+	run("ou", "add", "OU=Groups,DC=example,DC=test")
+	run("group", "add", "Plant-Staff", "--groupou=OU=Groups")
+	run("group", "addmembers", "Plant-Staff", "Domain Users")
+	cfg.GroupBaseDN = "OU=Groups,DC=example,DC=test"
+	cfg.GroupRoles = []directory.GroupRole{{Group: "CN=Plant-Staff,OU=Groups,DC=example,DC=test", Role: "plant"}}
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, err := d.Bind(ctx, "gus", "Passw0rd-Gus!"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"plant"}) {
+		t.Fatalf("gus, whose primary group Domain Users (outside group_base_dn) is in Plant-Staff (inside): %+v, %v; want active, plant", e, err)
 	}
 }
