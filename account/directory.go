@@ -168,8 +168,25 @@ func accountName(e directory.Entry, name string) (own string, ok bool) {
 
 // directoryRecord returns the Gatehouse record of the directory account
 // name, creating it on first use. A local account of the same name is a
-// conflict.
+// conflict, and so is any account whose name is name with its spaces and
+// '+' signs swapped when name has no record yet (a twinError): a local
+// account cannot be created beside such a twin either (CreateUser).
 func (s *Service) directoryRecord(ctx context.Context, name string, e directory.Entry) (*User, error) {
+	switch twin, err := s.plusSpaceTwin(ctx, name); {
+	case err != nil:
+		return nil, err
+	case twin != "":
+		switch cur, err := s.UserByCanonicalName(ctx, name); {
+		case err == nil && cur.FromDirectory():
+			return cur, nil // made before its twin (by an older version)
+		case err == nil:
+			return nil, failure.Conflict("user %q exists both in Gatehouse and in the directory; delete one", name)
+		case !errors.Is(err, failure.ErrNotFound):
+			return nil, err
+		}
+		return nil, twinError{failure.Conflict("the directory account %q cannot have a Gatehouse user: user %q exists, and clients that write a space as '+' in URLs would take the one for the other; rename one of them, or delete the Gatehouse user %q",
+			name, twin, twin)}
+	}
 	now := s.now().UTC()
 	u := &User{Username: name, ID: newID(), Roles: []string{}, Status: StatusActive, Source: SourceDirectory, DN: e.DN, DirectoryID: e.ID,
 		CreatedAt: now, UpdatedAt: now}

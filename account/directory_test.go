@@ -465,3 +465,65 @@ func TestDirectoryChecksTakeTheClientsShare(t *testing.T) {
 		t.Fatalf("dora from the first client once its share is free: %+v %v", res, err)
 	}
 }
+
+// TestDirectoryPlusAndSpaceTwinIsRefused: a directory account whose first
+// use would make its Gatehouse record beside a user whose name swaps its
+// spaces and '+' signs ("john smith" beside a local "john+smith") is
+// refused, as CreateUser refuses a local one (TestPlusAndSpaceTwinsAreRefused):
+// its right password is a blocked sign-in whose reason says why (in the
+// directory's audit events too), a wrong one a wrong password, the admin
+// API's lookup a 409, and no record is made. Once the twin is gone it
+// signs in.
+func TestDirectoryPlusAndSpaceTwinIsRefused(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("john smith", "john password", "", slapdtest.OperatorsDN)
+	var mu sync.Mutex
+	var events []directory.Event
+	cfg := slapdConfig(srv)
+	cfg.GroupRoles = []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "ops"}}
+	d, err := directory.New(cfg, nil, func(e directory.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := newTestService(t)
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, NewUser{Username: "john+smith"}); err != nil { // before the directory
+		t.Fatal(err)
+	}
+	s.SetDirectory(d)
+	res, err := s.SignIn(ctx, "John Smith", "john password", gate(GateOpen))
+	if err != nil || res.Outcome != OutcomeBlocked || !strings.HasPrefix(res.Reason, ReasonPlusSpaceTwin) || !strings.Contains(res.Reason, `"john+smith"`) {
+		t.Fatalf("john smith's right password beside the local john+smith: %+v, %v; want blocked, %q naming john+smith", res, err, ReasonPlusSpaceTwin)
+	}
+	mu.Lock()
+	reported := slices.ContainsFunc(events, func(e directory.Event) bool {
+		return e.Username == "john smith" && e.Failure && strings.Contains(e.What, "john+smith")
+	})
+	mu.Unlock()
+	if !reported {
+		t.Errorf("the refusal is not among the directory's audit events: %+v", events)
+	}
+	if res, err := s.SignIn(ctx, "john smith", "wrong", gate(GateOpen)); err != nil || res.Outcome != OutcomeWrong || res.Reason != ReasonWrongPassword {
+		t.Errorf("a wrong password for john smith: %+v, %v; want wrong password", res, err)
+	}
+	if res, err := s.SignIn(ctx, "john smith", "john password", gate(GateLockedOut)); err != nil || res.Outcome != OutcomeLocked {
+		t.Errorf("john smith locked out here: %+v, %v; want locked", res, err)
+	}
+	if _, err := s.DirectoryUser(ctx, "john smith"); failure.Status(err) != 409 || !strings.Contains(err.Error(), "john+smith") {
+		t.Errorf("the admin API's lookup of john smith: %v; want 409 naming john+smith", err)
+	}
+	if _, err := s.UserByCanonicalName(ctx, "john smith"); !errors.Is(err, failure.ErrNotFound) {
+		t.Errorf("a record was made for john smith beside john+smith: %v", err)
+	}
+	if err := s.DeleteUser(ctx, "john+smith"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.SignIn(ctx, "john smith", "john password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "john smith" {
+		t.Fatalf("john smith once john+smith is gone: %+v, %v; want signed in", res, err)
+	}
+	// And the other way round, as before: no local twin beside it.
+	if _, err := s.CreateUser(ctx, NewUser{Username: "john+smith"}); failure.Status(err) != 409 {
+		t.Errorf("a local john+smith beside the directory's john smith: %v; want 409", err)
+	}
+}

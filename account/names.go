@@ -143,6 +143,18 @@ func isDomain(name string, domains []string) bool {
 // HttpUtility.UrlEncode, Python's quote_plus) would reach the one when
 // they mean the other, through the admin API's and the ESA API's paths.
 func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
+	switch twin, err := s.plusSpaceTwin(ctx, name); {
+	case err != nil:
+		return err
+	case twin != "":
+		return failure.Conflict("user %q exists, and clients that write a space as '+' in URLs would take %q for it; choose another name", twin, name)
+	}
+	return nil
+}
+
+// plusSpaceTwin is the name of the account whose name is name with its
+// spaces and '+' signs swapped, "" when there is none.
+func (s *Service) plusSpaceTwin(ctx context.Context, name string) (string, error) {
 	twin := strings.Map(func(r rune) rune {
 		switch r {
 		case ' ':
@@ -154,14 +166,29 @@ func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
 	}, name)
 	canonical, err := NormalizeUsername(twin)
 	if twin == name || err != nil {
-		return nil // none, or no account can have it
+		return "", nil // none, or no account can have it
 	}
 	switch _, err := s.UserByCanonicalName(ctx, canonical); {
 	case err == nil:
-		return failure.Conflict("user %q exists, and clients that write a space as '+' in URLs would take %q for it; choose another name", canonical, name)
+		return canonical, nil
 	case errors.Is(err, failure.ErrNotFound):
-		return nil
+		return "", nil
 	default:
-		return err
+		return "", err
 	}
+}
+
+// twinError refuses a Gatehouse record to a directory account whose name
+// is another account's with its spaces and '+' signs swapped, as
+// CreateUser refuses a local one (refusePlusSpaceTwin): a 409 for the
+// admin API, and a sign-in refused with its reason (SignIn).
+type twinError struct{ err error }
+
+func (e twinError) Error() string { return e.err.Error() }
+func (e twinError) Unwrap() error { return e.err }
+
+// isTwinError reports whether err is a twinError.
+func isTwinError(err error) bool {
+	var t twinError
+	return errors.As(err, &t)
 }

@@ -52,6 +52,10 @@ const (
 	ReasonLocked          = "the user is locked after too many failed attempts; an administrator must unlock it"
 	ReasonBlocked         = "the account is blocked"
 	ReasonFailedBinds     = "too many wrong passwords checked against the directory for this name"
+	// ReasonPlusSpaceTwin: a directory account's right password, refused
+	// a Gatehouse record beside an account whose name swaps its spaces
+	// and '+' signs (as CreateUser refuses a local one).
+	ReasonPlusSpaceTwin = "the directory account's name is another user's with spaces and '+' swapped"
 )
 
 // SignInResult is the outcome of one sign-in.
@@ -194,7 +198,10 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		return SignInResult{}, err
 	}
 	res := SignInResult{Name: name, User: u}
-	fromDirectory := u != nil && u.FromDirectory() && s.dir != nil
+	// twin: an entry of the directory refused a record beside its
+	// '+'/space twin (signInRecord); its password is the directory's.
+	twin := u == nil && located != nil && located.Found
+	fromDirectory := (u != nil && u.FromDirectory() || twin) && s.dir != nil
 	bound, err := s.reserveBind(ctx, name, gate)
 	if err != nil {
 		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: OutcomeNotChecked, Name: name, User: u}))
@@ -249,9 +256,16 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	switch {
 	case errors.Is(checkErr, ErrBusy):
 		res.Outcome, res.Reason = OutcomeBusy, ReasonBusy
+	case gate != GateLockedOut && isTwinError(checkErr):
+		// The right password of a directory account refused a record
+		// beside its '+'/space twin: blocked, and said so (in the
+		// directory's audit events too, for the front ends that audit
+		// a blocked sign-in as a wrong password).
+		res.Outcome, res.Reason = OutcomeBlocked, ReasonPlusSpaceTwin+": "+checkErr.Error()
+		s.dir.Report(directory.Event{Username: name, What: "sign-in refused: " + checkErr.Error(), Failure: true})
 	case gate == GateLockedOut:
 		res.Outcome, res.Reason = OutcomeLocked, ReasonLocked
-	case refused && u == nil:
+	case refused && u == nil && !twin:
 		res.Outcome, res.Reason = OutcomeWrong, ReasonUnknownUser
 	case refused:
 		res.Outcome, res.Reason = OutcomeWrong, ReasonWrongPassword
@@ -371,8 +385,14 @@ func (s *Service) signInRecord(ctx context.Context, name string) (u *User, locat
 			return nil, &e, nil
 		}
 		u, err = s.entryAccount(ctx, name, e)
-		if errors.Is(err, failure.ErrNotFound) {
+		switch {
+		case errors.Is(err, failure.ErrNotFound):
 			e = directory.Entry{CheckedAt: e.CheckedAt} // no account Gatehouse can name
+			return nil, &e, nil
+		case isTwinError(err):
+			// No record beside its '+'/space twin: the entry, without one,
+			// so that its password is checked (the refusal then says why,
+			// SignIn) and a wrong one is counted like any other.
 			return nil, &e, nil
 		}
 		return u, &e, err

@@ -226,6 +226,10 @@ func (d *Directory) read(name, mark string) (Entry, error) {
 	return e, nil
 }
 
+// Report sends ev to the audit log, as the directory's own events go: for
+// a refusal the caller decides about an account of the directory.
+func (d *Directory) Report(ev Event) { d.notify(ev) }
+
 // describe is an entry's state in words, for the audit log.
 func describe(e Entry) string {
 	switch {
