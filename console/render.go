@@ -32,6 +32,7 @@ main{max-width:72rem;margin:1rem auto;padding:1rem 1.5rem;background:#fff;border
 h1{font-size:1.5rem;margin:0 0 1rem}h2{font-size:1.2rem;margin:1.5rem 0 .5rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d4da;vertical-align:top}
+.wrap{overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin:.5rem 0 .2rem}
 label.inline{display:inline;font-weight:400;margin-right:1rem}
 input,select,textarea{font:inherit;padding:.4rem;border:1px solid #6b7280;border-radius:.25rem;max-width:100%}
@@ -50,7 +51,8 @@ legend{font-weight:600}
 .secret{font-family:ui-monospace,monospace;word-break:break-all;background:#f4f5f7;padding:.5rem;width:100%}
 .muted{color:#4b5563}
 img{display:block;margin:1rem 0;max-width:100%;height:auto;image-rendering:pixelated}
-a{color:#1d4ed8}`
+a{color:#1d4ed8}
+@media (max-width:40rem){main{margin:0;border-radius:0;padding:.75rem}table{display:block;overflow-x:auto}}`
 
 var contentSecurityPolicy = func() string {
 	sum := sha256.Sum256([]byte(css))
