@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -62,16 +63,17 @@ const (
 //go:embed static/copy.js
 var copyScript []byte
 
-// CookieName is the console's SameSite=Strict cookie: a random value that
-// a browser sends only with requests made from this site's own pages, to
-// which every form's CSRF token is bound.
+// CookieName is the console's SameSite=Strict cookie, which a browser
+// sends only with requests made from this site's own pages, and to which
+// every form's CSRF token is bound. Its value is derived from the session
+// (strictCookie).
 const CookieName = "__Secure-gatehouse_console"
 
 const (
-	cookieBytes = 32
-	cookieLen   = 43 // base64url of cookieBytes
-	csrfPurpose = "console-csrf"
-	cookiePath  = "/gatehouse/"
+	cookieLen     = 43 // base64url of an HMAC-SHA256
+	cookiePurpose = "console-cookie"
+	csrfPurpose   = "console-csrf"
+	cookiePath    = "/gatehouse/"
 )
 
 // Console serves the console's pages.
@@ -264,7 +266,7 @@ func (c *Console) gate(w http.ResponseWriter, r *http.Request, adminOnly bool) (
 		return nil, false
 	}
 	v := &viewer{user: u, token: ck.Value, admin: admin, adminOnly: adminOnly, nonce: twofactor.RandomToken(nonceBytes)}
-	v.csrf = c.csrf(v, c.strictCookie(w, r))
+	v.csrf = c.csrf(v, c.strictCookie(w, r, v.token))
 	return v, true
 }
 
@@ -369,16 +371,28 @@ func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, clear bool) {
 	http.Redirect(w, r, sessioncookie.LoginPath+"?return="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 }
 
-// strictCookie returns the browser's console cookie, setting a new one
-// when it has none.
-func (c *Console) strictCookie(w http.ResponseWriter, r *http.Request) string {
-	if ck, err := r.Cookie(CookieName); err == nil && len(ck.Value) == cookieLen {
-		return ck.Value
+// strictCookie returns the console cookie's value for the session token,
+// setting it when the browser sent another or none. The value is derived
+// from the token (a keyed hash: no one without the keystore can compute
+// it), not drawn at random: pages loaded at the same time by a browser
+// that had none (tabs restored after a restart, which keeps the session
+// cookie but not this one) each set the same value, where random ones
+// overwrote each other and every tab but the last answered its forms
+// with "Form refused". A new session gets a new value.
+func (c *Console) strictCookie(w http.ResponseWriter, r *http.Request, token string) string {
+	value := c.strictValue(token)
+	if ck, err := r.Cookie(CookieName); err == nil && ck.Value == value {
+		return value
 	}
-	value := twofactor.RandomToken(cookieBytes)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: value, Path: cookiePath, HttpOnly: true, Secure: true,
 		SameSite: http.SameSiteStrictMode})
 	return value
+}
+
+// strictValue is the console cookie's value for the session token.
+func (c *Console) strictValue(token string) string {
+	sum := c.engine.Keystore.IndexSum(cookiePurpose, token)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // csrf is the forms' token: bound to the session and the console cookie.

@@ -1,8 +1,11 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +63,60 @@ func TestLongValuesWrap(t *testing.T) {
 		if !strings.Contains(css, rule) {
 			t.Errorf("the console's style lacks %q", rule)
 		}
+	}
+}
+
+// TestPagesLoadedTogetherShareTheConsoleCookie: two pages loaded at once
+// by a browser without the console cookie (tabs restored after a restart:
+// the session cookie outlives it) set the same cookie, so that the forms
+// of the page whose cookie was overwritten still pass; before, each page
+// drew a random cookie and every tab but the last answered its forms
+// with "Form refused". Another session gets another cookie.
+func TestPagesLoadedTogetherShareTheConsoleCookie(t *testing.T) {
+	e, b := newBrowser(t)
+	cookie := func(w *httptest.ResponseRecorder) string {
+		for _, ck := range w.Result().Cookies() {
+			if ck.Name == CookieName {
+				return ck.Value
+			}
+		}
+		return ""
+	}
+	first, second := get(b.c, b.v, Prefix+"roles"), get(b.c, b.v, Prefix+"users")
+	if cookie(first) == "" || cookie(first) != cookie(second) {
+		t.Fatalf("two pages of one session set console cookies %q and %q", cookie(first), cookie(second))
+	}
+	m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(first.Body.String())
+	if m == nil {
+		t.Fatalf("no CSRF field on the roles page:\n%s", first.Body)
+	}
+	// The first page's form, sent with the cookie the second page set.
+	form := url.Values{"action": {"delete"}, "name": {"admins"}, "nonce": {nonce()}, "csrf": {m[1]}}
+	r := httptest.NewRequest(http.MethodPost, "https://gh.test"+Prefix+"roles", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Origin", "https://gh.test")
+	r.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
+	r.AddCookie(&http.Cookie{Name: CookieName, Value: cookie(second)})
+	w := httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "are you sure?") {
+		t.Fatalf("the first page's form after the second page loaded: %d\n%s", w.Code, w.Body)
+	}
+	// A page that already has the cookie sets none.
+	g := httptest.NewRequest(http.MethodGet, "https://gh.test"+Prefix+"roles", nil)
+	g.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
+	g.AddCookie(&http.Cookie{Name: CookieName, Value: cookie(second)})
+	again := httptest.NewRecorder()
+	b.c.ServeHTTP(again, g)
+	if cookie(again) != "" {
+		t.Errorf("a page set the console cookie the browser already sent")
+	}
+	other, err := e.Sessions.Create(context.Background(), session.Session{Username: "root", UserID: b.v.user.ID,
+		Origin: session.OriginLogin, SecondFactor: true, Epoch: b.v.user.SessionEpoch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cookie(get(b.c, &viewer{token: other}, Prefix+"roles")); got == "" || got == cookie(first) {
+		t.Errorf("another session's console cookie %q (the first session's: %q)", got, cookie(first))
 	}
 }
