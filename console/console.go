@@ -239,7 +239,7 @@ func (c *Console) lostAccess(w http.ResponseWriter, r *http.Request, v *viewer, 
 		http.SetCookie(w, session.ClearCookie())
 		msg = "This also ended your own session: sign in again to go on."
 	}
-	c.render(w, nil, http.StatusOK, "message", view{Title: "Done", outcome: outcome{Notice: res.Notice, Error: msg}})
+	c.render(w, nil, http.StatusOK, "message", view{Title: "Done", SignIn: signInURL(r), outcome: outcome{Notice: res.Notice, Error: msg}})
 	return true
 }
 
@@ -364,11 +364,19 @@ func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, clear bool) {
 		http.SetCookie(w, session.ClearCookie())
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		c.message(w, nil, http.StatusUnauthorized, "Sign in", "Your session has ended. Sign in again.")
+		// Its "Sign in" link comes back to the page, as a GET's redirect does.
+		c.render(w, nil, http.StatusUnauthorized, "message", view{Title: "Sign in", SignIn: signInURL(r),
+			outcome: outcome{Error: "Your session has ended. Sign in again."}})
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, sessioncookie.LoginPath+"?return="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
+	http.Redirect(w, r, signInURL(r), http.StatusFound)
+}
+
+// signInURL is the login portal's address that comes back to the page of
+// r once signed in.
+func signInURL(r *http.Request) string {
+	return sessioncookie.LoginPath + "?return=" + url.QueryEscape(r.URL.RequestURI())
 }
 
 // strictCookie returns the console cookie's value for the session token,

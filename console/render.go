@@ -129,6 +129,9 @@ type view struct {
 	Admin bool
 	CSS   template.CSS
 	outcome
+	// SignIn is the message page's "Sign in" link (empty: the portal's
+	// own address), one that comes back to the page where a session ended.
+	SignIn string
 	// Page is the page's own data; Query its query parameters.
 	Page  any
 	Query map[string]string

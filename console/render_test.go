@@ -120,3 +120,19 @@ func TestPagesLoadedTogetherShareTheConsoleCookie(t *testing.T) {
 		t.Errorf("another session's console cookie %q (the first session's: %q)", got, cookie(first))
 	}
 }
+
+// TestEndedSessionSignsInBackToThePage: a form posted after the session
+// ended answers a page whose "Sign in" link comes back to the page the
+// form was on, as a GET's redirect does; it led to the bare portal, which
+// sends a signed-in browser to "/" (the upstream application).
+func TestEndedSessionSignsInBackToThePage(t *testing.T) {
+	e, b := newBrowser(t)
+	if err := e.Sessions.Delete(context.Background(), b.v.token); err != nil {
+		t.Fatal(err)
+	}
+	w := b.post(Prefix+"users?username=bob", url.Values{"action": {"end-sessions"}, "username": {"bob"}, "nonce": {nonce()}})
+	want := `href="/gatehouse/login?return=%2fgatehouse%2fconsole%2fusers%3fusername%3dbob" id="sign-in"`
+	if w.Code != http.StatusUnauthorized || !strings.Contains(strings.ToLower(w.Body.String()), want) {
+		t.Fatalf("a form after the session ended: %d, want a link %s\n%s", w.Code, want, w.Body)
+	}
+}
