@@ -547,6 +547,11 @@ type appKeysData struct {
 	Keys []appkey.View
 	Q    string
 	paging
+	// Here is the page's own address, search and page number included:
+	// its forms post to it, so that the answer to an action (and the
+	// confirmation page's "No, go back") shows the keys the operator was
+	// looking at, not the first page of all of them.
+	Here string
 }
 
 func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
@@ -561,6 +566,7 @@ func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	})
 	slices.SortFunc(keys, func(a, b appkey.View) int { return strings.Compare(a.Name, b.Name) })
 	d.Keys, d.paging = pageOf(keys, r)
+	d.Here = Prefix + "appkeys?" + url.Values{"q": {d.Q}, "page": {strconv.Itoa(d.Page)}}.Encode()
 	return d, nil
 }
 

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -134,5 +137,34 @@ func TestEndedSessionSignsInBackToThePage(t *testing.T) {
 	want := `href="/gatehouse/login?return=%2fgatehouse%2fconsole%2fusers%3fusername%3dbob" id="sign-in"`
 	if w.Code != http.StatusUnauthorized || !strings.Contains(strings.ToLower(w.Body.String()), want) {
 		t.Fatalf("a form after the session ended: %d, want a link %s\n%s", w.Code, want, w.Body)
+	}
+}
+
+// TestKeyActionsKeepTheListsPlace: the forms of the application keys page
+// post to the page with its search and page number, so that the answer to
+// an action (and the confirmation's "No, go back") shows the keys the
+// operator was looking at; they posted to the bare page, which answered
+// with the first page of every key.
+func TestKeyActionsKeepTheListsPlace(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}))
+	for i := range 30 {
+		if err := b.c.call(httptest.NewRequest(http.MethodPost, "/", nil), b.v, http.MethodPost, "/gatehouse/appkeys",
+			appkey.NewKey{Name: fmt.Sprintf("k%02d", i), Username: "bob"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const here = Prefix + "appkeys?page=2&amp;q=k"
+	page := get(b.c, b.v, Prefix+"appkeys?q=k&page=2").Body.String()
+	if n := strings.Count(page, `<form method="post" action="`+here+`"`); n != 5*5+2 {
+		t.Fatalf("%d forms post to %s, want the 5 of each of the 5 keys shown, purge and create:\n%s", n, here, page)
+	}
+	ask := b.post(Prefix+"appkeys?page=2&q=k", url.Values{"action": {"delete"}, "name": {"k27"}, "nonce": {nonce()}})
+	if !strings.Contains(ask.Body.String(), `href="`+here+`" id="cancel"`) {
+		t.Errorf("the confirmation's way back does not lead to page 2 of the search:\n%s", ask.Body)
+	}
+	done := b.post(Prefix+"appkeys?page=2&q=k", url.Values{"action": {"delete"}, "name": {"k27"}, "sure": {"yes"}, "nonce": {nonce()}})
+	if body := done.Body.String(); !strings.Contains(body, "Key k27 deleted") || !strings.Contains(body, "29 key(s), page 2 of 2") {
+		t.Errorf("after deleting a key of page 2: %d\n%s", done.Code, body)
 	}
 }
