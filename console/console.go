@@ -188,6 +188,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case err == nil && res.Download != nil:
 			res.Download.write(w)
 		case err == nil && res.Error != "":
+			res.Refill = refillable(f)
 			c.show(w, r, v, p, http.StatusBadRequest, res)
 		case err == nil && c.lostAccess(w, r, v, res):
 		case err == nil:
@@ -199,7 +200,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// none of it.
 			c.message(w, nil, failure.Status(err), "Refused", failure.Message(err)+" Nothing was changed.")
 		case failure.IsCallerError(err):
-			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err)})
+			c.show(w, r, v, p, failure.Status(err), outcome{Error: failure.Message(err), Refill: refillable(f)})
 		default:
 			c.fail(w, v, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,6 +120,25 @@ type outcome struct {
 	Once any
 	// Download, when set, is sent instead of a page.
 	Download *download
+	// Refill is what a form that changed nothing was sent with, but its
+	// secrets (refillable): the page draws that form filled with it, so
+	// that a mistake is corrected rather than typed again. Nil otherwise.
+	Refill url.Values
+}
+
+// refillable is what of form f a page may draw again: never a password, a
+// confirmation, a code, a secret or the form's own tokens.
+func refillable(f form) url.Values {
+	out := url.Values{}
+	for name, values := range f.values {
+		switch {
+		case name == "csrf" || name == "nonce" || name == "sure" || name == "code" || name == "setup",
+			strings.Contains(name, "password"), strings.Contains(name, "confirm"), strings.Contains(name, "secret"):
+			continue
+		}
+		out[name] = values
+	}
+	return out
 }
 
 // view is what the layout renders.

@@ -168,3 +168,35 @@ func TestKeyActionsKeepTheListsPlace(t *testing.T) {
 		t.Errorf("after deleting a key of page 2: %d\n%s", done.Code, body)
 	}
 }
+
+// TestRefusedFormIsDrawnFilled: a form that changed nothing (a refused
+// rule, a wrong confirmation password) is drawn again filled with what
+// was typed, but its secrets: the role being edited stays the one edited
+// (its form had turned into an empty "Create a role" one, the rules
+// typed gone), and the key form keeps its ten fields.
+func TestRefusedFormIsDrawnFilled(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}))
+	rules := "GET /ops/*\nGET /api*\nPOST /ops/run"
+	w := b.post(Prefix+"roles", url.Values{"action": {"save"}, "edit": {"admins"}, "name": {"admins"}, "rules": {rules},
+		"admin": {"true"}, "confirm": {"root password"}, "nonce": {nonce()}})
+	body := w.Body.String()
+	for _, want := range []string{`rule 2: path pattern`, `<input type="hidden" name="edit" value="admins">`, "Edit role admins",
+		`name="name" required value="admins"`, ">GET /ops/*\nGET /api*\nPOST /ops/run</textarea>", `id="role-admin" checked`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the refused role form lacks %q: %d\n%s", want, w.Code, body)
+		}
+	}
+	w = b.post(Prefix+"appkeys", url.Values{"action": {"create"}, "name": {"sync-1"}, "username": {"bob"},
+		"description": {"inventory <sync>"}, "tags": {"a, b"}, "confirm": {"not my password"}, "nonce": {nonce()}})
+	body = w.Body.String()
+	for _, want := range []string{"the confirmation password is not right", `id="key-name" name="name" required value="sync-1"`,
+		`value="bob"`, ">inventory &lt;sync&gt;</textarea>", `id="key-tags" name="tags" value="a, b"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the refused key form lacks %q: %d\n%s", want, w.Code, body)
+		}
+	}
+	if strings.Contains(body, "not my password") {
+		t.Error("the confirmation password was drawn into the page")
+	}
+}
