@@ -365,9 +365,15 @@ func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, clear bool) {
 		http.SetCookie(w, session.ClearCookie())
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		// Its "Sign in" link comes back to the page, as a GET's redirect does.
-		c.render(w, nil, http.StatusUnauthorized, "message", view{Title: "Sign in", SignIn: signInURL(r),
-			outcome: outcome{Error: "Your session has ended. Sign in again."}})
+		// Its "Sign in" link comes back to the page, as a GET's redirect
+		// does. A post without the session cookie at all is not told its
+		// session ended: a form sent from another site's page comes
+		// without it (SameSite) while the session lives on.
+		msg := "Your session has ended; nothing was changed. Sign in again."
+		if !clear {
+			msg = "This form came without your session (sent from another site's page, or after you signed out); nothing was changed. Sign in, or open the page again and send the form from there."
+		}
+		c.render(w, nil, http.StatusUnauthorized, "message", view{Title: "Sign in", SignIn: signInURL(r), outcome: outcome{Error: msg}})
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -210,6 +210,22 @@ func TestTwoTabsCannotTogetherLeaveTheViewerWithoutAdmin(t *testing.T) {
 	}
 }
 
+// TestOwnAccountIsNotBlockedHere: blocking the viewer's own account is
+// refused (400) and changes nothing, as deleting it is; another's is
+// blocked.
+func TestOwnAccountIsNotBlockedHere(t *testing.T) {
+	e, b := newBrowser(t)
+	ctx := context.Background()
+	w := b.post(Prefix+"users", url.Values{"action": {"status"}, "username": {"ROOT"}, "status": {"blocked"}, "nonce": {nonce()}})
+	if u, err := e.Accounts.User(ctx, "root"); w.Code != http.StatusBadRequest || err != nil || !u.Active() || !strings.Contains(w.Body.String(), "your own account") {
+		t.Fatalf("blocking root as root: %d, root %+v %v\n%s", w.Code, u, err, w.Body)
+	}
+	w = b.post(Prefix+"users", url.Values{"action": {"status"}, "username": {"bob"}, "status": {"blocked"}, "nonce": {nonce()}})
+	if u, err := e.Accounts.User(ctx, "bob"); w.Code != http.StatusOK || err != nil || u.Active() {
+		t.Fatalf("blocking bob: %d, bob %+v %v\n%s", w.Code, u, err, w.Body)
+	}
+}
+
 // TestActionEndingOwnAccessIsSaid: ending the viewer's own sessions
 // answers that it ended this one too, and clears the cookie, rather than
 // a page drawn as if nothing happened.

@@ -252,6 +252,10 @@ func usersPage() *page {
 				return outcome{Notice: "User " + u.Username + " created."}, nil
 			}),
 			"status": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
+				if f.get("status") == string(account.StatusBlocked) && c.isViewer(r, v, f.get("username")) {
+					// As deleting it: a blocked account opens no console page.
+					return outcome{}, failure.Invalid("you cannot block your own account here (it would shut you out of the console); sign out everywhere on your account page, or block it through the admin API")
+				}
 				if f.get("status") == string(account.StatusBlocked) { // takes access away: no confirmation in an emergency
 					return setStatus(c, r, v, f)
 				}

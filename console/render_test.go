@@ -138,6 +138,19 @@ func TestEndedSessionSignsInBackToThePage(t *testing.T) {
 	if w.Code != http.StatusUnauthorized || !strings.Contains(strings.ToLower(w.Body.String()), want) {
 		t.Fatalf("a form after the session ended: %d, want a link %s\n%s", w.Code, want, w.Body)
 	}
+	if !strings.Contains(w.Body.String(), "Your session has ended") {
+		t.Errorf("a form after the session ended is not told so:\n%s", w.Body)
+	}
+	// A form with no session cookie at all (sent from another site's
+	// page, which the browser sends without it) is not told its session
+	// ended: it may well live on.
+	r := httptest.NewRequest(http.MethodPost, "https://gh.test"+Prefix+"users", strings.NewReader("action=end-sessions&username=bob"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w = httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	if body := w.Body.String(); w.Code != http.StatusUnauthorized || strings.Contains(body, "session has ended") || !strings.Contains(body, "came without your session") {
+		t.Errorf("a form without a session cookie: %d\n%s", w.Code, body)
+	}
 }
 
 // TestKeyActionsKeepTheListsPlace: the forms of the application keys page
