@@ -238,7 +238,8 @@ func (a *App) parseSMS(d *caddyfile.Dispenser) error {
 // ESAHandler is http.handlers.gatehouse_esa: it serves the ESET Secure
 // Authentication API v1 (/auth/v1/…, /manage/users/v1/…) on a site, with
 // its own API credentials. Other paths go to the next handler without the
-// identity headers a client sent (the global header prefix's): a route
+// identity headers a client sent (the global header prefix's), in its
+// headers or its trailers: a route
 // that proxies them on without a gatehouse handler must not hand an
 // upstream a name the client chose.
 type ESAHandler struct {
@@ -279,9 +280,10 @@ func (h *ESAHandler) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !esa.Handles(r.URL.Path) {
-		h.identity.Strip(r.Header)
+		h.identity.StripRequest(r)
 		return next.ServeHTTP(w, r)
 	}
+	defer stripAnsweredESA(r, h.identity)
 	if !h.app.requests.enter() {
 		h.refuse(w, errReleased)
 		return nil
@@ -298,6 +300,19 @@ func (h *ESAHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	h.handler.ServeHTTP(w, r)
 	return nil
+}
+
+// stripAnsweredESA removes from an ESA API call, once it is answered, the
+// API credential (HTTP Basic with an API credential's password), the
+// body (a username, an OTP), its trailers and the identity headers the
+// client sent: a handler around gatehouse_esa may still send the request
+// on (intercept's handle_response with a reverse_proxy, for an error
+// page), as it may one the gatehouse handler answered.
+func stripAnsweredESA(r *http.Request, names guard.IdentityHeaders) {
+	names.Strip(r.Header)
+	r.Header.Del("Authorization")
+	r.Header.Del("Proxy-Authorization")
+	guard.DropBody(r)
 }
 
 // refuse answers 500, with no body, a call the ESA API cannot serve, err

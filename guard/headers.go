@@ -121,7 +121,35 @@ func (h *IdentityHeaders) stripTrailers(r *http.Request) {
 		return
 	}
 	h.stripTrailerFields(r.Trailer)
-	r.Body = &trailerStripper{ReadCloser: r.Body, h: h, r: r}
+	r.Body = &trailerStripper{ReadCloser: r.Body, strip: h.stripTrailerFields, r: r}
+}
+
+// StripRequest deletes the identity-prefixed headers of r (Strip) and
+// such fields of its trailers: the declared ones now, and again when its
+// body ends, as Go's server fills the trailers in from the wire then (a
+// chunked HTTP/1.1 body adds undeclared ones beside a declared one).
+// Handlers that pass a request on without judging it (gatehouse_esa on
+// the paths that are not the ESA API's) use it, so that a reverse proxy
+// after them forwards no identity a client chose, not even after the
+// body, where upstreams that merge trailers into the headers (Apache's
+// MergeTrailers) would read it.
+func (h *IdentityHeaders) StripRequest(r *http.Request) {
+	h.Strip(r.Header)
+	if r.Trailer == nil || r.Body == nil {
+		return
+	}
+	h.stripIdentityTrailerFields(r.Trailer)
+	r.Body = &trailerStripper{ReadCloser: r.Body, strip: h.stripIdentityTrailerFields, r: r}
+}
+
+// stripIdentityTrailerFields deletes the identity-prefixed fields from
+// trailer.
+func (h *IdentityHeaders) stripIdentityTrailerFields(trailer http.Header) {
+	for name := range trailer {
+		if h.matches(name) {
+			delete(trailer, name)
+		}
+	}
 }
 
 // stripTrailerFields deletes the identity-prefixed fields, the
@@ -139,18 +167,19 @@ func (h *IdentityHeaders) stripTrailerFields(trailer http.Header) {
 }
 
 // trailerStripper is a request body that strips the request's trailers
-// (stripTrailerFields) once it has been read to the end.
+// (strip: stripTrailerFields or stripIdentityTrailerFields) once it has
+// been read to the end.
 type trailerStripper struct {
 	io.ReadCloser
-	h *IdentityHeaders
-	r *http.Request
+	strip func(http.Header)
+	r     *http.Request
 }
 
 // Read implements io.Reader.
 func (t *trailerStripper) Read(p []byte) (int, error) {
 	n, err := t.ReadCloser.Read(p)
 	if err == io.EOF {
-		t.h.stripTrailerFields(t.r.Trailer)
+		t.strip(t.r.Trailer)
 	}
 	return n, err
 }
