@@ -39,7 +39,7 @@ func init() {
 // data directory; it serves the admin routes of connectors.
 func buildConnectors(d kindDeps) (plugin.Credential, adminapi.Provider, error) {
 	a := d.app
-	ca, err := connector.OpenCA(a.DataDir, d.engine.Keystore)
+	ca, err := connector.OpenForStore(d.ctx, d.engine.Store, a.DataDir, d.engine.Keystore)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connector CA: %w", err)
 	}

@@ -26,6 +26,7 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 )
@@ -382,5 +383,43 @@ func TestCSRErrorsAreClear(t *testing.T) {
 	}
 	if _, err := PublicKeyFromCSR(good); err != nil {
 		t.Fatalf("a good CSR: %v", err)
+	}
+}
+
+// TestOpenForStoreNamesAnotherCA: a connector-ca directory copied from
+// another instance (its key sealed with that instance's keystore) beside
+// the store and the keystore it belongs with is refused as another CA, by
+// the store's record, before its key is opened. It was refused as a key
+// that "does not decrypt with this keystore (was the keystore replaced?)",
+// which sent an operator restoring a backup after the right keystore. A
+// missing directory beside a store that names a CA is refused without
+// making a new CA there; the store's own CA opens.
+func TestOpenForStoreNamesAnotherCA(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	ctx := context.Background()
+	otherDir := t.TempDir()
+	other, _ := keystore.Open(filepath.Join(otherDir, "keystore.key"), true)
+	if _, err := OpenCA(otherDir, other); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenForStore(ctx, f.engine.Store, otherDir, f.ks)
+	if err == nil || !strings.Contains(err.Error(), "the store belongs to connector CA") || strings.Contains(err.Error(), "keystore") && strings.Contains(err.Error(), "replaced") {
+		t.Fatalf("another instance's connector-ca = %v; want refused as another connector CA", err)
+	}
+	missing := t.TempDir()
+	_, err = OpenForStore(ctx, f.engine.Store, missing, f.ks)
+	if err == nil || !strings.Contains(err.Error(), "restore") {
+		t.Fatalf("no connector-ca beside a store that names one = %v; want refused, restore it", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(missing, CADir)); !errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("a new CA was made beside a store that names another: %v", statErr)
+	}
+	own, err := OpenForStore(ctx, f.engine.Store, f.caDir, f.ks)
+	if err != nil || !own.cert.Equal(f.p.ca.cert) {
+		t.Fatalf("the store's own CA = %v; want it opened", err)
+	}
+	fresh := enginetest.New(t, engine.Config{}, nil)
+	if _, err := OpenForStore(ctx, fresh.Store, t.TempDir(), fresh.Keystore); err != nil {
+		t.Fatalf("a store that names no CA yet = %v; want a new CA", err)
 	}
 }

@@ -30,13 +30,15 @@ type fixture struct {
 	p      *Plugin
 	ks     *keystore.Keystore
 	now    time.Time
+	caDir  string
 }
 
 func newFixture(t testing.TB, cfg engine.Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	e := enginetest.New(t, cfg, nil)
-	ca, err := OpenCA(t.TempDir(), e.Keystore)
+	caDir := t.TempDir()
+	ca, err := OpenCA(caDir, e.Keystore)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func newFixture(t testing.TB, cfg engine.Config) *fixture {
 		t.Fatal(err)
 	}
 	e.Register(p)
-	f := &fixture{t: t, engine: e, p: p, ks: e.Keystore, now: time.Now()}
+	f := &fixture{t: t, engine: e, p: p, ks: e.Keystore, now: time.Now(), caDir: caDir}
 	p.now = func() time.Time { return f.now }
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "api", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)

@@ -19,9 +19,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
@@ -87,18 +89,64 @@ func checkSharedCA(ctx context.Context, st storage.Store, ca *CA) error {
 	if _, err := st.CompareAndSwap(ctx, caRecordKey, nil, want, 0); err != nil {
 		return fmt.Errorf("recording the connector CA: %w", err)
 	}
-	raw, err := st.Get(ctx, caRecordKey)
+	have, _, err := storeCA(ctx, st)
 	if err != nil {
-		return fmt.Errorf("reading the connector CA record: %w", err)
-	}
-	var have caRecord
-	if err := json.Unmarshal(raw, &have); err != nil {
-		return fmt.Errorf("the connector CA record is corrupt: %v", err)
+		return err
 	}
 	if have.Fingerprint != sum {
-		return fmt.Errorf("the store belongs to connector CA %q (SHA-256 %s) but this instance's %s directory holds %q (SHA-256 %s): "+
-			"instances sharing a store must share the connector-ca directory and the keystore; copy them from the first instance",
-			have.Subject, have.Fingerprint, CADir, ca.cert.Subject.CommonName, sum)
+		return anotherCA(have, ca)
 	}
 	return nil
+}
+
+// storeCA reads the connector CA the store names; known is false when it
+// names none yet.
+func storeCA(ctx context.Context, st storage.Store) (have caRecord, known bool, err error) {
+	raw, err := st.Get(ctx, caRecordKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return caRecord{}, false, nil
+	}
+	if err != nil {
+		return caRecord{}, false, fmt.Errorf("reading the connector CA record: %w", err)
+	}
+	if err := json.Unmarshal(raw, &have); err != nil {
+		return caRecord{}, false, fmt.Errorf("the connector CA record is corrupt: %v", err)
+	}
+	return have, true, nil
+}
+
+// anotherCA is the refusal of a CA other than the one the store names.
+func anotherCA(have caRecord, ca *CA) error {
+	return fmt.Errorf("the store belongs to connector CA %q (SHA-256 %s) but this instance's %s directory holds %q (SHA-256 %s): "+
+		"instances sharing a store must share the connector-ca directory and the keystore; copy them from the first instance "+
+		"(after a restore: the %s directory backed up with the store)",
+		have.Subject, have.Fingerprint, CADir, ca.cert.Subject.CommonName, fingerprint(ca.cert.Raw), CADir)
+}
+
+// OpenForStore opens the connector CA of dataDir for the store st (see
+// OpenCA), first checking its certificate against the CA the store names,
+// so that a connector-ca directory of another instance, whose key is
+// sealed with that instance's keystore, is refused as another CA rather
+// than as a key this keystore does not open (which sent operators after
+// the keystore), and so that a missing directory beside a store that names
+// a CA is refused without making a new CA in its place.
+func OpenForStore(ctx context.Context, st storage.Store, dataDir string, ks *keystore.Keystore) (*CA, error) {
+	have, known, err := storeCA(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		ca, err := LoadCACertificate(dataDir)
+		switch {
+		case errors.Is(err, ErrNoCA):
+			return nil, fmt.Errorf("the store belongs to connector CA %q (SHA-256 %s) but %s does not exist: restore it from the backup taken with the store, "+
+				"or copy it from an instance sharing the store (a new CA would not verify the connectors' certificates)",
+				have.Subject, have.Fingerprint, filepath.Join(dataDir, CADir))
+		case err != nil:
+			return nil, err
+		case fingerprint(ca.cert.Raw) != have.Fingerprint:
+			return nil, anotherCA(have, ca)
+		}
+	}
+	return OpenCA(dataDir, ks)
 }
