@@ -91,6 +91,7 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 			}
 		}
 	}
+	warnOfOtherSpillFiles(dataDir, spill, logger)
 	tags := p.tags
 	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: spill,
 		SpillTag: func(key string, event []byte) []byte {
@@ -99,6 +100,34 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 		},
 		OnRecord: decisionCounters.CountAuditEvent})
 	return p.audit
+}
+
+// warnOfOtherSpillFiles warns of each spill file in dataDir, other than
+// spill, that holds events: one written for another store location, which
+// only a start on that location writes to its store. The name is a hash of
+// the location, so a data_dir restored to another path or a Redis store
+// reached by another address (localhost for 127.0.0.1, another port, other
+// URL options) leaves the former file unread, which a restore or a move
+// gave no sign of. A config still draining after a reload that moved the
+// store may be writing such a file: the events reach that store.
+func warnOfOtherSpillFiles(dataDir, spill string, logger *zap.Logger) {
+	names, err := filepath.Glob(filepath.Join(dataDir, "audit-spill-*.jsonl"))
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if name == spill {
+			continue
+		}
+		info, err := os.Lstat(name)
+		if err != nil || !info.Mode().IsRegular() || info.Size() == 0 {
+			continue
+		}
+		logger.Warn("the data directory holds an audit spill file of another store location: its audit events are written only by a start on that location; "+
+			"if this store was moved or restored from there (another data_dir path, another Redis address or URL options), "+
+			"stop Caddy and rename the file to this store's spill file (if that one is empty): the next start writes them",
+			zap.String("path", name), zap.Int64("bytes", info.Size()), zap.String("this_store", spill))
+	}
 }
 
 // spillTagPrefix sets the tags of the audit spill file's lines apart from
