@@ -51,7 +51,8 @@ it (subscribed to its changes); a Redis source may be copied while in
 use. A Badger source is opened read-only, its files left as they
 are; one Caddy did not close (killed) is refused unless --recover lets
 migrate open it for writing, to replay its log first, as Caddy's next
-start would. Records whose expiry has passed are skipped; records without
+start would. A source that holds no record is refused (a mistyped
+location). Records whose expiry has passed are skipped; records without
 expiry stay without expiry. The destination must be empty: a copy deletes
 nothing, so records the destination held and the source lacks (a key or
 user deleted since, a token revoked) would come back. To move data back to
@@ -109,6 +110,14 @@ func runMigrate(out io.Writer, from, to string, source migrate.Role, into migrat
 		return fmt.Errorf("opening --from store: %w", err)
 	}
 	defer srcStore.Close()
+	// A source with no record is a location the instances do not use (a
+	// Redis database number or address mistyped): a copy of it, answered
+	// "copied 0 records" with success, was a backup of nothing.
+	if empty, err := holdsNoRecord(ctx, srcStore); err != nil {
+		return fmt.Errorf("reading --from store %s: %w", src, err)
+	} else if empty {
+		return fmt.Errorf("migrate: nothing copied: %s holds no records; check the location (the Redis database number and address, the data_dir) the instances use", src)
+	}
 	dstStore, err := dst.Open(ctx, migrate.Destination, log)
 	if err != nil {
 		return fmt.Errorf("opening --to store: %w", err)
@@ -131,6 +140,16 @@ func runMigrate(out io.Writer, from, to string, source migrate.Role, into migrat
 	}
 	fmt.Fprintf(out, "migrate: copied %d records (%d expired skipped) from %s to %s\n", res.Copied, res.Expired, src, dst)
 	return nil
+}
+
+// holdsNoRecord reports whether st holds no record at all.
+func holdsNoRecord(ctx context.Context, st storage.Store) (bool, error) {
+	empty := true
+	err := st.Scan(ctx, "", func(storage.Entry) error {
+		empty = false
+		return storage.ErrStopScan
+	})
+	return empty, err
 }
 
 // tagRecordsCommand is "caddy gatehouse tag-records": the upgrade step
