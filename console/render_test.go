@@ -28,7 +28,7 @@ func get(c *Console, v *viewer, target string) *httptest.ResponseRecorder {
 
 // TestAuditValuesAreIsolated: a path holding a right-to-left override
 // (U+202E), which any client can send without signing in, must not reorder
-// the rest of the audit row: without isolation "GET /x‮4.3.2.1 morf from
+// the rest of the audit row: without isolation "GET /x<U+202E>4.3.2.1 morf from
 // 127.0.0.1" is displayed as "GET /x1.0.0.721 morf from 4.3.2.1", the
 // address the request came from replaced by one the client chose.
 func TestAuditValuesAreIsolated(t *testing.T) {

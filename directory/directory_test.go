@@ -411,19 +411,27 @@ func TestAMemberOfManyGroups(t *testing.T) {
 func TestTheServersDefaultPolicy(t *testing.T) {
 	s := ppolicyServer(t, map[string]string{"default": "pwdLockout: TRUE\npwdMaxFailure: 2\npwdLockoutDuration: 2\n"})
 	s.AddUser("hank", "hank password", "", slapdtest.OperatorsDN)
-	cfg := config(s)
-	cfg.DefaultPasswordPolicy = slapdtest.DefaultPolicyDN
-	cfg.StatusTTL = caddy.Duration(time.Second)
-	d, err := directory.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := underDefaultPolicy(t, s, slapdtest.DefaultPolicyDN)
 	defer d.Close()
 	lockoutEnds(t, d, "hank")
 	if _, err := directory.New(directory.Config{URLs: []string{"ldaps://x"}, BindDN: "cn=a", BindPassword: "p", BaseDN: "dc=x",
 		DefaultPasswordPolicy: slapdtest.DefaultPolicyDN}, nil, nil); err == nil || !strings.Contains(err.Error(), "openldap") {
 		t.Errorf("default_password_policy with the active_directory flavor: %v; want refused", err)
 	}
+}
+
+// underDefaultPolicy is a directory of s with default_password_policy dn
+// and a status_ttl of a second; the caller closes it.
+func underDefaultPolicy(t *testing.T, s *slapdtest.Server, dn string) *directory.Directory {
+	t.Helper()
+	cfg := config(s)
+	cfg.DefaultPasswordPolicy = dn
+	cfg.StatusTTL = caddy.Duration(time.Second)
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // TestAnUnreadableDefaultPolicy: default_password_policy naming an entry
@@ -443,13 +451,7 @@ func TestAnUnreadableDefaultPolicy(t *testing.T) {
 	s.Modify("dn: uid=jo," + slapdtest.PeopleDN + "\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n")
 	ctx := context.Background()
 	for _, dn := range []string{slapdtest.DefaultPolicyDN, slapdtest.PeopleDN} { // missing; not a policy
-		cfg := config(s)
-		cfg.DefaultPasswordPolicy = dn
-		cfg.StatusTTL = caddy.Duration(time.Second)
-		d, err := directory.New(cfg, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := underDefaultPolicy(t, s, dn)
 		core, logs := observer.New(zap.ErrorLevel)
 		d.SetLogger(zap.New(core))
 		if err := d.CheckDefaultPolicy(); err == nil || errors.Is(err, directory.ErrUnavailable) || !strings.Contains(err.Error(), dn) {
@@ -474,13 +476,7 @@ func TestAnUnreadableDefaultPolicy(t *testing.T) {
 	}
 
 	// The entry made: read again once status_ttl passed.
-	cfg := config(s)
-	cfg.DefaultPasswordPolicy = slapdtest.DefaultPolicyDN
-	cfg.StatusTTL = caddy.Duration(time.Second)
-	d, err := directory.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := underDefaultPolicy(t, s, slapdtest.DefaultPolicyDN)
 	defer d.Close()
 	if e, _ := d.Refresh(ctx, "hank"); e.Problem != directory.ProblemPolicyUnreadable {
 		t.Fatalf("hank before the entry exists: %+v", e)
