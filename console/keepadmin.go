@@ -19,14 +19,17 @@ import (
 const (
 	// adminChangeLock is the store key of the lock.
 	adminChangeLock = "console-adminchange"
-	// adminChangeLockTTL bounds how long an instance that stopped while
-	// holding the lock keeps it; a change takes one admin API call.
-	adminChangeLockTTL = 30 * time.Second
 	// adminChangeWait is how long a change waits for the lock before it is
 	// refused as busy, and adminChangePoll how often it looks.
 	adminChangeWait = 10 * time.Second
 	adminChangePoll = 50 * time.Millisecond
 )
+
+// adminChangeLockTTL bounds how long an instance that stopped while
+// holding the lock keeps it; a change running longer (a role deleted from
+// a very large store's users) renews it every third of that. A variable
+// only for the tests.
+var adminChangeLockTTL = 30 * time.Second
 
 // errAdminChangeBusy answers a change that found the lock held throughout
 // adminChangeWait.
@@ -97,8 +100,23 @@ func (c *Console) lockAdminChanges(ctx context.Context) (unlock func(), err erro
 			return nil, err
 		}
 		if took {
+			held := context.WithoutCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				renew := time.NewTicker(adminChangeLockTTL / 3)
+				defer renew.Stop()
+				for {
+					select {
+					case <-done:
+						return
+					case <-renew.C:
+						_, _ = c.engine.Store.CompareAndSwap(held, adminChangeLock, mine, mine, adminChangeLockTTL) // not renewed: the change is about to end anyway or the store is down
+					}
+				}
+			}()
 			return func() {
-				_, _ = c.engine.Store.CompareAndSwap(context.WithoutCancel(ctx), adminChangeLock, mine, nil, 0) // not given back: it ends with its TTL
+				close(done)
+				_, _ = c.engine.Store.CompareAndSwap(held, adminChangeLock, mine, nil, 0) // not given back: it ends with its TTL
 			}, nil
 		}
 		if time.Now().After(deadline) {

@@ -210,6 +210,28 @@ func TestTwoTabsCannotTogetherLeaveTheViewerWithoutAdmin(t *testing.T) {
 	}
 }
 
+// TestAdminChangeLockIsKeptWhileHeld: a change that runs past the lock's
+// TTL keeps the lock (renewed), so no second change slips in under the
+// keep-an-admin check; given back, it is free at once.
+func TestAdminChangeLockIsKeptWhileHeld(t *testing.T) {
+	e, b := newBrowser(t)
+	ctx := context.Background()
+	defer func(ttl time.Duration) { adminChangeLockTTL = ttl }(adminChangeLockTTL)
+	adminChangeLockTTL = 1200 * time.Millisecond
+	unlock, err := b.c.lockAdminChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * adminChangeLockTTL)
+	if took, err := e.Store.CompareAndSwap(ctx, adminChangeLock, nil, []byte("other"), time.Minute); took || err != nil {
+		t.Fatalf("the lock was taken by another while held past its TTL: %t %v", took, err)
+	}
+	unlock()
+	if took, err := e.Store.CompareAndSwap(ctx, adminChangeLock, nil, []byte("other"), time.Minute); !took || err != nil {
+		t.Fatalf("the lock given back is not free: %t %v", took, err)
+	}
+}
+
 // TestOwnAccountIsNotBlockedHere: blocking the viewer's own account is
 // refused (400) and changes nothing, as deleting it is; another's is
 // blocked.
