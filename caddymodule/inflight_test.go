@@ -144,7 +144,7 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 }
 
 // startedApp provisions and starts an app on a data directory of its own.
-func startedApp(t *testing.T) *App {
+func startedApp(t testing.TB) *App {
 	t.Helper()
 	dir := t.TempDir() // removed after the context's cancel (cleanups run last in, first out)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
