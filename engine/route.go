@@ -85,7 +85,7 @@ type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) er
 func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	e := rt.engine
 	given := r // the caller's request, whose body its error routes read again
-	r, cleanPath, unclean := rt.guard.Inbound(r)
+	r, cleanPath, overrideHeaders, unclean := rt.guard.Inbound(r)
 
 	if r.URL.Path == JWKSPath {
 		w.Header().Set("Content-Type", "application/json")
@@ -124,7 +124,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	a := new(allowed) // the request's one allocation
 	verified := &a.verified
 	id := &verified.Identity
-	cred, proved, err := rt.check(r, cleanPath, id, false)
+	cred, proved, err := rt.check(r, cleanPath, id, false, overrideHeaders)
 	if r.TLS == nil && cred != nil && !rt.warnedCleartext.Load() {
 		rt.warnCleartext(r, cred.Method())
 	}
@@ -201,8 +201,10 @@ func (rt *Route) warnCleartext(r *http.Request, kind identity.Method) {
 // proved reports whether the credential was verified (id is then filled
 // in); cred is nil when no single credential was found. again is set for
 // the checks of an open stream, made with plugin.Rechecker where the kind
-// has it.
-func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity, again bool) (cred plugin.Credential, proved bool, err error) {
+// has it. overrideHeaders is false only for a request guard.Contract.Inbound
+// found without a method override header: its headers are not looked
+// through for them again.
+func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity, again, overrideHeaders bool) (cred plugin.Credential, proved bool, err error) {
 	e := rt.engine
 	if cred, err = rt.pick(r); err != nil {
 		return nil, false, err
@@ -213,7 +215,7 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	}
 	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	if err == nil {
-		err = guard.Overrides(r, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
+		err = guard.OverridesSeen(r, overrideHeaders, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
 	}
 	return cred, true, err
 }

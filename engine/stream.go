@@ -61,7 +61,7 @@ func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *ide
 		case <-ticker.C:
 		}
 		var id identity.Identity
-		_, _, err := rt.check(sent, cleanPath, &id, true)
+		_, _, err := rt.check(sent, cleanPath, &id, true, true)
 		if sent.Context().Err() != nil {
 			return // the stream ended while it was checked
 		}

@@ -128,7 +128,7 @@ func (w *responseWatch) stillAllowed(what string) error {
 	w.checked.Store(now)
 	sent := w.request()
 	var id identity.Identity
-	_, _, err := w.rt.check(sent, w.cleanPath, &id, true)
+	_, _, err := w.rt.check(sent, w.cleanPath, &id, true, true)
 	if w.ctx.Err() != nil {
 		return nil // the client left: the write fails on its own
 	}

@@ -90,23 +90,23 @@ var ErrUncleanPath = identity.BadRequest(`the request path has "." or ".." segme
 // clean, which rules match; a path that is not clean (IsClean) is
 // refused with ErrUncleanPath, as rules would judge its clean form while
 // the upstream gets it as sent ("/admin/../api/x" allowed as "/api/x").
-// Browsers never send such paths.
-func (c *Contract) Inbound(r *http.Request) (_ *http.Request, cleanPath string, err error) {
+// Browsers never send such paths. The headers are looked through once:
+// overrideHeaders reports whether one kept is a method override header,
+// for OverridesSeen.
+func (c *Contract) Inbound(r *http.Request) (_ *http.Request, cleanPath string, overrideHeaders bool, err error) {
 	// The trailers first, on the request as Caddy holds it: the body that
 	// strips them at its end must be the one Caddy's handle_errors routes
 	// read too, not only that of the copy made below.
 	c.names.stripTrailers(r)
-	if removed := c.names.Strip(r.Header); removed != nil {
+	removed, overrideHeaders := c.names.stripInbound(r.Header, !c.keepRewriteHeaders)
+	if removed != nil {
 		r = r.WithContext(context.WithValue(r.Context(), strippedKey{}, removed))
 	}
 	c.names.stripConnectionTokens(r.Header)
-	if !c.keepRewriteHeaders {
-		stripRewriteHeaders(r.Header)
-	}
 	if !IsClean(r.URL.Path) {
-		return r, "", ErrUncleanPath
+		return r, "", overrideHeaders, ErrUncleanPath
 	}
-	return r, r.URL.Path, nil
+	return r, r.URL.Path, overrideHeaders, nil
 }
 
 // strippedKey is the context key of the inbound identity-prefixed headers

@@ -34,7 +34,7 @@ func TestInboundStripsRefusesAndKeepsWhatItStripped(t *testing.T) {
 		r.Header.Set("X_Gatehouse_User", "root")
 		r.Header.Set("X-Original-URL", "/admin")
 		r.Header.Set("Connection", "keep-alive, X-Gatehouse-User")
-		out, clean, err := c.Inbound(r)
+		out, clean, _, err := c.Inbound(r)
 		if !errors.Is(err, tc.wantErr) {
 			t.Fatalf("%s: error %v, want %v", tc.path, err, tc.wantErr)
 		}
@@ -56,7 +56,7 @@ func TestInboundStripsRefusesAndKeepsWhatItStripped(t *testing.T) {
 	keep := guard.New(guard.Options{HeaderPrefix: "X-Gatehouse-", KeepRewriteHeaders: true})
 	r := httptest.NewRequest("GET", "/api/items", nil)
 	r.Header.Set("X-Original-URL", "/admin")
-	if out, _, _ := keep.Inbound(r); out.Header.Get("X-Original-URL") != "/admin" {
+	if out, _, _, _ := keep.Inbound(r); out.Header.Get("X-Original-URL") != "/admin" {
 		t.Error("KeepRewriteHeaders: X-Original-URL removed")
 	}
 }
@@ -146,5 +146,50 @@ func TestOverridesNamesEveryOtherMethodOnce(t *testing.T) {
 	refused := errors.New("refused")
 	if err := guard.Overrides(r, func(string) error { return refused }); !errors.Is(err, refused) {
 		t.Errorf("allow's error: %v", err)
+	}
+}
+
+// TestInboundFindsOverrideHeaders: Inbound reports a method override
+// header it kept, in any spelling, and only one it kept (not one under
+// the identity prefix, which it deleted), and OverridesSeen then reads the
+// headers as Overrides does; told there is none, it reads the query only.
+func TestInboundFindsOverrideHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, header string
+		want           bool
+	}{
+		{"X-Gatehouse-", "", false},
+		{"X-Gatehouse-", "X-Http-Method-Override", true},
+		{"X-Gatehouse-", "x_http_method", true},
+		{"X-Gatehouse-", "X-Method-Override", true},
+		{"X-Gatehouse-", "X-Original-Url", false},
+		{"X-Http-", "X-Http-Method-Override", false}, // an identity header of this prefix: deleted
+	} {
+		r := httptest.NewRequest("GET", "/api/x?_method=PUT", nil)
+		r.Header.Set("User-Agent", "test")
+		if tc.header != "" {
+			r.Header[tc.header] = []string{"DELETE"}
+		}
+		_, _, found, err := guard.New(guard.Options{HeaderPrefix: tc.prefix}).Inbound(r)
+		if err != nil || found != tc.want {
+			t.Errorf("%s with %q: override headers %t (%v), want %t", tc.prefix, tc.header, found, err, tc.want)
+		}
+		var seen, all []string
+		if err := guard.OverridesSeen(r, found, func(m string) error { seen = append(seen, m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := guard.Overrides(r, func(m string) error { all = append(all, m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(seen, ",") != strings.Join(all, ",") {
+			t.Errorf("%s with %q: OverridesSeen asked %q, Overrides %q", tc.prefix, tc.header, seen, all)
+		}
+	}
+	r := httptest.NewRequest("GET", "/api/x?_method=PUT", nil)
+	r.Header.Set("X-HTTP-Method-Override", "DELETE")
+	var asked []string
+	_ = guard.OverridesSeen(r, false, func(m string) error { asked = append(asked, m); return nil })
+	if len(asked) != 1 || asked[0] != "PUT" {
+		t.Errorf("told there is no override header: asked %q, want the query's PUT alone", asked)
 	}
 }

@@ -98,6 +98,27 @@ func (h *IdentityHeaders) Strip(header http.Header) (removed http.Header) {
 	return removed
 }
 
+// stripInbound is Strip, deleting the rewriteHeaders too when rewrite is
+// set, in one pass over header; overrides reports whether a header it
+// kept is one of the methodOverrides.
+func (h *IdentityHeaders) stripInbound(header http.Header, rewrite bool) (removed http.Header, overrides bool) {
+	for name, values := range header {
+		switch {
+		case h.matches(name):
+			if removed == nil {
+				removed = http.Header{}
+			}
+			removed[name] = values
+			delete(header, name)
+		case rewrite && isHeaderNamed(name, rewriteHeaders[:]):
+			delete(header, name)
+		case isHeaderNamed(name, methodOverrides[:]):
+			overrides = true
+		}
+	}
+	return removed, overrides
+}
+
 // controlTrailers are header names that must not arrive as request
 // trailers either (beside the methodOverrides, which Gatehouse did not
 // check there, and the rewriteHeaders), lower case with '-': a reverse
@@ -337,16 +358,6 @@ func stripOwnCookies(r *http.Request) {
 // X-Forwarded-Prefix — so they would reach a path Gatehouse did not
 // authorise. Lower case, '-' separated.
 var rewriteHeaders = [...]string{"x-original-url", "x-rewrite-url", "x-forwarded-prefix"}
-
-// stripRewriteHeaders deletes the rewriteHeaders from header, in any case
-// and with '_' for '-' (FastCGI and CGI read both alike).
-func stripRewriteHeaders(header http.Header) {
-	for name := range header {
-		if isHeaderNamed(name, rewriteHeaders[:]) {
-			delete(header, name)
-		}
-	}
-}
 
 // isHeaderNamed reports whether a header name is one of names (lower
 // case, '-' separated), in any case and with '_' for '-', without

@@ -27,12 +27,21 @@ const methodParam = "_method"
 // only with the methods its forms may name.) Without overrides it does
 // not allocate.
 func Overrides(r *http.Request, allow func(method string) error) error {
-	for name, values := range r.Header {
-		if !isHeaderNamed(name, methodOverrides[:]) {
-			continue
-		}
-		if err := allowMethods(r.Method, values, allow); err != nil {
-			return err
+	return OverridesSeen(r, true, allow)
+}
+
+// OverridesSeen is Overrides for a request whose headers were looked
+// through already (Contract.Inbound's overrideHeaders): with headers
+// false, r holds no method override header, and only its query is read.
+func OverridesSeen(r *http.Request, headers bool, allow func(method string) error) error {
+	if headers {
+		for name, values := range r.Header {
+			if !isHeaderNamed(name, methodOverrides[:]) {
+				continue
+			}
+			if err := allowMethods(r.Method, values, allow); err != nil {
+				return err
+			}
 		}
 	}
 	if r.URL.RawQuery != "" {
