@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -24,5 +26,24 @@ func TestRefusalCodes(t *testing.T) {
 		if status, code := failure.Status(c.refusal), refusalCode(c.refusal); status != c.status || code != c.code {
 			t.Errorf("%v: %d %q, want %d %q", c.refusal, status, code, c.status, c.code)
 		}
+	}
+}
+
+// TestLoopbackShortcutAgreesWithTheParse: the cleartext warning's
+// shortcut for a loopback client (isLoopbackIPv4) says loopback only for
+// addresses the parse it spares finds loopback.
+func TestLoopbackShortcutAgreesWithTheParse(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:40000", "127.0.0.1:", "127.0.0.1", "127.0.0.1:1:2", "127.0.0.10:80",
+		"127.0.0.2:80", "[::1]:80", "[::ffff:127.0.0.1]:80", "192.0.2.1:80", "127.0.0.1.example:80", "", "x127.0.0.1:80"} {
+		parsed := false
+		if ip, err := netip.ParseAddr(RemoteHost(&http.Request{RemoteAddr: addr})); err == nil {
+			parsed = ip.Unmap().IsLoopback()
+		}
+		if isLoopbackIPv4(addr) && !parsed {
+			t.Errorf("%q: the shortcut says loopback, the parse does not", addr)
+		}
+	}
+	if !isLoopbackIPv4("127.0.0.1:40000") {
+		t.Error("127.0.0.1:40000 not taken as loopback")
 	}
 }

@@ -185,6 +185,9 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 // warning is a false alarm, which the message says; from a loopback
 // peer (a sidecar, a test) it is not given.
 func (rt *Route) warnCleartext(r *http.Request, kind identity.Method) {
+	if isLoopbackIPv4(r.RemoteAddr) {
+		return
+	}
 	peer := RemoteHost(r)
 	if ip, err := netip.ParseAddr(peer); err == nil && ip.Unmap().IsLoopback() {
 		return
@@ -194,6 +197,16 @@ func (rt *Route) warnCleartext(r *http.Request, kind identity.Method) {
 			"serve this route over https (this is a false alarm behind a proxy that ends TLS; given once per route)",
 			zap.String("kind", string(kind)), zap.String("peer", peer), zap.String("host", r.Host))
 	}
+}
+
+// isLoopbackIPv4 reports, without parsing it, whether remoteAddr is
+// 127.0.0.1 and a port, as Go's server writes a loopback client's
+// address: the common case of a sidecar, checked on every request over
+// plain HTTP until a warning was given. Anything else is left to
+// warnCleartext's parse, which finds it loopback or not as before.
+func isLoopbackIPv4(remoteAddr string) bool {
+	port, ok := strings.CutPrefix(remoteAddr, "127.0.0.1:")
+	return ok && !strings.Contains(port, ":")
 }
 
 // check finds r's one credential, verifies it into id and re-checks its

@@ -83,7 +83,7 @@ func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opene
 	w.rt, w.opened, w.ctx = rt, opened, r.Context()
 	w.checked.Store(start.UnixNano())
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
-	w.authorization, w.appKey = r.Header.Get("Authorization"), r.Header.Get("Appkey")
+	w.authorization, w.appKey = guard.HeaderValue(r.Header, "Authorization"), guard.HeaderValue(r.Header, "Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
 	w.header = r.Header
 }

@@ -125,6 +125,17 @@ func StrippedHeader(r *http.Request, name string) []string {
 	return nil
 }
 
+// HeaderValue is the first value of the header name in h, as h.Get(name)
+// returns it, for a name already in canonical form ("Authorization"):
+// Get would canonicalise it again on every call, a cost per request on
+// the request path.
+func HeaderValue(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // ErrTwoAuthorizations refuses a request with more than one Authorization
 // header (SingleAuthorization).
 var ErrTwoAuthorizations = identity.BadRequest("more than one Authorization header was sent; send exactly one")

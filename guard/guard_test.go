@@ -193,3 +193,15 @@ func TestInboundFindsOverrideHeaders(t *testing.T) {
 		t.Errorf("told there is no override header: asked %q, want the query's PUT alone", asked)
 	}
 }
+
+// TestHeaderValueIsGet: for a canonical name, HeaderValue is what
+// Header.Get returns.
+func TestHeaderValueIsGet(t *testing.T) {
+	for _, h := range []http.Header{nil, {}, {"Authorization": nil}, {"Authorization": {}}, {"Authorization": {"a", "b"}}, {"Appkey": {""}}} {
+		for _, name := range []string{"Authorization", "Appkey"} {
+			if got, want := guard.HeaderValue(h, name), h.Get(name); got != want {
+				t.Errorf("%v %s: %q, Get %q", h, name, got, want)
+			}
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
@@ -107,10 +108,10 @@ func (c *Credential) isThrottled(key string) bool {
 // keeps being answered from the cache, without a hash, while guessers
 // elsewhere keep the name's shared count past the limit, and no request
 // is told a right guess that its own count would refuse. Nothing is
-// looked up (nor the client's network) when no window is open, and the
-// familiar networks only when the shared count is held.
-func (c *Credential) heldBack(r *http.Request, v verified) (bool, error) {
-	if time.Now().UnixNano() > c.throttledEnd.Load() {
+// looked up (nor the client's network) when no window is open at now,
+// and the familiar networks only when the shared count is held.
+func (c *Credential) heldBack(r *http.Request, v verified, now time.Time) (bool, error) {
+	if now.UnixNano() > c.throttledEnd.Load() {
 		return false, nil
 	}
 	network := clientnet.Of(c.engine.ClientIP(r))
@@ -132,12 +133,12 @@ func (*Credential) Challenge() string { return `Basic realm="gatehouse", charset
 
 // Present implements plugin.Credential.
 func (*Credential) Present(r *http.Request) bool {
-	_, ok := basicPayload(r.Header.Get("Authorization"))
+	_, ok := basicPayload(guard.HeaderValue(r.Header, "Authorization"))
 	return ok
 }
 
 // Strip implements plugin.Credential.
-func (*Credential) Strip(r *http.Request) { r.Header.Del("Authorization") }
+func (*Credential) Strip(r *http.Request) { delete(r.Header, "Authorization") }
 
 // basicPayload returns the base64 part of an "Authorization: Basic …" value
 // (scheme matched case-insensitively).
@@ -178,7 +179,7 @@ func ParseAuthorization(h string) (username, password string, ok bool) {
 
 // Authenticate implements plugin.Credential.
 func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
-	header := r.Header.Get("Authorization")
+	header := guard.HeaderValue(r.Header, "Authorization")
 	ctx := r.Context()
 	e := c.engine
 	// The verification cache is keyed by an HMAC of the credentials as sent
@@ -194,9 +195,10 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return identity.Identity{}, err // 503 now: a sign-in would wait on the store again
 		}
-		if err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !time.Now().Before(v.expires)) {
+		now := time.Now() // one clock read for both checks
+		if err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !now.Before(v.expires)) {
 			c.verified.Remove(string(sum[:]))
-		} else if held, err := c.heldBack(r, v); err != nil {
+		} else if held, err := c.heldBack(r, v, now); err != nil {
 			return identity.Identity{}, err // uncountable: fail closed
 		} else if !held {
 			return v.identity(), nil
@@ -221,7 +223,7 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		// Another request's sign-in, maybe from another network, counted
 		// in its network's counter: its success answers this request as
 		// the cached success it now is would, and no more.
-		held, err := c.heldBack(r, v)
+		held, err := c.heldBack(r, v, time.Now())
 		if err != nil {
 			return identity.Identity{}, err
 		}
@@ -251,7 +253,7 @@ var errPasswordChanged = identity.Unauthenticated("the password changed; sign in
 // is remembered (changed), so the other streams opened with it are
 // refused without another bind.
 func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
-	header := r.Header.Get("Authorization")
+	header := guard.HeaderValue(r.Header, "Authorization")
 	payload, _ := basicPayload(header)
 	if len(payload) > maxPayload {
 		return identity.Identity{}, errMalformed

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/storage"
@@ -32,12 +33,12 @@ func (*Plugin) Method() identity.Method { return identity.MethodConnector }
 
 // Present implements plugin.Credential: an "Authorization: Bearer" header.
 func (*Plugin) Present(r *http.Request) bool {
-	_, ok := bearerPayload(r.Header.Get("Authorization"))
+	_, ok := bearerPayload(guard.HeaderValue(r.Header, "Authorization"))
 	return ok
 }
 
 // Strip implements plugin.Credential.
-func (*Plugin) Strip(r *http.Request) { r.Header.Del("Authorization") }
+func (*Plugin) Strip(r *http.Request) { delete(r.Header, "Authorization") }
 
 // Challenge implements plugin.Challenger.
 func (*Plugin) Challenge() string { return `Bearer realm="gatehouse"` }
@@ -60,7 +61,7 @@ func (p *Plugin) Endpoints() []plugin.Endpoint {
 // certificate equals the token's x5t#S256) without hashing on every
 // request; it also refuses tokens bound to a superseded certificate.
 func (p *Plugin) Authenticate(r *http.Request) (identity.Identity, error) {
-	token, ok := bearerToken(r.Header.Get("Authorization"))
+	token, ok := bearerToken(guard.HeaderValue(r.Header, "Authorization"))
 	if !ok {
 		return identity.Identity{}, errMalformedToken
 	}
@@ -88,13 +89,14 @@ func (p *Plugin) boundAccessToken(ctx context.Context, token string, leaf *x509.
 	if err != nil {
 		return nil, err
 	}
-	if rec.Kind != kindAccess || !p.now().Before(rec.ExpiresAt) {
+	now := p.now() // one clock read for both checks
+	if rec.Kind != kindAccess || !now.Before(rec.ExpiresAt) {
 		return nil, errUnknownToken.For(rec.Username)
 	}
 	if leaf == nil {
 		return nil, errNoCertificate.For(rec.Username)
 	}
-	if !validAt(leaf, p.now()) {
+	if !validAt(leaf, now) {
 		// A connection set up before the certificate expired stays open,
 		// and client_auth modes that skip verification never check it.
 		return nil, errCertOutOfDate.For(rec.Username)
