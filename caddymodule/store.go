@@ -111,11 +111,20 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 // gave no sign of. A config still draining after a reload that moved the
 // store may be writing such a file: the events reach that store.
 func warnOfOtherSpillFiles(dataDir, spill string, logger *zap.Logger) {
-	names, err := filepath.Glob(filepath.Join(dataDir, "audit-spill-*.jsonl"))
+	// The directory is listed, not globbed: a data_dir holding a pattern
+	// character ('[', '*', '?', '\\') would make filepath.Glob match the
+	// files of other directories ("gate[1]" matching "gate1"), and name
+	// another instance's events as this store's to take.
+	entries, err := os.ReadDir(dataDir)
 	if err != nil {
 		return
 	}
-	for _, name := range names {
+	for _, entry := range entries {
+		base := entry.Name()
+		if !strings.HasPrefix(base, "audit-spill-") || !strings.HasSuffix(base, ".jsonl") {
+			continue
+		}
+		name := filepath.Join(dataDir, base)
 		if name == spill {
 			continue
 		}

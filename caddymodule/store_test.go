@@ -241,3 +241,43 @@ func TestSpillFileOfAnotherLocationIsWarnedOf(t *testing.T) {
 		t.Errorf("warning fields %v; want path %s, this_store %s and its size", fields, moved, own)
 	}
 }
+
+// TestSpillFileWarningStaysInItsDataDir: a data_dir whose path holds a
+// glob pattern character ("gate[1]") is listed as it is: the spill file of
+// a sibling directory the pattern would match ("gate1", another
+// instance's) is not named as this store's to take, and a file of another
+// location in its own directory still is.
+func TestSpillFileWarningStaysInItsDataDir(t *testing.T) {
+	root := t.TempDir()
+	dir, sibling := filepath.Join(root, "gate[1]"), filepath.Join(root, "gate1")
+	for _, d := range []string{dir, sibling} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := "badger:" + filepath.Join(dir, "badger")
+	db, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	line := `{"key":"audit/1","event":{},"tag":"00"}` + "\n"
+	others := auditSpillFile(sibling, "badger:"+filepath.Join(sibling, "badger"))
+	moved := auditSpillFile(dir, "badger:/var/lib/gatehouse-before-the-restore/badger")
+	for _, name := range []string{others, moved} {
+		if err := os.WriteFile(name, []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	p := &pooledStore{backend: db, key: key}
+	if _, err := p.records(context.Background(), newKeystore(t), CacheSize{Records: 1000}, zap.New(core)); err != nil {
+		t.Fatal(err)
+	}
+	l := p.auditLog(dir, zap.New(core), audit.Settings{})
+	defer l.Close()
+	warned := logs.FilterMessageSnippet("another store location").All()
+	if len(warned) != 1 || warned[0].ContextMap()["path"] != moved {
+		t.Fatalf("warnings of spill files of another location: %v; want one, for %s (not %s, another directory's)", warned, moved, others)
+	}
+}
