@@ -106,7 +106,12 @@ func (d *Directory) policyOf(dn string, now time.Time) (passwordPolicy, error) {
 		[]string{"pwdAttribute", "pwdLockoutDuration", "pwdMaxAge"})
 	var p passwordPolicy
 	switch {
-	case err != nil && (isNetworkError(err) || errors.Is(err, ErrUnavailable)):
+	case err != nil && !policyNotGiven(err):
+		// The directory did not carry the search out (not reached, busy,
+		// a time or administrative limit, an internal error): unavailable,
+		// as the account's own search is, and read again next time, not
+		// an unreadable entry cached for status_ttl, which would refuse
+		// every account under it for as long on one transient answer.
 		return passwordPolicy{}, unavailable(err)
 	case err != nil:
 		err = fmt.Errorf("%w: %s: %w", errPolicyUnreadable, dn, scrub(err))
@@ -128,6 +133,15 @@ func (d *Directory) policyOf(dn string, now time.Time) (passwordPolicy, error) {
 	d.policies.read[strings.ToLower(dn)] = policyRead{policy: p, err: err, at: now}
 	d.policies.mu.Unlock()
 	return p, err
+}
+
+// policyNotGiven reports whether err is the directory's answer that the
+// policy entry is not there for the service account: no such entry (or
+// one it may not see, which slapd answers alike), access refused, a DN
+// that is no DN, or an entry held by another server (a referral).
+func policyNotGiven(err error) bool {
+	return ldap.IsErrorAnyOf(err, ldap.LDAPResultNoSuchObject, ldap.LDAPResultInsufficientAccessRights,
+		ldap.LDAPResultInvalidDNSyntax, ldap.LDAPResultReferral)
 }
 
 // CheckDefaultPolicy reads the entry default_password_policy names now
