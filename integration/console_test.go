@@ -813,7 +813,8 @@ func linkHref(t *testing.T, pageURL, page, id string) string {
 	return ""
 }
 
-// auditReasons are the reasons of the audit page's event rows, in order.
+// auditReasons are the reasons of the audit page's event rows, in order,
+// as text.
 func auditReasons(t *testing.T, page string) []string {
 	t.Helper()
 	body := regexp.MustCompile(`(?s)<table id="events">.*?<tbody>(.*?)</tbody>`).FindStringSubmatch(page)
@@ -823,7 +824,8 @@ func auditReasons(t *testing.T, page string) []string {
 	var out []string
 	for _, row := range regexp.MustCompile(`(?s)<tr>(.*?)</tr>`).FindAllStringSubmatch(body[1], -1) {
 		cells := regexp.MustCompile(`(?s)<td>(.*?)</td>`).FindAllStringSubmatch(row[1], -1)
-		out = append(out, html.UnescapeString(cells[len(cells)-1][1]))
+		reason := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(cells[len(cells)-1][1], "") // its <bdi> wrapper
+		out = append(out, html.UnescapeString(reason))
 	}
 	return out
 }
