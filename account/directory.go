@@ -168,8 +168,9 @@ func accountName(e directory.Entry, name string) (own string, ok bool) {
 
 // directoryRecord returns the Gatehouse record of the directory account
 // name, creating it on first use. A local account of the same name is a
-// conflict, and so is any account whose name is name with its spaces and
-// '+' signs swapped when name has no record yet (a twinError): a local
+// conflict, and so is an account that clients writing a space as '+'
+// confuse with name (plusSpaceTwin) when name has no record yet (a
+// twinError): a local
 // account cannot be created beside such a twin either (CreateUser).
 func (s *Service) directoryRecord(ctx context.Context, name string, e directory.Entry) (*User, error) {
 	switch twin, err := s.plusSpaceTwin(ctx, name); {

@@ -137,11 +137,11 @@ func isDomain(name string, domains []string) bool {
 	return false
 }
 
-// refusePlusSpaceTwin is a 409 when an account exists whose name is name
-// with its spaces and '+' signs swapped ("john smith", "john+smith"):
-// clients that encode a space as '+' in a URL path (.NET's
-// HttpUtility.UrlEncode, Python's quote_plus) would reach the one when
-// they mean the other, through the admin API's and the ESA API's paths.
+// refusePlusSpaceTwin is a 409 when an account exists that clients
+// writing a space as '+' in a URL path (.NET's HttpUtility.UrlEncode,
+// Python's quote_plus, which write a '+' as %2B) confuse with name
+// (plusSpaceTwin): through the admin API's and the ESA API's paths they
+// would reach the one when they mean the other.
 func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
 	switch twin, err := s.plusSpaceTwin(ctx, name); {
 	case err != nil:
@@ -152,34 +152,82 @@ func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
 	return nil
 }
 
-// plusSpaceTwin is the name of the account whose name is name with its
-// spaces and '+' signs swapped, "" when there is none.
+// maxPlusSigns bounds the '+' signs of a name all of whose spaced variants
+// plusSpaceTwin looks for (2^maxPlusSigns names, in one read); a name with
+// more is checked against the variants with one '+', or every '+', a space.
+const maxPlusSigns = 10
+
+// errTwinFound ends plusSpaceTwin's read at the first twin.
+var errTwinFound = errors.New("twin found")
+
+// plusSpaceTwin is the name of an account that clients writing a space as
+// '+' confuse with name, "" when there is none. Such clients send every
+// name of a class — the names that are alike once each space is written
+// as '+' — as the one of the class without a space ("a b+c" and "a+b c"
+// both as "a+b+c"), so the twins that matter are that one and the others:
+// for a name with a space, the name with every space a '+'; for one
+// without, the names with some of its '+' signs spaces.
 func (s *Service) plusSpaceTwin(ctx context.Context, name string) (string, error) {
-	twin := strings.Map(func(r rune) rune {
-		switch r {
-		case ' ':
-			return '+'
-		case '+':
-			return ' '
-		}
-		return r
-	}, name)
-	canonical, err := NormalizeUsername(twin)
-	if twin == name || err != nil {
-		return "", nil // none, or no account can have it
+	var candidates []string
+	if strings.Contains(name, " ") {
+		candidates = []string{strings.ReplaceAll(name, " ", "+")}
+	} else {
+		candidates = spacedVariants(name)
 	}
-	switch _, err := s.UserByCanonicalName(ctx, canonical); {
-	case err == nil:
-		return canonical, nil
-	case errors.Is(err, failure.ErrNotFound):
+	var keys []string
+	for _, c := range candidates {
+		if canonical, err := NormalizeUsername(c); err == nil && canonical != name { // else no account can have it
+			keys = append(keys, userPrefix+canonical)
+		}
+	}
+	if len(keys) == 0 {
 		return "", nil
-	default:
+	}
+	var twin string
+	err := s.store.GetMany(ctx, keys, func(i int, _ []byte) error {
+		twin = strings.TrimPrefix(keys[i], userPrefix)
+		return errTwinFound
+	})
+	if err != nil && !errors.Is(err, errTwinFound) {
 		return "", err
 	}
+	return twin, nil
 }
 
-// twinError refuses a Gatehouse record to a directory account whose name
-// is another account's with its spaces and '+' signs swapped, as
+// spacedVariants are the names made of name (which has no space) with one
+// or more of its '+' signs written as spaces: every such name for up to
+// maxPlusSigns signs, else those with one sign, or every sign, a space.
+func spacedVariants(name string) []string {
+	var plus []int
+	for i := range len(name) {
+		if name[i] == '+' {
+			plus = append(plus, i)
+		}
+	}
+	variant := func(spaced func(k int) bool) string {
+		b := []byte(name)
+		for k, i := range plus {
+			if spaced(k) {
+				b[i] = ' '
+			}
+		}
+		return string(b)
+	}
+	var out []string
+	if len(plus) <= maxPlusSigns {
+		for set := 1; set < 1<<len(plus); set++ {
+			out = append(out, variant(func(k int) bool { return set&(1<<k) != 0 }))
+		}
+		return out
+	}
+	for one := range plus {
+		out = append(out, variant(func(k int) bool { return k == one }))
+	}
+	return append(out, variant(func(int) bool { return true }))
+}
+
+// twinError refuses a Gatehouse record to a directory account that
+// clients writing a space as '+' confuse with another (plusSpaceTwin), as
 // CreateUser refuses a local one (refusePlusSpaceTwin): a 409 for the
 // admin API, and a sign-in refused with its reason (SignIn).
 type twinError struct{ err error }
