@@ -739,6 +739,9 @@ func apiCredentialsPage() *page {
 			"create": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := map[string]any{"name": f.get("name"), "auth_api": f.get("auth_api") == "true",
 					"user_management_api": f.get("user_management_api") == "true"}
+				if in["auth_api"] == false && in["user_management_api"] == false { // the admin API's message names its JSON fields
+					return outcome{}, failure.Invalid("tick Auth API, User management API or both: a credential enabled for neither could make no call")
+				}
 				var out esa.NewCredentialView
 				if err := c.call(r, v, http.MethodPost, "/gatehouse/api-credentials", in, &out); err != nil {
 					return outcome{}, err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
@@ -211,5 +212,31 @@ func TestRefusedFormIsDrawnFilled(t *testing.T) {
 	}
 	if strings.Contains(body, "not my password") {
 		t.Error("the confirmation password was drawn into the page")
+	}
+}
+
+// TestCredentialWithoutAnAPIIsRefusedInTheFormsWords: an ESA API
+// credential with neither box ticked is refused (400) with the boxes'
+// labels, not the admin API's JSON field names.
+func TestCredentialWithoutAnAPIIsRefusedInTheFormsWords(t *testing.T) {
+	_, b := newBrowser(t)
+	w := b.post(Prefix+"api-credentials", url.Values{"action": {"create"}, "name": {"vpn"}, "confirm": {"root password"}, "nonce": {nonce()}})
+	if body := w.Body.String(); w.Code != http.StatusBadRequest || !strings.Contains(body, "tick Auth API, User management API or both") {
+		t.Fatalf("a credential for no API: %d\n%s", w.Code, body)
+	}
+}
+
+// TestDirectoryMobileNumberIsIsolated: a user's mobile number, which a
+// directory entry's owner may write, is drawn in its own <bdi>, so a
+// direction mark in it cannot reorder the rest of the line.
+func TestDirectoryMobileNumberIsIsolated(t *testing.T) {
+	e, b := newBrowser(t)
+	mobile := "+447700900123"
+	if _, err := e.Accounts.UpdateUser(context.Background(), "bob", account.UserPatch{MobileNumber: &mobile}); err != nil {
+		t.Fatal(err)
+	}
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor) // the page shows bob's factors
+	if page := get(b.c, b.v, Prefix+"users?username=bob").Body.String(); !strings.Contains(page, "mobile: <bdi>&#43;447700900123</bdi>") {
+		t.Fatalf("the mobile number is not isolated:\n%s", page)
 	}
 }
