@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,7 +152,9 @@ func (p *pool) dialOne(u string) (*ldap.Conn, error) {
 		return nil, err
 	}
 	c.SetTimeout(time.Duration(p.cfg.Timeout))
-	if p.cfg.StartTLS {
+	// StartTLS upgrades the ldap:// servers of the list; an ldaps:// one
+	// is TLS already, and refuses it ("ldap: already encrypted").
+	if p.cfg.StartTLS && strings.HasPrefix(u, "ldap://") {
 		if err := p.startTLS(c, u); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("starttls: %w", err)

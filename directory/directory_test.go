@@ -171,6 +171,26 @@ func TestStartTLS(t *testing.T) {
 	}
 }
 
+// TestStartTLSLeavesLDAPSAlone: starttls upgrades the ldap:// URLs of the
+// list; an ldaps:// one beside them (a failover server) is TLS from the
+// start and is used as it is, not sent a StartTLS it refuses ("ldap:
+// already encrypted", which made every ldaps:// server of a list with
+// starttls on unavailable).
+func TestStartTLSLeavesLDAPSAlone(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	c := config(s)
+	c.URLs, c.StartTLS = []string{fmt.Sprintf("ldap://127.0.0.1:%d", testport.Free(t)), s.TLSURL}, true // the first one dead
+	d, err := directory.New(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, err := d.Bind(context.Background(), "alice", "alice password"); err != nil || !e.Active() {
+		t.Fatalf("Bind over the ldaps:// URL of a list with starttls on = %+v, %v; want active", e, err)
+	}
+}
+
 // TestDirectoryFailoverAndOutage: a dead first URL fails over to the
 // next; with every server down, reads fail with ErrUnavailable (never a
 // pass) once the cached status is older than status_ttl, and service
