@@ -68,8 +68,8 @@ func checkDefaultPolicy(d *directory.Directory, log *zap.Logger, dn string) {
 		log.Warn("directory: default_password_policy could not be checked at start (the directory does not answer); it is read at each account's lookup",
 			zap.String("policy", dn), zap.Error(err))
 	case err != nil:
-		log.Error("directory: default_password_policy cannot be read: accounts under the server's default policy are refused until it can",
-			zap.String("policy", dn), zap.Error(err))
+		// Logged by the read itself (Directory.policyOf), once per
+		// status_ttl: not twice at start.
 	default:
 		log.Info("directory: default_password_policy read", zap.String("policy", dn))
 	}

@@ -454,6 +454,42 @@ func underDefaultPolicy(t *testing.T, s *slapdtest.Server, dn string) *directory
 	return d
 }
 
+// TestAnUnreadablePolicyIsLoggedForWhatItDoes: the error logged for a
+// policy entry that cannot be read says what happens to the accounts
+// under it. An account's own pwdPolicySubentry keeps it active (no expiry
+// read, a lockout until the next bind): its line must not say it is
+// default_password_policy, nor that accounts are refused, which sent an
+// operator to an option that was right; the default policy's line says
+// its accounts are refused.
+func TestAnUnreadablePolicyIsLoggedForWhatItDoes(t *testing.T) {
+	s := ppolicyServer(t, nil)
+	kim := s.AddUser("kim", "kim password", "", slapdtest.OperatorsDN)
+	missing := "cn=missing,ou=policies," + slapdtest.BaseDN
+	s.Modify("dn: " + kim + "\nchangetype: modify\nadd: pwdPolicySubentry\npwdPolicySubentry: " + missing + "\n")
+	s.AddUser("lou", "lou password", "", slapdtest.OperatorsDN)
+	d := underDefaultPolicy(t, s, slapdtest.DefaultPolicyDN) // not made: unreadable too
+	defer d.Close()
+	core, logs := observer.New(zap.ErrorLevel)
+	d.SetLogger(zap.New(core))
+	ctx := context.Background()
+	if e, err := d.Refresh(ctx, "kim"); err != nil || !e.Active() {
+		t.Fatalf("kim under her own unreadable policy: %+v, %v; want active, as before", e, err)
+	}
+	if e, err := d.Refresh(ctx, "lou"); err != nil || e.Problem != directory.ProblemPolicyUnreadable {
+		t.Fatalf("lou under the unreadable default policy: %+v, %v; want %q", e, err, directory.ProblemPolicyUnreadable)
+	}
+	own, def := logs.FilterField(zap.String("policy", missing)).All(), logs.FilterField(zap.String("policy", slapdtest.DefaultPolicyDN)).All()
+	if len(own) != 1 || len(def) != 1 {
+		t.Fatalf("logged for kim's policy %d times, for the default one %d times; want once each: %v", len(own), len(def), logs.All())
+	}
+	if m := own[0].Message; strings.Contains(m, "default_password_policy") || strings.Contains(m, "refused") || !strings.Contains(m, "pwdPolicySubentry") {
+		t.Errorf("an account's own unreadable policy logged as %q; want it named a pwdPolicySubentry, its accounts not refused", m)
+	}
+	if m := def[0].Message; !strings.Contains(m, "default_password_policy") || !strings.Contains(m, "refused") {
+		t.Errorf("the unreadable default policy logged as %q; want default_password_policy named, its accounts refused", m)
+	}
+}
+
 // TestAnUnreadableDefaultPolicy: default_password_policy naming an entry
 // the service account cannot read (none there, a DN that is no policy)
 // refuses the accounts under the server's default policy, with a problem

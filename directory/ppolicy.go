@@ -123,8 +123,17 @@ func (d *Directory) policyOf(dn string, now time.Time) (passwordPolicy, error) {
 		p = policyOfEntry(entries[0])
 	}
 	if err != nil {
-		d.log.Error("directory: a password policy cannot be read; accounts under it are treated as described in docs/operators/directory.md (default_password_policy)",
-			zap.String("policy", dn), zap.Error(err))
+		// Said for what it does to the accounts under it: the default
+		// policy refuses them, an account's own pwdPolicySubentry keeps
+		// them held to no policy (see lookup).
+		msg := "directory: a password policy an account's pwdPolicySubentry names cannot be read: accounts under it are held to no policy " +
+			"(a lockout lasts until their next successful bind, their passwords do not expire here) until the service account may read it " +
+			"(pwdAttribute, pwdLockoutDuration, pwdMaxAge)"
+		if strings.EqualFold(dn, d.cfg.DefaultPasswordPolicy) {
+			msg = "directory: default_password_policy cannot be read: accounts under the server's default policy are refused " +
+				"until the service account may read it (pwdAttribute, pwdLockoutDuration, pwdMaxAge)"
+		}
+		d.log.Error(msg, zap.String("policy", dn), zap.Error(err))
 	}
 	d.policies.mu.Lock()
 	if d.policies.read == nil || len(d.policies.read) > maxPolicies {
