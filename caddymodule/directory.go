@@ -39,6 +39,14 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 	// {env.NAME} placeholders, so that the password need not be in the
 	// config.
 	cfg.BindPassword = caddy.NewReplacer().ReplaceKnown(cfg.BindPassword, "")
+	if cfg.BindPassword == "" && a.Directory.BindPassword != "" {
+		// Not "bind_password is required" of a config that has one: the
+		// variable is missing where Caddy runs (a systemd unit without
+		// it), which caddy validate, run from a shell, does not see.
+		metrics.Unregister(registry)
+		return nil, fmt.Errorf("directory: bind_password %q is empty once its placeholders are replaced: set the variable in Caddy's environment (systemd: Environment= or EnvironmentFile=)",
+			a.Directory.BindPassword)
+	}
 	d, err := directory.New(cfg, metrics.Observe, notify)
 	if err != nil {
 		metrics.Unregister(registry)

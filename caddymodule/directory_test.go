@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,5 +112,30 @@ func TestValidateDirectoryOption(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s, on this machine: %v", local, err)
 		}
+	}
+}
+
+// TestAnUnsetBindPasswordVariableIsNamed: bind_password {env.NAME} with
+// NAME unset in Caddy's environment (a systemd unit without it) fails the
+// start naming the placeholder, not "bind_dn and bind_password are
+// required" of a config that has both. caddy validate, often run from a
+// shell without the service's environment, still passes it.
+func TestAnUnsetBindPasswordVariableIsNamed(t *testing.T) {
+	const placeholder = "{env.GATEHOUSE_TEST_UNSET_LDAP_PASSWORD}"
+	t.Setenv("GATEHOUSE_TEST_UNSET_LDAP_PASSWORD", "")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	a := &App{DataDir: t.TempDir(), Directory: &directory.Config{URLs: []string{"ldaps://127.0.0.1:1"}, BindDN: "cn=svc,dc=example,dc=test",
+		BindPassword: placeholder, BaseDN: "dc=example,dc=test", Flavor: directory.OpenLDAP}}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("Provision (caddy validate) with %s unset: %v; want it to pass", placeholder, err)
+	}
+	err := a.Start()
+	if err == nil {
+		a.Stop()
+		t.Fatalf("started with %s empty", placeholder)
+	}
+	if !strings.Contains(err.Error(), placeholder) || !strings.Contains(err.Error(), "environment") {
+		t.Errorf("start with %s unset: %v; want the placeholder and Caddy's environment named", placeholder, err)
 	}
 }
