@@ -42,7 +42,18 @@ type pool struct {
 	closed bool
 	// done is closed with the pool: it ends a wait for a place.
 	done chan struct{}
+
+	// failedMu guards failed: when each URL last failed to connect
+	// (dialServers tries those that failed within failedFor last).
+	failedMu sync.Mutex
+	failed   map[string]time.Time
 }
+
+// failedFor is how long a URL that could not be connected to is tried
+// after the others: a server that hangs would otherwise cost every new
+// connection (each password check opens one) a whole timeout before the
+// next URL is tried.
+const failedFor = 30 * time.Second
 
 // errClosed answers an operation started after the pool closed.
 var errClosed = fmt.Errorf("%w: the directory client was closed (its config replaced or stopped)", ErrUnavailable)
@@ -132,18 +143,50 @@ func (p *pool) dial() (*ldap.Conn, error) {
 // dialServers connects to the first server that answers, in the
 // configured order, and binds it as the service account, in a place
 // reserved.
+// A URL that failed within failedFor is tried after the others (still
+// tried: when they fail too, it may be back).
 func (p *pool) dialServers() (*ldap.Conn, error) {
 	var errs []error
-	for _, u := range p.cfg.URLs {
+	for _, u := range p.order() {
 		began := time.Now()
 		c, err := p.dialOne(u)
 		p.observe("connect", began, err)
+		p.failedMu.Lock()
+		if err != nil {
+			if p.failed == nil {
+				p.failed = map[string]time.Time{}
+			}
+			p.failed[u] = time.Now()
+		} else {
+			delete(p.failed, u)
+		}
+		p.failedMu.Unlock()
 		if err == nil {
 			return c, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// order is the URLs in the configured order, those that failed within
+// failedFor last.
+func (p *pool) order() []string {
+	p.failedMu.Lock()
+	defer p.failedMu.Unlock()
+	if len(p.failed) == 0 {
+		return p.cfg.URLs
+	}
+	urls := make([]string, 0, len(p.cfg.URLs))
+	var later []string
+	for _, u := range p.cfg.URLs {
+		if at, ok := p.failed[u]; ok && time.Since(at) < failedFor {
+			later = append(later, u)
+		} else {
+			urls = append(urls, u)
+		}
+	}
+	return append(urls, later...)
 }
 
 func (p *pool) dialOne(u string) (*ldap.Conn, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -188,6 +189,64 @@ func TestStartTLSLeavesLDAPSAlone(t *testing.T) {
 	defer d.Close()
 	if e, err := d.Bind(context.Background(), "alice", "alice password"); err != nil || !e.Active() {
 		t.Fatalf("Bind over the ldaps:// URL of a list with starttls on = %+v, %v; want active", e, err)
+	}
+}
+
+// TestAHungServerIsTriedLast: a first URL whose server accepts
+// connections but never answers (a hung domain controller) costs one
+// timeout, not one per new connection: a password is checked on a fresh
+// connection, so every sign-in waited the whole timeout on it before the
+// next URL was tried. Once it failed, the others are tried first for a
+// while; it is still tried when they fail.
+func TestAHungServerIsTriedLast(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
+	hung, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", testport.Free(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	var mu sync.Mutex
+	var held []net.Conn
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read by nobody, answered never
+			mu.Unlock()
+		}
+	}()
+	cfg := config(s)
+	cfg.URLs = []string{"ldaps://" + hung.Addr().String(), s.TLSURL}
+	cfg.Timeout = caddy.Duration(2 * time.Second)
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	if _, err := d.Bind(ctx, "alice", "alice password"); err != nil {
+		t.Fatalf("alice, the first URL hung: %v", err)
+	}
+	for _, name := range []string{"bob", "alice"} {
+		began := time.Now()
+		if _, err := d.Bind(ctx, name, name+" password"); err != nil {
+			t.Fatalf("%s, the first URL hung: %v", name, err)
+		}
+		if took := time.Since(began); took >= time.Duration(cfg.Timeout) {
+			t.Errorf("%s's password, checked after the hung server failed once, took %v: the hung server was tried again first", name, took)
+		}
 	}
 }
 
