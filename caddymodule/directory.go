@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
 // startDirectory connects the configured directory (none: nothing to do)
@@ -59,6 +61,8 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		metrics.Unregister(registry)
 		return nil, fmt.Errorf("indexing the directory accounts' records: %w", err)
 	}
+	warnOfUnknownRoles(a.ctx, func(ctx context.Context, name string) error { _, err := e.Accounts.Role(ctx, name); return err },
+		a.logger.Named("directory"), cfg.GroupRoles)
 	// The directory is dialled on first use (Caddy starts while it is
 	// down), so default_password_policy is checked beside the start: a
 	// wrong DN, or one the service account may not read, is logged now,
@@ -80,6 +84,20 @@ func checkDefaultPolicy(d *directory.Directory, log *zap.Logger, dn string) {
 		// status_ttl: not twice at start.
 	default:
 		log.Info("directory: default_password_policy read", zap.String("policy", dn))
+	}
+}
+
+// warnOfUnknownRoles warns of each group_role whose role role finds
+// missing (failure.ErrNotFound): its group's members get nothing from it
+// until the role is created (roles are the store's, made at any time, so
+// this is no error). Another error (a store not answering yet) says
+// nothing.
+func warnOfUnknownRoles(ctx context.Context, role func(context.Context, string) error, log *zap.Logger, mappings []directory.GroupRole) {
+	for _, m := range mappings {
+		if err := role(ctx, m.Role); errors.Is(err, failure.ErrNotFound) {
+			log.Warn("directory: group_role maps a group to a role that does not exist: its members hold nothing from it until the role is created (PUT /gatehouse/roles/{name})",
+				zap.String("group", m.Group), zap.String("role", m.Role))
+		}
 	}
 }
 

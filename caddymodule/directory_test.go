@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/testca"
 )
 
@@ -137,5 +141,18 @@ func TestAnUnsetBindPasswordVariableIsNamed(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), placeholder) || !strings.Contains(err.Error(), "environment") {
 		t.Errorf("start with %s unset: %v; want the placeholder and Caddy's environment named", placeholder, err)
+	}
+}
+
+// TestUnknownGroupRolesAreWarnedOf: a group_role naming a role that does
+// not exist is warned of at start, naming the group and the role; one
+// that exists, or a store that does not answer, says nothing.
+func TestUnknownGroupRolesAreWarnedOf(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	roles := map[string]error{"reader": nil, "nosuchrole": failure.NotFound("role %q not found", "nosuchrole"), "later": errors.New("store down")}
+	warnOfUnknownRoles(context.Background(), func(_ context.Context, name string) error { return roles[name] }, zap.New(core), []directory.GroupRole{
+		{Group: "cn=staff,dc=x", Role: "reader"}, {Group: "cn=ops,dc=x", Role: "nosuchrole"}, {Group: "cn=dev,dc=x", Role: "later"}})
+	if logs.Len() != 1 || logs.All()[0].ContextMap()["role"] != "nosuchrole" || logs.All()[0].ContextMap()["group"] != "cn=ops,dc=x" {
+		t.Fatalf("warnings %v; want one, of cn=ops,dc=x → nosuchrole", logs.All())
 	}
 }
