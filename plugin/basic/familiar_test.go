@@ -3,8 +3,11 @@ package basic
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,8 +15,10 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 // The client addresses of the familiar network tests.
@@ -51,6 +56,23 @@ func (b *basicRoute) flood(user, addr string, limit int) {
 	if w := b.get(user, "one guess more", addr); w.Code != http.StatusTooManyRequests {
 		b.t.Fatalf("a guess from %s past the limit: %d; want 429", addr, w.Code)
 	}
+}
+
+// count is the value of the counter at key (0 when there is none).
+func (b *basicRoute) count(key string) int64 {
+	b.t.Helper()
+	raw, err := b.e.Store.Get(context.Background(), key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0
+	}
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		b.t.Fatalf("counter %s: %q", key, raw)
+	}
+	return n
 }
 
 // aliceAtHome is a Basic route with the failure limit limit, where
@@ -129,16 +151,34 @@ func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
 	const limit = 3
 	b := aliceAtHome(t, limit)
 	b.flood("alice", guesser, limit)
+	homeHost, _, _ := net.SplitHostPort(home)
+	homeCount := counters.BasicNetworkFailures("alice", clientnet.Of(homeHost))
 	// Each round a spelling of the name not checked yet, so both requests
-	// need a sign-in; every hash slot held a moment, so that the sign-in
-	// at home, started first, waits until the guesser's request has
-	// joined it.
+	// need a sign-in; every hash slot held, so that the sign-in at home
+	// waits for one. The guesser's request is sent only once that sign-in
+	// is under way (its attempt counted in home's count), so that it is
+	// the one the guesser's request joins: sent after a fixed pause, a
+	// busy machine sometimes ran it first, and the request from home then
+	// joined the guesser's check and got its 429. The guesser's request
+	// is given a moment to join before the slots are freed; should it
+	// come later, it finds home's success cached and is held back there.
 	for i := 1; i <= 8; i++ {
 		release := hashslotstest.HoldAll(t)
+		before := b.count(homeCount)
 		var wg sync.WaitGroup
 		var atHome, fromGuesser int
-		wg.Go(func() { atHome = b.get(spelling(i), password, home).Code })
-		time.Sleep(30 * time.Millisecond)
+		homeDone := make(chan struct{})
+		wg.Go(func() { defer close(homeDone); atHome = b.get(spelling(i), password, home).Code })
+		for deadline := time.Now().Add(30 * time.Second); b.count(homeCount) == before; time.Sleep(time.Millisecond) {
+			select {
+			case <-homeDone:
+				t.Fatalf("round %d: the sign-in at home ended (%d) before it was counted", i, atHome)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the sign-in at home is not under way 30 s on", i)
+			}
+		}
 		wg.Go(func() { fromGuesser = b.get(spelling(i), password, guesser).Code })
 		time.Sleep(30 * time.Millisecond)
 		release()
