@@ -459,3 +459,28 @@ func TestFollowSaysAStoredKeyItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+// TestReuseNeverCrossesAudiencesOrMethods: with one reuse bucket, the
+// same identity's assertions for two audiences and two HTTP methods each
+// carry their own aud and htm, on every round: an assertion made for one
+// upstream (or for a GET) is never handed to another (or to a DELETE),
+// whose upstream would take it.
+func TestReuseNeverCrossesAudiencesOrMethods(t *testing.T) {
+	s := newSigner(t, t.TempDir())
+	s.reuse = s.reuse[:reuseWays]
+	id := &identity.Identity{Username: "alice", Method: identity.MethodBasic, Roles: []string{"r"}}
+	for round := range 3 {
+		for _, aud := range []string{"billing.example", "payroll.example"} {
+			for _, method := range []string{"GET", "DELETE"} {
+				tok, err := s.Assertion(id, aud, method)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := Verify(tok, s.JWKS(), s.now())
+				if err != nil || c.Audience != aud || c.HTTPMethod != method {
+					t.Fatalf("round %d, %s %s: claims %+v, %v; want aud %q, htm %q", round, method, aud, c, err, aud, method)
+				}
+			}
+		}
+	}
+}
