@@ -1235,3 +1235,21 @@ func TestAdminEventsNameTheAccount(t *testing.T) {
 		t.Fatalf("admin events of olga: %d %v; want the 3 calls", len(events), err)
 	}
 }
+
+// TestAppCodeWindowIsOneStepEitherSide: an authenticator code is accepted
+// within one 30-second step of the server's clock: a code two steps old
+// (a minute or more) or two steps ahead is refused as a wrong code,
+// though none was used before; one a step old still signs in.
+func TestAppCodeWindowIsOneStepEitherSide(t *testing.T) {
+	fx := newFixture(t)
+	u, sec := fx.appUser(t, "alice")
+	step := totpStep(fx.svc.now().Unix())
+	for _, d := range []int64{-2, 2} {
+		if res := fx.verify(t, u, code(sec, uint64(step+d))); res.OK || res.Reason != ReasonWrongCode {
+			t.Errorf("a code %+d steps from now: %+v; want refused as a wrong code", d, res)
+		}
+	}
+	if res := fx.verify(t, u, code(sec, uint64(step-1))); !res.OK || res.Type != TypeApp {
+		t.Errorf("a code one step old: %+v; want accepted", res)
+	}
+}

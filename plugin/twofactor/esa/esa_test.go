@@ -563,3 +563,67 @@ func TestStart2FAWhenNoSMSCanBeSent(t *testing.T) {
 		t.Errorf("dave (SMS alone), the gateway down: %v; want ERROR_FAULT", out)
 	}
 }
+
+// TestCredentialsAreHeldToTheirAPI: an Auth API credential is refused (403,
+// empty body) on every User Management endpoint, profile reads included,
+// and changes nothing there; a User Management credential is refused on
+// the Auth API.
+func TestCredentialsAreHeldToTheirAPI(t *testing.T) {
+	v := newEnv(t)
+	manage, err := v.h.creds.Create(context.Background(), CreateRequest{Name: "manageonly", UserManagementAPI: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.user("bob", "+12025550100")
+	authOnly := basicAuth(v.auth.Username, v.auth.Password)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/manage/users/v1/profile/bob"},
+		{"POST", "/manage/users/v1/profile"},
+		{"POST", "/manage/users/v1/unlock"},
+		{"POST", "/manage/users/v1/deprovision"},
+		{"POST", "/manage/users/v1/provisionmobileapp"},
+		{"POST", "/manage/users/v1/provisiontextmessage"},
+	} {
+		body := ""
+		if c.method == "POST" {
+			body = `{"username":"bob"}`
+		}
+		if w := v.do(c.method, c.path, body, authOnly); w.Code != http.StatusForbidden || w.Body.Len() != 0 {
+			t.Errorf("auth-only credential, %s %s: HTTP %d %q; want 403 with an empty body", c.method, c.path, w.Code, w.Body.String())
+		}
+	}
+	if out := v.call("POST", "/auth/v1/start2fa", `{"username":"bob"}`); fmt.Sprint(out["expected_otp"]) != "[]" {
+		t.Errorf("after the auth-only credential's refused enrolments, bob's factors: %v; want none", out)
+	}
+	manageOnly := basicAuth(manage.Username, manage.Password)
+	for _, path := range []string{"/auth/v1/start2fa", "/auth/v1/authenticate"} {
+		if w := v.do("POST", path, `{"username":"bob","otp":"123456"}`, manageOnly); w.Code != http.StatusForbidden || w.Body.Len() != 0 {
+			t.Errorf("manage-only credential, POST %s: HTTP %d %q; want 403 with an empty body", path, w.Code, w.Body.String())
+		}
+	}
+}
+
+// TestLockedUserIsSentNoSMS: once the consecutive failures reach the
+// lockout threshold (5 by default), start2fa sends the locked user no SMS
+// code (it could not be used) and says so; the profile shows the lock.
+func TestLockedUserIsSentNoSMS(t *testing.T) {
+	v := newEnv(t)
+	v.user("bob", "+12025550100")
+	if out := v.call("POST", "/manage/users/v1/provisiontextmessage", `{"username":"bob"}`); out["error"] != ErrorNone {
+		t.Fatal(out)
+	}
+	for range 5 {
+		v.call("POST", "/auth/v1/authenticate", `{"username":"bob","otp":"000000"}`)
+	}
+	if out := v.call("GET", "/manage/users/v1/profile/bob", ""); out["is_locked"] != true || out["consecutive_failures"] != float64(5) {
+		t.Fatalf("after 5 wrong codes: %v; want locked with 5 failures", out)
+	}
+	sent := v.sent.Len()
+	out := v.call("POST", "/auth/v1/start2fa", `{"username":"bob"}`)
+	if v.sent.Len() != sent {
+		t.Errorf("start2fa for a locked user sent %d SMS: %v", v.sent.Len()-sent, v.sent.Messages()[sent:])
+	}
+	if out["error"] != ErrorNone || fmt.Sprint(out["expected_otp"]) != "[SMS]" || !strings.Contains(fmt.Sprint(out["error_message"]), "no SMS code was sent") {
+		t.Errorf("start2fa for a locked user: %v; want ERROR_NONE, [SMS] and no SMS code sent", out)
+	}
+}
