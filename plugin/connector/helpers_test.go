@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // fixture is a connector plugin on a real (embedded) store.
@@ -35,8 +36,14 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg engine.Config) *fixture {
 	t.Helper()
+	return newFixtureWith(t, cfg, nil)
+}
+
+// newFixtureWith is newFixture over a store wrapped by wrap (nil: none).
+func newFixtureWith(t testing.TB, cfg engine.Config, wrap func(storage.Store) storage.Store) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	e := enginetest.New(t, cfg, nil)
+	e := enginetest.New(t, cfg, wrap)
 	caDir := t.TempDir()
 	ca, err := OpenCA(caDir, e.Keystore)
 	if err != nil {
