@@ -299,3 +299,29 @@ func TestTimesSayUTC(t *testing.T) {
 		}
 	}
 }
+
+// TestNonAdminRolesDoNotKeepTheViewersAdmin: root holds the admin role
+// admins and the role staff, which is no admin role. Deleting admins, or
+// saving it without the admin mark, is refused (409) and changes
+// nothing: staff opens no console page.
+func TestNonAdminRolesDoNotKeepTheViewersAdmin(t *testing.T) {
+	e, b := newBrowser(t)
+	ctx := context.Background()
+	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "staff", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	roles := []string{"admins", "staff"}
+	if _, err := e.Accounts.UpdateUser(ctx, "root", account.UserPatch{Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	for _, form := range []url.Values{
+		{"action": {"delete"}, "name": {"admins"}, "sure": {"yes"}},
+		{"action": {"save"}, "name": {"admins"}, "rules": {"* /*"}, "confirm": {"root password"}},
+	} {
+		form.Set("nonce", nonce())
+		w := b.post(Prefix+"roles", form)
+		if r, err := e.Accounts.Role(ctx, "admins"); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "no admin role") || err != nil || !r.Admin {
+			t.Errorf("%s admins beside staff: %d, admins %+v %v\n%s", form.Get("action"), w.Code, r, err, w.Body)
+		}
+	}
+}
