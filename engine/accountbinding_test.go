@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin/sessioncookie"
@@ -69,5 +70,20 @@ func TestCredentialOfADeletedAccountStaysDeadWhenTheNameIsReused(t *testing.T) {
 	}
 	if w, up := s.do(t, "GET", "/api/x", cookie); w.Code != http.StatusUnauthorized || up != nil {
 		t.Fatalf("the old account's session on the new alice: %d %s, forwarded %v; want 401", w.Code, w.Body, up != nil)
+	}
+}
+
+// TestRefusedPasswordIsAuditedUnderItsName: a wrong password for alice is
+// refused and audited as a denied request of alice's (what GET
+// /gatehouse/audit?username=alice shows an administrator looking into
+// guesses at her account), though no identity was proved.
+func TestRefusedPasswordIsAuditedUnderItsName(t *testing.T) {
+	s := newSetup(t)
+	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "nope")); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d", w.Code)
+	}
+	events, err := s.e.Audit.Query(context.Background(), audit.Filter{Username: "alice", Kind: audit.KindRequest, Outcome: audit.OutcomeDenied})
+	if err != nil || len(events) != 1 || events[0].Credential != string(identity.MethodBasic) {
+		t.Fatalf("alice's denied requests in the audit log: %+v, %v; want the wrong password, credential basic", events, err)
 	}
 }
