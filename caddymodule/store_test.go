@@ -225,21 +225,29 @@ func TestSpillFileOfAnotherLocationIsWarnedOf(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	warned := spillWarnings(t, db, key, dir)
+	if len(warned) != 1 {
+		t.Fatalf("%d warnings of spill files of another location (%v); want 1, for %s", len(warned), warned, moved)
+	}
+	fields := warned[0].ContextMap()
+	if fields["path"] != moved || fields["this_store"] != own || fields["bytes"] != int64(len(`{"key":"audit/1","event":{},"tag":"00"}`)+1) {
+		t.Errorf("warning fields %v; want path %s, this_store %s and its size", fields, moved, own)
+	}
+}
+
+// spillWarnings opens the audit log of the Badger store db (its location
+// key) in dir, as a start does, and returns its warnings of spill files
+// of another store location.
+func spillWarnings(t *testing.T, db *badger.Store, key, dir string) []observer.LoggedEntry {
+	t.Helper()
 	core, logs := observer.New(zap.WarnLevel)
 	p := &pooledStore{backend: db, key: key}
 	if _, err := p.records(context.Background(), newKeystore(t), CacheSize{Records: 1000}, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
 	l := p.auditLog(dir, zap.New(core), audit.Settings{})
-	defer l.Close()
-	warned := logs.FilterMessageSnippet("another store location").All()
-	if len(warned) != 1 {
-		t.Fatalf("%d warnings of spill files of another location (%v); want 1, for %s", len(warned), logs.All(), moved)
-	}
-	fields := warned[0].ContextMap()
-	if fields["path"] != moved || fields["this_store"] != own || fields["bytes"] != int64(len(`{"key":"audit/1","event":{},"tag":"00"}`)+1) {
-		t.Errorf("warning fields %v; want path %s, this_store %s and its size", fields, moved, own)
-	}
+	t.Cleanup(l.Close)
+	return logs.FilterMessageSnippet("another store location").All()
 }
 
 // TestSpillFileWarningStaysInItsDataDir: a data_dir whose path holds a
@@ -269,14 +277,7 @@ func TestSpillFileWarningStaysInItsDataDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	core, logs := observer.New(zap.WarnLevel)
-	p := &pooledStore{backend: db, key: key}
-	if _, err := p.records(context.Background(), newKeystore(t), CacheSize{Records: 1000}, zap.New(core)); err != nil {
-		t.Fatal(err)
-	}
-	l := p.auditLog(dir, zap.New(core), audit.Settings{})
-	defer l.Close()
-	warned := logs.FilterMessageSnippet("another store location").All()
+	warned := spillWarnings(t, db, key, dir)
 	if len(warned) != 1 || warned[0].ContextMap()["path"] != moved {
 		t.Fatalf("warnings of spill files of another location: %v; want one, for %s (not %s, another directory's)", warned, moved, others)
 	}
