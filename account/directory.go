@@ -170,21 +170,20 @@ func accountName(e directory.Entry, name string) (own string, ok bool) {
 // name, creating it on first use. A local account of the same name is a
 // conflict, and so is an account that clients writing a space as '+'
 // confuse with name (plusSpaceTwin) when name has no record yet (a
-// twinError): a local
-// account cannot be created beside such a twin either (CreateUser).
+// twinError): a local account cannot be created beside such a twin
+// either (CreateUser). The record is looked for first: the twin check
+// (up to 1 023 keys read) is for a record about to be made.
 func (s *Service) directoryRecord(ctx context.Context, name string, e directory.Entry) (*User, error) {
+	switch cur, err := s.UserByCanonicalName(ctx, name); {
+	case err == nil:
+		return directoryOwn(cur, name)
+	case !errors.Is(err, failure.ErrNotFound):
+		return nil, err
+	}
 	switch twin, err := s.plusSpaceTwin(ctx, name); {
 	case err != nil:
 		return nil, err
 	case twin != "":
-		switch cur, err := s.UserByCanonicalName(ctx, name); {
-		case err == nil && cur.FromDirectory():
-			return cur, nil // made before its twin (by an older version)
-		case err == nil:
-			return nil, failure.Conflict("user %q exists both in Gatehouse and in the directory; delete one", name)
-		case !errors.Is(err, failure.ErrNotFound):
-			return nil, err
-		}
 		return nil, twinError{failure.Conflict("the directory account %q cannot have a Gatehouse user: user %q exists, and clients that write a space as '+' in URLs would take the one for the other; rename one of them, or delete the Gatehouse user %q",
 			name, twin, twin)}
 	}
@@ -203,6 +202,12 @@ func (s *Service) directoryRecord(ctx context.Context, name string, e directory.
 	if err != nil {
 		return nil, err
 	}
+	return directoryOwn(cur, name)
+}
+
+// directoryOwn is cur, the record of name, when the directory account
+// name may use it: not when it is a local account's.
+func directoryOwn(cur *User, name string) (*User, error) {
 	if !cur.FromDirectory() {
 		return nil, failure.Conflict("user %q exists both in Gatehouse and in the directory; delete one", name)
 	}
