@@ -181,6 +181,8 @@ func (s *Service) directoryRecord(ctx context.Context, name string, e directory.
 		return nil, err
 	}
 	switch twin, err := s.plusSpaceTwin(ctx, name); {
+	case errors.Is(err, errManyPlusSigns):
+		return nil, twinError{failure.Invalid("the directory account %q cannot have a Gatehouse user: %v, so that clients writing a space as '+' in URLs cannot take another account for it", name, err)}
 	case err != nil:
 		return nil, err
 	case twin != "":

@@ -152,10 +152,17 @@ func (s *Service) refusePlusSpaceTwin(ctx context.Context, name string) error {
 	return nil
 }
 
-// maxPlusSigns bounds the '+' signs of a name all of whose spaced variants
-// plusSpaceTwin looks for (2^maxPlusSigns names, in one read); a name with
-// more is checked against the variants with one '+', or every '+', a space.
+// maxPlusSigns bounds the '+' signs of a name without a space, all of
+// whose spaced variants plusSpaceTwin looks for (2^maxPlusSigns names, in
+// one read). A name with more cannot be checked so and is refused
+// (errManyPlusSigns); a name with a space is checked against one name
+// however many it has.
 const maxPlusSigns = 10
+
+// errManyPlusSigns refuses a new account whose name, without a space, has
+// more than maxPlusSigns '+' signs: whether another account is its
+// '+'/space twin is not looked for, so the name is not allowed.
+var errManyPlusSigns = failure.Invalid("a username without a space may have at most %d '+' signs", maxPlusSigns)
 
 // errTwinFound ends plusSpaceTwin's read at the first twin.
 var errTwinFound = errors.New("twin found")
@@ -166,12 +173,16 @@ var errTwinFound = errors.New("twin found")
 // as '+' — as the one of the class without a space ("a b+c" and "a+b c"
 // both as "a+b+c"), so the twins that matter are that one and the others:
 // for a name with a space, the name with every space a '+'; for one
-// without, the names with some of its '+' signs spaces.
+// without, the names with some of its '+' signs spaces — more than
+// maxPlusSigns of them are errManyPlusSigns.
 func (s *Service) plusSpaceTwin(ctx context.Context, name string) (string, error) {
 	var candidates []string
-	if strings.Contains(name, " ") {
+	switch {
+	case strings.Contains(name, " "):
 		candidates = []string{strings.ReplaceAll(name, " ", "+")}
-	} else {
+	case strings.Count(name, "+") > maxPlusSigns:
+		return "", errManyPlusSigns
+	default:
 		candidates = spacedVariants(name)
 	}
 	var keys []string
@@ -195,8 +206,7 @@ func (s *Service) plusSpaceTwin(ctx context.Context, name string) (string, error
 }
 
 // spacedVariants are the names made of name (which has no space) with one
-// or more of its '+' signs written as spaces: every such name for up to
-// maxPlusSigns signs, else those with one sign, or every sign, a space.
+// or more of its '+' signs written as spaces.
 func spacedVariants(name string) []string {
 	var plus []int
 	for i := range len(name) {
@@ -214,16 +224,10 @@ func spacedVariants(name string) []string {
 		return string(b)
 	}
 	var out []string
-	if len(plus) <= maxPlusSigns {
-		for set := 1; set < 1<<len(plus); set++ {
-			out = append(out, variant(func(k int) bool { return set&(1<<k) != 0 }))
-		}
-		return out
+	for set := 1; set < 1<<len(plus); set++ {
+		out = append(out, variant(func(k int) bool { return set&(1<<k) != 0 }))
 	}
-	for one := range plus {
-		out = append(out, variant(func(k int) bool { return k == one }))
-	}
-	return append(out, variant(func(int) bool { return true }))
+	return out
 }
 
 // twinError refuses a Gatehouse record to a directory account that

@@ -233,6 +233,29 @@ func TestPlusAndSpaceTwinsAreRefused(t *testing.T) {
 			t.Errorf("%q beside %q: %v; want 409", c.twin, c.first, err)
 		}
 	}
+	// A name without a space with more '+' signs than plusSpaceTwin
+	// looks through the spaced variants of is refused, whether or not a
+	// twin exists ("m n+o+…" made first would be its twin); with a space,
+	// or with maxPlusSigns signs, it is checked and allowed.
+	many := strings.Repeat("p+", maxPlusSigns+1) + "q"
+	if _, err := s.CreateUser(ctx, NewUser{Username: many}); failure.Status(err) != 400 || !strings.Contains(err.Error(), "'+' signs") {
+		t.Errorf("%q: %v; want 400 naming the '+' signs", many, err)
+	}
+	for _, name := range []string{strings.Repeat("r+", maxPlusSigns) + "s", "t " + strings.Repeat("u+", maxPlusSigns+1) + "v"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	twin := strings.Replace(strings.Repeat("w+", maxPlusSigns+1)+"x", "+", " ", 1)
+	if _, err := s.CreateUser(ctx, NewUser{Username: twin}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: strings.Replace(twin, " ", "+", 1)}); failure.Status(err) != 400 {
+		t.Errorf("the twin of %q with %d '+' signs: %v; want refused", twin, maxPlusSigns+1, err)
+	}
+	if _, err := s.directoryRecord(ctx, many, directory.Entry{DN: "uid=" + many}); !isTwinError(err) || failure.Status(err) != 400 {
+		t.Errorf("a directory account named %q: %v; want its record refused with the reason", many, err)
+	}
 	// Names alike once spaces are '+' but both with a space reach neither
 	// through such a client (it sends "k+l+m", which is neither's).
 	for _, name := range []string{"john smith2", "k l+m", "k+l m"} {

@@ -55,7 +55,7 @@ const (
 	// ReasonPlusSpaceTwin: a directory account's right password, refused
 	// a Gatehouse record beside an account whose name swaps its spaces
 	// and '+' signs (as CreateUser refuses a local one).
-	ReasonPlusSpaceTwin = "the directory account's name is another user's as clients writing a space as '+' send it"
+	ReasonPlusSpaceTwin = "clients writing a space as '+' in URLs could take the directory account for another user"
 )
 
 // SignInResult is the outcome of one sign-in.
