@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms/smstest"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
@@ -688,6 +690,38 @@ func TestAFailedUnlockKeepsTheNextLockTold(t *testing.T) {
 	}
 	if told != 2 {
 		t.Fatalf("the failed unlock left the user unlocked, and the next lock was told %d times in all, want 2", told)
+	}
+}
+
+// TestAnAdministratorsUnlockLiftsEveryPasswordThrottle: the admin API's
+// and the console's unlock clear every count that keeps the user's
+// password refused — HTTP Basic's shared one, each familiar network's (a
+// device of the user's that kept sending an old password throttled its
+// own network) and the directory's failed binds — and nobody else's.
+func TestAnAdministratorsUnlockLiftsEveryPasswordThrottle(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	u := fx.user(t, "bob", "")
+	mine := []string{counters.BasicFailures("bob"), counters.BasicNetworkFailures("bob", "192.0.2.7"),
+		counters.BasicNetworkFailures("bob", "2001:db8::/64"), counters.DirectoryBindFailures("bob")}
+	others := []string{counters.BasicFailures("bobby"), counters.BasicNetworkFailures("bobby", "192.0.2.7")}
+	for _, key := range append(slices.Clone(mine), others...) {
+		if _, err := fx.e.Store.Incr(ctx, key, 11, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fx.svc.UnlockAll(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range mine {
+		if n, err := fx.e.Store.Incr(ctx, key, 0, time.Hour); err != nil || n != 0 {
+			t.Errorf("%s after an administrator's unlock: %d, %v; want 0", key, n, err)
+		}
+	}
+	for _, key := range others {
+		if n, err := fx.e.Store.Incr(ctx, key, 0, time.Hour); err != nil || n != 11 {
+			t.Errorf("another user's %s after bob's unlock: %d, %v; want 11, kept", key, n, err)
+		}
 	}
 }
 

@@ -538,13 +538,23 @@ func (a *Attempt) takeBack(ctx context.Context, k int64) error {
 func (s *Service) Unlock(ctx context.Context, u *account.User) error { return s.unlock(ctx, u) }
 
 // UnlockAll is Unlock for an administrator (the admin API, the console):
-// it also clears the name's password throttles, HTTP Basic's and the
-// directory's bound on failed binds, so that the user can sign in at once
-// wherever a guesser kept the name throttled. An ESA API credential,
-// which a third-party system holds, gets Unlock only: with these it could
-// lift the bounds on password guessing at will.
+// it also clears the name's password throttles, HTTP Basic's (the
+// name's shared count and each familiar network's) and the directory's
+// bound on failed binds, so that the user can sign in at once wherever a
+// guesser, or the user's own device with an old password, kept the name
+// throttled. An ESA API credential, which a third-party system holds,
+// gets Unlock only: with these it could lift the bounds on password
+// guessing at will.
 func (s *Service) UnlockAll(ctx context.Context, u *account.User) error {
-	return s.unlock(ctx, u, counters.BasicFailures(u.Username), counters.DirectoryBindFailures(u.Username))
+	throttles := []string{counters.BasicFailures(u.Username), counters.DirectoryBindFailures(u.Username)}
+	err := s.engine.Store.Scan(ctx, counters.BasicNetworkFailuresOf(u.Username), func(e storage.Entry) error {
+		throttles = append(throttles, e.Key)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.unlock(ctx, u, throttles...)
 }
 
 // unlock is Unlock, deleting the counters also in the same batch.

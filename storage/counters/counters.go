@@ -53,6 +53,12 @@ func BasicNetworkFailures(username, network string) string {
 	return basicNetworkFailuresPrefix + username + "/" + network
 }
 
+// BasicNetworkFailuresOf is the prefix of every BasicNetworkFailures key
+// of the (canonical) username, whichever network.
+func BasicNetworkFailuresOf(username string) string {
+	return BasicNetworkFailures(username, "")
+}
+
 // DirectoryBindFailures is the key counting the wrong passwords checked
 // against the directory for the (canonical) name within the directory's
 // failed_binds window, every front end together.
