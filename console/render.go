@@ -74,13 +74,19 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"join":     strings.Join,
-	"rules":    formatRules,
-	"contains": slices.Contains[[]string],
-	"outcomes": func() []string { return audit.Outcomes },
-	"kinds":    func() []string { return audit.Kinds },
-	"navLinks": func() []navLink { return navigation },
+	"join":       strings.Join,
+	"rules":      formatRules,
+	"contains":   slices.Contains[[]string],
+	"outcomes":   func() []string { return audit.Outcomes },
+	"kinds":      func() []string { return audit.Kinds },
+	"navLinks":   func() []navLink { return navigation },
+	"confirming": func(user, id string) confirmField { return confirmField{ID: id, User: user} },
 }
+
+// confirmField is what the "confirm" template draws: the id of a form's
+// confirmation field and the username a password manager is to fill it
+// for (empty: none is named).
+type confirmField struct{ ID, User string }
 
 // navLink is one entry of the console's navigation.
 type navLink struct{ Path, Title string }

@@ -240,3 +240,38 @@ func TestDirectoryMobileNumberIsIsolated(t *testing.T) {
 		t.Fatalf("the mobile number is not isolated:\n%s", page)
 	}
 }
+
+// TestConfirmationsNameTheViewer: a password manager fills a form's
+// password field with the password of the account its username field
+// names. Each form that asks for the viewer's password or a code carries
+// the viewer's name in a hidden field marked autocomplete="username"
+// (before, none did, and a manager took the role name or the allowlist
+// typed above for the username: offering to save "admins" with the
+// viewer's password, and filling nothing). Forms that set another
+// account's password or a package's carry none: with the viewer's name,
+// the new password would be offered as the viewer's new one.
+func TestConfirmationsNameTheViewer(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}), b.c.twoFactor)
+	if w := b.post(Prefix+"appkeys", url.Values{"action": {"create"}, "name": {"k1"}, "username": {"bob"}, "confirm": {"root password"}, "nonce": {nonce()}}); w.Code != http.StatusOK {
+		t.Fatalf("creating a key: %d\n%s", w.Code, w.Body)
+	}
+	forms := regexp.MustCompile(`(?s)<form .*?</form>`)
+	username := `<input hidden autocomplete="username" value="root">`
+	for _, target := range []string{Prefix + "users?username=bob", Prefix + "roles", Prefix + "appkeys", Prefix + "api-credentials", "/gatehouse/account"} {
+		confirmations := 0
+		for _, f := range forms.FindAllString(get(b.c, b.v, target).Body.String(), -1) {
+			if !strings.Contains(f, `type="password"`) {
+				continue
+			}
+			confirmations++
+			setsPassword := strings.Contains(f, `autocomplete="new-password"`) && !strings.Contains(f, `name="current_password"`)
+			if named := strings.Contains(f, username); named == setsPassword || strings.Count(f, `autocomplete="username"`) > 1 {
+				t.Errorf("%s: a form that sets another's password: %t, names the viewer: %t:\n%s", target, setsPassword, named, f)
+			}
+		}
+		if confirmations == 0 {
+			t.Errorf("%s: no form asks for a password", target)
+		}
+	}
+}
