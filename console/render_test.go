@@ -275,3 +275,27 @@ func TestConfirmationsNameTheViewer(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteUserGoesBackToTheUser: "No, go back" on the question "Delete
+// user bob?" leads back to bob's page, where the button was (before, to
+// the list: the form was posted there), and "Yes, do it" answers the list
+// of users with what was done, not a 404 for the user just deleted.
+func TestDeleteUserGoesBackToTheUser(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor) // the page shows bob's factors
+	page := get(b.c, b.v, Prefix+"users?username=bob").Body.String()
+	action := regexp.MustCompile(`<form method="post" action="([^"]*)" class="inline">[^\n]*\n<input type="hidden" name="action" value="delete">`).FindStringSubmatch(page)
+	if action == nil {
+		t.Fatalf("no Delete user form:\n%s", page)
+	}
+	target := strings.ReplaceAll(action[1], "&amp;", "&")
+	ask := b.post(target, url.Values{"action": {"delete"}, "username": {"bob"}, "nonce": {nonce()}}).Body.String()
+	if !strings.Contains(ask, `<a href="/gatehouse/console/users?username=bob" id="cancel">No, go back</a>`) {
+		t.Errorf("the question does not go back to bob's page:\n%s", ask)
+	}
+	done := b.post(target, url.Values{"action": {"delete"}, "username": {"bob"}, "sure": {"yes"}, "nonce": {nonce()}})
+	if body := done.Body.String(); done.Code != http.StatusOK || !strings.Contains(body, "User deleted.") || !strings.Contains(body, "<h2>All users</h2>") ||
+		strings.Contains(body, `id="detail-title"`) {
+		t.Errorf("after deleting bob: %d\n%s", done.Code, body)
+	}
+}
