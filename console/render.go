@@ -31,7 +31,7 @@ header .who{margin-left:auto}
 nav ul{list-style:none;display:flex;flex-wrap:wrap;gap:1rem;margin:0;padding:0}
 main{max-width:72rem;margin:1rem auto;padding:1rem 1.5rem;background:#fff;border:1px solid #d0d4da;border-radius:.5rem}
 h1{font-size:1.5rem;margin:0 0 1rem}h2{font-size:1.2rem;margin:1.5rem 0 .5rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0}
+table{border-collapse:collapse;width:100%;margin:.5rem 0;position:relative}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d4da;vertical-align:top}
 .wrap{overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin:.5rem 0 .2rem}
@@ -51,6 +51,7 @@ legend{font-weight:600}
 .once{padding:.75rem;border:2px solid #b45309;background:#fffbeb}
 .secret{font-family:ui-monospace,monospace;word-break:break-all;background:#f4f5f7;padding:.5rem;width:100%}
 .muted{color:#4b5563}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 img{display:block;margin:1rem 0;max-width:100%;height:auto;image-rendering:pixelated}
 a{color:#1d4ed8}
 @media (max-width:40rem){main{margin:0;border-radius:0;padding:.75rem}table{display:block;overflow-x:auto}}`
@@ -74,19 +75,22 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"join":       strings.Join,
-	"rules":      formatRules,
-	"contains":   slices.Contains[[]string],
-	"outcomes":   func() []string { return audit.Outcomes },
-	"kinds":      func() []string { return audit.Kinds },
-	"navLinks":   func() []navLink { return navigation },
-	"confirming": func(user, id string) confirmField { return confirmField{ID: id, User: user} },
+	"join":     strings.Join,
+	"rules":    formatRules,
+	"contains": slices.Contains[[]string],
+	"outcomes": func() []string { return audit.Outcomes },
+	"kinds":    func() []string { return audit.Kinds },
+	"navLinks": func() []navLink { return navigation },
+	"confirming": func(user, id string, about ...string) confirmField {
+		return confirmField{ID: id, User: user, About: strings.Join(about, " ")}
+	},
 }
 
 // confirmField is what the "confirm" template draws: the id of a form's
-// confirmation field and the username a password manager is to fill it
-// for (empty: none is named).
-type confirmField struct{ ID, User string }
+// confirmation field, the username a password manager is to fill it for
+// (empty: none is named), and what it confirms, for a screen reader (a
+// form of a table row: which row; empty outside rows).
+type confirmField struct{ ID, User, About string }
 
 // navLink is one entry of the console's navigation.
 type navLink struct{ Path, Title string }

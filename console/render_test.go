@@ -299,3 +299,53 @@ func TestDeleteUserGoesBackToTheUser(t *testing.T) {
 		t.Errorf("after deleting bob: %d\n%s", done.Code, body)
 	}
 }
+
+// TestRowControlsNameTheirRow: a screen reader lists a page's buttons
+// and fields by name, out of their table. Each button and field label of
+// a table row says which row it acts on, in text hidden from sight
+// (class "vh"): with two keys, before, the page had two of each of
+// "Save", "Rotate", "Reveal", "Delete" and nine "Your password or a code
+// from your authenticator", none saying which key. Columns of buttons
+// have a header ("Actions").
+func TestRowControlsNameTheirRow(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}), b.c.twoFactor)
+	for _, name := range []string{"k1", "k2"} {
+		if err := b.c.call(httptest.NewRequest(http.MethodPost, "/", nil), b.v, http.MethodPost, "/gatehouse/appkeys", appkey.NewKey{Name: name, Username: "root"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The hidden text is placed within its table (position:relative):
+	// placed by the page, a row's text past a narrow window's edge (a
+	// table scrolls sideways there) made the whole page 800 px wide.
+	for _, rule := range []string{".vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+		"table{border-collapse:collapse;width:100%;margin:.5rem 0;position:relative}"} {
+		if !strings.Contains(css, rule) {
+			t.Errorf("the console's style lacks %q", rule)
+		}
+	}
+	rows := regexp.MustCompile(`(?s)<tr id="key-(k\d)">.*?</tr>`)
+	controls := regexp.MustCompile(`(?s)<(button|label)[ >].*?</(button|label)>`)
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for target, keyRows := range map[string]int{Prefix + "appkeys": 2, "/gatehouse/account": 0, Prefix + "roles": 0, Prefix + "api-credentials": 0} {
+		page := get(b.c, b.v, target).Body.String()
+		found := rows.FindAllStringSubmatch(page, -1)
+		if len(found) != keyRows {
+			t.Fatalf("%s: %d key rows, want %d\n%s", target, len(found), keyRows, page)
+		}
+		for _, row := range found {
+			for _, c := range controls.FindAllString(row[0], -1) {
+				if text := tags.ReplaceAllString(c, ""); !strings.Contains(text, "key "+row[1]) {
+					t.Errorf("%s: %q does not name key %s: %s", target, text, row[1], c)
+				}
+			}
+		}
+		if strings.Contains(page, `<th scope="col"></th>`) {
+			t.Errorf("%s: a column without a header", target)
+		}
+	}
+	if page := get(b.c, b.v, "/gatehouse/account").Body.String(); !strings.Contains(page, `Revoke<span class="vh"> session started 20`) ||
+		!strings.Contains(page, `Revoke<span class="vh"> key k1</span>`) {
+		t.Errorf("your account: a session's or a key's Revoke does not say which:\n%s", page)
+	}
+}
