@@ -40,6 +40,7 @@ input,select,textarea{font:inherit;padding:.4rem;border:1px solid #6b7280;border
 input[type=checkbox]{width:auto}
 textarea{width:100%;font-family:ui-monospace,monospace}
 input:focus,button:focus,select:focus,textarea:focus,a:focus{outline:3px solid #1d4ed8;outline-offset:2px}
+header a:focus{outline-color:#fff}
 button{font:inherit;font-weight:600;padding:.4rem .9rem;border:0;border-radius:.25rem;background:#1d4ed8;color:#fff;cursor:pointer;margin:.3rem 0}
 button.danger{background:#b91c1c}
 form.inline{display:inline-block;margin-right:.5rem}
