@@ -44,7 +44,7 @@ header a:focus{outline-color:#fff}
 button{font:inherit;font-weight:600;padding:.4rem .9rem;border:0;border-radius:.25rem;background:#1d4ed8;color:#fff;cursor:pointer;margin:.3rem 0}
 button.danger{background:#b91c1c}
 form.inline{display:inline-block;margin-right:.5rem}
-fieldset{border:1px solid #d0d4da;border-radius:.25rem;margin:.75rem 0;padding:.5rem 1rem}
+fieldset{border:1px solid #d0d4da;border-radius:.25rem;margin:.75rem 0;padding:.5rem 1rem;min-width:0}
 legend{font-weight:600}
 .error{padding:.75rem;border-left:4px solid #b91c1c;background:#fef2f2;color:#7f1d1d}
 .notice{padding:.75rem;border-left:4px solid #15803d;background:#f0fdf4;color:#14532d}

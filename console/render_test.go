@@ -81,6 +81,16 @@ func TestFocusShowsOnTheHeader(t *testing.T) {
 	}
 }
 
+// TestFormsFitANarrowWindow: a fieldset is no narrower than its widest
+// field unless told (min-width:0): at 320 px (a phone, or 200% zoom of a
+// small window) the "Enrol a second factor" box, its list of factors
+// among them, made a user's page 329 px wide, scrolled sideways.
+func TestFormsFitANarrowWindow(t *testing.T) {
+	if !strings.Contains(css, "fieldset{border:1px solid #d0d4da;border-radius:.25rem;margin:.75rem 0;padding:.5rem 1rem;min-width:0}") {
+		t.Error("a fieldset keeps the width of its widest field")
+	}
+}
+
 // TestPagesLoadedTogetherShareTheConsoleCookie: two pages loaded at once
 // by a browser without the console cookie (tabs restored after a restart:
 // the session cookie outlives it) set the same cookie, so that the forms
