@@ -352,18 +352,26 @@ func isNetworkError(err error) bool {
 	return ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultServerDown, ldap.LDAPResultTimeout, ldap.LDAPResultUnavailable, ldap.LDAPResultBusy)
 }
 
-// search runs one search on a pooled connection.
+// search looks for the one entry filter names, on a pooled connection.
+// It asks for two entries at most, enough to tell one from several (which
+// callers take for none): a filter that matches many is not read past
+// them, nor answered with the server's size limit, which a search for
+// more entries than the limit meets.
 func (p *pool) search(op, base, filter string, attrs []string) ([]*ldap.Entry, error) {
-	return p.searchScope(op, base, ldap.ScopeWholeSubtree, filter, attrs)
+	return p.searchScope(op, base, ldap.ScopeWholeSubtree, 2, filter, attrs)
 }
 
-// searchScope is search in the given scope (ldap.ScopeBaseObject: the
-// base entry alone).
-func (p *pool) searchScope(op, base string, scope int, filter string, attrs []string) ([]*ldap.Entry, error) {
+// searchScope is a search in the given scope (ldap.ScopeBaseObject: the
+// base entry alone) for at most sizeLimit entries (0: as many as the
+// server returns); a server that stops at sizeLimit has answered it.
+func (p *pool) searchScope(op, base string, scope, sizeLimit int, filter string, attrs []string) ([]*ldap.Entry, error) {
 	var entries []*ldap.Entry
 	err := p.do(op, func(c *ldap.Conn) error {
-		res, err := c.Search(ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0,
+		res, err := c.Search(ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, sizeLimit,
 			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil))
+		if sizeLimit > 0 && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) && res != nil && len(res.Entries) >= sizeLimit {
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
@@ -378,15 +386,26 @@ func (p *pool) searchScope(op, base string, scope int, filter string, attrs []st
 // (500).
 const groupsPageSize = 250
 
-// searchPaged is search a page at a time (RFC 2696), for searches that may
-// find more entries than the server returns at once. The server's limit
-// on the entries of a whole paged search (OpenLDAP's size.prtotal) still
-// holds: past it the search fails.
+// searchPaged is search for every entry filter finds, a page at a time
+// (RFC 2696), for searches that may find more entries than the server
+// returns at once (Active Directory's MaxPageSize). The server's limit on
+// the entries of a whole paged search (OpenLDAP's size.prtotal, by
+// default its hard size limit) still holds: past it the search fails
+// (limitAdvice). A paged search the server refuses (slapd's
+// size.prtotal=disabled: adminLimitExceeded, "pagedResults control not
+// allowed") is made again without paging, which gets the entries within
+// the size limit: all of them, for most accounts.
 func (p *pool) searchPaged(op, base, filter string, attrs []string) ([]*ldap.Entry, error) {
+	request := func() *ldap.SearchRequest {
+		return ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil)
+	}
 	var entries []*ldap.Entry
 	err := p.do(op, func(c *ldap.Conn) error {
-		res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
-			int(time.Duration(p.cfg.Timeout)/time.Second), false, filter, attrs, nil), groupsPageSize)
+		res, err := c.SearchWithPaging(request(), groupsPageSize)
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) && (res == nil || len(res.Entries) == 0) {
+			res, err = c.Search(request())
+		}
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 )
 
@@ -43,7 +44,8 @@ type Entry struct {
 	JoinedRoles identity.JoinedRoles
 	// Problem says why the account may not sign in ("disabled",
 	// "locked", "expired", "password expired", "must change its
-	// password", "in no mapped group", "deleted", ProblemPolicyUnreadable);
+	// password", "in no mapped group", "deleted", ProblemPolicyUnreadable,
+	// ProblemGroupLimit);
 	// empty when it may.
 	Problem string
 	// Mobile is the account's mobile or telephone number, when it has one.
@@ -102,6 +104,10 @@ type Directory struct {
 	policies policies
 	// primary caches Active Directory primary groups (primarygroup.go).
 	primary primaryGroups
+	// groupLimits and userLimits thin the log lines of group and user
+	// searches a limit of the directory stopped (limitAdvice): one a
+	// minute each, as every sign-in may meet one.
+	groupLimits, userLimits logthin.Thinner
 	// mappedOnly narrows an Active Directory group search to the mapped
 	// groups (an LDAP filter), so that a member of thousands of groups
 	// gets the few Gatehouse reads, not a size limit; empty elsewhere.
@@ -136,7 +142,7 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 		return nil, err
 	}
 	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, log: zap.NewNop(), status: shardlru.New[Entry](statusCacheSize),
-		userAttributes: userAttributes[cfg.Flavor]}
+		userAttributes: userAttributes[cfg.Flavor], groupLimits: logthin.Thinner{Interval: time.Minute}, userLimits: logthin.Thinner{Interval: time.Minute}}
 	if cfg.NameAttribute != "" {
 		d.userAttributes = append(slices.Clip(d.userAttributes), cfg.NameAttribute)
 	}
@@ -326,15 +332,27 @@ func (d *Directory) lookup(name string, marked bool) (Entry, error) {
 		return e, err
 	}
 	groups, err := d.groupsOf(e.DN)
+	if err == nil && e.primaryGroup != "" {
+		var primary []string
+		primary, err = d.primaryGroupsOf(e.DN, e.primaryGroup, e.CheckedAt, marked)
+		groups = append(groups, primary...)
+	}
+	if advice := d.limitAdvice(err); advice != "" {
+		// The directory answers, but not with all the groups: the roles
+		// cannot be known, and the account is refused, saying why, rather
+		// than every sign-in of it answered as an outage. Accounts in
+		// fewer groups are read as ever.
+		if due, count := d.groupLimits.Due(d.now()); due {
+			d.log.Error("directory: an account's groups cannot be read in full, so it is refused ("+ProblemGroupLimit+"): "+advice,
+				zap.String("user", name), zap.String("dn", e.DN), zap.Int64("accounts_refused_since_last_line", count), zap.Error(scrub(err)))
+		}
+		if e.Problem == "" {
+			e.Problem = ProblemGroupLimit
+		}
+		return e, nil
+	}
 	if err != nil {
 		return Entry{}, unavailable(err)
-	}
-	if e.primaryGroup != "" {
-		primary, err := d.primaryGroupsOf(e.DN, e.primaryGroup, e.CheckedAt, marked)
-		if err != nil {
-			return Entry{}, unavailable(err)
-		}
-		groups = append(groups, primary...)
 	}
 	e.Roles = d.roles(groups)
 	e.JoinedRoles = identity.JoinRoles(e.Roles)
@@ -351,6 +369,12 @@ func (d *Directory) locate(name string) (Entry, error) {
 	entries, err := d.pool.search("search_user", d.cfg.BaseDN, fill(d.cfg.UserFilter, "{username}", name), d.userAttributes)
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 		entries, err = nil, nil
+	}
+	if advice := d.limitAdvice(err); advice != "" {
+		if due, count := d.userLimits.Due(d.now()); due {
+			d.log.Error("directory: a user search cannot be completed, so names Gatehouse has no record of cannot sign in, nor directory accounts be read (503): "+advice,
+				zap.Int64("searches_failed_since_last_line", count), zap.Error(scrub(err)))
+		}
 	}
 	if err != nil {
 		return Entry{}, unavailable(err)
@@ -430,6 +454,26 @@ func ownName(u *ldap.Entry, attr string) string {
 		return ""
 	}
 	return values[0]
+}
+
+// ProblemGroupLimit is the Problem of an account whose groups the
+// directory does not return in full to the service account (a size or
+// administrative limit stopped the search): its roles cannot be known.
+const ProblemGroupLimit = "in more groups than the directory's search limits let Gatehouse read"
+
+// limitAdvice says, for err of a search that a limit of the directory
+// stopped, which limit and what to change; "" for any other error (a time
+// limit is an outage: the next search may finish in time).
+func (d *Directory) limitAdvice(err error) string {
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+		return "the directory's size limit for the service account stopped the search; raise it for that account (slapd: limits dn.exact=\"" + d.cfg.BindDN +
+			"\" size.soft=1000 size.hard=unlimited; a paged search is held to size.prtotal, by default the hard limit, so a sizelimit alone does not lift it)"
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded):
+		return "the directory's administrative limit stopped the search (slapd: size.unchecked, the entries a search may examine: index the attributes of user_filter and group_filter, e.g. index uid,member eq, or raise size.unchecked for the service account with limits dn.exact=\"" +
+			d.cfg.BindDN + "\"; Active Directory: MaxResultSetSize, MaxQueryDuration)"
+	}
+	return ""
 }
 
 func unavailable(err error) error {

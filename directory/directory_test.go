@@ -602,3 +602,67 @@ func TestAnUnreadableDefaultPolicy(t *testing.T) {
 		t.Errorf("CheckDefaultPolicy once the entry exists: %v", err)
 	}
 }
+
+// TestSearchLimits: a server whose limits stop a search (slapd's
+// size limit for the service account, paged searches refused to it, a
+// user_filter matching more entries than it returns) refuses the accounts
+// the limit keeps Gatehouse from reading, saying so in the log and their
+// status, and no other: before, each such search was a directory outage,
+// and a server refusing paged searches one for every account.
+func TestSearchLimits(t *testing.T) {
+	s := slapdtest.Start(t, `limits dn.exact="`+slapdtest.ServiceDN+`" size=3 size.prtotal=disabled`)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	gina := s.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
+	var ldif strings.Builder
+	for i := range 4 {
+		fmt.Fprintf(&ldif, "dn: cn=team-%d,ou=groups,%s\nobjectClass: groupOfNames\ncn: team-%d\nmember: %s\n\n", i, slapdtest.BaseDN, i, gina)
+		fmt.Fprintf(&ldif, "dn: uid=smith-%d,%s\nobjectClass: inetOrgPerson\nuid: smith-%d\ncn: smith\nsn: smith\n\n", i, slapdtest.PeopleDN, i)
+	}
+	s.Modify(ldif.String())
+	cfg := config(s)
+	// A filter that finds an account by its surname too: "smith" matches
+	// four entries, more than the server returns to the service account.
+	cfg.UserFilter = "(&(objectClass=inetOrgPerson)(|(uid={username})(sn={username})))"
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	core, logs := observer.New(zap.ErrorLevel)
+	d.SetLogger(zap.New(core))
+	ctx := context.Background()
+
+	if e, err := d.Bind(ctx, "alice", "alice password"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
+		t.Errorf("alice, in one group, from a server that refuses paged searches: %+v, %v; want active, reader", e, err)
+	}
+	e, err := d.Refresh(ctx, "gina")
+	if err != nil || e.Active() || e.Problem != directory.ProblemGroupLimit || len(e.Roles) != 0 {
+		t.Errorf("gina, in more groups than the size limit: %+v, %v; want refused, %q", e, err, directory.ProblemGroupLimit)
+	}
+	if l := logs.FilterMessageSnippet("size limit").FilterField(zap.String("user", "gina")).All(); len(l) != 1 || !strings.Contains(l[0].Message, "size.hard") {
+		t.Errorf("the size limit met reading gina's groups: logged %+v; want one error naming it and what to change", logs.All())
+	}
+	if e, err := d.Locate(ctx, "smith"); err != nil || e.Found {
+		t.Errorf("a name user_filter matches four entries for: %+v, %v; want no account (ambiguous)", e, err)
+	}
+
+	// A limit on the entries a search may examine (slapd's size.unchecked,
+	// met by a filter of attributes without an index) stops every user
+	// search: unavailable, as the server answers nothing of the name, and
+	// logged with what to change.
+	u := slapdtest.Start(t, "sizelimit size.unchecked=2")
+	u.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	d2, err := directory.New(config(u), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	core2, logs2 := observer.New(zap.ErrorLevel)
+	d2.SetLogger(zap.New(core2))
+	if _, err := d2.Bind(ctx, "alice", "alice password"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("a user search over the server's administrative limit: %v; want ErrUnavailable", err)
+	}
+	if l := logs2.FilterMessageSnippet("administrative limit").All(); len(l) != 1 || !strings.Contains(l[0].Message, "size.unchecked") {
+		t.Errorf("the administrative limit met searching users: logged %+v; want an error naming it and what to change", logs2.All())
+	}
+}

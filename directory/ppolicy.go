@@ -102,7 +102,7 @@ func (d *Directory) policyOf(dn string, now time.Time) (passwordPolicy, error) {
 	if ok && now.Sub(r.at) < ttl {
 		return r.policy, r.err
 	}
-	entries, err := d.pool.searchScope("search_policy", dn, ldap.ScopeBaseObject, "(objectClass=pwdPolicy)",
+	entries, err := d.pool.searchScope("search_policy", dn, ldap.ScopeBaseObject, 0, "(objectClass=pwdPolicy)",
 		[]string{"pwdAttribute", "pwdLockoutDuration", "pwdMaxAge"})
 	var p passwordPolicy
 	switch {

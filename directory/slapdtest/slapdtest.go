@@ -67,8 +67,10 @@ type Server struct {
 }
 
 // Start launches slapd with the test tree (see Users) loaded; it is stopped
-// when the test ends.
-func Start(t testing.TB) *Server {
+// when the test ends. Each of lines is a line of slapd.conf for the
+// database, put before the service account's default limits: a limits
+// line for ServiceDN among them, or a sizelimit, is the one that holds.
+func Start(t testing.TB, lines ...string) *Server {
 	t.Helper()
 	bin := testtool.Require(t, "slapd")
 	testtool.Require(t, "ldapmodify")
@@ -97,10 +99,11 @@ rootpw "%[4]s"
 directory %[1]s/db
 overlay ppolicy
 ppolicy_default "%[6]s"
+%[7]s
 limits dn.exact="%[5]s" size.soft=500 size.hard=unlimited
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="%[5]s" read by * none
-`, dir, BaseDN, AdminDN, AdminPassword, ServiceDN, DefaultPolicyDN)
+`, dir, BaseDN, AdminDN, AdminPassword, ServiceDN, DefaultPolicyDN, strings.Join(lines, "\n"))
 	confFile := filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
