@@ -106,12 +106,18 @@ var errDirectoryDown = failure.New(failure.ErrUnavailable, "the directory (LDAP)
 func withDirectoryStatus(u *User, e directory.Entry) *User {
 	c := *u
 	if replaced(u, e) {
-		c.Roles, c.Status = []string{}, StatusBlocked
+		c.Roles, c.Status, c.DirectoryProblem = []string{}, StatusBlocked, "replaced"
 		return &c
 	}
 	c.DirectoryMobile, _ = ValidateMobileNumber(e.Mobile)
 	c.Roles = e.Roles
 	c.Status = StatusActive
+	switch {
+	case !e.Found:
+		c.DirectoryProblem = "deleted"
+	case !e.Active():
+		c.DirectoryProblem = e.Problem
+	}
 	if !e.Active() || u.Status == StatusBlocked { // stored blocked: a contender for its entry (setContested)
 		c.Status = StatusBlocked
 	}

@@ -58,6 +58,16 @@ const (
 	ReasonPlusSpaceTwin = "clients writing a space as '+' in URLs could take the directory account for another user"
 )
 
+// blockedReason is the audit reason of u's right password refused
+// because the account may not sign in (ReasonBlocked): for a directory
+// account the directory refuses, with what the directory says of it.
+func blockedReason(u *User) string {
+	if u.DirectoryProblem != "" {
+		return ReasonBlocked + " (directory: " + u.DirectoryProblem + ")"
+	}
+	return ReasonBlocked
+}
+
 // SignInResult is the outcome of one sign-in.
 type SignInResult struct {
 	// Outcome is what the sign-in came to.
@@ -282,7 +292,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		res.User = signedIn
 		res.Outcome = OutcomeOK
 		if !signedIn.Active() {
-			res.Outcome, res.Reason = OutcomeBlocked, ReasonBlocked
+			res.Outcome, res.Reason = OutcomeBlocked, blockedReason(signedIn)
 		}
 	}
 	if res.Outcome == OutcomeOK && located == nil {

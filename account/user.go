@@ -43,6 +43,11 @@ type User struct {
 	// one; never stored. No text goes to it: an administrator's action
 	// makes it MobileNumber when that is empty (Service.AdoptDirectoryMobile).
 	DirectoryMobile string `json:"-"`
+	// DirectoryProblem is, on a directory account as a password check
+	// loaded it, why the directory's status keeps it from signing in
+	// (directory.Entry.Problem, "deleted" or "replaced"); empty when it
+	// does not. Never stored: for the audit log of its refusal.
+	DirectoryProblem string `json:"-"`
 	// Source is where the account's password, status and roles come
 	// from: empty (local) or SourceDirectory.
 	Source string `json:"source,omitempty"`

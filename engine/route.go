@@ -352,13 +352,16 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 	e := rt.engine
 	refusal, isRefusal := identity.AsRefusal(err)
 	status, code, reason := http.StatusServiceUnavailable, "unavailable", "the authentication store is unavailable; try again later"
+	audited := reason
 	switch {
 	case isRefusal:
 		status, code, reason = failure.Status(refusal), refusalCode(refusal), refusal.Reason()
+		audited = refusal.AuditReason()
 	default:
 		e.LogFailure("refusing requests", err)
 		if !errors.Is(err, storage.ErrUnavailable) {
 			reason = "internal error; the request was refused"
+			audited = reason
 		}
 	}
 	outcome := outcomeDenied
@@ -377,7 +380,7 @@ func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span,
 		// for as long as the client likes.
 		w.Header().Set("Connection", "close")
 	}
-	ev := rt.event(r, id, method, audit.OutcomeDenied, reason)
+	ev := rt.event(r, id, method, audit.OutcomeDenied, audited)
 	if isRefusal && ev.Username == "" {
 		ev.Username = refusal.Username
 	}

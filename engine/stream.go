@@ -88,9 +88,9 @@ func (rt *Route) verdict(err error, unanswered *int8) (closing bool, reason stri
 	refusal, refused := identity.AsRefusal(err)
 	switch {
 	case refused && refusal.Kind() != failure.ErrThrottled:
-		return true, refusal.Reason()
+		return true, refusal.AuditReason()
 	case refused:
-		reason = refusal.Reason()
+		reason = refusal.AuditReason()
 	default:
 		rt.engine.LogFailure("checking an open stream again", err)
 		reason = "the credential or account could not be checked again: the authentication store is unavailable"

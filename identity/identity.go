@@ -99,6 +99,9 @@ type Refusal struct {
 	// wait: the response's Retry-After header, in whole seconds. Zero: no
 	// header.
 	RetryAfter time.Duration
+	// audited, when set, is what the audit log records instead of the
+	// reason (Audited).
+	audited string
 }
 
 // refuse returns a refusal of kind saying reason.
@@ -111,6 +114,25 @@ func (r *Refusal) For(username string) *Refusal {
 	c := *r
 	c.Username = username
 	return &c
+}
+
+// Audited returns a copy of r whose audit event says why, where the
+// client is told less: a right password refused as a wrong one (the
+// account blocked, in the directory or here) is audited with its cause,
+// while the client's answer stays r's reason.
+func (r *Refusal) Audited(why string) *Refusal {
+	c := *r
+	c.audited = why
+	return &c
+}
+
+// AuditReason is what the audit log records of r: why it was made
+// (Audited), else its reason.
+func (r *Refusal) AuditReason() string {
+	if r.audited != "" {
+		return r.audited
+	}
+	return r.classified.Message
 }
 
 // Kind is the refusal's kind, one of the failure package's.

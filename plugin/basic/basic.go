@@ -374,8 +374,8 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 		// wrong one: a 403 would tell a guesser that this password is
 		// right, to try elsewhere or once the account is unblocked. (A
 		// password verified before the block gets the account check's
-		// 403: its sender knew it already.)
-		return verified{}, errWrongPassword.For(res.Name)
+		// 403: its sender knew it already.) The audit log says why.
+		return verified{}, errWrongPassword.For(res.Name).Audited(res.Reason)
 	}
 }
 

@@ -1,0 +1,63 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
+)
+
+// withDirectory is newSetup with accounts from srv too, its operators
+// group mapped to reader.
+func withDirectory(t *testing.T, srv *slapdtest.Server) *setup {
+	t.Helper()
+	s := newSetup(t)
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
+		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(5 * time.Second),
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s.e.Accounts.SetDirectory(d)
+	return s
+}
+
+// message is the "message" of a JSON refusal.
+func message(t *testing.T, body string) string {
+	t.Helper()
+	var v struct{ Message string }
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("refusal %q: %v", body, err)
+	}
+	return v.Message
+}
+
+// TestARefusedRightPasswordIsAuditedWithWhy: a directory account's right
+// password that the directory's status refuses is answered as a wrong one
+// over HTTP Basic, and audited with why, as the login portal audits it.
+func TestARefusedRightPasswordIsAuditedWithWhy(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dave", "dave password", "") // in no mapped group
+	s := withDirectory(t, srv)
+	w, up := s.do(t, "GET", "/api/x", basicAuth("dave", "dave password"))
+	if w.Code != http.StatusUnauthorized || up != nil || message(t, w.Body.String()) != "invalid username or password" {
+		t.Fatalf("dave's right password, in no mapped group: %d %s; want the 401 of a wrong password", w.Code, w.Body)
+	}
+	s.e.Audit.Flush()
+	events, err := s.e.Audit.Query(context.Background(), audit.Filter{Kind: "request", Username: "dave"})
+	if err != nil || len(events) != 1 || !strings.Contains(events[0].Reason, "in no mapped group") {
+		t.Errorf("dave's refusal audited as %+v, %v; want its reason naming the directory's status", events, err)
+	}
+}
