@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/directory"
@@ -42,6 +44,35 @@ func message(t *testing.T, body string) string {
 		t.Fatalf("refusal %q: %v", body, err)
 	}
 	return v.Message
+}
+
+// TestA503NamesTheDirectory: a request refused because the directory does
+// not answer says so, not that the store is unavailable (the operator
+// would look at the wrong server), and so does the log line; a store
+// outage still names the store.
+func TestA503NamesTheDirectory(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	s := withDirectory(t, srv)
+	core, logs := observer.New(zap.ErrorLevel)
+	s.e.Logger = zap.New(core)
+
+	s.flaky.Down.Store(true)
+	s.e.Store.Purge()
+	if w, _ := s.do(t, "GET", "/api/x", basicAuth("alice", "correct horse")); w.Code != 503 ||
+		message(t, w.Body.String()) != "the authentication store is unavailable; try again later" {
+		t.Errorf("the store down: %d %s; want 503 naming the store", w.Code, w.Body)
+	}
+	s.flaky.Down.Store(false)
+
+	srv.Stop()
+	if w, _ := s.do(t, "GET", "/api/x", basicAuth("dora", "dora password")); w.Code != 503 ||
+		message(t, w.Body.String()) != "the account directory is unavailable; try again later" {
+		t.Errorf("the directory down: %d %s; want 503 naming the account directory", w.Code, w.Body)
+	}
+	if logs.FilterMessage("refusing requests: store unavailable").Len() != 1 || logs.FilterMessage("refusing requests: directory unavailable").Len() != 1 {
+		t.Errorf("logged %+v; want one line naming the store, one naming the directory", logs.All())
+	}
 }
 
 // TestARefusedRightPasswordIsAuditedWithWhy: a directory account's right

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/directory"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
@@ -59,23 +60,38 @@ type Engine struct {
 	credentials map[identity.Method]plugin.Credential
 	kinds       []identity.Method // registered, cheapest first
 	outage      logthin.Thinner   // refusals because the store is unavailable
+	dirOutage   logthin.Thinner   // refusals because the account directory is unavailable
 	internal    logthin.Thinner   // refusals for an internal error (a record failing authentication, …)
 }
 
 // LogFailure logs err, which failed a request that what was serving: the
-// store unavailable, or an internal error (a record failing
-// authentication, …). At most one line a second is written for each of
-// the two, for the whole engine, with the count of requests failed since
+// store unavailable, the account directory unavailable, or an internal
+// error (a record failing authentication, …). At most one line a second
+// is written for each of the three, for the whole engine, with the count of requests failed since
 // the line before: anyone can send requests while the store is down, and
 // a line each would flood the log.
 func (e *Engine) LogFailure(what string, err error) {
 	thin, msg := &e.internal, what+": internal error"
-	if errors.Is(err, storage.ErrUnavailable) {
+	switch {
+	case errors.Is(err, directory.ErrUnavailable):
+		thin, msg = &e.dirOutage, what+": directory unavailable"
+	case errors.Is(err, storage.ErrUnavailable):
 		thin, msg = &e.outage, what+": store unavailable"
 	}
 	if due, failed := thin.Due(time.Now()); due {
 		e.Logger.Error(msg, zap.Int64("refused_since_last_line", failed), zap.Error(err))
 	}
+}
+
+// Unavailable names what the failure err, answered 503, found
+// unavailable, for a front end's answer: "the account directory" when the
+// directory (LDAP) does not answer, else store, the front end's name of
+// the store.
+func Unavailable(err error, store string) string {
+	if errors.Is(err, directory.ErrUnavailable) {
+		return "the account directory"
+	}
+	return store
 }
 
 // New assembles an engine from its services.

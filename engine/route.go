@@ -351,7 +351,7 @@ func yields(a, b plugin.Credential) bool {
 func (rt *Route) refuse(w http.ResponseWriter, r *http.Request, span trace.Span, method identity.Method, id *identity.Identity, err error, start time.Time) error {
 	e := rt.engine
 	refusal, isRefusal := identity.AsRefusal(err)
-	status, code, reason := http.StatusServiceUnavailable, "unavailable", "the authentication store is unavailable; try again later"
+	status, code, reason := http.StatusServiceUnavailable, "unavailable", Unavailable(err, "the authentication store")+" is unavailable; try again later"
 	audited := reason
 	switch {
 	case isRefusal:

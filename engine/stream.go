@@ -93,7 +93,7 @@ func (rt *Route) verdict(err error, unanswered *int8) (closing bool, reason stri
 		reason = refusal.AuditReason()
 	default:
 		rt.engine.LogFailure("checking an open stream again", err)
-		reason = "the credential or account could not be checked again: the authentication store is unavailable"
+		reason = "the credential or account could not be checked again: " + Unavailable(err, "the authentication store") + " is unavailable"
 	}
 	*unanswered = min(*unanswered+1, 2)
 	return *unanswered >= 2, reason

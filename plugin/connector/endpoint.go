@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/smallbody"
@@ -250,7 +251,7 @@ func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, 
 func (p *Plugin) internalError(err error) *oauthError {
 	p.engine.LogFailure("token endpoint", err)
 	if errors.Is(err, storage.ErrUnavailable) {
-		return &oauthError{http.StatusServiceUnavailable, errUnavailable, "the token store is unavailable; try again later"}
+		return &oauthError{http.StatusServiceUnavailable, errUnavailable, engine.Unavailable(err, "the token store") + " is unavailable; try again later"}
 	}
 	return &oauthError{http.StatusInternalServerError, errServer, "internal error; no token was issued"}
 }
