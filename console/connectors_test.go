@@ -1,10 +1,16 @@
 package console
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -59,5 +65,47 @@ func TestConnectorsPageOffersWhatCanBeDone(t *testing.T) {
 			!strings.Contains(w.Body.String(), "PRIVATE KEY") {
 			t.Fatalf("reissue: %d, serial %s → %s\n%s", w.Code, before.Serial, after.Serial, w.Body)
 		}
+		if servers != nil {
+			downloadPackage(t, b, p, after.Serial)
+		}
+	}
+}
+
+// downloadPackage: "Download package" answers the connectors page as it
+// is now — the new certificate's serial in the table, not the revoked
+// one's (serial), which a download's answer left on the screen — with a
+// link that saves the package, whose metadata.json names the new serial.
+func downloadPackage(t *testing.T, b *browser, p *connector.Plugin, serial string) {
+	t.Helper()
+	w := b.post(Prefix+"connectors", url.Values{"action": {"package"}, "name": {"c1"}, "password": {"package password 1"},
+		"confirm": {"root password"}, "nonce": {nonce()}})
+	now, err := p.Get(context.Background(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := w.Body.String()
+	if w.Code != http.StatusOK || now.Serial == serial || !strings.Contains(page, "<td>"+now.Serial+"</td>") || strings.Contains(page, serial) {
+		t.Fatalf("package: %d, serial %s → %s; want the page with the new serial alone\n%s", w.Code, serial, now.Serial, page)
+	}
+	href := regexp.MustCompile(`id="package-download" download="c1.zip" href="data:application/zip;base64,([^"]+)"`).FindStringSubmatch(page)
+	if href == nil {
+		t.Fatalf("no link saving c1.zip:\n%s", page)
+	}
+	zipped, err := base64.StdEncoding.DecodeString(html.UnescapeString(href[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := zr.Open(connector.PackageMetadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var meta connector.Metadata
+	if err := json.NewDecoder(f).Decode(&meta); err != nil || meta.CertificateSerial != now.Serial {
+		t.Fatalf("the saved package's metadata: %+v, %v; want serial %s", meta, err, now.Serial)
 	}
 }

@@ -185,8 +185,6 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		res, err := c.once(r, v, p, f, act)
 		switch {
-		case err == nil && res.Download != nil:
-			res.Download.write(w)
 		case err == nil && res.Error != "":
 			res.Refill = refillable(f)
 			c.show(w, r, v, p, http.StatusBadRequest, res)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -683,6 +684,30 @@ func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
 	return d, c.call(r, v, http.MethodGet, "/gatehouse/tokens", nil, &d.Tokens)
 }
 
+// connectorOnce is what the connectors page shows once: a certificate
+// issued with its key (Issued), or a package to save (Package).
+type connectorOnce struct {
+	Issued  *connector.Issued
+	Package *packageLink
+}
+
+// packageLink is a connector's package, drawn on the connectors page as
+// a link that saves it, so that the page answering the download is the
+// page as it is now (the new certificate's serial in the table, not the
+// revoked one's as a download's answer would leave it). The page is
+// never stored (no-store), as every page showing a secret once.
+type packageLink struct {
+	// FileName is the name the package is saved as.
+	FileName string
+	// Href is the package as a data: URL.
+	Href template.URL
+}
+
+// newPackageLink is the packageLink of connector name's package zipped.
+func newPackageLink(name string, zipped []byte) *packageLink {
+	return &packageLink{FileName: name + ".zip", Href: template.URL("data:application/zip;base64," + base64.StdEncoding.EncodeToString(zipped))}
+}
+
 func connectorsPage() *page {
 	return &page{path: Prefix + "connectors", title: "Connectors", tmpl: "connectors", admin: true, load: loadConnectors,
 		actions: map[string]action{
@@ -692,7 +717,7 @@ func connectorsPage() *page {
 				if err := c.call(r, v, http.MethodPost, "/gatehouse/connectors", in, &out); err != nil {
 					return outcome{}, err
 				}
-				return outcome{Notice: "Connector " + out.Name + " created; certificate " + out.Serial + " issued.", Once: out}, nil
+				return outcome{Notice: "Connector " + out.Name + " created; certificate " + out.Serial + " issued.", Once: connectorOnce{Issued: &out}}, nil
 			}),
 			"package": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				var zipped []byte
@@ -701,7 +726,8 @@ func connectorsPage() *page {
 				if err != nil {
 					return outcome{}, err
 				}
-				return outcome{Download: &download{name: f.get("name") + ".zip", contentType: "application/zip", body: zipped}}, nil
+				return outcome{Notice: "Connector " + f.get("name") + ": a new certificate was issued in its package; the previous certificate and its token pairs are revoked.",
+					Once: connectorOnce{Package: newPackageLink(f.get("name"), zipped)}}, nil
 			}),
 			"reissue": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				in := connector.ReissueRequest{CSRPEM: strings.TrimSpace(f.get("csr_pem"))}
@@ -709,7 +735,7 @@ func connectorsPage() *page {
 				if err := c.call(r, v, http.MethodPost, "/gatehouse/connectors/"+esc(f.get("name"))+"/certificate", in, &out); err != nil {
 					return outcome{}, err
 				}
-				return outcome{Notice: "Connector " + out.Name + ": certificate " + out.Serial + " issued; the previous certificate and its token pairs are revoked.", Once: out}, nil
+				return outcome{Notice: "Connector " + out.Name + ": certificate " + out.Serial + " issued; the previous certificate and its token pairs are revoked.", Once: connectorOnce{Issued: &out}}, nil
 			}),
 			"revoke": func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				return outcome{Notice: "Connector " + f.get("name") + " revoked."},

@@ -129,8 +129,6 @@ type outcome struct {
 	Notice, Error string
 	// Once holds values shown this one time (a new key, a secret).
 	Once any
-	// Download, when set, is sent instead of a page.
-	Download *download
 	// Refill is what a form that changed nothing was sent with, but its
 	// secrets (refillable): the page draws that form filled with it, so
 	// that a mistake is corrected rather than typed again. Nil otherwise.

@@ -24,7 +24,8 @@ var screenshotDir = os.Getenv("GATEHOUSE_CONSOLE_SCREENSHOTS")
 // through bin/caddy: the admin signs in with password and TOTP (oathtool),
 // creates a role and a user, issues an application key that curl then
 // uses, blocks the user (the next curl is refused), issues a connector and
-// downloads its package (openssl opens the PKCS#12 with the password), and
+// saves its package from the page answering the download (openssl opens
+// the PKCS#12 with the password), and
 // reads the audit entries of those actions, which name the admin.
 func TestConsoleInBrowser(t *testing.T) {
 	inst := startConsole(t)
@@ -153,7 +154,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		}),
 		chromedp.SendKeys("#pkg-password-edge", pkgPassword),
 		chromedp.SendKeys("#pkg-confirm-edge", tfPassword),
-		chromedp.Submit("#pkg-confirm-edge"))
+		chromedp.Submit("#pkg-confirm-edge"),
+		chromedp.WaitVisible("#package-download"),
+		chromedp.Click("#package-download"))
 	zipped := waitForFile(t, filepath.Join(downloads, "edge.zip"))
 	files := unzip(t, zipped)
 	pfx := writeFile(t, t.TempDir(), "certificates.pfx", string(files["certificates.pfx"]))
