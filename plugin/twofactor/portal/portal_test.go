@@ -214,6 +214,34 @@ func TestLoginWithAppAndLockout(t *testing.T) {
 	}
 }
 
+// TestErrorsAreTiedToTheirFields: a refused step marks its fields invalid
+// and ties them to the error (aria-invalid, aria-describedby), so that a
+// screen reader announces why when it reaches either; the code step names
+// the account in a username field, so that a password manager holding the
+// user's TOTP fills the right one.
+func TestErrorsAreTiedToTheirFields(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("bob", "")
+	if _, err := h.svc.EnrolApp(context.Background(), u, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	_, body := b.signInPassword("bob", "wrong password", "/")
+	for _, field := range []string{"username", "password"} {
+		if !regexp.MustCompile(`<input id="` + field + `"[^>]* aria-describedby="error" aria-invalid="true">`).MatchString(body) {
+			t.Errorf("the %s field of a refused password step is not tied to the error:\n%s", field, body)
+		}
+	}
+	_, body = b.signInPassword("bob", password, "/")
+	if !strings.Contains(body, `<input hidden autocomplete="username" value="bob">`) || strings.Contains(body, `aria-invalid`) {
+		t.Errorf("the code step names no account, or is marked invalid before a code was sent:\n%s", body)
+	}
+	_, body = b.post("/gatehouse/login", url.Values{"step": {"code"}, "code": {"111111"}})
+	if !regexp.MustCompile(`<input id="code"[^>]* aria-describedby="error" aria-invalid="true">`).MatchString(body) {
+		t.Errorf("the code field of a refused code is not tied to the error:\n%s", body)
+	}
+}
+
 func TestNoFactorNoLogin(t *testing.T) {
 	h := newHarness(t)
 	h.user("carol", "")
