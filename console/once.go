@@ -71,10 +71,11 @@ func (c *Console) claimForm(ctx context.Context, v *viewer, path string, f form)
 
 // sureData is the page that asks before a destructive action (the "sure"
 // template): Question names the target and what goes with it; the form
-// sends Fields again, with sure=yes, to Action.
+// sends Fields again, with sure=yes, to Action; "No, go back" leads to
+// Back.
 type sureData struct {
-	Question, Action string
-	Fields           []formField
+	Question, Action, Back string
+	Fields                 []formField
 }
 
 // formField is one hidden field of the confirmation form.
@@ -86,6 +87,10 @@ type formField struct{ Name, Value string }
 // it works without JavaScript.
 func (c *Console) askFirst(w http.ResponseWriter, r *http.Request, v *viewer, p *page, question string, f form) {
 	d := sureData{Question: question, Action: r.URL.RequestURI()}
+	d.Back = d.Action
+	if back := p.back[f.get("action")]; back != nil {
+		d.Back = back(f)
+	}
 	for _, name := range slices.Sorted(maps.Keys(f.values)) {
 		// Never a password or a code (the "confirm" fields) into the
 		// page: no destructive form asks for one, and one that came to

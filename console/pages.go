@@ -41,6 +41,12 @@ type page struct {
 	// that names its target and what goes with it: their first post only
 	// asks (askFirst), the answer's sure=yes carries them out.
 	ask map[string]func(form) string
+	// back is, for an action of ask, where the question's "No, go back"
+	// leads when not to the page the form was posted to, where "Yes, do
+	// it" answers: "Delete user" is posted to the list, whose answer does
+	// not read the account again (the user page's read would make a
+	// directory account's record anew), and goes back to the user's page.
+	back map[string]func(form) string
 	// download, when set, answers GET …?format=csv.
 	download func(c *Console, r *http.Request, v *viewer) (*download, error)
 }
@@ -326,6 +332,9 @@ func usersPage() *page {
 			"delete": func(f form) string {
 				return "Delete user " + f.get("username") + "? Their application keys and second factors are deleted with the account, their connectors revoked and their sessions ended; none of it can be undone."
 			},
+		},
+		back: map[string]func(form) string{
+			"delete": func(f form) string { return Prefix + "users?username=" + url.QueryEscape(f.get("username")) },
 		}}
 }
 

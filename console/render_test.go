@@ -11,9 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
@@ -304,12 +308,7 @@ func TestConfirmationsNameTheViewer(t *testing.T) {
 func TestDeleteUserGoesBackToTheUser(t *testing.T) {
 	e, b := newBrowser(t)
 	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor) // the page shows bob's factors
-	page := get(b.c, b.v, Prefix+"users?username=bob").Body.String()
-	action := regexp.MustCompile(`<form method="post" action="([^"]*)" class="inline">[^\n]*\n<input type="hidden" name="action" value="delete">`).FindStringSubmatch(page)
-	if action == nil {
-		t.Fatalf("no Delete user form:\n%s", page)
-	}
-	target := strings.ReplaceAll(action[1], "&amp;", "&")
+	target := deleteUserTarget(t, b, "bob")
 	ask := b.post(target, url.Values{"action": {"delete"}, "username": {"bob"}, "nonce": {nonce()}}).Body.String()
 	if !strings.Contains(ask, `<a href="/gatehouse/console/users?username=bob" id="cancel">No, go back</a>`) {
 		t.Errorf("the question does not go back to bob's page:\n%s", ask)
@@ -319,6 +318,17 @@ func TestDeleteUserGoesBackToTheUser(t *testing.T) {
 		strings.Contains(body, `id="detail-title"`) {
 		t.Errorf("after deleting bob: %d\n%s", done.Code, body)
 	}
+}
+
+// deleteUserTarget is where the "Delete user" form of name's page posts.
+func deleteUserTarget(t *testing.T, b *browser, name string) string {
+	t.Helper()
+	page := get(b.c, b.v, Prefix+"users?username="+url.QueryEscape(name)).Body.String()
+	action := regexp.MustCompile(`<form method="post" action="([^"]*)" class="inline">[^\n]*\n<input type="hidden" name="action" value="delete">`).FindStringSubmatch(page)
+	if action == nil {
+		t.Fatalf("no Delete user form:\n%s", page)
+	}
+	return strings.ReplaceAll(action[1], "&amp;", "&")
 }
 
 // TestRowControlsNameTheirRow: a screen reader lists a page's buttons
@@ -368,5 +378,41 @@ func TestRowControlsNameTheirRow(t *testing.T) {
 	if page := get(b.c, b.v, "/gatehouse/account").Body.String(); !strings.Contains(page, `Revoke<span class="vh"> session started 20`) ||
 		!strings.Contains(page, `Revoke<span class="vh"> key k1</span>`) {
 		t.Errorf("your account: a session's or a key's Revoke does not say which:\n%s", page)
+	}
+}
+
+// TestDeletedDirectoryUserStaysDeleted: "Yes, do it" on "Delete user
+// dora?" for a directory account answers the list without reading dora
+// again: the user page reads an account as the admin API's show does,
+// which makes a directory account's record (so that keys and factors can
+// be bound before its first sign-in), and the answer drawn from dora's
+// page made again at once the record just deleted, and showed it.
+func TestDeletedDirectoryUserStaysDeleted(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
+	e, b := newBrowser(t)
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(5 * time.Second),
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	e.Accounts.SetDirectory(d)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor)
+	ctx := context.Background()
+	target := deleteUserTarget(t, b, "dora") // dora's page makes her record
+	before, err := e.Accounts.UserByCanonicalName(ctx, "dora")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := b.post(target, url.Values{"action": {"delete"}, "username": {"dora"}, "sure": {"yes"}, "nonce": {nonce()}})
+	if body := done.Body.String(); done.Code != http.StatusOK || !strings.Contains(body, "User deleted.") || strings.Contains(body, `id="detail-title"`) {
+		t.Errorf("after deleting dora: %d\n%s", done.Code, body)
+	}
+	if u, err := e.Accounts.UserByCanonicalName(ctx, "dora"); err == nil {
+		t.Errorf("dora's record %s, deleted, was made again (%s) by the page answering the delete", before.ID, u.ID)
 	}
 }
