@@ -339,6 +339,14 @@ func (c *call) lookup(username string, answer func(reply)) *account.User {
 		answer(fault(refusal.Reason()))
 		return nil
 	}
+	if failure.IsCallerError(err) {
+		// A directory account given no record under its name (beside
+		// its '+'/space twin, or with too many '+' signs): a fault that
+		// says why, as the admin API's 400 or 409 does, not a 500 the
+		// client retries and Caddy's log records as a failure of its own.
+		answer(fault(failure.Message(err)))
+		return nil
+	}
 	if err != nil {
 		c.fatal(err)
 		return nil
