@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
@@ -53,6 +54,21 @@ type Options struct {
 	ReadOnly bool
 }
 
+// MinFreeSpace is the free space the file system holding the database must
+// have for the store to write. Badger writes its log and its tables
+// through memory-mapped files, created at their full size but holding no
+// disk blocks yet: on a full file system a write into one is not an error
+// Badger could return but a SIGBUS that ends the process, Caddy and every
+// site it serves. Below this, writes fail as the store being unavailable
+// (guarded routes answer 503; reads go on) and work again once space was
+// freed. It makes room for a new log file (twice the memtable size), the
+// flush of a full memtable into a table, and as much again for
+// compactions.
+const MinFreeSpace = 64 << 20
+
+// freeSpace is fileSystemFree, replaced by tests.
+var freeSpace = fileSystemFree
+
 // Store is a storage.Store on an embedded Badger database. It is safe for
 // concurrent use.
 type Store struct {
@@ -62,6 +78,8 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	// full is set while writes are held back for lack of space (room).
+	full atomic.Bool
 }
 
 // Open opens (creating if needed) the database in dir. Badger holds a
@@ -154,6 +172,9 @@ func (s *Store) collectGarbage() {
 			return
 		case <-t.C:
 		}
+		if s.room() != nil {
+			continue // rewriting a value-log file writes a new one
+		}
 		for {
 			err := s.db.RunValueLogGC(0.5)
 			if errors.Is(err, badgerdb.ErrNoRewrite) || errors.Is(err, badgerdb.ErrRejected) {
@@ -208,6 +229,9 @@ func result(op string, err error) error {
 // update runs fn in a read-write transaction, retrying when a concurrent
 // transaction wrote a key fn read.
 func (s *Store) update(ctx context.Context, op string, fn func(txn *badgerdb.Txn) error) error {
+	if err := s.room(); err != nil {
+		return storeutil.Unavailable("badger "+op, err)
+	}
 	for {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badgerdb.ErrConflict) {
@@ -217,6 +241,28 @@ func (s *Store) update(ctx context.Context, op string, fn func(txn *badgerdb.Txn
 			return storeutil.Unavailable("badger "+op+" (retrying a conflict)", err)
 		}
 	}
+}
+
+// room reports an error while the database's file system has less than
+// MinFreeSpace free, and logs when that starts and when it ends. A write
+// costs a statfs more, beside its fsync.
+func (s *Store) room() error {
+	dir := s.db.Opts().Dir
+	free, known := freeSpace(dir)
+	if !known || free >= MinFreeSpace {
+		if s.full.CompareAndSwap(true, false) {
+			s.log.Info("the Badger database's file system has room again: writes resume",
+				zap.String("dir", dir), zap.Uint64("free_bytes", free))
+		}
+		return nil
+	}
+	if !s.full.Swap(true) {
+		s.log.Error("the Badger database's file system is (nearly) full: writes are refused, and the requests that need one answered 503, until space is freed there",
+			zap.String("dir", dir), zap.Uint64("free_bytes", free), zap.Uint64("needed_bytes", MinFreeSpace))
+	}
+	return fmt.Errorf("no space left on the file system of %s: %d bytes free, under the %d MiB the store keeps free "+
+		"(Badger writes through memory-mapped files, and a write into one on a full file system would end the process)",
+		dir, free, MinFreeSpace>>20)
 }
 
 // expiresAt converts a TTL to Badger's expiry, rounding up to the next

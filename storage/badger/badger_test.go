@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +228,55 @@ func TestReadsTablesWrittenCompressed(t *testing.T) {
 	got, err := s.Get(context.Background(), "user/1999")
 	if err != nil || string(got) != strings.Repeat("compressible ", 20) {
 		t.Fatalf("Get from a Snappy table = %q, %v", got, err)
+	}
+}
+
+// TestWritesWaitForFreeSpace: below MinFreeSpace free on the database's
+// file system, writes fail as the store being unavailable, naming the
+// directory, and reads go on; the start and the end of it are logged once
+// each, and writes work again once space was freed. Without it, a write
+// into Badger's memory-mapped log on a full file system ended the process
+// with SIGBUS (seen with bin/caddy on an 8 MiB tmpfs).
+func TestWritesWaitForFreeSpace(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(MinFreeSpace)
+	saved := freeSpace
+	freeSpace = func(string) (uint64, bool) { return free.Load(), true }
+	t.Cleanup(func() { freeSpace = saved })
+	core, logs := observer.New(zapcore.InfoLevel)
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Put(ctx, "kept", []byte("v"), 0); err != nil {
+		t.Fatalf("a write with MinFreeSpace free: %v", err)
+	}
+	free.Store(MinFreeSpace - 1)
+	for _, write := range []func() error{
+		func() error { return s.Put(ctx, "k", []byte("v"), 0) },
+		func() error { return s.Delete(ctx, "kept") },
+		func() error { _, err := s.Incr(ctx, "n", 1, 0); return err },
+		func() error { _, err := s.CompareAndSwap(ctx, "kept", []byte("v"), []byte("w"), 0); return err },
+		func() error { return s.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "b", Value: []byte("v")}}) },
+	} {
+		if err := write(); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("a write with too little space: %v; want ErrUnavailable naming %s", err, dir)
+		}
+	}
+	if v, err := s.Get(ctx, "kept"); err != nil || string(v) != "v" {
+		t.Fatalf("a read with too little space: %q, %v; want the record", v, err)
+	}
+	if n := logs.FilterMessageSnippet("file system is (nearly) full").Len(); n != 1 {
+		t.Fatalf("the lack of space was logged %d times; want once", n)
+	}
+	free.Store(MinFreeSpace)
+	if err := s.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatalf("a write once space was freed: %v", err)
+	}
+	if n := logs.FilterMessageSnippet("has room again").Len(); n != 1 {
+		t.Fatalf("the space freed was logged %d times; want once", n)
 	}
 }

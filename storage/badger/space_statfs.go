@@ -1,0 +1,15 @@
+//go:build linux || darwin || freebsd || openbsd || netbsd || dragonfly
+
+package badger
+
+import "syscall"
+
+// fileSystemFree is the space an unprivileged process may still write on
+// the file system holding dir; false when that cannot be told.
+func fileSystemFree(dir string) (uint64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return uint64(st.Bavail) * uint64(st.Bsize), true //nolint:gosec,unconvert // G115: counts, never negative; the field types vary by system
+}
