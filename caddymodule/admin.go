@@ -127,19 +127,28 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if app == nil {
 		app = a.app // starting: AdminHandler waits for it
 	}
-	if app == nil || app.retired.Load() || !app.requests.enter() {
-		// None, or only that of a config that failed to load (or was
-		// replaced): the running config has none.
-		adminapi.WriteError(w, failure.NotFound("the gatehouse app is not configured"))
+	if app != nil && !app.retired.Load() && app.requests.enter() {
+		defer app.requests.leave()
+		if app.adminCalls.enter() { // false once Caddy exits (App.Cleanup)
+			defer app.adminCalls.leave()
+			h, err := app.AdminHandler(r.Context())
+			if err != nil {
+				adminapi.WriteError(w, err)
+				return nil
+			}
+			h.ServeHTTP(w, r)
+			return nil
+		}
+	}
+	if caddy.Exiting() {
+		// Caddy stops its admin endpoint after its apps: a call now finds
+		// none, and a 404 would read as "no such user" to a script.
+		adminapi.WriteError(w, failure.New(failure.ErrUnavailable, "Caddy is stopping"))
 		return nil
 	}
-	defer app.requests.leave()
-	h, err := app.AdminHandler(r.Context())
-	if err != nil {
-		adminapi.WriteError(w, err)
-		return nil
-	}
-	h.ServeHTTP(w, r)
+	// None, or only that of a config that failed to load (or was
+	// replaced): the running config has none.
+	adminapi.WriteError(w, failure.NotFound("the gatehouse app is not configured"))
 	return nil
 }
 

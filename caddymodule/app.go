@@ -140,6 +140,9 @@ type App struct {
 	// requests counts the requests in flight that use the engine: Cleanup
 	// lets go of the store and of the closers once they ended.
 	requests requestGauge
+	// adminCalls counts the admin API calls among them: Caddy does not
+	// wait for those when it exits (see Cleanup).
+	adminCalls requestGauge
 
 	mu       sync.Mutex
 	engine   *engine.Engine
@@ -460,23 +463,39 @@ func (a *App) Stop() error {
 // memory) and its directory connections open for as long.
 const drainLimit = time.Minute
 
+// exitDrainLimit bounds how long the exit waits for admin API calls in
+// flight: each ends within the store's and the directory's timeouts.
+const exitDrainLimit = 15 * time.Second
+
 // Cleanup implements caddy.CleanerUpper, which Caddy calls once every app
 // of the config has stopped: it closes the features and credential kinds
 // and lets go of the store once the app's requests ended. On a reload
 // Caddy does not wait for the replaced config's requests (only when the
 // process exits), so that happens in the background, once they ended
 // (requestGauge.drain) or after drainLimit; the store stays open
-// meanwhile, and a config that uses it again shares it (storePool).
-func (a *App) Cleanup() error {
+// meanwhile, and a config that uses it again shares it (storePool). When
+// the process exits, it first waits for the admin API calls in flight.
+func (a *App) Cleanup() error { return a.cleanup(caddy.Exiting()) }
+
+// cleanup is Cleanup, told whether the process exits.
+func (a *App) cleanup(exiting bool) error {
 	a.retired.Store(true)
 	if a.poolKey == "" && len(a.closers) == 0 {
 		return nil // never started
 	}
-	if caddy.Exiting() {
-		return a.release() // the HTTP servers' Stop waited for their requests
+	if exiting {
+		// The HTTP servers' Stop waited for their requests, but Caddy
+		// stops its admin endpoint only after the apps: an admin call in
+		// flight would make its change and then find the audit writer
+		// closed (its event in Caddy's log only), or the store closed.
+		if left := a.adminCalls.drain(exitDrainLimit, 0, nil); left > 0 {
+			a.logger.Warn("admin API calls still in flight after "+exitDrainLimit.String()+" at the exit: closing the store they use; they may fail",
+				zap.Int64("in_flight", left))
+		}
+		return a.release()
 	}
 	retiring.start(func(cut <-chan struct{}) {
-		if left := a.requests.drain(drainLimit, cut); left > 0 {
+		if left := a.requests.drain(drainLimit, drainQuiet, cut); left > 0 {
 			a.logger.Warn("requests of a replaced config still in flight after "+drainLimit.String()+
 				" (or at the exit): closing the store and directory connections they use; they may fail",
 				zap.Int64("in_flight", left))

@@ -48,7 +48,8 @@ func (g *requestGauge) leave() { g.left.Add(1) }
 // request path pays for waking it.
 const drainPoll = 10 * time.Millisecond
 
-// drainQuiet is how long no request may have come before drain lets go.
+// drainQuiet is how long no request may have come before a replaced
+// config's drain lets go.
 // None in flight is not enough: after Caddy stopped a replaced config's
 // servers, a connection still delivers the requests it had read (HTTP/1.1
 // the one it was reading, HTTP/2 the streams before its GOAWAY), which
@@ -56,14 +57,14 @@ const drainPoll = 10 * time.Millisecond
 // hundreds of milliseconds.
 const drainQuiet = 2 * time.Second
 
-// drain waits until no request is in flight and none came for drainQuiet,
-// at most limit or until cut is closed, and then marks the gauge released,
+// drain waits until no request is in flight and none came for quiet, at
+// most limit or until cut is closed, and then marks the gauge released,
 // so that enter refuses every later request. It returns how many requests
 // were still in flight when it gave up (0 when they all ended): those go
 // on without what the caller then lets go. Marking is one
 // compare-and-swap of the count it looked at, so no request can be
 // counted in between the look and the mark.
-func (g *requestGauge) drain(limit time.Duration, cut <-chan struct{}) int64 {
+func (g *requestGauge) drain(limit, quiet time.Duration, cut <-chan struct{}) int64 {
 	began := time.Now()
 	seen, quietSince := g.entered.Load(), began
 	for {
@@ -71,7 +72,7 @@ func (g *requestGauge) drain(limit time.Duration, cut <-chan struct{}) int64 {
 		switch entered := g.entered.Load(); {
 		case entered != seen:
 			seen, quietSince = entered, now
-		case g.left.Load() == entered && now.Sub(quietSince) >= drainQuiet &&
+		case g.left.Load() == entered && now.Sub(quietSince) >= quiet &&
 			g.entered.CompareAndSwap(entered, entered+gaugeReleased):
 			return 0
 		}

@@ -25,7 +25,7 @@ func TestDrainWaitsForRequestsInFlight(t *testing.T) {
 		}
 	}
 	drained := make(chan int64)
-	go func() { drained <- g.drain(time.Hour, nil) }()
+	go func() { drained <- g.drain(time.Hour, drainQuiet, nil) }()
 	g.leave()
 	select {
 	case left := <-drained:
@@ -47,7 +47,7 @@ func TestDrainGivesUp(t *testing.T) {
 	var g requestGauge
 	g.enter()
 	g.enter()
-	if left := g.drain(3*drainPoll, nil); left != 2 {
+	if left := g.drain(3*drainPoll, drainQuiet, nil); left != 2 {
 		t.Fatalf("drain gave up with %d requests left; want 2", left)
 	}
 	if g.enter() {
@@ -140,6 +140,63 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the audit event recorded before the exit is not in the store")
+	}
+}
+
+// TestExitWaitsForAdminCallsInFlight: when Caddy exits, the HTTP servers
+// waited for their requests, but its admin endpoint stops only after the
+// apps: Cleanup waits for an admin call in flight, whose change and audit
+// event both reach the store, and refuses later ones. Before, a SIGTERM
+// during admin calls acknowledged changes whose audit events were only in
+// Caddy's log ("audit events recorded after the audit writer closed").
+func TestExitWaitsForAdminCallsInFlight(t *testing.T) {
+	a := startedApp(t)
+	key := a.poolKey
+	if !a.requests.enter() || !a.adminCalls.enter() {
+		t.Fatal("an admin call refused by a running app")
+	}
+	e, err := a.Engine(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cleaned := make(chan error)
+	go func() { cleaned <- a.cleanup(true) }()
+	time.Sleep(5 * drainPoll)
+	if err := e.Store.Put(context.Background(), "test/admin-call", []byte("x"), 0); err != nil {
+		t.Fatalf("the admin call in flight could not write after the exit began: %v", err)
+	}
+	e.Audit.Record(audit.Event{Kind: audit.KindAdmin, Username: "eve", Outcome: audit.OutcomeSuccess, Reason: "during the exit"})
+	select {
+	case err := <-cleaned:
+		t.Fatalf("Cleanup returned (%v) with an admin call in flight", err)
+	default:
+	}
+	a.adminCalls.leave()
+	a.requests.leave()
+	if err := <-cleaned; err != nil {
+		t.Fatal(err)
+	}
+	if a.adminCalls.enter() {
+		t.Fatal("an admin call counted in after the exit's Cleanup")
+	}
+	waitReleased(t, key)
+	db, err := badger.Open(filepath.Join(a.DataDir, "badger"), badger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("the store after the exit: %v", err)
+	}
+	defer db.Close()
+	found := false
+	if err := db.Scan(context.Background(), "", func(e storage.Entry) error {
+		found = found || strings.Contains(string(e.Value), "during the exit")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatal("the audit event of the admin call in flight at the exit is not in the store")
 	}
 }
 

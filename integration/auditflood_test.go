@@ -166,3 +166,90 @@ func TestRefusalsAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
 	}
 	t.Logf("%d refusals answered across three stops, all audited", refused.Load())
 }
+
+// TestAdminChangesAnsweredWhileCaddyStopsAreAudited: SIGTERM in the
+// middle of admin calls creating users, three times. Every user whose
+// creation was answered 201 is there after the restart, with its audit
+// event in the store; no call is answered 404 while Caddy stops (it has
+// no gatehouse app any more, but it is stopping, 503). Before, Caddy
+// stopped its apps before its admin endpoint without waiting for the
+// calls in flight: creations answered 201 had their events in Caddy's
+// log only ("audit events recorded after the audit writer closed"), and
+// the calls that came next were answered 404 "not configured".
+func TestAdminChangesAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
+	inst := harness.Start(t, basicSite, harness.Options{})
+	client := &http.Client{Timeout: 30 * time.Second}
+	var mu sync.Mutex
+	var created []string
+	statuses := map[int]int{}
+	var seq atomic.Int64
+	for round := range 3 {
+		if round > 0 {
+			inst.StartAgain()
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					name := fmt.Sprintf("stop%d", seq.Add(1))
+					resp, err := client.Post(inst.AdminURL()+"/gatehouse/users", "application/json",
+						strings.NewReader(`{"username":"`+name+`","roles":[]}`))
+					if err != nil {
+						continue // Caddy is stopping or stopped
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					mu.Lock()
+					statuses[resp.StatusCode]++
+					if resp.StatusCode == http.StatusCreated {
+						created = append(created, name)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(created)
+			mu.Unlock()
+			if n >= 40*(round+1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: only %d users created in 30 s", round, n)
+			}
+		}
+		inst.Stop() // SIGTERM while the calls go on
+		close(stop)
+		wg.Wait()
+	}
+	inst.StartAgain()
+	if statuses[http.StatusNotFound] > 0 {
+		t.Errorf("%d admin calls were answered 404 while Caddy stopped; want 503 (answers: %v)", statuses[http.StatusNotFound], statuses)
+	}
+	var events []map[string]any
+	if st := inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=admin&limit=10000", nil, &events); st != 200 {
+		t.Fatalf("audit query: %d", st)
+	}
+	audited := map[string]bool{}
+	for _, e := range events {
+		if e["method"] == "POST" && e["outcome"] == "success" {
+			audited[fmt.Sprint(e["username"])] = true
+		}
+	}
+	for _, name := range created {
+		if st, _ := inst.Admin(t, "GET", "/gatehouse/users/"+name, nil); st != http.StatusOK {
+			t.Errorf("user %s, created with 201, is gone after the restart (%d)", name, st)
+		}
+		if !audited[name] {
+			t.Errorf("user %s, created with 201, has no audit event of its creation in the store", name)
+		}
+	}
+	t.Logf("%d users created across three stops, all audited; answers: %v", len(created), statuses)
+}
