@@ -38,16 +38,11 @@ func startDirectory(e *engine.Engine, a *App) (adminapi.Provider, error) {
 		e.Audit.Record(audit.Event{Kind: audit.KindDirectory, Username: ev.Username, Outcome: outcome, Reason: ev.What})
 	}
 	cfg := *a.Directory
-	// {env.NAME} placeholders, so that the password need not be in the
-	// config.
-	cfg.BindPassword = caddy.NewReplacer().ReplaceKnown(cfg.BindPassword, "")
-	if cfg.BindPassword == "" && a.Directory.BindPassword != "" {
-		// Not "bind_password is required" of a config that has one: the
-		// variable is missing where Caddy runs (a systemd unit without
-		// it), which caddy validate, run from a shell, does not see.
+	// Not "bind_password is required" of a config that has one: the
+	// variable is missing where Caddy runs.
+	if cfg.BindPassword, err = expandSecret("directory: bind_password", cfg.BindPassword); err != nil {
 		metrics.Unregister(registry)
-		return nil, fmt.Errorf("directory: bind_password %q is empty once its placeholders are replaced: set the variable in Caddy's environment (systemd: Environment= or EnvironmentFile=)",
-			a.Directory.BindPassword)
+		return nil, err
 	}
 	d, err := directory.New(cfg, metrics.Observe, notify)
 	if err != nil {

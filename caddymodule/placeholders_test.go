@@ -1,11 +1,20 @@
 package caddymodule
 
 import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 )
 
 // TestUserPlaceholdersHoldTheIdentity: each placeholder holds the
@@ -42,5 +51,61 @@ func TestUserPlaceholdersHoldTheIdentity(t *testing.T) {
 	}
 	if got, _ := repl.Get("http.auth.user.roles"); got != "ops,reader" {
 		t.Fatalf("{http.auth.user.roles} = %#v; want \"ops,reader\"", got)
+	}
+}
+
+// TestSMSWebhookPlaceholders: the SMS webhook's URL and headers take
+// {env.*} and {file.*} placeholders, so that a gateway key stays out of
+// the config (which GET /config/ serves), and a brace that is no
+// placeholder Caddy knows stays as written. A placeholder that is empty
+// where Caddy runs fails the start, naming it, as bind_password's does:
+// before, the header was sent empty, and every SMS code was refused by
+// the gateway with nothing said at the start.
+func TestSMSWebhookPlaceholders(t *testing.T) {
+	type request struct {
+		header http.Header
+		query  url.Values
+	}
+	got := make(chan request, 1)
+	gateway := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		got <- request{r.Header.Clone(), r.URL.Query()}
+	}))
+	defer gateway.Close()
+	keyFile := filepath.Join(t.TempDir(), "sms-key")
+	if err := os.WriteFile(keyFile, []byte("file-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GATEHOUSE_TEST_SMS_TOKEN", "env-token")
+	t.Setenv("GATEHOUSE_TEST_SMS_UNSET", "")
+	start := func(headers map[string]string) (*App, error) {
+		raw, err := json.Marshal(map[string]any{"sender": "webhook", "url": gateway.URL + "/send?t={env.GATEHOUSE_TEST_SMS_TOKEN}", "headers": headers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(cancel)
+		a := &App{DataDir: t.TempDir(), SMSRaw: raw}
+		if err := a.Provision(ctx); err != nil {
+			t.Fatalf("Provision (caddy validate) of %v: %v; want it to pass", headers, err)
+		}
+		t.Cleanup(func() { _ = a.Stop(); _ = a.cleanup(true) })
+		return a, a.Start()
+	}
+	a, err := start(map[string]string{"X-Api-Key": "{file." + keyFile + "}", "X-Literal": "a{b}c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.smsSender.Send(t.Context(), sms.Message{To: "+15550100", Message: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.header.Get("X-Api-Key") != "file-key" || r.header.Get("X-Literal") != "a{b}c" || r.query.Get("t") != "env-token" {
+		t.Fatalf("the gateway got X-Api-Key %q, X-Literal %q and t=%q; want the file's key, a{b}c and the variable's token",
+			r.header.Get("X-Api-Key"), r.header.Get("X-Literal"), r.query.Get("t"))
+	}
+	const unset = "{env.GATEHOUSE_TEST_SMS_UNSET}"
+	if _, err := start(map[string]string{"X-Api-Key": unset}); err == nil || !strings.Contains(err.Error(), unset) ||
+		!strings.Contains(err.Error(), "X-Api-Key") || !strings.Contains(err.Error(), "environment") {
+		t.Fatalf("start with %s unset in the header: %v; want an error naming the header, the placeholder and Caddy's environment", unset, err)
 	}
 }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -146,6 +147,9 @@ type SMSWebhook struct {
 	Retries int `json:"retries,omitempty"`
 
 	sender *sms.Webhook
+	// unset names a placeholder of the URL or a header that was empty
+	// when the config was provisioned: the start fails with it.
+	unset error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -154,14 +158,19 @@ func (SMSWebhook) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision implements caddy.Provisioner.
+// Placeholders of the URL and the headers are replaced (expandSecret); one
+// that is empty fails the start, not the provisioning (see Start).
 func (wh *SMSWebhook) Provision(caddy.Context) error {
-	repl := caddy.NewReplacer()
 	header := http.Header{}
+	var unset []error
 	for name, value := range wh.Headers {
-		header.Set(name, repl.ReplaceAll(value, ""))
+		value, err := expandSecret("sms webhook: header "+name, value)
+		header.Set(name, value)
+		unset = append(unset, err)
 	}
-	var err error
-	wh.sender, err = sms.NewWebhook(sms.WebhookOptions{URL: repl.ReplaceAll(wh.URL, ""), Header: header,
+	url, err := expandSecret("sms webhook: URL", wh.URL)
+	wh.unset = errors.Join(append(unset, err)...)
+	wh.sender, err = sms.NewWebhook(sms.WebhookOptions{URL: url, Header: header,
 		Timeout: time.Duration(wh.Timeout), Retries: wh.Retries})
 	return err
 }
