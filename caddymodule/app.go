@@ -332,7 +332,7 @@ func (a *App) start() (err error) {
 	}
 	if exposed, mode := ks.Exposed(); exposed {
 		a.logger.Warn("the keystore file is readable or writable by other users: whoever reads it can unseal every secret; chmod 600 it",
-			zap.String("path", ks.Path()), zap.String("mode", mode.String()))
+			zap.String("path", ks.Path()), zap.String("mode", mode.String()), zap.String("fix", "chmod 600 "+shellQuote(ks.Path())))
 	}
 	warnLooseDataDir(a.logger, a.DataDir)
 	cfg := a.engineConfig()
@@ -589,3 +589,7 @@ func validDomainName(d string) bool {
 	}
 	return true
 }
+
+// shellQuote quotes path for a POSIX shell, for the command a warning
+// tells the operator to run.
+func shellQuote(path string) string { return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'" }

@@ -27,7 +27,7 @@ func warnLooseDataDir(logger *zap.Logger, dataDir string) {
 		}
 		if perm := info.Mode().Perm(); perm&dir.loose != 0 {
 			logger.Warn("a Gatehouse data directory is open to other users: chmod 700 it",
-				zap.String("path", dir.path), zap.String("mode", perm.String()))
+				zap.String("path", dir.path), zap.String("mode", perm.String()), zap.String("fix", "chmod 700 "+shellQuote(dir.path)))
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
 			logger.Warn("a Gatehouse data directory belongs to another user, who could replace what Gatehouse keeps there",
