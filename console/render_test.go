@@ -320,6 +320,36 @@ func TestDeleteUserGoesBackToTheUser(t *testing.T) {
 	}
 }
 
+// TestUserPageConfirmationsSayWhat: the confirmation fields of a user's
+// page that stand in no fieldset (Unblock, Unlock second factor, Remove
+// a factor) name what they confirm, for whom, so that a screen reader's
+// list of fields tells them apart.
+func TestUserPageConfirmationsSayWhat(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor)
+	ctx := context.Background()
+	bob, err := e.Accounts.User(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.c.twoFactor.EnrolApp(ctx, bob, nil); err != nil {
+		t.Fatal(err)
+	}
+	blocked := account.StatusBlocked
+	if _, err := e.Accounts.UpdateUser(ctx, "bob", account.UserPatch{Status: &blocked}); err != nil {
+		t.Fatal(err)
+	}
+	page := get(b.c, b.v, Prefix+"users?username=bob").Body.String()
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for id, want := range map[string]string{"unblock-confirm": "to unblock bob", "unlock-confirm": "to unlock the second factor of bob",
+		"remove-APP-confirm": "to remove APP of bob"} {
+		label := regexp.MustCompile(`<label for="` + id + `">.*?</label>`).FindString(page)
+		if text := tags.ReplaceAllString(label, ""); !strings.HasSuffix(text, " "+want) {
+			t.Errorf("the label of %s reads %q; want it to end %q", id, text, want)
+		}
+	}
+}
+
 // deleteUserTarget is where the "Delete user" form of name's page posts.
 func deleteUserTarget(t *testing.T, b *browser, name string) string {
 	t.Helper()
