@@ -26,6 +26,12 @@ func init() {
 // handshakeTimeout bounds a TLS handshake the wrapper waits for.
 const handshakeTimeout = 10 * time.Second
 
+// closeGrace is how long the handshakes under way when the listener
+// closes may still take, and their connections wait for the server to
+// take them: its Serve loop, and with it the server's shutdown (a
+// reload's, or the exit's), waits for them.
+const closeGrace = time.Second
+
 // HandshakeAudit is caddy.listeners.gatehouse_handshake_audit: a listener
 // wrapper (after Caddy's TLS listener) that records in the audit log the
 // client certificates the TLS handshake refuses — a foreign CA's, an
@@ -36,7 +42,9 @@ const handshakeTimeout = 10 * time.Second
 // log's allowance per client network, past which refusals are counted in
 // summary events (audit_refusals_per_minute), so one flooding address does
 // not hide another's. Handshakes run before the connection is handed
-// to the HTTP server, each in its own goroutine, bounded by 10 s. In a
+// to the HTTP server, each in its own goroutine, bounded by 10 s; one
+// under way when a reload closes the listener still ends, within 1 s,
+// and the replaced config's server serves its connection. In a
 // Caddyfile:
 //
 //	{
@@ -83,20 +91,44 @@ func (h *HandshakeAudit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // WrapListener implements caddy.ListenerWrapper.
 func (h *HandshakeAudit) WrapListener(ln net.Listener) net.Listener {
-	l := &handshakeListener{Listener: ln, audit: h, conns: make(chan net.Conn), done: make(chan struct{})}
-	go l.acceptLoop()
+	l := &handshakeListener{Listener: ln, audit: h, conns: make(chan net.Conn), drained: make(chan struct{})}
+	l.ctx, l.expire = context.WithCancel(context.Background()) //nolint:gosec // G118: close calls expire, closeGrace after the close
+	go func() {
+		l.acceptLoop()
+		l.handshakes.Wait()
+		close(l.drained)
+	}()
 	return l
 }
 
 // handshakeListener hands out connections whose TLS handshake is done.
+//
+// A connection it accepted is its server's, also when the listener is
+// closed during the connection's handshake: on a config reload Caddy
+// starts the new config's servers on the same sockets before it closes
+// the old ones, whose listeners go on accepting connections until then,
+// and an old server still serves what Accept hands out after the close
+// (http.Server.Shutdown waits for its Serve loop to end). So Accept
+// reports the close only once the handshakes under way have ended, for
+// at most closeGrace, and hands out those that succeeded; closing them
+// instead dropped a client connecting at each reload.
 type handshakeListener struct {
 	net.Listener
-	audit     *HandshakeAudit
-	conns     chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-	mu        sync.Mutex
-	err       error // the inner listener's Accept error, once it failed
+	audit *HandshakeAudit
+	conns chan net.Conn
+	// ctx ends closeGrace after the close (Close, or the inner listener
+	// failing): the handshakes under way end, and the connections not
+	// taken by then are closed.
+	ctx    context.Context
+	expire context.CancelFunc
+	// handshakes counts the accepted connections not yet handed out or
+	// closed; drained is closed once the accept loop ended and they are
+	// none.
+	handshakes sync.WaitGroup
+	drained    chan struct{}
+	closeOnce  sync.Once
+	mu         sync.Mutex
+	err        error // the inner listener's Accept error, once it failed
 }
 
 func (l *handshakeListener) acceptLoop() {
@@ -114,6 +146,7 @@ func (l *handshakeListener) acceptLoop() {
 			l.close()
 			return
 		}
+		l.handshakes.Add(1)
 		go l.handshake(c)
 	}
 }
@@ -121,8 +154,9 @@ func (l *handshakeListener) acceptLoop() {
 // handshake completes c's TLS handshake and hands c out, or records a
 // refused client certificate and closes it.
 func (l *handshakeListener) handshake(c net.Conn) {
+	defer l.handshakes.Done()
 	if tc, ok := c.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
@@ -133,17 +167,19 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	}
 	select {
 	case l.conns <- c:
-	case <-l.done:
+	case <-l.ctx.Done(): // closed, and the server took no more connections
 		c.Close()
 	}
 }
 
-// Accept implements net.Listener.
+// Accept implements net.Listener. Once the listener is closed it still
+// hands out the connections whose handshake was under way, and then
+// reports the close.
 func (l *handshakeListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
-	case <-l.done:
+	case <-l.drained:
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.err != nil {
@@ -160,7 +196,9 @@ func (l *handshakeListener) Close() error {
 	return err
 }
 
-func (l *handshakeListener) close() { l.closeOnce.Do(func() { close(l.done) }) }
+func (l *handshakeListener) close() {
+	l.closeOnce.Do(func() { time.AfterFunc(closeGrace, l.expire) })
+}
 
 // refused records a handshake that failed over the client's certificate;
 // other failures (a scanner, a timeout, a client that hung up) are not

@@ -1,0 +1,150 @@
+package caddymodule
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/testca"
+)
+
+// TestHandshakeUnderWayAtCloseIsHandedOut: on a reload Caddy closes the
+// old config's listeners while the new config's already accept on the
+// same socket; a connection the old listener accepted just before, whose
+// TLS handshake ends after the close, is handed to the old server (whose
+// Serve loop goes on taking what Accept hands out until Accept reports
+// the close), not closed: closing it dropped a client connecting at each
+// reload. Accept reports the close after it.
+func TestHandshakeUnderWayAtCloseIsHandedOut(t *testing.T) {
+	inner, rootCAs := tlsListener(t)
+	l := new(HandshakeAudit).WrapListener(inner)
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	waitFor(t, inner.accepted, "the listener to accept the connection")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Only now does the client make its handshake.
+	if err := raw.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	client := tls.Client(raw, &tls.Config{RootCAs: rootCAs, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	handshake := make(chan error, 1)
+	go func() { handshake <- client.Handshake() }()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept after the close: %v; want the connection whose handshake was under way", err)
+	}
+	defer c.Close()
+	if err := waitFor(t, handshake, "the client's handshake"); err != nil {
+		t.Fatalf("the client's handshake: %v", err)
+	}
+	// The connection is the client's: what it sends arrives.
+	if _, err := io.WriteString(client, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v from the connection handed out; want hello", got, err)
+	}
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the next Accept: %v, want %v", err, net.ErrClosed)
+	}
+}
+
+// TestCloseCutsHandshakesShort: a client that connects and never makes
+// its handshake holds the close (and so the server's shutdown, a reload's
+// or the exit's) for closeGrace, not for the whole handshakeTimeout.
+func TestCloseCutsHandshakesShort(t *testing.T) {
+	inner, _ := tlsListener(t)
+	l := new(HandshakeAudit).WrapListener(inner)
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	waitFor(t, inner.accepted, "the listener to accept the connection")
+	began := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after the close: %v, want %v", err, net.ErrClosed)
+	}
+	if took := time.Since(began); took >= handshakeTimeout/2 {
+		t.Fatalf("Accept reported the close after %v: a silent client held it ", took)
+	}
+	// The connection was closed without a handshake.
+	if err := raw.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the connection without a handshake is still open after the close")
+	}
+}
+
+// signalingListener is a loopback TLS listener that tells when it
+// accepted a connection and when it was closed.
+type signalingListener struct {
+	net.Listener
+	accepted, closed chan struct{}
+}
+
+func (l *signalingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return c, err
+}
+
+func (l *signalingListener) Close() error {
+	select {
+	case l.closed <- struct{}{}:
+	default:
+	}
+	return l.Listener.Close()
+}
+
+// tlsListener returns a loopback TLS listener with a certificate for
+// 127.0.0.1, and the roots that verify it.
+func tlsListener(t *testing.T) (*signalingListener, *x509.CertPool) {
+	t.Helper()
+	ca := testca.New(t, t.TempDir())
+	ca.Issue("server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(ca.File("server.pem"), ca.File("server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	return &signalingListener{Listener: tl, accepted: make(chan struct{}, 8), closed: make(chan struct{}, 1)}, ca.Pool
+}
+
+// waitFor returns what c delivers, failing the test when it delivers
+// nothing within a minute (what means what is waited for).
+func waitFor[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("waited a minute for %s", what)
+		panic("unreachable")
+	}
+}
