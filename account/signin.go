@@ -115,6 +115,31 @@ type Attempt interface {
 	Settle(ctx context.Context, res SignInResult) error
 }
 
+// FamiliarAttempt is an Attempt that can tell it comes from a network
+// the account's own password was verified right from recently (HTTP
+// Basic's familiar networks), where the front end counts it apart from
+// everybody else's guesses.
+type FamiliarAttempt interface {
+	Attempt
+	// Familiar reports whether the attempt comes from such a network.
+	Familiar() bool
+}
+
+// familiarLocal reports whether attempt, on the local account u, comes
+// from one of u's familiar networks (FamiliarAttempt). Such an attempt is
+// not counted against the directory's bound on failed binds: no bind
+// checks a local account's password, and the bound counts local names
+// only so as not to tell a guesser which names exist, which it tells
+// here only to a client on a network the account's own password was
+// used from. Counted, guesses at the name from anywhere kept the
+// account's own devices refused for the bound's window (15 minutes by
+// default), where HTTP Basic's familiar networks are there to keep them
+// served.
+func familiarLocal(attempt Attempt, u *User) bool {
+	f, ok := attempt.(FamiliarAttempt)
+	return ok && u != nil && !u.FromDirectory() && f.Familiar()
+}
+
 // PasswordSource checks the password of an account: Gatehouse's own
 // argon2 hashes, or a directory's bind.
 type PasswordSource interface {
@@ -212,7 +237,10 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	// '+'/space twin (signInRecord); its password is the directory's.
 	twin := u == nil && located != nil && located.Found
 	fromDirectory := (u != nil && u.FromDirectory() || twin) && s.dir != nil
-	bound, err := s.reserveBind(ctx, name, gate)
+	bound := bindUnbounded
+	if !familiarLocal(attempt, u) {
+		bound, err = s.reserveBind(ctx, name, gate)
+	}
 	if err != nil {
 		return SignInResult{}, errors.Join(err, attempt.Settle(ctx, SignInResult{Outcome: OutcomeNotChecked, Name: name, User: u}))
 	}

@@ -35,6 +35,9 @@ type verified struct {
 	username     string
 	passwordHash string
 	userID       string
+	// local is true for a Gatehouse account, false for a directory
+	// account (account.User.FromDirectory).
+	local bool
 	// expires, when set, ends the cached success (a directory account's
 	// password is checked again after status_ttl: the directory may have
 	// changed it).
@@ -103,22 +106,25 @@ func (c *Credential) isThrottled(key string) bool {
 // heldBack reports whether a success verified before for the account v
 // must not answer the request r without a sign-in: when a sign-in of r
 // would be counted in a counter this instance found past its limit: the
-// name's failed binds, the count of r's network when it is familiar, the
-// name's shared count when it is not. So a device on a familiar network
-// keeps being answered from the cache, without a hash, while guessers
-// elsewhere keep the name's shared count past the limit, and no request
-// is told a right guess that its own count would refuse. Nothing is
-// looked up (nor the client's network) when no window is open at now,
-// and the familiar networks only when the shared count is held.
+// name's failed binds (but for a local account on a familiar network,
+// account.FamiliarAttempt), the count of r's network when it is
+// familiar, the name's shared count when it is not. So a device on a
+// familiar network keeps being answered from the cache, without a hash,
+// while guessers elsewhere keep the name's counts past their limits, and
+// no request is told a right guess that its own count would refuse.
+// Nothing is looked up (nor the client's network) when no window is open
+// at now, and the familiar networks only when a count they decide on is
+// held.
 func (c *Credential) heldBack(r *http.Request, v verified, now time.Time) (bool, error) {
 	if now.UnixNano() > c.throttledEnd.Load() {
 		return false, nil
 	}
 	network := clientnet.Of(c.engine.ClientIP(r))
-	if c.isThrottled(counters.DirectoryBindFailures(v.username)) || c.isThrottled(counters.BasicNetworkFailures(v.username, network)) {
+	binds := c.isThrottled(counters.DirectoryBindFailures(v.username))
+	if binds && !v.local || c.isThrottled(counters.BasicNetworkFailures(v.username, network)) {
 		return true, nil
 	}
-	if !c.isThrottled(counters.BasicFailures(v.username)) {
+	if !binds && !c.isThrottled(counters.BasicFailures(v.username)) {
 		return false, nil
 	}
 	familiar, err := isFamiliar(r.Context(), c.engine, v, network)
@@ -316,7 +322,7 @@ func (c *Credential) checkAgain(ctx context.Context, username, password, key str
 // checkedAs is the account u as a password check found it, with no
 // expiry.
 func checkedAs(u *account.User) verified {
-	return verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID}
+	return verified{username: u.Username, passwordHash: u.PasswordHash, userID: u.ID, local: !u.FromDirectory()}
 }
 
 // verifiedAtMost is the longest a success is cached, whatever the
@@ -353,9 +359,13 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 	case account.OutcomeOK:
 		u := res.User
 		// Checked: neither the count it was counted in nor the failed
-		// binds were past their limits.
+		// binds were past their limits (a local account's sign-in from a
+		// familiar network is not held to the failed binds, which may
+		// still be).
 		c.throttled.Remove(t.counted)
-		c.throttled.Remove(counters.DirectoryBindFailures(u.Username))
+		if !t.familiar || u.FromDirectory() {
+			c.throttled.Remove(counters.DirectoryBindFailures(u.Username))
+		}
 		c.changed.Remove(cacheKey)
 		v := c.newVerified(u)
 		c.verified.Add(cacheKey, v)
@@ -415,6 +425,8 @@ type throttle struct {
 	// counted is the key of the count Begin counted the attempt in, for
 	// the caller to hold when it was past the limit.
 	counted string
+	// familiar is true when Begin found network familiar to the account.
+	familiar bool
 }
 
 // failures is one Basic attempt, counted by Begin at key.
@@ -422,22 +434,29 @@ type failures struct {
 	engine  *engine.Engine
 	key     string
 	network string
+	// familiar is true when network is familiar to the account.
+	familiar bool
 }
+
+// Familiar implements account.FamiliarAttempt.
+func (a failures) Familiar() bool { return a.familiar }
 
 // Begin implements account.Attempts: the attempt is counted first, and
 // refused unchecked when the count goes past the limit.
 func (t *throttle) Begin(ctx context.Context, name string, u *account.User) (account.Attempt, account.Gate, error) {
 	t.counted = counters.BasicFailures(name)
+	familiar := false
 	if u != nil { // a name without an account has no familiar networks
-		familiar, err := isFamiliar(ctx, t.engine, checkedAs(u), t.network)
-		if err != nil {
+		var err error
+		if familiar, err = isFamiliar(ctx, t.engine, checkedAs(u), t.network); err != nil {
 			return nil, account.GateOpen, err // fail closed, as an uncountable attempt
 		}
 		if familiar {
 			t.counted = counters.BasicNetworkFailures(name, t.network)
 		}
 	}
-	a := failures{engine: t.engine, key: t.counted, network: t.network}
+	t.familiar = familiar
+	a := failures{engine: t.engine, key: t.counted, network: t.network, familiar: familiar}
 	n, err := t.engine.Store.Incr(ctx, t.counted, 1, failureWindow)
 	if err != nil {
 		return nil, account.GateOpen, err // uncountable (store down, a tampered count): fail closed, not unthrottled
