@@ -408,6 +408,12 @@ type Options struct {
 	// SpillBytes bounds the spill file (default 64 MiB); the events
 	// beyond it are kept in memory only, and counted in an error line.
 	SpillBytes int64
+	// SpillKeepFree is the free space the spill file leaves on its file
+	// system: a batch that would leave less is not appended (its events
+	// are kept in memory only, counted in the same error line), so that
+	// the file never takes the room a store on that file system keeps
+	// for itself (badger.MinFreeSpace). Zero leaves none.
+	SpillKeepFree uint64
 	// OnRecord, when set, is told of every event Record is given, before
 	// it is queued, summarised or dropped (a metrics counter). It must not
 	// block.
@@ -439,7 +445,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
-		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillTag)
+		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillKeepFree, opts.SpillTag)
 	}
 	l.wg.Add(1)
 	go l.run(opts.FlushInterval)
@@ -449,8 +455,8 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 // openSpill opens the spill file and takes the events a previous writer
 // left in it into the backlog, to be written when the store answers.
 // Without a usable file the writer keeps its backlog in memory only.
-func (l *Log) openSpill(path string, limit int64, tag SpillTagger) {
-	s, events, cut, forged, err := openSpill(path, limit, tag)
+func (l *Log) openSpill(path string, limit int64, keepFree uint64, tag SpillTagger) {
+	s, events, cut, forged, err := openSpill(path, limit, keepFree, tag)
 	if err != nil {
 		l.log().Error("the audit spill file cannot be used: events the store refuses are kept in memory only", zap.Error(err))
 		return

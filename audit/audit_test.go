@@ -485,6 +485,65 @@ func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
 	}
 }
 
+// TestSpillFileLeavesTheStoreItsRoom: the spill file shares data_dir's
+// file system with the Badger store, which refuses writes while less than
+// badger.MinFreeSpace is free there; the events it refuses then must not
+// be appended into that room (Badger's memtable flush at Close, or a
+// compaction, writing into a full file system ends the process with
+// SIGBUS). A batch that would leave less than SpillKeepFree is kept in
+// memory only, counted in the error line, which names the directory;
+// with room again, batches are appended again.
+func TestSpillFileLeavesTheStoreItsRoom(t *testing.T) {
+	const keep = 1 << 20
+	var free atomic.Uint64
+	free.Store(2 * keep)
+	saved := spaceFree
+	spaceFree = func(string) (uint64, bool) { return free.Load(), true }
+	t.Cleanup(func() { spaceFree = saved })
+	down := &slowStore{Store: badgerStore(t)}
+	down.down.Store(true)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spill.jsonl")
+	core, logs := observer.New(zap.ErrorLevel)
+	l := New(down, zap.New(core), Options{FlushInterval: 10 * time.Millisecond, SpillFile: path, SpillKeepFree: keep, Settings: everyRefusal})
+	t.Cleanup(l.Close)
+	recorded := 0
+	recordTen := func() {
+		for range 10 {
+			l.Record(Event{Kind: "request", Username: fmt.Sprintf("user-%03d", recorded), Outcome: OutcomeDenied})
+			recorded++
+		}
+		if pending := l.Flush(); pending != recorded {
+			t.Fatalf("%d events pending with the store down; want all %d, in memory", pending, recorded)
+		}
+	}
+	spilled := func() int {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Count(b, []byte("\n"))
+	}
+	recordTen()
+	if n := spilled(); n != 10 {
+		t.Fatalf("%d events in the spill file with room; want 10", n)
+	}
+	free.Store(keep + 100) // less than the ten lines
+	recordTen()
+	if n := spilled(); n != 10 {
+		t.Fatalf("%d events in the spill file; want the 10 from before: the next ten would have taken the room kept for the store", n)
+	}
+	lines := logs.FilterMessageSnippet("could not be kept in the spill file").All()
+	if len(lines) != 1 || !strings.Contains(fmt.Sprint(lines[0].ContextMap()["error"]), dir) {
+		t.Fatalf("the events not spilled were not logged once naming %s: %v", dir, lines)
+	}
+	free.Store(2 * keep)
+	recordTen()
+	if n := spilled(); n != 20 {
+		t.Fatalf("%d events in the spill file once space was freed; want 20", n)
+	}
+}
+
 // TestSpillFileCutShortByACrash: a last line a crash cut in the middle is
 // dropped with a warning; the whole lines before it are written, and
 // appends after it start on a line of their own.
@@ -530,7 +589,7 @@ func TestSpillFileIsPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		s, _, _, _, err := openSpill(path, 1<<20, nil)
+		s, _, _, _, err := openSpill(path, 1<<20, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -561,7 +620,7 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 		if err := link.make(victim, name); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, _, err := openSpill(name, 1<<20, nil); err == nil {
+		if _, _, _, _, err := openSpill(name, 1<<20, 0, nil); err == nil {
 			t.Fatalf("a spill file name that is a %s link to another file was opened", link.kind)
 		}
 		if b, err := os.ReadFile(victim); err != nil || string(b) != "not the writer's\n" {
@@ -577,7 +636,7 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 		return sum[:16]
 	})
 	path := filepath.Join(dir, "tagged.jsonl")
-	s, _, _, _, err := openSpill(path, 1<<20, tag)
+	s, _, _, _, err := openSpill(path, 1<<20, 0, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,11 +655,11 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	s, events, _, dropped, err := openSpill(path, 1<<20, tag)
+	s, events, _, dropped, err := openSpill(path, 1<<20, 0, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, _, err := openSpill(path, 1<<20, tag); err == nil {
+	if _, _, _, _, err := openSpill(path, 1<<20, 0, tag); err == nil {
 		t.Fatal("a second writer opened the spill file another holds")
 	}
 	s.f.Close()

@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/diskfree"
 )
 
 // spill is the local, append-only file that keeps the events the store
@@ -28,6 +31,9 @@ type spill struct {
 	tag   SpillTagger
 	size  int64
 	limit int64
+	// keepFree is the free space appends leave on the file's file
+	// system (Options.SpillKeepFree).
+	keepFree uint64
 	// events is the number of events (lines) the file holds.
 	events int
 }
@@ -62,7 +68,7 @@ func (t SpillTagger) lineTag(key string, event []byte) string {
 // does not verify (with a tagger): those are appended to path plus
 // ".rejected" for the operator to read, not stored (an earlier version's
 // untagged lines among them, after an upgrade during a store outage).
-func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pending, cut int64, forged int, err error) {
+func openSpill(path string, limit int64, keepFree uint64, tag SpillTagger) (s *spill, events []pending, cut int64, forged int, err error) {
 	f, err := openSpillFile(path)
 	if err != nil {
 		return nil, nil, 0, 0, fmt.Errorf("audit spill file: %w", err)
@@ -92,7 +98,7 @@ func openSpill(path string, limit int64, tag SpillTagger) (s *spill, events []pe
 		f.Close()
 		return nil, nil, 0, 0, fmt.Errorf("audit spill file %s: %w", path, err)
 	}
-	return &spill{path: path, f: f, tag: tag, size: whole, limit: limit, events: len(events)}, events, info.Size() - whole, forged, nil
+	return &spill{path: path, f: f, tag: tag, size: whole, limit: limit, keepFree: keepFree, events: len(events)}, events, info.Size() - whole, forged, nil
 }
 
 // readSpill decodes the lines of a spill file and returns their events,
@@ -183,6 +189,9 @@ func (s *spill) add(events []pending) (notKept int, err error) {
 	if kept == 0 {
 		return len(events), nil
 	}
+	if err := s.room(buf.Len()); err != nil {
+		return len(events), err
+	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
 		_ = s.f.Truncate(s.size) // best effort: no torn line in the middle of the file
 		_, _ = s.f.Seek(s.size, io.SeekStart)
@@ -194,6 +203,23 @@ func (s *spill) add(events []pending) (notKept int, err error) {
 		return len(events), err
 	}
 	return len(events) - kept, nil
+}
+
+// spaceFree is diskfree.Free, replaced by tests.
+var spaceFree = diskfree.Free
+
+// room reports an error when appending n bytes would leave less than
+// keepFree on the file's file system.
+func (s *spill) room(n int) error {
+	if s.keepFree == 0 {
+		return nil
+	}
+	dir := filepath.Dir(s.path)
+	free, known := spaceFree(dir)
+	if !known || free >= s.keepFree+uint64(n) { //nolint:gosec // G115: a batch's length, never negative
+		return nil
+	}
+	return fmt.Errorf("%d bytes free on the file system of %s: the spill file leaves %d MiB free there for the store", free, dir, s.keepFree>>20)
 }
 
 // clear empties the file: the store holds every event it had.

@@ -94,6 +94,8 @@ func (p *pooledStore) auditLog(dataDir string, logger *zap.Logger, settings audi
 	warnOfOtherSpillFiles(dataDir, spill, logger)
 	tags := p.tags
 	p.audit = audit.New(p.cache, logger, audit.Options{Settings: settings, SpillFile: spill,
+		// The file shares data_dir's file system with the Badger store.
+		SpillKeepFree: badger.MinFreeSpace,
 		SpillTag: func(key string, event []byte) []byte {
 			tag := tags.RecordTag(spillTagPrefix+key, event)
 			return tag[:]

@@ -27,6 +27,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/internal/diskfree"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 )
@@ -66,8 +67,8 @@ type Options struct {
 // compactions.
 const MinFreeSpace = 64 << 20
 
-// freeSpace is fileSystemFree, replaced by tests.
-var freeSpace = fileSystemFree
+// freeSpace is diskfree.Free, replaced by tests.
+var freeSpace = diskfree.Free
 
 // Store is a storage.Store on an embedded Badger database. It is safe for
 // concurrent use.

@@ -1,12 +1,12 @@
 //go:build linux || darwin || freebsd || openbsd || netbsd || dragonfly
 
-package badger
+package diskfree
 
 import "syscall"
 
-// fileSystemFree is the space an unprivileged process may still write on
-// the file system holding dir; false when that cannot be told.
-func fileSystemFree(dir string) (uint64, bool) {
+// Free is the space an unprivileged process may still write on the file
+// system holding dir; false when that cannot be told.
+func Free(dir string) (uint64, bool) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, false

@@ -1,0 +1,4 @@
+// Package diskfree tells the free space of a file system, for the writers
+// that keep some of it free: the Badger store (badger.MinFreeSpace) and
+// the audit spill file beside it.
+package diskfree
