@@ -311,8 +311,8 @@ func (a *App) start() (err error) {
 			}
 		}
 	}()
-	if wh, ok := a.smsSender.(*SMSWebhook); ok && wh.unset != nil {
-		return wh.unset // a placeholder empty where Caddy runs, which caddy validate does not see
+	if wh, ok := a.smsSender.(*SMSWebhook); ok && wh.unusable != nil {
+		return wh.unusable // a placeholder empty or unusable where Caddy runs, which caddy validate does not see
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()

@@ -60,7 +60,8 @@ func TestUserPlaceholdersHoldTheIdentity(t *testing.T) {
 // placeholder Caddy knows stays as written. A placeholder that is empty
 // where Caddy runs fails the start, naming it, as bind_password's does:
 // before, the header was sent empty, and every SMS code was refused by
-// the gateway with nothing said at the start.
+// the gateway with nothing said at the start. So does a value no HTTP
+// header can carry.
 func TestSMSWebhookPlaceholders(t *testing.T) {
 	type request struct {
 		header http.Header
@@ -107,5 +108,15 @@ func TestSMSWebhookPlaceholders(t *testing.T) {
 	if _, err := start(map[string]string{"X-Api-Key": unset}); err == nil || !strings.Contains(err.Error(), unset) ||
 		!strings.Contains(err.Error(), "X-Api-Key") || !strings.Contains(err.Error(), "environment") {
 		t.Fatalf("start with %s unset in the header: %v; want an error naming the header, the placeholder and Caddy's environment", unset, err)
+	}
+	// A value with a line break (a key file ending in two newlines:
+	// Caddy trims one) is no header Go's client sends: every SMS failed,
+	// "invalid header field value", with nothing said at the start.
+	if err := os.WriteFile(keyFile, []byte("file-key\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(map[string]string{"Authorization": "Bearer {file." + keyFile + "}"}); err == nil ||
+		!strings.Contains(err.Error(), "Authorization") || !strings.Contains(err.Error(), keyFile) || strings.Contains(err.Error(), "file-key") {
+		t.Fatalf("start with a header value ending in a line break: %v; want an error naming the header and the placeholder, not the key", err)
 	}
 }

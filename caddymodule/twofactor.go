@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -147,9 +148,10 @@ type SMSWebhook struct {
 	Retries int `json:"retries,omitempty"`
 
 	sender *sms.Webhook
-	// unset names a placeholder of the URL or a header that was empty
-	// when the config was provisioned: the start fails with it.
-	unset error
+	// unusable names a placeholder of the URL or a header that was empty
+	// when the config was provisioned, or a header value that no HTTP
+	// header can carry once expanded: the start fails with it.
+	unusable error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -159,17 +161,25 @@ func (SMSWebhook) CaddyModule() caddy.ModuleInfo {
 
 // Provision implements caddy.Provisioner.
 // Placeholders of the URL and the headers are replaced (expandSecret); one
-// that is empty fails the start, not the provisioning (see Start).
+// that is empty, or a header value with a line break or another control
+// character once expanded (a key file ending in two newlines: Caddy trims
+// one), fails the start, not the provisioning (see Start): Go's client
+// would refuse every request with it.
 func (wh *SMSWebhook) Provision(caddy.Context) error {
 	header := http.Header{}
-	var unset []error
-	for name, value := range wh.Headers {
-		value, err := expandSecret("sms webhook: header "+name, value)
+	var unusable []error
+	for name, raw := range wh.Headers {
+		value, err := expandSecret("sms webhook: header "+name, raw)
+		if err == nil && !httpguts.ValidHeaderFieldValue(value) {
+			// The value is a secret: the error names the placeholder.
+			err = fmt.Errorf("sms webhook: header %s: %q holds a line break or another control character once expanded, "+
+				"which no HTTP header can carry (a file ending in more than one newline?)", name, raw)
+		}
 		header.Set(name, value)
-		unset = append(unset, err)
+		unusable = append(unusable, err)
 	}
 	url, err := expandSecret("sms webhook: URL", wh.URL)
-	wh.unset = errors.Join(append(unset, err)...)
+	wh.unusable = errors.Join(append(unusable, err)...)
 	wh.sender, err = sms.NewWebhook(sms.WebhookOptions{URL: url, Header: header,
 		Timeout: time.Duration(wh.Timeout), Retries: wh.Retries})
 	return err
