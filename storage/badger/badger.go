@@ -228,9 +228,15 @@ func result(op string, err error) error {
 }
 
 // update runs fn in a read-write transaction, retrying when a concurrent
-// transaction wrote a key fn read.
+// transaction wrote a key fn read. Without room to write (room), fn runs
+// in a read-only one instead, and only a fn that writes fails: a
+// compare-and-swap that finds another value writes nothing, so a start
+// that checks a record it made before (the connector CA's) still works.
 func (s *Store) update(ctx context.Context, op string, fn func(txn *badgerdb.Txn) error) error {
 	if err := s.room(); err != nil {
+		if rerr := s.db.View(fn); !errors.Is(rerr, badgerdb.ErrReadOnlyTxn) {
+			return result(op, rerr)
+		}
 		return storeutil.Unavailable("badger "+op, err)
 	}
 	for {

@@ -269,6 +269,14 @@ func TestWritesWaitForFreeSpace(t *testing.T) {
 	if v, err := s.Get(ctx, "kept"); err != nil || string(v) != "v" {
 		t.Fatalf("a read with too little space: %q, %v; want the record", v, err)
 	}
+	// A compare-and-swap that finds another value writes nothing: the
+	// start's check of the connector CA recorded before (create if
+	// absent) failed Caddy's restart on a disk with under 64 MiB free.
+	for _, old := range [][]byte{nil, []byte("w")} {
+		if swapped, err := s.CompareAndSwap(ctx, "kept", old, []byte("x"), 0); swapped || err != nil {
+			t.Fatalf("a compare-and-swap from %q that finds another value, with too little space: %t, %v; want false, nil", old, swapped, err)
+		}
+	}
 	if n := logs.FilterMessageSnippet("file system is (nearly) full").Len(); n != 1 {
 		t.Fatalf("the lack of space was logged %d times; want once", n)
 	}
