@@ -33,18 +33,18 @@ const (
 	office   = "198.51.100.80:4242" // alice's second familiar network
 )
 
-// spelling is the i-th way of writing "alice" in upper and lower case
-// (the 0th "alice", up to 31): each names alice's account, and each is
-// credentials of its own to the verification cache, so each needs a
-// sign-in.
-func spelling(i int) string {
-	name := []byte("alice")
-	for j := range name {
+// spelling is the i-th way of writing name (lower case ASCII letters) in
+// upper and lower case (the 0th as it is, up to 2^len(name)-1): each
+// names the same account, and each is credentials of its own to the
+// verification cache, so each needs a sign-in.
+func spelling(name string, i int) string {
+	spelt := []byte(name)
+	for j := range spelt {
 		if i>>j&1 == 1 {
-			name[j] -= 'a' - 'A'
+			spelt[j] -= 'a' - 'A'
 		}
 	}
-	return string(name)
+	return string(spelt)
 }
 
 // flood sends limit+2 wrong passwords for user from addr, the last of
@@ -116,7 +116,7 @@ func TestGuessersDoNotThrottleAFamiliarNetwork(t *testing.T) {
 		}
 	}
 	release()
-	if w := b.get(spelling(31), password, home); w.Code != http.StatusOK {
+	if w := b.get(spelling("alice", 31), password, home); w.Code != http.StatusOK {
 		t.Fatalf("a sign-in at home during the guessing: %d %s; want 200", w.Code, w.Body)
 	}
 }
@@ -172,7 +172,7 @@ func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
 		var wg sync.WaitGroup
 		var atHome, fromGuesser int
 		homeDone := make(chan struct{})
-		wg.Go(func() { defer close(homeDone); atHome = b.get(spelling(i), password, home).Code })
+		wg.Go(func() { defer close(homeDone); atHome = b.get(spelling("alice", i), password, home).Code })
 		for deadline := time.Now().Add(30 * time.Second); b.count(homeCount) == before; time.Sleep(time.Millisecond) {
 			select {
 			case <-homeDone:
@@ -183,7 +183,7 @@ func TestRightGuessFromElsewhereIsNotToldByASharedCheck(t *testing.T) {
 				t.Fatalf("round %d: the sign-in at home is not under way 30 s on", i)
 			}
 		}
-		wg.Go(func() { fromGuesser = b.get(spelling(i), password, guesser).Code })
+		wg.Go(func() { fromGuesser = b.get(spelling("alice", i), password, guesser).Code })
 		time.Sleep(30 * time.Millisecond)
 		release()
 		wg.Wait()
@@ -219,7 +219,7 @@ func TestFamiliarNetworksAreBounded(t *testing.T) {
 	ctx := context.Background()
 	const networks = maxFamiliar + 3
 	for i := range networks {
-		if w := b.get(spelling(i), password, fmt.Sprintf("198.51.100.%d:4242", i)); w.Code != http.StatusOK {
+		if w := b.get(spelling("alice", i), password, fmt.Sprintf("198.51.100.%d:4242", i)); w.Code != http.StatusOK {
 			t.Fatalf("sign-in %d: %d %s", i, w.Code, w.Body)
 		}
 	}
@@ -280,17 +280,7 @@ func TestUnreadableFamiliarNetworksFailClosed(t *testing.T) {
 func TestDirectoryBoundSparesALocalAccountsFamiliarNetworks(t *testing.T) {
 	const limit = 10
 	b := aliceAtHome(t, limit)
-	srv := slapdtest.Start(t)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second), FailedBinds: 2,
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	b.e.Accounts.SetDirectory(d)
+	b.withDirectory(2)
 	for i := range 3 { // the third past failed_binds: 429 without a check
 		b.get("alice", fmt.Sprintf("guess %d", i), guesser)
 	}
@@ -302,10 +292,30 @@ func TestDirectoryBoundSparesALocalAccountsFamiliarNetworks(t *testing.T) {
 		t.Errorf("alice at home, with the bound spent elsewhere (no hash slot free): %d %s; want 200 from the cache", w.Code, w.Body)
 	}
 	release()
-	if w := b.get(spelling(7), password, home); w.Code != http.StatusOK {
+	if w := b.get(spelling("alice", 7), password, home); w.Code != http.StatusOK {
 		t.Errorf("a sign-in at home with the bound spent elsewhere: %d %s; want 200", w.Code, w.Body)
 	}
 	if w := b.get("alice", password, newPlace); w.Code != http.StatusTooManyRequests {
 		t.Errorf("alice's right password from a new place with the bound spent: %d; want 429", w.Code)
 	}
+}
+
+// withDirectory configures a directory (a fresh slapd, returned) for b's
+// accounts, with failed_binds n in the default window (15 minutes); its
+// operators group holds the role reader.
+func (b *basicRoute) withDirectory(n int) *slapdtest.Server {
+	b.t.Helper()
+	srv := slapdtest.Start(b.t)
+	d, err := directory.New(directory.Config{
+		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
+		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
+		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second), FailedBinds: n,
+		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
+	}, nil, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { d.Close() })
+	b.e.Accounts.SetDirectory(d)
+	return srv
 }
