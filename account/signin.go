@@ -3,6 +3,8 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
@@ -79,9 +81,10 @@ type SignInResult struct {
 	// Reason says why the sign-in was refused, for the audit log.
 	Reason string
 	// RetryAfter, for a sign-in OutcomeThrottled by the directory's bound on
-	// failed binds, is that bound's window: at the latest, the name's
-	// passwords are checked again then. Zero otherwise (the front end's
-	// own throttle knows its window).
+	// failed binds (the front end's own count past its limit or not), is
+	// that bound's window: at the latest, the name's passwords are checked
+	// again then. Zero otherwise (the front end's own throttle knows its
+	// window).
 	RetryAfter time.Duration
 }
 
@@ -377,14 +380,22 @@ const (
 // is configured, a directory account's, a local one's or none, so that the
 // bound tells a guesser nothing of which names exist; a locked or
 // throttled attempt checks nothing and is not counted. Counting first
-// keeps guesses sent at once within the bound.
+// keeps guesses sent at once within the bound. A throttled attempt (the
+// front end's own count past its limit) is told bindsSpent all the same
+// when the bound is spent, so that the front end holds the bound, not
+// only its own count, which ends sooner (plugin/basic: an instance of a
+// cluster that held the minute's count alone answered a right guess from
+// its cache each time that hold ended, while the bound was spent).
 func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bindBound, error) {
-	if s.dir == nil || gate != GateOpen {
+	if s.dir == nil || gate == GateLockedOut {
 		return bindUnbounded, nil
 	}
 	limit, window := s.dir.FailedBinds()
 	if limit < 1 {
 		return bindUnbounded, nil
+	}
+	if gate == GateClosed {
+		return s.spentBinds(ctx, name, limit)
 	}
 	n, err := s.store.Incr(ctx, counters.DirectoryBindFailures(name), 1, window)
 	if err != nil {
@@ -395,6 +406,27 @@ func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bind
 		return bindsSpent, nil
 	}
 	return bindReserved, nil
+}
+
+// spentBinds is bindsSpent when name's failed binds reached limit, and
+// bindUnbounded otherwise; it counts nothing. A count that cannot be read
+// is an error, as one that cannot be counted is.
+func (s *Service) spentBinds(ctx context.Context, name string, limit int) (bindBound, error) {
+	raw, err := s.store.Get(ctx, counters.DirectoryBindFailures(name))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return bindUnbounded, nil
+	case err != nil:
+		return bindUnbounded, err
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return bindUnbounded, fmt.Errorf("the failed binds of %q: %w", name, err)
+	}
+	if n >= int64(limit) {
+		return bindsSpent, nil
+	}
+	return bindUnbounded, nil
 }
 
 // releaseBind takes back a count of reserveBind.

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
 // answer is how a request was answered, as a guesser sees it: the
@@ -200,5 +201,46 @@ func TestAnOldAccountsFamiliarNetworksAreNotSpared(t *testing.T) {
 		if got := answer(b.get(name, now, home)); got != spent {
 			t.Errorf("%s's password now at home, familiar to the account before: %s; want %s", name, got, spent)
 		}
+	}
+}
+
+// TestAnotherInstanceHoldsTheBoundPastTheMinutesCount: two instances
+// share the store (Redis). A guesser who spent a name's failed_binds at
+// one instance and keeps the name's shared Basic count past its limit
+// there is refused at the other instance by that count first; the other
+// instance holds failed_binds all the same (Retry-After 900), so once
+// the minute's count ends its cache does not answer the right password
+// from elsewhere. Before, it held the minute's count alone, and answered
+// a right guess from its cache once a minute while failed_binds were
+// spent (an outside review: 3 of 3 minutes, alice using the other
+// instance from home meanwhile).
+func TestAnotherInstanceHoldsTheBoundPastTheMinutesCount(t *testing.T) {
+	const limit = 10
+	b := aliceAtHome(t, limit)
+	b.withDirectory(4)
+	other := New(b.e)
+	if got := b.authenticate(other, "alice", password, home); got != "200" {
+		t.Fatalf("alice at home on the other instance: %s", got)
+	}
+	if n, after := b.checkedUntilThrottled("alice", guesser); n != 4 || after != "900" {
+		t.Fatalf("from elsewhere: %d checked, then Retry-After %s; want 4, then 900", n, after)
+	}
+	for i := range limit { // the shared count past its limit too
+		b.get("alice", fmt.Sprintf("one more %d", i), guesser)
+	}
+	if got := b.authenticate(other, "alice", "a guess at the other instance", guesser); got != "429 Retry-After 900" {
+		t.Errorf("a guess at the other instance past both: %s; want 429 Retry-After 900", got)
+	}
+	// The minute's end, as the other instance sees it: the shared count
+	// gone from the store and from what the instance holds.
+	if err := b.e.Store.Delete(context.Background(), counters.BasicFailures("alice")); err != nil {
+		t.Fatal(err)
+	}
+	other.throttled.Remove(counters.BasicFailures("alice"))
+	if got := b.authenticate(other, "alice", password, guesser); got != "429 Retry-After 900" {
+		t.Errorf("the right password from elsewhere at the other instance, failed_binds spent: %s; want 429 Retry-After 900", got)
+	}
+	if got := b.authenticate(other, "alice", password, home); got != "200" {
+		t.Errorf("alice at home on the other instance: %s; want 200", got)
 	}
 }
