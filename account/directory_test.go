@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -74,13 +74,7 @@ func newDirectoryService(t *testing.T, srv *slapdtest.Server, groupRoles ...dire
 }
 
 // slapdConfig is the directory of srv over LDAPS, statuses kept an hour.
-func slapdConfig(srv *slapdtest.Server) directory.Config {
-	return directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}
-}
+func slapdConfig(srv *slapdtest.Server) directory.Config { return directorytest.Config(srv) }
 
 // serviceWithDirectory is a test service with the directory cfg, whose
 // LDAP operations observe sees (nil: none).

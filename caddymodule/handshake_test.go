@@ -20,17 +20,7 @@ import (
 // the close), not closed: closing it dropped a client connecting at each
 // reload. Accept reports the close after it.
 func TestHandshakeUnderWayAtCloseIsHandedOut(t *testing.T) {
-	inner, rootCAs := tlsListener(t)
-	l := new(HandshakeAudit).WrapListener(inner)
-	raw, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	waitFor(t, inner.accepted, "the listener to accept the connection")
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	l, raw, rootCAs, _ := closedBeforeTheHandshake(t)
 
 	// Only now does the client make its handshake.
 	if err := raw.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
@@ -67,18 +57,7 @@ func TestHandshakeUnderWayAtCloseIsHandedOut(t *testing.T) {
 // its handshake holds the close (and so the server's shutdown, a reload's
 // or the exit's) for closeGrace, not for the whole handshakeTimeout.
 func TestCloseCutsHandshakesShort(t *testing.T) {
-	inner, _ := tlsListener(t)
-	l := new(HandshakeAudit).WrapListener(inner)
-	raw, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	waitFor(t, inner.accepted, "the listener to accept the connection")
-	began := time.Now()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	l, raw, _, began := closedBeforeTheHandshake(t)
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after the close: %v, want %v", err, net.ErrClosed)
 	}
@@ -92,6 +71,26 @@ func TestCloseCutsHandshakesShort(t *testing.T) {
 	if _, err := raw.Read(make([]byte, 1)); err == nil {
 		t.Fatal("the connection without a handshake is still open after the close")
 	}
+}
+
+// closedBeforeTheHandshake is a handshake-audit listener closed (at
+// closedAt) after it accepted raw, a client connection that has not
+// begun its TLS handshake; rootCAs verify the listener's certificate.
+func closedBeforeTheHandshake(t *testing.T) (l net.Listener, raw net.Conn, rootCAs *x509.CertPool, closedAt time.Time) {
+	t.Helper()
+	inner, rootCAs := tlsListener(t)
+	l = new(HandshakeAudit).WrapListener(inner)
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	waitFor(t, inner.accepted, "the listener to accept the connection")
+	closedAt = time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return l, raw, rootCAs, closedAt
 }
 
 // signalingListener is a loopback TLS listener that tells when it

@@ -126,6 +126,15 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 		t.Fatal("the exit returned with the replaced app's store still open")
 	}
 	waitReleased(t, key) // and closed, once the turnover is free
+	if !storedAfterExit(t, a, "before the exit") {
+		t.Fatal("the audit event recorded before the exit is not in the store")
+	}
+}
+
+// storedAfterExit reports whether a record of a's store, opened again
+// after its exit, holds text.
+func storedAfterExit(t *testing.T, a *App, text string) bool {
+	t.Helper()
 	db, err := badger.Open(filepath.Join(a.DataDir, "badger"), badger.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("the store after the exit: %v", err)
@@ -133,14 +142,12 @@ func TestExitFinishesPendingReleases(t *testing.T) {
 	defer db.Close()
 	found := false
 	if err := db.Scan(context.Background(), "", func(e storage.Entry) error {
-		found = found || strings.Contains(string(e.Value), "before the exit")
+		found = found || strings.Contains(string(e.Value), text)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !found {
-		t.Fatal("the audit event recorded before the exit is not in the store")
-	}
+	return found
 }
 
 // TestExitWaitsForAdminCallsInFlight: when Caddy exits, the HTTP servers
@@ -183,19 +190,7 @@ func TestExitWaitsForAdminCallsInFlight(t *testing.T) {
 		t.Fatal("an admin call counted in after the exit's Cleanup")
 	}
 	waitReleased(t, key)
-	db, err := badger.Open(filepath.Join(a.DataDir, "badger"), badger.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("the store after the exit: %v", err)
-	}
-	defer db.Close()
-	found := false
-	if err := db.Scan(context.Background(), "", func(e storage.Entry) error {
-		found = found || strings.Contains(string(e.Value), "during the exit")
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if !found {
+	if !storedAfterExit(t, a, "during the exit") {
 		t.Fatal("the audit event of the admin call in flight at the exit is not in the store")
 	}
 }

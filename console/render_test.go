@@ -11,12 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -421,16 +419,7 @@ func TestDeletedDirectoryUserStaysDeleted(t *testing.T) {
 	srv := slapdtest.Start(t)
 	srv.AddUser("dora", "dora password", "", slapdtest.OperatorsDN)
 	e, b := newBrowser(t)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(5 * time.Second),
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	e.Accounts.SetDirectory(d)
+	e.Accounts.SetDirectory(directorytest.New(t, srv, nil))
 	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor)
 	ctx := context.Background()
 	target := deleteUserTarget(t, b, "dora") // dora's page makes her record

@@ -6,14 +6,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 )
 
@@ -22,17 +21,9 @@ import (
 func withDirectory(t *testing.T, srv *slapdtest.Server) *setup {
 	t.Helper()
 	s := newSetup(t)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
-		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(5 * time.Second),
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s.e.Accounts.SetDirectory(d)
+	s.e.Accounts.SetDirectory(directorytest.New(t, srv, func(c *directory.Config) {
+		c.GroupRoles = []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}}
+	}))
 	return s
 }
 

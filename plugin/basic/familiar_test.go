@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
@@ -306,16 +305,9 @@ func TestDirectoryBoundSparesALocalAccountsFamiliarNetworks(t *testing.T) {
 func (b *basicRoute) withDirectory(n int) *slapdtest.Server {
 	b.t.Helper()
 	srv := slapdtest.Start(b.t)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second), FailedBinds: n,
-		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
-	}, nil, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Cleanup(func() { d.Close() })
-	b.e.Accounts.SetDirectory(d)
+	b.e.Accounts.SetDirectory(directorytest.New(b.t, srv, func(c *directory.Config) {
+		c.FailedBinds = n
+		c.GroupRoles = []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}}
+	}))
 	return srv
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/account"
-	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
@@ -26,15 +23,7 @@ func TestSignInNeverTextsTheDirectorysNumber(t *testing.T) {
 			srv := slapdtest.Start(t)
 			srv.AddUser("gina", "gina password", "+15550001111", slapdtest.OperatorsDN)
 			fx := newFixture(t)
-			d, err := directory.New(directory.Config{
-				URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-				BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-				StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-			}, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { d.Close() })
+			d := directorytest.New(t, srv, nil)
 			fx.e.Accounts.SetDirectory(d)
 			ctx := context.Background()
 			u, err := fx.e.Accounts.User(ctx, "gina")

@@ -4,12 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/account"
-	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 )
 
@@ -22,15 +19,7 @@ func TestADirectoryAccountWithoutARecordIsAFault(t *testing.T) {
 	srv := slapdtest.Start(t)
 	srv.AddUser("john smith", "john password", "")
 	v := newEnv(t)
-	d, err := directory.New(directory.Config{
-		URLs: []string{srv.TLSURL}, CAFile: srv.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		StatusTTL: caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := directorytest.New(t, srv, nil)
 	if _, err := v.e.Accounts.CreateUser(context.Background(), account.NewUser{Username: "john+smith"}); err != nil {
 		t.Fatal(err)
 	}
