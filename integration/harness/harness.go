@@ -260,31 +260,50 @@ func (i *Instance) start(waitForGatehouse bool) {
 	if i.cred != nil {
 		i.handOver()
 	}
-	logf, err := os.OpenFile(i.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		i.t.Fatal(err)
-	}
 	bin := Binary(i.t)
 	if i.cred != nil {
 		bin = sharedBinary(i.t)
 	}
-	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Dir = i.Ports.Dir
-	cmd.Env = i.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if i.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: i.cred}
+	// The instance's ports are ones the kernel had free when they were
+	// picked, from the range it also gives outgoing connections their
+	// local ports from: in the moment before a start, another test's
+	// connection may hold one (a restart's port freed by the stop before
+	// it, most often). Such a start fails with "address already in use"
+	// and is tried again, for as long as a connection might last.
+	for deadline := time.Now().Add(bindRetry); ; {
+		logf, err := os.OpenFile(i.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			i.t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
+		cmd.Dir = i.Ports.Dir
+		cmd.Env = i.env
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if i.cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: i.cred}
+		}
+		if err := cmd.Start(); err != nil {
+			i.t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); logf.Close(); close(done) }()
+		i.mu.Lock()
+		i.cmd, i.done = cmd, done
+		i.mu.Unlock()
+		if i.waitReady(done, waitForGatehouse) {
+			return
+		}
+		if !strings.Contains(i.tail(3), "address already in use") || time.Now().After(deadline) {
+			i.t.Fatalf("caddy exited during start-up:\n%s", i.tail(40))
+		}
+		i.t.Logf("caddy on admin port %d found a port of its own in use: starting it again", i.Ports.AdminPort)
+		time.Sleep(250 * time.Millisecond)
 	}
-	if err := cmd.Start(); err != nil {
-		i.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	i.mu.Lock()
-	i.cmd, i.done = cmd, done
-	i.mu.Unlock()
-	i.waitReady(done, waitForGatehouse)
 }
+
+// bindRetry is how long start tries again a Caddy that could not listen
+// on a port of its instance because something else held it.
+const bindRetry = 20 * time.Second
 
 // handOver gives the instance directory (and everything in it, the
 // Caddyfile among them) to the user Caddy runs as, and makes the path to it
@@ -315,33 +334,34 @@ func (i *Instance) handOver() {
 }
 
 // waitReady waits until the admin endpoint answers and, when
-// waitForGatehouse, the gatehouse app too.
-func (i *Instance) waitReady(done chan struct{}, waitForGatehouse bool) {
+// waitForGatehouse, the gatehouse app too; false when Caddy exited first.
+func (i *Instance) waitReady(done chan struct{}, waitForGatehouse bool) bool {
 	i.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			i.t.Fatalf("caddy exited during start-up:\n%s", i.tail(40))
+			return false
 		default:
 		}
 		resp, err := http.Get(i.AdminURL() + "/config/")
 		if err == nil {
 			resp.Body.Close()
 			if !waitForGatehouse {
-				return
+				return true
 			}
 			// The gatehouse app answers once started; wait for it too.
 			if st, _ := i.adminRaw(http.MethodGet, "/gatehouse/roles", nil); st != http.StatusServiceUnavailable && st != 0 {
 				if strings.Contains(i.config, fmt.Sprintf("https://localhost:%d", i.Ports.HTTPSPort)) {
 					_ = i.waitHTTPS(15 * time.Second) // best effort: a site may demand client certificates
 				}
-				return
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	i.t.Fatalf("caddy did not become ready:\n%s", i.tail(40))
+	return false
 }
 
 // Stop terminates Caddy (SIGTERM, then SIGKILL after stopGrace).
