@@ -156,6 +156,14 @@ type usersData struct {
 	Sessions *sessionList
 }
 
+// subject names the user shown, if one is.
+func (d usersData) subject() string {
+	if d.Detail == nil {
+		return ""
+	}
+	return "User " + d.Detail.Username
+}
+
 func loadUsers(c *Console, r *http.Request, v *viewer) (any, error) {
 	q := r.URL.Query()
 	d := usersData{Q: strings.TrimSpace(q.Get("q")), SMSAvailable: c.twoFactor.SMSAvailable()}

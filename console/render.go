@@ -153,6 +153,10 @@ func refillable(f form) url.Values {
 // view is what the layout renders.
 type view struct {
 	Title, Nav, User string
+	// Subject is what a page shows when it is more than its kind (the
+	// user on the users page): it leads the document's title, so that a
+	// browser's tab, history and a screen reader tell the pages apart.
+	Subject string
 	// CSRF are the forms' hidden fields (the "csrf" template).
 	CSRF  formTokens
 	Admin bool
@@ -189,7 +193,18 @@ func (c *Console) show(w http.ResponseWriter, r *http.Request, v *viewer, p *pag
 	for k, vs := range r.URL.Query() {
 		q[k] = vs[0]
 	}
-	c.render(w, v, status, p.tmpl, view{Title: p.title, Nav: p.path, Page: data, outcome: res, Query: q})
+	c.render(w, v, status, p.tmpl, view{Title: p.title, Subject: subjectOf(data), Nav: p.path, Page: data, outcome: res, Query: q})
+}
+
+// subjected is page data that shows one thing of the page's kind.
+type subjected interface{ subject() string }
+
+// subjectOf is data's subject (view.Subject), "" for a page of all.
+func subjectOf(data any) string {
+	if s, ok := data.(subjected); ok {
+		return s.subject()
+	}
+	return ""
 }
 
 // message renders a page with only a message; v is nil for someone not

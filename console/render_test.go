@@ -435,3 +435,21 @@ func TestDeletedDirectoryUserStaysDeleted(t *testing.T) {
 		t.Errorf("dora's record %s, deleted, was made again (%s) by the page answering the delete", before.ID, u.ID)
 	}
 }
+
+// TestUserPageIsTitledForItsUser: a user's page is told apart from the
+// list, and from another user's page, by its document title (a browser's
+// tab and history, the first thing a screen reader reads); it had the
+// list's, "Users – Gatehouse".
+func TestUserPageIsTitledForItsUser(t *testing.T) {
+	e, b := newBrowser(t)
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), b.c.twoFactor)
+	for path, want := range map[string]string{
+		Prefix + "users":                         "<title>Users – Gatehouse</title>",
+		Prefix + "users?username=bob":            "<title>User bob – Users – Gatehouse</title>",
+		Prefix + "users?username=nobody-by-name": "<title>Users – Gatehouse</title>",
+	} {
+		if page := get(b.c, b.v, path).Body.String(); !strings.Contains(page, want) {
+			t.Errorf("%s has no %s:\n%.400s", path, want, page)
+		}
+	}
+}
