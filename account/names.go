@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -135,6 +136,56 @@ func isDomain(name string, domains []string) bool {
 		}
 	}
 	return false
+}
+
+// scriptMixes are the scripts a new local username may mix (Unicode
+// TS #39 §5.2, "highly restrictive"): Latin with the scripts Chinese,
+// Japanese and Korean are written in together with it. Characters of no
+// one script (digits, punctuation: Common; combining marks: Inherited)
+// mix with any.
+var scriptMixes = [][]string{
+	{"Latin", "Han", "Hiragana", "Katakana"},
+	{"Latin", "Han", "Bopomofo"},
+	{"Latin", "Han", "Hangul"},
+}
+
+// refuseMixedScripts is a 400 for a new local account's name (in
+// canonical form) whose letters come from scripts that are not written
+// together (scriptMixes): "аlice" with a Cyrillic "а" beside alice, which
+// an administrator reading the audit log or an upstream's screen could
+// not tell apart. A name of one script, any script, is allowed; names
+// already made and directory accounts' names are not checked (the
+// directory's administrators name those).
+func refuseMixedScripts(name string) error {
+	var scripts []string
+	for _, r := range name {
+		if unicode.In(r, unicode.Common, unicode.Inherited) {
+			continue
+		}
+		if s := scriptOf(r); !slices.Contains(scripts, s) {
+			scripts = append(scripts, s)
+		}
+	}
+	if len(scripts) < 2 {
+		return nil
+	}
+	for _, mix := range scriptMixes {
+		if !slices.ContainsFunc(scripts, func(s string) bool { return !slices.Contains(mix, s) }) {
+			return nil
+		}
+	}
+	slices.Sort(scripts)
+	return failure.Invalid("username %q mixes the scripts %s: letters of one script (Latin with Chinese, Japanese or Korean is allowed) keep it from looking like another account's name; choose another name", name, strings.Join(scripts, ", "))
+}
+
+// scriptOf is the name of r's Unicode script, "Unknown" for none.
+func scriptOf(r rune) string {
+	for name, table := range unicode.Scripts {
+		if unicode.Is(table, r) {
+			return name
+		}
+	}
+	return "Unknown"
 }
 
 // refusePlusSpaceTwin is a 409 when an account exists that clients

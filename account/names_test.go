@@ -264,3 +264,25 @@ func TestPlusAndSpaceTwinsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestMixedScriptNamesAreRefused: a new local account cannot mix letters
+// of scripts that are not written together, so that it cannot pass for
+// another account ("аlice", Cyrillic "а"); names of one script, and
+// Latin with the scripts of Chinese, Japanese or Korean, are created.
+func TestMixedScriptNamesAreRefused(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	for _, name := range []string{"\u0430lice", "p\u0430ypal", "adm\u0456n", "\u03bfscar", "bob\u10d0", "ab\u0e01"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); failure.Status(err) != 400 || !strings.Contains(err.Error(), "mixes the scripts") {
+			t.Errorf("%q: %v; want 400 naming the mixed scripts", name, err)
+		} else if _, err := s.User(ctx, name); failure.Status(err) != 404 {
+			t.Errorf("%q refused but stored: %v", name, err)
+		}
+	}
+	for _, name := range []string{"alice", "josé.garcía", "\u0430\u043b\u0438\u0441\u0430", "\u03bf\u03c3\u03ba\u03b1\u03c1", "用户", "tanaka田中たなかタナカ",
+		"kim김", "li李ㄌ", "user-1_2.3", "john smith", "a\u0301b", "ß"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+}

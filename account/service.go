@@ -193,6 +193,9 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	if plain := AccountName(name, s.defaultDomain); plain != name {
 		return nil, failure.Invalid("username %q is the account %q of the default domain to the ESA API (default_domain); name the account %q", name, plain, plain)
 	}
+	if err := refuseMixedScripts(name); err != nil {
+		return nil, err
+	}
 	if err := s.refuseDirectoryName(ctx, name); err != nil {
 		return nil, err
 	}
