@@ -45,10 +45,12 @@ vet:
 # golangci-lint with the linters of .golangci.yml, pinned in its own module
 # (tools/lint/go.mod) so the product's go.mod does not carry it. The first
 # run builds it (minutes); later runs reuse Go's build cache and the
-# linter's own cache.
+# linter's own cache. --allow-parallel-runners: a second checkout's lint
+# (another clone's make test on the same machine) runs beside this one
+# rather than failing the run ("parallel golangci-lint is running").
 GOLANGCI_LINT := $(GO) tool -modfile=tools/lint/go.mod golangci-lint
 lint:
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 # Every test under the race detector, against bin/caddy, and every
 # benchmark once (-benchtime 1x; those that fill a store or a cache with
