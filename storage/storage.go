@@ -109,3 +109,18 @@ type Invalidator interface {
 	OnInvalidate(fn func(key string))
 	Coherent() bool
 }
+
+// Announcer is implemented by backends shared between processes (Redis):
+// news that is no record (an instance's hold of a name whose password
+// guesses are spent, plugin/basic) reaches the other instances on the
+// channel their invalidations travel on, without a write. News sent
+// while an instance's subscription is down never reaches it.
+type Announcer interface {
+	// Announce sends news to the listeners of the other instances; this
+	// instance's own are not called.
+	Announce(ctx context.Context, news string) error
+	// Listen calls fn, from a background goroutine, with the news every
+	// other instance announces, until stop is called. fn must not block
+	// for long.
+	Listen(fn func(news string)) (stop func())
+}

@@ -64,9 +64,68 @@ func (s *Store) OnInvalidate(fn func(key string)) {
 		return
 	}
 	s.listeners = append(s.listeners, fn)
-	if len(s.listeners) == 1 {
-		s.wg.Go(s.subscribe)
-		s.wg.Go(s.watchEpoch)
+	s.startSubscriber()
+}
+
+// startSubscriber starts the subscriber and the epoch watcher with the
+// first listener, of invalidations or of news. s.mu must be held.
+func (s *Store) startSubscriber() {
+	if s.subscribed {
+		return
+	}
+	s.subscribed = true
+	s.wg.Go(s.subscribe)
+	s.wg.Go(s.watchEpoch)
+}
+
+// newsPrefix starts the key of an invalidation message that carries news
+// (Announce) rather than a written key: reserved (see reservedPrefix), so
+// that an instance of a version without news drops nothing for it.
+const newsPrefix = reservedPrefix + "news/"
+
+// Announce implements storage.Announcer: news is published on the
+// invalidation channel, where the other instances' subscribers take it
+// for their Listen listeners.
+func (s *Store) Announce(ctx context.Context, news string) error {
+	n, err := s.node(ctx)
+	if err != nil {
+		return err
+	}
+	if err := n.Publish(ctx, s.channel, s.message(newsPrefix+news)).Err(); err != nil {
+		return s.failed("redis announce", err)
+	}
+	return nil
+}
+
+// Listen implements storage.Announcer.
+func (s *Store) Listen(fn func(news string)) (stop func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return func() {}
+	}
+	if s.newsListeners == nil {
+		s.newsListeners = map[*func(string)]struct{}{}
+	}
+	s.newsListeners[&fn] = struct{}{}
+	s.startSubscriber()
+	return func() {
+		s.mu.Lock()
+		delete(s.newsListeners, &fn)
+		s.mu.Unlock()
+	}
+}
+
+// tell calls every news listener with news.
+func (s *Store) tell(news string) {
+	s.mu.Lock()
+	listeners := make([]func(string), 0, len(s.newsListeners))
+	for fn := range s.newsListeners {
+		listeners = append(listeners, *fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range listeners {
+		fn(news)
 	}
 }
 
@@ -191,14 +250,19 @@ func (s *Store) noticeRestart() {
 }
 
 // deliver passes on one invalidation message, "<instance id>:<key>",
-// unless this instance sent it. A malformed message purges everything.
+// unless this instance sent it: to the news listeners when key is news
+// (Announce), else to the invalidation listeners. A malformed message
+// purges everything.
 func (s *Store) deliver(payload string) {
 	id, key, ok := strings.Cut(payload, ":")
 	switch {
 	case !ok || len(id) != idLen || key == "":
 		s.log.Warn("malformed message on the Redis invalidation channel; dropping all cached entries")
 		s.notify("")
-	case id != s.id:
+	case id == s.id:
+	case strings.HasPrefix(key, newsPrefix):
+		s.tell(key[len(newsPrefix):])
+	default:
 		s.notify(key)
 	}
 }

@@ -129,7 +129,11 @@ type Store struct {
 
 	mu        sync.Mutex
 	listeners []func(key string)
-	closed    bool // guarded by mu; no subscriber starts once set
+	// newsListeners are Listen's, each by the address of its own copy of
+	// the function, which its stop removes.
+	newsListeners map[*func(string)]struct{}
+	subscribed    bool // the subscriber was started
+	closed        bool // guarded by mu; no subscriber starts once set
 
 	closeOnce sync.Once
 	closeErr  error
@@ -414,7 +418,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		announced := len(s.listeners) > 0
+		announced := s.subscribed
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
@@ -433,4 +437,5 @@ func (s *Store) Close() error {
 var (
 	_ storage.Store       = (*Store)(nil)
 	_ storage.Invalidator = (*Store)(nil)
+	_ storage.Announcer   = (*Store)(nil)
 )

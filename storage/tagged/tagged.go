@@ -477,3 +477,22 @@ func (s *Store) OnInvalidate(fn func(key string)) {
 // Coherent implements storage.Invalidator: the inner store's, when it is
 // one; otherwise always (no other process writes to it).
 func (s *Store) Coherent() bool { return s.shared == nil || s.shared.Coherent() }
+
+// Announce implements storage.Announcer when the inner store does
+// (Redis); otherwise news reaches nobody (no other process shares the
+// store). News carries no record, so it is not tagged.
+func (s *Store) Announce(ctx context.Context, news string) error {
+	if a, ok := s.inner.(storage.Announcer); ok {
+		return a.Announce(ctx, news)
+	}
+	return nil
+}
+
+// Listen implements storage.Announcer when the inner store does;
+// otherwise it never calls fn.
+func (s *Store) Listen(fn func(news string)) (stop func()) {
+	if a, ok := s.inner.(storage.Announcer); ok {
+		return a.Listen(fn)
+	}
+	return func() {}
+}
