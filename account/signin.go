@@ -83,8 +83,10 @@ type SignInResult struct {
 	// RetryAfter, for a sign-in OutcomeThrottled by the directory's bound on
 	// failed binds (the front end's own count past its limit or not), is
 	// that bound's window: at the latest, the name's passwords are checked
-	// again then. Zero otherwise (the front end's own throttle knows its
-	// window).
+	// again then. For an OutcomeWrong whose wrong password was the last the
+	// bound allows (the name's next try is throttled), it is that window
+	// too, so that a front end holds the bound from now on. Zero otherwise
+	// (the front end's own throttle knows its window).
 	RetryAfter time.Duration
 }
 
@@ -312,7 +314,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		res.Outcome, res.Reason = OutcomeWrong, ReasonWrongPassword
 	case checkErr != nil:
 		// A store or directory failure is no wrong password.
-		if bound == bindReserved && !errors.Is(checkErr, directory.ErrIndeterminate) {
+		if bound.reserved() && !errors.Is(checkErr, directory.ErrIndeterminate) {
 			s.releaseBind(ctx, name) // no bind reached the directory
 		}
 		if err := attempt.Settle(ctx, SignInResult{Outcome: OutcomeNotChecked, Name: name, User: u}); err != nil {
@@ -329,8 +331,11 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 	if res.Outcome == OutcomeOK && located == nil {
 		res.User = s.rekeyed(ctx, res.User, password)
 	}
-	if bound == bindReserved && res.Outcome != OutcomeWrong {
+	switch {
+	case bound.reserved() && res.Outcome != OutcomeWrong:
 		s.releaseBind(ctx, name) // no wrong password was checked
+	case bound == bindReservedLast:
+		_, res.RetryAfter = s.dir.FailedBinds() // this wrong password spent the bound
 	}
 	if err := attempt.Settle(ctx, res); err != nil {
 		return SignInResult{}, err
@@ -369,10 +374,15 @@ func (s *Service) CheckAgain(ctx context.Context, username, password string) (*U
 type bindBound int
 
 const (
-	bindUnbounded bindBound = iota // no directory bind counted
-	bindReserved                   // one counted, taken back unless it proves wrong
-	bindsSpent                     // the name's failed binds are spent: no bind
+	bindUnbounded    bindBound = iota // no directory bind counted
+	bindReserved                      // one counted, taken back unless it proves wrong
+	bindReservedLast                  // bindReserved, the last the bound allows
+	bindsSpent                        // the name's failed binds are spent: no bind
 )
+
+// reserved reports whether a bind was counted (bindReserved or
+// bindReservedLast).
+func (b bindBound) reserved() bool { return b == bindReserved || b == bindReservedLast }
 
 // reserveBind counts, before the check, a password about to be checked
 // for name against the directory's bound on failed binds
@@ -401,9 +411,12 @@ func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bind
 	if err != nil {
 		return bindUnbounded, err
 	}
-	if n > int64(limit) {
+	switch {
+	case n > int64(limit):
 		s.releaseBind(ctx, name)
 		return bindsSpent, nil
+	case n == int64(limit):
+		return bindReservedLast, nil
 	}
 	return bindReserved, nil
 }

@@ -380,6 +380,9 @@ func (a *App) start() (err error) {
 			return err
 		}
 		e.Register(kind)
+		if c, ok := kind.(io.Closer); ok {
+			a.closers = append(a.closers, c)
+		}
 		addAdmin(admin)
 	}
 	admin := adminapi.NewHandler(e, providers...)
@@ -432,9 +435,10 @@ func holdsSealedSecrets(ctx context.Context, st storage.Store) (bool, error) {
 }
 
 // closeParts closes the features and credential kinds whose admin route
-// provider is also an io.Closer: their background work, and what their
-// requests use (the directory's connections; the application-key service,
-// which writes the last key uses then).
+// provider is also an io.Closer, and the credential kinds that are one:
+// their background work, and what their requests use (the directory's
+// connections; the application-key service, which writes the last key
+// uses then; Basic's hearing of the other instances' holds).
 func (a *App) closeParts() {
 	for _, c := range a.closers {
 		if err := c.Close(); err != nil {

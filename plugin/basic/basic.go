@@ -55,14 +55,18 @@ type Credential struct {
 	verified *shardlru.Cache[verified]
 	// throttled holds the counters (their store keys: a name's shared
 	// Basic count, a name's count for one familiar network, a name's
-	// failed binds) this instance found past their limits, each until its
-	// window ends (Unix ns). A cached success does not answer a request
-	// that a sign-in would count in such a counter (heldBack): the request
-	// goes through the gated sign-in like any other try. Otherwise a
-	// throttled guesser would be told which guess is right (200 from the
-	// cache against 429) at the full request rate, whenever the user had
-	// signed in recently.
+	// failed binds) found spent, here or at another instance (see
+	// holds.go), each until its window ends (Unix ns). A cached success
+	// does not answer a request that a sign-in would count in such a
+	// counter (heldBack): the request goes through the gated sign-in like
+	// any other try. Otherwise a throttled guesser would be told which
+	// guess is right (200 from the cache against 429) at the full request
+	// rate, whenever the user had signed in recently.
 	throttled *shardlru.Cache[int64]
+	// news tells the other instances sharing the store of this one's
+	// holds, and brings theirs (heard) until stopNews.
+	news     storage.Announcer
+	stopNews func()
 	// throttledEnd is the latest end in throttled (Unix ns): past it no
 	// counter is held, and a cache hit looks nothing up.
 	throttledEnd atomic.Int64
@@ -77,35 +81,27 @@ type Credential struct {
 	changed *shardlru.Cache[bool]
 }
 
-// New returns the Basic credential kind.
+// New returns the Basic credential kind. On a store shared with other
+// instances (Redis) it takes their holds until Close.
 func New(e *engine.Engine) *Credential {
-	return &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536), changed: shardlru.New[bool](4096)}
-}
-
-// holdThrottled notes that the counter at key was found past its limit,
-// for d (at most its window: held longer, a try only goes through the
-// gate, which knows the window's true end).
-func (c *Credential) holdThrottled(key string, d time.Duration) {
-	end := time.Now().Add(d).UnixNano()
-	c.throttled.Add(key, end)
-	for {
-		last := c.throttledEnd.Load()
-		if last >= end || c.throttledEnd.CompareAndSwap(last, end) {
-			return
-		}
+	c := &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536),
+		changed: shardlru.New[bool](4096), stopNews: func() {}}
+	if news, ok := e.Store.Backend().(storage.Announcer); ok {
+		c.news, c.stopNews = news, news.Listen(c.heard)
 	}
+	return c
 }
 
-// isThrottled reports whether the counter at key was found past its
-// limit and its window has not ended.
-func (c *Credential) isThrottled(key string) bool {
-	end, ok := c.throttled.Get(key)
-	return ok && time.Now().UnixNano() <= end
+// Close implements io.Closer: the instance no longer takes the holds of
+// the other instances (its config was unloaded).
+func (c *Credential) Close() error {
+	c.stopNews()
+	return nil
 }
 
 // heldBack reports whether a success verified before for the account v
 // must not answer the request r without a sign-in: when a sign-in of r
-// would be counted in a counter this instance found past its limit: the
+// would be counted in a counter this instance holds (holds.go): the
 // name's failed binds (but for a local account on a familiar network,
 // account.FamiliarAttempt), the count of r's network when it is
 // familiar, the name's shared count when it is not. So a device on a
@@ -119,12 +115,12 @@ func (c *Credential) heldBack(r *http.Request, v verified, now time.Time) (bool,
 	if now.UnixNano() > c.throttledEnd.Load() {
 		return false, nil
 	}
-	network := clientnet.Of(c.engine.ClientIP(r))
-	binds := c.isThrottled(counters.DirectoryBindFailures(v.username))
-	if binds && !v.local || c.isThrottled(counters.BasicNetworkFailures(v.username, network)) {
+	network, at := clientnet.Of(c.engine.ClientIP(r)), now.UnixNano()
+	binds := c.isThrottled(counters.DirectoryBindFailures(v.username), at)
+	if binds && !v.local || c.isThrottled(counters.BasicNetworkFailures(v.username, network), at) {
 		return true, nil
 	}
-	if !binds && !c.isThrottled(counters.BasicFailures(v.username)) {
+	if !binds && !c.isThrottled(counters.BasicFailures(v.username), at) {
 		return false, nil
 	}
 	familiar, err := isFamiliar(r.Context(), c.engine, v, network)
@@ -372,14 +368,24 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 		return v, nil
 	case account.OutcomeThrottled:
 		if res.RetryAfter > 0 {
-			c.holdThrottled(counters.DirectoryBindFailures(res.Name), res.RetryAfter)
+			c.hold(ctx, res.Name, counters.DirectoryBindFailures(res.Name), res.RetryAfter)
 			return verified{}, identity.Throttled(failedBindsMessage, res.RetryAfter).For(res.Name)
 		}
-		c.holdThrottled(t.counted, failureWindow)
+		c.hold(ctx, res.Name, t.counted, failureWindow)
 		return verified{}, errThrottled.For(res.Name)
 	case account.OutcomeBusy:
 		return verified{}, errBusy.For(res.Name)
 	default:
+		// A count this try (wrong, or a blocked account's) left at its
+		// limit is spent: the name's next try is refused unchecked, so a
+		// cached success must not answer it either, here or at another
+		// instance.
+		if t.spent {
+			c.hold(ctx, res.Name, t.counted, failureWindow)
+		}
+		if res.RetryAfter > 0 { // this wrong password spent the failed binds
+			c.hold(ctx, res.Name, counters.DirectoryBindFailures(res.Name), res.RetryAfter)
+		}
 		// A blocked account's right password gets the same answer as a
 		// wrong one: a 403 would tell a guesser that this password is
 		// right, to try elsewhere or once the account is unblocked. (A
@@ -427,6 +433,9 @@ type throttle struct {
 	counted string
 	// familiar is true when Begin found network familiar to the account.
 	familiar bool
+	// spent is true when Begin counted the attempt as the last its count
+	// allows: the count is spent once it proves wrong.
+	spent bool
 }
 
 // failures is one Basic attempt, counted by Begin at key.
@@ -461,9 +470,11 @@ func (t *throttle) Begin(ctx context.Context, name string, u *account.User) (acc
 	if err != nil {
 		return nil, account.GateOpen, err // uncountable (store down, a tampered count): fail closed, not unthrottled
 	}
-	if n > int64(t.engine.Config.BasicFailureLimit) {
+	limit := int64(t.engine.Config.BasicFailureLimit)
+	if n > limit {
 		return a, account.GateClosed, nil
 	}
+	t.spent = n == limit
 	return a, account.GateOpen, nil
 }
 
