@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"weak"
 
 	"golang.org/x/sync/singleflight"
 
@@ -42,6 +43,9 @@ type verified struct {
 	// password is checked again after status_ttl: the directory may have
 	// changed it).
 	expires time.Time
+	// holds are the holds of the counters of username's attempts, shared
+	// by its entries (see nameHolds).
+	holds *nameHolds
 }
 
 // identity is the identity of the verified user.
@@ -61,8 +65,11 @@ type Credential struct {
 	// counter (heldBack): the request goes through the gated sign-in like
 	// any other try. Otherwise a throttled guesser would be told which
 	// guess is right (200 from the cache against 429) at the full request
-	// rate, whenever the user had signed in recently.
+	// rate, whenever the user had signed in recently. The holds of a name
+	// with an entry in the verification cache are kept with its entries
+	// too (holds), where no flood of other names pushes them out.
 	throttled *shardlru.Cache[int64]
+	holds     *holdIndex
 	// news tells the other instances sharing the store of this one's
 	// holds, and brings theirs (heard) until stopNews.
 	news     storage.Announcer
@@ -85,7 +92,7 @@ type Credential struct {
 // instances (Redis) it takes their holds until Close.
 func New(e *engine.Engine) *Credential {
 	c := &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536),
-		changed: shardlru.New[bool](4096), stopNews: func() {}}
+		holds: &holdIndex{byName: map[string]weak.Pointer[nameHolds]{}}, changed: shardlru.New[bool](4096), stopNews: func() {}}
 	if news, ok := e.Store.Backend().(storage.Announcer); ok {
 		c.news, c.stopNews = news, news.Listen(c.heard)
 	}
@@ -116,11 +123,11 @@ func (c *Credential) heldBack(r *http.Request, v verified, now time.Time) (bool,
 		return false, nil
 	}
 	network, at := clientnet.Of(c.engine.ClientIP(r)), now.UnixNano()
-	binds := c.isThrottled(counters.DirectoryBindFailures(v.username), at)
-	if binds && !v.local || c.isThrottled(counters.BasicNetworkFailures(v.username, network), at) {
+	binds := c.isThrottled(v, counters.DirectoryBindFailures(v.username), at)
+	if binds && !v.local || c.isThrottled(v, counters.BasicNetworkFailures(v.username, network), at) {
 		return true, nil
 	}
-	if !binds && !c.isThrottled(counters.BasicFailures(v.username), at) {
+	if !binds && !c.isThrottled(v, counters.BasicFailures(v.username), at) {
 		return false, nil
 	}
 	familiar, err := isFamiliar(r.Context(), c.engine, v, network)
@@ -335,6 +342,7 @@ func (c *Credential) newVerified(u *account.User) verified {
 	}
 	v := checkedAs(u)
 	v.expires = time.Now().Add(lifetime)
+	v.holds = c.holdsOf(u.Username)
 	return v
 }
 
@@ -358,9 +366,9 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 		// binds were past their limits (a local account's sign-in from a
 		// familiar network is not held to the failed binds, which may
 		// still be).
-		c.throttled.Remove(t.counted)
+		c.release(u.Username, t.counted)
 		if !t.familiar || u.FromDirectory() {
-			c.throttled.Remove(counters.DirectoryBindFailures(u.Username))
+			c.release(u.Username, counters.DirectoryBindFailures(u.Username))
 		}
 		c.changed.Remove(cacheKey)
 		v := c.newVerified(u)

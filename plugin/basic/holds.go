@@ -2,9 +2,12 @@ package basic
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
@@ -72,15 +75,21 @@ func (c *Credential) hold(ctx context.Context, name, key string, d time.Duration
 // holdThrottled notes that the counter at key of name's attempts was
 // found spent, for d (at most its window: held longer, a try only goes
 // through the gate, which knows the window's true end), and reports
-// whether it was not held before.
+// whether it was not held before. The hold is kept in throttled and, for
+// a name with an entry in the verification cache, with its entries
+// (nameHolds), where no flood of holds of other names can push it out.
 func (c *Credential) holdThrottled(name, key string, d time.Duration) bool {
 	now := time.Now().UnixNano()
 	end := now + int64(d)
-	prev, _ := c.throttled.Peek(key)
+	h := c.holds.lookup(name)
+	prev := c.heldUntil(h, key)
 	if prev > end {
 		end = prev
 	}
 	c.throttled.Add(key, end)
+	if h != nil {
+		h.set(key, end)
+	}
 	for {
 		last := c.throttledEnd.Load()
 		if last >= end || c.throttledEnd.CompareAndSwap(last, end) {
@@ -90,9 +99,124 @@ func (c *Credential) holdThrottled(name, key string, d time.Duration) bool {
 	return prev < now
 }
 
-// isThrottled reports whether the counter at key is held at now (Unix
-// ns).
-func (c *Credential) isThrottled(key string, now int64) bool {
-	end, ok := c.throttled.Get(key)
-	return ok && now <= end
+// release drops the hold of the counter at key of name's attempts: a
+// sign-in found it not spent.
+func (c *Credential) release(name, key string) {
+	c.throttled.Remove(key)
+	if h := c.holds.lookup(name); h != nil {
+		h.drop(key)
+	}
+}
+
+// heldUntil is the end (Unix ns) of the hold of the counter at key,
+// among throttled and h (nil: none); zero when neither holds it.
+func (c *Credential) heldUntil(h *nameHolds, key string) int64 {
+	end, _ := c.throttled.Peek(key)
+	if h != nil {
+		end = max(end, h.end(key))
+	}
+	return end
+}
+
+// isThrottled reports whether the counter at key, of the attempts of the
+// name v is of, is held at now (Unix ns).
+func (c *Credential) isThrottled(v verified, key string, now int64) bool {
+	if end, ok := c.throttled.Get(key); ok && now <= end {
+		return true
+	}
+	return v.holds != nil && now <= v.holds.end(key)
+}
+
+// nameHolds are the holds of one name's counters (counter key → end,
+// Unix ns) kept with the verification cache's entries of that name:
+// every entry of the name points to them (verified.holds), so they last
+// as long as one of its entries does. The holds in throttled are
+// bounded, and a flood of holds of other names (guesses that spend their
+// counts, at any instance) could push a name's hold out of it; no flood
+// reaches these, since an entry is made only by a right password.
+type nameHolds struct {
+	mu   sync.Mutex
+	ends map[string]int64
+}
+
+// set holds key until end.
+func (h *nameHolds) set(key string, end int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now().UnixNano()
+	for k, e := range h.ends { // the ended ones go: a name has few counters
+		if e < now {
+			delete(h.ends, k)
+		}
+	}
+	h.ends[key] = end
+}
+
+// end is the end of key's hold, zero when there is none.
+func (h *nameHolds) end(key string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ends[key]
+}
+
+// drop ends key's hold.
+func (h *nameHolds) drop(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.ends, key)
+}
+
+// holdIndex finds the holds of a name (nameHolds) while an entry of the
+// verification cache points to them: it keeps them by weak pointer, so
+// that they go with the name's last entry, and holds nothing else (a
+// cleanup of its own, which keeps no entry reachable, drops the name).
+type holdIndex struct {
+	mu     sync.Mutex
+	byName map[string]weak.Pointer[nameHolds]
+}
+
+// indexed is a name and its holds in a holdIndex, for the cleanup that
+// drops them.
+type indexed struct {
+	name  string
+	holds weak.Pointer[nameHolds]
+}
+
+// holdsOf returns the holds of name, made anew when no entry points to them,
+// with the holds in throttled of the name's shared count and failed binds
+// (the other instances' news, or this one's finds, from before the entry).
+func (c *Credential) holdsOf(name string) *nameHolds {
+	x := c.holds
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if h := x.byName[name].Value(); h != nil {
+		return h
+	}
+	h := &nameHolds{ends: map[string]int64{}}
+	for _, key := range []string{counters.BasicFailures(name), counters.DirectoryBindFailures(name)} {
+		if end, ok := c.throttled.Peek(key); ok {
+			h.ends[key] = end
+		}
+	}
+	p := weak.Make(h)
+	x.byName[name] = p
+	runtime.AddCleanup(h, x.forget, indexed{name: name, holds: p})
+	return h
+}
+
+// lookup returns the holds of name while an entry points to them, else
+// nil.
+func (x *holdIndex) lookup(name string) *nameHolds {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.byName[name].Value()
+}
+
+// forget drops a name whose holds are gone, unless it has others by now.
+func (x *holdIndex) forget(e indexed) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.byName[e.name] == e.holds {
+		delete(x.byName, e.name)
+	}
 }

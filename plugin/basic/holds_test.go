@@ -3,6 +3,7 @@ package basic
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -81,6 +82,32 @@ func TestAnotherInstanceHoldsWhatOneSpends(t *testing.T) {
 	}
 }
 
+// TestAHoldOutlastsAFloodOfOtherNames: the holds an instance keeps are
+// bounded (65 536), but a flood of holds of other names (their counts
+// spent by guesses at any instance of the cluster: here 200 000 names'
+// news) does not push out the hold of a name with a success in its
+// verification cache: the right password from the guesser is still
+// refused. Before, the flood pushed it out, and the cache answered.
+func TestAHoldOutlastsAFloodOfOtherNames(t *testing.T) {
+	b := aliceAtHome(t, 10)
+	first, other := linked(b)
+	if got := b.authenticate(other, "alice", password, home); got != "200" {
+		t.Fatalf("alice at home on the other instance: %s", got)
+	}
+	for i := range 10 {
+		b.get("alice", fmt.Sprintf("guess %d", i), guesser)
+	}
+	for i := range 200_000 {
+		name := fmt.Sprintf("flood%d", i)
+		relay{first, other}.Announce(context.Background(), holdNews(name, counters.BasicFailures(name), time.Minute))
+	}
+	for _, c := range []*Credential{first, other} {
+		if got := b.authenticate(c, "alice", password, guesser); got != "429 Retry-After 60" {
+			t.Errorf("the right password from the guesser after the flood: %s; want 429 Retry-After 60", got)
+		}
+	}
+}
+
 // TestNewsOfOtherThingsIsIgnored: news that is no hold, or the hold of a
 // key that is not one of the name's counters, holds nothing.
 func TestNewsOfOtherThingsIsIgnored(t *testing.T) {
@@ -102,5 +129,29 @@ func TestNewsOfOtherThingsIsIgnored(t *testing.T) {
 	other.heard(holdNews("alice", counters.BasicNetworkFailures("alice", "203.0.113.0"), time.Minute))
 	if other.throttledEnd.Load() == 0 {
 		t.Fatal("the hold of a network count of alice held nothing")
+	}
+}
+
+// TestHoldsGoWithTheLastEntry: the holds kept with a name's entries in
+// the verification cache are dropped, name and all, once no entry is
+// left: what the instance keeps for them is bounded by its entries.
+func TestHoldsGoWithTheLastEntry(t *testing.T) {
+	b := aliceAtHome(t, 10)
+	first, _ := linked(b)
+	if first.holds.lookup("alice") == nil {
+		t.Fatal("alice's entry has no holds")
+	}
+	first.verified.Purge()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		runtime.GC()
+		first.holds.mu.Lock()
+		left := len(first.holds.byName)
+		first.holds.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d names still indexed 10 s after the last entry went", left)
+		}
 	}
 }
