@@ -3,8 +3,6 @@ package account
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
@@ -85,8 +83,11 @@ type SignInResult struct {
 	// that bound's window: at the latest, the name's passwords are checked
 	// again then. For an OutcomeWrong whose wrong password was the last the
 	// bound allows (the name's next try is throttled), it is that window
-	// too, so that a front end holds the bound from now on. Zero otherwise
-	// (the front end's own throttle knows its window).
+	// too, so that a front end holds the bound from now on, and so it is
+	// for an OutcomeOK of a local account from a familiar network
+	// (FamiliarAttempt), which the bound does not hold, while the bound is
+	// spent. Zero otherwise (the front end's own throttle knows its
+	// window).
 	RetryAfter time.Duration
 }
 
@@ -336,6 +337,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, attempt
 		s.releaseBind(ctx, name) // no wrong password was checked
 	case bound == bindReservedLast:
 		_, res.RetryAfter = s.dir.FailedBinds() // this wrong password spent the bound
+	case res.Outcome == OutcomeOK && s.dir != nil && familiarLocal(attempt, u):
+		res.RetryAfter = s.boundSpent(ctx, name)
 	}
 	if err := attempt.Settle(ctx, res); err != nil {
 		return SignInResult{}, err
@@ -425,21 +428,31 @@ func (s *Service) reserveBind(ctx context.Context, name string, gate Gate) (bind
 // bindUnbounded otherwise; it counts nothing. A count that cannot be read
 // is an error, as one that cannot be counted is.
 func (s *Service) spentBinds(ctx context.Context, name string, limit int) (bindBound, error) {
-	raw, err := s.store.Get(ctx, counters.DirectoryBindFailures(name))
+	n, err := counters.Read(ctx, s.store, counters.DirectoryBindFailures(name))
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return bindUnbounded, nil
 	case err != nil:
 		return bindUnbounded, err
-	}
-	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
-		return bindUnbounded, fmt.Errorf("the failed binds of %q: %w", name, err)
-	}
-	if n >= int64(limit) {
+	case n >= int64(limit):
 		return bindsSpent, nil
 	}
 	return bindUnbounded, nil
+}
+
+// boundSpent is the window of the directory's bound on failed binds when
+// name's are spent, else zero: for a sign-in of a local account from a
+// familiar network, which the bound does not hold, so that the front end
+// holds it for the account's other networks. A count that cannot be read
+// is taken as not spent (the sign-in stands; the front end holds what it
+// held before).
+func (s *Service) boundSpent(ctx context.Context, name string) time.Duration {
+	limit, window := s.dir.FailedBinds()
+	if limit < 1 {
+		return 0
+	}
+	if spent, err := s.spentBinds(ctx, name, limit); err != nil || spent != bindsSpent {
+		return 0
+	}
+	return window
 }
 
 // releaseBind takes back a count of reserveBind.

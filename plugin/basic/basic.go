@@ -371,6 +371,7 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 			c.release(u.Username, counters.DirectoryBindFailures(u.Username))
 		}
 		c.changed.Remove(cacheKey)
+		c.holdSpentElsewhere(ctx, t, res)
 		v := c.newVerified(u)
 		c.verified.Add(cacheKey, v)
 		return v, nil
@@ -400,6 +401,29 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 		// password verified before the block gets the account check's
 		// 403: its sender knew it already.) The audit log says why.
 		return verified{}, errWrongPassword.For(res.Name).Audited(res.Reason)
+	}
+}
+
+// holdSpentElsewhere holds, after a sign-in from a familiar network
+// (counted apart, and not held to the failed binds when the account is
+// local), the counts of the name that the sign-in did not consult and
+// found spent: its shared count, read now, and its failed binds, which
+// the sign-in res says are spent. They may have been spent by guesses at
+// another instance whose news this one did not hear (it started or
+// reloaded since, or its subscription was down then), and the success
+// about to be cached must not answer a guess from elsewhere. Best
+// effort: a count that cannot be read holds nothing.
+func (c *Credential) holdSpentElsewhere(ctx context.Context, t *throttle, res account.SignInResult) {
+	if !t.familiar {
+		return
+	}
+	name := res.User.Username
+	shared := counters.BasicFailures(name)
+	if n, err := counters.Read(ctx, c.engine.Store, shared); err == nil && n >= int64(c.engine.Config.BasicFailureLimit) {
+		c.holdThrottled(name, shared, failureWindow)
+	}
+	if res.RetryAfter > 0 {
+		c.holdThrottled(name, counters.DirectoryBindFailures(name), res.RetryAfter)
 	}
 }
 

@@ -82,6 +82,45 @@ func TestAnotherInstanceHoldsWhatOneSpends(t *testing.T) {
 	}
 }
 
+// TestAFamiliarSignInFindsTheCountSpent: an instance that did not hear
+// that a name's count was spent (started, or reloaded, after the news;
+// its subscription down then) and caches alice's password at a sign-in
+// from her own network, which that count does not hold, holds the count
+// all the same: her right password from the guesser is refused there
+// (429), not answered from its cache. Before, it was, until the
+// instance found the count spent itself.
+func TestAFamiliarSignInFindsTheCountSpent(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		binds   int
+		guesses int
+		want    string
+	}{
+		{"the Basic count", 0, 10, "429 Retry-After 60"},
+		{"failed_binds", 4, 4, "429 Retry-After 900"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := aliceAtHome(t, 10)
+			if tc.binds > 0 {
+				b.withDirectory(tc.binds)
+			}
+			for i := range tc.guesses {
+				b.get("alice", fmt.Sprintf("guess %d", i), guesser)
+			}
+			started := New(b.e) // after the news
+			if got := b.authenticate(started, "alice", password, home); got != "200" {
+				t.Fatalf("alice at home on the instance started since: %s", got)
+			}
+			if got := b.authenticate(started, "alice", password, guesser); got != tc.want {
+				t.Errorf("the right password from the guesser there: %s; want %s", got, tc.want)
+			}
+			if got := b.authenticate(started, "alice", password, home); got != "200" {
+				t.Errorf("alice at home there again: %s; want 200", got)
+			}
+		})
+	}
+}
+
 // TestAHoldOutlastsAFloodOfOtherNames: the holds an instance keeps are
 // bounded (65 536), but a flood of holds of other names (their counts
 // spent by guesses at any instance of the cluster: here 200 000 names'

@@ -11,6 +11,9 @@ package counters
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +92,24 @@ func Is(key string) bool {
 	}
 	_, what, ok := strings.Cut(rest, "/")
 	return ok && (what == twoFactorFailures || what == twoFactorUnlocks || what == twoFactorSMSSent)
+}
+
+// Read returns the count at key: zero when there is none (never counted,
+// or its window ended). A count that does not parse is an error, as one
+// that cannot be read is.
+func Read(ctx context.Context, st storage.Store, key string) (int64, error) {
+	raw, err := st.Get(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("the count at %q: %w", key, err)
+	}
+	return n, nil
 }
 
 // TakeBack lowers the windowed counter at key by one: an attempt counted
