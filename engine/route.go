@@ -228,7 +228,7 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	}
 	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	if err == nil {
-		err = guard.OverridesSeen(r, overrideHeaders, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
+		err = guard.Overrides(r, overrideHeaders, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
 	}
 	return cred, true, err
 }

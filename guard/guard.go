@@ -92,7 +92,7 @@ var ErrUncleanPath = identity.BadRequest(`the request path has "." or ".." segme
 // the upstream gets it as sent ("/admin/../api/x" allowed as "/api/x").
 // Browsers never send such paths. The headers are looked through once:
 // overrideHeaders reports whether one kept is a method override header,
-// for OverridesSeen.
+// for Overrides.
 func (c *Contract) Inbound(r *http.Request) (_ *http.Request, cleanPath string, overrideHeaders bool, err error) {
 	// The trailers first, on the request as Caddy holds it: the body that
 	// strips them at its end must be the one Caddy's handle_errors routes

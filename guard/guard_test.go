@@ -137,22 +137,23 @@ func TestOverridesNamesEveryOtherMethodOnce(t *testing.T) {
 	r := httptest.NewRequest("GET", "/api/x?_method=delete&.method=PUT", nil)
 	r.Header["X_http_method_override"] = []string{"PATCH, get", "patch"}
 	var asked []string
-	if err := guard.Overrides(r, func(m string) error { asked = append(asked, m); return nil }); err != nil {
+	if err := guard.Overrides(r, true, func(m string) error { asked = append(asked, m); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(asked) != 3 || asked[0] != "PATCH" || asked[1] != "DELETE" || asked[2] != "PUT" {
 		t.Errorf("asked %q, want PATCH DELETE PUT", asked)
 	}
 	refused := errors.New("refused")
-	if err := guard.Overrides(r, func(string) error { return refused }); !errors.Is(err, refused) {
+	if err := guard.Overrides(r, true, func(string) error { return refused }); !errors.Is(err, refused) {
 		t.Errorf("allow's error: %v", err)
 	}
 }
 
 // TestInboundFindsOverrideHeaders: Inbound reports a method override
 // header it kept, in any spelling, and only one it kept (not one under
-// the identity prefix, which it deleted), and OverridesSeen then reads the
-// headers as Overrides does; told there is none, it reads the query only.
+// the identity prefix, which it deleted), and Overrides told of it reads
+// the headers as when told to read them; told there is none, it reads the
+// query only.
 func TestInboundFindsOverrideHeaders(t *testing.T) {
 	for _, tc := range []struct {
 		prefix, header string
@@ -175,20 +176,20 @@ func TestInboundFindsOverrideHeaders(t *testing.T) {
 			t.Errorf("%s with %q: override headers %t (%v), want %t", tc.prefix, tc.header, found, err, tc.want)
 		}
 		var seen, all []string
-		if err := guard.OverridesSeen(r, found, func(m string) error { seen = append(seen, m); return nil }); err != nil {
+		if err := guard.Overrides(r, found, func(m string) error { seen = append(seen, m); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if err := guard.Overrides(r, func(m string) error { all = append(all, m); return nil }); err != nil {
+		if err := guard.Overrides(r, true, func(m string) error { all = append(all, m); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if strings.Join(seen, ",") != strings.Join(all, ",") {
-			t.Errorf("%s with %q: OverridesSeen asked %q, Overrides %q", tc.prefix, tc.header, seen, all)
+			t.Errorf("%s with %q: Overrides told %t asked %q; told true, %q", tc.prefix, tc.header, found, seen, all)
 		}
 	}
 	r := httptest.NewRequest("GET", "/api/x?_method=PUT", nil)
 	r.Header.Set("X-HTTP-Method-Override", "DELETE")
 	var asked []string
-	_ = guard.OverridesSeen(r, false, func(m string) error { asked = append(asked, m); return nil })
+	_ = guard.Overrides(r, false, func(m string) error { asked = append(asked, m); return nil })
 	if len(asked) != 1 || asked[0] != "PUT" {
 		t.Errorf("told there is no override header: asked %q, want the query's PUT alone", asked)
 	}

@@ -20,20 +20,15 @@ const methodParam = "_method"
 // Overrides calls allow with each method, other than its own, that r
 // names in a method override header (X-HTTP-Method-Override,
 // X-HTTP-Method, X-Method-Override) or query parameter (_method, or one
-// named like those headers), and
-// returns allow's first error: a role allowing GET must not reach an
-// upstream's DELETE through one of them. (A _method in a form body is
-// not seen: rules for routes whose upstream reads it should allow POST
-// only with the methods its forms may name.) Without overrides it does
+// named like those headers), and returns allow's first error: a role
+// allowing GET must not reach an upstream's DELETE through one of them.
+// (A _method in a form body is not seen: rules for routes whose upstream
+// reads it should allow POST only with the methods its forms may name.)
+// headers says whether r may hold a method override header, as
+// Contract.Inbound, which looks through the headers once, reports it:
+// with headers false only r's query is read. Without overrides it does
 // not allocate.
-func Overrides(r *http.Request, allow func(method string) error) error {
-	return OverridesSeen(r, true, allow)
-}
-
-// OverridesSeen is Overrides for a request whose headers were looked
-// through already (Contract.Inbound's overrideHeaders): with headers
-// false, r holds no method override header, and only its query is read.
-func OverridesSeen(r *http.Request, headers bool, allow func(method string) error) error {
+func Overrides(r *http.Request, headers bool, allow func(method string) error) error {
 	if headers {
 		for name, values := range r.Header {
 			if !isHeaderNamed(name, methodOverrides[:]) {
