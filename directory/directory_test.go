@@ -16,19 +16,22 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gatehouse-auth/gatehouse/directory"
+	"github.com/gatehouse-auth/gatehouse/directory/directorytest"
 	"github.com/gatehouse-auth/gatehouse/directory/slapdtest"
 	"github.com/gatehouse-auth/gatehouse/internal/testport"
 )
 
-// config is an openldap-flavored configuration for s over LDAPS, mapping
-// the operators group (and the groups nested in it) to "reader".
+// config is directorytest.Config for s with operatorsRead.
 func config(s *slapdtest.Server) directory.Config {
-	return directory.Config{
-		URLs: []string{s.TLSURL}, CAFile: s.CAFile, Flavor: directory.OpenLDAP,
-		BindDN: slapdtest.ServiceDN, BindPassword: slapdtest.ServicePassword, BaseDN: slapdtest.BaseDN,
-		GroupRoles: []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}},
-		StatusTTL:  caddy.Duration(time.Hour), Timeout: caddy.Duration(10 * time.Second),
-	}
+	c := directorytest.Config(s)
+	operatorsRead(&c)
+	return c
+}
+
+// operatorsRead maps the operators group (and the groups nested in it)
+// to "reader".
+func operatorsRead(c *directory.Config) {
+	c.GroupRoles = []directory.GroupRole{{Group: slapdtest.OperatorsDN, Role: "reader"}}
 }
 
 // recorder collects a directory's audit events.
@@ -312,11 +315,7 @@ func TestDirectoryFailoverAndOutage(t *testing.T) {
 func BenchmarkBindAgainstSlapd(b *testing.B) {
 	s := slapdtest.Start(b)
 	s.AddUser("alice", "alice password", "", slapdtest.ShiftDN)
-	d, err := directory.New(config(s), nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
+	d := directorytest.New(b, s, operatorsRead)
 	ctx := context.Background()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -336,11 +335,7 @@ func BenchmarkBindAgainstSlapd(b *testing.B) {
 func TestEntryIDChangesWhenRecreated(t *testing.T) {
 	s := slapdtest.Start(t)
 	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
-	d, err := directory.New(config(s), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := directorytest.New(t, s, operatorsRead)
 	ctx := context.Background()
 	first, err := d.Refresh(ctx, "bob")
 	if err != nil || len(first.ID) != 36 {
@@ -365,11 +360,7 @@ func TestPasswordResetByAnAdministratorMustBeChanged(t *testing.T) {
 	s := ppolicyServer(t, map[string]string{"mustchange": "pwdMustChange: TRUE\n"})
 	frank := s.AddUser("frank", "frank password", "", slapdtest.OperatorsDN)
 	s.Modify(underPolicy(frank, "mustchange"))
-	d, err := directory.New(config(s), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := directorytest.New(t, s, operatorsRead)
 	ctx := context.Background()
 	if e, err := d.Refresh(ctx, "frank"); err != nil || !e.Active() {
 		t.Fatalf("frank before the reset: %+v, %v; want active", e, err)
@@ -399,11 +390,7 @@ func TestPasswordPolicyLockoutAndAge(t *testing.T) {
 		"dn: cn=below,cn=aging,ou=policies," + slapdtest.BaseDN + "\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\ncn: below\n" +
 		"pwdAttribute: userPassword\n\n" +
 		"dn: " + gina + "\nchangetype: modify\nreplace: userPassword\nuserPassword: gina password 2\n")
-	d, err := directory.New(config(s), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := directorytest.New(t, s, operatorsRead)
 	lockoutEnds(t, d, "erin")
 	eventually(t, d, "gina", func(e directory.Entry) bool { return e.Problem == "password expired" })
 }
@@ -473,11 +460,7 @@ func TestAMemberOfManyGroups(t *testing.T) {
 	}
 	s.Modify(ldif.String())
 	s.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\nadd: member\nmember: cn=team-650,ou=groups," + slapdtest.BaseDN + "\n")
-	d, err := directory.New(config(s), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := directorytest.New(t, s, operatorsRead)
 	if e, err := d.Refresh(context.Background(), "gina"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"reader"}) {
 		t.Fatalf("gina in 700 groups, one nested in the mapped group: %+v, %v; want active, reader", e, err)
 	}
@@ -652,11 +635,7 @@ func TestSearchLimits(t *testing.T) {
 	// logged with what to change.
 	u := slapdtest.Start(t, "sizelimit size.unchecked=2")
 	u.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
-	d2, err := directory.New(config(u), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d2.Close()
+	d2 := directorytest.New(t, u, operatorsRead)
 	core2, logs2 := observer.New(zap.ErrorLevel)
 	d2.SetLogger(zap.New(core2))
 	if _, err := d2.Bind(ctx, "alice", "alice password"); !errors.Is(err, directory.ErrUnavailable) {
