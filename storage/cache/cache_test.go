@@ -801,10 +801,17 @@ func decodeRec(b []byte) (*rec, error) {
 	return &rec{N: n}, err
 }
 
-func BenchmarkLoadHit(b *testing.B) {
+// benchCache is a cache of 1024 entries in front of a Badger store in
+// the benchmark's temporary directory, closed when the benchmark ends.
+func benchCache(b *testing.B) (*Cache, storage.Store) {
+	b.Helper()
 	back := openBadger(b, b.TempDir())
-	defer back.Close()
-	c := New(back, 1024)
+	b.Cleanup(func() { back.Close() })
+	return New(back, 1024), back
+}
+
+func BenchmarkLoadHit(b *testing.B) {
+	c, _ := benchCache(b)
 	ctx := context.Background()
 	if err := c.Put(ctx, "user/alice", []byte("1"), 0); err != nil {
 		b.Fatal(err)
@@ -821,9 +828,7 @@ func BenchmarkLoadHit(b *testing.B) {
 }
 
 func BenchmarkLoadHitParallel(b *testing.B) {
-	back := openBadger(b, b.TempDir())
-	defer back.Close()
-	c := New(back, 1024)
+	c, _ := benchCache(b)
 	ctx := context.Background()
 	keys := make([]string, 512)
 	for i := range keys {
@@ -847,9 +852,7 @@ func BenchmarkLoadHitParallel(b *testing.B) {
 
 // BenchmarkLoadAbsentHit loads a key cached as not found.
 func BenchmarkLoadAbsentHit(b *testing.B) {
-	back := openBadger(b, b.TempDir())
-	defer back.Close()
-	c := New(back, 1024)
+	c, _ := benchCache(b)
 	ctx := context.Background()
 	if _, err := Load(c, ctx, "session/unknown", decodeRec); !errors.Is(err, storage.ErrNotFound) { // caches the absence
 		b.Fatal(err)
@@ -865,9 +868,7 @@ func BenchmarkLoadAbsentHit(b *testing.B) {
 // BenchmarkLoadMiss cycles through four times more keys than the cache
 // holds, so every Load misses: one Badger read, one decode, one insert.
 func BenchmarkLoadMiss(b *testing.B) {
-	back := openBadger(b, b.TempDir())
-	defer back.Close()
-	c := New(back, 1024)
+	c, back := benchCache(b)
 	ctx := context.Background()
 	keys := make([]string, 4096)
 	for i := range keys {
