@@ -117,7 +117,7 @@ type Attempts interface {
 type Attempt interface {
 	// Settle records the attempt's result: what it costs the account is
 	// the counter's decision. It is called once, also when the password
-	// could not be checked (Outcome NotChecked).
+	// could not be checked (OutcomeNotChecked).
 	Settle(ctx context.Context, res SignInResult) error
 }
 

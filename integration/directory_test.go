@@ -17,7 +17,7 @@ import (
 )
 
 // directoryOption is the directory global option for a slapdtest
-// server (see directoryExtra): its operators group maps to Extra.role.
+// server (see directoryOptions): its operators group maps to Extra.role.
 const directoryOption = `directory ldap {
 			url           {{.Extra.url}}
 			ca_file       {{.Extra.ca}}

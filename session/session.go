@@ -55,7 +55,7 @@ const (
 
 // Session is one signed-in browser or client.
 type Session struct {
-	// Username and UserID name the account.
+	// Username is the account's name.
 	Username string `json:"username"`
 	// UserID is the account's immutable ID.
 	UserID string `json:"user_id"`

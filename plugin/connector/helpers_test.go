@@ -166,7 +166,7 @@ func (f *fixture) use(c client, access string) string {
 	return ""
 }
 
-// foreignCA makes a CA that is not Gatehouse's and a client certificate
+// foreignClient makes a CA that is not Gatehouse's and a client certificate
 // from it carrying the connector marks of name.
 func foreignClient(t *testing.T, name string) client {
 	t.Helper()

@@ -118,7 +118,7 @@ var (
 
 // Sized is implemented by decoded objects that know the heap they hold
 // (the object and everything only it references), for a cache bounded
-// in bytes. Other objects are counted as estimatedBytes says.
+// in bytes. Other objects are counted as decodedBytes estimates them.
 type Sized interface {
 	CacheBytes() int
 }
