@@ -185,51 +185,37 @@ func TestReloadsUnderLoad(t *testing.T) {
 	var bobBlocked atomic.Bool // set once the block is acknowledged
 	var wrong wrongAnswers
 	fail := wrong.add
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 6 {
-		wg.Go(func() {
-			for i := w; ctx.Err() == nil; i++ {
-				switch i % 3 {
-				case 0:
-					if st := basicAnswer(client, url, "GET", "alice", "correct horse"); st != 200 {
-						fail("alice GET: %d, want 200", st)
-					}
-				case 1: // the role allows GET only: a refusal, audited
-					st := basicAnswer(client, url, "POST", "alice", "correct horse")
-					if st != 403 {
-						fail("alice POST: %d, want 403", st)
-					}
-					refused.Add(1)
-				case 2:
-					blocked := bobBlocked.Load()
-					if blocked {
-						// Once blocked, bob's refusals count as failed
-						// logins, and enough of them are throttled (429):
-						// his first request after the block is checked below.
-						continue
-					}
-					st := basicAnswer(client, url, "GET", "bob", "correct horse")
-					switch {
-					case st == 403 || st == 401:
-						refused.Add(1) // blocked: audited as a refusal
-					case st != 200:
-						fail("bob GET before his block: %d", st)
-					}
-				}
-				answered.Add(1)
+	stop := clients(6, func(i int) {
+		switch i % 3 {
+		case 0:
+			if st := basicAnswer(client, url, "GET", "alice", "correct horse"); st != 200 {
+				fail("alice GET: %d, want 200", st)
 			}
-		})
-	}
-	progress := func(n int64) {
-		from := answered.Load()
-		waitFor(t, "requests answered between reloads", time.Minute, func() string {
-			if got := answered.Load() - from; got < n {
-				return fmt.Sprintf("%d answered", got)
+		case 1: // the role allows GET only: a refusal, audited
+			st := basicAnswer(client, url, "POST", "alice", "correct horse")
+			if st != 403 {
+				fail("alice POST: %d, want 403", st)
 			}
-			return ""
-		})
-	}
+			refused.Add(1)
+		case 2:
+			blocked := bobBlocked.Load()
+			if blocked {
+				// Once blocked, bob's refusals count as failed
+				// logins, and enough of them are throttled (429):
+				// his first request after the block is checked below.
+				return
+			}
+			st := basicAnswer(client, url, "GET", "bob", "correct horse")
+			switch {
+			case st == 403 || st == 401:
+				refused.Add(1) // blocked: audited as a refusal
+			case st != 200:
+				fail("bob GET before his block: %d", st)
+			}
+		}
+		answered.Add(1)
+	})
+	progress := func(n int64) { waitAnswered(t, &answered, n) }
 	var reloadTook []time.Duration
 	for r := range 5 {
 		progress(30)
@@ -267,8 +253,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 		reloadTook = append(reloadTook, time.Since(start))
 	}
 	progress(30)
-	cancel()
-	wg.Wait()
+	stop()
 	if n := strings.Count(inst.Log(), `"msg":"gatehouse started"`); n != 6 {
 		t.Fatalf("gatehouse started %d times; want 6: each reload restarts it", n)
 	}
@@ -318,46 +303,33 @@ func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
 	var answered atomic.Int64
 	var wrong wrongAnswers
 	fail := wrong.add
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 6 {
-		wg.Go(func() {
-			for i := w; ctx.Err() == nil; i++ {
-				method, want := "GET", http.StatusOK
-				if i%2 == 1 { // the role allows GET only: a refusal, audited
-					method, want = "POST", http.StatusForbidden
-				}
-				req, _ := http.NewRequest(method, url, nil)
-				req.SetBasicAuth("alice", "correct horse")
-				resp, err := client.Do(req)
-				if err != nil {
-					fail("alice %s: %v", method, err)
-					continue
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				switch {
-				case resp.StatusCode != want:
-					fail("alice %s: %d %s, want %d", method, resp.StatusCode, body, want)
-				case want == http.StatusOK && string(body) != "alice":
-					fail("alice GET reached the upstream as %q", body)
-				}
-				answered.Add(1)
-			}
-		})
-	}
+	stop := clients(6, func(i int) {
+		method, want := "GET", http.StatusOK
+		if i%2 == 1 { // the role allows GET only: a refusal, audited
+			method, want = "POST", http.StatusForbidden
+		}
+		req, _ := http.NewRequest(method, url, nil)
+		req.SetBasicAuth("alice", "correct horse")
+		resp, err := client.Do(req)
+		if err != nil {
+			fail("alice %s: %v", method, err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != want:
+			fail("alice %s: %d %s, want %d", method, resp.StatusCode, body, want)
+		case want == http.StatusOK && string(body) != "alice":
+			fail("alice GET reached the upstream as %q", body)
+		}
+		answered.Add(1)
+	})
 	for r := range 20 {
-		from := answered.Load()
-		waitFor(t, "requests answered between reloads", time.Minute, func() string {
-			if got := answered.Load() - from; got < 20 {
-				return fmt.Sprintf("%d answered", got)
-			}
-			return ""
-		})
+		waitAnswered(t, &answered, 20)
 		inst.Reload(sites[r%2])
 	}
-	cancel()
-	wg.Wait()
+	stop()
 	if got := wrong.all(); len(got) > 0 {
 		for line := range strings.Lines(inst.Log()) {
 			if strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`) {
@@ -556,8 +528,8 @@ type faultLoad struct {
 	admitted []string   // requests admitted for a revoked credential
 	// frankBlockedAt is when frank's block was acknowledged (zero until).
 	frankBlockedAt atomic.Pointer[time.Time]
-	stop           context.CancelFunc
-	wg             sync.WaitGroup
+	// stop ends the clients and waits for them.
+	stop func()
 }
 
 // answerAt is one answer to alice: its status and when it came.
@@ -570,41 +542,35 @@ type answerAt struct {
 func startFaultLoad(t *testing.T, inst *harness.Instance, deletedKey string) *faultLoad {
 	t.Helper()
 	l := &faultLoad{}
-	ctx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
 	client := harness.Client(nil)
 	url := inst.HTTPSURL() + "/api/items"
-	for w := range 4 {
-		l.wg.Go(func() {
-			for i := w; ctx.Err() == nil; i++ {
-				switch i % 4 {
-				case 0:
-					st := basicAnswer(client, url, "GET", "alice", "pw-alice-1")
-					l.mu.Lock()
-					l.alice = append(l.alice, answerAt{st, time.Now()})
-					l.mu.Unlock()
-				case 1:
-					if st := basicAnswer(client, url, "GET", "mallory", "pw-mallory"); st == 200 {
-						l.admit("mallory, blocked before the fault")
-					}
-				case 2:
-					req, _ := http.NewRequest("GET", url, nil)
-					req.Header.Set("appKey", deletedKey)
-					if resp, err := client.Do(req); err == nil {
-						resp.Body.Close()
-						if resp.StatusCode == 200 {
-							l.admit("an app key deleted before the fault")
-						}
-					}
-				case 3:
-					blockedBefore := l.frankBlockedAt.Load() != nil
-					if st := basicAnswer(client, url, "GET", "frank", "pw-frank-1"); st == 200 && blockedBefore {
-						l.admit("frank, blocked during the fault")
-					}
+	l.stop = clients(4, func(i int) {
+		switch i % 4 {
+		case 0:
+			st := basicAnswer(client, url, "GET", "alice", "pw-alice-1")
+			l.mu.Lock()
+			l.alice = append(l.alice, answerAt{st, time.Now()})
+			l.mu.Unlock()
+		case 1:
+			if st := basicAnswer(client, url, "GET", "mallory", "pw-mallory"); st == 200 {
+				l.admit("mallory, blocked before the fault")
+			}
+		case 2:
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("appKey", deletedKey)
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					l.admit("an app key deleted before the fault")
 				}
 			}
-		})
-	}
+		case 3:
+			blockedBefore := l.frankBlockedAt.Load() != nil
+			if st := basicAnswer(client, url, "GET", "frank", "pw-frank-1"); st == 200 && blockedBefore {
+				l.admit("frank, blocked during the fault")
+			}
+		}
+	})
 	return l
 }
 
@@ -678,7 +644,7 @@ func TestRedisFaultsUnderLoad(t *testing.T) {
 			inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/mallory", `{"status":"blocked"}`)
 			inst.MustAdmin(t, 204, "DELETE", "/gatehouse/appkeys/doomed", nil)
 			load := startFaultLoad(t, inst, key.Key)
-			defer func() { load.stop(); load.wg.Wait() }()
+			defer load.stop()
 			waitFor(t, "alice served before the fault", 30*time.Second, func() string {
 				if load.firstAfter(time.Time{}, 200) < 0 {
 					return "not yet"
@@ -728,7 +694,6 @@ func TestRedisFaultsUnderLoad(t *testing.T) {
 				return ""
 			})
 			load.stop()
-			load.wg.Wait()
 			t.Logf("Redis %s: alice last served from the cache %v after the fault, first refused (503 answered) %v after it (seen %v); served again %v after the recovery; frank's block acknowledged %v after the recovery; %d requests by alice",
 				f.name, load.lastBefore(faultAt, repairAt), load.firstAfter(faultAt, 503), refusing, load.firstAfter(repairAt, 200), load.frankBlockedAt.Load().Sub(repairAt), len(load.alice))
 			if len(load.admitted) > 0 {
@@ -869,6 +834,35 @@ func TestRedisFlushedBehindGatehousesBack(t *testing.T) {
 	if !inst.LogContains("removed or replaced behind Gatehouse's back") {
 		t.Error("the log does not say the store's records were removed")
 	}
+}
+
+// clients runs send(i) in n goroutines, each counting i up from its own
+// number (so that a worker cycles through the kinds of request a test
+// picks by i), until the returned stop is called; stop waits for them
+// and may be called again.
+func clients(n int, send func(i int)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				send(i)
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// waitAnswered waits, up to a minute, until answered has grown by n.
+func waitAnswered(t *testing.T, answered *atomic.Int64, n int64) {
+	t.Helper()
+	from := answered.Load()
+	waitFor(t, "requests answered between reloads", time.Minute, func() string {
+		if got := answered.Load() - from; got < n {
+			return fmt.Sprintf("%d answered", got)
+		}
+		return ""
+	})
 }
 
 // wrongAnswers collects the wrong answers a load's goroutines saw.
