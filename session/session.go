@@ -106,7 +106,8 @@ type Options struct {
 	Absolute time.Duration
 }
 
-// NewStore returns a session store.
+// NewStore returns a session store keeping its sessions in c, with
+// opts' timeouts.
 func NewStore(c *cache.Cache, opts Options) *Store {
 	if opts.Idle <= 0 {
 		opts.Idle = 30 * time.Minute

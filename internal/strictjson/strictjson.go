@@ -22,7 +22,8 @@ import (
 type Unknown int
 
 const (
-	// RefuseUnknown refuses the body.
+	// RefuseUnknown refuses the body: Decode returns a *KeyError naming
+	// the member (and the field when it differs only in case).
 	RefuseUnknown Unknown = iota
 	// IgnoreUnknown skips the member, unless its name differs from a
 	// field's only in case (encoding/json would decode it into that field).

@@ -46,7 +46,8 @@ type View struct {
 	CertificatePEM string `json:"certificate_pem"`
 	// Revoked tells that the connector was deleted.
 	Revoked bool `json:"revoked"`
-	// RevokedAt is when.
+	// RevokedAt is when the connector was revoked (deleted, or its
+	// account deleted); absent while Revoked is false.
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	// CreatedAt is when the connector was created.
 	CreatedAt time.Time `json:"created_at"`
