@@ -133,16 +133,12 @@ func (p *pool) dial() (*ldap.Conn, error) {
 	if idle != nil {
 		idle.Close() // its place is the new connection's
 	}
-	c, err := p.dialServers()
-	if err != nil {
-		<-p.open
-	}
-	return c, err
+	return p.dialServers()
 }
 
 // dialServers connects to the first server that answers, in the
 // configured order, and binds it as the service account, in a place
-// reserved.
+// reserved, which it gives back when none answers.
 // A URL that failed within failedFor is tried after the others (still
 // tried: when they fail too, it may be back).
 func (p *pool) dialServers() (*ldap.Conn, error) {
@@ -166,6 +162,7 @@ func (p *pool) dialServers() (*ldap.Conn, error) {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u, err))
 	}
+	<-p.open
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
@@ -265,11 +262,7 @@ func (p *pool) get() (*ldap.Conn, error) {
 		case idle != nil:
 			idle.Close() // its place is the new connection's
 		}
-		c, err := p.dialServers()
-		if err != nil {
-			<-p.open
-		}
-		return c, err
+		return p.dialServers()
 	}
 }
 

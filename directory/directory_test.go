@@ -645,3 +645,22 @@ func TestSearchLimits(t *testing.T) {
 		t.Errorf("the administrative limit met searching users: logged %+v; want an error naming it and what to change", logs2.All())
 	}
 }
+
+// TestFailedConnectsGiveBackTheirPlace: a connection no server answers
+// gives its place among the pool's 32 back, so that a directory down for
+// more than 32 tries still answers at once that it is unreachable, not,
+// after the timeout, that every connection stayed in use.
+func TestFailedConnectsGiveBackTheirPlace(t *testing.T) {
+	cfg := directory.Config{URLs: []string{fmt.Sprintf("ldap://127.0.0.1:%d", testport.Free(t))}, Flavor: directory.OpenLDAP,
+		BindDN: "cn=a", BindPassword: "p", BaseDN: "dc=x", Timeout: caddy.Duration(5 * time.Second)}
+	d, err := directory.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i := range 40 {
+		if _, err := d.Bind(context.Background(), "alice", "alice password"); !errors.Is(err, directory.ErrUnavailable) || strings.Contains(err.Error(), "in use") {
+			t.Fatalf("try %d with the server down: %v; want it unreachable", i+1, err)
+		}
+	}
+}
