@@ -9,24 +9,14 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
-	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
 )
 
-// testKeystore is a new keystore in a temporary directory.
-func testKeystore(t *testing.T) *keystore.Keystore {
-	t.Helper()
-	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ks
-}
-
 func TestPasswordHashAndVerify(t *testing.T) {
 	ctx := context.Background()
-	keyed, unkeyed := passwordHasher{testKeystore(t)}, passwordHasher{}
+	keyed, unkeyed := passwordHasher{keystoretest.New(t)}, passwordHasher{}
 	h, err := keyed.hash("correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +47,7 @@ func TestPasswordHashAndVerify(t *testing.T) {
 	if ok, _ := unkeyed.verify(ctx, h, "correct horse"); ok {
 		t.Error("a keyed hash verified without the keystore")
 	}
-	if ok, _ := (passwordHasher{testKeystore(t)}).verify(ctx, h, "correct horse"); ok {
+	if ok, _ := (passwordHasher{keystoretest.New(t)}).verify(ctx, h, "correct horse"); ok {
 		t.Error("a keyed hash verified with another keystore")
 	}
 	// A hash of a version before keyed hashes still verifies, as unkeyed.
@@ -133,7 +123,7 @@ func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 
 func newTestService(t *testing.T) *Service {
 	t.Helper()
-	return NewService(newTestStore(t), testKeystore(t))
+	return NewService(newTestStore(t), keystoretest.New(t))
 }
 
 // newTestStore is a cached Badger store in a directory of the test's,
@@ -270,5 +260,5 @@ func withUnkeyedOlga(t *testing.T, password string) *Service {
 	if _, err := NewService(c, nil).CreateUser(context.Background(), NewUser{Username: "olga", Password: &password}); err != nil {
 		t.Fatal(err)
 	}
-	return NewService(c, testKeystore(t))
+	return NewService(c, keystoretest.New(t))
 }

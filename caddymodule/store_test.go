@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -64,16 +65,6 @@ func TestStoragePasswordFromTheEnvironment(t *testing.T) {
 	}
 }
 
-// newKeystore creates a keystore file in a temporary directory.
-func newKeystore(t *testing.T) *keystore.Keystore {
-	t.Helper()
-	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ks
-}
-
 // pooledRecords opens the pooled store of spec (a Redis URL, or "" for
 // Badger in dataDir) and its records with ks, released when the test ends
 // or by the returned function, whichever comes first.
@@ -102,7 +93,7 @@ func pooledRecords(t *testing.T, spec, dataDir string, ks *keystore.Keystore, lo
 func TestMarkerWrittenAgainAfterTheStoreWasEmptied(t *testing.T) {
 	srv := redistest.Start(t)
 	core, logs := observer.New(zapcore.WarnLevel)
-	p, records, _, err := pooledRecords(t, srv.URL(), t.TempDir(), newKeystore(t), zap.New(core))
+	p, records, _, err := pooledRecords(t, srv.URL(), t.TempDir(), keystoretest.New(t), zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +121,7 @@ func TestMarkerWrittenAgainAfterTheStoreWasEmptied(t *testing.T) {
 	if err := records.Put(ctx, "user/alice", []byte("written after the loss"), 0); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tagged.Open(ctx, p.backend, newKeystore(t), tagged.Options{})
+	_, err = tagged.Open(ctx, p.backend, keystoretest.New(t), tagged.Options{})
 	if err == nil || !strings.Contains(err.Error(), "another keystore") {
 		t.Fatalf("another keystore on the refilled store: %v; want it told it is another keystore", err)
 	}
@@ -154,7 +145,7 @@ func TestAnotherKeystoreIsNotToldToTagRecords(t *testing.T) {
 func checkAnotherKeystoreRefused(t *testing.T, signingKeyLost bool) {
 	dataDir := t.TempDir()
 	ctx := t.Context()
-	own := newKeystore(t)
+	own := keystoretest.New(t)
 	p, records, release, err := pooledRecords(t, "", dataDir, own, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +170,7 @@ func checkAnotherKeystoreRefused(t *testing.T, signingKeyLost bool) {
 	before, _ := p.backend.Get(ctx, "user/alice")
 	release()
 
-	another := newKeystore(t)
+	another := keystoretest.New(t)
 	_, _, release, err = pooledRecords(t, "", dataDir, another, zap.NewNop())
 	const wrongKeystore = "made with another keystore"
 	if err == nil || !strings.Contains(err.Error(), wrongKeystore) || errors.As(err, new(*tagged.UntaggedError)) {
@@ -242,7 +233,7 @@ func spillWarnings(t *testing.T, db *badger.Store, key, dir string) []observer.L
 	t.Helper()
 	core, logs := observer.New(zap.WarnLevel)
 	p := &pooledStore{backend: db, key: key}
-	if _, err := p.records(context.Background(), newKeystore(t), CacheSize{Records: 1000}, zap.New(core)); err != nil {
+	if _, err := p.records(context.Background(), keystoretest.New(t), CacheSize{Records: 1000}, zap.New(core)); err != nil {
 		t.Fatal(err)
 	}
 	l := p.auditLog(dir, zap.New(core), audit.Settings{})

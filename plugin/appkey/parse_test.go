@@ -7,26 +7,16 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
-	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 )
 
-func testKeystore(t testing.TB) *keystore.Keystore {
-	t.Helper()
-	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ks
-}
-
 func TestKeyFormatAndIndex(t *testing.T) {
-	ks := testKeystore(t)
+	ks := keystoretest.New(t)
 	value, index := newKey(ks)
 	if len(value) != KeyLength || !strings.HasPrefix(value, KeyPrefix) {
 		t.Fatalf("key %q: want %d bytes starting with %q", value, KeyLength, KeyPrefix)
@@ -53,7 +43,7 @@ func TestKeyFormatAndIndex(t *testing.T) {
 		}
 	}
 	// A key of another keystore (another installation) is refused too.
-	if _, ok := indexOf(testKeystore(t), value); ok {
+	if _, ok := indexOf(keystoretest.New(t), value); ok {
 		t.Fatal("key of another keystore passed the tag check")
 	}
 	for _, bad := range []string{"", KeyPrefix, value + "A", value[1:], strings.ToUpper(value[:5]) + value[5:],
@@ -65,7 +55,7 @@ func TestKeyFormatAndIndex(t *testing.T) {
 }
 
 func FuzzParseKey(f *testing.F) {
-	ks := testKeystore(f)
+	ks := keystoretest.New(f)
 	value, _ := newKey(ks)
 	for _, seed := range []string{value, "", KeyPrefix, value[:KeyLength-1] + "\xff", strings.Repeat("_", KeyLength),
 		KeyPrefix + strings.Repeat("=", KeyLength-len(KeyPrefix))} {
@@ -400,7 +390,7 @@ func FuzzAllowlist(f *testing.F) {
 // username, lower-cased) is cut from the audit record: the audit package
 // knows this package's key format.
 func TestAuditHidesKeys(t *testing.T) {
-	value, _ := newKey(testKeystore(t))
+	value, _ := newKey(keystoretest.New(t))
 	for _, s := range []string{value, strings.ToLower(value), "/x/" + value + "/y"} {
 		if got := audit.HideCredentials(s); strings.Contains(got, value[len(KeyPrefix):len(KeyPrefix)+20]) ||
 			strings.Contains(strings.ToLower(got), strings.ToLower(value[len(KeyPrefix):len(KeyPrefix)+20])) {

@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 )
 
 func TestCAIsCreatedOnceAndSealed(t *testing.T) {
@@ -73,7 +74,7 @@ func TestCAIsCreatedOnceAndSealed(t *testing.T) {
 	if bytes.Contains(raw, []byte("PRIVATE KEY-----")) && !bytes.Contains(raw, []byte(caKeyPEMType)) {
 		t.Error("the CA key is stored in clear")
 	}
-	other, _ := keystore.Open(filepath.Join(t.TempDir(), "other.key"), true)
+	other := keystoretest.New(t)
 	if _, err := OpenCA(dir, other); err == nil || !strings.Contains(err.Error(), "keystore") {
 		t.Errorf("OpenCA with another keystore = %v; want a keystore error", err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
@@ -23,11 +23,7 @@ func TestTakeBackLeavesNoDebt(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := tagged.Open(ctx, db, ks, tagged.Options{})
+	st, err := tagged.Open(ctx, db, keystoretest.New(t), tagged.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,20 +11,12 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/badger"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
-
-func newKeystore(t testing.TB) *keystore.Keystore {
-	t.Helper()
-	ks, err := keystore.Open(filepath.Join(t.TempDir(), "keystore.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ks
-}
 
 func openBadger(t testing.TB, dir string) storage.Store {
 	t.Helper()
@@ -43,7 +35,7 @@ func suiteCounter(key string) bool { return !strings.ContainsAny(key, "/-") && l
 
 // TestConformance runs the storage contract's suite on the tagged store.
 func TestConformance(t *testing.T) {
-	ks := newKeystore(t)
+	ks := keystoretest.New(t)
 	var dirs sync.Map // *Store → its Badger directory
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T) storage.Store {
@@ -70,7 +62,7 @@ func TestForgedAndMovedRecordsAreRefused(t *testing.T) {
 	inner := openBadger(t, t.TempDir())
 	defer inner.Close()
 	var skipped []error
-	s, err := Open(ctx, inner, newKeystore(t), Options{Skipped: func(err error) { skipped = append(skipped, err) }})
+	s, err := Open(ctx, inner, keystoretest.New(t), Options{Skipped: func(err error) { skipped = append(skipped, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +159,7 @@ func TestUpgradeTagsAnUntaggedStoreOnce(t *testing.T) {
 	if _, err := inner.Incr(ctx, counters.TwoFactorFailures("u1"), 2, 0); err != nil {
 		t.Fatal(err)
 	}
-	ks := newKeystore(t)
+	ks := keystoretest.New(t)
 	var untagged *UntaggedError
 	if _, err := Open(ctx, inner, ks, Options{}); !errors.As(err, &untagged) || untagged.Untagged != 2 || untagged.Tagged != 0 ||
 		!strings.Contains(err.Error(), "tag-records") {
@@ -196,8 +188,8 @@ func TestUpgradeTagsAnUntaggedStoreOnce(t *testing.T) {
 		t.Fatalf("second Upgrade: %d tagged, %v; want nothing to do", n, err)
 	}
 	for _, try := range []func() error{
-		func() error { _, err := Open(ctx, inner, newKeystore(t), Options{}); return err },
-		func() error { _, err := Upgrade(ctx, inner, newKeystore(t), true, nil); return err },
+		func() error { _, err := Open(ctx, inner, keystoretest.New(t), Options{}); return err },
+		func() error { _, err := Upgrade(ctx, inner, keystoretest.New(t), true, nil); return err },
 	} {
 		if err := try(); err == nil || !strings.Contains(err.Error(), "another keystore") {
 			t.Fatalf("another keystore: %v; want a refusal naming the keystore", err)
@@ -216,7 +208,7 @@ func TestRemovedMarkerTagsNothing(t *testing.T) {
 	ctx := context.Background()
 	inner := openBadger(t, t.TempDir())
 	defer inner.Close()
-	ks := newKeystore(t)
+	ks := keystoretest.New(t)
 	s, err := Open(ctx, inner, ks, Options{}) // empty: marked at once
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +264,7 @@ func TestNegativeCounterCountsFromZero(t *testing.T) {
 	ctx := context.Background()
 	inner := openBadger(t, t.TempDir())
 	defer inner.Close()
-	s, err := Open(ctx, inner, newKeystore(t), Options{})
+	s, err := Open(ctx, inner, keystoretest.New(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
