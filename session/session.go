@@ -200,7 +200,9 @@ func decode(b []byte) (*Session, error) {
 
 // Lookup returns the live session of token; an unknown, idle or expired
 // session is a 401 refusal. Activity is recorded at most once a minute,
-// or every quarter of an idle timeout shorter than 4 minutes.
+// or every quarter of an idle timeout shorter than 4 minutes, and when
+// the activity recorded last lies further than that ahead of this clock
+// (touchDue).
 func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	if len(token) != 43 {
 		return nil, identity.Unauthenticated("invalid session")
@@ -224,12 +226,24 @@ func (s *Store) Lookup(ctx context.Context, token string) (*Session, error) {
 	if now.After(sess.ExpiresAt) || now.Sub(sess.SeenAt) > s.idle {
 		return nil, identity.Unauthenticated("the session has ended; sign in again")
 	}
-	if now.Sub(sess.SeenAt) > s.touchAfter {
+	if s.touchDue(now, sess.SeenAt) {
 		if err := s.touch(ctx, keyPrefix+string(digest[:]), now); err != nil {
 			return nil, err
 		}
 	}
 	return sess, nil
+}
+
+// touchDue reports whether a request at now records activity on a session
+// last seen at seen: touchAfter after it, or when seen lies more than
+// touchAfter in now's future. Such a time was written by an instance whose
+// clock runs ahead, or by this one before its clock stepped back; the
+// store's idle timeout, which runs on the store's clock, was set when it
+// was written, and a session used here would end at it if no request here
+// recorded activity until this clock had caught up.
+func (s *Store) touchDue(now, seen time.Time) bool {
+	d := now.Sub(seen)
+	return d > s.touchAfter || d < -s.touchAfter
 }
 
 // errEnded is the refusal of a session that has ended.
@@ -251,7 +265,7 @@ func (s *Store) touch(ctx context.Context, key string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if now.Sub(sess.SeenAt) <= s.touchAfter {
+	if !s.touchDue(now, sess.SeenAt) {
 		return nil // another request recorded it
 	}
 	sess.SeenAt = now.UTC()

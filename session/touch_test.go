@@ -132,3 +132,27 @@ func TestShortIdleSessionInUseStays(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionSeenByAClockAheadStaysInUse: a session whose activity an
+// instance with a clock ahead recorded (or this instance before its clock
+// stepped back) stays while it is used here. Its activity time lay in
+// this clock's future, so no request here recorded activity, the store's
+// idle timeout (on the store's clock) ran out, and the user was signed
+// out in the middle of their work.
+func TestSessionSeenByAClockAheadStaysInUse(t *testing.T) {
+	const idle = 2 * time.Second
+	onBothStores(t, func(t *testing.T, c *cache.Cache) {
+		ctx := context.Background()
+		ahead, here := NewStore(c, Options{Idle: idle}), NewStore(c, Options{Idle: idle})
+		ahead.now = func() time.Time { return time.Now().Add(time.Hour) }
+		token, err := ahead.Create(ctx, Session{Username: "alice", UserID: "u1", Origin: OriginLogin, Epoch: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(2 * idle); time.Now().Before(end); time.Sleep(idle / 5) {
+			if _, err := here.Lookup(ctx, token); err != nil {
+				t.Fatalf("a session in use every %v, last seen an hour ahead of this clock: %v", idle/5, err)
+			}
+		}
+	})
+}
