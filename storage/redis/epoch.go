@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -39,6 +40,12 @@ const (
 	// instanceTimeout is how long an instance that stopped announcing
 	// itself (killed) still counts as running.
 	instanceTimeout = 10 * time.Second
+	// clockSkewLimit is how far this instance's clock may lie from the
+	// Redis server's, beyond the uncertainty of the round trip that read
+	// the server's, before watchEpoch warns: NTP keeps clocks within
+	// milliseconds, and the instances of a cluster compare the times they
+	// write into records with their own clocks.
+	clockSkewLimit = 2 * time.Second
 )
 
 // watchEpoch checks the store's epoch and sequence, and announces the
@@ -48,11 +55,12 @@ func (s *Store) watchEpoch() {
 	t := time.NewTicker(epochInterval)
 	defer t.Stop()
 	known, seen := s.openEpoch, s.openSeq
-	var warned time.Time
+	var warned, skewWarned time.Time
 	for {
-		epoch, seq, err := s.epochRound(s.ctx)
+		epoch, seq, skew, err := s.epochRound(s.ctx)
 		switch {
 		case err == nil:
+			skewWarned = s.noteSkew(skew, skewWarned)
 			switch {
 			case known != "" && epoch != known:
 				s.log.Error("the Redis store's records were removed or replaced behind Gatehouse's back (FLUSHALL, FLUSHDB, "+
@@ -86,24 +94,66 @@ func (s *Store) watchEpoch() {
 }
 
 // epochRound is one round of watchEpoch: the instance announced, the
-// sequence incremented, and the epoch (written when there is none) and
-// the sequence returned.
-func (s *Store) epochRound(ctx context.Context) (epoch string, seq int64, err error) {
-	seq, err = announceScript.Run(ctx, s.client, []string{s.instancesKey, s.seqKey}, s.id, instanceTimeout.Milliseconds()).Int64()
+// sequence incremented, and the epoch (written when there is none), the
+// sequence and this instance's clock skew (clockSkew) returned.
+func (s *Store) epochRound(ctx context.Context) (epoch string, seq int64, skew time.Duration, err error) {
+	sent := s.now()
+	res, err := announceScript.Run(ctx, s.client, []string{s.instancesKey, s.seqKey}, s.id, instanceTimeout.Milliseconds()).Int64Slice()
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
+	if len(res) != 2 {
+		return "", 0, 0, fmt.Errorf("announcing the instance: %d values in the reply, want 2", len(res))
+	}
+	skew = clockSkew(sent, s.now(), res[1])
 	epoch, err = s.epoch(ctx)
-	return epoch, seq, err
+	return epoch, res[0], skew, err
+}
+
+// clockSkew is how far ahead of the server's time serverMillis (negative:
+// behind) this instance's clock was, read at sent and got either side of
+// the call that read it, beyond the uncertainty of that round trip (half
+// of it, and the millisecond the server's time is rounded to): zero when
+// within it.
+func clockSkew(sent, got time.Time, serverMillis int64) time.Duration {
+	rtt := got.Sub(sent)
+	within := rtt/2 + time.Millisecond
+	switch d := sent.Add(rtt / 2).Sub(time.UnixMilli(serverMillis)); {
+	case d > within:
+		return d - within
+	case d < -within:
+		return d + within
+	}
+	return 0
+}
+
+// noteSkew warns, at most once a minute (since warned, which it returns
+// updated), while this instance's clock lies further than clockSkewLimit
+// from the Redis server's, and says when it is back within it.
+func (s *Store) noteSkew(skew time.Duration, warned time.Time) time.Time {
+	switch {
+	case skew.Abs() > clockSkewLimit && (warned.IsZero() || time.Since(warned) >= time.Minute):
+		s.log.Warn("this instance's clock and the Redis server's differ: run NTP (or chrony) on both. Authenticator-app "+
+			"codes are judged by this clock (a skew beyond 30 seconds refuses right codes, which count toward the lockout), "+
+			"and the instances of a cluster compare the expiry and activity times they write into records with their own "+
+			"clocks (application keys, sessions, connector tokens, SMS codes)",
+			zap.Duration("ahead_of_redis", skew.Round(time.Millisecond)))
+		return time.Now()
+	case skew.Abs() <= clockSkewLimit && !warned.IsZero():
+		s.log.Info("this instance's clock is back in step with the Redis server's", zap.Duration("ahead_of_redis", skew.Round(time.Millisecond)))
+		return time.Time{}
+	}
+	return warned
 }
 
 // announceScript scores the instance ARGV[1] in the instances set
 // KEYS[1] with the server's time in milliseconds, drops those older than
-// ARGV[2] ms, and increments the sequence KEYS[2], returning it.
+// ARGV[2] ms, and increments the sequence KEYS[2], returning it and the
+// server's time.
 var announceScript = goredis.NewScript(serverMillis + `
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return redis.call('INCR', KEYS[2])`)
+return {redis.call('INCR', KEYS[2]), now}`)
 
 // countScript counts the members of the instances set KEYS[1] scored
 // within the last ARGV[1] ms of the server's time.

@@ -112,6 +112,9 @@ type Store struct {
 	// not deliver its own writes back to its own cache.
 	id  string
 	log *zap.Logger
+	// now is the instance's clock, which watchEpoch compares with the
+	// server's (time.Now; tests set another).
+	now func() time.Time
 
 	// ctx is cancelled by Close, stopping the subscriber.
 	ctx    context.Context
@@ -173,7 +176,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		indexedMarker: prefix + reservedPrefix + "indexed", epochKey: prefix + reservedPrefix + "epoch",
 		seqKey: prefix + reservedPrefix + "sequence", instancesKey: prefix + reservedPrefix + "instances",
 		id:  rand.Text()[:idLen],
-		log: log.With(zap.String("redis", ep.name)),
+		log: log.With(zap.String("redis", ep.name)), now: time.Now,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	err = s.ping(ctx)

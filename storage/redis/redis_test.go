@@ -744,3 +744,53 @@ func TestInstancesCountsEveryRunningInstance(t *testing.T) {
 		}
 	}
 }
+
+// TestClockSkewIsWarnedOf: an instance whose clock lies an hour from the
+// Redis server's is told so within seconds, and told again once it is
+// back in step (a clock NTP stepped); one in step is told nothing. An
+// operator whose NTP failed saw only its effects before: right
+// authenticator codes refused, keys and tokens expiring early or late.
+func TestClockSkewIsWarnedOf(t *testing.T) {
+	srv := redistest.Start(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var offset atomic.Int64
+	offset.Store(int64(-time.Hour))
+	s.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	s.OnInvalidate(func(string) {})
+	const differ, inStep = "clock and the Redis server's differ", "back in step"
+	waitFor(t, "a warning of the skew", func() bool { return logs.FilterMessageSnippet(differ).Len() == 1 })
+	got := logs.FilterMessageSnippet(differ).All()[0].ContextMap()["ahead_of_redis"]
+	if d, ok := got.(time.Duration); !ok || d > -time.Hour+time.Second || d < -time.Hour-time.Second {
+		t.Fatalf("the warning says this clock is %v ahead; want about -1h", got)
+	}
+	offset.Store(0)
+	waitFor(t, "word that the clock is back in step", func() bool { return logs.FilterMessageSnippet(inStep).Len() == 1 })
+	time.Sleep(3 * epochInterval)
+	if n := logs.FilterMessageSnippet(differ).Len(); n != 1 {
+		t.Fatalf("%d warnings of a skew; want only the one before the clock was back in step", n)
+	}
+}
+
+// TestClockSkewAllowsForTheRoundTrip: the server's time read during a
+// slow round trip is no skew while it lies within that trip.
+func TestClockSkewAllowsForTheRoundTrip(t *testing.T) {
+	sent := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	got := sent.Add(4 * time.Second)
+	for _, c := range []struct {
+		server time.Time
+		want   time.Duration
+	}{
+		{sent, 0}, {got, 0}, {sent.Add(2 * time.Second), 0},
+		{sent.Add(-time.Hour), time.Hour - time.Millisecond}, // beyond the trip's midpoint by 1h+2s, less its 2s and 1ms
+		{got.Add(time.Hour), -time.Hour + time.Millisecond},
+	} {
+		if d := clockSkew(sent, got, c.server.UnixMilli()); d != c.want {
+			t.Errorf("server at %v, read between %v and %v: skew %v, want %v", c.server, sent, got, d, c.want)
+		}
+	}
+}
