@@ -237,8 +237,17 @@ func newSerial() *big.Int {
 // upper-case hex.
 func formatSerial(s *big.Int) string { return strings.ToUpper(s.Text(16)) }
 
-// issue signs a connector client certificate for pub, valid for validity
-// (at most until the CA itself expires).
+// certBackdate is how long before its issue a connector certificate is
+// valid from (not before its CA): an instance of the cluster whose clock
+// lags the issuer's, or a client choosing its certificate by its own
+// clock, takes a fresh certificate for up to that skew. It admits nothing
+// more: a connector's certificates before its current one are refused by
+// their thumbprint, not by their dates.
+const certBackdate = time.Hour
+
+// issue signs a connector client certificate for pub, valid from
+// certBackdate before now for validity (at most until the CA itself
+// expires).
 func (ca *CA) issue(pub crypto.PublicKey, name string, validity time.Duration, now time.Time) (*x509.Certificate, error) {
 	if ca.key == nil {
 		return nil, errors.New("the connector CA was loaded without its key")
@@ -250,10 +259,14 @@ func (ca *CA) issue(pub crypto.PublicKey, name string, validity time.Duration, n
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}
+	notBefore := now.Add(-certBackdate)
+	if notBefore.Before(ca.cert.NotBefore) {
+		notBefore = ca.cert.NotBefore
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
 		Subject:               pkix.Name{Organization: []string{"Gatehouse connector"}, CommonName: name},
-		NotBefore:             now.Add(-5 * time.Minute),
+		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -424,3 +424,25 @@ func TestOpenForStoreNamesAnotherCA(t *testing.T) {
 		t.Fatalf("a store that names no CA yet = %v; want a new CA", err)
 	}
 }
+
+// TestFreshCertificateWorksWhereTheClockLags: a certificate just issued
+// is valid, and gets tokens, on an instance of the cluster (or for a
+// client) whose clock is half an hour behind the issuer's. It was valid
+// from 5 minutes before its issue, and such an instance refused it in the
+// TLS handshake and at the token endpoint until its clock got there.
+func TestFreshCertificateWorksWhereTheClockLags(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	c := f.connector("edge-01", "alice")
+	f.now = f.now.Add(-30 * time.Minute)
+	if _, err := c.cert.Verify(x509.VerifyOptions{Roots: poolOf(f.p.ca.cert), CurrentTime: f.now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("30 minutes before its issue: %v", err)
+	}
+	if a := f.certificateGrant(c); a.status != 200 {
+		t.Errorf("the token endpoint 30 minutes before the issue: %d %s", a.status, a.Description)
+	}
+	if !c.cert.NotBefore.After(f.p.ca.cert.NotBefore.Add(-time.Second)) {
+		t.Errorf("the certificate is valid from %v, before its CA (%v)", c.cert.NotBefore, f.p.ca.cert.NotBefore)
+	}
+}
