@@ -50,6 +50,28 @@ func matchTOTP(sec *secret, presented string, unix int64) (int64, bool) {
 	return 0, false
 }
 
+// skewSteps is how many time steps beyond matchTOTP's window, either
+// side, a refused code is looked for (skewTOTP): ten minutes.
+const skewSteps = 20
+
+// skewTOTP returns how many time steps from now lies the step whose code
+// is presented, for a step beyond matchTOTP's window by at most
+// skewSteps, or false. Such a code is refused like any wrong one; it only
+// tells that a clock is off, the server's or the device's. Every step is
+// tried, a match or not, so that the time a refusal takes does not tell
+// a guesser that a guess is the code of a step to come.
+func skewTOTP(sec *secret, presented string, unix int64) (off int64, found bool) {
+	now := totpStep(unix)
+	for d := int64(2); d <= skewSteps+1; d++ {
+		for _, step := range [2]int64{now + d, now - d} {
+			if step >= 0 && matches(presented, code(sec.base32, uint64(step))) && !found {
+				off, found = step-now, true
+			}
+		}
+	}
+	return off, found
+}
+
 // matchHOTP returns the counter from next to next+window whose code is
 // presented, or false. It stops at the end of uint64 rather than wrap.
 func matchHOTP(sec *secret, presented string, next uint64, window int) (uint64, bool) {

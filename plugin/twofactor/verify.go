@@ -118,8 +118,10 @@ func (s *Service) checkApp(ctx context.Context, u *account.User, f *factors, c s
 	if f.app == nil {
 		return false, "", nil
 	}
-	step, ok := matchTOTP(f.app, c, s.now().Unix())
+	unix := s.now().Unix()
+	step, ok := matchTOTP(f.app, c, unix)
 	if !ok {
+		s.noteSkew(u, f.app, c, unix)
 		return false, "", nil
 	}
 	fresh, repeated, err := s.useAppStep(ctx, u.ID, step)
@@ -160,14 +162,29 @@ func (s *Service) ConfirmApp(ctx context.Context, u *account.User, secretB32, pr
 	if !ok {
 		return false, nil
 	}
-	step, ok := matchTOTP(&secret{base32: secretB32}, c, s.now().Unix())
+	sec, unix := &secret{base32: secretB32}, s.now().Unix()
+	step, ok := matchTOTP(sec, c, unix)
 	if !ok {
+		s.noteSkew(u, sec, c, unix)
 		return false, nil
 	}
 	if _, _, err := s.useAppStep(ctx, u.ID, step); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// noteSkew warns when presented, refused by matchTOTP, is u's code of sec
+// for a time within ten minutes of unix (skewTOTP): the server's clock or
+// the user's device's is off, and right codes are refused and counted
+// toward the lockout. The code is not logged.
+func (s *Service) noteSkew(u *account.User, sec *secret, presented string, unix int64) {
+	if d, ok := skewTOTP(sec, presented, unix); ok {
+		s.engine.Logger.Warn("a refused authenticator-app code is the user's code for a time this far from this "+
+			"instance's clock: this clock or the user's device's is off (run NTP), or the code was kept that long. "+
+			"If many users show about the same time, it is this clock: each such code counts toward the lockout",
+			zap.String("username", u.Username), zap.Duration("code_time_from_clock", time.Duration(d*totpPeriod)*time.Second))
+	}
 }
 
 // replayReason is the reason a code accepted before is refused:

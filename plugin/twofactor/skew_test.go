@@ -1,0 +1,49 @@
+package twofactor
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// TestRightCodeAtAWrongTimeIsLogged: a right authenticator code for a
+// time 90 seconds from the server's clock (a clock NTP no longer keeps,
+// or a phone's that is off) is refused and counted as before, and the log
+// says how far off it is, without the code; a wrong code, or a right one
+// further off than ten minutes, says nothing. An operator used to see only
+// "wrong or expired code" and users locked out.
+func TestRightCodeAtAWrongTimeIsLogged(t *testing.T) {
+	fx := newFixture(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	fx.e.Logger = zap.New(core)
+	u, sec := fx.appUser(t, "alice")
+	step := totpStep(fx.svc.now().Unix())
+	const hint = "is the user's code for a time"
+	ahead := code(sec, uint64(step+3))
+	if res := fx.verify(t, u, ahead); res.OK || res.Reason != ReasonWrongCode {
+		t.Fatalf("a code 3 steps ahead: %+v; want refused as a wrong code", res)
+	}
+	got := logs.FilterMessageSnippet(hint).All()
+	if len(got) != 1 || got[0].ContextMap()["username"] != "alice" || got[0].ContextMap()["code_time_from_clock"] != 90*time.Second {
+		t.Fatalf("log after a code 90 s ahead: %v; want one warning naming alice and 90s", logs.All())
+	}
+	for _, e := range logs.All() {
+		for k, v := range e.ContextMap() {
+			if s, ok := v.(string); ok && s == ahead {
+				t.Errorf("the warning logs the code in %s", k)
+			}
+		}
+	}
+	if n, _ := fx.svc.failures(t.Context(), u.ID); n != 1 {
+		t.Errorf("failures after the code 90 s ahead: %d; want it counted", n)
+	}
+	_, wrong := codesNow(fx, sec)
+	fx.verify(t, u, wrong)
+	fx.verify(t, u, code(sec, uint64(step-25)))
+	if n := logs.FilterMessageSnippet(hint).Len(); n != 1 {
+		t.Errorf("%d warnings after a wrong code and one 12.5 minutes old; want none more", n)
+	}
+}
