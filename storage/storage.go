@@ -124,3 +124,19 @@ type Announcer interface {
 	// for long.
 	Listen(fn func(news string)) (stop func())
 }
+
+// ClockChecker is implemented by backends with a clock of their own that
+// the instance's is compared with (Redis): ClockInStep reports false while
+// the instance's clock lies further from the backend's than it warns of.
+type ClockChecker interface {
+	ClockInStep() bool
+}
+
+// ClockInStep reports whether s, when it is a ClockChecker, finds this
+// instance's clock in step with its own; a store with no clock to compare
+// with (Badger) always does. What deletes records by a time this clock
+// judges (a purge of expired application keys) waits for it.
+func ClockInStep(s Store) bool {
+	c, ok := s.(ClockChecker)
+	return !ok || c.ClockInStep()
+}

@@ -16,10 +16,21 @@ import (
 // purge deletes it.
 const leftoverAge = 10 * time.Minute
 
+// errClockSkewed refuses a purge while this instance's clock is not in
+// step with the store's (storage.ClockInStep).
+var errClockSkewed = failure.Conflict("this instance's clock and the Redis server's differ (see the warning in the log): " +
+	"no application key is purged by it until they agree, since a clock ahead would delete keys that have not expired")
+
 // purgeExpired deletes every expired key and returns how many it deleted;
 // onDelete, when set, is called for each. A key changed meanwhile (e.g.
-// its expiration reset) is left alone.
+// its expiration reset) is left alone. While the store finds this
+// instance's clock out of step with its own it deletes nothing
+// (errClockSkewed): a clock that jumped ahead would have every key of the
+// cluster deleted for good.
 func (s *Service) purgeExpired(ctx context.Context, onDelete func(*record)) (int, error) {
+	if !storage.ClockInStep(s.store) {
+		return 0, errClockSkewed
+	}
 	now := s.now()
 	var expired []*loaded
 	err := s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {

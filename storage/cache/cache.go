@@ -618,4 +618,7 @@ func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
 // Close implements storage.Store by closing the wrapped store.
 func (c *Cache) Close() error { return c.store.Close() }
 
+// ClockInStep implements storage.ClockChecker: the backend's.
+func (c *Cache) ClockInStep() bool { return storage.ClockInStep(c.store) }
+
 var _ storage.Store = (*Cache)(nil)

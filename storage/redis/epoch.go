@@ -131,6 +131,7 @@ func clockSkew(sent, got time.Time, serverMillis int64) time.Duration {
 // updated), while this instance's clock lies further than clockSkewLimit
 // from the Redis server's, and says when it is back within it.
 func (s *Store) noteSkew(skew time.Duration, warned time.Time) time.Time {
+	s.skewed.Store(skew.Abs() > clockSkewLimit)
 	switch {
 	case skew.Abs() > clockSkewLimit && (warned.IsZero() || time.Since(warned) >= time.Minute):
 		s.log.Warn("this instance's clock and the Redis server's differ: run NTP (or chrony) on both. Authenticator-app "+
@@ -145,6 +146,11 @@ func (s *Store) noteSkew(skew time.Duration, warned time.Time) time.Time {
 	}
 	return warned
 }
+
+// ClockInStep implements storage.ClockChecker: false while the latest
+// heartbeat found this instance's clock further than clockSkewLimit from
+// the server's (see noteSkew); true before the first.
+func (s *Store) ClockInStep() bool { return !s.skewed.Load() }
 
 // announceScript scores the instance ARGV[1] in the instances set
 // KEYS[1] with the server's time in milliseconds, drops those older than

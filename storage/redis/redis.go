@@ -113,8 +113,10 @@ type Store struct {
 	id  string
 	log *zap.Logger
 	// now is the instance's clock, which watchEpoch compares with the
-	// server's (time.Now; tests set another).
-	now func() time.Time
+	// server's (time.Now; tests set another); skewed is set while they
+	// differ by more than clockSkewLimit (ClockInStep).
+	now    func() time.Time
+	skewed atomic.Bool
 
 	// ctx is cancelled by Close, stopping the subscriber.
 	ctx    context.Context

@@ -768,8 +768,14 @@ func TestClockSkewIsWarnedOf(t *testing.T) {
 	if d, ok := got.(time.Duration); !ok || d > -time.Hour+time.Second || d < -time.Hour-time.Second {
 		t.Fatalf("the warning says this clock is %v ahead; want about -1h", got)
 	}
+	if s.ClockInStep() {
+		t.Error("ClockInStep while the clock is an hour off")
+	}
 	offset.Store(0)
 	waitFor(t, "word that the clock is back in step", func() bool { return logs.FilterMessageSnippet(inStep).Len() == 1 })
+	if !s.ClockInStep() {
+		t.Error("not ClockInStep once back in step")
+	}
 	time.Sleep(3 * epochInterval)
 	if n := logs.FilterMessageSnippet(differ).Len(); n != 1 {
 		t.Fatalf("%d warnings of a skew; want only the one before the clock was back in step", n)

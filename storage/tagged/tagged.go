@@ -478,6 +478,9 @@ func (s *Store) OnInvalidate(fn func(key string)) {
 // one; otherwise always (no other process writes to it).
 func (s *Store) Coherent() bool { return s.shared == nil || s.shared.Coherent() }
 
+// ClockInStep implements storage.ClockChecker: the inner store's.
+func (s *Store) ClockInStep() bool { return storage.ClockInStep(s.inner) }
+
 // Announce implements storage.Announcer when the inner store does
 // (Redis); otherwise news reaches nobody (no other process shares the
 // store). News carries no record, so it is not tagged.
