@@ -227,7 +227,11 @@ func (p *Portal) resend(w http.ResponseWriter, r *http.Request, token string) {
 	next := *pd
 	next.Sends++
 	rec, _ := json.Marshal(next)
-	swapped, err := p.engine.Store.CompareAndSwap(ctx, pendingKey(token), raw, rec, PendingLifetime-p.now().Sub(pd.CreatedAt))
+	// The rest of its lifetime by this clock, and never more than a whole
+	// one: a sign-in an instance with a clock ahead began looks younger
+	// here than it is (its age here is negative by that skew).
+	left := min(PendingLifetime-p.now().Sub(pd.CreatedAt), PendingLifetime)
+	swapped, err := p.engine.Store.CompareAndSwap(ctx, pendingKey(token), raw, rec, left)
 	if err != nil {
 		p.fail(w, err)
 		return

@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms/smstest"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 type harness struct {
@@ -505,5 +506,36 @@ func TestPasswordStepBusy(t *testing.T) {
 	}
 	if _, body := h.browser().signInPassword("alice", password, "/"); !strings.Contains(body, `id="code"`) {
 		t.Fatalf("right password once the server has room: %s", body)
+	}
+}
+
+// TestResendKeepsThePendingLifetime: a text sent again for a sign-in whose
+// password step an instance with a clock an hour ahead took keeps the
+// half-done sign-in for at most PendingLifetime in the store. The resend
+// wrote it back for the rest of its lifetime by this clock: an hour and
+// five minutes, during which this instance took codes for it.
+func TestResendKeepsThePendingLifetime(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("alice", "+421900000001")
+	if err := h.svc.EnrolSMS(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	h.portal.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if _, body := b.signInPassword("alice", password, "/x"); !strings.Contains(body, "code") {
+		t.Fatalf("the password step: %s", body)
+	}
+	h.portal.now = time.Now
+	if _, body := b.post("/gatehouse/login", url.Values{"step": {"resend"}}); !strings.Contains(body, "code") {
+		t.Fatalf("the resend: %s", body)
+	}
+	err := h.e.Store.Scan(context.Background(), pendingPrefix, func(e storage.Entry) error {
+		if left := time.Until(e.ExpiresAt); left > PendingLifetime+time.Second {
+			t.Errorf("the pending sign-in is kept %v more; want at most %v", left.Round(time.Second), PendingLifetime)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
