@@ -47,3 +47,30 @@ func TestRightCodeAtAWrongTimeIsLogged(t *testing.T) {
 		t.Errorf("%d warnings after a wrong code and one 12.5 minutes old; want none more", n)
 	}
 }
+
+// TestUsedCodeStaysUsedAfterTheClockStepsBack: a code accepted at T is
+// refused once the server's clock steps back (NTP correcting a clock that
+// ran ahead), while the step it was made for is again within the window,
+// and so is an older code the step back brings into it; a hardware
+// token's code, which no clock judges, likewise. A guarantee, not a fix:
+// replay protection counts time steps and counters, never times.
+func TestUsedCodeStaysUsedAfterTheClockStepsBack(t *testing.T) {
+	fx := newFixture(t)
+	u, sec := fx.appUser(t, "alice")
+	step := totpStep(fx.svc.now().Unix())
+	used := code(sec, uint64(step))
+	if res := fx.verify(t, u, used); !res.OK {
+		t.Fatalf("the code at T: %+v", res)
+	}
+	fx.advance(-45 * time.Second)
+	if res := fx.verify(t, u, used); res.OK || res.Reason != ReasonRepeated {
+		t.Errorf("the code used at T, after a step back of 45 s: %+v; want refused as repeated", res)
+	}
+	if res := fx.verify(t, u, code(sec, uint64(step-2))); res.OK || res.Reason != ReasonReplayed {
+		t.Errorf("an older code now within the window: %+v; want refused as replayed", res)
+	}
+	fx.advance(45 * time.Second)
+	if res := fx.verify(t, u, code(sec, uint64(step+1))); !res.OK {
+		t.Errorf("the next step's code once the clock is back: %+v; want accepted", res)
+	}
+}
