@@ -76,6 +76,11 @@ type Route struct {
 // public path.
 type Next func(w http.ResponseWriter, r *http.Request, id *identity.Identity) error
 
+// clock is what a request's start is read from: time.Now, whose
+// monotonic reading the checks of a long response count from; a test
+// sets another (SetClock).
+var clock = time.Now
+
 // Serve runs the pipeline: the request guard's inbound checks
 // (guard.Contract.Inbound), nothing but public paths for a request in
 // TLS early data (guard.EarlyData), the route's own endpoints, exactly one
@@ -93,7 +98,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		_, err := w.Write(e.Signer.JWKS())
 		return err
 	}
-	start := time.Now()
+	start := clock()
 	endpoint := rt.endpoint(r.URL.Path)
 	if guard.EarlyData(r) && (endpoint != nil || !rt.isPublic(cleanPath)) {
 		return rt.refuse(w, r, noSpan, "", nil, guard.ErrEarlyData, start)

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock"
 )
 
 // allowed is what Serve allocates for an allowed request, in one
@@ -66,7 +67,7 @@ type responseWatch struct {
 	// transport, another goroutine) check alike: the first due takes mu
 	// and checks, the others read checked and cutOff.
 	mu         sync.Mutex
-	checked    atomic.Int64 // Unix nanoseconds
+	checked    atomic.Int64 // on the monotonic clock (monoclock.Nanos)
 	cutOff     atomic.Bool
 	unanswered int8 // under mu
 	// served is set, under mu, once the handlers returned: the transport
@@ -81,7 +82,7 @@ type responseWatch struct {
 // A second Authorization or appKey header was refused before.
 func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) {
 	w.rt, w.opened, w.ctx = rt, opened, r.Context()
-	w.checked.Store(start.UnixNano())
+	w.checked.Store(monoclock.Nanos(start))
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
 	w.authorization, w.appKey = guard.HeaderValue(r.Header, "Authorization"), guard.HeaderValue(r.Header, "Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
@@ -113,12 +114,12 @@ func (w *responseWatch) stillAllowed(what string) error {
 	if w.cutOff.Load() {
 		return errCutOff
 	}
-	if time.Duration(time.Now().UnixNano()-w.checked.Load()) < w.rt.opts.StreamRecheck {
+	if time.Duration(monoclock.Nanos(time.Now())-w.checked.Load()) < w.rt.opts.StreamRecheck {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := time.Now().UnixNano()
+	now := monoclock.Nanos(time.Now())
 	switch {
 	case w.cutOff.Load():
 		return errCutOff

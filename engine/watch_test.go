@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock/monoclocktest"
 )
 
 // responseEnd is how a long response ended: the writes that succeeded,
@@ -301,5 +302,32 @@ func TestCutOffBodyIsTheCallersToo(t *testing.T) {
 	}
 	if n, err := caller.Body.Read(make([]byte, 64)); err == nil {
 		t.Fatalf("the caller's body gave %d more bytes after the cut-off", n)
+	}
+}
+
+// TestLongResponseIsCheckedAfterTheClockStepsBack: a response opened while
+// the wall clock ran an hour ahead, and still written after NTP stepped it
+// back, is checked again after the recheck interval and cut off once its
+// user is blocked. The interval was counted on the wall clock, so no check
+// came for an hour, and a revoked credential kept its stream that long.
+func TestLongResponseIsCheckedAfterTheClockStepsBack(t *testing.T) {
+	s := newSetup(t)
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine.SetClock(t, func() time.Time { return monoclocktest.WallStepped(time.Now(), time.Hour) })
+	res := longResponse(t, rt, nil)
+	engine.SetClock(t, time.Now) // stepped back
+	if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case end := <-res:
+		if end.err == nil {
+			t.Fatalf("the response ended on its own after %d writes; want cut off", end.writes)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the response went on 10 s after its user was blocked, opened before the clock stepped back an hour")
 	}
 }

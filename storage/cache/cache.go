@@ -51,6 +51,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/internal/budget"
 	"github.com/gatehouse-auth/gatehouse/internal/bytecache"
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -96,7 +97,7 @@ type entry struct {
 	raw     []byte
 	decoded any
 	// loadedAt is when the store read that filled the entry started, on
-	// the monotonic clock (monotonic).
+	// the monotonic clock (monoclock.Nanos).
 	loadedAt int64
 	// expiresAt is the key's own expiry in the store in Unix nanoseconds
 	// (0: none).
@@ -142,13 +143,6 @@ func keyBytes(n int) int64 { return (int64(n) + 15) &^ 15 }
 func (e *entry) cost(key string) int64 {
 	return entryNodeBytes + keyBytes(len(key)) + int64(cap(e.raw)) + int64(e.decodedBytes)
 }
-
-// epoch is the origin of monotonic: a reading of the monotonic clock.
-var epoch = time.Now()
-
-// monotonic is t on the monotonic clock, in nanoseconds since epoch (t
-// must come from time.Now).
-func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time.
 func unixNano(t time.Time) int64 {
@@ -316,7 +310,7 @@ func (c *Cache) invalidate(key string) {
 // expiring at expiresAt (Unix nanoseconds, 0: never) may still be served:
 // younger than maxAge and not past the key's own expiry.
 func fresh(now time.Time, loadedAt, expiresAt int64, maxAge time.Duration) bool {
-	return monotonic(now)-loadedAt < int64(maxAge) && (expiresAt == 0 || now.UnixNano() < expiresAt)
+	return monoclock.Nanos(now)-loadedAt < int64(maxAge) && (expiresAt == 0 || now.UnixNano() < expiresAt)
 }
 
 // serving reports whether the cache may serve and keep entries: always,
@@ -338,7 +332,7 @@ func (c *Cache) cached(key string, now time.Time) (entry, bool) {
 // may still be served.
 func (c *Cache) cachedAbsent(key string, now time.Time) bool {
 	at, ok := c.absent.Get(key)
-	return ok && monotonic(now)-at < int64(c.maxAge) && c.serving()
+	return ok && monoclock.Nanos(now)-at < int64(c.maxAge) && c.serving()
 }
 
 // lookup returns the fresh entry for key with its raw value, reading the
@@ -375,12 +369,12 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 	case err != nil:
 		return entry{}, err // failures are never cached
 	case convert != nil:
-		e = c.newEntry(unixNano(got.ExpiresAt), monotonic(now))
+		e = c.newEntry(unixNano(got.ExpiresAt), monoclock.Nanos(now))
 		if err := convert(key, got.Value, &e); err != nil {
 			return entry{}, err
 		}
 	default:
-		e = c.newEntry(unixNano(got.ExpiresAt), monotonic(now))
+		e = c.newEntry(unixNano(got.ExpiresAt), monoclock.Nanos(now))
 		e.raw, e.hasRaw = got.Value, true
 	}
 	s.mu.Lock()
@@ -391,7 +385,7 @@ func (c *Cache) fill(ctx context.Context, key string, now time.Time, convert fun
 		if missing {
 			c.lru.Remove(key)
 			c.compact.Remove(key)
-			c.absent.Add(key, monotonic(now))
+			c.absent.Add(key, monoclock.Nanos(now))
 		} else {
 			c.place(key, e)
 		}
