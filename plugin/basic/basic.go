@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/clientnet"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock"
 	"github.com/gatehouse-auth/gatehouse/internal/shardlru"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
@@ -60,7 +61,8 @@ type Credential struct {
 	// throttled holds the counters (their store keys: a name's shared
 	// Basic count, a name's count for one familiar network, a name's
 	// failed binds) found spent, here or at another instance (see
-	// holds.go), each until its window ends (Unix ns). A cached success
+	// holds.go), each until its window ends (monoclock.Nanos: a step of
+	// the wall clock neither ends nor stretches a hold). A cached success
 	// does not answer a request that a sign-in would count in such a
 	// counter (heldBack): the request goes through the gated sign-in like
 	// any other try. Otherwise a throttled guesser would be told which
@@ -74,9 +76,11 @@ type Credential struct {
 	// holds, and brings theirs (heard) until stopNews.
 	news     storage.Announcer
 	stopNews func()
-	// throttledEnd is the latest end in throttled (Unix ns): past it no
-	// counter is held, and a cache hit looks nothing up.
+	// throttledEnd is the latest end in throttled (monoclock.Nanos):
+	// past it no counter is held, and a cache hit looks nothing up.
 	throttledEnd atomic.Int64
+	// now is the clock (time.Now; a test sets another).
+	now func() time.Time
 	// checks makes concurrent checks of the same credentials (a client
 	// opening many connections at once) share one argon2 hash.
 	checks singleflight.Group
@@ -92,7 +96,7 @@ type Credential struct {
 // instances (Redis) it takes their holds until Close.
 func New(e *engine.Engine) *Credential {
 	c := &Credential{engine: e, verified: shardlru.New[verified](65536), throttled: shardlru.New[int64](65536),
-		holds: &holdIndex{byName: map[string]weak.Pointer[nameHolds]{}}, changed: shardlru.New[bool](4096), stopNews: func() {}}
+		holds: &holdIndex{byName: map[string]weak.Pointer[nameHolds]{}}, changed: shardlru.New[bool](4096), stopNews: func() {}, now: time.Now}
 	if news, ok := e.Store.Backend().(storage.Announcer); ok {
 		c.news, c.stopNews = news, news.Listen(c.heard)
 	}
@@ -119,10 +123,10 @@ func (c *Credential) Close() error {
 // at now, and the familiar networks only when a count they decide on is
 // held.
 func (c *Credential) heldBack(r *http.Request, v verified, now time.Time) (bool, error) {
-	if now.UnixNano() > c.throttledEnd.Load() {
+	if monoclock.Nanos(now) > c.throttledEnd.Load() {
 		return false, nil
 	}
-	network, at := clientnet.Of(c.engine.ClientIP(r)), now.UnixNano()
+	network, at := clientnet.Of(c.engine.ClientIP(r)), monoclock.Nanos(now)
 	binds := c.isThrottled(v, counters.DirectoryBindFailures(v.username), at)
 	if binds && !v.local || c.isThrottled(v, counters.BasicNetworkFailures(v.username, network), at) {
 		return true, nil
@@ -204,7 +208,7 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return identity.Identity{}, err // 503 now: a sign-in would wait on the store again
 		}
-		now := time.Now() // one clock read for both checks
+		now := c.now() // one clock read for both checks
 		if err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !now.Before(v.expires)) {
 			c.verified.Remove(string(sum[:]))
 		} else if held, err := c.heldBack(r, v, now); err != nil {
@@ -232,7 +236,7 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		// Another request's sign-in, maybe from another network, counted
 		// in its network's counter: its success answers this request as
 		// the cached success it now is would, and no more.
-		held, err := c.heldBack(r, v, time.Now())
+		held, err := c.heldBack(r, v, c.now())
 		if err != nil {
 			return identity.Identity{}, err
 		}

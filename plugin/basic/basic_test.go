@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots/hashslotstest"
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock/monoclocktest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
@@ -75,6 +76,7 @@ const password = "correct horse"
 type basicRoute struct {
 	t     *testing.T
 	e     *engine.Engine
+	cred  *Credential
 	route *engine.Route
 }
 
@@ -82,7 +84,8 @@ func newBasicRoute(t *testing.T, cfg engine.Config, wrap func(storage.Store) sto
 	t.Helper()
 	ctx := context.Background()
 	e := enginetest.New(t, cfg, wrap)
-	e.Register(New(e))
+	cred := New(e)
+	e.Register(cred)
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "reader", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +99,7 @@ func newBasicRoute(t *testing.T, cfg engine.Config, wrap func(storage.Store) sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &basicRoute{t: t, e: e, route: route}
+	return &basicRoute{t: t, e: e, cred: cred, route: route}
 }
 
 // get sends GET /x with Basic credentials from remoteAddr (empty:
@@ -512,4 +515,28 @@ func openStream(t *testing.T, route *engine.Route, user string) (opened <-chan b
 		reached <- false
 	}()
 	return reached, ended
+}
+
+// TestThrottleHoldOutlastsAClockStepForward: a name throttled, whose right
+// password is cached, stays held after the wall clock steps an hour
+// forward: its right password is throttled like any guess. The hold was
+// timed on the wall clock and ended at the step, and the cache answered a
+// throttled guesser's right guess with 200 again.
+func TestThrottleHoldOutlastsAClockStepForward(t *testing.T) {
+	const limit = 3
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice's first sign-in: %d", w.Code)
+	}
+	for i := range limit + 2 {
+		if w := b.get("alice", fmt.Sprintf("guess %d", i), ""); w.Code != http.StatusUnauthorized && w.Code != http.StatusTooManyRequests {
+			t.Fatalf("guess %d: %d", i, w.Code)
+		}
+	}
+	b.cred.now = func() time.Time { return monoclocktest.WallStepped(time.Now(), time.Hour) }
+	for range 3 {
+		if w := b.get("alice", password, ""); w.Code != http.StatusTooManyRequests {
+			t.Fatalf("the cached right password after the clock stepped an hour forward: %d; want 429 like a guess", w.Code)
+		}
+	}
 }

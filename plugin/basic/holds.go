@@ -9,6 +9,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
 )
 
@@ -79,7 +80,7 @@ func (c *Credential) hold(ctx context.Context, name, key string, d time.Duration
 // a name with an entry in the verification cache, with its entries
 // (nameHolds), where no flood of holds of other names can push it out.
 func (c *Credential) holdThrottled(name, key string, d time.Duration) bool {
-	now := time.Now().UnixNano()
+	now := monoclock.Nanos(c.now())
 	end := now + int64(d)
 	h := c.holds.lookup(name)
 	prev := c.heldUntil(h, key)
@@ -88,7 +89,7 @@ func (c *Credential) holdThrottled(name, key string, d time.Duration) bool {
 	}
 	c.throttled.Add(key, end)
 	if h != nil {
-		h.set(key, end)
+		h.set(key, end, now)
 	}
 	for {
 		last := c.throttledEnd.Load()
@@ -108,7 +109,7 @@ func (c *Credential) release(name, key string) {
 	}
 }
 
-// heldUntil is the end (Unix ns) of the hold of the counter at key,
+// heldUntil is the end (monoclock.Nanos) of the hold of the counter at key,
 // among throttled and h (nil: none); zero when neither holds it.
 func (c *Credential) heldUntil(h *nameHolds, key string) int64 {
 	end, _ := c.throttled.Peek(key)
@@ -119,7 +120,7 @@ func (c *Credential) heldUntil(h *nameHolds, key string) int64 {
 }
 
 // isThrottled reports whether the counter at key, of the attempts of the
-// name v is of, is held at now (Unix ns).
+// name v is of, is held at now (monoclock.Nanos).
 func (c *Credential) isThrottled(v verified, key string, now int64) bool {
 	if end, ok := c.throttled.Get(key); ok && now <= end {
 		return true
@@ -128,7 +129,7 @@ func (c *Credential) isThrottled(v verified, key string, now int64) bool {
 }
 
 // nameHolds are the holds of one name's counters (counter key → end,
-// Unix ns) kept with the verification cache's entries of that name:
+// monoclock.Nanos) kept with the verification cache's entries of that name:
 // every entry of the name points to them (verified.holds), so they last
 // as long as one of its entries does. The holds in throttled are
 // bounded, and a flood of holds of other names (guesses that spend their
@@ -139,11 +140,10 @@ type nameHolds struct {
 	ends map[string]int64
 }
 
-// set holds key until end.
-func (h *nameHolds) set(key string, end int64) {
+// set holds key until end, at now (monoclock.Nanos).
+func (h *nameHolds) set(key string, end, now int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now().UnixNano()
 	for k, e := range h.ends { // the ended ones go: a name has few counters
 		if e < now {
 			delete(h.ends, k)
