@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/monoclock/monoclocktest"
 )
 
 func TestOneLineASecondCountingEveryOccurrence(t *testing.T) {
@@ -30,5 +32,20 @@ func TestOneLineASecondCountingEveryOccurrence(t *testing.T) {
 	}
 	if due, n := o.Due(t0.Add(time.Second)); !due || n != 501 {
 		t.Fatalf("a second later: due %v, count %d; want one line for the 501 refusals since the last", due, n)
+	}
+}
+
+// TestALineIsNotSilencedByAClockStepBack: after the wall clock steps an
+// hour back, a line is due again once its interval has passed. The
+// interval was timed on the wall clock, so a store outage or internal
+// errors went unlogged for the hour.
+func TestALineIsNotSilencedByAClockStepBack(t *testing.T) {
+	o := Thinner{Interval: 10 * time.Millisecond}
+	if due, _ := o.Due(time.Now()); !due {
+		t.Fatal("the first occurrence is not due")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if due, n := o.Due(monoclocktest.WallStepped(time.Now(), -time.Hour)); !due || n != 1 {
+		t.Fatalf("an occurrence past the interval, after the clock stepped an hour back: due %v, count %d", due, n)
 	}
 }
