@@ -291,9 +291,9 @@ func (s *Service) DirectoryStatus(ctx context.Context, u *User) (*DirectoryView,
 	if err != nil {
 		return nil, err
 	}
-	e, ok := s.dir.Cached(u.Username, mark)
+	e, ok := s.dir.Cached(u.Username, u.DirectoryID, mark)
 	if !ok {
-		if e, err = s.dir.Status(ctx, u.Username, mark); err != nil {
+		if e, err = s.dir.Status(ctx, u.Username, u.DirectoryID, mark); err != nil {
 			return nil, directoryDown(err)
 		}
 	}
@@ -323,7 +323,7 @@ func (s *Service) directoryCheck(ctx context.Context, u *User) ([]string, identi
 	if s.dir == nil {
 		return nil, identity.JoinedRoles{}, identity.Unauthenticated("the account's directory is not configured")
 	}
-	e, err := s.directoryStatus(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u)
 	switch {
 	case err != nil:
 		return nil, identity.JoinedRoles{}, err
@@ -345,7 +345,7 @@ func (s *Service) directoryRoles(ctx context.Context, u *User) ([]string, error)
 	if s.dir == nil {
 		return nil, nil
 	}
-	e, err := s.directoryStatus(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u)
 	if err != nil {
 		return nil, err
 	}

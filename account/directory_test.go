@@ -521,3 +521,56 @@ func TestDirectoryPlusAndSpaceTwinIsRefused(t *testing.T) {
 		t.Errorf("a local john+smith beside the directory's john smith: %v; want 409", err)
 	}
 }
+
+// TestARenamedAccountKeepsItsRecord: an account renamed in the directory
+// (uid=ivan to uid=ivan.new by a modrdn; Active Directory's new
+// sAMAccountName, measured on Samba) is the same entry: its Gatehouse
+// record, named after the old name, stays active and holds its keys and
+// second factors, the new name signs in to it, and the old one no longer
+// signs in. Before, the record's status was read by its name alone, found
+// nothing, and the account was blocked as deleted.
+func TestARenamedAccountKeepsItsRecord(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("ivan", "ivan password", "")
+	s, d := serviceWithDirectory(t, slapdConfig(srv), nil)
+	ctx := context.Background()
+	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeOK {
+		t.Fatalf("ivan: %d", got)
+	}
+	srv.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
+	rec, err := s.UserByCanonicalName(ctx, "ivan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RefreshDirectoryAccount(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.User(ctx, "ivan"); err != nil || !u.Active() || u.DirectoryProblem != "" {
+		t.Fatalf("ivan's record once the entry is uid=ivan.new: %+v %v; want active", u, err)
+	}
+	if v, err := s.DirectoryStatus(ctx, rec); err != nil || v.Status != "active" || v.DN != "uid=ivan.new,"+slapdtest.PeopleDN {
+		t.Fatalf("ivan's directory view: %+v %v; want active, the new DN", v, err)
+	}
+	if res, err := s.SignIn(ctx, "ivan.new", "ivan password", gate(GateOpen)); err != nil || res.Outcome != OutcomeOK || res.User.Username != "ivan" {
+		t.Fatalf("signing in by the new name: %+v %v; want ivan's record", res, err)
+	}
+	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeWrong {
+		t.Fatalf("the old name: %d; want refused as no account's", got)
+	}
+	// Deleted once renamed: deleted, and the lookup by ID is cached as
+	// the rest of the status is.
+	srv.Modify("dn: uid=ivan.new," + slapdtest.PeopleDN + "\nchangetype: delete\n")
+	if err := s.RefreshDirectoryAccount(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.User(ctx, "ivan"); err != nil || u.Active() || u.DirectoryProblem != "deleted" {
+		t.Fatalf("ivan once the renamed entry is deleted: %+v %v; want deleted", u, err)
+	}
+	mark, err := s.refreshMark(ctx, "ivan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.Cached("ivan", rec.DirectoryID, mark); !ok {
+		t.Error("the status of a record whose entry is gone is not cached for its entry ID: every request would search again")
+	}
+}

@@ -37,32 +37,34 @@ func (s *Service) refreshMark(ctx context.Context, name string) (string, error) 
 	return mark, err
 }
 
-// directoryStatus is the directory's status of the account name (see
-// directory.Directory.Status), read again once an administrator refreshed
-// it on any instance.
-func (s *Service) directoryStatus(ctx context.Context, name string) (directory.Entry, error) {
-	mark, err := s.refreshMark(ctx, name)
+// directoryStatus is the directory's status of the directory account u
+// (see directory.Directory.Status: its entry, also when renamed in the
+// directory), read again once an administrator refreshed it on any
+// instance.
+func (s *Service) directoryStatus(ctx context.Context, u *User) (directory.Entry, error) {
+	mark, err := s.refreshMark(ctx, u.Username)
 	if err != nil {
 		return directory.Entry{}, err
 	}
-	e, err := s.dir.Status(ctx, name, mark)
+	e, err := s.dir.Status(ctx, u.Username, u.DirectoryID, mark)
 	if err != nil {
 		return directory.Entry{}, directoryDown(err)
 	}
 	return e, nil
 }
 
-// RefreshDirectoryAccount reads the directory account name from the
+// RefreshDirectoryAccount reads the directory account u from the
 // directory now, on this instance, and has every other instance sharing
 // the store read it again at its next use of the account.
-func (s *Service) RefreshDirectoryAccount(ctx context.Context, name string) error {
+func (s *Service) RefreshDirectoryAccount(ctx context.Context, u *User) error {
+	name := u.Username
 	var raw [16]byte
 	_, _ = rand.Read(raw[:]) // never fails (crypto/rand)
 	mark := hex.EncodeToString(raw[:])
 	if err := s.store.Put(ctx, refreshPrefix+name, []byte(mark), s.dir.StatusTTL()+time.Minute); err != nil {
 		return err
 	}
-	if _, err := s.dir.Status(ctx, name, mark); err != nil {
+	if _, err := s.dir.Status(ctx, name, u.DirectoryID, mark); err != nil {
 		return directoryDown(err)
 	}
 	return nil

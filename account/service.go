@@ -125,7 +125,7 @@ func (s *Service) User(ctx context.Context, username string) (*User, error) {
 	if !u.FromDirectory() || s.dir == nil {
 		return s.withHeldRoles(ctx, u)
 	}
-	e, err := s.directoryStatus(ctx, u.Username)
+	e, err := s.directoryStatus(ctx, u)
 	if err != nil {
 		return nil, err
 	}

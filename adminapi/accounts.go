@@ -103,7 +103,7 @@ func (c *Core) refreshDirectoryUser(w http.ResponseWriter, r *http.Request) erro
 	if !u.FromDirectory() {
 		return failure.Conflict("%q is a local account, not a directory one", u.Username)
 	}
-	if err := c.engine.Accounts.RefreshDirectoryAccount(r.Context(), u.Username); err != nil {
+	if err := c.engine.Accounts.RefreshDirectoryAccount(r.Context(), u); err != nil {
 		return err
 	}
 	Note(r, u.Username, "directory status refreshed")

@@ -57,6 +57,10 @@ type Entry struct {
 	primaryGroup string
 	// mark is the refresh mark it was read under (see Status).
 	mark string
+	// soughtID is the entry ID a read looked for when the name found no
+	// entry or another (see Status), and found no more: a read without
+	// one does not answer a Status that has one.
+	soughtID string
 }
 
 // Active reports whether the account may sign in.
@@ -186,35 +190,50 @@ func (d *Directory) Domains() []string { return d.domains }
 // directory cannot be read it returns an error wrapping ErrUnavailable:
 // never a stale status past status_ttl, never a pass.
 //
+// id is the entry ID the account's Gatehouse record was made for (Entry.ID;
+// "" when it has none): when name finds no entry, or another one, the
+// entry of that ID is looked for under its own name, so that an account
+// renamed in the directory (a new sAMAccountName or uid) keeps its record
+// (renamed).
+//
 // mark names the latest refresh of the account an administrator asked for
 // ("" for none), on whichever instance of a cluster: the caller keeps it
 // in the shared store (account.Service), so that a refresh reaches every
 // instance's cache, not only the one that answered it.
-func (d *Directory) Status(ctx context.Context, name, mark string) (Entry, error) {
+func (d *Directory) Status(ctx context.Context, name, id, mark string) (Entry, error) {
 	e, ok := d.status.Get(name)
-	if ok && e.mark == mark && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
+	if ok && e.answers(id, mark) && d.now().Sub(e.CheckedAt) < time.Duration(d.cfg.StatusTTL) {
 		return e, nil
 	}
-	return d.read(name, mark)
+	return d.read(name, id, mark)
 }
 
 // Cached returns the cached status of name without reading the directory,
-// when it was read under mark (see Status).
-func (d *Directory) Cached(name, mark string) (Entry, bool) {
+// when it was read under mark for the entry id (see Status).
+func (d *Directory) Cached(name, id, mark string) (Entry, bool) {
 	e, ok := d.status.Peek(name)
-	return e, ok && e.mark == mark
+	return e, ok && e.answers(id, mark)
+}
+
+// answers reports whether e, cached, is the status Status(name, id, mark)
+// asks for: read under mark, and the entry of id, or for id "" whatever
+// name found, or what a read that looked for the entry of id found.
+func (e Entry) answers(id, mark string) bool {
+	return e.mark == mark && (id == "" || e.ID == id || e.soughtID == id)
 }
 
 // Refresh reads the account's status from the directory now and caches
 // it; concurrent refreshes of one account share a read. A change from the
 // cached status is reported as an event.
-func (d *Directory) Refresh(_ context.Context, name string) (Entry, error) { return d.read(name, "") }
+func (d *Directory) Refresh(_ context.Context, name string) (Entry, error) {
+	return d.read(name, "", "")
+}
 
-// read is Refresh, the status read under mark: reads share only with
-// reads under the same mark, so that one asked for by a refresh never
-// takes the answer of a read begun before it.
-func (d *Directory) read(name, mark string) (Entry, error) {
-	v, err, _ := d.reads.Do(name+"\x00"+mark, func() (any, error) { return d.lookup(name, mark != "") })
+// read is Refresh, the status read under mark for the entry id (Status):
+// reads share only with reads under the same mark, so that one asked for
+// by a refresh never takes the answer of a read begun before it.
+func (d *Directory) read(name, id, mark string) (Entry, error) {
+	v, err, _ := d.reads.Do(name+"\x00"+id+"\x00"+mark, func() (any, error) { return d.lookup(name, id, mark != "") })
 	if err != nil {
 		return Entry{}, err
 	}
@@ -228,6 +247,9 @@ func (d *Directory) read(name, mark string) (Entry, error) {
 	d.mu.Unlock()
 	if had && (old.Active() != e.Active() || old.Problem != e.Problem || !slices.Equal(old.Roles, e.Roles)) {
 		d.notify(Event{Username: name, What: "directory status changed: " + describe(old) + " → " + describe(e)})
+	}
+	if had && old.Found && e.Found && old.Name != e.Name && !strings.EqualFold(e.Name, name) {
+		d.notify(Event{Username: name, What: fmt.Sprintf("directory account renamed: its entry (%s) is named %q now; it keeps this Gatehouse user, which %q signs in to", e.DN, e.Name, e.Name)})
 	}
 	return e, nil
 }
@@ -272,9 +294,10 @@ func (d *Directory) Locate(_ context.Context, name string) (Entry, error) {
 // BindLocated is Bind of the entry e that Locate just read for name. A
 // name the directory does not have is bound all the same, to a DN no
 // entry has, and its groups are read only once the password is right
-// (Refresh, whose status it returns): a refusal then tells a guesser
-// nothing of which names the directory has by its time.
-func (d *Directory) BindLocated(ctx context.Context, name string, e Entry, password string) (Entry, error) {
+// (its status is returned, read as Refresh reads it, for the entry's
+// ID): a refusal then tells a guesser nothing of which names the
+// directory has by its time.
+func (d *Directory) BindLocated(_ context.Context, name string, e Entry, password string) (Entry, error) {
 	if !e.Found {
 		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
 		d.notify(Event{Username: name, What: "directory bind failed: no such account", Failure: true})
@@ -292,7 +315,9 @@ func (d *Directory) BindLocated(ctx context.Context, name string, e Entry, passw
 		d.notify(Event{Username: name, What: "directory bind failed: " + scrub(err).Error(), Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
-	return d.Refresh(ctx, name)
+	// The status of the entry just bound: name is the account's, which
+	// may have been the entry's before a rename.
+	return d.read(name, e.ID, "")
 }
 
 // Cover does the directory work a wrong password for name costs, without
@@ -322,12 +347,18 @@ var userAttributes = map[Flavor][]string{
 	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "pwdPolicySubentry", "pwdChangedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
-// lookup reads name's entry and, when groups are mapped to roles, its
-// groups: those whose member it is, and an Active Directory account's
-// primary group with that group's own (cached per status_ttl, but read
-// again for a read a refresh asked for: marked).
-func (d *Directory) lookup(name string, marked bool) (Entry, error) {
+// lookup reads name's entry, or the entry id when name finds none or
+// another (renamed), and, when groups are mapped to roles, its groups:
+// those whose member it is, and an Active Directory account's primary
+// group with that group's own (cached per status_ttl, but read again for
+// a read a refresh asked for: marked).
+func (d *Directory) lookup(name, id string, marked bool) (Entry, error) {
 	e, err := d.locate(name)
+	if err == nil && id != "" && e.ID != id {
+		if e, err = d.renamed(id, e); err == nil && e.ID != id {
+			e.soughtID = id
+		}
+	}
 	if err != nil || !e.Found || len(d.groups) == 0 {
 		return e, err
 	}
@@ -423,6 +454,48 @@ func (d *Directory) locate(name string) (Entry, error) {
 	}
 	e.Problem = d.problem(u, policy, now)
 	return e, nil
+}
+
+// renamed returns the entry whose ID is id, found again under its own
+// name (name_attribute), when it is one user_filter finds: an account
+// renamed in the directory (Active Directory's sAMAccountName, a uid
+// changed by a modrdn) keeps its Gatehouse record, its keys and second
+// factors, rather than being taken for deleted. byName is what the
+// record's name found (no entry, or another one): the answer when the
+// entry of id has no name, or no longer one user_filter finds (moved out
+// of base_dn, or out of the filter's reach: refused, as it was meant to
+// be). One search more, only for such a read.
+func (d *Directory) renamed(id string, byName Entry) (Entry, error) {
+	filter := "(entryUUID=" + ldap.EscapeFilter(id) + ")"
+	if d.cfg.Flavor == ActiveDirectory {
+		guid, err := hex.DecodeString(id)
+		if err != nil {
+			return byName, nil
+		}
+		filter = "(objectGUID=" + binaryFilterValue(string(guid)) + ")"
+	}
+	if d.cfg.NameAttribute == "" {
+		return byName, nil // no name to find it by with user_filter
+	}
+	entries, err := d.pool.search("search_user", d.cfg.BaseDN, filter, []string{d.cfg.NameAttribute})
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		entries, err = nil, nil
+	}
+	if err != nil {
+		return Entry{}, unavailable(err)
+	}
+	if len(entries) != 1 {
+		return byName, nil
+	}
+	name := ownName(entries[0], d.cfg.NameAttribute)
+	if name == "" {
+		return byName, nil
+	}
+	e, err := d.locate(name)
+	if err != nil || e.Found && e.ID == id {
+		return e, err
+	}
+	return byName, nil
 }
 
 // ownName is the value of attr that names the account of u: its only

@@ -82,29 +82,29 @@ func TestDirectoryAgainstSlapd(t *testing.T) {
 		t.Errorf("a failed bind was not reported for the audit log: %+v", rec.events)
 	}
 	for user, problem := range map[string]string{"bob": "disabled", "carol": "locked", "dave": "in no mapped group"} {
-		e, err := d.Status(ctx, user, "")
+		e, err := d.Status(ctx, user, "", "")
 		if err != nil || e.Active() || e.Problem != problem {
 			t.Errorf("%s: %+v, %v; want problem %q", user, e, err, problem)
 		}
 	}
-	if e, err := d.Status(ctx, "*)(uid=*", ""); err != nil || e.Found {
+	if e, err := d.Status(ctx, "*)(uid=*", "", ""); err != nil || e.Found {
 		t.Errorf("an injected filter found %+v, %v", e, err)
 	}
 
 	// Cached for status_ttl; a refresh reads again and reports the change.
 	s.Modify("dn: " + slapdtest.ShiftDN + "\nchangetype: modify\ndelete: member\nmember: uid=alice," + slapdtest.PeopleDN + "\n")
-	if e, _ := d.Status(ctx, "alice", ""); !e.Active() {
+	if e, _ := d.Status(ctx, "alice", "", ""); !e.Active() {
 		t.Fatalf("the cached status was not used: %+v", e)
 	}
 	// A refresh mark (left by an administrator's refresh on any instance)
 	// the cached status was not read under reads it again.
-	if e, err := d.Status(ctx, "alice", "mark-1"); err != nil || e.Active() || e.Problem != "in no mapped group" {
+	if e, err := d.Status(ctx, "alice", "", "mark-1"); err != nil || e.Active() || e.Problem != "in no mapped group" {
 		t.Fatalf("after removal from the group, under a new refresh mark: %+v, %v", e, err)
 	}
-	if _, ok := d.Cached("alice", "mark-1"); !ok {
+	if _, ok := d.Cached("alice", "", "mark-1"); !ok {
 		t.Error("the status read under a mark is not cached under it")
 	}
-	if _, ok := d.Cached("alice", ""); ok {
+	if _, ok := d.Cached("alice", "", ""); ok {
 		t.Error("the status read under a mark is taken for one read under none")
 	}
 	if !rec.has("alice", "status changed") {
@@ -276,7 +276,7 @@ func TestDirectoryFailoverAndOutage(t *testing.T) {
 	s.Stop()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		_, err := d.Status(ctx, "alice", "")
+		_, err := d.Status(ctx, "alice", "", "")
 		if errors.Is(err, directory.ErrUnavailable) {
 			if strings.Contains(err.Error(), slapdtest.ServicePassword) {
 				t.Fatalf("the bind password is in an error: %v", err)
@@ -303,7 +303,7 @@ func TestDirectoryFailoverAndOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bad.Close()
-	if _, err := bad.Status(ctx, "alice", ""); err == nil || strings.Contains(err.Error(), cfg.BindPassword) {
+	if _, err := bad.Status(ctx, "alice", "", ""); err == nil || strings.Contains(err.Error(), cfg.BindPassword) {
 		t.Fatalf("wrong service password: %v", err)
 	}
 }

@@ -160,7 +160,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	checkLockoutEnds(ctx, t, d, run)
 	run("user", "disable", "frank")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		e, err := d.Status(ctx, "frank", "")
+		e, err := d.Status(ctx, "frank", "", "")
 		if err == nil && e.Problem == "disabled" {
 			break
 		}
@@ -184,12 +184,12 @@ func checkLockoutEnds(ctx context.Context, t *testing.T, d *directory.Directory,
 			t.Fatalf("wrong password for lena: %v", err)
 		}
 	}
-	if e, err := d.Status(ctx, "lena", ""); err != nil || e.Problem != "locked" {
+	if e, err := d.Status(ctx, "lena", "", ""); err != nil || e.Problem != "locked" {
 		t.Fatalf("lena after 3 wrong passwords (threshold 3): %+v, %v; want locked", e, err)
 	}
 	locked := time.Now()
 	for deadline := locked.Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
-		e, err := d.Status(ctx, "lena", "")
+		e, err := d.Status(ctx, "lena", "", "")
 		if err == nil && e.Problem == "" {
 			if waited := time.Since(locked); waited < 50*time.Second {
 				t.Fatalf("lena active again after %v; the lockout lasts a minute", waited)
@@ -233,12 +233,12 @@ func checkPrimaryGroupRefresh(ctx context.Context, t *testing.T, cfg directory.C
 		t.Fatal(err)
 	}
 	defer long.Close()
-	if e, err := long.Status(ctx, "gus", ""); err != nil || !slices.Equal(e.Roles, []string{"everyone", "staff"}) {
+	if e, err := long.Status(ctx, "gus", "", ""); err != nil || !slices.Equal(e.Roles, []string{"everyone", "staff"}) {
 		t.Fatalf("gus: %+v, %v", e, err)
 	}
 	run("group", "removemembers", "Everyone-Staff", "Domain Users")
 	defer run("group", "addmembers", "Everyone-Staff", "Domain Users")
-	if e, err := long.Status(ctx, "gus", "refresh-1"); err != nil || !slices.Equal(e.Roles, []string{"staff"}) {
+	if e, err := long.Status(ctx, "gus", "", "refresh-1"); err != nil || !slices.Equal(e.Roles, []string{"staff"}) {
 		t.Fatalf("gus after Domain Users left Everyone-Staff, on a refresh: %+v, %v; want staff alone", e, err)
 	}
 }
