@@ -588,14 +588,17 @@ func (d *Directory) problem(u *ldap.Entry, policy passwordPolicy, now time.Time)
 		if !ok || (expires > 0 && expires != neverExpires && expires < fileTimeOf(now)) {
 			return "expired"
 		}
-		if adPasswordExpired(u) {
-			return "password expired"
-		}
 		// "Must change at next logon", which an account whose password
 		// never expires or that must sign in with a smart card is not
-		// held to (MS-SAMR 3.1.5.14.4).
+		// held to (MS-SAMR 3.1.5.14.4). Told before an expired password:
+		// the domain controller computes UF_PASSWORD_EXPIRED for it too
+		// (Samba 4.17 did), and "password expired" sent administrators to
+		// the domain's maximum password age instead.
 		if v := u.GetAttributeValue("pwdLastSet"); v == "0" && uac&(uacDontExpirePassword|uacSmartcardRequired) == 0 {
 			return "must change its password"
+		}
+		if adPasswordExpired(u) {
+			return "password expired"
 		}
 	case OpenLDAP:
 		switch v := u.GetAttributeValue("pwdAccountLockedTime"); {

@@ -40,6 +40,9 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		// to change at the next logon unless exempt (MS-SAMR 3.1.5.14.4).
 		{"password expired", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"8388608"}, "pwdLastSet": {"133800000000000000"}}, "password expired"},
 		{"must change", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, "must change its password"},
+		// pwdLastSet 0 as a domain controller computes it (Samba 4.17:
+		// UF_PASSWORD_EXPIRED too): to change, not expired.
+		{"must change, as the DC computes it", map[string][]string{"userAccountControl": {"512"}, uacComputed: {"8388608"}, "pwdLastSet": {"0"}}, "must change its password"},
 		{"must change, password never expires", map[string][]string{"userAccountControl": {"66048"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
 		{"must change, smart card required", map[string][]string{"userAccountControl": {"262656"}, uacComputed: {"0"}, "pwdLastSet": {"0"}}, ""},
 	} {
