@@ -423,10 +423,7 @@ func (p *pool) bind(dn, password string) error {
 		return err // nothing sent
 	}
 	began := time.Now()
-	err = c.Bind(dn, password)
-	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-		err = errWrongPassword
-	}
+	err = refusedCredentials(c.Bind(dn, password))
 	if !isNetworkError(err) {
 		if rebind := c.Bind(p.cfg.BindDN, p.cfg.BindPassword); rebind != nil {
 			// Whatever the user's bind answered, the connection is no
@@ -445,6 +442,22 @@ func (p *pool) bind(dn, password string) error {
 		p.put(c)
 	}
 	return err
+}
+
+// refusedCredentials is err of a bind, with invalidCredentials made
+// errWrongPassword, or the adRefusal Active Directory's diagnostic
+// message names; nothing else of that message is kept (scrub).
+func refusedCredentials(err error) error {
+	var le *ldap.Error
+	if !errors.As(err, &le) || le.ResultCode != ldap.LDAPResultInvalidCredentials {
+		return err
+	}
+	if le.Err != nil {
+		if m := adDataCode.FindStringSubmatch(le.Err.Error()); m != nil && adBindRefusals[strings.ToLower(m[1])] != "" {
+			return adRefusal(strings.ToLower(m[1]))
+		}
+	}
+	return errWrongPassword
 }
 
 // ErrIndeterminate marks a bind that failed on the way: the directory may

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -305,7 +306,7 @@ func (d *Directory) BindLocated(_ context.Context, name string, e Entry, passwor
 	}
 	switch err := d.pool.bind(e.DN, password); {
 	case errors.Is(err, errWrongPassword):
-		d.notify(Event{Username: name, What: "directory bind failed: wrong password", Failure: true})
+		d.notify(Event{Username: name, What: "directory bind failed: " + bindRefusal(err), Failure: true})
 		return Entry{}, ErrWrongPassword
 	case err != nil && isNetworkError(err) || errors.Is(err, ErrUnavailable):
 		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, scrub(err))
@@ -331,6 +332,49 @@ func (d *Directory) Cover(ctx context.Context, name, password string) {
 	if password != "" {
 		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
 	}
+}
+
+// adBindRefusals are the reasons Active Directory gives for a bind it
+// refuses with invalidCredentials, in its diagnostic message ("80090308:
+// LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data
+// 773, v1db1"), by the code after "data". Samba 4.17 gave each of them
+// only for the right password, and 52e (a wrong one) otherwise.
+var adBindRefusals = map[string]string{
+	"530": "the account may not sign in at this time (logonHours)",
+	"531": "the account may not sign in from this computer (userWorkstations)",
+	"532": "the password expired",
+	"533": "the account is disabled",
+	"701": "the account expired (accountExpires)",
+	"773": "the password must be changed at the next logon",
+	"775": "the account is locked out",
+}
+
+// adDataCode finds the code of an Active Directory bind refusal.
+var adDataCode = regexp.MustCompile(`\bdata ([0-9a-fA-F]{3,8})\b`)
+
+// adRefusal is a bind Active Directory refused for the account's state,
+// by its code (adBindRefusals): a wrong password to the client, as any
+// refused bind is (errors.Is errWrongPassword).
+type adRefusal string
+
+func (r adRefusal) Error() string {
+	return adBindRefusals[string(r)] + " (Active Directory refused the bind: data " + string(r) + ")"
+}
+
+// Is makes an adRefusal a wrong password.
+func (r adRefusal) Is(target error) bool { return target == errWrongPassword }
+
+// bindRefusal says why the directory refused a bind for its credentials
+// (err wraps errWrongPassword), for the audit log: "wrong password", or
+// the account state Active Directory named (adRefusal), so that an
+// administrator told "wrong password" by a user sure of it sees that the
+// directory refused the account.
+func bindRefusal(err error) string {
+	var r adRefusal
+	if errors.As(err, &r) {
+		return r.Error()
+	}
+	return "wrong password"
 }
 
 // noSuchEntry is the RDN of the entry Bind binds to for a name the

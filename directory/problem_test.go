@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -49,5 +51,40 @@ func TestActiveDirectoryLockoutEnds(t *testing.T) {
 		if got := d.problem(ldap.NewEntry("cn=u", c.attrs), passwordPolicy{}, time.Now()); got != c.want {
 			t.Errorf("%s: problem %q; want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestActiveDirectoryBindRefusals: a bind Active Directory refuses for
+// the account's state (its diagnostic message's "data" code, as Samba
+// 4.17 answered the right password of such accounts) is a wrong password
+// to the caller, but the audit event names the state; a plain wrong
+// password (52e), another server's message, or another error stay as
+// they were.
+func TestActiveDirectoryBindRefusals(t *testing.T) {
+	refused := func(diagnostic string) error {
+		return &ldap.Error{ResultCode: ldap.LDAPResultInvalidCredentials, Err: errors.New(diagnostic)}
+	}
+	const ad = "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data %s, v1db1"
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{refused(fmt.Sprintf(ad, "773")), "the password must be changed at the next logon (Active Directory refused the bind: data 773)"},
+		{refused(fmt.Sprintf(ad, "533")), "the account is disabled (Active Directory refused the bind: data 533)"},
+		{refused(fmt.Sprintf(ad, "701")), "the account expired (accountExpires) (Active Directory refused the bind: data 701)"},
+		{refused(fmt.Sprintf(ad, "775")), "the account is locked out (Active Directory refused the bind: data 775)"},
+		{refused(fmt.Sprintf(ad, "532")), "the password expired (Active Directory refused the bind: data 532)"},
+		{refused(fmt.Sprintf(ad, "52e")), "wrong password"},
+		{refused(""), "wrong password"},
+		{&ldap.Error{ResultCode: ldap.LDAPResultInvalidCredentials}, "wrong password"},
+	} {
+		err := refusedCredentials(c.err)
+		if !errors.Is(err, errWrongPassword) || bindRefusal(err) != c.want {
+			t.Errorf("%v: %v, %q; want a wrong password, %q", c.err, err, bindRefusal(err), c.want)
+		}
+	}
+	other := &ldap.Error{ResultCode: ldap.LDAPResultUnwillingToPerform, Err: errors.New("data 533")}
+	if err := refusedCredentials(other); err != other {
+		t.Errorf("unwillingToPerform: %v; want it unchanged", err)
 	}
 }
