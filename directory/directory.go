@@ -58,6 +58,9 @@ type Entry struct {
 	primaryGroup string
 	// mark is the refresh mark it was read under (see Status).
 	mark string
+	// ambiguous marks a name user_filter found several entries for: no
+	// account, but not for want of one (BindLocated's audit event).
+	ambiguous bool
 	// soughtID is the entry ID a read looked for when the name found no
 	// entry or another (see Status), and found no more: a read without
 	// one does not answer a Status that has one.
@@ -113,6 +116,9 @@ type Directory struct {
 	// searches a limit of the directory stopped (limitAdvice): one a
 	// minute each, as every sign-in may meet one.
 	groupLimits, userLimits logthin.Thinner
+	// ambiguousNames thins the log lines of names user_filter finds
+	// several entries for (locate): one a minute.
+	ambiguousNames logthin.Thinner
 	// mappedOnly narrows an Active Directory group search to the mapped
 	// groups (an LDAP filter), so that a member of thousands of groups
 	// gets the few Gatehouse reads, not a size limit; empty elsewhere.
@@ -147,7 +153,8 @@ func New(cfg Config, observe func(op string, began time.Time, err error), notify
 		return nil, err
 	}
 	d := &Directory{cfg: cfg, domains: domainsOf(cfg.BaseDN), pool: p, now: time.Now, notify: notify, log: zap.NewNop(), status: shardlru.New[Entry](statusCacheSize),
-		userAttributes: userAttributes[cfg.Flavor], groupLimits: logthin.Thinner{Interval: time.Minute}, userLimits: logthin.Thinner{Interval: time.Minute}}
+		userAttributes: userAttributes[cfg.Flavor], groupLimits: logthin.Thinner{Interval: time.Minute}, userLimits: logthin.Thinner{Interval: time.Minute},
+		ambiguousNames: logthin.Thinner{Interval: time.Minute}}
 	if cfg.NameAttribute != "" {
 		d.userAttributes = append(slices.Clip(d.userAttributes), cfg.NameAttribute)
 	}
@@ -301,7 +308,11 @@ func (d *Directory) Locate(_ context.Context, name string) (Entry, error) {
 func (d *Directory) BindLocated(_ context.Context, name string, e Entry, password string) (Entry, error) {
 	if !e.Found {
 		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
-		d.notify(Event{Username: name, What: "directory bind failed: no such account", Failure: true})
+		what := "no such account"
+		if e.ambiguous {
+			what = "the name finds several entries, so it is no account's (user_filter must find one entry per name)"
+		}
+		d.notify(Event{Username: name, What: "directory bind failed: " + what, Failure: true})
 		return Entry{}, ErrWrongPassword
 	}
 	switch err := d.pool.bind(e.DN, password); {
@@ -454,8 +465,17 @@ func (d *Directory) locate(name string) (Entry, error) {
 	if err != nil {
 		return Entry{}, unavailable(err)
 	}
-	if len(entries) != 1 {
-		// None, or an ambiguous name: no account.
+	if len(entries) > 1 {
+		// An ambiguous name: no account. Logged, as a user_filter that
+		// finds more than the name (an | for an &) makes every name one.
+		if due, count := d.ambiguousNames.Due(now); due {
+			d.log.Warn("directory: user_filter finds several entries for a name, so that name is no account's; if this is every name, user_filter is too wide (it must find one entry per name, e.g. (&(objectClass=user)(sAMAccountName={username})))",
+				zap.String("name", name), zap.Int("entries", len(entries)), zap.Strings("dns", []string{entries[0].DN, entries[1].DN}),
+				zap.Int64("names_since_last_line", count), zap.String("user_filter", d.cfg.UserFilter))
+		}
+		return Entry{CheckedAt: now, ambiguous: true}, nil
+	}
+	if len(entries) == 0 {
 		return Entry{CheckedAt: now}, nil
 	}
 	u := entries[0]

@@ -664,3 +664,40 @@ func TestFailedConnectsGiveBackTheirPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestAUserFilterThatFindsSeveralEntries: a name user_filter finds
+// several entries for is no account, as before, but the audit event says
+// so rather than "no such account", and Caddy's log has a warning, at
+// most one a minute, naming the filter: a filter written with | for &
+// (measured on Samba: every sign-in refused as "no such account", each
+// account's status "deleted", nothing logged) makes every name one.
+func TestAUserFilterThatFindsSeveralEntries(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
+	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
+	rec := &recorder{}
+	cfg := config(s)
+	cfg.UserFilter = "(|(objectClass=inetOrgPerson)(uid={username}))"
+	d, err := directory.New(cfg, nil, rec.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	core, logs := observer.New(zap.WarnLevel)
+	d.SetLogger(zap.New(core))
+	ctx := context.Background()
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := d.Bind(ctx, name, name+" password"); !errors.Is(err, directory.ErrWrongPassword) {
+			t.Fatalf("%s under a filter that finds every entry: %v; want no account", name, err)
+		}
+		if !rec.has(name, "finds several entries") {
+			t.Errorf("%s's refusal audited as %+v; want it to say the name finds several entries", name, rec.events)
+		}
+	}
+	if l := logs.FilterMessageSnippet("user_filter finds several entries").All(); len(l) != 1 {
+		t.Errorf("logged %+v; want one warning (a minute's)", logs.All())
+	}
+	if _, err := d.Bind(ctx, "nobody", "x"); !errors.Is(err, directory.ErrWrongPassword) || !rec.has("nobody", "finds several entries") {
+		t.Errorf("nobody: %v %+v", err, rec.events)
+	}
+}
