@@ -22,7 +22,7 @@ import (
 
 // TestDirectoryAgainstSambaAD runs the active_directory flavor against a
 // real Active Directory: a Samba AD DC provisioned by the test
-// (samba-tool domain provision, 8 to 90 s here). Samba's LDAP server
+// (samba-tool domain provision, 8 to 155 s here). Samba's LDAP server
 // listens on the fixed ports 389 and 636 (no option moves them), so the
 // test needs root, those ports free and a machine where a DC can start;
 // it runs only when asked for (make test-samba, which sets
@@ -158,6 +158,7 @@ func TestDirectoryAgainstSambaAD(t *testing.T) {
 	checkPrimaryGroupRefresh(ctx, t, cfg, run)
 	checkPrimaryGroupOutsideGroupBase(ctx, t, cfg, run)
 	checkLockoutEnds(ctx, t, d, run)
+	checkAccountStates(ctx, t, cfg, run)
 	run("user", "disable", "frank")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		e, err := d.Status(ctx, "frank", "", "")
@@ -262,5 +263,57 @@ func checkPrimaryGroupOutsideGroupBase(ctx context.Context, t *testing.T, cfg di
 	defer d.Close()
 	if e, err := d.Bind(ctx, "gus", "Passw0rd-Gus!"); err != nil || !e.Active() || !slices.Equal(e.Roles, []string{"plant"}) {
 		t.Fatalf("gus, whose primary group Domain Users (outside group_base_dn) is in Plant-Staff (inside): %+v, %v; want active, plant", e, err)
+	}
+}
+
+// checkAccountStates: what the DC says of accounts it refuses, measured
+// on Samba 4.17. "Must change at next logon" (pwdLastSet 0, for which the
+// DC computes UF_PASSWORD_EXPIRED too) is told as that, not as an expired
+// password; the right password of a refused account is a wrong password
+// to the caller, but the audit event names the state from the DC's
+// diagnostic "data" code (773, 533, 701); and an account renamed in the
+// directory (a new sAMAccountName) is found by its objectGUID under the
+// new name, not taken for deleted.
+func checkAccountStates(ctx context.Context, t *testing.T, cfg directory.Config, run func(...string)) {
+	t.Helper()
+	rec := &recorder{}
+	d, err := directory.New(cfg, nil, rec.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	run("user", "create", "mike", "Passw0rd-Mike!", "--must-change-at-next-login")
+	run("user", "create", "bob", "Passw0rd-Bob!")
+	run("user", "disable", "bob")
+	run("user", "create", "dora", "Passw0rd-Dora!")
+	run("user", "setexpiry", "dora", "--days=0")
+	for _, c := range []struct{ user, password, problem, event string }{
+		{"mike", "Passw0rd-Mike!", "must change its password", "the password must be changed at the next logon (Active Directory refused the bind: data 773)"},
+		{"bob", "Passw0rd-Bob!", "disabled", "the account is disabled (Active Directory refused the bind: data 533)"},
+		{"dora", "Passw0rd-Dora!", "expired", "the account expired (accountExpires) (Active Directory refused the bind: data 701)"},
+	} {
+		if e, err := d.Refresh(ctx, c.user); err != nil || e.Problem != c.problem {
+			t.Errorf("%s: %+v, %v; want %q", c.user, e, err, c.problem)
+		}
+		if _, err := d.Bind(ctx, c.user, c.password); !errors.Is(err, directory.ErrWrongPassword) || !rec.has(c.user, c.event) {
+			t.Errorf("%s's right password: %v, events %+v; want refused, audited as %q", c.user, err, rec.events, c.event)
+		}
+	}
+	if _, err := d.Bind(ctx, "mike", "wrong"); !errors.Is(err, directory.ErrWrongPassword) || !rec.has("mike", "directory bind failed: wrong password") {
+		t.Errorf("mike's wrong password: %v, %+v; want a wrong password", err, rec.events)
+	}
+
+	run("user", "create", "ivan", "Passw0rd-Ivan!")
+	run("group", "addmembers", "Operators", "ivan")
+	before, err := d.Bind(ctx, "ivan", "Passw0rd-Ivan!")
+	if err != nil || !before.Active() {
+		t.Fatalf("ivan: %+v, %v", before, err)
+	}
+	run("user", "rename", "ivan", "--samaccountname=ivan.new")
+	if e, err := d.Status(ctx, "ivan", before.ID, "renamed"); err != nil || !e.Active() || e.Name != "ivan.new" || e.ID != before.ID {
+		t.Fatalf("ivan renamed to ivan.new, read by its objectGUID: %+v, %v; want active, named ivan.new", e, err)
+	}
+	if !rec.has("ivan", `named "ivan.new" now`) {
+		t.Errorf("the rename was not reported: %+v", rec.events)
 	}
 }
