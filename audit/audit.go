@@ -217,6 +217,25 @@ type Log struct {
 	// notSpilled counts the events of the backlog it could not keep.
 	spill      *spill
 	notSpilled uint64
+	// The audit log's size (trim.go): maxBytes is Settings.MaxBytes; size
+	// its bytes as last read and written since (Bytes); trimmed counts the
+	// events deleted past maxBytes. The writer's own: sizeReadBy is when
+	// it reads the size next; trimmedTo is how far a pass left no
+	// trimmable event; trimWidth the span of times a chunk deletes from
+	// (trimChunk); trimming says that a pass is under way;
+	// unrecorded is what was deleted since lastTrimRecord, the time of
+	// the last event that recorded deletions; overLimit says that the log
+	// was over maxBytes with none left.
+	maxBytes       atomic.Int64
+	size           atomic.Int64
+	trimmed        atomic.Uint64
+	sizeReadBy     time.Time
+	trimmedTo      time.Time
+	trimWidth      time.Duration
+	trimming       bool
+	unrecorded     trimRun
+	lastTrimRecord time.Time
+	overLimit      bool
 }
 
 // pending is an event ready for the store: its key and JSON are made once,
@@ -238,6 +257,12 @@ type Settings struct {
 	// DefaultRefusalsPerMinute; a negative value stores every refusal on
 	// its own.
 	RefusalsPerMinute int
+	// MaxBytes bounds the size of the stored events (their keys and
+	// JSON): past it, the oldest trimmable events (refusals anyone can
+	// cause, their summaries, allowed requests) are deleted before their
+	// retention, until the log is under nine tenths of it, and an event
+	// records how many (trim.go). 0: no bound.
+	MaxBytes int64
 }
 
 // Options tunes the writer; zero values take defaults.
@@ -310,7 +335,8 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	}
 	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan flushed), done: make(chan struct{}),
-		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord}
+		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord,
+		trimWidth: trimStep}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
 		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillKeepFree, opts.SpillTag)
@@ -358,6 +384,7 @@ func (l *Log) Reconfigure(logger *zap.Logger, s Settings) {
 	}
 	l.retention.Store(int64(s.Retention))
 	l.refusalsPerMinute.Store(int64(s.RefusalsPerMinute))
+	l.maxBytes.Store(s.MaxBytes)
 	l.logger.Store(logger)
 }
 
@@ -484,6 +511,16 @@ func (l *Log) run(interval time.Duration) {
 			flush()
 		}
 	}
+	// addTrimRecord adds the event that records the deletions past
+	// maxBytes, when one is due, counted like those given to Record.
+	addTrimRecord := func(e Event, due bool) {
+		if due {
+			if l.onRecord != nil {
+				l.onRecord(e)
+			}
+			add(e)
+		}
+	}
 	// summarise adds the summaries of the refusals counted so far (all of
 	// them when t is zero; else those of a window that ended before t).
 	summarise := func(t time.Time) {
@@ -530,6 +567,7 @@ func (l *Log) run(interval time.Duration) {
 		}
 		drain() // what those queued before they ended
 		summarise(time.Time{})
+		addTrimRecord(l.recordTrimmed(time.Now(), l.maxBytes.Load(), true))
 		flush()
 		// Without a spill file, what the store does not hold is only in
 		// the log; with one, only what the file could not take is.
@@ -559,6 +597,7 @@ func (l *Log) run(interval time.Duration) {
 		case <-ticker.C:
 			summarise(time.Now())
 			flush()
+			addTrimRecord(l.watchSize(time.Now()))
 		case ack := <-l.flushReq:
 			force, l.storeDownUntil = true, time.Time{} // someone waits: try the store now
 			drain()
@@ -583,7 +622,7 @@ func (l *Log) write(batch []Event, force bool) {
 			l.logEvent(batch[i])
 		}
 		raw := encode(&batch[i])
-		ready[i] = pending{key: eventKey(batch[i].Time), raw: raw, time: batch[i].Time}
+		ready[i] = pending{key: eventKey(batch[i].Time, batch[i].trimmable()), raw: raw, time: batch[i].Time}
 	}
 	if time.Now().Before(l.storeDownUntil) || l.closeOverdue() {
 		l.keep(ready, true) // the store failed a moment ago, or Close has waited long enough: keep draining
@@ -629,14 +668,17 @@ func (l *Log) closeOverdue() bool {
 
 // storeEvents writes events to the store in batches of at most
 // maxBatchBytes, each kept for the retention from its own time (one
-// already past it is not written). It reports whether all were written.
+// already past it is not written), and counts their bytes (countBytes).
+// It reports whether all were written.
 func (l *Log) storeEvents(events []pending) bool {
 	now := time.Now()
 	retention := time.Duration(l.retention.Load())
 	ops := make([]storage.Op, 0, len(events))
+	times := make([]time.Time, 0, len(events))
 	for _, p := range events {
 		if ttl := retention - now.Sub(p.time); ttl > 0 {
 			ops = append(ops, storage.Op{Kind: storage.OpPut, Key: p.key, Value: p.raw, TTL: ttl})
+			times = append(times, p.time)
 		}
 	}
 	for len(ops) > 0 {
@@ -648,7 +690,8 @@ func (l *Log) storeEvents(events []pending) bool {
 		if !l.storeBatch(ops[:n]) {
 			return false // the whole of events is kept: rewriting the stored part overwrites it
 		}
-		ops = ops[n:]
+		l.countBytes(ops[:n], times[:n], retention)
+		ops, times = ops[n:], times[n:]
 	}
 	return true
 }
@@ -747,11 +790,18 @@ func (l *Log) logEvent(e Event) {
 }
 
 // eventKey orders keys newest first: the inverted timestamp, then a random
-// suffix so events of the same nanosecond do not collide.
-func eventKey(t time.Time) string {
+// suffix so events of the same nanosecond do not collide. The key of an
+// event that Options.MaxBytes may delete before its retention (trimmable)
+// has trimmableMark between the two: the store's tag covers the key, so a
+// store writer cannot make a change's event look like one.
+func eventKey(t time.Time, trimmable bool) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], rand.Uint64()) //nolint:gosec // G404: a tie-breaker between keys, not a secret
-	return keyPrefix + keyTime(t) + hex.EncodeToString(b[:])
+	mark := ""
+	if trimmable {
+		mark = trimmableMark
+	}
+	return keyPrefix + keyTime(t) + mark + hex.EncodeToString(b[:])
 }
 
 // keyTime is the part of an event key that orders it: t inverted, in 16

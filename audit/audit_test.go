@@ -380,7 +380,7 @@ func TestCloseDoesNotWaitOnASlowStore(t *testing.T) {
 				t.Fatalf("Close took %v with a slow store; want about CloseTimeout (0.5 s) plus one write", took)
 			}
 			written := 0
-			if err := st.Scan(context.Background(), "", func(storage.Entry) error { written++; return nil }); err != nil {
+			if err := st.Scan(context.Background(), keyPrefix, func(storage.Entry) error { written++; return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if written == 0 || written == n {
@@ -640,13 +640,13 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := pending{key: eventKey(time.Now()), raw: []byte(`{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"own"}`)}
+	own := pending{key: eventKey(time.Now(), false), raw: []byte(`{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"own"}`)}
 	if _, err := s.add([]pending{own}); err != nil {
 		t.Fatal(err)
 	}
 	s.f.Close()
-	forged := `{"key":"` + eventKey(time.Now()) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED"},"tag":"00112233445566778899aabbccddeeff"}` + "\n" +
-		`{"key":"` + eventKey(time.Now()) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED, no tag"}}` + "\n"
+	forged := `{"key":"` + eventKey(time.Now(), false) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED"},"tag":"00112233445566778899aabbccddeeff"}` + "\n" +
+		`{"key":"` + eventKey(time.Now(), false) + `","event":{"time":"2026-12-06T10:00:00Z","kind":"admin","reason":"FORGED, no tag"}}` + "\n"
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -691,6 +691,10 @@ func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {
 type acceptingStore struct{ storage.Store }
 
 func (acceptingStore) Batch(context.Context, []storage.Op) error { return nil }
+
+func (acceptingStore) Incr(context.Context, string, int64, time.Duration) (int64, error) {
+	return 0, nil
+}
 
 // TestRecordRacingCloseIsNeverLost: an event recorded while Close runs is
 // written (logged here) or, once the writer is gone, logged as late; never

@@ -162,9 +162,12 @@ func decodeSpillLine(line []byte) (pending, string, bool) {
 }
 
 // validEventKey reports whether key has eventKey's form: the prefix and
-// 32 hex digits.
+// 32 hex digits, with trimmableMark after the first 16 or not.
 func validEventKey(key string) bool {
 	h, ok := strings.CutPrefix(key, keyPrefix)
+	if len(h) == 33 && h[16:17] == trimmableMark {
+		h = h[:16] + h[17:]
+	}
 	if !ok || len(h) != 32 {
 		return false
 	}

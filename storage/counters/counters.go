@@ -1,12 +1,14 @@
 // Package counters names the store keys that hold counters: the decimal
 // integers that storage.Store.Incr keeps (failed passwords, failed second
-// factors, unlocks, SMS texts sent). They are the one kind of record the
-// tagged store (storage/tagged) keeps without a tag, so that the backend's
-// own atomic increment keeps them exact; every other key's value must
-// carry a tag. A counter gives a store writer nothing that deleting
-// records does not already give him: a lower count is a deleted one, a
-// higher one only refuses service, and one below zero is counted from
-// zero when next counted (storage/tagged).
+// factors, unlocks, SMS texts sent, the audit log's bytes). They are the
+// one kind of record the tagged store (storage/tagged) keeps without a
+// tag, so that the backend's own atomic increment keeps them exact; every
+// other key's value must carry a tag. A counter gives a store writer
+// nothing that deleting records does not already give him: a lower count
+// is a deleted one, a higher one only refuses service (or, the audit
+// log's bytes, deletes refusal events early, which deleting them does
+// too), and one below zero is counted from zero when next counted
+// (storage/tagged).
 package counters
 
 import (
@@ -34,6 +36,10 @@ const directoryBindFailuresPrefix = "dirbindfail/"
 
 // twoFactorPrefix starts the keys of a user's second-factor state.
 const twoFactorPrefix = "2fa/"
+
+// AuditBytesPrefix starts the keys of the audit log's size, one counter
+// an hour (AuditBytes).
+const AuditBytesPrefix = "auditbytes/"
 
 // The counters among a user's second-factor keys.
 const (
@@ -80,10 +86,17 @@ func TwoFactorSMSSent(userID string) string { return twoFactor(userID, twoFactor
 
 func twoFactor(userID, what string) string { return twoFactorPrefix + userID + "/" + what }
 
+// AuditBytes is the key of the bytes of the audit events of the hour
+// that begins at hour (a whole hour, UTC): its 16 hex digits of Unix
+// seconds order the hours oldest first in a scan of AuditBytesPrefix.
+func AuditBytes(hour time.Time) string {
+	return fmt.Sprintf("%s%016x", AuditBytesPrefix, uint64(hour.Unix())) //nolint:gosec // G115: an hour after 1970
+}
+
 // Is reports whether key is a counter's.
 func Is(key string) bool {
 	if strings.HasPrefix(key, basicFailuresPrefix) || strings.HasPrefix(key, basicNetworkFailuresPrefix) ||
-		strings.HasPrefix(key, directoryBindFailuresPrefix) {
+		strings.HasPrefix(key, directoryBindFailuresPrefix) || strings.HasPrefix(key, AuditBytesPrefix) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(key, twoFactorPrefix)

@@ -1,0 +1,273 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+)
+
+// cappedLog is a writer on a new Badger store that stores every refusal
+// on its own and reads its size every 20 ms, with MaxBytes maxBytes.
+func cappedLog(t *testing.T, maxBytes int64) (*Log, storage.Store, *observer.ObservedLogs) {
+	t.Helper()
+	return cappedLogOn(t, badgerStore(t), maxBytes)
+}
+
+// redisStore is a store on a new Redis server.
+func redisStore(t *testing.T) storage.Store {
+	t.Helper()
+	st, err := redis.Open(context.Background(), redistest.Start(t).URL(), redis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// cappedLogOn is cappedLog on st.
+func cappedLogOn(t *testing.T, st storage.Store, maxBytes int64) (*Log, storage.Store, *observer.ObservedLogs) {
+	t.Helper()
+	was := sizeReadInterval
+	sizeReadInterval = 20 * time.Millisecond
+	t.Cleanup(func() { sizeReadInterval = was })
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{FlushInterval: 10 * time.Millisecond,
+		Settings: Settings{RefusalsPerMinute: everyRefusal.RefusalsPerMinute, MaxBytes: maxBytes}})
+	t.Cleanup(l.Close)
+	return l, st, logs
+}
+
+// storedBytes is the keys and values of the events the store holds.
+func storedBytes(t *testing.T, st storage.Store) int64 {
+	t.Helper()
+	var n int64
+	if err := st.Scan(context.Background(), keyPrefix, func(e storage.Entry) error {
+		n += int64(len(e.Key) + len(e.Value))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// settled waits until the writer's size has stayed the same over two
+// reads and returns it.
+func settled(t *testing.T, l *Log) int64 {
+	t.Helper()
+	last := int64(-1)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		l.Flush()
+		time.Sleep(4 * sizeReadInterval)
+		if n := l.Bytes(); n == last {
+			return n
+		}
+		last = l.Bytes()
+	}
+	t.Fatalf("the audit log's size never settled (%d bytes)", last)
+	return 0
+}
+
+// TestAFloodIsTrimmedToMaxBytes: past MaxBytes, the oldest refusals go
+// first, until the log is under it: 40 a minute, or 6 000 in a minute
+// (more than one chunk deletes); a change, a
+// checked second factor, a console user's refusal and a token grant, all
+// older than every refusal, stay; a summary event counts the deletions,
+// a warning names the option, and the size the writer reports is what
+// the store holds. Badger and Redis alike.
+func TestAFloodIsTrimmedToMaxBytes(t *testing.T) {
+	for name, store := range map[string]func(*testing.T) storage.Store{"badger": badgerStore, "redis": redisStore} {
+		for flood, every := range map[int]time.Duration{2400: 1500 * time.Millisecond, 6000: 10 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s, %d every %v", name, flood, every), func(t *testing.T) { floodIsTrimmed(t, store(t), flood, every) })
+		}
+	}
+}
+
+// floodIsTrimmed is TestAFloodIsTrimmedToMaxBytes on st with flood
+// refusals, one every every.
+func floodIsTrimmed(t *testing.T, st storage.Store, flood int, every time.Duration) {
+	const maxBytes = 64 << 10
+	l, _, logs := cappedLogOn(t, st, maxBytes)
+	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	kept := []Event{
+		{Time: base, Kind: KindAdmin, Username: "alice", Outcome: OutcomeSuccess, Reason: "key rotated"},
+		{Time: base, Kind: KindTwoFactor, Username: "alice", Outcome: OutcomeFailure, Reason: "wrong code", Summarise: SummariseNever},
+		{Time: base, Kind: KindConsole, Username: "bob", Outcome: OutcomeDenied, Actor: "bob", Reason: "refused by the console"},
+		{Time: base, Kind: KindToken, Credential: "connector:c1", Outcome: OutcomeSuccess, Reason: "token granted", Summarise: SummariseAlways},
+	}
+	for _, e := range kept {
+		l.Record(e)
+	}
+	for i := range flood { // 250 bytes each
+		l.Record(refusal(base.Add(time.Minute+time.Duration(i)*every), "192.0.2.1", "mallory", "/", strconv.Itoa(i)))
+	}
+	size := settled(t, l)
+	if size > maxBytes || size != storedBytes(t, st) {
+		t.Fatalf("the audit log holds %d bytes (%d stored), over MaxBytes %d", size, storedBytes(t, st), maxBytes)
+	}
+	events := stored(t, l)
+	oldest, refusals, summaries := flood, 0, 0
+	for _, e := range events {
+		switch {
+		case e.Kind == KindRequest:
+			i, _ := strconv.Atoi(e.Reason)
+			oldest = min(oldest, i)
+			refusals++
+		case e.Kind == KindAdmin && e.Count > 0:
+			summaries++
+			if !strings.HasPrefix(e.Reason, "audit_max_size") || e.First.Before(base) {
+				t.Fatalf("the deletion's event: %+v", e)
+			}
+		}
+	}
+	t.Logf("size %d, %d refusals left, oldest #%d, trimmed %d, summaries %d", size, refusals, oldest, l.Trimmed(), summaries)
+	if refusals == 0 || refusals != flood-oldest {
+		t.Fatalf("%d refusals left, the oldest #%d: not the newest", refusals, oldest)
+	}
+	if summaries == 0 || int(l.Trimmed()) != oldest {
+		t.Fatalf("%d events recorded the deletion of %d refusals (%d missing)", summaries, l.Trimmed(), oldest)
+	}
+	for _, want := range kept {
+		found := false
+		for _, e := range events {
+			found = found || e.Kind == want.Kind && e.Reason == want.Reason
+		}
+		if !found {
+			t.Fatalf("%s %q was deleted", want.Kind, want.Reason)
+		}
+	}
+	if logs.FilterMessageSnippet("audit_max_size").FilterField(zap.Int64("audit_max_size", maxBytes)).Len() == 0 {
+		t.Fatal("no warning names audit_max_size")
+	}
+}
+
+// TestDeletionsAreRecordedAtMostEveryTenMinutes: the events that record
+// deletions are never deleted early, so a flood that goes on makes one
+// every ten minutes, not one a pass; Close records what is left, and
+// the records count every deletion.
+func TestDeletionsAreRecordedAtMostEveryTenMinutes(t *testing.T) {
+	l, st, logs := cappedLog(t, 64<<10)
+	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	records := func(l *Log) (n, count int) {
+		for _, e := range stored(t, l) {
+			if e.Kind == KindAdmin && strings.HasPrefix(e.Reason, "audit_max_size") {
+				n, count = n+1, count+e.Count
+			}
+		}
+		return n, count
+	}
+	for round := range 2 {
+		for i := range 1000 {
+			l.Record(refusal(base.Add(time.Duration(round)*time.Hour+time.Duration(i)*time.Second), "192.0.2.1", "", "/", strconv.Itoa(i)))
+		}
+		settled(t, l)
+		if n, count := records(l); n != 1 || count == 0 || count >= int(l.Trimmed()) && round == 1 {
+			t.Fatalf("round %d: %d records of %d deletions, %d deleted", round, n, count, l.Trimmed())
+		}
+	}
+	l.Close()
+	again := New(st, zap.NewNop(), Options{})
+	t.Cleanup(again.Close)
+	if n, count := records(again); n != 2 || count != int(l.Trimmed()) {
+		t.Fatalf("after Close: %d records of %d deletions; %d deleted", n, count, l.Trimmed())
+	}
+	if n := logs.FilterMessageSnippet("reached audit_max_size").Len(); n != 2 {
+		t.Fatalf("%d warnings; want one a record", n)
+	}
+}
+
+// TestWithoutMaxBytesNothingIsTrimmedButTheSizeIsCounted: the size is
+// counted (for the metric) whatever MaxBytes, and nothing is deleted.
+func TestWithoutMaxBytesNothingIsTrimmedButTheSizeIsCounted(t *testing.T) {
+	l, st, _ := cappedLog(t, 0)
+	for i := range 300 {
+		l.Record(refusal(time.Now().UTC().Add(-2*time.Hour+time.Duration(i)*time.Second), "192.0.2.1", "", "/", fmt.Sprint(i)))
+	}
+	if size := settled(t, l); size == 0 || size != storedBytes(t, st) || len(stored(t, l)) != 300 || l.Trimmed() != 0 {
+		t.Fatalf("size %d, stored %d bytes, %d events, %d trimmed", size, storedBytes(t, st), len(stored(t, l)), l.Trimmed())
+	}
+}
+
+// TestEventsNeverTrimmedMayExceedMaxBytes: a log over MaxBytes with only
+// events that are never deleted early keeps them all, and says so once.
+func TestEventsNeverTrimmedMayExceedMaxBytes(t *testing.T) {
+	l, _, logs := cappedLog(t, 1000)
+	for i := range 20 {
+		l.Record(Event{Kind: KindAdmin, Username: "alice", Outcome: OutcomeSuccess, Reason: fmt.Sprint("change ", i)})
+	}
+	settled(t, l)
+	if n := len(stored(t, l)); n != 20 || l.Trimmed() != 0 {
+		t.Fatalf("%d of 20 changes kept, %d trimmed", n, l.Trimmed())
+	}
+	if n := logs.FilterMessageSnippet("no refusal left to delete").Len(); n != 1 {
+		t.Fatalf("%d warnings of a log over audit_max_size with nothing to delete", n)
+	}
+}
+
+// TestWhatMaxBytesMayDelete: only allowed requests and the refusals
+// anyone can cause (their summaries too), and the key says which, in a
+// form the spill file takes back.
+func TestWhatMaxBytesMayDelete(t *testing.T) {
+	for _, c := range []struct {
+		e    Event
+		want bool
+	}{
+		{Event{Kind: KindRequest, Outcome: OutcomeAllowed}, true},
+		{Event{Kind: KindRequest, Outcome: OutcomeDenied}, true},
+		{Event{Kind: KindTLS, Outcome: OutcomeFailure}, true},
+		{Event{Kind: KindTwoFactor, Outcome: OutcomeFailure, Summarise: SummariseAlways}, true},
+		{Event{Kind: KindRequest, Outcome: OutcomeDenied, Count: 12}, true},
+		{Event{Kind: KindTwoFactor, Outcome: OutcomeFailure, Count: 12}, true},
+		{Event{Kind: KindTwoFactor, Outcome: OutcomeFailure}, false},
+		{Event{Kind: KindTwoFactor, Outcome: OutcomeFailure, Summarise: SummariseNever}, false},
+		{Event{Kind: KindConsole, Outcome: OutcomeDenied, Actor: "bob"}, false},
+		{Event{Kind: KindToken, Outcome: OutcomeSuccess, Summarise: SummariseAlways}, false},
+		{Event{Kind: KindToken, Outcome: OutcomeSuccess, Count: 3}, false},
+		{Event{Kind: KindAdmin, Outcome: OutcomeSuccess}, false},
+		{Event{Kind: KindAdmin, Outcome: OutcomeFailure}, false},
+		{Event{Kind: KindAppKey, Outcome: OutcomeSuccess}, false},
+	} {
+		key := eventKey(time.Now(), c.e.trimmable())
+		if c.e.trimmable() != c.want || trimmableKey(key) != c.want || !validEventKey(key) {
+			t.Errorf("%+v: trimmable %v, key %s", c.e, c.e.trimmable(), key)
+		}
+	}
+}
+
+// TestInstancesSharingAStoreTakeTurns: two writers on one store (a
+// cluster's instances on Redis) delete in turn, so none takes bytes off
+// the counters that the other already took: the size they read is what
+// the store holds.
+func TestInstancesSharingAStoreTakeTurns(t *testing.T) {
+	st := redisStore(t)
+	a, _, _ := cappedLogOn(t, st, 64<<10)
+	b, _, _ := cappedLogOn(t, st, 64<<10)
+	base := time.Now().UTC().Add(-3 * time.Hour)
+	for i := range 4000 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		l.Record(refusal(base.Add(time.Duration(i)*10*time.Millisecond), "192.0.2.1", "", "/", strconv.Itoa(i)))
+	}
+	a.Flush()
+	b.Flush()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		held := storedBytes(t, st)
+		if held <= 64<<10 && a.Bytes() == held && b.Bytes() == held && a.Trimmed()+b.Trimmed() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writers read %d and %d bytes; the store holds %d (%d and %d deleted)", a.Bytes(), b.Bytes(), held, a.Trimmed(), b.Trimmed())
+		}
+	}
+}
