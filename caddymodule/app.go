@@ -93,6 +93,15 @@ type App struct {
 	// coarser ones), so that a flood of refusals cannot fill the store's
 	// disk. Default: 600; -1: every refusal on its own.
 	AuditRefusalsPerMinute int `json:"audit_refusals_per_minute,omitempty"`
+	// AuditMaxSize bounds the audit log's stored events (their keys and
+	// JSON): a size ("512MiB"), a share of the size of data_dir's file
+	// system ("25%"), or "off". Past it, the oldest refusals that anyone
+	// can cause (and allowed requests) are deleted before
+	// audit_retention, a minute of them at a time, until the log is under
+	// nine tenths of it; changes, credential lifecycle events, second
+	// factors checked and lockouts never are. Default: 25% with Badger,
+	// off with Redis (whose maxmemory bounds it).
+	AuditMaxSize string `json:"audit_max_size,omitempty"`
 	// LockoutThreshold is the number of consecutive second-factor failures
 	// that lock a user. Default: 5.
 	LockoutThreshold int `json:"lockout_threshold,omitempty"`
@@ -229,6 +238,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := validateStorage(a.Storage); err != nil {
 		return err
 	}
+	if err := a.validateAuditMaxSize(); err != nil {
+		return err
+	}
 	if err := decisionCounters.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -344,13 +356,13 @@ func (a *App) start() (err error) {
 	undo = append(undo, stopFollow)
 	go signer.Follow(follow, signingKeyCheck, a.logger)
 	registry := a.ctx.GetMetricsRegistry()
-	metrics, err := engine.NewMetrics(registry, st, decisionCounters)
+	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"),
+		audit.Settings{Retention: time.Duration(a.AuditRetention), RefusalsPerMinute: a.AuditRefusalsPerMinute, MaxBytes: a.auditMaxBytes()})
+	metrics, err := engine.NewMetrics(registry, st, auditLog, decisionCounters)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	undo = append(undo, func() { metrics.Unregister(registry) })
-	auditLog := pooled.auditLog(a.DataDir, a.logger.Named("audit"),
-		audit.Settings{Retention: time.Duration(a.AuditRetention), RefusalsPerMinute: a.AuditRefusalsPerMinute})
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	e.Audiences = &a.audiences
 	providers := []adminapi.Provider{adminapi.NewCore(e)}

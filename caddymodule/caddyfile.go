@@ -36,6 +36,7 @@ func init() {
 //		audit_retention    <duration>
 //		audit_allowed      [on|off]
 //		audit_refusals_per_minute <n> | unlimited
+//		audit_max_size     <size, e.g. 512MiB> | <n>% | off
 //		session_idle       <duration>
 //		session_lifetime   <duration>
 //		lockout_threshold  <n>
@@ -99,6 +100,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "audit_refusals_per_minute":
 			err = refusalsPerMinute(d, &a.AuditRefusalsPerMinute)
+		case "audit_max_size":
+			if err = oneString(d, &a.AuditMaxSize); err == nil {
+				if _, perr := ParseAuditMaxSize(a.AuditMaxSize); perr != nil {
+					err = d.Err(perr.Error())
+				}
+			}
 		case "session_idle":
 			err = oneDuration(d, &a.SessionIdle)
 		case "session_lifetime":

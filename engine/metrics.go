@@ -89,16 +89,22 @@ type Metrics struct {
 	collectors []prometheus.Collector
 }
 
-// NewMetrics registers the cache's hit and miss counters (read on
-// scrape) with reg (Caddy's registry of the config being loaded); the
-// decision counters are registered by their owner (DecisionCounters.Register).
-func NewMetrics(reg prometheus.Registerer, c *cache.Cache, counters *DecisionCounters) (*Metrics, error) {
+// NewMetrics registers the cache's hit and miss counters and the audit
+// log's size and deletions (read on scrape) with reg (Caddy's registry of
+// the config being loaded); the decision counters are registered by their
+// owner (DecisionCounters.Register).
+func NewMetrics(reg prometheus.Registerer, c *cache.Cache, auditLog *audit.Log, counters *DecisionCounters) (*Metrics, error) {
 	m := &Metrics{DecisionCounters: counters}
 	m.collectors = []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_hits_total",
 			Help: "State cache lookups answered from memory."}, func() float64 { return float64(c.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "cache_misses_total",
 			Help: "State cache lookups that read the store."}, func() float64 { return float64(c.Misses()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Name: "audit_bytes",
+			Help: "Bytes of the audit log's stored events (keys and JSON), what audit_max_size bounds."}, func() float64 { return float64(auditLog.Bytes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "gatehouse", Name: "audit_trimmed_events_total",
+			Help: "Audit events (refusals, allowed requests) this process deleted before audit_retention to keep the log under audit_max_size."},
+			func() float64 { return float64(auditLog.Trimmed()) }),
 	}
 	if err := registerAll(reg, m.collectors); err != nil {
 		return nil, err

@@ -253,3 +253,79 @@ func TestAdminChangesAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
 	}
 	t.Logf("%d users created across three stops, all audited; answers: %v", len(created), statuses)
 }
+
+// TestAFloodCannotGrowTheAuditLogPastAuditMaxSize: with every refusal an
+// event of its own and audit_max_size 256KiB, a flood of 3 000 made-up
+// app keys (about a megabyte of events) leaves the audit log under the
+// bound: the oldest refusals are deleted, counted in
+// gatehouse_audit_trimmed_events_total and in audit events (the last
+// when Caddy stops), with a warning naming the option, while a user
+// created before the flood stays in GET /gatehouse/audit.
+func TestAFloodCannotGrowTheAuditLogPastAuditMaxSize(t *testing.T) {
+	const maxBytes = 256 << 10
+	site := strings.Replace(auditFloodSite, "audit_refusals_per_minute 50", "audit_refusals_per_minute unlimited\n\t\taudit_max_size 256KiB", 1)
+	inst := harness.Start(t, site, harness.Options{})
+	seedReader(t, inst, "alice")
+	client := fromLoopback("127.0.0.1", inst.Ports.HTTPSPort, 8, 30*time.Second)
+	const flood, workers = 3000, 8
+	var next, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for n := next.Add(1); n <= flood; n = next.Add(1) {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("https://localhost:%d/api/%d", inst.Ports.HTTPSPort, n), nil)
+				req.Header.Set("appKey", fmt.Sprintf("gh_made_up_%d", n))
+				if resp, err := client.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusUnauthorized {
+						refused.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if refused.Load() != flood {
+		t.Fatalf("%d of %d made-up keys refused with 401", refused.Load(), flood)
+	}
+	// recorded is what the audit log's events say was deleted, and
+	// whether alice's creation is still there.
+	recorded := func() (deleted int, created bool) {
+		var admin []map[string]any
+		inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=admin&limit=10000", nil, &admin)
+		for _, e := range admin {
+			created = created || e["username"] == "alice"
+			if count, _ := e["count"].(float64); strings.HasPrefix(fmt.Sprint(e["reason"]), "audit_max_size") {
+				deleted += int(count)
+			}
+		}
+		return deleted, created
+	}
+	var size, trimmed, deleted int
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		size, trimmed = metricValue(t, inst, "gatehouse_audit_bytes"), metricValue(t, inst, "gatehouse_audit_trimmed_events_total")
+		if deleted, _ = recorded(); size > 0 && size <= maxBytes && trimmed > 0 && deleted > 0 {
+			break
+		}
+	}
+	if size <= 0 || size > maxBytes || trimmed <= 0 || deleted <= 0 {
+		t.Fatalf("after the flood the audit log holds %d bytes (audit_max_size %d); %d events deleted, %d recorded as deleted", size, maxBytes, trimmed, deleted)
+	}
+	left := countWhere(auditRequests(t, inst, ""), "reason", "invalid application key")
+	if left == 0 || left+trimmed > flood+5 { // the harness's readiness probes are refused too, without a key
+		t.Fatalf("%d refusals left and %d deleted of %d", left, trimmed, flood)
+	}
+	if !inst.LogContains(`"audit_max_size":262144`) {
+		t.Fatal("no warning line names audit_max_size")
+	}
+	// Deletions after the first record are recorded at most every ten
+	// minutes, and when Caddy stops.
+	inst.Stop()
+	inst.StartAgain()
+	deleted, created := recorded()
+	if !created || deleted < trimmed {
+		t.Fatalf("after a restart: alice's creation, older than every refusal, kept: %v; %d deletions recorded of %d or more", created, deleted, trimmed)
+	}
+	t.Logf("3 000 refusals: the audit log holds %d bytes, %d refusals left, %d deleted", size, left, trimmed)
+}

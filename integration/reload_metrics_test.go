@@ -21,12 +21,12 @@ func metricValue(t *testing.T, inst *harness.Instance, sample string) int {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(sample) + ` (\d+)$`).FindSubmatch(body)
+	m := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
 		return -1
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	n, _ := strconv.ParseFloat(string(m[1]), 64) // a large gauge is written 1.2e+06
+	return int(n)
 }
 
 // TestDecisionCountersSurviveReload: a config reload (POST /load, as

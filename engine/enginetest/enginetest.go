@@ -78,11 +78,12 @@ func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
 	if err := counters.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	metrics, err := engine.NewMetrics(reg, c, counters)
+	log := audit.New(c, zaptest.NewLogger(t), audit.Options{})
+	metrics, err := engine.NewMetrics(reg, c, log, counters)
 	if err != nil {
+		log.Close()
 		t.Fatal(err)
 	}
-	log := audit.New(c, zaptest.NewLogger(t), audit.Options{})
 	t.Cleanup(func() {
 		log.Close()
 		db.Close()
