@@ -44,6 +44,11 @@ var sizeReadInterval = 10 * time.Second
 // trimChunk is the most events one store batch deletes.
 const trimChunk = 2048
 
+// trimSettled is how old an event time must be for a pass to take it
+// that no event of that time is still to be stored (queued, or in a
+// batch under way), and skip the times before it from then on.
+const trimSettled = time.Minute
+
 // trimRecordInterval is the least time between two events that record
 // deletions (and their warnings): those events are never deleted early,
 // and a flood that goes on must not make many.
@@ -245,7 +250,7 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 				l.trimWidth /= 2 // some of them may be newer than others left
 				continue
 			}
-			if !to.After(now) && !full {
+			if !to.After(now.Add(-trimSettled)) && !full {
 				l.trimmedTo = to
 			}
 			if len(keys) == 0 {

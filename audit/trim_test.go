@@ -271,3 +271,21 @@ func TestInstancesSharingAStoreTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsStoredLateAreTrimmedToo: refusals of the last minute stored
+// after a pass went past their times (still queued, or another
+// instance's) are deleted by the next pass all the same.
+func TestEventsStoredLateAreTrimmedToo(t *testing.T) {
+	l, st, _ := cappedLog(t, 64<<10)
+	now := time.Now().UTC()
+	for i := range 1000 {
+		l.Record(refusal(now.Add(-40*time.Second+time.Duration(i)*10*time.Millisecond), "192.0.2.1", "", "/", strconv.Itoa(i)))
+	}
+	settled(t, l)
+	for i := range 1000 {
+		l.Record(refusal(now.Add(-50*time.Second+time.Duration(i)*time.Millisecond), "192.0.2.2", "", "/", strconv.Itoa(i)))
+	}
+	if size := settled(t, l); size > 64<<10 || size != storedBytes(t, st) {
+		t.Fatalf("the audit log holds %d bytes (%d stored) with MaxBytes %d", size, storedBytes(t, st), 64<<10)
+	}
+}
