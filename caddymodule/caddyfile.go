@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,7 +49,14 @@ func init() {
 //		enrolment_link_lifetime <duration>
 //		directory ldap { … }  (see parseDirectory)
 //	}
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+//
+// It may be given once: Caddy would keep only the last block, and the
+// options of the others (data_dir, storage) would be lost without a word.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the gatehouse global option is given twice: Caddy would keep only the last block and drop the options of the other; " +
+			"put every gatehouse option in one block (it is shared by every site)")
+	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
@@ -62,8 +70,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	once := onceEach{repeatable: []string{"connector_servers", "default_domain"}}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if err := once.check(d); err != nil {
+			return err
+		}
 		var err error
 		switch opt {
 		case "data_dir":
@@ -141,6 +153,30 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// onceEach refuses an option given a second time in one block, naming
+// it: read as Caddy's own directives read theirs, the last would win, and
+// the first (an audience, a session_idle written further up a long block)
+// would be lost without a word. Options that take a list (repeatable) add
+// to it instead.
+type onceEach struct {
+	repeatable []string
+	seen       []string
+}
+
+// check records the option at the dispenser's cursor, or refuses it when
+// it was given before in the block.
+func (o *onceEach) check(d *caddyfile.Dispenser) error {
+	opt := d.Val()
+	if slices.Contains(o.repeatable, opt) {
+		return nil
+	}
+	if slices.Contains(o.seen, opt) {
+		return d.Errf("%s is given twice in this block: keep one (the last would silently win)", opt)
+	}
+	o.seen = append(o.seen, opt)
 	return nil
 }
 
@@ -296,7 +332,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	once := onceEach{repeatable: []string{"accept", "public", "forward"}}
 	for d.NextBlock(0) {
+		if err := once.check(d); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "accept":
 			h.Accept = append(h.Accept, d.RemainingArgs()...)

@@ -139,7 +139,11 @@ func (a *App) parseDirectory(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	cfg := new(directory.Config)
+	once := onceEach{repeatable: []string{"url", "group_role"}}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once.check(d); err != nil {
+			return err
+		}
 		var err error
 		switch opt := d.Val(); opt {
 		case "url":

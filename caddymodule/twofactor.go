@@ -218,7 +218,11 @@ func (a *App) parseSMS(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			return d.ArgErr()
 		}
+		once := onceEach{repeatable: []string{"header"}}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if err := once.check(d); err != nil {
+				return err
+			}
 			var err error
 			switch d.Val() {
 			case "header":
@@ -358,7 +362,11 @@ func (h *ESAHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var once onceEach
 	for d.NextBlock(0) {
+		if err := once.check(d); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "portal_url":
 			if err := oneString(d, &h.PortalURL); err != nil {
