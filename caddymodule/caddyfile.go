@@ -314,6 +314,7 @@ func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //	gatehouse {
 //		accept   basic app_key connector session
 //		public   <path pattern>...
+//		require_role <role>...
 //		audience <aud>
 //		appkey_query on|off
 //		console on|off
@@ -332,7 +333,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	once := onceEach{repeatable: []string{"accept", "public", "forward"}}
+	once := onceEach{repeatable: []string{"accept", "public", "require_role", "forward"}}
 	for d.NextBlock(0) {
 		if err := once.check(d); err != nil {
 			return err
@@ -349,6 +350,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Public = append(h.Public, args...)
+		case "require_role":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.RequireRole = append(h.RequireRole, args...)
 		case "audience":
 			if err := oneString(d, &h.Audience); err != nil {
 				return err

@@ -36,6 +36,12 @@ type Handler struct {
 	// account.ValidatePattern) that pass without a credential. Inbound
 	// identity headers are stripped there too.
 	Public []string `json:"public,omitempty"`
+	// RequireRole, when set, admits only accounts holding at least one
+	// of these roles on this route, whatever their roles' rules allow
+	// (rules match paths on every site alike); others are refused 403.
+	// Public paths still pass. Default: none (every account whose rules
+	// allow the request).
+	RequireRole []string `json:"require_role,omitempty"`
 	// Audience is the aud claim of the identity assertions forwarded on
 	// this route. Default: the request's host.
 	Audience string `json:"audience,omitempty"`
@@ -136,7 +142,7 @@ func (h *Handler) routeOptions() (engine.RouteOptions, error) {
 	if h.NoAppKeyQuery && !slices.Contains(accept, identity.MethodAppKey) {
 		return engine.RouteOptions{}, fmt.Errorf("appkey_query off: this route does not accept app_key, so no key is read from its query in any case")
 	}
-	opts := engine.RouteOptions{Accept: accept, Public: h.Public, Audience: h.Audience,
+	opts := engine.RouteOptions{Accept: accept, Public: h.Public, RequireRole: h.RequireRole, Audience: h.Audience,
 		Settings: plugin.RouteSettings{NoQueryCredentials: h.NoAppKeyQuery}, Forward: forward, ForwardRewriteHeaders: h.ForwardRewriteHeaders,
 		StreamRecheck: time.Duration(h.StreamRecheck)}
 	return opts, opts.Validate(kindNames())

@@ -40,20 +40,23 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 }
 
 // TestRouteOptionsThatCannotApply: `appkey_query off` on a route that
-// does not accept app_key, and a kind accepted twice, are refused with
-// what is wrong rather than read as if they meant something.
+// does not accept app_key, a kind accepted twice, and a require_role that
+// no role could be named, are refused with what is wrong rather than read
+// as if they meant something.
 func TestRouteOptionsThatCannotApply(t *testing.T) {
 	for _, tc := range []struct {
 		accept  []string
 		noQuery bool
+		require []string
 		want    string
 	}{
-		{[]string{"basic", "session"}, true, "does not accept app_key"},
-		{[]string{"basic", "app_key", "basic"}, false, `"basic" twice`},
+		{[]string{"basic", "session"}, true, nil, "does not accept app_key"},
+		{[]string{"basic", "app_key", "basic"}, false, nil, `"basic" twice`},
+		{[]string{"basic"}, false, []string{"finance", "plant operators"}, `require_role: role name "plant operators" may only hold`},
 	} {
-		h := &Handler{Accept: tc.accept, NoAppKeyQuery: tc.noQuery}
+		h := &Handler{Accept: tc.accept, NoAppKeyQuery: tc.noQuery, RequireRole: tc.require}
 		if _, err := h.routeOptions(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("accept %v, appkey_query off %t: %v; want an error containing %q", tc.accept, tc.noQuery, err, tc.want)
+			t.Errorf("accept %v, appkey_query off %t, require_role %v: %v; want an error containing %q", tc.accept, tc.noQuery, tc.require, err, tc.want)
 		}
 	}
 	if _, err := (&Handler{Accept: []string{"basic", "app_key"}, NoAppKeyQuery: true}).routeOptions(); err != nil {

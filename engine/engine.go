@@ -198,6 +198,11 @@ func (o RouteOptions) Validate(known []identity.Method) error {
 			return fmt.Errorf("public: %v", err)
 		}
 	}
+	for _, name := range o.RequireRole {
+		if err := account.ValidateName("role", name); err != nil {
+			return fmt.Errorf("require_role: %v", err)
+		}
+	}
 	return nil
 }
 

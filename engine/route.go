@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,12 @@ type RouteOptions struct {
 	// X-Forwarded-Prefix as the client sent them; by default they are
 	// removed (guard.Options.KeepRewriteHeaders).
 	ForwardRewriteHeaders bool
+	// RequireRole, when set, admits only accounts holding at least one of
+	// these roles, whatever their roles' rules allow: role rules match
+	// paths on every route of the engine, so this is how a site is kept to
+	// some of the accounts. Others are refused 403 (public paths still
+	// pass).
+	RequireRole []string
 	// StreamRecheck is how often the credential and account of a request
 	// that stays open (a stream, IsStream; a long response or upload,
 	// responseWatch) are checked again while it lasts; one that no longer
@@ -233,10 +240,32 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	}
 	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	if err == nil {
+		err = rt.admits(id)
+	}
+	if err == nil {
 		err = guard.Overrides(r, overrideHeaders, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
 	}
 	return cred, true, err
 }
+
+// admits refuses id, whose roles the account check set, when the route
+// requires roles (RouteOptions.RequireRole) and id holds none of them.
+func (rt *Route) admits(id *identity.Identity) error {
+	if len(rt.opts.RequireRole) == 0 {
+		return nil
+	}
+	for _, held := range id.Roles {
+		if slices.Contains(rt.opts.RequireRole, held) {
+			return nil
+		}
+	}
+	return errRoleNotRequired
+}
+
+// errRoleNotRequired refuses an account that holds none of the roles a
+// route requires. It does not name them: the client is told only that
+// this route is not for its account.
+var errRoleNotRequired = identity.Forbidden("the account holds none of the roles this route requires (require_role)")
 
 // authenticate verifies cred in r: with plugin.Rechecker when again
 // (an open stream's check) and the kind has it, else with Authenticate.
