@@ -264,6 +264,7 @@ func (a *App) engineConfig() engine.Config {
 // takes down the other sites of the same Caddy. Every other start-up
 // failure fails the config load.
 func (a *App) Start() error {
+	a.warnUnguardedUpstreams()
 	err := a.attemptStart()
 	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
 		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))

@@ -14,7 +14,9 @@ import (
 // on loopback ports: one engine, a staff site that takes the portal's
 // sessions and passwords, a finance site on the same host name (another
 // port: a browser sends it the same cookies) kept to the finance role, and
-// the console on a site of its own.
+// the console on a site of its own; beside them, a public site that
+// proxies to the staff site's upstream with the identity headers removed,
+// and one that forgot to remove them.
 const multiSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	skip_install_trust
@@ -52,6 +54,16 @@ https://localhost:{{.Extra.consolePort}} {
 	}
 	respond 404
 }
+https://localhost:{{.Extra.publicPort}} {
+	tls internal
+	request_header -X-Gatehouse-*
+	request_header -X_Gatehouse_*
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+https://localhost:{{.Extra.openPort}} {
+	tls internal
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
 http://:{{.UpstreamPort}} {
 	bind 127.0.0.1
 	gatehouse_echo
@@ -67,9 +79,8 @@ http://:{{.UpstreamPort}} {
 // does; public paths still pass; each site's assertion names its own
 // audience; the refusal is audited.
 func TestRequireRoleKeepsASiteToItsRoles(t *testing.T) {
-	consolePort := harness.FreePort(t)
-	ti := startTwoFactorSite(t, multiSite, harness.Options{Extra: map[string]any{"consolePort": consolePort}})
-	waitTLS(t, consolePort)
+	ti, ports := startMultiSite(t)
+	consolePort := ports["consolePort"]
 	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	ti.user("sam", "") // staff: GET /app/* and /
 	ti.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "fay", "roles": []string{"staff", "finance"}, "password": tfPassword})
@@ -125,5 +136,51 @@ func TestRequireRoleKeepsASiteToItsRoles(t *testing.T) {
 	}
 	if refused != 3 {
 		t.Errorf("%d audited require_role refusals of sam; want 3: %+v", refused, events)
+	}
+}
+
+// startMultiSite runs multiSite; ports are its Extra ports by name.
+func startMultiSite(t *testing.T) (*tfInstance, map[string]int) {
+	t.Helper()
+	ports := map[string]int{}
+	extra := map[string]any{}
+	for _, name := range []string{"consolePort", "publicPort", "openPort"} {
+		ports[name] = harness.FreePort(t)
+		extra[name] = ports[name]
+	}
+	ti := startTwoFactorSite(t, multiSite, harness.Options{Extra: extra})
+	for _, port := range ports {
+		waitTLS(t, port)
+	}
+	return ti, ports
+}
+
+// TestSitesWithoutGatehouseToAProtectedUpstream: a site without a
+// gatehouse directive that proxies to a protected site's upstream hands it
+// the identity headers its clients send, and the start warns of it, naming
+// the upstream; a site that removes them as docs/operators/caddyfile.md
+// says (both spellings) forwards none, and is not warned of.
+func TestSitesWithoutGatehouseToAProtectedUpstream(t *testing.T) {
+	ti, ports := startMultiSite(t)
+	spoof := []string{"-H", "X-Gatehouse-User: admin", "-H", "X_Gatehouse_Roles: admin", "-H", "x-gatehouse-auth: basic"}
+	public := harness.Curl(t, append(spoof, fmt.Sprintf("https://localhost:%d/app/report", ports["publicPort"]))...)
+	for name := range harness.ParseEcho(t, public.Body).Headers {
+		if strings.HasPrefix(strings.ReplaceAll(strings.ToLower(name), "_", "-"), "x-gatehouse-") {
+			t.Errorf("the public site forwarded %s", name)
+		}
+	}
+	open := harness.Curl(t, append(spoof, fmt.Sprintf("https://localhost:%d/app/report", ports["openPort"]))...)
+	if harness.ParseEcho(t, open.Body).Headers["X-Gatehouse-User"] != "admin" {
+		t.Fatalf("the site without gatehouse: %s; want the spoofed header through (what the warning is about)", open.Body)
+	}
+	var warnings []string
+	for line := range strings.SplitSeq(ti.Log(), "\n") {
+		if strings.Contains(line, "proxies to an upstream of a gatehouse route without a gatehouse handler") {
+			warnings = append(warnings, line)
+		}
+	}
+	want := fmt.Sprintf(`"upstream":"127.0.0.1:%d","hosts":["localhost"]`, ti.Ports.UpstreamPort)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], want) {
+		t.Fatalf("start-up warnings of an unguarded upstream: %q; want one with %s (the open site only)", warnings, want)
 	}
 }

@@ -1,0 +1,62 @@
+package caddymodule
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// TestUpstreamsReachedWithoutGatehouse: of the sites of one config, the
+// one that proxies to a protected site's upstream with neither a
+// gatehouse handler nor the identity headers removed before it is found
+// (by its upstream and host); a site that removes them (in one handler,
+// or with a request_header directive for each spelling), the protected
+// site's own routes after its gatehouse handler, an upstream no gatehouse
+// route uses, and a proxy behind gatehouse inside a handle block are not.
+func TestUpstreamsReachedWithoutGatehouse(t *testing.T) {
+	host := func(h ...string) caddyhttp.MatcherSets {
+		m := caddyhttp.MatchHost(h)
+		return caddyhttp.MatcherSets{{&m}}
+	}
+	proxy := func(dial string) *reverseproxy.Handler {
+		return &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: dial}}}
+	}
+	site := func(hosts []string, routes ...caddyhttp.Route) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: host(hosts...), Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}
+	}
+	do := func(h ...caddyhttp.MiddlewareHandler) caddyhttp.Route { return caddyhttp.Route{Handlers: h} }
+	removal := identityHeaderRemovals("X-Gatehouse-")
+	routes := caddyhttp.RouteList{
+		site([]string{"app.example.com"}, do(new(Handler)), do(proxy("localhost:9080"))),
+		site([]string{"admin.example.com"}, caddyhttp.Route{MatcherSets: host("x"), Handlers: []caddyhttp.MiddlewareHandler{new(Handler)}}, do(proxy("localhost:9083"))),
+		site([]string{"nested.example.com"}, do(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{do(new(Handler)), do(proxy("localhost:9083"))}})),
+		site([]string{"www.example.com"}, do(proxy("LOCALHOST:9080"))),
+		site([]string{"public.example.com"}, do(&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"X-Gatehouse-*", "X_GATEHOUSE_*"}}}), do(proxy("localhost:9080"))),
+		site([]string{"two-directives.example.com"}, do(&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"X-Gatehouse-*"}}}),
+			do(&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"X_Gatehouse_*"}}}), do(proxy("localhost:9080"))),
+		site([]string{"half.example.com"}, do(&headers.Handler{Request: &headers.HeaderOps{Delete: []string{"X-Gatehouse-*"}}}), do(proxy("localhost:9080"))),
+		site([]string{"header-up.example.com"}, do(&reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: "localhost:9080"}},
+			Headers: &headers.Handler{Request: &headers.HeaderOps{Delete: removal}}})),
+		site([]string{"other.example.com"}, do(proxy("localhost:9081"))),
+	}
+	var w proxyWalk
+	w.strips = removal
+	w.routes(routes, false, nil, nil)
+	// admin.example.com's gatehouse handler is on a matched route: its
+	// proxy to 9083 runs for requests that passed no gatehouse handler.
+	if got := w.unguardedOfGuarded(); !slices.Equal(got, []string{"localhost:9080", "localhost:9083"}) {
+		t.Fatalf("upstreams reached without gatehouse: %q; want localhost:9080 and localhost:9083", got)
+	}
+	if got := w.unguarded["localhost:9080"]; !slices.Equal(got, []string{"www.example.com", "half.example.com"}) {
+		t.Errorf("sites reaching localhost:9080 without gatehouse: %q; want www and half (which removes only the '-' spelling)", got)
+	}
+	if got := w.unguarded["localhost:9083"]; !slices.Equal(got, []string{"admin.example.com"}) {
+		t.Errorf("sites reaching localhost:9083 without gatehouse: %q; want admin", got)
+	}
+	if got := identityHeaderRemovals("X-Corp-Id-"); !slices.Equal(got, []string{"x-corp-id-*", "x_corp_id_*", "x-gatehouse-*", "x_gatehouse_*"}) {
+		t.Errorf("removals with another header_prefix: %q", got)
+	}
+}
