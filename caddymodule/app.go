@@ -167,7 +167,10 @@ type App struct {
 	// engine's routes are built at their first request, too late to stop
 	// an earlier one on a route without an audience (guard.Audiences).
 	audiences guard.Audiences
-	closers   []io.Closer // features and credential kinds (the directory's connections, the application-key service), closed by Cleanup
+	// portalURLs are the portal_url of the config's gatehouse_esa
+	// handlers, which each adds when provisioned (warnPortalURLs).
+	portalURLs []string
+	closers    []io.Closer // features and credential kinds (the directory's connections, the application-key service), closed by Cleanup
 
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // the second-factor feature
@@ -265,6 +268,7 @@ func (a *App) engineConfig() engine.Config {
 // failure fails the config load.
 func (a *App) Start() error {
 	a.warnUnguardedUpstreams()
+	a.warnPortalURLs()
 	err := a.attemptStart()
 	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
 		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))

@@ -80,20 +80,44 @@ func (a *App) connectorServers(ca *x509.Certificate) []string {
 	if len(a.ConnectorServers) > 0 {
 		return slices.Clone(a.ConnectorServers)
 	}
+	servers, _ := a.siteURLs(identity.MethodConnector, func(handshake *tls.Config, host string) bool {
+		if handshake == nil {
+			return false // plain HTTP: no certificate at all
+		}
+		if !asksForCertificateOf(handshake, host, ca) {
+			a.logger.Warn("a site accepts connector credentials, but its TLS does not ask for the connector certificate (client_auth with trust_pool gatehouse_connectors): no connector can use it, and connector packages leave it out",
+				zap.String("host", host))
+			return false
+		}
+		return true
+	})
+	return servers
+}
+
+// siteURLs returns, sorted, the base URLs (scheme://host[:port], the
+// scheme's default port left out) of the sites whose gatehouse handler
+// accepts kind: one per host name the routes match and listener of their
+// server. keep, when set, decides for each host name of a server, told the
+// server's TLS (nil for plain HTTP). named is false when such a handler
+// serves a route without a host name to name (a site answering any host,
+// a wildcard or a placeholder), which no URL can stand for.
+func (a *App) siteURLs(kind identity.Method, keep func(handshake *tls.Config, host string) bool) (urls []string, named bool) {
 	httpApp, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
-		return nil
+		return nil, true
 	}
-	var out []string
+	named = true
 	for _, srv := range httpApp.(*caddyhttp.App).Servers {
-		if len(srv.TLSConnPolicies) == 0 {
-			continue
+		var handshake *tls.Config
+		scheme, defaultPort := "http", uint(80)
+		if len(srv.TLSConnPolicies) > 0 {
+			handshake = srv.TLSConnPolicies.TLSConfig(a.ctx)
+			scheme, defaultPort = "https", 443
 		}
-		handshake := srv.TLSConnPolicies.TLSConfig(a.ctx)
-		for _, host := range connectorHosts(srv.Routes, nil) {
-			if !asksForCertificateOf(handshake, host, ca) {
-				a.logger.Warn("a site accepts connector credentials, but its TLS does not ask for the connector certificate (client_auth with trust_pool gatehouse_connectors): no connector can use it, and connector packages leave it out",
-					zap.String("host", host))
+		hosts, unnamed := kindHosts(srv.Routes, kind, nil)
+		named = named && !unnamed
+		for _, host := range hosts {
+			if keep != nil && !keep(handshake, host) {
 				continue
 			}
 			for _, listen := range srv.Listen {
@@ -101,16 +125,16 @@ func (a *App) connectorServers(ca *x509.Certificate) []string {
 				if err != nil || addr.IsUnixNetwork() {
 					continue
 				}
-				base := "https://" + host
-				if addr.StartPort != 443 {
-					base = "https://" + net.JoinHostPort(host, strconv.FormatUint(uint64(addr.StartPort), 10))
+				base := scheme + "://" + host
+				if addr.StartPort != defaultPort {
+					base = scheme + "://" + net.JoinHostPort(host, strconv.FormatUint(uint64(addr.StartPort), 10))
 				}
-				out = append(out, base)
+				urls = append(urls, base)
 			}
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.Sort(urls)
+	return slices.Compact(urls), named
 }
 
 // asksForCertificateOf reports whether a TLS handshake for host under
@@ -135,11 +159,11 @@ func asksForCertificateOf(handshake *tls.Config, host string, ca *x509.Certifica
 	return err == nil
 }
 
-// connectorHosts returns the host names of the routes (and subroutes)
-// holding a gatehouse handler that accepts connector credentials; hosts is
-// what enclosing routes matched.
-func connectorHosts(routes caddyhttp.RouteList, hosts []string) []string {
-	var out []string
+// kindHosts returns the host names (lower case) of the routes (and
+// subroutes) holding a gatehouse handler that accepts kind; hosts is what
+// enclosing routes matched. unnamed reports such a handler on a route
+// without a host name to name: none matched, a wildcard or a placeholder.
+func kindHosts(routes caddyhttp.RouteList, kind identity.Method, hosts []string) (out []string, unnamed bool) {
 	for _, rt := range routes {
 		matched := hosts
 		for _, set := range rt.MatcherSets {
@@ -152,19 +176,24 @@ func connectorHosts(routes caddyhttp.RouteList, hosts []string) []string {
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
-				if slices.Contains(h.Accept, string(identity.MethodConnector)) {
-					for _, host := range matched {
-						if host != "" && !strings.ContainsAny(host, "*{") {
-							out = append(out, strings.ToLower(host))
-						}
+				if !slices.Contains(h.Accept, string(kind)) {
+					continue
+				}
+				unnamed = unnamed || len(matched) == 0
+				for _, host := range matched {
+					if host == "" || strings.ContainsAny(host, "*{") {
+						unnamed = true
+						continue
 					}
+					out = append(out, strings.ToLower(host))
 				}
 			case *caddyhttp.Subroute:
-				out = append(out, connectorHosts(h.Routes, matched)...)
+				sub, subUnnamed := kindHosts(h.Routes, kind, matched)
+				out, unnamed = append(out, sub...), unnamed || subUnnamed
 			}
 		}
 	}
-	return out
+	return out, unnamed
 }
 
 // ConnectorCAPool is tls.ca_pool.source.gatehouse_connectors: the trust

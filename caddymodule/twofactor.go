@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
@@ -288,7 +291,8 @@ func (*ESAHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision implements caddy.Provisioner.
 func (h *ESAHandler) Provision(ctx caddy.Context) error {
-	if _, err := esa.CheckPortalURL(h.PortalURL); err != nil {
+	portal, err := esa.CheckPortalURL(h.PortalURL)
+	if err != nil {
 		return fmt.Errorf("gatehouse_esa: %v", err)
 	}
 	app, err := ctx.App("gatehouse")
@@ -296,8 +300,97 @@ func (h *ESAHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app.(*App)
+	if portal != "" {
+		h.app.portalURLs = append(h.app.portalURLs, portal)
+	}
 	h.identity = guard.NewIdentityHeaders(h.app.engineConfig().HeaderPrefix)
 	return nil
+}
+
+// warnPortalURLs warns of each gatehouse_esa portal_url that names no
+// site whose gatehouse handler accepts session, where the login portal,
+// and so the enrolment page its links open, is served: a config that
+// moved the portal to another site, or a typo, would have
+// provisionmobileapp text users links that lead nowhere. Where a
+// session site answers a host name no URL can name (any host, a
+// wildcard), it may be the one: nothing is said.
+func (a *App) warnPortalURLs() {
+	if len(a.portalURLs) == 0 {
+		return
+	}
+	sites, named := a.siteURLs(identity.MethodSession, nil)
+	if !named {
+		return
+	}
+	listened := a.listenedPorts()
+	for _, portal := range a.portalURLs {
+		if !servesPortal(sites, listened, portal) {
+			a.logger.Warn("gatehouse_esa's portal_url names no site whose gatehouse handler accepts session: the enrolment links provisionmobileapp sends would lead to no enrolment page; point it at a site serving the login portal",
+				zap.String("portal_url", portal), zap.Strings("portal_sites", sites))
+		}
+	}
+}
+
+// servesPortal reports whether the base URL portal may reach one of
+// sites, the base URLs of the sites serving the login portal (siteURLs):
+// it is one of them, or its host name is one of theirs on a port this
+// Caddy does not listen on (listened), the address of a proxy or load
+// balancer in front of it, which cannot be judged from here.
+func servesPortal(sites []string, listened []uint, portal string) bool {
+	base := siteBase(portal)
+	if slices.Contains(sites, base) {
+		return true
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || slices.Contains(listened, uint(n)) {
+		return false // a site of this Caddy, which does not serve the portal
+	}
+	return slices.ContainsFunc(sites, func(site string) bool {
+		s, err := url.Parse(site)
+		return err == nil && s.Hostname() == u.Hostname()
+	})
+}
+
+// listenedPorts are the TCP ports the config's HTTP servers listen on.
+func (a *App) listenedPorts() []uint {
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	var ports []uint
+	for _, srv := range httpApp.(*caddyhttp.App).Servers {
+		for _, listen := range srv.Listen {
+			addr, err := caddy.ParseNetworkAddress(listen)
+			if err != nil || addr.IsUnixNetwork() {
+				continue
+			}
+			for p := addr.StartPort; p <= addr.EndPort; p++ {
+				ports = append(ports, p)
+			}
+		}
+	}
+	return ports
+}
+
+// siteBase is the base URL u (scheme://host[:port]) as siteURLs writes
+// it: lower case, without the scheme's default port.
+func siteBase(u string) string {
+	u = strings.ToLower(u)
+	switch {
+	case strings.HasPrefix(u, "https://"):
+		return strings.TrimSuffix(u, ":443")
+	case strings.HasPrefix(u, "http://"):
+		return strings.TrimSuffix(u, ":80")
+	}
+	return u
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

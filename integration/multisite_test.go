@@ -16,7 +16,8 @@ import (
 // port: a browser sends it the same cookies) kept to the finance role, and
 // the console on a site of its own; beside them, a public site that
 // proxies to the staff site's upstream with the identity headers removed,
-// and one that forgot to remove them.
+// one that forgot to remove them, and the ESA API with the portal_url
+// Extra.portalURL.
 const multiSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	skip_install_trust
@@ -34,7 +35,7 @@ https://localhost:{{.HTTPSPort}} {
 	}
 	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
 }
-https://localhost:{{.ESAPort}} {
+https://localhost:{{.Extra.financePort}} {
 	tls internal
 	gatehouse {
 		accept basic session
@@ -64,6 +65,13 @@ https://localhost:{{.Extra.openPort}} {
 	tls internal
 	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
 }
+https://localhost:{{.ESAPort}} {
+	tls internal
+	gatehouse_esa {
+		portal_url {{.Extra.portalURL}}
+	}
+	respond 404
+}
 http://:{{.UpstreamPort}} {
 	bind 127.0.0.1
 	gatehouse_echo
@@ -79,13 +87,13 @@ http://:{{.UpstreamPort}} {
 // does; public paths still pass; each site's assertion names its own
 // audience; the refusal is audited.
 func TestRequireRoleKeepsASiteToItsRoles(t *testing.T) {
-	ti, ports := startMultiSite(t)
+	ti, ports := startMultiSite(t, "")
 	consolePort := ports["consolePort"]
 	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	ti.user("sam", "") // staff: GET /app/* and /
 	ti.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "fay", "roles": []string{"staff", "finance"}, "password": tfPassword})
 	staff := ti.HTTPSURL()
-	finance := fmt.Sprintf("https://localhost:%d", ti.Ports.ESAPort)
+	finance := fmt.Sprintf("https://localhost:%d", ports["financePort"])
 	console := fmt.Sprintf("https://localhost:%d", consolePort)
 
 	basic := func(user, site string) harness.CurlResult {
@@ -139,16 +147,22 @@ func TestRequireRoleKeepsASiteToItsRoles(t *testing.T) {
 	}
 }
 
-// startMultiSite runs multiSite; ports are its Extra ports by name.
-func startMultiSite(t *testing.T) (*tfInstance, map[string]int) {
+// startMultiSite runs multiSite, with the ESA API's portal_url on the
+// site of the Extra port portalSite ("": the staff site); ports are its
+// Extra ports by name.
+func startMultiSite(t *testing.T, portalSite string) (*tfInstance, map[string]int) {
 	t.Helper()
 	ports := map[string]int{}
 	extra := map[string]any{}
-	for _, name := range []string{"consolePort", "publicPort", "openPort"} {
+	for _, name := range []string{"financePort", "consolePort", "publicPort", "openPort"} {
 		ports[name] = harness.FreePort(t)
 		extra[name] = ports[name]
 	}
-	ti := startTwoFactorSite(t, multiSite, harness.Options{Extra: extra})
+	extra["portalURL"] = "https://localhost:{{.HTTPSPort}}"
+	if portalSite != "" {
+		extra["portalURL"] = fmt.Sprintf("https://localhost:%d", ports[portalSite])
+	}
+	ti := startTwoFactorSite(t, strings.ReplaceAll(multiSite, "{{.Extra.portalURL}}", fmt.Sprint(extra["portalURL"])), harness.Options{Extra: extra})
 	for _, port := range ports {
 		waitTLS(t, port)
 	}
@@ -161,7 +175,7 @@ func startMultiSite(t *testing.T) (*tfInstance, map[string]int) {
 // the upstream; a site that removes them as docs/operators/caddyfile.md
 // says (both spellings) forwards none, and is not warned of.
 func TestSitesWithoutGatehouseToAProtectedUpstream(t *testing.T) {
-	ti, ports := startMultiSite(t)
+	ti, ports := startMultiSite(t, "")
 	spoof := []string{"-H", "X-Gatehouse-User: admin", "-H", "X_Gatehouse_Roles: admin", "-H", "x-gatehouse-auth: basic"}
 	public := harness.Curl(t, append(spoof, fmt.Sprintf("https://localhost:%d/app/report", ports["publicPort"]))...)
 	for name := range harness.ParseEcho(t, public.Body).Headers {
@@ -182,5 +196,34 @@ func TestSitesWithoutGatehouseToAProtectedUpstream(t *testing.T) {
 	want := fmt.Sprintf(`"upstream":"127.0.0.1:%d","hosts":["localhost"]`, ti.Ports.UpstreamPort)
 	if len(warnings) != 1 || !strings.Contains(warnings[0], want) {
 		t.Fatalf("start-up warnings of an unguarded upstream: %q; want one with %s (the open site only)", warnings, want)
+	}
+}
+
+// TestPortalURLOfASiteWithoutThePortal: gatehouse_esa's portal_url naming a
+// site that does not serve the login portal (the public site here, as
+// after a reload that moved the portal) is warned of at start-up, and the
+// enrolment link provisionmobileapp texts indeed finds no enrolment page
+// there; naming the staff site, which serves the portal, nothing is said
+// and the link opens the page.
+func TestPortalURLOfASiteWithoutThePortal(t *testing.T) {
+	const warning = "gatehouse_esa's portal_url names no site whose gatehouse handler accepts session"
+	for _, tc := range []struct {
+		site string
+		warn bool
+	}{{"publicPort", true}, {"", false}} {
+		ti, _ := startMultiSite(t, tc.site)
+		if got := strings.Count(ti.Log(), warning); got != map[bool]int{true: 1, false: 0}[tc.warn] {
+			t.Errorf("portal_url on %q: %d warnings of a portal_url without a portal", tc.site, got)
+		}
+		ti.user("nia", "+15550001")
+		res := ti.esa(ti.users, "/manage/users/v1/provisionmobileapp", `{"username":"nia"}`)
+		link, _ := res["installation_url"].(string)
+		if link == "" {
+			t.Fatalf("portal_url on %q: provisionmobileapp: %v", tc.site, res)
+		}
+		page := harness.Curl(t, "-H", "Accept: text/html", link)
+		if enrols := page.Status == 200 && strings.Contains(page.Body, `name="csrf"`); enrols == tc.warn {
+			t.Errorf("portal_url on %q: the link %s answered %d (enrolment page: %t)", tc.site, link, page.Status, enrols)
+		}
 	}
 }
