@@ -92,6 +92,10 @@ type Event struct {
 	Method string `json:"method"`
 	// Path is the URL path of the request, when there was one.
 	Path string `json:"path"`
+	// Host is the host (and port, when the client named one) the request
+	// was sent to, as the client named it: with several sites on one
+	// Caddy, the site. Empty when there was no request.
+	Host string `json:"host,omitempty"`
 	// Outcome is one of OutcomeAllowed, OutcomeDenied, OutcomeSuccess and
 	// OutcomeFailure.
 	Outcome string `json:"outcome"`
@@ -782,7 +786,7 @@ const storePause = time.Second
 func (l *Log) logEvent(e Event) {
 	fields := []zap.Field{zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
 		zap.String("credential", e.Credential), zap.String("remote_ip", e.RemoteIP),
-		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("reason", e.Reason), zap.String("actor", e.Actor)}
+		zap.String("method", e.Method), zap.String("path", e.Path), zap.String("host", e.Host), zap.String("reason", e.Reason), zap.String("actor", e.Actor)}
 	if e.Count > 0 {
 		fields = append(fields, zap.Int("count", e.Count), zap.Time("first", e.First))
 	}

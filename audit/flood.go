@@ -218,12 +218,12 @@ func add(s, e *Event, network string) {
 	s.Time = later(s.Time, e.Time)
 	s.First = earlier(s.First, e.Time)
 	seen := Event{Kind: e.Kind, Outcome: e.Outcome, Username: e.Username, Credential: e.Credential,
-		RemoteIP: network, Method: e.Method, Path: e.Path, Reason: e.Reason}
+		RemoteIP: network, Method: e.Method, Path: e.Path, Host: e.Host, Reason: e.Reason}
 	seen.clipTo(summaryField)
 	for _, f := range [...]struct{ kept, seen *string }{
 		{&s.Kind, &seen.Kind}, {&s.Outcome, &seen.Outcome}, {&s.Username, &seen.Username},
 		{&s.Credential, &seen.Credential}, {&s.RemoteIP, &seen.RemoteIP}, {&s.Method, &seen.Method},
-		{&s.Path, &seen.Path}, {&s.Reason, &seen.Reason},
+		{&s.Path, &seen.Path}, {&s.Host, &seen.Host}, {&s.Reason, &seen.Reason},
 	} {
 		if *f.kept != *f.seen {
 			*f.kept = ""

@@ -16,7 +16,7 @@ const maxField = 1024
 // clipTo cuts every text field to limit bytes, on a UTF-8 boundary,
 // marking the cut with "…".
 func (e *Event) clipTo(limit int) {
-	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Outcome, &e.Reason, &e.Actor} {
+	for _, f := range []*string{&e.Kind, &e.Username, &e.Credential, &e.RemoteIP, &e.Method, &e.Path, &e.Host, &e.Outcome, &e.Reason, &e.Actor} {
 		if len(*f) > limit {
 			cut := limit - len("…")
 			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart((*f)[cut]); back++ {

@@ -107,7 +107,7 @@ func auditCSV(c *Console, r *http.Request, v *viewer) (*download, error) {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	// A csv.Writer keeps its first error; w.Error() below returns it.
-	_ = w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "reason", "count", "first"})
+	_ = w.Write([]string{"time", "kind", "outcome", "username", "actor", "credential", "remote_ip", "method", "path", "host", "reason", "count", "first"})
 	for _, ev := range events {
 		_ = w.Write(auditRow(ev))
 	}
@@ -125,7 +125,7 @@ func auditRow(ev audit.Event) []string {
 		count, first = strconv.Itoa(ev.Count), ev.First.UTC().Format(time.RFC3339Nano)
 	}
 	row := []string{ev.Time.UTC().Format(time.RFC3339Nano), ev.Kind, ev.Outcome, ev.Username, ev.Actor,
-		ev.Credential, ev.RemoteIP, ev.Method, ev.Path, ev.Reason, count, first}
+		ev.Credential, ev.RemoteIP, ev.Method, ev.Path, ev.Host, ev.Reason, count, first}
 	for i := range row {
 		row[i] = csvSafe(row[i])
 	}

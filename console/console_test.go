@@ -82,9 +82,9 @@ func TestCSVSafe(t *testing.T) {
 
 func TestAuditRowDefusesEveryField(t *testing.T) {
 	ev := audit.Event{Time: time.Unix(0, 0), Kind: "request", Outcome: "denied", Username: "=u", Actor: "@a", Credential: "-c",
-		RemoteIP: "127.0.0.1", Method: "+cmd|'calc'!A0", Path: "/app/x", Reason: "=r"}
+		RemoteIP: "127.0.0.1", Method: "+cmd|'calc'!A0", Path: "/app/x", Host: "=cmd|'/c calc'!A0", Reason: "=r"}
 	row := auditRow(ev)
-	if len(row) != 12 || row[7] != "'+cmd|'calc'!A0" || row[10] != "" {
+	if len(row) != 13 || row[7] != "'+cmd|'calc'!A0" || row[9] != "'=cmd|'/c calc'!A0" || row[11] != "" {
 		t.Fatalf("auditRow = %q; want the method defused", row)
 	}
 	for _, field := range row {
@@ -98,7 +98,7 @@ func TestAuditRowDefusesEveryField(t *testing.T) {
 // stands for, and since when.
 func TestAuditRowOfASummary(t *testing.T) {
 	ev := audit.Event{Time: time.Unix(60, 0), Kind: "request", Outcome: "denied", RemoteIP: "192.0.2.1", Count: 4512, First: time.Unix(1, 0)}
-	if row := auditRow(ev); row[10] != "4512" || row[11] != "1970-01-01T00:00:01Z" {
+	if row := auditRow(ev); row[11] != "4512" || row[12] != "1970-01-01T00:00:01Z" {
 		t.Fatalf("auditRow = %q; want the count and the first refusal's time", row)
 	}
 }

@@ -146,10 +146,11 @@ func withClientIP(ctx context.Context, ip string) context.Context {
 }
 
 // RequestEvent returns ev with the fields of the request it is about
-// filled in: the client address, the method, the path and the console
-// user acting in it (audit.ActorOf).
+// filled in: the client address, the method, the path, the host it was
+// sent to (the site, with several) and the console user acting in it
+// (audit.ActorOf).
 func (e *Engine) RequestEvent(r *http.Request, ev audit.Event) audit.Event {
-	ev.RemoteIP, ev.Method, ev.Path, ev.Actor = e.ClientIP(r), r.Method, r.URL.Path, audit.ActorOf(r.Context())
+	ev.RemoteIP, ev.Method, ev.Path, ev.Host, ev.Actor = e.ClientIP(r), r.Method, r.URL.Path, r.Host, audit.ActorOf(r.Context())
 	return ev
 }
 

@@ -563,7 +563,7 @@ func TestConsoleRevealAndExport(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(csv.Body), "\n")
 	if csv.Status != 200 || !strings.HasPrefix(csv.Headers.Get("Content-Type"), "text/csv") ||
 		!strings.Contains(csv.Headers.Get("Content-Disposition"), "attachment") ||
-		lines[0] != "time,kind,outcome,username,actor,credential,remote_ip,method,path,reason,count,first" {
+		lines[0] != "time,kind,outcome,username,actor,credential,remote_ip,method,path,host,reason,count,first" {
 		t.Fatalf("CSV export: %d %v\n%s", csv.Status, csv.Headers, csv.Body)
 	}
 	if !strings.Contains(lines[1], ",appkey,success,root,root,app_key:k1,") || !strings.HasSuffix(lines[1], ",key value revealed,,") {
