@@ -269,6 +269,10 @@ func (a *App) engineConfig() engine.Config {
 func (a *App) Start() error {
 	a.warnUnguardedUpstreams()
 	a.warnPortalURLs()
+	if err := a.checkAudiences(); err != nil {
+		close(a.ready)
+		return err
+	}
 	err := a.attemptStart()
 	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
 		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))

@@ -114,7 +114,7 @@ func (a *App) siteURLs(kind identity.Method, keep func(handshake *tls.Config, ho
 			handshake = srv.TLSConnPolicies.TLSConfig(a.ctx)
 			scheme, defaultPort = "https", 443
 		}
-		hosts, unnamed := kindHosts(srv.Routes, kind, nil)
+		hosts, unnamed := handlerHosts(srv.Routes, func(h *Handler) bool { return slices.Contains(h.Accept, string(kind)) }, nil)
 		named = named && !unnamed
 		for _, host := range hosts {
 			if keep != nil && !keep(handshake, host) {
@@ -159,11 +159,11 @@ func asksForCertificateOf(handshake *tls.Config, host string, ca *x509.Certifica
 	return err == nil
 }
 
-// kindHosts returns the host names (lower case) of the routes (and
-// subroutes) holding a gatehouse handler that accepts kind; hosts is what
+// handlerHosts returns the host names (lower case) of the routes (and
+// subroutes) holding a gatehouse handler that pick picks; hosts is what
 // enclosing routes matched. unnamed reports such a handler on a route
 // without a host name to name: none matched, a wildcard or a placeholder.
-func kindHosts(routes caddyhttp.RouteList, kind identity.Method, hosts []string) (out []string, unnamed bool) {
+func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []string) (out []string, unnamed bool) {
 	for _, rt := range routes {
 		matched := hosts
 		for _, set := range rt.MatcherSets {
@@ -176,7 +176,7 @@ func kindHosts(routes caddyhttp.RouteList, kind identity.Method, hosts []string)
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
-				if !slices.Contains(h.Accept, string(kind)) {
+				if !pick(h) {
 					continue
 				}
 				unnamed = unnamed || len(matched) == 0
@@ -188,7 +188,7 @@ func kindHosts(routes caddyhttp.RouteList, kind identity.Method, hosts []string)
 					out = append(out, strings.ToLower(host))
 				}
 			case *caddyhttp.Subroute:
-				sub, subUnnamed := kindHosts(h.Routes, kind, matched)
+				sub, subUnnamed := handlerHosts(h.Routes, pick, matched)
 				out, unnamed = append(out, sub...), unnamed || subUnnamed
 			}
 		}

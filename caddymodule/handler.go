@@ -113,6 +113,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// checkAudiences refuses a config in which a gatehouse route without an
+// audience, which signs its assertions for the host the request names,
+// serves a host name that another route names as its audience: the
+// engine would refuse every request of that route there (403,
+// guard.Audiences), as that route's upstream would take its assertions.
+// Found at the start, it names the site, rather than one 403 after
+// another once the config runs.
+func (a *App) checkAudiences() error {
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	signsForHost := func(h *Handler) bool {
+		return h.Audience == "" && h.options.Forward.Has(guard.ForwardAssertion)
+	}
+	for _, srv := range httpApp.(*caddyhttp.App).Servers {
+		hosts, _ := handlerHosts(srv.Routes, signsForHost, nil)
+		for _, host := range hosts {
+			if a.audiences.Has(strings.TrimSuffix(host, ".")) {
+				return fmt.Errorf("gatehouse: the site %s has a gatehouse route without an audience, which signs its identity assertions for the host the request names, "+
+					"and another route names %s as its audience (whose upstream would take them): every request of that route there would be refused; give it an audience of its own", host, host)
+			}
+		}
+	}
+	return nil
+}
+
 // openPatterns are the public path patterns that match every path ("*",
 // "/*"), which leave a route open.
 func openPatterns(public []string) []string {

@@ -28,10 +28,10 @@ func (a *Audiences) Add(audience string) {
 	a.named.Store(strings.TrimSuffix(strings.ToLower(audience), "."), struct{}{})
 }
 
-// has reports whether host (lower case, without a trailing dot, as
+// Has reports whether host (lower case, without a trailing dot, as
 // requestHost reads it) is an audience some route named, in any case,
 // with or without a trailing dot.
-func (a *Audiences) has(host string) bool {
+func (a *Audiences) Has(host string) bool {
 	_, ok := a.named.Load(host)
 	return ok
 }

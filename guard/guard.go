@@ -182,7 +182,7 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 	if fw.Has(ForwardAssertion) {
 		aud := c.audience
 		if aud == "" {
-			if aud = requestHost(r); c.audiences.has(aud) {
+			if aud = requestHost(r); c.audiences.Has(aud) {
 				return errAudienceOfAnotherRoute
 			}
 		}

@@ -229,3 +229,58 @@ func TestPortalURLOfASiteWithoutThePortal(t *testing.T) {
 		}
 	}
 }
+
+// twoSites is a site without an audience beside one whose audience is
+// Extra.audience, both on localhost.
+const twoSites = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+https://localhost:{{.ESAPort}} {
+	tls internal
+	gatehouse {
+		accept basic
+		audience {{.Extra.audience}}
+	}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+}
+http://:{{.UpstreamPort}} {
+	bind 127.0.0.1
+	gatehouse_echo
+}
+`
+
+// TestAnotherSitesAudienceFailsTheLoad: a site whose route has no
+// audience (its assertions are for the host the request names) beside a
+// route naming that host as its audience fails the config load, naming
+// the site, instead of refusing every request of the first site with 403
+// once running; a reload to such a config leaves the running one serving.
+func TestAnotherSitesAudienceFailsTheLoad(t *testing.T) {
+	inst := harness.Start(t, twoSites, harness.Options{Extra: map[string]any{"audience": "finance"}})
+	waitTLS(t, inst.Ports.HTTPSPort)
+	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "al", "roles": []string{"reader"}, "password": tfPassword})
+	get := func() harness.CurlResult { return harness.Curl(t, "-u", "al:"+tfPassword, inst.HTTPSURL()+"/x") }
+	if res := get(); res.Status != 200 {
+		t.Fatalf("the site without an audience: %d %s", res.Status, res.Body)
+	}
+	conflicting := strings.ReplaceAll(twoSites, "{{.Extra.audience}}", "LocalHost.")
+	status, body := inst.TryReload(conflicting)
+	if status == 200 || !strings.Contains(body, "the site localhost has a gatehouse route without an audience") {
+		t.Fatalf("reload to a config where another route's audience is the site's host: %d %s; want it refused naming the site", status, body)
+	}
+	if res := get(); res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-User"] != "al" {
+		t.Fatalf("after the refused reload: %d %s; want the running config serving", res.Status, res.Body)
+	}
+}

@@ -167,9 +167,11 @@ func requireLibrary(t *testing.T, what string) {
 	t.Skipf("%s is not installed", what)
 }
 
-// audienceOfAnotherRouteSite has two routes on one site: /b/* with the
-// audience "localhost", and the rest without one, whose assertions name
-// the host the request names: "localhost" too.
+// audienceOfAnotherRouteSite has two routes on one site that answers any
+// host name: /b/* with the audience "localhost", and the rest without one,
+// whose assertions name the host the request names, which the client
+// chooses: "localhost" too. (Where the site itself is localhost, the
+// config does not load: TestAnotherSitesAudienceFailsTheLoad.)
 const audienceOfAnotherRouteSite = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	skip_install_trust
@@ -178,8 +180,7 @@ const audienceOfAnotherRouteSite = `{
 		data_dir {{.DataDir}}
 	}
 }
-https://localhost:{{.HTTPSPort}} {
-	tls internal
+http://:{{.HTTPPort}} {
 	handle /b/* {
 		gatehouse {
 			accept basic
@@ -207,7 +208,7 @@ http://:{{.UpstreamPort}} {
 func TestNoAssertionForAnotherRoutesAudience(t *testing.T) {
 	inst := harness.Start(t, audienceOfAnotherRouteSite, harness.Options{})
 	seedReader(t, inst, "alice")
-	res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPSURL()+"/api/x")
+	res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPURL()+"/api/x")
 	if res.Status != 403 || !strings.Contains(res.Body, "another route") {
 		t.Fatalf("the first request, on the route without an audience: %d %s; want 403", res.Status, res.Body)
 	}
