@@ -138,7 +138,7 @@ func TestAHoldOutlastsAFloodOfOtherNames(t *testing.T) {
 	}
 	for i := range 200_000 {
 		name := fmt.Sprintf("flood%d", i)
-		relay{first, other}.Announce(context.Background(), holdNews(name, counters.BasicFailures(name), time.Minute))
+		_ = relay{first, other}.Announce(context.Background(), holdNews(name, counters.BasicFailures(name), time.Minute))
 	}
 	for _, c := range []*Credential{first, other} {
 		if got := b.authenticate(c, "alice", password, guesser); got != "429 Retry-After 60" {
