@@ -159,20 +159,27 @@ func asksForCertificateOf(handshake *tls.Config, host string, ca *x509.Certifica
 	return err == nil
 }
 
+// routeHosts is what rt's host matcher matches, hosts (what enclosing
+// routes matched) when it has none.
+func routeHosts(rt caddyhttp.Route, hosts []string) []string {
+	matched := hosts
+	for _, set := range rt.MatcherSets {
+		for _, m := range set {
+			if h, ok := m.(*caddyhttp.MatchHost); ok {
+				matched = *h
+			}
+		}
+	}
+	return matched
+}
+
 // handlerHosts returns the host names (lower case) of the routes (and
 // subroutes) holding a gatehouse handler that pick picks; hosts is what
 // enclosing routes matched. unnamed reports such a handler on a route
 // without a host name to name: none matched, a wildcard or a placeholder.
 func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []string) (out []string, unnamed bool) {
 	for _, rt := range routes {
-		matched := hosts
-		for _, set := range rt.MatcherSets {
-			for _, m := range set {
-				if h, ok := m.(*caddyhttp.MatchHost); ok {
-					matched = *h
-				}
-			}
-		}
+		matched := routeHosts(rt, hosts)
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:

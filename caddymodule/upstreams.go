@@ -68,14 +68,7 @@ type proxyWalk struct {
 // route, and the routes after it when their route has no matcher.
 func (w *proxyWalk) routes(routes caddyhttp.RouteList, guarded bool, removed []string, hosts []string) {
 	for _, rt := range routes {
-		matched := hosts
-		for _, set := range rt.MatcherSets {
-			for _, m := range set {
-				if h, ok := m.(*caddyhttp.MatchHost); ok {
-					matched = *h
-				}
-			}
-		}
+		matched := routeHosts(rt, hosts)
 		g, rm := guarded, removed
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {

@@ -326,16 +326,7 @@ func TestSameCredentialsAtOnceShareOneCheck(t *testing.T) {
 // home): a network alice's password was verified from has a count of its
 // own (TestAFamiliarNetworksOwnGuessesThrottleItAlone).
 func TestThrottleHoldsForACachedPassword(t *testing.T) {
-	const limit = 3
-	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
-	if w := b.get("alice", password, home); w.Code != http.StatusOK {
-		t.Fatalf("alice's first sign-in: %d", w.Code)
-	}
-	for i := range limit + 2 {
-		if w := b.get("alice", fmt.Sprintf("guess %d", i), ""); w.Code != http.StatusUnauthorized && w.Code != http.StatusTooManyRequests {
-			t.Fatalf("guess %d: %d", i, w.Code)
-		}
-	}
+	b := throttledAtHome(t)
 	for range 3 {
 		if w := b.get("alice", password, ""); w.Code != http.StatusTooManyRequests {
 			t.Fatalf("the cached right password while alice is throttled: %d; want 429 like a guess", w.Code)
@@ -523,6 +514,20 @@ func openStream(t *testing.T, route *engine.Route, user string) (opened <-chan b
 // timed on the wall clock and ended at the step, and the cache answered a
 // throttled guesser's right guess with 200 again.
 func TestThrottleHoldOutlastsAClockStepForward(t *testing.T) {
+	b := throttledAtHome(t)
+	b.cred.now = func() time.Time { return monoclocktest.WallStepped(time.Now(), time.Hour) }
+	for range 3 {
+		if w := b.get("alice", password, ""); w.Code != http.StatusTooManyRequests {
+			t.Fatalf("the cached right password after the clock stepped an hour forward: %d; want 429 like a guess", w.Code)
+		}
+	}
+}
+
+// throttledAtHome is a route whose Basic count allows 3 wrong passwords a
+// minute, after alice signed in at home and a guesser elsewhere spent
+// her count (and tried twice more).
+func throttledAtHome(t *testing.T) *basicRoute {
+	t.Helper()
 	const limit = 3
 	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, nil, "alice")
 	if w := b.get("alice", password, home); w.Code != http.StatusOK {
@@ -533,10 +538,5 @@ func TestThrottleHoldOutlastsAClockStepForward(t *testing.T) {
 			t.Fatalf("guess %d: %d", i, w.Code)
 		}
 	}
-	b.cred.now = func() time.Time { return monoclocktest.WallStepped(time.Now(), time.Hour) }
-	for range 3 {
-		if w := b.get("alice", password, ""); w.Code != http.StatusTooManyRequests {
-			t.Fatalf("the cached right password after the clock stepped an hour forward: %d; want 429 like a guess", w.Code)
-		}
-	}
+	return b
 }

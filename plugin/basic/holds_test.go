@@ -46,15 +46,7 @@ func linked(b *basicRoute) (first, other *Credential) {
 // that right guess from its cache (200), and again each time its own
 // hold had ended while the guesser kept the count spent at the first.
 func TestAnotherInstanceHoldsWhatOneSpends(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		binds   int
-		guesses int
-		want    string
-	}{
-		{"the Basic count", 0, 10, "429 Retry-After 60"},
-		{"failed_binds", 4, 4, "429 Retry-After 900"},
-	} {
+	for _, tc := range spendings {
 		t.Run(tc.name, func(t *testing.T) {
 			b := aliceAtHome(t, 10)
 			if tc.binds > 0 {
@@ -90,15 +82,7 @@ func TestAnotherInstanceHoldsWhatOneSpends(t *testing.T) {
 // (429), not answered from its cache. Before, it was, until the
 // instance found the count spent itself.
 func TestAFamiliarSignInFindsTheCountSpent(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		binds   int
-		guesses int
-		want    string
-	}{
-		{"the Basic count", 0, 10, "429 Retry-After 60"},
-		{"failed_binds", 4, 4, "429 Retry-After 900"},
-	} {
+	for _, tc := range spendings {
 		t.Run(tc.name, func(t *testing.T) {
 			b := aliceAtHome(t, 10)
 			if tc.binds > 0 {
@@ -193,4 +177,17 @@ func TestHoldsGoWithTheLastEntry(t *testing.T) {
 			t.Fatalf("%d names still indexed 10 s after the last entry went", left)
 		}
 	}
+}
+
+// spendings are the counts a guesser spends, each with the failed_binds
+// bound of its directory (0: none), the wrong passwords that spend it
+// and the answer to a right one then.
+var spendings = []struct {
+	name    string
+	binds   int
+	guesses int
+	want    string
+}{
+	{"the Basic count", 0, 10, "429 Retry-After 60"},
+	{"failed_binds", 4, 4, "429 Retry-After 900"},
 }
