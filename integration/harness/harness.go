@@ -246,7 +246,24 @@ func (i *Instance) render(tmpl string) string {
 	if err := tp.Execute(&b, i.Ports); err != nil {
 		i.t.Fatalf("Caddyfile template: %v", err)
 	}
-	return b.String()
+	return withoutStorageCleaning(b.String())
+}
+
+// withoutStorageCleaning is config with Caddy's cleaning of its TLS
+// storage off (storage_clean_interval off) when config opens with a
+// global options block. The cleaning runs as a fresh instance starts,
+// beside its first certificate's issue, and can take the certificate's
+// folder, made and not yet written, for an empty one and delete it: the
+// issue then fails and is tried again 60 s later, with no TLS until then
+// ("deleting site folder because key is empty" in Caddy's log; seen
+// once on a loaded machine). A test's instance has no old certificates
+// to clean.
+func withoutStorageCleaning(config string) string {
+	rest, ok := strings.CutPrefix(strings.TrimLeft(config, " \t\n"), "{\n")
+	if !ok {
+		return config
+	}
+	return "{\n\tstorage_clean_interval off\n" + rest
 }
 
 // start runs Caddy and waits for its admin endpoint and, when
