@@ -574,3 +574,41 @@ func TestARenamedAccountKeepsItsRecord(t *testing.T) {
 		t.Error("the status of a record whose entry is gone is not cached for its entry ID: every request would search again")
 	}
 }
+
+// TestANameGivenToAnotherEntryIsNotTheRenamedRecords: once the renamed
+// account's old name is another entry's (uid=ivan renamed uid=ivan.new,
+// then a new uid=ivan), the record named ivan is no longer the renamed
+// entry's: its requests would reach the upstreams as ivan, the name the
+// directory now gives another person, and the ESA API's calls naming ivan
+// would ask for the renamed account's second factors. It is replaced, as
+// a record whose name was given to a new entry always was: blocked for
+// both people until an administrator deletes it.
+func TestANameGivenToAnotherEntryIsNotTheRenamedRecords(t *testing.T) {
+	srv := slapdtest.Start(t)
+	srv.AddUser("ivan", "ivan password", "")
+	s, _ := serviceWithDirectory(t, slapdConfig(srv), nil)
+	ctx := context.Background()
+	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeOK {
+		t.Fatalf("ivan: %d", got)
+	}
+	srv.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
+	srv.AddUser("ivan", "new ivan password", "")
+	rec, err := s.UserByCanonicalName(ctx, "ivan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RefreshDirectoryAccount(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.User(ctx, "ivan"); err != nil || u.Active() || u.DirectoryProblem != "replaced" {
+		t.Fatalf("the record ivan once uid=ivan is another entry: %+v %v; want replaced", u, err)
+	}
+	if v, err := s.DirectoryStatus(ctx, rec); err != nil || v.Status != "replaced" {
+		t.Fatalf("its directory view: %+v %v; want replaced", v, err)
+	}
+	for _, c := range []struct{ name, password string }{{"ivan.new", "ivan password"}, {"ivan", "new ivan password"}} {
+		if res, err := s.SignIn(ctx, c.name, c.password, gate(GateOpen)); err != nil || res.Outcome != OutcomeBlocked {
+			t.Errorf("%s signing in: %+v %v; want blocked", c.name, res, err)
+		}
+	}
+}

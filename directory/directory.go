@@ -199,10 +199,13 @@ func (d *Directory) Domains() []string { return d.domains }
 // never a stale status past status_ttl, never a pass.
 //
 // id is the entry ID the account's Gatehouse record was made for (Entry.ID;
-// "" when it has none): when name finds no entry, or another one, the
-// entry of that ID is looked for under its own name, so that an account
-// renamed in the directory (a new sAMAccountName or uid) keeps its record
-// (renamed).
+// "" when it has none): when name finds no entry, the entry of that ID is
+// looked for under its own name, so that an account renamed in the
+// directory (a new sAMAccountName or uid) keeps its record (renamed).
+// When name finds another entry (its old name given to a new account, or
+// two accounts' names swapped), that entry is the answer, and the record
+// is the caller's to refuse as replaced: its requests reach the upstreams
+// under name, which the directory now gives someone else.
 //
 // mark names the latest refresh of the account an administrator asked for
 // ("" for none), on whichever instance of a cluster: the caller keeps it
@@ -402,15 +405,19 @@ var userAttributes = map[Flavor][]string{
 	OpenLDAP:        {"pwdAccountLockedTime", "pwdReset", "pwdPolicySubentry", "pwdChangedTime", "mobile", "telephoneNumber", "entryUUID"},
 }
 
-// lookup reads name's entry, or the entry id when name finds none or
-// another (renamed), and, when groups are mapped to roles, its groups:
+// lookup reads name's entry, or the entry id when name finds none
+// (renamed: not when name is another entry's now, see Status), and, when
+// groups are mapped to roles, its groups:
 // those whose member it is, and an Active Directory account's primary
 // group with that group's own (cached per status_ttl, but read again for
 // a read a refresh asked for: marked).
 func (d *Directory) lookup(name, id string, marked bool) (Entry, error) {
 	e, err := d.locate(name)
 	if err == nil && id != "" && e.ID != id {
-		if e, err = d.renamed(id, e); err == nil && e.ID != id {
+		if !e.Found && !e.ambiguous {
+			e, err = d.renamed(id, e)
+		}
+		if err == nil && e.ID != id {
 			e.soughtID = id
 		}
 	}
@@ -525,7 +532,7 @@ func (d *Directory) locate(name string) (Entry, error) {
 // renamed in the directory (Active Directory's sAMAccountName, a uid
 // changed by a modrdn) keeps its Gatehouse record, its keys and second
 // factors, rather than being taken for deleted. byName is what the
-// record's name found (no entry, or another one): the answer when the
+// record's name found (no entry): the answer when the
 // entry of id has no name, or no longer one user_filter finds (moved out
 // of base_dn, or out of the filter's reach: refused, as it was meant to
 // be). One search more, only for such a read.
