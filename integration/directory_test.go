@@ -615,3 +615,40 @@ func TestDirectoryNameWithASpace(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryRenamedAccountsOldNameGivenToAnother: uid=ivan renamed
+// uid=ivan.new keeps its record ivan and its app key; once a new uid=ivan
+// is created, the key no longer reaches the upstream as
+// X-Gatehouse-User: ivan, the new account's name, and neither person
+// signs in to the record: it is replaced.
+func TestDirectoryRenamedAccountsOldNameGivenToAnother(t *testing.T) {
+	s := slapdtest.Start(t)
+	s.AddUser("ivan", "ivan password", "", slapdtest.OperatorsDN)
+	inst := startDirectorySite(t, s)
+	k := createKey(t, inst, `{"name":"ivan-ci","username":"ivan"}`)
+	appKeyGet := func() harness.CurlResult {
+		return harness.Curl(t, "-H", "AppKey: "+k.Key, inst.HTTPSURL()+"/api/items")
+	}
+	s.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
+	s.Modify("dn: " + slapdtest.OperatorsDN + "\nchangetype: modify\nadd: member\nmember: uid=ivan.new," + slapdtest.PeopleDN + "\n")
+	inst.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/ivan", nil)
+	if res := appKeyGet(); res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-User"] != "ivan" {
+		t.Fatalf("the renamed ivan's app key: %d %s", res.Status, res.Body)
+	}
+	s.AddUser("ivan", "the new ivan's password", "") // the group still names uid=ivan (no referential integrity)
+	inst.MustAdmin(t, 200, "POST", "/gatehouse/directory/refresh/ivan", nil)
+	if res := appKeyGet(); res.Status != 401 {
+		t.Fatalf("the renamed ivan's app key once uid=ivan is another entry: %d %s; want 401", res.Status, res.Body)
+	}
+	for _, c := range [][2]string{{"ivan.new", "ivan password"}, {"ivan", "the new ivan's password"}} {
+		if res := basicGet(t, inst, c[0], c[1]); res.Status != 401 {
+			t.Errorf("%s signing in to the replaced record: %d %s", c[0], res.Status, res.Body)
+		}
+	}
+	var view struct {
+		Directory struct{ Status string } `json:"directory"`
+	}
+	if err := json.Unmarshal(inst.MustAdmin(t, 200, "GET", "/gatehouse/users/ivan", nil), &view); err != nil || view.Directory.Status != "replaced" {
+		t.Fatalf("GET ivan: %+v %v; want status replaced", view, err)
+	}
+}
