@@ -74,3 +74,36 @@ func TestUsedCodeStaysUsedAfterTheClockStepsBack(t *testing.T) {
 		t.Errorf("the next step's code once the clock is back: %+v; want accepted", res)
 	}
 }
+
+// TestSkewWarningsAreThinned: the warning of a right code at a wrong time
+// is logged at most once a minute, with how many codes it stands for. A
+// signed-in console user confirming a new authenticator secret (whose
+// codes for every time they can make, and whose refusals count toward no
+// lockout) otherwise wrote one warning per request, as fast as they sent
+// them, each telling the operator of a clock that is off.
+func TestSkewWarningsAreThinned(t *testing.T) {
+	fx := newFixture(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	fx.e.Logger = zap.New(core)
+	u := fx.user(t, "mallory", "")
+	sec := secretOf(t, fx.svc.NewAppSecret(u.Username).URI)
+	ahead := code(sec, uint64(totpStep(fx.svc.now().Unix())+5))
+	for range 50 {
+		if ok, err := fx.svc.ConfirmApp(t.Context(), u, sec, ahead); err != nil || ok {
+			t.Fatalf("confirming with a code 150 s ahead: %v %v; want refused", ok, err)
+		}
+	}
+	got := logs.FilterMessageSnippet("is the user's code for a time").All()
+	if len(got) != 1 {
+		t.Fatalf("%d warnings for 50 refused confirmations; want 1", len(got))
+	}
+	fx.advance(61 * time.Second)
+	ahead = code(sec, uint64(totpStep(fx.svc.now().Unix())+5))
+	if ok, _ := fx.svc.ConfirmApp(t.Context(), u, sec, ahead); ok {
+		t.Fatal("a code 150 s ahead confirmed")
+	}
+	got = logs.FilterMessageSnippet("is the user's code for a time").All()
+	if len(got) != 2 || got[1].ContextMap()["codes_since_last_line"] != int64(50) {
+		t.Fatalf("the warning a minute later: %v; want one more standing for the 50 since the first", got)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
@@ -110,6 +111,9 @@ type Service struct {
 	engine *engine.Engine
 	opts   Options
 	now    func() time.Time
+	// skewLines thins noteSkew's warnings to one a minute: a user
+	// confirming a new secret can send codes of every time, uncounted.
+	skewLines logthin.Thinner
 }
 
 // New returns the second-factor service of e.
@@ -123,7 +127,7 @@ func New(e *engine.Engine, opts Options) *Service {
 	if opts.EnrolmentLinkLifetime <= 0 {
 		opts.EnrolmentLinkLifetime = DefaultEnrolmentLinkLifetime
 	}
-	s := &Service{engine: e, opts: opts, now: time.Now}
+	s := &Service{engine: e, opts: opts, now: time.Now, skewLines: logthin.Thinner{Interval: time.Minute}}
 	e.Accounts.OnDelete(s.forget)
 	return s
 }

@@ -177,13 +177,21 @@ func (s *Service) ConfirmApp(ctx context.Context, u *account.User, secretB32, pr
 // noteSkew warns when presented, refused by matchTOTP, is u's code of sec
 // for a time within ten minutes of unix (skewTOTP): the server's clock or
 // the user's device's is off, and right codes are refused and counted
-// toward the lockout. The code is not logged.
+// toward the lockout. The code is not logged. At most one line a minute
+// (skewLines), with how many such codes it stands for: a user confirming
+// a new secret (ConfirmApp) has its codes for every time, and no lockout
+// counts them.
 func (s *Service) noteSkew(u *account.User, sec *secret, presented string, unix int64) {
-	if d, ok := skewTOTP(sec, presented, unix); ok {
+	d, ok := skewTOTP(sec, presented, unix)
+	if !ok {
+		return
+	}
+	if due, count := s.skewLines.Due(s.now()); due {
 		s.engine.Logger.Warn("a refused authenticator-app code is the user's code for a time this far from this "+
 			"instance's clock: this clock or the user's device's is off (run NTP), or the code was kept that long. "+
 			"If many users show about the same time, it is this clock: each such code counts toward the lockout",
-			zap.String("username", u.Username), zap.Duration("code_time_from_clock", time.Duration(d*totpPeriod)*time.Second))
+			zap.String("username", u.Username), zap.Duration("code_time_from_clock", time.Duration(d*totpPeriod)*time.Second),
+			zap.Int64("codes_since_last_line", count))
 	}
 }
 
