@@ -226,7 +226,8 @@ type Log struct {
 	// events deleted past maxBytes. The writer's own: sizeReadBy is when
 	// it reads the size next; trimmedTo is how far a pass left no
 	// trimmable event; trimWidth the span of times a chunk deletes from
-	// (trimChunk); trimming says that a pass is under way;
+	// (trimChunk); trimming says that a pass is under way (atomic: the
+	// tests wait for it to end);
 	// unrecorded is what was deleted since lastTrimRecord, the time of
 	// the last event that recorded deletions; overLimit says that the log
 	// was over maxBytes with none left.
@@ -236,7 +237,7 @@ type Log struct {
 	sizeReadBy     time.Time
 	trimmedTo      time.Time
 	trimWidth      time.Duration
-	trimming       bool
+	trimming       atomic.Bool
 	unrecorded     trimRun
 	lastTrimRecord time.Time
 	overLimit      bool

@@ -173,9 +173,9 @@ func (l *Log) watchSize(now time.Time) (Event, bool) {
 		return Event{}, false // the store is failing: the writes say so
 	}
 	l.size.Store(total)
-	if limit > 0 && total > limit-limit/10 && (total > limit || l.trimming) {
+	if limit > 0 && total > limit-limit/10 && (total > limit || l.trimming.Load()) {
 		for deadline := now.Add(trimBudget); ; {
-			more, freed, err := l.trimChunk(ctx, hours, total, limit)
+			more, freed, err := l.trimChunk(ctx, hours, total, limit, deadline)
 			if errors.Is(err, errTrimLocked) {
 				return Event{}, false // the next read tells whether the other did enough
 			}
@@ -184,7 +184,7 @@ func (l *Log) watchSize(now time.Time) (Event, bool) {
 				return Event{}, false
 			}
 			total -= freed
-			if l.trimming = more; !more {
+			if l.trimming.Store(more); !more {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -218,8 +218,12 @@ func (l *Log) warnOverLimit(over bool, limit int64) {
 // (trimWidth, down to a millisecond) while it holds trimChunk or more, or
 // more bytes than the log must shed to be under nine tenths of limit
 // (total before the chunk). It returns their bytes and whether the log
-// may still be over that with some left.
-func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int64) (more bool, freed int64, err error) {
+// may still be over that with some left. Past deadline it stops looking
+// through hours and spans without any (a month of hours holding only
+// events never trimmed, after a restart) and returns more with nothing
+// freed: the next tick goes on from there (trimmedTo), and the writer
+// takes the events recorded meanwhile.
+func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int64, deadline time.Time) (more bool, freed int64, err error) {
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	locked, err := l.store.CompareAndSwap(ctx, trimLockKey, nil, token, time.Minute)
@@ -236,6 +240,23 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 		from := h.hour
 		if l.trimmedTo.After(from) {
 			from = l.trimmedTo // a pass of this writer left no trimmable event before
+		}
+		if !from.Before(end) {
+			continue
+		}
+		// One look at the rest of the hour, which stops at its newest
+		// trimmable event, spares an hour without any (what a pass left,
+		// only events never trimmed) the walk through its minutes.
+		if keys, _, _, err := l.trimmableIn(ctx, from, end, 0); err != nil {
+			return false, 0, err
+		} else if len(keys) == 0 {
+			if !end.After(now.Add(-trimSettled)) {
+				l.trimmedTo = end
+			}
+			if time.Now().After(deadline) {
+				return true, 0, nil
+			}
+			continue
 		}
 		for from.Before(end) && !from.After(now) {
 			to := from.Add(l.trimWidth)
@@ -255,6 +276,9 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 			}
 			if len(keys) == 0 {
 				from, l.trimWidth = to, min(2*l.trimWidth, trimStep)
+				if time.Now().After(deadline) {
+					return true, 0, nil
+				}
 				continue
 			}
 			if err := l.deleteEvents(ctx, keys); err != nil {
@@ -331,7 +355,7 @@ func keyEventTime(key string) time.Time {
 // closes); a warning names the option.
 func (l *Log) recordTrimmed(now time.Time, limit int64, final bool) (Event, bool) {
 	run := l.unrecorded
-	if run.events == 0 || !final && (l.trimming || now.Sub(l.lastTrimRecord) < trimRecordInterval) {
+	if run.events == 0 || !final && (l.trimming.Load() || now.Sub(l.lastTrimRecord) < trimRecordInterval) {
 		return Event{}, false
 	}
 	l.unrecorded, l.lastTrimRecord = trimRun{}, now

@@ -61,14 +61,15 @@ func storedBytes(t *testing.T, st storage.Store) int64 {
 }
 
 // settled waits until the writer's size has stayed the same over two
-// reads and returns it.
+// reads, with no pass under way (one may look through hours without
+// deleting for several ticks), and returns it.
 func settled(t *testing.T, l *Log) int64 {
 	t.Helper()
 	last := int64(-1)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		l.Flush()
 		time.Sleep(4 * sizeReadInterval)
-		if n := l.Bytes(); n == last {
+		if n := l.Bytes(); n == last && !l.trimming.Load() {
 			return n
 		}
 		last = l.Bytes()
@@ -287,5 +288,39 @@ func TestEventsStoredLateAreTrimmedToo(t *testing.T) {
 	}
 	if size := settled(t, l); size > 64<<10 || size != storedBytes(t, st) {
 		t.Fatalf("the audit log holds %d bytes (%d stored) with MaxBytes %d", size, storedBytes(t, st), 64<<10)
+	}
+}
+
+// TestARestartOverMaxBytesKeepsTakingEvents: a writer that starts with
+// the log over MaxBytes, a month of hours holding only events never
+// deleted early and the refusals in the last one, looks through those
+// hours a tick's budget at a time: the events recorded meanwhile are
+// stored within a second (every refusal waits for the writer's queue),
+// and the refusals go all the same. It looked through the whole month in
+// one tick, and a Flush waited 5 s on a 2-core machine.
+func TestARestartOverMaxBytesKeepsTakingEvents(t *testing.T) {
+	st := badgerStore(t)
+	first := New(st, zap.NewNop(), Options{Settings: everyRefusal})
+	now := time.Now().UTC()
+	for h := 1; h < 29*24; h++ {
+		first.Record(Event{Time: now.Add(-time.Duration(h) * time.Hour), Kind: KindAdmin, Username: "alice", Outcome: OutcomeSuccess, Reason: fmt.Sprint("change ", h)})
+	}
+	for i := range 3000 {
+		first.Record(refusal(now.Add(-30*time.Minute+time.Duration(i)*time.Millisecond), "192.0.2.1", "", "/", strconv.Itoa(i)))
+	}
+	first.Close()
+	l, _, _ := cappedLogOn(t, st, 64<<10)
+	start := time.Now()
+	for time.Since(start) < 3*time.Second || l.Trimmed() == 0 {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("no refusal deleted in a minute (%d bytes)", l.Bytes())
+		}
+		t0 := time.Now()
+		l.Record(refusal(time.Now(), "192.0.2.9", "", "/", "probe"))
+		l.Flush()
+		if waited := time.Since(t0); waited > time.Second {
+			t.Fatalf("a Flush waited %v on the writer (%v after its start)", waited, t0.Sub(start))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
