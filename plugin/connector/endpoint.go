@@ -35,21 +35,26 @@ type oauthError struct {
 	status      int
 	code        string
 	description string
+	// revoked says that the refusal revoked a live token pair (a refresh
+	// token presented again): its audit event records that pair's end,
+	// a credential's lifecycle, and is never summarised with a flood of
+	// refusals nor deleted past audit_max_size.
+	revoked bool
 }
 
 // Error implements error: the OAuth error code and its description.
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
 
 func invalidRequest(description string) *oauthError {
-	return &oauthError{http.StatusBadRequest, errInvalidRequest, description}
+	return &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, description: description}
 }
 
 func invalidClient(description string) *oauthError {
-	return &oauthError{http.StatusUnauthorized, errInvalidClient, description}
+	return &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: description}
 }
 
 func invalidGrant(description string) *oauthError {
-	return &oauthError{http.StatusBadRequest, errInvalidGrant, description}
+	return &oauthError{status: http.StatusBadRequest, code: errInvalidGrant, description: description}
 }
 
 // tokenParams are the parameters of a token request.
@@ -145,8 +150,8 @@ func parseTokenParams(rawQuery, contentType string, body []byte) (tokenParams, *
 			return p, invalidRequest("refresh_token is required with grant_type=refresh_token")
 		}
 	default:
-		return p, &oauthError{http.StatusBadRequest, errUnsupportedGrantType,
-			"grant_type must be certificate or refresh_token"}
+		return p, &oauthError{status: http.StatusBadRequest, code: errUnsupportedGrantType,
+			description: "grant_type must be certificate or refresh_token"}
 	}
 	return p, nil
 }
@@ -171,6 +176,9 @@ func (p *Plugin) serveToken(w http.ResponseWriter, r *http.Request) {
 			oerr = p.internalError(err)
 		}
 		ev.Outcome, ev.Reason = audit.OutcomeFailure, oerr.description
+		if oerr.revoked {
+			ev.Summarise = audit.SummariseNever
+		}
 		p.engine.Audit.Record(ev)
 		writeOAuthError(w, oerr)
 		return
@@ -237,7 +245,7 @@ func (p *Plugin) handleToken(w http.ResponseWriter, r *http.Request, ev *audit.E
 func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, *oauthError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, &oauthError{http.StatusMethodNotAllowed, errInvalidRequest, "the " + endpoint + " endpoint takes POST"}
+		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: errInvalidRequest, description: "the " + endpoint + " endpoint takes POST"}
 	}
 	body, err := smallbody.Read(w, r, maxTokenRequestBytes)
 	if err != nil {
@@ -251,9 +259,9 @@ func readPost(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, 
 func (p *Plugin) internalError(err error) *oauthError {
 	p.engine.LogFailure("token endpoint", err)
 	if errors.Is(err, storage.ErrUnavailable) {
-		return &oauthError{http.StatusServiceUnavailable, errUnavailable, engine.Unavailable(err, "the token store") + " is unavailable; try again later"}
+		return &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: engine.Unavailable(err, "the token store") + " is unavailable; try again later"}
 	}
-	return &oauthError{http.StatusInternalServerError, errServer, "internal error; no token was issued"}
+	return &oauthError{status: http.StatusInternalServerError, code: errServer, description: "internal error; no token was issued"}
 }
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {

@@ -263,10 +263,13 @@ func (p *Plugin) refresh(ctx context.Context, conn *Connector, u *account.User, 
 		now := p.now()
 		switch {
 		case old.Kind == kindUsed:
-			if _, err := p.revokeSuccessors(ctx, old.Successor); err != nil {
+			n, err := p.revokeSuccessors(ctx, old.Successor)
+			if err != nil {
 				return false, err
 			}
-			return false, invalidGrant("the refresh token was already used; the tokens issued in exchange for it are revoked")
+			refused := invalidGrant("the refresh token was already used; the tokens issued in exchange for it are revoked")
+			refused.revoked = n > 0
+			return false, refused
 		case old.Kind != kindRefresh:
 			return false, invalidGrant("the token is not a refresh token")
 		case !now.Before(old.ExpiresAt):

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 func TestCertificateGrantAndBoundToken(t *testing.T) {
@@ -533,5 +534,42 @@ func TestAuditHidesTokens(t *testing.T) {
 		if got := audit.HideCredentials("/p/" + token); got != "/p/"+prefix+"REDACTED" {
 			t.Errorf("HideCredentials of a %s token: %q", prefix, got)
 		}
+	}
+}
+
+// TestAReuseThatRevokesAPairStaysInTheAuditLog: the refusal of a refresh
+// token presented again that revoked the pair issued for it (a stolen
+// token, most likely) records that pair's end: it is stored with a key
+// that audit_max_size never deletes early (32 hex digits after the
+// prefix; a trimmable event's key has 33), and never summarised. A reuse
+// that finds nothing left to revoke may be, as any refusal a client can
+// repeat.
+func TestAReuseThatRevokesAPairStaysInTheAuditLog(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	c1 := f.connector("c1", "alice")
+	first := f.mustToken(c1)
+	if a := f.refreshGrant(c1, first.RefreshToken); a.status != 200 {
+		t.Fatalf("refresh: %+v", a)
+	}
+	for range 2 {
+		if a := f.refreshGrant(c1, first.RefreshToken); a.status != 400 || !strings.Contains(a.Description, "already used") {
+			t.Fatalf("refresh token reuse: %+v", a)
+		}
+	}
+	f.engine.Audit.Flush()
+	var keys []string
+	err := f.engine.Store.Scan(context.Background(), "audit/", func(e storage.Entry) error {
+		if strings.Contains(string(e.Value), "already used") {
+			keys = append(keys, strings.TrimPrefix(e.Key, "audit/"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Newest first: the reuse that found nothing to revoke, then the one that revoked.
+	if len(keys) != 2 || len(keys[1]) != 32 || len(keys[0]) != 33 {
+		t.Fatalf("the reuses' audit keys %q: want the revoking one's kept (32 digits), the other's trimmable (33)", keys)
 	}
 }
