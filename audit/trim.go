@@ -100,11 +100,17 @@ func (l *Log) Bytes() int64 { return l.size.Load() }
 func (l *Log) Trimmed() uint64 { return l.trimmed.Load() }
 
 // countBytes adds the bytes of ops, just stored, to the counters of
-// their events' hours (times, in the order of ops).
+// their events' hours (times, in the order of ops). A trimmable event
+// stored with a time a pass has gone past (trimmedTo: an event kept while
+// the store was down, written once it answers) takes the passes back to
+// its time, so that it is not skipped until a restart.
 func (l *Log) countBytes(ops []storage.Op, times []time.Time, retention time.Duration) {
 	var hour time.Time
 	var n int64
 	for i, op := range ops {
+		if times[i].Before(l.trimmedTo) && trimmableKey(op.Key) {
+			l.trimmedTo = times[i]
+		}
 		if h := times[i].UTC().Truncate(time.Hour); !h.Equal(hour) {
 			l.addBytes(hour, n, retention)
 			hour, n = h, 0
