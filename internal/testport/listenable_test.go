@@ -22,3 +22,20 @@ func TestListenable(t *testing.T) {
 		t.Error("65536 is Listenable")
 	}
 }
+
+// TestPickAvoidsTheOutgoingRange: where the kernel's range for outgoing
+// connections' local ports leaves room below it, the ports handed out
+// lie there, where no outgoing connection can take one between a
+// server's stop and its restart.
+func TestPickAvoidsTheOutgoingRange(t *testing.T) {
+	low := outgoingLow()
+	if low-firstPort < minRoom {
+		t.Skipf("the outgoing range starts at %d: no room below it", low)
+	}
+	for range 50 {
+		port := Free(t)
+		if port < firstPort || port >= low {
+			t.Fatalf("handed out %d; want a port in [%d, %d)", port, firstPort, low)
+		}
+	}
+}

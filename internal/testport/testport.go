@@ -4,8 +4,11 @@ package testport
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -24,9 +27,27 @@ func Free(t testing.TB) int {
 // hands out the same port twice in one process: the kernel may offer a
 // port again as soon as the probe closes it, and two servers of one test
 // given the same port would collide.
+//
+// Ports come from below the range the kernel gives outgoing connections
+// their local ports from (ip_local_port_range), when that leaves room: a
+// port of that range, free when picked, can be taken by any outgoing
+// connection (another test's connection to Redis or to an upstream) in
+// the moment between a server's stop and its restart, and stays taken as
+// long as that connection lasts; a restart then cannot listen there (a CI
+// run's TestRefusalsAnsweredWhileCaddyStopsAreAudited, 20 s of "address
+// already in use"). Otherwise the kernel picks one of that range.
 func Pick() (int, error) {
 	handedOutMu.Lock()
 	defer handedOutMu.Unlock()
+	if low := outgoingLow(); low-firstPort >= minRoom {
+		for range 1000 {
+			port := firstPort + rand.IntN(low-firstPort) //nolint:gosec // G404: a test's port, not a secret
+			if !handedOut[port] && listenableEverywhere(port) {
+				handedOut[port] = true
+				return port, nil
+			}
+		}
+	}
 	for tries := 1; ; tries++ {
 		if tries > 1000 {
 			return 0, errors.New("testport: the kernel offers only ports already handed out")
@@ -42,6 +63,42 @@ func Pick() (int, error) {
 			return port, nil
 		}
 	}
+}
+
+// firstPort is the lowest port Pick chooses below the outgoing range,
+// above the ports services usually listen on; minRoom the fewest ports
+// that range must leave it to choose from.
+const (
+	firstPort = 10000
+	minRoom   = 2000
+)
+
+// outgoingLow is the first port of the kernel's range for outgoing
+// connections' local ports, 0 when it cannot be read (not Linux).
+func outgoingLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0
+	}
+	return low
+}
+
+// listenableEverywhere reports whether port can be listened on, on every
+// address (Caddy's sites listen on ":port").
+func listenableEverywhere(port int) bool {
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err == nil {
+		l.Close()
+	}
+	return err == nil
 }
 
 // handedOut holds the ports Pick has returned.
