@@ -530,14 +530,8 @@ func TestDirectoryPlusAndSpaceTwinIsRefused(t *testing.T) {
 // signs in. Before, the record's status was read by its name alone, found
 // nothing, and the account was blocked as deleted.
 func TestARenamedAccountKeepsItsRecord(t *testing.T) {
-	srv := slapdtest.Start(t)
-	srv.AddUser("ivan", "ivan password", "")
-	s, d := serviceWithDirectory(t, slapdConfig(srv), nil)
+	srv, s, d := renamedIvan(t)
 	ctx := context.Background()
-	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeOK {
-		t.Fatalf("ivan: %d", got)
-	}
-	srv.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
 	rec, err := s.UserByCanonicalName(ctx, "ivan")
 	if err != nil {
 		t.Fatal(err)
@@ -584,14 +578,8 @@ func TestARenamedAccountKeepsItsRecord(t *testing.T) {
 // a record whose name was given to a new entry always was: blocked for
 // both people until an administrator deletes it.
 func TestANameGivenToAnotherEntryIsNotTheRenamedRecords(t *testing.T) {
-	srv := slapdtest.Start(t)
-	srv.AddUser("ivan", "ivan password", "")
-	s, _ := serviceWithDirectory(t, slapdConfig(srv), nil)
+	srv, s, _ := renamedIvan(t)
 	ctx := context.Background()
-	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeOK {
-		t.Fatalf("ivan: %d", got)
-	}
-	srv.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
 	srv.AddUser("ivan", "new ivan password", "")
 	rec, err := s.UserByCanonicalName(ctx, "ivan")
 	if err != nil {
@@ -611,4 +599,19 @@ func TestANameGivenToAnotherEntryIsNotTheRenamedRecords(t *testing.T) {
 			t.Errorf("%s signing in: %+v %v; want blocked", c.name, res, err)
 		}
 	}
+}
+
+// renamedIvan is a directory whose account ivan signed in once, and then
+// was renamed uid=ivan.new (a modrdn), with the service and directory
+// that read it.
+func renamedIvan(t *testing.T) (*slapdtest.Server, *Service, *directory.Directory) {
+	t.Helper()
+	srv := slapdtest.Start(t)
+	srv.AddUser("ivan", "ivan password", "")
+	s, d := serviceWithDirectory(t, slapdConfig(srv), nil)
+	if got := signInOutcome(t, s, "ivan", "ivan password"); got != OutcomeOK {
+		t.Fatalf("ivan: %d", got)
+	}
+	srv.Modify("dn: uid=ivan," + slapdtest.PeopleDN + "\nchangetype: modrdn\nnewrdn: uid=ivan.new\ndeleteoldrdn: 1\n")
+	return srv, s, d
 }
