@@ -362,6 +362,16 @@ func TestESAAppHardTokenAndSMS(t *testing.T) {
 	if out = authenticate("bob", hotp(18)); out["authenticated"] != true {
 		t.Fatalf("the next HOTP after the import: %v", out)
 	}
+	// A .NET client's forms (compatibility.md): the path in another case
+	// with a trailing slash, the code an int (the next one without a
+	// leading zero, which a number cannot carry).
+	c := 19
+	for hotp(c)[0] == '0' {
+		c++
+	}
+	if out = ti.esa(ti.auth, "/Auth/V1/Authenticate/", `{"UserName":"bob","otp":`+hotp(c)+`}`); out["authenticated"] != true {
+		t.Fatalf("HOTP %s as a number, to /Auth/V1/Authenticate/: %v", hotp(c), out)
+	}
 
 	// SMS: provisiontextmessage, start2fa sends the code to the file sender.
 	if out = ti.esa(ti.users, "/manage/users/v1/provisiontextmessage", `{"username":"carol"}`); out["error"] != "ERROR_NONE" {

@@ -52,7 +52,10 @@ const credentialKind = "esa_api"
 const (
 	AuthPrefix   = "/auth/v1/"
 	ManagePrefix = "/manage/users/v1/"
-	profilePath  = ManagePrefix + "profile/"
+	// profileEndpoint is the profile's endpoint under ManagePrefix,
+	// followed by "/{username}" in the GET form.
+	profileEndpoint = "profile"
+	profilePath     = ManagePrefix + profileEndpoint + "/"
 )
 
 // The ESA error codes.
@@ -105,9 +108,43 @@ func CheckPortalURL(s string) (string, error) {
 	return strings.TrimSuffix(s, "/"), nil
 }
 
-// Handles reports whether path belongs to the ESA API.
+// Handles reports whether path belongs to the ESA API, in any case
+// (route).
 func Handles(path string) bool {
-	return strings.HasPrefix(path, AuthPrefix) || strings.HasPrefix(path, ManagePrefix)
+	_, _, ok := route(path)
+	return ok
+}
+
+// route splits a request path into the API it belongs to and the endpoint
+// it names, the part after AuthPrefix or ManagePrefix without one trailing
+// slash. Paths match as the .NET service routes them: in any (ASCII) case,
+// with or without that slash, so "/AUTH/v1/Start2FA/" is start2fa; the
+// endpoint keeps the path's case (a profile's username is in it). ok is
+// false for a path of neither API.
+func route(path string) (api API, endpoint string, ok bool) {
+	switch {
+	case hasPrefixFold(path, AuthPrefix):
+		api, endpoint = AuthAPI, path[len(AuthPrefix):]
+	case hasPrefixFold(path, ManagePrefix):
+		api, endpoint = UserManagementAPI, path[len(ManagePrefix):]
+	default:
+		return 0, "", false
+	}
+	return api, strings.TrimSuffix(endpoint, "/"), true
+}
+
+// hasPrefixFold reports whether s starts with prefix, an ASCII string, in
+// any case. Only ASCII matches: a string of prefix's length in bytes that
+// folds to it holds no wider rune (the Kelvin sign folds to "k" in three
+// bytes).
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// is reports whether endpoint is name, an ASCII endpoint name, in any
+// case.
+func is(endpoint, name string) bool {
+	return len(endpoint) == len(name) && strings.EqualFold(endpoint, name)
 }
 
 // ServeHTTP implements http.Handler for paths where Handles is true.
@@ -119,10 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		emptyStatus(w, r, http.StatusTooEarly)
 		return
 	}
-	api := UserManagementAPI
-	if strings.HasPrefix(r.URL.Path, AuthPrefix) {
-		api = AuthAPI
-	}
+	api, endpoint, _ := route(r.URL.Path)
 	cred, status := h.authorize(r, api)
 	if status != 0 {
 		if status == http.StatusUnauthorized {
@@ -132,22 +166,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{h: h, w: w, r: r, cred: cred}
-	switch path := r.URL.Path; {
-	case path == AuthPrefix+"start2fa":
+	auth, manage := api == AuthAPI, api == UserManagementAPI
+	switch {
+	case auth && is(endpoint, "start2fa"):
 		c.start2fa()
-	case path == AuthPrefix+"authenticate":
+	case auth && is(endpoint, "authenticate"):
 		c.authenticate()
-	case strings.HasPrefix(path, profilePath):
+	case manage && hasPrefixFold(endpoint, profileEndpoint+"/"):
 		c.profile()
-	case path == ManagePrefix+"profile":
+	case manage && is(endpoint, profileEndpoint):
 		c.profileOfBody()
-	case path == ManagePrefix+"unlock":
+	case manage && is(endpoint, "unlock"):
 		c.manage("user unlocked", c.h.svc.Unlock, false)
-	case path == ManagePrefix+"deprovision":
+	case manage && is(endpoint, "deprovision"):
 		c.manage("second factors removed", c.h.svc.Deprovision, false)
-	case path == ManagePrefix+"provisionmobileapp":
+	case manage && is(endpoint, "provisionmobileapp"):
 		c.provisionMobileApp()
-	case path == ManagePrefix+"provisiontextmessage":
+	case manage && is(endpoint, "provisiontextmessage"):
 		c.manage("SMS codes enabled", c.h.svc.EnrolSMS, true)
 	default:
 		emptyStatus(w, r, http.StatusNotFound)
@@ -210,36 +245,65 @@ type Request struct {
 	OTP string `json:"otp"`
 }
 
+// wireRequest is a Request as sent: its members' JSON values.
+type wireRequest struct {
+	Username json.RawMessage `json:"username"`
+	OTP      json.RawMessage `json:"otp"`
+}
+
 // ParseRequest decodes a request body: one JSON object whose "username"
-// and "otp" members, when present, are strings. Member names match in any
-// case ("USERNAME" is "username", as for the real ESA, a .NET service), and
-// no member appears twice in any object of the body, in any case
-// (strictjson), so no other JSON parser reads a different request from the
-// same bytes; other members are ignored, as ESA clients may send more than
-// this API reads.
+// and "otp" members, when present, are strings or whole numbers (a .NET
+// client's int code, 123456, is "123456", as the .NET service's JSON
+// binding reads it into its string member). Member names match in any
+// case ("USERNAME" is "username", as for the real ESA), and no member
+// appears twice in any object of the body, in any case (strictjson), so no
+// other JSON parser reads a different request from the same bytes; other
+// members are ignored, as ESA clients may send more than this API reads.
 func ParseRequest(body []byte) (Request, error) {
-	var req Request
 	// A UTF-8 byte order mark, which .NET's StreamWriter(…, Encoding.UTF8)
 	// writes before the JSON, is no part of it.
 	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
 	if !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
-		return req, errors.New("the request body must be a JSON object")
+		return Request{}, errors.New("the request body must be a JSON object")
 	}
-	err := strictjson.Decode(body, &req, strictjson.IgnoreUnknownAnyCase)
+	var wire wireRequest
+	err := strictjson.Decode(body, &wire, strictjson.IgnoreUnknownAnyCase)
 	var key *strictjson.KeyError
-	var typ *json.UnmarshalTypeError
 	switch {
 	case err == nil:
+		var req Request
+		if req.Username, err = memberText("username", wire.Username); err != nil {
+			return Request{}, err
+		}
+		if req.OTP, err = memberText("otp", wire.OTP); err != nil {
+			return Request{}, err
+		}
 		return req, nil
 	case errors.As(err, &key):
 		return Request{}, key
-	case errors.As(err, &typ):
-		return Request{}, fmt.Errorf("field %q must be a string", typ.Field)
 	case errors.Is(err, strictjson.ErrTrailing):
 		return Request{}, errors.New("the request body holds more than one JSON value")
 	default:
 		return Request{}, errors.New("the request body is not valid JSON")
 	}
+}
+
+// memberText is the text of the member name's JSON value: a string, the
+// digits of a whole number (no sign, fraction or exponent), or "" for an
+// absent or null member.
+func memberText(name string, value json.RawMessage) (string, error) {
+	if len(value) == 0 || string(value) == "null" {
+		return "", nil
+	}
+	if value[0] == '"' {
+		var s string
+		err := json.Unmarshal(value, &s)
+		return s, err // a string strictjson.Decode read: err is nil
+	}
+	if strings.Trim(string(value), "0123456789") == "" {
+		return string(value), nil
+	}
+	return "", fmt.Errorf("field %q must be a string", name)
 }
 
 // call is one API request being served.
@@ -513,7 +577,12 @@ func (c *call) profile() {
 	}
 	out := profileResponse{CredentialType: []twofactor.Type{}}
 	answer := func(r reply) { out.reply = r; c.write(out) }
-	escaped := strings.TrimPrefix(c.r.URL.EscapedPath(), profilePath)
+	// The username as escaped in the path (route matched the rest in any
+	// case, and a trailing slash may follow it).
+	escaped := c.r.URL.EscapedPath()
+	if hasPrefixFold(escaped, profilePath) {
+		escaped = strings.TrimSuffix(escaped[len(profilePath):], "/")
+	}
 	username, err := url.PathUnescape(escaped)
 	if err != nil || strings.Contains(escaped, "/") {
 		answer(fault("the profile path must be " + profilePath + "{username}, with the username URL-encoded"))

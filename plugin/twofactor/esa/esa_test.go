@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,7 +141,7 @@ func TestHTTPLevelErrorsHaveEmptyBodies(t *testing.T) {
 
 func TestAPIErrors(t *testing.T) {
 	v := newEnv(t)
-	for _, body := range []string{"", "not json", "[1]", `{"username":5}`, `{"username":"a"} {}`, `{"username":""}`,
+	for _, body := range []string{"", "not json", "[1]", `{"username":true}`, `{"username":5.5}`, `{"username":-5}`, `{"username":"a"} {}`, `{"username":""}`,
 		`{"username":"a","username":"b"}`, `{"username":null}`, `{"username":"a"`} {
 		out := v.call("POST", "/auth/v1/start2fa", body)
 		if msg, _ := out["error_message"].(string); out["error"] != ErrorFault || msg == "" {
@@ -286,7 +287,7 @@ func TestProvisionMobileAppNeedsPortal(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"username":"a","otp":"123456"}`, `{}`, `[]`, `{"username":1}`, "", `{"username":"\u0000"}`, `{"a":{"b":[1,2,{}]}}`, `{"USERNAME":"x"}`, `{"username":"a","Username":"b"}`} {
+	for _, s := range []string{`{"username":"a","otp":"123456"}`, `{}`, `[]`, `{"username":1}`, `{"username":"a","otp":123456}`, `{"otp":1.5e3}`, "", `{"username":"\u0000"}`, `{"a":{"b":[1,2,{}]}}`, `{"USERNAME":"x"}`, `{"username":"a","Username":"b"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -299,12 +300,24 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted %q, which is not one JSON object", body)
 		}
 		// Member names match in any case; a name twice (in any case) is refused.
+		// A whole number is its digits.
 		member := func(name string) string {
 			for k, v := range obj {
-				if strings.EqualFold(k, name) {
-					s, _ := v.(string)
-					return s
+				if !strings.EqualFold(k, name) {
+					continue
 				}
+				if n, isNumber := v.(float64); isNumber {
+					digits := req.Username
+					if name == "otp" {
+						digits = req.OTP
+					}
+					if f, err := strconv.ParseFloat(digits, 64); err != nil || f != n || strings.Trim(digits, "0123456789") != "" {
+						t.Fatalf("%s %v decoded as %q", name, n, digits)
+					}
+					return digits
+				}
+				s, _ := v.(string)
+				return s
 			}
 			return ""
 		}
@@ -324,10 +337,11 @@ func TestParseRequestStrictKeys(t *testing.T) {
 		`{"username":"bob","USERNAME":"carol"}`:     `field "USERNAME" appears more than once`,
 		`{"username":"bob","username":"carol"}`:     `field "username" appears more than once`,
 		`{"username":"bob","client":{"v":1,"v":2}}`: `field "client.v" appears more than once`,
-		`{"username":1}`:        `field "username" must be a string`,
-		`null`:                  "must be a JSON object",
-		`{"username":"bob"} {}`: "more than one JSON value",
-		`{"username":"bob"`:     "not valid JSON",
+		`{"username":true}`:                         `field "username" must be a string`,
+		`{"otp":1e6}`:                               `field "otp" must be a string`,
+		`null`:                                      "must be a JSON object",
+		`{"username":"bob"} {}`:                     "more than one JSON value",
+		`{"username":"bob"`:                         "not valid JSON",
 	} {
 		if _, err := ParseRequest([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error containing %q", body, err, want)
@@ -393,6 +407,65 @@ func TestWireFidelity(t *testing.T) {
 		if out := v.call("POST", "/auth/v1/start2fa", body); out["error"] != ErrorUserNotFound {
 			t.Errorf("%s: %v; want ERROR_USER_NOT_FOUND", body, out)
 		}
+	}
+}
+
+// TestDotNetClientForms: requests the .NET ESA service answers, as its
+// routing and JSON binding read them, are answered alike: a path in
+// another case or with a trailing slash (an outside client's
+// "/AUTH/v1/Start2FA/" went to the next handler, an empty 200 where
+// nothing followed), and a code or a name sent as a whole number (an int
+// code, 123456, was refused with ERROR_FAULT).
+func TestDotNetClientForms(t *testing.T) {
+	v := newEnv(t)
+	v.user("alice", "+421900111222")
+	v.user("1234", "")
+	for _, path := range []string{"/AUTH/v1/Start2FA", "/auth/V1/start2fa/", "/Auth/v1/START2FA/"} {
+		if !Handles(path) {
+			t.Errorf("%s is not the ESA API's", path)
+		}
+		if out := v.call("POST", path, `{"username":"alice"}`); out["error"] != ErrorNone || fmt.Sprint(out["expected_otp"]) != "[]" {
+			t.Errorf("%s: %v", path, out)
+		}
+	}
+	if out := v.call("POST", "/auth/v1/start2fa", `{"username":1234}`); out["error"] != ErrorNone {
+		t.Errorf("a name sent as a number: %v", out)
+	}
+	for _, path := range []string{"/Manage/Users/V1/Profile/alice", "/manage/users/v1/PROFILE/al%69ce/"} {
+		if out := v.call("GET", path, ""); out["error"] != ErrorNone || out["username"] != "alice" {
+			t.Errorf("%s: %v", path, out)
+		}
+	}
+	if out := v.call("GET", "/manage/users/v1/profile/Alice", ""); out["username"] != "alice" {
+		t.Errorf("the username keeps its case to the look-up: %v", out)
+	}
+	if out := v.call("POST", "/manage/users/v1/Profile/", `{"username":"alice"}`); out["error"] != ErrorNone || out["username"] != "alice" {
+		t.Errorf("the profile POSTed with a trailing slash: %v", out)
+	}
+	for _, path := range []string{"/auth/v1/start2fa//", "/manage/u\u017fers/v1/unlock", "/manage/users/v1/unloc\u212a", "/auth/v2/start2fa"} {
+		if Handles(path) && v.do("POST", path, `{"username":"alice"}`, basicAuth(v.both.Username, v.both.Password)).Code != http.StatusNotFound {
+			t.Errorf("%s is answered", path)
+		}
+	}
+
+	out := v.call("POST", "/manage/users/v1/provisionmobileapp", `{"username":"alice"}`)
+	link, _ := out["installation_url"].(string)
+	en, err := v.h.svc.RedeemEnrolmentLink(context.Background(), link[strings.Index(link, "t=")+2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A code without a leading zero, which a number cannot carry (one of
+	// three steps the check accepts).
+	var code string
+	for _, at := range []time.Duration{0, -30 * time.Second, 30 * time.Second} {
+		if c, _ := totp.GenerateCode(en.Secret, time.Now().Add(at)); c[0] != '0' {
+			code = c
+			break
+		}
+	}
+	out = v.call("POST", "/auth/v1/AUTHENTICATE/", `{"username":"alice","otp":`+code+`}`)
+	if out["authenticated"] != true || out["error"] != ErrorNone {
+		t.Fatalf("a code sent as a number (%s): %v", code, out)
 	}
 }
 
