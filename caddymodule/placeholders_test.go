@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/conncount"
 	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/sms"
 )
 
@@ -119,4 +120,31 @@ func TestSMSWebhookPlaceholders(t *testing.T) {
 		!strings.Contains(err.Error(), "Authorization") || !strings.Contains(err.Error(), keyFile) || strings.Contains(err.Error(), "file-key") {
 		t.Fatalf("start with a header value ending in a line break: %v; want an error naming the header and the placeholder, not the key", err)
 	}
+}
+
+// TestReloadClosesTheSMSGatewaysConnections: the context Caddy cancels
+// when a reload or the exit lets go of a config closes the webhook
+// sender's connection to the gateway (an outside review saw it outlive
+// the reload by the transport's idle timeout, 90 s).
+func TestReloadClosesTheSMSGatewaysConnections(t *testing.T) {
+	gateway := conncount.Start(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &App{DataDir: t.TempDir(), SMSRaw: json.RawMessage(`{"sender":"webhook","url":"` + gateway.URL + `"}`)}
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.smsSender.Send(t.Context(), sms.Message{To: "+15550100", Message: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	if gateway.Open() != 1 {
+		t.Fatalf("%d connections to the gateway after a text; want the one kept for the next", gateway.Open())
+	}
+	_ = a.Stop()
+	cancel() // what Caddy does to the old config's context
+	_ = a.cleanup(true)
+	gateway.WaitAllClosed(t, "after the config was let go of")
 }

@@ -191,6 +191,15 @@ func (wh *SMSWebhook) Provision(caddy.Context) error {
 // Send implements sms.Sender.
 func (wh *SMSWebhook) Send(ctx context.Context, m sms.Message) error { return wh.sender.Send(ctx, m) }
 
+// Cleanup implements caddy.CleanerUpper: the connections to the gateway
+// close when a reload or the exit lets go of this sender (Webhook.Close).
+func (wh *SMSWebhook) Cleanup() error {
+	if wh.sender == nil { // provisioning failed
+		return nil
+	}
+	return wh.sender.Close()
+}
+
 // parseSMS parses the sms sub-option of the gatehouse global option:
 //
 //	sms file <path>
@@ -478,6 +487,7 @@ var (
 	_ sms.Sender                  = (*SMSWebhook)(nil)
 	_ caddy.Provisioner           = (*SMSFile)(nil)
 	_ caddy.Provisioner           = (*SMSWebhook)(nil)
+	_ caddy.CleanerUpper          = (*SMSWebhook)(nil)
 	_ caddy.Provisioner           = (*ESAHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*ESAHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*ESAHandler)(nil)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/conncount"
 )
 
 func TestFileAppendsJSONLines(t *testing.T) {
@@ -165,4 +167,27 @@ func TestWebhookOptionsValidation(t *testing.T) {
 			t.Errorf("%+v accepted", o)
 		}
 	}
+}
+
+// TestClosedWebhookKeepsNoConnection: after Close (a config reload let go
+// of the sender), the connection kept for the next message is closed, and
+// one a send in flight used is not kept either; such a send still works.
+// Before, each stayed open for the transport's idle timeout, 90 s.
+func TestClosedWebhookKeepsNoConnection(t *testing.T) {
+	gateway := conncount.Start(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	w := newWebhook(t, WebhookOptions{URL: gateway.URL})
+	if err := w.Send(context.Background(), Message{To: "+1555", Message: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if gateway.Open() != 1 {
+		t.Fatalf("%d connections open after a send; want the one kept for the next", gateway.Open())
+	}
+	w.Close()
+	gateway.WaitAllClosed(t, "after Close")
+	if err := w.Send(context.Background(), Message{To: "+1555", Message: "2"}); err != nil {
+		t.Fatalf("a send after Close: %v", err)
+	}
+	gateway.WaitAllClosed(t, "after a send that followed Close")
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ type Webhook struct {
 	retries int
 	client  *http.Client
 	backoff time.Duration
+	// closed is set by Close: a send still in flight then leaves no idle
+	// connection behind.
+	closed atomic.Bool
 }
 
 // WebhookOptions configure a Webhook.
@@ -68,8 +72,23 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 		retries: opts.Retries, client: opts.Client, backoff: 200 * time.Millisecond}, nil
 }
 
+// Close closes the connections to the gateway kept for the next message,
+// and those of a send still in flight once it ends: a sender a config
+// reload replaced would otherwise hold them for the transport's idle
+// timeout (90 s). A send after Close still works, on a new connection.
+func (w *Webhook) Close() error {
+	w.closed.Store(true)
+	w.client.CloseIdleConnections()
+	return nil
+}
+
 // Send implements Sender.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
+	defer func() {
+		if w.closed.Load() {
+			w.client.CloseIdleConnections()
+		}
+	}()
 	body, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding SMS: %v", err)
