@@ -149,16 +149,28 @@ func refuseEmpty(flags ...string) func(c *cobra.Command, _ []string) error {
 	}
 }
 
+// maxAnswerBytes bounds the answer call reads (an audit page of 10 000
+// events is a few MiB).
+const maxAnswerBytes = 64 << 20
+
 // call makes one admin API call and prints its answer (indented when it
 // is JSON); an error answer (4xx/5xx) is returned with the server's
-// message.
+// message. An answer cut short (the connection lost, Caddy stopped) or
+// over maxAnswerBytes is an error and nothing is printed: a script saving
+// the output must not take part of it for the whole.
 func (a *adminClient) call(method, path string, body any) error {
 	resp, err := a.send(method, path, body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
+	case len(raw) > maxAnswerBytes:
+		return fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
+	}
 	if len(raw) > 0 {
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, raw, "", "  ") == nil {
