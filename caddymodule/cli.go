@@ -15,6 +15,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 )
 
 func init() {
@@ -84,16 +86,19 @@ func apiCommand(a *adminClient) *cobra.Command {
 		Use: "api <METHOD> <path> [json-body | -]", Short: "Call any admin endpoint (- reads the body from stdin)", Args: cobra.RangeArgs(2, 3),
 		RunE: func(c *cobra.Command, args []string) error {
 			var body any
-			switch {
-			case len(args) == 3 && args[2] == "-":
-				// From stdin: a body with a secret stays off the command line.
-				raw, err := io.ReadAll(io.LimitReader(c.InOrStdin(), 64<<20))
-				if err != nil {
-					return fmt.Errorf("reading the body from stdin: %v", err)
+			if len(args) == 3 {
+				raw := []byte(args[2])
+				if args[2] == "-" {
+					// From stdin: a body with a secret stays off the command line.
+					var err error
+					if raw, err = readStdin(c.InOrStdin(), "the body"); err != nil {
+						return err
+					}
+				}
+				if !json.Valid(raw) {
+					return fmt.Errorf("api: the body is not one JSON value: %v", json.Unmarshal(raw, new(any)))
 				}
 				body = json.RawMessage(raw)
-			case len(args) == 3:
-				body = json.RawMessage(args[2])
 			}
 			return a.call(strings.ToUpper(args[0]), args[1], body)
 		},
@@ -128,11 +133,30 @@ func readSecret(c *cobra.Command, what string, confirm bool) (string, error) {
 		}
 		return string(first), err
 	}
-	line, err := bufio.NewReader(c.InOrStdin()).ReadString('\n')
+	// Bounded: a first line longer than any request the admin API takes is
+	// no secret (a file named by mistake, a stream without an end).
+	line, err := bufio.NewReader(io.LimitReader(c.InOrStdin(), adminapi.MaxBodyBytes+1)).ReadString('\n')
 	if err != nil && err != io.EOF {
 		return "", fmt.Errorf("reading the %s from stdin: %v", what, err)
 	}
+	if len(line) > adminapi.MaxBodyBytes {
+		return "", fmt.Errorf("the first line of stdin is over %d bytes: not a %s", adminapi.MaxBodyBytes, what)
+	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// readStdin reads what (e.g. "the body") from in, whole, refusing more
+// than the admin API takes in a request (adminapi.MaxBodyBytes) rather
+// than reading without bound or sending it cut short.
+func readStdin(in io.Reader, what string) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(in, adminapi.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from stdin: %v", what, err)
+	}
+	if len(raw) > adminapi.MaxBodyBytes {
+		return nil, fmt.Errorf("%s on stdin is over %d bytes, more than the admin API takes", what, adminapi.MaxBodyBytes)
+	}
+	return raw, nil
 }
 
 // refuseEmpty is a cobra.Command.PreRunE refusing the flags named that

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 )
 
 // Gatehouse's AnswerHeader; it counts the calls but HEADs.
@@ -46,5 +50,50 @@ func TestCallFailsOnAnAnswerCutShort(t *testing.T) {
 				t.Errorf("printed %d bytes of a failed answer", out.Len())
 			}
 		})
+	}
+}
+
+// sent cut short (a body over the old 64 MiB bound lost its tail).
+func TestStdinIsBounded(t *testing.T) {
+	long := strings.Repeat(" ", adminapi.MaxBodyBytes)
+	c := &cobra.Command{}
+	c.SetIn(strings.NewReader("x" + long))
+	if _, err := readSecret(c, "password", true); err == nil || !strings.Contains(err.Error(), "not a password") {
+		t.Errorf("an overlong first line: %v", err)
+	}
+	c.SetIn(strings.NewReader("secret\n" + long))
+	if got, err := readSecret(c, "password", true); err != nil || got != "secret" {
+		t.Errorf("a first line before much more: %q, %v", got, err)
+	}
+
+	a, _, calls := fakeAdmin(t, func(http.ResponseWriter, *http.Request) {})
+	api := apiCommand(a)
+	api.SetArgs([]string{"POST", "/gatehouse/users", "-"})
+	api.SetIn(strings.NewReader("{}" + long))
+	api.SetOut(&bytes.Buffer{})
+	api.SetErr(&bytes.Buffer{})
+	if err := api.Execute(); err == nil || !strings.Contains(err.Error(), "more than the admin API takes") {
+		t.Errorf("api - with an overlong body: %v", err)
+	}
+	if calls.Load() != 0 {
+		t.Error("the overlong body was sent")
+	}
+}
+
+// "json: error calling MarshalJSON for type json.RawMessage").
+func TestAPIBodyMustBeJSON(t *testing.T) {
+	a, _, calls := fakeAdmin(t, func(http.ResponseWriter, *http.Request) {})
+	for _, args := range [][]string{{"POST", "/gatehouse/users", "not json"}, {"POST", "/gatehouse/users", "-"}} {
+		api := apiCommand(a)
+		api.SetArgs(args)
+		api.SetIn(strings.NewReader(""))
+		api.SetOut(&bytes.Buffer{})
+		api.SetErr(&bytes.Buffer{})
+		if err := api.Execute(); err == nil || !strings.Contains(err.Error(), "not one JSON value") {
+			t.Errorf("api %q: %v", args, err)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Error("a body that is not JSON was sent")
 	}
 }
