@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -119,19 +121,7 @@ func rolePath(name string) string { return "/gatehouse/roles/" + url.PathEscape(
 // echo after a prompt on stderr, twice when confirm is set.
 func readSecret(c *cobra.Command, what string, confirm bool) (string, error) {
 	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // G115: a file descriptor fits an int
-		fmt.Fprintf(c.ErrOrStderr(), "%s: ", what)
-		first, err := term.ReadPassword(int(f.Fd())) //nolint:gosec // G115: as above
-		fmt.Fprintln(c.ErrOrStderr())
-		if err != nil || !confirm {
-			return string(first), err
-		}
-		fmt.Fprintf(c.ErrOrStderr(), "%s again: ", what)
-		again, err := term.ReadPassword(int(f.Fd())) //nolint:gosec // G115: as above
-		fmt.Fprintln(c.ErrOrStderr())
-		if err == nil && string(again) != string(first) {
-			err = fmt.Errorf("the two %ss differ", what)
-		}
-		return string(first), err
+		return promptSecret(int(f.Fd()), c.ErrOrStderr(), what, confirm) //nolint:gosec // G115: as above
 	}
 	// Bounded: a first line longer than any request the admin API takes is
 	// no secret (a file named by mistake, a stream without an end).
@@ -143,6 +133,56 @@ func readSecret(c *cobra.Command, what string, confirm bool) (string, error) {
 		return "", fmt.Errorf("the first line of stdin is over %d bytes: not a %s", adminapi.MaxBodyBytes, what)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// promptSecret is readSecret from the terminal fd. The terminal's echo,
+// which term.ReadPassword turns off while the secret is typed, is turned
+// on again when the command is interrupted at the prompt (Ctrl-C), where
+// the shell would otherwise be left not echoing what is typed.
+func promptSecret(fd int, prompt io.Writer, what string, confirm bool) (string, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", fmt.Errorf("reading the %s from the terminal: %v", what, err)
+	}
+	stop := onInterrupt(func() {
+		_ = term.Restore(fd, state)
+		fmt.Fprintln(prompt)
+	})
+	defer stop()
+	fmt.Fprintf(prompt, "%s: ", what)
+	first, err := term.ReadPassword(fd)
+	fmt.Fprintln(prompt)
+	if err != nil || !confirm {
+		return string(first), err
+	}
+	fmt.Fprintf(prompt, "%s again: ", what)
+	again, err := term.ReadPassword(fd)
+	fmt.Fprintln(prompt)
+	if err == nil && string(again) != string(first) {
+		err = fmt.Errorf("the two %ss differ", what)
+	}
+	return string(first), err
+}
+
+// onInterrupt runs cleanup and exits with status 130, as a shell reports
+// an interrupted command, when the command is interrupted (SIGINT,
+// SIGTERM) before stop is called.
+func onInterrupt(cleanup func()) (stop func()) {
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-interrupted:
+			cleanup()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(interrupted)
+		close(done)
+	}
 }
 
 // readStdin reads what (e.g. "the body") from in, whole, refusing more

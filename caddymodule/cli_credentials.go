@@ -8,10 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -283,22 +281,13 @@ func writePackage(a *adminClient, name, password, output string, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("package: --output: %v (it must be a new file)", err)
 	}
-	interrupted := make(chan os.Signal, 1)
-	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-interrupted:
-			_ = os.Remove(output)
-			fmt.Fprintf(stderr, "package: interrupted; %s removed. The certificate of connector %s may have been replaced already "+
-				"('connectors get %s' shows its serial): run package again\n", output, name, name)
-			os.Exit(130)
-		case <-done:
-		}
-	}()
+	stop := onInterrupt(func() {
+		_ = os.Remove(output)
+		fmt.Fprintf(stderr, "package: interrupted; %s removed. The certificate of connector %s may have been replaced already "+
+			"('connectors get %s' shows its serial): run package again\n", output, name, name)
+	})
 	zipped, err := fetchPackage(a, name, password)
-	signal.Stop(interrupted)
-	close(done)
+	stop()
 	if err == nil {
 		_, err = f.Write(zipped)
 		if closeErr := f.Close(); err == nil {
