@@ -260,11 +260,13 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 	if strings.Contains(a.address, "://") && !strings.HasPrefix(a.address, "unix/") {
 		return nil, fmt.Errorf("--address %q: want host:port (or unix//path), not a URL", a.address)
 	}
-	var reader io.Reader
-	if body != nil {
+	if body != nil || strings.HasPrefix(route, "/gatehouse/") {
 		if err := a.checkEndpoint(); err != nil {
 			return nil, err
 		}
+	}
+	var reader io.Reader
+	if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -285,16 +287,25 @@ func (a *adminClient) send(method, path string, body any) (*http.Response, error
 }
 
 // checkEndpoint asks the admin endpoint for the admin API's OpenAPI
-// document, once, before the first call with a body: a body may hold a
-// secret (a password, a package's password), which must not go to
-// whatever else answers at a wrong --address.
+// document, once, before the first call with a body or to a /gatehouse/
+// path: a body may hold a secret (a password, a package's password),
+// which must not go to whatever else answers at a wrong --address, and
+// an error answer of whatever else (a 404 of another web server) must
+// not read as Gatehouse's (a script deprovisioning users takes a 404 for
+// "already deleted").
 func (a *adminClient) checkEndpoint() error {
 	if a.checked {
 		return nil
 	}
 	resp, err := caddycmd.AdminAPIRequest(a.address, http.MethodHead, AdminOpenAPIPath, nil, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %v; is --address the admin endpoint of the Caddy with Gatehouse?", a.address, err)
+	switch {
+	case err != nil && isErrorAnswer(err):
+		// Gatehouse answers every HEAD of the document; the status is left
+		// out, so that the error does not pass for an admin API answer.
+		return fmt.Errorf("%s answered HEAD %s with an error, where Gatehouse answers the document: is --address the admin endpoint of the Caddy with Gatehouse?",
+			a.address, AdminOpenAPIPath)
+	case err != nil:
+		return a.explain(err)
 	}
 	resp.Body.Close()
 	if err := a.gatehouseAnswered(resp); err != nil {
@@ -309,10 +320,16 @@ func (a *adminClient) checkEndpoint() error {
 // an error answer of the endpoint (4xx/5xx, with the server's message)
 // stays as it is.
 func (a *adminClient) explain(err error) error {
-	if strings.HasPrefix(err.Error(), "caddy responded with error") {
+	if isErrorAnswer(err) {
 		return err
 	}
 	return fmt.Errorf("%v; is Caddy running, and --address %q its admin endpoint (host:port or unix//path; default localhost:2019)?", err, a.address)
+}
+
+// isErrorAnswer reports whether err, an error of AdminAPIRequest, is an
+// error answer (4xx/5xx) of the endpoint, not a call that reached none.
+func isErrorAnswer(err error) bool {
+	return strings.HasPrefix(err.Error(), "caddy responded with error")
 }
 
 // gatehouseAnswered refuses an answer without Gatehouse's AnswerHeader.

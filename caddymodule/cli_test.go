@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 )
 
+// fakeAdmin is an admin endpoint answering every call with answer, with
 // Gatehouse's AnswerHeader; it counts the calls but HEADs.
 func fakeAdmin(t *testing.T, answer http.HandlerFunc) (*adminClient, *bytes.Buffer, *atomic.Int32) {
 	t.Helper()
@@ -30,6 +31,9 @@ func fakeAdmin(t *testing.T, answer http.HandlerFunc) (*adminClient, *bytes.Buff
 	return &adminClient{address: strings.TrimPrefix(srv.URL, "http://"), out: out}, out, &calls
 }
 
+// TestCallFailsOnAnAnswerCutShort: an answer that ends before its length
+// (the connection lost, Caddy stopped mid-answer) or is over the bound is
+// an error, with nothing printed; it was printed in part with exit status
 // 0, and a script saving a listing took the part for the whole.
 func TestCallFailsOnAnAnswerCutShort(t *testing.T) {
 	for name, answer := range map[string]http.HandlerFunc{
@@ -53,6 +57,9 @@ func TestCallFailsOnAnAnswerCutShort(t *testing.T) {
 	}
 }
 
+// TestStdinIsBounded: a secret's first line and the api command's body
+// from stdin are refused past what the admin API takes in a request, not
+// read without bound (a password from a stream without a newline) nor
 // sent cut short (a body over the old 64 MiB bound lost its tail).
 func TestStdinIsBounded(t *testing.T) {
 	long := strings.Repeat(" ", adminapi.MaxBodyBytes)
@@ -80,6 +87,8 @@ func TestStdinIsBounded(t *testing.T) {
 	}
 }
 
+// TestAPIBodyMustBeJSON: the api command's body, given or on stdin, is
+// checked before any call and refused in words that say so (it was
 // "json: error calling MarshalJSON for type json.RawMessage").
 func TestAPIBodyMustBeJSON(t *testing.T) {
 	a, _, calls := fakeAdmin(t, func(http.ResponseWriter, *http.Request) {})
@@ -95,5 +104,19 @@ func TestAPIBodyMustBeJSON(t *testing.T) {
 	}
 	if calls.Load() != 0 {
 		t.Error("a body that is not JSON was sent")
+	}
+}
+
+// TestErrorAnswerOfAnotherServerIsNotGatehouses: an error answer at a
+// wrong --address (another web server's 404 page) fails as a wrong
+// address, never as "HTTP 404", which a script deprovisioning users reads
+// as "already deleted"; only a body-carrying call was checked first.
+func TestErrorAnswerOfAnotherServerIsNotGatehouses(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	a := &adminClient{address: strings.TrimPrefix(srv.URL, "http://"), out: &bytes.Buffer{}}
+	err := a.call(http.MethodDelete, "/gatehouse/users/alice", nil)
+	if err == nil || strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "is --address the admin endpoint") {
+		t.Errorf("a 404 of another server: %v", err)
 	}
 }
