@@ -28,12 +28,13 @@ func init() {
 		Short: "Manages Gatehouse users, roles and credentials through the admin API",
 		Long: `
 Manages a running Gatehouse through Caddy's admin endpoint (--address,
-default localhost:2019). Every subcommand but 'migrate', 'tag-records' and
-'rotate-signing-key' is a thin wrapper of an admin API call and prints its
-JSON answer; 'api' makes any call of the admin API. 'migrate' copies the
-state between stores offline, 'tag-records' tags the records of a store
-written by a version before record tags, and 'rotate-signing-key' retires
-the identity assertions' signing key, all three without the admin API.`,
+default $CADDY_ADMIN, else localhost:2019). Every subcommand but
+'migrate', 'tag-records' and 'rotate-signing-key' is a thin wrapper of an
+admin API call and prints its JSON answer; 'api' makes any call of the
+admin API. 'migrate' copies the state between stores offline,
+'tag-records' tags the records of a store written by a version before
+record tags, and 'rotate-signing-key' retires the identity assertions'
+signing key, all three without the admin API.`,
 		CobraFunc: buildCLI,
 	})
 }
@@ -41,7 +42,7 @@ the identity assertions' signing key, all three without the admin API.`,
 func buildCLI(cmd *cobra.Command) {
 	asGroup(cmd)
 	a := &adminClient{out: cmd.OutOrStdout()}
-	cmd.PersistentFlags().StringVar(&a.address, "address", caddy.DefaultAdminListen, "Caddy admin endpoint (default: $CADDY_ADMIN, else localhost:2019; unix//path for a socket)")
+	cmd.PersistentFlags().StringVar(&a.address, "address", caddy.DefaultAdminListen, "Caddy admin endpoint: host:port, or unix//path for a socket (default: $CADDY_ADMIN, else localhost:2019)")
 	cmd.AddCommand(usersCommand(a), rolesCommand(a), sessionsCommand(a), directoryCommand(a), otpCommand(a),
 		appKeysCommand(a), connectorsCommand(a), tokensCommand(a), apiCredentialsCommand(a), auditCommand(a), apiCommand(a),
 		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())

@@ -37,7 +37,7 @@ func usersCommand(a *adminClient) *cobra.Command {
 	}
 	add.Flags().StringSliceVar(&roles, "role", nil, "role to grant (repeatable)")
 	add.Flags().StringVar(&mobile, "mobile", "", "mobile number for SMS codes")
-	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin (typed twice at a prompt when stdin is a terminal)")
 	var noRoles bool
 	setRoles := &cobra.Command{
 		Use: "set-roles <username> <role>...", Short: "Replace a user's roles (--none: take every role away)", Args: cobra.MinimumNArgs(1),
@@ -53,7 +53,7 @@ func usersCommand(a *adminClient) *cobra.Command {
 	}
 	setRoles.Flags().BoolVar(&noRoles, "none", false, "take every role away")
 	setPassword := &cobra.Command{
-		Use: "set-password <username>", Short: "Set a user's password, read from the first line of stdin", Args: cobra.ExactArgs(1),
+		Use: "set-password <username>", Short: "Set a user's password, read from the first line of stdin (typed twice at a prompt when stdin is a terminal)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			pw, err := readSecret(c, "password", true)
 			if err != nil {
