@@ -306,16 +306,7 @@ func TestPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, zf := range zr.File {
-		rc, _ := zf.Open()
-		files[zf.Name], _ = io.ReadAll(rc)
-		rc.Close()
-	}
+	files := unzipPackage(t, zipped)
 	key, cert, chain, err := pkcs12.DecodeChain(files[PackagePFX], "pässwörd-123")
 	if err != nil {
 		t.Fatalf("certificates.pfx does not open with the password: %v", err)
@@ -340,6 +331,26 @@ func TestPackage(t *testing.T) {
 	if a := f.certificateGrant(old); a.status != 401 {
 		t.Errorf("the previous certificate still works after a package: %+v", a)
 	}
+}
+
+// unzipPackage reads a package's files, checking that each is its
+// owner's alone once unzipped.
+func unzipPackage(t *testing.T, zipped []byte) map[string][]byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, zf := range zr.File {
+		if mode := zf.Mode(); mode != 0o600 {
+			t.Errorf("%s unzips with mode %v; want -rw-------", zf.Name, mode)
+		}
+		rc, _ := zf.Open()
+		files[zf.Name], _ = io.ReadAll(rc)
+		rc.Close()
+	}
+	return files
 }
 
 // TestIssueChecksTheCAsExpiryNotTheValidity: a short validity is issued

@@ -184,7 +184,11 @@ func zipFiles(modified time.Time, entries ...zipEntry) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	for _, e := range entries {
-		f, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate, Modified: modified})
+		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate, Modified: modified}
+		// Unzipped, the files are their owner's alone (unzip restores a
+		// Unix mode): certificates.pfx can be tried offline.
+		h.SetMode(0o600)
+		f, err := zw.CreateHeader(h)
 		if err != nil {
 			return nil, err
 		}
