@@ -197,7 +197,7 @@ func connectorsCommand(a *adminClient) *cobra.Command {
 	}
 	reissue.Flags().StringVar(&reissueCSR, "csr", "", "a PEM certificate request: the certificate is for its key, and no private key is printed")
 
-	var output string
+	var output, format string
 	pkg := &cobra.Command{
 		Use: "package <name> --output <file.zip>", Args: cobra.ExactArgs(1),
 		Short: "Issue a new certificate as a package for the client, encrypted with a password from stdin",
@@ -217,11 +217,13 @@ working at once.`,
 			if password == "" {
 				return errors.New("package: no password (it encrypts the package's certificates.pfx)")
 			}
-			return writePackage(a, args[0], password, output, c.OutOrStdout(), c.ErrOrStderr())
+			return writePackage(a, args[0], password, format, output, c.OutOrStdout(), c.ErrOrStderr())
 		},
 	}
 	pkg.Flags().StringVarP(&output, "output", "o", "", "the file to write the package to, which must not exist ('-': stdout)")
 	_ = pkg.MarkFlagRequired("output")
+	pkg.Flags().StringVar(&format, "format", "", `how certificates.pfx is encrypted: "modern" (the default, AES-256) or "legacy" `+
+		`(SHA-1 and 3DES, far cheaper to guess the password of: only for clients that cannot read the default, such as macOS Keychain and iOS)`)
 
 	connectors.AddCommand(create, reissue, pkg,
 		simple("list", "List connectors", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/connectors", nil) }),
@@ -258,17 +260,17 @@ func addCSR(body map[string]any, csrFile string) error {
 	return nil
 }
 
-// writePackage asks for connector name's package, encrypted with password,
-// and writes it to output ("-": stdout). The file is created, new and
+// writePackage asks for connector name's package, encrypted with password
+// in format (the server's default when empty), and writes it to output ("-": stdout). The file is created, new and
 // private, before the call, which replaces the connector's certificate:
 // a package with nowhere to go is not issued. It is removed again when
 // the call fails, or when the command is interrupted during the call.
-func writePackage(a *adminClient, name, password, output string, stdout, stderr io.Writer) error {
+func writePackage(a *adminClient, name, password, format, output string, stdout, stderr io.Writer) error {
 	if output == "-" {
 		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // G115: a file descriptor fits an int
 			return errors.New("package: stdout is a terminal; name a file with --output, or redirect stdout")
 		}
-		zipped, err := fetchPackage(a, name, password)
+		zipped, err := fetchPackage(a, name, password, format)
 		if err != nil {
 			return err
 		}
@@ -286,7 +288,7 @@ func writePackage(a *adminClient, name, password, output string, stdout, stderr 
 		fmt.Fprintf(stderr, "package: interrupted; %s removed. The certificate of connector %s may have been replaced already "+
 			"('connectors get %s' shows its serial): run package again\n", output, name, name)
 	})
-	zipped, err := fetchPackage(a, name, password)
+	zipped, err := fetchPackage(a, name, password, format)
 	stop()
 	if err == nil {
 		_, err = f.Write(zipped)
@@ -317,10 +319,15 @@ func lostPackage(name string, err error) error {
 // maxPackageBytes bounds the package read into memory (a few KiB).
 const maxPackageBytes = 1 << 20
 
-// fetchPackage makes the package call for connector name and returns the
+// fetchPackage makes the package call for connector name (format as in
+// writePackage) and returns the
 // ZIP file answered, read whole before anything is written.
-func fetchPackage(a *adminClient, name, password string) ([]byte, error) {
-	resp, err := a.send(http.MethodPost, connectorPath(name)+"/package", map[string]string{"password": password})
+func fetchPackage(a *adminClient, name, password, format string) ([]byte, error) {
+	body := map[string]string{"password": password}
+	if format != "" {
+		body["format"] = format
+	}
+	resp, err := a.send(http.MethodPost, connectorPath(name)+"/package", body)
 	if err != nil {
 		return nil, err
 	}

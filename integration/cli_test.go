@@ -232,6 +232,21 @@ func TestCLIManagesEveryCredential(t *testing.T) {
 			t.Fatal("the package over the size limit was not issued; the test proves nothing")
 		}
 		cli.must("package password\n", "connectors", "package", "c1", "--output", "-")
+		// --format legacy: 3DES and a SHA-1 MAC, for the clients that cannot
+		// read the default; a format of another name is refused, and no file
+		// is left.
+		legacyZip := filepath.Join(dir, "c1-legacy.zip")
+		cli.must("package password\n", "connectors", "package", "c1", "--format", "legacy", "--output", legacyZip)
+		zipped, _ = os.ReadFile(legacyZip)
+		legacyPFX := writeFile(t, dir, "c1-legacy.pfx", string(unzip(t, zipped)["certificates.pfx"]))
+		if info, err := harness.Command(t, "openssl", "pkcs12", "-info", "-noout", "-in", legacyPFX, "-passin", "pass:package password"); err != nil ||
+			!strings.Contains(info, "pbeWithSHA1And3-KeyTripleDES-CBC") || !strings.Contains(info, "MAC: sha1") {
+			t.Errorf("connectors package --format legacy: %v\n%s", err, info)
+		}
+		cli.fails("format must be", "package password\n", "connectors", "package", "c1", "--format", "des", "--output", filepath.Join(dir, "c1-des.zip"))
+		if _, err := os.Stat(filepath.Join(dir, "c1-des.zip")); err == nil {
+			t.Error("a package of an unknown format left a file")
+		}
 
 		// A certificate for the operator's own key, from a CSR.
 		key, csr := filepath.Join(dir, "own.key"), filepath.Join(dir, "own.csr")

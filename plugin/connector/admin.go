@@ -103,6 +103,8 @@ func (p *Plugin) adminReissue(w http.ResponseWriter, r *http.Request) error {
 type PackageRequest struct {
 	// Password encrypts certificates.pfx; required.
 	Password string `json:"password"`
+	// Format is how: FormatModern (the default) or FormatLegacy.
+	Format string `json:"format,omitempty"`
 }
 
 func (p *Plugin) adminPackage(w http.ResponseWriter, r *http.Request) error {
@@ -110,12 +112,16 @@ func (p *Plugin) adminPackage(w http.ResponseWriter, r *http.Request) error {
 	if err := adminapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	zipped, rec, err := p.Package(r.Context(), r.PathValue("name"), in.Password)
+	zipped, rec, err := p.Package(r.Context(), r.PathValue("name"), in.Password, in.Format)
 	if err != nil {
 		return err
 	}
+	legacy := ""
+	if in.Format == FormatLegacy {
+		legacy = " (legacy PKCS#12: SHA-1 and 3DES)"
+	}
 	p.recordLifecycle(r, audit.KindConnector, rec.Username, rec.Name,
-		"package issued with certificate "+rec.Serial+"; the previous certificate and its tokens are revoked")
+		"package issued"+legacy+" with certificate "+rec.Serial+"; the previous certificate and its tokens are revoked")
 	h := w.Header()
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Disposition", `attachment; filename="`+rec.Name+`.zip"`)

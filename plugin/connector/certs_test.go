@@ -255,10 +255,10 @@ func TestPackageWithoutServersNamesAnUnknownConnector(t *testing.T) {
 	f.user("alice")
 	f.connector("c1", "alice")
 	f.p.servers = func() []string { return nil }
-	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
+	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123", ""); failure.Status(err) != 404 {
 		t.Fatalf("an unknown connector: %v", err)
 	}
-	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-123"); failure.Status(err) != 409 || !strings.Contains(err.Error(), "connector_servers") {
+	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-123", ""); failure.Status(err) != 409 || !strings.Contains(err.Error(), "connector_servers") {
 		t.Fatalf("c1: %v", err)
 	}
 }
@@ -267,24 +267,24 @@ func TestPackage(t *testing.T) {
 	f := newFixture(t, engine.Config{})
 	f.user("alice")
 	old := f.connector("c1", "alice")
-	if _, _, err := f.p.Package(context.Background(), "c1", ""); failure.Status(err) != 400 {
+	if _, _, err := f.p.Package(context.Background(), "c1", "", ""); failure.Status(err) != 400 {
 		t.Errorf("Package without password = %v; want 400", err)
 	}
 	// The file can be guessed at offline: 11 characters are too few, 12
 	// (counted as characters, not bytes) enough.
-	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-12"); failure.Status(err) != 400 || !strings.Contains(err.Error(), "at least 12 characters") {
+	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-12", ""); failure.Status(err) != 400 || !strings.Contains(err.Error(), "at least 12 characters") {
 		t.Errorf("Package with an 11-character password = %v; want 400 saying it needs at least 12 characters", err)
 	}
 	// Twelve characters of too few kinds are among the first guesses.
 	for _, weak := range []string{"            ", "aaaaaaaaaaaa", "abababababab", "1234123412341234"} {
-		if _, _, err := f.p.Package(context.Background(), "c1", weak); failure.Status(err) != 400 || !strings.Contains(err.Error(), "different characters") {
+		if _, _, err := f.p.Package(context.Background(), "c1", weak, ""); failure.Status(err) != 400 || !strings.Contains(err.Error(), "different characters") {
 			t.Errorf("Package with password %q = %v; want 400 saying it needs more different characters", weak, err)
 		}
 	}
 	// A number alone, or a common word with digits and signs around it.
 	for _, common := range []string{"123456789012", "password1234", "Password!2024", "qwerty123456", "  LetMeIn 2024  ",
 		"123456789012!", "1234 5678 9012", "123-456-789-012", "ｐａｓｓｗｏｒｄ１２３４", "Paßwort12345"} {
-		if _, _, err := f.p.Package(context.Background(), "c1", common); failure.Status(err) != 400 || !strings.Contains(err.Error(), "first guesses") {
+		if _, _, err := f.p.Package(context.Background(), "c1", common, ""); failure.Status(err) != 400 || !strings.Contains(err.Error(), "first guesses") {
 			t.Errorf("Package with password %q = %v; want 400 saying it is among the first guesses", common, err)
 		}
 	}
@@ -296,17 +296,20 @@ func TestPackage(t *testing.T) {
 			t.Errorf("password %q refused: %v", good, err)
 		}
 	}
-	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123"); failure.Status(err) != 404 {
+	if _, _, err := f.p.Package(context.Background(), "nope", "pässwörd-123", ""); failure.Status(err) != 404 {
 		t.Errorf("Package of an unknown connector = %v; want 404", err)
 	}
 	if a := f.certificateGrant(old); a.status != 200 {
 		t.Fatal("a refused package request changed the connector")
 	}
-	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässwörd-123")
+	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässwörd-123", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := unzipPackage(t, zipped)
+	if !bytes.Contains(files[PackagePFX], oidPBES2) || bytes.Contains(files[PackagePFX], oidPBEWithSHA3DES) {
+		t.Error("certificates.pfx is not encrypted with PBES2 alone")
+	}
 	key, cert, chain, err := pkcs12.DecodeChain(files[PackagePFX], "pässwörd-123")
 	if err != nil {
 		t.Fatalf("certificates.pfx does not open with the password: %v", err)
@@ -333,6 +336,15 @@ func TestPackage(t *testing.T) {
 	}
 }
 
+// DER encodings of the algorithm identifiers that tell the package
+// formats apart: PBES2 (RFC 8018), PKCS#12's pbeWithSHAAnd3-KeyTripleDES-CBC
+// and SHA-1 (the legacy MAC).
+var (
+	oidPBES2          = []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d}
+	oidPBEWithSHA3DES = []byte{0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03}
+	oidSHA1           = []byte{0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a}
+)
+
 // unzipPackage reads a package's files, checking that each is its
 // owner's alone once unzipped.
 func unzipPackage(t *testing.T, zipped []byte) map[string][]byte {
@@ -351,6 +363,37 @@ func unzipPackage(t *testing.T, zipped []byte) map[string][]byte {
 		rc.Close()
 	}
 	return files
+}
+
+// TestPackageLegacyFormat: "format":"legacy" encrypts certificates.pfx
+// with 3DES and a SHA-1 MAC (no PBES2, which Apple's Security framework
+// cannot read), and the file holds the new certificate, its key and the
+// CA as the default format does; a format of another name is refused.
+func TestPackageLegacyFormat(t *testing.T) {
+	f := newFixture(t, engine.Config{})
+	f.user("alice")
+	f.connector("c1", "alice")
+	if _, _, err := f.p.Package(context.Background(), "c1", "pässwörd-123", "des"); failure.Status(err) != 400 || !strings.Contains(err.Error(), `"legacy"`) {
+		t.Errorf("an unknown format: %v; want 400 naming the formats", err)
+	}
+	zipped, rec, err := f.p.Package(context.Background(), "c1", "pässwörd-123", FormatLegacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx := unzipPackage(t, zipped)[PackagePFX]
+	if bytes.Contains(pfx, oidPBES2) || !bytes.Contains(pfx, oidPBEWithSHA3DES) || !bytes.Contains(pfx, oidSHA1) {
+		t.Error("the legacy certificates.pfx is not 3DES with a SHA-1 MAC")
+	}
+	key, cert, chain, err := pkcs12.DecodeChain(pfx, "pässwörd-123")
+	if err != nil {
+		t.Fatalf("the legacy certificates.pfx does not open with the password: %v", err)
+	}
+	if len(chain) != 1 || !chain[0].Equal(f.p.ca.cert) || fingerprint(cert.Raw) != rec.Fingerprint {
+		t.Error("the legacy package does not hold the current certificate and the CA")
+	}
+	if a := f.certificateGrant(client{cert: cert, key: key.(*ecdsa.PrivateKey)}); a.status != 200 {
+		t.Errorf("the legacy package's certificate is refused: %+v", a)
+	}
 }
 
 // TestIssueChecksTheCAsExpiryNotTheValidity: a short validity is issued

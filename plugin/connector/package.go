@@ -41,10 +41,30 @@ const (
 	pfxIterations = 100_000
 )
 
-// pfxEncoder writes PKCS#12 with PBES2 (PBKDF2-HMAC-SHA-256, AES-256-CBC)
-// and an HMAC-SHA-256 MAC, readable by OpenSSL 1.1.1+, Java 12+ and
-// Windows Server 2019+.
-var pfxEncoder = pkcs12.Modern2023.WithIterations(pfxIterations)
+// Package formats: how certificates.pfx is encrypted, the "format" of a
+// package request.
+const (
+	// FormatModern (the default) is PBES2 (PBKDF2-HMAC-SHA-256,
+	// AES-256-CBC) with an HMAC-SHA-256 MAC, pfxIterations each: readable
+	// by OpenSSL 1.1.1+, Java 8u301+, 11.0.12+ and 12+ and Windows Server
+	// 2019+, but not by Apple's Security framework (macOS Keychain, iOS)
+	// nor by older Java, Windows and Android.
+	FormatModern = "modern"
+	// FormatLegacy is pbeWithSHAAnd3-KeyTripleDES-CBC for the key and the
+	// certificates with an HMAC-SHA-1 MAC, 2048 iterations of the PKCS#12
+	// key derivation each (what `openssl pkcs12 -export -legacy -descert`
+	// writes), for the clients FormatModern leaves out. A password guess
+	// costs far less to try against it: docs/clients.md says how much.
+	FormatLegacy = "legacy"
+)
+
+// pfxEncoders encode certificates.pfx in each package format.
+var pfxEncoders = map[string]*pkcs12.Encoder{
+	FormatModern: pkcs12.Modern2023.WithIterations(pfxIterations),
+	// 2048 iterations, as OpenSSL's -legacy: the parameters clients that
+	// need this format are known to import.
+	FormatLegacy: pkcs12.LegacyDES.WithIterations(2048),
+}
 
 // Metadata is the metadata.json of a connector package: what a connector
 // needs to find Gatehouse.
@@ -134,9 +154,18 @@ func (p *Plugin) CanPackage() bool { return len(p.servers()) > 0 }
 
 // Package issues the connector a new key pair and certificate and returns
 // the communication data package: a zip with certificates.pfx (the
-// certificate, its key and the CA, encrypted with password) and
-// metadata.json. The previous certificate and its tokens stop working.
-func (p *Plugin) Package(ctx context.Context, name, password string) ([]byte, *Connector, error) {
+// certificate, its key and the CA, encrypted with password in format,
+// FormatModern when empty) and metadata.json. The previous certificate
+// and its tokens stop working.
+func (p *Plugin) Package(ctx context.Context, name, password, format string) ([]byte, *Connector, error) {
+	if format == "" {
+		format = FormatModern
+	}
+	encoder, ok := pfxEncoders[format]
+	if !ok {
+		return nil, nil, failure.Invalid("format must be %q (the default) or %q (SHA-1 and 3DES, for clients that cannot read the default: "+
+			"macOS Keychain, iOS, Java before 8u301)", FormatModern, FormatLegacy)
+	}
 	if err := validPassword(password); err != nil {
 		return nil, nil, err
 	}
@@ -155,7 +184,7 @@ func (p *Plugin) Package(ctx context.Context, name, password string) ([]byte, *C
 	}
 	var zipped []byte
 	rec, err := p.Reissue(ctx, name, &key.PublicKey, func(rec *Connector, cert *x509.Certificate) error {
-		pfx, err := pfxEncoder.Encode(key, cert, []*x509.Certificate{p.ca.cert}, password)
+		pfx, err := encoder.Encode(key, cert, []*x509.Certificate{p.ca.cert}, password)
 		if err != nil {
 			return err
 		}
