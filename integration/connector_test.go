@@ -121,7 +121,12 @@ func tokenRequest(t *testing.T, inst *harness.Instance, c connectorFiles, query 
 		full = append(full, "--cert", c.cert, "--key", c.key)
 	}
 	full = append(full, inst.HTTPSURL()+"/gatehouse/v1/token"+query)
-	res := harness.Curl(t, full...)
+	return parseOAuth(t, harness.Curl(t, full...))
+}
+
+// parseOAuth reads the token endpoint's answer, checking its headers.
+func parseOAuth(t *testing.T, res harness.CurlResult) oauthAnswer {
+	t.Helper()
 	var a oauthAnswer
 	if err := json.Unmarshal([]byte(res.Body), &a); err != nil {
 		t.Fatalf("token endpoint answered %d with non-JSON %q", res.Status, res.Body)
