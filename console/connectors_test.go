@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"html"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -66,19 +67,33 @@ func TestConnectorsPageOffersWhatCanBeDone(t *testing.T) {
 			t.Fatalf("reissue: %d, serial %s → %s\n%s", w.Code, before.Serial, after.Serial, w.Body)
 		}
 		if servers != nil {
-			downloadPackage(t, b, p, after.Serial)
+			downloadPackage(t, b, p, after.Serial, "")
+			now, err := p.Get(context.Background(), "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			downloadPackage(t, b, p, now.Serial, connector.FormatLegacy)
 		}
 	}
 }
 
+// oidPBEWithSHA3DES is the DER of PKCS#12's pbeWithSHAAnd3-KeyTripleDES-CBC,
+// the encryption of a legacy package alone.
+var oidPBEWithSHA3DES = []byte{0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03}
+
 // downloadPackage: "Download package" answers the connectors page as it
 // is now — the new certificate's serial in the table, not the revoked
 // one's (serial), which a download's answer left on the screen — with a
-// link that saves the package, whose metadata.json names the new serial.
-func downloadPackage(t *testing.T, b *browser, p *connector.Plugin, serial string) {
+// link that saves the package, whose metadata.json names the new serial
+// and whose certificates.pfx is in format (the "Legacy encryption" box
+// ticked for connector.FormatLegacy).
+func downloadPackage(t *testing.T, b *browser, p *connector.Plugin, serial, format string) {
 	t.Helper()
-	w := b.post(Prefix+"connectors", url.Values{"action": {"package"}, "name": {"c1"}, "password": {"package password 1"},
-		"confirm": {"root password"}, "nonce": {nonce()}})
+	fields := url.Values{"action": {"package"}, "name": {"c1"}, "password": {"package password 1"}, "confirm": {"root password"}, "nonce": {nonce()}}
+	if format != "" {
+		fields.Set("format", format)
+	}
+	w := b.post(Prefix+"connectors", fields)
 	now, err := p.Get(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
@@ -107,5 +122,12 @@ func downloadPackage(t *testing.T, b *browser, p *connector.Plugin, serial strin
 	var meta connector.Metadata
 	if err := json.NewDecoder(f).Decode(&meta); err != nil || meta.CertificateSerial != now.Serial {
 		t.Fatalf("the saved package's metadata: %+v, %v; want serial %s", meta, err, now.Serial)
+	}
+	pfx, err := fs.ReadFile(zr, connector.PackagePFX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if legacy := bytes.Contains(pfx, oidPBEWithSHA3DES); legacy != (format == connector.FormatLegacy) {
+		t.Errorf("format %q: certificates.pfx encrypted with 3DES: %t", format, legacy)
 	}
 }

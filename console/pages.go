@@ -739,7 +739,7 @@ func connectorsPage() *page {
 			"package": confirmed(func(c *Console, r *http.Request, v *viewer, f form) (outcome, error) {
 				var zipped []byte
 				err := c.call(r, v, http.MethodPost, "/gatehouse/connectors/"+esc(f.get("name"))+"/package",
-					connector.PackageRequest{Password: f.get("password")}, &zipped)
+					connector.PackageRequest{Password: f.get("password"), Format: f.get("format")}, &zipped)
 				if err != nil {
 					return outcome{}, err
 				}
