@@ -213,6 +213,9 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	now := s.now().UTC()
 	u := &User{Username: name, ID: newID(), Roles: roles, RoleGenerations: generations, Status: StatusActive, MobileNumber: mobile, CreatedAt: now, UpdatedAt: now}
 	if in.Password != nil {
+		if err := refuseGuessable(*in.Password, name); err != nil {
+			return nil, err
+		}
 		if u.PasswordHash, err = s.passwords.hash(*in.Password); err != nil {
 			return nil, err
 		}
@@ -234,16 +237,22 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 // UpdateUser applies patch atomically (storage.Update: compare-and-swap,
 // retried on a concurrent change).
 func (s *Service) UpdateUser(ctx context.Context, username string, patch UserPatch) (*User, error) {
+	owner := username // the account's name as stored
 	if patch.Roles != nil || patch.Status != nil || patch.Password != nil {
 		switch u, err := s.User(ctx, username); {
 		case err != nil:
 			return nil, err
 		case u.FromDirectory():
 			return nil, failure.Conflict("the roles, status and password of %q belong to the directory; change them there", u.Username)
+		default:
+			owner = u.Username
 		}
 	}
 	var hash string
 	if patch.Password != nil && *patch.Password != "" {
+		if err := refuseGuessable(*patch.Password, owner); err != nil {
+			return nil, err
+		}
 		var err error
 		if hash, err = s.passwords.hash(*patch.Password); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -160,5 +161,43 @@ func TestDirectoryEntryOfAnotherIDIsAnotherAccount(t *testing.T) {
 	old := &User{Username: "bob", Source: SourceDirectory}
 	if entry.ID = "uuid-2"; replaced(old, entry) || !withDirectoryStatus(old, entry).Active() {
 		t.Error("a record without an entry ID is taken as replaced")
+	}
+}
+
+// TestGuessablePasswordsAreRefused: a local account's password may not be
+// among a password sprayer's first guesses (one or two per account stay
+// under every lockout): a number alone, a common word or the username,
+// with digits and signs around it, in any case or width. An outside review
+// set "password" and "alicealice1" for alice. Other passwords of 8
+// characters or more are taken, set or changed.
+func TestGuessablePasswordsAreRefused(t *testing.T) {
+	ctx := context.Background()
+	s := newTestService(t)
+	if _, err := s.CreateUser(ctx, NewUser{Username: "Alice"}); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"password", "Password1!", "12345678", "2024-01-31", "qwerty12", "Welcome 2026", "ＰＡＳＳＷＯＲＤ1"}
+	for i, pw := range common {
+		if _, err := s.CreateUser(ctx, NewUser{Username: fmt.Sprintf("bob%d", i), Password: &pw}); failure.Status(err) != http.StatusBadRequest ||
+			!strings.Contains(err.Error(), "first guesses") {
+			t.Errorf("a new account with password %q: %v; want a 400 saying why", pw, err)
+		}
+	}
+	for _, pw := range append(common, "alicealice1", "ALICE2024!", "Ａｌｉｃｅ１２３") {
+		if _, err := s.UpdateUser(ctx, "alice", UserPatch{Password: &pw}); failure.Status(err) != http.StatusBadRequest {
+			t.Errorf("alice's password set to %q: %v; want a 400", pw, err)
+		}
+	}
+	if u, err := s.User(ctx, "alice"); err != nil || u.PasswordHash != "" {
+		t.Fatalf("alice after refusals: %+v, %v; want no password set", u, err)
+	}
+	alice := "alice2024!"
+	if _, err := s.CreateUser(ctx, NewUser{Username: "carol", Password: &alice}); err != nil {
+		t.Errorf("carol's password %q (another's name): %v", alice, err)
+	}
+	for _, pw := range []string{"correct horse", "pw-alice-1", "malice aforethought", "Tulip harbour 93", "12345678901234567890"} {
+		if _, err := s.UpdateUser(ctx, "alice", UserPatch{Password: &pw}); err != nil {
+			t.Errorf("alice's password set to %q: %v", pw, err)
+		}
 	}
 }

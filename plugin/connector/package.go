@@ -6,16 +6,13 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/text/cases"
-	"golang.org/x/text/unicode/norm"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
+	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
@@ -113,39 +110,12 @@ func validPassword(pw string) error {
 	if len(distinct) < minPasswordDistinct {
 		return failure.Invalid("password must hold at least %d different characters: one character repeated is among the first guesses", minPasswordDistinct)
 	}
-	if commonPassword(pw) {
+	if account.Guessable(pw) {
 		return failure.Invalid("password is among the first guesses (a number alone, or a common word with digits and signs around it): " +
 			"certificates.pfx can be tried offline; use a passphrase of a few unrelated words, or a generated password")
 	}
 	return nil
 }
-
-// commonWords are the words of the passwords tried first, once their
-// digits and signs are taken away ("Password1234!", "qwerty123456").
-var commonWords = []string{"password", "passwort", "motdepasse", "qwerty", "qwertz", "azerty", "letmein", "welcome",
-	"iloveyou", "admin", "administrator", "changeme", "secret", "test", "default", "abc", "abcdef", "gatehouse", "connector"}
-
-// commonPassword reports whether pw is a number alone (digits and signs,
-// no letter, shorter than minRandomNumber characters), or one of
-// commonWords with only digits, signs and spaces besides, once
-// NFKC-normalised and case-folded ("ＰＡＳＳＷＯＲＤ1234", "Paßwort12345").
-func commonPassword(pw string) bool {
-	folded := cases.Fold().String(norm.NFKC.String(pw))
-	var letters strings.Builder
-	for _, r := range folded {
-		if unicode.IsLetter(r) || unicode.Is(unicode.Mn, r) {
-			letters.WriteRune(r)
-		}
-	}
-	if letters.Len() == 0 {
-		return utf8.RuneCountInString(pw) < minRandomNumber
-	}
-	return slices.Contains(commonWords, letters.String())
-}
-
-// minRandomNumber is how long a password without a letter must be: 20
-// random digits are some 66 bits, a PIN or a date repeated far fewer.
-const minRandomNumber = 20
 
 // CanPackage reports whether Package can write a package: whether a
 // server address is known for its metadata.json (connector_servers, or an
