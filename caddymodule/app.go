@@ -143,6 +143,9 @@ type App struct {
 	// retired is set once the app is stopped or cleaned up (its config
 	// replaced, or failed to load): it serves no admin call any more.
 	retired atomic.Bool
+	// warnedNoClientIP is set once a request Caddy resolved no client
+	// address for was warned of (clientIP).
+	warnedNoClientIP atomic.Bool
 	// unready thins the lines of requests answered while the app is not
 	// started (logUnready).
 	unready logthin.Thinner
@@ -256,7 +259,7 @@ func (a *App) engineConfig() engine.Config {
 		SessionIdle: time.Duration(a.SessionIdle), SessionLifetime: time.Duration(a.SessionLifetime),
 		AssertionLifetime: time.Duration(a.AssertionLifetime), TokenLifetime: time.Duration(a.TokenLifetime),
 		AppKeyLifetime: time.Duration(a.AppKeyLifetime), AuditAllowed: a.AuditAllowed,
-		LockoutThreshold: a.LockoutThreshold, DefaultDomain: a.DefaultDomain, ClientIP: clientIP,
+		LockoutThreshold: a.LockoutThreshold, DefaultDomain: a.DefaultDomain, ClientIP: a.clientIP,
 	}.WithDefaults()
 }
 

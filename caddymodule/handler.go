@@ -368,12 +368,29 @@ func methodValue(m identity.Method) any {
 	return string(m)
 }
 
-// clientIP is the client address as Caddy resolved it (trusted proxies honoured).
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+// clientIP is the client address of r as Caddy resolved it (trusted
+// proxies honoured), or, where Caddy resolved none, r's peer as
+// engine.RemoteHost reads it. Caddy resolves none for a request over a
+// unix socket whose server does not set trusted_proxies_unix: its peer is
+// "@" for every client, who then all count as one client network (the
+// password throttles, the hashing shares, the audit log's allowance) and
+// none is in any application key's ip_allowlist. That is warned of, once.
+// A request Caddy's HTTP server did not serve (the admin endpoint's) has
+// no resolved address and is not warned of.
+func (a *App) clientIP(r *http.Request) string {
+	ip, resolved := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip != "" {
 		return ip
 	}
-	return engine.RemoteHost(r)
+	peer := engine.RemoteHost(r)
+	if resolved && !a.warnedNoClientIP.Load() && a.warnedNoClientIP.CompareAndSwap(false, true) {
+		a.logger.Warn("Caddy resolved no client IP address for a request (a unix socket's peer has none): every such client counts as "+
+			"one client network for the password throttles, the hashing shares and the audit log's refusals, and none is in an "+
+			"application key's ip_allowlist; behind a proxy on a unix socket, set the server's trusted_proxies_unix "+
+			"(and trusted_proxies_strict where the proxy appends to X-Forwarded-For); given once",
+			zap.String("peer", peer), zap.String("host", r.Host))
+	}
+	return peer
 }
 
 // Interface guards.
