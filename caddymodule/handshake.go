@@ -219,7 +219,9 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 		}
 	}
 	if host, _, err := net.SplitHostPort(remote.String()); err == nil {
-		ev.RemoteIP = host
+		// Without its zone, as Caddy reads a request's client address:
+		// a link-local client is the same address in both kinds of event.
+		ev.RemoteIP, _, _ = strings.Cut(host, "%")
 	}
 	ev.Reason = strings.ToValidUTF8(ev.Reason, "?")
 	if h.record(ev) {

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/internal/testca"
 )
 
@@ -145,5 +149,25 @@ func waitFor[T any](t *testing.T, c <-chan T, what string) T {
 	case <-time.After(time.Minute):
 		t.Fatalf("waited a minute for %s", what)
 		panic("unreachable")
+	}
+}
+
+// TestRefusedHandshakeAddressHasNoZone: a refused client certificate's
+// remote_ip is written as Caddy writes a request's client address, a
+// link-local one without its zone (fe80::1, not fe80::1%eth0), so that
+// one client's tls and request events name the same address.
+func TestRefusedHandshakeAddressHasNoZone(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	ready := make(chan struct{})
+	close(ready) // started, with no engine: the event is logged, not audited
+	h := &HandshakeAudit{app: &App{ready: ready}, logger: zap.New(core), thin: &logthin.Thinner{}}
+	refusal := &tls.CertificateVerificationError{UnverifiedCertificates: []*x509.Certificate{{}}, Err: errors.New("unknown authority")}
+	h.refused(&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 4000, Zone: "eth0"}, refusal)
+	lines := logs.FilterMessageSnippet("TLS handshake refused").All()
+	if len(lines) != 1 {
+		t.Fatalf("log lines = %v, want one of the refusal", logs.All())
+	}
+	if ip := lines[0].ContextMap()["remote_ip"]; ip != "fe80::1" {
+		t.Errorf("remote_ip = %v, want fe80::1", ip)
 	}
 }
