@@ -49,3 +49,23 @@ func TestNoClientIPIsWarnedOfOnce(t *testing.T) {
 		t.Errorf("warning's peer = %v, want @", peer)
 	}
 }
+
+// TestMappedClientIPIsItsIPv4Address: an IPv4-mapped address Caddy
+// resolved from a trusted proxy's X-Forwarded-For is the IPv4
+// address it holds, as the allowlists and the client networks read it:
+// the audit log names the client 10.0.0.1 either way.
+func TestMappedClientIPIsItsIPv4Address(t *testing.T) {
+	a := &App{logger: zap.NewNop()}
+	for resolved, want := range map[string]string{
+		"::ffff:10.0.0.1": "10.0.0.1",
+		"10.0.0.1":        "10.0.0.1",
+		"::ffff:1:0:0":    "::ffff:1:0:0", // not a mapped address
+		"2001:db8::1":     "2001:db8::1",
+	} {
+		r := httptest.NewRequest("GET", "http://example.test/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: resolved}))
+		if got := a.clientIP(r); got != want {
+			t.Errorf("clientIP with Caddy's %q = %q, want %q", resolved, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -369,16 +370,24 @@ func methodValue(m identity.Method) any {
 }
 
 // clientIP is the client address of r as Caddy resolved it (trusted
-// proxies honoured), or, where Caddy resolved none, r's peer as
-// engine.RemoteHost reads it. Caddy resolves none for a request over a
-// unix socket whose server does not set trusted_proxies_unix: its peer is
-// "@" for every client, who then all count as one client network (the
-// password throttles, the hashing shares, the audit log's allowance) and
-// none is in any application key's ip_allowlist. That is warned of, once.
-// A request Caddy's HTTP server did not serve (the admin endpoint's) has
-// no resolved address and is not warned of.
+// proxies honoured), an IPv4-mapped IPv6 one (a trusted proxy's
+// X-Forwarded-For may write one) as its IPv4 address, as the allowlists
+// and the client networks read it, so that the audit log names one client
+// one way; or, where Caddy resolved none, r's peer as engine.RemoteHost
+// reads it. Caddy resolves none for a request over a unix socket whose
+// server does not set trusted_proxies_unix: its peer is "@" for every
+// client, who then all count as one client network (the password
+// throttles, the hashing shares, the audit log's allowance) and none is in
+// any application key's ip_allowlist. That is warned of, once. A request
+// Caddy's HTTP server did not serve (the admin endpoint's) has no resolved
+// address and is not warned of.
 func (a *App) clientIP(r *http.Request) string {
 	ip, resolved := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if strings.HasPrefix(ip, "::ffff:") { // as Caddy writes a mapped address (netip's form): no parse for others
+		if addr, err := netip.ParseAddr(ip); err == nil {
+			return addr.Unmap().String()
+		}
+	}
 	if ip != "" {
 		return ip
 	}
