@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/internal/logthin"
@@ -160,7 +162,7 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			l.audit.refused(c.RemoteAddr(), err)
+			l.audit.refused(c.RemoteAddr(), c.LocalAddr(), tc.ConnectionState().ServerName, err)
 			c.Close()
 			return
 		}
@@ -202,14 +204,35 @@ func (l *handshakeListener) close() {
 
 // refused records a handshake that failed over the client's certificate;
 // other failures (a scanner, a timeout, a client that hung up) are not
-// events.
-func (h *HandshakeAudit) refused(remote net.Addr, err error) {
-	var cve *tls.CertificateVerificationError
-	if !errors.As(err, &cve) || len(cve.UnverifiedCertificates) == 0 {
+// events. serverName is the client's SNI, local the address it connected
+// to.
+func (h *HandshakeAudit) refused(remote, local net.Addr, serverName string, err error) {
+	ev, ok := handshakeRefusal(remote, local, serverName, err)
+	if !ok {
 		return
 	}
+	if h.record(ev) {
+		return
+	}
+	// Not audited: logged, at most once a second.
+	if due, count := h.thin.Due(time.Now()); due {
+		h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started (or its config was replaced), so it is not audited",
+			zap.String("remote_ip", ev.RemoteIP), zap.String("host", ev.Host), zap.String("reason", ev.Reason), zap.Int64("refused_since_last_line", count))
+	}
+}
+
+// handshakeRefusal is the audit event of a handshake that err, a failure
+// over the client's certificate, ended; ok is false for other failures.
+// Its host is the site the client asked for, as an HTTP request's names
+// it (handshakeHost).
+func handshakeRefusal(remote, local net.Addr, serverName string, err error) (ev audit.Event, ok bool) {
+	var cve *tls.CertificateVerificationError
+	if !errors.As(err, &cve) || len(cve.UnverifiedCertificates) == 0 {
+		return audit.Event{}, false
+	}
 	leaf := cve.UnverifiedCertificates[0]
-	ev := audit.Event{Kind: audit.KindTLS, Credential: "connector", Outcome: audit.OutcomeFailure,
+	ev = audit.Event{Kind: audit.KindTLS, Credential: "connector", Outcome: audit.OutcomeFailure,
+		Host:   handshakeHost(serverName, local),
 		Reason: "the TLS handshake refused the client certificate (subject " + leaf.Subject.String() + "): " + cve.Err.Error()}
 	for _, uri := range leaf.URIs {
 		if name, ok := connector.ParseConnectorURI(uri); ok {
@@ -224,14 +247,38 @@ func (h *HandshakeAudit) refused(remote net.Addr, err error) {
 		ev.RemoteIP, _, _ = strings.Cut(host, "%")
 	}
 	ev.Reason = strings.ToValidUTF8(ev.Reason, "?")
-	if h.record(ev) {
-		return
+	return ev, true
+}
+
+// handshakeHost names the site a TLS client asked for as the host field
+// of an HTTP request's events does (the Host header): serverName, the
+// SNI, with the port of local, the address the client connected to,
+// unless it is 443; an IP literal (a client sends no SNI for one) when
+// there is no SNI. The SNI is any bytes the client likes, which no Host
+// header could hold (Go's server refuses those): a name that is not a
+// valid Host value (or holds a colon, which would pass for a port) is
+// written quoted and escaped (strconv.QuoteToASCII), so that it can
+// neither pass for another host nor break a log line. The audit log clips
+// it as every field.
+func handshakeHost(serverName string, local net.Addr) string {
+	ip, port, err := net.SplitHostPort(local.String())
+	if err != nil {
+		return ""
 	}
-	// Not audited: logged, at most once a second.
-	if due, count := h.thin.Due(time.Now()); due {
-		h.logger.Warn("TLS handshake refused a client certificate; gatehouse is not started (or its config was replaced), so it is not audited",
-			zap.String("remote_ip", ev.RemoteIP), zap.String("reason", ev.Reason), zap.Int64("refused_since_last_line", count))
+	host := serverName
+	switch {
+	case host == "":
+		host = ip
+		if strings.Contains(ip, ":") {
+			host = "[" + ip + "]"
+		}
+	case !httpguts.ValidHostHeader(host) || strings.ContainsAny(host, ":[]"):
+		host = strconv.QuoteToASCII(serverName)
 	}
+	if port == "443" {
+		return host
+	}
+	return host + ":" + port
 }
 
 // record writes ev to the audit log and reports true, or reports false

@@ -9,10 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/gatehouse-auth/gatehouse/internal/logthin"
 	"github.com/gatehouse-auth/gatehouse/internal/testca"
 )
 
@@ -157,17 +153,53 @@ func waitFor[T any](t *testing.T, c <-chan T, what string) T {
 // link-local one without its zone (fe80::1, not fe80::1%eth0), so that
 // one client's tls and request events name the same address.
 func TestRefusedHandshakeAddressHasNoZone(t *testing.T) {
-	core, logs := observer.New(zap.WarnLevel)
-	ready := make(chan struct{})
-	close(ready) // started, with no engine: the event is logged, not audited
-	h := &HandshakeAudit{app: &App{ready: ready}, logger: zap.New(core), thin: &logthin.Thinner{}}
 	refusal := &tls.CertificateVerificationError{UnverifiedCertificates: []*x509.Certificate{{}}, Err: errors.New("unknown authority")}
-	h.refused(&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 4000, Zone: "eth0"}, refusal)
-	lines := logs.FilterMessageSnippet("TLS handshake refused").All()
-	if len(lines) != 1 {
-		t.Fatalf("log lines = %v, want one of the refusal", logs.All())
+	local := &net.TCPAddr{IP: net.ParseIP("fe80::2"), Port: 443, Zone: "eth0"}
+	ev, ok := handshakeRefusal(&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 4000, Zone: "eth0"}, local, "corp.example.com", refusal)
+	if !ok || ev.RemoteIP != "fe80::1" {
+		t.Errorf("remote_ip = %q (%t), want fe80::1", ev.RemoteIP, ok)
 	}
-	if ip := lines[0].ContextMap()["remote_ip"]; ip != "fe80::1" {
-		t.Errorf("remote_ip = %v, want fe80::1", ip)
+}
+
+// TestHandshakeRefusalNamesTheSite: the event of a refused client
+// certificate names the site the client asked for, as a request's events
+// do: its SNI and the port it connected to (none for 443), or the address
+// when it sent no SNI. An SNI no Host header could hold is quoted, so that
+// it passes neither for another site nor breaks a log line. Until
+// 2026-12-07 the event had no host at all.
+func TestHandshakeRefusalNamesTheSite(t *testing.T) {
+	ca := testca.New(t, t.TempDir())
+	ca.Issue("client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, "client")
+	leaf, err := tls.LoadX509KeyPair(ca.File("client.pem"), ca.File("client-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(leaf.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusal := &tls.CertificateVerificationError{UnverifiedCertificates: []*x509.Certificate{cert}, Err: x509.UnknownAuthorityError{}}
+	remote := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 50000}
+	at := func(ip string, port int) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: port} }
+	for _, tc := range []struct {
+		sni   string
+		local net.Addr
+		want  string
+	}{
+		{"corp.example.com", at("10.0.0.1", 8444), "corp.example.com:8444"},
+		{"corp.example.com", at("10.0.0.1", 443), "corp.example.com"},
+		{"", at("10.0.0.1", 8444), "10.0.0.1:8444"},
+		{"", at("2001:db8::1", 443), "[2001:db8::1]"},
+		{"corp.example.com\n2026-12-07 forged line", at("10.0.0.1", 443), `"corp.example.com\n2026-12-07 forged line"`},
+		{"evil.example:443", at("10.0.0.1", 8444), `"evil.example:443":8444`},
+		{"caf\xe9", at("10.0.0.1", 443), `"caf\xe9"`},
+	} {
+		ev, ok := handshakeRefusal(remote, tc.local, tc.sni, refusal)
+		if !ok || ev.Host != tc.want || ev.RemoteIP != "192.0.2.7" {
+			t.Errorf("SNI %q on %v: host %q, remote %q (%t); want host %q", tc.sni, tc.local, ev.Host, ev.RemoteIP, ok, tc.want)
+		}
+	}
+	if _, ok := handshakeRefusal(remote, at("10.0.0.1", 443), "corp.example.com", io.EOF); ok {
+		t.Error("a handshake that failed for another reason than the certificate is an event")
 	}
 }

@@ -178,7 +178,8 @@ func TestExampleFirstRunOnEmptyRedis(t *testing.T) {
 
 // TestExampleAuditsRefusedHandshakes: a client certificate that the TLS
 // handshake refuses (a foreign CA's, carrying a connector's name) leaves
-// an audit event (kind "tls") naming the connector it claims, each one
+// an audit event (kind "tls") naming the connector it claims and the site
+// asked for (host: the SNI and port; none until 2026-12-07), each one
 // (within the audit log's allowance per client network: until 2026-12-05
 // a flood was thinned to one event a second over every address, which let
 // one flooding address fold the others' refusals into its own).
@@ -217,7 +218,7 @@ func TestExampleAuditsRefusedHandshakes(t *testing.T) {
 	if handshakes < attempts {
 		t.Fatalf("curl opened %d connections for %d transfers; want one each:\n%s", handshakes, attempts, out)
 	}
-	type event struct{ Kind, Credential, RemoteIP, Outcome, Reason string }
+	type event struct{ Kind, Credential, RemoteIP, Host, Outcome, Reason string }
 	var events []event
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -225,13 +226,14 @@ func TestExampleAuditsRefusedHandshakes(t *testing.T) {
 			Kind       string `json:"kind"`
 			Credential string `json:"credential"`
 			RemoteIP   string `json:"remote_ip"`
+			Host       string `json:"host"`
 			Outcome    string `json:"outcome"`
 			Reason     string `json:"reason"`
 		}
 		inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=tls", nil, &all)
 		events = events[:0]
 		for _, e := range all {
-			events = append(events, event{e.Kind, e.Credential, e.RemoteIP, e.Outcome, e.Reason})
+			events = append(events, event{e.Kind, e.Credential, e.RemoteIP, e.Host, e.Outcome, e.Reason})
 		}
 		if len(events) >= handshakes || time.Now().After(deadline) {
 			break
@@ -242,7 +244,7 @@ func TestExampleAuditsRefusedHandshakes(t *testing.T) {
 		t.Fatal("no audit event for the refused handshakes")
 	}
 	e := events[len(events)-1] // the oldest: the first refusal
-	if e.Credential != "connector:plant-7" || e.RemoteIP != "127.0.0.1" || e.Outcome != "failure" ||
+	if e.Credential != "connector:plant-7" || e.RemoteIP != "127.0.0.1" || e.Host != strings.TrimPrefix(inst.HTTPSURL(), "https://") || e.Outcome != "failure" ||
 		!strings.Contains(e.Reason, "claiming connector plant-7") || !strings.Contains(e.Reason, "unknown authority") {
 		t.Fatalf("the refused handshake's event: %+v", e)
 	}
