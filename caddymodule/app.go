@@ -178,6 +178,7 @@ type App struct {
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // the second-factor feature
 	console   *console.Console   // served by the handlers that accept sessions
+	sites     []console.Site     // the routes that require roles, for the console (gatedSites)
 }
 
 // logUnready logs err, why what could not serve a request because the
@@ -276,6 +277,7 @@ func (a *App) Start() error {
 		close(a.ready)
 		return err
 	}
+	a.sites = a.gatedSites()
 	err := a.attemptStart()
 	if err != nil && isRedisURL(a.Storage) && errors.Is(err, storage.ErrUnavailable) {
 		a.logger.Error("Redis is unreachable: gatehouse routes answer 503 until it is back; retrying", zap.Error(err))
@@ -413,7 +415,7 @@ func (a *App) start() (err error) {
 
 	a.mu.Lock()
 	a.engine, a.admin, a.twoFactor = e, admin, twoFactor
-	a.console = console.New(e, admin, twoFactor)
+	a.console = console.New(e, admin, twoFactor, a.sites)
 	a.mu.Unlock()
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil

@@ -178,29 +178,37 @@ func routeHosts(rt caddyhttp.Route, hosts []string) []string {
 // enclosing routes matched. unnamed reports such a handler on a route
 // without a host name to name: none matched, a wildcard or a placeholder.
 func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []string) (out []string, unnamed bool) {
+	eachHandler(routes, hosts, func(h *Handler, matched []string) {
+		if !pick(h) {
+			return
+		}
+		unnamed = unnamed || len(matched) == 0
+		for _, host := range matched {
+			if host == "" || strings.ContainsAny(host, "*{") {
+				unnamed = true
+				continue
+			}
+			out = append(out, strings.ToLower(host))
+		}
+	})
+	return out, unnamed
+}
+
+// eachHandler calls found, in order, with each gatehouse handler of
+// routes and their subroutes and the hosts its route's host matcher
+// matches (routeHosts); hosts is what enclosing routes matched.
+func eachHandler(routes caddyhttp.RouteList, hosts []string, found func(h *Handler, matched []string)) {
 	for _, rt := range routes {
 		matched := routeHosts(rt, hosts)
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
-				if !pick(h) {
-					continue
-				}
-				unnamed = unnamed || len(matched) == 0
-				for _, host := range matched {
-					if host == "" || strings.ContainsAny(host, "*{") {
-						unnamed = true
-						continue
-					}
-					out = append(out, strings.ToLower(host))
-				}
+				found(h, matched)
 			case *caddyhttp.Subroute:
-				sub, subUnnamed := handlerHosts(h.Routes, pick, matched)
-				out, unnamed = append(out, sub...), unnamed || subUnnamed
+				eachHandler(h.Routes, matched, found)
 			}
 		}
 	}
-	return out, unnamed
 }
 
 // ConnectorCAPool is tls.ca_pool.source.gatehouse_connectors: the trust

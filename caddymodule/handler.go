@@ -2,9 +2,11 @@ package caddymodule
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +141,63 @@ func (a *App) checkAudiences() error {
 		}
 	}
 	return nil
+}
+
+// gatedSites are the gatehouse routes of the config that require roles
+// (require_role), for the console's "would this request be allowed?":
+// each named by its host names (lower case; "*" for a route that matches
+// every host) and the ports of its server, and a number after a name
+// another route on the same hosts and ports holds already (routes that
+// a path tells apart).
+func (a *App) gatedSites() []console.Site {
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	servers := httpApp.(*caddyhttp.App).Servers
+	var sites []console.Site
+	seen := map[string]int{}
+	for _, name := range slices.Sorted(maps.Keys(servers)) {
+		srv := servers[name]
+		eachHandler(srv.Routes, nil, func(h *Handler, matched []string) {
+			if len(h.RequireRole) == 0 {
+				return
+			}
+			if len(matched) == 0 {
+				matched = []string{"*"}
+			}
+			var where []string
+			for _, host := range matched {
+				for _, port := range listenPorts(srv.Listen) {
+					where = append(where, strings.ToLower(host)+":"+port)
+				}
+			}
+			site := strings.Join(where, " ")
+			if seen[site]++; seen[site] > 1 {
+				site += " (route " + strconv.Itoa(seen[site]) + ")"
+			}
+			sites = append(sites, console.Site{Name: site, RequireRole: h.RequireRole})
+		})
+	}
+	return sites
+}
+
+// listenPorts are the ports (or port ranges) of a server's listen
+// addresses; an address without one (a unix socket) as written.
+func listenPorts(listen []string) []string {
+	var ports []string
+	for _, l := range listen {
+		addr, err := caddy.ParseNetworkAddress(l)
+		switch {
+		case err != nil || addr.IsUnixNetwork():
+			ports = append(ports, l)
+		case addr.PortRangeSize() > 1:
+			ports = append(ports, strconv.FormatUint(uint64(addr.StartPort), 10)+"-"+strconv.FormatUint(uint64(addr.EndPort), 10))
+		default:
+			ports = append(ports, strconv.FormatUint(uint64(addr.StartPort), 10))
+		}
+	}
+	return slices.Compact(ports)
 }
 
 // openPatterns are the public path patterns that match every path ("*",

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +42,7 @@ func signedInAdmin(t *testing.T, adminOnly bool) (*engine.Engine, *Console, *vie
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil)
+	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil, nil)
 	return e, c, &viewer{user: u, token: token, admin: true, adminOnly: adminOnly}
 }
 
@@ -116,5 +118,55 @@ func TestSessionEndedWhileTheHashWaits(t *testing.T) {
 	}
 	if !errors.As(err, new(*notAdmitted)) || !errors.Is(err, errSessionGone) {
 		t.Fatalf("the refusal: %v (status %d); want the session gone, as no longer admitted", err, failure.Status(err))
+	}
+}
+
+// TestRoleTesterAnswersForTheSite: "would this request be allowed?" on a
+// site whose route requires roles (require_role) answers as that route
+// does: refused, naming require_role, for an account whose rules allow the
+// request but who holds none of the roles; asked for a route without
+// require_role, the answer "allowed" names the sites that would refuse it.
+// Until 2026-12-07 it judged the rules alone and said "allowed" where the
+// route answered 403.
+func TestRoleTesterAnswersForTheSite(t *testing.T) {
+	e, c, v := signedInAdmin(t, true)
+	ctx := context.Background()
+	for _, name := range []string{"staff", "finance"} {
+		if _, err := e.Accounts.PutRole(ctx, account.Role{Name: name, Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/app/*"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "sam", Roles: []string{"staff"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.sites = []Site{{Name: "corp.example.com:8444", RequireRole: []string{"finance"}}, {Name: "admin.example.com:443", RequireRole: []string{"admins"}}}
+	ask := func(site string) *roleTest {
+		t.Helper()
+		q := url.Values{"test_username": {"sam"}, "test_method": {"GET"}, "test_path": {"/app/report"}, "test_site": {site}}
+		d, err := loadRoles(c, httptest.NewRequest(http.MethodGet, Prefix+"roles?"+q.Encode(), nil), v)
+		if err != nil {
+			t.Fatalf("testing on %q: %v", site, err)
+		}
+		if got := d.(rolesData).Sites; len(got) != 2 {
+			t.Fatalf("the page offers the sites %v", got)
+		}
+		return d.(rolesData).Test
+	}
+	if got := ask("corp.example.com:8444"); got.Allowed || !strings.Contains(got.Why, "require_role") || !strings.Contains(got.Why, "[finance]") {
+		t.Errorf("on the finance site: allowed %t, %q; want refused naming require_role and finance", got.Allowed, got.Why)
+	}
+	if got := ask(""); !got.Allowed || !strings.Contains(got.Why, "role staff, rule 1") ||
+		!strings.Contains(got.Why, "corp.example.com:8444, admin.example.com:443 would refuse it (require_role)") {
+		t.Errorf("on a route without require_role: allowed %t, %q; want allowed, naming the sites that refuse it", got.Allowed, got.Why)
+	}
+	if got := ask("elsewhere.example.com:443"); got.Allowed {
+		t.Errorf("on a site the config has not: allowed, %q", got.Why)
+	}
+	roles := []string{"staff", "finance"}
+	if _, err := e.Accounts.UpdateUser(ctx, "sam", account.UserPatch{Roles: &roles}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask("corp.example.com:8444"); !got.Allowed || !strings.Contains(got.Why, "rule 1 (GET /app/*)") {
+		t.Errorf("on the finance site, sam holding finance: allowed %t, %q", got.Allowed, got.Why)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -357,21 +358,25 @@ func (c *Console) isViewer(r *http.Request, v *viewer, name string) bool {
 
 type rolesData struct {
 	Roles []account.Role
+	// Sites are the routes that require roles, which the tester answers
+	// for when asked.
+	Sites []Site
 	Test  *roleTest
 	// Edit is the role whose rules and admin mark fill the role form
 	// (?edit=name); nil: an empty form, to create one.
 	Edit *account.Role
 }
 
-// roleTest answers "would this request be allowed?".
+// roleTest answers "would this request be allowed?": on Site, the Name
+// of one of the console's sites, or on a route without require_role.
 type roleTest struct {
-	Username, Method, Path string
-	Allowed                bool
-	Why                    string
+	Username, Method, Path, Site string
+	Allowed                      bool
+	Why                          string
 }
 
 func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
-	var d rolesData
+	d := rolesData{Sites: c.sites}
 	if err := c.call(r, v, http.MethodGet, "/gatehouse/roles", nil, &d.Roles); err != nil {
 		return nil, err
 	}
@@ -386,16 +391,27 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 	if q.Get("test_username") == "" {
 		return d, nil
 	}
-	d.Test = &roleTest{Username: q.Get("test_username"), Method: strings.TrimSpace(q.Get("test_method")), Path: q.Get("test_path")}
+	d.Test = &roleTest{Username: q.Get("test_username"), Method: strings.TrimSpace(q.Get("test_method")), Path: q.Get("test_path"), Site: q.Get("test_site")}
 	return d, c.testRequest(r, v, d.Test, d.Roles)
 }
 
 // testRequest answers t as the data plane answers a request of t.Method
 // for t.Path (a request target: a query is no part of the path rules
-// match) by t.Username's credential: the path must be clean, and then
-// account.Service.Authorize, the data plane's own check, decides. roles
-// are every role, to name the rule that allows it.
+// match) by t.Username's credential on t.Site: the path must be clean,
+// and then account.Service.Authorize and the site's require_role
+// (engine.AdmitRoles), the data plane's own checks, decide. roles are
+// every role, to name the rule that allows it. Asked for a route without
+// require_role, an answer "allowed" names the sites that would refuse it.
 func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []account.Role) error {
+	var site *Site
+	if t.Site != "" {
+		i := slices.IndexFunc(c.sites, func(s Site) bool { return s.Name == t.Site })
+		if i < 0 {
+			t.Why = "no route of this config that requires roles is " + strconv.Quote(t.Site)
+			return nil
+		}
+		site = &c.sites[i]
+	}
 	var u account.UserView
 	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username), nil, &u)
 	if failure.IsCallerError(err) {
@@ -429,19 +445,42 @@ func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []a
 	if err != nil {
 		return err
 	}
-	t.Allowed, t.Why = true, "a rule of the roles ["+strings.Join(id.Roles, ", ")+"] allows it"
-	for _, role := range roles {
-		if !slices.Contains(id.Roles, role.Name) {
-			continue
+	held := " (roles [" + strings.Join(id.Roles, ", ") + "])"
+	if site != nil {
+		if refusal, ok := identity.AsRefusal(engine.AdmitRoles(site.RequireRole, id.Roles)); ok {
+			t.Why = refusal.Reason() + ": " + site.Name + " requires one of [" + strings.Join(site.RequireRole, ", ") + "]" + held
+			return nil
 		}
-		for i, rule := range role.Rules {
-			if rule.Allows(t.Method, target.Path) {
-				t.Why = "role " + role.Name + ", rule " + strconv.Itoa(i+1) + " (" + strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ") + ")"
-				return nil
+	}
+	t.Allowed, t.Why = true, allowingRule(roles, id.Roles, t.Method, target.Path)
+	if site == nil {
+		var refusing []string
+		for _, s := range c.sites {
+			if engine.AdmitRoles(s.RequireRole, id.Roles) != nil {
+				refusing = append(refusing, s.Name)
 			}
+		}
+		if len(refusing) > 0 {
+			t.Why += "; on a route without require_role: " + strings.Join(refusing, ", ") + " would refuse it (require_role)"
 		}
 	}
 	return nil
+}
+
+// allowingRule names the first rule of the roles held (of every role,
+// roles) that allows method on path.
+func allowingRule(roles []account.Role, held []string, method, path string) string {
+	for _, role := range roles {
+		if !slices.Contains(held, role.Name) {
+			continue
+		}
+		for i, rule := range role.Rules {
+			if rule.Allows(method, path) {
+				return "role " + role.Name + ", rule " + strconv.Itoa(i+1) + " (" + strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ") + ")"
+			}
+		}
+	}
+	return "a rule of the roles [" + strings.Join(held, ", ") + "] allows it"
 }
 
 // formatRules writes rules as the rules textarea takes them (parseRules).

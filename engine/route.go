@@ -240,7 +240,7 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	}
 	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
 	if err == nil {
-		err = rt.admits(id)
+		err = AdmitRoles(rt.opts.RequireRole, id.Roles)
 	}
 	if err == nil {
 		err = guard.Overrides(r, overrideHeaders, func(method string) error { return e.Accounts.Authorize(r.Context(), id, method, cleanPath) })
@@ -248,14 +248,16 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	return cred, true, err
 }
 
-// admits refuses id, whose roles the account check set, when the route
-// requires roles (RouteOptions.RequireRole) and id holds none of them.
-func (rt *Route) admits(id *identity.Identity) error {
-	if len(rt.opts.RequireRole) == 0 {
+// AdmitRoles refuses an account holding roles (the account check sets
+// them) when required, a route's RouteOptions.RequireRole, is set and it
+// holds none of them: the check of every request on such a route, and of
+// the console's "would this request be allowed?" for it.
+func AdmitRoles(required, roles []string) error {
+	if len(required) == 0 {
 		return nil
 	}
-	for _, held := range id.Roles {
-		if slices.Contains(rt.opts.RequireRole, held) {
+	for _, held := range roles {
+		if slices.Contains(required, held) {
 			return nil
 		}
 	}

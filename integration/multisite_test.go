@@ -2,11 +2,14 @@ package integration
 
 import (
 	"fmt"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
 )
 
@@ -282,5 +285,45 @@ func TestAnotherSitesAudienceFailsTheLoad(t *testing.T) {
 	}
 	if res := get(); res.Status != 200 || harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-User"] != "al" {
 		t.Fatalf("after the refused reload: %d %s; want the running config serving", res.Status, res.Body)
+	}
+}
+
+// TestConsoleRoleTesterKnowsRequireRole: the console's "would this
+// request be allowed?" offers the sites whose route requires roles, named
+// by host and port, and answers for the one asked about as its route does:
+// sam's staff role allows GET /app/report, which the finance site refuses
+// him (require_role finance). Until 2026-12-07 the tester judged the rules
+// alone and said "allowed".
+func TestConsoleRoleTesterKnowsRequireRole(t *testing.T) {
+	ti, ports := startMultiSite(t, "")
+	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admin", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	ti.user("sam", "")
+	base := fmt.Sprintf("https://localhost:%d", ports["consolePort"])
+	financeSite := fmt.Sprintf("localhost:%d", ports["financePort"])
+	if res := harness.Curl(t, "-u", "sam:"+tfPassword, "https://"+financeSite+"/app/report"); res.Status != 403 {
+		t.Fatalf("sam on the finance site: %d", res.Status)
+	}
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, ti.Instance, "root", "admin")))
+	result := regexp.MustCompile(`id="test-result"[^>]*>([^<]*)<strong>(allowed|refused)</strong>([^<]*)`)
+	ask := func(site string) []string {
+		t.Helper()
+		q := url.Values{"test_username": {"sam"}, "test_method": {"GET"}, "test_path": {"/app/report"}, "test_site": {site}}
+		page := root.do(base + console.Prefix + "roles?" + q.Encode())
+		m := result.FindStringSubmatch(page.Body)
+		if page.Status != 200 || m == nil {
+			t.Fatalf("testing on %q: %d\n%s", site, page.Status, page.Body)
+		}
+		for _, want := range []string{financeSite + " (require_role finance)", fmt.Sprintf("localhost:%d (require_role admin)", ports["consolePort"])} {
+			if !strings.Contains(page.Body, want) {
+				t.Errorf("the tester does not offer %q", want)
+			}
+		}
+		return m
+	}
+	if m := ask(financeSite); m[2] != "refused" || !strings.Contains(m[3], "require_role") {
+		t.Errorf("GET /app/report for sam on the finance site: %q; want refused, naming require_role", m[0])
+	}
+	if m := ask(""); m[2] != "allowed" || !strings.Contains(m[3], financeSite) {
+		t.Errorf("GET /app/report for sam on a route without require_role: %q; want allowed, naming the finance site's refusal", m[0])
 	}
 }
