@@ -53,9 +53,9 @@ type responseWatch struct {
 	opened *identity.Identity // the identity the request was allowed as
 	ctx    context.Context
 	// The request as it came: what a check reads.
-	method, cleanPath, remoteAddr, rawQuery string
-	tls                                     *tls.ConnectionState
-	authorization, appKey, cookie           string
+	method, cleanPath, remoteAddr, rawQuery, host string
+	tls                                           *tls.ConnectionState
+	authorization, appKey, cookie                 string
 	// header is the request's own header map, which Gatehouse strips of
 	// credentials but not of method override headers: a check reads
 	// those from it.
@@ -83,13 +83,14 @@ type responseWatch struct {
 func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opened *identity.Identity, start time.Time) {
 	w.rt, w.opened, w.ctx = rt, opened, r.Context()
 	w.checked.Store(monoclock.Nanos(start))
-	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.TLS
+	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.host, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.Host, r.TLS
 	w.authorization, w.appKey = guard.HeaderValue(r.Header, "Authorization"), guard.HeaderValue(r.Header, "Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
 	w.header = r.Header
 }
 
-// request rebuilds the request as it came, for a check, on its clean path.
+// request rebuilds the request as it came, for a check, on its clean path
+// (and with its host, which the audit event of a cut-off names).
 func (w *responseWatch) request() *http.Request {
 	h := http.Header{}
 	if w.authorization != "" {
@@ -103,7 +104,7 @@ func (w *responseWatch) request() *http.Request {
 	}
 	guard.CopyOverrides(h, w.header)
 	r := &http.Request{Method: w.method, URL: &url.URL{Path: w.cleanPath, RawQuery: w.rawQuery},
-		RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		Host: w.host, RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	return r.WithContext(w.ctx)
 }
 

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/monoclock/monoclocktest"
@@ -329,5 +331,40 @@ func TestLongResponseIsCheckedAfterTheClockStepsBack(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the response went on 10 s after its user was blocked, opened before the clock stepped back an hour")
+	}
+}
+
+// TestCutOffIsAuditedWithItsSite: the audit event of a long response cut
+// off once its account lost the role the route requires (require_role)
+// names the site (host) the request was sent to, as the event of a
+// stream closed does. Until 2026-12-07 it had no host.
+func TestCutOffIsAuditedWithItsSite(t *testing.T) {
+	s := newSetup(t)
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo",
+		RequireRole: []string{"reader"}, StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.e.Accounts.PutRole(ctx, account.Role{Name: "feed", Rules: []account.Rule{{Methods: []string{"GET"}, Paths: []string{"/api/*"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ended := longResponse(t, rt, nil)
+	other := []string{"feed"} // its rules still allow the request
+	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Roles: &other}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-ended:
+		if res.err == nil {
+			t.Fatalf("the response ended on its own after %d writes; want cut off", res.writes)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the response went on 30 s after alice lost the role")
+	}
+	s.e.Audit.Flush()
+	events, err := s.e.Audit.Query(ctx, audit.Filter{Username: "alice", Kind: audit.KindRequest, Outcome: audit.OutcomeDenied})
+	if err != nil || len(events) != 1 || !strings.Contains(events[0].Reason, "require_role") || events[0].Host != "example.com" {
+		t.Fatalf("the cut-off's audit events: %+v, %v; want one naming require_role, with host example.com", events, err)
 	}
 }
