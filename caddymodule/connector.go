@@ -178,7 +178,7 @@ func routeHosts(rt caddyhttp.Route, hosts []string) []string {
 // enclosing routes matched. unnamed reports such a handler on a route
 // without a host name to name: none matched, a wildcard or a placeholder.
 func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []string) (out []string, unnamed bool) {
-	eachHandler(routes, hosts, func(h *Handler, matched []string) {
+	eachHandler(routes, hosts, nil, func(h *Handler, matched, _ []string) {
 		if !pick(h) {
 			return
 		}
@@ -195,20 +195,34 @@ func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []
 }
 
 // eachHandler calls found, in order, with each gatehouse handler of
-// routes and their subroutes and the hosts its route's host matcher
-// matches (routeHosts); hosts is what enclosing routes matched.
-func eachHandler(routes caddyhttp.RouteList, hosts []string, found func(h *Handler, matched []string)) {
+// routes and their subroutes, the hosts its route's host matcher matches
+// (routeHosts) and the path patterns of the innermost path matcher around
+// it; hosts and paths are what enclosing routes matched.
+func eachHandler(routes caddyhttp.RouteList, hosts, paths []string, found func(h *Handler, matched, paths []string)) {
 	for _, rt := range routes {
-		matched := routeHosts(rt, hosts)
+		matched, within := routeHosts(rt, hosts), routePaths(rt, paths)
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
-				found(h, matched)
+				found(h, matched, within)
 			case *caddyhttp.Subroute:
-				eachHandler(h.Routes, matched, found)
+				eachHandler(h.Routes, matched, within, found)
 			}
 		}
 	}
+}
+
+// routePaths is what rt's path matcher matches, paths (what enclosing
+// routes matched) when it has none.
+func routePaths(rt caddyhttp.Route, paths []string) []string {
+	for _, set := range rt.MatcherSets {
+		for _, m := range set {
+			if p, ok := m.(*caddyhttp.MatchPath); ok {
+				paths = *p
+			}
+		}
+	}
+	return paths
 }
 
 // ConnectorCAPool is tls.ca_pool.source.gatehouse_connectors: the trust

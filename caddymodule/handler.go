@@ -146,20 +146,24 @@ func (a *App) checkAudiences() error {
 // gatedSites are the gatehouse routes of the config that require roles
 // (require_role), for the console's "would this request be allowed?":
 // each named by its host names (lower case; "*" for a route that matches
-// every host) and the ports of its server, and a number after a name
-// another route on the same hosts and ports holds already (routes that
-// a path tells apart).
+// every host) and the ports of its server, then the path patterns of its
+// path matcher (handle, handle_path, route blocks), and a number after a
+// name another route holds already.
 func (a *App) gatedSites() []console.Site {
 	httpApp, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
 		return nil
 	}
-	servers := httpApp.(*caddyhttp.App).Servers
+	return gatedSitesOf(httpApp.(*caddyhttp.App).Servers)
+}
+
+// gatedSitesOf is gatedSites of the HTTP app's servers.
+func gatedSitesOf(servers map[string]*caddyhttp.Server) []console.Site {
 	var sites []console.Site
 	seen := map[string]int{}
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		srv := servers[name]
-		eachHandler(srv.Routes, nil, func(h *Handler, matched []string) {
+		eachHandler(srv.Routes, nil, nil, func(h *Handler, matched, paths []string) {
 			if len(h.RequireRole) == 0 {
 				return
 			}
@@ -172,7 +176,7 @@ func (a *App) gatedSites() []console.Site {
 					where = append(where, strings.ToLower(host)+":"+port)
 				}
 			}
-			site := strings.Join(where, " ")
+			site := strings.Join(append(where, paths...), " ")
 			if seen[site]++; seen[site] > 1 {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}

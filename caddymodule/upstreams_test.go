@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -58,5 +59,40 @@ func TestUpstreamsReachedWithoutGatehouse(t *testing.T) {
 	}
 	if got := identityHeaderRemovals("X-Corp-Id-"); !slices.Equal(got, []string{"x-corp-id-*", "x_corp_id_*", "x-gatehouse-*", "x_gatehouse_*"}) {
 		t.Errorf("removals with another header_prefix: %q", got)
+	}
+}
+
+// TestGatedSitesNamedByHostPortAndPath: the console's tester names each
+// route that requires roles by its hosts and its server's ports, then the
+// path patterns of the handle, handle_path or route block around it; a
+// second route of the same name gets a number. Routes without
+// require_role are not listed.
+func TestGatedSitesNamedByHostPortAndPath(t *testing.T) {
+	host := func(h ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchHost(h); return caddyhttp.MatcherSet{&m} }
+	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
+	gate := func(roles ...string) []caddyhttp.MiddlewareHandler {
+		return []caddyhttp.MiddlewareHandler{&Handler{RequireRole: roles}}
+	}
+	block := func(set caddyhttp.MatcherSet, handlers []caddyhttp.MiddlewareHandler) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{set}, Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: handlers}}}}}
+	}
+	servers := map[string]*caddyhttp.Server{
+		"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+			{MatcherSets: caddyhttp.MatcherSets{host("Corp.Example.com")}, Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{
+				block(path("/fin/*"), gate("finance")),
+				block(path("/fin/*"), gate("audit")),
+				block(nil, []caddyhttp.MiddlewareHandler{new(Handler)}),
+			}}}},
+		}},
+		"srv1": {Listen: []string{"tcp/0.0.0.0:9000-9001", "unix//run/caddy.sock"}, Routes: caddyhttp.RouteList{{Handlers: gate("admin", "ops")}}},
+	}
+	var got []string
+	for _, s := range gatedSitesOf(servers) {
+		got = append(got, s.Name+" = "+strings.Join(s.RequireRole, ","))
+	}
+	want := []string{"corp.example.com:8443 /fin/* = finance", "corp.example.com:8443 /fin/* (route 2) = audit",
+		"*:9000-9001 *:unix//run/caddy.sock = admin,ops"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the sites:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

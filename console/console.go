@@ -89,8 +89,9 @@ type Console struct {
 // (require_role), which the roles page's "would this request be allowed?"
 // answers for when asked.
 type Site struct {
-	// Name is how the page names the route: its host names and ports
-	// ("corp.example.com:8444"), unique among the sites.
+	// Name is how the page names the route: its host names and ports,
+	// then the paths of its path matcher ("corp.example.com:8444",
+	// "corp.example.com:443 /fin/*"), unique among the sites.
 	Name string
 	// RequireRole are the roles the route requires (one of them).
 	RequireRole []string
