@@ -55,8 +55,10 @@ func TestForwardChosenHeadersOnly(t *testing.T) {
 // TestHostAudienceIsNeverAnotherRoutesAudience: a route without an
 // audience signs for the host the request names, but not for a host
 // another route named as its audience ("demo", newSetup's route), whose
-// upstream would accept the assertion: that request is refused 403. A
-// route forwarding no assertion has nothing to sign and lets it through.
+// upstream would accept the assertion: that request is refused 403; nor
+// for no host at all (HTTP/1.0 without Host, "Host: :8443"), refused 400
+// (until 2026-12-07 signed with aud ""). A route forwarding no assertion
+// has nothing to sign and lets it through.
 func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
 	s := newSetup(t)
 	byHost, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}})
@@ -79,7 +81,11 @@ func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
 		{byHost, "[demo]", 403, ""},
 		{byHost, "demo.", 403, ""},
 		{byHost, "Other.Example.:8443", 200, "other.example"},
+		{byHost, "", 400, ""},
+		{byHost, ":8443", 400, ""},
+		{byHost, ".", 400, ""},
 		{noAssertion, "demo", 200, ""},
+		{noAssertion, "", 200, ""},
 	} {
 		s.route = tc.route
 		r := httptest.NewRequest("GET", "/api/items", nil)
@@ -90,7 +96,8 @@ func TestHostAudienceIsNeverAnotherRoutesAudience(t *testing.T) {
 			t.Errorf("host %q: %d %s; want %d", tc.host, w.Code, w.Body, tc.status)
 			continue
 		}
-		if tc.status == 403 && (up != nil || !strings.Contains(w.Body.String(), "another route")) {
+		refusal := map[int]string{403: "another route", 400: "names none"}[tc.status]
+		if refusal != "" && (up != nil || !strings.Contains(w.Body.String(), refusal)) {
 			t.Errorf("host %q: forwarded %v, body %s", tc.host, up != nil, w.Body)
 		}
 		if tc.aud != "" {

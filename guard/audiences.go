@@ -36,6 +36,12 @@ func (a *Audiences) Has(host string) bool {
 	return ok
 }
 
+// errNoHostAudience refuses a request that names no host (HTTP/1.0
+// without Host, "Host: :8443") on a route that signs for the request's
+// host: its assertion would be for no audience at all.
+var errNoHostAudience = identity.BadRequest("this route signs identity assertions for the host the request names, " +
+	"and the request names none; send a Host header, or give this route an audience")
+
 // errAudienceOfAnotherRoute refuses a request whose host is another
 // route's audience on a route that signs for the request's host.
 var errAudienceOfAnotherRoute = identity.Forbidden("this route signs identity assertions for the host the request names, " +

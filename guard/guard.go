@@ -182,7 +182,10 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 	if fw.Has(ForwardAssertion) {
 		aud := c.audience
 		if aud == "" {
-			if aud = requestHost(r); c.audiences.Has(aud) {
+			switch aud = requestHost(r); {
+			case aud == "":
+				return errNoHostAudience
+			case c.audiences.Has(aud):
 				return errAudienceOfAnotherRoute
 			}
 		}
