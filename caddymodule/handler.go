@@ -180,7 +180,7 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []console.Site {
 			if seen[site]++; seen[site] > 1 {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
-			sites = append(sites, console.Site{Name: site, RequireRole: h.RequireRole})
+			sites = append(sites, console.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public})
 		})
 	}
 	return sites

@@ -125,7 +125,8 @@ func TestSessionEndedWhileTheHashWaits(t *testing.T) {
 // site whose route requires roles (require_role) answers as that route
 // does: refused, naming require_role, for an account whose rules allow the
 // request but who holds none of the roles; asked for a route without
-// require_role, the answer "allowed" names the sites that would refuse it.
+// require_role, the answer "allowed" names the sites that would refuse it;
+// a public path of the site is allowed, as the route lets it pass.
 // Until 2026-12-07 it judged the rules alone and said "allowed" where the
 // route answered 403.
 func TestRoleTesterAnswersForTheSite(t *testing.T) {
@@ -139,10 +140,10 @@ func TestRoleTesterAnswersForTheSite(t *testing.T) {
 	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "sam", Roles: []string{"staff"}}); err != nil {
 		t.Fatal(err)
 	}
-	c.sites = []Site{{Name: "corp.example.com:8444", RequireRole: []string{"finance"}}, {Name: "admin.example.com:443", RequireRole: []string{"admins"}}}
-	ask := func(site string) *roleTest {
+	c.sites = []Site{{Name: "corp.example.com:8444", RequireRole: []string{"finance"}, Public: []string{"/healthz"}}, {Name: "admin.example.com:443", RequireRole: []string{"admins"}}}
+	askFor := func(site, path string) *roleTest {
 		t.Helper()
-		q := url.Values{"test_username": {"sam"}, "test_method": {"GET"}, "test_path": {"/app/report"}, "test_site": {site}}
+		q := url.Values{"test_username": {"sam"}, "test_method": {"GET"}, "test_path": {path}, "test_site": {site}}
 		d, err := loadRoles(c, httptest.NewRequest(http.MethodGet, Prefix+"roles?"+q.Encode(), nil), v)
 		if err != nil {
 			t.Fatalf("testing on %q: %v", site, err)
@@ -152,12 +153,16 @@ func TestRoleTesterAnswersForTheSite(t *testing.T) {
 		}
 		return d.(rolesData).Test
 	}
+	ask := func(site string) *roleTest { t.Helper(); return askFor(site, "/app/report") }
 	if got := ask("corp.example.com:8444"); got.Allowed || !strings.Contains(got.Why, "require_role") || !strings.Contains(got.Why, "[finance]") {
 		t.Errorf("on the finance site: allowed %t, %q; want refused naming require_role and finance", got.Allowed, got.Why)
 	}
 	if got := ask(""); !got.Allowed || !strings.Contains(got.Why, "role staff, rule 1") ||
 		!strings.Contains(got.Why, "corp.example.com:8444, admin.example.com:443 would refuse it (require_role)") {
 		t.Errorf("on a route without require_role: allowed %t, %q; want allowed, naming the sites that refuse it", got.Allowed, got.Why)
+	}
+	if got := askFor("corp.example.com:8444", "/healthz?full=1"); !got.Allowed || !strings.Contains(got.Why, "public path") {
+		t.Errorf("a public path of the finance site: allowed %t, %q; want allowed, as the route lets it pass", got.Allowed, got.Why)
 	}
 	if got := ask("elsewhere.example.com:443"); got.Allowed {
 		t.Errorf("on a site the config has not: allowed, %q", got.Why)

@@ -95,6 +95,9 @@ type Site struct {
 	Name string
 	// RequireRole are the roles the route requires (one of them).
 	RequireRole []string
+	// Public are the route's public path patterns, which pass without a
+	// credential, require_role or not.
+	Public []string
 }
 
 // New returns the console of e. admin is the admin API's handler, which

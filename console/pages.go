@@ -400,7 +400,9 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 // match) by t.Username's credential on t.Site: the path must be clean,
 // and then account.Service.Authorize and the site's require_role
 // (engine.AdmitRoles), the data plane's own checks, decide. roles are
-// every role, to name the rule that allows it. Asked for a route without
+// every role, to name the rule that allows it. A public path of t.Site
+// is allowed, as the route lets it pass before any credential is looked
+// at. Asked for a route without
 // require_role, an answer "allowed" names the sites that would refuse it.
 func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []account.Role) error {
 	var site *Site
@@ -429,6 +431,12 @@ func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []a
 	if !guard.IsClean(target.Path) {
 		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
 		return nil
+	}
+	if site != nil {
+		if i := slices.IndexFunc(site.Public, func(p string) bool { return account.MatchPath(p, target.Path) }); i >= 0 {
+			t.Allowed, t.Why = true, "a public path of "+site.Name+" ("+site.Public[i]+"): it passes without a credential, require_role or not"
+			return nil
+		}
 	}
 	id := identity.Identity{Username: u.Username}
 	err = c.engine.Accounts.Authorize(r.Context(), &id, t.Method, target.Path)
