@@ -2,6 +2,8 @@ package twofactor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -643,8 +645,9 @@ func (s *Service) Status(ctx context.Context, u *account.User) (Status, error) {
 // password sign-in (account.Service.SignIn), for the login portal and the
 // console's re-authentication: each attempt is counted (Try) before the
 // password is checked, so that passwords guessed in parallel cannot all
-// be checked. Unknown users have nothing to lock. r is the request the
-// password came with.
+// be checked. Unknown users have nothing to lock, but their attempts cost
+// the same store writes (coverAccount). r is the request the password
+// came with.
 func (s *Service) Lockout(r *http.Request) account.Attempts { return lockout{s, r} }
 
 // lockout implements Lockout.
@@ -653,34 +656,59 @@ type lockout struct {
 	r   *http.Request
 }
 
-// lockoutAttempt is one counted attempt; nil for an unknown user.
-type lockoutAttempt struct{ attempt *Attempt }
+// lockoutAttempt is one counted attempt: a user's, or for a name without
+// an account the cover's (coverAccount).
+type lockoutAttempt struct {
+	attempt *Attempt
+	// cover is true for the attempt of a name without an account.
+	cover bool
+}
+
+// coverAccount is the account whose lockout count the attempts of name,
+// which has no account, are counted in, and taken back from whatever
+// their outcome: an attempt of an account costs two writes to the store
+// (Try's count, then Failed's time of the failure), which Badger syncs
+// to disk, and the portal answered a wrong password for a known name
+// about 7.7 ms later than for a name nobody has (an outside review
+// measured it, 200 of each interleaved, AUC 0.69): a way to tell which
+// names exist. Each name has a cover of its own, as each account has its
+// count: with one cover for every name, 500 sign-ins of names nobody has
+// sent at once fought over its count, and a fifth of them failed (500).
+// Its ID is no account's (those are hex), it is never locked, and its
+// count, deleted at zero, lasts only while attempts are in flight.
+func coverAccount(name string) *account.User {
+	sum := sha256.Sum256([]byte(name))
+	return &account.User{ID: "no-account-" + hex.EncodeToString(sum[:16]), Username: name}
+}
 
 // Begin implements account.Attempts.
-func (l lockout) Begin(ctx context.Context, _ string, u *account.User) (account.Attempt, account.Gate, error) {
+func (l lockout) Begin(ctx context.Context, name string, u *account.User) (account.Attempt, account.Gate, error) {
 	if u == nil {
-		return lockoutAttempt{}, account.GateOpen, nil
+		attempt, _, err := l.svc.Try(ctx, l.r, coverAccount(name))
+		if err != nil {
+			return nil, account.GateOpen, err
+		}
+		return lockoutAttempt{attempt: attempt, cover: true}, account.GateOpen, nil
 	}
 	attempt, locked, err := l.svc.Try(ctx, l.r, u)
 	if err != nil {
 		return nil, account.GateOpen, err
 	}
 	if locked {
-		return lockoutAttempt{attempt}, account.GateLockedOut, nil
+		return lockoutAttempt{attempt: attempt}, account.GateLockedOut, nil
 	}
-	return lockoutAttempt{attempt}, account.GateOpen, nil
+	return lockoutAttempt{attempt: attempt}, account.GateOpen, nil
 }
 
 // Settle implements account.Attempt: a wrong password, or any password
 // for a locked account, keeps its count; anything else (a right password
 // is no passed second factor, a busy answer or a store failure no wrong
-// password) takes it back.
+// password) takes it back. The cover's attempt is always taken back.
 func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) error {
-	if a.attempt == nil {
-		return nil
-	}
-	switch res.Outcome {
-	case account.OutcomeWrong, account.OutcomeLocked:
+	switch {
+	case a.cover:
+		return a.attempt.Withdraw(ctx)
+	case res.Outcome == account.OutcomeWrong, res.Outcome == account.OutcomeLocked:
 		_, err := a.attempt.Failed(ctx, res.Reason)
 		return err
 	default:
