@@ -15,13 +15,18 @@ import (
 	"github.com/gatehouse-auth/gatehouse/failure"
 )
 
-// Core serves the users, sessions, roles and audit endpoints.
+// Core serves the users, sessions, roles and audit endpoints, and "would
+// this request be allowed?".
 type Core struct {
 	engine *engine.Engine
+	// sites are the routes of the config that require roles.
+	sites []Site
 }
 
-// NewCore returns the core admin endpoints of e.
-func NewCore(e *engine.Engine) *Core { return &Core{engine: e} }
+// NewCore returns the core admin endpoints of e; sites are the routes of
+// the config that require roles (require_role), which
+// GET /gatehouse/users/{username}/allowed answers for.
+func NewCore(e *engine.Engine, sites ...Site) *Core { return &Core{engine: e, sites: sites} }
 
 // AdminRoutes implements Provider.
 func (c *Core) AdminRoutes() []Route {
@@ -32,6 +37,8 @@ func (c *Core) AdminRoutes() []Route {
 		{Pattern: "PATCH /gatehouse/users/{username}", Handle: c.patchUser, Body: true},
 		{Pattern: "DELETE /gatehouse/users/{username}", Handle: c.deleteUser},
 		{Pattern: "DELETE /gatehouse/users/{username}/sessions", Handle: c.endSessions},
+		{Pattern: "GET /gatehouse/users/{username}/allowed", Handle: c.allowed, Query: []string{"method", "path", "site"}},
+		{Pattern: "GET /gatehouse/sites", Handle: c.listSites},
 		{Pattern: "GET /gatehouse/sessions", Handle: c.listSessions, Query: []string{"username"}},
 		{Pattern: "DELETE /gatehouse/sessions/{id}", Handle: c.endSession},
 		{Pattern: "PUT /gatehouse/roles/{name}", Handle: c.putRole, Body: true},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,97 @@ func TestListAndEndSessions(t *testing.T) {
 	}
 	if ended != 1 {
 		t.Errorf("%d successful endings audited; want 1", ended)
+	}
+}
+
+// TestWouldThisRequestBeAllowed: GET /gatehouse/users/{username}/allowed
+// answers as the data plane would, for carol (role staff: GET /api/*) on
+// a route without require_role and on the finance site (require_role
+// finance, public /healthz): allowed naming the rule, refused by the
+// rules, refused by require_role, a public path of the site allowed,
+// case-sensitive methods and unclean paths refused; an unknown user is a
+// 404, a bad method, path or site a 400. GET /gatehouse/sites lists the
+// sites, and the call is audited as admin reads are.
+func TestWouldThisRequestBeAllowed(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e,
+		adminapi.Site{Name: "finance.example.com:443", RequireRole: []string{"finance"}, Public: []string{"/healthz"}},
+		adminapi.Site{Name: "admin.example.com:443", RequireRole: []string{"admins"}})))
+	for _, setup := range []struct{ method, path, body string }{
+		{http.MethodPut, "/gatehouse/roles/staff", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`},
+		{http.MethodPut, "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/status"]}]}`},
+		{http.MethodPost, "/gatehouse/users", `{"username":"carol","roles":["staff"]}`},
+		{http.MethodPost, "/gatehouse/users", `{"username":"fay","roles":["staff","finance"]}`},
+	} {
+		if w := call(setup.method, setup.path, setup.body); w.Code >= 300 {
+			t.Fatalf("%s %s: %d %s", setup.method, setup.path, w.Code, w.Body)
+		}
+	}
+	ask := func(user, method, path, site string) (int, adminapi.Allowed, string) {
+		t.Helper()
+		q := url.Values{"method": {method}, "path": {path}}
+		if site != "" {
+			q.Set("site", site)
+		}
+		w := call(http.MethodGet, "/gatehouse/users/"+url.PathEscape(user)+"/allowed?"+q.Encode(), "")
+		body := w.Body.String()
+		var a adminapi.Allowed
+		if w.Code == 200 {
+			dec := json.NewDecoder(strings.NewReader(body))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&a); err != nil {
+				t.Fatalf("the answer: %v", err)
+			}
+		}
+		return w.Code, a, body
+	}
+	for _, tc := range []struct {
+		name, user, method, path, site string
+		allowed                        bool
+		why                            string
+	}{
+		{"allowed by a rule", "carol", "GET", "/api/x?q=1", "", true, "role staff, rule 1 (GET /api/*); on a route without require_role: finance.example.com:443, admin.example.com:443 would refuse it (require_role)"},
+		{"refused by the rules", "carol", "POST", "/api/x", "", false, "no role of the account allows this method on this path (roles [staff])"},
+		{"methods are case-sensitive", "carol", "get", "/api/x", "", false, `methods are case-sensitive: "get" is not GET`},
+		{"a path that is not clean", "carol", "GET", "/api/../admin", "", false, "not a clean absolute path"},
+		{"refused by require_role", "carol", "GET", "/api/x", "finance.example.com:443", false, "require_role): finance.example.com:443 requires one of [finance] (roles [staff])"},
+		{"a public path of the site", "carol", "GET", "/healthz", "finance.example.com:443", true, "a public path of finance.example.com:443 (/healthz)"},
+		{"holding the role the site requires", "fay", "GET", "/api/x", "finance.example.com:443", true, "role staff, rule 1 (GET /api/*)"},
+	} {
+		code, got, body := ask(tc.user, tc.method, tc.path, tc.site)
+		if code != 200 || got.Allowed != tc.allowed || !strings.Contains(got.Why, tc.why) || got.Site != tc.site {
+			t.Errorf("%s: %d %s; want allowed %t, why with %q, site %q", tc.name, code, body, tc.allowed, tc.why, tc.site)
+		}
+	}
+	for _, tc := range []struct {
+		name, user, method, path, site string
+		status                         int
+		says                           string
+	}{
+		{"an unknown user", "nobody", "GET", "/api/x", "", 404, `user \"nobody\" not found`},
+		{"no method", "carol", "", "/api/x", "", 400, "method must be an HTTP method"},
+		{"a method that is no token", "carol", "GET /", "/api/x", "", 400, "method must be an HTTP method"},
+		{"no path", "carol", "GET", "", "", 400, "path must be a request target"},
+		{"a relative path", "carol", "GET", "api/x", "", 400, "path must be a request target"},
+		{"an unknown site", "carol", "GET", "/api/x", "elsewhere.example.com:443", 400, `no route of this config that requires roles is \"elsewhere.example.com:443\"`},
+	} {
+		if code, _, body := ask(tc.user, tc.method, tc.path, tc.site); code != tc.status || !strings.Contains(body, tc.says) {
+			t.Errorf("%s: %d %s; want %d saying %s", tc.name, code, body, tc.status, tc.says)
+		}
+	}
+	if w := call(http.MethodGet, "/gatehouse/users/carol/allowed?method=GET&path=/&user=x", ""); w.Code != 400 {
+		t.Errorf("an unknown query parameter: %d %s; want 400", w.Code, w.Body)
+	}
+	w := call(http.MethodGet, "/gatehouse/sites", "")
+	want := `[{"name":"finance.example.com:443","require_role":["finance"],"public":["/healthz"]},{"name":"admin.example.com:443","require_role":["admins"],"public":[]}]`
+	if w.Code != 200 || strings.TrimSpace(w.Body.String()) != want {
+		t.Errorf("GET /gatehouse/sites: %d %s; want %s", w.Code, w.Body, want)
+	}
+	audited := false
+	for _, ev := range adminEvents(t, e, 100) {
+		audited = audited || (ev.Username == "carol" && strings.HasSuffix(ev.Path, "/allowed"))
+	}
+	if !audited {
+		t.Error("the tester's calls are not audited, as admin reads are")
 	}
 }

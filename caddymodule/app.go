@@ -178,7 +178,7 @@ type App struct {
 	smsSender sms.Sender         // loaded from SMSRaw
 	twoFactor *twofactor.Service // the second-factor feature
 	console   *console.Console   // served by the handlers that accept sessions
-	sites     []console.Site     // the routes that require roles, for the console (gatedSites)
+	sites     []adminapi.Site    // the routes that require roles, for the request tester (gatedSites)
 }
 
 // logUnready logs err, why what could not serve a request because the
@@ -379,7 +379,7 @@ func (a *App) start() (err error) {
 	undo = append(undo, func() { metrics.Unregister(registry) })
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	e.Audiences = &a.audiences
-	providers := []adminapi.Provider{adminapi.NewCore(e)}
+	providers := []adminapi.Provider{adminapi.NewCore(e, a.sites...)}
 	undo = append(undo, a.closeParts)
 	addAdmin := func(p adminapi.Provider) {
 		if c, ok := p.(io.Closer); ok {
@@ -415,7 +415,7 @@ func (a *App) start() (err error) {
 
 	a.mu.Lock()
 	a.engine, a.admin, a.twoFactor = e, admin, twoFactor
-	a.console = console.New(e, admin, twoFactor, a.sites)
+	a.console = console.New(e, admin, twoFactor)
 	a.mu.Unlock()
 	a.logger.Info("gatehouse started", zap.String("data_dir", a.DataDir), zap.String("storage", storageName(a.Storage)))
 	return nil

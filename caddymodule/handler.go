@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/console"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/guard"
@@ -144,12 +145,13 @@ func (a *App) checkAudiences() error {
 }
 
 // gatedSites are the gatehouse routes of the config that require roles
-// (require_role), for the console's "would this request be allowed?":
+// (require_role), for "would this request be allowed?" (the admin API's
+// GET /gatehouse/users/{username}/allowed, the console's roles page):
 // each named by its host names (lower case; "*" for a route that matches
 // every host) and the ports of its server, then the path patterns of its
 // path matcher (handle, handle_path, route blocks), and a number after a
 // name another route holds already.
-func (a *App) gatedSites() []console.Site {
+func (a *App) gatedSites() []adminapi.Site {
 	httpApp, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
 		return nil
@@ -158,8 +160,8 @@ func (a *App) gatedSites() []console.Site {
 }
 
 // gatedSitesOf is gatedSites of the HTTP app's servers.
-func gatedSitesOf(servers map[string]*caddyhttp.Server) []console.Site {
-	var sites []console.Site
+func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
+	var sites []adminapi.Site
 	seen := map[string]int{}
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		srv := servers[name]
@@ -180,7 +182,7 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []console.Site {
 			if seen[site]++; seen[site] > 1 {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
-			sites = append(sites, console.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public})
+			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public})
 		})
 	}
 	return sites

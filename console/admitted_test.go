@@ -42,7 +42,7 @@ func signedInAdmin(t *testing.T, adminOnly bool) (*engine.Engine, *Console, *vie
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil, nil)
+	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil)
 	return e, c, &viewer{user: u, token: token, admin: true, adminOnly: adminOnly}
 }
 
@@ -140,7 +140,8 @@ func TestRoleTesterAnswersForTheSite(t *testing.T) {
 	if _, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "sam", Roles: []string{"staff"}}); err != nil {
 		t.Fatal(err)
 	}
-	c.sites = []Site{{Name: "corp.example.com:8444", RequireRole: []string{"finance"}, Public: []string{"/healthz"}}, {Name: "admin.example.com:443", RequireRole: []string{"admins"}}}
+	c.admin = adminapi.NewHandler(e, adminapi.NewCore(e, adminapi.Site{Name: "corp.example.com:8444", RequireRole: []string{"finance"}, Public: []string{"/healthz"}},
+		adminapi.Site{Name: "admin.example.com:443", RequireRole: []string{"admins"}}))
 	askFor := func(site, path string) *roleTest {
 		t.Helper()
 		q := url.Values{"test_username": {"sam"}, "test_method": {"GET"}, "test_path": {path}, "test_site": {site}}

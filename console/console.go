@@ -81,31 +81,14 @@ type Console struct {
 	engine    *engine.Engine
 	admin     http.Handler
 	twoFactor *twofactor.Service
-	sites     []Site
 	pages     map[string]*page
-}
-
-// Site is a gatehouse route of the config that requires roles
-// (require_role), which the roles page's "would this request be allowed?"
-// answers for when asked.
-type Site struct {
-	// Name is how the page names the route: its host names and ports,
-	// then the paths of its path matcher ("corp.example.com:8444",
-	// "corp.example.com:443 /fin/*"), unique among the sites.
-	Name string
-	// RequireRole are the roles the route requires (one of them).
-	RequireRole []string
-	// Public are the route's public path patterns, which pass without a
-	// credential, require_role or not.
-	Public []string
 }
 
 // New returns the console of e. admin is the admin API's handler, which
 // every change goes through; twoFactor is the second-factor service (the
-// re-authentication codes, self-service enrolment); sites are the routes
-// that require roles.
-func New(e *engine.Engine, admin http.Handler, twoFactor *twofactor.Service, sites []Site) *Console {
-	c := &Console{engine: e, admin: admin, twoFactor: twoFactor, sites: sites}
+// re-authentication codes, self-service enrolment).
+func New(e *engine.Engine, admin http.Handler, twoFactor *twofactor.Service) *Console {
+	c := &Console{engine: e, admin: admin, twoFactor: twoFactor}
 	c.pages = map[string]*page{}
 	for _, p := range pages() {
 		c.pages[p.path] = p

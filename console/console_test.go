@@ -177,7 +177,7 @@ func TestAuditPagesBeyondTheNewest10000(t *testing.T) {
 	if pending := e.Audit.Flush(); pending != 0 {
 		t.Fatalf("%d events not written", pending)
 	}
-	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil, nil)
+	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil)
 	v := &viewer{user: &account.User{Username: "root"}}
 	load := func(target string) auditData {
 		t.Helper()

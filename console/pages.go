@@ -15,9 +15,8 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-auth/gatehouse/account"
-	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/failure"
-	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
@@ -359,8 +358,8 @@ func (c *Console) isViewer(r *http.Request, v *viewer, name string) bool {
 type rolesData struct {
 	Roles []account.Role
 	// Sites are the routes that require roles, which the tester answers
-	// for when asked.
-	Sites []Site
+	// for when asked (GET /gatehouse/sites).
+	Sites []adminapi.Site
 	Test  *roleTest
 	// Edit is the role whose rules and admin mark fill the role form
 	// (?edit=name); nil: an empty form, to create one.
@@ -368,7 +367,7 @@ type rolesData struct {
 }
 
 // roleTest answers "would this request be allowed?": on Site, the Name
-// of one of the console's sites, or on a route without require_role.
+// of one of the sites, or on a route without require_role.
 type roleTest struct {
 	Username, Method, Path, Site string
 	Allowed                      bool
@@ -376,8 +375,11 @@ type roleTest struct {
 }
 
 func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
-	d := rolesData{Sites: c.sites}
+	var d rolesData
 	if err := c.call(r, v, http.MethodGet, "/gatehouse/roles", nil, &d.Roles); err != nil {
+		return nil, err
+	}
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/sites", nil, &d.Sites); err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
@@ -392,30 +394,17 @@ func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
 		return d, nil
 	}
 	d.Test = &roleTest{Username: q.Get("test_username"), Method: strings.TrimSpace(q.Get("test_method")), Path: q.Get("test_path"), Site: q.Get("test_site")}
-	return d, c.testRequest(r, v, d.Test, d.Roles)
+	return d, c.testRequest(r, v, d.Test)
 }
 
-// testRequest answers t as the data plane answers a request of t.Method
-// for t.Path (a request target: a query is no part of the path rules
-// match) by t.Username's credential on t.Site: the path must be clean,
-// and then account.Service.Authorize and the site's require_role
-// (engine.AdmitRoles), the data plane's own checks, decide. roles are
-// every role, to name the rule that allows it. A public path of t.Site
-// is allowed, as the route lets it pass before any credential is looked
-// at. Asked for a route without
-// require_role, an answer "allowed" names the sites that would refuse it.
-func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []account.Role) error {
-	var site *Site
-	if t.Site != "" {
-		i := slices.IndexFunc(c.sites, func(s Site) bool { return s.Name == t.Site })
-		if i < 0 {
-			t.Why = "no route of this config that requires roles is " + strconv.Quote(t.Site)
-			return nil
-		}
-		site = &c.sites[i]
-	}
-	var u account.UserView
-	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username), nil, &u)
+// testRequest answers t by the admin API's
+// GET /gatehouse/users/{username}/allowed, which answers as the data plane
+// would; what the API refuses as bad input (an unknown user or site, a
+// path that is no request target) is the answer's why, refused.
+func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest) error {
+	query := url.Values{"method": {t.Method}, "path": {t.Path}, "site": {t.Site}}
+	var answer adminapi.Allowed
+	err := c.call(r, v, http.MethodGet, "/gatehouse/users/"+esc(t.Username)+"/allowed?"+query.Encode(), nil, &answer)
 	if failure.IsCallerError(err) {
 		t.Why = failure.Message(err)
 		return nil
@@ -423,72 +412,8 @@ func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest, roles []a
 	if err != nil {
 		return err
 	}
-	target, err := url.ParseRequestURI(t.Path)
-	if err != nil {
-		t.Why = "the path is not a request target a client could send (an absolute path such as /api/x?q=1)"
-		return nil
-	}
-	if !guard.IsClean(target.Path) {
-		t.Why = "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"
-		return nil
-	}
-	if site != nil {
-		if i := slices.IndexFunc(site.Public, func(p string) bool { return account.MatchPath(p, target.Path) }); i >= 0 {
-			t.Allowed, t.Why = true, "a public path of "+site.Name+" ("+site.Public[i]+"): it passes without a credential, require_role or not"
-			return nil
-		}
-	}
-	id := identity.Identity{Username: u.Username}
-	err = c.engine.Accounts.Authorize(r.Context(), &id, t.Method, target.Path)
-	if refusal, ok := identity.AsRefusal(err); ok {
-		t.Why = refusal.Reason()
-		if len(id.Roles) > 0 { // set once the account itself passed
-			t.Why += " (roles [" + strings.Join(id.Roles, ", ") + "])"
-		}
-		if upper := strings.ToUpper(t.Method); upper != t.Method {
-			t.Why += `; methods are case-sensitive: "` + t.Method + `" is not ` + upper
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	held := " (roles [" + strings.Join(id.Roles, ", ") + "])"
-	if site != nil {
-		if refusal, ok := identity.AsRefusal(engine.AdmitRoles(site.RequireRole, id.Roles)); ok {
-			t.Why = refusal.Reason() + ": " + site.Name + " requires one of [" + strings.Join(site.RequireRole, ", ") + "]" + held
-			return nil
-		}
-	}
-	t.Allowed, t.Why = true, allowingRule(roles, id.Roles, t.Method, target.Path)
-	if site == nil {
-		var refusing []string
-		for _, s := range c.sites {
-			if engine.AdmitRoles(s.RequireRole, id.Roles) != nil {
-				refusing = append(refusing, s.Name)
-			}
-		}
-		if len(refusing) > 0 {
-			t.Why += "; on a route without require_role: " + strings.Join(refusing, ", ") + " would refuse it (require_role)"
-		}
-	}
+	t.Allowed, t.Why = answer.Allowed, answer.Why
 	return nil
-}
-
-// allowingRule names the first rule of the roles held (of every role,
-// roles) that allows method on path.
-func allowingRule(roles []account.Role, held []string, method, path string) string {
-	for _, role := range roles {
-		if !slices.Contains(held, role.Name) {
-			continue
-		}
-		for i, rule := range role.Rules {
-			if rule.Allows(method, path) {
-				return "role " + role.Name + ", rule " + strconv.Itoa(i+1) + " (" + strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ") + ")"
-			}
-		}
-	}
-	return "a rule of the roles [" + strings.Join(held, ", ") + "] allows it"
 }
 
 // formatRules writes rules as the rules textarea takes them (parseRules).

@@ -251,7 +251,8 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 // AdmitRoles refuses an account holding roles (the account check sets
 // them) when required, a route's RouteOptions.RequireRole, is set and it
 // holds none of them: the check of every request on such a route, and of
-// the console's "would this request be allowed?" for it.
+// "would this request be allowed?" for it (the admin API's
+// GET /gatehouse/users/{username}/allowed).
 func AdmitRoles(required, roles []string) error {
 	if len(required) == 0 {
 		return nil

@@ -1,0 +1,160 @@
+package adminapi
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
+	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/guard"
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// Site is a gatehouse route of the config that requires roles
+// (require_role), which "would this request be allowed?"
+// (GET /gatehouse/users/{username}/allowed) answers for when asked.
+type Site struct {
+	// Name is how the route is named: its host names and ports, then the
+	// paths of its path matcher ("corp.example.com:8444",
+	// "corp.example.com:443 /fin/*"), unique among the sites.
+	Name string `json:"name"`
+	// RequireRole are the roles the route requires (one of them).
+	RequireRole []string `json:"require_role"`
+	// Public are the route's public path patterns, which pass without a
+	// credential, require_role or not.
+	Public []string `json:"public"`
+}
+
+// Allowed is the answer of GET /gatehouse/users/{username}/allowed: would
+// a request of the method and path by the user's credential be allowed,
+// and why.
+type Allowed struct {
+	// Allowed is whether the data plane would let the request pass.
+	Allowed bool `json:"allowed"`
+	// Why names the role and rule that allow it, or what refuses it.
+	Why string `json:"why"`
+	// Site is the site asked about; empty for a route without
+	// require_role.
+	Site string `json:"site,omitempty"`
+}
+
+// listSites answers the sites, with [] for a list that is empty.
+func (c *Core) listSites(w http.ResponseWriter, _ *http.Request) error {
+	sites := make([]Site, len(c.sites))
+	for i, s := range c.sites {
+		sites[i] = Site{Name: s.Name, RequireRole: append([]string{}, s.RequireRole...), Public: append([]string{}, s.Public...)}
+	}
+	return WriteJSON(w, http.StatusOK, sites)
+}
+
+func (c *Core) allowed(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	method, path, siteName := q.Get("method"), q.Get("path"), q.Get("site")
+	var site *Site
+	if siteName != "" {
+		i := slices.IndexFunc(c.sites, func(s Site) bool { return s.Name == siteName })
+		if i < 0 {
+			return failure.Invalid("no route of this config that requires roles is %q (GET /gatehouse/sites lists them)", siteName)
+		}
+		site = &c.sites[i]
+	}
+	// A method is an HTTP token (RFC 9110 §9.1), the grammar of a header
+	// field name.
+	if !httpguts.ValidHeaderFieldName(method) {
+		return failure.Invalid("method must be an HTTP method (GET, POST, …), not %q", method)
+	}
+	target, err := url.ParseRequestURI(path)
+	if err != nil || !strings.HasPrefix(target.Path, "/") {
+		return failure.Invalid("path must be a request target a client could send (an absolute path such as /api/x?q=1), not %q", path)
+	}
+	u, err := PathUser(r, c.engine.Accounts)
+	if err != nil {
+		return err
+	}
+	answer, err := c.wouldAllow(r, u.Username, method, target.Path, site)
+	if err != nil {
+		return err
+	}
+	answer.Site = siteName
+	return WriteJSON(w, http.StatusOK, answer)
+}
+
+// wouldAllow answers as the data plane answers a request of method for
+// path (the path of the request target: a query is no part of the path
+// rules match) by username's credential on site (nil: a route without
+// require_role): the path must be clean, and then
+// account.Service.Authorize and the site's require_role
+// (engine.AdmitRoles), the data plane's own checks, decide. A public path
+// of site is allowed, as the route lets it pass before any credential is
+// looked at. Asked for a route without require_role, an answer "allowed"
+// names the sites that would refuse it.
+func (c *Core) wouldAllow(r *http.Request, username, method, path string, site *Site) (Allowed, error) {
+	if !guard.IsClean(path) {
+		return Allowed{Why: "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"}, nil
+	}
+	if site != nil {
+		if i := slices.IndexFunc(site.Public, func(p string) bool { return account.MatchPath(p, path) }); i >= 0 {
+			return Allowed{Allowed: true, Why: "a public path of " + site.Name + " (" + site.Public[i] + "): it passes without a credential, require_role or not"}, nil
+		}
+	}
+	id := identity.Identity{Username: username}
+	err := c.engine.Accounts.Authorize(r.Context(), &id, method, path)
+	if refusal, ok := identity.AsRefusal(err); ok {
+		why := refusal.Reason()
+		if len(id.Roles) > 0 { // set once the account itself passed
+			why += " (roles [" + strings.Join(id.Roles, ", ") + "])"
+		}
+		if upper := strings.ToUpper(method); upper != method {
+			why += `; methods are case-sensitive: "` + method + `" is not ` + upper
+		}
+		return Allowed{Why: why}, nil
+	}
+	if err != nil {
+		return Allowed{}, err
+	}
+	if site != nil {
+		if refusal, ok := identity.AsRefusal(engine.AdmitRoles(site.RequireRole, id.Roles)); ok {
+			return Allowed{Why: refusal.Reason() + ": " + site.Name + " requires one of [" + strings.Join(site.RequireRole, ", ") + "]" +
+				" (roles [" + strings.Join(id.Roles, ", ") + "])"}, nil
+		}
+	}
+	roles, err := c.engine.Accounts.Roles(r.Context())
+	if err != nil {
+		return Allowed{}, err
+	}
+	why := allowingRule(roles, id.Roles, method, path)
+	if site == nil {
+		var refusing []string
+		for _, s := range c.sites {
+			if engine.AdmitRoles(s.RequireRole, id.Roles) != nil {
+				refusing = append(refusing, s.Name)
+			}
+		}
+		if len(refusing) > 0 {
+			why += "; on a route without require_role: " + strings.Join(refusing, ", ") + " would refuse it (require_role)"
+		}
+	}
+	return Allowed{Allowed: true, Why: why}, nil
+}
+
+// allowingRule names the first rule of the roles held (of every role,
+// roles) that allows method on path.
+func allowingRule(roles []*account.Role, held []string, method, path string) string {
+	for _, role := range roles {
+		if !slices.Contains(held, role.Name) {
+			continue
+		}
+		for i, rule := range role.Rules {
+			if rule.Allows(method, path) {
+				return "role " + role.Name + ", rule " + strconv.Itoa(i+1) + " (" + strings.Join(rule.Methods, ",") + " " + strings.Join(rule.Paths, " ") + ")"
+			}
+		}
+	}
+	return "a rule of the roles [" + strings.Join(held, ", ") + "] allows it"
+}
