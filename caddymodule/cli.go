@@ -224,28 +224,35 @@ const maxAnswerBytes = 64 << 20
 // over maxAnswerBytes is an error and nothing is printed: a script saving
 // the output must not take part of it for the whole.
 func (a *adminClient) call(method, path string, body any) error {
+	_, err := a.callFor(method, path, body)
+	return err
+}
+
+// callFor is call, returning the answer as it came (before indenting).
+func (a *adminClient) callFor(method, path string, body any) ([]byte, error) {
 	resp, err := a.send(method, path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	switch {
 	case err != nil:
-		return fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
+		return nil, fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
 	case len(raw) > maxAnswerBytes:
-		return fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
+		return nil, fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
 	}
 	if len(raw) > 0 {
+		printed := raw
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, raw, "", "  ") == nil {
-			raw = append(pretty.Bytes(), '\n')
+			printed = append(pretty.Bytes(), '\n')
 		}
-		if _, err := a.out.Write(raw); err != nil {
-			return err
+		if _, err := a.out.Write(printed); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return raw, nil
 }
 
 // send makes one admin API call with body as JSON (none when nil) and

@@ -1,13 +1,16 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/spf13/cobra"
 )
@@ -123,12 +126,57 @@ func rolesCommand(a *adminClient) *cobra.Command {
 	}
 	put.Flags().StringArrayVar(&allow, "allow", nil, `rule "METHODS PATHS" (repeatable)`)
 	put.Flags().BoolVar(&admin, "admin", false, "mark the role as administrative (put replaces the whole role: without it, the role is not)")
-	rolesCmd.AddCommand(put,
+	rolesCmd.AddCommand(put, roleTestCommand(a),
+		simple("sites", "List the routes that require roles (require_role), which test --site names", 0, func([]string) error {
+			return a.call(http.MethodGet, "/gatehouse/sites", nil)
+		}),
 		simple("list", "List roles", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/roles", nil) }),
 		simple("get <name>", "Show a role", 1, func(args []string) error { return a.call(http.MethodGet, rolePath(args[0]), nil) }),
 		simple("delete <name>", "Delete a role", 1, func(args []string) error { return a.call(http.MethodDelete, rolePath(args[0]), nil) }),
 	)
 	return rolesCmd
+}
+
+// exitRefused is the exit status of "roles test" when the request would
+// be refused: 0 is allowed, and 1 (Caddy's for any error) a call that got
+// no answer to the question (an unknown user or site, a bad method or
+// path, no admin endpoint). Not 2, the status of a Go program that
+// panicked.
+const exitRefused = 3
+
+// roleTestCommand is "caddy gatehouse roles test": would a request of a
+// user be allowed?
+func roleTestCommand(a *adminClient) *cobra.Command {
+	var site string
+	test := &cobra.Command{
+		Use:   "test <username> <METHOD> <path>",
+		Short: "Would a request of the user be allowed? Prints the answer; exit status 0 allowed, 3 refused, 1 no answer",
+		Long: `Answers as the data plane would whether a request of METHOD for path
+(a request target: /api/x?q=1) by the user's credential is allowed, on a
+route without require_role or, with --site, on one of the routes that
+require roles ('roles sites' lists them). Methods are case-sensitive, as
+the rules match them: "get" is answered refused. Prints the admin API's
+answer {allowed, why, site}; the exit status is 0 when allowed, 3 when
+refused, and 1 when there is no answer (an unknown user or site, a bad
+method or path, no admin endpoint).`,
+		Args: cobra.ExactArgs(3), PreRunE: refuseEmpty("site"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			raw, err := a.callFor(http.MethodGet, withQuery(userPath(args[0])+"/allowed", "method", args[1], "path", args[2], "site", site), nil)
+			if err != nil {
+				return err
+			}
+			var answer adminapi.Allowed
+			if err := json.Unmarshal(raw, &answer); err != nil {
+				return fmt.Errorf("roles test: the answer is not the admin API's: %v", err)
+			}
+			if !answer.Allowed {
+				os.Exit(exitRefused)
+			}
+			return nil
+		},
+	}
+	test.Flags().StringVar(&site, "site", "", "a route that requires roles, as 'roles sites' names it (default: a route without require_role)")
+	return test
 }
 
 // directoryCommand is "caddy gatehouse directory": accounts of the

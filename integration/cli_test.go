@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -38,10 +39,21 @@ type gatehouseCLI struct {
 // exited 0.
 func (c gatehouseCLI) run(stdin string, args ...string) (string, bool) {
 	c.t.Helper()
+	out, status := c.exit(stdin, args...)
+	return out, status == 0
+}
+
+// exit runs the command with stdin, returning its output and exit status.
+func (c gatehouseCLI) exit(stdin string, args ...string) (string, int) {
+	c.t.Helper()
 	cmd := exec.Command(harness.Binary(c.t), append([]string{"gatehouse", "--address", c.addr}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
-	return string(out), err == nil
+	var exited *exec.ExitError
+	if err != nil && !errors.As(err, &exited) {
+		c.t.Fatalf("caddy gatehouse %v: %v", args, err)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
 }
 
 // must runs the command, which must succeed, and returns its output.

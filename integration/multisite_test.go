@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -325,5 +327,82 @@ func TestConsoleRoleTesterKnowsRequireRole(t *testing.T) {
 	}
 	if m := ask(""); m[2] != "allowed" || !strings.Contains(m[3], financeSite) {
 		t.Errorf("GET /app/report for sam on a route without require_role: %q; want allowed, naming the finance site's refusal", m[0])
+	}
+}
+
+// TestCLIRoleTestAgreesWithDataPlane: "caddy gatehouse roles test" (the
+// admin API's GET /gatehouse/users/{username}/allowed) answers as the data
+// plane answers the same request: exit status 0 where it answers 200, 3
+// where it refuses (403), on the staff site (no require_role) and on the
+// finance site (require_role finance, public /healthz), with the answer
+// printed; an unknown user or site is exit status 1. "roles sites" names
+// the sites --site takes.
+func TestCLIRoleTestAgreesWithDataPlane(t *testing.T) {
+	ti, ports := startMultiSite(t, "")
+	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
+	ti.user("sam", "") // staff: GET /app/* and /
+	ti.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "fay", "roles": []string{"staff", "finance"}, "password": tfPassword})
+	cli := gatehouseCLI{t: t, addr: fmt.Sprintf("127.0.0.1:%d", ti.Ports.AdminPort)}
+	financeSite := fmt.Sprintf("localhost:%d", ports["financePort"])
+	type site struct {
+		Name        string   `json:"name"`
+		RequireRole []string `json:"require_role"`
+	}
+	var sites []site
+	cli.json(&sites, "", "roles", "sites")
+	if len(sites) != 2 || !slices.ContainsFunc(sites, func(s site) bool { return s.Name == financeSite && slices.Equal(s.RequireRole, []string{"finance"}) }) {
+		t.Errorf("roles sites: %+v; want the finance and the console site", sites)
+	}
+	// The admin API's answers, which the harness checks against its
+	// OpenAPI document.
+	ti.MustAdmin(t, 200, "GET", "/gatehouse/sites", nil)
+	ti.MustAdmin(t, 200, "GET", "/gatehouse/users/sam/allowed?method=GET&path=/app/report", nil)
+	ti.MustAdmin(t, 200, "GET", "/gatehouse/users/sam/allowed?method=GET&path=/app/report&site="+url.QueryEscape(financeSite), nil)
+	ti.MustAdmin(t, 400, "GET", "/gatehouse/users/sam/allowed?method=GET&path=/app/report&site=elsewhere", nil)
+	ti.MustAdmin(t, 404, "GET", "/gatehouse/users/nobody/allowed?method=GET&path=/", nil)
+	for _, c := range []struct{ user, method, target, site string }{
+		{"sam", "GET", "/app/report", ""},
+		{"sam", "POST", "/app/report", ""},
+		{"sam", "get", "/app/report", ""},
+		{"sam", "GET", "/other", ""},
+		{"sam", "GET", "/app/report?q=1", financeSite},
+		{"sam", "GET", "/healthz", financeSite},
+		{"fay", "GET", "/app/report", financeSite},
+		{"fay", "GET", "/ledger", financeSite},
+	} {
+		base, args := ti.HTTPSURL(), []string{"roles", "test", c.user, c.method, c.target}
+		if c.site != "" {
+			base, args = "https://"+c.site, append(args, "--site", c.site)
+		}
+		status := harness.Curl(t, "-u", c.user+":"+tfPassword, "-X", c.method, base+c.target).Status
+		if status != 200 && status != 403 {
+			t.Fatalf("%s %s%s as %s: %d", c.method, base, c.target, c.user, status)
+		}
+		out, exit := cli.exit("", args...)
+		var answer struct {
+			Allowed bool   `json:"allowed"`
+			Why     string `json:"why"`
+			Site    string `json:"site"`
+		}
+		if err := json.Unmarshal([]byte(out), &answer); err != nil || answer.Why == "" || answer.Site != c.site {
+			t.Errorf("%v: exit %d, %v in\n%s", args, exit, err, out)
+			continue
+		}
+		if want := map[int]int{200: 0, 403: 3}[status]; exit != want || answer.Allowed != (status == 200) {
+			t.Errorf("%v: exit %d, allowed %t (%s); the data plane answers %d", args, exit, answer.Allowed, answer.Why, status)
+		}
+	}
+	for _, c := range []struct {
+		says string
+		args []string
+	}{
+		{`user \"nobody\" not found`, []string{"roles", "test", "nobody", "GET", "/app/report"}},
+		{"no route of this config that requires roles", []string{"roles", "test", "sam", "GET", "/app/report", "--site", "elsewhere:443"}},
+		{"--site is empty", []string{"roles", "test", "sam", "GET", "/app/report", "--site", ""}},
+		{"path must be a request target", []string{"roles", "test", "sam", "GET", "app/report"}},
+	} {
+		if out, exit := cli.exit("", c.args...); exit != 1 || !strings.Contains(out, c.says) {
+			t.Errorf("%v: exit %d, want 1 saying %s:\n%s", c.args, exit, c.says, out)
+		}
 	}
 }
