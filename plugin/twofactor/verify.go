@@ -684,7 +684,10 @@ func coverAccount(name string) *account.User {
 // Begin implements account.Attempts.
 func (l lockout) Begin(ctx context.Context, name string, u *account.User) (account.Attempt, account.Gate, error) {
 	if u == nil {
-		attempt, _, err := l.svc.Try(ctx, l.r, coverAccount(name))
+		// Counted whether or not the client is still there, as it is taken
+		// back (Settle): a Redis store may count an attempt whose client
+		// hung up meanwhile and answer that its context was canceled.
+		attempt, _, err := l.svc.Try(context.WithoutCancel(ctx), l.r, coverAccount(name))
 		if err != nil {
 			return nil, account.GateOpen, err
 		}
@@ -703,11 +706,16 @@ func (l lockout) Begin(ctx context.Context, name string, u *account.User) (accou
 // Settle implements account.Attempt: a wrong password, or any password
 // for a locked account, keeps its count; anything else (a right password
 // is no passed second factor, a busy answer or a store failure no wrong
-// password) takes it back. The cover's attempt is always taken back.
+// password) takes it back. The cover's attempt is always taken back, even
+// for a client that has gone.
 func (a lockoutAttempt) Settle(ctx context.Context, res account.SignInResult) error {
 	switch {
 	case a.cover:
-		return a.attempt.Withdraw(ctx)
+		// Taken back even when the client has gone (its request's context
+		// canceled, which a Redis store refuses): the name has no account
+		// whose count could keep it, and a count left behind stays for
+		// good, one record for each name a client tries and hangs up on.
+		return a.attempt.Withdraw(context.WithoutCancel(ctx))
 	case res.Outcome == account.OutcomeWrong, res.Outcome == account.OutcomeLocked:
 		_, err := a.attempt.Failed(ctx, res.Reason)
 		return err
