@@ -176,7 +176,11 @@ func TestGuessablePasswordsAreRefused(t *testing.T) {
 	if _, err := s.CreateUser(ctx, NewUser{Username: "Alice"}); err != nil {
 		t.Fatal(err)
 	}
-	common := []string{"password", "Password1!", "12345678", "2024-01-31", "qwerty12", "Welcome 2026", "ＰＡＳＳＷＯＲＤ1"}
+	common := []string{"password", "Password1!", "12345678", "2024-01-31", "qwerty12", "Welcome 2026", "ＰＡＳＳＷＯＲＤ1",
+		// Found past the first rule by an outside review: a common word
+		// repeated or joined to another, in leet, a season, a long
+		// number that repeats itself.
+		"PasswordPassword1", "adminpassword1", "P@ssw0rd1", "Summer2024!", "12345678901234567890", "1 2 3 4 5 6 7 8 9 10"}
 	for i, pw := range common {
 		if _, err := s.CreateUser(ctx, NewUser{Username: fmt.Sprintf("bob%d", i), Password: &pw}); failure.Status(err) != http.StatusBadRequest ||
 			!strings.Contains(err.Error(), "first guesses") {
@@ -195,7 +199,17 @@ func TestGuessablePasswordsAreRefused(t *testing.T) {
 	if _, err := s.CreateUser(ctx, NewUser{Username: "carol", Password: &alice}); err != nil {
 		t.Errorf("carol's password %q (another's name): %v", alice, err)
 	}
-	for _, pw := range []string{"correct horse", "pw-alice-1", "malice aforethought", "Tulip harbour 93", "12345678901234567890"} {
+	for _, name := range []string{"alice@example.com", "john.smith"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, pw := range map[string]string{"alice@example.com": "Alice2024!", "john.smith": "Smith 2024"} {
+		if _, err := s.UpdateUser(ctx, name, UserPatch{Password: &pw}); failure.Status(err) != http.StatusBadRequest {
+			t.Errorf("%s's password set to %q (a part of the name): %v; want a 400", name, pw, err)
+		}
+	}
+	for _, pw := range []string{"correct horse", "pw-alice-1", "malice aforethought", "Tulip harbour 93", "58203 91746 30581 92647"} {
 		if _, err := s.UpdateUser(ctx, "alice", UserPatch{Password: &pw}); err != nil {
 			t.Errorf("alice's password set to %q: %v", pw, err)
 		}
