@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -112,6 +113,9 @@ type Directory struct {
 	policies policies
 	// primary caches Active Directory primary groups (primarygroup.go).
 	primary primaryGroups
+	// coversPausedUntil is when Cover does the directory's work again
+	// after a read that failed (Unix nanoseconds).
+	coversPausedUntil atomic.Int64
 	// groupLimits and userLimits thin the log lines of group and user
 	// searches a limit of the directory stopped (limitAdvice): one a
 	// minute each, as every sign-in may meet one.
@@ -341,8 +345,21 @@ func (d *Directory) BindLocated(_ context.Context, name string, e Entry, passwor
 // account locked here, or throttled: no password) then takes as long as
 // one refused by it, and a bind as name would count against the
 // directory's own lockout.
+//
+// While the directory does not answer, no cover waits for it: every name
+// that is not a local account's is answered 503 then, which tells local
+// accounts apart by itself, and a local account (an administrator's way
+// in to fix the directory) would wait for the directory's timeout twice
+// at each sign-in, holding a slot of the password checks meanwhile. A
+// read that fails pauses the covers for failedFor.
 func (d *Directory) Cover(ctx context.Context, name, password string) {
-	_, _ = d.Locate(ctx, name)
+	if d.now().UnixNano() < d.coversPausedUntil.Load() {
+		return
+	}
+	if _, err := d.Locate(ctx, name); err != nil {
+		d.coversPausedUntil.Store(d.now().Add(failedFor).UnixNano())
+		return
+	}
 	if password != "" {
 		_ = d.pool.bind(noSuchEntry+","+d.cfg.BaseDN, password)
 	}
