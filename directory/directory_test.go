@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -205,33 +204,8 @@ func TestAHungServerIsTriedLast(t *testing.T) {
 	s := slapdtest.Start(t)
 	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
 	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
-	hung, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", testport.Free(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hung.Close()
-	var mu sync.Mutex
-	var held []net.Conn
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	go func() {
-		for {
-			c, err := hung.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // read by nobody, answered never
-			mu.Unlock()
-		}
-	}()
 	cfg := config(s)
-	cfg.URLs = []string{"ldaps://" + hung.Addr().String(), s.TLSURL}
+	cfg.URLs = []string{"ldaps://" + slapdtest.HungServer(t), s.TLSURL}
 	cfg.Timeout = caddy.Duration(2 * time.Second)
 	d, err := directory.New(cfg, nil, nil)
 	if err != nil {

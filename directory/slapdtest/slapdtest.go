@@ -250,3 +250,36 @@ objectClass: groupOfNames
 cn: operators
 member: ` + ShiftDN + `
 `
+
+// HungServer starts a server that takes connections and never answers, as
+// a hung domain controller does (or a firewall that lets the handshake
+// through), and returns its address (host:port); it stops when t ends.
+func HungServer(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", testport.Free(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 256)
+	t.Cleanup(func() {
+		l.Close()
+		close(held)
+		for c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case held <- c: // read by nobody, answered never
+			default:
+				c.Close()
+			}
+		}
+	}()
+	return l.Addr().String()
+}
