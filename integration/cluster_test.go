@@ -259,7 +259,7 @@ func TestClusterLockoutCountsEveryFailure(t *testing.T) {
 			req.Method = "GET"
 		}
 		req.SetBasicAuth(cred.Username, cred.Password)
-		resp, err := harness.Client(nil).Do(req)
+		resp, err := harness.Client(t, nil).Do(req)
 		if err != nil {
 			t.Error(err)
 			return nil
@@ -515,7 +515,7 @@ func TestClusterStartsWithRedisDownAndComesUp(t *testing.T) {
 // returns how many were answered (all must be 503) and the slowest answer.
 func outageBurst(t *testing.T, inst *harness.Instance, conns int, d time.Duration) (int64, time.Duration) {
 	t.Helper()
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 	var answered, slowest atomic.Int64
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)

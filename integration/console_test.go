@@ -1088,7 +1088,7 @@ func TestConsoleFormHeldToWhatHoldsWhenItArrives(t *testing.T) {
 			req.Header.Set("Sec-Fetch-Mode", "navigate")
 			req.Header.Set("Sec-Fetch-Dest", "document")
 			req.Header.Set("Cookie", jarCookies(t, c.jar))
-			client := harness.Client(nil)
+			client := harness.Client(t, nil)
 			client.Transport.(*http.Transport).ExpectContinueTimeout = time.Minute
 			res, err := client.Do(req)
 			if err != nil {

@@ -88,7 +88,7 @@ func TestESASiteHandsOnNoIdentityTrailersNorCredentials(t *testing.T) {
 	req, _ := http.NewRequest("POST", base+"/app/h2", body)
 	req.Trailer = http.Header{"X-Gatehouse-User": {"mallory"}, "X-Gatehouse-Roles": {"admins"}, "X-Checksum": {"abc"}}
 	req.Header = http.Header{"X-Gatehouse-User": {"mallory"}, "x-gatehouse-roles": {"admins"}, "X-Gatehouse-Assertion": {"forged"}, "X-Other": {"kept"}}
-	res, err := harness.Client(nil).Do(req)
+	res, err := harness.Client(t, nil).Do(req)
 	if err != nil || res.StatusCode != 200 || res.ProtoMajor != 2 {
 		t.Fatalf("HTTP/2 pass-on: %v %v", res, err)
 	}
@@ -116,7 +116,7 @@ func TestESASiteHandsOnNoIdentityTrailersNorCredentials(t *testing.T) {
 	req, _ = http.NewRequest("POST", base+"/manage/users/v1/unlock", strings.NewReader(`{"username":"alice","otp":"123456"}`))
 	req.SetBasicAuth(cred.Username, cred.Password)
 	req.Header.Set("X-Gatehouse-User", "mallory")
-	if res, err = harness.Client(nil).Do(req); err != nil {
+	if res, err = harness.Client(t, nil).Do(req); err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()

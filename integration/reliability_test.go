@@ -121,7 +121,7 @@ func TestAdminAPIOutlivesAFailedReload(t *testing.T) {
 	seedReader(t, inst, "alice")
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "bob", "roles": []string{"reader"}, "password": "correct horse"})
 	url := inst.HTTPSURL() + "/api/x"
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 
 	failing := map[string]string{
 		"provisioning": strings.Replace(reloadSite, "accept basic", "accept basic\n\t\tpublic /public*", 1),
@@ -179,7 +179,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	seedReader(t, inst, "alice")
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "bob", "roles": []string{"reader"}, "password": "correct horse"})
 	url := inst.HTTPSURL() + "/api/x"
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 
 	var answered, refused atomic.Int64
 	var bobBlocked atomic.Bool // set once the block is acknowledged
@@ -299,7 +299,7 @@ func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
 	seedReader(t, inst, "alice") // the same account in the second store
 
 	url := inst.HTTPSURL() + "/api/x"
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 	var answered atomic.Int64
 	var wrong wrongAnswers
 	fail := wrong.add
@@ -380,7 +380,7 @@ func TestAuditSpillSurvivesKill9DuringRedisOutage(t *testing.T) {
 	inst := harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"reader"}, "password": "pw-alice-1"})
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 	url := inst.HTTPSURL() + "/api/items"
 
 	srv.Kill()
@@ -542,7 +542,7 @@ type answerAt struct {
 func startFaultLoad(t *testing.T, inst *harness.Instance, deletedKey string) *faultLoad {
 	t.Helper()
 	l := &faultLoad{}
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 	url := inst.HTTPSURL() + "/api/items"
 	l.stop = clients(4, func(i int) {
 		switch i % 4 {

@@ -482,7 +482,7 @@ func TestESAParallelLockout(t *testing.T) {
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("frank", "")
 	secret := ti.enrolApp("frank")
-	client := harness.Client(nil)
+	client := harness.Client(t, nil)
 	var wg sync.WaitGroup
 	var refused, busy atomic.Int32
 	for i := range 40 {

@@ -593,9 +593,10 @@ func (i *Instance) WaitHTTPS(t testing.TB) {
 }
 
 func (i *Instance) waitHTTPS(limit time.Duration) error {
-	client := Client(nil)
+	probe := client(nil)
+	defer probe.CloseIdleConnections() // an idle HTTP/2 connection would hold Caddy's stop for a second
 	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := client.Get(i.HTTPSURL() + "/")
+		resp, err := probe.Get(i.HTTPSURL() + "/")
 		if err == nil {
 			resp.Body.Close()
 			return nil
@@ -608,8 +609,19 @@ func (i *Instance) waitHTTPS(limit time.Duration) error {
 
 // Client returns an HTTP client for the instance's sites: it trusts any
 // server certificate (the sites use `tls internal` with a per-test CA) and
-// presents cert when non-nil. Redirects are not followed.
-func Client(cert *tls.Certificate) *http.Client {
+// presents cert when non-nil. Redirects are not followed. Its idle
+// connections are closed when t ends, before the instances t started
+// earlier are stopped: Caddy's stop waits up to a second for each client
+// still holding an idle HTTP/2 connection to close it after GOAWAY.
+func Client(t testing.TB, cert *tls.Certificate) *http.Client {
+	c := client(cert)
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// client is Client without the cleanup, for the harness's own probes,
+// which close their connections themselves.
+func client(cert *tls.Certificate) *http.Client {
 	cfg := &tls.Config{InsecureSkipVerify: true} // test CA made per instance; the TLS under test is the client side
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
