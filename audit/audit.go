@@ -225,9 +225,10 @@ type Log struct {
 	// its bytes as last read and written since (Bytes); trimmed counts the
 	// events deleted past maxBytes. The writer's own: sizeReadBy is when
 	// it reads the size next; trimmedTo is how far a pass left no
-	// trimmable event; trimWidth the span of times a chunk deletes from
-	// (trimChunk); trimming says that a pass is under way (atomic: the
-	// tests wait for it to end);
+	// trimmable event; trimFrom how far the pass under way did, in times
+	// not yet settled too (zero between passes); trimWidth the span of
+	// times a chunk deletes from (trimChunk); trimming says that a pass
+	// is under way (atomic: the tests wait for it to end);
 	// unrecorded is what was deleted since lastTrimRecord, the time of
 	// the last event that recorded deletions; overLimit says that the log
 	// was over maxBytes with none left.
@@ -236,6 +237,7 @@ type Log struct {
 	trimmed        atomic.Uint64
 	sizeReadBy     time.Time
 	trimmedTo      time.Time
+	trimFrom       time.Time
 	trimWidth      time.Duration
 	trimming       atomic.Bool
 	unrecorded     trimRun

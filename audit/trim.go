@@ -103,13 +103,19 @@ func (l *Log) Trimmed() uint64 { return l.trimmed.Load() }
 // their events' hours (times, in the order of ops). A trimmable event
 // stored with a time a pass has gone past (trimmedTo: an event kept while
 // the store was down, written once it answers) takes the passes back to
-// its time, so that it is not skipped until a restart.
+// its time, so that it is not skipped until a restart, and the pass
+// under way (trimFrom) back to it.
 func (l *Log) countBytes(ops []storage.Op, times []time.Time, retention time.Duration) {
 	var hour time.Time
 	var n int64
 	for i, op := range ops {
-		if times[i].Before(l.trimmedTo) && trimmableKey(op.Key) {
-			l.trimmedTo = times[i]
+		if trimmableKey(op.Key) {
+			if times[i].Before(l.trimmedTo) {
+				l.trimmedTo = times[i]
+			}
+			if times[i].Before(l.trimFrom) {
+				l.trimFrom = times[i]
+			}
 		}
 		if h := times[i].UTC().Truncate(time.Hour); !h.Equal(hour) {
 			l.addBytes(hour, n, retention)
@@ -199,6 +205,9 @@ func (l *Log) watchSize(now time.Time) (Event, bool) {
 			}
 		}
 	}
+	if !l.trimming.Load() {
+		l.trimFrom = time.Time{} // the next pass looks from trimmedTo again
+	}
 	l.warnOverLimit(limit > 0 && l.size.Load() > limit, limit)
 	return l.recordTrimmed(now, limit, false)
 }
@@ -227,8 +236,14 @@ func (l *Log) warnOverLimit(over bool, limit int64) {
 // may still be over that with some left. Past deadline it stops looking
 // through hours and spans without any (a month of hours holding only
 // events never trimmed, after a restart) and returns more with nothing
-// freed: the next tick goes on from there (trimmedTo), and the writer
-// takes the events recorded meanwhile.
+// freed: the next tick goes on from there (trimFrom, and trimmedTo
+// for the settled times), and the writer takes the events recorded
+// meanwhile. A pass never looks again at the spans it found empty or
+// emptied: each chunk and tick starts where the last stopped, also in
+// the last minute, which trimmedTo does not cover (a dense flood there
+// took a chunk a walk from the minute's start, longer than trimBudget
+// when the store's scans are slow, and nothing was deleted until the
+// minute settled).
 func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int64, deadline time.Time) (more bool, freed int64, err error) {
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
@@ -246,6 +261,9 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 		from := h.hour
 		if l.trimmedTo.After(from) {
 			from = l.trimmedTo // a pass of this writer left no trimmable event before
+		}
+		if l.trimFrom.After(from) {
+			from = l.trimFrom // nor did the pass under way, in times not yet settled
 		}
 		if !from.Before(end) {
 			continue
@@ -282,6 +300,7 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 			}
 			if len(keys) == 0 {
 				from, l.trimWidth = to, min(2*l.trimWidth, trimStep)
+				l.trimFrom = from
 				if time.Now().After(deadline) {
 					return true, 0, nil
 				}
@@ -290,6 +309,7 @@ func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int
 			if err := l.deleteEvents(ctx, keys); err != nil {
 				return false, 0, err
 			}
+			l.trimFrom = to // none left before
 			l.addBytes(h.hour, -bytes, time.Duration(l.retention.Load()))
 			l.trimmed.Add(uint64(len(keys)))
 			l.noteTrimmed(keys, bytes)

@@ -335,3 +335,42 @@ func TestARestartOverMaxBytesKeepsTakingEvents(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// slowScans is a store whose every Scan takes cost more: a round trip to
+// Redis, or, in Caddy, the tagged store and cache over Badger.
+type slowScans struct {
+	storage.Store
+	cost time.Duration
+}
+
+func (s slowScans) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	time.Sleep(s.cost)
+	return s.Store.Scan(ctx, prefix, fn)
+}
+
+// TestADenseFloodOfTheLastMinuteIsTrimmedAtOnce: 3 000 refusals stored
+// within a moment (a flood of made-up app keys), on a store whose scans
+// are slow, are trimmed under MaxBytes within seconds, with the
+// writer's own intervals. Each chunk and tick walked again from the
+// last settled minute to the flood, a walk longer than a tick's budget:
+// nothing was deleted for 30-45 s in Caddy, until the flood's minute
+// settled.
+func TestADenseFloodOfTheLastMinuteIsTrimmedAtOnce(t *testing.T) {
+	const maxBytes = 256 << 10
+	st := slowScans{badgerStore(t), 200 * time.Microsecond}
+	l := New(st, zap.NewNop(), Options{Settings: Settings{RefusalsPerMinute: everyRefusal.RefusalsPerMinute, MaxBytes: maxBytes}})
+	t.Cleanup(l.Close)
+	l.Record(Event{Time: time.Now().UTC().Truncate(time.Hour), Kind: KindAdmin, Username: "alice", Outcome: OutcomeSuccess, Reason: "created"})
+	for i := range 3000 {
+		l.Record(refusal(time.Now().UTC(), "192.0.2.1", "", "/", strconv.Itoa(i)))
+	}
+	l.Flush()
+	start := time.Now()
+	for l.Bytes() > maxBytes || l.trimming.Load() {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("%d bytes (MaxBytes %d) and %d refusals deleted %v after the flood", l.Bytes(), maxBytes, l.Trimmed(), time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("under MaxBytes %v after the flood: %d bytes, %d refusals deleted", time.Since(start), l.Bytes(), l.Trimmed())
+}
