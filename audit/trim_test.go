@@ -367,7 +367,7 @@ func TestADenseFloodOfTheLastMinuteIsTrimmedAtOnce(t *testing.T) {
 	l.Flush()
 	start := time.Now()
 	for l.Bytes() > maxBytes || l.trimming.Load() {
-		if time.Since(start) > 20*time.Second {
+		if time.Since(start) > 40*time.Second { // generous for a busy machine: 15 s under the race detector beside two busy loops; without the pass's position, nothing goes until the flood's minute settles
 			t.Fatalf("%d bytes (MaxBytes %d) and %d refusals deleted %v after the flood", l.Bytes(), maxBytes, l.Trimmed(), time.Since(start))
 		}
 		time.Sleep(100 * time.Millisecond)
