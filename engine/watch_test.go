@@ -25,6 +25,31 @@ type responseEnd struct {
 	err    error
 }
 
+// cutOff waits up to within for the watched response (or upload) c to
+// end, and fails the test unless it was cut off (an error other than
+// io.EOF) after at least minWrites writes; what names it in a failure.
+func cutOff(t *testing.T, c <-chan responseEnd, within time.Duration, minWrites int, what string) {
+	t.Helper()
+	select {
+	case res := <-c:
+		if res.err == nil || errors.Is(res.err, io.EOF) || res.writes < minWrites {
+			t.Fatalf("%s: %d writes, then %v; want at least %d, then cut off", what, res.writes, res.err, minWrites)
+		}
+	case <-time.After(within):
+		t.Fatalf("%s went on %v after it should have been cut off", what, within)
+	}
+}
+
+// stillGoing fails the test when the watched response c has ended.
+func stillGoing(t *testing.T, c <-chan responseEnd, what string) {
+	t.Helper()
+	select {
+	case res := <-c:
+		t.Fatalf("%s ended: %d writes, %v", what, res.writes, res.err)
+	default:
+	}
+}
+
 // longResponse serves a GET as alice on rt, with extra header lines
 // beside her password, whose upstream writes a line every 5 ms for up to
 // 30 s, once its first write went through (on a busy machine the sign-in
@@ -94,21 +119,10 @@ func TestLongResponseIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range checked {
-		select {
-		case res := <-c:
-			if res.err == nil || res.writes < 2 {
-				t.Fatalf("watched response %d: %d writes, then %v; want writes, then cut off", i, res.writes, res.err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("watched response %d went on 30 s after its user was blocked", i)
-		}
+		cutOff(t, c, 30*time.Second, 2, fmt.Sprintf("watched response %d of a blocked user", i))
 	}
 	time.Sleep(100 * time.Millisecond)
-	select {
-	case res := <-unchecked:
-		t.Fatalf("a response on a route with the checks off ended: %d writes, %v", res.writes, res.err)
-	default:
-	}
+	stillGoing(t, unchecked, "a response on a route with the checks off")
 }
 
 // TestLongResponseIsCheckedForItsMethodOverride: a long response whose
@@ -136,20 +150,9 @@ func TestLongResponseIsCheckedForItsMethodOverride(t *testing.T) {
 	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", roles("reader")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-overriding:
-		if res.err == nil || res.writes < 2 {
-			t.Fatalf("the overriding response: %d writes, then %v; want writes, then cut off", res.writes, res.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a response whose override lost its role went on 30 s")
-	}
+	cutOff(t, overriding, 30*time.Second, 2, "a response whose override lost its role")
 	time.Sleep(100 * time.Millisecond)
-	select {
-	case res := <-plain:
-		t.Fatalf("a GET the role still allows ended: %d writes, %v", res.writes, res.err)
-	default:
-	}
+	stillGoing(t, plain, "a GET the role still allows")
 }
 
 // TestShortResponsesAreNotChecked: a response written within the
@@ -260,14 +263,7 @@ func TestLongUploadIsCutOffWhenItsUserIsBlocked(t *testing.T) {
 	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", blocked()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-done:
-		if res.err == nil || errors.Is(res.err, io.EOF) || res.writes < 2 {
-			t.Fatalf("the upload: %d reads, then %v; want reads, then cut off", res.writes, res.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the upload was still read 30 s after its user was blocked")
-	}
+	cutOff(t, done, 30*time.Second, 2, "the upload of a blocked user (writes: its reads)")
 }
 
 // TestCutOffBodyIsTheCallersToo: a request Gatehouse copies (here for the
@@ -324,14 +320,7 @@ func TestLongResponseIsCheckedAfterTheClockStepsBack(t *testing.T) {
 	if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case end := <-res:
-		if end.err == nil {
-			t.Fatalf("the response ended on its own after %d writes; want cut off", end.writes)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the response went on 10 s after its user was blocked, opened before the clock stepped back an hour")
-	}
+	cutOff(t, res, 10*time.Second, 0, "the response of a blocked user, opened before the clock stepped back an hour")
 }
 
 // TestCutOffIsAuditedWithItsSite: the audit event of a long response cut
@@ -354,14 +343,7 @@ func TestCutOffIsAuditedWithItsSite(t *testing.T) {
 	if _, err := s.e.Accounts.UpdateUser(ctx, "alice", account.UserPatch{Roles: &other}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case res := <-ended:
-		if res.err == nil {
-			t.Fatalf("the response ended on its own after %d writes; want cut off", res.writes)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the response went on 30 s after alice lost the role")
-	}
+	cutOff(t, ended, 30*time.Second, 0, "the response after alice lost the role")
 	s.e.Audit.Flush()
 	events, err := s.e.Audit.Query(ctx, audit.Filter{Username: "alice", Kind: audit.KindRequest, Outcome: audit.OutcomeDenied})
 	if err != nil || len(events) != 1 || !strings.Contains(events[0].Reason, "require_role") || events[0].Host != "example.com" {
