@@ -23,3 +23,19 @@ func Size(dir string) (uint64, bool) {
 	}
 	return uint64(st.Blocks) * uint64(st.Bsize), true //nolint:gosec,unconvert // G115: counts, never negative; the field types vary by system
 }
+
+// Writable reports why this process may not create files in dir (a
+// read-only file system, permissions taken away), nil when it may.
+func Writable(dir string) error {
+	return syscall.Access(dir, 2) // W_OK
+}
+
+// Allocated is the disk space the file at path takes (its blocks, less
+// than its size for a sparse file); false when that cannot be told.
+func Allocated(path string) (uint64, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, false
+	}
+	return uint64(st.Blocks) * 512, true //nolint:gosec,unconvert // G115: a count, never negative; the field type varies by system
+}

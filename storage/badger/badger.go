@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +72,23 @@ const MinFreeSpace = 64 << 20
 // freeSpace is diskfree.Free, replaced by tests.
 var freeSpace = diskfree.Free
 
+// dirWritable is diskfree.Writable, replaced by tests.
+var dirWritable = diskfree.Writable
+
+// flushMargin is the free space asked for beyond twice what the memtable
+// files take before Badger is let write a table out of them (at Open,
+// the log a killed process left; at Close, the memtable): the table's
+// index and filters, a new memtable file's first pages, the manifest.
+const flushMargin = 4 << 20
+
+// Why writes are held back (Store.problem).
+const (
+	writesOK     int32 = iota
+	writesFull         // under MinFreeSpace free
+	writesGone         // the directory was removed or replaced
+	writesDenied       // the directory cannot be written
+)
+
 // Store is a storage.Store on an embedded Badger database. It is safe for
 // concurrent use.
 type Store struct {
@@ -79,8 +98,12 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-	// full is set while writes are held back for lack of space (room).
-	full atomic.Bool
+	// dir is the database directory as opened for writing (nil when
+	// read-only): room refuses writes once the path names another
+	// directory, or none.
+	dir os.FileInfo
+	// problem is why writes are held back (room): writesOK when they are not.
+	problem atomic.Int32
 }
 
 // Open opens (creating if needed) the database in dir. Badger holds a
@@ -147,6 +170,11 @@ var ErrNeedsRecovery = errors.New("the Badger database was not closed cleanly, a
 
 // openWith opens the store with the Badger options bo.
 func openWith(bo badgerdb.Options, log *zap.Logger) (*Store, error) {
+	if !bo.ReadOnly {
+		if err := flushRoom(bo.Dir); err != nil {
+			return nil, storeutil.Unavailable("opening Badger database in "+bo.Dir, err)
+		}
+	}
 	db, err := badgerdb.Open(bo)
 	// Badger wraps the error in its text only (y.Wrapf).
 	if bo.ReadOnly && err != nil && strings.Contains(err.Error(), badgerdb.ErrTruncateNeeded.Error()) {
@@ -157,6 +185,10 @@ func openWith(bo badgerdb.Options, log *zap.Logger) (*Store, error) {
 	}
 	s := &Store{db: db, log: log, stop: make(chan struct{})}
 	if !bo.ReadOnly {
+		if s.dir, err = os.Stat(bo.Dir); err != nil {
+			_ = db.Close()
+			return nil, storeutil.Unavailable("opening Badger database in "+bo.Dir, err)
+		}
 		s.wg.Go(s.collectGarbage)
 	}
 	return s, nil
@@ -250,26 +282,98 @@ func (s *Store) update(ctx context.Context, op string, fn func(txn *badgerdb.Txn
 	}
 }
 
-// room reports an error while the database's file system has less than
-// MinFreeSpace free, and logs when that starts and when it ends. A write
-// costs a statfs more, beside its fsync.
+// room reports an error while the database cannot take a write, and logs
+// when that starts and when it ends: its directory was removed or
+// replaced (what it would write goes to files no later start reads), it
+// cannot be written (a read-only file system, permissions taken away:
+// Badger could not flush its memtable, and writes would hang once it is
+// full), or its file system has less than MinFreeSpace free. A write
+// costs a stat, an access and a statfs more, beside its fsync.
 func (s *Store) room() error {
 	dir := s.db.Opts().Dir
+	problem, fields, err := s.writeProblem(dir)
+	if prev := s.problem.Swap(problem); prev != problem {
+		s.logChange(prev, problem, dir, fields)
+	}
+	return err
+}
+
+// writeProblem tells why dir cannot take a write now, with the error a
+// write returns and the fields its log line carries.
+func (s *Store) writeProblem(dir string) (int32, []zap.Field, error) {
+	if s.dir != nil {
+		fi, err := os.Stat(dir)
+		if err != nil || !os.SameFile(fi, s.dir) {
+			why := "another directory has its name"
+			if err != nil {
+				why = err.Error()
+			}
+			return writesGone, []zap.Field{zap.String("reason", why)}, fmt.Errorf("the Badger database directory %s was removed or replaced while the store had it open (%s): "+
+				"writes are refused, since they would go to files no later start reads", dir, why)
+		}
+	}
+	if err := dirWritable(dir); err != nil {
+		return writesDenied, []zap.Field{zap.Error(err)}, fmt.Errorf("the Badger database directory %s cannot be written: %w", dir, err)
+	}
 	free, known := freeSpace(dir)
 	if !known || free >= MinFreeSpace {
-		if s.full.CompareAndSwap(true, false) {
-			s.log.Info("the Badger database's file system has room again: writes resume",
-				zap.String("dir", dir), zap.Uint64("free_bytes", free))
+		return writesOK, []zap.Field{zap.Uint64("free_bytes", free)}, nil
+	}
+	return writesFull, []zap.Field{zap.Uint64("free_bytes", free), zap.Uint64("needed_bytes", MinFreeSpace)},
+		fmt.Errorf("no space left on the file system of %s: %d bytes free, under the %d MiB the store keeps free "+
+			"(Badger writes through memory-mapped files, and a write into one on a full file system would end the process)",
+			dir, free, MinFreeSpace>>20)
+}
+
+// logChange logs that writes are held back for another reason (now), or
+// resume (now is writesOK).
+func (s *Store) logChange(prev, now int32, dir string, fields []zap.Field) {
+	fields = append([]zap.Field{zap.String("dir", dir)}, fields...)
+	switch now {
+	case writesOK:
+		if prev == writesFull {
+			s.log.Info("the Badger database's file system has room again: writes resume", fields...)
+		} else {
+			s.log.Info("the Badger database directory can be written again: writes resume", fields...)
 		}
+	case writesFull:
+		s.log.Error("the Badger database's file system is (nearly) full: writes are refused, and the requests that need one answered 503, until space is freed there", fields...)
+	case writesGone:
+		s.log.Error("the Badger database directory was removed or replaced while open: writes are refused, and the requests that need one answered 503; "+
+			"what it held is lost at the next start: restore it from a backup, then restart Caddy", fields...)
+	case writesDenied:
+		s.log.Error("the Badger database directory cannot be written (a read-only file system, or its permissions changed): writes are refused, "+
+			"and the requests that need one answered 503, until it can be written again", fields...)
+	}
+}
+
+// flushRoom reports an error when the file system of dir has too little
+// free space for Badger to write a table out of the memtable files there
+// (twice the space they take, plus flushMargin): at Open, which replays
+// them, and at Close, which flushes the memtable. Badger writes that
+// table through a memory-mapped file, and on a full file system that is a
+// SIGBUS ending the process (seen with bin/caddy and a full tmpfs, at
+// start and at stop). Files that cannot be measured count as
+// MinFreeSpace.
+func flushRoom(dir string) error {
+	free, known := freeSpace(dir)
+	if !known || free >= MinFreeSpace {
 		return nil
 	}
-	if !s.full.Swap(true) {
-		s.log.Error("the Badger database's file system is (nearly) full: writes are refused, and the requests that need one answered 503, until space is freed there",
-			zap.String("dir", dir), zap.Uint64("free_bytes", free), zap.Uint64("needed_bytes", MinFreeSpace))
+	need := uint64(flushMargin)
+	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	for _, m := range mems {
+		n, ok := diskfree.Allocated(m)
+		if !ok {
+			n = MinFreeSpace
+		}
+		need += 2 * n
 	}
-	return fmt.Errorf("no space left on the file system of %s: %d bytes free, under the %d MiB the store keeps free "+
-		"(Badger writes through memory-mapped files, and a write into one on a full file system would end the process)",
-		dir, free, MinFreeSpace>>20)
+	if free >= need {
+		return nil
+	}
+	return fmt.Errorf("no space left on the file system of %s: %d bytes free, under the %d Badger needs to write its log (%d memtable files) into a table; free space there",
+		dir, free, need, len(mems))
 }
 
 // expiresAt converts a TTL to Badger's expiry, rounding up to the next
@@ -499,10 +603,30 @@ func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 
 // Close stops the garbage collector and closes the database. It is safe
 // to call more than once; later calls return the first call's result.
+//
+// A store that cannot write a table out of its memtable (room: its
+// directory removed, replaced or not writable; flushRoom: too little
+// space for it) is left open instead, with a warning: Badger's Close
+// would retry that table for ever (Caddy never stopping) or end the
+// process with SIGBUS. Its log holds every acknowledged write, and the
+// next start replays it, as after a crash.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		if s.dir != nil {
+			dir := s.db.Opts().Dir
+			err := s.room()
+			if err == nil || s.problem.Load() == writesFull {
+				err = flushRoom(dir)
+			}
+			if err != nil {
+				s.log.Warn("the Badger database is left open, not closed: closing writes its memtable into a new table, which cannot be done now; "+
+					"its log holds every acknowledged write, and the next start replays it", zap.String("dir", dir), zap.Error(err))
+				s.closeErr = storeutil.Unavailable("closing Badger database", err)
+				return
+			}
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = storeutil.Unavailable("closing Badger database", err)
 		}

@@ -288,3 +288,233 @@ func TestWritesWaitForFreeSpace(t *testing.T) {
 		t.Fatalf("the space freed was logged %d times; want once", n)
 	}
 }
+
+// stubFreeSpace makes freeSpace answer free's value for the test.
+func stubFreeSpace(t *testing.T, free *atomic.Uint64) {
+	saved := freeSpace
+	freeSpace = func(string) (uint64, bool) { return free.Load(), true }
+	t.Cleanup(func() { freeSpace = saved })
+}
+
+// closeWithin closes s, failing the test when Close takes more than a
+// minute (Badger retrying a flush for ever).
+func closeWithin(t *testing.T, s *Store) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not return within a minute")
+		return nil
+	}
+}
+
+// TestWritesRefusedOnceTheDirectoryIsGone: a data directory removed (or
+// moved away, or replaced) under a running Caddy took every later write
+// into files no start would read again, with a 201 for each and no log
+// line (seen with bin/caddy: users and application keys created after
+// `rm -rf data_dir` answered 201, and vanished at the restart), and a
+// stop then never ended, Badger retrying its memtable's table once a
+// second. Now those writes fail as the store unavailable (503), once
+// logged, reads go on, and Close leaves the database open with a warning.
+func TestWritesRefusedOnceTheDirectoryIsGone(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	dir := filepath.Join(t.TempDir(), "badger")
+	s, err := Open(dir, Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "kept", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Put(ctx, "k", []byte("v"), 0); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "removed or replaced") {
+			t.Fatalf("a write once the directory was moved away: %v; want ErrUnavailable saying it was removed or replaced", err)
+		}
+	}
+	if v, err := s.Get(ctx, "kept"); err != nil || string(v) != "v" {
+		t.Fatalf("a read once the directory was moved away: %q, %v; want the record", v, err)
+	}
+	// Another directory under the name is no better.
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, "n", 1, 0); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("a write with another directory under the name: %v; want ErrUnavailable", err)
+	}
+	if n := logs.FilterMessageSnippet("directory was removed or replaced while open").Len(); n != 1 {
+		t.Fatalf("the directory's removal was logged %d times; want once", n)
+	}
+	// Moved back: writes resume.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatalf("a write once the directory is back: %v", err)
+	}
+	if n := logs.FilterMessageSnippet("can be written again: writes resume").Len(); n != 1 {
+		t.Fatalf("the directory's return was logged %d times; want once", n)
+	}
+	// A stop with the directory gone returns, leaving the database open.
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeWithin(t, s); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Close with the directory gone: %v; want ErrUnavailable", err)
+	}
+	if n := logs.FilterMessageSnippet("left open, not closed").Len(); n != 1 {
+		t.Fatalf("the database left open was logged %d times; want once", n)
+	}
+}
+
+// TestWritesRefusedWhileTheDirectoryCannotBeWritten: a data directory
+// on a file system remounted read-only, or whose permissions were taken
+// away, refuses writes (503), logged once, until it can be written again;
+// before, writes went on into the open memtable until it was full, then
+// hung, since Badger cannot write its table.
+func TestWritesRefusedWhileTheDirectoryCannotBeWritten(t *testing.T) {
+	var denied atomic.Bool
+	saved := dirWritable
+	dirWritable = func(string) error {
+		if denied.Load() {
+			return &os.PathError{Op: "access", Path: "dir", Err: errors.New("read-only file system")}
+		}
+		return nil
+	}
+	t.Cleanup(func() { dirWritable = saved })
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := Open(t.TempDir(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "kept", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	denied.Store(true)
+	for range 2 {
+		if err := s.Batch(ctx, []storage.Op{{Kind: storage.OpPut, Key: "b", Value: []byte("v")}}); !errors.Is(err, storage.ErrUnavailable) ||
+			!strings.Contains(err.Error(), "read-only file system") {
+			t.Fatalf("a write to a directory that cannot be written: %v; want ErrUnavailable with the reason", err)
+		}
+	}
+	if v, err := s.Get(ctx, "kept"); err != nil || string(v) != "v" {
+		t.Fatalf("a read: %q, %v; want the record", v, err)
+	}
+	if n := logs.FilterMessageSnippet("cannot be written (a read-only file system").Len(); n != 1 {
+		t.Fatalf("the directory not writable was logged %d times; want once", n)
+	}
+	denied.Store(false)
+	if err := s.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatalf("a write once the directory can be written: %v", err)
+	}
+	if n := logs.FilterMessageSnippet("can be written again: writes resume").Len(); n != 1 {
+		t.Fatalf("the directory writable again was logged %d times; want once", n)
+	}
+	if err := closeWithin(t, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenAndCloseNeedRoomForTheirTable: Badger writes a table out of
+// its memtable at Close, and out of the log a killed process left at
+// Open, through a memory-mapped file: on a full file system, a SIGBUS
+// (seen with bin/caddy on a full 100 MiB tmpfs: `kill -TERM` ended in
+// `table.CreateTable`, and the next start in `openMemTable`). Now Close
+// leaves the database open, with its log (the write is kept, as the copy
+// shows), and Open refuses with the bytes free; with room for the table
+// (under MinFreeSpace still), Open works and finds the write.
+func TestOpenAndCloseNeedRoomForTheirTable(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(MinFreeSpace)
+	stubFreeSpace(t, &free)
+	core, logs := observer.New(zapcore.InfoLevel)
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "kept", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	free.Store(flushMargin - 1)
+	if err := closeWithin(t, s); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "bytes free") {
+		t.Fatalf("Close with no room for a table: %v; want ErrUnavailable naming the bytes free", err)
+	}
+	if n := logs.FilterMessageSnippet("left open, not closed").Len(); n != 1 {
+		t.Fatalf("the database left open was logged %d times; want once", n)
+	}
+	// What a start after this stop finds: the files as they are.
+	copied := sparseCopy(t, dir)
+	for _, f := range []uint64{0, flushMargin - 1} {
+		free.Store(f)
+		if s2, err := Open(copied, Options{}); !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "bytes free") {
+			if err == nil {
+				s2.Close()
+			}
+			t.Fatalf("Open with %d bytes free and a log to replay: %v; want ErrUnavailable naming the bytes free", f, err)
+		}
+	}
+	free.Store(MinFreeSpace / 2)
+	s2, err := Open(copied, Options{})
+	if err != nil {
+		t.Fatalf("Open with room for the table, under MinFreeSpace: %v", err)
+	}
+	defer s2.Close()
+	if v, err := s2.Get(ctx, "kept"); err != nil || string(v) != "v" {
+		t.Fatalf("the write acknowledged before the stop: %q, %v; want it replayed", v, err)
+	}
+}
+
+// sparseCopy copies the files of the database in dir (but its lock) to a
+// new directory, leaving holes where they hold zeros, as Badger's own
+// files do: the copy of a stopped process's database.
+func sparseCopy(t *testing.T, dir string) string {
+	t.Helper()
+	copied := t.TempDir()
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name() == "LOCK" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.OpenFile(filepath.Join(copied, f.Name()), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const block = 4096
+		for off := 0; off < len(data); off += block {
+			chunk := data[off:min(off+block, len(data))]
+			if strings.Trim(string(chunk), "\x00") == "" {
+				continue
+			}
+			if _, err := out.WriteAt(chunk, int64(off)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := out.Truncate(int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return copied
+}
