@@ -620,9 +620,15 @@ func (s *Store) Close() error {
 			if err == nil || s.problem.Load() == writesFull {
 				err = flushRoom(dir)
 			}
-			if err != nil {
+			switch {
+			case err != nil && s.problem.Load() == writesGone:
+				s.log.Warn("the Badger database is left open, not closed: its directory was removed or replaced, and closing would try for ever to write "+
+					"its memtable into a table there", zap.String("dir", dir), zap.Error(err))
+			case err != nil:
 				s.log.Warn("the Badger database is left open, not closed: closing writes its memtable into a new table, which cannot be done now; "+
 					"its log holds every acknowledged write, and the next start replays it", zap.String("dir", dir), zap.Error(err))
+			}
+			if err != nil {
 				s.closeErr = storeutil.Unavailable("closing Badger database", err)
 				return
 			}
