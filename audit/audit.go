@@ -210,13 +210,18 @@ type Log struct {
 	// counts them); closeBy is when Close stops writing the backlog (zero
 	// until Close).
 	storeDownUntil time.Time
-	closeBy        time.Time
-	closeTimeout   time.Duration
-	backlog        []pending
-	backlogBytes   int
-	backlogLimit   int
-	lost           uint64
-	batchSize      int
+	// failLine is when the writer last logged that the store refused a
+	// batch (zero until the outage's first line), unlogged the failures
+	// since, for the next line.
+	failLine     time.Time
+	unlogged     int
+	closeBy      time.Time
+	closeTimeout time.Duration
+	backlog      []pending
+	backlogBytes int
+	backlogLimit int
+	lost         uint64
+	batchSize    int
 	// spill keeps the backlog on disk too (nil without Options.SpillFile);
 	// notSpilled counts the events of the backlog it could not keep.
 	spill      *spill
@@ -660,6 +665,7 @@ func (l *Log) recovered() {
 	l.log().Info("the store accepts audit events again; those it refused are written (those past their retention skipped)",
 		zap.Uint64("dropped_from_memory", l.lost))
 	l.lost, l.notSpilled = 0, 0
+	l.failLine, l.unlogged = time.Time{}, 0 // the next outage's first failure is logged at once
 	if l.spill != nil {
 		if err := l.spill.clear(); err != nil {
 			l.log().Error("emptying the audit spill file: a restart would write its events again (under the same keys)", zap.Error(err))
@@ -732,9 +738,15 @@ func (l *Log) storeBatch(ops []storage.Op) bool {
 			return true
 		}
 		if attempt == attempts || ctx.Err() != nil || len(l.events) > cap(l.events)/4 {
-			l.storeDownUntil = time.Now().Add(storePause)
-			l.log().Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
-				zap.Int("events", len(ops)), zap.Int("waiting", len(l.backlog)), zap.Duration("next_attempt_in", storePause), zap.Error(err))
+			now := time.Now()
+			l.storeDownUntil = now.Add(storePause)
+			l.unlogged++
+			if l.failLine.IsZero() || now.Sub(l.failLine) >= failLineInterval {
+				l.log().Error("audit events could not be written to the store; they remain in this log and are kept to be written when it answers",
+					zap.Int("events", len(ops)), zap.Int("waiting", len(l.backlog)), zap.Duration("next_attempt_in", storePause),
+					zap.Int("failed_attempts_since_last_line", l.unlogged), zap.Error(err))
+				l.failLine, l.unlogged = now, 0
+			}
 			return false
 		}
 		time.Sleep(time.Duration(100<<(attempt-1)) * time.Millisecond)
@@ -785,6 +797,13 @@ func (l *Log) shift(n int) {
 // storePause is how long the writer stops trying a store that failed a
 // batch: the batches of that time are only logged.
 const storePause = time.Second
+
+// failLineInterval is the least time between two lines saying the store
+// refused a batch, in one outage: the writer tries it every storePause,
+// and a line each time was 3 600 an hour of a full disk, with or without
+// traffic. The outage's first line is logged at once, its end too (the
+// store accepts audit events again).
+const failLineInterval = time.Minute
 
 func (l *Log) logEvent(e Event) {
 	fields := []zap.Field{zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),

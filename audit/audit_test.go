@@ -855,3 +855,59 @@ func TestChangesAreLoggedBeforeTheyAreStored(t *testing.T) {
 		t.Fatalf("logged once stored: %q; want each of the four once", got)
 	}
 }
+
+// downStore is a real store whose batches fail while down is set,
+// counting the attempts.
+type downStore struct {
+	storage.Store
+	down     atomic.Bool
+	attempts atomic.Int64
+}
+
+func (s *downStore) Batch(ctx context.Context, ops []storage.Op) error {
+	if s.down.Load() {
+		s.attempts.Add(1)
+		return fmt.Errorf("no space left: %w", storage.ErrUnavailable)
+	}
+	return s.Store.Batch(ctx, ops)
+}
+
+// TestAnOutageIsLoggedOnceAMinute: the writer tries a failing store every
+// second, and logged an error line each time, with or without traffic:
+// 3 600 lines an hour of a full disk (seen with bin/caddy). Now an
+// outage's first failure is logged at once, the later ones at most once a
+// minute, and the next outage's first at once again.
+func TestAnOutageIsLoggedOnceAMinute(t *testing.T) {
+	st := &downStore{Store: badgerStore(t)}
+	core, logs := observer.New(zap.InfoLevel)
+	l := New(st, zap.New(core), Options{FlushInterval: 20 * time.Millisecond, Settings: everyRefusal})
+	t.Cleanup(l.Close)
+	const line = "audit events could not be written to the store; they remain in this log and are kept to be written when it answers"
+	for outage := range 2 {
+		st.down.Store(true)
+		l.Record(Event{Kind: "request", Username: "alice", Outcome: OutcomeDenied, Reason: fmt.Sprint(outage)})
+		for deadline := time.Now().Add(60 * time.Second); logs.FilterMessage(line).Len() < outage+1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("outage %d: its first failure was not logged in 60 s", outage)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		before := st.attempts.Load()
+		for deadline := time.Now().Add(60 * time.Second); st.attempts.Load() < before+3; {
+			if time.Now().After(deadline) {
+				t.Fatalf("outage %d: the writer tried the store %d more times in 60 s; want 3", outage, st.attempts.Load()-before)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := logs.FilterMessage(line).Len(); n != outage+1 {
+			t.Fatalf("outage %d: %d lines for the store's failures after 3 more attempts; want %d", outage, n, outage+1)
+		}
+		st.down.Store(false)
+		for deadline := time.Now().Add(60 * time.Second); logs.FilterMessageSnippet("accepts audit events again").Len() < outage+1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("outage %d: the end of the outage was not logged in 60 s", outage)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
