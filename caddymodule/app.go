@@ -377,6 +377,11 @@ func (a *App) start() (err error) {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	undo = append(undo, func() { metrics.Unregister(registry) })
+	if health, ok := pooled.backend.(engine.StoreHealth); ok {
+		if err := metrics.RegisterStoreHealth(registry, health); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+	}
 	e := engine.New(cfg, st, ks, signer, auditLog, metrics, a.logger)
 	e.Audiences = &a.audiences
 	providers := []adminapi.Provider{adminapi.NewCore(e, a.sites...)}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -110,6 +111,50 @@ func NewMetrics(reg prometheus.Registerer, c *cache.Cache, auditLog *audit.Log, 
 		return nil, err
 	}
 	return m, nil
+}
+
+// StoreHealth is what a store tells of its own health on a scrape: the
+// Badger store's (storage/badger.Store); a Redis store has none.
+type StoreHealth interface {
+	// Writable reports whether the store takes writes now (false while
+	// its file system is nearly full, or its directory was removed or
+	// cannot be written).
+	Writable() bool
+	// FreeBytes is the free space of the file system the store writes
+	// to; false when that cannot be told.
+	FreeBytes() (uint64, bool)
+}
+
+// RegisterStoreHealth registers gatehouse_store_writable and
+// gatehouse_store_free_bytes, read from h on every scrape, with reg; they
+// are unregistered with the others (Unregister). Reads and cache-hot
+// requests go on while the store refuses writes, so the decision error
+// rate alone shows a full disk only as far as requests happen to write:
+// these show it at once, and the free space before it runs out.
+func (m *Metrics) RegisterStoreHealth(reg prometheus.Registerer, h StoreHealth) error {
+	cols := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Name: "store_writable",
+			Help: "1 while the embedded store takes writes, 0 while it refuses them (its file system nearly full, its directory removed or not writable): requests that must write answer 503."},
+			func() float64 {
+				if h.Writable() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Name: "store_free_bytes",
+			Help: "Free bytes on the file system of the embedded store; it refuses writes below 64 MiB (NaN when that cannot be told)."},
+			func() float64 {
+				if free, ok := h.FreeBytes(); ok {
+					return float64(free)
+				}
+				return math.NaN()
+			}),
+	}
+	if err := registerAll(reg, cols); err != nil {
+		return err
+	}
+	m.collectors = append(m.collectors, cols...)
+	return nil
 }
 
 // Unregister removes the collectors from reg, after a start-up that

@@ -347,6 +347,14 @@ func (s *Store) logChange(prev, now int32, dir string, fields []zap.Field) {
 	}
 }
 
+// Writable reports whether the store takes writes now (room); false for
+// a store opened read-only. It logs as a write would when that changes.
+func (s *Store) Writable() bool { return s.dir != nil && s.room() == nil }
+
+// FreeBytes is the free space of the database's file system; false when
+// that cannot be told.
+func (s *Store) FreeBytes() (uint64, bool) { return freeSpace(s.db.Opts().Dir) }
+
 // flushRoom reports an error when the file system of dir has too little
 // free space for Badger to write a table out of the memtable files there
 // (twice the space they take, plus flushMargin): at Open, which replays

@@ -277,10 +277,19 @@ func TestWritesWaitForFreeSpace(t *testing.T) {
 			t.Fatalf("a compare-and-swap from %q that finds another value, with too little space: %t, %v; want false, nil", old, swapped, err)
 		}
 	}
+	if s.Writable() {
+		t.Fatal("Writable with too little space: true; want false (gatehouse_store_writable)")
+	}
+	if got, ok := s.FreeBytes(); !ok || got != MinFreeSpace-1 {
+		t.Fatalf("FreeBytes: %d, %t; want %d", got, ok, MinFreeSpace-1)
+	}
 	if n := logs.FilterMessageSnippet("file system is (nearly) full").Len(); n != 1 {
 		t.Fatalf("the lack of space was logged %d times; want once", n)
 	}
 	free.Store(MinFreeSpace)
+	if !s.Writable() {
+		t.Fatal("Writable once space was freed: false; want true")
+	}
 	if err := s.Put(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatalf("a write once space was freed: %v", err)
 	}
