@@ -212,7 +212,14 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, storage.ErrNotFound):
 			// Ended already (or never was): nothing to sign out of.
 		case err != nil:
-			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable", "the session store is unavailable")
+			// The browser forgets the cookie all the same (on a shared
+			// computer, the next user must not find the session), and
+			// is told that the server could not end it.
+			c.engine.RecordRequest(r, audit.Event{Kind: audit.KindLogin, Credential: "session", Outcome: audit.OutcomeFailure,
+				Reason: "sign-out could not end session " + session.DigestID(ck.Value) + ": the store is unavailable; the browser's cookie was cleared"})
+			http.SetCookie(w, session.ClearCookie())
+			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable",
+				"the session store is unavailable: this browser is signed out, but the session could not be ended on the server; sign out again later")
 			return
 		default:
 			c.engine.RecordRequest(r, audit.Event{Kind: audit.KindLogin, Username: ended.Username, Credential: "session",

@@ -2,17 +2,21 @@ package sessioncookie
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // TestLogoutOnlyFromTheSiteItself: another site's link, image or form
@@ -178,5 +182,82 @@ func TestCachedSessionDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = c.Authenticate(r) }); n != 0 {
 		t.Fatalf("a cached session's request allocates %v times; want none", n)
+	}
+}
+
+// writesDown is a store whose writes fail as unavailable while down is
+// set (a full disk: reads go on).
+type writesDown struct {
+	storage.Store
+	down *atomic.Bool
+}
+
+func (s writesDown) fail() error { return fmt.Errorf("no space left: %w", storage.ErrUnavailable) }
+
+func (s writesDown) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if s.down.Load() {
+		return s.fail()
+	}
+	return s.Store.Put(ctx, k, v, ttl)
+}
+
+func (s writesDown) Delete(ctx context.Context, k string) error {
+	if s.down.Load() {
+		return s.fail()
+	}
+	return s.Store.Delete(ctx, k)
+}
+
+func (s writesDown) CompareAndSwap(ctx context.Context, k string, o, n []byte, ttl time.Duration) (bool, error) {
+	if s.down.Load() {
+		return false, s.fail()
+	}
+	return s.Store.CompareAndSwap(ctx, k, o, n, ttl)
+}
+
+func (s writesDown) Incr(ctx context.Context, k string, d int64, ttl time.Duration) (int64, error) {
+	if s.down.Load() {
+		return 0, s.fail()
+	}
+	return s.Store.Incr(ctx, k, d, ttl)
+}
+
+func (s writesDown) Batch(ctx context.Context, ops []storage.Op) error {
+	if s.down.Load() {
+		return s.fail()
+	}
+	return s.Store.Batch(ctx, ops)
+}
+
+// TestLogoutWhileTheStoreRefusesWritesClearsTheCookie: with the disk full,
+// a sign-out answered 503 and left the cookie in the browser, the session
+// going on there (seen with bin/caddy: the next request with it was
+// allowed). The session cannot be ended on the server then, but the
+// browser now forgets its cookie, and the 503 says so.
+func TestLogoutWhileTheStoreRefusesWritesClearsTheCookie(t *testing.T) {
+	var down atomic.Bool
+	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store { return writesDown{Store: s, down: &down} })
+	c := New(e, nil)
+	token, err := e.Sessions.Create(t.Context(), session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	r := httptest.NewRequest("POST", LogoutPath, nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
+	w := httptest.NewRecorder()
+	c.logout(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "could not be ended on the server") {
+		t.Fatalf("sign-out with writes refused: %d %s; want 503 saying the session could not be ended", w.Code, w.Body)
+	}
+	cleared := false
+	for _, ck := range w.Result().Cookies() {
+		if ck.Name == session.CookieName && ck.MaxAge < 0 {
+			cleared = true
+		}
+	}
+	if !cleared {
+		t.Fatalf("sign-out with writes refused: cookies %v; want %s cleared", w.Result().Cookies(), session.CookieName)
 	}
 }
