@@ -361,6 +361,16 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 	t := &throttle{engine: c.engine, network: network}
 	res, err := c.engine.Accounts.SignIn(ctx, username, password, t)
 	if err != nil {
+		if t.counted != "" && errors.Is(err, storage.ErrUnavailable) {
+			// Refused uncounted (503): the store reads but cannot
+			// write, a full disk for one. A success cached for the name
+			// must not answer the next try that would be counted where
+			// this one was, or guesses refused uncounted would be told
+			// the right one by the cache's 200, at the request rate
+			// (seen with bin/caddy: twelve wrong passwords got 503, the
+			// thirteenth, right, 200; with the store writing, 429).
+			c.hold(ctx, t.name, t.counted, failureWindow)
+		}
 		return verified{}, err
 	}
 	switch res.Outcome {
@@ -464,9 +474,11 @@ type throttle struct {
 	engine *engine.Engine
 	// network is the client network the attempt came from.
 	network string
-	// counted is the key of the count Begin counted the attempt in, for
-	// the caller to hold when it was past the limit.
+	// counted is the key of the count Begin counted the attempt in (or
+	// tried to), for the caller to hold when it was past the limit (or
+	// could not be counted); name is the name it was counted for.
 	counted string
+	name    string
 	// familiar is true when Begin found network familiar to the account.
 	familiar bool
 	// spent is true when Begin counted the attempt as the last its count
@@ -489,7 +501,7 @@ func (a failures) Familiar() bool { return a.familiar }
 // Begin implements account.Attempts: the attempt is counted first, and
 // refused unchecked when the count goes past the limit.
 func (t *throttle) Begin(ctx context.Context, name string, u *account.User) (account.Attempt, account.Gate, error) {
-	t.counted = counters.BasicFailures(name)
+	t.counted, t.name = counters.BasicFailures(name), name
 	familiar := false
 	if u != nil { // a name without an account has no familiar networks
 		var err error

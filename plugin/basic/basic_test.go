@@ -540,3 +540,88 @@ func throttledAtHome(t *testing.T) *basicRoute {
 	}
 	return b
 }
+
+// refusingWrites is a store whose writes fail as unavailable while down
+// is set, as on a full disk: reads go on.
+type refusingWrites struct {
+	storage.Store
+	down *atomic.Bool
+}
+
+func (s refusingWrites) refused() error {
+	return fmt.Errorf("no space left: %w", storage.ErrUnavailable)
+}
+
+func (s refusingWrites) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if s.down.Load() {
+		return s.refused()
+	}
+	return s.Store.Put(ctx, k, v, ttl)
+}
+
+func (s refusingWrites) Delete(ctx context.Context, k string) error {
+	if s.down.Load() {
+		return s.refused()
+	}
+	return s.Store.Delete(ctx, k)
+}
+
+func (s refusingWrites) CompareAndSwap(ctx context.Context, k string, o, n []byte, ttl time.Duration) (bool, error) {
+	if s.down.Load() {
+		return false, s.refused()
+	}
+	return s.Store.CompareAndSwap(ctx, k, o, n, ttl)
+}
+
+func (s refusingWrites) Incr(ctx context.Context, k string, d int64, ttl time.Duration) (int64, error) {
+	if s.down.Load() {
+		return 0, s.refused()
+	}
+	return s.Store.Incr(ctx, k, d, ttl)
+}
+
+func (s refusingWrites) Batch(ctx context.Context, ops []storage.Op) error {
+	if s.down.Load() {
+		return s.refused()
+	}
+	return s.Store.Batch(ctx, ops)
+}
+
+// TestUncountedGuessesGetNoAnswerFromTheCache: while the store reads but
+// cannot write (a full disk), a guess cannot be counted and is answered
+// 503, unchecked. A success cached for the name answered the right
+// password 200 all the same: guesses without number, told the right one
+// by the cache (seen with bin/caddy: twelve wrong passwords 503, the
+// right one 200, where a store that writes answers it 429 after ten).
+// Now the right password gets 503 like the guesses from where they came
+// (elsewhere, then alice's own network), while a network whose count
+// they do not touch is still answered from the cache; once the store
+// writes, the right password signs in again.
+func TestUncountedGuessesGetNoAnswerFromTheCache(t *testing.T) {
+	const limit = 3
+	var down atomic.Bool
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, func(s storage.Store) storage.Store { return refusingWrites{Store: s, down: &down} }, "alice")
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("alice's sign-in at home: %d", w.Code)
+	}
+	down.Store(true)
+	for _, from := range []string{"203.0.113.9:4242", home} {
+		for i := range 3 * limit {
+			if w := b.get("alice", fmt.Sprintf("guess %d", i), from); w.Code != http.StatusServiceUnavailable {
+				t.Fatalf("guess %d from %s with the store refusing writes: %d; want 503", i, from, w.Code)
+			}
+		}
+		if w := b.get("alice", password, from); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("the right password, cached, after %d uncounted guesses from %s: %d; want 503 like them", 3*limit, from, w.Code)
+		}
+		if from != home {
+			if w := b.get("alice", password, home); w.Code != http.StatusOK {
+				t.Fatalf("alice at home, whose count the guesses from %s did not touch: %d; want 200 from the cache", from, w.Code)
+			}
+		}
+	}
+	down.Store(false)
+	if w := b.get("alice", password, home); w.Code != http.StatusOK {
+		t.Fatalf("the right password once the store writes again: %d; want 200", w.Code)
+	}
+}
