@@ -219,7 +219,7 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 				Reason: "sign-out could not end session " + session.DigestID(ck.Value) + ": the store is unavailable; the browser's cookie was cleared"})
 			http.SetCookie(w, session.ClearCookie())
 			engine.WriteJSONError(w, http.StatusServiceUnavailable, "unavailable",
-				"the session store is unavailable: this browser is signed out, but the session could not be ended on the server; sign out again later")
+				"the session store is unavailable: this browser is signed out, but the session could not be ended on the server: it ends at its idle or absolute timeout")
 			return
 		default:
 			c.engine.RecordRequest(r, audit.Event{Kind: audit.KindLogin, Username: ended.Username, Credential: "session",
