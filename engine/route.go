@@ -238,7 +238,7 @@ func (rt *Route) check(r *http.Request, cleanPath string, id *identity.Identity,
 	if err != nil {
 		return cred, false, err
 	}
-	err = e.Accounts.Authorize(r.Context(), id, r.Method, cleanPath)
+	err = e.Accounts.Authorize(r.Context(), id, guard.Method(r), cleanPath)
 	if err == nil {
 		err = AdmitRoles(rt.opts.RequireRole, id.Roles)
 	}

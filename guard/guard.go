@@ -190,7 +190,7 @@ func (c *Contract) Forward(r *http.Request, v *Verified, strip func(*http.Reques
 			}
 		}
 		var err error
-		if token, err = c.signer.Assertion(id, aud, r.Method); err != nil {
+		if token, err = c.signer.Assertion(id, aud, Method(r)); err != nil {
 			return err
 		}
 	}

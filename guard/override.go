@@ -34,13 +34,13 @@ func Overrides(r *http.Request, headers bool, allow func(method string) error) e
 			if !isHeaderNamed(name, methodOverrides[:]) {
 				continue
 			}
-			if err := allowMethods(r.Method, values, allow); err != nil {
+			if err := allowMethods(Method(r), values, allow); err != nil {
 				return err
 			}
 		}
 	}
 	if r.URL.RawQuery != "" {
-		return allowMethods(r.Method, queryMethods(r.URL.RawQuery), allow)
+		return allowMethods(Method(r), queryMethods(r.URL.RawQuery), allow)
 	}
 	return nil
 }
