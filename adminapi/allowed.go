@@ -77,7 +77,7 @@ func (c *Core) allowed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	answer, err := c.wouldAllow(r, u.Username, method, target.Path, site)
+	answer, err := c.wouldAllow(r, u.Username, method, target, site)
 	if err != nil {
 		return err
 	}
@@ -86,15 +86,18 @@ func (c *Core) allowed(w http.ResponseWriter, r *http.Request) error {
 }
 
 // wouldAllow answers as the data plane answers a request of method for
-// path (the path of the request target: a query is no part of the path
-// rules match) by username's credential on site (nil: a route without
-// require_role): the path must be clean, and then
-// account.Service.Authorize and the site's require_role
-// (engine.AdmitRoles), the data plane's own checks, decide. A public path
+// target (its path: a query is no part of the path rules match, but a
+// method override it names, ?_method=DELETE, must be allowed too, as
+// guard.Overrides has it) by username's credential on site (nil: a route
+// without require_role): the path must be clean, and then
+// account.Service.Authorize, the site's require_role
+// (engine.AdmitRoles) and the query's method overrides, the data plane's
+// own checks, decide. A public path
 // of site is allowed, as the route lets it pass before any credential is
 // looked at. Asked for a route without require_role, an answer "allowed"
 // names the sites that would refuse it.
-func (c *Core) wouldAllow(r *http.Request, username, method, path string, site *Site) (Allowed, error) {
+func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
+	path := target.Path
 	if !guard.IsClean(path) {
 		return Allowed{Why: "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"}, nil
 	}
@@ -123,6 +126,20 @@ func (c *Core) wouldAllow(r *http.Request, username, method, path string, site *
 			return Allowed{Why: refusal.Reason() + ": " + site.Name + " requires one of [" + strings.Join(site.RequireRole, ", ") + "]" +
 				" (roles [" + strings.Join(id.Roles, ", ") + "])"}, nil
 		}
+	}
+	// The query's method overrides, as the data plane checks them: an
+	// upstream framework would serve ?_method=DELETE as a DELETE.
+	overridden := ""
+	err = guard.Overrides(&http.Request{Method: method, URL: target}, false, func(m string) error {
+		overridden = m
+		return c.engine.Accounts.Authorize(r.Context(), &identity.Identity{Username: username}, m, path)
+	})
+	if refusal, ok := identity.AsRefusal(err); ok {
+		return Allowed{Why: refusal.Reason() + " (roles [" + strings.Join(id.Roles, ", ") + "]): the query names the method " + overridden +
+			" (a method override, which some upstream frameworks obey), and it must be allowed too"}, nil
+	}
+	if err != nil {
+		return Allowed{}, err
 	}
 	roles, err := c.engine.Accounts.Roles(r.Context())
 	if err != nil {

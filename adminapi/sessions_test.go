@@ -127,7 +127,8 @@ func TestListAndEndSessions(t *testing.T) {
 // a route without require_role and on the finance site (require_role
 // finance, public /healthz): allowed naming the rule, refused by the
 // rules, refused by require_role, a public path of the site allowed,
-// case-sensitive methods and unclean paths refused; an unknown user is a
+// case-sensitive methods and unclean paths refused, a method override in
+// the query checked as the data plane checks it; an unknown user is a
 // 404, a bad method, path or site a 400. GET /gatehouse/sites lists the
 // sites, and the call is audited as admin reads are.
 func TestWouldThisRequestBeAllowed(t *testing.T) {
@@ -175,6 +176,11 @@ func TestWouldThisRequestBeAllowed(t *testing.T) {
 		{"refused by require_role", "carol", "GET", "/api/x", "finance.example.com:443", false, "require_role): finance.example.com:443 requires one of [finance] (roles [staff])"},
 		{"a public path of the site", "carol", "GET", "/healthz", "finance.example.com:443", true, "a public path of finance.example.com:443 (/healthz)"},
 		{"holding the role the site requires", "fay", "GET", "/api/x", "finance.example.com:443", true, "role staff, rule 1 (GET /api/*)"},
+		// The data plane checks a method override in the query too
+		// (guard.Overrides): GET ?_method=DELETE is a DELETE to Rails.
+		{"a method override in the query", "carol", "GET", "/api/x?a=1&_method=DELETE", "", false, "the query names the method DELETE"},
+		{"an override in the query named like the header", "carol", "GET", "/api/x?X-HTTP-Method-Override=put", "", false, "the query names the method PUT"},
+		{"an override naming an allowed method", "carol", "GET", "/api/x?_method=GET", "", true, "role staff, rule 1 (GET /api/*)"},
 	} {
 		code, got, body := ask(tc.user, tc.method, tc.path, tc.site)
 		if code != 200 || got.Allowed != tc.allowed || !strings.Contains(got.Why, tc.why) || got.Site != tc.site {
