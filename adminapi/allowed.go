@@ -29,6 +29,15 @@ type Site struct {
 	// Public are the route's public path patterns, which pass without a
 	// credential, require_role or not.
 	Public []string `json:"public"`
+	// Rewrite, when set, rewrites a request as the handlers that run
+	// before the route's gatehouse handler on every request do
+	// (handle_path's prefix strip, uri, rewrite, method): the route
+	// judges the method and path they leave. Not listed.
+	Rewrite func(*http.Request) `json:"-"`
+	// MayRewrite says that a rewrite with a matcher may run before the
+	// route's gatehouse handler too (try_files, a rewrite of some paths),
+	// which the answer cannot tell. Not listed.
+	MayRewrite bool `json:"-"`
 }
 
 // Allowed is the answer of GET /gatehouse/users/{username}/allowed: would
@@ -97,6 +106,35 @@ func (c *Core) allowed(w http.ResponseWriter, r *http.Request) error {
 // looked at. Asked for a route without require_role, an answer "allowed"
 // names the sites that would refuse it.
 func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
+	answer, err := c.judge(r, username, method, target, site)
+	if site != nil && site.MayRewrite {
+		answer.Why += "; a rewrite with a matcher (rewrite, uri, try_files) may change this request before " + site.Name +
+			" judges it, which this answer does not know"
+	}
+	return answer, err
+}
+
+// judge is wouldAllow but for the caveat of a rewrite that may run.
+func (c *Core) judge(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
+	rewritten := ""
+	if site != nil && site.Rewrite != nil {
+		// The route judges the request as Caddy's rewrites before it
+		// leave it: handle_path /fin/* hands it /report for /fin/report.
+		u := *target
+		req := (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
+		site.Rewrite(req)
+		if req.Method != method || req.URL.Path != target.Path || req.URL.RawQuery != target.RawQuery {
+			rewritten = " (" + site.Name + " judges it as " + req.Method + " " + req.URL.RequestURI() + ", what the rewrites before it (handle_path, uri, rewrite) leave)"
+		}
+		method, target = req.Method, req.URL
+	}
+	answer, err := c.judgeAsIs(r, username, method, target, site)
+	answer.Why += rewritten
+	return answer, err
+}
+
+// judgeAsIs is judge for the request as the route has it.
+func (c *Core) judgeAsIs(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
 	path := target.Path
 	if !guard.IsClean(path) {
 		return Allowed{Why: "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"}, nil

@@ -219,3 +219,46 @@ func TestWouldThisRequestBeAllowed(t *testing.T) {
 		t.Error("the tester's calls are not audited, as admin reads are")
 	}
 }
+
+// TestWouldThisRequestBeAllowedAfterTheRewrites: a site whose route Caddy
+// rewrites requests before (handle_path /fin/* strips /fin) is answered
+// for the path the route judges, as the data plane does: carol's rule
+// GET /report allows /fin/report there and her rule GET /fin/* does not;
+// /fin/healthz is the public /healthz. A rewrite that may run (one with a
+// matcher) is noted in the answer.
+func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	strip := func(r *http.Request) {
+		if p, ok := strings.CutPrefix(r.URL.Path, "/fin"); ok {
+			r.URL.Path, r.URL.RawPath = p, ""
+		}
+	}
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e,
+		adminapi.Site{Name: "corp:443 /fin/*", RequireRole: []string{"finance"}, Public: []string{"/healthz"}, Rewrite: strip},
+		adminapi.Site{Name: "corp:443 /app/*", RequireRole: []string{"finance"}, MayRewrite: true})))
+	for _, setup := range []struct{ method, path, body string }{
+		{http.MethodPut, "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/report"]},{"methods":["POST"],"paths":["/fin/*"]}]}`},
+		{http.MethodPost, "/gatehouse/users", `{"username":"carol","roles":["finance"]}`},
+	} {
+		if w := call(setup.method, setup.path, setup.body); w.Code >= 300 {
+			t.Fatalf("%s %s: %d %s", setup.method, setup.path, w.Code, w.Body)
+		}
+	}
+	for _, tc := range []struct {
+		method, path, site string
+		allowed            bool
+		why                string
+	}{
+		{"GET", "/fin/report", "corp:443 /fin/*", true, "judges it as GET /report"},
+		{"POST", "/fin/x", "corp:443 /fin/*", false, "judges it as POST /x"},
+		{"GET", "/fin/healthz", "corp:443 /fin/*", true, "a public path of corp:443 /fin/* (/healthz)"},
+		{"GET", "/report", "corp:443 /app/*", true, "a rewrite with a matcher"},
+	} {
+		q := url.Values{"method": {tc.method}, "path": {tc.path}, "site": {tc.site}}
+		w := call(http.MethodGet, "/gatehouse/users/carol/allowed?"+q.Encode(), "")
+		var a adminapi.Allowed
+		if err := json.Unmarshal(w.Body.Bytes(), &a); w.Code != 200 || err != nil || a.Allowed != tc.allowed || !strings.Contains(a.Why, tc.why) {
+			t.Errorf("%s %s on %s: %d %s; want allowed %t, why with %q", tc.method, tc.path, tc.site, w.Code, w.Body, tc.allowed, tc.why)
+		}
+	}
+}

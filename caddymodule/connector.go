@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"go.uber.org/zap"
 
@@ -199,15 +200,63 @@ func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []
 // (routeHosts) and the path patterns of the innermost path matcher around
 // it; hosts and paths are what enclosing routes matched.
 func eachHandler(routes caddyhttp.RouteList, hosts, paths []string, found func(h *Handler, matched, paths []string)) {
+	walkHandlers(routes, hosts, paths, rewrites{}, func(h *Handler, matched, paths []string, _ rewrites) { found(h, matched, paths) })
+}
+
+// rewrites are the rewrite handlers (handle_path's prefix strip, uri,
+// rewrite, method) that run before a gatehouse handler, in order: those
+// that run on every request that reaches it (always), and whether some
+// with a matcher may run too (maybe).
+type rewrites struct {
+	always []*rewrite.Rewrite
+	maybe  bool
+}
+
+// then is rw with r run after it: always, or, with a matcher, maybe.
+func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
+	if !always {
+		return rewrites{always: rw.always, maybe: true}
+	}
+	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe}
+}
+
+// walkHandlers is eachHandler, passing found the rewrites that run
+// before each handler too: a rewrite handler before it in its route, or
+// in a route before its own in a route list (with no matcher: always;
+// with one, or in a group another such route may take: maybe), within
+// the routes around it.
+func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) {
+	// The groups one of whose routes ran, surely (true) or perhaps
+	// (false): no other route of a group runs once one did.
+	groups := map[string]bool{}
 	for _, rt := range routes {
+		surely, perhaps := groups[rt.Group]
+		if rt.Group != "" && surely {
+			continue
+		}
 		matched, within := routeHosts(rt, hosts), routePaths(rt, paths)
+		always := len(rt.MatcherSets) == 0 && !perhaps
+		if rt.Group != "" {
+			groups[rt.Group] = always
+		}
+		inRoute := before
+		var ran []*rewrite.Rewrite // this route's rewrites, which the routes after it see
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
-				found(h, matched, within)
+				found(h, matched, within, inRoute)
 			case *caddyhttp.Subroute:
-				eachHandler(h.Routes, matched, within, found)
+				walkHandlers(h.Routes, matched, within, inRoute, found)
+			case *rewrite.Rewrite:
+				inRoute = inRoute.then(h, true)
+				ran = append(ran, h)
 			}
+		}
+		for _, r := range ran {
+			before = before.then(r, always)
+		}
+		if always && rt.Terminal {
+			return
 		}
 	}
 }

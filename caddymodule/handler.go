@@ -165,7 +165,7 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 	seen := map[string]int{}
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		srv := servers[name]
-		eachHandler(srv.Routes, nil, nil, func(h *Handler, matched, paths []string) {
+		walkHandlers(srv.Routes, nil, nil, rewrites{}, func(h *Handler, matched, paths []string, before rewrites) {
 			if len(h.RequireRole) == 0 {
 				return
 			}
@@ -182,10 +182,25 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 			if seen[site]++; seen[site] > 1 {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
-			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public})
+			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public,
+				Rewrite: before.apply(), MayRewrite: before.maybe})
 		})
 	}
 	return sites
+}
+
+// apply returns what runs rw's rewrites that always run on a request, in
+// order, as Caddy runs them before the gatehouse handler; nil for none.
+func (rw rewrites) apply() func(*http.Request) {
+	if len(rw.always) == 0 {
+		return nil
+	}
+	return func(r *http.Request) {
+		repl := caddyhttp.NewTestReplacer(r) // the placeholders of the request, {path} and the like
+		for _, h := range rw.always {
+			h.Rewrite(r, repl)
+		}
+	}
 }
 
 // listenPorts are the ports (or port ranges) of a server's listen

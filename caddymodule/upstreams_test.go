@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 )
 
 // TestUpstreamsReachedWithoutGatehouse: of the sites of one config, the
@@ -94,5 +99,56 @@ func TestGatedSitesNamedByHostPortAndPath(t *testing.T) {
 		"*:9000-9001 *:unix//run/caddy.sock = admin,ops"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the sites:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestGatedSitesKnowTheRewritesBeforeThem: a route that requires roles
+// judges the path Caddy's rewrites before it leave (handle_path's prefix
+// strip, uri strip_prefix in the same block, a method rewrite), so the
+// tester's site rewrites a request as they do; a rewrite with a matcher
+// (try_files, a rewrite of some paths) or in a group another route may
+// take is only noted (MayRewrite), and one in a block the route is not in
+// does not count.
+func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
+	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
+	sub := func(routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
+		return &caddyhttp.Subroute{Routes: routes}
+	}
+	route := func(set caddyhttp.MatcherSet, handlers ...caddyhttp.MiddlewareHandler) caddyhttp.Route {
+		rt := caddyhttp.Route{Handlers: handlers}
+		if set != nil {
+			rt.MatcherSets = caddyhttp.MatcherSets{set}
+		}
+		return rt
+	}
+	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+		route(nil, sub(
+			// handle_path /fin/* { gatehouse { require_role finance } }
+			route(path("/fin/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/fin"}), route(nil, &Handler{RequireRole: []string{"finance"}}))),
+			// handle /hr/* { uri strip_prefix /hr; method POST; gatehouse { require_role hr } }
+			route(path("/hr/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/hr"}, &rewrite.Rewrite{Method: "POST"}, &Handler{RequireRole: []string{"hr"}}))),
+			// handle /app/* { rewrite /app/old /app/new; gatehouse { require_role app } }
+			route(path("/app/*"), sub(route(path("/app/old"), &rewrite.Rewrite{URI: "/app/new"}), route(nil, &Handler{RequireRole: []string{"app"}}))),
+			// handle /ops/* { gatehouse { require_role ops } }: no rewrite of the blocks before it reaches it
+			route(path("/ops/*"), sub(route(nil, &Handler{RequireRole: []string{"ops"}}))),
+		)),
+	}}}
+	got := map[string]string{}
+	for _, s := range gatedSitesOf(servers) {
+		target := map[string]string{"finance": "/fin/report?q=1", "hr": "/hr/staff", "app": "/app/old", "ops": "/ops/x"}[s.RequireRole[0]]
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		if s.Rewrite != nil {
+			s.Rewrite(r)
+		}
+		got[s.Name] = fmt.Sprintf("%s %s maybe=%t", r.Method, r.URL.RequestURI(), s.MayRewrite)
+	}
+	want := map[string]string{
+		"*:8443 /fin/*": "GET /report?q=1 maybe=false",
+		"*:8443 /hr/*":  "POST /staff maybe=false",
+		"*:8443 /app/*": "GET /app/old maybe=true",
+		"*:8443 /ops/*": "GET /ops/x maybe=false",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("the sites' rewrites: %v\nwant %v", got, want)
 	}
 }
