@@ -171,7 +171,7 @@ func TestRefusalsCostTheSameDirectoryWork(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	pw := "lola password"
+	pw := "lola tulip harbour"
 	if _, err := s.CreateUser(ctx, NewUser{Username: "lola", Roles: []string{}, Password: &pw}); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	pw := "lee password 1"
+	pw := "lee tulip harbour 1"
 	if _, err := s.CreateUser(ctx, NewUser{Username: "lee", Password: &pw}); err != nil { // a local account: bounded alike
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestFailedBindsAreBounded(t *testing.T) {
 		{"dora", "wrong 1", OutcomeWrong}, {"dora", "dora password", OutcomeOK}, {"dora", "wrong 2", OutcomeWrong},
 		{"dora", "dora password", OutcomeThrottled}, {"dora", "wrong 3", OutcomeThrottled},
 		{"nobody", "wrong 1", OutcomeWrong}, {"nobody", "wrong 2", OutcomeWrong}, {"nobody", "wrong 3", OutcomeThrottled},
-		{"lee", "wrong 1", OutcomeWrong}, {"lee", "wrong 2", OutcomeWrong}, {"lee", "lee password 1", OutcomeThrottled},
+		{"lee", "wrong 1", OutcomeWrong}, {"lee", "wrong 2", OutcomeWrong}, {"lee", "lee tulip harbour 1", OutcomeThrottled},
 	} {
 		before := binds.Load()
 		if got := try(step.name, step.password); got != step.want {

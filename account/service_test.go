@@ -209,9 +209,56 @@ func TestGuessablePasswordsAreRefused(t *testing.T) {
 			t.Errorf("%s's password set to %q (a part of the name): %v; want a 400", name, pw, err)
 		}
 	}
-	for _, pw := range []string{"correct horse", "pw-alice-1", "malice aforethought", "Tulip harbour 93", "58203 91746 30581 92647"} {
+	for _, pw := range []string{"correct horse", "pw-alice-1", "malice aforethought", "Tulip harbour 93", "58203 91746 30581 92647",
+		// Past the third rule: passphrases with a common word and more
+		// besides, a generated password with a keyboard run in it.
+		"correct horse battery staple", "purple monkey dishwasher", "summer tulip 93", "Hj7#kLm2pQ9z", "tgbyhnujm cloud"} {
 		if _, err := s.UpdateUser(ctx, "alice", UserPatch{Password: &pw}); err != nil {
 			t.Errorf("alice's password set to %q: %v", pw, err)
+		}
+	}
+}
+
+// TestGuessableFoundByTheThirdReview: what an outside review of the
+// second rule set for alice and found taken: her name with a common word
+// ("alice password", which the rule judged by names alone and by common
+// words alone), a name and a common word ("olga password"), keyboard
+// runs, a few letters repeated, and the words sprayers try next.
+func TestGuessableFoundByTheThirdReview(t *testing.T) {
+	for _, pw := range []string{
+		"alice password", "AlicePassword1", "Password4Alice!", "ecila123",
+		"olga password", "Welcome2Acme!", "cat summer 2024", "ilovebob1",
+		"qwertyuiop", "1qaz2wsx", "1qaz2wsx3edc", "zaq12wsx", "asdfghjkl", "asdf1234", "zxcvbnm1", "1q2w3e4r", "q1w2e3r4", "qweasdzxc",
+		"abcdefgh", "abcd1234", "azertyuiop", "qwertzuiop",
+		"blahblahblah", "lalalalala", "hahahaha1", "aaaaaaaa", "ababababab", "asdasdasd", "xxxxxxxx1",
+		"Pass1234", "user1234", "login123", "guest123", "root1234", "hello123", "Company2024", "January2025", "Monday123",
+		"monkey123", "dragon12", "football1", "sunshine1", "princess1", "trustno1", "superman", "Sommer2024", "Hallo123", "Fall2024!",
+	} {
+		if !Guessable(pw, "alice") {
+			t.Errorf("%q for alice is taken", pw)
+		}
+	}
+	for _, pw := range []string{"correct horse battery staple", "Tulip harbour 93", "malice aforethought", "pw-alice-1",
+		"purple monkey dishwasher", "summer tulip 93", "Kangaroo Juniper 7", "Hj7#kLm2pQ9z", "Tr0ub4dor&3", "mississippi river"} {
+		if Guessable(pw, "alice") {
+			t.Errorf("%q for alice is refused", pw)
+		}
+	}
+}
+
+// TestGuessableIsLinear: the longest passwords and names, made to match
+// everywhere (letters NFKC expands eighteenfold, a run, a repeat, a name
+// matching at every place), are judged in linear time: each well under a
+// second even on a loaded machine (a quadratic rule took minutes).
+func TestGuessableIsLinear(t *testing.T) {
+	name := strings.Repeat("a", 64)
+	for _, pw := range []string{strings.Repeat("a", MaxPasswordLength), strings.Repeat("ab", MaxPasswordLength/2),
+		strings.Repeat("\ufdfa", MaxPasswordLength/3), strings.Repeat("qwertyuiop", MaxPasswordLength/10),
+		strings.Repeat("a1", MaxPasswordLength/2), strings.Repeat("1", MaxPasswordLength-1) + "2", strings.Repeat("p@ss", MaxPasswordLength/4)} {
+		start := time.Now()
+		Guessable(pw, name, strings.Repeat("a.", 32))
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("a password of %d bytes (%.12q…) took %v", len(pw), pw, d)
 		}
 	}
 }

@@ -20,7 +20,7 @@ func TestWriteCheckRunsAfterTheHash(t *testing.T) {
 	checks := 0
 	deny := WithWriteCheck(ctx, func(context.Context) error { checks++; return refused })
 
-	pw := "a password"
+	pw := "a tulip harbour"
 	if _, err := s.CreateUser(deny, NewUser{Username: "mallory", Password: &pw}); !errors.Is(err, refused) {
 		t.Fatalf("creating a user: %v; want the check's error", err)
 	}

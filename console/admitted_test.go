@@ -30,7 +30,7 @@ func signedInAdmin(t *testing.T, adminOnly bool) (*engine.Engine, *Console, *vie
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "admins", Admin: true, Rules: []account.Rule{{Methods: []string{"*"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	pw := "root password"
+	pw := "root tulip harbour"
 	u, err := e.Accounts.CreateUser(ctx, account.NewUser{Username: "root", Roles: []string{"admins"}, Password: &pw})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestSessionEndedWhileTheHashWaits(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		r := httptest.NewRequest(http.MethodPost, Prefix+"users", nil)
-		done <- c.call(r, v, http.MethodPost, "/gatehouse/users", map[string]any{"username": "mallory", "password": "mallory password", "roles": []string{"admins"}}, nil)
+		done <- c.call(r, v, http.MethodPost, "/gatehouse/users", map[string]any{"username": "mallory", "password": "mallory tulip harbour", "roles": []string{"admins"}}, nil)
 	}()
 	time.Sleep(300 * time.Millisecond) // the call waiting for a slot, most likely
 	if _, err := e.Accounts.EndSessions(context.Background(), "root"); err != nil {

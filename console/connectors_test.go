@@ -57,7 +57,7 @@ func TestConnectorsPageOffersWhatCanBeDone(t *testing.T) {
 			t.Fatalf("servers %v: %d, package offered %t, why said %t\n%s", servers, w.Code, offersPackage, saysWhy, page)
 		}
 
-		w = b.post(Prefix+"connectors", url.Values{"action": {"reissue"}, "name": {"c1"}, "confirm": {"root password"}, "nonce": {nonce()}})
+		w = b.post(Prefix+"connectors", url.Values{"action": {"reissue"}, "name": {"c1"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}})
 		after, err := p.Get(context.Background(), "c1")
 		if err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ var oidPBEWithSHA3DES = []byte{0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0
 // ticked for connector.FormatLegacy).
 func downloadPackage(t *testing.T, b *browser, p *connector.Plugin, serial, format string) {
 	t.Helper()
-	fields := url.Values{"action": {"package"}, "name": {"c1"}, "password": {"package password 1"}, "confirm": {"root password"}, "nonce": {nonce()}}
+	fields := url.Values{"action": {"package"}, "name": {"c1"}, "password": {"package password 1"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}
 	if format != "" {
 		fields.Set("format", format)
 	}

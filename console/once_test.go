@@ -61,7 +61,7 @@ func nonce() string { return twofactor.RandomToken(nonceBytes) }
 func TestFormIsCarriedOutOnce(t *testing.T) {
 	e, b := newBrowser(t)
 	ctx := context.Background()
-	form := url.Values{"action": {"save"}, "name": {"ops"}, "rules": {"GET /ops/*"}, "confirm": {"root password"}, "nonce": {nonce()}}
+	form := url.Values{"action": {"save"}, "name": {"ops"}, "rules": {"GET /ops/*"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}
 	if w := b.post(Prefix+"roles", form); w.Code != http.StatusOK {
 		t.Fatalf("saving ops: %d\n%s", w.Code, w.Body)
 	}
@@ -83,7 +83,7 @@ func TestFormIsCarriedOutOnce(t *testing.T) {
 	if w := b.post(Prefix+"roles", form); w.Code != http.StatusBadRequest {
 		t.Fatalf("a wrong password: %d", w.Code)
 	}
-	form.Set("confirm", "root password")
+	form.Set("confirm", "root tulip harbour")
 	if w := b.post(Prefix+"roles", form); w.Code != http.StatusOK {
 		t.Fatalf("corrected: %d\n%s", w.Code, w.Body)
 	}
@@ -132,7 +132,7 @@ func TestNoChangeLeavesTheViewerWithoutAdmin(t *testing.T) {
 	ctx := context.Background()
 	steps := []url.Values{
 		{"action": {"delete"}, "name": {"admins"}, "sure": {"yes"}},
-		{"action": {"save"}, "name": {"admins"}, "rules": {"* /*"}, "confirm": {"root password"}},
+		{"action": {"save"}, "name": {"admins"}, "rules": {"* /*"}, "confirm": {"root tulip harbour"}},
 	}
 	for _, form := range steps {
 		form.Set("nonce", nonce())
@@ -264,7 +264,7 @@ func TestActionEndingOwnAccessIsSaid(t *testing.T) {
 // capitals finds the account as usernames are kept.
 func TestUserSearchIsNormalised(t *testing.T) {
 	e, b := newBrowser(t)
-	pw := "josé password"
+	pw := "josé tulip harbour"
 	if _, err := e.Accounts.CreateUser(context.Background(), account.NewUser{Username: "josé", Password: &pw}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestNonAdminRolesDoNotKeepTheViewersAdmin(t *testing.T) {
 	}
 	for _, form := range []url.Values{
 		{"action": {"delete"}, "name": {"admins"}, "sure": {"yes"}},
-		{"action": {"save"}, "name": {"admins"}, "rules": {"* /*"}, "confirm": {"root password"}},
+		{"action": {"save"}, "name": {"admins"}, "rules": {"* /*"}, "confirm": {"root tulip harbour"}},
 	} {
 		form.Set("nonce", nonce())
 		w := b.post(Prefix+"roles", form)

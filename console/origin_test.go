@@ -21,7 +21,7 @@ func TestConsoleFormsNeedTheirOriginOverHTTPS(t *testing.T) {
 	e, b := newBrowser(t)
 	ctx := context.Background()
 	send := func(role, target string, header http.Header) *httptest.ResponseRecorder {
-		form := url.Values{"action": {"save"}, "name": {role}, "rules": {"GET /x/*"}, "confirm": {"root password"}, "nonce": {nonce()}}
+		form := url.Values{"action": {"save"}, "name": {role}, "rules": {"GET /x/*"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}
 		form.Set("csrf", b.c.csrf(b.v, b.strict))
 		r := httptest.NewRequest(http.MethodPost, target+Prefix+"roles", strings.NewReader(form.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -66,7 +66,7 @@ func TestConsoleCSRFTokenIsBoundToTheConsoleCookie(t *testing.T) {
 	if len(planted) != cookieLen || planted == b.strict {
 		t.Fatalf("planted console cookie %q: want another value of %d characters", planted, cookieLen)
 	}
-	form := url.Values{"action": {"save"}, "name": {"planted"}, "rules": {"GET /x/*"}, "confirm": {"root password"}, "nonce": {nonce()}}
+	form := url.Values{"action": {"save"}, "name": {"planted"}, "rules": {"GET /x/*"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}
 	form.Set("csrf", b.c.csrf(b.v, b.strict))
 	r := httptest.NewRequest(http.MethodPost, "https://gh.test"+Prefix+"roles", strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -216,7 +216,7 @@ func TestRefusedFormIsDrawnFilled(t *testing.T) {
 	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}))
 	rules := "GET /ops/*\nGET /api*\nPOST /ops/run"
 	w := b.post(Prefix+"roles", url.Values{"action": {"save"}, "edit": {"admins"}, "name": {"admins"}, "rules": {rules},
-		"admin": {"true"}, "confirm": {"root password"}, "nonce": {nonce()}})
+		"admin": {"true"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}})
 	body := w.Body.String()
 	for _, want := range []string{`rule 2: path pattern`, `<input type="hidden" name="edit" value="admins">`, "Edit role admins",
 		`name="name" required value="admins"`, ">GET /ops/*\nGET /api*\nPOST /ops/run</textarea>", `id="role-admin" checked`} {
@@ -243,7 +243,7 @@ func TestRefusedFormIsDrawnFilled(t *testing.T) {
 // labels, not the admin API's JSON field names.
 func TestCredentialWithoutAnAPIIsRefusedInTheFormsWords(t *testing.T) {
 	_, b := newBrowser(t)
-	w := b.post(Prefix+"api-credentials", url.Values{"action": {"create"}, "name": {"vpn"}, "confirm": {"root password"}, "nonce": {nonce()}})
+	w := b.post(Prefix+"api-credentials", url.Values{"action": {"create"}, "name": {"vpn"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}})
 	if body := w.Body.String(); w.Code != http.StatusBadRequest || !strings.Contains(body, "tick Auth API, User management API or both") {
 		t.Fatalf("a credential for no API: %d\n%s", w.Code, body)
 	}
@@ -276,7 +276,7 @@ func TestDirectoryMobileNumberIsIsolated(t *testing.T) {
 func TestConfirmationsNameTheViewer(t *testing.T) {
 	e, b := newBrowser(t)
 	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), appkey.NewService(e, appkey.Options{}), b.c.twoFactor)
-	if w := b.post(Prefix+"appkeys", url.Values{"action": {"create"}, "name": {"k1"}, "username": {"bob"}, "confirm": {"root password"}, "nonce": {nonce()}}); w.Code != http.StatusOK {
+	if w := b.post(Prefix+"appkeys", url.Values{"action": {"create"}, "name": {"k1"}, "username": {"bob"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}); w.Code != http.StatusOK {
 		t.Fatalf("creating a key: %d\n%s", w.Code, w.Body)
 	}
 	forms := regexp.MustCompile(`(?s)<form .*?</form>`)

@@ -54,7 +54,7 @@ func TestUnknownNamesCostTheLockoutsWrites(t *testing.T) {
 	var writes atomic.Int32
 	fx := newFixtureWith(t, func(s storage.Store) storage.Store { return writeCounter{s, &writes} })
 	ctx := context.Background()
-	pw := "olga password"
+	pw := "olga tulip harbour"
 	if _, err := fx.e.Accounts.CreateUser(ctx, account.NewUser{Username: "olga", Roles: []string{}, Password: &pw}); err != nil {
 		t.Fatal(err)
 	}
