@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // methodOverrides are the headers some frameworks take the request's
@@ -29,18 +31,19 @@ const methodParam = "_method"
 // with headers false only r's query is read. Without overrides it does
 // not allocate.
 func Overrides(r *http.Request, headers bool, allow func(method string) error) error {
+	var checked []string // the methods allowed, across every header and the query
 	if headers {
 		for name, values := range r.Header {
 			if !isHeaderNamed(name, methodOverrides[:]) {
 				continue
 			}
-			if err := allowMethods(Method(r), values, allow); err != nil {
+			if err := allowMethods(Method(r), values, allow, &checked); err != nil {
 				return err
 			}
 		}
 	}
 	if r.URL.RawQuery != "" {
-		return allowMethods(Method(r), queryMethods(r.URL.RawQuery), allow)
+		return allowMethods(Method(r), queryMethods(r.URL.RawQuery), allow, &checked)
 	}
 	return nil
 }
@@ -55,19 +58,34 @@ func CopyOverrides(dst, src http.Header) {
 	}
 }
 
-// allowMethods calls allow with each distinct method named in values
-// (comma separated) other than own.
-func allowMethods(own string, values []string, allow func(method string) error) error {
-	var checked []string
+// MaxOverrideMethods is the most distinct methods a request may name in
+// its method overrides (Overrides): a framework reads one, and HTTP and
+// WebDAV together have fewer. More are refused with ErrTooManyOverrides
+// before any is checked further: a megabyte of distinct names, each
+// checked against those before, took 24 s of a core per request.
+const MaxOverrideMethods = 16
+
+// ErrTooManyOverrides refuses a request naming more than
+// MaxOverrideMethods methods in its method overrides.
+var ErrTooManyOverrides = identity.BadRequest("the request names more than 16 methods in method overrides (X-HTTP-Method-Override, _method); name one")
+
+// allowMethods calls allow with each method named in values (comma
+// separated) other than own and those of checked, and adds it to
+// checked; more than MaxOverrideMethods in checked is
+// ErrTooManyOverrides.
+func allowMethods(own string, values []string, allow func(method string) error, checked *[]string) error {
 	for _, v := range values {
 		for m := range strings.SplitSeq(v, ",") {
-			if m = strings.ToUpper(strings.TrimSpace(m)); m == "" || m == own || slices.Contains(checked, m) {
+			if m = strings.ToUpper(strings.TrimSpace(m)); m == "" || m == own || slices.Contains(*checked, m) {
 				continue
+			}
+			if len(*checked) == MaxOverrideMethods {
+				return ErrTooManyOverrides
 			}
 			if err := allow(m); err != nil {
 				return err
 			}
-			checked = append(checked, m)
+			*checked = append(*checked, m)
 		}
 	}
 	return nil
