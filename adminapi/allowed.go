@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -122,7 +123,9 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 		// leave it: handle_path /fin/* hands it /report for /fin/report.
 		u := *target
 		req := (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
-		site.Rewrite(req)
+		if err := rewrite(site, req); err != nil {
+			return Allowed{Why: "the rewrites before " + site.Name + " (handle_path, uri, rewrite) could not be run on this request (" + err.Error() + "): no answer"}, nil
+		}
 		if req.Method != method || req.URL.Path != target.Path || req.URL.RawQuery != target.RawQuery {
 			rewritten = " (" + site.Name + " judges it as " + req.Method + " " + req.URL.RequestURI() + ", what the rewrites before it (handle_path, uri, rewrite) leave)"
 		}
@@ -131,6 +134,18 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 	answer, err := c.judgeAsIs(r, username, method, target, site)
 	answer.Why += rewritten
 	return answer, err
+}
+
+// rewrite runs site's rewrites on req; a panic (a placeholder this copy of
+// a request lacks) is an error, not the admin server's.
+func rewrite(site *Site, req *http.Request) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	site.Rewrite(req)
+	return nil
 }
 
 // judgeAsIs is judge for the request as the route has it.

@@ -225,7 +225,8 @@ func TestWouldThisRequestBeAllowed(t *testing.T) {
 // for the path the route judges, as the data plane does: carol's rule
 // GET /report allows /fin/report there and her rule GET /fin/* does not;
 // /fin/healthz is the public /healthz. A rewrite that may run (one with a
-// matcher) is noted in the answer.
+// matcher) is noted in the answer; one that panics is no answer, not a
+// crash.
 func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
 	strip := func(r *http.Request) {
@@ -235,7 +236,8 @@ func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
 	}
 	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e,
 		adminapi.Site{Name: "corp:443 /fin/*", RequireRole: []string{"finance"}, Public: []string{"/healthz"}, Rewrite: strip},
-		adminapi.Site{Name: "corp:443 /app/*", RequireRole: []string{"finance"}, MayRewrite: true})))
+		adminapi.Site{Name: "corp:443 /app/*", RequireRole: []string{"finance"}, MayRewrite: true},
+		adminapi.Site{Name: "corp:443 /odd/*", RequireRole: []string{"finance"}, Rewrite: func(*http.Request) { panic("a placeholder it lacks") }})))
 	for _, setup := range []struct{ method, path, body string }{
 		{http.MethodPut, "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/report"]},{"methods":["POST"],"paths":["/fin/*"]}]}`},
 		{http.MethodPost, "/gatehouse/users", `{"username":"carol","roles":["finance"]}`},
@@ -253,6 +255,7 @@ func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
 		{"POST", "/fin/x", "corp:443 /fin/*", false, "judges it as POST /x"},
 		{"GET", "/fin/healthz", "corp:443 /fin/*", true, "a public path of corp:443 /fin/* (/healthz)"},
 		{"GET", "/report", "corp:443 /app/*", true, "a rewrite with a matcher"},
+		{"GET", "/report", "corp:443 /odd/*", false, "could not be run on this request (a placeholder it lacks)"},
 	} {
 		q := url.Values{"method": {tc.method}, "path": {tc.path}, "site": {tc.site}}
 		w := call(http.MethodGet, "/gatehouse/users/carol/allowed?"+q.Encode(), "")

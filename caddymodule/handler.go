@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -183,25 +185,42 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
 			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public,
-				Rewrite: before.apply(), MayRewrite: before.maybe})
+				Rewrite: before.apply(srv), MayRewrite: before.maybe})
 		})
 	}
 	return sites
 }
 
 // apply returns what runs rw's rewrites that always run on a request, in
-// order, as Caddy runs them before the gatehouse handler; nil for none.
-func (rw rewrites) apply() func(*http.Request) {
+// order, as Caddy runs them before the gatehouse handler of srv's route;
+// nil for none. The request is prepared as srv prepares one (its
+// placeholders: {path}, {http.request.orig_uri}, the client's address).
+func (rw rewrites) apply(srv *caddyhttp.Server) func(*http.Request) {
 	if len(rw.always) == 0 {
 		return nil
 	}
 	return func(r *http.Request) {
-		repl := caddyhttp.NewTestReplacer(r) // the placeholders of the request, {path} and the like
+		repl := caddy.NewReplacer()
+		ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(&net.TCPAddr{IP: net.IPv6unspecified}))
+		*r = *caddyhttp.PrepareRequest(r.WithContext(ctx), repl, headerOnly{}, srv)
 		for _, h := range rw.always {
 			h.Rewrite(r, repl)
 		}
 	}
 }
+
+// headerOnly is the response writer of a request prepared only to be
+// rewritten (rewrites.apply): its response headers are empty.
+type headerOnly struct{}
+
+// Header implements http.ResponseWriter.
+func (headerOnly) Header() http.Header { return http.Header{} }
+
+// Write implements http.ResponseWriter.
+func (headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader implements http.ResponseWriter.
+func (headerOnly) WriteHeader(int) {}
 
 // listenPorts are the ports (or port ranges) of a server's listen
 // addresses; an address without one (a unix socket) as written.

@@ -129,13 +129,16 @@ func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
 			route(path("/hr/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/hr"}, &rewrite.Rewrite{Method: "POST"}, &Handler{RequireRole: []string{"hr"}}))),
 			// handle /app/* { rewrite /app/old /app/new; gatehouse { require_role app } }
 			route(path("/app/*"), sub(route(path("/app/old"), &rewrite.Rewrite{URI: "/app/new"}), route(nil, &Handler{RequireRole: []string{"app"}}))),
+			// handle /ph/* { rewrite * /new{http.request.orig_uri.path}?at={http.request.local.port}; gatehouse { require_role ph } }:
+			// the placeholders of the request as the server prepares it
+			route(path("/ph/*"), sub(route(nil, &rewrite.Rewrite{URI: "/new{http.request.orig_uri.path}?at={http.request.local.port}"}), route(nil, &Handler{RequireRole: []string{"ph"}}))),
 			// handle /ops/* { gatehouse { require_role ops } }: no rewrite of the blocks before it reaches it
 			route(path("/ops/*"), sub(route(nil, &Handler{RequireRole: []string{"ops"}}))),
 		)),
 	}}}
 	got := map[string]string{}
 	for _, s := range gatedSitesOf(servers) {
-		target := map[string]string{"finance": "/fin/report?q=1", "hr": "/hr/staff", "app": "/app/old", "ops": "/ops/x"}[s.RequireRole[0]]
+		target := map[string]string{"finance": "/fin/report?q=1", "hr": "/hr/staff", "app": "/app/old", "ops": "/ops/x", "ph": "/ph/x"}[s.RequireRole[0]]
 		r := httptest.NewRequest(http.MethodGet, target, nil)
 		if s.Rewrite != nil {
 			s.Rewrite(r)
@@ -147,6 +150,7 @@ func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
 		"*:8443 /hr/*":  "POST /staff maybe=false",
 		"*:8443 /app/*": "GET /app/old maybe=true",
 		"*:8443 /ops/*": "GET /ops/x maybe=false",
+		"*:8443 /ph/*":  "GET /new/ph/x?at=0 maybe=false",
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("the sites' rewrites: %v\nwant %v", got, want)
