@@ -167,7 +167,7 @@ func TestDirectoryAccountsThroughCaddy(t *testing.T) {
 		t.Fatalf("GET alice: %+v", view)
 	}
 	inst.MustAdmin(t, 409, "PATCH", "/gatehouse/users/alice", `{"roles":[]}`)
-	inst.MustAdmin(t, 409, "PATCH", "/gatehouse/users/alice", `{"password":"a new password"}`)
+	inst.MustAdmin(t, 409, "PATCH", "/gatehouse/users/alice", `{"password":"a fresh tulip harbour"}`)
 	inst.MustAdmin(t, 409, "POST", "/gatehouse/users", `{"username":"bob","roles":["reader"]}`)
 
 	// An app key for bob and a connector for carol, before either signed in.
