@@ -7,6 +7,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -139,4 +140,39 @@ type ClockChecker interface {
 func ClockInStep(s Store) bool {
 	c, ok := s.(ClockChecker)
 	return !ok || c.ClockInStep()
+}
+
+// RangeScanner is implemented by backends that can start a scan at a key
+// rather than at the start of its prefix (Badger seeks; Redis starts its
+// index range there): what a page of a listing that resumes after a
+// given name needs, without reading every key before it.
+type RangeScanner interface {
+	// ScanFrom is Scan over the keys starting with prefix that are not
+	// below from, in ascending key order.
+	ScanFrom(ctx context.Context, prefix, from string, fn func(Entry) error) error
+}
+
+// ScanFrom calls fn for every live key of s starting with prefix and not
+// below from (in byte order), in ascending key order, as Scan does: with
+// s's own ScanFrom where it is a RangeScanner, else with a Scan of the
+// whole prefix that passes over the keys below from (which it still
+// reads). A from at or below prefix scans the whole prefix.
+func ScanFrom(ctx context.Context, s Store, prefix, from string, fn func(Entry) error) error {
+	if from <= prefix {
+		return s.Scan(ctx, prefix, fn)
+	}
+	if !strings.HasPrefix(from, prefix) {
+		// from lies past every key of prefix when it does not start with
+		// it and sorts after it.
+		return nil
+	}
+	if rs, ok := s.(RangeScanner); ok {
+		return rs.ScanFrom(ctx, prefix, from, fn)
+	}
+	return s.Scan(ctx, prefix, func(e Entry) error {
+		if e.Key < from {
+			return nil
+		}
+		return fn(e)
+	})
 }

@@ -560,12 +560,20 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 // Scan implements storage.Store. It reads one consistent snapshot; fn may
 // write to the store, and those writes do not show up in the scan.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	return s.ScanFrom(ctx, prefix, prefix, fn)
+}
+
+// ScanFrom implements storage.RangeScanner: the iterator seeks to from.
+func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	if from < prefix {
+		from = prefix
+	}
 	err := s.db.View(func(txn *badgerdb.Txn) error {
 		opts := badgerdb.DefaultIteratorOptions
 		opts.Prefix = []byte(prefix)
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		for it.Seek([]byte(from)); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -667,4 +675,7 @@ func (logger) Infof(string, ...any) {}
 // Debugf implements badger.Logger; debug messages are dropped.
 func (logger) Debugf(string, ...any) {}
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store        = (*Store)(nil)
+	_ storage.RangeScanner = (*Store)(nil)
+)

@@ -599,6 +599,12 @@ func (c *Cache) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 	return c.store.Scan(ctx, prefix, fn)
 }
 
+// ScanFrom implements storage.RangeScanner; like scans, it always reads
+// the store.
+func (c *Cache) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	return storage.ScanFrom(ctx, c.store, prefix, from, fn)
+}
+
 // Batch implements storage.Store.
 func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
 	defer func() {
@@ -615,4 +621,7 @@ func (c *Cache) Close() error { return c.store.Close() }
 // ClockInStep implements storage.ClockChecker: the backend's.
 func (c *Cache) ClockInStep() bool { return storage.ClockInStep(c.store) }
 
-var _ storage.Store = (*Cache)(nil)
+var (
+	_ storage.Store        = (*Cache)(nil)
+	_ storage.RangeScanner = (*Cache)(nil)
+)

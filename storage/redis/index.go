@@ -108,11 +108,24 @@ func (s *Store) dropAbsent(ctx context.Context, keys []string) (int, error) {
 // skipped and removed. Until a database written without the index has
 // been indexed (see startIndex), Scan walks the keyspace instead.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
+	return s.ScanFrom(ctx, prefix, prefix, fn)
+}
+
+// ScanFrom implements storage.RangeScanner: the lexical index is read
+// from the key from on; until the database has been indexed, the
+// keyspace walk passes over the keys below from.
+func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	from = max(from, prefix)
 	var err error
 	if s.indexed.Load() {
-		err = s.scanIndex(ctx, prefix, fn)
+		err = s.scanIndex(ctx, prefix, from, fn)
 	} else {
-		err = s.scanKeyspace(ctx, prefix, fn)
+		err = s.scanKeyspace(ctx, prefix, func(e storage.Entry) error {
+			if e.Key < from {
+				return nil
+			}
+			return fn(e)
+		})
 	}
 	if errors.Is(err, storage.ErrStopScan) {
 		return nil // fn ended the scan
@@ -120,9 +133,9 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 	return err
 }
 
-// scanIndex is Scan on the lexical index, a page at a time.
-func (s *Store) scanIndex(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	min, max := "["+prefix, prefixEnd(prefix)
+// scanIndex is ScanFrom on the lexical index, a page at a time.
+func (s *Store) scanIndex(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	min, max := "["+from, prefixEnd(prefix)
 	for {
 		keys, err := s.client.ZRangeByLex(ctx, s.lexIndex, &goredis.ZRangeBy{Min: min, Max: max, Count: indexPage}).Result()
 		if err != nil {

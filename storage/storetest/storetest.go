@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentIncrLosesNoUpdate", testConcurrentIncr},
 		{"ScanPrefixOrderAndStop", testScan},
 		{"ScanManyKeys", testScanMany},
+		{"ScanFromResumesAtAKey", testScanFrom},
 		{"ScanCallbackMayWrite", testScanWhileWriting},
 		{"Batch", testBatch},
 		{"BatchIsAtomicToReaders", testBatchAtomic},
@@ -600,6 +602,58 @@ func testScanMany(h h) {
 		if e.Key != fmt.Sprintf("m/%05d", i) || string(e.Value) != strconv.Itoa(i) {
 			h.t.Fatalf("entry %d = %q=%q", i, e.Key, e.Value)
 		}
+	}
+}
+
+// testScanFrom checks storage.ScanFrom on the backend: a listing's next
+// page starts at the key after the last one shown, with the backend's own
+// ScanFrom when it is a storage.RangeScanner, and must list the same keys
+// as a Scan that passes over the ones before.
+func testScanFrom(h h) {
+	if _, ok := h.s.(storage.RangeScanner); !ok {
+		h.t.Logf("%T is no storage.RangeScanner: storage.ScanFrom falls back to Scan", h.s)
+	}
+	const n = 1200 // past any page a backend reads at once
+	ops := make([]storage.Op, 0, n)
+	for i := range n {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("f/%05d", i), Value: []byte(strconv.Itoa(i))})
+	}
+	h.batch(ops...)
+	h.put("f", "below", 0)
+	h.put("f0", "past", 0)
+	from := func(prefix, from string, stop int) []string {
+		h.t.Helper()
+		var got []string
+		err := storage.ScanFrom(h.ctx, h.s, prefix, from, func(e storage.Entry) error {
+			if want := strings.TrimPrefix(e.Key, "f/"); string(e.Value) != strings.TrimLeft(want, "0") && !(want == "00000" && string(e.Value) == "0") {
+				h.t.Fatalf("ScanFrom entry %q = %q", e.Key, e.Value)
+			}
+			got = append(got, e.Key)
+			if len(got) == stop {
+				return storage.ErrStopScan
+			}
+			return nil
+		})
+		if err != nil {
+			h.t.Fatalf("ScanFrom(%q, %q): %v", prefix, from, err)
+		}
+		return got
+	}
+	if got := from("f/", "f/01000", 0); len(got) != 200 || got[0] != "f/01000" || got[199] != "f/01199" {
+		h.t.Fatalf("ScanFrom(f/, f/01000) = %d keys from %v; want the 200 from f/01000", len(got), got[:min(len(got), 1)])
+	}
+	// A key that is not stored: the scan starts at the next one above it.
+	if got := from("f/", "f/00999\x00", 3); !slices.Equal(got, []string{"f/01000", "f/01001", "f/01002"}) {
+		h.t.Fatalf("ScanFrom(f/, after f/00999) stopped at 3 = %v", got)
+	}
+	if got := from("f/", "", 0); len(got) != n || got[0] != "f/00000" {
+		h.t.Fatalf("ScanFrom(f/, \"\") = %d keys; want all %d", len(got), n)
+	}
+	if got := from("f/", "f/99999", 0); len(got) != 0 {
+		h.t.Fatalf("ScanFrom past the last key = %v", got)
+	}
+	if got := from("f/", "g", 0); len(got) != 0 {
+		h.t.Fatalf("ScanFrom(f/, g) = %v; want nothing: every key of f/ is below g", got)
 	}
 }
 

@@ -79,7 +79,10 @@ type Store struct {
 	shared storage.Invalidator
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store        = (*Store)(nil)
+	_ storage.RangeScanner = (*Store)(nil)
+)
 
 // Wrap returns inner with tagged records, without checking what inner
 // holds already (see Open).
@@ -435,7 +438,13 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 // left out (and told to skipped): a single read refuses it anyway, and
 // one planted record must not make every listing and every deletion fail.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	return s.inner.Scan(ctx, prefix, func(e storage.Entry) error {
+	return s.ScanFrom(ctx, prefix, prefix, fn)
+}
+
+// ScanFrom implements storage.RangeScanner: Scan from the key from on,
+// with the inner store's own ScanFrom where it has one.
+func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	return storage.ScanFrom(ctx, s.inner, prefix, from, func(e storage.Entry) error {
 		value, err := s.open(e.Key, e.Value)
 		if err != nil {
 			if s.opts.Skipped != nil {
