@@ -170,6 +170,53 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 	return out, nil
 }
 
+// UserQuery selects the users of a page of the users listing
+// (UsersPage).
+type UserQuery struct {
+	// Prefix keeps the users whose canonical name starts with it.
+	Prefix string
+	// Role keeps the users holding that role.
+	Role string
+	// After starts the page after that name.
+	After string
+	// Limit bounds the users returned; 0 returns every one.
+	Limit int
+}
+
+// UsersPage returns the users q selects in name order, and whether more
+// follow the last one returned. The store is read from q.After (and
+// q.Prefix) on, and only until the page is full, so that a page costs
+// what it holds rather than every account.
+func (s *Service) UsersPage(ctx context.Context, q UserQuery) ([]*User, bool, error) {
+	prefix, from := userPrefix+q.Prefix, userPrefix+q.After+"\x00"
+	if q.After == "" {
+		from = prefix
+	}
+	out, more := []*User{}, false
+	err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
+		u, err := decodeUser(e.Value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
+		if u, err = s.withHeldRoles(ctx, u); err != nil {
+			return err
+		}
+		if q.Role != "" && !slices.Contains(u.Roles, q.Role) {
+			return nil
+		}
+		if q.Limit > 0 && len(out) == q.Limit {
+			more = true
+			return storage.ErrStopScan
+		}
+		out = append(out, u)
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
+}
+
 // eachUser calls fn with every user, in name order, decoding one at a
 // time.
 func (s *Service) eachUser(ctx context.Context, fn func(*User)) error {

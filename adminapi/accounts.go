@@ -32,7 +32,7 @@ func NewCore(e *engine.Engine, sites ...Site) *Core { return &Core{engine: e, si
 func (c *Core) AdminRoutes() []Route {
 	return []Route{
 		{Pattern: "POST /gatehouse/users", Handle: c.createUser, Body: true},
-		{Pattern: "GET /gatehouse/users", Handle: c.listUsers},
+		{Pattern: "GET /gatehouse/users", Handle: c.listUsers, Query: append([]string{"prefix", "role"}, PageQuery...)},
 		{Pattern: "GET /gatehouse/users/{username}", Handle: c.getUser},
 		{Pattern: "PATCH /gatehouse/users/{username}", Handle: c.patchUser, Body: true},
 		{Pattern: "DELETE /gatehouse/users/{username}", Handle: c.deleteUser},
@@ -63,8 +63,19 @@ func (c *Core) createUser(w http.ResponseWriter, r *http.Request) error {
 	return WriteJSON(w, http.StatusCreated, u.View())
 }
 
+// listUsers answers the users in name order: every one, or with
+// ?prefix= those whose name starts with it (read as a username is, so
+// that User- finds user-…), with ?role= those holding the role, and with
+// ?limit= a page of them, the next page offered in a Link header
+// (?after= the last name of this one; ReadPage).
 func (c *Core) listUsers(w http.ResponseWriter, r *http.Request) error {
-	users, err := c.engine.Accounts.Users(r.Context())
+	page, err := ReadPage(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	query := account.UserQuery{Prefix: usernamePrefix(q.Get("prefix")), Role: q.Get("role"), After: page.After, Limit: page.Limit}
+	users, more, err := c.engine.Accounts.UsersPage(r.Context(), query)
 	if err != nil {
 		return err
 	}
@@ -72,7 +83,23 @@ func (c *Core) listUsers(w http.ResponseWriter, r *http.Request) error {
 	for _, u := range users {
 		views = append(views, u.View())
 	}
+	if more {
+		SetNext(w, r, users[len(users)-1].Username)
+	}
 	return WriteJSON(w, http.StatusOK, views)
+}
+
+// usernamePrefix is the start of a username as names are kept
+// (account.NormalizeUsername); a part it refuses (one ending in a space)
+// is lower-cased instead, which finds what it can.
+func usernamePrefix(p string) string {
+	if p == "" {
+		return ""
+	}
+	if name, err := account.NormalizeUsername(p); err == nil {
+		return name
+	}
+	return strings.ToLower(p)
 }
 
 func (c *Core) getUser(w http.ResponseWriter, r *http.Request) error {

@@ -230,18 +230,102 @@ func (a *adminClient) call(method, path string, body any) error {
 
 // callFor is call, returning the answer as it came (before indenting).
 func (a *adminClient) callFor(method, path string, body any) ([]byte, error) {
-	resp, err := a.send(method, path, body)
+	raw, _, err := a.fetch(method, path, body)
 	if err != nil {
 		return nil, err
+	}
+	return raw, a.print(raw)
+}
+
+// fetch makes one admin API call and returns its whole answer, with its
+// header, printing nothing.
+func (a *adminClient) fetch(method, path string, body any) ([]byte, http.Header, error) {
+	resp, err := a.send(method, path, body)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
+		return nil, nil, fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
 	case len(raw) > maxAnswerBytes:
-		return nil, fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
+		return nil, nil, fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
 	}
+	return raw, resp.Header, nil
+}
+
+// listPage is how many entries each call of list asks for (a variable
+// for tests).
+var listPage = 5000
+
+// list prints the whole listing path (a GET of a paged listing:
+// adminapi.ReadPage) as one JSON array, read a page of listPage entries
+// at a time, following each answer's Link rel="next" until there is
+// none: the server holds one page at a time, not every entry, and no
+// answer nears maxAnswerBytes. Nothing is printed unless every page
+// arrived. A server from before pages (400 naming limit) is asked for
+// the whole listing instead.
+func (a *adminClient) list(path string) error {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	next := path + sep + "limit=" + fmt.Sprint(listPage)
+	var all []json.RawMessage
+	for next != "" {
+		raw, header, err := a.fetch(http.MethodGet, next, nil)
+		if err != nil && all == nil && isErrorAnswer(err) && strings.Contains(err.Error(), "unknown query parameter") && strings.Contains(err.Error(), "limit") {
+			return a.call(http.MethodGet, path, nil)
+		}
+		if err != nil {
+			return err
+		}
+		var page []json.RawMessage
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
+		}
+		all = append(all, page...)
+		if next, err = nextLink(header); err != nil {
+			return err
+		}
+	}
+	// Joined as they came: json.Marshal would escape the HTML characters
+	// the server leaves as they are (a home_url's "&"); ended by a newline
+	// as a single answer is, so that the output is the same either way.
+	joined := append([]byte("["), bytes.Join(rawBytes(all), []byte(","))...)
+	return a.print(append(joined, ']', '\n'))
+}
+
+// rawBytes is values as byte slices.
+func rawBytes(values []json.RawMessage) [][]byte {
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		out[i] = v
+	}
+	return out
+}
+
+// nextLink is the target of the Link header's rel="next" ("" when there
+// is none): a path on the admin endpoint.
+func nextLink(h http.Header) (string, error) {
+	for _, link := range h.Values("Link") {
+		target, params, ok := strings.Cut(link, ";")
+		target = strings.TrimSpace(target)
+		if !ok || !strings.Contains(params, `rel="next"`) || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+			continue
+		}
+		next := strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
+		if !strings.HasPrefix(next, "/gatehouse/") {
+			return "", fmt.Errorf("the next page's link %q is not on the admin API", next)
+		}
+		return next, nil
+	}
+	return "", nil
+}
+
+// print writes an answer raw, indented when it is JSON.
+func (a *adminClient) print(raw []byte) error {
 	if len(raw) > 0 {
 		printed := raw
 		var pretty bytes.Buffer
@@ -249,10 +333,10 @@ func (a *adminClient) callFor(method, path string, body any) ([]byte, error) {
 			printed = append(pretty.Bytes(), '\n')
 		}
 		if _, err := a.out.Write(printed); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return raw, nil
+	return nil
 }
 
 // send makes one admin API call with body as JSON (none when nil) and

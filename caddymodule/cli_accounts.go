@@ -87,8 +87,17 @@ func usersCommand(a *adminClient) *cobra.Command {
 		},
 	}
 	setMobile.Flags().BoolVar(&noMobile, "none", false, "remove the mobile number")
+	var prefix, role string
+	listUsers := &cobra.Command{
+		Use: "list", Short: "List users (read a page at a time)", Args: cobra.NoArgs, PreRunE: refuseEmpty("prefix", "role"),
+		RunE: func(*cobra.Command, []string) error {
+			return a.list(withQuery("/gatehouse/users", "prefix", prefix, "role", role))
+		},
+	}
+	listUsers.Flags().StringVar(&prefix, "prefix", "", "only users whose name starts with this")
+	listUsers.Flags().StringVar(&role, "role", "", "only users holding this role")
 	users.AddCommand(add, setRoles, setPassword, setMobile,
-		simple("list", "List users", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/users", nil) }),
+		listUsers,
 		simple("get <username>", "Show a user", 1, func(args []string) error { return a.call(http.MethodGet, userPath(args[0]), nil) }),
 		simple("delete <username>", "Delete a user", 1, func(args []string) error { return a.call(http.MethodDelete, userPath(args[0]), nil) }),
 		simple("block <username>", "Block a user", 1, func(args []string) error {

@@ -52,14 +52,15 @@ func appKeysCommand(a *adminClient) *cobra.Command {
 		return a.call(http.MethodPatch, appKeyPath(args[0]), body)
 	}
 
-	var listUser string
+	var listUser, listPrefix string
 	list := &cobra.Command{
-		Use: "list", Short: "List keys (never their values)", Args: cobra.NoArgs, PreRunE: refuseEmpty("username"),
+		Use: "list", Short: "List keys (never their values; read a page at a time)", Args: cobra.NoArgs, PreRunE: refuseEmpty("username", "prefix"),
 		RunE: func(*cobra.Command, []string) error {
-			return a.call(http.MethodGet, withQuery("/gatehouse/appkeys", "username", listUser), nil)
+			return a.list(withQuery("/gatehouse/appkeys", "username", listUser, "prefix", listPrefix))
 		},
 	}
 	list.Flags().StringVar(&listUser, "username", "", "only this user's keys")
+	list.Flags().StringVar(&listPrefix, "prefix", "", "only keys whose name starts with this")
 
 	var deleteUser string
 	deleteKey := &cobra.Command{
@@ -226,7 +227,7 @@ working at once.`,
 		`(SHA-1 and 3DES, far cheaper to guess the password of: only for clients that cannot read the default, such as macOS Keychain and iOS)`)
 
 	connectors.AddCommand(create, reissue, pkg,
-		simple("list", "List connectors", 0, func([]string) error { return a.call(http.MethodGet, "/gatehouse/connectors", nil) }),
+		simple("list", "List connectors (read a page at a time)", 0, func([]string) error { return a.list("/gatehouse/connectors") }),
 		simple("get <name>", "Show a connector", 1, func(args []string) error {
 			return a.call(http.MethodGet, connectorPath(args[0]), nil)
 		}),

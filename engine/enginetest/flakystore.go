@@ -225,6 +225,23 @@ func (f *FlakyStore) Scan(ctx context.Context, prefix string, fn func(storage.En
 	return nil
 }
 
+// ScanFrom is storage.ScanFrom on Store, failed while down as Scan is;
+// a scan OnScan's hook pages is Scan's, passing over the keys below from.
+func (f *FlakyStore) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	if f.down(CallScan) {
+		return ErrDown
+	}
+	if f.OnScan != nil {
+		return f.Scan(ctx, prefix, func(e storage.Entry) error {
+			if e.Key < from {
+				return nil
+			}
+			return fn(e)
+		})
+	}
+	return storage.ScanFrom(ctx, f.Store, prefix, from, fn)
+}
+
 // Batch is Store's, counted, and failed while down or while BatchesFail
 // is set.
 func (f *FlakyStore) Batch(ctx context.Context, ops []storage.Op) error {

@@ -15,7 +15,7 @@ import (
 func (s *Service) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{
 		{Pattern: "POST /gatehouse/appkeys", Handle: s.handleCreate, Body: true},
-		{Pattern: "GET /gatehouse/appkeys", Handle: s.handleList, Query: []string{"username"}},
+		{Pattern: "GET /gatehouse/appkeys", Handle: s.handleList, Query: append([]string{"username", "prefix"}, adminapi.PageQuery...)},
 		{Pattern: "POST /gatehouse/appkeys/purge-expired", Handle: s.handlePurge},
 		{Pattern: "GET /gatehouse/appkeys/{name}", Handle: s.handleGet},
 		{Pattern: "PATCH /gatehouse/appkeys/{name}", Handle: s.handlePatch, Body: true},
@@ -61,20 +61,32 @@ func (s *Service) accountParam(r *http.Request) (string, error) {
 }
 
 // handleList lists every key, or with ?username= the keys of that
-// account (read from its own entries, not from every key).
+// account (read from its own entries, not from every key), in name
+// order; with ?prefix= those whose name starts with it, and with ?limit=
+// a page of them, the next page offered in a Link header (?after= the
+// last name of this one; adminapi.ReadPage).
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) error {
+	page, err := adminapi.ReadPage(r)
+	if err != nil {
+		return err
+	}
 	userID, err := s.accountParam(r)
 	if err != nil {
 		return err
 	}
+	q := keyQuery{prefix: r.URL.Query().Get("prefix"), after: page.After, limit: page.Limit}
 	var views []View
+	var more bool
 	if userID != "" {
-		views, err = s.listOf(r.Context(), userID)
+		views, more, err = s.listOf(r.Context(), userID, q)
 	} else {
-		views, err = s.list(r.Context())
+		views, more, err = s.listPage(r.Context(), q)
 	}
 	if err != nil {
 		return err
+	}
+	if more {
+		adminapi.SetNext(w, r, views[len(views)-1].Name)
 	}
 	return adminapi.WriteJSON(w, http.StatusOK, views)
 }

@@ -76,29 +76,106 @@ func (s *Service) list(ctx context.Context) ([]View, error) {
 	return views, nil
 }
 
-// listOf returns the keys of the account userID in name order.
-func (s *Service) listOf(ctx context.Context, userID string) ([]View, error) {
+// keyQuery selects the keys of a page of the key listing (listPage).
+type keyQuery struct {
+	// prefix keeps the keys whose name starts with it.
+	prefix string
+	// after starts the page after that key name.
+	after string
+	// limit bounds the keys returned; 0 returns every one.
+	limit int
+}
+
+// whole reports whether q asks for every key.
+func (q keyQuery) whole() bool { return q == keyQuery{} }
+
+// listPage returns the keys q selects in name order, and whether more
+// follow the last one returned. The names are read from q.after (and
+// q.prefix) on, and only until the page is full, each key's record and
+// last use read as it is listed: a page costs what it holds, not every
+// key (list reads every last use at once instead, for the whole
+// listing).
+func (s *Service) listPage(ctx context.Context, q keyQuery) ([]View, bool, error) {
+	if q.whole() {
+		views, err := s.list(ctx)
+		return views, false, err
+	}
+	prefix, from := namePrefix+q.prefix, namePrefix+q.after+"\x00"
+	if q.after == "" {
+		from = prefix
+	}
+	views, more, now := []View{}, false, s.now()
+	err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
+		l, err := s.resolve(ctx, string(e.Value))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // deleted meanwhile, or a leftover pointer
+		}
+		if err != nil {
+			return err
+		}
+		if q.limit > 0 && len(views) == q.limit {
+			more = true
+			return storage.ErrStopScan
+		}
+		used, err := s.lastUse(ctx, l.rec.Name)
+		if err != nil {
+			return err
+		}
+		views = append(views, l.rec.view(used, now))
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return views, more, nil
+}
+
+// lastUse is the last use of key name as the store records it: zero when
+// none is, or when its record is forged (as in a listing).
+func (s *Service) lastUse(ctx context.Context, name string) (time.Time, error) {
+	raw, err := s.store.Backend().Get(ctx, usedPrefix+name)
+	switch {
+	case err == nil:
+		used, _ := time.Parse(time.RFC3339, string(raw))
+		return used, nil
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, tagged.ErrTampered):
+		return time.Time{}, nil
+	default:
+		return time.Time{}, err
+	}
+}
+
+// listOf returns the keys of the account userID in name order that q
+// selects, and whether more follow the last one returned.
+func (s *Service) listOf(ctx context.Context, userID string, q keyQuery) ([]View, bool, error) {
 	names, err := s.keyNamesOf(ctx, userID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	views := []View{}
+	views, more := []View{}, false
 	for _, name := range names {
+		if !strings.HasPrefix(name, q.prefix) || (q.after != "" && name <= q.after) {
+			continue
+		}
+		if q.limit > 0 && len(views) == q.limit {
+			more = true
+			break
+		}
 		l, err := s.load(ctx, name)
 		if errors.Is(err, failure.ErrNotFound) || (err == nil && l.rec.UserID != userID) {
 			s.pruneUserKey(ctx, userID, name) // deleted, or the name is now another account's key
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		v, err := s.viewOf(ctx, &l.rec)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		views = append(views, *v)
 	}
-	return views, nil
+	return views, more, nil
 }
 
 // pruneUserKey removes the account's entry (appkeyuser/) of the key name,

@@ -14,7 +14,7 @@ import (
 func (p *Plugin) AdminRoutes() []adminapi.Route {
 	return []adminapi.Route{
 		{Pattern: "POST /gatehouse/connectors", Handle: p.adminCreate, Body: true},
-		{Pattern: "GET /gatehouse/connectors", Handle: p.adminList},
+		{Pattern: "GET /gatehouse/connectors", Handle: p.adminList, Query: adminapi.PageQuery},
 		{Pattern: "GET /gatehouse/connectors/{name}", Handle: p.adminGet},
 		{Pattern: "DELETE /gatehouse/connectors/{name}", Handle: p.adminRevoke},
 		{Pattern: "POST /gatehouse/connectors/{name}/certificate", Handle: p.adminReissue, Body: true},
@@ -47,10 +47,20 @@ func (p *Plugin) adminCreate(w http.ResponseWriter, r *http.Request) error {
 	return adminapi.WriteJSON(w, http.StatusCreated, out)
 }
 
+// adminList lists the connectors in name order; with ?limit= a page of
+// them, the next page offered in a Link header (?after= the last name
+// of this one; adminapi.ReadPage).
 func (p *Plugin) adminList(w http.ResponseWriter, r *http.Request) error {
-	list, err := p.List(r.Context())
+	page, err := adminapi.ReadPage(r)
 	if err != nil {
 		return err
+	}
+	list, more, err := p.ListPage(r.Context(), page.After, page.Limit)
+	if err != nil {
+		return err
+	}
+	if more {
+		adminapi.SetNext(w, r, list[len(list)-1].Name)
 	}
 	return adminapi.WriteJSON(w, http.StatusOK, list)
 }

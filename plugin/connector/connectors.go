@@ -303,8 +303,25 @@ func errNotFound(name string) error { return failure.NotFound("connector %q not 
 
 // List returns every connector (revoked ones too) in name order.
 func (p *Plugin) List(ctx context.Context) ([]View, error) {
-	out := []View{}
-	err := p.engine.Store.Scan(ctx, connectorPrefix, func(e storage.Entry) error {
+	out, _, err := p.ListPage(ctx, "", 0)
+	return out, err
+}
+
+// ListPage is List from the connector after the name after on (all
+// when it is empty), at most limit of them (0: no bound), and whether
+// more follow the last one returned. The store is read from after on,
+// and only until the page is full.
+func (p *Plugin) ListPage(ctx context.Context, after string, limit int) ([]View, bool, error) {
+	from := connectorPrefix + after + "\x00"
+	if after == "" {
+		from = connectorPrefix
+	}
+	out, more := []View{}, false
+	err := storage.ScanFrom(ctx, p.engine.Store, connectorPrefix, from, func(e storage.Entry) error {
+		if limit > 0 && len(out) == limit {
+			more = true
+			return storage.ErrStopScan
+		}
 		rec, err := decodeConnector(e.Value)
 		if err != nil {
 			return fmt.Errorf("decoding %s: %w", e.Key, err)
@@ -312,5 +329,8 @@ func (p *Plugin) List(ctx context.Context) ([]View, error) {
 		out = append(out, rec.view())
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
 }

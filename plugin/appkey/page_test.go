@@ -1,0 +1,87 @@
+package appkey
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestKeyListPages: GET /gatehouse/appkeys answers every key without a
+// limit (no Link); with ?limit= a page at a time in name order, the next
+// offered in a Link header until the last, together the whole list;
+// ?prefix= narrows it, with ?username= too; a bad limit is a 400.
+func TestKeyListPages(t *testing.T) {
+	f := newFixture(t)
+	var all []string
+	for i := range 23 {
+		name, user := fmt.Sprintf("k-%02d", i), "alice"
+		if i%2 == 1 {
+			user = "boss"
+		}
+		if i >= 20 {
+			name = fmt.Sprintf("z-%02d", i)
+		}
+		if code := f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`","username":"`+user+`"}`, nil); code != http.StatusCreated {
+			t.Fatalf("creating %s: %d", name, code)
+		}
+		all = append(all, name)
+	}
+	list := func(path string) ([]string, string) {
+		t.Helper()
+		w := httptest.NewRecorder()
+		f.admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		var views []View
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		names := []string{}
+		for _, v := range views {
+			names = append(names, v.Name)
+		}
+		next := ""
+		if link := w.Header().Get("Link"); link != "" {
+			target, rel, _ := strings.Cut(link, ";")
+			if strings.TrimSpace(rel) != `rel="next"` {
+				t.Fatalf("Link %q", link)
+			}
+			next = strings.Trim(target, "<>")
+		}
+		return names, next
+	}
+	if got, next := list("/gatehouse/appkeys"); !slices.Equal(got, all) || next != "" {
+		t.Fatalf("the whole list: %v, next %q; want every key, no Link", got, next)
+	}
+	var paged []string
+	for next := "/gatehouse/appkeys?limit=5"; next != ""; {
+		var got []string
+		got, next = list(next)
+		if len(got) > 5 {
+			t.Fatalf("%d keys on a page of 5", len(got))
+		}
+		paged = append(paged, got...)
+	}
+	if !slices.Equal(paged, all) {
+		t.Fatalf("pages of 5 = %v; want %v", paged, all)
+	}
+	if got, next := list("/gatehouse/appkeys?prefix=z-"); !slices.Equal(got, all[20:]) || next != "" {
+		t.Fatalf("prefix=z-: %v, next %q", got, next)
+	}
+	if got, next := list("/gatehouse/appkeys?username=alice&prefix=k-&limit=3&after=k-04"); !slices.Equal(got, []string{"k-06", "k-08", "k-10"}) || !strings.Contains(next, "after=k-10") || !strings.Contains(next, "username=alice") {
+		t.Fatalf("alice's k- keys after k-04, 3: %v, next %q", got, next)
+	}
+	if got, next := list("/gatehouse/appkeys?username=alice&limit=3&after=k-16"); !slices.Equal(got, []string{"k-18", "z-20", "z-22"}) || next != "" {
+		t.Fatalf("alice's last page: %v, next %q", got, next)
+	}
+	for _, bad := range []string{"limit=0", "limit=10001", "limit=x"} {
+		if code := f.call("GET", "/gatehouse/appkeys?"+bad, "", nil); code != http.StatusBadRequest {
+			t.Errorf("?%s: %d; want 400", bad, code)
+		}
+	}
+}
