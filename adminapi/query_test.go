@@ -26,7 +26,7 @@ func TestQueryIsReadWholeOrRefused(t *testing.T) {
 		{http.MethodGet, "/gatehouse/audit?username=ada&username=bob", "username is given more than once"},
 		{http.MethodGet, "/gatehouse/audit?kind=app_key", "kind must be one of request, tls, login, token, console, 2fa, admin, appkey, connector, directory"},
 		{http.MethodGet, "/gatehouse/sessions?user=ada", `unknown query parameter \"user\"; this endpoint takes username`},
-		{http.MethodGet, "/gatehouse/users?q=ada", `unknown query parameter \"q\"; this endpoint takes none`},
+		{http.MethodGet, "/gatehouse/users?q=ada", `unknown query parameter \"q\"; this endpoint takes prefix, role, limit, after`},
 		{http.MethodDelete, "/gatehouse/users/ada?force=1", `unknown query parameter \"force\"; this endpoint takes none`},
 		{http.MethodDelete, "/gatehouse/users/ada?x=1;y=2", "the query could not be read"},
 	} {
