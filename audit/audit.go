@@ -8,6 +8,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -896,12 +898,23 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 	}
 }
 
-// scan returns the stored events that match f, newest first.
+// scan returns the stored events that match f, newest first. An event
+// whose JSON lacks one of f's needles cannot match and is passed over
+// undecoded (decoding was most of a filtered query's time: 7.4 s for a
+// user's events among 650 000); the key's time still ends the scan at
+// f.Since.
 func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 	out := []Event{}
+	needles := f.needles()
 	err := l.scanOlder(ctx, f.Until, func(e storage.Entry) error {
+		if !containsAll(e.Value, needles) {
+			if t, ok := timeOfKey(e.Key); ok && !f.Since.IsZero() && t.Before(f.Since) {
+				return storage.ErrStopScan
+			}
+			return nil
+		}
 		var ev Event
-		if err := json.Unmarshal(e.Value, &ev); err != nil {
+		if err := decodeEvent(e.Value, &ev); err != nil {
 			return nil // a corrupt record is skipped, not fatal to the query
 		}
 		if !f.Since.IsZero() && ev.Time.Before(f.Since) {
@@ -952,6 +965,60 @@ func (l *Log) scanOlder(ctx context.Context, until time.Time, fn func(storage.En
 }
 
 const hexDigits = "0123456789abcdef"
+
+// decodeEvent decodes a stored event for scan (a variable: tests count
+// the events a query decodes).
+var decodeEvent = func(raw []byte, ev *Event) error { return json.Unmarshal(raw, ev) }
+
+// needles are what the stored JSON of every event f matches holds
+// (encode writes it compact, fields named as Event's tags): each of its
+// username, kind and outcome filters as `"username":"alice"`. A filter
+// value that any JSON encoder might write otherwise (escaped: quotes,
+// backslashes, <, > and &, control and non-ASCII characters) gives no
+// needle, so that no event written by another encoder is passed over.
+func (f *Filter) needles() [][]byte {
+	var out [][]byte
+	for _, field := range [...]struct{ name, value string }{{"username", f.Username}, {"kind", f.Kind}, {"outcome", f.Outcome}} {
+		if field.value != "" && plainJSON(field.value) {
+			out = append(out, []byte(`"`+field.name+`":"`+field.value+`"`))
+		}
+	}
+	return out
+}
+
+// plainJSON reports whether every JSON encoder writes s as it is, between
+// quotes: printable ASCII without ", \, <, > and &.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || strings.IndexByte(`"\<>&`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// containsAll reports whether raw holds every needle.
+func containsAll(raw []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(raw, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// timeOfKey is the time an event key orders its event by (keyTime).
+func timeOfKey(key string) (time.Time, bool) {
+	digits, ok := strings.CutPrefix(key, keyPrefix)
+	if !ok || len(digits) < 16 {
+		return time.Time{}, false
+	}
+	v, err := strconv.ParseUint(digits[:16], 16, 64)
+	if err != nil || v > math.MaxInt64 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(math.MaxInt64-v)), true
+}
 
 // The times an event key can hold (time.UnixNano's range).
 var (
