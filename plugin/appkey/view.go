@@ -61,19 +61,54 @@ func (s *Service) list(ctx context.Context) ([]View, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every record, read in one scan after the names: one read a key was
+	// two thirds of the listing's time (1.5 s of 2.2 at 100 000 keys). A
+	// record the scan did not see (the key was created, rotated or
+	// deleted meanwhile) is read on its own, as before.
+	records := make(map[string]record, len(indexes))
+	err = s.store.Scan(ctx, indexPrefix, func(e storage.Entry) error {
+		if rec, err := decodeRecord(e.Value); err == nil { // a corrupt one is read (and refused) on its own
+			records[strings.TrimPrefix(e.Key, indexPrefix)] = rec
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	views := make([]View, 0, len(indexes))
 	now := s.now()
 	for _, index := range indexes {
-		l, err := s.resolve(ctx, index)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // deleted meanwhile, or a leftover pointer
+		rec, ok := followStubs(records, index)
+		if !ok {
+			l, err := s.resolve(ctx, index)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // deleted meanwhile, or a leftover pointer
+			}
+			if err != nil {
+				return nil, err
+			}
+			rec = l.rec
 		}
-		if err != nil {
-			return nil, err
-		}
-		views = append(views, l.rec.view(used[l.rec.Name], now))
+		views = append(views, rec.view(used[rec.Name], now))
 	}
 	return views, nil
+}
+
+// followStubs is what resolve answers for index, from records (every
+// record by its index) alone: false when a record on the way is not
+// among them.
+func followStubs(records map[string]record, index string) (record, bool) {
+	for range maxStubs {
+		rec, ok := records[index]
+		if !ok {
+			return record{}, false
+		}
+		if !rec.isStub() {
+			return rec, true
+		}
+		index = rec.Successor
+	}
+	return record{}, false
 }
 
 // keyQuery selects the keys of a page of the key listing (listPage).
