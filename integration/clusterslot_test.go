@@ -55,7 +55,7 @@ func checkOneSlot(t *testing.T, cluster *redistest.Cluster, a, b *harness.Instan
 	keys := make([]string, slotUsers)
 	for i := range slotUsers {
 		maker := members[i%2]
-		maker.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": slotUser(i), "roles": []string{"reader"}, "password": "pw-" + slotUser(i)})
+		maker.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": slotUser(i), "roles": []string{"reader"}, "password": "tulip harbour " + slotUser(i)})
 		keys[i] = createKey(t, maker, fmt.Sprintf(`{"name":"slot-key-%02d","username":%q}`, i, slotUser(i))).Key
 	}
 	for i := range slotUsers {

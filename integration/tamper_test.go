@@ -25,7 +25,7 @@ func TestForgedRecordsInRedisGrantNothing(t *testing.T) {
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/ops", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	for name, role := range map[string]string{"root": "ops", "mallory": "reader", "alice": "reader"} {
-		inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{role}, "password": "pw-" + name + "-123"})
+		inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{role}, "password": "tulip harbour " + name + " 123"})
 	}
 	get := func(user, path string) int {
 		return harness.Curl(t, "-u", user+":pw-"+user+"-123", inst.HTTPSURL()+path).Status
