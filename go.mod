@@ -2,6 +2,8 @@ module github.com/gatehouse-auth/gatehouse
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/caddyserver/caddy/v2 v2.11.9
 	github.com/chromedp/cdproto v0.159.0
