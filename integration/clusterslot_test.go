@@ -60,7 +60,7 @@ func checkOneSlot(t *testing.T, cluster *redistest.Cluster, a, b *harness.Instan
 	}
 	for i := range slotUsers {
 		maker, other := members[i%2], members[(i+1)%2]
-		if res := harness.Curl(t, "-u", slotUser(i)+":pw-"+slotUser(i), other.HTTPSURL()+"/api/items"); res.Status != 200 {
+		if res := harness.Curl(t, "-u", slotUser(i)+":tulip harbour "+slotUser(i), other.HTTPSURL()+"/api/items"); res.Status != 200 {
 			t.Fatalf("Basic for %s on the other member: %d %s", slotUser(i), res.Status, res.Body)
 		}
 		res := harness.Curl(t, "-H", "appKey: "+keys[i], other.HTTPSURL()+"/api/items?x-gatehouse-session=true")

@@ -28,7 +28,7 @@ func TestForgedRecordsInRedisGrantNothing(t *testing.T) {
 		inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": name, "roles": []string{role}, "password": "tulip harbour " + name + " 123"})
 	}
 	get := func(user, path string) int {
-		return harness.Curl(t, "-u", user+":pw-"+user+"-123", inst.HTTPSURL()+path).Status
+		return harness.Curl(t, "-u", user+":tulip harbour "+user+" 123", inst.HTTPSURL()+path).Status
 	}
 	if s := get("mallory", "/admin/x"); s != 403 {
 		t.Fatalf("mallory on /admin before tampering: %d, want 403", s)
