@@ -4,6 +4,15 @@
 
 SHELL      := /bin/bash
 GO         ?= go
+# The Go release that builds and tests: go.mod's toolchain line, the newest
+# patch release (the standard library's security fixes reach the binary
+# only through it). A Go older than that fetches it once through the
+# module proxy (GOTOOLCHAIN=auto); where it cannot be had, the Go at hand
+# builds, with a warning, and the binary carries that release's flaws.
+export GOTOOLCHAIN := $(shell GOTOOLCHAIN=auto $(GO) version >/dev/null 2>&1 && echo auto || echo local)
+ifeq ($(GOTOOLCHAIN),local)
+$(warning the Go release go.mod names ($(shell sed -n 's/^toolchain //p' go.mod)) could not be fetched; building with $(shell GOTOOLCHAIN=local $(GO) env GOVERSION), which lacks its security fixes)
+endif
 BIN        := bin/caddy
 GO_SOURCES := $(shell find . -name '*.go' -not -path './bench/out/*' 2>/dev/null) go.mod go.sum
 TEST_TIMEOUT ?= 12m
