@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/internal/monoclock/monoclocktest"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/counters"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
 
 func TestParseAuthorization(t *testing.T) {
@@ -541,52 +542,6 @@ func throttledAtHome(t *testing.T) *basicRoute {
 	return b
 }
 
-// refusingWrites is a store whose writes fail as unavailable while down
-// is set, as on a full disk: reads go on.
-type refusingWrites struct {
-	storage.Store
-	down *atomic.Bool
-}
-
-func (s refusingWrites) refused() error {
-	return fmt.Errorf("no space left: %w", storage.ErrUnavailable)
-}
-
-func (s refusingWrites) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
-	if s.down.Load() {
-		return s.refused()
-	}
-	return s.Store.Put(ctx, k, v, ttl)
-}
-
-func (s refusingWrites) Delete(ctx context.Context, k string) error {
-	if s.down.Load() {
-		return s.refused()
-	}
-	return s.Store.Delete(ctx, k)
-}
-
-func (s refusingWrites) CompareAndSwap(ctx context.Context, k string, o, n []byte, ttl time.Duration) (bool, error) {
-	if s.down.Load() {
-		return false, s.refused()
-	}
-	return s.Store.CompareAndSwap(ctx, k, o, n, ttl)
-}
-
-func (s refusingWrites) Incr(ctx context.Context, k string, d int64, ttl time.Duration) (int64, error) {
-	if s.down.Load() {
-		return 0, s.refused()
-	}
-	return s.Store.Incr(ctx, k, d, ttl)
-}
-
-func (s refusingWrites) Batch(ctx context.Context, ops []storage.Op) error {
-	if s.down.Load() {
-		return s.refused()
-	}
-	return s.Store.Batch(ctx, ops)
-}
-
 // TestUncountedGuessesGetNoAnswerFromTheCache: while the store reads but
 // cannot write (a full disk), a guess cannot be counted and is answered
 // 503, unchecked. A success cached for the name answered the right
@@ -600,7 +555,7 @@ func (s refusingWrites) Batch(ctx context.Context, ops []storage.Op) error {
 func TestUncountedGuessesGetNoAnswerFromTheCache(t *testing.T) {
 	const limit = 3
 	var down atomic.Bool
-	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, func(s storage.Store) storage.Store { return refusingWrites{Store: s, down: &down} }, "alice")
+	b := newBasicRoute(t, engine.Config{BasicFailureLimit: limit}, func(s storage.Store) storage.Store { return storetest.WritesRefused{Store: s, Down: &down} }, "alice")
 	if w := b.get("alice", password, home); w.Code != http.StatusOK {
 		t.Fatalf("alice's sign-in at home: %d", w.Code)
 	}

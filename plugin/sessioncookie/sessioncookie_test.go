@@ -2,14 +2,12 @@ package sessioncookie
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
@@ -17,6 +15,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/plugin"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
 
 // TestLogoutOnlyFromTheSiteItself: another site's link, image or form
@@ -185,50 +184,6 @@ func TestCachedSessionDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// writesDown is a store whose writes fail as unavailable while down is
-// set (a full disk: reads go on).
-type writesDown struct {
-	storage.Store
-	down *atomic.Bool
-}
-
-func (s writesDown) fail() error { return fmt.Errorf("no space left: %w", storage.ErrUnavailable) }
-
-func (s writesDown) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
-	if s.down.Load() {
-		return s.fail()
-	}
-	return s.Store.Put(ctx, k, v, ttl)
-}
-
-func (s writesDown) Delete(ctx context.Context, k string) error {
-	if s.down.Load() {
-		return s.fail()
-	}
-	return s.Store.Delete(ctx, k)
-}
-
-func (s writesDown) CompareAndSwap(ctx context.Context, k string, o, n []byte, ttl time.Duration) (bool, error) {
-	if s.down.Load() {
-		return false, s.fail()
-	}
-	return s.Store.CompareAndSwap(ctx, k, o, n, ttl)
-}
-
-func (s writesDown) Incr(ctx context.Context, k string, d int64, ttl time.Duration) (int64, error) {
-	if s.down.Load() {
-		return 0, s.fail()
-	}
-	return s.Store.Incr(ctx, k, d, ttl)
-}
-
-func (s writesDown) Batch(ctx context.Context, ops []storage.Op) error {
-	if s.down.Load() {
-		return s.fail()
-	}
-	return s.Store.Batch(ctx, ops)
-}
-
 // TestLogoutWhileTheStoreRefusesWritesClearsTheCookie: with the disk full,
 // a sign-out answered 503 and left the cookie in the browser, the session
 // going on there (seen with bin/caddy: the next request with it was
@@ -236,7 +191,7 @@ func (s writesDown) Batch(ctx context.Context, ops []storage.Op) error {
 // browser now forgets its cookie, and the 503 says so.
 func TestLogoutWhileTheStoreRefusesWritesClearsTheCookie(t *testing.T) {
 	var down atomic.Bool
-	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store { return writesDown{Store: s, down: &down} })
+	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store { return storetest.WritesRefused{Store: s, Down: &down} })
 	c := New(e, nil)
 	token, err := e.Sessions.Create(t.Context(), session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
 	if err != nil {
