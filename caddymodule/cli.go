@@ -273,6 +273,7 @@ func (a *adminClient) list(path string) error {
 	}
 	next := path + sep + "limit=" + fmt.Sprint(listPage)
 	var all []json.RawMessage
+	after := ""
 	for next != "" {
 		raw, header, err := a.fetch(http.MethodGet, next, nil)
 		if err != nil && all == nil && isErrorAnswer(err) && strings.Contains(err.Error(), "unknown query parameter") && strings.Contains(err.Error(), "limit") {
@@ -286,7 +287,17 @@ func (a *adminClient) list(path string) error {
 			return fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
 		}
 		all = append(all, page...)
-		if next, err = nextLink(header); err != nil {
+		asked := next
+		if next, err = nextLink(header); err != nil || next == "" {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if len(page) == 0 {
+			return fmt.Errorf("GET %s: an empty page offers a next one (%s); the listing would not end", shorten(asked), shorten(next))
+		}
+		if after, err = advances(asked, next, after); err != nil {
 			return err
 		}
 	}
@@ -307,21 +318,78 @@ func rawBytes(values []json.RawMessage) [][]byte {
 }
 
 // nextLink is the target of the Link header's rel="next" ("" when there
-// is none): a path on the admin endpoint.
+// is none): a path on the admin endpoint. The rel parameter may be
+// quoted or not (RFC 8288); a link naming rel next that cannot be read is
+// an error, not the listing's end, which would print a part of it as if
+// it were the whole.
 func nextLink(h http.Header) (string, error) {
-	for _, link := range h.Values("Link") {
-		target, params, ok := strings.Cut(link, ";")
-		target = strings.TrimSpace(target)
-		if !ok || !strings.Contains(params, `rel="next"`) || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
-			continue
+	for _, value := range h.Values("Link") {
+		for link := range strings.SplitSeq(value, ",") {
+			target, params, _ := strings.Cut(link, ";")
+			if !relNext(params) {
+				continue
+			}
+			target = strings.TrimSpace(target)
+			if !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				return "", fmt.Errorf("cannot read the next page's link %q", shorten(link))
+			}
+			next := strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
+			if !strings.HasPrefix(next, "/gatehouse/") {
+				return "", fmt.Errorf("the next page's link %q is not on the admin API", shorten(next))
+			}
+			return next, nil
 		}
-		next := strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
-		if !strings.HasPrefix(next, "/gatehouse/") {
-			return "", fmt.Errorf("the next page's link %q is not on the admin API", next)
-		}
-		return next, nil
 	}
 	return "", nil
+}
+
+// relNext reports whether the parameters of a link (after its target)
+// name the relation next.
+func relNext(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		name, value, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "rel") {
+			continue
+		}
+		for rel := range strings.FieldsSeq(strings.Trim(strings.TrimSpace(value), `"`)) {
+			if strings.EqualFold(rel, "next") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// advances checks that next, the link of the page after asked, is the
+// same listing (its path, and its query but for after) from an after
+// past prev (the after of asked's own link; "" for the first page), and
+// returns next's after. A server that offered the same page again, or an
+// earlier one, was followed for ever, the pages held in memory.
+func advances(asked, next, prev string) (string, error) {
+	a, errA := url.Parse(asked)
+	n, errN := url.Parse(next)
+	if errA != nil || errN != nil {
+		return "", fmt.Errorf("cannot read the next page's link %q", shorten(next))
+	}
+	aq, nq := a.Query(), n.Query()
+	after := nq.Get("after")
+	aq.Del("after")
+	nq.Del("after")
+	if a.Path != n.Path || aq.Encode() != nq.Encode() {
+		return "", fmt.Errorf("the link %q offered after GET %s is not the next page of the same listing", shorten(next), shorten(asked))
+	}
+	if after <= prev {
+		return "", fmt.Errorf("the link %q offered after GET %s does not move the listing on (after %q, not past %q)", shorten(next), shorten(asked), shorten(after), shorten(prev))
+	}
+	return after, nil
+}
+
+// shorten is s cut to 200 bytes, for an error message.
+func shorten(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
 }
 
 // print writes an answer raw, indented when it is JSON.

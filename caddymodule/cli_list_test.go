@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
@@ -73,5 +74,63 @@ func TestListCommandsPageThrough(t *testing.T) {
 	})
 	if err := a.list("/gatehouse/connectors"); err != nil || count.Load() != 2 || !strings.Contains(out.String(), `"c1"`) {
 		t.Errorf("against a server without pages: %v after %d calls, printed %q", err, count.Load(), out)
+	}
+}
+
+// TestListRefusesALinkThatDoesNotAdvance: a server (a buggy one, or a
+// proxy in between) whose next link does not move the listing on — the
+// same page again, an after below the last, an empty page with a next
+// one, another listing's path or filter — is an error, nothing printed;
+// the CLI followed such links for ever, holding every page in memory. A
+// Link it cannot read but that names rel next is an error too, not the
+// listing's end (it printed a part with exit status 0), and rel=next
+// unquoted (RFC 8288) is followed.
+func TestListRefusesALinkThatDoesNotAdvance(t *testing.T) {
+	for name, c := range map[string]struct {
+		link string // the Link of every page, %s the after the request carried
+		page string
+		want string // in the error; "" for success
+	}{
+		"same page again":     {link: `</gatehouse/users?limit=2>; rel="next"`, page: `[{"username":"a"}]`, want: "does not move"},
+		"after going back":    {link: `</gatehouse/users?after=0&limit=2>; rel="next"`, page: `[{"username":"a"}]`, want: "does not move"},
+		"empty page, more":    {link: `</gatehouse/users?after=%sz&limit=2>; rel="next"`, page: `[]`, want: "empty page"},
+		"another listing":     {link: `</gatehouse/appkeys?after=%sz&limit=2>; rel="next"`, page: `[{"username":"a"}]`, want: "not the next page"},
+		"another filter":      {link: `</gatehouse/users?after=%sz&limit=2&role=admin>; rel="next"`, page: `[{"username":"a"}]`, want: "not the next page"},
+		"unreadable rel next": {link: `/gatehouse/users?after=%sz; rel="next"`, page: `[{"username":"a"}]`, want: "cannot read"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, out, count := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Link", strings.ReplaceAll(c.link, "%s", r.URL.Query().Get("after")))
+				_, _ = w.Write([]byte(c.page))
+			})
+			defer func(n int) { listPage = n }(listPage)
+			listPage = 2
+			done := make(chan error, 1)
+			go func() { done <- a.list("/gatehouse/users") }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("list: %v after %d calls; want an error saying %q", err, count.Load(), c.want)
+				}
+				if out.Len() != 0 {
+					t.Errorf("printed %q; want nothing", out)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("list still going after %d calls", count.Load())
+			}
+		})
+	}
+
+	// rel=next unquoted is followed to the end.
+	a, out, count := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("after") == "" {
+			w.Header().Set("Link", `</gatehouse/users?after=a&limit=`+r.URL.Query().Get("limit")+`>;rel=next`)
+			_, _ = w.Write([]byte(`[{"username":"a"}]`))
+			return
+		}
+		_, _ = w.Write([]byte(`[{"username":"b"}]`))
+	})
+	if err := a.list("/gatehouse/users"); err != nil || count.Load() != 2 || !strings.Contains(out.String(), `"b"`) {
+		t.Errorf("rel=next unquoted: %v after %d calls, printed %q", err, count.Load(), out)
 	}
 }
