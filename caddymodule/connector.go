@@ -224,11 +224,25 @@ func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
 // before each handler too: a rewrite handler before it in its route, or
 // in a route before its own in a route list (with no matcher: always;
 // with one, or in a group another such route may take: maybe), within
-// the routes around it.
-func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) {
+// the routes around it, and those a subroute before it in its route ran
+// (a nested route block, a handle block). It returns the rewrites the
+// handlers after routes see.
+func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) rewrites {
 	// The groups one of whose routes ran, surely (true) or perhaps
 	// (false): no other route of a group runs once one did.
 	groups := map[string]bool{}
+	// The groups a route of which may have rewritten the request (one
+	// with a matcher): the routes after that group may see it rewritten,
+	// the group's other routes not (they run only when it did not).
+	groupMaybe := map[string]bool{}
+	maybeFrom := func(group string) bool {
+		for g := range groupMaybe {
+			if g != group {
+				return true
+			}
+		}
+		return false
+	}
 	for _, rt := range routes {
 		surely, perhaps := groups[rt.Group]
 		if rt.Group != "" && surely {
@@ -240,25 +254,40 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			groups[rt.Group] = always
 		}
 		inRoute := before
-		var ran []*rewrite.Rewrite // this route's rewrites, which the routes after it see
+		if maybeFrom(rt.Group) {
+			inRoute.maybe = true
+		}
+		start := inRoute
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
 				found(h, matched, within, inRoute)
 			case *caddyhttp.Subroute:
-				walkHandlers(h.Routes, matched, within, inRoute, found)
+				// Its rewrites stay with the request for the handlers
+				// after it (a subroute shares the request).
+				inRoute = walkHandlers(h.Routes, matched, within, inRoute, found)
 			case *rewrite.Rewrite:
 				inRoute = inRoute.then(h, true)
-				ran = append(ran, h)
 			}
 		}
-		for _, r := range ran {
-			before = before.then(r, always)
+		// The routes after this one see its rewrites: surely when it
+		// always runs, else perhaps.
+		switch rewrote := len(inRoute.always) > len(start.always) || inRoute.maybe && !start.maybe; {
+		case always:
+			before = inRoute
+		case rewrote && rt.Group != "":
+			groupMaybe[rt.Group] = true
+		case rewrote:
+			before.maybe = true
 		}
 		if always && rt.Terminal {
-			return
+			break
 		}
 	}
+	if maybeFrom("") {
+		before.maybe = true
+	}
+	return before
 }
 
 // routePaths is what rt's path matcher matches, paths (what enclosing

@@ -121,24 +121,40 @@ func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
 		}
 		return rt
 	}
+	// handle blocks: one group, as the Caddyfile has them.
+	handle := func(set caddyhttp.MatcherSet, handlers ...caddyhttp.MiddlewareHandler) caddyhttp.Route {
+		rt := route(set, handlers...)
+		rt.Group = "handle"
+		return rt
+	}
 	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
 		route(nil, sub(
 			// handle_path /fin/* { gatehouse { require_role finance } }
-			route(path("/fin/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/fin"}), route(nil, &Handler{RequireRole: []string{"finance"}}))),
+			handle(path("/fin/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/fin"}), route(nil, &Handler{RequireRole: []string{"finance"}}))),
 			// handle /hr/* { uri strip_prefix /hr; method POST; gatehouse { require_role hr } }
-			route(path("/hr/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/hr"}, &rewrite.Rewrite{Method: "POST"}, &Handler{RequireRole: []string{"hr"}}))),
+			handle(path("/hr/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/hr"}, &rewrite.Rewrite{Method: "POST"}, &Handler{RequireRole: []string{"hr"}}))),
 			// handle /app/* { rewrite /app/old /app/new; gatehouse { require_role app } }
-			route(path("/app/*"), sub(route(path("/app/old"), &rewrite.Rewrite{URI: "/app/new"}), route(nil, &Handler{RequireRole: []string{"app"}}))),
+			handle(path("/app/*"), sub(route(path("/app/old"), &rewrite.Rewrite{URI: "/app/new"}), route(nil, &Handler{RequireRole: []string{"app"}}))),
 			// handle /ph/* { rewrite * /new{http.request.orig_uri.path}?at={http.request.local.port}; gatehouse { require_role ph } }:
 			// the placeholders of the request as the server prepares it
-			route(path("/ph/*"), sub(route(nil, &rewrite.Rewrite{URI: "/new{http.request.orig_uri.path}?at={http.request.local.port}"}), route(nil, &Handler{RequireRole: []string{"ph"}}))),
+			handle(path("/ph/*"), sub(route(nil, &rewrite.Rewrite{URI: "/new{http.request.orig_uri.path}?at={http.request.local.port}"}), route(nil, &Handler{RequireRole: []string{"ph"}}))),
 			// handle /ops/* { gatehouse { require_role ops } }: no rewrite of the blocks before it reaches it
-			route(path("/ops/*"), sub(route(nil, &Handler{RequireRole: []string{"ops"}}))),
+			handle(path("/ops/*"), sub(route(nil, &Handler{RequireRole: []string{"ops"}}))),
+			// handle /nest/* { route { uri strip_prefix /nest }; gatehouse { require_role nest } }:
+			// a nested route block's rewrite runs before the handler after it
+			handle(path("/nest/*"), sub(route(nil, sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/nest"})), &Handler{RequireRole: []string{"nest"}}))),
+			// handle /grp/* { route { handle /grp/a/* { uri strip_prefix /grp/a } }; gatehouse { require_role grp } }:
+			// a handle block with a matcher in it may have rewritten it
+			handle(path("/grp/*"), sub(route(nil, sub(route(path("/grp/a/*"), sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/grp/a"})))), &Handler{RequireRole: []string{"grp"}}))),
+			// route { route { uri strip_prefix /seq } } then, in the next route, gatehouse { require_role seq }
+			handle(path("/seq/*"), sub(route(nil, sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/seq"}))), route(nil, &Handler{RequireRole: []string{"seq"}}))),
+			// gatehouse { require_role after } after the handle blocks: one of them may have rewritten it
+			route(nil, &Handler{RequireRole: []string{"after"}}),
 		)),
 	}}}
 	got := map[string]string{}
 	for _, s := range gatedSitesOf(servers) {
-		target := map[string]string{"finance": "/fin/report?q=1", "hr": "/hr/staff", "app": "/app/old", "ops": "/ops/x", "ph": "/ph/x"}[s.RequireRole[0]]
+		target := map[string]string{"finance": "/fin/report?q=1", "hr": "/hr/staff", "app": "/app/old", "ops": "/ops/x", "ph": "/ph/x", "nest": "/nest/x", "grp": "/grp/a/x", "seq": "/seq/x", "after": "/after/x"}[s.RequireRole[0]]
 		r := httptest.NewRequest(http.MethodGet, target, nil)
 		if s.Rewrite != nil {
 			s.Rewrite(r)
@@ -146,11 +162,15 @@ func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
 		got[s.Name] = fmt.Sprintf("%s %s maybe=%t", r.Method, r.URL.RequestURI(), s.MayRewrite)
 	}
 	want := map[string]string{
-		"*:8443 /fin/*": "GET /report?q=1 maybe=false",
-		"*:8443 /hr/*":  "POST /staff maybe=false",
-		"*:8443 /app/*": "GET /app/old maybe=true",
-		"*:8443 /ops/*": "GET /ops/x maybe=false",
-		"*:8443 /ph/*":  "GET /new/ph/x?at=0 maybe=false",
+		"*:8443 /fin/*":  "GET /report?q=1 maybe=false",
+		"*:8443 /hr/*":   "POST /staff maybe=false",
+		"*:8443 /app/*":  "GET /app/old maybe=true",
+		"*:8443 /ops/*":  "GET /ops/x maybe=false",
+		"*:8443 /ph/*":   "GET /new/ph/x?at=0 maybe=false",
+		"*:8443 /nest/*": "GET /x maybe=false",
+		"*:8443 /grp/*":  "GET /grp/a/x maybe=true",
+		"*:8443 /seq/*":  "GET /x maybe=false",
+		"*:8443":         "GET /after/x maybe=true",
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("the sites' rewrites: %v\nwant %v", got, want)
