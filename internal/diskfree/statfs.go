@@ -2,7 +2,11 @@
 
 package diskfree
 
-import "syscall"
+import (
+	"errors"
+	"os"
+	"syscall"
+)
 
 // Free is the space an unprivileged process may still write on the file
 // system holding dir; false when that cannot be told.
@@ -26,8 +30,24 @@ func Size(dir string) (uint64, bool) {
 
 // Writable reports why this process may not create files in dir (a
 // read-only file system, permissions taken away), nil when it may.
+// access(2) answers first, at the cost of a lookup; but it judges by the
+// process's real user, and without capabilities unless that is root,
+// while files are created as the effective user, with its capabilities
+// (a service given CAP_DAC_OVERRIDE, a setuid binary): a refusal other
+// than a read-only file system's is checked by creating (and removing) a
+// file there.
 func Writable(dir string) error {
-	return syscall.Access(dir, 2) // W_OK
+	err := syscall.Access(dir, 2) // W_OK
+	if err == nil || errors.Is(err, syscall.EROFS) {
+		return err
+	}
+	f, perr := os.CreateTemp(dir, ".gatehouse-write-check-*")
+	if perr != nil {
+		return err
+	}
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+	return nil
 }
 
 // Allocated is the disk space the file at path takes (its blocks, less
