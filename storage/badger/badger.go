@@ -19,6 +19,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,6 +171,9 @@ var ErrNeedsRecovery = errors.New("the Badger database was not closed cleanly, a
 
 // openWith opens the store with the Badger options bo.
 func openWith(bo badgerdb.Options, log *zap.Logger) (*Store, error) {
+	if err := closeLeftOpen(bo.Dir); err != nil {
+		return nil, storeutil.Unavailable("opening Badger database in "+bo.Dir, err)
+	}
 	if !bo.ReadOnly {
 		if err := flushRoom(bo.Dir); err != nil {
 			return nil, storeutil.Unavailable("opening Badger database in "+bo.Dir, err)
@@ -617,6 +621,52 @@ func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 	})
 }
 
+// closable reports why the database cannot write a table out of its
+// memtable now, which closing it does (room, then flushRoom); nil when it
+// can.
+func (s *Store) closable() error {
+	err := s.room()
+	if err == nil || s.problem.Load() == writesFull {
+		err = flushRoom(s.db.Opts().Dir)
+	}
+	return err
+}
+
+// The stores of this process that Close left open (closable refused),
+// which hold their directory's lock: an Open of the same directory
+// (a config reload that uses it again) closes one first once it can be,
+// rather than failing on the lock until the process ends.
+var (
+	leftOpenMu sync.Mutex
+	leftOpen   []*Store
+)
+
+// closeLeftOpen closes the store Close left open in dir, if there is one
+// and it can now be closed; an error when it still cannot be.
+func closeLeftOpen(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil // not there yet: no store holds it
+	}
+	leftOpenMu.Lock()
+	defer leftOpenMu.Unlock()
+	for i, s := range leftOpen {
+		if !os.SameFile(fi, s.dir) {
+			continue
+		}
+		if err := s.closable(); err != nil {
+			return fmt.Errorf("this process's store in %s, left open when it was closed, still cannot be closed: %w", dir, err)
+		}
+		leftOpen = slices.Delete(leftOpen, i, i+1)
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("closing this process's store in %s, left open when it was closed: %w", dir, err)
+		}
+		s.log.Info("the Badger database left open at its close is closed now, to be opened again", zap.String("dir", dir))
+		return nil
+	}
+	return nil
+}
+
 // Close stops the garbage collector and closes the database. It is safe
 // to call more than once; later calls return the first call's result.
 //
@@ -632,20 +682,21 @@ func (s *Store) Close() error {
 		s.wg.Wait()
 		if s.dir != nil {
 			dir := s.db.Opts().Dir
-			err := s.room()
-			if err == nil || s.problem.Load() == writesFull {
-				err = flushRoom(dir)
-			}
+			err := s.closable()
 			switch {
 			case err != nil && s.problem.Load() == writesGone:
 				s.log.Warn("the Badger database is left open, not closed: its directory was removed or replaced, and closing would try for ever to write "+
 					"its memtable into a table there", zap.String("dir", dir), zap.Error(err))
 			case err != nil:
 				s.log.Warn("the Badger database is left open, not closed: closing writes its memtable into a new table, which cannot be done now; "+
-					"its log holds every acknowledged write, and the next start replays it", zap.String("dir", dir), zap.Error(err))
+					"its log holds every acknowledged write, and the next start replays it (or the next open of it in this process, once it can be closed)",
+					zap.String("dir", dir), zap.Error(err))
 			}
 			if err != nil {
 				s.closeErr = storeutil.Unavailable("closing Badger database", err)
+				leftOpenMu.Lock()
+				leftOpen = append(leftOpen, s)
+				leftOpenMu.Unlock()
 				return
 			}
 		}

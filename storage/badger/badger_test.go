@@ -527,3 +527,48 @@ func sparseCopy(t *testing.T, dir string) string {
 	}
 	return copied
 }
+
+// TestOpenClosesAStoreLeftOpenInItsDirectory: a store Close left open
+// (its directory could not be written) holds the directory's lock, and
+// an Open of that directory in the same process (a config reload that
+// uses it again) failed on it until the process ended. Now Open closes
+// the store left open once it can be closed and opens the directory,
+// finding its writes; while it still cannot be, Open says why.
+func TestOpenClosesAStoreLeftOpenInItsDirectory(t *testing.T) {
+	var denied atomic.Bool
+	saved := dirWritable
+	dirWritable = func(string) error {
+		if denied.Load() {
+			return &os.PathError{Op: "access", Path: "dir", Err: errors.New("permission denied")}
+		}
+		return nil
+	}
+	t.Cleanup(func() { dirWritable = saved })
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Put(ctx, "kept", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	denied.Store(true)
+	if err := closeWithin(t, s); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Close of a directory that cannot be written: %v; want ErrUnavailable (left open)", err)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "left open") {
+		t.Fatalf("Open while the store left open still cannot be closed: %v; want an error saying so", err)
+	}
+	denied.Store(false)
+	again, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open once the store left open can be closed: %v", err)
+	}
+	if v, err := again.Get(ctx, "kept"); err != nil || string(v) != "v" {
+		t.Fatalf("the write before: %q, %v", v, err)
+	}
+	if err := closeWithin(t, again); err != nil {
+		t.Fatal(err)
+	}
+}
