@@ -37,6 +37,8 @@ type Site struct {
 	Rewrite func(*http.Request) `json:"-"`
 	// MayRewrite says that a rewrite with a matcher may run before the
 	// route's gatehouse handler too (try_files, a rewrite of some paths),
+	// or that one of Rewrite's reads more of the request than its method
+	// and target (its host, headers, a matcher's captures, variables),
 	// which the answer cannot tell. Not listed.
 	MayRewrite bool `json:"-"`
 }
@@ -109,7 +111,8 @@ func (c *Core) allowed(w http.ResponseWriter, r *http.Request) error {
 func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
 	answer, err := c.judge(r, username, method, target, site)
 	if site != nil && site.MayRewrite {
-		answer.Why += "; a rewrite with a matcher (rewrite, uri, try_files) may change this request before " + site.Name +
+		answer.Why += "; a rewrite with a matcher (rewrite, uri, try_files), or one reading more of the request than its method and target " +
+			"(its host, headers, a matcher's captures, variables), may change this request before " + site.Name +
 			" judges it, which this answer does not know"
 	}
 	return answer, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -212,12 +213,75 @@ type rewrites struct {
 	maybe  bool
 }
 
-// then is rw with r run after it: always, or, with a matcher, maybe.
+// then is rw with r run after it: always, or, with a matcher, maybe. A
+// rewrite that always runs but reads more of the request than its method
+// and target (placeholderKnown) runs, and makes it maybe too: the role
+// tester's request has no host, headers, matcher captures or variables.
 func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
 	if !always {
 		return rewrites{always: rw.always, maybe: true}
 	}
-	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe}
+	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r)}
+}
+
+// rewriteKnown reports whether every placeholder r's settings name is
+// one whose value the role tester's request has as the data plane's has
+// it (placeholderKnown).
+func rewriteKnown(r *rewrite.Rewrite) bool {
+	raw, err := json.Marshal(r)
+	var settings any
+	if err != nil || json.Unmarshal(raw, &settings) != nil {
+		return false
+	}
+	return stringsKnown(settings)
+}
+
+// stringsKnown reports whether the placeholders of every string in v (a
+// decoded JSON value) are known (placeholderKnown).
+func stringsKnown(v any) bool {
+	switch v := v.(type) {
+	case string:
+		for rest := v; ; {
+			_, after, ok := strings.Cut(rest, "{")
+			if !ok {
+				return true
+			}
+			name, tail, ok := strings.Cut(after, "}")
+			if !ok {
+				return true
+			}
+			if !placeholderKnown(name) {
+				return false
+			}
+			rest = tail
+		}
+	case []any:
+		for _, e := range v {
+			if !stringsKnown(e) {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if !stringsKnown(e) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// placeholderKnown reports whether the placeholder name is the same for
+// the role tester's request as for the data plane's: the request's
+// method and target, the original ones, and what is the process's (its
+// environment, its system).
+func placeholderKnown(name string) bool {
+	for _, p := range []string{"http.request.uri", "http.request.orig_uri", "http.request.method", "http.request.orig_method", "env", "system"} {
+		if name == p || strings.HasPrefix(name, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // walkHandlers is eachHandler, passing found the rewrites that run
