@@ -176,3 +176,27 @@ func ScanFrom(ctx context.Context, s Store, prefix, from string, fn func(Entry) 
 		return fn(e)
 	})
 }
+
+// KeyScanner is implemented by backends that can list keys without
+// reading their values (Badger iterates its keys alone): what counting
+// and naming the records of a long listing needs, whose values are read
+// only for the few a page shows.
+type KeyScanner interface {
+	// ScanKeys calls fn with every live key starting with prefix, in
+	// ascending key order, as Scan would, without reading the values.
+	// fn returning ErrStopScan ends the scan with a nil error; any other
+	// error ends it and is returned.
+	ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error
+}
+
+// ScanKeys calls fn with every live key of s starting with prefix, in
+// ascending key order: with s's own ScanKeys where it is a KeyScanner,
+// else with a Scan whose values it drops (which it still reads). A layer
+// that checks values (storage/tagged) lists the keys of records it would
+// refuse too: the caller reads a record before trusting it.
+func ScanKeys(ctx context.Context, s Store, prefix string, fn func(key string) error) error {
+	if ks, ok := s.(KeyScanner); ok {
+		return ks.ScanKeys(ctx, prefix, fn)
+	}
+	return s.Scan(ctx, prefix, func(e Entry) error { return fn(e.Key) })
+}

@@ -600,6 +600,32 @@ func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(stora
 	return err
 }
 
+// ScanKeys implements storage.KeyScanner: the iterator reads the keys
+// alone (no value is fetched from the value log).
+func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	err := s.db.View(func(txn *badgerdb.Txn) error {
+		opts := badgerdb.DefaultIteratorOptions
+		opts.Prefix = []byte(prefix)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek([]byte(prefix)); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(string(it.Item().Key())); err != nil {
+				return callerError{err}
+			}
+		}
+		return nil
+	})
+	err = result("scan", err)
+	if errors.Is(err, storage.ErrStopScan) {
+		return nil
+	}
+	return err
+}
+
 // Batch implements storage.Store: all ops commit in one transaction.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 	if err := storeutil.CheckOps(ops, checkKey); err != nil {

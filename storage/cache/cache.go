@@ -605,6 +605,12 @@ func (c *Cache) ScanFrom(ctx context.Context, prefix, from string, fn func(stora
 	return storage.ScanFrom(ctx, c.store, prefix, from, fn)
 }
 
+// ScanKeys implements storage.KeyScanner; like scans, it always reads
+// the store, with the store's own ScanKeys where it has one.
+func (c *Cache) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	return storage.ScanKeys(ctx, c.store, prefix, fn)
+}
+
 // Batch implements storage.Store.
 func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
 	defer func() {

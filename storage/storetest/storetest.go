@@ -68,6 +68,7 @@ func Run(t *testing.T, b Backend) {
 		{"ScanPrefixOrderAndStop", testScan},
 		{"ScanManyKeys", testScanMany},
 		{"ScanFromResumesAtAKey", testScanFrom},
+		{"ScanKeysListsWhatScanDoes", testScanKeys},
 		{"ScanCallbackMayWrite", testScanWhileWriting},
 		{"Batch", testBatch},
 		{"BatchIsAtomicToReaders", testBatchAtomic},
@@ -193,6 +194,20 @@ func (h h) scan(prefix string) []storage.Entry {
 	})
 	if err != nil {
 		h.t.Fatalf("Scan(%q): %v", prefix, err)
+	}
+	return got
+}
+
+// scanKeys is storage.ScanKeys(prefix): the store's own keys-only
+// scan where it has one.
+func (h h) scanKeys(prefix string) []string {
+	h.t.Helper()
+	var got []string
+	if err := storage.ScanKeys(h.ctx, h.s, prefix, func(key string) error {
+		got = append(got, key)
+		return nil
+	}); err != nil {
+		h.t.Fatalf("ScanKeys(%q): %v", prefix, err)
 	}
 	return got
 }
@@ -374,6 +389,9 @@ func testTTL(h h) {
 	}
 	if got := keysOf(h.scan("")); !slices.Equal(got, []string{"cas-keep", "forever"}) {
 		h.t.Fatalf("Scan after expiry = %v; want only the live keys [cas-keep forever]", got)
+	}
+	if got := h.scanKeys(""); !slices.Equal(got, []string{"cas-keep", "forever"}) {
+		h.t.Fatalf("ScanKeys after expiry = %v; want only the live keys [cas-keep forever]", got)
 	}
 	// An expired key counts as absent for the conditional writes.
 	if !h.cas("cas", nil, []byte("again"), 0) {
@@ -801,5 +819,45 @@ func testReopen(t *testing.T, b Backend) {
 	}
 	if n := r.incr("n", 1, 0); n != 8 {
 		t.Fatalf("Incr after reopen = %d; want 8", n)
+	}
+}
+
+// testScanKeys checks that a keys-only scan lists the keys Scan does, in
+// the same order, prefix-bounded, past a backend's page size, and stops
+// on ErrStopScan with a nil error.
+func testScanKeys(h h) {
+	keys := []string{"p/c", "p/a", "p/é", "p/B", "p/b", "p/a/1", "q/a", "p", "pz", "o/z"}
+	for _, k := range keys {
+		h.put(k, "v-"+k, 0)
+	}
+	h.del("p/c")
+	for _, prefix := range []string{"p/", "", "nothing/"} {
+		if got, want := h.scanKeys(prefix), keysOf(h.scan(prefix)); !slices.Equal(got, want) {
+			h.t.Fatalf("ScanKeys(%q) = %v; want Scan's keys %v", prefix, got, want)
+		}
+	}
+	const n = 1200
+	ops := make([]storage.Op, 0, n)
+	for i := range n {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("m/%05d", i), Value: []byte(strconv.Itoa(i))})
+	}
+	h.batch(ops...)
+	if got := h.scanKeys("m/"); len(got) != n || got[0] != "m/00000" || got[n-1] != fmt.Sprintf("m/%05d", n-1) || !slices.IsSorted(got) {
+		h.t.Fatalf("ScanKeys(m/) listed %d keys (want %d, sorted)", len(got), n)
+	}
+	var visited []string
+	err := storage.ScanKeys(h.ctx, h.s, "p/", func(key string) error {
+		visited = append(visited, key)
+		if len(visited) == 2 {
+			return storage.ErrStopScan
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(visited, []string{"p/B", "p/a"}) {
+		h.t.Fatalf("ScanKeys stopped after %v, %v; want [p/B p/a], nil", visited, err)
+	}
+	boom := errors.New("boom")
+	if err := storage.ScanKeys(h.ctx, h.s, "p/", func(string) error { return boom }); !errors.Is(err, boom) {
+		h.t.Fatalf("ScanKeys with a failing callback = %v; want it returned", err)
 	}
 }

@@ -457,6 +457,14 @@ func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(stora
 	})
 }
 
+// ScanKeys implements storage.KeyScanner with the inner store's own
+// ScanKeys where it has one. No value is read, so none is checked: the
+// keys of records Scan would skip as forged are listed too, and the
+// caller reads (and so checks) a record before it trusts it.
+func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	return storage.ScanKeys(ctx, s.inner, prefix, fn)
+}
+
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, ops []storage.Op) error {
 	tagged := make([]storage.Op, len(ops))
