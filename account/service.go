@@ -217,6 +217,82 @@ func (s *Service) UsersPage(ctx context.Context, q UserQuery) ([]*User, bool, er
 	return out, more, nil
 }
 
+// UserNames returns, in name order, the canonical names of the users
+// whose name holds part (every user's for ""), read from the store's keys
+// alone (storage.ScanKeys): no account is read or decoded, so a long
+// listing is counted and named for what its keys cost, and only the
+// accounts shown are read.
+func (s *Service) UserNames(ctx context.Context, part string) ([]string, error) {
+	names := []string{}
+	err := storage.ScanKeys(ctx, s.store, userPrefix, func(key string) error {
+		if name := key[len(userPrefix):]; strings.Contains(name, part) {
+			names = append(names, name)
+		}
+		return nil
+	})
+	return names, err
+}
+
+// UsersNamed returns the accounts named (canonical names, as UserNames
+// returns them; a few pages' worth), in the order of names, each as
+// UsersPage returns it; a name with no account (deleted meanwhile) is
+// left out. They are read at one moment (GetMany).
+func (s *Service) UsersNamed(ctx context.Context, names []string) ([]*User, error) {
+	keys := make([]string, len(names))
+	for i, name := range names {
+		keys[i] = userPrefix + name
+	}
+	out := make([]*User, 0, len(names))
+	err := s.store.GetMany(ctx, keys, func(i int, value []byte) error {
+		u, err := decodeUser(value)
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", keys[i], err)
+		}
+		out = append(out, u)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, u := range out {
+		if out[i], err = s.withHeldRoles(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// UserIDs returns the IDs of the accounts named (canonical names, as
+// UserNames returns them), by name; a name with no account is left out.
+// The accounts are read a few thousand at a time (GetMany) and only their
+// ID is decoded.
+func (s *Service) UserIDs(ctx context.Context, names []string) (map[string]string, error) {
+	ids := make(map[string]string, len(names))
+	const batch = 2000
+	keys := make([]string, 0, min(len(names), batch))
+	for start := 0; start < len(names); start += batch {
+		part := names[start:min(start+batch, len(names))]
+		keys = keys[:0]
+		for _, name := range part {
+			keys = append(keys, userPrefix+name)
+		}
+		err := s.store.GetMany(ctx, keys, func(i int, value []byte) error {
+			var u struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal(value, &u); err != nil {
+				return fmt.Errorf("decoding %s: %w", keys[i], err)
+			}
+			ids[part[i]] = u.ID
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
 // eachUser calls fn with every user, in name order, decoding one at a
 // time.
 func (s *Service) eachUser(ctx context.Context, fn func(*User)) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/cache"
 	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
@@ -321,4 +322,48 @@ func (rec *record) view(lastUsed, now time.Time) View {
 		v.PreviousKeyValidUntil = &until
 	}
 	return v
+}
+
+// KeyNames calls fn with the name of every application key of store (the
+// engine's store), in name order, from the store's keys alone
+// (storage.ScanKeys): what counts and names a long listing without
+// reading a key's record, which the caller reads for the keys it shows.
+func KeyNames(ctx context.Context, store storage.Store, fn func(name string) error) error {
+	return storage.ScanKeys(ctx, store, namePrefix, func(key string) error { return fn(key[len(namePrefix):]) })
+}
+
+// KeyNamesOfUsers returns the names of the keys of the accounts whose IDs
+// ids holds, from their entries' keys (appkeyuser/) alone, and true; or
+// false when not every key has its entry yet (the store was written by a
+// version before entries, and indexing them has not finished), when the
+// caller lists the keys from their records instead. An entry may be left
+// over from a key deleted or now another account's (see keyNamesOf): the
+// caller checks the records it shows.
+func KeyNamesOfUsers(ctx context.Context, store *cache.Cache, ids map[string]bool) (map[string]bool, bool, error) {
+	switch _, err := store.Backend().Get(ctx, userKeysDone); {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	names := map[string]bool{}
+	collect := func(key string) error {
+		id, name, ok := strings.Cut(key[len(userKeysPrefix):], "/")
+		if ok && ids[id] {
+			names[name] = true
+		}
+		return nil
+	}
+	if len(ids) > 64 { // many accounts: one pass over every entry
+		return names, true, storage.ScanKeys(ctx, store, userKeysPrefix, collect)
+	}
+	for id := range ids {
+		if id == "" || strings.Contains(id, "/") {
+			continue
+		}
+		if err := storage.ScanKeys(ctx, store, userKeysPrefix+id+"/", collect); err != nil {
+			return nil, false, err
+		}
+	}
+	return names, true, nil
 }
