@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
 )
 
 const (
@@ -235,35 +236,66 @@ func (s *Service) UserNames(ctx context.Context, part string) ([]string, error) 
 
 // UsersNamed returns the accounts named (canonical names, as UserNames
 // returns them; a few pages' worth), in the order of names, each as
-// UsersPage returns it; a name with no account (deleted meanwhile) is
-// left out. They are read at one moment (GetMany).
+// UsersPage returns it; a name with no account (deleted meanwhile) or
+// whose record is refused as forged is left out, as a scan leaves it out.
 func (s *Service) UsersNamed(ctx context.Context, names []string) ([]*User, error) {
 	keys := make([]string, len(names))
 	for i, name := range names {
 		keys[i] = userPrefix + name
 	}
-	out := make([]*User, 0, len(names))
-	err := s.store.GetMany(ctx, keys, func(i int, value []byte) error {
+	found := make([]*User, len(names))
+	err := s.readEach(ctx, keys, func(i int, value []byte) error {
 		u, err := decodeUser(value)
 		if err != nil {
 			return fmt.Errorf("decoding %s: %w", keys[i], err)
 		}
-		out = append(out, u)
+		found[i] = u
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for i, u := range out {
-		if out[i], err = s.withHeldRoles(ctx, u); err != nil {
+	out := make([]*User, 0, len(names))
+	for _, u := range found {
+		if u == nil {
+			continue
+		}
+		if u, err = s.withHeldRoles(ctx, u); err != nil {
 			return nil, err
 		}
+		out = append(out, u)
 	}
 	return out, nil
 }
 
+// readEach calls fn with the index in keys and the value of each live key
+// among keys, read at one moment (GetMany) — but where a record is refused
+// as forged (tagged.ErrTampered), which fails that read, once more one
+// key at a time, leaving the forged ones out as a scan does (fn may then
+// be called twice for a key).
+func (s *Service) readEach(ctx context.Context, keys []string, fn func(i int, value []byte) error) error {
+	err := s.store.GetMany(ctx, keys, fn)
+	if !errors.Is(err, tagged.ErrTampered) {
+		return err
+	}
+	for i, key := range keys {
+		value, err := s.store.Get(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound), errors.Is(err, tagged.ErrTampered):
+			continue
+		case err != nil:
+			return err
+		}
+		if err := fn(i, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // UserIDs returns the IDs of the accounts named (canonical names, as
-// UserNames returns them), by name; a name with no account is left out.
+// UserNames returns them), by name; a name with no account, or whose
+// record is refused as forged, is left out.
 // The accounts are read a few thousand at a time (GetMany) and only their
 // ID is decoded.
 func (s *Service) UserIDs(ctx context.Context, names []string) (map[string]string, error) {
@@ -276,7 +308,7 @@ func (s *Service) UserIDs(ctx context.Context, names []string) (map[string]strin
 		for _, name := range part {
 			keys = append(keys, userPrefix+name)
 		}
-		err := s.store.GetMany(ctx, keys, func(i int, value []byte) error {
+		err := s.readEach(ctx, keys, func(i int, value []byte) error {
 			var u struct {
 				ID string `json:"id"`
 			}

@@ -622,6 +622,9 @@ func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	}
 	var shown []string
 	shown, d.paging = pageOf(names, r)
+	if shown, err = appkey.Readable(r.Context(), c.engine.Store, shown); err != nil {
+		return nil, err
+	}
 	d.Keys = make([]appkey.View, 0, len(shown))
 	for _, key := range shown {
 		var k appkey.View

@@ -367,3 +367,23 @@ func KeyNamesOfUsers(ctx context.Context, store *cache.Cache, ids map[string]boo
 	}
 	return names, true, nil
 }
+
+// Readable returns those of names (as KeyNames lists them) whose name
+// record store holds and accepts, in order: a name deleted meanwhile, or
+// whose record is refused as forged (tagged.ErrTampered), is left out,
+// as the key listing's scan leaves it out, rather than failing the read
+// of the page that shows it.
+func Readable(ctx context.Context, store storage.Store, names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		_, err := store.Get(ctx, namePrefix+name)
+		switch {
+		case errors.Is(err, storage.ErrNotFound), errors.Is(err, tagged.ErrTampered):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
