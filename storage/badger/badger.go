@@ -593,6 +593,12 @@ func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(stora
 		}
 		return nil
 	})
+	return scanResult(err)
+}
+
+// scanResult is the error a scan that ended with err returns: none when
+// its callback stopped it (storage.ErrStopScan).
+func scanResult(err error) error {
 	err = result("scan", err)
 	if errors.Is(err, storage.ErrStopScan) {
 		return nil
@@ -619,11 +625,7 @@ func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string)
 		}
 		return nil
 	})
-	err = result("scan", err)
-	if errors.Is(err, storage.ErrStopScan) {
-		return nil
-	}
-	return err
+	return scanResult(err)
 }
 
 // Batch implements storage.Store: all ops commit in one transaction.
