@@ -19,7 +19,7 @@ func (p *Plugin) AdminRoutes() []adminapi.Route {
 		{Pattern: "DELETE /gatehouse/connectors/{name}", Handle: p.adminRevoke},
 		{Pattern: "POST /gatehouse/connectors/{name}/certificate", Handle: p.adminReissue, Body: true},
 		{Pattern: "POST /gatehouse/connectors/{name}/package", Handle: p.adminPackage, Body: true},
-		{Pattern: "GET /gatehouse/tokens", Handle: p.adminListTokens, Query: []string{"username", "connector"}},
+		{Pattern: "GET /gatehouse/tokens", Handle: p.adminListTokens, Query: append([]string{"username", "connector"}, adminapi.PageQuery...)},
 		{Pattern: "DELETE /gatehouse/tokens/{id}", Handle: p.adminRevokeToken},
 	}
 }
@@ -142,7 +142,16 @@ func (p *Plugin) adminPackage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// adminListTokens lists the live token pairs (?connector=, ?username=:
+// only theirs): without ?limit= every one, newest first, as before
+// pages; with it a page of them in connector and ID order, the next page
+// offered in a Link header (?after= the last pair's "connector/id" of
+// this one; adminapi.ReadPage, TokenPageKey).
 func (p *Plugin) adminListTokens(w http.ResponseWriter, r *http.Request) error {
+	page, err := adminapi.ReadPage(r)
+	if err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	connector, username := q.Get("connector"), q.Get("username")
 	if connector != "" {
@@ -156,9 +165,19 @@ func (p *Plugin) adminListTokens(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	list, err := p.ListTokens(r.Context(), connector, username)
+	if page.Limit == 0 && page.After == "" {
+		list, err := p.ListTokens(r.Context(), connector, username)
+		if err != nil {
+			return err
+		}
+		return adminapi.WriteJSON(w, http.StatusOK, list)
+	}
+	list, more, err := p.ListTokensPage(r.Context(), connector, username, page.After, page.Limit)
 	if err != nil {
 		return err
+	}
+	if more {
+		adminapi.SetNext(w, r, TokenPageKey(list[len(list)-1]))
 	}
 	return adminapi.WriteJSON(w, http.StatusOK, list)
 }

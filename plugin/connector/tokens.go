@@ -427,24 +427,54 @@ func (m *tokenMeta) view() TokenView {
 // ListTokens returns the live token pairs, newest first, optionally only
 // those of one connector and/or one user.
 func (p *Plugin) ListTokens(ctx context.Context, connector, username string) ([]TokenView, error) {
+	out, _, err := p.ListTokensPage(ctx, connector, username, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].IssuedAt.After(out[j].IssuedAt) })
+	return out, nil
+}
+
+// TokenPageKey is where a token pair stands in the pages of
+// ListTokensPage: its connector and ID, "connector/id" (the order of the
+// store's index of pairs, and the after of the admin API's next page).
+func TokenPageKey(v TokenView) string { return v.Connector + "/" + v.ID }
+
+// ListTokensPage is the live token pairs (of connector and/or username
+// when given) in TokenPageKey order, not newest first: those after the
+// key after (all when it is empty), at most limit of them (0: no
+// bound), and whether more follow the last one returned. The store's
+// index is read from after on, and only until the page is full.
+func (p *Plugin) ListTokensPage(ctx context.Context, connector, username, after string, limit int) ([]TokenView, bool, error) {
 	prefix := connTokenPrefix
 	if connector != "" {
 		prefix = connTokenScanPrefix(connector)
 	}
-	metas, err := p.scanTokens(ctx, prefix)
-	if err != nil {
-		return nil, err
+	from := prefix
+	if after != "" {
+		from = connTokenPrefix + after + "\x00"
 	}
 	now := p.now()
-	out := make([]TokenView, 0, len(metas))
-	for _, m := range metas {
+	out, more := []TokenView{}, false
+	err := storage.ScanFrom(ctx, p.engine.Store, prefix, from, func(e storage.Entry) error {
+		var m tokenMeta
+		if err := json.Unmarshal(e.Value, &m); err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key, err)
+		}
 		if (username != "" && m.Username != username) || !now.Before(m.ExpiresAt) {
-			continue
+			return nil
+		}
+		if limit > 0 && len(out) == limit {
+			more = true
+			return storage.ErrStopScan
 		}
 		out = append(out, m.view())
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].IssuedAt.After(out[j].IssuedAt) })
-	return out, nil
+	return out, more, nil
 }
 
 // RevokeToken revokes token pair id; a 404 failure when there is none.
