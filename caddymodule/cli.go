@@ -266,7 +266,14 @@ var listPage = 5000
 // answer nears maxAnswerBytes. Nothing is printed unless every page
 // arrived. A server from before pages (400 naming limit) is asked for
 // the whole listing instead.
-func (a *adminClient) list(path string) error {
+func (a *adminClient) list(path string) error { return a.listSorted(path, nil) }
+
+// listSorted is list, the entries of every page put in order by sort
+// (nil: as they came) before they are printed: a listing whose pages
+// come in another order than its whole answer (GET /gatehouse/tokens:
+// pages in connector and ID order, the whole list newest first) prints
+// what the whole answer would.
+func (a *adminClient) listSorted(path string, sort func([]json.RawMessage) error) error {
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
@@ -298,6 +305,11 @@ func (a *adminClient) list(path string) error {
 			return fmt.Errorf("GET %s: an empty page offers a next one (%s); the listing would not end", shorten(asked), shorten(next))
 		}
 		if after, err = advances(asked, next, after); err != nil {
+			return err
+		}
+	}
+	if sort != nil {
+		if err := sort(all); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -346,6 +347,32 @@ func fetchPackage(a *adminClient, name, password, format string) ([]byte, error)
 	return zipped, nil
 }
 
+// newestFirst orders token pairs (JSON objects with issued_at) newest
+// first, those issued at the same time kept in the order they came: the
+// order of GET /gatehouse/tokens without a limit, for the pages read in
+// connector and ID order.
+func newestFirst(pairs []json.RawMessage) error {
+	type pair struct {
+		raw    json.RawMessage
+		issued time.Time
+	}
+	read := make([]pair, len(pairs))
+	for i, raw := range pairs {
+		var v struct {
+			IssuedAt time.Time `json:"issued_at"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("a token pair in the answer cannot be read: %v", err)
+		}
+		read[i] = pair{raw, v.IssuedAt}
+	}
+	slices.SortStableFunc(read, func(x, y pair) int { return y.issued.Compare(x.issued) })
+	for i := range read {
+		pairs[i] = read[i].raw
+	}
+	return nil
+}
+
 // tokensCommand is "caddy gatehouse tokens": connectors' bearer tokens.
 func tokensCommand(a *adminClient) *cobra.Command {
 	tokens := asGroup(&cobra.Command{Use: "tokens", Short: "List and revoke connectors' bearer tokens"})
@@ -353,7 +380,7 @@ func tokensCommand(a *adminClient) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List tokens (never their values)", Args: cobra.NoArgs, PreRunE: refuseEmpty("username", "connector"),
 		RunE: func(*cobra.Command, []string) error {
-			return a.call(http.MethodGet, withQuery("/gatehouse/tokens", "username", username, "connector", connector), nil)
+			return a.listSorted(withQuery("/gatehouse/tokens", "username", username, "connector", connector), newestFirst)
 		},
 	}
 	list.Flags().StringVar(&username, "username", "", "only this user's tokens")

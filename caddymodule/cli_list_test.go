@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,77 @@ func TestListRefusesALinkThatDoesNotAdvance(t *testing.T) {
 	})
 	if err := a.list("/gatehouse/users"); err != nil || count.Load() != 2 || !strings.Contains(out.String(), `"b"`) {
 		t.Errorf("rel=next unquoted: %v after %d calls, printed %q", err, count.Load(), out)
+	}
+}
+
+// TestTokensListPagesThrough: `tokens list` reads GET /gatehouse/tokens
+// a page at a time (pages in connector and ID order, as the server gives
+// them), following each Link, and prints what the whole listing prints:
+// every pair newest first, those issued together in the order they came.
+func TestTokensListPagesThrough(t *testing.T) {
+	type pair struct {
+		ID        string `json:"id"`
+		Connector string `json:"connector"`
+		IssuedAt  string `json:"issued_at"`
+	}
+	// In connector and ID order, as the store's index keeps them.
+	pairs := []pair{
+		{"01", "c-a", "2026-01-01T10:00:00Z"}, {"02", "c-a", "2026-01-03T10:00:00Z"},
+		{"03", "c-b", "2026-01-02T10:00:00Z"}, {"04", "c-b", "2026-01-03T10:00:00Z"},
+		{"05", "c-c", "2026-01-05T10:00:00Z"},
+	}
+	var calls []string
+	a, _, _ := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		calls = append(calls, r.URL.RequestURI())
+		if r.URL.Query().Get("connector") != "" {
+			t.Errorf("GET %s: no filter was asked for", r.URL)
+		}
+		page, err := adminapi.ReadPage(r)
+		if err != nil {
+			adminapi.WriteError(w, err)
+			return
+		}
+		if page.Limit == 0 { // the whole list, newest first
+			whole := slices.Clone(pairs)
+			slices.SortStableFunc(whole, func(x, y pair) int { return strings.Compare(y.IssuedAt, x.IssuedAt) })
+			_ = adminapi.WriteJSON(w, http.StatusOK, whole)
+			return
+		}
+		var out []pair
+		more := false
+		for _, p := range pairs {
+			if key := p.Connector + "/" + p.ID; key > page.After {
+				if page.Full(len(out)) {
+					more = true
+					break
+				}
+				out = append(out, p)
+			}
+		}
+		if more {
+			adminapi.SetNext(w, r, out[len(out)-1].Connector+"/"+out[len(out)-1].ID)
+		}
+		_ = adminapi.WriteJSON(w, http.StatusOK, out)
+	})
+	whole := &bytes.Buffer{}
+	a.out = whole
+	if err := a.call(http.MethodGet, "/gatehouse/tokens", nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { listPage = n }(listPage)
+	listPage = 2
+	calls = nil
+	paged := &bytes.Buffer{}
+	a.out = paged
+	list := tokensCommand(a)
+	list.SetArgs([]string{"list"})
+	if err := list.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(paged.Bytes(), whole.Bytes()) {
+		t.Errorf("tokens list printed\n%s\nwant what the whole listing prints\n%s", paged, whole)
+	}
+	if len(calls) != 3 || !strings.Contains(calls[0], "limit=2") || !strings.Contains(calls[2], "after=c-b%2F04") {
+		t.Errorf("calls %q; want 3 pages of 2, each after the last", calls)
 	}
 }
