@@ -752,12 +752,38 @@ func appKeysPage() *page {
 // ---- connectors ----
 
 type connectorsData struct {
+	// Connectors are the page's connectors, sorted by name.
 	Connectors []connector.View
-	Tokens     []connector.TokenView
+	paging
+	// Here is the page's own address, its page number included: its
+	// forms post to it, so that the answer to an action shows the
+	// connectors the operator was looking at.
+	Here string
+	// Tokens are the live token pairs of the page's connectors, newest
+	// first, at most tokensPerConnector of each.
+	Tokens []connector.TokenView
+	// TokensLeftOut are the page's connectors with more live pairs than
+	// are shown, and how many more.
+	TokensLeftOut []tokensLeftOut
 	// CanPackage is whether a package can be made (connector.Plugin.
 	// CanPackage): without a server address for its metadata.json the
 	// page offers a new certificate alone and says why.
 	CanPackage bool
+}
+
+// tokensPerConnector is how many live token pairs of each connector the
+// connectors page shows, the newest; the rest are counted.
+const tokensPerConnector = 10
+
+// TokensShown is how many live token pairs of each connector the page
+// shows at most (tokensPerConnector), for its template.
+func (connectorsData) TokensShown() int { return tokensPerConnector }
+
+// tokensLeftOut is a connector whose live token pairs the connectors
+// page does not all show: More of them are not shown.
+type tokensLeftOut struct {
+	Connector string
+	More      int
 }
 
 func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
@@ -766,10 +792,28 @@ func loadConnectors(c *Console, r *http.Request, v *viewer) (any, error) {
 		p, isConnector := kind.(*connector.Plugin)
 		d.CanPackage = isConnector && p.CanPackage()
 	}
-	if err := c.call(r, v, http.MethodGet, "/gatehouse/connectors", nil, &d.Connectors); err != nil {
+	var all []connector.View
+	if err := c.call(r, v, http.MethodGet, "/gatehouse/connectors", nil, &all); err != nil {
 		return nil, err
 	}
-	return d, c.call(r, v, http.MethodGet, "/gatehouse/tokens", nil, &d.Tokens)
+	d.Connectors, d.paging = pageOf(all, r)
+	d.Here = Prefix + "connectors?" + url.Values{"page": {strconv.Itoa(d.Page)}}.Encode()
+	// The token pairs of the page's connectors alone, each read from its
+	// connector's index: not every live pair (a connector's pairs are
+	// revoked with it, but a pair left over is shown all the same).
+	d.Tokens = []connector.TokenView{}
+	for _, conn := range d.Connectors {
+		var pairs []connector.TokenView
+		if err := c.call(r, v, http.MethodGet, "/gatehouse/tokens?"+url.Values{"connector": {conn.Name}}.Encode(), nil, &pairs); err != nil {
+			return nil, err
+		}
+		if len(pairs) > tokensPerConnector {
+			d.TokensLeftOut = append(d.TokensLeftOut, tokensLeftOut{Connector: conn.Name, More: len(pairs) - tokensPerConnector})
+			pairs = pairs[:tokensPerConnector]
+		}
+		d.Tokens = append(d.Tokens, pairs...)
+	}
+	return d, nil
 }
 
 // connectorOnce is what the connectors page shows once: a certificate
