@@ -1,14 +1,12 @@
 package adminapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/gatehouse-auth/gatehouse/account"
@@ -16,31 +14,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
-
-// countingStore counts the user records its scans hand out, to tell a
-// page that reads what it shows from one that reads every account.
-type countingStore struct {
-	storage.Store
-	users atomic.Int64
-}
-
-func (c *countingStore) count(fn func(storage.Entry) error) func(storage.Entry) error {
-	return func(e storage.Entry) error {
-		if strings.HasPrefix(e.Key, "user/") {
-			c.users.Add(1)
-		}
-		return fn(e)
-	}
-}
-
-func (c *countingStore) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	return c.Store.Scan(ctx, prefix, c.count(fn))
-}
-
-func (c *countingStore) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
-	return storage.ScanFrom(ctx, c.Store, prefix, from, c.count(fn))
-}
 
 // names lists the usernames of a users answer.
 func names(t *testing.T, body []byte) []string {
@@ -76,7 +51,7 @@ func nextOf(t *testing.T, h http.Header) string {
 // being the whole list; ?prefix= (read as a username) and ?role= narrow
 // it. A page reads about as many accounts as it shows, not every one.
 func TestUsersListPages(t *testing.T) {
-	counting := &countingStore{}
+	counting := &storetest.ScanCounter{Prefix: "user/"}
 	e := enginetest.New(t, engine.Config{}, func(s storage.Store) storage.Store {
 		counting.Store = s
 		return counting
@@ -128,12 +103,12 @@ func TestUsersListPages(t *testing.T) {
 		t.Fatalf("pages of 7: %d pages, %v; want 6 pages of every user", pages, paged)
 	}
 
-	counting.users.Store(0)
+	counting.Read.Store(0)
 	w = call(http.MethodGet, "/gatehouse/users?limit=3&after=u-20", "")
 	if got := names(t, w.Body.Bytes()); !slices.Equal(got, []string{"u-21", "u-22", "u-23"}) {
 		t.Fatalf("limit=3 after u-20: %v", got)
 	}
-	if n := counting.users.Load(); n > 4 {
+	if n := counting.Read.Load(); n > 4 {
 		t.Fatalf("a page of 3 read %d user records; want at most 4 (the page and the one that says more follow)", n)
 	}
 

@@ -28,15 +28,7 @@ import (
 func TestConnectorsPageOffersWhatCanBeDone(t *testing.T) {
 	for _, servers := range [][]string{nil, {"https://gw.example.com:8443"}} {
 		e, b := newBrowser(t)
-		ca, err := connector.OpenCA(t.TempDir(), e.Keystore)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := connector.New(context.Background(), e, connector.Options{CA: ca, Servers: func() []string { return servers }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Register(p)
+		p := connectorPlugin(t, e, servers)
 		b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), p)
 		if _, err := p.Create(context.Background(), connector.CreateRequest{Name: "c1", Username: "bob"}); err != nil {
 			t.Fatal(err)

@@ -3,15 +3,13 @@ package console
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
-	"github.com/gatehouse-auth/gatehouse/session"
 )
 
 // TestConnectorsPageShowsThePagesTokens: the connectors page shows 25
@@ -22,15 +20,7 @@ import (
 func TestConnectorsPageShowsThePagesTokens(t *testing.T) {
 	ctx := context.Background()
 	e, b := newBrowser(t)
-	ca, err := connector.OpenCA(t.TempDir(), e.Keystore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := connector.New(ctx, e, connector.Options{CA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Register(p)
+	p := connectorPlugin(t, e, nil)
 	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e), p)
 	pairs := map[string]int{"c-00": tokensPerConnector + 2, "c-01": 1, "c-27": 2}
 	ids := map[string][]string{}
@@ -50,20 +40,9 @@ func TestConnectorsPageShowsThePagesTokens(t *testing.T) {
 			ids[name] = append(ids[name], v.ID)
 		}
 	}
-	get := func(target string) string {
-		t.Helper()
-		g := httptest.NewRequest(http.MethodGet, "https://gh.test"+target, nil)
-		g.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
-		w := httptest.NewRecorder()
-		b.c.ServeHTTP(w, g)
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET %s: %d\n%s", target, w.Code, w.Body)
-		}
-		return w.Body.String()
-	}
 	shown := func(page string) int { return strings.Count(page, `value="revoke-token"`) }
 
-	first := get(Prefix + "connectors")
+	first := b.get(Prefix + "connectors")
 	if !strings.Contains(first, "c-24") || strings.Contains(first, "c-25") || !strings.Contains(first, `id="next-page"`) {
 		t.Fatalf("page 1 does not show c-00 to c-24 and a next page:\n%s", first)
 	}
@@ -79,7 +58,7 @@ func TestConnectorsPageShowsThePagesTokens(t *testing.T) {
 		t.Errorf("page 1 does not say that 2 of c-00's pairs are not shown")
 	}
 
-	second := get(Prefix + "connectors?page=2")
+	second := b.get(Prefix + "connectors?page=2")
 	if !strings.Contains(second, "c-29") || strings.Contains(second, ">c-24<") || shown(second) != 2 {
 		t.Fatalf("page 2: want c-25 to c-29 and c-27's 2 pairs, shows %d pairs:\n%s", shown(second), second)
 	}
@@ -91,4 +70,20 @@ func TestConnectorsPageShowsThePagesTokens(t *testing.T) {
 	if strings.Contains(second, "not shown") || !strings.Contains(second, `action="/gatehouse/console/connectors?page=2"`) {
 		t.Errorf("page 2: a note of pairs not shown, or forms that do not post back to page 2")
 	}
+}
+
+// connectorPlugin is a connector plugin registered on e, its CA in a
+// temporary directory, offering packages for servers (nil: none).
+func connectorPlugin(t *testing.T, e *engine.Engine, servers []string) *connector.Plugin {
+	t.Helper()
+	ca, err := connector.OpenCA(t.TempDir(), e.Keystore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := connector.New(context.Background(), e, connector.Options{CA: ca, Servers: func() []string { return servers }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Register(p)
+	return p
 }

@@ -25,15 +25,7 @@ func TestOverviewCountsAreBounded(t *testing.T) {
 	ctx := context.Background()
 	keys := appkey.NewService(e, appkey.Options{})
 	t.Cleanup(func() { keys.Close() })
-	ca, err := connector.OpenCA(t.TempDir(), e.Keystore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns, err := connector.New(ctx, e, connector.Options{CA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Register(conns)
+	conns := connectorPlugin(t, e, nil)
 	var calls []string
 	h := adminapi.NewHandler(e, adminapi.NewCore(e), keys, conns)
 	b.c.admin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

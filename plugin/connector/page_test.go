@@ -29,21 +29,12 @@ func TestConnectorListPages(t *testing.T) {
 	h := adminapi.NewHandler(f.engine, f.p)
 	list := func(path string) ([]string, string, int) {
 		t.Helper()
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
-		if w.Code != http.StatusOK {
-			return nil, "", w.Code
-		}
-		var views []View
-		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
+		views, next, code := getPage[View](t, h, path)
 		names := []string{}
 		for _, v := range views {
 			names = append(names, v.Name)
 		}
-		target, _, _ := strings.Cut(w.Header().Get("Link"), ";")
-		return names, strings.Trim(target, "<>"), w.Code
+		return names, next, code
 	}
 	if got, next, _ := list("/gatehouse/connectors"); !slices.Equal(got, all) || next != "" {
 		t.Fatalf("the whole list: %v, next %q; want every connector, no Link", got, next)
@@ -66,4 +57,26 @@ func TestConnectorListPages(t *testing.T) {
 			t.Errorf("?%s: %d; want 400", bad, code)
 		}
 	}
+}
+
+// getPage is the answer of h to GET path: its entries, the target of its
+// Link rel="next" ("" when there is none) and its status (no entries
+// unless 200).
+func getPage[T any](t *testing.T, h http.Handler, path string) ([]T, string, int) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+	if w.Code != http.StatusOK {
+		return nil, "", w.Code
+	}
+	var entries []T
+	if err := json.Unmarshal(w.Body.Bytes(), &entries); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	link := w.Header().Get("Link")
+	if link != "" && !strings.HasSuffix(link, `>; rel="next"`) {
+		t.Fatalf("GET %s: Link %q; want <path>; rel=\"next\"", path, link)
+	}
+	target, _, _ := strings.Cut(link, ";")
+	return entries, strings.Trim(target, "<>"), w.Code
 }

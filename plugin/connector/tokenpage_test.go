@@ -2,45 +2,19 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
-
-// pairCounter counts the token pair index entries its scans hand out,
-// to tell a page that reads what it shows from one that reads every pair.
-type pairCounter struct {
-	storage.Store
-	pairs atomic.Int64
-}
-
-func (c *pairCounter) count(fn func(storage.Entry) error) func(storage.Entry) error {
-	return func(e storage.Entry) error {
-		if strings.HasPrefix(e.Key, connTokenPrefix) {
-			c.pairs.Add(1)
-		}
-		return fn(e)
-	}
-}
-
-func (c *pairCounter) Scan(ctx context.Context, prefix string, fn func(storage.Entry) error) error {
-	return c.Store.Scan(ctx, prefix, c.count(fn))
-}
-
-func (c *pairCounter) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
-	return storage.ScanFrom(ctx, c.Store, prefix, from, c.count(fn))
-}
 
 // TestTokenListPages: GET /gatehouse/tokens answers every live pair
 // newest first without a limit (no Link), as before pages; with ?limit=
@@ -49,7 +23,7 @@ func (c *pairCounter) ScanFrom(ctx context.Context, prefix, from string, fn func
 // together every live pair; a page reads about as many pairs as it
 // shows; a bad limit or an unknown parameter is a 400.
 func TestTokenListPages(t *testing.T) {
-	counting := &pairCounter{}
+	counting := &storetest.ScanCounter{Prefix: connTokenPrefix}
 	f := newFixtureWith(t, engine.Config{}, func(s storage.Store) storage.Store {
 		counting.Store = s
 		return counting
@@ -76,21 +50,7 @@ func TestTokenListPages(t *testing.T) {
 	h := adminapi.NewHandler(f.engine, f.p)
 	list := func(path string) ([]TokenView, string, int) {
 		t.Helper()
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
-		if w.Code != http.StatusOK {
-			return nil, "", w.Code
-		}
-		var views []TokenView
-		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		link := w.Header().Get("Link")
-		if link != "" && !strings.HasSuffix(link, `>; rel="next"`) {
-			t.Fatalf("GET %s: Link %q", path, link)
-		}
-		target, _, _ := strings.Cut(link, ";")
-		return views, strings.Trim(target, "<>"), w.Code
+		return getPage[TokenView](t, h, path)
 	}
 	keys := func(views []TokenView) []string {
 		out := []string{}
@@ -152,12 +112,12 @@ func TestTokenListPages(t *testing.T) {
 		t.Fatalf("user bob in pages of 3: %v", keys(ofBob))
 	}
 
-	counting.pairs.Store(0)
+	counting.Read.Store(0)
 	got, next, _ := list("/gatehouse/tokens?limit=2&after=" + url.QueryEscape(inKeyOrder[3]))
 	if !slices.Equal(keys(got), inKeyOrder[4:6]) || next == "" {
 		t.Fatalf("limit=2 after %s: %v, next %q; want %v and a next page", inKeyOrder[3], keys(got), next, inKeyOrder[4:6])
 	}
-	if n := counting.pairs.Load(); n > 3 {
+	if n := counting.Read.Load(); n > 3 {
 		t.Fatalf("a page of 2 read %d pairs; want at most 3 (the page and the one that says more follow)", n)
 	}
 
