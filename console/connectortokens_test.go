@@ -3,6 +3,8 @@ package console
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,13 @@ func TestConnectorsPageShowsThePagesTokens(t *testing.T) {
 	}
 	if strings.Contains(second, "not shown") || !strings.Contains(second, `action="/gatehouse/console/connectors?page=2"`) {
 		t.Errorf("page 2: a note of pairs not shown, or forms that do not post back to page 2")
+	}
+
+	// Revoking a pair from page 2 answers page 2, without the pair.
+	gone := ids["c-27"][0]
+	w := b.post(Prefix+"connectors?page=2", url.Values{"action": {"revoke-token"}, "id": {gone}, "nonce": {nonce()}})
+	if after := w.Body.String(); w.Code != http.StatusOK || !strings.Contains(after, "c-29") || shown(after) != 1 || !strings.Contains(after, "Token pair "+gone+" revoked.") {
+		t.Errorf("revoking %s on page 2: %d, %d pairs shown\n%s", gone, w.Code, shown(after), after)
 	}
 }
 
