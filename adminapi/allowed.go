@@ -41,6 +41,18 @@ type Site struct {
 	// and target (its host, headers, a matcher's captures, variables),
 	// which the answer cannot tell. Not listed.
 	MayRewrite bool `json:"-"`
+	// Reaches, when set, reports whether a request, as it comes to the
+	// server (before Rewrite), matches the path matchers of the route and
+	// of those around it, as Caddy matches them: one that does not is
+	// routed elsewhere, and this route never judges it. Nil: every path
+	// reaches the route. Not listed.
+	Reaches func(*http.Request) (bool, error) `json:"-"`
+	// Serves, when set, names what the route's gatehouse handler answers
+	// itself on a path (the request's, as Rewrite leaves it), to anyone,
+	// before any credential or role is looked at (the JWKS, the login
+	// portal, the connector token endpoints, the console); "" for a path
+	// the route judges. Not listed.
+	Serves func(r *http.Request, path string) (string, error) `json:"-"`
 }
 
 // Allowed is the answer of GET /gatehouse/users/{username}/allowed: would
@@ -54,6 +66,11 @@ type Allowed struct {
 	// Site is the site asked about; empty for a route without
 	// require_role.
 	Site string `json:"site,omitempty"`
+	// NotRouted says that the request does not reach the site's route at
+	// all (its path does not match the route's path matcher): Caddy
+	// routes it elsewhere, so the route's roles do not judge it, and
+	// Allowed is false. Absent otherwise.
+	NotRouted bool `json:"not_routed,omitempty"`
 }
 
 // listSites answers the sites, with [] for a list that is empty.
@@ -120,6 +137,18 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 
 // judge is wouldAllow but for the caveat of a rewrite that may run.
 func (c *Core) judge(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
+	if site != nil && site.Reaches != nil {
+		u := *target
+		req := (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
+		reaches, err := reach(site, req)
+		switch {
+		case err != nil:
+			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
+		case !reaches:
+			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
+				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
+		}
+	}
 	rewritten := ""
 	if site != nil && site.Rewrite != nil {
 		// The route judges the request as Caddy's rewrites before it
@@ -151,9 +180,34 @@ func rewrite(site *Site, req *http.Request) (err error) {
 	return nil
 }
 
+// reach runs site.Reaches on req; a panic is an error, as in rewrite.
+func reach(site *Site, req *http.Request) (reaches bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	return site.Reaches(req)
+}
+
 // judgeAsIs is judge for the request as the route has it.
 func (c *Core) judgeAsIs(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
 	path := target.Path
+	if site == nil && path == engine.JWKSPath {
+		return Allowed{Allowed: true, Why: "served by Gatehouse itself to anyone on every gatehouse route (the JWKS), before any credential or role is looked at"}, nil
+	}
+	if site != nil && site.Serves != nil {
+		// The route answers these itself, before the path is checked
+		// clean and before any credential or role, as engine.Route.Serve
+		// does.
+		what, err := site.Serves(r, path)
+		if err != nil {
+			return Allowed{}, err
+		}
+		if what != "" {
+			return Allowed{Allowed: true, Why: "served by Gatehouse itself to anyone on " + site.Name + " (" + what + "), before any credential or role is looked at"}, nil
+		}
+	}
 	if !guard.IsClean(path) {
 		return Allowed{Why: "the path is not a clean absolute path; Gatehouse refuses it before any rule is looked at"}, nil
 	}

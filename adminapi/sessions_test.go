@@ -265,3 +265,55 @@ func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
 		}
 	}
 }
+
+// TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute: a path the
+// site's path matcher does not match never reaches that route (Caddy
+// routes it elsewhere), so the answer says so (not_routed) rather than
+// judging it by that route's roles; and a page the route's gatehouse
+// handler serves itself to anyone (its JWKS, the login portal, the
+// console) is allowed, whatever the roles, as the data plane serves it.
+func TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	fin := func(r *http.Request) (bool, error) { return strings.HasPrefix(r.URL.Path, "/fin/"), nil }
+	own := func(_ *http.Request, path string) (string, error) {
+		if path == "/gatehouse/login" || path == engine.JWKSPath {
+			return "its own page", nil
+		}
+		return "", nil
+	}
+	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e,
+		adminapi.Site{Name: "corp:443 /fin/*", RequireRole: []string{"finance"}, Reaches: fin},
+		adminapi.Site{Name: "corp:443", RequireRole: []string{"ops"}, Serves: own},
+		adminapi.Site{Name: "corp:443 /odd/*", RequireRole: []string{"finance"}, Reaches: func(*http.Request) (bool, error) { panic("no replacer") }})))
+	for _, setup := range []struct{ method, path, body string }{
+		{http.MethodPut, "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`},
+		{http.MethodPost, "/gatehouse/users", `{"username":"carol","roles":["finance"]}`},
+	} {
+		if w := call(setup.method, setup.path, setup.body); w.Code >= 300 {
+			t.Fatalf("%s %s: %d %s", setup.method, setup.path, w.Code, w.Body)
+		}
+	}
+	for _, tc := range []struct {
+		path, site         string
+		allowed, notRouted bool
+		why                string
+	}{
+		{"/fin/x", "corp:443 /fin/*", true, false, "role finance"},
+		{"/hr/x", "corp:443 /fin/*", false, true, "does not reach corp:443 /fin/*"},
+		{"/gatehouse/login", "corp:443", true, false, "served by Gatehouse itself to anyone"},
+		{engine.JWKSPath, "corp:443", true, false, "served by Gatehouse itself to anyone"},
+		{engine.JWKSPath, "", true, false, "served by Gatehouse itself to anyone"},
+		{"/app", "corp:443", false, false, "requires one of [ops]"},
+		{"/odd/x", "corp:443 /odd/*", false, false, "could not be told (no replacer)"},
+	} {
+		q := url.Values{"method": {"GET"}, "path": {tc.path}}
+		if tc.site != "" {
+			q.Set("site", tc.site)
+		}
+		w := call(http.MethodGet, "/gatehouse/users/carol/allowed?"+q.Encode(), "")
+		var a adminapi.Allowed
+		if err := json.Unmarshal(w.Body.Bytes(), &a); w.Code != 200 || err != nil || a.Allowed != tc.allowed || a.NotRouted != tc.notRouted || !strings.Contains(a.Why, tc.why) {
+			t.Errorf("GET %s on %q: %d %s; want allowed %t, not_routed %t, why with %q", tc.path, tc.site, w.Code, w.Body, tc.allowed, tc.notRouted, tc.why)
+		}
+	}
+}

@@ -149,7 +149,7 @@ func rolesCommand(a *adminClient) *cobra.Command {
 // exitRefused is the exit status of "roles test" when the request would
 // be refused: 0 is allowed, and 1 (Caddy's for any error) a call that got
 // no answer to the question (an unknown user or site, a bad method or
-// path, no admin endpoint). Not 2, the status of a Go program that
+// path, a path that does not reach the site's route, no admin endpoint). Not 2, the status of a Go program that
 // panicked.
 const exitRefused = 3
 
@@ -165,9 +165,11 @@ func roleTestCommand(a *adminClient) *cobra.Command {
 route without require_role or, with --site, on one of the routes that
 require roles ('roles sites' lists them). Methods are case-sensitive, as
 the rules match them: "get" is answered refused. Prints the admin API's
-answer {allowed, why, site}; the exit status is 0 when allowed, 3 when
-refused, and 1 when there is no answer (an unknown user or site, a bad
-method or path, no admin endpoint).`,
+answer {allowed, why, site, not_routed}; the exit status is 0 when allowed
+(a page Gatehouse serves itself to anyone, such as its login portal or
+JWKS, is), 3 when refused, and 1 when there is no answer (an unknown user
+or site, a bad method or path, a path that does not reach the site's
+route, no admin endpoint).`,
 		Args: cobra.ExactArgs(3), PreRunE: refuseEmpty("site"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			raw, err := a.callFor(http.MethodGet, withQuery(userPath(args[0])+"/allowed", "method", args[1], "path", args[2], "site", site), nil)
@@ -177,6 +179,11 @@ method or path, no admin endpoint).`,
 			var answer adminapi.Allowed
 			if err := json.Unmarshal(raw, &answer); err != nil {
 				return fmt.Errorf("roles test: the answer is not the admin API's: %v", err)
+			}
+			if answer.NotRouted {
+				// No answer for the route asked about: the request
+				// never reaches it.
+				os.Exit(1)
 			}
 			if !answer.Allowed {
 				os.Exit(exitRefused)

@@ -211,6 +211,37 @@ func eachHandler(routes caddyhttp.RouteList, hosts, paths []string, found func(h
 type rewrites struct {
 	always []*rewrite.Rewrite
 	maybe  bool
+	// paths are the path matchers of the routes around the handler,
+	// outermost first, each with the rewrites that ran before it.
+	paths []pathCheck
+}
+
+// pathCheck is the path matcher of a route: a request takes the route
+// when one of matchers (one per matcher set) matches it as the first at
+// of the rewrites before the handler (rewrites.always) left it.
+type pathCheck struct {
+	at       int
+	matchers []*caddyhttp.MatchPath
+}
+
+// routePathCheck is rt's path matcher, for a route whose matcher runs
+// after the first at rewrites: false when one of its matcher sets has no
+// path matcher (the route takes any path) or it has none.
+func routePathCheck(rt caddyhttp.Route, at int) (pathCheck, bool) {
+	check := pathCheck{at: at}
+	for _, set := range rt.MatcherSets {
+		var found *caddyhttp.MatchPath
+		for _, m := range set {
+			if p, ok := m.(*caddyhttp.MatchPath); ok {
+				found = p
+			}
+		}
+		if found == nil {
+			return pathCheck{}, false
+		}
+		check.matchers = append(check.matchers, found)
+	}
+	return check, len(check.matchers) > 0
 }
 
 // then is rw with r run after it: always, or, with a matcher, maybe. A
@@ -219,9 +250,9 @@ type rewrites struct {
 // tester's request has no host, headers, matcher captures or variables.
 func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
 	if !always {
-		return rewrites{always: rw.always, maybe: true}
+		return rewrites{always: rw.always, maybe: true, paths: rw.paths}
 	}
-	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r)}
+	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r), paths: rw.paths}
 }
 
 // rewriteKnown reports whether every placeholder r's settings name is
@@ -307,6 +338,7 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 		}
 		return false
 	}
+	outer := before.paths // the path matchers around routes
 	for _, rt := range routes {
 		surely, perhaps := groups[rt.Group]
 		if rt.Group != "" && surely {
@@ -321,6 +353,11 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 		if maybeFrom(rt.Group) {
 			inRoute.maybe = true
 		}
+		inRoute.paths = outer
+		if check, ok := routePathCheck(rt, len(inRoute.always)); ok {
+			inRoute.paths = append(slices.Clip(outer), check)
+		}
+		routeChecks := inRoute.paths
 		start := inRoute
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
@@ -330,6 +367,7 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 				// Its rewrites stay with the request for the handlers
 				// after it (a subroute shares the request).
 				inRoute = walkHandlers(h.Routes, matched, within, inRoute, found)
+				inRoute.paths = routeChecks
 			case *rewrite.Rewrite:
 				inRoute = inRoute.then(h, true)
 			}
@@ -351,6 +389,7 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 	if maybeFrom("") {
 		before.maybe = true
 	}
+	before.paths = outer
 	return before
 }
 

@@ -185,7 +185,7 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
 			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public,
-				Rewrite: before.apply(srv), MayRewrite: before.maybe})
+				Rewrite: before.apply(srv), MayRewrite: before.maybe, Reaches: before.reaches(srv), Serves: h.servesItself})
 		})
 	}
 	return sites
@@ -200,13 +200,68 @@ func (rw rewrites) apply(srv *caddyhttp.Server) func(*http.Request) {
 		return nil
 	}
 	return func(r *http.Request) {
-		repl := caddy.NewReplacer()
-		ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(&net.TCPAddr{IP: net.IPv6unspecified}))
-		*r = *caddyhttp.PrepareRequest(r.WithContext(ctx), repl, headerOnly{}, srv)
+		repl := prepare(r, srv)
 		for _, h := range rw.always {
 			h.Rewrite(r, repl)
 		}
 	}
+}
+
+// prepare prepares r as srv prepares a request (its placeholders:
+// {path}, {http.request.orig_uri}, the client's address), returning its
+// replacer.
+func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(&net.TCPAddr{IP: net.IPv6unspecified}))
+	*r = *caddyhttp.PrepareRequest(r.WithContext(ctx), repl, headerOnly{}, srv)
+	return repl
+}
+
+// reaches returns what reports whether a request, as it comes to srv,
+// matches the path matchers of the routes around the gatehouse handler
+// (rw.paths), each after the rewrites that always run before it, as Caddy
+// matches them; nil where no path matcher is around it. A rewrite with a
+// matcher before one is not known (rewrites.maybe notes it).
+func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
+	if len(rw.paths) == 0 {
+		return nil
+	}
+	return func(r *http.Request) (bool, error) {
+		repl := prepare(r, srv)
+		done := 0
+		for _, check := range rw.paths {
+			for ; done < check.at; done++ {
+				rw.always[done].Rewrite(r, repl)
+			}
+			matched := false
+			for _, m := range check.matchers {
+				ok, err := m.MatchWithError(r)
+				if err != nil {
+					return false, err
+				}
+				matched = matched || ok
+			}
+			if !matched {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+}
+
+// servesItself names what h answers itself on path, to anyone, before
+// any credential or role is looked at (the JWKS, the login portal, the
+// connector token endpoints, the console), as ServeHTTP does; "" for a
+// path the route judges.
+func (h *Handler) servesItself(r *http.Request, path string) (string, error) {
+	if console.Serves(path) && !h.NoConsole && slices.Contains(h.Accept, string(identity.MethodSession)) {
+		return "the web console, which asks for its own sign-in (and an admin role for its admin pages)", nil
+	}
+	route, err := h.routeFor(r)
+	if err != nil {
+		return "", err
+	}
+	return route.ServesItself(path), nil
 }
 
 // headerOnly is the response writer of a request prepared only to be

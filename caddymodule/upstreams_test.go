@@ -180,3 +180,52 @@ func TestGatedSitesKnowTheRewritesBeforeThem(t *testing.T) {
 		t.Errorf("the sites' rewrites: %v\nwant %v", got, want)
 	}
 }
+
+// TestGatedSitesKnowWhichPathsReachThem: a site's Reaches matches a
+// request as Caddy routes it: the path matchers of the route and of those
+// around it, each on the path the rewrites before it left (handle_path
+// /fin/* { handle /a/* { … } } takes /fin/a/x, not /a/x), any matcher set
+// of a route, and a route without a path matcher takes every path.
+func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
+	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
+	sub := func(routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
+		return &caddyhttp.Subroute{Routes: routes}
+	}
+	route := func(sets []caddyhttp.MatcherSet, handlers ...caddyhttp.MiddlewareHandler) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: sets, Handlers: handlers}
+	}
+	gate := func(role string) caddyhttp.MiddlewareHandler { return &Handler{RequireRole: []string{role}} }
+	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+		route(nil, sub(
+			// handle_path /fin/* { handle /a/* { gatehouse { require_role fa } } }
+			route([]caddyhttp.MatcherSet{path("/fin/*")}, sub(route(nil, &rewrite.Rewrite{StripPathPrefix: "/fin"}),
+				route([]caddyhttp.MatcherSet{path("/a/*")}, gate("fa")))),
+			// handle /hr/* { gatehouse { require_role hr } }
+			route([]caddyhttp.MatcherSet{path("/hr/*")}, gate("hr")),
+			// two matcher sets: /x/* or /y/*
+			route([]caddyhttp.MatcherSet{path("/x/*"), path("/y/*")}, gate("xy")),
+			// gatehouse { require_role any } with no path matcher
+			route(nil, gate("any")),
+		)),
+	}}}
+	want := map[string]map[string]bool{
+		"fa":  {"/fin/a/x": true, "/FIN/A/x": true, "/a/x": false, "/fin/b": false, "/hr/x": false},
+		"hr":  {"/hr/x": true, "/fin/x": false, "/hr": false},
+		"xy":  {"/x/1": true, "/y/1": true, "/z/1": false},
+		"any": {"/anything": true},
+	}
+	for _, s := range gatedSitesOf(servers) {
+		for p, reaches := range want[s.RequireRole[0]] {
+			got := true
+			if s.Reaches != nil {
+				var err error
+				if got, err = s.Reaches(httptest.NewRequest(http.MethodGet, p, nil)); err != nil {
+					t.Errorf("%s, %s: %v", s.Name, p, err)
+				}
+			}
+			if got != reaches {
+				t.Errorf("%s: %s reaches it %t; want %t", s.Name, p, got, reaches)
+			}
+		}
+	}
+}

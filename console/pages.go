@@ -405,7 +405,9 @@ type rolesData struct {
 type roleTest struct {
 	Username, Method, Path, Site string
 	Allowed                      bool
-	Why                          string
+	// NotRouted: the request does not reach Site's route at all.
+	NotRouted bool
+	Why       string
 }
 
 func loadRoles(c *Console, r *http.Request, v *viewer) (any, error) {
@@ -446,7 +448,7 @@ func (c *Console) testRequest(r *http.Request, v *viewer, t *roleTest) error {
 	if err != nil {
 		return err
 	}
-	t.Allowed, t.Why = answer.Allowed, answer.Why
+	t.Allowed, t.NotRouted, t.Why = answer.Allowed, answer.NotRouted, answer.Why
 	return nil
 }
 

@@ -453,3 +453,18 @@ func TestUserPageIsTitledForItsUser(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleTesterSaysARequestDoesNotReachTheSite: asked about a path the
+// site's route never sees (its path matcher routes it elsewhere), the
+// roles page says the request does not reach that site, not "refused".
+func TestRoleTesterSaysARequestDoesNotReachTheSite(t *testing.T) {
+	e, b := newBrowser(t)
+	fin := adminapi.Site{Name: "corp:8444 /fin/*", RequireRole: []string{"finance"},
+		Reaches: func(r *http.Request) (bool, error) { return strings.HasPrefix(r.URL.Path, "/fin/"), nil }}
+	b.c.admin = adminapi.NewHandler(e, adminapi.NewCore(e, fin))
+	q := url.Values{"test_username": {"root"}, "test_method": {"GET"}, "test_path": {"/hr/x"}, "test_site": {fin.Name}}
+	body := b.get(Prefix + "roles?" + q.Encode())
+	if !strings.Contains(body, "<strong>does not reach this site</strong>") || !strings.Contains(body, "does not reach corp:8444 /fin/*") {
+		t.Errorf("the answer for /hr/x on %s:\n%s", fin.Name, body)
+	}
+}

@@ -87,3 +87,27 @@ func TestRefusedPasswordIsAuditedUnderItsName(t *testing.T) {
 		t.Fatalf("alice's denied requests in the audit log: %+v, %v; want the wrong password, credential basic", events, err)
 	}
 }
+
+// TestRouteServesItselfWhatItAnswersToAnyone: ServesItself names the
+// paths the route answers itself before any credential (the JWKS on every
+// route, the endpoints of the kinds it accepts: sign-out on a route that
+// takes sessions), as Serve answers them to a request without one, and
+// nothing for a path it judges.
+func TestRouteServesItselfWhatItAnswersToAnyone(t *testing.T) {
+	s := newSetup(t)
+	if s.route.ServesItself(engine.JWKSPath) == "" || s.route.ServesItself(sessioncookie.LogoutPath) != "" || s.route.ServesItself("/api/x") != "" {
+		t.Errorf("a basic route serves itself the JWKS only")
+	}
+	sessionRoute(t, s)
+	for _, p := range []string{engine.JWKSPath, sessioncookie.LogoutPath} {
+		if s.route.ServesItself(p) == "" {
+			t.Errorf("a session route does not say it serves %s itself", p)
+		}
+		if w, up := s.do(t, "GET", p, nil); up != nil || w.Code == http.StatusUnauthorized || w.Code == http.StatusForbidden {
+			t.Errorf("GET %s without a credential: %d, forwarded %t; want Gatehouse's own answer", p, w.Code, up != nil)
+		}
+	}
+	if s.route.ServesItself("/api/x") != "" || s.route.ServesItself("/gatehouse/logout/") != "" {
+		t.Errorf("a session route says it serves a path it judges itself")
+	}
+}

@@ -312,6 +312,22 @@ func (rt *Route) endpoint(path string) http.Handler {
 	return nil
 }
 
+// ServesItself names what the route answers itself on path, to anyone,
+// before any credential or role is looked at, as Serve does: the JWKS
+// (JWKSPath) and the endpoints of the credential kinds it accepts (the
+// login portal, the connector token endpoints); "" for a path it judges.
+func (rt *Route) ServesItself(path string) string {
+	if path == JWKSPath {
+		return "the JWKS, the public keys of Gatehouse's identity assertions"
+	}
+	for _, ep := range rt.endpoints {
+		if path == ep.Path {
+			return "an endpoint of a credential kind the route accepts (the login portal, sign-out, the connector token endpoints)"
+		}
+	}
+	return ""
+}
+
 func (rt *Route) isPublic(cleanPath string) bool {
 	for _, p := range rt.opts.Public {
 		if account.MatchPath(p, cleanPath) {

@@ -369,6 +369,9 @@ func TestCLIRoleTestAgreesWithDataPlane(t *testing.T) {
 		{"sam", "GET", "/healthz", financeSite},
 		{"fay", "GET", "/app/report", financeSite},
 		{"fay", "GET", "/ledger", financeSite},
+		// Gatehouse's own pages, which the route serves to anyone.
+		{"sam", "GET", "/.well-known/gatehouse/jwks.json", financeSite},
+		{"sam", "GET", "/gatehouse/login", financeSite},
 	} {
 		base, args := ti.HTTPSURL(), []string{"roles", "test", c.user, c.method, c.target}
 		if c.site != "" {
