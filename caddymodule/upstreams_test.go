@@ -215,6 +215,9 @@ func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
 		"any": {"/anything": true},
 	}
 	for _, s := range gatedSitesOf(servers) {
+		if s.Serves == nil {
+			t.Errorf("%s: no Serves, so its own pages would be judged by its roles", s.Name)
+		}
 		for p, reaches := range want[s.RequireRole[0]] {
 			got := true
 			if s.Reaches != nil {
@@ -227,5 +230,16 @@ func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
 				t.Errorf("%s: %s reaches it %t; want %t", s.Name, p, got, reaches)
 			}
 		}
+	}
+}
+
+// TestGatedSitesKnowTheConsoleIsGatehouses: a route that accepts sessions
+// serves the console itself, past its require_role, and the tester's
+// Serves says so.
+func TestGatedSitesKnowTheConsoleIsGatehouses(t *testing.T) {
+	h := &Handler{Accept: []string{"session"}, RequireRole: []string{"finance"}}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if what, err := h.servesItself(r, "/gatehouse/console/users"); err != nil || !strings.Contains(what, "console") {
+		t.Errorf("the console on a session route: %q, %v", what, err)
 	}
 }
