@@ -2,14 +2,10 @@ package account
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
-	"github.com/gatehouse-auth/gatehouse/storage/cache"
-	"github.com/gatehouse-auth/gatehouse/storage/tagged"
+	"github.com/gatehouse-auth/gatehouse/storage/stacktest"
 )
 
 // TestUserNamesAndTheRecordsShown: UserNames lists, in name order, the
@@ -19,16 +15,7 @@ import (
 // than failing the read.
 func TestUserNamesAndTheRecordsShown(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	records, err := tagged.Open(ctx, db, keystoretest.New(t), tagged.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(records, 1024)
-	t.Cleanup(func() { c.Close() })
+	c, db := stacktest.Open(t)
 	s := NewService(c, nil)
 	for _, name := range []string{"carol", "alice", "bob", "alicia"} {
 		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {

@@ -2,15 +2,11 @@ package appkey
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
 
-	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
-	"github.com/gatehouse-auth/gatehouse/storage/badger"
-	"github.com/gatehouse-auth/gatehouse/storage/cache"
-	"github.com/gatehouse-auth/gatehouse/storage/tagged"
+	"github.com/gatehouse-auth/gatehouse/storage/stacktest"
 )
 
 // TestKeyNamesAndReadable: KeyNames lists every key's name from the
@@ -20,16 +16,7 @@ import (
 // accounts' entries once they are all written, and says so before.
 func TestKeyNamesAndReadable(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	records, err := tagged.Open(ctx, db, keystoretest.New(t), tagged.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(records, 1024)
-	t.Cleanup(func() { c.Close() })
+	c, db := stacktest.Open(t)
 	for _, k := range []string{namePrefix + "good", namePrefix + "also", userKeyKey("u1", "good"), userKeyKey("u2", "also"), userKeyKey("u3", "x")} {
 		if err := c.Put(ctx, k, []byte("i"), 0); err != nil {
 			t.Fatal(err)
