@@ -386,21 +386,28 @@ func TestWritesRefusedOnceTheDirectoryIsGone(t *testing.T) {
 	}
 }
 
+// denyWrites makes the directory check (dirWritable) fail with why while
+// the flag it returns is set, until the test ends.
+func denyWrites(t *testing.T, why string) *atomic.Bool {
+	var denied atomic.Bool
+	saved := dirWritable
+	dirWritable = func(string) error {
+		if denied.Load() {
+			return &os.PathError{Op: "access", Path: "dir", Err: errors.New(why)}
+		}
+		return nil
+	}
+	t.Cleanup(func() { dirWritable = saved })
+	return &denied
+}
+
 // TestWritesRefusedWhileTheDirectoryCannotBeWritten: a data directory
 // on a file system remounted read-only, or whose permissions were taken
 // away, refuses writes (503), logged once, until it can be written again;
 // before, writes went on into the open memtable until it was full, then
 // hung, since Badger cannot write its table.
 func TestWritesRefusedWhileTheDirectoryCannotBeWritten(t *testing.T) {
-	var denied atomic.Bool
-	saved := dirWritable
-	dirWritable = func(string) error {
-		if denied.Load() {
-			return &os.PathError{Op: "access", Path: "dir", Err: errors.New("read-only file system")}
-		}
-		return nil
-	}
-	t.Cleanup(func() { dirWritable = saved })
+	denied := denyWrites(t, "read-only file system")
 	core, logs := observer.New(zapcore.InfoLevel)
 	s, err := Open(t.TempDir(), Options{Logger: zap.New(core)})
 	if err != nil {
@@ -535,15 +542,7 @@ func sparseCopy(t *testing.T, dir string) string {
 // the store left open once it can be closed and opens the directory,
 // finding its writes; while it still cannot be, Open says why.
 func TestOpenClosesAStoreLeftOpenInItsDirectory(t *testing.T) {
-	var denied atomic.Bool
-	saved := dirWritable
-	dirWritable = func(string) error {
-		if denied.Load() {
-			return &os.PathError{Op: "access", Path: "dir", Err: errors.New("permission denied")}
-		}
-		return nil
-	}
-	t.Cleanup(func() { dirWritable = saved })
+	denied := denyWrites(t, "permission denied")
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})
 	if err != nil {
