@@ -259,13 +259,26 @@ func (a *adminClient) fetch(method, path string, body any) ([]byte, http.Header,
 // for tests).
 var listPage = 5000
 
+// maxListBytes and maxListPages bound what list reads of one listing: the
+// JSON of its entries and the pages it follows (variables for tests). A
+// next link that moves the listing on (advances) can still be offered
+// for ever by a hostile or broken admin endpoint, each page held in
+// memory; past either bound list stops with an error, printing nothing.
+// A real listing stays far below them: 1 GiB is millions of users or
+// keys, 100 000 pages of listPage half a billion entries.
+var (
+	maxListBytes = 1 << 30
+	maxListPages = 100_000
+)
+
 // list prints the whole listing path (a GET of a paged listing:
 // adminapi.ReadPage) as one JSON array, read a page of listPage entries
 // at a time, following each answer's Link rel="next" until there is
 // none: the server holds one page at a time, not every entry, and no
 // answer nears maxAnswerBytes. Nothing is printed unless every page
-// arrived. A server from before pages (400 naming limit) is asked for
-// the whole listing instead.
+// arrived, and nothing past maxListBytes or maxListPages is read. A
+// server from before pages (400 naming limit) is asked for the whole
+// listing instead.
 func (a *adminClient) list(path string) error { return a.listSorted(path, nil) }
 
 // listSorted is list, the entries of every page put in order by sort
@@ -280,8 +293,11 @@ func (a *adminClient) listSorted(path string, sort func([]json.RawMessage) error
 	}
 	next := path + sep + "limit=" + fmt.Sprint(listPage)
 	var all []json.RawMessage
-	after := ""
-	for next != "" {
+	after, read := "", 0
+	for pages := 1; next != ""; pages++ {
+		if pages > maxListPages {
+			return fmt.Errorf("GET %s: the listing goes on past %d pages; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListPages)
+		}
 		raw, header, err := a.fetch(http.MethodGet, next, nil)
 		if err != nil && all == nil && isErrorAnswer(err) && strings.Contains(err.Error(), "unknown query parameter") && strings.Contains(err.Error(), "limit") {
 			return a.call(http.MethodGet, path, nil)
@@ -292,6 +308,9 @@ func (a *adminClient) listSorted(path string, sort func([]json.RawMessage) error
 		var page []json.RawMessage
 		if err := json.Unmarshal(raw, &page); err != nil {
 			return fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
+		}
+		if read += len(raw); read > maxListBytes {
+			return fmt.Errorf("GET %s: the listing is over %d bytes; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListBytes)
 		}
 		all = append(all, page...)
 		asked := next

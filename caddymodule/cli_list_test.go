@@ -207,3 +207,41 @@ func TestTokensListPagesThrough(t *testing.T) {
 		t.Errorf("calls %q; want 3 pages of 2, each after the last", calls)
 	}
 }
+
+// TestListStopsAListingWithoutEnd: an admin endpoint (a hostile one, or
+// a broken proxy) whose next links move the listing on for ever — an
+// after past the last each time — is read up to maxListPages pages and
+// maxListBytes bytes, then an error with nothing printed: the CLI
+// followed it for ever, holding every page in memory.
+func TestListStopsAListingWithoutEnd(t *testing.T) {
+	for name, c := range map[string]struct {
+		page string // every page's entries
+		want string // in the error
+	}{
+		"small pages": {page: `[{"username":"a"}]`, want: "past 40 pages"},
+		"large pages": {page: `[{"username":"` + strings.Repeat("a", 1000) + `"}]`, want: "over 8192 bytes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, out, count := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				w.Header().Set("Link", `</gatehouse/users?after=`+q.Get("after")+`z&limit=`+q.Get("limit")+`>; rel="next"`)
+				_, _ = w.Write([]byte(c.page))
+			})
+			defer func(n, b, p int) { listPage, maxListBytes, maxListPages = n, b, p }(listPage, maxListBytes, maxListPages)
+			listPage, maxListBytes, maxListPages = 2, 8192, 40
+			done := make(chan error, 1)
+			go func() { done <- a.list("/gatehouse/users") }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("list: %v after %d calls; want an error saying %q", err, count.Load(), c.want)
+				}
+				if out.Len() != 0 {
+					t.Errorf("printed %d bytes; want nothing", out.Len())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("list still going after %d calls", count.Load())
+			}
+		})
+	}
+}
