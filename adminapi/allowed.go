@@ -43,9 +43,11 @@ type Site struct {
 	MayRewrite bool `json:"-"`
 	// Reaches, when set, reports whether a request, as it comes to the
 	// server (before Rewrite), matches the path matchers of the route and
-	// of those around it, as Caddy matches them: one that does not is
-	// routed elsewhere, and this route never judges it. Nil: every path
-	// reaches the route. Not listed.
+	// of those around it, as Caddy matches them, and is not taken first
+	// by a route before one of them in its group (a more specific handle
+	// block): one that does not reach it is routed elsewhere, and this
+	// route never judges it. Nil: every path reaches the route. Not
+	// listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`
 	// Serves, when set, names what the route's gatehouse handler answers
 	// itself on a path (the request's, as Rewrite leaves it), to anyone,
@@ -67,9 +69,10 @@ type Allowed struct {
 	// require_role.
 	Site string `json:"site,omitempty"`
 	// NotRouted says that the request does not reach the site's route at
-	// all (its path does not match the route's path matcher): Caddy
-	// routes it elsewhere, so the route's roles do not judge it, and
-	// Allowed is false. Absent otherwise.
+	// all (its path does not match the route's path matcher, or a route
+	// before it in its group, a handle block, takes it): Caddy routes it
+	// elsewhere, so the route's roles do not judge it, and Allowed is
+	// false. Absent otherwise.
 	NotRouted bool `json:"not_routed,omitempty"`
 }
 
@@ -146,6 +149,7 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
 		case !reaches:
 			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
+				"or a route before it in its group (a handle block with a more specific path) takes it first, " +
 				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
 		}
 	}

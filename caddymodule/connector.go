@@ -218,10 +218,33 @@ type rewrites struct {
 
 // pathCheck is the path matcher of a route: a request takes the route
 // when one of matchers (one per matcher set) matches it as the first at
-// of the rewrites before the handler (rewrites.always) left it.
+// of the rewrites before the handler (rewrites.always) left it. With
+// not set, it is the path matcher of a route before it in its group
+// (a handle block before another, the more specific path first): a
+// request one of matchers matches takes that route, and the handler's
+// never sees it.
 type pathCheck struct {
 	at       int
 	matchers []*caddyhttp.MatchPath
+	not      bool
+}
+
+// groupTakes is the check that a request does not take rt, a route of a
+// group before the handler's own route in it, whose matcher runs after
+// the first at rewrites: its matcher sets made of a path matcher alone
+// (one with another matcher, a header or a host, is not known to take
+// the tester's request, which has neither); false when it has none.
+func groupTakes(rt caddyhttp.Route, at int) (pathCheck, bool) {
+	check := pathCheck{at: at, not: true}
+	for _, set := range rt.MatcherSets {
+		if len(set) != 1 {
+			continue
+		}
+		if p, ok := set[0].(*caddyhttp.MatchPath); ok {
+			check.matchers = append(check.matchers, p)
+		}
+	}
+	return check, len(check.matchers) > 0
 }
 
 // routePathCheck is rt's path matcher, for a route whose matcher runs
@@ -339,6 +362,10 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 		return false
 	}
 	outer := before.paths // the path matchers around routes
+	// The path matchers of the routes of each group with a matcher so
+	// far: a later route of the group runs only when none took the
+	// request (groupTakes).
+	taken := map[string][]pathCheck{}
 	for _, rt := range routes {
 		surely, perhaps := groups[rt.Group]
 		if rt.Group != "" && surely {
@@ -354,8 +381,16 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			inRoute.maybe = true
 		}
 		inRoute.paths = outer
+		if rt.Group != "" && len(taken[rt.Group]) > 0 {
+			inRoute.paths = append(slices.Clip(outer), taken[rt.Group]...)
+		}
 		if check, ok := routePathCheck(rt, len(inRoute.always)); ok {
-			inRoute.paths = append(slices.Clip(outer), check)
+			inRoute.paths = append(slices.Clip(inRoute.paths), check)
+		}
+		if rt.Group != "" {
+			if check, ok := groupTakes(rt, len(inRoute.always)); ok {
+				taken[rt.Group] = append(taken[rt.Group], check)
+			}
 		}
 		routeChecks := inRoute.paths
 		start := inRoute

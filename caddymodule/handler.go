@@ -220,8 +220,10 @@ func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
 // reaches returns what reports whether a request, as it comes to srv,
 // matches the path matchers of the routes around the gatehouse handler
 // (rw.paths), each after the rewrites that always run before it, as Caddy
-// matches them; nil where no path matcher is around it. A rewrite with a
-// matcher before one is not known (rewrites.maybe notes it).
+// matches them, and none of those of the routes before one of them in
+// its group (a handle block that takes the request first: pathCheck.not);
+// nil where no path matcher is around it. A rewrite with a matcher
+// before one is not known (rewrites.maybe notes it).
 func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
 	if len(rw.paths) == 0 {
 		return nil
@@ -241,7 +243,7 @@ func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, err
 				}
 				matched = matched || ok
 			}
-			if !matched {
+			if matched == check.not {
 				return false, nil
 			}
 		}

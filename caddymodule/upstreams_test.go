@@ -233,6 +233,62 @@ func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
 	}
 }
 
+// TestGatedSitesKnowAHandleBlockTakesAPathFirst: handle blocks are one
+// group, the more specific path first, and only the first that matches
+// runs: with handle /fin/public/* { respond … } before handle /fin/* {
+// gatehouse { require_role finance } }, /fin/public/x never reaches the
+// gatehouse (it is served to anyone), so Reaches says so (not_routed)
+// rather than letting the role tester answer "refused" for a path the
+// data plane serves without a credential. A block whose matcher set has
+// more than a path (a header) is not known to take the tester's request;
+// a route of another group, or of none, does not take it first.
+func TestGatedSitesKnowAHandleBlockTakesAPathFirst(t *testing.T) {
+	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
+	sub := func(routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
+		return &caddyhttp.Subroute{Routes: routes}
+	}
+	handle := func(group string, set caddyhttp.MatcherSet, handlers ...caddyhttp.MiddlewareHandler) caddyhttp.Route {
+		return caddyhttp.Route{Group: group, MatcherSets: caddyhttp.MatcherSets{set}, Handlers: handlers}
+	}
+	withHeader := path("/fin/hdr/*")
+	withHeader = append(withHeader, &caddyhttp.MatchHeader{"X-Internal": {"1"}})
+	respond := &caddyhttp.StaticResponse{Body: "public"}
+	gate := func(role string) caddyhttp.MiddlewareHandler { return &Handler{RequireRole: []string{role}} }
+	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+		{Handlers: []caddyhttp.MiddlewareHandler{sub(
+			handle("g", path("/fin/public/*", "/fin/open"), respond),
+			handle("g", withHeader, respond),
+			handle("other", path("/fin/other/*"), respond),
+			handle("g", path("/fin/*"), sub(caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{gate("finance")}})),
+			// handle_path /app/* { handle /pub/* { respond } handle { gatehouse { require_role app } } }:
+			// the inner block's path is matched after the strip.
+			handle("g", path("/app/*"), sub(
+				caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&rewrite.Rewrite{StripPathPrefix: "/app"}}},
+				caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{sub(
+					handle("inner", path("/pub/*"), respond),
+					caddyhttp.Route{Group: "inner", Handlers: []caddyhttp.MiddlewareHandler{gate("app")}},
+				)}},
+			)),
+		)}},
+	}}}
+	want := map[string]map[string]bool{
+		"finance": {"/fin/x": true, "/fin/public/x": false, "/FIN/Public/x": false, "/fin/open": false, "/fin/opener": true,
+			"/fin/hdr/x": true, "/fin/other/x": true, "/hr/x": false},
+		"app": {"/app/x": true, "/app/pub/x": false, "/pub/x": false},
+	}
+	for _, s := range gatedSitesOf(servers) {
+		if s.Reaches == nil {
+			t.Fatalf("%s: no Reaches", s.Name)
+		}
+		for p, reaches := range want[s.RequireRole[0]] {
+			got, err := s.Reaches(httptest.NewRequest(http.MethodGet, p, nil))
+			if err != nil || got != reaches {
+				t.Errorf("%s: %s reaches it %t (%v); want %t", s.Name, p, got, err, reaches)
+			}
+		}
+	}
+}
+
 // TestGatedSitesKnowTheConsoleIsGatehouses: a route that accepts sessions
 // serves the console itself, past its require_role, and the tester's
 // Serves says so.
