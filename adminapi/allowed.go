@@ -44,10 +44,10 @@ type Site struct {
 	// Reaches, when set, reports whether a request, as it comes to the
 	// server (before Rewrite), matches the path matchers of the route and
 	// of those around it, as Caddy matches them, and is not taken first
-	// by a route before one of them in its group (a more specific handle
-	// block): one that does not reach it is routed elsewhere, and this
-	// route never judges it. Nil: every path reaches the route. Not
-	// listed.
+	// by a route before one of them (a more specific handle block of its
+	// group, a respond or reverse_proxy with a path matcher): one that
+	// does not reach it is routed elsewhere, and this route never judges
+	// it. Nil: every path reaches the route. Not listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`
 	// Serves, when set, names what the route's gatehouse handler answers
 	// itself on a path (the request's, as Rewrite leaves it), to anyone,
@@ -70,7 +70,7 @@ type Allowed struct {
 	Site string `json:"site,omitempty"`
 	// NotRouted says that the request does not reach the site's route at
 	// all (its path does not match the route's path matcher, or a route
-	// before it in its group, a handle block, takes it): Caddy routes it
+	// before it takes it first): Caddy routes it
 	// elsewhere, so the route's roles do not judge it, and Allowed is
 	// false. Absent otherwise.
 	NotRouted bool `json:"not_routed,omitempty"`
@@ -149,7 +149,7 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
 		case !reaches:
 			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
-				"or a route before it in its group (a handle block with a more specific path) takes it first, " +
+				"or a route before it takes it first (a handle block of its group with a more specific path, a respond or reverse_proxy with a path matcher), " +
 				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
 		}
 	}

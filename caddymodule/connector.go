@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"go.uber.org/zap"
@@ -219,22 +220,21 @@ type rewrites struct {
 // pathCheck is the path matcher of a route: a request takes the route
 // when one of matchers (one per matcher set) matches it as the first at
 // of the rewrites before the handler (rewrites.always) left it. With
-// not set, it is the path matcher of a route before it in its group
-// (a handle block before another, the more specific path first): a
-// request one of matchers matches takes that route, and the handler's
-// never sees it.
+// not set, it is the path matcher of a route before the handler's that
+// answers what it matches itself (takesFirst): a request one of
+// matchers matches never reaches the handler.
 type pathCheck struct {
 	at       int
 	matchers []*caddyhttp.MatchPath
 	not      bool
 }
 
-// groupTakes is the check that a request does not take rt, a route of a
-// group before the handler's own route in it, whose matcher runs after
-// the first at rewrites: its matcher sets made of a path matcher alone
-// (one with another matcher, a header or a host, is not known to take
-// the tester's request, which has neither); false when it has none.
-func groupTakes(rt caddyhttp.Route, at int) (pathCheck, bool) {
+// takesFirst is the check that a request is not taken by rt, a route
+// before the handler's own, whose matcher runs after the first at
+// rewrites: its matcher sets made of a path matcher alone (one with
+// another matcher, a header or a host, is not known to take the
+// tester's request, which has neither); false when it has none.
+func takesFirst(rt caddyhttp.Route, at int) (pathCheck, bool) {
 	check := pathCheck{at: at, not: true}
 	for _, set := range rt.MatcherSets {
 		if len(set) != 1 {
@@ -245,6 +245,32 @@ func groupTakes(rt caddyhttp.Route, at int) (pathCheck, bool) {
 		}
 	}
 	return check, len(check.matchers) > 0
+}
+
+// answers reports whether handlers, a route's, answer every request they
+// get themselves, before any gatehouse handler among them: one of them
+// never calls the next handler (respond, redir, error, reverse_proxy).
+func answers(handlers []caddyhttp.MiddlewareHandler) bool {
+	for _, h := range handlers {
+		switch h.(type) {
+		case *Handler:
+			return false
+		case *caddyhttp.StaticResponse, *caddyhttp.StaticError, *reverseproxy.Handler:
+			return true
+		}
+	}
+	return false
+}
+
+// taking is a route with a path matcher before the handler's own in a
+// route list that takes what it matches (check): from the routes of
+// its group, which run only when it did not (handle blocks: the more
+// specific path first), and, when it answers itself (answers), from
+// every later route.
+type taking struct {
+	group   string
+	answers bool
+	check   pathCheck
 }
 
 // routePathCheck is rt's path matcher, for a route whose matcher runs
@@ -362,10 +388,9 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 		return false
 	}
 	outer := before.paths // the path matchers around routes
-	// The path matchers of the routes of each group with a matcher so
-	// far: a later route of the group runs only when none took the
-	// request (groupTakes).
-	taken := map[string][]pathCheck{}
+	// The routes so far that take what their path matcher matches from
+	// some later ones (taking), in order.
+	var takers []taking
 	for _, rt := range routes {
 		surely, perhaps := groups[rt.Group]
 		if rt.Group != "" && surely {
@@ -381,15 +406,18 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			inRoute.maybe = true
 		}
 		inRoute.paths = outer
-		if rt.Group != "" && len(taken[rt.Group]) > 0 {
-			inRoute.paths = append(slices.Clip(outer), taken[rt.Group]...)
+		for _, t := range takers {
+			if t.answers || t.group != "" && t.group == rt.Group {
+				inRoute.paths = append(slices.Clip(inRoute.paths), t.check)
+			}
 		}
 		if check, ok := routePathCheck(rt, len(inRoute.always)); ok {
 			inRoute.paths = append(slices.Clip(inRoute.paths), check)
 		}
-		if rt.Group != "" {
-			if check, ok := groupTakes(rt, len(inRoute.always)); ok {
-				taken[rt.Group] = append(taken[rt.Group], check)
+		if t := (taking{group: rt.Group, answers: answers(rt.Handlers)}); t.group != "" || t.answers {
+			var ok bool
+			if t.check, ok = takesFirst(rt, len(inRoute.always)); ok {
+				takers = append(takers, t)
 			}
 		}
 		routeChecks := inRoute.paths

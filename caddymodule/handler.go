@@ -220,8 +220,9 @@ func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
 // reaches returns what reports whether a request, as it comes to srv,
 // matches the path matchers of the routes around the gatehouse handler
 // (rw.paths), each after the rewrites that always run before it, as Caddy
-// matches them, and none of those of the routes before one of them in
-// its group (a handle block that takes the request first: pathCheck.not);
+// matches them, and none of those of the routes before one of them that
+// take the request first (a handle block of its group, a respond or
+// reverse_proxy with a path matcher: pathCheck.not);
 // nil where no path matcher is around it. A rewrite with a matcher
 // before one is not known (rewrites.maybe notes it).
 func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {

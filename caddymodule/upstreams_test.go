@@ -233,16 +233,18 @@ func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
 	}
 }
 
-// TestGatedSitesKnowAHandleBlockTakesAPathFirst: handle blocks are one
-// group, the more specific path first, and only the first that matches
-// runs: with handle /fin/public/* { respond … } before handle /fin/* {
+// TestGatedSitesKnowARouteTakesAPathFirst: handle blocks are one group,
+// the more specific path first, and only the first that matches runs:
+// with handle /fin/public/* { respond … } before handle /fin/* {
 // gatehouse { require_role finance } }, /fin/public/x never reaches the
 // gatehouse (it is served to anyone), so Reaches says so (not_routed)
 // rather than letting the role tester answer "refused" for a path the
-// data plane serves without a credential. A block whose matcher set has
-// more than a path (a header) is not known to take the tester's request;
-// a route of another group, or of none, does not take it first.
-func TestGatedSitesKnowAHandleBlockTakesAPathFirst(t *testing.T) {
+// data plane serves without a credential; so does a route before it
+// that answers itself (route { respond /fin/resp/* …; gatehouse … }). A
+// block whose matcher set has more than a path (a header) is not known
+// to take the tester's request; a route of another group, or of none,
+// that does not answer itself (header /fin/hdrs/*) does not take it.
+func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
 	sub := func(routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
 		return &caddyhttp.Subroute{Routes: routes}
@@ -256,9 +258,11 @@ func TestGatedSitesKnowAHandleBlockTakesAPathFirst(t *testing.T) {
 	gate := func(role string) caddyhttp.MiddlewareHandler { return &Handler{RequireRole: []string{role}} }
 	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
 		{Handlers: []caddyhttp.MiddlewareHandler{sub(
+			handle("", path("/fin/resp/*"), respond),
+			handle("", path("/fin/hdrs/*"), &headers.Handler{}),
 			handle("g", path("/fin/public/*", "/fin/open"), respond),
 			handle("g", withHeader, respond),
-			handle("other", path("/fin/other/*"), respond),
+			handle("other", path("/fin/other/*"), &headers.Handler{}),
 			handle("g", path("/fin/*"), sub(caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{gate("finance")}})),
 			// handle_path /app/* { handle /pub/* { respond } handle { gatehouse { require_role app } } }:
 			// the inner block's path is matched after the strip.
@@ -273,7 +277,7 @@ func TestGatedSitesKnowAHandleBlockTakesAPathFirst(t *testing.T) {
 	}}}
 	want := map[string]map[string]bool{
 		"finance": {"/fin/x": true, "/fin/public/x": false, "/FIN/Public/x": false, "/fin/open": false, "/fin/opener": true,
-			"/fin/hdr/x": true, "/fin/other/x": true, "/hr/x": false},
+			"/fin/hdr/x": true, "/fin/other/x": true, "/hr/x": false, "/fin/resp/x": false, "/fin/hdrs/x": true},
 		"app": {"/app/x": true, "/app/pub/x": false, "/pub/x": false},
 	}
 	for _, s := range gatedSitesOf(servers) {
