@@ -89,7 +89,7 @@ func (s *Service) SetDefaultDomain(domains []string) { s.defaultDomain = domains
 func decodeUser(b []byte) (*User, error) {
 	u := new(User)
 	err := json.Unmarshal(b, u)
-	u.joinedRoles = identity.JoinRoles(u.Roles)
+	u.joinedRoles, u.usernameValue = identity.JoinRoles(u.Roles), u.Username
 	return u, err
 }
 
@@ -783,6 +783,7 @@ func (s *Service) Authorize(ctx context.Context, id *identity.Identity, method, 
 	} else {
 		id.SetRoles(roles, joined)
 	}
+	id.SetUsernameValue(u.usernameValue)
 	if !allowed {
 		// Without the path: it may carry a secret in a path parameter
 		// (";appKey=…"), and the reason goes to the audit log, the logs

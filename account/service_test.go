@@ -100,7 +100,8 @@ func TestAccountRolesAreJoinedOnce(t *testing.T) {
 
 // checkRolesJoinedOnce authorizes two requests of id (a GET of /x) and
 // checks that the text of their roles is want, the same string for both
-// (made once, not per request), and read without allocating.
+// (made once, not per request), and read without allocating, as are the
+// roles and the name boxed as placeholder values.
 func checkRolesJoinedOnce(t *testing.T, s *Service, id identity.Identity, when, want string) {
 	t.Helper()
 	var texts [2]string
@@ -115,11 +116,21 @@ func checkRolesJoinedOnce(t *testing.T, s *Service, id identity.Identity, when, 
 		if n := testing.AllocsPerRun(10, func() { _ = req.RolesText() }); n != 0 {
 			t.Fatalf("%s: the roles are joined when read (%.0f allocations)", when, n)
 		}
+		if n := testing.AllocsPerRun(10, func() { placeholderSink, placeholderSink = req.RolesValue(), req.UsernameValue() }); n != 0 {
+			t.Fatalf("%s: the roles or the name are boxed when read as placeholders (%.0f allocations)", when, n)
+		}
+		if req.RolesValue() != want || req.UsernameValue() != req.Username {
+			t.Fatalf("%s: the placeholder values are %#v, %#v; want %q, %q", when, req.RolesValue(), req.UsernameValue(), want, req.Username)
+		}
 	}
 	if unsafe.StringData(texts[0]) != unsafe.StringData(texts[1]) { //nolint:gosec // G103: compares where two strings lie, reads nothing
 		t.Fatalf("%s: each request joined the roles anew", when)
 	}
 }
+
+// placeholderSink keeps what the allocation checks read, as a
+// placeholder keeps it: a value no one keeps may stay off the heap.
+var placeholderSink any
 
 // TestDefaultDomainQualifiedNameIsNoAccountName: with a default domain, a
 // name the ESA API takes as another account (`CORP\bob`, in any case, or

@@ -79,6 +79,10 @@ type User struct {
 	// joinedRoles is Roles joined, made when the record is decoded (as it
 	// is read into the cache), for the requests of the account (Authorize).
 	joinedRoles identity.JoinedRoles
+	// usernameValue is Username boxed, made when the record is decoded,
+	// for the {http.auth.user.id} placeholder of the account's requests
+	// (Authorize, identity.Identity.UsernameValue).
+	usernameValue any
 }
 
 // endSessions ends the account's sessions as of now (see SessionEpoch).

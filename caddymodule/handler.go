@@ -463,14 +463,17 @@ func stripOriginalURL(r *http.Request, route *engine.Route, repl *caddy.Replacer
 
 // setUserPlaceholders sets the placeholders of id for the handlers after
 // Gatehouse's and for the access log (docs/upstreams.md), as strings
-// (Caddy's expression matcher compares them as such). They are static
-// values on purpose, though Set boxes each one: a static value answers
+// (Caddy's expression matcher compares them as such), the name and the
+// roles boxed once per cached account (Identity.UsernameValue,
+// RolesValue), the others constants or boxed now (an app key's name). They
+// are static values on purpose, though the first Set allocates the
+// replacer's map: a static value answers
 // before every value provider, and a later Set replaces it, so the
 // placeholders always name the identity the last Gatehouse handler of the
 // request checked, whatever an earlier handler set or provided (a `map`
 // into {http.auth.user.roles}, a second gatehouse handler accepting
-// another kind). A provider (Replacer.Map) would cost one allocation
-// instead of about four, but the first provider added answers, so an
+// another kind). A provider (Replacer.Map) would cost an allocation
+// too (its closure), and the first provider added answers, so an
 // outer handler's user would outrank the inner one's. On a public path
 // (id nil) Gatehouse checked nobody: those no earlier handler set (Caddy's
 // basic_auth in a route before it) are set empty, since an unset
@@ -484,8 +487,8 @@ func setUserPlaceholders(repl *caddy.Replacer, id *identity.Identity) {
 		}
 		return
 	}
-	repl.Set("http.auth.user.id", id.Username)
-	repl.Set("http.auth.user.roles", id.RolesText())
+	repl.Set("http.auth.user.id", id.UsernameValue())
+	repl.Set("http.auth.user.roles", id.RolesValue())
 	repl.Set("http.auth.user.method", methodValue(id.Method))
 	repl.Set("http.auth.user.connector", id.Connector)
 	repl.Set("http.auth.user.app_key", id.AppKey)

@@ -81,6 +81,9 @@ type Identity struct {
 	// joinedRoles is Roles joined with commas when the account check had
 	// the text made beforehand (SetRoles, RolesText).
 	joinedRoles JoinedRoles
+	// usernameValue is the account's name boxed beforehand
+	// (SetUsernameValue, UsernameValue).
+	usernameValue any
 }
 
 // Refusal is an authentication or authorisation failure of the data

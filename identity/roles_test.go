@@ -7,8 +7,9 @@ import (
 )
 
 // TestRolesTextIsTheRolesJoined: whatever was set, and however, RolesText
-// is the identity's roles joined with commas; the text made beforehand is
-// used, with no allocation, only for the very list it was made of.
+// is the identity's roles joined with commas, and RolesValue that text as
+// a string; the text made and boxed beforehand is used, with no
+// allocation, only for the very list it was made of.
 func TestRolesTextIsTheRolesJoined(t *testing.T) {
 	kept := []string{"auditor", "ops", "reader"}
 	joined := identity.JoinRoles(kept)
@@ -36,6 +37,9 @@ func TestRolesTextIsTheRolesJoined(t *testing.T) {
 		if got := id.RolesText(); got != c.want {
 			t.Errorf("%s: RolesText() = %q; want %q", c.name, got, c.want)
 		}
+		if got := id.RolesValue(); got != c.want {
+			t.Errorf("%s: RolesValue() = %#v; want the string %q", c.name, got, c.want)
+		}
 	}
 
 	var id identity.Identity
@@ -43,4 +47,43 @@ func TestRolesTextIsTheRolesJoined(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = id.RolesText() }); n != 0 {
 		t.Errorf("RolesText of the list its text was made of allocates %.0f times; want none", n)
 	}
+	if n := testing.AllocsPerRun(100, func() { placeholderSink = id.RolesValue() }); n != 0 {
+		t.Errorf("RolesValue of the list its text was made of allocates %.0f times; want none", n)
+	}
 }
+
+// TestUsernameValueIsTheUsername: UsernameValue is the identity's
+// Username as a string whatever was kept, the kept value, with no
+// allocation, only while it is that name.
+func TestUsernameValueIsTheUsername(t *testing.T) {
+	cases := []struct {
+		name, username string
+		kept           any
+	}{
+		{"nothing kept", "alice", nil},
+		{"the name kept", "alice", "alice"},
+		{"another name kept", "alice", "bob"},
+		{"no string kept", "alice", 7},
+		{"no name", "", "alice"},
+	}
+	for _, c := range cases {
+		id := identity.Identity{Username: c.username}
+		id.SetUsernameValue(c.kept)
+		if got := id.UsernameValue(); got != c.username {
+			t.Errorf("%s: UsernameValue() = %#v; want the string %q", c.name, got, c.username)
+		}
+	}
+	id := identity.Identity{Username: "ålice"}
+	id.SetUsernameValue("ålice")
+	if n := testing.AllocsPerRun(100, func() { placeholderSink = id.UsernameValue() }); n != 0 {
+		t.Errorf("UsernameValue of the name kept allocates %.0f times; want none", n)
+	}
+	id.Username = string([]byte("bob")) // a name the kept value is not
+	if n := testing.AllocsPerRun(100, func() { placeholderSink = id.UsernameValue() }); n != 1 {
+		t.Errorf("UsernameValue of another name allocates %.0f times; want it boxed now (1)", n)
+	}
+}
+
+// placeholderSink keeps what the allocation checks read, as a
+// placeholder keeps it: a value no one keeps may stay off the heap.
+var placeholderSink any
