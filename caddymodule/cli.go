@@ -165,18 +165,19 @@ func promptSecret(fd int, prompt io.Writer, what string, confirm bool) (string, 
 	return string(first), err
 }
 
-// onInterrupt runs cleanup and exits with status 130, as a shell reports
-// an interrupted command, when the command is interrupted (SIGINT,
-// SIGTERM) before stop is called.
+// onInterrupt runs cleanup and exits with status 128 plus the signal's
+// number, as a shell reports a command a signal ended (130 for SIGINT,
+// Ctrl-C; 143 for SIGTERM), when the command is interrupted before stop
+// is called.
 func onInterrupt(cleanup func()) (stop func()) {
 	interrupted := make(chan os.Signal, 1)
 	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
 		select {
-		case <-interrupted:
+		case sig := <-interrupted:
 			cleanup()
-			os.Exit(130)
+			os.Exit(128 + int(sig.(syscall.Signal)))
 		case <-done:
 		}
 	}()

@@ -16,13 +16,30 @@ import (
 // TestPromptInterruptedRestoresEcho: Ctrl-C at a password prompt ends the
 // command with status 130 and the terminal echoing again. It was killed by
 // the signal with the echo term.ReadPassword had turned off still off, and
-// the operator's shell then showed nothing of what was typed.
+// the operator's shell then showed nothing of what was typed. A SIGTERM
+// (a supervisor's, a `timeout`) ends it with status 143, as a shell
+// reports a command SIGTERM ended, not 130, which says Ctrl-C.
 func TestPromptInterruptedRestoresEcho(t *testing.T) {
 	if os.Getenv("GATEHOUSE_TEST_PROMPT") == "1" { // the command at the prompt, on the terminal
 		_, err := readSecret(&cobra.Command{}, "password", true)
 		fmt.Println("readSecret returned:", err)
 		os.Exit(0)
 	}
+	t.Run("Ctrl-C", func(t *testing.T) {
+		interruptPrompt(t, 130, func(master *os.File, _ *exec.Cmd) error {
+			_, err := master.Write([]byte{3})
+			return err
+		})
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		interruptPrompt(t, 143, func(_ *os.File, cmd *exec.Cmd) error { return cmd.Process.Signal(syscall.SIGTERM) })
+	})
+}
+
+// interruptPrompt runs the command at a password prompt on a terminal,
+// interrupts it there and checks that it exits with status want, the
+// terminal echoing again.
+func interruptPrompt(t *testing.T, want int, interrupt func(master *os.File, cmd *exec.Cmd) error) {
 	master, slave := openPTY(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPromptInterruptedRestoresEcho$")
 	cmd.Env = append(os.Environ(), "GATEHOUSE_TEST_PROMPT=1")
@@ -59,15 +76,15 @@ func TestPromptInterruptedRestoresEcho(t *testing.T) {
 			t.Fatal("the echo stays on at the prompt; the test proves nothing")
 		}
 	}
-	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
+	if err := interrupt(master, cmd); err != nil {
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 130 {
-		t.Errorf("exit status after Ctrl-C: %d (%v); want 130", code, err)
+	if code := cmd.ProcessState.ExitCode(); code != want {
+		t.Errorf("exit status: %d (%v); want %d", code, err, want)
 	}
 	if !echo(t, slave) {
-		t.Error("the terminal's echo is still off after Ctrl-C at the prompt")
+		t.Error("the terminal's echo is still off after the prompt was interrupted")
 	}
 }
 
