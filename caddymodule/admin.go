@@ -3,11 +3,14 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/caddymodule/openapi"
@@ -83,6 +86,35 @@ func serveDocument(doc []byte) caddy.AdminHandlerFunc {
 	}
 }
 
+// warnedOpenAdmin is set once warnOpenAdminCall has warned: once per
+// process, as Caddy warns of an admin endpoint on an open interface once
+// per start.
+var warnedOpenAdmin atomic.Bool
+
+// warnOpenAdminCall warns, once, of a call to Gatehouse's admin API that
+// came over plain TCP from another machine: the admin endpoint, which
+// authenticates no one, is reachable from the network, and whoever
+// reaches it manages every account and reads application keys
+// (docs/security.md, "The admin endpoint"). A call over a unix socket, from
+// a loopback address or over Caddy's remote admin (TLS with client
+// certificates and access control) is not warned of.
+func warnOpenAdminCall(logger *zap.Logger, r *http.Request) {
+	if r.TLS != nil || warnedOpenAdmin.Load() {
+		return
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || peer.Addr().Unmap().IsLoopback() { // a unix socket's peer is no address
+		return
+	}
+	if logger != nil && warnedOpenAdmin.CompareAndSwap(false, true) {
+		logger.Warn("a Gatehouse admin API call came from another machine over plain TCP: Caddy's admin endpoint "+
+			"authenticates no one, so whoever reaches it manages every account and can read application keys; "+
+			"listen on localhost or a unix socket (admin unix//run/caddy-admin.sock), or use Caddy's remote admin "+
+			"with client certificates (given once)",
+			zap.String("peer", peer.Addr().Unmap().String()), zap.String("path", r.URL.Path))
+	}
+}
+
 // running lists the gatehouse apps started and not yet stopped, oldest
 // first. Caddy installs a new config's admin routers before it starts the
 // config's apps, and keeps them when the config then fails to load (a
@@ -126,6 +158,9 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	app := runningApp()
 	if app == nil {
 		app = a.app // starting: AdminHandler waits for it
+	}
+	if app != nil {
+		warnOpenAdminCall(app.logger, r)
 	}
 	if app != nil && !app.retired.Load() && app.requests.enter() {
 		defer app.requests.leave()
