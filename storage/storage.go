@@ -178,7 +178,8 @@ func ScanFrom(ctx context.Context, s Store, prefix, from string, fn func(Entry) 
 }
 
 // KeyScanner is implemented by backends that can list keys without
-// reading their values (Badger iterates its keys alone): what counting
+// reading their values (Badger iterates its keys alone; Redis reads its
+// key index and checks on the server which keys still exist): what counting
 // and naming the records of a long listing needs, whose values are read
 // only for the few a page shows.
 type KeyScanner interface {

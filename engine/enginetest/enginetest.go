@@ -41,15 +41,23 @@ type Options struct {
 	// Benchmarks over many records that mean to be served from the cache
 	// set it.
 	CacheSize int
+	// Backend, when non-nil, is the store under the tagged store instead
+	// of a fresh Badger database (e.g. a Redis store for a measurement on
+	// Redis); the caller closes it.
+	Backend storage.Store
 }
 
 // NewWith is New with opts.
 func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
-	if err != nil {
-		t.Fatal(err)
+	var db storage.Store = opts.Backend
+	if db == nil {
+		bdb, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db = bdb
 	}
 	ks, err := keystore.Open(filepath.Join(dir, "keystore.key"), true)
 	if err != nil {
@@ -86,7 +94,9 @@ func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
 	}
 	t.Cleanup(func() {
 		log.Close()
-		db.Close()
+		if opts.Backend == nil {
+			db.Close()
+		}
 	})
 	e := engine.New(cfg, c, ks, signer, log, metrics, zaptest.NewLogger(t))
 	registries.Store(e, reg)

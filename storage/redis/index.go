@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,6 +150,95 @@ func (s *Store) scanIndex(ctx context.Context, prefix, from string, fn func(stor
 		}
 		min = "(" + keys[len(keys)-1]
 	}
+}
+
+// keysPage is how many index members one ScanKeys round trip reads:
+// more than a Scan's, since no value travels with them.
+const keysPage = 1000
+
+// liveMembersScript reads up to ARGV[4] members of the lexical index
+// KEYS[1] from ARGV[2] to ARGV[3] (ZRANGEBYLEX bounds) and returns the
+// last member read (empty when none was), how many were read, and those
+// whose data key (ARGV[1] followed by the member) exists, in order; the
+// others it removes from both indexes (KEYS[1], KEYS[2]), as
+// dropAbsentScript does. No value is read: a page of keys costs one
+// round trip and the bytes of its names.
+var liveMembersScript = goredis.NewScript(`
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local live = {}
+for _, m in ipairs(members) do
+  if redis.call('EXISTS', ARGV[1] .. m) == 1 then
+    live[#live + 1] = m
+  else
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZREM', KEYS[2], m)
+  end
+end
+return {members[#members] or '', #members, live}
+`)
+
+// ScanKeys implements storage.KeyScanner: the lexical index is read a
+// page of keysPage members at a time, each page's members checked for
+// their keys' existence on the server (liveMembersScript), so that no
+// value is read and a page costs one round trip. Until the database has
+// been indexed, it is Scan with the values dropped.
+func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	var err error
+	if s.indexed.Load() {
+		err = s.scanIndexKeys(ctx, prefix, fn)
+	} else {
+		err = s.scanKeyspace(ctx, prefix, func(e storage.Entry) error { return fn(e.Key) })
+	}
+	if errors.Is(err, storage.ErrStopScan) {
+		return nil // fn ended the scan
+	}
+	return err
+}
+
+// scanIndexKeys is ScanKeys on the lexical index.
+func (s *Store) scanIndexKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	min, max := "["+prefix, prefixEnd(prefix)
+	for {
+		res, err := liveMembersScript.Run(ctx, s.client, []string{s.lexIndex, s.expiryIndex}, s.prefix, min, max, keysPage).Slice()
+		if err != nil {
+			return s.failed("scan", err)
+		}
+		last, read, live, ok := liveMembers(res)
+		if !ok {
+			return s.failed("scan", fmt.Errorf("unexpected answer of the key scan script: %v", res))
+		}
+		for _, k := range live {
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+		if read < keysPage {
+			return nil
+		}
+		min = "(" + last
+	}
+}
+
+// liveMembers reads liveMembersScript's answer.
+func liveMembers(res []any) (last string, read int64, live []string, ok bool) {
+	if len(res) != 3 {
+		return "", 0, nil, false
+	}
+	last, ok1 := res[0].(string)
+	read, ok2 := res[1].(int64)
+	members, ok3 := res[2].([]any)
+	if !ok1 || !ok2 || !ok3 {
+		return "", 0, nil, false
+	}
+	live = make([]string, 0, len(members))
+	for _, m := range members {
+		k, ok := m.(string)
+		if !ok {
+			return "", 0, nil, false
+		}
+		live = append(live, k)
+	}
+	return last, read, live, true
 }
 
 // visit reads keys (unprefixed, in order) in one transaction and calls fn

@@ -319,3 +319,65 @@ func TestLostIndexIsBuiltAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestScanKeysReadsNoValue: a keys-only scan (storage.ScanKeys) reads
+// the index, a page of keysPage members a round trip, and no value: no
+// GET, few bytes sent whatever the values weigh. It lists the live keys
+// in byte order, leaves out (and un-indexes) a member whose key is gone,
+// and stops when asked.
+func TestScanKeysReadsNoValue(t *testing.T) {
+	s := privateStore(t)
+	ctx := t.Context()
+	big := strings.Repeat("v", 2000)
+	const n = 2*keysPage + 10
+	var ops []storage.Op
+	for i := range n {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("k/%05d", i), Value: []byte(big)})
+	}
+	ops = append(ops, storage.Op{Kind: storage.OpPut, Key: "other", Value: []byte(big)})
+	if err := s.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	// A key gone behind the store's back (evicted) leaves its member.
+	if err := s.client.Del(ctx, s.key("k/00007")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := storage.ScanKeys(ctx, s, "k/", func(key string) error { keys = append(keys, key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != n-1 || keys[0] != "k/00000" || keys[7] != "k/00008" || keys[n-2] != fmt.Sprintf("k/%05d", n-1) {
+		t.Fatalf("ScanKeys listed %d keys from %v; want the %d live ones, k/00007 left out", len(keys), keys[:min(len(keys), 9)], n-1)
+	}
+	if gets, trips := commandCalls(t, s.client, "get"), commandCalls(t, s.client, "evalsha"); gets != 0 || trips != 3 {
+		t.Errorf("ScanKeys of %d keys ran GET %d times and %d scripts; want no GET, 3 round trips", n, gets, trips)
+	}
+	info, err := s.client.Info(ctx, "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
+			fmt.Sscanf(v, "%d", &sent) //nolint:errcheck // 0 fails below
+		}
+	}
+	if sent == 0 || sent > 100_000 { // the values alone weigh 4 MB
+		t.Errorf("ScanKeys had the server send %d bytes; want the names' (~30 KB), not the values'", sent)
+	}
+	if n, err := s.client.ZScore(ctx, s.lexIndex, "k/00007").Result(); err == nil {
+		t.Errorf("the member of the vanished key is still indexed (score %v)", n)
+	}
+	var visited []string
+	if err := storage.ScanKeys(ctx, s, "k/", func(key string) error {
+		if visited = append(visited, key); len(visited) == 2 {
+			return storage.ErrStopScan
+		}
+		return nil
+	}); err != nil || len(visited) != 2 || visited[1] != "k/00001" {
+		t.Errorf("ScanKeys stopped after %v, %v; want [k/00000 k/00001], nil", visited, err)
+	}
+}
