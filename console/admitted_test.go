@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/internal/hashslots"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // signedInAdmin is a console over a new engine with root, an
@@ -25,7 +26,7 @@ import (
 // and root's viewer as gate would admit it to a page needing adminOnly.
 func signedInAdmin(t *testing.T, adminOnly bool) (*engine.Engine, *Console, *viewer) {
 	t.Helper()
-	e := enginetest.New(t, engine.Config{}, nil)
+	e := enginetest.NewWith(t, engine.Config{}, enginetest.Options{Backend: testBackend})
 	ctx := context.Background()
 	if _, err := e.Accounts.PutRole(ctx, account.Role{Name: "admins", Admin: true, Rules: []account.Rule{{Methods: []string{"*"}, Paths: []string{"/*"}}}}); err != nil {
 		t.Fatal(err)
@@ -45,6 +46,11 @@ func signedInAdmin(t *testing.T, adminOnly bool) (*engine.Engine, *Console, *vie
 	c := New(e, adminapi.NewHandler(e, adminapi.NewCore(e)), nil)
 	return e, c, &viewer{user: u, token: token, admin: true, adminOnly: adminOnly}
 }
+
+// testBackend, when non-nil, is the store signedInAdmin's engine keeps
+// its records in instead of a fresh Badger database (a measurement on
+// Redis sets it).
+var testBackend storage.Store
 
 // demote takes root's roles away.
 func demote(t *testing.T, e *engine.Engine) {
