@@ -234,6 +234,21 @@ func (s *Service) UserNames(ctx context.Context, part string) ([]string, error) 
 	return names, err
 }
 
+// CountUsers counts the users, from the store's keys alone (as
+// UserNames), up to atMost: more reports that there are more than
+// atMost, whose number is not read (the scan stops there).
+func (s *Service) CountUsers(ctx context.Context, atMost int) (n int, more bool, err error) {
+	err = storage.ScanKeys(ctx, s.store, userPrefix, func(string) error {
+		if n == atMost {
+			more = true
+			return storage.ErrStopScan
+		}
+		n++
+		return nil
+	})
+	return n, more, err
+}
+
 // UsersNamed returns the accounts named (canonical names, as UserNames
 // returns them; a few pages' worth), in the order of names, each as
 // UsersPage returns it; a name with no account (deleted meanwhile) or

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
@@ -15,9 +16,10 @@ import (
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
-// TestOverviewCountsAreBounded: the overview counts users, keys and
-// connectors up to overviewCap, reading a page of each rather than every
-// one, and shows "more than N" past it; below it, the exact count.
+// TestOverviewCountsAreBounded: the overview counts users and keys from
+// the names in the store's keys (reading no record, and no list of the
+// admin API), connectors from a page of overviewCap+1, each up to
+// overviewCap, and shows "more than N" past it; below it, the exact count.
 func TestOverviewCountsAreBounded(t *testing.T) {
 	defer func(n int) { overviewCap = n }(overviewCap)
 	overviewCap = 3
@@ -37,24 +39,47 @@ func TestOverviewCountsAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	bob, err := e.Accounts.User(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 {
 		if _, err := conns.Create(ctx, connector.CreateRequest{Name: fmt.Sprintf("c%d", i), Username: "bob"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	g := httptest.NewRequest(http.MethodGet, "https://gh.test"+Prefix, nil)
-	g.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
-	w := httptest.NewRecorder()
-	b.c.ServeHTTP(w, g)
-	page := w.Body.String()
-	for _, want := range []string{"Users</a>: more than 3", "Application keys</a>: 0", "Connectors</a>: 2", "Roles</a>: 1"} {
-		if !strings.Contains(page, want) {
-			t.Errorf("overview lacks %q\n%s", want, page)
-		}
+	overview := func() string {
+		t.Helper()
+		calls = nil
+		g := httptest.NewRequest(http.MethodGet, "https://gh.test"+Prefix, nil)
+		g.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
+		w := httptest.NewRecorder()
+		b.c.ServeHTTP(w, g)
+		return w.Body.String()
 	}
-	for _, call := range calls {
-		if !strings.HasPrefix(call, "/gatehouse/roles") && !strings.Contains(call, "limit=4") {
-			t.Errorf("overview called %s: every user, key or connector, not a page of overviewCap+1", call)
+	for i, step := range []struct {
+		add  int
+		want string
+	}{{0, "Application keys</a>: 0"}, {3, "Application keys</a>: 3"}, {1, "Application keys</a>: more than 3"}} {
+		var seed []appkey.SeedKey
+		for j := range step.add {
+			seed = append(seed, appkey.SeedKey{Name: fmt.Sprintf("k%d-%d", i, j), Username: bob.Username, UserID: bob.ID, ExpiresAt: time.Now().Add(time.Hour)})
+		}
+		if _, err := appkey.Seed(ctx, e.Store, e.Keystore, seed); err != nil {
+			t.Fatal(err)
+		}
+		page := overview()
+		for _, want := range []string{"Users</a>: more than 3", step.want, "Connectors</a>: 2", "Roles</a>: 1"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("overview lacks %q\n%s", want, page)
+			}
+		}
+		for _, call := range calls {
+			if path, _, _ := strings.Cut(call, "?"); path == "/gatehouse/users" || path == "/gatehouse/appkeys" {
+				t.Errorf("overview called %s: users and keys are counted from the store's keys", call)
+			} else if !strings.HasPrefix(call, "/gatehouse/roles") && !strings.Contains(call, "limit=4") {
+				t.Errorf("overview called %s: every connector, not a page of overviewCap+1", call)
+			}
 		}
 	}
 }
