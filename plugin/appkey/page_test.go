@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-auth/gatehouse/engine/enginetest"
 )
 
 // TestKeyListPages: GET /gatehouse/appkeys answers every key without a
@@ -118,5 +120,57 @@ func TestWholeListReadsRecordsInOneScan(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("listed %v; want %v", got, want)
+	}
+}
+
+// TestKeyPageReadsRecordsTogether: a page of the key list reads its
+// keys' records and last uses together (GetMany: one round trip each on
+// Redis), not one key at a time (two round trips a key): it answers
+// with point reads failing, in name order, a rotated key's record found
+// past its rotation stub, the next page offered.
+func TestKeyPageReadsRecordsTogether(t *testing.T) {
+	f := newFixtureFailing(t, enginetest.CallGet|enginetest.CallGetEntry)
+	var want []string
+	for i := range 8 {
+		name := fmt.Sprintf("k-%02d", i)
+		if code := f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`","username":"alice"}`, nil); code != http.StatusCreated {
+			t.Fatalf("creating %s: %d", name, code)
+		}
+		want = append(want, name)
+	}
+	if code := f.call("POST", "/gatehouse/appkeys/k-01/rotate", `{"grace_seconds":60}`, nil); code != http.StatusOK {
+		t.Fatalf("rotating k-01: %d", code)
+	}
+	page := func(path string) ([]View, string) {
+		t.Helper()
+		w := httptest.NewRecorder()
+		f.admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		var views []View
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return views, w.Header().Get("Link")
+	}
+	names := func(views []View) []string {
+		var out []string
+		for _, v := range views {
+			out = append(out, v.Name)
+		}
+		return out
+	}
+	// The rotated key's record is read past its stub, on its own.
+	if views, link := page("/gatehouse/appkeys?limit=3"); !slices.Equal(names(views), want[:3]) || views[1].PreviousKeyValidUntil == nil || !strings.Contains(link, "after=k-02") {
+		t.Fatalf("the first page: %v, link %q; want %v, k-01 with its grace", names(views), link, want[:3])
+	}
+	f.backend.Down.Store(true) // Get and GetEntry fail; GetMany and scans go on
+	defer f.backend.Down.Store(false)
+	if views, link := page("/gatehouse/appkeys?limit=3&after=k-02"); !slices.Equal(names(views), want[3:6]) || !strings.Contains(link, "after=k-05") {
+		t.Fatalf("a page with point reads failing: %v, link %q; want %v and a next page", names(views), link, want[3:6])
+	}
+	if views, link := page("/gatehouse/appkeys?prefix=k-0&after=k-05"); !slices.Equal(names(views), want[6:]) || link != "" {
+		t.Fatalf("the last page with point reads failing: %v, link %q; want %v", names(views), link, want[6:])
 	}
 }

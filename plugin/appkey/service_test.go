@@ -66,6 +66,13 @@ func (f *fixture) onScan(prefix string) func() {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureFailing(t, enginetest.CallGet|enginetest.CallGetEntry|enginetest.CallGetMany)
+}
+
+// newFixtureFailing is newFixture with a backend that fails the calls
+// fails while it is down.
+func newFixtureFailing(t testing.TB, fails enginetest.Calls) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	f := &fixture{t: t}
 	// The cache holds 100 000 entries: BenchmarkFullCacheGC measures one
@@ -73,7 +80,7 @@ func newFixture(t testing.TB) *fixture {
 	e := enginetest.NewWith(t, engine.Config{AppKeyLifetime: time.Hour}, enginetest.Options{
 		CacheSize: 100_000,
 		Wrap: func(s storage.Store) storage.Store {
-			f.backend = &enginetest.FlakyStore{Store: s, Fails: enginetest.CallGet | enginetest.CallGetEntry | enginetest.CallGetMany, OnScan: f.onScan}
+			f.backend = &enginetest.FlakyStore{Store: s, Fails: fails, OnScan: f.onScan}
 			return f.backend
 		},
 	})

@@ -127,10 +127,11 @@ func (q keyQuery) whole() bool { return q == keyQuery{} }
 
 // listPage returns the keys q selects in name order, and whether more
 // follow the last one returned. The names are read from q.after (and
-// q.prefix) on, and only until the page is full, each key's record and
-// last use read as it is listed: a page costs what it holds, not every
-// key (list reads every last use at once instead, for the whole
-// listing).
+// q.prefix) on, and only until the page is full: a page costs what it
+// holds, not every key (list reads every last use at once instead, for
+// the whole listing). The records and last uses of a page's names are
+// read together (GetMany: one round trip each on Redis, where reading
+// them one key at a time cost two round trips a key).
 func (s *Service) listPage(ctx context.Context, q keyQuery) ([]View, bool, error) {
 	if q.whole() {
 		views, err := s.list(ctx)
@@ -140,30 +141,115 @@ func (s *Service) listPage(ctx context.Context, q keyQuery) ([]View, bool, error
 	if q.after == "" {
 		from = prefix
 	}
-	views, more, now := []View{}, false, s.now()
-	err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
-		l, err := s.resolve(ctx, string(e.Value))
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil // deleted meanwhile, or a leftover pointer
+	views, now := []View{}, s.now()
+	for {
+		// The names still wanted and one more (whether more follow); a
+		// name whose key is gone is passed over, and the next read.
+		want := pageBatch
+		if q.limit > 0 {
+			want = q.limit - len(views) + 1
 		}
+		var names, indexes []string
+		last, done := "", true
+		err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
+			if len(names) == want {
+				done = false
+				return storage.ErrStopScan
+			}
+			names, indexes, last = append(names, e.Key[len(namePrefix):]), append(indexes, string(e.Value)), e.Key
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		if q.limit > 0 && len(views) == q.limit {
-			more = true
-			return storage.ErrStopScan
-		}
-		used, err := s.lastUse(ctx, l.rec.Name)
+		recs, err := s.resolveMany(ctx, indexes)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		views = append(views, l.rec.view(used, now))
+		used, err := s.lastUses(ctx, recs)
+		if err != nil {
+			return nil, false, err
+		}
+		for i, rec := range recs {
+			if rec == nil {
+				continue // deleted meanwhile, or a leftover pointer
+			}
+			if q.limit > 0 && len(views) == q.limit {
+				return views, true, nil
+			}
+			views = append(views, rec.view(used[i], now))
+		}
+		if done {
+			return views, false, nil
+		}
+		from = last + "\x00"
+	}
+}
+
+// pageBatch is how many names a page without a limit reads at a time.
+const pageBatch = 256
+
+// resolveMany is resolve for each of indexes, the records read at once
+// (GetMany): nil for an index that leads nowhere (storage.ErrNotFound).
+// A record refused as forged fails it, as resolve does.
+func (s *Service) resolveMany(ctx context.Context, indexes []string) ([]*record, error) {
+	out := make([]*record, len(indexes))
+	keys := make([]string, len(indexes))
+	for i, index := range indexes {
+		keys[i] = indexPrefix + index
+	}
+	read := make([]bool, len(indexes))
+	err := s.store.Backend().GetMany(ctx, keys, func(i int, raw []byte) error {
+		rec, err := decodeRecord(raw)
+		if err != nil || rec.isStub() {
+			return nil // read on its own below: refused, or rotated
+		}
+		out[i], read[i] = &rec, true
 		return nil
 	})
-	if err != nil {
-		return nil, false, err
+	if err != nil && !errors.Is(err, tagged.ErrTampered) {
+		return nil, err
 	}
-	return views, more, nil
+	for i, index := range indexes {
+		if read[i] {
+			continue
+		}
+		l, err := s.resolve(ctx, index)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = &l.rec
+		}
+	}
+	return out, nil
+}
+
+// lastUses is lastUse for the key of each of recs (nil: none), read at
+// once (GetMany).
+func (s *Service) lastUses(ctx context.Context, recs []*record) ([]time.Time, error) {
+	out := make([]time.Time, len(recs))
+	var keys []string
+	var at []int
+	for i, rec := range recs {
+		if rec != nil {
+			keys, at = append(keys, usedPrefix+rec.Name), append(at, i)
+		}
+	}
+	err := s.store.Backend().GetMany(ctx, keys, func(i int, raw []byte) error {
+		out[at[i]], _ = time.Parse(time.RFC3339, string(raw))
+		return nil
+	})
+	if errors.Is(err, tagged.ErrTampered) { // one at a time: a forged one reads as none
+		for _, i := range at {
+			if out[i], err = s.lastUse(ctx, recs[i].Name); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return out, err
 }
 
 // lastUse is the last use of key name as the store records it: zero when
