@@ -5,6 +5,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -200,4 +201,47 @@ func ScanKeys(ctx context.Context, s Store, prefix string, fn func(key string) e
 		return ks.ScanKeys(ctx, prefix, fn)
 	}
 	return s.Scan(ctx, prefix, func(e Entry) error { return fn(e.Key) })
+}
+
+// ContainsScanner is implemented by backends that can pass over, where
+// the values are, those lacking given bytes (Redis checks them in a
+// script on the server): a scan for a rare value among many (the audit
+// events of one user among 650 000) then moves only the candidates, not
+// every value.
+type ContainsScanner interface {
+	// ScanContaining is ScanFrom over the keys starting with prefix, not
+	// below from and below to (to empty: no bound but prefix), that
+	// calls fn only for the entries whose value holds every one of
+	// needles (byte for byte). fn returning ErrStopScan ends the scan
+	// with a nil error; any other error ends it and is returned.
+	ScanContaining(ctx context.Context, prefix, from, to string, needles [][]byte, fn func(Entry) error) error
+}
+
+// ScanContaining calls fn, in ascending key order, for every live key of
+// s starting with prefix, not below from and below to (to empty: no
+// bound but prefix), whose value holds every one of needles: with s's
+// own ScanContaining where it is a ContainsScanner, else with ScanFrom,
+// passing over the other values here (which it still reads). A layer
+// that checks values (storage/tagged) checks those it hands out; its
+// stored form must hold the value as it is, so that a needle found in
+// the value is found in what is stored.
+func ScanContaining(ctx context.Context, s Store, prefix, from, to string, needles [][]byte, fn func(Entry) error) error {
+	if cs, ok := s.(ContainsScanner); ok {
+		return cs.ScanContaining(ctx, prefix, from, to, needles, fn)
+	}
+	err := ScanFrom(ctx, s, prefix, from, func(e Entry) error {
+		if to != "" && e.Key >= to {
+			return ErrStopScan
+		}
+		for _, n := range needles {
+			if !bytes.Contains(e.Value, n) {
+				return nil
+			}
+		}
+		return fn(e)
+	})
+	if errors.Is(err, ErrStopScan) {
+		return nil
+	}
+	return err
 }

@@ -611,6 +611,12 @@ func (c *Cache) ScanKeys(ctx context.Context, prefix string, fn func(key string)
 	return storage.ScanKeys(ctx, c.store, prefix, fn)
 }
 
+// ScanContaining implements storage.ContainsScanner; like scans, it
+// always reads the store, with the store's own where it has one.
+func (c *Cache) ScanContaining(ctx context.Context, prefix, from, to string, needles [][]byte, fn func(storage.Entry) error) error {
+	return storage.ScanContaining(ctx, c.store, prefix, from, to, needles, fn)
+}
+
 // Batch implements storage.Store.
 func (c *Cache) Batch(ctx context.Context, ops []storage.Op) error {
 	defer func() {
@@ -628,6 +634,7 @@ func (c *Cache) Close() error { return c.store.Close() }
 func (c *Cache) ClockInStep() bool { return storage.ClockInStep(c.store) }
 
 var (
-	_ storage.Store        = (*Cache)(nil)
-	_ storage.RangeScanner = (*Cache)(nil)
+	_ storage.Store           = (*Cache)(nil)
+	_ storage.RangeScanner    = (*Cache)(nil)
+	_ storage.ContainsScanner = (*Cache)(nil)
 )

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -239,6 +240,136 @@ func liveMembers(res []any) (last string, read int64, live []string, ok bool) {
 		live = append(live, k)
 	}
 	return last, read, live, true
+}
+
+// containingScript reads up to ARGV[4] members of the lexical index
+// KEYS[1] from ARGV[2] to ARGV[3] (ZRANGEBYLEX bounds), and returns the
+// last member read (empty when none was), how many were read, and, for
+// each member whose value (at ARGV[1] followed by the member) holds
+// every one of ARGV[5..], the member, its value and its PTTL, in order;
+// the members whose key is gone it removes from both indexes (KEYS[1],
+// KEYS[2]). Only the candidates' values leave the server.
+var containingScript = goredis.NewScript(`
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local found = {}
+for _, m in ipairs(members) do
+  local k = ARGV[1] .. m
+  local v = redis.call('GET', k)
+  if not v then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZREM', KEYS[2], m)
+  else
+    local all = true
+    for i = 5, #ARGV do
+      if not string.find(v, ARGV[i], 1, true) then
+        all = false
+        break
+      end
+    end
+    if all then
+      found[#found + 1] = m
+      found[#found + 1] = v
+      found[#found + 1] = redis.call('PTTL', k)
+    end
+  end
+end
+return {members[#members] or '', #members, found}
+`)
+
+// containingPage is how many index members one ScanContaining round
+// trip reads: the script holds the server while it reads their values,
+// about as long as a Scan's transaction of indexPage keys does.
+const containingPage = 512
+
+// ScanContaining implements storage.ContainsScanner: the lexical index
+// is read from from on, a page at a time, by a script that reads each
+// page's values on the server and sends back only those holding every
+// needle. Until the database has been indexed, it is ScanFrom, passing
+// over the other values here.
+func (s *Store) ScanContaining(ctx context.Context, prefix, from, to string, needles [][]byte, fn func(storage.Entry) error) error {
+	from = max(from, prefix)
+	end := prefixEnd(prefix)
+	if to != "" {
+		if to <= from {
+			return nil
+		}
+		if strings.HasPrefix(to, prefix) {
+			end = "(" + to
+		}
+	}
+	if !strings.HasPrefix(from, prefix) {
+		return nil // from lies past every key of prefix
+	}
+	if !s.indexed.Load() {
+		return s.ScanFrom(ctx, prefix, from, func(e storage.Entry) error {
+			if to != "" && e.Key >= to {
+				return storage.ErrStopScan
+			}
+			for _, n := range needles {
+				if !bytes.Contains(e.Value, n) {
+					return nil
+				}
+			}
+			return fn(e)
+		})
+	}
+	args := []any{s.prefix, "", end, containingPage}
+	for _, n := range needles {
+		args = append(args, n)
+	}
+	min := "[" + from
+	for {
+		args[1] = min
+		start := time.Now() // an expiry computed from it errs early, never late
+		res, err := containingScript.Run(ctx, s.client, []string{s.lexIndex, s.expiryIndex}, args...).Slice()
+		if err != nil {
+			return s.failed("scan", err)
+		}
+		last, read, found, ok := containing(res, start)
+		if !ok {
+			return s.failed("scan", fmt.Errorf("unexpected answer of the scan script: %v", res))
+		}
+		for _, e := range found {
+			if err := fn(e); err != nil {
+				if errors.Is(err, storage.ErrStopScan) {
+					return nil
+				}
+				return err
+			}
+		}
+		if read < containingPage {
+			return nil
+		}
+		min = "(" + last
+	}
+}
+
+// containing reads containingScript's answer.
+func containing(res []any, start time.Time) (last string, read int64, found []storage.Entry, ok bool) {
+	if len(res) != 3 {
+		return "", 0, nil, false
+	}
+	last, ok1 := res[0].(string)
+	read, ok2 := res[1].(int64)
+	flat, ok3 := res[2].([]any)
+	if !ok1 || !ok2 || !ok3 || len(flat)%3 != 0 {
+		return "", 0, nil, false
+	}
+	found = make([]storage.Entry, 0, len(flat)/3)
+	for i := 0; i < len(flat); i += 3 {
+		key, ok1 := flat[i].(string)
+		value, ok2 := flat[i+1].(string)
+		ttl, ok3 := flat[i+2].(int64)
+		if !ok1 || !ok2 || !ok3 {
+			return "", 0, nil, false
+		}
+		e := storage.Entry{Key: key, Value: []byte(value)}
+		if ttl > 0 {
+			e.ExpiresAt = start.Add(time.Duration(ttl) * time.Millisecond)
+		}
+		found = append(found, e)
+	}
+	return last, read, found, true
 }
 
 // visit reads keys (unprefixed, in order) in one transaction and calls fn

@@ -59,6 +59,23 @@ func commandCalls(t *testing.T, c goredis.UniversalClient, cmd string) int {
 	return 0
 }
 
+// bytesSent is how many bytes the server sent since the last CONFIG
+// RESETSTAT.
+func bytesSent(t *testing.T, c goredis.UniversalClient) int {
+	t.Helper()
+	info, err := c.Info(t.Context(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
+			fmt.Sscanf(v, "%d", &sent) //nolint:errcheck // 0 fails the caller's check
+		}
+	}
+	return sent
+}
+
 // TestScanReadsOnlyThePrefix: a scan of a small prefix in a large store
 // pages through the index (no SCAN of the keyspace), in byte order, and
 // stops early when asked.
@@ -355,17 +372,7 @@ func TestScanKeysReadsNoValue(t *testing.T) {
 	if gets, trips := commandCalls(t, s.client, "get"), commandCalls(t, s.client, "evalsha"); gets != 0 || trips != 3 {
 		t.Errorf("ScanKeys of %d keys ran GET %d times and %d scripts; want no GET, 3 round trips", n, gets, trips)
 	}
-	info, err := s.client.Info(ctx, "stats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sent int
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_net_output_bytes:"); ok {
-			fmt.Sscanf(v, "%d", &sent) //nolint:errcheck // 0 fails below
-		}
-	}
-	if sent == 0 || sent > 100_000 { // the values alone weigh 4 MB
+	if sent := bytesSent(t, s.client); sent == 0 || sent > 100_000 { // the values alone weigh 4 MB
 		t.Errorf("ScanKeys had the server send %d bytes; want the names' (~30 KB), not the values'", sent)
 	}
 	if n, err := s.client.ZScore(ctx, s.lexIndex, "k/00007").Result(); err == nil {
@@ -379,5 +386,49 @@ func TestScanKeysReadsNoValue(t *testing.T) {
 		return nil
 	}); err != nil || len(visited) != 2 || visited[1] != "k/00001" {
 		t.Errorf("ScanKeys stopped after %v, %v; want [k/00000 k/00001], nil", visited, err)
+	}
+}
+
+// TestScanContainingSendsOnlyCandidates: storage.ScanContaining on Redis
+// checks the values on the server: of 1 500 values of 2 KB, only the 3
+// holding the needle leave it (not 3 MB), with their expiry, in key
+// order, bounded by to; a member whose key is gone is un-indexed.
+func TestScanContainingSendsOnlyCandidates(t *testing.T) {
+	s := privateStore(t)
+	ctx := t.Context()
+	big := strings.Repeat("v", 2000)
+	var ops []storage.Op
+	for i := range 1500 {
+		v := big
+		if i%500 == 7 {
+			v += `"username":"rare"`
+		}
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("e/%05d", i), Value: []byte(v), TTL: time.Hour})
+	}
+	if err := s.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.Del(ctx, s.key("e/00008")).Err(); err != nil { // gone behind the store's back
+		t.Fatal(err)
+	}
+	if err := s.client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := storage.ScanContaining(ctx, s, "e/", "e/", "e/01000", [][]byte{[]byte(`"username":"rare"`)}, func(e storage.Entry) error {
+		if !strings.HasSuffix(string(e.Value), `"username":"rare"`) || time.Until(e.ExpiresAt) < 59*time.Minute || time.Until(e.ExpiresAt) > time.Hour {
+			t.Errorf("entry %s: value ending %q, expiring in %v", e.Key, e.Value[len(e.Value)-20:], time.Until(e.ExpiresAt))
+		}
+		got = append(got, e.Key)
+		return nil
+	})
+	if err != nil || strings.Join(got, " ") != "e/00007 e/00507" {
+		t.Fatalf("ScanContaining = %v, %v; want [e/00007 e/00507]", got, err)
+	}
+	if sent := bytesSent(t, s.client); sent == 0 || sent > 50_000 { // the values read weigh 2 MB
+		t.Errorf("ScanContaining had the server send %d bytes; want the candidates' (~4 KB)", sent)
+	}
+	if _, err := s.client.ZScore(ctx, s.lexIndex, "e/00008").Result(); err == nil {
+		t.Error("the member of the vanished key is still indexed")
 	}
 }

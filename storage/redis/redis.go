@@ -440,9 +440,10 @@ func (s *Store) Close() error {
 }
 
 var (
-	_ storage.Store        = (*Store)(nil)
-	_ storage.Invalidator  = (*Store)(nil)
-	_ storage.Announcer    = (*Store)(nil)
-	_ storage.KeyScanner   = (*Store)(nil)
-	_ storage.RangeScanner = (*Store)(nil)
+	_ storage.Store           = (*Store)(nil)
+	_ storage.Invalidator     = (*Store)(nil)
+	_ storage.Announcer       = (*Store)(nil)
+	_ storage.KeyScanner      = (*Store)(nil)
+	_ storage.RangeScanner    = (*Store)(nil)
+	_ storage.ContainsScanner = (*Store)(nil)
 )

@@ -40,3 +40,10 @@ func (c *ScanCounter) Scan(ctx context.Context, prefix string, fn func(storage.E
 func (c *ScanCounter) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
 	return storage.ScanFrom(ctx, c.Store, prefix, from, c.count(fn))
 }
+
+// ScanContaining implements storage.ContainsScanner, counting the
+// entries handed out (those holding the needles: a store that checks
+// them on its side reads only those).
+func (c *ScanCounter) ScanContaining(ctx context.Context, prefix, from, to string, needles [][]byte, fn func(storage.Entry) error) error {
+	return storage.ScanContaining(ctx, c.Store, prefix, from, to, needles, c.count(fn))
+}

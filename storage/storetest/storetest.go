@@ -11,6 +11,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,7 @@ func Run(t *testing.T, b Backend) {
 		{"ScanManyKeys", testScanMany},
 		{"ScanFromResumesAtAKey", testScanFrom},
 		{"ScanKeysListsWhatScanDoes", testScanKeys},
+		{"ScanContainingFiltersARange", testScanContaining},
 		{"ScanCallbackMayWrite", testScanWhileWriting},
 		{"Batch", testBatch},
 		{"BatchIsAtomicToReaders", testBatchAtomic},
@@ -859,5 +861,79 @@ func testScanKeys(h h) {
 	boom := errors.New("boom")
 	if err := storage.ScanKeys(h.ctx, h.s, "p/", func(string) error { return boom }); !errors.Is(err, boom) {
 		h.t.Fatalf("ScanKeys with a failing callback = %v; want it returned", err)
+	}
+}
+
+// testScanContaining checks storage.ScanContaining on the backend: the
+// entries of a range whose value holds every needle, in key order, with
+// their values, as a filter of ScanFrom hands them out — past a
+// backend's page size, bounded by from and to and by the prefix — and
+// that it stops on ErrStopScan with a nil error and returns fn's error.
+func testScanContaining(h h) {
+	if _, ok := h.s.(storage.ContainsScanner); !ok {
+		h.t.Logf("%T is no storage.ContainsScanner: storage.ScanContaining filters a ScanFrom", h.s)
+	}
+	const n = 1300
+	ops := make([]storage.Op, 0, n+3)
+	for i := range n {
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: fmt.Sprintf("c/%05d", i),
+			Value: fmt.Appendf(nil, `{"user":"u%d","n":%d,"b":"%c"}`, i%7, i, rune(0xe9+i%2))})
+	}
+	for _, k := range []string{"c", "b/x", "d/x"} { // outside the prefix, with every needle
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: k, Value: []byte(`{"user":"u3","n":5,"b":"é"}`)})
+	}
+	h.batch(ops...)
+	all := h.scan("c/")
+	for _, tc := range []struct {
+		from, to string
+		needles  []string
+	}{
+		{"c/", "", []string{`"user":"u3"`}},
+		{"c/00500", "c/01000", []string{`"user":"u3"`, `"n":5`}},
+		{"c/", "", []string{"é"}},
+		{"c/01200", "", nil},
+		{"c/", "", []string{"absent"}},
+		{"c/00900", "c/00900", []string{`"user"`}},
+		{"c/00900", "c/00100", nil},
+		{"", "d", []string{`"user":"u3"`}},
+	} {
+		var needles [][]byte
+		for _, s := range tc.needles {
+			needles = append(needles, []byte(s))
+		}
+		var want []string
+		for _, e := range all {
+			if e.Key < tc.from || (tc.to != "" && e.Key >= tc.to) {
+				continue
+			}
+			if !slices.ContainsFunc(needles, func(n []byte) bool { return !bytes.Contains(e.Value, n) }) {
+				want = append(want, e.Key+"="+string(e.Value))
+			}
+		}
+		var got []string
+		if err := storage.ScanContaining(h.ctx, h.s, "c/", tc.from, tc.to, needles, func(e storage.Entry) error {
+			got = append(got, e.Key+"="+string(e.Value))
+			return nil
+		}); err != nil {
+			h.t.Fatalf("ScanContaining(c/, %q, %q, %q): %v", tc.from, tc.to, tc.needles, err)
+		}
+		if !slices.Equal(got, want) {
+			h.t.Fatalf("ScanContaining(c/, %q, %q, %q) = %d entries from %v; want %d from %v", tc.from, tc.to, tc.needles,
+				len(got), got[:min(len(got), 2)], len(want), want[:min(len(want), 2)])
+		}
+	}
+	var visited int
+	err := storage.ScanContaining(h.ctx, h.s, "c/", "c/", "", [][]byte{[]byte(`"user":"u1"`)}, func(storage.Entry) error {
+		if visited++; visited == 2 {
+			return storage.ErrStopScan
+		}
+		return nil
+	})
+	if err != nil || visited != 2 {
+		h.t.Fatalf("ScanContaining stopped after %d entries, %v; want 2, nil", visited, err)
+	}
+	boom := errors.New("boom")
+	if err := storage.ScanContaining(h.ctx, h.s, "c/", "c/", "", nil, func(storage.Entry) error { return boom }); !errors.Is(err, boom) {
+		h.t.Fatalf("ScanContaining with a failing callback = %v; want it returned", err)
 	}
 }

@@ -80,8 +80,9 @@ type Store struct {
 }
 
 var (
-	_ storage.Store        = (*Store)(nil)
-	_ storage.RangeScanner = (*Store)(nil)
+	_ storage.Store           = (*Store)(nil)
+	_ storage.RangeScanner    = (*Store)(nil)
+	_ storage.ContainsScanner = (*Store)(nil)
 )
 
 // Wrap returns inner with tagged records, without checking what inner
@@ -451,6 +452,30 @@ func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(stora
 				s.opts.Skipped(err)
 			}
 			return nil
+		}
+		e.Value = value
+		return fn(e)
+	})
+}
+
+// ScanContaining implements storage.ContainsScanner with the inner
+// store's own where it has one: a stored record is its value followed
+// by its tag, so a needle of the value is found in it. The entries
+// handed out are checked as Scan checks them, and for the needles once
+// more without the tag (one found across the value's end and the tag).
+func (s *Store) ScanContaining(ctx context.Context, prefix, from, to string, needles [][]byte, fn func(storage.Entry) error) error {
+	return storage.ScanContaining(ctx, s.inner, prefix, from, to, needles, func(e storage.Entry) error {
+		value, err := s.open(e.Key, e.Value)
+		if err != nil {
+			if s.opts.Skipped != nil {
+				s.opts.Skipped(err)
+			}
+			return nil
+		}
+		for _, n := range needles {
+			if !bytes.Contains(value, n) {
+				return nil
+			}
 		}
 		e.Value = value
 		return fn(e)
