@@ -901,12 +901,14 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, error) {
 // scan returns the stored events that match f, newest first. An event
 // whose JSON lacks one of f's needles cannot match and is passed over
 // undecoded (decoding was most of a filtered query's time: 7.4 s for a
-// user's events among 650 000); the key's time still ends the scan at
-// f.Since.
+// user's events among 650 000) — where the store can, on its side
+// (storage.ScanContaining: Redis sends only the candidates, 5 s and
+// 200 MB for that query before), the scan bounded by f.Since's key;
+// else the key's time still ends the scan at f.Since.
 func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 	out := []Event{}
 	needles := f.needles()
-	err := l.scanOlder(ctx, f.Until, func(e storage.Entry) error {
+	err := l.scanOlderMatching(ctx, f.Until, f.Since, needles, func(e storage.Entry) error {
 		if !containsAll(e.Value, needles) {
 			if t, ok := timeOfKey(e.Key); ok && !f.Since.IsZero() && t.Before(f.Since) {
 				return storage.ErrStopScan
@@ -941,9 +943,27 @@ func (l *Log) scan(ctx context.Context, f Filter) ([]Event, error) {
 // Those prefix scans, at most 15 a digit and each a seek, visit no event
 // newer than until, however many there are.
 func (l *Log) scanOlder(ctx context.Context, until time.Time, fn func(storage.Entry) error) error {
+	return l.scanOlderMatching(ctx, until, time.Time{}, nil, fn)
+}
+
+// scanOlderMatching is scanOlder; with needles, it is given only the
+// events whose stored JSON holds every one, the others passed over by
+// the store where it can (storage.ScanContaining), and none older than
+// since (when not zero).
+func (l *Log) scanOlderMatching(ctx context.Context, until, since time.Time, needles [][]byte, fn func(storage.Entry) error) error {
+	to := "" // the key past the oldest event since may keep
+	if !since.IsZero() && !since.Before(earliestKeyTime) && !since.After(latestKeyTime) {
+		to = keyPrefix + keyTime(since) + "\xff"
+	}
+	scan := func(prefix string, fn func(storage.Entry) error) error {
+		if len(needles) == 0 {
+			return l.store.Scan(ctx, prefix, fn)
+		}
+		return storage.ScanContaining(ctx, l.store, prefix, prefix, to, needles, fn)
+	}
 	switch {
 	case until.IsZero() || until.After(latestKeyTime):
-		return l.store.Scan(ctx, keyPrefix, fn)
+		return scan(keyPrefix, fn)
 	case until.Before(earliestKeyTime):
 		return nil // no event key is older
 	}
@@ -956,7 +976,11 @@ func (l *Log) scanOlder(ctx context.Context, until time.Time, fn func(storage.En
 	bound := keyTime(until)
 	for i := len(bound) - 1; i >= 0; i-- {
 		for d := strings.IndexByte(hexDigits, bound[i]) + 1; d < len(hexDigits); d++ {
-			if err := l.store.Scan(ctx, keyPrefix+bound[:i]+hexDigits[d:d+1], visit); err != nil || stopped {
+			prefix := keyPrefix + bound[:i] + hexDigits[d:d+1]
+			if to != "" && prefix >= to {
+				return nil // every later prefix holds only events older than since
+			}
+			if err := scan(prefix, visit); err != nil || stopped {
 				return err
 			}
 		}

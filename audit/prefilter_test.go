@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
 
 // TestFilteredQueryDecodesOnlyCandidates: a query filtered by user, kind
@@ -83,5 +86,47 @@ func TestFilteredQueryDecodesOnlyCandidates(t *testing.T) {
 	})
 	if visited != 5 {
 		t.Errorf("timeOfKey: the scan from the newest stopped after %d keys; want 5 (4 newer than since, then the first older)", visited)
+	}
+}
+
+// TestFilteredQueryLetsTheStorePassOverEvents: a query filtered by user
+// is read from the store with storage.ScanContaining, so that a store
+// that checks values on its side (Redis) hands out only the events whose
+// JSON holds the filter's values, bounded by since: a user's one event
+// among 300 costs one entry read, not 300 — from the newest, after
+// until, and since a time. Unfiltered, it still reads them all.
+func TestFilteredQueryLetsTheStorePassOverEvents(t *testing.T) {
+	counting := &storetest.ScanCounter{Store: badgerStore(t), Prefix: keyPrefix}
+	l := New(counting, zap.NewNop(), Options{Settings: everyRefusal})
+	t.Cleanup(l.Close)
+	ctx := context.Background()
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	for i := range 300 {
+		name := "bob"
+		if i == 100 {
+			name = "alice"
+		}
+		l.Record(Event{Time: base.Add(time.Duration(i) * time.Second), Kind: KindRequest, Username: name, Outcome: OutcomeDenied})
+	}
+	l.Flush()
+	for _, tc := range []struct {
+		f          Filter
+		want, read int
+	}{
+		{Filter{Username: "alice"}, 1, 1},
+		{Filter{Username: "alice", Until: base.Add(200 * time.Second)}, 1, 1},
+		{Filter{Username: "alice", Since: base.Add(150 * time.Second)}, 0, 0},
+		{Filter{Username: "alice", Since: base.Add(100 * time.Second)}, 1, 1},
+		{Filter{Username: "bob", Limit: 5}, 5, 5},
+		{Filter{Limit: 300}, 300, 300},
+	} {
+		counting.Read.Store(0)
+		events, err := l.Query(ctx, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != tc.want || counting.Read.Load() != int64(tc.read) {
+			t.Errorf("%+v: %d events, %d read from the store; want %d, %d read", tc.f, len(events), counting.Read.Load(), tc.want, tc.read)
+		}
 	}
 }
