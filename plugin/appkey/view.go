@@ -149,14 +149,14 @@ func (s *Service) listPage(ctx context.Context, q keyQuery) ([]View, bool, error
 		if q.limit > 0 {
 			want = q.limit - len(views) + 1
 		}
-		var names, indexes []string
+		var indexes []string
 		last, done := "", true
 		err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
-			if len(names) == want {
+			if len(indexes) == want {
 				done = false
 				return storage.ErrStopScan
 			}
-			names, indexes, last = append(names, e.Key[len(namePrefix):]), append(indexes, string(e.Value)), e.Key
+			indexes, last = append(indexes, string(e.Value)), e.Key
 			return nil
 		})
 		if err != nil {
