@@ -153,12 +153,12 @@ func (s *Store) scanIndex(ctx context.Context, prefix, from string, fn func(stor
 	}
 }
 
-// keysPage is how many index members one ScanKeys round trip reads:
-// more than a Scan's, since no value travels with them. The script
-// holds the server while it checks them: about 1 ms for 512 (2 ms for
-// 1 000) on a busy 2-core machine, where a Scan's transaction of
-// indexPage keys takes 0.4 ms.
-const keysPage = 512
+// keysPage is how many index members one ScanKeys round trip reads.
+// The script holds the server while it checks them, and a request of
+// another instance waits meanwhile: about 0.5 ms for 256 on a busy
+// 2-core machine (2 ms for 1 000), as long as a Scan's transaction of
+// indexPage keys (0.4 ms).
+const keysPage = 256
 
 // liveMembersScript reads up to ARGV[4] members of the lexical index
 // KEYS[1] from ARGV[2] to ARGV[3] (ZRANGEBYLEX bounds) and returns the
@@ -281,9 +281,9 @@ return {members[#members] or '', #members, found}
 
 // containingPage is how many index members one ScanContaining round
 // trip reads: the script holds the server while it reads and checks
-// their values, about 1 ms for 256 on a busy 2-core machine (1.5 ms for
-// 512; a Scan's transaction of indexPage keys takes 0.4 ms).
-const containingPage = 256
+// their values, about 0.5 ms for 128 on a busy 2-core machine (1.5 ms
+// for 512; a Scan's transaction of indexPage keys takes 0.4 ms).
+const containingPage = 128
 
 // ScanContaining implements storage.ContainsScanner: the lexical index
 // is read from from on, a page at a time, by a script that reads each
