@@ -21,7 +21,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/gatehouse-auth/gatehouse/account"
 	"github.com/gatehouse-auth/gatehouse/adminapi"
 	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
@@ -113,30 +112,8 @@ func TestAdminPlaneAtScaleOnRedis(t *testing.T) {
 	}
 
 	start := time.Now()
-	now := time.Now().UTC()
-	var ops []storage.Op
-	var seed []appkey.SeedKey
-	for i := range n {
-		u := account.User{Username: fmt.Sprintf("user-%05d", i), ID: fmt.Sprintf("%032x", i+1), Roles: []string{}, Status: account.StatusActive, CreatedAt: now, UpdatedAt: now}
-		raw, err := json.Marshal(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: "user/" + u.Username, Value: raw})
-		if len(ops) == 500 || i == n-1 {
-			if err := e.Store.Batch(ctx, ops); err != nil {
-				t.Fatal(err)
-			}
-			ops = ops[:0]
-		}
-		for j := range 2 {
-			seed = append(seed, appkey.SeedKey{Name: fmt.Sprintf("key-%06d", 2*i+j), Username: u.Username, UserID: u.ID, ExpiresAt: now.Add(24 * time.Hour)})
-		}
-	}
-	if _, err := appkey.Seed(ctx, e.Store, e.Keystore, seed); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("seeded %d users and %d keys in %v", n, len(seed), time.Since(start).Round(time.Millisecond))
+	keyCount := seedUsersAndKeys(t, e, n)
+	t.Logf("seeded %d users and %d keys in %v", n, keyCount, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
 	for i := range connectors {
 		if _, err := p.Create(ctx, connector.CreateRequest{Name: fmt.Sprintf("conn-%04d", i), Username: "bob"}); err != nil {
@@ -145,6 +122,8 @@ func TestAdminPlaneAtScaleOnRedis(t *testing.T) {
 	}
 	t.Logf("seeded %d connectors in %v", connectors, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
+	now := time.Now().UTC()
+	var ops []storage.Op
 	// Events as the audit log keys them: the inverted time in 16 hex
 	// digits, then 16 random ones; the rare user's 3 are the oldest.
 	oldest := now.Add(-24 * time.Hour)

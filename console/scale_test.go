@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
 	"github.com/gatehouse-auth/gatehouse/storage"
 )
@@ -30,8 +31,38 @@ func TestListPagesAtScale(t *testing.T) {
 		t.Skip("set GATEHOUSE_CONSOLE_SCALE to a number of users (e.g. 50000) to measure the list pages at scale")
 	}
 	e, b, _ := listBrowser(t)
-	ctx := context.Background()
 	start := time.Now()
+	keys := seedUsersAndKeys(t, e, n)
+	t.Logf("seeded %d users and %d keys in %v", n, keys, time.Since(start).Round(time.Millisecond))
+	last := strconv.Itoa((n + 2 + perPage - 1) / perPage) // root and bob too
+	mid := fmt.Sprintf("user-%05d", n/2)
+	for _, path := range []string{"users", "users?page=" + last, "users?q=" + mid, "users?q=user-1",
+		"appkeys", "appkeys?page=" + strconv.Itoa(2*n/perPage), "appkeys?q=" + mid, "appkeys?q=key-0001", "appkeys?q=user-1"} {
+		var times []time.Duration
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var caption string
+		for range 3 {
+			t0 := time.Now()
+			page := b.get(Prefix + path)
+			times = append(times, time.Since(t0))
+			_, c, _ := strings.Cut(page, `<caption class="muted">`)
+			caption, _, _ = strings.Cut(c, "</caption>")
+		}
+		runtime.ReadMemStats(&after)
+		slices.Sort(times)
+		t.Logf("%-28s %-34s median %8v  allocated %6.1f MB a view  RSS %4d MB", path, caption, times[1].Round(time.Millisecond),
+			float64(after.TotalAlloc-before.TotalAlloc)/3/1e6, rssMB())
+	}
+}
+
+// seedUsersAndKeys writes n users (user-00000, …) straight into e's
+// store, in batches of 500, and two application keys for each
+// (appkey.Seed), and returns how many keys it wrote.
+func seedUsersAndKeys(t *testing.T, e *engine.Engine, n int) int {
+	t.Helper()
+	ctx := context.Background()
 	now := time.Now().UTC()
 	var ops []storage.Op
 	var keys []appkey.SeedKey
@@ -55,28 +86,7 @@ func TestListPagesAtScale(t *testing.T) {
 	if _, err := appkey.Seed(ctx, e.Store, e.Keystore, keys); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("seeded %d users and %d keys in %v", n, len(keys), time.Since(start).Round(time.Millisecond))
-	last := strconv.Itoa((n + 2 + perPage - 1) / perPage) // root and bob too
-	mid := fmt.Sprintf("user-%05d", n/2)
-	for _, path := range []string{"users", "users?page=" + last, "users?q=" + mid, "users?q=user-1",
-		"appkeys", "appkeys?page=" + strconv.Itoa(2*n/perPage), "appkeys?q=" + mid, "appkeys?q=key-0001", "appkeys?q=user-1"} {
-		var times []time.Duration
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		var caption string
-		for range 3 {
-			t0 := time.Now()
-			page := b.get(Prefix + path)
-			times = append(times, time.Since(t0))
-			_, c, _ := strings.Cut(page, `<caption class="muted">`)
-			caption, _, _ = strings.Cut(c, "</caption>")
-		}
-		runtime.ReadMemStats(&after)
-		slices.Sort(times)
-		t.Logf("%-28s %-34s median %8v  allocated %6.1f MB a view  RSS %4d MB", path, caption, times[1].Round(time.Millisecond),
-			float64(after.TotalAlloc-before.TotalAlloc)/3/1e6, rssMB())
-	}
+	return len(keys)
 }
 
 // rssMB is the process's resident memory (Linux; 0 elsewhere).

@@ -51,7 +51,7 @@ type Options struct {
 func NewWith(t testing.TB, cfg engine.Config, opts Options) *engine.Engine {
 	t.Helper()
 	dir := t.TempDir()
-	var db storage.Store = opts.Backend
+	db := opts.Backend
 	if db == nil {
 		bdb, err := badger.Open(filepath.Join(dir, "badger"), badger.Options{})
 		if err != nil {
