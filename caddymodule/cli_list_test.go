@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,19 +107,7 @@ func TestListRefusesALinkThatDoesNotAdvance(t *testing.T) {
 			})
 			defer func(n int) { listPage = n }(listPage)
 			listPage = 2
-			done := make(chan error, 1)
-			go func() { done <- a.list("/gatehouse/users") }()
-			select {
-			case err := <-done:
-				if err == nil || !strings.Contains(err.Error(), c.want) {
-					t.Errorf("list: %v after %d calls; want an error saying %q", err, count.Load(), c.want)
-				}
-				if out.Len() != 0 {
-					t.Errorf("printed %q; want nothing", out)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("list still going after %d calls", count.Load())
-			}
+			checkListRefused(t, a, out, count, c.want)
 		})
 	}
 
@@ -229,19 +218,28 @@ func TestListStopsAListingWithoutEnd(t *testing.T) {
 			})
 			defer func(n, b, p int) { listPage, maxListBytes, maxListPages = n, b, p }(listPage, maxListBytes, maxListPages)
 			listPage, maxListBytes, maxListPages = 2, 8192, 40
-			done := make(chan error, 1)
-			go func() { done <- a.list("/gatehouse/users") }()
-			select {
-			case err := <-done:
-				if err == nil || !strings.Contains(err.Error(), c.want) {
-					t.Errorf("list: %v after %d calls; want an error saying %q", err, count.Load(), c.want)
-				}
-				if out.Len() != 0 {
-					t.Errorf("printed %d bytes; want nothing", out.Len())
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("list still going after %d calls", count.Load())
-			}
+			checkListRefused(t, a, out, count, c.want)
 		})
+	}
+}
+
+// checkListRefused lists the users through a, whose admin endpoint
+// answers pages that never end well, and checks that the listing ends,
+// within 30 s, in an error saying want, with nothing printed to out;
+// count is the endpoint's calls.
+func checkListRefused(t *testing.T, a *adminClient, out *bytes.Buffer, count *atomic.Int32, want string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- a.list("/gatehouse/users") }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("list: %v after %d calls; want an error saying %q", err, count.Load(), want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("printed %d bytes; want nothing", out.Len())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("list still going after %d calls", count.Load())
 	}
 }

@@ -34,21 +34,13 @@ func TestKeyListPages(t *testing.T) {
 	}
 	list := func(path string) ([]string, string) {
 		t.Helper()
-		w := httptest.NewRecorder()
-		f.admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
-		var views []View
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
-		}
-		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
+		views, link := f.listPage(t, path)
 		names := []string{}
 		for _, v := range views {
 			names = append(names, v.Name)
 		}
 		next := ""
-		if link := w.Header().Get("Link"); link != "" {
+		if link != "" {
 			target, rel, _ := strings.Cut(link, ";")
 			if strings.TrimSpace(rel) != `rel="next"` {
 				t.Fatalf("Link %q", link)
@@ -94,17 +86,7 @@ func TestKeyListPages(t *testing.T) {
 // key's record found past its rotation stub.
 func TestWholeListReadsRecordsInOneScan(t *testing.T) {
 	f := newFixture(t)
-	var want []string
-	for i := range 12 {
-		name := fmt.Sprintf("k-%02d", i)
-		if code := f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`","username":"alice"}`, nil); code != http.StatusCreated {
-			t.Fatalf("creating %s: %d", name, code)
-		}
-		want = append(want, name)
-	}
-	if code := f.call("POST", "/gatehouse/appkeys/k-03/rotate", `{"grace_seconds":60}`, nil); code != http.StatusOK {
-		t.Fatalf("rotating k-03: %d", code)
-	}
+	want := f.createKeysRotatingOne(t, 12, "k-03")
 	f.backend.Down.Store(true) // Get, GetEntry and GetMany fail; scans go on
 	defer f.backend.Down.Store(false)
 	var views []View
@@ -130,30 +112,7 @@ func TestWholeListReadsRecordsInOneScan(t *testing.T) {
 // past its rotation stub, the next page offered.
 func TestKeyPageReadsRecordsTogether(t *testing.T) {
 	f := newFixtureFailing(t, enginetest.CallGet|enginetest.CallGetEntry)
-	var want []string
-	for i := range 8 {
-		name := fmt.Sprintf("k-%02d", i)
-		if code := f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`","username":"alice"}`, nil); code != http.StatusCreated {
-			t.Fatalf("creating %s: %d", name, code)
-		}
-		want = append(want, name)
-	}
-	if code := f.call("POST", "/gatehouse/appkeys/k-01/rotate", `{"grace_seconds":60}`, nil); code != http.StatusOK {
-		t.Fatalf("rotating k-01: %d", code)
-	}
-	page := func(path string) ([]View, string) {
-		t.Helper()
-		w := httptest.NewRecorder()
-		f.admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
-		var views []View
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
-		}
-		if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		return views, w.Header().Get("Link")
-	}
+	want := f.createKeysRotatingOne(t, 8, "k-01")
 	names := func(views []View) []string {
 		var out []string
 		for _, v := range views {
@@ -162,15 +121,49 @@ func TestKeyPageReadsRecordsTogether(t *testing.T) {
 		return out
 	}
 	// The rotated key's record is read past its stub, on its own.
-	if views, link := page("/gatehouse/appkeys?limit=3"); !slices.Equal(names(views), want[:3]) || views[1].PreviousKeyValidUntil == nil || !strings.Contains(link, "after=k-02") {
+	if views, link := f.listPage(t, "/gatehouse/appkeys?limit=3"); !slices.Equal(names(views), want[:3]) || views[1].PreviousKeyValidUntil == nil || !strings.Contains(link, "after=k-02") {
 		t.Fatalf("the first page: %v, link %q; want %v, k-01 with its grace", names(views), link, want[:3])
 	}
 	f.backend.Down.Store(true) // Get and GetEntry fail; GetMany and scans go on
 	defer f.backend.Down.Store(false)
-	if views, link := page("/gatehouse/appkeys?limit=3&after=k-02"); !slices.Equal(names(views), want[3:6]) || !strings.Contains(link, "after=k-05") {
+	if views, link := f.listPage(t, "/gatehouse/appkeys?limit=3&after=k-02"); !slices.Equal(names(views), want[3:6]) || !strings.Contains(link, "after=k-05") {
 		t.Fatalf("a page with point reads failing: %v, link %q; want %v and a next page", names(views), link, want[3:6])
 	}
-	if views, link := page("/gatehouse/appkeys?prefix=k-0&after=k-05"); !slices.Equal(names(views), want[6:]) || link != "" {
+	if views, link := f.listPage(t, "/gatehouse/appkeys?prefix=k-0&after=k-05"); !slices.Equal(names(views), want[6:]) || link != "" {
 		t.Fatalf("the last page with point reads failing: %v, link %q; want %v", names(views), link, want[6:])
 	}
+}
+
+// createKeysRotatingOne creates n keys of alice, k-00 to k-<n-1>, rotates
+// the one named rotated with a minute's grace, and returns their names.
+func (f *fixture) createKeysRotatingOne(t *testing.T, n int, rotated string) []string {
+	t.Helper()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("k-%02d", i)
+		if code := f.call("POST", "/gatehouse/appkeys", `{"name":"`+name+`","username":"alice"}`, nil); code != http.StatusCreated {
+			t.Fatalf("creating %s: %d", name, code)
+		}
+		names = append(names, name)
+	}
+	if code := f.call("POST", "/gatehouse/appkeys/"+rotated+"/rotate", `{"grace_seconds":60}`, nil); code != http.StatusOK {
+		t.Fatalf("rotating %s: %d", rotated, code)
+	}
+	return names
+}
+
+// listPage GETs path, a page of the key list, and returns its keys and
+// its Link header.
+func (f *fixture) listPage(t *testing.T, path string) ([]View, string) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	f.admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+	var views []View
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &views); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return views, w.Header().Get("Link")
 }
