@@ -569,63 +569,59 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(storage.Entry) 
 
 // ScanFrom implements storage.RangeScanner: the iterator seeks to from.
 func (s *Store) ScanFrom(ctx context.Context, prefix, from string, fn func(storage.Entry) error) error {
+	return s.iterate(ctx, prefix, from, true, func(item *badgerdb.Item) error {
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(storage.Entry{Key: string(item.Key()), Value: v, ExpiresAt: expiry(item)}); err != nil {
+			return callerError{err}
+		}
+		return nil
+	})
+}
+
+// ScanKeys implements storage.KeyScanner: the iterator reads the keys
+// alone (no value is fetched from the value log).
+func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
+	return s.iterate(ctx, prefix, prefix, false, func(item *badgerdb.Item) error {
+		if err := fn(string(item.Key())); err != nil {
+			return callerError{err}
+		}
+		return nil
+	})
+}
+
+// iterate calls visit with every live item whose key starts with prefix
+// and is not below from, in ascending key order, in one consistent
+// snapshot; values says whether the iterator prefetches their values.
+// visit wraps the callback's own errors in callerError. A visit ending
+// the scan with storage.ErrStopScan ends it with a nil error.
+func (s *Store) iterate(ctx context.Context, prefix, from string, values bool, visit func(*badgerdb.Item) error) error {
 	if from < prefix {
 		from = prefix
 	}
 	err := s.db.View(func(txn *badgerdb.Txn) error {
 		opts := badgerdb.DefaultIteratorOptions
 		opts.Prefix = []byte(prefix)
+		opts.PrefetchValues = values
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek([]byte(from)); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			item := it.Item()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
+			if err := visit(it.Item()); err != nil {
 				return err
-			}
-			e := storage.Entry{Key: string(item.Key()), Value: v, ExpiresAt: expiry(item)}
-			if err := fn(e); err != nil {
-				return callerError{err}
 			}
 		}
 		return nil
 	})
-	return scanResult(err)
-}
-
-// scanResult is the error a scan that ended with err returns: none when
-// its callback stopped it (storage.ErrStopScan).
-func scanResult(err error) error {
 	err = result("scan", err)
 	if errors.Is(err, storage.ErrStopScan) {
 		return nil
 	}
 	return err
-}
-
-// ScanKeys implements storage.KeyScanner: the iterator reads the keys
-// alone (no value is fetched from the value log).
-func (s *Store) ScanKeys(ctx context.Context, prefix string, fn func(key string) error) error {
-	err := s.db.View(func(txn *badgerdb.Txn) error {
-		opts := badgerdb.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek([]byte(prefix)); it.Valid(); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := fn(string(it.Item().Key())); err != nil {
-				return callerError{err}
-			}
-		}
-		return nil
-	})
-	return scanResult(err)
 }
 
 // Batch implements storage.Store: all ops commit in one transaction.
@@ -757,4 +753,5 @@ func (logger) Debugf(string, ...any) {}
 var (
 	_ storage.Store        = (*Store)(nil)
 	_ storage.RangeScanner = (*Store)(nil)
+	_ storage.KeyScanner   = (*Store)(nil)
 )
