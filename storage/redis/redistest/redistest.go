@@ -97,7 +97,10 @@ func newServer(t testing.TB) *Server {
 func (s *Server) dataArgs(portFlag string) []string {
 	return []string{portFlag, strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}
+		"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log"),
+		// A replica's full sync starts at once, not after the 5 s Redis
+		// waits by default for more replicas to share it.
+		"--repl-diskless-sync-delay", "0"}
 }
 
 // makeCertificates writes into dir a CA (ca.pem), a server certificate
@@ -251,10 +254,21 @@ func (s *Server) end(sig syscall.Signal) {
 	}
 	cmd.Process.Signal(sig)
 	cmd.Process.Signal(syscall.SIGCONT) // a paused server handles sig only once running
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	// A server refuses a SIGTERM while it writes its initial append-only
+	// file ("Writing initial AOF, can't exit"), as a replica does just
+	// after its full sync: it is sent again until it exits.
+	again := time.NewTicker(100 * time.Millisecond)
+	defer again.Stop()
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case <-done:
+			return
+		case <-again.C:
+			cmd.Process.Signal(sig)
+		case <-deadline:
+			cmd.Process.Kill()
+			<-done
+			return
+		}
 	}
 }
