@@ -797,15 +797,16 @@ func (l *Log) shift(n int) {
 }
 
 // storePause is how long the writer stops trying a store that failed a
-// batch: the batches of that time are only logged.
-const storePause = time.Second
+// batch: the batches of that time are only logged. A variable for tests
+// (an outage's retries, without waiting a second for each).
+var storePause = time.Second
 
 // failLineInterval is the least time between two lines saying the store
 // refused a batch, in one outage: the writer tries it every storePause,
 // and a line each time was 3 600 an hour of a full disk, with or without
 // traffic. The outage's first line is logged at once, its end too (the
-// store accepts audit events again).
-const failLineInterval = time.Minute
+// store accepts audit events again). A variable for tests.
+var failLineInterval = time.Minute
 
 func (l *Log) logEvent(e Event) {
 	fields := []zap.Field{zap.String("kind", e.Kind), zap.String("outcome", e.Outcome), zap.String("username", e.Username),
