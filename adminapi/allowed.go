@@ -141,9 +141,11 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 // judge is wouldAllow but for the caveat of a rewrite that may run.
 func (c *Core) judge(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
 	if site != nil && site.Reaches != nil {
-		u := *target
-		req := (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
-		reaches, err := reach(site, req)
+		var reaches bool
+		err := recovered(func() (err error) {
+			reaches, err = site.Reaches(testRequest(r, method, target))
+			return err
+		})
 		switch {
 		case err != nil:
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
@@ -157,9 +159,8 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 	if site != nil && site.Rewrite != nil {
 		// The route judges the request as Caddy's rewrites before it
 		// leave it: handle_path /fin/* hands it /report for /fin/report.
-		u := *target
-		req := (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
-		if err := rewrite(site, req); err != nil {
+		req := testRequest(r, method, target)
+		if err := recovered(func() error { site.Rewrite(req); return nil }); err != nil {
 			return Allowed{Why: "the rewrites before " + site.Name + " (handle_path, uri, rewrite) could not be run on this request (" + err.Error() + "): no answer"}, nil
 		}
 		if req.Method != method || req.URL.Path != target.Path || req.URL.RawQuery != target.RawQuery {
@@ -172,26 +173,24 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 	return answer, err
 }
 
-// rewrite runs site's rewrites on req; a panic (a placeholder this copy of
-// a request lacks) is an error, not the admin server's.
-func rewrite(site *Site, req *http.Request) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("%v", v)
-		}
-	}()
-	site.Rewrite(req)
-	return nil
+// testRequest is the request of method for target that the role tester
+// runs a site's rewrites and path matchers on (a copy of target, which
+// they may change), with r's context.
+func testRequest(r *http.Request, method string, target *url.URL) *http.Request {
+	u := *target
+	return (&http.Request{Method: method, URL: &u, RequestURI: u.RequestURI(), Header: http.Header{}}).WithContext(r.Context())
 }
 
-// reach runs site.Reaches on req; a panic is an error, as in rewrite.
-func reach(site *Site, req *http.Request) (reaches bool, err error) {
+// recovered runs fn, a site's rewrites or path matchers on a test
+// request; a panic (a placeholder this copy of a request lacks) is an
+// error, not the admin server's.
+func recovered(fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("%v", v)
 		}
 	}()
-	return site.Reaches(req)
+	return fn()
 }
 
 // judgeAsIs is judge for the request as the route has it.
