@@ -43,10 +43,6 @@ func ReadPage(r *http.Request) (Page, error) {
 	return p, nil
 }
 
-// Full reports whether a page holding n entries is full: the listing
-// stops there, and a next page is offered when there is more.
-func (p Page) Full(n int) bool { return p.Limit > 0 && n >= p.Limit }
-
 // SetNext offers the next page of the listing r asked for, the entries
 // after the name last: a Link header (RFC 8288) with rel="next" naming
 // r's own path and query, its after set to last. A listing whose page

@@ -162,7 +162,7 @@ func TestTokensListPagesThrough(t *testing.T) {
 		more := false
 		for _, p := range pairs {
 			if key := p.Connector + "/" + p.ID; key > page.After {
-				if page.Full(len(out)) {
+				if len(out) == page.Limit {
 					more = true
 					break
 				}
