@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -191,67 +189,6 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 	return sites
 }
 
-// apply returns what runs rw's rewrites that always run on a request, in
-// order, as Caddy runs them before the gatehouse handler of srv's route;
-// nil for none. The request is prepared as srv prepares one (its
-// placeholders: {path}, {http.request.orig_uri}, the client's address).
-func (rw rewrites) apply(srv *caddyhttp.Server) func(*http.Request) {
-	if len(rw.always) == 0 {
-		return nil
-	}
-	return func(r *http.Request) {
-		repl := prepare(r, srv)
-		for _, h := range rw.always {
-			h.Rewrite(r, repl)
-		}
-	}
-}
-
-// prepare prepares r as srv prepares a request (its placeholders:
-// {path}, {http.request.orig_uri}, the client's address), returning its
-// replacer.
-func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(&net.TCPAddr{IP: net.IPv6unspecified}))
-	*r = *caddyhttp.PrepareRequest(r.WithContext(ctx), repl, headerOnly{}, srv)
-	return repl
-}
-
-// reaches returns what reports whether a request, as it comes to srv,
-// matches the path matchers of the routes around the gatehouse handler
-// (rw.paths), each after the rewrites that always run before it, as Caddy
-// matches them, and none of those of the routes before one of them that
-// take the request first (a handle block of its group, a respond or
-// reverse_proxy with a path matcher: pathCheck.not);
-// nil where no path matcher is around it. A rewrite with a matcher
-// before one is not known (rewrites.maybe notes it).
-func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
-	if len(rw.paths) == 0 {
-		return nil
-	}
-	return func(r *http.Request) (bool, error) {
-		repl := prepare(r, srv)
-		done := 0
-		for _, check := range rw.paths {
-			for ; done < check.at; done++ {
-				rw.always[done].Rewrite(r, repl)
-			}
-			matched := false
-			for _, m := range check.matchers {
-				ok, err := m.MatchWithError(r)
-				if err != nil {
-					return false, err
-				}
-				matched = matched || ok
-			}
-			if matched == check.not {
-				return false, nil
-			}
-		}
-		return true, nil
-	}
-}
-
 // servesItself names what h answers itself on path, to anyone, before
 // any credential or role is looked at (the JWKS, the login portal, the
 // connector token endpoints, the console), as ServeHTTP does; "" for a
@@ -266,19 +203,6 @@ func (h *Handler) servesItself(r *http.Request, path string) (string, error) {
 	}
 	return route.ServesItself(path), nil
 }
-
-// headerOnly is the response writer of a request prepared only to be
-// rewritten (rewrites.apply): its response headers are empty.
-type headerOnly struct{}
-
-// Header implements http.ResponseWriter.
-func (headerOnly) Header() http.Header { return http.Header{} }
-
-// Write implements http.ResponseWriter.
-func (headerOnly) Write(b []byte) (int, error) { return len(b), nil }
-
-// WriteHeader implements http.ResponseWriter.
-func (headerOnly) WriteHeader(int) {}
 
 // listenPorts are the ports (or port ranges) of a server's listen
 // addresses; an address without one (a unix socket) as written.

@@ -1,0 +1,397 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+)
+
+// The gatehouse handlers of a server's routes, found by walking them: the
+// hosts and paths each one's routes match (the connector package's
+// server addresses, the signing hosts) and the rewrites Caddy runs
+// before it (handle_path, uri, rewrite, method), which the role tester
+// (GET /gatehouse/users/{username}/allowed) runs on its request.
+
+// routeHosts is what rt's host matcher matches, hosts (what enclosing
+// routes matched) when it has none.
+func routeHosts(rt caddyhttp.Route, hosts []string) []string {
+	matched := hosts
+	for _, set := range rt.MatcherSets {
+		for _, m := range set {
+			if h, ok := m.(*caddyhttp.MatchHost); ok {
+				matched = *h
+			}
+		}
+	}
+	return matched
+}
+
+// handlerHosts returns the host names (lower case) of the routes (and
+// subroutes) holding a gatehouse handler that pick picks; hosts is what
+// enclosing routes matched. unnamed reports such a handler on a route
+// without a host name to name: none matched, a wildcard or a placeholder.
+func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []string) (out []string, unnamed bool) {
+	walkHandlers(routes, hosts, nil, rewrites{}, func(h *Handler, matched, _ []string, _ rewrites) {
+		if !pick(h) {
+			return
+		}
+		unnamed = unnamed || len(matched) == 0
+		for _, host := range matched {
+			if host == "" || strings.ContainsAny(host, "*{") {
+				unnamed = true
+				continue
+			}
+			out = append(out, strings.ToLower(host))
+		}
+	})
+	return out, unnamed
+}
+
+// rewrites are the rewrite handlers (handle_path's prefix strip, uri,
+// rewrite, method) that run before a gatehouse handler, in order: those
+// that run on every request that reaches it (always), and whether some
+// with a matcher may run too (maybe).
+type rewrites struct {
+	always []*rewrite.Rewrite
+	maybe  bool
+	// paths are the path matchers of the routes around the handler,
+	// outermost first, each with the rewrites that ran before it.
+	paths []pathCheck
+}
+
+// pathCheck is the path matcher of a route: a request takes the route
+// when one of matchers (one per matcher set) matches it as the first at
+// of the rewrites before the handler (rewrites.always) left it. With
+// not set, it is the path matcher of a route before the handler's that
+// answers what it matches itself (takesFirst): a request one of
+// matchers matches never reaches the handler.
+type pathCheck struct {
+	at       int
+	matchers []*caddyhttp.MatchPath
+	not      bool
+}
+
+// takesFirst is the check that a request is not taken by rt, a route
+// before the handler's own, whose matcher runs after the first at
+// rewrites: its matcher sets made of a path matcher alone (one with
+// another matcher, a header or a host, is not known to take the
+// tester's request, which has neither); false when it has none.
+func takesFirst(rt caddyhttp.Route, at int) (pathCheck, bool) {
+	check := pathCheck{at: at, not: true}
+	for _, set := range rt.MatcherSets {
+		if len(set) != 1 {
+			continue
+		}
+		if p, ok := set[0].(*caddyhttp.MatchPath); ok {
+			check.matchers = append(check.matchers, p)
+		}
+	}
+	return check, len(check.matchers) > 0
+}
+
+// answers reports whether handlers, a route's, answer every request they
+// get themselves, before any gatehouse handler among them: one of them
+// never calls the next handler (respond, redir, error, reverse_proxy).
+func answers(handlers []caddyhttp.MiddlewareHandler) bool {
+	for _, h := range handlers {
+		switch h.(type) {
+		case *Handler:
+			return false
+		case *caddyhttp.StaticResponse, *caddyhttp.StaticError, *reverseproxy.Handler:
+			return true
+		}
+	}
+	return false
+}
+
+// taking is a route with a path matcher before the handler's own in a
+// route list that takes what it matches (check): from the routes of
+// its group, which run only when it did not (handle blocks: the more
+// specific path first), and, when it answers itself (answers), from
+// every later route.
+type taking struct {
+	group   string
+	answers bool
+	check   pathCheck
+}
+
+// routePathCheck is rt's path matcher, for a route whose matcher runs
+// after the first at rewrites: false when one of its matcher sets has no
+// path matcher (the route takes any path) or it has none.
+func routePathCheck(rt caddyhttp.Route, at int) (pathCheck, bool) {
+	check := pathCheck{at: at}
+	for _, set := range rt.MatcherSets {
+		var found *caddyhttp.MatchPath
+		for _, m := range set {
+			if p, ok := m.(*caddyhttp.MatchPath); ok {
+				found = p
+			}
+		}
+		if found == nil {
+			return pathCheck{}, false
+		}
+		check.matchers = append(check.matchers, found)
+	}
+	return check, len(check.matchers) > 0
+}
+
+// then is rw with r run after it: always, or, with a matcher, maybe. A
+// rewrite that always runs but reads more of the request than its method
+// and target (placeholderKnown) runs, and makes it maybe too: the role
+// tester's request has no host, headers, matcher captures or variables.
+func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
+	if !always {
+		return rewrites{always: rw.always, maybe: true, paths: rw.paths}
+	}
+	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r), paths: rw.paths}
+}
+
+// rewriteKnown reports whether every placeholder r's settings name is
+// one whose value the role tester's request has as the data plane's has
+// it (placeholderKnown).
+func rewriteKnown(r *rewrite.Rewrite) bool {
+	raw, err := json.Marshal(r)
+	var settings any
+	if err != nil || json.Unmarshal(raw, &settings) != nil {
+		return false
+	}
+	return stringsKnown(settings)
+}
+
+// stringsKnown reports whether the placeholders of every string in v (a
+// decoded JSON value) are known (placeholderKnown).
+func stringsKnown(v any) bool {
+	switch v := v.(type) {
+	case string:
+		for rest := v; ; {
+			_, after, ok := strings.Cut(rest, "{")
+			if !ok {
+				return true
+			}
+			name, tail, ok := strings.Cut(after, "}")
+			if !ok {
+				return true
+			}
+			if !placeholderKnown(name) {
+				return false
+			}
+			rest = tail
+		}
+	case []any:
+		for _, e := range v {
+			if !stringsKnown(e) {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if !stringsKnown(e) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// placeholderKnown reports whether the placeholder name is the same for
+// the role tester's request as for the data plane's: the request's
+// method and target, the original ones, and what is the process's (its
+// environment, its system).
+func placeholderKnown(name string) bool {
+	for _, p := range []string{"http.request.uri", "http.request.orig_uri", "http.request.method", "http.request.orig_method", "env", "system"} {
+		if name == p || strings.HasPrefix(name, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// walkHandlers calls found, in order, with each gatehouse handler of
+// routes and their subroutes, the hosts its route's host matcher matches
+// (routeHosts), the path patterns of the innermost path matcher around
+// it (hosts and paths are what enclosing routes matched), and the
+// rewrites that run before it: a rewrite handler before it in its route, or
+// in a route before its own in a route list (with no matcher: always;
+// with one, or in a group another such route may take: maybe), within
+// the routes around it, and those a subroute before it in its route ran
+// (a nested route block, a handle block). It returns the rewrites the
+// handlers after routes see.
+func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) rewrites {
+	// The groups one of whose routes ran, surely (true) or perhaps
+	// (false): no other route of a group runs once one did.
+	groups := map[string]bool{}
+	// The groups a route of which may have rewritten the request (one
+	// with a matcher): the routes after that group may see it rewritten,
+	// the group's other routes not (they run only when it did not).
+	groupMaybe := map[string]bool{}
+	maybeFrom := func(group string) bool {
+		for g := range groupMaybe {
+			if g != group {
+				return true
+			}
+		}
+		return false
+	}
+	outer := before.paths // the path matchers around routes
+	// The routes so far that take what their path matcher matches from
+	// some later ones (taking), in order.
+	var takers []taking
+	for _, rt := range routes {
+		surely, perhaps := groups[rt.Group]
+		if rt.Group != "" && surely {
+			continue
+		}
+		matched, within := routeHosts(rt, hosts), routePaths(rt, paths)
+		always := len(rt.MatcherSets) == 0 && !perhaps
+		if rt.Group != "" {
+			groups[rt.Group] = always
+		}
+		inRoute := before
+		if maybeFrom(rt.Group) {
+			inRoute.maybe = true
+		}
+		inRoute.paths = outer
+		for _, t := range takers {
+			if t.answers || t.group != "" && t.group == rt.Group {
+				inRoute.paths = append(slices.Clip(inRoute.paths), t.check)
+			}
+		}
+		if check, ok := routePathCheck(rt, len(inRoute.always)); ok {
+			inRoute.paths = append(slices.Clip(inRoute.paths), check)
+		}
+		if t := (taking{group: rt.Group, answers: answers(rt.Handlers)}); t.group != "" || t.answers {
+			var ok bool
+			if t.check, ok = takesFirst(rt, len(inRoute.always)); ok {
+				takers = append(takers, t)
+			}
+		}
+		routeChecks := inRoute.paths
+		start := inRoute
+		for _, h := range rt.Handlers {
+			switch h := h.(type) {
+			case *Handler:
+				found(h, matched, within, inRoute)
+			case *caddyhttp.Subroute:
+				// Its rewrites stay with the request for the handlers
+				// after it (a subroute shares the request).
+				inRoute = walkHandlers(h.Routes, matched, within, inRoute, found)
+				inRoute.paths = routeChecks
+			case *rewrite.Rewrite:
+				inRoute = inRoute.then(h, true)
+			}
+		}
+		// The routes after this one see its rewrites: surely when it
+		// always runs, else perhaps.
+		switch rewrote := len(inRoute.always) > len(start.always) || inRoute.maybe && !start.maybe; {
+		case always:
+			before = inRoute
+		case rewrote && rt.Group != "":
+			groupMaybe[rt.Group] = true
+		case rewrote:
+			before.maybe = true
+		}
+		if always && rt.Terminal {
+			break
+		}
+	}
+	if maybeFrom("") {
+		before.maybe = true
+	}
+	before.paths = outer
+	return before
+}
+
+// routePaths is what rt's path matcher matches, paths (what enclosing
+// routes matched) when it has none.
+func routePaths(rt caddyhttp.Route, paths []string) []string {
+	for _, set := range rt.MatcherSets {
+		for _, m := range set {
+			if p, ok := m.(*caddyhttp.MatchPath); ok {
+				paths = *p
+			}
+		}
+	}
+	return paths
+}
+
+// apply returns what runs rw's rewrites that always run on a request, in
+// order, as Caddy runs them before the gatehouse handler of srv's route;
+// nil for none. The request is prepared as srv prepares one (its
+// placeholders: {path}, {http.request.orig_uri}, the client's address).
+func (rw rewrites) apply(srv *caddyhttp.Server) func(*http.Request) {
+	if len(rw.always) == 0 {
+		return nil
+	}
+	return func(r *http.Request) {
+		repl := prepare(r, srv)
+		for _, h := range rw.always {
+			h.Rewrite(r, repl)
+		}
+	}
+}
+
+// prepare prepares r as srv prepares a request (its placeholders:
+// {path}, {http.request.orig_uri}, the client's address), returning its
+// replacer.
+func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(&net.TCPAddr{IP: net.IPv6unspecified}))
+	*r = *caddyhttp.PrepareRequest(r.WithContext(ctx), repl, headerOnly{}, srv)
+	return repl
+}
+
+// reaches returns what reports whether a request, as it comes to srv,
+// matches the path matchers of the routes around the gatehouse handler
+// (rw.paths), each after the rewrites that always run before it, as Caddy
+// matches them, and none of those of the routes before one of them that
+// take the request first (a handle block of its group, a respond or
+// reverse_proxy with a path matcher: pathCheck.not);
+// nil where no path matcher is around it. A rewrite with a matcher
+// before one is not known (rewrites.maybe notes it).
+func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
+	if len(rw.paths) == 0 {
+		return nil
+	}
+	return func(r *http.Request) (bool, error) {
+		repl := prepare(r, srv)
+		done := 0
+		for _, check := range rw.paths {
+			for ; done < check.at; done++ {
+				rw.always[done].Rewrite(r, repl)
+			}
+			matched := false
+			for _, m := range check.matchers {
+				ok, err := m.MatchWithError(r)
+				if err != nil {
+					return false, err
+				}
+				matched = matched || ok
+			}
+			if matched == check.not {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+}
+
+// headerOnly is the response writer of a request prepared only to be
+// rewritten (rewrites.apply): its response headers are empty.
+type headerOnly struct{}
+
+// Header implements http.ResponseWriter.
+func (headerOnly) Header() http.Header { return http.Header{} }
+
+// Write implements http.ResponseWriter.
+func (headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader implements http.ResponseWriter.
+func (headerOnly) WriteHeader(int) {}
