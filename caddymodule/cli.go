@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -288,45 +289,12 @@ func (a *adminClient) list(path string) error { return a.listSorted(path, nil) }
 // pages in connector and ID order, the whole list newest first) prints
 // what the whole answer would.
 func (a *adminClient) listSorted(path string, sort func([]json.RawMessage) error) error {
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
+	all, err := a.readPages(path)
+	if errors.Is(err, errNoPages) {
+		return a.call(http.MethodGet, path, nil)
 	}
-	next := path + sep + "limit=" + fmt.Sprint(listPage)
-	var all []json.RawMessage
-	after, read := "", 0
-	for pages := 1; next != ""; pages++ {
-		if pages > maxListPages {
-			return fmt.Errorf("GET %s: the listing goes on past %d pages; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListPages)
-		}
-		raw, header, err := a.fetch(http.MethodGet, next, nil)
-		if err != nil && all == nil && isErrorAnswer(err) && strings.Contains(err.Error(), "unknown query parameter") && strings.Contains(err.Error(), "limit") {
-			return a.call(http.MethodGet, path, nil)
-		}
-		if err != nil {
-			return err
-		}
-		var page []json.RawMessage
-		if err := json.Unmarshal(raw, &page); err != nil {
-			return fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
-		}
-		if read += len(raw); read > maxListBytes {
-			return fmt.Errorf("GET %s: the listing is over %d bytes; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListBytes)
-		}
-		all = append(all, page...)
-		asked := next
-		if next, err = nextLink(header); err != nil || next == "" {
-			if err != nil {
-				return err
-			}
-			break
-		}
-		if len(page) == 0 {
-			return fmt.Errorf("GET %s: an empty page offers a next one (%s); the listing would not end", shorten(asked), shorten(next))
-		}
-		if after, err = advances(asked, next, after); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	if sort != nil {
 		if err := sort(all); err != nil {
@@ -338,6 +306,58 @@ func (a *adminClient) listSorted(path string, sort func([]json.RawMessage) error
 	// as a single answer is, so that the output is the same either way.
 	joined := append([]byte("["), bytes.Join(rawBytes(all), []byte(","))...)
 	return a.print(append(joined, ']', '\n'))
+}
+
+// errNoPages is readPages' error for a server from before pages: its
+// first answer refused the limit parameter.
+var errNoPages = errors.New("the admin API does not read pages")
+
+// readPages reads the whole listing path, a page of listPage entries at
+// a time, following each answer's Link rel="next" until there is none,
+// and returns the entries of every page in the order they came. A next
+// link that does not move the listing on is an error (advances), and so
+// is a listing past maxListPages pages or maxListBytes bytes.
+func (a *adminClient) readPages(path string) ([]json.RawMessage, error) {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	next := path + sep + "limit=" + fmt.Sprint(listPage)
+	var all []json.RawMessage
+	after, read := "", 0
+	for pages := 1; ; pages++ {
+		if pages > maxListPages {
+			return nil, fmt.Errorf("GET %s: the listing goes on past %d pages; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListPages)
+		}
+		raw, header, err := a.fetch(http.MethodGet, next, nil)
+		if err != nil && all == nil && isErrorAnswer(err) && strings.Contains(err.Error(), "unknown query parameter") && strings.Contains(err.Error(), "limit") {
+			return nil, errNoPages
+		}
+		if err != nil {
+			return nil, err
+		}
+		var page []json.RawMessage
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return nil, fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
+		}
+		if read += len(raw); read > maxListBytes {
+			return nil, fmt.Errorf("GET %s: the listing is over %d bytes; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListBytes)
+		}
+		all = append(all, page...)
+		asked := next
+		if next, err = nextLink(header); err != nil {
+			return nil, err
+		}
+		if next == "" {
+			return all, nil
+		}
+		if len(page) == 0 {
+			return nil, fmt.Errorf("GET %s: an empty page offers a next one (%s); the listing would not end", shorten(asked), shorten(next))
+		}
+		if after, err = advances(asked, next, after); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // rawBytes is values as byte slices.
