@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -613,25 +614,14 @@ func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	// on the user's name); only the page's keys are read.
 	var ofUsers map[string]bool
 	if name != "" {
-		users, err := c.engine.Accounts.UserNames(r.Context(), name)
+		keys, indexed, err := c.keyNamesOfUsersNamed(r.Context(), name)
 		if err != nil {
-			return nil, err
-		}
-		ids, err := c.engine.Accounts.UserIDs(r.Context(), users)
-		if err != nil {
-			return nil, err
-		}
-		idSet := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			idSet[id] = true
-		}
-		var indexed bool
-		if ofUsers, indexed, err = appkey.KeyNamesOfUsers(r.Context(), c.engine.Store, idSet); err != nil {
 			return nil, err
 		}
 		if !indexed {
 			return loadAllAppKeys(c, r, v, d)
 		}
+		ofUsers = keys
 	}
 	var names []string
 	err := appkey.KeyNames(r.Context(), c.engine.Store, func(key string) error {
@@ -665,6 +655,26 @@ func loadAppKeys(c *Console, r *http.Request, v *viewer) (any, error) {
 	}
 	d.Here = Prefix + "appkeys?" + url.Values{"q": {d.Q}, "page": {strconv.Itoa(d.Page)}}.Encode()
 	return d, nil
+}
+
+// keyNamesOfUsersNamed returns the names of the keys of the users whose
+// canonical name holds part, from the store's keys (the users' names,
+// their IDs, their keys' entries: appkey.KeyNamesOfUsers), and true; or
+// false when not every key has its account's entry yet.
+func (c *Console) keyNamesOfUsersNamed(ctx context.Context, part string) (map[string]bool, bool, error) {
+	users, err := c.engine.Accounts.UserNames(ctx, part)
+	if err != nil {
+		return nil, false, err
+	}
+	ids, err := c.engine.Accounts.UserIDs(ctx, users)
+	if err != nil {
+		return nil, false, err
+	}
+	idSet := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		idSet[id] = true
+	}
+	return appkey.KeyNamesOfUsers(ctx, c.engine.Store, idSet)
 }
 
 // loadAllAppKeys is loadAppKeys from every key's record (the whole
