@@ -56,8 +56,8 @@ type runPlace struct {
 	at  int
 }
 
-// minRunLetters is the fewest letters a keyboard run or a repeated part
-// must have to count ("asd", "aaaa", "haha").
+// minRunLetters and minRepeatLetters are the fewest letters a keyboard
+// run and a repeated part must have to count ("asd"; "aaaa", "haha").
 const (
 	minRunLetters    = 3
 	minRepeatLetters = 4
