@@ -705,22 +705,8 @@ func (s *Store) Close() error {
 		close(s.stop)
 		s.wg.Wait()
 		if s.dir != nil {
-			dir := s.db.Opts().Dir
-			err := s.closable()
-			switch {
-			case err != nil && s.problem.Load() == writesGone:
-				s.log.Warn("the Badger database is left open, not closed: its directory was removed or replaced, and closing would try for ever to write "+
-					"its memtable into a table there", zap.String("dir", dir), zap.Error(err))
-			case err != nil:
-				s.log.Warn("the Badger database is left open, not closed: closing writes its memtable into a new table, which cannot be done now; "+
-					"its log holds every acknowledged write, and the next start replays it (or the next open of it in this process, once it can be closed)",
-					zap.String("dir", dir), zap.Error(err))
-			}
-			if err != nil {
-				s.closeErr = storeutil.Unavailable("closing Badger database", err)
-				leftOpenMu.Lock()
-				leftOpen = append(leftOpen, s)
-				leftOpenMu.Unlock()
+			if err := s.closable(); err != nil {
+				s.leaveOpen(err)
 				return
 			}
 		}
@@ -729,6 +715,26 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// leaveOpen leaves the store open, not closed, since it cannot be
+// (closable: err): it warns why, Close returns ErrUnavailable, and an Open
+// of its directory in this process closes it once it can be
+// (closeLeftOpen).
+func (s *Store) leaveOpen(err error) {
+	dir := s.db.Opts().Dir
+	if s.problem.Load() == writesGone {
+		s.log.Warn("the Badger database is left open, not closed: its directory was removed or replaced, and closing would try for ever to write "+
+			"its memtable into a table there", zap.String("dir", dir), zap.Error(err))
+	} else {
+		s.log.Warn("the Badger database is left open, not closed: closing writes its memtable into a new table, which cannot be done now; "+
+			"its log holds every acknowledged write, and the next start replays it (or the next open of it in this process, once it can be closed)",
+			zap.String("dir", dir), zap.Error(err))
+	}
+	s.closeErr = storeutil.Unavailable("closing Badger database", err)
+	leftOpenMu.Lock()
+	leftOpen = append(leftOpen, s)
+	leftOpenMu.Unlock()
 }
 
 // logger adapts zap to Badger's logger, keeping warnings and errors only.
