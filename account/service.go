@@ -189,12 +189,8 @@ type UserQuery struct {
 // q.Prefix) on, and only until the page is full, so that a page costs
 // what it holds rather than every account.
 func (s *Service) UsersPage(ctx context.Context, q UserQuery) ([]*User, bool, error) {
-	prefix, from := userPrefix+q.Prefix, userPrefix+q.After+"\x00"
-	if q.After == "" {
-		from = prefix
-	}
 	out, more := []*User{}, false
-	err := storage.ScanFrom(ctx, s.store, prefix, from, func(e storage.Entry) error {
+	err := storage.ScanFrom(ctx, s.store, userPrefix+q.Prefix, storage.KeyAfter(userPrefix, q.After), func(e storage.Entry) error {
 		u, err := decodeUser(e.Value)
 		if err != nil {
 			return fmt.Errorf("decoding %s: %w", e.Key, err)

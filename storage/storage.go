@@ -178,6 +178,17 @@ func ScanFrom(ctx context.Context, s Store, prefix, from string, fn func(Entry) 
 	})
 }
 
+// KeyAfter is where a scan resumes after the key base+after (a listing's
+// page after the name after, its keys named base+name): the least key
+// above it. "" for an empty after (a first page), which ScanFrom reads
+// as the start of its prefix.
+func KeyAfter(base, after string) string {
+	if after == "" {
+		return ""
+	}
+	return base + after + "\x00"
+}
+
 // KeyScanner is implemented by backends that can list keys without
 // reading their values (Badger iterates its keys alone; Redis reads its
 // key index and checks on the server which keys still exist): what counting

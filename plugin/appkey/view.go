@@ -137,10 +137,7 @@ func (s *Service) listPage(ctx context.Context, q keyQuery) ([]View, bool, error
 		views, err := s.list(ctx)
 		return views, false, err
 	}
-	prefix, from := namePrefix+q.prefix, namePrefix+q.after+"\x00"
-	if q.after == "" {
-		from = prefix
-	}
+	prefix, from := namePrefix+q.prefix, storage.KeyAfter(namePrefix, q.after)
 	views, now := []View{}, s.now()
 	for {
 		// The names still wanted and one more (whether more follow); a

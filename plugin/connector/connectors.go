@@ -312,12 +312,8 @@ func (p *Plugin) List(ctx context.Context) ([]View, error) {
 // more follow the last one returned. The store is read from after on,
 // and only until the page is full.
 func (p *Plugin) ListPage(ctx context.Context, after string, limit int) ([]View, bool, error) {
-	from := connectorPrefix + after + "\x00"
-	if after == "" {
-		from = connectorPrefix
-	}
 	out, more := []View{}, false
-	err := storage.ScanFrom(ctx, p.engine.Store, connectorPrefix, from, func(e storage.Entry) error {
+	err := storage.ScanFrom(ctx, p.engine.Store, connectorPrefix, storage.KeyAfter(connectorPrefix, after), func(e storage.Entry) error {
 		if limit > 0 && len(out) == limit {
 			more = true
 			return storage.ErrStopScan

@@ -450,13 +450,9 @@ func (p *Plugin) ListTokensPage(ctx context.Context, connector, username, after 
 	if connector != "" {
 		prefix = connTokenScanPrefix(connector)
 	}
-	from := prefix
-	if after != "" {
-		from = connTokenPrefix + after + "\x00"
-	}
 	now := p.now()
 	out, more := []TokenView{}, false
-	err := storage.ScanFrom(ctx, p.engine.Store, prefix, from, func(e storage.Entry) error {
+	err := storage.ScanFrom(ctx, p.engine.Store, prefix, storage.KeyAfter(connTokenPrefix, after), func(e storage.Entry) error {
 		var m tokenMeta
 		if err := json.Unmarshal(e.Value, &m); err != nil {
 			return fmt.Errorf("decoding %s: %w", e.Key, err)
