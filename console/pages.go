@@ -146,17 +146,22 @@ func loadOverview(c *Console, r *http.Request, v *viewer) (any, error) {
 	}
 	d.AppKeys.N = n
 	for _, l := range []struct {
-		path string
-		n    *count
+		path   string
+		n      *count
+		capped bool // read a page of overviewCap+1 (the roles are few: every one)
 	}{
-		{"/gatehouse/roles", &d.Roles}, {"/gatehouse/connectors?limit=" + strconv.Itoa(overviewCap+1), &d.Connectors},
+		{"/gatehouse/roles", &d.Roles, false}, {"/gatehouse/connectors", &d.Connectors, true},
 	} {
+		path := l.path
+		if l.capped {
+			path += "?limit=" + strconv.Itoa(overviewCap+1)
+		}
 		var list []json.RawMessage
-		if err := c.call(r, v, http.MethodGet, l.path, nil, &list); err != nil {
+		if err := c.call(r, v, http.MethodGet, path, nil, &list); err != nil {
 			return nil, err
 		}
 		*l.n = count{N: len(list)}
-		if strings.Contains(l.path, "?limit=") && len(list) > overviewCap {
+		if l.capped && len(list) > overviewCap {
 			*l.n = count{N: overviewCap, More: true}
 		}
 	}
