@@ -45,9 +45,11 @@ type Site struct {
 	// server (before Rewrite), matches the path matchers of the route and
 	// of those around it, as Caddy matches them, and is not taken first
 	// by a route before one of them (a more specific handle block of its
-	// group, a respond or reverse_proxy with a path matcher): one that
-	// does not reach it is routed elsewhere, and this route never judges
-	// it. Nil: every path reaches the route. Not listed.
+	// group, a respond or reverse_proxy with a path matcher, alone or
+	// with a method matcher; not a reverse_proxy with handle_response
+	// routes, which pass the request on): one that does not reach it is
+	// routed elsewhere, and this route never judges it. Nil: every path
+	// reaches the route. Not listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`
 	// Serves, when set, names what the route's gatehouse handler answers
 	// itself on a path (the request's, as Rewrite leaves it), to anyone,
@@ -151,7 +153,7 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
 		case !reaches:
 			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
-				"or a route before it takes it first (a handle block of its group with a more specific path, a respond or reverse_proxy with a path matcher), " +
+				"or a route before it takes it first (a handle block of its group with a more specific path, a respond or reverse_proxy with a path or method matcher), " +
 				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
 		}
 	}

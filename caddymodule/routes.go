@@ -75,37 +75,55 @@ type rewrites struct {
 // matchers matches never reaches the handler.
 type pathCheck struct {
 	at       int
-	matchers []*caddyhttp.MatchPath
+	matchers []caddyhttp.RequestMatcherWithError
 	not      bool
 }
 
 // takesFirst is the check that a request is not taken by rt, a route
 // before the handler's own, whose matcher runs after the first at
-// rewrites: its matcher sets made of a path matcher alone (one with
-// another matcher, a header or a host, is not known to take the
-// tester's request, which has neither); false when it has none.
+// rewrites: its matcher sets of path and method matchers alone, which
+// read only what the tester's request has (@pub { method GET; path /p/* }
+// takes GET /p/x; a set with another matcher, a header or a host, is
+// not known to take the tester's request, which has neither); false
+// when it has none.
 func takesFirst(rt caddyhttp.Route, at int) (pathCheck, bool) {
 	check := pathCheck{at: at, not: true}
 	for _, set := range rt.MatcherSets {
-		if len(set) != 1 {
-			continue
-		}
-		if p, ok := set[0].(*caddyhttp.MatchPath); ok {
-			check.matchers = append(check.matchers, p)
+		if knownSet(set) {
+			check.matchers = append(check.matchers, set)
 		}
 	}
 	return check, len(check.matchers) > 0
 }
 
+// knownSet reports whether set is made of path and method matchers
+// alone: matchers the tester's request (a method and a target) is
+// matched by as a real request with them is.
+func knownSet(set caddyhttp.MatcherSet) bool {
+	for _, m := range set {
+		switch m.(type) {
+		case *caddyhttp.MatchPath, *caddyhttp.MatchMethod:
+		default:
+			return false
+		}
+	}
+	return len(set) > 0
+}
+
 // answers reports whether handlers, a route's, answer every request they
 // get themselves, before any gatehouse handler among them: one of them
 // never calls the next handler (respond, redir, error, reverse_proxy).
+// A reverse_proxy with handle_response routes is not known to: Caddy
+// runs those routes before the next handler, which a route that writes
+// no response reaches (forward_auth's on the auth server's 2xx).
 func answers(handlers []caddyhttp.MiddlewareHandler) bool {
 	for _, h := range handlers {
-		switch h.(type) {
+		switch h := h.(type) {
 		case *Handler:
 			return false
-		case *caddyhttp.StaticResponse, *caddyhttp.StaticError, *reverseproxy.Handler:
+		case *reverseproxy.Handler:
+			return len(h.HandleResponse) == 0
+		case *caddyhttp.StaticResponse, *caddyhttp.StaticError:
 			return true
 		}
 	}

@@ -293,6 +293,50 @@ func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 	}
 }
 
+// TestGatedSitesKnowWhichRoutesTakeAPathFirst: a route before the
+// site's gatehouse takes a request first when its matcher is known to
+// match the tester's request and it answers: a method and path matcher
+// (@pub { method GET; path /fin/pub/* } respond @pub) takes GET
+// /fin/pub/x, which the data plane serves to anyone, and was judged by
+// the site's roles; a reverse_proxy with handle_response routes
+// (forward_auth) does not, its routes passing the request on to the
+// gatehouse on the auth server's 2xx, and was said not_routed.
+func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
+	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
+	}
+	path := func(p string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath{p}; return &m }
+	get := &caddyhttp.MatchMethod{http.MethodGet}
+	respond := &caddyhttp.StaticResponse{Body: "public"}
+	forwardAuth := &reverseproxy.Handler{HandleResponse: []caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}}}}}
+	servers := map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+		{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{
+			route(forwardAuth, path("/fin/fa/*")),
+			route(respond, get, path("/fin/pub/*")),
+			route(respond, get, path("/fin/hdr/*"), &caddyhttp.MatchHeader{"X-Internal": {"1"}}),
+			route(respond, &caddyhttp.MatchMethod{http.MethodDelete}),
+			{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}},
+		}}}},
+	}}}
+	want := []struct {
+		method, path string
+		reaches      bool
+	}{
+		{"GET", "/fin/fa/x", true}, {"GET", "/fin/pub/x", false}, {"POST", "/fin/pub/x", true},
+		{"GET", "/fin/hdr/x", true}, {"GET", "/fin/x", true}, {"DELETE", "/fin/x", false},
+	}
+	sites := gatedSitesOf(servers)
+	if len(sites) != 1 || sites[0].Reaches == nil {
+		t.Fatalf("sites %+v; want one with Reaches", sites)
+	}
+	for _, w := range want {
+		got, err := sites[0].Reaches(httptest.NewRequest(w.method, w.path, nil))
+		if err != nil || got != w.reaches {
+			t.Errorf("%s %s reaches the site %t (%v); want %t", w.method, w.path, got, err, w.reaches)
+		}
+	}
+}
+
 // TestGatedSitesKnowTheConsoleIsGatehouses: a route that accepts sessions
 // serves the console itself, past its require_role, and the tester's
 // Serves says so.
