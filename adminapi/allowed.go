@@ -46,8 +46,9 @@ type Site struct {
 	// of those around it, as Caddy matches them, and is not taken first
 	// by a route before one of them (a more specific handle block of its
 	// group, a respond or reverse_proxy with a path matcher, alone or
-	// with a method matcher; not a reverse_proxy with handle_response
-	// routes, which pass the request on): one that does not reach it is
+	// with a method matcher, or a block answering all it takes; not a
+	// reverse_proxy with handle_response routes, which pass the request
+	// on): one that does not reach it is
 	// routed elsewhere, and this route never judges it. Nil: every path
 	// reaches the route. Not listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`

@@ -115,7 +115,11 @@ func knownSet(set caddyhttp.MatcherSet) bool {
 // never calls the next handler (respond, redir, error, reverse_proxy).
 // A reverse_proxy with handle_response routes is not known to: Caddy
 // runs those routes before the next handler, which a route that writes
-// no response reaches (forward_auth's on the auth server's 2xx).
+// no response reaches (forward_auth's on the auth server's 2xx). A
+// subroute does when one of its routes that always runs answers
+// (routesAnswer): handle /fin/public/* { respond } in a route block
+// takes what it matches from the gatehouse after it as surely as
+// respond /fin/public/* does.
 func answers(handlers []caddyhttp.MiddlewareHandler) bool {
 	for _, h := range handlers {
 		switch h := h.(type) {
@@ -124,6 +128,26 @@ func answers(handlers []caddyhttp.MiddlewareHandler) bool {
 		case *reverseproxy.Handler:
 			return len(h.HandleResponse) == 0
 		case *caddyhttp.StaticResponse, *caddyhttp.StaticError:
+			return true
+		case *caddyhttp.Subroute:
+			if routesAnswer(h.Routes) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// routesAnswer reports whether a request that routes (a subroute's) get
+// is surely answered among them, never passed on past them: one of them
+// without a matcher answers (answers), and no route before it in its
+// group may take the request instead.
+func routesAnswer(routes caddyhttp.RouteList) bool {
+	for i, rt := range routes {
+		if len(rt.MatcherSets) > 0 || !answers(rt.Handlers) {
+			continue
+		}
+		if rt.Group == "" || !slices.ContainsFunc(routes[:i], func(o caddyhttp.Route) bool { return o.Group == rt.Group }) {
 			return true
 		}
 	}

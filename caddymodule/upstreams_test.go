@@ -298,7 +298,9 @@ func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 // match the tester's request and it answers: a method and path matcher
 // (@pub { method GET; path /fin/pub/* } respond @pub) takes GET
 // /fin/pub/x, which the data plane serves to anyone, and was judged by
-// the site's roles; a reverse_proxy with handle_response routes
+// the site's roles, as was a handle block answering in a route block
+// (route { handle /fin/handled/* { respond } gatehouse … }); a
+// reverse_proxy with handle_response routes
 // (forward_auth) does not, its routes passing the request on to the
 // gatehouse on the auth server's 2xx, and was said not_routed.
 func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
@@ -315,6 +317,16 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 			route(respond, get, path("/fin/pub/*")),
 			route(respond, get, path("/fin/hdr/*"), &caddyhttp.MatchHeader{"X-Internal": {"1"}}),
 			route(respond, &caddyhttp.MatchMethod{http.MethodDelete}),
+			// route { handle /fin/handled/* { respond } gatehouse … }: the
+			// handle block's subroute answers, surely.
+			route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{respond}}}}, path("/fin/handled/*")),
+			// A subroute that answers only some paths, or whose answering
+			// route another of its group may replace, passes the others on.
+			route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, path("/nowhere"))}}, path("/fin/some/*")),
+			route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{
+				{Group: "g", MatcherSets: caddyhttp.MatcherSets{{path("/fin/grp/x")}}, Handlers: []caddyhttp.MiddlewareHandler{&headers.Handler{}}},
+				{Group: "g", Handlers: []caddyhttp.MiddlewareHandler{respond}},
+			}}, path("/fin/grp/*")),
 			{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}},
 		}}}},
 	}}}
@@ -324,6 +336,7 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 	}{
 		{"GET", "/fin/fa/x", true}, {"GET", "/fin/pub/x", false}, {"POST", "/fin/pub/x", true},
 		{"GET", "/fin/hdr/x", true}, {"GET", "/fin/x", true}, {"DELETE", "/fin/x", false},
+		{"GET", "/fin/handled/x", false}, {"GET", "/fin/some/x", true}, {"GET", "/fin/grp/x", true},
 	}
 	sites := gatedSitesOf(servers)
 	if len(sites) != 1 || sites[0].Reaches == nil {
