@@ -77,6 +77,10 @@ type pathCheck struct {
 	at       int
 	matchers []caddyhttp.RequestMatcherWithError
 	not      bool
+	// unless, for a not check, are the matcher sets of the routes of the
+	// taking route's group before it: a request one of them matches is
+	// taken by that route instead, which may pass it on.
+	unless []caddyhttp.RequestMatcherWithError
 }
 
 // takesFirst is the check that a request is not taken by rt, a route
@@ -286,6 +290,13 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 	// The routes so far that take what their path matcher matches from
 	// some later ones (taking), in order.
 	var takers []taking
+	// The matcher sets of the routes of each group so far, the number of
+	// rewrites before the group's first (its later routes' matchers must
+	// run after as many), and the groups one of whose routes' matchers
+	// the tester cannot evaluate (knownSet) or runs after other rewrites.
+	groupSets := map[string][]caddyhttp.RequestMatcherWithError{}
+	groupAt := map[string]int{}
+	groupUnknown := map[string]bool{}
 	for _, rt := range routes {
 		surely, perhaps := groups[rt.Group]
 		if rt.Group != "" && surely {
@@ -309,10 +320,32 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 		if check, ok := routePathCheck(rt, len(inRoute.always)); ok {
 			inRoute.paths = append(slices.Clip(inRoute.paths), check)
 		}
-		if t := (taking{group: rt.Group, answers: answers(rt.Handlers)}); t.group != "" || t.answers {
+		// A route that answers takes its paths from every later route
+		// unless a route of its group before it took the request instead
+		// (handle @fin { header } before handle /fin/public/* { respond }:
+		// the first passes /fin/public/x on): those routes' matchers are
+		// checked too, and one the tester cannot evaluate leaves it
+		// unknown.
+		if rt.Group != "" {
+			if at, ok := groupAt[rt.Group]; !ok {
+				groupAt[rt.Group] = len(inRoute.always)
+			} else if at != len(inRoute.always) {
+				groupUnknown[rt.Group] = true
+			}
+		}
+		if t := (taking{group: rt.Group, answers: answers(rt.Handlers) && !groupUnknown[rt.Group]}); t.group != "" || t.answers {
 			var ok bool
 			if t.check, ok = takesFirst(rt, len(inRoute.always)); ok {
+				if t.answers && rt.Group != "" {
+					t.check.unless = groupSets[rt.Group]
+				}
 				takers = append(takers, t)
+			}
+		}
+		if rt.Group != "" {
+			for _, set := range rt.MatcherSets {
+				groupSets[rt.Group] = append(slices.Clip(groupSets[rt.Group]), set)
+				groupUnknown[rt.Group] = groupUnknown[rt.Group] || !knownSet(set)
 			}
 		}
 		routeChecks := inRoute.paths
@@ -409,13 +442,16 @@ func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, err
 			for ; done < check.at; done++ {
 				rw.always[done].Rewrite(r, repl)
 			}
-			matched := false
-			for _, m := range check.matchers {
-				ok, err := m.MatchWithError(r)
+			matched, err := matchesAny(check.matchers, r)
+			if err != nil {
+				return false, err
+			}
+			if matched && check.not {
+				unless, err := matchesAny(check.unless, r)
 				if err != nil {
 					return false, err
 				}
-				matched = matched || ok
+				matched = !unless
 			}
 			if matched == check.not {
 				return false, nil
@@ -423,6 +459,17 @@ func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, err
 		}
 		return true, nil
 	}
+}
+
+// matchesAny reports whether one of matchers matches r.
+func matchesAny(matchers []caddyhttp.RequestMatcherWithError, r *http.Request) (bool, error) {
+	for _, m := range matchers {
+		ok, err := m.MatchWithError(r)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
 }
 
 // headerOnly is the response writer of a request prepared only to be

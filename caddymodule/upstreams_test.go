@@ -307,7 +307,7 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
 		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
 	}
-	path := func(p string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath{p}; return &m }
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
 	get := &caddyhttp.MatchMethod{http.MethodGet}
 	respond := &caddyhttp.StaticResponse{Body: "public"}
 	forwardAuth := &reverseproxy.Handler{HandleResponse: []caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}}}}}
@@ -327,6 +327,10 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 				{Group: "g", MatcherSets: caddyhttp.MatcherSets{{path("/fin/grp/x")}}, Handlers: []caddyhttp.MiddlewareHandler{&headers.Handler{}}},
 				{Group: "g", Handlers: []caddyhttp.MiddlewareHandler{respond}},
 			}}, path("/fin/grp/*")),
+			// route { handle @fin { header } handle /fin/both/* { respond } … }:
+			// the first block of the group takes /fin/both/x and passes it on.
+			{Group: "h", MatcherSets: caddyhttp.MatcherSets{{path("/fin/both/*", "/fin/first/*")}}, Handlers: []caddyhttp.MiddlewareHandler{&headers.Handler{}}},
+			{Group: "h", MatcherSets: caddyhttp.MatcherSets{{path("/fin/both/*", "/fin/second/*")}}, Handlers: []caddyhttp.MiddlewareHandler{respond}},
 			{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}},
 		}}}},
 	}}}
@@ -337,6 +341,7 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 		{"GET", "/fin/fa/x", true}, {"GET", "/fin/pub/x", false}, {"POST", "/fin/pub/x", true},
 		{"GET", "/fin/hdr/x", true}, {"GET", "/fin/x", true}, {"DELETE", "/fin/x", false},
 		{"GET", "/fin/handled/x", false}, {"GET", "/fin/some/x", true}, {"GET", "/fin/grp/x", true},
+		{"GET", "/fin/both/x", true}, {"GET", "/fin/second/x", false},
 	}
 	sites := gatedSitesOf(servers)
 	if len(sites) != 1 || sites[0].Reaches == nil {
