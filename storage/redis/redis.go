@@ -185,6 +185,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err == nil {
 		err = s.checkPublish(ctx)
 	}
+	if err == nil {
+		err = s.checkScripts(ctx)
+	}
 	if err != nil {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+s.setupHint(err), err)
@@ -198,6 +201,19 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	s.wg.Go(s.sweep)
 	return s, nil
 }
+
+// checkScripts runs a script that reads and writes nothing: a user whose
+// ACL refuses scripts (-@scripting) could open the store and read, but
+// every compare-and-swap, increment and keys-only or filtered listing
+// would answer 503, so Open refuses it with the permission named
+// (setupHint) instead.
+func (s *Store) checkScripts(ctx context.Context) error {
+	return scriptCheck.Run(ctx, s.client, nil).Err()
+}
+
+// scriptCheck is checkScripts' script; go-redis runs it with EVALSHA,
+// loading it with EVAL the first time, as it runs every other script.
+var scriptCheck = goredis.NewScript("return 1")
 
 // setupHint says, for an error of the first calls to Redis that points to
 // a setting rather than an outage, which setting to check (an empty
@@ -217,6 +233,8 @@ func (s *Store) setupHint(err error) string {
 		return s.channelHint()
 	case has("WRONGPASS", "NOAUTH", "invalid username-password"):
 		return " (Redis refused the URL's user or password: check them; the offline commands take a password left out of the URL from GATEHOUSE_REDIS_PASSWORD)"
+	case has("NOPERM") && has("'eval'", "'evalsha'", "'script|"):
+		return " (the URL's Redis user may not run scripts: its ACL needs +@scripting, or +eval +evalsha +script|load; every write and long listing uses one)"
 	case has("NOPERM"):
 		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
 	case has("DB index is out of range"):

@@ -417,6 +417,18 @@ func TestACLUserAndPassword(t *testing.T) {
 	}
 }
 
+// TestUserWithoutScriptsIsRefusedAtOpen: a user whose ACL refuses
+// scripts is refused at Open, with the permission named: it opened the
+// store, and then every compare-and-swap, increment and keys-only or
+// filtered listing answered 503, the error naming only a NOPERM.
+func TestUserWithoutScriptsIsRefusedAtOpen(t *testing.T) {
+	srv := redistest.Start(t, "--user", "noscripts", "on", ">pw", "~gatehouse:*", "&gatehouse:*", "+@all", "-@scripting")
+	_, err := Open(t.Context(), "redis://noscripts:pw@"+srv.Addr()+"/0", Options{Timeout: 2 * time.Second})
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "+@scripting") {
+		t.Fatalf("Open as a user without scripts = %v; want ErrUnavailable naming +@scripting", err)
+	}
+}
+
 // TestRefusedChannelWritesNothing: a user whose ACL lacks the
 // invalidation channel (&gatehouse:*) is refused at Open, with the
 // permission named; one that loses it while the store is open has every
