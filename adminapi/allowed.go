@@ -44,13 +44,13 @@ type Site struct {
 	// Reaches, when set, reports whether a request, as it comes to the
 	// server (before Rewrite), matches the path matchers of the route and
 	// of those around it, as Caddy matches them, and is not taken first
-	// by a route before one of them (a more specific handle block of its
-	// group, a respond or reverse_proxy with a path matcher, alone or
-	// with a method matcher, or a block answering all it takes; not a
-	// reverse_proxy with handle_response routes, which pass the request
-	// on): one that does not reach it is
-	// routed elsewhere, and this route never judges it. Nil: every path
-	// reaches the route. Not listed.
+	// by a route before one of them (a handle block of its group; a
+	// respond, redir, error or reverse_proxy with a path or method
+	// matcher, or both; a block answering all it takes, unless a block of
+	// its group before it takes the request instead; not a reverse_proxy
+	// with handle_response routes, which pass the request on): one that
+	// does not reach it is routed elsewhere, and this route never judges
+	// it. Nil: every path reaches the route. Not listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`
 	// Serves, when set, names what the route's gatehouse handler answers
 	// itself on a path (the request's, as Rewrite leaves it), to anyone,

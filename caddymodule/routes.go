@@ -70,9 +70,11 @@ type rewrites struct {
 // pathCheck is the path matcher of a route: a request takes the route
 // when one of matchers (one per matcher set) matches it as the first at
 // of the rewrites before the handler (rewrites.always) left it. With
-// not set, it is the path matcher of a route before the handler's that
-// answers what it matches itself (takesFirst): a request one of
-// matchers matches never reaches the handler.
+// not set, it is the matcher of a route before the handler's that takes
+// what it matches first (takesFirst: its path and method matcher sets; a
+// route of the handler's group, or one that answers what it matches
+// itself): a request one of matchers matches, and none of unless,
+// never reaches the handler.
 type pathCheck struct {
 	at       int
 	matchers []caddyhttp.RequestMatcherWithError
@@ -427,8 +429,9 @@ func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
 // matches the path matchers of the routes around the gatehouse handler
 // (rw.paths), each after the rewrites that always run before it, as Caddy
 // matches them, and none of those of the routes before one of them that
-// take the request first (a handle block of its group, a respond or
-// reverse_proxy with a path matcher: pathCheck.not);
+// take the request first (a handle block of its group, a respond,
+// redir, error or reverse_proxy with a path or method matcher, a block
+// that answers: pathCheck.not);
 // nil where no path matcher is around it. A rewrite with a matcher
 // before one is not known (rewrites.maybe notes it).
 func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
