@@ -154,7 +154,7 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
 		case !reaches:
 			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
-				"or a route before it takes it first (a handle block of its group with a more specific path, a respond or reverse_proxy with a path or method matcher), " +
+				"or a route before it takes it first (a handle block of its group with a more specific path; a respond, redir, error or reverse_proxy, or a block that answers, with a path or method matcher), " +
 				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
 		}
 	}

@@ -234,7 +234,7 @@ func (s *Store) setupHint(err error) string {
 	case has("WRONGPASS", "NOAUTH", "invalid username-password"):
 		return " (Redis refused the URL's user or password: check them; the offline commands take a password left out of the URL from GATEHOUSE_REDIS_PASSWORD)"
 	case has("NOPERM") && has("'eval'", "'evalsha'", "'script|"):
-		return " (the URL's Redis user may not run scripts: its ACL needs +@scripting, or +eval +evalsha +script|load; every write and long listing uses one)"
+		return " (the URL's Redis user may not run scripts: its ACL needs +@scripting, or +eval +evalsha; every write and long listing uses one)"
 	case has("NOPERM"):
 		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
 	case has("DB index is out of range"):
