@@ -273,6 +273,17 @@ func placeholderKnown(name string) bool {
 // (a nested route block, a handle block). It returns the rewrites the
 // handlers after routes see.
 func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) rewrites {
+	after, _ := walkRoutes(routes, hosts, paths, before, found)
+	return after
+}
+
+// walkRoutes is walkHandlers, returning too the checks (pathCheck.not) of
+// what routes answer among themselves, never passing it on past them: a
+// respond, a handle block that answers, with a path or method matcher
+// (takesFirst), in a nested route block (route { respond /fin/pub/* }
+// before a gatehouse takes /fin/pub/x from it as surely as
+// respond /fin/pub/* does).
+func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) (rewrites, []pathCheck) {
 	// The groups one of whose routes ran, surely (true) or perhaps
 	// (false): no other route of a group runs once one did.
 	groups := map[string]bool{}
@@ -292,6 +303,9 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 	// The routes so far that take what their path matcher matches from
 	// some later ones (taking), in order.
 	var takers []taking
+	// Whether a route before may answer requests the tester cannot tell
+	// it does (entered): the answers after it say so (rewrites.maybe).
+	unsure := false
 	// The matcher sets of the routes of each group so far, the number of
 	// rewrites before the group's first (its later routes' matchers must
 	// run after as many), and the groups one of whose routes' matchers
@@ -310,7 +324,7 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			groups[rt.Group] = always
 		}
 		inRoute := before
-		if maybeFrom(rt.Group) {
+		if maybeFrom(rt.Group) || unsure {
 			inRoute.maybe = true
 		}
 		inRoute.paths = outer
@@ -344,6 +358,7 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 				takers = append(takers, t)
 			}
 		}
+		groupBefore, groupWasUnknown := groupSets[rt.Group], groupUnknown[rt.Group]
 		if rt.Group != "" {
 			for _, set := range rt.MatcherSets {
 				groupSets[rt.Group] = append(slices.Clip(groupSets[rt.Group]), set)
@@ -351,16 +366,34 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			}
 		}
 		routeChecks := inRoute.paths
-		start := inRoute
+		start, at := inRoute, len(inRoute.always)
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {
 			case *Handler:
 				found(h, matched, within, inRoute)
 			case *caddyhttp.Subroute:
 				// Its rewrites stay with the request for the handlers
-				// after it (a subroute shares the request).
-				inRoute = walkHandlers(h.Routes, matched, within, inRoute, found)
+				// after it (a subroute shares the request), and what it
+				// answers among its routes never reaches them, nor the
+				// routes after this one (unless a route of its group
+				// before it took the request instead).
+				var answered []pathCheck
+				inRoute, answered = walkRoutes(h.Routes, matched, within, inRoute, found)
+				for _, check := range answered {
+					taken, known := entered(rt, at, check)
+					if !known || groupWasUnknown {
+						// Not told: the answer says so (rewrites.maybe).
+						unsure = true
+						continue
+					}
+					if rt.Group != "" {
+						taken.unless = append(slices.Clip(taken.unless), groupBefore...)
+					}
+					routeChecks = append(slices.Clip(routeChecks), taken)
+					takers = append(takers, taking{answers: true, check: taken})
+				}
 				inRoute.paths = routeChecks
+				inRoute.maybe = inRoute.maybe || unsure
 			case *rewrite.Rewrite:
 				inRoute = inRoute.then(h, true)
 			}
@@ -379,11 +412,42 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 			break
 		}
 	}
-	if maybeFrom("") {
+	if maybeFrom("") || unsure {
 		before.maybe = true
 	}
 	before.paths = outer
-	return before
+	var answered []pathCheck
+	for _, t := range takers {
+		if t.answers {
+			answered = append(answered, t.check)
+		}
+	}
+	return before, answered
+}
+
+// entered is check, of a route in rt's subroute that answers what it
+// matches, as the route list around rt sees it: a request that one of
+// rt's matcher sets (run after the first at rewrites) and check both
+// match. Not known (false) when rt has a matcher set the tester cannot
+// evaluate (knownSet), or a rewrite in the subroute runs before check's
+// matchers.
+func entered(rt caddyhttp.Route, at int, check pathCheck) (pathCheck, bool) {
+	if len(rt.MatcherSets) == 0 {
+		return check, true
+	}
+	if check.at != at {
+		return pathCheck{}, false
+	}
+	both := pathCheck{at: at, not: true, unless: check.unless}
+	for _, set := range rt.MatcherSets {
+		if !knownSet(set) {
+			return pathCheck{}, false
+		}
+		for _, m := range check.matchers {
+			both.matchers = append(both.matchers, append(slices.Clone(set), m))
+		}
+	}
+	return both, true
 }
 
 // routePaths is what rt's path matcher matches, paths (what enclosing

@@ -355,6 +355,52 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 	}
 }
 
+// TestGatedSitesKnowWhatNestedRoutesAnswer: a route block before the
+// gatehouse whose own routes answer some paths (route { respond /fin/in/* },
+// route { handle /fin/in/* { respond } }) takes those from it, within what
+// the block's matcher matches; a block whose matcher the tester cannot
+// evaluate leaves a caveat (MayRewrite) instead of a confident answer.
+func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
+	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
+	}
+	always := func(routes ...caddyhttp.Route) caddyhttp.Route {
+		return caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}
+	}
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
+	respond := &caddyhttp.StaticResponse{Body: "public"}
+	gate := caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}}
+	sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{always(
+		always(route(respond, path("/fin/in/*"))),
+		always(caddyhttp.Route{Group: "g", MatcherSets: caddyhttp.MatcherSets{{path("/fin/handled/*")}},
+			Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{respond}}}}}}),
+		route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, &caddyhttp.MatchMethod{http.MethodGet})}}, path("/fin/only/*")),
+		gate,
+	)}}})
+	if len(sites) != 1 || sites[0].Reaches == nil || sites[0].MayRewrite {
+		t.Fatalf("sites %+v; want one with Reaches and no caveat", sites)
+	}
+	for _, w := range []struct {
+		method, path string
+		reaches      bool
+	}{
+		{"GET", "/fin/in/x", false}, {"POST", "/fin/handled/x", false}, {"GET", "/fin/only/x", false},
+		{"POST", "/fin/only/x", true}, {"GET", "/fin/x", true},
+	} {
+		got, err := sites[0].Reaches(httptest.NewRequest(w.method, w.path, nil))
+		if err != nil || got != w.reaches {
+			t.Errorf("%s %s reaches the site %t (%v); want %t", w.method, w.path, got, err, w.reaches)
+		}
+	}
+	unknown := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{always(
+		route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, path("/fin/in/*"))}}, &caddyhttp.MatchHeader{"X-Internal": {"1"}}),
+		gate,
+	)}}})
+	if len(unknown) != 1 || !unknown[0].MayRewrite {
+		t.Errorf("sites %+v; want one with the caveat (a header matcher around what answers)", unknown)
+	}
+}
+
 // TestGatedSitesKnowTheConsoleIsGatehouses: a route that accepts sessions
 // serves the console itself, past its require_role, and the tester's
 // Serves says so.
