@@ -41,6 +41,12 @@ type Site struct {
 	// and target (its host, headers, a matcher's captures, variables),
 	// which the answer cannot tell. Not listed.
 	MayRewrite bool `json:"-"`
+	// MayBeAnswered says that a handler before the route's gatehouse
+	// handler may answer some requests itself, which the answer cannot
+	// tell: one the tester does not know (invoke, intercept, a plugin's),
+	// or one answering what a matcher it cannot evaluate (a header, a
+	// host) matches around a nested route block. Not listed.
+	MayBeAnswered bool `json:"-"`
 	// Reaches, when set, reports whether a request, as it comes to the
 	// server (before Rewrite), matches the path matchers of the route and
 	// of those around it, as Caddy matches them, and is not taken first
@@ -136,6 +142,11 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 	if site != nil && site.MayRewrite {
 		answer.Why += "; a rewrite with a matcher (rewrite, uri, try_files), or one reading more of the request than its method and target " +
 			"(its host, headers, a matcher's captures, variables), may change this request before " + site.Name +
+			" judges it, which this answer does not know"
+	}
+	if site != nil && site.MayBeAnswered {
+		answer.Why += "; a handler before " + site.Name + " that this tester does not know (invoke, intercept, a plugin's), or one answering what " +
+			"a matcher it cannot evaluate matches (a header, a host), may answer this request itself, to anyone, before " + site.Name +
 			" judges it, which this answer does not know"
 	}
 	return answer, err

@@ -10,8 +10,17 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/logging"
+	maphandler "github.com/caddyserver/caddy/v2/modules/caddyhttp/map"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/requestbody"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/templates"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/tracing"
+	"github.com/caddyserver/caddy/v2/modules/metrics"
 )
 
 // The gatehouse handlers of a server's routes, found by walking them: the
@@ -62,6 +71,11 @@ func handlerHosts(routes caddyhttp.RouteList, pick func(*Handler) bool, hosts []
 type rewrites struct {
 	always []*rewrite.Rewrite
 	maybe  bool
+	// unsure says that a handler before it may answer some requests
+	// itself in a way the tester cannot tell (one it does not know:
+	// invoke, intercept, a plugin's; or one that answers what a matcher
+	// it cannot evaluate matches, around a subroute): the answer says so.
+	unsure bool
 	// paths are the path matchers of the routes around the handler,
 	// outermost first, each with the rewrites that ran before it.
 	paths []pathCheck
@@ -118,7 +132,8 @@ func knownSet(set caddyhttp.MatcherSet) bool {
 
 // answers reports whether handlers, a route's, answer every request they
 // get themselves, before any gatehouse handler among them: one of them
-// never calls the next handler (respond, redir, error, reverse_proxy).
+// never calls the next handler (respond, redir, error, abort,
+// reverse_proxy, file_server without pass_thru, metrics).
 // A reverse_proxy with handle_response routes is not known to: Caddy
 // runs those routes before the next handler, which a route that writes
 // no response reaches (forward_auth's on the auth server's 2xx). A
@@ -133,13 +148,32 @@ func answers(handlers []caddyhttp.MiddlewareHandler) bool {
 			return false
 		case *reverseproxy.Handler:
 			return len(h.HandleResponse) == 0
-		case *caddyhttp.StaticResponse, *caddyhttp.StaticError:
+		case *caddyhttp.StaticResponse, *caddyhttp.StaticError, *metrics.Metrics:
 			return true
+		case *fileserver.FileServer:
+			return !h.PassThru
 		case *caddyhttp.Subroute:
 			if routesAnswer(h.Routes) {
 				return true
 			}
 		}
+	}
+	return false
+}
+
+// passesOn reports whether h, a handler before a gatehouse handler, is one
+// the tester knows: it calls the next handler on every request
+// (header, vars, map, request_body, encode, templates, tracing,
+// log_append), or the tester walks it (a subroute, a rewrite, a gatehouse
+// handler) or knows when it answers (answers). Another may answer some
+// requests itself (invoke, intercept, a plugin's handler): the tester
+// cannot tell which.
+func passesOn(h caddyhttp.MiddlewareHandler) bool {
+	switch h.(type) {
+	case *Handler, *caddyhttp.Subroute, *rewrite.Rewrite, *reverseproxy.Handler, *caddyhttp.StaticResponse, *caddyhttp.StaticError,
+		*metrics.Metrics, *fileserver.FileServer, *headers.Handler, caddyhttp.VarsMiddleware, *caddyhttp.VarsMiddleware,
+		*maphandler.Handler, *requestbody.RequestBody, *encode.Encode, *templates.Templates, *tracing.Tracing, *logging.LogAppend:
+		return true
 	}
 	return false
 }
@@ -197,9 +231,9 @@ func routePathCheck(rt caddyhttp.Route, at int) (pathCheck, bool) {
 // tester's request has no host, headers, matcher captures or variables.
 func (rw rewrites) then(r *rewrite.Rewrite, always bool) rewrites {
 	if !always {
-		return rewrites{always: rw.always, maybe: true, paths: rw.paths}
+		return rewrites{always: rw.always, maybe: true, unsure: rw.unsure, paths: rw.paths}
 	}
-	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r), paths: rw.paths}
+	return rewrites{always: append(slices.Clip(rw.always), r), maybe: rw.maybe || !rewriteKnown(r), unsure: rw.unsure, paths: rw.paths}
 }
 
 // rewriteKnown reports whether every placeholder r's settings name is
@@ -303,8 +337,8 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 	// The routes so far that take what their path matcher matches from
 	// some later ones (taking), in order.
 	var takers []taking
-	// Whether a route before may answer requests the tester cannot tell
-	// it does (entered): the answers after it say so (rewrites.maybe).
+	// Whether a route so far may answer requests the tester cannot tell
+	// it does (rewrites.unsure).
 	unsure := false
 	// The matcher sets of the routes of each group so far, the number of
 	// rewrites before the group's first (its later routes' matchers must
@@ -324,9 +358,10 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 			groups[rt.Group] = always
 		}
 		inRoute := before
-		if maybeFrom(rt.Group) || unsure {
+		if maybeFrom(rt.Group) {
 			inRoute.maybe = true
 		}
+		inRoute.unsure = inRoute.unsure || unsure
 		inRoute.paths = outer
 		for _, t := range takers {
 			if t.answers || t.group != "" && t.group == rt.Group {
@@ -382,8 +417,8 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 				for _, check := range answered {
 					taken, known := entered(rt, at, check)
 					if !known || groupWasUnknown {
-						// Not told: the answer says so (rewrites.maybe).
-						unsure = true
+						// Not told: the answer says so.
+						inRoute.unsure = true
 						continue
 					}
 					if rt.Group != "" {
@@ -393,11 +428,13 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 					takers = append(takers, taking{answers: true, check: taken})
 				}
 				inRoute.paths = routeChecks
-				inRoute.maybe = inRoute.maybe || unsure
 			case *rewrite.Rewrite:
 				inRoute = inRoute.then(h, true)
+			default:
+				inRoute.unsure = inRoute.unsure || !passesOn(h)
 			}
 		}
+		unsure = unsure || inRoute.unsure
 		// The routes after this one see its rewrites: surely when it
 		// always runs, else perhaps.
 		switch rewrote := len(inRoute.always) > len(start.always) || inRoute.maybe && !start.maybe; {
@@ -412,9 +449,10 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 			break
 		}
 	}
-	if maybeFrom("") || unsure {
+	if maybeFrom("") {
 		before.maybe = true
 	}
+	before.unsure = before.unsure || unsure
 	before.paths = outer
 	var answered []pathCheck
 	for _, t := range takers {

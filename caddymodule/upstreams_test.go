@@ -10,9 +10,14 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+	"github.com/caddyserver/caddy/v2/modules/metrics"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 )
 
 // TestUpstreamsReachedWithoutGatehouse: of the sites of one config, the
@@ -359,7 +364,7 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 // gatehouse whose own routes answer some paths (route { respond /fin/in/* },
 // route { handle /fin/in/* { respond } }) takes those from it, within what
 // the block's matcher matches; a block whose matcher the tester cannot
-// evaluate leaves a caveat (MayRewrite) instead of a confident answer.
+// evaluate leaves a caveat (MayBeAnswered) instead of a confident answer.
 func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
 	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
 		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
@@ -377,7 +382,7 @@ func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
 		route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, &caddyhttp.MatchMethod{http.MethodGet})}}, path("/fin/only/*")),
 		gate,
 	)}}})
-	if len(sites) != 1 || sites[0].Reaches == nil || sites[0].MayRewrite {
+	if len(sites) != 1 || sites[0].Reaches == nil || sites[0].MayRewrite || sites[0].MayBeAnswered {
 		t.Fatalf("sites %+v; want one with Reaches and no caveat", sites)
 	}
 	for _, w := range []struct {
@@ -396,8 +401,44 @@ func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
 		route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, path("/fin/in/*"))}}, &caddyhttp.MatchHeader{"X-Internal": {"1"}}),
 		gate,
 	)}}})
-	if len(unknown) != 1 || !unknown[0].MayRewrite {
+	if len(unknown) != 1 || !unknown[0].MayBeAnswered {
 		t.Errorf("sites %+v; want one with the caveat (a header matcher around what answers)", unknown)
+	}
+}
+
+// TestGatedSitesKnowWhichHandlersAnswer: file_server (without pass_thru)
+// and metrics with a path matcher before the gatehouse answer what they
+// match, to anyone; a handler the tester does not know (invoke) leaves a
+// caveat (MayBeAnswered); handlers that pass every request on (header,
+// vars, encode) leave none.
+func TestGatedSitesKnowWhichHandlersAnswer(t *testing.T) {
+	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
+	}
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
+	gated := func(before ...caddyhttp.Route) adminapi.Site {
+		t.Helper()
+		routes := append(before, caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}})
+		sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+			{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}}}})
+		if len(sites) != 1 {
+			t.Fatalf("sites %+v; want one", sites)
+		}
+		return sites[0]
+	}
+	site := gated(route(&fileserver.FileServer{}, path("/fin/fs/*")), route(&metrics.Metrics{}, path("/fin/metrics")),
+		route(&fileserver.FileServer{PassThru: true}, path("/fin/pass/*")),
+		route(&headers.Handler{}), route(caddyhttp.VarsMiddleware{}), route(&encode.Encode{}))
+	if site.Reaches == nil || site.MayBeAnswered || site.MayRewrite {
+		t.Fatalf("site %+v; want Reaches and no caveat", site)
+	}
+	for p, want := range map[string]bool{"/fin/fs/x": false, "/fin/metrics": false, "/fin/pass/x": true, "/fin/x": true} {
+		if got, err := site.Reaches(httptest.NewRequest(http.MethodGet, p, nil)); err != nil || got != want {
+			t.Errorf("GET %s reaches the site %t (%v); want %t", p, got, err, want)
+		}
+	}
+	if site := gated(route(&caddyhttp.Invoke{Name: "inv"}, path("/fin/inv/*"))); !site.MayBeAnswered {
+		t.Errorf("site %+v; want the caveat (invoke before the gatehouse)", site)
 	}
 }
 
