@@ -337,9 +337,11 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 	// The routes so far that take what their path matcher matches from
 	// some later ones (taking), in order.
 	var takers []taking
-	// Whether a route so far may answer requests the tester cannot tell
-	// it does (rewrites.unsure).
-	unsure := false
+	// The groups ("" for a route of none) a route of which may answer
+	// requests the tester cannot tell it does (rewrites.unsure): every
+	// later route but those of the same group (which run only when it
+	// did not) may miss them.
+	unsure := map[string]bool{}
 	// The matcher sets of the routes of each group so far, the number of
 	// rewrites before the group's first (its later routes' matchers must
 	// run after as many), and the groups one of whose routes' matchers
@@ -361,7 +363,9 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 		if maybeFrom(rt.Group) {
 			inRoute.maybe = true
 		}
-		inRoute.unsure = inRoute.unsure || unsure
+		for g := range unsure {
+			inRoute.unsure = inRoute.unsure || g == "" || g != rt.Group
+		}
 		inRoute.paths = outer
 		for _, t := range takers {
 			if t.answers || t.group != "" && t.group == rt.Group {
@@ -434,7 +438,9 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 				inRoute.unsure = inRoute.unsure || !passesOn(h)
 			}
 		}
-		unsure = unsure || inRoute.unsure
+		if inRoute.unsure && !start.unsure {
+			unsure[rt.Group] = true
+		}
 		// The routes after this one see its rewrites: surely when it
 		// always runs, else perhaps.
 		switch rewrote := len(inRoute.always) > len(start.always) || inRoute.maybe && !start.maybe; {
@@ -452,7 +458,7 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 	if maybeFrom("") {
 		before.maybe = true
 	}
-	before.unsure = before.unsure || unsure
+	before.unsure = before.unsure || len(unsure) > 0
 	before.paths = outer
 	var answered []pathCheck
 	for _, t := range takers {

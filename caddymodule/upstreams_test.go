@@ -440,6 +440,15 @@ func TestGatedSitesKnowWhichHandlersAnswer(t *testing.T) {
 	if site := gated(route(&caddyhttp.Invoke{Name: "inv"}, path("/fin/inv/*"))); !site.MayBeAnswered {
 		t.Errorf("site %+v; want the caveat (invoke before the gatehouse)", site)
 	}
+	// handle /api/* { invoke … } beside handle /fin/* { gatehouse … }: the
+	// blocks of a group exclude each other, so no caveat.
+	grouped := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+		{Group: "g", MatcherSets: caddyhttp.MatcherSets{{path("/api/*")}}, Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Invoke{Name: "inv"}}},
+		{Group: "g", MatcherSets: caddyhttp.MatcherSets{{path("/fin/*")}}, Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}},
+	}}})
+	if len(grouped) != 1 || grouped[0].MayBeAnswered {
+		t.Errorf("sites %+v; want one without the caveat (invoke in another block of its group)", grouped)
+	}
 }
 
 // TestGatedSitesKnowTheConsoleIsGatehouses: a route that accepts sessions
