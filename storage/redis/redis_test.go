@@ -551,6 +551,43 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	}
 }
 
+// TestTLSSentinelVerifiesEachServerByItsOwnAddress: through a Sentinel
+// over TLS, the Sentinel is verified against the URL's host and the
+// master against the address the Sentinel reports for it (127.0.0.1),
+// each by its own name. go-redis verified every connection against the
+// URL's first host, so a master was taken on a certificate for the
+// Sentinel's name (any server holding one passed for the master, the
+// store's every read and write through it) and refused on its own.
+func TestTLSSentinelVerifiesEachServerByItsOwnAddress(t *testing.T) {
+	quick := Options{Timeout: 15 * time.Second}
+	through := func(sentinel *redistest.Server) string {
+		return fmt.Sprintf("rediss://localhost:%d/0?master_name=gatehouse-primary&ca_file=%s", sentinel.Port(), sentinel.CAFile())
+	}
+
+	// A master whose certificate names its own address, not the Sentinel's.
+	master := redistest.StartTLSFor(t, "127.0.0.1")
+	sentinel := redistest.StartTLSSentinel(t, master, "gatehouse-primary", "localhost")
+	s, err := Open(context.Background(), through(sentinel), quick)
+	if err != nil {
+		t.Fatalf("a master whose certificate names the address the Sentinel reports: %v; want it verified against that address", err)
+	}
+	if err := s.Put(t.Context(), "k", []byte("through a TLS Sentinel"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// A master whose certificate names the Sentinel's host, not its own
+	// address: not the master's certificate.
+	impostor := redistest.StartTLSFor(t, "localhost")
+	sentinel = redistest.StartTLSSentinel(t, impostor, "gatehouse-primary", "localhost")
+	if s, err := Open(context.Background(), through(sentinel), quick); err == nil {
+		s.Close()
+		t.Fatal("a master whose certificate names only the Sentinel's host was taken; want it refused (verified against its own address)")
+	} else if !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("a master with another server's certificate: %v; want ErrUnavailable", err)
+	}
+}
+
 // FuzzInvalidationMessage feeds arbitrary payloads from the invalidation
 // channel: never a panic; a well-formed message of another instance
 // invalidates exactly its key, this instance's own messages nothing, and

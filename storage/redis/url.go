@@ -192,6 +192,15 @@ func parseURL(rawURL string) (endpoint, error) {
 			client: func(d time.Duration) goredis.UniversalClient {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
+				if o.TLSConfig != nil {
+					// Each Sentinel is verified against its own host and the
+					// master against the address the Sentinels report for it
+					// (crypto/tls infers the name when empty), not every one
+					// against the URL's first host, as go-redis sets it: a
+					// server holding a certificate for a Sentinel's name would
+					// otherwise pass for the master.
+					o.TLSConfig.ServerName = ""
+				}
 				files.apply(o.TLSConfig)
 				return callDeadline(goredis.NewFailoverClient(o), o.ReadTimeout)
 			},

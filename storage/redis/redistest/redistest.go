@@ -37,6 +37,8 @@ type Server struct {
 	// tls is set for a server that speaks only TLS (StartTLS).
 	tls    *tls.Config
 	caFile string
+	// ca is the CA that signed a StartTLS server's certificate.
+	ca *testca.CA
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -57,18 +59,27 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 
 // StartTLS launches a private redis-server that speaks only TLS, with a
 // certificate for 127.0.0.1 from a CA made for the test (CAFile).
-func StartTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, false) }
+func StartTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, false, "127.0.0.1") }
+
+// StartTLSFor is StartTLS with a certificate that names only names (IP
+// addresses or DNS names), which need not include the address the server
+// listens on (127.0.0.1).
+func StartTLSFor(t testing.TB, names ...string) *Server {
+	t.Helper()
+	return startTLS(t, false, names...)
+}
 
 // StartMutualTLS is StartTLS with a server that also demands a client
 // certificate from the test CA (ClientCertFile, ClientKeyFile).
-func StartMutualTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, true) }
+func StartMutualTLS(t testing.TB) *Server { t.Helper(); return startTLS(t, true, "127.0.0.1") }
 
-func startTLS(t testing.TB, clientAuth bool) *Server {
+func startTLS(t testing.TB, clientAuth bool, names ...string) *Server {
 	t.Helper()
 	s := newServer(t)
-	pool, client := makeCertificates(t, s.dir)
+	var client tls.Certificate
+	s.ca, client = makeCertificates(t, s.dir, names...)
 	s.caFile = filepath.Join(s.dir, "ca.pem")
-	s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{client}}
+	s.tls = &tls.Config{RootCAs: s.ca.Pool, ServerName: names[0], Certificates: []tls.Certificate{client}}
 	auth := "no"
 	if clientAuth {
 		auth = "yes"
@@ -104,19 +115,19 @@ func (s *Server) dataArgs(portFlag string) []string {
 }
 
 // makeCertificates writes into dir a CA (ca.pem), a server certificate
-// for 127.0.0.1 (server.pem, server-key.pem) and a client certificate
+// for names (server.pem, server-key.pem) and a client certificate
 // (client.pem, client-key.pem), both signed by the CA. It returns the CA
-// pool and the client certificate.
-func makeCertificates(t testing.TB, dir string) (*x509.CertPool, tls.Certificate) {
+// and the client certificate.
+func makeCertificates(t testing.TB, dir string, names ...string) (*testca.CA, tls.Certificate) {
 	t.Helper()
 	ca := testca.New(t, dir)
-	ca.Issue("server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "127.0.0.1")
+	ca.Issue("server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, names...)
 	ca.Issue("client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
 	client, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ca.Pool, client
+	return ca, client
 }
 
 // ClientCertFile and ClientKeyFile are a client certificate of the test
@@ -147,6 +158,39 @@ func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
 	s.Restart()
 	return s
 }
+
+// StartTLSSentinel is StartSentinel for a master started with StartTLS
+// or StartTLSFor: a Sentinel that speaks only TLS, with a certificate for
+// names from the master's CA (CAFile), and reaches the master over TLS.
+// Its URL, with ?master_name=<masterName>&ca_file=<CAFile>, reaches the
+// master through it; the Sentinel reports the master as 127.0.0.1.
+func StartTLSSentinel(t testing.TB, master *Server, masterName string, names ...string) *Server {
+	t.Helper()
+	if master.ca == nil {
+		t.Fatal("redistest: StartTLSSentinel needs a master started with StartTLS or StartTLSFor")
+	}
+	s := newServer(t)
+	cert := "sentinel-" + strconv.Itoa(s.port)
+	master.ca.Issue(cert, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, names...)
+	s.caFile, s.ca = master.caFile, master.ca
+	s.tls = &tls.Config{RootCAs: master.ca.Pool, ServerName: names[0]}
+	conf := filepath.Join(s.dir, "sentinel.conf") // Sentinel rewrites it
+	text := fmt.Sprintf("port 0\ntls-port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
+		"tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\ntls-replication yes\n"+
+		"sentinel monitor %s 127.0.0.1 %d 1\n",
+		s.port, s.dir, filepath.Join(s.dir, "redis.log"), master.ca.File(cert+".pem"), master.ca.File(cert+"-key.pem"),
+		s.caFile, masterName, master.port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	t.Cleanup(s.Stop)
+	s.Restart()
+	return s
+}
+
+// Port is the port the server listens on.
+func (s *Server) Port() int { return s.port }
 
 // URL is the redis:// (rediss:// for StartTLS) URL of the server,
 // database 0.
