@@ -192,6 +192,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+s.setupHint(err), err)
 	}
+	if ep.unverified {
+		s.log.Warn(unverifiedTLS)
+	}
 	s.runID = s.checkDurability(ctx)
 	if err := s.startIndex(ctx); err != nil {
 		s.Close()
@@ -313,6 +316,11 @@ func readSettings(ctx context.Context, n goredis.UniversalClient) serverSettings
 	}
 	return st
 }
+
+// unverifiedTLS is the warning Open logs for a URL with skip_verify=true.
+const unverifiedTLS = "the storage URL turns the verification of the Redis server's TLS certificate off (skip_verify=true): " +
+	"anyone on the network path can pose as the server, read the store and change it (record tags stop forgeries, not " +
+	"deletions or old values put back); remove skip_verify, and give ca_file=<PEM> for a server with a private certificate"
 
 // checkDurability logs what the server may lose: acknowledged writes in a
 // crash or a failover (warnings), keys evicted under memory pressure (an

@@ -551,6 +551,28 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	}
 }
 
+// TestSkipVerifyIsWarnedOf: a storage URL that turns the verification
+// of the server's certificate off (go-redis's skip_verify=true) connects,
+// as go-redis lets it, but is warned of at every Open; a verified one is
+// not. Before, nothing said that rediss:// verified nothing.
+func TestSkipVerifyIsWarnedOf(t *testing.T) {
+	srv := redistest.StartTLS(t)
+	warned := func(logs *observer.ObservedLogs) bool {
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "skip_verify=true") {
+				return true
+			}
+		}
+		return false
+	}
+	if logs := openObserved(t, srv.URL()+"?skip_verify=true"); !warned(logs) {
+		t.Fatalf("skip_verify=true: no warning among %v", logs.All())
+	}
+	if logs := openObserved(t, srv.URL()+"?ca_file="+srv.CAFile()); warned(logs) {
+		t.Fatalf("a verified URL was warned of: %v", logs.All())
+	}
+}
+
 // TestTLSSentinelVerifiesEachServerByItsOwnAddress: through a Sentinel
 // over TLS, the Sentinel is verified against the URL's host and the
 // master against the address the Sentinel reports for it (127.0.0.1),

@@ -21,7 +21,10 @@ import (
 type endpoint struct {
 	name    string
 	cluster bool // a Redis Cluster
-	client  func(timeout time.Duration) goredis.UniversalClient
+	// unverified is set when the URL turns the TLS verification of the
+	// server off (go-redis's skip_verify=true).
+	unverified bool
+	client     func(timeout time.Duration) goredis.UniversalClient
 }
 
 // timeouts sets every unset timeout to d: dialing, reads, writes and
@@ -157,8 +160,9 @@ func parseURL(rawURL string) (endpoint, error) {
 			return endpoint{}, errors.New("storage: invalid Redis URL: read_only, route_by_latency and route_randomly read from replicas, which may lag behind a write; Gatehouse reads from masters only")
 		}
 		return endpoint{
-			name:    "cluster " + strings.Join(o.Addrs, ","),
-			cluster: true,
+			name:       "cluster " + strings.Join(o.Addrs, ","),
+			cluster:    true,
+			unverified: skipsVerify(o.TLSConfig),
 			client: func(d time.Duration) goredis.UniversalClient {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
@@ -188,7 +192,8 @@ func parseURL(rawURL string) (endpoint, error) {
 			return endpoint{}, hideSecret(err)
 		}
 		return endpoint{
-			name: "master " + o.MasterName + " of Sentinel " + strings.Join(o.SentinelAddrs, ","),
+			name:       "master " + o.MasterName + " of Sentinel " + strings.Join(o.SentinelAddrs, ","),
+			unverified: skipsVerify(o.TLSConfig),
 			client: func(d time.Duration) goredis.UniversalClient {
 				timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 				o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
@@ -211,7 +216,8 @@ func parseURL(rawURL string) (endpoint, error) {
 		return endpoint{}, hideSecret(err)
 	}
 	return endpoint{
-		name: o.Addr,
+		name:       o.Addr,
+		unverified: skipsVerify(o.TLSConfig),
 		client: func(d time.Duration) goredis.UniversalClient {
 			timeouts(d, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 			o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled = noRetries, dialOnce, contextBounds
@@ -221,6 +227,10 @@ func parseURL(rawURL string) (endpoint, error) {
 		},
 	}, nil
 }
+
+// skipsVerify reports whether a parsed URL's TLS configuration (nil for
+// redis://) verifies no server certificate: go-redis's skip_verify=true.
+func skipsVerify(cfg *tls.Config) bool { return cfg != nil && cfg.InsecureSkipVerify }
 
 // takeCluster reads and removes Gatehouse's cluster=true parameter of u,
 // which makes the URL's hosts (host:port and addr=host:port parameters)
