@@ -90,6 +90,11 @@ func (a *App) provisionTwoFactor(ctx caddy.Context) error {
 		return fmt.Errorf("loading the SMS sender: %v", err)
 	}
 	a.smsSender = mod.(sms.Sender)
+	if wh, ok := a.smsSender.(*SMSWebhook); ok && wh.sender != nil && wh.sender.Cleartext() {
+		a.logger.Warn("the SMS webhook URL is http:// to another machine: every one-time code and enrolment link (which shows "+
+			"an authenticator secret) and the headers (the gateway's key) cross the network unencrypted; use https://",
+			zap.String("host", wh.sender.Host()))
+	}
 	return nil
 }
 

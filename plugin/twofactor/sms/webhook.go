@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -27,6 +29,8 @@ type Webhook struct {
 	// closed is set by Close: a send still in flight then leaves no idle
 	// connection behind.
 	closed atomic.Bool
+	// cleartext is set for an http:// URL to another machine.
+	cleartext bool
 }
 
 // WebhookOptions configure a Webhook.
@@ -69,7 +73,28 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Webhook{url: opts.URL, host: u.Host, header: opts.Header.Clone(), timeout: opts.Timeout,
-		retries: opts.Retries, client: opts.Client, backoff: 200 * time.Millisecond}, nil
+		retries: opts.Retries, client: opts.Client, backoff: 200 * time.Millisecond,
+		cleartext: u.Scheme == "http" && !loopbackHost(u.Hostname())}, nil
+}
+
+// Cleartext reports whether the webhook's URL is http:// to another
+// machine than this one: every message (one-time codes, enrolment links,
+// which show an authenticator secret) and the headers (the gateway's key)
+// then cross the network unencrypted.
+func (w *Webhook) Cleartext() bool { return w.cleartext }
+
+// Host is the gateway's host (and port) as the URL names it: what logs
+// may show of the URL, whose path or query may carry a key.
+func (w *Webhook) Host() string { return w.host }
+
+// loopbackHost reports whether host (a URL's host name, without port)
+// names this machine: "localhost" or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close closes the connections to the gateway kept for the next message,
