@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -44,19 +45,22 @@ type Site struct {
 	// MayBeAnswered says that a handler before the route's gatehouse
 	// handler may answer some requests itself, which the answer cannot
 	// tell: one the tester does not know (invoke, intercept, a plugin's),
-	// or one answering what a matcher it cannot evaluate (a header, a
-	// host) matches around a nested route block. Not listed.
+	// or a block answering what a matcher run after a rewrite it cannot
+	// follow matches (a matcher it cannot evaluate is ErrMayNotReach's,
+	// asked of each request). Not listed.
 	MayBeAnswered bool `json:"-"`
 	// Reaches, when set, reports whether a request, as it comes to the
-	// server (before Rewrite), matches the path matchers of the route and
-	// of those around it, as Caddy matches them, and is not taken first
-	// by a route before one of them (a handle block of its group; a
-	// respond, redir, error or reverse_proxy with a path or method
-	// matcher, or both; a block answering all it takes, unless a block of
+	// server (before Rewrite), matches the matchers of the route and
+	// of those around it (path, path_regexp, method, query, not), as Caddy
+	// matches them, and is not taken first by a route before one of them
+	// (a handle block of its group; a respond, redir, error or
+	// reverse_proxy with such a matcher; a block answering all it takes, unless a block of
 	// its group before it takes the request instead; not a reverse_proxy
 	// with handle_response routes, which pass the request on): one that
 	// does not reach it is routed elsewhere, and this route never judges
-	// it. Nil: every path reaches the route. Not listed.
+	// it. Nil: every path reaches the route. True with ErrMayNotReach:
+	// the request reaches it perhaps, as a matcher the tester cannot
+	// evaluate decides. Not listed.
 	Reaches func(*http.Request) (bool, error) `json:"-"`
 	// Serves, when set, names what the route's gatehouse handler answers
 	// itself on a path (the request's, as Rewrite leaves it), to anyone,
@@ -65,6 +69,15 @@ type Site struct {
 	// the route judges. Not listed.
 	Serves func(r *http.Request, path string) (string, error) `json:"-"`
 }
+
+// ErrMayNotReach, from Site.Reaches with true, says that whether the
+// request reaches the site's route depends on a matcher the tester
+// cannot evaluate: a header, an expression, variables, the client's
+// address, or the host of a site of several host names, either of a
+// route before it that would take it first (to anyone: handle @h
+// { respond } with @h header X-Debug 1) or of the route's own. The
+// request is judged as reaching it, and the answer says so.
+var ErrMayNotReach = errors.New("a matcher this tester cannot evaluate decides whether the request reaches the route")
 
 // Allowed is the answer of GET /gatehouse/users/{username}/allowed: would
 // a request of the method and path by the user's credential be allowed,
@@ -78,7 +91,7 @@ type Allowed struct {
 	// require_role.
 	Site string `json:"site,omitempty"`
 	// NotRouted says that the request does not reach the site's route at
-	// all (its path does not match the route's path matcher, or a route
+	// all (its path or method does not match the route's matcher, or a route
 	// before it takes it first): Caddy routes it
 	// elsewhere, so the route's roles do not judge it, and Allowed is
 	// false. Absent otherwise.
@@ -145,8 +158,8 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 			" judges it, which this answer does not know"
 	}
 	if site != nil && site.MayBeAnswered {
-		answer.Why += "; a handler before " + site.Name + " that this tester does not know (invoke, intercept, a plugin's), or one answering what " +
-			"a matcher it cannot evaluate matches (a header, a host), may answer this request itself, to anyone, before " + site.Name +
+		answer.Why += "; a handler before " + site.Name + " that this tester does not know (invoke, intercept, a plugin's), or a block answering what " +
+			"a matcher run after a rewrite it cannot follow matches, may answer this request itself, to anyone, before " + site.Name +
 			" judges it, which this answer does not know"
 	}
 	return answer, err
@@ -154,17 +167,24 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 
 // judge is wouldAllow but for the caveat of a rewrite that may run.
 func (c *Core) judge(r *http.Request, username, method string, target *url.URL, site *Site) (Allowed, error) {
+	perhaps := ""
 	if site != nil && site.Reaches != nil {
 		var reaches bool
 		err := recovered(func() (err error) {
 			reaches, err = site.Reaches(testRequest(r, method, target))
 			return err
 		})
+		if errors.Is(err, ErrMayNotReach) && reaches {
+			err = nil
+			perhaps = "; a route before " + site.Name + " whose matcher this tester cannot evaluate (a header, an expression, variables, the client's address, " +
+				"or the host, on a site of several host names) may take this request first, and answer it itself, to anyone, " +
+				"or the route's own such matcher not match it, so Caddy routes it elsewhere: this answer does not know which"
+		}
 		switch {
 		case err != nil:
 			return Allowed{Why: "whether this request reaches " + site.Name + " could not be told (" + err.Error() + "): no answer"}, nil
 		case !reaches:
-			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path does not match the route's path matcher, " +
+			return Allowed{NotRouted: true, Why: "the request does not reach " + site.Name + ": its path or method does not match the route's matcher, " +
 				"or a route before it takes it first (a handle block of its group with a more specific path; a respond, redir, error or reverse_proxy, or a block that answers, with a path or method matcher), " +
 				"so Caddy routes it elsewhere and this route's roles do not judge it (ask about the site it reaches)"}, nil
 		}
@@ -183,7 +203,7 @@ func (c *Core) judge(r *http.Request, username, method string, target *url.URL, 
 		method, target = req.Method, req.URL
 	}
 	answer, err := c.judgeAsIs(r, username, method, target, site)
-	answer.Why += rewritten
+	answer.Why += rewritten + perhaps
 	return answer, err
 }
 

@@ -269,9 +269,12 @@ func TestWouldThisRequestBeAllowedAfterTheRewrites(t *testing.T) {
 // TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute: a path the
 // site's path matcher does not match never reaches that route (Caddy
 // routes it elsewhere), so the answer says so (not_routed) rather than
-// judging it by that route's roles; and a page the route's gatehouse
-// handler serves itself to anyone (its JWKS, the login portal, the
-// console) is allowed, whatever the roles, as the data plane serves it.
+// judging it by that route's roles; a request that a matcher the tester
+// cannot evaluate decides (ErrMayNotReach) is judged, with a caveat
+// saying a route before it may take it first; and a page the route's
+// gatehouse handler serves itself to anyone (its JWKS, the login portal,
+// the console) is allowed, whatever the roles, as the data plane serves
+// it.
 func TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute(t *testing.T) {
 	e := enginetest.New(t, engine.Config{}, nil)
 	fin := func(r *http.Request) (bool, error) { return strings.HasPrefix(r.URL.Path, "/fin/"), nil }
@@ -284,7 +287,8 @@ func TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute(t *testing.T) {
 	call := caller(adminapi.NewHandler(e, adminapi.NewCore(e,
 		adminapi.Site{Name: "corp:443 /fin/*", RequireRole: []string{"finance"}, Reaches: fin},
 		adminapi.Site{Name: "corp:443", RequireRole: []string{"ops"}, Serves: own},
-		adminapi.Site{Name: "corp:443 /odd/*", RequireRole: []string{"finance"}, Reaches: func(*http.Request) (bool, error) { panic("no replacer") }})))
+		adminapi.Site{Name: "corp:443 /odd/*", RequireRole: []string{"finance"}, Reaches: func(*http.Request) (bool, error) { panic("no replacer") }},
+		adminapi.Site{Name: "corp:443 /dbg/*", RequireRole: []string{"ops"}, Reaches: func(*http.Request) (bool, error) { return true, adminapi.ErrMayNotReach }})))
 	for _, setup := range []struct{ method, path, body string }{
 		{http.MethodPut, "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`},
 		{http.MethodPost, "/gatehouse/users", `{"username":"carol","roles":["finance"]}`},
@@ -305,6 +309,7 @@ func TestWouldThisRequestBeAllowedOnlyWhereItReachesTheRoute(t *testing.T) {
 		{engine.JWKSPath, "", true, false, "served by Gatehouse itself to anyone"},
 		{"/app", "corp:443", false, false, "requires one of [ops]"},
 		{"/odd/x", "corp:443 /odd/*", false, false, "could not be told (no replacer)"},
+		{"/dbg/x", "corp:443 /dbg/*", false, false, "requires one of [ops] (roles [finance]); a route before corp:443 /dbg/* whose matcher this tester cannot evaluate"},
 	} {
 		q := url.Values{"method": {"GET"}, "path": {tc.path}}
 		if tc.site != "" {

@@ -183,7 +183,7 @@ func gatedSitesOf(servers map[string]*caddyhttp.Server) []adminapi.Site {
 				site += " (route " + strconv.Itoa(seen[site]) + ")"
 			}
 			sites = append(sites, adminapi.Site{Name: site, RequireRole: h.RequireRole, Public: h.Public,
-				Rewrite: before.apply(srv), MayRewrite: before.maybe, MayBeAnswered: before.unsure, Reaches: before.reaches(srv), Serves: h.servesItself})
+				Rewrite: before.apply(srv), MayRewrite: before.maybe, MayBeAnswered: before.unsure, Reaches: before.reaches(srv, matched), Serves: h.servesItself})
 		})
 	}
 	return sites

@@ -21,6 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/templates"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/tracing"
 	"github.com/caddyserver/caddy/v2/modules/metrics"
+
+	"github.com/gatehouse-auth/gatehouse/adminapi"
 )
 
 // The gatehouse handlers of a server's routes, found by walking them: the
@@ -73,19 +75,22 @@ type rewrites struct {
 	maybe  bool
 	// unsure says that a handler before it may answer some requests
 	// itself in a way the tester cannot tell (one it does not know:
-	// invoke, intercept, a plugin's; or one that answers what a matcher
-	// it cannot evaluate matches, around a subroute): the answer says so.
+	// invoke, intercept, a plugin's; or a block that answers what a
+	// matcher run after a rewrite it cannot follow matches): the answer
+	// says so.
 	unsure bool
 	// paths are the path matchers of the routes around the handler,
 	// outermost first, each with the rewrites that ran before it.
 	paths []pathCheck
 }
 
-// pathCheck is the path matcher of a route: a request takes the route
+// pathCheck is the matcher of a route (routePathCheck: its matcher sets
+// but their host matchers): a request takes the route
 // when one of matchers (one per matcher set) matches it as the first at
-// of the rewrites before the handler (rewrites.always) left it. With
+// of the rewrites before the handler (rewrites.always) left it, as far as
+// the tester can tell (verdictOf). With
 // not set, it is the matcher of a route before the handler's that takes
-// what it matches first (takesFirst: its path and method matcher sets; a
+// what it matches first (takesFirst: its matcher sets; a
 // route of the handler's group, or one that answers what it matches
 // itself): a request one of matchers matches, and none of unless,
 // never reaches the handler.
@@ -101,33 +106,122 @@ type pathCheck struct {
 
 // takesFirst is the check that a request is not taken by rt, a route
 // before the handler's own, whose matcher runs after the first at
-// rewrites: its matcher sets of path and method matchers alone, which
-// read only what the tester's request has (@pub { method GET; path /p/* }
-// takes GET /p/x; a set with another matcher, a header or a host, is
-// not known to take the tester's request, which has neither); false
-// when it has none.
-func takesFirst(rt caddyhttp.Route, at int) (pathCheck, bool) {
+// rewrites: all its matcher sets, which the tester evaluates as far as
+// its request tells (verdictOf): @pub { method GET; path /p/* } takes
+// GET /p/x; a set with a matcher the tester cannot evaluate (a header,
+// an expression, variables) makes the answer for a request its other
+// matchers match a caveat, not a confident one. A host matcher of a
+// route of the server's own list (top: a site block's) names another
+// site, which a request of a site matching every host ("*") does not
+// reach. False when rt has no matcher.
+func takesFirst(rt caddyhttp.Route, at int, top bool) (pathCheck, bool) {
 	check := pathCheck{at: at, not: true}
 	for _, set := range rt.MatcherSets {
-		if knownSet(set) {
-			check.matchers = append(check.matchers, set)
+		if top {
+			set = otherSites(set)
 		}
+		check.matchers = append(check.matchers, set)
 	}
 	return check, len(check.matchers) > 0
 }
 
-// knownSet reports whether set is made of path and method matchers
-// alone: matchers the tester's request (a method and a target) is
-// matched by as a real request with them is.
-func knownSet(set caddyhttp.MatcherSet) bool {
-	for _, m := range set {
-		switch m.(type) {
-		case *caddyhttp.MatchPath, *caddyhttp.MatchMethod:
-		default:
-			return false
+// otherSites is set with its host matchers as those of a site block
+// (otherSite).
+func otherSites(set caddyhttp.MatcherSet) caddyhttp.MatcherSet {
+	out := slices.Clone(set)
+	for i, m := range out {
+		if h, ok := m.(*caddyhttp.MatchHost); ok {
+			out[i] = otherSite{h}
 		}
 	}
-	return len(set) > 0
+	return out
+}
+
+// otherSite is the host matcher of a site block: a request whose host
+// the tester does not know (one of a site matching every host) is not
+// one of that site's.
+type otherSite struct{ *caddyhttp.MatchHost }
+
+// verdict is what the role tester knows of whether a matcher matches its
+// request: no, yes, or that it cannot tell (unknown).
+type verdict int8
+
+const (
+	no verdict = iota
+	unknown
+	yes
+)
+
+// negated is v's negation: unknown stays unknown.
+func (v verdict) negated() verdict { return yes - v }
+
+// verdictOf evaluates m, a matcher or matcher set, on r, the tester's
+// request, as Caddy would: path, method, path_regexp and query matchers
+// read only what the request has (its method and target); a not matcher
+// is the negation of its sets; a host matcher reads the host the site is
+// asked about (unknown when the site matches hosts the tester cannot
+// name: none, a wildcard, a placeholder). Any other matcher (a header,
+// an expression, variables, the client's address, a plugin's) is
+// unknown.
+func verdictOf(m any, r *http.Request) (verdict, error) {
+	var ok bool
+	var err error
+	switch m := m.(type) {
+	case caddyhttp.MatcherSet:
+		all := yes
+		for _, each := range m {
+			v, err := verdictOf(each, r)
+			if err != nil || v == no {
+				return no, err
+			}
+			all = min(all, v)
+		}
+		return all, nil
+	case *caddyhttp.MatchNot:
+		v, err := anyVerdict(m.MatcherSets, r)
+		return v.negated(), err
+	case *caddyhttp.MatchPath:
+		ok, err = m.MatchWithError(r)
+	case *caddyhttp.MatchMethod:
+		ok, err = m.MatchWithError(r)
+	case *caddyhttp.MatchPathRE:
+		ok, err = m.MatchWithError(r)
+	case *caddyhttp.MatchQuery:
+		ok, err = m.MatchWithError(r)
+	case *caddyhttp.MatchHost:
+		if r.Host == "" {
+			return unknown, nil
+		}
+		ok, err = m.MatchWithError(r)
+	case otherSite:
+		if r.Host == "" {
+			return no, nil
+		}
+		ok, err = m.MatchWithError(r)
+	default:
+		return unknown, nil
+	}
+	if err != nil || !ok {
+		return no, err
+	}
+	return yes, nil
+}
+
+// anyVerdict is whether one of sets matches r: yes when one surely does,
+// unknown when none surely does and one may.
+func anyVerdict[S ~[]E, E any](sets S, r *http.Request) (verdict, error) {
+	best := no
+	for _, set := range sets {
+		v, err := verdictOf(set, r)
+		if err != nil {
+			return no, err
+		}
+		best = max(best, v)
+		if best == yes {
+			break
+		}
+	}
+	return best, nil
 }
 
 // answers reports whether handlers, a route's, answer every request they
@@ -205,22 +299,26 @@ type taking struct {
 	check   pathCheck
 }
 
-// routePathCheck is rt's path matcher, for a route whose matcher runs
-// after the first at rewrites: false when one of its matcher sets has no
-// path matcher (the route takes any path) or it has none.
+// routePathCheck is rt's matcher, for a route whose matcher runs after
+// the first at rewrites, as the role tester evaluates it (verdictOf):
+// every matcher of each set but a host matcher (the site is named by
+// the hosts it matches: routeHosts), so a method, path_regexp or not
+// matcher beside or instead of a path matcher counts (handle @write with
+// @write method POST does not take GET), and one the tester cannot
+// evaluate (a header, an expression) makes the answer a caveat. False
+// when one of its sets has no other matcher (the route takes every
+// request of its hosts) or it has none.
 func routePathCheck(rt caddyhttp.Route, at int) (pathCheck, bool) {
 	check := pathCheck{at: at}
 	for _, set := range rt.MatcherSets {
-		var found *caddyhttp.MatchPath
-		for _, m := range set {
-			if p, ok := m.(*caddyhttp.MatchPath); ok {
-				found = p
-			}
-		}
-		if found == nil {
+		own := slices.DeleteFunc(slices.Clone(set), func(m any) bool {
+			_, host := m.(*caddyhttp.MatchHost)
+			return host
+		})
+		if len(own) == 0 {
 			return pathCheck{}, false
 		}
-		check.matchers = append(check.matchers, found)
+		check.matchers = append(check.matchers, own)
 	}
 	return check, len(check.matchers) > 0
 }
@@ -307,7 +405,7 @@ func placeholderKnown(name string) bool {
 // (a nested route block, a handle block). It returns the rewrites the
 // handlers after routes see.
 func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) rewrites {
-	after, _ := walkRoutes(routes, hosts, paths, before, found)
+	after, _ := walkRoutes(routes, hosts, paths, before, true, found)
 	return after
 }
 
@@ -316,8 +414,9 @@ func walkHandlers(routes caddyhttp.RouteList, hosts, paths []string, before rewr
 // respond, a handle block that answers, with a path or method matcher
 // (takesFirst), in a nested route block (route { respond /fin/pub/* }
 // before a gatehouse takes /fin/pub/x from it as surely as
-// respond /fin/pub/* does).
-func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, found func(h *Handler, matched, paths []string, before rewrites)) (rewrites, []pathCheck) {
+// respond /fin/pub/* does). top says that routes are a server's own (its
+// site blocks), whose host matchers name other sites (otherSite).
+func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrites, top bool, found func(h *Handler, matched, paths []string, before rewrites)) (rewrites, []pathCheck) {
 	// The groups one of whose routes ran, surely (true) or perhaps
 	// (false): no other route of a group runs once one did.
 	groups := map[string]bool{}
@@ -345,7 +444,7 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 	// The matcher sets of the routes of each group so far, the number of
 	// rewrites before the group's first (its later routes' matchers must
 	// run after as many), and the groups one of whose routes' matchers
-	// the tester cannot evaluate (knownSet) or runs after other rewrites.
+	// runs after other rewrites (the tester cannot tell what they see).
 	groupSets := map[string][]caddyhttp.RequestMatcherWithError{}
 	groupAt := map[string]int{}
 	groupUnknown := map[string]bool{}
@@ -379,8 +478,8 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 		// unless a route of its group before it took the request instead
 		// (handle @fin { header } before handle /fin/public/* { respond }:
 		// the first passes /fin/public/x on): those routes' matchers are
-		// checked too, and one the tester cannot evaluate leaves it
-		// unknown.
+		// checked too, and one that runs after other rewrites leaves it
+		// unknown: the routes after it get the caveat.
 		if rt.Group != "" {
 			if at, ok := groupAt[rt.Group]; !ok {
 				groupAt[rt.Group] = len(inRoute.always)
@@ -388,9 +487,13 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 				groupUnknown[rt.Group] = true
 			}
 		}
-		if t := (taking{group: rt.Group, answers: answers(rt.Handlers) && !groupUnknown[rt.Group]}); t.group != "" || t.answers {
+		answersAll := answers(rt.Handlers)
+		if answersAll && groupUnknown[rt.Group] {
+			unsure[rt.Group] = true
+		}
+		if t := (taking{group: rt.Group, answers: answersAll && !groupUnknown[rt.Group]}); t.group != "" || t.answers {
 			var ok bool
-			if t.check, ok = takesFirst(rt, len(inRoute.always)); ok {
+			if t.check, ok = takesFirst(rt, len(inRoute.always), top); ok {
 				if t.answers && rt.Group != "" {
 					t.check.unless = groupSets[rt.Group]
 				}
@@ -401,7 +504,6 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 		if rt.Group != "" {
 			for _, set := range rt.MatcherSets {
 				groupSets[rt.Group] = append(slices.Clip(groupSets[rt.Group]), set)
-				groupUnknown[rt.Group] = groupUnknown[rt.Group] || !knownSet(set)
 			}
 		}
 		routeChecks := inRoute.paths
@@ -417,9 +519,16 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 				// routes after this one (unless a route of its group
 				// before it took the request instead).
 				var answered []pathCheck
-				inRoute, answered = walkRoutes(h.Routes, matched, within, inRoute, found)
+				inRoute, answered = walkRoutes(h.Routes, matched, within, inRoute, false, found)
+				around := rt
+				if top {
+					around.MatcherSets = nil
+					for _, set := range rt.MatcherSets {
+						around.MatcherSets = append(around.MatcherSets, otherSites(set))
+					}
+				}
 				for _, check := range answered {
-					taken, known := entered(rt, at, check)
+					taken, known := entered(around, at, check)
 					if !known || groupWasUnknown {
 						// Not told: the answer says so.
 						inRoute.unsure = true
@@ -472,9 +581,9 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 // entered is check, of a route in rt's subroute that answers what it
 // matches, as the route list around rt sees it: a request that one of
 // rt's matcher sets (run after the first at rewrites) and check both
-// match. Not known (false) when rt has a matcher set the tester cannot
-// evaluate (knownSet), or a rewrite in the subroute runs before check's
-// matchers.
+// match (a matcher the tester cannot evaluate among rt's makes the
+// answer for a request the others match a caveat: verdictOf). Not known
+// (false) when a rewrite in the subroute runs before check's matchers.
 func entered(rt caddyhttp.Route, at int, check pathCheck) (pathCheck, bool) {
 	if len(rt.MatcherSets) == 0 {
 		return check, true
@@ -484,9 +593,6 @@ func entered(rt caddyhttp.Route, at int, check pathCheck) (pathCheck, bool) {
 	}
 	both := pathCheck{at: at, not: true, unless: check.unless}
 	for _, set := range rt.MatcherSets {
-		if !knownSet(set) {
-			return pathCheck{}, false
-		}
 		for _, m := range check.matchers {
 			both.matchers = append(both.matchers, append(slices.Clone(set), m))
 		}
@@ -534,53 +640,85 @@ func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
 }
 
 // reaches returns what reports whether a request, as it comes to srv,
-// matches the path matchers of the routes around the gatehouse handler
+// matches the matchers of the routes around the gatehouse handler
 // (rw.paths), each after the rewrites that always run before it, as Caddy
 // matches them, and none of those of the routes before one of them that
 // take the request first (a handle block of its group, a respond,
-// redir, error or reverse_proxy with a path or method matcher, a block
-// that answers: pathCheck.not);
-// nil where no path matcher is around it. A rewrite with a matcher
-// before one is not known (rewrites.maybe notes it).
-func (rw rewrites) reaches(srv *caddyhttp.Server) func(*http.Request) (bool, error) {
+// redir, error or reverse_proxy with a matcher, a block that answers:
+// pathCheck.not); nil where no matcher is around it. A rewrite with a
+// matcher before one is not known (rewrites.maybe notes it). The request
+// is asked about for each of hosts, the site's (its host matchers');
+// where a matcher the tester cannot evaluate (verdictOf), or the host of
+// a site of several, decides, it reaches the route perhaps: true with
+// adminapi.ErrMayNotReach.
+func (rw rewrites) reaches(srv *caddyhttp.Server, hosts []string) func(*http.Request) (bool, error) {
 	if len(rw.paths) == 0 {
 		return nil
 	}
+	var named []string
+	unnamed := len(hosts) == 0
+	for _, h := range hosts {
+		if h == "" || strings.ContainsAny(h, "*{") {
+			unnamed = true
+		} else {
+			named = append(named, h)
+		}
+	}
+	if unnamed {
+		named = append(named, "")
+	}
 	return func(r *http.Request) (bool, error) {
-		repl := prepare(r, srv)
-		done := 0
-		for _, check := range rw.paths {
-			for ; done < check.at; done++ {
-				rw.always[done].Rewrite(r, repl)
-			}
-			matched, err := matchesAny(check.matchers, r)
+		seen := map[verdict]bool{}
+		for _, host := range named {
+			req := r.Clone(r.Context())
+			req.Host = host
+			v, err := rw.reachesAs(srv, req)
 			if err != nil {
 				return false, err
 			}
-			if matched && check.not {
-				unless, err := matchesAny(check.unless, r)
-				if err != nil {
-					return false, err
-				}
-				matched = !unless
-			}
-			if matched == check.not {
-				return false, nil
+			seen[v] = true
+			if seen[unknown] || seen[yes] && seen[no] {
+				break
 			}
 		}
-		return true, nil
+		switch {
+		case seen[unknown] || seen[yes] && seen[no]:
+			return true, adminapi.ErrMayNotReach
+		default:
+			return seen[yes], nil
+		}
 	}
 }
 
-// matchesAny reports whether one of matchers matches r.
-func matchesAny(matchers []caddyhttp.RequestMatcherWithError, r *http.Request) (bool, error) {
-	for _, m := range matchers {
-		ok, err := m.MatchWithError(r)
-		if err != nil || ok {
-			return ok, err
+// reachesAs is what reaches reports of r, its host set (or empty, one the
+// tester cannot name).
+func (rw rewrites) reachesAs(srv *caddyhttp.Server, r *http.Request) (verdict, error) {
+	repl := prepare(r, srv)
+	done, reached := 0, yes
+	for _, check := range rw.paths {
+		for ; done < check.at; done++ {
+			rw.always[done].Rewrite(r, repl)
 		}
+		matched, err := anyVerdict(check.matchers, r)
+		if err != nil {
+			return no, err
+		}
+		if check.not {
+			if matched != no {
+				unless, err := anyVerdict(check.unless, r)
+				if err != nil {
+					return no, err
+				}
+				matched = min(matched, unless.negated())
+			}
+			matched = matched.negated()
+		}
+		if matched == no {
+			return no, nil
+		}
+		reached = min(reached, matched)
 	}
-	return false, nil
+	return reached, nil
 }
 
 // headerOnly is the response writer of a request prepared only to be

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
@@ -246,8 +248,8 @@ func TestGatedSitesKnowWhichPathsReachThem(t *testing.T) {
 // rather than letting the role tester answer "refused" for a path the
 // data plane serves without a credential; so does a route before it
 // that answers itself (route { respond /fin/resp/* …; gatehouse … }). A
-// block whose matcher set has more than a path (a header) is not known
-// to take the tester's request; a route of another group, or of none,
+// block whose matcher set has more than a path (a header) may take the
+// tester's request, which it says (perhaps); a route of another group, or of none,
 // that does not answer itself (header /fin/hdrs/*) does not take it.
 func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 	path := func(p ...string) caddyhttp.MatcherSet { m := caddyhttp.MatchPath(p); return caddyhttp.MatcherSet{&m} }
@@ -282,7 +284,7 @@ func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 	}}}
 	want := map[string]map[string]bool{
 		"finance": {"/fin/x": true, "/fin/public/x": false, "/FIN/Public/x": false, "/fin/open": false, "/fin/opener": true,
-			"/fin/hdr/x": true, "/fin/other/x": true, "/hr/x": false, "/fin/resp/x": false, "/fin/hdrs/x": true},
+			"/fin/other/x": true, "/hr/x": false, "/fin/resp/x": false, "/fin/hdrs/x": true},
 		"app": {"/app/x": true, "/app/pub/x": false, "/pub/x": false},
 	}
 	for _, s := range gatedSitesOf(servers) {
@@ -290,9 +292,13 @@ func TestGatedSitesKnowARouteTakesAPathFirst(t *testing.T) {
 			t.Fatalf("%s: no Reaches", s.Name)
 		}
 		for p, reaches := range want[s.RequireRole[0]] {
-			got, err := s.Reaches(httptest.NewRequest(http.MethodGet, p, nil))
-			if err != nil || got != reaches {
-				t.Errorf("%s: %s reaches it %t (%v); want %t", s.Name, p, got, err, reaches)
+			if got := reachVerdict(s, http.MethodGet, p); got != map[bool]string{true: "yes", false: "no"}[reaches] {
+				t.Errorf("%s: %s reaches it %s; want %t", s.Name, p, got, reaches)
+			}
+		}
+		if s.RequireRole[0] == "finance" {
+			if got := reachVerdict(s, http.MethodGet, "/fin/hdr/x"); got != "perhaps" {
+				t.Errorf("%s: /fin/hdr/x (a header matcher takes it first, perhaps) reaches it %s; want perhaps", s.Name, got)
 			}
 		}
 	}
@@ -344,7 +350,7 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 		reaches      bool
 	}{
 		{"GET", "/fin/fa/x", true}, {"GET", "/fin/pub/x", false}, {"POST", "/fin/pub/x", true},
-		{"GET", "/fin/hdr/x", true}, {"GET", "/fin/x", true}, {"DELETE", "/fin/x", false},
+		{"POST", "/fin/hdr/x", true}, {"GET", "/fin/x", true}, {"DELETE", "/fin/x", false},
 		{"GET", "/fin/handled/x", false}, {"GET", "/fin/some/x", true}, {"GET", "/fin/grp/x", true},
 		{"GET", "/fin/both/x", true}, {"GET", "/fin/second/x", false},
 	}
@@ -358,13 +364,34 @@ func TestGatedSitesKnowWhichRoutesTakeAPathFirst(t *testing.T) {
 			t.Errorf("%s %s reaches the site %t (%v); want %t", w.method, w.path, got, err, w.reaches)
 		}
 	}
+	// GET /fin/hdr/x is answered to anyone who sends X-Internal: 1.
+	if got := reachVerdict(sites[0], http.MethodGet, "/fin/hdr/x"); got != "perhaps" {
+		t.Errorf("GET /fin/hdr/x reaches the site %s; want perhaps (a header matcher decides)", got)
+	}
+}
+
+// reachVerdict is what s.Reaches says of a request of method for target:
+// yes, no, perhaps (adminapi.ErrMayNotReach), or the error.
+func reachVerdict(s adminapi.Site, method, target string) string {
+	got, err := s.Reaches(httptest.NewRequest(method, target, nil))
+	switch {
+	case errors.Is(err, adminapi.ErrMayNotReach) && got:
+		return "perhaps"
+	case err != nil:
+		return err.Error()
+	case got:
+		return "yes"
+	default:
+		return "no"
+	}
 }
 
 // TestGatedSitesKnowWhatNestedRoutesAnswer: a route block before the
 // gatehouse whose own routes answer some paths (route { respond /fin/in/* },
 // route { handle /fin/in/* { respond } }) takes those from it, within what
 // the block's matcher matches; a block whose matcher the tester cannot
-// evaluate leaves a caveat (MayBeAnswered) instead of a confident answer.
+// evaluate leaves a caveat (perhaps) instead of a confident answer, for
+// the paths its routes answer.
 func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
 	route := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
 		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{matchers}, Handlers: []caddyhttp.MiddlewareHandler{handler}}
@@ -401,8 +428,13 @@ func TestGatedSitesKnowWhatNestedRoutesAnswer(t *testing.T) {
 		route(&caddyhttp.Subroute{Routes: caddyhttp.RouteList{route(respond, path("/fin/in/*"))}}, &caddyhttp.MatchHeader{"X-Internal": {"1"}}),
 		gate,
 	)}}})
-	if len(unknown) != 1 || !unknown[0].MayBeAnswered {
-		t.Errorf("sites %+v; want one with the caveat (a header matcher around what answers)", unknown)
+	if len(unknown) != 1 || unknown[0].Reaches == nil {
+		t.Fatalf("sites %+v; want one with Reaches", unknown)
+	}
+	for p, want := range map[string]string{"/fin/in/x": "perhaps", "/fin/x": "yes"} {
+		if got := reachVerdict(unknown[0], http.MethodGet, p); got != want {
+			t.Errorf("GET %s (a header matcher around what answers /fin/in/*) reaches the site %s; want %s", p, got, want)
+		}
 	}
 }
 
@@ -459,5 +491,88 @@ func TestGatedSitesKnowTheConsoleIsGatehouses(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	if what, err := h.servesItself(r, "/gatehouse/console/users"); err != nil || !strings.Contains(what, "console") {
 		t.Errorf("the console on a session route: %q, %v", what, err)
+	}
+}
+
+// TestGatedSitesEvaluateEveryMatcherTheyCan: the role tester evaluates
+// the matchers its request tells (path_regexp, not, query, method, and
+// the host of a site of one host name) on the routes before the
+// gatehouse and on the gatehouse's own, and says "perhaps" where one it
+// cannot evaluate (a header, the host of a site of several) decides.
+// Before, handle @static (path_regexp) { respond } beside handle {
+// gatehouse { require_role finance } } had GET /app.js judged by the
+// role (refused) while Caddy served it to anyone, as did a gatehouse in
+// handle @write (method POST) or handle @private (not path /public/*)
+// for GET /x or /public/x, which the catch-all handle block after it
+// serves; and a handle @debug (header X-Debug) { respond } before the
+// gatehouse gave no caveat.
+func TestGatedSitesEvaluateEveryMatcherTheyCan(t *testing.T) {
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
+	host := func(h ...string) *caddyhttp.MatchHost { m := caddyhttp.MatchHost(h); return &m }
+	regexp := func(pattern string) *caddyhttp.MatchPathRE {
+		m := &caddyhttp.MatchPathRE{MatchRegexp: caddyhttp.MatchRegexp{Name: "static", Pattern: pattern}}
+		if err := m.Provision(caddy.Context{}); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	not := func(set ...any) *caddyhttp.MatchNot {
+		return &caddyhttp.MatchNot{MatcherSets: []caddyhttp.MatcherSet{set}}
+	}
+	respond := &caddyhttp.StaticResponse{Body: "public"}
+	gate := &Handler{RequireRole: []string{"finance"}}
+	handle := func(handler caddyhttp.MiddlewareHandler, matchers ...any) caddyhttp.Route {
+		rt := caddyhttp.Route{Group: "g", Handlers: []caddyhttp.MiddlewareHandler{handler}}
+		if len(matchers) > 0 {
+			rt.MatcherSets = caddyhttp.MatcherSets{matchers}
+		}
+		return rt
+	}
+	// site is a site block of hosts: its routes in a subroute.
+	site := func(hosts []string, routes ...caddyhttp.Route) caddyhttp.Route {
+		return caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{host(hosts...)}}, Terminal: true,
+			Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}
+	}
+	one := []string{"fin.test"}
+	for _, c := range []struct {
+		name   string
+		routes caddyhttp.RouteList
+		want   map[string]string // "METHOD target": yes, no or perhaps
+	}{
+		{"path_regexp before", caddyhttp.RouteList{site(one, handle(respond, regexp(`\.(css|js)$`)), handle(gate))},
+			map[string]string{"GET /app.js": "no", "GET /x": "yes", "GET /app.jsx": "yes"}},
+		{"method alone", caddyhttp.RouteList{site(one, handle(gate, &caddyhttp.MatchMethod{"POST", "PUT"}), handle(respond))},
+			map[string]string{"GET /x": "no", "POST /x": "yes", "PUT /fin/x": "yes"}},
+		{"not path", caddyhttp.RouteList{site(one, handle(gate, not(path("/public/*"))), handle(respond))},
+			map[string]string{"GET /public/x": "no", "GET /x": "yes"}},
+		{"not query", caddyhttp.RouteList{site(one, handle(gate, path("/fin/*"), not(&caddyhttp.MatchQuery{"key": {"*"}})), handle(respond))},
+			map[string]string{"GET /fin/x?key=1": "no", "GET /fin/x": "yes", "GET /x": "no"}},
+		{"header before", caddyhttp.RouteList{site(one, handle(respond, &caddyhttp.MatchHeader{"X-Debug": {"1"}}), handle(gate))},
+			map[string]string{"GET /x": "perhaps"}},
+		{"header and path before", caddyhttp.RouteList{site(one, handle(respond, path("/dbg/*"), &caddyhttp.MatchHeader{"X-Debug": {"1"}}), handle(gate))},
+			map[string]string{"GET /dbg/x": "perhaps", "GET /x": "yes"}},
+		{"own header", caddyhttp.RouteList{site(one, handle(gate, &caddyhttp.MatchHeader{"X-Internal": {"1"}}), handle(respond))},
+			map[string]string{"GET /x": "perhaps"}},
+		{"host of a site of one", caddyhttp.RouteList{site(one, handle(respond, host("fin.test")), handle(gate))},
+			map[string]string{"GET /x": "no"}},
+		{"host of a site of two", caddyhttp.RouteList{site([]string{"fin.test", "www.test"}, handle(respond, host("www.test")), handle(gate))},
+			map[string]string{"GET /x": "perhaps"}},
+		// Another site block before a catch-all one takes only its own
+		// hosts' requests.
+		{"another site", caddyhttp.RouteList{site([]string{"other.test"}, caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{respond}}),
+			{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{handle(respond, path("/pub/*")), handle(gate)}}}}},
+			map[string]string{"GET /x": "yes", "GET /pub/x": "no"}},
+	} {
+		sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: c.routes}})
+		if len(sites) != 1 || sites[0].Reaches == nil || sites[0].MayBeAnswered {
+			t.Errorf("%s: sites %+v; want one with Reaches and no caveat of a handler", c.name, sites)
+			continue
+		}
+		for request, want := range c.want {
+			method, target, _ := strings.Cut(request, " ")
+			if got := reachVerdict(sites[0], method, target); got != want {
+				t.Errorf("%s: %s reaches %s %s; want %s", c.name, request, sites[0].Name, got, want)
+			}
+		}
 	}
 }
