@@ -256,14 +256,22 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldValue, newVal
 // ARGV[6]) in KEYS[3] or removes a stale one. It publishes ARGV[4] on
 // channel ARGV[3] and returns the new value as a string (exact beyond
 // Lua's 2^53). It returns nil, changing nothing, if the value is not an
-// integer or would overflow. As casScript, it publishes before it writes;
+// integer or would overflow; any other refusal of INCRBY (a server that
+// became a read-only replica, one out of memory, an ACL) is its error,
+// which Incr answers as the store unavailable, not as a value that is no
+// counter. As casScript, it publishes before it writes;
 // an increment that then fails has sent an invalidation of a key it left
 // as it was, which costs the other instances one read.
 var incrScript = goredis.NewScript(`
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 local existed = redis.call('EXISTS', KEYS[1])
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-if type(r) == 'table' and r.err then return false end
+if type(r) == 'table' and r.err then
+  if string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'overflow', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then
+    return false
+  end
+  return r
+end
 if existed == 0 then
   if ARGV[2] ~= '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])

@@ -188,6 +188,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err == nil {
 		err = s.checkScripts(ctx)
 	}
+	if err == nil {
+		err = s.checkMaster(ctx)
+	}
 	if err != nil {
 		s.Close()
 		return nil, storeutil.Unavailable("connecting to Redis at "+ep.name+s.setupHint(err), err)
@@ -209,10 +212,38 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 // ACL refuses scripts (-@scripting) could open the store and read, but
 // every compare-and-swap, increment and keys-only or filtered listing
 // would answer 503, so Open refuses it with the permission named
-// (setupHint) instead.
+// (setupHint) instead. The script names a key of the store (the epoch
+// marker, which it does not touch), as every script of the store does:
+// on a Redis Cluster it runs on the master of the store's slot, where
+// they run (a script without keys goes to a random node, and Cluster
+// nodes do not share ACL users), and the ACL's key patterns are checked
+// as for them.
 func (s *Store) checkScripts(ctx context.Context) error {
-	return scriptCheck.Run(ctx, s.client, nil).Err()
+	return scriptCheck.Run(ctx, s.client, []string{s.epochKey}).Err()
 }
+
+// checkMaster asks the server its role (ROLE): one that is a replica
+// could open the store and read, but every write would fail (READONLY),
+// and the increments then answered as if the counter held no number; so
+// Open refuses it, the hint naming the master and Sentinel instead. A
+// server that refuses ROLE (an ACL, a proxy) is not asked further; a
+// Redis Cluster client writes to masters alone.
+func (s *Store) checkMaster(ctx context.Context) error {
+	if _, cluster := s.client.(*goredis.ClusterClient); cluster {
+		return nil
+	}
+	role, err := s.client.Do(ctx, "ROLE").Slice()
+	if err != nil || len(role) == 0 {
+		return nil
+	}
+	if kind, _ := role[0].(string); kind == "slave" || kind == "replica" {
+		return errReplica
+	}
+	return nil
+}
+
+// errReplica is checkMaster's error for a server that is a replica.
+var errReplica = errors.New("READONLY the server is a replica (ROLE)")
 
 // scriptCheck is checkScripts' script; go-redis runs it with EVALSHA,
 // loading it with EVAL the first time, as it runs every other script.
@@ -240,6 +271,8 @@ func (s *Store) setupHint(err error) string {
 		return " (the URL's Redis user may not run scripts: its ACL needs +@scripting, or +eval +evalsha; every write and long listing uses one)"
 	case has("NOPERM"):
 		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
+	case has("READONLY"):
+		return " (the URL names a read-only replica: name its master, or its Sentinels with master_name; every write would fail)"
 	case has("DB index is out of range"):
 		return " (the Redis server has no such database: check the URL's /<db>)"
 	case has("x509:", "tls:"):

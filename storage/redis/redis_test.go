@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/storage"
 	"github.com/gatehouse-auth/gatehouse/storage/cache"
+	"github.com/gatehouse-auth/gatehouse/storage/internal/storeutil"
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 	"github.com/gatehouse-auth/gatehouse/storage/storetest"
 )
@@ -872,5 +873,42 @@ func TestClockSkewAllowsForTheRoundTrip(t *testing.T) {
 		if d := clockSkew(sent, got, c.server.UnixMilli()); d != c.want {
 			t.Errorf("server at %v, read between %v and %v: skew %v, want %v", c.server, sent, got, d, c.want)
 		}
+	}
+}
+
+// TestReplicaIsRefusedAtOpen: a URL naming a read-only replica is refused
+// at Open, the error saying so; it opened the store, which answered reads
+// and failed every write. A store whose server becomes a replica later
+// (a failover behind a fixed address) answers an increment as the store
+// unavailable (READONLY): it answered that the counter held no number
+// (storeutil.ErrNotInteger), an error of the caller's data, not an
+// outage (500, not 503).
+func TestReplicaIsRefusedAtOpen(t *testing.T) {
+	master := redistest.Start(t)
+	_, port, _ := strings.Cut(master.Addr(), ":")
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", port)
+	_, err := Open(t.Context(), replica.URL(), Options{Timeout: 2 * time.Second})
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "read-only replica") {
+		t.Fatalf("Open of a replica = %v; want ErrUnavailable saying it is a read-only replica", err)
+	}
+	other := redistest.Start(t)
+	s := open(t, other.URL(), "")
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.Incr(ctx, "count", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: other.Addr()})
+	defer admin.Close()
+	if err := admin.Do(ctx, "REPLICAOF", "127.0.0.1", port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Do(context.Background(), "REPLICAOF", "NO", "ONE")
+	_, err = s.Incr(ctx, "count", 1, time.Minute)
+	if !errors.Is(err, storage.ErrUnavailable) || errors.Is(err, storeutil.ErrNotInteger) {
+		t.Fatalf("Incr on a server turned replica = %v; want ErrUnavailable (READONLY), not ErrNotInteger", err)
+	}
+	if _, err := s.Incr(ctx, "count", 1, time.Minute); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Incr again = %v", err)
 	}
 }
