@@ -97,7 +97,9 @@ var warnedOpenAdmin atomic.Bool
 // reaches it manages every account and reads application keys
 // (docs/security.md, "The admin endpoint"). A call over a unix socket, from
 // a loopback address or over Caddy's remote admin (TLS with client
-// certificates and access control) is not warned of.
+// certificates and access control) is not warned of. The path is the
+// caller's text: its first 200 bytes are quoted (shorten), so a caller
+// cannot make the line as long as a request target may be.
 func warnOpenAdminCall(logger *zap.Logger, r *http.Request) {
 	if r.TLS != nil || warnedOpenAdmin.Load() {
 		return
@@ -111,7 +113,7 @@ func warnOpenAdminCall(logger *zap.Logger, r *http.Request) {
 			"authenticates no one, so whoever reaches it manages every account and can read application keys; "+
 			"listen on localhost or a unix socket (admin unix//run/caddy-admin.sock), or use Caddy's remote admin "+
 			"with client certificates (given once)",
-			zap.String("peer", peer.Addr().Unmap().String()), zap.String("path", r.URL.Path))
+			zap.String("peer", peer.Addr().Unmap().String()), zap.String("path", shorten(r.URL.Path)))
 	}
 }
 

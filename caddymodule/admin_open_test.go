@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"crypto/tls"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -42,5 +43,25 @@ func TestAdminCallFromAnotherMachineIsWarnedOfOnce(t *testing.T) {
 	}
 	if peer := all[0].ContextMap()["peer"]; peer != "192.0.2.7" {
 		t.Fatalf("the warning names the peer %v; want 192.0.2.7", peer)
+	}
+}
+
+// TestAdminCallWarningQuotesThePathsStart: the warning quotes the first
+// 200 bytes of the caller's path, not a path as long as the admin
+// endpoint takes (it logged the whole of it).
+func TestAdminCallWarningQuotesThePathsStart(t *testing.T) {
+	warnedOpenAdmin.Store(false)
+	t.Cleanup(func() { warnedOpenAdmin.Store(false) })
+	core, logs := observer.New(zapcore.WarnLevel)
+	r := httptest.NewRequest("GET", "/gatehouse/users/"+strings.Repeat("a", 50_000), nil)
+	r.RemoteAddr = "192.0.2.7:40000"
+	warnOpenAdminCall(zap.New(core), r)
+	all := logs.All()
+	if len(all) != 1 {
+		t.Fatalf("%d warnings; want one", len(all))
+	}
+	path, _ := all[0].ContextMap()["path"].(string)
+	if !strings.HasPrefix(path, "/gatehouse/users/aaa") || len(path) > 210 {
+		t.Fatalf("the warning quotes a path of %d bytes (%.40q…); want its first 200", len(path), path)
 	}
 }
