@@ -336,13 +336,14 @@ func (a *adminClient) readPages(path string) ([]json.RawMessage, error) {
 		if err != nil {
 			return nil, err
 		}
-		var page []json.RawMessage
-		if err := json.Unmarshal(raw, &page); err != nil {
-			return nil, fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
-		}
-		if read += len(raw); read > maxListBytes {
+		page, cost, err := decodePage(raw, maxListBytes-read)
+		if errors.Is(err, errOverBudget) {
 			return nil, fmt.Errorf("GET %s: the listing is over %d bytes; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListBytes)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
+		}
+		read += cost
 		all = append(all, page...)
 		asked := next
 		if next, err = nextLink(header); err != nil {
@@ -358,6 +359,48 @@ func (a *adminClient) readPages(path string) ([]json.RawMessage, error) {
 			return nil, err
 		}
 	}
+}
+
+// entryCost is what an entry of a listing costs in memory beside its
+// bytes: its json.RawMessage (a slice header) and its allocation.
+const entryCost = 32
+
+// errOverBudget is decodePage's error for a page past its budget.
+var errOverBudget = errors.New("over the listing's bounds")
+
+// decodePage decodes raw, a page of a listing (a JSON array), entry by
+// entry, and returns its entries and what they cost in memory (their
+// bytes and entryCost each); errOverBudget as soon as that passes budget.
+// A page of tiny entries ([0,0,…] of an answer up to maxAnswerBytes) cost
+// over ten times its bytes, held before maxListBytes, which counted the
+// bytes alone, was checked.
+func decodePage(raw []byte, budget int) ([]json.RawMessage, int, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		if err == nil {
+			err = fmt.Errorf("it starts with %v", tok)
+		}
+		return nil, 0, err
+	}
+	var page []json.RawMessage
+	cost := 0
+	for dec.More() {
+		var entry json.RawMessage
+		if err := dec.Decode(&entry); err != nil {
+			return nil, 0, err
+		}
+		if cost += len(entry) + entryCost; cost > budget {
+			return nil, 0, errOverBudget
+		}
+		page = append(page, entry)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ]
+		return nil, 0, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, 0, errors.New("something follows the array")
+	}
+	return page, cost, nil
 }
 
 // rawBytes is values as byte slices.

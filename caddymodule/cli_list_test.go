@@ -201,14 +201,19 @@ func TestTokensListPagesThrough(t *testing.T) {
 // a broken proxy) whose next links move the listing on for ever — an
 // after past the last each time — is read up to maxListPages pages and
 // maxListBytes bytes, then an error with nothing printed: the CLI
-// followed it for ever, holding every page in memory.
+// followed it for ever, holding every page in memory. Each entry counts
+// what it costs in memory beside its bytes (entryCost): a page of 2 000
+// entries of one byte each (4 001 bytes of JSON, over 64 000 in memory)
+// passes the bound at once, where three of them were read and held.
 func TestListStopsAListingWithoutEnd(t *testing.T) {
 	for name, c := range map[string]struct {
-		page string // every page's entries
-		want string // in the error
+		page  string // every page's entries
+		want  string // in the error
+		calls int32  // the most calls made, 0 for any
 	}{
-		"small pages": {page: `[{"username":"a"}]`, want: "past 40 pages"},
-		"large pages": {page: `[{"username":"` + strings.Repeat("a", 1000) + `"}]`, want: "over 8192 bytes"},
+		"small pages":  {page: `[{"username":"a"}]`, want: "past 40 pages"},
+		"large pages":  {page: `[{"username":"` + strings.Repeat("a", 1000) + `"}]`, want: "over 8192 bytes"},
+		"tiny entries": {page: "[" + strings.Repeat("0,", 1999) + "0]", want: "over 8192 bytes", calls: 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a, out, count := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
@@ -219,6 +224,9 @@ func TestListStopsAListingWithoutEnd(t *testing.T) {
 			defer func(n, b, p int) { listPage, maxListBytes, maxListPages = n, b, p }(listPage, maxListBytes, maxListPages)
 			listPage, maxListBytes, maxListPages = 2, 8192, 40
 			checkListRefused(t, a, out, count, c.want)
+			if n := count.Load(); c.calls > 0 && n > c.calls {
+				t.Errorf("%d calls before the listing stopped; want %d", n, c.calls)
+			}
 		})
 	}
 }
