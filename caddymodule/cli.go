@@ -250,9 +250,9 @@ func (a *adminClient) fetch(method, path string, body any) ([]byte, http.Header,
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	switch {
 	case err != nil:
-		return nil, nil, fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, path, len(raw), err)
+		return nil, nil, fmt.Errorf("%s %s: the answer was cut short after %d bytes (the call may have taken effect): %v", method, shorten(path), len(raw), err)
 	case len(raw) > maxAnswerBytes:
-		return nil, nil, fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, path, maxAnswerBytes)
+		return nil, nil, fmt.Errorf("%s %s: the answer is over %d bytes; narrow the query", method, shorten(path), maxAnswerBytes)
 	}
 	return raw, resp.Header, nil
 }
@@ -341,7 +341,7 @@ func (a *adminClient) readPages(path string) ([]json.RawMessage, error) {
 			return nil, fmt.Errorf("GET %s: the listing is over %d bytes; narrow it (or is --address the admin endpoint of the Caddy with Gatehouse?)", shorten(path), maxListBytes)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("GET %s: the answer is no JSON array: %v", next, err)
+			return nil, fmt.Errorf("GET %s: the answer is no JSON array: %v", shorten(next), err)
 		}
 		read += cost
 		all = append(all, page...)

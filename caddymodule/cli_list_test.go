@@ -251,3 +251,25 @@ func checkListRefused(t *testing.T, a *adminClient, out *bytes.Buffer, count *at
 		t.Fatalf("list still going after %d calls", count.Load())
 	}
 }
+
+// TestListErrorQuotesTheLinksStart: an error of a page a next link named
+// (an answer that is no JSON array) quotes the start of the link, not
+// the whole of it: the link is the endpoint's text, as long as a header
+// may be (it quoted 100 000 bytes of it).
+func TestListErrorQuotesTheLinksStart(t *testing.T) {
+	long := "/gatehouse/users?limit=2&after=" + strings.Repeat("b", 100_000)
+	a, out, count := fakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("after") == "" {
+			w.Header().Set("Link", "<"+long+`>; rel="next"`)
+			_, _ = w.Write([]byte(`[{"username":"a"}]`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"not":"an array"}`))
+	})
+	defer func(n int) { listPage = n }(listPage)
+	listPage = 2
+	checkListRefused(t, a, out, count, "no JSON array")
+	if err := a.list("/gatehouse/users"); err == nil || len(err.Error()) > 1000 {
+		t.Errorf("the error is %d bytes long; want the link's start quoted", len(fmt.Sprint(err)))
+	}
+}
