@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/audit"
+	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/guard"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/internal/monoclock"
+	"github.com/gatehouse-auth/gatehouse/plugin"
 )
 
 // allowed is what Serve allocates for an allowed request, in one
@@ -46,7 +48,9 @@ var errCutOff = errors.New("gatehouse: the request was cut off: its credential o
 // request's own) or reads the request's body (watchedBody: the reverse
 // proxy's transport), one at a time. A check asks for the request's
 // method, and each method override it carried, on its clean path.
-// Responses shorter than StreamRecheck cost a clock read per write.
+// Responses shorter than StreamRecheck cost a clock read per write, per
+// head and per flush. The head of a response is checked as a write is, so
+// a late answer after a refused check is the refusal, not the upstream's.
 type responseWatch struct {
 	http.ResponseWriter
 	rt     *Route
@@ -70,6 +74,13 @@ type responseWatch struct {
 	checked    atomic.Int64 // on the monotonic clock (monoclock.Nanos)
 	cutOff     atomic.Bool
 	unanswered int8 // under mu
+	// refusal is the error of the check that cut the response off, under
+	// mu: what a response whose head was not sent yet is answered.
+	refusal error
+	// headSent is set once the response's head went to the client (a
+	// final status written, or a write or flush that sends it). Only the
+	// goroutine that writes the response reads and sets it.
+	headSent bool
 	// served is set, under mu, once the handlers returned: the transport
 	// may read on, but the ResponseWriter is no longer the request's.
 	served bool
@@ -139,6 +150,7 @@ func (w *responseWatch) stillAllowed(what string) error {
 		return nil
 	}
 	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+what+" was cut off"))
+	w.refusal = err
 	w.cutOff.Store(true)
 	// Nor is any more of the body read by whoever holds it as it came,
 	// unwatched (a handler before Gatehouse may have handed it a copy of
@@ -161,25 +173,77 @@ func (w *responseWatch) finish() {
 	w.mu.Unlock()
 }
 
+// WriteHeader implements http.ResponseWriter. The response's head is
+// checked as its writes are: an answer that comes after StreamRecheck (a
+// long poll, a slow operation) from an upstream that does not stream
+// first checks the request again, and once a check was refused the
+// upstream's status and headers are not sent, but the refusal instead
+// (answerRefusal): a 204 or a redirect carries all it says in its head.
+func (w *responseWatch) WriteHeader(code int) {
+	if w.stillAllowed("the open response") != nil {
+		w.answerRefusal()
+		return
+	}
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.headSent = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
 // Write implements http.ResponseWriter.
 func (w *responseWatch) Write(p []byte) (int, error) {
 	if err := w.stillAllowed("the open response"); err != nil {
+		w.answerRefusal()
 		return 0, err
 	}
+	w.headSent = true
 	return w.ResponseWriter.Write(p)
 }
 
 // FlushError flushes the response (http.ResponseController's way), or
-// returns errCutOff once it was cut off.
+// returns errCutOff once it was cut off. A flush sends the head when it
+// was not sent yet, so it is checked as a write is.
 func (w *responseWatch) FlushError() error {
-	if w.cutOff.Load() {
-		return errCutOff
+	if err := w.stillAllowed("the open response"); err != nil {
+		w.answerRefusal()
+		return err
 	}
+	w.headSent = true
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Flush implements http.Flusher for handlers that ask for it directly.
 func (w *responseWatch) Flush() { _ = w.FlushError() }
+
+// answerRefusal answers a response cut off before its head was sent with
+// the refusal of the check that cut it off, as the request would be
+// answered now, without the upstream's headers; once the head was sent
+// there is nothing to answer (the response is cut off mid-body).
+func (w *responseWatch) answerRefusal() {
+	if w.headSent {
+		return
+	}
+	w.headSent = true
+	w.mu.Lock()
+	err := w.refusal
+	w.mu.Unlock()
+	h := w.ResponseWriter.Header()
+	clear(h)
+	status, code, reason := http.StatusServiceUnavailable, "unavailable", Unavailable(err, "the authentication store")+" is unavailable; try again later"
+	if refusal, ok := identity.AsRefusal(err); ok {
+		status, code, reason = failure.Status(refusal), refusalCode(refusal), refusal.Reason()
+	}
+	if status == http.StatusUnauthorized {
+		for _, c := range w.rt.credentials {
+			if ch, ok := c.(plugin.Challenger); ok {
+				h.Add("WWW-Authenticate", ch.Challenge())
+			}
+		}
+	}
+	if w.ctx.Err() == nil { // else the client left: nobody to tell
+		WriteJSONError(w.ResponseWriter, status, code, reason)
+	}
+}
 
 // Unwrap returns the ResponseWriter watched, for http.ResponseController.
 func (w *responseWatch) Unwrap() http.ResponseWriter { return w.ResponseWriter }

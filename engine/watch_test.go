@@ -350,3 +350,58 @@ func TestCutOffIsAuditedWithItsSite(t *testing.T) {
 		t.Fatalf("the cut-off's audit events: %+v, %v; want one naming require_role, with host example.com", events, err)
 	}
 }
+
+// TestALateHeadIsCheckedToo: a response whose handler answers only
+// after StreamRecheck, once the user was blocked (a long poll, a slow
+// operation), sends none of its head, neither a header-only answer (204,
+// a redirect) nor the status and headers before a body, nor a flushed
+// head: the client gets the refusal, without the upstream's headers.
+// Before, only the response's writes were checked, so a late 204 or 302
+// reached a blocked user whole.
+func TestALateHeadIsCheckedToo(t *testing.T) {
+	for _, answer := range []string{"204", "302", "200 with a body", "flush first"} {
+		t.Run(answer, func(t *testing.T) {
+			s := newSetup(t)
+			rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("GET", "/api/poll", nil)
+			r.Header = basicAuth("alice", "correct horse")
+			rec := httptest.NewRecorder()
+			var writeErr error
+			err = rt.Serve(rec, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+				if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond) // past StreamRecheck
+				w.Header().Set("X-Late", "the upstream's answer")
+				switch answer {
+				case "204":
+					w.WriteHeader(http.StatusNoContent)
+				case "302":
+					w.Header().Set("Location", "/somewhere")
+					w.WriteHeader(http.StatusFound)
+				case "200 with a body":
+					w.WriteHeader(http.StatusOK)
+					_, writeErr = w.Write([]byte("late body"))
+				case "flush first":
+					writeErr = http.NewResponseController(w).Flush()
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != http.StatusForbidden || rec.Header().Get("X-Late") != "" || rec.Header().Get("Location") != "" ||
+				!strings.Contains(rec.Body.String(), `"forbidden"`) {
+				t.Fatalf("the blocked user's late answer: %d %v %q; want the refusal alone", rec.Code, rec.Header(), rec.Body)
+			}
+			if answer == "200 with a body" || answer == "flush first" {
+				if writeErr == nil {
+					t.Fatal("the handler's write or flush after the refused head succeeded")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/integration/harness"
+)
+
+// lateUpstream answers /api/late/<status> once the test releases it:
+// the status with the header X-Late and, for 200, a body; it tells the
+// test when a request arrived.
+type lateUpstream struct {
+	port    int
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func startLateUpstream(t *testing.T) *lateUpstream {
+	t.Helper()
+	up := &lateUpstream{arrived: make(chan struct{}, 16), release: make(chan struct{})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up.arrived <- struct{}{}
+		select {
+		case <-up.release:
+		case <-r.Context().Done():
+			return
+		}
+		var status int
+		_, _ = fmt.Sscanf(r.URL.Path, "/api/late/%d", &status)
+		w.Header().Set("X-Late", "what the upstream answered after the revocation")
+		if status == 302 {
+			w.Header().Set("Location", "/api/secret-place")
+		}
+		w.WriteHeader(status)
+		if status == 200 {
+			_, _ = io.WriteString(w, "the late body\n")
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	up.port = ln.Addr().(*net.TCPAddr).Port
+	return up
+}
+
+// TestALateAnswerAfterARevocationIsNotSent: a request allowed when it
+// came, whose upstream answers only after stream_recheck has passed and
+// the user was blocked meanwhile (a long poll, a slow operation), gets
+// nothing of that answer: neither its status and headers (a 204, a
+// redirect) nor its body. Before, the response's writes were checked but
+// not its head, so the upstream's status line and headers reached the
+// blocked client, and a header-only answer reached it whole.
+func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
+	for _, status := range []int{204, 302, 200} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			up := startLateUpstream(t)
+			inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
+			seedReader(t, inst, "alice")
+			client := harness.Client(t, nil)
+			type answer struct {
+				res  *http.Response
+				body string
+				err  error
+			}
+			answers := make(chan answer, 1)
+			begin := time.Now()
+			go func() {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/api/late/%d", inst.Ports.HTTPPort, status), nil)
+				req.SetBasicAuth("alice", "correct horse")
+				res, err := client.Do(req)
+				var body []byte
+				if err == nil {
+					body, _ = io.ReadAll(res.Body)
+					res.Body.Close()
+				}
+				answers <- answer{res, string(body), err}
+			}()
+			select {
+			case <-up.arrived:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the request did not reach the upstream")
+			}
+			inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+			// Past stream_recheck (1 s) since the request came.
+			time.Sleep(time.Until(begin.Add(1500 * time.Millisecond)))
+			close(up.release)
+			var a answer
+			select {
+			case a = <-answers:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no answer 30 s after the upstream's")
+			}
+			if a.err != nil && status == 200 {
+				return // cut off mid-answer, the connection closed: nothing of the answer came
+			}
+			if a.err != nil {
+				t.Fatalf("no answer: %v; want the refusal", a.err)
+			}
+			if a.res.StatusCode != 403 || a.res.Header.Get("X-Late") != "" || a.res.Header.Get("Location") != "" || a.body == "the late body\n" {
+				t.Fatalf("the blocked user got the late answer: %d %v %q", a.res.StatusCode, a.res.Header, a.body)
+			}
+			t.Logf("the blocked user got %d %q", a.res.StatusCode, a.body)
+		})
+	}
+}
