@@ -1,14 +1,18 @@
 package integration
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/integration/harness"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
 // lateUpstream answers /api/late/<status> once the test releases it:
@@ -109,5 +113,48 @@ func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
 			}
 			t.Logf("the blocked user got %d %q", a.res.StatusCode, a.body)
 		})
+	}
+}
+
+// TestStreamsEndAcrossTheCluster measures how long an event stream and a
+// WebSocket opened on B (stream_recheck 1s) go on once A blocks their
+// user: with B's link to Redis up, and with it stalled (a partition:
+// B's checks cannot be made, and two in a row close the stream). Each
+// must end within a few intervals; the times are logged for
+// docs/security.md.
+func TestStreamsEndAcrossTheCluster(t *testing.T) {
+	site := strings.Replace(streamSite, "data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\tstorage redis {{.RedisURL}}", 1)
+	up := streamUpstream(t)
+	srv := redistest.Start(t)
+	proxy := startStallProxy(t, srv.Addr())
+	a := harness.Start(t, site, harness.Options{RedisURL: srv.URL(), Extra: map[string]any{"upstreamPort": up.port}})
+	bDir := t.TempDir()
+	copyTree(t, a.DataDir(), bDir+"/data")
+	b := harness.Start(t, site, harness.Options{RedisURL: strings.Replace(srv.URL(), srv.Addr(), proxy.addr, 1), Dir: bDir,
+		Extra: map[string]any{"upstreamPort": up.port}})
+	for _, partitioned := range []bool{false, true} {
+		user := fmt.Sprintf("alice%v", partitioned)
+		seedReader(t, a, user)
+		auth := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":correct horse"))
+		ws := openWebSocket(t, b.Ports.HTTPPort, user+"'s WebSocket", auth)
+		events := openEvents(t, b.Ports.HTTPPort, user+"'s events", auth, "text/event-stream")
+		time.Sleep(2500 * time.Millisecond) // checks that pass
+		if !ws.alive(t, true) || !events.alive(t, false) {
+			t.Fatalf("%s's streams ended while allowed", user)
+		}
+		if partitioned {
+			proxy.stalled.Store(true)
+		}
+		a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/"+user, `{"status":"blocked"}`)
+		ack := time.Now()
+		var wg sync.WaitGroup
+		for _, s := range []*openStream{ws, events} {
+			wg.Go(func() {
+				s.ended(t)
+				t.Logf("partitioned %v: %s ended %v after the block was acknowledged", partitioned, s.name, time.Since(ack).Round(time.Millisecond))
+			})
+		}
+		wg.Wait()
+		proxy.stalled.Store(false)
 	}
 }
