@@ -69,3 +69,16 @@ func (s *Service) RefreshDirectoryAccount(ctx context.Context, u *User) error {
 	}
 	return nil
 }
+
+// DirectoryRefreshMark is the mark the latest refresh of the directory
+// account name left (RefreshDirectoryAccount) while it lives, "" when
+// none does or there is no directory. A password verified under another
+// mark is checked again (plugin/basic), so that a refresh after a
+// password change in the directory ends the old password at once on
+// every instance, as it ends a disabled account's requests.
+func (s *Service) DirectoryRefreshMark(ctx context.Context, name string) (string, error) {
+	if s.dir == nil {
+		return "", nil
+	}
+	return s.refreshMark(ctx, name)
+}

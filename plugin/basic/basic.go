@@ -44,6 +44,12 @@ type verified struct {
 	// password is checked again after status_ttl: the directory may have
 	// changed it).
 	expires time.Time
+	// mark is a directory account's refresh mark when its password was
+	// checked (account.Service.DirectoryRefreshMark): once an
+	// administrator refreshed the account since, on any instance, the
+	// success is checked again, as the directory may have changed the
+	// password.
+	mark string
 	// holds are the holds of the counters of username's attempts, shared
 	// by its entries (see nameHolds).
 	holds *nameHolds
@@ -211,6 +217,10 @@ func (c *Credential) Authenticate(r *http.Request) (identity.Identity, error) {
 		now := c.now() // one clock read for both checks
 		if err != nil || u.PasswordHash != v.passwordHash || u.ID != v.userID || (!v.expires.IsZero() && !now.Before(v.expires)) {
 			c.verified.Remove(string(sum[:]))
+		} else if refreshed, err := c.refreshedSince(ctx, v); err != nil {
+			return identity.Identity{}, err // 503, as the account's own read
+		} else if refreshed {
+			c.verified.Remove(string(sum[:]))
 		} else if held, err := c.heldBack(r, v, now); err != nil {
 			return identity.Identity{}, err // uncountable: fail closed
 		} else if !held {
@@ -286,6 +296,10 @@ func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
 			// A new password, or the same one hashed anew (an older
 			// version's hash keyed at a sign-in): checked again below.
 			c.verified.Remove(key)
+		case c.refreshedOrUnread(r.Context(), v):
+			// The directory account was refreshed since (or its mark
+			// cannot be read): checked again below.
+			c.verified.Remove(key)
 		case v.expires.IsZero() || time.Now().Before(v.expires):
 			return v.identity(), nil
 		}
@@ -310,6 +324,7 @@ func (c *Credential) Recheck(r *http.Request) (identity.Identity, error) {
 
 // checkAgain is Recheck's check of a password the cache no longer holds.
 func (c *Credential) checkAgain(ctx context.Context, username, password, key string) (verified, error) {
+	before := c.markBefore(ctx, username)
 	u, err := c.engine.Accounts.CheckAgain(ctx, username, password)
 	if errors.Is(err, account.ErrBusy) {
 		return verified{}, errBusy.For(username)
@@ -322,6 +337,7 @@ func (c *Credential) checkAgain(ctx context.Context, username, password, key str
 		return verified{}, err
 	}
 	v := c.newVerified(u)
+	v.mark = c.markAfter(ctx, username, u, before)
 	c.verified.Add(key, v)
 	return v, nil
 }
@@ -350,6 +366,66 @@ func (c *Credential) newVerified(u *account.User) verified {
 	return v
 }
 
+// unreadMark is the refresh mark of a verification whose account's mark
+// could not be read: no mark is ever this, so the next use checks the
+// password again.
+const unreadMark = "\x00unread"
+
+// markBefore is the refresh mark of the account typed names, read
+// before its password is checked: a refresh that comes during the check
+// then changes the mark the success is cached under, and the password is
+// checked again at its next use.
+func (c *Credential) markBefore(ctx context.Context, typed string) string {
+	name, err := c.engine.Accounts.CanonicalName(typed)
+	if err != nil {
+		return unreadMark
+	}
+	mark, err := c.engine.Accounts.DirectoryRefreshMark(ctx, name)
+	if err != nil {
+		return unreadMark
+	}
+	return mark
+}
+
+// markAfter is the refresh mark a success of the directory account u,
+// signed in to as typed, is cached under: the mark read before the
+// check (markBefore) when typed names the account itself; for another
+// of its names (an alias, a renamed entry's new name) the account's mark
+// read now, since the one read before was another name's.
+func (c *Credential) markAfter(ctx context.Context, typed string, u *account.User, before string) string {
+	if !u.FromDirectory() {
+		return ""
+	}
+	if name, err := c.engine.Accounts.CanonicalName(typed); err == nil && name == u.Username {
+		return before
+	}
+	mark, err := c.engine.Accounts.DirectoryRefreshMark(ctx, u.Username)
+	if err != nil {
+		return unreadMark
+	}
+	return mark
+}
+
+// refreshedSince reports whether the directory account of the cached
+// success v was refreshed since its password was checked.
+func (c *Credential) refreshedSince(ctx context.Context, v verified) (bool, error) {
+	if v.local {
+		return false, nil
+	}
+	mark, err := c.engine.Accounts.DirectoryRefreshMark(ctx, v.username)
+	if err != nil {
+		return false, err
+	}
+	return mark != v.mark, nil
+}
+
+// refreshedOrUnread is refreshedSince for an open stream's check, which
+// checks the password again when the mark cannot be read either.
+func (c *Credential) refreshedOrUnread(ctx context.Context, v verified) bool {
+	refreshed, err := c.refreshedSince(ctx, v)
+	return refreshed || err != nil
+}
+
 // signIn runs the sign-in policy for the credentials sent from network
 // (argon2id, counted against the client's share of the hash slots, so
 // one address flooding Basic checks cannot keep everybody else's
@@ -359,6 +435,7 @@ func (c *Credential) newVerified(u *account.User) verified {
 func (c *Credential) signIn(r *http.Request, username, password, cacheKey, network string) (verified, error) {
 	ctx := hashslots.WithClient(r.Context(), c.engine.ClientIP(r))
 	t := &throttle{engine: c.engine, network: network}
+	before := c.markBefore(ctx, username)
 	res, err := c.engine.Accounts.SignIn(ctx, username, password, t)
 	if err != nil {
 		if t.counted != "" && errors.Is(err, storage.ErrUnavailable) {
@@ -387,6 +464,7 @@ func (c *Credential) signIn(r *http.Request, username, password, cacheKey, netwo
 		c.changed.Remove(cacheKey)
 		c.holdSpentElsewhere(ctx, t, res)
 		v := c.newVerified(u)
+		v.mark = c.markAfter(ctx, username, u, before)
 		c.verified.Add(cacheKey, v)
 		return v, nil
 	case account.OutcomeThrottled:
