@@ -163,6 +163,8 @@ type credential struct {
 	// url is where the credential is used on an instance: its site's
 	// /api/items when nil.
 	url func(inst *harness.Instance) string
+	// post sends a form POST instead of a GET.
+	post string
 }
 
 // revocationEnv is what a scenario acts on: admin is where the change is
@@ -200,6 +202,18 @@ func (e *revocationEnv) connectorToken() (credential, connectorFiles) {
 		e.t.Fatal(err)
 	}
 	return credential{cert: &pair, set: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok.AccessToken) }}, c
+}
+
+// tokenEndpoint makes a connector for the scenario's user and answers
+// its certificate grant at the token endpoint as the credential.
+func (e *revocationEnv) tokenEndpoint() (credential, connectorFiles) {
+	c := newConnector(e.t, e.admin, "c-"+e.user, e.user)
+	pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return credential{cert: &pair, set: func(*http.Request) {}, post: "grant_type=certificate",
+		url: func(inst *harness.Instance) string { return inst.HTTPSURL() + "/gatehouse/v1/token" }}, c
 }
 
 const revocationSecret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
@@ -416,6 +430,21 @@ func revocationScenarios() []revocationScenario {
 				e.admin.MustAdmin(e.t, 200, "PATCH", "/gatehouse/users/"+e.user, `{"status":"blocked"}`)
 			})
 		}},
+		{"token endpoint: connector revoked", 0, func(e *revocationEnv) (credential, func()) {
+			e.newUser()
+			c, files := e.tokenEndpoint()
+			return c, func() { e.admin.MustAdmin(e.t, 204, "DELETE", "/gatehouse/connectors/"+files.name, nil) }
+		}},
+		{"token endpoint: certificate reissued", 0, func(e *revocationEnv) (credential, func()) {
+			e.newUser()
+			c, files := e.tokenEndpoint()
+			return c, func() { e.admin.MustAdmin(e.t, 200, "POST", "/gatehouse/connectors/"+files.name+"/certificate", `{}`) }
+		}},
+		{"token endpoint: user blocked", 0, func(e *revocationEnv) (credential, func()) {
+			e.newUser()
+			c, _ := e.tokenEndpoint()
+			return c, func() { e.admin.MustAdmin(e.t, 200, "PATCH", "/gatehouse/users/"+e.user, `{"status":"blocked"}`) }
+		}},
 		{"connector revoked", 0, func(e *revocationEnv) (credential, func()) {
 			e.newUser()
 			c, files := e.connectorToken()
@@ -470,6 +499,10 @@ func runRevocation(t *testing.T, s revocationScenario, admin, target *harness.In
 	}
 	newReq := func() *http.Request {
 		r, _ := http.NewRequest("GET", url, nil)
+		if cred.post != "" {
+			r, _ = http.NewRequest("POST", url, strings.NewReader(cred.post))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
 		cred.set(r)
 		return r
 	}
