@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -588,6 +589,10 @@ func startRevocationMembers(t *testing.T, redisURL string) (a, b *harness.Instan
 type stallProxy struct {
 	addr    string
 	stalled atomic.Bool
+	// subscriptionsStalled stalls only the connections that subscribed
+	// (a link dropped by a firewall's idle timeout: the long-lived
+	// subscription's, while new connections for commands get through).
+	subscriptionsStalled atomic.Bool
 }
 
 // startStallProxy proxies a loopback port to target until the test ends.
@@ -618,8 +623,9 @@ func startStallProxy(t *testing.T, target string) *stallProxy {
 				c.Close()
 				continue
 			}
-			conns.Go(func() { p.pipe(u, c) })
-			conns.Go(func() { p.pipe(c, u) })
+			subscribed := new(atomic.Bool)
+			conns.Go(func() { p.pipe(u, c, subscribed, true) })
+			conns.Go(func() { p.pipe(c, u, subscribed, false) })
 		}
 	}()
 	return p
@@ -627,17 +633,22 @@ func startStallProxy(t *testing.T, target string) *stallProxy {
 
 // pipe copies src to dst, pausing while stalled, and closes both when
 // src ends.
-func (p *stallProxy) pipe(dst, src net.Conn) {
+// fromClient is set for the client's side, whose commands tell a
+// subscription (subscribed).
+func (p *stallProxy) pipe(dst, src net.Conn, subscribed *atomic.Bool, fromClient bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
-		if p.stalled.Load() {
+		if p.stalled.Load() || (p.subscriptionsStalled.Load() && subscribed.Load()) {
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
 		_ = src.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 		n, err := src.Read(buf)
+		if fromClient && n > 0 && bytes.Contains(bytes.ToLower(buf[:n]), []byte("subscribe")) {
+			subscribed.Store(true)
+		}
 		if n > 0 {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				return
@@ -669,8 +680,13 @@ func TestRevocationAcrossAPartition(t *testing.T) {
 		if s.name != "block/basic" && s.name != "app key deleted" && s.name != "block/session" {
 			continue
 		}
-		for _, partition := range []time.Duration{300 * time.Millisecond, 750 * time.Millisecond, 3 * time.Second} {
-			e := &revocationEnv{t: t, admin: a, target: b, user: fmt.Sprintf("p%d%d", i, partition/time.Millisecond)}
+		for j, partition := range []time.Duration{300 * time.Millisecond, 750 * time.Millisecond, 3 * time.Second, -3 * time.Second} {
+			// A negative partition stalls B's subscription alone.
+			stall := &proxy.stalled
+			if partition < 0 {
+				partition, stall = -partition, &proxy.subscriptionsStalled
+			}
+			e := &revocationEnv{t: t, admin: a, target: b, user: fmt.Sprintf("p%d-%d", i, j)}
 			cred, change := s.prepare(e)
 			client := harness.Client(t, cred.cert)
 			newReq := func() *http.Request {
@@ -691,14 +707,14 @@ func TestRevocationAcrossAPartition(t *testing.T) {
 			})
 			h := startHammer(client, newReq, 4)
 			time.Sleep(300 * time.Millisecond)
-			proxy.stalled.Store(true)
+			stall.Store(true)
 			stalled := time.Now()
 			time.Sleep(50 * time.Millisecond)
 			sent := time.Now()
 			change()
 			ack := time.Now()
 			time.Sleep(partition - time.Since(stalled))
-			proxy.stalled.Store(false)
+			stall.Store(false)
 			healed := time.Now()
 			time.Sleep(3 * time.Second)
 			probes := h.stop()
@@ -709,7 +725,11 @@ func TestRevocationAcrossAPartition(t *testing.T) {
 					afterHeal++
 				}
 			}
-			line := fmt.Sprintf("%-16s partition %-5v %s; 200s after the heal %d", s.name, partition, o, afterHeal)
+			what := "link"
+			if stall == &proxy.subscriptionsStalled {
+				what = "subscription"
+			}
+			line := fmt.Sprintf("%-16s %s stalled %-5v %s; 200s after the heal %d", s.name, what, partition, o, afterHeal)
 			table = append(table, line)
 			t.Log(line)
 			if !o.refused || o.lastSlip > time.Second {
