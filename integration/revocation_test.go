@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -289,6 +290,17 @@ func revocationScenarios() []revocationScenario {
 	return []revocationScenario{
 		{"block/basic", 0, blockWith(basic)},
 		{"block/app_key", 0, blockWith(key)},
+		{"block through the CLI/app_key", 0, func(e *revocationEnv) (credential, func()) {
+			e.newUser()
+			c, _ := e.appKey()
+			return c, func() {
+				out, err := exec.Command(harness.Binary(e.t), "gatehouse", "--address", fmt.Sprintf("127.0.0.1:%d", e.admin.Ports.AdminPort),
+					"users", "block", e.user).CombinedOutput()
+				if err != nil {
+					e.t.Fatalf("caddy gatehouse users block: %v %s", err, out)
+				}
+			}
+		}},
 		{"block/connector", 0, blockWith(token)},
 		{"block/session", 0, blockWith(session)},
 		{"delete user/basic", 0, deleteWith(basic)},
