@@ -244,3 +244,44 @@ func TestAnotherInstanceHoldsTheBoundPastTheMinutesCount(t *testing.T) {
 		t.Errorf("alice at home on the other instance: %s; want 200", got)
 	}
 }
+
+// TestARefreshEndsAnOldDirectoryPassword: a directory account's
+// password changed in the directory still signs in from the verification
+// cache within status_ttl (an hour here), but once an administrator
+// refreshes the account (the admin API's POST
+// /gatehouse/directory/refresh, on any instance sharing the store) the
+// old password is bound again at its next use, refused, and the new one
+// signs in; an open stream's check refuses the old one as well. Before,
+// the refresh read the account again but left the cached success,
+// which answered the old password until status_ttl.
+func TestARefreshEndsAnOldDirectoryPassword(t *testing.T) {
+	ctx := context.Background()
+	b := newBasicRoute(t, engine.Config{}, nil)
+	srv := b.withDirectory(4)
+	dn := srv.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)
+	if w := b.get("gina", "gina password", home); w.Code != http.StatusOK {
+		t.Fatalf("gina before: %d %s", w.Code, w.Body)
+	}
+	srv.Modify("dn: " + dn + "\nchangetype: modify\nreplace: userPassword\nuserPassword: gina's new password\n")
+	if w := b.get("gina", "gina password", home); w.Code != http.StatusOK {
+		t.Fatalf("the old password within status_ttl, not refreshed: %d; want 200 from the cache", w.Code)
+	}
+	u, err := b.e.Accounts.UserByCanonicalName(ctx, "gina")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.e.Accounts.RefreshDirectoryAccount(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.SetBasicAuth("gina", "gina password")
+	if _, err := b.cred.Recheck(r); err == nil {
+		t.Error("an open stream's check passed the old password after the refresh")
+	}
+	if w := b.get("gina", "gina password", home); w.Code != http.StatusUnauthorized {
+		t.Errorf("the old password after the refresh: %d %s; want 401", w.Code, w.Body)
+	}
+	if w := b.get("gina", "gina's new password", home); w.Code != http.StatusOK {
+		t.Errorf("the new password after the refresh: %d %s", w.Code, w.Body)
+	}
+}
