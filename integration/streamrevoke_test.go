@@ -75,7 +75,6 @@ func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
 				err  error
 			}
 			answers := make(chan answer, 1)
-			begin := time.Now()
 			go func() {
 				req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/api/late/%d", inst.Ports.HTTPPort, status), nil)
 				req.SetBasicAuth("alice", "correct horse")
@@ -92,9 +91,10 @@ func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the request did not reach the upstream")
 			}
+			arrived := time.Now() // after Caddy took the request
 			inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
-			// Past stream_recheck (1 s) since the request came.
-			time.Sleep(time.Until(begin.Add(1500 * time.Millisecond)))
+			// Past stream_recheck (1 s) since Caddy took the request.
+			time.Sleep(time.Until(arrived.Add(1500 * time.Millisecond)))
 			close(up.release)
 			var a answer
 			select {
