@@ -113,16 +113,24 @@ type pathCheck struct {
 // matchers match a caveat, not a confident one. A host matcher of a
 // route of the server's own list (top: a site block's) names another
 // site, which a request of a site matching every host ("*") does not
-// reach. False when rt has no matcher.
-func takesFirst(rt caddyhttp.Route, at int, top bool) (pathCheck, bool) {
+// reach. A route without a matcher takes every request (one matcher set
+// with no matcher, which matches all): route { respond "down" 503;
+// gatehouse { … } } never reaches the gatehouse, nor does a handle block
+// of two handlers, respond then gatehouse, that Caddy makes of two handle
+// blocks with the same matcher.
+func takesFirst(rt caddyhttp.Route, at int, top bool) pathCheck {
 	check := pathCheck{at: at, not: true}
+	if len(rt.MatcherSets) == 0 {
+		check.matchers = []caddyhttp.RequestMatcherWithError{caddyhttp.MatcherSet{}}
+		return check
+	}
 	for _, set := range rt.MatcherSets {
 		if top {
 			set = otherSites(set)
 		}
 		check.matchers = append(check.matchers, set)
 	}
-	return check, len(check.matchers) > 0
+	return check
 }
 
 // otherSites is set with its host matchers as those of a site block
@@ -492,13 +500,11 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 			unsure[rt.Group] = true
 		}
 		if t := (taking{group: rt.Group, answers: answersAll && !groupUnknown[rt.Group]}); t.group != "" || t.answers {
-			var ok bool
-			if t.check, ok = takesFirst(rt, len(inRoute.always), top); ok {
-				if t.answers && rt.Group != "" {
-					t.check.unless = groupSets[rt.Group]
-				}
-				takers = append(takers, t)
+			t.check = takesFirst(rt, len(inRoute.always), top)
+			if t.answers && rt.Group != "" {
+				t.check.unless = groupSets[rt.Group]
 			}
+			takers = append(takers, t)
 		}
 		groupBefore, groupWasUnknown := groupSets[rt.Group], groupUnknown[rt.Group]
 		if rt.Group != "" {

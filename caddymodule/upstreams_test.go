@@ -576,3 +576,52 @@ func TestGatedSitesEvaluateEveryMatcherTheyCan(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedSitesAfterARouteAnsweringEveryRequest: a route without a
+// matcher that answers every request itself, before the gatehouse's
+// (route { respond "down" 503; gatehouse { … } }, a reverse_proxy put
+// before the gatehouse in a route block, or the two handlers Caddy
+// makes one handle block of when two blocks have the same matcher,
+// respond then gatehouse), takes every request: the gatehouse is never
+// reached, and the tester must not judge a request by its roles.
+func TestGatedSitesAfterARouteAnsweringEveryRequest(t *testing.T) {
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
+	gate := &Handler{RequireRole: []string{"finance"}}
+	respond := &caddyhttp.StaticResponse{Body: "down"}
+	sub := func(routes ...caddyhttp.Route) *caddyhttp.Subroute { return &caddyhttp.Subroute{Routes: routes} }
+	do := func(h ...caddyhttp.MiddlewareHandler) caddyhttp.Route { return caddyhttp.Route{Handlers: h} }
+	site := func(routes ...caddyhttp.Route) caddyhttp.RouteList {
+		return caddyhttp.RouteList{{MatcherSets: caddyhttp.MatcherSets{{&caddyhttp.MatchHost{"fin.test"}}}, Terminal: true,
+			Handlers: []caddyhttp.MiddlewareHandler{sub(routes...)}}}
+	}
+	for _, c := range []struct {
+		name   string
+		routes caddyhttp.RouteList
+		want   map[string]string
+	}{
+		{"respond first in a route block", site(do(sub(do(respond), do(gate)))),
+			map[string]string{"GET /x": "no", "POST /fin/x?key=1": "no"}},
+		{"reverse_proxy first in a route block", site(do(sub(do(&reverseproxy.Handler{}), do(gate)))),
+			map[string]string{"GET /x": "no"}},
+		{"one handle block of respond, then gatehouse", site(
+			caddyhttp.Route{Group: "g", MatcherSets: caddyhttp.MatcherSets{{&caddyhttp.MatchNot{MatcherSets: []caddyhttp.MatcherSet{{path("/pub/*")}}}}},
+				Handlers: []caddyhttp.MiddlewareHandler{sub(do(respond)), sub(do(gate))}},
+			caddyhttp.Route{Group: "g", Handlers: []caddyhttp.MiddlewareHandler{sub(do(respond))}}),
+			map[string]string{"GET /x": "no", "GET /pub/x": "no"}},
+		// A respond with a matcher takes only what it matches.
+		{"respond with a path first", site(do(sub(caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{path("/pub/*")}}, Handlers: []caddyhttp.MiddlewareHandler{respond}}, do(gate)))),
+			map[string]string{"GET /x": "yes", "GET /pub/x": "no"}},
+	} {
+		sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: c.routes}})
+		if len(sites) != 1 || sites[0].Reaches == nil {
+			t.Errorf("%s: sites %+v; want one with Reaches", c.name, sites)
+			continue
+		}
+		for request, want := range c.want {
+			method, target, _ := strings.Cut(request, " ")
+			if got := reachVerdict(sites[0], method, target); got != want {
+				t.Errorf("%s: %s reaches %s %s; want %s", c.name, request, sites[0].Name, got, want)
+			}
+		}
+	}
+}
