@@ -139,16 +139,51 @@ func otherSites(set caddyhttp.MatcherSet) caddyhttp.MatcherSet {
 	out := slices.Clone(set)
 	for i, m := range out {
 		if h, ok := m.(*caddyhttp.MatchHost); ok {
-			out[i] = otherSite{h}
+			out[i] = otherSite{h, len(set) > 1}
 		}
 	}
 	return out
 }
 
-// otherSite is the host matcher of a site block: a request whose host
-// the tester does not know (one of a site matching every host) is not
-// one of that site's.
-type otherSite struct{ *caddyhttp.MatchHost }
+// otherSite is the host matcher of a site block. A request whose host
+// the tester does not know (one of a site whose hosts it cannot name: a
+// wildcard, every host) is asked about by the site's patterns
+// (siteHosts): a block matching each of them (*.example.test/pub/*
+// before *.example.test) takes the requests its other matchers match, as
+// for a host it names; a block of other hosts is another site, whose
+// requests are not this site's (pub.example.test before *.example.test),
+// unless it takes only some paths of them (partial: its site address has
+// a path, pub.example.test/pub/*), which leaves the others to this site:
+// then the tester cannot tell.
+type otherSite struct {
+	*caddyhttp.MatchHost
+	partial bool
+}
+
+// siteHosts is the context key of the host patterns of the site the
+// tester asks about, that it cannot name (a wildcard; none for a site of
+// every host): otherSite reads them for a request of no host.
+type siteHosts struct{}
+
+// verdict is otherSite's verdict on a request of no host (one of the
+// site's patterns, siteHosts).
+func (o otherSite) verdict(r *http.Request) verdict {
+	patterns, _ := r.Context().Value(siteHosts{}).([]string)
+	covered := 0
+	for _, p := range patterns {
+		if slices.ContainsFunc(*o.MatchHost, func(h string) bool { return strings.EqualFold(h, p) }) {
+			covered++
+		}
+	}
+	switch {
+	case covered > 0 && covered == len(patterns):
+		return yes
+	case covered > 0 || o.partial:
+		return unknown
+	default:
+		return no
+	}
+}
 
 // verdict is what the role tester knows of whether a matcher matches its
 // request: no, yes, or that it cannot tell (unknown).
@@ -203,7 +238,7 @@ func verdictOf(m any, r *http.Request) (verdict, error) {
 		ok, err = m.MatchWithError(r)
 	case otherSite:
 		if r.Host == "" {
-			return no, nil
+			return m.verdict(r), nil
 		}
 		ok, err = m.MatchWithError(r)
 	default:
@@ -656,17 +691,23 @@ func prepare(r *http.Request, srv *caddyhttp.Server) *caddy.Replacer {
 // is asked about for each of hosts, the site's (its host matchers');
 // where a matcher the tester cannot evaluate (verdictOf), or the host of
 // a site of several, decides, it reaches the route perhaps: true with
-// adminapi.ErrMayNotReach.
+// adminapi.ErrMayNotReach. A request of no host (the site's hosts the
+// tester cannot name: a wildcard, every host) carries the site's
+// patterns (siteHosts) for otherSite.
 func (rw rewrites) reaches(srv *caddyhttp.Server, hosts []string) func(*http.Request) (bool, error) {
 	if len(rw.paths) == 0 {
 		return nil
 	}
-	var named []string
+	var named, patterns []string
 	unnamed := len(hosts) == 0
 	for _, h := range hosts {
-		if h == "" || strings.ContainsAny(h, "*{") {
+		switch {
+		case h == "" || h == "*":
 			unnamed = true
-		} else {
+		case strings.ContainsAny(h, "*{"):
+			unnamed = true
+			patterns = append(patterns, h)
+		default:
 			named = append(named, h)
 		}
 	}
@@ -676,7 +717,7 @@ func (rw rewrites) reaches(srv *caddyhttp.Server, hosts []string) func(*http.Req
 	return func(r *http.Request) (bool, error) {
 		seen := map[verdict]bool{}
 		for _, host := range named {
-			req := r.Clone(r.Context())
+			req := r.Clone(context.WithValue(r.Context(), siteHosts{}, patterns))
 			req.Host = host
 			v, err := rw.reachesAs(srv, req)
 			if err != nil {

@@ -625,3 +625,59 @@ func TestGatedSitesAfterARouteAnsweringEveryRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedWildcardSiteAfterABlockOfItsHosts: a site block of the same
+// wildcard hosts with a path (*.example.test/pub/* before
+// *.example.test) takes those paths from the gated site, to anyone; a
+// block of other hosts with a path takes those paths of its hosts only,
+// leaving the others to a site of every host, which the tester cannot
+// tell apart (perhaps); a block of other hosts, whole, is another site.
+func TestGatedWildcardSiteAfterABlockOfItsHosts(t *testing.T) {
+	path := func(p ...string) *caddyhttp.MatchPath { m := caddyhttp.MatchPath(p); return &m }
+	host := func(h ...string) *caddyhttp.MatchHost { m := caddyhttp.MatchHost(h); return &m }
+	respond := caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{Body: "public"}}}
+	gate := caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{&Handler{RequireRole: []string{"finance"}}}}
+	// site is a site block: its matcher (none: every host) and its
+	// routes in a subroute.
+	site := func(set caddyhttp.MatcherSet, routes ...caddyhttp.Route) caddyhttp.Route {
+		rt := caddyhttp.Route{Terminal: true, Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}
+		if len(set) > 0 {
+			rt.MatcherSets = caddyhttp.MatcherSets{set}
+		}
+		return rt
+	}
+	for _, c := range []struct {
+		name   string
+		routes caddyhttp.RouteList
+		want   map[string]string
+	}{
+		{"same wildcard, with a path", caddyhttp.RouteList{
+			site(caddyhttp.MatcherSet{host("*.example.test"), path("/pub/*")}, respond),
+			site(caddyhttp.MatcherSet{host("*.example.test")}, gate)},
+			map[string]string{"GET /pub/x": "no", "GET /x": "yes"}},
+		{"one of two wildcards, with a path", caddyhttp.RouteList{
+			site(caddyhttp.MatcherSet{host("*.a.test"), path("/pub/*")}, respond),
+			site(caddyhttp.MatcherSet{host("*.a.test", "*.b.test")}, gate)},
+			map[string]string{"GET /pub/x": "perhaps", "GET /x": "yes"}},
+		{"other hosts with a path, before every host", caddyhttp.RouteList{
+			site(caddyhttp.MatcherSet{host("pub.example.test"), path("/pub/*")}, respond),
+			site(nil, gate)},
+			map[string]string{"GET /pub/x": "perhaps", "GET /x": "yes"}},
+		{"other hosts, whole, with a path matcher before every host", caddyhttp.RouteList{
+			site(caddyhttp.MatcherSet{host("pub.example.test")}, respond),
+			site(nil, caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{path("/pub/*")}}, Handlers: respond.Handlers}, gate)},
+			map[string]string{"GET /pub/x": "no", "GET /x": "yes"}},
+	} {
+		sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: c.routes}})
+		if len(sites) != 1 || sites[0].Reaches == nil {
+			t.Errorf("%s: sites %+v; want one with Reaches", c.name, sites)
+			continue
+		}
+		for request, want := range c.want {
+			method, target, _ := strings.Cut(request, " ")
+			if got := reachVerdict(sites[0], method, target); got != want {
+				t.Errorf("%s: %s reaches %s %s; want %s", c.name, request, sites[0].Name, got, want)
+			}
+		}
+	}
+}
