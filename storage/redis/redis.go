@@ -34,6 +34,7 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -271,8 +272,15 @@ func (s *Store) setupHint(err error) string {
 		return " (the URL's Redis user may not run scripts: its ACL needs +@scripting, or +eval +evalsha; every write and long listing uses one)"
 	case has("NOPERM"):
 		return " (the URL's Redis user may not run Gatehouse's commands or keys: check its ACL)"
+	case errors.Is(err, errReplica):
+		return " (the URL names a replica (ROLE), a read-only replica or one with replica-read-only no: name its master, or its Sentinels with master_name; " +
+			"every write would fail, or be lost at the replica's next sync)"
 	case has("READONLY"):
 		return " (the URL names a read-only replica: name its master, or its Sentinels with master_name; every write would fail)"
+	case errors.As(err, new(x509.HostnameError)):
+		return " (a Redis server's certificate does not name the address Gatehouse reached it at, which the error quotes: each server is verified against its own address, " +
+			"behind Sentinel the master against the address the Sentinels report for it; give the certificate that address, an IP SAN for an IP, " +
+			"or have the Sentinels announce host names it holds)"
 	case has("DB index is out of range"):
 		return " (the Redis server has no such database: check the URL's /<db>)"
 	case has("x509:", "tls:"):

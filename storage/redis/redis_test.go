@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -910,5 +911,32 @@ func TestReplicaIsRefusedAtOpen(t *testing.T) {
 	}
 	if _, err := s.Incr(ctx, "count", 1, time.Minute); !errors.Is(err, storage.ErrUnavailable) {
 		t.Fatalf("Incr again = %v", err)
+	}
+}
+
+// TestOpenExplainsARefusedServer: Open's error says why a server was
+// refused where the check's own words would mislead. A master behind a
+// TLS Sentinel whose certificate names only a host name, while the
+// Sentinel reports its IP, is refused naming the address verified and
+// the way out (an IP SAN, or announced host names), not only "check
+// rediss:// and ca_file"; a replica with replica-read-only no, which
+// would take writes and lose them at its next sync, is refused as a
+// replica, not as read-only.
+func TestOpenExplainsARefusedServer(t *testing.T) {
+	quick := Options{Timeout: 15 * time.Second}
+	master := redistest.StartTLSFor(t, "redis-1.internal")
+	sentinel := redistest.StartTLSSentinel(t, master, "gatehouse-primary", "127.0.0.1")
+	url := fmt.Sprintf("rediss://127.0.0.1:%d/0?master_name=gatehouse-primary&ca_file=%s", sentinel.Port(), sentinel.CAFile())
+	_, err := Open(context.Background(), url, quick)
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "127.0.0.1") ||
+		!strings.Contains(err.Error(), "the address the Sentinels report") || !strings.Contains(err.Error(), "IP SAN") {
+		t.Errorf("Open through a TLS Sentinel of a master whose certificate names only its host name = %v; want ErrUnavailable naming the address the Sentinels report and an IP SAN", err)
+	}
+
+	primary := redistest.Start(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()), "--replica-read-only", "no")
+	_, err = Open(t.Context(), replica.URL(), Options{Timeout: 2 * time.Second})
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "replica-read-only no") {
+		t.Errorf("Open of a replica with replica-read-only no = %v; want ErrUnavailable saying a replica, writable or not, is refused", err)
 	}
 }
