@@ -585,6 +585,15 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 			case *rewrite.Rewrite:
 				inRoute = inRoute.then(h, true)
 			default:
+				if answers([]caddyhttp.MiddlewareHandler{h}) {
+					// It answers every request it gets: the handlers
+					// after it in this route never run (the Caddyfile
+					// makes one route of route { respond "down" 503
+					// gatehouse { … } }, its directives having no
+					// matcher).
+					routeChecks = append(slices.Clip(routeChecks), takesFirst(caddyhttp.Route{}, len(inRoute.always), false))
+					inRoute.paths = routeChecks
+				}
 				inRoute.unsure = inRoute.unsure || !passesOn(h)
 			}
 		}

@@ -603,6 +603,15 @@ func TestGatedSitesAfterARouteAnsweringEveryRequest(t *testing.T) {
 			map[string]string{"GET /x": "no", "POST /fin/x?key=1": "no"}},
 		{"reverse_proxy first in a route block", site(do(sub(do(&reverseproxy.Handler{}), do(gate)))),
 			map[string]string{"GET /x": "no"}},
+		// The Caddyfile makes one route of directives without a matcher
+		// in a route block: respond, then gatehouse, in one route.
+		{"respond then gatehouse in one route", site(do(sub(do(respond, gate)))),
+			map[string]string{"GET /x": "no", "POST /fin/x?key=1": "no"}},
+		{"reverse_proxy then gatehouse in one route", site(do(sub(do(&reverseproxy.Handler{}, gate)))),
+			map[string]string{"GET /x": "no"}},
+		{"header then gatehouse in one route", site(do(sub(caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{path("/pub/*")}}, Handlers: []caddyhttp.MiddlewareHandler{respond}},
+			do(&headers.Handler{}, gate)))),
+			map[string]string{"GET /x": "yes", "GET /pub/x": "no"}},
 		{"one handle block of respond, then gatehouse", site(
 			caddyhttp.Route{Group: "g", MatcherSets: caddyhttp.MatcherSets{{&caddyhttp.MatchNot{MatcherSets: []caddyhttp.MatcherSet{{path("/pub/*")}}}}},
 				Handlers: []caddyhttp.MiddlewareHandler{sub(do(respond)), sub(do(gate))}},
