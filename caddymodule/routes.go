@@ -31,18 +31,91 @@ import (
 // before it (handle_path, uri, rewrite, method), which the role tester
 // (GET /gatehouse/users/{username}/allowed) runs on its request.
 
-// routeHosts is what rt's host matcher matches, hosts (what enclosing
-// routes matched) when it has none.
-func routeHosts(rt caddyhttp.Route, hosts []string) []string {
-	matched := hosts
+// routeHosts is what rt's host matchers match within hosts (what
+// enclosing routes matched; nil: every host), as Caddy runs both: a
+// handle block's host matcher inside a site block of other hosts matches
+// only the hosts both name (intersectHosts), a wildcard inner list
+// keeping the site's hosts it matches. A matcher set without a host
+// matcher keeps hosts. unreachable reports a route that no request of
+// hosts can take (every matcher set's hosts disjoint from them): Caddy
+// never runs it.
+func routeHosts(rt caddyhttp.Route, hosts []string) (matched []string, unreachable bool) {
+	if len(rt.MatcherSets) == 0 {
+		return hosts, false
+	}
 	for _, set := range rt.MatcherSets {
+		inner, ok := []string(nil), false
 		for _, m := range set {
-			if h, ok := m.(*caddyhttp.MatchHost); ok {
-				matched = *h
+			if h, isHost := m.(*caddyhttp.MatchHost); isHost {
+				inner, ok = *h, true
+			}
+		}
+		if !ok || len(hosts) == 0 && len(inner) == 0 {
+			// This set matches every host the enclosing routes matched.
+			return hosts, false
+		}
+		for _, h := range intersectHosts(hosts, inner) {
+			if !slices.Contains(matched, h) {
+				matched = append(matched, h)
 			}
 		}
 	}
-	return matched
+	return matched, len(matched) == 0
+}
+
+// intersectHosts returns the host patterns that both outer and inner
+// match, as Caddy's host matcher compares them (label by label, a "*"
+// label matching any one label, case-insensitively): outer
+// a.example.test, b.example.test and inner *.example.test give the two
+// outer hosts. An empty outer (every host) gives inner, and an empty
+// inner outer. A placeholder in either, which the tester cannot resolve,
+// gives inner, as a matcher of its own would.
+func intersectHosts(outer, inner []string) []string {
+	if len(outer) == 0 {
+		return inner
+	}
+	if len(inner) == 0 {
+		return outer
+	}
+	if slices.ContainsFunc(outer, hasPlaceholder) || slices.ContainsFunc(inner, hasPlaceholder) {
+		return inner
+	}
+	var both []string
+	for _, o := range outer {
+		for _, i := range inner {
+			if h, ok := meetHosts(o, i); ok && !slices.ContainsFunc(both, func(b string) bool { return strings.EqualFold(b, h) }) {
+				both = append(both, h)
+			}
+		}
+	}
+	return both
+}
+
+// hasPlaceholder reports a host pattern with a placeholder.
+func hasPlaceholder(h string) bool { return strings.Contains(h, "{") }
+
+// meetHosts is the host pattern that two host patterns both match, if
+// any: the more specific label of the two at each place.
+func meetHosts(a, b string) (string, bool) {
+	if !strings.Contains(a, "*") && !strings.Contains(b, "*") {
+		return a, strings.EqualFold(a, b)
+	}
+	al, bl := strings.Split(a, "."), strings.Split(b, ".")
+	if len(al) != len(bl) {
+		return "", false
+	}
+	out := make([]string, len(al))
+	for k := range al {
+		switch {
+		case al[k] == "*":
+			out[k] = bl[k]
+		case bl[k] == "*" || strings.EqualFold(al[k], bl[k]):
+			out[k] = al[k]
+		default:
+			return "", false
+		}
+	}
+	return strings.Join(out, "."), true
 }
 
 // handlerHosts returns the host names (lower case) of the routes (and
@@ -496,7 +569,13 @@ func walkRoutes(routes caddyhttp.RouteList, hosts, paths []string, before rewrit
 		if rt.Group != "" && surely {
 			continue
 		}
-		matched, within := routeHosts(rt, hosts), routePaths(rt, paths)
+		matched, unreachable := routeHosts(rt, hosts)
+		if unreachable {
+			// Its host matcher names none of the hosts of the routes
+			// around it: Caddy never runs it.
+			continue
+		}
+		within := routePaths(rt, paths)
 		always := len(rt.MatcherSets) == 0 && !perhaps
 		if rt.Group != "" {
 			groups[rt.Group] = always

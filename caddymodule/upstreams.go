@@ -68,7 +68,10 @@ type proxyWalk struct {
 // route, and the routes after it when their route has no matcher.
 func (w *proxyWalk) routes(routes caddyhttp.RouteList, guarded bool, removed []string, hosts []string) {
 	for _, rt := range routes {
-		matched := routeHosts(rt, hosts)
+		matched, unreachable := routeHosts(rt, hosts)
+		if unreachable {
+			continue // Caddy never runs it (routeHosts)
+		}
 		g, rm := guarded, removed
 		for _, h := range rt.Handlers {
 			switch h := h.(type) {

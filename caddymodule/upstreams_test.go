@@ -690,3 +690,47 @@ func TestGatedWildcardSiteAfterABlockOfItsHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedSitesNestedHostsWithinTheSite: a handle block's host matcher
+// inside a site block of other hosts matches only the hosts both name,
+// as Caddy runs the two matchers: site a.example.test, b.example.test
+// with handle @h { gatehouse } (@h host *.example.test) is the site's
+// two hosts, not *.example.test; an explicit inner host within an outer
+// wildcard is that host; an inner list disjoint from the site's hosts is
+// a block Caddy never runs, not a gated site (nor a host signed for).
+func TestGatedSitesNestedHostsWithinTheSite(t *testing.T) {
+	host := func(h ...string) caddyhttp.MatcherSets {
+		m := caddyhttp.MatchHost(h)
+		return caddyhttp.MatcherSets{{&m}}
+	}
+	gate := &Handler{RequireRole: []string{"finance"}}
+	site := func(outer, inner []string) caddyhttp.RouteList {
+		return caddyhttp.RouteList{{MatcherSets: host(outer...), Terminal: true, Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{
+			{Group: "g", MatcherSets: host(inner...), Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{gate}}}}}},
+		}}}}}
+	}
+	for _, c := range []struct {
+		outer, inner []string
+		want         []string
+	}{
+		{[]string{"a.example.test", "b.example.test"}, []string{"*.example.test"}, []string{"a.example.test:8443 b.example.test:8443"}},
+		{[]string{"a.example.test", "b.other.test"}, []string{"*.example.test"}, []string{"a.example.test:8443"}},
+		{[]string{"*.example.test"}, []string{"A.example.test", "x.other.test"}, []string{"a.example.test:8443"}},
+		{[]string{"*.example.test"}, []string{"*.example.test"}, []string{"*.example.test:8443"}},
+		{[]string{"a.example.test"}, []string{"*.other.test", "b.example.test"}, nil},
+		{[]string{"a.example.test"}, []string{"*.*.example.test"}, nil},
+	} {
+		routes := site(c.outer, c.inner)
+		var got []string
+		for _, s := range gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: routes}}) {
+			got = append(got, s.Name)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("site %q, handle host %q: gated sites %q; want %q", c.outer, c.inner, got, c.want)
+		}
+		hosts, _ := handlerHosts(routes, func(*Handler) bool { return true }, nil)
+		if c.want == nil && len(hosts) > 0 {
+			t.Errorf("site %q, handle host %q: hosts %q of a block Caddy never runs", c.outer, c.inner, hosts)
+		}
+	}
+}
