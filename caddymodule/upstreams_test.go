@@ -734,3 +734,29 @@ func TestGatedSitesNestedHostsWithinTheSite(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreachableBlockProxiesToNoUpstream: a handle block whose host
+// matcher names none of its site's hosts is never run by Caddy, so its
+// reverse_proxy reaches no protected upstream without the gatehouse (no
+// warning); one whose hosts the site serves does.
+func TestUnreachableBlockProxiesToNoUpstream(t *testing.T) {
+	host := func(h ...string) caddyhttp.MatcherSets {
+		m := caddyhttp.MatchHost(h)
+		return caddyhttp.MatcherSets{{&m}}
+	}
+	proxy := &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: "localhost:9080"}}}
+	block := func(inner string) caddyhttp.Route {
+		return caddyhttp.Route{Group: "g", MatcherSets: host(inner), Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{proxy}}}}}}
+	}
+	for inner, want := range map[string][]string{"other.test": nil, "*.example.test": {"a.example.test"}} {
+		routes := caddyhttp.RouteList{
+			{MatcherSets: host("app.example.test"), Handlers: []caddyhttp.MiddlewareHandler{new(Handler), proxy}},
+			{MatcherSets: host("a.example.test"), Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{block(inner)}}}},
+		}
+		w := proxyWalk{strips: identityHeaderRemovals("X-Gatehouse-")}
+		w.routes(routes, false, nil, nil)
+		if got := w.unguarded["localhost:9080"]; !slices.Equal(got, want) {
+			t.Errorf("handle host %s in site a.example.test: sites reaching localhost:9080 without gatehouse %q; want %q", inner, got, want)
+		}
+	}
+}
