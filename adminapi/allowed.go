@@ -45,7 +45,10 @@ type Site struct {
 	// MayBeAnswered says that a handler before the route's gatehouse
 	// handler may answer some requests itself, which the answer cannot
 	// tell: one the tester does not know (invoke, intercept, a plugin's),
-	// or a block answering what a matcher run after a rewrite it cannot
+	// a reverse_proxy whose handle_response routes match only some
+	// responses (it writes the others as they are; forward_auth's are
+	// known to pass the request on, on the auth server's 2xx), or a
+	// block answering what a matcher run after a rewrite it cannot
 	// follow matches (a matcher it cannot evaluate is ErrMayNotReach's,
 	// asked of each request). Not listed.
 	MayBeAnswered bool `json:"-"`
@@ -158,7 +161,8 @@ func (c *Core) wouldAllow(r *http.Request, username, method string, target *url.
 			" judges it, which this answer does not know"
 	}
 	if site != nil && site.MayBeAnswered {
-		answer.Why += "; a handler before " + site.Name + " that this tester does not know (invoke, intercept, a plugin's), or a block answering what " +
+		answer.Why += "; a handler before " + site.Name + " that this tester does not know (invoke, intercept, a plugin's), a reverse_proxy whose handle_response routes match only some responses " +
+			"(writing the others as they are), or a block answering what " +
 			"a matcher run after a rewrite it cannot follow matches, may answer this request itself, to anyone, before " + site.Name +
 			" judges it, which this answer does not know"
 	}

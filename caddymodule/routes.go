@@ -377,15 +377,36 @@ func answers(handlers []caddyhttp.MiddlewareHandler) bool {
 // log_append), or the tester walks it (a subroute, a rewrite, a gatehouse
 // handler) or knows when it answers (answers). Another may answer some
 // requests itself (invoke, intercept, a plugin's handler): the tester
-// cannot tell which.
+// cannot tell which. A reverse_proxy with handle_response routes passes
+// a request on only as forward_auth does (gatesLikeForwardAuth); one
+// whose routes match other responses writes those it does not match to
+// the client as they are, the upstream's answer to anyone.
 func passesOn(h caddyhttp.MiddlewareHandler) bool {
-	switch h.(type) {
-	case *Handler, *caddyhttp.Subroute, *rewrite.Rewrite, *reverseproxy.Handler, *caddyhttp.StaticResponse, *caddyhttp.StaticError,
+	switch h := h.(type) {
+	case *reverseproxy.Handler:
+		return len(h.HandleResponse) == 0 || gatesLikeForwardAuth(h)
+	case *Handler, *caddyhttp.Subroute, *rewrite.Rewrite, *caddyhttp.StaticResponse, *caddyhttp.StaticError,
 		*metrics.Metrics, *fileserver.FileServer, *headers.Handler, caddyhttp.VarsMiddleware, *caddyhttp.VarsMiddleware,
 		*maphandler.Handler, *requestbody.RequestBody, *encode.Encode, *templates.Templates, *tracing.Tracing, *logging.LogAppend:
 		return true
 	}
 	return false
+}
+
+// gatesLikeForwardAuth reports whether h's handle_response routes are
+// forward_auth's: each matches a 2xx status alone (or every response)
+// and neither answers itself (routesAnswer) nor only sets the status
+// (which copies the response), so the request goes on to the next
+// handler on the auth server's 2xx and any other answer is the auth
+// server's own refusal, not content served to anyone.
+func gatesLikeForwardAuth(h *reverseproxy.Handler) bool {
+	for _, rh := range h.HandleResponse {
+		twoXX := rh.Match == nil || len(rh.Match.Headers) == 0 && slices.Equal(rh.Match.StatusCode, []int{2})
+		if !twoXX || rh.StatusCode != "" || routesAnswer(rh.Routes) {
+			return false
+		}
+	}
+	return true
 }
 
 // routesAnswer reports whether a request that routes (a subroute's) get

@@ -760,3 +760,39 @@ func TestUnreachableBlockProxiesToNoUpstream(t *testing.T) {
 		}
 	}
 }
+
+// TestGatedSitesAfterAReverseProxyWithHandleResponse: a reverse_proxy
+// whose handle_response routes match only some responses (@e status
+// 500) writes the others, the upstream's answer, to the client, so a
+// gatehouse after it is reached by none of those: the answer has the
+// caveat (MayBeAnswered), as for routes that answer or only set the
+// status (which copies the response); forward_auth's (status 2xx,
+// passing the request on) has none, nor routes for every response that
+// pass it on.
+func TestGatedSitesAfterAReverseProxyWithHandleResponse(t *testing.T) {
+	gate := &Handler{RequireRole: []string{"finance"}}
+	for name, c := range map[string]struct {
+		respond []caddyhttp.ResponseHandler
+		caveat  bool
+	}{
+		"forward_auth":              {[]caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}}}}, false},
+		"status 500":                {[]caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{500}}}}, true},
+		"every response, passed on": {[]caddyhttp.ResponseHandler{{}}, false},
+		"2xx, status set":           {[]caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}}, StatusCode: "200"}}, true},
+		"2xx, then respond":         {[]caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}}, Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{}}}}}}, true},
+		"2xx with a header":         {[]caddyhttp.ResponseHandler{{Match: &caddyhttp.ResponseMatcher{StatusCode: []int{2}, Headers: http.Header{"X-Ok": {"1"}}}}}, true},
+		"no handle_response":        {nil, false},
+	} {
+		// route { reverse_proxy … { handle_response … } gatehouse { … } }:
+		// one route of both handlers.
+		proxy := &reverseproxy.Handler{HandleResponse: c.respond}
+		sites := gatedSitesOf(map[string]*caddyhttp.Server{"srv0": {Listen: []string{":8443"}, Routes: caddyhttp.RouteList{
+			{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{proxy, gate}}}}}}}}})
+		if len(sites) != 1 {
+			t.Fatalf("%s: sites %+v; want one", name, sites)
+		}
+		if sites[0].MayBeAnswered != c.caveat {
+			t.Errorf("%s: the caveat that a handler before the gatehouse may answer: %t; want %t", name, sites[0].MayBeAnswered, c.caveat)
+		}
+	}
+}
