@@ -520,17 +520,7 @@ func runRevocation(t *testing.T, s revocationScenario, admin, target *harness.In
 		return r
 	}
 	// The target serves the credential (from its cache) before the change.
-	waitFor(t, s.name+": served before the change", 30*time.Second, func() string {
-		resp, err := client.Do(newReq())
-		if err != nil {
-			return err.Error()
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Sprintf("status %d", resp.StatusCode)
-		}
-		return ""
-	})
+	waitServed(t, s.name+": served before the change", client, newReq)
 	h := startHammer(client, newReq, 4)
 	time.Sleep(300 * time.Millisecond)
 	sent := time.Now()
@@ -718,17 +708,7 @@ func TestRevocationAcrossAPartition(t *testing.T) {
 				cred.set(r)
 				return r
 			}
-			waitFor(t, s.name+": served before the change", 30*time.Second, func() string {
-				resp, err := client.Do(newReq())
-				if err != nil {
-					return err.Error()
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					return fmt.Sprintf("status %d", resp.StatusCode)
-				}
-				return ""
-			})
+			waitServed(t, s.name+": served before the change", client, newReq)
 			h := startHammer(client, newReq, 4)
 			time.Sleep(300 * time.Millisecond)
 			stall.Store(true)
@@ -795,17 +775,7 @@ func TestRenamedAccountsOldNameMeasured(t *testing.T) {
 				r.SetBasicAuth("ivan", "ivan password")
 				return r
 			}
-			waitFor(t, "ivan served before the rename", 30*time.Second, func() string {
-				resp, err := client.Do(newReq())
-				if err != nil {
-					return err.Error()
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					return fmt.Sprintf("status %d", resp.StatusCode)
-				}
-				return ""
-			})
+			waitServed(t, "ivan served before the rename", client, newReq)
 			h := startHammer(client, newReq, 2)
 			time.Sleep(300 * time.Millisecond)
 			sent := time.Now()
@@ -861,17 +831,7 @@ func TestDirectoryPasswordChangeAndRefresh(t *testing.T) {
 			r.SetBasicAuth("gina", "gina password")
 			return r
 		}
-		waitFor(t, "gina served on "+name, 30*time.Second, func() string {
-			resp, err := client.Do(newReq())
-			if err != nil {
-				return err.Error()
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Sprintf("status %d", resp.StatusCode)
-			}
-			return ""
-		})
+		waitServed(t, "gina served on "+name, client, newReq)
 		hammers[name] = startHammer(client, newReq, 2)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -890,4 +850,22 @@ func TestDirectoryPasswordChangeAndRefresh(t *testing.T) {
 	if res := basicGet(t, b, "gina", "gina's new password"); res.Status != 200 && res.Status != 429 {
 		t.Errorf("the new password on B: %d %s", res.Status, res.Body)
 	}
+}
+
+// waitServed waits (30 s at most) until client's request from newReq is
+// answered 200: the credential is served, from the cache, before the
+// change a test then makes.
+func waitServed(t *testing.T, what string, client *http.Client, newReq func() *http.Request) {
+	t.Helper()
+	waitFor(t, what, 30*time.Second, func() string {
+		resp, err := client.Do(newReq())
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Sprintf("status %d", resp.StatusCode)
+		}
+		return ""
+	})
 }
