@@ -24,39 +24,13 @@ import (
 	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
 )
 
-// revocationSite is clusterSite with the store chosen by the test: Redis
-// when RedisURL is set, else the embedded Badger store.
-const revocationSite = `{
-	admin 127.0.0.1:{{.AdminPort}}
-	skip_install_trust
-	auto_https disable_redirects
-	gatehouse {
-		data_dir {{.DataDir}}
-		{{if .RedisURL}}storage redis {{.RedisURL}}{{end}}
-		sms file {{.Dir}}/sms.log
-	}
-}
-https://localhost:{{.HTTPSPort}} {
-	tls internal {
-		client_auth {
-			mode verify_if_given
-			trust_pool gatehouse_connectors
-		}
-	}
-	gatehouse {
-		accept basic connector app_key session
-	}
-	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
-}
-https://localhost:{{.ESAPort}} {
-	tls internal
-	gatehouse_esa
-}
-http://:{{.UpstreamPort}} {
-	bind 127.0.0.1
-	gatehouse_echo
-}
-`
+// revocationSite is clusterSite with the store chosen by the test (Redis
+// when RedisURL is set, else the embedded Badger store) and the default
+// lockout threshold.
+var revocationSite = strings.NewReplacer(
+	"storage redis {{.RedisURL}}", "{{if .RedisURL}}storage redis {{.RedisURL}}{{end}}",
+	"\t\tlockout_threshold 5\n", "",
+).Replace(clusterSite)
 
 // probe is one request of a hammer: when it was sent, when its answer
 // came and its status (0 for a transport error).
