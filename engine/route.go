@@ -151,14 +151,15 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	}
 	// What the checks of a long response or an open stream read: the
 	// request as it came, credential included.
-	var sent *http.Request
-	watched := false
+	watched, stream := false, false
 	if rt.opts.StreamRecheck > 0 {
+		a.watch.keep(rt, r, cleanPath, id, start)
+		watched = true
 		if IsStream(r) {
-			sent = r.Clone(withClientIP(r.Context(), e.ClientIP(r)))
-		} else {
-			a.watch.keep(rt, r, cleanPath, id, start)
-			watched = true
+			// Checked beside the handlers too (serveStream), which may
+			// write Caddy's variables, where its client address is read.
+			stream = true
+			a.watch.ctx = withClientIP(r.Context(), e.ClientIP(r))
 		}
 	}
 	if err := rt.guard.Forward(r, verified, rt.StripCredentials); err != nil {
@@ -172,9 +173,6 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	if e.Config.AuditAllowed {
 		e.Audit.Record(rt.event(r, id, cred.Method(), audit.OutcomeAllowed, ""))
 	}
-	if sent != nil {
-		return rt.serveStream(w, r, sent, cleanPath, id, next)
-	}
 	if !watched {
 		return next(w, r, id)
 	}
@@ -186,8 +184,12 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 		r.Body = (*watchedBody)(&a.watch)
 		given.Body = r.Body
 	}
-	err = next(&a.watch, r, id)
-	a.watch.finish()
+	if stream {
+		err = rt.serveStream(&a.watch, r, id, next)
+	} else {
+		err = next(&a.watch, r, id)
+	}
+	a.watch.finish(err)
 	return err
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/failure"
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
@@ -18,8 +17,10 @@ const DefaultStreamRecheck = 30 * time.Second
 // connection outlive the check of its credential without writing through
 // its ResponseWriter: an upgrade (a WebSocket over HTTP/1.1) or an
 // extended CONNECT (a WebSocket over HTTP/2 or HTTP/3). serveStream
-// watches those; every other allowed response is watched as it is
-// written (responseWatch).
+// checks those on a ticker too; every allowed response, those included,
+// is watched as it is written (responseWatch). A client may claim a
+// switch it does not get (an Upgrade header on any request): the ticker
+// adds checks, and takes none away.
 func IsStream(r *http.Request) bool {
 	if r.Method == http.MethodConnect {
 		return true
@@ -28,50 +29,47 @@ func IsStream(r *http.Request) bool {
 	return upgrade
 }
 
-// serveStream runs next for the allowed stream r, whose request as it
-// came, credential included, is sent, and checks sent again every
-// RouteOptions.StreamRecheck while next runs: once a check is refused
-// (the credential revoked or expired, the user blocked or deleted, the
-// role no longer allowing the operation), or two checks in a row could
-// not be made (the store down, a sign-in throttled), the stream's context
-// is cancelled, which makes
-// Caddy's reverse proxy close both of its connections, and the closing is
-// audited.
-func (rt *Route) serveStream(w http.ResponseWriter, r, sent *http.Request, cleanPath string, id *identity.Identity, next Next) error {
+// serveStream runs next for the allowed stream r, whose response w
+// watches, and checks it again every RouteOptions.StreamRecheck while
+// next runs, beside w's checks of what is written through it: once a
+// check is refused (the credential revoked or expired, the user blocked
+// or deleted, the role no longer allowing the operation), or two checks
+// in a row could not be made (the store down, a sign-in throttled), the
+// stream's context is cancelled, which makes Caddy's reverse proxy close
+// both of its connections, and the closing is audited once. What a
+// switched protocol sends past w (a hijacked connection) ends with the
+// context; whatever is still written through w (an HTTP/2 or HTTP/3
+// stream, and any handler that answers a request that only claims an
+// Upgrade, a file server's download for one) is cut off as any watched
+// response is: a client cannot take its response out of the watch by
+// adding an Upgrade header.
+func (rt *Route) serveStream(w *responseWatch, r *http.Request, id *identity.Identity, next Next) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	done := make(chan struct{})
 	defer close(done)
-	opened := identity.Identity{Username: id.Username, Method: id.Method, CredentialID: id.CredentialID} // for the audit
-	go rt.recheckStream(sent, cleanPath, &opened, cancel, done)
+	w.stream = true
+	go w.recheckStream(cancel, done)
 	return next(w, r.WithContext(ctx), id)
 }
 
-// recheckStream is serveStream's watch over the stream opened as the
-// identity opened; it ends when done is closed or when it ends the stream
-// with cancel.
-func (rt *Route) recheckStream(sent *http.Request, cleanPath string, opened *identity.Identity, cancel context.CancelFunc, done <-chan struct{}) {
-	ticker := time.NewTicker(rt.opts.StreamRecheck)
+// recheckStream is serveStream's watch over the stream w; it ends when
+// done is closed or when it ends the stream with cancel. A tick checks
+// unless a write or read through w checked within the last half
+// interval (a tick is never later than that check's next one).
+func (w *responseWatch) recheckStream(cancel context.CancelFunc, done <-chan struct{}) {
+	ticker := time.NewTicker(w.rt.opts.StreamRecheck)
 	defer ticker.Stop()
-	var unanswered int8
 	for {
 		select {
 		case <-done:
 			return
 		case <-ticker.C:
 		}
-		var id identity.Identity
-		_, _, err := rt.check(sent, cleanPath, &id, true, true)
-		if sent.Context().Err() != nil {
-			return // the stream ended while it was checked
+		if w.checkAfter("the open stream was closed", w.rt.opts.StreamRecheck/2) != nil {
+			cancel()
+			return
 		}
-		closing, reason := rt.verdict(err, &unanswered)
-		if !closing {
-			continue
-		}
-		rt.engine.Audit.Record(rt.event(sent, opened, opened.Method, audit.OutcomeDenied, reason+"; the open stream was closed"))
-		cancel()
-		return
 	}
 }
 

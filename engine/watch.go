@@ -35,7 +35,8 @@ type allowed struct {
 var errCutOff = errors.New("gatehouse: the request was cut off: its credential or account no longer passes")
 
 // responseWatch is the ResponseWriter an allowed request's handlers get
-// (except a protocol switch's, which serveStream watches): once the
+// (a protocol switch's too, which serveStream also checks on a ticker,
+// for what a switched protocol sends past it): once the
 // response has been open for RouteOptions.StreamRecheck, its next write
 // first checks the request's credential and account again, on what the
 // request carried when it came (kept before Gatehouse removed the
@@ -60,6 +61,12 @@ type responseWatch struct {
 	method, cleanPath, remoteAddr, rawQuery, host string
 	tls                                           *tls.ConnectionState
 	authorization, appKey, cookie                 string
+	// The protocol, and an HTTP/2 extended CONNECT's :protocol: a
+	// WebSocket over HTTP/2 or HTTP/3 is checked as the GET it asks
+	// for (guard.Method), as when it came.
+	proto                  string
+	protoMajor, protoMinor int
+	protocol               string
 	// header is the request's own header map, which Gatehouse strips of
 	// credentials but not of method override headers: a check reads
 	// those from it.
@@ -84,6 +91,9 @@ type responseWatch struct {
 	// served is set, under mu, once the handlers returned: the transport
 	// may read on, but the ResponseWriter is no longer the request's.
 	served bool
+	// stream is set for a protocol switch (IsStream), which serveStream
+	// also checks on a ticker: its refusals close the open stream.
+	stream bool
 }
 
 // keep makes w the watch of r's response, allowed as opened at start.
@@ -97,6 +107,7 @@ func (w *responseWatch) keep(rt *Route, r *http.Request, cleanPath string, opene
 	w.method, w.cleanPath, w.remoteAddr, w.rawQuery, w.host, w.tls = r.Method, cleanPath, r.RemoteAddr, r.URL.RawQuery, r.Host, r.TLS
 	w.authorization, w.appKey = guard.HeaderValue(r.Header, "Authorization"), guard.HeaderValue(r.Header, "Appkey")
 	w.cookie = strings.Join(r.Header["Cookie"], "; ")
+	w.proto, w.protoMajor, w.protoMinor, w.protocol = r.Proto, r.ProtoMajor, r.ProtoMinor, r.Header.Get(":protocol")
 	w.header = r.Header
 }
 
@@ -113,9 +124,12 @@ func (w *responseWatch) request() *http.Request {
 	if w.cookie != "" {
 		h["Cookie"] = []string{w.cookie}
 	}
+	if w.protocol != "" {
+		h[":protocol"] = []string{w.protocol}
+	}
 	guard.CopyOverrides(h, w.header)
 	r := &http.Request{Method: w.method, URL: &url.URL{Path: w.cleanPath, RawQuery: w.rawQuery},
-		Host: w.host, RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		Host: w.host, RemoteAddr: w.remoteAddr, TLS: w.tls, Header: h, Proto: w.proto, ProtoMajor: w.protoMajor, ProtoMinor: w.protoMinor}
 	return r.WithContext(w.ctx)
 }
 
@@ -123,10 +137,20 @@ func (w *responseWatch) request() *http.Request {
 // since the last check, and returns errCutOff once one was refused; what
 // names what a refusal cuts off, for the audit event.
 func (w *responseWatch) stillAllowed(what string) error {
+	cut := what + " was cut off"
+	if w.stream {
+		cut = "the open stream was closed"
+	}
+	return w.checkAfter(cut, w.rt.opts.StreamRecheck)
+}
+
+// checkAfter is stillAllowed once every has passed since the last check;
+// cut ends the audit event's reason of a refusal.
+func (w *responseWatch) checkAfter(cut string, every time.Duration) error {
 	if w.cutOff.Load() {
 		return errCutOff
 	}
-	if time.Duration(monoclock.Nanos(time.Now())-w.checked.Load()) < w.rt.opts.StreamRecheck {
+	if time.Duration(monoclock.Nanos(time.Now())-w.checked.Load()) < every {
 		return nil
 	}
 	w.mu.Lock()
@@ -135,7 +159,7 @@ func (w *responseWatch) stillAllowed(what string) error {
 	switch {
 	case w.cutOff.Load():
 		return errCutOff
-	case time.Duration(now-w.checked.Load()) < w.rt.opts.StreamRecheck:
+	case time.Duration(now-w.checked.Load()) < every:
 		return nil // checked meanwhile, on the other side
 	}
 	w.checked.Store(now)
@@ -149,7 +173,7 @@ func (w *responseWatch) stillAllowed(what string) error {
 	if !closing {
 		return nil
 	}
-	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+what+" was cut off"))
+	w.rt.engine.Audit.Record(w.rt.event(sent, w.opened, w.opened.Method, audit.OutcomeDenied, reason+"; "+cut))
 	w.refusal = err
 	w.cutOff.Store(true)
 	// Nor is any more of the body read by whoever holds it as it came,
@@ -166,11 +190,35 @@ func (w *responseWatch) stillAllowed(what string) error {
 	return errCutOff
 }
 
-// finish marks the handlers returned (served).
-func (w *responseWatch) finish() {
+// finish marks the handlers returned (served), and ends the response
+// they left, err the error they returned: one whose head they did not
+// write (Caddy would send a 200 with the headers they set, a
+// handle_response route's copy_response_headers for one) is checked as a
+// head is, and gets the refusal once a check no longer passes; one cut
+// off after its head was sent is aborted (http.ErrAbortHandler), so that
+// nothing set after the cut-off reaches the client (the trailers the
+// reverse proxy copies after a refused flush, an error route's answer)
+// and the client sees the response end unfinished, not whole (where a
+// server runs it: one that recovers the panic).
+func (w *responseWatch) finish(err error) {
 	w.mu.Lock()
 	w.served = true
 	w.mu.Unlock()
+	if !w.headSent && err == nil && w.stillAllowed("the open response") != nil {
+		w.answerRefusal()
+		return
+	}
+	if w.headSent && w.cutOff.Load() {
+		// The trailers Go's servers send from the header map: gone.
+		clear(w.ResponseWriter.Header())
+		// A server running the request recovers this and ends the
+		// response unfinished (HTTP/1.1 closes the connection, HTTP/2
+		// and HTTP/3 reset the stream), as Caddy's reverse proxy does
+		// with a response it could not copy whole.
+		if w.ctx.Err() == nil && w.ctx.Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
 }
 
 // WriteHeader implements http.ResponseWriter. The response's head is
@@ -242,6 +290,9 @@ func (w *responseWatch) answerRefusal() {
 	}
 	if w.ctx.Err() == nil { // else the client left: nobody to tell
 		WriteJSONError(w.ResponseWriter, status, code, reason)
+		// Sent now: the handler whose write was refused may abort the
+		// response (the reverse proxy does), which would drop it unsent.
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
 	}
 }
 

@@ -405,3 +405,94 @@ func TestALateHeadIsCheckedToo(t *testing.T) {
 		})
 	}
 }
+
+// TestAnUpgradeHeaderLeavesNoResponseUnwatched: a request that only
+// claims a protocol switch (an Upgrade header, with or without
+// Connection: Upgrade) whose handler answers it as any other (a file
+// server's download, which does not stop when its context ends) is cut
+// off at its writes once its user is blocked. Before, such a request was
+// watched only by cancelling its context (serveStream), which a handler
+// that does not read it never noticed: a blocked user's download went on
+// to its end.
+func TestAnUpgradeHeaderLeavesNoResponseUnwatched(t *testing.T) {
+	s := newSetup(t)
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := []http.Header{
+		{"Upgrade": {"foo"}},
+		{"Connection": {"Upgrade"}, "Upgrade": {"foo"}},
+	}
+	var downloads []<-chan responseEnd
+	for _, h := range claims {
+		downloads = append(downloads, longResponse(t, rt, h))
+	}
+	time.Sleep(100 * time.Millisecond) // checks that pass
+	if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range downloads {
+		cutOff(t, c, 30*time.Second, 2, fmt.Sprintf("the download of a blocked user that claimed %v", claims[i]))
+	}
+}
+
+// TestNothingOfALateAnswerFollowsACutOff: what a handler leaves in the
+// response's header map for the server to send once it returns reaches
+// a blocked user no more than its writes do. A response cut off at a
+// flush (the reverse proxy flushes before it copies the upstream's
+// trailers, then ignores the flush's error) loses the trailers set after
+// it; a response whose handler set headers past StreamRecheck but wrote
+// no head (Caddy's copy_response_headers in a handle_response route)
+// gets the refusal, not a 200 with those headers. Before, both went to
+// the client as the handler left them.
+func TestNothingOfALateAnswerFollowsACutOff(t *testing.T) {
+	for _, answer := range []string{"trailers", "headers alone"} {
+		t.Run(answer, func(t *testing.T) {
+			s := newSetup(t)
+			rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("GET", "/api/poll", nil)
+			r.Header = basicAuth("alice", "correct horse")
+			rec := httptest.NewRecorder()
+			var flushErr error
+			err = rt.Serve(rec, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+				if answer == "trailers" {
+					w.Header().Set("Trailer", "X-Secret")
+					w.WriteHeader(http.StatusOK)
+					_, _ = w.Write([]byte("early body\n"))
+				}
+				if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond) // past StreamRecheck
+				if answer == "trailers" {
+					flushErr = http.NewResponseController(w).Flush()
+					w.Header().Set("X-Secret", "the upstream's trailer")
+					w.Header().Set(http.TrailerPrefix+"X-Other", "another")
+					return nil
+				}
+				w.Header().Set("X-Late", "the upstream's answer")
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch answer {
+			case "trailers":
+				if flushErr == nil {
+					t.Fatal("the flush after the block passed")
+				}
+				if len(rec.Result().Trailer) != 0 || rec.Header().Get("X-Secret") != "" || rec.Header().Get(http.TrailerPrefix+"X-Other") != "" {
+					t.Fatalf("the blocked user's response kept the late trailers: %v %v", rec.Result().Trailer, rec.Header())
+				}
+			default:
+				if rec.Code != http.StatusForbidden || rec.Header().Get("X-Late") != "" || !strings.Contains(rec.Body.String(), `"forbidden"`) {
+					t.Fatalf("the blocked user's late headers: %d %v %q; want the refusal alone", rec.Code, rec.Header(), rec.Body)
+				}
+			}
+		})
+	}
+}
