@@ -58,8 +58,18 @@ const passwordPurpose = "password-hash"
 // keyedParam marks, among a PHC hash's parameters, a hash of the keyed
 // password: "m=19456,t=2,p=1,keyed=1". A version before keyed hashes
 // reads the parameters it knows and computes another key, so it refuses
-// the password rather than misreading the hash.
-const keyedParam = "keyed=1"
+// the password rather than misreading the hash. "keyed=1" is the pepper
+// of a keystore never re-keyed (its legacy index key); a re-keyed
+// keystore's hashes name the index key they were keyed with instead
+// ("keyed=" and its 8-hex-digit ID, Keystore.IndexKeyID), so that after a
+// rekey a hash under the retired pepper still verifies, and is replaced
+// at the next sign-in (Service.rekeyed). A version before rekeying cannot
+// open a re-keyed keystore, so never meets such a hash.
+const keyedParam = "keyed="
+
+// legacyKeyed is the keyed parameter's value of a hash under the legacy
+// index key.
+const legacyKeyed = "1"
 
 // passwordHasher makes and checks the argon2id hashes of account
 // passwords. With a keystore the password is keyed first (a pepper: the
@@ -93,30 +103,70 @@ func (h passwordHasher) hashWithin(ctx context.Context, wait time.Duration, pass
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key, err := argonKey(ctx, wait, h.input(password, h.ks != nil), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	var input []byte
+	if h.ks == nil {
+		input = []byte(password)
+	} else {
+		sum := h.ks.IndexSum(passwordPurpose, password)
+		input = sum[:]
+	}
+	key, err := argonKey(ctx, wait, input, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
 	if err != nil {
 		return "", err
 	}
 	params := fmt.Sprintf("m=%d,t=%d,p=%d", argonMemoryKiB, argonTime, argonThreads)
 	if h.ks != nil {
-		params += "," + keyedParam
+		params += "," + keyedParam + h.currentKeyed()
 	}
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$%s$%s$%s", argon2.Version, params, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
-// isKeyed reports whether hash is a keyed hash (passwordHasher), without
-// parsing the rest of it.
-func isKeyed(hash string) bool { return strings.Contains(hash, ","+keyedParam+"$") }
-
-// input is what argon2 hashes for password: the keyed password, or the
-// password itself.
-func (h passwordHasher) input(password string, keyed bool) []byte {
-	if !keyed {
-		return []byte(password)
+// currentKeyed is the keyed parameter's value of a hash h makes now:
+// "1" while the keystore was never re-keyed, else its index key's ID.
+func (h passwordHasher) currentKeyed() string {
+	if h.ks.Legacy() {
+		return legacyKeyed
 	}
-	sum := h.ks.IndexSum(passwordPurpose, password)
-	return sum[:]
+	return h.ks.IndexKeyID()
+}
+
+// keyedNow reports whether hash is keyed with the keystore's current
+// index key (a hash h would make now), without parsing the rest of it:
+// a hash that is not is replaced at the account's next sign-in.
+func (h passwordHasher) keyedNow(hash string) bool {
+	return strings.Contains(hash, ","+keyedParam+h.currentKeyed()+"$")
+}
+
+// PepperOf names the pepper a stored password hash was keyed with: "" for
+// an unkeyed hash (or none), else the index key's ID (Keystore.IndexKeyID;
+// "1" for the legacy key of a keystore before its first rekey).
+func PepperOf(hash string) string {
+	_, params, ok := strings.Cut(strings.TrimPrefix(hash, "$argon2id$"), "$")
+	if !ok {
+		return ""
+	}
+	params, _, _ = strings.Cut(params, "$")
+	_, keyed, ok := strings.Cut(params, ","+keyedParam)
+	if !ok {
+		return ""
+	}
+	return keyed
+}
+
+// input is what argon2 hashes for password under p's pepper: the keyed
+// password, or the password itself; ok is false when the keystore lacks
+// the pepper's key (dropped, or another keystore's).
+func (h passwordHasher) input(password string, p phc) ([]byte, bool) {
+	if !p.keyed {
+		return []byte(password), true
+	}
+	id := p.keyID
+	if id == legacyKeyed {
+		id = ""
+	}
+	sum, ok := h.ks.IndexSumWith(id, passwordPurpose, password)
+	return sum[:], ok
 }
 
 // verify checks password against a PHC argon2id hash, keyed or not, in
@@ -132,11 +182,17 @@ func (h passwordHasher) verify(ctx context.Context, hash, password string) (bool
 	if err != nil || p.keyed && h.ks == nil {
 		return false, nil
 	}
-	got, err := argonKey(ctx, BusyWait, h.input(password, p.keyed), p.salt, p.t, p.m, p.p, uint32(len(p.key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
+	input, ok := h.input(password, p)
+	if !ok {
+		// The pepper was dropped (rekey --retire-old-pepper): the hash
+		// costs what any check costs, and never verifies.
+		input = []byte(password)
+	}
+	got, err := argonKey(ctx, BusyWait, input, p.salt, p.t, p.m, p.p, uint32(len(p.key))) //nolint:gosec // G115: a hash's key is a few dozen bytes
 	if err != nil {
 		return false, err
 	}
-	return subtle.ConstantTimeCompare(got, p.key) == 1, nil
+	return ok && subtle.ConstantTimeCompare(got, p.key) == 1, nil
 }
 
 // phc is a parsed PHC-format argon2id hash.
@@ -145,6 +201,9 @@ type phc struct {
 	m, t      uint32
 	p         uint8
 	keyed     bool
+	// keyID is the keyed parameter's value: legacyKeyed or an index
+	// key's ID.
+	keyID string
 }
 
 func parsePHC(hash string) (phc, error) {
@@ -157,7 +216,11 @@ func parsePHC(hash string) (phc, error) {
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
 		return out, errors.New("unsupported argon2 version")
 	}
-	params, keyed := strings.CutSuffix(parts[3], ","+keyedParam)
+	params, keyID, keyed := strings.Cut(parts[3], ","+keyedParam)
+	if keyed && (keyID == "" || strings.ContainsAny(keyID, ",=")) {
+		return out, errors.New("bad keyed parameter")
+	}
+	out.keyID = keyID
 	var rest string
 	if n, _ := fmt.Sscanf(params, "m=%d,t=%d,p=%d%s", &out.m, &out.t, &out.p, &rest); n != 3 {
 		return out, errors.New("bad argon2 parameters")
@@ -175,4 +238,19 @@ func parsePHC(hash string) (phc, error) {
 		return out, errors.New("argon2 parameters out of range")
 	}
 	return out, nil
+}
+
+// UserRecordPrefix starts the store key of every account record.
+const UserRecordPrefix = userPrefix
+
+// UserPepper reads a stored account record (user/<name>) for the rekey
+// report: the username, and the pepper its password hash was keyed with
+// (PepperOf; "" for an account without a local password or an unkeyed
+// hash).
+func UserPepper(raw []byte) (username, pepper string, err error) {
+	u, err := decodeUser(raw)
+	if err != nil {
+		return "", "", err
+	}
+	return u.Username, PepperOf(u.PasswordHash), nil
 }

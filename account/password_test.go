@@ -24,8 +24,8 @@ func TestPasswordHashAndVerify(t *testing.T) {
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1,keyed=1$") || strings.Contains(h, "correct horse") {
 		t.Fatalf("unexpected hash format %q", h)
 	}
-	if ok, err := keyed.verify(ctx, h, "correct horse"); !ok || !isKeyed(h) || err != nil {
-		t.Fatalf("right password refused: %v %v", isKeyed(h), err)
+	if ok, err := keyed.verify(ctx, h, "correct horse"); !ok || !(PepperOf(h) != "") || err != nil {
+		t.Fatalf("right password refused: %v %v", (PepperOf(h) != ""), err)
 	}
 	for _, wrong := range []string{"correct hors", "Correct horse", "", strings.Repeat("x", 2000)} {
 		if ok, _ := keyed.verify(ctx, h, wrong); ok {
@@ -52,7 +52,7 @@ func TestPasswordHashAndVerify(t *testing.T) {
 	}
 	// A hash of a version before keyed hashes still verifies, as unkeyed.
 	old, err := unkeyed.hash("correct horse")
-	if err != nil || isKeyed(old) {
+	if err != nil || (PepperOf(old) != "") {
 		t.Fatalf("unkeyed hash %q: %v", old, err)
 	}
 	if ok, _ := keyed.verify(ctx, old, "correct horse"); !ok {
@@ -112,7 +112,7 @@ func TestUnkeyedHashIsKeyedAtSignIn(t *testing.T) {
 			t.Fatalf("sign-in: %v %v", res.Outcome, err)
 		}
 		after := stored()
-		if !isKeyed(after.PasswordHash) || after.SessionEpoch != before.SessionEpoch {
+		if !(PepperOf(after.PasswordHash) != "") || after.SessionEpoch != before.SessionEpoch {
 			t.Fatalf("after the sign-in: hash %q, session epoch %v (was %v)", after.PasswordHash, after.SessionEpoch, before.SessionEpoch)
 		}
 		if res.User.PasswordHash != after.PasswordHash {
@@ -226,7 +226,7 @@ func TestRekeyLosingARaceChangesNothing(t *testing.T) {
 		}
 		return u.PasswordHash
 	}
-	if first := s.rekeyed(ctx, stale, password); first.PasswordHash != stored() || !isKeyed(first.PasswordHash) {
+	if first := s.rekeyed(ctx, stale, password); first.PasswordHash != stored() || !(PepperOf(first.PasswordHash) != "") {
 		t.Fatal("the first keying: the account returned holds another hash than the store")
 	}
 	keyed := stored()

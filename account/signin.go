@@ -178,9 +178,10 @@ func (l localPasswords) CheckPassword(ctx context.Context, _ string, u *User, pa
 }
 
 // rekeyed is u after a sign-in with password: when its hash is unkeyed
-// (a version before keyed hashes wrote it) it is replaced by a keyed one
-// of the password, which has just matched it, so that the hashes of such
-// a store are all keyed once each user has signed in. Only a sign-in that
+// (a version before keyed hashes wrote it), or keyed with a pepper a
+// rekey retired, it is replaced by one keyed with the current pepper, of
+// the password, which has just matched it, so that the hashes of such a
+// store are all keyed with it once each user has signed in. Only a sign-in that
 // succeeded does it: done for a locked or blocked account's right
 // password, its cost (a second hash, a write) would tell a guesser the
 // password was right. Nothing else of the account changes (no session
@@ -188,7 +189,7 @@ func (l localPasswords) CheckPassword(ctx context.Context, _ string, u *User, pa
 // is free, the record changed meanwhile or the store fails, u is returned
 // as it is and the next sign-in tries again.
 func (s *Service) rekeyed(ctx context.Context, u *User, password string) *User {
-	if s.passwords.ks == nil || u.PasswordHash == "" || u.FromDirectory() || isKeyed(u.PasswordHash) {
+	if s.passwords.ks == nil || u.PasswordHash == "" || u.FromDirectory() || s.passwords.keyedNow(u.PasswordHash) {
 		return u
 	}
 	hash, err := s.passwords.hashWithin(ctx, BusyWait, password)

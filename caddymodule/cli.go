@@ -46,7 +46,7 @@ func buildCLI(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&a.address, "address", caddy.DefaultAdminListen, "Caddy admin endpoint: host:port, or unix//path for a socket (default: $CADDY_ADMIN, else localhost:2019)")
 	cmd.AddCommand(usersCommand(a), rolesCommand(a), sessionsCommand(a), directoryCommand(a), otpCommand(a),
 		appKeysCommand(a), connectorsCommand(a), tokensCommand(a), apiCredentialsCommand(a), auditCommand(a), apiCommand(a),
-		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand())
+		migrateCommand(), tagRecordsCommand(), rotateSigningKeyCommand(), rekeyCommand())
 }
 
 // asGroup makes cmd, a command that only holds subcommands, refuse any

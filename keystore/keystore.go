@@ -23,7 +23,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 )
 
@@ -39,15 +38,43 @@ type Keystore struct {
 	macPool sync.Pool
 	// recordPool holds HMACs under the record key (RecordTag).
 	recordPool sync.Pool
+	// version is the file's format: 1 (a bare master key) or 2 (written
+	// by a rekey, with the index keys it retired).
+	version int
+	// file is what the key file holds.
+	file keyFile
+	// indexKeys are the index keys: the current one first, then the
+	// retired ones a rekey kept (see Retired).
+	indexKeys []*indexKey
 }
 
 // ErrMissing reports that the keystore file does not exist and may not be
 // created because sealed data already exists.
 var ErrMissing = errors.New("keystore file is missing")
 
+// ErrRekeyPending reports that a `caddy gatehouse rekey` run left its new
+// keystore (<keystore>.new) beside the file: the store is half re-keyed,
+// and neither keystore serves it until the run is finished with --resume.
+var ErrRekeyPending = errors.New("a keystore rekey is in progress")
+
+// NewSuffix names the file a rekey writes the new keystore to (beside
+// the current one) before it replaces it.
+const NewSuffix = ".new"
+
 // Open loads the master key from path, creating it (0600, parent 0700) when
 // it does not exist and create is true. Created reports whether it did.
+// It refuses while a rekey of the keystore is unfinished (ErrRekeyPending).
 func Open(path string, create bool) (*Keystore, error) {
+	if _, err := os.Lstat(path + NewSuffix); !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s exists: with every instance stopped, finish it with "+
+			"`caddy gatehouse rekey --resume --store <location> --keystore %s`", ErrRekeyPending, path+NewSuffix, path)
+	}
+	return OpenFile(path, create)
+}
+
+// OpenFile is Open without the check for an unfinished rekey: for the
+// rekey command, which opens both keystores.
+func OpenFile(path string, create bool) (*Keystore, error) {
 	raw, err := os.ReadFile(path)
 	created := false
 	switch {
@@ -62,15 +89,15 @@ func Open(path string, create bool) (*Keystore, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading keystore %s: %v", path, err)
 	}
-	master, err := hex.DecodeString(strings.TrimSpace(string(raw)))
-	if err != nil || len(master) != masterKeySize {
-		return nil, fmt.Errorf("keystore %s is corrupt: want %d hex-encoded bytes", path, masterKeySize)
+	file, err := parseFile(path, raw)
+	if err != nil {
+		return nil, err
 	}
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading keystore %s: %v", path, err)
 	}
-	ks, err := fromMaster(path, master, created)
+	ks, err := fromFile(path, file, created)
 	if ks != nil {
 		ks.mode = info.Mode().Perm()
 	}
@@ -86,19 +113,55 @@ func generate(path string) ([]byte, error) {
 		return nil, fmt.Errorf("generating keystore: %v", err)
 	}
 	encoded := []byte(hex.EncodeToString(master) + "\n")
+	return encoded, writeNew(path, encoded)
+}
+
+// writeNew writes data to a new 0600 file at path (never through a link,
+// never over an existing file) and syncs it and its directory.
+func writeNew(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("creating keystore %s: %v", path, err)
+		return fmt.Errorf("creating keystore %s: %v", path, err)
 	}
-	if _, err := f.Write(encoded); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("writing keystore %s: %v", path, err)
+		return fmt.Errorf("writing keystore %s: %v", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("syncing keystore %s: %v", path, err)
+		return fmt.Errorf("syncing keystore %s: %v", path, err)
 	}
-	return encoded, f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing keystore %s: %v", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a file's creation or renaming in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("syncing %s: %v", dir, err)
+	}
+	return nil
+}
+
+func fromFile(path string, file keyFile, created bool) (*Keystore, error) {
+	ks, err := fromMaster(path, file.master, created)
+	if err != nil {
+		return nil, err
+	}
+	ks.version = file.version
+	ks.file = file
+	ks.indexKeys[0].legacy = file.version == 1
+	for _, r := range file.retired {
+		ks.indexKeys = append(ks.indexKeys, newIndexKey(r.key, r.legacy))
+	}
+	return ks, nil
 }
 
 func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
@@ -122,7 +185,11 @@ func fromMaster(path string, master []byte, created bool) (*Keystore, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks := &Keystore{path: path, created: created, aead: aead, macKey: macKey}
+	ks := &Keystore{path: path, created: created, aead: aead, macKey: macKey, version: 1,
+		file: keyFile{version: 1, master: master}}
+	// The current index key; it is the legacy one (of "keyed=1" hashes
+	// and digests without a key ID) until a rekey retires it.
+	ks.indexKeys = []*indexKey{newIndexKey(macKey, true)}
 	ks.macPool.New = func() any {
 		return &indexState{mac: hmac.New(sha256.New, ks.macKey), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
 	}

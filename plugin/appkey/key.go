@@ -64,7 +64,9 @@ func parseKey(s string) (random [randomSize]byte, tag [tagSize]byte, ok bool) {
 
 // indexOf returns the lookup index of a presented key value; ok is false
 // for a malformed value or one whose tag does not match (not issued by this
-// keystore).
+// keystore). A value issued before a rekey carries a tag of the retired
+// index key, which is accepted while the keystore keeps that key; its
+// index is the current key's (the rekey made the indexes again).
 func indexOf(ks *keystore.Keystore, value string) (index string, ok bool) {
 	var dst [2 * sha256.Size]byte
 	if !indexInto(ks, value, &dst) {
@@ -82,5 +84,8 @@ func indexInto(ks *keystore.Keystore, value string, dst *[2 * sha256.Size]byte) 
 	ks.IndexHex(dst, indexPurpose, random[:])
 	var want [2 * tagSize]byte
 	hex.Encode(want[:], tag[:])
-	return subtle.ConstantTimeCompare(want[:], dst[len(dst)-2*tagSize:]) == 1
+	if subtle.ConstantTimeCompare(want[:], dst[len(dst)-2*tagSize:]) == 1 {
+		return true
+	}
+	return tagRetired(ks, random[:], tag)
 }

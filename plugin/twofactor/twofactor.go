@@ -13,7 +13,6 @@
 package twofactor
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -216,7 +215,7 @@ type secret struct {
 // the secret is: HMAC pads a key with zero bytes, so raw with zero bytes
 // added at its end (base32 "A"s for padding) is the same token.
 func (s *Service) tokenDigest(uid string, raw []byte) string {
-	return s.engine.Keystore.Index("hotp-secret/"+uid, bytes.TrimRight(raw, "\x00"))
+	return tokenDigestWith(s.engine.Keystore, uid, raw)
 }
 
 // factors is a user's opened enrolment record, cached in memory.

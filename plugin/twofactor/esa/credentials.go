@@ -48,6 +48,12 @@ type Credential struct {
 	// PasswordDigest is the keyed digest of the password (Keystore.Index);
 	// the password itself is never stored.
 	PasswordDigest string `json:"password_digest"`
+	// DigestKey names the keystore index key PasswordDigest was made with
+	// (keystore.Keystore.IndexKeyID); empty for the legacy key, that of a
+	// keystore never re-keyed. After a rekey the digest is kept under the
+	// retired key, and made again under the current one at the
+	// credential's next successful use.
+	DigestKey string `json:"digest_key,omitempty"`
 	// AuthAPI enables the credential for the auth API (/auth/v1/).
 	AuthAPI bool `json:"auth_api"`
 	// UserManagementAPI enables the credential for the user management API
@@ -104,8 +110,46 @@ func decodeCredential(b []byte) (*Credential, error) {
 
 func decodeName(b []byte) (string, error) { return string(b), nil }
 
-func (cs *Credentials) digest(password string) string {
-	return cs.engine.Keystore.Index(passwordPurpose, []byte(password))
+// digest returns the keyed digest of password under the current index
+// key, and the key's name for Credential.DigestKey.
+func (cs *Credentials) digest(password string) (digest, key string) {
+	return cs.engine.Keystore.Index(passwordPurpose, []byte(password)), cs.digestKey()
+}
+
+// digestKey is Credential.DigestKey of a digest made now.
+func (cs *Credentials) digestKey() string {
+	if ks := cs.engine.Keystore; !ks.Legacy() {
+		return ks.IndexKeyID()
+	}
+	return ""
+}
+
+// CredentialPepper reads a stored credential record (esa-cred/<name>)
+// for the rekey report: its name and the index key its digest was made
+// with (Credential.DigestKey).
+func CredentialPepper(raw []byte) (name, key string, err error) {
+	c, err := decodeCredential(raw)
+	if err != nil {
+		return "", "", err
+	}
+	return c.Name, c.DigestKey, nil
+}
+
+// CredentialPrefix starts the store key of every credential record.
+const CredentialPrefix = credPrefix
+
+// redigest replaces the digest of c, made under a retired index key,
+// with one under the current key, once password matched it. Best
+// effort: a failure leaves the old digest, tried again next time.
+func (cs *Credentials) redigest(ctx context.Context, c *Credential, password string) {
+	digest, key := cs.digest(password)
+	_, _ = storage.UpdateJSON(ctx, cs.engine.Store, credPrefix+c.Name, 0, func(cur *Credential) (*Credential, error) {
+		if cur == nil || cur.Username != c.Username || cur.PasswordDigest != c.PasswordDigest || cur.DigestKey != c.DigestKey {
+			return nil, storage.ErrNoChange
+		}
+		cur.PasswordDigest, cur.DigestKey = digest, key
+		return cur, nil
+	})
 }
 
 // errBadCredentials is the one answer for an unknown username or a wrong
@@ -127,8 +171,14 @@ func (cs *Credentials) Check(ctx context.Context, username, password string) (*C
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare([]byte(cs.digest(password)), []byte(c.PasswordDigest)) != 1 || c.Username != username {
+	// The digest under the key it was made with: the current one, or one
+	// a rekey retired (none, once the operator dropped it).
+	got, ok := cs.engine.Keystore.IndexWith(c.DigestKey, passwordPurpose, []byte(password))
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.PasswordDigest)) != 1 || c.Username != username {
 		return nil, errBadCredentials
+	}
+	if c.DigestKey != cs.digestKey() {
+		cs.redigest(ctx, c, password)
 	}
 	return c, nil
 }
@@ -155,7 +205,8 @@ func (cs *Credentials) Create(ctx context.Context, in CreateRequest) (*NewCreden
 	}
 	username := "esa-" + randomHex(8)
 	password := twofactor.RandomToken(32)
-	c := &Credential{Name: in.Name, Username: username, PasswordDigest: cs.digest(password), AuthAPI: in.AuthAPI,
+	digest, key := cs.digest(password)
+	c := &Credential{Name: in.Name, Username: username, PasswordDigest: digest, DigestKey: key, AuthAPI: in.AuthAPI,
 		UserManagementAPI: in.UserManagementAPI, CreatedAt: time.Now().UTC()}
 	raw, _ := json.Marshal(c)
 	created, err := cs.engine.Store.CompareAndSwap(ctx, credPrefix+c.Name, nil, raw, 0)

@@ -1,0 +1,332 @@
+// Package rekey moves a store from one keystore to its successor
+// (keystore.Keystore.Successor), offline: caddy gatehouse rekey. Every
+// record is tagged again with the new keystore; the records that seal a
+// secret or keep an index of one are rewritten by the package that owns
+// them (a rekeying.Func): sealed again, their indexes made again; the
+// short-lived records keyed with the old index key are dropped. What
+// cannot be made again without a secret Gatehouse never holds (password
+// hashes, ESA API password digests) stays as it is: the new keystore
+// keeps the old index key as a retired key, under which it still
+// verifies (see Report and keystore.Keystore.DropRetired).
+//
+// A run can be interrupted anywhere and run again (Records): each record
+// moves in one atomic batch with what it implies, a record whose tag
+// verifies under the new keystore is done, and the store's marker
+// (tagged.MarkerKey) moves last.
+package rekey
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/account"
+	"github.com/gatehouse-auth/gatehouse/assertion"
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/rekeying"
+	"github.com/gatehouse-auth/gatehouse/plugin/appkey"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor"
+	"github.com/gatehouse-auth/gatehouse/plugin/twofactor/esa"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/counters"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
+)
+
+// kind is how records of a prefix (or one key, exact) are rewritten.
+type kind struct {
+	prefix string
+	exact  bool
+	// early kinds move before all others: they read records that move
+	// later under the old keystore's indexes.
+	early bool
+	// rewrite is nil for a record that only needs its tag again.
+	rewrite rekeying.Func
+}
+
+// drop is the rekeying.Func of records keyed with the old index key that
+// live minutes and need not outlive a rekey.
+func drop(context.Context, rekeying.Keys, string, []byte, rekeying.Reader) (rekeying.Change, error) {
+	return rekeying.Change{Drop: true}, nil
+}
+
+// kinds lists the records that need more than a new tag.
+var kinds = []kind{
+	{prefix: appkey.SessionRecordPrefix, early: true, rewrite: appkey.RekeySessionRecord},
+	{prefix: appkey.IndexRecordPrefix, rewrite: appkey.RekeyIndexRecord},
+	{prefix: twofactor.RecordPrefix, rewrite: twofactor.RekeyRecord},
+	{prefix: assertion.StoreKey, exact: true, rewrite: assertion.RekeyRecord},
+	// A console's pending authenticator secret (sealed) and its used
+	// form tokens (keyed digests): minutes long.
+	{prefix: "console/totp/", rewrite: drop},
+	{prefix: "console-form/", rewrite: drop},
+	// A login waiting for its second factor: minutes long.
+	{prefix: "portal/", rewrite: drop},
+	// The networks an account signed in from (keyed digests of its
+	// password hash): relearned at the next sign-in.
+	{prefix: "basicfamiliar/", rewrite: drop},
+}
+
+func kindOf(key string) kind {
+	for _, k := range kinds {
+		if k.exact && key == k.prefix || !k.exact && strings.HasPrefix(key, k.prefix) {
+			return k
+		}
+	}
+	return kind{}
+}
+
+// Result counts what Records did.
+type Result struct {
+	// Moved counts the records tagged (and, where needed, rewritten)
+	// with the new keystore by this run.
+	Moved int
+	// Dropped counts the records deleted (short-lived, or unusable
+	// without the old keystore: a rotation's grace stub).
+	Dropped int
+	// Done counts the records found moved already (an earlier run).
+	Done int
+	// Foreign counts the records neither keystore tagged: written
+	// without the keystore, refused before as after; they are left as
+	// they are. ForeignKinds names their kinds.
+	Foreign      int
+	ForeignKinds []string
+}
+
+// ErrNotOldStore reports a store whose marker neither keystore tagged.
+var ErrNotOldStore = errors.New("the store's records were tagged with neither keystore: use the keystore file this store was created with")
+
+// State tells how far a store is moved to the new keystore.
+type State int
+
+// The states of a store (Check).
+const (
+	// NotStarted: the marker is the old keystore's (a run may have
+	// moved some records already: it is only moved last).
+	NotStarted State = iota
+	// Finished: the marker is the new keystore's.
+	Finished
+)
+
+// Check reads the store's marker: which keystore tagged it.
+func Check(ctx context.Context, inner storage.Store, k rekeying.Keys) (State, error) {
+	raw, err := inner.Get(ctx, tagged.MarkerKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, errors.New("the store has no record tag marker (gatehouse/tagged): start Gatehouse on it once (or run tag-records) before a rekey")
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case tagOK(k.New, tagged.MarkerKey, raw):
+		return Finished, nil
+	case tagOK(k.Old, tagged.MarkerKey, raw):
+		return NotStarted, nil
+	}
+	return 0, ErrNotOldStore
+}
+
+// tagOK reports whether raw's tag verifies under ks.
+func tagOK(ks *keystore.Keystore, key string, raw []byte) bool {
+	if len(raw) < keystore.RecordTagSize {
+		return false
+	}
+	value, tag := raw[:len(raw)-keystore.RecordTagSize], raw[len(raw)-keystore.RecordTagSize:]
+	want := ks.RecordTag(key, value)
+	return subtle.ConstantTimeCompare(tag, want[:]) == 1
+}
+
+// Records moves every record of inner (the backend, without tags
+// checked) from k.Old to k.New, calling progress, when not nil, with the
+// records handled so far. Run again after an interruption, it finishes
+// what the last run left: records moved already are skipped. The marker
+// moves last, so until Records returns without error the old keystore's
+// instances would find it and refuse every moved record, and the new
+// keystore's would refuse the store ("tagged with another keystore"):
+// the keystore file refuses to open while <keystore>.new is there.
+func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, progress func(int)) (Result, error) {
+	var res Result
+	if _, err := Check(ctx, inner, k); err != nil {
+		return res, err
+	}
+	var keys []string
+	if err := storage.ScanKeys(ctx, inner, "", func(key string) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		return res, err
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // a Redis SCAN may list a key twice
+	// The early kinds first, the marker last.
+	slices.SortStableFunc(keys, func(a, b string) int {
+		rank := func(key string) int {
+			switch {
+			case key == tagged.MarkerKey:
+				return 2
+			case kindOf(key).early:
+				return 0
+			}
+			return 1
+		}
+		return rank(a) - rank(b)
+	})
+	newStore := tagged.Wrap(inner, k.New, tagged.Options{})
+	read := func(ctx context.Context, key string) ([]byte, *keystore.Keystore, error) {
+		raw, err := inner.Get(ctx, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, ks := range []*keystore.Keystore{k.New, k.Old} {
+			if tagOK(ks, key, raw) {
+				return raw[:len(raw)-keystore.RecordTagSize], ks, nil
+			}
+		}
+		return nil, nil, fmt.Errorf("%w: a %s record", tagged.ErrTampered, kindName(key))
+	}
+	for i, key := range keys {
+		if counters.Is(key) {
+			continue
+		}
+		if err := moveOne(ctx, inner, newStore, k, key, read, &res); err != nil {
+			return res, fmt.Errorf("a %s record: %w", kindName(key), err)
+		}
+		if progress != nil {
+			progress(i + 1)
+		}
+	}
+	return res, nil
+}
+
+// moveOne moves the record key, if it needs moving, in one batch.
+func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k rekeying.Keys, key string, read rekeying.Reader, res *Result) error {
+	e, err := inner.GetEntry(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // dropped or moved with another record, or expired
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case tagOK(k.New, key, e.Value):
+		res.Done++
+		return nil
+	case !tagOK(k.Old, key, e.Value):
+		res.Foreign++
+		if kn := kindName(key); len(res.ForeignKinds) < 5 && !slices.Contains(res.ForeignKinds, kn) {
+			res.ForeignKinds = append(res.ForeignKinds, kn)
+		}
+		return nil
+	}
+	var ttl time.Duration
+	if !e.ExpiresAt.IsZero() {
+		if ttl = time.Until(e.ExpiresAt); ttl <= 0 {
+			return nil // expiring now
+		}
+	}
+	value := e.Value[:len(e.Value)-keystore.RecordTagSize]
+	change := rekeying.Change{Value: value}
+	if kn := kindOf(key); kn.rewrite != nil {
+		if change, err = kn.rewrite(ctx, k, key, value, read); err != nil {
+			return err
+		}
+	}
+	op := storage.Op{Kind: storage.OpPut, Key: key, Value: change.Value, TTL: ttl}
+	if change.Drop {
+		op = storage.Op{Kind: storage.OpDelete, Key: key}
+		res.Dropped++
+	} else {
+		res.Moved++
+	}
+	// The record first: an extra op may write the same key again (never
+	// the case today), and the later op wins.
+	return newStore.Batch(ctx, append([]storage.Op{op}, change.Extra...))
+}
+
+// kindName is a key up to its first "/": what may be said of a key,
+// which itself may name a user or a digest.
+func kindName(key string) string {
+	kind, _, _ := strings.Cut(key, "/")
+	return kind + "/"
+}
+
+// Report tells what still depends on the keystore's retired index keys.
+type Report struct {
+	// Current is the current index key's ID.
+	Current string
+	// Retired are the retired keys' IDs.
+	Retired []string
+	// Accounts are the usernames whose password hash is keyed with a
+	// retired pepper: each is re-hashed at its next password sign-in;
+	// once the retired keys are dropped, its password must be set again.
+	Accounts []string
+	// Credentials are the ESA API credentials whose password digest is
+	// under a retired key: made again at the next use; once the retired
+	// keys are dropped, the credential must be made again.
+	Credentials []string
+	// AppKeys are the application keys whose value was issued under a
+	// retired key (its tag): once the retired keys are dropped, the
+	// value is refused until the key is rotated.
+	AppKeys []string
+}
+
+// Pending reports whether anything still depends on a retired key.
+func (r Report) Pending() bool {
+	return len(r.Accounts)+len(r.Credentials)+len(r.AppKeys) > 0
+}
+
+// Survey reads the store (records checked with ks) for Report.
+func Survey(ctx context.Context, st storage.Store, ks *keystore.Keystore) (Report, error) {
+	r := Report{Current: ks.IndexKeyID()}
+	for _, k := range ks.Retired() {
+		r.Retired = append(r.Retired, k.ID)
+	}
+	current := ks.IndexKeyID()
+	if ks.Legacy() {
+		current = "1"
+	}
+	err := st.Scan(ctx, account.UserRecordPrefix, func(e storage.Entry) error {
+		name, pepper, err := account.UserPepper(e.Value)
+		if err != nil {
+			return fmt.Errorf("a user/ record: %w", err)
+		}
+		if pepper != "" && pepper != current {
+			r.Accounts = append(r.Accounts, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	currentDigest := ks.IndexKeyID()
+	if ks.Legacy() {
+		currentDigest = ""
+	}
+	err = st.Scan(ctx, esa.CredentialPrefix, func(e storage.Entry) error {
+		name, key, err := esa.CredentialPepper(e.Value)
+		if err != nil {
+			return fmt.Errorf("an esa-cred/ record: %w", err)
+		}
+		if key != currentDigest {
+			r.Credentials = append(r.Credentials, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	err = st.Scan(ctx, appkey.IndexRecordPrefix, func(e storage.Entry) error {
+		name, retired, ok, err := appkey.RetiredTagged(ks, e.Value)
+		if err != nil {
+			return fmt.Errorf("an appkeyidx/ record: %w", err)
+		}
+		if ok && retired {
+			r.AppKeys = append(r.AppKeys, name)
+		}
+		return nil
+	})
+	return r, err
+}
