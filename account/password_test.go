@@ -262,3 +262,69 @@ func withUnkeyedOlga(t *testing.T, password string) *Service {
 	}
 	return NewService(c, keystoretest.New(t))
 }
+
+// TestRetiredPepperVerifiesAndIsReplacedAtSignIn: after a keystore
+// rekey, a hash keyed with the old pepper ("keyed=1", the legacy key the
+// new keystore keeps retired) still signs in, and is replaced then by one
+// under the new pepper, naming it ("keyed=<ID>"). Once the retired key is
+// dropped, a hash under it verifies no more.
+func TestRetiredPepperVerifiesAndIsReplacedAtSignIn(t *testing.T) {
+	ctx := context.Background()
+	password := "correct horse"
+	c := newTestStore(t)
+	old := keystoretest.New(t)
+	if _, err := NewService(c, old).CreateUser(ctx, NewUser{Username: "olga", Password: &password}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.WriteNew(filepath.Join(t.TempDir(), "keystore.key")); err != nil {
+		t.Fatal(err)
+	}
+	s := NewService(c, next)
+	stored := func() string {
+		t.Helper()
+		u, err := s.User(ctx, "olga")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.PasswordHash
+	}
+	before := stored()
+	if PepperOf(before) != "1" || s.passwords.keyedNow(before) {
+		t.Fatalf("the old keystore's hash %q", before)
+	}
+	if res, err := s.SignIn(ctx, "olga", "wrong horse", &recordingAttempts{}); err != nil || res.Outcome != OutcomeWrong || stored() != before {
+		t.Fatalf("a wrong password: %v %v", res.Outcome, err)
+	}
+	res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{})
+	if err != nil || res.Outcome != OutcomeOK {
+		t.Fatalf("the right password under the retired pepper: %v %v", res.Outcome, err)
+	}
+	after := stored()
+	if PepperOf(after) != next.IndexKeyID() || !strings.Contains(after, ",keyed="+next.IndexKeyID()+"$") {
+		t.Fatalf("after the sign-in: %q, want it keyed with %s", after, next.IndexKeyID())
+	}
+	if res, err := s.SignIn(ctx, "olga", password, &recordingAttempts{}); err != nil || res.Outcome != OutcomeOK || stored() != after {
+		t.Fatalf("the new hash: %v %v", res.Outcome, err)
+	}
+	// The old hash, once the retired key is dropped, does not verify.
+	if ok, _ := s.passwords.verify(ctx, before, password); !ok {
+		t.Fatal("the old hash does not verify with the retired key kept")
+	}
+	if err := next.DropRetired(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.passwords.verify(ctx, before, password); ok {
+		t.Fatal("a hash under a dropped pepper verified")
+	}
+	if ok, _ := s.passwords.verify(ctx, after, password); !ok {
+		t.Fatal("the current hash does not verify after the drop")
+	}
+	// The old keystore knows no hash of the new pepper.
+	if ok, _ := (passwordHasher{old}).verify(ctx, after, password); ok {
+		t.Fatal("the old keystore verified a hash under the new pepper")
+	}
+}

@@ -72,7 +72,7 @@ func parseFile(path string, raw []byte) (keyFile, error) {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		switch {
-		case len(fields) == 0:
+		case len(fields) == 0 || strings.HasPrefix(fields[0], "#"):
 		case fields[0] == "master" && len(fields) == 2 && f.master == nil:
 			m, err := hex.DecodeString(fields[1])
 			if err != nil || len(m) != masterKeySize {

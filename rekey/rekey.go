@@ -235,10 +235,15 @@ func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k
 		}
 	}
 	op := storage.Op{Kind: storage.OpPut, Key: key, Value: change.Value, TTL: ttl}
-	if change.Drop {
+	switch {
+	case change.Drop:
 		op = storage.Op{Kind: storage.OpDelete, Key: key}
-		res.Dropped++
-	} else {
+		if len(change.Extra) == 0 {
+			res.Dropped++
+		} else {
+			res.Moved++ // to another key (an app key's new index)
+		}
+	default:
 		res.Moved++
 	}
 	// The record first: an extra op may write the same key again (never
