@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-auth/gatehouse/audit"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/keystore/rekeying"
 	"github.com/gatehouse-auth/gatehouse/plugin/connector"
@@ -174,6 +175,10 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 	if err != nil {
 		return fmt.Errorf("rekey: %w; run it again with --resume to finish", err)
 	}
+	spilled, err := retagSpillFiles(o.dataDir, k)
+	if err != nil {
+		return fmt.Errorf("rekey: %w; run it again with --resume to finish", err)
+	}
 	res, err := rekey.Records(ctx, stopAfter(st, o.stopAfter), k, progress(out, "rekey: %d records handled\n"))
 	if err != nil {
 		return fmt.Errorf("rekey: %s, interrupted (%d records moved, %d dropped): %w; run it again with --resume to finish", loc, res.Moved, res.Dropped, err)
@@ -203,6 +208,9 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 	if res.Foreign > 0 {
 		fmt.Fprintf(out, "rekey: warning: %d records (%s) verified under neither keystore (written without it, refused before as now); left as they are\n",
 			res.Foreign, strings.Join(res.ForeignKinds, ", "))
+	}
+	if spilled > 0 {
+		fmt.Fprintf(out, "rekey: %d audit events waiting in the spill files of %s tagged again\n", spilled, o.dataDir)
 	}
 	switch caDir := filepath.Join(o.dataDir, connector.CADir); {
 	case changed:
@@ -257,6 +265,35 @@ func syncDirOf(path string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// retagSpillFiles tags the lines of the audit spill files in dataDir
+// (events an instance could not write to its store yet) again with the
+// new keystore, and returns how many.
+func retagSpillFiles(dataDir string, k rekeying.Keys) (int, error) {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return 0, nil //nolint:nilerr // no data directory: no spill file
+	}
+	tagger := func(ks *keystore.Keystore) audit.SpillTagger {
+		return func(key string, event []byte) []byte {
+			tag := ks.RecordTag(spillTagPrefix+key, event)
+			return tag[:]
+		}
+	}
+	total := 0
+	for _, entry := range entries {
+		base := entry.Name()
+		if !strings.HasPrefix(base, "audit-spill-") || !strings.HasSuffix(base, ".jsonl") || !entry.Type().IsRegular() {
+			continue
+		}
+		n, err := audit.RetagSpill(filepath.Join(dataDir, base), tagger(k.Old), tagger(k.New))
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // checkConnectorCA refuses a rekey whose data directory's connector CA
