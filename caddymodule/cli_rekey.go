@@ -231,30 +231,20 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 // unless an earlier, interrupted, run kept it already; it returns the
 // name.
 func keepRetired(path string, old *keystore.Keystore) (string, error) {
-	matches, _ := filepath.Glob(path + ".retired-*")
-	for _, m := range matches {
+	// The directory is listed, not globbed: a path with a pattern
+	// character would match other files.
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), filepath.Base(path)+".retired-") || strings.HasSuffix(e.Name(), ".tmp") {
+			continue // not a kept keystore, or a copy a crash cut short (SaveAs)
+		}
+		m := filepath.Join(filepath.Dir(path), e.Name())
 		if ks, err := keystore.OpenFile(m, false); err == nil && ks.Equal(old) {
 			return m, nil
 		}
 	}
 	name := path + ".retired-" + time.Now().UTC().Format("20060102T150405Z")
-	raw, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the keystore
-	if err != nil {
-		return "", err
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: beside the keystore the operator names, never over an existing file
-	if err != nil {
-		return "", err
-	}
-	if _, err := f.Write(raw); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	return name, f.Close()
+	return name, old.SaveAs(name)
 }
 
 // syncDirOf makes a rename in path's directory durable.

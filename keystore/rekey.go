@@ -233,13 +233,39 @@ func (k *Keystore) Successor() (*Keystore, error) {
 }
 
 // WriteNew writes the keystore to a new 0600 file at path, which must
-// not exist, and makes it the keystore's path.
+// not exist (SaveAs), and makes it the keystore's path.
 func (k *Keystore) WriteNew(path string) error {
-	if err := writeNew(path, k.file.encode()); err != nil {
+	if err := k.SaveAs(path); err != nil {
 		return err
 	}
 	k.path = path
 	return nil
+}
+
+// SaveAs writes the keystore to a new 0600 file at path, which must not
+// exist; the keystore's path stays as it is. The file appears whole or
+// not at all: it is written and synced as <path>.tmp first, then linked
+// to path (which fails, rather than replace, when path exists).
+func (k *Keystore) SaveAs(path string) error {
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := writeNew(tmp, k.file.encode()); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		// A file system without hard links: a rename, once path is
+		// known not to exist.
+		if _, statErr := os.Lstat(path); !errors.Is(statErr, fs.ErrNotExist) {
+			return fmt.Errorf("creating keystore %s: %v", path, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("creating keystore %s: %v", path, err)
+		}
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // DropRetired rewrites the keystore file without its retired index keys:

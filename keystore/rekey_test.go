@@ -146,3 +146,42 @@ func TestVersion2FileCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteNewNeverReplaces: WriteNew refuses an existing file and leaves
+// no temporary file behind.
+func TestWriteNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	old, err := Open(filepath.Join(dir, "keystore.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "keystore.key"+NewSuffix)
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.WriteNew(path); err == nil {
+		t.Fatal("WriteNew replaced an existing file")
+	}
+	if raw, _ := os.ReadFile(path); string(raw) != "x" {
+		t.Fatalf("the existing file changed: %q", raw)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.WriteNew(path); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("left %s", e.Name())
+		}
+	}
+	if again, err := OpenFile(path, false); err != nil || !again.Equal(next) {
+		t.Fatalf("reading the new file back: %v", err)
+	}
+}
