@@ -31,8 +31,9 @@ type rekeyOptions struct {
 	store, keystorePath, dataDir string
 	resume, report, retire       bool
 	force                        bool
-	// stopAfter, when positive, ends the run after that many records,
-	// as an interruption would (a hidden flag, for the tests).
+	// stopAfter, when positive, kills the process (SIGKILL) as it is
+	// about to write the record batch after that many (a hidden flag,
+	// for the tests: a crash at a chosen point).
 	stopAfter int
 }
 
@@ -102,15 +103,12 @@ Example:
 	c.Flags().BoolVar(&o.report, "report", false, "list what still depends on the retired key, change nothing")
 	c.Flags().BoolVar(&o.retire, "retire-old-pepper", false, "drop the retired key from the keystore")
 	c.Flags().BoolVar(&o.force, "force", false, "with --retire-old-pepper: drop it although accounts, credentials or keys still depend on it")
-	c.Flags().IntVar(&o.stopAfter, "stop-after", 0, "stop after that many records, as if interrupted (for tests)")
+	c.Flags().IntVar(&o.stopAfter, "stop-after", 0, "kill the process after that many record batches (for tests)")
 	_ = c.Flags().MarkHidden("stop-after")
 	c.MarkFlagRequired("store")
 	c.MarkFlagRequired("keystore")
 	return c
 }
-
-// errStopped is the end of a run --stop-after cut short.
-var errStopped = errors.New("stopped as asked (--stop-after)")
 
 // runRekey moves the store at o.store from the keystore at
 // o.keystorePath to a new one, or finishes an interrupted run.
@@ -310,32 +308,34 @@ func checkConnectorCA(ctx context.Context, st storage.Store, dataDir string, ks 
 	return nil
 }
 
-// stopAfter is st, whose writes fail (as an interruption would end them)
-// once n batches were written, for --stop-after; st itself when n is 0.
+// stopAfter is st, which kills the process (as kill -9 would: nothing
+// closed, nothing flushed) before the batch after the first n, for
+// --stop-after; st itself when n is 0.
 func stopAfter(st storage.Store, n int) storage.Store {
 	if n <= 0 {
 		return st
 	}
-	return &stoppingStore{Store: st, left: n}
+	return &killingStore{Store: st, left: n}
 }
 
-// stoppingStore fails every batch after the first left ones.
-type stoppingStore struct {
+// killingStore kills the process at its batch after the first left ones.
+type killingStore struct {
 	storage.Store
 	left int
 }
 
 // Batch implements storage.Store.
-func (s *stoppingStore) Batch(ctx context.Context, ops []storage.Op) error {
+func (s *killingStore) Batch(ctx context.Context, ops []storage.Op) error {
 	if s.left <= 0 {
-		return errStopped
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // until the signal lands
 	}
 	s.left--
 	return s.Store.Batch(ctx, ops)
 }
 
 // ScanKeys implements storage.KeyScanner with the store's own.
-func (s *stoppingStore) ScanKeys(ctx context.Context, prefix string, fn func(string) error) error {
+func (s *killingStore) ScanKeys(ctx context.Context, prefix string, fn func(string) error) error {
 	return storage.ScanKeys(ctx, s.Store, prefix, fn)
 }
 
