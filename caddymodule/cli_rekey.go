@@ -177,7 +177,11 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 	if err != nil {
 		return fmt.Errorf("rekey: %w; run it again with --resume to finish", err)
 	}
-	res, err := rekey.Records(ctx, stopAfter(st, o.stopAfter), k, progress(out, "rekey: %d records handled\n"))
+	opts := rekey.Options{Progress: progress(out, "rekey: %d records handled\n")}
+	if o.stopAfter > 0 {
+		opts.BatchOps = 1 // a record a batch: the kill lands at a chosen record
+	}
+	res, err := rekey.Records(ctx, stopAfter(st, o.stopAfter), k, opts)
 	if err != nil {
 		return fmt.Errorf("rekey: %s, interrupted (%d records moved, %d dropped): %w; run it again with --resume to finish", loc, res.Moved, res.Dropped, err)
 	}

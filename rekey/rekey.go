@@ -139,25 +139,38 @@ func tagOK(ks *keystore.Keystore, key string, raw []byte) bool {
 	return subtle.ConstantTimeCompare(tag, want[:]) == 1
 }
 
+// Options tune Records.
+type Options struct {
+	// Progress, when not nil, is called with the number of keys handled
+	// so far after each batch.
+	Progress func(handled int)
+	// BatchOps bounds the operations of one batch (several records, each
+	// with what it implies, written at once); zero means 256. A batch is
+	// atomic: a record moves whole with what it implies, or not at all.
+	BatchOps int
+}
+
 // Records moves every record of inner (the backend, without tags
-// checked) from k.Old to k.New, calling progress, when not nil, with the
-// records handled so far. Run again after an interruption, it finishes
-// what the last run left: records moved already are skipped. The marker
-// moves last, so until Records returns without error the old keystore's
-// instances would find it and refuse every moved record, and the new
-// keystore's would refuse the store ("tagged with another keystore"):
-// the keystore file refuses to open while <keystore>.new is there.
-func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, progress func(int)) (Result, error) {
-	var res Result
+// checked) from k.Old to k.New. Run again after an interruption, it
+// finishes what the last run left: records moved already are skipped.
+// The marker moves last, so until Records returns without error the old
+// keystore's instances would find it and refuse every moved record, and
+// the new keystore's would refuse the store ("tagged with another
+// keystore"): the keystore file refuses to open while <keystore>.new is
+// there.
+func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, opts Options) (Result, error) {
+	if opts.BatchOps <= 0 {
+		opts.BatchOps = 256
+	}
 	if _, err := Check(ctx, inner, k); err != nil {
-		return res, err
+		return Result{}, err
 	}
 	var keys []string
 	if err := storage.ScanKeys(ctx, inner, "", func(key string) error {
 		keys = append(keys, key)
 		return nil
 	}); err != nil {
-		return res, err
+		return Result{}, err
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // a Redis SCAN may list a key twice
@@ -174,36 +187,88 @@ func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, progress
 		}
 		return rank(a) - rank(b)
 	})
-	newStore := tagged.Wrap(inner, k.New, tagged.Options{})
-	read := func(ctx context.Context, key string) ([]byte, *keystore.Keystore, error) {
-		raw, err := inner.Get(ctx, key)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, ks := range []*keystore.Keystore{k.New, k.Old} {
-			if tagOK(ks, key, raw) {
-				return raw[:len(raw)-keystore.RecordTagSize], ks, nil
-			}
-		}
-		return nil, nil, fmt.Errorf("%w: a %s record", tagged.ErrTampered, kindName(key))
-	}
+	m := &mover{inner: inner, out: tagged.Wrap(inner, k.New, tagged.Options{}), k: k, limit: opts.BatchOps, written: map[string]bool{}}
 	for i, key := range keys {
 		if counters.Is(key) {
 			continue
 		}
-		if err := moveOne(ctx, inner, newStore, k, key, read, &res); err != nil {
-			return res, fmt.Errorf("a %s record: %w", kindName(key), err)
+		if err := m.move(ctx, key); err != nil {
+			return m.res, fmt.Errorf("a %s record: %w", kindName(key), err)
 		}
-		if progress != nil {
-			progress(i + 1)
+		if len(m.ops) >= m.limit {
+			if err := m.flush(ctx); err != nil {
+				return m.res, err
+			}
+			if opts.Progress != nil {
+				opts.Progress(i + 1)
+			}
 		}
 	}
-	return res, nil
+	return m.res, m.flush(ctx)
 }
 
-// moveOne moves the record key, if it needs moving, in one batch.
-func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k rekeying.Keys, key string, read rekeying.Reader, res *Result) error {
-	e, err := inner.GetEntry(ctx, key)
+// mover moves records into batches of the new keystore's store.
+type mover struct {
+	inner storage.Store
+	out   *tagged.Store
+	k     rekeying.Keys
+	limit int
+	// ops is the batch being filled, written the keys it writes or
+	// deletes, and pending what Result will count once it is written.
+	ops     []storage.Op
+	written map[string]bool
+	pending Result
+	res     Result
+}
+
+// flush writes the batch being filled.
+func (m *mover) flush(ctx context.Context) error {
+	if len(m.ops) == 0 {
+		return nil
+	}
+	if err := m.out.Batch(ctx, m.ops); err != nil {
+		return err
+	}
+	m.res.Moved += m.pending.Moved
+	m.res.Dropped += m.pending.Dropped
+	m.ops, m.pending = m.ops[:0], Result{}
+	clear(m.written)
+	return nil
+}
+
+// fresh makes sure a read of key sees what the batch being filled does
+// to it: it writes the batch first when it touches key.
+func (m *mover) fresh(ctx context.Context, key string) error {
+	if m.written[key] {
+		return m.flush(ctx)
+	}
+	return nil
+}
+
+// read is the rekeying.Reader of the rewriters.
+func (m *mover) read(ctx context.Context, key string) ([]byte, *keystore.Keystore, error) {
+	if err := m.fresh(ctx, key); err != nil {
+		return nil, nil, err
+	}
+	raw, err := m.inner.Get(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ks := range []*keystore.Keystore{m.k.New, m.k.Old} {
+		if tagOK(ks, key, raw) {
+			return raw[:len(raw)-keystore.RecordTagSize], ks, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: a %s record", tagged.ErrTampered, kindName(key))
+}
+
+// move adds the record key to the batch, if it needs moving, with what
+// it implies.
+func (m *mover) move(ctx context.Context, key string) error {
+	if err := m.fresh(ctx, key); err != nil {
+		return err
+	}
+	e, err := m.inner.GetEntry(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil // dropped or moved with another record, or expired
 	}
@@ -211,13 +276,13 @@ func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k
 		return err
 	}
 	switch {
-	case tagOK(k.New, key, e.Value):
-		res.Done++
+	case tagOK(m.k.New, key, e.Value):
+		m.res.Done++
 		return nil
-	case !tagOK(k.Old, key, e.Value):
-		res.Foreign++
-		if kn := kindName(key); len(res.ForeignKinds) < 5 && !slices.Contains(res.ForeignKinds, kn) {
-			res.ForeignKinds = append(res.ForeignKinds, kn)
+	case !tagOK(m.k.Old, key, e.Value):
+		m.res.Foreign++
+		if kn := kindName(key); len(m.res.ForeignKinds) < 5 && !slices.Contains(m.res.ForeignKinds, kn) {
+			m.res.ForeignKinds = append(m.res.ForeignKinds, kn)
 		}
 		return nil
 	}
@@ -230,7 +295,7 @@ func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k
 	value := e.Value[:len(e.Value)-keystore.RecordTagSize]
 	change := rekeying.Change{Value: value}
 	if kn := kindOf(key); kn.rewrite != nil {
-		if change, err = kn.rewrite(ctx, k, key, value, read); err != nil {
+		if change, err = kn.rewrite(ctx, m.k, key, value, m.read); err != nil {
 			return err
 		}
 	}
@@ -239,16 +304,20 @@ func moveOne(ctx context.Context, inner storage.Store, newStore *tagged.Store, k
 	case change.Drop:
 		op = storage.Op{Kind: storage.OpDelete, Key: key}
 		if len(change.Extra) == 0 {
-			res.Dropped++
+			m.pending.Dropped++
 		} else {
-			res.Moved++ // to another key (an app key's new index)
+			m.pending.Moved++ // to another key (an app key's new index)
 		}
 	default:
-		res.Moved++
+		m.pending.Moved++
 	}
 	// The record first: an extra op may write the same key again (never
 	// the case today), and the later op wins.
-	return newStore.Batch(ctx, append([]storage.Op{op}, change.Extra...))
+	for _, op := range append([]storage.Op{op}, change.Extra...) {
+		m.ops = append(m.ops, op)
+		m.written[op.Key] = true
+	}
+	return nil
 }
 
 // kindName is a key up to its first "/": what may be said of a key,

@@ -167,7 +167,7 @@ func TestRecordsMovesEveryRecord(t *testing.T) {
 	if err := f.inner.Put(context.Background(), "role/forged", []byte("0123456789abcdef0123"), 0); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Records(context.Background(), f.inner, k, nil)
+	res, err := Records(context.Background(), f.inner, k, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestRecordsMovesEveryRecord(t *testing.T) {
 	}
 	f.checkDone(t, k)
 	// Run again: nothing left to do.
-	res, err = Records(context.Background(), f.inner, k, nil)
+	res, err = Records(context.Background(), f.inner, k, Options{})
 	if err != nil || res.Moved != 0 || res.Dropped != 0 {
 		t.Fatalf("a second run: %+v %v", res, err)
 	}
@@ -197,28 +197,31 @@ func TestRecordsResumesAfterAnyInterruption(t *testing.T) {
 	}
 	k := rekeying.Keys{Old: old, New: next}
 	ctx := context.Background()
-	for n := 0; ; n++ {
-		f := newFixture(t, old)
-		_, err := Records(ctx, &failAfter{Store: f.inner, n: n}, k, nil)
-		if err == nil {
-			if n < 5 {
-				t.Fatalf("a rekey of %d batches: too few to test", n)
+	for _, batch := range []int{1, 3} {
+		for n := 0; ; n++ {
+			f := newFixture(t, old)
+			_, err := Records(ctx, &failAfter{Store: f.inner, n: n}, k, Options{BatchOps: batch})
+			if err == nil {
+				if n < 5 {
+					t.Fatalf("a rekey of %d batches: too few to test", n)
+				}
+				f.checkDone(t, k)
+				f.inner.Close()
+				break
+			}
+			if !errors.Is(err, errInterrupted) {
+				t.Fatalf("batches of %d, after %d: %v", batch, n, err)
+			}
+			f.check(t, k, nil)
+			if state, err := Check(ctx, f.inner, k); err != nil || state != NotStarted {
+				t.Fatalf("batches of %d, after %d: the marker moved before the end (%v, %v)", batch, n, state, err)
+			}
+			if _, err := Records(ctx, f.inner, k, Options{BatchOps: batch}); err != nil {
+				t.Fatalf("batches of %d, resuming after %d: %v", batch, n, err)
 			}
 			f.checkDone(t, k)
-			return
+			f.inner.Close()
 		}
-		if !errors.Is(err, errInterrupted) {
-			t.Fatalf("after %d batches: %v", n, err)
-		}
-		f.check(t, k, nil)
-		if state, err := Check(ctx, f.inner, k); err != nil || state != NotStarted {
-			t.Fatalf("after %d batches: the marker moved before the end (%v, %v)", n, state, err)
-		}
-		if _, err := Records(ctx, f.inner, k, nil); err != nil {
-			t.Fatalf("resuming after %d batches: %v", n, err)
-		}
-		f.checkDone(t, k)
-		f.inner.Close()
 	}
 }
 
@@ -230,7 +233,7 @@ func TestRecordsRefusesAnotherKeystoresStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Records(context.Background(), f.inner, rekeying.Keys{Old: other, New: next}, nil); !errors.Is(err, ErrNotOldStore) {
+	if _, err := Records(context.Background(), f.inner, rekeying.Keys{Old: other, New: next}, Options{}); !errors.Is(err, ErrNotOldStore) {
 		t.Fatalf("a store of another keystore: %v", err)
 	}
 	f.check(t, rekeying.Keys{Old: old, New: old}, old)
