@@ -25,7 +25,8 @@ var rekeySite = strings.Replace(clusterSite, "\t\tstorage redis {{.RedisURL}}\n"
 // the app key value issued before, a TOTP code (its secret sealed again),
 // the ESA credential (its digest made again), the connector's token and
 // its certificate, and a new connector (the CA key sealed again); the
-// signing key is the same. The old keystore no longer opens the store.
+// signing key is the same, and a session the app key opened goes on.
+// The old keystore no longer opens the store.
 // Finally --retire-old-pepper drops the retired key once nothing needs
 // it.
 func TestRekey(t *testing.T) {
@@ -74,6 +75,20 @@ func testRekey(t *testing.T, opts harness.Options, redisURL, running string) {
 		t.Fatal("the credentials do not work before the rekey")
 	}
 	jwksBefore := jwks()
+	// A session opened with the app key: its binding names the key's
+	// record by the index, which the rekey makes again.
+	res := harness.Curl(t, "-H", "appKey: "+key.Key, inst.HTTPSURL()+"/api/x?x-gatehouse-session=true")
+	keySession := strings.SplitN(strings.TrimPrefix(res.Headers.Get("Set-Cookie"), "__Host-gatehouse_session="), ";", 2)[0]
+	if res.Status != 200 || keySession == "" {
+		t.Fatalf("a session opened with the app key: %d %q", res.Status, res.Headers.Get("Set-Cookie"))
+	}
+	sessionAuth := func() string {
+		res := harness.Curl(t, "-b", "__Host-gatehouse_session="+keySession, inst.HTTPSURL()+"/api/y")
+		if res.Status != 200 {
+			return fmt.Sprint(res.Status)
+		}
+		return harness.ParseEcho(t, res.Body).Headers["X-Gatehouse-Auth"]
+	}
 
 	store := "badger:" + inst.DataDir()
 	if redisURL != "" {
@@ -136,6 +151,9 @@ func testRekey(t *testing.T, opts harness.Options, redisURL, running string) {
 	}
 	if st := appKey(); st != 200 {
 		t.Fatalf("the app key issued before the rekey: %d", st)
+	}
+	if got := sessionAuth(); got != "app_key" {
+		t.Fatalf("the session the app key opened before the rekey: %s", got)
 	}
 	if got := esaAuth(oathtool(t, "--totp", "-b", secret)); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"authenticated":true`) {
 		t.Fatalf("a TOTP code through the ESA API after the rekey: %s", got)
