@@ -64,7 +64,8 @@ connector tokens and everything else stay.
 
 Stop every Gatehouse instance using the store first (Badger's directory is
 locked while Caddy runs; a Redis store is refused while an instance is
-subscribed to its changes). The new keystore is written to <keystore>.new
+subscribed to its changes, checked again before each batch of records and
+before the marker moves: an instance started meanwhile stops the run). The new keystore is written to <keystore>.new
 first; the run then moves the records, seals the CA key again, keeps the old
 file as <keystore>.retired-<time> (0600) and renames the new one into place.
 Interrupted anywhere, it leaves <keystore>.new, which makes every start
@@ -177,7 +178,11 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 	if err != nil {
 		return fmt.Errorf("rekey: %w; run it again with --resume to finish", err)
 	}
-	opts := rekey.Options{Progress: progress(out, "rekey: %d records handled\n")}
+	// An instance started since the store was opened (on another host,
+	// with the old keystore: no <keystore>.new stops it there) stops the
+	// run before the next batch, and before the marker moves.
+	opts := rekey.Options{Progress: progress(out, "rekey: %d records handled\n"),
+		Guard: func(ctx context.Context) error { return loc.RefuseInUse(ctx, st) }}
 	if o.stopAfter > 0 {
 		opts.BatchOps = 1 // a record a batch: the kill lands at a chosen record
 	}

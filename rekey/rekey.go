@@ -148,6 +148,14 @@ type Options struct {
 	// with what it implies, written at once); zero means 256. A batch is
 	// atomic: a record moves whole with what it implies, or not at all.
 	BatchOps int
+	// Guard, when not nil, is called before each batch is written, the
+	// marker's last batch included: an error stops the run there (run
+	// it again to finish). The rekey command refuses with it a Redis
+	// store an instance started on since the run began (one on another
+	// host, with the old keystore, which no <keystore>.new stops): its
+	// writes, tagged with the old keystore after the records were
+	// listed, would stay behind, and it would serve on with the old key.
+	Guard func(ctx context.Context) error
 }
 
 // Records moves every record of inner (the backend, without tags
@@ -187,10 +195,18 @@ func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, opts Opt
 		}
 		return rank(a) - rank(b)
 	})
-	m := &mover{inner: inner, out: tagged.Wrap(inner, k.New, tagged.Options{}), k: k, limit: opts.BatchOps, written: map[string]bool{}}
+	m := &mover{inner: inner, out: tagged.Wrap(inner, k.New, tagged.Options{}), k: k, limit: opts.BatchOps,
+		guard: opts.Guard, written: map[string]bool{}}
 	for i, key := range keys {
 		if counters.Is(key) {
 			continue
+		}
+		if key == tagged.MarkerKey {
+			// The marker alone in the last batch: the guard is called
+			// once more after every other record moved.
+			if err := m.flush(ctx); err != nil {
+				return m.res, err
+			}
 		}
 		if err := m.move(ctx, key); err != nil {
 			return m.res, fmt.Errorf("a %s record: %w", kindName(key), err)
@@ -213,6 +229,7 @@ type mover struct {
 	out   *tagged.Store
 	k     rekeying.Keys
 	limit int
+	guard func(context.Context) error
 	// ops is the batch being filled, written the keys it writes or
 	// deletes, and pending what Result will count once it is written.
 	ops     []storage.Op
@@ -225,6 +242,11 @@ type mover struct {
 func (m *mover) flush(ctx context.Context) error {
 	if len(m.ops) == 0 {
 		return nil
+	}
+	if m.guard != nil {
+		if err := m.guard(ctx); err != nil {
+			return err
+		}
 	}
 	if err := m.out.Batch(ctx, m.ops); err != nil {
 		return err

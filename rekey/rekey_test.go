@@ -238,3 +238,47 @@ func TestRecordsRefusesAnotherKeystoresStore(t *testing.T) {
 	}
 	f.check(t, rekeying.Keys{Old: old, New: old}, old)
 }
+
+// TestRecordsGuardIsCalledBeforeTheMarker: the guard (the rekey
+// command's check that no instance started on the store) runs before
+// every batch, and once more, alone, before the marker's: refused there,
+// every other record has moved but the marker stays the old keystore's,
+// and a run again finishes.
+func TestRecordsGuardIsCalledBeforeTheMarker(t *testing.T) {
+	old := keystoretest.New(t)
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := rekeying.Keys{Old: old, New: next}
+	ctx := context.Background()
+	f := newFixture(t, old)
+	errInUse := errors.New("in use")
+	calls := 0
+	// The guard refuses once every record but the marker has moved: it
+	// must be called then, before the marker's batch.
+	guard := func(ctx context.Context) error {
+		calls++
+		left := 0
+		err := f.inner.Scan(ctx, "", func(e storage.Entry) error {
+			if !counters.Is(e.Key) && e.Key != tagged.MarkerKey && !tagOK(k.New, e.Key, e.Value) {
+				left++
+			}
+			return nil
+		})
+		if err == nil && left == 0 {
+			return errInUse
+		}
+		return err
+	}
+	if _, err := Records(ctx, f.inner, k, Options{BatchOps: 1000, Guard: guard}); !errors.Is(err, errInUse) {
+		t.Fatalf("a run whose guard refuses the marker's batch: %v (guard called %d times)", err, calls)
+	}
+	if state, err := Check(ctx, f.inner, k); err != nil || state != NotStarted {
+		t.Fatalf("the marker moved although the guard refused: %v %v", state, err)
+	}
+	if _, err := Records(ctx, f.inner, k, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f.checkDone(t, k)
+}

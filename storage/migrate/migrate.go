@@ -261,7 +261,7 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 		if role != Source {
-			if err := refuseInUse(ctx, st, l.name); err != nil {
+			if err := refuseInUse(ctx, st, l.name, "nothing was changed"); err != nil {
 				st.Close()
 				return nil, err
 			}
@@ -290,20 +290,34 @@ func (l Location) Open(ctx context.Context, role Role, log *zap.Logger) (storage
 	return st, nil
 }
 
+// RefuseInUse checks again, during a long run of an offline tool, that
+// no Gatehouse instance started on the store st (opened by Open at this
+// location) since: an error for a Redis store that instances are now
+// subscribed to (as Open's), nil for Badger, whose directory stays locked
+// while the tool holds it open.
+func (l Location) RefuseInUse(ctx context.Context, st storage.Store) error {
+	rs, ok := st.(*redis.Store)
+	if !ok || l.redisURL == "" {
+		return nil
+	}
+	return refuseInUse(ctx, rs, l.name, "the run stopped before its next write, and what it wrote so far stays")
+}
+
 // refuseInUse refuses to write to the Redis store st (named name) while
 // Gatehouse instances run on it: they would keep serving what they cached
 // and loaded (the old signing key, records not tagged yet) and write
 // beside the tool. Badger needs no such check: Caddy locks its directory.
-func refuseInUse(ctx context.Context, st *redis.Store, name string) error {
+// changed says what the tool has done to the store so far.
+func refuseInUse(ctx context.Context, st *redis.Store, name, changed string) error {
 	n, err := st.Instances(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: counting the Gatehouse instances using it (the tool's Redis user needs ZCOUNT and PUBSUB NUMSUB): %w", name, err)
 	}
 	if n > 0 {
-		return fmt.Errorf("%s: %d Gatehouse instance(s) are running on this store; nothing was changed. "+
+		return fmt.Errorf("%s: %d Gatehouse instance(s) are running on this store; %s. "+
 			"Stop every Caddy that uses it first. An instance killed counts for 10 s more, and one cut off from Redis "+
 			"until Redis drops its connection (its tcp-keepalive, 300 s by default; CLIENT LIST TYPE pubsub shows them); "+
-			"an instance with the same prefix on another database of this server counts too (Pub/Sub is server-wide)", name, n)
+			"an instance with the same prefix on another database of this server counts too (Pub/Sub is server-wide)", name, n, changed)
 	}
 	return nil
 }

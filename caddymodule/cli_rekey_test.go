@@ -1,0 +1,145 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/keystore"
+	"github.com/gatehouse-auth/gatehouse/keystore/rekeying"
+	"github.com/gatehouse-auth/gatehouse/rekey"
+	"github.com/gatehouse-auth/gatehouse/storage"
+	"github.com/gatehouse-auth/gatehouse/storage/redis"
+	"github.com/gatehouse-auth/gatehouse/storage/redis/redistest"
+	"github.com/gatehouse-auth/gatehouse/storage/tagged"
+)
+
+// onLine is a writer that calls fn once, synchronously, when a line
+// holding marker is written.
+type onLine struct {
+	marker string
+	fn     func()
+	once   sync.Once
+	mu     sync.Mutex
+	text   strings.Builder
+}
+
+func (w *onLine) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.text.Write(p)
+	w.mu.Unlock()
+	if w.fn != nil && strings.Contains(string(p), w.marker) {
+		w.once.Do(w.fn)
+	}
+	return len(p), nil
+}
+
+// TestRekeyStopsWhenAnInstanceStartsMidRun: an instance that starts on
+// a Redis store while a rekey runs (on another host, with a copy of the
+// old keystore: no <keystore>.new there stops it) is found before the
+// next batch, and the run stops without moving the marker; --resume,
+// once it is stopped, finishes, moving what it wrote with the old
+// keystore too. The run used to check only when it opened the store: it
+// finished with success while such an instance served with the leaked
+// key, and the records it wrote stayed tagged with it.
+func TestRekeyStopsWhenAnInstanceStartsMidRun(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	ksPath := filepath.Join(dir, "keystore.key")
+	old, err := keystore.Open(ksPath, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend, err := redis.Open(ctx, srv.URL(), redis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	st, err := tagged.Open(ctx, backend, old, tagged.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := st.Put(ctx, fmt.Sprintf("session/%02d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The instance starts once the run has opened the store and written
+	// the new keystore, before the first batch; it writes a record
+	// with the old keystore.
+	var instance *redis.Store
+	out := &onLine{marker: "new keystore written", fn: func() {
+		instance, err = redis.Open(ctx, srv.URL(), redis.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		instance.OnInvalidate(func(string) {})
+		for deadline := time.Now().Add(30 * time.Second); !instance.Coherent(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Error("the instance's subscription not confirmed within 30 s")
+				return
+			}
+		}
+		if err := tagged.Wrap(instance, old, tagged.Options{}).Put(ctx, "audit/late", []byte("e"), 0); err != nil {
+			t.Error(err)
+		}
+	}}
+	o := rekeyOptions{store: srv.URL(), keystorePath: ksPath, dataDir: dir}
+	err = runRekey(out, o)
+	if instance == nil {
+		t.Fatalf("the instance did not start: %v\n%s", err, out.text.String())
+	}
+	if err == nil || !strings.Contains(err.Error(), "1 Gatehouse instance(s) are running on this store") ||
+		!strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("a rekey an instance started during = %v\n%s; want it stopped, to resume", err, out.text.String())
+	}
+	if strings.Contains(err.Error(), "nothing was changed") {
+		t.Errorf("the mid-run refusal claims nothing changed: %v", err)
+	}
+	next, err := keystore.OpenFile(ksPath+keystore.NewSuffix, false)
+	if err != nil {
+		t.Fatalf("the new keystore: %v", err)
+	}
+	if state, err := rekey.Check(ctx, backend, rekeying.Keys{Old: old, New: next}); err != nil || state != rekey.NotStarted {
+		t.Fatalf("the marker after the stopped run: %v %v; want the old keystore's", state, err)
+	}
+
+	instance.Close()
+	o.resume = true
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err = runRekey(&onLine{}, o); err == nil || !strings.Contains(err.Error(), "running on this store") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("60 s after the instance stopped: %v", err)
+		}
+	}
+	if err != nil {
+		t.Fatalf("--resume: %v", err)
+	}
+	if _, err := os.Stat(ksPath + keystore.NewSuffix); err == nil {
+		t.Fatal("the new keystore is still beside the old one")
+	}
+	err = storage.ScanKeys(ctx, backend, "", func(key string) error {
+		raw, err := backend.Get(ctx, key)
+		if err != nil || len(raw) < keystore.RecordTagSize {
+			return err
+		}
+		value, tag := raw[:len(raw)-keystore.RecordTagSize], raw[len(raw)-keystore.RecordTagSize:]
+		if want := old.RecordTag(key, value); string(want[:]) == string(tag) {
+			t.Errorf("%s is still tagged with the old keystore", key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
