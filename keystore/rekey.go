@@ -251,10 +251,14 @@ func (k *Keystore) SaveAs(path string) error {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := writeNew(tmp, k.file.encode()); err != nil {
+	data := k.file.encode()
+	if err := writeNew(tmp, data); err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
+	if beforeLink != nil {
+		beforeLink(tmp)
+	}
 	if err := os.Link(tmp, path); err != nil {
 		// A file system without hard links: a rename, once path is
 		// known not to exist.
@@ -265,8 +269,21 @@ func (k *Keystore) SaveAs(path string) error {
 			return fmt.Errorf("creating keystore %s: %v", path, err)
 		}
 	}
+	// The name <path>.tmp is shared: another run writing the same file
+	// at the same time (a second rekey) may have replaced it between its
+	// writing and its linking, and path would then hold that run's key
+	// while this one goes on with its own, sealing the store with a key
+	// no file holds. What path holds is read back.
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) { //nolint:gosec // G304: the file just written
+		return fmt.Errorf("creating keystore %s: another process wrote it at the same time (a second rekey?): "+
+			"it does not hold this run's key", path)
+	}
 	return syncDir(filepath.Dir(path))
 }
+
+// beforeLink, when not nil, is called by SaveAs between writing its
+// temporary file and linking it: for the tests, a second writer there.
+var beforeLink func(tmp string)
 
 // DropRetired rewrites the keystore file without its retired index keys:
 // what was keyed with them (password hashes, ESA API password digests)

@@ -185,3 +185,41 @@ func TestWriteNewNeverReplaces(t *testing.T) {
 		t.Fatalf("reading the new file back: %v", err)
 	}
 }
+
+// TestSaveAsNoticesASecondWriter: two rekeys started at once share the
+// temporary name <keystore>.new.tmp; when the second one's file takes
+// its place between the first's writing and linking, the first fails
+// rather than go on with a key that <keystore>.new does not hold (the
+// store would then be sealed with a key no file keeps).
+func TestSaveAsNoticesASecondWriter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keystore.key")
+	old, err := Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	beforeLink = func(tmp string) {
+		beforeLink = nil
+		if err := os.Remove(tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeNew(tmp, second.file.encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { beforeLink = nil })
+	if err := first.WriteNew(path + NewSuffix); err == nil {
+		t.Fatal("WriteNew succeeded although the file holds another run's key")
+	}
+	if got, err := OpenFile(path+NewSuffix, false); err == nil && got.Equal(first) {
+		t.Fatal("the file holds the first run's key after all")
+	}
+}
