@@ -99,3 +99,18 @@ func rekeyState(ctx context.Context, k rekeying.Keys, uid string, value []byte, 
 func tokenDigestWith(ks *keystore.Keystore, uid string, raw []byte) string {
 	return ks.Index("hotp-secret/"+uid, bytes.TrimRight(raw, "\x00"))
 }
+
+// formerTokenDigests are the digests of the hardware token secret raw
+// under the index keys ks keeps retired (tokenDigestWith under each): a
+// token used before a rekey, and no longer enrolled then, keeps its mark
+// under the old key, so that an import of it after the rekey takes back
+// none of the codes it gave.
+func formerTokenDigests(ks *keystore.Keystore, uid string, raw []byte) []string {
+	var out []string
+	for _, r := range ks.Retired() {
+		if d, ok := ks.IndexWith(r.ID, "hotp-secret/"+uid, bytes.TrimRight(raw, "\x00")); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/gatehouse-auth/gatehouse/engine"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/keystore/keystoretest"
 	"github.com/gatehouse-auth/gatehouse/keystore/rekeying"
@@ -73,5 +74,42 @@ func TestRekeyRecordSealsAgainAndKeepsTheTokenMark(t *testing.T) {
 
 	if change, err := RekeyRecord(ctx, k, smsKey(uid), []byte(`{}`), read); err != nil || !change.Drop {
 		t.Errorf("the SMS code: %+v %v; want it dropped", change, err)
+	}
+}
+
+// TestATokenUsedBeforeARekeyTakesBackNoCode: the mark of a hardware
+// token used before a rekey but no longer enrolled then keeps its digest
+// under the old index key (the rekey cannot make it again: the secret
+// is not held). Imported again after the rekey, the token is known by
+// that mark all the same, under the retired key the new keystore keeps:
+// the codes it gave before stay used. Its digest under the new key alone
+// matched no mark, and an import at a lower counter let them in again.
+func TestATokenUsedBeforeARekeyTakesBackNoCode(t *testing.T) {
+	old := keystoretest.New(t)
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := "u1"
+	earlier := []byte("0123456789abcdef0123")
+	// The state after the rekey: the earlier token's mark, unchanged.
+	st := state{HOTPTokens: []tokenMark{{Secret: tokenDigestWith(old, uid, earlier), Next: 40}}}
+	// The token imported again after the rekey, at counter 0.
+	s := &Service{engine: &engine.Engine{Keystore: next}}
+	sec, err := s.openSecret(uid, TypeHardToken, &storedSecret{ID: "h9", Sealed: next.Seal(earlier, sealContext(uid, TypeHardToken, "h9"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := usedNext(&st, sec); !ok || n != 40 {
+		t.Errorf("the token used before the rekey, imported again: next counter %d %v; want 40 (its codes before stay used)", n, ok)
+	}
+	// Another token matches no mark.
+	other := []byte("fedcba9876543210fedc")
+	sec, err = s.openSecret(uid, TypeHardToken, &storedSecret{ID: "h8", Sealed: next.Seal(other, sealContext(uid, TypeHardToken, "h8"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := usedNext(&st, sec); ok {
+		t.Error("another token matched the earlier one's mark")
 	}
 }

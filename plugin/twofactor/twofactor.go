@@ -207,6 +207,10 @@ type secret struct {
 	// digest is a keyed digest of a hardware token's secret (tokenDigest),
 	// the same for every import of the same token.
 	digest string
+	// formerDigests are its digests under the index keys a keystore rekey
+	// retired: the marks of the tokens no longer enrolled at the rekey,
+	// which it could not make again, keep them (see usedNext).
+	formerDigests []string
 }
 
 // tokenDigest is the keyed digest of the hardware token secret raw of the
@@ -254,6 +258,7 @@ func (s *Service) openSecret(uid string, t Type, st *storedSecret) (*secret, err
 	sec := &secret{id: st.ID, base32: b32.EncodeToString(raw), counter: st.Counter}
 	if t == TypeHardToken {
 		sec.digest = s.tokenDigest(uid, raw)
+		sec.formerDigests = formerTokenDigests(s.engine.Keystore, uid, raw)
 	}
 	return sec, nil
 }

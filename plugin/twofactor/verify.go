@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -215,7 +216,7 @@ func usedNext(st *state, sec *secret) (next uint64, ok bool) {
 		next, ok = st.HOTPNext, true
 	}
 	for _, m := range st.HOTPTokens {
-		if m.Secret == sec.digest {
+		if m.Secret == sec.digest || slices.Contains(sec.formerDigests, m.Secret) {
 			next, ok = max(next, m.Next), true
 		}
 	}
