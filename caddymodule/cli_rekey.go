@@ -69,7 +69,9 @@ before the marker moves: an instance started meanwhile stops the run). The new k
 first; the run then moves the records, seals the CA key again, keeps the old
 file as <keystore>.retired-<time> (0600) and renames the new one into place.
 Interrupted anywhere, it leaves <keystore>.new, which makes every start
-refuse the keystore: run it again with --resume to finish. Then copy the new
+refuse the keystore: run it again with --resume to finish. The run claims
+the store (gatehouse/rekey): a run on another machine, or one without the
+.new of an interrupted run, is refused before it writes anything. Then copy the new
 keystore (and connector-ca/ca-key.sealed) to every instance, start them, and
 destroy the .retired file (and its backups) once every instance runs with
 the new one.
@@ -147,6 +149,9 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 		if !next.HasIndexKey(old.IndexKeyID()) {
 			return fmt.Errorf("rekey: %s was not made from %s (it does not keep its index key): is --keystore the file the rekey started from?", newPath, path)
 		}
+		if err := rekey.Claim(ctx, st, rekeying.Keys{Old: old, New: next}); err != nil {
+			return fmt.Errorf("rekey: %s: %w", loc, err)
+		}
 		fmt.Fprintf(out, "rekey: resuming with %s\n", newPath)
 	} else {
 		k := rekeying.Keys{Old: old, New: old}
@@ -156,13 +161,28 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 		if err := checkKeystoreOfStore(ctx, st, old); err != nil {
 			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
 		}
+		switch id, claimed, err := rekey.Claimed(ctx, st, old); {
+		case err != nil:
+			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
+		case claimed:
+			return fmt.Errorf("rekey: %s: %w, towards the keystore of index key %s: finish it with --resume on the machine "+
+				"holding its %s (never removed: it is the only copy of the key of the records it moved); nothing changed",
+				loc, rekey.ErrClaimed, id, filepath.Base(newPath))
+		}
 		if err := checkConnectorCA(ctx, st, o.dataDir, old); err != nil {
 			return fmt.Errorf("rekey: %w; nothing changed", err)
 		}
 		if next, err = old.Successor(); err != nil {
 			return fmt.Errorf("rekey: %w", err)
 		}
+		claim := rekeying.Keys{Old: old, New: next}
+		if err := rekey.Claim(ctx, st, claim); err != nil {
+			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
+		}
 		if err := next.WriteNew(newPath); err != nil {
+			if relErr := rekey.Release(ctx, st, claim); relErr != nil {
+				return fmt.Errorf("rekey: %w; nothing changed but the claim %s left in the store (withdrawing it: %v)", err, rekey.ClaimKey, relErr)
+			}
 			return fmt.Errorf("rekey: %w; nothing changed", err)
 		}
 		fmt.Fprintf(out, "rekey: new keystore written to %s; until this run finishes, every start refuses %s\n", newPath, path)

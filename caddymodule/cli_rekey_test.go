@@ -143,3 +143,82 @@ func TestRekeyStopsWhenAnInstanceStartsMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRekeyRefusesASecondRunTowardsAnotherKeystore: a rekey started on
+// a second machine (its own copy of the old keystore) while the first
+// runs, or a run again after the first's <keystore>.new was removed, is
+// refused before it writes anything: two runs towards two new keystores
+// would each move the records the other had not, and no keystore would
+// open the store whole. The first run, resumed, finishes.
+func TestRekeyRefusesASecondRunTowardsAnotherKeystore(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	ksA, ksB := filepath.Join(dirA, "keystore.key"), filepath.Join(dirB, "keystore.key")
+	old, err := keystore.Open(ksA, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(ksA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := redis.Open(ctx, srv.URL(), redis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	st, err := tagged.Open(ctx, backend, old, tagged.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := st.Put(ctx, fmt.Sprintf("session/%02d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// B starts once A has written its new keystore, before A moves a record.
+	var errB error
+	var outB onLine
+	outA := &onLine{marker: "new keystore written", fn: func() {
+		errB = runRekey(&outB, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: dirB})
+	}}
+	if err := runRekey(outA, rekeyOptions{store: srv.URL(), keystorePath: ksA, dataDir: dirA}); err != nil {
+		t.Fatalf("the first run: %v\n%s", err, outA.text.String())
+	}
+	if errB == nil || !strings.Contains(errB.Error(), "another rekey is under way on this store") ||
+		!strings.Contains(errB.Error(), "nothing changed") {
+		t.Fatalf("a second run towards another keystore = %v\n%s; want it refused", errB, outB.text.String())
+	}
+	if _, err := os.Stat(ksB + keystore.NewSuffix); err == nil {
+		t.Error("the refused run wrote a new keystore")
+	}
+	next, err := keystore.Open(ksA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tagged.Open(ctx, backend, next, tagged.Options{}); err != nil {
+		t.Fatalf("the store after the first run: %v", err)
+	}
+	err = storage.ScanKeys(ctx, backend, "", func(key string) error {
+		raw, err := backend.Get(ctx, key)
+		if err != nil || len(raw) < keystore.RecordTagSize {
+			return err
+		}
+		value, tag := raw[:len(raw)-keystore.RecordTagSize], raw[len(raw)-keystore.RecordTagSize:]
+		if want := next.RecordTag(key, value); string(want[:]) != string(tag) {
+			t.Errorf("%s is not tagged with the new keystore", key)
+		}
+		if key == rekey.ClaimKey {
+			t.Error("the claim outlived the run")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

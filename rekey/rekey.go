@@ -139,6 +139,67 @@ func tagOK(ks *keystore.Keystore, key string, raw []byte) bool {
 	return subtle.ConstantTimeCompare(tag, want[:]) == 1
 }
 
+// ClaimKey is the store key of a rekey's claim on the store (Claim):
+// the index key ID of the keystore it moves the store to, tagged with
+// the old one. Records deletes it with the marker's move.
+const ClaimKey = "gatehouse/rekey"
+
+// ErrClaimed reports a store another rekey claimed: one under way, or
+// interrupted, towards another new keystore (another machine's, or one
+// whose <keystore>.new was removed).
+var ErrClaimed = errors.New("another rekey is under way on this store, or was interrupted")
+
+// Claimed reports the index key ID of the keystore a rekey claimed the
+// store for (Claim), if a claim tagged with old or with that keystore is
+// there.
+func Claimed(ctx context.Context, inner storage.Store, old *keystore.Keystore) (id string, ok bool, err error) {
+	raw, err := inner.Get(ctx, ClaimKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil || len(raw) < keystore.RecordTagSize {
+		return "", false, err
+	}
+	if !tagOK(old, ClaimKey, raw) {
+		return "", false, nil // not written with the keystore: no rekey's
+	}
+	return string(raw[:len(raw)-keystore.RecordTagSize]), true, nil
+}
+
+// Claim claims the store for the move to k.New, or finds it claimed for
+// it already (a run resumed): two runs towards two new keystores (two
+// machines holding copies of the old one, a run again after its
+// <keystore>.new was removed) would otherwise each move the records the
+// other had not, and no keystore would open the store whole. It fails
+// with ErrClaimed when the store is claimed for another keystore.
+func Claim(ctx context.Context, inner storage.Store, k rekeying.Keys) error {
+	id := k.New.IndexKeyID()
+	swapped, err := tagged.Wrap(inner, k.Old, tagged.Options{}).CompareAndSwap(ctx, ClaimKey, nil, []byte(id), 0)
+	if err != nil || swapped {
+		return err
+	}
+	got, ok, err := Claimed(ctx, inner, k.Old)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: its claim (%s) is not the keystore's", ErrClaimed, ClaimKey)
+	case got != id:
+		return fmt.Errorf("%w: towards the keystore of index key %s (this run's is %s): finish it with --resume "+
+			"on the machine holding its <keystore>.new", ErrClaimed, got, id)
+	}
+	return nil
+}
+
+// Release withdraws the claim of a run that changed nothing else (its
+// new keystore could not be written).
+func Release(ctx context.Context, inner storage.Store, k rekeying.Keys) error {
+	want := []byte(k.New.IndexKeyID())
+	tag := k.Old.RecordTag(ClaimKey, want)
+	_, err := inner.CompareAndSwap(ctx, ClaimKey, append(want, tag[:]...), nil, 0)
+	return err
+}
+
 // Options tune Records.
 type Options struct {
 	// Progress, when not nil, is called with the number of keys handled
@@ -198,7 +259,7 @@ func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, opts Opt
 	m := &mover{inner: inner, out: tagged.Wrap(inner, k.New, tagged.Options{}), k: k, limit: opts.BatchOps,
 		guard: opts.Guard, written: map[string]bool{}}
 	for i, key := range keys {
-		if counters.Is(key) {
+		if counters.Is(key) || key == ClaimKey {
 			continue
 		}
 		if key == tagged.MarkerKey {
@@ -211,6 +272,10 @@ func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, opts Opt
 		if err := m.move(ctx, key); err != nil {
 			return m.res, fmt.Errorf("a %s record: %w", kindName(key), err)
 		}
+		if key == tagged.MarkerKey {
+			// The claim goes in the marker's batch.
+			m.ops = append(m.ops, storage.Op{Kind: storage.OpDelete, Key: ClaimKey})
+		}
 		if len(m.ops) >= m.limit {
 			if err := m.flush(ctx); err != nil {
 				return m.res, err
@@ -220,7 +285,12 @@ func Records(ctx context.Context, inner storage.Store, k rekeying.Keys, opts Opt
 			}
 		}
 	}
-	return m.res, m.flush(ctx)
+	if err := m.flush(ctx); err != nil {
+		return m.res, err
+	}
+	// A claim made again after an earlier run moved the marker (or of a
+	// store whose marker the listing missed) goes too.
+	return m.res, inner.Delete(ctx, ClaimKey)
 }
 
 // mover moves records into batches of the new keystore's store.

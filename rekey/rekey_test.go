@@ -282,3 +282,56 @@ func TestRecordsGuardIsCalledBeforeTheMarker(t *testing.T) {
 	}
 	f.checkDone(t, k)
 }
+
+// TestClaimKeepsOneRunPerStore: a store claimed for one new keystore is
+// refused to another (ErrClaimed), claimed again for the same one (a run
+// resumed), released by a run that wrote nothing, and freed by Records
+// with the marker's move, which never moves the claim itself.
+func TestClaimKeepsOneRunPerStore(t *testing.T) {
+	ctx := context.Background()
+	old := keystoretest.New(t)
+	one, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, old)
+	k1, k2 := rekeying.Keys{Old: old, New: one}, rekeying.Keys{Old: old, New: other}
+	if err := Claim(ctx, f.inner, k2); err != nil {
+		t.Fatal(err)
+	}
+	if err := Release(ctx, f.inner, k2); err != nil {
+		t.Fatal(err)
+	}
+	if err := Claim(ctx, f.inner, k1); err != nil {
+		t.Fatal(err)
+	}
+	if err := Claim(ctx, f.inner, k1); err != nil {
+		t.Fatalf("the same run claiming again: %v", err)
+	}
+	if err := Claim(ctx, f.inner, k2); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("a run towards another keystore: %v", err)
+	}
+	if err := Release(ctx, f.inner, k2); err != nil {
+		t.Fatal(err)
+	}
+	if id, ok, err := Claimed(ctx, f.inner, old); err != nil || !ok || id != one.IndexKeyID() {
+		t.Fatalf("another run's release withdrew the claim: %q %v %v", id, ok, err)
+	}
+	if _, err := Records(ctx, &failAfter{Store: f.inner, n: 2}, k1, Options{BatchOps: 3}); !errors.Is(err, errInterrupted) {
+		t.Fatal(err)
+	}
+	if _, ok, _ := Claimed(ctx, f.inner, old); !ok {
+		t.Fatal("an interrupted run dropped the claim")
+	}
+	if _, err := Records(ctx, f.inner, k1, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.inner.Get(ctx, ClaimKey); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the claim after the run: %v", err)
+	}
+	f.checkDone(t, k1)
+}
