@@ -12,6 +12,7 @@ import (
 // key itself is, with the same answer (a security review found it
 // accepted there, with the key's identity forwarded).
 func TestAppKeySessionKeepsTheKeysAllowlist(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"k1","username":"sensor","ip_allowlist":["127.0.0.1"]}`)
 	url := inst.HTTPSURL() + "/api/x"
@@ -51,6 +52,7 @@ func TestAppKeySessionKeepsTheKeysAllowlist(t *testing.T) {
 // the oldest ended (the review grew Redis by 2.9 KB a request without
 // bound).
 func TestAppKeySessionsWithACookieJarAndWithout(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"k1","username":"sensor"}`)
 	url := inst.HTTPSURL() + "/api/x?x-thingworx-session=true"

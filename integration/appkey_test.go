@@ -113,6 +113,7 @@ func proxyURL(inst *harness.Instance) string {
 }
 
 func TestAppKeyHeaderAndQueryFormsAreStripped(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"plc-7","username":"sensor","description":"line 7 PLC"}`)
 	if len(k.Warnings) != 0 {
@@ -194,6 +195,7 @@ func TestAppKeyHeaderAndQueryFormsAreStripped(t *testing.T) {
 }
 
 func TestAppKeyAllowlist(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	v4 := createKey(t, inst, `{"name":"v4","username":"sensor","ip_allowlist":["127.0.0.1"]}`)
 	v6 := createKey(t, inst, `{"name":"v6","username":"sensor","ip_allowlist":["::1"]}`)
@@ -254,6 +256,7 @@ func TestAppKeyAllowlist(t *testing.T) {
 }
 
 func TestAppKeyExpiryAndPurge(t *testing.T) {
+	// Serial: requests must come within a 5 s lifetime.
 	// Lifetimes of a few seconds, so that a busy machine still sends the
 	// requests meant to come before the expiry in time.
 	const lifetime = 5 * time.Second
@@ -309,6 +312,7 @@ func TestAppKeyExpiryAndPurge(t *testing.T) {
 }
 
 func TestAppKeyPeriodicPurge(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, map[string]any{"lifetime": "1s", "purge": "1s"})
 	createKey(t, inst, `{"name":"ephemeral","username":"sensor"}`)
 	deadline := time.Now().Add(30 * time.Second) // the purge runs every second; a busy machine may delay it
@@ -325,6 +329,7 @@ func TestAppKeyPeriodicPurge(t *testing.T) {
 }
 
 func TestAppKeyRotation(t *testing.T) {
+	// Serial: requests must come within a 5 s grace.
 	inst := startAppKeys(t, nil)
 	first := createKey(t, inst, `{"name":"gw","username":"sensor"}`)
 	get := func(key string) int {
@@ -366,6 +371,7 @@ func TestAppKeyRotation(t *testing.T) {
 }
 
 func TestAppKeyRunsWithTheUsersRights(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", `{"username":"operator","roles":["ops"]}`)
 	var admin appKey
@@ -419,6 +425,7 @@ func TestAppKeyRunsWithTheUsersRights(t *testing.T) {
 }
 
 func TestAppKeySession(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"kiosk","username":"sensor"}`)
 	res := harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/x")
@@ -466,6 +473,7 @@ func TestAppKeySession(t *testing.T) {
 // value after Caddy stopped, checks last_used_at survives a restart, and
 // that a missing keystore is a clear start-up error.
 func TestAppKeyAtRest(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"vault","username":"sensor"}`)
 	if res := harness.Curl(t, "-H", "appKey: "+k.Key, inst.HTTPSURL()+"/api/x?x-gatehouse-session=true"); res.Status != 200 {

@@ -17,6 +17,7 @@ import (
 // there), nor an enrolment link's token, while the rest of the request
 // does.
 func TestExampleLogFilterKeepsAppKeysOut(t *testing.T) {
+	parallel(t)
 	filter := regexp.MustCompile(`(?ms)^\tlog default \{\n.*?^\t\}\n`).FindString(readExample(t))
 	if !strings.Contains(filter, "REDACTED") {
 		t.Fatalf("Caddyfile.example has no global log filter for application keys; update this test with it")

@@ -27,6 +27,7 @@ var auditFloodSite = strings.NewReplacer(
 // fill the store's disk; clients at other addresses still get events of
 // their own, and Caddy's log has the summary once it is written.
 func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, auditFloodSite, harness.Options{})
 	port := inst.Ports.HTTPSPort
 	client := fromLoopback("127.0.0.1", port, 8, 30*time.Second)
@@ -120,6 +121,7 @@ func TestARefusalFloodIsSummarisedInTheAuditLog(t *testing.T) {
 // in the middle of a flood, three times) is in the audit log after a
 // restart: the store stays open until every app has stopped.
 func TestRefusalsAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, auditFloodSite, harness.Options{})
 	client := fromLoopback("127.0.0.1", inst.Ports.HTTPSPort, 8, 5*time.Second)
 	var refused atomic.Int64
@@ -177,6 +179,7 @@ func TestRefusalsAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
 // log only ("audit events recorded after the audit writer closed"), and
 // the calls that came next were answered 404 "not configured".
 func TestAdminChangesAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	client := &http.Client{Timeout: 30 * time.Second}
 	var mu sync.Mutex
@@ -262,6 +265,7 @@ func TestAdminChangesAnsweredWhileCaddyStopsAreAudited(t *testing.T) {
 // when Caddy stops), with a warning naming the option, while a user
 // created before the flood stays in GET /gatehouse/audit.
 func TestAFloodCannotGrowTheAuditLogPastAuditMaxSize(t *testing.T) {
+	parallel(t)
 	const maxBytes = 256 << 10
 	site := strings.Replace(auditFloodSite, "audit_refusals_per_minute 50", "audit_refusals_per_minute unlimited\n\t\taudit_max_size 256KiB", 1)
 	inst := harness.Start(t, site, harness.Options{})

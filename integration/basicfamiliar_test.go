@@ -25,8 +25,10 @@ import (
 // a minute from any address kept every client of the name refused. On
 // Badger and on Redis (the familiar networks are the store's).
 func TestBasicGuessersDoNotLockOutAFamiliarClient(t *testing.T) {
+	parallel(t)
 	for _, backend := range []string{"badger", "redis"} {
 		t.Run(backend, func(t *testing.T) {
+			parallel(t)
 			var opts harness.Options
 			if backend == "redis" {
 				opts.RedisURL = redistest.Start(t).URL()

@@ -90,6 +90,7 @@ func (c gatehouseCLI) fails(want, stdin string, args ...string) {
 // ESA API); secrets go in on stdin; commands given wrongly fail and change
 // nothing.
 func TestCLIManagesEveryCredential(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	ti := startTwoFactorSite(t, cliSite, harness.Options{})
 	cli := gatehouseCLI{t: t, addr: "127.0.0.1:" + strconv.Itoa(ti.Ports.AdminPort)}

@@ -21,6 +21,7 @@ import (
 // own network is still answered at B. The same holds for bob after B
 // reloaded its config (its Basic made anew, which hears A as well).
 func TestClusterHoldsASpentNameAtEveryInstance(t *testing.T) {
+	// Serial: it gives A's word 500 ms to reach B before checking B heard it.
 	a, b, _ := startCluster(t)
 	clients := map[string]*http.Client{}
 	get := func(inst *harness.Instance, from, user, pass string) string {

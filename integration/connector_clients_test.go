@@ -20,6 +20,7 @@ import (
 // get a token pair with it, call a protected route, refresh the pair and
 // call it again. curl's refresh also shows the old access token refused.
 func TestConnectorPackageInRealClients(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	inst := startConnectorSite(t, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)

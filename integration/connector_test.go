@@ -166,6 +166,7 @@ func expectOAuthError(t *testing.T, what string, a oauthAnswer, status int, code
 }
 
 func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	inst := startConnectorSite(t, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
@@ -389,6 +390,7 @@ func TestConnectorCertificatesAndBoundTokens(t *testing.T) {
 }
 
 func TestConnectorTokenExpiry(t *testing.T) {
+	// Serial: the fresh token must be used within its 5 s lifetime.
 	// A lifetime of a few seconds, so that a busy machine still uses the
 	// fresh token in time.
 	inst := startConnectorSite(t, harness.Options{Extra: map[string]any{"lifetime": "5s"}})
@@ -415,6 +417,7 @@ func TestConnectorTokenExpiry(t *testing.T) {
 // install, and a broken CA fails the configuration instead of trusting
 // any certificate.
 func TestConnectorCAFailsClosed(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
 	cfg := writeFile(t, dir, "Caddyfile", strings.NewReplacer("{{.DataDir}}", dataDir, "{{.AdminPort}}", "0",

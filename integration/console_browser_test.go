@@ -28,6 +28,7 @@ var screenshotDir = os.Getenv("GATEHOUSE_CONSOLE_SCREENSHOTS")
 // the PKCS#12 with the password), and
 // reads the audit entries of those actions, which name the admin.
 func TestConsoleInBrowser(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	rootSecret := consoleUser(t, inst, "root", "admins")

@@ -141,6 +141,7 @@ func formNonce() string {
 // valid token; a session an application key opened gets 403 even for an
 // admin; `console off` hands the paths to the upstream.
 func TestConsoleAccessGate(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	samSecret := consoleUser(t, inst, "sam", "staff")
@@ -214,6 +215,7 @@ func TestConsoleAccessGate(t *testing.T) {
 // nothing, and a script cannot read a console page; the same post done
 // right, as a browser's navigation, creates the user.
 func TestConsoleFormsRefuseForgery(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -306,6 +308,7 @@ var setupField = regexp.MustCompile(`name="setup" value="([A-Za-z0-9_-]+)"`)
 // application key but not someone else's, nor learns whether a key name
 // exists.
 func TestConsoleSelfService(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	oldSecret := consoleUser(t, inst, "sam", "staff")
@@ -413,6 +416,7 @@ func TestConsoleSelfService(t *testing.T) {
 // without it (or with a wrong one, which counts toward the lockout) no new
 // secret is shown and none can be confirmed; the old authenticator stays.
 func TestConsoleAuthenticatorNeedsReauthentication(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	oldSecret := consoleUser(t, inst, "sam", "staff")
@@ -463,6 +467,7 @@ func TestConsoleAuthenticatorNeedsReauthentication(t *testing.T) {
 // console's CSV export of the audit log has it defused like the other
 // fields a client chooses, so no field of the export starts a formula.
 func TestConsoleAuditCSVDefusesMethod(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -493,6 +498,7 @@ func TestConsoleAuditCSVDefusesMethod(t *testing.T) {
 // delete the signed-in administrator's own account under any spelling of
 // its name ("ROOT" is root); another account is deleted.
 func TestConsoleAdminCannotDeleteOwnAccount(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -517,6 +523,7 @@ var keyValueInput = regexp.MustCompile(`id="key-value" class="secret" readonly v
 // (a wrong one counts toward the lockout and reveals nothing); the audit
 // log exports as CSV naming the console user; unknown console URLs are 404.
 func TestConsoleRevealAndExport(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -577,6 +584,7 @@ func TestConsoleRevealAndExport(t *testing.T) {
 // TestConsoleStoreDown: with Redis down the console answers a 503 page
 // and changes nothing; once Redis is back it works again.
 func TestConsoleStoreDown(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst := startConsoleOn(t, srv.URL())
 	base := inst.HTTPSURL()
@@ -606,6 +614,7 @@ func TestConsoleStoreDown(t *testing.T) {
 // TestConsoleActions runs the console's other actions once each through
 // bin/caddy and checks their effect with the admin API.
 func TestConsoleActions(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -744,6 +753,7 @@ func TestConsoleActions(t *testing.T) {
 // mistakes: answered 404 or 400 with the admin API's message, not a 500
 // page, and nothing is logged as an internal error.
 func TestConsoleBadInputAnswered(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	sam := signIn(t, base, "sam", totpNow(t, consoleUser(t, inst, "sam", "staff")))
@@ -835,6 +845,7 @@ func auditReasons(t *testing.T, page string) []string {
 // next page of the same filter (no event twice, none left out) and to the
 // CSV of the filter.
 func TestConsoleAuditLinksFollowed(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -904,6 +915,7 @@ func TestConsoleAuditLinksFollowed(t *testing.T) {
 // methods are case-sensitive, and the query is no part of the path rules
 // match.
 func TestConsoleRoleTesterAgreesWithDataPlane(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/probe", `{"rules":[{"methods":["GET"],"paths":["/status"]}]}`)
@@ -933,6 +945,7 @@ func TestConsoleRoleTesterAgreesWithDataPlane(t *testing.T) {
 // authenticator app on /gatehouse/account is used up: signing in with it
 // afterwards is refused (a code is accepted once).
 func TestConsoleConfirmingCodeIsUsed(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	sam := signIn(t, base, "sam", totpNow(t, consoleUser(t, inst, "sam", "staff")))
@@ -962,6 +975,7 @@ func TestConsoleConfirmingCodeIsUsed(t *testing.T) {
 // shows the admin API's warnings (the key's user holds an admin role),
 // escaped.
 func TestConsoleAppKeyWarnings(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -983,6 +997,7 @@ func TestConsoleAppKeyWarnings(t *testing.T) {
 // admin API's descriptive fields under their JSON names, and the key has
 // them.
 func TestConsoleAppKeyMetadata(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -1017,6 +1032,7 @@ func TestConsoleAppKeyMetadata(t *testing.T) {
 // 25 keys a page, sorted by name, and finds keys by name or user (an
 // outside review found 302 keys drawn on one 846 KB page).
 func TestConsoleAppKeysArePagedAndSearched(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -1052,6 +1068,7 @@ func TestConsoleAppKeysArePagedAndSearched(t *testing.T) {
 // with it (each was a held-back post that still deleted a user or gave
 // the poster back the admin role).
 func TestConsoleFormHeldToWhatHoldsWhenItArrives(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	for _, tc := range []struct {
@@ -1149,6 +1166,7 @@ func jarCookies(t *testing.T, jar string) string {
 // was already sent, shows no value, and the value shown first still
 // works.
 func TestConsoleResentFormIsNotCarriedOutTwice(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
@@ -1174,6 +1192,7 @@ func TestConsoleResentFormIsNotCarriedOutTwice(t *testing.T) {
 // operator's own account are refused with a message, and the console
 // stays open to them.
 func TestConsoleKeepsTheOperatorsAdmin(t *testing.T) {
+	parallel(t)
 	inst := startConsole(t)
 	base := inst.HTTPSURL()
 	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))

@@ -116,6 +116,7 @@ func waitStatus(t *testing.T, what string, want []int, call func() harness.CurlR
 // removed from their mapped group or deleted in the directory; the
 // directory down answers 503, and service resumes when it is back.
 func TestDirectoryAccountsThroughCaddy(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	s := slapdtest.Start(t)
 	for _, u := range []string{"alice", "bob", "carol", "dave"} {
@@ -243,6 +244,7 @@ func TestDirectoryAccountsThroughCaddy(t *testing.T) {
 // API verifies its codes under the EXAMPLE\frank form of the name; once
 // disabled in the directory, both refuse it.
 func TestDirectoryAccountInPortalAndESA(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("frank", "frank password", "", slapdtest.OperatorsDN)
 	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\t"+directoryOption, 1)
@@ -307,6 +309,7 @@ http://:{{.UpstreamPort}} {
 // every mapped group its right password no longer confirms anything,
 // even while the console's cached status still says active.
 func TestDirectoryAdminInConsole(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "oathtool")
 	s := slapdtest.Start(t)
 	s.AddUser("dora", tfPassword, "", slapdtest.OperatorsDN)
@@ -356,6 +359,7 @@ func TestDirectoryAdminInConsole(t *testing.T) {
 // sign in on the old record (status "replaced") until an administrator
 // deletes it, and then signs in as a new account without the old key.
 func TestDirectoryRecreatedAccountIsAnotherAccount(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("bob", "bob password", "", slapdtest.OperatorsDN)
 	inst := startDirectorySite(t, s)
@@ -396,6 +400,7 @@ func TestDirectoryRecreatedAccountIsAnotherAccount(t *testing.T) {
 // API cannot create a local "alice@example.test" beside her (409), and
 // HTTP Basic under that spelling signs alice in as alice.
 func TestDirectoryDomainInAnySpelling(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)
 	inst := startDirectorySite(t, s)
@@ -441,6 +446,7 @@ func TestDirectoryDomainInAnySpelling(t *testing.T) {
 // Nor do more than failed_binds (4) guesses through HTTP Basic, which has
 // no lockout: the directory's own lockout is not set off through it.
 func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("gina", "gina password", "+15550001111", slapdtest.OperatorsDN)
 	s.AddUser("hugo", "hugo password", "", slapdtest.OperatorsDN)
@@ -556,6 +562,7 @@ func TestDirectorySecondFactorIsNotTheDirectorys(t *testing.T) {
 // off, refuses it on the other at once, not ten minutes later (an outside
 // review found it served there with status "active").
 func TestDirectoryRefreshReachesEveryMember(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	carol := s.AddUser("carol", "carol password", "", slapdtest.OperatorsDN)
 	srv := redistest.Start(t)
@@ -597,6 +604,7 @@ func TestDirectoryRefreshReachesEveryMember(t *testing.T) {
 // signs in with Basic in any case, and the upstream reads its canonical
 // name; doubled or edge spaces name no account.
 func TestDirectoryNameWithASpace(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("John Smith", "john password", "", slapdtest.OperatorsDN)
 	inst := startDirectorySite(t, s)
@@ -622,6 +630,7 @@ func TestDirectoryNameWithASpace(t *testing.T) {
 // X-Gatehouse-User: ivan, the new account's name, and neither person
 // signs in to the record: it is replaced.
 func TestDirectoryRenamedAccountsOldNameGivenToAnother(t *testing.T) {
+	parallel(t)
 	s := slapdtest.Start(t)
 	s.AddUser("ivan", "ivan password", "", slapdtest.OperatorsDN)
 	inst := startDirectorySite(t, s)

@@ -95,6 +95,7 @@ func (c *earlyClient) do(command string) earlyAnswer {
 // request 425 Too Early, on its own endpoints and the console too, before the upstream
 // sees it; the same request on the completed handshake goes through.
 func TestEarlyDataIsRefusedUntilTheHandshake(t *testing.T) {
+	parallel(t)
 	inst := startAppKeys(t, nil)
 	k := createKey(t, inst, `{"name":"plc-7","username":"sensor"}`)
 	c := newEarlyClient(t, "Appkey: "+k.Key)

@@ -59,6 +59,7 @@ type recorded struct {
 // ESA call it answered, which intercept sends on to an error page, goes
 // without the API credential and its body (an OTP).
 func TestESASiteHandsOnNoIdentityTrailersNorCredentials(t *testing.T) {
+	parallel(t)
 	seen := make(chan recorded, 8)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

@@ -144,6 +144,7 @@ func assertHomeUntouched(t *testing.T, home string) {
 // must start (no port below 1024, no system trust store), keep Caddy's own
 // state in the checkout, and answer the README's quick-start commands.
 func TestExampleFirstRunUnprivileged(t *testing.T) {
+	parallel(t)
 	inst, home := startExample(t, "", harness.Options{})
 	runQuickStart(t, inst)
 	// A reload (the listeners and their handshake wrapper are handed over)
@@ -163,6 +164,7 @@ func TestExampleFirstRunUnprivileged(t *testing.T) {
 // creates the keystore and the connector CA, and a connector then gets a
 // token with its certificate through the example's trust pool.
 func TestExampleFirstRunOnEmptyRedis(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst, home := startExample(t, "\t\tstorage redis {{.RedisURL}}", harness.Options{RedisURL: srv.URL()})
 	for _, name := range []string{"keystore.key", "connector-ca"} {
@@ -184,6 +186,7 @@ func TestExampleFirstRunOnEmptyRedis(t *testing.T) {
 // a flood was thinned to one event a second over every address, which let
 // one flooding address fold the others' refusals into its own).
 func TestExampleAuditsRefusedHandshakes(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	inst, _ := startExample(t, "", harness.Options{})
 	work := t.TempDir()

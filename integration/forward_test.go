@@ -26,6 +26,7 @@ var forwardSite = strings.Replace(basicSite, "audience demo", "audience demo\n\t
 // roles" forwards exactly those two identity headers, and every spoofed
 // one (chosen or not, any case, '_' for '-') is gone.
 func TestForwardChosenHeaders(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, forwardSite, harness.Options{})
 	seedReader(t, inst, "alice")
 	res := harness.Curl(t, "--http1.1", "-u", "alice:correct horse",
@@ -142,6 +143,7 @@ http://:{{.UpstreamPort}} {
 // gatehouse route removes every kind's credential, those it does not
 // accept too.
 func TestUserPlaceholders(t *testing.T) {
+	parallel(t)
 	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +298,7 @@ http://:{{.UpstreamPort}} {
 // down, where no route can tell which query parameters are credentials
 // and the whole query goes.
 func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
+	parallel(t)
 	cases := []struct {
 		name string
 		own  bool // a path of Gatehouse's own: its query goes whole
@@ -366,6 +369,7 @@ func TestRefusedRequestHandedOnCarriesNoCredential(t *testing.T) {
 // before answering, so the client decided when the refusal came: an outside
 // review held one for 25 s).
 func TestRefusalIsNotHeldByASlowBody(t *testing.T) {
+	// Serial: it bounds the refusal's answer time (15 s).
 	inst := harness.Start(t, errorsSite, harness.Options{Extra: map[string]any{"deadPort": harness.FreePort(t)}})
 	seedReader(t, inst, "alice")
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", inst.Ports.HTTPPort))
@@ -397,6 +401,7 @@ func TestRefusalIsNotHeldByASlowBody(t *testing.T) {
 // stay removed (Caddy restores the original URL for those routes), on
 // guarded and public paths alike.
 func TestHandleErrorsGetsNoCredential(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, errorsSite, harness.Options{Extra: map[string]any{"deadPort": harness.FreePort(t)}})
 	seedReader(t, inst, "alice")
 	// Its route forwards assertions without an audience: warned of.

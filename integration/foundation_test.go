@@ -58,6 +58,7 @@ func seedReader(t *testing.T, inst *harness.Instance, user string) {
 }
 
 func TestBasicHeadersSpoofingAndAssertion(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "Ålice")
 
@@ -107,6 +108,7 @@ func TestBasicHeadersSpoofingAndAssertion(t *testing.T) {
 }
 
 func TestRoleRulesBlockingAndDeletionApplyOnNextRequest(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "bob")
 	get := func(method, path string) int {
@@ -148,6 +150,7 @@ func TestRoleRulesBlockingAndDeletionApplyOnNextRequest(t *testing.T) {
 }
 
 func TestAdminAPIBadInputChangesNothing(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "carol")
 	cases := []struct {
@@ -189,6 +192,7 @@ func TestAdminAPIBadInputChangesNothing(t *testing.T) {
 }
 
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	var acknowledged []string
@@ -222,6 +226,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 // TestValidateNextToRunningInstance: `caddy validate` works while the
 // instance holds the store. (Reloads under traffic: TestReloadsUnderLoad.)
 func TestValidateNextToRunningInstance(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	// `caddy validate` on the same config while the instance holds the DB lock.
 	cfg := filepath.Join(inst.Ports.Dir, "validate.Caddyfile")
@@ -241,6 +246,7 @@ func TestValidateNextToRunningInstance(t *testing.T) {
 // Gatehouse does not have (naming the kinds it has), an assertion
 // lifetime shorter than the whole seconds its exp claim counts.
 func TestBadOptionsFailTheConfig(t *testing.T) {
+	parallel(t)
 	for _, tc := range []struct{ from, to, want string }{
 		{"accept basic", "accept basic bearer_token", `unknown credential kind \"bearer_token\" (known: session, app_key, connector, basic)`},
 		{"\tgatehouse {\n\t\tdata_dir", "\tgatehouse {\n\t\tassertion_lifetime 1500ms\n\t\tdata_dir", "assertion_lifetime must be at least 2s"},
@@ -265,6 +271,7 @@ func TestBadOptionsFailTheConfig(t *testing.T) {
 }
 
 func TestCLIAndMetrics(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	addr := fmt.Sprintf("127.0.0.1:%d", inst.Ports.AdminPort)
 	cli := func(stdin string, args ...string) string {
@@ -372,6 +379,7 @@ func TestCLIAndMetrics(t *testing.T) {
 // address already in use"); the restart is tried again until the port is
 // free, rather than failing the test.
 func TestStartAgainWaitsForAPortHeldElsewhere(t *testing.T) {
+	// Serial: the restart must meet the held port within the 2 s it is held.
 	inst := harness.Start(t, basicSite, harness.Options{})
 	inst.Stop()
 	held, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", inst.Ports.HTTPSPort))

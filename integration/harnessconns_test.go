@@ -16,6 +16,7 @@ import (
 // client does not: one such connection added a second to every stop and
 // restart of the suite.
 func TestHarnessLeavesNoConnectionHoldingTheStop(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	port := inst.Ports.HTTPSPort
 	if n := establishedTo(t, port); n != 0 {

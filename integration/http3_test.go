@@ -262,6 +262,7 @@ func portalSignIn(t *testing.T, c *http.Client, base, user, code string) string 
 // the client certificate reaches Gatehouse over QUIC, and a token with
 // another connector's certificate, or none, is refused.
 func TestHTTP3GuardsAsHTTP2(t *testing.T) {
+	parallel(t)
 	up := streamUpstream(t)
 	inst := harness.Start(t, http3Site, harness.Options{Extra: map[string]any{"streamPort": up.port, "trailerPort": trailerUpstream(t)}})
 	base := inst.HTTPSURL()
@@ -477,6 +478,7 @@ func trickle(line string, period time.Duration, stop <-chan struct{}) io.ReadClo
 // answer as over HTTP/2; and a client certificate the handshake refuses
 // is audited over TCP and not over QUIC (docs/security.md#http3).
 func TestHTTP3OpenStreamsLimitsAndAudit(t *testing.T) {
+	// Serial: it bounds a refusal's answer time (8 s) and waits fixed times for checks.
 	up := streamUpstream(t)
 	inst := harness.Start(t, http3Site, harness.Options{Extra: map[string]any{"streamPort": up.port, "trailerPort": 1}})
 	waitTLS(t, inst.Ports.ESAPort)

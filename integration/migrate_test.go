@@ -60,6 +60,7 @@ func openMigrateRedis(t *testing.T, url string) *redis.Store {
 }
 
 func TestMigrateBinaryBadgerToRedisAndBack(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	want := map[string][]byte{
@@ -143,6 +144,7 @@ func TestMigrateBinaryBadgerToRedisAndBack(t *testing.T) {
 }
 
 func TestMigrateBinaryErrors(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	held, err := badger.Open(dir, badger.Options{})
 	if err != nil {
@@ -188,6 +190,7 @@ func TestMigrateBinaryErrors(t *testing.T) {
 // Redis: the migration refuses to run while Caddy holds the database, and
 // after it the user created on Badger logs in on the Redis-backed instance.
 func TestMigrateRunningInstanceToRedis(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{}) // on Badger
 	seedReader(t, inst, "mia")
 	if res := harness.Curl(t, "-u", "mia:correct horse", inst.HTTPSURL()+"/api/x"); res.Status != 200 {

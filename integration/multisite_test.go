@@ -92,6 +92,7 @@ http://:{{.UpstreamPort}} {
 // does; public paths still pass; each site's assertion names its own
 // audience; the refusal is audited with the site (host) it was made on.
 func TestRequireRoleKeepsASiteToItsRoles(t *testing.T) {
+	parallel(t)
 	ti, ports := startMultiSite(t, "")
 	consolePort := ports["consolePort"]
 	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
@@ -182,6 +183,7 @@ func startMultiSite(t *testing.T, portalSite string) (*tfInstance, map[string]in
 // the upstream; a site that removes them as docs/operators/caddyfile.md
 // says (both spellings) forwards none, and is not warned of.
 func TestSitesWithoutGatehouseToAProtectedUpstream(t *testing.T) {
+	parallel(t)
 	ti, ports := startMultiSite(t, "")
 	spoof := []string{"-H", "X-Gatehouse-User: admin", "-H", "X_Gatehouse_Roles: admin", "-H", "x-gatehouse-auth: basic"}
 	public := harness.Curl(t, append(spoof, fmt.Sprintf("https://localhost:%d/app/report", ports["publicPort"]))...)
@@ -213,6 +215,7 @@ func TestSitesWithoutGatehouseToAProtectedUpstream(t *testing.T) {
 // there; naming the staff site, which serves the portal, nothing is said
 // and the link opens the page.
 func TestPortalURLOfASiteWithoutThePortal(t *testing.T) {
+	parallel(t)
 	const warning = "gatehouse_esa's portal_url names no site whose gatehouse handler accepts session"
 	for _, tc := range []struct {
 		site string
@@ -272,6 +275,7 @@ http://:{{.UpstreamPort}} {
 // the site, instead of refusing every request of the first site with 403
 // once running; a reload to such a config leaves the running one serving.
 func TestAnotherSitesAudienceFailsTheLoad(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, twoSites, harness.Options{Extra: map[string]any{"audience": "finance"}})
 	waitTLS(t, inst.Ports.HTTPSPort)
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
@@ -297,6 +301,7 @@ func TestAnotherSitesAudienceFailsTheLoad(t *testing.T) {
 // him (require_role finance). Until 2026-12-07 the tester judged the rules
 // alone and said "allowed".
 func TestConsoleRoleTesterKnowsRequireRole(t *testing.T) {
+	parallel(t)
 	ti, ports := startMultiSite(t, "")
 	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admin", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
 	ti.user("sam", "")
@@ -338,6 +343,7 @@ func TestConsoleRoleTesterKnowsRequireRole(t *testing.T) {
 // printed; an unknown user or site is exit status 1. "roles sites" names
 // the sites --site takes.
 func TestCLIRoleTestAgreesWithDataPlane(t *testing.T) {
+	parallel(t)
 	ti, ports := startMultiSite(t, "")
 	ti.MustAdmin(t, 200, "PUT", "/gatehouse/roles/finance", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	ti.user("sam", "") // staff: GET /app/* and /

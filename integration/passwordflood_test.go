@@ -21,6 +21,7 @@ import (
 // users signing in from another address are checked at once, not told
 // the server is busy; the flood itself gets 429 with Retry-After.
 func TestPasswordFloodFromOneAddressLeavesOthersRoom(t *testing.T) {
+	// Serial: its flood saturates the CPUs with argon2 hashes, and it judges that other users are still checked at once.
 	inst := harness.Start(t, basicSite, harness.Options{})
 	const users = 4
 	for i := range users {

@@ -114,6 +114,7 @@ https://localhost:{{.HTTPSPort}} {
 // reload, since Caddy had installed the failed config's admin routes), an
 // administrator's block takes effect, and a good reload afterwards works.
 func TestAdminAPIOutlivesAFailedReload(t *testing.T) {
+	parallel(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer upstream.Close()
 	extra := map[string]any{"upstream": upstream.Listener.Addr().String()}
@@ -173,6 +174,7 @@ func TestAdminAPIOutlivesAFailedReload(t *testing.T) {
 // holds exactly one event per refusal answered (issue 20: refusals
 // recorded by requests still in flight on the replaced config were lost).
 func TestReloadsUnderLoad(t *testing.T) {
+	parallel(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer upstream.Close()
 	inst := harness.Start(t, reloadSite, harness.Options{Extra: map[string]any{"upstream": upstream.Listener.Addr().String()}})
@@ -285,6 +287,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 // those still in flight (503 "DB Closed", audit events lost), until the
 // app let go of it only once they ended.
 func TestReloadsMovingTheStoreUnderLoad(t *testing.T) {
+	parallel(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, r.Header.Get("X-Gatehouse-User"))
 	}))
@@ -376,6 +379,7 @@ func spilledRefusals(t *testing.T, inst *harness.Instance, reason string) int {
 // killed with SIGKILL before Redis is back loses none of them: the next
 // start writes each to the store once.
 func TestAuditSpillSurvivesKill9DuringRedisOutage(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst := harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
@@ -483,6 +487,7 @@ func writeStorm(t *testing.T, inst *harness.Instance, crash func()) (acked []str
 // of Caddy on Badger and of Redis under Caddy: every creation that was
 // acknowledged is there after the restart.
 func TestKill9DuringWriteStorm(t *testing.T) {
+	parallel(t)
 	check := func(t *testing.T, inst *harness.Instance, acked []string, sent int64) {
 		names := userNames(t, inst)
 		lost := 0
@@ -613,6 +618,7 @@ func (l *faultLoad) lastBefore(from, until time.Time) time.Duration {
 // recovery alice is served again, and checks that no request is ever
 // admitted for a credential revoked before or during the fault.
 func TestRedisFaultsUnderLoad(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst := harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
@@ -728,6 +734,7 @@ func replicationOffset(t *testing.T, addr, field string) string {
 // and checks that every write acknowledged (and replicated, which Redis's
 // asynchronous replication needs) before the kill is there.
 func TestSentinelFailover(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	primary := redistest.Start(t)
 	_, port, _ := strings.Cut(primary.Addr(), ":")
@@ -807,6 +814,7 @@ func TestSentinelFailover(t *testing.T) {
 // cache's 30 s: the deleted user is refused on the data plane and is not
 // found by the admin API, and the log says what happened.
 func TestRedisFlushedBehindGatehousesBack(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst := harness.Start(t, basicSite, harness.Options{RedisURL: srv.URL()})
 	seedReader(t, inst, "alice")

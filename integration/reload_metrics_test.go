@@ -33,6 +33,7 @@ func metricValue(t *testing.T, inst *harness.Instance, sample string) int {
 // `caddy reload` does) keeps gatehouse_decisions_total's counts, as the
 // cache counters keep theirs.
 func TestDecisionCountersSurviveReload(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "alice")
 	const allowed = `gatehouse_decisions_total{kind="basic",outcome="allowed"}`
@@ -65,6 +66,7 @@ func TestDecisionCountersSurviveReload(t *testing.T) {
 // changes and the data plane's refusals alike, and the counts survive a
 // reload.
 func TestAuditEventsAreCounted(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	const admin = `gatehouse_audit_events_total{kind="admin",outcome="success"}`
 	const refused = `gatehouse_audit_events_total{kind="request",outcome="denied"}`

@@ -17,6 +17,7 @@ import (
 // rewrite headers never reach the upstream, and role path patterns
 // outside the documented forms are refused.
 func TestRequestGuardRefusalsThroughTheBinary(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/poster", `{"rules":[{"methods":["GET","POST"],"paths":["/api/*"]}]}`)
 	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "alice", "roles": []string{"poster"}, "password": "correct horse"})
@@ -70,6 +71,7 @@ func TestRequestGuardRefusalsThroughTheBinary(t *testing.T) {
 // or Referer, or Origin: null, leaves the session alone (browsers without
 // fetch metadata); the site's own page ends it.
 func TestLogoutRefusesOtherOrigins(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	const secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 	ti.user("lou", "")
@@ -123,6 +125,7 @@ func TestLogoutRefusesOtherOrigins(t *testing.T) {
 // connector's old access and refresh tokens stay dead; a new pair from
 // the certificate works.
 func TestConnectorTokensEndWithABlock(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	inst := startConnectorSite(t, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
@@ -152,6 +155,7 @@ func TestConnectorTokensEndWithABlock(t *testing.T) {
 // role — in the admin API or in the role created again under its name
 // with admin: true.
 func TestRoleDeleteRacingPatchesThroughTheBinary(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/racer", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)
 	const holders, racers = 200, 20

@@ -511,6 +511,7 @@ func runRevocation(t *testing.T, s revocationScenario, admin, target *harness.In
 // be let through by the instance that made it; another instance of a
 // cluster may let through only what was sent within partitionBound.
 func TestRevocationMeasured(t *testing.T) {
+	// Serial: a measurement of how long old credentials outlive a change (timing bounds).
 	if os.Getenv("GATEHOUSE_MEASURE_REVOCATION") == "" {
 		t.Skip("a measurement (about 3 minutes): set GATEHOUSE_MEASURE_REVOCATION=1")
 	}
@@ -652,6 +653,7 @@ func (p *stallProxy) pipe(dst, src net.Conn, subscribed *atomic.Bool, fromClient
 // notices the silent link and the cache is dropped, B then failing closed
 // with 503 until the link heals), and refuses it from then on.
 func TestRevocationAcrossAPartition(t *testing.T) {
+	// Serial: it measures how long a credential outlives its revocation across a stalled link, against partitionBound.
 	srv := redistest.Start(t)
 	proxy := startStallProxy(t, srv.Addr())
 	a := harness.Start(t, revocationSite, harness.Options{RedisURL: srv.URL()})
@@ -725,6 +727,7 @@ func TestRevocationAcrossAPartition(t *testing.T) {
 // single instance; a refresh through A's admin API ends it at once on B too, as
 // it has every instance bind the passwords it verified before again.
 func TestRenamedAccountsOldNameMeasured(t *testing.T) {
+	// Serial: it measures how long an old name is served after a rename, against status_ttl+partitionBound.
 	const ttl = 3 * time.Second
 	// A single instance remembers as a cluster member does (measured
 	// alike: docs/security.md); the suite runs the cluster's cases.
@@ -783,6 +786,7 @@ func TestRenamedAccountsOldNameMeasured(t *testing.T) {
 // invalidation takes to reach B). Without a refresh the old password
 // works for up to status_ttl (docs/security.md).
 func TestDirectoryPasswordChangeAndRefresh(t *testing.T) {
+	// Serial: it measures how long an old password is served after a refresh, against partitionBound (0 on A).
 	const ttl = time.Minute // far beyond the test: only the refresh can end the old password
 	s := slapdtest.Start(t)
 	dn := s.AddUser("gina", "gina password", "", slapdtest.OperatorsDN)

@@ -41,6 +41,7 @@ func sessionID(token string) string {
 // another user's session is 404 and leaves it working; the revocation is
 // audited with who ended whose session.
 func TestRevokeOneSession(t *testing.T) {
+	parallel(t)
 	t.Run("badger", func(t *testing.T) { testRevokeOneSession(t, startConsole(t)) })
 	t.Run("redis", func(t *testing.T) { testRevokeOneSession(t, startConsoleOn(t, redistest.Start(t).URL())) })
 }

@@ -30,6 +30,7 @@ func portalLogin(t *testing.T, ti *tfInstance, user, password, code string) *por
 // end the user's portal sessions at once, and half-finished logins too;
 // other users' sessions and sessions started afterwards work.
 func TestSessionsEndWithTheCredentialsBehindThem(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	const secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ" // RFC 4226's "12345678901234567890"
 	for _, u := range []string{"sam", "tina"} {

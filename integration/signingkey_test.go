@@ -20,6 +20,7 @@ import (
 // only the new key, an assertion forwarded before no longer verifies with
 // it, and a new one does.
 func TestRotateSigningKey(t *testing.T) {
+	parallel(t)
 	t.Run("badger", func(t *testing.T) {
 		testRotateSigningKey(t, harness.Options{}, "", "locked by another process")
 	})

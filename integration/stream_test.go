@@ -282,6 +282,7 @@ func basicAuth(user string) string {
 // or the user blocked; the others stay open, and each closing is in the
 // audit log.
 func TestOpenStreamsAreCheckedAgain(t *testing.T) {
+	parallel(t)
 	up := streamUpstream(t)
 	inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
 	for _, u := range []string{"alice", "bob", "carol"} {
@@ -364,6 +365,7 @@ var errorRouteSite = strings.Replace(streamSite, "\treverse_proxy 127.0.0.1:{{.E
 // of Caddy's request): every upload the upstream was reading ends, while
 // the client goes on sending.
 func TestCutOffUploadReachesNoErrorRoute(t *testing.T) {
+	parallel(t)
 	up := streamUpstream(t)
 	if !strings.Contains(errorRouteSite, "handle_errors") {
 		t.Fatal("errorRouteSite has no error route")
@@ -418,6 +420,7 @@ http://:{{.HTTPPort}} {
 // in (five streams used to spend failed_binds and throttle it for 15
 // minutes), after at most one failed bind for all of them.
 func TestDirectoryStreamsAreCheckedWithoutCounting(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "openssl")
 	s := slapdtest.Start(t)
 	s.AddUser("alice", "alice password", "", slapdtest.OperatorsDN)

@@ -63,8 +63,10 @@ func startLateUpstream(t *testing.T) *lateUpstream {
 // not its head, so the upstream's status line and headers reached the
 // blocked client, and a header-only answer reached it whole.
 func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
+	parallel(t)
 	for _, status := range []int{204, 302, 200} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			parallel(t)
 			up := startLateUpstream(t)
 			inst := harness.Start(t, streamSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
 			seedReader(t, inst, "alice")
@@ -123,6 +125,7 @@ func TestALateAnswerAfterARevocationIsNotSent(t *testing.T) {
 // must end within a few intervals; the times are logged for
 // docs/security.md.
 func TestStreamsEndAcrossTheCluster(t *testing.T) {
+	parallel(t)
 	site := strings.Replace(streamSite, "data_dir {{.DataDir}}", "data_dir {{.DataDir}}\n\t\tstorage redis {{.RedisURL}}", 1)
 	up := streamUpstream(t)
 	srv := redistest.Start(t)

@@ -20,6 +20,7 @@ import (
 // authentic record over his own. The forged account is refused, fail
 // closed; the untouched accounts keep working.
 func TestForgedRecordsInRedisGrantNothing(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	inst := harness.Start(t, clusterSite, harness.Options{RedisURL: srv.URL()})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/api/*"]}]}`)

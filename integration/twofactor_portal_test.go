@@ -56,6 +56,7 @@ func (c *portalCurl) post(form url.Values, extra ...string) harness.CurlResult {
 }
 
 func TestPortalRedirectCSRFAndOpenRedirect(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("ivan", "")
 	secret := ti.enrolApp("ivan")
@@ -140,6 +141,7 @@ func TestPortalRedirectCSRFAndOpenRedirect(t *testing.T) {
 }
 
 func TestPortalLockoutCountsPasswordFailures(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("judy", "")
 	secret := ti.enrolApp("judy")
@@ -174,6 +176,7 @@ func TestPortalLockoutCountsPasswordFailures(t *testing.T) {
 // TOTP code from oathtool, back to the page asked for with a session
 // cookie (HttpOnly, Secure, SameSite=Lax); then logout.
 func TestPortalInBrowser(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("kate", "")
 	secret := ti.enrolApp("kate")

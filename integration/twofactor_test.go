@@ -198,6 +198,7 @@ func smsCode(t *testing.T, path string) string {
 }
 
 func TestESAHTTPLevelErrors(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("alice", "")
 	body := `{"username":"alice"}`
@@ -264,6 +265,7 @@ func TestESAHTTPLevelErrors(t *testing.T) {
 // outside review held 3 000 such connections open): the server answers
 // or closes the connection.
 func TestESASlowBodyIsCutOff(t *testing.T) {
+	// Serial: it asserts how long a trickling body holds the connection (9 s to 40 s).
 	ti := startTwoFactor(t, harness.Options{})
 	auth := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(ti.both.Username+":"+ti.both.Password)) + "\r\n"
 	var wg sync.WaitGroup
@@ -295,6 +297,7 @@ func TestESASlowBodyIsCutOff(t *testing.T) {
 }
 
 func TestESAAppHardTokenAndSMS(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	smsLog := filepath.Join(ti.Ports.Dir, "sms.log")
 	ti.user("alice", "")
@@ -440,6 +443,7 @@ func TestESAAppHardTokenAndSMS(t *testing.T) {
 }
 
 func TestESAProvisionMobileApp(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	smsLog := filepath.Join(ti.Ports.Dir, "sms.log")
 	ti.user("erin", "+12025550123")
@@ -479,6 +483,7 @@ func TestESAProvisionMobileApp(t *testing.T) {
 }
 
 func TestESAParallelLockout(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("frank", "")
 	secret := ti.enrolApp("frank")
@@ -553,6 +558,7 @@ func TestESAParallelLockout(t *testing.T) {
 }
 
 func TestSMSWebhookSender(t *testing.T) {
+	parallel(t)
 	type request struct {
 		Header http.Header
 		Body   map[string]string
@@ -612,6 +618,7 @@ func TestSMSWebhookSender(t *testing.T) {
 }
 
 func TestAdminSecondFactorAPI(t *testing.T) {
+	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
 	ti.user("hank", "")
 	for _, c := range []struct {
@@ -706,6 +713,7 @@ func grepDir(t *testing.T, dir, s string) string {
 // TestWideHOTPWindowWarns: a hotp_window above 100 starts, with a warning
 // that it makes guessed codes likelier to pass; the default does not warn.
 func TestWideHOTPWindowWarns(t *testing.T) {
+	parallel(t)
 	const warning = "hotp_window accepts each hardware-token code"
 	if ti := startTwoFactor(t, harness.Options{}); ti.LogContains(warning) {
 		t.Fatal("the default hotp_window warned")
@@ -722,6 +730,7 @@ func TestWideHOTPWindowWarns(t *testing.T) {
 // the holder of bob's factor would pass the second factor for them). The
 // qualified names verify bob's code; another domain's name is its own.
 func TestESADefaultDomainNamesOneAccount(t *testing.T) {
+	parallel(t)
 	site := strings.Replace(twoFactorSite, "lockout_threshold 5", "lockout_threshold 5\n\t\tdefault_domain CORP corp.example.com", 1)
 	ti := startTwoFactorSite(t, site, harness.Options{})
 	ti.user("bob", "")

@@ -20,6 +20,7 @@ import (
 // `caddy gatehouse tag-records` the same users sign in, and a user's
 // sign-in keys the password hash the old version wrote.
 func TestUpgradeToTaggedRecords(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
 	if _, err := keystore.Open(filepath.Join(dataDir, "keystore.key"), true); err != nil {

@@ -70,6 +70,7 @@ func docSnippet(t *testing.T, path, name string) string {
 // Each accepts it for its audience and method and refuses it for another
 // audience, another method and with a flipped signature.
 func TestUpstreamSnippetsVerifyTheAssertion(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, basicSite, harness.Options{})
 	seedReader(t, inst, "alice")
 	res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPSURL()+"/api/x")
@@ -206,6 +207,7 @@ http://:{{.UpstreamPort}} {
 // audience, whose upstream would take it — from the first request after
 // the start, before that other route has served any.
 func TestNoAssertionForAnotherRoutesAudience(t *testing.T) {
+	parallel(t)
 	inst := harness.Start(t, audienceOfAnotherRouteSite, harness.Options{})
 	seedReader(t, inst, "alice")
 	res := harness.Curl(t, "-u", "alice:correct horse", inst.HTTPURL()+"/api/x")

@@ -13,6 +13,7 @@ import (
 // their names can be used again), revokes the user's connectors with
 // their tokens, and audits each; another user's keys stay.
 func TestDeletingAUserRemovesWhatWasBoundToIt(t *testing.T) {
+	parallel(t)
 	inst := startConnectorSite(t, harness.Options{})
 	inst.MustAdmin(t, 200, "PUT", "/gatehouse/roles/reader", `{"rules":[{"methods":["GET"],"paths":["/*"]}]}`)
 	for _, u := range []string{"alice", "bob"} {
