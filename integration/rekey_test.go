@@ -30,6 +30,7 @@ var rekeySite = strings.Replace(clusterSite, "\t\tstorage redis {{.RedisURL}}\n"
 // Finally --retire-old-pepper drops the retired key once nothing needs
 // it.
 func TestRekey(t *testing.T) {
+	parallel(t)
 	harness.RequireTool(t, "oathtool")
 	t.Run("badger", func(t *testing.T) {
 		testRekey(t, harness.Options{}, "", "locked by another process")

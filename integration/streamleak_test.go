@@ -67,6 +67,7 @@ http://:{{.HTTPPort}} {
 //
 // Each cut-off is audited once.
 func TestNothingOfALateAnswerReachesABlockedUser(t *testing.T) {
+	parallel(t) // its sleeps are lower bounds: a slower machine only makes the check later
 	root := t.TempDir()
 	const size = 64 << 20
 	if err := os.MkdirAll(filepath.Join(root, "api"), 0o755); err != nil {
