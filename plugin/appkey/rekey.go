@@ -44,6 +44,20 @@ func tagRetired(ks *keystore.Keystore, random []byte, tag [tagSize]byte) bool {
 	return false
 }
 
+// indexUnder opens the value of the key record rec with the old keystore
+// and returns it with its lookup index under the new one.
+func indexUnder(k rekeying.Keys, rec *record) (plain []byte, index string, err error) {
+	plain, err = k.Old.Open(rec.SealedKey, sealContext(rec.Name))
+	if err != nil {
+		return nil, "", fmt.Errorf("application key %q: %w", rec.Name, err)
+	}
+	random, _, ok := parseKey(string(plain))
+	if !ok {
+		return nil, "", fmt.Errorf("application key %q: its sealed value is malformed", rec.Name)
+	}
+	return plain, k.New.Index(indexPurpose, random[:]), nil
+}
+
 // RekeyIndexRecord is the rekeying.Func of appkeyidx/ records: a key's
 // value is sealed again and filed under its index with the new keystore,
 // and its name points there. A rotation's stub (the previous value
@@ -61,15 +75,10 @@ func RekeyIndexRecord(ctx context.Context, k rekeying.Keys, key string, value []
 	if rec.Successor != "" || len(rec.SealedKey) == 0 {
 		return rekeying.Change{Drop: true}, nil
 	}
-	plain, err := k.Old.Open(rec.SealedKey, sealContext(rec.Name))
+	plain, newIndex, err := indexUnder(k, &rec)
 	if err != nil {
-		return rekeying.Change{}, fmt.Errorf("application key %q: %w", rec.Name, err)
+		return rekeying.Change{}, err
 	}
-	random, _, ok := parseKey(string(plain))
-	if !ok {
-		return rekeying.Change{}, fmt.Errorf("application key %q: its sealed value is malformed", rec.Name)
-	}
-	newIndex := k.New.Index(indexPurpose, random[:])
 	switch pointed, _, err := read(ctx, namePrefix+rec.Name); {
 	case errors.Is(err, storage.ErrNotFound) || err == nil && string(pointed) != oldIndex:
 		return rekeying.Change{Drop: true}, nil
@@ -106,15 +115,9 @@ func RekeySessionRecord(ctx context.Context, k rekeying.Keys, key string, value 
 		return rekeying.Change{Drop: true}, nil //nolint:nilerr // a record that is no key's ends the session
 	}
 	if ks == k.Old {
-		plain, err := k.Old.Open(rec.SealedKey, sealContext(rec.Name))
-		if err != nil {
-			return rekeying.Change{}, fmt.Errorf("application key %q: %w", rec.Name, err)
+		if _, b.Index, err = indexUnder(k, &rec); err != nil {
+			return rekeying.Change{}, err
 		}
-		random, _, ok := parseKey(string(plain))
-		if !ok {
-			return rekeying.Change{}, fmt.Errorf("application key %q: its sealed value is malformed", rec.Name)
-		}
-		b.Index = k.New.Index(indexPurpose, random[:])
 	}
 	if !session.ValidID(string(b.Session)) && len(b.Session) > 0 {
 		token, err := k.Old.Open(b.Session, key)
