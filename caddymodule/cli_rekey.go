@@ -123,6 +123,11 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 		return fmt.Errorf("--store: %v", err)
 	}
 	path := o.keystorePath
+	unlock, err := lockRekey(path)
+	if err != nil {
+		return fmt.Errorf("rekey: %w", err)
+	}
+	defer unlock()
 	newPath := path + keystore.NewSuffix
 	old, err := keystore.OpenFile(path, false)
 	if err != nil {
@@ -356,8 +361,10 @@ type killingStore struct {
 // Batch implements storage.Store.
 func (s *killingStore) Batch(ctx context.Context, ops []storage.Op) error {
 	if s.left <= 0 {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // until the signal lands
+		if self, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = self.Kill() // SIGKILL (TerminateProcess on Windows)
+		}
+		select {} // until the kill lands
 	}
 	s.left--
 	return s.Store.Batch(ctx, ops)
@@ -376,6 +383,11 @@ func runRekeyRetire(out io.Writer, o rekeyOptions) error {
 	name := "rekey --report"
 	if o.retire {
 		name = "rekey --retire-old-pepper"
+		unlock, err := lockRekey(o.keystorePath)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer unlock()
 	}
 	loc, ks, st, err := openOffline(ctx, "rekey", o.store, o.keystorePath)
 	if err != nil {

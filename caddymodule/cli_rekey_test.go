@@ -222,3 +222,44 @@ func TestRekeyRefusesASecondRunTowardsAnotherKeystore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRekeyRefusesASecondRunOnThisMachine: while a rekey of a keystore
+// runs, a second one of the same keystore on the same machine (a second
+// --resume, a --retire-old-pepper) is refused before it reads anything.
+// Two --resume runs at once used to both move records and rename the
+// same files: the second ended with a misleading error, and could drop
+// app-key session bindings.
+func TestRekeyRefusesASecondRunOnThisMachine(t *testing.T) {
+	dir := t.TempDir()
+	ksPath := filepath.Join(dir, "keystore.key")
+	if _, err := keystore.Open(ksPath, true); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockRekey(ksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := "badger:" + filepath.Join(dir, "store")
+	for _, o := range []rekeyOptions{
+		{store: store, keystorePath: ksPath, dataDir: dir},
+		{store: store, keystorePath: ksPath, dataDir: dir, resume: true},
+		{store: store, keystorePath: ksPath, dataDir: dir, retire: true},
+	} {
+		run := runRekey
+		if o.retire {
+			run = runRekeyRetire
+		}
+		if err := run(&onLine{}, o); err == nil || !strings.Contains(err.Error(), "another rekey of "+ksPath+" is running on this machine") {
+			t.Errorf("a run beside another (resume %v, retire %v) = %v; want it refused", o.resume, o.retire, err)
+		}
+	}
+	if _, err := os.Stat(ksPath + keystore.NewSuffix); err == nil {
+		t.Error("a refused run wrote a new keystore")
+	}
+	unlock()
+	unlock, err = lockRekey(ksPath)
+	if err != nil {
+		t.Fatalf("the lock once the other run ended: %v", err)
+	}
+	unlock()
+}
