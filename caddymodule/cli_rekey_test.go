@@ -39,6 +39,28 @@ func (w *onLine) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sessionsOnRedis opens the Redis store at url (closed when t ends) and
+// writes n session records in it, tagged with ks.
+func sessionsOnRedis(t *testing.T, url string, ks *keystore.Keystore, n int) storage.Store {
+	t.Helper()
+	ctx := context.Background()
+	backend, err := redis.Open(ctx, url, redis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { backend.Close() })
+	st, err := tagged.Open(ctx, backend, ks, tagged.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := st.Put(ctx, fmt.Sprintf("session/%02d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return backend
+}
+
 // TestRekeyStopsWhenAnInstanceStartsMidRun: an instance that starts on
 // a Redis store while a rekey runs (on another host, with a copy of the
 // old keystore: no <keystore>.new there stops it) is found before the
@@ -56,20 +78,7 @@ func TestRekeyStopsWhenAnInstanceStartsMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend, err := redis.Open(ctx, srv.URL(), redis.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close()
-	st, err := tagged.Open(ctx, backend, old, tagged.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		if err := st.Put(ctx, fmt.Sprintf("session/%02d", i), []byte("v"), time.Hour); err != nil {
-			t.Fatal(err)
-		}
-	}
+	backend := sessionsOnRedis(t, srv.URL(), old, 20)
 
 	// The instance starts once the run has opened the store and written
 	// the new keystore, before the first batch; it writes a record
@@ -166,20 +175,7 @@ func TestRekeyRefusesASecondRunTowardsAnotherKeystore(t *testing.T) {
 	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	backend, err := redis.Open(ctx, srv.URL(), redis.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close()
-	st, err := tagged.Open(ctx, backend, old, tagged.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		if err := st.Put(ctx, fmt.Sprintf("session/%02d", i), []byte("v"), time.Hour); err != nil {
-			t.Fatal(err)
-		}
-	}
+	backend := sessionsOnRedis(t, srv.URL(), old, 20)
 
 	// B starts once A has written its new keystore, before A moves a record.
 	var errB error
