@@ -8,9 +8,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/secure/precis"
 
 	"github.com/gatehouse-auth/gatehouse/failure"
+	"github.com/gatehouse-auth/gatehouse/storage"
 )
 
 // MaxUsernameLength is the longest username accepted, in characters.
@@ -186,6 +188,47 @@ func scriptOf(r rune) string {
 		}
 	}
 	return "Unknown"
+}
+
+// refuseLookalike is a 409 for a new local account's name (in canonical
+// form) that looks like an existing account's: the two have the same
+// skeleton (Unicode TS #39 §4, confusables.txt), and at least one of them
+// has a letter outside ASCII — "асе" (all Cyrillic, which
+// refuseMixedScripts lets through) beside "ace", "іvаn" beside "ivan".
+// Two ASCII names are not compared: the skeleton takes "rn" for "m" and
+// "1" for "l", and names such as "arnie" and "amie" or "user1" and
+// "userl" are told apart where ASCII is shown. Every account's name is
+// read from the store's keys alone (storage.ScanKeys), directory
+// accounts' included, so the check costs one keys-only scan a creation.
+func (s *Service) refuseLookalike(ctx context.Context, name string) error {
+	ascii := isASCII(name)
+	skeleton := confusables.Skeleton(name)
+	var lookalike string
+	err := storage.ScanKeys(ctx, s.store, userPrefix, func(key string) error {
+		other := key[len(userPrefix):]
+		if other == name || (ascii && isASCII(other)) || confusables.Skeleton(other) != skeleton {
+			return nil
+		}
+		lookalike = other
+		return storage.ErrStopScan
+	})
+	switch {
+	case err != nil:
+		return err
+	case lookalike != "":
+		return failure.Conflict("user %q exists, and %q looks like it (Unicode's confusable characters): no account may pass for another in the audit log, the console or an upstream; choose another name", lookalike, name)
+	}
+	return nil
+}
+
+// isASCII reports whether name is ASCII only.
+func isASCII(name string) bool {
+	for i := range len(name) {
+		if name[i] > unicode.MaxASCII {
+			return false
+		}
+	}
+	return true
 }
 
 // refusePlusSpaceTwin is a 409 when an account exists that clients

@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -283,6 +284,36 @@ func TestMixedScriptNamesAreRefused(t *testing.T) {
 		"kim김", "li李ㄌ", "user-1_2.3", "john smith", "a\u0301b", "ß"} {
 		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
 			t.Errorf("%q: %v", name, err)
+		}
+	}
+}
+
+// TestLookalikeNamesAreRefused: a new local account cannot look like an
+// existing one, in either order, when one of the two names has a letter
+// outside ASCII (all Cyrillic "асе" beside "ace", which the mixed-script
+// rule lets through); two ASCII names are not compared, so "amie" and
+// "arnie" or "user1" and "userl" are both created; nothing is stored for
+// a refused name.
+func TestLookalikeNamesAreRefused(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	cyrillicAce, cyrillicPaypa := "\u0430\u0441\u0435", "\u0440\u0430\u0443\u0440\u0430"
+	for _, first := range []string{"ace", cyrillicPaypa, "amie", "user1", "josé"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: first}); err != nil {
+			t.Fatalf("%q: %v", first, err)
+		}
+	}
+	for name, existing := range map[string]string{cyrillicAce: "ace", "paypa": cyrillicPaypa} {
+		_, err := s.CreateUser(ctx, NewUser{Username: name})
+		if failure.Status(err) != 409 || !strings.Contains(err.Error(), fmt.Sprintf("user %q exists", existing)) {
+			t.Errorf("%q beside %q: %v; want 409 naming %q", name, existing, err, existing)
+		} else if _, err := s.User(ctx, name); failure.Status(err) != 404 {
+			t.Errorf("%q refused but stored: %v", name, err)
+		}
+	}
+	for _, name := range []string{"arnie", "userl", "jose", "ac\u00e9"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
+			t.Errorf("%q: %v; want it created", name, err)
 		}
 	}
 }

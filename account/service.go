@@ -368,6 +368,9 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	if err := s.refusePlusSpaceTwin(ctx, name); err != nil {
 		return nil, err
 	}
+	if err := s.refuseLookalike(ctx, name); err != nil {
+		return nil, err
+	}
 	roles, generations, err := s.checkRoles(ctx, in.Roles)
 	if err != nil {
 		return nil, err
