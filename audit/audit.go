@@ -416,6 +416,7 @@ func (l *Log) Record(e Event) {
 	}
 	e.Path = HideCredentials(hideParameterValues(e.Path))
 	e.Username = HideCredentials(e.Username)
+	e.Host = HideCredentials(e.Host)
 	e.clipTo(maxField)
 	if l.onRecord != nil {
 		l.onRecord(e)

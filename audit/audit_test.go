@@ -256,7 +256,8 @@ func TestLongFieldsAreClipped(t *testing.T) {
 // TestPathParameterValuesAreHidden: a key put in a path parameter
 // (";appKey=…", or "?appKey=…" decoded from %3F) is refused as no
 // credential, and the refusal's record keeps the parameter's name, not
-// its value; a key of Gatehouse's own format is hidden wherever it is.
+// its value; a key of Gatehouse's own format is hidden wherever it is:
+// path, Basic username or host.
 func TestPathParameterValuesAreHidden(t *testing.T) {
 	l := badgerLog(t)
 	for path, want := range map[string]string{
@@ -278,14 +279,23 @@ func TestPathParameterValuesAreHidden(t *testing.T) {
 	// A key sent as a Basic username, which the record keeps lower-cased.
 	l.Record(Event{Kind: "request", Username: "ghak_hasrzimmstuxtlr3kth0_w5sei-5kqtl70l27ks_klwlzscx", Outcome: OutcomeDenied,
 		Reason: "username"})
+	// And as the host a request named (a catch-all site takes any Host).
+	l.Record(Event{Kind: "request", Host: "GHAK_HAsRZIMmSTUxtLR3KTH0_w5sEI-5kqtl70l27ks_kLwlZScX:443", Outcome: OutcomeDenied,
+		Reason: "host"})
 	got, err := l.Query(context.Background(), Filter{})
-	if err != nil || len(got) != 11 {
+	if err != nil || len(got) != 12 {
 		t.Fatalf("Query = %v, %v", got, err)
 	}
 	for _, e := range got {
 		if e.Reason == "username" {
 			if e.Username != "ghak_REDACTED" {
 				t.Errorf("username recorded as %q; want ghak_REDACTED", e.Username)
+			}
+			continue
+		}
+		if e.Reason == "host" {
+			if e.Host != "GHAK_REDACTED:443" {
+				t.Errorf("host recorded as %q; want GHAK_REDACTED:443", e.Host)
 			}
 			continue
 		}
