@@ -189,8 +189,7 @@ func (rt *Route) Serve(w http.ResponseWriter, r *http.Request, next Next) error 
 	} else {
 		err = next(&a.watch, r, id)
 	}
-	a.watch.finish(err)
-	return err
+	return a.watch.finish(err)
 }
 
 // warnCleartext warns, once per route, of a credential of kind that came

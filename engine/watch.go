@@ -191,22 +191,27 @@ func (w *responseWatch) checkAfter(cut string, every time.Duration) error {
 }
 
 // finish marks the handlers returned (served), and ends the response
-// they left, err the error they returned: one whose head they did not
-// write (Caddy would send a 200 with the headers they set, a
-// handle_response route's copy_response_headers for one) is checked as a
-// head is, and gets the refusal once a check no longer passes; one cut
-// off after its head was sent is aborted (http.ErrAbortHandler), so that
-// nothing set after the cut-off reaches the client (the trailers the
-// reverse proxy copies after a refused flush, an error route's answer)
-// and the client sees the response end unfinished, not whole (where a
-// server runs it: one that recovers the panic).
-func (w *responseWatch) finish(err error) {
+// they left, err the error they returned; it returns the error Caddy is
+// to handle. A response whose head they did not write is checked as a
+// head is, whether they returned an error or not: Caddy would send a 200
+// with the headers they set (a handle_response route's
+// copy_response_headers for one), or run the site's error routes, which
+// write past the watch and may echo the upstream's late answer (its
+// headers' placeholders) or proxy the request again; once a check no
+// longer passes it gets the refusal instead. One cut off after its head
+// was sent is aborted (http.ErrAbortHandler), so that nothing set after
+// the cut-off reaches the client (the trailers the reverse proxy copies
+// after a refused flush) and the client sees the response end
+// unfinished, not whole (where a server runs it: one that recovers the
+// panic). A response cut off never returns the handlers' error: the
+// refusal is its answer, and no error route runs for it.
+func (w *responseWatch) finish(err error) error {
 	w.mu.Lock()
 	w.served = true
 	w.mu.Unlock()
-	if !w.headSent && err == nil && w.stillAllowed("the open response") != nil {
+	if !w.headSent && w.stillAllowed("the open response") != nil {
 		w.answerRefusal()
-		return
+		return nil
 	}
 	if w.headSent && w.cutOff.Load() {
 		// The trailers Go's servers send from the header map: gone.
@@ -219,6 +224,10 @@ func (w *responseWatch) finish(err error) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+	if w.cutOff.Load() {
+		return nil
+	}
+	return err
 }
 
 // WriteHeader implements http.ResponseWriter. The response's head is

@@ -161,3 +161,71 @@ func TestStreamsEndAcrossTheCluster(t *testing.T) {
 		proxy.stalled.Store(false)
 	}
 }
+
+// lateErrorSite is streamSite whose reverse proxy turns an upstream's
+// 5xx into an error (handle_response), which the site's error route
+// answers with the upstream's X-Late header: the error route echoes a
+// value of the upstream's answer.
+var lateErrorSite = strings.Replace(streamSite, "\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n}",
+	"\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}} {\n\t\t@late status 5xx\n\t\thandle_response @late {\n\t\t\terror 502\n\t\t}\n\t}\n"+
+		"\thandle_errors {\n\t\trespond \"echoed: {http.reverse_proxy.header.X-Late}\" 502\n\t}\n}", 1)
+
+// TestALateErrorAfterARevocationReachesNoErrorRoute: a request allowed
+// when it came, whose upstream answers only after stream_recheck has
+// passed and the user was blocked meanwhile, with an answer the reverse
+// proxy turns into an error (a handle_response route's error), gets the
+// refusal, not the site's error route, which echoes a value of the
+// upstream's late answer. Before, a handler that returned an error
+// without writing was not checked, and Caddy's error route (which writes
+// past Gatehouse) sent the blocked user the upstream's header.
+func TestALateErrorAfterARevocationReachesNoErrorRoute(t *testing.T) {
+	parallel(t)
+	if !strings.Contains(lateErrorSite, "handle_errors") {
+		t.Fatal("lateErrorSite has no error route")
+	}
+	up := startLateUpstream(t)
+	inst := harness.Start(t, lateErrorSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
+	seedReader(t, inst, "alice")
+	client := harness.Client(t, nil)
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/late/503", inst.Ports.HTTPPort)
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.SetBasicAuth("alice", "correct horse")
+		res, err := client.Do(req)
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		answers <- answer{res.StatusCode, string(body), nil}
+	}()
+	select {
+	case <-up.arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request did not reach the upstream")
+	}
+	arrived := time.Now() // after Caddy took the request
+	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
+	time.Sleep(time.Until(arrived.Add(1500 * time.Millisecond))) // past stream_recheck (1 s)
+	close(up.release)
+	var a answer
+	select {
+	case a = <-answers:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer 30 s after the upstream's")
+	}
+	if a.err != nil {
+		t.Fatalf("no answer: %v; want the refusal", a.err)
+	}
+	if a.status != 403 || strings.Contains(a.body, "echoed") || strings.Contains(a.body, "after the revocation") {
+		t.Fatalf("the blocked user got the error route's answer: %d %q", a.status, a.body)
+	}
+	t.Logf("the blocked user got %d %q", a.status, a.body)
+}
