@@ -496,3 +496,51 @@ func TestNothingOfALateAnswerFollowsACutOff(t *testing.T) {
 		})
 	}
 }
+
+// TestALateErrorGetsTheRefusal: a handler that returns an error past
+// StreamRecheck without writing a head (Caddy's reverse proxy turning
+// the upstream's late answer into an error: a handle_response route's
+// error, a retry match, a proxy error), once the user was blocked, gets
+// the refusal, and Serve returns no error: Caddy's error routes
+// (handle_errors), which write past the watch and may echo the
+// upstream's late headers or proxy the request again, do not run. Nor
+// after an upload was cut off. Before, a handler's error was returned
+// unchecked, and the error route answered the blocked user.
+func TestALateErrorGetsTheRefusal(t *testing.T) {
+	s := newSetup(t)
+	rt, err := s.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/api/poll", nil)
+	r.Header = basicAuth("alice", "correct horse")
+	rec := httptest.NewRecorder()
+	upstreamErr := errors.New("the upstream's late answer, made an error")
+	err = rt.Serve(rec, r, func(w http.ResponseWriter, _ *http.Request, _ *identity.Identity) error {
+		if _, err := s.e.Accounts.UpdateUser(context.Background(), "alice", blocked()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // past StreamRecheck
+		w.Header().Set("X-Late", "the upstream's answer")
+		return upstreamErr
+	})
+	if err != nil {
+		t.Fatalf("Serve returned %v: Caddy's error routes would answer the blocked user", err)
+	}
+	if rec.Code != http.StatusForbidden || rec.Header().Get("X-Late") != "" || !strings.Contains(rec.Body.String(), `"forbidden"`) {
+		t.Fatalf("the blocked user's late error: %d %v %q; want the refusal alone", rec.Code, rec.Header(), rec.Body)
+	}
+
+	// An error within StreamRecheck is the handler's, for Caddy to handle.
+	s2 := newSetup(t)
+	rt2, err := s2.e.NewRoute(engine.RouteOptions{Accept: []identity.Method{identity.MethodBasic}, Audience: "demo", StreamRecheck: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = httptest.NewRequest("GET", "/api/poll", nil)
+	r.Header = basicAuth("alice", "correct horse")
+	err = rt2.Serve(httptest.NewRecorder(), r, func(http.ResponseWriter, *http.Request, *identity.Identity) error { return upstreamErr })
+	if !errors.Is(err, upstreamErr) {
+		t.Fatalf("an error before any check was due: %v; want the handler's", err)
+	}
+}
