@@ -220,7 +220,7 @@ func (w *responseWatch) finish(err error) error {
 		// response unfinished (HTTP/1.1 closes the connection, HTTP/2
 		// and HTTP/3 reset the stream), as Caddy's reverse proxy does
 		// with a response it could not copy whole.
-		if w.ctx.Err() == nil && w.ctx.Value(http.ServerContextKey) != nil {
+		if w.ctx.Err() == nil && servedOnAConnection(w.ctx) {
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -228,6 +228,15 @@ func (w *responseWatch) finish(err error) error {
 		return nil
 	}
 	return err
+}
+
+// servedOnAConnection reports whether ctx is that of a request a server
+// took on a connection, which recovers http.ErrAbortHandler: net/http's
+// (HTTP/1.1, HTTP/2) sets http.ServerContextKey, and HTTP/3's (quic-go's)
+// does not, but sets http.LocalAddrContextKey, as net/http's does too.
+// A handler called directly (a test's recorder) has neither.
+func servedOnAConnection(ctx context.Context) bool {
+	return ctx.Value(http.ServerContextKey) != nil || ctx.Value(http.LocalAddrContextKey) != nil
 }
 
 // WriteHeader implements http.ResponseWriter. The response's head is

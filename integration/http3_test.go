@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -21,6 +22,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -712,5 +715,102 @@ func TestHTTP3OpenStreamsLimitsAndAudit(t *testing.T) {
 	inst.AdminJSON(t, "GET", "/gatehouse/audit?kind=tls", nil, &tlsEvents)
 	if len(tlsEvents) != 1 || !strings.Contains(fmt.Sprint(tlsEvents[0]["reason"]), "CN=intruder") {
 		t.Errorf("the refused handshakes' events, want the one over TCP: %v", tlsEvents)
+	}
+}
+
+// downloadSite serves, over HTTPS (HTTP/2 and HTTP/3), the files of
+// {{.Extra.root}} to its accounts, checked again every second.
+const downloadSite = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	skip_install_trust
+	auto_https disable_redirects
+	gatehouse {
+		data_dir {{.DataDir}}
+	}
+}
+https://localhost:{{.HTTPSPort}} {
+	tls internal
+	gatehouse {
+		accept basic
+		audience downloads
+		stream_recheck 1s
+	}
+	root * {{.Extra.root}}
+	file_server
+}
+`
+
+// TestACutOffDownloadEndsUnfinished: a file_server download of a user
+// blocked while it goes on is cut off, and the client sees it end
+// unfinished (a stream reset), over HTTP/3 as over HTTP/2, not whole.
+// The file server ignores the refused write and returns, and Gatehouse
+// then aborts the response (http.ErrAbortHandler); before, it did so
+// only for a request whose context holds net/http's server, which
+// HTTP/3's (quic-go's) does not set: the stream ended cleanly, and the
+// client read a truncated file as if complete (io.EOF).
+func TestACutOffDownloadEndsUnfinished(t *testing.T) {
+	parallel(t)
+	root := t.TempDir()
+	const size = 256 << 20 // sparse: no disk
+	if err := os.MkdirAll(filepath.Join(root, "api"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(root, "api", "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	inst := harness.Start(t, downloadSite, harness.Options{Extra: map[string]any{"root": root}})
+	waitTLS(t, inst.Ports.HTTPSPort)
+	for _, proto := range []string{"HTTP/3", "HTTP/2"} {
+		t.Run(proto, func(t *testing.T) {
+			user := "h" + proto[5:]
+			seedReader(t, inst, user)
+			var client *http.Client
+			if proto == "HTTP/3" {
+				client = h3Client(t, nil, nil)
+			} else {
+				client = h2Client(t, nil, nil)
+			}
+			client.Timeout = 0
+			req, _ := http.NewRequest("GET", inst.HTTPSURL()+"/api/big.bin", nil)
+			req.SetBasicAuth(user, "correct horse")
+			var res *http.Response
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				// HTTP/3's listener may come up after the TCP one.
+				if res, err = client.Do(req); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			if res.StatusCode != 200 || res.Proto != proto+".0" {
+				t.Fatalf("the download: %s %d", res.Proto, res.StatusCode)
+			}
+			inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/"+user, `{"status":"blocked"}`)
+			buf := make([]byte, 64<<10)
+			read := 0
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				n, err := res.Body.Read(buf)
+				read += n
+				if err != nil {
+					if read >= size || errors.Is(err, io.EOF) {
+						t.Fatalf("the blocked user's download ended as if whole: %d of %d bytes, then %v; want a stream reset", read, size, err)
+					}
+					t.Logf("cut off after %d of %d bytes: %v", read, size, err)
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the blocked user's download went on 60 s (%d bytes)", read)
+				}
+				time.Sleep(5 * time.Millisecond) // slower than the file server: its writes wait on the client
+			}
+		})
 	}
 }
