@@ -183,7 +183,9 @@ func Claim(ctx context.Context, inner storage.Store, k rekeying.Keys) error {
 	case err != nil:
 		return err
 	case !ok:
-		return fmt.Errorf("%w: its claim (%s) is not the keystore's", ErrClaimed, ClaimKey)
+		return fmt.Errorf("%w: its claim %s does not verify with this keystore, so no rekey run from it wrote it "+
+			"(something else with write access to the store did): find out what wrote it, then delete that record "+
+			"(on Redis the key %s under the store's prefix, %q by default) and run again", ErrClaimed, ClaimKey, ClaimKey, "gatehouse:"+ClaimKey)
 	case got != id:
 		return fmt.Errorf("%w: towards the keystore of index key %s (this run's is %s): finish it with --resume "+
 			"on the machine holding its <keystore>.new", ErrClaimed, got, id)

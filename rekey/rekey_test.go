@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,4 +335,34 @@ func TestClaimKeepsOneRunPerStore(t *testing.T) {
 		t.Fatalf("the claim after the run: %v", err)
 	}
 	f.checkDone(t, k1)
+}
+
+// TestAForgedClaimSaysHowToRecover: a claim the old keystore did not tag
+// (written by something with write access to the store but not the
+// keystore) refuses the run, and the refusal says that no rekey wrote it
+// and which record to delete. Before, it said only that the claim was
+// "not the keystore's", after "another rekey is under way", which left
+// the operator no way on.
+func TestAForgedClaimSaysHowToRecover(t *testing.T) {
+	ctx := context.Background()
+	old := keystoretest.New(t)
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, old)
+	if err := f.inner.Put(ctx, ClaimKey, []byte("forged"), 0); err != nil {
+		t.Fatal(err)
+	}
+	err = Claim(ctx, f.inner, rekeying.Keys{Old: old, New: next})
+	if !errors.Is(err, ErrClaimed) || !strings.Contains(err.Error(), "no rekey run from it wrote it") ||
+		!strings.Contains(err.Error(), "delete that record") || !strings.Contains(err.Error(), `"gatehouse:gatehouse/rekey"`) {
+		t.Fatalf("a forged claim: %v; want the refusal to say no rekey wrote it, and which record to delete", err)
+	}
+	if err := f.inner.Delete(ctx, ClaimKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := Claim(ctx, f.inner, rekeying.Keys{Old: old, New: next}); err != nil {
+		t.Fatalf("the claim once the forged one was deleted: %v", err)
+	}
 }
