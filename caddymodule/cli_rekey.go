@@ -163,9 +163,9 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 		if _, err := rekey.Check(ctx, st, k); err != nil {
 			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
 		}
-		if err := checkKeystoreOfStore(ctx, st, old); err != nil {
-			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
-		}
+		// The claim before the secrets: a run interrupted elsewhere has
+		// moved some (the signing key), which would otherwise be told as
+		// a store made with another keystore.
 		switch id, claimed, err := rekey.Claimed(ctx, st, old); {
 		case err != nil:
 			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
@@ -173,6 +173,9 @@ func runRekey(out io.Writer, o rekeyOptions) error {
 			return fmt.Errorf("rekey: %s: %w, towards the keystore of index key %s: finish it with --resume on the machine "+
 				"holding its %s (never removed: it is the only copy of the key of the records it moved); nothing changed",
 				loc, rekey.ErrClaimed, id, filepath.Base(newPath))
+		}
+		if err := checkKeystoreOfStore(ctx, st, old); err != nil {
+			return fmt.Errorf("rekey: %s: %w; nothing changed", loc, err)
 		}
 		if err := checkConnectorCA(ctx, st, o.dataDir, old); err != nil {
 			return fmt.Errorf("rekey: %w; nothing changed", err)

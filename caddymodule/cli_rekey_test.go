@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"github.com/gatehouse-auth/gatehouse/keystore"
 	"github.com/gatehouse-auth/gatehouse/keystore/rekeying"
 	"github.com/gatehouse-auth/gatehouse/rekey"
@@ -258,4 +260,58 @@ func TestRekeyRefusesASecondRunOnThisMachine(t *testing.T) {
 		t.Fatalf("the lock once the other run ended: %v", err)
 	}
 	unlock()
+}
+
+// TestRekeyOnAnotherMachineMidRunNamesTheClaim: a rekey started on a
+// second machine (its own copy of the old keystore, no <keystore>.new)
+// while the first, interrupted, had moved some records (the assertion
+// signing key among them) is refused for the first run's claim, with
+// the way on (--resume on the machine holding its .new). Before, the
+// signing key's check came first, and the second run was told that the
+// store was made with another keystore, and of tag-records.
+func TestRekeyOnAnotherMachineMidRunNamesTheClaim(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	ksA, ksB := filepath.Join(dirA, "keystore.key"), filepath.Join(dirB, "keystore.key")
+	old, err := keystore.Open(ksA, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(ksA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backend := sessionsOnRedis(t, srv.URL(), old, 5)
+	if _, err := assertion.NewSigner(ctx, tagged.Wrap(backend, old, tagged.Options{}), old, "https://gatehouse.test", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The first run, interrupted once the signing key moved.
+	next, err := old.Successor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := rekeying.Keys{Old: old, New: next}
+	if err := rekey.Claim(ctx, backend, k); err != nil {
+		t.Fatal(err)
+	}
+	errStop := errors.New("interrupted")
+	_, err = rekey.Records(ctx, backend, k, rekey.Options{BatchOps: 1, Guard: func(ctx context.Context) error {
+		if raw, err := backend.Get(ctx, assertion.StoreKey); err == nil && !assertion.OpensWith(raw, old) {
+			return errStop
+		}
+		return nil
+	}})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("the first run: %v; want it interrupted after the signing key moved", err)
+	}
+	var out strings.Builder
+	err = runRekey(&out, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: dirB})
+	if err == nil || !strings.Contains(err.Error(), "another rekey is under way on this store") ||
+		!strings.Contains(err.Error(), "--resume") || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("a second machine's run mid-run = %v\n%s; want it refused for the first run's claim", err, out.String())
+	}
 }
