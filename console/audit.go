@@ -134,13 +134,44 @@ func auditRow(ev audit.Event) []string {
 
 // csvSafe defuses a field a spreadsheet would run as a formula (a client
 // chooses the path and the username it claims): a leading = + - @ tab or
-// carriage return gets a quote in front.
+// carriage return gets a quote in front, and so does one that starts a
+// cell within the field, after spaces or double quotes: behind a ';' (the list separator
+// of spreadsheets in locales whose decimal mark is a comma: they split a
+// comma-separated line at each ';', and a quoted field is one to them
+// only when its quote opens their cell), or behind a line break or tab
+// (a line break inside a quoted field ends the row there). Without it,
+// "x;=1+1;" as a username, or "/a;=1+1;" as a path, was a formula cell
+// in such a spreadsheet.
 func csvSafe(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
+	if !strings.ContainsAny(s, csvFormulaStart) {
+		return s
 	}
-	return s
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	cellStart := true // at s's start, or past a cell break and spaces
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if cellStart && strings.IndexByte(csvFormulaStart, c) >= 0 {
+			b.WriteByte('\'')
+		}
+		b.WriteByte(c)
+		switch {
+		case strings.IndexByte(csvCellBreaks, c) >= 0:
+			cellStart = true
+		case c != ' ' && c != '"':
+			cellStart = false
+		}
+	}
+	return b.String()
 }
+
+// csvFormulaStart are the characters a spreadsheet cell starts a formula
+// (or a DDE call) with; csvCellBreaks those after which a spreadsheet
+// may start a new cell inside one field of the export.
+const (
+	csvFormulaStart = "=+-@\t\r"
+	csvCellBreaks   = ";\t\r\n"
+)
 
 // auditPath is the audit log's page.
 const auditPath = Prefix + "audit"

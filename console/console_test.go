@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/csv"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -227,4 +228,47 @@ func TestSplitLists(t *testing.T) {
 	if splitList(" , ") == nil || splitTags("") == nil {
 		t.Error("an empty list is nil")
 	}
+}
+
+// TestCSVSafeDefusesCellsWithinAField: a spreadsheet whose list
+// separator is ';' (locales with a decimal comma) splits a line of the
+// export at every ';', and a line break inside a quoted field ends its
+// row: no cell it could start inside a field may start a formula either.
+func TestCSVSafeDefusesCellsWithinAField(t *testing.T) {
+	for in, want := range map[string]string{
+		"x;=1+1;":               "x;'=1+1;",
+		"/a;=cmd|' /C calc'!A0": "/a;'=cmd|' /C calc'!A0",
+		"/a\n=1+1":              "/a\n'=1+1",
+		"u; @SUM(1)":            "u; '@SUM(1)",
+		`x;"=1+1`:               `x;"'=1+1`,
+		"a;b=c":                 "a;b=c",
+		"a-b;c+d":               "a-b;c+d",
+		"unknown user":          "unknown user",
+	} {
+		if got := csvSafe(in); got != want {
+			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+	ev := audit.Event{Time: time.Unix(0, 0), Kind: "request", Outcome: "denied", Username: "x;=2+2;", RemoteIP: "127.0.0.1",
+		Method: "GET", Path: "/report;=HYPERLINK(A1);\n-1+1", Host: "h;+1", Reason: "unknown user"}
+	var buf strings.Builder
+	w := csv.NewWriter(&buf)
+	_ = w.Write(auditRow(ev))
+	w.Flush()
+	if cell := formulaCell(buf.String()); cell != "" {
+		t.Errorf("the row %q has a cell %q that starts a formula where ';' separates cells", buf.String(), cell)
+	}
+}
+
+// formulaCell returns the first cell of out, split as a spreadsheet
+// whose list separator is ';' may split it (at ';', tabs and line
+// breaks, whatever the quotes), that starts a formula after spaces and
+// quotes; "" when there is none.
+func formulaCell(out string) string {
+	for cell := range strings.FieldsFuncSeq(out, func(r rune) bool { return strings.ContainsRune(";\t\r\n", r) }) {
+		if rest := strings.TrimLeft(cell, ` "`); rest != "" && strings.ContainsRune("=+-@", rune(rest[0])) {
+			return cell
+		}
+	}
+	return ""
 }

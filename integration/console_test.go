@@ -494,6 +494,42 @@ func TestConsoleAuditCSVDefusesMethod(t *testing.T) {
 	}
 }
 
+// TestConsoleAuditCSVDefusesCellsAfterSemicolons: a username a client
+// chooses that holds ";=…;", and a path with a line break before "=",
+// are refused and audited; in the CSV
+// export no cell a spreadsheet splitting at ';' (the list separator
+// where the decimal mark is a comma) or at line breaks would see starts
+// a formula.
+func TestConsoleAuditCSVDefusesCellsAfterSemicolons(t *testing.T) {
+	parallel(t)
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	root := signIn(t, base, "root", totpNow(t, consoleUser(t, inst, "root", "admins")))
+	if res := harness.Curl(t, "-u", "x;=2+2;:pw", base+"/app/x"); res.Status != 401 {
+		t.Fatalf("the request with a username of ';=': %d", res.Status)
+	}
+	if res := harness.Curl(t, base+"/app/r%0A=1+1;x"); res.Status != 401 {
+		t.Fatalf("the request with a path of a line break and '=': %d", res.Status)
+	}
+	var export harness.CurlResult
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		export = root.do(base + console.Prefix + "audit?format=csv")
+		if export.Status == 200 && strings.Contains(export.Body, "2+2") && strings.Contains(export.Body, "1+1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if export.Status != 200 || !strings.Contains(export.Body, "x;'=2+2;") || !strings.Contains(export.Body, "/app/r\n'=1+1;x") {
+		t.Fatalf("CSV export without the two refusals, defused: %d\n%s", export.Status, export.Body)
+	}
+	for cell := range strings.FieldsFuncSeq(export.Body, func(r rune) bool { return strings.ContainsRune(";\t\r\n", r) }) {
+		if rest := strings.TrimLeft(cell, ` "`); rest != "" && strings.ContainsRune("=+-@", rune(rest[0])) {
+			t.Errorf("a cell split at ';' starts a formula: %q\n%s", cell, export.Body)
+		}
+	}
+}
+
 // TestConsoleAdminCannotDeleteOwnAccount: the users page refuses to
 // delete the signed-in administrator's own account under any spelling of
 // its name ("ROOT" is root); another account is deleted.
