@@ -79,3 +79,26 @@ func TestConsoleCSRFTokenIsBoundToTheConsoleCookie(t *testing.T) {
 		t.Fatalf("a form beside another console cookie: %d, role created %v; want 403, nothing changed\n%s", w.Code, err == nil, w.Body)
 	}
 }
+
+// TestConsoleFormGoesThroughBesideAPlantedCookie: a browser holding a
+// console cookie a sibling subdomain planted (Domain=<parent>, a more
+// specific path, so it is sent first) beside its own still gets its
+// forms carried out: the token is checked against each console cookie
+// the browser sends, and binds to its own.
+func TestConsoleFormGoesThroughBesideAPlantedCookie(t *testing.T) {
+	e, b := newBrowser(t)
+	planted := b.c.strictValue("another session's token, 43 characters long")
+	form := url.Values{"action": {"save"}, "name": {"beside"}, "rules": {"GET /x/*"}, "confirm": {"root tulip harbour"}, "nonce": {nonce()}}
+	form.Set("csrf", b.c.csrf(b.v, b.strict))
+	r := httptest.NewRequest(http.MethodPost, "https://gh.test"+Prefix+"roles", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Origin", "https://gh.test")
+	r.AddCookie(&http.Cookie{Name: session.CookieName, Value: b.v.token})
+	r.AddCookie(&http.Cookie{Name: CookieName, Value: planted})
+	r.AddCookie(&http.Cookie{Name: CookieName, Value: b.strict})
+	w := httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	if _, err := e.Accounts.Role(context.Background(), "beside"); w.Code != http.StatusOK || err != nil {
+		t.Fatalf("a form with its console cookie behind a planted one: %d, role %v; want it saved\n%s", w.Code, err, w.Body)
+	}
+}

@@ -530,6 +530,68 @@ func TestConsoleAuditCSVDefusesCellsAfterSemicolons(t *testing.T) {
 	}
 }
 
+// TestPlantedCookiesBlockNeitherSignInNorConsoleForms: a sibling
+// subdomain can give a browser cookies named like the portal's and the
+// console's (Domain=<parent>, a more specific path: the browser sends
+// them first); the __Secure- prefix does not stop it. Sign-in and a
+// console form still go through with the browser's own cookies beside
+// them (before, every form was "expired" or "refused").
+func TestPlantedCookiesBlockNeitherSignInNorConsoleForms(t *testing.T) {
+	parallel(t)
+	inst := startConsole(t)
+	base := inst.HTTPSURL()
+	secret := consoleUser(t, inst, "root", "admins")
+	inst.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "bob", "roles": []string{"staff"}})
+	const login, consoleCookie = "__Secure-gatehouse_login", "__Secure-gatehouse_console"
+	planted := login + "=" + strings.Repeat("A", 43) + "; " + consoleCookie + "=" + strings.Repeat("B", 43)
+	// send sends the planted cookies first, then the browser's own.
+	send := func(own string, args ...string) harness.CurlResult {
+		t.Helper()
+		cookie := planted
+		if own != "" {
+			cookie += "; " + own
+		}
+		return harness.Curl(t, append([]string{"-H", "Cookie: " + cookie, "-H", "Origin: " + base}, args...)...)
+	}
+	setCookie := func(res harness.CurlResult, name string) string {
+		t.Helper()
+		for _, line := range res.Headers.Values("Set-Cookie") {
+			if v, ok := strings.CutPrefix(line, name+"="); ok {
+				return name + "=" + strings.SplitN(v, ";", 2)[0]
+			}
+		}
+		t.Fatalf("no %s set: %v", name, res.Headers.Values("Set-Cookie"))
+		return ""
+	}
+	csrf := func(res harness.CurlResult) string {
+		t.Helper()
+		m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(res.Body)
+		if m == nil {
+			t.Fatalf("no CSRF token: %d %s", res.Status, res.Body)
+		}
+		return m[1]
+	}
+	page := send("", base+"/gatehouse/login")
+	code := send("", "-d", url.Values{"csrf": {csrf(page)}, "step": {"password"}, "username": {"root"}, "password": {tfPassword}}.Encode(), base+"/gatehouse/login")
+	pending := setCookie(code, login)
+	res := send(pending, "-d", url.Values{"csrf": {csrf(code)}, "step": {"code"}, "code": {totpNow(t, secret)}}.Encode(), base+"/gatehouse/login")
+	if res.Status != 303 {
+		t.Fatalf("the code beside a planted pre-session cookie: %d %s", res.Status, res.Body)
+	}
+	sess := setCookie(res, "__Host-gatehouse_session")
+	users := send(sess, base+console.Prefix+"users?username=bob")
+	own := sess + "; " + setCookie(users, consoleCookie)
+	res = send(own, "-d", url.Values{"csrf": {csrf(users)}, "nonce": {formNonce()}, "action": {"status"}, "username": {"bob"}, "status": {"blocked"}}.Encode(),
+		base+console.Prefix+"users?username=bob")
+	if res.Status != 200 {
+		t.Fatalf("a console form beside a planted console cookie: %d %s", res.Status, res.Body)
+	}
+	var bob struct{ Status string }
+	if inst.AdminJSON(t, "GET", "/gatehouse/users/bob", nil, &bob); bob.Status != "blocked" {
+		t.Fatalf("bob after the console's block: %q", bob.Status)
+	}
+}
+
 // TestConsoleAdminCannotDeleteOwnAccount: the users page refuses to
 // delete the signed-in administrator's own account under any spelling of
 // its name ("ROOT" is root); another account is deleted.

@@ -61,14 +61,14 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 		p.message(w, http.StatusBadRequest, "Sign in", "The form could not be read: "+err.Error()+".")
 		return "", f
 	}
-	ck, cookieErr := r.Cookie(CookieName)
+	token, sent := p.formToken(r, f.CSRF)
 	reason := ""
 	switch {
 	case !guard.SameOrigin(r):
 		reason = "the form was posted from another site"
-	case cookieErr != nil || len(ck.Value) != tokenLength:
+	case !sent:
 		reason = "the browser sent no pre-session cookie"
-	case subtle.ConstantTimeCompare([]byte(f.CSRF), []byte(p.csrf(ck.Value))) != 1:
+	case token == "":
 		reason = "the CSRF token does not match the pre-session cookie"
 	}
 	if reason != "" {
@@ -76,5 +76,28 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 		p.message(w, http.StatusForbidden, "Sign in", msgCSRF)
 		return "", f
 	}
-	return ck.Value, f
+	return token, f
+}
+
+// formToken returns the pre-session token among the cookies named
+// CookieName that r carries whose CSRF token is csrf ("" when none is),
+// and whether r carries one of a token's length at all. A browser sends
+// every cookie of that name it holds, and a sibling subdomain can give it
+// one of its own (Domain=<parent>, a path more specific than ours, so it
+// comes first): the __Secure- prefix does not stop that, as __Host- would.
+// Reading the first alone, such a cookie made every form of this browser
+// answer "This form has expired" for as long as the planted cookie lived.
+// Its value does not help its planter: a form is still taken only with
+// the token of a cookie it came with, from this origin (guard.SameOrigin).
+func (p *Portal) formToken(r *http.Request, csrf string) (token string, sent bool) {
+	for _, ck := range r.CookiesNamed(CookieName) {
+		if len(ck.Value) != tokenLength {
+			continue
+		}
+		sent = true
+		if subtle.ConstantTimeCompare([]byte(csrf), []byte(p.csrf(ck.Value))) == 1 {
+			return ck.Value, true
+		}
+	}
+	return "", sent
 }

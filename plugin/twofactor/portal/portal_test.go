@@ -539,3 +539,98 @@ func TestResendKeepsThePendingLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlantedPreSessionCookieDoesNotBlockSignIn: a sibling subdomain can
+// give the browser a pre-session cookie of its own (Domain=<parent>, a
+// more specific path), which the browser then sends first beside the
+// portal's. Sign-in still goes through with the portal's cookie and its
+// CSRF token; the planted value's token is refused with this browser's
+// cookie as before.
+func TestPlantedPreSessionCookieDoesNotBlockSignIn(t *testing.T) {
+	h := newHarness(t)
+	u := h.user("erin", "+421900000005")
+	if err := h.svc.EnrolSMS(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	planted := strings.Repeat("A", tokenLength)
+	client := h.srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	// send makes a request with the planted cookie first, then the
+	// portal's own (own), and returns the answer, its body, and the
+	// pre-session cookie the answer sets ("": none).
+	send := func(method, own string, form url.Values) (*http.Response, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, h.srv.URL+"/gatehouse/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", h.srv.URL)
+		cookie := CookieName + "=" + planted
+		if own != "" {
+			cookie += "; " + CookieName + "=" + own
+		}
+		req.Header.Set("Cookie", cookie)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		set := ""
+		for _, c := range resp.Cookies() {
+			if c.Name == CookieName {
+				set = c.Value
+			}
+		}
+		return resp, string(body), set
+	}
+	csrfOf := func(body string) string {
+		t.Helper()
+		m := csrfField.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no CSRF token in %s", body)
+		}
+		return m[1]
+	}
+	// The portal's own cookie, as a first visit sets it.
+	own := h.browser()
+	own.get("/gatehouse/login")
+	var token string
+	for _, c := range own.client.Jar.Cookies(mustURL(t, h.srv.URL+"/gatehouse/login")) {
+		if c.Name == CookieName {
+			token = c.Value
+		}
+	}
+	if token == "" {
+		t.Fatal("the login page set no pre-session cookie")
+	}
+	// The planter knows its value's token (a page drawn with that cookie
+	// shows it): with the browser's cookie alone, it is refused.
+	_, body, _ := send("GET", "", nil)
+	if resp, _ := own.post("/gatehouse/login", url.Values{"csrf": {csrfOf(body)}, "step": {"password"}, "username": {"erin"}, "password": {password}},
+		"Origin", h.srv.URL); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the planted value's token with the browser's own cookie: %d", resp.StatusCode)
+	}
+	resp, body, next := send("POST", token, url.Values{"csrf": {own.csrf}, "step": {"password"}, "username": {"erin"}, "password": {password}})
+	if resp.StatusCode != 200 || !strings.Contains(body, `id="code"`) || next == "" || next == token || next == planted {
+		t.Fatalf("password step beside a planted cookie: %d, new token %q\n%s", resp.StatusCode, next, body)
+	}
+	resp, body, _ = send("POST", next, url.Values{"csrf": {csrfOf(body)}, "step": {"code"}, "code": {h.sent.LastCode(t)}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("code step beside a planted cookie: %d\n%s", resp.StatusCode, body)
+	}
+	signedIn := false
+	for _, c := range resp.Cookies() {
+		signedIn = signedIn || (c.Name == session.CookieName && c.Value != "")
+	}
+	if !signedIn {
+		t.Fatal("no session cookie after the code")
+	}
+}
+
+func mustURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
