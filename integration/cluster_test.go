@@ -728,3 +728,54 @@ func TestClusterSigningKeyConvergesAfterRedisLostItsData(t *testing.T) {
 		return ""
 	})
 }
+
+// TestClusterSignOutEndsSessionOnEveryMember: a portal session used on
+// both members of a Redis cluster, signed out on A, is refused on B
+// (whose cache held it) within the coherence bound.
+func TestClusterSignOutEndsSessionOnEveryMember(t *testing.T) {
+	parallel(t)
+	harness.RequireTool(t, "oathtool")
+	a, b, _ := startCluster(t)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "dora", "roles": []string{"reader"}, "password": tfPassword})
+	secret := enrolApp(t, a, "dora")
+	c := signIn(t, a.HTTPSURL(), "dora", oathtool(t, "--totp", "-b", secret))
+	cookie := "__Host-gatehouse_session=" + sessionCookie(t, c)
+	onB := func() harness.CurlResult { return harness.Curl(t, "-b", cookie, b.HTTPSURL()+"/api/items") }
+	if res := onB(); res.Status != 200 {
+		t.Fatalf("A's portal session on B: %d %s", res.Status, res.Body)
+	}
+	if res := c.do("-H", "Origin: "+a.HTTPSURL(), a.HTTPSURL()+"/gatehouse/logout"); res.Status != 204 {
+		t.Fatalf("sign-out on A: %d %s", res.Status, res.Body)
+	}
+	took := within(t, "B refuses the session signed out on A", func() string { return status(onB(), 401) })
+	t.Logf("sign-out on A refused by B after %v", took)
+}
+
+// TestClusterConsoleRefusesAdminDemotedOnAnotherMember: an administrator
+// signed in on A, viewing the console on B, is refused there once A's
+// admin API takes the admin role away, and once A blocks the account.
+func TestClusterConsoleRefusesAdminDemotedOnAnotherMember(t *testing.T) {
+	parallel(t)
+	harness.RequireTool(t, "oathtool")
+	a, b, _ := startCluster(t)
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "erin", "roles": []string{"admins"}, "password": tfPassword})
+	a.MustAdmin(t, 201, "POST", "/gatehouse/users", map[string]any{"username": "other", "roles": []string{"admins"}, "password": tfPassword})
+	secret := enrolApp(t, a, "erin")
+	c := signIn(t, a.HTTPSURL(), "erin", oathtool(t, "--totp", "-b", secret))
+	cookie := "__Host-gatehouse_session=" + sessionCookie(t, c)
+	pageOnB := func() harness.CurlResult {
+		return harness.Curl(t, "-b", cookie, b.HTTPSURL()+"/gatehouse/console/users")
+	}
+	if res := pageOnB(); res.Status != 200 {
+		t.Fatalf("console on B: %d", res.Status)
+	}
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":false,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	took := within(t, "B's console refuses the role no longer admin on A", func() string { return status(pageOnB(), 403) })
+	t.Logf("role demoted on A refused by B's console after %v", took)
+	a.MustAdmin(t, 200, "PUT", "/gatehouse/roles/admins", `{"admin":true,"rules":[{"methods":["*"],"paths":["*"]}]}`)
+	within(t, "B's console serves the role made admin again", func() string { return status(pageOnB(), 200) })
+	a.MustAdmin(t, 200, "PATCH", "/gatehouse/users/erin", `{"roles":["reader"]}`)
+	took = within(t, "B's console refuses erin demoted on A", func() string { return status(pageOnB(), 403) })
+	t.Logf("user demoted on A refused by B's console after %v", took)
+}
