@@ -35,8 +35,9 @@ func (p *Portal) enrol(w http.ResponseWriter, r *http.Request) {
 		// The link's token is in this page's address: requests the page
 		// makes on the same site (a favicon, a link to the application)
 		// send the origin alone as their Referer, so the token never
-		// reaches an upstream's logs.
-		p.render(w, http.StatusOK, page{Title: title, Step: "enrol-confirm", CSRF: p.csrf(token), Token: t, Username: username, referrer: "origin"})
+		// reaches an upstream's logs. The page's <meta name="referrer">
+		// says so too: browsers apply it over the header.
+		p.render(w, http.StatusOK, page{Title: title, Step: "enrol-confirm", CSRF: p.csrf(token), Token: t, Username: username, Referrer: "origin"})
 	case http.MethodPost:
 		token, f := p.readForm(w, r)
 		if token == "" {

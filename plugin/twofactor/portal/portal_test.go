@@ -337,6 +337,11 @@ func TestEnrolmentPage(t *testing.T) {
 	if rp := resp.Header.Get("Referrer-Policy"); rp != "origin" { // the token is in its address
 		t.Fatalf("the confirm page's Referrer-Policy: %q; want origin", rp)
 	}
+	// Browsers apply the page's <meta name="referrer"> over the header: it
+	// must not send the address, token and all, to the site's own pages.
+	if meta := regexp.MustCompile(`<meta name="referrer" content="([^"]*)">`).FindAllStringSubmatch(body, -1); len(meta) != 1 || meta[0][1] != "origin" {
+		t.Fatalf("the confirm page's referrer meta: %q; want one, origin", meta)
+	}
 	resp, body = b.post("/gatehouse/enrol", url.Values{"t": {token}})
 	if resp.StatusCode != 200 || !strings.Contains(body, en.Secret) || !strings.Contains(body, `src="data:image/png;base64,`) ||
 		!strings.Contains(body, "otpauth://totp/Gatehouse:fay?") {

@@ -51,14 +51,19 @@ type page struct {
 	Token, Secret, URI         string
 	QR                         template.URL
 	CSS                        template.CSS
-	// referrer is the page's Referrer-Policy when not same-origin.
-	referrer string
+	// Referrer is the page's referrer policy, sent as the
+	// Referrer-Policy header and in the page's own <meta name="referrer">
+	// (which browsers apply over the header): same-origin when empty.
+	Referrer string
 }
 
 func (p *Portal) render(w http.ResponseWriter, status int, pg page) {
 	pg.CSS = css
 	if pg.Title == "" {
 		pg.Title = "Sign in"
+	}
+	if pg.Referrer == "" {
+		pg.Referrer = "same-origin" // "no-referrer" would make browsers send "Origin: null" on our own forms
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, pg); err != nil {
@@ -72,10 +77,7 @@ func (p *Portal) render(w http.ResponseWriter, status int, pg page) {
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if pg.referrer == "" {
-		pg.referrer = "same-origin" // "no-referrer" would make browsers send "Origin: null" on our own forms
-	}
-	h.Set("Referrer-Policy", pg.referrer)
+	h.Set("Referrer-Policy", pg.Referrer)
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
