@@ -201,6 +201,16 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 		engine.WriteJSONError(w, http.StatusForbidden, "forbidden", "sign out from this site's own pages")
 		return
 	}
+	if speculative(r) {
+		// Not yet the user's: the browser loads the page ahead of a
+		// navigation that may never come (a prerender while the address
+		// "/gatehouse/lo…" is being typed, a link prefetched on hover).
+		// A response other than 2xx makes it drop the load; the
+		// navigation, if it comes, asks again.
+		w.Header().Set("Cache-Control", "no-store")
+		engine.WriteJSONError(w, http.StatusServiceUnavailable, "speculative", "a prefetch or prerender does not sign out; open the page to sign out")
+		return
+	}
 	ck, err := r.Cookie(session.CookieName)
 	if err == nil && !guard.ShowsOrigin(r) && !logoutConfirmed(w, r, ck.Value) {
 		confirmLogout(w, r, ck.Value)
@@ -232,4 +242,19 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// speculative reports whether r is a browser's load ahead of a navigation
+// (a prefetch or a prerender), not the navigation itself: Sec-Purpose
+// (Chrome, Firefox since 115), Purpose or X-Moz (earlier Firefox) naming
+// prefetch.
+func speculative(r *http.Request) bool {
+	for _, name := range []string{"Sec-Purpose", "Purpose", "X-Moz"} {
+		for _, v := range r.Header.Values(name) {
+			if strings.Contains(strings.ToLower(v), "prefetch") {
+				return true
+			}
+		}
+	}
+	return false
 }

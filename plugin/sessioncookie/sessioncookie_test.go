@@ -216,3 +216,42 @@ func TestLogoutWhileTheStoreRefusesWritesClearsTheCookie(t *testing.T) {
 		t.Fatalf("sign-out with writes refused: cookies %v; want %s cleared", w.Result().Cookies(), session.CookieName)
 	}
 }
+
+// TestLogoutIgnoresPrefetchAndPrerender: a browser's load of the sign-out
+// page ahead of a navigation (Chrome prerenders an address while it is
+// being typed, and prefetches links; Firefox prefetches <link
+// rel=prefetch>) does not end the session, and gets no 2xx, so that the
+// browser drops it; the navigation itself does.
+func TestLogoutIgnoresPrefetchAndPrerender(t *testing.T) {
+	e := enginetest.New(t, engine.Config{}, nil)
+	c := New(e, nil)
+	ctx := context.Background()
+	token, err := e.Sessions.Create(ctx, session.Session{Username: "alice", UserID: "u1", Origin: session.OriginLogin, SecondFactor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logout := func(header ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", LogoutPath, nil)
+		r.AddCookie(&http.Cookie{Name: session.CookieName, Value: token})
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		r.Header.Set("Accept", "text/html")
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		w := httptest.NewRecorder()
+		c.logout(w, r)
+		return w
+	}
+	for _, h := range [][]string{{"Sec-Purpose", "prefetch;prerender"}, {"Sec-Purpose", "prefetch"}, {"Purpose", "prefetch"}, {"X-Moz", "prefetch"}} {
+		w := logout(h...)
+		if _, err := e.Sessions.Lookup(ctx, token); err != nil || w.Code < 300 || strings.Contains(w.Header().Get("Set-Cookie"), session.CookieName) {
+			t.Fatalf("%s: %s: status %d, Set-Cookie %q, session %v; want it alive and no 2xx", h[0], h[1], w.Code, w.Header().Get("Set-Cookie"), err)
+		}
+	}
+	if w := logout(); w.Code != http.StatusNoContent && w.Code != http.StatusSeeOther {
+		t.Fatalf("the navigation: %d", w.Code)
+	}
+	if _, err := e.Sessions.Lookup(ctx, token); err == nil {
+		t.Fatal("the navigation did not end the session")
+	}
+}
