@@ -69,7 +69,8 @@ func TestRequestGuardRefusalsThroughTheBinary(t *testing.T) {
 
 // TestLogoutRefusesOtherOrigins: a logout naming another origin in Origin
 // or Referer, or Origin: null, leaves the session alone (browsers without
-// fetch metadata); the site's own page ends it.
+// fetch metadata), and so does a browser's prefetch or prerender of it;
+// the site's own page ends it.
 func TestLogoutRefusesOtherOrigins(t *testing.T) {
 	parallel(t)
 	ti := startTwoFactor(t, harness.Options{})
@@ -95,6 +96,17 @@ func TestLogoutRefusesOtherOrigins(t *testing.T) {
 	}
 	if res := c.do(ti.HTTPSURL() + "/app/report"); res.Status != 200 {
 		t.Fatalf("the confirmation page ended the session: %d", res.Status)
+	}
+	// A browser's prerender (an address being typed) or prefetch of the
+	// sign-out, from the site's own origin, ends nothing.
+	for _, h := range []string{"Sec-Purpose: prefetch;prerender", "Sec-Purpose: prefetch"} {
+		res := c.do("-H", "Accept: text/html", "-H", "Sec-Fetch-Site: same-origin", "-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: document", "-H", h, logout)
+		if res.Status != 503 {
+			t.Errorf("logout with %s: %d; want 503", h, res.Status)
+		}
+		if res := c.do(ti.HTTPSURL() + "/app/report"); res.Status != 200 {
+			t.Fatalf("after a logout with %s the session is gone: %d", h, res.Status)
+		}
 	}
 	if res := c.do("-X", "POST", "-H", "Origin: "+ti.HTTPSURL(), logout); res.Status != 204 {
 		t.Fatalf("logout from the site: %d %s", res.Status, res.Body)
