@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
@@ -26,6 +27,19 @@ func TestRefusalCodes(t *testing.T) {
 		if status, code := failure.Status(c.refusal), refusalCode(c.refusal); status != c.status || code != c.code {
 			t.Errorf("%v: %d %q, want %d %q", c.refusal, status, code, c.status, c.code)
 		}
+	}
+}
+
+// TestJSONErrorsAreNeitherCachedNorSniffed: an error answer is JSON for
+// what it says it is, never stored by a cache, and never taken for
+// another type by a browser (its message may quote what a client sent).
+func TestJSONErrorsAreNeitherCachedNorSniffed(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteJSONError(rec, http.StatusBadRequest, "bad_request", `username "<script>" is not allowed`)
+	h := rec.Result().Header
+	if rec.Code != http.StatusBadRequest || h.Get("Content-Type") != "application/json" || h.Get("Cache-Control") != "no-store" ||
+		h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("%d %v", rec.Code, h)
 	}
 }
 

@@ -490,10 +490,13 @@ func refusalCode(r *identity.Refusal) string {
 	}
 }
 
-// WriteJSONError writes the data plane's refusal body {"error","message"}.
+// WriteJSONError writes the data plane's refusal body {"error","message"},
+// neither cached (no-store) nor sniffed as another type (nosniff): its
+// message may quote what a client sent.
 func WriteJSONError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(struct { // the status is sent; a client gone mid-body has nobody to tell
 		Error   string `json:"error"`
