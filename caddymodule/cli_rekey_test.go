@@ -164,28 +164,16 @@ func TestRekeyStopsWhenAnInstanceStartsMidRun(t *testing.T) {
 func TestRekeyRefusesASecondRunTowardsAnotherKeystore(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	ksA, ksB := filepath.Join(dirA, "keystore.key"), filepath.Join(dirB, "keystore.key")
-	old, err := keystore.Open(ksA, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(ksA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ksA, ksB, old := twoMachinesKeystore(t)
 	backend := sessionsOnRedis(t, srv.URL(), old, 20)
 
 	// B starts once A has written its new keystore, before A moves a record.
 	var errB error
 	var outB onLine
 	outA := &onLine{marker: "new keystore written", fn: func() {
-		errB = runRekey(&outB, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: dirB})
+		errB = runRekey(&outB, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: filepath.Dir(ksB)})
 	}}
-	if err := runRekey(outA, rekeyOptions{store: srv.URL(), keystorePath: ksA, dataDir: dirA}); err != nil {
+	if err := runRekey(outA, rekeyOptions{store: srv.URL(), keystorePath: ksA, dataDir: filepath.Dir(ksA)}); err != nil {
 		t.Fatalf("the first run: %v\n%s", err, outA.text.String())
 	}
 	if errB == nil || !strings.Contains(errB.Error(), "another rekey is under way on this store") ||
@@ -272,19 +260,7 @@ func TestRekeyRefusesASecondRunOnThisMachine(t *testing.T) {
 func TestRekeyOnAnotherMachineMidRunNamesTheClaim(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	ksA, ksB := filepath.Join(dirA, "keystore.key"), filepath.Join(dirB, "keystore.key")
-	old, err := keystore.Open(ksA, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(ksA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, ksB, old := twoMachinesKeystore(t)
 	backend := sessionsOnRedis(t, srv.URL(), old, 5)
 	if _, err := assertion.NewSigner(ctx, tagged.Wrap(backend, old, tagged.Options{}), old, "https://gatehouse.test", time.Minute); err != nil {
 		t.Fatal(err)
@@ -309,9 +285,29 @@ func TestRekeyOnAnotherMachineMidRunNamesTheClaim(t *testing.T) {
 		t.Fatalf("the first run: %v; want it interrupted after the signing key moved", err)
 	}
 	var out strings.Builder
-	err = runRekey(&out, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: dirB})
+	err = runRekey(&out, rekeyOptions{store: srv.URL(), keystorePath: ksB, dataDir: filepath.Dir(ksB)})
 	if err == nil || !strings.Contains(err.Error(), "another rekey is under way on this store") ||
 		!strings.Contains(err.Error(), "--resume") || !strings.Contains(err.Error(), "nothing changed") {
 		t.Fatalf("a second machine's run mid-run = %v\n%s; want it refused for the first run's claim", err, out.String())
 	}
+}
+
+// twoMachinesKeystore makes a keystore and a copy of it, as two machines
+// of a cluster hold it, in directories of their own: their paths, and
+// the keystore opened.
+func twoMachinesKeystore(t *testing.T) (ksA, ksB string, ks *keystore.Keystore) {
+	t.Helper()
+	ksA, ksB = filepath.Join(t.TempDir(), "keystore.key"), filepath.Join(t.TempDir(), "keystore.key")
+	ks, err := keystore.Open(ksA, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(ksA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ksB, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ksA, ksB, ks
 }
