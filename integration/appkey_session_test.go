@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,7 +54,8 @@ func TestAppKeySessionKeepsTheKeysAllowlist(t *testing.T) {
 // bound).
 func TestAppKeySessionsWithACookieJarAndWithout(t *testing.T) {
 	parallel(t)
-	inst := startAppKeys(t, nil)
+	// The upstream marks its answers cacheable by anyone.
+	inst := startAppKeys(t, map[string]any{"cacheable": "public, max-age=600"})
 	k := createKey(t, inst, `{"name":"k1","username":"sensor"}`)
 	url := inst.HTTPSURL() + "/api/x?x-thingworx-session=true"
 	jar := t.TempDir() + "/jar"
@@ -78,6 +80,11 @@ func TestAppKeySessionsWithACookieJarAndWithout(t *testing.T) {
 		}
 		if set := res.Headers.Get("Set-Cookie"); (i == 0) != (set != "") {
 			t.Fatalf("request %d: Set-Cookie %q; want a cookie on the first request alone", i+1, set)
+		}
+		// The answer that carries a session cookie is stored by no cache,
+		// whatever the upstream says; the others keep the upstream's word.
+		if cc := res.Headers.Values("Cache-Control"); slices.Contains(cc, "no-store") != (i == 0) || !slices.Contains(cc, "public, max-age=600") {
+			t.Fatalf("request %d: Cache-Control %q; want no-store beside the upstream's on the answer with the cookie alone", i+1, cc)
 		}
 	}
 	if got := sessions(); len(got) != 1 || got[0].AppKey != "k1" {

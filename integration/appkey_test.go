@@ -39,7 +39,9 @@ https://localhost:{{.HTTPSPort}} {
 	gatehouse {
 		accept app_key session
 	}
-	reverse_proxy 127.0.0.1:{{.UpstreamPort}}
+	reverse_proxy 127.0.0.1:{{.UpstreamPort}} {
+		{{with .Extra.cacheable}}header_down Cache-Control "{{.}}"{{end}}
+	}
 }
 http://:{{.HTTPPort}} {
 	bind 127.0.0.1 [::1]

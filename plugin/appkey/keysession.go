@@ -167,6 +167,13 @@ func (s *Service) openSession(w http.ResponseWriter, r *http.Request, id *identi
 		return err
 	}
 	http.SetCookie(w, s.engine.Sessions.Cookie(token))
+	// The cookie rides on the upstream's response, which the upstream may
+	// mark cacheable: a shared cache in front of Caddy (which an appKey
+	// header, unlike Authorization, does not keep from storing it) would
+	// hand this session to every client it answers from there. The
+	// reverse proxy adds the upstream's Cache-Control beside this one, and
+	// no-store prevails over whatever it says.
+	w.Header().Add("Cache-Control", "no-store")
 	ev := keyEvent(&record{Name: e.name(), Username: e.username()}, "session opened with the key")
 	ev.Summarise = audit.SummariseAlways // a client may ask with every request: summarised in a flood
 	s.engine.RecordRequest(r, ev)
