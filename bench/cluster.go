@@ -298,7 +298,7 @@ func (c *clusterBench) startCluster() error {
 	for i := range clusterMasters {
 		name := fmt.Sprintf("node%d", i)
 		port := freePort()
-		for tries := 1; !testport.Listenable(port + 10000); tries++ {
+		for tries := 1; !testport.Reserve(port + 10000); tries++ {
 			if tries == 100 {
 				return errors.New("no free port with a free cluster bus port 10000 above it")
 			}

@@ -39,3 +39,35 @@ func TestPickAvoidsTheOutgoingRange(t *testing.T) {
 		}
 	}
 }
+
+// TestReserveAndPickNeverShareAPort: a port Pick handed out cannot be
+// reserved, and a reserved port is never handed out by Pick (a Redis
+// Cluster node's bus port, reserved by redistest, was free to be handed
+// to a test running beside it).
+func TestReserveAndPickNeverShareAPort(t *testing.T) {
+	picked := Free(t)
+	if Reserve(picked) {
+		t.Fatalf("port %d, handed out by Pick, was reserved", picked)
+	}
+	var reserved []int
+	for port := firstPort; port < 65536 && len(reserved) < 200; port += 7 {
+		if Reserve(port) {
+			reserved = append(reserved, port)
+		}
+	}
+	if len(reserved) == 0 {
+		t.Skip("no port could be reserved")
+	}
+	if Reserve(reserved[0]) {
+		t.Fatalf("port %d reserved twice", reserved[0])
+	}
+	taken := map[int]bool{}
+	for _, port := range reserved {
+		taken[port] = true
+	}
+	for range 2000 {
+		if port := Free(t); taken[port] {
+			t.Fatalf("Pick handed out %d, which was reserved", port)
+		}
+	}
+}

@@ -107,6 +107,23 @@ var (
 	handedOut   = map[int]bool{}
 )
 
+// Reserve claims port for the caller as Pick would have handed it out:
+// it reports false when Pick (or Reserve) already handed it out, or it
+// cannot be listened on (Listenable); otherwise Pick never hands it out
+// from then on. A port chosen by rule (a Redis Cluster node's bus port,
+// 10000 above its client port) must be reserved, not only checked: a
+// test running in parallel could be handed it by Pick between the check
+// and the listen.
+func Reserve(port int) bool {
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	if handedOut[port] || !Listenable(port) {
+		return false
+	}
+	handedOut[port] = true
+	return true
+}
+
 // Listenable reports whether the loopback TCP port (at most 65535) can be
 // listened on at the moment: for a port chosen by rule, such as a Redis
 // Cluster node's bus port 10000 above its client port.

@@ -138,14 +138,15 @@ func requireCluster(t testing.TB) {
 }
 
 // startNode launches one empty redis-server in cluster mode on a port
-// whose cluster bus port, the port plus 10000, is free too. (A separate
+// whose cluster bus port, the port plus 10000, is free too (reserved in
+// testport, so that no test running beside it is handed that port). (A separate
 // cluster-port would spare the search, but with one set, Redis 7.0's
 // masters never granted a replica's failover their votes.) In a TLS
 // cluster its certificate is valid for names.
 func (c *Cluster) startNode(t testing.TB, names ...string) *Server {
 	t.Helper()
 	s := newServer(t)
-	for tries := 1; !testport.Listenable(s.port + busOffset); tries++ {
+	for tries := 1; !testport.Reserve(s.port + busOffset); tries++ {
 		if tries == 100 {
 			t.Fatal("redistest: no free port with a free cluster bus port 10000 above it")
 		}
