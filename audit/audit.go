@@ -230,8 +230,9 @@ type Log struct {
 	notSpilled uint64
 	// The audit log's size (trim.go): maxBytes is Settings.MaxBytes; size
 	// its bytes as last read and written since (Bytes); trimmed counts the
-	// events deleted past maxBytes. The writer's own: sizeReadBy is when
-	// it reads the size next; trimmedTo is how far a pass left no
+	// events deleted past maxBytes. sizeReadEvery is how often the writer
+	// reads the size (sizeReadInterval). The writer's own: sizeReadBy is
+	// when it reads the size next; trimmedTo is how far a pass left no
 	// trimmable event; trimFrom how far the pass under way did, in times
 	// not yet settled too (zero between passes); trimWidth the span of
 	// times a chunk deletes from (trimChunk); trimming says that a pass
@@ -242,6 +243,7 @@ type Log struct {
 	maxBytes       atomic.Int64
 	size           atomic.Int64
 	trimmed        atomic.Uint64
+	sizeReadEvery  time.Duration
 	sizeReadBy     time.Time
 	trimmedTo      time.Time
 	trimFrom       time.Time
@@ -325,6 +327,9 @@ type Options struct {
 	// it is queued, summarised or dropped (a metrics counter). It must not
 	// block.
 	OnRecord func(Event)
+	// sizeReadInterval, when set, replaces sizeReadInterval (the tests'
+	// 20 ms).
+	sizeReadInterval time.Duration
 }
 
 // New starts the writer goroutine; Close stops it after writing what is queued.
@@ -347,10 +352,13 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	if opts.SpillBytes <= 0 {
 		opts.SpillBytes = 64 << 20
 	}
+	if opts.sizeReadInterval <= 0 {
+		opts.sizeReadInterval = sizeReadInterval
+	}
 	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan flushed), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord,
-		trimWidth: trimStep}
+		trimWidth: trimStep, sizeReadEvery: opts.sizeReadInterval}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
 		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillKeepFree, opts.SpillTag)

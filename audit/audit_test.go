@@ -29,6 +29,7 @@ import (
 )
 
 func TestRecordQueryNewestFirstWithFilters(t *testing.T) {
+	parallel(t)
 	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +70,7 @@ func TestRecordQueryNewestFirstWithFilters(t *testing.T) {
 }
 
 func TestRefusalsAreNeverDroppedUnderLoad(t *testing.T) {
+	parallel(t)
 	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +113,7 @@ func TestRefusalsAreNeverDroppedUnderLoad(t *testing.T) {
 // refusals stays fast (the writer stops retrying while events queue up),
 // and every event still reaches the structured log.
 func TestDeadStoreNeverStallsRefusals(t *testing.T) {
+	// Serial: it bounds the time 5 000 refusals take against a dead store (3 s).
 	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +142,7 @@ func TestDeadStoreNeverStallsRefusals(t *testing.T) {
 // order, with the rest. Beyond the backlog the oldest are dropped (they
 // stay in the structured log).
 func TestEventsRefusedDuringAnOutageAreWrittenAfterIt(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	st, err := redis.Open(context.Background(), srv.URL(), redis.Options{Timeout: 200 * time.Millisecond})
 	if err != nil {
@@ -210,6 +214,7 @@ func (s *applyThenFail) Batch(ctx context.Context, ops []storage.Op) error {
 // TestAmbiguousFailuresDoNotDuplicateEvents: an event whose write was
 // applied but reported failed is written again under the same key.
 func TestAmbiguousFailuresDoNotDuplicateEvents(t *testing.T) {
+	parallel(t)
 	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +241,7 @@ func TestAmbiguousFailuresDoNotDuplicateEvents(t *testing.T) {
 // TestLongFieldsAreClipped: a client-controlled path of a megabyte is
 // stored as 1 KB of valid UTF-8, marked as cut.
 func TestLongFieldsAreClipped(t *testing.T) {
+	parallel(t)
 	l := badgerLog(t)
 	l.Record(Event{Kind: "request", Username: strings.Repeat("é", 2000), Path: "/" + strings.Repeat("a", 1<<20), Outcome: OutcomeDenied, Reason: "short"})
 	got, err := l.Query(context.Background(), Filter{})
@@ -259,6 +265,7 @@ func TestLongFieldsAreClipped(t *testing.T) {
 // its value; a key of Gatehouse's own format is hidden wherever it is:
 // path, Basic username or host.
 func TestPathParameterValuesAreHidden(t *testing.T) {
+	parallel(t)
 	l := badgerLog(t)
 	for path, want := range map[string]string{
 		"/api/items":                         "/api/items",
@@ -310,6 +317,7 @@ func TestPathParameterValuesAreHidden(t *testing.T) {
 // → \ufffd) must not exceed what one Badger transaction takes, or the
 // audit log would stop reaching the store.
 func TestEventsShapedToBloatJSONAreStillWritten(t *testing.T) {
+	parallel(t)
 	l := badgerLog(t)
 	method, path := strings.Repeat("&", 2000), "/"+strings.Repeat("\xff", 2000)
 	for range 256 {
@@ -356,6 +364,7 @@ func (s *slowStore) Batch(ctx context.Context, ops []storage.Op) error {
 // everything would take: neither the backlog an outage left nor the
 // events still queued. What was not written is counted in the log.
 func TestCloseDoesNotWaitOnASlowStore(t *testing.T) {
+	// Serial: it bounds how long Close takes (2 s).
 	const n = 20 // at 300 ms a write, 6 s in all
 	for _, after := range []string{"an outage", "a burst"} {
 		t.Run(after, func(t *testing.T) {
@@ -462,6 +471,7 @@ func copyFile(t *testing.T, from, to string) {
 // and a second one started on the same file (a crash before it was
 // emptied) adds no copy. The file is empty once the store holds them.
 func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
+	parallel(t)
 	st, _, _, spillPath := refusedWhileDown(t, 300)
 	// kill -9 now: the file is all that is left of the 300 events.
 	dir := filepath.Dir(spillPath)
@@ -504,6 +514,7 @@ func TestSpilledEventsSurviveACrashAndAreWrittenOnce(t *testing.T) {
 // memory only, counted in the error line, which names the directory;
 // with room again, batches are appended again.
 func TestSpillFileLeavesTheStoreItsRoom(t *testing.T) {
+	// Serial: it replaces spaceFree, which every Log's spill file reads.
 	const keep = 1 << 20
 	var free atomic.Uint64
 	free.Store(2 * keep)
@@ -558,6 +569,7 @@ func TestSpillFileLeavesTheStoreItsRoom(t *testing.T) {
 // dropped with a warning; the whole lines before it are written, and
 // appends after it start on a line of their own.
 func TestSpillFileCutShortByACrash(t *testing.T) {
+	parallel(t)
 	st, down, first, spillPath := refusedWhileDown(t, 3)
 	first.Close()
 	raw, err := os.ReadFile(spillPath)
@@ -588,6 +600,7 @@ func TestSpillFileCutShortByACrash(t *testing.T) {
 // addresses, what they did): it is created 0600, and one found readable
 // to others is made 0600 before anything is appended to it.
 func TestSpillFileIsPrivate(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	for name, before := range map[string]os.FileMode{"new": 0, "world-readable": 0o644} {
 		path := filepath.Join(dir, name+".jsonl")
@@ -617,6 +630,7 @@ func TestSpillFileIsPrivate(t *testing.T) {
 // verify (planted, or an untagged one) is not replayed; the writer's own
 // lines are.
 func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	if err := os.WriteFile(victim, []byte("not the writer's\n"), 0o644); err != nil {
@@ -684,6 +698,7 @@ func TestSpillFileRefusesALinkAndForgedLines(t *testing.T) {
 // TestEventsRecordedAfterCloseAreCounted: an event recorded after Close
 // cannot reach the store; an error line counts it.
 func TestEventsRecordedAfterCloseAreCounted(t *testing.T) {
+	parallel(t)
 	core, logs := observer.New(zap.InfoLevel)
 	l := New(badgerStore(t), zap.New(core), Options{})
 	l.Close()
@@ -710,6 +725,7 @@ func (acceptingStore) Incr(context.Context, string, int64, time.Duration) (int64
 // written (logged here) or, once the writer is gone, logged as late; never
 // lost without a trace. Each round races three recorders with Close.
 func TestRecordRacingCloseIsNeverLost(t *testing.T) {
+	parallel(t)
 	for round := range 1000 {
 		core, logs := observer.New(zap.InfoLevel)
 		l := New(acceptingStore{}, zap.New(core), Options{Settings: everyRefusal})
@@ -757,6 +773,7 @@ func (s *countingStore) Scan(ctx context.Context, prefix string, fn func(storage
 // read from there on: a page far back visits only the events it returns.
 // Outcome keeps that outcome's events.
 func TestQueryUntilAndOutcome(t *testing.T) {
+	parallel(t)
 	st := &countingStore{Store: badgerStore(t)}
 	l := New(st, zap.NewNop(), Options{Settings: everyRefusal})
 	t.Cleanup(l.Close)
@@ -839,6 +856,7 @@ func TestQueryUntilAndOutcome(t *testing.T) {
 // trace of it; and written once. An allowed request and a refusal wait
 // for the writer (which may drop the first and summarise the second).
 func TestChangesAreLoggedBeforeTheyAreStored(t *testing.T) {
+	parallel(t)
 	st, err := badger.Open(filepath.Join(t.TempDir(), "db"), badger.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -888,6 +906,7 @@ func (s *downStore) Batch(ctx context.Context, ops []storage.Op) error {
 // outage's first failure is logged at once, the later ones at most once a
 // minute, and the next outage's first at once again.
 func TestAnOutageIsLoggedOnceAMinute(t *testing.T) {
+	// Serial: it shortens storePause and lengthens failLineInterval, which every Log reads.
 	// The retries the test waits for come every 20 ms, not every second;
 	// and no second line comes from the interval passing while the test
 	// waits (a minute is near its deadlines), so that only the end of an

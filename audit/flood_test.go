@@ -47,6 +47,7 @@ func refusal(at time.Time, ip, username, path, reason string) Event {
 // stores it once. Every refusal is accounted for, and the structured log
 // mirrors what is stored.
 func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
+	parallel(t)
 	l, logs := floodLog(t, 100) // 10 a minute from one network
 	start := time.Now().UTC()
 	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) }
@@ -119,6 +120,7 @@ func TestAFloodOfRefusalsIsSummarised(t *testing.T) {
 // networks together; once the minute is over, the next refusal closes it
 // (its summaries are written) and a new one starts.
 func TestTheAllowanceIsSharedAndLastsAMinute(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 20) // 2 a minute from one network
 	start := time.Now().UTC()
 	for i := range 30 { // 30 networks, one refusal each, within a second
@@ -145,6 +147,7 @@ func TestTheAllowanceIsSharedAndLastsAMinute(t *testing.T) {
 // tiers have summaries for ends in one summary per kind, outcome and
 // credential kind.
 func TestSummariesAreBounded(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 10)
 	start := time.Now().UTC()
 	const networks = 2000
@@ -174,6 +177,7 @@ func TestSummariesAreBounded(t *testing.T) {
 // TestUnlimitedAndReconfiguredAllowance: a negative allowance stores every
 // refusal on its own; a reload's new allowance applies to the next ones.
 func TestUnlimitedAndReconfiguredAllowance(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, -1)
 	start := time.Now().UTC()
 	for i := range 300 {
@@ -194,6 +198,7 @@ func TestUnlimitedAndReconfiguredAllowance(t *testing.T) {
 // TestSummariesAreWrittenWhenTheMinuteEnds: with no further refusal, the
 // writer's tick writes a summary once its minute is over.
 func TestSummariesAreWrittenWhenTheMinuteEnds(t *testing.T) {
+	parallel(t)
 	core, logs := observer.New(zap.InfoLevel)
 	l := New(badgerStore(t), zap.New(core), Options{FlushInterval: 10 * time.Millisecond, Settings: Settings{RefusalsPerMinute: 10}})
 	t.Cleanup(l.Close)
@@ -216,6 +221,7 @@ func TestSummariesAreWrittenWhenTheMinuteEnds(t *testing.T) {
 // refusals keep its address); another client's refusals keep events of
 // their own.
 func TestOneNetworkCannotHideOthers(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 100)
 	start := time.Now().UTC()
 	fat := "/" + strings.Repeat("\x01", 1000) // six bytes of JSON each
@@ -256,6 +262,7 @@ func TestOneNetworkCannotHideOthers(t *testing.T) {
 // another client's refusal is counted by kind, outcome and credential
 // kind, and past those by kind and outcome, which never fill up.
 func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 10)
 	start := time.Now().UTC()
 	at := func(i int) time.Time { return start.Add(time.Duration(i) * time.Microsecond) }
@@ -297,6 +304,7 @@ func TestSummariesPastTheTiersKeepKindAndOutcome(t *testing.T) {
 // (a key created) never are; the console's refusals are summarised by
 // their kind, checked codes (kind 2fa) never.
 func TestProducersChooseWhatIsSummarised(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 20) // 2 a minute from one network
 	now := time.Now().UTC()
 	for range 20 {
@@ -332,6 +340,7 @@ func TestProducersChooseWhatIsSummarised(t *testing.T) {
 // closes answers once the writer has written what it holds, the
 // summaries too: every refusal recorded before is accounted for.
 func TestQueryDuringCloseWaitsForTheWriter(t *testing.T) {
+	parallel(t)
 	for round := range 5 {
 		l, _ := floodLog(t, 10)
 		now := time.Now().UTC()
@@ -357,6 +366,7 @@ func sum(events []Event) int {
 // TestOutcomesAreSummarisedApart: a denied request and a failed sign-in
 // from the same network are never counted in one summary.
 func TestOutcomesAreSummarisedApart(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 1)
 	now := time.Now().UTC()
 	l.Record(refusal(now, "192.0.2.1", "", "/", "first"))
@@ -380,6 +390,7 @@ func TestOutcomesAreSummarisedApart(t *testing.T) {
 // cannot make the store take more; characters HTML would escape are
 // stored as they are, and a summary's fields are cut short.
 func TestLargeRefusalsGetFewerEventsOfTheirOwn(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 100)
 	start := time.Now().UTC()
 	path := "/" + strings.Repeat("<", 1000)
@@ -415,6 +426,7 @@ func TestLargeRefusalsGetFewerEventsOfTheirOwn(t *testing.T) {
 // counted apart, within an allowance of their own (an outside review
 // buried a stolen refresh token's grant beside the real connector's).
 func TestRefusalsDoNotBurySuccesses(t *testing.T) {
+	parallel(t)
 	l, _ := floodLog(t, 20)
 	now := time.Now().UTC()
 	for n := range 200 {

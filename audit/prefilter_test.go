@@ -22,6 +22,7 @@ import (
 // and a value some encoder escapes (&, non-ASCII) is matched by decoding,
 // as are events another encoder wrote (json.Marshal escapes & too).
 func TestFilteredQueryDecodesOnlyCandidates(t *testing.T) {
+	// Serial: it replaces decodeEvent, which every Log's queries call, and counts its calls.
 	var decoded atomic.Int64
 	defer func(d func([]byte, *Event) error) { decodeEvent = d }(decodeEvent)
 	decodeEvent = func(raw []byte, ev *Event) error { decoded.Add(1); return json.Unmarshal(raw, ev) }
@@ -96,6 +97,7 @@ func TestFilteredQueryDecodesOnlyCandidates(t *testing.T) {
 // among 300 costs one entry read, not 300 — from the newest, after
 // until, and since a time. Unfiltered, it still reads them all.
 func TestFilteredQueryLetsTheStorePassOverEvents(t *testing.T) {
+	parallel(t)
 	counting := &storetest.ScanCounter{Store: badgerStore(t), Prefix: keyPrefix}
 	l := New(counting, zap.NewNop(), Options{Settings: everyRefusal})
 	t.Cleanup(l.Close)

@@ -14,6 +14,7 @@ import (
 // under the new keystore's tags (and not the old one's); a line neither
 // tagged stays as it was, refused as before.
 func TestRetagSpillMovesLinesToTheNewTagger(t *testing.T) {
+	parallel(t)
 	tagger := func(secret string) SpillTagger {
 		return func(key string, event []byte) []byte {
 			sum := sha256.Sum256(append([]byte(secret+"\x00"+key+"\x00"), event...))

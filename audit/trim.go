@@ -38,8 +38,9 @@ var errTrimLocked = errors.New("audit: another instance is deleting the oldest r
 const trimmableMark = "r"
 
 // sizeReadInterval is how often the writer reads the audit log's size
-// (a variable for the tests).
-var sizeReadInterval = 10 * time.Second
+// (Options.sizeReadInterval, set by the tests, overrides it for one Log,
+// so that tests reading it every 20 ms can run in parallel).
+const sizeReadInterval = 10 * time.Second
 
 // trimChunk is the most events one store batch deletes.
 const trimChunk = 2048
@@ -177,7 +178,7 @@ func (l *Log) watchSize(now time.Time) (Event, bool) {
 	if now.Before(l.sizeReadBy) && !grown || now.Before(l.storeDownUntil) || len(l.backlog) > 0 {
 		return Event{}, false
 	}
-	l.sizeReadBy = now.Add(sizeReadInterval)
+	l.sizeReadBy = now.Add(l.sizeReadEvery)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	hours, total, err := l.readSize(ctx)
