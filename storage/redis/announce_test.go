@@ -13,6 +13,7 @@ import (
 // instance's invalidation listeners (no record changed); a listener
 // stopped hears nothing more.
 func TestAnnouncedNewsReachesTheOtherInstances(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	a, b := open(t, srv.URL(), ""), open(t, srv.URL(), "")
 	defer a.Close()

@@ -19,6 +19,7 @@ import (
 // TestCluster runs on one three-master Redis Cluster, each part with
 // stores of its own prefixes.
 func TestCluster(t *testing.T) {
+	parallel(t)
 	c := redistest.StartCluster(t, 3)
 	t.Run("conformance", func(t *testing.T) { clusterConformance(t, c) })
 	t.Run("indexes keys on their master", func(t *testing.T) { clusterIndexesKeysOnTheirMaster(t, c) })
@@ -76,6 +77,7 @@ func clusterConformance(t *testing.T, c *redistest.Cluster) {
 // the cache until it is back (a restarted master serves again once the
 // cluster's rejoin delay, its node timeout, has passed).
 func TestClusterCachesStayCoherent(t *testing.T) {
+	// Serial: B must read again within the cluster's rejoin delay (6 s) of the master coming back.
 	c := redistest.StartCluster(t, 3)
 	checkCoherence(t, c.URL(), c.NodeFor(t, DefaultClusterPrefix), 3*redistest.ClusterNodeTimeout)
 }
@@ -142,6 +144,7 @@ func clusterURLsAndPrefixes(t *testing.T, c *redistest.Cluster) {
 // well before go-redis's periodic reload of the slot map (a minute). So
 // does an idle instance's invalidation subscription.
 func TestClusterFailover(t *testing.T) {
+	parallel(t)
 	c := redistest.StartCluster(t, 3)
 	master := c.NodeFor(t, DefaultClusterPrefix)
 	replica := c.AddReplica(t, master)
@@ -286,6 +289,7 @@ func clusterSendsNothingTwice(t *testing.T, c *redistest.Cluster) {
 // localhost, which only node 0's certificate holds, so verifying the other
 // masters against the URL's host would fail.
 func TestTLSCluster(t *testing.T) {
+	parallel(t)
 	c := redistest.StartTLSCluster(t, 3)
 	if !strings.HasPrefix(c.URL(), "rediss://localhost:") {
 		t.Fatalf("URL %s", c.URL())
@@ -314,6 +318,7 @@ func TestTLSCluster(t *testing.T) {
 // which must have the slot map read again; go-redis would otherwise keep
 // the stale map for up to a minute.
 func TestClusterScanFollowsATakeover(t *testing.T) {
+	parallel(t)
 	c := redistest.StartCluster(t, 3)
 	master := c.NodeFor(t, DefaultClusterPrefix)
 	replica := c.AddReplica(t, master)

@@ -45,6 +45,7 @@ func withReplica(t *testing.T, srv *redistest.Server) {
 // evicting policy (an error), a replica with min-replicas-to-write 0; and
 // none of them once the server is set up as clusters.md says.
 func TestDurabilityCheckedWithoutConfig(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, withoutConfig("--appendonly", "no", "--maxmemory-policy", "volatile-lru")...)
 	withReplica(t, srv)
 	logs := openObserved(t, "redis://nocfg:pw1@"+srv.Addr()+"/0")
@@ -67,6 +68,7 @@ func TestDurabilityCheckedWithoutConfig(t *testing.T) {
 // TestEvictionErrorNamesWhatGoes: allkeys-* policies lose enrolments, with
 // the fail-open of ESA clients; volatile-* the counters with a TTL.
 func TestEvictionErrorNamesWhatGoes(t *testing.T) {
+	parallel(t)
 	logs := openObserved(t, redistest.Start(t, "--maxmemory-policy", "allkeys-lru").URL())
 	if logs.FilterMessageSnippet("2FA enrolments").FilterMessageSnippet("fail-open").FilterLevelExact(zapcore.ErrorLevel).Len() != 1 {
 		t.Fatalf("allkeys-lru: %v", logs.All())
@@ -79,6 +81,7 @@ func TestEvictionErrorNamesWhatGoes(t *testing.T) {
 // TestDurabilityUncheckable: a user that may run neither CONFIG nor INFO
 // gets a warning that nothing could be checked, not silence.
 func TestDurabilityUncheckable(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, withoutConfig("-info")...)
 	logs := openObserved(t, "redis://nocfg:pw1@"+srv.Addr()+"/0")
 	if logs.FilterMessageSnippet("cannot read the Redis server's").Len() != 1 {
@@ -90,6 +93,7 @@ func TestDurabilityUncheckable(t *testing.T) {
 // (a new run_id) warns that writes may have been lost, and checks the
 // server again; one re-established to the same server says nothing.
 func TestRestartNoticed(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru") // an error at every check
 	core, logs := observer.New(zapcore.WarnLevel)
 	s, err := Open(t.Context(), srv.URL(), Options{Logger: zap.New(core)})

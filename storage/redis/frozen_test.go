@@ -82,6 +82,7 @@ func (b *blackhole) pipe(dst, src net.Conn) {
 // notifications before reading the reply, and a call waiting for a pooled
 // connection added that wait.
 func TestFrozenServerCostsOneTimeout(t *testing.T) {
+	// Serial: it bounds how long a read from a frozen server takes (1.7 s).
 	const timeout = time.Second // two were what a read cost; the bound leaves room for a busy machine
 	bh := startBlackhole(t, redistest.Start(t).Addr())
 	s, err := Open(context.Background(), "redis://"+bh.addr+"/0", Options{Timeout: timeout})

@@ -80,6 +80,7 @@ func bytesSent(t *testing.T, c goredis.UniversalClient) int {
 // pages through the index (no SCAN of the keyspace), in byte order, and
 // stops early when asked.
 func TestScanReadsOnlyThePrefix(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	var ops []storage.Op
@@ -121,6 +122,7 @@ func TestScanReadsOnlyThePrefix(t *testing.T) {
 // TestIndexFollowsEveryWriteKind: puts, deletes, batches, swaps and
 // counters keep the index exact, so scans see exactly the live keys.
 func TestIndexFollowsEveryWriteKind(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	must := func(err error) {
@@ -165,6 +167,7 @@ func TestIndexFollowsEveryWriteKind(t *testing.T) {
 // when another writer left it out, and a counter re-created without a TTL
 // loses the expiry its expired predecessor had.
 func TestIncrIndexesAndClearsStaleExpiry(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	if err := s.client.Set(ctx, s.key("c/unindexed"), "5", 0).Err(); err != nil { // as an older version would
@@ -189,6 +192,7 @@ func TestIncrIndexesAndClearsStaleExpiry(t *testing.T) {
 }
 
 func TestPrefixEnd(t *testing.T) {
+	parallel(t)
 	for prefix, want := range map[string]string{"": "+", "a/": "(a0", "a\xff": "(b", "\xff\xff": "+", "x\xffy": "(x\xffz"} {
 		if got := prefixEnd(prefix); got != want {
 			t.Errorf("prefixEnd(%q) = %q; want %q", prefix, got, want)
@@ -200,6 +204,7 @@ func TestPrefixEnd(t *testing.T) {
 // keys, and the sweeper drops those no scan visits, but never a key that
 // was written again.
 func TestExpiredKeysLeaveTheIndex(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	for _, k := range []string{"a/1", "a/2", "b/1", "b/2", "b/again"} {
@@ -241,6 +246,7 @@ func TestExpiredKeysLeaveTheIndex(t *testing.T) {
 // TestOpenIndexesAStoreWrittenWithoutTheIndex: keys an earlier version
 // wrote (no index) are indexed at the first Open, TTLs included.
 func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer raw.Close()
@@ -286,6 +292,7 @@ func TestOpenIndexesAStoreWrittenWithoutTheIndex(t *testing.T) {
 // TestDropAbsentKeepsLiveKeys: the clean-up that scans and the sweeper use
 // removes the members of absent keys only, whatever it is asked.
 func TestDropAbsentKeepsLiveKeys(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	if err := s.Put(ctx, "d/live", []byte("v"), time.Hour); err != nil {
@@ -312,6 +319,7 @@ func TestDropAbsentKeepsLiveKeys(t *testing.T) {
 // nothing — no users, no keys of a user to delete with it — until a
 // restart; the sweeper's check now builds it again.
 func TestLostIndexIsBuiltAgain(t *testing.T) {
+	parallel(t)
 	s := open(t, redistest.Start(t).URL(), "")
 	defer s.Close()
 	ctx := t.Context()
@@ -343,6 +351,7 @@ func TestLostIndexIsBuiltAgain(t *testing.T) {
 // in byte order, leaves out (and un-indexes) a member whose key is gone,
 // and stops when asked.
 func TestScanKeysReadsNoValue(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	big := strings.Repeat("v", 2000)
@@ -394,6 +403,7 @@ func TestScanKeysReadsNoValue(t *testing.T) {
 // holding the needle leave it (not 3 MB), with their expiry, in key
 // order, bounded by to; a member whose key is gone is un-indexed.
 func TestScanContainingSendsOnlyCandidates(t *testing.T) {
+	parallel(t)
 	s := privateStore(t)
 	ctx := t.Context()
 	big := strings.Repeat("v", 2000)

@@ -52,6 +52,7 @@ func openObserved(t *testing.T, url string) *observer.ObservedLogs {
 // in a crash gets a warning at Open; a server set up as the README says
 // gets none.
 func TestOpenWarnsOfALossyServer(t *testing.T) {
+	parallel(t)
 	if logs := openObserved(t, redistest.Start(t).URL()); logs.Len() != 0 {
 		t.Fatalf("warnings for a durable server: %v", logs.All())
 	}
@@ -64,6 +65,7 @@ func TestOpenWarnsOfALossyServer(t *testing.T) {
 // TestConformance runs the shared suite; every store gets its own prefix
 // on one real server, so the parallel subtests never see each other.
 func TestConformance(t *testing.T) {
+	parallel(t)
 	runConformance(t, redistest.Start(t).URL(), func() string { return "t-" + rand.Text() + ":" })
 }
 
@@ -85,6 +87,7 @@ func runConformance(t *testing.T, url string, newPrefix func() string) {
 // TestWritesSurviveServerCrash kills redis-server after acknowledged writes
 // and finds them all after the restart.
 func TestWritesSurviveServerCrash(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	s := open(t, srv.URL(), "")
 	defer s.Close()
@@ -111,6 +114,7 @@ func TestWritesSurviveServerCrash(t *testing.T) {
 // TestDownFailsFast: with nothing listening every call is ErrUnavailable
 // within the timeout, never a hang and never ErrNotFound.
 func TestDownFailsFast(t *testing.T) {
+	// Serial: it bounds how long 20 failing reads take (10 s).
 	srv := redistest.Start(t)
 	s, err := Open(context.Background(), srv.URL(), Options{Timeout: 300 * time.Millisecond})
 	if err != nil {
@@ -133,6 +137,7 @@ func TestDownFailsFast(t *testing.T) {
 }
 
 func TestURLErrorsNeverShowThePassword(t *testing.T) {
+	parallel(t)
 	for _, u := range []string{
 		"redis://user:s3cr3t-pw@127.0.0.1:1/notanumber",
 		"redis://user:s3cr3t-pw@127.0.0.1:1/0?dial_timeout=bogus",
@@ -174,6 +179,7 @@ func TestURLErrorsNeverShowThePassword(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
+	parallel(t)
 	for url, want := range map[string]string{
 		"redis://user:s3cr3t-pw@cache.internal/":                             "redis://cache.internal:6379/0",
 		"rediss://cache.internal:6380/2?dial_timeout=1s":                     "rediss://cache.internal:6380/2",
@@ -207,6 +213,7 @@ func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 // "instances") of one server; a write through either is seen by the other
 // within a second, and a lost subscription drops everything cached.
 func TestCachesOfTwoInstancesStayCoherent(t *testing.T) {
+	// Serial: B must read again within 1 s of Redis coming back.
 	srv := redistest.Start(t)
 	checkCoherence(t, srv.URL(), srv, time.Second)
 }
@@ -311,6 +318,7 @@ func checkCoherence(t *testing.T, url string, srv *redistest.Server, rejoin time
 // goes to Redis. It served what it had read for up to 30 s, without a
 // word.
 func TestCacheBypassedWithoutASubscription(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, "--user", "nochannel", "on", ">pass", "~*", "&*", "+@all", "-subscribe")
 	ctx := t.Context()
 	core, logs := observer.New(zapcore.WarnLevel)
@@ -346,6 +354,7 @@ func TestCacheBypassedWithoutASubscription(t *testing.T) {
 // TestCloseStopsTheSubscriber: Close returns promptly even with Redis down
 // and no listener is called afterwards.
 func TestCloseStopsTheSubscriber(t *testing.T) {
+	// Serial: Close must return within 5 s with Redis down.
 	srv := redistest.Start(t)
 	s := open(t, srv.URL(), "")
 	var mu sync.Mutex
@@ -378,6 +387,7 @@ func TestCloseStopsTheSubscriber(t *testing.T) {
 // TestACLUserAndPassword connects as an ACL user; a wrong password is
 // refused as unavailable without the password in the error.
 func TestACLUserAndPassword(t *testing.T) {
+	parallel(t)
 	// The user may touch only the prefix's keys and channel: the store,
 	// its key index and its invalidations must all live there.
 	srv := redistest.Start(t, "--user", "default", "off", "--user", "gatehouse", "on", ">right-pass",
@@ -424,6 +434,7 @@ func TestACLUserAndPassword(t *testing.T) {
 // store, and then every compare-and-swap, increment and keys-only or
 // filtered listing answered 503, the error naming only a NOPERM.
 func TestUserWithoutScriptsIsRefusedAtOpen(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, "--user", "noscripts", "on", ">pw", "~gatehouse:*", "&gatehouse:*", "+@all", "-@scripting")
 	_, err := Open(t.Context(), "redis://noscripts:pw@"+srv.Addr()+"/0", Options{Timeout: 2 * time.Second})
 	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "+@scripting") {
@@ -439,6 +450,7 @@ func TestUserWithoutScriptsIsRefusedAtOpen(t *testing.T) {
 // failed (a retried create then found it there), and the other
 // instances' caches never heard of it. Open accepted the user.
 func TestRefusedChannelWritesNothing(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t, "--user", "gh2", "on", ">pw", "~gatehouse:*", "&gatehouse:*", "+@all")
 	url := "redis://gh2:pw@" + srv.Addr() + "/0"
 	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
@@ -492,6 +504,7 @@ func TestRefusedChannelWritesNothing(t *testing.T) {
 // TestThroughSentinel finds the master through a real Sentinel and passes
 // the core of the contract and coherence through it.
 func TestThroughSentinel(t *testing.T) {
+	parallel(t)
 	master := redistest.Start(t)
 	sentinel := redistest.StartSentinel(t, master, "gatehouse-primary")
 	url := sentinel.URL() + "?master_name=gatehouse-primary"
@@ -517,6 +530,7 @@ func TestThroughSentinel(t *testing.T) {
 // TestTLSWithPrivateCA speaks TLS to a server whose certificate comes from
 // a CA made for the test: refused without ca_file, accepted with it.
 func TestTLSWithPrivateCA(t *testing.T) {
+	parallel(t)
 	srv := redistest.StartTLS(t)
 	// Generous: each refusal comes at once, but a handshake on a busy
 	// machine can take longer than half a second (a CI run saw the
@@ -558,6 +572,7 @@ func TestTLSWithPrivateCA(t *testing.T) {
 // as go-redis lets it, but is warned of at every Open; a verified one is
 // not. Before, nothing said that rediss:// verified nothing.
 func TestSkipVerifyIsWarnedOf(t *testing.T) {
+	parallel(t)
 	srv := redistest.StartTLS(t)
 	warned := func(logs *observer.ObservedLogs) bool {
 		for _, e := range logs.All() {
@@ -583,6 +598,7 @@ func TestSkipVerifyIsWarnedOf(t *testing.T) {
 // Sentinel's name (any server holding one passed for the master, the
 // store's every read and write through it) and refused on its own.
 func TestTLSSentinelVerifiesEachServerByItsOwnAddress(t *testing.T) {
+	parallel(t)
 	quick := Options{Timeout: 15 * time.Second}
 	through := func(sentinel *redistest.Server) string {
 		return fmt.Sprintf("rediss://localhost:%d/0?master_name=gatehouse-primary&ca_file=%s", sentinel.Port(), sentinel.CAFile())
@@ -649,6 +665,7 @@ func FuzzInvalidationMessage(f *testing.F) {
 // by the subscriber's health ping, and the cache stops serving what it
 // held within about a second; service resumes when the server does.
 func TestSilentPartitionDropsTheCache(t *testing.T) {
+	// Serial: it bounds how long the cache serves into a partition (1.5 s).
 	srv := redistest.Start(t)
 	c := cache.New(open(t, srv.URL(), ""), 100)
 	defer c.Close()
@@ -694,6 +711,7 @@ func TestSilentPartitionDropsTheCache(t *testing.T) {
 // TestMutualTLS presents a client certificate to a server that demands
 // one; without it the connection is refused.
 func TestMutualTLS(t *testing.T) {
+	parallel(t)
 	srv := redistest.StartMutualTLS(t)
 	withCA := srv.URL() + "?ca_file=" + srv.CAFile()
 	if _, err := Open(context.Background(), withCA, Options{Timeout: 500 * time.Millisecond}); !errors.Is(err, storage.ErrUnavailable) {
@@ -734,6 +752,7 @@ func watchedStore(t *testing.T) (*redistest.Server, *Store, *observer.ObservedLo
 // instance as an invalidation of everything within seconds, with an
 // error that says so; a store that was not flushed gets no such error.
 func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
+	parallel(t)
 	srv, _, logs, purges := watchedStore(t)
 	waitFor(t, "the subscription", func() bool { return purges.Load() > 0 })
 	const flushed = "removed or replaced behind Gatehouse's back"
@@ -756,6 +775,7 @@ func TestFlushBehindTheStoresBackDropsTheCache(t *testing.T) {
 // restored over it brings back the same epoch, but a sequence behind the
 // one the instance saw: everything cached is dropped all the same.
 func TestOlderDumpOfTheSameStoreDropsTheCache(t *testing.T) {
+	parallel(t)
 	srv, s, logs, purges := watchedStore(t)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
@@ -785,6 +805,7 @@ func TestOlderDumpOfTheSameStoreDropsTheCache(t *testing.T) {
 // runs, also one whose subscription is refused (an ACL without
 // SUBSCRIBE: it announces itself all the same), and no longer once closed.
 func TestInstancesCountsEveryRunningInstance(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
@@ -827,6 +848,7 @@ func TestInstancesCountsEveryRunningInstance(t *testing.T) {
 // operator whose NTP failed saw only its effects before: right
 // authenticator codes refused, keys and tokens expiring early or late.
 func TestClockSkewIsWarnedOf(t *testing.T) {
+	parallel(t)
 	srv := redistest.Start(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	s, err := Open(context.Background(), srv.URL(), Options{Logger: zap.New(core)})
@@ -861,6 +883,7 @@ func TestClockSkewIsWarnedOf(t *testing.T) {
 // TestClockSkewAllowsForTheRoundTrip: the server's time read during a
 // slow round trip is no skew while it lies within that trip.
 func TestClockSkewAllowsForTheRoundTrip(t *testing.T) {
+	parallel(t)
 	sent := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	got := sent.Add(4 * time.Second)
 	for _, c := range []struct {
@@ -885,6 +908,7 @@ func TestClockSkewAllowsForTheRoundTrip(t *testing.T) {
 // (storeutil.ErrNotInteger), an error of the caller's data, not an
 // outage (500, not 503).
 func TestReplicaIsRefusedAtOpen(t *testing.T) {
+	parallel(t)
 	master := redistest.Start(t)
 	_, port, _ := strings.Cut(master.Addr(), ":")
 	replica := redistest.Start(t, "--replicaof", "127.0.0.1", port)
@@ -923,6 +947,7 @@ func TestReplicaIsRefusedAtOpen(t *testing.T) {
 // would take writes and lose them at its next sync, is refused as a
 // replica, not as read-only.
 func TestOpenExplainsARefusedServer(t *testing.T) {
+	parallel(t)
 	quick := Options{Timeout: 15 * time.Second}
 	master := redistest.StartTLSFor(t, "redis-1.internal")
 	sentinel := redistest.StartTLSSentinel(t, master, "gatehouse-primary", "127.0.0.1")
