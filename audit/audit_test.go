@@ -121,6 +121,7 @@ func TestDeadStoreNeverStallsRefusals(t *testing.T) {
 	st.Close() // every write now fails with storage.ErrUnavailable
 	core, logs := observer.New(zap.InfoLevel)
 	l := New(st, zap.New(core), Options{Buffer: 64, BatchSize: 8, Settings: everyRefusal})
+	t.Cleanup(l.Close) // its writer must not outlive a failure into the next test, which may change storePause
 	start := time.Now()
 	for i := range 5000 {
 		l.Record(Event{Kind: "request", Username: "alice", Outcome: OutcomeDenied, Reason: fmt.Sprint(i)})
