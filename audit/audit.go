@@ -231,7 +231,8 @@ type Log struct {
 	// The audit log's size (trim.go): maxBytes is Settings.MaxBytes; size
 	// its bytes as last read and written since (Bytes); trimmed counts the
 	// events deleted past maxBytes. sizeReadEvery is how often the writer
-	// reads the size (sizeReadInterval). The writer's own: sizeReadBy is
+	// reads the size (sizeReadInterval); trimToken is the value it holds
+	// trimLockKey with, its own for its lifetime. The writer's own: sizeReadBy is
 	// when it reads the size next; trimmedTo is how far a pass left no
 	// trimmable event; trimFrom how far the pass under way did, in times
 	// not yet settled too (zero between passes); trimWidth the span of
@@ -244,6 +245,7 @@ type Log struct {
 	size           atomic.Int64
 	trimmed        atomic.Uint64
 	sizeReadEvery  time.Duration
+	trimToken      []byte
 	sizeReadBy     time.Time
 	trimmedTo      time.Time
 	trimFrom       time.Time
@@ -358,7 +360,7 @@ func New(store storage.Store, logger *zap.Logger, opts Options) *Log {
 	l := &Log{store: store,
 		events: make(chan Event, opts.Buffer), flushReq: make(chan chan flushed), done: make(chan struct{}),
 		backlogLimit: opts.BacklogBytes, batchSize: opts.BatchSize, closeTimeout: opts.CloseTimeout, onRecord: opts.OnRecord,
-		trimWidth: trimStep, sizeReadEvery: opts.sizeReadInterval}
+		trimWidth: trimStep, sizeReadEvery: opts.sizeReadInterval, trimToken: newTrimToken()}
 	l.Reconfigure(logger, opts.Settings)
 	if opts.SpillFile != "" {
 		l.openSpill(opts.SpillFile, opts.SpillBytes, opts.SpillKeepFree, opts.SpillTag)

@@ -65,9 +65,17 @@ const trimBudget = 50 * time.Millisecond
 const trimStep = time.Minute
 
 // trimLockKey holds, while an instance deletes a chunk, a value of its
-// own: instances sharing a store (Redis) never delete the same events
-// together, which would take their bytes off the counters twice.
+// own (Log.trimToken): instances sharing a store (Redis) never delete
+// the same events together, which would take their bytes off the
+// counters twice.
 const trimLockKey = "auditlock/trim"
+
+// newTrimToken is a writer's own value for trimLockKey.
+func newTrimToken() []byte {
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	return token
+}
 
 // trimmable reports whether Settings.MaxBytes may delete the event before
 // its retention: an allowed request, and a refusal that anyone can cause
@@ -246,9 +254,14 @@ func (l *Log) warnOverLimit(over bool, limit int64) {
 // when the store's scans are slow, and nothing was deleted until the
 // minute settled).
 func (l *Log) trimChunk(ctx context.Context, hours []hourBytes, total, limit int64, deadline time.Time) (more bool, freed int64, err error) {
-	token := make([]byte, 16)
-	_, _ = rand.Read(token)
+	token := l.trimToken
 	locked, err := l.store.CompareAndSwap(ctx, trimLockKey, nil, token, time.Minute)
+	if err == nil && !locked {
+		// Still this writer's own, when an earlier taking of it applied
+		// though its answer was lost, or giving it back was lost (a
+		// timeout): taken again, not waited out for its minute.
+		locked, err = l.store.CompareAndSwap(ctx, trimLockKey, token, token, time.Minute)
+	}
 	if err != nil {
 		return false, 0, err
 	}
