@@ -78,7 +78,14 @@ lint:
 # on bin/caddy, Redis, slapd and their polls, so four overlap well even
 # on two cores (on a loaded 2-core machine the package took 212 s with
 # four at a time, 272 s with two, 292-312 s before its tests ran in
-# parallel). Those that assert a duration run first, alone.
+# parallel). Those that assert a duration run first, alone. The tests
+# of audit and storage/redis that own their state call t.Parallel too
+# (each package's parallel_test.go): Redis servers, clusters and the
+# audit writer's ticks are waits as well (storage/redis took 37-57 s
+# instead of 63-78 s beside audit and plugin/basic on the loaded 2-core
+# machine); audit's duration-bound tests, serial, are most of its time. plugin/basic's tests stay serial: they hold or share
+# the process's argon2 slots and are CPU-bound (four at a time took as
+# long in all).
 TEST_PARALLEL ?= 4
 #
 # TEST_PROCS is how many packages' test binaries run at a time (go test
