@@ -196,6 +196,7 @@ func main() {
 	steady := flag.Duration("steady", 65*time.Second, "with -redis-cluster: the stretch of steady traffic in which writes are counted (0: skip)")
 	warm := flag.Int("scale-warm", -1, "scale mode: requests of the first scale row before the rounds, each key once before any again, so that the cache is in its steady state rather than filling (-1: as many as -scale; 0: none)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all but the forward sweep's own rows); forward_sweep: the app_key rows from forward user to the full set")
+	pprofDir := flag.String("pprof", "", "take a CPU and an allocation profile of the serving Caddy over each measured run into this directory (with index.tsv: the requests in each profile's window, to compare rows per request)")
 	flag.Parse()
 	if *redisCluster {
 		o := clusterOptions{caddyBin: *caddyBin, conns: *conns, workers: *workers, count: 3 * time.Second,
@@ -266,8 +267,25 @@ func main() {
 			settleAfterWarming(env)
 		}
 	}
+	var prof *profiler
+	if *pprofDir != "" {
+		if prof, err = newProfiler(*pprofDir); err != nil {
+			log.Fatalf("bench: -pprof: %v", err)
+		}
+		defer prof.close()
+	}
 	runs := measureRounds(rows, *rounds, env.targets, func(round int, name string, t target) stats {
-		m := run(t, *conns, *duration, func() counters { return env.counters(t.caddy) })
+		measure := func() stats { return run(t, *conns, *duration, func() counters { return env.counters(t.caddy) }) }
+		var m stats
+		if prof != nil {
+			c := t.caddy
+			if c == nil {
+				c = env.caddyProc
+			}
+			m = prof.around(round, name, c, *duration, measure)
+		} else {
+			m = measure()
+		}
 		log.Printf("round %d %-31s %8.0f rps  p50 %.2f ms  p99 %.2f ms  server CPU %.1f µs/request  GC %.1f%%  %.0f allocs/request  cache hits %.1f%%  errors %d",
 			round, name, m.rps, m.p50ms, m.p99ms, m.cpuUs, 100*m.gcShare, m.allocs, 100*m.hitRatio, m.errors)
 		return m
