@@ -49,8 +49,9 @@ var errCutOff = errors.New("gatehouse: the request was cut off: its credential o
 // request's own) or reads the request's body (watchedBody: the reverse
 // proxy's transport), one at a time. A check asks for the request's
 // method, and each method override it carried, on its clean path.
-// Responses shorter than StreamRecheck cost a clock read per write, per
-// head and per flush. The head of a response is checked as a write is, so
+// Responses shorter than StreamRecheck cost a read of the monotonic
+// clock (monoclock.Now, not time.Now's two reads) per write, per head and
+// per flush. The head of a response is checked as a write is, so
 // a late answer after a refused check is the refusal, not the upstream's.
 type responseWatch struct {
 	http.ResponseWriter
@@ -150,12 +151,12 @@ func (w *responseWatch) checkAfter(cut string, every time.Duration) error {
 	if w.cutOff.Load() {
 		return errCutOff
 	}
-	if time.Duration(monoclock.Nanos(time.Now())-w.checked.Load()) < every {
+	if time.Duration(monoclock.Now()-w.checked.Load()) < every {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := monoclock.Nanos(time.Now())
+	now := monoclock.Now()
 	switch {
 	case w.cutOff.Load():
 		return errCutOff

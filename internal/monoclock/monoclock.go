@@ -13,3 +13,9 @@ var origin = time.Now()
 // carry a monotonic reading (time.Now, or a time Add derived from it):
 // for one without, Nanos counts its wall clock.
 func Nanos(t time.Time) int64 { return int64(t.Sub(origin)) }
+
+// Now is the monotonic clock now, as Nanos(time.Now()) would read it, for
+// a check on the request path that needs no wall time: it reads only the
+// monotonic clock (time.Since does), one clock read where time.Now takes
+// two (the wall clock's and the monotonic one), about half its cost.
+func Now() int64 { return int64(time.Since(origin)) }
