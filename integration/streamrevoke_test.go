@@ -229,3 +229,108 @@ func TestALateErrorAfterARevocationReachesNoErrorRoute(t *testing.T) {
 	}
 	t.Logf("the blocked user got %d %q", a.status, a.body)
 }
+
+// deadUpstreamErrorSite is streamSite whose reverse proxy's upstream
+// takes the request and dies without answering, and whose error route
+// serves a friendly page naming the error's status.
+var deadUpstreamErrorSite = strings.Replace(streamSite, "\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n}",
+	"\treverse_proxy 127.0.0.1:{{.Extra.upstreamPort}}\n"+
+		"\thandle_errors {\n\t\trespond \"friendly page: {err.status_code}\" {err.status_code}\n\t}\n}", 1)
+
+// TestALateErrorOfAHealthyUserReachesTheErrorRoute: the other side of
+// TestALateErrorAfterARevocationReachesNoErrorRoute. A user whose
+// credential and account still pass, whose upstream fails only after
+// stream_recheck has passed, gets the site's error route as before the
+// check of a late error was added: a handle_response route's error (the
+// error route echoing the upstream's header), and the reverse proxy's 502
+// when the upstream dies without answering (a friendly error page). The
+// check a late error gets must not turn a healthy user's error into a
+// refusal.
+func TestALateErrorOfAHealthyUserReachesTheErrorRoute(t *testing.T) {
+	parallel(t)
+	longGet := func(t *testing.T, url string, release func()) (int, string) {
+		t.Helper()
+		type answer struct {
+			status int
+			body   string
+			err    error
+		}
+		answers := make(chan answer, 1)
+		client := harness.Client(t, nil)
+		go func() {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.SetBasicAuth("alice", "correct horse")
+			res, err := client.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			answers <- answer{res.StatusCode, string(body), nil}
+		}()
+		release()
+		select {
+		case a := <-answers:
+			if a.err != nil {
+				t.Fatalf("no answer: %v", a.err)
+			}
+			return a.status, a.body
+		case <-time.After(30 * time.Second):
+			t.Fatal("no answer 30 s after the upstream's")
+		}
+		return 0, ""
+	}
+	t.Run("handle_response error", func(t *testing.T) {
+		up := startLateUpstream(t)
+		inst := harness.Start(t, lateErrorSite, harness.Options{Extra: map[string]any{"upstreamPort": up.port}})
+		seedReader(t, inst, "alice")
+		status, body := longGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/late/503", inst.Ports.HTTPPort), func() {
+			go func() {
+				select {
+				case <-up.arrived:
+				case <-time.After(30 * time.Second):
+					return
+				}
+				time.Sleep(1500 * time.Millisecond) // past stream_recheck (1 s)
+				close(up.release)
+			}()
+		})
+		if status != 502 || !strings.Contains(body, "echoed: what the upstream answered") {
+			t.Fatalf("a healthy user's late error got %d %q; want the error route's 502", status, body)
+		}
+	})
+	t.Run("upstream dies", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		arrived := make(chan struct{}, 4)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					_, _ = c.Read(make([]byte, 4096)) // the request's head
+					arrived <- struct{}{}
+					time.Sleep(1500 * time.Millisecond) // past stream_recheck (1 s)
+					_ = c.Close()
+				}()
+			}
+		}()
+		inst := harness.Start(t, deadUpstreamErrorSite, harness.Options{Extra: map[string]any{"upstreamPort": ln.Addr().(*net.TCPAddr).Port}})
+		seedReader(t, inst, "alice")
+		status, body := longGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/slow", inst.Ports.HTTPPort), func() {})
+		select {
+		case <-arrived:
+		default:
+			t.Fatal("the request never reached the upstream")
+		}
+		if status != 502 || body != "friendly page: 502" {
+			t.Fatalf("a healthy user's upstream dying late got %d %q; want the error route's 502", status, body)
+		}
+	})
+}
