@@ -191,22 +191,27 @@ func scriptOf(r rune) string {
 }
 
 // refuseLookalike is a 409 for a new local account's name (in canonical
-// form) that looks like an existing account's: the two have the same
-// skeleton (Unicode TS #39 §4, confusables.txt), and at least one of them
-// has a letter outside ASCII — "асе" (all Cyrillic, which
-// refuseMixedScripts lets through) beside "ace", "іvаn" beside "ivan".
-// Two ASCII names are not compared: the skeleton takes "rn" for "m" and
-// "1" for "l", and names such as "arnie" and "amie" or "user1" and
-// "userl" are told apart where ASCII is shown. Every account's name is
+// form) with a letter outside ASCII that looks like an existing
+// account's: the two have the same skeleton (Unicode TS #39 §4,
+// confusables.txt) — "асе" (all Cyrillic, which refuseMixedScripts lets
+// through) beside "ace", "іvаn" beside "ivan". Every account's name is
 // read from the store's keys alone (storage.ScanKeys), directory
-// accounts' included, so the check costs one keys-only scan a creation.
+// accounts' included: 14–29 ms at 50 000 accounts on Badger, 0.1–0.4 s
+// on Redis. An ASCII name is not checked, so that creating accounts by
+// the thousand (an import) costs no scan each: it is not compared with an
+// ASCII name (the skeleton takes "rn" for "m" and "1" for "l", and
+// "arnie" and "amie" are different people), and an ASCII name made after
+// its non-ASCII lookalike is not refused — the lookalike made second,
+// the usual way to pass for someone, is.
 func (s *Service) refuseLookalike(ctx context.Context, name string) error {
-	ascii := isASCII(name)
+	if isASCII(name) {
+		return nil
+	}
 	skeleton := confusables.Skeleton(name)
 	var lookalike string
 	err := storage.ScanKeys(ctx, s.store, userPrefix, func(key string) error {
 		other := key[len(userPrefix):]
-		if other == name || (ascii && isASCII(other)) || confusables.Skeleton(other) != skeleton {
+		if other == name || confusables.Skeleton(other) != skeleton {
 			return nil
 		}
 		lookalike = other

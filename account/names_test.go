@@ -288,22 +288,24 @@ func TestMixedScriptNamesAreRefused(t *testing.T) {
 	}
 }
 
-// TestLookalikeNamesAreRefused: a new local account cannot look like an
-// existing one, in either order, when one of the two names has a letter
-// outside ASCII (all Cyrillic "асе" beside "ace", which the mixed-script
-// rule lets through); two ASCII names are not compared, so "amie" and
-// "arnie" or "user1" and "userl" are both created; nothing is stored for
-// a refused name.
+// TestLookalikeNamesAreRefused: a new local account with a letter
+// outside ASCII cannot look like an existing one (all Cyrillic "асе"
+// beside "ace", which the mixed-script rule lets through; all-Greek
+// "ραγρα" beside all-Cyrillic "раура"); honest pairs ("josé" beside
+// "jose") and ASCII names are created without a look ("amie" beside
+// "arnie", and an ASCII name beside its non-ASCII lookalike: the check
+// reads every name, and an import of ASCII names must not pay that
+// each); nothing is stored for a refused name.
 func TestLookalikeNamesAreRefused(t *testing.T) {
 	s := newTestService(t)
 	ctx := context.Background()
-	cyrillicAce, cyrillicPaypa := "\u0430\u0441\u0435", "\u0440\u0430\u0443\u0440\u0430"
-	for _, first := range []string{"ace", cyrillicPaypa, "amie", "user1", "josé"} {
+	cyrillicAce, cyrillicPaypa, greekPaypa := "\u0430\u0441\u0435", "\u0440\u0430\u0443\u0440\u0430", "\u03c1\u03b1\u03b3\u03c1\u03b1"
+	for _, first := range []string{"ace", cyrillicPaypa, "amie", "user1", "jose"} {
 		if _, err := s.CreateUser(ctx, NewUser{Username: first}); err != nil {
 			t.Fatalf("%q: %v", first, err)
 		}
 	}
-	for name, existing := range map[string]string{cyrillicAce: "ace", "paypa": cyrillicPaypa} {
+	for name, existing := range map[string]string{cyrillicAce: "ace", greekPaypa: cyrillicPaypa} {
 		_, err := s.CreateUser(ctx, NewUser{Username: name})
 		if failure.Status(err) != 409 || !strings.Contains(err.Error(), fmt.Sprintf("user %q exists", existing)) {
 			t.Errorf("%q beside %q: %v; want 409 naming %q", name, existing, err, existing)
@@ -311,7 +313,7 @@ func TestLookalikeNamesAreRefused(t *testing.T) {
 			t.Errorf("%q refused but stored: %v", name, err)
 		}
 	}
-	for _, name := range []string{"arnie", "userl", "jose", "ac\u00e9"} {
+	for _, name := range []string{"arnie", "userl", "josé", "ac\u00e9", "paypa"} {
 		if _, err := s.CreateUser(ctx, NewUser{Username: name}); err != nil {
 			t.Errorf("%q: %v; want it created", name, err)
 		}
