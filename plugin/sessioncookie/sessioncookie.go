@@ -245,13 +245,13 @@ func (c *Credential) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // speculative reports whether r is a browser's load ahead of a navigation
-// (a prefetch or a prerender), not the navigation itself: Sec-Purpose
-// (Chrome, Firefox since 115), Purpose or X-Moz (earlier Firefox) naming
-// prefetch.
+// (a prefetch, a prerender or a preview), not the navigation itself:
+// Sec-Purpose (Chrome, Firefox since 115), Purpose or X-Moz (earlier
+// Firefox) naming prefetch, X-Purpose (Safari's previews) naming preview.
 func speculative(r *http.Request) bool {
-	for _, name := range []string{"Sec-Purpose", "Purpose", "X-Moz"} {
+	for _, name := range []string{"Sec-Purpose", "Purpose", "X-Moz", "X-Purpose"} {
 		for _, v := range r.Header.Values(name) {
-			if strings.Contains(strings.ToLower(v), "prefetch") {
+			if v := strings.ToLower(v); strings.Contains(v, "prefetch") || strings.Contains(v, "preview") {
 				return true
 			}
 		}

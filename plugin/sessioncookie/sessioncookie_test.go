@@ -242,7 +242,7 @@ func TestLogoutIgnoresPrefetchAndPrerender(t *testing.T) {
 		c.logout(w, r)
 		return w
 	}
-	for _, h := range [][]string{{"Sec-Purpose", "prefetch;prerender"}, {"Sec-Purpose", "prefetch"}, {"Purpose", "prefetch"}, {"X-Moz", "prefetch"}} {
+	for _, h := range [][]string{{"Sec-Purpose", "prefetch;prerender"}, {"Sec-Purpose", "prefetch"}, {"Purpose", "prefetch"}, {"X-Moz", "prefetch"}, {"X-Purpose", "preview"}} {
 		w := logout(h...)
 		if _, err := e.Sessions.Lookup(ctx, token); err != nil || w.Code < 300 || strings.Contains(w.Header().Get("Set-Cookie"), session.CookieName) {
 			t.Fatalf("%s: %s: status %d, Set-Cookie %q, session %v; want it alive and no 2xx", h[0], h[1], w.Code, w.Header().Get("Set-Cookie"), err)
