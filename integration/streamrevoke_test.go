@@ -188,24 +188,7 @@ func TestALateErrorAfterARevocationReachesNoErrorRoute(t *testing.T) {
 	seedReader(t, inst, "alice")
 	client := harness.Client(t, nil)
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/late/503", inst.Ports.HTTPPort)
-	type answer struct {
-		status int
-		body   string
-		err    error
-	}
-	answers := make(chan answer, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", url, nil)
-		req.SetBasicAuth("alice", "correct horse")
-		res, err := client.Do(req)
-		if err != nil {
-			answers <- answer{err: err}
-			return
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		answers <- answer{res.StatusCode, string(body), nil}
-	}()
+	answers := getAsAlice(client, url)
 	select {
 	case <-up.arrived:
 	case <-time.After(30 * time.Second):
@@ -215,7 +198,7 @@ func TestALateErrorAfterARevocationReachesNoErrorRoute(t *testing.T) {
 	inst.MustAdmin(t, 200, "PATCH", "/gatehouse/users/alice", `{"status":"blocked"}`)
 	time.Sleep(time.Until(arrived.Add(1500 * time.Millisecond))) // past stream_recheck (1 s)
 	close(up.release)
-	var a answer
+	var a aliceAnswer
 	select {
 	case a = <-answers:
 	case <-time.After(30 * time.Second):
@@ -250,25 +233,7 @@ func TestALateErrorOfAHealthyUserReachesTheErrorRoute(t *testing.T) {
 	parallel(t)
 	longGet := func(t *testing.T, url string, release func()) (int, string) {
 		t.Helper()
-		type answer struct {
-			status int
-			body   string
-			err    error
-		}
-		answers := make(chan answer, 1)
-		client := harness.Client(t, nil)
-		go func() {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.SetBasicAuth("alice", "correct horse")
-			res, err := client.Do(req)
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			body, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			answers <- answer{res.StatusCode, string(body), nil}
-		}()
+		answers := getAsAlice(harness.Client(t, nil), url)
 		release()
 		select {
 		case a := <-answers:
@@ -333,4 +298,31 @@ func TestALateErrorOfAHealthyUserReachesTheErrorRoute(t *testing.T) {
 			t.Fatalf("a healthy user's upstream dying late got %d %q; want the error route's 502", status, body)
 		}
 	})
+}
+
+// aliceAnswer is how a request getAsAlice sent ended: its status and
+// body, or the error the client got.
+type aliceAnswer struct {
+	status int
+	body   string
+	err    error
+}
+
+// getAsAlice sends GET url with alice's password through client, in the
+// background: the channel gets how it ended.
+func getAsAlice(client *http.Client, url string) <-chan aliceAnswer {
+	answers := make(chan aliceAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.SetBasicAuth("alice", "correct horse")
+		res, err := client.Do(req)
+		if err != nil {
+			answers <- aliceAnswer{err: err}
+			return
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		answers <- aliceAnswer{res.StatusCode, string(body), nil}
+	}()
+	return answers
 }
