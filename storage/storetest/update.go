@@ -32,7 +32,8 @@ func testUpdate(h h) {
 	start := time.Now()
 	h.update("k", time.Hour, saw([]byte("v1"))) // absent: created, with the TTL
 	h.want("k", "v1")
-	h.wantExpiry("a record Update created", h.expiresAt("k"), start, time.Hour)
+	sent := time.Now()
+	h.wantExpiry("a record Update created", h.expiresAt("k"), start, sent, time.Hour)
 	h.update("k", 0, saw([]byte("v2"))) // replaced, with the new TTL (none)
 	h.want("k", "v2")
 	if exp := h.expiresAt("k"); !exp.IsZero() {
@@ -61,7 +62,8 @@ func testUpdate(h h) {
 	h.put("k", "kept", time.Hour)
 	h.update("k", 0, func([]byte) ([]byte, error) { return []byte("not written"), storage.ErrNoChange })
 	h.want("k", "kept")
-	h.wantExpiry("a record left by ErrNoChange", h.expiresAt("k"), start, time.Hour)
+	sent = time.Now()
+	h.wantExpiry("a record left by ErrNoChange", h.expiresAt("k"), start, sent, time.Hour)
 	boom := errors.New("boom")
 	err := storage.Update(h.ctx, h.s, "k", 0, func([]byte) ([]byte, error) { return []byte("not written"), boom })
 	if !errors.Is(err, boom) {
