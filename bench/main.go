@@ -196,7 +196,7 @@ func main() {
 	steady := flag.Duration("steady", 65*time.Second, "with -redis-cluster: the stretch of steady traffic in which writes are counted (0: skip)")
 	warm := flag.Int("scale-warm", -1, "scale mode: requests of the first scale row before the rounds, each key once before any again, so that the cache is in its steady state rather than filling (-1: as many as -scale; 0: none)")
 	only := flag.String("kinds", "", "comma-separated rows to run, e.g. plain,app_key_redis (their baselines always run; default: all but the forward sweep's own rows); forward_sweep: the app_key rows from forward user to the full set")
-	pprofDir := flag.String("pprof", "", "take a CPU and an allocation profile of the serving Caddy over each measured run into this directory (with index.tsv: the requests in each profile's window, to compare rows per request)")
+	pprofDir := flag.String("pprof", "", "take a CPU and an allocation profile of the serving Caddy over each measured run into this directory (with index.tsv: the requests in each profile's window, to compare rows per request; not with -redis-cluster)")
 	flag.Parse()
 	if *redisCluster {
 		o := clusterOptions{caddyBin: *caddyBin, conns: *conns, workers: *workers, count: 3 * time.Second,
