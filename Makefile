@@ -83,9 +83,9 @@ lint:
 # (each package's parallel_test.go): Redis servers, clusters and the
 # audit writer's ticks are waits as well (storage/redis took 37-57 s
 # instead of 63-78 s beside audit and plugin/basic on the loaded 2-core
-# machine); audit's duration-bound tests, serial, are most of its time. plugin/basic's tests stay serial: they hold or share
-# the process's argon2 slots and are CPU-bound (four at a time took as
-# long in all).
+# machine); audit's duration-bound tests, serial, are most of its time.
+# plugin/basic's tests stay serial: they hold or share the process's
+# argon2 slots and are CPU-bound (four at a time took as long in all).
 TEST_PARALLEL ?= 4
 #
 # TEST_PROCS is how many packages' test binaries run at a time (go test
