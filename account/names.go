@@ -204,7 +204,7 @@ func scriptOf(r rune) string {
 // its non-ASCII lookalike is not refused — the lookalike made second,
 // the usual way to pass for someone, is.
 func (s *Service) refuseLookalike(ctx context.Context, name string) error {
-	if isASCII(name) {
+	if utf8.RuneCountInString(name) == len(name) { // ASCII only (name is valid UTF-8)
 		return nil
 	}
 	skeleton := confusables.Skeleton(name)
@@ -224,16 +224,6 @@ func (s *Service) refuseLookalike(ctx context.Context, name string) error {
 		return failure.Conflict("user %q exists, and %q looks like it (Unicode's confusable characters): no account may pass for another in the audit log, the console or an upstream; choose another name", lookalike, name)
 	}
 	return nil
-}
-
-// isASCII reports whether name is ASCII only.
-func isASCII(name string) bool {
-	for i := range len(name) {
-		if name[i] > unicode.MaxASCII {
-			return false
-		}
-	}
-	return true
 }
 
 // refusePlusSpaceTwin is a 409 when an account exists that clients
