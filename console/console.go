@@ -27,7 +27,6 @@ package console
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
@@ -394,7 +393,7 @@ func signInURL(r *http.Request) string {
 // with "Form refused". A new session gets a new value.
 func (c *Console) strictCookie(w http.ResponseWriter, r *http.Request, token string) string {
 	value := c.strictValue(token)
-	for _, ck := range r.CookiesNamed(CookieName) { // one planted beside it may come first (formCookie)
+	for _, ck := range r.CookiesNamed(CookieName) { // one planted beside it may come first (guard.FormCookie)
 		if ck.Value == value {
 			return value
 		}
@@ -435,14 +434,14 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		c.message(w, v, http.StatusBadRequest, "Bad form", "The form could not be read: "+err.Error()+".")
 		return form{}, false
 	}
-	matched, sent := c.formCookie(r, v, f.get("csrf"))
+	cookie, sent := guard.FormCookie(r, CookieName, cookieLen, f.get("csrf"), func(cookie string) string { return c.csrf(v, cookie) })
 	reason := ""
 	switch {
 	case !guard.SameOriginStrict(r):
 		reason = "the form was posted from another site"
 	case !sent:
 		reason = "the browser sent no console cookie"
-	case !matched:
+	case cookie == "":
 		reason = "the CSRF token does not match the session"
 	}
 	if reason != "" {
@@ -453,28 +452,6 @@ func (c *Console) readForm(w http.ResponseWriter, r *http.Request, v *viewer) (f
 		return form{}, false
 	}
 	return f, true
-}
-
-// formCookie reports whether one of the console cookies r carries is the
-// one csrf, a form's CSRF token, is bound to (for v's session), and
-// whether r carries one of a console cookie's length at all. A browser
-// sends every cookie of that name it holds, and a sibling subdomain can
-// give it one of its own (Domain=<parent>, a more specific path, so it
-// comes first: the __Secure- prefix does not stop that, as __Host- would).
-// Reading the first alone, such a cookie made every console form of this
-// browser "Form refused" for as long as the planted cookie lived. Its
-// value does not help its planter: the token is bound to the session too.
-func (c *Console) formCookie(r *http.Request, v *viewer, csrf string) (matched, sent bool) {
-	for _, ck := range r.CookiesNamed(CookieName) {
-		if len(ck.Value) != cookieLen {
-			continue
-		}
-		sent = true
-		if subtle.ConstantTimeCompare([]byte(csrf), []byte(c.csrf(v, ck.Value))) == 1 {
-			return true, true
-		}
-	}
-	return false, sent
 }
 
 // auditView records an administrator's view of admin page p (an export

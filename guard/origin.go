@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"strings"
@@ -97,4 +98,27 @@ func withoutDefaultPort(host, scheme string) string {
 func ShowsOrigin(r *http.Request) bool {
 	h := r.Header
 	return h.Get("Sec-Fetch-Site") != "" || len(h["Origin"]) > 0 || len(h["Referer"]) > 0
+}
+
+// FormCookie returns the value of a cookie named name, n bytes long,
+// that r carries and whose form token (token(value)) is csrf, compared in
+// constant time ("" when no cookie's is), and whether r carries a cookie
+// of that name and length at all. A browser sends every cookie of a name it
+// holds, and a sibling subdomain can give it one of its own
+// (Domain=<parent>, a more specific path, so it comes first: the
+// __Secure- prefix does not stop that, as __Host- would); read the first
+// alone, such a cookie made every form of that browser refused for as
+// long as it lived. Its value does not help its planter: a form is taken
+// only with the token of a cookie it came with, and from this origin.
+func FormCookie(r *http.Request, name string, n int, csrf string, token func(value string) string) (value string, sent bool) {
+	for _, ck := range r.CookiesNamed(name) {
+		if len(ck.Value) != n {
+			continue
+		}
+		sent = true
+		if subtle.ConstantTimeCompare([]byte(csrf), []byte(token(ck.Value))) == 1 {
+			return ck.Value, true
+		}
+	}
+	return "", sent
 }

@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 
@@ -61,7 +60,7 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 		p.message(w, http.StatusBadRequest, "Sign in", "The form could not be read: "+err.Error()+".")
 		return "", f
 	}
-	token, sent := p.formToken(r, f.CSRF)
+	token, sent := guard.FormCookie(r, CookieName, tokenLength, f.CSRF, p.csrf)
 	reason := ""
 	switch {
 	case !guard.SameOrigin(r):
@@ -77,27 +76,4 @@ func (p *Portal) readForm(w http.ResponseWriter, r *http.Request) (string, form)
 		return "", f
 	}
 	return token, f
-}
-
-// formToken returns the pre-session token among the cookies named
-// CookieName that r carries whose CSRF token is csrf ("" when none is),
-// and whether r carries one of a token's length at all. A browser sends
-// every cookie of that name it holds, and a sibling subdomain can give it
-// one of its own (Domain=<parent>, a path more specific than ours, so it
-// comes first): the __Secure- prefix does not stop that, as __Host- would.
-// Reading the first alone, such a cookie made every form of this browser
-// answer "This form has expired" for as long as the planted cookie lived.
-// Its value does not help its planter: a form is still taken only with
-// the token of a cookie it came with, from this origin (guard.SameOrigin).
-func (p *Portal) formToken(r *http.Request, csrf string) (token string, sent bool) {
-	for _, ck := range r.CookiesNamed(CookieName) {
-		if len(ck.Value) != tokenLength {
-			continue
-		}
-		sent = true
-		if subtle.ConstantTimeCompare([]byte(csrf), []byte(p.csrf(ck.Value))) == 1 {
-			return ck.Value, true
-		}
-	}
-	return "", sent
 }
